@@ -1,0 +1,40 @@
+//! Time as microseconds since the Unix epoch, the unit every store column uses.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Microseconds since the Unix epoch (UTC).
+pub type Micros = i64;
+
+/// The current time in microseconds.
+pub fn now_micros() -> Micros {
+    Utc::now().timestamp_micros()
+}
+
+/// Parses an RFC 3339 timestamp (`2023-11-07T05:31:56Z`, offsets allowed).
+pub fn parse_rfc3339(text: &str) -> Option<Micros> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc).timestamp_micros())
+}
+
+/// Formats as RFC 3339 UTC with the shortest exact fractional part.
+pub fn format_rfc3339(at: Micros) -> String {
+    DateTime::<Utc>::from_timestamp_micros(at)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trip() {
+        let at = parse_rfc3339("2023-11-07T05:31:56Z").unwrap();
+        assert_eq!(at, 1_699_335_116_000_000);
+        assert_eq!(format_rfc3339(at), "2023-11-07T05:31:56Z");
+        assert_eq!(format_rfc3339(at + 1500), "2023-11-07T05:31:56.001500Z");
+        assert_eq!(parse_rfc3339("2023-11-07T06:31:56+01:00"), Some(at));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! Command-line definitions (clap derive). Values are checked here; the
+//! commands receive typed arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gatehouse_core::Role;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "Know and control who touches production data", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: the sessions API on one port
+    Serve(ServeArgs),
+    /// Run everything on this machine: a local store, an admin key, a ready curl command
+    Dev(DevArgs),
+    /// Manage API keys (talks to the store directly)
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Search and read sessions through the API
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Fill a store with synthetic sessions, for demos and benchmarks
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Directory holding the embedded SQLite database
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address to listen on
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Fill an empty store with realistic demo sessions
+    #[arg(long)]
+    pub demo: bool,
+    /// How many completed demo sessions to create
+    #[arg(long, default_value_t = 40_000, requires = "demo")]
+    pub demo_sessions: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Organization to fill
+    #[arg(long, default_value = "default")]
+    pub org: String,
+    /// Completed sessions to create
+    #[arg(long, default_value_t = 40_000)]
+    pub sessions: usize,
+    /// Active sessions to create
+    #[arg(long, default_value_t = 36)]
+    pub active: usize,
+    /// Spread start times over this many days before now
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Random seed; the same seed gives the same sessions
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it once
+    Create {
+        /// Organization the key belongs to (created if new)
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::Reader)]
+        role: RoleArg,
+        /// A name to recognise the key by
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List an organization's keys: prefixes, names, roles, times; never secrets
+    List {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key at once, by its prefix
+    Revoke {
+        /// The key's prefix, as `keys list` shows it
+        prefix: String,
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Reader,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Reader => Role::Reader,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Control-plane URL
+    #[arg(long, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:7400")]
+    pub url: String,
+    /// API key
+    #[arg(long, env = "GATEHOUSE_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// A table that fits the terminal
+    Table,
+    /// One JSON object per line (the API's JSON form)
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, newest first
+    List(ListArgs),
+    /// Show one session
+    Get {
+        id: String,
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Json)]
+        output: OutputFormat,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Search query, e.g. 'user.email:alice@example.com AND technology:postgres'
+    #[arg(long, short, default_value = "")]
+    pub query: String,
+    /// Only sessions overlapping the last DURATION (e.g. 15m, 24h, 7d)
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// Window start (RFC 3339)
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Window end (RFC 3339)
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Sort: start_time, end_time or duration, optionally :asc or :desc
+    #[arg(long, default_value = "start_time:desc")]
+    pub sort: String,
+    /// Sessions per page (1 to 100000)
+    #[arg(long, default_value_t = 100)]
+    pub limit: i32,
+    /// Walk every page, not just the first
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}

@@ -1,0 +1,68 @@
+//! `gatehouse keys`: create, list and revoke API keys, directly in the store.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use gatehouse_core::time::{format_rfc3339, now_micros};
+use gatehouse_server::auth::create_api_key;
+
+use super::open_store;
+use crate::cli::KeysCommand;
+use crate::output::Table;
+
+pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create {
+            org,
+            role,
+            name,
+            store,
+        } => {
+            let store = open_store(&store).await?;
+            let org = store.ensure_org(&org).await?;
+            let created = create_api_key(store.as_ref(), org.id, &name, role.into()).await?;
+            eprintln!(
+                "Created a {} key for organization {:?}. It is shown only this once:",
+                gatehouse_core::Role::from(role),
+                org.name
+            );
+            println!("{}", created.key);
+        }
+        KeysCommand::List { org, store } => {
+            let store = open_store(&store).await?;
+            let org = store
+                .find_org(&org)
+                .await?
+                .with_context(|| format!("no organization named {org:?}"))?;
+            let mut table =
+                Table::new(&["PREFIX", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
+            let time = |t: Option<i64>| t.map(format_rfc3339).unwrap_or_else(|| "-".into());
+            for key in store.list_api_keys(org.id).await? {
+                table.row(vec![
+                    key.prefix,
+                    key.name,
+                    key.role.to_string(),
+                    format_rfc3339(key.created),
+                    time(key.last_used),
+                    time(key.revoked),
+                ]);
+            }
+            table.print();
+        }
+        KeysCommand::Revoke { prefix, org, store } => {
+            let store = open_store(&store).await?;
+            let org = store
+                .find_org(&org)
+                .await?
+                .with_context(|| format!("no organization named {org:?}"))?;
+            if !store.revoke_api_key(org.id, &prefix, now_micros()).await? {
+                bail!(
+                    "no live key with prefix {prefix:?} in organization {:?}",
+                    org.name
+                );
+            }
+            eprintln!("Revoked key {prefix}.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

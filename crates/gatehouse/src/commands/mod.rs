@@ -1,0 +1,64 @@
+//! One module per subcommand.
+
+mod dev;
+mod keys;
+mod seed;
+mod serve;
+mod sessions;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gatehouse_store::Store;
+use gatehouse_store::sqlite::SqliteStore;
+
+use crate::cli::{Cli, Command, StoreArgs};
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Keys(command) => keys::run(command).await,
+        Command::Sessions(command) => sessions::run(command).await,
+        Command::Seed(args) => seed::run(args).await,
+    }
+}
+
+/// Opens the store the arguments name, applying migrations.
+pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let path = args.data_dir.join("gatehouse.db");
+    let store = SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("cannot open the store at {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,41 @@
+//! The PostgreSQL wire format (protocol 3.0 and 3.2), and nothing else.
+//!
+//! This crate frames messages read from any [`tokio::io::AsyncRead`] and encodes messages into a
+//! [`bytes::BytesMut`].
+//! It opens no sockets, keeps no session state and logs nothing, so it can be tested and fuzzed
+//! on plain bytes.
+//!
+//! # Layout
+//!
+//! - [`Message`] is one framed message: the whole wire frame as [`bytes::Bytes`], so a relay
+//!   writes it on unchanged.
+//! - [`MessageReader`] owns the read buffer of one connection and hands out [`Message`]s without
+//!   copying; [`try_frame`] is its synchronous core.
+//! - [`Startup`] is the first packet of a connection, which has no type byte.
+//! - [`FrontendTag`] and [`BackendTag`] are the type-byte tables, one per direction.
+//! - [`frontend`] and [`backend`] hold typed views, one file per message, built from a
+//!   [`Message`] with [`Message::decode`] only when a field is needed.
+//! - [`Encode`] is implemented by the messages a proxy sends itself; [`Decode`] by the views.
+//! - [`WireError`] is the one error type.
+#![warn(missing_docs)]
+
+pub mod backend;
+mod codec;
+mod cursor;
+mod error;
+pub mod frontend;
+mod message;
+mod reader;
+mod startup;
+mod tag;
+
+pub use codec::{Decode, Encode};
+pub use error::WireError;
+pub use message::Message;
+pub use reader::{DEFAULT_MAX_MESSAGE_LEN, MessageReader, try_frame};
+pub use startup::{
+    CANCEL_REQUEST_CODE, CancelRequest, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN,
+    MAX_STARTUP_PACKET_LEN, PROTOCOL_3_0, PROTOCOL_3_2, SSL_REQUEST_CODE, SslResponse, Startup,
+    StartupMessage, try_startup,
+};
+pub use tag::{BackendTag, FrontendTag};

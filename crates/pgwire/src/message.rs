@@ -1,0 +1,166 @@
+//! One framed message, as it travels on the wire.
+//!
+//! The relay moves `Message`s byte for byte and inspects only a few, so the whole frame is kept
+//! as [`Bytes`] and typed views are built on demand with [`Message::decode`].
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::{BackendTag, Decode, FrontendTag, WireError};
+
+/// A complete frame: type byte, Int32 length, payload.
+///
+/// Invariant: the frame is at least 5 bytes and its length field equals `frame.len() - 1`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    frame: Bytes,
+}
+
+impl Message {
+    /// Bytes before the payload: the type byte and the length.
+    pub const HEADER_LEN: usize = 5;
+
+    /// Wraps a frame, checking that its length field matches its size.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Malformed`] if the frame is shorter than a header or its length field does
+    /// not match.
+    pub fn from_frame(frame: Bytes) -> Result<Self, WireError> {
+        let Some(&[_, a, b, c, d]) = frame.first_chunk::<5>() else {
+            return Err(WireError::Malformed("frame shorter than its header"));
+        };
+        let len = i32::from_be_bytes([a, b, c, d]);
+        if usize::try_from(len).ok() != Some(frame.len() - 1) {
+            return Err(WireError::Malformed(
+                "length field does not match frame size",
+            ));
+        }
+        Ok(Self { frame })
+    }
+
+    /// For frames this crate built or framed itself.
+    pub(crate) fn from_encoded(frame: Bytes) -> Self {
+        debug_assert!(Self::from_frame(frame.clone()).is_ok());
+        Self { frame }
+    }
+
+    /// The type byte.
+    pub fn tag(&self) -> u8 {
+        self.frame[0]
+    }
+
+    /// The type byte looked up in the client's table.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::UnknownTag`] if no frontend message has this byte.
+    pub fn frontend_tag(&self) -> Result<FrontendTag, WireError> {
+        FrontendTag::from_u8(self.tag()).ok_or(WireError::UnknownTag(self.tag()))
+    }
+
+    /// The type byte looked up in the server's table.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::UnknownTag`] if no backend message has this byte.
+    pub fn backend_tag(&self) -> Result<BackendTag, WireError> {
+        BackendTag::from_u8(self.tag()).ok_or(WireError::UnknownTag(self.tag()))
+    }
+
+    /// The whole frame, to write on unchanged.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// The whole frame, by value.
+    pub fn into_frame(self) -> Bytes {
+        self.frame
+    }
+
+    /// The payload after the type byte and length.
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[Self::HEADER_LEN..]
+    }
+
+    /// The payload as [`Bytes`] sharing the frame's allocation.
+    pub fn payload_bytes(&self) -> Bytes {
+        self.frame.slice(Self::HEADER_LEN..)
+    }
+
+    /// Size of the whole frame in bytes.
+    pub fn len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Always false: a frame has at least a header. Present because `len` is.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Builds the typed view `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::UnexpectedTag`] if this message is not a `T` (the caller still has to know
+    /// the direction, since type bytes collide), otherwise whatever `T`'s decoder reports.
+    pub fn decode<T: Decode>(&self) -> Result<T, WireError> {
+        if self.tag() != T::TAG {
+            return Err(WireError::UnexpectedTag {
+                expected: T::TAG,
+                actual: self.tag(),
+            });
+        }
+        T::decode_body(self.payload_bytes())
+    }
+}
+
+/// Shows type and size only: payloads hold statement text, row data and passwords.
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("tag", &char::from(self.tag()))
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::{Query, Sync};
+
+    #[test]
+    fn from_frame_checks_the_header() {
+        let m = Message::from_frame(Bytes::from_static(b"S\0\0\0\x04")).unwrap();
+        assert_eq!(m.tag(), b'S');
+        assert_eq!(m.payload(), b"");
+        assert_eq!(m.frontend_tag().unwrap(), FrontendTag::Sync);
+        assert_eq!(m.backend_tag().unwrap(), BackendTag::ParameterStatus);
+        assert!(Message::from_frame(Bytes::from_static(b"S\0\0\0\x05")).is_err());
+        assert!(Message::from_frame(Bytes::from_static(b"S\0\0\0")).is_err());
+        assert!(Message::from_frame(Bytes::from_static(b"S\xff\xff\xff\xff")).is_err());
+    }
+
+    #[test]
+    fn decode_checks_the_tag() {
+        let m = Message::from_frame(Bytes::from_static(b"Q\0\0\0\x05\0")).unwrap();
+        assert_eq!(m.decode::<Query>().unwrap().sql, "");
+        assert!(matches!(
+            m.decode::<Sync>(),
+            Err(WireError::UnexpectedTag {
+                expected: b'S',
+                actual: b'Q'
+            })
+        ));
+    }
+
+    #[test]
+    fn debug_hides_the_payload() {
+        let m = Message::from_frame(Bytes::from_static(b"p\0\0\0\x0bsecret\0")).unwrap();
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("'p'"), "{shown}");
+    }
+}

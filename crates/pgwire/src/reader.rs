@@ -1,0 +1,397 @@
+//! Framing: cutting messages out of one read buffer per connection.
+//!
+//! [`try_frame`] is the synchronous core and [`MessageReader`] drives it from an
+//! [`AsyncRead`].
+//! Frames are split off the buffer with `split_to(..).freeze()`, which does not copy.
+
+use std::fmt;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::{Message, Startup, WireError, try_startup};
+
+/// Default for [`MessageReader::max_message_len`]: 256 MiB.
+///
+/// PostgreSQL allows up to 1 GiB, but a relay buffers each message whole, and no client that
+/// needs more than this should go through a recording proxy.
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 256 * 1024 * 1024;
+
+/// The least a read asks for, so that many small messages arrive in one read.
+const READ_CHUNK: usize = 8 * 1024;
+/// The most reserved ahead for one large message, so that a length field alone cannot make
+/// us allocate hundreds of megabytes before the bytes arrive.
+const MAX_RESERVE: usize = 1024 * 1024;
+/// An empty buffer bigger than this is dropped, so one large message does not pin its
+/// allocation for the life of the connection.
+const SHRINK_ABOVE: usize = 4 * MAX_RESERVE;
+
+/// The size of the frame at the front of `buf` (type byte included), once its header is
+/// buffered.
+fn frame_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, WireError> {
+    let Some(&[_, a, b, c, d]) = buf.first_chunk::<5>() else {
+        return Ok(None);
+    };
+    let len = i32::from_be_bytes([a, b, c, d]);
+    // Checked while still signed: a negative length widened to usize would be enormous.
+    let len = match usize::try_from(len) {
+        Ok(len) if len >= 4 => len,
+        _ => return Err(WireError::BadLength { len }),
+    };
+    if len > max_len {
+        return Err(WireError::TooLarge { len, max: max_len });
+    }
+    Ok(Some(len + 1))
+}
+
+/// Splits one complete message off the front of `buf`, or returns `Ok(None)` if more bytes are
+/// needed.
+///
+/// `max_len` bounds the length field, which counts itself and the payload but not the type
+/// byte.
+/// The length is checked as soon as the five header bytes are buffered, so a bad or oversized
+/// frame is rejected without waiting for its body.
+/// Type bytes are not checked; see [`Message::frontend_tag`] and [`Message::backend_tag`].
+///
+/// # Errors
+///
+/// [`WireError::BadLength`] for a length field below 4, [`WireError::TooLarge`] above
+/// `max_len`. `buf` is left as it was.
+pub fn try_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Message>, WireError> {
+    match frame_len(buf, max_len)? {
+        Some(total) if buf.len() >= total => {
+            Ok(Some(Message::from_encoded(buf.split_to(total).freeze())))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The read side of one connection: one buffer, from which messages are split off.
+pub struct MessageReader {
+    buf: BytesMut,
+    max_len: usize,
+}
+
+impl Default for MessageReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MessageReader {
+    /// A reader with [`DEFAULT_MAX_MESSAGE_LEN`].
+    pub fn new() -> Self {
+        Self::with_max_message_len(DEFAULT_MAX_MESSAGE_LEN)
+    }
+
+    /// A reader that rejects length fields above `max_len`.
+    pub fn with_max_message_len(max_len: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            max_len,
+        }
+    }
+
+    /// The largest length field accepted.
+    pub fn max_message_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Changes the limit, for example to a few kilobytes while the client is unauthenticated.
+    pub fn set_max_message_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
+    /// Bytes read but not yet returned as a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Returns the next message, reading from `r` only if no complete message is buffered.
+    ///
+    /// Returns `Ok(None)` when the stream ends cleanly between two messages.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe: all state lives in the buffer, and the only await is
+    /// [`AsyncReadExt::read_buf`], which is cancel-safe. Dropping the future inside
+    /// `tokio::select!` loses no bytes; the next call continues where this one stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::UnexpectedEof`] if the stream ends inside a message, the framing errors of
+    /// [`try_frame`], and [`WireError::Io`].
+    pub async fn read_message<R>(&mut self, r: &mut R) -> Result<Option<Message>, WireError>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        loop {
+            let want = match frame_len(&self.buf, self.max_len)? {
+                Some(total) if self.buf.len() >= total => {
+                    return Ok(Some(Message::from_encoded(
+                        self.buf.split_to(total).freeze(),
+                    )));
+                }
+                Some(total) => total - self.buf.len(),
+                None => READ_CHUNK,
+            };
+            if self.fill(r, want).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(WireError::UnexpectedEof)
+                };
+            }
+        }
+    }
+
+    /// Returns the next message if it is already buffered, without reading.
+    ///
+    /// After [`read_message`](Self::read_message) returns, call this until it yields `None` to
+    /// collect everything the last read brought in, and relay it as one batch.
+    ///
+    /// # Errors
+    ///
+    /// The framing errors of [`try_frame`].
+    pub fn try_next(&mut self) -> Result<Option<Message>, WireError> {
+        try_frame(&mut self.buf, self.max_len)
+    }
+
+    /// Reads the first packet of a connection, which has no type byte.
+    ///
+    /// Returns `Ok(None)` if the stream ends before its first byte, as load-balancer health
+    /// checks do.
+    /// Bytes after the packet stay buffered for [`read_message`](Self::read_message).
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe, for the same reasons as [`read_message`](Self::read_message).
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`try_startup`], [`WireError::UnexpectedEof`] and [`WireError::Io`].
+    /// After an SSLRequest or GSSENCRequest the client must wait for the one-byte answer, so
+    /// bytes already buffered behind it are [`WireError::Malformed`]: they were sent before
+    /// encryption and could have been injected (CVE-2021-23214).
+    pub async fn read_startup<R>(&mut self, r: &mut R) -> Result<Option<Startup>, WireError>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        loop {
+            if let Some(startup) = try_startup(&mut self.buf)? {
+                if matches!(startup, Startup::Ssl | Startup::GssEnc) && !self.buf.is_empty() {
+                    return Err(WireError::Malformed(
+                        "unencrypted data after SSLRequest or GSSENCRequest",
+                    ));
+                }
+                return Ok(Some(startup));
+            }
+            if self.fill(r, READ_CHUNK).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(WireError::UnexpectedEof)
+                };
+            }
+        }
+    }
+
+    /// Reads once, with room for at least `want` bytes (bounded to [`MAX_RESERVE`]).
+    async fn fill<R>(&mut self, r: &mut R, want: usize) -> Result<usize, WireError>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
+            self.buf = BytesMut::new();
+        }
+        // Progressive reservations still grow the buffer geometrically, so a large message
+        // costs O(n) copies in all.
+        self.buf.reserve(want.clamp(READ_CHUNK, MAX_RESERVE));
+        Ok(r.read_buf(&mut self.buf).await?)
+    }
+}
+
+/// Shows sizes only: the buffer holds message contents.
+impl fmt::Debug for MessageReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageReader")
+            .field("buffered", &self.buf.len())
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = DEFAULT_MAX_MESSAGE_LEN;
+
+    fn buf(bytes: &[u8]) -> BytesMut {
+        BytesMut::from(bytes)
+    }
+
+    #[test]
+    fn frames_one_message() {
+        let mut b = buf(b"Q\0\0\0\x0dSELECT 1\0");
+        let m = try_frame(&mut b, MAX).unwrap().unwrap();
+        assert_eq!(m.tag(), b'Q');
+        assert_eq!(m.payload(), b"SELECT 1\0");
+        assert_eq!(&m.frame()[..], b"Q\0\0\0\x0dSELECT 1\0");
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn frames_several_messages_in_one_buffer() {
+        let mut b = buf(b"S\0\0\0\x04H\0\0\0\x04X\0\0\0\x04Q\0\0");
+        let tags: Vec<u8> = std::iter::from_fn(|| try_frame(&mut b, MAX).unwrap())
+            .map(|m| m.tag())
+            .collect();
+        assert_eq!(tags, b"SHX");
+        assert_eq!(&b[..], b"Q\0\0");
+    }
+
+    #[test]
+    fn partial_frame_fed_byte_by_byte() {
+        let wire = b"Q\0\0\0\x0dSELECT 1\0";
+        let mut b = BytesMut::new();
+        for (i, byte) in wire.iter().enumerate() {
+            assert!(
+                try_frame(&mut b, MAX).unwrap().is_none(),
+                "complete after {i} bytes"
+            );
+            b.extend_from_slice(&[*byte]);
+        }
+        assert_eq!(&try_frame(&mut b, MAX).unwrap().unwrap().frame()[..], wire);
+    }
+
+    #[test]
+    fn bad_lengths_are_rejected_at_the_header() {
+        for (header, expected) in [
+            (&b"Q\0\0\0\0"[..], 0),
+            (b"Q\0\0\0\x03", 3),
+            (b"Q\xff\xff\xff\xff", -1),
+            (b"Q\x80\0\0\0", i32::MIN),
+        ] {
+            match try_frame(&mut buf(header), MAX) {
+                Err(WireError::BadLength { len }) => assert_eq!(len, expected),
+                other => panic!("{header:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_lengths_are_rejected_at_the_header() {
+        let mut b = buf(b"d\x7f\xff\xff\xff");
+        assert!(matches!(
+            try_frame(&mut b, MAX),
+            Err(WireError::TooLarge {
+                len: 0x7fff_ffff,
+                max: MAX
+            })
+        ));
+        let mut b = buf(b"d\0\0\0\x09");
+        assert!(matches!(
+            try_frame(&mut b, 8),
+            Err(WireError::TooLarge { len: 9, max: 8 })
+        ));
+        assert!(try_frame(&mut b, 9).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn reads_until_clean_eof() {
+        let mut r: &[u8] = b"S\0\0\0\x04X\0\0\0\x04";
+        let mut reader = MessageReader::new();
+        assert_eq!(
+            reader.read_message(&mut r).await.unwrap().unwrap().tag(),
+            b'S'
+        );
+        assert_eq!(reader.buffered(), 5);
+        assert_eq!(reader.try_next().unwrap().unwrap().tag(), b'X');
+        assert!(reader.try_next().unwrap().is_none());
+        assert!(reader.read_message(&mut r).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn eof_mid_frame_is_an_error() {
+        for wire in [&b"Q"[..], b"Q\0\0\0\x0d", b"Q\0\0\0\x0dSELECT"] {
+            let mut r = wire;
+            let result = MessageReader::new().read_message(&mut r).await;
+            assert!(matches!(result, Err(WireError::UnexpectedEof)), "{wire:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_length_does_not_wait_for_more_bytes() {
+        // The writer stays open, so waiting for more bytes would hang the test.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"Q\xff\xff\xff\xfe")
+            .await
+            .unwrap();
+        let result = MessageReader::new().read_message(&mut server).await;
+        assert!(matches!(result, Err(WireError::BadLength { len: -2 })));
+    }
+
+    #[tokio::test]
+    async fn reads_a_message_larger_than_one_reservation() {
+        let body = vec![7u8; 3 * MAX_RESERVE];
+        let mut wire = vec![b'd'];
+        wire.extend_from_slice(&(i32::try_from(body.len()).unwrap() + 4).to_be_bytes());
+        wire.extend_from_slice(&body);
+        let mut r = &wire[..];
+        let m = MessageReader::new()
+            .read_message(&mut r)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.payload(), &body[..]);
+    }
+
+    #[tokio::test]
+    async fn startup_then_messages_share_the_buffer() {
+        let mut wire = b"\0\0\0\x08\x04\xd2\x16\x30".to_vec(); // GSSENCRequest
+        let mut r = &wire[..];
+        let mut reader = MessageReader::new();
+        assert_eq!(
+            reader.read_startup(&mut r).await.unwrap(),
+            Some(Startup::GssEnc)
+        );
+
+        wire = crate::StartupMessage::new(crate::PROTOCOL_3_0, vec![("user".into(), "u".into())])
+            .unwrap()
+            .frame()
+            .to_vec();
+        wire.extend_from_slice(b"p\0\0\0\x06x\0");
+        let mut r = &wire[..];
+        let Some(Startup::Startup(msg)) = reader.read_startup(&mut r).await.unwrap() else {
+            panic!("expected a startup message");
+        };
+        assert_eq!(msg.user(), Some("u"));
+        assert_eq!(
+            reader.read_message(&mut r).await.unwrap().unwrap().tag(),
+            b'p'
+        );
+    }
+
+    #[tokio::test]
+    async fn data_behind_ssl_request_is_rejected() {
+        let mut r: &[u8] = b"\0\0\0\x08\x04\xd2\x16\x2fQ\0\0\0\x04";
+        let result = MessageReader::new().read_startup(&mut r).await;
+        assert!(matches!(result, Err(WireError::Malformed(_))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn startup_eof() {
+        let mut r: &[u8] = b"";
+        assert!(
+            MessageReader::new()
+                .read_startup(&mut r)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let mut r: &[u8] = b"\0\0\0\x08\x04\xd2";
+        let result = MessageReader::new().read_startup(&mut r).await;
+        assert!(matches!(result, Err(WireError::UnexpectedEof)));
+    }
+}

@@ -1,0 +1,46 @@
+//! Generates the `core.v1` messages and Connect stubs from `proto/`.
+//!
+//! `protoc` comes from the `protoc-bin-vendored` crate, so a fresh machine needs
+//! nothing installed by hand. The descriptor set is written to `OUT_DIR` too:
+//! the server embeds it to answer gRPC reflection.
+
+use connectrpc_build::CodeGenConfig;
+
+/// Request messages whose JSON form must reject unknown fields: the public
+/// schema sets `additionalProperties: false`. Binary protobuf still skips them.
+const STRICT_JSON_REQUESTS: &[&str] = &[
+    "GetSessionRequest",
+    "ListSessionsV2Request",
+    "ListSessionAggregationsRequest",
+    "CreateSessionTerminationRequest",
+    "CancelSessionRequest",
+    "GetSessionTranscriptRequest",
+];
+
+fn main() {
+    let protoc = protoc_bin_vendored::protoc_bin_path().expect("vendored protoc for this platform");
+    let well_known = protoc_bin_vendored::include_path().expect("vendored well-known protos");
+    // Build scripts run single-threaded; connectrpc-build reads PROTOC.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+
+    let mut buffa = CodeGenConfig::default();
+    buffa.generate_json = true;
+    for name in STRICT_JSON_REQUESTS {
+        buffa.message_attributes.push((
+            format!(".core.v1.{name}"),
+            "#[serde(deny_unknown_fields)]".into(),
+        ));
+    }
+
+    connectrpc_build::Config::new()
+        .buffa_config(buffa)
+        .files(&[
+            "proto/core/v1/sessions.proto",
+            "proto/core/v1/list_metadata.proto",
+        ])
+        .includes(&[std::path::PathBuf::from("proto"), well_known])
+        .include_file("_connectrpc.rs")
+        .emit_descriptor_set("gatehouse.fds.bin")
+        .compile()
+        .expect("generate core.v1 code");
+}

@@ -1,0 +1,97 @@
+//! The session search language: turns query text such as
+//! `user.email:alice@example.com AND start_time:>=now-24h` into a typed, backend-neutral
+//! [`Expr`] that the store compiles to SQL with every value bound as a parameter.
+//!
+//! The syntax is Lucene's, as parsed by `tantivy-query-grammar`; see
+//! `shared/spec/query-language.md` for the language. Parsing has two steps, as in tantivy:
+//! the grammar turns text into an untyped `UserInputAst` (field names are plain strings), then
+//! `lower` resolves the names against the field table and types every value.
+//!
+//! This crate does no IO and knows nothing of SQL.
+//!
+//! # Layout
+//!
+//! - `field`: the field table (names, aliases, camelCase and snake_case spellings, kinds).
+//! - `value`: time, duration, IP and CIDR values.
+//! - `ast`: the output types and their compact `Display`.
+//! - `lower`: `UserInputAst` to `Expr`.
+//! - `limits`: length, clause and nesting bounds.
+//! - `error`: `QueryError`.
+//!
+//! # Notes on writing queries
+//!
+//! - A value containing `:` must be quoted or escaped, or the grammar reports a syntax error:
+//!   `client_ip:"2001:db8::1"`, `client_ip:2001\:db8\:\:1`,
+//!   `start_time:"2024-01-01T00:00:00Z"`. Inside ranges and comparisons no quoting is needed:
+//!   `start_time:>=2024-01-01T00:00:00Z`, `client_ip:[::1 TO ::ff]`.
+//! - Inside double quotes, `\` escapes the next character; escaping every `"` and `\` is all
+//!   the quoting any value needs.
+//! - `a b OR c` means `a AND (b OR c)`; see `lower` for why. Use parentheses or explicit
+//!   `AND` to be unambiguous.
+//!
+//! # Choices the spec leaves open
+//!
+//! - Times also accept a bare date (`2024-01-01`, midnight UTC) and `now+1h`.
+//! - Durations also accept `us` and compounds (`1h30m`); a bare number is rejected, because
+//!   `duration:>30` could mean seconds or milliseconds.
+//! - `session_status` values are matched case-insensitively and returned lowercase.
+//! - `field:[* TO *]` is `Exists`, as in Lucene. Boosts (`^2`) are accepted and ignored.
+//!   Regexes, fuzzy terms (`a~1`), proximity (`"a b"~2`) and inner wildcards (`a*b`) are
+//!   rejected.
+//! - For the clause limit a bare term counts once and a set once per element.
+//! - Syntax error positions are 0-based character offsets.
+
+mod ast;
+mod error;
+mod field;
+mod limits;
+mod lower;
+mod value;
+
+pub use ast::{Expr, Op, Predicate, Value};
+pub use error::{QueryError, QueryErrorKind};
+pub use field::{BARE_TERM_FIELDS, Field, FieldKind};
+pub use limits::{MAX_CLAUSES, MAX_NESTING, MAX_QUERY_BYTES};
+pub use value::parse_duration;
+
+/// Parses and type-checks a query.
+///
+/// `now_us` is "now" in microseconds since the Unix epoch, used for `now`, `now-24h` and the
+/// like; passing it in keeps parsing pure and testable. Empty or whitespace-only text is
+/// [`Expr::All`].
+///
+/// # Errors
+///
+/// A [`QueryError`] whose message is fit to show the user: a syntax error with its position,
+/// an unknown field with the closest valid names, a value of the wrong type for its field, an
+/// unsupported feature (regex, fuzzy), or a query over one of the limits
+/// ([`MAX_QUERY_BYTES`], [`MAX_CLAUSES`], [`MAX_NESTING`]).
+///
+/// # Panics
+///
+/// Never, on any input.
+pub fn parse(text: &str, now_us: i64) -> Result<Expr, QueryError> {
+    limits::check_text(text)?;
+    let (ast, errors) = tantivy_query_grammar::parse_query_lenient(text);
+    // The lenient parser recovers from every error and reports them all; the first one is
+    // where the user went wrong, the rest are often consequences of it.
+    if let Some(error) = errors.into_iter().min_by_key(|error| error.pos) {
+        return Err(QueryError::syntax_at(
+            text,
+            error.pos,
+            &explain(&error.message),
+        ));
+    }
+    lower::lower(ast, now_us)
+}
+
+/// Rewords the grammar's messages where they would puzzle a user.
+fn explain(message: &str) -> String {
+    match message {
+        "parsed possible invalid field as term" => {
+            "unexpected `:` in a value; quote it, as in `client_ip:\"2001:db8::1\"`".to_owned()
+        }
+        "expected word" => "expected a value".to_owned(),
+        other => other.replace('\\', ""),
+    }
+}

@@ -1,0 +1,325 @@
+//! Lowering: the grammar's untyped `UserInputAst` to our typed `Expr`.
+//!
+//! This is where field names are resolved, values are typed by their field's kind, operators are
+//! checked against the field, and the Lucene occur markers become `And`/`Or`/`Not`.
+
+use std::ops::Bound;
+
+use tantivy_query_grammar::{
+    Delimiter, Occur, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral,
+};
+
+use crate::ast::{Expr, Op, Value};
+use crate::error::{QueryError, QueryErrorKind};
+use crate::field::{BARE_TERM_FIELDS, Field, FieldKind};
+use crate::limits::{MAX_CLAUSES, MAX_NESTING, nesting_error};
+use crate::value::{
+    DURATION_FORMS, IP_FORMS, TIME_FORMS, parse_cidr, parse_duration, parse_ip, parse_time,
+};
+
+/// The values `session_status` accepts.
+const SESSION_STATUSES: &[&str] = &["active", "completed"];
+
+/// How many suggestions an unknown field gets.
+const SUGGESTIONS: usize = 3;
+
+/// Lowers a parsed query; `now_us` resolves `now` in time values.
+pub(crate) fn lower(ast: UserInputAst, now_us: i64) -> Result<Expr, QueryError> {
+    Lowerer { now_us, clauses: 0 }.ast(ast, 0)
+}
+
+struct Lowerer {
+    now_us: i64,
+    /// Leaf clauses lowered so far, for `MAX_CLAUSES`.
+    clauses: usize,
+}
+
+impl Lowerer {
+    fn ast(&mut self, ast: UserInputAst, depth: usize) -> Result<Expr, QueryError> {
+        // `limits::check_text` already bounds the parser's depth; this guards our own recursion
+        // should the grammar ever nest deeper than the text suggests.
+        if depth > 4 * MAX_NESTING {
+            return Err(nesting_error());
+        }
+        match ast {
+            UserInputAst::Clause(clauses) => self.clause(clauses, depth),
+            // Boosts only change scores, and sessions are filtered, not scored.
+            UserInputAst::Boost(inner, _) => self.ast(*inner, depth + 1),
+            UserInputAst::Leaf(leaf) => self.leaf(*leaf),
+        }
+    }
+
+    /// One boolean clause list, read with Lucene's occur meanings:
+    /// no marker or `+` (juxtaposition, `AND`) is required, `-` (`NOT`) is excluded, and `?`
+    /// (`OR`) marks alternatives.
+    ///
+    /// Lucene treats `?` clauses beside required ones as optional, which only affects scores;
+    /// for a filter that would silently drop them (`a b OR c` would match every `a`). Instead the
+    /// alternatives form one `Or` that is required with the rest: `a b OR c` is
+    /// `a AND (b OR c)`. The grammar already groups explicit `AND` chains, so `a OR b AND c`
+    /// arrives as `?a ?(+b +c)` and keeps AND's tighter binding.
+    fn clause(
+        &mut self,
+        clauses: Vec<(Option<Occur>, UserInputAst)>,
+        depth: usize,
+    ) -> Result<Expr, QueryError> {
+        let mut parts = Vec::with_capacity(clauses.len());
+        let mut alternatives = Vec::new();
+        // Where the `Or` of the alternatives goes, so that the output keeps the input's order.
+        let mut alternatives_at = None;
+        for (occur, ast) in clauses {
+            let expr = self.ast(ast, depth + 1)?;
+            match occur {
+                None | Some(Occur::Must) => parts.push(expr),
+                Some(Occur::MustNot) => parts.push(Expr::not(expr)),
+                Some(Occur::Should) => {
+                    if alternatives_at.is_none() {
+                        alternatives_at = Some(parts.len());
+                        parts.push(Expr::All);
+                    }
+                    alternatives.push(expr);
+                }
+            }
+        }
+        if let Some(slot) = alternatives_at.and_then(|at| parts.get_mut(at)) {
+            *slot = Expr::or(alternatives);
+        }
+        // An empty list (the empty query) is `All`; a list of only `NOT`s is `All AND NOT …`.
+        Ok(Expr::and(parts))
+    }
+
+    fn leaf(&mut self, leaf: UserInputLeaf) -> Result<Expr, QueryError> {
+        match leaf {
+            UserInputLeaf::All => Ok(Expr::All),
+            UserInputLeaf::Literal(literal) => self.literal(literal),
+            UserInputLeaf::Range {
+                field,
+                lower,
+                upper,
+            } => {
+                let name = field.ok_or_else(|| {
+                    QueryError::syntax("a range needs a field, as in `duration:>30m`")
+                })?;
+                let field = resolve(&name)?;
+                self.count(1)?;
+                let lower = self.bound(field, &name, lower)?;
+                let upper = self.bound(field, &name, upper)?;
+                let op = match (&lower, &upper) {
+                    // Lucene's `[* TO *]` means "has a value".
+                    (Bound::Unbounded, Bound::Unbounded) => Op::Exists,
+                    _ => Op::Range { lower, upper },
+                };
+                Ok(Expr::pred(field, op))
+            }
+            UserInputLeaf::Set { field, elements } => {
+                let name = field.ok_or_else(|| {
+                    QueryError::syntax(
+                        "a set needs a field, as in `technology:IN [postgres mysql]`",
+                    )
+                })?;
+                let field = resolve(&name)?;
+                self.count(elements.len().max(1))?;
+                let values = elements
+                    .into_iter()
+                    .map(|element| self.value(field, &name, element))
+                    .collect::<Result<_, _>>()?;
+                Ok(Expr::pred(field, Op::In(values)))
+            }
+            UserInputLeaf::Exists { field } => {
+                let field = resolve(&field)?;
+                self.count(1)?;
+                Ok(Expr::pred(field, Op::Exists))
+            }
+            UserInputLeaf::Regex { .. } => Err(QueryError::unsupported(
+                "regular expressions (`/…/`) are not supported; use a prefix such as `user:ali*`",
+            )),
+        }
+    }
+
+    fn literal(&mut self, literal: UserInputLiteral) -> Result<Expr, QueryError> {
+        let UserInputLiteral {
+            field_name,
+            phrase,
+            delimiter,
+            slop,
+            prefix,
+        } = literal;
+        if slop > 0 {
+            return Err(fuzzy_unsupported());
+        }
+        // The lenient grammar leaves the `*` of an unquoted `ali*` in the phrase instead of
+        // setting `prefix`, and a fuzzy `ali~1` likewise stays in the phrase.
+        let (phrase, prefix) = match phrase.strip_suffix('*') {
+            Some(head) if delimiter == Delimiter::None && !head.ends_with('\\') => {
+                (head.to_owned(), true)
+            }
+            _ => (phrase, prefix),
+        };
+        if delimiter == Delimiter::None {
+            // The grammar reads an operator with nothing after it (`a AND`) as a search term.
+            if field_name.is_none() && matches!(phrase.as_str(), "AND" | "OR" | "NOT") {
+                return Err(QueryError::syntax(format!(
+                    "`{phrase}` needs a term on each side; quote it to search for the word"
+                )));
+            }
+            if field_name.is_none() && matches!(phrase.as_str(), "&&" | "||") {
+                return Err(QueryError::syntax(format!(
+                    "`{phrase}` is not an operator here; write AND or OR"
+                )));
+            }
+            if phrase.contains('*') {
+                return Err(QueryError::unsupported(
+                    "wildcards are only supported at the end of a value, as in `user:ali*`; \
+                     quote the value to search for a literal `*`",
+                ));
+            }
+            if is_fuzzy(&phrase) {
+                return Err(fuzzy_unsupported());
+            }
+        }
+        match field_name {
+            None => self.bare(phrase, prefix),
+            Some(name) => self.term(&name, phrase, prefix),
+        }
+    }
+
+    /// A term without a field searches every `BARE_TERM_FIELDS` field; it counts as one clause.
+    fn bare(&mut self, phrase: String, prefix: bool) -> Result<Expr, QueryError> {
+        self.count(1)?;
+        let op = |text: &str| {
+            if prefix {
+                Op::Prefix(text.to_owned())
+            } else {
+                Op::Contains(text.to_owned())
+            }
+        };
+        Ok(Expr::or(
+            BARE_TERM_FIELDS
+                .iter()
+                .map(|&field| Expr::pred(field, op(&phrase)))
+                .collect(),
+        ))
+    }
+
+    /// `field:value`, `field:"a phrase"`, `field:prefix*`, or `ip_field:network/len`.
+    fn term(&mut self, name: &str, phrase: String, prefix: bool) -> Result<Expr, QueryError> {
+        let field = resolve(name)?;
+        self.count(1)?;
+        let kind = field.kind();
+        let op = if prefix {
+            if !matches!(kind, FieldKind::Keyword | FieldKind::Text) {
+                return Err(QueryError::new(
+                    QueryErrorKind::InvalidValue,
+                    format!(
+                        "prefix search (`*`) does not apply to field `{name}`, which holds {}; {}",
+                        kind_noun(kind),
+                        kind_hint(kind, name)
+                    ),
+                ));
+            }
+            // Statuses are stored lowercase, and `value` lowercases them for `Eq` too.
+            if field == Field::SessionStatus {
+                Op::Prefix(phrase.to_ascii_lowercase())
+            } else {
+                Op::Prefix(phrase)
+            }
+        } else if kind == FieldKind::Ip && phrase.contains('/') {
+            let (first, last) = parse_cidr(&phrase)
+                .ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
+            Op::Cidr { first, last }
+        } else {
+            Op::Eq(self.value(field, name, phrase)?)
+        };
+        Ok(Expr::pred(field, op))
+    }
+
+    fn bound(
+        &self,
+        field: Field,
+        name: &str,
+        bound: UserInputBound,
+    ) -> Result<Bound<Value>, QueryError> {
+        Ok(match bound {
+            UserInputBound::Inclusive(text) => Bound::Included(self.value(field, name, text)?),
+            UserInputBound::Exclusive(text) => Bound::Excluded(self.value(field, name, text)?),
+            UserInputBound::Unbounded => Bound::Unbounded,
+        })
+    }
+
+    /// Types `text` by the field's kind. `name` is the field as the user wrote it, for messages.
+    fn value(&self, field: Field, name: &str, text: String) -> Result<Value, QueryError> {
+        let invalid = |expected: &str| QueryError::invalid_value(name, &text, expected);
+        match field.kind() {
+            FieldKind::Keyword if field == Field::SessionStatus => {
+                let status = text.to_ascii_lowercase();
+                if SESSION_STATUSES.contains(&status.as_str()) {
+                    Ok(Value::Str(status))
+                } else {
+                    Err(invalid("one of `active`, `completed`"))
+                }
+            }
+            FieldKind::Keyword | FieldKind::Text => Ok(Value::Str(text)),
+            FieldKind::Time => parse_time(&text, self.now_us)
+                .map(Value::Time)
+                .ok_or_else(|| invalid(TIME_FORMS)),
+            FieldKind::Duration => parse_duration(&text)
+                .map(Value::Duration)
+                .ok_or_else(|| invalid(DURATION_FORMS)),
+            FieldKind::Ip if text.contains('/') => Err(invalid(
+                "a single IP address here; a network such as 10.0.0.0/8 only works alone, \
+                 as in `client_ip:10.0.0.0/8`",
+            )),
+            FieldKind::Ip => parse_ip(&text)
+                .map(Value::Ip)
+                .ok_or_else(|| invalid(IP_FORMS)),
+        }
+    }
+
+    fn count(&mut self, clauses: usize) -> Result<(), QueryError> {
+        self.clauses = self.clauses.saturating_add(clauses);
+        if self.clauses > MAX_CLAUSES {
+            return Err(QueryError::too_large(format!(
+                "query has too many clauses: the limit is {MAX_CLAUSES}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn resolve(name: &str) -> Result<Field, QueryError> {
+    Field::lookup(name)
+        .ok_or_else(|| QueryError::unknown_field(name, &Field::suggest(name, SUGGESTIONS)))
+}
+
+fn fuzzy_unsupported() -> QueryError {
+    QueryError::unsupported(
+        "fuzzy and proximity search (`~N`) are not supported; \
+         quote the value to search for a literal `~`",
+    )
+}
+
+/// Lucene's fuzzy term: `alice~` or `alice~1`.
+fn is_fuzzy(phrase: &str) -> bool {
+    phrase
+        .rsplit_once('~')
+        .is_some_and(|(_, edits)| edits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn kind_noun(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Keyword => "keywords",
+        FieldKind::Text => "text",
+        FieldKind::Time => "times",
+        FieldKind::Duration => "durations",
+        FieldKind::Ip => "IP addresses",
+    }
+}
+
+fn kind_hint(kind: FieldKind, name: &str) -> String {
+    match kind {
+        FieldKind::Time => format!("use a range such as `{name}:>=now-24h`"),
+        FieldKind::Duration => format!("use a range such as `{name}:>30m`"),
+        FieldKind::Ip => format!("use a network such as `{name}:10.0.0.0/8`"),
+        FieldKind::Keyword | FieldKind::Text => String::new(),
+    }
+}

@@ -1,0 +1,77 @@
+//! The Gatehouse control plane.
+//!
+//! One port serves the `core.v1.SessionsService` over Connect (JSON and
+//! binary, GET for read methods), gRPC and gRPC-Web, plus the standard gRPC
+//! health and reflection services and a plain `GET /health`.
+//!
+//! # Layout
+//! - [`auth`]: API keys and the interceptor that checks them.
+//! - [`cursor`]: signed keyset cursors.
+//! - [`listing`]: ListSessionsV2 validation and paging.
+//! - [`sessions`]: the service handlers.
+//! - [`convert`]: domain sessions to `core.v1` messages.
+
+#![allow(refining_impl_trait_internal, refining_impl_trait_reachable)]
+
+pub mod auth;
+pub mod convert;
+pub mod cursor;
+mod error;
+pub mod listing;
+pub mod sessions;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::routing::get;
+use connectrpc::{ConnectRpcService, Limits};
+use gatehouse_proto::core::v1::SESSIONS_SERVICE_SERVICE_NAME;
+use gatehouse_store::{Store, StoreError};
+use rand::RngCore;
+use tokio::net::TcpListener;
+
+use crate::auth::Authenticator;
+use crate::cursor::CursorCodec;
+use crate::sessions::SessionsApi;
+
+/// Requests larger than this are refused before they are read in full.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+const CURSOR_SECRET: &str = "cursor-signing-key";
+
+/// Builds the HTTP application over `store`.
+pub async fn app(store: Arc<dyn Store>) -> Result<axum::Router, StoreError> {
+    let mut fresh = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut fresh);
+    let cursor_key = store.secret_or_init(CURSOR_SECRET, &fresh).await?;
+
+    let api = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key));
+    let router = connectrpc::Router::new().add_service(Arc::new(api));
+    let (router, _health) =
+        connectrpc_health::install_static(router, [SESSIONS_SERVICE_SERVICE_NAME]);
+    let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(
+        gatehouse_proto::FILE_DESCRIPTOR_SET,
+    )
+    .expect("the compiled descriptor set is valid");
+    let router = connectrpc_reflection::install(router, reflector);
+    let limits = Limits::default()
+        .with_max_request_body_size(MAX_REQUEST_BYTES)
+        .with_max_message_size(MAX_REQUEST_BYTES);
+    let rpc = ConnectRpcService::new(router)
+        .with_limits(limits)
+        .with_interceptor(Authenticator::new(store));
+
+    Ok(axum::Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .fallback_service(rpc))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

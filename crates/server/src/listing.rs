@@ -1,0 +1,177 @@
+//! ListSessionsV2: request validation, one keyset page, and its metadata.
+
+use connectrpc::ConnectError;
+use gatehouse_core::time::{now_micros, parse_rfc3339};
+use gatehouse_core::{Micros, OrgId, Session};
+use gatehouse_store::{Direction, ListQuery, Position, SortKey, Store};
+
+use crate::cursor::{Cursor, CursorCodec, fingerprint};
+use crate::error::{invalid, store_error};
+
+pub const DEFAULT_LIMIT: i32 = 100;
+pub const MAX_LIMIT: i32 = 100_000;
+
+/// A ListSessionsV2 request, as its fields arrived.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListRequest<'a> {
+    pub limit: i32,
+    pub query: &'a str,
+    pub sort_by: &'a str,
+    pub start_timestamp: &'a str,
+    pub end_timestamp: &'a str,
+    pub cursor: &'a str,
+}
+
+/// One page, in display order, with the cursors around it.
+#[derive(Debug)]
+pub struct Page {
+    pub sessions: Vec<Session>,
+    /// Fetches the following page; empty on the last page.
+    pub after: String,
+    /// Fetches the preceding page; empty on the first page.
+    pub before: String,
+}
+
+pub fn parse_sort(text: &str) -> Result<(SortKey, Direction), ConnectError> {
+    let text = text.trim();
+    let (field, direction) = match text.rsplit_once(':') {
+        Some((field, dir)) => (field, Some(dir)),
+        None => (text, None),
+    };
+    let key = match field {
+        "" | "start_time" | "startTime" => SortKey::StartTime,
+        "end_time" | "endTime" => SortKey::EndTime,
+        "duration" => SortKey::Duration,
+        other => {
+            return Err(invalid(format!(
+                "cannot sort by {other:?}: sort_by takes start_time, end_time or duration, optionally followed by :asc or :desc"
+            )));
+        }
+    };
+    let direction = match direction.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("desc") => Direction::Desc,
+        Some("asc") => Direction::Asc,
+        Some(other) => {
+            return Err(invalid(format!(
+                "unknown sort direction {other:?}: use asc or desc"
+            )));
+        }
+    };
+    Ok((key, direction))
+}
+
+fn parse_bound(name: &str, text: &str) -> Result<Option<Micros>, ConnectError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_rfc3339(text).map(Some).ok_or_else(|| {
+        invalid(format!(
+            "{name} {text:?} is not an RFC 3339 time such as 2024-01-31T12:00:00Z"
+        ))
+    })
+}
+
+/// Runs one ListSessionsV2 page for `org`.
+pub async fn list_page(
+    store: &dyn Store,
+    codec: &CursorCodec,
+    org: OrgId,
+    req: ListRequest<'_>,
+) -> Result<Page, ConnectError> {
+    let limit = match req.limit {
+        0 => DEFAULT_LIMIT,
+        n if (1..=MAX_LIMIT).contains(&n) => n,
+        n => {
+            return Err(invalid(format!(
+                "limit {n} is out of range: use 1 to {MAX_LIMIT}, or 0 for {DEFAULT_LIMIT}"
+            )));
+        }
+    } as usize;
+    let (sort, direction) = parse_sort(req.sort_by)?;
+    let window_start = parse_bound("start_timestamp", req.start_timestamp)?;
+    let window_end = parse_bound("end_timestamp", req.end_timestamp)?;
+    if let (Some(start), Some(end)) = (window_start, window_end)
+        && start > end
+    {
+        return Err(invalid("start_timestamp is after end_timestamp"));
+    }
+    let listing = fingerprint(&[
+        req.query,
+        &format!("{sort:?}:{direction:?}"),
+        &format!("{window_start:?}"),
+        &format!("{window_end:?}"),
+    ]);
+    let cursor = match req.cursor.trim() {
+        "" => None,
+        text => Some(
+            codec
+                .decode(text, &listing)
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
+    };
+    let now = cursor.as_ref().map_or_else(now_micros, |c| c.now);
+    let filter = gatehouse_query::parse(req.query, now)
+        .map_err(|e| invalid(format!("invalid query: {e}")))?;
+    let backward = cursor.as_ref().is_some_and(|c| c.backward);
+    let query = ListQuery {
+        filter,
+        window_start,
+        window_end,
+        sort,
+        direction,
+        after: cursor.as_ref().map(|c| Position {
+            key: c.key,
+            id: c.id.clone(),
+        }),
+        reverse: backward,
+        now,
+        // One more than asked tells whether another page follows.
+        limit: limit + 1,
+    };
+    let mut sessions = store
+        .list_sessions(org, &query)
+        .await
+        .map_err(store_error)?;
+    let more = sessions.len() > limit;
+    sessions.truncate(limit);
+    if backward {
+        sessions.reverse();
+    }
+    let mark = |backward: bool, s: &Session| {
+        codec.encode(
+            &Cursor {
+                backward,
+                now,
+                key: query.key_of(s),
+                id: s.id.clone(),
+            },
+            &listing,
+        )
+    };
+    let (first, last) = (sessions.first(), sessions.last());
+    let (after, before) = if backward {
+        (
+            last.map(|s| mark(false, s)),
+            first.filter(|_| more).map(|s| mark(true, s)),
+        )
+    } else {
+        let before = match (&cursor, first) {
+            (Some(_), Some(s)) => Some(mark(true, s)),
+            // An empty page past a cursor still leads back to where it was.
+            (Some(c), None) => Some(codec.encode(
+                &Cursor {
+                    backward: true,
+                    ..c.clone()
+                },
+                &listing,
+            )),
+            (None, _) => None,
+        };
+        (last.filter(|_| more).map(|s| mark(false, s)), before)
+    };
+    Ok(Page {
+        sessions,
+        after: after.unwrap_or_default(),
+        before: before.unwrap_or_default(),
+    })
+}

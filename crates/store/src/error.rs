@@ -1,0 +1,16 @@
+//! Store errors. Database details stay in the source chain, out of messages
+//! that reach API clients.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("an internal database error occurred")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0} (this is a bug)")]
+    Corrupt(String),
+}

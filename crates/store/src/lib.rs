@@ -1,0 +1,61 @@
+//! Storage for the control plane: organizations, API keys and sessions.
+//!
+//! [`Store`] is the one interface the server uses; [`sqlite::SqliteStore`] is
+//! the embedded default. Filters arrive as the typed AST of `gatehouse-query`
+//! and are compiled to SQL by [`sql`], with every value bound as a parameter.
+//!
+//! # Layout
+//! - [`model`]: the records the trait takes and returns.
+//! - [`sql`]: dialect-neutral SQL text building (filters, paging).
+//! - [`sqlite`]: the SQLite implementation and its migrations.
+
+mod error;
+pub mod ip;
+pub mod model;
+mod row;
+pub mod sql;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use gatehouse_core::{Micros, OrgId, Session};
+
+pub use error::StoreError;
+pub use model::*;
+
+/// Everything the control plane stores. Every method that reads sessions or
+/// keys takes the caller's organization: there is no unscoped read.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Returns the organization with this name, creating it if needed.
+    async fn ensure_org(&self, name: &str) -> Result<Org, StoreError>;
+    async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError>;
+
+    async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
+    /// Looks a key up by its public prefix, whatever its organization: this is
+    /// how a request is authenticated, before the organization is known.
+    async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError>;
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError>;
+    /// Revokes a key of `org`; false when there is no such live key.
+    async fn revoke_api_key(
+        &self,
+        org: OrgId,
+        prefix: &str,
+        at: Micros,
+    ) -> Result<bool, StoreError>;
+    async fn touch_api_key(&self, prefix: &str, at: Micros) -> Result<(), StoreError>;
+
+    /// Returns the named installation-wide secret, storing `init` first if it
+    /// is not set yet. Replicas sharing a database thereby share secrets.
+    async fn secret_or_init(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Inserts sessions; a session whose id already exists is left unchanged.
+    /// Returns how many were new.
+    async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError>;
+    async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError>;
+    /// One page of sessions in the query's order, up to `query.limit` rows.
+    async fn list_sessions(
+        &self,
+        org: OrgId,
+        query: &ListQuery,
+    ) -> Result<Vec<Session>, StoreError>;
+}

@@ -1,0 +1,98 @@
+//! Reading and writing session rows, shared by both databases.
+
+use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
+use gatehouse_core::{Identity, Session};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::StoreError;
+
+/// Decodes a row selected with [`crate::sql::SESSION_COLUMNS`].
+pub(crate) fn session_from_row<'r, R>(row: &'r R) -> Result<Session, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text =
+        |col: &'static str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(col)?) };
+    let list = |col: &'static str| -> Result<Vec<String>, StoreError> {
+        let json = text(col)?;
+        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+    };
+    let formal = Identity {
+        id: text("user_id")?,
+        name: text("user_name")?,
+        email: text("user_email")?,
+        kind: text("user_formal_type")?,
+        groups: list("user_groups")?,
+        external_ids: list("user_external_ids")?,
+    };
+    let end_user = Identity {
+        id: text("end_user_id")?,
+        name: text("end_user_name")?,
+        email: text("end_user_email")?,
+        kind: text("end_user_type")?,
+        groups: list("end_user_groups")?,
+        external_ids: Vec::new(),
+    };
+    Ok(Session {
+        id: text("id")?,
+        start: row.try_get("start_us")?,
+        end: row.try_get("end_us")?,
+        client_ip: text("client_ip")?,
+        server_ip: text("server_ip")?,
+        sidecar: Sidecar {
+            id: text("sidecar_id")?,
+            name: text("sidecar_name")?,
+            technology: text("sidecar_technology")?,
+        },
+        user: SessionUser {
+            kind: text("user_type")?,
+            username: text("user_username")?,
+            formal: (formal != Identity::default()).then_some(formal),
+            end_user: (end_user != Identity::default()).then_some(end_user),
+            native_username: text("native_username")?,
+        },
+        resource: ResourceRef {
+            kind: text("resource_type")?,
+            id: text("resource_id")?,
+            name: text("resource_name")?,
+            technology: text("resource_technology")?,
+        },
+        connector: ConnectorRef {
+            id: text("connector_id")?,
+            name: text("connector_name")?,
+        },
+        parent_session_id: text("parent_session_id")?,
+    })
+}
+
+/// The many-valued fields of a session, as `(field code, value)` pairs.
+pub(crate) fn many_values(session: &Session) -> Vec<(i64, &str)> {
+    use crate::sql::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS};
+    let mut out = Vec::new();
+    if let Some(formal) = &session.user.formal {
+        out.extend(formal.groups.iter().map(|g| (USER_GROUPS, g.as_str())));
+        out.extend(
+            formal
+                .external_ids
+                .iter()
+                .map(|g| (USER_EXTERNAL_IDS, g.as_str())),
+        );
+    }
+    if let Some(end_user) = &session.user.end_user {
+        out.extend(
+            end_user
+                .groups
+                .iter()
+                .map(|g| (END_USER_GROUPS, g.as_str())),
+        );
+    }
+    out
+}
+
+pub(crate) fn json_list(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
+}

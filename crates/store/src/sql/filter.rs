@@ -1,0 +1,338 @@
+//! Compiles a query AST into a SQL boolean expression over `sessions s`.
+
+use std::ops::Bound;
+
+use gatehouse_query::{Expr, Field, FieldKind, Op, Predicate, Value};
+
+use super::builder::{Arg, Dialect, SqlBuilder};
+use crate::ip;
+
+/// Where a field lives in the `sessions` table (aliased `s`).
+enum Column {
+    /// A plain column.
+    Plain(&'static str),
+    /// Text form for display and substring search, 16-byte form for comparisons.
+    Ip {
+        text: &'static str,
+        bytes: &'static str,
+    },
+    /// A many-valued field in `session_values`, by its field code.
+    Many(i64),
+    /// `active` while `end_us` is NULL, else `completed`.
+    Status,
+    /// Stored for completed sessions; elapsed up to `now` for active ones.
+    Duration,
+}
+
+/// Codes of many-valued fields in `session_values.field`.
+pub const USER_GROUPS: i64 = 1;
+pub const USER_EXTERNAL_IDS: i64 = 2;
+pub const END_USER_GROUPS: i64 = 3;
+
+fn column(field: Field) -> Column {
+    use Column::*;
+    match field {
+        Field::Id => Plain("s.id"),
+        Field::SessionStatus => Status,
+        Field::StartTime => Plain("s.start_us"),
+        Field::EndTime => Plain("s.end_us"),
+        Field::Duration => Duration,
+        Field::ParentSessionId => Plain("s.parent_session_id"),
+        Field::ClientIp => Ip {
+            text: "s.client_ip",
+            bytes: "s.client_ip_bin",
+        },
+        Field::ServerIp => Ip {
+            text: "s.server_ip",
+            bytes: "s.server_ip_bin",
+        },
+        Field::SidecarId => Plain("s.sidecar_id"),
+        Field::SidecarName => Plain("s.sidecar_name"),
+        Field::SidecarTechnology => Plain("s.sidecar_technology"),
+        Field::UserType => Plain("s.user_type"),
+        Field::UserUsername => Plain("s.user_username"),
+        Field::UserId => Plain("s.user_id"),
+        Field::UserName => Plain("s.user_name"),
+        Field::UserEmail => Plain("s.user_email"),
+        Field::UserFormalType => Plain("s.user_formal_type"),
+        Field::UserGroups => Many(USER_GROUPS),
+        Field::UserExternalIds => Many(USER_EXTERNAL_IDS),
+        Field::EndUserId => Plain("s.end_user_id"),
+        Field::EndUserName => Plain("s.end_user_name"),
+        Field::EndUserEmail => Plain("s.end_user_email"),
+        Field::EndUserType => Plain("s.end_user_type"),
+        Field::EndUserGroups => Many(END_USER_GROUPS),
+        Field::NativeUsername => Plain("s.native_username"),
+        Field::ResourceId => Plain("s.resource_id"),
+        Field::ResourceName => Plain("s.resource_name"),
+        Field::ResourceType => Plain("s.resource_type"),
+        Field::ResourceTechnology => Plain("s.resource_technology"),
+        Field::ConnectorId => Plain("s.connector_id"),
+        Field::ConnectorName => Plain("s.connector_name"),
+    }
+}
+
+/// Appends `expr` as a boolean SQL expression. `now` is the listing's instant,
+/// used for the elapsed duration of active sessions.
+pub fn push_filter(b: &mut SqlBuilder, expr: &Expr, now: i64) {
+    match expr {
+        Expr::All => {
+            b.push("1 = 1");
+        }
+        Expr::And(parts) => push_joined(b, parts, " AND ", "1 = 1", now),
+        Expr::Or(parts) => push_joined(b, parts, " OR ", "1 = 0", now),
+        Expr::Not(inner) => {
+            // `IS NOT TRUE` keeps NOT two-valued: an active session has no
+            // end time, so it must match `NOT end_time:>X`.
+            b.push("((");
+            push_filter(b, inner, now);
+            b.push(") IS NOT TRUE)");
+        }
+        Expr::Pred(pred) => push_predicate(b, pred, now),
+    }
+}
+
+fn push_joined(b: &mut SqlBuilder, parts: &[Expr], sep: &str, empty: &str, now: i64) {
+    if parts.is_empty() {
+        b.push(empty);
+        return;
+    }
+    b.push("(");
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            b.push(sep);
+        }
+        push_filter(b, part, now);
+    }
+    b.push(")");
+}
+
+fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, now: i64) {
+    let kind = pred.field.kind();
+    match column(pred.field) {
+        Column::Plain(col) => push_op(b, &|b| push_text(b, col), kind, &pred.op),
+        Column::Ip { text, bytes } => match &pred.op {
+            // Substring search looks at the address as written.
+            Op::Contains(_) | Op::Prefix(_) => {
+                push_op(b, &|b| push_text(b, text), FieldKind::Keyword, &pred.op)
+            }
+            Op::Exists => {
+                b.push(bytes).push(" IS NOT NULL");
+            }
+            _ => push_op(b, &|b| push_text(b, bytes), kind, &pred.op),
+        },
+        Column::Many(code) => {
+            if pred.op == Op::Exists {
+                b.push("EXISTS (SELECT 1 FROM session_values v WHERE v.session_pk = s.pk AND v.field = ");
+                b.bind_int(code).push(")");
+            } else {
+                b.push("s.pk IN (SELECT v.session_pk FROM session_values v WHERE v.field = ");
+                b.bind_int(code).push(" AND ");
+                push_op(
+                    b,
+                    &|b| push_text(b, "v.value"),
+                    FieldKind::Keyword,
+                    &pred.op,
+                );
+                b.push(")");
+            }
+        }
+        Column::Status => match &pred.op {
+            // The common cases in the shape the partial index serves.
+            Op::Eq(Value::Str(v)) if v == "active" => {
+                b.push("s.end_us IS NULL");
+            }
+            Op::Eq(Value::Str(v)) if v == "completed" => {
+                b.push("s.end_us IS NOT NULL");
+            }
+            op => push_op(
+                b,
+                &|b| {
+                    push_text(
+                        b,
+                        "(CASE WHEN s.end_us IS NULL THEN 'active' ELSE 'completed' END)",
+                    )
+                },
+                FieldKind::Keyword,
+                op,
+            ),
+        },
+        Column::Duration => {
+            let duration = move |b: &mut SqlBuilder| {
+                b.push("COALESCE(s.duration_us, ")
+                    .bind_int(now)
+                    .push(" - s.start_us)");
+            };
+            push_op(b, &duration, kind, &pred.op)
+        }
+    }
+}
+
+fn push_text(b: &mut SqlBuilder, sql: &'static str) {
+    b.push(sql);
+}
+
+/// Whether comparisons ignore case: text fields do, per the language spec.
+fn folds_case(kind: FieldKind) -> bool {
+    kind == FieldKind::Text
+}
+
+fn push_op(b: &mut SqlBuilder, col: &dyn Fn(&mut SqlBuilder), kind: FieldKind, op: &Op) {
+    let fold = folds_case(kind) && b.dialect() == Dialect::Postgres;
+    // SQLite folds through the columns' NOCASE collation; PostgreSQL needs lower().
+    let lhs = |b: &mut SqlBuilder| {
+        if fold {
+            b.push("lower(");
+            col(b);
+            b.push(")");
+        } else {
+            col(b);
+        }
+    };
+    let rhs = |b: &mut SqlBuilder, value: &Value| {
+        if fold {
+            b.push("lower(");
+            b.bind(arg(value));
+            b.push(")");
+        } else {
+            b.bind(arg(value));
+        }
+    };
+    match op {
+        Op::Eq(value) => {
+            lhs(b);
+            b.push(" = ");
+            rhs(b, value);
+        }
+        Op::In(values) if values.is_empty() => {
+            b.push("1 = 0");
+        }
+        Op::In(values) => {
+            lhs(b);
+            b.push(" IN (");
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    b.push(", ");
+                }
+                rhs(b, value);
+            }
+            b.push(")");
+        }
+        Op::Prefix(prefix) if kind == FieldKind::Text => {
+            push_like(b, col, &format!("{}%", escape_like(prefix)));
+        }
+        Op::Prefix(prefix) => {
+            // Case-sensitive, unlike LIKE in SQLite.
+            b.push("substr(");
+            col(b);
+            b.push(", 1, ")
+                .bind_int(prefix.chars().count() as i64)
+                .push(") = ");
+            b.bind_text(prefix.clone());
+        }
+        Op::Contains(needle) => {
+            push_like(b, col, &format!("%{}%", escape_like(needle)));
+        }
+        Op::Range { lower, upper } => {
+            let mut any = false;
+            for (bound, inclusive, exclusive) in [(lower, " >= ", " > "), (upper, " <= ", " < ")] {
+                let (value, cmp) = match bound {
+                    Bound::Included(v) => (v, inclusive),
+                    Bound::Excluded(v) => (v, exclusive),
+                    Bound::Unbounded => continue,
+                };
+                b.push(if any { " AND " } else { "(" });
+                any = true;
+                lhs(b);
+                b.push(cmp);
+                rhs(b, value);
+            }
+            if any {
+                b.push(")");
+            } else {
+                col(b);
+                b.push(" IS NOT NULL");
+            }
+        }
+        Op::Exists => {
+            col(b);
+            match kind {
+                FieldKind::Keyword | FieldKind::Text => b.push(" <> ''"),
+                _ => b.push(" IS NOT NULL"),
+            };
+        }
+        Op::Cidr { first, last } => {
+            col(b);
+            b.push(" BETWEEN ").bind(Arg::Blob(ip::to_bytes(*first)));
+            b.push(" AND ").bind(Arg::Blob(ip::to_bytes(*last)));
+        }
+    }
+}
+
+/// Case-insensitive `LIKE` in both dialects.
+fn push_like(b: &mut SqlBuilder, col: &dyn Fn(&mut SqlBuilder), pattern: &str) {
+    col(b);
+    b.push(match b.dialect() {
+        Dialect::Sqlite => " LIKE ",
+        Dialect::Postgres => " ILIKE ",
+    });
+    b.bind_text(pattern).push(" ESCAPE '\\'");
+}
+
+/// Escapes LIKE's wildcards so a user's `%` or `_` matches itself.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn arg(value: &Value) -> Arg {
+    match value {
+        Value::Str(s) => Arg::Text(s.clone()),
+        Value::Time(t) => Arg::Int(*t),
+        Value::Duration(d) => Arg::Int(*d),
+        Value::Ip(addr) => Arg::Blob(ip::to_bytes(*addr)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(query: &str, dialect: Dialect) -> (String, Vec<Arg>) {
+        let expr = gatehouse_query::parse(query, 1_000).expect("query parses");
+        let mut b = SqlBuilder::new(dialect);
+        push_filter(&mut b, &expr, 1_000);
+        b.into_parts()
+    }
+
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let (sql, args) = compile(r#"user:"x' OR 1=1 --""#, Dialect::Sqlite);
+        assert!(!sql.contains("OR 1=1"), "{sql}");
+        assert!(args.contains(&Arg::Text("x' OR 1=1 --".into())), "{args:?}");
+    }
+
+    #[test]
+    fn text_fields_fold_case_on_postgres() {
+        let (sql, _) = compile("user.email:Alice@Example.com", Dialect::Postgres);
+        assert_eq!(sql, "lower(s.user_email) = lower($1)");
+    }
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        let (_, args) = compile("user.email:a%_b*", Dialect::Sqlite);
+        assert_eq!(args, vec![Arg::Text("a\\%\\_b%".into())]);
+    }
+
+    #[test]
+    fn negation_is_two_valued() {
+        let (sql, _) = compile("-end_time:*", Dialect::Sqlite);
+        assert!(sql.contains("IS NOT TRUE"), "{sql}");
+    }
+}

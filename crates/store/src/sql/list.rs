@@ -1,0 +1,143 @@
+//! The keyset-paged listing statement.
+//!
+//! Ordering by start time is one index scan. Ordering by end time or duration
+//! needs a key that active sessions do not store (they have not ended), so
+//! those listings read two index-ordered arms, completed and active, and merge
+//! them: each arm is itself a bounded, index-ordered scan.
+
+use gatehouse_core::OrgId;
+
+use super::builder::SqlBuilder;
+use super::filter::push_filter;
+use crate::model::{ACTIVE_END_KEY, Direction, ListQuery, SortKey};
+
+/// The columns a session is read from, in the order every reader expects.
+pub const SESSION_COLUMNS: &str = "s.pk, s.id, s.start_us, s.end_us, s.client_ip, s.server_ip, \
+    s.sidecar_id, s.sidecar_name, s.sidecar_technology, s.user_type, s.user_username, \
+    s.user_id, s.user_name, s.user_email, s.user_formal_type, s.user_groups, s.user_external_ids, \
+    s.end_user_id, s.end_user_name, s.end_user_email, s.end_user_type, s.end_user_groups, \
+    s.native_username, s.resource_type, s.resource_id, s.resource_name, s.resource_technology, \
+    s.connector_id, s.connector_name, s.parent_session_id";
+
+/// One arm of a listing: a subset of sessions and its sort key expression.
+struct Arm {
+    only: Option<&'static str>,
+    key: Key,
+}
+
+enum Key {
+    Column(&'static str),
+    Constant(i64),
+    /// `now - start_us`: the elapsed time of an active session.
+    Elapsed,
+}
+
+fn arms(sort: SortKey) -> Vec<Arm> {
+    match sort {
+        SortKey::StartTime => vec![Arm {
+            only: None,
+            key: Key::Column("s.start_us"),
+        }],
+        SortKey::EndTime => vec![
+            Arm {
+                only: Some("s.end_us IS NOT NULL"),
+                key: Key::Column("s.end_us"),
+            },
+            Arm {
+                only: Some("s.end_us IS NULL"),
+                key: Key::Constant(ACTIVE_END_KEY),
+            },
+        ],
+        SortKey::Duration => vec![
+            Arm {
+                only: Some("s.end_us IS NOT NULL"),
+                key: Key::Column("s.duration_us"),
+            },
+            Arm {
+                only: Some("s.end_us IS NULL"),
+                key: Key::Elapsed,
+            },
+        ],
+    }
+}
+
+/// Appends the full listing statement for `org`. `earliest_start` is a lower
+/// bound on the start of any session overlapping the window (see the store),
+/// which turns the window into an index range.
+pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: Option<i64>) {
+    // Walking backwards flips the scan, and the caller re-reverses the rows.
+    let descending = (q.direction == Direction::Desc) != q.reverse;
+    let order = if descending { "DESC" } else { "ASC" };
+    let arms = arms(q.sort);
+    let merged = arms.len() > 1;
+    if merged {
+        b.push("SELECT * FROM (");
+    }
+    for (i, arm) in arms.iter().enumerate() {
+        if i > 0 {
+            b.push(" UNION ALL ");
+        }
+        if merged {
+            b.push("SELECT * FROM (");
+        }
+        b.push("SELECT ").push(SESSION_COLUMNS).push(", ");
+        push_key(b, &arm.key, q.now);
+        b.push(" AS sort_key FROM sessions s WHERE s.org_id = ")
+            .bind_int(org.0);
+        if let Some(only) = arm.only {
+            b.push(" AND ").push(only);
+        }
+        if let Some(end) = q.window_end {
+            b.push(" AND s.start_us < ").bind_int(end);
+        }
+        if let Some(start) = q.window_start {
+            b.push(" AND (s.end_us IS NULL OR s.end_us >= ")
+                .bind_int(start)
+                .push(")");
+            if let Some(earliest) = earliest_start {
+                b.push(" AND s.start_us >= ").bind_int(earliest);
+            }
+        }
+        b.push(" AND ");
+        push_filter(b, &q.filter, q.now);
+        if let Some(after) = &q.after {
+            b.push(" AND (");
+            push_key(b, &arm.key, q.now);
+            b.push(", s.id) ")
+                .push(if descending { "<" } else { ">" })
+                .push(" (");
+            b.bind_int(after.key)
+                .push(", ")
+                .bind_text(after.id.clone())
+                .push(")");
+        }
+        b.push(" ORDER BY ");
+        push_key(b, &arm.key, q.now);
+        b.push(" ").push(order).push(", s.id ").push(order);
+        b.push(" LIMIT ").bind_int(q.limit as i64);
+        if merged {
+            b.push(")");
+        }
+    }
+    if merged {
+        b.push(") ORDER BY sort_key ")
+            .push(order)
+            .push(", id ")
+            .push(order);
+        b.push(" LIMIT ").bind_int(q.limit as i64);
+    }
+}
+
+fn push_key(b: &mut SqlBuilder, key: &Key, now: i64) {
+    match key {
+        Key::Column(col) => {
+            b.push(col);
+        }
+        Key::Constant(value) => {
+            b.bind_int(*value);
+        }
+        Key::Elapsed => {
+            b.push("(").bind_int(now).push(" - s.start_us)");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The embedded default store: one SQLite file under the data directory.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_core::{Micros, OrgId, Role, Session};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqlitePool};
+
+use crate::model::*;
+use crate::row::{json_list, many_values, session_from_row};
+use crate::sql::{Arg, Dialect, SqlBuilder, push_list};
+use crate::{Store, StoreError, ip};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for benchmarks that compare raw queries with the API.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A lower bound on the start of any session of `org` that overlaps a
+    /// window starting at `window_start`: completed sessions last at most the
+    /// longest stored duration, and active ones started no earlier than the
+    /// oldest active start. Both are single index probes.
+    async fn earliest_start(&self, org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT MAX(duration_us) FROM sessions WHERE org_id = ?1) AS longest, \
+                    (SELECT MIN(start_us) FROM sessions WHERE org_id = ?1 AND end_us IS NULL) AS oldest_active",
+        )
+        .bind(org.0)
+        .fetch_one(&self.pool)
+        .await?;
+        let longest: Option<i64> = row.try_get("longest")?;
+        let oldest_active: Option<i64> = row.try_get("oldest_active")?;
+        let completed_bound = window_start.saturating_sub(longest.unwrap_or(0));
+        Ok(oldest_active.map_or(completed_bound, |oldest| oldest.min(completed_bound)))
+    }
+}
+
+/// Builds a query from built SQL, binding every argument in order.
+fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
+    let mut query = sqlx::query(sql);
+    for arg in args {
+        query = match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::Blob(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+fn parse_role(text: &str) -> Result<Role, StoreError> {
+    Role::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ensure_org(&self, name: &str) -> Result<Org, StoreError> {
+        sqlx::query("INSERT INTO organizations (name, created_us) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(gatehouse_core::time::now_micros())
+            .execute(&self.pool)
+            .await?;
+        self.find_org(name).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!("organization {name:?} vanished after insert"))
+        })
+    }
+
+    async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM organizations WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(Org {
+                id: OrgId(row.try_get("id")?),
+                name: row.try_get("name")?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (org_id, prefix, secret_hash, name, role, created_us) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.org.0)
+        .bind(&key.prefix)
+        .bind(&key.secret_hash)
+        .bind(&key.name)
+        .bind(key.role.as_str())
+        .bind(key.created)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        let row = sqlx::query(
+            "SELECT org_id, prefix, secret_hash, role, revoked_us FROM api_keys WHERE prefix = ?",
+        )
+        .bind(prefix)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredApiKey {
+            org: OrgId(row.try_get("org_id")?),
+            prefix: row.try_get("prefix")?,
+            secret_hash: row.try_get("secret_hash")?,
+            role: parse_role(row.try_get("role")?)?,
+            revoked: row.try_get::<Option<i64>, _>("revoked_us")?.is_some(),
+        }))
+    }
+
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT prefix, name, role, created_us, last_used_us, revoked_us FROM api_keys \
+             WHERE org_id = ? ORDER BY created_us, id",
+        )
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    prefix: row.try_get("prefix")?,
+                    name: row.try_get("name")?,
+                    role: parse_role(row.try_get("role")?)?,
+                    created: row.try_get("created_us")?,
+                    last_used: row.try_get("last_used_us")?,
+                    revoked: row.try_get("revoked_us")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        org: OrgId,
+        prefix: &str,
+        at: Micros,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_us = ? WHERE org_id = ? AND prefix = ? AND revoked_us IS NULL",
+        )
+        .bind(at)
+        .bind(org.0)
+        .bind(prefix)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_api_key(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_us = ? WHERE prefix = ?")
+            .bind(at)
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn secret_or_init(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(init)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
+    async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for s in sessions {
+            let formal = s.user.formal.clone().unwrap_or_default();
+            let end_user = s.user.end_user.clone().unwrap_or_default();
+            let pk: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO sessions (org_id, id, start_us, end_us, duration_us, client_ip, client_ip_bin, \
+                 server_ip, server_ip_bin, sidecar_id, sidecar_name, sidecar_technology, user_type, user_username, \
+                 user_id, user_name, user_email, user_formal_type, user_groups, user_external_ids, end_user_id, \
+                 end_user_name, end_user_email, end_user_type, end_user_groups, native_username, resource_type, \
+                 resource_id, resource_name, resource_technology, connector_id, connector_name, parent_session_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (org_id, id) DO NOTHING RETURNING pk",
+            )
+            .bind(org.0)
+            .bind(&s.id)
+            .bind(s.start)
+            .bind(s.end)
+            .bind(s.end.map(|end| end - s.start))
+            .bind(&s.client_ip)
+            .bind(ip::parse_bytes(&s.client_ip))
+            .bind(&s.server_ip)
+            .bind(ip::parse_bytes(&s.server_ip))
+            .bind(&s.sidecar.id)
+            .bind(&s.sidecar.name)
+            .bind(&s.sidecar.technology)
+            .bind(&s.user.kind)
+            .bind(&s.user.username)
+            .bind(&formal.id)
+            .bind(&formal.name)
+            .bind(&formal.email)
+            .bind(&formal.kind)
+            .bind(json_list(&formal.groups))
+            .bind(json_list(&formal.external_ids))
+            .bind(&end_user.id)
+            .bind(&end_user.name)
+            .bind(&end_user.email)
+            .bind(&end_user.kind)
+            .bind(json_list(&end_user.groups))
+            .bind(&s.user.native_username)
+            .bind(&s.resource.kind)
+            .bind(&s.resource.id)
+            .bind(&s.resource.name)
+            .bind(&s.resource.technology)
+            .bind(&s.connector.id)
+            .bind(&s.connector.name)
+            .bind(&s.parent_session_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(pk) = pk else { continue };
+            inserted += 1;
+            for (field, value) in many_values(s) {
+                sqlx::query(
+                    "INSERT INTO session_values (session_pk, field, value) VALUES (?, ?, ?)",
+                )
+                .bind(pk)
+                .bind(field)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions s WHERE s.org_id = ? AND s.id = ?",
+            crate::sql::SESSION_COLUMNS
+        );
+        let row = sqlx::query(&sql)
+            .bind(org.0)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn list_sessions(
+        &self,
+        org: OrgId,
+        query: &ListQuery,
+    ) -> Result<Vec<Session>, StoreError> {
+        let earliest = match query.window_start {
+            Some(start) => Some(self.earliest_start(org, start).await?),
+            None => None,
+        };
+        let mut builder = SqlBuilder::new(Dialect::Sqlite);
+        push_list(&mut builder, org, query, earliest);
+        let (sql, args) = builder.into_parts();
+        let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+}
