@@ -26,18 +26,12 @@ fn main() {
     let mut buffa = CodeGenConfig::default();
     buffa.generate_json = true;
     for name in STRICT_JSON_REQUESTS {
-        buffa.message_attributes.push((
-            format!(".core.v1.{name}"),
-            "#[serde(deny_unknown_fields)]".into(),
-        ));
+        buffa.message_attributes.push((format!(".core.v1.{name}"), "#[serde(deny_unknown_fields)]".into()));
     }
 
     connectrpc_build::Config::new()
         .buffa_config(buffa)
-        .files(&[
-            "proto/core/v1/sessions.proto",
-            "proto/core/v1/list_metadata.proto",
-        ])
+        .files(&["proto/core/v1/sessions.proto", "proto/core/v1/list_metadata.proto"])
         .includes(&[std::path::PathBuf::from("proto"), well_known])
         .include_file("_connectrpc.rs")
         .emit_descriptor_set("gatehouse.fds.bin")

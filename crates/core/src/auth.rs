@@ -26,10 +26,7 @@ impl Role {
 
     /// Whether this role includes everything `needed` allows.
     pub fn allows(self, needed: Role) -> bool {
-        matches!(
-            (self, needed),
-            (Role::Admin, _) | (Role::Reader, Role::Reader)
-        )
+        matches!((self, needed), (Role::Admin, _) | (Role::Reader, Role::Reader))
     }
 }
 

@@ -12,9 +12,7 @@ pub fn now_micros() -> Micros {
 
 /// Parses an RFC 3339 timestamp (`2023-11-07T05:31:56Z`, offsets allowed).
 pub fn parse_rfc3339(text: &str) -> Option<Micros> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .ok()
-        .map(|t| t.with_timezone(&Utc).timestamp_micros())
+    DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.with_timezone(&Utc).timestamp_micros())
 }
 
 /// Formats as RFC 3339 UTC with the shortest exact fractional part.

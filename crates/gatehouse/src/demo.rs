@@ -8,42 +8,17 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const FIRST_NAMES: &[&str] = &[
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
-    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yusuf", "zoe",
-    "amara", "bashir", "chen", "dmitri", "elif", "farah", "goran", "hana", "ines", "jonas",
-    "kenji", "lucia", "mateo", "noor", "oskar", "priya", "quinn", "rosa", "sven",
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia",
+    "peggy", "rupert", "sybil", "trent", "victor", "walter", "yusuf", "zoe", "amara", "bashir", "chen", "dmitri",
+    "elif", "farah", "goran", "hana", "ines", "jonas", "kenji", "lucia", "mateo", "noor", "oskar", "priya", "quinn",
+    "rosa", "sven",
 ];
-const LAST_NAMES: &[&str] = &[
-    "smith", "jones", "garcia", "kim", "nguyen", "patel", "muller", "rossi", "silva", "tanaka",
-    "okafor", "novak",
-];
-const GROUPS: &[&str] = &[
-    "dba",
-    "sre",
-    "backend",
-    "data",
-    "analytics",
-    "security",
-    "support",
-    "finance",
-    "oncall",
-];
-const MACHINES: &[&str] = &[
-    "etl-nightly",
-    "billing-worker",
-    "metrics-exporter",
-    "airflow",
-    "dbt-runner",
-    "backup-agent",
-];
-const NATIVE_ROLES: &[&str] = &[
-    "app_readonly",
-    "app_rw",
-    "analyst",
-    "admin",
-    "replicator",
-    "postgres",
-];
+const LAST_NAMES: &[&str] =
+    &["smith", "jones", "garcia", "kim", "nguyen", "patel", "muller", "rossi", "silva", "tanaka", "okafor", "novak"];
+const GROUPS: &[&str] = &["dba", "sre", "backend", "data", "analytics", "security", "support", "finance", "oncall"];
+const MACHINES: &[&str] =
+    &["etl-nightly", "billing-worker", "metrics-exporter", "airflow", "dbt-runner", "backup-agent"];
+const NATIVE_ROLES: &[&str] = &["app_readonly", "app_rw", "analyst", "admin", "replicator", "postgres"];
 /// (name prefix, technology, server network)
 const RESOURCE_KINDS: &[(&str, &str, &str)] = &[
     ("orders-db", "postgres", "10.20.1"),
@@ -58,12 +33,7 @@ const RESOURCE_KINDS: &[(&str, &str, &str)] = &[
     ("cache", "redis", "10.60.1"),
 ];
 const ENVIRONMENTS: &[&str] = &["prod", "staging", "eu-prod"];
-const CONNECTORS: &[&str] = &[
-    "connector-us-east-1",
-    "connector-us-west-2",
-    "connector-eu-west-1",
-    "connector-onprem",
-];
+const CONNECTORS: &[&str] = &["connector-us-east-1", "connector-us-west-2", "connector-eu-west-1", "connector-onprem"];
 /// Client networks: office, VPN, CI runners, a home connection over IPv6.
 const CLIENT_NETWORKS: &[&str] = &["192.168.10", "192.168.20", "10.8.0", "10.99.4", "100.64.12"];
 
@@ -86,9 +56,8 @@ impl DemoData {
         let mut people = Vec::new();
         for (i, first) in FIRST_NAMES.iter().enumerate() {
             let last = LAST_NAMES[i % LAST_NAMES.len()];
-            let mut groups: Vec<String> = (0..rng.gen_range(1..=3))
-                .map(|_| GROUPS[rng.gen_range(0..GROUPS.len())].to_owned())
-                .collect();
+            let mut groups: Vec<String> =
+                (0..rng.gen_range(1..=3)).map(|_| GROUPS[rng.gen_range(0..GROUPS.len())].to_owned()).collect();
             groups.sort();
             groups.dedup();
             people.push(Person {
@@ -129,29 +98,15 @@ impl DemoData {
         let connectors = CONNECTORS
             .iter()
             .enumerate()
-            .map(|(i, name)| ConnectorRef {
-                id: format!("con_{:04}", i + 1),
-                name: (*name).to_owned(),
-            })
+            .map(|(i, name)| ConnectorRef { id: format!("con_{:04}", i + 1), name: (*name).to_owned() })
             .collect();
-        Self {
-            rng,
-            people,
-            resources,
-            connectors,
-        }
+        Self { rng, people, resources, connectors }
     }
 
     /// `count` completed sessions started within `[now - span, now)`, plus
     /// `active` sessions started in the last few hours and still running,
     /// in no particular order.
-    pub fn sessions(
-        &mut self,
-        count: usize,
-        active: usize,
-        now: Micros,
-        span: Micros,
-    ) -> Vec<Session> {
+    pub fn sessions(&mut self, count: usize, active: usize, now: Micros, span: Micros) -> Vec<Session> {
         (0..count + active)
             .map(|i| {
                 let is_active = i >= count;
@@ -170,24 +125,14 @@ impl DemoData {
         // A few heavy users produce most sessions, as in real audits.
         let who = (rng.gen_range(0.0f64..1.0).powi(2) * self.people.len() as f64) as usize;
         let person = &self.people[who.min(self.people.len() - 1)];
-        let resource_index =
-            (rng.gen_range(0.0f64..1.0).powf(1.5) * self.resources.len() as f64) as usize;
+        let resource_index = (rng.gen_range(0.0f64..1.0).powf(1.5) * self.resources.len() as f64) as usize;
         let resource = self.resources[resource_index.min(self.resources.len() - 1)].clone();
         let connector = self.connectors[resource_index % self.connectors.len()].clone();
-        let server_net =
-            RESOURCE_KINDS[resource_index / ENVIRONMENTS.len() % RESOURCE_KINDS.len()].2;
+        let server_net = RESOURCE_KINDS[resource_index / ENVIRONMENTS.len() % RESOURCE_KINDS.len()].2;
         let client_ip = if rng.gen_bool(0.05) {
-            format!(
-                "2001:db8:{:x}::{:x}",
-                rng.gen_range(1..16),
-                rng.gen_range(1..4096)
-            )
+            format!("2001:db8:{:x}::{:x}", rng.gen_range(1..16), rng.gen_range(1..4096))
         } else {
-            format!(
-                "{}.{}",
-                CLIENT_NETWORKS[rng.gen_range(0..CLIENT_NETWORKS.len())],
-                rng.gen_range(2..250)
-            )
+            format!("{}.{}", CLIENT_NETWORKS[rng.gen_range(0..CLIENT_NETWORKS.len())], rng.gen_range(2..250))
         };
         // Mostly short interactive sessions, some long ones.
         let duration = if rng.gen_bool(0.85) {
@@ -199,11 +144,7 @@ impl DemoData {
         let native = NATIVE_ROLES[rng.gen_range(0..NATIVE_ROLES.len())];
         let end_user = (person.identity.kind == "machine" && rng.gen_bool(0.3)).then(|| {
             let other = &self.people[rng.gen_range(0..FIRST_NAMES.len())].identity;
-            Identity {
-                groups: Vec::new(),
-                external_ids: Vec::new(),
-                ..other.clone()
-            }
+            Identity { groups: Vec::new(), external_ids: Vec::new(), ..other.clone() }
         });
         Session {
             id: session_id(rng, start),
@@ -233,17 +174,12 @@ impl DemoData {
 /// A UUIDv7 for a session that started at `start`.
 pub fn session_id(rng: &mut impl Rng, start: Micros) -> String {
     let random: [u8; 10] = rng.r#gen();
-    uuid::Builder::from_unix_timestamp_millis((start / 1000) as u64, &random)
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_unix_timestamp_millis((start / 1000) as u64, &random).into_uuid().to_string()
 }
 
 fn capitalize(word: &str) -> String {
     let mut chars = word.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -257,10 +193,7 @@ mod tests {
         let b = DemoData::new(7).sessions(500, 10, now, 30 * 86_400_000_000);
         assert_eq!(a, b);
         assert_eq!(a.iter().filter(|s| s.end.is_none()).count(), 10);
-        assert!(
-            a.iter()
-                .all(|s| s.start < now && s.end.is_none_or(|e| e >= s.start && e <= now))
-        );
+        assert!(a.iter().all(|s| s.start < now && s.end.is_none_or(|e| e >= s.start && e <= now)));
         let users: std::collections::HashSet<_> = a.iter().map(|s| &s.user.username).collect();
         assert!(users.len() > 20, "{}", users.len());
     }

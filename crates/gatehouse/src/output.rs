@@ -9,10 +9,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self {
-            header: header.iter().map(|h| (*h).to_owned()).collect(),
-            rows: Vec::new(),
-        }
+        Self { header: header.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -35,12 +32,8 @@ impl Table {
         if let Some(max) = max_width {
             let gaps = 2 * widths.len().saturating_sub(1);
             while widths.iter().sum::<usize>() + gaps > max {
-                let (widest, w) = widths
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(_, w)| **w)
-                    .map(|(i, w)| (i, *w))
-                    .unwrap_or((0, 0));
+                let (widest, w) =
+                    widths.iter().enumerate().max_by_key(|(_, w)| **w).map(|(i, w)| (i, *w)).unwrap_or((0, 0));
                 if w <= 8 {
                     break;
                 }
@@ -49,11 +42,7 @@ impl Table {
         }
         let mut out = String::new();
         for row in std::iter::once(&self.header).chain(&self.rows) {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| fit(cell, *w))
-                .collect();
+            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| fit(cell, *w)).collect();
             out.push_str(cells.join("  ").trim_end());
             out.push('\n');
         }

@@ -58,8 +58,7 @@ impl Cursor {
     /// Reads an Int16 element count and checks that `elem_size` bytes per element remain, so a
     /// bogus count is rejected before anything is allocated for it.
     pub(crate) fn count(&mut self, elem_size: usize) -> Result<usize, WireError> {
-        let n = usize::try_from(self.i16()?)
-            .map_err(|_| WireError::Malformed("negative element count"))?;
+        let n = usize::try_from(self.i16()?).map_err(|_| WireError::Malformed("negative element count"))?;
         if n * elem_size > self.buf.len() {
             return Err(SHORT);
         }
@@ -94,11 +93,7 @@ impl Cursor {
 
     /// Fails if bytes are left over, as PostgreSQL's `pq_getmsgend` does.
     pub(crate) fn finish(self) -> Result<(), WireError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(WireError::Malformed("unexpected bytes at end of message"))
-        }
+        if self.buf.is_empty() { Ok(()) } else { Err(WireError::Malformed("unexpected bytes at end of message")) }
     }
 }
 
@@ -129,31 +124,15 @@ mod tests {
 
     #[test]
     fn count_rejects_negative_and_oversized() {
-        assert!(
-            Cursor::new(Bytes::from_static(b"\xff\xff"))
-                .count(1)
-                .is_err()
-        );
-        assert!(
-            Cursor::new(Bytes::from_static(b"\x00\x02\x00\x00"))
-                .count(4)
-                .is_err()
-        );
-        assert_eq!(
-            Cursor::new(Bytes::from_static(b"\x00\x02\x00\x00"))
-                .count(1)
-                .unwrap(),
-            2
-        );
+        assert!(Cursor::new(Bytes::from_static(b"\xff\xff")).count(1).is_err());
+        assert!(Cursor::new(Bytes::from_static(b"\x00\x02\x00\x00")).count(4).is_err());
+        assert_eq!(Cursor::new(Bytes::from_static(b"\x00\x02\x00\x00")).count(1).unwrap(), 2);
     }
 
     #[test]
     fn invalid_utf8_is_reported_or_replaced() {
         let body = Bytes::from_static(b"\xff\0");
-        assert!(matches!(
-            Cursor::new(body.clone()).cstr(),
-            Err(WireError::InvalidUtf8(_))
-        ));
+        assert!(matches!(Cursor::new(body.clone()).cstr(), Err(WireError::InvalidUtf8(_))));
         assert_eq!(Cursor::new(body).cstr_lossy().unwrap(), "\u{fffd}");
     }
 

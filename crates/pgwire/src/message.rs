@@ -33,9 +33,7 @@ impl Message {
         };
         let len = i32::from_be_bytes([a, b, c, d]);
         if usize::try_from(len).ok() != Some(frame.len() - 1) {
-            return Err(WireError::Malformed(
-                "length field does not match frame size",
-            ));
+            return Err(WireError::Malformed("length field does not match frame size"));
         }
         Ok(Self { frame })
     }
@@ -107,10 +105,7 @@ impl Message {
     /// the direction, since type bytes collide), otherwise whatever `T`'s decoder reports.
     pub fn decode<T: Decode>(&self) -> Result<T, WireError> {
         if self.tag() != T::TAG {
-            return Err(WireError::UnexpectedTag {
-                expected: T::TAG,
-                actual: self.tag(),
-            });
+            return Err(WireError::UnexpectedTag { expected: T::TAG, actual: self.tag() });
         }
         T::decode_body(self.payload_bytes())
     }
@@ -119,10 +114,7 @@ impl Message {
 /// Shows type and size only: payloads hold statement text, row data and passwords.
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message")
-            .field("tag", &char::from(self.tag()))
-            .field("len", &self.len())
-            .finish()
+        f.debug_struct("Message").field("tag", &char::from(self.tag())).field("len", &self.len()).finish()
     }
 }
 
@@ -147,13 +139,7 @@ mod tests {
     fn decode_checks_the_tag() {
         let m = Message::from_frame(Bytes::from_static(b"Q\0\0\0\x05\0")).unwrap();
         assert_eq!(m.decode::<Query>().unwrap().sql, "");
-        assert!(matches!(
-            m.decode::<Sync>(),
-            Err(WireError::UnexpectedTag {
-                expected: b'S',
-                actual: b'Q'
-            })
-        ));
+        assert!(matches!(m.decode::<Sync>(), Err(WireError::UnexpectedTag { expected: b'S', actual: b'Q' })));
     }
 
     #[test]

@@ -59,9 +59,7 @@ fn frame_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, WireError> {
 /// `max_len`. `buf` is left as it was.
 pub fn try_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Message>, WireError> {
     match frame_len(buf, max_len)? {
-        Some(total) if buf.len() >= total => {
-            Ok(Some(Message::from_encoded(buf.split_to(total).freeze())))
-        }
+        Some(total) if buf.len() >= total => Ok(Some(Message::from_encoded(buf.split_to(total).freeze()))),
         _ => Ok(None),
     }
 }
@@ -86,10 +84,7 @@ impl MessageReader {
 
     /// A reader that rejects length fields above `max_len`.
     pub fn with_max_message_len(max_len: usize) -> Self {
-        Self {
-            buf: BytesMut::new(),
-            max_len,
-        }
+        Self { buf: BytesMut::new(), max_len }
     }
 
     /// The largest length field accepted.
@@ -128,19 +123,13 @@ impl MessageReader {
         loop {
             let want = match frame_len(&self.buf, self.max_len)? {
                 Some(total) if self.buf.len() >= total => {
-                    return Ok(Some(Message::from_encoded(
-                        self.buf.split_to(total).freeze(),
-                    )));
+                    return Ok(Some(Message::from_encoded(self.buf.split_to(total).freeze())));
                 }
                 Some(total) => total - self.buf.len(),
                 None => READ_CHUNK,
             };
             if self.fill(r, want).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(WireError::UnexpectedEof)
-                };
+                return if self.buf.is_empty() { Ok(None) } else { Err(WireError::UnexpectedEof) };
             }
         }
     }
@@ -180,18 +169,12 @@ impl MessageReader {
         loop {
             if let Some(startup) = try_startup(&mut self.buf)? {
                 if matches!(startup, Startup::Ssl | Startup::GssEnc) && !self.buf.is_empty() {
-                    return Err(WireError::Malformed(
-                        "unencrypted data after SSLRequest or GSSENCRequest",
-                    ));
+                    return Err(WireError::Malformed("unencrypted data after SSLRequest or GSSENCRequest"));
                 }
                 return Ok(Some(startup));
             }
             if self.fill(r, READ_CHUNK).await? == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(WireError::UnexpectedEof)
-                };
+                return if self.buf.is_empty() { Ok(None) } else { Err(WireError::UnexpectedEof) };
             }
         }
     }
@@ -214,10 +197,7 @@ impl MessageReader {
 /// Shows sizes only: the buffer holds message contents.
 impl fmt::Debug for MessageReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MessageReader")
-            .field("buffered", &self.buf.len())
-            .field("max_len", &self.max_len)
-            .finish()
+        f.debug_struct("MessageReader").field("buffered", &self.buf.len()).field("max_len", &self.max_len).finish()
     }
 }
 
@@ -244,9 +224,7 @@ mod tests {
     #[test]
     fn frames_several_messages_in_one_buffer() {
         let mut b = buf(b"S\0\0\0\x04H\0\0\0\x04X\0\0\0\x04Q\0\0");
-        let tags: Vec<u8> = std::iter::from_fn(|| try_frame(&mut b, MAX).unwrap())
-            .map(|m| m.tag())
-            .collect();
+        let tags: Vec<u8> = std::iter::from_fn(|| try_frame(&mut b, MAX).unwrap()).map(|m| m.tag()).collect();
         assert_eq!(tags, b"SHX");
         assert_eq!(&b[..], b"Q\0\0");
     }
@@ -256,10 +234,7 @@ mod tests {
         let wire = b"Q\0\0\0\x0dSELECT 1\0";
         let mut b = BytesMut::new();
         for (i, byte) in wire.iter().enumerate() {
-            assert!(
-                try_frame(&mut b, MAX).unwrap().is_none(),
-                "complete after {i} bytes"
-            );
+            assert!(try_frame(&mut b, MAX).unwrap().is_none(), "complete after {i} bytes");
             b.extend_from_slice(&[*byte]);
         }
         assert_eq!(&try_frame(&mut b, MAX).unwrap().unwrap().frame()[..], wire);
@@ -267,12 +242,9 @@ mod tests {
 
     #[test]
     fn bad_lengths_are_rejected_at_the_header() {
-        for (header, expected) in [
-            (&b"Q\0\0\0\0"[..], 0),
-            (b"Q\0\0\0\x03", 3),
-            (b"Q\xff\xff\xff\xff", -1),
-            (b"Q\x80\0\0\0", i32::MIN),
-        ] {
+        for (header, expected) in
+            [(&b"Q\0\0\0\0"[..], 0), (b"Q\0\0\0\x03", 3), (b"Q\xff\xff\xff\xff", -1), (b"Q\x80\0\0\0", i32::MIN)]
+        {
             match try_frame(&mut buf(header), MAX) {
                 Err(WireError::BadLength { len }) => assert_eq!(len, expected),
                 other => panic!("{header:?}: {other:?}"),
@@ -283,18 +255,9 @@ mod tests {
     #[test]
     fn oversized_lengths_are_rejected_at_the_header() {
         let mut b = buf(b"d\x7f\xff\xff\xff");
-        assert!(matches!(
-            try_frame(&mut b, MAX),
-            Err(WireError::TooLarge {
-                len: 0x7fff_ffff,
-                max: MAX
-            })
-        ));
+        assert!(matches!(try_frame(&mut b, MAX), Err(WireError::TooLarge { len: 0x7fff_ffff, max: MAX })));
         let mut b = buf(b"d\0\0\0\x09");
-        assert!(matches!(
-            try_frame(&mut b, 8),
-            Err(WireError::TooLarge { len: 9, max: 8 })
-        ));
+        assert!(matches!(try_frame(&mut b, 8), Err(WireError::TooLarge { len: 9, max: 8 })));
         assert!(try_frame(&mut b, 9).unwrap().is_none());
     }
 
@@ -302,10 +265,7 @@ mod tests {
     async fn reads_until_clean_eof() {
         let mut r: &[u8] = b"S\0\0\0\x04X\0\0\0\x04";
         let mut reader = MessageReader::new();
-        assert_eq!(
-            reader.read_message(&mut r).await.unwrap().unwrap().tag(),
-            b'S'
-        );
+        assert_eq!(reader.read_message(&mut r).await.unwrap().unwrap().tag(), b'S');
         assert_eq!(reader.buffered(), 5);
         assert_eq!(reader.try_next().unwrap().unwrap().tag(), b'X');
         assert!(reader.try_next().unwrap().is_none());
@@ -325,9 +285,7 @@ mod tests {
     async fn bad_length_does_not_wait_for_more_bytes() {
         // The writer stays open, so waiting for more bytes would hang the test.
         let (mut client, mut server) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"Q\xff\xff\xff\xfe")
-            .await
-            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"Q\xff\xff\xff\xfe").await.unwrap();
         let result = MessageReader::new().read_message(&mut server).await;
         assert!(matches!(result, Err(WireError::BadLength { len: -2 })));
     }
@@ -339,11 +297,7 @@ mod tests {
         wire.extend_from_slice(&(i32::try_from(body.len()).unwrap() + 4).to_be_bytes());
         wire.extend_from_slice(&body);
         let mut r = &wire[..];
-        let m = MessageReader::new()
-            .read_message(&mut r)
-            .await
-            .unwrap()
-            .unwrap();
+        let m = MessageReader::new().read_message(&mut r).await.unwrap().unwrap();
         assert_eq!(m.payload(), &body[..]);
     }
 
@@ -352,10 +306,7 @@ mod tests {
         let mut wire = b"\0\0\0\x08\x04\xd2\x16\x30".to_vec(); // GSSENCRequest
         let mut r = &wire[..];
         let mut reader = MessageReader::new();
-        assert_eq!(
-            reader.read_startup(&mut r).await.unwrap(),
-            Some(Startup::GssEnc)
-        );
+        assert_eq!(reader.read_startup(&mut r).await.unwrap(), Some(Startup::GssEnc));
 
         wire = crate::StartupMessage::new(crate::PROTOCOL_3_0, vec![("user".into(), "u".into())])
             .unwrap()
@@ -367,10 +318,7 @@ mod tests {
             panic!("expected a startup message");
         };
         assert_eq!(msg.user(), Some("u"));
-        assert_eq!(
-            reader.read_message(&mut r).await.unwrap().unwrap().tag(),
-            b'p'
-        );
+        assert_eq!(reader.read_message(&mut r).await.unwrap().unwrap().tag(), b'p');
     }
 
     #[tokio::test]
@@ -383,13 +331,7 @@ mod tests {
     #[tokio::test]
     async fn startup_eof() {
         let mut r: &[u8] = b"";
-        assert!(
-            MessageReader::new()
-                .read_startup(&mut r)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(MessageReader::new().read_startup(&mut r).await.unwrap().is_none());
         let mut r: &[u8] = b"\0\0\0\x08\x04\xd2";
         let result = MessageReader::new().read_startup(&mut r).await;
         assert!(matches!(result, Err(WireError::UnexpectedEof)));

@@ -10,9 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 #[tokio::test(start_paused = true)]
 async fn select_with_timer_loses_no_bytes() {
-    let expected: Vec<Message> = (0..200)
-        .map(|i| Query::new(format!("SELECT {i}, '{}'", "x".repeat(i % 37))).to_message())
-        .collect();
+    let expected: Vec<Message> =
+        (0..200).map(|i| Query::new(format!("SELECT {i}, '{}'", "x".repeat(i % 37))).to_message()).collect();
     let mut wire = BytesMut::new();
     for m in &expected {
         wire.extend_from_slice(m.frame());
@@ -44,10 +43,7 @@ async fn select_with_timer_loses_no_bytes() {
     }
     write.await.unwrap();
 
-    assert!(
-        timeouts > 10,
-        "the timer never interrupted a read: {timeouts}"
-    );
+    assert!(timeouts > 10, "the timer never interrupted a read: {timeouts}");
     assert_eq!(got, expected);
 }
 

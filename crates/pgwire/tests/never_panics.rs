@@ -3,16 +3,13 @@
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_pgwire::backend::{
-    AuthenticationRequest, BackendKeyData, CommandComplete, CopyBothResponse, CopyInResponse,
-    CopyOutResponse, DataRow, ErrorResponse, NoticeResponse, NotificationResponse, ParameterStatus,
-    ReadyForQuery, RowDescription,
+    AuthenticationRequest, BackendKeyData, CommandComplete, CopyBothResponse, CopyInResponse, CopyOutResponse, DataRow,
+    ErrorResponse, NoticeResponse, NotificationResponse, ParameterStatus, ReadyForQuery, RowDescription,
 };
-use gatehouse_pgwire::frontend::{
-    Bind, Close, Describe, Execute, Parse, PasswordMessage, Query, Sync, Terminate,
-};
+use gatehouse_pgwire::frontend::{Bind, Close, Describe, Execute, Parse, PasswordMessage, Query, Sync, Terminate};
 use gatehouse_pgwire::{
-    CANCEL_REQUEST_CODE, Decode, GSSENC_REQUEST_CODE, Message, MessageReader, PROTOCOL_3_0,
-    PROTOCOL_3_2, SSL_REQUEST_CODE, try_frame, try_startup,
+    CANCEL_REQUEST_CODE, Decode, GSSENC_REQUEST_CODE, Message, MessageReader, PROTOCOL_3_0, PROTOCOL_3_2,
+    SSL_REQUEST_CODE, try_frame, try_startup,
 };
 use proptest::prelude::*;
 
@@ -63,10 +60,7 @@ fn frame_all(mut buf: BytesMut, max: usize) -> (Vec<Message>, Option<BytesMut>) 
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..64),
-        proptest::collection::vec(
-            prop_oneof![Just(0u8), Just(1), Just(b'S'), any::<u8>()],
-            0..64
-        ),
+        proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(b'S'), any::<u8>()], 0..64),
     ]
 }
 

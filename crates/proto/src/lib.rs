@@ -10,5 +10,4 @@ connectrpc::include_generated!();
 
 /// The serialized `FileDescriptorSet` of every proto this crate compiles,
 /// with imports, for the reflection service.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/gatehouse.fds.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gatehouse.fds.bin"));

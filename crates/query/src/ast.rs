@@ -62,10 +62,7 @@ pub enum Op {
     Contains(String),
     /// Between the bounds (`[a TO b]`, `{a TO b}`, `>a`, `<=b`); both bounds have the field's type.
     /// Never both `Unbounded` (`[* TO *]` is `Exists`).
-    Range {
-        lower: Bound<Value>,
-        upper: Bound<Value>,
-    },
+    Range { lower: Bound<Value>, upper: Bound<Value> },
     /// Equals any of the values (`technology:IN [postgres mysql]`); may be empty, matching nothing.
     In(Vec<Value>),
     /// The field is present (not null; for lists, not empty).

@@ -33,18 +33,12 @@ pub struct QueryError {
 
 impl QueryError {
     pub(crate) fn new(kind: QueryErrorKind, message: impl Into<String>) -> Self {
-        QueryError {
-            kind,
-            message: message.into(),
-            position: None,
-        }
+        QueryError { kind, message: message.into(), position: None }
     }
 
     /// A syntax error at byte offset `byte_pos` of `text`, reported as a character offset.
     pub(crate) fn syntax_at(text: &str, byte_pos: usize, what: &str) -> Self {
-        let position = text
-            .get(..byte_pos)
-            .map_or(byte_pos, |head| head.chars().count());
+        let position = text.get(..byte_pos).map_or(byte_pos, |head| head.chars().count());
         QueryError {
             kind: QueryErrorKind::Syntax,
             message: format!("syntax error at position {position}: {what}"),
@@ -68,10 +62,7 @@ impl QueryError {
     pub(crate) fn invalid_value(field: &str, value: &str, expected: impl fmt::Display) -> Self {
         Self::new(
             QueryErrorKind::InvalidValue,
-            format!(
-                "invalid value {} for field `{field}`: expected {expected}",
-                Quoted(value)
-            ),
+            format!("invalid value {} for field `{field}`: expected {expected}", Quoted(value)),
         )
     }
 

@@ -79,29 +79,12 @@ struct Entry {
     aliases: &'static [&'static str],
 }
 
-const fn entry(
-    field: Field,
-    name: &'static str,
-    kind: FieldKind,
-    aliases: &'static [&'static str],
-) -> Entry {
-    Entry {
-        field,
-        name,
-        kind,
-        many_valued: false,
-        aliases,
-    }
+const fn entry(field: Field, name: &'static str, kind: FieldKind, aliases: &'static [&'static str]) -> Entry {
+    Entry { field, name, kind, many_valued: false, aliases }
 }
 
 const fn many(field: Field, name: &'static str, aliases: &'static [&'static str]) -> Entry {
-    Entry {
-        field,
-        name,
-        kind: FieldKind::Keyword,
-        many_valued: true,
-        aliases,
-    }
+    Entry { field, name, kind: FieldKind::Keyword, many_valued: true, aliases }
 }
 
 use FieldKind::{Duration as Dur, Ip, Keyword as Kw, Text, Time};
@@ -228,14 +211,8 @@ impl Field {
             .collect();
         best.sort_unstable();
         let typo_distance = (wanted.chars().count() / 3).max(2);
-        let close = best
-            .iter()
-            .take_while(|(distance, _)| *distance <= typo_distance)
-            .count();
-        best.into_iter()
-            .take(if close > 0 { close.min(limit) } else { limit })
-            .map(|(_, spelling)| spelling)
-            .collect()
+        let close = best.iter().take_while(|(distance, _)| *distance <= typo_distance).count();
+        best.into_iter().take(if close > 0 { close.min(limit) } else { limit }).map(|(_, spelling)| spelling).collect()
     }
 }
 
@@ -250,10 +227,7 @@ impl fmt::Display for Field {
 fn lookup_exact(name: &str) -> Option<Field> {
     let same = |spelling: &str| {
         spelling.len() == name.len()
-            && spelling
-                .bytes()
-                .zip(name.bytes())
-                .all(|(s, n)| s == n || (s == b'.' && n == b'_'))
+            && spelling.bytes().zip(name.bytes()).all(|(s, n)| s == n || (s == b'.' && n == b'_'))
     };
     TABLE
         .iter()
@@ -340,19 +314,13 @@ mod tests {
                 assert_eq!(Field::lookup(&spelling), Some(entry.field), "{spelling}");
             }
         }
-        assert_eq!(
-            camel("network.client_ip_address"),
-            "network.clientIpAddress"
-        );
+        assert_eq!(camel("network.client_ip_address"), "network.clientIpAddress");
     }
 
     #[test]
     fn decamel_rules() {
         assert_eq!(decamel("sessionStatus").as_deref(), Some("session_status"));
-        assert_eq!(
-            decamel("network.clientIpAddress").as_deref(),
-            Some("network.client_ip_address")
-        );
+        assert_eq!(decamel("network.clientIpAddress").as_deref(), Some("network.client_ip_address"));
         assert_eq!(decamel("session_status"), None);
         assert_eq!(decamel("User"), None);
         assert_eq!(decamel("clientIP"), None);

@@ -1,5 +1,5 @@
 //! Bounds on a query, checked before and during lowering so that no input can make the parser
-//! or the store do unbounded work.
+//! or the store do unbounded work: no stack overflow, no quadratic parse, no huge SQL.
 
 use crate::error::QueryError;
 
@@ -17,6 +17,13 @@ pub const MAX_CLAUSES: usize = 256;
 /// panicking. Real queries nest a handful of levels.
 pub const MAX_NESTING: usize = 64;
 
+/// Most `//` a query may contain.
+///
+/// The grammar reads `/…/` as a regex, and after a regex it restarts without whitespace and
+/// rescans the rest of the text, so a run of slashes costs quadratic time (4 KiB of `/` takes
+/// a quarter of a second). Regexes are rejected anyway; this leaves room for a few quoted URLs.
+pub const MAX_DOUBLE_SLASHES: usize = 16;
+
 /// Checks length and nesting before the text reaches the parser.
 pub(crate) fn check_text(text: &str) -> Result<(), QueryError> {
     if text.len() > MAX_QUERY_BYTES {
@@ -25,6 +32,10 @@ pub(crate) fn check_text(text: &str) -> Result<(), QueryError> {
             text.len()
         )));
     }
+    // Counted in quotes too: the grammar's idea of what is quoted is not ours to guess.
+    if text.matches("//").count() > MAX_DOUBLE_SLASHES {
+        return Err(QueryError::too_large(format!("query has too many `//`: the limit is {MAX_DOUBLE_SLASHES}")));
+    }
     if nesting_estimate(text) > MAX_NESTING {
         return Err(nesting_error());
     }
@@ -32,9 +43,7 @@ pub(crate) fn check_text(text: &str) -> Result<(), QueryError> {
 }
 
 pub(crate) fn nesting_error() -> QueryError {
-    QueryError::too_large(format!(
-        "query is nested too deeply: the limit is {MAX_NESTING} levels"
-    ))
+    QueryError::too_large(format!("query is nested too deeply: the limit is {MAX_NESTING} levels"))
 }
 
 /// An upper bound on how deep the parser will recurse for `text`.

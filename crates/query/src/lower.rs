@@ -5,17 +5,13 @@
 
 use std::ops::Bound;
 
-use tantivy_query_grammar::{
-    Delimiter, Occur, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral,
-};
+use tantivy_query_grammar::{Delimiter, Occur, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral};
 
 use crate::ast::{Expr, Op, Value};
 use crate::error::{QueryError, QueryErrorKind};
 use crate::field::{BARE_TERM_FIELDS, Field, FieldKind};
 use crate::limits::{MAX_CLAUSES, MAX_NESTING, nesting_error};
-use crate::value::{
-    DURATION_FORMS, IP_FORMS, TIME_FORMS, parse_cidr, parse_duration, parse_ip, parse_time,
-};
+use crate::value::{DURATION_FORMS, IP_FORMS, TIME_FORMS, parse_cidr, parse_duration, parse_ip, parse_time};
 
 /// The values `session_status` accepts.
 const SESSION_STATUSES: &[&str] = &["active", "completed"];
@@ -58,11 +54,7 @@ impl Lowerer {
     /// alternatives form one `Or` that is required with the rest: `a b OR c` is
     /// `a AND (b OR c)`. The grammar already groups explicit `AND` chains, so `a OR b AND c`
     /// arrives as `?a ?(+b +c)` and keeps AND's tighter binding.
-    fn clause(
-        &mut self,
-        clauses: Vec<(Option<Occur>, UserInputAst)>,
-        depth: usize,
-    ) -> Result<Expr, QueryError> {
+    fn clause(&mut self, clauses: Vec<(Option<Occur>, UserInputAst)>, depth: usize) -> Result<Expr, QueryError> {
         let mut parts = Vec::with_capacity(clauses.len());
         let mut alternatives = Vec::new();
         // Where the `Or` of the alternatives goes, so that the output keeps the input's order.
@@ -92,14 +84,8 @@ impl Lowerer {
         match leaf {
             UserInputLeaf::All => Ok(Expr::All),
             UserInputLeaf::Literal(literal) => self.literal(literal),
-            UserInputLeaf::Range {
-                field,
-                lower,
-                upper,
-            } => {
-                let name = field.ok_or_else(|| {
-                    QueryError::syntax("a range needs a field, as in `duration:>30m`")
-                })?;
+            UserInputLeaf::Range { field, lower, upper } => {
+                let name = field.ok_or_else(|| QueryError::syntax("a range needs a field, as in `duration:>30m`"))?;
                 let field = resolve(&name)?;
                 self.count(1)?;
                 let lower = self.bound(field, &name, lower)?;
@@ -112,17 +98,12 @@ impl Lowerer {
                 Ok(Expr::pred(field, op))
             }
             UserInputLeaf::Set { field, elements } => {
-                let name = field.ok_or_else(|| {
-                    QueryError::syntax(
-                        "a set needs a field, as in `technology:IN [postgres mysql]`",
-                    )
-                })?;
+                let name = field
+                    .ok_or_else(|| QueryError::syntax("a set needs a field, as in `technology:IN [postgres mysql]`"))?;
                 let field = resolve(&name)?;
                 self.count(elements.len().max(1))?;
-                let values = elements
-                    .into_iter()
-                    .map(|element| self.value(field, &name, element))
-                    .collect::<Result<_, _>>()?;
+                let values =
+                    elements.into_iter().map(|element| self.value(field, &name, element)).collect::<Result<_, _>>()?;
                 Ok(Expr::pred(field, Op::In(values)))
             }
             UserInputLeaf::Exists { field } => {
@@ -137,22 +118,14 @@ impl Lowerer {
     }
 
     fn literal(&mut self, literal: UserInputLiteral) -> Result<Expr, QueryError> {
-        let UserInputLiteral {
-            field_name,
-            phrase,
-            delimiter,
-            slop,
-            prefix,
-        } = literal;
+        let UserInputLiteral { field_name, phrase, delimiter, slop, prefix } = literal;
         if slop > 0 {
             return Err(fuzzy_unsupported());
         }
         // The lenient grammar leaves the `*` of an unquoted `ali*` in the phrase instead of
         // setting `prefix`, and a fuzzy `ali~1` likewise stays in the phrase.
         let (phrase, prefix) = match phrase.strip_suffix('*') {
-            Some(head) if delimiter == Delimiter::None && !head.ends_with('\\') => {
-                (head.to_owned(), true)
-            }
+            Some(head) if delimiter == Delimiter::None && !head.ends_with('\\') => (head.to_owned(), true),
             _ => (phrase, prefix),
         };
         if delimiter == Delimiter::None {
@@ -163,9 +136,7 @@ impl Lowerer {
                 )));
             }
             if field_name.is_none() && matches!(phrase.as_str(), "&&" | "||") {
-                return Err(QueryError::syntax(format!(
-                    "`{phrase}` is not an operator here; write AND or OR"
-                )));
+                return Err(QueryError::syntax(format!("`{phrase}` is not an operator here; write AND or OR")));
             }
             if phrase.contains('*') {
                 return Err(QueryError::unsupported(
@@ -187,18 +158,9 @@ impl Lowerer {
     fn bare(&mut self, phrase: String, prefix: bool) -> Result<Expr, QueryError> {
         self.count(1)?;
         let op = |text: &str| {
-            if prefix {
-                Op::Prefix(text.to_owned())
-            } else {
-                Op::Contains(text.to_owned())
-            }
+            if prefix { Op::Prefix(text.to_owned()) } else { Op::Contains(text.to_owned()) }
         };
-        Ok(Expr::or(
-            BARE_TERM_FIELDS
-                .iter()
-                .map(|&field| Expr::pred(field, op(&phrase)))
-                .collect(),
-        ))
+        Ok(Expr::or(BARE_TERM_FIELDS.iter().map(|&field| Expr::pred(field, op(&phrase))).collect()))
     }
 
     /// `field:value`, `field:"a phrase"`, `field:prefix*`, or `ip_field:network/len`.
@@ -218,14 +180,10 @@ impl Lowerer {
                 ));
             }
             // Statuses are stored lowercase, and `value` lowercases them for `Eq` too.
-            if field == Field::SessionStatus {
-                Op::Prefix(phrase.to_ascii_lowercase())
-            } else {
-                Op::Prefix(phrase)
-            }
+            if field == Field::SessionStatus { Op::Prefix(phrase.to_ascii_lowercase()) } else { Op::Prefix(phrase) }
         } else if kind == FieldKind::Ip && phrase.contains('/') {
-            let (first, last) = parse_cidr(&phrase)
-                .ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
+            let (first, last) =
+                parse_cidr(&phrase).ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
             Op::Cidr { first, last }
         } else {
             Op::Eq(self.value(field, name, phrase)?)
@@ -233,12 +191,7 @@ impl Lowerer {
         Ok(Expr::pred(field, op))
     }
 
-    fn bound(
-        &self,
-        field: Field,
-        name: &str,
-        bound: UserInputBound,
-    ) -> Result<Bound<Value>, QueryError> {
+    fn bound(&self, field: Field, name: &str, bound: UserInputBound) -> Result<Bound<Value>, QueryError> {
         Ok(match bound {
             UserInputBound::Inclusive(text) => Bound::Included(self.value(field, name, text)?),
             UserInputBound::Exclusive(text) => Bound::Excluded(self.value(field, name, text)?),
@@ -259,36 +212,27 @@ impl Lowerer {
                 }
             }
             FieldKind::Keyword | FieldKind::Text => Ok(Value::Str(text)),
-            FieldKind::Time => parse_time(&text, self.now_us)
-                .map(Value::Time)
-                .ok_or_else(|| invalid(TIME_FORMS)),
-            FieldKind::Duration => parse_duration(&text)
-                .map(Value::Duration)
-                .ok_or_else(|| invalid(DURATION_FORMS)),
+            FieldKind::Time => parse_time(&text, self.now_us).map(Value::Time).ok_or_else(|| invalid(TIME_FORMS)),
+            FieldKind::Duration => parse_duration(&text).map(Value::Duration).ok_or_else(|| invalid(DURATION_FORMS)),
             FieldKind::Ip if text.contains('/') => Err(invalid(
                 "a single IP address here; a network such as 10.0.0.0/8 only works alone, \
                  as in `client_ip:10.0.0.0/8`",
             )),
-            FieldKind::Ip => parse_ip(&text)
-                .map(Value::Ip)
-                .ok_or_else(|| invalid(IP_FORMS)),
+            FieldKind::Ip => parse_ip(&text).map(Value::Ip).ok_or_else(|| invalid(IP_FORMS)),
         }
     }
 
     fn count(&mut self, clauses: usize) -> Result<(), QueryError> {
         self.clauses = self.clauses.saturating_add(clauses);
         if self.clauses > MAX_CLAUSES {
-            return Err(QueryError::too_large(format!(
-                "query has too many clauses: the limit is {MAX_CLAUSES}"
-            )));
+            return Err(QueryError::too_large(format!("query has too many clauses: the limit is {MAX_CLAUSES}")));
         }
         Ok(())
     }
 }
 
 fn resolve(name: &str) -> Result<Field, QueryError> {
-    Field::lookup(name)
-        .ok_or_else(|| QueryError::unknown_field(name, &Field::suggest(name, SUGGESTIONS)))
+    Field::lookup(name).ok_or_else(|| QueryError::unknown_field(name, &Field::suggest(name, SUGGESTIONS)))
 }
 
 fn fuzzy_unsupported() -> QueryError {
@@ -300,9 +244,7 @@ fn fuzzy_unsupported() -> QueryError {
 
 /// Lucene's fuzzy term: `alice~` or `alice~1`.
 fn is_fuzzy(phrase: &str) -> bool {
-    phrase
-        .rsplit_once('~')
-        .is_some_and(|(_, edits)| edits.bytes().all(|b| b.is_ascii_digit()))
+    phrase.rsplit_once('~').is_some_and(|(_, edits)| edits.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn kind_noun(kind: FieldKind) -> &'static str {

@@ -16,14 +16,8 @@ const US_PER_H: i64 = 60 * US_PER_M;
 const US_PER_D: i64 = 24 * US_PER_H;
 
 /// Duration units, largest first (the order `format_duration` tries them in).
-const UNITS: &[(&str, i64)] = &[
-    ("d", US_PER_D),
-    ("h", US_PER_H),
-    ("m", US_PER_M),
-    ("s", US_PER_S),
-    ("ms", US_PER_MS),
-    ("us", 1),
-];
+const UNITS: &[(&str, i64)] =
+    &[("d", US_PER_D), ("h", US_PER_H), ("m", US_PER_M), ("s", US_PER_S), ("ms", US_PER_MS), ("us", 1)];
 
 /// What a time value looks like, for error messages.
 pub(crate) const TIME_FORMS: &str = "an RFC 3339 time such as 2024-01-01T00:00:00Z, a date such as 2024-01-01, \
@@ -33,8 +27,7 @@ pub(crate) const TIME_FORMS: &str = "an RFC 3339 time such as 2024-01-01T00:00:0
 pub(crate) const DURATION_FORMS: &str = "a duration such as 250ms, 30s, 10m, 2h, 1d or 1h30m";
 
 /// What an IP value looks like, for error messages.
-pub(crate) const IP_FORMS: &str =
-    "an IP address such as 10.0.0.1 or \"2001:db8::1\", or a network such as 10.0.0.0/8";
+pub(crate) const IP_FORMS: &str = "an IP address such as 10.0.0.1 or \"2001:db8::1\", or a network such as 10.0.0.0/8";
 
 /// Parses a duration: one or more `<digits><unit>` pairs with units `d`, `h`, `m`, `s`, `ms`,
 /// `us`, e.g. `250ms`, `1h30m`. Returns microseconds.
@@ -47,13 +40,9 @@ pub fn parse_duration(text: &str) -> Option<i64> {
         return None;
     }
     while !rest.is_empty() {
-        let digits_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let (digits, tail) = rest.split_at(digits_end);
-        let unit_end = tail
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(tail.len());
+        let unit_end = tail.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_end);
         if digits.is_empty() {
             return None;
@@ -86,8 +75,7 @@ pub(crate) fn parse_time(text: &str, now_us: i64) -> Option<i64> {
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
 }
 
 /// Parses a single IPv4 or IPv6 address.
@@ -106,24 +94,14 @@ pub(crate) fn parse_cidr(text: &str) -> Option<(IpAddr, IpAddr)> {
     let prefix: u32 = prefix.parse().ok()?;
     match parse_ip(address)? {
         IpAddr::V4(address) => {
-            let mask = u32::MAX
-                .checked_shl(32u32.checked_sub(prefix)?)
-                .unwrap_or(0);
+            let mask = u32::MAX.checked_shl(32u32.checked_sub(prefix)?).unwrap_or(0);
             let first = u32::from(address) & mask;
-            Some((
-                IpAddr::V4(Ipv4Addr::from(first)),
-                IpAddr::V4(Ipv4Addr::from(first | !mask)),
-            ))
+            Some((IpAddr::V4(Ipv4Addr::from(first)), IpAddr::V4(Ipv4Addr::from(first | !mask))))
         }
         IpAddr::V6(address) => {
-            let mask = u128::MAX
-                .checked_shl(128u32.checked_sub(prefix)?)
-                .unwrap_or(0);
+            let mask = u128::MAX.checked_shl(128u32.checked_sub(prefix)?).unwrap_or(0);
             let first = u128::from(address) & mask;
-            Some((
-                IpAddr::V6(Ipv6Addr::from(first)),
-                IpAddr::V6(Ipv6Addr::from(first | !mask)),
-            ))
+            Some((IpAddr::V6(Ipv6Addr::from(first)), IpAddr::V6(Ipv6Addr::from(first | !mask))))
         }
     }
 }
@@ -159,10 +137,7 @@ pub(crate) fn format_duration(us: i64) -> String {
     if us == 0 {
         return "0s".to_owned();
     }
-    let (name, scale) = UNITS
-        .iter()
-        .find(|(_, scale)| us % scale == 0)
-        .unwrap_or(&("us", 1));
+    let (name, scale) = UNITS.iter().find(|(_, scale)| us % scale == 0).unwrap_or(&("us", 1));
     format!("{}{name}", us / scale)
 }
 
@@ -181,18 +156,7 @@ mod tests {
         assert_eq!(parse_duration("1d"), Some(US_PER_D));
         assert_eq!(parse_duration("1h30m"), Some(90 * US_PER_M));
         assert_eq!(parse_duration("7us"), Some(7));
-        for bad in [
-            "",
-            "30",
-            "m",
-            "30x",
-            "-5m",
-            "1.5h",
-            "30 m",
-            "1H",
-            "99999999999999999999d",
-            "9999999999999d",
-        ] {
+        for bad in ["", "30", "m", "30x", "-5m", "1.5h", "30 m", "1H", "99999999999999999999d", "9999999999999d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
@@ -203,14 +167,8 @@ mod tests {
         assert_eq!(parse_time("NOW", NOW), Some(NOW));
         assert_eq!(parse_time("now-24h", NOW), Some(NOW - 24 * US_PER_H));
         assert_eq!(parse_time("now+1h", NOW), Some(NOW + US_PER_H));
-        assert_eq!(
-            parse_time("2024-01-01T00:00:00Z", NOW),
-            Some(1_704_067_200_000_000)
-        );
-        assert_eq!(
-            parse_time("2024-01-01T02:00:00+02:00", NOW),
-            Some(1_704_067_200_000_000)
-        );
+        assert_eq!(parse_time("2024-01-01T00:00:00Z", NOW), Some(1_704_067_200_000_000));
+        assert_eq!(parse_time("2024-01-01T02:00:00+02:00", NOW), Some(1_704_067_200_000_000));
         assert_eq!(parse_time("2024-01-01", NOW), Some(1_704_067_200_000_000));
         for bad in [
             "",
@@ -231,46 +189,20 @@ mod tests {
     #[test]
     fn cidrs() {
         let net = |s: &str| parse_cidr(s).map(|(a, b)| format!("{a}-{b}"));
-        assert_eq!(
-            net("10.0.0.0/8").as_deref(),
-            Some("10.0.0.0-10.255.255.255")
-        );
-        assert_eq!(
-            net("10.1.2.3/8").as_deref(),
-            Some("10.0.0.0-10.255.255.255")
-        );
+        assert_eq!(net("10.0.0.0/8").as_deref(), Some("10.0.0.0-10.255.255.255"));
+        assert_eq!(net("10.1.2.3/8").as_deref(), Some("10.0.0.0-10.255.255.255"));
         assert_eq!(net("0.0.0.0/0").as_deref(), Some("0.0.0.0-255.255.255.255"));
         assert_eq!(net("1.2.3.4/32").as_deref(), Some("1.2.3.4-1.2.3.4"));
-        assert_eq!(
-            net("2001:db8::/32").as_deref(),
-            Some("2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff")
-        );
-        assert_eq!(
-            net("::/0").as_deref(),
-            Some("::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
-        );
-        for bad in [
-            "10.0.0.0/33",
-            "10.0.0.0/",
-            "10.0.0.0/+8",
-            "/8",
-            "x/8",
-            "::/129",
-            "1.2.3.4",
-        ] {
+        assert_eq!(net("2001:db8::/32").as_deref(), Some("2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"));
+        assert_eq!(net("::/0").as_deref(), Some("::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+        for bad in ["10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "/8", "x/8", "::/129", "1.2.3.4"] {
             assert_eq!(net(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn cidr_prefix_round_trips() {
-        for text in [
-            "10.0.0.0/8",
-            "0.0.0.0/0",
-            "1.2.3.4/32",
-            "2001:db8::/32",
-            "::/0",
-        ] {
+        for text in ["10.0.0.0/8", "0.0.0.0/0", "1.2.3.4/32", "2001:db8::/32", "::/0"] {
             let (first, last) = parse_cidr(text).unwrap();
             let prefix = text.split_once('/').unwrap().1.parse().ok();
             assert_eq!(cidr_prefix(first, last), prefix, "{text}");

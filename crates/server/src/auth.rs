@@ -34,11 +34,7 @@ pub struct CreatedKey {
 }
 
 fn random_alphanumeric(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 fn hash_key(key: &str) -> Vec<u8> {
@@ -84,27 +80,16 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            last_touch: Mutex::new(HashMap::new()),
-        }
+        Self { store, last_touch: Mutex::new(HashMap::new()) }
     }
 
     /// Resolves the caller from the request headers.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, ConnectError> {
         let key = presented_key(headers)?;
-        let unknown = || {
-            unauthenticated(
-                "the API key is not valid: check it, or create one with `gatehouse keys create`",
-            )
-        };
+        let unknown =
+            || unauthenticated("the API key is not valid: check it, or create one with `gatehouse keys create`");
         let prefix = key_prefix(key).ok_or_else(unknown)?;
-        let stored = self
-            .store
-            .find_api_key(prefix)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(unknown)?;
+        let stored = self.store.find_api_key(prefix).await.map_err(store_error)?.ok_or_else(unknown)?;
         if !bool::from(hash_key(key).ct_eq(&stored.secret_hash)) {
             return Err(unknown());
         }
@@ -112,11 +97,7 @@ impl Authenticator {
             return Err(unauthenticated("this API key has been revoked"));
         }
         self.touch(&stored.prefix);
-        Ok(Caller {
-            org: stored.org,
-            role: stored.role,
-            key_prefix: stored.prefix,
-        })
+        Ok(Caller { org: stored.org, role: stored.role, key_prefix: stored.prefix })
     }
 
     /// Records the key's last use, at most once a minute per key.
@@ -146,28 +127,17 @@ fn unauthenticated(message: &str) -> ConnectError {
 /// The key from `X-API-KEY` or `Authorization: Bearer`.
 fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     if let Some(value) = headers.get("x-api-key") {
-        return value
-            .to_str()
-            .map(str::trim)
-            .map_err(|_| unauthenticated("the X-API-KEY header is not valid text"));
+        return value.to_str().map(str::trim).map_err(|_| unauthenticated("the X-API-KEY header is not valid text"));
     }
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| unauthenticated("the Authorization header is not valid text"))?;
+        let value = value.to_str().map_err(|_| unauthenticated("the Authorization header is not valid text"))?;
         let mut parts = value.trim().splitn(2, ' ');
         return match (parts.next(), parts.next()) {
-            (Some(scheme), Some(token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                Ok(token.trim())
-            }
-            _ => Err(unauthenticated(
-                "the Authorization header must read `Bearer <API key>`",
-            )),
+            (Some(scheme), Some(token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+            _ => Err(unauthenticated("the Authorization header must read `Bearer <API key>`")),
         };
     }
-    Err(unauthenticated(
-        "missing API key: send it in the X-API-KEY header or as `Authorization: Bearer <key>`",
-    ))
+    Err(unauthenticated("missing API key: send it in the X-API-KEY header or as `Authorization: Bearer <key>`"))
 }
 
 /// The role a method of the sessions service needs, `None` for paths the
@@ -182,11 +152,7 @@ fn required_role(path: &str) -> Option<Role> {
 
 #[connectrpc::async_trait]
 impl Interceptor for Authenticator {
-    async fn intercept_unary(
-        &self,
-        mut req: UnaryRequest,
-        next: Next<'_>,
-    ) -> Result<UnaryResponse, ConnectError> {
+    async fn intercept_unary(&self, mut req: UnaryRequest, next: Next<'_>) -> Result<UnaryResponse, ConnectError> {
         let Some(needed) = req.ctx.path().and_then(required_role) else {
             return next.run(req).await;
         };
@@ -194,10 +160,7 @@ impl Interceptor for Authenticator {
         if !caller.role.allows(needed) {
             return Err(ConnectError::new(
                 ErrorCode::PermissionDenied,
-                format!(
-                    "this API key has the {} role; this method needs an {} key",
-                    caller.role, needed
-                ),
+                format!("this API key has the {} role; this method needs an {} key", caller.role, needed),
             ));
         }
         req.ctx.extensions_mut().insert(caller);
@@ -227,9 +190,6 @@ mod tests {
         assert_eq!(presented_key(&headers).unwrap(), "k2");
         let mut basic = http::HeaderMap::new();
         basic.insert("authorization", "Basic abc".parse().unwrap());
-        assert_eq!(
-            presented_key(&basic).unwrap_err().code,
-            ErrorCode::Unauthenticated
-        );
+        assert_eq!(presented_key(&basic).unwrap_err().code, ErrorCode::Unauthenticated);
     }
 }

@@ -5,9 +5,7 @@ use buffa::MessageField;
 use buffa_types::google::protobuf::{Duration, Timestamp};
 use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_proto::core::v1::SessionObject;
-use gatehouse_proto::core::v1::session_object::{
-    Connector, Network, Resource, Sidecar, User, user,
-};
+use gatehouse_proto::core::v1::session_object::{Connector, Network, Resource, Sidecar, User, user};
 
 pub fn timestamp(at: Micros) -> Timestamp {
     Timestamp {
@@ -19,19 +17,11 @@ pub fn timestamp(at: Micros) -> Timestamp {
 
 pub fn duration(span: Micros) -> Duration {
     // Seconds and nanos share the sign, per the Duration contract.
-    Duration {
-        seconds: span / 1_000_000,
-        nanos: ((span % 1_000_000) * 1_000) as i32,
-        ..Default::default()
-    }
+    Duration { seconds: span / 1_000_000, nanos: ((span % 1_000_000) * 1_000) as i32, ..Default::default() }
 }
 
 fn set_if<T: Default>(value: T, present: bool) -> MessageField<T, buffa::Inline<T>> {
-    if present {
-        MessageField::some(value)
-    } else {
-        MessageField::none()
-    }
+    if present { MessageField::some(value) } else { MessageField::none() }
 }
 
 fn user_info(
@@ -54,11 +44,7 @@ fn user_info(
 /// Converts a stored session; `now` fixes the elapsed duration of an active one.
 pub fn session_object(s: &Session, now: Micros) -> SessionObject {
     let u = &s.user;
-    let formal = user::Formal {
-        user: user_info(&u.formal),
-        end_user: user_info(&u.end_user),
-        ..Default::default()
-    };
+    let formal = user::Formal { user: user_info(&u.formal), end_user: user_info(&u.end_user), ..Default::default() };
     let has_formal = formal.user.is_set() || formal.end_user.is_set();
     SessionObject {
         id: s.id.clone(),
@@ -88,10 +74,7 @@ pub fn session_object(s: &Session, now: Micros) -> SessionObject {
             username: u.username.clone(),
             formal: set_if(formal, has_formal),
             native: set_if(
-                user::Native {
-                    username: u.native_username.clone(),
-                    ..Default::default()
-                },
+                user::Native { username: u.native_username.clone(), ..Default::default() },
                 !u.native_username.is_empty(),
             ),
             ..Default::default()
@@ -107,11 +90,7 @@ pub fn session_object(s: &Session, now: Micros) -> SessionObject {
             s.resource != Default::default(),
         ),
         connector: set_if(
-            Connector {
-                id: s.connector.id.clone(),
-                name: s.connector.name.clone(),
-                ..Default::default()
-            },
+            Connector { id: s.connector.id.clone(), name: s.connector.name.clone(), ..Default::default() },
             s.connector != Default::default(),
         ),
         parent_session_id: s.parent_session_id.clone(),

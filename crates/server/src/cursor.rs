@@ -34,9 +34,7 @@ pub enum CursorError {
     Malformed,
     #[error("the cursor was not issued by this server or was altered")]
     BadSignature,
-    #[error(
-        "the cursor belongs to a different query, sort or time window; repeat the request without a cursor"
-    )]
+    #[error("the cursor belongs to a different query, sort or time window; repeat the request without a cursor")]
     OtherQuery,
 }
 
@@ -86,18 +84,12 @@ impl CursorCodec {
         URL_SAFE_NO_PAD.encode(body)
     }
 
-    pub fn decode(
-        &self,
-        text: &str,
-        listing: &[u8; FINGERPRINT_LEN],
-    ) -> Result<Cursor, CursorError> {
+    pub fn decode(&self, text: &str, listing: &[u8; FINGERPRINT_LEN]) -> Result<Cursor, CursorError> {
         const HEADER: usize = 2 + 8 + 8 + FINGERPRINT_LEN;
         if text.len() > 4 * (HEADER + MAX_ID_LEN + TAG_LEN) {
             return Err(CursorError::Malformed);
         }
-        let raw = URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .map_err(|_| CursorError::Malformed)?;
+        let raw = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| CursorError::Malformed)?;
         if raw.len() < HEADER + TAG_LEN || raw[0] != VERSION {
             return Err(CursorError::Malformed);
         }
@@ -116,12 +108,7 @@ impl CursorCodec {
         };
         let int = |at: usize| i64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
         let id = std::str::from_utf8(&body[HEADER..]).map_err(|_| CursorError::Malformed)?;
-        Ok(Cursor {
-            backward,
-            now: int(2),
-            key: int(10),
-            id: id.to_owned(),
-        })
+        Ok(Cursor { backward, now: int(2), key: int(10), id: id.to_owned() })
     }
 }
 
@@ -130,12 +117,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Cursor {
-        Cursor {
-            backward: true,
-            now: 1_700_000_000_000_000,
-            key: -5,
-            id: "0190-abc".into(),
-        }
+        Cursor { backward: true, now: 1_700_000_000_000_000, key: -5, id: "0190-abc".into() }
     }
 
     #[test]
@@ -151,25 +133,13 @@ mod tests {
         let codec = CursorCodec::new(b"secret".to_vec());
         let listing = fingerprint(&["a"]);
         let text = codec.encode(&sample(), &listing);
-        assert_eq!(
-            codec.decode(&text, &fingerprint(&["b"])),
-            Err(CursorError::OtherQuery)
-        );
+        assert_eq!(codec.decode(&text, &fingerprint(&["b"])), Err(CursorError::OtherQuery));
         let foreign = CursorCodec::new(b"other".to_vec());
-        assert_eq!(
-            foreign.decode(&text, &listing),
-            Err(CursorError::BadSignature)
-        );
+        assert_eq!(foreign.decode(&text, &listing), Err(CursorError::BadSignature));
         let mut raw = URL_SAFE_NO_PAD.decode(&text).unwrap();
         raw[12] ^= 1;
-        assert_eq!(
-            codec.decode(&URL_SAFE_NO_PAD.encode(raw), &listing),
-            Err(CursorError::BadSignature)
-        );
-        assert_eq!(
-            codec.decode("not a cursor!", &listing),
-            Err(CursorError::Malformed)
-        );
+        assert_eq!(codec.decode(&URL_SAFE_NO_PAD.encode(raw), &listing), Err(CursorError::BadSignature));
+        assert_eq!(codec.decode("not a cursor!", &listing), Err(CursorError::Malformed));
         assert_eq!(codec.decode("", &listing), Err(CursorError::Malformed));
     }
 

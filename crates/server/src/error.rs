@@ -9,10 +9,7 @@ pub fn store_error(err: StoreError) -> ConnectError {
     match &err {
         StoreError::Unavailable(_) => {
             tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "store unavailable");
-            ConnectError::new(
-                ErrorCode::Unavailable,
-                "the session store is unavailable; retry shortly",
-            )
+            ConnectError::new(ErrorCode::Unavailable, "the session store is unavailable; retry shortly")
         }
         _ => {
             tracing::error!(error = %err, source = ?std::error::Error::source(&err), "store error");

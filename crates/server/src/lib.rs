@@ -46,23 +46,15 @@ pub async fn app(store: Arc<dyn Store>) -> Result<axum::Router, StoreError> {
 
     let api = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key));
     let router = connectrpc::Router::new().add_service(Arc::new(api));
-    let (router, _health) =
-        connectrpc_health::install_static(router, [SESSIONS_SERVICE_SERVICE_NAME]);
-    let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(
-        gatehouse_proto::FILE_DESCRIPTOR_SET,
-    )
-    .expect("the compiled descriptor set is valid");
+    let (router, _health) = connectrpc_health::install_static(router, [SESSIONS_SERVICE_SERVICE_NAME]);
+    let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(gatehouse_proto::FILE_DESCRIPTOR_SET)
+        .expect("the compiled descriptor set is valid");
     let router = connectrpc_reflection::install(router, reflector);
-    let limits = Limits::default()
-        .with_max_request_body_size(MAX_REQUEST_BYTES)
-        .with_max_message_size(MAX_REQUEST_BYTES);
-    let rpc = ConnectRpcService::new(router)
-        .with_limits(limits)
-        .with_interceptor(Authenticator::new(store));
+    let limits =
+        Limits::default().with_max_request_body_size(MAX_REQUEST_BYTES).with_max_message_size(MAX_REQUEST_BYTES);
+    let rpc = ConnectRpcService::new(router).with_limits(limits).with_interceptor(Authenticator::new(store));
 
-    Ok(axum::Router::new()
-        .route("/health", get(|| async { "ok\n" }))
-        .fallback_service(rpc))
+    Ok(axum::Router::new().route("/health", get(|| async { "ok\n" })).fallback_service(rpc))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.
@@ -71,7 +63,5 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -52,9 +52,7 @@ pub fn parse_sort(text: &str) -> Result<(SortKey, Direction), ConnectError> {
         None | Some("desc") => Direction::Desc,
         Some("asc") => Direction::Asc,
         Some(other) => {
-            return Err(invalid(format!(
-                "unknown sort direction {other:?}: use asc or desc"
-            )));
+            return Err(invalid(format!("unknown sort direction {other:?}: use asc or desc")));
         }
     };
     Ok((key, direction))
@@ -64,11 +62,9 @@ fn parse_bound(name: &str, text: &str) -> Result<Option<Micros>, ConnectError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    parse_rfc3339(text).map(Some).ok_or_else(|| {
-        invalid(format!(
-            "{name} {text:?} is not an RFC 3339 time such as 2024-01-31T12:00:00Z"
-        ))
-    })
+    parse_rfc3339(text)
+        .map(Some)
+        .ok_or_else(|| invalid(format!("{name} {text:?} is not an RFC 3339 time such as 2024-01-31T12:00:00Z")))
 }
 
 /// Runs one ListSessionsV2 page for `org`.
@@ -82,9 +78,7 @@ pub async fn list_page(
         0 => DEFAULT_LIMIT,
         n if (1..=MAX_LIMIT).contains(&n) => n,
         n => {
-            return Err(invalid(format!(
-                "limit {n} is out of range: use 1 to {MAX_LIMIT}, or 0 for {DEFAULT_LIMIT}"
-            )));
+            return Err(invalid(format!("limit {n} is out of range: use 1 to {MAX_LIMIT}, or 0 for {DEFAULT_LIMIT}")));
         }
     } as usize;
     let (sort, direction) = parse_sort(req.sort_by)?;
@@ -96,6 +90,7 @@ pub async fn list_page(
         return Err(invalid("start_timestamp is after end_timestamp"));
     }
     let listing = fingerprint(&[
+        &org.0.to_string(),
         req.query,
         &format!("{sort:?}:{direction:?}"),
         &format!("{window_start:?}"),
@@ -103,15 +98,10 @@ pub async fn list_page(
     ]);
     let cursor = match req.cursor.trim() {
         "" => None,
-        text => Some(
-            codec
-                .decode(text, &listing)
-                .map_err(|e| invalid(e.to_string()))?,
-        ),
+        text => Some(codec.decode(text, &listing).map_err(|e| invalid(e.to_string()))?),
     };
     let now = cursor.as_ref().map_or_else(now_micros, |c| c.now);
-    let filter = gatehouse_query::parse(req.query, now)
-        .map_err(|e| invalid(format!("invalid query: {e}")))?;
+    let filter = gatehouse_query::parse(req.query, now).map_err(|e| invalid(format!("invalid query: {e}")))?;
     let backward = cursor.as_ref().is_some_and(|c| c.backward);
     let query = ListQuery {
         filter,
@@ -119,59 +109,32 @@ pub async fn list_page(
         window_end,
         sort,
         direction,
-        after: cursor.as_ref().map(|c| Position {
-            key: c.key,
-            id: c.id.clone(),
-        }),
+        after: cursor.as_ref().map(|c| Position { key: c.key, id: c.id.clone() }),
         reverse: backward,
         now,
         // One more than asked tells whether another page follows.
         limit: limit + 1,
     };
-    let mut sessions = store
-        .list_sessions(org, &query)
-        .await
-        .map_err(store_error)?;
+    let mut sessions = store.list_sessions(org, &query).await.map_err(store_error)?;
     let more = sessions.len() > limit;
     sessions.truncate(limit);
     if backward {
         sessions.reverse();
     }
     let mark = |backward: bool, s: &Session| {
-        codec.encode(
-            &Cursor {
-                backward,
-                now,
-                key: query.key_of(s),
-                id: s.id.clone(),
-            },
-            &listing,
-        )
+        codec.encode(&Cursor { backward, now, key: query.key_of(s), id: s.id.clone() }, &listing)
     };
     let (first, last) = (sessions.first(), sessions.last());
     let (after, before) = if backward {
-        (
-            last.map(|s| mark(false, s)),
-            first.filter(|_| more).map(|s| mark(true, s)),
-        )
+        (last.map(|s| mark(false, s)), first.filter(|_| more).map(|s| mark(true, s)))
     } else {
         let before = match (&cursor, first) {
             (Some(_), Some(s)) => Some(mark(true, s)),
             // An empty page past a cursor still leads back to where it was.
-            (Some(c), None) => Some(codec.encode(
-                &Cursor {
-                    backward: true,
-                    ..c.clone()
-                },
-                &listing,
-            )),
+            (Some(c), None) => Some(codec.encode(&Cursor { backward: true, ..c.clone() }, &listing)),
             (None, _) => None,
         };
         (last.filter(|_| more).map(|s| mark(false, s)), before)
     };
-    Ok(Page {
-        sessions,
-        after: after.unwrap_or_default(),
-        before: before.unwrap_or_default(),
-    })
+    Ok(Page { sessions, after: after.unwrap_or_default(), before: before.unwrap_or_default() })
 }

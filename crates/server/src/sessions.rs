@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use connectrpc::{
-    ConnectError, ErrorCode, RequestContext, Response, ServiceRequest, ServiceResult,
-};
+use connectrpc::{ConnectError, ErrorCode, RequestContext, Response, ServiceRequest, ServiceResult};
 use gatehouse_core::Caller;
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::core::v1::*;
@@ -30,18 +28,12 @@ impl SessionsApi {
 /// The caller the authentication interceptor resolved.
 fn caller(ctx: &RequestContext) -> Result<Caller, ConnectError> {
     ctx.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        ConnectError::new(
-            ErrorCode::Internal,
-            "request reached a handler unauthenticated (this is a bug)",
-        )
+        ConnectError::new(ErrorCode::Internal, "request reached a handler unauthenticated (this is a bug)")
     })
 }
 
 fn not_yet(method: &str) -> ConnectError {
-    ConnectError::new(
-        ErrorCode::Unimplemented,
-        format!("{method} is not implemented yet"),
-    )
+    ConnectError::new(ErrorCode::Unimplemented, format!("{method} is not implemented yet"))
 }
 
 impl SessionsService for SessionsApi {
@@ -55,14 +47,9 @@ impl SessionsService for SessionsApi {
         if id.is_empty() {
             return Err(invalid("session_id is required"));
         }
-        let session = self
-            .store
-            .get_session(caller.org, id)
-            .await
-            .map_err(store_error)?;
-        let session = session.ok_or_else(|| {
-            ConnectError::new(ErrorCode::NotFound, format!("no session with id {id:?}"))
-        })?;
+        let session = self.store.get_session(caller.org, id).await.map_err(store_error)?;
+        let session =
+            session.ok_or_else(|| ConnectError::new(ErrorCode::NotFound, format!("no session with id {id:?}")))?;
         Response::ok(GetSessionResponse {
             session: session_object(&session, now_micros()).into(),
             ..Default::default()
@@ -94,11 +81,7 @@ impl SessionsService for SessionsApi {
                 ..Default::default()
             }
             .into(),
-            sessions: page
-                .sessions
-                .iter()
-                .map(|s| session_object(s, now))
-                .collect(),
+            sessions: page.sessions.iter().map(|s| session_object(s, now)).collect(),
             ..Default::default()
         })
     }

@@ -36,12 +36,7 @@ pub trait Store: Send + Sync + 'static {
     async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError>;
     async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError>;
     /// Revokes a key of `org`; false when there is no such live key.
-    async fn revoke_api_key(
-        &self,
-        org: OrgId,
-        prefix: &str,
-        at: Micros,
-    ) -> Result<bool, StoreError>;
+    async fn revoke_api_key(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError>;
     async fn touch_api_key(&self, prefix: &str, at: Micros) -> Result<(), StoreError>;
 
     /// Returns the named installation-wide secret, storing `init` first if it
@@ -53,9 +48,5 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError>;
     async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError>;
     /// One page of sessions in the query's order, up to `query.limit` rows.
-    async fn list_sessions(
-        &self,
-        org: OrgId,
-        query: &ListQuery,
-    ) -> Result<Vec<Session>, StoreError>;
+    async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError>;
 }

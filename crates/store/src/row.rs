@@ -15,8 +15,7 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let text =
-        |col: &'static str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(col)?) };
+    let text = |col: &'static str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(col)?) };
     let list = |col: &'static str| -> Result<Vec<String>, StoreError> {
         let json = text(col)?;
         serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
@@ -61,10 +60,7 @@ where
             name: text("resource_name")?,
             technology: text("resource_technology")?,
         },
-        connector: ConnectorRef {
-            id: text("connector_id")?,
-            name: text("connector_name")?,
-        },
+        connector: ConnectorRef { id: text("connector_id")?, name: text("connector_name")? },
         parent_session_id: text("parent_session_id")?,
     })
 }
@@ -75,20 +71,10 @@ pub(crate) fn many_values(session: &Session) -> Vec<(i64, &str)> {
     let mut out = Vec::new();
     if let Some(formal) = &session.user.formal {
         out.extend(formal.groups.iter().map(|g| (USER_GROUPS, g.as_str())));
-        out.extend(
-            formal
-                .external_ids
-                .iter()
-                .map(|g| (USER_EXTERNAL_IDS, g.as_str())),
-        );
+        out.extend(formal.external_ids.iter().map(|g| (USER_EXTERNAL_IDS, g.as_str())));
     }
     if let Some(end_user) = &session.user.end_user {
-        out.extend(
-            end_user
-                .groups
-                .iter()
-                .map(|g| (END_USER_GROUPS, g.as_str())),
-        );
+        out.extend(end_user.groups.iter().map(|g| (END_USER_GROUPS, g.as_str())));
     }
     out
 }

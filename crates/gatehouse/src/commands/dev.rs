@@ -27,19 +27,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let org = store.ensure_org(DEV_ORG).await?;
     let key = dev_key(store.as_ref(), org.id, &args.store.data_dir).await?;
     if args.demo && !has_sessions(store.as_ref(), org.id).await? {
-        seed(
-            store.as_ref(),
-            org.id,
-            args.demo_sessions,
-            DEMO_ACTIVE,
-            DEMO_DAYS * 86_400_000_000,
-            1,
-        )
-        .await?;
+        seed(store.as_ref(), org.id, args.demo_sessions, DEMO_ACTIVE, DEMO_DAYS * 86_400_000_000, 1).await?;
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     println!(
         "\nGatehouse is running at {url}\n\
@@ -75,8 +65,7 @@ async fn dev_key(store: &dyn Store, org: OrgId, data_dir: &Path) -> anyhow::Resu
         }
     }
     let created = create_api_key(store, org, "dev admin", Role::Admin).await?;
-    write_private(&path, &created.key)
-        .with_context(|| format!("cannot save the dev key to {}", path.display()))?;
+    write_private(&path, &created.key).with_context(|| format!("cannot save the dev key to {}", path.display()))?;
     Ok(created.key)
 }
 
@@ -90,8 +79,5 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 async fn has_sessions(store: &dyn Store, org: OrgId) -> anyhow::Result<bool> {
-    Ok(!store
-        .list_sessions(org, &ListQuery::newest(1, now_micros()))
-        .await?
-        .is_empty())
+    Ok(!store.list_sessions(org, &ListQuery::newest(1, now_micros())).await?.is_empty())
 }

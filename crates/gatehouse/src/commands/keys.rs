@@ -12,12 +12,7 @@ use crate::output::Table;
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
-        KeysCommand::Create {
-            org,
-            role,
-            name,
-            store,
-        } => {
+        KeysCommand::Create { org, role, name, store } => {
             let store = open_store(&store).await?;
             let org = store.ensure_org(&org).await?;
             let created = create_api_key(store.as_ref(), org.id, &name, role.into()).await?;
@@ -30,12 +25,8 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::List { org, store } => {
             let store = open_store(&store).await?;
-            let org = store
-                .find_org(&org)
-                .await?
-                .with_context(|| format!("no organization named {org:?}"))?;
-            let mut table =
-                Table::new(&["PREFIX", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
+            let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
+            let mut table = Table::new(&["PREFIX", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
             let time = |t: Option<i64>| t.map(format_rfc3339).unwrap_or_else(|| "-".into());
             for key in store.list_api_keys(org.id).await? {
                 table.row(vec![
@@ -51,15 +42,9 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::Revoke { prefix, org, store } => {
             let store = open_store(&store).await?;
-            let org = store
-                .find_org(&org)
-                .await?
-                .with_context(|| format!("no organization named {org:?}"))?;
+            let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
             if !store.revoke_api_key(org.id, &prefix, now_micros()).await? {
-                bail!(
-                    "no live key with prefix {prefix:?} in organization {:?}",
-                    org.name
-                );
+                bail!("no live key with prefix {prefix:?} in organization {:?}", org.name);
             }
             eprintln!("Revoked key {prefix}.");
         }

@@ -27,16 +27,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens the store the arguments name, applying migrations.
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let path = args.data_dir.join("gatehouse.db");
-    let store = SqliteStore::open(&path)
-        .await
-        .with_context(|| format!("cannot open the store at {}", path.display()))?;
+    let store =
+        SqliteStore::open(&path).await.with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok(Arc::new(store))
 }
 

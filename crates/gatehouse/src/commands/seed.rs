@@ -18,15 +18,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
     let org = store.ensure_org(&args.org).await?;
     let span = i64::from(args.days) * 86_400_000_000;
-    seed(
-        store.as_ref(),
-        org.id,
-        args.sessions,
-        args.active,
-        span,
-        args.seed,
-    )
-    .await?;
+    seed(store.as_ref(), org.id, args.sessions, args.active, span, args.seed).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -54,9 +46,6 @@ pub async fn seed(
         let _ = std::io::stderr().flush();
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "\rseeded {done} sessions in {secs:.1}s ({:.0}/s)",
-        done as f64 / secs.max(1e-9)
-    );
+    eprintln!("\rseeded {done} sessions in {secs:.1}s ({:.0}/s)", done as f64 / secs.max(1e-9));
     Ok(())
 }

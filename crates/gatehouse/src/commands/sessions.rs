@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use connectrpc::client::{ClientConfig, HttpClient};
 use gatehouse_core::time::{format_rfc3339, now_micros};
-use gatehouse_proto::core::v1::{
-    GetSessionRequest, ListSessionsV2Request, SessionObject, SessionsServiceClient,
-};
+use gatehouse_proto::core::v1::{GetSessionRequest, ListSessionsV2Request, SessionObject, SessionsServiceClient};
 
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
 use crate::output::Table;
@@ -20,15 +18,9 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
         SessionsCommand::List(args) => list(args).await,
         SessionsCommand::Get { id, output, api } => {
             let client = client(&api)?;
-            let request = GetSessionRequest {
-                session_id: id,
-                ..Default::default()
-            };
+            let request = GetSessionRequest { session_id: id, ..Default::default() };
             let response = client.get_session(request).await?.into_owned();
-            let session = response
-                .session
-                .into_option()
-                .context("the response has no session")?;
+            let session = response.session.into_option().context("the response has no session")?;
             print_sessions(&[session], output)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -36,10 +28,7 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn client(api: &ApiArgs) -> anyhow::Result<Client> {
-    let uri: http::Uri = api
-        .url
-        .parse()
-        .with_context(|| format!("GATEHOUSE_URL {:?} is not a URL", api.url))?;
+    let uri: http::Uri = api.url.parse().with_context(|| format!("GATEHOUSE_URL {:?} is not a URL", api.url))?;
     if api.api_key.trim().is_empty() {
         bail!("no API key: set GATEHOUSE_API_KEY or pass --api-key");
     }
@@ -51,9 +40,8 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.api)?;
     let start_timestamp = match (&args.since, &args.from) {
         (Some(since), _) => {
-            let span = gatehouse_query::parse_duration(since).with_context(|| {
-                format!("--since {since:?} is not a duration such as 15m, 24h or 7d")
-            })?;
+            let span = gatehouse_query::parse_duration(since)
+                .with_context(|| format!("--since {since:?} is not a duration such as 15m, 24h or 7d"))?;
             format_rfc3339(now_micros() - span)
         }
         (None, Some(from)) => from.clone(),
@@ -77,11 +65,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             OutputFormat::Json => print_sessions(&response.sessions, OutputFormat::Json)?,
             OutputFormat::Table => table_rows.extend(response.sessions),
         }
-        let next = response
-            .list_metadata
-            .into_option()
-            .map(|m| m.next_cursor)
-            .unwrap_or_default();
+        let next = response.list_metadata.into_option().map(|m| m.next_cursor).unwrap_or_default();
         if !args.all || next.is_empty() {
             break;
         }
@@ -123,45 +107,23 @@ fn print_sessions(sessions: &[SessionObject], format: OutputFormat) -> anyhow::R
             ]);
             for s in sessions {
                 let user = s.user.as_option();
-                let formal = user
-                    .and_then(|u| u.formal.as_option())
-                    .and_then(|f| f.user.as_option());
+                let formal = user.and_then(|u| u.formal.as_option()).and_then(|f| f.user.as_option());
                 let who = formal
-                    .map(|f| {
-                        if f.email.is_empty() {
-                            f.name.clone()
-                        } else {
-                            f.email.clone()
-                        }
-                    })
+                    .map(|f| if f.email.is_empty() { f.name.clone() } else { f.email.clone() })
                     .or_else(|| user.map(|u| u.username.clone()))
                     .unwrap_or_default();
                 let resource = s.resource.as_option();
                 table.row(vec![
                     s.id.clone(),
                     s.session_status.clone(),
-                    s.start_time
-                        .as_option()
-                        .map(|t| format_rfc3339(t.seconds * 1_000_000))
-                        .unwrap_or_default(),
-                    s.duration
-                        .as_option()
-                        .map(|d| human_duration(d.seconds))
-                        .unwrap_or_default(),
+                    s.start_time.as_option().map(|t| format_rfc3339(t.seconds * 1_000_000)).unwrap_or_default(),
+                    s.duration.as_option().map(|d| human_duration(d.seconds)).unwrap_or_default(),
                     who,
-                    user.and_then(|u| u.native.as_option())
-                        .map(|n| n.username.clone())
-                        .unwrap_or_default(),
+                    user.and_then(|u| u.native.as_option()).map(|n| n.username.clone()).unwrap_or_default(),
                     resource.map(|r| r.name.clone()).unwrap_or_default(),
                     resource.map(|r| r.technology.clone()).unwrap_or_default(),
-                    s.network
-                        .as_option()
-                        .map(|n| n.client_ip_address.clone())
-                        .unwrap_or_default(),
-                    s.connector
-                        .as_option()
-                        .map(|c| c.name.clone())
-                        .unwrap_or_default(),
+                    s.network.as_option().map(|n| n.client_ip_address.clone()).unwrap_or_default(),
+                    s.connector.as_option().map(|c| c.name.clone()).unwrap_or_default(),
                 ]);
             }
             table.print();

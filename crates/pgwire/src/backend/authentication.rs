@@ -66,9 +66,7 @@ impl Decode for AuthenticationRequest {
             3 => Self::CleartextPassword,
             5 => {
                 let salt = c.bytes(4)?;
-                Self::Md5Password {
-                    salt: [salt[0], salt[1], salt[2], salt[3]],
-                }
+                Self::Md5Password { salt: [salt[0], salt[1], salt[2], salt[3]] }
             }
             7 => Self::Gss,
             8 => return Ok(Self::GssContinue(c.rest())),
@@ -126,39 +124,25 @@ mod tests {
     #[test]
     fn decodes_each_kind() {
         assert_eq!(decode(b"\0\0\0\0").unwrap(), AuthenticationRequest::Ok);
-        assert_eq!(
-            decode(b"\0\0\0\x03").unwrap(),
-            AuthenticationRequest::CleartextPassword
-        );
+        assert_eq!(decode(b"\0\0\0\x03").unwrap(), AuthenticationRequest::CleartextPassword);
         assert_eq!(
             decode(b"\0\0\0\x05\x01\x02\x03\x04").unwrap(),
             AuthenticationRequest::Md5Password { salt: [1, 2, 3, 4] }
         );
         assert_eq!(
             decode(b"\0\0\0\x0aSCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0").unwrap(),
-            AuthenticationRequest::Sasl {
-                mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()]
-            }
+            AuthenticationRequest::Sasl { mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()] }
         );
         assert_eq!(
             decode(b"\0\0\0\x0br=abc,s=xyz,i=4096").unwrap(),
             AuthenticationRequest::SaslContinue(Bytes::from_static(b"r=abc,s=xyz,i=4096"))
         );
-        assert_eq!(
-            decode(b"\0\0\0\x0cv=sig").unwrap(),
-            AuthenticationRequest::SaslFinal(Bytes::from_static(b"v=sig"))
-        );
+        assert_eq!(decode(b"\0\0\0\x0cv=sig").unwrap(), AuthenticationRequest::SaslFinal(Bytes::from_static(b"v=sig")));
     }
 
     #[test]
     fn rejects_bad_bodies() {
-        for body in [
-            &b"\0\0\0"[..],
-            b"\0\0\0\0x",
-            b"\0\0\0\x05\x01\x02",
-            b"\0\0\0\x0aSCRAM-SHA-256\0",
-            b"\0\0\0\x63",
-        ] {
+        for body in [&b"\0\0\0"[..], b"\0\0\0\0x", b"\0\0\0\x05\x01\x02", b"\0\0\0\x0aSCRAM-SHA-256\0", b"\0\0\0\x63"] {
             assert!(decode(body).is_err(), "{body:?}");
         }
     }
@@ -169,17 +153,12 @@ mod tests {
             AuthenticationRequest::Ok,
             AuthenticationRequest::CleartextPassword,
             AuthenticationRequest::Md5Password { salt: *b"salt" },
-            AuthenticationRequest::Sasl {
-                mechanisms: vec!["SCRAM-SHA-256".into()],
-            },
+            AuthenticationRequest::Sasl { mechanisms: vec!["SCRAM-SHA-256".into()] },
             AuthenticationRequest::SaslFinal(Bytes::from_static(b"v=x")),
         ] {
             let msg = request.to_message();
             assert_eq!(msg.decode::<AuthenticationRequest>().unwrap(), request);
         }
-        assert_eq!(
-            &AuthenticationRequest::Ok.to_message().frame()[..],
-            b"R\0\0\0\x08\0\0\0\0"
-        );
+        assert_eq!(&AuthenticationRequest::Ok.to_message().frame()[..], b"R\0\0\0\x08\0\0\0\0");
     }
 }

@@ -56,8 +56,7 @@ mod tests {
 
     #[test]
     fn decodes_protocol_3_0_key() {
-        let k = BackendKeyData::decode_body(Bytes::from_static(b"\0\0\x30\x39\xde\xad\xbe\xef"))
-            .unwrap();
+        let k = BackendKeyData::decode_body(Bytes::from_static(b"\0\0\x30\x39\xde\xad\xbe\xef")).unwrap();
         assert_eq!(k.pid, 12345);
         assert_eq!(&k.secret_key[..], b"\xde\xad\xbe\xef");
         assert!(!format!("{k:?}").contains("xde"));
@@ -65,10 +64,7 @@ mod tests {
 
     #[test]
     fn round_trips_protocol_3_2_key() {
-        let k = BackendKeyData {
-            pid: 42,
-            secret_key: Bytes::from(vec![9u8; 32]),
-        };
+        let k = BackendKeyData { pid: 42, secret_key: Bytes::from(vec![9u8; 32]) };
         let msg = k.to_message();
         assert_eq!(&msg.frame()[..9], b"K\0\0\0\x28\0\0\0\x2a");
         assert_eq!(msg.decode::<BackendKeyData>().unwrap(), k);

@@ -37,10 +37,7 @@ impl<const TAG: u8> Decode for CopyResponse<TAG> {
         let n = c.count(2)?;
         let column_formats = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
         c.finish()?;
-        Ok(Self {
-            binary,
-            column_formats,
-        })
+        Ok(Self { binary, column_formats })
     }
 }
 

@@ -17,8 +17,8 @@ impl Decode for DataRow {
 
     /// Reads the count only, so that the cost does not grow with the row.
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
-        let columns = u16::try_from(Cursor::new(body).i16()?)
-            .map_err(|_| WireError::Malformed("negative column count"))?;
+        let columns =
+            u16::try_from(Cursor::new(body).i16()?).map_err(|_| WireError::Malformed("negative column count"))?;
         Ok(Self { columns })
     }
 }
@@ -29,8 +29,7 @@ mod tests {
 
     #[test]
     fn counts_columns() {
-        let row =
-            DataRow::decode_body(Bytes::from_static(b"\0\x02\0\0\0\x011\xff\xff\xff\xff")).unwrap();
+        let row = DataRow::decode_body(Bytes::from_static(b"\0\x02\0\0\0\x011\xff\xff\xff\xff")).unwrap();
         assert_eq!(row.columns, 2);
     }
 

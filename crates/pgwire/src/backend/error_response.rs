@@ -34,10 +34,7 @@ pub(crate) fn decode_fields(body: Bytes) -> Result<Vec<(u8, String)>, WireError>
 
 /// The value of the first field with `code`.
 pub(crate) fn find(fields: &[(u8, String)], code: u8) -> Option<&str> {
-    fields
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, v)| v.as_str())
+    fields.iter().find(|(c, _)| *c == code).map(|(_, v)| v.as_str())
 }
 
 /// The non-localized severity if sent, else the localized one.
@@ -176,9 +173,7 @@ impl Decode for ErrorResponse {
     const TAG: u8 = BackendTag::ErrorResponse as u8;
 
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
-        Ok(Self {
-            fields: decode_fields(body)?,
-        })
+        Ok(Self { fields: decode_fields(body)? })
     }
 }
 
@@ -217,8 +212,7 @@ mod tests {
 
     #[test]
     fn prefers_the_untranslated_severity() {
-        let e =
-            ErrorResponse::decode_body(Bytes::from_static(b"SFEHLER\0VERROR\0C22012\0\0")).unwrap();
+        let e = ErrorResponse::decode_body(Bytes::from_static(b"SFEHLER\0VERROR\0C22012\0\0")).unwrap();
         assert_eq!(e.severity(), Some("ERROR"));
         let e = ErrorResponse::decode_body(Bytes::from_static(b"SFATAL\0\0")).unwrap();
         assert_eq!(e.severity(), Some("FATAL"));
@@ -226,8 +220,7 @@ mod tests {
 
     #[test]
     fn non_utf8_text_keeps_the_code() {
-        let e =
-            ErrorResponse::decode_body(Bytes::from_static(b"C23505\0Mdoppelt \xe4\0\0")).unwrap();
+        let e = ErrorResponse::decode_body(Bytes::from_static(b"C23505\0Mdoppelt \xe4\0\0")).unwrap();
         assert_eq!(e.code(), Some("23505"));
         assert_eq!(e.message(), Some("doppelt \u{fffd}"));
     }
@@ -235,10 +228,7 @@ mod tests {
     #[test]
     fn rejects_bad_bodies() {
         for body in [&b""[..], b"C23505\0", b"C23505", b"\0x"] {
-            assert!(
-                ErrorResponse::decode_body(Bytes::from_static(body)).is_err(),
-                "{body:?}"
-            );
+            assert!(ErrorResponse::decode_body(Bytes::from_static(body)).is_err(), "{body:?}");
         }
     }
 
@@ -262,10 +252,7 @@ mod tests {
     #[test]
     fn encodes_the_wire_layout() {
         let msg = ErrorResponse::admin_shutdown("bye").to_message();
-        assert_eq!(
-            &msg.frame()[..],
-            b"E\0\0\0\x1fSFATAL\0VFATAL\0C57P01\0Mbye\0\0"
-        );
+        assert_eq!(&msg.frame()[..], b"E\0\0\0\x1fSFATAL\0VFATAL\0C57P01\0Mbye\0\0");
     }
 
     #[test]

@@ -39,9 +39,7 @@ impl Decode for NoticeResponse {
     const TAG: u8 = BackendTag::NoticeResponse as u8;
 
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
-        Ok(Self {
-            fields: decode_fields(body)?,
-        })
+        Ok(Self { fields: decode_fields(body)? })
     }
 }
 
@@ -57,10 +55,7 @@ mod tests {
         .unwrap();
         assert_eq!(n.severity(), Some("WARNING"));
         assert_eq!(n.code(), Some("25001"));
-        assert_eq!(
-            n.message(),
-            Some("there is already a transaction in progress")
-        );
+        assert_eq!(n.message(), Some("there is already a transaction in progress"));
         assert!(NoticeResponse::decode_body(Bytes::from_static(b"SWARNING\0")).is_err());
     }
 }

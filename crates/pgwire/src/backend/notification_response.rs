@@ -25,11 +25,7 @@ impl Decode for NotificationResponse {
         let channel = c.cstr()?;
         let payload = c.cstr()?;
         c.finish()?;
-        Ok(Self {
-            pid,
-            channel,
-            payload,
-        })
+        Ok(Self { pid, channel, payload })
     }
 }
 
@@ -39,13 +35,10 @@ mod tests {
 
     #[test]
     fn decodes_notification() {
-        let n = NotificationResponse::decode_body(Bytes::from_static(b"\0\0\x04\xd2jobs\0done\0"))
-            .unwrap();
+        let n = NotificationResponse::decode_body(Bytes::from_static(b"\0\0\x04\xd2jobs\0done\0")).unwrap();
         assert_eq!(n.pid, 1234);
         assert_eq!(n.channel, "jobs");
         assert_eq!(n.payload, "done");
-        assert!(
-            NotificationResponse::decode_body(Bytes::from_static(b"\0\0\x04\xd2jobs\0")).is_err()
-        );
+        assert!(NotificationResponse::decode_body(Bytes::from_static(b"\0\0\x04\xd2jobs\0")).is_err());
     }
 }

@@ -19,10 +19,7 @@ pub struct ParameterStatus {
 impl ParameterStatus {
     /// A parameter report to send.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            value: value.into(),
-        }
+        Self { name: name.into(), value: value.into() }
     }
 }
 
@@ -53,8 +50,7 @@ mod tests {
 
     #[test]
     fn decodes_name_and_value() {
-        let p =
-            ParameterStatus::decode_body(Bytes::from_static(b"server_version\x0017.2\0")).unwrap();
+        let p = ParameterStatus::decode_body(Bytes::from_static(b"server_version\x0017.2\0")).unwrap();
         assert_eq!(p, ParameterStatus::new("server_version", "17.2"));
         assert!(ParameterStatus::decode_body(Bytes::from_static(b"name\0")).is_err());
     }

@@ -59,8 +59,8 @@ impl Decode for ReadyForQuery {
 
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
         let mut c = Cursor::new(body);
-        let status = TransactionStatus::from_u8(c.u8()?)
-            .ok_or(WireError::Malformed("transaction status must be I, T or E"))?;
+        let status =
+            TransactionStatus::from_u8(c.u8()?).ok_or(WireError::Malformed("transaction status must be I, T or E"))?;
         c.finish()?;
         Ok(Self { status })
     }
@@ -101,9 +101,6 @@ mod tests {
     fn round_trips() {
         let msg = ReadyForQuery::new(TransactionStatus::Idle).to_message();
         assert_eq!(&msg.frame()[..], b"Z\0\0\0\x05I");
-        assert_eq!(
-            msg.decode::<ReadyForQuery>().unwrap().status,
-            TransactionStatus::Idle
-        );
+        assert_eq!(msg.decode::<ReadyForQuery>().unwrap().status, TransactionStatus::Idle);
     }
 }

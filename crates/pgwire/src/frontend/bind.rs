@@ -44,20 +44,12 @@ impl Decode for Bind {
             .collect::<Result<_, _>>()?;
         // PostgreSQL's rule: several format codes must match the parameters one to one.
         if param_formats.len() > 1 && param_formats.len() != params.len() {
-            return Err(WireError::Malformed(
-                "parameter format count does not match parameter count",
-            ));
+            return Err(WireError::Malformed("parameter format count does not match parameter count"));
         }
         let n = c.count(2)?;
         let result_formats = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
         c.finish()?;
-        Ok(Self {
-            portal,
-            statement,
-            param_formats,
-            params,
-            result_formats,
-        })
+        Ok(Self { portal, statement, param_formats, params, result_formats })
     }
 }
 
@@ -99,10 +91,7 @@ mod tests {
             // Trailing byte.
             b"\0\0\0\0\0\0\0\0x",
         ] {
-            assert!(
-                Bind::decode_body(Bytes::from_static(body)).is_err(),
-                "{body:?}"
-            );
+            assert!(Bind::decode_body(Bytes::from_static(body)).is_err(), "{body:?}");
         }
     }
 }

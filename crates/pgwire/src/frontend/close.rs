@@ -52,10 +52,7 @@ mod tests {
     #[test]
     fn decodes_statement_and_portal() {
         let close = Close::decode_body(Bytes::from_static(b"Ss1\0")).unwrap();
-        assert_eq!(
-            (close.target, close.name.as_str()),
-            (Target::Statement, "s1")
-        );
+        assert_eq!((close.target, close.name.as_str()), (Target::Statement, "s1"));
         let close = Close::decode_body(Bytes::from_static(b"P\0")).unwrap();
         assert_eq!((close.target, close.name.as_str()), (Target::Portal, ""));
     }

@@ -26,11 +26,7 @@ impl Decode for Parse {
         let n = c.count(4)?;
         let param_types = (0..n).map(|_| c.u32()).collect::<Result<_, _>>()?;
         c.finish()?;
-        Ok(Self {
-            name,
-            query,
-            param_types,
-        })
+        Ok(Self { name, query, param_types })
     }
 }
 
@@ -40,10 +36,7 @@ mod tests {
 
     #[test]
     fn decodes_named_statement_with_types() {
-        let p = Parse::decode_body(Bytes::from_static(
-            b"s1\0SELECT $1, $2\0\0\x02\0\0\0\x17\0\0\0\0",
-        ))
-        .unwrap();
+        let p = Parse::decode_body(Bytes::from_static(b"s1\0SELECT $1, $2\0\0\x02\0\0\0\x17\0\0\0\0")).unwrap();
         assert_eq!(p.name, "s1");
         assert_eq!(p.query, "SELECT $1, $2");
         assert_eq!(p.param_types, [23, 0]);
@@ -58,16 +51,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_counts() {
-        for body in [
-            &b"\0SELECT 1\0"[..],
-            b"\0SELECT 1\0\0\x01",
-            b"\0SELECT 1\0\xff\xff",
-            b"\0SELECT 1\0\0\0\0",
-        ] {
-            assert!(
-                Parse::decode_body(Bytes::from_static(body)).is_err(),
-                "{body:?}"
-            );
+        for body in [&b"\0SELECT 1\0"[..], b"\0SELECT 1\0\0\x01", b"\0SELECT 1\0\xff\xff", b"\0SELECT 1\0\0\0\0"] {
+            assert!(Parse::decode_body(Bytes::from_static(body)).is_err(), "{body:?}");
         }
     }
 }

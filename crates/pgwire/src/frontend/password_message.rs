@@ -27,9 +27,7 @@ impl Decode for PasswordMessage {
 /// Shows the size only: the body is a credential.
 impl fmt::Debug for PasswordMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasswordMessage")
-            .field("len", &self.data.len())
-            .finish()
+        f.debug_struct("PasswordMessage").field("len", &self.data.len()).finish()
     }
 }
 

@@ -53,10 +53,7 @@ mod tests {
     fn rejects_missing_terminator_trailing_bytes_and_bad_utf8() {
         assert!(Query::decode_body(Bytes::from_static(b"SELECT 1")).is_err());
         assert!(Query::decode_body(Bytes::from_static(b"SELECT 1\0x")).is_err());
-        assert!(matches!(
-            Query::decode_body(Bytes::from_static(b"SELECT '\xc3'\0")),
-            Err(WireError::InvalidUtf8(_))
-        ));
+        assert!(matches!(Query::decode_body(Bytes::from_static(b"SELECT '\xc3'\0")), Err(WireError::InvalidUtf8(_))));
     }
 
     #[test]

@@ -40,10 +40,7 @@ impl CancelRequest {
             return Err(WireError::Malformed("cancel request shorter than 12 bytes"));
         };
         check_key_len(frame.len() - 12)?;
-        Ok(Self {
-            pid: i32::from_be_bytes([a, b, c, d]),
-            secret_key: frame.slice(12..),
-        })
+        Ok(Self { pid: i32::from_be_bytes([a, b, c, d]), secret_key: frame.slice(12..) })
     }
 
     /// Appends the packet, for a proxy forwarding the cancel to the real server.
@@ -63,10 +60,7 @@ impl CancelRequest {
 /// Hides the key: it authorises cancelling the session.
 impl fmt::Debug for CancelRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelRequest")
-            .field("pid", &self.pid)
-            .field("secret_key_len", &self.secret_key.len())
-            .finish()
+        f.debug_struct("CancelRequest").field("pid", &self.pid).field("secret_key_len", &self.secret_key.len()).finish()
     }
 }
 
@@ -77,34 +71,19 @@ mod tests {
     #[test]
     fn encodes_protocol_3_0_packet() {
         let mut buf = BytesMut::new();
-        CancelRequest {
-            pid: 12345,
-            secret_key: Bytes::from_static(b"\xde\xad\xbe\xef"),
-        }
-        .encode(&mut buf);
-        assert_eq!(
-            &buf[..],
-            b"\0\0\0\x10\x04\xd2\x16\x2e\0\0\x30\x39\xde\xad\xbe\xef"
-        );
+        CancelRequest { pid: 12345, secret_key: Bytes::from_static(b"\xde\xad\xbe\xef") }.encode(&mut buf);
+        assert_eq!(&buf[..], b"\0\0\0\x10\x04\xd2\x16\x2e\0\0\x30\x39\xde\xad\xbe\xef");
     }
 
     #[test]
     fn decode_rejects_bad_key_sizes() {
-        assert!(
-            CancelRequest::decode(Bytes::from_static(
-                b"\0\0\0\x0f\x04\xd2\x16\x2e\0\0\0\x01abc"
-            ))
-            .is_err()
-        );
+        assert!(CancelRequest::decode(Bytes::from_static(b"\0\0\0\x0f\x04\xd2\x16\x2e\0\0\0\x01abc")).is_err());
         assert!(CancelRequest::decode(Bytes::from_static(b"short")).is_err());
     }
 
     #[test]
     fn debug_hides_the_key() {
-        let cancel = CancelRequest {
-            pid: 1,
-            secret_key: Bytes::from_static(b"hush"),
-        };
+        let cancel = CancelRequest { pid: 1, secret_key: Bytes::from_static(b"hush") };
         assert!(!format!("{cancel:?}").contains("hush"));
     }
 }

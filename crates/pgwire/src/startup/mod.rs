@@ -79,10 +79,7 @@ pub fn try_startup(buf: &mut BytesMut) -> Result<Option<Startup>, WireError> {
         _ => return Err(WireError::BadLength { len }),
     };
     if len > MAX_STARTUP_PACKET_LEN {
-        return Err(WireError::TooLarge {
-            len,
-            max: MAX_STARTUP_PACKET_LEN,
-        });
+        return Err(WireError::TooLarge { len, max: MAX_STARTUP_PACKET_LEN });
     }
     let Some(&[_, _, _, _, a, b, c, d]) = buf.first_chunk::<8>() else {
         return Ok(None);
@@ -122,18 +119,9 @@ mod tests {
 
     #[test]
     fn ssl_and_gssenc_requests() {
-        assert_eq!(
-            parse(b"\0\0\0\x08\x04\xd2\x16\x2f").unwrap(),
-            Some(Startup::Ssl)
-        );
-        assert_eq!(
-            parse(b"\0\0\0\x08\x04\xd2\x16\x30").unwrap(),
-            Some(Startup::GssEnc)
-        );
-        assert!(matches!(
-            parse(b"\0\0\0\x0c\x04\xd2\x16\x2f"),
-            Err(WireError::Malformed(_))
-        ));
+        assert_eq!(parse(b"\0\0\0\x08\x04\xd2\x16\x2f").unwrap(), Some(Startup::Ssl));
+        assert_eq!(parse(b"\0\0\0\x08\x04\xd2\x16\x30").unwrap(), Some(Startup::GssEnc));
+        assert!(matches!(parse(b"\0\0\0\x0c\x04\xd2\x16\x2f"), Err(WireError::Malformed(_))));
     }
 
     #[test]
@@ -150,11 +138,7 @@ mod tests {
     fn cancel_request_protocol_3_2_with_32_byte_key() {
         let key = [0xab; 32];
         let mut wire = BytesMut::new();
-        Startup::Cancel(CancelRequest {
-            pid: 7,
-            secret_key: Bytes::copy_from_slice(&key),
-        })
-        .encode(&mut wire);
+        Startup::Cancel(CancelRequest { pid: 7, secret_key: Bytes::copy_from_slice(&key) }).encode(&mut wire);
         assert_eq!(&wire[..8], b"\0\0\0\x2c\x04\xd2\x16\x2e");
         let Some(Startup::Cancel(cancel)) = try_startup(&mut wire).unwrap() else {
             panic!("not a cancel request");
@@ -199,53 +183,26 @@ mod tests {
 
     #[test]
     fn bad_lengths() {
-        assert!(matches!(
-            parse(b"\0\0\0\x07"),
-            Err(WireError::BadLength { len: 7 })
-        ));
-        assert!(matches!(
-            parse(b"\xff\xff\xff\xf0"),
-            Err(WireError::BadLength { len: -16 })
-        ));
-        assert!(matches!(
-            parse(b"\0\0\x27\x11"),
-            Err(WireError::TooLarge {
-                len: 10_001,
-                max: 10_000
-            })
-        ));
+        assert!(matches!(parse(b"\0\0\0\x07"), Err(WireError::BadLength { len: 7 })));
+        assert!(matches!(parse(b"\xff\xff\xff\xf0"), Err(WireError::BadLength { len: -16 })));
+        assert!(matches!(parse(b"\0\0\x27\x11"), Err(WireError::TooLarge { len: 10_001, max: 10_000 })));
         // A TLS ClientHello sent without SSLRequest looks like a huge length.
-        assert!(matches!(
-            parse(b"\x16\x03\x01\x02\0"),
-            Err(WireError::TooLarge { .. })
-        ));
+        assert!(matches!(parse(b"\x16\x03\x01\x02\0"), Err(WireError::TooLarge { .. })));
     }
 
     #[test]
     fn unknown_codes() {
         // Protocol 2.0, and an unassigned 1234.x code.
-        assert!(matches!(
-            parse(b"\0\0\0\x09\0\x02\0\0\0"),
-            Err(WireError::UnknownStartupCode(0x0002_0000))
-        ));
-        assert!(matches!(
-            parse(b"\0\0\0\x08\x04\xd2\x16\x31"),
-            Err(WireError::UnknownStartupCode(80_877_105))
-        ));
+        assert!(matches!(parse(b"\0\0\0\x09\0\x02\0\0\0"), Err(WireError::UnknownStartupCode(0x0002_0000))));
+        assert!(matches!(parse(b"\0\0\0\x08\x04\xd2\x16\x31"), Err(WireError::UnknownStartupCode(80_877_105))));
     }
 
     #[test]
     fn truncated_startup_body_is_malformed() {
         // Length says 16, body lacks the final terminator.
-        assert!(matches!(
-            parse(b"\0\0\0\x10\0\x03\0\0user\0bob\0"),
-            Err(WireError::Malformed(_))
-        ));
+        assert!(matches!(parse(b"\0\0\0\x10\0\x03\0\0user\0bob\0"), Err(WireError::Malformed(_))));
         // Bytes after the terminator.
-        assert!(matches!(
-            parse(b"\0\0\0\x0d\0\x03\0\0\0abc\0"),
-            Err(WireError::Malformed(_))
-        ));
+        assert!(matches!(parse(b"\0\0\0\x0d\0\x03\0\0\0abc\0"), Err(WireError::Malformed(_))));
     }
 
     #[test]

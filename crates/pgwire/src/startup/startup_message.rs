@@ -48,18 +48,11 @@ impl StartupMessage {
         }
         buf.put_u8(0);
         if buf.len() > MAX_STARTUP_PACKET_LEN {
-            return Err(WireError::TooLarge {
-                len: buf.len(),
-                max: MAX_STARTUP_PACKET_LEN,
-            });
+            return Err(WireError::TooLarge { len: buf.len(), max: MAX_STARTUP_PACKET_LEN });
         }
         let len = i32::try_from(buf.len()).expect("bounded by MAX_STARTUP_PACKET_LEN");
         buf[..4].copy_from_slice(&len.to_be_bytes());
-        Ok(Self {
-            protocol,
-            params,
-            frame: buf.freeze(),
-        })
+        Ok(Self { protocol, params, frame: buf.freeze() })
     }
 
     /// Parses a whole packet whose length and code were already checked.
@@ -77,11 +70,7 @@ impl StartupMessage {
             params.push((name, c.cstr()?));
         }
         c.finish()?;
-        Ok(Self {
-            protocol,
-            params,
-            frame,
-        })
+        Ok(Self { protocol, params, frame })
     }
 
     /// The protocol version, such as [`PROTOCOL_3_0`](crate::PROTOCOL_3_0).
@@ -101,11 +90,7 @@ impl StartupMessage {
 
     /// The value of a parameter; if it was sent twice, the last one, as PostgreSQL does.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The `user` parameter, which PostgreSQL requires.
@@ -116,9 +101,7 @@ impl StartupMessage {
     /// The database the session opens: the `database` parameter, or, as PostgreSQL does when
     /// it is absent or empty, the user name.
     pub fn database(&self) -> Option<&str> {
-        self.param("database")
-            .filter(|db| !db.is_empty())
-            .or_else(|| self.user())
+        self.param("database").filter(|db| !db.is_empty()).or_else(|| self.user())
     }
 
     /// The `application_name` parameter.
@@ -136,10 +119,7 @@ impl StartupMessage {
 impl fmt::Debug for StartupMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StartupMessage")
-            .field(
-                "protocol",
-                &format_args!("{}.{}", self.protocol >> 16, self.protocol & 0xffff),
-            )
+            .field("protocol", &format_args!("{}.{}", self.protocol >> 16, self.protocol & 0xffff))
             .field("params", &self.params)
             .finish()
     }
@@ -151,10 +131,7 @@ mod tests {
     use crate::{PROTOCOL_3_0, PROTOCOL_3_2};
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -165,11 +142,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_decode() {
-        let msg = StartupMessage::new(
-            PROTOCOL_3_2,
-            params(&[("user", "bob"), ("database", ""), ("_pq_.x", "1")]),
-        )
-        .unwrap();
+        let msg =
+            StartupMessage::new(PROTOCOL_3_2, params(&[("user", "bob"), ("database", ""), ("_pq_.x", "1")])).unwrap();
         let decoded = StartupMessage::decode(msg.frame().clone()).unwrap();
         assert_eq!(decoded, msg);
         assert_eq!(decoded.protocol(), PROTOCOL_3_2);
@@ -180,8 +154,7 @@ mod tests {
 
     #[test]
     fn last_duplicate_wins() {
-        let msg =
-            StartupMessage::new(PROTOCOL_3_0, params(&[("user", "a"), ("user", "b")])).unwrap();
+        let msg = StartupMessage::new(PROTOCOL_3_0, params(&[("user", "a"), ("user", "b")])).unwrap();
         assert_eq!(msg.user(), Some("b"));
         assert_eq!(msg.params().len(), 2);
     }
@@ -201,9 +174,6 @@ mod tests {
     #[test]
     fn rejects_invalid_utf8() {
         let frame = Bytes::from_static(b"\0\0\0\x0d\0\x03\0\0u\0\xff\0\0");
-        assert!(matches!(
-            StartupMessage::decode(frame),
-            Err(WireError::InvalidUtf8(_))
-        ));
+        assert!(matches!(StartupMessage::decode(frame), Err(WireError::InvalidUtf8(_))));
     }
 }

@@ -26,11 +26,7 @@ pub struct SqlBuilder {
 
 impl SqlBuilder {
     pub fn new(dialect: Dialect) -> Self {
-        Self {
-            dialect,
-            sql: String::with_capacity(512),
-            args: Vec::new(),
-        }
+        Self { dialect, sql: String::with_capacity(512), args: Vec::new() }
     }
 
     pub fn dialect(&self) -> Dialect {

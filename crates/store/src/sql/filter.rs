@@ -12,10 +12,7 @@ enum Column {
     /// A plain column.
     Plain(&'static str),
     /// Text form for display and substring search, 16-byte form for comparisons.
-    Ip {
-        text: &'static str,
-        bytes: &'static str,
-    },
+    Ip { text: &'static str, bytes: &'static str },
     /// A many-valued field in `session_values`, by its field code.
     Many(i64),
     /// `active` while `end_us` is NULL, else `completed`.
@@ -38,14 +35,8 @@ fn column(field: Field) -> Column {
         Field::EndTime => Plain("s.end_us"),
         Field::Duration => Duration,
         Field::ParentSessionId => Plain("s.parent_session_id"),
-        Field::ClientIp => Ip {
-            text: "s.client_ip",
-            bytes: "s.client_ip_bin",
-        },
-        Field::ServerIp => Ip {
-            text: "s.server_ip",
-            bytes: "s.server_ip_bin",
-        },
+        Field::ClientIp => Ip { text: "s.client_ip", bytes: "s.client_ip_bin" },
+        Field::ServerIp => Ip { text: "s.server_ip", bytes: "s.server_ip_bin" },
         Field::SidecarId => Plain("s.sidecar_id"),
         Field::SidecarName => Plain("s.sidecar_name"),
         Field::SidecarTechnology => Plain("s.sidecar_technology"),
@@ -113,9 +104,7 @@ fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, now: i64) {
         Column::Plain(col) => push_op(b, &|b| push_text(b, col), kind, &pred.op),
         Column::Ip { text, bytes } => match &pred.op {
             // Substring search looks at the address as written.
-            Op::Contains(_) | Op::Prefix(_) => {
-                push_op(b, &|b| push_text(b, text), FieldKind::Keyword, &pred.op)
-            }
+            Op::Contains(_) | Op::Prefix(_) => push_op(b, &|b| push_text(b, text), FieldKind::Keyword, &pred.op),
             Op::Exists => {
                 b.push(bytes).push(" IS NOT NULL");
             }
@@ -128,12 +117,7 @@ fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, now: i64) {
             } else {
                 b.push("s.pk IN (SELECT v.session_pk FROM session_values v WHERE v.field = ");
                 b.bind_int(code).push(" AND ");
-                push_op(
-                    b,
-                    &|b| push_text(b, "v.value"),
-                    FieldKind::Keyword,
-                    &pred.op,
-                );
+                push_op(b, &|b| push_text(b, "v.value"), FieldKind::Keyword, &pred.op);
                 b.push(")");
             }
         }
@@ -147,21 +131,14 @@ fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, now: i64) {
             }
             op => push_op(
                 b,
-                &|b| {
-                    push_text(
-                        b,
-                        "(CASE WHEN s.end_us IS NULL THEN 'active' ELSE 'completed' END)",
-                    )
-                },
+                &|b| push_text(b, "(CASE WHEN s.end_us IS NULL THEN 'active' ELSE 'completed' END)"),
                 FieldKind::Keyword,
                 op,
             ),
         },
         Column::Duration => {
             let duration = move |b: &mut SqlBuilder| {
-                b.push("COALESCE(s.duration_us, ")
-                    .bind_int(now)
-                    .push(" - s.start_us)");
+                b.push("COALESCE(s.duration_us, ").bind_int(now).push(" - s.start_us)");
             };
             push_op(b, &duration, kind, &pred.op)
         }
@@ -225,9 +202,7 @@ fn push_op(b: &mut SqlBuilder, col: &dyn Fn(&mut SqlBuilder), kind: FieldKind, o
             // Case-sensitive, unlike LIKE in SQLite.
             b.push("substr(");
             col(b);
-            b.push(", 1, ")
-                .bind_int(prefix.chars().count() as i64)
-                .push(") = ");
+            b.push(", 1, ").bind_int(prefix.chars().count() as i64).push(") = ");
             b.bind_text(prefix.clone());
         }
         Op::Contains(needle) => {

@@ -34,29 +34,14 @@ enum Key {
 
 fn arms(sort: SortKey) -> Vec<Arm> {
     match sort {
-        SortKey::StartTime => vec![Arm {
-            only: None,
-            key: Key::Column("s.start_us"),
-        }],
+        SortKey::StartTime => vec![Arm { only: None, key: Key::Column("s.start_us") }],
         SortKey::EndTime => vec![
-            Arm {
-                only: Some("s.end_us IS NOT NULL"),
-                key: Key::Column("s.end_us"),
-            },
-            Arm {
-                only: Some("s.end_us IS NULL"),
-                key: Key::Constant(ACTIVE_END_KEY),
-            },
+            Arm { only: Some("s.end_us IS NOT NULL"), key: Key::Column("s.end_us") },
+            Arm { only: Some("s.end_us IS NULL"), key: Key::Constant(ACTIVE_END_KEY) },
         ],
         SortKey::Duration => vec![
-            Arm {
-                only: Some("s.end_us IS NOT NULL"),
-                key: Key::Column("s.duration_us"),
-            },
-            Arm {
-                only: Some("s.end_us IS NULL"),
-                key: Key::Elapsed,
-            },
+            Arm { only: Some("s.end_us IS NOT NULL"), key: Key::Column("s.duration_us") },
+            Arm { only: Some("s.end_us IS NULL"), key: Key::Elapsed },
         ],
     }
 }
@@ -82,8 +67,7 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         }
         b.push("SELECT ").push(SESSION_COLUMNS).push(", ");
         push_key(b, &arm.key, q.now);
-        b.push(" AS sort_key FROM sessions s WHERE s.org_id = ")
-            .bind_int(org.0);
+        b.push(" AS sort_key FROM sessions s WHERE s.org_id = ").bind_int(org.0);
         if let Some(only) = arm.only {
             b.push(" AND ").push(only);
         }
@@ -91,9 +75,7 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
             b.push(" AND s.start_us < ").bind_int(end);
         }
         if let Some(start) = q.window_start {
-            b.push(" AND (s.end_us IS NULL OR s.end_us >= ")
-                .bind_int(start)
-                .push(")");
+            b.push(" AND (s.end_us IS NULL OR s.end_us >= ").bind_int(start).push(")");
             if let Some(earliest) = earliest_start {
                 b.push(" AND s.start_us >= ").bind_int(earliest);
             }
@@ -103,13 +85,8 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         if let Some(after) = &q.after {
             b.push(" AND (");
             push_key(b, &arm.key, q.now);
-            b.push(", s.id) ")
-                .push(if descending { "<" } else { ">" })
-                .push(" (");
-            b.bind_int(after.key)
-                .push(", ")
-                .bind_text(after.id.clone())
-                .push(")");
+            b.push(", s.id) ").push(if descending { "<" } else { ">" }).push(" (");
+            b.bind_int(after.key).push(", ").bind_text(after.id.clone()).push(")");
         }
         b.push(" ORDER BY ");
         push_key(b, &arm.key, q.now);
@@ -120,10 +97,7 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         }
     }
     if merged {
-        b.push(") ORDER BY sort_key ")
-            .push(order)
-            .push(", id ")
-            .push(order);
+        b.push(") ORDER BY sort_key ").push(order).push(", id ").push(order);
         b.push(" LIMIT ").bind_int(q.limit as i64);
     }
 }

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use gatehouse_core::{Micros, OrgId, Role, Session};
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::model::*;
@@ -31,10 +29,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -88,9 +83,9 @@ impl Store for SqliteStore {
             .bind(gatehouse_core::time::now_micros())
             .execute(&self.pool)
             .await?;
-        self.find_org(name).await?.ok_or_else(|| {
-            StoreError::Corrupt(format!("organization {name:?} vanished after insert"))
-        })
+        self.find_org(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("organization {name:?} vanished after insert")))
     }
 
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
@@ -99,10 +94,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some(row) => Some(Org {
-                id: OrgId(row.try_get("id")?),
-                name: row.try_get("name")?,
-            }),
+            Some(row) => Some(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }),
             None => None,
         })
     }
@@ -123,12 +115,10 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        let row = sqlx::query(
-            "SELECT org_id, prefix, secret_hash, role, revoked_us FROM api_keys WHERE prefix = ?",
-        )
-        .bind(prefix)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT org_id, prefix, secret_hash, role, revoked_us FROM api_keys WHERE prefix = ?")
+            .bind(prefix)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(StoredApiKey {
             org: OrgId(row.try_get("org_id")?),
@@ -161,20 +151,14 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn revoke_api_key(
-        &self,
-        org: OrgId,
-        prefix: &str,
-        at: Micros,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_us = ? WHERE org_id = ? AND prefix = ? AND revoked_us IS NULL",
-        )
-        .bind(at)
-        .bind(org.0)
-        .bind(prefix)
-        .execute(&self.pool)
-        .await?;
+    async fn revoke_api_key(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_us = ? WHERE org_id = ? AND prefix = ? AND revoked_us IS NULL")
+                .bind(at)
+                .bind(org.0)
+                .bind(prefix)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -188,17 +172,12 @@ impl Store for SqliteStore {
     }
 
     async fn secret_or_init(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(
-            "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(init)
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query("SELECT value FROM secrets WHERE name = ?")
+        sqlx::query("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
             .bind(name)
-            .fetch_one(&self.pool)
+            .bind(init)
+            .execute(&self.pool)
             .await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
         Ok(row.try_get("value")?)
     }
 
@@ -255,14 +234,12 @@ impl Store for SqliteStore {
             let Some(pk) = pk else { continue };
             inserted += 1;
             for (field, value) in many_values(s) {
-                sqlx::query(
-                    "INSERT INTO session_values (session_pk, field, value) VALUES (?, ?, ?)",
-                )
-                .bind(pk)
-                .bind(field)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("INSERT INTO session_values (session_pk, field, value) VALUES (?, ?, ?)")
+                    .bind(pk)
+                    .bind(field)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
@@ -270,23 +247,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM sessions s WHERE s.org_id = ? AND s.id = ?",
-            crate::sql::SESSION_COLUMNS
-        );
-        let row = sqlx::query(&sql)
-            .bind(org.0)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let sql = format!("SELECT {} FROM sessions s WHERE s.org_id = ? AND s.id = ?", crate::sql::SESSION_COLUMNS);
+        let row = sqlx::query(&sql).bind(org.0).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn list_sessions(
-        &self,
-        org: OrgId,
-        query: &ListQuery,
-    ) -> Result<Vec<Session>, StoreError> {
+    async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
         let earliest = match query.window_start {
             Some(start) => Some(self.earliest_start(org, start).await?),
             None => None,

@@ -1,0 +1,389 @@
+//! The sessions API as an outside client meets it: real HTTP against a real
+//! server and store.
+
+mod harness;
+
+use std::io::Write;
+
+use buffa::Message;
+use gatehouse_core::Role;
+use gatehouse_core::time::{format_rfc3339, now_micros};
+use gatehouse_proto::core::v1::{ListSessionsV2Request, ListSessionsV2Response};
+use gatehouse_server::auth::create_api_key;
+use harness::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn json_follows_the_public_shape() {
+    let h = Harness::start().await;
+    h.insert(&[session("done", 30, Some(2), "alice@example.com"), session("live", 10, None, "bob@example.com")]).await;
+    let (status, body) = h.call("ListSessionsV2", json!({"limit": 5})).await;
+    assert_eq!(status, 200, "{body}");
+    let done = body["sessions"].as_array().unwrap().iter().find(|s| s["id"] == "done").unwrap();
+    assert!(done["startTime"].as_str().unwrap().ends_with('Z'), "{done}");
+    assert_eq!(done["duration"], "120s");
+    assert_eq!(done["sessionStatus"], "completed");
+    assert_eq!(done["user"]["formal"]["user"]["email"], "alice@example.com");
+    assert_eq!(done["user"]["native"]["username"], "app_rw");
+    assert_eq!(done["resource"]["technology"], "postgres");
+    assert!(done.get("parentSessionId").is_none(), "empty fields are omitted: {done}");
+    assert_eq!(body["listMetadata"]["count"], 2);
+
+    let live = body["sessions"].as_array().unwrap().iter().find(|s| s["id"] == "live").unwrap();
+    assert!(live.get("endTime").is_none());
+    assert_eq!(live["sessionStatus"], "active");
+    let elapsed: f64 = live["duration"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
+    assert!((599.0..700.0).contains(&elapsed), "active duration is elapsed time: {elapsed}");
+}
+
+#[tokio::test]
+async fn get_session_and_its_errors() {
+    let h = Harness::start().await;
+    h.insert(&[session("one", 5, Some(1), "a@example.com")]).await;
+    let (status, body) = h.call("GetSession", json!({"session_id": "one"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["session"]["id"], "one");
+    expect_error(&h.call("GetSession", json!({"sessionId": "two"})).await, 404, "not_found");
+    expect_error(&h.call("GetSession", json!({})).await, 400, "invalid_argument");
+}
+
+#[tokio::test]
+async fn binary_proto_requests() {
+    let h = Harness::start().await;
+    h.insert(&many(5)).await;
+    let request = ListSessionsV2Request { limit: 3, ..Default::default() };
+    let response = h
+        .http
+        .post(h.method_url("ListSessionsV2"))
+        .header("Content-Type", "application/proto")
+        .header("X-API-KEY", &h.reader_key)
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/proto");
+    let decoded = ListSessionsV2Response::decode_from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(decoded.sessions.len(), 3);
+    assert_eq!(decoded.list_metadata.count, 3);
+    assert!(!decoded.list_metadata.next_cursor.is_empty());
+}
+
+#[tokio::test]
+async fn connect_get_for_read_methods() {
+    let h = Harness::start().await;
+    h.insert(&many(3)).await;
+    let response = h
+        .http
+        .get(h.method_url("ListSessionsV2"))
+        .query(&[("encoding", "json"), ("message", r#"{"limit":2}"#)])
+        .header("X-API-KEY", &h.reader_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["sessions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn gzip_request_and_response() {
+    let h = Harness::start().await;
+    h.insert(&many(50)).await;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(br#"{"limit": 40}"#).unwrap();
+    let response = h
+        .http
+        .post(h.method_url("ListSessionsV2"))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .header("Accept-Encoding", "gzip")
+        .header("X-API-KEY", &h.reader_key)
+        .body(encoder.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let body = std::io::read_to_string(flate2::read::GzDecoder::new(&response.bytes().await.unwrap()[..])).unwrap();
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["listMetadata"]["count"], 40);
+}
+
+#[tokio::test]
+async fn grpc_web_framing() {
+    let h = Harness::start().await;
+    h.insert(&many(4)).await;
+    let message = ListSessionsV2Request { limit: 2, ..Default::default() }.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let response = h
+        .http
+        .post(h.method_url("ListSessionsV2"))
+        .header("Content-Type", "application/grpc-web+proto")
+        .header("X-API-KEY", &h.reader_key)
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body[0], 0, "first frame is the message");
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let decoded = ListSessionsV2Response::decode_from_slice(&body[5..5 + len]).unwrap();
+    assert_eq!(decoded.sessions.len(), 2);
+    let trailers = String::from_utf8_lossy(&body[5 + len + 5..]);
+    assert!(trailers.replace(' ', "").contains("grpc-status:0"), "{trailers}");
+}
+
+#[tokio::test]
+async fn authentication_and_roles() {
+    let h = Harness::start().await;
+    let body = json!({});
+    let url = h.method_url("ListSessionsV2");
+    let missing = h.http.post(&url).header("Content-Type", "application/json").body("{}").send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    for key in ["", "nonsense", "gh_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"] {
+        expect_error(&h.call_with_key("ListSessionsV2", body.clone(), key).await, 401, "unauthenticated");
+    }
+    // A real prefix with a wrong secret is still unknown.
+    let forged = format!("{}{}", &h.reader_key[..h.reader_key.len() - 1], "x");
+    let message = expect_error(&h.call_with_key("ListSessionsV2", body.clone(), &forged).await, 401, "unauthenticated");
+    assert!(!message.contains(&forged), "errors never echo keys");
+
+    let bearer = h
+        .http
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Authorization", format!("Bearer {}", h.reader_key))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200);
+
+    let termination = json!({"session_id": "s", "connector_id": "c"});
+    expect_error(&h.call("CreateSessionTermination", termination.clone()).await, 403, "permission_denied");
+    expect_error(&h.call("CancelSession", termination).await, 403, "permission_denied");
+
+    let prefix = h.reader_key.split('_').nth(1).unwrap();
+    assert!(h.store.revoke_api_key(h.org, prefix, now_micros()).await.unwrap());
+    let revoked = expect_error(&h.call("ListSessionsV2", body).await, 401, "unauthenticated");
+    assert!(revoked.contains("revoked"), "{revoked}");
+}
+
+#[tokio::test]
+async fn organizations_never_see_each_other() {
+    let h = Harness::start().await;
+    h.insert(&many(20)).await;
+    let other = h.store.ensure_org("globex").await.unwrap().id;
+    let other_key = create_api_key(h.store.as_ref(), other, "", Role::Admin).await.unwrap().key;
+    let (status, body) = h.call_with_key("ListSessionsV2", json!({"query": "alice"}), &other_key).await;
+    assert_eq!(status, 200);
+    // proto3 JSON omits zero values: no sessions, count 0.
+    assert!(body["listMetadata"].get("count").is_none(), "{body}");
+    assert!(body.get("sessions").is_none());
+    expect_error(&h.call_with_key("GetSession", json!({"session_id": "s00001"}), &other_key).await, 404, "not_found");
+    // A cursor of one organization is refused by another.
+    let (_, meta) = h.list(json!({"limit": 5})).await;
+    let foreign =
+        h.call_with_key("ListSessionsV2", json!({"limit": 5, "cursor": meta["nextCursor"]}), &other_key).await;
+    expect_error(&foreign, 400, "invalid_argument");
+}
+
+#[tokio::test]
+async fn invalid_requests_are_explained() {
+    let h = Harness::start().await;
+    let cases = [
+        json!({"limit": -1}),
+        json!({"limit": 100_001}),
+        json!({"unknownField": 1}),
+        json!({"query": "duration:abc"}),
+        json!({"query": "client_ip:not-an-ip"}),
+        json!({"query": "nosuchfield:x"}),
+        json!({"query": "(unclosed"}),
+        json!({"sortBy": "name"}),
+        json!({"sortBy": "start_time:sideways"}),
+        json!({"startTimestamp": "yesterday"}),
+        json!({"startTimestamp": "2024-02-01T00:00:00Z", "endTimestamp": "2024-01-01T00:00:00Z"}),
+        json!({"cursor": "garbage"}),
+    ];
+    for case in cases {
+        let message = expect_error(&h.call("ListSessionsV2", case.clone()).await, 400, "invalid_argument");
+        assert!(message.len() > 15, "{case}: {message}");
+    }
+    let big = "a".repeat(5 * 1024 * 1024);
+    let response = h
+        .http
+        .post(h.method_url("ListSessionsV2"))
+        .header("Content-Type", "application/json")
+        .header("X-API-KEY", &h.reader_key)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+}
+
+#[tokio::test]
+async fn limit_defaults_and_bounds() {
+    let h = Harness::start().await;
+    h.insert(&many(130)).await;
+    assert_eq!(h.list(json!({})).await.0.len(), 100);
+    assert_eq!(h.list(json!({"limit": 0})).await.0.len(), 100);
+    assert_eq!(h.list(json!({"limit": 1})).await.0.len(), 1);
+    assert_eq!(h.list(json!({"limit": 100000})).await.0.len(), 130);
+}
+
+/// Walks every page; returns the ids in order.
+async fn walk(h: &Harness, body: serde_json::Value) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut body = body;
+    let mut first = true;
+    loop {
+        let (ids, meta) = h.list(body.clone()).await;
+        assert_eq!(meta["count"].as_u64().unwrap_or(0) as usize, ids.len());
+        assert_eq!(meta["after"], meta["nextCursor"]);
+        assert_eq!(first, meta.get("before").is_none(), "before is empty only on the first page: {meta}");
+        first = false;
+        all.extend(ids);
+        match meta["nextCursor"].as_str() {
+            Some(next) if !next.is_empty() => body["cursor"] = json!(next),
+            _ => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn paging_returns_every_session_once_while_new_ones_arrive() {
+    let h = Harness::start().await;
+    let existing = many(250);
+    h.insert(&existing).await;
+    let store = h.store.clone();
+    let org = h.org;
+    let writer = tokio::spawn(async move {
+        for i in 0..40 {
+            let fresh = session(&format!("new{i:03}"), 0, None, "late@example.com");
+            store.insert_sessions(org, &[fresh]).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    let walked = walk(&h, json!({"limit": 7})).await;
+    writer.await.unwrap();
+    let mut expected: Vec<String> = existing.iter().map(|s| s.id.clone()).collect();
+    expected.reverse();
+    let old: Vec<String> = walked.iter().filter(|id| id.starts_with('s')).cloned().collect();
+    assert_eq!(old, expected, "every existing session exactly once, newest first");
+}
+
+#[tokio::test]
+async fn every_sort_order_pages_consistently() {
+    let h = Harness::start().await;
+    h.insert(&many(60)).await;
+    for sort in ["start_time", "start_time:asc", "end_time:desc", "end_time:asc", "duration:desc", "duration:asc"] {
+        let one_page = h.list(json!({"limit": 1000, "sortBy": sort})).await.0;
+        assert_eq!(one_page.len(), 60);
+        assert_eq!(walk(&h, json!({"limit": 9, "sortBy": sort})).await, one_page, "{sort}");
+    }
+    // Durations come back ordered, active sessions by their elapsed time.
+    let (_, body) = h.call("ListSessionsV2", json!({"limit": 1000, "sortBy": "duration:desc"})).await;
+    let durations: Vec<f64> = body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["duration"].as_str().unwrap().trim_end_matches('s').parse().unwrap())
+        .collect();
+    assert!(durations.windows(2).all(|w| w[0] >= w[1] - 1.0), "{durations:?}");
+}
+
+#[tokio::test]
+async fn before_cursor_returns_the_previous_page() {
+    let h = Harness::start().await;
+    h.insert(&many(30)).await;
+    let (first, meta1) = h.list(json!({"limit": 10})).await;
+    let (second, meta2) = h.list(json!({"limit": 10, "cursor": meta1["nextCursor"]})).await;
+    assert_ne!(first, second);
+    let (back, meta_back) = h.list(json!({"limit": 10, "cursor": meta2["before"]})).await;
+    assert_eq!(back, first);
+    assert!(meta_back.get("before").is_none(), "the first page has no before: {meta_back}");
+    let (forward_again, _) = h.list(json!({"limit": 10, "cursor": meta_back["after"]})).await;
+    assert_eq!(forward_again, second);
+}
+
+#[tokio::test]
+async fn cursors_are_bound_to_their_listing() {
+    let h = Harness::start().await;
+    h.insert(&many(30)).await;
+    let (_, meta) = h.list(json!({"limit": 5, "query": "alice"})).await;
+    let cursor = meta["nextCursor"].as_str().unwrap().to_owned();
+    for other in [
+        json!({"limit": 5, "query": "bob", "cursor": cursor}),
+        json!({"limit": 5, "query": "alice", "sortBy": "duration", "cursor": cursor}),
+        json!({"limit": 5, "query": "alice", "startTimestamp": "2020-01-01T00:00:00Z", "cursor": cursor}),
+    ] {
+        expect_error(&h.call("ListSessionsV2", other).await, 400, "invalid_argument");
+    }
+    // Changing the page size mid-walk is fine.
+    assert_eq!(h.list(json!({"limit": 3, "query": "alice", "cursor": cursor})).await.0.len(), 3);
+    let mut tampered = cursor.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    expect_error(
+        &h.call("ListSessionsV2", json!({"limit": 5, "query": "alice", "cursor": tampered})).await,
+        400,
+        "invalid_argument",
+    );
+}
+
+#[tokio::test]
+async fn windows_select_overlapping_sessions() {
+    let h = Harness::start().await;
+    h.insert(&[
+        session("before", 300, Some(10), "a@example.com"), // ended before the window
+        session("across", 200, Some(150), "a@example.com"), // started before, ended inside
+        session("inside", 90, Some(5), "a@example.com"),
+        session("still-open", 500, None, "a@example.com"), // active since long before
+        session("after", 10, Some(1), "a@example.com"),    // starts after the window
+    ])
+    .await;
+    let start = format_rfc3339(now_micros() - 120 * MINUTE);
+    let end = format_rfc3339(now_micros() - 60 * MINUTE);
+    let (mut ids, _) = h.list(json!({"startTimestamp": start, "endTimestamp": end})).await;
+    ids.sort();
+    assert_eq!(ids, ["across", "inside", "still-open"]);
+    let (mut open_ended, _) = h.list(json!({"startTimestamp": start})).await;
+    open_ended.sort();
+    assert_eq!(open_ended, ["across", "after", "inside", "still-open"]);
+}
+
+#[tokio::test]
+async fn queries_compile_to_filters() {
+    let h = Harness::start().await;
+    let mut bob = session("bob1", 20, Some(45), "Bob@Example.com");
+    bob.client_ip = "192.168.7.9".into();
+    bob.resource.technology = "mysql".into();
+    h.insert(&[
+        session("alice1", 30, Some(5), "alice@example.com"),
+        bob,
+        session("live", 5, None, "carol@example.com"),
+    ])
+    .await;
+    let cases: &[(&str, &[&str])] = &[
+        ("user.email:bob@example.com", &["bob1"]),
+        ("email:BOB@EXAMPLE.COM", &["bob1"]),
+        ("technology:IN [mysql redis]", &["bob1"]),
+        ("client_ip:192.168.0.0/16", &["bob1"]),
+        ("duration:>30m", &["bob1"]),
+        ("session_status:active", &["live"]),
+        ("end_time:* AND NOT bob", &["alice1"]),
+        ("start_time:>=now-25m", &["bob1", "live"]),
+        (r#"user:"x' OR 1=1 --""#, &[]),
+    ];
+    for (query, expected) in cases {
+        let (mut ids, _) = h.list(json!({"query": query})).await;
+        ids.sort();
+        assert_eq!(&ids, expected, "{query}");
+    }
+}
