@@ -31,7 +31,11 @@ fn main() {
 
     connectrpc_build::Config::new()
         .buffa_config(buffa)
-        .files(&["proto/core/v1/sessions.proto", "proto/core/v1/list_metadata.proto"])
+        .files(&[
+            "proto/core/v1/sessions.proto",
+            "proto/core/v1/list_metadata.proto",
+            "proto/gatehouse/connector/v1/connector.proto",
+        ])
         .includes(&[std::path::PathBuf::from("proto"), well_known])
         .include_file("_connectrpc.rs")
         .emit_descriptor_set("gatehouse.fds.bin")

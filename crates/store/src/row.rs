@@ -34,7 +34,7 @@ where
         email: text("end_user_email")?,
         kind: text("end_user_type")?,
         groups: list("end_user_groups")?,
-        external_ids: Vec::new(),
+        external_ids: list("end_user_external_ids")?,
     };
     Ok(Session {
         id: text("id")?,

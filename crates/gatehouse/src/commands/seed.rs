@@ -1,6 +1,6 @@
 //! `gatehouse seed`: synthetic sessions, in batches, with progress.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -36,14 +36,21 @@ pub async fn seed(
     let now = now_micros();
     let mut data = DemoData::new(seed);
     let mut done = 0;
+    // Redraw one line on a terminal; in logs, a line every tenth of the way.
+    let terminal = std::io::stderr().is_terminal();
+    let step = ((count + active) / 10).max(BATCH);
     while done < count + active {
         let completed = BATCH.min(count.saturating_sub(done));
         let running = if completed == 0 { active } else { 0 };
         let batch: Vec<Session> = data.sessions(completed, running, now, span);
         store.insert_sessions(org, &batch).await?;
         done += batch.len();
-        eprint!("\rseeding sessions: {done}/{}", count + active);
-        let _ = std::io::stderr().flush();
+        if terminal {
+            eprint!("\rseeding sessions: {done}/{}", count + active);
+            let _ = std::io::stderr().flush();
+        } else if done % step < batch.len() {
+            eprintln!("seeding sessions: {done}/{}", count + active);
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("\rseeded {done} sessions in {secs:.1}s ({:.0}/s)", done as f64 / secs.max(1e-9));

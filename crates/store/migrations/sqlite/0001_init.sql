@@ -26,8 +26,9 @@ CREATE TABLE secrets (
 
 -- One row per session. Identity, resource and connector are copied in as they
 -- were when the session ran, so a later rename never rewrites history.
--- Text fields searched case-insensitively are COLLATE NOCASE, so that both
--- comparisons and their indexes fold case.
+-- Text fields that search case-insensitively have a `_fold` twin holding the
+-- value case-folded by the application (Unicode, not just ASCII): filters and
+-- indexes use the twin, responses the original.
 CREATE TABLE sessions (
     pk                  INTEGER PRIMARY KEY,
     org_id              INTEGER NOT NULL REFERENCES organizations (id),
@@ -43,25 +44,34 @@ CREATE TABLE sessions (
     sidecar_name        TEXT NOT NULL DEFAULT '',
     sidecar_technology  TEXT NOT NULL DEFAULT '',
     user_type           TEXT NOT NULL DEFAULT '',
-    user_username       TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
+    user_username       TEXT NOT NULL DEFAULT '',
+    user_username_fold TEXT NOT NULL DEFAULT '',
     user_id             TEXT NOT NULL DEFAULT '',
-    user_name           TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
-    user_email          TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
+    user_name           TEXT NOT NULL DEFAULT '',
+    user_name_fold TEXT NOT NULL DEFAULT '',
+    user_email          TEXT NOT NULL DEFAULT '',
+    user_email_fold TEXT NOT NULL DEFAULT '',
     user_formal_type    TEXT NOT NULL DEFAULT '',
     user_groups         TEXT NOT NULL DEFAULT '[]',
     user_external_ids   TEXT NOT NULL DEFAULT '[]',
     end_user_id         TEXT NOT NULL DEFAULT '',
-    end_user_name       TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
-    end_user_email      TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
+    end_user_name       TEXT NOT NULL DEFAULT '',
+    end_user_name_fold TEXT NOT NULL DEFAULT '',
+    end_user_email      TEXT NOT NULL DEFAULT '',
+    end_user_email_fold TEXT NOT NULL DEFAULT '',
     end_user_type       TEXT NOT NULL DEFAULT '',
     end_user_groups     TEXT NOT NULL DEFAULT '[]',
-    native_username     TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
+    end_user_external_ids TEXT NOT NULL DEFAULT '[]',
+    native_username     TEXT NOT NULL DEFAULT '',
+    native_username_fold TEXT NOT NULL DEFAULT '',
     resource_type       TEXT NOT NULL DEFAULT '',
     resource_id         TEXT NOT NULL DEFAULT '',
-    resource_name       TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
+    resource_name       TEXT NOT NULL DEFAULT '',
+    resource_name_fold TEXT NOT NULL DEFAULT '',
     resource_technology TEXT NOT NULL DEFAULT '',
     connector_id        TEXT NOT NULL DEFAULT '',
-    connector_name      TEXT NOT NULL DEFAULT '' COLLATE NOCASE,
+    connector_name      TEXT NOT NULL DEFAULT '',
+    connector_name_fold TEXT NOT NULL DEFAULT '',
     parent_session_id   TEXT NOT NULL DEFAULT ''
 );
 
@@ -72,9 +82,9 @@ CREATE INDEX sessions_end ON sessions (org_id, end_us, id);
 CREATE INDEX sessions_duration ON sessions (org_id, duration_us, id);
 CREATE INDEX sessions_active ON sessions (org_id, start_us, id) WHERE end_us IS NULL;
 -- The common filters, each ordered by start time within a value.
-CREATE INDEX sessions_user_email ON sessions (org_id, user_email, start_us, id);
-CREATE INDEX sessions_user_username ON sessions (org_id, user_username, start_us, id);
-CREATE INDEX sessions_resource_name ON sessions (org_id, resource_name, start_us, id);
+CREATE INDEX sessions_user_email ON sessions (org_id, user_email_fold, start_us, id);
+CREATE INDEX sessions_user_username ON sessions (org_id, user_username_fold, start_us, id);
+CREATE INDEX sessions_resource_name ON sessions (org_id, resource_name_fold, start_us, id);
 CREATE INDEX sessions_technology ON sessions (org_id, resource_technology, start_us, id);
 CREATE INDEX sessions_client_ip ON sessions (org_id, client_ip_bin, start_us);
 
@@ -84,5 +94,6 @@ CREATE TABLE session_values (
     field      INTEGER NOT NULL,
     value      TEXT NOT NULL
 );
-CREATE INDEX session_values_lookup ON session_values (field, value, session_pk);
-CREATE INDEX session_values_session ON session_values (session_pk);
+-- Filters probe a session's own values (correlated EXISTS) while the listing
+-- walks an ordered index, rather than materializing every match first.
+CREATE INDEX session_values_by_session ON session_values (session_pk, field, value);

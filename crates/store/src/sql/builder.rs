@@ -3,6 +3,7 @@
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
+    Null,
     Int(i64),
     Text(String),
     Blob(Vec<u8>),

@@ -6,8 +6,17 @@
 
 mod builder;
 mod filter;
+mod insert;
 mod list;
 
 pub use builder::{Arg, Dialect, SqlBuilder};
 pub use filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS, push_filter};
+pub use insert::push_insert_sessions;
 pub use list::{SESSION_COLUMNS, push_list};
+
+/// Case-folds text for the `_fold` columns and for the values compared with
+/// them, so text fields match case-insensitively in every script, in every
+/// database, with plain (index-friendly) comparisons.
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}

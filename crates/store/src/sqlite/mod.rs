@@ -1,5 +1,6 @@
 //! The embedded default store: one SQLite file under the data directory.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,9 +11,12 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, Sql
 use sqlx::{Row, Sqlite, SqlitePool};
 
 use crate::model::*;
-use crate::row::{json_list, many_values, session_from_row};
-use crate::sql::{Arg, Dialect, SqlBuilder, push_list};
-use crate::{Store, StoreError, ip};
+use crate::row::{many_values, session_from_row};
+use crate::sql::{Arg, Dialect, SqlBuilder, push_insert_sessions, push_list};
+use crate::{Store, StoreError};
+
+/// Sessions per INSERT statement: 33 values each, well under SQLite's bind limit.
+const INSERT_CHUNK: usize = 200;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -39,6 +43,24 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// The `EXPLAIN QUERY PLAN` lines of a listing, to check that it uses
+    /// indexes rather than scanning the table.
+    pub async fn explain_list(&self, org: OrgId, query: &ListQuery) -> Result<Vec<String>, StoreError> {
+        let (sql, args) = self.list_statement(org, query).await?;
+        let rows = query_with(&format!("EXPLAIN QUERY PLAN {sql}"), args).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok(row.try_get::<String, _>("detail")?)).collect()
+    }
+
+    async fn list_statement(&self, org: OrgId, query: &ListQuery) -> Result<(String, Vec<Arg>), StoreError> {
+        let earliest = match query.window_start {
+            Some(start) => Some(self.earliest_start(org, start).await?),
+            None => None,
+        };
+        let mut builder = SqlBuilder::new(Dialect::Sqlite);
+        push_list(&mut builder, org, query, earliest);
+        Ok(builder.into_parts())
+    }
+
     /// A lower bound on the start of any session of `org` that overlaps a
     /// window starting at `window_start`: completed sessions last at most the
     /// longest stored duration, and active ones started no earlier than the
@@ -63,6 +85,7 @@ fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Sqlite, Sqlit
     let mut query = sqlx::query(sql);
     for arg in args {
         query = match arg {
+            Arg::Null => query.bind(None::<i64>),
             Arg::Int(v) => query.bind(v),
             Arg::Text(v) => query.bind(v),
             Arg::Blob(v) => query.bind(v),
@@ -184,62 +207,36 @@ impl Store for SqliteStore {
     async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        for s in sessions {
-            let formal = s.user.formal.clone().unwrap_or_default();
-            let end_user = s.user.end_user.clone().unwrap_or_default();
-            let pk: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO sessions (org_id, id, start_us, end_us, duration_us, client_ip, client_ip_bin, \
-                 server_ip, server_ip_bin, sidecar_id, sidecar_name, sidecar_technology, user_type, user_username, \
-                 user_id, user_name, user_email, user_formal_type, user_groups, user_external_ids, end_user_id, \
-                 end_user_name, end_user_email, end_user_type, end_user_groups, native_username, resource_type, \
-                 resource_id, resource_name, resource_technology, connector_id, connector_name, parent_session_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (org_id, id) DO NOTHING RETURNING pk",
-            )
-            .bind(org.0)
-            .bind(&s.id)
-            .bind(s.start)
-            .bind(s.end)
-            .bind(s.end.map(|end| end - s.start))
-            .bind(&s.client_ip)
-            .bind(ip::parse_bytes(&s.client_ip))
-            .bind(&s.server_ip)
-            .bind(ip::parse_bytes(&s.server_ip))
-            .bind(&s.sidecar.id)
-            .bind(&s.sidecar.name)
-            .bind(&s.sidecar.technology)
-            .bind(&s.user.kind)
-            .bind(&s.user.username)
-            .bind(&formal.id)
-            .bind(&formal.name)
-            .bind(&formal.email)
-            .bind(&formal.kind)
-            .bind(json_list(&formal.groups))
-            .bind(json_list(&formal.external_ids))
-            .bind(&end_user.id)
-            .bind(&end_user.name)
-            .bind(&end_user.email)
-            .bind(&end_user.kind)
-            .bind(json_list(&end_user.groups))
-            .bind(&s.user.native_username)
-            .bind(&s.resource.kind)
-            .bind(&s.resource.id)
-            .bind(&s.resource.name)
-            .bind(&s.resource.technology)
-            .bind(&s.connector.id)
-            .bind(&s.connector.name)
-            .bind(&s.parent_session_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(pk) = pk else { continue };
-            inserted += 1;
-            for (field, value) in many_values(s) {
-                sqlx::query("INSERT INTO session_values (session_pk, field, value) VALUES (?, ?, ?)")
-                    .bind(pk)
-                    .bind(field)
-                    .bind(value)
-                    .execute(&mut *tx)
-                    .await?;
+        // Multi-row statements: per-statement overhead dominates row inserts.
+        for chunk in sessions.chunks(INSERT_CHUNK) {
+            let mut b = SqlBuilder::new(Dialect::Sqlite);
+            push_insert_sessions(&mut b, org, chunk);
+            let (sql, args) = b.into_parts();
+            let rows = query_with(&sql, args).fetch_all(&mut *tx).await?;
+            inserted += rows.len() as u64;
+            // The first session with an id is the one stored, so index its values.
+            let mut by_id: HashMap<&str, &Session> = HashMap::new();
+            for s in chunk {
+                by_id.entry(s.id.as_str()).or_insert(s);
+            }
+            let mut values = Vec::new();
+            for row in &rows {
+                let pk: i64 = row.try_get("pk")?;
+                let id: String = row.try_get("id")?;
+                let session = by_id
+                    .get(id.as_str())
+                    .ok_or_else(|| StoreError::Corrupt(format!("insert returned unknown id {id}")))?;
+                values.extend(many_values(session).into_iter().map(|(field, value)| (pk, field, value)));
+            }
+            for part in values.chunks(INSERT_CHUNK * 3) {
+                let mut b = SqlBuilder::new(Dialect::Sqlite);
+                b.push("INSERT INTO session_values (session_pk, field, value) VALUES ");
+                for (i, (pk, field, value)) in part.iter().enumerate() {
+                    b.push(if i == 0 { "(" } else { ", (" });
+                    b.bind_int(*pk).push(", ").bind_int(*field).push(", ").bind_text(*value).push(")");
+                }
+                let (sql, args) = b.into_parts();
+                query_with(&sql, args).execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -253,13 +250,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
-        let earliest = match query.window_start {
-            Some(start) => Some(self.earliest_start(org, start).await?),
-            None => None,
-        };
-        let mut builder = SqlBuilder::new(Dialect::Sqlite);
-        push_list(&mut builder, org, query, earliest);
-        let (sql, args) = builder.into_parts();
+        let (sql, args) = self.list_statement(org, query).await?;
         let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
     }

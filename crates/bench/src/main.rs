@@ -1,0 +1,230 @@
+//! Measures ListSessionsV2 end to end over HTTP (JSON) and the same listings
+//! straight against the store, in one process and one run, and prints the
+//! ratios and the query plans. Fill the store first with `gatehouse seed`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use gatehouse_core::time::{format_rfc3339, now_micros};
+use gatehouse_core::{OrgId, Role};
+use gatehouse_store::sqlite::SqliteStore;
+use gatehouse_store::{Direction, ListQuery, Position, SortKey, Store};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// Directory of the seeded store
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Organization the sessions were seeded into
+    #[arg(long, default_value = "default")]
+    org: String,
+    /// Timed requests per case
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+    /// Pages to walk before timing the deep page
+    #[arg(long, default_value_t = 500)]
+    deep_pages: usize,
+    /// Concurrent clients for the throughput run
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of the throughput run
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+/// One listing, as an API request body and as a store query.
+struct Case {
+    name: &'static str,
+    body: Value,
+    query: ListQuery,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let store = Arc::new(SqliteStore::open(&args.data_dir.join("gatehouse.db")).await?);
+    let org =
+        store.find_org(&args.org).await?.with_context(|| format!("no organization {:?}: seed first", args.org))?;
+    let key = gatehouse_server::auth::create_api_key(store.as_ref(), org.id, "bench", Role::Reader).await?.key;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/core.v1.SessionsService/ListSessionsV2", listener.local_addr()?);
+    let app = gatehouse_server::app(store.clone()).await?;
+    tokio::spawn(gatehouse_server::serve(listener, app, std::future::pending()));
+    let http = reqwest::Client::new();
+    let api = Api { http, url, key };
+
+    let now = now_micros();
+    let newest = store.list_sessions(org.id, &ListQuery::newest(1, now)).await?;
+    let Some(sample) = newest.first() else { bail!("the store is empty: seed it first") };
+    let email = sample.user.formal.as_ref().map(|f| f.email.clone()).unwrap_or_default();
+    let week_ago = now - 7 * 86_400_000_000;
+    let cases = [
+        Case { name: "first page", body: json!({"limit": 100}), query: store_query("", None, now) },
+        Case {
+            name: "selective: one user, 7 days",
+            body: json!({"limit": 100, "query": format!("user.email:{email}"), "startTimestamp": format_rfc3339(week_ago)}),
+            query: store_query(&format!("user.email:{email}"), Some(week_ago), now),
+        },
+        Case {
+            name: "broad: postgres or dba",
+            body: json!({"limit": 100, "query": "technology:postgres OR group:dba"}),
+            query: store_query("technology:postgres OR group:dba", None, now),
+        },
+    ];
+
+    println!("sessions API benchmark: {} ({} timed requests per case)", args.data_dir.display(), args.iterations);
+    println!(
+        "{:<32} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "case", "API p50", "API p95", "store p50", "store p95", "ratio"
+    );
+    for case in &cases {
+        report(case.name, &api, &case.body, store.as_ref(), org.id, &case.query, args.iterations).await?;
+    }
+    let (body, query) = deep_page(&api, store.as_ref(), org.id, args.deep_pages, now).await?;
+    let name = format!("deep page ({} x 100 in)", args.deep_pages);
+    report(&name, &api, &body, store.as_ref(), org.id, &query, args.iterations).await?;
+
+    let rps = throughput(&api, &cases[0].body, args.clients, Duration::from_secs(args.seconds)).await?;
+    println!("\nthroughput: {rps:.0} requests/s with {} concurrent clients (first page, JSON)", args.clients);
+
+    println!("\nquery plans (EXPLAIN QUERY PLAN):");
+    for (name, query) in cases.iter().map(|c| (c.name, &c.query)).chain([("deep page", &query)]) {
+        println!("  {name}:");
+        for line in store.explain_list(org.id, query).await? {
+            let warn = if line.starts_with("SCAN") && !line.contains("INDEX") { "   <-- table scan" } else { "" };
+            println!("    {line}{warn}");
+        }
+    }
+    Ok(())
+}
+
+fn store_query(text: &str, window_start: Option<i64>, now: i64) -> ListQuery {
+    ListQuery {
+        filter: gatehouse_query::parse(text, now).expect("benchmark queries parse"),
+        window_start,
+        window_end: None,
+        sort: SortKey::StartTime,
+        direction: Direction::Desc,
+        after: None,
+        reverse: false,
+        now,
+        limit: 101,
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Api {
+    async fn list(&self, body: &Value) -> anyhow::Result<Value> {
+        let response = self.http.post(&self.url).header("X-API-KEY", &self.key).json(body).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("API answered {status}: {body}");
+        }
+        Ok(body)
+    }
+}
+
+/// Walks `pages` pages through the API and the store, returning the next page's request for both.
+async fn deep_page(
+    api: &Api,
+    store: &dyn Store,
+    org: OrgId,
+    pages: usize,
+    now: i64,
+) -> anyhow::Result<(Value, ListQuery)> {
+    let mut body = json!({"limit": 100});
+    let mut query = store_query("", None, now);
+    query.limit = 100;
+    for _ in 0..pages {
+        let page = api.list(&body).await?;
+        let cursor = page["listMetadata"]["nextCursor"].as_str().context("ran out of pages")?.to_owned();
+        body["cursor"] = json!(cursor);
+        let rows = store.list_sessions(org, &query).await?;
+        let last = rows.last().context("ran out of rows")?;
+        query.after = Some(Position { key: query.key_of(last), id: last.id.clone() });
+    }
+    query.limit = 101;
+    Ok((body, query))
+}
+
+async fn report(
+    name: &str,
+    api: &Api,
+    body: &Value,
+    store: &dyn Store,
+    org: OrgId,
+    query: &ListQuery,
+    iterations: usize,
+) -> anyhow::Result<()> {
+    // Interleave API and store calls so that drift on a busy machine hits both alike.
+    let (mut api_times, mut store_times) = (Vec::new(), Vec::new());
+    for i in 0..iterations + 10 {
+        let started = Instant::now();
+        let page = api.list(body).await?;
+        let api_time = started.elapsed();
+        let started = Instant::now();
+        let rows = store.list_sessions(org, query).await?;
+        let store_time = started.elapsed();
+        if i == 0 && page["sessions"].as_array().map_or(0, Vec::len) != rows.len().min(100) {
+            bail!("{name}: API and store disagree on the page size");
+        }
+        if i >= 10 {
+            api_times.push(api_time);
+            store_times.push(store_time);
+        }
+    }
+    let (a50, a95) = percentiles(&mut api_times);
+    let (s50, s95) = percentiles(&mut store_times);
+    println!(
+        "{name:<32} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}",
+        ms(a50),
+        ms(a95),
+        ms(s50),
+        ms(s95),
+        ms(a50) / ms(s50)
+    );
+    Ok(())
+}
+
+fn percentiles(times: &mut [Duration]) -> (Duration, Duration) {
+    times.sort();
+    (times[times.len() / 2], times[times.len() * 95 / 100])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn throughput(api: &Api, body: &Value, clients: usize, span: Duration) -> anyhow::Result<f64> {
+    let api = Arc::new(Api { http: api.http.clone(), url: api.url.clone(), key: api.key.clone() });
+    let deadline = Instant::now() + span;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let api = api.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    api.list(&body).await?;
+                    done += 1;
+                }
+                anyhow::Ok(done)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / span.as_secs_f64())
+}

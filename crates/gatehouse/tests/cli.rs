@@ -1,0 +1,201 @@
+//! The `gatehouse` binary as a user drives it: seed, keys, serve, sessions, dev.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn gatehouse() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command.env_remove("GATEHOUSE_API_KEY").env_remove("GATEHOUSE_URL").env("RUST_LOG", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("gatehouse runs");
+    assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::blocking_get(&format!("{url}/health")).is_ok_and(|body| body == "ok\n") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} never became healthy");
+}
+
+mod reqwest {
+    /// A minimal blocking GET over a raw socket; the tests need nothing more.
+    pub fn blocking_get(url: &str) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let mut stream = std::net::TcpStream::connect(host)?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+    }
+}
+
+fn serve(data_dir: &Path) -> (Running, String) {
+    let port = free_port();
+    let child = gatehouse()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url);
+    (Running(child), url)
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+#[test]
+fn keys_serve_and_sessions_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    run(gatehouse().args(["seed", "--org", "acme", "--sessions", "300", "--active", "5", "--data-dir"]).arg(data));
+
+    let created = run(gatehouse()
+        .args(["keys", "create", "--org", "acme", "--role", "reader", "--name", "ci", "--data-dir"])
+        .arg(data));
+    let key = stdout(&created).trim().to_owned();
+    assert!(key.starts_with("gh_") && key.len() > 50, "{key}");
+    let prefix = key.split('_').nth(1).unwrap().to_owned();
+    let listed = stdout(&run(gatehouse().args(["keys", "list", "--org", "acme", "--data-dir"]).arg(data)));
+    assert!(listed.contains(&prefix) && listed.contains("reader") && listed.contains("ci"), "{listed}");
+    assert!(!listed.contains(&key[4 + prefix.len()..]), "keys list never shows secrets");
+
+    let (_server, url) = serve(data);
+    let client = |args: &[&str]| {
+        let mut command = gatehouse();
+        command.arg("sessions").args(args).env("GATEHOUSE_URL", &url).env("GATEHOUSE_API_KEY", &key);
+        command
+    };
+
+    let page = json_lines(&stdout(&run(&mut client(&["list", "--limit", "5", "--output", "json"]))));
+    assert_eq!(page.len(), 5);
+
+    let all = json_lines(&stdout(&run(&mut client(&["list", "--all", "--limit", "70", "-o", "json"]))));
+    let mut ids: Vec<&str> = all.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 305, "--all walks every page exactly once");
+
+    let postgres =
+        json_lines(&stdout(&run(&mut client(&["list", "--all", "-q", "technology:postgres", "-o", "json"]))));
+    assert!(!postgres.is_empty() && postgres.len() < 305);
+    assert!(postgres.iter().all(|s| s["resource"]["technology"] == "postgres"));
+
+    let recent = json_lines(&stdout(&run(&mut client(&["list", "--all", "--since", "1h", "-o", "json"]))));
+    assert!(recent.len() < 305 && recent.iter().any(|s| s["sessionStatus"] == "active"));
+
+    let id = page[0]["id"].as_str().unwrap();
+    let got = json_lines(&stdout(&run(&mut client(&["get", id]))));
+    assert_eq!(
+        got[0],
+        page[0]
+            .clone()
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o.insert("duration".into(), got[0]["duration"].clone());
+                Value::Object(o)
+            })
+            .unwrap()
+    );
+
+    let table = stdout(&run(&mut client(&["list", "--limit", "3"])));
+    assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
+    assert_eq!(table.lines().count(), 4);
+
+    let bad = client(&["list", "-q", "duration:abc"]).output().unwrap();
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("invalid_argument") && error.contains("duration"), "{error}");
+
+    run(gatehouse().args(["keys", "revoke", &prefix, "--org", "acme", "--data-dir"]).arg(data));
+    let revoked = client(&["list"]).output().unwrap();
+    assert!(!revoked.status.success());
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("revoked"));
+}
+
+/// Reads `gatehouse dev` output up to the curl example and returns the key it printed.
+fn dev_key(child: &mut Child) -> String {
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut key = None;
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(k) = line.trim().strip_prefix("admin API key:") {
+            key = Some(k.trim().to_owned());
+        }
+        if line.contains("gatehouse sessions list") {
+            break;
+        }
+    }
+    key.expect("dev prints the admin key")
+}
+
+#[test]
+fn dev_prints_a_working_key_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let start = || {
+        gatehouse()
+            .args(["dev", "--demo", "--demo-sessions", "200", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = Running(start());
+    let key = dev_key(&mut first.0);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url);
+    let listed = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["sessions", "list", "--all", "-o", "json"])
+        .env("GATEHOUSE_URL", &url)
+        .env("GATEHOUSE_API_KEY", &key)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let count = String::from_utf8_lossy(&listed.stdout).lines().count();
+    assert!(count > 200, "demo sessions, active ones included: {count}");
+    drop(first);
+
+    let mut second = Running(start());
+    assert_eq!(dev_key(&mut second.0), key, "a second run reuses the saved key and does not seed twice");
+    wait_healthy(&url);
+}

@@ -1,0 +1,235 @@
+//! Sort orders and keyset paging.
+//!
+//! Every listing is a total order on `(key, id)`, where the key is the one
+//! `ListQuery::key_of` gives: the start, the end (`ACTIVE_END_KEY`, after
+//! every real end, for active sessions) or the duration (`now - start` for
+//! active sessions). Paging continues strictly after a `Position` in the
+//! walking direction; `reverse` walks the other way, returning rows in the
+//! order walked.
+
+use gatehouse_store::{ACTIVE_END_KEY, Direction, ListQuery, Position, SortKey, Store};
+
+use super::fixture::{Fixture, MINUTE, NOW, ago, completed, every_sort, listing};
+
+fn label(query: &ListQuery) -> String {
+    format!("{:?} {:?} at NOW{:+}m", query.sort, query.direction, (query.now - NOW) / MINUTE)
+}
+
+fn owned(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| id.to_string()).collect()
+}
+
+/// Records a failure when `got` differs from `want`.
+fn expect(fx: &Fixture<'_>, label: &str, got: Vec<String>, want: Vec<String>) {
+    if got != want {
+        fx.fail(format!("{label}:\n      expected {want:?}\n      got      {got:?}"));
+    }
+}
+
+async fn ids(fx: &Fixture<'_>, query: &ListQuery) -> Vec<String> {
+    fx.list(fx.acme, query).await.into_iter().map(|s| s.id).collect()
+}
+
+/// Walks pages of `page` rows from `from` until an empty page, each page
+/// continuing after the last row of the one before; returns the ids in the
+/// order seen.
+async fn walk(fx: &Fixture<'_>, base: &ListQuery, page: usize, reverse: bool, from: Option<Position>) -> Vec<String> {
+    let mut query = ListQuery { limit: page, reverse, after: from, ..base.clone() };
+    let mut seen = Vec::new();
+    loop {
+        let rows = fx.list(fx.acme, &query).await;
+        assert!(rows.len() <= page, "{}: page of {} rows for limit {page}", label(&query), rows.len());
+        let Some(last) = rows.last() else { break };
+        query.after = Some(Position { key: query.key_of(last), id: last.id.clone() });
+        seen.extend(rows.into_iter().map(|s| s.id));
+        assert!(seen.len() <= 2 * fx.sessions.len(), "{}: paging does not end: {seen:?}", label(&query));
+    }
+    seen
+}
+
+fn position(fx: &Fixture<'_>, query: &ListQuery, id: &str) -> Position {
+    Position { key: query.key_of(fx.session(id)), id: id.to_owned() }
+}
+
+pub async fn default_listing_is_newest_first_with_ties_on_id(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    // s10 and s09 start together, as do s04 and s03: the larger id comes first.
+    let newest = [
+        "s19", "s18", "s17", "s16", "s15", "s14", "s13", "s12", "s11", "s10", "s09", "s08", "s22", "s07", "s06", "s05",
+        "s04", "s03", "s02", "s01", "s21", "s20",
+    ];
+    expect(&fx, "newest", ids(&fx, &ListQuery::newest(100, NOW)).await, owned(&newest));
+    expect(&fx, "newest 4", ids(&fx, &ListQuery::newest(4, NOW)).await, owned(&newest[..4]));
+}
+
+pub async fn end_time_sort_puts_active_sessions_after_every_end(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    let ascending = [
+        "s01", "s02", "s03", "s04", "s06", "s22", "s07", "s09", "s21", "s10", "s11", "s13", "s14", "s15", "s16", "s18",
+        // Active: all at ACTIVE_END_KEY, so by id.
+        "s05", "s08", "s12", "s17", "s19", "s20",
+    ];
+    let asc = ListQuery { sort: SortKey::EndTime, direction: Direction::Asc, ..ListQuery::newest(100, NOW) };
+    expect(&fx, "end_time asc", ids(&fx, &asc).await, owned(&ascending));
+    let desc = ListQuery { direction: Direction::Desc, ..asc.clone() };
+    let descending: Vec<&str> = ascending.iter().rev().copied().collect();
+    expect(&fx, "end_time desc", ids(&fx, &desc).await, owned(&descending));
+    assert_eq!(asc.key_of(fx.session("s20")), ACTIVE_END_KEY);
+}
+
+pub async fn duration_sort_measures_active_sessions_to_now(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    // Active sessions (marked *) interleave with completed ones by their
+    // age at NOW; equal durations go by id across both.
+    let ascending = [
+        "s16", "s18", "s13", "s19", /* 5m* */ "s14", "s15", "s09", "s17", /* 20m* */ "s01", "s03", "s11",
+        "s02", "s06", "s10", "s22", "s04", "s07", "s12", /* 90m* */ "s08", /* 150m* */ "s05",
+        /* 300m* */ "s21", "s20", /* 2000m* */
+    ];
+    let asc = ListQuery { sort: SortKey::Duration, direction: Direction::Asc, ..ListQuery::newest(100, NOW) };
+    expect(&fx, "duration asc", ids(&fx, &asc).await, owned(&ascending));
+    // Ten hours later the active sessions have all outlasted the completed
+    // ones but s21 (1400m).
+    let later = ListQuery { now: NOW + 600 * MINUTE, ..asc.clone() };
+    let later_order = [
+        "s16", "s18", "s13", "s14", "s15", "s09", "s01", "s03", "s11", "s02", "s06", "s10", "s22", "s04", "s07", "s19",
+        "s17", "s12", "s08", "s05", "s21", "s20",
+    ];
+    expect(&fx, "duration asc, 10h later", ids(&fx, &later).await, owned(&later_order));
+    assert_eq!(fx.reference_order(&later), owned(&later_order), "test bug: key_of disagrees");
+}
+
+pub async fn every_sort_is_a_total_order_ties_broken_on_id(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    for query in every_sort() {
+        // The fixture must have ties under every key, or the tie-break goes untested.
+        let mut keys: Vec<i64> = fx.sessions.iter().map(|s| query.key_of(s)).collect();
+        keys.sort();
+        assert!(keys.windows(2).any(|w| w[0] == w[1]), "test bug: no ties for {}", label(&query));
+        expect(&fx, &label(&query), ids(&fx, &query).await, fx.reference_order(&query));
+    }
+}
+
+pub async fn keyset_paging_walks_every_session_exactly_once(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    for query in every_sort() {
+        let want = fx.reference_order(&query);
+        for page in [1, 2, 3, 7, 22] {
+            let got = walk(&fx, &query, page, false, None).await;
+            expect(&fx, &format!("{} walked {page} at a time", label(&query)), got, want.clone());
+        }
+        // Starting from any position continues right after it.
+        for i in [0, 5, 15, 21] {
+            let from = position(&fx, &query, &want[i]);
+            let got = walk(&fx, &query, 3, false, Some(from)).await;
+            expect(&fx, &format!("{} after {}", label(&query), want[i]), got, want[i + 1..].to_vec());
+        }
+    }
+}
+
+pub async fn reverse_paging_walks_back_in_walking_order(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    for query in every_sort() {
+        let want = fx.reference_order(&query);
+        let n = want.len();
+        for page in [1, 2, 3] {
+            // From the far end back to the start, nearest row first.
+            let backwards: Vec<String> = want.iter().rev().cloned().collect();
+            let got = walk(&fx, &query, page, true, None).await;
+            expect(&fx, &format!("{} reversed from the end, {page} at a time", label(&query)), got, backwards);
+            for i in [n - 1, n / 2, 4, 1, 0] {
+                let from = position(&fx, &query, &want[i]);
+                let before: Vec<String> = want[..i].iter().rev().cloned().collect();
+                let got = walk(&fx, &query, page, true, Some(from.clone())).await;
+                expect(&fx, &format!("{} reversed from {}, {page} at a time", label(&query), want[i]), got, before);
+            }
+        }
+        // The page before a page: walk forward 3, then back 3 from its first row.
+        let second_page = ListQuery { limit: 3, after: Some(position(&fx, &query, &want[2])), ..query.clone() };
+        let page = ids(&fx, &second_page).await;
+        expect(&fx, &format!("{} second page", label(&query)), page.clone(), want[3..6].to_vec());
+        let back = ListQuery { limit: 3, reverse: true, after: Some(position(&fx, &query, &want[3])), ..query.clone() };
+        let first_reversed: Vec<String> = want[..3].iter().rev().cloned().collect();
+        expect(&fx, &format!("{} page before the second", label(&query)), ids(&fx, &back).await, first_reversed);
+    }
+}
+
+pub async fn paging_respects_filter_and_window(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    // Postgres or MySQL sessions overlapping the last 26 hours but one.
+    let matching = ["s01", "s02", "s03", "s04", "s05", "s07", "s08", "s09", "s10", "s11", "s12", "s20", "s22"];
+    for sorted in every_sort() {
+        let query = ListQuery {
+            window_start: Some(ago(26 * 60)),
+            window_end: Some(ago(60)),
+            ..ListQuery { filter: listing("technology:IN [postgres mysql]", NOW).filter, ..sorted }
+        };
+        let want = owned(&fx.in_order(&query, &matching));
+        for page in [1, 2, 3] {
+            let got = walk(&fx, &query, page, false, None).await;
+            expect(&fx, &format!("filtered {} walked {page} at a time", label(&query)), got, want.clone());
+            let got = walk(&fx, &query, page, true, None).await;
+            let backwards: Vec<String> = want.iter().rev().cloned().collect();
+            expect(&fx, &format!("filtered {} reversed {page} at a time", label(&query)), got, backwards);
+        }
+        // A position taken from a row the filter excludes (s06) still splits the order.
+        let s06 = position(&fx, &query, "s06");
+        let key = (query.key_of(fx.session("s06")), "s06");
+        let after: Vec<String> = want
+            .iter()
+            .filter(|id| {
+                let here = (query.key_of(fx.session(id)), id.as_str());
+                if query.direction == Direction::Asc { here > key } else { here < key }
+            })
+            .cloned()
+            .collect();
+        let got = walk(&fx, &query, 2, false, Some(s06)).await;
+        expect(&fx, &format!("filtered {} after excluded s06", label(&query)), got, after);
+    }
+}
+
+pub async fn paging_is_stable_while_sessions_arrive(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    let mut next = ListQuery::newest(3, NOW);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let rows = fx.list(fx.acme, &next).await;
+        let last = rows.last().expect("a full page");
+        next.after = Some(Position { key: next.key_of(last), id: last.id.clone() });
+        seen.extend(rows.into_iter().map(|s| s.id));
+    }
+    // New sessions arrive mid-walk: one newer than the walk's position (it
+    // belongs to pages already served), one tying with s11 on start, one
+    // older than all.
+    let arrivals =
+        [completed("n-new", 1, 1).build(), completed("n-mid", 100, 1).build(), completed("n-old", 3000, 1).build()];
+    assert_eq!(store.insert_sessions(fx.acme, &arrivals).await.unwrap(), 3);
+    loop {
+        let rows = fx.list(fx.acme, &next).await;
+        let Some(last) = rows.last() else { break };
+        next.after = Some(Position { key: next.key_of(last), id: last.id.clone() });
+        seen.extend(rows.into_iter().map(|s| s.id));
+        assert!(seen.len() < 100, "paging does not end");
+    }
+    let mut all: Vec<(i64, String)> = fx.sessions.iter().chain(&arrivals).map(|s| (s.start, s.id.clone())).collect();
+    all.sort();
+    all.reverse();
+    let want: Vec<String> = all.into_iter().map(|(_, id)| id).filter(|id| id != "n-new").collect();
+    expect(&fx, "walk with arrivals", seen, want);
+}
+
+pub async fn limit_caps_every_page(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    // Merging active and completed sessions must still cut at the limit.
+    for query in every_sort() {
+        let want = fx.reference_order(&query);
+        for limit in [1, 2, 5, 6, 16, 17, 21, 22, 23, 1000] {
+            let got = ids(&fx, &ListQuery { limit, ..query.clone() }).await;
+            let cut = want[..limit.min(want.len())].to_vec();
+            expect(&fx, &format!("{} limit {limit}", label(&query)), got, cut);
+            let got = ids(&fx, &ListQuery { limit, reverse: true, ..query.clone() }).await;
+            let cut: Vec<String> = want.iter().rev().take(limit).cloned().collect();
+            expect(&fx, &format!("{} reversed, limit {limit}", label(&query)), got, cut);
+        }
+    }
+}

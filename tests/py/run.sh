@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Black-box tests of the gatehouse binary: grpcio with stubs generated from our .proto
+# files, and Connect over plain HTTP. Creates tests/py/.venv on first use.
+#
+#   bash tests/py/run.sh [pytest args...]
+#
+# GATEHOUSE_BIN selects the binary (default: target/debug/gatehouse).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$here/.venv"
+
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+
+cd "$root"
+set +e
+"$venv/bin/python" -m pytest -q tests/py "$@"
+exit $?
