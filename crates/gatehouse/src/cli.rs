@@ -23,9 +23,15 @@ pub enum Command {
     /// Manage API keys (talks to the store directly)
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Search and read sessions through the API
+    /// Search, read and terminate sessions through the API
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Register the databases connectors front (talks to the store directly)
+    #[command(subcommand)]
+    Resources(ResourcesCommand),
+    /// Register connectors and create their keys (talks to the store directly)
+    #[command(subcommand)]
+    Connectors(ConnectorsCommand),
     /// Fill a store with synthetic sessions, for demos and benchmarks
     Seed(SeedArgs),
 }
@@ -115,6 +121,55 @@ pub enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ResourcesCommand {
+    /// Register a database; prints its id
+    Create {
+        #[arg(long)]
+        org: String,
+        /// A unique name, shown in sessions
+        #[arg(long)]
+        name: String,
+        /// Where the database listens
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 5432)]
+        port: u16,
+        #[arg(long, default_value = "postgres")]
+        technology: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List an organization's resources
+    List {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorsCommand {
+    /// Register a connector; prints its id and its key, once
+    Create {
+        #[arg(long)]
+        org: String,
+        /// A unique name, shown in sessions
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List an organization's connectors and when each was last heard
+    List {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoleArg {
     Reader,
@@ -152,6 +207,21 @@ pub enum OutputFormat {
 pub enum SessionsCommand {
     /// List sessions, newest first
     List(ListArgs),
+    /// End a live session now (needs an admin key)
+    Terminate {
+        id: String,
+        /// The connector carrying it; looked up when omitted
+        #[arg(long)]
+        connector: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a session's statements, one per line with its time
+    Transcript {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show one session
     Get {
         id: String,

@@ -1,15 +1,18 @@
-//! API keys: generation, storage as hashes, and checking on every request.
+//! Keys: generation, storage as hashes, and checking on every request.
 //!
-//! A key reads `gh_<prefix>_<secret>`. The prefix is public (it names the key
-//! in listings and logs); the secret carries 238 bits of entropy. Only the
+//! An API key reads `gh_<prefix>_<secret>`, a connector key
+//! `ghc_<prefix>_<secret>`. The prefix is public (it names the key in
+//! listings and logs); the secret carries 238 bits of entropy. Only the
 //! SHA-256 of the whole key is stored, and hashes are compared in constant
 //! time. A fast hash suffices because keys are random, not chosen by people.
+//! An API key reads sessions; a connector key reports its own sessions and
+//! nothing else.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use connectrpc::interceptor::{UnaryRequest, UnaryResponse};
-use connectrpc::{ConnectError, ErrorCode, Interceptor, Next};
+use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
+use connectrpc::{ConnectError, ErrorCode, Interceptor, Next, NextStream, PayloadStream};
 use gatehouse_core::time::now_micros;
 use gatehouse_core::{Caller, Micros, OrgId, Role};
 use gatehouse_store::{NewApiKey, Store};
@@ -20,17 +23,39 @@ use subtle::ConstantTimeEq;
 
 use crate::error::store_error;
 
-const KEY_PREFIX: &str = "gh_";
+/// The two kinds of keys, told apart by their first letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Api,
+    Connector,
+}
+
+impl KeyKind {
+    fn marker(self) -> &'static str {
+        match self {
+            KeyKind::Api => "gh_",
+            KeyKind::Connector => "ghc_",
+        }
+    }
+}
 const PREFIX_LEN: usize = 10;
 const SECRET_LEN: usize = 40;
 /// Writing `last_used` on every request would turn reads into writes.
 const TOUCH_INTERVAL_US: Micros = 60_000_000;
 
-/// A newly created key: `secret` is shown once and never stored.
+/// A newly created key: shown once and never stored.
 #[derive(Debug, Clone)]
 pub struct CreatedKey {
     pub key: String,
     pub prefix: String,
+    pub hash: Vec<u8>,
+}
+
+/// Generates a key of `kind`.
+pub fn new_key(kind: KeyKind) -> CreatedKey {
+    let prefix = random_alphanumeric(PREFIX_LEN);
+    let key = format!("{}{prefix}_{}", kind.marker(), random_alphanumeric(SECRET_LEN));
+    CreatedKey { hash: hash_key(&key), key, prefix }
 }
 
 fn random_alphanumeric(len: usize) -> String {
@@ -41,12 +66,14 @@ fn hash_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
-/// Splits `gh_<prefix>_<secret>` into its public prefix, or `None` when the
-/// text cannot be a key of ours.
-fn key_prefix(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix(KEY_PREFIX)?;
+/// Splits a key into its kind and public prefix, or `None` when the text
+/// cannot be a key of ours.
+fn key_prefix(key: &str) -> Option<(KeyKind, &str)> {
+    let (kind, rest) = [KeyKind::Api, KeyKind::Connector]
+        .into_iter()
+        .find_map(|kind| key.strip_prefix(kind.marker()).map(|rest| (kind, rest)))?;
     let (prefix, secret) = rest.split_once('_')?;
-    (prefix.len() == PREFIX_LEN && secret.len() == SECRET_LEN).then_some(prefix)
+    (prefix.len() == PREFIX_LEN && secret.len() == SECRET_LEN).then_some((kind, prefix))
 }
 
 /// Creates and stores a key for `org`, returning it for display once.
@@ -56,19 +83,26 @@ pub async fn create_api_key(
     name: &str,
     role: Role,
 ) -> Result<CreatedKey, gatehouse_store::StoreError> {
-    let prefix = random_alphanumeric(PREFIX_LEN);
-    let key = format!("{KEY_PREFIX}{prefix}_{}", random_alphanumeric(SECRET_LEN));
+    let created = new_key(KeyKind::Api);
     store
         .insert_api_key(&NewApiKey {
             org,
-            prefix: prefix.clone(),
-            secret_hash: hash_key(&key),
+            prefix: created.prefix.clone(),
+            secret_hash: created.hash.clone(),
             name: name.to_owned(),
             role,
             created: now_micros(),
         })
         .await?;
-    Ok(CreatedKey { key, prefix })
+    Ok(created)
+}
+
+/// A connector calling the connector service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorCaller {
+    pub org: OrgId,
+    pub connector_id: String,
+    pub connector_name: String,
 }
 
 /// Checks the API key of every `core.v1.SessionsService` call and puts the
@@ -83,12 +117,15 @@ impl Authenticator {
         Self { store, last_touch: Mutex::new(HashMap::new()) }
     }
 
-    /// Resolves the caller from the request headers.
+    /// Resolves the caller of the sessions API from the request headers.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, ConnectError> {
         let key = presented_key(headers)?;
         let unknown =
             || unauthenticated("the API key is not valid: check it, or create one with `gatehouse keys create`");
-        let prefix = key_prefix(key).ok_or_else(unknown)?;
+        let (kind, prefix) = key_prefix(key).ok_or_else(unknown)?;
+        if kind == KeyKind::Connector {
+            return Err(denied("a connector key cannot read sessions; use an API key"));
+        }
         let stored = self.store.find_api_key(prefix).await.map_err(store_error)?.ok_or_else(unknown)?;
         if !bool::from(hash_key(key).ct_eq(&stored.secret_hash)) {
             return Err(unknown());
@@ -98,6 +135,48 @@ impl Authenticator {
         }
         self.touch(&stored.prefix);
         Ok(Caller { org: stored.org, role: stored.role, key_prefix: stored.prefix })
+    }
+
+    /// Resolves the connector calling the connector service.
+    pub async fn authenticate_connector(&self, headers: &http::HeaderMap) -> Result<ConnectorCaller, ConnectError> {
+        let key = presented_key(headers)?;
+        let unknown =
+            || unauthenticated("the connector key is not valid: use the key `gatehouse connectors create` printed");
+        let (kind, prefix) = key_prefix(key).ok_or_else(unknown)?;
+        if kind == KeyKind::Api {
+            return Err(denied("an API key cannot report sessions; use the connector's key"));
+        }
+        let stored = self.store.find_connector(prefix).await.map_err(store_error)?.ok_or_else(unknown)?;
+        if !bool::from(hash_key(key).ct_eq(&stored.key_hash)) {
+            return Err(unknown());
+        }
+        Ok(ConnectorCaller { org: stored.org, connector_id: stored.id, connector_name: stored.name })
+    }
+
+    /// Authenticates a call by its path and records the caller in `extensions`.
+    async fn admit(
+        &self,
+        path: Option<&str>,
+        headers: &http::HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> Result<(), ConnectError> {
+        match path.map(Guard::of).unwrap_or(Guard::Open) {
+            Guard::Open => {}
+            Guard::Api(needed) => {
+                let caller = self.authenticate(headers).await?;
+                if !caller.role.allows(needed) {
+                    return Err(denied(&format!(
+                        "this API key has the {} role; this method needs an {} key",
+                        caller.role, needed
+                    )));
+                }
+                extensions.insert(caller);
+            }
+            Guard::Connector => {
+                extensions.insert(self.authenticate_connector(headers).await?);
+            }
+        }
+        Ok(())
     }
 
     /// Records the key's last use, at most once a minute per key.
@@ -124,6 +203,10 @@ fn unauthenticated(message: &str) -> ConnectError {
     ConnectError::new(ErrorCode::Unauthenticated, message)
 }
 
+fn denied(message: &str) -> ConnectError {
+    ConnectError::new(ErrorCode::PermissionDenied, message)
+}
+
 /// The key from `X-API-KEY` or `Authorization: Bearer`.
 fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     if let Some(value) = headers.get("x-api-key") {
@@ -140,31 +223,51 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     Err(unauthenticated("missing API key: send it in the X-API-KEY header or as `Authorization: Bearer <key>`"))
 }
 
-/// The role a method of the sessions service needs, `None` for paths the
-/// interceptor does not guard (health, reflection).
-fn required_role(path: &str) -> Option<Role> {
-    let method = path.strip_prefix("/core.v1.SessionsService/")?;
-    Some(match method {
-        "CreateSessionTermination" | "CancelSession" => Role::Admin,
-        _ => Role::Reader,
-    })
+/// What a path requires of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// Health and reflection.
+    Open,
+    /// The sessions API, with the role the method needs.
+    Api(Role),
+    /// The connector service.
+    Connector,
+}
+
+impl Guard {
+    fn of(path: &str) -> Guard {
+        if let Some(method) = path.strip_prefix("/core.v1.SessionsService/") {
+            return Guard::Api(match method {
+                "CreateSessionTermination" | "CancelSession" => Role::Admin,
+                _ => Role::Reader,
+            });
+        }
+        if path.starts_with("/gatehouse.connector.v1.ConnectorService/") {
+            return Guard::Connector;
+        }
+        Guard::Open
+    }
 }
 
 #[connectrpc::async_trait]
 impl Interceptor for Authenticator {
     async fn intercept_unary(&self, mut req: UnaryRequest, next: Next<'_>) -> Result<UnaryResponse, ConnectError> {
-        let Some(needed) = req.ctx.path().and_then(required_role) else {
-            return next.run(req).await;
-        };
-        let caller = self.authenticate(req.ctx.headers()).await?;
-        if !caller.role.allows(needed) {
-            return Err(ConnectError::new(
-                ErrorCode::PermissionDenied,
-                format!("this API key has the {} role; this method needs an {} key", caller.role, needed),
-            ));
-        }
-        req.ctx.extensions_mut().insert(caller);
+        let path = req.ctx.path().map(str::to_owned);
+        let headers = req.ctx.headers().clone();
+        self.admit(path.as_deref(), &headers, req.ctx.extensions_mut()).await?;
         next.run(req).await
+    }
+
+    async fn intercept_streaming(
+        &self,
+        mut req: StreamRequest,
+        inbound: PayloadStream,
+        next: NextStream<'_>,
+    ) -> Result<StreamResponse, ConnectError> {
+        let path = req.ctx.path().map(str::to_owned);
+        let headers = req.ctx.headers().clone();
+        self.admit(path.as_deref(), &headers, req.ctx.extensions_mut()).await?;
+        next.run(req, inbound).await
     }
 }
 
@@ -175,7 +278,8 @@ mod tests {
     #[test]
     fn prefixes_parse_only_from_well_formed_keys() {
         let key = format!("gh_{}_{}", "a".repeat(PREFIX_LEN), "b".repeat(SECRET_LEN));
-        assert_eq!(key_prefix(&key), Some("aaaaaaaaaa"));
+        assert_eq!(key_prefix(&key), Some((KeyKind::Api, "aaaaaaaaaa")));
+        assert_eq!(key_prefix(&format!("ghc{}", &key[2..])), Some((KeyKind::Connector, "aaaaaaaaaa")));
         assert_eq!(key_prefix("gh_short_secret"), None);
         assert_eq!(key_prefix(""), None);
         assert_eq!(key_prefix(&key[1..]), None);

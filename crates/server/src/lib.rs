@@ -8,17 +8,23 @@
 //! - [`auth`]: API keys and the interceptor that checks them.
 //! - [`cursor`]: signed keyset cursors.
 //! - [`listing`]: ListSessionsV2 validation and paging.
-//! - [`sessions`]: the service handlers.
+//! - [`sessions`]: the sessions service handlers.
+//! - [`connectors`]: the connector service: reports, leases, terminations.
+//! - [`terminations`]: termination requests on their way to connectors.
+//! - [`registry`]: creating resources and connectors.
 //! - [`convert`]: domain sessions to `core.v1` messages.
 
 #![allow(refining_impl_trait_internal, refining_impl_trait_reachable)]
 
 pub mod auth;
+pub mod connectors;
 pub mod convert;
 pub mod cursor;
 mod error;
 pub mod listing;
+pub mod registry;
 pub mod sessions;
+pub mod terminations;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,22 +37,37 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
+use crate::connectors::ConnectorApi;
+pub use crate::connectors::Lease;
 use crate::cursor::CursorCodec;
 use crate::sessions::SessionsApi;
+use crate::terminations::TerminationBus;
 
 /// Requests larger than this are refused before they are read in full.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const CURSOR_SECRET: &str = "cursor-signing-key";
 
-/// Builds the HTTP application over `store`.
+/// Builds the HTTP application over `store`, with the default connector lease.
 pub async fn app(store: Arc<dyn Store>) -> Result<axum::Router, StoreError> {
+    app_with_lease(store, Lease::default()).await
+}
+
+/// Builds the HTTP application and starts the lease sweeper, which completes
+/// the sessions of connectors unheard for longer than `lease`.
+pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum::Router, StoreError> {
     let mut fresh = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut fresh);
     let cursor_key = store.secret_or_init(CURSOR_SECRET, &fresh).await?;
 
-    let api = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key));
-    let router = connectrpc::Router::new().add_service(Arc::new(api));
-    let (router, _health) = connectrpc_health::install_static(router, [SESSIONS_SERVICE_SERVICE_NAME]);
+    let bus = Arc::new(TerminationBus::default());
+    let sessions = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone());
+    let connectors = ConnectorApi::new(store.clone(), bus, lease);
+    let router = connectrpc::Router::new().add_service(Arc::new(sessions)).add_service(Arc::new(connectors));
+    tokio::spawn(sweep_leases(store.clone(), lease.lease));
+    let (router, _health) = connectrpc_health::install_static(
+        router,
+        [SESSIONS_SERVICE_SERVICE_NAME, gatehouse_proto::gatehouse::connector::v1::CONNECTOR_SERVICE_SERVICE_NAME],
+    );
     let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(gatehouse_proto::FILE_DESCRIPTOR_SET)
         .expect("the compiled descriptor set is valid");
     let router = connectrpc_reflection::install(router, reflector);
@@ -55,6 +76,23 @@ pub async fn app(store: Arc<dyn Store>) -> Result<axum::Router, StoreError> {
     let rpc = ConnectRpcService::new(router).with_limits(limits).with_interceptor(Authenticator::new(store));
 
     Ok(axum::Router::new().route("/health", get(|| async { "ok\n" })).fallback_service(rpc))
+}
+
+/// Completes the sessions of connectors unheard for longer than `lease`.
+/// It waits one lease after start first: connectors that could not reach a
+/// control plane that was down need that long to be heard again.
+async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration) {
+    tokio::time::sleep(lease).await;
+    let mut tick = tokio::time::interval((lease / 6).max(std::time::Duration::from_millis(100)));
+    loop {
+        tick.tick().await;
+        let heard_before = gatehouse_core::time::now_micros() - lease.as_micros() as i64;
+        match store.expire_connectors(heard_before).await {
+            Ok(0) => {}
+            Ok(completed) => tracing::info!(completed, "completed sessions of connectors past their lease"),
+            Err(err) => tracing::warn!(%err, "lease sweep failed; retrying"),
+        }
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` completes.

@@ -5,24 +5,88 @@ use std::sync::Arc;
 
 use connectrpc::{ConnectError, ErrorCode, RequestContext, Response, ServiceRequest, ServiceResult};
 use gatehouse_core::Caller;
+use gatehouse_core::time::format_rfc3339;
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::core::v1::*;
-use gatehouse_store::Store;
+use gatehouse_store::{StatementRecord, Store, TerminationRecord};
 
-use crate::convert::session_object;
+use crate::convert::{session_object, timestamp};
 use crate::cursor::CursorCodec;
 use crate::error::{invalid, store_error};
 use crate::listing::{ListRequest, list_page};
+use crate::terminations::TerminationBus;
 
 pub struct SessionsApi {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
+    terminations: Arc<TerminationBus>,
 }
 
 impl SessionsApi {
-    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec) -> Self {
-        Self { store, cursors }
+    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, terminations: Arc<TerminationBus>) -> Self {
+        Self { store, cursors, terminations }
     }
+
+    /// Requests the end of a live session; the connector carrying it is told
+    /// at once through its termination stream.
+    async fn terminate(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        connector_id: &str,
+    ) -> Result<SessionShutdown, ConnectError> {
+        let (session_id, connector_id) = (session_id.trim(), connector_id.trim());
+        if session_id.is_empty() || connector_id.is_empty() {
+            return Err(invalid("session_id and connector_id are both required"));
+        }
+        let session = self.store.get_session(caller.org, session_id).await.map_err(store_error)?;
+        let session = session.ok_or_else(|| not_found(session_id))?;
+        if session.connector.id != connector_id {
+            return Err(invalid(format!(
+                "session {session_id:?} runs through connector {:?}, not {connector_id:?}",
+                session.connector.id
+            )));
+        }
+        if session.end.is_some() {
+            return Err(ConnectError::new(
+                ErrorCode::FailedPrecondition,
+                format!("session {session_id:?} has already completed"),
+            ));
+        }
+        let termination = TerminationRecord {
+            id: crate::registry::new_id("term"),
+            session_id: session_id.to_owned(),
+            connector_id: connector_id.to_owned(),
+            reason: format!("terminated by an administrator (API key {})", caller.key_prefix),
+            created: now_micros(),
+        };
+        self.store.create_termination(caller.org, &termination).await.map_err(store_error)?;
+        tracing::info!(session = session_id, termination = %termination.id, key = %caller.key_prefix, "session termination requested");
+        self.terminations.publish(caller.org, termination.clone());
+        Ok(SessionShutdown {
+            session_id: termination.session_id,
+            connector_id: termination.connector_id,
+            created_at: timestamp(termination.created).into(),
+            ..Default::default()
+        })
+    }
+}
+
+fn not_found(session_id: &str) -> ConnectError {
+    ConnectError::new(ErrorCode::NotFound, format!("no session with id {session_id:?}"))
+}
+
+/// One line per statement: its start time, a tab, its text. Line breaks
+/// inside a statement are written as `\n` so that lines stay statements.
+pub fn transcript(statements: &[StatementRecord]) -> String {
+    let mut out = String::new();
+    for s in statements {
+        out.push_str(&format_rfc3339(s.start));
+        out.push('\t');
+        out.push_str(&s.text.replace("\r\n", "\n").replace('\n', "\\n"));
+        out.push('\n');
+    }
+    out
 }
 
 /// The caller the authentication interceptor resolved.
@@ -48,8 +112,7 @@ impl SessionsService for SessionsApi {
             return Err(invalid("session_id is required"));
         }
         let session = self.store.get_session(caller.org, id).await.map_err(store_error)?;
-        let session =
-            session.ok_or_else(|| ConnectError::new(ErrorCode::NotFound, format!("no session with id {id:?}")))?;
+        let session = session.ok_or_else(|| not_found(id))?;
         Response::ok(GetSessionResponse {
             session: session_object(&session, now_micros()).into(),
             ..Default::default()
@@ -98,27 +161,36 @@ impl SessionsService for SessionsApi {
     async fn create_session_termination(
         &self,
         ctx: RequestContext,
-        _req: ServiceRequest<'_, CreateSessionTerminationRequest>,
+        req: ServiceRequest<'_, CreateSessionTerminationRequest>,
     ) -> ServiceResult<CreateSessionTerminationResponse> {
-        caller(&ctx)?;
-        Err(not_yet("CreateSessionTermination"))
+        let caller = caller(&ctx)?;
+        let shutdown = self.terminate(&caller, req.session_id, req.connector_id).await?;
+        Response::ok(CreateSessionTerminationResponse { session_shutdown: shutdown.into(), ..Default::default() })
     }
 
     async fn cancel_session(
         &self,
         ctx: RequestContext,
-        _req: ServiceRequest<'_, CancelSessionRequest>,
+        req: ServiceRequest<'_, CancelSessionRequest>,
     ) -> ServiceResult<CancelSessionResponse> {
-        caller(&ctx)?;
-        Err(not_yet("CancelSession"))
+        let caller = caller(&ctx)?;
+        let shutdown = self.terminate(&caller, req.session_id, req.connector_id).await?;
+        Response::ok(CancelSessionResponse { session_shutdown: shutdown.into(), ..Default::default() })
     }
 
     async fn get_session_transcript(
         &self,
         ctx: RequestContext,
-        _req: ServiceRequest<'_, GetSessionTranscriptRequest>,
+        req: ServiceRequest<'_, GetSessionTranscriptRequest>,
     ) -> ServiceResult<GetSessionTranscriptResponse> {
-        caller(&ctx)?;
-        Err(not_yet("GetSessionTranscript"))
+        let caller = caller(&ctx)?;
+        let id = req.session_id.trim();
+        if id.is_empty() {
+            return Err(invalid("session_id is required"));
+        }
+        // Scoped like every read: another organization's session is not found.
+        self.store.get_session(caller.org, id).await.map_err(store_error)?.ok_or_else(|| not_found(id))?;
+        let statements = self.store.statements(caller.org, id).await.map_err(store_error)?;
+        Response::ok(GetSessionTranscriptResponse { transcript: transcript(&statements), ..Default::default() })
     }
 }

@@ -49,4 +49,39 @@ pub trait Store: Send + Sync + 'static {
     async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError>;
     /// One page of sessions in the query's order, up to `query.limit` rows.
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError>;
+
+    async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError>;
+    async fn list_resources(&self, org: OrgId) -> Result<Vec<Resource>, StoreError>;
+    async fn create_connector(&self, connector: &NewConnector) -> Result<(), StoreError>;
+    async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError>;
+    /// Looks a connector up by its key's prefix, whatever its organization.
+    async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError>;
+
+    /// Records a new run of a connector. Sessions its earlier runs left open
+    /// are completed at the time the connector was last heard; returns how many.
+    async fn connector_hello(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError>;
+    async fn connector_heartbeat(&self, org: OrgId, connector_id: &str, at: Micros) -> Result<(), StoreError>;
+    /// Completes the open sessions of every connector last heard before
+    /// `heard_before`, at the time each was last heard; returns how many.
+    async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError>;
+
+    /// Stores a connector's events; retried events change nothing. Returns
+    /// how many were new.
+    async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError>;
+    /// A session's statements in order.
+    async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError>;
+    async fn create_termination(&self, org: OrgId, termination: &TerminationRecord) -> Result<(), StoreError>;
+    /// Terminations since `since` of `connector_id` whose sessions are still open.
+    async fn pending_terminations(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        since: Micros,
+    ) -> Result<Vec<TerminationRecord>, StoreError>;
 }

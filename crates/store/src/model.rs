@@ -112,3 +112,81 @@ impl ListQuery {
 
 /// The end-time sort key of an active session: after every real end time.
 pub const ACTIVE_END_KEY: i64 = i64::MAX;
+
+/// A database or host that connectors front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub id: String,
+    pub name: String,
+    /// `datastore`, `instance`, `aws`.
+    pub kind: String,
+    /// `postgres`, ...
+    pub technology: String,
+    pub host: String,
+    pub port: u16,
+    pub created: Micros,
+}
+
+/// A connector as an administrator sees it: never its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorInfo {
+    pub id: String,
+    pub name: String,
+    pub key_prefix: String,
+    pub created: Micros,
+    pub last_heard: Option<Micros>,
+}
+
+/// A connector to create, with the hash of its key.
+#[derive(Debug, Clone)]
+pub struct NewConnector {
+    pub org: OrgId,
+    pub id: String,
+    pub name: String,
+    pub key_prefix: String,
+    pub key_hash: Vec<u8>,
+    pub created: Micros,
+}
+
+/// A connector as needed to authenticate its calls.
+#[derive(Debug, Clone)]
+pub struct StoredConnector {
+    pub org: OrgId,
+    pub id: String,
+    pub name: String,
+    pub key_hash: Vec<u8>,
+}
+
+/// One statement of a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementRecord {
+    pub seq: u64,
+    pub start: Micros,
+    pub duration: Micros,
+    pub text: String,
+    pub rows: i64,
+    pub bytes_sent: i64,
+    pub sqlstate: String,
+}
+
+/// What a connector reports, in order. Each is stored at most once: the
+/// start by session id, statements by (session, seq), the end once.
+#[derive(Debug, Clone)]
+pub enum IngestEvent {
+    Start(Box<gatehouse_core::Session>),
+    Statement { session_id: String, statement: StatementRecord },
+    End { session_id: String, end: Micros, reason: String },
+}
+
+/// A request to end a live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminationRecord {
+    pub id: String,
+    pub session_id: String,
+    pub connector_id: String,
+    pub reason: String,
+    pub created: Micros,
+}
+
+/// `end_reason` of sessions completed for a connector that went silent.
+pub const LEASE_END_REASON: &str = "lease";

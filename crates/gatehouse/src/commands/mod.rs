@@ -2,6 +2,7 @@
 
 mod dev;
 mod keys;
+mod registry;
 mod seed;
 mod serve;
 mod sessions;
@@ -22,6 +23,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => keys::run(command).await,
         Command::Sessions(command) => sessions::run(command).await,
         Command::Seed(args) => seed::run(args).await,
+        Command::Resources(command) => registry::resources(command).await,
+        Command::Connectors(command) => registry::connectors(command).await,
     }
 }
 

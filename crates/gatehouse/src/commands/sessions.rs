@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use connectrpc::client::{ClientConfig, HttpClient};
 use gatehouse_core::time::{format_rfc3339, now_micros};
-use gatehouse_proto::core::v1::{GetSessionRequest, ListSessionsV2Request, SessionObject, SessionsServiceClient};
+use gatehouse_proto::core::v1::{
+    CreateSessionTerminationRequest, GetSessionRequest, GetSessionTranscriptRequest, ListSessionsV2Request,
+    SessionObject, SessionsServiceClient,
+};
 
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
 use crate::output::Table;
@@ -16,6 +19,27 @@ type Client = SessionsServiceClient<HttpClient>;
 pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
     match command {
         SessionsCommand::List(args) => list(args).await,
+        SessionsCommand::Terminate { id, connector, api } => {
+            let client = client(&api)?;
+            let connector_id = match connector {
+                Some(connector) => connector,
+                None => {
+                    let request = GetSessionRequest { session_id: id.clone(), ..Default::default() };
+                    let session = client.get_session(request).await?.into_owned().session.into_option();
+                    session.and_then(|s| s.connector.into_option()).map(|c| c.id).unwrap_or_default()
+                }
+            };
+            let request = CreateSessionTerminationRequest { session_id: id, connector_id, ..Default::default() };
+            let response = client.create_session_termination(request).await?.into_owned();
+            let shutdown = response.session_shutdown.into_option().context("the response has no session_shutdown")?;
+            eprintln!("Termination of session {} sent to connector {}.", shutdown.session_id, shutdown.connector_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        SessionsCommand::Transcript { id, api } => {
+            let request = GetSessionTranscriptRequest { session_id: id, ..Default::default() };
+            print!("{}", client(&api)?.get_session_transcript(request).await?.into_owned().transcript);
+            Ok(ExitCode::SUCCESS)
+        }
         SessionsCommand::Get { id, output, api } => {
             let client = client(&api)?;
             let request = GetSessionRequest { session_id: id, ..Default::default() };

@@ -26,6 +26,11 @@ pub const MINUTE: i64 = 60_000_000;
 
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_with_lease(gatehouse_server::Lease::default().lease).await
+    }
+
+    /// A server whose connectors lose their sessions after `lease` of silence.
+    pub async fn start_with_lease(lease: std::time::Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("g.db")).await.unwrap());
         let org = store.ensure_org("acme").await.unwrap().id;
@@ -33,7 +38,8 @@ impl Harness {
         let reader_key = create_api_key(store.as_ref(), org, "reader", Role::Reader).await.unwrap().key;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = gatehouse_server::app(store.clone()).await.unwrap();
+        let lease = gatehouse_server::Lease { heartbeat: lease / 3, lease };
+        let app = gatehouse_server::app_with_lease(store.clone(), lease).await.unwrap();
         tokio::spawn(gatehouse_server::serve(listener, app, std::future::pending()));
         let http = reqwest::Client::builder().no_gzip().build().unwrap();
         Self { url, store, org, admin_key, reader_key, http, _dir: dir }

@@ -1,5 +1,7 @@
 //! The embedded default store: one SQLite file under the data directory.
 
+mod connectors;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -81,7 +83,7 @@ impl SqliteStore {
 }
 
 /// Builds a query from built SQL, binding every argument in order.
-fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
+pub(super) fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
     let mut query = sqlx::query(sql);
     for arg in args {
         query = match arg {
@@ -253,5 +255,64 @@ impl Store for SqliteStore {
         let (sql, args) = self.list_statement(org, query).await?;
         let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
         rows.iter().map(session_from_row).collect()
+    }
+
+    async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {
+        self.create_resource_impl(org, resource).await
+    }
+
+    async fn list_resources(&self, org: OrgId) -> Result<Vec<Resource>, StoreError> {
+        self.list_resources_impl(org).await
+    }
+
+    async fn create_connector(&self, connector: &NewConnector) -> Result<(), StoreError> {
+        self.create_connector_impl(connector).await
+    }
+
+    async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError> {
+        self.list_connectors_impl(org).await
+    }
+
+    async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
+        self.find_connector_impl(key_prefix).await
+    }
+
+    async fn connector_hello(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError> {
+        self.connector_hello_impl(org, connector_id, run_id, at).await
+    }
+
+    async fn connector_heartbeat(&self, org: OrgId, connector_id: &str, at: Micros) -> Result<(), StoreError> {
+        self.connector_heartbeat_impl(org, connector_id, at).await
+    }
+
+    async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError> {
+        self.expire_connectors_impl(heard_before).await
+    }
+
+    async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError> {
+        self.ingest_impl(org, connector_id, events).await
+    }
+
+    async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError> {
+        self.statements_impl(org, session_id).await
+    }
+
+    async fn create_termination(&self, org: OrgId, termination: &TerminationRecord) -> Result<(), StoreError> {
+        self.create_termination_impl(org, termination).await
+    }
+
+    async fn pending_terminations(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        since: Micros,
+    ) -> Result<Vec<TerminationRecord>, StoreError> {
+        self.pending_terminations_impl(org, connector_id, since).await
     }
 }

@@ -1,0 +1,235 @@
+//! `gatehouse.connector.v1.ConnectorService`: what connectors report, and
+//! the terminations they watch for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use buffa_types::google::protobuf::Timestamp;
+use connectrpc::{ConnectError, ErrorCode, RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream};
+use futures::StreamExt;
+use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
+use gatehouse_core::time::now_micros;
+use gatehouse_core::{Micros, Session};
+use gatehouse_proto::gatehouse::connector::v1 as wire;
+use gatehouse_proto::gatehouse::connector::v1::event::Kind;
+use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
+
+use crate::auth::ConnectorCaller;
+use crate::convert::timestamp;
+use crate::error::{invalid, store_error};
+use crate::terminations::TerminationBus;
+
+/// How often connectors heartbeat, and how long the control plane waits
+/// before completing the sessions of one it no longer hears.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    pub heartbeat: Duration,
+    pub lease: Duration,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Self { heartbeat: Duration::from_secs(10), lease: Duration::from_secs(60) }
+    }
+}
+
+/// Terminations this recent are re-sent to a connector that (re)connects.
+const PENDING_WINDOW_US: Micros = 3_600_000_000;
+
+pub struct ConnectorApi {
+    store: Arc<dyn Store>,
+    bus: Arc<TerminationBus>,
+    lease: Lease,
+}
+
+impl ConnectorApi {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<TerminationBus>, lease: Lease) -> Self {
+        Self { store, bus, lease }
+    }
+}
+
+fn connector(ctx: &RequestContext) -> Result<ConnectorCaller, ConnectError> {
+    ctx.extensions().get::<ConnectorCaller>().cloned().ok_or_else(|| {
+        ConnectError::new(ErrorCode::Internal, "request reached a handler unauthenticated (this is a bug)")
+    })
+}
+
+type TimestampField = buffa::MessageField<Timestamp, buffa::Inline<Timestamp>>;
+
+fn micros(t: &TimestampField) -> Option<Micros> {
+    t.as_option().map(|t| t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos) / 1_000)
+}
+
+fn termination_message(t: &TerminationRecord) -> wire::Termination {
+    wire::Termination {
+        session_id: t.session_id.clone(),
+        created_at: timestamp(t.created).into(),
+        reason: t.reason.clone(),
+        termination_id: t.id.clone(),
+        ..Default::default()
+    }
+}
+
+impl wire::ConnectorService for ConnectorApi {
+    async fn hello(
+        &self,
+        ctx: RequestContext,
+        req: ServiceRequest<'_, wire::HelloRequest>,
+    ) -> ServiceResult<wire::HelloResponse> {
+        let caller = connector(&ctx)?;
+        if req.run_id.trim().is_empty() {
+            return Err(invalid("run_id is required"));
+        }
+        let completed = self
+            .store
+            .connector_hello(caller.org, &caller.connector_id, req.run_id, now_micros())
+            .await
+            .map_err(store_error)?;
+        if completed > 0 {
+            tracing::info!(connector = %caller.connector_name, completed, "completed sessions a previous run left open");
+        }
+        let resources = self.store.list_resources(caller.org).await.map_err(store_error)?;
+        Response::ok(wire::HelloResponse {
+            connector_id: caller.connector_id,
+            connector_name: caller.connector_name,
+            heartbeat_seconds: self.lease.heartbeat.as_secs() as u32,
+            lease_seconds: self.lease.lease.as_secs() as u32,
+            resources: resources
+                .into_iter()
+                .map(|r| wire::Resource {
+                    id: r.id,
+                    name: r.name,
+                    r#type: r.kind,
+                    technology: r.technology,
+                    host: r.host,
+                    port: u32::from(r.port),
+                    ..Default::default()
+                })
+                .collect(),
+            completed_stale_sessions: completed as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn heartbeat(
+        &self,
+        ctx: RequestContext,
+        _req: ServiceRequest<'_, wire::HeartbeatRequest>,
+    ) -> ServiceResult<wire::HeartbeatResponse> {
+        let caller = connector(&ctx)?;
+        self.store.connector_heartbeat(caller.org, &caller.connector_id, now_micros()).await.map_err(store_error)?;
+        Response::ok(wire::HeartbeatResponse::default())
+    }
+
+    async fn report(
+        &self,
+        ctx: RequestContext,
+        req: ServiceRequest<'_, wire::ReportRequest>,
+    ) -> ServiceResult<wire::ReportResponse> {
+        let caller = connector(&ctx)?;
+        let request = req.to_owned_message();
+        let resources = self.store.list_resources(caller.org).await.map_err(store_error)?;
+        let mut events = Vec::with_capacity(request.events.len());
+        for event in request.events {
+            if event.session_id.is_empty() {
+                return Err(invalid("every event needs a session_id"));
+            }
+            events.push(match event.kind {
+                Some(Kind::Start(start)) => {
+                    let resource = resources.iter().find(|r| r.id == start.resource_id);
+                    let technology = resource.map_or("postgres", |r| r.technology.as_str()).to_owned();
+                    IngestEvent::Start(Box::new(Session {
+                        id: event.session_id,
+                        start: micros(&start.start_time).ok_or_else(|| invalid("a session start needs start_time"))?,
+                        end: None,
+                        client_ip: start.client_ip_address,
+                        server_ip: start.server_ip_address,
+                        sidecar: Sidecar {
+                            id: caller.connector_id.clone(),
+                            name: caller.connector_name.clone(),
+                            technology: technology.clone(),
+                        },
+                        user: SessionUser {
+                            kind: "native".into(),
+                            username: start.username,
+                            formal: None,
+                            end_user: None,
+                            native_username: start.native_username,
+                        },
+                        resource: ResourceRef {
+                            kind: resource.map_or("datastore", |r| r.kind.as_str()).to_owned(),
+                            id: start.resource_id,
+                            name: resource.map(|r| r.name.clone()).unwrap_or_default(),
+                            technology,
+                        },
+                        connector: ConnectorRef {
+                            id: caller.connector_id.clone(),
+                            name: caller.connector_name.clone(),
+                        },
+                        parent_session_id: String::new(),
+                    }))
+                }
+                Some(Kind::Statement(s)) => IngestEvent::Statement {
+                    session_id: event.session_id,
+                    statement: StatementRecord {
+                        seq: event.seq,
+                        start: micros(&s.start_time).unwrap_or_default(),
+                        duration: s
+                            .duration
+                            .as_option()
+                            .map_or(0, |d| d.seconds * 1_000_000 + i64::from(d.nanos) / 1_000),
+                        text: s.text,
+                        rows: s.rows,
+                        bytes_sent: s.bytes_sent,
+                        sqlstate: s.sqlstate,
+                    },
+                },
+                Some(Kind::End(end)) => IngestEvent::End {
+                    session_id: event.session_id,
+                    end: micros(&end.end_time).ok_or_else(|| invalid("a session end needs end_time"))?,
+                    reason: end.reason,
+                },
+                None => return Err(invalid("an event has no kind (start, statement or end)")),
+            });
+        }
+        let now = now_micros();
+        let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
+        // Reporting is a sign of life too.
+        self.store.connector_heartbeat(caller.org, &caller.connector_id, now).await.map_err(store_error)?;
+        Response::ok(wire::ReportResponse { stored: stored as u32, ..Default::default() })
+    }
+
+    async fn watch_terminations(
+        &self,
+        ctx: RequestContext,
+        _req: ServiceRequest<'_, wire::WatchTerminationsRequest>,
+    ) -> ServiceResult<ServiceStream<wire::Termination>> {
+        let caller = connector(&ctx)?;
+        // Subscribe before reading what is pending, so nothing falls between.
+        let live = self.bus.subscribe(caller.org, &caller.connector_id);
+        let pending = self
+            .store
+            .pending_terminations(caller.org, &caller.connector_id, now_micros() - PENDING_WINDOW_US)
+            .await
+            .map_err(store_error)?;
+        let pending = futures::stream::iter(pending.into_iter().map(|t| Ok(termination_message(&t))));
+        let live = tokio_stream_from(live).map(|t| Ok(termination_message(&t)));
+        Response::stream_ok(pending.chain(live))
+    }
+}
+
+/// The broadcast receiver as a stream; a lagging watcher skips ahead (it
+/// re-reads pending terminations when it reconnects).
+fn tokio_stream_from(
+    receiver: tokio::sync::broadcast::Receiver<TerminationRecord>,
+) -> impl futures::Stream<Item = TerminationRecord> + Send {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(t) => return Some((t, receiver)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

@@ -1,0 +1,190 @@
+//! The connector service and what it feeds: sessions reported by a
+//! connector appear in the API, with transcripts; retries change nothing;
+//! silent connectors' sessions are completed; terminations reach the
+//! connector's stream at once.
+
+mod harness;
+
+use std::time::Duration;
+
+use connectrpc::client::{ClientConfig, HttpClient};
+use gatehouse_core::time::now_micros;
+use gatehouse_proto::gatehouse::connector::v1::{self as wire, ConnectorServiceClient, event::Kind};
+use gatehouse_server::convert::{duration, timestamp};
+use gatehouse_server::registry::{create_connector, create_resource};
+use harness::*;
+use serde_json::json;
+
+type Client = ConnectorServiceClient<HttpClient>;
+
+fn client(url: &str, key: &str) -> Client {
+    let config = ClientConfig::new(url.parse().unwrap()).with_default_header("x-api-key", key);
+    ConnectorServiceClient::new(HttpClient::plaintext(), config)
+}
+
+struct Setup {
+    h: Harness,
+    connector: Client,
+    connector_id: String,
+    resource_id: String,
+}
+
+async fn setup(h: Harness) -> Setup {
+    let resource = create_resource(h.store.as_ref(), h.org, "orders-db", "postgres", "127.0.0.1", 5432).await.unwrap();
+    let created = create_connector(h.store.as_ref(), h.org, "edge-1").await.unwrap();
+    let connector = client(&h.url, &created.key);
+    Setup { connector, connector_id: created.id, resource_id: resource.id, h }
+}
+
+fn event(session: &str, seq: u64, kind: Kind) -> wire::Event {
+    wire::Event { session_id: session.into(), seq, kind: Some(kind), ..Default::default() }
+}
+
+fn start(resource_id: &str, at: i64) -> Kind {
+    Kind::Start(Box::new(wire::SessionStart {
+        start_time: timestamp(at).into(),
+        run_id: "run-1".into(),
+        resource_id: resource_id.into(),
+        client_ip_address: "192.0.2.7".into(),
+        server_ip_address: "127.0.0.1".into(),
+        username: "app".into(),
+        native_username: "app".into(),
+        database: "test".into(),
+        ..Default::default()
+    }))
+}
+
+fn statement(text: &str, at: i64) -> Kind {
+    Kind::Statement(Box::new(wire::Statement {
+        start_time: timestamp(at).into(),
+        duration: duration(1500).into(),
+        text: text.into(),
+        rows: 1,
+        bytes_sent: 64,
+        ..Default::default()
+    }))
+}
+
+fn end(at: i64) -> Kind {
+    Kind::End(Box::new(wire::SessionEnd {
+        end_time: timestamp(at).into(),
+        reason: "client".into(),
+        ..Default::default()
+    }))
+}
+
+async fn report(c: &Client, events: Vec<wire::Event>) -> u32 {
+    c.report(wire::ReportRequest { events, ..Default::default() }).await.unwrap().into_owned().stored
+}
+
+#[tokio::test]
+async fn reported_sessions_appear_with_transcripts_and_retries_change_nothing() {
+    let s = setup(Harness::start().await).await;
+    let hello = s.connector.hello(wire::HelloRequest { run_id: "run-1".into(), ..Default::default() }).await.unwrap();
+    let hello = hello.into_owned();
+    assert_eq!(hello.connector_id, s.connector_id);
+    assert_eq!(hello.resources.len(), 1);
+    assert_eq!(hello.resources[0].port, 5432);
+
+    let t0 = now_micros() - 10_000_000;
+    let batch = vec![
+        event("sess-1", 0, start(&s.resource_id, t0)),
+        event("sess-1", 1, statement("select 1", t0 + 1_000)),
+        event("sess-1", 2, statement("select\n2", t0 + 2_000)),
+    ];
+    assert_eq!(report(&s.connector, batch.clone()).await, 3);
+    assert_eq!(report(&s.connector, batch).await, 0, "a retried batch stores nothing new");
+
+    let (status, body) = s.h.call("GetSession", json!({"session_id": "sess-1"})).await;
+    assert_eq!(status, 200, "{body}");
+    let session = &body["session"];
+    assert_eq!(session["sessionStatus"], "active");
+    assert_eq!(session["resource"]["name"], "orders-db");
+    assert_eq!(session["connector"]["name"], "edge-1");
+    assert_eq!(session["sidecar"]["technology"], "postgres");
+    assert_eq!(session["user"]["type"], "native");
+    assert_eq!(session["user"]["native"]["username"], "app");
+    assert_eq!(session["network"]["clientIpAddress"], "192.0.2.7");
+
+    let (_, transcript) = s.h.call("GetSessionTranscript", json!({"session_id": "sess-1"})).await;
+    let lines: Vec<&str> = transcript["transcript"].as_str().unwrap().lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].ends_with("\tselect 1") && lines[1].ends_with("\tselect\\n2"), "{lines:?}");
+
+    assert_eq!(report(&s.connector, vec![event("sess-1", 3, end(t0 + 5_000_000))]).await, 1);
+    assert_eq!(report(&s.connector, vec![event("sess-1", 3, end(t0 + 9_000_000))]).await, 0, "ends once");
+    let (_, body) = s.h.call("GetSession", json!({"session_id": "sess-1"})).await;
+    assert_eq!(body["session"]["sessionStatus"], "completed");
+    assert_eq!(body["session"]["duration"], "5s");
+}
+
+#[tokio::test]
+async fn keys_stay_in_their_lane() {
+    let s = setup(Harness::start().await).await;
+    let as_api = client(&s.h.url, &s.h.admin_key);
+    let err = as_api.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::PermissionDenied, "{err}");
+    let created = create_connector(s.h.store.as_ref(), s.h.org, "edge-2").await.unwrap();
+    let result = s.h.call_with_key("ListSessionsV2", json!({}), &created.key).await;
+    expect_error(&result, 403, "permission_denied");
+    let bogus = client(&s.h.url, "ghc_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+    let err = bogus.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_new_run_completes_the_sessions_of_the_last() {
+    let s = setup(Harness::start().await).await;
+    let hello = |run: &str| wire::HelloRequest { run_id: run.into(), ..Default::default() };
+    s.connector.hello(hello("run-1")).await.unwrap();
+    report(&s.connector, vec![event("ghost", 0, start(&s.resource_id, now_micros() - 1_000_000))]).await;
+    let restarted = s.connector.hello(hello("run-2")).await.unwrap().into_owned();
+    assert_eq!(restarted.completed_stale_sessions, 1);
+    let (_, body) = s.h.call("GetSession", json!({"session_id": "ghost"})).await;
+    assert_eq!(body["session"]["sessionStatus"], "completed");
+}
+
+#[tokio::test]
+async fn silent_connectors_lose_their_sessions_after_the_lease() {
+    let h = Harness::start_with_lease(Duration::from_millis(600)).await;
+    let s = setup(h).await;
+    s.connector.hello(wire::HelloRequest { run_id: "r".into(), ..Default::default() }).await.unwrap();
+    report(&s.connector, vec![event("quiet", 0, start(&s.resource_id, now_micros()))]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = s.h.call("GetSession", json!({"session_id": "quiet"})).await;
+        if body["session"]["sessionStatus"] == "completed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ghost session was never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn terminations_reach_the_connector_stream_at_once() {
+    let s = setup(Harness::start().await).await;
+    report(&s.connector, vec![event("live", 0, start(&s.resource_id, now_micros()))]).await;
+    let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
+
+    let request = json!({"session_id": "live", "connector_id": s.connector_id});
+    expect_error(&s.h.call("CreateSessionTermination", request.clone()).await, 403, "permission_denied");
+    let asked = std::time::Instant::now();
+    let (status, body) = s.h.call_with_key("CreateSessionTermination", request, &s.h.admin_key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessionShutdown"]["sessionId"], "live");
+    assert_eq!(body["sessionShutdown"]["connectorId"], s.connector_id);
+    assert!(body["sessionShutdown"]["createdAt"].is_string());
+
+    let received = tokio::time::timeout(Duration::from_secs(1), stream.message()).await.expect("within a second");
+    let termination = received.unwrap().expect("a termination").to_owned_message();
+    assert_eq!(termination.session_id, "live");
+    assert!(termination.termination_id.starts_with("term_"));
+    assert!(asked.elapsed() < Duration::from_secs(1));
+
+    let other = json!({"session_id": "nope", "connector_id": s.connector_id});
+    expect_error(&s.h.call_with_key("CancelSession", other, &s.h.admin_key).await, 404, "not_found");
+    report(&s.connector, vec![event("live", 1, end(now_micros()))]).await;
+    let done = json!({"session_id": "live", "connector_id": s.connector_id});
+    expect_error(&s.h.call_with_key("CancelSession", done, &s.h.admin_key).await, 400, "failed_precondition");
+}

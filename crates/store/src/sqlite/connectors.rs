@@ -1,0 +1,312 @@
+//! The registry, connector runs and leases, ingestion, statements and
+//! terminations, for SQLite.
+
+use gatehouse_core::{Micros, OrgId};
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::StoreError;
+use crate::model::*;
+use crate::sql::{Dialect, SqlBuilder, push_insert_sessions};
+
+impl SqliteStore {
+    pub(super) async fn create_resource_impl(&self, org: OrgId, r: &Resource) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO resources (org_id, id, name, type, technology, host, port, created_us) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(org.0)
+        .bind(&r.id)
+        .bind(&r.name)
+        .bind(&r.kind)
+        .bind(&r.technology)
+        .bind(&r.host)
+        .bind(i64::from(r.port))
+        .bind(r.created)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("a resource named {:?} exists already", r.name)));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn list_resources_impl(&self, org: OrgId) -> Result<Vec<Resource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, type, technology, host, port, created_us FROM resources WHERE org_id = ? ORDER BY name",
+        )
+        .bind(org.0)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Resource {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    kind: row.try_get("type")?,
+                    technology: row.try_get("technology")?,
+                    host: row.try_get("host")?,
+                    port: u16::try_from(row.try_get::<i64, _>("port")?)
+                        .map_err(|_| StoreError::Corrupt("resource port out of range".into()))?,
+                    created: row.try_get("created_us")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn create_connector_impl(&self, c: &NewConnector) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO connectors (org_id, id, name, key_prefix, key_hash, created_us) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(c.org.0)
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.key_prefix)
+        .bind(&c.key_hash)
+        .bind(c.created)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("a connector named {:?} exists already", c.name)));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn list_connectors_impl(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, key_prefix, created_us, last_heard_us FROM connectors WHERE org_id = ? ORDER BY name",
+        )
+        .bind(org.0)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ConnectorInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    key_prefix: row.try_get("key_prefix")?,
+                    created: row.try_get("created_us")?,
+                    last_heard: row.try_get("last_heard_us")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn find_connector_impl(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
+        let row = sqlx::query("SELECT org_id, id, name, key_hash FROM connectors WHERE key_prefix = ?")
+            .bind(key_prefix)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredConnector {
+            org: OrgId(row.try_get("org_id")?),
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            key_hash: row.try_get("key_hash")?,
+        }))
+    }
+
+    pub(super) async fn connector_hello_impl(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let last_heard: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_heard_us FROM connectors WHERE org_id = ? AND id = ?")
+                .bind(org.0)
+                .bind(connector_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_heard) = last_heard else {
+            return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
+        };
+        // A new run starts with no sessions: whatever is open is its predecessors'.
+        let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
+        sqlx::query("UPDATE connectors SET run_id = ?, last_heard_us = ? WHERE org_id = ? AND id = ?")
+            .bind(run_id)
+            .bind(at)
+            .bind(org.0)
+            .bind(connector_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(completed)
+    }
+
+    pub(super) async fn connector_heartbeat_impl(&self, org: OrgId, id: &str, at: Micros) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?) WHERE org_id = ? AND id = ?",
+        )
+        .bind(at)
+        .bind(org.0)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn expire_connectors_impl(&self, heard_before: Micros) -> Result<u64, StoreError> {
+        let silent = sqlx::query("SELECT org_id, id, last_heard_us FROM connectors WHERE last_heard_us < ?")
+            .bind(heard_before)
+            .fetch_all(self.pool())
+            .await?;
+        let mut completed = 0;
+        for row in silent {
+            let mut tx = self.pool().begin().await?;
+            let org = OrgId(row.try_get("org_id")?);
+            let id: String = row.try_get("id")?;
+            completed += complete_open(&mut tx, org, &id, row.try_get("last_heard_us")?).await?;
+            tx.commit().await?;
+        }
+        Ok(completed)
+    }
+
+    pub(super) async fn ingest_impl(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        events: &[IngestEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut stored = 0;
+        for event in events {
+            stored += match event {
+                IngestEvent::Start(session) => {
+                    let mut b = SqlBuilder::new(Dialect::Sqlite);
+                    push_insert_sessions(&mut b, org, std::slice::from_ref(session));
+                    let (sql, args) = b.into_parts();
+                    super::query_with(&sql, args).fetch_all(&mut *tx).await?.len() as u64
+                }
+                IngestEvent::Statement { session_id, statement: s } => sqlx::query(
+                    "INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, \
+                     sqlstate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(org.0)
+                .bind(session_id)
+                .bind(i64::try_from(s.seq).unwrap_or(i64::MAX))
+                .bind(s.start)
+                .bind(s.duration)
+                .bind(&s.text)
+                .bind(s.rows)
+                .bind(s.bytes_sent)
+                .bind(&s.sqlstate)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                // A real end replaces one the lease sweep guessed.
+                IngestEvent::End { session_id, end, reason } => sqlx::query(
+                    "UPDATE sessions SET end_us = ?1, duration_us = MAX(?1 - start_us, 0), end_reason = ?2 \
+                     WHERE org_id = ?3 AND id = ?4 AND connector_id = ?5 AND (end_us IS NULL OR end_reason = ?6)",
+                )
+                .bind(end)
+                .bind(reason)
+                .bind(org.0)
+                .bind(session_id)
+                .bind(connector_id)
+                .bind(LEASE_END_REASON)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub(super) async fn statements_impl(
+        &self,
+        org: OrgId,
+        session_id: &str,
+    ) -> Result<Vec<StatementRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate FROM statements \
+             WHERE org_id = ? AND session_id = ? ORDER BY seq",
+        )
+        .bind(org.0)
+        .bind(session_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatementRecord {
+                    seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or_default(),
+                    start: row.try_get("start_us")?,
+                    duration: row.try_get("duration_us")?,
+                    text: row.try_get("text")?,
+                    rows: row.try_get("rows")?,
+                    bytes_sent: row.try_get("bytes_sent")?,
+                    sqlstate: row.try_get("sqlstate")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn create_termination_impl(&self, org: OrgId, t: &TerminationRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO terminations (id, org_id, session_id, connector_id, reason, created_us) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(org.0)
+        .bind(&t.session_id)
+        .bind(&t.connector_id)
+        .bind(&t.reason)
+        .bind(t.created)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn pending_terminations_impl(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        since: Micros,
+    ) -> Result<Vec<TerminationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
+             JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
+             WHERE t.org_id = ? AND t.connector_id = ? AND t.created_us >= ? AND s.end_us IS NULL \
+             ORDER BY t.created_us",
+        )
+        .bind(org.0)
+        .bind(connector_id)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TerminationRecord {
+                    id: row.try_get("id")?,
+                    session_id: row.try_get("session_id")?,
+                    connector_id: row.try_get("connector_id")?,
+                    reason: row.try_get("reason")?,
+                    created: row.try_get("created_us")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Completes a connector's open sessions at `at` (never before they started).
+async fn complete_open(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    org: OrgId,
+    connector_id: &str,
+    at: Micros,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET end_us = MAX(?1, start_us), duration_us = MAX(?1 - start_us, 0), end_reason = ?2 \
+         WHERE org_id = ?3 AND connector_id = ?4 AND end_us IS NULL",
+    )
+    .bind(at)
+    .bind(LEASE_END_REASON)
+    .bind(org.0)
+    .bind(connector_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
