@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane: the sessions API on one port
     Serve(ServeArgs),
+    /// Run a connector: a PostgreSQL proxy that records every session
+    Connector(ConnectorArgs),
     /// Run everything on this machine: a local store, an admin key, a ready curl command
     Dev(DevArgs),
     /// Manage API keys (talks to the store directly)
@@ -34,6 +36,8 @@ pub enum Command {
     Connectors(ConnectorsCommand),
     /// Fill a store with synthetic sessions, for demos and benchmarks
     Seed(SeedArgs),
+    /// Apply the store's pending schema migrations (or --check for them)
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -41,6 +45,12 @@ pub struct StoreArgs {
     /// Directory holding the embedded SQLite database
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
     pub data_dir: PathBuf,
+    /// Use PostgreSQL instead of SQLite (postgres://user:password@host:port/database)
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PostgreSQL connections this process keeps at most
+    #[arg(long, default_value_t = 16)]
+    pub db_pool_size: u32,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +60,43 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    /// Delete completed sessions (and their statements) older than this, e.g. 90d; off by default
+    #[arg(long, value_parser = parse_duration)]
+    pub retention: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only report pending migrations; exit 1 when there are some
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LeaseArgs {
+    /// Complete the sessions of a connector unheard for this long (e.g. 60s, 5m)
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub connector_lease: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    gatehouse_query::parse_duration(text)
+        .filter(|us| *us > 0)
+        .map(|us| std::time::Duration::from_micros(us as u64))
+        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 1h"))
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectorArgs {
+    /// TOML configuration (control plane URL and key, listeners); the
+    /// GATEHOUSE_URL, GATEHOUSE_CONNECTOR_KEY and GATEHOUSE_CONNECTOR_LISTENERS
+    /// environment variables override it
+    #[arg(long, short, env = "GATEHOUSE_CONNECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +112,14 @@ pub struct DevArgs {
     /// How many completed demo sessions to create
     #[arg(long, default_value_t = 40_000, requires = "demo")]
     pub demo_sessions: usize,
+    /// The PostgreSQL to put a connector in front of, when one answers there
+    #[arg(long, default_value = "127.0.0.1:5432")]
+    pub upstream: String,
+    /// Where the dev connector accepts psql and other clients
+    #[arg(long, default_value = "127.0.0.1:6432")]
+    pub proxy_listen: SocketAddr,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
 }
 
 #[derive(Debug, Args)]

@@ -26,7 +26,7 @@ pub mod registry;
 pub mod sessions;
 pub mod terminations;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use axum::routing::get;
@@ -95,11 +95,36 @@ async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration) {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// How long requests in flight may finish after shutdown is asked for.
+/// Streams (connectors watching for terminations) never finish by
+/// themselves; they are cut after this, and connectors reconnect elsewhere.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets requests
+/// in flight finish for at most [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let (stopping, stopped) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+    let deadline = async {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::info!("closing connections still open after the shutdown grace period");
+            Ok(())
+        }
+    }
 }

@@ -1,17 +1,19 @@
 //! Storage for the control plane: organizations, API keys and sessions.
 //!
 //! [`Store`] is the one interface the server uses; [`sqlite::SqliteStore`] is
-//! the embedded default. Filters arrive as the typed AST of `gatehouse-query`
+//! the embedded default, [`postgres::PgStore`] the one many replicas share. Filters arrive as the typed AST of `gatehouse-query`
 //! and are compiled to SQL by [`sql`], with every value bound as a parameter.
 //!
 //! # Layout
 //! - [`model`]: the records the trait takes and returns.
 //! - [`sql`]: dialect-neutral SQL text building (filters, paging).
 //! - [`sqlite`]: the SQLite implementation and its migrations.
+//! - [`postgres`]: the PostgreSQL implementation and its migrations.
 
 mod error;
 pub mod ip;
 pub mod model;
+pub mod postgres;
 mod row;
 pub mod sql;
 pub mod sqlite;
@@ -84,4 +86,11 @@ pub trait Store: Send + Sync + 'static {
         connector_id: &str,
         since: Micros,
     ) -> Result<Vec<TerminationRecord>, StoreError>;
+
+    /// Retention: deletes the completed sessions of every organization that
+    /// ended before `before`, with their statements and many-valued fields,
+    /// `batch` sessions per transaction (oldest end first), so that each
+    /// transaction stays short. Active sessions are never deleted, however
+    /// old. Returns how many sessions were deleted.
+    async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError>;
 }

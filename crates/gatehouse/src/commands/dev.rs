@@ -1,24 +1,30 @@
 //! `gatehouse dev`: the whole product on one laptop, with a ready API key.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
+use gatehouse_connector::config::{Config, ControlPlane, Listener};
 use gatehouse_core::time::now_micros;
 use gatehouse_core::{OrgId, Role};
 use gatehouse_server::auth::create_api_key;
-use gatehouse_store::{ListQuery, Store};
+use gatehouse_server::registry::{create_connector, create_resource};
+use gatehouse_store::{ListQuery, Store, StoreError};
 use tokio::net::TcpListener;
 
-use super::open_store;
 use super::seed::seed;
 use super::serve::serve_on;
+use super::{open_store, shutdown_signal};
 use crate::cli::DevArgs;
 
 pub const DEV_ORG: &str = "default";
 /// The dev admin key is kept in the data directory (mode 0600) so that every
 /// `gatehouse dev` run can print it; the store itself holds only its hash.
 const DEV_KEY_FILE: &str = "dev-admin.key";
+const DEV_CONNECTOR_KEY_FILE: &str = "dev-connector.key";
+const DEV_RESOURCE: &str = "local-postgres";
 const DEMO_ACTIVE: usize = 36;
 const DEMO_DAYS: i64 = 30;
 
@@ -31,6 +37,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
+    let connector = dev_connector(store.as_ref(), org.id, &args, &url).await?;
     println!(
         "\nGatehouse is running at {url}\n\
          \n  organization:  {DEV_ORG}\
@@ -44,25 +51,118 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
          \n  gatehouse sessions list --since 24h\n",
         args.store.data_dir.display()
     );
+    let connector = match connector {
+        Some(config) => {
+            let listen = config.listeners[0].listen;
+            println!(
+                "A connector fronts the PostgreSQL at {}. Connect through it and watch your session appear:\n\
+                 \n  psql \"host={} port={} user=postgres dbname=postgres sslmode=disable\"\
+                 \n  gatehouse sessions list -q session_status:active\n",
+                args.upstream,
+                listen.ip(),
+                listen.port()
+            );
+            Some(gatehouse_connector::runtime::run(config, shutdown_signal()))
+        }
+        None => {
+            println!(
+                "No PostgreSQL answered at {}: start one, or pass --upstream HOST:PORT, and `gatehouse dev` \
+                 puts a connector in front of it.\n",
+                args.upstream
+            );
+            None
+        }
+    };
     if !args.demo && !has_sessions(store.as_ref(), org.id).await? {
         println!("The store is empty: run `gatehouse dev --demo` to fill it with demo sessions.\n");
     }
-    serve_on(listener, store).await?;
+    let connector = async {
+        match connector {
+            Some(run) => run.await.context("the dev connector failed"),
+            None => Ok(()),
+        }
+    };
+    let (served, connected) = tokio::join!(serve_on(listener, store, &args.lease), connector);
+    served.and(connected)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Registers the local PostgreSQL and a dev connector (once) and returns the
+/// connector's configuration, or `None` when no PostgreSQL answers.
+async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &str) -> anyhow::Result<Option<Config>> {
+    let reachable = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(&args.upstream))
+        .await
+        .is_ok_and(|connected| connected.is_ok());
+    if !reachable {
+        return Ok(None);
+    }
+    let (host, port) = args
+        .upstream
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .with_context(|| format!("--upstream {:?} is not HOST:PORT", args.upstream))?;
+    let resource = match store.list_resources(org).await?.into_iter().find(|r| r.name == DEV_RESOURCE) {
+        Some(resource) => resource,
+        None => create_resource(store, org, DEV_RESOURCE, "postgres", host, port).await?,
+    };
+    let key = dev_connector_key(store, org, &args.store.data_dir).await?;
+    Ok(Some(Config {
+        control_plane: ControlPlane { url: api_url.to_owned(), key },
+        listeners: vec![Listener {
+            listen: args.proxy_listen,
+            resource: resource.id,
+            upstream: Some(args.upstream.clone()),
+        }],
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        state_dir: args.store.data_dir.join("connector"),
+        spool_max_bytes: 256 * 1024 * 1024,
+        fail_open: false,
+        tls: None,
+    }))
+}
+
+/// Reuses the saved dev connector key while it is valid, else registers a
+/// new dev connector.
+async fn dev_connector_key(store: &dyn Store, org: OrgId, data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(DEV_CONNECTOR_KEY_FILE);
+    if let Some(saved) = read_saved_key(&path)
+        && let Some(found) = store.find_connector(key_prefix_of(&saved)).await?
+        && found.org == org
+    {
+        return Ok(saved);
+    }
+    // A lost key file leaves its connector behind: take the next free name.
+    let mut attempt = 1;
+    let created = loop {
+        let name = if attempt == 1 { "dev-connector".to_owned() } else { format!("dev-connector-{attempt}") };
+        match create_connector(store, org, &name).await {
+            Err(StoreError::Conflict(_)) if attempt < 100 => attempt += 1,
+            result => break result?,
+        }
+    };
+    write_private(&path, &created.key)
+        .with_context(|| format!("cannot save the dev connector key to {}", path.display()))?;
+    Ok(created.key)
+}
+
+fn read_saved_key(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|key| key.trim().to_owned())
+}
+
+/// The public prefix of a `gh_` or `ghc_` key.
+fn key_prefix_of(key: &str) -> &str {
+    key.split('_').nth(1).unwrap_or_default()
 }
 
 /// Reuses the saved dev key while it is still valid, else creates one.
 async fn dev_key(store: &dyn Store, org: OrgId, data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(DEV_KEY_FILE);
-    if let Ok(saved) = std::fs::read_to_string(&path) {
-        let saved = saved.trim().to_owned();
-        let prefix = saved.split('_').nth(1).unwrap_or_default();
-        if let Some(stored) = store.find_api_key(prefix).await?
-            && !stored.revoked
-            && stored.org == org
-        {
-            return Ok(saved);
-        }
+    if let Some(saved) = read_saved_key(&path)
+        && let Some(stored) = store.find_api_key(key_prefix_of(&saved)).await?
+        && !stored.revoked
+        && stored.org == org
+    {
+        return Ok(saved);
     }
     let created = create_api_key(store, org, "dev admin", Role::Admin).await?;
     write_private(&path, &created.key).with_context(|| format!("cannot save the dev key to {}", path.display()))?;

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+mod connector;
 mod dev;
 mod keys;
+mod migrate;
 mod registry;
 mod seed;
 mod serve;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gatehouse_store::Store;
+use gatehouse_store::postgres::{PgOptions, PgStore};
 use gatehouse_store::sqlite::SqliteStore;
 
 use crate::cli::{Cli, Command, StoreArgs};
@@ -19,10 +22,12 @@ use crate::cli::{Cli, Command, StoreArgs};
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Connector(args) => connector::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Sessions(command) => sessions::run(command).await,
         Command::Seed(args) => seed::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
         Command::Resources(command) => registry::resources(command).await,
         Command::Connectors(command) => registry::connectors(command).await,
     }
@@ -30,6 +35,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens the store the arguments name, applying migrations.
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &args.database_url {
+        let options = PgOptions { max_connections: args.db_pool_size, ..PgOptions::default() };
+        // The URL may hold a password: never echo it.
+        let store = PgStore::connect(url, options).await.context("cannot open the PostgreSQL store")?;
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let path = args.data_dir.join("gatehouse.db");

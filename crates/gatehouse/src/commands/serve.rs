@@ -2,23 +2,46 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use gatehouse_server::Lease;
 use gatehouse_store::Store;
 use tokio::net::TcpListener;
 
 use super::{open_store, shutdown_signal};
-use crate::cli::ServeArgs;
+use crate::cli::{LeaseArgs, ServeArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, data_dir = %args.store.data_dir.display(), "control plane listening");
-    serve_on(listener, store).await?;
+    if let Some(retention) = args.retention {
+        tokio::spawn(retain(store.clone(), retention));
+    }
+    serve_on(listener, store, &args.lease).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn serve_on(listener: TcpListener, store: Arc<dyn Store>) -> anyhow::Result<()> {
-    let app = gatehouse_server::app(store).await.context("cannot start the API")?;
+pub async fn serve_on(listener: TcpListener, store: Arc<dyn Store>, lease: &LeaseArgs) -> anyhow::Result<()> {
+    let lease =
+        Lease { heartbeat: (lease.connector_lease / 6).max(Duration::from_millis(100)), lease: lease.connector_lease };
+    let app = gatehouse_server::app_with_lease(store, lease).await.context("cannot start the API")?;
     gatehouse_server::serve(listener, app, shutdown_signal()).await.context("the API server failed")
+}
+
+/// Deletes completed sessions older than `retention`, in small batches so
+/// that ingestion and listing never wait long behind it.
+async fn retain(store: Arc<dyn Store>, retention: Duration) {
+    const BATCH: usize = 500;
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let before = gatehouse_core::time::now_micros() - retention.as_micros() as i64;
+        match store.delete_completed_before(before, BATCH).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "retention: deleted completed sessions past the retention period"),
+            Err(err) => tracing::warn!(%err, "retention pass failed; retrying in a minute"),
+        }
+    }
 }

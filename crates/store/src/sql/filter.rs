@@ -129,12 +129,16 @@ fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, now: i64) {
             Op::Eq(Value::Str(v)) if v == "completed" => {
                 b.push("s.end_us IS NOT NULL");
             }
-            op => push_op(
-                b,
-                &|b| push_text(b, "(CASE WHEN s.end_us IS NULL THEN 'active' ELSE 'completed' END)"),
-                FieldKind::Keyword,
-                op,
-            ),
+            op => {
+                // Byte-wise like every stored keyword, whatever the database's locale.
+                let status = match b.dialect() {
+                    Dialect::Sqlite => "(CASE WHEN s.end_us IS NULL THEN 'active' ELSE 'completed' END)",
+                    Dialect::Postgres => {
+                        "(CASE WHEN s.end_us IS NULL THEN 'active' ELSE 'completed' END COLLATE \"C\")"
+                    }
+                };
+                push_op(b, &|b| push_text(b, status), FieldKind::Keyword, op)
+            }
         },
         Column::Duration => {
             let duration = move |b: &mut SqlBuilder| {

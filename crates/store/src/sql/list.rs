@@ -7,7 +7,7 @@
 
 use gatehouse_core::OrgId;
 
-use super::builder::SqlBuilder;
+use super::builder::{Dialect, SqlBuilder};
 use super::filter::push_filter;
 use crate::model::{ACTIVE_END_KEY, Direction, ListQuery, SortKey};
 
@@ -94,10 +94,18 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         b.push(" LIMIT ").bind_int(q.limit as i64);
         if merged {
             b.push(")");
+            // PostgreSQL (before 16) requires an alias on every subquery in FROM.
+            if b.dialect() == Dialect::Postgres {
+                b.push(if i == 0 { " AS completed" } else { " AS active" });
+            }
         }
     }
     if merged {
-        b.push(") ORDER BY sort_key ").push(order).push(", id ").push(order);
+        b.push(")");
+        if b.dialect() == Dialect::Postgres {
+            b.push(" AS merged");
+        }
+        b.push(" ORDER BY sort_key ").push(order).push(", id ").push(order);
         b.push(" LIMIT ").bind_int(q.limit as i64);
     }
 }
@@ -113,5 +121,25 @@ fn push_key(b: &mut SqlBuilder, key: &Key, now: i64) {
         Key::Elapsed => {
             b.push("(").bind_int(now).push(" - s.start_us)");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(dialect: Dialect, sort: SortKey) -> String {
+        let mut b = SqlBuilder::new(dialect);
+        push_list(&mut b, OrgId(1), &ListQuery { sort, ..ListQuery::newest(10, 0) }, None);
+        b.into_parts().0
+    }
+
+    #[test]
+    fn postgres_names_every_subquery_of_a_merged_listing() {
+        let pg = listing(Dialect::Postgres, SortKey::EndTime);
+        assert!(pg.contains(") AS completed UNION ALL ") && pg.contains(") AS active) AS merged ORDER BY"), "{pg}");
+        let sqlite = listing(Dialect::Sqlite, SortKey::EndTime);
+        assert!(!sqlite.contains(" AS completed") && !sqlite.contains(" AS merged"), "{sqlite}");
+        assert!(!listing(Dialect::Postgres, SortKey::StartTime).contains(" AS merged"));
     }
 }

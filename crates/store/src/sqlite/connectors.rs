@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::SqliteStore;
 use crate::StoreError;
 use crate::model::*;
-use crate::sql::{Dialect, SqlBuilder, push_insert_sessions};
+use crate::sql::{Dialect, SqlBuilder};
 
 impl SqliteStore {
     pub(super) async fn create_resource_impl(&self, org: OrgId, r: &Resource) -> Result<(), StoreError> {
@@ -175,11 +175,9 @@ impl SqliteStore {
         let mut stored = 0;
         for event in events {
             stored += match event {
+                // With its many-valued fields, so its groups are searchable.
                 IngestEvent::Start(session) => {
-                    let mut b = SqlBuilder::new(Dialect::Sqlite);
-                    push_insert_sessions(&mut b, org, std::slice::from_ref(session));
-                    let (sql, args) = b.into_parts();
-                    super::query_with(&sql, args).fetch_all(&mut *tx).await?.len() as u64
+                    super::insert_sessions_in(&mut tx, org, std::slice::from_ref(session)).await?
                 }
                 IngestEvent::Statement { session_id, statement: s } => sqlx::query(
                     "INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, \
@@ -288,6 +286,65 @@ impl SqliteStore {
                 })
             })
             .collect()
+    }
+
+    pub(super) async fn delete_completed_before_impl(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
+        let batch = batch.max(1);
+        let orgs: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM organizations ORDER BY id").fetch_all(self.pool()).await?;
+        let mut deleted = 0;
+        for org in orgs {
+            loop {
+                // One short write transaction per batch, oldest end first
+                // along `sessions_end`, so writers wait at most one batch.
+                let mut tx = self.pool().begin().await?;
+                let victims = sqlx::query(
+                    "SELECT pk, id FROM sessions WHERE org_id = ? AND end_us IS NOT NULL AND end_us < ? \
+                     ORDER BY end_us, id LIMIT ?",
+                )
+                .bind(org)
+                .bind(before)
+                .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut pks = Vec::with_capacity(victims.len());
+                let mut ids = Vec::with_capacity(victims.len());
+                for row in &victims {
+                    pks.push(row.try_get::<i64, _>("pk")?);
+                    ids.push(row.try_get::<String, _>("id")?);
+                }
+                // Bounded lists, well under SQLite's bind limit.
+                for part in ids.chunks(500) {
+                    let mut b = SqlBuilder::new(Dialect::Sqlite);
+                    b.push("DELETE FROM statements WHERE org_id = ").bind_int(org).push(" AND session_id IN (");
+                    for (i, id) in part.iter().enumerate() {
+                        b.push(if i == 0 { "" } else { ", " }).bind_text(id.clone());
+                    }
+                    b.push(")");
+                    let (sql, args) = b.into_parts();
+                    super::query_with(&sql, args).execute(&mut *tx).await?;
+                }
+                for table in ["DELETE FROM session_values WHERE session_pk IN (", "DELETE FROM sessions WHERE pk IN ("]
+                {
+                    for part in pks.chunks(500) {
+                        let mut b = SqlBuilder::new(Dialect::Sqlite);
+                        b.push(table);
+                        for (i, pk) in part.iter().enumerate() {
+                            b.push(if i == 0 { "" } else { ", " }).bind_int(*pk);
+                        }
+                        b.push(")");
+                        let (sql, args) = b.into_parts();
+                        super::query_with(&sql, args).execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                deleted += pks.len() as u64;
+                if pks.len() < batch {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 }
 

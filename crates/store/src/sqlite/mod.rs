@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use gatehouse_core::{Micros, OrgId, Role, Session};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::model::*;
 use crate::row::{many_values, session_from_row};
@@ -94,6 +94,50 @@ pub(super) fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Sq
         };
     }
     query
+}
+
+/// Inserts sessions and their many-valued fields on `conn` (a transaction);
+/// an id already stored, or repeated in `sessions`, keeps its first version.
+/// Returns how many were new.
+pub(super) async fn insert_sessions_in(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    sessions: &[Session],
+) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    // Multi-row statements: per-statement overhead dominates row inserts.
+    for chunk in sessions.chunks(INSERT_CHUNK) {
+        let mut b = SqlBuilder::new(Dialect::Sqlite);
+        push_insert_sessions(&mut b, org, chunk);
+        let (sql, args) = b.into_parts();
+        let rows = query_with(&sql, args).fetch_all(&mut *conn).await?;
+        inserted += rows.len() as u64;
+        // The first session with an id is the one stored, so index its values.
+        let mut by_id: HashMap<&str, &Session> = HashMap::new();
+        for s in chunk {
+            by_id.entry(s.id.as_str()).or_insert(s);
+        }
+        let mut values = Vec::new();
+        for row in &rows {
+            let pk: i64 = row.try_get("pk")?;
+            let id: String = row.try_get("id")?;
+            let session = by_id
+                .get(id.as_str())
+                .ok_or_else(|| StoreError::Corrupt(format!("insert returned unknown id {id}")))?;
+            values.extend(many_values(session).into_iter().map(|(field, value)| (pk, field, value)));
+        }
+        for part in values.chunks(INSERT_CHUNK * 3) {
+            let mut b = SqlBuilder::new(Dialect::Sqlite);
+            b.push("INSERT INTO session_values (session_pk, field, value) VALUES ");
+            for (i, (pk, field, value)) in part.iter().enumerate() {
+                b.push(if i == 0 { "(" } else { ", (" });
+                b.bind_int(*pk).push(", ").bind_int(*field).push(", ").bind_text(*value).push(")");
+            }
+            let (sql, args) = b.into_parts();
+            query_with(&sql, args).execute(&mut *conn).await?;
+        }
+    }
+    Ok(inserted)
 }
 
 fn parse_role(text: &str) -> Result<Role, StoreError> {
@@ -208,39 +252,7 @@ impl Store for SqliteStore {
 
     async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut inserted = 0;
-        // Multi-row statements: per-statement overhead dominates row inserts.
-        for chunk in sessions.chunks(INSERT_CHUNK) {
-            let mut b = SqlBuilder::new(Dialect::Sqlite);
-            push_insert_sessions(&mut b, org, chunk);
-            let (sql, args) = b.into_parts();
-            let rows = query_with(&sql, args).fetch_all(&mut *tx).await?;
-            inserted += rows.len() as u64;
-            // The first session with an id is the one stored, so index its values.
-            let mut by_id: HashMap<&str, &Session> = HashMap::new();
-            for s in chunk {
-                by_id.entry(s.id.as_str()).or_insert(s);
-            }
-            let mut values = Vec::new();
-            for row in &rows {
-                let pk: i64 = row.try_get("pk")?;
-                let id: String = row.try_get("id")?;
-                let session = by_id
-                    .get(id.as_str())
-                    .ok_or_else(|| StoreError::Corrupt(format!("insert returned unknown id {id}")))?;
-                values.extend(many_values(session).into_iter().map(|(field, value)| (pk, field, value)));
-            }
-            for part in values.chunks(INSERT_CHUNK * 3) {
-                let mut b = SqlBuilder::new(Dialect::Sqlite);
-                b.push("INSERT INTO session_values (session_pk, field, value) VALUES ");
-                for (i, (pk, field, value)) in part.iter().enumerate() {
-                    b.push(if i == 0 { "(" } else { ", (" });
-                    b.bind_int(*pk).push(", ").bind_int(*field).push(", ").bind_text(*value).push(")");
-                }
-                let (sql, args) = b.into_parts();
-                query_with(&sql, args).execute(&mut *tx).await?;
-            }
-        }
+        let inserted = insert_sessions_in(&mut tx, org, sessions).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -314,5 +326,9 @@ impl Store for SqliteStore {
         since: Micros,
     ) -> Result<Vec<TerminationRecord>, StoreError> {
         self.pending_terminations_impl(org, connector_id, since).await
+    }
+
+    async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
+        self.delete_completed_before_impl(before, batch).await
     }
 }

@@ -2,7 +2,7 @@
 //! written once against `&dyn Store`.
 //!
 //! Each test is a plain `pub async fn name(store: &dyn Store)` in one of the
-//! modules below. A test binary per backend (`tests/sqlite.rs`, later
+//! modules below. A test binary per backend (`tests/sqlite.rs`,
 //! `tests/postgres.rs`) supplies a constructor for a fresh, empty store and
 //! invokes [`conformance_suite!`], which generates one `#[tokio::test]` per
 //! shared function, grouped in modules named like the ones here:
@@ -21,6 +21,8 @@ pub mod isolation;
 pub mod keys;
 pub mod ordering;
 pub mod queries;
+pub mod registry;
+pub mod retention;
 pub mod sessions;
 pub mod windows;
 
@@ -111,6 +113,18 @@ macro_rules! conformance_suite {
             isolation {
                 no_query_returns_another_orgs_sessions,
                 an_org_without_sessions_lists_nothing,
+            }
+            registry {
+                resources_are_unique_per_org_by_name_and_listed_by_name,
+                connectors_are_found_by_key_prefix_whatever_their_org,
+                ingest_stores_each_event_once,
+                a_new_run_completes_what_its_predecessor_left_open,
+                expiring_silent_connectors_completes_their_open_sessions_once,
+                pending_terminations_are_recent_ones_of_open_sessions,
+            }
+            retention {
+                retention_deletes_completed_sessions_that_ended_before_the_cutoff,
+                retention_never_deletes_active_sessions_and_batch_size_does_not_matter,
             }
         }
     };

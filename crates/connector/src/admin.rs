@@ -1,0 +1,83 @@
+//! The admin port (8080 by default): `GET /health` and Prometheus `GET /metrics`.
+//! It serves no connector data beyond the counters, and needs no key.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// The content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Where the connector is in its life, as `/health` reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<AtomicU8>);
+
+const STARTING: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPING: u8 = 2;
+
+impl Health {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every listener accepts clients.
+    pub fn set_running(&self) {
+        self.0.store(RUNNING, Ordering::Relaxed);
+    }
+
+    /// Shutdown began: no new clients.
+    pub fn set_stopping(&self) {
+        self.0.store(STOPPING, Ordering::Relaxed);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == RUNNING
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    metrics: Arc<Metrics>,
+    health: Health,
+}
+
+/// The admin application: `/health` answers 200 `ok` while the connector
+/// runs and 503 (`starting` or `stopping`) otherwise; `/metrics` renders
+/// [`Metrics`].
+pub fn router(metrics: Arc<Metrics>, health: Health) -> Router {
+    Router::new()
+        .route("/health", get(health_handler))
+        .route("/metrics", get(metrics_handler))
+        .with_state(AdminState { metrics, health })
+}
+
+async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.health.0.load(Ordering::Relaxed) {
+        RUNNING => (StatusCode::OK, "ok\n"),
+        STARTING => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+    }
+}
+
+async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.render())
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled.
+///
+/// # Errors
+///
+/// IO errors of the server itself.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

@@ -1,0 +1,409 @@
+//! Connector configuration: a TOML file, with environment overrides.
+//!
+//! ```toml
+//! [control_plane]
+//! url = "http://127.0.0.1:7400"  # or GATEHOUSE_URL
+//! key = "gh_..."                 # or GATEHOUSE_CONNECTOR_KEY
+//!
+//! [[listeners]]                  # or GATEHOUSE_CONNECTOR_LISTENERS=127.0.0.1:6432=res_...[@host:port],...
+//! listen = "127.0.0.1:6432"
+//! resource = "res_..."           # a resource id from `gatehouse resources create`
+//! ```
+//!
+//! [`Config::load`] reads the file (if any), then applies the environment,
+//! then checks the result. Relative paths are relative to the working
+//! directory. Nothing here can change while the connector runs.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Control plane URL (`control_plane.url`).
+pub const ENV_URL: &str = "GATEHOUSE_URL";
+/// Connector key (`control_plane.key`).
+pub const ENV_KEY: &str = "GATEHOUSE_CONNECTOR_KEY";
+/// Listeners, replacing the file's: `addr=resource[@host:port],...`.
+pub const ENV_LISTENERS: &str = "GATEHOUSE_CONNECTOR_LISTENERS";
+/// `admin_listen`.
+pub const ENV_ADMIN_LISTEN: &str = "GATEHOUSE_CONNECTOR_ADMIN_LISTEN";
+/// `state_dir`.
+pub const ENV_STATE_DIR: &str = "GATEHOUSE_CONNECTOR_STATE_DIR";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub control_plane: ControlPlane,
+    /// Ports to accept clients on, each in front of one resource.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// Serves `/health` and `/metrics`. Default 127.0.0.1:8080.
+    #[serde(default = "Config::default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Holds the spool and the last known resources. Default `.gatehouse-connector`.
+    #[serde(default = "Config::default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The spool's size limit in bytes. Default 256 MiB.
+    #[serde(default = "Config::default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// With a full spool, let sessions through unaudited (counting dropped
+    /// events) instead of refusing new connections. Default false.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// TLS offered to clients that send SSLRequest; without it they get `N`.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// `http://host:port` of the control plane. Required.
+    #[serde(default)]
+    pub url: String,
+    /// The connector key printed by `gatehouse connectors create`. Required.
+    #[serde(default)]
+    pub key: String,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.key.is_empty() { "" } else { "<redacted>" };
+        f.debug_struct("ControlPlane").field("url", &self.url).field("key", &key).finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub listen: SocketAddr,
+    /// The resource id this port fronts.
+    pub resource: String,
+    /// `host:port` of the database, overriding the resource's registered address.
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Why a configuration cannot be used. Each names the file or variable and
+/// the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The TOML parser's message names the field, line and column.
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("{source_name}: {field} is not set ({hint})")]
+    Missing { source_name: String, field: &'static str, hint: &'static str },
+    #[error("{source_name}: {field}: {message}")]
+    Invalid { source_name: String, field: String, message: String },
+}
+
+impl Config {
+    /// Reads `path` (TOML) if given, applies the environment overrides
+    /// ([`ENV_URL`], [`ENV_KEY`], [`ENV_LISTENERS`], [`ENV_ADMIN_LISTEN`],
+    /// [`ENV_STATE_DIR`]; an empty variable counts as unset), and checks the result.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the file or variable and the field.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with the environment given as a lookup function (tests
+    /// pass a map instead of changing the process environment).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`].
+    pub fn load_with_env(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut config: Config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string().trim_end().replace('\n', " "),
+                })?
+            }
+            None => toml::from_str("").expect("every field has a default"),
+        };
+        let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        if let Some(url) = env(ENV_URL) {
+            config.control_plane.url = url.trim().to_owned();
+        }
+        if let Some(key) = env(ENV_KEY) {
+            config.control_plane.key = key.trim().to_owned();
+        }
+        if let Some(listeners) = env(ENV_LISTENERS) {
+            config.listeners = parse_listeners(&listeners)?;
+        }
+        if let Some(addr) = env(ENV_ADMIN_LISTEN) {
+            config.admin_listen = addr.trim().parse().map_err(|e| ConfigError::Env {
+                var: ENV_ADMIN_LISTEN,
+                message: format!("`{addr}` is not an address (host:port): {e}"),
+            })?;
+        }
+        if let Some(dir) = env(ENV_STATE_DIR) {
+            config.state_dir = PathBuf::from(dir);
+        }
+        config.check(&path.map_or_else(|| "configuration".to_owned(), |p| format!("config file {}", p.display())))?;
+        Ok(config)
+    }
+
+    /// The checks [`Config::load`] makes once the sources are merged.
+    fn check(&self, source_name: &str) -> Result<(), ConfigError> {
+        let missing = |field, hint| ConfigError::Missing { source_name: source_name.to_owned(), field, hint };
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            source_name: source_name.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        if self.control_plane.url.is_empty() {
+            return Err(missing("control_plane.url", "or GATEHOUSE_URL"));
+        }
+        if !self.control_plane.url.starts_with("http://") && !self.control_plane.url.starts_with("https://") {
+            return Err(invalid("control_plane.url", format!("`{}` is not an http:// URL", self.control_plane.url)));
+        }
+        if self.control_plane.key.is_empty() {
+            return Err(missing("control_plane.key", "or GATEHOUSE_CONNECTOR_KEY"));
+        }
+        if self.listeners.is_empty() {
+            return Err(missing("listeners", "add [[listeners]] or set GATEHOUSE_CONNECTOR_LISTENERS"));
+        }
+        let mut seen = HashSet::new();
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if listener.resource.trim().is_empty() {
+                return Err(invalid(&format!("listeners[{i}].resource"), "is empty".into()));
+            }
+            if !seen.insert(listener.listen) {
+                return Err(invalid(&format!("listeners[{i}].listen"), format!("{} is listed twice", listener.listen)));
+            }
+            if let Some(upstream) = &listener.upstream {
+                check_host_port(upstream).map_err(|m| invalid(&format!("listeners[{i}].upstream"), m))?;
+            }
+        }
+        if self.spool_max_bytes == 0 {
+            return Err(invalid("spool_max_bytes", "must be above 0".into()));
+        }
+        Ok(())
+    }
+
+    fn default_admin_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+
+    fn default_state_dir() -> PathBuf {
+        PathBuf::from(".gatehouse-connector")
+    }
+
+    fn default_spool_max_bytes() -> u64 {
+        256 * 1024 * 1024
+    }
+}
+
+/// `127.0.0.1:6432=res_x,127.0.0.1:6433=res_y@db.internal:5432`.
+fn parse_listeners(value: &str) -> Result<Vec<Listener>, ConfigError> {
+    let error = |message: String| ConfigError::Env { var: ENV_LISTENERS, message };
+    let mut listeners = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let (listen, target) = item
+            .split_once('=')
+            .ok_or_else(|| error(format!("`{item}`: expected listen_address=resource_id[@host:port]")))?;
+        let listen = listen
+            .trim()
+            .parse()
+            .map_err(|e| error(format!("`{item}`: `{listen}` is not an address (host:port): {e}")))?;
+        let (resource, upstream) = match target.split_once('@') {
+            Some((resource, upstream)) => {
+                check_host_port(upstream.trim()).map_err(|m| error(format!("`{item}`: upstream {m}")))?;
+                (resource, Some(upstream.trim().to_owned()))
+            }
+            None => (target, None),
+        };
+        let resource = resource.trim();
+        if resource.is_empty() {
+            return Err(error(format!("`{item}`: no resource id")));
+        }
+        listeners.push(Listener { listen, resource: resource.to_owned(), upstream });
+    }
+    if listeners.is_empty() {
+        return Err(error("no listeners in it".into()));
+    }
+    Ok(listeners)
+}
+
+/// `host:port` or `[v6]:port`, with a port number.
+fn check_host_port(value: &str) -> Result<(), String> {
+    let bad = || format!("`{value}` is not host:port");
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!("`{value}`: an IPv6 host needs brackets, as in [::1]:5432"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(file: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connector.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_with_env(file.map(|_| path.as_path()), |name| env.get(name).cloned())
+    }
+
+    fn error(file: Option<&str>, env: &[(&str, &str)]) -> String {
+        load(file, env).unwrap_err().to_string()
+    }
+
+    const FILE: &str = r#"
+        state_dir = "/var/lib/gh"
+        fail_open = true
+        [control_plane]
+        url = "http://cp:7400"
+        key = "gh_abc_def"
+        [[listeners]]
+        listen = "127.0.0.1:6432"
+        resource = "res_a"
+        [[listeners]]
+        listen = "127.0.0.1:6433"
+        resource = "res_b"
+        upstream = "db.internal:5432"
+    "#;
+
+    #[test]
+    fn file_with_defaults() {
+        let c = load(Some(FILE), &[]).unwrap();
+        assert_eq!(c.control_plane.url, "http://cp:7400");
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.listeners[1].upstream.as_deref(), Some("db.internal:5432"));
+        assert_eq!(c.admin_listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/gh"));
+        assert_eq!(c.spool_max_bytes, 256 * 1024 * 1024);
+        assert!(c.fail_open);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load(
+            Some(FILE),
+            &[
+                (ENV_URL, "http://other:1"),
+                (ENV_KEY, "gh_k_s"),
+                (ENV_LISTENERS, "127.0.0.1:7000=res_x, [::1]:7001=res_y@[::1]:5432"),
+                (ENV_ADMIN_LISTEN, "0.0.0.0:9090"),
+                (ENV_STATE_DIR, "/tmp/state"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.control_plane.url.as_str(), c.control_plane.key.as_str()), ("http://other:1", "gh_k_s"));
+        assert_eq!(
+            c.listeners,
+            [
+                Listener { listen: "127.0.0.1:7000".parse().unwrap(), resource: "res_x".into(), upstream: None },
+                Listener {
+                    listen: "[::1]:7001".parse().unwrap(),
+                    resource: "res_y".into(),
+                    upstream: Some("[::1]:5432".into())
+                },
+            ]
+        );
+        assert_eq!(c.admin_listen, "0.0.0.0:9090".parse().unwrap());
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/state"));
+    }
+
+    #[test]
+    fn environment_alone_is_enough_and_empty_variables_are_unset() {
+        let c =
+            load(None, &[(ENV_URL, "http://cp:1"), (ENV_KEY, "k"), (ENV_LISTENERS, "127.0.0.1:6432=res_a")]).unwrap();
+        assert_eq!(c.listeners[0].resource, "res_a");
+        let c = load(Some(FILE), &[(ENV_URL, ""), (ENV_STATE_DIR, " ")]).unwrap();
+        assert_eq!(c.control_plane.url, "http://cp:7400");
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/gh"));
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_field() {
+        let e = error(
+            Some("[control_plane]\nurl = \"http://cp\"\nkey = \"k\"\n[[listeners]]\nlisten = \"x\"\nresource = \"r\""),
+            &[],
+        );
+        assert!(e.contains("connector.toml") && e.contains("listen"), "{e}");
+        let e = error(Some("spool_max_byte = 1"), &[]);
+        assert!(e.contains("connector.toml") && e.contains("spool_max_byte"), "{e}");
+        let e = error(Some("[[listeners]]\nlisten = \"127.0.0.1:1\""), &[]);
+        assert!(e.contains("missing field `resource`"), "{e}");
+        let missing = tempfile::tempdir().unwrap().path().join("nope.toml");
+        let e = Config::load_with_env(Some(&missing), |_| None).unwrap_err().to_string();
+        assert!(e.starts_with("cannot read config file") && e.contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn merged_config_is_checked() {
+        let e = error(None, &[]);
+        assert_eq!(e, "configuration: control_plane.url is not set (or GATEHOUSE_URL)");
+        let e = error(Some(FILE), &[(ENV_URL, "cp:7400")]);
+        assert!(e.contains("control_plane.url") && e.contains("cp:7400"), "{e}");
+        let e = error(
+            Some("[control_plane]\nurl = \"http://cp\"\n[[listeners]]\nlisten = \"127.0.0.1:1\"\nresource = \"r\""),
+            &[],
+        );
+        assert!(e.contains("connector.toml") && e.contains("control_plane.key is not set"), "{e}");
+        let e = error(None, &[(ENV_URL, "http://cp"), (ENV_KEY, "k")]);
+        assert!(e.contains("listeners is not set"), "{e}");
+        let e = error(Some(FILE), &[(ENV_LISTENERS, "127.0.0.1:1=a,127.0.0.1:1=b")]);
+        assert!(e.contains("listeners[1].listen") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn listener_variable_errors_name_the_item() {
+        let base = [(ENV_URL, "http://cp"), (ENV_KEY, "k")];
+        let with = |value: &'static str| {
+            let mut env = base.to_vec();
+            env.push((ENV_LISTENERS, value));
+            error(None, &env)
+        };
+        assert!(with("127.0.0.1:6432").contains("expected listen_address=resource_id"));
+        assert!(
+            with("localhost:6432=res").contains("`localhost` is not an address")
+                || with("localhost:6432=res").contains("not an address")
+        );
+        assert!(with("127.0.0.1:6432=").contains("no resource id"));
+        assert!(with("127.0.0.1:6432=res@db").contains("`db` is not host:port"));
+        assert!(with("127.0.0.1:6432=res@::1:5432").contains("brackets"));
+        assert!(with(" , ").contains("no listeners"));
+        assert!(with("127.0.0.1:6432=a,x").contains("`x`: expected"));
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        let c = load(Some(FILE), &[]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("gh_abc_def") && debug.contains("<redacted>"), "{debug}");
+    }
+}

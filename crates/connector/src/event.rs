@@ -1,0 +1,82 @@
+//! What a session produces, in order: one start, statements, one end.
+//!
+//! The proxy creates these; [`crate::report`] turns them into the control
+//! plane's wire messages. Times are microseconds since the Unix epoch.
+
+/// One event of one session. `seq` is 0 for the start and grows by one per
+/// event, so the control plane can store each exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionEvent {
+    pub session_id: String,
+    pub seq: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    Start(SessionStart),
+    Statement(Statement),
+    End(SessionEnd),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionStart {
+    pub start_us: i64,
+    pub resource_id: String,
+    pub client_ip: String,
+    pub server_ip: String,
+    /// The user name as given at startup.
+    pub username: String,
+    /// The role used upstream (the same as `username` until identity mapping).
+    pub native_username: String,
+    pub database: String,
+    pub application_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Statement {
+    pub start_us: i64,
+    pub duration_us: i64,
+    pub text: String,
+    pub rows: i64,
+    pub bytes_sent: i64,
+    /// SQLSTATE of the error; empty on success.
+    pub sqlstate: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionEnd {
+    pub end_us: i64,
+    pub reason: EndReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client closed the connection or sent Terminate.
+    Client,
+    /// The server closed the connection.
+    Server,
+    /// An administrator terminated the session.
+    Terminated,
+    /// The connector shut down.
+    Shutdown,
+    /// A protocol or IO error ended it.
+    Error,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Client => "client",
+            EndReason::Server => "server",
+            EndReason::Terminated => "terminated",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Error => "error",
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or_default()
+}

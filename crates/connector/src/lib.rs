@@ -1,0 +1,20 @@
+//! The PostgreSQL connector: a protocol-aware proxy in front of a database.
+//! Every client connection through it becomes a session, reported with its
+//! statements to the control plane; an administrator can end a live one.
+//!
+//! # Layout
+//! - [`config`]: listeners, control plane, spool, TLS.
+//! - [`event`]: what a session produces: its start, statements, end.
+//! - [`live`]: the live sessions, by id, so a termination can reach one.
+//! - [`metrics`]: counters served at `/metrics`.
+//! - [`proxy`]: accept, startup, relay and recording (the hot path).
+//! - [`report`]: batching to the control plane, the spool, heartbeats, terminations.
+
+pub mod admin;
+pub mod config;
+pub mod event;
+pub mod live;
+pub mod metrics;
+pub mod proxy;
+pub mod report;
+pub mod runtime;

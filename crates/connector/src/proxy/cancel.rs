@@ -1,0 +1,179 @@
+//! Cancel keys: the client gets the connector's own (pid, secret), and a CancelRequest carrying
+//! it is forwarded, with the real key, to the backend that runs the session.
+//!
+//! Clients never learn the database's keys, so a cancel cannot bypass the connector, and a
+//! key is forgotten as soon as its session ends.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_pgwire::CancelRequest;
+use gatehouse_pgwire::backend::BackendKeyData;
+use rand::{Rng, RngCore};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long forwarding one cancel may take, connection included.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a cancel goes: the backend's address and its real key.
+#[derive(Clone)]
+pub(crate) struct CancelTarget {
+    pub upstream: SocketAddr,
+    pub key: CancelRequest,
+}
+
+struct Issued {
+    secret: Bytes,
+    target: CancelTarget,
+}
+
+/// The keys handed to clients, by the connector's pid. Shared by all listeners.
+#[derive(Default)]
+pub struct CancelMap {
+    keys: Mutex<HashMap<i32, Issued>>,
+}
+
+impl CancelMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of sessions that can be cancelled now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Remembers the backend's real key and returns the key to give the client instead: a
+    /// random positive pid not in use and a random secret as long as the real one (4 bytes in
+    /// protocol 3.0, up to 256 in 3.2).
+    pub(crate) fn issue(&self, upstream: SocketAddr, real: &BackendKeyData) -> BackendKeyData {
+        let mut rng = rand::thread_rng();
+        let mut secret = vec![0u8; real.secret_key.len()];
+        rng.fill_bytes(&mut secret);
+        let secret = Bytes::from(secret);
+        let target =
+            CancelTarget { upstream, key: CancelRequest { pid: real.pid, secret_key: real.secret_key.clone() } };
+        let mut keys = self.lock();
+        loop {
+            let pid = rng.gen_range(1..=i32::MAX);
+            if let Entry::Vacant(slot) = keys.entry(pid) {
+                slot.insert(Issued { secret: secret.clone(), target });
+                return BackendKeyData { pid, secret_key: secret };
+            }
+        }
+    }
+
+    /// Forgets a key whose session ended.
+    pub(crate) fn remove(&self, pid: i32) {
+        self.lock().remove(&pid);
+    }
+
+    /// The backend a client's CancelRequest names, if its secret matches (compared in
+    /// constant time).
+    pub(crate) fn find(&self, request: &CancelRequest) -> Option<CancelTarget> {
+        let keys = self.lock();
+        let issued = keys.get(&request.pid)?;
+        bool::from(issued.secret.as_ref().ct_eq(request.secret_key.as_ref())).then(|| issued.target.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Issued>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Shows the count only: the map holds secrets.
+impl fmt::Debug for CancelMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelMap").field("len", &self.len()).finish()
+    }
+}
+
+/// Handles a client's CancelRequest: forwards it if the key is one of ours. Unknown keys are
+/// ignored without a word, as PostgreSQL does.
+pub(crate) async fn forward(map: &CancelMap, request: &CancelRequest) {
+    match map.find(request) {
+        Some(target) => send(&target).await,
+        None => tracing::debug!(pid = request.pid, "cancel request with an unknown key ignored"),
+    }
+}
+
+/// Sends a CancelRequest with the real key to the backend's server and waits until the server
+/// closes the connection, which it does once the cancel was processed. Failures are logged:
+/// a cancel is best effort, in PostgreSQL too.
+pub(crate) async fn send(target: &CancelTarget) {
+    let result = tokio::time::timeout(FORWARD_TIMEOUT, async {
+        let mut stream = TcpStream::connect(target.upstream).await?;
+        let mut packet = BytesMut::with_capacity(12 + target.key.secret_key.len());
+        target.key.encode(&mut packet);
+        stream.write_all(&packet).await?;
+        let mut sink = [0u8; 64];
+        while stream.read(&mut sink).await? != 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => tracing::debug!(upstream = %target.upstream, "cancel forwarded"),
+        Ok(Err(error)) => tracing::warn!(upstream = %target.upstream, %error, "cannot forward a cancel request"),
+        Err(_) => tracing::warn!(upstream = %target.upstream, "forwarding a cancel request timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real(len: usize) -> BackendKeyData {
+        BackendKeyData { pid: 4242, secret_key: Bytes::from(vec![7u8; len]) }
+    }
+
+    #[test]
+    fn issued_key_finds_the_real_one_and_is_forgotten() {
+        let map = CancelMap::new();
+        let upstream: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        let ours = map.issue(upstream, &real(4));
+        assert!(ours.pid > 0);
+        assert_eq!(ours.secret_key.len(), 4);
+        assert_ne!(ours.secret_key, real(4).secret_key);
+
+        let target = map.find(&CancelRequest { pid: ours.pid, secret_key: ours.secret_key.clone() }).unwrap();
+        assert_eq!(target.upstream, upstream);
+        assert_eq!(target.key, CancelRequest { pid: 4242, secret_key: real(4).secret_key });
+
+        map.remove(ours.pid);
+        assert!(map.find(&CancelRequest { pid: ours.pid, secret_key: ours.secret_key }).is_none());
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn wrong_secret_or_pid_finds_nothing() {
+        let map = CancelMap::new();
+        let ours = map.issue("127.0.0.1:1".parse().unwrap(), &real(4));
+        let mut wrong = ours.secret_key.to_vec();
+        wrong[0] ^= 1;
+        assert!(map.find(&CancelRequest { pid: ours.pid, secret_key: Bytes::from(wrong) }).is_none());
+        assert!(map.find(&CancelRequest { pid: ours.pid ^ 1, secret_key: ours.secret_key.clone() }).is_none());
+        // The real key is no key at the connector.
+        assert!(map.find(&CancelRequest { pid: 4242, secret_key: real(4).secret_key }).is_none());
+    }
+
+    #[test]
+    fn protocol_3_2_keys_keep_their_length() {
+        let map = CancelMap::new();
+        let ours = map.issue("127.0.0.1:1".parse().unwrap(), &real(32));
+        assert_eq!(ours.secret_key.len(), 32);
+        assert!(map.find(&CancelRequest { pid: ours.pid, secret_key: ours.secret_key.clone() }).is_some());
+        // A 4-byte prefix of the 32-byte secret does not match.
+        assert!(map.find(&CancelRequest { pid: ours.pid, secret_key: ours.secret_key.slice(..4) }).is_none());
+    }
+}

@@ -1,0 +1,141 @@
+//! The client's side before the relay: encryption requests, TLS, and the packet that says what
+//! the connection is for (a session or a cancel).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use gatehouse_pgwire::backend::ErrorResponse;
+use gatehouse_pgwire::{CancelRequest, Encode, MessageReader, SslResponse, Startup, StartupMessage, WireError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// The client's connection, encrypted or not.
+pub(crate) enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// What the client asked for.
+pub(crate) enum Negotiated {
+    /// A session, over this stream.
+    Session(ClientStream, StartupMessage),
+    /// Cancel another connection's query; the connection then closes.
+    Cancel(CancelRequest),
+    /// The client left before saying (a health check, a port scan).
+    Closed,
+}
+
+/// Reads the startup phase: answers SSLRequest with `S` and a TLS handshake when `tls` is
+/// configured, `N` otherwise; GSSENCRequest with `N`; and returns at the StartupMessage or
+/// CancelRequest, which may come over TLS (libpq 17 sends its cancels that way).
+///
+/// Bytes following the packet stay in `reader` for the relay.
+///
+/// # Errors
+///
+/// The framing errors of [`MessageReader::read_startup`], a second encryption request, and IO
+/// errors (the TLS handshake's included). Protocol errors are answered with FATAL 08P01
+/// before returning.
+pub(crate) async fn negotiate(
+    tcp: TcpStream,
+    reader: &mut MessageReader,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<Negotiated, WireError> {
+    let mut stream = ClientStream::Plain(tcp);
+    let (mut ssl_answered, mut gss_answered) = (false, false);
+    loop {
+        let startup = match reader.read_startup(&mut stream).await {
+            Ok(Some(startup)) => startup,
+            Ok(None) => return Ok(Negotiated::Closed),
+            Err(error) => {
+                if !matches!(error, WireError::Io(_) | WireError::UnexpectedEof) {
+                    stream
+                        .send_error(&ErrorResponse::protocol_violation(format!("invalid startup packet: {error}")))
+                        .await;
+                }
+                return Err(error);
+            }
+        };
+        match startup {
+            Startup::Ssl if !ssl_answered && !stream.is_tls() => {
+                ssl_answered = true;
+                match tls {
+                    Some(config) => {
+                        stream.write_all(&[SslResponse::Accept.as_u8()]).await?;
+                        stream = stream.into_tls(config).await?;
+                    }
+                    None => stream.write_all(&[SslResponse::Reject.as_u8()]).await?,
+                }
+            }
+            Startup::GssEnc if !gss_answered && !stream.is_tls() => {
+                gss_answered = true;
+                stream.write_all(&[SslResponse::Reject.as_u8()]).await?;
+            }
+            Startup::Ssl | Startup::GssEnc => {
+                let error = WireError::Malformed("repeated encryption request");
+                stream.send_error(&ErrorResponse::protocol_violation(error.to_string())).await;
+                return Err(error);
+            }
+            Startup::Cancel(request) => return Ok(Negotiated::Cancel(request)),
+            Startup::Startup(message) => return Ok(Negotiated::Session(stream, message)),
+        }
+    }
+}
+
+impl ClientStream {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    async fn into_tls(self, config: &Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        match self {
+            Self::Plain(tcp) => Ok(Self::Tls(Box::new(TlsAcceptor::from(Arc::clone(config)).accept(tcp).await?))),
+            Self::Tls(_) => Err(io::Error::other("TLS is already on")),
+        }
+    }
+
+    /// Sends an error and closes the write side, ignoring failures: the connection is ending.
+    pub(crate) async fn send_error(&mut self, error: &ErrorResponse) {
+        let mut buf = BytesMut::new();
+        error.encode(&mut buf);
+        let _ = self.write_all(&buf).await;
+        let _ = self.shutdown().await;
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

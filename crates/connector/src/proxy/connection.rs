@@ -1,0 +1,101 @@
+//! One client connection, from accept to close: the startup phase, then a cancel, a refusal,
+//! or a relay to the database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use gatehouse_pgwire::MessageReader;
+use gatehouse_pgwire::backend::ErrorResponse;
+use tokio::net::TcpStream;
+
+use super::client::{self, Negotiated};
+use super::relay::{self, Conn};
+use super::{ProxyContext, Shutdown, cancel, upstream};
+use crate::event::now_us;
+use crate::metrics::Metrics;
+
+/// How long a client may take to say what it wants (TLS handshake included).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest message accepted before authentication succeeded. PostgreSQL's own limit on
+/// authentication tokens is 65535 bytes.
+const AUTH_MAX_MESSAGE_LEN: usize = 128 * 1024;
+/// The client's error when the report spool is full and the connector fails closed.
+const SPOOL_FULL: &str = "Gatehouse cannot record this session: its report spool is full";
+
+/// Counts the connection as active while it lives.
+struct Active<'a>(&'a AtomicU64);
+
+impl<'a> Active<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        Metrics::add(gauge, 1);
+        Self(gauge)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        Metrics::sub(self.0, 1);
+    }
+}
+
+/// Serves one accepted client.
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdown>) {
+    let accepted_us = now_us();
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    let metrics = Arc::clone(&ctx.metrics);
+    Metrics::add(&metrics.connections_total, 1);
+    let _active = Active::new(&metrics.connections_active);
+
+    let prepared = tokio::select! {
+        biased;
+        () = shutdown.token.cancelled() => return,
+        prepared = prepare(stream, peer, &ctx) => prepared,
+    };
+    if let Some((client, client_reader, startup, server)) = prepared {
+        relay::run(Conn { client, client_reader, startup, server, peer, accepted_us }, ctx, shutdown).await;
+    }
+}
+
+type Prepared = (client::ClientStream, MessageReader, gatehouse_pgwire::StartupMessage, TcpStream);
+
+/// The startup phase: negotiation, then a cancel is forwarded, a full spool refuses, or the
+/// database is connected.
+async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Option<Prepared> {
+    let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN);
+    let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, ctx.tls.as_ref()));
+    let (mut client, startup) = match negotiated.await {
+        Ok(Ok(Negotiated::Session(client, startup))) => (client, startup),
+        Ok(Ok(Negotiated::Cancel(request))) => {
+            cancel::forward(&ctx.cancels, &request).await;
+            return None;
+        }
+        Ok(Ok(Negotiated::Closed)) => return None,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "startup failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "startup timed out");
+            return None;
+        }
+    };
+    if !ctx.reporter.admits_new_sessions() {
+        Metrics::add(&ctx.metrics.connections_refused_total, 1);
+        tracing::warn!(%peer, "connection refused: the report spool is full");
+        client.send_error(&ErrorResponse::cannot_connect_now(SPOOL_FULL)).await;
+        return None;
+    }
+    match upstream::connect(&ctx.upstream).await {
+        Ok(server) => Some((client, reader, startup, server)),
+        Err(error) => {
+            tracing::warn!(upstream = %ctx.upstream, %error, "cannot connect to the database");
+            let message = format!("Gatehouse cannot reach the database at {}", ctx.upstream);
+            client.send_error(&ErrorResponse::fatal("08006", message)).await;
+            None
+        }
+    }
+}

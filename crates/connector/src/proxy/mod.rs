@@ -1,0 +1,149 @@
+//! Accepting clients, the startup phase, and the relay with recording.
+//!
+//! # Layout
+//! - [`serve`]: the accept loop of one listener and its graceful shutdown.
+//! - `connection`: one client from accept to close: startup, refusal, cancel, relay.
+//! - `client`: the client's startup phase: SSLRequest and GSSENCRequest, TLS, then a
+//!   StartupMessage or a CancelRequest.
+//! - `upstream`: the TCP connection to the database.
+//! - `relay`: the hot path: one task selecting over both sides and the termination.
+//! - `outbox`: the write buffer of one side, flushed once per batch.
+//! - `recorder`: turns relayed messages into statements; no IO.
+//! - `session`: a session's events, in order.
+//! - [`CancelMap`]: the backend keys the connector handed out, for CancelRequests.
+//! - [`load_tls`]: the certificate offered to clients.
+//!
+//! # Sessions
+//! A connection becomes a session when the database sends AuthenticationOk; a failed
+//! authentication is relayed to the client and leaves no trace.
+//! From then on every statement is reported, and the session ends exactly once, with one of
+//! the reasons of [`EndReason`](crate::event::EndReason).
+
+mod cancel;
+mod client;
+mod connection;
+mod outbox;
+mod recorder;
+mod relay;
+mod session;
+mod tls;
+mod upstream;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::{JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub use cancel::CancelMap;
+pub use tls::load_tls;
+
+use crate::event::now_us;
+use crate::live::LiveSessions;
+use crate::metrics::Metrics;
+use crate::report::Reporter;
+
+/// How long [`serve`] waits, after shutdown, for connections to end before aborting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (for example, out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Everything a listener needs, shared by its connections.
+pub struct ProxyContext {
+    /// The resource this listener fronts, reported with each session.
+    pub resource_id: String,
+    /// `host:port` of the database.
+    pub upstream: String,
+    pub reporter: Reporter,
+    pub live: Arc<LiveSessions>,
+    pub metrics: Arc<Metrics>,
+    /// Offered to clients that send SSLRequest; without it they get `N`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Shared by every listener of the connector, so a CancelRequest may arrive on any port.
+    pub cancels: Arc<CancelMap>,
+}
+
+/// Errors of the proxy's setup; the relay itself reports through events and logs.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("no certificate found in {0}")]
+    NoCertificate(PathBuf),
+    #[error("no private key found in {0}")]
+    NoPrivateKey(PathBuf),
+    #[error("invalid certificate or key: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The shutdown signal of one listener, and the moment it was first seen, which is the end
+/// time of every session it ends.
+pub(crate) struct Shutdown {
+    token: CancellationToken,
+    at: OnceLock<i64>,
+}
+
+impl Shutdown {
+    fn new(token: CancellationToken) -> Self {
+        Self { token, at: OnceLock::new() }
+    }
+
+    /// The shutdown moment, fixed by whoever asks first.
+    fn at(&self) -> i64 {
+        *self.at.get_or_init(now_us)
+    }
+}
+
+/// Accepts clients until `shutdown` is cancelled, then stops accepting, ends the live
+/// sessions of this listener (FATAL 57P01 to the client, the upstream query cancelled,
+/// [`EndReason::Shutdown`](crate::event::EndReason::Shutdown) at the moment of shutdown), and
+/// returns once their tasks finished, or after [`SHUTDOWN_GRACE`], aborting the rest.
+///
+/// # Errors
+///
+/// None today: a failed accept is logged and retried, since it concerns one client (or a
+/// passing shortage of file descriptors), not the listener.
+pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: CancellationToken) -> io::Result<()> {
+    let stop = Arc::new(Shutdown::new(shutdown.clone()));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tasks.spawn(connection::run(stream, peer, Arc::clone(&ctx), Arc::clone(&stop)));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    stop.at();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(joined) = tasks.join_next().await {
+            log_join(joined);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(remaining = tasks.len(), "aborting connections that did not end in time");
+        tasks.shutdown().await;
+    }
+    Ok(())
+}
+
+fn log_join(joined: Result<(), JoinError>) {
+    if let Err(error) = joined
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a connection task panicked");
+    }
+}

@@ -1,0 +1,412 @@
+//! The hot path: one task per connection relays both directions until one side ends, the
+//! session is terminated, or the connector shuts down.
+//!
+//! The loop selects over the termination receiver, the shutdown signal, the two outboxes and
+//! the two readers, all cancel-safe. A read returns one frame; the frames already buffered
+//! behind it are drained with `try_next` and appended to the other side's outbox, which the
+//! next turn writes with one call. Frames move as `Bytes` split off the read buffer; only the
+//! type byte is looked at, except for the few messages recorded or rewritten (authentication,
+//! BackendKeyData, and the recorder's). Reading a side pauses while the outbox it feeds is
+//! above its high-water mark, so a slow client holds back the server and not memory.
+//!
+//! A framing error from either side ends this session only: FATAL 08P01 to the client, an
+//! [`EndReason::Error`] end, and the connector carries on.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_pgwire::backend::{AuthenticationRequest, BackendKeyData, ErrorResponse};
+use gatehouse_pgwire::frontend::Terminate;
+use gatehouse_pgwire::{
+    CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Message, MessageReader, StartupMessage, WireError,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::cancel::{self, CancelTarget};
+use super::client::ClientStream;
+use super::outbox::Outbox;
+use super::recorder::Recorder;
+use super::session::Session;
+use super::{ProxyContext, Shutdown};
+use crate::event::{EndReason, SessionStart, now_us};
+use crate::live::Termination;
+use crate::metrics::Metrics;
+
+/// How long the connector waits for a side to take its last bytes when a session ends.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// SQLSTATE recorded for statements still running when the session was ended by us.
+const SQLSTATE_ADMIN_SHUTDOWN: &str = "57P01";
+/// SQLSTATE recorded for statements still running when a connection broke.
+const SQLSTATE_CONNECTION_FAILURE: &str = "08006";
+
+/// A client past its startup packet and a connection to the database.
+pub(crate) struct Conn {
+    pub client: ClientStream,
+    pub client_reader: MessageReader,
+    pub startup: StartupMessage,
+    pub server: TcpStream,
+    pub peer: SocketAddr,
+    pub accepted_us: i64,
+}
+
+/// Why the relay stopped.
+enum End {
+    /// The client sent Terminate or closed the connection.
+    Client,
+    /// The server closed the connection.
+    Server,
+    Terminated(Termination),
+    Shutdown,
+    ClientProtocol(WireError),
+    ServerProtocol(WireError),
+    Io(io::Error),
+}
+
+impl End {
+    fn client_read(error: WireError) -> Self {
+        match error {
+            WireError::Io(error) => End::Io(error),
+            error => End::ClientProtocol(error),
+        }
+    }
+
+    fn server_read(error: WireError) -> Self {
+        match error {
+            WireError::Io(error) => End::Io(error),
+            error => End::ServerProtocol(error),
+        }
+    }
+}
+
+/// Relays one connection from its startup packet to its end, and reports its session.
+pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdown>) {
+    let Conn { client, client_reader, startup, mut server, peer, accepted_us } = conn;
+    let upstream = match server.peer_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            tracing::debug!(%error, "upstream connection lost before the relay");
+            return;
+        }
+    };
+    let relay = Relay {
+        ctx,
+        shutdown,
+        client_reader,
+        server_reader: MessageReader::new(),
+        to_client: Outbox::new(client.is_tls()),
+        to_server: Outbox::new(false),
+        recorder: Recorder::default(),
+        session: None,
+        termination: None,
+        startup,
+        peer,
+        upstream,
+        accepted_us,
+        issued_pid: None,
+        backend: None,
+    };
+    let (sr, sw) = server.split();
+    match client {
+        ClientStream::Plain(mut tcp) => {
+            let (cr, cw) = tcp.split();
+            relay.run(cr, cw, sr, sw).await;
+        }
+        ClientStream::Tls(tls) => {
+            let (cr, cw) = tokio::io::split(*tls);
+            relay.run(cr, cw, sr, sw).await;
+        }
+    }
+}
+
+struct Relay {
+    ctx: Arc<ProxyContext>,
+    shutdown: Arc<Shutdown>,
+    client_reader: MessageReader,
+    server_reader: MessageReader,
+    /// Frames for the client.
+    to_client: Outbox,
+    /// Frames for the server.
+    to_server: Outbox,
+    recorder: Recorder,
+    /// Started at AuthenticationOk.
+    session: Option<Session>,
+    /// Fires when an administrator terminates the session; set with the session.
+    termination: Option<oneshot::Receiver<Termination>>,
+    startup: StartupMessage,
+    peer: SocketAddr,
+    upstream: SocketAddr,
+    accepted_us: i64,
+    /// The pid of the key handed to the client, in the cancel map.
+    issued_pid: Option<i32>,
+    /// The backend's real key, to cancel its query when the session is ended here.
+    backend: Option<CancelTarget>,
+}
+
+impl Relay {
+    async fn run<CR, CW, SR, SW>(mut self, mut cr: CR, mut cw: CW, mut sr: SR, mut sw: SW)
+    where
+        CR: AsyncRead + Unpin,
+        CW: AsyncWrite + Unpin,
+        SR: AsyncRead + Unpin,
+        SW: AsyncWrite + Unpin,
+    {
+        self.to_server.push(self.startup.frame());
+        let stop = self.shutdown.token.clone().cancelled_owned();
+        tokio::pin!(stop);
+        let end = loop {
+            tokio::select! {
+                biased;
+                termination = recv(&mut self.termination), if self.termination.is_some() => match termination {
+                    Some(termination) => break End::Terminated(termination),
+                    // Dropped without a termination: nothing to wait for any more.
+                    None => self.termination = None,
+                },
+                () = &mut stop => break End::Shutdown,
+                written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => match written {
+                    Ok(n) => Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64),
+                    Err(error) => break End::Io(error),
+                },
+                written = self.to_server.drive(&mut sw), if self.to_server.wants_io() => {
+                    if let Err(error) = written {
+                        break End::Io(error);
+                    }
+                }
+                read = self.server_reader.read_message(&mut sr), if self.to_client.has_room() => match read {
+                    Ok(Some(msg)) => {
+                        if let Err(end) = self.server_batch(msg) {
+                            break end;
+                        }
+                    }
+                    Ok(None) => break End::Server,
+                    Err(error) => break End::server_read(error),
+                },
+                read = self.client_reader.read_message(&mut cr), if self.to_server.has_room() => match read {
+                    Ok(Some(msg)) => {
+                        if let Err(end) = self.client_batch(msg) {
+                            break end;
+                        }
+                    }
+                    Ok(None) => break End::Client,
+                    Err(error) => break End::client_read(error),
+                },
+            }
+        };
+        self.finish(end, &mut cw, &mut sw).await;
+    }
+
+    /// Relays a frame from the server and those buffered behind it.
+    fn server_batch(&mut self, first: Message) -> Result<(), End> {
+        let now = now_us();
+        let mut msg = first;
+        let result = loop {
+            if let Err(end) = self.on_server(msg, now) {
+                break Err(end);
+            }
+            match self.server_reader.try_next() {
+                Ok(Some(next)) => msg = next,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(End::server_read(error)),
+            }
+        };
+        self.report_statements();
+        result
+    }
+
+    fn on_server(&mut self, msg: Message, now: i64) -> Result<(), End> {
+        match msg.tag() {
+            b'R' if self.session.is_none() => {
+                if msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)? == AuthenticationRequest::Ok {
+                    self.start_session();
+                }
+            }
+            b'K' => {
+                let real = msg.decode::<BackendKeyData>().map_err(End::ServerProtocol)?;
+                if let Some(pid) = self.issued_pid.take() {
+                    self.ctx.cancels.remove(pid);
+                }
+                let ours = self.ctx.cancels.issue(self.upstream, &real);
+                self.issued_pid = Some(ours.pid);
+                self.backend = Some(CancelTarget {
+                    upstream: self.upstream,
+                    key: CancelRequest { pid: real.pid, secret_key: real.secret_key },
+                });
+                ours.encode(self.to_client.buf_mut());
+                return Ok(());
+            }
+            _ => self.recorder.on_server(&msg, now),
+        }
+        self.to_client.push(msg.frame());
+        Ok(())
+    }
+
+    /// Relays a frame from the client and those buffered behind it.
+    fn client_batch(&mut self, first: Message) -> Result<(), End> {
+        let now = now_us();
+        let mut bytes = 0;
+        let mut msg = first;
+        let result = loop {
+            bytes += msg.len();
+            self.recorder.on_client(&msg, now);
+            self.to_server.push(msg.frame());
+            if msg.tag() == b'X' {
+                break Err(End::Client);
+            }
+            match self.client_reader.try_next() {
+                Ok(Some(next)) => msg = next,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(End::client_read(error)),
+            }
+        };
+        Metrics::add(&self.ctx.metrics.bytes_from_clients_total, bytes as u64);
+        result
+    }
+
+    /// AuthenticationOk: the connection becomes a session.
+    fn start_session(&mut self) {
+        let user = self.startup.user().unwrap_or_default().to_owned();
+        let start = SessionStart {
+            start_us: self.accepted_us,
+            resource_id: self.ctx.resource_id.clone(),
+            client_ip: self.peer.ip().to_canonical().to_string(),
+            server_ip: self.upstream.ip().to_canonical().to_string(),
+            native_username: user.clone(),
+            username: user,
+            database: self.startup.database().unwrap_or_default().to_owned(),
+            application_name: self.startup.application_name().unwrap_or_default().to_owned(),
+        };
+        let session = Session::start(self.ctx.reporter.clone(), start);
+        self.termination = Some(self.ctx.live.register(session.id()));
+        tracing::debug!(session = session.id(), peer = %self.peer, "session started");
+        self.session = Some(session);
+        // Authenticated: statements may be as large as the reader allows.
+        self.client_reader.set_max_message_len(DEFAULT_MAX_MESSAGE_LEN);
+    }
+
+    fn report_statements(&mut self) {
+        if !self.recorder.has_done() {
+            return;
+        }
+        let done = self.recorder.done();
+        match &mut self.session {
+            Some(session) => {
+                for statement in done {
+                    Metrics::add(&self.ctx.metrics.statements_total, 1);
+                    session.statement(statement);
+                }
+            }
+            None => drop(done),
+        }
+    }
+
+    /// Ends the session the way `end` requires: reports its end first (so that an abort after
+    /// the shutdown grace period loses no event), then tells the client, stops the backend
+    /// where we end it, and closes both sides.
+    async fn finish<CW, SW>(mut self, end: End, cw: &mut CW, sw: &mut SW)
+    where
+        CW: AsyncWrite + Unpin,
+        SW: AsyncWrite + Unpin,
+    {
+        let metrics = Arc::clone(&self.ctx.metrics);
+        let (reason, end_us) = match &end {
+            End::Client => (EndReason::Client, now_us()),
+            End::Server => (EndReason::Server, now_us()),
+            End::Terminated(_) => (EndReason::Terminated, now_us()),
+            End::Shutdown => (EndReason::Shutdown, self.shutdown.at()),
+            End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) => (EndReason::Error, now_us()),
+        };
+        match reason {
+            EndReason::Terminated => Metrics::add(&metrics.sessions_terminated_total, 1),
+            EndReason::Error => Metrics::add(&metrics.errors_total, 1),
+            _ => {}
+        }
+        let sqlstate = match reason {
+            EndReason::Terminated | EndReason::Shutdown => SQLSTATE_ADMIN_SHUTDOWN,
+            _ => SQLSTATE_CONNECTION_FAILURE,
+        };
+        self.recorder.abandon(end_us, sqlstate);
+        self.report_statements();
+        if let Some(session) = self.session.take() {
+            self.ctx.live.remove(session.id());
+            tracing::debug!(session = session.id(), reason = reason.as_str(), "session ended");
+            session.end(end_us, reason);
+        }
+        if let Some(pid) = self.issued_pid.take() {
+            self.ctx.cancels.remove(pid);
+        }
+
+        match end {
+            End::Terminated(termination) => {
+                let mut message = format!(
+                    "terminating connection: session terminated by an administrator (termination {})",
+                    termination.termination_id
+                );
+                if !termination.reason.is_empty() {
+                    message = format!("{message}: {}", termination.reason);
+                }
+                self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sw).await;
+            }
+            End::Shutdown => {
+                let message = "terminating connection: the connector is shutting down";
+                self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sw).await;
+            }
+            End::Client => self.flush_server(sw).await,
+            End::Server => self.flush_client(cw).await,
+            End::ClientProtocol(error) => {
+                tracing::info!(peer = %self.peer, %error, "protocol error from the client");
+                let message = format!("invalid message from the client: {error}");
+                ErrorResponse::protocol_violation(message).encode(self.to_client.buf_mut());
+                self.flush_client(cw).await;
+                Terminate.encode(self.to_server.buf_mut());
+                self.flush_server(sw).await;
+            }
+            End::ServerProtocol(error) => {
+                tracing::warn!(upstream = %self.upstream, %error, "protocol error from the database");
+                let message = format!("invalid message from the database: {error}");
+                ErrorResponse::protocol_violation(message).encode(self.to_client.buf_mut());
+                self.flush_client(cw).await;
+            }
+            End::Io(error) => tracing::debug!(peer = %self.peer, %error, "connection failed"),
+        }
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, cw.shutdown()).await;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
+    }
+
+    /// Ending the session here: the client hears why, then whatever the backend runs is
+    /// cancelled (PostgreSQL does not notice a closed socket during a long query), then the
+    /// backend is told to terminate.
+    async fn stop_backend<CW, SW>(&mut self, error: ErrorResponse, cw: &mut CW, sw: &mut SW)
+    where
+        CW: AsyncWrite + Unpin,
+        SW: AsyncWrite + Unpin,
+    {
+        error.encode(self.to_client.buf_mut());
+        self.flush_client(cw).await;
+        if let Some(backend) = &self.backend {
+            cancel::send(backend).await;
+        }
+        Terminate.encode(self.to_server.buf_mut());
+        self.flush_server(sw).await;
+    }
+
+    async fn flush_client<CW: AsyncWrite + Unpin>(&mut self, cw: &mut CW) {
+        if let Ok(Ok(n)) = tokio::time::timeout(FLUSH_TIMEOUT, self.to_client.drain(cw)).await {
+            Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64);
+        }
+    }
+
+    async fn flush_server<SW: AsyncWrite + Unpin>(&mut self, sw: &mut SW) {
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.to_server.drain(sw)).await;
+    }
+}
+
+/// Waits for a termination; `None` if the sender was dropped without one.
+async fn recv(receiver: &mut Option<oneshot::Receiver<Termination>>) -> Option<Termination> {
+    match receiver {
+        Some(receiver) => receiver.await.ok(),
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,177 @@
+//! The connection to the control plane's `ConnectorService`, with the
+//! connector key on every call and a time limit on every unary call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectrpc::client::{CallOptions, ClientConfig, HttpClient, ServerStream};
+use connectrpc::{ConnectError, ErrorCode};
+use gatehouse_proto::gatehouse::connector::v1 as pb;
+use gatehouse_proto::gatehouse::connector::v1::ConnectorServiceClient;
+use http::Uri;
+use http::header::HeaderValue;
+
+use super::resources::{HelloInfo, Resource};
+
+/// Unary calls not answered within this are abandoned (and retried).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a control plane address or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("control plane URL `{url}` is not valid: {message}")]
+    Url { url: String, message: String },
+    #[error(
+        "control plane URL `{0}`: only http:// is supported (this build has no TLS client); put a TLS-terminating proxy in front or use http on a private network"
+    )]
+    Https(String),
+    #[error("the connector key is empty: set control_plane.key or GATEHOUSE_CONNECTOR_KEY")]
+    MissingKey,
+    #[error("the connector key contains characters not allowed in an HTTP header")]
+    InvalidKey,
+}
+
+/// A cheap, cloneable handle on the control plane.
+#[derive(Clone)]
+pub struct ControlPlane {
+    client: Arc<ConnectorServiceClient<HttpClient>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("ControlPlane").field("url", self.client.config().base_uri()).finish()
+    }
+}
+
+impl ControlPlane {
+    /// A client for `url` (`http://host:port`) that sends `key` as `X-API-KEY`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ClientError`] for an unusable URL or key; nothing is contacted yet.
+    pub fn new(url: &str, key: &str) -> Result<Self, ClientError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ClientError::Url { url: url.to_owned(), message: e.to_string() })?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(ClientError::Https(url.to_owned())),
+            _ => return Err(ClientError::Url { url: url.to_owned(), message: "expected http://host:port".into() }),
+        }
+        if uri.host().is_none() {
+            return Err(ClientError::Url { url: url.to_owned(), message: "no host".into() });
+        }
+        if key.is_empty() {
+            return Err(ClientError::MissingKey);
+        }
+        let mut value = HeaderValue::from_str(key).map_err(|_| ClientError::InvalidKey)?;
+        value.set_sensitive(true);
+        let config = ClientConfig::new(uri).with_default_header("x-api-key", value);
+        Ok(Self {
+            client: Arc::new(ConnectorServiceClient::new(HttpClient::plaintext(), config)),
+            timeout: CALL_TIMEOUT,
+        })
+    }
+
+    /// The same client with another limit for unary calls.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn options(&self, timeout: Duration) -> CallOptions {
+        CallOptions::default().with_timeout(timeout)
+    }
+
+    /// Announces this run and learns the connector's identity and resources.
+    pub async fn hello(&self, run_id: &str) -> Result<HelloInfo, ConnectError> {
+        let request = pb::HelloRequest {
+            run_id: run_id.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..Default::default()
+        };
+        let call = self.client.hello_with_options(request, self.options(self.timeout));
+        let response = bounded(self.timeout, call).await?.into_owned();
+        Ok(HelloInfo {
+            connector_id: response.connector_id,
+            connector_name: response.connector_name,
+            heartbeat_seconds: response.heartbeat_seconds,
+            lease_seconds: response.lease_seconds,
+            completed_stale_sessions: response.completed_stale_sessions,
+            resources: response.resources.into_iter().filter_map(resource).collect(),
+        })
+    }
+
+    pub async fn heartbeat(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
+        let request = pb::HeartbeatRequest { run_id: run_id.to_owned(), ..Default::default() };
+        bounded(timeout, self.client.heartbeat_with_options(request, self.options(timeout))).await?;
+        Ok(())
+    }
+
+    /// Sends one batch; returns how many events were new to the control plane.
+    pub async fn report(&self, events: Vec<pb::Event>) -> Result<u32, ConnectError> {
+        let request = pb::ReportRequest { events, ..Default::default() };
+        let call = self.client.report_with_options(request, self.options(self.timeout));
+        Ok(bounded(self.timeout, call).await?.view().stored)
+    }
+
+    /// Opens the termination stream (no time limit: it lives as long as the connection).
+    pub async fn watch_terminations(
+        &self,
+        run_id: &str,
+    ) -> Result<
+        ServerStream<<HttpClient as connectrpc::client::ClientTransport>::ResponseBody, pb::TerminationView<'static>>,
+        ConnectError,
+    > {
+        let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
+        bounded(self.timeout, self.client.watch_terminations(request)).await
+    }
+}
+
+/// A wall-clock bound on top of the call's own deadline, which covers
+/// connection establishment only partly.
+async fn bounded<T>(limit: Duration, call: impl Future<Output = Result<T, ConnectError>>) -> Result<T, ConnectError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::new(ErrorCode::DeadlineExceeded, "no answer from the control plane in time")),
+    }
+}
+
+fn resource(r: pb::Resource) -> Option<Resource> {
+    let Ok(port) = u16::try_from(r.port) else {
+        tracing::warn!(resource = %r.id, port = r.port, "ignoring a resource with an invalid port");
+        return None;
+    };
+    Some(Resource { id: r.id, name: r.name, kind: r.r#type, technology: r.technology, host: r.host, port })
+}
+
+/// Whether the control plane refused the content of a batch (so sending it
+/// again cannot help), as opposed to not being able to take it now. Only the
+/// codes that describe the request itself: a `failed_precondition` could be
+/// about the connector (deleted, say) and would drop every event.
+pub fn rejects_content(error: &ConnectError) -> bool {
+    matches!(error.code, ErrorCode::InvalidArgument | ErrorCode::OutOfRange)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_keys_are_checked_up_front() {
+        assert!(ControlPlane::new("http://127.0.0.1:7400", "gh_x_y").is_ok());
+        assert!(matches!(ControlPlane::new("https://cp.example", "k"), Err(ClientError::Https(_))));
+        assert!(matches!(ControlPlane::new("127.0.0.1:7400", "k"), Err(ClientError::Url { .. })));
+        assert!(matches!(ControlPlane::new("http://[::1", "k"), Err(ClientError::Url { .. })));
+        assert!(matches!(ControlPlane::new("http://cp", ""), Err(ClientError::MissingKey)));
+        assert!(matches!(ControlPlane::new("http://cp", "a\nb"), Err(ClientError::InvalidKey)));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let cp = ControlPlane::new("http://cp:1", "gh_secret_value").unwrap();
+        assert!(!format!("{cp:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Renews the connector's lease while it runs, so the control plane does not
+//! complete its sessions as ghosts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::client::ControlPlane;
+use super::resources::HelloInfo;
+
+/// Used when the control plane does not say.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Waits for the first successful `Hello`, then heartbeats every
+/// `heartbeat_seconds` until `stop`. Failures are logged once per outage.
+pub async fn run(
+    control: ControlPlane,
+    run_id: String,
+    mut hello: watch::Receiver<Option<Arc<HelloInfo>>>,
+    stop: CancellationToken,
+) {
+    let Some(info) = wait_hello(&mut hello, &stop).await else { return };
+    let period = match info.heartbeat_seconds {
+        0 => DEFAULT_HEARTBEAT,
+        s => Duration::from_secs(u64::from(s)),
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match control.heartbeat(&run_id, period).await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("heartbeats reach the control plane again");
+                }
+                failing = false;
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(code = error.code.as_str(), %error, "heartbeat failed; retrying every {period:?}");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+/// The first `Hello` answer, or `None` if `stop` comes first.
+pub async fn wait_hello(
+    hello: &mut watch::Receiver<Option<Arc<HelloInfo>>>,
+    stop: &CancellationToken,
+) -> Option<Arc<HelloInfo>> {
+    tokio::select! {
+        () = stop.cancelled() => None,
+        info = hello.wait_for(Option::is_some) => info.ok().and_then(|info| info.clone()),
+    }
+}

@@ -1,0 +1,506 @@
+//! The report loop: takes events off the [`Queue`], sends them to the control
+//! plane in batches, and spools them while it cannot. It also sends `Hello`,
+//! at the point in the stream where the previous run's events end.
+//!
+//! # Order
+//! Events leave in the order they were queued. While the spool holds
+//! anything, new events are appended behind it, and only an empty spool lets
+//! events go out directly again. One call is in flight at a time.
+//!
+//! # Startup
+//! Records an earlier run left in the spool are replayed first, then `Hello`
+//! is sent, then everything of this run: the control plane learns every
+//! session of the previous run before `Hello` completes the ones left open.
+//!
+//! # Shutdown
+//! On `stop` (or when every [`Reporter`](super::Reporter) is gone), the loop
+//! takes what is queued, sends it or spools it, keeps replaying while the
+//! control plane answers, and returns once nothing is left in memory, or
+//! after [`ReportOptions::flush_timeout`] with everything left in the spool.
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use buffa::Message;
+use connectrpc::ConnectError;
+use gatehouse_proto::gatehouse::connector::v1 as pb;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::client::{self, ControlPlane};
+use super::resources::HelloInfo;
+use super::spool::{Limit, Spool, Ticket};
+use super::{Queue, convert};
+use crate::event::{EventKind, SessionEvent};
+use crate::metrics::Metrics;
+
+/// Events taken off the queue at once while spooling: one `fdatasync` each.
+const SPOOL_DRAIN: usize = 4096;
+
+/// How the report loop batches, retries and shuts down.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// At most this many events per `Report` call. Default 500.
+    pub batch_events: usize,
+    /// A batch waits this long for more events after its first. Default 20 ms.
+    pub batch_wait: Duration,
+    /// A batch stops growing past about this many bytes. Default 1 MiB.
+    pub batch_bytes: usize,
+    /// First retry after a failure; doubles each time. Default 100 ms.
+    pub backoff_min: Duration,
+    /// Longest wait between retries. Default 5 s.
+    pub backoff_max: Duration,
+    /// Time allowed at shutdown for delivering what is left. Default 10 s.
+    pub flush_timeout: Duration,
+    /// With a full spool, drop (and count) events that do not fit instead of
+    /// refusing new sessions. Default false.
+    pub fail_open: bool,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            batch_events: 500,
+            batch_wait: Duration::from_millis(20),
+            batch_bytes: 1024 * 1024,
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            flush_timeout: Duration::from_secs(10),
+            fail_open: false,
+        }
+    }
+}
+
+/// The report loop, ready to [`run`](ReportLoop::run).
+pub struct ReportLoop {
+    control: ControlPlane,
+    run_id: String,
+    queue: Queue,
+    spool: Arc<Mutex<Spool>>,
+    options: ReportOptions,
+    hello: watch::Sender<Option<Arc<HelloInfo>>>,
+    state: State,
+}
+
+/// What one call to the control plane produced.
+enum Done {
+    Hello(Result<HelloInfo, ConnectError>),
+    Direct(Arc<[pb::Event]>, Result<u64, ConnectError>),
+    Replay(Ticket, Result<u64, ConnectError>),
+}
+
+struct InFlight {
+    /// A direct batch, kept here too so it can be spooled if time runs out.
+    direct: Option<Arc<[pb::Event]>>,
+    call: Pin<Box<dyn Future<Output = Done> + Send>>,
+}
+
+struct State {
+    hello_done: bool,
+    /// Records of earlier runs still to deliver before `Hello`.
+    barrier: u64,
+    /// The last call failed.
+    down: bool,
+    full: bool,
+    backoff: Backoff,
+    next_try: Instant,
+}
+
+impl ReportLoop {
+    /// Takes over `spool` as [`Spool::open`] returned it: what it holds counts
+    /// as backlog and is delivered before `Hello`.
+    pub fn new(control: ControlPlane, run_id: String, queue: Queue, spool: Spool, options: ReportOptions) -> Self {
+        let recovered = spool.pending();
+        Metrics::add(&queue.metrics.report_backlog, recovered);
+        let full = spool.is_full();
+        let mut this = Self {
+            control,
+            run_id,
+            queue,
+            spool: Arc::new(Mutex::new(spool)),
+            hello: watch::Sender::new(None),
+            state: State {
+                hello_done: false,
+                barrier: recovered,
+                down: false,
+                full: false,
+                backoff: Backoff::new(options.backoff_min, options.backoff_max),
+                next_try: Instant::now(),
+            },
+            options,
+        };
+        this.set_full(full);
+        this
+    }
+
+    /// The answer to `Hello`, once the control plane gave it.
+    pub fn hello(&self) -> watch::Receiver<Option<Arc<HelloInfo>>> {
+        self.hello.subscribe()
+    }
+
+    /// Runs until shut down (see the module docs); returns how many events
+    /// were left in the spool.
+    pub async fn run(mut self, stop: CancellationToken) -> u64 {
+        let mut inflight: Option<InFlight> = None;
+        let mut closing: Option<Instant> = None;
+        let mut queue_open = true;
+        loop {
+            let pending = self.pending();
+            self.state.barrier = self.state.barrier.min(pending);
+            let channel_empty = !queue_open || self.queue.events.is_empty();
+            if closing.is_some() && inflight.is_none() && channel_empty && (pending == 0 || self.state.down) {
+                break;
+            }
+            let direct = self.state.hello_done && pending == 0;
+            let can_take = queue_open && !(pending == 0 && inflight.is_some());
+            let retry_due = inflight.is_none() && (!self.state.hello_done || pending > 0);
+            let deadline = closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            let flush = self.options.flush_timeout;
+            let flush_deadline = move || Instant::now() + flush;
+            tokio::select! {
+                biased;
+                done = poll(&mut inflight), if inflight.is_some() => {
+                    inflight = None;
+                    self.finish(done).await;
+                }
+                () = stop.cancelled(), if closing.is_none() => closing = Some(flush_deadline()),
+                () = sleep_until(deadline), if closing.is_some() => {
+                    self.give_up(inflight.take()).await;
+                    break;
+                }
+                () = sleep_until(self.state.next_try), if retry_due => inflight = self.retry().await,
+                event = self.queue.events.recv(), if can_take => match event {
+                    None => {
+                        queue_open = false;
+                        closing.get_or_insert_with(flush_deadline);
+                    }
+                    Some(first) if direct && inflight.is_none() => {
+                        let (batch, closed) = self.collect(first).await;
+                        if closed {
+                            queue_open = false;
+                            closing.get_or_insert_with(flush_deadline);
+                        }
+                        inflight = Some(self.send_direct(batch));
+                    }
+                    Some(first) => {
+                        let mut batch = vec![first];
+                        while batch.len() < SPOOL_DRAIN {
+                            match self.queue.events.try_recv() {
+                                Ok(event) => batch.push(event),
+                                Err(_) => break,
+                            }
+                        }
+                        let events = batch.into_iter().map(|e| convert::event(e, &self.run_id)).collect();
+                        self.spool_events(events).await;
+                    }
+                },
+            }
+        }
+        let pending = self.pending();
+        if pending == 0 {
+            tracing::info!("report queue flushed");
+        } else {
+            tracing::warn!(
+                pending,
+                "control plane unreachable at shutdown: events stay in the spool for the next start"
+            );
+        }
+        pending
+    }
+
+    fn pending(&self) -> u64 {
+        lock(&self.spool).pending()
+    }
+
+    /// A direct batch: `first` and what follows within `batch_wait`.
+    async fn collect(&mut self, first: SessionEvent) -> (Vec<SessionEvent>, bool) {
+        let until = Instant::now() + self.options.batch_wait;
+        let mut bytes = approx_size(&first);
+        let mut batch = vec![first];
+        while batch.len() < self.options.batch_events && bytes < self.options.batch_bytes {
+            match timeout_at(until, self.queue.events.recv()).await {
+                Ok(Some(event)) => {
+                    bytes += approx_size(&event);
+                    batch.push(event);
+                }
+                Ok(None) => return (batch, true),
+                Err(_) => break,
+            }
+        }
+        (batch, false)
+    }
+
+    fn send_direct(&self, batch: Vec<SessionEvent>) -> InFlight {
+        let events: Arc<[pb::Event]> = batch.into_iter().map(|e| convert::event(e, &self.run_id)).collect();
+        let control = self.control.clone();
+        let sent = Arc::clone(&events);
+        InFlight {
+            direct: Some(events),
+            call: Box::pin(async move {
+                let result = deliver(&control, &sent).await;
+                Done::Direct(sent, result)
+            }),
+        }
+    }
+
+    /// The due retry: `Hello` once the earlier run's records are through,
+    /// else the next batch from the spool.
+    async fn retry(&mut self) -> Option<InFlight> {
+        if !self.state.hello_done && self.state.barrier == 0 {
+            let (control, run_id) = (self.control.clone(), self.run_id.clone());
+            return Some(InFlight {
+                direct: None,
+                call: Box::pin(async move { Done::Hello(control.hello(&run_id).await) }),
+            });
+        }
+        let max = match self.state.hello_done {
+            true => self.options.batch_events,
+            false => self.options.batch_events.min(usize::try_from(self.state.barrier).unwrap_or(usize::MAX)),
+        };
+        let max_bytes = self.options.batch_bytes;
+        let batch = match self.blocking(move |spool| spool.read(max, max_bytes)).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the spool; retrying");
+                self.state.next_try = Instant::now() + self.state.backoff.next_wait();
+                return None;
+            }
+        };
+        if batch.lost > 0 {
+            self.dropped(batch.lost);
+            Metrics::sub(&self.queue.metrics.report_backlog, batch.lost);
+        }
+        let mut events = Vec::with_capacity(batch.records.len());
+        for record in &batch.records {
+            match pb::Event::decode_from_slice(record) {
+                Ok(event) => events.push(event),
+                Err(error) => {
+                    tracing::warn!(%error, "dropping a spooled record that is not an event");
+                    self.dropped(1);
+                }
+            }
+        }
+        if events.is_empty() {
+            self.ack(batch.ticket).await;
+            return None;
+        }
+        let events: Arc<[pb::Event]> = events.into();
+        let (control, ticket) = (self.control.clone(), batch.ticket);
+        Some(InFlight {
+            direct: None,
+            call: Box::pin(async move { Done::Replay(ticket, deliver(&control, &events).await) }),
+        })
+    }
+
+    async fn finish(&mut self, done: Done) {
+        let now = Instant::now();
+        match done {
+            Done::Hello(Ok(info)) => {
+                self.up();
+                tracing::info!(
+                    connector_id = %info.connector_id,
+                    connector_name = %info.connector_name,
+                    resources = info.resources.len(),
+                    completed_stale_sessions = info.completed_stale_sessions,
+                    "registered with the control plane",
+                );
+                self.state.hello_done = true;
+                self.state.backoff.reset();
+                self.state.next_try = now;
+                self.hello.send_replace(Some(Arc::new(info)));
+            }
+            Done::Hello(Err(error)) => {
+                self.down(&error, "hello");
+                self.state.next_try = now + self.state.backoff.next_wait();
+            }
+            Done::Direct(events, Ok(rejected)) => {
+                self.up();
+                self.dropped(rejected);
+                Metrics::sub(&self.queue.metrics.report_backlog, events.len() as u64);
+            }
+            Done::Direct(events, Err(error)) => {
+                self.down(&error, "report");
+                self.spool_events(events.to_vec()).await;
+                self.state.backoff.reset();
+                self.state.next_try = now + self.state.backoff.next_wait();
+            }
+            Done::Replay(ticket, Ok(rejected)) => {
+                self.up();
+                self.dropped(rejected);
+                self.ack(ticket).await;
+                self.state.backoff.reset();
+                self.state.next_try = now;
+            }
+            Done::Replay(_, Err(error)) => {
+                self.down(&error, "report");
+                self.state.next_try = now + self.state.backoff.next_wait();
+            }
+        }
+    }
+
+    /// Time is up: the batch in flight and everything queued go to the spool.
+    async fn give_up(&mut self, inflight: Option<InFlight>) {
+        if let Some(InFlight { direct: Some(events), .. }) = inflight {
+            self.spool_events(events.to_vec()).await;
+        }
+        let mut rest = Vec::new();
+        while let Ok(event) = self.queue.events.try_recv() {
+            rest.push(convert::event(event, &self.run_id));
+        }
+        self.spool_events(rest).await;
+        tracing::warn!("flush time is up");
+    }
+
+    async fn ack(&mut self, ticket: Ticket) {
+        let records = ticket.records();
+        let (result, full, empty) =
+            self.blocking(move |spool| (spool.ack(ticket), spool.is_full(), spool.is_empty())).await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot save the spool position: some events may be sent twice after a restart");
+        }
+        Metrics::sub(&self.queue.metrics.report_backlog, records);
+        if !self.state.hello_done {
+            self.state.barrier = self.state.barrier.saturating_sub(records);
+        }
+        self.set_full(full);
+        if empty {
+            tracing::info!("spool replayed: reporting directly again");
+        }
+    }
+
+    /// Appends events to the spool; in fail-open mode, the ones that do not
+    /// fit are dropped. Counts what is lost.
+    async fn spool_events(&mut self, events: Vec<pb::Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let fail_open = self.options.fail_open;
+        let records: Vec<Vec<u8>> = events.iter().map(|e| e.encode_to_vec()).collect();
+        let limit = if fail_open { Limit::Hard } else { Limit::Soft };
+        let (dropped, full) = self
+            .blocking(move |spool| {
+                let dropped = match spool.append(&records, limit) {
+                    Ok(skipped) => skipped,
+                    Err(error) => {
+                        let lost = records.len() - error.written;
+                        tracing::error!(%error, lost, "cannot write to the spool: events are lost");
+                        lost
+                    }
+                };
+                (dropped as u64, spool.is_full())
+            })
+            .await;
+        if dropped > 0 {
+            self.dropped(dropped);
+            Metrics::sub(&self.queue.metrics.report_backlog, dropped);
+        }
+        self.set_full(full);
+    }
+
+    fn dropped(&self, n: u64) {
+        if n > 0 {
+            Metrics::add(&self.queue.metrics.events_dropped_total, n);
+        }
+    }
+
+    fn set_full(&mut self, full: bool) {
+        let refusing = full && !self.options.fail_open;
+        self.queue.shared.refusing.store(refusing, std::sync::atomic::Ordering::Relaxed);
+        if full == self.state.full {
+            return;
+        }
+        self.state.full = full;
+        match (full, self.options.fail_open) {
+            (true, false) => {
+                tracing::error!("spool full: refusing new sessions until the control plane takes the backlog")
+            }
+            (true, true) => tracing::warn!("spool full: fail-open, events that do not fit are dropped"),
+            (false, false) => tracing::info!("spool below its limit: admitting new sessions again"),
+            (false, true) => tracing::info!("spool below its limit: no more events dropped"),
+        }
+    }
+
+    fn up(&mut self) {
+        if std::mem::take(&mut self.state.down) {
+            tracing::info!("control plane reachable again");
+        }
+    }
+
+    fn down(&mut self, error: &ConnectError, call: &str) {
+        if !self.state.down {
+            tracing::warn!(call, code = error.code.as_str(), %error, "the control plane did not take the call: spooling events, retrying with backoff");
+        } else {
+            tracing::debug!(call, code = error.code.as_str(), %error, "the control plane still does not take calls");
+        }
+        self.state.down = true;
+    }
+
+    /// Runs a spool operation on a blocking thread.
+    async fn blocking<R: Send + 'static>(&self, f: impl FnOnce(&mut Spool) -> R + Send + 'static) -> R {
+        let spool = Arc::clone(&self.spool);
+        match tokio::task::spawn_blocking(move || f(&mut lock(&spool))).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("spool task cancelled: the runtime is shutting down ({error})"),
+        }
+    }
+}
+
+async fn poll(inflight: &mut Option<InFlight>) -> Done {
+    match inflight {
+        Some(inflight) => inflight.call.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `events` in order. A batch the control plane refuses for its content
+/// is split in halves until the refused events are alone; those are dropped
+/// (and logged) so one bad event cannot block the rest forever. Returns how
+/// many were dropped.
+async fn deliver(control: &ControlPlane, events: &[pb::Event]) -> Result<u64, ConnectError> {
+    let mut rejected = 0;
+    let mut todo: Vec<Range<usize>> = Vec::with_capacity(8);
+    todo.push(0..events.len());
+    while let Some(range) = todo.pop() {
+        match control.report(events[range.clone()].to_vec()).await {
+            Ok(_) => {}
+            Err(error) if client::rejects_content(&error) => {
+                if range.len() == 1 {
+                    let event = &events[range.start];
+                    tracing::error!(
+                        session_id = %event.session_id,
+                        seq = event.seq,
+                        code = error.code.as_str(),
+                        %error,
+                        "the control plane refused an event; dropping it",
+                    );
+                    rejected += 1;
+                } else {
+                    let middle = range.start + range.len() / 2;
+                    todo.push(middle..range.end);
+                    todo.push(range.start..middle);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(rejected)
+}
+
+fn approx_size(event: &SessionEvent) -> usize {
+    64 + event.session_id.len()
+        + match &event.kind {
+            EventKind::Statement(s) => s.text.len().min(convert::MAX_STATEMENT_TEXT),
+            EventKind::Start(s) => s.username.len() + s.database.len() + s.application_name.len() + 64,
+            EventKind::End(_) => 0,
+        }
+}
+
+fn lock(spool: &Mutex<Spool>) -> MutexGuard<'_, Spool> {
+    spool.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,79 @@
+//! Terminations requested at the control plane reach the sessions here: a
+//! server stream, reopened with backoff whenever it breaks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectrpc::ConnectError;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::client::ControlPlane;
+use super::heartbeat::wait_hello;
+use super::resources::HelloInfo;
+use crate::live::{LiveSessions, Termination};
+
+/// A stream that lived this long was healthy: the next break retries at once.
+const HEALTHY_STREAM: Duration = Duration::from_secs(5);
+
+/// Waits for the first successful `Hello`, then watches terminations until
+/// `stop`, ending each named session through [`LiveSessions::terminate`].
+pub async fn run(
+    control: ControlPlane,
+    run_id: String,
+    mut hello: watch::Receiver<Option<Arc<HelloInfo>>>,
+    live: Arc<LiveSessions>,
+    mut backoff: Backoff,
+    stop: CancellationToken,
+) {
+    if wait_hello(&mut hello, &stop).await.is_none() {
+        return;
+    }
+    let mut failing = false;
+    loop {
+        let opened = tokio::time::Instant::now();
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            result = watch(&control, &run_id, &live, &mut failing) => result,
+        };
+        if opened.elapsed() >= HEALTHY_STREAM {
+            backoff.reset();
+        }
+        match result {
+            Ok(()) => tracing::debug!("termination stream ended; reopening"),
+            Err(error) if !failing => {
+                tracing::warn!(code = error.code.as_str(), %error, "termination stream broken; reopening with backoff");
+                failing = true;
+            }
+            Err(error) => tracing::debug!(%error, "termination stream still unavailable"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff.next_wait()) => {}
+        }
+    }
+}
+
+async fn watch(
+    control: &ControlPlane,
+    run_id: &str,
+    live: &LiveSessions,
+    failing: &mut bool,
+) -> Result<(), ConnectError> {
+    let mut stream = control.watch_terminations(run_id).await?;
+    if std::mem::take(failing) {
+        tracing::info!("termination stream open again");
+    }
+    while let Some(message) = stream.message().await? {
+        let t = message.to_owned_message();
+        let found =
+            live.terminate(&t.session_id, Termination { termination_id: t.termination_id.clone(), reason: t.reason });
+        if found {
+            tracing::info!(session_id = %t.session_id, termination_id = %t.termination_id, "terminating session");
+        } else {
+            tracing::debug!(session_id = %t.session_id, termination_id = %t.termination_id, "termination for a session not live here");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! `gatehouse connector` as a library call: [`run`] wires the configuration,
+//! the listeners, the report pipeline and the admin port together, and shuts
+//! them down in order.
+//!
+//! # Startup
+//! 1. Check the control plane address and key; load TLS; bind every listener
+//!    and the admin port (a taken port fails here, naming it).
+//! 2. Open the spool in `state_dir/spool` (recovering an earlier run's), start
+//!    the report loop (which replays it, then says `Hello`), the heartbeat, the
+//!    termination watch and the admin server.
+//! 3. Resolve each listener's upstream from `Hello`'s resources; if the
+//!    control plane does not answer within [`HELLO_WAIT`], from
+//!    `state_dir/resources.json`; without either, from the listeners'
+//!    `upstream` overrides if all have one, or else wait for `Hello`.
+//!    A resource id that is not known is an error.
+//! 4. Serve every listener; `/health` turns 200.
+//!
+//! # Shutdown
+//! When `shutdown` completes: stop accepting, end the sessions (reason
+//! `shutdown`), flush the report queue to the control plane or the spool
+//! (bounded by the report loop's flush timeout), stop the rest.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Health};
+use crate::config::{Config, Listener};
+use crate::live::LiveSessions;
+use crate::metrics::Metrics;
+use crate::proxy::{self, CancelMap, ProxyContext, ProxyError};
+use crate::report::backoff::Backoff;
+use crate::report::client::ClientError;
+use crate::report::resources::{self, HelloInfo, Resource};
+use crate::report::{ControlPlane, ReportLoop, ReportOptions, Reporter, Spool, SpoolOptions, heartbeat, terminations};
+
+/// How long startup waits for `Hello` before falling back to the cached resources.
+pub const HELLO_WAIT: Duration = Duration::from_secs(5);
+/// Extra time, beyond the report loop's own flush timeout, before it is abandoned.
+const FLUSH_MARGIN: Duration = Duration::from_secs(2);
+
+/// Why the connector could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    ControlPlane(#[from] ClientError),
+    #[error("TLS certificate: {0}")]
+    Tls(#[from] ProxyError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot use the state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "listener {listen}: resource `{resource}` is not one of this connector's resources (known from {from}: {known})"
+    )]
+    UnknownResource { listen: SocketAddr, resource: String, from: String, known: String },
+    #[error("listener {listen} stopped: {message}")]
+    Listener { listen: SocketAddr, message: String },
+}
+
+/// Runs the connector until `shutdown` completes (see the module docs).
+///
+/// # Errors
+///
+/// A [`RunError`] for a configuration that cannot work (address, key, TLS,
+/// ports, state directory, unknown resource) before anything is served, or
+/// for a listener that stopped on its own.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let control = ControlPlane::new(&config.control_plane.url, &config.control_plane.key)?;
+    let tls = match &config.tls {
+        Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),
+        None => None,
+    };
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        listeners.push((listener.clone(), bind("listener", listener.listen).await?));
+    }
+    let admin_listener = bind("admin", config.admin_listen).await?;
+    let spool = open_spool(&config).await?;
+
+    let metrics = Arc::new(Metrics::default());
+    let live = Arc::new(LiveSessions::new());
+    let (reporter, queue) = Reporter::new(Arc::clone(&metrics));
+    let options = ReportOptions { fail_open: config.fail_open, ..ReportOptions::default() };
+    let flush_limit = options.flush_timeout + FLUSH_MARGIN;
+    let backoff = Backoff::new(options.backoff_min, options.backoff_max);
+    let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options);
+    let hello = report.hello();
+
+    let stop_reports = CancellationToken::new();
+    let background = CancellationToken::new();
+    let report_task = tokio::spawn(report.run(stop_reports.clone()));
+    let health = Health::new();
+    let admin_app = admin::router(Arc::clone(&metrics), health.clone());
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_app, background.clone()));
+    tokio::spawn(heartbeat::run(control.clone(), run_id.clone(), hello.clone(), background.clone()));
+    tokio::spawn(terminations::run(
+        control,
+        run_id.clone(),
+        hello.clone(),
+        Arc::clone(&live),
+        backoff,
+        background.clone(),
+    ));
+    tokio::spawn(save_resources(config.clone(), hello.clone(), background.clone()));
+    let background = Background { stop_reports, report_task, flush_limit, background, admin_task };
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let upstreams = tokio::select! {
+        resolved = resolve(&config, hello) => resolved,
+        () = &mut shutdown => {
+            tracing::info!("shutdown before the listeners were ready");
+            drop(reporter);
+            background.stop().await;
+            return Ok(());
+        }
+    };
+    let upstreams = match upstreams {
+        Ok(upstreams) => upstreams,
+        Err(error) => {
+            drop(reporter);
+            background.stop().await;
+            return Err(error);
+        }
+    };
+
+    let stop_proxies = CancellationToken::new();
+    let cancels = Arc::new(CancelMap::new());
+    let mut serving = JoinSet::new();
+    for ((listener, tcp), upstream) in listeners.into_iter().zip(upstreams) {
+        tracing::info!(listen = %listener.listen, resource = %listener.resource, %upstream, "listening");
+        let context = Arc::new(ProxyContext {
+            resource_id: listener.resource,
+            upstream,
+            reporter: reporter.clone(),
+            live: Arc::clone(&live),
+            metrics: Arc::clone(&metrics),
+            tls: tls.clone(),
+            cancels: Arc::clone(&cancels),
+        });
+        let token = stop_proxies.clone();
+        let listen = listener.listen;
+        serving.spawn(async move { (listen, proxy::serve(tcp, context, token).await) });
+    }
+    // The proxies hold the only reporters now: when they are done, the queue closes.
+    drop(reporter);
+    health.set_running();
+    tracing::info!(run_id, admin = %config.admin_listen, "connector running");
+
+    let stopped_early = tokio::select! {
+        () = &mut shutdown => None,
+        Some(joined) = serving.join_next() => Some(joined),
+    };
+    health.set_stopping();
+    tracing::info!("shutting down: no new clients, ending sessions");
+    stop_proxies.cancel();
+    let mut result = Ok(());
+    if let Some(joined) = stopped_early {
+        result = Err(listener_error(joined));
+        tracing::error!(error = %result.as_ref().unwrap_err(), "a listener stopped; shutting down");
+    }
+    while let Some(joined) = serving.join_next().await {
+        if let Ok((_, Ok(()))) = joined {
+            continue;
+        }
+        let error = listener_error(joined);
+        tracing::error!(%error, "listener failed while shutting down");
+    }
+    background.stop().await;
+    tracing::info!("connector stopped");
+    result
+}
+
+/// The tasks that outlive the listeners, stopped in order.
+struct Background {
+    stop_reports: CancellationToken,
+    report_task: JoinHandle<u64>,
+    flush_limit: Duration,
+    background: CancellationToken,
+    admin_task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Background {
+    /// Flushes the report queue (bounded), then stops heartbeat, watch and admin.
+    async fn stop(self) {
+        self.stop_reports.cancel();
+        let mut report_task = self.report_task;
+        match tokio::time::timeout(self.flush_limit, &mut report_task).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the report loop failed"),
+            Err(_) => {
+                tracing::error!("the report loop did not finish in time; queued events may be lost");
+                report_task.abort();
+            }
+        }
+        self.background.cancel();
+        match self.admin_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "admin server failed"),
+            Err(error) => tracing::warn!(%error, "admin server task failed"),
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr).await.map_err(|source| RunError::Bind { what, addr, source })
+}
+
+async fn open_spool(config: &Config) -> Result<Spool, RunError> {
+    let state_dir = config.state_dir.clone();
+    let options = SpoolOptions::with_max_bytes(config.spool_max_bytes);
+    let opened = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&state_dir).map_err(|source| RunError::StateDir { path: state_dir.clone(), source })?;
+        let dir = state_dir.join("spool");
+        Spool::open(&dir, options).map_err(|source| RunError::StateDir { path: dir, source })
+    })
+    .await
+    .expect("opening the spool does not panic")?;
+    let (spool, recovery) = opened;
+    if recovery.records > 0 {
+        tracing::info!(
+            records = recovery.records,
+            segments = recovery.segments,
+            "the spool holds events of an earlier run: replaying them first",
+        );
+    }
+    Ok(spool)
+}
+
+/// Each listener's upstream `host:port`, in the order of `config.listeners`.
+async fn resolve(config: &Config, mut hello: watch::Receiver<Option<Arc<HelloInfo>>>) -> Result<Vec<String>, RunError> {
+    let fresh = match tokio::time::timeout(HELLO_WAIT, hello.wait_for(Option::is_some)).await {
+        Ok(Ok(info)) => info.clone(),
+        _ => None,
+    };
+    let known = match fresh {
+        Some(info) => Some((info.resources.clone(), "the control plane".to_owned())),
+        None => {
+            let cache = config.state_dir.join(resources::CACHE_FILE);
+            match resources::load(&config.state_dir) {
+                Ok(Some(cached)) => {
+                    tracing::warn!(cache = %cache.display(), "control plane not answering: using the cached resources");
+                    Some((cached, format!("the cache {}", cache.display())))
+                }
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(%error, "ignoring the resource cache");
+                    None
+                }
+            }
+        }
+    };
+    let (known, from) = match known {
+        Some(known) => known,
+        None if config.listeners.iter().all(|l| l.upstream.is_some()) => {
+            tracing::warn!(
+                "control plane not answering and no cached resources: using the listeners' upstreams unchecked"
+            );
+            return Ok(config.listeners.iter().filter_map(|l| l.upstream.clone()).collect());
+        }
+        None => {
+            tracing::warn!(
+                "control plane not answering and no cached resources: waiting for it to resolve the listeners"
+            );
+            let info = hello.wait_for(Option::is_some).await.ok().and_then(|info| info.clone());
+            match info {
+                Some(info) => (info.resources.clone(), "the control plane".to_owned()),
+                // The report loop ended, so no Hello will come; it only ends after shutdown.
+                None => std::future::pending().await,
+            }
+        }
+    };
+    upstreams(&config.listeners, &known, &from)
+}
+
+/// Matches listeners to resources: the listener's `upstream` wins, else the
+/// resource's registered address.
+fn upstreams(listeners: &[Listener], known: &[Resource], from: &str) -> Result<Vec<String>, RunError> {
+    listeners
+        .iter()
+        .map(|listener| {
+            let Some(resource) = known.iter().find(|r| r.id == listener.resource) else {
+                let ids: Vec<&str> = known.iter().map(|r| r.id.as_str()).collect();
+                return Err(RunError::UnknownResource {
+                    listen: listener.listen,
+                    resource: listener.resource.clone(),
+                    from: from.to_owned(),
+                    known: if ids.is_empty() { "none".to_owned() } else { ids.join(", ") },
+                });
+            };
+            if !resource.technology.is_empty() && resource.technology != "postgres" {
+                tracing::warn!(resource = %resource.id, technology = %resource.technology, "resource is not a PostgreSQL database");
+            }
+            Ok(listener.upstream.clone().unwrap_or_else(|| resource.address()))
+        })
+        .collect()
+}
+
+/// Saves `Hello`'s resources to `state_dir/resources.json` and warns if they
+/// no longer match the listeners (which keep the upstream they started with).
+async fn save_resources(config: Config, mut hello: watch::Receiver<Option<Arc<HelloInfo>>>, stop: CancellationToken) {
+    let Some(info) = heartbeat::wait_hello(&mut hello, &stop).await else { return };
+    if let Err(error) = resources::save(&config.state_dir, &info) {
+        tracing::warn!(%error, "cannot cache the resources");
+    }
+    if let Err(error) = upstreams(&config.listeners, &info.resources, "the control plane") {
+        tracing::warn!(%error, "the control plane's resources changed: restart the connector to follow them");
+    }
+}
+
+fn listener_error(joined: Result<(SocketAddr, std::io::Result<()>), tokio::task::JoinError>) -> RunError {
+    match joined {
+        Ok((listen, Ok(()))) => RunError::Listener { listen, message: "stopped accepting".into() },
+        Ok((listen, Err(error))) => RunError::Listener { listen, message: error.to_string() },
+        Err(error) => RunError::Listener { listen: SocketAddr::from(([0, 0, 0, 0], 0)), message: error.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(id: &str, host: &str) -> Resource {
+        Resource {
+            id: id.into(),
+            name: id.into(),
+            kind: "datastore".into(),
+            technology: "postgres".into(),
+            host: host.into(),
+            port: 5432,
+        }
+    }
+
+    fn listener(port: u16, resource: &str, upstream: Option<&str>) -> Listener {
+        Listener {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            resource: resource.into(),
+            upstream: upstream.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn upstream_override_wins_and_unknown_resources_are_named() {
+        let known = [resource("res_a", "db-a"), resource("res_b", "db-b")];
+        let got = upstreams(&[listener(1, "res_a", None), listener(2, "res_b", Some("127.0.0.1:5433"))], &known, "x");
+        assert_eq!(got.unwrap(), ["db-a:5432", "127.0.0.1:5433"]);
+
+        let error = upstreams(&[listener(3, "res_c", Some("h:1"))], &known, "the cache /s/resources.json").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "listener 127.0.0.1:3: resource `res_c` is not one of this connector's resources \
+             (known from the cache /s/resources.json: res_a, res_b)"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! Everything around the relay: cancels, terminations, shutdown, TLS, bad input, and
+//! authentication, against the machine's PostgreSQL.
+
+mod proxy_harness;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_connector::event::EndReason;
+use gatehouse_connector::live::Termination;
+use gatehouse_connector::proxy::load_tls;
+use gatehouse_pgwire::backend::ErrorResponse;
+use gatehouse_pgwire::{CancelRequest, Startup};
+use proxy_harness::{PATIENCE, Proxy, Raw, backends_running, direct, eventually, sqlstate, unique};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::NoTls;
+
+fn ssl_request() -> BytesMut {
+    let mut buf = BytesMut::new();
+    Startup::Ssl.encode(&mut buf);
+    buf
+}
+
+fn cancel_packet(pid: i32, secret: Bytes) -> BytesMut {
+    let mut buf = BytesMut::new();
+    Startup::Cancel(CancelRequest { pid, secret_key: secret }).encode(&mut buf);
+    buf
+}
+
+/// A certificate for `localhost`, the TLS config serving it, and a client config trusting it.
+fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>, tempfile::TempDir) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let server = load_tls(&dir.path().join("cert.pem"), &dir.path().join("key.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (server, Arc::new(client), dir)
+}
+
+#[tokio::test]
+async fn cancel_from_tokio_postgres_reaches_the_backend_and_unknown_keys_are_ignored() {
+    let mut proxy = Proxy::start().await;
+    let (client, _connection) = proxy.connect().await;
+    let token = client.cancel_token();
+    let marker = unique("gh_cancel");
+    let sql = format!("select pg_sleep(30) /* {marker} */");
+    let sleeper = tokio::spawn(async move {
+        let started = Instant::now();
+        let result = client.simple_query(&sql).await;
+        (result, started.elapsed(), client)
+    });
+    let check = direct().await;
+    eventually("the query to run", || async { !backends_running(&check, &marker).await.is_empty() }).await;
+    assert_eq!(proxy.cancels.len(), 1);
+
+    // A key the connector never issued: silently ignored, the connection simply closes.
+    let mut bogus = TcpStream::connect(proxy.addr).await.unwrap();
+    bogus.write_all(&cancel_packet(12345, Bytes::from_static(b"nope"))).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, bogus.read_to_end(&mut rest)).await.unwrap().unwrap();
+    assert!(rest.is_empty());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!sleeper.is_finished(), "an unknown key cancelled the query");
+
+    token.cancel_query(NoTls).await.unwrap();
+    let (result, elapsed, client) = sleeper.await.unwrap();
+    assert_eq!(sqlstate(&result.unwrap_err()), "57014");
+    assert!(elapsed < Duration::from_secs(10), "cancel took {elapsed:?}");
+    client.simple_query("select 1").await.unwrap();
+    drop(client);
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.statements[0].sqlstate, "57014");
+    assert_eq!(s.texts()[1], "select 1");
+    assert!(proxy.cancels.is_empty(), "the key is forgotten with its session");
+}
+
+#[tokio::test]
+async fn cancel_the_newer_libpq_way_over_tls_and_the_classic_way_after_n() {
+    let (server_tls, client_tls, _dir) = tls_pair();
+    let proxy = Proxy::start_with(Some(server_tls), proxy_harness::UPSTREAM).await;
+
+    // A session over plain TCP (TLS is offered, not required).
+    let mut session = Raw::connect(proxy.addr).await;
+    let key = session.startup().await;
+    let real_pid: i32 = session.query("select pg_backend_pid()").await[0].parse().unwrap();
+    assert_ne!(key.pid, real_pid, "the client must get the connector's key, not the backend's");
+
+    // libpq 17: SSLRequest, TLS, then the CancelRequest inside TLS.
+    session.send(&query_frame("select pg_sleep(30)")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(&ssl_request()).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'S');
+    let connector = tokio_rustls::TlsConnector::from(client_tls);
+    let mut tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    tls.write_all(&cancel_packet(key.pid, key.secret_key.clone())).await.unwrap();
+    tls.flush().await.unwrap();
+    let started = Instant::now();
+    assert_eq!(session.error().await.code(), Some("57014"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The classic way on a proxy without TLS: SSLRequest answered `N`, then CancelRequest.
+    let mut proxy = Proxy::start().await;
+    let mut session = Raw::connect(proxy.addr).await;
+    let key = session.startup().await;
+    session.send(&query_frame("select pg_sleep(30)")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(&ssl_request()).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'N');
+    tcp.write_all(&cancel_packet(key.pid, key.secret_key)).await.unwrap();
+    assert_eq!(session.error().await.code(), Some("57014"));
+    drop(session);
+    assert_eq!(proxy.ended_session().await.statements[0].sqlstate, "57014");
+}
+
+fn query_frame(sql: &str) -> BytesMut {
+    let mut buf = BytesMut::new();
+    gatehouse_pgwire::Encode::encode(&gatehouse_pgwire::frontend::Query::new(sql), &mut buf);
+    buf
+}
+
+#[tokio::test]
+async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
+    let mut proxy = Proxy::start().await;
+    let (client, _connection) = proxy.connect().await;
+    let marker = unique("gh_term");
+    let sql = format!("select pg_sleep(30) /* {marker} */");
+    let sleeper = tokio::spawn({
+        let sql = sql.clone();
+        async move { client.simple_query(&sql).await }
+    });
+    let check = direct().await;
+    eventually("the query to run", || async { !backends_running(&check, &marker).await.is_empty() }).await;
+    let (id, _) = proxy.started_session().await;
+
+    let termination = Termination { termination_id: "t_123".into(), reason: "audit says no".into() };
+    let asked = Instant::now();
+    assert!(proxy.live.terminate(&id, termination));
+
+    let error = sleeper.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&error), "57P01");
+    let message = error.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("t_123") && message.contains("audit says no"), "{message}");
+    eventually("the backend to go", || async { backends_running(&check, &marker).await.is_empty() }).await;
+    assert!(asked.elapsed() < Duration::from_secs(3), "the backend lingered for {:?}", asked.elapsed());
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.id, id);
+    assert_eq!(s.end.reason, EndReason::Terminated);
+    assert_eq!(s.texts(), [sql.as_str()]);
+    assert_eq!(s.statements[0].sqlstate, "57P01");
+    assert_eq!(proxy.counter(|m| &m.sessions_terminated_total), 1);
+    assert!(proxy.live.is_empty() && proxy.cancels.is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_ends_live_sessions_and_stops_accepting() {
+    let mut proxy = Proxy::start().await;
+    let (client, connection) = proxy.connect().await;
+    client.simple_query("select 1").await.unwrap();
+    let (id, _) = proxy.started_session().await;
+
+    let before = gatehouse_connector::event::now_us();
+    proxy.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(6), &mut proxy.task).await.unwrap().unwrap().unwrap();
+    let after = gatehouse_connector::event::now_us();
+
+    let error = connection.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&error), "57P01", "{error}");
+    assert!(error.as_db_error().unwrap().message().contains("shutting down"), "{error:?}");
+    let s = proxy.ended_session().await;
+    assert_eq!((s.id.as_str(), s.end.reason), (id.as_str(), EndReason::Shutdown));
+    assert!((before..=after).contains(&s.end.end_us));
+    assert!(TcpStream::connect(proxy.addr).await.is_err(), "still accepting after shutdown");
+    assert_eq!(proxy.counter(|m| &m.connections_active), 0);
+}
+
+#[tokio::test]
+async fn tls_for_psql_with_sslmode_require_and_n_without_a_certificate() {
+    let (server_tls, _, _dir) = tls_pair();
+    let mut proxy = Proxy::start_with(Some(server_tls), proxy_harness::UPSTREAM).await;
+    let out = tokio::process::Command::new("psql")
+        .arg(format!("{} sslmode=require", proxy.conninfo()))
+        .args(["-X", "-A", "-t", "-c", "\\conninfo", "-c", "select 'over tls'"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("SSL connection (protocol: TLSv1.3"), "{stdout}");
+    assert!(stdout.contains("over tls"), "{stdout}");
+    assert_eq!(proxy.ended_session().await.texts(), ["select 'over tls'"]);
+
+    // Without a certificate: `N`, so sslmode=require fails and sslmode=prefer goes on in clear.
+    let mut proxy = Proxy::start().await;
+    let out = tokio::process::Command::new("psql")
+        .arg(format!("{} sslmode=require", proxy.conninfo()))
+        .args(["-X", "-c", "select 1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not support SSL"), "{out:?}");
+    let out = tokio::process::Command::new("psql")
+        .arg(format!("{} sslmode=prefer gssencmode=prefer", proxy.conninfo()))
+        .args(["-X", "-A", "-t", "-c", "select 'in clear'"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "in clear", "{out:?}");
+    assert_eq!(proxy.ended_session().await.texts(), ["select 'in clear'"]);
+
+    // GSSENCRequest gets `N` too, then the client may carry on.
+    let mut raw = Raw::connect(proxy.addr).await;
+    let mut gss = BytesMut::new();
+    Startup::GssEnc.encode(&mut gss);
+    raw.send(&gss).await;
+    assert_eq!(raw.stream.read_u8().await.unwrap(), b'N');
+    raw.startup().await;
+    assert_eq!(raw.query("select 'after gss'").await, ["after gss"]);
+}
+
+#[tokio::test]
+async fn garbage_and_bad_frames_end_only_their_own_session() {
+    let mut proxy = Proxy::start().await;
+    let (good, _connection) = proxy.connect().await;
+    good.simple_query("select 1").await.unwrap();
+
+    // Not PostgreSQL at all.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_protocol_violation(&mut raw).await;
+
+    // Unencrypted bytes behind an SSLRequest, before its answer.
+    let mut raw = Raw::connect(proxy.addr).await;
+    let mut packet = ssl_request();
+    packet.extend_from_slice(b"Q\0\0\0\x0dselect 1\0");
+    raw.send(&packet).await;
+    assert_protocol_violation(&mut raw).await;
+
+    // After startup: a length that cannot be right is refused at once, without waiting for a
+    // body that will never come; a negative one too; and a frame cut short by the close.
+    for bad in [&b"Q\x7f\xff\xff\xff"[..], b"Q\xff\xff\xff\xfe", b"d\0\0\0\x02"] {
+        let mut raw = Raw::connect(proxy.addr).await;
+        raw.startup().await;
+        let started = Instant::now();
+        raw.send(bad).await;
+        assert_protocol_violation(&mut raw).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    raw.send(b"Q\0\0\0\x20select").await;
+    raw.stream.shutdown().await.unwrap();
+    assert_protocol_violation(&mut raw).await;
+
+    // The first session is untouched.
+    let rows = good.simple_query("select 2").await.unwrap();
+    assert_eq!(rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count(), 1);
+    for _ in 0..4 {
+        let s = proxy.ended_session().await;
+        assert_eq!(s.end.reason, EndReason::Error);
+        assert!(s.statements.is_empty());
+    }
+    assert_eq!(proxy.counter(|m| &m.errors_total), 4);
+    assert_eq!(proxy.live.len(), 1);
+}
+
+async fn assert_protocol_violation(raw: &mut Raw<TcpStream>) {
+    let msg = raw.recv().await.expect("closed without an error");
+    assert_eq!(msg.tag(), b'E');
+    let error = msg.decode::<ErrorResponse>().unwrap();
+    assert_eq!((error.code(), error.severity()), (Some("08P01"), Some("FATAL")), "{error:?}");
+    assert!(raw.recv().await.is_none(), "still open after a FATAL");
+}
+
+#[tokio::test]
+async fn unreachable_database_gets_a_clear_error_and_no_session() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut proxy = Proxy::start_with(None, &upstream).await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    let params = vec![("user".into(), "postgres".into())];
+    raw.send(gatehouse_pgwire::StartupMessage::new(gatehouse_pgwire::PROTOCOL_3_0, params).unwrap().frame()).await;
+    let error = raw.error().await;
+    assert_eq!(error.code(), Some("08006"));
+    assert!(error.message().unwrap().contains("cannot reach the database"));
+    proxy.assert_quiet(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn md5_and_scram_authentication_flow_through_and_failed_logins_leave_no_session() {
+    let hba = "local all all trust\n\
+               host all gh_md5 127.0.0.1/32 md5\n\
+               host all all 127.0.0.1/32 scram-sha-256\n";
+    let pg = tokio::task::spawn_blocking(move || proxy_harness::PrivateCluster::start(hba)).await.unwrap();
+    pg.psql("create role gh_scram login password 'scram-secret'");
+    pg.psql("set password_encryption = 'md5'; create role gh_md5 login password 'md5-secret'");
+    let mut proxy = Proxy::start_with(None, &pg.addr()).await;
+    let port = proxy.addr.port();
+    let login = |user: &str, password: &str| {
+        let mut config = tokio_postgres::Config::new();
+        config.host("127.0.0.1").port(port).user(user).password(password).dbname("postgres");
+        config
+    };
+
+    for user in ["gh_scram", "gh_md5"] {
+        let Err(error) = login(user, "wrong").connect(NoTls).await else { panic!("{user} logged in") };
+        assert_eq!(sqlstate(&error), "28P01", "{user}: {error:?}");
+    }
+    proxy.assert_quiet(Duration::from_millis(300)).await;
+
+    for (user, password) in [("gh_scram", "scram-secret"), ("gh_md5", "md5-secret")] {
+        let (client, connection) = login(user, password).connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let who: String = client.query_one("select current_user::text", &[]).await.unwrap().get(0);
+        assert_eq!(who, user);
+        drop(client);
+        let s = proxy.ended_session().await;
+        assert_eq!((s.start.username.as_str(), s.start.database.as_str()), (user, "postgres"));
+        assert_eq!(s.texts(), ["select current_user::text"]);
+    }
+}

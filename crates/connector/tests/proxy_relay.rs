@@ -1,0 +1,214 @@
+//! The relay and its recording, driven by real clients (tokio-postgres, psql) through the
+//! proxy to the machine's PostgreSQL.
+
+mod proxy_harness;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use gatehouse_connector::event::EndReason;
+use proxy_harness::{Proxy, RESOURCE, direct, sqlstate, unique};
+use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
+
+#[tokio::test]
+async fn simple_and_extended_queries_are_recorded_with_rows_and_session_details() {
+    let mut proxy = Proxy::start().await;
+    let (client, connection) = proxy.connect().await;
+
+    client.simple_query("create temp table t (x int)").await.unwrap();
+    client.simple_query("insert into t values (1), (2), (3)").await.unwrap();
+    let rows = client.query("select x from t where x > $1 order by x", &[&1i32]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(client.execute("update t set x = x + 1", &[]).await.unwrap(), 3);
+    let multi = client.simple_query("select 1; select 2 union all select 3").await.unwrap();
+    assert_eq!(multi.iter().filter(|m| matches!(m, SimpleQueryMessage::Row(_))).count(), 3);
+    drop(client);
+    connection.await.unwrap().unwrap();
+
+    let s = proxy.ended_session().await;
+    assert_eq!(
+        s.texts(),
+        [
+            "create temp table t (x int)",
+            "insert into t values (1), (2), (3)",
+            "select x from t where x > $1 order by x",
+            "update t set x = x + 1",
+            "select 1; select 2 union all select 3",
+        ]
+    );
+    assert_eq!(s.statements.iter().map(|s| s.rows).collect::<Vec<_>>(), [0, 3, 2, 3, 3]);
+    assert!(s.statements.iter().all(|s| s.sqlstate.is_empty() && s.bytes_sent > 0 && s.duration_us >= 0));
+    assert!(s.statements.windows(2).all(|w| w[0].start_us <= w[1].start_us));
+
+    assert_eq!(s.start.resource_id, RESOURCE);
+    assert_eq!((s.start.client_ip.as_str(), s.start.server_ip.as_str()), ("127.0.0.1", "127.0.0.1"));
+    assert_eq!((s.start.username.as_str(), s.start.native_username.as_str()), ("postgres", "postgres"));
+    assert_eq!((s.start.database.as_str(), s.start.application_name.as_str()), ("test", "gatehouse-test"));
+    assert!(s.start.start_us <= s.statements[0].start_us);
+    assert_eq!(s.end.reason, EndReason::Client);
+    assert!(s.end.end_us >= s.statements[4].start_us + s.statements[4].duration_us);
+    uuid::Uuid::parse_str(&s.id).unwrap();
+
+    assert!(proxy.live.is_empty() && proxy.cancels.is_empty(), "a session ends everywhere");
+    assert_eq!(proxy.counter(|m| &m.statements_total), 5);
+    assert_eq!(proxy.counter(|m| &m.connections_total), 1);
+    assert_eq!(proxy.counter(|m| &m.connections_active), 0);
+    assert!(proxy.counter(|m| &m.bytes_to_clients_total) > 0 && proxy.counter(|m| &m.bytes_from_clients_total) > 0);
+}
+
+#[tokio::test]
+async fn pipelined_extended_queries_are_recorded_in_order_and_an_error_only_fails_its_own() {
+    let mut proxy = Proxy::start().await;
+    let (client, _connection) = proxy.connect().await;
+    let add = client.prepare("select $1::int + 1").await.unwrap();
+    let div = client.prepare("select 10 / $1::int").await.unwrap();
+    let series = client.prepare("select generate_series(1, $1::int)").await.unwrap();
+
+    // Polled together, these go out back to back before any answer is read.
+    let (a, b, c, d) = tokio::join!(
+        client.query(&add, &[&1i32]),
+        client.query(&div, &[&0i32]),
+        client.query(&series, &[&4i32]),
+        client.query_one(&add, &[&41i32]),
+    );
+    assert_eq!(a.unwrap()[0].get::<_, i32>(0), 2);
+    assert_eq!(sqlstate(&b.unwrap_err()), "22012");
+    assert_eq!(c.unwrap().len(), 4);
+    assert_eq!(d.unwrap().get::<_, i32>(0), 42);
+    drop(client);
+
+    let s = proxy.ended_session().await;
+    let got: Vec<(&str, i64, &str)> =
+        s.statements.iter().map(|s| (s.text.as_str(), s.rows, s.sqlstate.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("select $1::int + 1", 1, ""),
+            ("select 10 / $1::int", 0, "22012"),
+            ("select generate_series(1, $1::int)", 4, ""),
+            ("select $1::int + 1", 1, ""),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_error_statement_records_its_sqlstate_and_the_session_goes_on() {
+    let mut proxy = Proxy::start().await;
+    let (client, _connection) = proxy.connect().await;
+    let missing = unique("gh_missing");
+    let simple = client.simple_query(&format!("select * from {missing}")).await.unwrap_err();
+    assert_eq!(sqlstate(&simple), "42P01");
+    let extended = client.query("select 1 / 0", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&extended), "22012");
+    client.simple_query("select 1").await.unwrap();
+    drop(client);
+
+    let s = proxy.ended_session().await;
+    let got: Vec<(String, &str)> = s.statements.iter().map(|s| (s.text.clone(), s.sqlstate.as_str())).collect();
+    assert_eq!(
+        got,
+        [(format!("select * from {missing}"), "42P01"), ("select 1 / 0".into(), "22012"), ("select 1".into(), "")]
+    );
+}
+
+#[tokio::test]
+async fn psql_script_with_copy_in_and_out() {
+    let mut proxy = Proxy::start().await;
+    let table = unique("gh_copy");
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (1..=500).map(|i| format!("{i},name {i}\n")).collect();
+    std::fs::write(dir.path().join("in.csv"), &input).unwrap();
+    let script = format!(
+        "create table {table} (id int primary key, name text);\n\
+         \\copy {table} from 'in.csv' csv\n\
+         select count(*) from {table};\n\
+         \\copy (select * from {table} order by id) to 'out.csv' csv\n\
+         drop table {table};\n"
+    );
+    std::fs::write(dir.path().join("script.sql"), script).unwrap();
+
+    let out = tokio::process::Command::new("psql")
+        .arg(proxy.conninfo())
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "script.sql"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "500"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.csv")).unwrap(), input);
+
+    // And a one-off -c.
+    let out = tokio::process::Command::new("psql")
+        .arg(proxy.conninfo())
+        .args(["-X", "-A", "-t", "-c", "select 'via -c'"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "via -c");
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.start.application_name, "psql");
+    let got: Vec<(&str, i64)> = s.statements.iter().map(|s| (s.text.as_str(), s.rows)).collect();
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got[0], (format!("create table {table} (id int primary key, name text);").as_str(), 0));
+    assert!(
+        got[1].0.contains(&format!("{table} FROM STDIN")) || got[1].0.contains(&format!("{table} from STDIN")),
+        "{got:?}"
+    );
+    assert_eq!(got[1].1, 500);
+    assert_eq!(got[2], (format!("select count(*) from {table};").as_str(), 1));
+    assert!(got[3].0.to_lowercase().contains("to stdout"), "{got:?}");
+    assert_eq!(got[3].1, 500);
+    assert!(s.statements[3].bytes_sent >= input.len() as i64);
+    assert_eq!(got[4], (format!("drop table {table};").as_str(), 0));
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.texts(), ["select 'via -c'"]);
+    assert_eq!(s.end.reason, EndReason::Client);
+}
+
+#[tokio::test]
+async fn large_rows_pass_both_ways() {
+    let mut proxy = Proxy::start().await;
+    let (client, _connection) = proxy.connect().await;
+    let big = "y".repeat(5 * 1024 * 1024);
+    client.simple_query("create temp table big (v text)").await.unwrap();
+    client.execute("insert into big values ($1)", &[&big]).await.unwrap();
+    let row = client.query_one("select v, repeat('x', 8000000) from big", &[]).await.unwrap();
+    assert_eq!(row.get::<_, &str>(0), big);
+    assert_eq!(row.get::<_, &str>(1).len(), 8_000_000);
+    drop(client);
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.statements[2].text, "select v, repeat('x', 8000000) from big");
+    assert!(s.statements[2].bytes_sent > 13_000_000);
+    assert!(proxy.counter(|m| &m.bytes_from_clients_total) > 5 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn notifications_reach_a_listening_client() {
+    let mut proxy = Proxy::start().await;
+    let channel = unique("gh_chan");
+    let (client, mut connection) = proxy.config().connect(NoTls).await.unwrap();
+    let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            if let Ok(AsyncMessage::Notification(n)) = message {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    client.simple_query(&format!("listen {channel}")).await.unwrap();
+
+    direct().await.simple_query(&format!("notify {channel}, 'hello'")).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), notifications.recv()).await.unwrap().unwrap();
+    assert_eq!(got, (channel.clone(), "hello".to_owned()));
+
+    // The session still works after an unsolicited message.
+    client.simple_query("select 1").await.unwrap();
+    drop(client);
+    let s = proxy.ended_session().await;
+    assert_eq!(s.texts(), [format!("listen {channel}").as_str(), "select 1"]);
+}

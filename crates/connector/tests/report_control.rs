@@ -1,0 +1,76 @@
+//! Heartbeats and the termination stream against the control plane stand-in.
+
+mod double;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use double::*;
+use gatehouse_connector::live::{LiveSessions, Termination};
+use gatehouse_connector::report::backoff::Backoff;
+use gatehouse_connector::report::resources::HelloInfo;
+use gatehouse_connector::report::{heartbeat, terminations};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn hello(heartbeat_seconds: u32) -> Option<Arc<HelloInfo>> {
+    Some(Arc::new(HelloInfo {
+        connector_id: "con_test".into(),
+        connector_name: "test".into(),
+        heartbeat_seconds,
+        lease_seconds: 60,
+        completed_stale_sessions: 0,
+        resources: Vec::new(),
+    }))
+}
+
+#[tokio::test]
+async fn heartbeats_start_after_hello_and_carry_the_run_id() {
+    let h = Harness::start().await;
+    let (tx, rx) = watch::channel(None);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(heartbeat::run(h.control(), "run-1".into(), rx, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(h.plane.seen().heartbeats.is_empty(), "no heartbeat before Hello");
+
+    tx.send_replace(hello(1));
+    eventually("two heartbeats", || h.plane.seen().heartbeats.len() >= 2).await;
+    assert!(h.plane.seen().heartbeats.iter().all(|run| run == "run-1"));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
+    let h = Harness::start().await;
+    let live = Arc::new(LiveSessions::new());
+    let (first, second, third) = (live.register("s1"), live.register("s2"), live.register("s3"));
+    let stop = CancellationToken::new();
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
+    let (_tx, rx) = watch::channel(hello(1));
+    let task =
+        tokio::spawn(terminations::run(h.control(), "run-1".into(), rx, Arc::clone(&live), backoff, stop.clone()));
+    let within_a_second = Duration::from_secs(1);
+
+    h.plane.terminate("s1", "t1");
+    let got = tokio::time::timeout(within_a_second, first).await.expect("in time").unwrap();
+    assert_eq!(got, Termination { termination_id: "t1".into(), reason: "by test".into() });
+
+    // The stand-in ends each stream after one termination: the watch reopens it.
+    h.plane.terminate("s2", "t2");
+    let got = tokio::time::timeout(within_a_second, second).await.expect("in time").unwrap();
+    assert_eq!(got.termination_id, "t2");
+
+    // An outage, then the stream comes back.
+    h.plane.set_down(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.plane.set_down(false);
+    h.plane.terminate("gone", "t3");
+    h.plane.terminate("s3", "t4");
+    let got = tokio::time::timeout(Duration::from_secs(2), third).await.expect("in time").unwrap();
+    assert_eq!(got.termination_id, "t4");
+    assert!(live.is_empty());
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
+}

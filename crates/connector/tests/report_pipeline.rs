@@ -1,0 +1,191 @@
+//! The report pipeline against a control plane that goes away and comes back:
+//! every event is stored exactly once, in order, across outages and restarts.
+
+mod double;
+
+use double::*;
+use gatehouse_connector::report::SpoolOptions;
+
+fn roomy() -> SpoolOptions {
+    SpoolOptions::with_max_bytes(64 * 1024 * 1024)
+}
+
+fn small() -> SpoolOptions {
+    SpoolOptions { max_bytes: 4096, segment_bytes: 1024 }
+}
+
+fn send_all(p: &Pipeline, events: &[gatehouse_connector::event::SessionEvent]) {
+    for event in events {
+        p.reporter.send(event.clone());
+    }
+}
+
+#[tokio::test]
+async fn events_reach_the_control_plane_in_batches_in_order() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let events = interleave(&[session("s1", 700), session("s2", 300), session("s3", 0)]);
+    send_all(&p, &events);
+
+    eventually("every event stored", || h.plane.seen().stored.len() == events.len()).await;
+    let seen = h.plane.seen();
+    assert_eq!(seen.received, keys(&events), "each event once, in order");
+    assert!(seen.batches.len() >= 3 && seen.batches.iter().all(|&n| n <= 500), "{:?}", seen.batches);
+    assert_eq!(seen.hellos.len(), 1);
+    assert_eq!(seen.hellos[0].1, 0, "Hello comes before this run's events");
+    eventually("backlog drained", || p.backlog() == 0).await;
+    assert!(p.hello.borrow().as_ref().is_some_and(|info| info.resources[0].id == "res_a"));
+    assert_eq!(p.stop().await, 0);
+    assert!(segment_files(dir.path()).is_empty(), "nothing was spooled");
+}
+
+#[tokio::test]
+async fn an_outage_loses_nothing_and_duplicates_nothing() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let events = interleave(&[session("a", 400), session("b", 250), session("c", 3)]);
+    let (first, second) = events.split_at(300);
+
+    send_all(&p, first);
+    eventually("first part spooled", || spooled_records(dir.path()) == first.len()).await;
+    send_all(&p, second);
+    eventually("all spooled", || spooled_records(dir.path()) == events.len()).await;
+    assert_eq!(p.backlog(), events.len() as u64, "spooled events are backlog");
+    let seen = h.plane.seen();
+    assert!(seen.stored.is_empty() && seen.hellos.is_empty());
+
+    h.plane.set_down(false);
+    eventually("every event stored", || h.plane.seen().stored.len() == events.len()).await;
+    let seen = h.plane.seen();
+    assert_eq!(seen.received, keys(&events), "each event once, in order");
+    assert_eq!(seen.hellos.len(), 1);
+    eventually("backlog drained", || p.backlog() == 0).await;
+    eventually("spool deleted", || segment_files(dir.path()).is_empty()).await;
+
+    // Reporting is direct again, behind what was spooled.
+    let later = session("d", 2);
+    send_all(&p, &later);
+    eventually("later events stored", || h.plane.seen().stored.len() == events.len() + later.len()).await;
+    assert_eq!(&h.plane.seen().received[events.len()..], keys(&later));
+    let dropped = p.dropped();
+    assert_eq!(p.stop().await, 0);
+    assert_eq!(dropped, 0);
+}
+
+#[tokio::test]
+async fn the_spool_survives_a_restart_and_is_replayed_before_hello() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+
+    // First run: the control plane never answers; one session is cut by the restart.
+    let p1 = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let mut cut = session("cut", 5);
+    cut.pop();
+    let earlier = interleave(&[cut, session("done", 40)]);
+    send_all(&p1, &earlier);
+    eventually("spooled", || spooled_records(dir.path()) == earlier.len()).await;
+    let left = p1.stop().await;
+    assert_eq!(left, earlier.len() as u64, "a shutdown while down leaves the events in the spool");
+
+    // Second run, control plane back.
+    h.plane.set_down(false);
+    let p2 = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let now = session("new", 10);
+    send_all(&p2, &now);
+    let all: Vec<_> = earlier.iter().chain(&now).cloned().collect();
+    eventually("every event stored", || h.plane.seen().stored.len() == all.len()).await;
+
+    let seen = h.plane.seen();
+    assert_eq!(seen.received, keys(&all), "each event once, in order, earlier run first");
+    assert_eq!(seen.hellos.len(), 1);
+    assert_eq!(seen.hellos[0].1, earlier.len(), "Hello only after the earlier run's events");
+    let run_of = |id: &str| seen.start_runs.iter().find(|(s, _)| s == id).unwrap().1.clone();
+    assert_eq!(run_of("cut"), run_of("done"));
+    assert_ne!(run_of("cut"), run_of("new"), "spooled starts keep the run that produced them");
+    assert_eq!(run_of("new"), seen.hellos[0].0);
+    eventually("backlog drained", || p2.backlog() == 0).await;
+    assert_eq!(p2.stop().await, 0);
+    assert!(segment_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn a_full_spool_refuses_new_sessions_and_keeps_the_running_ones() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), small(), options(false));
+    assert!(p.reporter.admits_new_sessions());
+
+    let events = session("long", 200);
+    send_all(&p, &events);
+    eventually("new sessions refused", || !p.reporter.admits_new_sessions()).await;
+    eventually("every event spooled, past the limit", || spooled_records(dir.path()) == events.len()).await;
+    assert_eq!(p.dropped(), 0);
+    assert!(segment_files(dir.path()).len() > 4, "segments roll at 1 KiB");
+
+    h.plane.set_down(false);
+    eventually("every event stored", || h.plane.seen().stored.len() == events.len()).await;
+    eventually("new sessions admitted again", || p.reporter.admits_new_sessions()).await;
+    assert_eq!(h.plane.seen().received, keys(&events));
+    assert_eq!(p.stop().await, 0);
+}
+
+#[tokio::test]
+async fn fail_open_admits_sessions_and_counts_what_it_drops() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), small(), options(true));
+
+    let events = session("long", 200);
+    send_all(&p, &events);
+    eventually("every event spooled or dropped", || {
+        spooled_records(dir.path()) as u64 + p.dropped() == events.len() as u64
+    })
+    .await;
+    let kept = spooled_records(dir.path());
+    assert!(p.dropped() > 0 && kept > 0, "kept {kept}, dropped {}", p.dropped());
+    assert!(p.reporter.admits_new_sessions(), "fail-open never refuses");
+    let on_disk: u64 = segment_files(dir.path()).iter().map(|f| f.metadata().unwrap().len()).sum();
+    assert!(on_disk <= 4096, "the limit holds, segment headers included: {on_disk} bytes");
+    assert_eq!(p.backlog(), kept as u64, "dropped events leave the backlog");
+
+    h.plane.set_down(false);
+    eventually("kept events stored", || h.plane.seen().stored.len() == kept).await;
+    let received = h.plane.seen().received;
+    assert_eq!(received[..kept / 2], keys(&events[..kept / 2]), "the oldest events are kept");
+    assert!(received.windows(2).all(|w| w[0].1 < w[1].1), "in order: {received:?}");
+    eventually("backlog drained", || p.backlog() == 0).await;
+    assert_eq!(p.stop().await, 0);
+}
+
+#[tokio::test]
+async fn a_refused_event_is_dropped_without_blocking_the_rest() {
+    let h = Harness::start().await;
+    h.plane.refuse_seq.store(13, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let events = session("s", 40);
+    send_all(&p, &events);
+
+    eventually("the others stored", || h.plane.seen().stored.len() == events.len() - 1).await;
+    let expected: Vec<_> = keys(&events).into_iter().filter(|(_, seq)| *seq != 13).collect();
+    assert_eq!(h.plane.seen().received, expected);
+    eventually("counted", || p.dropped() == 1 && p.backlog() == 0).await;
+    assert_eq!(p.stop().await, 0);
+}
+
+#[tokio::test]
+async fn stopping_flushes_what_is_queued() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let events = interleave(&[session("x", 1500), session("y", 700)]);
+    send_all(&p, &events);
+    assert_eq!(p.stop().await, 0);
+    assert_eq!(h.plane.seen().received, keys(&events));
+}

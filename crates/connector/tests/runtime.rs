@@ -1,0 +1,126 @@
+//! `runtime::run` end to end against the control plane stand-in: startup,
+//! the resource cache, startup errors, and a graceful stop.
+
+mod double;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use double::*;
+use gatehouse_connector::config::Config;
+use gatehouse_connector::runtime::{self, RunError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn config(h: &Harness, state_dir: &Path, listeners: &str, admin: SocketAddr) -> Config {
+    let env: HashMap<&str, String> = HashMap::from([
+        ("GATEHOUSE_URL", h.url.clone()),
+        ("GATEHOUSE_CONNECTOR_KEY", KEY.to_owned()),
+        ("GATEHOUSE_CONNECTOR_LISTENERS", listeners.to_owned()),
+        ("GATEHOUSE_CONNECTOR_ADMIN_LISTEN", admin.to_string()),
+        ("GATEHOUSE_CONNECTOR_STATE_DIR", state_dir.display().to_string()),
+    ]);
+    Config::load_with_env(None, |name| env.get(name).cloned()).unwrap()
+}
+
+struct Running {
+    admin: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+fn start(config: Config) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let admin = config.admin_listen;
+    let task = tokio::spawn(runtime::run(config, async move {
+        let _ = stopped.await;
+    }));
+    Running { admin, stop, task }
+}
+
+impl Running {
+    async fn wait_healthy(&self) {
+        let url = format!("http://{}/health", self.admin);
+        for _ in 0..1500 {
+            assert!(!self.task.is_finished(), "the connector stopped while starting");
+            if let Ok(response) = reqwest::get(&url).await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the connector did not become healthy");
+    }
+
+    async fn shutdown(self) -> Result<(), RunError> {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("stops in time").unwrap()
+    }
+}
+
+#[tokio::test]
+async fn serves_until_shutdown_and_caches_the_resources() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let running = start(config(&h, dir.path(), &format!("{listen}=res_a"), free_addr()));
+    running.wait_healthy().await;
+
+    assert_eq!(h.plane.seen().hellos.len(), 1);
+    let cached = std::fs::read_to_string(dir.path().join("resources.json")).unwrap();
+    assert!(cached.contains("\"res_a\""), "{cached}");
+    tokio::net::TcpStream::connect(listen).await.expect("the listener accepts");
+    let metrics = reqwest::get(format!("http://{}/metrics", running.admin)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gatehouse_connector_connections_total"), "{metrics}");
+
+    let admin = running.admin;
+    running.shutdown().await.unwrap();
+    assert!(reqwest::get(format!("http://{admin}/health")).await.is_err(), "the admin port is closed");
+    assert!(tokio::net::TcpStream::connect(listen).await.is_err(), "the listener is closed");
+}
+
+#[tokio::test]
+async fn restarts_with_the_control_plane_down_from_the_cached_resources() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listeners = format!("{}=res_a", free_addr());
+    let running = start(config(&h, dir.path(), &listeners, free_addr()));
+    running.wait_healthy().await;
+    running.shutdown().await.unwrap();
+
+    h.plane.set_down(true);
+    let running = start(config(&h, dir.path(), &listeners, free_addr()));
+    running.wait_healthy().await;
+    assert_eq!(h.plane.seen().hellos.len(), 1, "the second run has not said Hello");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_resource_is_a_startup_error() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let result =
+        runtime::run(config(&h, dir.path(), &format!("{listen}=res_zzz"), free_addr()), std::future::pending()).await;
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains(&listen.to_string()) && error.contains("res_zzz") && error.contains("res_a"), "{error}");
+}
+
+#[tokio::test]
+async fn a_taken_port_is_a_startup_error_naming_it() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let result =
+        runtime::run(config(&h, dir.path(), &format!("{addr}=res_a"), free_addr()), std::future::pending()).await;
+    let error = result.unwrap_err().to_string();
+    assert!(error.starts_with(&format!("cannot listen on {addr} (listener)")), "{error}");
+}

@@ -1,0 +1,295 @@
+//! The whole system with real clients: `gatehouse serve`, `gatehouse
+//! connector` in front of the machine's PostgreSQL, and `psql` sessions.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn gatehouse() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command.env("RUST_LOG", "warn").env_remove("GATEHOUSE_API_KEY").env_remove("GATEHOUSE_URL");
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn output(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn stop(mut self, signal: &str) {
+        let _ = Command::new("kill").args([signal, &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+struct System {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    api_port: u16,
+    proxy_port: u16,
+    admin_key: String,
+    config: PathBuf,
+    lease: &'static str,
+    http: reqwest::Client,
+}
+
+impl System {
+    fn new(lease: &'static str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("cp");
+        let store = |command: &mut Command| {
+            command.arg("--data-dir").arg(&data);
+            output(command)
+        };
+        let admin_key = store(gatehouse().args(["keys", "create", "--org", "acme", "--role", "admin"]));
+        let resource =
+            store(gatehouse().args(["resources", "create", "--org", "acme", "--name", "pg", "--host", "127.0.0.1"]));
+        let connector_key = store(gatehouse().args(["connectors", "create", "--org", "acme", "--name", "edge"]));
+        let (api_port, proxy_port) = (free_port(), free_port());
+        let config = dir.path().join("connector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "admin_listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n\n[control_plane]\nurl = \"http://127.0.0.1:{api_port}\"\n\
+                 key = \"{connector_key}\"\n\n[[listeners]]\nlisten = \"127.0.0.1:{proxy_port}\"\nresource = \"{resource}\"\n",
+                free_port(),
+                dir.path().join("connector-state").display()
+            ),
+        )
+        .unwrap();
+        Self { _dir: dir, data, api_port, proxy_port, admin_key, config, lease, http: reqwest::Client::new() }
+    }
+
+    fn serve(&self) -> Proc {
+        let child = gatehouse()
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.api_port), "--connector-lease", self.lease])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .spawn()
+            .unwrap();
+        wait_port(self.api_port);
+        Proc(child)
+    }
+
+    fn connector(&self) -> Proc {
+        let child = gatehouse().arg("connector").arg("--config").arg(&self.config).spawn().unwrap();
+        wait_port(self.proxy_port);
+        Proc(child)
+    }
+
+    async fn call(&self, method: &str, body: Value) -> Value {
+        let url = format!("http://127.0.0.1:{}/core.v1.SessionsService/{method}", self.api_port);
+        let response = self.http.post(url).header("X-API-KEY", &self.admin_key).json(&body).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
+    async fn sessions(&self) -> Vec<Value> {
+        self.call("ListSessionsV2", json!({})).await["sessions"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until `check` holds for the session list, or fails after 10 s.
+    async fn wait_for(&self, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sessions = self.sessions().await;
+            if check(&sessions) {
+                return sessions;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {sessions:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn transcript(&self, id: &str) -> Vec<String> {
+        let body = self.call("GetSessionTranscript", json!({"session_id": id})).await;
+        body["transcript"]
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_once('\t').unwrap().1.to_owned())
+            .collect()
+    }
+
+    /// An interactive psql through the connector.
+    fn psql(&self) -> (Proc, ChildStdin) {
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
+            .arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", self.proxy_port))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        (Proc(child), stdin)
+    }
+}
+
+fn send(stdin: &mut ChildStdin, sql: &str) {
+    writeln!(stdin, "{sql}").unwrap();
+    stdin.flush().unwrap();
+}
+
+fn active(sessions: &[Value]) -> Vec<&Value> {
+    sessions.iter().filter(|s| s["sessionStatus"] == "active").collect()
+}
+
+#[tokio::test]
+async fn a_psql_session_is_recorded_live_and_completed() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let _connector = system.connector();
+    let (mut psql, mut stdin) = system.psql();
+    let statements = [
+        "select 1 as one;",
+        "create temp table t (n int);",
+        "insert into t select generate_series(1, 5);",
+        "select count(*) from t;",
+    ];
+    for sql in statements {
+        send(&mut stdin, sql);
+    }
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let session = active(&sessions)[0].clone();
+    let id = session["id"].as_str().unwrap().to_owned();
+    assert_eq!(session["user"]["username"], "postgres");
+    assert_eq!(session["resource"]["name"], "pg");
+    assert_eq!(session["connector"]["name"], "edge");
+    assert_eq!(session["network"]["clientIpAddress"], "127.0.0.1");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let expected: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+    while system.transcript(&id).await != expected {
+        assert!(Instant::now() < deadline, "transcript {:?}", system.transcript(&id).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    send(&mut stdin, "\\q");
+    drop(stdin);
+    let _ = psql.0.wait();
+    let sessions = system
+        .wait_for("the session to complete", |s| {
+            s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
+        })
+        .await;
+    let done = sessions.iter().find(|s| s["id"] == id.as_str()).unwrap();
+    assert!(done["endTime"].as_str().unwrap() >= done["startTime"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn terminating_a_live_psql_session_ends_it() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let _connector = system.connector();
+    let (mut psql, mut stdin) = system.psql();
+    send(&mut stdin, "select pg_sleep(30);");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let out = gatehouse()
+        .args(["sessions", "terminate", &id])
+        .env("GATEHOUSE_URL", format!("http://127.0.0.1:{}", system.api_port))
+        .env("GATEHOUSE_API_KEY", &system.admin_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let asked = Instant::now();
+    let status = psql.0.wait().unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(5), "psql ended {:?} after the termination", asked.elapsed());
+    drop(stdin);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(psql.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("terminat"), "psql saw: {stderr} ({status})");
+    system
+        .wait_for("the terminated session to complete", |s| {
+            s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
+        })
+        .await;
+    let again = system
+        .call(
+            "CreateSessionTermination",
+            json!({"session_id": id, "connector_id": active(&sessions)[0]["connector"]["id"]}),
+        )
+        .await;
+    assert_eq!(again["code"], "failed_precondition");
+}
+
+#[tokio::test]
+async fn nothing_is_lost_while_the_control_plane_is_down() {
+    let system = System::new("60s");
+    let server = system.serve();
+    let _connector = system.connector();
+    let (mut psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 'before' as phase;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+
+    server.stop("-TERM");
+    for i in 0..5 {
+        send(&mut stdin, &format!("select {i} as during_outage;"));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _server = system.serve();
+
+    let mut expected = vec!["select 'before' as phase;".to_owned()];
+    expected.extend((0..5).map(|i| format!("select {i} as during_outage;")));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let transcript = system.transcript(&id).await;
+        if transcript == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "transcript after the outage: {transcript:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(&mut stdin, "\\q");
+    let _ = psql.0.wait();
+}
+
+#[tokio::test]
+async fn a_killed_connector_leaves_no_ghost_session() {
+    let system = System::new("2s");
+    let _server = system.serve();
+    let connector = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 1;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    connector.stop("-KILL");
+    let killed = Instant::now();
+    system
+        .wait_for("the ghost session to complete", |s| {
+            s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
+        })
+        .await;
+    assert!(killed.elapsed() >= Duration::from_millis(1500), "completed before the lease ran out");
+}

@@ -1,0 +1,384 @@
+//! The registry, connector runs and leases, ingestion, statements,
+//! terminations and retention, for PostgreSQL.
+//!
+//! Several replicas may run any of these at once. Each write is one statement
+//! or one transaction whose outcome does not depend on who runs it first:
+//! completing open sessions re-checks `end_us IS NULL` on the locked row, so
+//! a lease sweep run by every replica completes each session once.
+
+use gatehouse_core::{Micros, OrgId};
+use sqlx::{PgConnection, Row};
+
+use super::{PgStore, write};
+use crate::StoreError;
+use crate::model::*;
+
+impl PgStore {
+    pub(super) async fn create_resource_impl(&self, org: OrgId, r: &Resource) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO resources (org_id, id, name, type, technology, host, port, created_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(org.0)
+        .bind(&r.id)
+        .bind(&r.name)
+        .bind(&r.kind)
+        .bind(&r.technology)
+        .bind(&r.host)
+        .bind(i64::from(r.port))
+        .bind(r.created)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("a resource named {:?} exists already", r.name)));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn list_resources_impl(&self, org: OrgId) -> Result<Vec<Resource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, type, technology, host, port, created_us FROM resources WHERE org_id = $1 \
+             ORDER BY name",
+        )
+        .bind(org.0)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Resource {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    kind: row.try_get("type")?,
+                    technology: row.try_get("technology")?,
+                    host: row.try_get("host")?,
+                    port: u16::try_from(row.try_get::<i64, _>("port")?)
+                        .map_err(|_| StoreError::Corrupt("resource port out of range".into()))?,
+                    created: row.try_get("created_us")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn create_connector_impl(&self, c: &NewConnector) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO connectors (org_id, id, name, key_prefix, key_hash, created_us) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(c.org.0)
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.key_prefix)
+        .bind(&c.key_hash)
+        .bind(c.created)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("a connector named {:?} exists already", c.name)));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn list_connectors_impl(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, key_prefix, created_us, last_heard_us FROM connectors WHERE org_id = $1 \
+             ORDER BY name",
+        )
+        .bind(org.0)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ConnectorInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    key_prefix: row.try_get("key_prefix")?,
+                    created: row.try_get("created_us")?,
+                    last_heard: row.try_get("last_heard_us")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn find_connector_impl(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
+        let row = sqlx::query("SELECT org_id, id, name, key_hash FROM connectors WHERE key_prefix = $1")
+            .bind(key_prefix)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredConnector {
+            org: OrgId(row.try_get("org_id")?),
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            key_hash: row.try_get("key_hash")?,
+        }))
+    }
+
+    pub(super) async fn connector_hello_impl(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // Locked, so that two runs saying hello through two replicas take turns.
+        let last_heard: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT last_heard_us FROM connectors WHERE org_id = $1 AND id = $2 FOR UPDATE")
+                .bind(org.0)
+                .bind(connector_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(last_heard) = last_heard else {
+            return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
+        };
+        // A new run starts with no sessions: whatever is open is its predecessors'.
+        let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
+        sqlx::query("UPDATE connectors SET run_id = $1, last_heard_us = $2 WHERE org_id = $3 AND id = $4")
+            .bind(run_id)
+            .bind(at)
+            .bind(org.0)
+            .bind(connector_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(completed)
+    }
+
+    pub(super) async fn connector_heartbeat_impl(&self, org: OrgId, id: &str, at: Micros) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1) \
+             WHERE org_id = $2 AND id = $3",
+        )
+        .bind(at)
+        .bind(org.0)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn expire_connectors_impl(&self, heard_before: Micros) -> Result<u64, StoreError> {
+        // One statement for every silent connector. Replicas sweeping at the
+        // same time block on the same rows, re-check `end_us IS NULL` and
+        // skip what another completed: each session is completed (and
+        // counted) once.
+        let done = sqlx::query(
+            "UPDATE sessions s SET end_us = GREATEST(c.last_heard_us, s.start_us), \
+                 duration_us = GREATEST(c.last_heard_us - s.start_us, 0), end_reason = $1 \
+             FROM connectors c \
+             WHERE c.last_heard_us < $2 AND s.org_id = c.org_id AND s.connector_id = c.id AND s.end_us IS NULL",
+        )
+        .bind(LEASE_END_REASON)
+        .bind(heard_before)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn ingest_impl(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        events: &[IngestEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut stored = 0;
+        // Events apply in order. Consecutive starts, or consecutive
+        // statements, commute, so each run of them is one statement.
+        let mut rest = events;
+        while let Some(first) = rest.first() {
+            let run = rest.iter().take_while(|e| same_kind(e, first)).count();
+            let (batch, tail) = rest.split_at(run);
+            rest = tail;
+            stored += match first {
+                IngestEvent::Start(_) => {
+                    let sessions: Vec<_> = batch
+                        .iter()
+                        .filter_map(|e| match e {
+                            IngestEvent::Start(s) => Some((**s).clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    write::insert_sessions(&mut tx, org, &sessions).await?
+                }
+                IngestEvent::Statement { .. } => {
+                    let statements: Vec<_> = batch
+                        .iter()
+                        .filter_map(|e| match e {
+                            IngestEvent::Statement { session_id, statement } => Some((session_id.as_str(), statement)),
+                            _ => None,
+                        })
+                        .collect();
+                    write::insert_statements(&mut tx, org, &statements).await?
+                }
+                IngestEvent::End { .. } => {
+                    let mut ended = 0;
+                    for event in batch {
+                        if let IngestEvent::End { session_id, end, reason } = event {
+                            ended += end_session(&mut tx, org, connector_id, session_id, *end, reason).await?;
+                        }
+                    }
+                    ended
+                }
+            };
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub(super) async fn statements_impl(
+        &self,
+        org: OrgId,
+        session_id: &str,
+    ) -> Result<Vec<StatementRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate FROM statements \
+             WHERE org_id = $1 AND session_id = $2 ORDER BY seq",
+        )
+        .bind(org.0)
+        .bind(session_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatementRecord {
+                    seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or_default(),
+                    start: row.try_get("start_us")?,
+                    duration: row.try_get("duration_us")?,
+                    text: row.try_get("text")?,
+                    rows: row.try_get("rows")?,
+                    bytes_sent: row.try_get("bytes_sent")?,
+                    sqlstate: row.try_get("sqlstate")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn create_termination_impl(&self, org: OrgId, t: &TerminationRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO terminations (id, org_id, session_id, connector_id, reason, created_us) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&t.id)
+        .bind(org.0)
+        .bind(&t.session_id)
+        .bind(&t.connector_id)
+        .bind(&t.reason)
+        .bind(t.created)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn pending_terminations_impl(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        since: Micros,
+    ) -> Result<Vec<TerminationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
+             JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
+             WHERE t.org_id = $1 AND t.connector_id = $2 AND t.created_us >= $3 AND s.end_us IS NULL \
+             ORDER BY t.created_us",
+        )
+        .bind(org.0)
+        .bind(connector_id)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TerminationRecord {
+                    id: row.try_get("id")?,
+                    session_id: row.try_get("session_id")?,
+                    connector_id: row.try_get("connector_id")?,
+                    reason: row.try_get("reason")?,
+                    created: row.try_get("created_us")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn delete_completed_before_impl(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
+        let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let orgs: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM organizations ORDER BY id").fetch_all(self.pool()).await?;
+        let mut deleted = 0;
+        for org in orgs {
+            loop {
+                // One short transaction per batch, oldest end first along
+                // `sessions_end`. Rows another replica is deleting right now
+                // are skipped rather than waited for.
+                let count: i64 = sqlx::query_scalar(
+                    "WITH victims AS ( \
+                         SELECT pk, id FROM sessions \
+                         WHERE org_id = $1 AND end_us IS NOT NULL AND end_us < $2 \
+                         ORDER BY end_us, id LIMIT $3 FOR UPDATE SKIP LOCKED \
+                     ), stmts AS ( \
+                         DELETE FROM statements WHERE org_id = $1 AND session_id IN (SELECT id FROM victims) \
+                     ), vals AS ( \
+                         DELETE FROM session_values WHERE session_pk IN (SELECT pk FROM victims) \
+                     ), gone AS ( \
+                         DELETE FROM sessions WHERE pk IN (SELECT pk FROM victims) RETURNING 1 \
+                     ) \
+                     SELECT count(*) FROM gone",
+                )
+                .bind(org)
+                .bind(before)
+                .bind(batch)
+                .fetch_one(self.pool())
+                .await?;
+                deleted += u64::try_from(count).unwrap_or_default();
+                if count < batch {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn same_kind(a: &IngestEvent, b: &IngestEvent) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+/// Ends a session of this connector; a real end replaces one the lease sweep guessed.
+async fn end_session(
+    conn: &mut PgConnection,
+    org: OrgId,
+    connector_id: &str,
+    session_id: &str,
+    end: Micros,
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET end_us = $1, duration_us = GREATEST($1 - start_us, 0), end_reason = $2 \
+         WHERE org_id = $3 AND id = $4 AND connector_id = $5 AND (end_us IS NULL OR end_reason = $6)",
+    )
+    .bind(end)
+    .bind(reason)
+    .bind(org.0)
+    .bind(session_id)
+    .bind(connector_id)
+    .bind(LEASE_END_REASON)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Completes a connector's open sessions at `at` (never before they started).
+async fn complete_open(conn: &mut PgConnection, org: OrgId, connector_id: &str, at: Micros) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET end_us = GREATEST($1, start_us), duration_us = GREATEST($1 - start_us, 0), \
+             end_reason = $2 \
+         WHERE org_id = $3 AND connector_id = $4 AND end_us IS NULL",
+    )
+    .bind(at)
+    .bind(LEASE_END_REASON)
+    .bind(org.0)
+    .bind(connector_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,484 @@
+//! The PostgreSQL store: many control-plane replicas on one database.
+//!
+//! Same tables, same SQL (through [`crate::sql`] with [`Dialect::Postgres`]),
+//! same semantics as the SQLite store; the conformance suite runs against
+//! both. What differs:
+//!
+//! - Migrations (`migrations/postgres`) run under sqlx's migrator, which takes
+//!   a session-level `pg_advisory_lock` (keyed on the database name) before it
+//!   even creates `_sqlx_migrations`, so replicas starting together apply each
+//!   migration once: the others wait, then find nothing pending.
+//! - Bulk writes bind one array per column and insert through `UNNEST`: one
+//!   statement shape (prepared once per connection) for any batch size.
+//! - Errors that mean "the database cannot be reached" (IO, pool timeouts,
+//!   shutdowns, connection exceptions) become [`StoreError::Unavailable`];
+//!   the pool replaces broken connections, so calls succeed again once the
+//!   database is back.
+//! - Plans are made for each execution's values (`plan_cache_mode =
+//!   force_custom_plan`): a listing's best index depends on its bounds, and a
+//!   generic plan cannot see them. Parsing is still done once per connection.
+
+mod connectors;
+mod write;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gatehouse_core::{Micros, OrgId, Role, Session};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgPool, Postgres, Row};
+
+use crate::model::*;
+use crate::row::session_from_row;
+use crate::sql::{Arg, Dialect, SESSION_COLUMNS, SqlBuilder, push_list};
+use crate::{Store, StoreError};
+
+/// The PostgreSQL migrations, embedded in the binary.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections this process keeps at most.
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// How long a call waits for a free (or new) connection before failing
+    /// with [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// Prepared statements kept per connection.
+    pub statement_cache_capacity: usize,
+    /// Apply pending migrations in [`PgStore::connect`]. Off, connecting
+    /// leaves the schema alone (see [`PgStore::pending_migrations`]).
+    pub migrate: bool,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            statement_cache_capacity: 256,
+            migrate: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database?...`)
+    /// and, unless `options.migrate` is off, applies pending migrations.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
+        Self::connect_with(connect, options).await
+    }
+
+    /// As [`PgStore::connect`], with parsed connection options.
+    pub async fn connect_with(connect: PgConnectOptions, options: PgOptions) -> Result<Self, StoreError> {
+        let connect = connect.statement_cache_capacity(options.statement_cache_capacity).application_name("gatehouse");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            // A SET rather than a startup option, which some poolers refuse.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET plan_cache_mode = force_custom_plan").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(classify_sqlx)?;
+        let store = Self { pool };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies pending migrations, once even when replicas call this
+    /// together: sqlx's migrator holds `pg_advisory_lock` while it works.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(classify_sqlx)?;
+        // `run_direct` is `run` on a connection (`run` with `&mut PgConnection`
+        // yields a future that is not `Send` for every lifetime).
+        match MIGRATOR.run_direct(&mut *conn).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // A failed run returns without unlocking: close the connection
+                // (and with it the advisory lock) rather than pool it.
+                let _ = conn.detach().close().await;
+                Err(match e {
+                    sqlx::migrate::MigrateError::Execute(e) => classify_sqlx(e),
+                    e => StoreError::Migrate(e),
+                })
+            }
+        }
+    }
+
+    /// The migrations not applied yet, as `(version, description)`.
+    pub async fn pending_migrations(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify_sqlx)?;
+        let applied: Vec<i64> = if exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify_sqlx)?
+        } else {
+            Vec::new()
+        };
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect())
+    }
+
+    /// The pool, for benchmarks that compare raw queries with the API.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The `EXPLAIN` lines of a listing (the plan PostgreSQL would run with
+    /// these values), to check that it uses indexes rather than scanning.
+    pub async fn explain_list(&self, org: OrgId, query: &ListQuery) -> Result<Vec<String>, StoreError> {
+        async {
+            let (sql, args) = self.list_statement(org, query).await?;
+            let rows = query_with(&format!("EXPLAIN {sql}"), args).fetch_all(&self.pool).await?;
+            rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect::<Result<Vec<_>, StoreError>>()
+        }
+        .await
+        .map_err(classify)
+    }
+
+    async fn list_statement(&self, org: OrgId, query: &ListQuery) -> Result<(String, Vec<Arg>), StoreError> {
+        let earliest = match query.window_start {
+            Some(start) => Some(self.earliest_start(org, start).await?),
+            None => None,
+        };
+        let mut builder = SqlBuilder::new(Dialect::Postgres);
+        push_list(&mut builder, org, query, earliest);
+        Ok(builder.into_parts())
+    }
+
+    /// A lower bound on the start of any session of `org` that overlaps a
+    /// window starting at `window_start` (see the SQLite store): two index
+    /// probes, the longest completed duration and the oldest active start.
+    async fn earliest_start(&self, org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT MAX(duration_us) FROM sessions WHERE org_id = $1 AND end_us IS NOT NULL) AS longest, \
+                    (SELECT MIN(start_us) FROM sessions WHERE org_id = $1 AND end_us IS NULL) AS oldest_active",
+        )
+        .bind(org.0)
+        .fetch_one(&self.pool)
+        .await?;
+        let longest: Option<i64> = row.try_get("longest")?;
+        let oldest_active: Option<i64> = row.try_get("oldest_active")?;
+        let completed_bound = window_start.saturating_sub(longest.unwrap_or(0));
+        Ok(oldest_active.map_or(completed_bound, |oldest| oldest.min(completed_bound)))
+    }
+}
+
+/// Builds a query from built SQL, binding every argument in order.
+pub(super) fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Postgres, PgArguments> {
+    let mut query = sqlx::query(sql);
+    for arg in args {
+        query = match arg {
+            Arg::Null => query.bind(None::<i64>),
+            Arg::Int(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::Blob(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+/// Turns errors that mean the database cannot be reached right now into
+/// [`StoreError::Unavailable`], so that the server answers `unavailable`
+/// (retry later) rather than `internal`.
+pub(super) fn classify(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Database(e) => classify_sqlx(e),
+        StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => classify_sqlx(e),
+        other => other,
+    }
+}
+
+fn classify_sqlx(error: sqlx::Error) -> StoreError {
+    if is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Database(error) }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-57P03: admin shutdown, crash
+            // shutdown, cannot connect now; 53300: too many connections;
+            // 25006: read-only transaction (a standby during failover).
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "25006")
+        }),
+        _ => false,
+    }
+}
+
+fn parse_role(text: &str) -> Result<Role, StoreError> {
+    Role::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The bodies of the [`Store`] methods; the trait impl below classifies
+/// their errors.
+impl PgStore {
+    async fn ensure_org_impl(&self, name: &str) -> Result<Org, StoreError> {
+        sqlx::query("INSERT INTO organizations (name, created_us) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(gatehouse_core::time::now_micros())
+            .execute(&self.pool)
+            .await?;
+        self.find_org_impl(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("organization {name:?} vanished after insert")))
+    }
+
+    async fn find_org_impl(&self, name: &str) -> Result<Option<Org>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM organizations WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }),
+            None => None,
+        })
+    }
+
+    async fn insert_api_key_impl(&self, key: &NewApiKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (org_id, prefix, secret_hash, name, role, created_us) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.org.0)
+        .bind(&key.prefix)
+        .bind(&key.secret_hash)
+        .bind(&key.name)
+        .bind(key.role.as_str())
+        .bind(key.created)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key_impl(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        let row = sqlx::query("SELECT org_id, prefix, secret_hash, role, revoked_us FROM api_keys WHERE prefix = $1")
+            .bind(prefix)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredApiKey {
+            org: OrgId(row.try_get("org_id")?),
+            prefix: row.try_get("prefix")?,
+            secret_hash: row.try_get("secret_hash")?,
+            role: parse_role(row.try_get("role")?)?,
+            revoked: row.try_get::<Option<i64>, _>("revoked_us")?.is_some(),
+        }))
+    }
+
+    async fn list_api_keys_impl(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT prefix, name, role, created_us, last_used_us, revoked_us FROM api_keys \
+             WHERE org_id = $1 ORDER BY created_us, id",
+        )
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    prefix: row.try_get("prefix")?,
+                    name: row.try_get("name")?,
+                    role: parse_role(row.try_get("role")?)?,
+                    created: row.try_get("created_us")?,
+                    last_used: row.try_get("last_used_us")?,
+                    revoked: row.try_get("revoked_us")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key_impl(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_us = $1 WHERE org_id = $2 AND prefix = $3 AND revoked_us IS NULL")
+                .bind(at)
+                .bind(org.0)
+                .bind(prefix)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_api_key_impl(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_us = $1 WHERE prefix = $2")
+            .bind(at)
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn secret_or_init_impl(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError> {
+        // Replicas may race here: the first insert wins, everyone reads it.
+        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(init)
+            .execute(&self.pool)
+            .await?;
+        let value =
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        Ok(value)
+    }
+
+    async fn insert_sessions_impl(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
+        if sessions.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let inserted = write::insert_sessions(&mut tx, org, sessions).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn get_session_impl(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.org_id = $1 AND s.id = $2");
+        let row = sqlx::query(&sql).bind(org.0).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn list_sessions_impl(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
+        let (sql, args) = self.list_statement(org, query).await?;
+        let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ensure_org(&self, name: &str) -> Result<Org, StoreError> {
+        self.ensure_org_impl(name).await.map_err(classify)
+    }
+
+    async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
+        self.find_org_impl(name).await.map_err(classify)
+    }
+
+    async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {
+        self.insert_api_key_impl(key).await.map_err(classify)
+    }
+
+    async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        self.find_api_key_impl(prefix).await.map_err(classify)
+    }
+
+    async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        self.list_api_keys_impl(org).await.map_err(classify)
+    }
+
+    async fn revoke_api_key(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
+        self.revoke_api_key_impl(org, prefix, at).await.map_err(classify)
+    }
+
+    async fn touch_api_key(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
+        self.touch_api_key_impl(prefix, at).await.map_err(classify)
+    }
+
+    async fn secret_or_init(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.secret_or_init_impl(name, init).await.map_err(classify)
+    }
+
+    async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
+        self.insert_sessions_impl(org, sessions).await.map_err(classify)
+    }
+
+    async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError> {
+        self.get_session_impl(org, id).await.map_err(classify)
+    }
+
+    async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
+        self.list_sessions_impl(org, query).await.map_err(classify)
+    }
+
+    async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {
+        self.create_resource_impl(org, resource).await.map_err(classify)
+    }
+
+    async fn list_resources(&self, org: OrgId) -> Result<Vec<Resource>, StoreError> {
+        self.list_resources_impl(org).await.map_err(classify)
+    }
+
+    async fn create_connector(&self, connector: &NewConnector) -> Result<(), StoreError> {
+        self.create_connector_impl(connector).await.map_err(classify)
+    }
+
+    async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError> {
+        self.list_connectors_impl(org).await.map_err(classify)
+    }
+
+    async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
+        self.find_connector_impl(key_prefix).await.map_err(classify)
+    }
+
+    async fn connector_hello(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError> {
+        self.connector_hello_impl(org, connector_id, run_id, at).await.map_err(classify)
+    }
+
+    async fn connector_heartbeat(&self, org: OrgId, connector_id: &str, at: Micros) -> Result<(), StoreError> {
+        self.connector_heartbeat_impl(org, connector_id, at).await.map_err(classify)
+    }
+
+    async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError> {
+        self.expire_connectors_impl(heard_before).await.map_err(classify)
+    }
+
+    async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError> {
+        self.ingest_impl(org, connector_id, events).await.map_err(classify)
+    }
+
+    async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError> {
+        self.statements_impl(org, session_id).await.map_err(classify)
+    }
+
+    async fn create_termination(&self, org: OrgId, termination: &TerminationRecord) -> Result<(), StoreError> {
+        self.create_termination_impl(org, termination).await.map_err(classify)
+    }
+
+    async fn pending_terminations(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        since: Micros,
+    ) -> Result<Vec<TerminationRecord>, StoreError> {
+        self.pending_terminations_impl(org, connector_id, since).await.map_err(classify)
+    }
+
+    async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
+        self.delete_completed_before_impl(before, batch).await.map_err(classify)
+    }
+}

@@ -1,0 +1,183 @@
+//! Bulk writes for PostgreSQL: one array per column, inserted through
+//! `UNNEST`, so a batch of any size is one statement of one shape (prepared
+//! once per connection) instead of a VALUES list per batch size.
+
+use std::collections::HashSet;
+
+use gatehouse_core::{OrgId, Session};
+use sqlx::PgConnection;
+
+use crate::StoreError;
+use crate::ip;
+use crate::model::StatementRecord;
+use crate::row::{json_list, many_values};
+use crate::sql::fold;
+
+/// Sessions per statement: bounds the size of one statement's arrays.
+const CHUNK: usize = 5_000;
+
+// language=PostgreSQL
+const INSERT_SESSIONS: &str = "\
+WITH ins AS (
+    INSERT INTO sessions (org_id, id, start_us, end_us, duration_us, client_ip, client_ip_bin,
+        server_ip, server_ip_bin, sidecar_id, sidecar_name, sidecar_technology, user_type, user_username,
+        user_id, user_name, user_email, user_formal_type, user_groups, user_external_ids, end_user_id,
+        end_user_name, end_user_email, end_user_type, end_user_groups, end_user_external_ids, native_username,
+        resource_type, resource_id, resource_name, resource_technology, connector_id, connector_name,
+        parent_session_id, user_username_fold, user_name_fold, user_email_fold, end_user_name_fold,
+        end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold)
+    SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::bytea[],
+        $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+        $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+        $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[],
+        $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[],
+        $34::text[], $35::text[], $36::text[], $37::text[], $38::text[],
+        $39::text[], $40::text[], $41::text[], $42::text[])
+    ON CONFLICT (org_id, id) DO NOTHING
+    RETURNING pk, id
+), vals AS (
+    INSERT INTO session_values (session_pk, field, value)
+    SELECT ins.pk, v.field, v.value
+    FROM ins JOIN UNNEST($43::text[], $44::int8[], $45::text[]) AS v (id, field, value) ON v.id = ins.id
+)
+SELECT count(*) FROM ins";
+
+/// Inserts sessions and their many-valued fields; an id already stored (or
+/// repeated in `sessions`) keeps its first version. Returns how many were new.
+pub(super) async fn insert_sessions(
+    conn: &mut PgConnection,
+    org: OrgId,
+    sessions: &[Session],
+) -> Result<u64, StoreError> {
+    // Within a batch the first occurrence of an id wins, as across batches.
+    // Deduplicating here keeps that independent of the order in which one
+    // statement happens to insert its rows.
+    let mut seen = HashSet::with_capacity(sessions.len());
+    let unique: Vec<&Session> = sessions.iter().filter(|s| seen.insert(s.id.as_str())).collect();
+    let mut inserted = 0;
+    for chunk in unique.chunks(CHUNK) {
+        inserted += insert_chunk(conn, org, chunk).await?;
+    }
+    Ok(inserted)
+}
+
+async fn insert_chunk(conn: &mut PgConnection, org: OrgId, sessions: &[&Session]) -> Result<u64, StoreError> {
+    let n = sessions.len();
+    let mut texts: Vec<Vec<String>> = (0..36).map(|_| Vec::with_capacity(n)).collect();
+    let mut starts = Vec::with_capacity(n);
+    let mut ends = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    let mut client_bins = Vec::with_capacity(n);
+    let mut server_bins = Vec::with_capacity(n);
+    let (mut value_ids, mut value_fields, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for s in sessions {
+        let formal = s.user.formal.clone().unwrap_or_default();
+        let end_user = s.user.end_user.clone().unwrap_or_default();
+        starts.push(s.start);
+        ends.push(s.end);
+        durations.push(s.end.map(|end| end - s.start));
+        client_bins.push(ip::parse_bytes(&s.client_ip));
+        server_bins.push(ip::parse_bytes(&s.server_ip));
+        // In column order, leaving out the non-text columns above.
+        let row = [
+            s.id.clone(),
+            s.client_ip.clone(),
+            s.server_ip.clone(),
+            s.sidecar.id.clone(),
+            s.sidecar.name.clone(),
+            s.sidecar.technology.clone(),
+            s.user.kind.clone(),
+            s.user.username.clone(),
+            formal.id.clone(),
+            formal.name.clone(),
+            formal.email.clone(),
+            formal.kind.clone(),
+            json_list(&formal.groups),
+            json_list(&formal.external_ids),
+            end_user.id.clone(),
+            end_user.name.clone(),
+            end_user.email.clone(),
+            end_user.kind.clone(),
+            json_list(&end_user.groups),
+            json_list(&end_user.external_ids),
+            s.user.native_username.clone(),
+            s.resource.kind.clone(),
+            s.resource.id.clone(),
+            s.resource.name.clone(),
+            s.resource.technology.clone(),
+            s.connector.id.clone(),
+            s.connector.name.clone(),
+            s.parent_session_id.clone(),
+            fold(&s.user.username),
+            fold(&formal.name),
+            fold(&formal.email),
+            fold(&end_user.name),
+            fold(&end_user.email),
+            fold(&s.user.native_username),
+            fold(&s.resource.name),
+            fold(&s.connector.name),
+        ];
+        for (column, value) in texts.iter_mut().zip(row) {
+            column.push(value);
+        }
+        for (field, value) in many_values(s) {
+            value_ids.push(s.id.as_str());
+            value_fields.push(field);
+            values.push(value);
+        }
+    }
+    let mut text = texts.into_iter();
+    let mut next = || text.next().unwrap_or_default();
+    let (id, client_ip, server_ip) = (next(), next(), next());
+    let mut query = sqlx::query_scalar::<_, i64>(INSERT_SESSIONS)
+        .bind(org.0)
+        .bind(id)
+        .bind(starts)
+        .bind(ends)
+        .bind(durations)
+        .bind(client_ip)
+        .bind(client_bins)
+        .bind(server_ip)
+        .bind(server_bins);
+    // $10 to $42: the remaining text columns, in order.
+    for _ in 10..=42 {
+        query = query.bind(next());
+    }
+    let inserted = query.bind(value_ids).bind(value_fields).bind(values).fetch_one(&mut *conn).await?;
+    Ok(u64::try_from(inserted).unwrap_or_default())
+}
+
+// language=PostgreSQL
+const INSERT_STATEMENTS: &str = "\
+INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate)
+SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
+    $9::text[])
+ON CONFLICT DO NOTHING";
+
+/// Inserts statements; one already stored (by session and sequence number)
+/// is left as it is. Returns how many were new.
+pub(super) async fn insert_statements(
+    conn: &mut PgConnection,
+    org: OrgId,
+    statements: &[(&str, &StatementRecord)],
+) -> Result<u64, StoreError> {
+    let mut seen = HashSet::with_capacity(statements.len());
+    let unique: Vec<_> = statements.iter().filter(|(id, s)| seen.insert((*id, s.seq))).collect();
+    let mut stored = 0;
+    for chunk in unique.chunks(CHUNK) {
+        let done = sqlx::query(INSERT_STATEMENTS)
+            .bind(org.0)
+            .bind(chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| i64::try_from(s.seq).unwrap_or(i64::MAX)).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| s.start).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| s.duration).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| s.text.as_str()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| s.rows).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| s.bytes_sent).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|(_, s)| s.sqlstate.as_str()).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        stored += done.rows_affected();
+    }
+    Ok(stored)
+}

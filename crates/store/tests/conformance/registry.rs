@@ -1,0 +1,298 @@
+//! The registry (resources, connectors), connector runs and leases,
+//! ingestion, statements and terminations.
+
+use gatehouse_core::session::ConnectorRef;
+use gatehouse_core::{Micros, OrgId, Session};
+use gatehouse_store::{
+    ConnectorInfo, IngestEvent, ListQuery, NewConnector, Resource, StatementRecord, Store, StoreError,
+    TerminationRecord,
+};
+
+use super::fixture::{MINUTE, NOW, active, ago, completed, listing};
+
+fn resource(id: &str, name: &str) -> Resource {
+    Resource {
+        id: id.into(),
+        name: name.into(),
+        kind: "datastore".into(),
+        technology: "postgres".into(),
+        host: format!("{id}.db.internal"),
+        port: 5432,
+        created: NOW,
+    }
+}
+
+fn connector(org: OrgId, id: &str, name: &str) -> NewConnector {
+    NewConnector {
+        org,
+        id: id.into(),
+        name: name.into(),
+        key_prefix: format!("gk_{id}"),
+        key_hash: format!("hash-of-{id}").into_bytes(),
+        created: NOW - 1000,
+    }
+}
+
+/// A session reported by connector `via`.
+fn via(mut session: Session, connector: &str) -> Session {
+    session.connector = ConnectorRef { id: connector.into(), name: format!("{connector} name") };
+    session
+}
+
+fn start(session: &Session) -> IngestEvent {
+    IngestEvent::Start(Box::new(session.clone()))
+}
+
+fn statement(session_id: &str, seq: u64, text: &str) -> IngestEvent {
+    IngestEvent::Statement {
+        session_id: session_id.into(),
+        statement: StatementRecord {
+            seq,
+            start: NOW + seq as i64,
+            duration: 10 * seq as i64,
+            text: text.into(),
+            rows: seq as i64,
+            bytes_sent: 100 * seq as i64,
+            sqlstate: "00000".into(),
+        },
+    }
+}
+
+fn end(session_id: &str, at: Micros, reason: &str) -> IngestEvent {
+    IngestEvent::End { session_id: session_id.into(), end: at, reason: reason.into() }
+}
+
+async fn ids(store: &dyn Store, org: OrgId, text: &str) -> Vec<String> {
+    let rows = store.list_sessions(org, &listing(text, NOW)).await.unwrap();
+    rows.into_iter().map(|s| s.id).collect()
+}
+
+async fn end_of(store: &dyn Store, org: OrgId, id: &str) -> Option<Micros> {
+    store.get_session(org, id).await.unwrap().unwrap_or_else(|| panic!("no session {id}")).end
+}
+
+pub async fn resources_are_unique_per_org_by_name_and_listed_by_name(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    let orders = resource("r-orders", "orders");
+    let analytics = resource("r-analytics", "analytics");
+    // Names order byte-wise, as ids do: upper case before lower case.
+    let zeta = resource("r-zeta", "Zeta");
+    for r in [&orders, &analytics, &zeta] {
+        store.create_resource(acme, r).await.unwrap();
+    }
+    assert_eq!(store.list_resources(acme).await.unwrap(), vec![zeta.clone(), analytics.clone(), orders.clone()]);
+    let again = resource("r-orders-2", "orders");
+    assert!(matches!(store.create_resource(acme, &again).await, Err(StoreError::Conflict(_))), "name taken in acme");
+    // Another org may use the name, not the id.
+    store.create_resource(globex, &again).await.unwrap();
+    let taken_id = resource("r-orders", "other name");
+    assert!(matches!(store.create_resource(globex, &taken_id).await, Err(StoreError::Conflict(_))), "id taken");
+    assert_eq!(store.list_resources(globex).await.unwrap(), vec![again]);
+    assert_eq!(store.list_resources(acme).await.unwrap().len(), 3);
+}
+
+pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    let eu = connector(acme, "c-eu", "eu west");
+    let us = connector(acme, "c-us", "US east");
+    let theirs = connector(globex, "c-g", "eu west");
+    for c in [&eu, &us, &theirs] {
+        store.create_connector(c).await.unwrap();
+    }
+    let info = |c: &NewConnector| ConnectorInfo {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        key_prefix: c.key_prefix.clone(),
+        created: c.created,
+        last_heard: None,
+    };
+    assert_eq!(store.list_connectors(acme).await.unwrap(), vec![info(&us), info(&eu)]);
+    assert_eq!(store.list_connectors(globex).await.unwrap(), vec![info(&theirs)]);
+    let found = store.find_connector(&us.key_prefix).await.unwrap().expect("found by prefix");
+    assert_eq!((found.org, found.id, found.name, found.key_hash), (acme, us.id.clone(), us.name.clone(), us.key_hash));
+    assert!(store.find_connector("gk_nope").await.unwrap().is_none());
+    assert!(store.find_connector("gk_c").await.unwrap().is_none(), "a prefix matches whole");
+    // A taken name (in the org), id or key prefix is a conflict.
+    let same_name = NewConnector { id: "c-2".into(), key_prefix: "gk_2".into(), ..eu.clone() };
+    let same_prefix = NewConnector { id: "c-3".into(), name: "three".into(), ..connector(globex, "c-x", "x") };
+    let same_prefix = NewConnector { key_prefix: eu.key_prefix.clone(), ..same_prefix };
+    for c in [&same_name, &same_prefix] {
+        assert!(matches!(store.create_connector(c).await, Err(StoreError::Conflict(_))), "{c:?} accepted");
+    }
+    assert_eq!(store.list_connectors(acme).await.unwrap().len(), 2);
+}
+
+pub async fn ingest_stores_each_event_once(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    let s1 = via(active("i1", 30).person("ann", "Ann", "ann@example.com", &["ingested"]).build(), "c-1");
+    let s2 = via(active("i2", 20).person("bob", "Bob", "bob@example.com", &["ingested", "dev"]).build(), "c-1");
+    let events = vec![
+        start(&s1),
+        statement("i1", 2, "SELECT 2"),
+        statement("i1", 1, "SELECT 1"),
+        start(&s2),
+        statement("i2", 1, "BEGIN"),
+        end("i1", ago(10), "client"),
+    ];
+    assert_eq!(store.ingest(acme, "c-1", &events).await.unwrap(), 6);
+    // Connectors retry: a replay stores nothing and changes nothing.
+    assert_eq!(store.ingest(acme, "c-1", &events).await.unwrap(), 0);
+    assert_eq!(end_of(store, acme, "i1").await, Some(ago(10)));
+    assert_eq!(end_of(store, acme, "i2").await, None);
+    // Ingested sessions are listed and searchable like inserted ones, groups included.
+    assert_eq!(ids(store, acme, "group:ingested").await, vec!["i2", "i1"]);
+    assert_eq!(ids(store, acme, "group:dev status:active").await, vec!["i2"]);
+
+    let texts = |rows: Vec<StatementRecord>| rows.into_iter().map(|s| (s.seq, s.text)).collect::<Vec<_>>();
+    assert_eq!(
+        texts(store.statements(acme, "i1").await.unwrap()),
+        vec![(1, "SELECT 1".to_owned()), (2, "SELECT 2".to_owned())],
+        "in sequence order"
+    );
+    let first = &store.statements(acme, "i2").await.unwrap()[0];
+    assert_eq!(
+        first,
+        &StatementRecord {
+            seq: 1,
+            start: NOW + 1,
+            duration: 10,
+            text: "BEGIN".into(),
+            rows: 1,
+            bytes_sent: 100,
+            sqlstate: "00000".into()
+        }
+    );
+    assert_eq!(store.statements(globex, "i1").await.unwrap(), vec![], "statements are per org");
+    assert_eq!(store.statements(acme, "nope").await.unwrap(), vec![]);
+
+    // A statement number already stored keeps its first text, within a batch too.
+    let again = [statement("i2", 1, "ROLLBACK"), statement("i2", 2, "first"), statement("i2", 2, "second")];
+    assert_eq!(store.ingest(acme, "c-1", &again).await.unwrap(), 1);
+    assert_eq!(
+        texts(store.statements(acme, "i2").await.unwrap()),
+        vec![(1, "BEGIN".to_owned()), (2, "first".to_owned())]
+    );
+    // An end is stored once; another connector cannot end this one's session.
+    assert_eq!(store.ingest(acme, "c-1", &[end("i1", ago(5), "server")]).await.unwrap(), 0);
+    assert_eq!(end_of(store, acme, "i1").await, Some(ago(10)));
+    assert_eq!(store.ingest(acme, "c-2", &[end("i2", ago(5), "client")]).await.unwrap(), 0);
+    assert_eq!(end_of(store, acme, "i2").await, None);
+    // Nor can another org.
+    assert_eq!(store.ingest(globex, "c-1", &[end("i2", ago(5), "client")]).await.unwrap(), 0);
+    assert_eq!(end_of(store, acme, "i2").await, None);
+    assert_eq!(store.ingest(acme, "c-1", &[end("i2", ago(5), "client")]).await.unwrap(), 1);
+    assert_eq!(ids(store, acme, "status:completed").await, vec!["i2", "i1"]);
+    assert_eq!(ids(store, acme, "duration:15m").await, vec!["i2"], "the duration follows the end");
+    assert_eq!(store.ingest(acme, "c-1", &[]).await.unwrap(), 0);
+}
+
+pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
+    store.create_connector(&connector(acme, "c-2", "two")).await.unwrap();
+    let t0 = ago(60);
+    assert_eq!(store.connector_hello(acme, "c-1", "run-1", t0).await.unwrap(), 0);
+    let early = via(active("early", 59).build(), "c-1");
+    let late = via(active("late", 40).build(), "c-1");
+    let done = via(completed("done", 58, 1).build(), "c-1");
+    let other = via(active("other", 59).build(), "c-2");
+    store.ingest(acme, "c-1", &[start(&early), start(&late), start(&done)]).await.unwrap();
+    store.ingest(acme, "c-2", &[start(&other)]).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", t0 + 10 * MINUTE).await.unwrap();
+    // Heartbeats never move the last-heard time back.
+    store.connector_heartbeat(acme, "c-1", t0 + 5 * MINUTE).await.unwrap();
+    let heard = |list: Vec<ConnectorInfo>| list.into_iter().map(|c| (c.id, c.last_heard)).collect::<Vec<_>>();
+    assert_eq!(
+        heard(store.list_connectors(acme).await.unwrap()),
+        vec![("c-1".to_owned(), Some(t0 + 10 * MINUTE)), ("c-2".to_owned(), None)]
+    );
+
+    // The next run: the open sessions end when the connector was last
+    // heard, or when they started if that is later.
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", t0 + 30 * MINUTE).await.unwrap(), 2);
+    assert_eq!(end_of(store, acme, "early").await, Some(t0 + 10 * MINUTE));
+    assert_eq!(end_of(store, acme, "late").await, Some(late.start));
+    assert_eq!(end_of(store, acme, "done").await, done.end, "completed sessions are left alone");
+    assert_eq!(end_of(store, acme, "other").await, None, "another connector's sessions are left alone");
+    assert_eq!(ids(store, acme, "duration:0s").await, vec!["late"]);
+    assert_eq!(store.connector_hello(acme, "c-1", "run-3", t0 + 31 * MINUTE).await.unwrap(), 0);
+    assert_eq!(heard(store.list_connectors(acme).await.unwrap())[0].1, Some(t0 + 31 * MINUTE));
+
+    // A real end, reported late, replaces the guessed one, once.
+    assert_eq!(store.ingest(acme, "c-1", &[end("early", t0 + 20 * MINUTE, "client")]).await.unwrap(), 1);
+    assert_eq!(end_of(store, acme, "early").await, Some(t0 + 20 * MINUTE));
+    assert_eq!(store.ingest(acme, "c-1", &[end("early", t0 + 25 * MINUTE, "client")]).await.unwrap(), 0);
+    assert_eq!(end_of(store, acme, "early").await, Some(t0 + 20 * MINUTE));
+
+    let unknown = store.connector_hello(acme, "c-nope", "run-1", t0).await;
+    assert!(matches!(unknown, Err(StoreError::Conflict(_))), "{unknown:?}");
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    let elsewhere = store.connector_hello(globex, "c-1", "run-1", t0).await;
+    assert!(matches!(elsewhere, Err(StoreError::Conflict(_))), "another org's connector: {elsewhere:?}");
+}
+
+pub async fn expiring_silent_connectors_completes_their_open_sessions_once(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-quiet", "quiet")).await.unwrap();
+    store.create_connector(&connector(acme, "c-live", "live")).await.unwrap();
+    store.create_connector(&connector(globex, "c-gq", "quiet")).await.unwrap();
+    store.create_connector(&connector(globex, "c-never", "never heard")).await.unwrap();
+    store.connector_hello(acme, "c-quiet", "r", ago(100)).await.unwrap();
+    store.connector_hello(acme, "c-live", "r", ago(1)).await.unwrap();
+    store.connector_hello(globex, "c-gq", "r", ago(50)).await.unwrap();
+    let quiet = [via(active("q1", 120).build(), "c-quiet"), via(active("q2", 90).build(), "c-quiet")];
+    let live = via(active("l1", 120).build(), "c-live");
+    let theirs = via(active("g1", 70).build(), "c-gq");
+    let never = via(active("n1", 70).build(), "c-never");
+    store.insert_sessions(acme, &[quiet[0].clone(), quiet[1].clone(), live]).await.unwrap();
+    store.insert_sessions(globex, &[theirs, never]).await.unwrap();
+
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 3, "q1, q2 and g1");
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 0, "each is completed once");
+    assert_eq!(end_of(store, acme, "q1").await, Some(ago(100)));
+    assert_eq!(end_of(store, acme, "q2").await, Some(ago(90)), "never before it started");
+    assert_eq!(end_of(store, globex, "g1").await, Some(ago(50)));
+    assert_eq!(end_of(store, acme, "l1").await, None, "a connector heard since is alive");
+    assert_eq!(end_of(store, globex, "n1").await, None, "a connector never heard has no lease yet");
+    let rows = store.list_sessions(acme, &ListQuery::newest(10, NOW)).await.unwrap();
+    assert_eq!(rows.len(), 3);
+}
+
+pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    let open = via(active("open", 30).build(), "c-1");
+    let closed = via(completed("closed", 30, 5).build(), "c-1");
+    let elsewhere = via(active("elsewhere", 30).build(), "c-2");
+    store.insert_sessions(acme, &[open.clone(), closed, elsewhere]).await.unwrap();
+    store.insert_sessions(globex, &[open]).await.unwrap();
+    let termination = |id: &str, session: &str, connector: &str, created: Micros| TerminationRecord {
+        id: id.into(),
+        session_id: session.into(),
+        connector_id: connector.into(),
+        reason: format!("reason {id}"),
+        created,
+    };
+    let wanted = [termination("t2", "open", "c-1", ago(2)), termination("t3", "open", "c-1", ago(1))];
+    for t in [
+        &wanted[1],
+        &termination("t0", "open", "c-1", ago(20)),
+        &termination("t1", "closed", "c-1", ago(2)),
+        &wanted[0],
+        &termination("t4", "elsewhere", "c-2", ago(2)),
+    ] {
+        store.create_termination(acme, t).await.unwrap();
+    }
+    store.create_termination(globex, &termination("tg", "open", "c-1", ago(2))).await.unwrap();
+    assert_eq!(store.pending_terminations(acme, "c-1", ago(10)).await.unwrap(), wanted.to_vec());
+    assert_eq!(store.pending_terminations(acme, "c-2", ago(10)).await.unwrap().len(), 1);
+    assert_eq!(store.pending_terminations(globex, "c-1", ago(10)).await.unwrap().len(), 1);
+    // Once the session ends, nothing is pending for it.
+    store.ingest(acme, "c-1", &[end("open", NOW, "terminated")]).await.unwrap();
+    assert_eq!(store.pending_terminations(acme, "c-1", ago(10)).await.unwrap(), vec![]);
+    assert_eq!(store.pending_terminations(globex, "c-1", ago(10)).await.unwrap().len(), 1);
+}

@@ -1,0 +1,306 @@
+//! The store conformance suite (`conformance/`) against `PgStore`, plus the
+//! PostgreSQL-only checks: concurrent migrations, unavailability, and query
+//! plans at a realistic size.
+//!
+//! Each test gets its own database, `gh_test_<unix seconds>_<pid>_<n>`,
+//! created through the admin connection `GATEHOUSE_TEST_DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`) and dropped when the
+//! test ends, pass or fail; so tests run in parallel and never see each
+//! other's data. Databases left by a killed run are dropped by a later run
+//! once they are a day old.
+
+mod conformance;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
+use gatehouse_core::{Identity, Session};
+use gatehouse_store::postgres::{PgOptions, PgStore};
+use gatehouse_store::{ListQuery, Position, SortKey, Store, StoreError};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+
+use conformance::StoreUnderTest;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_options() -> PgConnectOptions {
+    let url = std::env::var("GATEHOUSE_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
+    PgConnectOptions::from_str(&url).expect("GATEHOUSE_TEST_DATABASE_URL is a PostgreSQL URL")
+}
+
+async fn admin() -> PgConnection {
+    PgConnection::connect_with(&admin_options())
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL (set GATEHOUSE_TEST_DATABASE_URL): {e}"))
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// A throwaway database, dropped (with any connections still open to it)
+/// when this guard is.
+struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name =
+            format!("gh_test_{}_{}_{}", unix_seconds(), std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut admin = admin().await;
+        drop_stale_databases(&mut admin).await;
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+        let _ = admin.close().await;
+        Self { name }
+    }
+
+    fn options(&self) -> PgConnectOptions {
+        admin_options().database(&self.name)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on a
+        // future: do it on a thread with a runtime of its own.
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect_with(&admin_options()).await?;
+                admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
+                admin.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Drops test databases a day old or more: left by runs that were killed.
+async fn drop_stale_databases(admin: &mut PgConnection) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    ONCE.call_once(|| first = true);
+    if !first {
+        return;
+    }
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'gh\\_test\\_%'")
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_default();
+    let cutoff = unix_seconds().saturating_sub(24 * 3600);
+    for name in names {
+        let created = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok());
+        if created.is_some_and(|created| created < cutoff) {
+            let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+        }
+    }
+}
+
+fn small_pool() -> PgOptions {
+    PgOptions { max_connections: 4, ..PgOptions::default() }
+}
+
+async fn open_postgres() -> StoreUnderTest {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.expect("connect to the test database");
+    // The store is dropped before the database guard.
+    StoreUnderTest::new(store, db)
+}
+
+conformance::conformance_suite!(open_postgres);
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    let db = TestDatabase::create().await;
+    let connects = (0..4).map(|_| PgStore::connect_with(db.options(), small_pool()));
+    let stores: Vec<PgStore> =
+        futures_join_all(connects).await.into_iter().map(|r| r.expect("every replica connects")).collect();
+    let applied: Vec<(i64, bool)> = sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(stores[0].pool())
+        .await
+        .unwrap();
+    assert!(!applied.is_empty());
+    assert!(applied.iter().all(|(_, success)| *success), "{applied:?}");
+    let mut versions: Vec<i64> = applied.iter().map(|(v, _)| *v).collect();
+    versions.dedup();
+    assert_eq!(versions.len(), applied.len(), "a migration was recorded twice");
+    for store in &stores {
+        assert_eq!(store.pending_migrations().await.unwrap(), vec![]);
+    }
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(stores[2].pool()).await.unwrap();
+    assert_eq!(mode, "force_custom_plan");
+    // Every replica sees the others' writes at once.
+    let org = stores[1].ensure_org("acme").await.unwrap();
+    assert_eq!(stores[3].find_org("acme").await.unwrap(), Some(org));
+    drop(stores);
+}
+
+/// Polls every future to completion (the suite has no `futures` dependency).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable() {
+    // Nothing listens on port 1.
+    let options = PgConnectOptions::new().host("127.0.0.1").port(1).username("postgres").database("postgres");
+    let quick = PgOptions { acquire_timeout: Duration::from_secs(2), ..small_pool() };
+    match PgStore::connect_with(options, quick).await {
+        Err(StoreError::Unavailable(_)) => {}
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Ok(_) => panic!("connected to port 1"),
+    }
+}
+
+#[tokio::test]
+async fn a_store_survives_its_connections_being_killed() {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let org = store.ensure_org("acme").await.unwrap().id;
+    let mut admin = admin().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&db.name)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    // The pool notices the dead connections and opens new ones; at worst one
+    // call fails, as unavailable, never as an internal error.
+    let mut ok = false;
+    for _ in 0..3 {
+        match store.insert_sessions(org, &[synthetic(0, 0)]).await {
+            Ok(_) => {
+                ok = true;
+                break;
+            }
+            Err(StoreError::Unavailable(_)) => continue,
+            Err(e) => panic!("expected success or Unavailable, got {e:?}"),
+        }
+    }
+    assert!(ok, "the store did not recover");
+    assert!(store.get_session(org, "syn-000000").await.unwrap().is_some());
+    let _ = admin.close().await;
+}
+
+const NOW: i64 = 1_717_243_200_000_000;
+const SECOND: i64 = 1_000_000;
+const SESSIONS: usize = 50_000;
+const USERS: usize = 500;
+
+/// Synthetic session `i` of user `user`: one every 30 s going back from NOW,
+/// 1 in 50 still active, spread over resources and connectors.
+fn synthetic(i: usize, user: usize) -> Session {
+    let start = NOW - (SESSIONS - i) as i64 * 30 * SECOND;
+    let active = i.is_multiple_of(50);
+    let formal = Identity {
+        id: format!("u-{user}"),
+        name: format!("User {user}"),
+        email: format!("user{user}@example.com"),
+        kind: "human".into(),
+        groups: vec![format!("team-{}", user % 20), "everyone".into()],
+        external_ids: vec![],
+    };
+    Session {
+        id: format!("syn-{i:06}"),
+        start,
+        end: (!active).then_some(start + (60 + (i % 3600) as i64) * SECOND),
+        client_ip: format!("10.{}.{}.{}", user % 256, i % 256, (i / 256) % 256),
+        server_ip: "10.9.0.1".into(),
+        sidecar: Sidecar { id: "sc".into(), name: "sidecar".into(), technology: "multi".into() },
+        user: SessionUser {
+            kind: "human".into(),
+            username: format!("user{user}"),
+            formal: Some(formal),
+            end_user: None,
+            native_username: "app".into(),
+        },
+        resource: ResourceRef {
+            kind: "datastore".into(),
+            id: format!("r-{}", i % 40),
+            name: format!("db {}", i % 40),
+            technology: ["postgres", "mysql", "mongodb", "redis"][i % 4].into(),
+        },
+        connector: ConnectorRef { id: format!("c-{}", i % 8), name: format!("connector {}", i % 8) },
+        parent_session_id: String::new(),
+    }
+}
+
+fn assert_index_scan(label: &str, plan: &[String]) {
+    let text = plan.join("\n");
+    assert!(!text.contains("Seq Scan on sessions"), "{label}: scans sessions sequentially:\n{text}");
+    assert!(text.contains("Index Scan") || text.contains("Index Only Scan"), "{label}: uses no index scan:\n{text}");
+}
+
+#[tokio::test]
+async fn listings_use_indexes_at_fifty_thousand_sessions() {
+    let began = Instant::now();
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let other = store.ensure_org("other").await.unwrap().id;
+    let sessions: Vec<Session> = (0..SESSIONS).map(|i| synthetic(i, (i * 7919) % USERS)).collect();
+    for chunk in sessions.chunks(10_000) {
+        assert_eq!(store.insert_sessions(acme, chunk).await.unwrap(), chunk.len() as u64);
+    }
+    // A second organization, so org_id is not a constant for the planner.
+    let few: Vec<Session> = sessions.iter().step_by(10).cloned().collect();
+    store.insert_sessions(other, &few).await.unwrap();
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+
+    let parse = |text: &str| gatehouse_query::parse(text, NOW).expect("query parses");
+    let first_page = ListQuery::newest(100, NOW);
+    let one_user = ListQuery {
+        filter: parse("user.email:user42@example.com"),
+        window_start: Some(NOW - 7 * 24 * 3600 * SECOND),
+        window_end: Some(NOW),
+        ..ListQuery::newest(100, NOW)
+    };
+    let deep = sessions.len() - 40_000;
+    let deep_page = ListQuery {
+        after: Some(Position { key: sessions[deep].start, id: sessions[deep].id.clone() }),
+        ..ListQuery::newest(100, NOW)
+    };
+    let by_end = ListQuery { sort: SortKey::EndTime, ..ListQuery::newest(100, NOW) };
+    let by_duration = ListQuery { sort: SortKey::Duration, ..ListQuery::newest(100, NOW) };
+    let broad = ListQuery { filter: parse("technology:postgres"), ..ListQuery::newest(100, NOW) };
+    let group = ListQuery { filter: parse("group:team-7"), ..ListQuery::newest(100, NOW) };
+    for (label, query) in [
+        ("first page", &first_page),
+        ("one user, last 7 days", &one_user),
+        ("deep page", &deep_page),
+        ("end time, first page", &by_end),
+        ("duration, first page", &by_duration),
+        ("technology, first page", &broad),
+        ("group, first page", &group),
+    ] {
+        let plan = store.explain_list(acme, query).await.unwrap();
+        // Shown with `--nocapture`.
+        eprintln!("EXPLAIN {label}:\n  {}", plan.join("\n  "));
+        assert_index_scan(label, &plan);
+        // And the listing returns what the plan promises.
+        let rows = store.list_sessions(acme, query).await.unwrap();
+        assert!(!rows.is_empty(), "{label}: no rows");
+    }
+    let deep_rows = store.list_sessions(acme, &deep_page).await.unwrap();
+    assert_eq!(deep_rows[0].id, sessions[deep - 1].id, "the deep page continues right after its position");
+    assert!(began.elapsed() < Duration::from_secs(60), "took {:?}", began.elapsed());
+}
