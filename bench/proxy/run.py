@@ -6,8 +6,9 @@ Targets are interleaved within each round and the order is reversed every
 round, because throughput on a shared 2-core machine drifts by ~10%.
 Prints per target and workload: median TPS, mean latency, ratio to direct
 (median of per-round ratios), added microseconds per transaction, the proxy
-process's CPU microseconds per transaction (from /proc), and RSS per idle
-client connection.
+process's CPU microseconds per transaction (from /proc), for Gatehouse also
+the control plane's CPU per transaction spent storing what was recorded, and
+RSS per idle client connection.
 
 Usage: bench/proxy/run.sh [--rounds 3] [--seconds 15] [--scale 10]
 """
@@ -77,7 +78,7 @@ def pgbench(port, args, seconds):
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"pgbench failed on port {port}: {out.stderr.strip()}")
-    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout).group(1))
+    tps = float(re.search(r"tps = ([\d.]+) \((?:without initial connection time|including reconnection times)\)", out.stdout).group(1))
     latency = float(re.search(r"latency average = ([\d.]+) ms", out.stdout).group(1))
     txns = int(re.search(r"number of transactions actually processed: (\d+)", out.stdout).group(1))
     return tps, latency, txns
@@ -137,7 +138,8 @@ def main():
         # Control plane, resource, connector.
         data = os.path.join(work, "cp")
         api_port = free_port()
-        procs.append(subprocess.Popen([GATEHOUSE, "serve", "--listen", f"127.0.0.1:{api_port}", "--data-dir", data], env=env))
+        control_plane = subprocess.Popen([GATEHOUSE, "serve", "--listen", f"127.0.0.1:{api_port}", "--data-dir", data], env=env)
+        procs.append(control_plane)
         wait_port(api_port)
         gh = lambda *a: subprocess.run([GATEHOUSE, *a, "--data-dir", data], env=env, check=True, capture_output=True, text=True).stdout.strip()
         resource = gh("resources", "create", "--org", "bench", "--name", "bench-db", "--host", "127.0.0.1", "--port", "5432")
@@ -161,31 +163,36 @@ def main():
             f.write(f"[databases]\nbench = host=127.0.0.1 port=5432 dbname=bench\n\n[pgbouncer]\n"
                     f"listen_addr = 127.0.0.1\nlisten_port = {bouncer_port}\nauth_type = trust\n"
                     f"auth_file = {work}/users.txt\npool_mode = session\nmax_client_conn = 500\n"
-                    f"default_pool_size = 100\nunix_socket_dir =\nlogfile = {work}/pgbouncer.log\n")
+                    f"default_pool_size = 100\nunix_socket_dir =\nlogfile = {work}/pgbouncer.log\n"
+                    f"log_connections = 0\nlog_disconnections = 0\n")
         bouncer_bin = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         # pgbouncer refuses to run as root without -u.
         user = ["-u", "postgres"] if os.geteuid() == 0 else []
         if user:
             subprocess.run(["chown", "-R", "postgres", work], check=True)
-        bouncer = subprocess.Popen([bouncer_bin, *user, ini])
+        bouncer = subprocess.Popen([bouncer_bin, *user, ini], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(bouncer)
         wait_port(bouncer_port)
 
         targets = [("direct", 5432, None), ("gatehouse", proxy_port, connector.pid), ("pgbouncer", bouncer_port, bouncer.pid)]
-        results = {}  # (workload, target) -> list of (tps, latency, cpu_us_per_txn)
+        results = {}  # (workload, target) -> list of (tps, latency, cpu_us_per_txn, control_plane_cpu_us_per_txn)
         print(f"pgbench -T {args.seconds}, {args.rounds} rounds, scale {args.scale}; PGSSLMODE=disable", flush=True)
         for round_no in range(args.rounds):
             order = targets if round_no % 2 == 0 else list(reversed(targets))
             for name, wargs in WORKLOADS:
                 for target, port, pid in order:
                     cpu0 = cpu_seconds(pid) if pid else 0
+                    cp0 = cpu_seconds(control_plane.pid)
                     tps, latency, txns = pgbench(port, wargs, args.seconds)
                     cpu = (cpu_seconds(pid) - cpu0) * 1e6 / max(txns, 1) if pid else None
-                    results.setdefault((name, target), []).append((tps, latency, cpu))
+                    # Recording costs the control plane too: count it for the connector's runs.
+                    cp = (cpu_seconds(control_plane.pid) - cp0) * 1e6 / max(txns, 1) if target == "gatehouse" else None
+                    results.setdefault((name, target), []).append((tps, latency, cpu, cp))
                     print(f"  round {round_no + 1} {name:<26} {target:<10} {tps:>9.0f} tps", flush=True)
 
         print()
-        header = f"{'workload':<26} {'target':<10} {'TPS':>9} {'lat ms':>8} {'vs direct':>9} {'+us/txn':>8} {'CPU us/txn':>10}"
+        header = (f"{'workload':<26} {'target':<10} {'TPS':>9} {'lat ms':>8} {'vs direct':>9} {'+us/txn':>8} "
+                  f"{'CPU us/txn':>10} {'+ingest us':>10}")
         print(header)
         print("-" * len(header))
         for name, _ in WORKLOADS:
@@ -198,7 +205,9 @@ def main():
                 added = (lat - statistics.mean(d[1] for d in direct)) * 1000
                 cpus = [r[2] for r in runs if r[2] is not None]
                 cpu = f"{statistics.median(cpus):>10.1f}" if cpus else f"{'-':>10}"
-                print(f"{name:<26} {target:<10} {tps:>9.0f} {lat:>8.3f} {ratio:>9.2f} {added:>8.1f} {cpu}")
+                cps = [r[3] for r in runs if r[3] is not None]
+                cp = f"{statistics.median(cps):>10.1f}" if cps else f"{'-':>10}"
+                print(f"{name:<26} {target:<10} {tps:>9.0f} {lat:>8.3f} {ratio:>9.2f} {added:>8.1f} {cpu} {cp}")
         print()
         for target, port, pid in targets[1:]:
             print(f"RSS per idle client connection, {target}: {rss_per_idle_connection(pid, port) / 1024:.1f} KiB (80 connections)")

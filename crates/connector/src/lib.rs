@@ -9,6 +9,8 @@
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`proxy`]: accept, startup, relay and recording (the hot path).
 //! - [`report`]: batching to the control plane, the spool, heartbeats, terminations.
+//! - [`admin`]: `/health` and `/metrics`.
+//! - [`runtime`]: wires listeners, reporting and the admin server; [`runtime::run`] is the entry point.
 
 pub mod admin;
 pub mod config;

@@ -16,7 +16,8 @@ pub struct Metrics {
     pub sessions_terminated_total: AtomicU64,
     /// Events waiting to reach the control plane (in memory and spooled).
     pub report_backlog: AtomicU64,
-    /// Events dropped because the spool was full in fail-open mode.
+    /// Events dropped: the spool was full in fail-open mode, a spool write
+    /// failed, or the control plane refused the event as malformed.
     pub events_dropped_total: AtomicU64,
 }
 
@@ -54,7 +55,7 @@ impl Metrics {
             (
                 "events_dropped_total",
                 "counter",
-                "Events dropped with a full spool (fail-open)",
+                "Events dropped: spool full (fail-open), disk write failed, or refused by the control plane",
                 &self.events_dropped_total,
             ),
         ];

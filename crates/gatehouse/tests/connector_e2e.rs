@@ -293,3 +293,54 @@ async fn a_killed_connector_leaves_no_ghost_session() {
         .await;
     assert!(killed.elapsed() >= Duration::from_millis(1500), "completed before the lease ran out");
 }
+
+#[tokio::test]
+async fn pgbench_sessions_are_recorded_with_their_statements() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let _connector = system.connector();
+    let database = format!("gh_pgbench_{}", std::process::id());
+    let direct = |sql: &str| {
+        output(Command::new("psql").args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ]))
+    };
+    direct(&format!("DROP DATABASE IF EXISTS {database}"));
+    direct(&format!("CREATE DATABASE {database}"));
+    let port = system.proxy_port.to_string();
+    let pgbench = |args: &[&str]| {
+        output(
+            Command::new("pgbench")
+                .env("PGSSLMODE", "disable")
+                .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+                .args(args)
+                .arg(&database),
+        )
+    };
+    pgbench(&["-i", "-q", "-s", "1"]);
+    let report = pgbench(&["-n", "-S", "-c", "2", "-j", "1", "-t", "25"]);
+    assert!(report.contains("number of transactions actually processed: 50/50"), "{report}");
+    direct(&format!("DROP DATABASE {database} WITH (FORCE)"));
+
+    // The initialization session and one per client, each with its statements.
+    let sessions = system
+        .wait_for("three completed pgbench sessions", |s| {
+            s.iter().filter(|s| s["sessionStatus"] == "completed").count() >= 3
+        })
+        .await;
+    let mut selects = 0;
+    for session in &sessions {
+        let transcript = system.transcript(session["id"].as_str().unwrap()).await;
+        selects += transcript.iter().filter(|t| t.starts_with("SELECT abalance FROM pgbench_accounts")).count();
+    }
+    assert_eq!(selects, 50, "every pgbench transaction is in a transcript");
+}

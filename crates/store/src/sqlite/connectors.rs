@@ -173,28 +173,23 @@ impl SqliteStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
         let mut stored = 0;
-        for event in events {
+        let mut rest = events;
+        while let Some(event) = rest.first() {
+            let mut taken = 1;
             stored += match event {
                 // With its many-valued fields, so its groups are searchable.
                 IngestEvent::Start(session) => {
                     super::insert_sessions_in(&mut tx, org, std::slice::from_ref(session)).await?
                 }
-                IngestEvent::Statement { session_id, statement: s } => sqlx::query(
-                    "INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, \
-                     sqlstate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(org.0)
-                .bind(session_id)
-                .bind(i64::try_from(s.seq).unwrap_or(i64::MAX))
-                .bind(s.start)
-                .bind(s.duration)
-                .bind(&s.text)
-                .bind(s.rows)
-                .bind(s.bytes_sent)
-                .bind(&s.sqlstate)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
+                // A run of statements, the bulk of any report, goes in few statements.
+                IngestEvent::Statement { .. } => {
+                    taken = rest.iter().take_while(|e| matches!(e, IngestEvent::Statement { .. })).count();
+                    let mut inserted = 0;
+                    for chunk in rest[..taken].chunks(STATEMENT_CHUNK) {
+                        inserted += insert_statements(&mut tx, org, chunk).await?;
+                    }
+                    inserted
+                }
                 // A real end replaces one the lease sweep guessed.
                 IngestEvent::End { session_id, end, reason } => sqlx::query(
                     "UPDATE sessions SET end_us = ?1, duration_us = MAX(?1 - start_us, 0), end_reason = ?2 \
@@ -210,6 +205,7 @@ impl SqliteStore {
                 .await?
                 .rows_affected(),
             };
+            rest = &rest[taken..];
         }
         tx.commit().await?;
         Ok(stored)
@@ -366,4 +362,32 @@ async fn complete_open(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Statements per INSERT: 9 values each, well under SQLite's bind limit.
+const STATEMENT_CHUNK: usize = 200;
+
+/// Inserts statement events in one multi-row statement; retried ones are skipped.
+async fn insert_statements(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    org: OrgId,
+    events: &[IngestEvent],
+) -> Result<u64, StoreError> {
+    let mut b = SqlBuilder::new(Dialect::Sqlite);
+    b.push(
+        "INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate) VALUES ",
+    );
+    let mut first = true;
+    for event in events {
+        let IngestEvent::Statement { session_id, statement: s } = event else { continue };
+        b.push(if first { "(" } else { ", (" });
+        first = false;
+        b.bind_int(org.0).push(", ").bind_text(session_id.clone()).push(", ");
+        b.bind_int(i64::try_from(s.seq).unwrap_or(i64::MAX)).push(", ").bind_int(s.start).push(", ");
+        b.bind_int(s.duration).push(", ").bind_text(s.text.clone()).push(", ").bind_int(s.rows).push(", ");
+        b.bind_int(s.bytes_sent).push(", ").bind_text(s.sqlstate.clone()).push(")");
+    }
+    b.push(" ON CONFLICT DO NOTHING");
+    let (sql, args) = b.into_parts();
+    Ok(super::query_with(&sql, args).execute(&mut **tx).await?.rows_affected())
 }
