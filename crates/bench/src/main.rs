@@ -58,9 +58,13 @@ async fn main() -> anyhow::Result<()> {
     let api = Api { http, url, key };
 
     let now = now_micros();
-    let newest = store.list_sessions(org.id, &ListQuery::newest(1, now)).await?;
-    let Some(sample) = newest.first() else { bail!("the store is empty: seed it first") };
-    let email = sample.user.formal.as_ref().map(|f| f.email.clone()).unwrap_or_default();
+    // The newest person (machines have no email) is the selective filter's user.
+    let newest = store.list_sessions(org.id, &ListQuery::newest(1000, now)).await?;
+    let email = newest
+        .iter()
+        .filter_map(|s| s.user.formal.as_ref().map(|f| f.email.clone()))
+        .find(|email| !email.is_empty())
+        .context("no session with a user email: seed the store first")?;
     let week_ago = now - 7 * 86_400_000_000;
     let cases = [
         Case { name: "first page", body: json!({"limit": 100}), query: store_query("", None, now) },
