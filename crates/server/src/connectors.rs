@@ -216,6 +216,15 @@ impl wire::ConnectorService for ConnectorApi {
         let live = tokio_stream_from(live).map(|t| Ok(termination_message(&t)));
         Response::stream_ok(pending.chain(live))
     }
+
+    async fn verify_identity(
+        &self,
+        ctx: RequestContext,
+        _req: ServiceRequest<'_, wire::VerifyIdentityRequest>,
+    ) -> ServiceResult<wire::VerifyIdentityResponse> {
+        connector(&ctx)?;
+        Err(ConnectError::new(ErrorCode::Unimplemented, "identity verification is not built yet (issue 6)"))
+    }
 }
 
 /// The broadcast receiver as a stream; a lagging watcher skips ahead (it
