@@ -1,6 +1,11 @@
 //! Measures ListSessionsV2 end to end over HTTP (JSON) and the same listings
 //! straight against the store, in one process and one run, and prints the
-//! ratios and the query plans. Fill the store first with `gatehouse seed`.
+//! ratios and the query plans, then measures sustained ingestion from
+//! simulated connectors. Fill the store first with `gatehouse seed` (SQLite
+//! with `--data-dir`, PostgreSQL with `--database-url`).
+
+mod backend;
+mod ingest;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,15 +15,17 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_core::{OrgId, Role};
-use gatehouse_store::sqlite::SqliteStore;
-use gatehouse_store::{Direction, ListQuery, Position, SortKey, Store};
+use gatehouse_store::{AggregateQuery, Direction, Facet, HistogramSpec, ListQuery, Position, SortKey, Store};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
 struct Args {
-    /// Directory of the seeded store
-    #[arg(long)]
-    data_dir: PathBuf,
+    /// Directory of the seeded SQLite store
+    #[arg(long, required_unless_present = "database_url")]
+    data_dir: Option<PathBuf>,
+    /// The seeded PostgreSQL store instead
+    #[arg(long, conflicts_with = "data_dir")]
+    database_url: Option<String>,
     /// Organization the sessions were seeded into
     #[arg(long, default_value = "default")]
     org: String,
@@ -34,6 +41,12 @@ struct Args {
     /// Seconds of the throughput run
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Simulated connectors for the ingestion run (0 skips it)
+    #[arg(long, default_value_t = 8)]
+    connectors: usize,
+    /// Seconds of the ingestion run
+    #[arg(long, default_value_t = 10)]
+    ingest_seconds: u64,
 }
 
 /// One listing, as an API request body and as a store query.
@@ -46,12 +59,14 @@ struct Case {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let store = Arc::new(SqliteStore::open(&args.data_dir.join("gatehouse.db")).await?);
+    let backend = backend::Backend::open(args.data_dir.as_deref(), args.database_url.as_deref()).await?;
+    let store = backend.store();
     let org =
         store.find_org(&args.org).await?.with_context(|| format!("no organization {:?}: seed first", args.org))?;
     let key = gatehouse_server::auth::create_api_key(store.as_ref(), org.id, "bench", Role::Reader).await?.key;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/core.v1.SessionsService/ListSessionsV2", listener.local_addr()?);
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let url = format!("{base_url}/core.v1.SessionsService/ListSessionsV2");
     let app = gatehouse_server::app(store.clone()).await?;
     tokio::spawn(gatehouse_server::serve(listener, app, std::future::pending()));
     let http = reqwest::Client::new();
@@ -80,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
         },
     ];
 
-    println!("sessions API benchmark: {} ({} timed requests per case)", args.data_dir.display(), args.iterations);
+    println!("sessions API benchmark: {} ({} timed requests per case)", backend.name(), args.iterations);
     println!(
         "{:<32} {:>10} {:>10} {:>10} {:>10} {:>8}",
         "case", "API p50", "API p95", "store p50", "store p95", "ratio"
@@ -92,16 +107,73 @@ async fn main() -> anyhow::Result<()> {
     let name = format!("deep page ({} x 100 in)", args.deep_pages);
     report(&name, &api, &body, store.as_ref(), org.id, &query, args.iterations).await?;
 
+    if args.connectors > 0 {
+        let span = Duration::from_secs(args.ingest_seconds);
+        let ingested = ingest::run(store.as_ref(), &base_url, args.connectors, span).await?;
+        ingest::print(&ingested, args.connectors);
+    }
+
+    println!("\nquery plans ({}):", backend.name());
+    for (name, query) in cases.iter().map(|c| (c.name, &c.query)).chain([("deep page", &query)]) {
+        println!("  {name}:");
+        for line in backend.explain(org.id, query).await? {
+            println!("    {line}");
+        }
+    }
+
+    aggregations(&api, store.as_ref(), org.id, now, args.iterations / 10 + 5).await?;
+
     let rps = throughput(&api, &cases[0].body, args.clients, Duration::from_secs(args.seconds)).await?;
     println!("\nthroughput: {rps:.0} requests/s with {} concurrent clients (first page, JSON)", args.clients);
 
-    println!("\nquery plans (EXPLAIN QUERY PLAN):");
-    for (name, query) in cases.iter().map(|c| (c.name, &c.query)).chain([("deep page", &query)]) {
-        println!("  {name}:");
-        for line in store.explain_list(org.id, query).await? {
-            let warn = if line.starts_with("SCAN") && !line.contains("INDEX") { "   <-- table scan" } else { "" };
-            println!("    {line}{warn}");
+    Ok(())
+}
+
+/// ListSessionAggregations over the last 30 days, split by technology: the
+/// console's histogram and facets. The API against the store's own call.
+async fn aggregations(api: &Api, store: &dyn Store, org: OrgId, now: i64, iterations: usize) -> anyhow::Result<()> {
+    let month_ago = now - 30 * 86_400_000_000;
+    let url = api.url.replace("ListSessionsV2", "ListSessionAggregations");
+    let api = Api { http: api.http.clone(), url, key: api.key.clone() };
+    println!("\naggregations, 30 days, group by technology ({iterations} timed requests per case)");
+    for (name, mode, facets) in
+        [("histogram + facets", None, Facet::ALL.to_vec()), ("histogram only", Some("histogram"), vec![])]
+    {
+        let mut body = json!({"startTimestamp": format_rfc3339(month_ago), "histogramGroupByFields": ["technology"]});
+        if let Some(mode) = mode {
+            body["mode"] = json!(mode);
         }
+        let query = AggregateQuery {
+            filter: gatehouse_query::Expr::All,
+            window_start: Some(month_ago),
+            window_end: None,
+            now,
+            histogram: Some(HistogramSpec {
+                interval: None,
+                group_by: vec![gatehouse_query::Field::ResourceTechnology],
+            }),
+            facets,
+            facet_limit: 10,
+        };
+        let (mut api_times, mut store_times) = (Vec::new(), Vec::new());
+        for i in 0..iterations + 2 {
+            let started = Instant::now();
+            let response = api.list(&body).await?;
+            let api_time = started.elapsed();
+            let started = Instant::now();
+            let counted = store.aggregate(org, &query).await?;
+            let store_time = started.elapsed();
+            if i == 0 {
+                println!("  {name}: {} hits, {} buckets", response["numHits"], counted.histogram.len());
+            }
+            if i >= 2 {
+                api_times.push(api_time);
+                store_times.push(store_time);
+            }
+        }
+        let (a50, a95) = percentiles(&mut api_times);
+        let (s50, _) = percentiles(&mut store_times);
+        println!("  {name:<30} API p50 {:>8.1}ms p95 {:>8.1}ms, store p50 {:>8.1}ms", ms(a50), ms(a95), ms(s50));
     }
     Ok(())
 }

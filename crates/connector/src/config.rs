@@ -8,6 +8,16 @@
 //! [[listeners]]                  # or GATEHOUSE_CONNECTOR_LISTENERS=127.0.0.1:6432=res_...[@host:port],...
 //! listen = "127.0.0.1:6432"
 //! resource = "res_..."           # a resource id from `gatehouse resources create`
+//! require_identity = false       # refuse user names other than idp:formal:...
+//! upstream_tls = "disable"       # or "require", or "verify-full" with upstream_ca_file
+//!
+//! [identity]
+//! require_tls = false            # refuse identity logins (token as password) without TLS
+//!
+//! [[credentials]]                # a native role the connector logs in as
+//! resource = "res_..."           # optional: every resource when absent
+//! role = "analyst"
+//! password_env = "ANALYST_PASSWORD"   # or password = "...", or password_file = "/path"
 //! ```
 //!
 //! [`Config::load`] reads the file (if any), then applies the environment,
@@ -15,6 +25,7 @@
 //! directory. Nothing here can change while the connector runs.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +66,91 @@ pub struct Config {
     /// TLS offered to clients that send SSLRequest; without it they get `N`.
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// Identity logins (`idp:formal:human:<email>`, `idp:formal:machine:<name>`).
+    #[serde(default)]
+    pub identity: Identity,
+    /// Passwords of the native roles the connector logs in as after an identity login.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Refuse identity logins over connections without TLS, since their password is an
+    /// access token. Default false (as for a connector on localhost).
+    #[serde(default)]
+    pub require_tls: bool,
+}
+
+/// A secret from the configuration: never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, to use it; never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The password of a native role, from the file itself, an environment variable, or a file
+/// (read once, at startup). Stays on the connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// The resource id; absent: every resource.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The native role.
+    pub role: String,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    /// The password, resolved by [`Config::load`].
+    #[serde(skip)]
+    pub secret: Secret,
+}
+
+impl Credential {
+    /// A credential with its password given directly (tests, embedding).
+    pub fn new(resource: Option<&str>, role: &str, password: &str) -> Self {
+        Self {
+            resource: resource.map(Into::into),
+            role: role.to_owned(),
+            password: None,
+            password_env: None,
+            password_file: None,
+            secret: Secret::new(password),
+        }
+    }
+}
+
+/// How the connector talks to the database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS, without checking the certificate (libpq's `sslmode=require`).
+    Require,
+    /// TLS with the certificate checked against `upstream_ca_file` and the host name.
+    VerifyFull,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -84,6 +180,29 @@ pub struct Listener {
     /// `host:port` of the database, overriding the resource's registered address.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// Refuse user names that are not identities (`idp:formal:...`). Default false.
+    #[serde(default)]
+    pub require_identity: bool,
+    /// TLS to the database. Default `disable`.
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    /// PEM CA certificates for `upstream_tls = "verify-full"`.
+    #[serde(default)]
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+impl Listener {
+    /// A listener with the defaults (tests, the environment variable).
+    pub fn new(listen: SocketAddr, resource: &str, upstream: Option<&str>) -> Self {
+        Self {
+            listen,
+            resource: resource.to_owned(),
+            upstream: upstream.map(Into::into),
+            require_identity: false,
+            upstream_tls: UpstreamTls::Disable,
+            upstream_ca_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -161,6 +280,14 @@ impl Config {
         if let Some(dir) = env(ENV_STATE_DIR) {
             config.state_dir = PathBuf::from(dir);
         }
+        for (i, credential) in config.credentials.iter_mut().enumerate() {
+            credential.secret = resolve_secret(credential, &env).map_err(|message| ConfigError::Invalid {
+                source_name: path
+                    .map_or_else(|| "configuration".to_owned(), |p| format!("config file {}", p.display())),
+                field: format!("credentials[{i}]"),
+                message,
+            })?;
+        }
         config.check(&path.map_or_else(|| "configuration".to_owned(), |p| format!("config file {}", p.display())))?;
         Ok(config)
     }
@@ -196,6 +323,24 @@ impl Config {
             if let Some(upstream) = &listener.upstream {
                 check_host_port(upstream).map_err(|m| invalid(&format!("listeners[{i}].upstream"), m))?;
             }
+            if listener.upstream_tls == UpstreamTls::VerifyFull && listener.upstream_ca_file.is_none() {
+                return Err(invalid(
+                    &format!("listeners[{i}].upstream_ca_file"),
+                    "is required with upstream_tls = \"verify-full\"".into(),
+                ));
+            }
+        }
+        let mut roles = HashSet::new();
+        for (i, credential) in self.credentials.iter().enumerate() {
+            if credential.role.trim().is_empty() {
+                return Err(invalid(&format!("credentials[{i}].role"), "is empty".into()));
+            }
+            if !roles.insert((credential.resource.clone(), credential.role.clone())) {
+                return Err(invalid(
+                    &format!("credentials[{i}]"),
+                    format!("role `{}` is listed twice", credential.role),
+                ));
+            }
         }
         if self.spool_max_bytes == 0 {
             return Err(invalid("spool_max_bytes", "must be above 0".into()));
@@ -213,6 +358,24 @@ impl Config {
 
     fn default_spool_max_bytes() -> u64 {
         256 * 1024 * 1024
+    }
+}
+
+/// Exactly one of `password`, `password_env` (read through `env`) and `password_file` (its
+/// first line, so a trailing newline does not count).
+fn resolve_secret(credential: &Credential, env: &impl Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    match (&credential.password, &credential.password_env, &credential.password_file) {
+        (Some(password), None, None) => Ok(password.clone()),
+        (None, Some(var), None) => {
+            env(var).map(Secret).ok_or_else(|| format!("password_env: environment variable {var} is not set"))
+        }
+        (None, None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("password_file: cannot read {}: {e}", file.display()))?;
+            Ok(Secret(text.lines().next().unwrap_or_default().to_owned()))
+        }
+        (None, None, None) => Err("set one of password, password_env or password_file".into()),
+        _ => Err("set only one of password, password_env or password_file".into()),
     }
 }
 
@@ -239,7 +402,7 @@ fn parse_listeners(value: &str) -> Result<Vec<Listener>, ConfigError> {
         if resource.is_empty() {
             return Err(error(format!("`{item}`: no resource id")));
         }
-        listeners.push(Listener { listen, resource: resource.to_owned(), upstream });
+        listeners.push(Listener { upstream, ..Listener::new(listen, resource, None) });
     }
     if listeners.is_empty() {
         return Err(error("no listeners in it".into()));
@@ -325,12 +488,8 @@ mod tests {
         assert_eq!(
             c.listeners,
             [
-                Listener { listen: "127.0.0.1:7000".parse().unwrap(), resource: "res_x".into(), upstream: None },
-                Listener {
-                    listen: "[::1]:7001".parse().unwrap(),
-                    resource: "res_y".into(),
-                    upstream: Some("[::1]:5432".into())
-                },
+                Listener::new("127.0.0.1:7000".parse().unwrap(), "res_x", None),
+                Listener::new("[::1]:7001".parse().unwrap(), "res_y", Some("[::1]:5432")),
             ]
         );
         assert_eq!(c.admin_listen, "0.0.0.0:9090".parse().unwrap());
@@ -398,6 +557,63 @@ mod tests {
         assert!(with("127.0.0.1:6432=res@::1:5432").contains("brackets"));
         assert!(with(" , ").contains("no listeners"));
         assert!(with("127.0.0.1:6432=a,x").contains("`x`: expected"));
+    }
+
+    #[test]
+    fn identity_tls_and_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = format!(
+            "{FILE}\n[identity]\nrequire_tls = true\n\
+             [[listeners]]\nlisten = \"127.0.0.1:6434\"\nresource = \"res_c\"\nrequire_identity = true\n\
+             upstream_tls = \"verify-full\"\nupstream_ca_file = \"/ca.pem\"\n\
+             [[credentials]]\nrole = \"analyst\"\npassword = \"inline-secret\"\n\
+             [[credentials]]\nresource = \"res_c\"\nrole = \"analyst\"\npassword_env = \"PW\"\n\
+             [[credentials]]\nrole = \"etl\"\npassword_file = \"{}\"\n",
+            file.display()
+        );
+        let c = load(Some(&text), &[("PW", "env-secret")]).unwrap();
+        assert!(c.identity.require_tls);
+        assert!(!c.listeners[0].require_identity && c.listeners[0].upstream_tls == UpstreamTls::Disable);
+        assert!(c.listeners[2].require_identity && c.listeners[2].upstream_tls == UpstreamTls::VerifyFull);
+        let secrets: Vec<&str> = c.credentials.iter().map(|c| c.secret.expose()).collect();
+        assert_eq!(secrets, ["inline-secret", "env-secret", "from-file"]);
+        let debug = format!("{c:?}");
+        for secret in ["inline-secret", "env-secret", "from-file"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+
+        let e = load(Some(&text), &[]).unwrap_err().to_string();
+        assert!(e.contains("credentials[1]") && e.contains("PW is not set"), "{e}");
+        let e = error(Some(&format!("{FILE}\n[[credentials]]\nrole = \"r\"\n")), &[]);
+        assert!(e.contains("credentials[0]") && e.contains("set one of"), "{e}");
+        let e = error(
+            Some(&format!("{FILE}\n[[credentials]]\nrole = \"r\"\npassword = \"a\"\npassword_env = \"B\"\n")),
+            &[],
+        );
+        assert!(e.contains("only one"), "{e}");
+        let e = error(
+            Some(&format!(
+                "{FILE}\n[[credentials]]\nrole = \"r\"\npassword = \"a\"\n[[credentials]]\nrole = \"r\"\npassword = \"b\"\n"
+            )),
+            &[],
+        );
+        assert!(e.contains("twice"), "{e}");
+        let e = error(
+            Some(&format!(
+                "{FILE}\n[[listeners]]\nlisten = \"127.0.0.1:1\"\nresource = \"r\"\nupstream_tls = \"verify-full\"\n"
+            )),
+            &[],
+        );
+        assert!(e.contains("listeners[2].upstream_ca_file"), "{e}");
+        let e = error(
+            Some(&format!(
+                "{FILE}\n[[listeners]]\nlisten = \"127.0.0.1:1\"\nresource = \"r\"\nupstream_tls = \"maybe\"\n"
+            )),
+            &[],
+        );
+        assert!(e.contains("maybe"), "{e}");
     }
 
     #[test]

@@ -27,10 +27,30 @@ pub struct SessionStart {
     pub server_ip: String,
     /// The user name as given at startup.
     pub username: String,
-    /// The role used upstream (the same as `username` until identity mapping).
+    /// The role used upstream: the user name for a native login, the mapped role for an
+    /// identity login.
     pub native_username: String,
     pub database: String,
     pub application_name: String,
+    /// `human`, `machine` or `native`.
+    pub user_type: String,
+    /// The verified person or machine behind an identity login. Boxed, like `end_user`, so
+    /// that the start does not make every event (statements included) larger.
+    pub formal_user: Option<Box<FormalUser>>,
+    /// The end user a machine named for this session.
+    pub end_user: Option<Box<FormalUser>>,
+}
+
+/// A person or machine, as the control plane describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FormalUser {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    /// `human` or `machine`.
+    pub kind: String,
+    pub groups: Vec<String>,
+    pub external_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`config`]: listeners, control plane, spool, TLS.
 //! - [`event`]: what a session produces: its start, statements, end.
+//! - [`identity`]: identity logins: the user-name convention, token checks, native credentials.
 //! - [`live`]: the live sessions, by id, so a termination can reach one.
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`proxy`]: accept, startup, relay and recording (the hot path).
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod config;
 pub mod event;
+pub mod identity;
 pub mod live;
 pub mod metrics;
 pub mod proxy;

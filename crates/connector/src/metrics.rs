@@ -19,6 +19,45 @@ pub struct Metrics {
     /// Events dropped: the spool was full in fail-open mode, a spool write
     /// failed, or the control plane refused the event as malformed.
     pub events_dropped_total: AtomicU64,
+    /// Identity logins that reached the database.
+    pub identity_logins_total: AtomicU64,
+    /// Logins the connector refused, by reason.
+    pub auth_failures: AuthFailures,
+}
+
+/// Why the connector refused a login: the control plane's reasons, then the connector's own.
+pub const AUTH_FAILURE_REASONS: [&str; 15] = [
+    "unknown_user",
+    "bad_token",
+    "expired_token",
+    "revoked_token",
+    "disabled_user",
+    "role_not_allowed",
+    "no_role",
+    "identity_required",
+    "tls_required",
+    "bad_user_name",
+    "bad_password_message",
+    "control_plane_unavailable",
+    "no_credentials",
+    "upstream_login",
+    "other",
+];
+
+/// One counter per entry of [`AUTH_FAILURE_REASONS`].
+#[derive(Debug, Default)]
+pub struct AuthFailures([AtomicU64; AUTH_FAILURE_REASONS.len()]);
+
+impl AuthFailures {
+    /// Counts a failure; a reason not in the list counts as `other`.
+    pub fn count(&self, reason: &str) {
+        let i = AUTH_FAILURE_REASONS.iter().position(|r| *r == reason).unwrap_or(AUTH_FAILURE_REASONS.len() - 1);
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, reason: &str) -> u64 {
+        AUTH_FAILURE_REASONS.iter().position(|r| *r == reason).map_or(0, |i| self.0[i].load(Ordering::Relaxed))
+    }
 }
 
 impl Metrics {
@@ -32,7 +71,7 @@ impl Metrics {
 
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 10] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 11] = [
             ("connections_total", "counter", "Client connections accepted", &self.connections_total),
             ("connections_active", "gauge", "Client connections open now", &self.connections_active),
             (
@@ -58,6 +97,12 @@ impl Metrics {
                 "Events dropped: spool full (fail-open), disk write failed, or refused by the control plane",
                 &self.events_dropped_total,
             ),
+            (
+                "identity_logins_total",
+                "counter",
+                "Identity logins that reached the database",
+                &self.identity_logins_total,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
@@ -65,6 +110,35 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE gatehouse_connector_{name} {kind}");
             let _ = writeln!(out, "gatehouse_connector_{name} {}", value.load(Ordering::Relaxed));
         }
+        let _ =
+            writeln!(out, "# HELP gatehouse_connector_auth_failures_total Logins refused by the connector, by reason");
+        let _ = writeln!(out, "# TYPE gatehouse_connector_auth_failures_total counter");
+        for (reason, value) in AUTH_FAILURE_REASONS.iter().zip(&self.auth_failures.0) {
+            let _ = writeln!(
+                out,
+                "gatehouse_connector_auth_failures_total{{reason=\"{reason}\"}} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_failures_render_by_reason() {
+        let metrics = Metrics::default();
+        metrics.auth_failures.count("revoked_token");
+        metrics.auth_failures.count("revoked_token");
+        metrics.auth_failures.count("something new");
+        assert_eq!(metrics.auth_failures.get("revoked_token"), 2);
+        assert_eq!(metrics.auth_failures.get("other"), 1);
+        let text = metrics.render();
+        assert!(text.contains("gatehouse_connector_auth_failures_total{reason=\"revoked_token\"} 2\n"), "{text}");
+        assert!(text.contains("gatehouse_connector_auth_failures_total{reason=\"bad_token\"} 0\n"), "{text}");
+        assert!(text.contains("gatehouse_connector_identity_logins_total 0\n"), "{text}");
     }
 }

@@ -33,9 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
 use crate::config::{Config, Listener};
+use crate::identity::{Credentials, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
-use crate::proxy::{self, CancelMap, ProxyContext, ProxyError};
+use crate::proxy::{self, CancelMap, IdentityOptions, ProxyContext, ProxyError};
 use crate::report::backoff::Backoff;
 use crate::report::client::ClientError;
 use crate::report::resources::{self, HelloInfo, Resource};
@@ -61,6 +62,8 @@ pub enum RunError {
         "listener {listen}: resource `{resource}` is not one of this connector's resources (known from {from}: {known})"
     )]
     UnknownResource { listen: SocketAddr, resource: String, from: String, known: String },
+    #[error("listener {listen}: upstream TLS: {source}")]
+    UpstreamTls { listen: SocketAddr, source: ProxyError },
     #[error("listener {listen} stopped: {message}")]
     Listener { listen: SocketAddr, message: String },
 }
@@ -75,6 +78,7 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let run_id = uuid::Uuid::now_v7().to_string();
     let control = ControlPlane::new(&config.control_plane.url, &config.control_plane.key)?;
+    let verify_control = control.clone();
     let tls = match &config.tls {
         Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),
         None => None,
@@ -132,11 +136,40 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
 
+    let mut upstream_tls = Vec::with_capacity(upstreams.len());
+    for ((listener, _), upstream) in listeners.iter().zip(&upstreams) {
+        let built = proxy::upstream_tls(listener.upstream_tls, listener.upstream_ca_file.as_deref(), upstream)
+            .map_err(|source| RunError::UpstreamTls { listen: listener.listen, source });
+        match built {
+            Ok(tls) => upstream_tls.push(tls),
+            Err(error) => {
+                drop(reporter);
+                background.stop().await;
+                return Err(error);
+            }
+        }
+    }
+
     let stop_proxies = CancellationToken::new();
     let cancels = Arc::new(CancelMap::new());
+    let verifier = Arc::new(Verifier::new(verify_control));
+    let credentials = Arc::new(Credentials::new(&config.credentials));
     let mut serving = JoinSet::new();
-    for ((listener, tcp), upstream) in listeners.into_iter().zip(upstreams) {
-        tracing::info!(listen = %listener.listen, resource = %listener.resource, %upstream, "listening");
+    for (((listener, tcp), upstream), upstream_tls) in listeners.into_iter().zip(upstreams).zip(upstream_tls) {
+        tracing::info!(
+            listen = %listener.listen,
+            resource = %listener.resource,
+            %upstream,
+            upstream_tls = ?listener.upstream_tls,
+            require_identity = listener.require_identity,
+            "listening",
+        );
+        let identity = IdentityOptions {
+            verifier: Some(Arc::clone(&verifier)),
+            credentials: Arc::clone(&credentials),
+            require_identity: listener.require_identity,
+            require_tls: config.identity.require_tls,
+        };
         let context = Arc::new(ProxyContext {
             resource_id: listener.resource,
             upstream,
@@ -145,6 +178,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             metrics: Arc::clone(&metrics),
             tls: tls.clone(),
             cancels: Arc::clone(&cancels),
+            upstream_tls,
+            identity,
         });
         let token = stop_proxies.clone();
         let listen = listener.listen;
@@ -340,11 +375,7 @@ mod tests {
     }
 
     fn listener(port: u16, resource: &str, upstream: Option<&str>) -> Listener {
-        Listener {
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            resource: resource.into(),
-            upstream: upstream.map(Into::into),
-        }
+        Listener::new(SocketAddr::from(([127, 0, 0, 1], port)), resource, upstream)
     }
 
     #[test]

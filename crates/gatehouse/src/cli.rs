@@ -34,6 +34,11 @@ pub enum Command {
     /// Register connectors and create their keys (talks to the store directly)
     #[command(subcommand)]
     Connectors(ConnectorsCommand),
+    /// Manage people and machines, their groups and access tokens (talks to the store directly)
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Apply a YAML file of users, default roles and grants; idempotent (talks to the store directly)
+    Apply(ApplyArgs),
     /// Fill a store with synthetic sessions, for demos and benchmarks
     Seed(SeedArgs),
     /// Apply the store's pending schema migrations (or --check for them)
@@ -192,6 +197,9 @@ pub enum ResourcesCommand {
         port: u16,
         #[arg(long, default_value = "postgres")]
         technology: String,
+        /// The native role of identified connections that ask for none
+        #[arg(long, value_name = "ROLE")]
+        default_role: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -199,6 +207,35 @@ pub enum ResourcesCommand {
     List {
         #[arg(long)]
         org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Let a user or a group's members use a native role on a resource
+    Grant {
+        /// The resource's name or id
+        resource: String,
+        /// The organization
+        #[arg(long)]
+        org: String,
+        /// The database role they may log in as
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        to: GrantTarget,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a grant `resources grant` made
+    RevokeGrant {
+        /// The resource's name or id
+        resource: String,
+        /// The organization
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        to: GrantTarget,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -254,8 +291,11 @@ pub struct ApiArgs {
 pub enum OutputFormat {
     /// A table that fits the terminal
     Table,
-    /// One JSON object per line (the API's JSON form)
-    Json,
+    /// One JSON object per line (the API's JSON form); `json` is an alias
+    #[value(alias = "json")]
+    Jsonl,
+    /// A header row, then one flat row per session
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,7 +320,7 @@ pub enum SessionsCommand {
     /// Show one session
     Get {
         id: String,
-        #[arg(long, short, value_enum, default_value_t = OutputFormat::Json)]
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Jsonl)]
         output: OutputFormat,
         #[command(flatten)]
         api: ApiArgs,
@@ -307,11 +347,160 @@ pub struct ListArgs {
     /// Sessions per page (1 to 100000)
     #[arg(long, default_value_t = 100)]
     pub limit: i32,
-    /// Walk every page, not just the first
+    /// Walk every page, not just the first (jsonl and csv stream page by page)
     #[arg(long)]
     pub all: bool,
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a human (--email) or a machine (--machine); prints its id
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "machine"])))]
+    Create {
+        /// The organization
+        #[arg(long)]
+        org: String,
+        /// A person, by email (how they connect: idp:formal:human:<email>)
+        #[arg(long)]
+        email: Option<String>,
+        /// A person's display name
+        #[arg(long, requires = "email")]
+        name: Option<String>,
+        /// A machine, by name (how it connects: idp:formal:machine:<name>)
+        #[arg(long, value_name = "NAME")]
+        machine: Option<String>,
+        /// A group the user belongs to; repeat for several
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// An id of the user elsewhere (an IdP subject, an employee number); repeat for several
+        #[arg(long = "external-id", value_name = "ID")]
+        external_ids: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List an organization's users, their groups and status
+    List {
+        /// The organization
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Change a user's name, groups, external ids or status
+    Update {
+        /// An email or a machine name
+        user: String,
+        /// The organization
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Add a group; repeat for several
+        #[arg(long = "add-group", value_name = "GROUP")]
+        add_groups: Vec<String>,
+        /// Remove a group; repeat for several
+        #[arg(long = "remove-group", value_name = "GROUP")]
+        remove_groups: Vec<String>,
+        /// Add an external id; repeat for several
+        #[arg(long = "add-external-id", value_name = "ID")]
+        add_external_ids: Vec<String>,
+        /// Remove an external id; repeat for several
+        #[arg(long = "remove-external-id", value_name = "ID")]
+        remove_external_ids: Vec<String>,
+        /// Let the user connect again
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Refuse the user's connections from now on (their tokens stay, unusable)
+        #[arg(long)]
+        disable: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Refuse a user's connections from now on (connectors notice within 30 s)
+    Disable {
+        /// An email or a machine name
+        user: String,
+        /// The organization
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Issue, list and revoke a user's access tokens (their connection passwords)
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token and print it once, with its expiry
+    Create {
+        /// An email or a machine name
+        user: String,
+        /// The organization
+        #[arg(long)]
+        org: String,
+        /// How long the token works, e.g. 12h, 7d (at most 366d)
+        #[arg(long, value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        /// A name to recognise the token by
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a user's tokens: prefixes, names, times and status; never secrets
+    List {
+        /// An email or a machine name
+        user: String,
+        /// The organization
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token, by its prefix (connectors notice within 30 s)
+    Revoke {
+        /// The token's prefix, as `users token list` shows it
+        prefix: String,
+        /// The organization
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Who a native role is granted to.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct GrantTarget {
+    /// A user, by email or machine name
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Every member of a group
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The YAML file: `users:` (email or machine, name, groups, external_ids,
+    /// disabled) and `resources:` (name, default_role, grants of role to user or
+    /// group). Fields left out are left alone; listed groups, external ids and
+    /// grants are made exactly so. Users and resources not in the file are kept.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+    /// The organization (created when applying, if new)
+    #[arg(long)]
+    pub org: String,
+    /// Print what would change, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }

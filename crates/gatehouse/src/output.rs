@@ -1,4 +1,9 @@
-//! Terminal output: tables that fit the terminal.
+//! Output: tables that fit the terminal, and JSONL or CSV records written
+//! as they come, so an export of any size runs in constant memory.
+
+use std::io::Write;
+
+use serde_json::Value;
 
 /// A table printed with aligned columns. On a terminal, the widest columns
 /// are cut (with `…`) until the table fits; piped output is never cut.
@@ -60,6 +65,90 @@ fn fit(cell: &str, width: usize) -> String {
     }
 }
 
+/// The CSV columns: a name and the JSON pointer into the API's JSON form of a
+/// session. The console's export (`console/export.js`) writes the same ones.
+pub const CSV_COLUMNS: &[(&str, &str)] = &[
+    ("id", "/id"),
+    ("session_status", "/sessionStatus"),
+    ("start_time", "/startTime"),
+    ("end_time", "/endTime"),
+    ("duration_seconds", "/duration"),
+    ("user_type", "/user/type"),
+    ("username", "/user/username"),
+    ("user_id", "/user/formal/user/id"),
+    ("user_name", "/user/formal/user/name"),
+    ("user_email", "/user/formal/user/email"),
+    ("user_groups", "/user/formal/user/groups"),
+    ("end_user_email", "/user/formal/endUser/email"),
+    ("native_username", "/user/native/username"),
+    ("resource_id", "/resource/id"),
+    ("resource_name", "/resource/name"),
+    ("resource_type", "/resource/type"),
+    ("resource_technology", "/resource/technology"),
+    ("connector_id", "/connector/id"),
+    ("connector_name", "/connector/name"),
+    ("client_ip", "/network/clientIpAddress"),
+    ("server_ip", "/network/serverIpAddress"),
+    ("parent_session_id", "/parentSessionId"),
+];
+
+/// Writes records one at a time: JSON lines, or CSV with a header row.
+/// (One writer per command: the CSV writer's size does not matter, so it is not boxed.)
+#[allow(clippy::large_enum_variant)]
+pub enum RecordWriter<W: Write> {
+    Jsonl(W),
+    Csv(csv::Writer<W>),
+}
+
+impl<W: Write> RecordWriter<W> {
+    pub fn jsonl(out: W) -> Self {
+        Self::Jsonl(out)
+    }
+
+    /// A CSV writer; the header row is written at once, so even an empty
+    /// export says what its columns are.
+    pub fn csv(out: W) -> anyhow::Result<Self> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record(CSV_COLUMNS.iter().map(|(name, _)| *name))?;
+        Ok(Self::Csv(writer))
+    }
+
+    pub fn write(&mut self, record: &Value) -> anyhow::Result<()> {
+        match self {
+            Self::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, record)?;
+                out.write_all(b"\n")?;
+            }
+            Self::Csv(writer) => {
+                writer.write_record(CSV_COLUMNS.iter().map(|(name, at)| csv_cell(name, record.pointer(at))))?
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes what was written so far out, e.g. after each page.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Jsonl(out) => out.flush(),
+            Self::Csv(writer) => writer.flush(),
+        }
+    }
+}
+
+/// One flat cell: strings as they are, lists joined with `;`, durations
+/// (`"3.5s"` in JSON) as plain seconds.
+fn csv_cell(column: &str, value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) if column == "duration_seconds" => text.trim_end_matches('s').to_owned(),
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(items)) => {
+            items.iter().map(|item| csv_cell(column, Some(item))).collect::<Vec<_>>().join(";")
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +161,32 @@ mod tests {
         assert!(text.lines().all(|l| l.chars().count() <= 20), "{text}");
         assert!(text.contains('…'));
         assert!(table.render(None).contains("alice.smith@example.com"));
+    }
+
+    #[test]
+    fn csv_rows_are_flat_and_quoted() {
+        let session = serde_json::json!({
+            "id": "s1",
+            "duration": "3.5s",
+            "user": {"formal": {"user": {"name": "O'Hara, \"Kim\"", "groups": ["dba", "sre"]}}},
+            "resource": {"name": "line\nbreak"},
+        });
+        let mut writer = RecordWriter::csv(Vec::new()).unwrap();
+        writer.write(&session).unwrap();
+        writer.flush().unwrap();
+        let RecordWriter::Csv(writer) = writer else { unreachable!() };
+        let bytes = writer.into_inner().unwrap();
+        let mut reader = csv::Reader::from_reader(bytes.as_slice());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+        assert_eq!(header.len(), CSV_COLUMNS.len());
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        let cell = |name: &str| rows[0][header.iter().position(|h| h == name).unwrap()].to_owned();
+        assert_eq!(cell("id"), "s1");
+        assert_eq!(cell("duration_seconds"), "3.5");
+        assert_eq!(cell("user_name"), "O'Hara, \"Kim\"");
+        assert_eq!(cell("user_groups"), "dba;sre");
+        assert_eq!(cell("resource_name"), "line\nbreak");
+        assert_eq!(cell("end_time"), "");
     }
 }

@@ -155,7 +155,8 @@ fn keys_serve_and_sessions_end_to_end() {
 fn dev_key(child: &mut Child) -> String {
     let out = BufReader::new(child.stdout.take().unwrap());
     let mut key = None;
-    for line in out.lines() {
+    let mut lines = out.lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(k) = line.trim().strip_prefix("admin API key:") {
             key = Some(k.trim().to_owned());
@@ -164,6 +165,8 @@ fn dev_key(child: &mut Child) -> String {
             break;
         }
     }
+    // Keep reading, so that dev never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     key.expect("dev prints the admin key")
 }
 
@@ -198,4 +201,84 @@ fn dev_prints_a_working_key_and_keeps_it() {
     let mut second = Running(start());
     assert_eq!(dev_key(&mut second.0), key, "a second run reuses the saved key and does not seed twice");
     wait_healthy(&url);
+}
+
+/// How many sessions the API itself walks for `query` (ListSessionsV2 over
+/// Connect JSON, summing each page's `listMetadata.count`).
+fn api_count(url: &str, key: &str, query: &str) -> usize {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let http = ::reqwest::Client::new();
+        let (mut total, mut cursor) = (0, String::new());
+        loop {
+            let body = serde_json::json!({"limit": 1000, "query": query, "cursor": cursor});
+            let page: Value = http
+                .post(format!("{url}/core.v1.SessionsService/ListSessionsV2"))
+                .header("X-API-KEY", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            total += page["listMetadata"]["count"].as_u64().unwrap_or(0) as usize;
+            match page["listMetadata"]["nextCursor"].as_str() {
+                Some(next) if !next.is_empty() => cursor = next.to_owned(),
+                _ => return total,
+            }
+        }
+    })
+}
+
+#[test]
+fn export_jsonl_and_csv_walk_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    run(gatehouse().args(["seed", "--org", "acme", "--sessions", "450", "--active", "7", "--data-dir"]).arg(data));
+    let key = stdout(&run(gatehouse().args(["keys", "create", "--org", "acme", "--data-dir"]).arg(data)));
+    let key = key.trim();
+    let (_server, url) = serve(data);
+    let export = |query: &str, format: &str| {
+        let mut command = gatehouse();
+        command
+            .args(["sessions", "list", "--all", "--limit", "60", "-q", query, "--output", format])
+            .env("GATEHOUSE_URL", &url)
+            .env("GATEHOUSE_API_KEY", key);
+        stdout(&run(&mut command))
+    };
+
+    for query in ["", "technology:postgres", "session_status:active"] {
+        let expected = api_count(&url, key, query);
+        assert!(expected > 0, "{query:?} matches something");
+
+        let jsonl = json_lines(&export(query, "jsonl"));
+        assert_eq!(jsonl.len(), expected, "jsonl rows for {query:?}");
+        let ids = |lines: &[Value]| lines.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+        // Ids, not whole objects: an active session's duration grows between two walks.
+        assert_eq!(ids(&json_lines(&export(query, "json"))), ids(&jsonl), "json is an alias of jsonl");
+
+        let text = export(query, "csv");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+        assert_eq!(&header[..4], ["id", "session_status", "start_time", "end_time"]);
+        let rows: Vec<csv::StringRecord> = reader.records().map(|row| row.expect("CSV parses")).collect();
+        assert_eq!(rows.len(), expected, "csv rows for {query:?}");
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+        // Same sessions in the same order, each field flattened from the JSON form.
+        for (row, json) in rows.iter().zip(&jsonl) {
+            assert_eq!(row.len(), header.len());
+            assert_eq!(&row[column("id")], json["id"].as_str().unwrap());
+            assert_eq!(&row[column("user_email")], json["user"]["formal"]["user"]["email"].as_str().unwrap_or(""));
+            assert_eq!(&row[column("resource_technology")], json["resource"]["technology"].as_str().unwrap());
+        }
+        if query == "technology:postgres" {
+            assert!(rows.iter().all(|row| &row[column("resource_technology")] == "postgres"));
+            assert!(expected < 457);
+        }
+        if query == "session_status:active" {
+            assert_eq!(expected, 7);
+            assert!(rows.iter().all(|row| row[column("end_time")].is_empty()));
+        }
+    }
 }

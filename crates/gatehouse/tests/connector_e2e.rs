@@ -1,54 +1,15 @@
 //! The whole system with real clients: `gatehouse serve`, `gatehouse
 //! connector` in front of the machine's PostgreSQL, and `psql` sessions.
 
+mod common;
+
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Proc, free_port, gatehouse, output, wait_port};
 use serde_json::{Value, json};
-
-fn gatehouse() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command.env("RUST_LOG", "warn").env_remove("GATEHOUSE_API_KEY").env_remove("GATEHOUSE_URL");
-    command
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn output(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn stop(mut self, signal: &str) {
-        let _ = Command::new("kill").args([signal, &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
 
 struct System {
     _dir: tempfile::TempDir,

@@ -16,9 +16,11 @@
 //! - [`frontend`] and [`backend`] hold typed views, one file per message, built from a
 //!   [`Message`] with [`Message::decode`] only when a field is needed.
 //! - [`Encode`] is implemented by the messages a proxy sends itself; [`Decode`] by the views.
+//! - [`auth`] computes the client's answers to md5 and SCRAM-SHA-256 authentication.
 //! - [`WireError`] is the one error type.
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod backend;
 mod codec;
 mod cursor;

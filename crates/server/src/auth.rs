@@ -58,11 +58,11 @@ pub fn new_key(kind: KeyKind) -> CreatedKey {
     CreatedKey { hash: hash_key(&key), key, prefix }
 }
 
-fn random_alphanumeric(len: usize) -> String {
+pub(crate) fn random_alphanumeric(len: usize) -> String {
     rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
-fn hash_key(key: &str) -> Vec<u8> {
+pub(crate) fn hash_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 

@@ -17,6 +17,7 @@ use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
 use crate::auth::ConnectorCaller;
 use crate::convert::timestamp;
 use crate::error::{invalid, store_error};
+use crate::identity::{Verifier, identity_from_wire};
 use crate::terminations::TerminationBus;
 
 /// How often connectors heartbeat, and how long the control plane waits
@@ -40,11 +41,12 @@ pub struct ConnectorApi {
     store: Arc<dyn Store>,
     bus: Arc<TerminationBus>,
     lease: Lease,
+    identities: Verifier,
 }
 
 impl ConnectorApi {
     pub fn new(store: Arc<dyn Store>, bus: Arc<TerminationBus>, lease: Lease) -> Self {
-        Self { store, bus, lease }
+        Self { store, bus, lease, identities: Verifier::new() }
     }
 }
 
@@ -150,10 +152,11 @@ impl wire::ConnectorService for ConnectorApi {
                             technology: technology.clone(),
                         },
                         user: SessionUser {
-                            kind: "native".into(),
+                            // Connectors that predate identities send no type.
+                            kind: if start.user_type.is_empty() { "native".into() } else { start.user_type },
                             username: start.username,
-                            formal: None,
-                            end_user: None,
+                            formal: start.formal_user.as_option().and_then(identity_from_wire),
+                            end_user: start.end_user.as_option().and_then(identity_from_wire),
                             native_username: start.native_username,
                         },
                         resource: ResourceRef {
@@ -220,10 +223,11 @@ impl wire::ConnectorService for ConnectorApi {
     async fn verify_identity(
         &self,
         ctx: RequestContext,
-        _req: ServiceRequest<'_, wire::VerifyIdentityRequest>,
+        req: ServiceRequest<'_, wire::VerifyIdentityRequest>,
     ) -> ServiceResult<wire::VerifyIdentityResponse> {
-        connector(&ctx)?;
-        Err(ConnectError::new(ErrorCode::Unimplemented, "identity verification is not built yet (issue 6)"))
+        let caller = connector(&ctx)?;
+        let request = req.to_owned_message();
+        Response::ok(self.identities.verify(&self.store, &caller, &request).await?)
     }
 }
 

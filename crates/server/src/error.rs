@@ -11,6 +11,7 @@ pub fn store_error(err: StoreError) -> ConnectError {
             tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "store unavailable");
             ConnectError::new(ErrorCode::Unavailable, "the session store is unavailable; retry shortly")
         }
+        StoreError::Invalid(message) => invalid(message.clone()),
         _ => {
             tracing::error!(error = %err, source = ?std::error::Error::source(&err), "store error");
             ConnectError::new(ErrorCode::Internal, "an internal error occurred")

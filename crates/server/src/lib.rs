@@ -5,22 +5,28 @@
 //! health and reflection services and a plain `GET /health`.
 //!
 //! # Layout
+//! - [`aggregations`]: ListSessionAggregations validation and response.
 //! - [`auth`]: API keys and the interceptor that checks them.
 //! - [`cursor`]: signed keyset cursors.
 //! - [`listing`]: ListSessionsV2 validation and paging.
 //! - [`sessions`]: the sessions service handlers.
 //! - [`connectors`]: the connector service: reports, leases, terminations.
+//! - [`identity`]: users, access tokens, and verifying connections' identities.
+//! - [`console`]: the web console, embedded static files served at `/`.
 //! - [`terminations`]: termination requests on their way to connectors.
 //! - [`registry`]: creating resources and connectors.
 //! - [`convert`]: domain sessions to `core.v1` messages.
 
 #![allow(refining_impl_trait_internal, refining_impl_trait_reachable)]
 
+pub mod aggregations;
 pub mod auth;
 pub mod connectors;
+pub mod console;
 pub mod convert;
 pub mod cursor;
 mod error;
+pub mod identity;
 pub mod listing;
 pub mod registry;
 pub mod sessions;
@@ -29,6 +35,7 @@ pub mod terminations;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use connectrpc::{ConnectRpcService, Limits};
 use gatehouse_proto::core::v1::SESSIONS_SERVICE_SERVICE_NAME;
@@ -60,6 +67,10 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum:
     let cursor_key = store.secret_or_init(CURSOR_SECRET, &fresh).await?;
 
     let bus = Arc::new(TerminationBus::default());
+    // Replicas sharing the store hear of each other's terminations.
+    if let Some(feed) = store.termination_feed() {
+        tokio::spawn(bus.clone().relay(store.clone(), feed));
+    }
     let sessions = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone());
     let connectors = ConnectorApi::new(store.clone(), bus, lease);
     let router = connectrpc::Router::new().add_service(Arc::new(sessions)).add_service(Arc::new(connectors));
@@ -73,14 +84,39 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum:
     let router = connectrpc_reflection::install(router, reflector);
     let limits =
         Limits::default().with_max_request_body_size(MAX_REQUEST_BYTES).with_max_message_size(MAX_REQUEST_BYTES);
-    let rpc = ConnectRpcService::new(router).with_limits(limits).with_interceptor(Authenticator::new(store));
+    let rpc = ConnectRpcService::new(router).with_limits(limits).with_interceptor(Authenticator::new(store.clone()));
 
-    Ok(axum::Router::new().route("/health", get(|| async { "ok\n" })).fallback_service(rpc))
+    Ok(axum::Router::new()
+        .route("/health", get(move || health(store.clone())))
+        .merge(console::routes())
+        .fallback_service(rpc))
+}
+
+/// How long `/health` waits for the store before reporting it unreachable.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness: 200 while the store answers, 503 while it does not (with no
+/// detail beyond that: the body is public). Everything else keeps serving
+/// meanwhile, failing calls that need the store with `unavailable`.
+async fn health(store: Arc<dyn Store>) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(HEALTH_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok\n"),
+        Ok(Err(err)) => {
+            tracing::warn!(%err, "not ready: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?HEALTH_TIMEOUT, "not ready: the store does not answer in time");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
 }
 
 /// Completes the sessions of connectors unheard for longer than `lease`.
-/// It waits one lease after start first: connectors that could not reach a
-/// control plane that was down need that long to be heard again.
+/// Every replica runs this; a store shared by replicas lets one sweep at a
+/// time, and the others skip their turn. It waits one lease after start
+/// first: connectors that could not reach a control plane that was down need
+/// that long to be heard again.
 async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration) {
     tokio::time::sleep(lease).await;
     let mut tick = tokio::time::interval((lease / 6).max(std::time::Duration::from_millis(100)));

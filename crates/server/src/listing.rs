@@ -67,6 +67,22 @@ fn parse_bound(name: &str, text: &str) -> Result<Option<Micros>, ConnectError> {
         .ok_or_else(|| invalid(format!("{name} {text:?} is not an RFC 3339 time such as 2024-01-31T12:00:00Z")))
 }
 
+/// The `start_timestamp`/`end_timestamp` window; either bound may be absent.
+pub fn parse_window(start: &str, end: &str) -> Result<(Option<Micros>, Option<Micros>), ConnectError> {
+    let window = (parse_bound("start_timestamp", start)?, parse_bound("end_timestamp", end)?);
+    if let (Some(start), Some(end)) = window
+        && start > end
+    {
+        return Err(invalid("start_timestamp is after end_timestamp"));
+    }
+    Ok(window)
+}
+
+/// A query in the search language, with relative times measured from `now`.
+pub fn parse_filter(query: &str, now: Micros) -> Result<gatehouse_query::Expr, ConnectError> {
+    gatehouse_query::parse(query, now).map_err(|e| invalid(format!("invalid query: {e}")))
+}
+
 /// Runs one ListSessionsV2 page for `org`.
 pub async fn list_page(
     store: &dyn Store,
@@ -82,13 +98,7 @@ pub async fn list_page(
         }
     } as usize;
     let (sort, direction) = parse_sort(req.sort_by)?;
-    let window_start = parse_bound("start_timestamp", req.start_timestamp)?;
-    let window_end = parse_bound("end_timestamp", req.end_timestamp)?;
-    if let (Some(start), Some(end)) = (window_start, window_end)
-        && start > end
-    {
-        return Err(invalid("start_timestamp is after end_timestamp"));
-    }
+    let (window_start, window_end) = parse_window(req.start_timestamp, req.end_timestamp)?;
     let listing = fingerprint(&[
         &org.0.to_string(),
         req.query,
@@ -101,7 +111,7 @@ pub async fn list_page(
         text => Some(codec.decode(text, &listing).map_err(|e| invalid(e.to_string()))?),
     };
     let now = cursor.as_ref().map_or_else(now_micros, |c| c.now);
-    let filter = gatehouse_query::parse(req.query, now).map_err(|e| invalid(format!("invalid query: {e}")))?;
+    let filter = parse_filter(req.query, now)?;
     let backward = cursor.as_ref().is_some_and(|c| c.backward);
     let query = ListQuery {
         filter,

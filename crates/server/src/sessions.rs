@@ -10,6 +10,7 @@ use gatehouse_core::time::now_micros;
 use gatehouse_proto::core::v1::*;
 use gatehouse_store::{StatementRecord, Store, TerminationRecord};
 
+use crate::aggregations::{AggregationRequest, aggregate};
 use crate::convert::{session_object, timestamp};
 use crate::cursor::CursorCodec;
 use crate::error::{invalid, store_error};
@@ -96,10 +97,6 @@ fn caller(ctx: &RequestContext) -> Result<Caller, ConnectError> {
     })
 }
 
-fn not_yet(method: &str) -> ConnectError {
-    ConnectError::new(ErrorCode::Unimplemented, format!("{method} is not implemented yet"))
-}
-
 impl SessionsService for SessionsApi {
     async fn get_session(
         &self,
@@ -152,10 +149,18 @@ impl SessionsService for SessionsApi {
     async fn list_session_aggregations(
         &self,
         ctx: RequestContext,
-        _req: ServiceRequest<'_, ListSessionAggregationsRequest>,
+        req: ServiceRequest<'_, ListSessionAggregationsRequest>,
     ) -> ServiceResult<ListSessionAggregationsResponse> {
-        caller(&ctx)?;
-        Err(not_yet("ListSessionAggregations"))
+        let caller = caller(&ctx)?;
+        let request = AggregationRequest {
+            query: req.query,
+            start_timestamp: req.start_timestamp,
+            end_timestamp: req.end_timestamp,
+            histogram_interval: req.histogram_interval,
+            histogram_group_by_fields: req.histogram_group_by_fields.iter().copied().collect(),
+            mode: req.mode,
+        };
+        Response::ok(aggregate(self.store.as_ref(), caller.org, request).await?)
     }
 
     async fn create_session_termination(

@@ -11,6 +11,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Conflict(String),
+    /// A request the store cannot answer as asked; the message says why.
+    #[error("{0}")]
+    Invalid(String),
     #[error("stored data is corrupt: {0} (this is a bug)")]
     Corrupt(String),
 }

@@ -11,6 +11,9 @@
 //! - [`postgres`]: the PostgreSQL implementation and its migrations.
 
 mod error;
+mod feed;
+pub mod fingerprint;
+pub mod identity;
 pub mod ip;
 pub mod model;
 pub mod postgres;
@@ -22,6 +25,7 @@ use async_trait::async_trait;
 use gatehouse_core::{Micros, OrgId, Session};
 
 pub use error::StoreError;
+pub use feed::{TerminationFeed, TerminationNotice};
 pub use model::*;
 
 /// Everything the control plane stores. Every method that reads sessions or
@@ -51,6 +55,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError>;
     /// One page of sessions in the query's order, up to `query.limit` rows.
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError>;
+    /// Counts what a listing with the same filter and window walks: the
+    /// number of hits, a histogram by start time and the top keys of facets.
+    async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError>;
 
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError>;
     async fn list_resources(&self, org: OrgId) -> Result<Vec<Resource>, StoreError>;
@@ -58,6 +65,55 @@ pub trait Store: Send + Sync + 'static {
     async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError>;
     /// Looks a connector up by its key's prefix, whatever its organization.
     async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError>;
+
+    // Identities (issue 6): users, access tokens, native roles.
+
+    /// Stores a new user; a conflict when the organization has a user of
+    /// that type with the same email or machine name (whatever its case).
+    async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError>;
+    /// The user of `org` with this email (human) or name (machine), in any case.
+    async fn find_user(
+        &self,
+        org: OrgId,
+        kind: crate::identity::UserKind,
+        handle: &str,
+    ) -> Result<Option<crate::identity::User>, StoreError>;
+    /// The users of `org`, humans then machines, by email or name.
+    async fn list_users(&self, org: OrgId) -> Result<Vec<crate::identity::User>, StoreError>;
+    /// Rewrites a user's email, name, groups, external ids, disabled flag
+    /// and update time, by id (its type never changes); false when `org`
+    /// has no such user.
+    async fn update_user(&self, org: OrgId, user: &crate::identity::User) -> Result<bool, StoreError>;
+    /// Stores a token for a user of the token's organization (a conflict
+    /// otherwise). Only the hash of its secret is kept.
+    async fn insert_access_token(&self, token: &crate::identity::NewAccessToken) -> Result<(), StoreError>;
+    /// Looks a token up by its public prefix, whatever its organization:
+    /// this is how a connection is verified.
+    async fn find_access_token(&self, prefix: &str) -> Result<Option<crate::identity::StoredAccessToken>, StoreError>;
+    /// A user's tokens in creation order, without secrets.
+    async fn list_access_tokens(
+        &self,
+        org: OrgId,
+        user_id: &str,
+    ) -> Result<Vec<crate::identity::AccessTokenInfo>, StoreError>;
+    /// Revokes a token of `org`; false when there is no such live token.
+    async fn revoke_access_token(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError>;
+    /// Records a token's last use (never moving it back).
+    async fn touch_access_token(&self, prefix: &str, at: Micros) -> Result<(), StoreError>;
+    /// Sets the native role of connections to the resource that ask for
+    /// none (empty for none); false when `org` has no such resource.
+    async fn set_resource_default_role(&self, org: OrgId, resource_id: &str, role: &str) -> Result<bool, StoreError>;
+    /// A resource's default role and role grants.
+    async fn resource_access(
+        &self,
+        org: OrgId,
+        resource_id: &str,
+    ) -> Result<Option<crate::identity::ResourceAccess>, StoreError>;
+    /// Lets a user or a group use a native role on a resource; false when
+    /// the grant existed. A conflict when the resource or user is not `org`'s.
+    async fn grant_role(&self, org: OrgId, grant: &crate::identity::RoleGrant, at: Micros) -> Result<bool, StoreError>;
+    /// Removes a grant; false when there was none.
+    async fn revoke_role_grant(&self, org: OrgId, grant: &crate::identity::RoleGrant) -> Result<bool, StoreError>;
 
     /// Records a new run of a connector. Sessions its earlier runs left open
     /// are completed at the time the connector was last heard; returns how many.
@@ -93,4 +149,20 @@ pub trait Store: Send + Sync + 'static {
     /// transaction stays short. Active sessions are never deleted, however
     /// old. Returns how many sessions were deleted.
     async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError>;
+
+    // Replicas and readiness (issue 4).
+
+    /// Terminations stored through any replica sharing this store, for a
+    /// store that several processes share; `None` when this process is the
+    /// only one that can store terminations (SQLite). Call it once: each call
+    /// starts its own feed.
+    fn termination_feed(&self) -> Option<TerminationFeed> {
+        None
+    }
+
+    /// Succeeds when the store answers a trivial query; the caller bounds it
+    /// with a timeout. For readiness checks, so it must stay cheap.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -190,3 +190,124 @@ pub struct TerminationRecord {
 
 /// `end_reason` of sessions completed for a connector that went silent.
 pub const LEASE_END_REASON: &str = "lease";
+
+/// What ListSessionAggregations counts, already validated. Sessions match
+/// exactly as in a listing with the same filter and window.
+#[derive(Debug, Clone)]
+pub struct AggregateQuery {
+    pub filter: gatehouse_query::Expr,
+    pub window_start: Option<Micros>,
+    pub window_end: Option<Micros>,
+    /// The instant relative times and active durations are measured at; also
+    /// the end of an open window.
+    pub now: Micros,
+    pub histogram: Option<HistogramSpec>,
+    pub facets: Vec<Facet>,
+    /// Keys kept per facet, the most frequent first.
+    pub facet_limit: usize,
+}
+
+/// Sessions counted by start time (a session that started before the window
+/// counts in its first bucket), optionally split by up to three fields.
+#[derive(Debug, Clone)]
+pub struct HistogramSpec {
+    /// Bucket width; `None` picks one giving at most about
+    /// [`TARGET_BUCKETS`] buckets.
+    pub interval: Option<Micros>,
+    pub group_by: Vec<gatehouse_query::Field>,
+}
+
+/// Buckets an automatic interval aims for at most.
+pub const TARGET_BUCKETS: i64 = 100;
+/// Buckets a histogram may have at most, whatever the interval asked for.
+pub const MAX_BUCKETS: i64 = 10_000;
+/// Nested group-by buckets a histogram may have at most, over all levels.
+pub const MAX_GROUP_ROWS: usize = 100_000;
+
+/// A list of the most frequent values of one property of matching sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Facet {
+    ResourceTechnology,
+    SessionId,
+    ClientIp,
+    ServerIp,
+    ResourceId,
+    ResourceName,
+    ResourceType,
+    ResourceHost,
+    ConnectorName,
+    ConnectorId,
+    UserType,
+    UserFormalType,
+    UserEmail,
+    UserUsername,
+    UserId,
+    EndUserType,
+    EndUserName,
+    EndUserEmail,
+    /// Normalized statement text, counting sessions that ran it.
+    QueryFingerprint,
+    /// Statements per session, in decimal ranges (`0`, `1-9`, `10-99`, ...).
+    Statements,
+    /// Bytes sent to the client per session, in decimal ranges.
+    BytesSent,
+    /// Rows sent to the client per session, in decimal ranges.
+    RowsSent,
+}
+
+impl Facet {
+    /// Every facet, in the order of the public response's fields.
+    pub const ALL: [Facet; 22] = [
+        Facet::ResourceTechnology,
+        Facet::SessionId,
+        Facet::ClientIp,
+        Facet::ServerIp,
+        Facet::QueryFingerprint,
+        Facet::Statements,
+        Facet::ResourceId,
+        Facet::ResourceName,
+        Facet::ResourceType,
+        Facet::ResourceHost,
+        Facet::ConnectorName,
+        Facet::ConnectorId,
+        Facet::UserType,
+        Facet::UserFormalType,
+        Facet::UserEmail,
+        Facet::UserUsername,
+        Facet::UserId,
+        Facet::EndUserType,
+        Facet::EndUserName,
+        Facet::EndUserEmail,
+        Facet::BytesSent,
+        Facet::RowsSent,
+    ];
+}
+
+/// A count of sessions for one key, with its nested split when grouped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyCount {
+    pub key: String,
+    pub count: u64,
+    pub groups: Vec<KeyCount>,
+}
+
+/// One histogram bucket, starting at `start`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DateCount {
+    pub start: Micros,
+    pub count: u64,
+    pub groups: Vec<KeyCount>,
+}
+
+/// The answer to an [`AggregateQuery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregates {
+    /// Matching sessions.
+    pub num_hits: u64,
+    /// The bucket width used (chosen when not asked for); 0 without a histogram.
+    pub interval: Micros,
+    /// Every bucket of the window in order, empty ones included.
+    pub histogram: Vec<DateCount>,
+    /// One list per requested facet, in the requested order.
+    pub facets: Vec<(Facet, Vec<KeyCount>)>,
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Session};
 use gatehouse_store::postgres::{PgOptions, PgStore};
-use gatehouse_store::{ListQuery, Position, SortKey, Store, StoreError};
+use gatehouse_store::{ListQuery, Position, SortKey, Store, StoreError, TerminationNotice, TerminationRecord};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -303,4 +303,118 @@ async fn listings_use_indexes_at_fifty_thousand_sessions() {
     let deep_rows = store.list_sessions(acme, &deep_page).await.unwrap();
     assert_eq!(deep_rows[0].id, sessions[deep - 1].id, "the deep page continues right after its position");
     assert!(began.elapsed() < Duration::from_secs(60), "took {:?}", began.elapsed());
+}
+
+/// The next notice on a feed, failing after 5 s.
+async fn next_notice(feed: &mut gatehouse_store::TerminationFeed) -> TerminationNotice {
+    tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        .await
+        .expect("a notice within 5 s")
+        .expect("the feed is open")
+}
+
+fn termination(id: &str) -> TerminationRecord {
+    TerminationRecord {
+        id: id.into(),
+        session_id: format!("session-of-{id}"),
+        connector_id: "c-1".into(),
+        reason: "because".into(),
+        created: NOW,
+    }
+}
+
+async fn kill_connections(db: &TestDatabase) {
+    let mut admin = admin().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&db.name)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+}
+
+#[tokio::test]
+async fn terminations_stored_by_one_replica_reach_another_and_a_lost_feed_resyncs() {
+    let db = TestDatabase::create().await;
+    let a = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let b = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let mut feed = b.termination_feed().expect("PostgreSQL stores have a feed");
+    assert_eq!(next_notice(&mut feed).await, TerminationNotice::Resync, "a feed starts listening with a resync");
+    let org = a.ensure_org("acme").await.unwrap().id;
+
+    a.create_termination(org, &termination("t-1")).await.unwrap();
+    assert_eq!(next_notice(&mut feed).await, TerminationNotice::Requested { org, termination: termination("t-1") });
+
+    // Every connection goes, the feed's included: it reconnects, says so,
+    // and hears what is stored afterwards.
+    kill_connections(&db).await;
+    assert_eq!(next_notice(&mut feed).await, TerminationNotice::Resync);
+    let mut stored = false;
+    for _ in 0..3 {
+        match a.create_termination(org, &termination("t-2")).await {
+            Ok(()) => {
+                stored = true;
+                break;
+            }
+            Err(StoreError::Unavailable(_)) => continue,
+            Err(e) => panic!("expected success or Unavailable, got {e:?}"),
+        }
+    }
+    assert!(stored, "the store did not recover");
+    assert_eq!(next_notice(&mut feed).await, TerminationNotice::Requested { org, termination: termination("t-2") });
+
+    // A termination that is not stored is not announced.
+    assert!(a.create_termination(org, &termination("t-2")).await.is_err(), "duplicate id");
+    assert!(tokio::time::timeout(Duration::from_millis(300), feed.recv()).await.is_err(), "nothing more");
+}
+
+#[tokio::test]
+async fn one_replica_sweeps_leases_at_a_time() {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let org = store.ensure_org("acme").await.unwrap().id;
+    sqlx::query(
+        "INSERT INTO connectors (org_id, id, name, key_prefix, key_hash, created_us, last_heard_us) \
+         VALUES ($1, 'c-1', 'quiet', 'kp', '\\x00', $2, $2)",
+    )
+    .bind(org.0)
+    .bind(NOW)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO sessions (org_id, id, start_us, connector_id) VALUES ($1, 's-1', $2, 'c-1')")
+        .bind(org.0)
+        .bind(NOW - SECOND)
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    // Another replica is sweeping (holds the lock): this one skips its turn.
+    let mut other = PgConnection::connect_with(&db.options()).await.unwrap();
+    let mut sweeping = other.begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(gatehouse_store::postgres::SWEEP_LOCK)
+        .fetch_one(&mut *sweeping)
+        .await
+        .unwrap();
+    assert!(locked);
+    assert_eq!(store.expire_connectors(NOW + SECOND).await.unwrap(), 0, "skipped while another sweeps");
+    let session = store.get_session(org, "s-1").await.unwrap().unwrap();
+    assert_eq!(session.end, None);
+    sweeping.commit().await.unwrap();
+    assert_eq!(store.expire_connectors(NOW + SECOND).await.unwrap(), 1, "swept once the lock is free");
+
+    // Retention likewise.
+    let mut sweeping = other.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(gatehouse_store::postgres::RETENTION_LOCK)
+        .execute(&mut *sweeping)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_completed_before(NOW + 2 * SECOND, 10).await.unwrap(), 0, "skipped while another deletes");
+    sweeping.commit().await.unwrap();
+    assert_eq!(store.delete_completed_before(NOW + 2 * SECOND, 10).await.unwrap(), 1);
+    let _ = other.close().await;
 }

@@ -1,5 +1,5 @@
 //! One client connection, from accept to close: the startup phase, then a cancel, a refusal,
-//! or a relay to the database.
+//! or a relay to the database (after an identity login, for `idp:formal:...` user names).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +11,12 @@ use gatehouse_pgwire::backend::ErrorResponse;
 use tokio::net::TcpStream;
 
 use super::client::{self, Negotiated};
+use super::login::{self, Identified};
 use super::relay::{self, Conn};
+use super::upstream::ServerStream;
 use super::{ProxyContext, Shutdown, cancel, upstream};
 use crate::event::now_us;
+use crate::identity;
 use crate::metrics::Metrics;
 
 /// How long a client may take to say what it wants (TLS handshake included).
@@ -55,12 +58,22 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyConte
         () = shutdown.token.cancelled() => return,
         prepared = prepare(stream, peer, &ctx) => prepared,
     };
-    if let Some((client, client_reader, startup, server)) = prepared {
-        relay::run(Conn { client, client_reader, startup, server, peer, accepted_us }, ctx, shutdown).await;
+    if let Some(Prepared { client, client_reader, startup, server, server_reader, identified }) = prepared {
+        let conn = Conn { client, client_reader, startup, server, server_reader, identified, peer, accepted_us };
+        relay::run(conn, ctx, shutdown).await;
     }
 }
 
-type Prepared = (client::ClientStream, MessageReader, gatehouse_pgwire::StartupMessage, TcpStream);
+/// A client and its database connection, ready for the relay.
+struct Prepared {
+    client: client::ClientStream,
+    client_reader: MessageReader,
+    startup: gatehouse_pgwire::StartupMessage,
+    server: ServerStream,
+    server_reader: MessageReader,
+    /// Set after an identity login; `None` when the relay passes authentication through.
+    identified: Option<Box<Identified>>,
+}
 
 /// The startup phase: negotiation, then a cancel is forwarded, a full spool refuses, or the
 /// database is connected.
@@ -89,8 +102,48 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
         client.send_error(&ErrorResponse::cannot_connect_now(SPOOL_FULL)).await;
         return None;
     }
-    match upstream::connect(&ctx.upstream).await {
-        Ok(server) => Some((client, reader, startup, server)),
+    match startup.user().and_then(identity::parse) {
+        Some(Ok(name)) => {
+            let (client, server, server_reader, identified) =
+                login::identity(client, &mut reader, &startup, name, peer, ctx).await?;
+            return Some(Prepared {
+                client,
+                client_reader: reader,
+                startup,
+                server,
+                server_reader,
+                identified: Some(identified),
+            });
+        }
+        Some(Err(error)) => {
+            ctx.metrics.auth_failures.count("bad_user_name");
+            tracing::warn!(%peer, %error, "identity login refused: malformed user name");
+            let message = format!("invalid identity user name: {error}");
+            client.send_error(&ErrorResponse::fatal("28000", message)).await;
+            return None;
+        }
+        None if ctx.identity.require_identity => {
+            ctx.metrics.auth_failures.count("identity_required");
+            tracing::warn!(%peer, user = startup.user().unwrap_or_default(), "login refused: this resource requires an identity");
+            let user = startup.user().unwrap_or_default();
+            let error = ErrorResponse::invalid_password(format!("password authentication failed for user \"{user}\""))
+                .with_hint(
+                    "this database requires an identity: connect as idp:formal:human:<email> with your access token",
+                );
+            client.send_error(&error).await;
+            return None;
+        }
+        None => {}
+    }
+    match upstream::connect(&ctx.upstream, ctx.upstream_tls.as_ref()).await {
+        Ok(server) => Some(Prepared {
+            client,
+            client_reader: reader,
+            startup,
+            server,
+            server_reader: MessageReader::new(),
+            identified: None,
+        }),
         Err(error) => {
             tracing::warn!(upstream = %ctx.upstream, %error, "cannot connect to the database");
             let message = format!("Gatehouse cannot reach the database at {}", ctx.upstream);

@@ -5,7 +5,9 @@
 //! - `connection`: one client from accept to close: startup, refusal, cancel, relay.
 //! - `client`: the client's startup phase: SSLRequest and GSSENCRequest, TLS, then a
 //!   StartupMessage or a CancelRequest.
-//! - `upstream`: the TCP connection to the database.
+//! - `upstream`: the connection to the database, TCP or TLS ([`upstream_tls`]).
+//! - `login`: identity logins: the client's token checked with the control plane, then the
+//!   connector's own login upstream as the mapped native role.
 //! - `relay`: the hot path: one task selecting over both sides and the termination.
 //! - `outbox`: the write buffer of one side, flushed once per batch.
 //! - `recorder`: turns relayed messages into statements; no IO.
@@ -15,13 +17,16 @@
 //!
 //! # Sessions
 //! A connection becomes a session when the database sends AuthenticationOk; a failed
-//! authentication is relayed to the client and leaves no trace.
+//! authentication is relayed to the client and leaves no trace. An identity login becomes a
+//! session once the connector's own login upstream succeeded; a refused one never opens an
+//! upstream connection.
 //! From then on every statement is reported, and the session ends exactly once, with one of
 //! the reasons of [`EndReason`](crate::event::EndReason).
 
 mod cancel;
 mod client;
 mod connection;
+mod login;
 mod outbox;
 mod recorder;
 mod relay;
@@ -40,8 +45,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use cancel::CancelMap;
 pub use tls::load_tls;
+pub use upstream::{UpstreamTlsConfig, upstream_tls};
 
 use crate::event::now_us;
+use crate::identity::{Credentials, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
 use crate::report::Reporter;
@@ -64,6 +71,23 @@ pub struct ProxyContext {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Shared by every listener of the connector, so a CancelRequest may arrive on any port.
     pub cancels: Arc<CancelMap>,
+    /// TLS to the database; plain TCP without it.
+    pub upstream_tls: Option<UpstreamTlsConfig>,
+    /// Identity logins on this listener.
+    pub identity: IdentityOptions,
+}
+
+/// How a listener treats identity logins (`idp:formal:...` user names).
+#[derive(Default)]
+pub struct IdentityOptions {
+    /// Checks tokens; without it identity logins are refused (fail closed).
+    pub verifier: Option<Arc<Verifier>>,
+    /// The passwords of native roles.
+    pub credentials: Arc<Credentials>,
+    /// Refuse other user names.
+    pub require_identity: bool,
+    /// Refuse identity logins over connections without TLS.
+    pub require_tls: bool,
 }
 
 /// Errors of the proxy's setup; the relay itself reports through events and logs.
@@ -77,6 +101,8 @@ pub enum ProxyError {
     NoPrivateKey(PathBuf),
     #[error("invalid certificate or key: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("`{0}` cannot be checked against a certificate: it is not a host name or IP address")]
+    ServerName(String),
 }
 
 /// The shutdown signal of one listener, and the moment it was first seen, which is the end

@@ -23,14 +23,15 @@ use gatehouse_pgwire::{
     CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Message, MessageReader, StartupMessage, WireError,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::cancel::{self, CancelTarget};
 use super::client::ClientStream;
+use super::login::Identified;
 use super::outbox::Outbox;
 use super::recorder::Recorder;
 use super::session::Session;
+use super::upstream::ServerStream;
 use super::{ProxyContext, Shutdown};
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
@@ -48,7 +49,11 @@ pub(crate) struct Conn {
     pub client: ClientStream,
     pub client_reader: MessageReader,
     pub startup: StartupMessage,
-    pub server: TcpStream,
+    pub server: ServerStream,
+    /// Empty, or what the database sent after an identity login's AuthenticationOk.
+    pub server_reader: MessageReader,
+    /// Set when the connector logged in itself: the session starts at once.
+    pub identified: Option<Box<Identified>>,
     pub peer: SocketAddr,
     pub accepted_us: i64,
 }
@@ -84,7 +89,7 @@ impl End {
 
 /// Relays one connection from its startup packet to its end, and reports its session.
 pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdown>) {
-    let Conn { client, client_reader, startup, mut server, peer, accepted_us } = conn;
+    let Conn { client, client_reader, startup, server, server_reader, identified, peer, accepted_us } = conn;
     let upstream = match server.peer_addr() {
         Ok(addr) => addr,
         Err(error) => {
@@ -92,13 +97,13 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdo
             return;
         }
     };
-    let relay = Relay {
+    let mut relay = Relay {
         ctx,
         shutdown,
         client_reader,
-        server_reader: MessageReader::new(),
+        server_reader,
         to_client: Outbox::new(client.is_tls()),
-        to_server: Outbox::new(false),
+        to_server: Outbox::new(server.is_tls()),
         recorder: Recorder::default(),
         session: None,
         termination: None,
@@ -109,14 +114,34 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdo
         issued_pid: None,
         backend: None,
     };
-    let (sr, sw) = server.split();
-    match client {
-        ClientStream::Plain(mut tcp) => {
-            let (cr, cw) = tcp.split();
+    match identified {
+        // The connector logged in itself: the client hears AuthenticationOk now.
+        Some(identified) => {
+            relay.to_client.push(&identified.greeting);
+            relay.start_session(Some(&identified));
+        }
+        // The client authenticates with the database through the relay.
+        None => relay.to_server.push(relay.startup.frame()),
+    }
+    match (client, server) {
+        (ClientStream::Plain(mut client), ServerStream::Plain(mut server)) => {
+            let (cr, cw) = client.split();
+            let (sr, sw) = server.split();
             relay.run(cr, cw, sr, sw).await;
         }
-        ClientStream::Tls(tls) => {
-            let (cr, cw) = tokio::io::split(*tls);
+        (ClientStream::Tls(client), ServerStream::Plain(mut server)) => {
+            let (cr, cw) = tokio::io::split(*client);
+            let (sr, sw) = server.split();
+            relay.run(cr, cw, sr, sw).await;
+        }
+        (ClientStream::Plain(mut client), ServerStream::Tls(server)) => {
+            let (cr, cw) = client.split();
+            let (sr, sw) = tokio::io::split(*server);
+            relay.run(cr, cw, sr, sw).await;
+        }
+        (ClientStream::Tls(client), ServerStream::Tls(server)) => {
+            let (cr, cw) = tokio::io::split(*client);
+            let (sr, sw) = tokio::io::split(*server);
             relay.run(cr, cw, sr, sw).await;
         }
     }
@@ -154,7 +179,6 @@ impl Relay {
         SR: AsyncRead + Unpin,
         SW: AsyncWrite + Unpin,
     {
-        self.to_server.push(self.startup.frame());
         let stop = self.shutdown.token.clone().cancelled_owned();
         tokio::pin!(stop);
         let end = loop {
@@ -220,7 +244,7 @@ impl Relay {
         match msg.tag() {
             b'R' if self.session.is_none() => {
                 if msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)? == AuthenticationRequest::Ok {
-                    self.start_session();
+                    self.start_session(None);
                 }
             }
             b'K' => {
@@ -265,19 +289,34 @@ impl Relay {
         result
     }
 
-    /// AuthenticationOk: the connection becomes a session.
-    fn start_session(&mut self) {
-        let user = self.startup.user().unwrap_or_default().to_owned();
-        let start = SessionStart {
+    /// AuthenticationOk (the database's, or the connector's after an identity login): the
+    /// connection becomes a session.
+    fn start_session(&mut self, identified: Option<&Identified>) {
+        let mut start = SessionStart {
             start_us: self.accepted_us,
             resource_id: self.ctx.resource_id.clone(),
             client_ip: self.peer.ip().to_canonical().to_string(),
             server_ip: self.upstream.ip().to_canonical().to_string(),
-            native_username: user.clone(),
-            username: user,
-            database: self.startup.database().unwrap_or_default().to_owned(),
             application_name: self.startup.application_name().unwrap_or_default().to_owned(),
+            ..SessionStart::default()
         };
+        match identified {
+            Some(identified) => {
+                start.username = identified.username.clone();
+                start.native_username = identified.native_role.clone();
+                start.database = identified.database.clone();
+                start.user_type = identified.user_type.as_str().to_owned();
+                start.formal_user = Some(Box::new(identified.formal_user.clone()));
+                start.end_user = identified.end_user.clone().map(Box::new);
+            }
+            None => {
+                let user = self.startup.user().unwrap_or_default().to_owned();
+                start.native_username = user.clone();
+                start.username = user;
+                start.database = self.startup.database().unwrap_or_default().to_owned();
+                start.user_type = "native".to_owned();
+            }
+        }
         let session = Session::start(self.ctx.reporter.clone(), start);
         self.termination = Some(self.ctx.live.register(session.id()));
         tracing::debug!(session = session.id(), peer = %self.peer, "session started");

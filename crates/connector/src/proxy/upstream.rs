@@ -1,34 +1,221 @@
-//! The connection to the database: plain TCP (no TLS upstream yet), no delay, keepalive.
+//! The connection to the database: TCP with no delay and keepalive, and TLS when the listener
+//! asks for it (`upstream_tls`): SSLRequest, then a handshake that checks the certificate
+//! against the configured CAs and the host name (`verify-full`) or accepts any (`require`,
+//! as libpq's `sslmode=require`).
 
-use std::io;
+use std::io::{self, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
+use gatehouse_pgwire::{SslResponse, Startup};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream, lookup_host};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
-/// How long resolving and connecting to the database may take.
+use super::ProxyError;
+use crate::config::UpstreamTls;
+
+/// How long resolving and connecting to the database may take, TLS handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects to `host:port`, trying each resolved address in turn.
+/// TLS to one database: the client configuration and the name its certificate must carry.
+#[derive(Clone)]
+pub struct UpstreamTlsConfig {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for UpstreamTlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTlsConfig").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+/// Builds the TLS settings for `upstream` (`host:port`); `None` for [`UpstreamTls::Disable`].
 ///
 /// # Errors
 ///
-/// The last address's error, a resolution error, or [`io::ErrorKind::TimedOut`].
-pub(crate) async fn connect(upstream: &str) -> io::Result<TcpStream> {
-    tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let mut last = None;
-        for addr in lookup_host(upstream).await? {
-            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-            socket.set_keepalive(true)?;
-            match socket.connect(addr).await {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(stream);
-                }
-                Err(error) => last = Some(error),
+/// [`ProxyError::Read`] or [`ProxyError::NoCertificate`] for the CA file,
+/// [`ProxyError::Tls`] for certificates rustls refuses, [`ProxyError::ServerName`] for a host
+/// that cannot be checked against a certificate.
+pub fn upstream_tls(
+    mode: UpstreamTls,
+    ca_file: Option<&Path>,
+    upstream: &str,
+) -> Result<Option<UpstreamTlsConfig>, ProxyError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
+    let config = match mode {
+        UpstreamTls::Disable => return Ok(None),
+        UpstreamTls::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider.signature_verification_algorithms)))
+            .with_no_client_auth(),
+        UpstreamTls::VerifyFull => {
+            let path = ca_file.ok_or_else(|| ProxyError::NoCertificate(Default::default()))?;
+            let pem = std::fs::read(path).map_err(|source| ProxyError::Read { path: path.to_owned(), source })?;
+            let mut roots = RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut BufReader::new(&pem[..])) {
+                let cert = cert.map_err(|source| ProxyError::Read { path: path.to_owned(), source })?;
+                roots.add(cert)?;
             }
+            if roots.is_empty() {
+                return Err(ProxyError::NoCertificate(path.to_owned()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
         }
-        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{upstream} resolves to nothing"))))
+    };
+    let host = upstream.rsplit_once(':').map_or(upstream, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let server_name = ServerName::try_from(host.to_owned()).map_err(|_| ProxyError::ServerName(host.to_owned()))?;
+    Ok(Some(UpstreamTlsConfig { connector: TlsConnector::from(Arc::new(config)), server_name }))
+}
+
+/// `sslmode=require`: encryption without authentication of the server. The handshake's
+/// signatures are still checked, so the session key belongs to whoever holds the certificate.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// The connection to the database, encrypted or not.
+pub(crate) enum ServerStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl ServerStream {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Plain(tcp) => tcp.peer_addr(),
+            Self::Tls(tls) => tls.get_ref().0.peer_addr(),
+        }
+    }
+}
+
+/// Connects to `host:port`, trying each resolved address in turn, then starts TLS if `tls`
+/// is set.
+///
+/// # Errors
+///
+/// The last address's error, a resolution error, [`io::ErrorKind::TimedOut`], or for TLS:
+/// [`io::ErrorKind::Unsupported`] if the database refuses SSLRequest, and the handshake's
+/// error (a certificate that does not verify, say).
+pub(crate) async fn connect(upstream: &str, tls: Option<&UpstreamTlsConfig>) -> io::Result<ServerStream> {
+    tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let tcp = connect_tcp(upstream).await?;
+        match tls {
+            None => Ok(ServerStream::Plain(tcp)),
+            Some(tls) => start_tls(tcp, tls).await,
+        }
     })
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {upstream} timed out")))?
+}
+
+async fn connect_tcp(upstream: &str) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in lookup_host(upstream).await? {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_keepalive(true)?;
+        match socket.connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{upstream} resolves to nothing"))))
+}
+
+async fn start_tls(mut tcp: TcpStream, tls: &UpstreamTlsConfig) -> io::Result<ServerStream> {
+    let mut request = BytesMut::with_capacity(8);
+    Startup::Ssl.encode(&mut request);
+    tcp.write_all(&request).await?;
+    match SslResponse::from_u8(tcp.read_u8().await?) {
+        Some(SslResponse::Accept) => {}
+        _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "the database does not accept TLS")),
+    }
+    let stream = tls.connector.connect(tls.server_name.clone(), tcp).await?;
+    Ok(ServerStream::Tls(Box::new(stream)))
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }

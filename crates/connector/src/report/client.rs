@@ -117,6 +117,18 @@ impl ControlPlane {
         Ok(bounded(self.timeout, call).await?.view().stored)
     }
 
+    /// Asks whether an identity may log in to a resource (bounded by `timeout` and the
+    /// client's own limit, whichever is shorter: a client waits on it).
+    pub async fn verify_identity(
+        &self,
+        request: pb::VerifyIdentityRequest,
+        timeout: Duration,
+    ) -> Result<pb::VerifyIdentityResponse, ConnectError> {
+        let timeout = timeout.min(self.timeout);
+        let call = self.client.verify_identity_with_options(request, self.options(timeout));
+        Ok(bounded(timeout, call).await?.into_owned())
+    }
+
     /// Opens the termination stream (no time limit: it lives as long as the connection).
     pub async fn watch_terminations(
         &self,

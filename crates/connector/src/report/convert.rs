@@ -6,7 +6,7 @@ use buffa_types::google::protobuf::{Duration, Timestamp};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
 
-use crate::event::{EventKind, SessionEvent};
+use crate::event::{EventKind, FormalUser, SessionEvent};
 
 /// Statement texts longer than this are cut (on a character boundary), so a
 /// single event always fits in a request the control plane accepts.
@@ -25,6 +25,9 @@ pub fn event(event: SessionEvent, run_id: &str) -> pb::Event {
             native_username: s.native_username,
             database: s.database,
             application_name: s.application_name,
+            user_type: s.user_type,
+            formal_user: s.formal_user.map(|u| formal_user(*u)).into(),
+            end_user: s.end_user.map(|u| formal_user(*u)).into(),
             ..Default::default()
         }),
         EventKind::Statement(s) => Kind::from(pb::Statement {
@@ -43,6 +46,18 @@ pub fn event(event: SessionEvent, run_id: &str) -> pb::Event {
         }),
     };
     pb::Event { session_id: event.session_id, seq: event.seq, kind: Some(kind), ..Default::default() }
+}
+
+fn formal_user(u: FormalUser) -> pb::FormalUser {
+    pb::FormalUser {
+        id: u.id,
+        name: u.name,
+        email: u.email,
+        r#type: u.kind,
+        groups: u.groups,
+        external_ids: u.external_ids,
+        ..Default::default()
+    }
 }
 
 /// Microseconds since the epoch; nanos stay non-negative as the contract asks.
@@ -91,6 +106,32 @@ mod tests {
         let Some(Kind::Start(s)) = &e.kind else { panic!("{e:?}") };
         assert_eq!((s.run_id.as_str(), s.resource_id.as_str(), s.username.as_str()), ("run", "res_1", "alice"));
         assert_eq!(s.start_time.nanos, 10_000);
+        assert!(s.formal_user.is_unset() && s.end_user.is_unset());
+
+        let alice = FormalUser {
+            id: "usr_1".into(),
+            email: "alice@example.com".into(),
+            kind: "human".into(),
+            groups: vec!["dba".into()],
+            ..Default::default()
+        };
+        let start = SessionStart {
+            user_type: "machine".into(),
+            formal_user: Some(Box::new(FormalUser {
+                name: "etl".into(),
+                kind: "machine".into(),
+                ..Default::default()
+            })),
+            end_user: Some(Box::new(alice)),
+            ..Default::default()
+        };
+        let e = event(SessionEvent { session_id: "s".into(), seq: 0, kind: EventKind::Start(start) }, "run");
+        let Some(Kind::Start(s)) = &e.kind else { panic!("{e:?}") };
+        assert_eq!((s.user_type.as_str(), s.formal_user.name.as_str()), ("machine", "etl"));
+        assert_eq!(
+            (s.end_user.email.as_str(), s.end_user.groups.as_slice()),
+            ("alice@example.com", &["dba".to_owned()][..])
+        );
 
         let statement = Statement { text: "select 1".into(), rows: 1, sqlstate: "42P01".into(), ..Default::default() };
         let e = event(SessionEvent { session_id: "s".into(), seq: 1, kind: EventKind::Statement(statement) }, "run");

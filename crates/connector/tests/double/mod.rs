@@ -8,7 +8,7 @@
 
 #![allow(dead_code, refining_impl_trait_internal, refining_impl_trait_reachable)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +41,10 @@ pub struct Seen {
     pub heartbeats: Vec<String>,
     /// Run ids of the session starts stored, by session.
     pub start_runs: Vec<(String, String)>,
+    /// `VerifyIdentity` calls: `(user, requested_role)`; never the token.
+    pub verifications: Vec<(String, String)>,
+    /// The session starts stored, in order.
+    pub starts: Vec<pb::SessionStart>,
 }
 
 pub struct Plane {
@@ -53,6 +57,8 @@ pub struct Plane {
     pub heartbeat_seconds: u32,
     terminations: tokio::sync::Mutex<mpsc::UnboundedReceiver<pb::Termination>>,
     terminate: mpsc::UnboundedSender<pb::Termination>,
+    /// `VerifyIdentity` answers by `(user, token)`; others get `bad_token`.
+    identities: Mutex<HashMap<(String, String), pb::VerifyIdentityResponse>>,
 }
 
 impl Plane {
@@ -73,6 +79,11 @@ impl Plane {
             ..Default::default()
         };
         self.terminate.send(t).unwrap();
+    }
+
+    /// Makes `VerifyIdentity` answer `response` for `user` with `token`.
+    pub fn set_identity(&self, user: &str, token: &str, response: pb::VerifyIdentityResponse) {
+        self.identities.lock().unwrap().insert((user.into(), token.into()), response);
     }
 
     fn check(&self, ctx: &RequestContext) -> Result<(), ConnectError> {
@@ -149,10 +160,27 @@ impl ConnectorService for Service {
                 seen.stored.push(key);
                 if let Some(pb::event::Kind::Start(start)) = &event.kind {
                     seen.start_runs.push((event.session_id.clone(), start.run_id.clone()));
+                    seen.starts.push(start.as_ref().clone());
                 }
             }
         }
         Response::ok(pb::ReportResponse { stored, ..Default::default() })
+    }
+
+    async fn verify_identity(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::VerifyIdentityRequest>,
+    ) -> ServiceResult<pb::VerifyIdentityResponse> {
+        self.0.check(&ctx)?;
+        let request = request.to_owned_message();
+        self.0.seen.lock().unwrap().verifications.push((request.user.clone(), request.requested_role.clone()));
+        let answer = self.0.identities.lock().unwrap().get(&(request.user, request.token)).cloned();
+        Response::ok(answer.unwrap_or_else(|| pb::VerifyIdentityResponse {
+            denied_reason: "bad_token".into(),
+            cache_seconds: 30,
+            ..Default::default()
+        }))
     }
 
     async fn watch_terminations(
@@ -193,6 +221,7 @@ impl Harness {
             heartbeat_seconds,
             terminations: tokio::sync::Mutex::new(terminations),
             terminate,
+            identities: Mutex::default(),
         });
         let router = connectrpc::Router::new().add_service(Arc::new(Service(Arc::clone(&plane))));
         let app = axum::Router::new().fallback_service(ConnectRpcService::new(router));

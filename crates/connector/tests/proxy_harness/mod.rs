@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use gatehouse_connector::event::{EventKind, SessionEnd, SessionEvent, SessionStart, Statement};
 use gatehouse_connector::live::LiveSessions;
 use gatehouse_connector::metrics::Metrics;
-use gatehouse_connector::proxy::{CancelMap, ProxyContext, serve};
+use gatehouse_connector::proxy::{CancelMap, IdentityOptions, ProxyContext, UpstreamTlsConfig, serve};
 use gatehouse_connector::report::Reporter;
 use gatehouse_pgwire::backend::{BackendKeyData, ErrorResponse};
 use gatehouse_pgwire::{Message, MessageReader, PROTOCOL_3_0, StartupMessage};
@@ -61,6 +61,16 @@ impl Proxy {
     }
 
     pub async fn start_with(tls: Option<Arc<rustls::ServerConfig>>, upstream: &str) -> Self {
+        Self::start_full(tls, upstream, None, IdentityOptions::default()).await
+    }
+
+    /// A proxy with TLS to the database and identity logins as given.
+    pub async fn start_full(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        upstream: &str,
+        upstream_tls: Option<UpstreamTlsConfig>,
+        identity: IdentityOptions,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (reporter, events) = Reporter::channel();
@@ -75,6 +85,8 @@ impl Proxy {
             metrics: Arc::clone(&metrics),
             tls,
             cancels: Arc::clone(&cancels),
+            upstream_tls,
+            identity,
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(listener, ctx, shutdown.clone()));

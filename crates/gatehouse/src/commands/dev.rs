@@ -28,6 +28,15 @@ const DEV_RESOURCE: &str = "local-postgres";
 const DEMO_ACTIVE: usize = 36;
 const DEMO_DAYS: i64 = 30;
 
+/// Prints to stdout, ignoring a reader that went away: the control plane
+/// keeps running when whoever read its banner (`| head`, a test) has stopped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
     let org = store.ensure_org(DEV_ORG).await?;
@@ -38,7 +47,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let connector = dev_connector(store.as_ref(), org.id, &args, &url).await?;
-    println!(
+    say!(
         "\nGatehouse is running at {url}\n\
          \n  organization:  {DEV_ORG}\
          \n  admin API key: {key}\
@@ -54,7 +63,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let connector = match connector {
         Some(config) => {
             let listen = config.listeners[0].listen;
-            println!(
+            say!(
                 "A connector fronts the PostgreSQL at {}. Connect through it and watch your session appear:\n\
                  \n  psql \"host={} port={} user=postgres dbname=postgres sslmode=disable\"\
                  \n  gatehouse sessions list -q session_status:active\n",
@@ -65,7 +74,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             Some(gatehouse_connector::runtime::run(config, shutdown_signal()))
         }
         None => {
-            println!(
+            say!(
                 "No PostgreSQL answered at {}: start one, or pass --upstream HOST:PORT, and `gatehouse dev` \
                  puts a connector in front of it.\n",
                 args.upstream
@@ -74,7 +83,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.demo && !has_sessions(store.as_ref(), org.id).await? {
-        println!("The store is empty: run `gatehouse dev --demo` to fill it with demo sessions.\n");
+        say!("The store is empty: run `gatehouse dev --demo` to fill it with demo sessions.\n");
     }
     let connector = async {
         match connector {
@@ -108,16 +117,14 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
     let key = dev_connector_key(store, org, &args.store.data_dir).await?;
     Ok(Some(Config {
         control_plane: ControlPlane { url: api_url.to_owned(), key },
-        listeners: vec![Listener {
-            listen: args.proxy_listen,
-            resource: resource.id,
-            upstream: Some(args.upstream.clone()),
-        }],
+        listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream))],
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         state_dir: args.store.data_dir.join("connector"),
         spool_max_bytes: 256 * 1024 * 1024,
         fail_open: false,
         tls: None,
+        identity: Default::default(),
+        credentials: Vec::new(),
     }))
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod apply;
 mod connector;
 mod dev;
 mod keys;
@@ -8,6 +9,7 @@ mod registry;
 mod seed;
 mod serve;
 mod sessions;
+mod users;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Resources(command) => registry::resources(command).await,
         Command::Connectors(command) => registry::connectors(command).await,
+        Command::Users(command) => users::run(command).await,
+        Command::Apply(args) => apply::run(args).await,
     }
 }
 

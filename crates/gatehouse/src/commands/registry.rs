@@ -12,27 +12,45 @@ use crate::output::Table;
 
 pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ResourcesCommand::Create { org, name, host, port, technology, store } => {
+        ResourcesCommand::Create { org, name, host, port, technology, default_role, store } => {
+            if let Some(role) = &default_role {
+                gatehouse_server::identity::check_role(role)?;
+            }
             let store = open_store(&store).await?;
             let org = store.ensure_org(&org).await?;
             let resource = create_resource(store.as_ref(), org.id, &name, &technology, &host, port).await?;
+            if let Some(role) = &default_role {
+                store.set_resource_default_role(org.id, &resource.id, role).await?;
+            }
             eprintln!("Registered {technology} resource {name:?} at {host}:{port}.");
             println!("{}", resource.id);
         }
         ResourcesCommand::List { org, store } => {
             let store = open_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
-            let mut table = Table::new(&["ID", "NAME", "TECHNOLOGY", "ADDRESS", "CREATED"]);
+            let mut table = Table::new(&["ID", "NAME", "TECHNOLOGY", "ADDRESS", "DEFAULT ROLE", "GRANTS", "CREATED"]);
             for r in store.list_resources(org.id).await? {
+                let access = store.resource_access(org.id, &r.id).await?;
+                let default_role = access.as_ref().map(|a| a.default_role.clone()).filter(|d| !d.is_empty());
                 table.row(vec![
                     r.id,
                     r.name,
                     r.technology,
                     format!("{}:{}", r.host, r.port),
+                    default_role.unwrap_or_else(|| "-".into()),
+                    access.map_or(0, |a| a.grants.len()).to_string(),
                     format_rfc3339(r.created),
                 ]);
             }
             table.print();
+        }
+        ResourcesCommand::Grant { resource, org, role, to, store } => {
+            let store = open_store(&store).await?;
+            super::users::grant(store.as_ref(), &org, &resource, &role, to, false).await?;
+        }
+        ResourcesCommand::RevokeGrant { resource, org, role, to, store } => {
+            let store = open_store(&store).await?;
+            super::users::grant(store.as_ref(), &org, &resource, &role, to, true).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -31,7 +31,9 @@ pub async fn serve_on(listener: TcpListener, store: Arc<dyn Store>, lease: &Leas
 }
 
 /// Deletes completed sessions older than `retention`, in small batches so
-/// that ingestion and listing never wait long behind it.
+/// that ingestion and listing never wait long behind it. Every replica runs
+/// this; on a shared store one works at a time (the store's retention lock)
+/// and the others' passes end at once.
 async fn retain(store: Arc<dyn Store>, retention: Duration) {
     const BATCH: usize = 500;
     let mut tick = tokio::time::interval(Duration::from_secs(60));

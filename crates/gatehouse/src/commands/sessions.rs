@@ -1,6 +1,6 @@
 //! `gatehouse sessions`: the API client for people and scripts.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -12,7 +12,7 @@ use gatehouse_proto::core::v1::{
 };
 
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
-use crate::output::Table;
+use crate::output::{RecordWriter, Table};
 
 type Client = SessionsServiceClient<HttpClient>;
 
@@ -82,12 +82,23 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let progress = args.all && std::io::stderr().is_terminal();
     let mut total = 0usize;
     let mut table_rows = Vec::new();
+    // JSONL and CSV go out page by page: an export of any size holds one page.
+    let mut records = match args.output {
+        OutputFormat::Table => None,
+        OutputFormat::Jsonl => Some(RecordWriter::jsonl(BufWriter::new(std::io::stdout().lock()))),
+        OutputFormat::Csv => Some(RecordWriter::csv(BufWriter::new(std::io::stdout().lock()))?),
+    };
     loop {
         let response = client.list_sessions_v2(request.clone()).await?.into_owned();
         total += response.sessions.len();
-        match args.output {
-            OutputFormat::Json => print_sessions(&response.sessions, OutputFormat::Json)?,
-            OutputFormat::Table => table_rows.extend(response.sessions),
+        match records.as_mut() {
+            Some(records) => {
+                for session in &response.sessions {
+                    records.write(&serde_json::to_value(session)?)?;
+                }
+                records.flush()?;
+            }
+            None => table_rows.extend(response.sessions),
         }
         let next = response.list_metadata.into_option().map(|m| m.next_cursor).unwrap_or_default();
         if !args.all || next.is_empty() {
@@ -101,7 +112,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     if progress {
         eprintln!("\rfetched {total} sessions.   ");
     }
-    if args.output == OutputFormat::Table {
+    if records.is_none() {
         print_sessions(&table_rows, OutputFormat::Table)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -109,12 +120,14 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 
 fn print_sessions(sessions: &[SessionObject], format: OutputFormat) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Json => {
-            let mut out = std::io::stdout().lock();
+        OutputFormat::Jsonl | OutputFormat::Csv => {
+            let out = BufWriter::new(std::io::stdout().lock());
+            let mut records =
+                if format == OutputFormat::Csv { RecordWriter::csv(out)? } else { RecordWriter::jsonl(out) };
             for session in sessions {
-                serde_json::to_writer(&mut out, session)?;
-                out.write_all(b"\n")?;
+                records.write(&serde_json::to_value(session)?)?;
             }
+            records.flush()?;
         }
         OutputFormat::Table => {
             let mut table = Table::new(&[

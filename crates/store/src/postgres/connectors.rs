@@ -4,12 +4,14 @@
 //! Several replicas may run any of these at once. Each write is one statement
 //! or one transaction whose outcome does not depend on who runs it first:
 //! completing open sessions re-checks `end_us IS NULL` on the locked row, so
-//! a lease sweep run by every replica completes each session once.
+//! a lease sweep run by every replica completes each session once. The
+//! periodic jobs (lease sweep, retention) moreover take turns through
+//! transaction-level advisory locks, so replicas do not repeat each other's work.
 
 use gatehouse_core::{Micros, OrgId};
 use sqlx::{PgConnection, Row};
 
-use super::{PgStore, write};
+use super::{PgStore, notify, write};
 use crate::StoreError;
 use crate::model::*;
 
@@ -158,10 +160,15 @@ impl PgStore {
     }
 
     pub(super) async fn expire_connectors_impl(&self, heard_before: Micros) -> Result<u64, StoreError> {
-        // One statement for every silent connector. Replicas sweeping at the
-        // same time block on the same rows, re-check `end_us IS NULL` and
-        // skip what another completed: each session is completed (and
-        // counted) once.
+        // Every replica sweeps on its own timer, but one at a time: a replica
+        // that finds the sweep lock taken skips its turn rather than queueing
+        // behind the same rows. (Were two to run anyway, each re-checks
+        // `end_us IS NULL` on the locked rows, so a session is still
+        // completed, and counted, once.)
+        let mut tx = self.pool().begin().await?;
+        if !try_xact_lock(&mut tx, SWEEP_LOCK).await? {
+            return Ok(0);
+        }
         let done = sqlx::query(
             "UPDATE sessions s SET end_us = GREATEST(c.last_heard_us, s.start_us), \
                  duration_us = GREATEST(c.last_heard_us - s.start_us, 0), end_reason = $1 \
@@ -170,8 +177,9 @@ impl PgStore {
         )
         .bind(LEASE_END_REASON)
         .bind(heard_before)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 
@@ -255,18 +263,26 @@ impl PgStore {
     }
 
     pub(super) async fn create_termination_impl(&self, org: OrgId, t: &TerminationRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO terminations (id, org_id, session_id, connector_id, reason, created_us) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&t.id)
-        .bind(org.0)
-        .bind(&t.session_id)
-        .bind(&t.connector_id)
-        .bind(&t.reason)
-        .bind(t.created)
-        .execute(self.pool())
-        .await?;
+        // The notice is part of the statement: every replica's feed hears of
+        // the row when it commits, and never of a row that did not.
+        let sql = format!(
+            "WITH t AS ( \
+                 INSERT INTO terminations (id, org_id, session_id, connector_id, reason, created_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING * \
+             ) \
+             SELECT pg_notify('{}', {}) FROM t",
+            notify::CHANNEL,
+            notify::NOTIFY_PAYLOAD_SQL
+        );
+        sqlx::query(&sql)
+            .bind(&t.id)
+            .bind(org.0)
+            .bind(&t.session_id)
+            .bind(&t.connector_id)
+            .bind(&t.reason)
+            .bind(t.created)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -308,8 +324,12 @@ impl PgStore {
         for org in orgs {
             loop {
                 // One short transaction per batch, oldest end first along
-                // `sessions_end`. Rows another replica is deleting right now
-                // are skipped rather than waited for.
+                // `sessions_end`, under the retention lock: while another
+                // replica holds it, this pass ends and leaves the work to it.
+                let mut tx = self.pool().begin().await?;
+                if !try_xact_lock(&mut tx, RETENTION_LOCK).await? {
+                    return Ok(deleted);
+                }
                 let count: i64 = sqlx::query_scalar(
                     "WITH victims AS ( \
                          SELECT pk, id FROM sessions \
@@ -327,8 +347,9 @@ impl PgStore {
                 .bind(org)
                 .bind(before)
                 .bind(batch)
-                .fetch_one(self.pool())
+                .fetch_one(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 deleted += u64::try_from(count).unwrap_or_default();
                 if count < batch {
                     break;
@@ -337,6 +358,18 @@ impl PgStore {
         }
         Ok(deleted)
     }
+}
+
+/// Key of the transaction-level advisory lock that makes replicas take turns
+/// at the lease sweep (arbitrary, distinct from sqlx's migration lock, which
+/// is derived from the database name).
+pub const SWEEP_LOCK: i64 = 0x6761_7465_0001;
+/// Key of the advisory lock each retention batch takes.
+pub const RETENTION_LOCK: i64 = 0x6761_7465_0002;
+
+/// Takes `key` until `conn`'s transaction ends, unless another holds it.
+async fn try_xact_lock(conn: &mut PgConnection, key: i64) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(&mut *conn).await?)
 }
 
 fn same_kind(a: &IngestEvent, b: &IngestEvent) -> bool {

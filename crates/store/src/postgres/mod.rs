@@ -12,14 +12,20 @@
 //!   statement shape (prepared once per connection) for any batch size.
 //! - Errors that mean "the database cannot be reached" (IO, pool timeouts,
 //!   shutdowns, connection exceptions) become [`StoreError::Unavailable`];
-//!   the pool replaces broken connections, so calls succeed again once the
-//!   database is back.
+//!   the pool tests connections before handing them out and replaces broken
+//!   ones, so calls succeed again once the database is back.
+//! - Replicas hear of each other's terminations through LISTEN/NOTIFY
+//!   (`notify.rs`), and take turns at periodic jobs through advisory locks.
 //! - Plans are made for each execution's values (`plan_cache_mode =
 //!   force_custom_plan`): a listing's best index depends on its bounds, and a
 //!   generic plan cannot see them. Parsing is still done once per connection.
 
 mod connectors;
+mod identity;
+mod notify;
 mod write;
+
+pub use connectors::{RETENTION_LOCK, SWEEP_LOCK};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,8 +38,8 @@ use sqlx::{Connection, Executor, PgPool, Postgres, Row};
 
 use crate::model::*;
 use crate::row::session_from_row;
-use crate::sql::{Arg, Dialect, SESSION_COLUMNS, SqlBuilder, push_list};
-use crate::{Store, StoreError};
+use crate::sql::{AggRow, Arg, Dialect, SESSION_COLUMNS, SqlBuilder, push_list};
+use crate::{Store, StoreError, TerminationFeed};
 
 /// The PostgreSQL migrations, embedded in the binary.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -87,6 +93,11 @@ impl PgStore {
             .max_connections(options.max_connections.max(1))
             .min_connections(options.min_connections)
             .acquire_timeout(options.acquire_timeout)
+            // A connection the database dropped (restart, failover,
+            // pg_terminate_backend) is found dead by a ping before any call
+            // gets it, and replaced, so a database that comes back serves
+            // the next call rather than failing it on a stale connection.
+            .test_before_acquire(true)
             // A SET rather than a startup option, which some poolers refuse.
             .after_connect(|conn, _| {
                 Box::pin(async move {
@@ -187,6 +198,29 @@ impl PgStore {
         let oldest_active: Option<i64> = row.try_get("oldest_active")?;
         let completed_bound = window_start.saturating_sub(longest.unwrap_or(0));
         Ok(oldest_active.map_or(completed_bound, |oldest| oldest.min(completed_bound)))
+    }
+}
+
+impl crate::sql::AggRunner for PgStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn earliest_start(&self, org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
+        Self::earliest_start(self, org, window_start).await
+    }
+
+    async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
+        let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AggRow {
+                    bucket: row.try_get("b")?,
+                    keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -419,6 +453,10 @@ impl Store for PgStore {
         self.list_sessions_impl(org, query).await.map_err(classify)
     }
 
+    async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
+        crate::sql::aggregate(self, org, query).await.map_err(classify)
+    }
+
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {
         self.create_resource_impl(org, resource).await.map_err(classify)
     }
@@ -437,6 +475,71 @@ impl Store for PgStore {
 
     async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
         self.find_connector_impl(key_prefix).await.map_err(classify)
+    }
+
+    async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {
+        self.create_user_impl(org, user).await.map_err(classify)
+    }
+
+    async fn find_user(
+        &self,
+        org: OrgId,
+        kind: crate::identity::UserKind,
+        handle: &str,
+    ) -> Result<Option<crate::identity::User>, StoreError> {
+        self.find_user_impl(org, kind, handle).await.map_err(classify)
+    }
+
+    async fn list_users(&self, org: OrgId) -> Result<Vec<crate::identity::User>, StoreError> {
+        self.list_users_impl(org).await.map_err(classify)
+    }
+
+    async fn update_user(&self, org: OrgId, user: &crate::identity::User) -> Result<bool, StoreError> {
+        self.update_user_impl(org, user).await.map_err(classify)
+    }
+
+    async fn insert_access_token(&self, token: &crate::identity::NewAccessToken) -> Result<(), StoreError> {
+        self.insert_access_token_impl(token).await.map_err(classify)
+    }
+
+    async fn find_access_token(&self, prefix: &str) -> Result<Option<crate::identity::StoredAccessToken>, StoreError> {
+        self.find_access_token_impl(prefix).await.map_err(classify)
+    }
+
+    async fn list_access_tokens(
+        &self,
+        org: OrgId,
+        user_id: &str,
+    ) -> Result<Vec<crate::identity::AccessTokenInfo>, StoreError> {
+        self.list_access_tokens_impl(org, user_id).await.map_err(classify)
+    }
+
+    async fn revoke_access_token(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
+        self.revoke_access_token_impl(org, prefix, at).await.map_err(classify)
+    }
+
+    async fn touch_access_token(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
+        self.touch_access_token_impl(prefix, at).await.map_err(classify)
+    }
+
+    async fn set_resource_default_role(&self, org: OrgId, resource_id: &str, role: &str) -> Result<bool, StoreError> {
+        self.set_resource_default_role_impl(org, resource_id, role).await.map_err(classify)
+    }
+
+    async fn resource_access(
+        &self,
+        org: OrgId,
+        resource_id: &str,
+    ) -> Result<Option<crate::identity::ResourceAccess>, StoreError> {
+        self.resource_access_impl(org, resource_id).await.map_err(classify)
+    }
+
+    async fn grant_role(&self, org: OrgId, grant: &crate::identity::RoleGrant, at: Micros) -> Result<bool, StoreError> {
+        self.grant_role_impl(org, grant, at).await.map_err(classify)
+    }
+
+    async fn revoke_role_grant(&self, org: OrgId, grant: &crate::identity::RoleGrant) -> Result<bool, StoreError> {
+        self.revoke_role_grant_impl(org, grant).await.map_err(classify)
     }
 
     async fn connector_hello(
@@ -480,5 +583,13 @@ impl Store for PgStore {
 
     async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
         self.delete_completed_before_impl(before, batch).await.map_err(classify)
+    }
+
+    fn termination_feed(&self) -> Option<TerminationFeed> {
+        Some(self.termination_feed_impl())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(classify_sqlx)
     }
 }

@@ -8,6 +8,7 @@ use gatehouse_core::{OrgId, Session};
 use sqlx::PgConnection;
 
 use crate::StoreError;
+use crate::fingerprint::fingerprint;
 use crate::ip;
 use crate::model::StatementRecord;
 use crate::row::{json_list, many_values};
@@ -148,11 +149,24 @@ async fn insert_chunk(conn: &mut PgConnection, org: OrgId, sessions: &[&Session]
 }
 
 // language=PostgreSQL
+// The sessions' statement totals grow by what was new in the same statement.
 const INSERT_STATEMENTS: &str = "\
-INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate)
-SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
-    $9::text[])
-ON CONFLICT DO NOTHING";
+WITH inserted AS (
+    INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate,
+        fingerprint)
+    SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
+        $9::text[], $10::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING session_id, rows, bytes_sent
+), totals AS (
+    SELECT session_id, COUNT(*) AS n, SUM(GREATEST(rows, 0))::int8 AS r, SUM(GREATEST(bytes_sent, 0))::int8 AS bytes
+    FROM inserted GROUP BY session_id
+), counted AS (
+    UPDATE sessions s SET statement_count = s.statement_count + t.n, rows_sent = s.rows_sent + t.r,
+        bytes_sent = s.bytes_sent + t.bytes
+    FROM totals t WHERE s.org_id = $1 AND s.id = t.session_id
+)
+SELECT COUNT(*) FROM inserted";
 
 /// Inserts statements; one already stored (by session and sequence number)
 /// is left as it is. Returns how many were new.
@@ -165,7 +179,7 @@ pub(super) async fn insert_statements(
     let unique: Vec<_> = statements.iter().filter(|(id, s)| seen.insert((*id, s.seq))).collect();
     let mut stored = 0;
     for chunk in unique.chunks(CHUNK) {
-        let done = sqlx::query(INSERT_STATEMENTS)
+        let done: i64 = sqlx::query_scalar(INSERT_STATEMENTS)
             .bind(org.0)
             .bind(chunk.iter().map(|(id, _)| *id).collect::<Vec<_>>())
             .bind(chunk.iter().map(|(_, s)| i64::try_from(s.seq).unwrap_or(i64::MAX)).collect::<Vec<_>>())
@@ -175,9 +189,10 @@ pub(super) async fn insert_statements(
             .bind(chunk.iter().map(|(_, s)| s.rows).collect::<Vec<_>>())
             .bind(chunk.iter().map(|(_, s)| s.bytes_sent).collect::<Vec<_>>())
             .bind(chunk.iter().map(|(_, s)| s.sqlstate.as_str()).collect::<Vec<_>>())
-            .execute(&mut *conn)
+            .bind(chunk.iter().map(|(_, s)| fingerprint(&s.text)).collect::<Vec<_>>())
+            .fetch_one(&mut *conn)
             .await?;
-        stored += done.rows_affected();
+        stored += u64::try_from(done).unwrap_or_default();
     }
     Ok(stored)
 }

@@ -6,6 +6,7 @@
 //! them: each arm is itself a bounded, index-ordered scan.
 
 use gatehouse_core::OrgId;
+use gatehouse_query::Expr;
 
 use super::builder::{Dialect, SqlBuilder};
 use super::filter::push_filter;
@@ -67,21 +68,11 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         }
         b.push("SELECT ").push(SESSION_COLUMNS).push(", ");
         push_key(b, &arm.key, q.now);
-        b.push(" AS sort_key FROM sessions s WHERE s.org_id = ").bind_int(org.0);
+        b.push(" AS sort_key FROM sessions s WHERE ");
         if let Some(only) = arm.only {
-            b.push(" AND ").push(only);
+            b.push(only).push(" AND ");
         }
-        if let Some(end) = q.window_end {
-            b.push(" AND s.start_us < ").bind_int(end);
-        }
-        if let Some(start) = q.window_start {
-            b.push(" AND (s.end_us IS NULL OR s.end_us >= ").bind_int(start).push(")");
-            if let Some(earliest) = earliest_start {
-                b.push(" AND s.start_us >= ").bind_int(earliest);
-            }
-        }
-        b.push(" AND ");
-        push_filter(b, &q.filter, q.now);
+        push_matching(b, org, q.window_start, q.window_end, earliest_start, &q.filter, q.now);
         if let Some(after) = &q.after {
             b.push(" AND (");
             push_key(b, &arm.key, q.now);
@@ -108,6 +99,31 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         b.push(" ORDER BY sort_key ").push(order).push(", id ").push(order);
         b.push(" LIMIT ").bind_int(q.limit as i64);
     }
+}
+
+/// Appends the condition for the sessions of `org` that overlap the window
+/// and match `filter`: what a listing walks and aggregations count.
+pub fn push_matching(
+    b: &mut SqlBuilder,
+    org: OrgId,
+    window_start: Option<i64>,
+    window_end: Option<i64>,
+    earliest_start: Option<i64>,
+    filter: &Expr,
+    now: i64,
+) {
+    b.push("s.org_id = ").bind_int(org.0);
+    if let Some(end) = window_end {
+        b.push(" AND s.start_us < ").bind_int(end);
+    }
+    if let Some(start) = window_start {
+        b.push(" AND (s.end_us IS NULL OR s.end_us >= ").bind_int(start).push(")");
+        if let Some(earliest) = earliest_start {
+            b.push(" AND s.start_us >= ").bind_int(earliest);
+        }
+    }
+    b.push(" AND ");
+    push_filter(b, filter, now);
 }
 
 fn push_key(b: &mut SqlBuilder, key: &Key, now: i64) {

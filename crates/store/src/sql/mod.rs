@@ -4,15 +4,18 @@
 //! every value, including those from a user's query, goes through
 //! [`SqlBuilder::bind`].
 
+mod aggregate;
 mod builder;
 mod filter;
 mod insert;
 mod list;
 
+pub use aggregate::{AggRow, auto_interval, is_groupable};
+pub(crate) use aggregate::{AggRunner, aggregate};
 pub use builder::{Arg, Dialect, SqlBuilder};
 pub use filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS, push_filter};
 pub use insert::push_insert_sessions;
-pub use list::{SESSION_COLUMNS, push_list};
+pub use list::{SESSION_COLUMNS, push_list, push_matching};
 
 /// Case-folds text for the `_fold` columns and for the values compared with
 /// them, so text fields match case-insensitively in every script, in every

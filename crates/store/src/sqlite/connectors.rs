@@ -1,11 +1,14 @@
 //! The registry, connector runs and leases, ingestion, statements and
 //! terminations, for SQLite.
 
+use std::collections::HashMap;
+
 use gatehouse_core::{Micros, OrgId};
 use sqlx::Row;
 
 use super::SqliteStore;
 use crate::StoreError;
+use crate::fingerprint::fingerprint;
 use crate::model::*;
 use crate::sql::{Dialect, SqlBuilder};
 
@@ -364,10 +367,11 @@ async fn complete_open(
     Ok(done.rows_affected())
 }
 
-/// Statements per INSERT: 9 values each, well under SQLite's bind limit.
+/// Statements per INSERT: 10 values each, well under SQLite's bind limit.
 const STATEMENT_CHUNK: usize = 200;
 
-/// Inserts statement events in one multi-row statement; retried ones are skipped.
+/// Inserts statement events in one multi-row statement; retried ones are
+/// skipped. The sessions' statement totals grow by what was new.
 async fn insert_statements(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
@@ -375,7 +379,8 @@ async fn insert_statements(
 ) -> Result<u64, StoreError> {
     let mut b = SqlBuilder::new(Dialect::Sqlite);
     b.push(
-        "INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate) VALUES ",
+        "INSERT INTO statements \
+         (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, fingerprint) VALUES ",
     );
     let mut first = true;
     for event in events {
@@ -385,9 +390,44 @@ async fn insert_statements(
         b.bind_int(org.0).push(", ").bind_text(session_id.clone()).push(", ");
         b.bind_int(i64::try_from(s.seq).unwrap_or(i64::MAX)).push(", ").bind_int(s.start).push(", ");
         b.bind_int(s.duration).push(", ").bind_text(s.text.clone()).push(", ").bind_int(s.rows).push(", ");
-        b.bind_int(s.bytes_sent).push(", ").bind_text(s.sqlstate.clone()).push(")");
+        b.bind_int(s.bytes_sent).push(", ").bind_text(s.sqlstate.clone()).push(", ");
+        b.bind_text(fingerprint(&s.text)).push(")");
     }
-    b.push(" ON CONFLICT DO NOTHING");
+    b.push(" ON CONFLICT DO NOTHING RETURNING session_id, rows, bytes_sent");
     let (sql, args) = b.into_parts();
-    Ok(super::query_with(&sql, args).execute(&mut **tx).await?.rows_affected())
+    let inserted = super::query_with(&sql, args).fetch_all(&mut **tx).await?;
+    let mut totals: HashMap<String, StatementTotals> = HashMap::new();
+    for row in &inserted {
+        totals.entry(row.try_get("session_id")?).or_default().add(row.try_get("rows")?, row.try_get("bytes_sent")?);
+    }
+    for (session_id, t) in totals {
+        sqlx::query(
+            "UPDATE sessions SET statement_count = statement_count + ?, rows_sent = rows_sent + ?, \
+             bytes_sent = bytes_sent + ? WHERE org_id = ? AND id = ?",
+        )
+        .bind(t.statements)
+        .bind(t.rows)
+        .bind(t.bytes)
+        .bind(org.0)
+        .bind(session_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(inserted.len() as u64)
+}
+
+/// What a batch of new statements adds to its session's totals.
+#[derive(Debug, Default)]
+struct StatementTotals {
+    statements: i64,
+    rows: i64,
+    bytes: i64,
+}
+
+impl StatementTotals {
+    fn add(&mut self, rows: i64, bytes: i64) {
+        self.statements += 1;
+        self.rows += rows.max(0);
+        self.bytes += bytes.max(0);
+    }
 }

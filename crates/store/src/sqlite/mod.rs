@@ -1,6 +1,7 @@
 //! The embedded default store: one SQLite file under the data directory.
 
 mod connectors;
+mod identity;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +15,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::model::*;
 use crate::row::{many_values, session_from_row};
-use crate::sql::{Arg, Dialect, SqlBuilder, push_insert_sessions, push_list};
+use crate::sql::{AggRow, Arg, Dialect, SqlBuilder, push_insert_sessions, push_list};
 use crate::{Store, StoreError};
 
 /// Sessions per INSERT statement: 33 values each, well under SQLite's bind limit.
@@ -79,6 +80,29 @@ impl SqliteStore {
         let oldest_active: Option<i64> = row.try_get("oldest_active")?;
         let completed_bound = window_start.saturating_sub(longest.unwrap_or(0));
         Ok(oldest_active.map_or(completed_bound, |oldest| oldest.min(completed_bound)))
+    }
+}
+
+impl crate::sql::AggRunner for SqliteStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn earliest_start(&self, org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
+        Self::earliest_start(self, org, window_start).await
+    }
+
+    async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
+        let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AggRow {
+                    bucket: row.try_get("b")?,
+                    keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
+                    count: row.try_get("n")?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -269,6 +293,10 @@ impl Store for SqliteStore {
         rows.iter().map(session_from_row).collect()
     }
 
+    async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
+        crate::sql::aggregate(self, org, query).await
+    }
+
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {
         self.create_resource_impl(org, resource).await
     }
@@ -287,6 +315,71 @@ impl Store for SqliteStore {
 
     async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
         self.find_connector_impl(key_prefix).await
+    }
+
+    async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {
+        self.create_user_impl(org, user).await
+    }
+
+    async fn find_user(
+        &self,
+        org: OrgId,
+        kind: crate::identity::UserKind,
+        handle: &str,
+    ) -> Result<Option<crate::identity::User>, StoreError> {
+        self.find_user_impl(org, kind, handle).await
+    }
+
+    async fn list_users(&self, org: OrgId) -> Result<Vec<crate::identity::User>, StoreError> {
+        self.list_users_impl(org).await
+    }
+
+    async fn update_user(&self, org: OrgId, user: &crate::identity::User) -> Result<bool, StoreError> {
+        self.update_user_impl(org, user).await
+    }
+
+    async fn insert_access_token(&self, token: &crate::identity::NewAccessToken) -> Result<(), StoreError> {
+        self.insert_access_token_impl(token).await
+    }
+
+    async fn find_access_token(&self, prefix: &str) -> Result<Option<crate::identity::StoredAccessToken>, StoreError> {
+        self.find_access_token_impl(prefix).await
+    }
+
+    async fn list_access_tokens(
+        &self,
+        org: OrgId,
+        user_id: &str,
+    ) -> Result<Vec<crate::identity::AccessTokenInfo>, StoreError> {
+        self.list_access_tokens_impl(org, user_id).await
+    }
+
+    async fn revoke_access_token(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
+        self.revoke_access_token_impl(org, prefix, at).await
+    }
+
+    async fn touch_access_token(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
+        self.touch_access_token_impl(prefix, at).await
+    }
+
+    async fn set_resource_default_role(&self, org: OrgId, resource_id: &str, role: &str) -> Result<bool, StoreError> {
+        self.set_resource_default_role_impl(org, resource_id, role).await
+    }
+
+    async fn resource_access(
+        &self,
+        org: OrgId,
+        resource_id: &str,
+    ) -> Result<Option<crate::identity::ResourceAccess>, StoreError> {
+        self.resource_access_impl(org, resource_id).await
+    }
+
+    async fn grant_role(&self, org: OrgId, grant: &crate::identity::RoleGrant, at: Micros) -> Result<bool, StoreError> {
+        self.grant_role_impl(org, grant, at).await
+    }
+
+    async fn revoke_role_grant(&self, org: OrgId, grant: &crate::identity::RoleGrant) -> Result<bool, StoreError> {
+        self.revoke_role_grant_impl(org, grant).await
     }
 
     async fn connector_hello(
@@ -330,5 +423,10 @@ impl Store for SqliteStore {
 
     async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
         self.delete_completed_before_impl(before, batch).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 }

@@ -16,7 +16,9 @@
 //! Adding a test means writing the function and adding its name to the list
 //! in [`conformance_suite!`]; every backend then runs it.
 
+pub mod aggregates;
 pub mod fixture;
+pub mod identity;
 pub mod isolation;
 pub mod keys;
 pub mod ordering;
@@ -122,9 +124,20 @@ macro_rules! conformance_suite {
                 expiring_silent_connectors_completes_their_open_sessions_once,
                 pending_terminations_are_recent_ones_of_open_sessions,
             }
+            aggregates {
+                aggregate_hits_equal_the_listing_and_buckets_add_up,
+                aggregate_groups_count_many_valued_fields_per_value,
+                aggregate_counts_statements_once_per_session,
+            }
             retention {
                 retention_deletes_completed_sessions_that_ended_before_the_cutoff,
                 retention_never_deletes_active_sessions_and_batch_size_does_not_matter,
+            }
+            identity {
+                identity_users_are_unique_per_org_and_type_whatever_their_case,
+                identity_updating_a_user_rewrites_its_fields_within_its_org,
+                identity_access_tokens_are_hashes_of_their_users_found_by_prefix,
+                identity_default_roles_and_grants_are_per_resource_of_the_org,
             }
         }
     };

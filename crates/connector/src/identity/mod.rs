@@ -1,0 +1,61 @@
+//! Identity logins: the connector authenticates the person or machine behind a connection
+//! itself, with an access token checked by the control plane, and logs in to the database as
+//! the native role the control plane maps them to.
+//!
+//! # Layout
+//! - `username`: the convention `idp:formal:human:<email>[@role]`, `idp:formal:machine:<name>[@role]`.
+//! - `options`: the end user named with `options=-c gatehouse.end_user=...`.
+//! - [`Verifier`]: `VerifyIdentity` calls with a short cache.
+//! - [`Credentials`]: the native roles' passwords, which never leave the connector.
+//!
+//! The exchange itself (cleartext password from the client, login upstream) is in
+//! `proxy::login`, in the startup phase: nothing here runs per relayed message.
+
+mod options;
+mod username;
+mod verifier;
+
+use std::collections::HashMap;
+
+pub use options::{END_USER, take_end_user};
+pub use username::{IdentityName, NameError, PREFIX, UserType, parse};
+pub use verifier::{MAX_CACHE, VERIFY_TIMEOUT, Verdict, Verifier, VerifyError};
+
+use crate::config::{Credential, Secret};
+
+/// The native roles' passwords, by resource and role; a credential without a resource
+/// applies to every resource that has none of its own.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    by_role: HashMap<(Option<String>, String), Secret>,
+}
+
+impl Credentials {
+    pub fn new(credentials: &[Credential]) -> Self {
+        Self { by_role: credentials.iter().map(|c| ((c.resource.clone(), c.role.clone()), c.secret.clone())).collect() }
+    }
+
+    /// The password of `role` on `resource_id`, if the connector has one.
+    pub fn find(&self, resource_id: &str, role: &str) -> Option<&Secret> {
+        self.by_role
+            .get(&(Some(resource_id.to_owned()), role.to_owned()))
+            .or_else(|| self.by_role.get(&(None, role.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_credential_wins_over_a_general_one() {
+        let credentials = Credentials::new(&[
+            Credential::new(None, "analyst", "general"),
+            Credential::new(Some("res_a"), "analyst", "specific"),
+        ]);
+        assert_eq!(credentials.find("res_a", "analyst").map(Secret::expose), Some("specific"));
+        assert_eq!(credentials.find("res_b", "analyst").map(Secret::expose), Some("general"));
+        assert_eq!(credentials.find("res_a", "other"), None);
+        assert!(!format!("{credentials:?}").contains("general"));
+    }
+}

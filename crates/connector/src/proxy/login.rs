@@ -1,0 +1,410 @@
+//! Identity logins, in the startup phase: the client's user name is an identity
+//! (`idp:formal:...`), so the connector asks it for its access token
+//! (AuthenticationCleartextPassword), has the control plane verify it, and logs in to the
+//! database itself as the native role the control plane chose, with a password that stays on
+//! the connector (cleartext, md5 or SCRAM-SHA-256 client side).
+//!
+//! A refusal is PostgreSQL's own FATAL 28P01 and happens before any upstream connection.
+//! When the control plane cannot answer, the login fails closed (08006). Every refusal is
+//! counted by reason in [`Metrics::auth_failures`] and logged with the user name, never the
+//! token or a password.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::BytesMut;
+use gatehouse_pgwire::auth::{SCRAM_SHA_256, ScramClient, ScramError, md5_password};
+use gatehouse_pgwire::backend::{AuthenticationRequest, ErrorResponse};
+use gatehouse_pgwire::frontend::PasswordMessage;
+use gatehouse_pgwire::{Encode, Message, MessageReader, StartupMessage, WireError};
+use tokio::io::AsyncWriteExt;
+
+use super::ProxyContext;
+use super::client::ClientStream;
+use super::upstream::{self, ServerStream};
+use crate::config::Secret;
+use crate::event::FormalUser;
+use crate::identity::{IdentityName, UserType, Verdict, take_end_user};
+use crate::metrics::Metrics;
+
+/// How long the client may take to send its token, and the database to log the connector in.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// `options`, the startup parameter that carries `-c gatehouse.end_user=...`.
+const OPTIONS: &str = "options";
+
+/// What an identity login leaves for the relay.
+pub(crate) struct Identified {
+    /// For the client, in order: the database's notices and protocol negotiation, then
+    /// AuthenticationOk. ParameterStatus, BackendKeyData and ReadyForQuery follow through
+    /// the relay.
+    pub greeting: BytesMut,
+    /// The user name as the client gave it.
+    pub username: String,
+    pub native_role: String,
+    pub database: String,
+    pub user_type: UserType,
+    pub formal_user: FormalUser,
+    pub end_user: Option<FormalUser>,
+}
+
+/// A logged-in identity: the client, the database connection and what it said after
+/// AuthenticationOk (still buffered in the reader).
+pub(crate) type LoggedIn = (ClientStream, ServerStream, MessageReader, Box<Identified>);
+
+/// Runs an identity login; `None` when it was refused (the client has been told why).
+pub(crate) async fn identity(
+    mut client: ClientStream,
+    reader: &mut MessageReader,
+    startup: &StartupMessage,
+    name: IdentityName,
+    peer: SocketAddr,
+    ctx: &ProxyContext,
+) -> Option<LoggedIn> {
+    let given = startup.user().unwrap_or_default().to_owned();
+    let refusal = Refusal { ctx, peer, name: &name };
+    if ctx.identity.require_tls && !client.is_tls() {
+        let error = ErrorResponse::fatal("28000", "Gatehouse requires TLS for identity logins")
+            .with_hint("connect with sslmode=require or verify-full");
+        return refusal.refuse(&mut client, "tls_required", error).await;
+    }
+
+    let token = match tokio::time::timeout(LOGIN_TIMEOUT, read_token(&mut client, reader)).await {
+        Ok(Ok(Some(token))) => token,
+        // The client left: psql does when it has no password to give, and asks for one.
+        Ok(Ok(None)) => return None,
+        Ok(Err(error)) => {
+            let error = ErrorResponse::protocol_violation(format!("expected a password message: {error}"));
+            return refusal.refuse(&mut client, "bad_password_message", error).await;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "client sent no password in time");
+            return None;
+        }
+    };
+
+    let Some(verifier) = &ctx.identity.verifier else {
+        let error = ErrorResponse::fatal("08006", "Gatehouse cannot verify identities: no control plane is configured");
+        return refusal.refuse(&mut client, "control_plane_unavailable", error).await;
+    };
+    let verdict = verifier.verify(&ctx.resource_id, &name, &token).await;
+    drop(token);
+    let (formal_user, native_role) = match verdict {
+        Ok(Verdict::Allowed { user, native_role }) => (user, native_role),
+        Ok(Verdict::Denied { reason }) => {
+            let error = ErrorResponse::invalid_password(format!("password authentication failed for user \"{given}\""));
+            return refusal.refuse(&mut client, &reason, error).await;
+        }
+        Err(error) => {
+            tracing::warn!(%peer, %error, "cannot verify an identity");
+            let error = ErrorResponse::fatal(
+                "08006",
+                "Gatehouse cannot verify the identity: the control plane is unreachable, try again later",
+            );
+            return refusal.refuse(&mut client, "control_plane_unavailable", error).await;
+        }
+    };
+
+    let (upstream_startup, end_user) = match upstream_startup(startup, &given, &native_role) {
+        Ok(built) => built,
+        Err(error) => {
+            let error = ErrorResponse::protocol_violation(format!("cannot build the startup packet: {error}"));
+            return refusal.refuse(&mut client, "other", error).await;
+        }
+    };
+    let database = upstream_startup.database().unwrap_or(&native_role).to_owned();
+    let end_user = match name.user_type {
+        UserType::Machine => end_user.map(end_user_of),
+        // A person speaks for themselves; the option is still kept from the database.
+        UserType::Human => None,
+    };
+
+    let mut server = match upstream::connect(&ctx.upstream, ctx.upstream_tls.as_ref()).await {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::warn!(upstream = %ctx.upstream, %error, "cannot connect to the database");
+            let message = format!("Gatehouse cannot reach the database at {}", ctx.upstream);
+            client.send_error(&ErrorResponse::fatal("08006", message)).await;
+            return None;
+        }
+    };
+    let password = ctx.identity.credentials.find(&ctx.resource_id, &native_role);
+    let mut server_reader = MessageReader::new();
+    let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password);
+    let greeting = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
+        Ok(Ok(greeting)) => greeting,
+        Ok(Err(error)) => {
+            let _ = server.shutdown().await;
+            let (reason, response) = error.for_client(&native_role);
+            if let Some(reason) = reason {
+                tracing::warn!(%peer, role = %native_role, %error, "the connector's login to the database failed");
+                return refusal.refuse(&mut client, reason, response).await;
+            }
+            client.send_error(&response).await;
+            return None;
+        }
+        Err(_) => {
+            let error = ErrorResponse::fatal("08006", "Gatehouse's login to the database timed out");
+            return refusal.refuse(&mut client, "upstream_login", error).await;
+        }
+    };
+    Metrics::add(&ctx.metrics.identity_logins_total, 1);
+    tracing::info!(
+        %peer,
+        user_type = name.user_type.as_str(),
+        user = %name.user,
+        role = %native_role,
+        "identity login",
+    );
+    let identified = Identified {
+        greeting,
+        username: given,
+        native_role,
+        database,
+        user_type: name.user_type,
+        formal_user,
+        end_user,
+    };
+    Some((client, server, server_reader, Box::new(identified)))
+}
+
+/// Counts, logs and answers a refused login.
+struct Refusal<'a> {
+    ctx: &'a ProxyContext,
+    peer: SocketAddr,
+    name: &'a IdentityName,
+}
+
+impl Refusal<'_> {
+    async fn refuse<T>(&self, client: &mut ClientStream, reason: &str, error: ErrorResponse) -> Option<T> {
+        self.ctx.metrics.auth_failures.count(reason);
+        tracing::warn!(
+            peer = %self.peer,
+            user_type = self.name.user_type.as_str(),
+            user = %self.name.user,
+            role = self.name.role.as_deref().unwrap_or_default(),
+            reason,
+            "identity login refused",
+        );
+        client.send_error(&error).await;
+        None
+    }
+}
+
+/// Asks for the token and reads it; `None` if the client closed instead.
+async fn read_token(client: &mut ClientStream, reader: &mut MessageReader) -> Result<Option<String>, WireError> {
+    let mut buf = BytesMut::new();
+    AuthenticationRequest::CleartextPassword.encode(&mut buf);
+    client.write_all(&buf).await?;
+    client.flush().await?;
+    let Some(msg) = reader.read_message(client).await? else { return Ok(None) };
+    let password = msg.decode::<PasswordMessage>()?;
+    Ok(Some(password.cleartext()?.to_owned()))
+}
+
+/// The startup the database gets: the client's, with `user` the native role, `database`
+/// dropped when it merely repeats the identity (libpq's default), and the end user taken out
+/// of `options`. Returns it with the end user.
+fn upstream_startup(
+    startup: &StartupMessage,
+    given: &str,
+    native_role: &str,
+) -> Result<(StartupMessage, Option<String>), WireError> {
+    let mut end_user = None;
+    let mut params = Vec::with_capacity(startup.params().len());
+    for (name, value) in startup.params() {
+        match name.as_str() {
+            "user" => params.push((name.clone(), native_role.to_owned())),
+            "database" if value.is_empty() || value == given => {}
+            OPTIONS => {
+                let (user, rest) = take_end_user(value);
+                end_user = user.or(end_user);
+                if !rest.is_empty() {
+                    params.push((name.clone(), rest));
+                }
+            }
+            _ => params.push((name.clone(), value.clone())),
+        }
+    }
+    Ok((StartupMessage::new(startup.protocol(), params)?, end_user))
+}
+
+/// The end user a machine named: an email names a person by email, anything else by name.
+fn end_user_of(named: String) -> FormalUser {
+    let (name, email) = if named.contains('@') { (String::new(), named) } else { (named, String::new()) };
+    FormalUser { name, email, kind: "human".into(), ..Default::default() }
+}
+
+/// Why the connector's own login to the database failed. Holds no password.
+#[derive(Debug, thiserror::Error)]
+enum LoginError {
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    #[error("the database refused the login: {}", .0.message().unwrap_or_default())]
+    Refused(ErrorResponse),
+    #[error("the database asks for a password and the connector has none for this role")]
+    NoPassword,
+    #[error("the database asks for an authentication method the connector does not support ({0})")]
+    Unsupported(&'static str),
+    #[error("SCRAM: {0}")]
+    Scram(#[from] ScramError),
+    #[error("the database closed the connection during the login")]
+    Closed,
+    #[error("unexpected message {:?} during the login", char::from(*.0))]
+    Unexpected(u8),
+}
+
+impl LoginError {
+    /// The failure reason to count (`None`: not an authentication failure, such as a database
+    /// that does not exist) and what the client is told.
+    fn for_client(&self, role: &str) -> (Option<&'static str>, ErrorResponse) {
+        match self {
+            Self::Refused(error) if !error.code().is_some_and(|code| code.starts_with("28")) => (None, error.clone()),
+            Self::NoPassword => (
+                Some("no_credentials"),
+                ErrorResponse::fatal("28000", format!("Gatehouse has no credentials for role \"{role}\""))
+                    .with_hint("add a [[credentials]] entry for this role to the connector's configuration"),
+            ),
+            _ => (
+                Some("upstream_login"),
+                ErrorResponse::fatal("28000", format!("Gatehouse could not log in to the database as role \"{role}\"")),
+            ),
+        }
+    }
+}
+
+/// Sends the startup and answers the database's authentication until AuthenticationOk.
+/// Returns what the client must see before the relay starts.
+async fn login_upstream(
+    server: &mut ServerStream,
+    reader: &mut MessageReader,
+    startup: &StartupMessage,
+    role: &str,
+    password: Option<&Secret>,
+) -> Result<BytesMut, LoginError> {
+    server.write_all(startup.frame()).await.map_err(WireError::Io)?;
+    server.flush().await.map_err(WireError::Io)?;
+    let mut greeting = BytesMut::new();
+    let mut scram: Option<ScramClient> = None;
+    loop {
+        let msg: Message = reader.read_message(server).await?.ok_or(LoginError::Closed)?;
+        let reply = match msg.tag() {
+            b'R' => match msg.decode::<AuthenticationRequest>()? {
+                AuthenticationRequest::Ok => {
+                    AuthenticationRequest::Ok.encode(&mut greeting);
+                    return Ok(greeting);
+                }
+                AuthenticationRequest::CleartextPassword => {
+                    PasswordMessage::password(password.ok_or(LoginError::NoPassword)?.expose())
+                }
+                AuthenticationRequest::Md5Password { salt } => {
+                    let password = password.ok_or(LoginError::NoPassword)?.expose();
+                    PasswordMessage::password(&md5_password(role, password, salt))
+                }
+                AuthenticationRequest::Sasl { mechanisms } => {
+                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                        return Err(LoginError::Unsupported("SASL without SCRAM-SHA-256"));
+                    }
+                    let password = password.ok_or(LoginError::NoPassword)?.expose();
+                    let nonce = STANDARD.encode(rand::random::<[u8; 18]>());
+                    // PostgreSQL takes the user from the startup packet, so the SCRAM one is empty.
+                    let client = ScramClient::new("", password, &nonce);
+                    let first = PasswordMessage::sasl_initial(SCRAM_SHA_256, client.client_first().as_bytes());
+                    scram = Some(client);
+                    first
+                }
+                AuthenticationRequest::SaslContinue(data) => {
+                    let client = scram.as_mut().ok_or(LoginError::Unexpected(b'R'))?;
+                    PasswordMessage::sasl_response(client.client_final(&data)?.as_bytes())
+                }
+                AuthenticationRequest::SaslFinal(data) => {
+                    scram.as_ref().ok_or(LoginError::Unexpected(b'R'))?.verify_server_final(&data)?;
+                    continue;
+                }
+                AuthenticationRequest::KerberosV5 => return Err(LoginError::Unsupported("Kerberos")),
+                AuthenticationRequest::Gss | AuthenticationRequest::GssContinue(_) => {
+                    return Err(LoginError::Unsupported("GSSAPI"));
+                }
+                AuthenticationRequest::Sspi => return Err(LoginError::Unsupported("SSPI")),
+            },
+            b'E' => return Err(LoginError::Refused(msg.decode::<ErrorResponse>()?)),
+            // Meant for the client, which sent the protocol version and options.
+            b'v' | b'N' => {
+                greeting.extend_from_slice(msg.frame());
+                continue;
+            }
+            tag => return Err(LoginError::Unexpected(tag)),
+        };
+        let mut buf = BytesMut::new();
+        reply.encode(&mut buf);
+        server.write_all(&buf).await.map_err(WireError::Io)?;
+        server.flush().await.map_err(WireError::Io)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_pgwire::PROTOCOL_3_0;
+
+    use super::*;
+
+    fn startup(params: &[(&str, &str)]) -> StartupMessage {
+        StartupMessage::new(PROTOCOL_3_0, params.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect()).unwrap()
+    }
+
+    #[test]
+    fn the_database_gets_the_native_role_and_no_gatehouse_option() {
+        let given = "idp:formal:machine:etl@loader";
+        let client = startup(&[
+            ("user", given),
+            ("database", "orders"),
+            ("application_name", "etl"),
+            ("options", "-c gatehouse.end_user=alice@example.com -c search_path=app"),
+        ]);
+        let (sent, end_user) = upstream_startup(&client, given, "loader").unwrap();
+        assert_eq!(
+            sent.params(),
+            [
+                ("user".to_owned(), "loader".to_owned()),
+                ("database".to_owned(), "orders".to_owned()),
+                ("application_name".to_owned(), "etl".to_owned()),
+                ("options".to_owned(), "-c search_path=app".to_owned()),
+            ]
+        );
+        assert_eq!(end_user.as_deref(), Some("alice@example.com"));
+        assert!(!String::from_utf8_lossy(sent.frame()).contains("gatehouse"));
+    }
+
+    #[test]
+    fn a_database_that_repeats_the_identity_becomes_the_roles_default() {
+        let given = "idp:formal:human:alice@example.com";
+        let (sent, end_user) = upstream_startup(
+            &startup(&[("user", given), ("database", given), ("options", "-c gatehouse.end_user=x")]),
+            given,
+            "analyst",
+        )
+        .unwrap();
+        assert_eq!(sent.params(), [("user".to_owned(), "analyst".to_owned())]);
+        assert_eq!(sent.database(), Some("analyst"));
+        assert_eq!(end_user.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn end_users_are_people_by_email_or_name() {
+        assert_eq!(end_user_of("bob@example.com".into()).email, "bob@example.com");
+        let named = end_user_of("Bob Smith".into());
+        assert_eq!((named.name.as_str(), named.email.as_str(), named.kind.as_str()), ("Bob Smith", "", "human"));
+    }
+
+    #[test]
+    fn only_authentication_errors_are_hidden_from_the_client() {
+        let no_db = ErrorResponse::fatal("3D000", "database \"x\" does not exist");
+        let (reason, sent) = LoginError::Refused(no_db.clone()).for_client("analyst");
+        assert_eq!((reason, sent), (None, no_db));
+        let bad_pw = ErrorResponse::fatal("28P01", "password authentication failed for user \"analyst\"");
+        let (reason, sent) = LoginError::Refused(bad_pw).for_client("analyst");
+        assert_eq!((reason, sent.code()), (Some("upstream_login"), Some("28000")));
+        assert_eq!(LoginError::NoPassword.for_client("analyst").0, Some("no_credentials"));
+    }
+}

@@ -1,0 +1,385 @@
+//! `gatehouse apply -f FILE`: users, default roles and grants from a
+//! declarative YAML file, applied idempotently.
+//!
+//! ```yaml
+//! users:
+//!   - email: alice@example.com
+//!     name: Alice
+//!     groups: [dba, sre]
+//!     external_ids: ["okta|00u1"]
+//!   - machine: etl-nightly
+//!     groups: [etl]
+//!     disabled: false
+//! resources:
+//!   - name: orders-db
+//!     default_role: app_ro
+//!     grants:
+//!       - { role: app_rw, group: dba }
+//!       - { role: admin, user: alice@example.com }
+//! ```
+//!
+//! A field left out is left alone; a list given (groups, external ids,
+//! grants) is made exactly so. Users and resources the file does not name are
+//! kept: removing a line never deletes anyone. Resources must exist already
+//! (`gatehouse resources create`), since they need an address.
+//!
+//! The whole file is checked and planned before anything is written, so a
+//! mistake anywhere changes nothing; the plan is printed one change a line
+//! (`+` created, `~` changed, `-` removed), and nothing when all is applied.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use gatehouse_core::OrgId;
+use gatehouse_core::time::now_micros;
+use gatehouse_server::identity::{self, NewUser};
+use gatehouse_store::Store;
+use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind, user_lookup};
+use serde::Deserialize;
+
+use super::open_store;
+use crate::cli::ApplyArgs;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    #[serde(default)]
+    users: Vec<UserSpec>,
+    #[serde(default)]
+    resources: Vec<ResourceSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserSpec {
+    email: Option<String>,
+    machine: Option<String>,
+    /// Humans only: a machine's name is its `machine`.
+    name: Option<String>,
+    groups: Option<Vec<String>>,
+    external_ids: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceSpec {
+    /// A resource's name (or id).
+    name: String,
+    /// Empty removes the default.
+    default_role: Option<String>,
+    grants: Option<Vec<GrantSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantSpec {
+    role: String,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+/// Who a grant is for, as the file names them: users by handle, so that a
+/// grant may name a user the same file creates.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    User(UserKind, String),
+    Group(String),
+    /// A stored grant to a user id that no listed user has.
+    UserId(String),
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::User(_, handle) => write!(f, "user {handle}"),
+            Who::Group(group) => write!(f, "group {group}"),
+            Who::UserId(id) => write!(f, "user {id}"),
+        }
+    }
+}
+
+/// One change, in the order it is applied.
+#[derive(Debug)]
+enum Change {
+    CreateUser(NewUser),
+    UpdateUser(User),
+    DefaultRole { resource_id: String, role: String },
+    Grant { resource_id: String, who: Who, role: String },
+    Revoke { resource_id: String, who: Who, role: String },
+}
+
+pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let spec: Spec =
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not a valid file", args.file.display()))?;
+    let store = open_store(&args.store).await?;
+    // Applying creates the organization, as `users create` does; a dry run
+    // must not, and an organization that does not exist has nothing yet.
+    let org = match store.find_org(&args.org).await? {
+        Some(org) => Some(org.id),
+        None if args.dry_run => None,
+        None => Some(store.ensure_org(&args.org).await?.id),
+    };
+    let plan = plan(store.as_ref(), org, &spec).await?;
+    for (line, _) in &plan {
+        println!("{line}");
+    }
+    if args.dry_run {
+        eprintln!("Dry run: {} change(s) planned, nothing applied.", plan.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(org) = org else { unreachable!("created above when applying") };
+    let count = plan.len();
+    for (line, change) in plan {
+        apply(store.as_ref(), org, change).await.with_context(|| format!("while applying `{line}`"))?;
+    }
+    if count == 0 {
+        eprintln!("Nothing to change: {} is applied.", args.file.display());
+    } else {
+        eprintln!("Applied {count} change(s).");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the file against the store and lists the changes it needs, each
+/// with its line of output.
+async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Result<Vec<(String, Change)>> {
+    let users = match org {
+        Some(org) => store.list_users(org).await?,
+        None => Vec::new(),
+    };
+    let by_handle: HashMap<(UserKind, String), &User> =
+        users.iter().map(|u| ((u.kind, user_lookup(u.handle())), u)).collect();
+    let by_id: HashMap<&str, &User> = users.iter().map(|u| (u.id.as_str(), u)).collect();
+    let mut changes = Vec::new();
+    // Users the file names, existing or to be created.
+    let mut named: BTreeSet<(UserKind, String)> = BTreeSet::new();
+
+    for (i, spec) in spec.users.iter().enumerate() {
+        let (kind, handle) = match (&spec.email, &spec.machine) {
+            (Some(email), None) => (UserKind::Human, email.trim().to_owned()),
+            (None, Some(machine)) => {
+                if spec.name.is_some() {
+                    bail!("users[{i}]: a machine has no `name` besides `machine`");
+                }
+                (UserKind::Machine, machine.trim().to_owned())
+            }
+            _ => bail!("users[{i}]: give exactly one of `email` (a person) or `machine`"),
+        };
+        let key = (kind, user_lookup(&handle));
+        if !named.insert(key.clone()) {
+            bail!("users[{i}]: {kind} user {handle} appears twice");
+        }
+        let groups = spec.groups.clone().map(identity::normalized);
+        let external_ids = spec.external_ids.clone().map(identity::normalized);
+        match by_handle.get(&key) {
+            None => {
+                let new = NewUser {
+                    kind,
+                    email: if kind == UserKind::Human { handle.clone() } else { String::new() },
+                    name: if kind == UserKind::Human { spec.name.clone().unwrap_or_default() } else { handle.clone() },
+                    groups: groups.unwrap_or_default(),
+                    external_ids: external_ids.unwrap_or_default(),
+                    disabled: spec.disabled.unwrap_or(false),
+                };
+                check_new_user(&new).with_context(|| format!("users[{i}]"))?;
+                let mut line = format!("+ user {handle}");
+                if !new.groups.is_empty() {
+                    line.push_str(&format!(" (groups {})", new.groups.join(", ")));
+                }
+                if new.disabled {
+                    line.push_str(" (disabled)");
+                }
+                changes.push((line, Change::CreateUser(new)));
+            }
+            Some(current) => {
+                let mut wanted = (*current).clone();
+                let mut diffs = Vec::new();
+                if let Some(name) = &spec.name
+                    && name.trim() != current.name
+                {
+                    diffs.push(format!("name {:?} -> {:?}", current.name, name.trim()));
+                    wanted.name = name.trim().to_owned();
+                }
+                if let Some(groups) = groups {
+                    if let Some(diff) = list_diff("groups", &current.groups, &groups) {
+                        diffs.push(diff);
+                    }
+                    wanted.groups = groups;
+                }
+                if let Some(ids) = external_ids {
+                    if let Some(diff) = list_diff("external ids", &current.external_ids, &ids) {
+                        diffs.push(diff);
+                    }
+                    wanted.external_ids = ids;
+                }
+                if let Some(disabled) = spec.disabled
+                    && disabled != current.disabled
+                {
+                    diffs.push(if disabled { "disabled".into() } else { "enabled".into() });
+                    wanted.disabled = disabled;
+                }
+                if !diffs.is_empty() {
+                    identity::check_user(&wanted).with_context(|| format!("users[{i}]"))?;
+                    changes.push((
+                        format!("~ user {}: {}", current.handle(), diffs.join(", ")),
+                        Change::UpdateUser(wanted),
+                    ));
+                }
+            }
+        }
+    }
+
+    let resources = match org {
+        Some(org) => store.list_resources(org).await?,
+        None => Vec::new(),
+    };
+    let mut seen = BTreeSet::new();
+    for (i, spec) in spec.resources.iter().enumerate() {
+        let resource = resources.iter().find(|r| r.name == spec.name || r.id == spec.name).with_context(|| {
+            format!("resources[{i}]: no resource {:?}: create it first with `gatehouse resources create`", spec.name)
+        })?;
+        if !seen.insert(resource.id.clone()) {
+            bail!("resources[{i}]: {} appears twice", resource.name);
+        }
+        let org = org.context("no organization")?;
+        let access = store
+            .resource_access(org, &resource.id)
+            .await?
+            .with_context(|| format!("resource {} vanished", resource.name))?;
+        if let Some(role) = &spec.default_role
+            && *role != access.default_role
+        {
+            if !role.is_empty() {
+                identity::check_role(role).with_context(|| format!("resources[{i}].default_role"))?;
+            }
+            let line = match (access.default_role.as_str(), role.as_str()) {
+                ("", new) => format!("~ resource {}: default role {new}", resource.name),
+                (old, "") => format!("~ resource {}: no default role (was {old})", resource.name),
+                (old, new) => format!("~ resource {}: default role {old} -> {new}", resource.name),
+            };
+            changes.push((line, Change::DefaultRole { resource_id: resource.id.clone(), role: role.clone() }));
+        }
+        let Some(grants) = &spec.grants else { continue };
+        let mut wanted: BTreeMap<(Who, String), ()> = BTreeMap::new();
+        for (j, g) in grants.iter().enumerate() {
+            identity::check_role(&g.role).with_context(|| format!("resources[{i}].grants[{j}]"))?;
+            let who = match (&g.user, &g.group) {
+                (Some(handle), None) => {
+                    let kind = identity::kind_of_handle(handle);
+                    let key = (kind, user_lookup(handle));
+                    let Some(handle) = by_handle
+                        .get(&key)
+                        .map(|u| u.handle().to_owned())
+                        .or_else(|| named.contains(&key).then(|| handle.trim().to_owned()))
+                    else {
+                        bail!("resources[{i}].grants[{j}]: no user {handle:?} in the store or the file");
+                    };
+                    Who::User(kind, handle)
+                }
+                (None, Some(group)) => {
+                    identity::check_label("group name", group)
+                        .with_context(|| format!("resources[{i}].grants[{j}]"))?;
+                    Who::Group(group.clone())
+                }
+                _ => bail!("resources[{i}].grants[{j}]: give exactly one of `user` or `group`"),
+            };
+            wanted.insert((who, g.role.clone()), ());
+        }
+        let current: BTreeMap<(Who, String), ()> = access
+            .grants
+            .iter()
+            .map(|g| {
+                let who = match &g.principal {
+                    Principal::User(id) => match by_id.get(id.as_str()) {
+                        Some(u) => Who::User(u.kind, u.handle().to_owned()),
+                        // Never equal to a wanted grant, so removed.
+                        None => Who::UserId(id.clone()),
+                    },
+                    Principal::Group(group) => Who::Group(group.clone()),
+                };
+                ((who, g.role.clone()), ())
+            })
+            .collect();
+        let fold = |(who, role): &(Who, String)| match who {
+            Who::User(kind, handle) => (Who::User(*kind, user_lookup(handle)), role.clone()),
+            Who::Group(_) | Who::UserId(_) => (who.clone(), role.clone()),
+        };
+        let current_keys: BTreeSet<_> = current.keys().map(fold).collect();
+        let wanted_keys: BTreeSet<_> = wanted.keys().map(fold).collect();
+        for key in current.keys().filter(|k| !wanted_keys.contains(&fold(k))) {
+            let (who, role) = key.clone();
+            let line = format!("- grant {}: {role} to {who}", resource.name);
+            changes.push((line, Change::Revoke { resource_id: resource.id.clone(), who, role }));
+        }
+        for key in wanted.keys().filter(|k| !current_keys.contains(&fold(k))) {
+            let (who, role) = key.clone();
+            let line = format!("+ grant {}: {role} to {who}", resource.name);
+            changes.push((line, Change::Grant { resource_id: resource.id.clone(), who, role }));
+        }
+    }
+    Ok(changes)
+}
+
+/// The checks `create_user` makes, before anything is written.
+fn check_new_user(new: &NewUser) -> anyhow::Result<()> {
+    let user = User {
+        id: String::new(),
+        kind: new.kind,
+        email: new.email.clone(),
+        name: new.name.clone(),
+        groups: new.groups.clone(),
+        external_ids: new.external_ids.clone(),
+        disabled: new.disabled,
+        created: 0,
+        updated: 0,
+    };
+    Ok(identity::check_user(&user)?)
+}
+
+/// `groups +dba -eng`, or `None` when the lists hold the same values.
+fn list_diff(what: &str, current: &[String], wanted: &[String]) -> Option<String> {
+    let current: BTreeSet<&String> = current.iter().collect();
+    let wanted: BTreeSet<&String> = wanted.iter().collect();
+    let mut parts: Vec<String> = wanted.difference(&current).map(|v| format!("+{v}")).collect();
+    parts.extend(current.difference(&wanted).map(|v| format!("-{v}")));
+    (!parts.is_empty()).then(|| format!("{what} {}", parts.join(" ")))
+}
+
+async fn apply(store: &dyn Store, org: OrgId, change: Change) -> anyhow::Result<()> {
+    match change {
+        Change::CreateUser(new) => {
+            identity::create_user(store, org, new).await?;
+        }
+        Change::UpdateUser(user) => {
+            identity::update_user(store, org, user).await?;
+        }
+        Change::DefaultRole { resource_id, role } => {
+            if !store.set_resource_default_role(org, &resource_id, &role).await? {
+                bail!("resource {resource_id} vanished");
+            }
+        }
+        Change::Grant { resource_id, who, role } => {
+            let principal = principal(store, org, who).await?;
+            store.grant_role(org, &RoleGrant { resource_id, principal, role }, now_micros()).await?;
+        }
+        Change::Revoke { resource_id, who, role } => {
+            let principal = principal(store, org, who).await?;
+            store.revoke_role_grant(org, &RoleGrant { resource_id, principal, role }).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn principal(store: &dyn Store, org: OrgId, who: Who) -> anyhow::Result<Principal> {
+    Ok(match who {
+        Who::User(kind, handle) => {
+            let user = store.find_user(org, kind, &handle).await?.with_context(|| format!("no user {handle:?}"))?;
+            Principal::User(user.id)
+        }
+        Who::Group(group) => Principal::Group(group),
+        Who::UserId(id) => Principal::User(id),
+    })
+}

@@ -1,0 +1,233 @@
+//! `gatehouse users`: people and machines, their groups and access tokens,
+//! directly in the store; and the role grants of `gatehouse resources`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use gatehouse_core::OrgId;
+use gatehouse_core::time::{format_rfc3339, now_micros};
+use gatehouse_server::identity::{self, NewUser};
+use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind};
+use gatehouse_store::{Resource, Store};
+
+use super::open_store;
+use crate::cli::{GrantTarget, TokenCommand, UsersCommand};
+use crate::output::Table;
+
+pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        UsersCommand::Create { org, email, name, machine, groups, external_ids, store } => {
+            let store = open_store(&store).await?;
+            let org = store.ensure_org(&org).await?;
+            let new = match (email, machine) {
+                (Some(email), None) => NewUser {
+                    kind: UserKind::Human,
+                    email,
+                    name: name.unwrap_or_default(),
+                    groups,
+                    external_ids,
+                    disabled: false,
+                },
+                (None, Some(machine)) => NewUser {
+                    kind: UserKind::Machine,
+                    email: String::new(),
+                    name: machine,
+                    groups,
+                    external_ids,
+                    disabled: false,
+                },
+                // clap requires exactly one of them.
+                _ => bail!("give either --email or --machine"),
+            };
+            let user = identity::create_user(store.as_ref(), org.id, new).await?;
+            eprintln!("Created {} user {} in organization {:?}.", user.kind, user.handle(), org.name);
+            println!("{}", user.id);
+        }
+        UsersCommand::List { org, store } => {
+            let store = open_store(&store).await?;
+            let org = existing_org(store.as_ref(), &org).await?;
+            let mut table =
+                Table::new(&["ID", "TYPE", "USER", "NAME", "GROUPS", "EXTERNAL IDS", "STATUS", "CREATED", "UPDATED"]);
+            for u in store.list_users(org).await? {
+                let name = if u.kind == UserKind::Human { dash(&u.name) } else { "-".into() };
+                table.row(vec![
+                    u.id.clone(),
+                    u.kind.to_string(),
+                    u.handle().to_owned(),
+                    name,
+                    dash(&u.groups.join(",")),
+                    dash(&u.external_ids.join(",")),
+                    if u.disabled { "disabled" } else { "enabled" }.into(),
+                    format_rfc3339(u.created),
+                    format_rfc3339(u.updated),
+                ]);
+            }
+            table.print();
+        }
+        UsersCommand::Update {
+            user,
+            org,
+            name,
+            add_groups,
+            remove_groups,
+            add_external_ids,
+            remove_external_ids,
+            enable,
+            disable,
+            store,
+        } => {
+            let store = open_store(&store).await?;
+            let org = existing_org(store.as_ref(), &org).await?;
+            let mut u = existing_user(store.as_ref(), org, &user).await?;
+            if let Some(name) = name {
+                if u.kind == UserKind::Machine {
+                    bail!("a machine's name is how it connects and cannot change; create another machine");
+                }
+                u.name = name;
+            }
+            u.groups.retain(|g| !remove_groups.contains(g));
+            u.groups.extend(add_groups);
+            u.external_ids.retain(|id| !remove_external_ids.contains(id));
+            u.external_ids.extend(add_external_ids);
+            if enable || disable {
+                u.disabled = disable;
+            }
+            let u = identity::update_user(store.as_ref(), org, u).await?;
+            eprintln!(
+                "Updated {}: groups [{}], {}.",
+                u.handle(),
+                u.groups.join(", "),
+                if u.disabled { "disabled" } else { "enabled" }
+            );
+        }
+        UsersCommand::Disable { user, org, store } => {
+            let store = open_store(&store).await?;
+            let org = existing_org(store.as_ref(), &org).await?;
+            let u = existing_user(store.as_ref(), org, &user).await?;
+            if u.disabled {
+                eprintln!("{} is disabled already.", u.handle());
+            } else {
+                let u = identity::update_user(store.as_ref(), org, User { disabled: true, ..u }).await?;
+                eprintln!("Disabled {}: connectors refuse it within {} s.", u.handle(), identity::CACHE_SECONDS);
+            }
+        }
+        UsersCommand::Token(command) => token(command).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { user, org, ttl, name, store } => {
+            let store = open_store(&store).await?;
+            let org = existing_org(store.as_ref(), &org).await?;
+            let u = existing_user(store.as_ref(), org, &user).await?;
+            if u.disabled {
+                eprintln!("warning: {} is disabled: the token works only once the user is enabled", u.handle());
+            }
+            let created = identity::create_access_token(store.as_ref(), org, &u, ttl, &name).await?;
+            eprintln!(
+                "Created token {} for {}, valid until {}. It is shown only this once:",
+                created.prefix,
+                u.handle(),
+                format_rfc3339(created.expires)
+            );
+            println!("{}", created.token);
+            eprintln!("expires: {}", format_rfc3339(created.expires));
+        }
+        TokenCommand::List { user, org, store } => {
+            let store = open_store(&store).await?;
+            let org = existing_org(store.as_ref(), &org).await?;
+            let u = existing_user(store.as_ref(), org, &user).await?;
+            let now = now_micros();
+            let mut table = Table::new(&["PREFIX", "NAME", "CREATED", "EXPIRES", "LAST USED", "STATUS"]);
+            for t in store.list_access_tokens(org, &u.id).await? {
+                let status = match t.revoked {
+                    Some(at) => format!("revoked {}", format_rfc3339(at)),
+                    None if t.expires <= now => "expired".into(),
+                    None => "active".into(),
+                };
+                table.row(vec![
+                    t.prefix,
+                    dash(&t.name),
+                    format_rfc3339(t.created),
+                    format_rfc3339(t.expires),
+                    t.last_used.map(format_rfc3339).unwrap_or_else(|| "-".into()),
+                    status,
+                ]);
+            }
+            table.print();
+        }
+        TokenCommand::Revoke { prefix, org, store } => {
+            let store = open_store(&store).await?;
+            let org_id = existing_org(store.as_ref(), &org).await?;
+            if !store.revoke_access_token(org_id, &prefix, now_micros()).await? {
+                bail!("no live token with prefix {prefix:?} in organization {org:?}");
+            }
+            eprintln!("Revoked token {prefix}: connectors refuse it within {} s.", identity::CACHE_SECONDS);
+        }
+    }
+    Ok(())
+}
+
+/// `resources grant` and `resources revoke-grant`.
+pub async fn grant(
+    store: &dyn Store,
+    org: &str,
+    resource: &str,
+    role: &str,
+    to: GrantTarget,
+    revoke: bool,
+) -> anyhow::Result<()> {
+    let org = existing_org(store, org).await?;
+    let resource = existing_resource(store, org, resource).await?;
+    identity::check_role(role)?;
+    let (principal, label) = match (to.user, to.group) {
+        (Some(handle), None) => {
+            let u = existing_user(store, org, &handle).await?;
+            (Principal::User(u.id.clone()), format!("user {}", u.handle()))
+        }
+        (None, Some(group)) => {
+            identity::check_label("group name", &group)?;
+            (Principal::Group(group.clone()), format!("group {group}"))
+        }
+        // clap requires exactly one of them.
+        _ => bail!("give either --user or --group"),
+    };
+    let grant = RoleGrant { resource_id: resource.id.clone(), principal, role: role.to_owned() };
+    if revoke {
+        if !store.revoke_role_grant(org, &grant).await? {
+            bail!("{label} has no grant of role {role:?} on {}", resource.name);
+        }
+        eprintln!("Revoked role {role} on {} from {label}.", resource.name);
+    } else if store.grant_role(org, &grant, now_micros()).await? {
+        eprintln!("Granted role {role} on {} to {label}.", resource.name);
+    } else {
+        eprintln!("{label} has role {role} on {} already.", resource.name);
+    }
+    Ok(())
+}
+
+pub(super) async fn existing_org(store: &dyn Store, name: &str) -> anyhow::Result<OrgId> {
+    Ok(store.find_org(name).await?.with_context(|| format!("no organization named {name:?}"))?.id)
+}
+
+pub(super) async fn existing_user(store: &dyn Store, org: OrgId, handle: &str) -> anyhow::Result<User> {
+    identity::find_user(store, org, handle).await?.with_context(|| {
+        format!("no user {handle:?}: name a human by email or a machine by name (see `gatehouse users list`)")
+    })
+}
+
+/// A resource by name or id.
+pub(super) async fn existing_resource(store: &dyn Store, org: OrgId, name_or_id: &str) -> anyhow::Result<Resource> {
+    store
+        .list_resources(org)
+        .await?
+        .into_iter()
+        .find(|r| r.name == name_or_id || r.id == name_or_id)
+        .with_context(|| format!("no resource {name_or_id:?} (see `gatehouse resources list`)"))
+}
+
+fn dash(text: &str) -> String {
+    if text.is_empty() { "-".into() } else { text.to_owned() }
+}

@@ -1,0 +1,350 @@
+//! `gatehouse users`, `users token`, `resources grant` and `apply` as an
+//! administrator drives them, and a token issued by the CLI verified by a
+//! running control plane.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn gatehouse(data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
+        .env_remove("GATEHOUSE_API_KEY")
+        .env_remove("GATEHOUSE_URL")
+        .env_remove("GATEHOUSE_DATABASE_URL")
+        .env("GATEHOUSE_DATA_DIR", data)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs `gatehouse ARGS` on the data directory; panics unless it succeeds.
+fn ok(data: &Path, args: &[&str]) -> (String, String) {
+    let output = gatehouse(data).args(args).output().expect("gatehouse runs");
+    let (out, err) = texts(&output);
+    assert!(output.status.success(), "{args:?} failed: {err}");
+    (out, err)
+}
+
+/// Runs `gatehouse ARGS`; panics unless it fails. Returns stderr.
+fn fails(data: &Path, args: &[&str]) -> String {
+    let output = gatehouse(data).args(args).output().expect("gatehouse runs");
+    let (out, err) = texts(&output);
+    assert!(!output.status.success(), "{args:?} succeeded: {out}");
+    err
+}
+
+fn texts(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The table row with `key` in one of its first three cells, as cells.
+fn row(table: &str, key: &str) -> Vec<String> {
+    table
+        .lines()
+        .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|cells| cells.iter().take(3).any(|c| c == key))
+        .unwrap_or_else(|| panic!("no row for {key} in:\n{table}"))
+}
+
+fn is_token(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("ght_") else { return false };
+    let Some((prefix, secret)) = rest.split_once('_') else { return false };
+    prefix.len() == 10 && secret.len() == 40 && prefix.chars().chain(secret.chars()).all(|c| c.is_ascii_alphanumeric())
+}
+
+/// Every byte the store wrote, to look for secrets in.
+fn store_bytes(data: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            bytes.extend(std::fs::read(path).unwrap());
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn users_tokens_and_grants_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (id, _) = ok(
+        d,
+        &[
+            "users",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "alice@example.com",
+            "--name",
+            "Alice",
+            "--group",
+            "dba",
+            "--group",
+            "sre",
+            "--external-id",
+            "okta|00u1",
+        ],
+    );
+    assert!(id.trim().starts_with("usr_"), "{id}");
+    ok(d, &["users", "create", "--org", "acme", "--machine", "etl-nightly", "--group", "etl"]);
+    let err = fails(d, &["users", "create", "--org", "acme", "--email", "ALICE@example.com"]);
+    assert!(err.contains("exists already"), "{err}");
+    fails(d, &["users", "create", "--org", "acme", "--email", "not-an-email"]);
+    fails(d, &["users", "create", "--org", "acme", "--machine", "bad@name"]);
+    fails(d, &["users", "create", "--org", "acme"]);
+    fails(d, &["users", "create", "--org", "acme", "--email", "x@example.com", "--machine", "x"]);
+
+    let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
+    let alice = row(&list, "alice@example.com");
+    assert_eq!(alice[0], id.trim());
+    assert_eq!(&alice[1..7], ["human", "alice@example.com", "Alice", "dba,sre", "okta|00u1", "enabled"]);
+    let etl = row(&list, "etl-nightly");
+    assert_eq!(&etl[1..6], ["machine", "etl-nightly", "-", "etl", "-"]);
+
+    ok(d, &["users", "update", "Alice@Example.com", "--org", "acme", "--add-group", "oncall", "--remove-group", "sre"]);
+    ok(d, &["users", "disable", "etl-nightly", "--org", "acme"]);
+    let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
+    assert_eq!(row(&list, "alice@example.com")[4], "dba,oncall");
+    assert_eq!(row(&list, "etl-nightly")[6], "disabled");
+    ok(d, &["users", "update", "etl-nightly", "--org", "acme", "--enable"]);
+    let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
+    assert_eq!(row(&list, "etl-nightly")[6], "enabled");
+    fails(d, &["users", "update", "nobody@example.com", "--org", "acme", "--disable"]);
+
+    // Tokens: printed once, stored only as a hash, listed without secrets.
+    let before = std::time::SystemTime::now();
+    let (token, err) = ok(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "12h"]);
+    let token = token.trim().to_owned();
+    assert!(is_token(&token), "{token}");
+    assert!(err.contains("expires: "), "the expiry is printed: {err}");
+    let expires = err.split("expires: ").nth(1).unwrap().trim();
+    let year = before.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 31_557_600 + 1970;
+    assert!(expires.starts_with(&year.to_string()) || expires.starts_with(&(year + 1).to_string()), "{expires}");
+    let prefix = &token[4..14];
+    let secret = &token[15..];
+    let (tokens, _) = ok(d, &["users", "token", "list", "alice@example.com", "--org", "acme"]);
+    assert_eq!(row(&tokens, prefix).last().unwrap(), "active");
+    assert!(!tokens.contains(secret), "token list never shows secrets");
+    assert!(!contains(&store_bytes(d), secret), "the store keeps only the token's hash");
+    fails(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "0s"]);
+    fails(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "400d"]);
+    fails(d, &["users", "token", "create", "nobody@example.com", "--org", "acme", "--ttl", "1h"]);
+
+    ok(d, &["users", "token", "revoke", prefix, "--org", "acme"]);
+    let (tokens, _) = ok(d, &["users", "token", "list", "alice@example.com", "--org", "acme"]);
+    assert_eq!(row(&tokens, prefix)[5], "revoked");
+    fails(d, &["users", "token", "revoke", prefix, "--org", "acme"]);
+    fails(d, &["users", "token", "revoke", prefix, "--org", "globex"]);
+
+    // Default roles and grants.
+    ok(
+        d,
+        &[
+            "resources",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "orders-db",
+            "--host",
+            "127.0.0.1",
+            "--default-role",
+            "app_ro",
+        ],
+    );
+    fails(d, &["resources", "create", "--org", "acme", "--name", "x-db", "--host", "h", "--default-role", "bad role"]);
+    ok(d, &["resources", "grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);
+    ok(d, &["resources", "grant", "orders-db", "--org", "acme", "--role", "admin", "--user", "alice@example.com"]);
+    let (_, err) =
+        ok(d, &["resources", "grant", "orders-db", "--org", "acme", "--role", "admin", "--user", "alice@example.com"]);
+    assert!(err.contains("already"), "{err}");
+    fails(d, &["resources", "grant", "orders-db", "--org", "acme", "--role", "admin"]);
+    fails(
+        d,
+        &["resources", "grant", "orders-db", "--org", "acme", "--role", "admin", "--user", "a@b.c", "--group", "g"],
+    );
+    fails(d, &["resources", "grant", "orders-db", "--org", "acme", "--role", "admin", "--user", "nobody@example.com"]);
+    fails(d, &["resources", "grant", "no-such-db", "--org", "acme", "--role", "admin", "--group", "dba"]);
+    let (resources, _) = ok(d, &["resources", "list", "--org", "acme"]);
+    let orders = row(&resources, "orders-db");
+    assert_eq!((orders[4].as_str(), orders[5].as_str()), ("app_ro", "2"), "{resources}");
+    ok(d, &["resources", "revoke-grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);
+    fails(d, &["resources", "revoke-grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);
+    let (resources, _) = ok(d, &["resources", "list", "--org", "acme"]);
+    assert_eq!(row(&resources, "orders-db")[5], "1");
+}
+
+const FILE: &str = r#"
+users:
+  - email: alice@example.com
+    name: Alice
+    groups: [dba, sre]
+    external_ids: ["okta|00u1"]
+  - email: bob@example.com
+    groups: [dev]
+  - machine: etl-nightly
+    groups: [etl]
+    disabled: true
+resources:
+  - name: orders-db
+    default_role: app_ro
+    grants:
+      - { role: app_rw, group: dba }
+      - { role: admin, user: alice@example.com }
+"#;
+
+#[test]
+fn apply_is_idempotent_and_a_dry_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("identities.yaml");
+    std::fs::write(&file, FILE).unwrap();
+    let file = file.to_str().unwrap();
+    ok(d, &["resources", "create", "--org", "acme", "--name", "orders-db", "--host", "127.0.0.1"]);
+
+    let expected = [
+        "+ user alice@example.com (groups dba, sre)",
+        "+ user bob@example.com (groups dev)",
+        "+ user etl-nightly (groups etl) (disabled)",
+        "~ resource orders-db: default role app_ro",
+        "+ grant orders-db: admin to user alice@example.com",
+        "+ grant orders-db: app_rw to group dba",
+    ];
+    let (planned, _) = ok(d, &["apply", "-f", file, "--org", "acme", "--dry-run"]);
+    assert_eq!(planned.lines().collect::<Vec<_>>(), expected);
+    let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
+    assert_eq!(list.lines().count(), 1, "a dry run creates nobody:\n{list}");
+    let (resources, _) = ok(d, &["resources", "list", "--org", "acme"]);
+    assert_eq!(&row(&resources, "orders-db")[4..6], ["-", "0"], "a dry run sets no role");
+
+    let (applied, _) = ok(d, &["apply", "-f", file, "--org", "acme"]);
+    assert_eq!(applied.lines().collect::<Vec<_>>(), expected);
+    let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
+    assert_eq!(&row(&list, "alice@example.com")[3..7], ["Alice", "dba,sre", "okta|00u1", "enabled"]);
+    assert_eq!(row(&list, "etl-nightly")[6], "disabled");
+    let (resources, _) = ok(d, &["resources", "list", "--org", "acme"]);
+    assert_eq!(&row(&resources, "orders-db")[4..6], ["app_ro", "2"]);
+
+    let (again, err) = ok(d, &["apply", "-f", file, "--org", "acme"]);
+    assert_eq!(again, "", "a second apply changes nothing");
+    assert!(err.contains("Nothing to change"), "{err}");
+
+    // Changes made elsewhere are put back, and edits show as changes.
+    ok(d, &["users", "update", "bob@example.com", "--org", "acme", "--add-group", "ops"]);
+    let edited = FILE
+        .replace("groups: [dev]", "groups: [dev, dba]")
+        .replace(
+            "      - { role: admin, user: alice@example.com }\n",
+            "      - { role: reader, user: bob@example.com }\n",
+        )
+        .replace("default_role: app_ro", "default_role: app_rw");
+    std::fs::write(d.join("identities.yaml"), &edited).unwrap();
+    let (changed, _) = ok(d, &["apply", "-f", file, "--org", "acme", "--dry-run"]);
+    let changes = [
+        "~ user bob@example.com: groups +dba -ops",
+        "~ resource orders-db: default role app_ro -> app_rw",
+        "- grant orders-db: admin to user alice@example.com",
+        "+ grant orders-db: reader to user bob@example.com",
+    ];
+    assert_eq!(changed.lines().collect::<Vec<_>>(), changes);
+    let (applied, _) = ok(d, &["apply", "-f", file, "--org", "acme"]);
+    assert_eq!(applied.lines().collect::<Vec<_>>(), changes);
+    let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
+    assert_eq!(row(&list, "bob@example.com")[4], "dba,dev");
+    let (again, _) = ok(d, &["apply", "-f", file, "--org", "acme"]);
+    assert_eq!(again, "");
+
+    // A mistake anywhere in the file changes nothing.
+    let broken = edited.replace("groups: [dev, dba]", "groups: [dev]") + "  - name: no-such-db\n";
+    std::fs::write(d.join("identities.yaml"), broken).unwrap();
+    let err = fails(d, &["apply", "-f", file, "--org", "acme"]);
+    assert!(err.contains("no-such-db"), "{err}");
+    let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
+    assert_eq!(row(&list, "bob@example.com")[4], "dba,dev", "nothing was applied");
+    std::fs::write(d.join("identities.yaml"), "users:\n  - email: a@example.com\n    grups: [x]\n").unwrap();
+    let err = fails(d, &["apply", "-f", file, "--org", "acme"]);
+    assert!(err.contains("grups"), "unknown fields are refused: {err}");
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// POSTs Connect JSON over a plain socket (HTTP/1.0: no chunked body to
+/// decode); returns (status, body).
+fn post(addr: &str, path: &str, key: &str, body: &Value) -> std::io::Result<(u16, Value)> {
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-API-KEY: {key}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+#[test]
+fn a_token_from_the_cli_verifies_until_it_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["users", "create", "--org", "acme", "--email", "alice@example.com", "--group", "dba"]);
+    let (resource, _) = ok(
+        d,
+        &["resources", "create", "--org", "acme", "--name", "orders-db", "--host", "h", "--default-role", "app_ro"],
+    );
+    ok(d, &["resources", "grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);
+    let (key, _) = ok(d, &["connectors", "create", "--org", "acme", "--name", "edge"]);
+    let (token, _) = ok(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "1h"]);
+    let token = token.trim();
+
+    let addr = format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let _server = Running(
+        gatehouse(d).args(["serve", "--listen", &addr]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let path = "/gatehouse.connector.v1.ConnectorService/VerifyIdentity";
+    let request = |role: &str| {
+        json!({"resourceId": resource.trim(), "userType": "human", "user": "alice@example.com", "token": token,
+               "requestedRole": role})
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        match post(&addr, path, key.trim(), &request("app_rw")) {
+            Ok(answer) => break answer,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("the server never answered: {e}"),
+        }
+    };
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert_eq!(answer.1["allowed"], true, "{}", answer.1);
+    assert_eq!(answer.1["nativeRole"], "app_rw");
+    assert_eq!(answer.1["user"]["email"], "alice@example.com");
+    assert_eq!(answer.1["user"]["groups"], json!(["dba"]));
+    let (_, denied) = post(&addr, path, key.trim(), &request("admin")).unwrap();
+    assert_eq!(denied["deniedReason"], "role_not_allowed", "{denied}");
+
+    ok(d, &["users", "token", "revoke", &token[4..14], "--org", "acme"]);
+    let (_, revoked) = post(&addr, path, key.trim(), &request("")).unwrap();
+    assert_eq!(revoked["allowed"], Value::Null, "false is omitted in JSON: {revoked}");
+    assert_eq!(revoked["deniedReason"], "revoked_token", "{revoked}");
+}

@@ -1,0 +1,433 @@
+//! Two control-plane replicas (`gatehouse serve`, the real binary) on one
+//! fresh PostgreSQL database, with a real connector and `psql` in front of
+//! the machine's PostgreSQL: the replicas agree on sessions and cursors,
+//! a termination requested at one reaches a connector attached to the other,
+//! and killing the store's database connections in the middle of ingestion
+//! loses nothing and counts nothing twice.
+//!
+//! The admin connection is `GATEHOUSE_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), as for the store tests.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("GATEHOUSE_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+}
+
+/// `admin_url` with its database replaced by `database`.
+fn database_url(database: &str) -> String {
+    let admin = admin_url();
+    let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+    let (server, _) = base.rsplit_once('/').expect("the admin URL names a database");
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+/// Runs SQL on the admin connection with `psql`, returning its unaligned output.
+fn admin_sql(sql: &str) -> String {
+    output(Command::new("psql").args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &admin_url(), "-c", sql]))
+}
+
+fn gatehouse() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command
+        .env("RUST_LOG", "warn")
+        .env_remove("GATEHOUSE_API_KEY")
+        .env_remove("GATEHOUSE_URL")
+        .env_remove("GATEHOUSE_DATABASE_URL");
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn output(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fresh database, dropped (connections and all) with this guard.
+struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    fn create() -> Self {
+        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Named like the store tests' databases, so that their cleanup of
+        // day-old leftovers covers runs of this test that were killed too.
+        let name = format!("gh_test_{seconds}_{}_r{n}", std::process::id());
+        admin_sql(&format!("CREATE DATABASE {name}"));
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        database_url(&self.name)
+    }
+
+    /// Ends every connection to this database (the replicas' pools and
+    /// listeners) but the one asking; returns how many it ended.
+    fn kill_connections(&self) -> usize {
+        admin_sql(&format!(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ))
+        .parse()
+        .unwrap()
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        output(Command::new("psql").args(["-X", "-q", "-A", "-t", "-d", &self.url(), "-c", sql])).parse().unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-X", "-q", "-d", &admin_url(), "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .output();
+    }
+}
+
+/// One `gatehouse serve` on the shared database.
+struct Replica {
+    port: u16,
+    _process: Proc,
+}
+
+impl Replica {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+struct Cluster {
+    replicas: [Replica; 2],
+    admin_key: String,
+    connector_key: String,
+    resource: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+    // Last: the database goes after the processes using it.
+    db: TestDatabase,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let db = TestDatabase::create();
+        let store = |command: &mut Command| output(command.arg("--database-url").arg(db.url()));
+        let admin_key = store(gatehouse().args(["keys", "create", "--org", "acme", "--role", "admin"]));
+        let resource =
+            store(gatehouse().args(["resources", "create", "--org", "acme", "--name", "pg", "--host", "127.0.0.1"]));
+        let connector_key = store(gatehouse().args(["connectors", "create", "--org", "acme", "--name", "edge"]));
+        let replicas = [(), ()].map(|()| {
+            let port = free_port();
+            let child = gatehouse()
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--connector-lease", "60s"])
+                .args(["--db-pool-size", "4"])
+                .arg("--database-url")
+                .arg(db.url())
+                .spawn()
+                .unwrap();
+            wait_port(port);
+            Replica { port, _process: Proc(child) }
+        });
+        Self {
+            replicas,
+            admin_key,
+            connector_key,
+            resource,
+            dir: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            db,
+        }
+    }
+
+    /// A connector reporting to (and watching terminations through) one
+    /// replica; returns it with the port psql connects to.
+    fn connector(&self, replica: usize) -> (Proc, u16) {
+        let proxy_port = free_port();
+        let config = self.dir.path().join(format!("connector-{proxy_port}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "admin_listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n\n[control_plane]\nurl = \"{}\"\n\
+                 key = \"{}\"\n\n[[listeners]]\nlisten = \"127.0.0.1:{proxy_port}\"\nresource = \"{}\"\n",
+                free_port(),
+                self.dir.path().join(format!("state-{proxy_port}")).display(),
+                self.replicas[replica].url(),
+                self.connector_key,
+                self.resource,
+            ),
+        )
+        .unwrap();
+        let child = gatehouse().arg("connector").arg("--config").arg(&config).spawn().unwrap();
+        wait_port(proxy_port);
+        (Proc(child), proxy_port)
+    }
+
+    async fn call(&self, replica: usize, method: &str, body: Value) -> Value {
+        let url = format!("{}/core.v1.SessionsService/{method}", self.replicas[replica].url());
+        let response = self.http.post(url).header("X-API-KEY", &self.admin_key).json(&body).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
+    async fn sessions(&self, replica: usize, query: &str) -> Vec<Value> {
+        let body = self.call(replica, "ListSessionsV2", json!({"query": query, "limit": 1000})).await;
+        assert!(body.get("code").is_none(), "listing failed: {body}");
+        body["sessions"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls a replica until `check` holds for its listing, or fails after `within`.
+    async fn wait_for(
+        &self,
+        replica: usize,
+        query: &str,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let body = self.call(replica, "ListSessionsV2", json!({"query": query, "limit": 1000})).await;
+            // A listing may fail as unavailable while connections are being killed.
+            let sessions = body["sessions"].as_array().cloned().unwrap_or_default();
+            if body.get("code").is_none() && check(&sessions) {
+                return sessions;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn transcript(&self, replica: usize, id: &str) -> Option<Vec<String>> {
+        let body = self.call(replica, "GetSessionTranscript", json!({"session_id": id})).await;
+        let text = body["transcript"].as_str()?;
+        Some(text.lines().map(|l| l.split_once('\t').unwrap().1.to_owned()).collect())
+    }
+
+    async fn health(&self, replica: usize) -> (u16, String) {
+        match self.http.get(format!("{}/health", self.replicas[replica].url())).send().await {
+            Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+            Err(err) => panic!("/health does not answer: {err}"),
+        }
+    }
+}
+
+/// An interactive psql through a connector, with verbose errors (so that
+/// SQLSTATEs show on stderr).
+fn psql(proxy_port: u16) -> (Proc, ChildStdin) {
+    let mut child = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-v", "VERBOSITY=verbose"])
+        .arg(format!("host=127.0.0.1 port={proxy_port} user=postgres dbname=postgres sslmode=disable"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (Proc(child), stdin)
+}
+
+fn send(stdin: &mut ChildStdin, sql: &str) {
+    writeln!(stdin, "{sql}").unwrap();
+    stdin.flush().unwrap();
+}
+
+fn active(sessions: &[Value]) -> Vec<&Value> {
+    sessions.iter().filter(|s| s["sessionStatus"] == "active").collect()
+}
+
+fn ids(sessions: &[Value]) -> Vec<String> {
+    sessions.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn replicas_agree_on_sessions_cursors_and_terminations() {
+    let cluster = Cluster::start();
+    let out = gatehouse()
+        .args(["seed", "--org", "acme", "--sessions", "30", "--active", "0", "--database-url"])
+        .arg(cluster.db.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "seed: {}", String::from_utf8_lossy(&out.stderr));
+    let (_connector, proxy_port) = cluster.connector(1);
+
+    // A session reported through replica 1 is listed by replica 0 as soon as
+    // replica 1 lists it: no polling on replica 0.
+    let (mut psql_session, mut stdin) = psql(proxy_port);
+    send(&mut stdin, "select 1;");
+    let through_1 = cluster
+        .wait_for(1, "session_status:active", "the psql session", Duration::from_secs(10), |s| active(s).len() == 1)
+        .await;
+    let through_0 = cluster.sessions(0, "session_status:active").await;
+    assert_eq!(ids(&through_0), ids(&through_1), "replica 0 lists what replica 1 stored");
+
+    // A cursor from one replica pages on the other.
+    let first = cluster.call(0, "ListSessionsV2", json!({"limit": 10})).await;
+    let cursor = first["listMetadata"]["nextCursor"].as_str().expect("more than one page").to_owned();
+    let second_at_1 = cluster.call(1, "ListSessionsV2", json!({"limit": 10, "cursor": cursor})).await;
+    let second_at_0 = cluster.call(0, "ListSessionsV2", json!({"limit": 10, "cursor": cursor})).await;
+    assert!(second_at_1.get("code").is_none(), "replica 1 refused replica 0's cursor: {second_at_1}");
+    let page_1 = ids(second_at_1["sessions"].as_array().unwrap());
+    assert_eq!(page_1.len(), 10);
+    assert_eq!(page_1, ids(second_at_0["sessions"].as_array().unwrap()), "the same page on both replicas");
+    let first_ids = ids(first["sessions"].as_array().unwrap());
+    assert!(page_1.iter().all(|id| !first_ids.contains(id)), "the second page continues the first");
+
+    // A termination requested at replica 0 reaches the connector watching
+    // through replica 1 (only the database connects them) within a second.
+    send(&mut stdin, "select pg_sleep(30);");
+    let session = through_1[0].clone();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    let shutdown = cluster
+        .call(
+            0,
+            "CreateSessionTermination",
+            json!({"session_id": session["id"], "connector_id": session["connector"]["id"]}),
+        )
+        .await;
+    assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
+    let deadline = asked + Duration::from_secs(1);
+    let status = loop {
+        if let Some(status) = psql_session.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "psql still runs a second after the termination was requested");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let ended_after = asked.elapsed();
+    drop(stdin);
+    let mut stderr = String::new();
+    psql_session.0.stderr.as_mut().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("57P01"), "psql ended ({status}) after {ended_after:?} with: {stderr}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    cluster
+        .wait_for(0, "", "the terminated session to complete", Duration::from_secs(10), |s| {
+            s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
+        })
+        .await;
+}
+
+const CLIENTS: usize = 4;
+const STATEMENTS: usize = 150;
+
+#[tokio::test]
+async fn killing_the_stores_connections_mid_ingestion_loses_and_doubles_nothing() {
+    let cluster = Cluster::start();
+    let (_connector, proxy_port) = cluster.connector(0);
+
+    // Clients run statements through the connector, which reports them
+    // through replica 0, while every database connection of both replicas
+    // is killed, repeatedly.
+    let clients: Vec<(Proc, ChildStdin)> = (0..CLIENTS).map(|_| psql(proxy_port)).collect();
+    let writers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(client, (process, mut stdin))| {
+            std::thread::spawn(move || {
+                for i in 0..STATEMENTS {
+                    send(&mut stdin, &format!("select {client} as client, {i} as n, pg_sleep(0.002);"));
+                }
+                send(&mut stdin, "\\q");
+                drop(stdin);
+                process
+            })
+        })
+        .collect();
+    let mut killed = 0;
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(150));
+        killed += cluster.db.kill_connections();
+    }
+    assert!(killed > 0, "there were connections to kill");
+    for writer in writers {
+        let mut process = writer.join().unwrap();
+        assert!(process.0.wait().unwrap().success(), "a psql client failed");
+    }
+
+    // Everything arrives once, in order; both replicas list the same.
+    let sessions = cluster
+        .wait_for(1, "", "every client session to complete", Duration::from_secs(30), |s| {
+            s.len() == CLIENTS && s.iter().all(|s| s["sessionStatus"] == "completed")
+        })
+        .await;
+    assert_eq!(ids(&cluster.sessions(0, "").await), ids(&sessions));
+    let mut clients_seen = Vec::new();
+    for session in &sessions {
+        let id = session["id"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let transcript = loop {
+            let transcript = cluster.transcript(1, id).await.unwrap_or_default();
+            if transcript.len() >= STATEMENTS || Instant::now() > deadline {
+                break transcript;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(transcript.len(), STATEMENTS, "session {id}: {transcript:?}");
+        let client: usize = transcript[0].split_whitespace().nth(1).unwrap().parse().unwrap();
+        let expected: Vec<String> =
+            (0..STATEMENTS).map(|i| format!("select {client} as client, {i} as n, pg_sleep(0.002);")).collect();
+        assert_eq!(transcript, expected, "session {id}");
+        clients_seen.push(client);
+    }
+    clients_seen.sort_unstable();
+    assert_eq!(clients_seen, (0..CLIENTS).collect::<Vec<_>>(), "one session per client");
+    // The same counts, straight from the tables.
+    assert_eq!(cluster.db.count("SELECT count(*) FROM sessions"), CLIENTS as i64);
+    assert_eq!(cluster.db.count("SELECT count(*) FROM statements"), (CLIENTS * STATEMENTS) as i64);
+
+    // A database that refuses connections makes both replicas not ready;
+    // they are ready again, and serve, once it accepts them again.
+    assert_eq!(cluster.health(0).await, (200, "ok\n".into()));
+    admin_sql(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", cluster.db.name));
+    cluster.db.kill_connections();
+    for replica in 0..2 {
+        let (status, body) = cluster.health(replica).await;
+        assert_eq!(status, 503, "replica {replica} is ready without its database: {body}");
+        assert_eq!(body, "store unavailable\n", "no database detail leaks");
+    }
+    admin_sql(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", cluster.db.name));
+    for replica in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cluster.health(replica).await.0 != 200 {
+            assert!(Instant::now() < deadline, "replica {replica} never became ready again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(cluster.sessions(replica, "").await.len(), CLIENTS);
+    }
+}

@@ -1,0 +1,177 @@
+// The detail panel: every field of the session, its statements, and the
+// Terminate button (CreateSessionTermination, after a confirmation).
+
+import { ApiError, call } from './api.js';
+import { el, formatDuration, formatTime, userLabel } from './format.js';
+
+/** Every leaf of the session object as [dotted JSON name, text]. */
+export function flatten(value, prefix = '', out = []) {
+  if (Array.isArray(value)) {
+    out.push([prefix, value.join(', ')]);
+  } else if (value && typeof value === 'object') {
+    for (const [key, inner] of Object.entries(value)) flatten(inner, prefix ? `${prefix}.${key}` : key, out);
+  } else {
+    out.push([prefix, String(value)]);
+  }
+  return out;
+}
+
+/** GetSessionTranscript's text: one statement per line, its time, a tab, its text. */
+export function statementsOf(transcript) {
+  return (transcript || '').split('\n').filter(Boolean).map((line) => {
+    const tab = line.indexOf('\t');
+    return tab < 0 ? { time: '', text: line } : { time: line.slice(0, tab), text: line.slice(tab + 1) };
+  });
+}
+
+export class Detail {
+  constructor(root, { onClose, onError }) {
+    this.root = root;
+    this.body = root.querySelector('#detail-body');
+    this.title = root.querySelector('#detail-title');
+    this.dialog = document.getElementById('confirm-terminate');
+    this.onClose = onClose;
+    this.onError = onError;
+    this.id = '';
+    this.session = null;
+    this.notice = null;
+    root.querySelector('#detail-close').addEventListener('click', () => this.close());
+    this.dialog.addEventListener('close', () => {
+      if (this.dialog.returnValue === 'terminate') this.terminate();
+      else this.root.querySelector('#terminate')?.focus();
+    });
+  }
+
+  get isOpen() {
+    return !this.root.hidden;
+  }
+
+  async open(id) {
+    if (this.id !== id) this.notice = null;
+    this.id = id;
+    this.root.hidden = false;
+    document.body.classList.add('detail-open');
+    this.title.textContent = 'Session';
+    this.body.replaceChildren(el('p', { class: 'muted', text: 'Loading…' }));
+    this.title.focus();
+    await this.load();
+  }
+
+  close() {
+    if (!this.isOpen) return;
+    const id = this.id;
+    this.root.hidden = true;
+    document.body.classList.remove('detail-open');
+    this.id = '';
+    this.session = null;
+    this.onClose(id);
+  }
+
+  /** Reloads an active session (its duration and statements grow) without moving the panel's scroll. */
+  async refresh() {
+    if (this.isOpen && this.session && this.session.sessionStatus === 'active') await this.load();
+  }
+
+  async load() {
+    const id = this.id;
+    try {
+      const [found, transcript] = await Promise.all([
+        call('GetSession', { sessionId: id }),
+        call('GetSessionTranscript', { sessionId: id }).catch((err) => ({ error: err })),
+      ]);
+      if (id !== this.id) return;
+      this.session = found.session || {};
+      this.render(transcript);
+    } catch (err) {
+      if (id !== this.id) return;
+      this.onError(err);
+      this.body.replaceChildren(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
+    }
+  }
+
+  render(transcript) {
+    const s = this.session;
+    const scroll = this.root.scrollTop;
+    this.title.textContent = `Session ${s.id}`;
+    const resource = s.resource || {};
+    const summary = el('p', { class: 'summary' },
+      el('span', { class: `status status-${s.sessionStatus}`, text: s.sessionStatus }), ' ',
+      userLabel(s) || 'unknown user', ' on ', resource.name || resource.id || 'unknown resource',
+      ` · ${formatTime(s.startTime)} · ${formatDuration(s.duration)}`);
+
+    const actions = el('div', { class: 'actions' });
+    if (s.sessionStatus === 'active') {
+      actions.append(el('button', {
+        type: 'button', id: 'terminate', class: 'danger',
+        onclick: () => {
+          document.getElementById('confirm-text').textContent =
+            `${userLabel(s) || 'This user'} will be disconnected from ${resource.name || 'the resource'} at once. `
+            + `Session ${s.id} through connector ${(s.connector && s.connector.name) || ''}.`;
+          this.dialog.returnValue = '';
+          this.dialog.showModal();
+        },
+      }, 'Terminate session'));
+    }
+    if (this.notice) actions.append(el('p', { id: 'terminate-result', role: 'status', tabindex: '-1', class: this.notice.kind, text: this.notice.text }));
+
+    const fields = el('dl', { class: 'fields' });
+    for (const [name, value] of flatten(s)) fields.append(el('dt', { text: name }), el('dd', { text: value }));
+
+    const statements = el('ol', { class: 'statements', 'aria-label': 'Statements' });
+    if (transcript.error) {
+      statements.append(el('li', { class: 'error', text: `Statements unavailable: ${transcript.error.message}` }));
+    } else {
+      const list = statementsOf(transcript.transcript);
+      for (const st of list) {
+        statements.append(el('li', {}, el('time', { datetime: st.time, text: formatTime(st.time) }), el('code', { text: st.text })));
+      }
+      if (!list.length) statements.append(el('li', { class: 'muted', text: 'No statements recorded.' }));
+    }
+    this.body.replaceChildren(summary, actions,
+      el('h3', { text: 'Statements' }), statements,
+      el('h3', { text: 'Fields' }), fields);
+    this.root.scrollTop = scroll;
+  }
+
+  async terminate() {
+    const s = this.session;
+    if (!s) return;
+    const connector = s.connector || {};
+    this.notice = { kind: 'muted', text: 'Sending the termination…' };
+    this.render({ transcript: '' });
+    try {
+      const result = await call('CreateSessionTermination', { sessionId: s.id, connectorId: connector.id || '' });
+      const shutdown = result.sessionShutdown || {};
+      this.notice = {
+        kind: 'ok',
+        text: `Termination sent to connector ${connector.name || shutdown.connectorId} at ${formatTime(shutdown.createdAt)}. Waiting for the session to end…`,
+      };
+      await this.load();
+      await this.awaitEnd(s.id);
+    } catch (err) {
+      const text = err instanceof ApiError && err.code === 'permission_denied'
+        ? `Not allowed: this API key cannot terminate sessions (permission_denied: ${err.message}). Sign in with an admin key.`
+        : `Termination failed (${err.code || 'error'}): ${err.message}`;
+      this.notice = { kind: 'error', text };
+      await this.load();
+    }
+    this.root.querySelector('#terminate-result')?.focus();
+  }
+
+  /** Polls the session until it completes, for up to 20 seconds. */
+  async awaitEnd(id) {
+    for (let i = 0; i < 40 && this.id === id; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const { session } = await call('GetSession', { sessionId: id });
+      if (session && session.sessionStatus === 'completed') {
+        this.notice = { kind: 'ok', text: `Session terminated: completed at ${formatTime(session.endTime)}.` };
+        await this.load();
+        return;
+      }
+    }
+    if (this.id === id) {
+      this.notice = { kind: 'error', text: 'The termination was sent, but the session has not ended yet. Its connector may be unreachable.' };
+      await this.load();
+    }
+  }
+}

@@ -1,0 +1,76 @@
+// The view: query, window, sort, page cursor and open session. It lives in
+// the URL's query string, so a view can be shared and survives a reload.
+
+import { spanMillis } from './format.js';
+
+export const PRESETS = ['15m', '1h', '24h', '7d', '30d'];
+export const SORTS = [
+  ['start_time:desc', 'Newest first'],
+  ['start_time:asc', 'Oldest first'],
+  ['end_time:desc', 'Ended last'],
+  ['end_time:asc', 'Ended first'],
+  ['duration:desc', 'Longest first'],
+  ['duration:asc', 'Shortest first'],
+];
+export const PAGE_SIZE = 50;
+
+const DEFAULTS = { q: '', range: '24h', from: '', to: '', at: '', sort: 'start_time:desc', cursor: '', page: 1, session: '' };
+
+export function readView(search = window.location.search) {
+  const params = new URLSearchParams(search);
+  const view = { ...DEFAULTS };
+  for (const name of Object.keys(DEFAULTS)) {
+    if (params.has(name)) view[name] = params.get(name);
+  }
+  view.page = Math.max(1, Number.parseInt(view.page, 10) || 1);
+  if (view.range !== 'custom' && !PRESETS.includes(view.range)) view.range = DEFAULTS.range;
+  if (!SORTS.some(([value]) => value === view.sort)) view.sort = DEFAULTS.sort;
+  if (!view.cursor) view.page = 1;
+  return view;
+}
+
+export function viewSearch(view) {
+  const params = new URLSearchParams();
+  for (const [name, fallback] of Object.entries(DEFAULTS)) {
+    const value = view[name];
+    if (value !== undefined && value !== '' && String(value) !== String(fallback)) params.set(name, value);
+  }
+  const text = params.toString();
+  return text ? `?${text}` : window.location.pathname;
+}
+
+/**
+ * The window as the API takes it. A preset is anchored at `at` once the view
+ * pages (cursors are bound to the window they came from), else at `now`; its
+ * end stays open so that active sessions are included.
+ */
+export function windowOf(view, now = Date.now()) {
+  if (view.range === 'custom') return { start: view.from || '', end: view.to || '' };
+  const anchor = view.at ? Date.parse(view.at) : now;
+  return { start: new Date(anchor - spanMillis(view.range)).toISOString(), end: '' };
+}
+
+/** The listing request for a view, without its cursor. */
+export function listRequest(view, window, limit = PAGE_SIZE) {
+  const request = { limit, sortBy: view.sort };
+  if (view.q.trim()) request.query = view.q.trim();
+  if (window.start) request.startTimestamp = window.start;
+  if (window.end) request.endTimestamp = window.end;
+  return request;
+}
+
+/** A histogram interval giving at most about 100 buckets over `millis`. */
+export function histogramInterval(millis) {
+  const steps = ['1m', '5m', '15m', '30m', '1h', '3h', '6h', '12h', '1d', '7d'];
+  return steps.find((step) => millis / spanMillis(step) <= 100) || '30d';
+}
+
+/** Adds `field:"value"` to a query; an OR query is parenthesised so AND keeps its meaning. */
+export function addTerm(query, field, value) {
+  const term = `${field}:"${String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+  const current = query.trim();
+  if (!current) return term;
+  if (current.includes(term)) return current;
+  const base = /\bOR\b/.test(current) ? `(${current})` : current;
+  return `${base} AND ${term}`;
+}

@@ -1,0 +1,108 @@
+//! Aggregations: counts over exactly what a listing with the same filter and
+//! window returns, a histogram by start time, and facets.
+
+use gatehouse_query::Field;
+use gatehouse_store::{AggregateQuery, Facet, HistogramSpec, IngestEvent, KeyCount, StatementRecord, Store};
+
+use super::fixture::{Fixture, MINUTE, NOW, ago};
+
+fn counting(text: &str, window: (Option<i64>, Option<i64>)) -> AggregateQuery {
+    AggregateQuery {
+        filter: gatehouse_query::parse(text, NOW).expect("query parses"),
+        window_start: window.0,
+        window_end: window.1,
+        now: NOW,
+        histogram: Some(HistogramSpec { interval: Some(60 * MINUTE), group_by: vec![] }),
+        facets: vec![Facet::ResourceTechnology, Facet::UserEmail, Facet::ClientIp],
+        facet_limit: 10,
+    }
+}
+
+fn pairs(keys: &[KeyCount]) -> Vec<(&str, u64)> {
+    keys.iter().map(|k| (k.key.as_str(), k.count)).collect()
+}
+
+pub async fn aggregate_hits_equal_the_listing_and_buckets_add_up(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    let windows = [(None, None), (Some(ago(120)), Some(ago(60))), (Some(ago(30)), None), (None, Some(ago(480)))];
+    for text in ["", "technology:postgres", "group:dba OR session_status:active", "NOT client_ip:\"10.0.0.0/8\""] {
+        for window in windows {
+            let listed = fx
+                .list(
+                    fx.acme,
+                    &gatehouse_store::ListQuery {
+                        window_start: window.0,
+                        window_end: window.1,
+                        filter: gatehouse_query::parse(text, NOW).unwrap(),
+                        ..gatehouse_store::ListQuery::newest(1_000, NOW)
+                    },
+                )
+                .await;
+            let counted = store.aggregate(fx.acme, &counting(text, window)).await.expect("aggregate");
+            let label = format!("{text:?} in {window:?}");
+            assert_eq!(counted.num_hits, listed.len() as u64, "{label}");
+            assert_eq!(counted.histogram.iter().map(|d| d.count).sum::<u64>(), listed.len() as u64, "{label}");
+            assert!(counted.histogram.windows(2).all(|w| w[1].start - w[0].start == 60 * MINUTE), "{label}");
+            let mut technologies = std::collections::BTreeMap::<&str, u64>::new();
+            for s in &listed {
+                *technologies.entry(s.resource.technology.as_str()).or_default() += 1;
+            }
+            let mut want: Vec<_> = technologies.into_iter().filter(|(k, _)| !k.is_empty()).collect();
+            want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            assert_eq!(pairs(&counted.facets[0].1), want, "{label}");
+        }
+    }
+}
+
+pub async fn aggregate_groups_count_many_valued_fields_per_value(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    let mut query = counting("", (Some(ago(700)), Some(NOW)));
+    query.histogram = Some(HistogramSpec { interval: Some(700 * MINUTE), group_by: vec![Field::UserGroups] });
+    let counted = store.aggregate(fx.acme, &query).await.expect("aggregate");
+    // One bucket holds everything from 00:20 on; s20 and s21 started the day before and count in it.
+    let total: u64 = counted.histogram.iter().map(|d| d.count).sum();
+    assert_eq!(total, 22);
+    let mut by_group = std::collections::BTreeMap::<String, u64>::new();
+    for date in &counted.histogram {
+        for g in &date.groups {
+            *by_group.entry(g.key.clone()).or_default() += g.count;
+        }
+    }
+    // From the fixture table: dba is alice, carol, Alice (s07) and grace; heidi's is "DBA".
+    assert_eq!(by_group.get("dba"), Some(&4), "{by_group:?}");
+    assert_eq!(by_group.get("DBA"), Some(&1), "{by_group:?}");
+    assert_eq!(by_group.get("sre"), Some(&4), "{by_group:?}");
+}
+
+pub async fn aggregate_counts_statements_once_per_session(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    let statement = |seq: u64, text: &str| StatementRecord {
+        seq,
+        start: NOW,
+        duration: 1,
+        text: text.into(),
+        rows: 3,
+        bytes_sent: 100,
+        sqlstate: String::new(),
+    };
+    let events: Vec<_> = (1..=4)
+        .map(|seq| IngestEvent::Statement {
+            session_id: "s05".into(),
+            statement: statement(seq, &format!("SELECT * FROM t WHERE id = {seq}")),
+        })
+        .chain([IngestEvent::Statement { session_id: "s12".into(), statement: statement(1, "select 'x'") }])
+        .collect();
+    store.ingest(fx.acme, "c", &events).await.expect("ingest");
+    store.ingest(fx.acme, "c", &events).await.expect("ingest again");
+    let mut query = counting("", (None, None));
+    query.histogram = None;
+    query.facets = vec![Facet::QueryFingerprint, Facet::Statements, Facet::BytesSent, Facet::RowsSent];
+    let counted = store.aggregate(fx.acme, &query).await.expect("aggregate");
+    assert_eq!(counted.num_hits, 22);
+    assert_eq!(pairs(&counted.facets[0].1), [("select * from t where id = ?", 1), ("select ?", 1)]);
+    assert_eq!(pairs(&counted.facets[1].1), [("0", 20), ("1-9", 2)]);
+    assert_eq!(pairs(&counted.facets[2].1), [("0", 20), ("100-999", 2)]);
+    assert_eq!(pairs(&counted.facets[3].1), [("0", 20), ("1-9", 1), ("10-99", 1)]);
+    // The other organization sees none of it.
+    assert!(store.aggregate(fx.globex, &query).await.unwrap().facets[0].1.is_empty());
+}

@@ -1,0 +1,482 @@
+// The console as a reviewer uses it, in headless Chromium against the real
+// control plane that run.sh started (demo sessions, a connector, PostgreSQL).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const URL_BASE = required('GATEHOUSE_URL');
+const ADMIN_KEY = required('ADMIN_KEY');
+const READER_KEY = required('READER_KEY');
+const PROXY_PORT = required('PROXY_PORT');
+const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
+mkdirSync(ARTIFACTS, { recursive: true });
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run tests/browser/run.sh`);
+  return value;
+}
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** A fresh tab (its own session storage) with page errors failing the test. */
+async function open(t, { width = 1280, height = 900, path = '/' } = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, acceptDownloads: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  t.after(async () => {
+    await context.close();
+    assert.deepEqual(errors, [], 'no script errors');
+  });
+  await page.goto(URL_BASE + path);
+  return page;
+}
+
+async function signIn(page, key = ADMIN_KEY) {
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForSelector('#rows tr[data-id]');
+  await loaded(page);
+}
+
+/** Waits until the console finished the load started by the last action. */
+async function loaded(page, previous) {
+  await page.waitForFunction((prev) => document.body.dataset.loaded && document.body.dataset.loaded !== prev,
+    previous ?? null);
+}
+
+const loadMark = (page) => page.evaluate(() => document.body.dataset.loaded);
+const rowIds = (page) => page.$$eval('#rows tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
+const column = (page, label) => page.$$eval(`#rows td[data-label="${label}"]`, (cells) => cells.map((c) => c.textContent.trim()));
+const param = (page, name) => new URL(page.url()).searchParams.get(name);
+
+async function search(page, query) {
+  const mark = await loadMark(page);
+  await page.getByLabel('Search query').fill(query);
+  await page.getByLabel('Search query').press('Enter');
+  await loaded(page, mark);
+}
+
+async function api(method, body, key = ADMIN_KEY) {
+  const response = await fetch(`${URL_BASE}/core.v1.SessionsService/${method}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', 'X-API-KEY': key }, body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** How many sessions walking ListSessionsV2 returns for a query and window. */
+async function walkCount(request) {
+  let total = 0;
+  let cursor = '';
+  for (;;) {
+    const { body } = await api('ListSessionsV2', { ...request, limit: 1000, ...(cursor ? { cursor } : {}) });
+    total += (body.sessions || []).length;
+    cursor = body.listMetadata?.nextCursor || '';
+    if (!cursor) return total;
+  }
+}
+
+function seconds(text) {
+  const unit = { d: 86400, h: 3600, m: 60, s: 1 };
+  return [...text.matchAll(/(\d+)([dhms])/g)].reduce((sum, [, n, u]) => sum + Number(n) * unit[u], 0);
+}
+
+test('the console is served with a strict security policy', async () => {
+  const response = await fetch(`${URL_BASE}/`);
+  assert.equal(response.status, 200);
+  const csp = response.headers.get('content-security-policy');
+  assert.match(csp, /default-src 'self'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+  assert.equal((await fetch(`${URL_BASE}/console/nope.js`)).status, 404);
+});
+
+test('sign in: a wrong key is refused, a right one shows the sessions', async (t) => {
+  const page = await open(t);
+  await page.getByLabel('API key').fill('gh_wrong_key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await assert.doesNotReject(page.waitForSelector('#signin-error:has-text("not accepted")'));
+  assert.equal(await page.isVisible('#console'), false);
+
+  await signIn(page);
+  assert.equal((await rowIds(page)).length, 50);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('gatehouse.apiKey')), ADMIN_KEY);
+  assert.equal(await page.evaluate(() => localStorage.length), 0, 'the key never goes to local storage');
+  const clipped = await page.$eval('.table-wrap', (wrap) => wrap.scrollWidth - wrap.clientWidth);
+  assert.ok(clipped <= 0, `every column fits at 1280 px: ${clipped}px too wide`);
+  await page.screenshot({ path: `${ARTIFACTS}sessions-1280.png`, fullPage: true });
+});
+
+test('a query narrows the table and survives a reload', async (t) => {
+  const page = await open(t, { path: '/?range=30d' });
+  await signIn(page);
+  const all = await rowIds(page);
+  await search(page, 'technology:postgres');
+  const techs = await column(page, 'Resource');
+  assert.ok(techs.length > 0);
+  assert.ok(techs.every((r) => r.endsWith('postgres')), techs.join(' | '));
+  assert.notDeepEqual(await rowIds(page), all);
+  assert.equal(param(page, 'q'), 'technology:postgres');
+
+  const ids = await rowIds(page);
+  await page.reload();
+  await page.waitForSelector('#rows tr[data-id]');
+  await loaded(page);
+  assert.equal(await page.getByLabel('Search query').inputValue(), 'technology:postgres');
+  assert.deepEqual(await rowIds(page), ids);
+});
+
+test('a bad query shows the server\'s invalid_argument message under the bar', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await search(page, 'duration:abc');
+  const message = await page.textContent('#query-error');
+  assert.match(message, /duration/);
+  assert.equal(await page.getAttribute('#query', 'aria-invalid'), 'true');
+  assert.equal((await rowIds(page)).length, 0);
+
+  await search(page, 'no_such_field:1');
+  assert.match(await page.textContent('#query-error'), /no_such_field/);
+  await search(page, '');
+  assert.equal(await page.textContent('#query-error'), '');
+  assert.equal((await rowIds(page)).length, 50);
+});
+
+test('pages forward and back through the API cursors, and a page survives a reload', async (t) => {
+  const page = await open(t, { path: '/?range=30d' });
+  await signIn(page);
+  const first = await rowIds(page);
+  assert.equal(await page.isDisabled('#prev'), true);
+
+  let mark = await loadMark(page);
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await loaded(page, mark);
+  const second = await rowIds(page);
+  assert.equal(second.length, 50);
+  assert.ok(second.every((id) => !first.includes(id)), 'page 2 has new sessions only');
+  assert.ok(param(page, 'cursor'));
+  assert.match(await page.textContent('#page-label'), /Page 2 · sessions 51–100/);
+
+  mark = await loadMark(page);
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await loaded(page, mark);
+  const third = await rowIds(page);
+  assert.ok(third.every((id) => !second.includes(id)));
+
+  await page.reload();
+  await page.waitForSelector('#rows tr[data-id]');
+  assert.deepEqual(await rowIds(page), third, 'the cursor in the URL brings the same page back');
+
+  mark = await loadMark(page);
+  await page.getByRole('button', { name: '← Previous' }).click();
+  await loaded(page, mark);
+  assert.deepEqual(await rowIds(page), second);
+  mark = await loadMark(page);
+  await page.getByRole('button', { name: '← Previous' }).click();
+  await loaded(page, mark);
+  assert.deepEqual(await rowIds(page), first);
+  assert.equal(param(page, 'cursor'), null);
+});
+
+test('sorting by duration orders the rows', async (t) => {
+  const page = await open(t, { path: '/?range=7d' });
+  await signIn(page);
+  const mark = await loadMark(page);
+  await page.getByLabel('Sort').selectOption('duration:desc');
+  await loaded(page, mark);
+  assert.equal(param(page, 'sort'), 'duration:desc');
+  const durations = (await column(page, 'Duration')).map(seconds);
+  assert.ok(durations.length > 1);
+  for (let i = 1; i < durations.length; i++) assert.ok(durations[i - 1] >= durations[i], durations.join(','));
+});
+
+test('presets change the window', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const mark = await loadMark(page);
+  await page.getByRole('group', { name: 'Time range' }).getByRole('button', { name: '15m' }).click();
+  await loaded(page, mark);
+  assert.equal(param(page, 'range'), '15m');
+  assert.equal(await page.getAttribute('button[data-range="15m"]', 'aria-pressed'), 'true');
+  const windowStart = Date.now() - 16 * 60e3;
+  const starts = await page.$$eval('#rows tr[data-id]', (rows) => rows.map((r) => r.querySelector('time').getAttribute('datetime')));
+  const durations = (await column(page, 'Duration')).map(seconds);
+  assert.ok(starts.length > 0);
+  // Overlapping the last 15 minutes: ended (start + duration, rounded down to a minute at most) since then.
+  starts.forEach((start, i) => assert.ok(Date.parse(start) + (durations[i] + 60) * 1e3 >= windowStart, `${start} ${durations[i]}s`));
+  const mark24 = await loadMark(page);
+  const few = starts.length;
+  await page.getByRole('button', { name: '24h' }).click();
+  await loaded(page, mark24);
+  assert.ok((await rowIds(page)).length >= few);
+  assert.equal(param(page, 'range'), null, '24h is the default and leaves the URL');
+});
+
+test('the histogram and facets come from ListSessionAggregations', async (t) => {
+  const page = await open(t, { path: '/?range=7d' });
+  await signIn(page);
+  const bars = await page.$$eval('#histogram svg g[data-count]', (groups) => groups.map((g) => Number(g.dataset.count)));
+  assert.ok(bars.length >= 20, `bars: ${bars.length}`);
+  const total = bars.reduce((a, b) => a + b, 0);
+  assert.ok(total > 0);
+  assert.ok(await page.locator('#histogram .legend li').count() >= 2, 'stacked by technology');
+  const hits = Number((await page.textContent('#hits')).replace(/\D/g, ''));
+  assert.ok(hits > 0);
+  assert.match(await page.textContent('#page-label'), new RegExp(`of ${hits.toLocaleString()}`));
+  for (const name of ['Users', 'Resources', 'Technologies', 'Connectors', 'Client IPs']) {
+    assert.ok(await page.locator(`.facet-group:has(h3:text-is("${name}")) button.facet`).count() > 0, name);
+  }
+  await page.screenshot({ path: `${ARTIFACTS}histogram-facets-1280.png` });
+});
+
+test('clicking a facet adds it to the query', async (t) => {
+  const page = await open(t, { path: '/?range=30d' });
+  await signIn(page);
+  const facet = page.locator('.facet-group:has(h3:text-is("Users")) button.facet').first();
+  const email = await facet.getAttribute('data-value');
+  const count = Number((await facet.locator('.facet-count').textContent()).replace(/\D/g, ''));
+  const mark = await loadMark(page);
+  await facet.click();
+  await loaded(page, mark);
+  assert.equal(await page.getByLabel('Search query').inputValue(), `user.email:"${email}"`);
+  const users = await column(page, 'User');
+  assert.ok(users.length > 0 && users.every((u) => u === email), users.join(','));
+  assert.equal(Number((await page.textContent('#hits')).replace(/\D/g, '')), count, 'the facet count is the new total');
+
+  const tech = page.locator('.facet-group:has(h3:text-is("Technologies")) button.facet').first();
+  const technology = await tech.getAttribute('data-value');
+  const again = await loadMark(page);
+  await tech.click();
+  await loaded(page, again);
+  assert.equal(await page.getByLabel('Search query').inputValue(), `user.email:"${email}" AND technology:"${technology}"`);
+  assert.ok((await column(page, 'Resource')).every((r) => r.endsWith(technology)));
+});
+
+test('dragging across the histogram narrows the window', async (t) => {
+  const page = await open(t, { path: '/?range=7d' });
+  await signIn(page);
+  const box = await page.locator('#histogram svg').boundingBox();
+  const mark = await loadMark(page);
+  await page.mouse.move(box.x + box.width * 0.2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.4, box.y + box.height / 2, { steps: 8 });
+  await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2, { steps: 8 });
+  await page.mouse.up();
+  await loaded(page, mark);
+  assert.equal(param(page, 'range'), 'custom');
+  const from = Date.parse(param(page, 'from'));
+  const to = Date.parse(param(page, 'to'));
+  const span = to - from;
+  assert.ok(span > 7 * 86400e3 * 0.3 && span < 7 * 86400e3 * 0.5, `about 40% of 7 days: ${span / 3600e3} h`);
+  assert.ok(Math.abs(from - (Date.now() - 7 * 86400e3 * 0.8)) < 12 * 3600e3, 'starts about 20% in');
+  assert.equal(await page.isVisible('#custom-range'), true);
+  const starts = await page.$$eval('#rows time', (times) => times.map((x) => Date.parse(x.getAttribute('datetime'))));
+  assert.ok(starts.length > 0 && starts.every((s) => s < to), 'sessions overlap the new window');
+  const bars = await page.$$eval('#histogram svg g[data-start]', (groups) => groups.map((g) => Date.parse(g.dataset.start)));
+  assert.ok(bars[0] >= from - 3600e3 && bars[bars.length - 1] < to, 'the histogram shows the new window');
+});
+
+test('the table works and says so when aggregations fail', async (t) => {
+  const page = await open(t);
+  await page.route('**/core.v1.SessionsService/ListSessionAggregations', (route) =>
+    route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ code: 'unavailable', message: 'try later' }) }));
+  await signIn(page);
+  assert.match(await page.textContent('#aggregations-note'), /unavailable.*still works/);
+  assert.equal((await rowIds(page)).length, 50);
+  assert.equal(await page.locator('#histogram svg').count(), 0);
+});
+
+test('a session opens in the detail panel with every field, and Escape closes it', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const id = (await rowIds(page))[3];
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.match(await page.textContent('#detail-title'), new RegExp(id));
+  assert.equal(param(page, 'session'), id);
+  const { body } = await api('GetSession', { sessionId: id });
+  const names = await page.$$eval('#detail dl.fields dt', (dts) => dts.map((d) => d.textContent));
+  for (const name of ['id', 'startTime', 'sessionStatus', 'network.clientIpAddress', 'user.formal.user.email',
+    'user.native.username', 'resource.name', 'resource.technology', 'connector.name']) {
+    assert.ok(names.includes(name), `${name} in ${names}`);
+  }
+  assert.ok(names.includes('user.formal.user.groups') === Boolean(body.session.user.formal?.user?.groups));
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'detail-title', 'focus moves to the panel');
+  await page.screenshot({ path: `${ARTIFACTS}detail-1280.png` });
+
+  await page.keyboard.press('Escape');
+  assert.equal(await page.isVisible('#detail'), false);
+  assert.equal(param(page, 'session'), null);
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.id), id, 'focus returns to the row');
+
+  // The open session is part of the URL too.
+  await page.goto(`${URL_BASE}/?session=${id}`);
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.match(await page.textContent('#detail-title'), new RegExp(id));
+});
+
+test('auto-refresh keeps the scroll position and the open detail', async (t) => {
+  const page = await open(t, { height: 700 });
+  await signIn(page);
+  const id = (await rowIds(page))[30];
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await page.waitForSelector('#detail dl.fields dt');
+  await page.evaluate(() => window.scrollTo(0, 900));
+  const y = await page.evaluate(() => window.scrollY);
+  assert.ok(y > 500);
+  const before = Number(await page.evaluate(() => document.body.dataset.refreshes || 0));
+  await page.waitForFunction((n) => Number(document.body.dataset.refreshes || 0) >= n + 2, before, { timeout: 20_000 });
+  assert.equal(await page.evaluate(() => window.scrollY), y);
+  assert.equal(await page.isVisible('#detail'), true);
+  assert.match(await page.textContent('#detail-title'), new RegExp(id));
+  assert.equal(await page.locator(`#rows tr.selected[data-id="${id}"]`).count(), 1);
+});
+
+test('export writes every session of the query and window, as JSONL and as CSV', async (t) => {
+  const page = await open(t, { path: `/?range=30d&q=${encodeURIComponent('technology:postgres')}` });
+  await signIn(page);
+  const expected = await walkCount({ query: 'technology:postgres', startTimestamp: new Date(Date.now() - 30 * 86400e3).toISOString() });
+  assert.ok(expected > 1000, `more than one export page: ${expected}`);
+
+  const [jsonl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export' }).click()]);
+  assert.match(jsonl.suggestedFilename(), /\.jsonl$/);
+  const lines = readFileSync(await jsonl.path(), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  // A session may start between the two walks: allow a handful.
+  assert.ok(Math.abs(lines.length - expected) <= 3, `${lines.length} vs ${expected}`);
+  assert.equal(new Set(lines.map((s) => s.id)).size, lines.length, 'each session once');
+  assert.ok(lines.every((s) => s.resource.technology === 'postgres'));
+  assert.match(await page.textContent('#export-status'), /Exported [\d,.\s]+ sessions/);
+
+  await page.getByLabel('Export format').selectOption('csv');
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export' }).click()]);
+  const text = readFileSync(await csv.path(), 'utf8');
+  const rows = text.trim().split('\r\n');
+  assert.equal(rows[0].split(',')[0], 'id');
+  assert.ok(rows[0].includes('resource_technology'));
+  assert.ok(Math.abs(rows.length - 1 - expected) <= 3, `${rows.length - 1} vs ${expected}`);
+});
+
+/** A psql session through the connector, kept open until `end()`. */
+function psqlSession(marker) {
+  const child = spawn('psql', ['-X', '-q', `host=127.0.0.1 port=${PROXY_PORT} user=postgres dbname=postgres sslmode=disable`],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  child.stdin.write(`select '${marker}' as marker;\n`);
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  return { child, exited, output: () => output, end: () => { child.stdin.end(); return exited; } };
+}
+
+async function waitForSession(query) {
+  for (let i = 0; i < 100; i++) {
+    const { body } = await api('ListSessionsV2', { query, limit: 5 });
+    if (body.sessions?.length) return body.sessions[0];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`no session for ${query}`);
+}
+
+test('an admin terminates a live psql session and sees it complete', async (t) => {
+  const psql = psqlSession('browser-terminate');
+  t.after(() => { psql.child.kill(); });
+  const live = await waitForSession('resource.name:"browser-pg" AND session_status:active');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+
+  const page = await open(t, { path: `/?q=${encodeURIComponent('resource.name:"browser-pg" AND session_status:active')}` });
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${live.id}` }).click();
+  await page.waitForSelector('#detail .statements code');
+  const statements = await page.$$eval('#detail .statements code', (codes) => codes.map((c) => c.textContent));
+  assert.ok(statements.some((s) => s.includes('browser-terminate')), statements.join('\n'));
+  assert.ok(await page.$eval('#detail .statements time', (time) => Date.parse(time.getAttribute('datetime')) > 0));
+  await page.screenshot({ path: `${ARTIFACTS}detail-live-1280.png` });
+
+  await page.getByRole('button', { name: 'Terminate session' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Terminate this session?' });
+  await dialog.waitFor();
+  await page.screenshot({ path: `${ARTIFACTS}terminate-confirm-1280.png` });
+  await dialog.getByRole('button', { name: 'Terminate' }).click();
+  await page.waitForSelector('#terminate-result:has-text("Session terminated: completed at")', { timeout: 20_000 });
+  await page.screenshot({ path: `${ARTIFACTS}terminated-1280.png` });
+  assert.equal(await page.locator('#detail .status').first().textContent(), 'completed');
+  assert.equal(await page.locator('#terminate').count(), 0, 'no Terminate button on a completed session');
+
+  const { body } = await api('GetSession', { sessionId: live.id });
+  assert.equal(body.session.sessionStatus, 'completed');
+  psql.child.stdin.write('select 1;\n');
+  await psql.end();
+  assert.match(psql.output(), /terminat|57P01|connection/i, psql.output());
+});
+
+test('a reader key sees permission_denied when terminating', async (t) => {
+  const page = await open(t, { path: `/?q=${encodeURIComponent('session_status:active')}&range=30d` });
+  await signIn(page, READER_KEY);
+  const id = (await rowIds(page))[0];
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await page.getByRole('button', { name: 'Terminate session' }).click();
+  // Cancel first: nothing is sent.
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(await page.locator('#terminate-result').count(), 0);
+  await page.getByRole('button', { name: 'Terminate session' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Terminate' }).click();
+  await page.waitForSelector('#terminate-result:has-text("permission_denied")');
+  const { body } = await api('GetSession', { sessionId: id });
+  assert.equal(body.session.sessionStatus, 'active', 'the session still runs');
+});
+
+test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens one', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await page.locator('body').click({ position: { x: 5, y: 400 } });
+  await page.keyboard.press('/');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'query');
+  await page.locator('#rows button').first().focus();
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.equal(await page.isVisible('#detail'), true);
+});
+
+test('at 390 px wide the views stay readable', async (t) => {
+  const page = await open(t, { width: 390, height: 844, path: '/?range=7d' });
+  await signIn(page);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no sideways scrolling: ${overflow}px`);
+  await page.screenshot({ path: `${ARTIFACTS}sessions-390.png`, fullPage: false });
+  await page.locator('#rows tr[data-id]').nth(4).scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${ARTIFACTS}table-390.png` });
+  const id = (await rowIds(page))[0];
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await page.waitForSelector('#detail dl.fields dt');
+  const panel = await page.locator('#detail').boundingBox();
+  assert.ok(panel.width <= 390);
+  await page.screenshot({ path: `${ARTIFACTS}detail-390.png` });
+});
+
+test('sign out forgets the key', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  assert.equal(await page.isVisible('#signin'), true);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('gatehouse.apiKey')), null);
+  assert.equal(await page.locator('#rows tr').count(), 0, 'no sessions left on the page');
+  await page.reload();
+  await page.waitForSelector('#signin-key');
+  assert.equal(await page.isVisible('#console'), false);
+  await page.screenshot({ path: `${ARTIFACTS}signin-1280.png` });
+});
