@@ -42,7 +42,9 @@ def test_unfiltered_hits_are_the_whole_org(gatehouse, stub, pb):
 
 
 def test_window_histogram_has_every_bucket(gatehouse, stub, pb):
-    end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    # Buckets are aligned to multiples of the interval since the epoch: 00, 06, 12 and 18 UTC.
+    now = datetime.now(timezone.utc)
+    end = now.replace(hour=now.hour - now.hour % 6, minute=0, second=0, microsecond=0) + timedelta(hours=6)
     start = end - timedelta(days=2)
     resp = aggregate(stub, pb, gatehouse.acme_reader, start_timestamp=rfc3339(start), end_timestamp=rfc3339(end),
                      histogram_interval="6h", histogram_group_by_fields=["technology"])
