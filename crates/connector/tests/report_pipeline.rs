@@ -4,7 +4,9 @@
 mod double;
 
 use double::*;
-use gatehouse_connector::report::SpoolOptions;
+use std::time::Duration;
+
+use gatehouse_connector::report::{ReportOptions, SpoolOptions};
 
 fn roomy() -> SpoolOptions {
     SpoolOptions::with_max_bytes(64 * 1024 * 1024)
@@ -38,6 +40,23 @@ async fn events_reach_the_control_plane_in_batches_in_order() {
     assert!(p.hello.borrow().as_ref().is_some_and(|info| info.resources[0].id == "res_a"));
     assert_eq!(p.stop().await, 0);
     assert!(segment_files(dir.path()).is_empty(), "nothing was spooled");
+}
+
+#[tokio::test]
+async fn events_arriving_within_the_batch_window_leave_together() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ReportOptions { batch_wait: Duration::from_millis(400), ..options(false) };
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options);
+    eventually("hello answered", || p.hello.borrow().is_some()).await;
+    let events = session("s1", 8);
+    p.reporter.send(events[0].clone());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    send_all(&p, &events[1..]);
+
+    eventually("every event stored", || h.plane.seen().stored.len() == events.len()).await;
+    assert_eq!(h.plane.seen().batches, [events.len()], "one Report call for the window");
+    assert_eq!(p.stop().await, 0);
 }
 
 #[tokio::test]

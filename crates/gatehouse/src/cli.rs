@@ -14,6 +14,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The async runtime's worker threads, where the command sets them
+    /// (otherwise one per core).
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Connector(args) => Some(usize::from(args.workers)),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane: the sessions API on one port
@@ -102,6 +113,12 @@ pub struct ConnectorArgs {
     /// environment variables override it
     #[arg(long, short, env = "GATEHOUSE_CONNECTOR_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Threads that relay traffic. One thread relays tens of thousands of
+    /// statements a second and leaves the other cores to the database and
+    /// its clients; raise it on a dedicated machine that needs more
+    #[arg(long, env = "GATEHOUSE_CONNECTOR_WORKERS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,14 @@ impl MessageReader {
         self.buf.len()
     }
 
+    /// Gives the buffer's memory back when nothing is buffered, so that a connection waiting
+    /// for its peer holds no read buffer; the next read allocates a fresh one.
+    pub fn release_if_empty(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Returns the next message, reading from `r` only if no complete message is buffered.
     ///
     /// Returns `Ok(None)` when the stream ends cleanly between two messages.
@@ -219,6 +227,19 @@ mod tests {
         assert_eq!(m.payload(), b"SELECT 1\0");
         assert_eq!(&m.frame()[..], b"Q\0\0\0\x0dSELECT 1\0");
         assert!(b.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_emptied_reader_gives_its_buffer_back() {
+        let mut reader = MessageReader::new();
+        let mut input: &[u8] = b"Q\0\0\0\x0dSELECT 1\0Q\0\0\0\x05";
+        reader.read_message(&mut input).await.unwrap().unwrap();
+        reader.release_if_empty();
+        assert!(reader.buf.capacity() > 0, "a partial message stays buffered");
+        let mut rest: &[u8] = b"\0";
+        assert_eq!(reader.read_message(&mut rest).await.unwrap().unwrap().tag(), b'Q');
+        reader.release_if_empty();
+        assert_eq!(reader.buf.capacity(), 0);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub trait Store: Send + Sync + 'static {
     /// Counts what a listing with the same filter and window walks: the
     /// number of hits, a histogram by start time and the top keys of facets.
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError>;
+    /// [`Store::aggregate`] counted from the sessions alone, never from the
+    /// hourly rollup: what `aggregate` must always equal. For tests.
+    #[doc(hidden)]
+    async fn aggregate_raw(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError>;
 
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError>;
     async fn list_resources(&self, org: OrgId) -> Result<Vec<Resource>, StoreError>;

@@ -9,9 +9,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Above this, the relay stops reading from the side that feeds this outbox until it drains,
 /// so a slow reader holds back its writer instead of growing memory.
 const HIGH_WATER: usize = 256 * 1024;
-/// An emptied buffer bigger than this is dropped, so one large result does not pin its
-/// allocation for the rest of the connection.
-const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// Frames waiting to be written to one side.
 pub(crate) struct Outbox {
@@ -63,7 +60,8 @@ impl Outbox {
             return Err(io::ErrorKind::WriteZero.into());
         }
         self.buf.advance(n);
-        if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+        // An idle connection holds no write buffer either.
+        if self.buf.is_empty() {
             self.buf = BytesMut::new();
         }
         self.unflushed = self.flushes;

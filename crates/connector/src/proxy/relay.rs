@@ -174,9 +174,9 @@ struct Relay {
 impl Relay {
     async fn run<CR, CW, SR, SW>(mut self, mut cr: CR, mut cw: CW, mut sr: SR, mut sw: SW)
     where
-        CR: AsyncRead + Unpin,
+        CR: AsyncRead + WaitReadable + Unpin,
         CW: AsyncWrite + Unpin,
-        SR: AsyncRead + Unpin,
+        SR: AsyncRead + WaitReadable + Unpin,
         SW: AsyncWrite + Unpin,
     {
         let stop = self.shutdown.token.clone().cancelled_owned();
@@ -199,7 +199,7 @@ impl Relay {
                         break End::Io(error);
                     }
                 }
-                read = self.server_reader.read_message(&mut sr), if self.to_client.has_room() => match read {
+                read = next_message(&mut self.server_reader, &mut sr), if self.to_client.has_room() => match read {
                     Ok(Some(msg)) => {
                         if let Err(end) = self.server_batch(msg) {
                             break end;
@@ -208,7 +208,7 @@ impl Relay {
                     Ok(None) => break End::Server,
                     Err(error) => break End::server_read(error),
                 },
-                read = self.client_reader.read_message(&mut cr), if self.to_server.has_room() => match read {
+                read = next_message(&mut self.client_reader, &mut cr), if self.to_server.has_room() => match read {
                     Ok(Some(msg)) => {
                         if let Err(end) = self.client_batch(msg) {
                             break end;
@@ -440,6 +440,42 @@ impl Relay {
     async fn flush_server<SW: AsyncWrite + Unpin>(&mut self, sw: &mut SW) {
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.to_server.drain(sw)).await;
     }
+}
+
+/// A read side that can wait for bytes before a buffer is given to it.
+pub(crate) trait WaitReadable {
+    /// Returns once a read may not block (possibly spuriously). Streams that cannot tell
+    /// return at once and keep their buffer while they wait.
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl WaitReadable for tokio::net::tcp::ReadHalf<'_> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        tokio::net::tcp::ReadHalf::readable(self)
+    }
+}
+
+/// TLS may hold decrypted bytes the socket's readiness does not show.
+impl<T> WaitReadable for tokio::io::ReadHalf<T> {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// The next message from `r`. With nothing buffered, waits for the stream to become readable
+/// before reading, holding no buffer meanwhile: most connections are idle most of the time,
+/// and each would otherwise keep two read buffers.
+///
+/// Cancel-safe: waiting for readiness consumes nothing, and so is reading.
+async fn next_message<R>(reader: &mut MessageReader, r: &mut R) -> Result<Option<Message>, WireError>
+where
+    R: AsyncRead + WaitReadable + Unpin,
+{
+    if reader.buffered() == 0 {
+        reader.release_if_empty();
+        r.readable().await?;
+    }
+    reader.read_message(r).await
 }
 
 /// Waits for a termination; `None` if the sender was dropped without one.

@@ -27,8 +27,9 @@ use std::time::Duration;
 use buffa::Message;
 use connectrpc::ConnectError;
 use gatehouse_proto::gatehouse::connector::v1 as pb;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -218,21 +219,34 @@ impl ReportLoop {
     }
 
     /// A direct batch: `first` and what follows within `batch_wait`.
+    ///
+    /// The loop sleeps through the window and then takes what arrived,
+    /// rather than waking for each event: one wake-up per batch instead of
+    /// one per statement on the relay's threads. A backlog that fills a
+    /// batch at once is sent without waiting.
     async fn collect(&mut self, first: SessionEvent) -> (Vec<SessionEvent>, bool) {
         let until = Instant::now() + self.options.batch_wait;
-        let mut bytes = approx_size(&first);
         let mut batch = vec![first];
-        while batch.len() < self.options.batch_events && bytes < self.options.batch_bytes {
-            match timeout_at(until, self.queue.events.recv()).await {
-                Ok(Some(event)) => {
-                    bytes += approx_size(&event);
-                    batch.push(event);
+        let mut bytes = approx_size(&batch[0]);
+        let mut slept = false;
+        loop {
+            while batch.len() < self.options.batch_events && bytes < self.options.batch_bytes {
+                match self.queue.events.try_recv() {
+                    Ok(event) => {
+                        bytes += approx_size(&event);
+                        batch.push(event);
+                    }
+                    Err(TryRecvError::Disconnected) => return (batch, true),
+                    Err(TryRecvError::Empty) => break,
                 }
-                Ok(None) => return (batch, true),
-                Err(_) => break,
             }
+            let full = batch.len() >= self.options.batch_events || bytes >= self.options.batch_bytes;
+            if full || slept {
+                return (batch, false);
+            }
+            sleep_until(until).await;
+            slept = true;
         }
-        (batch, false)
     }
 
     fn send_direct(&self, batch: Vec<SessionEvent>) -> InFlight {

@@ -4,6 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use gatehouse_core::time::now_micros;
 use gatehouse_core::{OrgId, Session};
 use gatehouse_store::Store;
@@ -13,6 +15,8 @@ use crate::cli::SeedArgs;
 use crate::demo::DemoData;
 
 const BATCH: usize = 5_000;
+/// Batches inserted at once.
+const IN_FLIGHT: usize = 3;
 
 pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
@@ -35,21 +39,29 @@ pub async fn seed(
     let started = Instant::now();
     let now = now_micros();
     let mut data = DemoData::new(seed);
-    let mut done = 0;
+    let total = count + active;
+    let (mut queued, mut done) = (0, 0);
     // Redraw one line on a terminal; in logs, a line every tenth of the way.
     let terminal = std::io::stderr().is_terminal();
-    let step = ((count + active) / 10).max(BATCH);
-    while done < count + active {
-        let completed = BATCH.min(count.saturating_sub(done));
-        let running = if completed == 0 { active } else { 0 };
-        let batch: Vec<Session> = data.sessions(completed, running, now, span);
-        store.insert_sessions(org, &batch).await?;
-        done += batch.len();
+    let step = (total / 10).max(BATCH);
+    // A few batches in flight keep a server database busy while the next is drawn.
+    let mut inflight = FuturesUnordered::new();
+    while done < total {
+        while queued < total && inflight.len() < IN_FLIGHT {
+            let completed = BATCH.min(count.saturating_sub(queued));
+            let running = if completed == 0 { active } else { 0 };
+            let batch: Vec<Session> = data.sessions(completed, running, now, span);
+            queued += batch.len();
+            inflight.push(async move { store.insert_sessions(org, &batch).await.map(|_| batch.len()) });
+        }
+        let Some(inserted) = inflight.next().await else { break };
+        let inserted = inserted?;
+        done += inserted;
         if terminal {
-            eprint!("\rseeding sessions: {done}/{}", count + active);
+            eprint!("\rseeding sessions: {done}/{total}");
             let _ = std::io::stderr().flush();
-        } else if done % step < batch.len() {
-            eprintln!("seeding sessions: {done}/{}", count + active);
+        } else if done % step < inserted {
+            eprintln!("seeding sessions: {done}/{total}");
         }
     }
     let secs = started.elapsed().as_secs_f64();

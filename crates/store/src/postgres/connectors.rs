@@ -14,6 +14,7 @@ use sqlx::{PgConnection, Row};
 use super::{PgStore, notify, write};
 use crate::StoreError;
 use crate::model::*;
+use crate::sql::rollup::{self, RollupDelta};
 
 impl PgStore {
     pub(super) async fn create_resource_impl(&self, org: OrgId, r: &Resource) -> Result<(), StoreError> {
@@ -191,6 +192,7 @@ impl PgStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
         let mut stored = 0;
+        let mut rollup = RollupDelta::default();
         // Events apply in order. Consecutive starts, or consecutive
         // statements, commute, so each run of them is one statement.
         let mut rest = events;
@@ -207,7 +209,7 @@ impl PgStore {
                             _ => None,
                         })
                         .collect();
-                    write::insert_sessions(&mut tx, org, &sessions).await?
+                    write::insert_sessions(&mut tx, org, &sessions, &mut rollup).await?
                 }
                 IngestEvent::Statement { .. } => {
                     let statements: Vec<_> = batch
@@ -230,6 +232,8 @@ impl PgStore {
                 }
             };
         }
+        // Last, so the rollup's rows stay locked for as short as can be.
+        write::apply_rollup(&mut tx, org, &rollup).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -330,7 +334,9 @@ impl PgStore {
                 if !try_xact_lock(&mut tx, RETENTION_LOCK).await? {
                     return Ok(deleted);
                 }
-                let count: i64 = sqlx::query_scalar(
+                // The deleted sessions come back, to be taken from the rollup.
+                let columns = rollup::session_columns();
+                let gone = sqlx::query(&format!(
                     "WITH victims AS ( \
                          SELECT pk, id FROM sessions \
                          WHERE org_id = $1 AND end_us IS NOT NULL AND end_us < $2 \
@@ -340,17 +346,23 @@ impl PgStore {
                      ), vals AS ( \
                          DELETE FROM session_values WHERE session_pk IN (SELECT pk FROM victims) \
                      ), gone AS ( \
-                         DELETE FROM sessions WHERE pk IN (SELECT pk FROM victims) RETURNING 1 \
+                         DELETE FROM sessions WHERE pk IN (SELECT pk FROM victims) RETURNING {columns} \
                      ) \
-                     SELECT count(*) FROM gone",
-                )
+                     SELECT {columns} FROM gone",
+                ))
                 .bind(org)
                 .bind(before)
                 .bind(batch)
-                .fetch_one(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
+                let mut delta = RollupDelta::default();
+                for row in &gone {
+                    delta.add_row(row, -1)?;
+                }
+                write::apply_rollup(&mut tx, OrgId(org), &delta).await?;
                 tx.commit().await?;
-                deleted += u64::try_from(count).unwrap_or_default();
+                let count = gone.len() as i64;
+                deleted += gone.len() as u64;
                 if count < batch {
                     break;
                 }

@@ -38,6 +38,7 @@ use sqlx::{Connection, Executor, PgPool, Postgres, Row};
 
 use crate::model::*;
 use crate::row::session_from_row;
+use crate::sql::rollup::RollupDelta;
 use crate::sql::{AggRow, Arg, Dialect, SESSION_COLUMNS, SqlBuilder, push_list};
 use crate::{Store, StoreError, TerminationFeed};
 
@@ -389,7 +390,9 @@ impl PgStore {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let inserted = write::insert_sessions(&mut tx, org, sessions).await?;
+        let mut rollup = RollupDelta::default();
+        let inserted = write::insert_sessions(&mut tx, org, sessions, &mut rollup).await?;
+        write::apply_rollup(&mut tx, org, &rollup).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -455,6 +458,10 @@ impl Store for PgStore {
 
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
         crate::sql::aggregate(self, org, query).await.map_err(classify)
+    }
+
+    async fn aggregate_raw(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
+        crate::sql::aggregate_raw(self, org, query).await.map_err(classify)
     }
 
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {

@@ -3,6 +3,7 @@
 //! once per connection) instead of a VALUES list per batch size.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use gatehouse_core::{OrgId, Session};
 use sqlx::PgConnection;
@@ -13,11 +14,14 @@ use crate::ip;
 use crate::model::StatementRecord;
 use crate::row::{json_list, many_values};
 use crate::sql::fold;
+use crate::sql::rollup::{self, RollupDelta};
 
 /// Sessions per statement: bounds the size of one statement's arrays.
 const CHUNK: usize = 5_000;
 
 // language=PostgreSQL
+// Returns what the rollup counts of each new session (`{rollup}`, replaced
+// by [`rollup::session_columns`]).
 const INSERT_SESSIONS: &str = "\
 WITH ins AS (
     INSERT INTO sessions (org_id, id, start_us, end_us, duration_us, client_ip, client_ip_bin,
@@ -35,20 +39,76 @@ WITH ins AS (
         $34::text[], $35::text[], $36::text[], $37::text[], $38::text[],
         $39::text[], $40::text[], $41::text[], $42::text[])
     ON CONFLICT (org_id, id) DO NOTHING
-    RETURNING pk, id
+    RETURNING pk, id, {rollup}
 ), vals AS (
     INSERT INTO session_values (session_pk, field, value)
     SELECT ins.pk, v.field, v.value
     FROM ins JOIN UNNEST($43::text[], $44::int8[], $45::text[]) AS v (id, field, value) ON v.id = ins.id
 )
-SELECT count(*) FROM ins";
+SELECT {rollup} FROM ins";
+
+static INSERT_SESSIONS_SQL: LazyLock<String> =
+    LazyLock::new(|| INSERT_SESSIONS.replace("{rollup}", &rollup::session_columns()));
+
+// language=PostgreSQL
+// Rows are upserted in the order given, which is the same for every writer
+// (see `RollupDelta`), so concurrent transactions lock them in one order.
+const UPSERT_ROLLUP: &str = "\
+WITH up AS (
+    INSERT INTO session_rollup (org_id, hour_us, dim, key, n)
+    SELECT $1, * FROM UNNEST($2::int8[], $3::int4[], $4::text[], $5::int8[])
+    ON CONFLICT (org_id, dim, hour_us, key) DO UPDATE SET n = session_rollup.n + excluded.n
+    RETURNING dim, hour_us, key, n
+)
+SELECT dim, hour_us, key FROM up WHERE n <= 0";
+
+// language=PostgreSQL
+const DELETE_EMPTY_ROLLUP: &str = "\
+DELETE FROM session_rollup WHERE org_id = $1 AND n <= 0
+    AND (dim, hour_us, key) IN (SELECT * FROM UNNEST($2::int4[], $3::int8[], $4::text[]))";
+
+/// Applies `delta` to `org`'s rollup on `conn` (the transaction that made
+/// the change), deleting rows that come to 0.
+pub(super) async fn apply_rollup(conn: &mut PgConnection, org: OrgId, delta: &RollupDelta) -> Result<(), StoreError> {
+    let (mut dims, mut hours, mut keys, mut counts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (dim, hour, key, n) in delta.rows() {
+        dims.push(i32::try_from(dim).map_err(|_| StoreError::Corrupt(format!("rollup dim {dim}")))?);
+        hours.push(hour);
+        keys.push(key);
+        counts.push(n);
+    }
+    if dims.is_empty() {
+        return Ok(());
+    }
+    let emptied: Vec<(i32, i64, String)> = sqlx::query_as(UPSERT_ROLLUP)
+        .bind(org.0)
+        .bind(hours)
+        .bind(dims)
+        .bind(keys)
+        .bind(counts)
+        .fetch_all(&mut *conn)
+        .await?;
+    if !emptied.is_empty() {
+        let (mut dims, mut hours, mut keys) = (Vec::new(), Vec::new(), Vec::new());
+        for (dim, hour, key) in emptied {
+            dims.push(dim);
+            hours.push(hour);
+            keys.push(key);
+        }
+        sqlx::query(DELETE_EMPTY_ROLLUP).bind(org.0).bind(dims).bind(hours).bind(keys).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
 /// Inserts sessions and their many-valued fields; an id already stored (or
-/// repeated in `sessions`) keeps its first version. Returns how many were new.
+/// repeated in `sessions`) keeps its first version. Adds the new ones to
+/// `rollup`, for [`apply_rollup`] in the same transaction. Returns how many
+/// were new.
 pub(super) async fn insert_sessions(
     conn: &mut PgConnection,
     org: OrgId,
     sessions: &[Session],
+    rollup: &mut RollupDelta,
 ) -> Result<u64, StoreError> {
     // Within a batch the first occurrence of an id wins, as across batches.
     // Deduplicating here keeps that independent of the order in which one
@@ -57,12 +117,17 @@ pub(super) async fn insert_sessions(
     let unique: Vec<&Session> = sessions.iter().filter(|s| seen.insert(s.id.as_str())).collect();
     let mut inserted = 0;
     for chunk in unique.chunks(CHUNK) {
-        inserted += insert_chunk(conn, org, chunk).await?;
+        inserted += insert_chunk(conn, org, chunk, rollup).await?;
     }
     Ok(inserted)
 }
 
-async fn insert_chunk(conn: &mut PgConnection, org: OrgId, sessions: &[&Session]) -> Result<u64, StoreError> {
+async fn insert_chunk(
+    conn: &mut PgConnection,
+    org: OrgId,
+    sessions: &[&Session],
+    rollup: &mut RollupDelta,
+) -> Result<u64, StoreError> {
     let n = sessions.len();
     let mut texts: Vec<Vec<String>> = (0..36).map(|_| Vec::with_capacity(n)).collect();
     let mut starts = Vec::with_capacity(n);
@@ -130,7 +195,7 @@ async fn insert_chunk(conn: &mut PgConnection, org: OrgId, sessions: &[&Session]
     let mut text = texts.into_iter();
     let mut next = || text.next().unwrap_or_default();
     let (id, client_ip, server_ip) = (next(), next(), next());
-    let mut query = sqlx::query_scalar::<_, i64>(INSERT_SESSIONS)
+    let mut query = sqlx::query(&INSERT_SESSIONS_SQL)
         .bind(org.0)
         .bind(id)
         .bind(starts)
@@ -144,8 +209,11 @@ async fn insert_chunk(conn: &mut PgConnection, org: OrgId, sessions: &[&Session]
     for _ in 10..=42 {
         query = query.bind(next());
     }
-    let inserted = query.bind(value_ids).bind(value_fields).bind(values).fetch_one(&mut *conn).await?;
-    Ok(u64::try_from(inserted).unwrap_or_default())
+    let inserted = query.bind(value_ids).bind(value_fields).bind(values).fetch_all(&mut *conn).await?;
+    for row in &inserted {
+        rollup.add_row(row, 1)?;
+    }
+    Ok(inserted.len() as u64)
 }
 
 // language=PostgreSQL

@@ -10,14 +10,25 @@
 //!
 //! Every statement returns the same columns, `b` (a bucket number), `k1` to
 //! `k3` (keys) and `n` (a count), so that one row reader serves them all.
+//!
+//! A match-all query over a window reads the hourly rollup (see
+//! [`super::rollup`]) for the window's whole hours wherever it holds the
+//! count asked for: the histogram when its interval is whole hours and it is
+//! split by at most one rolled-up field, the hit count, and facets on a
+//! rolled-up field. The same statements as otherwise, each limited to the
+//! sessions that started outside those hours, count the rest, and their rows
+//! are added to the rollup's, so the answer is the one the sessions give.
+
+use std::collections::BTreeMap;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use gatehouse_core::{Micros, OrgId};
-use gatehouse_query::Field;
+use gatehouse_query::{Expr, Field};
 
 use super::builder::{Arg, Dialect, SqlBuilder};
 use super::filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS};
 use super::list::push_matching;
+use super::rollup;
 use crate::StoreError;
 use crate::model::{
     AggregateQuery, Aggregates, DateCount, Facet, KeyCount, MAX_BUCKETS, MAX_GROUP_ROWS, TARGET_BUCKETS,
@@ -124,31 +135,147 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     (a + b - 1) / b
 }
 
-/// The sessions a statement counts: the listing's filter and window.
+/// The sessions a statement counts: the listing's filter and window, or the
+/// part of them that [`Part`] says.
 struct Matching<'a> {
     org: OrgId,
     q: &'a AggregateQuery,
     earliest: Option<Micros>,
+    part: Part,
+}
+
+/// Which of the matching sessions a statement counts. When the rollup
+/// stands in for the whole hours `[from, to)` of the window, the sessions
+/// that started outside them are counted from the sessions.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// All of them.
+    All,
+    /// Those that started before `from` (including before the window).
+    Before(Micros),
+    /// Those that started at `to` or later.
+    From(Micros),
+    /// Not a part of them: the sessions the rollup counts in `hours` that the
+    /// window does not match. Only a session that ended before it started
+    /// (as a connector may report) can end before a window it started in.
+    Unmatched(Hours),
 }
 
 impl Matching<'_> {
     fn push(&self, b: &mut SqlBuilder) {
-        push_matching(b, self.org, self.q.window_start, self.q.window_end, self.earliest, &self.q.filter, self.q.now);
+        let q = self.q;
+        // A part narrows the window's own bounds on the start, so that each
+        // statement has one lower and one upper bound for the index range
+        // (given two, SQLite ranges over one and filters by the other).
+        let (end, earliest) = match self.part {
+            Part::Unmatched(hours) => {
+                // In the shape of the partial index `sessions_backwards`.
+                b.push("s.org_id = ").bind_int(self.org.0).push(" AND s.end_us < s.start_us AND s.end_us < ");
+                b.bind_int(q.window_start.unwrap_or(Micros::MIN));
+                b.push(" AND s.start_us >= ").bind_int(hours.from).push(" AND s.start_us < ").bind_int(hours.to);
+                return;
+            }
+            Part::All => (q.window_end, self.earliest),
+            Part::Before(from) => (Some(q.window_end.map_or(from, |end| end.min(from))), self.earliest),
+            Part::From(to) => (q.window_end, Some(self.earliest.map_or(to, |earliest| earliest.max(to)))),
+        };
+        push_matching(b, self.org, q.window_start, end, earliest, &q.filter, q.now);
+    }
+
+    /// ` FROM sessions s`, naming the index that finds the few unmatched
+    /// sessions on SQLite: without statistics its planner would rather scan
+    /// the whole hours through the covering `sessions_histogram`.
+    fn from(&self, dialect: Dialect) -> &'static str {
+        match (self.part, dialect) {
+            (Part::Unmatched(_), Dialect::Sqlite) => " FROM sessions s INDEXED BY sessions_backwards",
+            _ => " FROM sessions s",
+        }
+    }
+
+    fn part(&self, part: Part) -> Self {
+        Matching { part, ..*self }
     }
 }
 
-/// Computes `q` for `org`.
+/// The whole hours of a window that the rollup counts instead of the
+/// sessions. Every session that started in them overlaps the window
+/// (save those of [`Part::Unmatched`]).
+#[derive(Debug, Clone, Copy)]
+struct Hours {
+    from: Micros,
+    to: Micros,
+}
+
+impl Hours {
+    /// For a match-all query with a window start: its first to its last whole hour.
+    fn of(q: &AggregateQuery) -> Option<Self> {
+        let start = q.window_start?;
+        if !matches!(q.filter, Expr::All) {
+            return None;
+        }
+        let floor = rollup::hour_of(start);
+        let from = if floor < start { floor + rollup::HOUR } else { floor };
+        let to = rollup::hour_of(q.window_end.unwrap_or(q.now));
+        // Positive, so that bucket numbers truncate as they floor.
+        (from > 0 && from < to).then_some(Hours { from, to })
+    }
+}
+
+/// A statement and whether its counts add (1) or take away (-1).
+type Planned = ((String, Vec<Arg>), i64);
+
+/// Computes `q` for `org`: from the rollup where it gives the same answer as
+/// the sessions, else from the sessions.
 pub(crate) async fn aggregate<R: AggRunner>(
     runner: &R,
     org: OrgId,
     q: &AggregateQuery,
 ) -> Result<Aggregates, StoreError> {
+    match compute(runner, org, q, Hours::of(q)).await? {
+        Some(out) => Ok(out),
+        // Too many groups to add up exactly (see `add_up`).
+        None => aggregate_raw(runner, org, q).await,
+    }
+}
+
+/// Computes `q` for `org` from the sessions alone, never the rollup: what
+/// [`aggregate`] must always equal.
+pub(crate) async fn aggregate_raw<R: AggRunner>(
+    runner: &R,
+    org: OrgId,
+    q: &AggregateQuery,
+) -> Result<Aggregates, StoreError> {
+    let out = compute(runner, org, q, None).await?;
+    out.ok_or_else(|| StoreError::Corrupt("counting from the sessions alone needed the rollup".into()))
+}
+
+/// Computes `q`, using the rollup for `hours` where it can; `None` when what
+/// its statements returned cannot be added up exactly.
+async fn compute<R: AggRunner>(
+    runner: &R,
+    org: OrgId,
+    q: &AggregateQuery,
+    hours: Option<Hours>,
+) -> Result<Option<Aggregates>, StoreError> {
     let earliest = match q.window_start {
         Some(start) => Some(runner.earliest_start(org, start).await?),
         None => None,
     };
-    let matching = Matching { org, q, earliest };
+    let matching = Matching { org, q, earliest, part: Part::All };
     let dialect = runner.dialect();
+    // The statements of one result: the rollup's rows for `hours` plus the
+    // sessions outside them, when `rolled` is given; else the sessions.
+    let split =
+        |rolled: Option<(String, Vec<Arg>)>, build: &dyn Fn(&Matching<'_>) -> (String, Vec<Arg>)| match (hours, rolled)
+        {
+            (Some(hours), Some(rolled)) => vec![
+                (rolled, 1),
+                (build(&matching.part(Part::Before(hours.from))), 1),
+                (build(&matching.part(Part::From(hours.to))), 1),
+                (build(&matching.part(Part::Unmatched(hours))), -1),
+            ],
+            _ => vec![(build(&matching), 1)],
+        };
 
     // Where the histogram starts: the window's start, or else the first hit.
     let mut buckets = None;
@@ -183,36 +310,52 @@ pub(crate) async fn aggregate<R: AggRunner>(
         }
     }
 
-    let mut statements = Vec::new();
+    // One entry per result: histogram levels (or the hit count), then facets.
+    let mut plan: Vec<Vec<Planned>> = Vec::new();
     if let (Some(spec), Some((interval, first, _))) = (&q.histogram, buckets) {
+        // Whole hours fill whole buckets, and the rollup splits by one field.
+        let dims: Option<Vec<i64>> = (interval % rollup::HOUR == 0 && spec.group_by.len() <= 1)
+            .then(|| spec.group_by.iter().map(|&f| rollup::dim_of_field(f).map(|d| d.code)).collect())
+            .flatten();
         for depth in 0..=spec.group_by.len() {
-            statements.push(histogram_statement(
-                dialect,
-                &matching,
-                interval,
-                first * interval,
-                &spec.group_by[..depth],
-            ));
+            let rolled = hours.zip(dims.as_ref()).map(|(hours, dims)| {
+                let dim = if depth == 0 { rollup::ALL_SESSIONS } else { dims[depth - 1] };
+                let limit = Some(MAX_GROUP_ROWS as i64 + 1);
+                rollup_statement(dialect, org, hours, dim, Some(interval), depth > 0, false, limit)
+            });
+            let group_by = &spec.group_by[..depth];
+            plan.push(split(rolled, &|m| histogram_statement(dialect, m, interval, first * interval, group_by)));
         }
     } else if num_hits.is_none() {
-        let mut b = SqlBuilder::new(dialect);
-        b.push("SELECT CAST(0 AS BIGINT) AS b, '' AS k1, '' AS k2, '' AS k3, CAST(COUNT(*) AS BIGINT) AS n ");
-        b.push("FROM sessions s WHERE ");
-        matching.push(&mut b);
-        statements.push(b.into_parts());
+        let rolled =
+            hours.map(|hours| rollup_statement(dialect, org, hours, rollup::ALL_SESSIONS, None, false, false, None));
+        plan.push(split(rolled, &|m| count_statement(dialect, m)));
     }
-    let histogram_statements = statements.len();
+    let histogram_results = plan.len();
     for &facet in &q.facets {
-        statements.push(facet_statement(dialect, &matching, facet, q.facet_limit));
+        // Every key of each part, so that the top ones of the sum are known.
+        let dim = rollup::dim_of_facet(facet).filter(|_| hours.is_some());
+        let limit = if dim.is_some() { None } else { Some(q.facet_limit) };
+        let rolled =
+            hours.zip(dim).map(|(hours, dim)| rollup_statement(dialect, org, hours, dim.code, None, true, true, None));
+        plan.push(split(rolled, &|m| facet_statement(dialect, m, facet, limit)));
     }
 
     // A few at a time: enough to use both cores, few enough to leave the
     // pool's other connections to listings and ingestion.
-    let mut results: Vec<Vec<AggRow>> = stream::iter(statements.into_iter().map(|(sql, args)| runner.rows(sql, args)))
-        .buffered(CONCURRENT_STATEMENTS)
-        .try_collect()
-        .await?;
-    let facet_rows = results.split_off(histogram_statements);
+    let owners: Vec<(usize, i64)> =
+        plan.iter().enumerate().flat_map(|(i, parts)| parts.iter().map(move |(_, sign)| (i, *sign))).collect();
+    let statements = plan.into_iter().flatten().map(|((sql, args), _)| runner.rows(sql, args));
+    let rows: Vec<Vec<AggRow>> = stream::iter(statements).buffered(CONCURRENT_STATEMENTS).try_collect().await?;
+    let mut parts: Vec<Vec<(Vec<AggRow>, i64)>> = Vec::new();
+    for ((result, sign), rows) in owners.into_iter().zip(rows) {
+        parts.resize_with(parts.len().max(result + 1), Vec::new);
+        parts[result].push((rows, sign));
+    }
+    let Some(mut results) = parts.into_iter().map(add_up).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let facet_rows = results.split_off(histogram_results);
     let mut out = Aggregates::default();
     match buckets {
         Some((interval, first, last)) => {
@@ -230,20 +373,97 @@ pub(crate) async fn aggregate<R: AggRunner>(
         .facets
         .iter()
         .zip(facet_rows)
-        .map(|(&facet, rows)| {
-            (
-                facet,
-                rows.into_iter()
-                    .map(|r| KeyCount { key: take_key(r.keys, 0), count: r.count as u64, groups: vec![] })
-                    .collect(),
-            )
+        .map(|(&facet, mut rows)| {
+            if hours.is_some() && rollup::dim_of_facet(facet).is_some() {
+                // Added up by key: order and cut them as a facet statement does.
+                rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.keys[0].cmp(&b.keys[0])));
+                rows.truncate(q.facet_limit);
+            }
+            let keys =
+                rows.into_iter().map(|r| KeyCount { key: take_key(r.keys, 0), count: r.count as u64, groups: vec![] });
+            (facet, keys.collect())
         })
         .collect();
-    Ok(out)
+    Ok(Some(out))
+}
+
+/// The rows of one result from the rows of its statements: those of a single
+/// statement as they are, those of several added up by bucket and keys
+/// (without the ones that come to 0). `None` when a statement returned more
+/// groups than allowed while another took some away: some of those groups
+/// may come to 0, so whether there are too many is not known.
+fn add_up(mut parts: Vec<(Vec<AggRow>, i64)>) -> Option<Vec<AggRow>> {
+    if let [(_, 1)] = parts[..] {
+        return parts.pop().map(|(rows, _)| rows);
+    }
+    let takes_away = parts.iter().any(|(rows, sign)| *sign < 0 && !rows.is_empty());
+    if takes_away && parts.iter().any(|(rows, _)| rows.len() > MAX_GROUP_ROWS) {
+        return None;
+    }
+    let mut sums: BTreeMap<(i64, [String; 3]), i64> = BTreeMap::new();
+    for (rows, sign) in parts {
+        for row in rows {
+            *sums.entry((row.bucket, row.keys)).or_default() += sign * row.count;
+        }
+    }
+    Some(
+        sums.into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|((bucket, keys), count)| AggRow { bucket, keys, count })
+            .collect(),
+    )
 }
 
 fn take_key(keys: [String; 3], i: usize) -> String {
     keys.into_iter().nth(i).unwrap_or_default()
+}
+
+/// Counts from the rollup over `hours`, in buckets of `interval` (else all in
+/// bucket 0), by the key of `dim` when `keyed` (else all under `''`),
+/// leaving out the empty key when `nonempty`.
+#[allow(clippy::too_many_arguments)]
+fn rollup_statement(
+    dialect: Dialect,
+    org: OrgId,
+    hours: Hours,
+    dim: i64,
+    interval: Option<Micros>,
+    keyed: bool,
+    nonempty: bool,
+    limit: Option<i64>,
+) -> (String, Vec<Arg>) {
+    let mut b = SqlBuilder::new(dialect);
+    b.push("SELECT ");
+    match interval {
+        Some(interval) => b.push("hour_us / ").bind_int(interval),
+        None => b.push("CAST(0 AS BIGINT)"),
+    };
+    b.push(if keyed { " AS b, key AS k1" } else { " AS b, '' AS k1" });
+    b.push(", '' AS k2, '' AS k3, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM session_rollup WHERE org_id = ");
+    b.bind_int(org.0).push(" AND dim = ").bind_int(dim);
+    b.push(" AND hour_us >= ").bind_int(hours.from).push(" AND hour_us < ").bind_int(hours.to);
+    if nonempty {
+        b.push(" AND key <> ''");
+    }
+    match (interval.is_some(), keyed) {
+        (true, true) => b.push(" GROUP BY b, k1"),
+        (true, false) => b.push(" GROUP BY b"),
+        (false, true) => b.push(" GROUP BY k1"),
+        (false, false) => &mut b,
+    };
+    if let Some(limit) = limit {
+        b.push(" LIMIT ").bind_int(limit);
+    }
+    b.into_parts()
+}
+
+/// The number of matching sessions, in bucket 0.
+fn count_statement(dialect: Dialect, matching: &Matching<'_>) -> (String, Vec<Arg>) {
+    let mut b = SqlBuilder::new(dialect);
+    b.push("SELECT CAST(0 AS BIGINT) AS b, '' AS k1, '' AS k2, '' AS k3, CAST(COUNT(*) AS BIGINT) AS n");
+    b.push(matching.from(dialect)).push(" WHERE ");
+    matching.push(&mut b);
+    b.into_parts()
 }
 
 /// Counts per bucket, split by the first `group_by.len()` fields.
@@ -284,7 +504,7 @@ fn histogram_statement(
     } else {
         ", CAST(COUNT(DISTINCT s.pk) AS BIGINT) AS n"
     });
-    b.push(" FROM sessions s");
+    b.push(matching.from(dialect));
     for (i, code) in joins {
         b.push(&format!(" LEFT JOIN session_values g{i} ON g{i}.session_pk = s.pk AND g{i}.field = ")).bind_int(code);
     }
@@ -364,18 +584,27 @@ fn facet_key(facet: Facet) -> (&'static str, &'static str) {
     }
 }
 
-/// The top `limit` keys of `facet` among matching sessions; empty keys
-/// (a property a session does not have) are not counted.
-fn facet_statement(dialect: Dialect, matching: &Matching<'_>, facet: Facet, limit: usize) -> (String, Vec<Arg>) {
+/// The top `limit` keys of `facet` among matching sessions (all of them,
+/// unordered, without a limit); empty keys (a property a session does not
+/// have) are not counted.
+fn facet_statement(
+    dialect: Dialect,
+    matching: &Matching<'_>,
+    facet: Facet,
+    limit: Option<usize>,
+) -> (String, Vec<Arg>) {
     let (key, join) = facet_key(facet);
     // Statements join many rows per session; count sessions, not statements.
     let count = if join.contains("statements") { "COUNT(DISTINCT s.pk)" } else { "COUNT(*)" };
     let mut b = SqlBuilder::new(dialect);
     b.push("SELECT CAST(0 AS BIGINT) AS b, ").push(key).push(" AS k1, '' AS k2, '' AS k3, CAST(");
-    b.push(count).push(" AS BIGINT) AS n FROM sessions s").push(join).push(" WHERE ");
+    b.push(count).push(" AS BIGINT) AS n").push(matching.from(dialect)).push(join).push(" WHERE ");
     matching.push(&mut b);
     b.push(" AND ").push(key).push(" <> ''");
-    b.push(" GROUP BY k1 ORDER BY n DESC, k1 ASC LIMIT ").bind_int(limit as i64);
+    b.push(" GROUP BY k1");
+    if let Some(limit) = limit {
+        b.push(" ORDER BY n DESC, k1 ASC LIMIT ").bind_int(limit as i64);
+    }
     b.into_parts()
 }
 
@@ -450,6 +679,54 @@ mod tests {
             let interval = auto_interval(span);
             assert!(ceil_div(span, interval) <= TARGET_BUCKETS, "{span} / {interval}");
         }
+    }
+
+    #[test]
+    fn rolled_up_fields_and_facets_group_by_their_dims_column() {
+        for dim in rollup::DIMS {
+            let column = format!("s.{}", dim.column);
+            assert!(matches!(group_key(dim.field), Some(GroupKey::Column(c)) if c == column), "{dim:?}");
+            if let Some(facet) = dim.facet {
+                assert_eq!(facet_key(facet), (column.as_str(), ""), "{dim:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn added_up_rows_drop_what_comes_to_zero_and_refuse_unknowable_totals() {
+        let row = |bucket, key: &str, count| AggRow { bucket, keys: [key.into(), String::new(), String::new()], count };
+        let parts = vec![
+            (vec![row(1, "a", 3), row(1, "b", 1)], 1),
+            (vec![row(1, "a", 2), row(0, "c", 1)], 1),
+            (vec![row(1, "b", 1)], -1),
+        ];
+        assert_eq!(add_up(parts), Some(vec![row(0, "c", 1), row(1, "a", 5)]));
+        let single = vec![(vec![row(2, "z", 1), row(1, "a", 1)], 1)];
+        assert_eq!(add_up(single), Some(vec![row(2, "z", 1), row(1, "a", 1)]), "one statement's rows as they are");
+        let many: Vec<_> = (0..=MAX_GROUP_ROWS as i64).map(|i| row(i, "", 1)).collect();
+        assert_eq!(add_up(vec![(many.clone(), 1), (vec![row(0, "", 1)], -1)]), None);
+        assert_eq!(add_up(vec![(many, 1), (vec![], -1)]).map(|rows| rows.len()), Some(MAX_GROUP_ROWS + 1));
+    }
+
+    #[test]
+    fn the_rollup_covers_the_whole_hours_of_a_match_all_window() {
+        const H: Micros = rollup::HOUR;
+        let query = |start: Option<Micros>, end: Option<Micros>, filter: Expr| AggregateQuery {
+            filter,
+            window_start: start,
+            window_end: end,
+            now: 100 * H + 5,
+            histogram: None,
+            facets: vec![],
+            facet_limit: 10,
+        };
+        let hours = |q: &AggregateQuery| Hours::of(q).map(|h| (h.from / H, h.to / H));
+        assert_eq!(hours(&query(Some(10 * H + 1), None, Expr::All)), Some((11, 100)));
+        assert_eq!(hours(&query(Some(10 * H), Some(20 * H - 1), Expr::All)), Some((10, 19)));
+        assert_eq!(hours(&query(Some(10 * H + 1), Some(11 * H + 2), Expr::All)), None, "no whole hour");
+        assert_eq!(hours(&query(None, Some(20 * H), Expr::All)), None, "no window start");
+        let filtered = gatehouse_query::parse("technology:postgres", 0).unwrap();
+        assert_eq!(hours(&query(Some(10 * H), None, filtered)), None);
     }
 
     #[test]

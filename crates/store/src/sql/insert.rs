@@ -3,12 +3,13 @@
 use gatehouse_core::{OrgId, Session};
 
 use super::builder::{Arg, SqlBuilder};
-use super::fold;
+use super::{fold, rollup};
 use crate::ip;
 use crate::row::json_list;
 
-/// Appends `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING pk, id`:
-/// a session whose id exists already is left as it is and not returned.
+/// Appends `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING pk, id, ...`
+/// (and the columns the rollup counts by): a session whose id exists already
+/// is left as it is and not returned.
 pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]) {
     b.push(
         "INSERT INTO sessions (org_id, id, start_us, end_us, duration_us, client_ip, client_ip_bin, \
@@ -77,5 +78,5 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
         }
         b.push(")");
     }
-    b.push(" ON CONFLICT (org_id, id) DO NOTHING RETURNING pk, id");
+    b.push(" ON CONFLICT (org_id, id) DO NOTHING RETURNING pk, id, ").push(&rollup::session_columns());
 }

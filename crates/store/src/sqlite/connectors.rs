@@ -10,6 +10,7 @@ use super::SqliteStore;
 use crate::StoreError;
 use crate::fingerprint::fingerprint;
 use crate::model::*;
+use crate::sql::rollup::{self, RollupDelta};
 use crate::sql::{Dialect, SqlBuilder};
 
 impl SqliteStore {
@@ -176,13 +177,14 @@ impl SqliteStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
         let mut stored = 0;
+        let mut rollup = RollupDelta::default();
         let mut rest = events;
         while let Some(event) = rest.first() {
             let mut taken = 1;
             stored += match event {
                 // With its many-valued fields, so its groups are searchable.
                 IngestEvent::Start(session) => {
-                    super::insert_sessions_in(&mut tx, org, std::slice::from_ref(session)).await?
+                    super::insert_sessions_in(&mut tx, org, std::slice::from_ref(session), &mut rollup).await?
                 }
                 // A run of statements, the bulk of any report, goes in few statements.
                 IngestEvent::Statement { .. } => {
@@ -210,6 +212,8 @@ impl SqliteStore {
             };
             rest = &rest[taken..];
         }
+        // Last, so the rollup's rows stay locked for as short as can be.
+        super::apply_rollup(&mut tx, org, &rollup).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -297,10 +301,11 @@ impl SqliteStore {
                 // One short write transaction per batch, oldest end first
                 // along `sessions_end`, so writers wait at most one batch.
                 let mut tx = self.pool().begin().await?;
-                let victims = sqlx::query(
-                    "SELECT pk, id FROM sessions WHERE org_id = ? AND end_us IS NOT NULL AND end_us < ? \
+                let victims = sqlx::query(&format!(
+                    "SELECT pk, id, {} FROM sessions WHERE org_id = ? AND end_us IS NOT NULL AND end_us < ? \
                      ORDER BY end_us, id LIMIT ?",
-                )
+                    rollup::session_columns()
+                ))
                 .bind(org)
                 .bind(before)
                 .bind(i64::try_from(batch).unwrap_or(i64::MAX))
@@ -308,7 +313,9 @@ impl SqliteStore {
                 .await?;
                 let mut pks = Vec::with_capacity(victims.len());
                 let mut ids = Vec::with_capacity(victims.len());
+                let mut gone = RollupDelta::default();
                 for row in &victims {
+                    gone.add_row(row, -1)?;
                     pks.push(row.try_get::<i64, _>("pk")?);
                     ids.push(row.try_get::<String, _>("id")?);
                 }
@@ -336,6 +343,7 @@ impl SqliteStore {
                         super::query_with(&sql, args).execute(&mut *tx).await?;
                     }
                 }
+                super::apply_rollup(&mut tx, OrgId(org), &gone).await?;
                 tx.commit().await?;
                 deleted += pks.len() as u64;
                 if pks.len() < batch {

@@ -15,6 +15,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::model::*;
 use crate::row::{many_values, session_from_row};
+use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
 use crate::sql::{AggRow, Arg, Dialect, SqlBuilder, push_insert_sessions, push_list};
 use crate::{Store, StoreError};
 
@@ -67,11 +68,14 @@ impl SqliteStore {
     /// A lower bound on the start of any session of `org` that overlaps a
     /// window starting at `window_start`: completed sessions last at most the
     /// longest stored duration, and active ones started no earlier than the
-    /// oldest active start. Both are single index probes.
+    /// oldest active start. Both are single index probes. (The covering
+    /// `sessions_histogram` is in start order too, and SQLite would find the
+    /// oldest active start by walking it from the oldest session on.)
     async fn earliest_start(&self, org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT MAX(duration_us) FROM sessions WHERE org_id = ?1) AS longest, \
-                    (SELECT MIN(start_us) FROM sessions WHERE org_id = ?1 AND end_us IS NULL) AS oldest_active",
+                    (SELECT MIN(start_us) FROM sessions INDEXED BY sessions_active \
+                     WHERE org_id = ?1 AND end_us IS NULL) AS oldest_active",
         )
         .bind(org.0)
         .fetch_one(&self.pool)
@@ -122,11 +126,13 @@ pub(super) fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Sq
 
 /// Inserts sessions and their many-valued fields on `conn` (a transaction);
 /// an id already stored, or repeated in `sessions`, keeps its first version.
-/// Returns how many were new.
+/// Adds the new ones to `rollup`, for [`apply_rollup`] in the same
+/// transaction. Returns how many were new.
 pub(super) async fn insert_sessions_in(
     conn: &mut SqliteConnection,
     org: OrgId,
     sessions: &[Session],
+    rollup: &mut RollupDelta,
 ) -> Result<u64, StoreError> {
     let mut inserted = 0;
     // Multi-row statements: per-statement overhead dominates row inserts.
@@ -143,6 +149,7 @@ pub(super) async fn insert_sessions_in(
         }
         let mut values = Vec::new();
         for row in &rows {
+            rollup.add_row(row, 1)?;
             let pk: i64 = row.try_get("pk")?;
             let id: String = row.try_get("id")?;
             let session = by_id
@@ -162,6 +169,45 @@ pub(super) async fn insert_sessions_in(
         }
     }
     Ok(inserted)
+}
+
+/// Rollup rows per upsert: 5 values each, well under SQLite's bind limit.
+const ROLLUP_CHUNK: usize = 1_000;
+
+/// Applies `delta` to `org`'s rollup on `conn` (the transaction that made
+/// the change), deleting rows that come to 0.
+pub(super) async fn apply_rollup(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    delta: &RollupDelta,
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = delta.rows().collect();
+    let removes = delta.removes();
+    let mut emptied = Vec::new();
+    for chunk in rows.chunks(ROLLUP_CHUNK) {
+        let mut b = SqlBuilder::new(Dialect::Sqlite);
+        push_rollup_upsert(&mut b, org, chunk, removes);
+        let (sql, args) = b.into_parts();
+        for row in query_with(&sql, args).fetch_all(&mut *conn).await? {
+            if row.try_get::<i64, _>("n")? <= 0 {
+                emptied.push((
+                    row.try_get::<i64, _>("dim")?,
+                    row.try_get::<i64, _>("hour_us")?,
+                    row.try_get::<String, _>("key")?,
+                ));
+            }
+        }
+    }
+    for (dim, hour, key) in emptied {
+        sqlx::query("DELETE FROM session_rollup WHERE org_id = ? AND dim = ? AND hour_us = ? AND key = ? AND n <= 0")
+            .bind(org.0)
+            .bind(dim)
+            .bind(hour)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 fn parse_role(text: &str) -> Result<Role, StoreError> {
@@ -276,7 +322,9 @@ impl Store for SqliteStore {
 
     async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = insert_sessions_in(&mut tx, org, sessions).await?;
+        let mut rollup = RollupDelta::default();
+        let inserted = insert_sessions_in(&mut tx, org, sessions, &mut rollup).await?;
+        apply_rollup(&mut tx, org, &rollup).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -295,6 +343,10 @@ impl Store for SqliteStore {
 
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
         crate::sql::aggregate(self, org, query).await
+    }
+
+    async fn aggregate_raw(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
+        crate::sql::aggregate_raw(self, org, query).await
     }
 
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {

@@ -25,6 +25,7 @@ pub mod ordering;
 pub mod queries;
 pub mod registry;
 pub mod retention;
+pub mod rollup;
 pub mod sessions;
 pub mod windows;
 
@@ -132,6 +133,11 @@ macro_rules! conformance_suite {
             retention {
                 retention_deletes_completed_sessions_that_ended_before_the_cutoff,
                 retention_never_deletes_active_sessions_and_batch_size_does_not_matter,
+            }
+            rollup {
+                rollup_answers_equal_counting_the_sessions,
+                retried_reports_count_each_session_once,
+                retention_takes_deleted_sessions_out_of_the_rollup,
             }
             identity {
                 identity_users_are_unique_per_org_and_type_whatever_their_case,
