@@ -2,6 +2,8 @@
 //! resources, connectors and networks, spread over a time span, with a few
 //! sessions still active. Deterministic for a given seed.
 
+use std::ops::Range;
+
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Micros, Session};
 use rand::rngs::StdRng;
@@ -103,21 +105,24 @@ impl DemoData {
         Self { rng, people, resources, connectors }
     }
 
-    /// `count` completed sessions started within `[now - span, now)`, plus
-    /// `active` sessions started in the last few hours and still running,
-    /// in no particular order.
-    pub fn sessions(&mut self, count: usize, active: usize, now: Micros, span: Micros) -> Vec<Session> {
-        (0..count + active)
+    /// `count` completed sessions started within `starts` (never in the last
+    /// minute before `now`), plus `active` sessions started in the last few
+    /// hours and still running, in start order as a connector reports them.
+    pub fn sessions(&mut self, count: usize, active: usize, now: Micros, starts: Range<Micros>) -> Vec<Session> {
+        let latest = starts.end.min(now - 60_000_000);
+        let earliest = starts.start.min(latest - 1);
+        let rng = &mut self.rng;
+        let mut times: Vec<(Micros, bool)> = (0..count + active)
             .map(|i| {
-                let is_active = i >= count;
-                let start = if is_active {
-                    now - self.rng.gen_range(1_000_000..4 * 3_600_000_000)
+                if i < count {
+                    (rng.gen_range(earliest..latest), false)
                 } else {
-                    now - self.rng.gen_range(60_000_000..span)
-                };
-                self.session(start, is_active, now)
+                    (now - rng.gen_range(1_000_000..4 * 3_600_000_000), true)
+                }
             })
-            .collect()
+            .collect();
+        times.sort_unstable();
+        times.into_iter().map(|(start, is_active)| self.session(start, is_active, now)).collect()
     }
 
     fn session(&mut self, start: Micros, active: bool, now: Micros) -> Session {
@@ -189,11 +194,12 @@ mod tests {
     #[test]
     fn deterministic_and_realistic() {
         let now = 1_700_000_000_000_000;
-        let a = DemoData::new(7).sessions(500, 10, now, 30 * 86_400_000_000);
-        let b = DemoData::new(7).sessions(500, 10, now, 30 * 86_400_000_000);
+        let a = DemoData::new(7).sessions(500, 10, now, now - 30 * 86_400_000_000..now);
+        let b = DemoData::new(7).sessions(500, 10, now, now - 30 * 86_400_000_000..now);
         assert_eq!(a, b);
         assert_eq!(a.iter().filter(|s| s.end.is_none()).count(), 10);
         assert!(a.iter().all(|s| s.start < now && s.end.is_none_or(|e| e >= s.start && e <= now)));
+        assert!(a.windows(2).all(|w| w[0].start <= w[1].start), "in start order");
         let users: std::collections::HashSet<_> = a.iter().map(|s| &s.user.username).collect();
         assert!(users.len() > 20, "{}", users.len());
     }

@@ -46,11 +46,18 @@ pub async fn seed(
     let step = (total / 10).max(BATCH);
     // A few batches in flight keep a server database busy while the next is drawn.
     let mut inflight = FuturesUnordered::new();
+    // Batches walk the span from its oldest end, as a real history arrives:
+    // indexes then grow at their ends rather than everywhere at once.
+    let batches = count.div_ceil(BATCH).max(1) as i64;
+    let mut batch_no = 0;
     while done < total {
         while queued < total && inflight.len() < IN_FLIGHT {
             let completed = BATCH.min(count.saturating_sub(queued));
             let running = if completed == 0 { active } else { 0 };
-            let batch: Vec<Session> = data.sessions(completed, running, now, span);
+            let from = now - span + span * batch_no / batches;
+            let to = now - span + span * (batch_no + 1) / batches;
+            batch_no += 1;
+            let batch: Vec<Session> = data.sessions(completed, running, now, from..to);
             queued += batch.len();
             inflight.push(async move { store.insert_sessions(org, &batch).await.map(|_| batch.len()) });
         }
