@@ -157,21 +157,10 @@ async fn aggregations(
         "\naggregations, 30 days, group by technology ({iterations} timed requests per case, \
          {raw_iterations} without the rollup)"
     );
-    let rolled_up = [
-        Facet::ResourceTechnology,
-        Facet::ResourceId,
-        Facet::ResourceName,
-        Facet::ResourceType,
-        Facet::ConnectorName,
-        Facet::ConnectorId,
-        Facet::UserType,
-        Facet::UserFormalType,
-        Facet::UserEmail,
-        Facet::UserUsername,
-    ];
+    let rolled_up: Vec<Facet> = gatehouse_store::sql::rollup::DIMS.iter().filter_map(|dim| dim.facet).collect();
     for (name, mode, facets) in [
         ("histogram only", Some("histogram"), vec![]),
-        ("histogram + rolled-up facets", None, rolled_up.to_vec()),
+        ("histogram + rolled-up facets", None, rolled_up),
         ("histogram + facets", None, Facet::ALL.to_vec()),
     ] {
         let mut body = json!({"startTimestamp": format_rfc3339(month_ago), "histogramGroupByFields": ["technology"]});

@@ -361,9 +361,8 @@ impl PgStore {
                 }
                 write::apply_rollup(&mut tx, OrgId(org), &delta).await?;
                 tx.commit().await?;
-                let count = gone.len() as i64;
                 deleted += gone.len() as u64;
-                if count < batch {
+                if (gone.len() as i64) < batch {
                     break;
                 }
             }

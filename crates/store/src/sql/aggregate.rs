@@ -321,14 +321,15 @@ async fn compute<R: AggRunner>(
             let rolled = hours.zip(dims.as_ref()).map(|(hours, dims)| {
                 let dim = if depth == 0 { rollup::ALL_SESSIONS } else { dims[depth - 1] };
                 let limit = Some(MAX_GROUP_ROWS as i64 + 1);
-                rollup_statement(dialect, org, hours, dim, Some(interval), depth > 0, false, limit)
+                let keys = if depth > 0 { RollupKeys::All } else { RollupKeys::None };
+                rollup_statement(dialect, org, hours, dim, Some(interval), keys, limit)
             });
             let group_by = &spec.group_by[..depth];
             plan.push(split(rolled, &|m| histogram_statement(dialect, m, interval, first * interval, group_by)));
         }
     } else if num_hits.is_none() {
-        let rolled =
-            hours.map(|hours| rollup_statement(dialect, org, hours, rollup::ALL_SESSIONS, None, false, false, None));
+        let rolled = hours
+            .map(|hours| rollup_statement(dialect, org, hours, rollup::ALL_SESSIONS, None, RollupKeys::None, None));
         plan.push(split(rolled, &|m| count_statement(dialect, m)));
     }
     let histogram_results = plan.len();
@@ -336,8 +337,9 @@ async fn compute<R: AggRunner>(
         // Every key of each part, so that the top ones of the sum are known.
         let dim = rollup::dim_of_facet(facet).filter(|_| hours.is_some());
         let limit = if dim.is_some() { None } else { Some(q.facet_limit) };
-        let rolled =
-            hours.zip(dim).map(|(hours, dim)| rollup_statement(dialect, org, hours, dim.code, None, true, true, None));
+        let rolled = hours
+            .zip(dim)
+            .map(|(hours, dim)| rollup_statement(dialect, org, hours, dim.code, None, RollupKeys::NonEmpty, None));
         plan.push(split(rolled, &|m| facet_statement(dialect, m, facet, limit)));
     }
 
@@ -418,18 +420,25 @@ fn take_key(keys: [String; 3], i: usize) -> String {
     keys.into_iter().nth(i).unwrap_or_default()
 }
 
+/// Which keys of a rollup statement's dim it returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RollupKeys {
+    /// None: every count is under `''`.
+    None,
+    All,
+    /// All but the empty key, as facets count.
+    NonEmpty,
+}
+
 /// Counts from the rollup over `hours`, in buckets of `interval` (else all in
-/// bucket 0), by the key of `dim` when `keyed` (else all under `''`),
-/// leaving out the empty key when `nonempty`.
-#[allow(clippy::too_many_arguments)]
+/// bucket 0), by the key of `dim` as `keys` says.
 fn rollup_statement(
     dialect: Dialect,
     org: OrgId,
     hours: Hours,
     dim: i64,
     interval: Option<Micros>,
-    keyed: bool,
-    nonempty: bool,
+    keys: RollupKeys,
     limit: Option<i64>,
 ) -> (String, Vec<Arg>) {
     let mut b = SqlBuilder::new(dialect);
@@ -438,11 +447,12 @@ fn rollup_statement(
         Some(interval) => b.push("hour_us / ").bind_int(interval),
         None => b.push("CAST(0 AS BIGINT)"),
     };
+    let keyed = keys != RollupKeys::None;
     b.push(if keyed { " AS b, key AS k1" } else { " AS b, '' AS k1" });
     b.push(", '' AS k2, '' AS k3, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM session_rollup WHERE org_id = ");
     b.bind_int(org.0).push(" AND dim = ").bind_int(dim);
     b.push(" AND hour_us >= ").bind_int(hours.from).push(" AND hour_us < ").bind_int(hours.to);
-    if nonempty {
+    if keys == RollupKeys::NonEmpty {
         b.push(" AND key <> ''");
     }
     match (interval.is_some(), keyed) {
