@@ -106,3 +106,46 @@ pub async fn aggregate_counts_statements_once_per_session(store: &dyn Store) {
     // The other organization sees none of it.
     assert!(store.aggregate(fx.globex, &query).await.unwrap().facets[0].1.is_empty());
 }
+
+/// A replay may cut batches differently from the first delivery: a report can
+/// hold statements already stored and new ones. The session's totals count
+/// each statement once. The buckets are picked so that counting a replayed
+/// statement twice, or missing a new one, lands in another bucket.
+pub async fn replays_with_new_statements_count_each_statement_once(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    let report = |seqs: std::ops::RangeInclusive<u64>| -> Vec<IngestEvent> {
+        seqs.map(|seq| IngestEvent::Statement {
+            session_id: "s05".into(),
+            statement: StatementRecord {
+                seq,
+                start: NOW,
+                duration: 1,
+                text: format!("SELECT {seq}"),
+                rows: 1,
+                bytes_sent: 100,
+                sqlstate: String::new(),
+            },
+        })
+        .collect()
+    };
+    let mut query = counting("id:s05", (None, None));
+    query.histogram = None;
+    query.facets = vec![Facet::Statements, Facet::BytesSent, Facet::RowsSent];
+    let totals = async |query: &AggregateQuery| {
+        let counted = store.aggregate(fx.acme, query).await.expect("aggregate");
+        counted
+            .facets
+            .iter()
+            .map(|(_, keys)| pairs(keys).iter().map(|(k, _)| k.to_string()).collect())
+            .collect::<Vec<Vec<_>>>()
+    };
+    assert_eq!(store.ingest(fx.acme, "c", &report(1..=5)).await.unwrap(), 5);
+    assert_eq!(totals(&query).await, [["1-9"], ["100-999"], ["1-9"]]);
+    // 1..=5 again with 6..=9: 9 statements, 900 bytes (14 and 1,400 if counted twice).
+    assert_eq!(store.ingest(fx.acme, "c", &report(1..=9)).await.unwrap(), 4);
+    assert_eq!(totals(&query).await, [["1-9"], ["100-999"], ["1-9"]]);
+    // And with one more: 10 statements, 1,000 bytes, 10 rows (9 if the new one were missed).
+    assert_eq!(store.ingest(fx.acme, "c", &report(1..=10)).await.unwrap(), 1);
+    assert_eq!(totals(&query).await, [["10-99"], ["1000-9999"], ["10-99"]]);
+    assert_eq!(store.statements(fx.acme, "s05").await.unwrap().len(), 10);
+}

@@ -129,6 +129,7 @@ macro_rules! conformance_suite {
                 aggregate_hits_equal_the_listing_and_buckets_add_up,
                 aggregate_groups_count_many_valued_fields_per_value,
                 aggregate_counts_statements_once_per_session,
+                replays_with_new_statements_count_each_statement_once,
             }
             retention {
                 retention_deletes_completed_sessions_that_ended_before_the_cutoff,
