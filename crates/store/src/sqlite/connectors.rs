@@ -383,6 +383,12 @@ const STATEMENT_CHUNK: usize = 200;
 /// events' own figures when every one was new (the rule), else by a recount
 /// of the sessions concerned (a retry). Returning the inserted rows instead
 /// took a quarter of the control plane's CPU per recorded statement.
+///
+/// `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: a statement that cannot
+/// abort halfway needs no statement journal, which SQLite would otherwise
+/// fill with a copy of every page the insert touches (15% of ingestion).
+/// Every value bound is non-null, so the primary key is the only constraint
+/// it ignores.
 async fn insert_statements(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
@@ -390,7 +396,7 @@ async fn insert_statements(
 ) -> Result<u64, StoreError> {
     let mut b = SqlBuilder::new(Dialect::Sqlite);
     b.push(
-        "INSERT INTO statements \
+        "INSERT OR IGNORE INTO statements \
          (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, fingerprint) VALUES ",
     );
     let mut totals: HashMap<&str, StatementTotals> = HashMap::new();
@@ -406,7 +412,6 @@ async fn insert_statements(
         b.bind_text(fingerprint(&s.text)).push(")");
         totals.entry(session_id).or_default().add(s.rows, s.bytes_sent);
     }
-    b.push(" ON CONFLICT DO NOTHING");
     let (sql, args) = b.into_parts();
     let inserted = super::query_with(&sql, args).execute(&mut **tx).await?.rows_affected();
     let all_new = inserted == sent;
