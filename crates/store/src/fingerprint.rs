@@ -85,6 +85,11 @@ pub fn fingerprint(sql: &str) -> String {
                 }
                 push_value(&mut out);
             }
+            // Most SQL is ASCII, and Unicode's case tables are slow.
+            c if c.is_ascii() => {
+                out.push(c.to_ascii_lowercase());
+                i += 1;
+            }
             c => {
                 out.extend(c.to_lowercase());
                 i += 1;

@@ -375,8 +375,9 @@ async fn complete_open(
     Ok(done.rows_affected())
 }
 
-/// Statements per INSERT: 10 values each, well under SQLite's bind limit.
-const STATEMENT_CHUNK: usize = 200;
+/// Statements per INSERT: 10 values each, well under SQLite's bind limit
+/// (32,766), and as many as a connector's report holds by default.
+const STATEMENT_CHUNK: usize = 500;
 
 /// Inserts statement events in one multi-row statement; retried ones are
 /// skipped. The sessions' statement totals grow by what was new: by the
@@ -414,26 +415,33 @@ async fn insert_statements(
     }
     let (sql, args) = b.into_parts();
     let inserted = super::query_with(&sql, args).execute(&mut **tx).await?.rows_affected();
-    let all_new = inserted == sent;
-    for (session_id, t) in totals {
-        let update = if all_new {
-            sqlx::query(
-                "UPDATE sessions SET statement_count = statement_count + ?1, rows_sent = rows_sent + ?2, \
-                 bytes_sent = bytes_sent + ?3 WHERE org_id = ?4 AND id = ?5",
-            )
-            .bind(t.statements)
-            .bind(t.rows)
-            .bind(t.bytes)
-        } else {
-            sqlx::query(
-                "UPDATE sessions SET (statement_count, rows_sent, bytes_sent) = \
-                 (SELECT COUNT(*), COALESCE(SUM(MAX(rows, 0)), 0), COALESCE(SUM(MAX(bytes_sent, 0)), 0) \
-                  FROM statements WHERE org_id = ?1 AND session_id = ?2) \
-                 WHERE org_id = ?1 AND id = ?2",
-            )
-        };
-        update.bind(org.0).bind(session_id).execute(&mut **tx).await?;
+    // One statement for every session of the chunk.
+    let mut b = SqlBuilder::new(Dialect::Sqlite);
+    if inserted == sent {
+        b.push(
+            "UPDATE sessions SET statement_count = statement_count + v.column2, rows_sent = rows_sent + v.column3, \
+             bytes_sent = bytes_sent + v.column4 FROM (VALUES ",
+        );
+        for (i, (session_id, t)) in totals.iter().enumerate() {
+            b.push(if i == 0 { "(" } else { ", (" }).bind_text(*session_id).push(", ").bind_int(t.statements);
+            b.push(", ").bind_int(t.rows).push(", ").bind_int(t.bytes).push(")");
+        }
+        b.push(") AS v WHERE sessions.org_id = ").bind_int(org.0).push(" AND sessions.id = v.column1");
+    } else {
+        b.push(
+            "UPDATE sessions SET (statement_count, rows_sent, bytes_sent) = \
+             (SELECT COUNT(*), COALESCE(SUM(MAX(st.rows, 0)), 0), COALESCE(SUM(MAX(st.bytes_sent, 0)), 0) \
+              FROM statements st WHERE st.org_id = sessions.org_id AND st.session_id = sessions.id) \
+             WHERE org_id = ",
+        );
+        b.bind_int(org.0).push(" AND id IN (");
+        for (i, session_id) in totals.keys().enumerate() {
+            b.push(if i == 0 { "" } else { ", " }).bind_text(*session_id);
+        }
+        b.push(")");
     }
+    let (sql, args) = b.into_parts();
+    super::query_with(&sql, args).execute(&mut **tx).await?;
     Ok(inserted)
 }
 
