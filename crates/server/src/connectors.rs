@@ -131,9 +131,10 @@ impl wire::ConnectorService for ConnectorApi {
         let caller = connector(&ctx)?;
         let request = req.to_owned_message();
         // Only a session's start names its resource; most reports hold none.
-        let resources = match request.events.iter().any(|e| matches!(e.kind, Some(Kind::Start(_)))) {
-            true => self.store.list_resources(caller.org).await.map_err(store_error)?,
-            false => Vec::new(),
+        let resources = if request.events.iter().any(|e| matches!(e.kind, Some(Kind::Start(_)))) {
+            self.store.list_resources(caller.org).await.map_err(store_error)?
+        } else {
+            Vec::new()
         };
         let mut events = Vec::with_capacity(request.events.len());
         for event in request.events {
