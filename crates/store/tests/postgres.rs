@@ -454,3 +454,56 @@ async fn aggregations_read_the_rollup() {
     sqlx::query("UPDATE session_rollup SET n = n + 1000").execute(store.pool()).await.unwrap();
     conformance::rollup::assert_answers_read_the_rollup(&store, org).await;
 }
+
+#[tokio::test]
+async fn the_session_fingerprints_migration_keeps_what_sessions_ran() {
+    use gatehouse_store::{AggregateQuery, Facet, IngestEvent, StatementRecord};
+
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let fx = conformance::fixture::Fixture::load(&store).await;
+    let statement = |id: &str, seq: u64, text: &str| IngestEvent::Statement {
+        session_id: id.into(),
+        statement: StatementRecord { seq, text: text.into(), ..Default::default() },
+    };
+    let events = [
+        statement("s05", 1, "SELECT 1"),
+        statement("s05", 2, "SELECT 2"),
+        statement("s05", 3, "UPDATE t SET n = 3"),
+        statement("s08", 1, "SELECT 9"),
+        statement("s08", 2, "/* only a comment */"),
+    ];
+    assert_eq!(store.ingest(fx.acme, "c", &events).await.unwrap(), 5);
+    let query = AggregateQuery {
+        filter: gatehouse_query::parse("", conformance::fixture::NOW).unwrap(),
+        window_start: None,
+        window_end: None,
+        now: conformance::fixture::NOW,
+        histogram: None,
+        facets: vec![Facet::QueryFingerprint],
+        facet_limit: 10,
+    };
+    let facets = async |store: &PgStore| store.aggregate(fx.acme, &query).await.unwrap().facets;
+    let before = facets(&store).await;
+    let counted: Vec<_> = before[0].1.iter().map(|k| (k.key.as_str(), k.count)).collect();
+    assert_eq!(counted, [("select ?", 2), ("update t set n = ?", 1)]);
+
+    // Back to before the migration: fingerprints on every statement row.
+    let mut conn = store.pool().acquire().await.unwrap();
+    conn.execute("ALTER TABLE statements ADD COLUMN fingerprint text NOT NULL DEFAULT ''").await.unwrap();
+    for s in events {
+        let IngestEvent::Statement { session_id, statement } = s else { unreachable!() };
+        sqlx::query("UPDATE statements SET fingerprint = $1 WHERE session_id = $2 AND seq = $3")
+            .bind(gatehouse_store::fingerprint::fingerprint(&statement.text))
+            .bind(session_id)
+            .bind(statement.seq as i64)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    conn.execute("DROP TABLE session_fingerprints; DELETE FROM _sqlx_migrations WHERE version = 5").await.unwrap();
+    drop(conn);
+    store.pool().close().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    assert_eq!(facets(&store).await, before);
+}

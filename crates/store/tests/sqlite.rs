@@ -3,6 +3,7 @@
 
 mod conformance;
 
+use gatehouse_store::Store;
 use gatehouse_store::sqlite::SqliteStore;
 
 use conformance::StoreUnderTest;
@@ -51,4 +52,92 @@ async fn aggregations_read_the_rollup() {
     let org = conformance::rollup::load(&store, "rolled").await;
     sqlx::query("UPDATE session_rollup SET n = n + 1000").execute(store.pool()).await.unwrap();
     conformance::rollup::assert_answers_read_the_rollup(&store, org).await;
+}
+
+/// The statements table as it was before migration 6 packed statements into
+/// chunks, with its rows rebuilt from what `statements` returns.
+async fn back_to_statement_rows(store: &SqliteStore, org: gatehouse_core::OrgId, sessions: &[&str]) {
+    sqlx::query(
+        "CREATE TABLE statements (org_id INTEGER NOT NULL, session_id TEXT NOT NULL, seq INTEGER NOT NULL, \
+         start_us INTEGER NOT NULL, duration_us INTEGER NOT NULL, text TEXT NOT NULL, rows INTEGER NOT NULL, \
+         bytes_sent INTEGER NOT NULL, sqlstate TEXT NOT NULL, fingerprint TEXT NOT NULL DEFAULT '', \
+         PRIMARY KEY (org_id, session_id, seq)) WITHOUT ROWID",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    for id in sessions {
+        for s in store.statements(org, id).await.unwrap() {
+            sqlx::query("INSERT INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(org.0)
+                .bind(*id)
+                .bind(s.seq as i64)
+                .bind(s.start)
+                .bind(s.duration)
+                .bind(&s.text)
+                .bind(s.rows)
+                .bind(s.bytes_sent)
+                .bind(&s.sqlstate)
+                .bind(gatehouse_store::fingerprint::fingerprint(&s.text))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+    }
+    for sql in [
+        "DROP TABLE statement_chunks",
+        "DROP TABLE session_fingerprints",
+        "ALTER TABLE sessions DROP COLUMN statement_max_seq",
+        "DELETE FROM _sqlx_migrations WHERE version = 6",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_statement_chunks_migration_keeps_every_statement_once() {
+    use gatehouse_store::{AggregateQuery, Facet, IngestEvent, StatementRecord};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let fx = conformance::fixture::Fixture::load(&store).await;
+    let statement = |id: &str, seq: u64| IngestEvent::Statement {
+        session_id: id.into(),
+        statement: StatementRecord {
+            seq,
+            start: conformance::fixture::NOW + seq as i64,
+            duration: 3,
+            text: if seq.is_multiple_of(2) { format!("SELECT {seq}") } else { format!("UPDATE t SET n = {seq}") },
+            rows: 1,
+            bytes_sent: 10,
+            sqlstate: if seq == 7 { "42P01".into() } else { String::new() },
+        },
+    };
+    // More than a chunk's 500 for one session, a few for another.
+    let events: Vec<_> = (1..=1_200).map(|n| statement("s05", n)).chain((1..=3).map(|n| statement("s08", n))).collect();
+    store.ingest(fx.acme, "c", &events).await.unwrap();
+    let query = AggregateQuery {
+        filter: gatehouse_query::parse("", conformance::fixture::NOW).unwrap(),
+        window_start: None,
+        window_end: None,
+        now: conformance::fixture::NOW,
+        histogram: None,
+        facets: vec![Facet::QueryFingerprint, Facet::Statements],
+        facet_limit: 10,
+    };
+    let transcripts = async |store: &SqliteStore| {
+        (store.statements(fx.acme, "s05").await.unwrap(), store.statements(fx.acme, "s08").await.unwrap())
+    };
+    let before = (transcripts(&store).await, store.aggregate(fx.acme, &query).await.unwrap().facets);
+    assert_eq!(before.0.0.len(), 1_200);
+
+    back_to_statement_rows(&store, fx.acme, &["s05", "s08"]).await;
+    store.pool().close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!((transcripts(&store).await, store.aggregate(fx.acme, &query).await.unwrap().facets), before);
+    // The highest seq stored came along: a replay adds only what is new.
+    let replay: Vec<_> = (1_100..=1_250).map(|n| statement("s05", n)).collect();
+    assert_eq!(store.ingest(fx.acme, "c", &replay).await.unwrap(), 50);
+    assert_eq!(store.statements(fx.acme, "s05").await.unwrap().len(), 1_250);
 }

@@ -217,15 +217,21 @@ async fn insert_chunk(
 }
 
 // language=PostgreSQL
-// The sessions' statement totals grow by what was new in the same statement.
+// The sessions' statement totals grow by what was new, and their
+// fingerprints by what they had not run yet, in the same statement.
 const INSERT_STATEMENTS: &str = "\
 WITH inserted AS (
-    INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate,
-        fingerprint)
+    INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate)
     SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
-        $9::text[], $10::text[])
+        $9::text[])
     ON CONFLICT DO NOTHING
     RETURNING session_id, rows, bytes_sent
+), fingerprints AS (
+    INSERT INTO session_fingerprints (org_id, session_id, fingerprint)
+    SELECT DISTINCT $1::int8, session_id, fingerprint FROM UNNEST($2::text[], $10::text[]) AS f (session_id, fingerprint)
+    WHERE fingerprint <> ''
+    ORDER BY 2, 3
+    ON CONFLICT DO NOTHING
 ), totals AS (
     SELECT session_id, COUNT(*) AS n, SUM(GREATEST(rows, 0))::int8 AS r, SUM(GREATEST(bytes_sent, 0))::int8 AS bytes
     FROM inserted GROUP BY session_id

@@ -586,7 +586,7 @@ fn facet_key(facet: Facet) -> (&'static str, &'static str) {
         Facet::EndUserName => ("s.end_user_name", ""),
         Facet::EndUserEmail => ("s.end_user_email", ""),
         Facet::QueryFingerprint => {
-            ("st.fingerprint", " JOIN statements st ON st.org_id = s.org_id AND st.session_id = s.id")
+            ("sf.fingerprint", " JOIN session_fingerprints sf ON sf.org_id = s.org_id AND sf.session_id = s.id")
         }
         Facet::Statements => (decimal_range!("s.statement_count"), ""),
         Facet::BytesSent => (decimal_range!("s.bytes_sent"), ""),
@@ -604,11 +604,11 @@ fn facet_statement(
     limit: Option<usize>,
 ) -> (String, Vec<Arg>) {
     let (key, join) = facet_key(facet);
-    // Statements join many rows per session; count sessions, not statements.
-    let count = if join.contains("statements") { "COUNT(DISTINCT s.pk)" } else { "COUNT(*)" };
     let mut b = SqlBuilder::new(dialect);
-    b.push("SELECT CAST(0 AS BIGINT) AS b, ").push(key).push(" AS k1, '' AS k2, '' AS k3, CAST(");
-    b.push(count).push(" AS BIGINT) AS n").push(matching.from(dialect)).push(join).push(" WHERE ");
+    b.push("SELECT CAST(0 AS BIGINT) AS b, ")
+        .push(key)
+        .push(" AS k1, '' AS k2, '' AS k3, CAST(COUNT(*) AS BIGINT) AS n");
+    b.push(matching.from(dialect)).push(join).push(" WHERE ");
     matching.push(&mut b);
     b.push(" AND ").push(key).push(" <> ''");
     b.push(" GROUP BY k1");

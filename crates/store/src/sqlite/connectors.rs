@@ -1,14 +1,11 @@
 //! The registry, connector runs and leases, ingestion, statements and
 //! terminations, for SQLite.
 
-use std::collections::HashMap;
-
 use gatehouse_core::{Micros, OrgId};
 use sqlx::Row;
 
 use super::SqliteStore;
 use crate::StoreError;
-use crate::fingerprint::fingerprint;
 use crate::model::*;
 use crate::sql::rollup::{self, RollupDelta};
 use crate::sql::{Dialect, SqlBuilder};
@@ -175,7 +172,9 @@ impl SqliteStore {
         connector_id: &str,
         events: &[IngestEvent],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        // IMMEDIATE: statements are read before they are written, and a
+        // read transaction cannot always become a write one.
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let mut stored = 0;
         let mut rollup = RollupDelta::default();
         let mut rest = events;
@@ -189,11 +188,7 @@ impl SqliteStore {
                 // A run of statements, the bulk of any report, goes in few statements.
                 IngestEvent::Statement { .. } => {
                     taken = rest.iter().take_while(|e| matches!(e, IngestEvent::Statement { .. })).count();
-                    let mut inserted = 0;
-                    for chunk in rest[..taken].chunks(STATEMENT_CHUNK) {
-                        inserted += insert_statements(&mut tx, org, chunk).await?;
-                    }
-                    inserted
+                    super::statements::insert(&mut tx, org, &rest[..taken]).await?
                 }
                 // A real end replaces one the lease sweep guessed.
                 IngestEvent::End { session_id, end, reason } => sqlx::query(
@@ -223,27 +218,8 @@ impl SqliteStore {
         org: OrgId,
         session_id: &str,
     ) -> Result<Vec<StatementRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate FROM statements \
-             WHERE org_id = ? AND session_id = ? ORDER BY seq",
-        )
-        .bind(org.0)
-        .bind(session_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StatementRecord {
-                    seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or_default(),
-                    start: row.try_get("start_us")?,
-                    duration: row.try_get("duration_us")?,
-                    text: row.try_get("text")?,
-                    rows: row.try_get("rows")?,
-                    bytes_sent: row.try_get("bytes_sent")?,
-                    sqlstate: row.try_get("sqlstate")?,
-                })
-            })
-            .collect()
+        let mut conn = self.pool().acquire().await?;
+        super::statements::read(&mut conn, org, session_id).await
     }
 
     pub(super) async fn create_termination_impl(&self, org: OrgId, t: &TerminationRecord) -> Result<(), StoreError> {
@@ -320,15 +296,18 @@ impl SqliteStore {
                     ids.push(row.try_get::<String, _>("id")?);
                 }
                 // Bounded lists, well under SQLite's bind limit.
-                for part in ids.chunks(500) {
-                    let mut b = SqlBuilder::new(Dialect::Sqlite);
-                    b.push("DELETE FROM statements WHERE org_id = ").bind_int(org).push(" AND session_id IN (");
-                    for (i, id) in part.iter().enumerate() {
-                        b.push(if i == 0 { "" } else { ", " }).bind_text(id.clone());
+                for table in ["statement_chunks", "session_fingerprints"] {
+                    for part in ids.chunks(500) {
+                        let mut b = SqlBuilder::new(Dialect::Sqlite);
+                        b.push("DELETE FROM ").push(table).push(" WHERE org_id = ").bind_int(org);
+                        b.push(" AND session_id IN (");
+                        for (i, id) in part.iter().enumerate() {
+                            b.push(if i == 0 { "" } else { ", " }).bind_text(id.clone());
+                        }
+                        b.push(")");
+                        let (sql, args) = b.into_parts();
+                        super::query_with(&sql, args).execute(&mut *tx).await?;
                     }
-                    b.push(")");
-                    let (sql, args) = b.into_parts();
-                    super::query_with(&sql, args).execute(&mut *tx).await?;
                 }
                 for table in ["DELETE FROM session_values WHERE session_pk IN (", "DELETE FROM sessions WHERE pk IN ("]
                 {
@@ -373,90 +352,4 @@ async fn complete_open(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// Statements per INSERT: 10 values each, well under SQLite's bind limit
-/// (32,766), and as many as a connector's report holds by default.
-const STATEMENT_CHUNK: usize = 500;
-
-/// Inserts statement events in one multi-row statement; retried ones are
-/// skipped. The sessions' statement totals grow by what was new: by the
-/// events' own figures when every one was new (the rule), else by a recount
-/// of the sessions concerned (a retry). Returning the inserted rows instead
-/// took a quarter of the control plane's CPU per recorded statement.
-///
-/// `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: a statement that cannot
-/// abort halfway needs no statement journal, which SQLite would otherwise
-/// fill with a copy of every page the insert touches (15% of ingestion).
-/// Every value bound is non-null, so the primary key is the only constraint
-/// it ignores.
-async fn insert_statements(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    org: OrgId,
-    events: &[IngestEvent],
-) -> Result<u64, StoreError> {
-    let mut b = SqlBuilder::new(Dialect::Sqlite);
-    b.push(
-        "INSERT OR IGNORE INTO statements \
-         (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, fingerprint) VALUES ",
-    );
-    let mut totals: HashMap<&str, StatementTotals> = HashMap::new();
-    let mut sent = 0;
-    for event in events {
-        let IngestEvent::Statement { session_id, statement: s } = event else { continue };
-        b.push(if sent == 0 { "(" } else { ", (" });
-        sent += 1;
-        b.bind_int(org.0).push(", ").bind_text(session_id.clone()).push(", ");
-        b.bind_int(i64::try_from(s.seq).unwrap_or(i64::MAX)).push(", ").bind_int(s.start).push(", ");
-        b.bind_int(s.duration).push(", ").bind_text(s.text.clone()).push(", ").bind_int(s.rows).push(", ");
-        b.bind_int(s.bytes_sent).push(", ").bind_text(s.sqlstate.clone()).push(", ");
-        b.bind_text(fingerprint(&s.text)).push(")");
-        totals.entry(session_id).or_default().add(s.rows, s.bytes_sent);
-    }
-    let (sql, args) = b.into_parts();
-    let inserted = super::query_with(&sql, args).execute(&mut **tx).await?.rows_affected();
-    // One statement for every session of the chunk.
-    let mut b = SqlBuilder::new(Dialect::Sqlite);
-    if inserted == sent {
-        b.push(
-            "UPDATE sessions SET statement_count = statement_count + v.column2, rows_sent = rows_sent + v.column3, \
-             bytes_sent = bytes_sent + v.column4 FROM (VALUES ",
-        );
-        for (i, (session_id, t)) in totals.iter().enumerate() {
-            b.push(if i == 0 { "(" } else { ", (" }).bind_text(*session_id).push(", ").bind_int(t.statements);
-            b.push(", ").bind_int(t.rows).push(", ").bind_int(t.bytes).push(")");
-        }
-        b.push(") AS v WHERE sessions.org_id = ").bind_int(org.0).push(" AND sessions.id = v.column1");
-    } else {
-        b.push(
-            "UPDATE sessions SET (statement_count, rows_sent, bytes_sent) = \
-             (SELECT COUNT(*), COALESCE(SUM(MAX(st.rows, 0)), 0), COALESCE(SUM(MAX(st.bytes_sent, 0)), 0) \
-              FROM statements st WHERE st.org_id = sessions.org_id AND st.session_id = sessions.id) \
-             WHERE org_id = ",
-        );
-        b.bind_int(org.0).push(" AND id IN (");
-        for (i, session_id) in totals.keys().enumerate() {
-            b.push(if i == 0 { "" } else { ", " }).bind_text(*session_id);
-        }
-        b.push(")");
-    }
-    let (sql, args) = b.into_parts();
-    super::query_with(&sql, args).execute(&mut **tx).await?;
-    Ok(inserted)
-}
-
-/// What a batch of new statements adds to its session's totals.
-#[derive(Debug, Default)]
-struct StatementTotals {
-    statements: i64,
-    rows: i64,
-    bytes: i64,
-}
-
-impl StatementTotals {
-    fn add(&mut self, rows: i64, bytes: i64) {
-        self.statements += 1;
-        self.rows += rows.max(0);
-        self.bytes += bytes.max(0);
-    }
 }

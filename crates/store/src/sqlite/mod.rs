@@ -2,6 +2,7 @@
 
 mod connectors;
 mod identity;
+mod statements;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -121,6 +121,7 @@ macro_rules! conformance_suite {
                 resources_are_unique_per_org_by_name_and_listed_by_name,
                 connectors_are_found_by_key_prefix_whatever_their_org,
                 ingest_stores_each_event_once,
+                statements_replayed_in_any_order_are_stored_once,
                 a_new_run_completes_what_its_predecessor_left_open,
                 expiring_silent_connectors_completes_their_open_sessions_once,
                 pending_terminations_are_recent_ones_of_open_sessions,

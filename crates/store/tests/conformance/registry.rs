@@ -4,8 +4,8 @@
 use gatehouse_core::session::ConnectorRef;
 use gatehouse_core::{Micros, OrgId, Session};
 use gatehouse_store::{
-    ConnectorInfo, IngestEvent, ListQuery, NewConnector, Resource, StatementRecord, Store, StoreError,
-    TerminationRecord,
+    AggregateQuery, ConnectorInfo, Facet, IngestEvent, ListQuery, NewConnector, Resource, StatementRecord, Store,
+    StoreError, TerminationRecord,
 };
 
 use super::fixture::{MINUTE, NOW, active, ago, completed, listing};
@@ -187,6 +187,42 @@ pub async fn ingest_stores_each_event_once(store: &dyn Store) {
     assert_eq!(ids(store, acme, "status:completed").await, vec!["i2", "i1"]);
     assert_eq!(ids(store, acme, "duration:15m").await, vec!["i2"], "the duration follows the end");
     assert_eq!(store.ingest(acme, "c-1", &[]).await.unwrap(), 0);
+}
+
+/// Statements come again, out of order, in reports cut differently, and
+/// before their session's start: each is stored once and counted once in its
+/// session's totals and fingerprints.
+pub async fn statements_replayed_in_any_order_are_stored_once(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let report = |seqs: &[u64]| seqs.iter().map(|&n| statement("r1", n, &format!("SELECT {n}"))).collect::<Vec<_>>();
+    let ingest = async |events: &[IngestEvent]| store.ingest(acme, "c-1", events).await.unwrap();
+    // A replay cut across the start: statements first.
+    assert_eq!(ingest(&report(&[5, 6])).await, 2);
+    assert_eq!(ingest(&[start(&via(active("r1", 30).build(), "c-1"))]).await, 1);
+    assert_eq!(ingest(&report(&[3, 4])).await, 2);
+    // 5 and 6 are above every seq stored since the start, yet not new.
+    assert_eq!(ingest(&report(&[5, 6, 7])).await, 1);
+    assert_eq!(ingest(&report(&[9, 8, 2, 1, 8])).await, 4);
+    assert_eq!(ingest(&report(&(1..=9).collect::<Vec<_>>())).await, 0);
+
+    let seqs: Vec<u64> = store.statements(acme, "r1").await.unwrap().iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    let first = &store.statements(acme, "r1").await.unwrap()[0];
+    assert_eq!((first.text.as_str(), first.rows, first.duration), ("SELECT 1", 1, 10));
+    // 9 statements fall in "1-9"; one counted twice would make it "10-99".
+    let query = AggregateQuery {
+        filter: gatehouse_query::parse("id:r1", NOW).unwrap(),
+        window_start: None,
+        window_end: None,
+        now: NOW,
+        histogram: None,
+        facets: vec![Facet::Statements, Facet::QueryFingerprint],
+        facet_limit: 10,
+    };
+    let counted = store.aggregate(acme, &query).await.unwrap();
+    let facets: Vec<Vec<(String, u64)>> =
+        counted.facets.iter().map(|(_, keys)| keys.iter().map(|k| (k.key.clone(), k.count)).collect()).collect();
+    assert_eq!(facets, [vec![("1-9".to_owned(), 1)], vec![("select ?".to_owned(), 1)]]);
 }
 
 pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Store) {

@@ -1,0 +1,281 @@
+//! A session's statements on SQLite, stored a report at a time: one row per
+//! session and report (`statement_chunks`, see
+//! `migrations/sqlite/0006_statement_chunks.sql`), not one per statement.
+//!
+//! Each statement is still stored once per (session, seq). Statements above
+//! the highest seq stored for their session (`sessions.statement_max_seq`)
+//! are new, the rule for a connector that reports in order; for any other
+//! (a replay, or a session whose highest seq is not known yet) the chunks
+//! that may hold them are read first and what they hold is left out.
+
+use std::collections::{HashMap, HashSet};
+
+use gatehouse_core::OrgId;
+use sqlx::{Row, SqliteConnection};
+
+use crate::StoreError;
+use crate::fingerprint::fingerprint;
+use crate::model::{IngestEvent, StatementRecord};
+use crate::sql::{Dialect, SqlBuilder};
+
+/// Statements per chunk row at most, so that no row grows without bound.
+const CHUNK_STATEMENTS: usize = 500;
+
+/// Rows (or sessions) per statement: at most 5 values each, well under
+/// SQLite's bind limit (32,766).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// A chunk's statement: `[seq, start_us, duration_us, rows, bytes_sent, sqlstate, text]`.
+type Packed = (u64, i64, i64, i64, i64, String, String);
+
+/// One session's statements of a report, in seq order, each seq once.
+struct SessionStatements<'a> {
+    session_id: &'a str,
+    statements: Vec<&'a StatementRecord>,
+    /// The highest seq stored for the session once these are in.
+    max_seq: i64,
+}
+
+/// Stores the statement events of a report (the others are ignored), and
+/// grows their sessions' totals by the new ones. Returns how many were new.
+pub(super) async fn insert(conn: &mut SqliteConnection, org: OrgId, events: &[IngestEvent]) -> Result<u64, StoreError> {
+    let mut sessions = by_session(events);
+    let known = stored_max_seqs(conn, org, &sessions).await?;
+    for session in &mut sessions {
+        let first = seq(session.statements[0]);
+        let last = seq(session.statements[session.statements.len() - 1]);
+        session.max_seq = match known.get(session.session_id) {
+            Some(&Some(max)) if first > max => last,
+            _ => leave_out_stored(conn, org, session).await?.max(last),
+        };
+    }
+
+    let mut b = SqlBuilder::new(Dialect::Sqlite);
+    let mut rows = 0;
+    let mut stored = 0;
+    for session in &sessions {
+        for piece in session.statements.chunks(CHUNK_STATEMENTS) {
+            if rows == ROWS_PER_STATEMENT {
+                insert_chunks(conn, std::mem::replace(&mut b, SqlBuilder::new(Dialect::Sqlite)), rows).await?;
+                rows = 0;
+            }
+            push_chunk(&mut b, org, session.session_id, piece, rows);
+            rows += 1;
+            stored += piece.len() as u64;
+        }
+    }
+    if rows > 0 {
+        insert_chunks(conn, b, rows).await?;
+    }
+    insert_fingerprints(conn, org, &sessions).await?;
+    add_to_totals(conn, org, &sessions).await?;
+    Ok(stored)
+}
+
+/// A session's statements in seq order.
+pub(super) async fn read(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    session_id: &str,
+) -> Result<Vec<StatementRecord>, StoreError> {
+    let rows = sqlx::query("SELECT body FROM statement_chunks WHERE org_id = ? AND session_id = ? ORDER BY first_seq")
+        .bind(org.0)
+        .bind(session_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut statements = Vec::new();
+    for row in &rows {
+        statements.extend(unpack(row.try_get::<&str, _>("body")?)?);
+    }
+    // Chunks written by a replay may interleave with earlier ones.
+    statements.sort_by_key(|s| s.seq);
+    Ok(statements)
+}
+
+/// The statement events grouped by session, in the order sessions first
+/// appear, each session's in seq order without repeats.
+fn by_session(events: &[IngestEvent]) -> Vec<SessionStatements<'_>> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut sessions: Vec<SessionStatements<'_>> = Vec::new();
+    for event in events {
+        let IngestEvent::Statement { session_id, statement } = event else { continue };
+        let i = *index.entry(session_id).or_insert_with(|| {
+            sessions.push(SessionStatements { session_id, statements: Vec::new(), max_seq: 0 });
+            sessions.len() - 1
+        });
+        sessions[i].statements.push(statement);
+    }
+    for session in &mut sessions {
+        session.statements.sort_by_key(|s| s.seq);
+        session.statements.dedup_by_key(|s| s.seq);
+    }
+    sessions
+}
+
+/// Each stored session's `statement_max_seq` (`None` while not known).
+async fn stored_max_seqs(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    sessions: &[SessionStatements<'_>],
+) -> Result<HashMap<String, Option<i64>>, StoreError> {
+    let mut known = HashMap::with_capacity(sessions.len());
+    for part in sessions.chunks(ROWS_PER_STATEMENT) {
+        let mut b = SqlBuilder::new(Dialect::Sqlite);
+        b.push("SELECT id, statement_max_seq FROM sessions WHERE org_id = ").bind_int(org.0).push(" AND id IN (");
+        for (i, session) in part.iter().enumerate() {
+            b.push(if i == 0 { "" } else { ", " }).bind_text(session.session_id);
+        }
+        b.push(")");
+        let (sql, args) = b.into_parts();
+        for row in super::query_with(&sql, args).fetch_all(&mut *conn).await? {
+            known.insert(row.try_get("id")?, row.try_get("statement_max_seq")?);
+        }
+    }
+    Ok(known)
+}
+
+/// Drops from `session` the statements its chunks hold already; returns the
+/// highest seq they hold (0 for none).
+async fn leave_out_stored(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    session: &mut SessionStatements<'_>,
+) -> Result<i64, StoreError> {
+    let first = seq(session.statements[0]);
+    let last = seq(session.statements[session.statements.len() - 1]);
+    // Only the chunks whose range meets the new statements' are unpacked.
+    let rows = sqlx::query(
+        "SELECT last_seq, CASE WHEN first_seq <= ?1 AND last_seq >= ?2 THEN body ELSE '[]' END AS body \
+         FROM statement_chunks WHERE org_id = ?3 AND session_id = ?4",
+    )
+    .bind(last)
+    .bind(first)
+    .bind(org.0)
+    .bind(session.session_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut max = 0;
+    let mut held = HashSet::new();
+    for row in &rows {
+        max = max.max(row.try_get::<i64, _>("last_seq")?);
+        held.extend(unpack(row.try_get::<&str, _>("body")?)?.into_iter().map(|s| s.seq));
+    }
+    session.statements.retain(|s| !held.contains(&s.seq));
+    Ok(max)
+}
+
+/// Adds one chunk row, `(org, session, first seq, last seq, body)`, to a
+/// multi-row insert that has `rows` rows so far.
+fn push_chunk(b: &mut SqlBuilder, org: OrgId, session_id: &str, piece: &[&StatementRecord], rows: usize) {
+    if rows == 0 {
+        b.push("INSERT OR IGNORE INTO statement_chunks (org_id, session_id, first_seq, last_seq, body) VALUES (");
+    } else {
+        b.push(", (");
+    }
+    b.bind_int(org.0).push(", ").bind_text(session_id).push(", ");
+    b.bind_int(seq(piece[0])).push(", ").bind_int(seq(piece[piece.len() - 1])).push(", ");
+    b.bind_text(pack(piece)).push(")");
+}
+
+/// Runs a multi-row chunk insert. `OR IGNORE` only because a statement that
+/// cannot abort halfway needs no statement journal (SQLite would otherwise
+/// copy every page it touches into one): a chunk never starts at a seq
+/// stored already, so every row must go in.
+async fn insert_chunks(conn: &mut SqliteConnection, b: SqlBuilder, rows: usize) -> Result<(), StoreError> {
+    let (sql, args) = b.into_parts();
+    let inserted = super::query_with(&sql, args).execute(&mut *conn).await?.rows_affected();
+    if inserted != rows as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "{} of {rows} statement chunks started at a seq stored already",
+            rows as u64 - inserted
+        )));
+    }
+    Ok(())
+}
+
+/// Records which fingerprints the sessions ran, for the `query.fingerprint` facet.
+async fn insert_fingerprints(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    sessions: &[SessionStatements<'_>],
+) -> Result<(), StoreError> {
+    let mut pairs = HashSet::new();
+    for session in sessions {
+        for statement in &session.statements {
+            let fingerprint = fingerprint(&statement.text);
+            if !fingerprint.is_empty() {
+                pairs.insert((session.session_id, fingerprint));
+            }
+        }
+    }
+    let pairs: Vec<_> = pairs.into_iter().collect();
+    for part in pairs.chunks(ROWS_PER_STATEMENT) {
+        let mut b = SqlBuilder::new(Dialect::Sqlite);
+        b.push("INSERT OR IGNORE INTO session_fingerprints (org_id, session_id, fingerprint) VALUES ");
+        for (i, (session_id, fingerprint)) in part.iter().enumerate() {
+            b.push(if i == 0 { "(" } else { ", (" }).bind_int(org.0).push(", ").bind_text(*session_id);
+            b.push(", ").bind_text(fingerprint.clone()).push(")");
+        }
+        let (sql, args) = b.into_parts();
+        super::query_with(&sql, args).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Grows each session's totals by its new statements and records the
+/// highest seq now stored, in one statement per 500 sessions.
+async fn add_to_totals(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    sessions: &[SessionStatements<'_>],
+) -> Result<(), StoreError> {
+    for part in sessions.chunks(ROWS_PER_STATEMENT) {
+        let mut b = SqlBuilder::new(Dialect::Sqlite);
+        b.push(
+            "UPDATE sessions SET statement_count = statement_count + v.column2, rows_sent = rows_sent + v.column3, \
+             bytes_sent = bytes_sent + v.column4, \
+             statement_max_seq = MAX(COALESCE(statement_max_seq, 0), v.column5) FROM (VALUES ",
+        );
+        for (i, session) in part.iter().enumerate() {
+            let statements = &session.statements;
+            let rows: i64 = statements.iter().map(|s| s.rows.max(0)).sum();
+            let bytes: i64 = statements.iter().map(|s| s.bytes_sent.max(0)).sum();
+            b.push(if i == 0 { "(" } else { ", (" }).bind_text(session.session_id);
+            b.push(", ").bind_int(statements.len() as i64).push(", ").bind_int(rows);
+            b.push(", ").bind_int(bytes).push(", ").bind_int(session.max_seq).push(")");
+        }
+        b.push(") AS v WHERE sessions.org_id = ").bind_int(org.0).push(" AND sessions.id = v.column1");
+        let (sql, args) = b.into_parts();
+        super::query_with(&sql, args).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn seq(statement: &StatementRecord) -> i64 {
+    i64::try_from(statement.seq).unwrap_or(i64::MAX)
+}
+
+fn pack(statements: &[&StatementRecord]) -> String {
+    let rows: Vec<_> = statements
+        .iter()
+        .map(|s| (s.seq, s.start, s.duration, s.rows, s.bytes_sent, s.sqlstate.as_str(), s.text.as_str()))
+        .collect();
+    serde_json::to_string(&rows).expect("tuples of numbers and strings always serialize")
+}
+
+fn unpack(body: &str) -> Result<Vec<StatementRecord>, StoreError> {
+    let rows: Vec<Packed> =
+        serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("statement_chunks.body: {e}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, start, duration, rows, bytes_sent, sqlstate, text)| StatementRecord {
+            seq,
+            start,
+            duration,
+            text,
+            rows,
+            bytes_sent,
+            sqlstate,
+        })
+        .collect())
+}
