@@ -141,3 +141,24 @@ async fn the_statement_chunks_migration_keeps_every_statement_once() {
     assert_eq!(store.ingest(fx.acme, "c", &replay).await.unwrap(), 50);
     assert_eq!(store.statements(fx.acme, "s05").await.unwrap().len(), 1_250);
 }
+
+#[tokio::test]
+async fn stores_opened_together_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.db");
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().expect("every store opens");
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
+}

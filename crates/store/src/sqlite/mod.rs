@@ -39,7 +39,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let lock = migration_lock(path).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        drop(lock);
         Ok(Self { pool })
     }
 
@@ -108,6 +110,25 @@ impl crate::sql::AggRunner for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// An exclusive lock on `<database>.lock`, held while migrations run. Two
+/// processes opening a new store at once (`serve` and a `keys` command, say)
+/// would otherwise both apply its migrations, and one would fail: SQLite
+/// has no lock that spans sqlx's migration transactions.
+async fn migration_lock(database: &Path) -> Result<std::fs::File, StoreError> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let lock = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        file.lock()?;
+        Ok(file)
+    });
+    match lock.await {
+        Ok(Ok(file)) => Ok(file),
+        Ok(Err(e)) => Err(StoreError::Unavailable(sqlx::Error::Io(e))),
+        Err(e) => Err(StoreError::Unavailable(sqlx::Error::Io(std::io::Error::other(e)))),
     }
 }
 
