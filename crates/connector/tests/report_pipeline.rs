@@ -26,7 +26,8 @@ fn send_all(p: &Pipeline, events: &[gatehouse_connector::event::SessionEvent]) {
 async fn events_reach_the_control_plane_in_batches_in_order() {
     let h = Harness::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let p = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let options = ReportOptions { batch_events: 500, ..options(false) };
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options);
     let events = interleave(&[session("s1", 700), session("s2", 300), session("s3", 0)]);
     send_all(&p, &events);
 

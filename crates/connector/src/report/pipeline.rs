@@ -46,9 +46,13 @@ const SPOOL_DRAIN: usize = 4096;
 /// How the report loop batches, retries and shuts down.
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
-    /// At most this many events per `Report` call. Default 500.
+    /// At most this many events per `Report` call. Default 2,000.
     pub batch_events: usize,
-    /// A batch waits this long for more events after its first. Default 20 ms.
+    /// A batch waits this long for more events after its first. Default 50 ms:
+    /// each `Report` costs the control plane a transaction whatever its size
+    /// (about a millisecond of CPU on SQLite), so fewer, fuller ones record
+    /// more statements for the same CPU; 50 ms is still far below what a
+    /// person watching a session notices.
     pub batch_wait: Duration,
     /// A batch stops growing past about this many bytes. Default 1 MiB.
     pub batch_bytes: usize,
@@ -66,8 +70,8 @@ pub struct ReportOptions {
 impl Default for ReportOptions {
     fn default() -> Self {
         Self {
-            batch_events: 500,
-            batch_wait: Duration::from_millis(20),
+            batch_events: 2000,
+            batch_wait: Duration::from_millis(50),
             batch_bytes: 1024 * 1024,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
