@@ -178,6 +178,19 @@ pub enum IngestEvent {
     End { session_id: String, end: Micros, reason: String },
 }
 
+impl IngestEvent {
+    /// The sessions `events` start, in order.
+    pub fn started(events: &[IngestEvent]) -> Vec<gatehouse_core::Session> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                IngestEvent::Start(session) => Some((**session).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// A request to end a live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TerminationRecord {

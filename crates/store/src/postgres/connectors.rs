@@ -191,46 +191,23 @@ impl PgStore {
         events: &[IngestEvent],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let mut stored = 0;
         let mut rollup = RollupDelta::default();
-        // Events apply in order. Consecutive starts, or consecutive
-        // statements, commute, so each run of them is one statement.
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let run = rest.iter().take_while(|e| same_kind(e, first)).count();
-            let (batch, tail) = rest.split_at(run);
-            rest = tail;
-            stored += match first {
-                IngestEvent::Start(_) => {
-                    let sessions: Vec<_> = batch
-                        .iter()
-                        .filter_map(|e| match e {
-                            IngestEvent::Start(s) => Some((**s).clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    write::insert_sessions(&mut tx, org, &sessions, &mut rollup).await?
-                }
-                IngestEvent::Statement { .. } => {
-                    let statements: Vec<_> = batch
-                        .iter()
-                        .filter_map(|e| match e {
-                            IngestEvent::Statement { session_id, statement } => Some((session_id.as_str(), statement)),
-                            _ => None,
-                        })
-                        .collect();
-                    write::insert_statements(&mut tx, org, &statements).await?
-                }
-                IngestEvent::End { .. } => {
-                    let mut ended = 0;
-                    for event in batch {
-                        if let IngestEvent::End { session_id, end, reason } = event {
-                            ended += end_session(&mut tx, org, connector_id, session_id, *end, reason).await?;
-                        }
-                    }
-                    ended
-                }
-            };
+        // A session's events come in order (start, statements, end), so the
+        // report is stored kind by kind, each kind in few statements, rather
+        // than event by event: the sessions' events interleave.
+        let mut stored = write::insert_sessions(&mut tx, org, &IngestEvent::started(events), &mut rollup).await?;
+        let statements: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                IngestEvent::Statement { session_id, statement } => Some((session_id.as_str(), statement)),
+                _ => None,
+            })
+            .collect();
+        stored += write::insert_statements(&mut tx, org, &statements).await?;
+        for event in events {
+            if let IngestEvent::End { session_id, end, reason } = event {
+                stored += end_session(&mut tx, org, connector_id, session_id, *end, reason).await?;
+            }
         }
         // Last, so the rollup's rows stay locked for as short as can be.
         write::apply_rollup(&mut tx, org, &rollup).await?;
@@ -383,10 +360,6 @@ pub const RETENTION_LOCK: i64 = 0x6761_7465_0002;
 /// Takes `key` until `conn`'s transaction ends, unless another holds it.
 async fn try_xact_lock(conn: &mut PgConnection, key: i64) -> Result<bool, StoreError> {
     Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(&mut *conn).await?)
-}
-
-fn same_kind(a: &IngestEvent, b: &IngestEvent) -> bool {
-    std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
 /// Ends a session of this connector; a real end replaces one the lease sweep guessed.

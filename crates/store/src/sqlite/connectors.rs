@@ -1,8 +1,10 @@
 //! The registry, connector runs and leases, ingestion, statements and
 //! terminations, for SQLite.
 
+use std::collections::HashSet;
+
 use gatehouse_core::{Micros, OrgId};
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::SqliteStore;
 use crate::StoreError;
@@ -175,38 +177,15 @@ impl SqliteStore {
         // IMMEDIATE: statements are read before they are written, and a
         // read transaction cannot always become a write one.
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let mut stored = 0;
+        // A session's events come in order (start, statements, end), so the
+        // report is stored kind by kind, each kind in few statements, rather
+        // than event by event: under connect-per-query load the sessions'
+        // events interleave, and six statements per session were most of
+        // the control plane's work.
         let mut rollup = RollupDelta::default();
-        let mut rest = events;
-        while let Some(event) = rest.first() {
-            let mut taken = 1;
-            stored += match event {
-                // With its many-valued fields, so its groups are searchable.
-                IngestEvent::Start(session) => {
-                    super::insert_sessions_in(&mut tx, org, std::slice::from_ref(session), &mut rollup).await?
-                }
-                // A run of statements, the bulk of any report, goes in few statements.
-                IngestEvent::Statement { .. } => {
-                    taken = rest.iter().take_while(|e| matches!(e, IngestEvent::Statement { .. })).count();
-                    super::statements::insert(&mut tx, org, &rest[..taken]).await?
-                }
-                // A real end replaces one the lease sweep guessed.
-                IngestEvent::End { session_id, end, reason } => sqlx::query(
-                    "UPDATE sessions SET end_us = ?1, duration_us = MAX(?1 - start_us, 0), end_reason = ?2 \
-                     WHERE org_id = ?3 AND id = ?4 AND connector_id = ?5 AND (end_us IS NULL OR end_reason = ?6)",
-                )
-                .bind(end)
-                .bind(reason)
-                .bind(org.0)
-                .bind(session_id)
-                .bind(connector_id)
-                .bind(LEASE_END_REASON)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-            };
-            rest = &rest[taken..];
-        }
+        let mut stored = super::insert_sessions_in(&mut tx, org, &IngestEvent::started(events), &mut rollup).await?;
+        stored += super::statements::insert(&mut tx, org, events).await?;
+        stored += end_sessions(&mut tx, org, connector_id, events).await?;
         // Last, so the rollup's rows stay locked for as short as can be.
         super::apply_rollup(&mut tx, org, &rollup).await?;
         tx.commit().await?;
@@ -332,6 +311,44 @@ impl SqliteStore {
         }
         Ok(deleted)
     }
+}
+
+/// Stores the ends among `events`, the first of each session's: a real end
+/// replaces one the lease sweep guessed, never another real one, and only
+/// the session's own connector ends it. One statement per 500 sessions.
+async fn end_sessions(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    connector_id: &str,
+    events: &[IngestEvent],
+) -> Result<u64, StoreError> {
+    let mut seen = HashSet::new();
+    let ends: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            IngestEvent::End { session_id, end, reason } => Some((session_id.as_str(), *end, reason.as_str())),
+            _ => None,
+        })
+        .filter(|(session_id, _, _)| seen.insert(*session_id))
+        .collect();
+    let mut ended = 0;
+    for part in ends.chunks(500) {
+        let mut b = SqlBuilder::new(Dialect::Sqlite);
+        b.push(
+            "UPDATE sessions SET end_us = v.column2, duration_us = MAX(v.column2 - start_us, 0), \
+             end_reason = v.column3 FROM (VALUES ",
+        );
+        for (i, (session_id, end, reason)) in part.iter().enumerate() {
+            b.push(if i == 0 { "(" } else { ", (" }).bind_text(*session_id).push(", ").bind_int(*end);
+            b.push(", ").bind_text(*reason).push(")");
+        }
+        b.push(") AS v WHERE sessions.org_id = ").bind_int(org.0).push(" AND sessions.id = v.column1");
+        b.push(" AND sessions.connector_id = ").bind_text(connector_id);
+        b.push(" AND (sessions.end_us IS NULL OR sessions.end_reason = ").bind_text(LEASE_END_REASON).push(")");
+        let (sql, args) = b.into_parts();
+        ended += super::query_with(&sql, args).execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(ended)
 }
 
 /// Completes a connector's open sessions at `at` (never before they started).

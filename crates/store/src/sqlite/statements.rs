@@ -28,6 +28,10 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// A chunk's statement: `[seq, start_us, duration_us, rows, bytes_sent, sqlstate, text]`.
 type Packed = (u64, i64, i64, i64, i64, String, String);
 
+/// One row of `statement_chunks`: a session and up to [`CHUNK_STATEMENTS`]
+/// of its statements.
+type Chunk<'a> = (&'a str, &'a [&'a StatementRecord]);
+
 /// One session's statements of a report, in seq order, each seq once.
 struct SessionStatements<'a> {
     session_id: &'a str,
@@ -50,26 +54,16 @@ pub(super) async fn insert(conn: &mut SqliteConnection, org: OrgId, events: &[In
         };
     }
 
-    let mut b = SqlBuilder::new(Dialect::Sqlite);
-    let mut rows = 0;
-    let mut stored = 0;
-    for session in &sessions {
-        for piece in session.statements.chunks(CHUNK_STATEMENTS) {
-            if rows == ROWS_PER_STATEMENT {
-                insert_chunks(conn, std::mem::replace(&mut b, SqlBuilder::new(Dialect::Sqlite)), rows).await?;
-                rows = 0;
-            }
-            push_chunk(&mut b, org, session.session_id, piece, rows);
-            rows += 1;
-            stored += piece.len() as u64;
-        }
-    }
-    if rows > 0 {
-        insert_chunks(conn, b, rows).await?;
+    let chunks: Vec<Chunk<'_>> = sessions
+        .iter()
+        .flat_map(|s| s.statements.chunks(CHUNK_STATEMENTS).map(|statements| (s.session_id, statements)))
+        .collect();
+    for part in chunks.chunks(ROWS_PER_STATEMENT) {
+        insert_chunks(conn, org, part).await?;
     }
     insert_fingerprints(conn, org, &sessions).await?;
     add_to_totals(conn, org, &sessions).await?;
-    Ok(stored)
+    Ok(chunks.iter().map(|(_, statements)| statements.len() as u64).sum())
 }
 
 /// A session's statements in seq order.
@@ -112,7 +106,9 @@ fn by_session(events: &[IngestEvent]) -> Vec<SessionStatements<'_>> {
     sessions
 }
 
-/// Each stored session's `statement_max_seq` (`None` while not known).
+/// The highest seq stored of each stored session (`None` while not known):
+/// `statement_max_seq`, else 0 when it has no chunks at all, as a session
+/// reporting its first statements has not.
 async fn stored_max_seqs(
     conn: &mut SqliteConnection,
     org: OrgId,
@@ -121,14 +117,19 @@ async fn stored_max_seqs(
     let mut known = HashMap::with_capacity(sessions.len());
     for part in sessions.chunks(ROWS_PER_STATEMENT) {
         let mut b = SqlBuilder::new(Dialect::Sqlite);
-        b.push("SELECT id, statement_max_seq FROM sessions WHERE org_id = ").bind_int(org.0).push(" AND id IN (");
+        b.push(
+            "SELECT id, COALESCE(statement_max_seq, CASE WHEN EXISTS (SELECT 1 FROM statement_chunks c \
+             WHERE c.org_id = sessions.org_id AND c.session_id = sessions.id) THEN NULL ELSE 0 END) AS max_seq \
+             FROM sessions WHERE org_id = ",
+        );
+        b.bind_int(org.0).push(" AND id IN (");
         for (i, session) in part.iter().enumerate() {
             b.push(if i == 0 { "" } else { ", " }).bind_text(session.session_id);
         }
         b.push(")");
         let (sql, args) = b.into_parts();
         for row in super::query_with(&sql, args).fetch_all(&mut *conn).await? {
-            known.insert(row.try_get("id")?, row.try_get("statement_max_seq")?);
+            known.insert(row.try_get("id")?, row.try_get("max_seq")?);
         }
     }
     Ok(known)
@@ -164,30 +165,25 @@ async fn leave_out_stored(
     Ok(max)
 }
 
-/// Adds one chunk row, `(org, session, first seq, last seq, body)`, to a
-/// multi-row insert that has `rows` rows so far.
-fn push_chunk(b: &mut SqlBuilder, org: OrgId, session_id: &str, piece: &[&StatementRecord], rows: usize) {
-    if rows == 0 {
-        b.push("INSERT OR IGNORE INTO statement_chunks (org_id, session_id, first_seq, last_seq, body) VALUES (");
-    } else {
-        b.push(", (");
+/// Inserts chunk rows in one statement. `OR IGNORE` only because a
+/// statement that cannot abort halfway needs no statement journal (SQLite
+/// would otherwise copy every page it touches into one): a chunk never starts
+/// at a seq stored already, so every row must go in.
+async fn insert_chunks(conn: &mut SqliteConnection, org: OrgId, chunks: &[Chunk<'_>]) -> Result<(), StoreError> {
+    let mut b = SqlBuilder::new(Dialect::Sqlite);
+    b.push("INSERT OR IGNORE INTO statement_chunks (org_id, session_id, first_seq, last_seq, body) VALUES ");
+    for (i, (session_id, statements)) in chunks.iter().enumerate() {
+        b.push(if i == 0 { "(" } else { ", (" }).bind_int(org.0).push(", ").bind_text(*session_id).push(", ");
+        b.bind_int(seq(statements[0])).push(", ").bind_int(seq(statements[statements.len() - 1])).push(", ");
+        b.bind_text(pack(statements)).push(")");
     }
-    b.bind_int(org.0).push(", ").bind_text(session_id).push(", ");
-    b.bind_int(seq(piece[0])).push(", ").bind_int(seq(piece[piece.len() - 1])).push(", ");
-    b.bind_text(pack(piece)).push(")");
-}
-
-/// Runs a multi-row chunk insert. `OR IGNORE` only because a statement that
-/// cannot abort halfway needs no statement journal (SQLite would otherwise
-/// copy every page it touches into one): a chunk never starts at a seq
-/// stored already, so every row must go in.
-async fn insert_chunks(conn: &mut SqliteConnection, b: SqlBuilder, rows: usize) -> Result<(), StoreError> {
     let (sql, args) = b.into_parts();
     let inserted = super::query_with(&sql, args).execute(&mut *conn).await?.rows_affected();
-    if inserted != rows as u64 {
+    if inserted != chunks.len() as u64 {
         return Err(StoreError::Corrupt(format!(
-            "{} of {rows} statement chunks started at a seq stored already",
-            rows as u64 - inserted
+            "{} of {} statement chunks started at a seq stored already",
+            chunks.len() as u64 - inserted,
+            chunks.len()
         )));
     }
     Ok(())

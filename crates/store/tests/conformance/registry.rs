@@ -223,6 +223,10 @@ pub async fn statements_replayed_in_any_order_are_stored_once(store: &dyn Store)
     let facets: Vec<Vec<(String, u64)>> =
         counted.facets.iter().map(|(_, keys)| keys.iter().map(|k| (k.key.clone(), k.count)).collect()).collect();
     assert_eq!(facets, [vec![("1-9".to_owned(), 1)], vec![("select ?".to_owned(), 1)]]);
+
+    // Two ends in one report (a replay): the first is the end.
+    assert_eq!(ingest(&[end("r1", ago(4), "client"), end("r1", ago(3), "server")]).await, 1);
+    assert_eq!(end_of(store, acme, "r1").await, Some(ago(4)));
 }
 
 pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Store) {
