@@ -106,6 +106,9 @@ async function loadAggregations(win, seq) {
     histogramGroupByFields: ['technology'],
   });
   const facetsCall = call('ListSessionAggregations', { ...base, mode: 'facets' });
+  // Awaited only after the histogram: a failure that comes first must not
+  // count as unhandled in the meantime (it is handled below).
+  facetsCall.catch(() => {});
   const failed = (err) => {
     if (seq !== loads || handleAuth(err)) return;
     // The table does not depend on aggregations: say so and carry on.
