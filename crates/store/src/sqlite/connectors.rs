@@ -26,7 +26,7 @@ impl SqliteStore {
         .bind(&r.host)
         .bind(i64::from(r.port))
         .bind(r.created)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("a resource named {:?} exists already", r.name)));
@@ -68,7 +68,7 @@ impl SqliteStore {
         .bind(&c.key_prefix)
         .bind(&c.key_hash)
         .bind(c.created)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("a connector named {:?} exists already", c.name)));
@@ -117,7 +117,7 @@ impl SqliteStore {
         run_id: &str,
         at: Micros,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let last_heard: Option<Option<i64>> =
             sqlx::query_scalar("SELECT last_heard_us FROM connectors WHERE org_id = ? AND id = ?")
                 .bind(org.0)
@@ -147,7 +147,7 @@ impl SqliteStore {
         .bind(at)
         .bind(org.0)
         .bind(id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -159,7 +159,7 @@ impl SqliteStore {
             .await?;
         let mut completed = 0;
         for row in silent {
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.writer().begin().await?;
             let org = OrgId(row.try_get("org_id")?);
             let id: String = row.try_get("id")?;
             completed += complete_open(&mut tx, org, &id, row.try_get("last_heard_us")?).await?;
@@ -176,7 +176,7 @@ impl SqliteStore {
     ) -> Result<u64, StoreError> {
         // IMMEDIATE: statements are read before they are written, and a
         // read transaction cannot always become a write one.
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
         // A session's events come in order (start, statements, end), so the
         // report is stored kind by kind, each kind in few statements, rather
         // than event by event: under connect-per-query load the sessions'
@@ -211,7 +211,7 @@ impl SqliteStore {
         .bind(&t.connector_id)
         .bind(&t.reason)
         .bind(t.created)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -255,7 +255,7 @@ impl SqliteStore {
             loop {
                 // One short write transaction per batch, oldest end first
                 // along `sessions_end`, so writers wait at most one batch.
-                let mut tx = self.pool().begin().await?;
+                let mut tx = self.writer().begin().await?;
                 let victims = sqlx::query(&format!(
                     "SELECT pk, id, {} FROM sessions WHERE org_id = ? AND end_us IS NOT NULL AND end_us < ? \
                      ORDER BY end_us, id LIMIT ?",

@@ -25,7 +25,7 @@ impl SqliteStore {
         .bind(u.disabled)
         .bind(u.created)
         .bind(u.updated)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("a {} user {:?} exists already", u.kind, u.handle())));
@@ -70,7 +70,7 @@ impl SqliteStore {
         .bind(org.0)
         .bind(&u.id)
         .bind(u.kind.as_str())
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(|e| conflict_on_unique(e, || format!("a {} user {:?} exists already", u.kind, u.handle())))?;
         Ok(done.rows_affected() > 0)
@@ -90,7 +90,7 @@ impl SqliteStore {
         .bind(t.expires)
         .bind(t.org.0)
         .bind(&t.user_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!("no user {:?}", t.user_id)));
@@ -140,7 +140,7 @@ impl SqliteStore {
         .bind(at)
         .bind(org.0)
         .bind(prefix)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -149,7 +149,7 @@ impl SqliteStore {
         sqlx::query("UPDATE access_tokens SET last_used_us = MAX(COALESCE(last_used_us, 0), ?) WHERE prefix = ?")
             .bind(at)
             .bind(prefix)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -164,7 +164,7 @@ impl SqliteStore {
             .bind(role)
             .bind(org.0)
             .bind(resource_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -207,7 +207,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn grant_role_impl(&self, org: OrgId, g: &RoleGrant, at: Micros) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let resource: Option<i64> = sqlx::query_scalar("SELECT org_id FROM resources WHERE org_id = ? AND id = ?")
             .bind(org.0)
             .bind(&g.resource_id)
@@ -254,7 +254,7 @@ impl SqliteStore {
         .bind(kind)
         .bind(principal)
         .bind(&g.role)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }
