@@ -10,32 +10,36 @@ const MAX_LEN: usize = 512;
 /// whitespace collapses and unquoted text is lower-cased. Quoted identifiers
 /// and `$n` parameters stay as written.
 pub fn fingerprint(sql: &str) -> String {
+    // Walks bytes, not chars: every character the rules look at is ASCII,
+    // and UTF-8 never uses an ASCII byte inside another character.
+    let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len().min(MAX_LEN));
-    let chars: Vec<char> = sql.chars().collect();
     let mut i = 0;
     let mut space = false;
-    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    while i < chars.len() && out.len() < MAX_LEN {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c.is_whitespace() {
+    while i < bytes.len() && out.len() < MAX_LEN {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if b.is_ascii() {
+            if b.is_ascii_whitespace() || b == 0x0b {
+                space = true;
+                i += 1;
+                continue;
+            }
+        } else {
+            let c = sql[i..].chars().next().expect("a char starts here");
+            if c.is_whitespace() {
+                space = true;
+                i += c.len_utf8();
+                continue;
+            }
+        }
+        if b == b'-' && next == Some(b'-') {
+            i = bytes[i..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |n| i + n);
             space = true;
-            i += 1;
             continue;
         }
-        if c == '-' && next == Some('-') {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-            space = true;
-            continue;
-        }
-        if c == '/' && next == Some('*') {
-            i += 2;
-            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
-                i += 1;
-            }
-            i += 2;
+        if b == b'/' && next == Some(b'*') {
+            i = find(bytes, i + 2, b"*/").map_or(bytes.len(), |k| k + 2);
             space = true;
             continue;
         }
@@ -43,56 +47,50 @@ pub fn fingerprint(sql: &str) -> String {
             out.push(' ');
         }
         space = false;
-        let after_ident = out.chars().next_back().is_some_and(ident);
-        match c {
-            '\'' => {
+        let after_ident = out.chars().next_back().is_some_and(is_ident);
+        match b {
+            b'\'' => {
                 // A prefix such as E'..' or B'..' belongs to the literal.
-                if out.ends_with(['e', 'b', 'x', 'n']) && !out[..out.len() - 1].ends_with(ident) {
+                if out.ends_with(['e', 'b', 'x', 'n']) && !out[..out.len() - 1].ends_with(is_ident) {
                     out.pop();
                 }
-                i = skip_quoted(&chars, i, '\'');
+                i = skip_quoted(bytes, i, b'\'');
                 push_value(&mut out);
             }
-            '"' => {
-                let end = skip_quoted(&chars, i, '"');
-                out.extend(&chars[i..end]);
+            b'"' => {
+                let end = skip_quoted(bytes, i, b'"');
+                out.push_str(&sql[i..end]);
                 i = end;
             }
-            '$' if !after_ident => {
-                let tag_end = (i + 1..chars.len()).find(|&j| !(chars[j].is_alphanumeric() || chars[j] == '_'));
+            b'$' if !after_ident => {
+                let tag_end = sql[i + 1..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map(|n| i + 1 + n);
                 match tag_end {
-                    Some(j) if chars[j] == '$' && !chars[i + 1..j].first().is_some_and(char::is_ascii_digit) => {
-                        let tag: Vec<char> = chars[i..=j].to_vec();
-                        let body = j + 1;
-                        let close = (body..chars.len()).find(|&k| chars[k..].starts_with(&tag));
-                        i = close.map_or(chars.len(), |k| k + tag.len());
+                    Some(j) if bytes[j] == b'$' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                        let tag = &bytes[i..=j];
+                        i = find(bytes, j + 1, tag).map_or(bytes.len(), |k| k + tag.len());
                         push_value(&mut out);
                     }
                     // `$1`: a parameter, kept.
                     _ => {
-                        out.push('$');
-                        i += 1;
-                        while i < chars.len() && chars[i].is_ascii_digit() {
-                            out.push(chars[i]);
-                            i += 1;
-                        }
+                        let digits = bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+                        out.push_str(&sql[i..i + 1 + digits]);
+                        i += 1 + digits;
                     }
                 }
             }
-            c if c.is_ascii_digit() && !after_ident => {
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                    i += 1;
-                }
+            b if b.is_ascii_digit() && !after_ident => {
+                i += bytes[i..].iter().take_while(|&&b| b.is_ascii_alphanumeric() || b == b'.').count();
                 push_value(&mut out);
             }
             // Most SQL is ASCII, and Unicode's case tables are slow.
-            c if c.is_ascii() => {
-                out.push(c.to_ascii_lowercase());
+            b if b.is_ascii() => {
+                out.push(char::from(b.to_ascii_lowercase()));
                 i += 1;
             }
-            c => {
+            _ => {
+                let c = sql[i..].chars().next().expect("a char starts here");
                 out.extend(c.to_lowercase());
-                i += 1;
+                i += c.len_utf8();
             }
         }
     }
@@ -106,12 +104,21 @@ pub fn fingerprint(sql: &str) -> String {
     out
 }
 
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$'
+}
+
+/// Where `needle` next occurs in `haystack` at or after `from`.
+fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|n| from + n)
+}
+
 /// Index just past the quoted run starting at `start` (doubled quotes escape).
-fn skip_quoted(chars: &[char], start: usize, quote: char) -> usize {
+fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
     let mut i = start + 1;
-    while i < chars.len() {
-        if chars[i] == quote {
-            if chars.get(i + 1) == Some(&quote) {
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
                 i += 2;
                 continue;
             }
@@ -119,7 +126,7 @@ fn skip_quoted(chars: &[char], start: usize, quote: char) -> usize {
         }
         i += 1;
     }
-    chars.len()
+    bytes.len()
 }
 
 /// Appends `?`, folding a list of values (`?, ?`) into one.
@@ -151,6 +158,12 @@ mod tests {
         );
         assert_eq!(fingerprint("insert into t values (1.5e3, 'x')"), "insert into t values (?)");
         assert_eq!(fingerprint("select 1"), fingerprint("SELECT   2"));
+    }
+
+    #[test]
+    fn text_beyond_ascii_follows_the_same_rules() {
+        assert_eq!(fingerprint("SELECT\u{a0}'é'\u{b}FROM Tä\u{2003}WHERE Ü = $é$x$é$"), "select ? from tä where ü = ?");
+        assert_eq!(fingerprint("select \"Ä\" -- ü\n, $1 /* ö */"), "select \"Ä\" , $1");
     }
 
     #[test]
