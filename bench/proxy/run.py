@@ -214,7 +214,12 @@ def main():
                 print(f"{name:<26} {target:<10} {tps:>9.0f} {lat:>8.3f} {ratio:>9.2f} {added:>8.1f} {cpu} {cp}")
         print()
         for target, port, pid in targets[1:]:
-            print(f"RSS per idle client connection, {target}: {rss_per_idle_connection(pid, port) / 1024:.1f} KiB (80 connections)")
+            # The allocator returns memory freed elsewhere (a report batch, say)
+            # at its own pace, so one sample can be off by a MiB: take the median.
+            samples = [rss_per_idle_connection(pid, port) / 1024 for _ in range(3)]
+            shown = ", ".join(f"{s:.1f}" for s in samples)
+            print(f"RSS per idle client connection, {target}: {statistics.median(samples):.1f} KiB "
+                  f"(80 connections; median of {shown})")
         with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics") as r:
             stmts = [l for l in r.read().decode().splitlines() if l.startswith("gatehouse_connector_statements_total")]
         print("connector", *stmts)
