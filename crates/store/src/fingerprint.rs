@@ -19,19 +19,11 @@ pub fn fingerprint(sql: &str) -> String {
     while i < bytes.len() && out.len() < MAX_LEN {
         let b = bytes[i];
         let next = bytes.get(i + 1).copied();
-        if b.is_ascii() {
-            if b.is_ascii_whitespace() || b == 0x0b {
-                space = true;
-                i += 1;
-                continue;
-            }
-        } else {
-            let c = sql[i..].chars().next().expect("a char starts here");
-            if c.is_whitespace() {
-                space = true;
-                i += c.len_utf8();
-                continue;
-            }
+        let c = if b.is_ascii() { char::from(b) } else { sql[i..].chars().next().expect("a char starts here") };
+        if c.is_whitespace() {
+            space = true;
+            i += c.len_utf8();
+            continue;
         }
         if b == b'-' && next == Some(b'-') {
             i = bytes[i..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |n| i + n);
@@ -84,11 +76,10 @@ pub fn fingerprint(sql: &str) -> String {
             }
             // Most SQL is ASCII, and Unicode's case tables are slow.
             b if b.is_ascii() => {
-                out.push(char::from(b.to_ascii_lowercase()));
+                out.push(c.to_ascii_lowercase());
                 i += 1;
             }
             _ => {
-                let c = sql[i..].chars().next().expect("a char starts here");
                 out.extend(c.to_lowercase());
                 i += c.len_utf8();
             }

@@ -26,7 +26,7 @@ const INSERT_CHUNK: usize = 200;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Readers. SQLite reads concurrently in WAL mode.
-    pool: SqlitePool,
+    readers: SqlitePool,
     /// The one connection that writes. SQLite has one writer at a time
     /// anyway; writes queue here rather than retry on a busy database, and
     /// this connection's page cache stays warm: a connection discards its
@@ -50,14 +50,14 @@ impl SqliteStore {
         let lock = migration_lock(path).await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         drop(lock);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Ok(Self { pool, writer })
+        let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        Ok(Self { readers, writer })
     }
 
     /// The readers' pool, for benchmarks that compare raw queries with the
     /// API, and tests that look at or change tables directly.
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        &self.readers
     }
 
     /// The writer: every statement that changes something goes here.
@@ -69,7 +69,7 @@ impl SqliteStore {
     /// indexes rather than scanning the table.
     pub async fn explain_list(&self, org: OrgId, query: &ListQuery) -> Result<Vec<String>, StoreError> {
         let (sql, args) = self.list_statement(org, query).await?;
-        let rows = query_with(&format!("EXPLAIN QUERY PLAN {sql}"), args).fetch_all(&self.pool).await?;
+        let rows = query_with(&format!("EXPLAIN QUERY PLAN {sql}"), args).fetch_all(&self.readers).await?;
         rows.iter().map(|row| Ok(row.try_get::<String, _>("detail")?)).collect()
     }
 
@@ -96,7 +96,7 @@ impl SqliteStore {
                      WHERE org_id = ?1 AND end_us IS NULL) AS oldest_active",
         )
         .bind(org.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers)
         .await?;
         let longest: Option<i64> = row.try_get("longest")?;
         let oldest_active: Option<i64> = row.try_get("oldest_active")?;
@@ -115,7 +115,7 @@ impl crate::sql::AggRunner for SqliteStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
+        let rows = query_with(&sql, args).fetch_all(&self.readers).await?;
         rows.iter()
             .map(|row| {
                 Ok(AggRow {
@@ -267,7 +267,7 @@ impl Store for SqliteStore {
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
         let row = sqlx::query("SELECT id, name FROM organizations WHERE name = ?")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(match row {
             Some(row) => Some(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }),
@@ -293,7 +293,7 @@ impl Store for SqliteStore {
     async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
         let row = sqlx::query("SELECT org_id, prefix, secret_hash, role, revoked_us FROM api_keys WHERE prefix = ?")
             .bind(prefix)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(StoredApiKey {
@@ -311,7 +311,7 @@ impl Store for SqliteStore {
              WHERE org_id = ? ORDER BY created_us, id",
         )
         .bind(org.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         rows.iter()
             .map(|row| {
@@ -353,7 +353,7 @@ impl Store for SqliteStore {
             .bind(init)
             .execute(self.writer())
             .await?;
-        let row = sqlx::query("SELECT value FROM secrets WHERE name = ?").bind(name).fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = ?").bind(name).fetch_one(&self.readers).await?;
         Ok(row.try_get("value")?)
     }
 
@@ -368,13 +368,13 @@ impl Store for SqliteStore {
 
     async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError> {
         let sql = format!("SELECT {} FROM sessions s WHERE s.org_id = ? AND s.id = ?", crate::sql::SESSION_COLUMNS);
-        let row = sqlx::query(&sql).bind(org.0).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql).bind(org.0).bind(id).fetch_optional(&self.readers).await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
         let (sql, args) = self.list_statement(org, query).await?;
-        let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
+        let rows = query_with(&sql, args).fetch_all(&self.readers).await?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -515,7 +515,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
 }
