@@ -282,7 +282,7 @@ async fn resolve(config: &Config, mut hello: watch::Receiver<Option<Arc<HelloInf
             let cache = config.state_dir.join(resources::CACHE_FILE);
             match resources::load(&config.state_dir) {
                 Ok(Some(cached)) => {
-                    tracing::warn!(cache = %cache.display(), "control plane not answering: using the cached resources");
+                    tracing::warn!(cache = %cache.display(), "no answer from the control plane yet: using the cached resources");
                     Some((cached, format!("the cache {}", cache.display())))
                 }
                 Ok(None) => None,
@@ -297,13 +297,13 @@ async fn resolve(config: &Config, mut hello: watch::Receiver<Option<Arc<HelloInf
         Some(known) => known,
         None if config.listeners.iter().all(|l| l.upstream.is_some()) => {
             tracing::warn!(
-                "control plane not answering and no cached resources: using the listeners' upstreams unchecked"
+                "no answer from the control plane yet and no cached resources: using the listeners' upstreams unchecked"
             );
             return Ok(config.listeners.iter().filter_map(|l| l.upstream.clone()).collect());
         }
         None => {
             tracing::warn!(
-                "control plane not answering and no cached resources: waiting for it to resolve the listeners"
+                "no answer from the control plane yet and no cached resources: waiting for it to resolve the listeners"
             );
             let info = hello.wait_for(Option::is_some).await.ok().and_then(|info| info.clone());
             match info {

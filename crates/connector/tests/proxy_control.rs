@@ -93,7 +93,7 @@ async fn cancel_the_newer_libpq_way_over_tls_and_the_classic_way_after_n() {
     let mut session = Raw::connect(proxy.addr).await;
     let key = session.startup().await;
     let real_pid: i32 = session.query("select pg_backend_pid()").await[0].parse().unwrap();
-    assert_ne!(key.pid, real_pid, "the client must get the connector's key, not the backend's");
+    assert_eq!(key.pid, real_pid, "the client sees its backend's pid; only the secret is the connector's");
 
     // libpq 17: SSLRequest, TLS, then the CancelRequest inside TLS.
     session.send(&query_frame("select pg_sleep(30)")).await;
@@ -108,6 +108,10 @@ async fn cancel_the_newer_libpq_way_over_tls_and_the_classic_way_after_n() {
     let started = Instant::now();
     assert_eq!(session.error().await.code(), Some("57014"));
     assert!(started.elapsed() < Duration::from_secs(5));
+    // The connector closes TLS properly (close_notify): libpq reports a cancel whose
+    // connection ends with a bare EOF as failed, though it worked.
+    let mut rest = Vec::new();
+    assert_eq!(tls.read_to_end(&mut rest).await.unwrap(), 0, "a clean TLS close, with nothing sent");
 
     // The classic way on a proxy without TLS: SSLRequest answered `N`, then CancelRequest.
     let mut proxy = Proxy::start().await;
@@ -250,8 +254,9 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     assert_protocol_violation(&mut raw).await;
 
     // After startup: a length that cannot be right is refused at once, without waiting for a
-    // body that will never come; a negative one too; and a frame cut short by the close.
-    for bad in [&b"Q\x7f\xff\xff\xff"[..], b"Q\xff\xff\xff\xfe", b"d\0\0\0\x02"] {
+    // body that will never come (a Sync of 50 MB, as PostgreSQL decides); a negative one too;
+    // and a frame cut short by the close.
+    for bad in [&b"Q\x7f\xff\xff\xff"[..], b"S\x02\xfa\xf0\x80", b"Q\xff\xff\xff\xfe", b"d\0\0\0\x02"] {
         let mut raw = Raw::connect(proxy.addr).await;
         raw.startup().await;
         let started = Instant::now();
@@ -268,12 +273,12 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     // The first session is untouched.
     let rows = good.simple_query("select 2").await.unwrap();
     assert_eq!(rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count(), 1);
-    for _ in 0..4 {
+    for _ in 0..5 {
         let s = proxy.ended_session().await;
         assert_eq!(s.end.reason, EndReason::Error);
         assert!(s.statements.is_empty());
     }
-    assert_eq!(proxy.counter(|m| &m.errors_total), 4);
+    assert_eq!(proxy.counter(|m| &m.errors_total), 5);
     assert_eq!(proxy.live.len(), 1);
 }
 
@@ -283,6 +288,35 @@ async fn assert_protocol_violation(raw: &mut Raw<TcpStream>) {
     let error = msg.decode::<ErrorResponse>().unwrap();
     assert_eq!((error.code(), error.severity()), (Some("08P01"), Some("FATAL")), "{error:?}");
     assert!(raw.recv().await.is_none(), "still open after a FATAL");
+}
+
+#[tokio::test]
+async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
+    let mut proxy = Proxy::start().await;
+    let table = unique("gh_walked");
+    let direct = direct().await;
+    direct.simple_query(&format!("create table {table} (x int)")).await.unwrap();
+
+    // The client sends a statement and Terminate at once, and goes: PostgreSQL still runs
+    // (and commits) the statement, and the record says so.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut bytes = query_frame(&format!("insert into {table} select 1 from pg_sleep(0.3)"));
+    bytes.extend_from_slice(b"X\0\0\0\x04");
+    raw.send(&bytes).await;
+    drop(raw);
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.end.reason, EndReason::Client);
+    assert_eq!((s.statements[0].rows, s.statements[0].sqlstate.as_str()), (1, ""), "{:?}", s.statements);
+    assert!(s.statements[0].duration_us >= 300_000);
+    let rows = direct.simple_query(&format!("select count(*) from {table}")).await.unwrap();
+    let count = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(count.as_deref(), Some("1"), "the insert committed");
+    direct.simple_query(&format!("drop table {table}")).await.unwrap();
 }
 
 #[tokio::test]

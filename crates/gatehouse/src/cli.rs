@@ -99,6 +99,13 @@ pub struct LeaseArgs {
     pub connector_lease: std::time::Duration,
 }
 
+fn non_empty(text: &str) -> Result<String, String> {
+    match text.trim() {
+        "" => Err("must not be empty".to_owned()),
+        _ => Ok(text.to_owned()),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     gatehouse_query::parse_duration(text)
         .filter(|us| *us > 0)
@@ -149,7 +156,7 @@ pub struct SeedArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Organization to fill
-    #[arg(long, default_value = "default")]
+    #[arg(long, default_value = "default", value_parser = non_empty)]
     pub org: String,
     /// Completed sessions to create
     #[arg(long, default_value_t = 40_000)]
@@ -170,7 +177,7 @@ pub enum KeysCommand {
     /// Create an API key and print it once
     Create {
         /// Organization the key belongs to (created if new)
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[arg(long, value_enum, default_value_t = RoleArg::Reader)]
         role: RoleArg,
@@ -182,7 +189,7 @@ pub enum KeysCommand {
     },
     /// List an organization's keys: prefixes, names, roles, times; never secrets
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -191,7 +198,7 @@ pub enum KeysCommand {
     Revoke {
         /// The key's prefix, as `keys list` shows it
         prefix: String,
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -202,17 +209,18 @@ pub enum KeysCommand {
 pub enum ResourcesCommand {
     /// Register a database; prints its id
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         /// A unique name, shown in sessions
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         name: String,
         /// Where the database listens
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         host: String,
         #[arg(long, default_value_t = 5432)]
         port: u16,
-        #[arg(long, default_value = "postgres")]
+        /// What the database is: connectors front PostgreSQL only, so far
+        #[arg(long, default_value = "postgres", value_parser = ["postgres"])]
         technology: String,
         /// The native role of identified connections that ask for none
         #[arg(long, value_name = "ROLE")]
@@ -222,7 +230,7 @@ pub enum ResourcesCommand {
     },
     /// List an organization's resources
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -232,7 +240,7 @@ pub enum ResourcesCommand {
         /// The resource's name or id
         resource: String,
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         /// The database role they may log in as
         #[arg(long)]
@@ -247,7 +255,7 @@ pub enum ResourcesCommand {
         /// The resource's name or id
         resource: String,
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[arg(long)]
         role: String,
@@ -262,17 +270,17 @@ pub enum ResourcesCommand {
 pub enum ConnectorsCommand {
     /// Register a connector; prints its id and its key, once
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         /// A unique name, shown in sessions
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// List an organization's connectors and when each was last heard
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -379,7 +387,7 @@ pub enum UsersCommand {
     #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "machine"])))]
     Create {
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         /// A person, by email (how they connect: idp:formal:human:<email>)
         #[arg(long)]
@@ -402,7 +410,7 @@ pub enum UsersCommand {
     /// List an organization's users, their groups and status
     List {
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -412,7 +420,7 @@ pub enum UsersCommand {
         /// An email or a machine name
         user: String,
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[arg(long)]
         name: Option<String>,
@@ -437,12 +445,12 @@ pub enum UsersCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Refuse a user's connections from now on (connectors notice within 30 s)
+    /// Refuse a user's connections from now on (connectors notice within 10 s)
     Disable {
         /// An email or a machine name
         user: String,
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -459,7 +467,7 @@ pub enum TokenCommand {
         /// An email or a machine name
         user: String,
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         /// How long the token works, e.g. 12h, 7d (at most 366d)
         #[arg(long, value_parser = parse_duration)]
@@ -475,17 +483,17 @@ pub enum TokenCommand {
         /// An email or a machine name
         user: String,
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Revoke a token, by its prefix (connectors notice within 30 s)
+    /// Revoke a token, by its prefix (connectors notice within 10 s)
     Revoke {
         /// The token's prefix, as `users token list` shows it
         prefix: String,
         /// The organization
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
         store: StoreArgs,

@@ -35,11 +35,45 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
+        // Whoever read the output stopped (`| head`): nothing went wrong.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: many errors
+/// already include their source's text, which `{:#}` would repeat.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    // The writers of JSON and CSV keep the IO error inside their own.
+    let kind = |cause: &(dyn std::error::Error + 'static)| {
+        if let Some(e) = cause.downcast_ref::<io::Error>() {
+            Some(e.kind())
+        } else if let Some(e) = cause.downcast_ref::<serde_json::Error>() {
+            e.io_error_kind()
+        } else if let Some(csv::ErrorKind::Io(e)) = cause.downcast_ref::<csv::Error>().map(csv::Error::kind) {
+            Some(e.kind())
+        } else {
+            None
+        }
+    };
+    err.chain().any(|cause| kind(cause) == Some(io::ErrorKind::BrokenPipe))
 }
 
 /// One thread runs everything on the caller's thread, without the

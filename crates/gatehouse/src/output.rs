@@ -21,9 +21,9 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn print(&self) {
+    pub fn print(&self) -> std::io::Result<()> {
         let width = terminal_size::terminal_size().map(|(w, _)| w.0 as usize);
-        print!("{}", self.render(width));
+        std::io::stdout().lock().write_all(self.render(width).as_bytes())
     }
 
     fn render(&self, max_width: Option<usize>) -> String {

@@ -26,12 +26,21 @@ const MAX_RESERVE: usize = 1024 * 1024;
 /// allocation for the life of the connection.
 const SHRINK_ABOVE: usize = 4 * MAX_RESERVE;
 
+/// PostgreSQL's bound (`PQ_SMALL_MESSAGE_LIMIT`) on the frontend messages that are always
+/// small: Close, Describe, Execute, Flush, Sync and Terminate.
+pub const SMALL_MESSAGE_LIMIT: usize = 10_000;
+
+fn is_small_frontend(tag: u8) -> bool {
+    matches!(tag, b'C' | b'D' | b'E' | b'H' | b'S' | b'X')
+}
+
 /// The size of the frame at the front of `buf` (type byte included), once its header is
-/// buffered.
-fn frame_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, WireError> {
-    let Some(&[_, a, b, c, d]) = buf.first_chunk::<5>() else {
+/// buffered. With `frontend`, the small messages are held to [`SMALL_MESSAGE_LIMIT`].
+fn frame_len(buf: &[u8], max_len: usize, frontend: bool) -> Result<Option<usize>, WireError> {
+    let Some(&[tag, a, b, c, d]) = buf.first_chunk::<5>() else {
         return Ok(None);
     };
+    let max_len = if frontend && is_small_frontend(tag) { max_len.min(SMALL_MESSAGE_LIMIT) } else { max_len };
     let len = i32::from_be_bytes([a, b, c, d]);
     // Checked while still signed: a negative length widened to usize would be enormous.
     let len = match usize::try_from(len) {
@@ -58,7 +67,11 @@ fn frame_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, WireError> {
 /// [`WireError::BadLength`] for a length field below 4, [`WireError::TooLarge`] above
 /// `max_len`. `buf` is left as it was.
 pub fn try_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Message>, WireError> {
-    match frame_len(buf, max_len)? {
+    frame(buf, max_len, false)
+}
+
+fn frame(buf: &mut BytesMut, max_len: usize, frontend: bool) -> Result<Option<Message>, WireError> {
+    match frame_len(buf, max_len, frontend)? {
         Some(total) if buf.len() >= total => Ok(Some(Message::from_encoded(buf.split_to(total).freeze()))),
         _ => Ok(None),
     }
@@ -68,6 +81,8 @@ pub fn try_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Message>, 
 pub struct MessageReader {
     buf: BytesMut,
     max_len: usize,
+    /// Reading a client: small messages have PostgreSQL's small limit.
+    frontend: bool,
 }
 
 impl Default for MessageReader {
@@ -84,7 +99,15 @@ impl MessageReader {
 
     /// A reader that rejects length fields above `max_len`.
     pub fn with_max_message_len(max_len: usize) -> Self {
-        Self { buf: BytesMut::new(), max_len }
+        Self { buf: BytesMut::new(), max_len, frontend: false }
+    }
+
+    /// Holds the messages a client sends that are always small (Sync, Execute, …) to
+    /// [`SMALL_MESSAGE_LIMIT`], as PostgreSQL does: a huge length there cannot be right, and
+    /// is refused at once instead of waited on.
+    pub fn frontend(mut self) -> Self {
+        self.frontend = true;
+        self
     }
 
     /// The largest length field accepted.
@@ -129,7 +152,7 @@ impl MessageReader {
         R: AsyncRead + Unpin + ?Sized,
     {
         loop {
-            let want = match frame_len(&self.buf, self.max_len)? {
+            let want = match frame_len(&self.buf, self.max_len, self.frontend)? {
                 Some(total) if self.buf.len() >= total => {
                     return Ok(Some(Message::from_encoded(self.buf.split_to(total).freeze())));
                 }
@@ -151,7 +174,7 @@ impl MessageReader {
     ///
     /// The framing errors of [`try_frame`].
     pub fn try_next(&mut self) -> Result<Option<Message>, WireError> {
-        try_frame(&mut self.buf, self.max_len)
+        frame(&mut self.buf, self.max_len, self.frontend)
     }
 
     /// Reads the first packet of a connection, which has no type byte.
@@ -248,6 +271,18 @@ mod tests {
         let tags: Vec<u8> = std::iter::from_fn(|| try_frame(&mut b, MAX).unwrap()).map(|m| m.tag()).collect();
         assert_eq!(tags, b"SHX");
         assert_eq!(&b[..], b"Q\0\0");
+    }
+
+    #[tokio::test]
+    async fn a_client_sync_as_long_as_a_row_is_refused_at_once() {
+        let mut huge_sync: &[u8] = b"S\x02\xfa\xf0\x80";
+        let error = MessageReader::new().frontend().read_message(&mut huge_sync).await.unwrap_err();
+        assert!(matches!(error, WireError::TooLarge { len: 50_000_000, max: SMALL_MESSAGE_LIMIT }), "{error:?}");
+        // From the server, `S` is ParameterStatus, and a large Bind is fine from a client.
+        let mut b = buf(b"S\x00\x00\x27\x15");
+        assert!(try_frame(&mut b, MAX).unwrap().is_none(), "waits for the body");
+        let mut bind = buf(b"B\x00\x01\x00\x00");
+        assert!(frame(&mut bind, MAX, true).unwrap().is_none(), "waits for the body");
     }
 
     #[test]

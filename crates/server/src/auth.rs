@@ -160,6 +160,28 @@ impl Authenticator {
         headers: &http::HeaderMap,
         extensions: &mut http::Extensions,
     ) -> Result<(), ConnectError> {
+        let admitted = self.check(path, headers, extensions).await;
+        if let Err(error) = &admitted {
+            // For the security log: which key (its public prefix, when the
+            // text is shaped like one of ours) was refused, and why.
+            let key = presented_key(headers).ok().and_then(key_prefix).map(|(_, prefix)| prefix);
+            tracing::info!(
+                method = path.unwrap_or_default(),
+                key,
+                code = error.code.as_str(),
+                reason = error.message.as_deref().unwrap_or_default(),
+                "refused a call"
+            );
+        }
+        admitted
+    }
+
+    async fn check(
+        &self,
+        path: Option<&str>,
+        headers: &http::HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> Result<(), ConnectError> {
         match path.map(Guard::of).unwrap_or(Guard::Open) {
             Guard::Open => {}
             Guard::Api(needed) => {

@@ -28,6 +28,16 @@ pub use error::StoreError;
 pub use feed::{TerminationFeed, TerminationNotice};
 pub use model::*;
 
+/// The migrations of `migrator` not among the `applied` versions, as
+/// `(version, description)`, in order.
+fn pending_migrations(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<(i64, String)> {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| (m.version, m.description.to_string()))
+        .collect()
+}
+
 /// Everything the control plane stores. Every method that reads sessions or
 /// keys takes the caller's organization: there is no unscoped read.
 #[async_trait]

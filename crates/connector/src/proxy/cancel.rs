@@ -1,11 +1,12 @@
-//! Cancel keys: the client gets the connector's own (pid, secret), and a CancelRequest carrying
-//! it is forwarded, with the real key, to the backend that runs the session.
+//! Cancel keys: the client gets the backend's pid with the connector's own secret, and a
+//! CancelRequest carrying it is forwarded, with the real secret, to the backend that runs the
+//! session.
 //!
-//! Clients never learn the database's keys, so a cancel cannot bypass the connector, and a
-//! key is forgotten as soon as its session ends.
+//! Clients never learn the database's secrets, so a cancel cannot bypass the connector, and a
+//! key is forgotten as soon as its session ends. The pid stays the backend's, so what clients
+//! compare it with (`pg_backend_pid()`, a notification's sender) still matches.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gatehouse_pgwire::CancelRequest;
 use gatehouse_pgwire::backend::BackendKeyData;
-use rand::{Rng, RngCore};
+use rand::RngCore;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,10 +35,11 @@ struct Issued {
     target: CancelTarget,
 }
 
-/// The keys handed to clients, by the connector's pid. Shared by all listeners.
+/// The keys handed to clients, by pid: backends of different databases may share one. Shared
+/// by all listeners.
 #[derive(Default)]
 pub struct CancelMap {
-    keys: Mutex<HashMap<i32, Issued>>,
+    keys: Mutex<HashMap<i32, Vec<Issued>>>,
 }
 
 impl CancelMap {
@@ -47,36 +49,42 @@ impl CancelMap {
 
     /// Number of sessions that can be cancelled now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Remembers the backend's real key and returns the key to give the client instead: a
-    /// random positive pid not in use and a random secret as long as the real one (4 bytes in
-    /// protocol 3.0, up to 256 in 3.2).
+    /// Remembers the backend's real key and returns the key to give the client instead: the
+    /// same pid and a random secret as long as the real one (4 bytes in protocol 3.0, up to
+    /// 256 in 3.2), unlike any other issued for that pid.
     pub(crate) fn issue(&self, upstream: SocketAddr, real: &BackendKeyData) -> BackendKeyData {
         let mut rng = rand::thread_rng();
-        let mut secret = vec![0u8; real.secret_key.len()];
-        rng.fill_bytes(&mut secret);
-        let secret = Bytes::from(secret);
         let target =
             CancelTarget { upstream, key: CancelRequest { pid: real.pid, secret_key: real.secret_key.clone() } };
         let mut keys = self.lock();
+        let issued = keys.entry(real.pid).or_default();
         loop {
-            let pid = rng.gen_range(1..=i32::MAX);
-            if let Entry::Vacant(slot) = keys.entry(pid) {
-                slot.insert(Issued { secret: secret.clone(), target });
-                return BackendKeyData { pid, secret_key: secret };
+            let mut secret = vec![0u8; real.secret_key.len()];
+            rng.fill_bytes(&mut secret);
+            if issued.iter().all(|i| i.secret != secret) {
+                let secret = Bytes::from(secret);
+                issued.push(Issued { secret: secret.clone(), target });
+                return BackendKeyData { pid: real.pid, secret_key: secret };
             }
         }
     }
 
     /// Forgets a key whose session ended.
-    pub(crate) fn remove(&self, pid: i32) {
-        self.lock().remove(&pid);
+    pub(crate) fn remove(&self, key: &BackendKeyData) {
+        let mut keys = self.lock();
+        if let Some(issued) = keys.get_mut(&key.pid) {
+            issued.retain(|i| i.secret != key.secret_key);
+            if issued.is_empty() {
+                keys.remove(&key.pid);
+            }
+        }
     }
 
     /// The backend a client's CancelRequest names, if its secret matches (compared in
@@ -84,10 +92,13 @@ impl CancelMap {
     pub(crate) fn find(&self, request: &CancelRequest) -> Option<CancelTarget> {
         let keys = self.lock();
         let issued = keys.get(&request.pid)?;
-        bool::from(issued.secret.as_ref().ct_eq(request.secret_key.as_ref())).then(|| issued.target.clone())
+        issued
+            .iter()
+            .find(|i| bool::from(i.secret.as_ref().ct_eq(request.secret_key.as_ref())))
+            .map(|i| i.target.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Issued>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Vec<Issued>>> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -142,7 +153,7 @@ mod tests {
         let map = CancelMap::new();
         let upstream: SocketAddr = "127.0.0.1:5432".parse().unwrap();
         let ours = map.issue(upstream, &real(4));
-        assert!(ours.pid > 0);
+        assert_eq!(ours.pid, 4242, "clients see the backend's own pid");
         assert_eq!(ours.secret_key.len(), 4);
         assert_ne!(ours.secret_key, real(4).secret_key);
 
@@ -150,7 +161,7 @@ mod tests {
         assert_eq!(target.upstream, upstream);
         assert_eq!(target.key, CancelRequest { pid: 4242, secret_key: real(4).secret_key });
 
-        map.remove(ours.pid);
+        map.remove(&ours);
         assert!(map.find(&CancelRequest { pid: ours.pid, secret_key: ours.secret_key }).is_none());
         assert!(map.is_empty());
     }
@@ -163,8 +174,26 @@ mod tests {
         wrong[0] ^= 1;
         assert!(map.find(&CancelRequest { pid: ours.pid, secret_key: Bytes::from(wrong) }).is_none());
         assert!(map.find(&CancelRequest { pid: ours.pid ^ 1, secret_key: ours.secret_key.clone() }).is_none());
-        // The real key is no key at the connector.
+        // The real secret is no secret at the connector.
         assert!(map.find(&CancelRequest { pid: 4242, secret_key: real(4).secret_key }).is_none());
+    }
+
+    #[test]
+    fn backends_of_two_databases_with_one_pid_are_told_apart() {
+        let map = CancelMap::new();
+        let first: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        let second: SocketAddr = "127.0.0.1:5433".parse().unwrap();
+        let a = map.issue(first, &real(4));
+        let b = map.issue(second, &real(4));
+        assert_eq!((a.pid, b.pid), (4242, 4242));
+        assert_ne!(a.secret_key, b.secret_key);
+        let find = |key: &BackendKeyData| {
+            map.find(&CancelRequest { pid: key.pid, secret_key: key.secret_key.clone() }).map(|t| t.upstream)
+        };
+        assert_eq!((find(&a), find(&b)), (Some(first), Some(second)));
+        map.remove(&a);
+        assert_eq!((find(&a), find(&b)), (None, Some(second)));
+        assert_eq!(map.len(), 1);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub(crate) enum Negotiated {
     /// A session, over this stream.
     Session(ClientStream, StartupMessage),
     /// Cancel another connection's query; the connection then closes.
-    Cancel(CancelRequest),
+    Cancel(ClientStream, CancelRequest),
     /// The client left before saying (a health check, a port scan).
     Closed,
 }
@@ -78,7 +78,7 @@ pub(crate) async fn negotiate(
                 stream.send_error(&ErrorResponse::protocol_violation(error.to_string())).await;
                 return Err(error);
             }
-            Startup::Cancel(request) => return Ok(Negotiated::Cancel(request)),
+            Startup::Cancel(request) => return Ok(Negotiated::Cancel(stream, request)),
             Startup::Startup(message) => return Ok(Negotiated::Session(stream, message)),
         }
     }

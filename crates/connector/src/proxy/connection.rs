@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gatehouse_pgwire::MessageReader;
 use gatehouse_pgwire::backend::ErrorResponse;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::client::{self, Negotiated};
@@ -78,12 +79,14 @@ struct Prepared {
 /// The startup phase: negotiation, then a cancel is forwarded, a full spool refuses, or the
 /// database is connected.
 async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Option<Prepared> {
-    let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN);
+    let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN).frontend();
     let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, ctx.tls.as_ref()));
     let (mut client, startup) = match negotiated.await {
         Ok(Ok(Negotiated::Session(client, startup))) => (client, startup),
-        Ok(Ok(Negotiated::Cancel(request))) => {
+        Ok(Ok(Negotiated::Cancel(mut client, request))) => {
             cancel::forward(&ctx.cancels, &request).await;
+            // Over TLS, a close without close_notify reads as a failed cancel to libpq.
+            let _ = client.shutdown().await;
             return None;
         }
         Ok(Ok(Negotiated::Closed)) => return None,

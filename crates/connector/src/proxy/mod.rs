@@ -16,10 +16,11 @@
 //! - [`load_tls`]: the certificate offered to clients.
 //!
 //! # Sessions
-//! A connection becomes a session when the database sends AuthenticationOk; a failed
-//! authentication is relayed to the client and leaves no trace. An identity login becomes a
-//! session once the connector's own login upstream succeeded; a refused one never opens an
-//! upstream connection.
+//! A connection becomes a session when the database first sends ReadyForQuery, that is
+//! once the login is complete; a failed login (a wrong password, or a refusal after
+//! AuthenticationOk such as a database that does not exist) is relayed to the client and
+//! leaves no trace. An identity login becomes a session likewise, after the connector's own
+//! login upstream; a refused identity never opens an upstream connection.
 //! From then on every statement is reported, and the session ends exactly once, with one of
 //! the reasons of [`EndReason`](crate::event::EndReason).
 

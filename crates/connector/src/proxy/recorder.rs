@@ -68,12 +68,12 @@ impl Pending {
 
 #[derive(Debug)]
 enum Entry {
-    /// A simple Query: complete at ReadyForQuery.
+    /// A simple Query or a FunctionCall: complete at ReadyForQuery.
     Simple(Pending),
     /// An Execute: complete at its CommandComplete, EmptyQueryResponse, PortalSuspended or
     /// ErrorResponse.
     Execute(Pending),
-    /// A Sync or FunctionCall: answered by ReadyForQuery, records nothing.
+    /// A Sync: answered by ReadyForQuery, records nothing.
     Sync,
 }
 
@@ -118,7 +118,11 @@ impl Recorder {
                 let text = if statement.is_empty() {
                     self.unnamed_statement.clone()
                 } else {
-                    self.statements.get(name_of(statement).as_ref()).cloned()
+                    let name = name_of(statement);
+                    // Not parsed in this session's protocol: made by SQL `PREPARE`, so
+                    // the transcript names it as SQL would run it.
+                    let text = self.statements.get(name.as_ref()).cloned();
+                    Some(text.unwrap_or_else(|| Arc::from(format!("EXECUTE {}", quote_ident(&name)))))
                 };
                 let text = text.unwrap_or_else(|| Arc::from(""));
                 if portal.is_empty() {
@@ -152,7 +156,12 @@ impl Recorder {
                 self.skipping = false;
                 self.queue.push_back(Entry::Sync);
             }
-            b'F' if !self.skipping => self.queue.push_back(Entry::Sync),
+            // A fast-path function call (libpq's `lo_*`, for one) reads or changes data
+            // like any statement; it is answered like a simple query.
+            b'F' if !self.skipping => {
+                let text = function_call_text(payload);
+                self.queue.push_back(Entry::Simple(Pending::new(Text::Owned(text), now)));
+            }
             b'c' | b'f' => self.copy_in = false,
             _ => {}
         }
@@ -248,6 +257,11 @@ impl Recorder {
         !self.done.is_empty()
     }
 
+    /// Whether a statement was sent and is not complete yet.
+    pub(crate) fn is_running(&self) -> bool {
+        self.queue.iter().any(|entry| !matches!(entry, Entry::Sync))
+    }
+
     /// Completes every statement still running when the session ends at `now`, with
     /// `sqlstate` unless the server had already reported an error for it.
     pub(crate) fn abandon(&mut self, now: i64, sqlstate: &str) {
@@ -290,6 +304,26 @@ fn lossy(bytes: &[u8]) -> String {
 /// lookup on every Bind and Execute allocates nothing.
 fn name_of(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
+}
+
+/// A SQL identifier, quoted when it is not a plain lower-case one.
+fn quote_ident(name: &str) -> Cow<'_, str> {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain { Cow::Borrowed(name) } else { Cow::Owned(format!("\"{}\"", name.replace('"', "\"\""))) }
+}
+
+/// How a FunctionCall is shown: PostgreSQL names the function by its oid only.
+fn function_call_text(payload: &[u8]) -> String {
+    let int16 = |at: usize| payload.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    let Some(oid) = payload.first_chunk::<4>().map(|b| u32::from_be_bytes(*b)) else {
+        return "-- fast-path function call".to_owned();
+    };
+    let args = int16(4).and_then(|formats| int16(6 + 2 * formats));
+    match args {
+        Some(args) => format!("-- fast-path call of the function with oid {oid}, {args} argument(s)"),
+        None => format!("-- fast-path call of the function with oid {oid}"),
+    }
 }
 
 /// The row count of a CommandComplete tag that carries one.
@@ -486,7 +520,42 @@ mod tests {
     fn closed_statements_and_unknown_portals_have_no_text() {
         let client = [parse("s1", "select 1"), msg(b'C', b"Ss1\0"), bind("", "s1"), execute(""), execute("p9"), sync()];
         let got = run(&client, &[complete("SELECT 0"), complete("SELECT 0"), ready()]);
-        assert_eq!(got, [s("", 0, ""), s("", 0, "")]);
+        // `s1` may be a statement SQL `PREPARE` made: that is what ran.
+        assert_eq!(got, [s("EXECUTE s1", 0, ""), s("", 0, "")]);
+    }
+
+    #[test]
+    fn statements_prepared_in_sql_are_named_as_sql_would_run_them() {
+        let client = [bind("", "Mixed Case"), execute(""), bind("", "plain_1"), execute(""), sync()];
+        let got = run(&client, &[complete("SELECT 1"), complete("SELECT 1"), ready()]);
+        assert_eq!(got, [s("EXECUTE \"Mixed Case\"", 1, ""), s("EXECUTE plain_1", 1, "")]);
+    }
+
+    #[test]
+    fn a_fast_path_function_call_is_a_statement() {
+        // lo_open(oid, mode): function 952, 2 binary arguments, binary result.
+        let mut call = BytesMut::new();
+        call.put_u32(952);
+        call.put_u16(1);
+        call.put_u16(1);
+        call.put_u16(2);
+        for arg in [16_385u32, 0x40000] {
+            call.put_i32(4);
+            call.put_u32(arg);
+        }
+        call.put_u16(1);
+        let result = msg(b'V', b"\0\0\0\x04\0\0\0\0");
+        let got = run(&[msg(b'F', &call)], &[result, ready()]);
+        assert_eq!(got, [s("-- fast-path call of the function with oid 952, 2 argument(s)", 0, "")]);
+        let got =
+            run(&[msg(b'F', b"\0\0"), msg(b'F', &call[..6])], &[error("08P01"), ready(), error("08P01"), ready()]);
+        assert_eq!(
+            got,
+            [
+                s("-- fast-path function call", 0, "08P01"),
+                s("-- fast-path call of the function with oid 952", 0, "08P01")
+            ]
+        );
     }
 
     #[test]

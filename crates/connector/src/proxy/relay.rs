@@ -111,14 +111,16 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdo
         peer,
         upstream,
         accepted_us,
-        issued_pid: None,
+        issued: None,
         backend: None,
+        identified: None,
     };
     match identified {
         // The connector logged in itself: the client hears AuthenticationOk now.
         Some(identified) => {
             relay.to_client.push(&identified.greeting);
-            relay.start_session(Some(&identified));
+            relay.authenticated();
+            relay.identified = Some(identified);
         }
         // The client authenticates with the database through the relay.
         None => relay.to_server.push(relay.startup.frame()),
@@ -157,7 +159,7 @@ struct Relay {
     /// Frames for the server.
     to_server: Outbox,
     recorder: Recorder,
-    /// Started at AuthenticationOk.
+    /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
     /// Fires when an administrator terminates the session; set with the session.
     termination: Option<oneshot::Receiver<Termination>>,
@@ -165,10 +167,12 @@ struct Relay {
     peer: SocketAddr,
     upstream: SocketAddr,
     accepted_us: i64,
-    /// The pid of the key handed to the client, in the cancel map.
-    issued_pid: Option<i32>,
+    /// The key handed to the client, in the cancel map.
+    issued: Option<BackendKeyData>,
     /// The backend's real key, to cancel its query when the session is ended here.
     backend: Option<CancelTarget>,
+    /// Who the connector logged in, until the session starts.
+    identified: Option<Box<Identified>>,
 }
 
 impl Relay {
@@ -219,7 +223,7 @@ impl Relay {
                 },
             }
         };
-        self.finish(end, &mut cw, &mut sw).await;
+        self.finish(end, &mut cw, &mut sr, &mut sw).await;
     }
 
     /// Relays a frame from the server and those buffered behind it.
@@ -244,21 +248,28 @@ impl Relay {
         match msg.tag() {
             b'R' if self.session.is_none() => {
                 if msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)? == AuthenticationRequest::Ok {
-                    self.start_session(None);
+                    self.authenticated();
                 }
+            }
+            // The login is complete only here: the database may still refuse it after
+            // AuthenticationOk (no such database, too many connections), and a refused
+            // login is no session.
+            b'Z' if self.session.is_none() => {
+                let identified = self.identified.take();
+                self.start_session(identified.as_deref());
             }
             b'K' => {
                 let real = msg.decode::<BackendKeyData>().map_err(End::ServerProtocol)?;
-                if let Some(pid) = self.issued_pid.take() {
-                    self.ctx.cancels.remove(pid);
+                if let Some(issued) = self.issued.take() {
+                    self.ctx.cancels.remove(&issued);
                 }
                 let ours = self.ctx.cancels.issue(self.upstream, &real);
-                self.issued_pid = Some(ours.pid);
                 self.backend = Some(CancelTarget {
                     upstream: self.upstream,
                     key: CancelRequest { pid: real.pid, secret_key: real.secret_key },
                 });
                 ours.encode(self.to_client.buf_mut());
+                self.issued = Some(ours);
                 return Ok(());
             }
             _ => self.recorder.on_server(&msg, now),
@@ -289,8 +300,13 @@ impl Relay {
         result
     }
 
-    /// AuthenticationOk (the database's, or the connector's after an identity login): the
-    /// connection becomes a session.
+    /// AuthenticationOk, the database's or the connector's after an identity login.
+    fn authenticated(&mut self) {
+        // Statements may be as large as the reader allows.
+        self.client_reader.set_max_message_len(DEFAULT_MAX_MESSAGE_LEN);
+    }
+
+    /// The database's first ReadyForQuery: the connection becomes a session.
     fn start_session(&mut self, identified: Option<&Identified>) {
         let mut start = SessionStart {
             start_us: self.accepted_us,
@@ -321,8 +337,6 @@ impl Relay {
         self.termination = Some(self.ctx.live.register(session.id()));
         tracing::debug!(session = session.id(), peer = %self.peer, "session started");
         self.session = Some(session);
-        // Authenticated: statements may be as large as the reader allows.
-        self.client_reader.set_max_message_len(DEFAULT_MAX_MESSAGE_LEN);
     }
 
     fn report_statements(&mut self) {
@@ -344,11 +358,16 @@ impl Relay {
     /// Ends the session the way `end` requires: reports its end first (so that an abort after
     /// the shutdown grace period loses no event), then tells the client, stops the backend
     /// where we end it, and closes both sides.
-    async fn finish<CW, SW>(mut self, end: End, cw: &mut CW, sw: &mut SW)
+    async fn finish<CW, SR, SW>(mut self, end: End, cw: &mut CW, sr: &mut SR, sw: &mut SW)
     where
         CW: AsyncWrite + Unpin,
+        SR: AsyncRead + WaitReadable + Unpin,
         SW: AsyncWrite + Unpin,
     {
+        if matches!(end, End::Client) && self.recorder.is_running() {
+            self.flush_server(sw).await;
+            self.await_outcomes(sr).await;
+        }
         let metrics = Arc::clone(&self.ctx.metrics);
         let (reason, end_us) = match &end {
             End::Client => (EndReason::Client, now_us()),
@@ -373,8 +392,8 @@ impl Relay {
             tracing::debug!(session = session.id(), reason = reason.as_str(), "session ended");
             session.end(end_us, reason);
         }
-        if let Some(pid) = self.issued_pid.take() {
-            self.ctx.cancels.remove(pid);
+        if let Some(issued) = self.issued.take() {
+            self.ctx.cancels.remove(&issued);
         }
 
         match end {
@@ -412,6 +431,28 @@ impl Relay {
         }
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, cw.shutdown()).await;
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
+    }
+
+    /// The client left while statements ran. PostgreSQL finishes what it has read (and
+    /// commits it) before it notices, so the statements' real outcome is worth a short wait;
+    /// what is still running after it is recorded as cut off.
+    async fn await_outcomes<SR>(&mut self, sr: &mut SR)
+    where
+        SR: AsyncRead + WaitReadable + Unpin,
+    {
+        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        while self.recorder.is_running() {
+            let Ok(Ok(Some(first))) =
+                tokio::time::timeout_at(deadline, next_message(&mut self.server_reader, sr)).await
+            else {
+                break;
+            };
+            let now = now_us();
+            self.recorder.on_server(&first, now);
+            while let Ok(Some(msg)) = self.server_reader.try_next() {
+                self.recorder.on_server(&msg, now);
+            }
+        }
     }
 
     /// Ending the session here: the client hears why, then whatever the backend runs is

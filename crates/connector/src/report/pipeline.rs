@@ -451,7 +451,14 @@ impl ReportLoop {
     }
 
     fn down(&mut self, error: &ConnectError, call: &str) {
-        if !self.state.down {
+        if error.code == connectrpc::ErrorCode::Unauthenticated {
+            // Retrying cannot help until someone fixes the key; say so every time.
+            tracing::error!(
+                call,
+                "the control plane refused this connector's key: set control_plane.key (or \
+                 GATEHOUSE_CONNECTOR_KEY) to the key `gatehouse connectors create` printed; spooling events, retrying"
+            );
+        } else if !self.state.down {
             tracing::warn!(call, code = error.code.as_str(), %error, "the control plane did not take the call: spooling events, retrying with backoff");
         } else {
             tracing::debug!(call, code = error.code.as_str(), %error, "the control plane still does not take calls");

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use super::seed::seed;
 use super::serve::serve_on;
-use super::{open_store, shutdown_signal};
+use super::{open_store, public_prefix, shutdown_signal};
 use crate::cli::DevArgs;
 
 pub const DEV_ORG: &str = "default";
@@ -38,11 +38,19 @@ macro_rules! say {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = &args.store.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let _lock = lock_data_dir(data_dir)?;
     let store = open_store(&args.store).await?;
     let org = store.ensure_org(DEV_ORG).await?;
-    let key = dev_key(store.as_ref(), org.id, &args.store.data_dir).await?;
-    if args.demo && !has_sessions(store.as_ref(), org.id).await? {
-        seed(store.as_ref(), org.id, args.demo_sessions, DEMO_ACTIVE, DEMO_DAYS * 86_400_000_000, 1).await?;
+    let key = dev_key(store.as_ref(), org.id, data_dir).await?;
+    if args.demo {
+        if has_sessions(store.as_ref(), org.id).await? {
+            say!("The store already holds sessions, so no demo sessions were added (`gatehouse seed` adds more).");
+        } else {
+            seed(store.as_ref(), org.id, args.demo_sessions, DEMO_ACTIVE, DEMO_DAYS * 86_400_000_000, 1).await?;
+        }
     }
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -85,13 +93,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     if !args.demo && !has_sessions(store.as_ref(), org.id).await? {
         say!("The store is empty: run `gatehouse dev --demo` to fill it with demo sessions.\n");
     }
-    let connector = async {
-        match connector {
+    // On Ctrl-C the connector stops first, and ends its sessions through the control
+    // plane, which stops only then: the other way round, their ends would wait in the
+    // connector's spool for the next run.
+    let (connector_running, mut connector_stopped) = tokio::sync::watch::channel(());
+    let connector = async move {
+        let result = match connector {
             Some(run) => run.await.context("the dev connector failed"),
             None => Ok(()),
-        }
+        };
+        drop(connector_running);
+        result
     };
-    let (served, connected) = tokio::join!(serve_on(listener, store, &args.lease), connector);
+    let api_shutdown = async move {
+        shutdown_signal().await;
+        // Errs once the connector has stopped: the wait is over.
+        let _ = connector_stopped.changed().await;
+    };
+    let (served, connected) = tokio::join!(serve_on(listener, store, &args.lease, api_shutdown), connector);
     served.and(connected)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -105,6 +124,11 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
     if !reachable {
         return Ok(None);
     }
+    // A taken port fails now, before the banner offers a psql command that
+    // would reach whatever holds it. The connector binds it again at once.
+    std::net::TcpListener::bind(args.proxy_listen).with_context(|| {
+        format!("cannot listen on {} for the dev connector (--proxy-listen chooses another)", args.proxy_listen)
+    })?;
     let (host, port) = args
         .upstream
         .rsplit_once(':')
@@ -133,7 +157,7 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
 async fn dev_connector_key(store: &dyn Store, org: OrgId, data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(DEV_CONNECTOR_KEY_FILE);
     if let Some(saved) = read_saved_key(&path)
-        && let Some(found) = store.find_connector(key_prefix_of(&saved)).await?
+        && let Some(found) = store.find_connector(public_prefix(&saved)).await?
         && found.org == org
     {
         return Ok(saved);
@@ -156,16 +180,11 @@ fn read_saved_key(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|key| key.trim().to_owned())
 }
 
-/// The public prefix of a `gh_` or `ghc_` key.
-fn key_prefix_of(key: &str) -> &str {
-    key.split('_').nth(1).unwrap_or_default()
-}
-
 /// Reuses the saved dev key while it is still valid, else creates one.
 async fn dev_key(store: &dyn Store, org: OrgId, data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join(DEV_KEY_FILE);
     if let Some(saved) = read_saved_key(&path)
-        && let Some(stored) = store.find_api_key(key_prefix_of(&saved)).await?
+        && let Some(stored) = store.find_api_key(public_prefix(&saved)).await?
         && !stored.revoked
         && stored.org == org
     {
@@ -174,6 +193,27 @@ async fn dev_key(store: &dyn Store, org: OrgId, data_dir: &Path) -> anyhow::Resu
     let created = create_api_key(store, org, "dev admin", Role::Admin).await?;
     write_private(&path, &created.key).with_context(|| format!("cannot save the dev key to {}", path.display()))?;
     Ok(created.key)
+}
+
+/// Holds `dev.lock` in the data directory while this process runs: a second
+/// `gatehouse dev` there would take the first one's connector for its own
+/// earlier run, and complete its live sessions.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("dev.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `gatehouse dev` is running on {}: stop it, or pass another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

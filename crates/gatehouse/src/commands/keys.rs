@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::auth::create_api_key;
 
-use super::open_store;
+use super::{open_existing_store, open_store, public_prefix};
 use crate::cli::KeysCommand;
 use crate::output::Table;
 
@@ -17,14 +17,14 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let org = store.ensure_org(&org).await?;
             let created = create_api_key(store.as_ref(), org.id, &name, role.into()).await?;
             eprintln!(
-                "Created a {} key for organization {:?}. It is shown only this once:",
+                "Created a key with role {} for organization {:?}. It is shown only this once:",
                 gatehouse_core::Role::from(role),
                 org.name
             );
             println!("{}", created.key);
         }
         KeysCommand::List { org, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
             let mut table = Table::new(&["PREFIX", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
             let time = |t: Option<i64>| t.map(format_rfc3339).unwrap_or_else(|| "-".into());
@@ -38,12 +38,13 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                     time(key.revoked),
                 ]);
             }
-            table.print();
+            table.print()?;
         }
         KeysCommand::Revoke { prefix, org, store } => {
-            let store = open_store(&store).await?;
+            let prefix = public_prefix(&prefix);
+            let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
-            if !store.revoke_api_key(org.id, &prefix, now_micros()).await? {
+            if !store.revoke_api_key(org.id, prefix, now_micros()).await? {
                 bail!("no live key with prefix {prefix:?} in organization {:?}", org.name);
             }
             eprintln!("Revoked key {prefix}.");

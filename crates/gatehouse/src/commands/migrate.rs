@@ -4,22 +4,33 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use gatehouse_store::postgres::{PgOptions, PgStore};
+use gatehouse_store::sqlite::SqliteStore;
 
-use super::open_store;
+use super::{open_store, postgres_url, sqlite_path};
 use crate::cli::MigrateArgs;
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let Some(url) = &args.store.database_url else {
-        // The embedded store migrates itself whenever it is opened.
-        open_store(&args.store).await?;
-        eprintln!("The SQLite store in {} is up to date.", args.store.data_dir.display());
-        return Ok(ExitCode::SUCCESS);
+    // Look before applying anything: `--check` must change nothing.
+    let (name, postgres, pending) = match postgres_url(&args.store)? {
+        None => {
+            let path = sqlite_path(&args.store);
+            let pending = SqliteStore::pending_migrations(&path)
+                .await
+                .with_context(|| format!("cannot read the store at {}", path.display()))?;
+            if !path.exists() {
+                eprintln!("There is no SQLite store at {} yet.", path.display());
+            }
+            (format!("The SQLite store at {}", path.display()), None, pending)
+        }
+        Some(url) => {
+            let options = PgOptions { migrate: false, ..PgOptions::default() };
+            let store = PgStore::connect(url, options).await.context("cannot connect to the PostgreSQL store")?;
+            let pending = store.pending_migrations().await?;
+            ("The PostgreSQL store".to_owned(), Some(store), pending)
+        }
     };
-    let options = PgOptions { migrate: false, ..PgOptions::default() };
-    let store = PgStore::connect(url, options).await.context("cannot connect to the PostgreSQL store")?;
-    let pending = store.pending_migrations().await?;
     if pending.is_empty() {
-        eprintln!("The PostgreSQL store is up to date.");
+        eprintln!("{name} is up to date.");
         return Ok(ExitCode::SUCCESS);
     }
     for (version, description) in &pending {
@@ -28,7 +39,11 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         return Ok(ExitCode::FAILURE);
     }
-    store.migrate().await?;
-    eprintln!("Applied {} migration(s).", pending.len());
+    match postgres {
+        Some(store) => store.migrate().await?,
+        // The embedded store migrates itself whenever it is opened.
+        None => drop(open_store(&args.store).await?),
+    }
+    eprintln!("Applied {} migration(s). {name} is up to date.", pending.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Opens the store the arguments name, applying migrations.
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(url) = &args.database_url {
+    if let Some(url) = postgres_url(args)? {
         let options = PgOptions { max_connections: args.db_pool_size, ..PgOptions::default() };
         // The URL may hold a password: never echo it.
         let store = PgStore::connect(url, options).await.context("cannot open the PostgreSQL store")?;
@@ -47,10 +47,53 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-    let path = args.data_dir.join("gatehouse.db");
+    let path = sqlite_path(args);
     let store =
         SqliteStore::open(&path).await.with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The public prefix of a key or token given whole (`gh_PREFIX_secret`), as
+/// `gh_PREFIX`, or as the bare prefix. What follows the prefix is a secret,
+/// so it is dropped before anything repeats the argument.
+pub fn public_prefix(given: &str) -> &str {
+    match given.split_once('_') {
+        Some((_marker, rest)) => rest.split('_').next().unwrap_or(rest),
+        None => given,
+    }
+}
+
+/// The PostgreSQL store's URL, if the arguments name one. Checked here rather than by clap,
+/// whose errors repeat the value, and a URL may hold a password.
+pub fn postgres_url(args: &StoreArgs) -> anyhow::Result<Option<&str>> {
+    let Some(url) = args.database_url.as_deref() else { return Ok(None) };
+    match url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()).as_deref() {
+        Some("postgres" | "postgresql") => Ok(Some(url)),
+        _ => anyhow::bail!(
+            "--database-url is not a PostgreSQL URL: it starts with postgres:// or postgresql:// \
+             (SQLite needs none: --data-dir names its directory)"
+        ),
+    }
+}
+
+/// Where the SQLite store lives.
+pub fn sqlite_path(args: &StoreArgs) -> std::path::PathBuf {
+    args.data_dir.join("gatehouse.db")
+}
+
+/// Opens a store that must exist already: commands that only read or change
+/// what is there should not leave a new, empty store behind a mistyped
+/// `--data-dir`.
+pub async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let path = sqlite_path(args);
+    if args.database_url.is_none() && !path.exists() {
+        anyhow::bail!(
+            "there is no store at {}: `gatehouse serve` or `gatehouse dev` creates it (--data-dir or \
+             GATEHOUSE_DATA_DIR names another directory, --database-url a PostgreSQL store)",
+            path.display()
+        );
+    }
+    open_store(args).await
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

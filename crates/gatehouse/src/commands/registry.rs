@@ -6,7 +6,7 @@ use anyhow::Context;
 use gatehouse_core::time::format_rfc3339;
 use gatehouse_server::registry::{create_connector, create_resource};
 
-use super::open_store;
+use super::{open_existing_store, open_store};
 use crate::cli::{ConnectorsCommand, ResourcesCommand};
 use crate::output::Table;
 
@@ -26,7 +26,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
             println!("{}", resource.id);
         }
         ResourcesCommand::List { org, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
             let mut table = Table::new(&["ID", "NAME", "TECHNOLOGY", "ADDRESS", "DEFAULT ROLE", "GRANTS", "CREATED"]);
             for r in store.list_resources(org.id).await? {
@@ -42,14 +42,14 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
                     format_rfc3339(r.created),
                 ]);
             }
-            table.print();
+            table.print()?;
         }
         ResourcesCommand::Grant { resource, org, role, to, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             super::users::grant(store.as_ref(), &org, &resource, &role, to, false).await?;
         }
         ResourcesCommand::RevokeGrant { resource, org, role, to, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             super::users::grant(store.as_ref(), &org, &resource, &role, to, true).await?;
         }
     }
@@ -66,14 +66,14 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             println!("{}", created.key);
         }
         ConnectorsCommand::List { org, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
             let mut table = Table::new(&["ID", "NAME", "KEY PREFIX", "CREATED", "LAST HEARD"]);
             for c in store.list_connectors(org.id).await? {
                 let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "never".into());
                 table.row(vec![c.id, c.name, c.key_prefix, format_rfc3339(c.created), heard]);
             }
-            table.print();
+            table.print()?;
         }
     }
     Ok(ExitCode::SUCCESS)

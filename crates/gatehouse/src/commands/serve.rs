@@ -15,19 +15,30 @@ use crate::cli::{LeaseArgs, ServeArgs};
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, data_dir = %args.store.data_dir.display(), "control plane listening");
+    // Never the URL: it may hold a password.
+    let store_name = match &args.store.database_url {
+        Some(_) => "PostgreSQL".to_owned(),
+        None => format!("SQLite in {}", args.store.data_dir.display()),
+    };
+    tracing::info!(address = %listener.local_addr()?, store = %store_name, "control plane listening");
     if let Some(retention) = args.retention {
         tokio::spawn(retain(store.clone(), retention));
     }
-    serve_on(listener, store, &args.lease).await?;
+    serve_on(listener, store, &args.lease, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn serve_on(listener: TcpListener, store: Arc<dyn Store>, lease: &LeaseArgs) -> anyhow::Result<()> {
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve_on(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    lease: &LeaseArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let lease =
         Lease { heartbeat: (lease.connector_lease / 6).max(Duration::from_millis(100)), lease: lease.connector_lease };
     let app = gatehouse_server::app_with_lease(store, lease).await.context("cannot start the API")?;
-    gatehouse_server::serve(listener, app, shutdown_signal()).await.context("the API server failed")
+    gatehouse_server::serve(listener, app, shutdown).await.context("the API server failed")
 }
 
 /// Deletes completed sessions older than `retention`, in small batches so

@@ -37,7 +37,8 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
         }
         SessionsCommand::Transcript { id, api } => {
             let request = GetSessionTranscriptRequest { session_id: id, ..Default::default() };
-            print!("{}", client(&api)?.get_session_transcript(request).await?.into_owned().transcript);
+            let transcript = client(&api)?.get_session_transcript(request).await?.into_owned().transcript;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), transcript.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         SessionsCommand::Get { id, output, api } => {
@@ -88,7 +89,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Jsonl => Some(RecordWriter::jsonl(BufWriter::new(std::io::stdout().lock()))),
         OutputFormat::Csv => Some(RecordWriter::csv(BufWriter::new(std::io::stdout().lock()))?),
     };
-    loop {
+    let more = loop {
         let response = client.list_sessions_v2(request.clone()).await?.into_owned();
         total += response.sessions.len();
         match records.as_mut() {
@@ -102,18 +103,21 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
         let next = response.list_metadata.into_option().map(|m| m.next_cursor).unwrap_or_default();
         if !args.all || next.is_empty() {
-            break;
+            break !next.is_empty();
         }
         if progress {
             eprint!("\rfetched {total} sessions…");
         }
         request.cursor = next;
-    }
+    };
     if progress {
         eprintln!("\rfetched {total} sessions.   ");
     }
     if records.is_none() {
         print_sessions(&table_rows, OutputFormat::Table)?;
+        if more {
+            eprintln!("More sessions match: raise --limit, or pass --all for every one.");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -163,7 +167,7 @@ fn print_sessions(sessions: &[SessionObject], format: OutputFormat) -> anyhow::R
                     s.connector.as_option().map(|c| c.name.clone()).unwrap_or_default(),
                 ]);
             }
-            table.print();
+            table.print()?;
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ use gatehouse_server::identity::{self, NewUser};
 use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind};
 use gatehouse_store::{Resource, Store};
 
-use super::open_store;
+use super::{open_existing_store, open_store, public_prefix};
 use crate::cli::{GrantTarget, TokenCommand, UsersCommand};
 use crate::output::Table;
 
@@ -44,7 +44,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             println!("{}", user.id);
         }
         UsersCommand::List { org, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let mut table =
                 Table::new(&["ID", "TYPE", "USER", "NAME", "GROUPS", "EXTERNAL IDS", "STATUS", "CREATED", "UPDATED"]);
@@ -62,7 +62,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                     format_rfc3339(u.updated),
                 ]);
             }
-            table.print();
+            table.print()?;
         }
         UsersCommand::Update {
             user,
@@ -76,7 +76,12 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             disable,
             store,
         } => {
-            let store = open_store(&store).await?;
+            let both = |add: &[String], remove: &[String]| add.iter().find(|a| remove.contains(a)).cloned();
+            if let Some(x) = both(&add_groups, &remove_groups).or_else(|| both(&add_external_ids, &remove_external_ids))
+            {
+                bail!("{x:?} is both added and removed: name it once");
+            }
+            let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let mut u = existing_user(store.as_ref(), org, &user).await?;
             if let Some(name) = name {
@@ -101,7 +106,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             );
         }
         UsersCommand::Disable { user, org, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
             if u.disabled {
@@ -119,7 +124,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
 async fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { user, org, ttl, name, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
             if u.disabled {
@@ -136,7 +141,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             eprintln!("expires: {}", format_rfc3339(created.expires));
         }
         TokenCommand::List { user, org, store } => {
-            let store = open_store(&store).await?;
+            let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
             let now = now_micros();
@@ -156,12 +161,13 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                     status,
                 ]);
             }
-            table.print();
+            table.print()?;
         }
         TokenCommand::Revoke { prefix, org, store } => {
-            let store = open_store(&store).await?;
+            let prefix = public_prefix(&prefix);
+            let store = open_existing_store(&store).await?;
             let org_id = existing_org(store.as_ref(), &org).await?;
-            if !store.revoke_access_token(org_id, &prefix, now_micros()).await? {
+            if !store.revoke_access_token(org_id, prefix, now_micros()).await? {
                 bail!("no live token with prefix {prefix:?} in organization {org:?}");
             }
             eprintln!("Revoked token {prefix}: connectors refuse it within {} s.", identity::CACHE_SECONDS);

@@ -150,11 +150,7 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(MIGRATOR
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
-            .map(|m| (m.version, m.description.to_string()))
-            .collect())
+        Ok(crate::pending_migrations(&MIGRATOR, &applied))
     }
 
     /// The pool, for benchmarks that compare raw queries with the API.

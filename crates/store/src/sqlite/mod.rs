@@ -20,6 +20,9 @@ use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
 use crate::sql::{AggRow, Arg, Dialect, SqlBuilder, push_insert_sessions, push_list};
 use crate::{Store, StoreError};
 
+/// The SQLite migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
 /// Sessions per INSERT statement: 33 values each, well under SQLite's bind limit.
 const INSERT_CHUNK: usize = 200;
 
@@ -46,12 +49,38 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // Writes wait their turn here by design: not worth a warning.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_slow_level(log::LevelFilter::Debug)
+            .connect_with(options.clone())
+            .await?;
         let lock = migration_lock(path).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        MIGRATOR.run(&writer).await?;
         drop(lock);
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         Ok(Self { readers, writer })
+    }
+
+    /// The migrations the store at `path` has not applied yet, as
+    /// `(version, description)`: all of them when there is no store there.
+    /// Reads only: neither the file nor a missing directory is created.
+    pub async fn pending_migrations(path: &Path) -> Result<Vec<(i64, String)>, StoreError> {
+        if !path.exists() {
+            return Ok(crate::pending_migrations(&MIGRATOR, &[]));
+        }
+        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+        let tracked: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')")
+                .fetch_one(&mut conn)
+                .await?;
+        let applied: Vec<i64> = if tracked {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut conn).await?
+        } else {
+            Vec::new()
+        };
+        Ok(crate::pending_migrations(&MIGRATOR, &applied))
     }
 
     /// The readers' pool, for benchmarks that compare raw queries with the
