@@ -65,6 +65,14 @@ CASES = {
     "technology:redis OR technology:postgres AND group:dba":
         lambda s: s.resource.technology == "redis" or (s.resource.technology == "postgres"
                                                       and "dba" in s.user.formal.user.groups),
+    # Juxtaposition is AND, and binds tighter than OR, on either side of it.
+    "technology:redis OR technology:postgres group:dba":
+        lambda s: s.resource.technology == "redis" or (s.resource.technology == "postgres"
+                                                      and "dba" in s.user.formal.user.groups),
+    "technology:postgres group:dba OR technology:redis":
+        lambda s: s.resource.technology == "redis" or (s.resource.technology == "postgres"
+                                                      and "dba" in s.user.formal.user.groups),
+    "technology:redis OR +technology:postgres": lambda s: s.resource.technology == "postgres",
     "(technology:redis OR technology:postgres) AND group:dba":
         lambda s: s.resource.technology in ("redis", "postgres") and "dba" in s.user.formal.user.groups,
     "technology:IN [postgres snowflake]": lambda s: s.resource.technology in ("postgres", "snowflake"),

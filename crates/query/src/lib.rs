@@ -14,6 +14,7 @@
 //! - `field`: the field table (names, aliases, camelCase and snake_case spellings, kinds).
 //! - `value`: time, duration, IP and CIDR values.
 //! - `ast`: the output types and their compact `Display`.
+//! - `juxtapose`: writes the `AND` between operands side by side, which the grammar drops.
 //! - `lower`: `UserInputAst` to `Expr`.
 //! - `limits`: length, clause and nesting bounds.
 //! - `error`: `QueryError`.
@@ -27,8 +28,8 @@
 //! - Inside double quotes, `\` escapes the next character; escaping every `"` and `\` is all
 //!   the quoting any value needs.
 //! - Tabs, line breaks and other whitespace read as plain spaces, inside quotes too.
-//! - `a b OR c` means `a AND (b OR c)`; see `lower` for why. Use parentheses or explicit
-//!   `AND` to be unambiguous.
+//! - Juxtaposition is AND and binds tighter than OR: `a b OR c` is `(a AND b) OR c`.
+//!   `+a` beside alternatives makes them optional, as in Lucene: `+a OR b` is `a`.
 //!
 //! # Choices the spec leaves open
 //!
@@ -47,6 +48,7 @@ use std::borrow::Cow;
 mod ast;
 mod error;
 mod field;
+mod juxtapose;
 mod limits;
 mod lower;
 mod value;
@@ -75,13 +77,19 @@ pub use value::parse_duration;
 /// Never, on any input.
 pub fn parse(text: &str, now_us: i64) -> Result<Expr, QueryError> {
     limits::check_text(text)?;
+    // No stored value holds one, and PostgreSQL refuses it in any text parameter.
+    if let Some(at) = text.find('\0') {
+        return Err(QueryError::syntax_at(text, at, "a NUL character (U+0000) cannot be part of a query"));
+    }
     let text = spaces_only(text);
     let text = text.as_ref();
-    let (ast, errors) = tantivy_query_grammar::parse_query_lenient(text);
+    let (explicit, inserted) = juxtapose::explicit_and(text);
+    let (ast, errors) = tantivy_query_grammar::parse_query_lenient(&explicit);
     // The lenient parser recovers from every error and reports them all; the first one is
     // where the user went wrong, the rest are often consequences of it.
     if let Some(error) = errors.into_iter().min_by_key(|error| error.pos) {
-        return Err(QueryError::syntax_at(text, error.pos, &explain(&error.message)));
+        let pos = juxtapose::original_offset(error.pos, &inserted);
+        return Err(QueryError::syntax_at(text, pos, &explain(&error.message)));
     }
     lower::lower(ast, now_us)
 }

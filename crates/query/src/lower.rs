@@ -45,36 +45,28 @@ impl Lowerer {
         }
     }
 
-    /// One boolean clause list, read with Lucene's occur meanings:
-    /// no marker or `+` (juxtaposition, `AND`) is required, `-` (`NOT`) is excluded, and `?`
-    /// (`OR`) marks alternatives.
-    ///
-    /// Lucene treats `?` clauses beside required ones as optional, which only affects scores;
-    /// for a filter that would silently drop them (`a b OR c` would match every `a`). Instead the
-    /// alternatives form one `Or` that is required with the rest: `a b OR c` is
-    /// `a AND (b OR c)`. The grammar already groups explicit `AND` chains, so `a OR b AND c`
-    /// arrives as `?a ?(+b +c)` and keeps AND's tighter binding.
+    /// One boolean clause list, read with Lucene's occur meanings: no marker or `+` (`AND`) is
+    /// required, `-` (`NOT`) is excluded, and `?` (`OR`) marks alternatives, of which one
+    /// must match unless a clause is required: then they are optional, which for a filter
+    /// means they change nothing (`+a OR b` is `a`). Juxtaposition arrives as explicit `AND`
+    /// (see `juxtapose`), which the grammar groups, so `a b OR c` is `?(+a +b) ?c`.
     fn clause(&mut self, clauses: Vec<(Option<Occur>, UserInputAst)>, depth: usize) -> Result<Expr, QueryError> {
         let mut parts = Vec::with_capacity(clauses.len());
         let mut alternatives = Vec::new();
-        // Where the `Or` of the alternatives goes, so that the output keeps the input's order.
-        let mut alternatives_at = None;
+        let mut required = false;
         for (occur, ast) in clauses {
             let expr = self.ast(ast, depth + 1)?;
             match occur {
-                None | Some(Occur::Must) => parts.push(expr),
-                Some(Occur::MustNot) => parts.push(Expr::not(expr)),
-                Some(Occur::Should) => {
-                    if alternatives_at.is_none() {
-                        alternatives_at = Some(parts.len());
-                        parts.push(Expr::All);
-                    }
-                    alternatives.push(expr);
+                None | Some(Occur::Must) => {
+                    required = true;
+                    parts.push(expr);
                 }
+                Some(Occur::MustNot) => parts.push(Expr::not(expr)),
+                Some(Occur::Should) => alternatives.push(expr),
             }
         }
-        if let Some(slot) = alternatives_at.and_then(|at| parts.get_mut(at)) {
-            *slot = Expr::or(alternatives);
+        if !required && !alternatives.is_empty() {
+            parts.insert(0, Expr::or(alternatives));
         }
         // An empty list (the empty query) is `All`; a list of only `NOT`s is `All AND NOT …`.
         Ok(Expr::and(parts))
@@ -193,8 +185,8 @@ impl Lowerer {
 
     fn bound(&self, field: Field, name: &str, bound: UserInputBound) -> Result<Bound<Value>, QueryError> {
         Ok(match bound {
-            UserInputBound::Inclusive(text) => Bound::Included(self.value(field, name, text)?),
-            UserInputBound::Exclusive(text) => Bound::Excluded(self.value(field, name, text)?),
+            UserInputBound::Inclusive(text) => Bound::Included(self.value(field, name, unquote(text))?),
+            UserInputBound::Exclusive(text) => Bound::Excluded(self.value(field, name, unquote(text))?),
             UserInputBound::Unbounded => Bound::Unbounded,
         })
     }
@@ -229,6 +221,21 @@ impl Lowerer {
         }
         Ok(())
     }
+}
+
+/// A range or comparison bound as quoted (`>"2001:db8::1"`): the grammar keeps the quotes
+/// there, where a term's value would have lost them, and the `\` escapes inside.
+fn unquote(text: String) -> String {
+    let quoted = text.len() >= 2 && ['"', '\''].into_iter().any(|q| text.starts_with(q) && text.ends_with(q));
+    if !quoted {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text[1..text.len() - 1].chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next().unwrap_or(c) } else { c });
+    }
+    out
 }
 
 fn resolve(name: &str) -> Result<Field, QueryError> {

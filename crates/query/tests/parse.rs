@@ -230,13 +230,39 @@ fn precedence() {
 }
 
 #[test]
-fn juxtaposition_next_to_or_is_and_of_the_alternatives() {
-    // The grammar gives `(*a ?b ?c)`: the alternatives are required as a group.
-    check("a b OR c", r#"(and any~"a" (or any~"b" any~"c"))"#);
-    check("a OR b c", r#"(and (or any~"a" any~"b") any~"c")"#);
+fn juxtaposition_is_and_and_binds_tighter_than_or() {
+    check("a b OR c", r#"(or (and any~"a" any~"b") any~"c")"#);
+    check("a OR b c", r#"(or any~"a" (and any~"b" any~"c"))"#);
+    check("a OR b c OR d", r#"(or any~"a" (and any~"b" any~"c") any~"d")"#);
+    check("a b OR c d", r#"(or (and any~"a" any~"b") (and any~"c" any~"d"))"#);
     check("a AND b c", r#"(and any~"a" any~"b" any~"c")"#);
-    check("a OR b -c", r#"(and (or any~"a" any~"b") (not any~"c"))"#);
+    check("a OR b -c", r#"(or any~"a" (and any~"b" (not any~"c")))"#);
+    check("a (b OR c)", r#"(and any~"a" (or any~"b" any~"c"))"#);
+    check(
+        "user:(alice bob) OR user:carol",
+        r#"(or (and user.username="alice" user.username="bob") user.username="carol")"#,
+    );
+}
+
+#[test]
+fn quoted_bounds_lose_their_quotes() {
+    check(r#"client_ip:>"2001:db8::1""#, "network.client_ip_address:{2001:db8::1 TO *}");
+    check(r#"duration:>="30m""#, "duration:[30m TO *}");
+    check(r#"user.email:["x" TO *]"#, r#"user.formal.user.email:["x" TO *}"#);
+}
+
+#[test]
+fn a_required_clause_makes_alternatives_optional_as_in_lucene() {
+    check("+a OR b", r#"any~"a""#);
+    check("a OR +b", r#"any~"b""#);
     check("+a OR +b", r#"(and any~"a" any~"b")"#);
+}
+
+#[test]
+fn syntax_errors_point_into_the_text_as_written() {
+    // Positions count characters of the query as sent, whatever `AND`s were written in.
+    let error = parse("a b c:(", NOW).unwrap_err();
+    assert!(error.to_string().contains("position"), "{error}");
 }
 
 #[test]
@@ -453,7 +479,6 @@ fn hostile_values_stay_plain_strings() {
     check("resource:'a\"b'", r#"resource.name="a\"b""#);
     check(r#"user:"%_\\""#, r#"user.username="%_\\""#);
     check(r#""x' OR '1'='1""#, r#"any~"x' OR '1'='1""#);
-    check("user:\"\u{0}\"", r#"user.username="\0""#);
     check("user:\"line\nbreak\"", r#"user.username="line break""#);
 }
 
@@ -473,6 +498,12 @@ fn syntax_errors_give_the_position() {
     check_err("é:", "syntax error at position 2");
     let err = parse("user:", NOW).unwrap_err();
     assert_eq!((err.kind, err.position), (QueryErrorKind::Syntax, Some(5)));
+}
+
+#[test]
+fn a_nul_character_is_refused_where_it_is() {
+    check_err("user:a\0b", "syntax error at position 6: a NUL character");
+    check_err("\"\0\"", "syntax error at position 1: a NUL character");
 }
 
 #[test]

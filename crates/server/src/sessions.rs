@@ -28,6 +28,16 @@ impl SessionsApi {
         Self { store, cursors, terminations }
     }
 
+    /// The caller's session with this id. An id that no session can have (one with a NUL,
+    /// which PostgreSQL cannot even compare) is simply not found.
+    async fn session(&self, caller: &Caller, id: &str) -> Result<gatehouse_core::Session, ConnectError> {
+        if id.contains('\0') {
+            return Err(not_found(id));
+        }
+        let session = self.store.get_session(caller.org, id).await.map_err(store_error)?;
+        session.ok_or_else(|| not_found(id))
+    }
+
     /// Requests the end of a live session; the connector carrying it is told
     /// at once through its termination stream.
     async fn terminate(
@@ -40,8 +50,7 @@ impl SessionsApi {
         if session_id.is_empty() || connector_id.is_empty() {
             return Err(invalid("session_id and connector_id are both required"));
         }
-        let session = self.store.get_session(caller.org, session_id).await.map_err(store_error)?;
-        let session = session.ok_or_else(|| not_found(session_id))?;
+        let session = self.session(caller, session_id).await?;
         if session.connector.id != connector_id {
             return Err(invalid(format!(
                 "session {session_id:?} runs through connector {:?}, not {connector_id:?}",
@@ -73,8 +82,22 @@ impl SessionsApi {
     }
 }
 
+fn required_id(session_id: &str) -> Result<&str, ConnectError> {
+    let id = session_id.trim();
+    if id.is_empty() {
+        return Err(invalid("session_id is required"));
+    }
+    Ok(id)
+}
+
+/// Names the id, cut short: it comes from the caller and may be of any length.
 fn not_found(session_id: &str) -> ConnectError {
-    ConnectError::new(ErrorCode::NotFound, format!("no session with id {session_id:?}"))
+    const SHOWN: usize = 64;
+    let message = match session_id.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("no session with id {:?}…", &session_id[..cut]),
+        None => format!("no session with id {session_id:?}"),
+    };
+    ConnectError::new(ErrorCode::NotFound, message)
 }
 
 /// One line per statement: its start time, a tab, its text. Line breaks
@@ -104,12 +127,7 @@ impl SessionsService for SessionsApi {
         req: ServiceRequest<'_, GetSessionRequest>,
     ) -> ServiceResult<GetSessionResponse> {
         let caller = caller(&ctx)?;
-        let id = req.session_id.trim();
-        if id.is_empty() {
-            return Err(invalid("session_id is required"));
-        }
-        let session = self.store.get_session(caller.org, id).await.map_err(store_error)?;
-        let session = session.ok_or_else(|| not_found(id))?;
+        let session = self.session(&caller, required_id(req.session_id)?).await?;
         Response::ok(GetSessionResponse {
             session: session_object(&session, now_micros()).into(),
             ..Default::default()
@@ -189,12 +207,9 @@ impl SessionsService for SessionsApi {
         req: ServiceRequest<'_, GetSessionTranscriptRequest>,
     ) -> ServiceResult<GetSessionTranscriptResponse> {
         let caller = caller(&ctx)?;
-        let id = req.session_id.trim();
-        if id.is_empty() {
-            return Err(invalid("session_id is required"));
-        }
+        let id = required_id(req.session_id)?;
         // Scoped like every read: another organization's session is not found.
-        self.store.get_session(caller.org, id).await.map_err(store_error)?.ok_or_else(|| not_found(id))?;
+        self.session(&caller, id).await?;
         let statements = self.store.statements(caller.org, id).await.map_err(store_error)?;
         Response::ok(GetSessionTranscriptResponse { transcript: transcript(&statements), ..Default::default() })
     }

@@ -90,12 +90,30 @@ fn push_joined(b: &mut SqlBuilder, parts: &[Expr], sep: &str, empty: &str, now: 
         return;
     }
     b.push("(");
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            b.push(sep);
+    push_balanced(b, parts, sep, now);
+    b.push(")");
+}
+
+/// Joins long lists as nested halves. SQLite's parser nests `a OR b OR c …` one level per
+/// operator and refuses expressions over 1,000 levels deep, which 125 bare terms reach (each
+/// searches 8 fields); halves keep the depth logarithmic. Parentheses create no nodes, so the
+/// planners see the same flat list of terms.
+fn push_balanced(b: &mut SqlBuilder, parts: &[Expr], sep: &str, now: i64) {
+    const FLAT: usize = 8;
+    if parts.len() <= FLAT {
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                b.push(sep);
+            }
+            push_filter(b, part, now);
         }
-        push_filter(b, part, now);
+        return;
     }
+    let (left, right) = parts.split_at(parts.len() / 2);
+    b.push("(");
+    push_balanced(b, left, sep, now);
+    b.push(")").push(sep).push("(");
+    push_balanced(b, right, sep, now);
     b.push(")");
 }
 

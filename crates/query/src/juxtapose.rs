@@ -1,0 +1,166 @@
+//! Juxtaposition made explicit: `a b OR c` becomes `a AND b OR c` before the grammar sees it.
+//!
+//! The spec reads juxtaposition as AND, binding tighter than OR. The grammar instead keeps
+//! Lucene's occur markers, and in its output `a OR b c OR d` and `a OR b OR c OR d` are the
+//! same list of four optional clauses: which terms stood side by side is lost. Writing the
+//! `AND` in restores it, and the grammar groups explicit `AND` chains itself.
+//!
+//! Only the spaces between two operands get an `AND`: not around operators (`AND`, `OR`,
+//! `NOT`, `&&`, `||`), not inside quotes, ranges or sets, not after a field's `:` or a
+//! comparison, not before a boost (`^2`), and not after a lone `+` or `-`.
+
+/// The query with an explicit `AND` wherever two operands stand side by side, and where each
+/// insertion went: its byte offset in the result, and its length.
+pub(crate) fn explicit_and(text: &str) -> (String, Vec<(usize, usize)>) {
+    let tokens = tokens(text);
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut inserted = Vec::new();
+    let mut copied = 0;
+    for pair in tokens.windows(2) {
+        let (left, right) = (&pair[0], &pair[1]);
+        if !joins(&text[left.start..left.end], &text[right.start..right.end]) {
+            continue;
+        }
+        out.push_str(&text[copied..left.end]);
+        // The grammar wants a space on both sides of an operator.
+        let and = if text[left.end..].starts_with(' ') { " AND" } else { " AND " };
+        inserted.push((out.len(), and.len()));
+        out.push_str(and);
+        copied = left.end;
+    }
+    out.push_str(&text[copied..]);
+    (out, inserted)
+}
+
+/// A byte offset in the rewritten text, as an offset in the original: one inside an
+/// insertion is where it was inserted.
+pub(crate) fn original_offset(pos: usize, inserted: &[(usize, usize)]) -> usize {
+    let mut shift = 0;
+    for &(at, len) in inserted {
+        if pos < at {
+            break;
+        }
+        shift += (pos - at).min(len);
+    }
+    pos - shift
+}
+
+/// Byte range of one token.
+struct Token {
+    start: usize,
+    end: usize,
+}
+
+/// Splits at spaces outside quotes and brackets; `(` and `)` are tokens of their own. A
+/// backslash keeps the next character in the token. A quote (`"` or `'`) opens where a value
+/// starts: at the start of a token, or after `:`, `+` or `-`.
+fn tokens(text: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut start = None;
+    let mut quote: Option<char> = None;
+    let (mut bracketed, mut escaped) = (false, false);
+    let mut prev = ' ';
+    for (i, c) in text.char_indices() {
+        let end = i + c.len_utf8();
+        let after = std::mem::replace(&mut prev, c);
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            _ if quote == Some(c) => quote = None,
+            _ if quote.is_some() => {}
+            '"' | '\'' if !bracketed && (start.is_none() || matches!(after, ':' | '+' | '-')) => quote = Some(c),
+            '[' | '{' => bracketed = true,
+            ']' | '}' => bracketed = false,
+            _ if bracketed => {}
+            ' ' => {
+                if let Some(s) = start.take() {
+                    tokens.push(Token { start: s, end: i });
+                }
+                continue;
+            }
+            '(' | ')' => {
+                if let Some(s) = start.take() {
+                    tokens.push(Token { start: s, end: i });
+                }
+                tokens.push(Token { start: i, end });
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
+    }
+    if let Some(s) = start {
+        tokens.push(Token { start: s, end: text.len() });
+    }
+    tokens
+}
+
+/// Whether `left` and `right`, side by side, are two operands to join with AND.
+fn joins(left: &str, right: &str) -> bool {
+    let operator = |t: &str| matches!(t, "AND" | "OR" | "NOT" | "&&" | "||");
+    let ends_operand = !operator(left)
+        && left != "("
+        && !matches!(left, "+" | "-")
+        && !left.ends_with([':', '>', '<', '='])
+        && !(right.starts_with('[') && (left == "IN" || left.ends_with(":IN")));
+    let starts_operand = !matches!(right, "AND" | "OR" | "&&" | "||" | ")") && !right.starts_with(['^', ':']);
+    ends_operand && starts_operand
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(text: &str) -> String {
+        explicit_and(text).0
+    }
+
+    #[test]
+    fn operands_side_by_side_are_joined() {
+        assert_eq!(rewrite("a b OR c"), "a AND b OR c");
+        assert_eq!(rewrite("a OR b c"), "a OR b AND c");
+        assert_eq!(rewrite("a -b +c"), "a AND -b AND +c");
+        assert_eq!(rewrite("a NOT b"), "a AND NOT b");
+        assert_eq!(rewrite("(a)(b)"), "(a) AND (b)");
+        assert_eq!(rewrite("o'brien smith"), "o'brien AND smith");
+        assert_eq!(rewrite(r#"user:"a b" c"#), r#"user:"a b" AND c"#);
+        assert_eq!(rewrite("a (b OR c) d"), "a AND (b OR c) AND d");
+    }
+
+    #[test]
+    fn nothing_else_changes() {
+        for text in [
+            "a AND b OR c",
+            "NOT NOT a",
+            "-(a b)",
+            "user:(alice)",
+            "technology: IN [postgres mysql]",
+            "technology:IN [postgres mysql]",
+            r#"resource:"prod db" "#,
+            "resource.name:'prod db'",
+            r#"-"a b""#,
+            "start_time:[2024-01-01 TO now}",
+            "duration:> 30m",
+            "(a OR b)^3",
+            r"user:a\ b",
+            "a && b",
+            "",
+        ] {
+            assert_eq!(rewrite(text), text.replace("-(a b)", "-(a AND b)"), "{text}");
+        }
+    }
+
+    #[test]
+    fn offsets_map_back_to_the_original() {
+        let (text, inserted) = explicit_and("é b c");
+        assert_eq!(text, "é AND b AND c");
+        assert_eq!(inserted, [(2, 4), (8, 4)]);
+        let original: Vec<usize> = (0..text.len()).map(|p| original_offset(p, &inserted)).collect();
+        // Bytes: `é` 0 and 1; the first " AND" where it went (2), then the space 2 and `b` 3;
+        // the second " AND" 4, the space 4 and `c` 5.
+        assert_eq!(original, [0, 1, 2, 2, 2, 2, 2, 3, 4, 4, 4, 4, 4, 5]);
+    }
+}
