@@ -208,17 +208,53 @@ impl crate::sql::AggRunner for PgStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        let rows = query_with(&sql, args).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AggRow {
-                    bucket: row.try_get("b")?,
-                    keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
-                    count: row.try_get("n")?,
-                })
-            })
-            .collect()
+        agg_rows(&query_with(&sql, args).fetch_all(&self.pool).await?)
     }
+}
+
+impl crate::sql::Materialize for PgStore {
+    type Matched = Matched;
+
+    async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Matched, StoreError> {
+        // Rolled back when the runner is dropped, and the table with it.
+        let mut tx = self.pool.begin().await?;
+        query_with(&format!("CREATE TEMP TABLE agg_matching ON COMMIT DROP AS {select}"), args)
+            .execute(&mut *tx)
+            .await?;
+        Ok(Matched(tokio::sync::Mutex::new(tx)))
+    }
+}
+
+/// Aggregation statements over the sessions a costly filter matched (see
+/// [`crate::sql::Materialize`]), one after another on the connection that holds them.
+pub(crate) struct Matched(tokio::sync::Mutex<sqlx::Transaction<'static, Postgres>>);
+
+impl crate::sql::AggRunner for Matched {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn earliest_start(&self, _org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
+        // Never asked: the window was applied when the sessions were matched.
+        Ok(window_start)
+    }
+
+    async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
+        let mut tx = self.0.lock().await;
+        agg_rows(&query_with(&sql, args).fetch_all(&mut **tx).await?)
+    }
+}
+
+fn agg_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<AggRow>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok(AggRow {
+                bucket: row.try_get("b")?,
+                keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
+                count: row.try_get("n")?,
+            })
+        })
+        .collect()
 }
 
 /// Builds a query from built SQL, binding every argument in order.

@@ -144,17 +144,51 @@ impl crate::sql::AggRunner for SqliteStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        let rows = query_with(&sql, args).fetch_all(&self.readers).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AggRow {
-                    bucket: row.try_get("b")?,
-                    keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
-                    count: row.try_get("n")?,
-                })
-            })
-            .collect()
+        agg_rows(&query_with(&sql, args).fetch_all(&self.readers).await?)
     }
+}
+
+impl crate::sql::Materialize for SqliteStore {
+    type Matched = Matched;
+
+    async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Matched, StoreError> {
+        // Rolled back when the runner is dropped, and the table with it.
+        let mut tx = self.readers.begin().await?;
+        query_with(&format!("CREATE TEMP TABLE agg_matching AS {select}"), args).execute(&mut *tx).await?;
+        Ok(Matched(tokio::sync::Mutex::new(tx)))
+    }
+}
+
+/// Aggregation statements over the sessions a costly filter matched (see
+/// [`crate::sql::Materialize`]), one after another on the connection that holds them.
+pub(crate) struct Matched(tokio::sync::Mutex<sqlx::Transaction<'static, Sqlite>>);
+
+impl crate::sql::AggRunner for Matched {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn earliest_start(&self, _org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
+        // Never asked: the window was applied when the sessions were matched.
+        Ok(window_start)
+    }
+
+    async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
+        let mut tx = self.0.lock().await;
+        agg_rows(&query_with(&sql, args).fetch_all(&mut **tx).await?)
+    }
+}
+
+fn agg_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<AggRow>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok(AggRow {
+                bucket: row.try_get("b")?,
+                keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
+                count: row.try_get("n")?,
+            })
+        })
+        .collect()
 }
 
 /// An exclusive lock on `<database>.lock`, held while migrations run. Two
