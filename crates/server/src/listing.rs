@@ -30,6 +30,9 @@ pub struct Page {
     pub after: String,
     /// Fetches the preceding page; empty on the first page.
     pub before: String,
+    /// The instant the walk measures active sessions' durations to, for ordering and for
+    /// showing them alike.
+    pub now: Micros,
 }
 
 pub fn parse_sort(text: &str) -> Result<(SortKey, Direction), ConnectError> {
@@ -146,5 +149,5 @@ pub async fn list_page(
         };
         (last.filter(|_| more).map(|s| mark(false, s)), before)
     };
-    Ok(Page { sessions, after: after.unwrap_or_default(), before: before.unwrap_or_default() })
+    Ok(Page { sessions, after: after.unwrap_or_default(), before: before.unwrap_or_default(), now })
 }

@@ -149,7 +149,7 @@ impl SessionsService for SessionsApi {
             cursor: req.cursor,
         };
         let page = list_page(self.store.as_ref(), &self.cursors, caller.org, request).await?;
-        let now = now_micros();
+        let now = page.now;
         Response::ok(ListSessionsV2Response {
             list_metadata: ListMetadata {
                 count: page.sessions.len() as i32,

@@ -28,6 +28,9 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                     external_ids,
                     disabled: false,
                 },
+                (None, Some(_)) if name.is_some() => {
+                    bail!("--name is a person's display name; a machine is named by --machine alone")
+                }
                 (None, Some(machine)) => NewUser {
                     kind: UserKind::Machine,
                     email: String::new(),
