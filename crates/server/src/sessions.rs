@@ -8,7 +8,7 @@ use gatehouse_core::Caller;
 use gatehouse_core::time::format_rfc3339;
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::core::v1::*;
-use gatehouse_store::{StatementRecord, Store, TerminationRecord};
+use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
 
 use crate::aggregations::{AggregationRequest, aggregate};
 use crate::convert::{session_object, timestamp};
@@ -73,6 +73,17 @@ impl SessionsApi {
         self.store.create_termination(caller.org, &termination).await.map_err(store_error)?;
         tracing::info!(session = session_id, termination = %termination.id, key = %caller.key_prefix, "session termination requested");
         self.terminations.publish(caller.org, termination.clone());
+        // Demo and imported sessions name connectors that were never registered: none of
+        // them will ever end the session, so it ends here.
+        let connectors = self.store.list_connectors(caller.org).await.map_err(store_error)?;
+        if !connectors.iter().any(|c| c.id == session.connector.id) {
+            let end = IngestEvent::End {
+                session_id: session_id.to_owned(),
+                end: termination.created,
+                reason: "terminated".to_owned(),
+            };
+            self.store.ingest(caller.org, &session.connector.id, &[end]).await.map_err(store_error)?;
+        }
         Ok(SessionShutdown {
             session_id: termination.session_id,
             connector_id: termination.connector_id,

@@ -175,6 +175,20 @@ async fn authentication_and_roles() {
 }
 
 #[tokio::test]
+async fn terminating_a_session_no_registered_connector_carries_ends_it_at_once() {
+    // As `gatehouse seed` and the demo make them: their connector `con_1` was never registered.
+    let h = Harness::start().await;
+    h.insert(&[session("live", 5, None, "alice@example.com")]).await;
+    let request = json!({"session_id": "live", "connector_id": "con_1"});
+    let (status, body) = h.call_with_key("CreateSessionTermination", request.clone(), &h.admin_key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessionShutdown"]["sessionId"], "live");
+    let (_, body) = h.call("GetSession", json!({"session_id": "live"})).await;
+    assert_eq!(body["session"]["sessionStatus"], "completed", "{body}");
+    expect_error(&h.call_with_key("CancelSession", request, &h.admin_key).await, 400, "failed_precondition");
+}
+
+#[tokio::test]
 async fn organizations_never_see_each_other() {
     let h = Harness::start().await;
     h.insert(&many(20)).await;
