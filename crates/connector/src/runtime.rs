@@ -88,6 +88,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         listeners.push((listener.clone(), bind("listener", listener.listen).await?));
     }
     let admin_listener = bind("admin", config.admin_listen).await?;
+    // The bound address: port 0 in the configuration (tests, `dev`) becomes a real one.
+    let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
     let spool = open_spool(&config).await?;
 
     let metrics = Arc::new(Metrics::default());
@@ -157,7 +159,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut serving = JoinSet::new();
     for (((listener, tcp), upstream), upstream_tls) in listeners.into_iter().zip(upstreams).zip(upstream_tls) {
         tracing::info!(
-            listen = %listener.listen,
+            listen = %tcp.local_addr().unwrap_or(listener.listen),
             resource = %listener.resource,
             %upstream,
             upstream_tls = ?listener.upstream_tls,
@@ -188,7 +190,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // The proxies hold the only reporters now: when they are done, the queue closes.
     drop(reporter);
     health.set_running();
-    tracing::info!(run_id, admin = %config.admin_listen, "connector running");
+    tracing::info!(run_id, admin = %admin_addr, "connector running");
 
     let stopped_early = tokio::select! {
         () = &mut shutdown => None,

@@ -169,6 +169,30 @@ async fn psql_script_with_copy_in_and_out() {
 }
 
 #[tokio::test]
+async fn statement_text_is_recorded_from_the_client_encoding() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut proxy = Proxy::start().await;
+    // LATIN1 from the startup packet, then WIN1251 by SET: the server reports both.
+    let out = tokio::process::Command::new("psql")
+        .arg(proxy.conninfo())
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args(["-c".as_ref(), OsStr::from_bytes(b"select 'caf\xe9'")])
+        .args(["-c", "set client_encoding = 'WIN1251'"])
+        .args(["-c".as_ref(), OsStr::from_bytes(b"select '\xcf\xf0\xe8\xe2\xe5\xf2'")])
+        .env("PGCLIENTENCODING", "LATIN1")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.starts_with(b"caf\xe9\n"), "{out:?}");
+    assert!(out.stdout.ends_with(b"\xcf\xf0\xe8\xe2\xe5\xf2\n"), "{out:?}");
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.texts(), ["select 'café'", "set client_encoding = 'WIN1251'", "select 'Привет'"]);
+}
+
+#[tokio::test]
 async fn large_rows_pass_both_ways() {
     let mut proxy = Proxy::start().await;
     let (client, _connection) = proxy.connect().await;

@@ -11,11 +11,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::{Message, Startup, WireError, try_startup};
 
-/// Default for [`MessageReader::max_message_len`]: 256 MiB.
-///
-/// PostgreSQL allows up to 1 GiB, but a relay buffers each message whole, and no client that
-/// needs more than this should go through a recording proxy.
-pub const DEFAULT_MAX_MESSAGE_LEN: usize = 256 * 1024 * 1024;
+/// Default for [`MessageReader::max_message_len`]: PostgreSQL's own bound (`MaxAllocSize`, 1 GiB
+/// less a byte), so that whatever the database takes or sends passes through a relay too.
+/// The reader reserves as bytes arrive, never on a length field alone.
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 0x3fff_ffff;
 
 /// The least a read asks for, so that many small messages arrive in one read.
 const READ_CHUNK: usize = 8 * 1024;

@@ -27,6 +27,7 @@
 mod cancel;
 mod client;
 mod connection;
+mod encoding;
 mod login;
 mod outbox;
 mod recorder;

@@ -4,11 +4,19 @@
 //! A simple Query is one statement, complete at ReadyForQuery. In the extended protocol each
 //! Execute is one statement, with the text of the Parse its portal was bound from, complete at
 //! CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse. Responses come in
-//! the order of the requests, so pending statements wait in a FIFO with the Syncs between
-//! them; after an error the server skips to the next Sync, and so does the FIFO.
+//! the order of the requests, so requests wait in a FIFO with the Syncs between them; after an
+//! error the server skips to the next Sync, and so does the FIFO.
 //!
-//! Client messages are read leniently: text that is not UTF-8 is recorded lossily, and a
-//! malformed message is passed on for the server to reject, never an error here.
+//! Names change only as the server answers: a Parse names its statement at ParseComplete, a
+//! Bind its portal at BindComplete, a Close forgets at CloseComplete, and SQL `DEALLOCATE` at
+//! its CommandComplete. A client cannot make the transcript show another text than what ran
+//! by sending a Parse that fails, pipelined or not. A Parse or Bind that fails is recorded as a
+//! statement with its SQLSTATE, as a simple query that fails is.
+//!
+//! Statement text is decoded from the client's encoding, which the server reports in
+//! ParameterStatus. Client messages are read leniently: text the encoding cannot decode is
+//! recorded with replacement characters, and a malformed message is passed on for the server
+//! to reject, never an error here.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -18,6 +26,7 @@ use std::sync::Arc;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::{Decode, Message};
 
+use super::encoding::ClientEncoding;
 use crate::event::Statement;
 
 /// Statement text: owned for a simple query, shared with the prepared statement otherwise.
@@ -28,6 +37,13 @@ enum Text {
 }
 
 impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Owned(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
+
     fn into_string(self) -> String {
         match self {
             Text::Owned(s) => s,
@@ -54,6 +70,10 @@ impl Pending {
         Self { text, start_us, rows: 0, data_rows: 0, bytes_sent: 0, sqlstate: None }
     }
 
+    fn failed(text: Text, start_us: i64, sqlstate: Option<String>) -> Self {
+        Self { sqlstate, ..Self::new(text, start_us) }
+    }
+
     fn finish(self, end_us: i64) -> Statement {
         Statement {
             start_us: self.start_us,
@@ -66,13 +86,20 @@ impl Pending {
     }
 }
 
+/// A request waiting for its answer.
 #[derive(Debug)]
 enum Entry {
     /// A simple Query or a FunctionCall: complete at ReadyForQuery.
     Simple(Pending),
-    /// An Execute: complete at its CommandComplete, EmptyQueryResponse, PortalSuspended or
-    /// ErrorResponse.
-    Execute(Pending),
+    /// Answered by ParseComplete.
+    Parse { name: Box<str>, text: Arc<str>, sent_us: i64 },
+    /// Answered by BindComplete.
+    Bind { portal: Box<str>, statement: Box<str>, sent_us: i64 },
+    /// Answered by CloseComplete.
+    Close { statement: bool, name: Box<str> },
+    /// Complete at its CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse,
+    /// and only then given its portal's text: the Bind before it is answered by then.
+    Execute { portal: Box<str>, pending: Pending },
     /// A Sync: answered by ReadyForQuery, records nothing.
     Sync,
 }
@@ -80,6 +107,7 @@ enum Entry {
 /// The recording state of one session.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
+    /// Prepared statements and portals, as the server has confirmed them.
     unnamed_statement: Option<Arc<str>>,
     statements: HashMap<Box<str>, Arc<str>>,
     unnamed_portal: Option<Arc<str>>,
@@ -90,6 +118,7 @@ pub(crate) struct Recorder {
     skipping: bool,
     /// The server is in COPY FROM STDIN, where it ignores Sync and Flush.
     copy_in: bool,
+    encoding: ClientEncoding,
     done: Vec<Statement>,
 }
 
@@ -97,80 +126,55 @@ impl Recorder {
     /// A message from the client, arrived at `now`.
     pub(crate) fn on_client(&mut self, msg: &Message, now: i64) {
         let payload = msg.payload();
-        match msg.tag() {
-            b'Q' if !self.skipping => {
+        let entry = match msg.tag() {
+            // The server discards everything but Sync after an error, up to that Sync.
+            b'Q' | b'P' | b'B' | b'E' | b'C' | b'F' if self.skipping => return,
+            b'Q' => {
                 let sql = cstr(payload).map_or(payload, |(s, _)| s);
-                self.queue.push_back(Entry::Simple(Pending::new(Text::Owned(lossy(sql)), now)));
+                Entry::Simple(Pending::new(Text::Owned(self.encoding.decode(sql).into_owned()), now))
             }
-            b'P' if !self.skipping => {
+            b'P' => {
                 let Some((name, rest)) = cstr(payload) else { return };
                 let Some((sql, _)) = cstr(rest) else { return };
-                let text: Arc<str> = Arc::from(name_of(sql).as_ref());
-                if name.is_empty() {
-                    self.unnamed_statement = Some(text);
-                } else {
-                    self.statements.insert(name_of(name).into(), text);
-                }
+                Entry::Parse { name: name_of(name).into(), text: Arc::from(self.encoding.decode(sql)), sent_us: now }
             }
-            b'B' if !self.skipping => {
+            b'B' => {
                 let Some((portal, rest)) = cstr(payload) else { return };
                 let Some((statement, _)) = cstr(rest) else { return };
-                let text = if statement.is_empty() {
-                    self.unnamed_statement.clone()
-                } else {
-                    let name = name_of(statement);
-                    // Not parsed in this session's protocol: made by SQL `PREPARE`, so
-                    // the transcript names it as SQL would run it.
-                    let text = self.statements.get(name.as_ref()).cloned();
-                    Some(text.unwrap_or_else(|| Arc::from(format!("EXECUTE {}", quote_ident(&name)))))
-                };
-                let text = text.unwrap_or_else(|| Arc::from(""));
-                if portal.is_empty() {
-                    self.unnamed_portal = Some(text);
-                } else {
-                    self.portals.insert(name_of(portal).into(), text);
-                }
+                Entry::Bind { portal: name_of(portal).into(), statement: name_of(statement).into(), sent_us: now }
             }
-            b'E' if !self.skipping => {
+            b'E' => {
                 let Some((portal, _)) = cstr(payload) else { return };
-                let text = if portal.is_empty() {
-                    self.unnamed_portal.clone()
-                } else {
-                    self.portals.get(name_of(portal).as_ref()).cloned()
-                };
-                let text = text.unwrap_or_else(|| Arc::from(""));
-                self.queue.push_back(Entry::Execute(Pending::new(Text::Shared(text), now)));
-            }
-            b'C' if !self.skipping => {
-                let Some((&target, rest)) = payload.split_first() else { return };
-                let Some((name, _)) = cstr(rest) else { return };
-                match (target, name.is_empty()) {
-                    (b'S', true) => self.unnamed_statement = None,
-                    (b'S', false) => drop(self.statements.remove(name_of(name).as_ref())),
-                    (b'P', true) => self.unnamed_portal = None,
-                    (b'P', false) => drop(self.portals.remove(name_of(name).as_ref())),
-                    _ => {}
+                Entry::Execute {
+                    portal: name_of(portal).into(),
+                    pending: Pending::new(Text::Owned(String::new()), now),
                 }
+            }
+            b'C' => {
+                let Some((&target @ (b'S' | b'P'), rest)) = payload.split_first() else { return };
+                let Some((name, _)) = cstr(rest) else { return };
+                Entry::Close { statement: target == b'S', name: name_of(name).into() }
             }
             b'S' if !self.copy_in => {
                 self.skipping = false;
-                self.queue.push_back(Entry::Sync);
+                Entry::Sync
             }
             // A fast-path function call (libpq's `lo_*`, for one) reads or changes data
             // like any statement; it is answered like a simple query.
-            b'F' if !self.skipping => {
-                let text = function_call_text(payload);
-                self.queue.push_back(Entry::Simple(Pending::new(Text::Owned(text), now)));
+            b'F' => Entry::Simple(Pending::new(Text::Owned(function_call_text(payload)), now)),
+            b'c' | b'f' => {
+                self.copy_in = false;
+                return;
             }
-            b'c' | b'f' => self.copy_in = false,
-            _ => {}
-        }
+            _ => return,
+        };
+        self.queue.push_back(entry);
     }
 
     /// A message from the server, arrived at `now`, of `msg.len()` bytes relayed to the client.
     pub(crate) fn on_server(&mut self, msg: &Message, now: i64) {
         let tag = msg.tag();
-        if let Some(Entry::Simple(p) | Entry::Execute(p)) = self.queue.front_mut() {
+        if let Some(Entry::Simple(p) | Entry::Execute { pending: p, .. }) = self.queue.front_mut() {
             p.bytes_sent += msg.len() as i64;
             if tag == b'D' {
                 p.data_rows += 1;
@@ -178,15 +182,20 @@ impl Recorder {
             }
         }
         match tag {
+            b'1' | b'2' | b'3' => self.confirm_front(),
             b'C' => {
                 self.copy_in = false;
                 let rows = command_rows(msg);
+                let payload = msg.payload();
+                if payload.starts_with(b"DEALLOCATE") || payload.starts_with(b"DISCARD ALL") {
+                    self.forget_deallocated(payload);
+                }
                 match self.queue.front_mut() {
                     Some(Entry::Simple(p)) => {
                         p.rows += rows.unwrap_or(p.data_rows);
                         p.data_rows = 0;
                     }
-                    Some(Entry::Execute(p)) => {
+                    Some(Entry::Execute { pending: p, .. }) => {
                         if let Some(rows) = rows {
                             p.rows = rows;
                             p.data_rows = 0;
@@ -197,28 +206,14 @@ impl Recorder {
                 }
             }
             b'I' | b's' => {
-                if let Some(Entry::Execute(_)) = self.queue.front() {
+                if let Some(Entry::Execute { .. }) = self.queue.front() {
                     self.complete_front(now);
                 }
             }
             b'E' => {
                 self.copy_in = false;
                 let code = msg.decode::<ErrorResponse>().ok().and_then(|e| e.code().map(str::to_owned));
-                match self.queue.front_mut() {
-                    Some(Entry::Simple(p)) => {
-                        if p.sqlstate.is_none() {
-                            p.sqlstate = code;
-                        }
-                    }
-                    Some(Entry::Execute(p)) => {
-                        p.sqlstate = code;
-                        self.complete_front(now);
-                        self.skip_to_sync();
-                    }
-                    Some(Entry::Sync) => {}
-                    // An extended exchange failed before any Execute and before its Sync.
-                    None => self.skipping = true,
-                }
+                self.on_error(code, now);
             }
             b'Z' => {
                 self.copy_in = false;
@@ -230,8 +225,14 @@ impl Recorder {
                         }
                         Entry::Sync => break,
                         // Unanswered, so never run.
-                        Entry::Execute(_) => {}
+                        _ => {}
                     }
+                }
+            }
+            b'S' => {
+                let name_and_value = cstr(msg.payload()).and_then(|(name, rest)| Some((name, cstr(rest)?.0)));
+                if let Some((b"client_encoding", value)) = name_and_value {
+                    self.encoding = ClientEncoding::from_name(&String::from_utf8_lossy(value));
                 }
             }
             b'G' => {
@@ -259,45 +260,206 @@ impl Recorder {
 
     /// Whether a statement was sent and is not complete yet.
     pub(crate) fn is_running(&self) -> bool {
-        self.queue.iter().any(|entry| !matches!(entry, Entry::Sync))
+        self.queue.iter().any(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. }))
     }
 
     /// Completes every statement still running when the session ends at `now`, with
-    /// `sqlstate` unless the server had already reported an error for it.
+    /// `sqlstate` unless the server had already reported an error for it. Requests still
+    /// unanswered are taken as done: the server may well have run them.
     pub(crate) fn abandon(&mut self, now: i64, sqlstate: &str) {
-        for entry in self.queue.drain(..) {
-            if let Entry::Simple(mut p) | Entry::Execute(mut p) = entry {
-                p.sqlstate.get_or_insert_with(|| sqlstate.to_owned());
-                self.done.push(p.finish(now));
+        while let Some(entry) = self.queue.front_mut() {
+            match entry {
+                Entry::Simple(p) | Entry::Execute { pending: p, .. } => {
+                    p.sqlstate.get_or_insert_with(|| sqlstate.to_owned());
+                    self.complete_front(now);
+                }
+                Entry::Sync => drop(self.queue.pop_front()),
+                _ => self.confirm_front(),
             }
         }
     }
 
-    fn complete_front(&mut self, now: i64) {
-        if let Some(Entry::Execute(p) | Entry::Simple(p)) = self.queue.pop_front() {
-            self.done.push(p.finish(now));
+    /// The front request's answer came: a Parse, Bind or Close takes effect.
+    fn confirm_front(&mut self) {
+        match self.queue.pop_front() {
+            Some(Entry::Parse { name, text, .. }) if name.is_empty() => self.unnamed_statement = Some(text),
+            Some(Entry::Parse { name, text, .. }) => drop(self.statements.insert(name, text)),
+            Some(Entry::Bind { portal, statement, .. }) => {
+                let text = self.statement_text(&statement);
+                if portal.is_empty() {
+                    self.unnamed_portal = Some(text);
+                } else {
+                    self.portals.insert(portal, text);
+                }
+            }
+            Some(Entry::Close { statement: true, name }) if name.is_empty() => self.unnamed_statement = None,
+            Some(Entry::Close { statement: true, name }) => drop(self.statements.remove(&name)),
+            Some(Entry::Close { statement: false, name }) if name.is_empty() => self.unnamed_portal = None,
+            Some(Entry::Close { statement: false, name }) => drop(self.portals.remove(&name)),
+            // Not the request this answer is for: leave the queue as it is.
+            Some(other) => self.queue.push_front(other),
+            None => {}
         }
+    }
+
+    /// An ErrorResponse, for the request at the front.
+    fn on_error(&mut self, code: Option<String>, now: i64) {
+        let failed = match self.queue.front_mut() {
+            Some(Entry::Simple(p)) => {
+                // A simple query goes on to ReadyForQuery; its first error is the one.
+                if p.sqlstate.is_none() {
+                    p.sqlstate = code;
+                }
+                return;
+            }
+            Some(Entry::Execute { pending: p, .. }) => {
+                p.sqlstate = code;
+                self.complete_front(now);
+                None
+            }
+            Some(Entry::Parse { name, text, sent_us }) => {
+                let failed = Pending::failed(Text::Shared(Arc::clone(text)), *sent_us, code);
+                // PostgreSQL drops the unnamed statement before it parses the new one.
+                if name.is_empty() {
+                    self.unnamed_statement = None;
+                }
+                Some(failed)
+            }
+            Some(Entry::Bind { statement, sent_us, .. }) => {
+                let (statement, sent_us) = (std::mem::take(statement), *sent_us);
+                Some(Pending::failed(Text::Shared(self.statement_text(&statement)), sent_us, code))
+            }
+            // A failed Describe or Close: no statement ran.
+            Some(Entry::Close { .. }) | Some(Entry::Sync) => None,
+            // An extended exchange failed before any request this records, and before its Sync.
+            None => {
+                self.skipping = true;
+                return;
+            }
+        };
+        if let Some(failed) = failed {
+            self.done.push(failed.finish(now));
+        }
+        self.skip_to_sync();
+    }
+
+    /// Pops the front statement and records it, an Execute with its portal's text.
+    fn complete_front(&mut self, now: i64) {
+        let pending = match self.queue.pop_front() {
+            Some(Entry::Simple(p)) => p,
+            Some(Entry::Execute { portal, mut pending }) => {
+                pending.text = self.portal_text(&portal);
+                pending
+            }
+            Some(other) => return self.queue.push_front(other),
+            None => return,
+        };
+        self.done.push(pending.finish(now));
     }
 
     /// After an error in an extended exchange, the server discards the rest of it up to Sync.
     fn skip_to_sync(&mut self) {
-        while let Some(Entry::Execute(_)) = self.queue.front() {
+        while self.queue.front().is_some_and(|entry| !matches!(entry, Entry::Sync)) {
             self.queue.pop_front();
         }
         if self.queue.is_empty() {
             self.skipping = true;
         }
     }
+
+    /// What a Bind of `name` runs.
+    fn statement_text(&self, name: &str) -> Arc<str> {
+        if name.is_empty() {
+            return self.unnamed_statement.clone().unwrap_or_else(|| Arc::from(""));
+        }
+        match self.statements.get(name) {
+            Some(text) => Arc::clone(text),
+            // Not parsed in this session's protocol: made by SQL `PREPARE`, so the
+            // transcript names it as SQL would run it.
+            None => Arc::from(format!("EXECUTE {}", quote_ident(name))),
+        }
+    }
+
+    /// What an Execute of `portal` runs.
+    fn portal_text(&self, portal: &str) -> Text {
+        let text = if portal.is_empty() { self.unnamed_portal.as_ref() } else { self.portals.get(portal) };
+        text.map_or_else(|| Text::Owned(String::new()), |text| Text::Shared(Arc::clone(text)))
+    }
+
+    /// SQL `DEALLOCATE` or `DISCARD ALL` completed, in the statement at the front.
+    fn forget_deallocated(&mut self, tag: &[u8]) {
+        let names = match self.queue.front() {
+            Some(_) if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE ALL") => None,
+            Some(Entry::Simple(p)) => deallocated_names(p.text.as_str()),
+            Some(Entry::Execute { portal, .. }) => deallocated_names(self.portal_text(portal).as_str()),
+            _ => None,
+        };
+        match names {
+            Some(names) => names.iter().for_each(|name| drop(self.statements.remove(name.as_str()))),
+            None => {
+                self.statements.clear();
+                self.unnamed_statement = None;
+            }
+        }
+    }
+}
+
+/// The statement names `DEALLOCATE [PREPARE] name` removes in `sql`, or `None` for all of them:
+/// `DEALLOCATE ALL`, or a name this light reading cannot find. Reading a `deallocate` inside a
+/// string or comment as one only forgets a name, and a forgotten name's statements are
+/// recorded as `EXECUTE name`: never as another text.
+fn deallocated_names(sql: &str) -> Option<Vec<String>> {
+    const KEYWORD: &str = "deallocate";
+    let lower = sql.to_ascii_lowercase();
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let mut names = Vec::new();
+    for (at, _) in lower.match_indices(KEYWORD) {
+        if lower[..at].chars().next_back().is_some_and(is_ident) {
+            continue;
+        }
+        let mut rest = lower[at + KEYWORD.len()..].trim_start();
+        if let Some(after) = rest.strip_prefix("prepare")
+            && after.starts_with(char::is_whitespace)
+        {
+            rest = after.trim_start();
+        }
+        let start = sql.len() - rest.len();
+        let name = match rest.strip_prefix('"') {
+            Some(_) => quoted_ident(&sql[start + 1..])?,
+            None => {
+                let end = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
+                match &rest[..end] {
+                    "" | "all" => return None,
+                    name => name.to_owned(),
+                }
+            }
+        };
+        names.push(name);
+    }
+    (!names.is_empty()).then_some(names)
+}
+
+/// The identifier of a quoted name whose opening quote is already read.
+fn quoted_ident(rest: &str) -> Option<String> {
+    let mut name = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if chars.peek() == Some(&'"') => {
+                chars.next();
+                name.push('"');
+            }
+            '"' => return Some(name),
+            c => name.push(c),
+        }
+    }
+    None
 }
 
 /// Splits a NUL-terminated string off the front.
 fn cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     let s = CStr::from_bytes_until_nul(buf).ok()?.to_bytes();
     Some((s, &buf[s.len() + 1..]))
-}
-
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A statement or portal name, borrowed when it is UTF-8 (always, in practice), so that a
@@ -383,6 +545,14 @@ mod tests {
         msg(b'Z', b"I")
     }
 
+    fn parsed() -> Message {
+        msg(b'1', b"")
+    }
+
+    fn bound() -> Message {
+        msg(b'2', b"")
+    }
+
     fn complete(tag: &str) -> Message {
         msg(b'C', format!("{tag}\0").as_bytes())
     }
@@ -393,6 +563,23 @@ mod tests {
 
     fn s(text: &str, rows: i64, code: &str) -> (String, i64, String) {
         (text.to_owned(), rows, code.to_owned())
+    }
+
+    #[test]
+    fn text_is_decoded_from_the_client_encoding_the_server_reports() {
+        let mut r = Recorder::default();
+        r.on_server(&msg(b'S', b"client_encoding\0LATIN1\0"), 1);
+        r.on_client(&msg(b'Q', b"select 'caf\xe9'\0"), 10);
+        r.on_client(&parse("", "select 'na\u{ef}ve'"), 10);
+        r.on_server(&ready(), 20);
+        r.on_server(&parsed(), 20);
+        r.on_server(&msg(b'S', b"client_encoding\0UTF8\0"), 30);
+        r.on_client(&msg(b'Q', "select 'café'\0".as_bytes()), 40);
+        r.on_server(&ready(), 50);
+        let texts: Vec<_> = r.done().map(|s| s.text).collect();
+        assert_eq!(texts, ["select 'café'", "select 'café'"]);
+        // The Parse above arrived as UTF-8 bytes of ï (C3 AF), read as LATIN1: Ã¯.
+        assert_eq!(r.unnamed_statement.as_deref(), Some("select 'naÃ¯ve'"));
     }
 
     #[test]
@@ -456,9 +643,10 @@ mod tests {
     #[test]
     fn portal_suspended_and_empty_query_complete_an_execute() {
         let client = [parse("", "select g from generate_series(1, 5) g"), bind("", ""), execute(""), sync()];
-        let got = run(&client, &[row(), row(), msg(b's', b""), ready()]);
+        let got = run(&client, &[parsed(), bound(), row(), row(), msg(b's', b""), ready()]);
         assert_eq!(got, [s("select g from generate_series(1, 5) g", 2, "")]);
-        let got = run(&[parse("", ""), bind("", ""), execute(""), sync()], &[msg(b'I', b""), ready()]);
+        let got =
+            run(&[parse("", ""), bind("", ""), execute(""), sync()], &[parsed(), bound(), msg(b'I', b""), ready()]);
         assert_eq!(got, [s("", 0, "")]);
     }
 
@@ -482,8 +670,21 @@ mod tests {
             execute(""),
             sync(),
         ];
-        let server =
-            [row(), complete("SELECT 1"), ready(), error("42P01"), ready(), row(), complete("SELECT 1"), ready()];
+        let server = [
+            parsed(),
+            bound(),
+            row(),
+            complete("SELECT 1"),
+            ready(),
+            // The Parse fails: a missing table is found at parse analysis.
+            error("42P01"),
+            ready(),
+            parsed(),
+            bound(),
+            row(),
+            complete("SELECT 1"),
+            ready(),
+        ];
         assert_eq!(
             run(&client, &server),
             [s("select 1", 1, ""), s("select * from nope", 0, "42P01"), s("select 4", 1, "")]
@@ -510,16 +711,78 @@ mod tests {
     }
 
     #[test]
-    fn parse_error_without_execute_records_nothing() {
+    fn a_parse_that_fails_is_a_statement_with_its_error() {
+        // asyncpg prepares first: Parse, Describe, Sync.
         let client = [parse("s", "selec"), msg(b'D', b"Ss\0"), sync(), msg(b'Q', b"select 1\0")];
         let got = run(&client, &[error("42601"), ready(), complete("SELECT 0"), ready()]);
-        assert_eq!(got, [s("select 1", 0, "")]);
+        assert_eq!(got, [s("selec", 0, "42601"), s("select 1", 0, "")]);
+        // A Bind that fails records the statement it bound.
+        let client = [parse("", "select $1::int"), bind("", ""), execute(""), sync()];
+        let got = run(&client, &[parsed(), error("22P02"), ready()]);
+        assert_eq!(got, [s("select $1::int", 0, "22P02")]);
+    }
+
+    #[test]
+    fn a_parse_that_fails_names_nothing_even_pipelined() {
+        let delete = "delete from t where id < 40";
+        let client = [
+            parse("s", delete),
+            sync(),
+            // `s` exists: this Parse fails, and the Bind after its Sync runs the DELETE.
+            parse("s", "select 1"),
+            sync(),
+            bind("", "s"),
+            execute(""),
+            sync(),
+        ];
+        let server = [parsed(), ready(), error("42P05"), ready(), bound(), complete("DELETE 20"), ready()];
+        assert_eq!(run(&client, &server), [s("select 1", 0, "42P05"), s(delete, 20, "")]);
+
+        // A failed unnamed Parse leaves no unnamed statement, as in PostgreSQL.
+        let client = [parse("", delete), sync(), parse("", "selec"), sync(), bind("", ""), execute(""), sync()];
+        let server = [parsed(), ready(), error("42601"), ready(), error("26000"), ready()];
+        assert_eq!(run(&client, &server), [s("selec", 0, "42601"), s("", 0, "26000")]);
+    }
+
+    #[test]
+    fn sql_deallocate_forgets_protocol_statements() {
+        let mut r = Recorder::default();
+        let mut exchange = |client: &[Message], server: &[Message]| {
+            client.iter().for_each(|m| r.on_client(m, 1));
+            server.iter().for_each(|m| r.on_server(m, 2));
+            r.done().map(|s| s.text).collect::<Vec<_>>()
+        };
+        exchange(&[parse("x", "select 1"), parse("y", "select 2"), sync()], &[parsed(), parsed(), ready()]);
+        exchange(&[msg(b'Q', b"deallocate prepare x\0")], &[complete("DEALLOCATE"), ready()]);
+        exchange(&[msg(b'Q', b"prepare x as delete from t\0")], &[complete("PREPARE"), ready()]);
+        let run_both = [bind("", "x"), execute(""), bind("", "y"), execute(""), sync()];
+        let answers = [bound(), complete("DELETE 3"), bound(), complete("SELECT 1"), ready()];
+        assert_eq!(exchange(&run_both, &answers), ["EXECUTE x", "select 2"]);
+        exchange(&[msg(b'Q', b"DISCARD ALL\0")], &[complete("DISCARD ALL"), ready()]);
+        assert_eq!(exchange(&run_both[2..], &answers[2..]), ["EXECUTE y"]);
+    }
+
+    #[test]
+    fn deallocate_names_are_read_as_postgresql_reads_them() {
+        let names = |sql| deallocated_names(sql);
+        assert_eq!(names("DEALLOCATE _pg3_1"), Some(vec!["_pg3_1".to_owned()]));
+        assert_eq!(
+            names("deallocate Prepare \"A \"\"b\"\"\"; DEALLOCATE s2;"),
+            Some(vec!["A \"b\"".into(), "s2".into()])
+        );
+        assert_eq!(names("DEALLOCATE PREPARE_X"), Some(vec!["prepare_x".to_owned()]));
+        assert_eq!(names("deallocate all"), None);
+        assert_eq!(names("deallocate prepare all"), None);
+        assert_eq!(names("deallocate \"unterminated"), None);
+        assert_eq!(names("select 1"), None);
+        assert_eq!(names("select my_deallocate(1); deallocate s"), Some(vec!["s".to_owned()]));
     }
 
     #[test]
     fn closed_statements_and_unknown_portals_have_no_text() {
         let client = [parse("s1", "select 1"), msg(b'C', b"Ss1\0"), bind("", "s1"), execute(""), execute("p9"), sync()];
-        let got = run(&client, &[complete("SELECT 0"), complete("SELECT 0"), ready()]);
+        let got =
+            run(&client, &[parsed(), msg(b'3', b""), bound(), complete("SELECT 0"), complete("SELECT 0"), ready()]);
         // `s1` may be a statement SQL `PREPARE` made: that is what ran.
         assert_eq!(got, [s("EXECUTE s1", 0, ""), s("", 0, "")]);
     }
@@ -527,7 +790,7 @@ mod tests {
     #[test]
     fn statements_prepared_in_sql_are_named_as_sql_would_run_them() {
         let client = [bind("", "Mixed Case"), execute(""), bind("", "plain_1"), execute(""), sync()];
-        let got = run(&client, &[complete("SELECT 1"), complete("SELECT 1"), ready()]);
+        let got = run(&client, &[bound(), complete("SELECT 1"), bound(), complete("SELECT 1"), ready()]);
         assert_eq!(got, [s("EXECUTE \"Mixed Case\"", 1, ""), s("EXECUTE plain_1", 1, "")]);
     }
 
@@ -565,7 +828,9 @@ mod tests {
         for m in [parse("s", "copy t from stdin"), bind("", "s"), execute(""), sync()] {
             r.on_client(&m, 1);
         }
-        r.on_server(&msg(b'G', b"\0\0\0"), 2);
+        for m in [parsed(), bound(), msg(b'G', b"\0\0\0")] {
+            r.on_server(&m, 2);
+        }
         for m in [msg(b'd', b"1\n"), msg(b'c', b""), sync(), msg(b'Q', b"select 1\0")] {
             r.on_client(&m, 3);
         }

@@ -5,11 +5,12 @@ use buffa::MessageField;
 use buffa_types::google::protobuf::{Duration, Timestamp};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
+use sha2::{Digest, Sha256};
 
 use crate::event::{EventKind, FormalUser, SessionEvent};
 
-/// Statement texts longer than this are cut (on a character boundary), so a
-/// single event always fits in a request the control plane accepts.
+/// Statement texts longer than this lose their middle (see [`truncate`]), so a single event
+/// always fits in a request the control plane accepts.
 pub const MAX_STATEMENT_TEXT: usize = 1024 * 1024;
 
 /// Converts one event; `run_id` marks the session as started by this run.
@@ -74,15 +75,33 @@ pub fn duration(us: i64) -> Duration {
     Duration { seconds: us / 1_000_000, nanos: ((us % 1_000_000) * 1_000) as i32, ..Default::default() }
 }
 
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+/// Cuts `text` to at most `max` bytes by taking out its middle, and says so where it did, with
+/// the full length and a SHA-256 of the whole: a transcript never passes a cut statement off as
+/// what ran, the statement's start and end stay readable, and the digest matches it to a copy
+/// kept elsewhere (the database's log, say).
+fn truncate(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
     }
-    text
+    let digest = Sha256::digest(text.as_bytes());
+    let marker = |cut: usize| {
+        format!("\n… [Gatehouse cut {cut} of {} bytes here; SHA-256 of the whole: {digest:x}] …\n", text.len())
+    };
+    // The marker's length depends on the number in it: size it for the largest cut.
+    let keep = max.saturating_sub(marker(text.len()).len());
+    let mut head = keep / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - (keep - head);
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    let mut cut = String::with_capacity(max);
+    cut.push_str(&text[..head]);
+    cut.push_str(&marker(tail - head));
+    cut.push_str(&text[tail..]);
+    cut
 }
 
 #[cfg(test)]
@@ -145,9 +164,22 @@ mod tests {
     }
 
     #[test]
-    fn long_texts_are_cut_on_a_character_boundary() {
-        assert_eq!(truncate("héllo".into(), 2), "h");
-        assert_eq!(truncate("héllo".into(), 3), "hé");
-        assert_eq!(truncate("short".into(), 10), "short");
+    fn long_texts_keep_their_ends_and_say_what_was_cut() {
+        let hidden = format!("select 1 /*{}*/; delete from t; select '{}é'", " ".repeat(3000), "x".repeat(3000));
+        let cut = truncate(hidden.clone(), 1000);
+        assert!(cut.len() <= 1000, "{}", cut.len());
+        assert!(cut.starts_with("select 1 /*   "));
+        assert!(cut.ends_with("xxxé'"));
+        let (head, rest) = cut.split_once('\n').unwrap();
+        let (marker, tail) = rest.split_once('\n').unwrap();
+        let whole = format!("of {} bytes here; SHA-256 of the whole: {:x}] …", hidden.len(), Sha256::digest(&hidden));
+        let count = marker.strip_prefix("… [Gatehouse cut ").and_then(|m| m.strip_suffix(&whole)).unwrap();
+        assert_eq!(head.len() + count.trim().parse::<usize>().unwrap() + tail.len(), hidden.len(), "{marker}");
+        // On a character boundary, both ends.
+        let wide = "é".repeat(1000);
+        let cut = truncate(wide.clone(), 500);
+        assert!(cut.len() <= 500 && cut.starts_with('é') && cut.ends_with('é'));
+        assert_eq!(truncate(wide.clone(), 2000), wide);
+        assert!(truncate("x".repeat(MAX_STATEMENT_TEXT + 1), MAX_STATEMENT_TEXT).len() <= MAX_STATEMENT_TEXT);
     }
 }
