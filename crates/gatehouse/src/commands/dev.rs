@@ -134,9 +134,17 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
         .with_context(|| format!("--upstream {:?} is not HOST:PORT", args.upstream))?;
-    let resource = match store.list_resources(org).await?.into_iter().find(|r| r.name == DEV_RESOURCE) {
+    // One dev resource per address, so that sessions name the database they really reached.
+    let registered =
+        store.list_resources(org).await?.into_iter().find(|r| {
+            r.name.starts_with(DEV_RESOURCE) && r.host == host && r.port == port && r.technology == "postgres"
+        });
+    let resource = match registered {
         Some(resource) => resource,
-        None => create_resource(store, org, DEV_RESOURCE, "postgres", host, port).await?,
+        None => {
+            let create = |name: String| async move { create_resource(store, org, &name, "postgres", host, port).await };
+            create_with_free_name(DEV_RESOURCE, create).await?
+        }
     };
     let key = dev_connector_key(store, org, &args.store.data_dir).await?;
     Ok(Some(Config {
@@ -163,17 +171,27 @@ async fn dev_connector_key(store: &dyn Store, org: OrgId, data_dir: &Path) -> an
         return Ok(saved);
     }
     // A lost key file leaves its connector behind: take the next free name.
-    let mut attempt = 1;
-    let created = loop {
-        let name = if attempt == 1 { "dev-connector".to_owned() } else { format!("dev-connector-{attempt}") };
-        match create_connector(store, org, &name).await {
-            Err(StoreError::Conflict(_)) if attempt < 100 => attempt += 1,
-            result => break result?,
-        }
-    };
+    let created =
+        create_with_free_name("dev-connector", |name| async move { create_connector(store, org, &name).await }).await?;
     write_private(&path, &created.key)
         .with_context(|| format!("cannot save the dev connector key to {}", path.display()))?;
     Ok(created.key)
+}
+
+/// Creates something named `base`, or `base-2`, `base-3`, ... while the name is taken.
+async fn create_with_free_name<T, F, Fut>(base: &str, mut create: F) -> Result<T, StoreError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let name = if attempt == 1 { base.to_owned() } else { format!("{base}-{attempt}") };
+        match create(name).await {
+            Err(StoreError::Conflict(_)) if attempt < 100 => attempt += 1,
+            result => return result,
+        }
+    }
 }
 
 fn read_saved_key(path: &Path) -> Option<String> {
