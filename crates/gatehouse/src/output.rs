@@ -120,7 +120,7 @@ impl<W: Write> RecordWriter<W> {
                 out.write_all(b"\n")?;
             }
             Self::Csv(writer) => {
-                writer.write_record(CSV_COLUMNS.iter().map(|(name, at)| csv_cell(name, record.pointer(at))))?
+                writer.write_record(CSV_COLUMNS.iter().map(|(name, at)| defused(csv_cell(name, record.pointer(at)))))?
             }
         }
         Ok(())
@@ -149,6 +149,12 @@ fn csv_cell(column: &str, value: Option<&Value>) -> String {
     }
 }
 
+/// A text a spreadsheet would run as a formula (a role named `=HYPERLINK(...)`, say) gets a
+/// leading `'`, as OWASP advises for CSV files; the console's export does the same.
+fn defused(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +176,8 @@ mod tests {
             "duration": "3.5s",
             "user": {"formal": {"user": {"name": "O'Hara, \"Kim\"", "groups": ["dba", "sre"]}}},
             "resource": {"name": "line\nbreak"},
+            "connector": {"name": "=HYPERLINK(\"http://evil\",\"x\")"},
+            "network": {"clientIpAddress": "@SUM(1)"},
         });
         let mut writer = RecordWriter::csv(Vec::new()).unwrap();
         writer.write(&session).unwrap();
@@ -188,5 +196,7 @@ mod tests {
         assert_eq!(cell("user_groups"), "dba;sre");
         assert_eq!(cell("resource_name"), "line\nbreak");
         assert_eq!(cell("end_time"), "");
+        assert_eq!(cell("connector_name"), "'=HYPERLINK(\"http://evil\",\"x\")");
+        assert_eq!(cell("client_ip"), "'@SUM(1)");
     }
 }

@@ -111,14 +111,22 @@ fn not_found(session_id: &str) -> ConnectError {
     ConnectError::new(ErrorCode::NotFound, message)
 }
 
-/// One line per statement: its start time, a tab, its text. Line breaks
-/// inside a statement are written as `\n` so that lines stay statements.
+/// One line per statement: its start time, a tab, its text. In the text a backslash, a line
+/// feed and a carriage return are written `\\`, `\n` and `\r`, so that lines stay statements
+/// and every text can be read back exactly.
 pub fn transcript(statements: &[StatementRecord]) -> String {
     let mut out = String::new();
     for s in statements {
         out.push_str(&format_rfc3339(s.start));
         out.push('\t');
-        out.push_str(&s.text.replace("\r\n", "\n").replace('\n', "\\n"));
+        for c in s.text.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
         out.push('\n');
     }
     out

@@ -90,7 +90,7 @@ async fn reported_sessions_appear_with_transcripts_and_retries_change_nothing() 
     let batch = vec![
         event("sess-1", 0, start(&s.resource_id, t0)),
         event("sess-1", 1, statement("select 1", t0 + 1_000)),
-        event("sess-1", 2, statement("select\n2", t0 + 2_000)),
+        event("sess-1", 2, statement("select\r\n'a\\nb'", t0 + 2_000)),
     ];
     assert_eq!(report(&s.connector, batch.clone()).await, 3);
     assert_eq!(report(&s.connector, batch).await, 0, "a retried batch stores nothing new");
@@ -109,7 +109,8 @@ async fn reported_sessions_appear_with_transcripts_and_retries_change_nothing() 
     let (_, transcript) = s.h.call("GetSessionTranscript", json!({"session_id": "sess-1"})).await;
     let lines: Vec<&str> = transcript["transcript"].as_str().unwrap().lines().collect();
     assert_eq!(lines.len(), 2);
-    assert!(lines[0].ends_with("\tselect 1") && lines[1].ends_with("\tselect\\n2"), "{lines:?}");
+    // Line breaks and backslashes are escaped, so a literal backslash-n stays distinguishable.
+    assert!(lines[0].ends_with("\tselect 1") && lines[1].ends_with("\tselect\\r\\n'a\\\\nb'"), "{lines:?}");
 
     assert_eq!(report(&s.connector, vec![event("sess-1", 3, end(t0 + 5_000_000))]).await, 1);
     assert_eq!(report(&s.connector, vec![event("sess-1", 3, end(t0 + 9_000_000))]).await, 0, "ends once");
