@@ -116,10 +116,14 @@ impl wire::ConnectorService for ConnectorApi {
     async fn heartbeat(
         &self,
         ctx: RequestContext,
-        _req: ServiceRequest<'_, wire::HeartbeatRequest>,
+        req: ServiceRequest<'_, wire::HeartbeatRequest>,
     ) -> ServiceResult<wire::HeartbeatResponse> {
         let caller = connector(&ctx)?;
-        self.store.connector_heartbeat(caller.org, &caller.connector_id, now_micros()).await.map_err(store_error)?;
+        let run_id = Some(req.run_id).filter(|run| !run.is_empty());
+        self.store
+            .connector_heartbeat(caller.org, &caller.connector_id, run_id, now_micros())
+            .await
+            .map_err(store_error)?;
         Response::ok(wire::HeartbeatResponse::default())
     }
 
@@ -202,8 +206,9 @@ impl wire::ConnectorService for ConnectorApi {
         }
         let now = now_micros();
         let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
-        // Reporting is a sign of life too.
-        self.store.connector_heartbeat(caller.org, &caller.connector_id, now).await.map_err(store_error)?;
+        // Reporting is a sign of life too, once the reporting run said Hello.
+        let run_id = Some(request.run_id.as_str()).filter(|run| !run.is_empty());
+        self.store.connector_heartbeat(caller.org, &caller.connector_id, run_id, now).await.map_err(store_error)?;
         Response::ok(wire::ReportResponse { stored: stored as u32, ..Default::default() })
     }
 

@@ -138,7 +138,16 @@ pub trait Store: Send + Sync + 'static {
         run_id: &str,
         at: Micros,
     ) -> Result<u64, StoreError>;
-    async fn connector_heartbeat(&self, org: OrgId, connector_id: &str, at: Micros) -> Result<(), StoreError>;
+    /// The connector was heard at `at` (never moving the time back). With `run_id`, only while
+    /// that run is the current one: a new run replaying its predecessor's spool before its
+    /// `Hello` must not make the predecessor's sessions end at the replay.
+    async fn connector_heartbeat(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: Option<&str>,
+        at: Micros,
+    ) -> Result<(), StoreError>;
     /// Completes the open sessions of every connector last heard before
     /// `heard_before`, at the time each was last heard; returns how many.
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError>;

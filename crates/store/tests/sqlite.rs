@@ -115,8 +115,10 @@ async fn the_statement_chunks_migration_keeps_every_statement_once() {
         },
     };
     // More than a chunk's 500 for one session, a few for another.
-    let events: Vec<_> = (1..=1_200).map(|n| statement("s05", n)).chain((1..=3).map(|n| statement("s08", n))).collect();
-    store.ingest(fx.acme, "c", &events).await.unwrap();
+    let events: Vec<_> = (1..=1_200).map(|n| statement("s05", n)).collect();
+    store.ingest(fx.acme, "c-eu", &events).await.unwrap();
+    let events: Vec<_> = (1..=3).map(|n| statement("s08", n)).collect();
+    store.ingest(fx.acme, "c-us", &events).await.unwrap();
     let query = AggregateQuery {
         filter: gatehouse_query::parse("", conformance::fixture::NOW).unwrap(),
         window_start: None,
@@ -138,7 +140,7 @@ async fn the_statement_chunks_migration_keeps_every_statement_once() {
     assert_eq!((transcripts(&store).await, store.aggregate(fx.acme, &query).await.unwrap().facets), before);
     // The highest seq stored came along: a replay adds only what is new.
     let replay: Vec<_> = (1_100..=1_250).map(|n| statement("s05", n)).collect();
-    assert_eq!(store.ingest(fx.acme, "c", &replay).await.unwrap(), 50);
+    assert_eq!(store.ingest(fx.acme, "c-eu", &replay).await.unwrap(), 50);
     assert_eq!(store.statements(fx.acme, "s05").await.unwrap().len(), 1_250);
 }
 
@@ -191,9 +193,9 @@ async fn concurrent_writes_all_succeed() {
                     store.connector_hello(fx.acme, "c", &format!("run-{task}"), conformance::fixture::NOW).await?;
                     let statement = StatementRecord { seq, text: format!("SELECT {seq}"), ..Default::default() };
                     store
-                        .ingest(fx.acme, "c", &[IngestEvent::Statement { session_id: "s05".into(), statement }])
+                        .ingest(fx.acme, "c-eu", &[IngestEvent::Statement { session_id: "s05".into(), statement }])
                         .await?;
-                    store.connector_heartbeat(fx.acme, "c", conformance::fixture::NOW + seq as i64).await?;
+                    store.connector_heartbeat(fx.acme, "c", None, conformance::fixture::NOW + seq as i64).await?;
                 }
                 Ok::<_, gatehouse_store::StoreError>(())
             })

@@ -147,14 +147,21 @@ impl PgStore {
         Ok(completed)
     }
 
-    pub(super) async fn connector_heartbeat_impl(&self, org: OrgId, id: &str, at: Micros) -> Result<(), StoreError> {
+    pub(super) async fn connector_heartbeat_impl(
+        &self,
+        org: OrgId,
+        id: &str,
+        run_id: Option<&str>,
+        at: Micros,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1) \
-             WHERE org_id = $2 AND id = $3",
+             WHERE org_id = $2 AND id = $3 AND ($4::text IS NULL OR run_id = $4)",
         )
         .bind(at)
         .bind(org.0)
         .bind(id)
+        .bind(run_id)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -203,7 +210,7 @@ impl PgStore {
                 _ => None,
             })
             .collect();
-        stored += write::insert_statements(&mut tx, org, &statements).await?;
+        stored += write::insert_statements(&mut tx, org, connector_id, &statements).await?;
         for event in events {
             if let IngestEvent::End { session_id, end, reason } = event {
                 stored += end_session(&mut tx, org, connector_id, session_id, *end, reason).await?;

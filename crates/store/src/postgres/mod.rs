@@ -591,8 +591,14 @@ impl Store for PgStore {
         self.connector_hello_impl(org, connector_id, run_id, at).await.map_err(classify)
     }
 
-    async fn connector_heartbeat(&self, org: OrgId, connector_id: &str, at: Micros) -> Result<(), StoreError> {
-        self.connector_heartbeat_impl(org, connector_id, at).await.map_err(classify)
+    async fn connector_heartbeat(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: Option<&str>,
+        at: Micros,
+    ) -> Result<(), StoreError> {
+        self.connector_heartbeat_impl(org, connector_id, run_id, at).await.map_err(classify)
     }
 
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError> {

@@ -220,16 +220,19 @@ async fn insert_chunk(
 // The sessions' statement totals grow by what was new, and their
 // fingerprints by what they had not run yet, in the same statement.
 const INSERT_STATEMENTS: &str = "\
-WITH inserted AS (
+WITH others AS (
+    SELECT id FROM sessions WHERE org_id = $1 AND connector_id <> $11 AND id = ANY($2::text[])
+), inserted AS (
     INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate)
-    SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
-        $9::text[])
+    SELECT $1, u.* FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
+        $9::text[]) AS u (session_id)
+    WHERE u.session_id NOT IN (SELECT id FROM others)
     ON CONFLICT DO NOTHING
     RETURNING session_id, rows, bytes_sent
 ), fingerprints AS (
     INSERT INTO session_fingerprints (org_id, session_id, fingerprint)
     SELECT DISTINCT $1::int8, session_id, fingerprint FROM UNNEST($2::text[], $10::text[]) AS f (session_id, fingerprint)
-    WHERE fingerprint <> ''
+    WHERE fingerprint <> '' AND session_id NOT IN (SELECT id FROM others)
     ORDER BY 2, 3
     ON CONFLICT DO NOTHING
 ), totals AS (
@@ -242,11 +245,14 @@ WITH inserted AS (
 )
 SELECT COUNT(*) FROM inserted";
 
-/// Inserts statements; one already stored (by session and sequence number)
-/// is left as it is. Returns how many were new.
+/// Inserts statements, except those of sessions another connector reported: a connector
+/// records its own sessions and nothing else. (A session not stored yet may be this one's: a
+/// replay may bring statements before their start.) One already stored (by session and
+/// sequence number) is left as it is. Returns how many were new.
 pub(super) async fn insert_statements(
     conn: &mut PgConnection,
     org: OrgId,
+    connector_id: &str,
     statements: &[(&str, &StatementRecord)],
 ) -> Result<u64, StoreError> {
     let mut seen = HashSet::with_capacity(statements.len());
@@ -264,6 +270,7 @@ pub(super) async fn insert_statements(
             .bind(chunk.iter().map(|(_, s)| s.bytes_sent).collect::<Vec<_>>())
             .bind(chunk.iter().map(|(_, s)| s.sqlstate.as_str()).collect::<Vec<_>>())
             .bind(chunk.iter().map(|(_, s)| fingerprint(&s.text)).collect::<Vec<_>>())
+            .bind(connector_id)
             .fetch_one(&mut *conn)
             .await?;
         stored += u64::try_from(done).unwrap_or_default();

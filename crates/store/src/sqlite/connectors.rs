@@ -140,13 +140,21 @@ impl SqliteStore {
         Ok(completed)
     }
 
-    pub(super) async fn connector_heartbeat_impl(&self, org: OrgId, id: &str, at: Micros) -> Result<(), StoreError> {
+    pub(super) async fn connector_heartbeat_impl(
+        &self,
+        org: OrgId,
+        id: &str,
+        run_id: Option<&str>,
+        at: Micros,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?) WHERE org_id = ? AND id = ?",
+            "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?1) \
+             WHERE org_id = ?2 AND id = ?3 AND (?4 IS NULL OR run_id = ?4)",
         )
         .bind(at)
         .bind(org.0)
         .bind(id)
+        .bind(run_id)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -184,7 +192,7 @@ impl SqliteStore {
         // the control plane's work.
         let mut rollup = RollupDelta::default();
         let mut stored = super::insert_sessions_in(&mut tx, org, &IngestEvent::started(events), &mut rollup).await?;
-        stored += super::statements::insert(&mut tx, org, events).await?;
+        stored += super::statements::insert(&mut tx, org, connector_id, events).await?;
         stored += end_sessions(&mut tx, org, connector_id, events).await?;
         // Last, so the rollup's rows stay locked for as short as can be.
         super::apply_rollup(&mut tx, org, &rollup).await?;

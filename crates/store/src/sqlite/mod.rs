@@ -544,8 +544,14 @@ impl Store for SqliteStore {
         self.connector_hello_impl(org, connector_id, run_id, at).await
     }
 
-    async fn connector_heartbeat(&self, org: OrgId, connector_id: &str, at: Micros) -> Result<(), StoreError> {
-        self.connector_heartbeat_impl(org, connector_id, at).await
+    async fn connector_heartbeat(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: Option<&str>,
+        at: Micros,
+    ) -> Result<(), StoreError> {
+        self.connector_heartbeat_impl(org, connector_id, run_id, at).await
     }
 
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError> {

@@ -40,11 +40,19 @@ struct SessionStatements<'a> {
     max_seq: i64,
 }
 
-/// Stores the statement events of a report (the others are ignored), and
-/// grows their sessions' totals by the new ones. Returns how many were new.
-pub(super) async fn insert(conn: &mut SqliteConnection, org: OrgId, events: &[IngestEvent]) -> Result<u64, StoreError> {
+/// Stores the statement events of a report (the others are ignored) for the sessions
+/// `connector_id` reported, and grows their totals by the new ones. Returns how many were new.
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    connector_id: &str,
+    events: &[IngestEvent],
+) -> Result<u64, StoreError> {
     let mut sessions = by_session(events);
-    let known = stored_max_seqs(conn, org, &sessions).await?;
+    let (known, others) = stored_max_seqs(conn, org, connector_id, &sessions).await?;
+    // A connector records its own sessions and nothing else. (A session not stored yet may be
+    // its own: a replay may bring statements before their start.)
+    sessions.retain(|s| !others.contains(s.session_id));
     for session in &mut sessions {
         let first = seq(session.statements[0]);
         let last = seq(session.statements[session.statements.len() - 1]);
@@ -106,19 +114,21 @@ fn by_session(events: &[IngestEvent]) -> Vec<SessionStatements<'_>> {
     sessions
 }
 
-/// The highest seq stored of each stored session (`None` while not known):
-/// `statement_max_seq`, else 0 when it has no chunks at all, as a session
-/// reporting its first statements has not.
+/// The highest seq stored of each stored session (`None` while not known): `statement_max_seq`,
+/// else 0 when it has no chunks at all, as a session reporting its first statements has not.
+/// And apart, the sessions another connector than `connector_id` reported.
 async fn stored_max_seqs(
     conn: &mut SqliteConnection,
     org: OrgId,
+    connector_id: &str,
     sessions: &[SessionStatements<'_>],
-) -> Result<HashMap<String, Option<i64>>, StoreError> {
+) -> Result<(HashMap<String, Option<i64>>, HashSet<String>), StoreError> {
     let mut known = HashMap::with_capacity(sessions.len());
+    let mut others = HashSet::new();
     for part in sessions.chunks(ROWS_PER_STATEMENT) {
         let mut b = SqlBuilder::new(Dialect::Sqlite);
         b.push(
-            "SELECT id, COALESCE(statement_max_seq, CASE WHEN EXISTS (SELECT 1 FROM statement_chunks c \
+            "SELECT id, connector_id, COALESCE(statement_max_seq, CASE WHEN EXISTS (SELECT 1 FROM statement_chunks c \
              WHERE c.org_id = sessions.org_id AND c.session_id = sessions.id) THEN NULL ELSE 0 END) AS max_seq \
              FROM sessions WHERE org_id = ",
         );
@@ -129,10 +139,13 @@ async fn stored_max_seqs(
         b.push(")");
         let (sql, args) = b.into_parts();
         for row in super::query_with(&sql, args).fetch_all(&mut *conn).await? {
+            if row.try_get::<&str, _>("connector_id")? != connector_id {
+                others.insert(row.try_get("id")?);
+            }
             known.insert(row.try_get("id")?, row.try_get("max_seq")?);
         }
     }
-    Ok(known)
+    Ok((known, others))
 }
 
 /// Drops from `session` the statements its chunks hold already; returns the

@@ -113,8 +113,8 @@ pub async fn aggregate_counts_statements_once_per_session(store: &dyn Store) {
         })
         .chain([IngestEvent::Statement { session_id: "s12".into(), statement: statement(1, "select 'x'") }])
         .collect();
-    store.ingest(fx.acme, "c", &events).await.expect("ingest");
-    store.ingest(fx.acme, "c", &events).await.expect("ingest again");
+    store.ingest(fx.acme, "c-eu", &events).await.expect("ingest");
+    store.ingest(fx.acme, "c-eu", &events).await.expect("ingest again");
     let mut query = counting("", (None, None));
     query.histogram = None;
     query.facets = vec![Facet::QueryFingerprint, Facet::Statements, Facet::BytesSent, Facet::RowsSent];
@@ -160,13 +160,13 @@ pub async fn replays_with_new_statements_count_each_statement_once(store: &dyn S
             .map(|(_, keys)| pairs(keys).iter().map(|(k, _)| k.to_string()).collect())
             .collect::<Vec<Vec<_>>>()
     };
-    assert_eq!(store.ingest(fx.acme, "c", &report(1..=5)).await.unwrap(), 5);
+    assert_eq!(store.ingest(fx.acme, "c-eu", &report(1..=5)).await.unwrap(), 5);
     assert_eq!(totals(&query).await, [["1-9"], ["100-999"], ["1-9"]]);
     // 1..=5 again with 6..=9: 9 statements, 900 bytes (14 and 1,400 if counted twice).
-    assert_eq!(store.ingest(fx.acme, "c", &report(1..=9)).await.unwrap(), 4);
+    assert_eq!(store.ingest(fx.acme, "c-eu", &report(1..=9)).await.unwrap(), 4);
     assert_eq!(totals(&query).await, [["1-9"], ["100-999"], ["1-9"]]);
     // And with one more: 10 statements, 1,000 bytes, 10 rows (9 if the new one were missed).
-    assert_eq!(store.ingest(fx.acme, "c", &report(1..=10)).await.unwrap(), 1);
+    assert_eq!(store.ingest(fx.acme, "c-eu", &report(1..=10)).await.unwrap(), 1);
     assert_eq!(totals(&query).await, [["10-99"], ["1000-9999"], ["10-99"]]);
     assert_eq!(store.statements(fx.acme, "s05").await.unwrap().len(), 10);
 }

@@ -175,6 +175,13 @@ pub async fn ingest_stores_each_event_once(store: &dyn Store) {
         texts(store.statements(acme, "i2").await.unwrap()),
         vec![(1, "BEGIN".to_owned()), (2, "first".to_owned())]
     );
+    // Another connector cannot write into this one's transcripts, not even at a number it has
+    // yet to use.
+    let forged = [statement("i2", 3, "select 'harmless'"), statement("i1", 9, "forged")];
+    assert_eq!(store.ingest(acme, "c-2", &forged).await.unwrap(), 0);
+    assert_eq!(store.statements(acme, "i1").await.unwrap().len(), 2);
+    assert_eq!(store.ingest(acme, "c-1", &[statement("i2", 3, "COMMIT")]).await.unwrap(), 1);
+    assert_eq!(texts(store.statements(acme, "i2").await.unwrap())[2], (3, "COMMIT".to_owned()));
     // An end is stored once; another connector cannot end this one's session.
     assert_eq!(store.ingest(acme, "c-1", &[end("i1", ago(5), "server")]).await.unwrap(), 0);
     assert_eq!(end_of(store, acme, "i1").await, Some(ago(10)));
@@ -241,9 +248,12 @@ pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Stor
     let other = via(active("other", 59).build(), "c-2");
     store.ingest(acme, "c-1", &[start(&early), start(&late), start(&done)]).await.unwrap();
     store.ingest(acme, "c-2", &[start(&other)]).await.unwrap();
-    store.connector_heartbeat(acme, "c-1", t0 + 10 * MINUTE).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", None, t0 + 10 * MINUTE).await.unwrap();
     // Heartbeats never move the last-heard time back.
-    store.connector_heartbeat(acme, "c-1", t0 + 5 * MINUTE).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", None, t0 + 5 * MINUTE).await.unwrap();
+    // A run that has not said Hello (a new one, replaying its predecessor's spool) is not heard.
+    store.connector_heartbeat(acme, "c-1", Some("run-2"), t0 + 20 * MINUTE).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", Some("run-1"), t0 + 9 * MINUTE).await.unwrap();
     let heard = |list: Vec<ConnectorInfo>| list.into_iter().map(|c| (c.id, c.last_heard)).collect::<Vec<_>>();
     assert_eq!(
         heard(store.list_connectors(acme).await.unwrap()),
