@@ -110,9 +110,9 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Sends one batch; returns how many events were new to the control plane.
-    pub async fn report(&self, events: Vec<pb::Event>) -> Result<u32, ConnectError> {
-        let request = pb::ReportRequest { events, ..Default::default() };
+    /// Sends one batch for run `run_id`; returns how many events were new to the control plane.
+    pub async fn report(&self, run_id: &str, events: Vec<pb::Event>) -> Result<u32, ConnectError> {
+        let request = pb::ReportRequest { events, run_id: run_id.to_owned(), ..Default::default() };
         let call = self.client.report_with_options(request, self.options(self.timeout));
         Ok(bounded(self.timeout, call).await?.view().stored)
     }

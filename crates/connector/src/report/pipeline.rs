@@ -256,12 +256,12 @@ impl ReportLoop {
 
     fn send_direct(&self, batch: Vec<SessionEvent>) -> InFlight {
         let events: Arc<[pb::Event]> = batch.into_iter().map(|e| convert::event(e, &self.run_id)).collect();
-        let control = self.control.clone();
+        let (control, run_id) = (self.control.clone(), self.run_id.clone());
         let sent = Arc::clone(&events);
         InFlight {
             direct: Some(events),
             call: Box::pin(async move {
-                let result = deliver(&control, &sent).await;
+                let result = deliver(&control, &run_id, &sent).await;
                 Done::Direct(sent, result)
             }),
         }
@@ -309,10 +309,10 @@ impl ReportLoop {
             return None;
         }
         let events: Arc<[pb::Event]> = events.into();
-        let (control, ticket) = (self.control.clone(), batch.ticket);
+        let (control, run_id, ticket) = (self.control.clone(), self.run_id.clone(), batch.ticket);
         Some(InFlight {
             direct: None,
-            call: Box::pin(async move { Done::Replay(ticket, deliver(&control, &events).await) }),
+            call: Box::pin(async move { Done::Replay(ticket, deliver(&control, &run_id, &events).await) }),
         })
     }
 
@@ -488,12 +488,12 @@ async fn poll(inflight: &mut Option<InFlight>) -> Done {
 /// is split in halves until the refused events are alone; those are dropped
 /// (and logged) so one bad event cannot block the rest forever. Returns how
 /// many were dropped.
-async fn deliver(control: &ControlPlane, events: &[pb::Event]) -> Result<u64, ConnectError> {
+async fn deliver(control: &ControlPlane, run_id: &str, events: &[pb::Event]) -> Result<u64, ConnectError> {
     let mut rejected = 0;
     let mut todo: Vec<Range<usize>> = Vec::with_capacity(8);
     todo.push(0..events.len());
     while let Some(range) = todo.pop() {
-        match control.report(events[range.clone()].to_vec()).await {
+        match control.report(run_id, events[range.clone()].to_vec()).await {
             Ok(_) => {}
             Err(error) if client::rejects_content(&error) => {
                 if range.len() == 1 {
