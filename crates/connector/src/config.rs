@@ -59,8 +59,9 @@ pub struct Config {
     /// The spool's size limit in bytes. Default 256 MiB.
     #[serde(default = "Config::default_spool_max_bytes")]
     pub spool_max_bytes: u64,
-    /// With a full spool, let sessions through unaudited (counting dropped
-    /// events) instead of refusing new connections. Default false.
+    /// With a full spool, let sessions through with their statements unaudited (counting
+    /// dropped events; starts and ends are still kept) instead of refusing new connections.
+    /// Default false.
     #[serde(default)]
     pub fail_open: bool,
     /// TLS offered to clients that send SSLRequest; without it they get `N`.

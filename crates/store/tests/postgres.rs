@@ -406,7 +406,18 @@ async fn one_replica_sweeps_leases_at_a_time() {
     sweeping.commit().await.unwrap();
     assert_eq!(store.expire_connectors(NOW + SECOND).await.unwrap(), 1, "swept once the lock is free");
 
-    // Retention likewise.
+    // Retention likewise; the session's terminations go with it.
+    let termination = gatehouse_store::TerminationRecord {
+        id: "term-1".into(),
+        session_id: "s-1".into(),
+        connector_id: "c-1".into(),
+        reason: "test".into(),
+        created: NOW,
+    };
+    store.create_termination(org, &termination).await.unwrap();
+    let terminations = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM terminations").fetch_one(store.pool()).await.unwrap()
+    };
     let mut sweeping = other.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(gatehouse_store::postgres::RETENTION_LOCK)
@@ -415,7 +426,9 @@ async fn one_replica_sweeps_leases_at_a_time() {
         .unwrap();
     assert_eq!(store.delete_completed_before(NOW + 2 * SECOND, 10).await.unwrap(), 0, "skipped while another deletes");
     sweeping.commit().await.unwrap();
+    assert_eq!(terminations().await, 1);
     assert_eq!(store.delete_completed_before(NOW + 2 * SECOND, 10).await.unwrap(), 1);
+    assert_eq!(terminations().await, 0);
     let _ = other.close().await;
 }
 

@@ -27,6 +27,7 @@ use std::time::Duration;
 use buffa::Message;
 use connectrpc::ConnectError;
 use gatehouse_proto::gatehouse::connector::v1 as pb;
+use gatehouse_proto::gatehouse::connector::v1::event::Kind;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
@@ -392,18 +393,25 @@ impl ReportLoop {
         }
     }
 
-    /// Appends events to the spool; in fail-open mode, the ones that do not
-    /// fit are dropped. Counts what is lost.
+    /// Appends events to the spool; in fail-open mode, the statements that do not fit are
+    /// dropped. Counts what is lost. A session's start and end are kept whatever the limit:
+    /// they are small, and without them a session would be missing, or active for ever.
     async fn spool_events(&mut self, events: Vec<pb::Event>) {
         if events.is_empty() {
             return;
         }
         let fail_open = self.options.fail_open;
         let records: Vec<Vec<u8>> = events.iter().map(|e| e.encode_to_vec()).collect();
-        let limit = if fail_open { Limit::Hard } else { Limit::Soft };
+        let limits: Vec<Limit> = events
+            .iter()
+            .map(|e| match e.kind {
+                Some(Kind::Statement(_)) if fail_open => Limit::Hard,
+                _ => Limit::Soft,
+            })
+            .collect();
         let (dropped, full) = self
             .blocking(move |spool| {
-                let dropped = match spool.append(&records, limit) {
+                let dropped = match spool.append_each(&records, |i| limits[i]) {
                     Ok(skipped) => skipped,
                     Err(error) => {
                         let lost = records.len() - error.written;

@@ -225,12 +225,17 @@ impl Spool {
     /// cut off the segment and the next append starts a new one, so a partial
     /// record never sits before good ones.
     pub fn append(&mut self, payloads: &[Vec<u8>], limit: Limit) -> Result<usize, AppendError> {
+        self.append_each(payloads, |_| limit)
+    }
+
+    /// [`append`](Self::append) with a limit per payload, by its index.
+    pub fn append_each(&mut self, payloads: &[Vec<u8>], limit: impl Fn(usize) -> Limit) -> Result<usize, AppendError> {
         let mut written = 0;
         let mut skipped = 0;
         let mut buf = Vec::new();
         let mut in_buf = 0;
         let fail = |written, source| AppendError { written, source };
-        for payload in payloads {
+        for (i, payload) in payloads.iter().enumerate() {
             let framed = record::framed_len(payload.len());
             let used = match (&self.writer, self.segments.back()) {
                 (Some(_), Some(segment)) => segment.len + buf.len() as u64,
@@ -238,7 +243,7 @@ impl Spool {
             };
             let roll = used == 0 || (used > FIRST_RECORD && used + framed > self.options.segment_bytes);
             let need = framed + if roll { FIRST_RECORD } else { 0 };
-            if limit == Limit::Hard && self.bytes() + buf.len() as u64 + need > self.options.max_bytes {
+            if limit(i) == Limit::Hard && self.bytes() + buf.len() as u64 + need > self.options.max_bytes {
                 skipped += 1;
                 continue;
             }

@@ -329,6 +329,8 @@ impl PgStore {
                          DELETE FROM statements WHERE org_id = $1 AND session_id IN (SELECT id FROM victims) \
                      ), fps AS ( \
                          DELETE FROM session_fingerprints WHERE org_id = $1 AND session_id IN (SELECT id FROM victims) \
+                     ), terms AS ( \
+                         DELETE FROM terminations WHERE org_id = $1 AND session_id IN (SELECT id FROM victims) \
                      ), vals AS ( \
                          DELETE FROM session_values WHERE session_pk IN (SELECT pk FROM victims) \
                      ), gone AS ( \

@@ -296,8 +296,9 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception; 57P01-57P03: admin shutdown, crash
             // shutdown, cannot connect now; 53300: too many connections;
-            // 25006: read-only transaction (a standby during failover).
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "25006")
+            // 25006: read-only transaction (a standby during failover);
+            // 55000: the database does not allow connections (for maintenance).
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "25006" | "55000")
         }),
         _ => false,
     }

@@ -283,7 +283,7 @@ impl SqliteStore {
                     ids.push(row.try_get::<String, _>("id")?);
                 }
                 // Bounded lists, well under SQLite's bind limit.
-                for table in ["statement_chunks", "session_fingerprints"] {
+                for table in ["statement_chunks", "session_fingerprints", "terminations"] {
                     for part in ids.chunks(500) {
                         let mut b = SqlBuilder::new(Dialect::Sqlite);
                         b.push("DELETE FROM ").push(table).push(" WHERE org_id = ").bind_int(org);
