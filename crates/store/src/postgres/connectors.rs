@@ -136,13 +136,15 @@ impl PgStore {
         };
         // A new run starts with no sessions: whatever is open is its predecessors'.
         let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
-        sqlx::query("UPDATE connectors SET run_id = $1, last_heard_us = $2 WHERE org_id = $3 AND id = $4")
-            .bind(run_id)
-            .bind(at)
-            .bind(org.0)
-            .bind(connector_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE connectors SET run_id = $1, last_heard_us = $2, lapsed_us = NULL WHERE org_id = $3 AND id = $4",
+        )
+        .bind(run_id)
+        .bind(at)
+        .bind(org.0)
+        .bind(connector_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -154,16 +156,43 @@ impl PgStore {
         run_id: Option<&str>,
         at: Micros,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1) \
-             WHERE org_id = $2 AND id = $3 AND ($4::text IS NULL OR run_id = $4)",
+        const HEARD: &str = "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1), \
+             lapsed_us = NULL WHERE org_id = $2 AND id = $3 AND ($4::text IS NULL OR run_id = $4)";
+        let heard = sqlx::query(&format!("{HEARD} AND lapsed_us IS NULL"))
+            .bind(at)
+            .bind(org.0)
+            .bind(id)
+            .bind(run_id)
+            .execute(self.pool())
+            .await?;
+        if heard.rows_affected() > 0 {
+            return Ok(());
+        }
+        // Another run's, an unknown connector, or one the sweep took for gone: its sessions
+        // come back open.
+        let mut tx = self.pool().begin().await?;
+        let lapsed: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT lapsed_us FROM connectors \
+             WHERE org_id = $1 AND id = $2 AND ($3::text IS NULL OR run_id = $3) FOR UPDATE",
         )
-        .bind(at)
         .bind(org.0)
         .bind(id)
         .bind(run_id)
-        .execute(self.pool())
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(Some(lapsed)) = lapsed else { return Ok(()) };
+        sqlx::query(
+            "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
+             WHERE org_id = $1 AND connector_id = $2 AND end_us >= $3 AND end_reason = $4",
+        )
+        .bind(org.0)
+        .bind(id)
+        .bind(lapsed)
+        .bind(LEASE_END_REASON)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(HEARD).bind(at).bind(org.0).bind(id).bind(run_id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -177,8 +206,14 @@ impl PgStore {
         if !try_xact_lock(&mut tx, SWEEP_LOCK).await? {
             return Ok(0);
         }
+        // The connectors are marked lapsed at the time their sessions end, so that their run,
+        // if heard again, gets those sessions back (see `connector_heartbeat_impl`).
         let done = sqlx::query(
-            "UPDATE sessions s SET end_us = GREATEST(c.last_heard_us, s.start_us), \
+            "WITH lapsed AS ( \
+                 UPDATE connectors SET lapsed_us = last_heard_us \
+                 WHERE last_heard_us < $2 AND lapsed_us IS DISTINCT FROM last_heard_us \
+             ) \
+             UPDATE sessions s SET end_us = GREATEST(c.last_heard_us, s.start_us), \
                  duration_us = GREATEST(c.last_heard_us - s.start_us, 0), end_reason = $1 \
              FROM connectors c \
              WHERE c.last_heard_us < $2 AND s.org_id = c.org_id AND s.connector_id = c.id AND s.end_us IS NULL",

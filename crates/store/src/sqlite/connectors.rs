@@ -129,13 +129,15 @@ impl SqliteStore {
         };
         // A new run starts with no sessions: whatever is open is its predecessors'.
         let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
-        sqlx::query("UPDATE connectors SET run_id = ?, last_heard_us = ? WHERE org_id = ? AND id = ?")
-            .bind(run_id)
-            .bind(at)
-            .bind(org.0)
-            .bind(connector_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE connectors SET run_id = ?, last_heard_us = ?, lapsed_us = NULL WHERE org_id = ? AND id = ?",
+        )
+        .bind(run_id)
+        .bind(at)
+        .bind(org.0)
+        .bind(connector_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -147,16 +149,42 @@ impl SqliteStore {
         run_id: Option<&str>,
         at: Micros,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?1) \
-             WHERE org_id = ?2 AND id = ?3 AND (?4 IS NULL OR run_id = ?4)",
+        const HEARD: &str = "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?1), \
+             lapsed_us = NULL WHERE org_id = ?2 AND id = ?3 AND (?4 IS NULL OR run_id = ?4)";
+        let heard = sqlx::query(&format!("{HEARD} AND lapsed_us IS NULL"))
+            .bind(at)
+            .bind(org.0)
+            .bind(id)
+            .bind(run_id)
+            .execute(self.writer())
+            .await?;
+        if heard.rows_affected() > 0 {
+            return Ok(());
+        }
+        // Another run's, an unknown connector, or one the sweep took for gone: its sessions
+        // come back open.
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
+        let lapsed: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT lapsed_us FROM connectors WHERE org_id = ?1 AND id = ?2 AND (?3 IS NULL OR run_id = ?3)",
         )
-        .bind(at)
         .bind(org.0)
         .bind(id)
         .bind(run_id)
-        .execute(self.writer())
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(Some(lapsed)) = lapsed else { return Ok(()) };
+        sqlx::query(
+            "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
+             WHERE org_id = ? AND connector_id = ? AND end_us >= ? AND end_reason = ?",
+        )
+        .bind(org.0)
+        .bind(id)
+        .bind(lapsed)
+        .bind(LEASE_END_REASON)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(HEARD).bind(at).bind(org.0).bind(id).bind(run_id).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -170,7 +198,15 @@ impl SqliteStore {
             let mut tx = self.writer().begin().await?;
             let org = OrgId(row.try_get("org_id")?);
             let id: String = row.try_get("id")?;
-            completed += complete_open(&mut tx, org, &id, row.try_get("last_heard_us")?).await?;
+            let last_heard: i64 = row.try_get("last_heard_us")?;
+            completed += complete_open(&mut tx, org, &id, last_heard).await?;
+            // Its run, if heard again, gets these sessions back (see `connector_heartbeat_impl`).
+            sqlx::query("UPDATE connectors SET lapsed_us = ? WHERE org_id = ? AND id = ?")
+                .bind(last_heard)
+                .bind(org.0)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         }
         Ok(completed)

@@ -312,6 +312,45 @@ pub async fn expiring_silent_connectors_completes_their_open_sessions_once(store
     assert_eq!(rows.len(), 3);
 }
 
+/// A connector cut off from the control plane for longer than its lease (a partition, the
+/// only replica it knows down) is taken for gone; when the same run is heard again, its
+/// sessions were never over.
+pub async fn a_lapsed_run_heard_again_gets_its_sessions_back(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-1", ago(200)).await.unwrap();
+    let earlier = via(active("earlier", 300).build(), "c-1");
+    store.insert_sessions(acme, &[earlier]).await.unwrap();
+    // run-1 took over from a run that left `earlier` open: over for good.
+    store.connector_hello(acme, "c-1", "run-2", ago(100)).await.unwrap();
+    assert_eq!(end_of(store, acme, "earlier").await, Some(ago(200)));
+    let live = [via(active("live", 90).build(), "c-1"), via(active("late", 30).build(), "c-1")];
+    let ended = via(completed("ended", 80, 70).build(), "c-1");
+    store.insert_sessions(acme, &[live[0].clone(), live[1].clone(), ended.clone()]).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", Some("run-2"), ago(60)).await.unwrap();
+
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 2);
+    assert_eq!(end_of(store, acme, "live").await, Some(ago(60)));
+    assert_eq!(end_of(store, acme, "late").await, Some(ago(30)), "never before it started");
+    // Another run (one replaying the spool before its Hello) brings nothing back.
+    store.connector_heartbeat(acme, "c-1", Some("run-3"), ago(5)).await.unwrap();
+    assert_eq!(end_of(store, acme, "live").await, Some(ago(60)));
+
+    store.connector_heartbeat(acme, "c-1", Some("run-2"), ago(5)).await.unwrap();
+    assert_eq!(end_of(store, acme, "live").await, None, "open again");
+    assert_eq!(end_of(store, acme, "late").await, None, "open again");
+    assert_eq!(end_of(store, acme, "ended").await, ended.end, "a real end stays");
+    assert_eq!(end_of(store, acme, "earlier").await, Some(ago(200)), "an earlier run's stay over");
+    assert_eq!(ids(store, acme, "status:active").await, vec!["late", "live"]);
+
+    // Lapsed again, then a new run: over for good, and its heartbeats change nothing.
+    assert_eq!(store.expire_connectors(NOW).await.unwrap(), 2);
+    store.connector_hello(acme, "c-1", "run-3", NOW).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", Some("run-3"), NOW + 1).await.unwrap();
+    assert_eq!(end_of(store, acme, "live").await, Some(ago(5)));
+    assert!(ids(store, acme, "status:active").await.is_empty());
+}
+
 pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     let globex = store.ensure_org("globex").await.unwrap().id;
