@@ -285,6 +285,26 @@ pub enum ConnectorsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Give a connector a new key, printed once; its old key stops working at once
+    RotateKey {
+        /// The connector's name
+        #[arg(value_parser = non_empty)]
+        name: String,
+        #[arg(long, value_parser = non_empty)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Stop a connector's key at once (a leaked key, a retired connector); `rotate-key` gives it a new one
+    Revoke {
+        /// The connector's name
+        #[arg(value_parser = non_empty)]
+        name: String,
+        #[arg(long, value_parser = non_empty)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -53,3 +53,15 @@ pub async fn create_connector(store: &dyn Store, org: OrgId, name: &str) -> Resu
         .await?;
     Ok(CreatedConnector { id, key: key.key })
 }
+
+/// Gives connector `name` a new key (shown once); the old key stops at once. `None` when the
+/// organization has no connector of that name.
+pub async fn replace_connector_key(
+    store: &dyn Store,
+    org: OrgId,
+    name: &str,
+) -> Result<Option<CreatedConnector>, StoreError> {
+    let key = new_key(KeyKind::Connector);
+    let id = store.replace_connector_key(org, name, &key.prefix, &key.hash).await?;
+    Ok(id.map(|id| CreatedConnector { id, key: key.key }))
+}

@@ -11,7 +11,7 @@ use connectrpc::client::{ClientConfig, HttpClient};
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::gatehouse::connector::v1::{self as wire, ConnectorServiceClient, event::Kind};
 use gatehouse_server::convert::{duration, timestamp};
-use gatehouse_server::registry::{create_connector, create_resource};
+use gatehouse_server::registry::{create_connector, create_resource, replace_connector_key};
 use harness::*;
 use serde_json::json;
 
@@ -131,6 +131,18 @@ async fn keys_stay_in_their_lane() {
     let bogus = client(&s.h.url, "ghc_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
     let err = bogus.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_replaced_connector_key_stops_at_once() {
+    let s = setup(Harness::start().await).await;
+    s.connector.heartbeat(wire::HeartbeatRequest::default()).await.unwrap();
+    let replaced = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1").await.unwrap().unwrap();
+    assert_eq!(replaced.id, s.connector_id, "the same connector");
+    let err = s.connector.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated, "{err}");
+    client(&s.h.url, &replaced.key).heartbeat(wire::HeartbeatRequest::default()).await.unwrap();
+    assert!(replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-9").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use gatehouse_core::time::format_rfc3339;
-use gatehouse_server::registry::{create_connector, create_resource};
+use gatehouse_server::registry::{CreatedConnector, create_connector, create_resource, replace_connector_key};
 
 use super::{open_existing_store, open_store};
-use crate::cli::{ConnectorsCommand, ResourcesCommand};
+use crate::cli::{ConnectorsCommand, ResourcesCommand, StoreArgs};
 use crate::output::Table;
 
 pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
@@ -75,6 +75,31 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             }
             table.print()?;
         }
+        ConnectorsCommand::RotateKey { name, org, store } => {
+            let replaced = replace_key(&name, &org, &store).await?;
+            eprintln!(
+                "Connector {name:?} ({}) has a new key; the old one no longer works. The new key, shown only this once:",
+                replaced.id
+            );
+            println!("{}", replaced.key);
+        }
+        ConnectorsCommand::Revoke { name, org, store } => {
+            // A new key nobody is shown: nothing can report as this connector until `rotate-key`.
+            let replaced = replace_key(&name, &org, &store).await?;
+            eprintln!(
+                "Revoked the key of connector {name:?} ({}): it no longer works. \
+                 `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
+                replaced.id
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn replace_key(name: &str, org: &str, store: &StoreArgs) -> anyhow::Result<CreatedConnector> {
+    let store = open_existing_store(store).await?;
+    let org = store.find_org(org).await?.with_context(|| format!("no organization named {org:?}"))?;
+    replace_connector_key(store.as_ref(), org.id, name)
+        .await?
+        .with_context(|| format!("no connector named {name:?} (`gatehouse connectors list` shows them)"))
 }

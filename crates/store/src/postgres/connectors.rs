@@ -102,6 +102,25 @@ impl PgStore {
             .collect()
     }
 
+    pub(super) async fn replace_connector_key_impl(
+        &self,
+        org: OrgId,
+        name: &str,
+        key_prefix: &str,
+        key_hash: &[u8],
+    ) -> Result<Option<String>, StoreError> {
+        let id = sqlx::query_scalar(
+            "UPDATE connectors SET key_prefix = $1, key_hash = $2 WHERE org_id = $3 AND name = $4 RETURNING id",
+        )
+        .bind(key_prefix)
+        .bind(key_hash)
+        .bind(org.0)
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(id)
+    }
+
     pub(super) async fn find_connector_impl(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
         let row = sqlx::query("SELECT org_id, id, name, key_hash FROM connectors WHERE key_prefix = $1")
             .bind(key_prefix)

@@ -517,6 +517,16 @@ impl Store for PgStore {
         self.find_connector_impl(key_prefix).await.map_err(classify)
     }
 
+    async fn replace_connector_key(
+        &self,
+        org: OrgId,
+        name: &str,
+        key_prefix: &str,
+        key_hash: &[u8],
+    ) -> Result<Option<String>, StoreError> {
+        self.replace_connector_key_impl(org, name, key_prefix, key_hash).await.map_err(classify)
+    }
+
     async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {
         self.create_user_impl(org, user).await.map_err(classify)
     }

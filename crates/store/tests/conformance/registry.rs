@@ -122,6 +122,13 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
         assert!(matches!(store.create_connector(c).await, Err(StoreError::Conflict(_))), "{c:?} accepted");
     }
     assert_eq!(store.list_connectors(acme).await.unwrap().len(), 2);
+
+    // A new key, by name within the org: the old prefix finds nothing.
+    assert_eq!(store.replace_connector_key(acme, "US east", "gk_new", b"new").await.unwrap(), Some(us.id.clone()));
+    assert!(store.find_connector(&us.key_prefix).await.unwrap().is_none());
+    let found = store.find_connector("gk_new").await.unwrap().expect("the new prefix");
+    assert_eq!((found.id, found.key_hash), (us.id.clone(), b"new".to_vec()));
+    assert_eq!(store.replace_connector_key(globex, "US east", "gk_x", b"x").await.unwrap(), None, "another org's");
 }
 
 pub async fn ingest_stores_each_event_once(store: &dyn Store) {
