@@ -60,6 +60,8 @@ async function loaded(page, previous) {
 }
 
 const loadMark = (page) => page.evaluate(() => document.body.dataset.loaded);
+const refreshMark = (page) => page.evaluate(() => Number(document.body.dataset.refreshes || 0));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const rowIds = (page) => page.$$eval('#rows tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
 const column = (page, label) => page.$$eval(`#rows td[data-label="${label}"]`, (cells) => cells.map((c) => c.textContent.trim()));
 const param = (page, name) => new URL(page.url()).searchParams.get(name);
@@ -120,6 +122,30 @@ test('sign in: a wrong key is refused, a right one shows the sessions', async (t
   const clipped = await page.$eval('.table-wrap', (wrap) => wrap.scrollWidth - wrap.clientWidth);
   assert.ok(clipped <= 0, `every column fits at 1280 px: ${clipped}px too wide`);
   await page.screenshot({ path: `${ARTIFACTS}sessions-1280.png`, fullPage: true });
+});
+
+/** Serves ListSessionsV2 with `edit` applied to every session of each answer. */
+async function editSessions(page, edit) {
+  await page.route('**/core.v1.SessionsService/ListSessionsV2', async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    (json.sessions || []).forEach(edit);
+    await route.fulfill({ response, json });
+  });
+}
+
+test('a long native role is clipped like the other free-text columns', async (t) => {
+  const page = await open(t);
+  const role = `role_${'x'.repeat(60)}`;
+  await editSessions(page, (s) => { s.user = { ...s.user, native: { ...s.user?.native, username: role } }; });
+  await signIn(page);
+  const clipped = await page.$eval('.table-wrap', (wrap) => wrap.scrollWidth - wrap.clientWidth);
+  assert.ok(clipped <= 0, `every column still fits at 1280 px: ${clipped}px too wide`);
+  const cell = page.locator('#rows td[data-label="Native role"]').first();
+  assert.equal(await cell.getAttribute('title'), role, 'the full role is the tooltip');
+  assert.ok((await cell.boundingBox()).width < 200);
+  const connector = await page.locator('#rows td[data-label="Connector"]').first().boundingBox();
+  assert.ok(connector.x + connector.width <= 1280, 'Connector stays on screen');
 });
 
 test('a query narrows the table and survives a reload', async (t) => {
@@ -227,6 +253,48 @@ test('presets change the window', async (t) => {
   assert.equal(param(page, 'range'), null, '24h is the default and leaves the URL');
 });
 
+test('a bad time in the URL falls back to the default window and says so', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const links = [
+    ['?range=custom&from=2026-12-03T10%3A0', 'in the last 24h', /from=2026-12-03T10:0 is not a date and time/],
+    ['?range=custom&from=2026-12-03T10%3A00%3A00Z&to=2026-12-02T10%3A00%3A00Z', 'in the last 24h', /ends before it starts/],
+    ['?range=custom&from=May%205', 'in the last 24h', /not a date and time/],
+    ['?range=7d&at=yesterday&cursor=abc&page=3', 'in the last 7d', /at=yesterday is not a date and time/],
+  ];
+  for (const [search, label, problem] of links) {
+    await page.goto(`${URL_BASE}/${search}`);
+    await page.waitForSelector('#rows tr[data-id]');
+    await loaded(page);
+    assert.match(await page.textContent('#range-error'), problem, search);
+    assert.equal(await page.textContent('#window-label'), label, search);
+    assert.equal((await rowIds(page)).length, 50, search);
+    for (const name of ['from', 'to', 'at', 'cursor']) assert.equal(param(page, name), null, `${search}: the URL holds what is shown`);
+  }
+  // The next choice of window clears the message.
+  const mark = await loadMark(page);
+  await page.getByRole('group', { name: 'Time range' }).getByRole('button', { name: '24h' }).click();
+  await loaded(page, mark);
+  assert.equal(await page.textContent('#range-error'), '');
+});
+
+test('a reversed custom range is refused beside its fields, not under the query', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await page.getByRole('button', { name: 'Custom' }).click();
+  assert.equal(await page.getAttribute('button[data-range="24h"]', 'aria-pressed'), 'false', 'the old preset is no longer highlighted');
+  assert.equal(await page.getAttribute('button[data-range="custom"]', 'aria-pressed'), 'true');
+  await page.getByLabel('From', { exact: true }).fill('2026-03-02T10:00:00');
+  await page.getByLabel('To', { exact: true }).fill('2026-03-02T09:00:00');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  assert.match(await page.textContent('#range-error'), /start before its end/);
+  assert.equal(await page.getAttribute('#custom-from', 'aria-invalid'), 'true');
+  assert.equal(await page.getAttribute('#custom-to', 'aria-invalid'), 'true');
+  assert.equal(await page.textContent('#query-error'), '');
+  assert.notEqual(await page.getAttribute('#query', 'aria-invalid'), 'true');
+  assert.equal(param(page, 'range'), null, 'nothing applied');
+});
+
 test('the histogram and facets come from ListSessionAggregations', async (t) => {
   const page = await open(t, { path: '/?range=7d' });
   await signIn(page);
@@ -321,13 +389,41 @@ test('a session opens in the detail panel with every field, and Escape closes it
 
   await page.keyboard.press('Escape');
   assert.equal(await page.isVisible('#detail'), false);
-  assert.equal(param(page, 'session'), null);
+  // Closing goes back in history (opening pushed an entry): the URL follows at once, not synchronously.
+  await page.waitForFunction(() => !new URL(window.location.href).searchParams.has('session'));
   assert.equal(await page.evaluate(() => document.activeElement.dataset.id), id, 'focus returns to the row');
 
   // The open session is part of the URL too.
   await page.goto(`${URL_BASE}/?session=${id}`);
   await page.waitForSelector('#detail dl.fields dt');
   assert.match(await page.textContent('#detail-title'), new RegExp(id));
+});
+
+test('Back closes the session detail and Forward opens it again', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const id = (await rowIds(page))[2];
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.equal(param(page, 'session'), id);
+
+  await page.goBack();
+  await page.waitForFunction(() => document.getElementById('detail').hidden);
+  assert.equal(param(page, 'session'), null);
+  assert.equal(await page.isVisible('#console'), true, 'still in the console');
+  assert.equal((await rowIds(page)).length, 50);
+
+  await page.goForward();
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.match(await page.textContent('#detail-title'), new RegExp(id));
+
+  // Closing it goes back as well, so the entry that opened it is still ahead.
+  await page.getByRole('button', { name: 'Close the session detail' }).click();
+  await page.waitForFunction(() => !new URL(window.location.href).searchParams.has('session'));
+  assert.equal(await page.isVisible('#detail'), false);
+  await page.goForward();
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.equal(param(page, 'session'), id);
 });
 
 test('auto-refresh keeps the scroll position and the open detail', async (t) => {
@@ -345,6 +441,67 @@ test('auto-refresh keeps the scroll position and the open detail', async (t) => 
   assert.equal(await page.isVisible('#detail'), true);
   assert.match(await page.textContent('#detail-title'), new RegExp(id));
   assert.equal(await page.locator(`#rows tr.selected[data-id="${id}"]`).count(), 1);
+});
+
+test('auto-refresh gives keyboard focus back to the same facet', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const facet = page.locator('.facet-group:has(h3:text-is("Resources")) button.facet').nth(1);
+  const value = await facet.getAttribute('data-value');
+  await facet.focus();
+  const before = await refreshMark(page);
+  await page.waitForFunction((n) => Number(document.body.dataset.refreshes || 0) > n, before, { timeout: 20_000 });
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.value), value);
+});
+
+test('on a slow control plane one load runs at a time and the last action wins', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  // From now on every answer takes longer than the 5 s between refreshes.
+  const SLOW = 7000;
+  await page.route('**/core.v1.SessionsService/**', async (route) => {
+    await sleep(SLOW);
+    await route.continue().catch(() => {}); // the page aborted it meanwhile
+  });
+  let running = 0;
+  let most = 0;
+  let lists = 0;
+  const isList = (request) => request.url().endsWith('/ListSessionsV2');
+  page.on('request', (request) => {
+    if (!isList(request)) return;
+    lists += 1;
+    running += 1;
+    most = Math.max(most, running);
+  });
+  const ended = (request) => { if (isList(request)) running -= 1; };
+  page.on('requestfinished', ended);
+  page.on('requestfailed', ended);
+
+  // Refreshes alone (nothing aborts them): the next one waits for the last to land.
+  const refreshes = await refreshMark(page);
+  await page.waitForFunction((n) => Number(document.body.dataset.refreshes || 0) >= n + 2, refreshes, { timeout: 45_000 });
+  assert.equal(most, 1, 'never two listings at once');
+  assert.ok(lists <= 3, `${lists} listings for two refreshes`);
+
+  // A window is chosen, then another before the first answers: the second one lands.
+  const mark = await loadMark(page);
+  const preset = (name) => page.getByRole('group', { name: 'Time range' }).getByRole('button', { name });
+  await preset('30d').click();
+  assert.match(await page.textContent('#window-label'), /loading/, 'the label does not describe the rows still shown');
+  await sleep(1000);
+  await preset('7d').click();
+  await loaded(page, mark);
+  assert.equal(await page.textContent('#window-label'), 'in the last 7d');
+  const start = new Date(Date.now() - 7 * 86400e3).toISOString();
+  const expected = await walkCount({ startTimestamp: start });
+  const hits = () => page.textContent('#hits').then((text) => Number(text.replace(/\D/g, '')));
+  assert.ok(Math.abs(await hits() - expected) <= 3, `${await hits()} vs ${expected}`);
+  assert.match(await page.textContent('#page-label'), new RegExp(`of ${(await hits()).toLocaleString()}`));
+  // The 30d answer, had it not been dropped, would have landed by now.
+  await sleep(SLOW);
+  assert.equal(await page.textContent('#window-label'), 'in the last 7d');
+  assert.ok(Math.abs(await hits() - expected) <= 3);
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
 });
 
 test('export writes every session of the query and window, as JSONL and as CSV', async (t) => {
@@ -365,10 +522,40 @@ test('export writes every session of the query and window, as JSONL and as CSV',
   await page.getByLabel('Export format').selectOption('csv');
   const [csv] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export' }).click()]);
   const text = readFileSync(await csv.path(), 'utf8');
-  const rows = text.trim().split('\r\n');
+  assert.ok(!text.includes('\r'), 'lines end with LF, as the CLI writes them');
+  const rows = text.trim().split('\n');
   assert.equal(rows[0].split(',')[0], 'id');
   assert.ok(rows[0].includes('resource_technology'));
   assert.ok(Math.abs(rows.length - 1 - expected) <= 3, `${rows.length - 1} vs ${expected}`);
+});
+
+test('CSV export neutralises cells a spreadsheet would run as formulas', async (t) => {
+  const page = await open(t);
+  const cells = { role: '=HYPERLINK("http://evil.example","x")', resource: '+cmd|\' /C calc\'!A0', ip: '@SUM(1+1)', user: '-2+3' };
+  await editSessions(page, (s) => {
+    s.user = { ...s.user, username: cells.user, native: { username: cells.role } };
+    s.resource = { ...s.resource, name: cells.resource };
+    s.network = { ...s.network, clientIpAddress: cells.ip };
+  });
+  await signIn(page);
+  await page.getByLabel('Export format').selectOption('csv');
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export' }).click()]);
+  const text = readFileSync(await csv.path(), 'utf8');
+  assert.ok(!text.includes('\r'), 'LF line endings, as the CLI');
+  const [head, first] = text.split('\n');
+  const at = (name) => head.split(',').indexOf(name);
+  // Quoted fields hold commas here: split the first row with a CSV-aware pattern.
+  const fields = [...first.matchAll(/("(?:[^"]|"")*"|[^,]*)(,|$)/g)].map((m) => m[1]).slice(0, head.split(',').length);
+  assert.equal(fields[at('native_username')], '"\'=HYPERLINK(""http://evil.example"",""x"")"');
+  assert.equal(fields[at('resource_name')], "'+cmd|' /C calc'!A0");
+  assert.equal(fields[at('client_ip')], "'@SUM(1+1)");
+  assert.equal(fields[at('username')], "'-2+3");
+
+  const unit = await page.evaluate(async () => {
+    const { csvField } = await import('/console/export.js');
+    return ['=1', '+1', '-1', '@a', '\tx', '\rx', 'plain', 'a,b', ''].map(csvField);
+  });
+  assert.deepEqual(unit, ["'=1", "'+1", "'-1", "'@a", "'\tx", '"\'\rx"', 'plain', '"a,b"', '']);
 });
 
 /** A psql session through the connector, kept open until `end()`. */
@@ -422,6 +609,39 @@ test('an admin terminates a live psql session and sees it complete', async (t) =
   psql.child.stdin.write('select 1;\n');
   await psql.end();
   assert.match(psql.output(), /terminat|57P01|connection/i, psql.output());
+});
+
+test('a statement keeps its line breaks in the detail', async (t) => {
+  const marker = 'browser-multiline';
+  const statement = `select 1 as first,\n  '${marker}' as marker,\n  'a\\b' as backslash`;
+  const psql = spawn('psql', ['-X', '-q', `host=127.0.0.1 port=${PROXY_PORT} user=postgres dbname=postgres sslmode=disable`, '-c', statement]);
+  await new Promise((resolve) => psql.on('exit', resolve));
+  let id = '';
+  for (let i = 0; i < 100 && !id; i++) {
+    const { body } = await api('ListSessionsV2', { query: 'resource.name:"browser-pg"', limit: 5 });
+    for (const s of body.sessions || []) {
+      if ((await api('GetSessionTranscript', { sessionId: s.id })).body.transcript?.includes(marker)) id = s.id;
+    }
+    if (!id) await sleep(100);
+  }
+  assert.ok(id, 'the session was recorded');
+
+  const page = await open(t, { path: `/?session=${id}` });
+  await signIn(page);
+  await page.waitForSelector('#detail .statements code');
+  const shown = await page.$$eval('#detail .statements code', (codes) => codes.map((c) => c.textContent));
+  assert.ok(shown.includes(statement), JSON.stringify(shown));
+  await page.screenshot({ path: `${ARTIFACTS}detail-multiline-1280.png` });
+
+  // The transcript's escapes, as GetSessionTranscript writes them: \\ \n \r, and only the first tab ends the time.
+  const decoded = await page.evaluate(async () => {
+    const { statementsOf } = await import('/console/detail.js');
+    return statementsOf('2026-03-02T10:00:00Z\tselect 1,\\n\\r\\n2\tas "tab", \'\\\\n\' as not_a_break, \'\\\\\\\\\'\n2026-03-02T10:00:01Z\tselect 2\n');
+  });
+  assert.deepEqual(decoded, [
+    { time: '2026-03-02T10:00:00Z', text: 'select 1,\n\r\n2\tas "tab", \'\\n\' as not_a_break, \'\\\\\'' },
+    { time: '2026-03-02T10:00:01Z', text: 'select 2' },
+  ]);
 });
 
 test('a reader key sees permission_denied when terminating', async (t) => {

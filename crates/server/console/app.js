@@ -4,7 +4,7 @@ import { apiKey, call } from './api.js';
 import { Detail } from './detail.js';
 import { download, exportSessions } from './export.js';
 import { renderFacets } from './facets.js';
-import { el, formatCount, formatShortTime } from './format.js';
+import { el, formatCount, formatShortTime, timeZoneLabel } from './format.js';
 import { Histogram } from './histogram.js';
 import { markSelected, renderTable } from './table.js';
 import { PAGE_SIZE, SORTS, addTerm, histogramInterval, listRequest, readView, viewSearch, windowOf } from './view.js';
@@ -18,6 +18,8 @@ let listing = null;
 let numHits = null;
 let anchor = Date.now();
 let loads = 0;
+/** The AbortController of the load under way: there is at most one. */
+let current = null;
 let exporting = null;
 let refreshes = 0;
 
@@ -26,7 +28,14 @@ const histogram = new Histogram($('histogram'), {
 });
 const detail = new Detail($('detail'), {
   onClose: (id) => {
-    setView({ session: '' });
+    if (window.history.state?.detail === id && view.session === id) {
+      // Opening pushed an entry: closing goes back to the one before, so that
+      // Back afterwards leaves the list rather than showing it twice.
+      view = { ...view, session: '' };
+      window.history.back();
+    } else {
+      setView({ session: '' });
+    }
     markSelected($('rows'), '');
     $('rows').querySelector(`button[data-id="${CSS.escape(id)}"]`)?.focus();
   },
@@ -35,46 +44,88 @@ const detail = new Detail($('detail'), {
 
 // ---- the URL -------------------------------------------------------------
 
-function setView(changes, push = false) {
+/**
+ * Changes the view and the URL. `push` adds a history entry (Back undoes the
+ * change); its `state` marks an entry that opened a session's detail.
+ */
+function setView(changes, push = false, state = null) {
   view = { ...view, ...changes };
   const url = viewSearch(view);
-  if (push) window.history.pushState(null, '', url);
-  else window.history.replaceState(null, '', url);
+  if (push) window.history.pushState(state, '', url);
+  // Replacing keeps the mark while the same session stays open.
+  else window.history.replaceState(window.history.state?.detail === view.session ? window.history.state : null, '', url);
 }
 
 /** Query, window or sort changed: back to the first page. */
 function restart(changes) {
+  showRangeError('');
   setView({ cursor: '', at: '', page: 1, ...changes }, true);
   return load();
 }
 
+/** The view without the open session: what the table, histogram and facets show. */
+const listingOf = (v) => viewSearch({ ...v, session: '' });
+
 window.addEventListener('popstate', () => {
-  view = readView();
-  load();
+  const next = readView();
+  // Back from a session's detail only closes it: the list on screen is the right one.
+  const changed = listingOf(next) !== listingOf(view);
+  view = next;
+  showViewProblem();
+  if (changed) load();
   syncDetail();
 });
 
+/** A link with a bad time was read as the default window (view.js): say so, and fix the URL. */
+function showViewProblem() {
+  if (!view.problem) return;
+  showRangeError(view.problem);
+  setView({ problem: '' });
+}
+
 // ---- loading -------------------------------------------------------------
 
+/**
+ * Loads the table, histogram and facets of the view. At most one load runs
+ * at a time: an auto-refresh is skipped while one is under way (on a slow
+ * control plane each refresh would otherwise supersede the last, so that no
+ * answer ever lands), and a user's action aborts the older load, whose
+ * answer would be for a view no longer asked for.
+ */
 async function load({ refresh = false } = {}) {
-  const seq = ++loads;
-  if (!refresh) syncControls();
-  anchor = Date.now();
-  const win = windowOf(view, anchor);
-  const request = listRequest(view, win);
-  if (view.cursor) request.cursor = view.cursor;
-  // A refresh of an older page only updates its rows: counts change with new sessions only.
-  const aggregations = refresh && view.cursor ? null : loadAggregations(win, seq);
-  $('sessions-table').setAttribute('aria-busy', 'true');
+  if (refresh && current) return;
+  current?.abort();
+  const controller = new AbortController();
+  current = controller;
   try {
-    const result = await call('ListSessionsV2', request);
+    await loadView(++loads, controller.signal, refresh);
+  } finally {
+    if (current === controller) current = null;
+  }
+}
+
+async function loadView(seq, signal, refresh) {
+  const shown = view;
+  if (!refresh) {
+    syncControls();
+    showLoading();
+  }
+  anchor = Date.now();
+  const win = windowOf(shown, anchor);
+  const request = listRequest(shown, win);
+  if (shown.cursor) request.cursor = shown.cursor;
+  // A refresh of an older page only updates its rows: counts change with new sessions only.
+  const aggregations = refresh && shown.cursor ? null : loadAggregations(shown, win, seq, signal);
+  try {
+    const result = await call('ListSessionsV2', request, { signal });
     if (seq !== loads) return;
     listing = result;
     showQueryError('');
+    $('window-label').textContent = windowLabel(shown);
     renderTable($('rows'), result.sessions || [], { selected: detail.id, onOpen: openSession });
   } catch (err) {
     if (seq !== loads || handleAuth(err)) return;
-    if (err.code === 'invalid_argument' && view.cursor && /cursor/i.test(err.message)) {
+    if (err.code === 'invalid_argument' && shown.cursor && /cursor/i.test(err.message)) {
       // A cursor from another query, window or server key: start over rather than fail.
       setView({ cursor: '', at: '', page: 1 });
       load();
@@ -82,6 +133,7 @@ async function load({ refresh = false } = {}) {
     }
     listing = null;
     showQueryError(err.code === 'invalid_argument' ? err.message : `The sessions could not be loaded (${err.code}): ${err.message}`);
+    $('window-label').textContent = windowLabel(shown);
     $('rows').replaceChildren(el('tr', {}, el('td', { colspan: 8, class: 'empty', text: 'Nothing to show: fix the query above.' })));
   } finally {
     if (seq === loads) $('sessions-table').removeAttribute('aria-busy');
@@ -91,11 +143,27 @@ async function load({ refresh = false } = {}) {
   if (seq === loads) document.body.dataset.loaded = String(seq);
 }
 
-async function loadAggregations(win, seq) {
+/**
+ * A user's action started a load: until its answers land, the parts show
+ * the previous answers faded, and the labels say that they are loading
+ * rather than describe a window whose data is not on screen yet.
+ */
+function showLoading() {
+  numHits = null;
+  $('window-label').textContent = `${windowLabel(view)} · loading…`;
+  $('hits').textContent = '· loading…';
+  $('page-label').textContent = 'Loading…';
+  // Their cursors belong to the previous answer.
+  $('prev').disabled = true;
+  $('next').disabled = true;
+  for (const id of ['sessions-table', 'histogram', 'facets']) $(id).setAttribute('aria-busy', 'true');
+}
+
+async function loadAggregations(shown, win, seq, signal) {
   const end = win.end ? Date.parse(win.end) : anchor;
   const start = win.start ? Date.parse(win.start) : end - 30 * 86400e3;
   const base = {};
-  if (view.q.trim()) base.query = view.q.trim();
+  if (shown.q.trim()) base.query = shown.q.trim();
   if (win.start) base.startTimestamp = win.start;
   if (win.end) base.endTimestamp = win.end;
   // Two calls, so the histogram (cheap) draws without waiting for the facets.
@@ -104,8 +172,8 @@ async function loadAggregations(win, seq) {
     mode: 'histogram',
     histogramInterval: histogramInterval(end - start),
     histogramGroupByFields: ['technology'],
-  });
-  const facetsCall = call('ListSessionAggregations', { ...base, mode: 'facets' });
+  }, { signal });
+  const facetsCall = call('ListSessionAggregations', { ...base, mode: 'facets' }, { signal });
   // Awaited only after the histogram: a failure that comes first must not
   // count as unhandled in the meantime (it is handled below).
   facetsCall.catch(() => {});
@@ -124,10 +192,14 @@ async function loadAggregations(win, seq) {
     $('aggregations-note').textContent = '';
     histogram.show((result.aggregations || {}).logsOverTime || []);
   } catch (err) {
+    // An aborted (superseded) load must not wipe what the newer one shows.
+    if (seq !== loads) return;
     numHits = null;
     $('hits').textContent = '';
     histogram.show([]);
     failed(err);
+  } finally {
+    if (seq === loads) $('histogram').removeAttribute('aria-busy');
   }
   updatePager();
   try {
@@ -141,18 +213,23 @@ async function loadAggregations(win, seq) {
   } catch (err) {
     if (seq === loads) $('facets').replaceChildren(el('p', { class: 'muted', text: 'Facet counts are unavailable.' }));
     failed(err);
+  } finally {
+    if (seq === loads) $('facets').removeAttribute('aria-busy');
   }
 }
 
+/** Called when an answer lands: the label describes the rows on screen. */
 function updatePager() {
   const meta = (listing && listing.listMetadata) || {};
   const count = listing ? (listing.sessions || []).length : 0;
   $('prev').disabled = !meta.before || view.page <= 1;
   $('next').disabled = !meta.nextCursor;
   const first = (view.page - 1) * PAGE_SIZE + 1;
-  const range = count ? `sessions ${formatCount(first)}–${formatCount(first + count - 1)}` : 'no sessions';
   const of = numHits !== null ? ` of ${formatCount(numHits)}` : '';
-  $('page-label').textContent = `Page ${view.page} · ${range}${of}`;
+  let label = '';
+  if (count) label = `Page ${view.page} · sessions ${formatCount(first)}–${formatCount(first + count - 1)}${of}`;
+  else if (listing) label = view.page > 1 ? `Page ${view.page} · no more sessions` : 'No sessions';
+  $('page-label').textContent = label;
 }
 
 function showQueryError(message) {
@@ -169,21 +246,34 @@ function localInput(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/** The inputs show the view asked for; the labels wait for its answers (see showLoading). */
 function syncControls() {
   $('query').value = view.q;
-  for (const button of document.querySelectorAll('.presets button')) {
-    button.setAttribute('aria-pressed', button.dataset.range === view.range ? 'true' : 'false');
-  }
+  pressPreset(view.range);
   $('custom-range').hidden = view.range !== 'custom';
   if (view.range === 'custom') {
     $('custom-from').value = localInput(view.from);
     $('custom-to').value = localInput(view.to);
   }
   $('sort').value = view.sort;
-  const label = view.range === 'custom'
-    ? `from ${view.from ? formatShortTime(new Date(view.from)) : 'the beginning'} to ${view.to ? formatShortTime(new Date(view.to)) : 'now'}`
-    : `in the last ${view.range}`;
-  $('window-label').textContent = label;
+}
+
+function pressPreset(range) {
+  for (const button of document.querySelectorAll('.presets button')) {
+    button.setAttribute('aria-pressed', button.dataset.range === range ? 'true' : 'false');
+  }
+}
+
+/** The window of a view in words; from/to are valid (view.js checks them). */
+function windowLabel(v) {
+  if (v.range !== 'custom') return `in the last ${v.range}`;
+  return `from ${v.from ? formatShortTime(new Date(v.from)) : 'the beginning'} to ${v.to ? formatShortTime(new Date(v.to)) : 'now'}`;
+}
+
+/** A custom range the form cannot take: said beside its fields, which are marked. */
+function showRangeError(message, fields = []) {
+  $('range-error').textContent = message;
+  for (const id of ['custom-from', 'custom-to']) $(id).setAttribute('aria-invalid', fields.includes(id) ? 'true' : 'false');
 }
 
 $('sort').append(...SORTS.map(([value, label]) => el('option', { value, text: label })));
@@ -201,6 +291,8 @@ for (const button of document.querySelectorAll('.presets button')) {
       return;
     }
     const win = windowOf(view);
+    // The form is what is chosen now, though the table keeps its window until Apply.
+    pressPreset('custom');
     $('custom-range').hidden = false;
     $('custom-from').value = localInput(win.start);
     $('custom-to').value = localInput(win.end || new Date().toISOString());
@@ -212,8 +304,16 @@ $('custom-range').addEventListener('submit', (event) => {
   event.preventDefault();
   const from = new Date($('custom-from').value);
   const to = $('custom-to').value ? new Date($('custom-to').value) : null;
-  if (Number.isNaN(from.getTime()) || (to && (Number.isNaN(to.getTime()) || to <= from))) {
-    showQueryError('The custom range needs a start before its end.');
+  if (Number.isNaN(from.getTime())) {
+    showRangeError('The custom range needs a start: a date and time.', ['custom-from']);
+    return;
+  }
+  if (to && Number.isNaN(to.getTime())) {
+    showRangeError('The end of the custom range is not a date and time.', ['custom-to']);
+    return;
+  }
+  if (to && to <= from) {
+    showRangeError('The custom range needs a start before its end.', ['custom-from', 'custom-to']);
     return;
   }
   restart({ range: 'custom', from: from.toISOString(), to: to ? to.toISOString() : '' });
@@ -237,15 +337,32 @@ $('next').addEventListener('click', () => {
   load().then(() => $('sessions-table').focus({ preventScroll: true }));
 });
 
+/**
+ * Opens a session's detail with a history entry of its own, so that Back
+ * closes it. Switching from one opened this way to another replaces the
+ * entry: Back then returns to the list, not through every session seen.
+ */
 function openSession(id) {
-  setView({ session: id });
+  if (id !== view.session) {
+    const switching = Boolean(view.session) && window.history.state?.detail === view.session;
+    if (switching) {
+      view = { ...view, session: id };
+      window.history.replaceState({ detail: id }, '', viewSearch(view));
+    } else {
+      setView({ session: id }, true, { detail: id });
+    }
+  }
   markSelected($('rows'), id);
   detail.open(id);
 }
 
 function syncDetail() {
-  if (view.session && view.session !== detail.id) detail.open(view.session);
-  else if (!view.session && detail.isOpen) detail.close();
+  if (view.session && view.session !== detail.id) {
+    markSelected($('rows'), view.session);
+    detail.open(view.session);
+  } else if (!view.session && detail.isOpen) {
+    detail.close();
+  }
 }
 
 document.addEventListener('keydown', (event) => {
@@ -260,8 +377,18 @@ document.addEventListener('keydown', (event) => {
 
 // ---- live refresh --------------------------------------------------------
 
+/** True while the user selects text in the table or the detail: a refresh would redraw it away. */
+function selecting() {
+  const selection = document.getSelection();
+  if (!selection || selection.isCollapsed || !selection.rangeCount) return false;
+  const range = selection.getRangeAt(0);
+  return [$('detail'), $('sessions-table')].some((part) => range.intersectsNode(part));
+}
+
 function wantsRefresh() {
   if (!$('live').checked || document.hidden || exporting || $('console').hidden) return false;
+  // A load under way (see load()), a drag across the histogram, a selection: wait for the next tick.
+  if (current || histogram.dragging || selecting()) return false;
   const firstLivePage = view.range !== 'custom' && !view.cursor;
   const hasActive = (listing?.sessions || []).some((s) => s.sessionStatus === 'active');
   return firstLivePage || hasActive || (detail.session && detail.session.sessionStatus === 'active');
@@ -321,6 +448,9 @@ function showConsole() {
 
 function signOut(message = '') {
   apiKey.clear();
+  // A load still under way for this key must not write to the page: abort it and mark it stale.
+  current?.abort();
+  loads += 1;
   exporting?.abort();
   detail.close();
   listing = null;
@@ -352,7 +482,14 @@ $('signin-form').addEventListener('submit', async (event) => {
   apiKey.set(key);
   $('signin-key').value = '';
   showConsole();
+  // The sign-in form is gone: without this, focus would be nowhere and Tab
+  // would start after it. A session in the URL has its detail focused already.
+  if (!detail.isOpen) $('query').focus();
 });
+
+// Times in the table, histogram and labels are the browser's local time: say which.
+$('time-zone').textContent = `Times in ${timeZoneLabel()}`;
+showViewProblem();
 
 // On a phone the facets would push the table a screen down: start them folded.
 if (window.matchMedia('(max-width: 640px)').matches) $('facets-details').open = false;

@@ -2,7 +2,7 @@
 // Terminate button (CreateSessionTermination, after a confirmation).
 
 import { ApiError, call } from './api.js';
-import { el, formatDuration, formatTime, userLabel } from './format.js';
+import { el, formatDuration, formatTime, keepingFocus, userLabel } from './format.js';
 
 /** Every leaf of the session object as [dotted JSON name, text]. */
 export function flatten(value, prefix = '', out = []) {
@@ -16,12 +16,23 @@ export function flatten(value, prefix = '', out = []) {
   return out;
 }
 
-/** GetSessionTranscript's text: one statement per line, its time, a tab, its text. */
+/**
+ * GetSessionTranscript's text: one statement per line, its time, a tab, its
+ * text. A statement's own line breaks are escaped so that lines stay
+ * statements: `\n` is a line feed, `\r` a carriage return, `\\` a backslash.
+ * The first tab ends the time; later ones are the statement's.
+ */
 export function statementsOf(transcript) {
   return (transcript || '').split('\n').filter(Boolean).map((line) => {
     const tab = line.indexOf('\t');
-    return tab < 0 ? { time: '', text: line } : { time: line.slice(0, tab), text: line.slice(tab + 1) };
+    const [time, text] = tab < 0 ? ['', line] : [line.slice(0, tab), line.slice(tab + 1)];
+    return { time, text: unescapeStatement(text) };
   });
+}
+
+/** Undoes the transcript's escapes, left to right (so `\\n` is a backslash, then n); any other backslash stays. */
+export function unescapeStatement(text) {
+  return text.replace(/\\([\\nr])/g, (_, c) => ({ n: '\n', r: '\r', '\\': '\\' })[c]);
 }
 
 export class Detail {
@@ -35,6 +46,8 @@ export class Detail {
     this.id = '';
     this.session = null;
     this.notice = null;
+    /** The AbortController of the load under way, if any. */
+    this.loading = null;
     root.querySelector('#detail-close').addEventListener('click', () => this.close());
     this.dialog.addEventListener('close', () => {
       if (this.dialog.returnValue === 'terminate') this.terminate();
@@ -60,6 +73,7 @@ export class Detail {
   close() {
     if (!this.isOpen) return;
     const id = this.id;
+    this.loading?.abort();
     this.root.hidden = true;
     document.body.classList.remove('detail-open');
     this.id = '';
@@ -67,25 +81,39 @@ export class Detail {
     this.onClose(id);
   }
 
-  /** Reloads an active session (its duration and statements grow) without moving the panel's scroll. */
+  /**
+   * Reloads an active session (its duration and statements grow) without
+   * moving the panel's scroll. Skipped while a load is under way: on a slow
+   * control plane, refreshes must not pile up behind each other.
+   */
   async refresh() {
-    if (this.isOpen && this.session && this.session.sessionStatus === 'active') await this.load();
+    if (this.isOpen && !this.loading && this.session && this.session.sessionStatus === 'active') await this.load();
   }
 
+  /** Loads the open session; a newer load (another session, a termination) aborts this one. */
   async load() {
+    this.loading?.abort();
+    const controller = new AbortController();
+    const { signal } = controller;
+    this.loading = controller;
     const id = this.id;
     try {
       const [found, transcript] = await Promise.all([
-        call('GetSession', { sessionId: id }),
-        call('GetSessionTranscript', { sessionId: id }).catch((err) => ({ error: err })),
+        call('GetSession', { sessionId: id }, { signal }),
+        call('GetSessionTranscript', { sessionId: id }, { signal }).catch((err) => {
+          if (err.name === 'AbortError') throw err;
+          return { error: err };
+        }),
       ]);
-      if (id !== this.id) return;
+      if (signal.aborted || id !== this.id) return;
       this.session = found.session || {};
       this.render(transcript);
     } catch (err) {
-      if (id !== this.id) return;
+      if (signal.aborted || id !== this.id) return;
       this.onError(err);
       this.body.replaceChildren(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
+    } finally {
+      if (this.loading === controller) this.loading = null;
     }
   }
 
@@ -102,7 +130,7 @@ export class Detail {
     const actions = el('div', { class: 'actions' });
     if (s.sessionStatus === 'active') {
       actions.append(el('button', {
-        type: 'button', id: 'terminate', class: 'danger',
+        type: 'button', id: 'terminate', class: 'danger', 'data-key': 'terminate',
         onclick: () => {
           document.getElementById('confirm-text').textContent =
             `${userLabel(s) || 'This user'} will be disconnected from ${resource.name || 'the resource'} at once. `
@@ -112,7 +140,11 @@ export class Detail {
         },
       }, 'Terminate session'));
     }
-    if (this.notice) actions.append(el('p', { id: 'terminate-result', role: 'status', tabindex: '-1', class: this.notice.kind, text: this.notice.text }));
+    if (this.notice) {
+      actions.append(el('p', {
+        id: 'terminate-result', 'data-key': 'terminate-result', role: 'status', tabindex: '-1', class: this.notice.kind, text: this.notice.text,
+      }));
+    }
 
     const fields = el('dl', { class: 'fields' });
     for (const [name, value] of flatten(s)) fields.append(el('dt', { text: name }), el('dd', { text: value }));
@@ -125,11 +157,16 @@ export class Detail {
       for (const st of list) {
         statements.append(el('li', {}, el('time', { datetime: st.time, text: formatTime(st.time) }), el('code', { text: st.text })));
       }
-      if (!list.length) statements.append(el('li', { class: 'muted', text: 'No statements recorded.' }));
+      // A statement is recorded when it completes: a live session's running one is not there yet.
+      const none = s.sessionStatus === 'active'
+        ? 'No statements yet: each statement appears here when it completes.'
+        : 'No statements recorded.';
+      if (!list.length) statements.append(el('li', { class: 'muted', text: none }));
     }
-    this.body.replaceChildren(summary, actions,
+    // Rebuilt on every refresh of a live session: the focused button keeps focus.
+    keepingFocus(this.body, () => this.body.replaceChildren(summary, actions,
       el('h3', { text: 'Statements' }), statements,
-      el('h3', { text: 'Fields' }), fields);
+      el('h3', { text: 'Fields' }), el('p', { class: 'muted fields-note', text: 'As the API returns them: times in UTC.' }), fields));
     this.root.scrollTop = scroll;
   }
 

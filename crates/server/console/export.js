@@ -34,14 +34,23 @@ export const CSV_COLUMNS = [
   ['parent_session_id', (s) => s.parentSessionId],
 ];
 
-/** RFC 4180 quoting: fields with a comma, quote or line break are quoted, quotes doubled. */
+/**
+ * One CSV cell, as `gatehouse sessions list --output csv` writes it (the
+ * CLI neutralises and quotes its cells the same way, so the files match):
+ * - a cell a spreadsheet would read as a formula (starting with =, +, -, @,
+ *   a tab or a carriage return) gets a leading single quote, so that
+ *   `=HYPERLINK(...)` in a role or user name stays text when the file is opened;
+ * - RFC 4180 quoting: a cell with a comma, quote or line break is quoted, quotes doubled.
+ */
 export function csvField(value) {
-  const text = value === undefined || value === null ? '' : String(value);
+  let text = value === undefined || value === null ? '' : String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
+/** Rows end with a line feed, as the CLI's do. */
 function csvRow(values) {
-  return `${values.map(csvField).join(',')}\r\n`;
+  return `${values.map(csvField).join(',')}\n`;
 }
 
 /**

@@ -1,7 +1,7 @@
 // Facet lists with counts from ListSessionAggregations. Clicking a value adds
 // `field:"value"` to the query.
 
-import { el, formatCount } from './format.js';
+import { el, formatCount, keepingFocus } from './format.js';
 
 /** Facet title, the aggregation lists that feed it (first non-empty wins), the query field. */
 export const FACETS = [
@@ -12,7 +12,12 @@ export const FACETS = [
   ['Client IPs', ['sessionClientIpAddresses'], ['client_ip']],
 ];
 
+/** Rebuilds the lists; a focused value keeps focus (auto-refresh redraws them every few seconds). */
 export function renderFacets(root, aggregations, onPick) {
+  keepingFocus(root, () => build(root, aggregations, onPick));
+}
+
+function build(root, aggregations, onPick) {
   root.replaceChildren();
   for (const [title, sources, fields] of FACETS) {
     let index = sources.findIndex((name) => (aggregations[name] || []).length > 0);
@@ -27,7 +32,7 @@ export function renderFacets(root, aggregations, onPick) {
       const meter = el('span', { class: 'meter', 'aria-hidden': 'true' });
       meter.style.width = `${(count / max) * 100}%`;
       list.append(el('li', {}, el('button', {
-        type: 'button', class: 'facet', 'data-field': field, 'data-value': bucket.key,
+        type: 'button', class: 'facet', 'data-field': field, 'data-value': bucket.key, 'data-key': `${field}:${bucket.key}`,
         'aria-label': `${bucket.key}: ${formatCount(count)} sessions. Add ${field}:"${bucket.key}" to the query`,
         onclick: () => onPick(field, bucket.key),
       }, meter, el('span', { class: 'facet-key', title: bucket.key, text: bucket.key }), el('span', { class: 'facet-count', text: formatCount(count) }))));

@@ -4,7 +4,9 @@ const timeParts = { month: 'short', day: '2-digit', hour: '2-digit', minute: '2-
 const dateTime = new Intl.DateTimeFormat(undefined, timeParts);
 const dateTimeWithYear = new Intl.DateTimeFormat(undefined, { year: 'numeric', ...timeParts });
 const thisYear = new Date().getFullYear();
-const shortTime = new Intl.DateTimeFormat(undefined, { month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false });
+const shortParts = { month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false };
+const shortTime = new Intl.DateTimeFormat(undefined, shortParts);
+const shortTimeWithYear = new Intl.DateTimeFormat(undefined, { year: 'numeric', ...shortParts });
 const number = new Intl.NumberFormat();
 
 export function formatTime(iso) {
@@ -14,8 +16,22 @@ export function formatTime(iso) {
   return (date.getFullYear() === thisYear ? dateTime : dateTimeWithYear).format(date);
 }
 
+/** Minutes only; the year is shown when it is not this one (a window may reach back into last year). */
 export function formatShortTime(date) {
-  return shortTime.format(date);
+  return (date.getFullYear() === thisYear ? shortTime : shortTimeWithYear).format(date);
+}
+
+/**
+ * The zone the page shows times in (the browser's), e.g. "Europe/Paris
+ * (UTC+01:00)": the table is local time, the API and the Fields list are UTC.
+ */
+export function timeZoneLabel(date = new Date()) {
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone || '';
+  const minutes = -date.getTimezoneOffset();
+  const pad = (n) => String(Math.floor(n)).padStart(2, '0');
+  if (!minutes && (!name || /^(Etc\/)?UTC$/.test(name))) return 'UTC';
+  const offset = `UTC${minutes < 0 ? '-' : '+'}${pad(Math.abs(minutes) / 60)}:${pad(Math.abs(minutes) % 60)}`;
+  return name ? `${name} (${offset})` : offset;
 }
 
 export function formatCount(n) {
@@ -75,4 +91,18 @@ export function el(tag, attrs = {}, ...children) {
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
+}
+
+/**
+ * Runs `rebuild`, which replaces `root`'s children, and gives focus back to
+ * the new element with the `data-key` of the one that had it: a refresh
+ * must not throw a keyboard user back to the top of the page.
+ */
+export function keepingFocus(root, rebuild) {
+  const active = document.activeElement;
+  const key = active && active !== root && root.contains(active) ? active.dataset.key : undefined;
+  rebuild();
+  if (key === undefined || root.contains(document.activeElement)) return;
+  const again = [...root.querySelectorAll('[data-key]')].find((node) => node.dataset.key === key);
+  again?.focus({ preventScroll: true });
 }

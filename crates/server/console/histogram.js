@@ -1,5 +1,7 @@
 // The histogram of the window, stacked by technology. Dragging across it (or
-// clicking one bar) narrows the window to the selected span.
+// clicking one bar) narrows the window to the selected span. Bars count
+// sessions by start time; a session that started before the window counts in
+// the first bar (ListSessionAggregations adds up to the matching sessions).
 
 import { el, formatCount, formatShortTime } from './format.js';
 
@@ -8,6 +10,7 @@ const HEIGHT = 140;
 const AXIS = 18;
 /** Room above the tallest bar for the scale label. */
 const TOP = 16;
+const FIRST_BAR_NOTE = 'The first bar also counts sessions that started before the window and were still active in it.';
 const PALETTE = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#db2777', '#65a30d', '#64748b'];
 
 function svg(tag, attrs = {}) {
@@ -28,6 +31,9 @@ export class Histogram {
     this.root = root;
     this.onSelect = onSelect;
     this.buckets = [];
+    /** True while a drag is under way; redraws wait for its end, as the chart holds the pointer. */
+    this.dragging = false;
+    this.stale = false;
     new ResizeObserver(() => this.draw()).observe(root);
   }
 
@@ -41,30 +47,39 @@ export class Histogram {
   }
 
   draw() {
+    if (this.dragging) {
+      this.stale = true;
+      return;
+    }
+    this.stale = false;
     const width = this.root.clientWidth;
     this.root.replaceChildren();
-    if (!width || this.buckets.length === 0) return;
-    const n = this.buckets.length;
-    const step = n > 1 ? this.buckets[1].start - this.buckets[0].start : 3600e3;
-    const from = this.buckets[0].start;
-    const to = this.buckets[n - 1].start + step;
-    const max = Math.max(1, ...this.buckets.map((b) => b.count));
+    const buckets = this.buckets;
+    if (!width || buckets.length === 0) return;
+    const n = buckets.length;
+    const step = n > 1 ? buckets[1].start - buckets[0].start : 3600e3;
+    const from = buckets[0].start;
+    const to = buckets[n - 1].start + step;
+    const highest = Math.max(0, ...buckets.map((b) => b.count));
+    const max = Math.max(1, highest);
     const plot = HEIGHT - AXIS;
     const barWidth = width / n;
     const x = (t) => ((t - from) / (to - from)) * width;
     const time = (px) => from + (Math.min(Math.max(px, 0), width) / width) * (to - from);
 
-    const total = this.buckets.reduce((sum, b) => sum + b.count, 0);
+    const total = buckets.reduce((sum, b) => sum + b.count, 0);
     const chart = svg('svg', {
       width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img', class: 'histogram-chart',
-      'aria-label': `${formatCount(total)} sessions from ${formatShortTime(new Date(from))} to ${formatShortTime(new Date(to))}, in ${n} bars. Drag across the chart to narrow the window.`,
+      'aria-label': `${formatCount(total)} sessions from ${formatShortTime(new Date(from))} to ${formatShortTime(new Date(to))}, in ${n} bars. `
+        + `${FIRST_BAR_NOTE} Drag across the chart to narrow the window.`,
     });
     const technologies = new Set();
-    this.buckets.forEach((bucket, i) => {
+    buckets.forEach((bucket, i) => {
       const group = svg('g', { 'data-start': new Date(bucket.start).toISOString(), 'data-count': bucket.count });
       const title = svg('title');
       title.textContent = `${formatShortTime(new Date(bucket.start))}: ${formatCount(bucket.count)} sessions`
-        + bucket.parts.map((p) => `\n${p.key}: ${formatCount(p.count)}`).join('');
+        + bucket.parts.map((p) => `\n${p.key}: ${formatCount(p.count)}`).join('')
+        + (i === 0 ? `\n${FIRST_BAR_NOTE}` : '');
       group.append(title);
       let top = plot;
       const parts = bucket.parts.length ? bucket.parts : [{ key: '', count: bucket.count }];
@@ -81,23 +96,38 @@ export class Histogram {
       chart.append(group);
     });
     chart.append(svg('line', { x1: 0, x2: width, y1: plot + 0.5, y2: plot + 0.5, class: 'axis' }));
+    // Ticks on bar edges (whole intervals), never two with the same text: a
+    // label has minutes only, so ticks between the edges of 1-minute bars repeat.
     const ticks = Math.max(2, Math.min(6, Math.floor(width / 160)));
-    for (let i = 0; i < ticks; i++) {
-      const t = from + ((to - from) * i) / ticks;
-      const label = svg('text', { x: x(t) + 2, y: HEIGHT - 4, class: 'tick' });
-      label.textContent = formatShortTime(new Date(t));
+    const stride = Math.max(1, Math.ceil(n / ticks));
+    let previous = '';
+    for (let i = 0; i < n; i += stride) {
+      const text = formatShortTime(new Date(buckets[i].start));
+      // Room for the label before the right edge (the scale label is above the bars).
+      if (i > 0 && x(buckets[i].start) + 7 * text.length > width) break;
+      if (text === previous) continue;
+      previous = text;
+      const label = svg('text', { x: x(buckets[i].start) + 2, y: HEIGHT - 4, class: 'tick' });
+      label.textContent = text;
       chart.append(label);
     }
+    // An empty window has no scale to give.
     const maxLabel = svg('text', { x: width - 4, y: 12, class: 'tick', 'text-anchor': 'end' });
-    maxLabel.textContent = `max ${formatCount(max)}`;
+    maxLabel.textContent = highest ? `max ${formatCount(highest)}` : 'No sessions in this window';
     chart.append(maxLabel);
 
     const selection = svg('rect', { x: 0, y: 0, width: 0, height: plot, class: 'selection', visibility: 'hidden' });
     chart.append(selection);
     let anchor = null;
     const px = (event) => event.clientX - chart.getBoundingClientRect().left;
+    const finish = () => {
+      anchor = null;
+      this.dragging = false;
+      selection.setAttribute('visibility', 'hidden');
+    };
     chart.addEventListener('pointerdown', (event) => {
       anchor = px(event);
+      this.dragging = true;
       chart.setPointerCapture(event.pointerId);
       selection.setAttribute('visibility', 'visible');
       selection.setAttribute('x', anchor);
@@ -113,26 +143,32 @@ export class Histogram {
       if (anchor === null) return;
       const end = px(event);
       const start = anchor;
-      anchor = null;
-      selection.setAttribute('visibility', 'hidden');
+      finish();
+      // The bars drawn are the ones selected from (`buckets`), even if newer ones arrived meanwhile.
       if (Math.abs(end - start) < 4) {
         // A click selects the bar under the pointer.
         const i = Math.min(n - 1, Math.max(0, Math.floor(start / barWidth)));
-        this.onSelect(new Date(this.buckets[i].start), new Date(this.buckets[i].start + step));
+        this.onSelect(new Date(buckets[i].start), new Date(buckets[i].start + step));
       } else {
         this.onSelect(new Date(time(Math.min(start, end))), new Date(time(Math.max(start, end))));
       }
+      if (this.stale) this.draw();
     });
-    chart.addEventListener('pointercancel', () => {
-      anchor = null;
-      selection.setAttribute('visibility', 'hidden');
-    });
+    // A cancelled drag, or one whose pointer capture was taken away (the window lost focus).
+    const abandon = () => {
+      if (anchor === null) return;
+      finish();
+      if (this.stale) this.draw();
+    };
+    chart.addEventListener('pointercancel', abandon);
+    chart.addEventListener('lostpointercapture', abandon);
     this.root.append(chart);
 
     const legend = el('ul', { class: 'legend', 'aria-label': 'Technologies' });
     for (const key of [...technologies].filter(Boolean).sort()) {
       legend.append(el('li', {}, el('span', { class: 'swatch', 'data-colour': colourOf(key) }), key));
     }
+    if (total) legend.append(el('li', { class: 'legend-note', text: FIRST_BAR_NOTE }));
     this.root.append(legend);
     // Inline style attributes are blocked by the policy; the CSSOM is not.
     for (const swatch of legend.querySelectorAll('.swatch')) swatch.style.background = swatch.dataset.colour;

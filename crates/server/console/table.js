@@ -4,8 +4,12 @@
 import { el, formatDuration, formatTime, nativeRole, userLabel } from './format.js';
 
 const COLUMNS = ['Status', 'Start', 'Duration', 'User', 'Native role', 'Resource', 'Client IP', 'Connector'];
-/** Columns cut with an ellipsis on narrow layouts: their full text is the cell's tooltip. */
-const CLIPPED = new Set([3, 5, 6]);
+/**
+ * Columns cut with an ellipsis (free text of any length: a long role name
+ * must not push Client IP and Connector off screen); their full text is the
+ * cell's tooltip. style.css sets their widths.
+ */
+const CLIPPED = new Set([3, 4, 5, 6]);
 const textOf = (cell) => (cell instanceof Node ? cell.textContent : String(cell));
 
 export function renderTable(tbody, sessions, { selected, onOpen }) {

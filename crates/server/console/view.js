@@ -16,17 +16,64 @@ export const PAGE_SIZE = 50;
 
 const DEFAULTS = { q: '', range: '24h', from: '', to: '', at: '', sort: 'start_time:desc', cursor: '', page: 1, session: '' };
 
+/**
+ * The view in a URL. A link can hold anything, so times are checked here:
+ * a bad one falls back to the default window, and `view.problem` says what
+ * was dropped (it is not part of the URL).
+ */
 export function readView(search = window.location.search) {
   const params = new URLSearchParams(search);
-  const view = { ...DEFAULTS };
+  const view = { ...DEFAULTS, problem: '' };
   for (const name of Object.keys(DEFAULTS)) {
     if (params.has(name)) view[name] = params.get(name);
   }
   view.page = Math.max(1, Number.parseInt(view.page, 10) || 1);
   if (view.range !== 'custom' && !PRESETS.includes(view.range)) view.range = DEFAULTS.range;
   if (!SORTS.some(([value]) => value === view.sort)) view.sort = DEFAULTS.sort;
+  checkWindow(view);
   if (!view.cursor) view.page = 1;
   return view;
+}
+
+/** An instant as the API takes it (RFC 3339, UTC), or null for text that is not a date and time. */
+export function parseInstant(text) {
+  // Date.parse alone also takes "1" or "May 5": only ISO 8601 dates, with or without time and zone.
+  if (!/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$/i.test(text)) return null;
+  const millis = Date.parse(text);
+  return Number.isNaN(millis) ? null : new Date(millis).toISOString();
+}
+
+function checkWindow(view) {
+  const shown = (name) => `${name}=${view[name].length > 40 ? `${view[name].slice(0, 40)}…` : view[name]}`;
+  // `at` pins a preset's "now" while paging; the page's cursor is bound to it.
+  if (view.at) {
+    const at = parseInstant(view.at);
+    if (at) {
+      view.at = at;
+    } else {
+      view.problem = `The link's ${shown('at')} is not a date and time: showing the first page instead.`;
+      view.at = '';
+      view.cursor = '';
+    }
+  }
+  if (view.range !== 'custom') {
+    view.from = '';
+    view.to = '';
+    return;
+  }
+  const from = view.from ? parseInstant(view.from) : '';
+  const to = view.to ? parseInstant(view.to) : '';
+  let bad = '';
+  if (from === null) bad = `${shown('from')} is not a date and time`;
+  else if (to === null) bad = `${shown('to')} is not a date and time`;
+  else if (from && to && Date.parse(to) <= Date.parse(from)) bad = 'custom window ends before it starts';
+  if (!bad) {
+    view.from = from;
+    view.to = to;
+    return;
+  }
+  view.problem = `The link's ${bad}: showing the last ${DEFAULTS.range} instead.`;
+  Object.assign(view, { range: DEFAULTS.range, from: '', to: '', at: '', cursor: '' });
 }
 
 export function viewSearch(view) {
