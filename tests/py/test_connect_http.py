@@ -329,6 +329,38 @@ def test_grpc_web_list_sessions(gatehouse, pb):
     assert len(msg.sessions) == 3
 
 
+def b64_chunks(text: bytes) -> bytes:
+    """grpc-web-text bodies may be several padded base64 chunks one after another."""
+    out, start = b"", 0
+    for i in range(0, len(text), 4):
+        if b"=" in text[i:i + 4]:
+            out += base64.b64decode(text[start:i + 4])
+            start = i + 4
+    return out + base64.b64decode(text[start:])
+
+
+def test_grpc_web_text_list_sessions(gatehouse, pb):
+    """The grpc-web JavaScript client's default mode: the same frames, base64-encoded both ways."""
+    raw = pb.sessions.ListSessionsV2Request(limit=3).SerializeToString()
+    resp = requests.post(url(gatehouse, "ListSessionsV2"),
+                         data=base64.b64encode(struct.pack(">BI", 0, len(raw)) + raw),
+                         headers={"Content-Type": "application/grpc-web-text", "Accept": "application/grpc-web-text",
+                                  "X-Grpc-Web": "1", "X-API-KEY": gatehouse.acme_reader}, timeout=RPC_TIMEOUT)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/grpc-web-text")
+    frames = grpc_web_frames(b64_chunks(resp.content))
+    data = [body for flag, body in frames if flag == 0]
+    trailers = [body for flag, body in frames if flag & 0x80]
+    assert len(data) == 1 and len(trailers) == 1
+    assert b"grpc-status:0" in trailers[0].replace(b" ", b"").lower()
+    assert len(pb.sessions.ListSessionsV2Response.FromString(data[0]).sessions) == 3
+
+    bad = requests.post(url(gatehouse, "ListSessionsV2"), data=b"not base64!",
+                        headers={"Content-Type": "application/grpc-web-text", "X-API-KEY": gatehouse.acme_reader},
+                        timeout=RPC_TIMEOUT)
+    assert bad.status_code == 400
+
+
 def test_grpc_web_without_key_is_unauthenticated(gatehouse, pb):
     raw = pb.sessions.ListSessionsV2Request(limit=3).SerializeToString()
     resp = requests.post(url(gatehouse, "ListSessionsV2"), data=struct.pack(">BI", 0, len(raw)) + raw,

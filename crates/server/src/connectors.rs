@@ -35,7 +35,7 @@ impl Default for Lease {
 }
 
 /// Terminations this recent are re-sent to a connector that (re)connects.
-const PENDING_WINDOW_US: Micros = 3_600_000_000;
+pub(crate) const PENDING_WINDOW_US: Micros = 3_600_000_000;
 
 pub struct ConnectorApi {
     store: Arc<dyn Store>,

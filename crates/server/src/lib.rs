@@ -26,6 +26,7 @@ pub mod console;
 pub mod convert;
 pub mod cursor;
 mod error;
+mod grpc_web_text;
 pub mod identity;
 pub mod listing;
 pub mod registry;
@@ -89,7 +90,8 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum:
     Ok(axum::Router::new()
         .route("/health", get(move || health(store.clone())))
         .merge(console::routes())
-        .fallback_service(rpc))
+        .fallback_service(rpc)
+        .layer(axum::middleware::from_fn(grpc_web_text::translate)))
 }
 
 /// How long `/health` waits for the store before reporting it unreachable.

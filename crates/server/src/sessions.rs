@@ -63,6 +63,15 @@ impl SessionsApi {
                 format!("session {session_id:?} has already completed"),
             ));
         }
+        // Asked again while the first is on its way: the same termination, not another.
+        let pending = self
+            .store
+            .pending_terminations(caller.org, connector_id, now_micros() - crate::connectors::PENDING_WINDOW_US)
+            .await
+            .map_err(store_error)?;
+        if let Some(earlier) = pending.into_iter().find(|t| t.session_id == session_id) {
+            return Ok(shutdown(earlier));
+        }
         let termination = TerminationRecord {
             id: crate::registry::new_id("term"),
             session_id: session_id.to_owned(),
@@ -84,12 +93,7 @@ impl SessionsApi {
             };
             self.store.ingest(caller.org, &session.connector.id, &[end]).await.map_err(store_error)?;
         }
-        Ok(SessionShutdown {
-            session_id: termination.session_id,
-            connector_id: termination.connector_id,
-            created_at: timestamp(termination.created).into(),
-            ..Default::default()
-        })
+        Ok(shutdown(termination))
     }
 }
 
@@ -130,6 +134,15 @@ pub fn transcript(statements: &[StatementRecord]) -> String {
         out.push('\n');
     }
     out
+}
+
+fn shutdown(termination: TerminationRecord) -> SessionShutdown {
+    SessionShutdown {
+        session_id: termination.session_id,
+        connector_id: termination.connector_id,
+        created_at: timestamp(termination.created).into(),
+        ..Default::default()
+    }
 }
 
 /// The caller the authentication interceptor resolved.

@@ -183,7 +183,7 @@ async fn terminations_reach_the_connector_stream_at_once() {
     let request = json!({"session_id": "live", "connector_id": s.connector_id});
     expect_error(&s.h.call("CreateSessionTermination", request.clone()).await, 403, "permission_denied");
     let asked = std::time::Instant::now();
-    let (status, body) = s.h.call_with_key("CreateSessionTermination", request, &s.h.admin_key).await;
+    let (status, body) = s.h.call_with_key("CreateSessionTermination", request.clone(), &s.h.admin_key).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["sessionShutdown"]["sessionId"], "live");
     assert_eq!(body["sessionShutdown"]["connectorId"], s.connector_id);
@@ -194,6 +194,11 @@ async fn terminations_reach_the_connector_stream_at_once() {
     assert_eq!(termination.session_id, "live");
     assert!(termination.termination_id.starts_with("term_"));
     assert!(asked.elapsed() < Duration::from_secs(1));
+    // Asked again while on its way (the older name too): the same termination, not another.
+    let (status, again) = s.h.call_with_key("CancelSession", request, &s.h.admin_key).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["sessionShutdown"], body["sessionShutdown"]);
+    assert!(tokio::time::timeout(Duration::from_millis(200), stream.message()).await.is_err(), "sent once");
 
     let other = json!({"session_id": "nope", "connector_id": s.connector_id});
     expect_error(&s.h.call_with_key("CancelSession", other, &s.h.admin_key).await, 404, "not_found");
