@@ -49,16 +49,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Held from the first connection on: turning a new file to WAL takes
+        // an exclusive lock SQLite does not wait for, so two processes
+        // opening a new store at once would otherwise see "database is locked".
+        let lock = migration_lock(path).await?;
         // Writes wait their turn here by design: not worth a warning.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_slow_level(log::LevelFilter::Debug)
             .connect_with(options.clone())
             .await?;
-        let lock = migration_lock(path).await?;
         MIGRATOR.run(&writer).await?;
-        drop(lock);
         let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        drop(lock);
         Ok(Self { readers, writer })
     }
 
@@ -191,7 +194,7 @@ fn agg_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<AggRow>, StoreError>
         .collect()
 }
 
-/// An exclusive lock on `<database>.lock`, held while migrations run. Two
+/// An exclusive lock on `<database>.lock`, held while a store opens. Two
 /// processes opening a new store at once (`serve` and a `keys` command, say)
 /// would otherwise both apply its migrations, and one would fail: SQLite
 /// has no lock that spans sqlx's migration transactions.
