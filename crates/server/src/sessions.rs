@@ -63,23 +63,20 @@ impl SessionsApi {
                 format!("session {session_id:?} has already completed"),
             ));
         }
-        // Asked again while the first is on its way: the same termination, not another.
-        let pending = self
-            .store
-            .pending_terminations(caller.org, connector_id, now_micros() - crate::connectors::PENDING_WINDOW_US)
-            .await
-            .map_err(store_error)?;
-        if let Some(earlier) = pending.into_iter().find(|t| t.session_id == session_id) {
-            return Ok(shutdown(earlier));
-        }
-        let termination = TerminationRecord {
+        let requested = TerminationRecord {
             id: crate::registry::new_id("term"),
             session_id: session_id.to_owned(),
             connector_id: connector_id.to_owned(),
             reason: format!("terminated by an administrator (API key {})", caller.key_prefix),
             created: now_micros(),
         };
-        self.store.create_termination(caller.org, &termination).await.map_err(store_error)?;
+        // Asked again while the first is on its way: the same termination, not another.
+        let pending_since = requested.created - crate::connectors::PENDING_WINDOW_US;
+        let termination =
+            self.store.create_termination(caller.org, &requested, pending_since).await.map_err(store_error)?;
+        if termination.id != requested.id {
+            return Ok(shutdown(termination));
+        }
         tracing::info!(session = session_id, termination = %termination.id, key = %caller.key_prefix, "session termination requested");
         self.terminations.publish(caller.org, termination.clone());
         // Demo and imported sessions name connectors that were never registered: none of

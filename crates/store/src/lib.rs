@@ -166,7 +166,16 @@ pub trait Store: Send + Sync + 'static {
     async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError>;
     /// A session's statements in order.
     async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError>;
-    async fn create_termination(&self, org: OrgId, termination: &TerminationRecord) -> Result<(), StoreError>;
+    /// Stores `termination` unless its session already has one created at or
+    /// after `pending_since`: that one is returned instead, and nothing is
+    /// stored. Returns the termination that stands. Callers asking at once,
+    /// through different replicas too, all get the same one.
+    async fn create_termination(
+        &self,
+        org: OrgId,
+        termination: &TerminationRecord,
+        pending_since: Micros,
+    ) -> Result<TerminationRecord, StoreError>;
     /// Terminations since `since` of `connector_id` whose sessions are still open.
     async fn pending_terminations(
         &self,

@@ -192,12 +192,13 @@ impl IngestEvent {
 }
 
 /// A request to end a live session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TerminationRecord {
     pub id: String,
     pub session_id: String,
     pub connector_id: String,
     pub reason: String,
+    #[sqlx(rename = "created_us")]
     pub created: Micros,
 }
 

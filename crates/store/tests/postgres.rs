@@ -344,7 +344,7 @@ async fn terminations_stored_by_one_replica_reach_another_and_a_lost_feed_resync
     assert_eq!(next_notice(&mut feed).await, TerminationNotice::Resync, "a feed starts listening with a resync");
     let org = a.ensure_org("acme").await.unwrap().id;
 
-    a.create_termination(org, &termination("t-1")).await.unwrap();
+    a.create_termination(org, &termination("t-1"), NOW).await.unwrap();
     assert_eq!(next_notice(&mut feed).await, TerminationNotice::Requested { org, termination: termination("t-1") });
 
     // Every connection goes, the feed's included: it reconnects, says so,
@@ -353,8 +353,8 @@ async fn terminations_stored_by_one_replica_reach_another_and_a_lost_feed_resync
     assert_eq!(next_notice(&mut feed).await, TerminationNotice::Resync);
     let mut stored = false;
     for _ in 0..3 {
-        match a.create_termination(org, &termination("t-2")).await {
-            Ok(()) => {
+        match a.create_termination(org, &termination("t-2"), NOW).await {
+            Ok(_) => {
                 stored = true;
                 break;
             }
@@ -365,8 +365,9 @@ async fn terminations_stored_by_one_replica_reach_another_and_a_lost_feed_resync
     assert!(stored, "the store did not recover");
     assert_eq!(next_notice(&mut feed).await, TerminationNotice::Requested { org, termination: termination("t-2") });
 
-    // A termination that is not stored is not announced.
-    assert!(a.create_termination(org, &termination("t-2")).await.is_err(), "duplicate id");
+    // Asked again while pending: the first stands, and nothing new is announced.
+    let again = TerminationRecord { id: "t-3".into(), ..termination("t-2") };
+    assert_eq!(a.create_termination(org, &again, NOW).await.unwrap(), termination("t-2"));
     assert!(tokio::time::timeout(Duration::from_millis(300), feed.recv()).await.is_err(), "nothing more");
 }
 
@@ -414,7 +415,7 @@ async fn one_replica_sweeps_leases_at_a_time() {
         reason: "test".into(),
         created: NOW,
     };
-    store.create_termination(org, &termination).await.unwrap();
+    store.create_termination(org, &termination, NOW).await.unwrap();
     let terminations = async || -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM terminations").fetch_one(store.pool()).await.unwrap()
     };

@@ -304,7 +304,32 @@ impl PgStore {
             .collect()
     }
 
-    pub(super) async fn create_termination_impl(&self, org: OrgId, t: &TerminationRecord) -> Result<(), StoreError> {
+    pub(super) async fn create_termination_impl(
+        &self,
+        org: OrgId,
+        t: &TerminationRecord,
+        pending_since: Micros,
+    ) -> Result<TerminationRecord, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // Two replicas asked at once would both find nothing pending: they
+        // take turns per session (collisions of the hash only wait).
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(TERMINATION_LOCK_CLASS)
+            .bind(&t.session_id)
+            .execute(&mut *tx)
+            .await?;
+        let earlier = sqlx::query_as::<_, TerminationRecord>(
+            "SELECT id, session_id, connector_id, reason, created_us FROM terminations \
+             WHERE org_id = $1 AND session_id = $2 AND created_us >= $3 ORDER BY created_us, id LIMIT 1",
+        )
+        .bind(org.0)
+        .bind(&t.session_id)
+        .bind(pending_since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(earlier) = earlier {
+            return Ok(earlier);
+        }
         // The notice is part of the statement: every replica's feed hears of
         // the row when it commits, and never of a row that did not.
         let sql = format!(
@@ -323,9 +348,10 @@ impl PgStore {
             .bind(&t.connector_id)
             .bind(&t.reason)
             .bind(t.created)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(t.clone())
     }
 
     pub(super) async fn pending_terminations_impl(
@@ -334,7 +360,7 @@ impl PgStore {
         connector_id: &str,
         since: Micros,
     ) -> Result<Vec<TerminationRecord>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
              JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
              WHERE t.org_id = $1 AND t.connector_id = $2 AND t.created_us >= $3 AND s.end_us IS NULL \
@@ -344,18 +370,7 @@ impl PgStore {
         .bind(connector_id)
         .bind(since)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TerminationRecord {
-                    id: row.try_get("id")?,
-                    session_id: row.try_get("session_id")?,
-                    connector_id: row.try_get("connector_id")?,
-                    reason: row.try_get("reason")?,
-                    created: row.try_get("created_us")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     pub(super) async fn delete_completed_before_impl(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
@@ -419,6 +434,9 @@ impl PgStore {
 pub const SWEEP_LOCK: i64 = 0x6761_7465_0001;
 /// Key of the advisory lock each retention batch takes.
 pub const RETENTION_LOCK: i64 = 0x6761_7465_0002;
+/// The first key of the per-session locks taken while a termination is
+/// created (the two-key form: a keyspace apart from the locks above).
+const TERMINATION_LOCK_CLASS: i32 = 0x6774_0003;
 
 /// Takes `key` until `conn`'s transaction ends, unless another holds it.
 async fn try_xact_lock(conn: &mut PgConnection, key: i64) -> Result<bool, StoreError> {

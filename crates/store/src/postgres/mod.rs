@@ -624,8 +624,13 @@ impl Store for PgStore {
         self.statements_impl(org, session_id).await.map_err(classify)
     }
 
-    async fn create_termination(&self, org: OrgId, termination: &TerminationRecord) -> Result<(), StoreError> {
-        self.create_termination_impl(org, termination).await.map_err(classify)
+    async fn create_termination(
+        &self,
+        org: OrgId,
+        termination: &TerminationRecord,
+        pending_since: Micros,
+    ) -> Result<TerminationRecord, StoreError> {
+        self.create_termination_impl(org, termination, pending_since).await.map_err(classify)
     }
 
     async fn pending_terminations(

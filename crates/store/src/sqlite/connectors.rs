@@ -264,7 +264,26 @@ impl SqliteStore {
         super::statements::read(&mut conn, org, session_id).await
     }
 
-    pub(super) async fn create_termination_impl(&self, org: OrgId, t: &TerminationRecord) -> Result<(), StoreError> {
+    pub(super) async fn create_termination_impl(
+        &self,
+        org: OrgId,
+        t: &TerminationRecord,
+        pending_since: Micros,
+    ) -> Result<TerminationRecord, StoreError> {
+        // IMMEDIATE: read, then written, with no other writer in between.
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
+        let earlier = sqlx::query_as::<_, TerminationRecord>(
+            "SELECT id, session_id, connector_id, reason, created_us FROM terminations \
+             WHERE org_id = ? AND session_id = ? AND created_us >= ? ORDER BY created_us, id LIMIT 1",
+        )
+        .bind(org.0)
+        .bind(&t.session_id)
+        .bind(pending_since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(earlier) = earlier {
+            return Ok(earlier);
+        }
         sqlx::query(
             "INSERT INTO terminations (id, org_id, session_id, connector_id, reason, created_us) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -274,9 +293,10 @@ impl SqliteStore {
         .bind(&t.connector_id)
         .bind(&t.reason)
         .bind(t.created)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(t.clone())
     }
 
     pub(super) async fn pending_terminations_impl(
@@ -285,7 +305,7 @@ impl SqliteStore {
         connector_id: &str,
         since: Micros,
     ) -> Result<Vec<TerminationRecord>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
              JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
              WHERE t.org_id = ? AND t.connector_id = ? AND t.created_us >= ? AND s.end_us IS NULL \
@@ -295,18 +315,7 @@ impl SqliteStore {
         .bind(connector_id)
         .bind(since)
         .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TerminationRecord {
-                    id: row.try_get("id")?,
-                    session_id: row.try_get("session_id")?,
-                    connector_id: row.try_get("connector_id")?,
-                    reason: row.try_get("reason")?,
-                    created: row.try_get("created_us")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     pub(super) async fn delete_completed_before_impl(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {

@@ -579,8 +579,13 @@ impl Store for SqliteStore {
         self.statements_impl(org, session_id).await
     }
 
-    async fn create_termination(&self, org: OrgId, termination: &TerminationRecord) -> Result<(), StoreError> {
-        self.create_termination_impl(org, termination).await
+    async fn create_termination(
+        &self,
+        org: OrgId,
+        termination: &TerminationRecord,
+        pending_since: Micros,
+    ) -> Result<TerminationRecord, StoreError> {
+        self.create_termination_impl(org, termination, pending_since).await
     }
 
     async fn pending_terminations(

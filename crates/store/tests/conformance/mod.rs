@@ -126,6 +126,7 @@ macro_rules! conformance_suite {
                 expiring_silent_connectors_completes_their_open_sessions_once,
                 a_lapsed_run_heard_again_gets_its_sessions_back,
                 pending_terminations_are_recent_ones_of_open_sessions,
+                a_termination_asked_again_while_pending_is_the_first,
             }
             aggregates {
                 aggregate_hits_equal_the_listing_and_buckets_add_up,

@@ -375,15 +375,17 @@ pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn S
     };
     let wanted = [termination("t2", "open", "c-1", ago(2)), termination("t3", "open", "c-1", ago(1))];
     for t in [
-        &wanted[1],
         &termination("t0", "open", "c-1", ago(20)),
         &termination("t1", "closed", "c-1", ago(2)),
         &wanted[0],
+        &wanted[1],
         &termination("t4", "elsewhere", "c-2", ago(2)),
     ] {
-        store.create_termination(acme, t).await.unwrap();
+        // Pending since its own time: each is stored, none stands in for another.
+        assert_eq!(store.create_termination(acme, t, t.created).await.unwrap(), *t);
     }
-    store.create_termination(globex, &termination("tg", "open", "c-1", ago(2))).await.unwrap();
+    let tg = termination("tg", "open", "c-1", ago(2));
+    assert_eq!(store.create_termination(globex, &tg, ago(10)).await.unwrap(), tg, "another org's are apart");
     assert_eq!(store.pending_terminations(acme, "c-1", ago(10)).await.unwrap(), wanted.to_vec());
     assert_eq!(store.pending_terminations(acme, "c-2", ago(10)).await.unwrap().len(), 1);
     assert_eq!(store.pending_terminations(globex, "c-1", ago(10)).await.unwrap().len(), 1);
@@ -391,4 +393,32 @@ pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn S
     store.ingest(acme, "c-1", &[end("open", NOW, "terminated")]).await.unwrap();
     assert_eq!(store.pending_terminations(acme, "c-1", ago(10)).await.unwrap(), vec![]);
     assert_eq!(store.pending_terminations(globex, "c-1", ago(10)).await.unwrap().len(), 1);
+}
+
+/// Asked again while one is pending, through any number of replicas at once:
+/// one termination stands, and every caller gets it.
+pub async fn a_termination_asked_again_while_pending_is_the_first(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.insert_sessions(acme, &[via(active("open", 30).build(), "c-1")]).await.unwrap();
+    let termination = |id: &str, created: Micros| TerminationRecord {
+        id: id.into(),
+        session_id: "open".into(),
+        connector_id: "c-1".into(),
+        reason: format!("reason {id}"),
+        created,
+    };
+    let asked = ["ta", "tb", "tc", "td"].map(|id| termination(id, ago(3)));
+    let (a, b, c, d) = tokio::join!(
+        store.create_termination(acme, &asked[0], ago(60)),
+        store.create_termination(acme, &asked[1], ago(60)),
+        store.create_termination(acme, &asked[2], ago(60)),
+        store.create_termination(acme, &asked[3], ago(60)),
+    );
+    let standing = a.unwrap();
+    assert_eq!([b.unwrap(), c.unwrap(), d.unwrap()], [standing.clone(), standing.clone(), standing.clone()]);
+    assert_eq!(store.pending_terminations(acme, "c-1", ago(60)).await.unwrap(), vec![standing.clone()]);
+    // Past the pending window, a new one is stored.
+    let later = termination("te", NOW);
+    assert_eq!(store.create_termination(acme, &later, ago(2)).await.unwrap(), later);
+    assert_eq!(store.pending_terminations(acme, "c-1", ago(60)).await.unwrap(), vec![standing, later]);
 }
