@@ -221,7 +221,8 @@ pub struct Tls {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    /// The TOML parser's message names the field, line and column.
+    /// The TOML parser's message and where, never the text there: the line
+    /// may hold a key or a password.
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -255,10 +256,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: e.to_string().trim_end().replace('\n', " "),
-                })?
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: parse_message(&text, &e) })?
             }
             None => toml::from_str("").expect("every field has a default"),
         };
@@ -330,6 +329,12 @@ impl Config {
                     "is required with upstream_tls = \"verify-full\"".into(),
                 ));
             }
+        }
+        if self.identity.require_tls && self.tls.is_none() {
+            return Err(invalid(
+                "identity.require_tls",
+                "needs a [tls] section: without a certificate no client can connect with TLS".into(),
+            ));
         }
         let mut roles = HashSet::new();
         for (i, credential) in self.credentials.iter().enumerate() {
@@ -424,6 +429,31 @@ fn check_host_port(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the TOML parser stopped and why, without quoting the file: the line may hold a
+/// secret (a mistyped `password` field, a key left unquoted).
+fn parse_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.len() - line_start + 1;
+            // The key is named (a field name is no secret), never the value.
+            let key = text[line_start..].split_once('=').map(|(key, _)| key.trim()).filter(|key| {
+                !key.is_empty()
+                    && key.len() <= 64
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"'))
+            });
+            match key {
+                Some(key) => format!("line {line}, column {column}, at `{key}`: {message}"),
+                None => format!("line {line}, column {column}: {message}"),
+            }
+        }
+        None => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -458,6 +488,19 @@ mod tests {
         resource = "res_b"
         upstream = "db.internal:5432"
     "#;
+
+    #[test]
+    fn parse_errors_say_where_without_quoting_the_line() {
+        let message = error(
+            Some(&format!("{FILE}\n[[credentials]]\nresource = \"res_a\"\nrole = \"r\"\npasswd = \"LEAKME\"\n")),
+            &[],
+        );
+        assert!(message.contains("line") && message.contains("passwd"), "{message}");
+        assert!(!message.contains("LEAKME"), "{message}");
+        let message = error(Some("[control_plane]\nkey = gh_secret_value\n"), &[]);
+        assert!(message.contains("line 2"), "{message}");
+        assert!(!message.contains("secret_value"), "{message}");
+    }
 
     #[test]
     fn file_with_defaults() {
@@ -566,7 +609,7 @@ mod tests {
         let file = dir.path().join("pw");
         std::fs::write(&file, "from-file\n").unwrap();
         let text = format!(
-            "{FILE}\n[identity]\nrequire_tls = true\n\
+            "{FILE}\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n[identity]\nrequire_tls = true\n\
              [[listeners]]\nlisten = \"127.0.0.1:6434\"\nresource = \"res_c\"\nrequire_identity = true\n\
              upstream_tls = \"verify-full\"\nupstream_ca_file = \"/ca.pem\"\n\
              [[credentials]]\nrole = \"analyst\"\npassword = \"inline-secret\"\n\
@@ -587,6 +630,8 @@ mod tests {
 
         let e = load(Some(&text), &[]).unwrap_err().to_string();
         assert!(e.contains("credentials[1]") && e.contains("PW is not set"), "{e}");
+        let e = error(Some(&format!("{FILE}\n[identity]\nrequire_tls = true\n")), &[]);
+        assert!(e.contains("identity.require_tls") && e.contains("[tls]"), "{e}");
         let e = error(Some(&format!("{FILE}\n[[credentials]]\nrole = \"r\"\n")), &[]);
         assert!(e.contains("credentials[0]") && e.contains("set one of"), "{e}");
         let e = error(

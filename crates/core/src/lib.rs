@@ -7,8 +7,10 @@
 //! - [`session`]: a recorded session and the identities inside it.
 //! - [`auth`]: organizations, API key roles and the caller identity.
 //! - [`time`]: microsecond timestamps and their RFC 3339 form.
+//! - [`names`]: the shape of emails, machine names and role names.
 
 pub mod auth;
+pub mod names;
 pub mod session;
 pub mod time;
 

@@ -335,8 +335,17 @@ async fn people_and_machines_log_in_with_tokens_and_sessions_name_them() {
     assert_eq!(user["formal"]["endUser"]["email"], "carol@example.com");
     assert_eq!(user["formal"]["endUser"]["type"], "human");
 
+    // Naming a user of the organization: the end user is that user, id and groups included.
+    let extra = "sslmode=require options='-c gatehouse.end_user=Alice@Example.com'";
+    system.psql(system.proxy_port, "idp:formal:machine:etl", &etl, extra, "select 1").unwrap();
+    let known = system.wait_sessions("user.formal.end_user.groups:dba", 1).await;
+    let end_user = &known[0]["user"]["formal"]["endUser"];
+    assert_eq!(end_user["email"], "alice@example.com", "{end_user}");
+    assert!(end_user["id"].as_str().is_some_and(|id| !id.is_empty()), "{end_user}");
+    assert_eq!(known[0]["user"]["formal"]["user"]["name"], "etl");
+
     let metrics = system.metrics().await;
-    assert!(metrics.contains("gatehouse_connector_identity_logins_total 3"), "{metrics}");
+    assert!(metrics.contains("gatehouse_connector_identity_logins_total 4"), "{metrics}");
     let logs = system.logs();
     for secret in [alice.as_str(), etl.as_str(), CREDENTIAL] {
         assert!(!logs.contains(secret), "a secret is in the logs");

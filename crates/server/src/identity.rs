@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use connectrpc::{ConnectError, ErrorCode};
+use gatehouse_core::names::{self, MAX_NAME_LEN, MAX_ROLE_LEN};
 use gatehouse_core::time::now_micros;
 use gatehouse_core::{Identity, Micros, OrgId};
 use gatehouse_proto::gatehouse::connector::v1 as wire;
@@ -40,8 +41,6 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 pub const CACHE_SECONDS: u32 = 10;
 /// Writing `last_used` on every connection would turn verification into writes.
 const TOUCH_INTERVAL_US: Micros = 60_000_000;
-/// PostgreSQL's identifier limit, which role names share.
-const MAX_ROLE_LEN: usize = 63;
 
 /// Why an identity or a request to change one is not acceptable.
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +55,17 @@ fn invalid_input(message: impl Into<String>) -> IdentityError {
     IdentityError::Invalid(message.into())
 }
 
+/// How long a connector may reuse an allowed answer: [`CACHE_SECONDS`], and
+/// never past the token's expiry (rounded down, so an expired token is
+/// refused from its printed expiry on).
+fn cache_seconds(now: Micros, expires: Micros) -> u32 {
+    let left = expires.saturating_sub(now).max(0) / 1_000_000;
+    u32::try_from(left).unwrap_or(u32::MAX).min(CACHE_SECONDS)
+}
+
 /// Checks a human's email: one `@` with text on both sides, no spaces.
 pub fn check_email(email: &str) -> Result<(), IdentityError> {
-    let ok = match email.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
-        None => false,
-    };
-    if !ok || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if !names::is_email(email) {
         return Err(invalid_input(format!("{email:?} is not an email address")));
     }
     Ok(())
@@ -71,13 +74,9 @@ pub fn check_email(email: &str) -> Result<(), IdentityError> {
 /// Checks a machine's name. It has no `@`: connections append `@<role>` to
 /// it, and the CLI tells machines from humans by the `@` of an email.
 pub fn check_machine_name(name: &str) -> Result<(), IdentityError> {
-    if name.is_empty()
-        || name.len() > 200
-        || name.contains('@')
-        || name.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if !names::is_machine_name(name) {
         return Err(invalid_input(format!(
-            "{name:?} is not a machine name: use up to 200 characters without spaces or `@`"
+            "{name:?} is not a machine name: use up to {MAX_NAME_LEN} characters without spaces or `@`"
         )));
     }
     Ok(())
@@ -86,17 +85,25 @@ pub fn check_machine_name(name: &str) -> Result<(), IdentityError> {
 /// Checks a group name or an external id: non-empty, printable, no spaces
 /// at either end.
 pub fn check_label(what: &str, value: &str) -> Result<(), IdentityError> {
-    if value.is_empty() || value.trim() != value || value.len() > 200 || value.chars().any(char::is_control) {
+    if value.is_empty() || value.trim() != value || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control) {
         return Err(invalid_input(format!("{value:?} is not a valid {what}")));
     }
     Ok(())
 }
 
+/// Checks a group name: a label without `,` or `;`, which separate groups
+/// in listings and exports.
+pub fn check_group(group: &str) -> Result<(), IdentityError> {
+    if group.contains([',', ';']) {
+        return Err(invalid_input(format!("{group:?} is not a valid group name: `,` and `;` separate groups")));
+    }
+    check_label("group name", group)
+}
+
 /// Checks a native role name: a PostgreSQL identifier-sized name without
 /// spaces, quotes or `@` (which separates it in connection user names).
 pub fn check_role(role: &str) -> Result<(), IdentityError> {
-    let bad = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '@' | '"' | '\'');
-    if role.is_empty() || role.len() > MAX_ROLE_LEN || role.chars().any(bad) {
+    if !names::is_role_name(role) {
         return Err(invalid_input(format!(
             "{role:?} is not a role name: use up to {MAX_ROLE_LEN} bytes without spaces, quotes or `@`"
         )));
@@ -148,7 +155,7 @@ pub fn check_user(user: &User) -> Result<(), IdentityError> {
         return Err(invalid_input(format!("{:?} is not a valid name", user.name)));
     }
     for group in &user.groups {
-        check_label("group name", group)?;
+        check_group(group)?;
     }
     for id in &user.external_ids {
         check_label("external id", id)?;
@@ -395,8 +402,13 @@ impl Verifier {
             })?;
         let outcome = self.decide(store, caller.org, kind, req, &access).await.map_err(store_error)?;
         match outcome {
-            Ok((user, role)) => {
+            Ok((user, role, expires)) => {
                 OUTCOMES[0].fetch_add(1, Ordering::Relaxed);
+                let end_user = match req.end_user.as_str() {
+                    "" => None,
+                    named if named.len() > MAX_NAME_LEN => None,
+                    named => find_user(store.as_ref(), caller.org, named).await.map_err(store_error)?,
+                };
                 tracing::debug!(
                     connector = %caller.connector_name,
                     resource = %access.resource_name,
@@ -408,7 +420,8 @@ impl Verifier {
                     allowed: true,
                     user: wire_user(&user).into(),
                     native_role: role,
-                    cache_seconds: CACHE_SECONDS,
+                    cache_seconds: cache_seconds(now_micros(), expires),
+                    end_user: end_user.as_ref().map(wire_user).into(),
                     ..Default::default()
                 })
             }
@@ -444,7 +457,7 @@ impl Verifier {
         kind: UserKind,
         req: &wire::VerifyIdentityRequest,
         access: &ResourceAccess,
-    ) -> Result<Result<(User, String), Denial>, StoreError> {
+    ) -> Result<Result<(User, String, Micros), Denial>, StoreError> {
         let Some(user) = store.find_user(org, kind, &req.user).await? else {
             return Ok(Err(Denial::UnknownUser));
         };
@@ -476,7 +489,7 @@ impl Verifier {
             Err(denial) => return Ok(Err(denial)),
         };
         self.touch(store, &stored.prefix, now);
-        Ok(Ok((user, role)))
+        Ok(Ok((user, role, stored.expires)))
     }
 
     /// Records the token's last use, at most once a minute per token.
@@ -503,6 +516,15 @@ mod tests {
     use gatehouse_store::identity::RoleGrant;
 
     use super::*;
+
+    #[test]
+    fn an_answer_is_never_reused_past_the_tokens_expiry() {
+        const S: Micros = 1_000_000;
+        assert_eq!(cache_seconds(0, 3600 * S), CACHE_SECONDS);
+        assert_eq!(cache_seconds(0, 4 * S + S / 2), 4);
+        assert_eq!(cache_seconds(0, S / 2), 0);
+        assert_eq!(cache_seconds(10 * S, 0), 0);
+    }
 
     #[test]
     fn token_prefixes_parse_only_from_well_formed_tokens() {

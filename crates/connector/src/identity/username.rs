@@ -6,6 +6,8 @@
 //! (`idp:formal:human:alice@example.com@analyst`); for machines the first does
 //! (`idp:formal:machine:etl@loader`).
 
+use gatehouse_core::names;
+
 /// Every identity user name starts with this; other names are native logins.
 pub const PREFIX: &str = "idp:formal:";
 
@@ -42,10 +44,10 @@ pub enum NameError {
     UnknownType,
     #[error("the email is not an address")]
     BadEmail,
-    #[error("the machine name is empty")]
-    EmptyName,
-    #[error("the role after `@` is empty")]
-    EmptyRole,
+    #[error("the machine name is empty, or holds spaces or control characters")]
+    BadMachineName,
+    #[error("the role after `@` is empty, or holds spaces, quotes or control characters")]
+    BadRole,
 }
 
 /// `None` for a native user name; the parsed identity, or why it is not one, otherwise.
@@ -72,16 +74,18 @@ fn parse_rest(rest: &str) -> Result<IdentityName, NameError> {
             None => (rest, None),
         },
     };
-    match user_type {
-        UserType::Human => match user.split_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {}
-            _ => return Err(NameError::BadEmail),
-        },
-        UserType::Machine if user.is_empty() => return Err(NameError::EmptyName),
-        UserType::Machine => {}
+    let user_ok = match user_type {
+        UserType::Human => names::is_email(user),
+        UserType::Machine => names::is_machine_name(user),
+    };
+    if !user_ok {
+        return Err(match user_type {
+            UserType::Human => NameError::BadEmail,
+            UserType::Machine => NameError::BadMachineName,
+        });
     }
-    if role.is_some_and(str::is_empty) {
-        return Err(NameError::EmptyRole);
+    if role.is_some_and(|role| !names::is_role_name(role)) {
+        return Err(NameError::BadRole);
     }
     Ok(IdentityName { user_type, user: user.to_owned(), role: role.map(str::to_owned) })
 }
@@ -109,8 +113,8 @@ mod tests {
             ok("idp:formal:human:alice@example.com@analyst"),
             (UserType::Human, "alice@example.com".into(), Some("analyst".into()))
         );
-        // Everything after the second `@` is the role, as PostgreSQL role names may hold `@`.
-        assert_eq!(ok("idp:formal:human:a@b.c@x@y").2, Some("x@y".into()));
+        // Everything after the second `@` is the role, and roles never hold one.
+        assert_eq!(parse("idp:formal:human:a@b.c@x@y"), Some(Err(NameError::BadRole)));
     }
 
     #[test]
@@ -130,9 +134,13 @@ mod tests {
         assert_eq!(err("idp:formal:human:alice"), NameError::BadEmail);
         assert_eq!(err("idp:formal:human:@example.com"), NameError::BadEmail);
         assert_eq!(err("idp:formal:human:alice@"), NameError::BadEmail);
-        assert_eq!(err("idp:formal:human:alice@example.com@"), NameError::EmptyRole);
-        assert_eq!(err("idp:formal:machine:"), NameError::EmptyName);
-        assert_eq!(err("idp:formal:machine:@role"), NameError::EmptyName);
-        assert_eq!(err("idp:formal:machine:etl@"), NameError::EmptyRole);
+        assert_eq!(err("idp:formal:human:alice@example.com@"), NameError::BadRole);
+        assert_eq!(err("idp:formal:machine:"), NameError::BadMachineName);
+        assert_eq!(err("idp:formal:machine:@role"), NameError::BadMachineName);
+        assert_eq!(err("idp:formal:machine:etl@"), NameError::BadRole);
+        // Names that would write lines of their own into a log.
+        assert_eq!(err("idp:formal:machine:etl\nINFO identity login user=ceo"), NameError::BadMachineName);
+        assert_eq!(err("idp:formal:human:x@example.com\nINFO fake"), NameError::BadEmail);
+        assert_eq!(err("idp:formal:machine:etl@dba\r\nfake"), NameError::BadRole);
     }
 }

@@ -30,11 +30,11 @@ pub enum Verdict {
     Allowed {
         user: FormalUser,
         native_role: String,
+        /// The end user the request named, when the organization knows them.
+        end_user: Option<FormalUser>,
     },
     /// One of the contract's reasons (`bad_token`, `revoked_token`, ...); never a secret.
-    Denied {
-        reason: String,
-    },
+    Denied { reason: String },
 }
 
 /// The control plane could not answer; the login fails closed.
@@ -62,14 +62,20 @@ impl Verifier {
         Self { control, cache: Mutex::new(Cache::default()) }
     }
 
-    /// The verdict for `name` with `token` on `resource_id`, from the cache or the control
-    /// plane.
+    /// The verdict for `name` with `token` on `resource_id`, naming `end_user` (empty for
+    /// none), from the cache or the control plane.
     ///
     /// # Errors
     ///
     /// [`VerifyError`] when the control plane does not answer in time or refuses the call.
-    pub async fn verify(&self, resource_id: &str, name: &IdentityName, token: &str) -> Result<Verdict, VerifyError> {
-        let key = cache_key(resource_id, name, token);
+    pub async fn verify(
+        &self,
+        resource_id: &str,
+        name: &IdentityName,
+        token: &str,
+        end_user: &str,
+    ) -> Result<Verdict, VerifyError> {
+        let key = cache_key(resource_id, name, token, end_user);
         if let Some(verdict) = self.cache.lock().expect("cache lock").get(&key, Instant::now()) {
             return Ok(verdict);
         }
@@ -79,6 +85,7 @@ impl Verifier {
             user: name.user.clone(),
             token: token.to_owned(),
             requested_role: name.role.clone().unwrap_or_default(),
+            end_user: end_user.to_owned(),
             ..Default::default()
         };
         let response = self.control.verify_identity(request, VERIFY_TIMEOUT).await?;
@@ -97,24 +104,29 @@ fn verdict(response: pb::VerifyIdentityResponse) -> Verdict {
     if response.native_role.is_empty() {
         return Verdict::Denied { reason: "no_role".into() };
     }
-    let user = response.user.into_option().unwrap_or_default();
     Verdict::Allowed {
-        user: FormalUser {
-            id: user.id,
-            name: user.name,
-            email: user.email,
-            kind: user.r#type,
-            groups: user.groups,
-            external_ids: user.external_ids,
-        },
+        user: formal_user(response.user.into_option().unwrap_or_default()),
         native_role: response.native_role,
+        end_user: response.end_user.into_option().map(formal_user),
+    }
+}
+
+fn formal_user(user: pb::FormalUser) -> FormalUser {
+    FormalUser {
+        id: user.id,
+        name: user.name,
+        email: user.email,
+        kind: user.r#type,
+        groups: user.groups,
+        external_ids: user.external_ids,
     }
 }
 
 /// Length-prefixed fields, so `("ab", "c")` and `("a", "bc")` differ.
-fn cache_key(resource_id: &str, name: &IdentityName, token: &str) -> [u8; 32] {
+fn cache_key(resource_id: &str, name: &IdentityName, token: &str, end_user: &str) -> [u8; 32] {
     let mut hash = Sha256::new();
-    for field in [resource_id, name.user_type.as_str(), &name.user, name.role.as_deref().unwrap_or_default(), token] {
+    let role = name.role.as_deref().unwrap_or_default();
+    for field in [resource_id, name.user_type.as_str(), &name.user, role, token, end_user] {
         hash.update((field.len() as u64).to_le_bytes());
         hash.update(field);
     }
@@ -164,15 +176,16 @@ mod tests {
 
     #[test]
     fn keys_differ_by_every_field() {
-        let base = cache_key("res", &name("a@x", None), "ght_1");
-        assert_eq!(base, cache_key("res", &name("a@x", None), "ght_1"));
+        let base = cache_key("res", &name("a@x", None), "ght_1", "");
+        assert_eq!(base, cache_key("res", &name("a@x", None), "ght_1", ""));
         for other in [
-            cache_key("res2", &name("a@x", None), "ght_1"),
-            cache_key("res", &name("b@x", None), "ght_1"),
-            cache_key("res", &name("a@x", Some("r")), "ght_1"),
-            cache_key("res", &name("a@x", Some("")), "ght_1"),
-            cache_key("res", &name("a@x", None), "ght_2"),
-            cache_key("res", &IdentityName { user_type: UserType::Machine, ..name("a@x", None) }, "ght_1"),
+            cache_key("res2", &name("a@x", None), "ght_1", ""),
+            cache_key("res", &name("b@x", None), "ght_1", ""),
+            cache_key("res", &name("a@x", Some("r")), "ght_1", ""),
+            cache_key("res", &name("a@x", Some("")), "ght_1", ""),
+            cache_key("res", &name("a@x", None), "ght_2", ""),
+            cache_key("res", &name("a@x", None), "ght_1", "bob@x"),
+            cache_key("res", &IdentityName { user_type: UserType::Machine, ..name("a@x", None) }, "ght_1", ""),
         ] {
             assert_ne!(base, other);
         }
@@ -220,11 +233,18 @@ mod tests {
             .into(),
             ..Default::default()
         };
-        let Verdict::Allowed { user, native_role } = verdict(allowed.clone()) else { panic!() };
+        let Verdict::Allowed { user, native_role, end_user } = verdict(allowed.clone()) else { panic!() };
         assert_eq!(
             (user.id.as_str(), user.groups.as_slice(), native_role.as_str()),
             ("usr_1", &["dba".to_owned()][..], "analyst")
         );
+        assert_eq!(end_user, None);
+        let known = pb::VerifyIdentityResponse {
+            end_user: pb::FormalUser { id: "usr_2".into(), email: "bob@x".into(), ..Default::default() }.into(),
+            ..allowed.clone()
+        };
+        let Verdict::Allowed { end_user, .. } = verdict(known) else { panic!() };
+        assert_eq!(end_user.map(|u| u.id), Some("usr_2".to_owned()));
         let no_role = pb::VerifyIdentityResponse { native_role: String::new(), ..allowed };
         assert_eq!(verdict(no_role), Verdict::Denied { reason: "no_role".into() });
         let denied = pb::VerifyIdentityResponse { denied_reason: "revoked_token".into(), ..Default::default() };

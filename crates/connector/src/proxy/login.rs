@@ -15,6 +15,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
+use gatehouse_core::names::MAX_NAME_LEN;
 use gatehouse_pgwire::auth::{SCRAM_SHA_256, ScramClient, ScramError, md5_password};
 use gatehouse_pgwire::backend::{AuthenticationRequest, ErrorResponse};
 use gatehouse_pgwire::frontend::PasswordMessage;
@@ -26,7 +27,7 @@ use super::client::ClientStream;
 use super::upstream::{self, ServerStream};
 use crate::config::Secret;
 use crate::event::FormalUser;
-use crate::identity::{IdentityName, UserType, Verdict, take_end_user};
+use crate::identity::{END_USER, IdentityName, UserType, Verdict, take_end_user};
 use crate::metrics::Metrics;
 
 /// How long the client may take to send its token, and the database to log the connector in.
@@ -88,12 +89,34 @@ pub(crate) async fn identity(
         let error = ErrorResponse::fatal("08006", "Gatehouse cannot verify identities: no control plane is configured");
         return refusal.refuse(&mut client, "control_plane_unavailable", error).await;
     };
-    let verdict = verifier.verify(&ctx.resource_id, &name, &token).await;
+    let (params, named_end_user) = upstream_params(startup, &given);
+    let named_end_user = match name.user_type {
+        UserType::Machine => named_end_user,
+        // A person speaks for themselves; the option is still kept from the database.
+        UserType::Human => None,
+    };
+    if let Some(named) = &named_end_user
+        && !is_end_user(named)
+    {
+        let error = ErrorResponse::fatal(
+            "28000",
+            format!(
+                "invalid {END_USER}: use an email or a name of at most {MAX_NAME_LEN} characters, without control characters"
+            ),
+        );
+        return refusal.refuse(&mut client, "bad_end_user", error).await;
+    }
+    let verdict = verifier.verify(&ctx.resource_id, &name, &token, named_end_user.as_deref().unwrap_or_default()).await;
     drop(token);
-    let (formal_user, native_role) = match verdict {
-        Ok(Verdict::Allowed { user, native_role }) => (user, native_role),
+    let (formal_user, native_role, known_end_user) = match verdict {
+        Ok(Verdict::Allowed { user, native_role, end_user }) => (user, native_role, end_user),
         Ok(Verdict::Denied { reason }) => {
-            let error = ErrorResponse::invalid_password(format!("password authentication failed for user \"{given}\""));
+            let mut error =
+                ErrorResponse::invalid_password(format!("password authentication failed for user \"{given}\""));
+            // Only a holder of a good token hears why: they need to name a role.
+            if reason == "no_role" {
+                error = error.with_hint("this resource has no default role for you: append @<role> to the user name");
+            }
             return refusal.refuse(&mut client, &reason, error).await;
         }
         Err(error) => {
@@ -106,7 +129,7 @@ pub(crate) async fn identity(
         }
     };
 
-    let (upstream_startup, end_user) = match upstream_startup(startup, &given, &native_role) {
+    let upstream_startup = match upstream_startup(startup, params, &native_role) {
         Ok(built) => built,
         Err(error) => {
             let error = ErrorResponse::protocol_violation(format!("cannot build the startup packet: {error}"));
@@ -114,11 +137,7 @@ pub(crate) async fn identity(
         }
     };
     let database = upstream_startup.database().unwrap_or(&native_role).to_owned();
-    let end_user = match name.user_type {
-        UserType::Machine => end_user.map(end_user_of),
-        // A person speaks for themselves; the option is still kept from the database.
-        UserType::Human => None,
-    };
+    let end_user = known_end_user.or_else(|| named_end_user.map(end_user_of));
 
     let mut server = match upstream::connect(&ctx.upstream, ctx.upstream_tls.as_ref()).await {
         Ok(server) => server,
@@ -153,7 +172,7 @@ pub(crate) async fn identity(
     tracing::info!(
         %peer,
         user_type = name.user_type.as_str(),
-        user = %name.user,
+        user = name.user.as_str(),
         role = %native_role,
         "identity login",
     );
@@ -182,7 +201,7 @@ impl Refusal<'_> {
         tracing::warn!(
             peer = %self.peer,
             user_type = self.name.user_type.as_str(),
-            user = %self.name.user,
+            user = self.name.user.as_str(),
             role = self.name.role.as_deref().unwrap_or_default(),
             reason,
             "identity login refused",
@@ -203,23 +222,21 @@ async fn read_token(client: &mut ClientStream, reader: &mut MessageReader) -> Re
     Ok(Some(password.cleartext()?.to_owned()))
 }
 
-/// The startup the database gets: the client's, with `user` the native role, `database`
-/// dropped when it merely repeats the identity (libpq's default), and the end user taken out
-/// of `options`. Returns it with the end user.
-fn upstream_startup(
-    startup: &StartupMessage,
-    given: &str,
-    native_role: &str,
-) -> Result<(StartupMessage, Option<String>), WireError> {
-    let mut end_user = None;
+/// The startup parameters the database gets: the client's, with `database` dropped when it
+/// merely repeats the identity (libpq's default), and the end user taken out, whether it
+/// came in `options` (`-c gatehouse.end_user=...`) or as a parameter of its own (as drivers
+/// send `server_settings`). Returns them with the end user; `user` is set later, by
+/// [`upstream_startup`].
+fn upstream_params(startup: &StartupMessage, given: &str) -> (Vec<(String, String)>, Option<String>) {
+    let (mut in_options, mut own) = (None, None);
     let mut params = Vec::with_capacity(startup.params().len());
     for (name, value) in startup.params() {
         match name.as_str() {
-            "user" => params.push((name.clone(), native_role.to_owned())),
             "database" if value.is_empty() || value == given => {}
+            name if name.eq_ignore_ascii_case(END_USER) => own = Some(value.clone()),
             OPTIONS => {
                 let (user, rest) = take_end_user(value);
-                end_user = user.or(end_user);
+                in_options = user.or(in_options);
                 if !rest.is_empty() {
                     params.push((name.clone(), rest));
                 }
@@ -227,7 +244,26 @@ fn upstream_startup(
             _ => params.push((name.clone(), value.clone())),
         }
     }
-    Ok((StartupMessage::new(startup.protocol(), params)?, end_user))
+    (params, in_options.or(own))
+}
+
+/// The startup the database gets: `params` with `user` the native role.
+fn upstream_startup(
+    startup: &StartupMessage,
+    mut params: Vec<(String, String)>,
+    native_role: &str,
+) -> Result<StartupMessage, WireError> {
+    for (name, value) in &mut params {
+        if name == "user" {
+            *value = native_role.to_owned();
+        }
+    }
+    StartupMessage::new(startup.protocol(), params)
+}
+
+/// Whether a named end user can be recorded: an email or a name, printable and bounded.
+fn is_end_user(named: &str) -> bool {
+    !named.trim().is_empty() && named.len() <= MAX_NAME_LEN && !named.chars().any(char::is_control)
 }
 
 /// The end user a machine named: an email names a person by email, anything else by name.
@@ -362,7 +398,8 @@ mod tests {
             ("application_name", "etl"),
             ("options", "-c gatehouse.end_user=alice@example.com -c search_path=app"),
         ]);
-        let (sent, end_user) = upstream_startup(&client, given, "loader").unwrap();
+        let (params, end_user) = upstream_params(&client, given);
+        let sent = upstream_startup(&client, params, "loader").unwrap();
         assert_eq!(
             sent.params(),
             [
@@ -379,15 +416,32 @@ mod tests {
     #[test]
     fn a_database_that_repeats_the_identity_becomes_the_roles_default() {
         let given = "idp:formal:human:alice@example.com";
-        let (sent, end_user) = upstream_startup(
-            &startup(&[("user", given), ("database", given), ("options", "-c gatehouse.end_user=x")]),
-            given,
-            "analyst",
-        )
-        .unwrap();
+        let client = startup(&[("user", given), ("database", given), ("options", "-c gatehouse.end_user=x")]);
+        let (params, end_user) = upstream_params(&client, given);
+        let sent = upstream_startup(&client, params, "analyst").unwrap();
         assert_eq!(sent.params(), [("user".to_owned(), "analyst".to_owned())]);
         assert_eq!(sent.database(), Some("analyst"));
         assert_eq!(end_user.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn an_end_user_sent_as_a_parameter_of_its_own_is_taken_out_too() {
+        let given = "idp:formal:machine:etl";
+        let own = startup(&[("user", given), ("gatehouse.end_user", "bob@example.com"), ("search_path", "app")]);
+        let (params, end_user) = upstream_params(&own, given);
+        assert_eq!(params, [("user".to_owned(), given.to_owned()), ("search_path".to_owned(), "app".to_owned())]);
+        assert_eq!(end_user.as_deref(), Some("bob@example.com"));
+        // Named both ways: `options` wins, whatever the order.
+        let both = startup(&[("user", given), ("options", "-c gatehouse.end_user=a@x"), ("Gatehouse.End_User", "b@x")]);
+        assert_eq!(upstream_params(&both, given).1.as_deref(), Some("a@x"));
+    }
+
+    #[test]
+    fn end_users_are_printable_and_bounded() {
+        assert!(is_end_user("bob@example.com") && is_end_user("Bob Smith"));
+        for bad in ["", "  ", "bob\nINFO fake", "a\u{1b}[31m", &"x".repeat(MAX_NAME_LEN + 1)] {
+            assert!(!is_end_user(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -280,8 +280,7 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
                     Who::User(kind, handle)
                 }
                 (None, Some(group)) => {
-                    identity::check_label("group name", group)
-                        .with_context(|| format!("resources[{i}].grants[{j}]"))?;
+                    identity::check_group(group).with_context(|| format!("resources[{i}].grants[{j}]"))?;
                     Who::Group(group.clone())
                 }
                 _ => bail!("resources[{i}].grants[{j}]: give exactly one of `user` or `group`"),

@@ -197,7 +197,7 @@ pub async fn grant(
             (Principal::User(u.id.clone()), format!("user {}", u.handle()))
         }
         (None, Some(group)) => {
-            identity::check_label("group name", &group)?;
+            identity::check_group(&group)?;
             (Principal::Group(group.clone()), format!("group {group}"))
         }
         // clap requires exactly one of them.
