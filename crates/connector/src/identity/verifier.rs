@@ -31,7 +31,7 @@ pub enum Verdict {
         user: FormalUser,
         native_role: String,
         /// The end user the request named, when the organization knows them.
-        end_user: Option<FormalUser>,
+        end_user: Option<Box<FormalUser>>,
     },
     /// One of the contract's reasons (`bad_token`, `revoked_token`, ...); never a secret.
     Denied { reason: String },
@@ -107,7 +107,7 @@ fn verdict(response: pb::VerifyIdentityResponse) -> Verdict {
     Verdict::Allowed {
         user: formal_user(response.user.into_option().unwrap_or_default()),
         native_role: response.native_role,
-        end_user: response.end_user.into_option().map(formal_user),
+        end_user: response.end_user.into_option().map(|user| Box::new(formal_user(user))),
     }
 }
 

@@ -137,7 +137,7 @@ pub(crate) async fn identity(
         }
     };
     let database = upstream_startup.database().unwrap_or(&native_role).to_owned();
-    let end_user = known_end_user.or_else(|| named_end_user.map(end_user_of));
+    let end_user = known_end_user.map(|user| *user).or_else(|| named_end_user.map(end_user_of));
 
     let mut server = match upstream::connect(&ctx.upstream, ctx.upstream_tls.as_ref()).await {
         Ok(server) => server,
