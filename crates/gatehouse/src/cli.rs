@@ -67,6 +67,10 @@ pub struct StoreArgs {
     /// PostgreSQL connections this process keeps at most
     #[arg(long, default_value_t = 16)]
     pub db_pool_size: u32,
+    /// Longest a PostgreSQL statement may run before it is stopped (0s: no limit);
+    /// a request that hits it gets deadline_exceeded
+    #[arg(long, default_value = "30s", value_parser = parse_duration_or_zero)]
+    pub db_statement_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +115,13 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .filter(|us| *us > 0)
         .map(|us| std::time::Duration::from_micros(us as u64))
         .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 1h"))
+}
+
+fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim() {
+        "0" | "0s" => Ok(std::time::Duration::ZERO),
+        _ => parse_duration(text),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,13 @@ pub fn store_error(err: StoreError) -> ConnectError {
             ConnectError::new(ErrorCode::Unavailable, "the session store is unavailable; retry shortly")
         }
         StoreError::Invalid(message) => invalid(message.clone()),
+        StoreError::TimedOut(_) => {
+            tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "store statement timed out");
+            ConnectError::new(
+                ErrorCode::DeadlineExceeded,
+                "the query took longer than the store allows: narrow the time window, or use fewer bare and prefix terms",
+            )
+        }
         _ => {
             tracing::error!(error = %err, source = ?std::error::Error::source(&err), "store error");
             ConnectError::new(ErrorCode::Internal, "an internal error occurred")
@@ -19,6 +26,30 @@ pub fn store_error(err: StoreError) -> ConnectError {
     }
 }
 
+/// An `invalid_argument` error. Messages quote what the caller sent, which
+/// may be of any length: they are cut at [`MAX_MESSAGE_LEN`] bytes.
 pub fn invalid(message: impl Into<String>) -> ConnectError {
-    ConnectError::new(ErrorCode::InvalidArgument, message.into())
+    let mut message = message.into();
+    if message.len() > MAX_MESSAGE_LEN {
+        let cut = (0..=MAX_MESSAGE_LEN).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+        message.truncate(cut);
+        message.push_str("… (cut)");
+    }
+    ConnectError::new(ErrorCode::InvalidArgument, message)
+}
+
+/// The longest `invalid_argument` message.
+const MAX_MESSAGE_LEN: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_messages_are_bounded() {
+        let long = format!("histogram_interval {:?} is not a duration", "é".repeat(100_000));
+        let message = invalid(long).message.unwrap_or_default();
+        assert!(message.len() <= MAX_MESSAGE_LEN + "… (cut)".len() && message.ends_with("… (cut)"), "{message}");
+        assert_eq!(invalid("short").message.as_deref(), Some("short"));
+    }
 }

@@ -7,6 +7,9 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("an internal database error occurred")]
     Database(#[from] sqlx::Error),
+    /// A statement ran past the store's statement timeout and was stopped.
+    #[error("the database stopped a statement that ran too long")]
+    TimedOut(#[source] sqlx::Error),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]

@@ -158,6 +158,31 @@ where
     out
 }
 
+/// A statement past the timeout is stopped and says so; migrations, which
+/// may rebuild large tables, run unbounded (here under a 1 ms timeout).
+#[tokio::test]
+async fn statements_past_the_timeout_are_stopped_and_migrations_are_not() {
+    let db = TestDatabase::create().await;
+    let options = PgOptions { statement_timeout: Duration::from_millis(1), ..small_pool() };
+    let store = PgStore::connect_with(db.options(), options).await.expect("migrations run unbounded");
+    let shown: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(shown, "1ms");
+
+    let options = PgOptions { statement_timeout: Duration::from_millis(300), ..small_pool() };
+    let store = PgStore::connect_with(db.options(), options).await.unwrap();
+    let org = store.ensure_org("acme").await.unwrap().id;
+    // Another connection holds the table: the listing waits, then is stopped.
+    let mut other = PgConnection::connect_with(&db.options()).await.unwrap();
+    let mut holding = other.begin().await.unwrap();
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE").execute(&mut *holding).await.unwrap();
+    match store.list_sessions(org, &ListQuery::newest(10, NOW)).await {
+        Err(StoreError::TimedOut(_)) => {}
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    holding.rollback().await.unwrap();
+    assert!(store.list_sessions(org, &ListQuery::newest(10, NOW)).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable() {
     // Nothing listens on port 1.

@@ -40,7 +40,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Opens the store the arguments name, applying migrations.
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = postgres_url(args)? {
-        let options = PgOptions { max_connections: args.db_pool_size, ..PgOptions::default() };
+        let options = PgOptions {
+            max_connections: args.db_pool_size,
+            statement_timeout: args.db_statement_timeout,
+            ..PgOptions::default()
+        };
         // The URL may hold a password: never echo it.
         let store = PgStore::connect(url, options).await.context("cannot open the PostgreSQL store")?;
         return Ok(Arc::new(store));

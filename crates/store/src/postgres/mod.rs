@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use gatehouse_core::{Micros, OrgId, Role, Session};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgPool, Postgres, Row};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres, Row};
 
 use crate::model::*;
 use crate::row::session_from_row;
@@ -60,6 +60,11 @@ pub struct PgOptions {
     /// Apply pending migrations in [`PgStore::connect`]. Off, connecting
     /// leaves the schema alone (see [`PgStore::pending_migrations`]).
     pub migrate: bool,
+    /// The longest any one statement may run before PostgreSQL stops it
+    /// ([`StoreError::TimedOut`]), so that no request, however costly its
+    /// query, holds a connection and the database's CPU for long; zero for
+    /// none. Migrations are not bounded. Default 30 s.
+    pub statement_timeout: Duration,
 }
 
 impl Default for PgOptions {
@@ -70,6 +75,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(5),
             statement_cache_capacity: 256,
             migrate: true,
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +83,8 @@ impl Default for PgOptions {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// `statement_timeout`, as PostgreSQL reads it (milliseconds).
+    statement_timeout: String,
 }
 
 impl PgStore {
@@ -90,6 +98,8 @@ impl PgStore {
     /// As [`PgStore::connect`], with parsed connection options.
     pub async fn connect_with(connect: PgConnectOptions, options: PgOptions) -> Result<Self, StoreError> {
         let connect = connect.statement_cache_capacity(options.statement_cache_capacity).application_name("gatehouse");
+        let statement_timeout = options.statement_timeout.as_millis().to_string();
+        let timeout = statement_timeout.clone();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .min_connections(options.min_connections)
@@ -99,17 +109,19 @@ impl PgStore {
             // gets it, and replaced, so a database that comes back serves
             // the next call rather than failing it on a stale connection.
             .test_before_acquire(true)
-            // A SET rather than a startup option, which some poolers refuse.
-            .after_connect(|conn, _| {
+            // SETs rather than startup options, which some poolers refuse.
+            .after_connect(move |conn, _| {
+                let timeout = timeout.clone();
                 Box::pin(async move {
                     conn.execute("SET plan_cache_mode = force_custom_plan").await?;
+                    set_statement_timeout(conn, &timeout).await?;
                     Ok(())
                 })
             })
             .connect_with(connect)
             .await
             .map_err(classify_sqlx)?;
-        let store = Self { pool };
+        let store = Self { pool, statement_timeout };
         if options.migrate {
             store.migrate().await?;
         }
@@ -122,8 +134,10 @@ impl PgStore {
         let mut conn = self.pool.acquire().await.map_err(classify_sqlx)?;
         // `run_direct` is `run` on a connection (`run` with `&mut PgConnection`
         // yields a future that is not `Send` for every lifetime).
+        // A migration may rebuild a large table: it runs unbounded.
+        set_statement_timeout(&mut conn, "0").await.map_err(classify_sqlx)?;
         match MIGRATOR.run_direct(&mut *conn).await {
-            Ok(()) => Ok(()),
+            Ok(()) => set_statement_timeout(&mut conn, &self.statement_timeout).await.map_err(classify_sqlx),
             Err(e) => {
                 // A failed run returns without unlocking: close the connection
                 // (and with it the advisory lock) rather than pool it.
@@ -283,7 +297,19 @@ pub(super) fn classify(error: StoreError) -> StoreError {
 }
 
 fn classify_sqlx(error: sqlx::Error) -> StoreError {
-    if is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Database(error) }
+    if is_unavailable(&error) {
+        StoreError::Unavailable(error)
+    } else if matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014")) {
+        // query_canceled: the statement timeout (nobody else cancels ours).
+        StoreError::TimedOut(error)
+    } else {
+        StoreError::Database(error)
+    }
+}
+
+/// Sets the connection's `statement_timeout` (milliseconds; "0" for none).
+async fn set_statement_timeout(conn: &mut PgConnection, millis: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('statement_timeout', $1, false)").bind(millis).execute(conn).await.map(drop)
 }
 
 fn is_unavailable(error: &sqlx::Error) -> bool {
