@@ -111,10 +111,11 @@ fn non_empty(text: &str) -> Result<String, String> {
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    gatehouse_query::parse_duration(text)
-        .filter(|us| *us > 0)
-        .map(|us| std::time::Duration::from_micros(us as u64))
-        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 1h"))
+    match gatehouse_query::parse_duration(text) {
+        Some(us) if us > 0 => Ok(std::time::Duration::from_micros(us as u64)),
+        Some(_) => Err(format!("{text:?} is not above zero")),
+        None => Err(format!("{text:?} is not a duration such as 30s, 5m or 1h")),
+    }
 }
 
 fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
@@ -200,6 +201,7 @@ pub enum KeysCommand {
     },
     /// List an organization's keys: prefixes, names, roles, times; never secrets
     List {
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
@@ -209,6 +211,7 @@ pub enum KeysCommand {
     Revoke {
         /// The key's prefix, as `keys list` shows it
         prefix: String,
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
@@ -220,6 +223,7 @@ pub enum KeysCommand {
 pub enum ResourcesCommand {
     /// Register a database; prints its id
     Create {
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         /// A unique name, shown in sessions
@@ -241,6 +245,7 @@ pub enum ResourcesCommand {
     },
     /// List an organization's resources
     List {
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
@@ -268,6 +273,7 @@ pub enum ResourcesCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// The database role the grant names
         #[arg(long)]
         role: String,
         #[command(flatten)]
@@ -281,6 +287,7 @@ pub enum ResourcesCommand {
 pub enum ConnectorsCommand {
     /// Register a connector; prints its id and its key, once
     Create {
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         /// A unique name, shown in sessions
@@ -291,6 +298,7 @@ pub enum ConnectorsCommand {
     },
     /// List an organization's connectors and when each was last heard
     List {
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
@@ -301,6 +309,7 @@ pub enum ConnectorsCommand {
         /// The connector's name
         #[arg(value_parser = non_empty)]
         name: String,
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
@@ -311,6 +320,7 @@ pub enum ConnectorsCommand {
         /// The connector's name
         #[arg(value_parser = non_empty)]
         name: String,
+        /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
         #[command(flatten)]
@@ -453,6 +463,7 @@ pub enum UsersCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// A new display name (an empty one clears it)
         #[arg(long)]
         name: Option<String>,
         /// Add a group; repeat for several

@@ -212,7 +212,7 @@ pub async fn create_access_token(
     name: &str,
 ) -> Result<CreatedToken, IdentityError> {
     if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
-        return Err(invalid_input("a token lives more than nothing and at most 366 days (--ttl)"));
+        return Err(invalid_input("a token lives at most 366 days (--ttl)"));
     }
     let prefix = random_alphanumeric(TOKEN_PREFIX_LEN);
     let token = format!("{TOKEN_MARKER}{prefix}_{}", random_alphanumeric(TOKEN_SECRET_LEN));

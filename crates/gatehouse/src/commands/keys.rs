@@ -14,7 +14,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Create { org, role, name, store } => {
             let store = open_store(&store).await?;
-            let org = store.ensure_org(&org).await?;
+            let org = super::ensure_org(store.as_ref(), &org).await?;
             let created = create_api_key(store.as_ref(), org.id, &name, role.into()).await?;
             eprintln!(
                 "Created a key with role {} for organization {:?}. It is shown only this once:",

@@ -15,9 +15,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use gatehouse_store::Store;
 use gatehouse_store::postgres::{PgOptions, PgStore};
 use gatehouse_store::sqlite::SqliteStore;
+use gatehouse_store::{Org, Store};
 
 use crate::cli::{Cli, Command, StoreArgs};
 
@@ -55,6 +55,18 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     let store =
         SqliteStore::open(&path).await.with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok(Arc::new(store))
+}
+
+/// The organization named `name`, created when there is none. Says so on
+/// stderr then: a mistyped `--org` shows at once, not when nothing finds what
+/// was created in it.
+pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
+    if let Some(org) = store.find_org(name).await? {
+        return Ok(org);
+    }
+    let org = store.ensure_org(name).await?;
+    eprintln!("Created organization {name:?}: it did not exist yet.");
+    Ok(org)
 }
 
 /// The public prefix of a key or token given whole (`gh_PREFIX_secret`), as

@@ -17,7 +17,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
                 gatehouse_server::identity::check_role(role)?;
             }
             let store = open_store(&store).await?;
-            let org = store.ensure_org(&org).await?;
+            let org = super::ensure_org(store.as_ref(), &org).await?;
             let resource = create_resource(store.as_ref(), org.id, &name, &technology, &host, port).await?;
             if let Some(role) = &default_role {
                 store.set_resource_default_role(org.id, &resource.id, role).await?;
@@ -60,7 +60,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
     match command {
         ConnectorsCommand::Create { org, name, store } => {
             let store = open_store(&store).await?;
-            let org = store.ensure_org(&org).await?;
+            let org = super::ensure_org(store.as_ref(), &org).await?;
             let created = create_connector(store.as_ref(), org.id, &name).await?;
             eprintln!("Registered connector {name:?} ({}). Its key, shown only this once:", created.id);
             println!("{}", created.key);

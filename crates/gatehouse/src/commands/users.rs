@@ -18,7 +18,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
     match command {
         UsersCommand::Create { org, email, name, machine, groups, external_ids, store } => {
             let store = open_store(&store).await?;
-            let org = store.ensure_org(&org).await?;
+            let org = super::ensure_org(store.as_ref(), &org).await?;
             let new = match (email, machine) {
                 (Some(email), None) => NewUser {
                     kind: UserKind::Human,
