@@ -371,3 +371,39 @@ def test_grpc_web_without_key_is_unauthenticated(gatehouse, pb):
         trailer = b"".join(body for flag, body in grpc_web_frames(resp.content) if flag & 0x80)
         status = re.search(rb"grpc-status:\s*(\d+)", trailer).group(1).decode()
     assert status == "16"  # UNAUTHENTICATED
+
+
+def test_a_query_past_the_statement_timeout_is_deadline_exceeded(gatehouse, tmp_path):
+    """A costly query is stopped by the store's timeout and says what to do; the server
+    carries on. A second `serve` on the same store, with a 1 ms timeout."""
+    import subprocess
+
+    from conftest import _wait_healthy, free_port, gatehouse_bin
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(gatehouse_bin()), "serve", "--data-dir", str(gatehouse.data_dir), "--listen", f"127.0.0.1:{port}",
+             "--db-statement-timeout", "1ms"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(proc, base, log)
+        costly = " OR ".join(f"x{i}*" for i in range(50))
+        resp = requests.post(
+            f"{base}/{SERVICE}/ListSessionsV2",
+            json={"query": costly, "limit": 100}, headers={"X-API-KEY": gatehouse.acme_reader}, timeout=RPC_TIMEOUT,
+        )
+        body = assert_connect_error(resp, 504, "deadline_exceeded")
+        assert "narrow the time window" in body["message"], body
+        # Cheap requests still work.
+        resp = requests.post(
+            f"{base}/{SERVICE}/GetSession", json={"sessionId": "nope"},
+            headers={"X-API-KEY": gatehouse.acme_reader}, timeout=RPC_TIMEOUT,
+        )
+        assert_connect_error(resp, 404, "not_found")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

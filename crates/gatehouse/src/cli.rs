@@ -67,8 +67,8 @@ pub struct StoreArgs {
     /// PostgreSQL connections this process keeps at most
     #[arg(long, default_value_t = 16)]
     pub db_pool_size: u32,
-    /// Longest a PostgreSQL statement may run before it is stopped (0s: no limit);
-    /// a request that hits it gets deadline_exceeded
+    /// Longest a store statement may run before it is stopped (0s: no limit;
+    /// on SQLite, reads only); a request that hits it gets deadline_exceeded
     #[arg(long, default_value = "30s", value_parser = parse_duration_or_zero)]
     pub db_statement_timeout: std::time::Duration,
 }

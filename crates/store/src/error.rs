@@ -6,7 +6,7 @@ pub enum StoreError {
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error("an internal database error occurred")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     /// A statement ran past the store's statement timeout and was stopped.
     #[error("the database stopped a statement that ran too long")]
     TimedOut(#[source] sqlx::Error),
@@ -19,4 +19,20 @@ pub enum StoreError {
     Invalid(String),
     #[error("stored data is corrupt: {0} (this is a bug)")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        // SQLITE_INTERRUPT: a reader's statement ran past its deadline
+        // (`sqlite::READ_TIMEOUT`); nothing else interrupts ours.
+        match &error {
+            sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && db.code().as_deref() == Some("9") =>
+            {
+                Self::TimedOut(error)
+            }
+            _ => Self::Database(error),
+        }
+    }
 }

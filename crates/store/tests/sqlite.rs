@@ -3,8 +3,10 @@
 
 mod conformance;
 
-use gatehouse_store::Store;
+use std::time::Duration;
+
 use gatehouse_store::sqlite::SqliteStore;
+use gatehouse_store::{ListQuery, Store, StoreError};
 
 use conformance::StoreUnderTest;
 
@@ -205,4 +207,18 @@ async fn concurrent_writes_all_succeed() {
         writer.await.unwrap().expect("every write succeeds");
     }
     assert_eq!(store.statements(fx.acme, "s05").await.unwrap().len(), 160);
+}
+
+/// A read past the timeout is stopped and says so; the next read on the same
+/// connection gets a fresh deadline.
+#[tokio::test]
+async fn reads_past_the_timeout_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with(&dir.path().join("gatehouse.db"), Duration::from_millis(100)).await.unwrap();
+    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000000) \
+                   SELECT count(*) FROM c";
+    let error = sqlx::query_scalar::<_, i64>(endless).fetch_one(store.pool()).await.unwrap_err();
+    assert!(matches!(StoreError::from(error), StoreError::TimedOut(_)));
+    let org = store.ensure_org("acme").await.unwrap().id;
+    assert!(store.list_sessions(org, &ListQuery::newest(10, 0)).await.unwrap().is_empty());
 }

@@ -52,8 +52,9 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let path = sqlite_path(args);
-    let store =
-        SqliteStore::open(&path).await.with_context(|| format!("cannot open the store at {}", path.display()))?;
+    let store = SqliteStore::open_with(&path, args.db_statement_timeout)
+        .await
+        .with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok(Arc::new(store))
 }
 

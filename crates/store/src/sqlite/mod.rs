@@ -7,7 +7,7 @@ mod statements;
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use gatehouse_core::{Micros, OrgId, Role, Session};
@@ -22,6 +22,13 @@ use crate::{Store, StoreError};
 
 /// The SQLite migrations, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// By default, the longest a read (a statement, or a read transaction) may
+/// run before it is stopped ([`StoreError::TimedOut`]): no query, however costly, holds
+/// a reader and a core for long. Writes are not bounded.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// SQLite virtual-machine instructions between deadline checks.
+const PROGRESS_OPS: i32 = 10_000;
 
 /// Sessions per INSERT statement: 33 values each, well under SQLite's bind limit.
 const INSERT_CHUNK: usize = 200;
@@ -40,8 +47,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies migrations.
+    /// Opens (creating if needed) the database file and applies migrations;
+    /// reads are stopped after [`READ_TIMEOUT`].
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, READ_TIMEOUT).await
+    }
+
+    /// As [`open`](Self::open), with reads stopped after `read_timeout`
+    /// (zero: never).
+    pub async fn open_with(path: &Path, read_timeout: Duration) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -60,7 +74,22 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
-        let readers = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            // Each use of a reader gets `read_timeout`: SQLite asks the handler
+            // every few thousand instructions whether to go on.
+            .before_acquire(move |conn, _| {
+                Box::pin(async move {
+                    if !read_timeout.is_zero() {
+                        let deadline = Instant::now() + read_timeout;
+                        let mut handle = conn.lock_handle().await?;
+                        handle.set_progress_handler(PROGRESS_OPS, move || Instant::now() < deadline);
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options)
+            .await?;
         drop(lock);
         Ok(Self { readers, writer })
     }
