@@ -83,26 +83,37 @@ fn parse_group_by(names: &[&str]) -> Result<Vec<Field>, ConnectError> {
             names.len()
         )));
     }
-    names
-        .iter()
-        .map(|name| {
-            let name = name.trim();
-            let field = Field::lookup(name).ok_or_else(|| {
-                let hint = match Field::suggest(name, 3).as_slice() {
-                    [] => String::new(),
-                    close => format!(" (did you mean {}?)", close.join(", ")),
-                };
-                invalid(format!("cannot group by {name:?}: no such field{hint}"))
-            })?;
-            if !is_groupable(field) {
-                return Err(invalid(format!(
-                    "cannot group by {name:?}: times and durations have no discrete values; group by a field such \
-                     as technology, resource.name or user.email"
-                )));
-            }
-            Ok(field)
-        })
-        .collect()
+    let mut fields: Vec<Field> = Vec::with_capacity(names.len());
+    for name in names {
+        let field = group_by_field(name)?;
+        // Aliases name one field too (`user` and `user.username`, say).
+        if fields.contains(&field) {
+            return Err(invalid(format!(
+                "histogram_group_by_fields names {:?} twice: group by each field once",
+                name.trim()
+            )));
+        }
+        fields.push(field);
+    }
+    Ok(fields)
+}
+
+fn group_by_field(name: &str) -> Result<Field, ConnectError> {
+    let name = name.trim();
+    let field = Field::lookup(name).ok_or_else(|| {
+        let hint = match Field::suggest(name, 3).as_slice() {
+            [] => String::new(),
+            close => format!(" (did you mean {}?)", close.join(", ")),
+        };
+        invalid(format!("cannot group by {name:?}: no such field{hint}"))
+    })?;
+    if !is_groupable(field) {
+        return Err(invalid(format!(
+            "cannot group by {name:?}: times and durations have no discrete values; group by a field such \
+             as technology, resource.name or user.email"
+        )));
+    }
+    Ok(field)
 }
 
 fn count(n: u64) -> i32 {

@@ -261,6 +261,7 @@ async fn invalid_requests_are_explained() {
         (json!({"histogramGroupByFields": ["technology", "user.email", "group", "resource.name"]}), "at most 3"),
         (json!({"histogramGroupByFields": ["tecnology"]}), "no such field"),
         (json!({"histogramGroupByFields": ["duration"]}), "cannot group by"),
+        (json!({"histogramGroupByFields": ["technology", "technology"]}), "twice"),
         (json!({"query": "user.email:("}), "invalid query"),
         (json!({"startTimestamp": "yesterday"}), "RFC 3339"),
         (json!({"startTimestamp": format_rfc3339(now), "endTimestamp": format_rfc3339(now - MINUTE)}), "after"),
