@@ -10,9 +10,16 @@ pub fn now_micros() -> Micros {
     Utc::now().timestamp_micros()
 }
 
-/// Parses an RFC 3339 timestamp (`2023-11-07T05:31:56Z`, offsets allowed).
+/// The earliest time a `google.protobuf.Timestamp` may hold: 0001-01-01T00:00:00Z.
+pub const MIN_TIME: Micros = -62_135_596_800_000_000;
+/// The latest: 9999-12-31T23:59:59.999999Z (to the microsecond).
+pub const MAX_TIME: Micros = 253_402_300_799_999_999;
+
+/// Parses an RFC 3339 timestamp (`2023-11-07T05:31:56Z`, offsets allowed)
+/// within the range a protobuf `Timestamp` can carry.
 pub fn parse_rfc3339(text: &str) -> Option<Micros> {
-    DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.with_timezone(&Utc).timestamp_micros())
+    let at = DateTime::parse_from_rfc3339(text.trim()).ok()?.with_timezone(&Utc).timestamp_micros();
+    (MIN_TIME..=MAX_TIME).contains(&at).then_some(at)
 }
 
 /// Formats as RFC 3339 UTC with the shortest exact fractional part.
@@ -34,5 +41,14 @@ mod tests {
         assert_eq!(format_rfc3339(at + 1500), "2023-11-07T05:31:56.001500Z");
         assert_eq!(parse_rfc3339("2023-11-07T06:31:56+01:00"), Some(at));
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn rfc3339_keeps_to_the_timestamp_range() {
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), Some(MIN_TIME));
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59.999999Z"), Some(MAX_TIME));
+        assert_eq!(parse_rfc3339("0000-12-31T23:59:59Z"), None);
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00+01:00"), None);
+        assert_eq!(format_rfc3339(MIN_TIME), "0001-01-01T00:00:00Z");
     }
 }

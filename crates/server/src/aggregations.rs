@@ -5,7 +5,7 @@
 
 use connectrpc::ConnectError;
 use gatehouse_core::OrgId;
-use gatehouse_core::time::{format_rfc3339, now_micros};
+use gatehouse_core::time::{MIN_TIME, format_rfc3339, now_micros};
 use gatehouse_proto::core::v1::ListSessionAggregationsResponse;
 use gatehouse_proto::core::v1::list_sessions_response::{Aggregations, Bucket, DateBucket, GroupByBucket};
 use gatehouse_query::Field;
@@ -138,7 +138,9 @@ fn response(counted: Aggregates) -> ListSessionAggregationsResponse {
             .histogram
             .iter()
             .map(|d| DateBucket {
-                datetime: format_rfc3339(d.start),
+                // Buckets align to the Unix epoch; the first may begin before year 1,
+                // which RFC 3339 cannot write.
+                datetime: format_rfc3339(d.start.max(MIN_TIME)),
                 count: count(d.count),
                 buckets: group_buckets(&d.groups),
                 ..Default::default()

@@ -65,9 +65,9 @@ fn parse_bound(name: &str, text: &str) -> Result<Option<Micros>, ConnectError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    parse_rfc3339(text)
-        .map(Some)
-        .ok_or_else(|| invalid(format!("{name} {text:?} is not an RFC 3339 time such as 2024-01-31T12:00:00Z")))
+    parse_rfc3339(text).map(Some).ok_or_else(|| {
+        invalid(format!("{name} {text:?} is not an RFC 3339 time from year 1 to 9999, such as 2024-01-31T12:00:00Z"))
+    })
 }
 
 /// The `start_timestamp`/`end_timestamp` window; either bound may be absent.

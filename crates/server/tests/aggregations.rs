@@ -181,6 +181,16 @@ async fn histogram_buckets_cover_the_window_and_split_by_fields() {
     let automatic = aggregate(&h, json!({"startTimestamp": format_rfc3339(now_micros() - 30 * 24 * hour)})).await;
     let n = automatic["aggregations"]["logsOverTime"].as_array().unwrap().len();
     assert!((30..=101).contains(&n), "about 100 buckets at most: {n}");
+
+    // Epoch-aligned buckets can begin before year 1; their labels stay RFC 3339.
+    let ancient = json!({
+        "startTimestamp": "0001-01-01T00:00:00Z",
+        "endTimestamp": "0010-01-01T00:00:00Z",
+        "histogramInterval": "1000d",
+    });
+    let dates = aggregate(&h, ancient).await["aggregations"]["logsOverTime"].as_array().unwrap().clone();
+    assert_eq!(dates[0]["datetime"], "0001-01-01T00:00:00Z", "{dates:?}");
+    assert!(dates.iter().all(|d| d["datetime"].as_str().unwrap().starts_with("000")), "{dates:?}");
 }
 
 #[tokio::test]
@@ -264,6 +274,7 @@ async fn invalid_requests_are_explained() {
         (json!({"histogramGroupByFields": ["technology", "technology"]}), "twice"),
         (json!({"query": "user.email:("}), "invalid query"),
         (json!({"startTimestamp": "yesterday"}), "RFC 3339"),
+        (json!({"startTimestamp": "0000-12-31T00:00:00Z"}), "year 1 to 9999"),
         (json!({"startTimestamp": format_rfc3339(now), "endTimestamp": format_rfc3339(now - MINUTE)}), "after"),
         (json!({"histogramGroupBy": ["technology"]}), ""),
     ];
