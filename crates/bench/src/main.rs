@@ -128,6 +128,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if let Some(dir) = &args.data_dir {
+        read_timeout_cost(&dir.join("gatehouse.db"), store.as_ref(), org.id, &newest[0].id, args.iterations).await?;
+    }
+
     let iterations = args.aggregation_iterations.unwrap_or(args.iterations / 10 + 5);
     aggregations(&api, store.as_ref(), org.id, now, iterations, args.raw_iterations).await?;
 
@@ -317,6 +321,43 @@ async fn report(
         ms(s50),
         ms(s95),
         ms(a50) / ms(s50)
+    );
+    Ok(())
+}
+
+/// What SQLite's read timeout costs: the same small reads through the store
+/// (a progress handler set on every use of a reader) and through a second
+/// store on the same file opened without the timeout, interleaved.
+async fn read_timeout_cost(
+    path: &std::path::Path,
+    timed: &dyn Store,
+    org: OrgId,
+    id: &str,
+    iterations: usize,
+) -> anyhow::Result<()> {
+    let untimed = gatehouse_store::sqlite::SqliteStore::open_with(path, Duration::ZERO).await?;
+    let iterations = iterations * 10;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..iterations + 100 {
+        let started = Instant::now();
+        timed.get_session(org, id).await?.context("the newest session vanished")?;
+        let with_time = started.elapsed();
+        let started = Instant::now();
+        untimed.get_session(org, id).await?.context("the newest session vanished")?;
+        if i >= 100 {
+            with.push(with_time);
+            without.push(started.elapsed());
+        }
+    }
+    let (w50, _) = percentiles(&mut with);
+    let (n50, _) = percentiles(&mut without);
+    println!(
+        "
+SQLite read timeout: GetSession from the store p50 {:.1} µs with it, {:.1} µs without \
+         ({iterations} each, interleaved): ratio {:.2}",
+        w50.as_secs_f64() * 1e6,
+        n50.as_secs_f64() * 1e6,
+        w50.as_secs_f64() / n50.as_secs_f64()
     );
     Ok(())
 }

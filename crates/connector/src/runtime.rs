@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_pgwire::LargeMessageBudget;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -157,6 +158,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let verifier = Arc::new(Verifier::new(verify_control));
     let credentials = Arc::new(Credentials::new(&config.credentials));
     let mut serving = JoinSet::new();
+    let large_messages = LargeMessageBudget::new(proxy::LARGE_MESSAGE_BUDGET);
     for (((listener, tcp), upstream), upstream_tls) in listeners.into_iter().zip(upstreams).zip(upstream_tls) {
         tracing::info!(
             listen = %tcp.local_addr().unwrap_or(listener.listen),
@@ -182,6 +184,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             cancels: Arc::clone(&cancels),
             upstream_tls,
             identity,
+            large_messages: Arc::clone(&large_messages),
         });
         let token = stop_proxies.clone();
         let listen = listener.listen;

@@ -246,6 +246,13 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_protocol_violation(&mut raw).await;
 
+    // Protocol 2.0: refused in PostgreSQL's words.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.send(b"\0\0\0\x08\0\x02\0\0").await;
+    let error = raw.recv().await.expect("closed without an error").decode::<ErrorResponse>().unwrap();
+    assert_eq!(error.code(), Some("0A000"), "{error:?}");
+    assert!(error.message().unwrap_or_default().starts_with("unsupported frontend protocol 2.0"), "{error:?}");
+
     // Unencrypted bytes behind an SSLRequest, before its answer.
     let mut raw = Raw::connect(proxy.addr).await;
     let mut packet = ssl_request();
@@ -255,8 +262,17 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
 
     // After startup: a length that cannot be right is refused at once, without waiting for a
     // body that will never come (a Sync of 50 MB, as PostgreSQL decides); a negative one too;
-    // and a frame cut short by the close.
-    for bad in [&b"Q\x7f\xff\xff\xff"[..], b"S\x02\xfa\xf0\x80", b"Q\xff\xff\xff\xfe", b"d\0\0\0\x02"] {
+    // a type byte no client sends (with a 1 GiB length, or an SSLRequest sent late); and a
+    // frame cut short by the close.
+    let late_ssl = ssl_request();
+    for bad in [
+        &b"Q\x7f\xff\xff\xff"[..],
+        b"S\x02\xfa\xf0\x80",
+        b"Q\xff\xff\xff\xfe",
+        b"d\0\0\0\x02",
+        b"\x01\x3f\xff\xff\xff",
+        &late_ssl,
+    ] {
         let mut raw = Raw::connect(proxy.addr).await;
         raw.startup().await;
         let started = Instant::now();
@@ -273,13 +289,59 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     // The first session is untouched.
     let rows = good.simple_query("select 2").await.unwrap();
     assert_eq!(rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count(), 1);
-    for _ in 0..5 {
+    for _ in 0..7 {
         let s = proxy.ended_session().await;
         assert_eq!(s.end.reason, EndReason::Error);
         assert!(s.statements.is_empty());
     }
-    assert_eq!(proxy.counter(|m| &m.errors_total), 5);
+    assert_eq!(proxy.counter(|m| &m.errors_total), 7);
     assert_eq!(proxy.live.len(), 1);
+}
+
+#[tokio::test]
+async fn large_messages_share_a_memory_budget_and_give_it_back() {
+    const MIB: usize = 1024 * 1024;
+    let mut proxy = Proxy::start_with_large_message_budget(8 * MIB).await;
+
+    // A client holds 6 MiB of the budget with a statement it has not finished sending.
+    let mut holder = Raw::connect(proxy.addr).await;
+    holder.startup().await;
+    let len = i32::try_from(6 * MIB).unwrap();
+    let mut partial = vec![b'Q'];
+    partial.extend_from_slice(&len.to_be_bytes());
+    partial.resize(2 * MIB, b' ');
+    holder.send(&partial).await;
+
+    // A 3 MB row from the database does not fit beside it: that session ends, with
+    // PostgreSQL's out_of_memory, and the connector carries on.
+    let (client, _connection) = proxy.connect().await;
+    let eventually_refused = async {
+        loop {
+            match client.simple_query("select repeat('x', 3000000)").await {
+                Err(error) => break error,
+                // The holder's bytes may not all have arrived yet.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    let error = tokio::time::timeout(PATIENCE, eventually_refused).await.expect("never refused");
+    assert_eq!(sqlstate(&error), "53200", "{error:?}");
+
+    // Once the holder goes, its share comes back.
+    drop(holder);
+    let (client, _connection) = proxy.connect().await;
+    let fits = async {
+        loop {
+            if client.simple_query("select repeat('x', 3000000)").await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, fits).await.expect("the budget never came back");
+    let ended: Vec<EndReason> =
+        [proxy.ended_session().await, proxy.ended_session().await].iter().map(|s| s.end.reason).collect();
+    assert!(ended.iter().all(|r| *r == EndReason::Error), "{ended:?}");
 }
 
 async fn assert_protocol_violation(raw: &mut Raw<TcpStream>) {

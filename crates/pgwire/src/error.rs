@@ -24,6 +24,13 @@ pub enum WireError {
         /// The maximum in force.
         max: usize,
     },
+    /// A large message that the reader's [`LargeMessageBudget`](crate::LargeMessageBudget)
+    /// has no room for now.
+    #[error("a message of {len} bytes does not fit in the memory left for large messages now; retry later")]
+    OverBudget {
+        /// The message's size, type byte included.
+        len: usize,
+    },
     /// The stream ended in the middle of a message.
     #[error("unexpected end of stream inside a message")]
     UnexpectedEof,
@@ -33,9 +40,17 @@ pub enum WireError {
     /// The message body does not have the structure its type requires.
     #[error("malformed message: {0}")]
     Malformed(&'static str),
-    /// A startup packet with a request code or protocol version we do not know.
+    /// A request code (1234.x) we do not know.
     #[error("unknown startup code {0}")]
     UnknownStartupCode(u32),
+    /// A protocol version other than 3.x, in PostgreSQL's words.
+    #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.2")]
+    UnsupportedProtocol {
+        /// The major version asked for.
+        major: u16,
+        /// The minor version asked for.
+        minor: u16,
+    },
     /// A type byte that is not in the table asked for.
     #[error("unknown message type {:?}", char::from(*.0))]
     UnknownTag(u8),

@@ -5,11 +5,13 @@
 //! Frames are split off the buffer with `split_to(..).freeze()`, which does not copy.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::{Message, Startup, WireError, try_startup};
+use crate::{FrontendTag, Message, Startup, WireError, try_startup};
 
 /// Default for [`MessageReader::max_message_len`]: PostgreSQL's own bound (`MaxAllocSize`, 1 GiB
 /// less a byte), so that whatever the database takes or sends passes through a relay too.
@@ -35,7 +37,15 @@ fn is_small_frontend(tag: u8) -> bool {
 
 /// The size of the frame at the front of `buf` (type byte included), once its header is
 /// buffered. With `frontend`, the small messages are held to [`SMALL_MESSAGE_LIMIT`].
+/// With `frontend`, a type byte no client sends is refused at once, as PostgreSQL does, so
+/// that its length field is never waited on (nor its body buffered).
 fn frame_len(buf: &[u8], max_len: usize, frontend: bool) -> Result<Option<usize>, WireError> {
+    if frontend
+        && let Some(&tag) = buf.first()
+        && FrontendTag::from_u8(tag).is_none()
+    {
+        return Err(WireError::UnknownTag(tag));
+    }
     let Some(&[tag, a, b, c, d]) = buf.first_chunk::<5>() else {
         return Ok(None);
     };
@@ -76,12 +86,50 @@ fn frame(buf: &mut BytesMut, max_len: usize, frontend: bool) -> Result<Option<Me
     }
 }
 
+/// Memory that large messages (over 1 MiB) may take, together, while they arrive on the
+/// readers that share it. A database takes a 1 GiB statement in a process of its own; a relay
+/// that buffers such messages for all its connections in one process needs a bound, or a few
+/// clients could take all its memory and end every session.
+#[derive(Debug)]
+pub struct LargeMessageBudget {
+    left: AtomicUsize,
+}
+
+impl LargeMessageBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Arc<Self> {
+        Arc::new(Self { left: AtomicUsize::new(bytes) })
+    }
+
+    /// Bytes not taken now.
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(bytes)).is_ok()
+    }
+
+    fn give(&self, bytes: usize) {
+        self.left.fetch_add(bytes, Ordering::AcqRel);
+    }
+}
+
 /// The read side of one connection: one buffer, from which messages are split off.
 pub struct MessageReader {
     buf: BytesMut,
     max_len: usize,
     /// Reading a client: small messages have PostgreSQL's small limit.
     frontend: bool,
+    budget: Option<Arc<LargeMessageBudget>>,
+    /// What the large message at the front of `buf` took from `budget`.
+    taken: usize,
+}
+
+impl Drop for MessageReader {
+    fn drop(&mut self) {
+        self.give_back();
+    }
 }
 
 impl Default for MessageReader {
@@ -98,12 +146,34 @@ impl MessageReader {
 
     /// A reader that rejects length fields above `max_len`.
     pub fn with_max_message_len(max_len: usize) -> Self {
-        Self { buf: BytesMut::new(), max_len, frontend: false }
+        Self { buf: BytesMut::new(), max_len, frontend: false, budget: None, taken: 0 }
     }
 
-    /// Holds the messages a client sends that are always small (Sync, Execute, …) to
-    /// [`SMALL_MESSAGE_LIMIT`], as PostgreSQL does: a huge length there cannot be right, and
-    /// is refused at once instead of waited on.
+    /// Takes each message over [`MAX_RESERVE`] bytes from `budget` while it arrives; one
+    /// that does not fit is [`WireError::OverBudget`].
+    pub fn with_budget(mut self, budget: Arc<LargeMessageBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    fn give_back(&mut self) {
+        if self.taken > 0
+            && let Some(budget) = &self.budget
+        {
+            budget.give(std::mem::take(&mut self.taken));
+        }
+    }
+
+    /// Splits a complete message off the front, giving back what it took from the budget.
+    fn split_front(&mut self, total: usize) -> Message {
+        self.give_back();
+        Message::from_encoded(self.buf.split_to(total).freeze())
+    }
+
+    /// Reads a client, as PostgreSQL does: the messages that are always small (Sync,
+    /// Execute, …) are held to [`SMALL_MESSAGE_LIMIT`], and a type byte no client sends is
+    /// [`WireError::UnknownTag`]: a huge length there cannot be right, and is refused at once
+    /// instead of waited on.
     pub fn frontend(mut self) -> Self {
         self.frontend = true;
         self
@@ -152,10 +222,19 @@ impl MessageReader {
     {
         loop {
             let want = match frame_len(&self.buf, self.max_len, self.frontend)? {
-                Some(total) if self.buf.len() >= total => {
-                    return Ok(Some(Message::from_encoded(self.buf.split_to(total).freeze())));
+                Some(total) if self.buf.len() >= total => return Ok(Some(self.split_front(total))),
+                Some(total) => {
+                    if total > MAX_RESERVE
+                        && self.taken == 0
+                        && let Some(budget) = &self.budget
+                    {
+                        if !budget.take(total) {
+                            return Err(WireError::OverBudget { len: total });
+                        }
+                        self.taken = total;
+                    }
+                    total - self.buf.len()
                 }
-                Some(total) => total - self.buf.len(),
                 None => READ_CHUNK,
             };
             if self.fill(r, want).await? == 0 {
@@ -173,7 +252,10 @@ impl MessageReader {
     ///
     /// The framing errors of [`try_frame`].
     pub fn try_next(&mut self) -> Result<Option<Message>, WireError> {
-        frame(&mut self.buf, self.max_len, self.frontend)
+        match frame_len(&self.buf, self.max_len, self.frontend)? {
+            Some(total) if self.buf.len() >= total => Ok(Some(self.split_front(total))),
+            _ => Ok(None),
+        }
     }
 
     /// Reads the first packet of a connection, which has no type byte.
@@ -282,6 +364,18 @@ mod tests {
         assert!(try_frame(&mut b, MAX).unwrap().is_none(), "waits for the body");
         let mut bind = buf(b"B\x00\x01\x00\x00");
         assert!(frame(&mut bind, MAX, true).unwrap().is_none(), "waits for the body");
+    }
+
+    #[tokio::test]
+    async fn a_type_no_client_sends_is_refused_on_its_first_byte() {
+        // `\x01` with a 1 GiB length, and an SSLRequest sent after the startup.
+        for wire in [&b"\x01"[..], b"\0\0\0\x08\x04\xd2\x16\x2f"] {
+            let mut input = wire;
+            let error = MessageReader::new().frontend().read_message(&mut input).await.unwrap_err();
+            assert!(matches!(error, WireError::UnknownTag(t) if t == wire[0]), "{error:?}");
+        }
+        // From the server, any type byte is framed (and relayed) as it is.
+        assert_eq!(try_frame(&mut buf(b"\x01\0\0\0\x04"), MAX).unwrap().unwrap().tag(), 1);
     }
 
     #[test]

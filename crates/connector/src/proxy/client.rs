@@ -50,10 +50,14 @@ pub(crate) async fn negotiate(
             Ok(Some(startup)) => startup,
             Ok(None) => return Ok(Negotiated::Closed),
             Err(error) => {
-                if !matches!(error, WireError::Io(_) | WireError::UnexpectedEof) {
-                    stream
-                        .send_error(&ErrorResponse::protocol_violation(format!("invalid startup packet: {error}")))
-                        .await;
+                let refusal = match error {
+                    WireError::Io(_) | WireError::UnexpectedEof => None,
+                    // An older protocol (2.0): PostgreSQL's feature_not_supported, in its words.
+                    WireError::UnsupportedProtocol { .. } => Some(ErrorResponse::fatal("0A000", error.to_string())),
+                    _ => Some(ErrorResponse::protocol_violation(format!("invalid startup packet: {error}"))),
+                };
+                if let Some(refusal) = refusal {
+                    stream.send_error(&refusal).await;
                 }
                 return Err(error);
             }

@@ -79,7 +79,9 @@ struct Prepared {
 /// The startup phase: negotiation, then a cancel is forwarded, a full spool refuses, or the
 /// database is connected.
 async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Option<Prepared> {
-    let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN).frontend();
+    let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN)
+        .frontend()
+        .with_budget(Arc::clone(&ctx.large_messages));
     let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, ctx.tls.as_ref()));
     let (mut client, startup) = match negotiated.await {
         Ok(Ok(Negotiated::Session(client, startup))) => (client, startup),
@@ -144,7 +146,7 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
             client_reader: reader,
             startup,
             server,
-            server_reader: MessageReader::new(),
+            server_reader: MessageReader::new().with_budget(Arc::clone(&ctx.large_messages)),
             identified: None,
         }),
         Err(error) => {

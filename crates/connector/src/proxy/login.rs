@@ -10,6 +10,7 @@
 //! token or a password.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -149,7 +150,7 @@ pub(crate) async fn identity(
         }
     };
     let password = ctx.identity.credentials.find(&ctx.resource_id, &native_role);
-    let mut server_reader = MessageReader::new();
+    let mut server_reader = MessageReader::new().with_budget(Arc::clone(&ctx.large_messages));
     let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password);
     let greeting = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
         Ok(Ok(greeting)) => greeting,

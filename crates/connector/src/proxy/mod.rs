@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use gatehouse_pgwire::LargeMessageBudget;
 use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -59,6 +60,9 @@ use crate::report::Reporter;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (for example, out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// The memory every connection of a connector may hold, together, in messages over 1 MiB
+/// while they arrive: one message as large as PostgreSQL takes (1 GiB), or several smaller.
+pub const LARGE_MESSAGE_BUDGET: usize = 1 << 30;
 
 /// Everything a listener needs, shared by its connections.
 pub struct ProxyContext {
@@ -77,6 +81,8 @@ pub struct ProxyContext {
     pub upstream_tls: Option<UpstreamTlsConfig>,
     /// Identity logins on this listener.
     pub identity: IdentityOptions,
+    /// Shared by every listener: see [`LARGE_MESSAGE_BUDGET`].
+    pub large_messages: Arc<LargeMessageBudget>,
 }
 
 /// How a listener treats identity logins (`idp:formal:...` user names).

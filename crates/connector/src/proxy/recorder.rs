@@ -70,8 +70,9 @@ impl Pending {
         Self { text, start_us, rows: 0, data_rows: 0, bytes_sent: 0, sqlstate: None }
     }
 
-    fn failed(text: Text, start_us: i64, sqlstate: Option<String>) -> Self {
-        Self { sqlstate, ..Self::new(text, start_us) }
+    /// A statement that failed before it ran: its ErrorResponse is all the client got.
+    fn failed(text: Text, start_us: i64, sqlstate: Option<String>, bytes_sent: i64) -> Self {
+        Self { sqlstate, bytes_sent, ..Self::new(text, start_us) }
     }
 
     fn finish(self, end_us: i64) -> Statement {
@@ -213,7 +214,7 @@ impl Recorder {
             b'E' => {
                 self.copy_in = false;
                 let code = msg.decode::<ErrorResponse>().ok().and_then(|e| e.code().map(str::to_owned));
-                self.on_error(code, now);
+                self.on_error(code, msg.len() as i64, now);
             }
             b'Z' => {
                 self.copy_in = false;
@@ -302,8 +303,8 @@ impl Recorder {
         }
     }
 
-    /// An ErrorResponse, for the request at the front.
-    fn on_error(&mut self, code: Option<String>, now: i64) {
+    /// An ErrorResponse of `bytes`, for the request at the front.
+    fn on_error(&mut self, code: Option<String>, bytes: i64, now: i64) {
         let failed = match self.queue.front_mut() {
             Some(Entry::Simple(p)) => {
                 // A simple query goes on to ReadyForQuery; its first error is the one.
@@ -318,7 +319,7 @@ impl Recorder {
                 None
             }
             Some(Entry::Parse { name, text, sent_us }) => {
-                let failed = Pending::failed(Text::Shared(Arc::clone(text)), *sent_us, code);
+                let failed = Pending::failed(Text::Shared(Arc::clone(text)), *sent_us, code, bytes);
                 // PostgreSQL drops the unnamed statement before it parses the new one.
                 if name.is_empty() {
                     self.unnamed_statement = None;
@@ -327,7 +328,7 @@ impl Recorder {
             }
             Some(Entry::Bind { statement, sent_us, .. }) => {
                 let (statement, sent_us) = (std::mem::take(statement), *sent_us);
-                Some(Pending::failed(Text::Shared(self.statement_text(&statement)), sent_us, code))
+                Some(Pending::failed(Text::Shared(self.statement_text(&statement)), sent_us, code, bytes))
             }
             // A failed Describe or Close: no statement ran.
             Some(Entry::Close { .. }) | Some(Entry::Sync) => None,
@@ -720,6 +721,24 @@ mod tests {
         let client = [parse("", "select $1::int"), bind("", ""), execute(""), sync()];
         let got = run(&client, &[parsed(), error("22P02"), ready()]);
         assert_eq!(got, [s("select $1::int", 0, "22P02")]);
+    }
+
+    #[test]
+    fn a_failed_parse_or_bind_counts_its_error_as_bytes_sent() {
+        for (client, server) in [
+            (vec![parse("", "selec"), bind("", ""), execute(""), sync()], vec![error("42601"), ready()]),
+            (
+                vec![parse("", "select $1::int"), bind("", ""), execute(""), sync()],
+                vec![parsed(), error("22P02"), ready()],
+            ),
+        ] {
+            let mut r = Recorder::default();
+            client.iter().for_each(|m| r.on_client(m, 10));
+            server.iter().for_each(|m| r.on_server(m, 20));
+            let done: Vec<Statement> = r.done().collect();
+            assert_eq!(done.len(), 1);
+            assert_eq!(done[0].bytes_sent, error("00000").len() as i64, "{done:?}");
+        }
     }
 
     #[test]

@@ -415,16 +415,14 @@ impl Relay {
             End::Server => self.flush_client(cw).await,
             End::ClientProtocol(error) => {
                 tracing::info!(peer = %self.peer, %error, "protocol error from the client");
-                let message = format!("invalid message from the client: {error}");
-                ErrorResponse::protocol_violation(message).encode(self.to_client.buf_mut());
+                refusal(&error, "invalid message from the client").encode(self.to_client.buf_mut());
                 self.flush_client(cw).await;
                 Terminate.encode(self.to_server.buf_mut());
                 self.flush_server(sw).await;
             }
             End::ServerProtocol(error) => {
                 tracing::warn!(upstream = %self.upstream, %error, "protocol error from the database");
-                let message = format!("invalid message from the database: {error}");
-                ErrorResponse::protocol_violation(message).encode(self.to_client.buf_mut());
+                refusal(&error, "invalid message from the database").encode(self.to_client.buf_mut());
                 self.flush_client(cw).await;
             }
             End::Io(error) => tracing::debug!(peer = %self.peer, %error, "connection failed"),
@@ -480,6 +478,16 @@ impl Relay {
 
     async fn flush_server<SW: AsyncWrite + Unpin>(&mut self, sw: &mut SW) {
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.to_server.drain(sw)).await;
+    }
+}
+
+/// What the client hears when a side's message ends the session: PostgreSQL's
+/// `out_of_memory` for a large message the connector has no room for now, else a protocol
+/// violation.
+fn refusal(error: &WireError, what: &str) -> ErrorResponse {
+    match error {
+        WireError::OverBudget { .. } => ErrorResponse::fatal("53200", format!("out of memory: {error}")),
+        _ => ErrorResponse::protocol_violation(format!("{what}: {error}")),
     }
 }
 

@@ -11,10 +11,12 @@ use bytes::BytesMut;
 use gatehouse_connector::event::{EventKind, SessionEnd, SessionEvent, SessionStart, Statement};
 use gatehouse_connector::live::LiveSessions;
 use gatehouse_connector::metrics::Metrics;
-use gatehouse_connector::proxy::{CancelMap, IdentityOptions, ProxyContext, UpstreamTlsConfig, serve};
+use gatehouse_connector::proxy::{
+    CancelMap, IdentityOptions, LARGE_MESSAGE_BUDGET, ProxyContext, UpstreamTlsConfig, serve,
+};
 use gatehouse_connector::report::Reporter;
 use gatehouse_pgwire::backend::{BackendKeyData, ErrorResponse};
-use gatehouse_pgwire::{Message, MessageReader, PROTOCOL_3_0, StartupMessage};
+use gatehouse_pgwire::{LargeMessageBudget, Message, MessageReader, PROTOCOL_3_0, StartupMessage};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -64,12 +66,28 @@ impl Proxy {
         Self::start_full(tls, upstream, None, IdentityOptions::default()).await
     }
 
+    /// A proxy whose connections may hold `bytes` in large messages, together.
+    pub async fn start_with_large_message_budget(bytes: usize) -> Self {
+        Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), LargeMessageBudget::new(bytes)).await
+    }
+
     /// A proxy with TLS to the database and identity logins as given.
     pub async fn start_full(
         tls: Option<Arc<rustls::ServerConfig>>,
         upstream: &str,
         upstream_tls: Option<UpstreamTlsConfig>,
         identity: IdentityOptions,
+    ) -> Self {
+        let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
+        Self::start_inner(tls, upstream, upstream_tls, identity, budget).await
+    }
+
+    async fn start_inner(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        upstream: &str,
+        upstream_tls: Option<UpstreamTlsConfig>,
+        identity: IdentityOptions,
+        large_messages: Arc<LargeMessageBudget>,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -87,6 +105,7 @@ impl Proxy {
             cancels: Arc::clone(&cancels),
             upstream_tls,
             identity,
+            large_messages,
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(serve(listener, ctx, shutdown.clone()));

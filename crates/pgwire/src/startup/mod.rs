@@ -23,12 +23,15 @@ pub const SSL_REQUEST_CODE: u32 = 80_877_103;
 pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 /// Code of a CancelRequest (1234.5678).
 pub const CANCEL_REQUEST_CODE: u32 = 80_877_102;
+/// The "major version" of the request codes (SSLRequest is 1234.5679).
+const REQUEST_CODE_MAJOR: u32 = 1234;
 /// Protocol 3.0, the version sent by every client before PostgreSQL 18.
 pub const PROTOCOL_3_0: u32 = 3 << 16;
 /// Protocol 3.2 (PostgreSQL 18): cancel keys of up to 256 bytes.
 pub const PROTOCOL_3_2: u32 = (3 << 16) | 2;
-/// The largest startup packet PostgreSQL accepts (`MAX_STARTUP_PACKET_LENGTH`).
-pub const MAX_STARTUP_PACKET_LEN: usize = 10_000;
+/// The largest startup packet PostgreSQL accepts, length field included: its
+/// `MAX_STARTUP_PACKET_LENGTH` (10,000) bounds what follows the length field.
+pub const MAX_STARTUP_PACKET_LEN: usize = 10_004;
 
 /// The first packet a client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +69,8 @@ fn encode_request(buf: &mut BytesMut, code: u32) {
 /// # Errors
 ///
 /// [`WireError::BadLength`] for a length below 8, [`WireError::TooLarge`] above
-/// [`MAX_STARTUP_PACKET_LEN`], [`WireError::UnknownStartupCode`] for a code that is neither a
-/// request nor protocol 3.x, and [`WireError::Malformed`] for a length that does not fit the
+/// [`MAX_STARTUP_PACKET_LEN`], [`WireError::UnknownStartupCode`] for a request code we do not
+/// know, [`WireError::UnsupportedProtocol`] for a protocol other than 3.x, and [`WireError::Malformed`] for a length that does not fit the
 /// code or a body that does not parse.
 pub fn try_startup(buf: &mut BytesMut) -> Result<Option<Startup>, WireError> {
     let Some(&[a, b, c, d]) = buf.first_chunk::<4>() else {
@@ -93,7 +96,8 @@ pub fn try_startup(buf: &mut BytesMut) -> Result<Option<Startup>, WireError> {
         // `len` may be below the 12 bytes before the key; saturating makes that a zero-length key.
         CANCEL_REQUEST_CODE => check_key_len(len.saturating_sub(12))?,
         _ if code >> 16 == 3 => {}
-        _ => return Err(WireError::UnknownStartupCode(code)),
+        _ if code >> 16 == REQUEST_CODE_MAJOR => return Err(WireError::UnknownStartupCode(code)),
+        _ => return Err(WireError::UnsupportedProtocol { major: (code >> 16) as u16, minor: code as u16 }),
     }
     if buf.len() < len {
         return Ok(None);
@@ -185,7 +189,8 @@ mod tests {
     fn bad_lengths() {
         assert!(matches!(parse(b"\0\0\0\x07"), Err(WireError::BadLength { len: 7 })));
         assert!(matches!(parse(b"\xff\xff\xff\xf0"), Err(WireError::BadLength { len: -16 })));
-        assert!(matches!(parse(b"\0\0\x27\x11"), Err(WireError::TooLarge { len: 10_001, max: 10_000 })));
+        assert!(matches!(parse(b"\0\0\x27\x15"), Err(WireError::TooLarge { len: 10_005, max: 10_004 })));
+        assert!(parse(b"\0\0\x27\x14\0\x03\0\0").unwrap().is_none(), "10,004 bytes: waits for the rest");
         // A TLS ClientHello sent without SSLRequest looks like a huge length.
         assert!(matches!(parse(b"\x16\x03\x01\x02\0"), Err(WireError::TooLarge { .. })));
     }
@@ -193,7 +198,9 @@ mod tests {
     #[test]
     fn unknown_codes() {
         // Protocol 2.0, and an unassigned 1234.x code.
-        assert!(matches!(parse(b"\0\0\0\x09\0\x02\0\0\0"), Err(WireError::UnknownStartupCode(0x0002_0000))));
+        let old = parse(b"\0\0\0\x09\0\x02\0\0\0").unwrap_err();
+        assert!(matches!(old, WireError::UnsupportedProtocol { major: 2, minor: 0 }), "{old:?}");
+        assert_eq!(old.to_string(), "unsupported frontend protocol 2.0: server supports 3.0 to 3.2");
         assert!(matches!(parse(b"\0\0\0\x08\x04\xd2\x16\x31"), Err(WireError::UnknownStartupCode(80_877_105))));
     }
 
