@@ -93,6 +93,14 @@ impl Lowerer {
                 let name = field
                     .ok_or_else(|| QueryError::syntax("a set needs a field, as in `technology:IN [postgres mysql]`"))?;
                 let field = resolve(&name)?;
+                // Spaces separate values in this syntax; commas, as many write them
+                // (`IN [postgres, mysql]`), do too, rather than becoming part of a value.
+                let elements: Vec<String> = elements
+                    .iter()
+                    .flat_map(|element| element.split(','))
+                    .filter(|value| !value.is_empty())
+                    .map(str::to_owned)
+                    .collect();
                 self.count(elements.len().max(1))?;
                 let values =
                     elements.into_iter().map(|element| self.value(field, &name, element)).collect::<Result<_, _>>()?;

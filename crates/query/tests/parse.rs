@@ -187,6 +187,9 @@ fn syntax_set() {
     check(r#"resource:IN ["prod db" dev]"#, r#"resource.name:IN ["prod db" "dev"]"#);
     check("technology: IN [postgres]", r#"resource.technology:IN ["postgres"]"#);
     check("technology:IN []", "resource.technology:IN []");
+    // Commas separate values too, as many write them.
+    check("technology:IN [postgres, mysql]", r#"resource.technology:IN ["postgres" "mysql"]"#);
+    check("technology:IN [postgres,mysql,]", r#"resource.technology:IN ["postgres" "mysql"]"#);
 }
 
 #[test]
@@ -336,6 +339,9 @@ fn aliases() {
         ("group", "user.formal.user.groups"),
         ("end_user.email", "user.formal.end_user.email"),
         ("end_user.name", "user.formal.end_user.name"),
+        ("end_user.id", "user.formal.end_user.id"),
+        ("end_user.type", "user.formal.end_user.type"),
+        ("end_user.groups", "user.formal.end_user.groups"),
         ("native_user", "user.native.username"),
         ("resource", "resource.name"),
         ("technology", "resource.technology"),
