@@ -76,6 +76,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum:
     let connectors = ConnectorApi::new(store.clone(), bus, lease);
     let router = connectrpc::Router::new().add_service(Arc::new(sessions)).add_service(Arc::new(connectors));
     tokio::spawn(sweep_leases(store.clone(), lease.lease));
+    tokio::spawn(refresh_statistics(store.clone()));
     let (router, _health) = connectrpc_health::install_static(
         router,
         [SESSIONS_SERVICE_SERVICE_NAME, gatehouse_proto::gatehouse::connector::v1::CONNECTOR_SERVICE_SERVICE_NAME],
@@ -129,6 +130,22 @@ async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration) {
             Ok(0) => {}
             Ok(completed) => tracing::info!(completed, "completed sessions of connectors past their lease"),
             Err(err) => tracing::warn!(%err, "lease sweep failed; retrying"),
+        }
+    }
+}
+
+/// How often the planner's statistics are looked at (see [`Store::refresh_statistics`]).
+const STATISTICS_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keeps the planner's statistics fresh where nothing else does, from start on.
+async fn refresh_statistics(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(STATISTICS_PERIOD);
+    loop {
+        tick.tick().await;
+        match store.refresh_statistics().await {
+            Ok(0) => {}
+            Ok(tables) => tracing::debug!(tables, "refreshed the planner's statistics"),
+            Err(err) => tracing::warn!(%err, "refreshing the planner's statistics failed; retrying"),
         }
     }
 }

@@ -330,6 +330,29 @@ async fn listings_use_indexes_at_fifty_thousand_sessions() {
     assert!(began.elapsed() < Duration::from_secs(60), "took {:?}", began.elapsed());
 }
 
+#[tokio::test]
+async fn statistics_are_gathered_where_autovacuum_does_not() {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let sessions: Vec<Session> = (0..2_000).map(|i| synthetic(i, i % USERS)).collect();
+    store.insert_sessions(acme, &sessions).await.unwrap();
+    let analyzed = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stats WHERE tablename = 'sessions'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(analyzed().await, 0, "nothing gathered them yet");
+    // PostgreSQL counts the changes a moment after they commit.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.refresh_statistics().await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the new sessions never made the statistics stale");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(analyzed().await > 0, "ANALYZE sessions ran");
+}
+
 /// The next notice on a feed, failing after 5 s.
 async fn next_notice(feed: &mut gatehouse_store::TerminationFeed) -> TerminationNotice {
     tokio::time::timeout(Duration::from_secs(5), feed.recv())

@@ -73,5 +73,7 @@ pub async fn seed(
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("\rseeded {done} sessions in {secs:.1}s ({:.0}/s)", done as f64 / secs.max(1e-9));
+    // So that the first queries after a large seed are planned for its size.
+    store.refresh_statistics().await?;
     Ok(())
 }

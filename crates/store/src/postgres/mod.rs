@@ -679,4 +679,39 @@ impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(classify_sqlx)
     }
+
+    async fn refresh_statistics(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify_sqlx)?;
+        // One replica at a time; the others find the work done on their next turn.
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, 0)")
+            .bind(STATISTICS_LOCK_CLASS)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify_sqlx)?;
+        if !ours {
+            return Ok(0);
+        }
+        // Autovacuum's own rule: 50 rows plus a tenth of the table changed.
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_stat_user_tables \
+             WHERE schemaname = current_schema() AND relname = ANY($1) \
+             AND n_mod_since_analyze > 50 + n_live_tup / 10 ORDER BY relname",
+        )
+        .bind(PLANNED_TABLES)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify_sqlx)?;
+        for table in &stale {
+            // `table` is one of PLANNED_TABLES, not input: ANALYZE takes no parameters.
+            let table = PLANNED_TABLES.iter().find(|t| **t == table.as_str()).expect("asked for these only");
+            sqlx::query(&format!("ANALYZE {table}")).execute(&mut *tx).await.map_err(classify_sqlx)?;
+        }
+        tx.commit().await.map_err(classify_sqlx)?;
+        Ok(stale.len() as u64)
+    }
 }
+
+/// The tables whose statistics the listing and aggregation plans depend on.
+const PLANNED_TABLES: &[&str] = &["session_fingerprints", "session_rollup", "session_values", "sessions", "statements"];
+/// The advisory lock class (first key) that [`Store::refresh_statistics`] takes.
+const STATISTICS_LOCK_CLASS: i32 = 0x6774_0004;
