@@ -453,19 +453,23 @@ impl Relay {
         }
     }
 
-    /// Ending the session here: the client hears why, then whatever the backend runs is
+    /// Ending the session here: the client hears why while whatever the backend runs is
     /// cancelled (PostgreSQL does not notice a closed socket during a long query), then the
-    /// backend is told to terminate.
+    /// backend is told to terminate. At once, so that a client that stopped reading does not
+    /// keep the backend running for the flush timeout.
     async fn stop_backend<CW, SW>(&mut self, error: ErrorResponse, cw: &mut CW, sw: &mut SW)
     where
         CW: AsyncWrite + Unpin,
         SW: AsyncWrite + Unpin,
     {
         error.encode(self.to_client.buf_mut());
-        self.flush_client(cw).await;
-        if let Some(backend) = &self.backend {
-            cancel::send(backend).await;
-        }
+        let backend = self.backend.take();
+        let cancel = async {
+            if let Some(backend) = &backend {
+                cancel::send(backend).await;
+            }
+        };
+        tokio::join!(self.flush_client(cw), cancel);
         Terminate.encode(self.to_server.buf_mut());
         self.flush_server(sw).await;
     }
