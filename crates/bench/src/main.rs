@@ -162,12 +162,19 @@ async fn aggregations(
          {raw_iterations} without the rollup)"
     );
     let rolled_up: Vec<Facet> = gatehouse_store::sql::rollup::DIMS.iter().filter_map(|dim| dim.facet).collect();
-    for (name, mode, facets) in [
-        ("histogram only", Some("histogram"), vec![]),
-        ("histogram + rolled-up facets", None, rolled_up),
-        ("histogram + facets", None, Facet::ALL.to_vec()),
+    for (name, mode, facets, filter) in [
+        ("histogram only", Some("histogram"), vec![], ""),
+        ("histogram + rolled-up facets", None, rolled_up, ""),
+        ("histogram + facets", None, Facet::ALL.to_vec(), ""),
+        // Filtered: no rollup, the filter in every statement or matched once.
+        ("filtered: group:dba", None, Facet::ALL.to_vec(), "group:dba"),
+        ("filtered: alice OR bob", None, Facet::ALL.to_vec(), "alice OR bob"),
     ] {
-        let mut body = json!({"startTimestamp": format_rfc3339(month_ago), "histogramGroupByFields": ["technology"]});
+        let mut body = json!({
+            "startTimestamp": format_rfc3339(month_ago),
+            "histogramGroupByFields": ["technology"],
+            "query": filter,
+        });
         if let Some(mode) = mode {
             body["mode"] = json!(mode);
         }
@@ -176,7 +183,7 @@ async fn aggregations(
             body = Value::Null;
         }
         let query = AggregateQuery {
-            filter: gatehouse_query::Expr::All,
+            filter: gatehouse_query::parse(filter, now).expect("benchmark queries parse"),
             window_start: Some(month_ago),
             window_end: None,
             now,

@@ -134,8 +134,9 @@ async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration) {
     }
 }
 
-/// How often the planner's statistics are looked at (see [`Store::refresh_statistics`]).
-const STATISTICS_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the planner's statistics are looked at (see [`Store::refresh_statistics`]): a
+/// look is one small query, and a burst of new sessions is planned for within seconds.
+const STATISTICS_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Keeps the planner's statistics fresh where nothing else does, from start on.
 async fn refresh_statistics(store: Arc<dyn Store>) {
