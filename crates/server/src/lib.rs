@@ -28,6 +28,7 @@ pub mod cursor;
 mod error;
 mod grpc_web_text;
 pub mod identity;
+mod json_object;
 pub mod listing;
 pub mod registry;
 pub mod sessions;
@@ -92,6 +93,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum:
         .route("/health", get(move || health(store.clone())))
         .merge(console::routes())
         .fallback_service(rpc)
+        .layer(axum::middleware::from_fn(json_object::require))
         .layer(axum::middleware::from_fn(grpc_web_text::translate)))
 }
 

@@ -223,6 +223,10 @@ async fn invalid_requests_are_explained() {
         json!({"startTimestamp": "yesterday"}),
         json!({"startTimestamp": "2024-02-01T00:00:00Z", "endTimestamp": "2024-01-01T00:00:00Z"}),
         json!({"cursor": "garbage"}),
+        // Proto3 JSON is an object: serde would otherwise take an array field by field.
+        json!([1, "status:active"]),
+        json!([]),
+        json!("limit"),
     ];
     for case in cases {
         let message = expect_error(&h.call("ListSessionsV2", case.clone()).await, 400, "invalid_argument");
