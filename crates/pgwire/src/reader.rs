@@ -15,7 +15,8 @@ use crate::{FrontendTag, Message, Startup, WireError, try_startup};
 
 /// Default for [`MessageReader::max_message_len`]: PostgreSQL's own bound (`MaxAllocSize`, 1 GiB
 /// less a byte), so that whatever the database takes or sends passes through a relay too.
-/// The reader reserves as bytes arrive, never on a length field alone.
+/// The reader reserves as bytes arrive, never on a length field alone, except for a large
+/// message its [`LargeMessageBudget`] has granted.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 0x3fff_ffff;
 
 /// The least a read asks for, so that many small messages arrive in one read.
@@ -232,6 +233,9 @@ impl MessageReader {
                             return Err(WireError::OverBudget { len: total });
                         }
                         self.taken = total;
+                        // Granted: room for all of it at once, rather than growing by doubling,
+                        // which copies it over and over and peaks near three times its size.
+                        self.buf.reserve(total - self.buf.len());
                     }
                     total - self.buf.len()
                 }

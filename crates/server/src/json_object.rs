@@ -36,7 +36,7 @@ pub async fn require(request: Request, next: Next) -> Response {
             r#"{"code":"invalid_argument","message":"the request body is longer than its Content-Length"}"#,
         );
     };
-    // An empty body is an empty message in Connect.
+    // An empty body is left to the decoder.
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None | Some(b'{') => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Some(_) => invalid(

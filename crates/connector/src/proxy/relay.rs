@@ -22,7 +22,7 @@ use gatehouse_pgwire::frontend::Terminate;
 use gatehouse_pgwire::{
     CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Message, MessageReader, StartupMessage, WireError,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use super::cancel::{self, CancelTarget};
@@ -405,11 +405,11 @@ impl Relay {
                 if !termination.reason.is_empty() {
                     message = format!("{message}: {}", termination.reason);
                 }
-                self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sw).await;
+                self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sr, sw).await;
             }
             End::Shutdown => {
                 let message = "terminating connection: the connector is shutting down";
-                self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sw).await;
+                self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sr, sw).await;
             }
             End::Client => self.flush_server(sw).await,
             End::Server => self.flush_client(cw).await,
@@ -453,25 +453,35 @@ impl Relay {
         }
     }
 
-    /// Ending the session here: the client hears why while whatever the backend runs is
-    /// cancelled (PostgreSQL does not notice a closed socket during a long query), then the
-    /// backend is told to terminate. At once, so that a client that stopped reading does not
-    /// keep the backend running for the flush timeout.
-    async fn stop_backend<CW, SW>(&mut self, error: ErrorResponse, cw: &mut CW, sw: &mut SW)
+    /// Ending the session here: the client hears why while the backend is stopped. Whatever
+    /// it runs is cancelled (PostgreSQL does not notice a closed socket during a long query)
+    /// and it is told to terminate; its output is read and dropped meanwhile, since a backend
+    /// blocked writing to us (a client that stopped reading) acts on neither until its
+    /// output moves. All at once, so that such a client does not keep the backend running
+    /// for the flush timeout.
+    async fn stop_backend<CW, SR, SW>(&mut self, error: ErrorResponse, cw: &mut CW, sr: &mut SR, sw: &mut SW)
     where
         CW: AsyncWrite + Unpin,
+        SR: AsyncRead + Unpin,
         SW: AsyncWrite + Unpin,
     {
         error.encode(self.to_client.buf_mut());
+        Terminate.encode(self.to_server.buf_mut());
         let backend = self.backend.take();
-        let cancel = async {
+        let to_server = &mut self.to_server;
+        let stop = async {
             if let Some(backend) = &backend {
                 cancel::send(backend).await;
             }
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, to_server.drain(sw)).await;
+            let mut sink = [0u8; 8192];
+            let discard = async { while matches!(sr.read(&mut sink).await, Ok(n) if n > 0) {} };
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, discard).await;
         };
-        tokio::join!(self.flush_client(cw), cancel);
-        Terminate.encode(self.to_server.buf_mut());
-        self.flush_server(sw).await;
+        let told = async { tokio::time::timeout(FLUSH_TIMEOUT, self.to_client.drain(cw)).await };
+        if let (Ok(Ok(n)), ()) = tokio::join!(told, stop) {
+            Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64);
+        }
     }
 
     async fn flush_client<CW: AsyncWrite + Unpin>(&mut self, cw: &mut CW) {
