@@ -209,6 +209,27 @@ def test_connect_get_proto_base64(gatehouse, pb):
     assert len(msg.sessions) == 2 and msg.list_metadata.count == 2
 
 
+def test_a_json_message_that_is_not_an_object_is_invalid(gatehouse, acme_sessions):
+    # serde would take an array field by field: ["<id>"] as a GetSessionRequest.
+    key = gatehouse.acme_reader
+    array = json.dumps([acme_sessions[0].id])
+    assert_connect_error(post_json(gatehouse, "GetSession", array, key), 400, "invalid_argument")
+    assert_connect_error(post_json(gatehouse, "ListSessionsV2", "[1, \"status:active\"]", key), 400, "invalid_argument")
+    chunked = requests.post(url(gatehouse, "GetSession"), data=iter([array.encode()]), timeout=RPC_TIMEOUT,
+                            headers={"Content-Type": "application/json", "X-API-KEY": key})
+    assert_connect_error(chunked, 400, "invalid_argument")
+    for params in ({"encoding": "json", "message": array},
+                   {"encoding": "json", "base64": "1", "message": base64.urlsafe_b64encode(array.encode()).decode()}):
+        resp = requests.get(url(gatehouse, "GetSession"), params=params, headers={"X-API-KEY": key},
+                            timeout=RPC_TIMEOUT)
+        assert_connect_error(resp, 400, "invalid_argument")
+    # Objects still pass, chunked or not.
+    body = json.dumps({"sessionId": acme_sessions[0].id}).encode()
+    chunked = requests.post(url(gatehouse, "GetSession"), data=iter([body]), timeout=RPC_TIMEOUT,
+                            headers={"Content-Type": "application/json", "X-API-KEY": key})
+    assert chunked.status_code == 200, chunked.text
+
+
 def test_connect_get_without_key_is_401(gatehouse):
     resp = requests.get(url(gatehouse, "ListSessionsV2"), params={"encoding": "json", "message": "{}"},
                         timeout=RPC_TIMEOUT)

@@ -1,51 +1,83 @@
 //! The proto3 JSON form of a message is an object. serde's derived decoders also take a JSON
 //! array, field by field in declaration order (`["<session id>"]` was a GetSessionRequest),
-//! which would get past the strict-field contract: this middleware refuses any Connect JSON
-//! request body that is not an object, before it is decoded.
+//! which would get past the strict-field contract: this middleware refuses a Connect JSON
+//! request message that is not an object, in a POST body or a GET's `message`, before it is
+//! decoded.
+
+use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Query, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Method, StatusCode};
 
 use crate::MAX_REQUEST_BYTES;
 
-/// Passes other requests through unchanged: other methods and content types, compressed
-/// bodies (decoded later, where the decoder's own checks apply), and bodies of unknown or
-/// oversized length (refused later by the size limit).
+const NOT_AN_OBJECT: &str =
+    r#"{"code":"invalid_argument","message":"the request message must be a JSON object, such as {\"limit\": 10}"}"#;
+const TOO_LARGE: &str = r#"{"code":"resource_exhausted","message":"the request body is over 4 MiB"}"#;
+
+/// Passes other requests through unchanged: other methods and content types, and
+/// compressed messages (decoded further in).
 pub async fn require(request: Request, next: Next) -> Response {
+    let message = if request.method() == Method::GET {
+        match get_message(&request) {
+            Some(message) => message,
+            None => return next.run(request).await,
+        }
+    } else if request.method() == Method::POST && is_plain_json(&request) {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, TOO_LARGE);
+        };
+        if !is_object_or_empty(&bytes) {
+            return refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT);
+        }
+        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    } else {
+        return next.run(request).await;
+    };
+    if is_object_or_empty(&message) { next.run(request).await } else { refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT) }
+}
+
+fn is_plain_json(request: &Request) -> bool {
     let headers = request.headers();
-    let is_json = headers
+    let json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.split(';').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    let length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    let compressed = headers.get(CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity");
-    let Some(length) = length.filter(|&n| n <= MAX_REQUEST_BYTES) else {
-        return next.run(request).await;
-    };
-    if request.method() != Method::POST || !is_json || compressed {
-        return next.run(request).await;
+    json && headers.get(CONTENT_ENCODING).is_none_or(|v| v.as_bytes() == b"identity")
+}
+
+/// The `message` of a Connect GET in JSON, uncompressed; `None` for any other GET.
+fn get_message(request: &Request) -> Option<Vec<u8>> {
+    let Query(params) = Query::<HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
+    if params.get("encoding").map(String::as_str) != Some("json")
+        || params.get("compression").is_some_and(|c| c != "identity")
+    {
+        return None;
     }
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, length).await else {
-        return invalid(
-            r#"{"code":"invalid_argument","message":"the request body is longer than its Content-Length"}"#,
-        );
-    };
-    // An empty body is left to the decoder.
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None | Some(b'{') => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-        Some(_) => invalid(
-            r#"{"code":"invalid_argument","message":"the request body must be a JSON object, such as {\"sessionId\": \"...\"}"}"#,
-        ),
+    let message = params.get("message")?;
+    if params.get("base64").map(String::as_str) == Some("1") {
+        let unpadded = message.trim_end_matches('=');
+        // Undecodable: left for the decoder to refuse.
+        URL_SAFE_NO_PAD.decode(unpadded).or_else(|_| URL_SAFE.decode(message)).ok()
+    } else {
+        Some(message.as_bytes().to_vec())
     }
 }
 
+/// An empty message is left to the decoder.
+fn is_object_or_empty(message: &[u8]) -> bool {
+    matches!(message.iter().find(|b| !b.is_ascii_whitespace()), None | Some(b'{'))
+}
+
 /// A Connect error, its JSON written out: the messages are fixed.
-fn invalid(error_json: &'static str) -> Response {
-    (StatusCode::BAD_REQUEST, [(CONTENT_TYPE, "application/json")], error_json).into_response()
+fn refuse(status: StatusCode, error_json: &'static str) -> Response {
+    (status, [(CONTENT_TYPE, "application/json")], error_json).into_response()
 }
