@@ -102,11 +102,6 @@ impl LargeMessageBudget {
         Arc::new(Self { left: AtomicUsize::new(bytes) })
     }
 
-    /// Bytes not taken now.
-    pub fn left(&self) -> usize {
-        self.left.load(Ordering::Relaxed)
-    }
-
     fn take(&self, bytes: usize) -> bool {
         self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(bytes)).is_ok()
     }

@@ -24,24 +24,23 @@ const TOO_LARGE: &str = r#"{"code":"resource_exhausted","message":"the request b
 /// Passes other requests through unchanged: other methods and content types, and
 /// compressed messages (decoded further in).
 pub async fn require(request: Request, next: Next) -> Response {
-    let message = if request.method() == Method::GET {
-        match get_message(&request) {
-            Some(message) => message,
-            None => return next.run(request).await,
-        }
-    } else if request.method() == Method::POST && is_plain_json(&request) {
-        let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
-            return refuse(StatusCode::TOO_MANY_REQUESTS, TOO_LARGE);
-        };
-        if !is_object_or_empty(&bytes) {
+    if request.method() == Method::GET {
+        if get_message(&request).is_some_and(|message| !is_object_or_empty(&message)) {
             return refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT);
         }
-        return next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    } else {
         return next.run(request).await;
+    }
+    if request.method() != Method::POST || !is_plain_json(&request) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, TOO_LARGE);
     };
-    if is_object_or_empty(&message) { next.run(request).await } else { refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT) }
+    if !is_object_or_empty(&bytes) {
+        return refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 fn is_plain_json(request: &Request) -> bool {

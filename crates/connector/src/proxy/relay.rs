@@ -473,25 +473,31 @@ impl Relay {
             if let Some(backend) = &backend {
                 cancel::send(backend).await;
             }
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, to_server.drain(sw)).await;
+            drain_for_a_while(to_server, sw).await;
             let mut sink = [0u8; 8192];
             let discard = async { while matches!(sr.read(&mut sink).await, Ok(n) if n > 0) {} };
             let _ = tokio::time::timeout(FLUSH_TIMEOUT, discard).await;
         };
-        let told = async { tokio::time::timeout(FLUSH_TIMEOUT, self.to_client.drain(cw)).await };
-        if let (Ok(Ok(n)), ()) = tokio::join!(told, stop) {
-            Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64);
-        }
+        let (told, ()) = tokio::join!(drain_for_a_while(&mut self.to_client, cw), stop);
+        Metrics::add(&self.ctx.metrics.bytes_to_clients_total, told as u64);
     }
 
     async fn flush_client<CW: AsyncWrite + Unpin>(&mut self, cw: &mut CW) {
-        if let Ok(Ok(n)) = tokio::time::timeout(FLUSH_TIMEOUT, self.to_client.drain(cw)).await {
-            Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64);
-        }
+        let n = drain_for_a_while(&mut self.to_client, cw).await;
+        Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64);
     }
 
     async fn flush_server<SW: AsyncWrite + Unpin>(&mut self, sw: &mut SW) {
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, self.to_server.drain(sw)).await;
+        drain_for_a_while(&mut self.to_server, sw).await;
+    }
+}
+
+/// Writes what `outbox` holds, for at most [`FLUSH_TIMEOUT`]: a side that has stopped
+/// reading does not hold up the end of a session. Returns the bytes written, 0 if it failed.
+async fn drain_for_a_while<W: AsyncWrite + Unpin>(outbox: &mut Outbox, w: &mut W) -> usize {
+    match tokio::time::timeout(FLUSH_TIMEOUT, outbox.drain(w)).await {
+        Ok(Ok(n)) => n,
+        _ => 0,
     }
 }
 

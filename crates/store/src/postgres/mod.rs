@@ -701,9 +701,8 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(classify_sqlx)?;
-        for table in &stale {
-            // `table` is one of PLANNED_TABLES, not input: ANALYZE takes no parameters.
-            let table = PLANNED_TABLES.iter().find(|t| **t == table.as_str()).expect("asked for these only");
+        // Names from our own list, not from input: ANALYZE takes no parameters.
+        for table in PLANNED_TABLES.iter().filter(|t| stale.iter().any(|s| s == *t)) {
             sqlx::query(&format!("ANALYZE {table}")).execute(&mut *tx).await.map_err(classify_sqlx)?;
         }
         tx.commit().await.map_err(classify_sqlx)?;
