@@ -13,6 +13,8 @@ pub struct Metrics {
     pub bytes_to_clients_total: AtomicU64,
     pub statements_total: AtomicU64,
     pub errors_total: AtomicU64,
+    /// Logins for which the database could not be reached.
+    pub upstream_connect_failures_total: AtomicU64,
     pub sessions_terminated_total: AtomicU64,
     /// Events waiting to reach the control plane (in memory and spooled).
     pub report_backlog: AtomicU64,
@@ -71,7 +73,7 @@ impl Metrics {
 
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 11] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
             ("connections_total", "counter", "Client connections accepted", &self.connections_total),
             ("connections_active", "gauge", "Client connections open now", &self.connections_active),
             (
@@ -84,6 +86,12 @@ impl Metrics {
             ("bytes_to_clients_total", "counter", "Bytes sent to clients", &self.bytes_to_clients_total),
             ("statements_total", "counter", "Statements recorded", &self.statements_total),
             ("errors_total", "counter", "Sessions ended by a protocol or IO error", &self.errors_total),
+            (
+                "upstream_connect_failures_total",
+                "counter",
+                "Logins for which the database could not be reached",
+                &self.upstream_connect_failures_total,
+            ),
             (
                 "sessions_terminated_total",
                 "counter",

@@ -65,6 +65,11 @@ pub enum RunError {
     UnknownResource { listen: SocketAddr, resource: String, from: String, known: String },
     #[error("listener {listen}: upstream TLS: {source}")]
     UpstreamTls { listen: SocketAddr, source: ProxyError },
+    #[error(
+        "the control plane at {url} refused this connector's key: set control_plane.key (or \
+         GATEHOUSE_CONNECTOR_KEY) to the key `gatehouse connectors create` or `connectors rotate-key` printed"
+    )]
+    KeyRefused { url: String },
     #[error("listener {listen} stopped: {message}")]
     Listener { listen: SocketAddr, message: String },
 }
@@ -101,6 +106,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let backoff = Backoff::new(options.backoff_min, options.backoff_max);
     let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options);
     let hello = report.hello();
+    let mut key_refused = report.key_refused();
 
     let stop_reports = CancellationToken::new();
     let background = CancellationToken::new();
@@ -123,6 +129,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut shutdown = std::pin::pin!(shutdown);
     let upstreams = tokio::select! {
         resolved = resolve(&config, hello) => resolved,
+        // A wrong key at startup is a configuration error, as a wrong address is: retrying
+        // cannot fix it. (A key revoked later only stops reports; sessions then spool.)
+        // (The guard `wait_for` returns is not `Send`: dropped inside.)
+        Ok(()) = async { key_refused.wait_for(|refused| *refused).await.map(drop) } => {
+            Err(RunError::KeyRefused { url: config.control_plane.url.clone() })
+        }
         () = &mut shutdown => {
             tracing::info!("shutdown before the listeners were ready");
             drop(reporter);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use gatehouse_connector::event::EndReason;
+use gatehouse_connector::event::{EndReason, now_us};
 use gatehouse_connector::live::Termination;
 use gatehouse_connector::proxy::load_tls;
 use gatehouse_pgwire::backend::ErrorResponse;
@@ -280,6 +280,12 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
         assert_protocol_violation(&mut raw).await;
         assert!(started.elapsed() < Duration::from_secs(2));
     }
+    // A type byte no client sends is named in PostgreSQL's words.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    raw.send(b"\x01\0\0\0\x04").await;
+    let error = raw.error().await;
+    assert_eq!((error.code(), error.message()), (Some("08P01"), Some("invalid frontend message type 1")));
     let mut raw = Raw::connect(proxy.addr).await;
     raw.startup().await;
     raw.send(b"Q\0\0\0\x20select").await;
@@ -289,12 +295,12 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     // The first session is untouched.
     let rows = good.simple_query("select 2").await.unwrap();
     assert_eq!(rows.iter().filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))).count(), 1);
-    for _ in 0..7 {
+    for _ in 0..8 {
         let s = proxy.ended_session().await;
         assert_eq!(s.end.reason, EndReason::Error);
         assert!(s.statements.is_empty());
     }
-    assert_eq!(proxy.counter(|m| &m.errors_total), 7);
+    assert_eq!(proxy.counter(|m| &m.errors_total), 8);
     assert_eq!(proxy.live.len(), 1);
 }
 
@@ -370,7 +376,8 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
 
     let s = proxy.ended_session().await;
     assert_eq!(s.end.reason, EndReason::Client);
-    assert_eq!((s.statements[0].rows, s.statements[0].sqlstate.as_str()), (1, ""), "{:?}", s.statements);
+    // Its real outcome: it succeeded (an insert sends no rows).
+    assert_eq!((s.statements[0].rows, s.statements[0].sqlstate.as_str()), (0, ""), "{:?}", s.statements);
     assert!(s.statements[0].duration_us >= 300_000);
     let rows = direct.simple_query(&format!("select count(*) from {table}")).await.unwrap();
     let count = rows.iter().find_map(|m| match m {
@@ -379,6 +386,20 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     });
     assert_eq!(count.as_deref(), Some("1"), "the insert committed");
     direct.simple_query(&format!("drop table {table}")).await.unwrap();
+
+    // A statement that outlasts the wait for its outcome: the session still ends when the
+    // client left, and the statement is cut off there.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut bytes = query_frame("select pg_sleep(4)");
+    bytes.extend_from_slice(b"X\0\0\0\x04");
+    raw.send(&bytes).await;
+    let left_us = now_us();
+    drop(raw);
+    let s = proxy.ended_session().await;
+    assert_eq!((s.end.reason, s.statements[0].sqlstate.as_str()), (EndReason::Client, "08006"));
+    assert!((s.end.end_us - left_us).abs() < 500_000, "ended {} µs after the client left", s.end.end_us - left_us);
+    assert_eq!(s.statements[0].start_us + s.statements[0].duration_us, s.end.end_us);
 }
 
 #[tokio::test]
@@ -394,6 +415,7 @@ async fn unreachable_database_gets_a_clear_error_and_no_session() {
     assert_eq!(error.code(), Some("08006"));
     assert!(error.message().unwrap().contains("cannot reach the database"));
     proxy.assert_quiet(Duration::from_millis(200)).await;
+    assert_eq!(proxy.counter(|m| &m.upstream_connect_failures_total), 1, "an operator can alert on it");
 }
 
 #[tokio::test]

@@ -299,8 +299,10 @@ impl MessageReader {
             self.buf = BytesMut::new();
         }
         // Progressive reservations still grow the buffer geometrically, so a large message
-        // costs O(n) copies in all.
-        self.buf.reserve(want.clamp(READ_CHUNK, MAX_RESERVE));
+        // costs O(n) copies in all. A large message the budget granted has its room already:
+        // asking for a read chunk past its end would reallocate (and copy) all of it.
+        let room = if self.taken > 0 { want } else { want.clamp(READ_CHUNK, MAX_RESERVE) };
+        self.buf.reserve(room);
         Ok(r.read_buf(&mut self.buf).await?)
     }
 }
@@ -343,6 +345,23 @@ mod tests {
         assert_eq!(reader.read_message(&mut rest).await.unwrap().unwrap().tag(), b'Q');
         reader.release_if_empty();
         assert_eq!(reader.buf.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_granted_large_message_is_allocated_once_at_its_size() {
+        let total = 3 * MAX_RESERVE;
+        let mut wire = vec![b'D'];
+        wire.extend_from_slice(&u32::try_from(total - 1).unwrap().to_be_bytes());
+        wire.resize(total - 1, b'x');
+        let budget = LargeMessageBudget::new(4 * MAX_RESERVE);
+        let mut reader = MessageReader::new().with_budget(Arc::clone(&budget));
+        // All but its last byte: the reader holds what came, with room for that byte only.
+        let mut input = &wire[..];
+        assert!(matches!(reader.read_message(&mut input).await, Err(WireError::UnexpectedEof)));
+        assert_eq!(reader.buffered(), total - 1);
+        assert!(reader.buf.capacity() < total + READ_CHUNK, "grew to {}", reader.buf.capacity());
+        drop(reader);
+        assert!(budget.take(4 * MAX_RESERVE), "the budget is whole again");
     }
 
     #[test]

@@ -140,20 +140,13 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
         }
         None => {}
     }
-    match upstream::connect(&ctx.upstream, ctx.upstream_tls.as_ref()).await {
-        Ok(server) => Some(Prepared {
-            client,
-            client_reader: reader,
-            startup,
-            server,
-            server_reader: MessageReader::new().with_budget(Arc::clone(&ctx.large_messages)),
-            identified: None,
-        }),
-        Err(error) => {
-            tracing::warn!(upstream = %ctx.upstream, %error, "cannot connect to the database");
-            let message = format!("Gatehouse cannot reach the database at {}", ctx.upstream);
-            client.send_error(&ErrorResponse::fatal("08006", message)).await;
-            None
-        }
-    }
+    let server = upstream::connect_for_client(ctx, &mut client).await?;
+    Some(Prepared {
+        client,
+        client_reader: reader,
+        startup,
+        server,
+        server_reader: MessageReader::new().with_budget(Arc::clone(&ctx.large_messages)),
+        identified: None,
+    })
 }

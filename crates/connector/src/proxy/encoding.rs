@@ -69,7 +69,10 @@ impl ClientEncoding {
     /// Statement bytes as text; borrowed when they are UTF-8 already.
     pub(crate) fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
         match self {
-            ClientEncoding::Utf8 => String::from_utf8_lossy(bytes),
+            // `from_utf8` validates a word at a time; the lossy scan only where it fails.
+            ClientEncoding::Utf8 => {
+                std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
+            }
             // ASCII is the same in every encoding here: the common case costs one scan.
             _ if bytes.is_ascii() => Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
             ClientEncoding::Latin(differences) => Cow::Owned(

@@ -140,15 +140,7 @@ pub(crate) async fn identity(
     let database = upstream_startup.database().unwrap_or(&native_role).to_owned();
     let end_user = known_end_user.map(|user| *user).or_else(|| named_end_user.map(end_user_of));
 
-    let mut server = match upstream::connect(&ctx.upstream, ctx.upstream_tls.as_ref()).await {
-        Ok(server) => server,
-        Err(error) => {
-            tracing::warn!(upstream = %ctx.upstream, %error, "cannot connect to the database");
-            let message = format!("Gatehouse cannot reach the database at {}", ctx.upstream);
-            client.send_error(&ErrorResponse::fatal("08006", message)).await;
-            return None;
-        }
-    };
+    let mut server = upstream::connect_for_client(ctx, &mut client).await?;
     let password = ctx.identity.credentials.find(&ctx.resource_id, &native_role);
     let mut server_reader = MessageReader::new().with_budget(Arc::clone(&ctx.large_messages));
     let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password);

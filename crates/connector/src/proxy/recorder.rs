@@ -3,7 +3,10 @@
 //!
 //! A simple Query is one statement, complete at ReadyForQuery. In the extended protocol each
 //! Execute is one statement, with the text of the Parse its portal was bound from, complete at
-//! CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse. Responses come in
+//! CommandComplete, EmptyQueryResponse or ErrorResponse. An Execute that stops at its row limit
+//! (PortalSuspended) leaves the statement open, and the Executes that fetch the rest of that
+//! portal (JDBC's fetch size, asyncpg's cursors) continue it: one query, its rows summed,
+//! recorded when the portal is done, closed, bound anew or gone with its transaction. Responses come in
 //! the order of the requests, so requests wait in a FIFO with the Syncs between them; after an
 //! error the server skips to the next Sync, and so does the FIFO.
 //!
@@ -21,10 +24,12 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CStr;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
-use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
-use gatehouse_pgwire::{Decode, Message};
+use gatehouse_pgwire::Message;
+use gatehouse_pgwire::backend::ErrorResponse;
+use gatehouse_pgwire::frontend::FunctionCall;
 
 use super::encoding::ClientEncoding;
 use crate::event::Statement;
@@ -57,17 +62,17 @@ impl Text {
 struct Pending {
     text: Text,
     start_us: i64,
-    /// Rows of the commands completed so far (a simple query may hold several).
+    /// Rows sent to the client: DataRows, and CopyData of a COPY TO STDOUT. Not the rows a
+    /// command changed (`DELETE 5000` sends none), which the spec's "rows sent to the client"
+    /// does not count.
     rows: i64,
-    /// DataRows since the last CommandComplete.
-    data_rows: i64,
     bytes_sent: i64,
     sqlstate: Option<String>,
 }
 
 impl Pending {
     fn new(text: Text, start_us: i64) -> Self {
-        Self { text, start_us, rows: 0, data_rows: 0, bytes_sent: 0, sqlstate: None }
+        Self { text, start_us, rows: 0, bytes_sent: 0, sqlstate: None }
     }
 
     /// A statement that failed before it ran: its ErrorResponse is all the client got.
@@ -80,7 +85,7 @@ impl Pending {
             start_us: self.start_us,
             duration_us: (end_us - self.start_us).max(0),
             text: self.text.into_string(),
-            rows: self.rows + self.data_rows,
+            rows: self.rows,
             bytes_sent: self.bytes_sent,
             sqlstate: self.sqlstate.unwrap_or_default(),
         }
@@ -114,6 +119,8 @@ pub(crate) struct Recorder {
     unnamed_portal: Option<Arc<str>>,
     portals: HashMap<Box<str>, Arc<str>>,
     queue: VecDeque<Entry>,
+    /// Statements of suspended portals, with the time their last fetch ended.
+    suspended: HashMap<Box<str>, (Pending, i64)>,
     /// The server is discarding messages until the next Sync, after an error in an extended
     /// exchange whose Sync the client has not sent yet.
     skipping: bool,
@@ -162,7 +169,7 @@ impl Recorder {
             }
             // A fast-path function call (libpq's `lo_*`, for one) reads or changes data
             // like any statement; it is answered like a simple query.
-            b'F' => Entry::Simple(Pending::new(Text::Owned(function_call_text(payload)), now)),
+            b'F' => Entry::Simple(Pending::new(Text::Owned(function_call_text(msg, self.encoding)), now)),
             b'c' | b'f' => {
                 self.copy_in = false;
                 return;
@@ -177,8 +184,8 @@ impl Recorder {
         let tag = msg.tag();
         if let Some(Entry::Simple(p) | Entry::Execute { pending: p, .. }) = self.queue.front_mut() {
             p.bytes_sent += msg.len() as i64;
-            if tag == b'D' {
-                p.data_rows += 1;
+            if tag == b'D' || tag == b'd' {
+                p.rows += 1;
                 return;
             }
         }
@@ -186,31 +193,21 @@ impl Recorder {
             b'1' | b'2' | b'3' => self.confirm_front(),
             b'C' => {
                 self.copy_in = false;
-                let rows = command_rows(msg);
                 let payload = msg.payload();
                 if payload.starts_with(b"DEALLOCATE") || payload.starts_with(b"DISCARD ALL") {
                     self.forget_deallocated(payload);
                 }
-                match self.queue.front_mut() {
-                    Some(Entry::Simple(p)) => {
-                        p.rows += rows.unwrap_or(p.data_rows);
-                        p.data_rows = 0;
-                    }
-                    Some(Entry::Execute { pending: p, .. }) => {
-                        if let Some(rows) = rows {
-                            p.rows = rows;
-                            p.data_rows = 0;
-                        }
-                        self.complete_front(now);
-                    }
-                    _ => {}
-                }
-            }
-            b'I' | b's' => {
+                // A simple query goes on to ReadyForQuery: it may hold several commands.
                 if let Some(Entry::Execute { .. }) = self.queue.front() {
                     self.complete_front(now);
                 }
             }
+            b'I' => {
+                if let Some(Entry::Execute { .. }) = self.queue.front() {
+                    self.complete_front(now);
+                }
+            }
+            b's' => self.suspend_front(now),
             b'E' => {
                 self.copy_in = false;
                 let code = msg.decode::<ErrorResponse>().ok().and_then(|e| e.code().map(str::to_owned));
@@ -218,6 +215,10 @@ impl Recorder {
             }
             b'Z' => {
                 self.copy_in = false;
+                // Idle: the transaction is over, and its portals with it.
+                if msg.payload() == b"I" {
+                    self.finish_suspended(|_| true);
+                }
                 while let Some(entry) = self.queue.pop_front() {
                     match entry {
                         Entry::Simple(p) => {
@@ -278,6 +279,7 @@ impl Recorder {
                 _ => self.confirm_front(),
             }
         }
+        self.finish_suspended(|_| true);
     }
 
     /// The front request's answer came: a Parse, Bind or Close takes effect.
@@ -286,6 +288,8 @@ impl Recorder {
             Some(Entry::Parse { name, text, .. }) if name.is_empty() => self.unnamed_statement = Some(text),
             Some(Entry::Parse { name, text, .. }) => drop(self.statements.insert(name, text)),
             Some(Entry::Bind { portal, statement, .. }) => {
+                // Binding a portal's name again replaces the portal.
+                self.finish_suspended(|name| name == &*portal);
                 let text = self.statement_text(&statement);
                 if portal.is_empty() {
                     self.unnamed_portal = Some(text);
@@ -295,8 +299,14 @@ impl Recorder {
             }
             Some(Entry::Close { statement: true, name }) if name.is_empty() => self.unnamed_statement = None,
             Some(Entry::Close { statement: true, name }) => drop(self.statements.remove(&name)),
-            Some(Entry::Close { statement: false, name }) if name.is_empty() => self.unnamed_portal = None,
-            Some(Entry::Close { statement: false, name }) => drop(self.portals.remove(&name)),
+            Some(Entry::Close { statement: false, name }) => {
+                self.finish_suspended(|portal| portal == &*name);
+                if name.is_empty() {
+                    self.unnamed_portal = None;
+                } else {
+                    self.portals.remove(&name);
+                }
+            }
             // Not the request this answer is for: leave the queue as it is.
             Some(other) => self.queue.push_front(other),
             None => {}
@@ -344,18 +354,57 @@ impl Recorder {
         self.skip_to_sync();
     }
 
-    /// Pops the front statement and records it, an Execute with its portal's text.
+    /// Pops the front statement and records it, an Execute with its portal's text (and with
+    /// what earlier fetches of a suspended portal got).
     fn complete_front(&mut self, now: i64) {
         let pending = match self.queue.pop_front() {
             Some(Entry::Simple(p)) => p,
-            Some(Entry::Execute { portal, mut pending }) => {
-                pending.text = self.portal_text(&portal);
-                pending
-            }
+            Some(Entry::Execute { portal, pending }) => self.continued(&portal, pending),
             Some(other) => return self.queue.push_front(other),
             None => return,
         };
         self.done.push(pending.finish(now));
+    }
+
+    /// PortalSuspended: the front Execute stopped at its row limit; its statement stays open
+    /// for the Executes that fetch the rest.
+    fn suspend_front(&mut self, now: i64) {
+        match self.queue.pop_front() {
+            Some(Entry::Execute { portal, pending }) => {
+                let pending = self.continued(&portal, pending);
+                self.suspended.insert(portal, (pending, now));
+            }
+            Some(other) => self.queue.push_front(other),
+            None => {}
+        }
+    }
+
+    /// An Execute of `portal`, as the continuation of its suspended statement if there is one.
+    fn continued(&mut self, portal: &str, mut pending: Pending) -> Pending {
+        match self.suspended.remove(portal) {
+            Some((mut first, _)) => {
+                first.rows += pending.rows;
+                first.bytes_sent += pending.bytes_sent;
+                first.sqlstate = pending.sqlstate.or(first.sqlstate);
+                first
+            }
+            None => {
+                pending.text = self.portal_text(portal);
+                pending
+            }
+        }
+    }
+
+    /// Records the statements of the suspended portals `gone` picks: the portal is closed,
+    /// replaced or over, so no fetch will continue them. Each ends with its last fetch.
+    fn finish_suspended(&mut self, gone: impl Fn(&str) -> bool) {
+        if self.suspended.is_empty() {
+            return;
+        }
+        let names: Vec<Box<str>> = self.suspended.keys().filter(|name| gone(name)).cloned().collect();
+        let mut finished: Vec<(Pending, i64)> = names.iter().filter_map(|name| self.suspended.remove(name)).collect();
+        finished.sort_by_key(|(pending, _)| pending.start_us);
+        self.done.extend(finished.into_iter().map(|(pending, end_us)| pending.finish(end_us)));
     }
 
     /// After an error in an extended exchange, the server discards the rest of it up to Sync.
@@ -476,23 +525,45 @@ fn quote_ident(name: &str) -> Cow<'_, str> {
     if plain { Cow::Borrowed(name) } else { Cow::Owned(format!("\"{}\"", name.replace('"', "\"\""))) }
 }
 
-/// How a FunctionCall is shown: PostgreSQL names the function by its oid only.
-fn function_call_text(payload: &[u8]) -> String {
-    let int16 = |at: usize| payload.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-    let Some(oid) = payload.first_chunk::<4>().map(|b| u32::from_be_bytes(*b)) else {
-        return "-- fast-path function call".to_owned();
-    };
-    let args = int16(4).and_then(|formats| int16(6 + 2 * formats));
-    match args {
-        Some(args) => format!("-- fast-path call of the function with oid {oid}, {args} argument(s)"),
-        None => format!("-- fast-path call of the function with oid {oid}"),
-    }
-}
+/// Binary arguments longer than this show their first this many bytes, and their length.
+const SHOWN_BINARY_ARGUMENT: usize = 256;
 
-/// The row count of a CommandComplete tag that carries one.
-fn command_rows(msg: &Message) -> Option<i64> {
-    let tag = CommandComplete::decode_body(msg.payload_bytes()).ok()?;
-    tag.rows().map(|rows| i64::try_from(rows).unwrap_or(i64::MAX))
+/// How a FunctionCall is shown. PostgreSQL names the function by its oid only; its arguments
+/// are what it works on (the query `query_to_xml` runs, the data `lo_write` stores), so they
+/// are shown as SQL writes them: text as a literal, binary in hex, NULL.
+fn function_call_text(msg: &Message, encoding: ClientEncoding) -> String {
+    let Ok(call) = msg.decode::<FunctionCall>() else {
+        return match msg.payload().first_chunk::<4>() {
+            Some(oid) => format!("-- fast-path call of the function with oid {}", u32::from_be_bytes(*oid)),
+            None => "-- fast-path function call".to_owned(),
+        };
+    };
+    let mut text = format!("-- fast-path call of the function with oid {}(", call.oid);
+    for (i, arg) in call.args.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        match arg {
+            None => text.push_str("NULL"),
+            Some(bytes) if call.is_binary(i) => {
+                text.push_str("'\\x");
+                for byte in bytes.iter().take(SHOWN_BINARY_ARGUMENT) {
+                    let _ = write!(text, "{byte:02x}");
+                }
+                text.push('\'');
+                if bytes.len() > SHOWN_BINARY_ARGUMENT {
+                    let _ = write!(text, " /* first {SHOWN_BINARY_ARGUMENT} of {} bytes */", bytes.len());
+                }
+            }
+            Some(bytes) => {
+                text.push('\'');
+                text.push_str(&encoding.decode(bytes).replace('\'', "''"));
+                text.push('\'');
+            }
+        }
+    }
+    text.push(')');
+    text
 }
 
 #[cfg(test)]
@@ -584,7 +655,7 @@ mod tests {
     }
 
     #[test]
-    fn simple_query_sums_rows_and_counts_bytes_and_time() {
+    fn simple_query_counts_rows_sent_bytes_and_time() {
         let mut r = Recorder::default();
         r.on_client(&msg(b'Q', b"select 1; insert into t values (1), (2)\0"), 100);
         let server = [msg(b'T', b"\0\0"), row(), complete("SELECT 1"), complete("INSERT 0 2"), ready()];
@@ -595,7 +666,8 @@ mod tests {
         assert_eq!(got.len(), 1);
         let st = &got[0];
         assert_eq!(st.text, "select 1; insert into t values (1), (2)");
-        assert_eq!((st.rows, st.start_us, st.duration_us), (3, 100, 50));
+        // The INSERT's two rows were written, not sent: one row reached the client.
+        assert_eq!((st.rows, st.start_us, st.duration_us), (1, 100, 50));
         assert_eq!(st.bytes_sent, server.iter().map(|m| m.len() as i64).sum::<i64>());
         assert_eq!(st.sqlstate, "");
     }
@@ -638,12 +710,13 @@ mod tests {
             complete("UPDATE 5"),
             ready(),
         ];
-        assert_eq!(run(&client, &server), [s("select $1", 1, ""), s("update t set x = 1", 5, "")]);
+        assert_eq!(run(&client, &server), [s("select $1", 1, ""), s("update t set x = 1", 0, "")]);
     }
 
     #[test]
     fn portal_suspended_and_empty_query_complete_an_execute() {
         let client = [parse("", "select g from generate_series(1, 5) g"), bind("", ""), execute(""), sync()];
+        // Suspended, then the transaction ends (ReadyForQuery idle): the statement is over.
         let got = run(&client, &[parsed(), bound(), row(), row(), msg(b's', b""), ready()]);
         assert_eq!(got, [s("select g from generate_series(1, 5) g", 2, "")]);
         let got =
@@ -755,7 +828,7 @@ mod tests {
             sync(),
         ];
         let server = [parsed(), ready(), error("42P05"), ready(), bound(), complete("DELETE 20"), ready()];
-        assert_eq!(run(&client, &server), [s("select 1", 0, "42P05"), s(delete, 20, "")]);
+        assert_eq!(run(&client, &server), [s("select 1", 0, "42P05"), s(delete, 0, "")]);
 
         // A failed unnamed Parse leaves no unnamed statement, as in PostgreSQL.
         let client = [parse("", delete), sync(), parse("", "selec"), sync(), bind("", ""), execute(""), sync()];
@@ -809,7 +882,7 @@ mod tests {
     #[test]
     fn statements_prepared_in_sql_are_named_as_sql_would_run_them() {
         let client = [bind("", "Mixed Case"), execute(""), bind("", "plain_1"), execute(""), sync()];
-        let got = run(&client, &[bound(), complete("SELECT 1"), bound(), complete("SELECT 1"), ready()]);
+        let got = run(&client, &[bound(), row(), complete("SELECT 1"), bound(), row(), complete("SELECT 1"), ready()]);
         assert_eq!(got, [s("EXECUTE \"Mixed Case\"", 1, ""), s("EXECUTE plain_1", 1, "")]);
     }
 
@@ -828,7 +901,7 @@ mod tests {
         call.put_u16(1);
         let result = msg(b'V', b"\0\0\0\x04\0\0\0\0");
         let got = run(&[msg(b'F', &call)], &[result, ready()]);
-        assert_eq!(got, [s("-- fast-path call of the function with oid 952, 2 argument(s)", 0, "")]);
+        assert_eq!(got, [s("-- fast-path call of the function with oid 952('\\x00004001', '\\x00040000')", 0, "")]);
         let got =
             run(&[msg(b'F', b"\0\0"), msg(b'F', &call[..6])], &[error("08P01"), ready(), error("08P01"), ready()]);
         assert_eq!(
@@ -838,6 +911,104 @@ mod tests {
                 s("-- fast-path call of the function with oid 952", 0, "08P01")
             ]
         );
+    }
+
+    #[test]
+    fn fetching_a_suspended_portal_continues_its_statement() {
+        let mut r = Recorder::default();
+        let q = "select g from generate_series(1, 5) g";
+        // In a transaction: Execute two rows at a time until the portal completes.
+        for m in [parse("", q), bind("c", ""), execute("c"), msg(b'H', b"")] {
+            r.on_client(&m, 10);
+        }
+        for m in [parsed(), bound(), row(), row(), msg(b's', b"")] {
+            r.on_server(&m, 20);
+        }
+        assert!(!r.has_done() && !r.is_running(), "suspended: open, not running");
+        // Another statement between two fetches is recorded on its own.
+        r.on_client(&msg(b'Q', b"select 1\0"), 30);
+        for m in [row(), complete("SELECT 1"), msg(b'Z', b"T")] {
+            r.on_server(&m, 35);
+        }
+        for m in [execute("c"), msg(b'H', b""), execute("c"), sync()] {
+            r.on_client(&m, 40);
+        }
+        for m in [row(), row(), msg(b's', b""), row(), complete("SELECT 1"), msg(b'Z', b"T")] {
+            r.on_server(&m, 50);
+        }
+        let got: Vec<_> = r.done().map(|s| (s.text, s.rows, s.start_us, s.duration_us)).collect();
+        assert_eq!(got, [("select 1".to_owned(), 1, 30, 5), (q.to_owned(), 5, 10, 40)]);
+
+        // A portal closed, bound anew, or gone with its transaction ends its statement at its
+        // last fetch.
+        for (end, then) in [
+            (vec![msg(b'C', b"Pc\0"), sync()], vec![msg(b'3', b""), msg(b'Z', b"T")]),
+            (vec![bind("c", ""), sync()], vec![bound(), msg(b'Z', b"T")]),
+            (vec![sync()], vec![ready()]),
+        ] {
+            let mut r = Recorder::default();
+            for m in [parse("", q), bind("c", ""), execute("c"), msg(b'H', b"")] {
+                r.on_client(&m, 10);
+            }
+            for m in [parsed(), bound(), row(), msg(b's', b"")] {
+                r.on_server(&m, 20);
+            }
+            end.iter().for_each(|m| r.on_client(m, 30));
+            then.iter().for_each(|m| r.on_server(m, 40));
+            let got: Vec<_> = r.done().map(|s| (s.text, s.rows, s.duration_us)).collect();
+            assert_eq!(got, [(q.to_owned(), 1, 10)]);
+        }
+        // And at the session's end.
+        let mut r = Recorder::default();
+        for m in [parse("", q), bind("c", ""), execute("c"), msg(b'H', b"")] {
+            r.on_client(&m, 10);
+        }
+        for m in [parsed(), bound(), row(), msg(b's', b"")] {
+            r.on_server(&m, 20);
+        }
+        r.abandon(99, "08006");
+        let got: Vec<_> = r.done().map(|s| (s.rows, s.duration_us, s.sqlstate)).collect();
+        assert_eq!(got, [(1, 10, String::new())]);
+    }
+
+    #[test]
+    fn a_fast_path_call_shows_its_arguments() {
+        // query_to_xml('select card from secret', true, NULL, ''): the query it runs is recorded.
+        let mut call = BytesMut::new();
+        call.put_u32(2924);
+        call.put_u16(0);
+        call.put_u16(4);
+        for arg in [&b"select 'card' from secret"[..], b"true"] {
+            call.put_i32(arg.len() as i32);
+            call.put_slice(arg);
+        }
+        call.put_i32(-1);
+        call.put_i32(0);
+        call.put_u16(0);
+        let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x01x"), ready()]);
+        assert_eq!(
+            got,
+            [s(
+                "-- fast-path call of the function with oid 2924('select ''card'' from secret', 'true', NULL, '')",
+                0,
+                ""
+            )]
+        );
+        // lo_write(fd, data) in binary: a large value shows its start and its length.
+        let mut call = BytesMut::new();
+        call.put_u32(955);
+        call.put_u16(1);
+        call.put_u16(1);
+        call.put_u16(1);
+        call.put_i32(1000);
+        call.put_slice(&[0xab; 1000]);
+        call.put_u16(1);
+        let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x04\0\0\x03\xe8"), ready()]);
+        let expected = format!(
+            "-- fast-path call of the function with oid 955('\\x{}' /* first 256 of 1000 bytes */)",
+            "ab".repeat(256)
+        );
+        assert_eq!(got, [s(&expected, 0, "")]);
     }
 
     #[test]
@@ -857,7 +1028,7 @@ mod tests {
             r.on_server(&m, 4);
         }
         let got: Vec<_> = r.done().map(|s| (s.text, s.rows)).collect();
-        assert_eq!(got, [("copy t from stdin".to_owned(), 1), ("select 1".to_owned(), 1)]);
+        assert_eq!(got, [("copy t from stdin".to_owned(), 0), ("select 1".to_owned(), 1)]);
     }
 
     #[test]
@@ -866,7 +1037,8 @@ mod tests {
             &[msg(b'Q', b"copy t from stdin\0"), msg(b'd', b"1\n2\n"), msg(b'c', b"")],
             &[msg(b'G', b"\0\0\0"), complete("COPY 2"), ready()],
         );
-        assert_eq!(got, [s("copy t from stdin", 2, "")]);
+        // Rows the client sent: none to it.
+        assert_eq!(got, [s("copy t from stdin", 0, "")]);
         let got = run(
             &[msg(b'Q', b"copy t to stdout\0")],
             &[msg(b'H', b"\0\0\0"), msg(b'd', b"1\n"), msg(b'c', b""), complete("COPY 1"), ready()],

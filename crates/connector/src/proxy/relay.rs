@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use gatehouse_pgwire::backend::{AuthenticationRequest, BackendKeyData, ErrorResponse};
 use gatehouse_pgwire::frontend::Terminate;
 use gatehouse_pgwire::{
@@ -41,6 +42,8 @@ use crate::metrics::Metrics;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// SQLSTATE recorded for statements still running when the session was ended by us.
 const SQLSTATE_ADMIN_SHUTDOWN: &str = "57P01";
+/// SQLSTATE recorded for a statement whose large message the connector had no room for.
+const SQLSTATE_OUT_OF_MEMORY: &str = "53200";
 /// SQLSTATE recorded for statements still running when a connection broke.
 const SQLSTATE_CONNECTION_FAILURE: &str = "08006";
 
@@ -74,6 +77,16 @@ enum End {
 impl End {
     fn client_read(error: WireError) -> Self {
         match error {
+            // A client that went away without a word: a killed process, a TLS session closed
+            // without close_notify. It left, as one that closes cleanly does.
+            WireError::Io(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                End::Client
+            }
             WireError::Io(error) => End::Io(error),
             error => End::ClientProtocol(error),
         }
@@ -194,10 +207,11 @@ impl Relay {
                     None => self.termination = None,
                 },
                 () = &mut stop => break End::Shutdown,
-                written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => match written {
-                    Ok(n) => Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64),
-                    Err(error) => break End::Io(error),
-                },
+                written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => {
+                    if let Err(end) = self.written_to_client(written) {
+                        break end;
+                    }
+                }
                 written = self.to_server.drive(&mut sw), if self.to_server.wants_io() => {
                     if let Err(error) = written {
                         break End::Io(error);
@@ -205,7 +219,11 @@ impl Relay {
                 }
                 read = next_message(&mut self.server_reader, &mut sr), if self.to_client.has_room() => match read {
                     Ok(Some(msg)) => {
-                        if let Err(end) = self.server_batch(msg) {
+                        let relayed = self.server_batch(msg).and_then(|()| match write_now(&mut self.to_client, &mut cw) {
+                            Some(written) => self.written_to_client(written),
+                            None => Ok(()),
+                        });
+                        if let Err(end) = relayed {
                             break end;
                         }
                     }
@@ -214,7 +232,11 @@ impl Relay {
                 },
                 read = next_message(&mut self.client_reader, &mut cr), if self.to_server.has_room() => match read {
                     Ok(Some(msg)) => {
-                        if let Err(end) = self.client_batch(msg) {
+                        let relayed = self.client_batch(msg).and_then(|()| match write_now(&mut self.to_server, &mut sw) {
+                            Some(written) => written.map(drop).map_err(End::Io),
+                            None => Ok(()),
+                        });
+                        if let Err(end) = relayed {
                             break end;
                         }
                     }
@@ -224,6 +246,12 @@ impl Relay {
             }
         };
         self.finish(end, &mut cw, &mut sr, &mut sw).await;
+    }
+
+    fn written_to_client(&self, written: io::Result<usize>) -> Result<(), End> {
+        let n = written.map_err(End::Io)?;
+        Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64);
+        Ok(())
     }
 
     /// Relays a frame from the server and those buffered behind it.
@@ -274,7 +302,7 @@ impl Relay {
             }
             _ => self.recorder.on_server(&msg, now),
         }
-        self.to_client.push(msg.frame());
+        self.to_client.push_frame(msg.frame());
         Ok(())
     }
 
@@ -286,7 +314,7 @@ impl Relay {
         let result = loop {
             bytes += msg.len();
             self.recorder.on_client(&msg, now);
-            self.to_server.push(msg.frame());
+            self.to_server.push_frame(msg.frame());
             if msg.tag() == b'X' {
                 break Err(End::Client);
             }
@@ -364,13 +392,17 @@ impl Relay {
         SR: AsyncRead + WaitReadable + Unpin,
         SW: AsyncWrite + Unpin,
     {
+        // The session ends when the client left, whatever the wait for its statements' outcome.
+        let mut client_left_us = now_us();
         if matches!(end, End::Client) && self.recorder.is_running() {
             self.flush_server(sw).await;
-            self.await_outcomes(sr).await;
+            if let Some(outcome_us) = self.await_outcomes(sr).await {
+                client_left_us = client_left_us.max(outcome_us);
+            }
         }
         let metrics = Arc::clone(&self.ctx.metrics);
         let (reason, end_us) = match &end {
-            End::Client => (EndReason::Client, now_us()),
+            End::Client => (EndReason::Client, client_left_us),
             End::Server => (EndReason::Server, now_us()),
             End::Terminated(_) => (EndReason::Terminated, now_us()),
             End::Shutdown => (EndReason::Shutdown, self.shutdown.at()),
@@ -381,8 +413,12 @@ impl Relay {
             EndReason::Error => Metrics::add(&metrics.errors_total, 1),
             _ => {}
         }
-        let sqlstate = match reason {
-            EndReason::Terminated | EndReason::Shutdown => SQLSTATE_ADMIN_SHUTDOWN,
+        let sqlstate = match (&end, reason) {
+            (_, EndReason::Terminated | EndReason::Shutdown) => SQLSTATE_ADMIN_SHUTDOWN,
+            (
+                End::ClientProtocol(WireError::OverBudget { .. }) | End::ServerProtocol(WireError::OverBudget { .. }),
+                _,
+            ) => SQLSTATE_OUT_OF_MEMORY,
             _ => SQLSTATE_CONNECTION_FAILURE,
         };
         self.recorder.abandon(end_us, sqlstate);
@@ -433,12 +469,14 @@ impl Relay {
 
     /// The client left while statements ran. PostgreSQL finishes what it has read (and
     /// commits it) before it notices, so the statements' real outcome is worth a short wait;
-    /// what is still running after it is recorded as cut off.
-    async fn await_outcomes<SR>(&mut self, sr: &mut SR)
+    /// what is still running after it is recorded as cut off. Returns when the last outcome
+    /// came, if any did.
+    async fn await_outcomes<SR>(&mut self, sr: &mut SR) -> Option<i64>
     where
         SR: AsyncRead + WaitReadable + Unpin,
     {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        let mut last = None;
         while self.recorder.is_running() {
             let Ok(Ok(Some(first))) =
                 tokio::time::timeout_at(deadline, next_message(&mut self.server_reader, sr)).await
@@ -446,11 +484,13 @@ impl Relay {
                 break;
             };
             let now = now_us();
+            last = Some(now);
             self.recorder.on_server(&first, now);
             while let Ok(Some(msg)) = self.server_reader.try_next() {
                 self.recorder.on_server(&msg, now);
             }
         }
+        last
     }
 
     /// Ending the session here: the client hears why while the backend is stopped. Whatever
@@ -501,12 +541,24 @@ async fn drain_for_a_while<W: AsyncWrite + Unpin>(outbox: &mut Outbox, w: &mut W
     }
 }
 
+/// Writes what `outbox` holds if the socket takes it at once, as it usually does right after
+/// a batch: the loop is spared a turn (a poll of every branch) per batch. `None` when there
+/// is nothing to write or the write would wait, which the loop's next turn then does.
+fn write_now<W: AsyncWrite + Unpin>(outbox: &mut Outbox, w: &mut W) -> Option<io::Result<usize>> {
+    if !outbox.wants_io() {
+        return None;
+    }
+    outbox.drive(w).now_or_never()
+}
+
 /// What the client hears when a side's message ends the session: PostgreSQL's
 /// `out_of_memory` for a large message the connector has no room for now, else a protocol
 /// violation.
 fn refusal(error: &WireError, what: &str) -> ErrorResponse {
     match error {
-        WireError::OverBudget { .. } => ErrorResponse::fatal("53200", format!("out of memory: {error}")),
+        WireError::OverBudget { .. } => ErrorResponse::fatal(SQLSTATE_OUT_OF_MEMORY, format!("out of memory: {error}")),
+        // PostgreSQL's words, which clients and their users may know.
+        WireError::UnknownTag(tag) => ErrorResponse::protocol_violation(format!("invalid frontend message type {tag}")),
         _ => ErrorResponse::protocol_violation(format!("{what}: {error}")),
     }
 }
@@ -519,8 +571,11 @@ pub(crate) trait WaitReadable {
 }
 
 impl WaitReadable for tokio::net::tcp::ReadHalf<'_> {
+    /// The stream's own read-readiness slot, which this task alone polls: unlike `readable()`,
+    /// no shared waiter list to join and leave (a lock each) on every turn of the loop.
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        tokio::net::tcp::ReadHalf::readable(self)
+        let stream: &tokio::net::TcpStream = self.as_ref();
+        std::future::poll_fn(move |cx| stream.poll_read_ready(cx))
     }
 }
 

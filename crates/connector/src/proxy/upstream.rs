@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use gatehouse_pgwire::backend::ErrorResponse;
 use gatehouse_pgwire::{SslResponse, Startup};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -20,9 +21,11 @@ use tokio::net::{TcpSocket, TcpStream, lookup_host};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::ProxyError;
+use super::client::ClientStream;
 use super::tls::MaybeTls;
+use super::{ProxyContext, ProxyError};
 use crate::config::UpstreamTls;
+use crate::metrics::Metrics;
 
 /// How long resolving and connecting to the database may take, TLS handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,6 +157,21 @@ pub(crate) async fn connect(upstream: &str, tls: Option<&UpstreamTlsConfig>) -> 
     })
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {upstream} timed out")))?
+}
+
+/// Connects to the listener's database for `client`, or tells the client (FATAL 08006) and
+/// the metrics that it cannot.
+pub(crate) async fn connect_for_client(ctx: &ProxyContext, client: &mut ClientStream) -> Option<ServerStream> {
+    match connect(&ctx.upstream, ctx.upstream_tls.as_ref()).await {
+        Ok(server) => Some(server),
+        Err(error) => {
+            Metrics::add(&ctx.metrics.upstream_connect_failures_total, 1);
+            tracing::warn!(upstream = %ctx.upstream, %error, "cannot connect to the database");
+            let message = format!("Gatehouse cannot reach the database at {}", ctx.upstream);
+            client.send_error(&ErrorResponse::fatal("08006", message)).await;
+            None
+        }
+    }
 }
 
 async fn connect_tcp(upstream: &str) -> io::Result<TcpStream> {

@@ -91,6 +91,8 @@ pub struct ReportLoop {
     spool: Arc<Mutex<Spool>>,
     options: ReportOptions,
     hello: watch::Sender<Option<Arc<HelloInfo>>>,
+    /// Set when the control plane refused this connector's key before `Hello` went through.
+    key_refused: watch::Sender<bool>,
     state: State,
 }
 
@@ -131,6 +133,7 @@ impl ReportLoop {
             queue,
             spool: Arc::new(Mutex::new(spool)),
             hello: watch::Sender::new(None),
+            key_refused: watch::Sender::new(false),
             state: State {
                 hello_done: false,
                 barrier: recovered,
@@ -148,6 +151,11 @@ impl ReportLoop {
     /// The answer to `Hello`, once the control plane gave it.
     pub fn hello(&self) -> watch::Receiver<Option<Arc<HelloInfo>>> {
         self.hello.subscribe()
+    }
+
+    /// Becomes true if the control plane refuses this connector's key before `Hello` went through.
+    pub fn key_refused(&self) -> watch::Receiver<bool> {
+        self.key_refused.subscribe()
     }
 
     /// Runs until shut down (see the module docs); returns how many events
@@ -460,6 +468,9 @@ impl ReportLoop {
 
     fn down(&mut self, error: &ConnectError, call: &str) {
         if error.code == connectrpc::ErrorCode::Unauthenticated {
+            if !self.state.hello_done {
+                self.key_refused.send_replace(true);
+            }
             // Retrying cannot help until someone fixes the key; say so every time.
             tracing::error!(
                 call,
