@@ -8,7 +8,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gatehouse_core::Role;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "Know and control who touches production data", long_about = None)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Know and control who touches production data",
+    long_about = None,
+    after_help = "Environment: GATEHOUSE_URL and GATEHOUSE_API_KEY for the `sessions` commands; \
+                  GATEHOUSE_DATA_DIR or GATEHOUSE_DATABASE_URL for the commands that talk to the store.\n\
+                  Start here: `gatehouse dev --demo`, then `gatehouse sessions list --help`."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -62,7 +70,7 @@ pub struct StoreArgs {
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
     pub data_dir: PathBuf,
     /// Use PostgreSQL instead of SQLite (postgres://user:password@host:port/database)
-    #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true, conflicts_with = "data_dir")]
     pub database_url: Option<String>,
     /// PostgreSQL connections this process keeps at most
     #[arg(long, default_value_t = 16)]
@@ -232,7 +240,8 @@ pub enum ResourcesCommand {
         /// Where the database listens
         #[arg(long, value_parser = non_empty)]
         host: String,
-        #[arg(long, default_value_t = 5432)]
+        /// Its port
+        #[arg(long, default_value_t = 5432, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
         /// What the database is: connectors front PostgreSQL only, so far
         #[arg(long, default_value = "postgres", value_parser = ["postgres"])]
@@ -348,9 +357,12 @@ pub struct ApiArgs {
     /// Control-plane URL
     #[arg(long, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:7400")]
     pub url: String,
-    /// API key
-    #[arg(long, env = "GATEHOUSE_API_KEY", hide_env_values = true)]
+    /// API key (gh_...): `gatehouse keys create` makes one; `dev` prints one
+    #[arg(long, env = "GATEHOUSE_API_KEY", hide_env_values = true, default_value = "", hide_default_value = true)]
     pub api_key: String,
+    /// Give up on a call to the control plane after this long (e.g. 30s, 2m)
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -370,6 +382,7 @@ pub enum SessionsCommand {
     List(ListArgs),
     /// End a live session now (needs an admin key)
     Terminate {
+        /// The session's id (as `sessions list` shows it)
         id: String,
         /// The connector carrying it; looked up when omitted
         #[arg(long)]
@@ -379,12 +392,14 @@ pub enum SessionsCommand {
     },
     /// Print a session's statements, one per line with its time
     Transcript {
+        /// The session's id (as `sessions list` shows it)
         id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Show one session
     Get {
+        /// The session's id (as `sessions list` shows it)
         id: String,
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Jsonl)]
         output: OutputFormat,
@@ -560,6 +575,7 @@ pub struct ApplyArgs {
     /// disabled) and `resources:` (name, default_role, grants of role to user or
     /// group). Fields left out are left alone; listed groups, external ids and
     /// grants are made exactly so. Users and resources not in the file are kept.
+    /// `-` reads standard input.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: PathBuf,
     /// The organization (created when applying, if new)

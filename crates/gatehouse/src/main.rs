@@ -1,6 +1,23 @@
 //! The `gatehouse` binary: parses the command line and hands off to a
 //! command. Domain logic lives in the library crates.
 
+/// `eprintln!`, without its panic when stderr is gone (`2>&1 | head`): a message nobody is
+/// reading any more is no reason to fail.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!`, likewise: progress on one line.
+macro_rules! progress {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod demo;
@@ -29,7 +46,7 @@ fn main() -> ExitCode {
     let runtime = match runtime(cli.worker_threads()) {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            note!("error: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -38,7 +55,7 @@ fn main() -> ExitCode {
         // Whoever read the output stopped (`| head`): nothing went wrong.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", message(&err));
+            note!("error: {}", message(&err));
             ExitCode::FAILURE
         }
     }

@@ -282,3 +282,54 @@ fn export_jsonl_and_csv_walk_every_page() {
         }
     }
 }
+
+#[test]
+fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // Over 4 MiB in one response, connectrpc's default limit for a client.
+    run(gatehouse().args(["seed", "--org", "acme", "--sessions", "15000", "--active", "0", "--data-dir"]).arg(data));
+    let key = stdout(&run(gatehouse().args(["keys", "create", "--org", "acme", "--data-dir"]).arg(data)));
+    let key = key.trim();
+    let (_server, url) = serve(data);
+    let client = |url: &str, args: &[&str]| {
+        let mut command = gatehouse();
+        command.arg("sessions").args(args).env("GATEHOUSE_URL", url).env("GATEHOUSE_API_KEY", key);
+        command.output().unwrap()
+    };
+
+    let page = client(&url, &["list", "--limit", "15000", "-o", "jsonl"]);
+    assert!(page.status.success(), "{}", String::from_utf8_lossy(&page.stderr));
+    assert_eq!(json_lines(&stdout(&page)).len(), 15000);
+
+    // A cut export says so, as the table does.
+    let cut = client(&url, &["list", "--limit", "10", "-o", "csv"]);
+    assert!(cut.status.success());
+    assert_eq!(stdout(&cut).lines().count(), 11);
+    assert!(String::from_utf8_lossy(&cut.stderr).contains("More sessions match"));
+
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    for (url, args, expected) in [
+        (closed.as_str(), &["list"][..], format!("no answer from the control plane at {closed}")),
+        ("127.0.0.1:7400", &["list"], "must start with http://".to_owned()),
+        ("https://127.0.0.1:7400", &["list"], "plain http:// only".to_owned()),
+        (url.as_str(), &["list", "-q", "NOT"], "quote it: \"NOT\"".to_owned()),
+        (url.as_str(), &["list", "--api-key", "gh_a\nb"], "characters no key has".to_owned()),
+    ] {
+        let out = client(url, args);
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {error}");
+        assert!(error.starts_with("error: ") && error.contains(&expected), "{url} {args:?}: {error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
+    let mut no_key = gatehouse();
+    no_key.args(["sessions", "list"]).env("GATEHOUSE_URL", &url);
+    let out = no_key.output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set GATEHOUSE_API_KEY or pass --api-key"));
+
+    // The transcript of a session with no statements says so, on stderr only.
+    let id = json_lines(&stdout(&page))[0]["id"].as_str().unwrap().to_owned();
+    let transcript = client(&url, &["transcript", &id]);
+    assert!(transcript.status.success() && transcript.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&transcript.stderr).contains("no statements recorded"));
+}

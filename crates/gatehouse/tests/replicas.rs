@@ -431,3 +431,68 @@ async fn killing_the_stores_connections_mid_ingestion_loses_and_doubles_nothing(
         assert_eq!(cluster.sessions(replica, "").await.len(), CLIENTS);
     }
 }
+
+/// A command that only reads or changes what is there leaves a database without a store (a
+/// mistyped URL, an application's database) as it found it, and says why it stopped.
+#[test]
+fn commands_that_need_a_store_leave_a_database_without_one_alone() {
+    let db = TestDatabase::create();
+    let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'";
+    for args in
+        [&["keys", "list", "--org", "acme"][..], &["resources", "list", "--org", "acme"], &["migrate", "--check"]]
+    {
+        let out = gatehouse().args(args).arg("--database-url").arg(db.url()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        if args[0] != "migrate" {
+            let error = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                error.contains("there is no Gatehouse store in the database at 127.0.0.1:5432/gh_test_"),
+                "{error}"
+            );
+        }
+        assert_eq!(db.count(tables), 0, "{args:?} created tables");
+    }
+    // Creating is what makes one.
+    output(gatehouse().args(["keys", "create", "--org", "acme", "--database-url"]).arg(db.url()));
+    assert!(db.count(tables) > 5);
+    output(gatehouse().args(["keys", "list", "--org", "acme", "--database-url"]).arg(db.url()));
+
+    // An unreachable database is named, without the password.
+    let out = gatehouse()
+        .args(["keys", "list", "--org", "acme", "--database-url", "postgres://postgres:S3cretPW@127.0.0.1:9/x"])
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("at 127.0.0.1:9/x") && error.contains("refused") && !error.contains("S3cret"), "{error}");
+}
+
+/// A store reached with `sslmode=require` (managed PostgreSQL services ask for it) talks TLS:
+/// PostgreSQL itself says the control plane's connections are encrypted.
+#[test]
+fn the_store_is_reached_over_tls_when_the_url_asks() {
+    let db = TestDatabase::create();
+    let separator = if db.url().contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}sslmode=require", db.url());
+    output(gatehouse().args(["keys", "create", "--org", "acme", "--database-url", &url]));
+    let port = free_port();
+    let _serve = Proc(
+        gatehouse().args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &url]).spawn().unwrap(),
+    );
+    wait_port(port);
+    let encrypted = format!(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE datname = '{}' AND application_name = 'gatehouse' AND ssl",
+        db.name
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.count(&encrypted) == 0 {
+        assert!(Instant::now() < deadline, "no TLS connection from the control plane");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let plain = format!(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE datname = '{}' AND application_name = 'gatehouse' AND NOT ssl",
+        db.name
+    );
+    assert_eq!(db.count(&plain), 0);
+}

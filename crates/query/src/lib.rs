@@ -116,6 +116,14 @@ fn explain(message: &str) -> String {
             "unexpected `:` in a value; quote it, as in `client_ip:\"2001:db8::1\"`".to_owned()
         }
         "expected word" => "expected a value".to_owned(),
-        other => other.replace('\\', ""),
+        other => match other
+            .strip_prefix("parsed keyword ")
+            .and_then(|rest| rest.strip_suffix(" as term. It should be quoted"))
+        {
+            Some(keyword) => {
+                format!("`{keyword}` needs something to join; to search for the word, quote it: \"{keyword}\"")
+            }
+            None => other.replace('\\', ""),
+        },
     }
 }

@@ -496,7 +496,10 @@ fn syntax_errors_give_the_position() {
     check_err("(user:a", "syntax error at position 7: expected ')'");
     check_err("user:a)", "syntax error at position 6: unparsed end of query");
     check_err(r#"user:"abc"#, r#"syntax error at position 9: missing delimiter ""#);
-    check_err("NOT", "syntax error at position 0");
+    check_err(
+        "NOT",
+        "syntax error at position 0: `NOT` needs something to join; to search for the word, quote it: \"NOT\"",
+    );
     check_err("duration:[1m TO", "syntax error at position 15");
     check_err("client_ip:2001:db8::1", "syntax error at position 10: unexpected `:` in a value; quote it");
     check_err("start_time:2024-01-01T00:00:00Z", "syntax error at position 11: unexpected `:`");

@@ -110,8 +110,27 @@ enum Change {
     Revoke { resource_id: String, who: Who, role: String },
 }
 
+/// Larger than any organization's users and grants; a bound so that a wrong file (a device, a
+/// dump) is refused rather than read whole.
+const MAX_SPEC_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The file's text, or standard input's for `-`.
+fn read_spec(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let source: Box<dyn std::io::Read> = match path.to_str() {
+        Some("-") => Box::new(std::io::stdin().lock()),
+        _ => Box::new(std::fs::File::open(path)?),
+    };
+    let mut text = String::new();
+    source.take(MAX_SPEC_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SPEC_BYTES {
+        anyhow::bail!("it is larger than {} MiB", MAX_SPEC_BYTES >> 20);
+    }
+    Ok(text)
+}
+
 pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let text = read_spec(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let spec: Spec =
         serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not a valid file", args.file.display()))?;
     let store = open_store(&args.store).await?;
@@ -127,7 +146,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         println!("{line}");
     }
     if args.dry_run {
-        eprintln!("Dry run: {} change(s) planned, nothing applied.", plan.len());
+        note!("Dry run: {} change(s) planned, nothing applied.", plan.len());
         return Ok(ExitCode::SUCCESS);
     }
     let Some(org) = org else { unreachable!("created above when applying") };
@@ -136,9 +155,9 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         apply(store.as_ref(), org, change).await.with_context(|| format!("while applying `{line}`"))?;
     }
     if count == 0 {
-        eprintln!("Nothing to change: {} is applied.", args.file.display());
+        note!("Nothing to change: {} is applied.", args.file.display());
     } else {
-        eprintln!("Applied {count} change(s).");
+        note!("Applied {count} change(s).");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,6 +42,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let _lock = lock_data_dir(data_dir)?;
+    // A taken port fails before anything is created or seeded.
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let store = open_store(&args.store).await?;
     let org = store.ensure_org(DEV_ORG).await?;
     let key = dev_key(store.as_ref(), org.id, data_dir).await?;
@@ -52,7 +54,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             seed(store.as_ref(), org.id, args.demo_sessions, DEMO_ACTIVE, DEMO_DAYS * 86_400_000_000, 1).await?;
         }
     }
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let connector = dev_connector(store.as_ref(), org.id, &args, &url).await?;
     say!(

@@ -16,7 +16,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let store = open_store(&store).await?;
             let org = super::ensure_org(store.as_ref(), &org).await?;
             let created = create_api_key(store.as_ref(), org.id, &name, role.into()).await?;
-            eprintln!(
+            note!(
                 "Created a key with role {} for organization {:?}. It is shown only this once:",
                 gatehouse_core::Role::from(role),
                 org.name
@@ -47,7 +47,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             if !store.revoke_api_key(org.id, prefix, now_micros()).await? {
                 bail!("no live key with prefix {prefix:?} in organization {:?}", org.name);
             }
-            eprintln!("Revoked key {prefix}.");
+            note!("Revoked key {prefix}.");
         }
     }
     Ok(ExitCode::SUCCESS)

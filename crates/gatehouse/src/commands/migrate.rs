@@ -3,10 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use gatehouse_store::postgres::{PgOptions, PgStore};
 use gatehouse_store::sqlite::SqliteStore;
 
-use super::{open_store, postgres_url, sqlite_path};
+use super::{connect_postgres, open_store, postgres_url, sqlite_path};
 use crate::cli::MigrateArgs;
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
@@ -18,23 +17,22 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot read the store at {}", path.display()))?;
             if !path.exists() {
-                eprintln!("There is no SQLite store at {} yet.", path.display());
+                note!("There is no SQLite store at {} yet.", path.display());
             }
             (format!("The SQLite store at {}", path.display()), None, pending)
         }
         Some(url) => {
-            let options = PgOptions { migrate: false, ..PgOptions::default() };
-            let store = PgStore::connect(url, options).await.context("cannot connect to the PostgreSQL store")?;
+            let store = connect_postgres(url, &args.store, false).await?;
             let pending = store.pending_migrations().await?;
             ("The PostgreSQL store".to_owned(), Some(store), pending)
         }
     };
     if pending.is_empty() {
-        eprintln!("{name} is up to date.");
+        note!("{name} is up to date.");
         return Ok(ExitCode::SUCCESS);
     }
     for (version, description) in &pending {
-        eprintln!("pending: {version} {description}");
+        note!("pending: {version} {description}");
     }
     if args.check {
         return Ok(ExitCode::FAILURE);
@@ -44,6 +42,6 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         // The embedded store migrates itself whenever it is opened.
         None => drop(open_store(&args.store).await?),
     }
-    eprintln!("Applied {} migration(s). {name} is up to date.", pending.len());
+    note!("Applied {} migration(s). {name} is up to date.", pending.len());
     Ok(ExitCode::SUCCESS)
 }

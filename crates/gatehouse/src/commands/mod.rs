@@ -37,17 +37,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Opens the store the arguments name, applying migrations.
+/// Opens the store the arguments name, creating it or applying migrations as needed.
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = postgres_url(args)? {
-        let options = PgOptions {
-            max_connections: args.db_pool_size,
-            statement_timeout: args.db_statement_timeout,
-            ..PgOptions::default()
-        };
-        // The URL may hold a password: never echo it.
-        let store = PgStore::connect(url, options).await.context("cannot open the PostgreSQL store")?;
-        return Ok(Arc::new(store));
+        return Ok(Arc::new(connect_postgres(url, args, true).await?));
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
@@ -66,7 +59,7 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
         return Ok(org);
     }
     let org = store.ensure_org(name).await?;
-    eprintln!("Created organization {name:?}: it did not exist yet.");
+    note!("Created organization {name:?}: it did not exist yet.");
     Ok(org)
 }
 
@@ -93,6 +86,27 @@ pub fn postgres_url(args: &StoreArgs) -> anyhow::Result<Option<&str>> {
     }
 }
 
+/// Connects to the PostgreSQL store at `url`, applying its migrations only with `migrate`.
+pub async fn connect_postgres(url: &str, args: &StoreArgs, migrate: bool) -> anyhow::Result<PgStore> {
+    let options = PgOptions {
+        max_connections: args.db_pool_size,
+        statement_timeout: args.db_statement_timeout,
+        migrate,
+        ..PgOptions::default()
+    };
+    // The URL may hold a password: never echo it, only where it points.
+    PgStore::connect(url, options)
+        .await
+        .with_context(|| format!("cannot open the PostgreSQL store at {}", postgres_address(url)))
+}
+
+/// `host:port/database` of a PostgreSQL URL, without its user and password.
+pub fn postgres_address(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split('?').next().unwrap_or(rest)
+}
+
 /// Where the SQLite store lives.
 pub fn sqlite_path(args: &StoreArgs) -> std::path::PathBuf {
     args.data_dir.join("gatehouse.db")
@@ -102,8 +116,21 @@ pub fn sqlite_path(args: &StoreArgs) -> std::path::PathBuf {
 /// what is there should not leave a new, empty store behind a mistyped
 /// `--data-dir`.
 pub async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = postgres_url(args)? {
+        let store = connect_postgres(url, args, false).await?;
+        if !store.is_created().await? {
+            anyhow::bail!(
+                "there is no Gatehouse store in the database at {}: `gatehouse migrate --database-url ...` \
+                 (or `gatehouse serve`) creates it; nothing was changed",
+                postgres_address(url)
+            );
+        }
+        // An older store is brought up to date, as `serve` would.
+        store.migrate().await.context("cannot apply the store's pending migrations")?;
+        return Ok(Arc::new(store));
+    }
     let path = sqlite_path(args);
-    if args.database_url.is_none() && !path.exists() {
+    if !path.exists() {
         anyhow::bail!(
             "there is no store at {}: `gatehouse serve` or `gatehouse dev` creates it (--data-dir or \
              GATEHOUSE_DATA_DIR names another directory, --database-url a PostgreSQL store)",

@@ -22,7 +22,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
             if let Some(role) = &default_role {
                 store.set_resource_default_role(org.id, &resource.id, role).await?;
             }
-            eprintln!("Registered {technology} resource {name:?} at {host}:{port}.");
+            note!("Registered {technology} resource {name:?} at {host}:{port}.");
             println!("{}", resource.id);
         }
         ResourcesCommand::List { org, store } => {
@@ -62,7 +62,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             let store = open_store(&store).await?;
             let org = super::ensure_org(store.as_ref(), &org).await?;
             let created = create_connector(store.as_ref(), org.id, &name).await?;
-            eprintln!("Registered connector {name:?} ({}). Its key, shown only this once:", created.id);
+            note!("Registered connector {name:?} ({}). Its key, shown only this once:", created.id);
             println!("{}", created.key);
         }
         ConnectorsCommand::List { org, store } => {
@@ -77,7 +77,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         }
         ConnectorsCommand::RotateKey { name, org, store } => {
             let replaced = replace_key(&name, &org, &store).await?;
-            eprintln!(
+            note!(
                 "Connector {name:?} ({}) has a new key; the old one no longer works. The new key, shown only this once:",
                 replaced.id
             );
@@ -86,7 +86,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         ConnectorsCommand::Revoke { name, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.
             let replaced = replace_key(&name, &org, &store).await?;
-            eprintln!(
+            note!(
                 "Revoked the key of connector {name:?} ({}): it no longer works. \
                  `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
                 replaced.id

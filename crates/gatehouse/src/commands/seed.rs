@@ -65,14 +65,14 @@ pub async fn seed(
         let inserted = inserted?;
         done += inserted;
         if terminal {
-            eprint!("\rseeding sessions: {done}/{total}");
+            progress!("\rseeding sessions: {done}/{total}");
             let _ = std::io::stderr().flush();
         } else if done % step < inserted {
-            eprintln!("seeding sessions: {done}/{total}");
+            note!("seeding sessions: {done}/{total}");
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("\rseeded {done} sessions in {secs:.1}s ({:.0}/s)", done as f64 / secs.max(1e-9));
+    note!("\rseeded {done} sessions in {secs:.1}s ({:.0}/s)", done as f64 / secs.max(1e-9));
     // So that the first queries after a large seed are planned for its size.
     store.refresh_statistics().await?;
     Ok(())

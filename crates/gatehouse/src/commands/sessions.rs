@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use connectrpc::client::{ClientConfig, HttpClient};
+use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_proto::core::v1::{
     CreateSessionTerminationRequest, GetSessionRequest, GetSessionTranscriptRequest, ListSessionsV2Request,
@@ -25,26 +26,31 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
                 Some(connector) => connector,
                 None => {
                     let request = GetSessionRequest { session_id: id.clone(), ..Default::default() };
-                    let session = client.get_session(request).await?.into_owned().session.into_option();
+                    let session =
+                        client.get_session(request).await.map_err(call_error(&api))?.into_owned().session.into_option();
                     session.and_then(|s| s.connector.into_option()).map(|c| c.id).unwrap_or_default()
                 }
             };
             let request = CreateSessionTerminationRequest { session_id: id, connector_id, ..Default::default() };
-            let response = client.create_session_termination(request).await?.into_owned();
+            let response = client.create_session_termination(request).await.map_err(call_error(&api))?.into_owned();
             let shutdown = response.session_shutdown.into_option().context("the response has no session_shutdown")?;
-            eprintln!("Termination of session {} sent to connector {}.", shutdown.session_id, shutdown.connector_id);
+            note!("Termination of session {} sent to connector {}.", shutdown.session_id, shutdown.connector_id);
             Ok(ExitCode::SUCCESS)
         }
         SessionsCommand::Transcript { id, api } => {
-            let request = GetSessionTranscriptRequest { session_id: id, ..Default::default() };
-            let transcript = client(&api)?.get_session_transcript(request).await?.into_owned().transcript;
+            let request = GetSessionTranscriptRequest { session_id: id.clone(), ..Default::default() };
+            let transcript =
+                client(&api)?.get_session_transcript(request).await.map_err(call_error(&api))?.into_owned().transcript;
+            if transcript.is_empty() {
+                note!("Session {id} has no statements recorded.");
+            }
             std::io::Write::write_all(&mut std::io::stdout().lock(), transcript.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         SessionsCommand::Get { id, output, api } => {
             let client = client(&api)?;
             let request = GetSessionRequest { session_id: id, ..Default::default() };
-            let response = client.get_session(request).await?.into_owned();
+            let response = client.get_session(request).await.map_err(call_error(&api))?.into_owned();
             let session = response.session.into_option().context("the response has no session")?;
             print_sessions(&[session], output)?;
             Ok(ExitCode::SUCCESS)
@@ -52,13 +58,44 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The largest response taken: a page of 100,000 sessions (the most a page holds) is tens of
+/// megabytes.
+const MAX_RESPONSE: usize = 1 << 30;
+
 fn client(api: &ApiArgs) -> anyhow::Result<Client> {
-    let uri: http::Uri = api.url.parse().with_context(|| format!("GATEHOUSE_URL {:?} is not a URL", api.url))?;
-    if api.api_key.trim().is_empty() {
-        bail!("no API key: set GATEHOUSE_API_KEY or pass --api-key");
+    let url = api.url.trim();
+    let uri: http::Uri = url.parse().ok().filter(|uri: &http::Uri| uri.host().is_some()).with_context(|| {
+        format!("the control-plane URL {url:?} (--url or GATEHOUSE_URL) is not a URL such as http://127.0.0.1:7400")
+    })?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => bail!(
+            "the control-plane URL {url:?} is https://, and this build speaks plain http:// only: \
+             reach the control plane through a local TLS-terminating proxy or tunnel"
+        ),
+        _ => bail!("the control-plane URL {url:?} (--url or GATEHOUSE_URL) must start with http://"),
     }
-    let config = ClientConfig::new(uri).with_default_header("x-api-key", api.api_key.trim());
+    let key = api.api_key.trim();
+    if key.is_empty() {
+        bail!("no API key: set GATEHOUSE_API_KEY or pass --api-key (`gatehouse keys create` makes one)");
+    }
+    let key = http::HeaderValue::from_str(key).ok().context("the API key holds characters no key has")?;
+    let config = ClientConfig::new(uri)
+        .with_default_header("x-api-key", key)
+        .with_default_timeout(api.timeout)
+        .with_default_max_message_size(MAX_RESPONSE);
     Ok(SessionsServiceClient::new(HttpClient::plaintext(), config))
+}
+
+/// A failed call, with where it went when the control plane could not be reached: a refused
+/// connection alone does not say which URL was tried.
+fn call_error(api: &ApiArgs) -> impl Fn(ConnectError) -> anyhow::Error + '_ {
+    move |error| match error.code {
+        ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => {
+            anyhow::Error::new(error).context(format!("no answer from the control plane at {}", api.url.trim()))
+        }
+        _ => error.into(),
+    }
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
@@ -90,7 +127,14 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Csv => Some(RecordWriter::csv(BufWriter::new(std::io::stdout().lock()))?),
     };
     let more = loop {
-        let response = client.list_sessions_v2(request.clone()).await?.into_owned();
+        let response = match client.list_sessions_v2(request.clone()).await {
+            Ok(response) => response.into_owned(),
+            // What was written stays written: say how far the export got.
+            Err(error) if total > 0 => {
+                return Err(call_error(&args.api)(error).context(format!("stopped after {total} sessions")));
+            }
+            Err(error) => return Err(call_error(&args.api)(error)),
+        };
         total += response.sessions.len();
         match records.as_mut() {
             Some(records) => {
@@ -106,18 +150,18 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             break !next.is_empty();
         }
         if progress {
-            eprint!("\rfetched {total} sessions…");
+            progress!("\rfetched {total} sessions…");
         }
         request.cursor = next;
     };
     if progress {
-        eprintln!("\rfetched {total} sessions.   ");
+        note!("\rfetched {total} sessions.   ");
     }
     if records.is_none() {
         print_sessions(&table_rows, OutputFormat::Table)?;
-        if more {
-            eprintln!("More sessions match: raise --limit, or pass --all for every one.");
-        }
+    }
+    if more {
+        note!("More sessions match: raise --limit, or pass --all for every one.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -43,7 +43,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                 _ => bail!("give either --email or --machine"),
             };
             let user = identity::create_user(store.as_ref(), org.id, new).await?;
-            eprintln!("Created {} user {} in organization {:?}.", user.kind, user.handle(), org.name);
+            note!("Created {} user {} in organization {:?}.", user.kind, user.handle(), org.name);
             println!("{}", user.id);
         }
         UsersCommand::List { org, store } => {
@@ -101,7 +101,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                 u.disabled = disable;
             }
             let u = identity::update_user(store.as_ref(), org, u).await?;
-            eprintln!(
+            note!(
                 "Updated {}: groups [{}], {}.",
                 u.handle(),
                 u.groups.join(", "),
@@ -113,10 +113,10 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
             if u.disabled {
-                eprintln!("{} is disabled already.", u.handle());
+                note!("{} is disabled already.", u.handle());
             } else {
                 let u = identity::update_user(store.as_ref(), org, User { disabled: true, ..u }).await?;
-                eprintln!("Disabled {}: connectors refuse it within {} s.", u.handle(), identity::CACHE_SECONDS);
+                note!("Disabled {}: connectors refuse it within {} s.", u.handle(), identity::CACHE_SECONDS);
             }
         }
         UsersCommand::Token(command) => token(command).await?,
@@ -131,17 +131,17 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
             if u.disabled {
-                eprintln!("warning: {} is disabled: the token works only once the user is enabled", u.handle());
+                note!("warning: {} is disabled: the token works only once the user is enabled", u.handle());
             }
             let created = identity::create_access_token(store.as_ref(), org, &u, ttl, &name).await?;
-            eprintln!(
+            note!(
                 "Created token {} for {}, valid until {}. It is shown only this once:",
                 created.prefix,
                 u.handle(),
                 format_rfc3339(created.expires)
             );
             println!("{}", created.token);
-            eprintln!("expires: {}", format_rfc3339(created.expires));
+            note!("expires: {}", format_rfc3339(created.expires));
         }
         TokenCommand::List { user, org, store } => {
             let store = open_existing_store(&store).await?;
@@ -173,7 +173,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             if !store.revoke_access_token(org_id, prefix, now_micros()).await? {
                 bail!("no live token with prefix {prefix:?} in organization {org:?}");
             }
-            eprintln!("Revoked token {prefix}: connectors refuse it within {} s.", identity::CACHE_SECONDS);
+            note!("Revoked token {prefix}: connectors refuse it within {} s.", identity::CACHE_SECONDS);
         }
     }
     Ok(())
@@ -208,11 +208,11 @@ pub async fn grant(
         if !store.revoke_role_grant(org, &grant).await? {
             bail!("{label} has no grant of role {role:?} on {}", resource.name);
         }
-        eprintln!("Revoked role {role} on {} from {label}.", resource.name);
+        note!("Revoked role {role} on {} from {label}.", resource.name);
     } else if store.grant_role(org, &grant, now_micros()).await? {
-        eprintln!("Granted role {role} on {} to {label}.", resource.name);
+        note!("Granted role {role} on {} to {label}.", resource.name);
     } else {
-        eprintln!("{label} has role {role} on {} already.", resource.name);
+        note!("{label} has role {role} on {} already.", resource.name);
     }
     Ok(())
 }

@@ -98,6 +98,7 @@ impl PgStore {
     /// As [`PgStore::connect`], with parsed connection options.
     pub async fn connect_with(connect: PgConnectOptions, options: PgOptions) -> Result<Self, StoreError> {
         let connect = connect.statement_cache_capacity(options.statement_cache_capacity).application_name("gatehouse");
+        let direct = connect.clone();
         let statement_timeout = options.statement_timeout.as_millis().to_string();
         let timeout = statement_timeout.clone();
         let pool = PgPoolOptions::new()
@@ -119,8 +120,20 @@ impl PgStore {
                 })
             })
             .connect_with(connect)
-            .await
-            .map_err(classify_sqlx)?;
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            // The pool retries until its timeout and then says only that: one connection of
+            // our own tells why (refused, no such database, authentication, ...).
+            Err(sqlx::Error::PoolTimedOut) => {
+                let attempt = tokio::time::timeout(options.acquire_timeout, PgConnection::connect_with(&direct)).await;
+                return Err(match attempt {
+                    Ok(Err(cause)) => classify_sqlx(cause),
+                    _ => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
+                });
+            }
+            Err(error) => return Err(classify_sqlx(error)),
+        };
         let store = Self { pool, statement_timeout };
         if options.migrate {
             store.migrate().await?;
@@ -152,11 +165,7 @@ impl PgStore {
 
     /// The migrations not applied yet, as `(version, description)`.
     pub async fn pending_migrations(&self) -> Result<Vec<(i64, String)>, StoreError> {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify_sqlx)?;
-        let applied: Vec<i64> = if exists {
+        let applied: Vec<i64> = if self.is_created().await? {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.pool)
                 .await
@@ -165,6 +174,14 @@ impl PgStore {
             Vec::new()
         };
         Ok(crate::pending_migrations(&MIGRATOR, &applied))
+    }
+
+    /// Whether this database holds a store at all (a migration ever ran here).
+    pub async fn is_created(&self) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify_sqlx)
     }
 
     /// The pool, for benchmarks that compare raw queries with the API.
@@ -323,8 +340,13 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
             // 08: connection exception; 57P01-57P03: admin shutdown, crash
             // shutdown, cannot connect now; 53300: too many connections;
             // 25006: read-only transaction (a standby during failover);
-            // 55000: the database does not allow connections (for maintenance).
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "25006" | "55000")
+            // 55000: the database does not allow connections (for maintenance); 3D000: no
+            // such database, 28000/28P01: refused login (a misconfigured or dropped store).
+            code.starts_with("08")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "53300" | "25006" | "55000" | "3D000" | "28000" | "28P01"
+                )
         }),
         _ => false,
     }
