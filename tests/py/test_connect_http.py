@@ -223,11 +223,23 @@ def test_a_json_message_that_is_not_an_object_is_invalid(gatehouse, acme_session
         resp = requests.get(url(gatehouse, "GetSession"), params=params, headers={"X-API-KEY": key},
                             timeout=RPC_TIMEOUT)
         assert_connect_error(resp, 400, "invalid_argument")
-    # Objects still pass, chunked or not.
+    # Gzipped, in a body or a GET's message.
+    zipped = requests.post(url(gatehouse, "GetSession"), data=gzip.compress(b"  " + array.encode()), timeout=RPC_TIMEOUT,
+                           headers={"Content-Type": "application/json", "Content-Encoding": "gzip", "X-API-KEY": key})
+    assert_connect_error(zipped, 400, "invalid_argument")
+    params = {"encoding": "json", "compression": "gzip", "base64": "1",
+              "message": base64.urlsafe_b64encode(gzip.compress(array.encode())).decode()}
+    resp = requests.get(url(gatehouse, "GetSession"), params=params, headers={"X-API-KEY": key}, timeout=RPC_TIMEOUT)
+    assert_connect_error(resp, 400, "invalid_argument")
+    # Objects still pass, chunked or gzipped or neither.
     body = json.dumps({"sessionId": acme_sessions[0].id}).encode()
     chunked = requests.post(url(gatehouse, "GetSession"), data=iter([body]), timeout=RPC_TIMEOUT,
                             headers={"Content-Type": "application/json", "X-API-KEY": key})
     assert chunked.status_code == 200, chunked.text
+    zipped = requests.post(url(gatehouse, "GetSession"), data=gzip.compress(body), timeout=RPC_TIMEOUT,
+                           headers={"Content-Type": "application/json", "Content-Encoding": "gzip", "X-API-KEY": key})
+    assert zipped.status_code == 200, zipped.text
+    assert zipped.json()["session"]["id"] == acme_sessions[0].id
 
 
 def test_connect_get_without_key_is_401(gatehouse):

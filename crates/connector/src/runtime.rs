@@ -123,7 +123,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         backoff,
         background.clone(),
     ));
-    tokio::spawn(save_resources(config.clone(), hello.clone(), background.clone()));
+    // Started once the listeners are resolved: a resource they name that does not exist is
+    // refused at start, not also reported as a change.
+    let save = save_resources(config.clone(), hello.clone(), background.clone());
     let background = Background { stop_reports, report_task, flush_limit, background, admin_task };
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -150,6 +152,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             return Err(error);
         }
     };
+    tokio::spawn(save);
 
     let mut upstream_tls = Vec::with_capacity(upstreams.len());
     for ((listener, _), upstream) in listeners.iter().zip(&upstreams) {

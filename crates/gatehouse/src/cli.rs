@@ -472,6 +472,12 @@ pub enum UsersCommand {
         store: StoreArgs,
     },
     /// Change a user's name, groups, external ids or status
+    #[command(group(
+        clap::ArgGroup::new("change")
+            .required(true)
+            .multiple(true)
+            .args(["name", "add_groups", "remove_groups", "add_external_ids", "remove_external_ids", "enable", "disable"])
+    ))]
     Update {
         /// An email or a machine name
         user: String,

@@ -10,7 +10,7 @@ use gatehouse_core::time::now_micros;
 use gatehouse_core::{OrgId, Session};
 use gatehouse_store::Store;
 
-use super::open_store;
+use super::{ensure_org, open_store};
 use crate::cli::SeedArgs;
 use crate::demo::DemoData;
 
@@ -20,7 +20,7 @@ const IN_FLIGHT: usize = 3;
 
 pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
-    let org = store.ensure_org(&args.org).await?;
+    let org = ensure_org(store.as_ref(), &args.org).await?;
     let span = i64::from(args.days) * 86_400_000_000;
     seed(store.as_ref(), org.id, args.sessions, args.active, span, args.seed).await?;
     Ok(ExitCode::SUCCESS)
@@ -72,7 +72,10 @@ pub async fn seed(
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    note!("\rseeded {done} sessions in {secs:.1}s ({:.0}/s)", done as f64 / secs.max(1e-9));
+    note!(
+        "\rseeded {done} sessions ({count} completed, {active} active) in {secs:.1}s ({:.0}/s)",
+        done as f64 / secs.max(1e-9)
+    );
     // So that the first queries after a large seed are planned for its size.
     store.refresh_statistics().await?;
     Ok(())
