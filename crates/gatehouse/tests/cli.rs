@@ -77,6 +77,20 @@ fn serve(data_dir: &Path) -> (Running, String) {
     (Running(child), url)
 }
 
+/// A store of organization `acme` with `completed` and `active` sessions, served, and an
+/// admin key for it.
+fn seeded_server(completed: usize, active: usize) -> (tempfile::TempDir, Running, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (completed, active) = (completed.to_string(), active.to_string());
+    run(gatehouse()
+        .args(["seed", "--org", "acme", "--sessions", &completed, "--active", &active, "--data-dir"])
+        .arg(data));
+    let key = stdout(&run(gatehouse().args(["keys", "create", "--org", "acme", "--data-dir"]).arg(data)));
+    let (server, url) = serve(data);
+    (dir, server, url, key.trim().to_owned())
+}
+
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
@@ -233,12 +247,8 @@ fn api_count(url: &str, key: &str, query: &str) -> usize {
 
 #[test]
 fn export_jsonl_and_csv_walk_every_page() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
-    run(gatehouse().args(["seed", "--org", "acme", "--sessions", "450", "--active", "7", "--data-dir"]).arg(data));
-    let key = stdout(&run(gatehouse().args(["keys", "create", "--org", "acme", "--data-dir"]).arg(data)));
-    let key = key.trim();
-    let (_server, url) = serve(data);
+    let (_dir, _server, url, key) = seeded_server(450, 7);
+    let key = key.as_str();
     let export = |query: &str, format: &str| {
         let mut command = gatehouse();
         command
@@ -285,13 +295,9 @@ fn export_jsonl_and_csv_walk_every_page() {
 
 #[test]
 fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
     // Over 4 MiB in one response, connectrpc's default limit for a client.
-    run(gatehouse().args(["seed", "--org", "acme", "--sessions", "15000", "--active", "0", "--data-dir"]).arg(data));
-    let key = stdout(&run(gatehouse().args(["keys", "create", "--org", "acme", "--data-dir"]).arg(data)));
-    let key = key.trim();
-    let (_server, url) = serve(data);
+    let (_dir, _server, url, key) = seeded_server(15000, 0);
+    let key = key.as_str();
     let client = |url: &str, args: &[&str]| {
         let mut command = gatehouse();
         command.arg("sessions").args(args).env("GATEHOUSE_URL", url).env("GATEHOUSE_API_KEY", key);

@@ -65,6 +65,22 @@ impl Cursor {
         Ok(n)
     }
 
+    /// Reads values as Bind (its parameters) and FunctionCall (its arguments) send them: an
+    /// Int16 count, then each as an Int32 length (-1 for NULL) and that many bytes, sliced
+    /// out of the message without a copy.
+    pub(crate) fn values(&mut self) -> Result<Vec<Option<Bytes>>, WireError> {
+        let n = self.count(4)?;
+        (0..n)
+            .map(|_| match self.i32()? {
+                -1 => Ok(None),
+                len => usize::try_from(len)
+                    .map_err(|_| WireError::Malformed("negative value length"))
+                    .and_then(|len| self.bytes(len))
+                    .map(Some),
+            })
+            .collect()
+    }
+
     /// Reads a NUL-terminated string without its terminator.
     pub(crate) fn cstr_bytes(&mut self) -> Result<Bytes, WireError> {
         // `CStr::from_bytes_until_nul` searches with core's word-at-a-time memchr.

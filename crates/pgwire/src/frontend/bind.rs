@@ -32,16 +32,7 @@ impl Decode for Bind {
         let statement = c.cstr()?;
         let n = c.count(2)?;
         let param_formats: Vec<i16> = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
-        let n = c.count(4)?;
-        let params: Vec<Option<Bytes>> = (0..n)
-            .map(|_| match c.i32()? {
-                -1 => Ok(None),
-                len => usize::try_from(len)
-                    .map_err(|_| WireError::Malformed("negative parameter length"))
-                    .and_then(|len| c.bytes(len))
-                    .map(Some),
-            })
-            .collect::<Result<_, _>>()?;
+        let params = c.values()?;
         // PostgreSQL's rule: several format codes must match the parameters one to one.
         if param_formats.len() > 1 && param_formats.len() != params.len() {
             return Err(WireError::Malformed("parameter format count does not match parameter count"));

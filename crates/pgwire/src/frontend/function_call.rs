@@ -41,16 +41,7 @@ impl Decode for FunctionCall {
         let oid = c.u32()?;
         let n = c.count(2)?;
         let arg_formats: Vec<i16> = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
-        let n = c.count(4)?;
-        let args: Vec<Option<Bytes>> = (0..n)
-            .map(|_| match c.i32()? {
-                -1 => Ok(None),
-                len => usize::try_from(len)
-                    .map_err(|_| WireError::Malformed("negative argument length"))
-                    .and_then(|len| c.bytes(len))
-                    .map(Some),
-            })
-            .collect::<Result<_, _>>()?;
+        let args = c.values()?;
         if arg_formats.len() > 1 && arg_formats.len() != args.len() {
             return Err(WireError::Malformed("argument format count does not match argument count"));
         }
