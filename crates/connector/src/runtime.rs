@@ -67,7 +67,8 @@ pub enum RunError {
     UpstreamTls { listen: SocketAddr, source: ProxyError },
     #[error(
         "the control plane at {url} refused this connector's key: set control_plane.key (or \
-         GATEHOUSE_CONNECTOR_KEY) to the key `gatehouse connectors create` or `connectors rotate-key` printed"
+         GATEHOUSE_CONNECTOR_KEY) to the connector key (ghc_...) `gatehouse connectors create` or \
+         `connectors rotate-key` printed; an API key (gh_...) cannot report sessions"
     )]
     KeyRefused { url: String },
     #[error("listener {listen} stopped: {message}")]

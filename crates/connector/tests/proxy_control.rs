@@ -333,6 +333,16 @@ async fn large_messages_share_a_memory_budget_and_give_it_back() {
     let error = tokio::time::timeout(PATIENCE, eventually_refused).await.expect("never refused");
     assert_eq!(sqlstate(&error), "53200", "{error:?}");
 
+    // Nor does a 3 MB query from another client: refused unread, and recorded as refused.
+    let mut sender = Raw::connect(proxy.addr).await;
+    sender.startup().await;
+    let mut query = vec![b'Q'];
+    query.extend_from_slice(&i32::try_from(3 * MIB).unwrap().to_be_bytes());
+    query.resize(64 * 1024, b' ');
+    sender.send(&query).await;
+    let error = sender.error().await;
+    assert_eq!(error.code(), Some("53200"), "{error:?}");
+
     // Once the holder goes, its share comes back.
     drop(holder);
     let (client, _connection) = proxy.connect().await;
@@ -345,9 +355,14 @@ async fn large_messages_share_a_memory_budget_and_give_it_back() {
         }
     };
     tokio::time::timeout(PATIENCE, fits).await.expect("the budget never came back");
-    let ended: Vec<EndReason> =
-        [proxy.ended_session().await, proxy.ended_session().await].iter().map(|s| s.end.reason).collect();
-    assert!(ended.iter().all(|r| *r == EndReason::Error), "{ended:?}");
+    let ended = [proxy.ended_session().await, proxy.ended_session().await, proxy.ended_session().await];
+    assert!(ended.iter().all(|s| s.end.reason == EndReason::Error), "{ended:?}");
+    let refused: Vec<(&str, &str)> =
+        ended.iter().flat_map(|s| &s.statements).map(|st| (st.text.as_str(), st.sqlstate.as_str())).collect();
+    let query =
+        format!("-- a query of {} bytes, refused unread: over the connector's memory for large messages", 3 * MIB + 1);
+    assert!(refused.contains(&("select repeat('x', 3000000)", "53200")), "{refused:?}");
+    assert!(refused.contains(&(query.as_str(), "53200")), "{refused:?}");
 }
 
 async fn assert_protocol_violation(raw: &mut Raw<TcpStream>) {

@@ -305,3 +305,22 @@ async fn pgbench_sessions_are_recorded_with_their_statements() {
     }
     assert_eq!(selects, 50, "every pgbench transaction is in a transcript");
 }
+
+/// A key the control plane refuses (unknown, or an API key, which cannot report sessions) is a
+/// configuration error: the connector says so and exits, rather than retry for ever.
+#[tokio::test]
+async fn a_connector_with_a_refused_key_exits_at_start() {
+    let system = System::new("60s");
+    let _serve = system.serve();
+    let config = std::fs::read_to_string(&system.config).unwrap();
+    let connector_key = config.lines().find_map(|l| l.strip_prefix("key = \"")).unwrap().trim_end_matches('"');
+    for key in ["ghc_nosuchkey_nosuchsecret", system.admin_key.as_str()] {
+        std::fs::write(&system.config, config.replace(connector_key, key)).unwrap();
+        let started = Instant::now();
+        let out = gatehouse().arg("connector").arg("--config").arg(&system.config).output().unwrap();
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{error}");
+        assert!(error.contains("refused this connector's key") && !error.contains(key), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -190,6 +190,11 @@ impl MessageReader {
         self.buf.len()
     }
 
+    /// The type byte of the message being read, once it arrived.
+    pub fn pending_tag(&self) -> Option<u8> {
+        self.buf.first().copied()
+    }
+
     /// Gives the buffer's memory back when nothing is buffered, so that a connection waiting
     /// for its peer holds no read buffer; the next read allocates a fresh one.
     pub fn release_if_empty(&mut self) {

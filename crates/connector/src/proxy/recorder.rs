@@ -27,8 +27,9 @@ use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use gatehouse_pgwire::Decode;
 use gatehouse_pgwire::Message;
-use gatehouse_pgwire::backend::ErrorResponse;
+use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
 
 use super::encoding::ClientEncoding;
@@ -62,17 +63,19 @@ impl Text {
 struct Pending {
     text: Text,
     start_us: i64,
-    /// Rows sent to the client: DataRows, and CopyData of a COPY TO STDOUT. Not the rows a
-    /// command changed (`DELETE 5000` sends none), which the spec's "rows sent to the client"
-    /// does not count.
+    /// Rows sent to the client: DataRows, and the rows of a COPY TO STDOUT (its tag's count:
+    /// its CopyData may also carry a header or a trailer). Not the rows a command changed
+    /// (`DELETE 5000` sends none), which the spec's "rows sent to the client" does not count.
     rows: i64,
+    /// In a COPY TO STDOUT (CopyOutResponse seen), until its CommandComplete.
+    copy_out: bool,
     bytes_sent: i64,
     sqlstate: Option<String>,
 }
 
 impl Pending {
     fn new(text: Text, start_us: i64) -> Self {
-        Self { text, start_us, rows: 0, bytes_sent: 0, sqlstate: None }
+        Self { text, start_us, rows: 0, copy_out: false, bytes_sent: 0, sqlstate: None }
     }
 
     /// A statement that failed before it ran: its ErrorResponse is all the client got.
@@ -184,9 +187,14 @@ impl Recorder {
         let tag = msg.tag();
         if let Some(Entry::Simple(p) | Entry::Execute { pending: p, .. }) = self.queue.front_mut() {
             p.bytes_sent += msg.len() as i64;
-            if tag == b'D' || tag == b'd' {
-                p.rows += 1;
-                return;
+            match tag {
+                b'D' => {
+                    p.rows += 1;
+                    return;
+                }
+                b'H' => p.copy_out = true,
+                b'C' if std::mem::take(&mut p.copy_out) => p.rows += copied_rows(msg),
+                _ => {}
             }
         }
         match tag {
@@ -248,6 +256,21 @@ impl Recorder {
             }
             _ => {}
         }
+    }
+
+    /// A client message of `len` bytes and type `tag` that the connector refused, unrelayed,
+    /// with `sqlstate`: what the client asked for is not known, but that it asked, is.
+    pub(crate) fn refused(&mut self, tag: Option<u8>, len: usize, now: i64, sqlstate: &str) {
+        let what = match tag {
+            Some(b'Q') => "a query",
+            Some(b'P') => "a Parse",
+            Some(b'B') => "a Bind",
+            Some(b'F') => "a function call",
+            Some(b'd') => "COPY data",
+            _ => "a message",
+        };
+        let text = format!("-- {what} of {len} bytes, refused unread: over the connector's memory for large messages");
+        self.done.push(Pending::failed(Text::Owned(text), now, Some(sqlstate.to_owned()), 0).finish(now));
     }
 
     /// Statements completed since the last call, in order.
@@ -523,6 +546,14 @@ fn quote_ident(name: &str) -> Cow<'_, str> {
     let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if plain { Cow::Borrowed(name) } else { Cow::Owned(format!("\"{}\"", name.replace('"', "\"\""))) }
+}
+
+/// The rows a COPY's CommandComplete (`COPY n`) counts.
+fn copied_rows(msg: &Message) -> i64 {
+    CommandComplete::decode_body(msg.payload_bytes())
+        .ok()
+        .and_then(|tag| tag.rows())
+        .map_or(0, |rows| i64::try_from(rows).unwrap_or(i64::MAX))
 }
 
 /// Binary arguments longer than this show their first this many bytes, and their length.
@@ -1044,6 +1075,12 @@ mod tests {
             &[msg(b'H', b"\0\0\0"), msg(b'd', b"1\n"), msg(b'c', b""), complete("COPY 1"), ready()],
         );
         assert_eq!(got, [s("copy t to stdout", 1, "")]);
+        // A header line (CSV HEADER; binary COPY's header and trailer) is no row.
+        let got = run(
+            &[msg(b'Q', b"copy t to stdout (format csv, header)\0")],
+            &[msg(b'H', b"\0\0\0"), msg(b'd', b"x\n"), msg(b'd', b"1\n"), msg(b'c', b""), complete("COPY 1"), ready()],
+        );
+        assert_eq!(got, [s("copy t to stdout (format csv, header)", 1, "")]);
     }
 
     #[test]

@@ -422,6 +422,9 @@ impl Relay {
             _ => SQLSTATE_CONNECTION_FAILURE,
         };
         self.recorder.abandon(end_us, sqlstate);
+        if let End::ClientProtocol(WireError::OverBudget { len }) = &end {
+            self.recorder.refused(self.client_reader.pending_tag(), *len, end_us, SQLSTATE_OUT_OF_MEMORY);
+        }
         self.report_statements();
         if let Some(session) = self.session.take() {
             self.ctx.live.remove(session.id());

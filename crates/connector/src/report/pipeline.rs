@@ -467,7 +467,8 @@ impl ReportLoop {
     }
 
     fn down(&mut self, error: &ConnectError, call: &str) {
-        if error.code == connectrpc::ErrorCode::Unauthenticated {
+        // Unauthenticated: no such key; permission denied: a key of another kind (an API key).
+        if matches!(error.code, connectrpc::ErrorCode::Unauthenticated | connectrpc::ErrorCode::PermissionDenied) {
             if !self.state.hello_done {
                 self.key_refused.send_replace(true);
             }
@@ -475,7 +476,7 @@ impl ReportLoop {
             tracing::error!(
                 call,
                 "the control plane refused this connector's key: set control_plane.key (or \
-                 GATEHOUSE_CONNECTOR_KEY) to the key `gatehouse connectors create` printed; spooling events, retrying"
+                 GATEHOUSE_CONNECTOR_KEY) to the connector key (ghc_...) `gatehouse connectors create` printed"
             );
         } else if !self.state.down {
             tracing::warn!(call, code = error.code.as_str(), %error, "the control plane did not take the call: spooling events, retrying with backoff");
