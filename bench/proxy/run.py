@@ -105,18 +105,24 @@ async def idle_connections(port, count):
 
 
 def rss_per_idle_connection(pid, port, count=80):
-    """What `count` idle connections hold: RSS with them open, less RSS once
-    they closed and the allocator gave their memory back. Measured as a
-    difference after the fact because a delta from before the first
-    connections counts the allocator's first pages, not the connections."""
-    async def measure():
+    """What `count` idle connections hold: RSS with them open, less RSS just
+    before they opened. A first round of as many connections, opened and
+    closed, comes before: the allocator's first pages for them, and what
+    recording their sessions' starts and ends keeps (report buffers), would
+    otherwise count, or, kept after a close, make the difference negative."""
+    async def cycle():
         conns = await idle_connections(port, count)
         await asyncio.sleep(1.5)
         opened = rss_kib(pid)
         for w in conns:
             w.close()
         await asyncio.sleep(3)
-        return (opened - rss_kib(pid)) * 1024 / count
+        return opened
+
+    async def measure():
+        await cycle()
+        before = rss_kib(pid)
+        return (await cycle() - before) * 1024 / count
     return asyncio.run(measure())
 
 
