@@ -315,8 +315,16 @@ fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
     assert!(String::from_utf8_lossy(&cut.stderr).contains("More sessions match"));
 
     let closed = format!("http://127.0.0.1:{}", free_port());
+    // Connections are taken (by the kernel's backlog) and never answered.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", silent.local_addr().unwrap());
     for (url, args, expected) in [
-        (closed.as_str(), &["list"][..], format!("no answer from the control plane at {closed}")),
+        (closed.as_str(), &["list"][..], format!("cannot reach the control plane at {closed}")),
+        (
+            silent.as_str(),
+            &["list", "--timeout", "1s"],
+            format!("no answer from the control plane at {silent} within 1s"),
+        ),
         ("127.0.0.1:7400", &["list"], "must start with http://".to_owned()),
         ("https://127.0.0.1:7400", &["list"], "plain http:// only".to_owned()),
         (url.as_str(), &["list", "-q", "NOT"], "quote it: \"NOT\"".to_owned()),

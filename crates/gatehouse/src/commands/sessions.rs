@@ -26,21 +26,19 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
                 Some(connector) => connector,
                 None => {
                     let request = GetSessionRequest { session_id: id.clone(), ..Default::default() };
-                    let session =
-                        client.get_session(request).await.map_err(call_error(&api))?.into_owned().session.into_option();
+                    let session = call(&api, client.get_session(request)).await?.into_owned().session.into_option();
                     session.and_then(|s| s.connector.into_option()).map(|c| c.id).unwrap_or_default()
                 }
             };
             let request = CreateSessionTerminationRequest { session_id: id, connector_id, ..Default::default() };
-            let response = client.create_session_termination(request).await.map_err(call_error(&api))?.into_owned();
+            let response = call(&api, client.create_session_termination(request)).await?.into_owned();
             let shutdown = response.session_shutdown.into_option().context("the response has no session_shutdown")?;
             note!("Termination of session {} sent to connector {}.", shutdown.session_id, shutdown.connector_id);
             Ok(ExitCode::SUCCESS)
         }
         SessionsCommand::Transcript { id, api } => {
             let request = GetSessionTranscriptRequest { session_id: id.clone(), ..Default::default() };
-            let transcript =
-                client(&api)?.get_session_transcript(request).await.map_err(call_error(&api))?.into_owned().transcript;
+            let transcript = call(&api, client(&api)?.get_session_transcript(request)).await?.into_owned().transcript;
             if transcript.is_empty() {
                 note!("Session {id} has no statements recorded.");
             }
@@ -50,7 +48,7 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
         SessionsCommand::Get { id, output, api } => {
             let client = client(&api)?;
             let request = GetSessionRequest { session_id: id, ..Default::default() };
-            let response = client.get_session(request).await.map_err(call_error(&api))?.into_owned();
+            let response = call(&api, client.get_session(request)).await?.into_owned();
             let session = response.session.into_option().context("the response has no session")?;
             print_sessions(&[session], output)?;
             Ok(ExitCode::SUCCESS)
@@ -80,21 +78,22 @@ fn client(api: &ApiArgs) -> anyhow::Result<Client> {
         bail!("no API key: set GATEHOUSE_API_KEY or pass --api-key (`gatehouse keys create` makes one)");
     }
     let key = http::HeaderValue::from_str(key).ok().context("the API key holds characters no key has")?;
-    let config = ClientConfig::new(uri)
-        .with_default_header("x-api-key", key)
-        .with_default_timeout(api.timeout)
-        .with_default_max_message_size(MAX_RESPONSE);
+    let config =
+        ClientConfig::new(uri).with_default_header("x-api-key", key).with_default_max_message_size(MAX_RESPONSE);
     Ok(SessionsServiceClient::new(HttpClient::plaintext(), config))
 }
 
-/// A failed call, with where it went when the control plane could not be reached: a refused
-/// connection alone does not say which URL was tried.
-fn call_error(api: &ApiArgs) -> impl Fn(ConnectError) -> anyhow::Error + '_ {
-    move |error| match error.code {
-        ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => {
-            anyhow::Error::new(error).context(format!("no answer from the control plane at {}", api.url.trim()))
+/// Makes a call within `--timeout`. A failure that is not the control plane's answer (nothing
+/// listening, no answer in time) names the URL tried: a refused connection alone does not.
+async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectError>>) -> anyhow::Result<T> {
+    let url = api.url.trim();
+    match tokio::time::timeout(api.timeout, call).await {
+        Err(_) => bail!("no answer from the control plane at {url} within {:?} (--timeout)", api.timeout),
+        // Transport errors carry their cause; errors the control plane sent do not.
+        Ok(Err(error)) if error.code == ErrorCode::Unavailable && std::error::Error::source(&error).is_some() => {
+            Err(anyhow::Error::new(error).context(format!("cannot reach the control plane at {url}")))
         }
-        _ => error.into(),
+        Ok(result) => Ok(result?),
     }
 }
 
@@ -127,13 +126,11 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Csv => Some(RecordWriter::csv(BufWriter::new(std::io::stdout().lock()))?),
     };
     let more = loop {
-        let response = match client.list_sessions_v2(request.clone()).await {
+        let response = match call(&args.api, client.list_sessions_v2(request.clone())).await {
             Ok(response) => response.into_owned(),
             // What was written stays written: say how far the export got.
-            Err(error) if total > 0 => {
-                return Err(call_error(&args.api)(error).context(format!("stopped after {total} sessions")));
-            }
-            Err(error) => return Err(call_error(&args.api)(error)),
+            Err(error) if total > 0 => return Err(error.context(format!("stopped after {total} sessions"))),
+            Err(error) => return Err(error),
         };
         total += response.sessions.len();
         match records.as_mut() {
