@@ -10,6 +10,15 @@ macro_rules! note {
     }};
 }
 
+/// `println!`, likewise: the control plane keeps running when whoever read its banner
+/// (`| head`, a test) has stopped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// `eprint!`, likewise: progress on one line.
 macro_rules! progress {
     ($($arg:tt)*) => {{

@@ -73,14 +73,14 @@ fn get_message(request: &Request) -> Option<(Vec<u8>, bool)> {
         Some(_) => return None,
     };
     let message = params.get("message")?;
-    if params.get("base64").map(String::as_str) == Some("1") {
+    let message = if params.get("base64").map(String::as_str) == Some("1") {
         let unpadded = message.trim_end_matches('=');
         // Undecodable: left for the decoder to refuse.
-        let decoded = URL_SAFE_NO_PAD.decode(unpadded).or_else(|_| URL_SAFE.decode(message)).ok()?;
-        Some((decoded, gzip))
+        URL_SAFE_NO_PAD.decode(unpadded).or_else(|_| URL_SAFE.decode(message)).ok()?
     } else {
-        Some((message.as_bytes().to_vec(), gzip))
-    }
+        message.as_bytes().to_vec()
+    };
+    Some((message, gzip))
 }
 
 /// Whether a message starts as an object. An empty one, and a gzipped one that does not
@@ -95,10 +95,11 @@ fn is_object_or_empty(message: &[u8], gzip: bool) -> bool {
     loop {
         match std::io::Read::read(&mut decoder, &mut chunk) {
             Ok(0) | Err(_) => return true,
-            Ok(n) => match first(&chunk[..n]) {
-                Some(byte) => return byte == b'{',
-                None => continue,
-            },
+            Ok(n) => {
+                if let Some(byte) = first(&chunk[..n]) {
+                    return byte == b'{';
+                }
+            }
         }
     }
 }

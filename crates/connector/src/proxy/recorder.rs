@@ -27,10 +27,9 @@ use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use gatehouse_pgwire::Decode;
-use gatehouse_pgwire::Message;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
+use gatehouse_pgwire::{Decode, Message};
 
 use super::encoding::ClientEncoding;
 use crate::event::Statement;
@@ -424,8 +423,8 @@ impl Recorder {
         if self.suspended.is_empty() {
             return;
         }
-        let names: Vec<Box<str>> = self.suspended.keys().filter(|name| gone(name)).cloned().collect();
-        let mut finished: Vec<(Pending, i64)> = names.iter().filter_map(|name| self.suspended.remove(name)).collect();
+        let mut finished: Vec<(Pending, i64)> =
+            self.suspended.extract_if(|name, _| gone(name)).map(|(_, statement)| statement).collect();
         finished.sort_by_key(|(pending, _)| pending.start_us);
         self.done.extend(finished.into_iter().map(|(pending, end_us)| pending.finish(end_us)));
     }

@@ -28,15 +28,6 @@ const DEV_RESOURCE: &str = "local-postgres";
 const DEMO_ACTIVE: usize = 36;
 const DEMO_DAYS: i64 = 30;
 
-/// Prints to stdout, ignoring a reader that went away: the control plane
-/// keeps running when whoever read its banner (`| head`, a test) has stopped.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let data_dir = &args.store.data_dir;
     std::fs::create_dir_all(data_dir)

@@ -1,6 +1,6 @@
 //! `gatehouse seed`: synthetic sessions, in batches, with progress.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -66,7 +66,6 @@ pub async fn seed(
         done += inserted;
         if terminal {
             progress!("\rseeding sessions: {done}/{total}");
-            let _ = std::io::stderr().flush();
         } else if done % step < inserted {
             note!("seeding sessions: {done}/{total}");
         }

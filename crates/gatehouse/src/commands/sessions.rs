@@ -126,12 +126,11 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Csv => Some(RecordWriter::csv(BufWriter::new(std::io::stdout().lock()))?),
     };
     let more = loop {
-        let response = match call(&args.api, client.list_sessions_v2(request.clone())).await {
-            Ok(response) => response.into_owned(),
+        let response = call(&args.api, client.list_sessions_v2(request.clone()))
+            .await
             // What was written stays written: say how far the export got.
-            Err(error) if total > 0 => return Err(error.context(format!("stopped after {total} sessions"))),
-            Err(error) => return Err(error),
-        };
+            .map_err(|error| if total > 0 { error.context(format!("stopped after {total} sessions")) } else { error })?
+            .into_owned();
         total += response.sessions.len();
         match records.as_mut() {
             Some(records) => {
