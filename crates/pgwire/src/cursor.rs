@@ -65,12 +65,21 @@ impl Cursor {
         Ok(n)
     }
 
-    /// Reads values as Bind (its parameters) and FunctionCall (its arguments) send them: an
-    /// Int16 count, then each as an Int32 length (-1 for NULL) and that many bytes, sliced
-    /// out of the message without a copy.
-    pub(crate) fn values(&mut self) -> Result<Vec<Option<Bytes>>, WireError> {
+    /// Reads format codes (0 text, 1 binary) as Bind, FunctionCall and the COPY responses send
+    /// them: an Int16 count, then that many Int16 codes.
+    pub(crate) fn format_codes(&mut self) -> Result<Vec<i16>, WireError> {
+        let n = self.count(2)?;
+        (0..n).map(|_| self.i16()).collect()
+    }
+
+    /// Reads values with their format codes, as Bind (its parameters) and FunctionCall (its
+    /// arguments) send them: the codes, then an Int16 count and each value as an Int32 length
+    /// (-1 for NULL) and that many bytes, sliced out of the message without a copy. Several
+    /// codes must match the values one to one, PostgreSQL's rule.
+    pub(crate) fn formatted_values(&mut self) -> Result<(Vec<i16>, Vec<Option<Bytes>>), WireError> {
+        let formats = self.format_codes()?;
         let n = self.count(4)?;
-        (0..n)
+        let values: Vec<Option<Bytes>> = (0..n)
             .map(|_| match self.i32()? {
                 -1 => Ok(None),
                 len => usize::try_from(len)
@@ -78,7 +87,11 @@ impl Cursor {
                     .and_then(|len| self.bytes(len))
                     .map(Some),
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        if formats.len() > 1 && formats.len() != values.len() {
+            return Err(WireError::Malformed("format code count does not match value count"));
+        }
+        Ok((formats, values))
     }
 
     /// Reads a NUL-terminated string without its terminator.

@@ -34,8 +34,7 @@ impl<const TAG: u8> Decode for CopyResponse<TAG> {
             1 => true,
             _ => return Err(WireError::Malformed("COPY format must be 0 or 1")),
         };
-        let n = c.count(2)?;
-        let column_formats = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
+        let column_formats = c.format_codes()?;
         c.finish()?;
         Ok(Self { binary, column_formats })
     }

@@ -30,15 +30,8 @@ impl Decode for Bind {
         let mut c = Cursor::new(body);
         let portal = c.cstr()?;
         let statement = c.cstr()?;
-        let n = c.count(2)?;
-        let param_formats: Vec<i16> = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
-        let params = c.values()?;
-        // PostgreSQL's rule: several format codes must match the parameters one to one.
-        if param_formats.len() > 1 && param_formats.len() != params.len() {
-            return Err(WireError::Malformed("parameter format count does not match parameter count"));
-        }
-        let n = c.count(2)?;
-        let result_formats = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
+        let (param_formats, params) = c.formatted_values()?;
+        let result_formats = c.format_codes()?;
         c.finish()?;
         Ok(Self { portal, statement, param_formats, params, result_formats })
     }

@@ -39,12 +39,7 @@ impl Decode for FunctionCall {
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
         let mut c = Cursor::new(body);
         let oid = c.u32()?;
-        let n = c.count(2)?;
-        let arg_formats: Vec<i16> = (0..n).map(|_| c.i16()).collect::<Result<_, _>>()?;
-        let args = c.values()?;
-        if arg_formats.len() > 1 && arg_formats.len() != args.len() {
-            return Err(WireError::Malformed("argument format count does not match argument count"));
-        }
+        let (arg_formats, args) = c.formatted_values()?;
         let result_format = c.i16()?;
         c.finish()?;
         Ok(Self { oid, arg_formats, args, result_format })
