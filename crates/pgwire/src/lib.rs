@@ -11,6 +11,7 @@
 //!   writes it on unchanged.
 //! - [`MessageReader`] owns the read buffer of one connection and hands out [`Message`]s without
 //!   copying; [`try_frame`] is its synchronous core.
+//! - [`buffers`] lends read and write buffers to connections while they have bytes in flight.
 //! - [`Startup`] is the first packet of a connection, which has no type byte.
 //! - [`FrontendTag`] and [`BackendTag`] are the type-byte tables, one per direction.
 //! - [`frontend`] and [`backend`] hold typed views, one file per message, built from a
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod buffers;
 mod codec;
 mod cursor;
 mod error;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::{FrontendTag, Message, Startup, WireError, try_startup};
+use crate::{FrontendTag, Message, Startup, WireError, buffers, try_startup};
 
 /// Default for [`MessageReader::max_message_len`]: PostgreSQL's own bound (`MaxAllocSize`, 1 GiB
 /// less a byte), so that whatever the database takes or sends passes through a relay too.
@@ -20,13 +20,10 @@ use crate::{FrontendTag, Message, Startup, WireError, try_startup};
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 0x3fff_ffff;
 
 /// The least a read asks for, so that many small messages arrive in one read.
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = buffers::BUFFER_SIZE;
 /// The most reserved ahead for one large message, so that a length field alone cannot make
 /// us allocate hundreds of megabytes before the bytes arrive.
 const MAX_RESERVE: usize = 1024 * 1024;
-/// An empty buffer bigger than this is dropped, so one large message does not pin its
-/// allocation for the life of the connection.
-const SHRINK_ABOVE: usize = 4 * MAX_RESERVE;
 
 /// PostgreSQL's bound (`PQ_SMALL_MESSAGE_LIMIT`) on the frontend messages that are always
 /// small: Close, Describe, Execute, Flush, Sync and Terminate.
@@ -125,6 +122,7 @@ pub struct MessageReader {
 impl Drop for MessageReader {
     fn drop(&mut self) {
         self.give_back();
+        buffers::give(&mut self.buf);
     }
 }
 
@@ -196,11 +194,9 @@ impl MessageReader {
     }
 
     /// Gives the buffer's memory back when nothing is buffered, so that a connection waiting
-    /// for its peer holds no read buffer; the next read allocates a fresh one.
+    /// for its peer holds no read buffer; the next read takes one from [`buffers`].
     pub fn release_if_empty(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
-        }
+        buffers::give(&mut self.buf);
     }
 
     /// Returns the next message, reading from `r` only if no complete message is buffered.
@@ -300,8 +296,13 @@ impl MessageReader {
     where
         R: AsyncRead + Unpin + ?Sized,
     {
-        if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
-            self.buf = BytesMut::new();
+        // An empty buffer is given back first: one that grew for a large message is freed
+        // rather than pinned for the life of the connection.
+        if self.buf.is_empty() {
+            buffers::give(&mut self.buf);
+        }
+        if self.buf.capacity() == 0 {
+            self.buf = buffers::take();
         }
         // Progressive reservations still grow the buffer geometrically, so a large message
         // costs O(n) copies in all. A large message the budget granted has its room already:

@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 use super::client::{self, Negotiated};
 use super::login::{self, Identified};
 use super::relay::{self, Conn};
+use super::shutdown::Stop;
 use super::upstream::ServerStream;
-use super::{ProxyContext, Shutdown, cancel, upstream};
+use super::{ProxyContext, cancel, upstream};
 use crate::event::now_us;
 use crate::identity;
 use crate::metrics::Metrics;
@@ -45,7 +46,7 @@ impl Drop for Active<'_> {
 }
 
 /// Serves one accepted client.
-pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdown>) {
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, mut stop: Stop) {
     let accepted_us = now_us();
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
@@ -56,12 +57,12 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyConte
 
     let prepared = tokio::select! {
         biased;
-        () = shutdown.token.cancelled() => return,
+        () = &mut stop => return,
         prepared = prepare(stream, peer, &ctx) => prepared,
     };
     if let Some(Prepared { client, client_reader, startup, server, server_reader, identified }) = prepared {
         let conn = Conn { client, client_reader, startup, server, server_reader, identified, peer, accepted_us };
-        relay::run(conn, ctx, shutdown).await;
+        relay::run(conn, ctx, stop).await;
     }
 }
 

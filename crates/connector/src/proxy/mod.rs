@@ -12,6 +12,7 @@
 //! - `outbox`: the write buffer of one side, flushed once per batch.
 //! - `recorder`: turns relayed messages into statements; no IO.
 //! - `session`: a session's events, in order.
+//! - `shutdown`: a listener's shutdown, as each of its connections waits for it.
 //! - [`CancelMap`]: the backend keys the connector handed out, for CancelRequests.
 //! - [`load_tls`]: the certificate offered to clients.
 //!
@@ -33,12 +34,13 @@ mod outbox;
 mod recorder;
 mod relay;
 mod session;
+mod shutdown;
 mod tls;
 mod upstream;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_pgwire::LargeMessageBudget;
@@ -47,10 +49,10 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use cancel::CancelMap;
+use shutdown::Shutdown;
 pub use tls::load_tls;
 pub use upstream::{UpstreamTlsConfig, upstream_tls};
 
-use crate::event::now_us;
 use crate::identity::{Credentials, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
@@ -113,24 +115,6 @@ pub enum ProxyError {
     ServerName(String),
 }
 
-/// The shutdown signal of one listener, and the moment it was first seen, which is the end
-/// time of every session it ends.
-pub(crate) struct Shutdown {
-    token: CancellationToken,
-    at: OnceLock<i64>,
-}
-
-impl Shutdown {
-    fn new(token: CancellationToken) -> Self {
-        Self { token, at: OnceLock::new() }
-    }
-
-    /// The shutdown moment, fixed by whoever asks first.
-    fn at(&self) -> i64 {
-        *self.at.get_or_init(now_us)
-    }
-}
-
 /// Accepts clients until `shutdown` is cancelled, then stops accepting, ends the live
 /// sessions of this listener (FATAL 57P01 to the client, the upstream query cancelled,
 /// [`EndReason::Shutdown`](crate::event::EndReason::Shutdown) at the moment of shutdown), and
@@ -141,7 +125,7 @@ impl Shutdown {
 /// None today: a failed accept is logged and retried, since it concerns one client (or a
 /// passing shortage of file descriptors), not the listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: CancellationToken) -> io::Result<()> {
-    let stop = Arc::new(Shutdown::new(shutdown.clone()));
+    let stop = Arc::new(Shutdown::default());
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -150,7 +134,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tasks.spawn(connection::run(stream, peer, Arc::clone(&ctx), Arc::clone(&stop)));
+                    tasks.spawn(connection::run(stream, peer, Arc::clone(&ctx), stop.subscribe()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -160,7 +144,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
         }
     }
     drop(listener);
-    stop.at();
+    stop.fire();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(joined) = tasks.join_next().await {
             log_join(joined);

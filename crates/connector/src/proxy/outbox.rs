@@ -5,13 +5,12 @@ use std::collections::VecDeque;
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
+use gatehouse_pgwire::buffers;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Above this, the relay stops reading from the side that feeds this outbox until it drains,
 /// so a slow reader holds back its writer instead of growing memory.
 const HIGH_WATER: usize = 256 * 1024;
-/// What an empty outbox allocates for its first frame.
-const MIN_CAPACITY: usize = 4 * 1024;
 /// Frames from this size on are queued as they are, not copied: a 200 MB row would otherwise
 /// be in memory twice, and copying it holds up every other session on the relay's thread.
 const SHARE_FROM: usize = 64 * 1024;
@@ -39,7 +38,7 @@ impl Outbox {
         // A batch is several frames (a result: description, rows, completion, ready): room
         // for them at once, rather than a reallocation and copy at each.
         if self.tail.capacity() == 0 {
-            self.tail.reserve(frame.len().max(MIN_CAPACITY));
+            self.tail = buffers::take();
         }
         self.tail.extend_from_slice(frame);
     }
@@ -59,6 +58,9 @@ impl Outbox {
 
     /// The buffer, for encoding a message the connector sends itself.
     pub(crate) fn buf_mut(&mut self) -> &mut BytesMut {
+        if self.tail.capacity() == 0 {
+            self.tail = buffers::take();
+        }
         &mut self.tail
     }
 
@@ -98,9 +100,7 @@ impl Outbox {
                 let n = w.write(&self.tail).await?;
                 self.tail.advance(n);
                 // An idle connection holds no write buffer either.
-                if self.tail.is_empty() {
-                    self.tail = BytesMut::new();
-                }
+                buffers::give(&mut self.tail);
                 n
             }
         };
@@ -118,6 +118,12 @@ impl Outbox {
             total += self.drive(w).await?;
         }
         Ok(total)
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        buffers::give(&mut self.tail);
     }
 }
 

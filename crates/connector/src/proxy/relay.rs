@@ -26,14 +26,15 @@ use gatehouse_pgwire::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use super::ProxyContext;
 use super::cancel::{self, CancelTarget};
 use super::client::ClientStream;
 use super::login::Identified;
 use super::outbox::Outbox;
 use super::recorder::Recorder;
 use super::session::Session;
+use super::shutdown::{Shutdown, Stop};
 use super::upstream::ServerStream;
-use super::{ProxyContext, Shutdown};
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
 use crate::metrics::Metrics;
@@ -101,7 +102,7 @@ impl End {
 }
 
 /// Relays one connection from its startup packet to its end, and reports its session.
-pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdown>) {
+pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
     let Conn { client, client_reader, startup, server, server_reader, identified, peer, accepted_us } = conn;
     let upstream = match server.peer_addr() {
         Ok(addr) => addr,
@@ -112,7 +113,7 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdo
     };
     let mut relay = Relay {
         ctx,
-        shutdown,
+        shutdown: stop.shutdown(),
         client_reader,
         server_reader,
         to_client: Outbox::new(client.is_tls()),
@@ -142,22 +143,22 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, shutdown: Arc<Shutdo
         (ClientStream::Plain(mut client), ServerStream::Plain(mut server)) => {
             let (cr, cw) = client.split();
             let (sr, sw) = server.split();
-            relay.run(cr, cw, sr, sw).await;
+            relay.run(stop, cr, cw, sr, sw).await;
         }
         (ClientStream::Tls(client), ServerStream::Plain(mut server)) => {
             let (cr, cw) = tokio::io::split(*client);
             let (sr, sw) = server.split();
-            relay.run(cr, cw, sr, sw).await;
+            relay.run(stop, cr, cw, sr, sw).await;
         }
         (ClientStream::Plain(mut client), ServerStream::Tls(server)) => {
             let (cr, cw) = client.split();
             let (sr, sw) = tokio::io::split(*server);
-            relay.run(cr, cw, sr, sw).await;
+            relay.run(stop, cr, cw, sr, sw).await;
         }
         (ClientStream::Tls(client), ServerStream::Tls(server)) => {
             let (cr, cw) = tokio::io::split(*client);
             let (sr, sw) = tokio::io::split(*server);
-            relay.run(cr, cw, sr, sw).await;
+            relay.run(stop, cr, cw, sr, sw).await;
         }
     }
 }
@@ -189,15 +190,13 @@ struct Relay {
 }
 
 impl Relay {
-    async fn run<CR, CW, SR, SW>(mut self, mut cr: CR, mut cw: CW, mut sr: SR, mut sw: SW)
+    async fn run<CR, CW, SR, SW>(mut self, mut stop: Stop, mut cr: CR, mut cw: CW, mut sr: SR, mut sw: SW)
     where
         CR: AsyncRead + WaitReadable + Unpin,
         CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
         SW: AsyncWrite + Unpin,
     {
-        let stop = self.shutdown.token.clone().cancelled_owned();
-        tokio::pin!(stop);
         let end = loop {
             tokio::select! {
                 biased;

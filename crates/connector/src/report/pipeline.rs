@@ -244,6 +244,9 @@ impl ReportLoop {
         let mut bytes = approx_size(&batch[0]);
         let mut slept = false;
         loop {
+            // Room for what is queued at once: growing by doubling copies a full batch's
+            // events over and over.
+            batch.reserve(self.queue.events.len().min(self.options.batch_events.saturating_sub(batch.len())));
             while batch.len() < self.options.batch_events && bytes < self.options.batch_bytes {
                 match self.queue.events.try_recv() {
                     Ok(event) => {
