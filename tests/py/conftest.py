@@ -102,14 +102,14 @@ class Gatehouse:
         return f"127.0.0.1:{self.port}"
 
 
-def _wait_healthy(proc: subprocess.Popen, url: str, log: Path, deadline_s: float = 60) -> None:
+def _wait_healthy(proc: subprocess.Popen, url: str, log: Path, deadline_s: float = 60, verify=True) -> None:
     deadline = time.monotonic() + deadline_s
     last_error = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"gatehouse serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
-            r = requests.get(f"{url}/health", timeout=2)
+            r = requests.get(f"{url}/health", timeout=2, verify=verify)
             if r.status_code == 200 and r.text.strip() == "ok":
                 return
             last_error = f"HTTP {r.status_code}: {r.text!r}"

@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let base_url = format!("http://{}", listener.local_addr()?);
     let url = format!("{base_url}/core.v1.SessionsService/ListSessionsV2");
     let app = gatehouse_server::app(store.clone()).await?;
-    tokio::spawn(gatehouse_server::serve(listener, app, std::future::pending()));
+    tokio::spawn(gatehouse_server::serve(listener, None, app, std::future::pending()));
     let http = reqwest::Client::new();
     let api = Api { http, url, key };
 

@@ -2,8 +2,9 @@
 //!
 //! ```toml
 //! [control_plane]
-//! url = "http://127.0.0.1:7400"  # or GATEHOUSE_URL
+//! url = "http://127.0.0.1:7400"  # or GATEHOUSE_URL; https:// too
 //! key = "gh_..."                 # or GATEHOUSE_CONNECTOR_KEY
+//! ca_file = "/etc/gatehouse/ca.pem"  # or GATEHOUSE_CA_FILE: a private CA for https://
 //!
 //! [[listeners]]                  # or GATEHOUSE_CONNECTOR_LISTENERS=127.0.0.1:6432=res_...[@host:port],...
 //! listen = "127.0.0.1:6432"
@@ -35,6 +36,8 @@ use serde::Deserialize;
 pub const ENV_URL: &str = "GATEHOUSE_URL";
 /// Connector key (`control_plane.key`).
 pub const ENV_KEY: &str = "GATEHOUSE_CONNECTOR_KEY";
+/// `control_plane.ca_file`.
+pub const ENV_CA_FILE: &str = "GATEHOUSE_CA_FILE";
 /// Listeners, replacing the file's: `addr=resource[@host:port],...`.
 pub const ENV_LISTENERS: &str = "GATEHOUSE_CONNECTOR_LISTENERS";
 /// `admin_listen`.
@@ -163,12 +166,20 @@ pub struct ControlPlane {
     /// The connector key printed by `gatehouse connectors create`. Required.
     #[serde(default)]
     pub key: String,
+    /// Certificate authorities (PEM) an `https://` control plane's certificate may be signed
+    /// by, besides the Mozilla roots: a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let key = if self.key.is_empty() { "" } else { "<redacted>" };
-        f.debug_struct("ControlPlane").field("url", &self.url).field("key", &key).finish()
+        f.debug_struct("ControlPlane")
+            .field("url", &self.url)
+            .field("key", &key)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }
 
@@ -268,6 +279,9 @@ impl Config {
         if let Some(key) = env(ENV_KEY) {
             config.control_plane.key = key.trim().to_owned();
         }
+        if let Some(ca_file) = env(ENV_CA_FILE) {
+            config.control_plane.ca_file = Some(PathBuf::from(ca_file.trim()));
+        }
         if let Some(listeners) = env(ENV_LISTENERS) {
             config.listeners = parse_listeners(&listeners)?;
         }
@@ -304,7 +318,10 @@ impl Config {
             return Err(missing("control_plane.url", "or GATEHOUSE_URL"));
         }
         if !self.control_plane.url.starts_with("http://") && !self.control_plane.url.starts_with("https://") {
-            return Err(invalid("control_plane.url", format!("`{}` is not an http:// URL", self.control_plane.url)));
+            return Err(invalid(
+                "control_plane.url",
+                format!("`{}` is not an http:// or https:// URL", self.control_plane.url),
+            ));
         }
         if self.control_plane.key.is_empty() {
             return Err(missing("control_plane.key", "or GATEHOUSE_CONNECTOR_KEY"));

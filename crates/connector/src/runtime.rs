@@ -84,7 +84,11 @@ pub enum RunError {
 /// for a listener that stopped on its own.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let run_id = uuid::Uuid::now_v7().to_string();
-    let control = ControlPlane::new(&config.control_plane.url, &config.control_plane.key)?;
+    let control = ControlPlane::new(
+        &config.control_plane.url,
+        &config.control_plane.key,
+        config.control_plane.ca_file.as_deref(),
+    )?;
     let verify_control = control.clone();
     let tls = match &config.tls {
         Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),

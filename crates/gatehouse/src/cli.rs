@@ -13,7 +13,7 @@ use gatehouse_core::Role;
     version,
     about = "Know and control who touches production data",
     long_about = None,
-    after_help = "Environment: GATEHOUSE_URL and GATEHOUSE_API_KEY for the `sessions` commands; \
+    after_help = "Environment: GATEHOUSE_URL, GATEHOUSE_API_KEY (and GATEHOUSE_CA_FILE for https) for the `sessions` commands; \
                   GATEHOUSE_DATA_DIR or GATEHOUSE_DATABASE_URL for the commands that talk to the store.\n\
                   Start here: `gatehouse dev --demo`, then `gatehouse sessions list --help`."
 )]
@@ -93,6 +93,12 @@ pub struct ServeArgs {
     /// Delete completed sessions (and their statements) older than this, e.g. 90d; off by default
     #[arg(long, value_parser = parse_duration)]
     pub retention: Option<std::time::Duration>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key
+    #[arg(long, env = "GATEHOUSE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM); needs --tls-cert
+    #[arg(long, env = "GATEHOUSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -354,9 +360,13 @@ impl From<RoleArg> for Role {
 
 #[derive(Debug, Args, Clone)]
 pub struct ApiArgs {
-    /// Control-plane URL
+    /// Control-plane URL (http:// or https://)
     #[arg(long, env = "GATEHOUSE_URL", default_value = "http://127.0.0.1:7400")]
     pub url: String,
+    /// Certificate authorities (PEM) an https:// control plane's certificate may be signed by,
+    /// besides the Mozilla roots: a private CA
+    #[arg(long, env = "GATEHOUSE_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// API key (gh_...): `gatehouse keys create` makes one; `dev` prints one
     #[arg(long, env = "GATEHOUSE_API_KEY", hide_env_values = true, default_value = "", hide_default_value = true)]
     pub api_key: String,

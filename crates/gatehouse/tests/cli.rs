@@ -326,7 +326,7 @@ fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
             format!("no answer from the control plane at {silent} within 1s"),
         ),
         ("127.0.0.1:7400", &["list"], "must start with http://".to_owned()),
-        ("https://127.0.0.1:7400", &["list"], "plain http:// only".to_owned()),
+        ("ftp://127.0.0.1:7400", &["list"], "must start with http:// or https://".to_owned()),
         (url.as_str(), &["list", "-q", "NOT"], "quote it: \"NOT\"".to_owned()),
         (url.as_str(), &["list", "--api-key", "gh_a\nb"], "characters no key has".to_owned()),
     ] {

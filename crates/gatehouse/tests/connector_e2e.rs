@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, free_port, gatehouse, output, wait_port};
+use common::{Proc, certificates, free_port, gatehouse, output, wait_port};
 use serde_json::{Value, json};
 
 struct System {
@@ -323,4 +323,73 @@ async fn a_connector_with_a_refused_key_exits_at_start() {
         assert!(error.contains("refused this connector's key") && !error.contains(key), "{error}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
+}
+
+/// The control plane over HTTPS (`serve --tls-cert --tls-key`) with a certificate from a
+/// private CA: the connector reports to its `https://` URL (`ca_file`), and the CLI reads the
+/// session back with `--ca-file`. Without the CA the certificate is refused, and plain http
+/// to the TLS port gets nowhere.
+#[tokio::test]
+async fn the_control_plane_over_https() {
+    let system = System::new("60s");
+    let (ca, cert, key) = certificates(system._dir.path(), "api");
+    let url = format!("https://localhost:{}", system.api_port);
+    let plain_url = format!("http://127.0.0.1:{}", system.api_port);
+    let config = std::fs::read_to_string(&system.config).unwrap();
+    let config = config.replace(&format!("url = \"{plain_url}\""), &format!("url = \"{url}\"\nca_file = {:?}", ca));
+    std::fs::write(&system.config, config).unwrap();
+    let _server = Proc(
+        gatehouse()
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", system.api_port), "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--data-dir")
+            .arg(&system.data)
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(system.api_port);
+    let _connector = system.connector();
+    let (mut psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 42 as answer;");
+    send(&mut stdin, "\\q");
+    drop(stdin);
+    let _ = psql.0.wait();
+
+    let list = |url: &str, extra: &[&str]| {
+        gatehouse()
+            .args(["sessions", "list", "--output", "jsonl", "--timeout", "5s", "--url", url])
+            .args(["--api-key", &system.admin_key])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let trusted = ["--ca-file", ca.to_str().unwrap()];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let session = loop {
+        let out = list(&url, &trusted);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let sessions: Vec<Value> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if let Some(done) = sessions.into_iter().find(|s| s["sessionStatus"] == "completed") {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "the session never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let transcript = gatehouse()
+        .args(["sessions", "transcript", session["id"].as_str().unwrap(), "--url", &url])
+        .args(["--api-key", &system.admin_key])
+        .args(trusted)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&transcript.stdout).contains("select 42 as answer;"));
+
+    let untrusted = list(&url, &[]);
+    let error = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success() && error.contains("UnknownIssuer") && error.contains("--ca-file"), "{error}");
+    let plain = list(&plain_url, &[]);
+    let error = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success() && error.contains("use an https:// URL"), "{error}");
 }

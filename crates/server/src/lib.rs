@@ -16,6 +16,7 @@
 //! - [`terminations`]: termination requests on their way to connectors.
 //! - [`registry`]: creating resources and connectors.
 //! - [`convert`]: domain sessions to `core.v1` messages.
+//! - [`https`]: the listener of `serve --tls-cert`, TLS handshakes off the accept loop.
 
 #![allow(refining_impl_trait_internal, refining_impl_trait_reachable)]
 
@@ -27,6 +28,7 @@ pub mod convert;
 pub mod cursor;
 mod error;
 mod grpc_web_text;
+pub mod https;
 pub mod identity;
 mod json_object;
 pub mod listing;
@@ -158,13 +160,29 @@ async fn refresh_statistics(store: Arc<dyn Store>) {
 /// themselves; they are cut after this, and connectors reconnect elsewhere.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets requests
-/// in flight finish for at most [`SHUTDOWN_GRACE`].
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets
+/// requests in flight finish for at most [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    match tls {
+        None => serve_until(listener, app, shutdown).await,
+        Some(config) => serve_until(https::TlsListener::new(listener, config), app, shutdown).await,
+    }
+}
+
+async fn serve_until<L>(
+    listener: L,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stopping, stopped) = tokio::sync::oneshot::channel();
     let signal = async move {
         shutdown.await;

@@ -39,11 +39,11 @@ mod tls;
 mod upstream;
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_pgwire::LargeMessageBudget;
+use gatehouse_tls::TlsError;
 use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -103,16 +103,16 @@ pub struct IdentityOptions {
 /// Errors of the proxy's setup; the relay itself reports through events and logs.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("no certificate found in {0}")]
-    NoCertificate(PathBuf),
-    #[error("no private key found in {0}")]
-    NoPrivateKey(PathBuf),
-    #[error("invalid certificate or key: {0}")]
-    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("`{0}` cannot be checked against a certificate: it is not a host name or IP address")]
     ServerName(String),
+}
+
+impl From<rustls::Error> for ProxyError {
+    fn from(error: rustls::Error) -> Self {
+        Self::Tls(TlsError::Rustls(error))
+    }
 }
 
 /// Accepts clients until `shutdown` is cancelled, then stops accepting, ends the live

@@ -1,14 +1,13 @@
 //! The TLS configuration offered to clients that send SSLRequest, and the
 //! stream type both sides of a connection use before or after TLS.
 
-use std::io::{self, BufReader};
+use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::ServerConfig;
-use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -22,26 +21,10 @@ const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 ///
 /// # Errors
 ///
-/// [`ProxyError::Read`] if a file cannot be read, [`ProxyError::NoCertificate`] or
-/// [`ProxyError::NoPrivateKey`] if it holds none, [`ProxyError::Tls`] if rustls rejects them
-/// (for example, a key that does not match the certificate).
+/// [`ProxyError::Tls`] for a file that cannot be read or holds no certificate or key, or
+/// for what rustls rejects (for example, a key that does not match the certificate).
 pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<Arc<ServerConfig>, ProxyError> {
-    let read = |path: &Path| std::fs::read(path).map_err(|source| ProxyError::Read { path: path.to_owned(), source });
-    let certs = rustls_pemfile::certs(&mut BufReader::new(&read(cert_pem)?[..]))
-        .collect::<Result<Vec<CertificateDer<'static>>, _>>()
-        .map_err(|source| ProxyError::Read { path: cert_pem.to_owned(), source })?;
-    if certs.is_empty() {
-        return Err(ProxyError::NoCertificate(cert_pem.to_owned()));
-    }
-    let key = rustls_pemfile::private_key(&mut BufReader::new(&read(key_pem)?[..]))
-        .map_err(|source| ProxyError::Read { path: key_pem.to_owned(), source })?
-        .ok_or_else(|| ProxyError::NoPrivateKey(key_pem.to_owned()))?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
-    Ok(Arc::new(config))
+    Ok(gatehouse_tls::server_config(cert_pem, key_pem, &[ALPN_POSTGRESQL])?)
 }
 
 /// A connection before or after its TLS handshake: `S` is the TLS stream
@@ -86,6 +69,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
 
 #[cfg(test)]
 mod tests {
+    use gatehouse_tls::TlsError;
+
     use super::*;
 
     #[test]
@@ -99,8 +84,11 @@ mod tests {
 
         let config = load_tls(&cert_path, &key_path).unwrap();
         assert_eq!(config.alpn_protocols, [b"postgresql".to_vec()]);
-        assert!(matches!(load_tls(&empty, &key_path), Err(ProxyError::NoCertificate(_))));
-        assert!(matches!(load_tls(&cert_path, &empty), Err(ProxyError::NoPrivateKey(_))));
-        assert!(matches!(load_tls(&dir.path().join("missing"), &key_path), Err(ProxyError::Read { .. })));
+        assert!(matches!(load_tls(&empty, &key_path), Err(ProxyError::Tls(TlsError::NoCertificate(_)))));
+        assert!(matches!(load_tls(&cert_path, &empty), Err(ProxyError::Tls(TlsError::NoPrivateKey(_)))));
+        assert!(matches!(
+            load_tls(&dir.path().join("missing"), &key_path),
+            Err(ProxyError::Tls(TlsError::Read { .. }))
+        ));
     }
 }

@@ -3,7 +3,7 @@
 //! against the configured CAs and the host name (`verify-full`) or accepts any (`require`,
 //! as libpq's `sslmode=require`).
 
-use std::io::{self, BufReader};
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +12,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use gatehouse_pgwire::backend::ErrorResponse;
 use gatehouse_pgwire::{SslResponse, Startup};
+use gatehouse_tls::TlsError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, lookup_host};
 use tokio_rustls::TlsConnector;
@@ -47,15 +48,14 @@ impl std::fmt::Debug for UpstreamTlsConfig {
 ///
 /// # Errors
 ///
-/// [`ProxyError::Read`] or [`ProxyError::NoCertificate`] for the CA file,
-/// [`ProxyError::Tls`] for certificates rustls refuses, [`ProxyError::ServerName`] for a host
-/// that cannot be checked against a certificate.
+/// [`ProxyError::Tls`] for the CA file or certificates rustls refuses,
+/// [`ProxyError::ServerName`] for a host that cannot be checked against a certificate.
 pub fn upstream_tls(
     mode: UpstreamTls,
     ca_file: Option<&Path>,
     upstream: &str,
 ) -> Result<Option<UpstreamTlsConfig>, ProxyError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = gatehouse_tls::provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
     let config = match mode {
         UpstreamTls::Disable => return Ok(None),
@@ -64,17 +64,8 @@ pub fn upstream_tls(
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider.signature_verification_algorithms)))
             .with_no_client_auth(),
         UpstreamTls::VerifyFull => {
-            let path = ca_file.ok_or_else(|| ProxyError::NoCertificate(Default::default()))?;
-            let pem = std::fs::read(path).map_err(|source| ProxyError::Read { path: path.to_owned(), source })?;
-            let mut roots = RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut BufReader::new(&pem[..])) {
-                let cert = cert.map_err(|source| ProxyError::Read { path: path.to_owned(), source })?;
-                roots.add(cert)?;
-            }
-            if roots.is_empty() {
-                return Err(ProxyError::NoCertificate(path.to_owned()));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let path = ca_file.ok_or_else(|| TlsError::NoCertificate(Default::default()))?;
+            builder.with_root_certificates(gatehouse_tls::roots(path)?).with_no_client_auth()
         }
     };
     let host = upstream.rsplit_once(':').map_or(upstream, |(host, _)| host);

@@ -1,13 +1,15 @@
 //! The connection to the control plane's `ConnectorService`, with the
 //! connector key on every call and a time limit on every unary call.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connectrpc::client::{CallOptions, ClientConfig, HttpClient, ServerStream};
+use connectrpc::client::{CallOptions, ClientConfig, ClientTransport, ServerStream};
 use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use gatehouse_proto::gatehouse::connector::v1::ConnectorServiceClient;
+use gatehouse_tls::{TlsError, Transport};
 use http::Uri;
 use http::header::HeaderValue;
 
@@ -21,10 +23,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ClientError {
     #[error("control plane URL `{url}` is not valid: {message}")]
     Url { url: String, message: String },
-    #[error(
-        "control plane URL `{0}`: only http:// is supported (this build has no TLS client); put a TLS-terminating proxy in front or use http on a private network"
-    )]
-    Https(String),
+    #[error("control plane CA file: {0}")]
+    Tls(#[from] TlsError),
     #[error("the connector key is empty: set control_plane.key or GATEHOUSE_CONNECTOR_KEY")]
     MissingKey,
     #[error("the connector key contains characters not allowed in an HTTP header")]
@@ -34,7 +34,7 @@ pub enum ClientError {
 /// A cheap, cloneable handle on the control plane.
 #[derive(Clone)]
 pub struct ControlPlane {
-    client: Arc<ConnectorServiceClient<HttpClient>>,
+    client: Arc<ConnectorServiceClient<Transport>>,
     timeout: Duration,
 }
 
@@ -46,19 +46,19 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    /// A client for `url` (`http://host:port`) that sends `key` as `X-API-KEY`.
+    /// A client for `url` (`http://host:port` or `https://host:port`) that sends `key` as
+    /// `X-API-KEY`. Over https the control plane's certificate is checked against the Mozilla
+    /// roots, and the authorities in `ca_file` when given.
     ///
     /// # Errors
     ///
-    /// A [`ClientError`] for an unusable URL or key; nothing is contacted yet.
-    pub fn new(url: &str, key: &str) -> Result<Self, ClientError> {
+    /// A [`ClientError`] for an unusable URL, key or CA file; nothing is contacted yet.
+    pub fn new(url: &str, key: &str, ca_file: Option<&Path>) -> Result<Self, ClientError> {
         let uri: Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| ClientError::Url { url: url.to_owned(), message: e.to_string() })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(ClientError::Https(url.to_owned())),
-            _ => return Err(ClientError::Url { url: url.to_owned(), message: "expected http://host:port".into() }),
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(ClientError::Url { url: url.to_owned(), message: "expected http://host:port".into() });
         }
         if uri.host().is_none() {
             return Err(ClientError::Url { url: url.to_owned(), message: "no host".into() });
@@ -70,7 +70,7 @@ impl ControlPlane {
         value.set_sensitive(true);
         let config = ClientConfig::new(uri).with_default_header("x-api-key", value);
         Ok(Self {
-            client: Arc::new(ConnectorServiceClient::new(HttpClient::plaintext(), config)),
+            client: Arc::new(ConnectorServiceClient::new(gatehouse_tls::transport(ca_file)?, config)),
             timeout: CALL_TIMEOUT,
         })
     }
@@ -133,10 +133,8 @@ impl ControlPlane {
     pub async fn watch_terminations(
         &self,
         run_id: &str,
-    ) -> Result<
-        ServerStream<<HttpClient as connectrpc::client::ClientTransport>::ResponseBody, pb::TerminationView<'static>>,
-        ConnectError,
-    > {
+    ) -> Result<ServerStream<<Transport as ClientTransport>::ResponseBody, pb::TerminationView<'static>>, ConnectError>
+    {
         let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
         bounded(self.timeout, self.client.watch_terminations(request)).await
     }
@@ -173,17 +171,19 @@ mod tests {
 
     #[test]
     fn urls_and_keys_are_checked_up_front() {
-        assert!(ControlPlane::new("http://127.0.0.1:7400", "gh_x_y").is_ok());
-        assert!(matches!(ControlPlane::new("https://cp.example", "k"), Err(ClientError::Https(_))));
-        assert!(matches!(ControlPlane::new("127.0.0.1:7400", "k"), Err(ClientError::Url { .. })));
-        assert!(matches!(ControlPlane::new("http://[::1", "k"), Err(ClientError::Url { .. })));
-        assert!(matches!(ControlPlane::new("http://cp", ""), Err(ClientError::MissingKey)));
-        assert!(matches!(ControlPlane::new("http://cp", "a\nb"), Err(ClientError::InvalidKey)));
+        assert!(ControlPlane::new("http://127.0.0.1:7400", "gh_x_y", None).is_ok());
+        assert!(ControlPlane::new("https://cp.example", "k", None).is_ok());
+        let missing = Path::new("/nonexistent/ca.pem");
+        assert!(matches!(ControlPlane::new("https://cp.example", "k", Some(missing)), Err(ClientError::Tls(_))));
+        assert!(matches!(ControlPlane::new("127.0.0.1:7400", "k", None), Err(ClientError::Url { .. })));
+        assert!(matches!(ControlPlane::new("http://[::1", "k", None), Err(ClientError::Url { .. })));
+        assert!(matches!(ControlPlane::new("http://cp", "", None), Err(ClientError::MissingKey)));
+        assert!(matches!(ControlPlane::new("http://cp", "a\nb", None), Err(ClientError::InvalidKey)));
     }
 
     #[test]
     fn debug_never_shows_the_key() {
-        let cp = ControlPlane::new("http://cp:1", "gh_secret_value").unwrap();
+        let cp = ControlPlane::new("http://cp:1", "gh_secret_value", None).unwrap();
         assert!(!format!("{cp:?}").contains("secret"));
     }
 }

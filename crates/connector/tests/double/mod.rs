@@ -233,7 +233,7 @@ impl Harness {
     }
 
     pub fn control(&self) -> ControlPlane {
-        ControlPlane::new(&self.url, KEY).unwrap().with_timeout(Duration::from_secs(2))
+        ControlPlane::new(&self.url, KEY, None).unwrap().with_timeout(Duration::from_secs(2))
     }
 }
 

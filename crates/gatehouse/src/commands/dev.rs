@@ -102,7 +102,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         // Errs once the connector has stopped: the wait is over.
         let _ = connector_stopped.changed().await;
     };
-    let (served, connected) = tokio::join!(serve_on(listener, store, &args.lease, api_shutdown), connector);
+    let (served, connected) = tokio::join!(serve_on(listener, None, store, &args.lease, api_shutdown), connector);
     served.and(connected)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -140,7 +140,7 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
     };
     let key = dev_connector_key(store, org, &args.store.data_dir).await?;
     Ok(Some(Config {
-        control_plane: ControlPlane { url: api_url.to_owned(), key },
+        control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None },
         listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream))],
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         state_dir: args.store.data_dir.join("connector"),

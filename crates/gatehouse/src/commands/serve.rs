@@ -14,23 +14,31 @@ use crate::cli::{LeaseArgs, ServeArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(gatehouse_tls::server_config(cert, key, gatehouse_server::https::ALPN).context("cannot serve HTTPS")?)
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     // Never the URL: it may hold a password.
     let store_name = match &args.store.database_url {
         Some(_) => "PostgreSQL".to_owned(),
         None => format!("SQLite in {}", args.store.data_dir.display()),
     };
-    tracing::info!(address = %listener.local_addr()?, store = %store_name, "control plane listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(url = %format!("{scheme}://{}", listener.local_addr()?), store = %store_name, "control plane listening");
     if let Some(retention) = args.retention {
         tokio::spawn(retain(store.clone(), retention));
     }
-    serve_on(listener, store, &args.lease, shutdown_signal()).await?;
+    serve_on(listener, tls, store, &args.lease, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` (over TLS with `tls`) until `shutdown` completes.
 pub async fn serve_on(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     store: Arc<dyn Store>,
     lease: &LeaseArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -38,7 +46,7 @@ pub async fn serve_on(
     let lease =
         Lease { heartbeat: (lease.connector_lease / 6).max(Duration::from_millis(100)), lease: lease.connector_lease };
     let app = gatehouse_server::app_with_lease(store, lease).await.context("cannot start the API")?;
-    gatehouse_server::serve(listener, app, shutdown).await.context("the API server failed")
+    gatehouse_server::serve(listener, tls, app, shutdown).await.context("the API server failed")
 }
 
 /// Deletes completed sessions older than `retention`, in small batches so

@@ -4,7 +4,7 @@ use std::io::{BufWriter, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use connectrpc::client::{ClientConfig, HttpClient};
+use connectrpc::client::ClientConfig;
 use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_proto::core::v1::{
@@ -15,7 +15,7 @@ use gatehouse_proto::core::v1::{
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
 use crate::output::{RecordWriter, Table};
 
-type Client = SessionsServiceClient<HttpClient>;
+type Client = SessionsServiceClient<gatehouse_tls::Transport>;
 
 pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -65,13 +65,8 @@ fn client(api: &ApiArgs) -> anyhow::Result<Client> {
     let uri: http::Uri = url.parse().ok().filter(|uri: &http::Uri| uri.host().is_some()).with_context(|| {
         format!("the control-plane URL {url:?} (--url or GATEHOUSE_URL) is not a URL such as http://127.0.0.1:7400")
     })?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => bail!(
-            "the control-plane URL {url:?} is https://, and this build speaks plain http:// only: \
-             reach the control plane through a local TLS-terminating proxy or tunnel"
-        ),
-        _ => bail!("the control-plane URL {url:?} (--url or GATEHOUSE_URL) must start with http://"),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        bail!("the control-plane URL {url:?} (--url or GATEHOUSE_URL) must start with http:// or https://");
     }
     let key = api.api_key.trim();
     if key.is_empty() {
@@ -80,7 +75,8 @@ fn client(api: &ApiArgs) -> anyhow::Result<Client> {
     let key = http::HeaderValue::from_str(key).ok().context("the API key holds characters no key has")?;
     let config =
         ClientConfig::new(uri).with_default_header("x-api-key", key).with_default_max_message_size(MAX_RESPONSE);
-    Ok(SessionsServiceClient::new(HttpClient::plaintext(), config))
+    let transport = gatehouse_tls::transport(api.ca_file.as_deref()).context("cannot use the CA file (--ca-file)")?;
+    Ok(SessionsServiceClient::new(transport, config))
 }
 
 /// Makes a call within `--timeout`. A failure that is not the control plane's answer (nothing
@@ -91,7 +87,12 @@ async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectErro
         Err(_) => bail!("no answer from the control plane at {url} within {:?} (--timeout)", api.timeout),
         // Transport errors carry their cause; errors the control plane sent do not.
         Ok(Err(error)) if error.code == ErrorCode::Unavailable && std::error::Error::source(&error).is_some() => {
-            Err(anyhow::Error::new(error).context(format!("cannot reach the control plane at {url}")))
+            let advice = gatehouse_tls::advice(&error, "--ca-file (or GATEHOUSE_CA_FILE)");
+            let error = anyhow::Error::new(error).context(format!("cannot reach the control plane at {url}"));
+            Err(match advice {
+                Some(advice) => anyhow::anyhow!("{}\n{advice}", crate::message(&error)),
+                None => error,
+            })
         }
         Ok(result) => Ok(result?),
     }

@@ -40,7 +40,7 @@ impl Harness {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let lease = gatehouse_server::Lease { heartbeat: lease / 3, lease };
         let app = gatehouse_server::app_with_lease(store.clone(), lease).await.unwrap();
-        tokio::spawn(gatehouse_server::serve(listener, app, std::future::pending()));
+        tokio::spawn(gatehouse_server::serve(listener, None, app, std::future::pending()));
         let http = reqwest::Client::builder().no_gzip().build().unwrap();
         Self { url, store, org, admin_key, reader_key, http, _dir: dir }
     }

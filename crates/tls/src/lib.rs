@@ -1,0 +1,202 @@
+//! TLS for Gatehouse, on rustls with the ring provider throughout: certificates and keys read
+//! from PEM files, server configurations built from them, and the transport with which the
+//! control plane's clients (the CLI and the connector) reach it over `https://` or `http://`.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectrpc::client::{ClientBody, ServiceTransport};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// What went wrong reading certificates and keys, or building a configuration from them.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("no certificate found in {0}")]
+    NoCertificate(PathBuf),
+    #[error("no private key found in {0}")]
+    NoPrivateKey(PathBuf),
+    #[error("invalid certificate or key: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The one crypto provider: ring.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+/// The certificates of a PEM file, at least one.
+///
+/// # Errors
+///
+/// [`TlsError::Read`] for a file that cannot be read or parsed, [`TlsError::NoCertificate`]
+/// for one that holds none.
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = rustls_pemfile::certs(&mut BufReader::new(&read(path)?[..]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+/// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+///
+/// # Errors
+///
+/// [`TlsError::Read`], or [`TlsError::NoPrivateKey`] for a file that holds none.
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut BufReader::new(&read(path)?[..]))
+        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?
+        .ok_or_else(|| TlsError::NoPrivateKey(path.to_owned()))
+}
+
+/// A server configuration from a PEM certificate chain and a PEM private key, offering the
+/// application protocols `alpn` in order of preference.
+///
+/// # Errors
+///
+/// Those of [`certificates`] and [`private_key`], and [`TlsError::Rustls`] for a key that
+/// does not match the certificate.
+pub fn server_config(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certificates(cert_pem)?, private_key(key_pem)?)?;
+    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The certificate authorities of a PEM file.
+///
+/// # Errors
+///
+/// Those of [`certificates`], and [`TlsError::Rustls`] for a certificate rustls refuses.
+pub fn roots(ca_pem: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_pem)? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// The transport of the control plane's clients.
+pub type Transport = ServiceTransport<Client<HttpsConnector<HttpConnector>, ClientBody>>;
+
+/// How long connecting (TCP) to the control plane may take; each call has its own deadline too.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The transport to the control plane: `http://` URLs are plain, `https://` ones checked
+/// against the Mozilla roots, and against the authorities in `ca_pem` when given (a private CA).
+/// HTTP/2 is used over TLS when the server offers it, HTTP/1.1 otherwise.
+///
+/// # Errors
+///
+/// Those of [`roots`] for `ca_pem`.
+pub fn transport(ca_pem: Option<&Path>) -> Result<Transport, TlsError> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca_pem {
+        roots.roots.extend(self::roots(path)?.roots);
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Ok(ServiceTransport::new(Client::builder(TokioExecutor::new()).build(https)))
+}
+
+/// What to do about a call to the control plane that failed over TLS, when `error` (with its
+/// sources) shows why; `ca_setting` names where the CA file is set.
+pub fn advice(error: &(dyn std::error::Error + 'static), ca_setting: &str) -> Option<String> {
+    let text =
+        std::iter::successors(Some(error), |e| e.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ");
+    let advice = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        format!(
+            "the control plane's certificate is not signed by an authority this client trusts: give the \
+             authority's certificate (or the self-signed certificate itself) with {ca_setting}"
+        )
+    } else if text.contains("CaUsedAsEndEntity") {
+        "the control plane's certificate is a CA certificate (CA:TRUE, which `openssl req -x509` sets by default): \
+         serve a certificate that CA signed, or a self-signed one made with -addext basicConstraints=critical,CA:FALSE"
+            .to_owned()
+    } else if text.contains("InvalidContentType") {
+        "the control plane does not speak TLS on that port: use an http:// URL".to_owned()
+    } else if text.contains("invalid HTTP version parsed") {
+        "the control plane may serve HTTPS on that port: use an https:// URL".to_owned()
+    } else {
+        return None;
+    };
+    Some(advice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_rcgen_writes_and_names_the_file_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+
+        let config = server_config(&cert_path, &key_path, &[b"h2"]).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert_eq!(roots(&cert_path).unwrap().len(), 1);
+        assert!(transport(Some(&cert_path)).is_ok());
+
+        let missing = dir.path().join("missing.pem");
+        assert!(
+            certificates(&missing).unwrap_err().to_string().starts_with(&format!("cannot read {}", missing.display()))
+        );
+        assert_eq!(
+            certificates(&key_path).unwrap_err().to_string(),
+            format!("no certificate found in {}", key_path.display())
+        );
+        assert_eq!(
+            private_key(&cert_path).unwrap_err().to_string(),
+            format!("no private key found in {}", cert_path.display())
+        );
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&key_path, other.serialize_pem()).unwrap();
+        assert!(
+            server_config(&cert_path, &key_path, &[])
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid certificate or key")
+        );
+    }
+
+    #[test]
+    fn advice_reads_the_whole_chain() {
+        let inner = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let outer = std::io::Error::other(inner);
+        assert!(advice(&outer, "--ca-file").unwrap().ends_with("with --ca-file"));
+        assert_eq!(advice(&std::io::Error::other("Connection refused"), "--ca-file"), None);
+    }
+}
