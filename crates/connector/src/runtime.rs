@@ -45,6 +45,8 @@ use crate::report::{ControlPlane, ReportLoop, ReportOptions, Reporter, Spool, Sp
 
 /// How long startup waits for `Hello` before falling back to the cached resources.
 pub const HELLO_WAIT: Duration = Duration::from_secs(5);
+/// How long clients wait for the listeners to be resolved before they are refused.
+pub const REFUSE_AFTER: Duration = Duration::from_secs(10);
 /// Extra time, beyond the report loop's own flush timeout, before it is abandoned.
 const FLUSH_MARGIN: Duration = Duration::from_secs(2);
 
@@ -136,6 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut shutdown = std::pin::pin!(shutdown);
     let upstreams = tokio::select! {
         resolved = resolve(&config, hello) => resolved,
+        () = refuse_while_unresolved(&listeners, &tls, &config.control_plane.url) => unreachable!("refuses until dropped"),
         // A wrong key at startup is a configuration error, as a wrong address is: retrying
         // cannot fix it. (A key revoked later only stops reports; sessions then spool.)
         // (The guard `wait_for` returns is not `Send`: dropped inside.)
@@ -237,6 +240,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     background.stop().await;
     tracing::info!("connector stopped");
     result
+}
+
+/// After [`REFUSE_AFTER`] without knowing where the listeners' databases are (no answer from
+/// the control plane, no cache), their clients are refused with a reason instead of left
+/// waiting; before it, they wait in the accept queue and are served once resolved.
+async fn refuse_while_unresolved(
+    listeners: &[(Listener, TcpListener)],
+    tls: &Option<Arc<rustls::ServerConfig>>,
+    url: &str,
+) {
+    tokio::time::sleep(REFUSE_AFTER).await;
+    let refusals = listeners.iter().map(|(listener, tcp)| {
+        let message = format!(
+            "the Gatehouse connector is starting: the control plane ({url}) has not told it yet where resource {} is",
+            listener.resource
+        );
+        async move { proxy::refuse_while_starting(tcp, tls.clone(), &message).await }
+    });
+    futures::future::join_all(refusals).await;
 }
 
 /// The tasks that outlive the listeners, stopped in order.

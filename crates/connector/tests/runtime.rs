@@ -124,3 +124,22 @@ async fn a_taken_port_is_a_startup_error_naming_it() {
     let error = result.unwrap_err().to_string();
     assert!(error.starts_with(&format!("cannot listen on {addr} (listener)")), "{error}");
 }
+
+/// A first start with the control plane down and nothing cached cannot know where a
+/// listener's database is: clients wait a while (it may answer), then are refused with a
+/// reason, as PostgreSQL refuses them while it starts, instead of hanging.
+#[tokio::test]
+async fn clients_of_an_unresolved_listener_are_refused_with_a_reason() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let running = start(config(&h, dir.path(), &format!("{listen}=res_a"), free_addr()));
+    tokio::time::sleep(runtime::REFUSE_AFTER + Duration::from_millis(500)).await;
+    let url = format!("host={} port={} user=alice dbname=db connect_timeout=5", listen.ip(), listen.port());
+    let error = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.err().expect("refused");
+    let error = error.as_db_error().expect("a PostgreSQL error");
+    assert_eq!(error.code().code(), "57P03");
+    assert!(error.message().contains("res_a") && error.message().contains("starting"), "{}", error.message());
+    running.shutdown().await.unwrap();
+}

@@ -142,8 +142,8 @@ fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Args)]
 pub struct ConnectorArgs {
     /// TOML configuration (control plane URL and key, listeners); the
-    /// GATEHOUSE_URL, GATEHOUSE_CONNECTOR_KEY and GATEHOUSE_CONNECTOR_LISTENERS
-    /// environment variables override it
+    /// GATEHOUSE_URL, GATEHOUSE_CONNECTOR_KEY, GATEHOUSE_CA_FILE and
+    /// GATEHOUSE_CONNECTOR_LISTENERS environment variables override it
     #[arg(long, short, env = "GATEHOUSE_CONNECTOR_CONFIG")]
     pub config: Option<PathBuf>,
     /// Threads that relay traffic. One thread relays tens of thousands of

@@ -73,17 +73,7 @@ fn main() -> ExitCode {
 /// The error and its causes on one line, each said once: many errors
 /// already include their source's text, which `{:#}` would repeat.
 fn message(err: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in err.chain() {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&cause);
-        }
-    }
-    text
+    gatehouse_tls::chain(err.as_ref())
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -15,8 +15,9 @@ use tokio_rustls::server::TlsStream;
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed accept (for example, out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// Pause after a failed accept that is not one client's (out of file descriptors, say): it
+/// lasts, and retrying at once only fills the log.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The application protocols offered, HTTP/2 first: gRPC needs it.
 pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -64,8 +65,13 @@ impl axum::serve::Listener for TlsListener {
                             }
                         });
                     }
+                    // A client that left before we took it.
+                    Err(error) if matches!(
+                        error.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+                    ) => {}
                     Err(error) => {
-                        tracing::warn!(%error, "accept failed");
+                        tracing::warn!(%error, "accept failed; retrying in a second");
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },

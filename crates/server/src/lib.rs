@@ -17,11 +17,13 @@
 //! - [`registry`]: creating resources and connectors.
 //! - [`convert`]: domain sessions to `core.v1` messages.
 //! - [`https`]: the listener of `serve --tls-cert`, TLS handshakes off the accept loop.
+//! - [`connection`]: serving one connection, HTTP/1.1 or HTTP/2, with idle time limits.
 
 #![allow(refining_impl_trait_internal, refining_impl_trait_reachable)]
 
 pub mod aggregations;
 pub mod auth;
+pub mod connection;
 pub mod connectors;
 pub mod console;
 pub mod convert;
@@ -36,7 +38,7 @@ pub mod registry;
 pub mod sessions;
 pub mod terminations;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -175,32 +177,30 @@ pub async fn serve(
 }
 
 async fn serve_until<L>(
-    listener: L,
+    mut listener: L,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
 {
-    let (stopping, stopped) = tokio::sync::oneshot::channel();
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
-    let deadline = async {
-        if stopped.await.is_ok() {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+    let builder = connection::builder();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let io = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            (io, _) = listener.accept() => io,
+        };
+        tokio::spawn(connection::serve(io, app.clone(), builder.clone(), graceful.watcher()));
+    }
+    drop(listener);
     tokio::select! {
-        result = server => result,
-        () = deadline => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::info!("closing connections still open after the shutdown grace period");
-            Ok(())
         }
     }
+    Ok(())
 }

@@ -25,6 +25,15 @@ pub enum TlsError {
     NoCertificate(PathBuf),
     #[error("no private key found in {0}")]
     NoPrivateKey(PathBuf),
+    #[error("{0} holds an encrypted private key, which cannot be used: decrypt it (openssl pkey -in KEY -out PLAIN)")]
+    EncryptedKey(PathBuf),
+    #[error(
+        "the private key in {key} is not the key of the first certificate in {cert} \
+         (the certificate file must start with the server's own certificate, then its chain)"
+    )]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{path}: a certificate that cannot be used: {source}")]
+    BadCertificate { path: PathBuf, source: rustls::Error },
     #[error("invalid certificate or key: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -60,9 +69,15 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
 ///
 /// [`TlsError::Read`], or [`TlsError::NoPrivateKey`] for a file that holds none.
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    rustls_pemfile::private_key(&mut BufReader::new(&read(path)?[..]))
-        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?
-        .ok_or_else(|| TlsError::NoPrivateKey(path.to_owned()))
+    let pem = read(path)?;
+    match rustls_pemfile::private_key(&mut BufReader::new(&pem[..])) {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) if pem.windows(21).any(|w| w == b"ENCRYPTED PRIVATE KEY") => {
+            Err(TlsError::EncryptedKey(path.to_owned()))
+        }
+        Ok(None) => Err(TlsError::NoPrivateKey(path.to_owned())),
+        Err(source) => Err(TlsError::Read { path: path.to_owned(), source }),
+    }
 }
 
 /// A server configuration from a PEM certificate chain and a PEM private key, offering the
@@ -76,7 +91,13 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certificates(cert_pem)?, private_key(key_pem)?)?;
+        .with_single_cert(certificates(cert_pem)?, private_key(key_pem)?)
+        .map_err(|error| match error {
+            rustls::Error::InconsistentKeys(_) => {
+                TlsError::KeyMismatch { cert: cert_pem.to_owned(), key: key_pem.to_owned() }
+            }
+            error => TlsError::BadCertificate { path: cert_pem.to_owned(), source: error },
+        })?;
     config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -89,7 +110,7 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<
 pub fn roots(ca_pem: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(ca_pem)? {
-        roots.add(cert)?;
+        roots.add(cert).map_err(|source| TlsError::BadCertificate { path: ca_pem.to_owned(), source })?;
     }
     Ok(roots)
 }
@@ -128,11 +149,26 @@ pub fn transport(ca_pem: Option<&Path>) -> Result<Transport, TlsError> {
     Ok(ServiceTransport::new(Client::builder(TokioExecutor::new()).build(https)))
 }
 
+/// `error` and its sources, each once, joined with `: ` (transport errors repeat their
+/// source's text in their own).
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    for cause in std::iter::successors(Some(error), |e| e.source()) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// What to do about a call to the control plane that failed over TLS, when `error` (with its
 /// sources) shows why; `ca_setting` names where the CA file is set.
 pub fn advice(error: &(dyn std::error::Error + 'static), ca_setting: &str) -> Option<String> {
-    let text =
-        std::iter::successors(Some(error), |e| e.source()).map(ToString::to_string).collect::<Vec<_>>().join(": ");
+    let text = chain(error);
     let advice = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         format!(
             "the control plane's certificate is not signed by an authority this client trusts: give the \
@@ -141,6 +177,17 @@ pub fn advice(error: &(dyn std::error::Error + 'static), ca_setting: &str) -> Op
     } else if text.contains("CaUsedAsEndEntity") {
         "the control plane's certificate is a CA certificate (CA:TRUE, which `openssl req -x509` sets by default): \
          serve a certificate that CA signed, or a self-signed one made with -addext basicConstraints=critical,CA:FALSE"
+            .to_owned()
+    } else if text.contains("not valid for name") || text.contains("NotValidForName") {
+        "the control plane's certificate does not name the host in the URL: use a name in its subjectAltName, \
+         or reissue it with -addext subjectAltName=DNS:<host> (a common name alone is not checked)"
+            .to_owned()
+    } else if text.contains("expired") || text.contains("Expired") {
+        "the control plane's certificate has expired (or this machine's clock is wrong): renew it".to_owned()
+    } else if text.contains("NotValidYet") || text.contains("not valid before") {
+        "the control plane's certificate is not valid yet: check the clocks of both machines".to_owned()
+    } else if text.contains("InvalidPurpose") || text.contains("purpose") {
+        "the control plane's certificate is not for TLS servers: its extended key usage must include serverAuth"
             .to_owned()
     } else if text.contains("InvalidContentType") {
         "the control plane does not speak TLS on that port: use an http:// URL".to_owned()
@@ -184,12 +231,10 @@ mod tests {
         );
         let other = rcgen::KeyPair::generate().unwrap();
         std::fs::write(&key_path, other.serialize_pem()).unwrap();
-        assert!(
-            server_config(&cert_path, &key_path, &[])
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid certificate or key")
-        );
+        assert!(matches!(server_config(&cert_path, &key_path, &[]), Err(TlsError::KeyMismatch { .. })));
+        std::fs::write(&key_path, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
+            .unwrap();
+        assert!(matches!(private_key(&key_path), Err(TlsError::EncryptedKey(_))));
     }
 
     #[test]

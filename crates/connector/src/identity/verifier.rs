@@ -47,7 +47,14 @@ pub struct VerifyError {
 
 impl From<ConnectError> for VerifyError {
     fn from(error: ConnectError) -> Self {
-        Self { code: error.code.as_str().to_owned(), message: error.message.unwrap_or_default() }
+        // A transport error's cause (a refused certificate, say) is in its sources.
+        let message = match std::error::Error::source(&error) {
+            Some(source) => {
+                format!("{}: {}", error.message.as_deref().unwrap_or_default(), gatehouse_tls::chain(source))
+            }
+            None => error.message.clone().unwrap_or_default(),
+        };
+        Self { code: error.code.as_str().to_owned(), message }
     }
 }
 

@@ -66,6 +66,16 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyConte
     }
 }
 
+/// Answers a client, once it has said what it wants, with FATAL 57P03 and `message`: what
+/// PostgreSQL tells clients while it starts.
+pub(crate) async fn refuse_while_starting(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, message: String) {
+    let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN).frontend();
+    let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, tls.as_ref()));
+    if let Ok(Ok(Negotiated::Session(mut client, _))) = negotiated.await {
+        client.send_error(&ErrorResponse::cannot_connect_now(message)).await;
+    }
+}
+
 /// A client and its database connection, ready for the relay.
 struct Prepared {
     client: client::ClientStream,

@@ -481,11 +481,17 @@ impl ReportLoop {
                 "the control plane refused this connector's key: set control_plane.key (or \
                  GATEHOUSE_CONNECTOR_KEY) to the connector key (ghc_...) `gatehouse connectors create` printed"
             );
-        } else if let Some(advice) = gatehouse_tls::advice(error, "control_plane.ca_file (or GATEHOUSE_CA_FILE)") {
-            // A certificate refused is refused again on every retry: say so every time.
-            tracing::error!(call, %error, "{advice}; spooling events, retrying with backoff");
         } else if !self.state.down {
-            tracing::warn!(call, code = error.code.as_str(), %error, "the control plane did not take the call: spooling events, retrying with backoff");
+            // The whole chain: the cause of a transport error (a refused certificate, a
+            // refused connection) is in its sources.
+            let advice = gatehouse_tls::advice(error, "control_plane.ca_file (or GATEHOUSE_CA_FILE)");
+            let error = gatehouse_tls::chain(error);
+            match advice {
+                Some(advice) => tracing::error!(call, %error, "{advice}; spooling events, retrying with backoff"),
+                None => {
+                    tracing::warn!(call, %error, "the control plane did not take the call: spooling events, retrying with backoff")
+                }
+            }
         } else {
             tracing::debug!(call, code = error.code.as_str(), %error, "the control plane still does not take calls");
         }

@@ -60,13 +60,33 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
 /// megabytes.
 const MAX_RESPONSE: usize = 1 << 30;
 
+/// The URL as errors show it: without a password or query string it may carry.
+fn shown_url(api: &ApiArgs) -> String {
+    let url = api.url.trim();
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 fn client(api: &ApiArgs) -> anyhow::Result<Client> {
     let url = api.url.trim();
     let uri: http::Uri = url.parse().ok().filter(|uri: &http::Uri| uri.host().is_some()).with_context(|| {
-        format!("the control-plane URL {url:?} (--url or GATEHOUSE_URL) is not a URL such as http://127.0.0.1:7400")
+        format!(
+            "the control-plane URL {:?} (--url or GATEHOUSE_URL) is not a URL such as http://127.0.0.1:7400",
+            shown_url(api)
+        )
     })?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        bail!("the control-plane URL {url:?} (--url or GATEHOUSE_URL) must start with http:// or https://");
+        bail!(
+            "the control-plane URL {:?} (--url or GATEHOUSE_URL) must start with http:// or https://",
+            shown_url(api)
+        );
     }
     let key = api.api_key.trim();
     if key.is_empty() {
@@ -75,14 +95,15 @@ fn client(api: &ApiArgs) -> anyhow::Result<Client> {
     let key = http::HeaderValue::from_str(key).ok().context("the API key holds characters no key has")?;
     let config =
         ClientConfig::new(uri).with_default_header("x-api-key", key).with_default_max_message_size(MAX_RESPONSE);
-    let transport = gatehouse_tls::transport(api.ca_file.as_deref()).context("cannot use the CA file (--ca-file)")?;
+    let transport = gatehouse_tls::transport(api.ca_file.as_deref())
+        .context("cannot use the CA file (--ca-file or GATEHOUSE_CA_FILE)")?;
     Ok(SessionsServiceClient::new(transport, config))
 }
 
 /// Makes a call within `--timeout`. A failure that is not the control plane's answer (nothing
 /// listening, no answer in time) names the URL tried: a refused connection alone does not.
 async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectError>>) -> anyhow::Result<T> {
-    let url = api.url.trim();
+    let url = shown_url(api);
     match tokio::time::timeout(api.timeout, call).await {
         Err(_) => bail!("no answer from the control plane at {url} within {:?} (--timeout)", api.timeout),
         // Transport errors carry their cause; errors the control plane sent do not.
