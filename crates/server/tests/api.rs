@@ -406,3 +406,22 @@ async fn queries_compile_to_filters() {
         assert_eq!(&ids, expected, "{query}");
     }
 }
+
+/// A connection that says nothing (before its first request, or halfway through its headers)
+/// is closed after the idle limit, while other clients are served all along.
+#[tokio::test]
+async fn silent_connections_are_closed_and_hold_no_one_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let (status, _) = h.call("ListSessionsV2", json!({})).await;
+    assert_eq!(status, 200, "served beside them");
+    let limit = gatehouse_server::connection::IDLE_TIMEOUT + std::time::Duration::from_secs(5);
+    for stream in [&mut silent, &mut half] {
+        let read = tokio::time::timeout(limit, stream.read(&mut [0; 64])).await.expect("closed within the limit");
+        assert_eq!(read.unwrap(), 0, "closed without an answer");
+    }
+}
