@@ -138,7 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut shutdown = std::pin::pin!(shutdown);
     let upstreams = tokio::select! {
         resolved = resolve(&config, hello) => resolved,
-        () = refuse_while_unresolved(&listeners, &tls, &config.control_plane.url) => unreachable!("refuses until dropped"),
+        () = refuse_while_unresolved(&listeners, &tls, &config.control_plane.url, &metrics) => unreachable!("refuses until dropped"),
         // A wrong key at startup is a configuration error, as a wrong address is: retrying
         // cannot fix it. (A key revoked later only stops reports; sessions then spool.)
         // (The guard `wait_for` returns is not `Send`: dropped inside.)
@@ -249,6 +249,7 @@ async fn refuse_while_unresolved(
     listeners: &[(Listener, TcpListener)],
     tls: &Option<Arc<rustls::ServerConfig>>,
     url: &str,
+    metrics: &Metrics,
 ) {
     tokio::time::sleep(REFUSE_AFTER).await;
     let refusals = listeners.iter().map(|(listener, tcp)| {
@@ -256,7 +257,7 @@ async fn refuse_while_unresolved(
             "the Gatehouse connector is starting: the control plane ({url}) has not told it yet where resource {} is",
             listener.resource
         );
-        async move { proxy::refuse_while_starting(tcp, tls.clone(), &message).await }
+        async move { proxy::refuse_while_starting(tcp, tls.clone(), &message, metrics).await }
     });
     futures::future::join_all(refusals).await;
 }

@@ -141,5 +141,7 @@ async fn clients_of_an_unresolved_listener_are_refused_with_a_reason() {
     let error = error.as_db_error().expect("a PostgreSQL error");
     assert_eq!(error.code().code(), "57P03");
     assert!(error.message().contains("res_a") && error.message().contains("starting"), "{}", error.message());
+    let metrics = reqwest::get(format!("http://{}/metrics", running.admin)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gatehouse_connector_connections_refused_total 1"), "{metrics}");
     running.shutdown().await.unwrap();
 }

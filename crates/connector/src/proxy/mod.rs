@@ -161,13 +161,20 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
 /// Accepts the clients of `listener` and refuses each with FATAL 57P03 and `message`, until
 /// dropped: while the connector cannot serve a listener yet (it does not know where its
 /// database is), clients get an answer instead of waiting in the accept queue.
-pub async fn refuse_while_starting(listener: &TcpListener, tls: Option<Arc<rustls::ServerConfig>>, message: &str) {
+pub async fn refuse_while_starting(
+    listener: &TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    message: &str,
+    metrics: &Metrics,
+) {
     let mut refusals = JoinSet::new();
     loop {
         tokio::select! {
             Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    Metrics::add(&metrics.connections_total, 1);
+                    Metrics::add(&metrics.connections_refused_total, 1);
                     refusals.spawn(connection::refuse_while_starting(stream, tls.clone(), message.to_owned()));
                 }
                 Err(error) => {
