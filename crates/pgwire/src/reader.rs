@@ -298,9 +298,7 @@ impl MessageReader {
     {
         // An empty buffer is given back first: one that grew for a large message is freed
         // rather than pinned for the life of the connection.
-        if self.buf.is_empty() {
-            buffers::give(&mut self.buf);
-        }
+        buffers::give(&mut self.buf);
         if self.buf.capacity() == 0 {
             self.buf = buffers::take();
         }

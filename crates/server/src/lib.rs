@@ -169,18 +169,14 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     match tls {
         None => serve_until(listener, app, shutdown).await,
         Some(config) => serve_until(https::TlsListener::new(listener, config), app, shutdown).await,
     }
 }
 
-async fn serve_until<L>(
-    mut listener: L,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
+async fn serve_until<L>(mut listener: L, app: axum::Router, shutdown: impl Future<Output = ()> + Send + 'static)
 where
     L: axum::serve::Listener,
 {
@@ -202,5 +198,4 @@ where
             tracing::info!("closing connections still open after the shutdown grace period");
         }
     }
-    Ok(())
 }

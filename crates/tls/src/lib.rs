@@ -106,7 +106,7 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<
 ///
 /// # Errors
 ///
-/// Those of [`certificates`], and [`TlsError::Rustls`] for a certificate rustls refuses.
+/// Those of [`certificates`], and [`TlsError::BadCertificate`] for a certificate rustls refuses.
 pub fn roots(ca_pem: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(ca_pem)? {

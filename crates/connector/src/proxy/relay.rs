@@ -33,7 +33,7 @@ use super::login::Identified;
 use super::outbox::Outbox;
 use super::recorder::Recorder;
 use super::session::Session;
-use super::shutdown::{Shutdown, Stop};
+use super::shutdown::Stop;
 use super::upstream::ServerStream;
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
@@ -69,7 +69,8 @@ enum End {
     /// The server closed the connection.
     Server,
     Terminated(Termination),
-    Shutdown,
+    /// The listener shut down, at this moment (the end time of all its sessions).
+    Shutdown(i64),
     ClientProtocol(WireError),
     ServerProtocol(WireError),
     Io(io::Error),
@@ -113,7 +114,6 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
     };
     let mut relay = Relay {
         ctx,
-        shutdown: stop.shutdown(),
         client_reader,
         server_reader,
         to_client: Outbox::new(client.is_tls()),
@@ -165,7 +165,6 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
 
 struct Relay {
     ctx: Arc<ProxyContext>,
-    shutdown: Arc<Shutdown>,
     client_reader: MessageReader,
     server_reader: MessageReader,
     /// Frames for the client.
@@ -205,7 +204,7 @@ impl Relay {
                     // Dropped without a termination: nothing to wait for any more.
                     None => self.termination = None,
                 },
-                () = &mut stop => break End::Shutdown,
+                () = &mut stop => break End::Shutdown(stop.at()),
                 written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => {
                     if let Err(end) = self.written_to_client(written) {
                         break end;
@@ -404,7 +403,7 @@ impl Relay {
             End::Client => (EndReason::Client, client_left_us),
             End::Server => (EndReason::Server, now_us()),
             End::Terminated(_) => (EndReason::Terminated, now_us()),
-            End::Shutdown => (EndReason::Shutdown, self.shutdown.at()),
+            End::Shutdown(at) => (EndReason::Shutdown, *at),
             End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) => (EndReason::Error, now_us()),
         };
         match reason {
@@ -445,7 +444,7 @@ impl Relay {
                 }
                 self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sr, sw).await;
             }
-            End::Shutdown => {
+            End::Shutdown(_) => {
                 let message = "terminating connection: the connector is shutting down";
                 self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sr, sw).await;
             }

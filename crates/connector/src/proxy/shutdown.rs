@@ -72,8 +72,9 @@ pub(crate) struct Stop {
 }
 
 impl Stop {
-    pub(crate) fn shutdown(&self) -> Arc<Shutdown> {
-        Arc::clone(&self.shutdown)
+    /// The shutdown moment, once it resolved.
+    pub(crate) fn at(&self) -> i64 {
+        self.shutdown.at()
     }
 }
 

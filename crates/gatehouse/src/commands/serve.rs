@@ -46,7 +46,8 @@ pub async fn serve_on(
     let lease =
         Lease { heartbeat: (lease.connector_lease / 6).max(Duration::from_millis(100)), lease: lease.connector_lease };
     let app = gatehouse_server::app_with_lease(store, lease).await.context("cannot start the API")?;
-    gatehouse_server::serve(listener, tls, app, shutdown).await.context("the API server failed")
+    gatehouse_server::serve(listener, tls, app, shutdown).await;
+    Ok(())
 }
 
 /// Deletes completed sessions older than `retention`, in small batches so
