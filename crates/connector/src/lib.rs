@@ -10,6 +10,7 @@
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`proxy`]: accept, startup, relay and recording (the hot path).
 //! - [`report`]: batching to the control plane, the spool, heartbeats, terminations.
+//! - [`stop`]: a connection's stop signal: its listener's shutdown or its termination.
 //! - [`admin`]: `/health` and `/metrics`.
 //! - [`runtime`]: wires listeners, reporting and the admin server; [`runtime::run`] is the entry point.
 
@@ -22,3 +23,4 @@ pub mod metrics;
 pub mod proxy;
 pub mod report;
 pub mod runtime;
+pub mod stop;

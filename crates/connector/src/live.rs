@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use tokio::sync::oneshot;
+use crate::stop::{StopReason, Stopper};
 
 /// Why and by whom a session is being ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,11 +14,11 @@ pub struct Termination {
     pub reason: String,
 }
 
-/// Sessions by id. The connection task registers its session and waits on
-/// the receiver alongside its relay; the report side calls [`LiveSessions::terminate`].
+/// Sessions by id. The connection task registers its session with the [`Stopper`] of its
+/// stop signal, which its relay polls; the report side calls [`LiveSessions::terminate`].
 #[derive(Debug, Default)]
 pub struct LiveSessions {
-    sessions: Mutex<HashMap<String, oneshot::Sender<Termination>>>,
+    sessions: Mutex<HashMap<String, Stopper>>,
 }
 
 impl LiveSessions {
@@ -26,11 +26,9 @@ impl LiveSessions {
         Self::default()
     }
 
-    /// Registers a session; the receiver fires if it is terminated.
-    pub fn register(&self, session_id: &str) -> oneshot::Receiver<Termination> {
-        let (sender, receiver) = oneshot::channel();
-        self.lock().insert(session_id.to_owned(), sender);
-        receiver
+    /// Registers a session: `stopper` stops its connection if it is terminated.
+    pub fn register(&self, session_id: &str, stopper: Stopper) {
+        self.lock().insert(session_id.to_owned(), stopper);
     }
 
     /// Forgets a session that ended.
@@ -38,19 +36,10 @@ impl LiveSessions {
         self.lock().remove(session_id);
     }
 
-    /// Asks the session's task to end it; false if it is not live here.
+    /// Asks the session's task to end it; false if it is not live here or already ending.
     pub fn terminate(&self, session_id: &str, termination: Termination) -> bool {
-        match self.lock().remove(session_id) {
-            Some(sender) => sender.send(termination).is_ok(),
-            None => false,
-        }
-    }
-
-    /// Ends every live session (connector shutdown).
-    pub fn terminate_all(&self, termination: Termination) {
-        for (_, sender) in self.lock().drain() {
-            let _ = sender.send(termination.clone());
-        }
+        let stopper = self.lock().remove(session_id);
+        stopper.is_some_and(|stopper| stopper.stop(StopReason::Terminated(termination)))
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -65,7 +54,7 @@ impl LiveSessions {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Termination>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stopper>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -77,10 +66,11 @@ mod tests {
     #[tokio::test]
     async fn termination_reaches_the_registered_session_once() {
         let live = LiveSessions::new();
-        let receiver = live.register("s1");
+        let (stopper, stop) = crate::stop::signal();
+        live.register("s1", stopper);
         let t = Termination { termination_id: "t1".into(), reason: "by admin".into() };
         assert!(live.terminate("s1", t.clone()));
-        assert_eq!(receiver.await.unwrap(), t);
+        assert_eq!(stop.await, StopReason::Terminated(t.clone()));
         assert!(!live.terminate("s1", t), "a session ends once");
         assert!(live.is_empty());
     }

@@ -10,6 +10,7 @@ use gatehouse_connector::live::{LiveSessions, Termination};
 use gatehouse_connector::report::backoff::Backoff;
 use gatehouse_connector::report::resources::HelloInfo;
 use gatehouse_connector::report::{heartbeat, terminations};
+use gatehouse_connector::stop::{self, StopReason};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +45,15 @@ async fn heartbeats_start_after_hello_and_carry_the_run_id() {
 async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     let h = Harness::start().await;
     let live = Arc::new(LiveSessions::new());
-    let (first, second, third) = (live.register("s1"), live.register("s2"), live.register("s3"));
+    let [first, second, third] = ["s1", "s2", "s3"].map(|id| {
+        let (stopper, stop) = stop::signal();
+        live.register(id, stopper);
+        stop
+    });
+    let terminated = |reason| match reason {
+        StopReason::Terminated(termination) => termination,
+        other => panic!("stopped for {other:?}"),
+    };
     let stop = CancellationToken::new();
     let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
     let (_tx, rx) = watch::channel(hello(1));
@@ -53,12 +62,12 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     let within_a_second = Duration::from_secs(1);
 
     h.plane.terminate("s1", "t1");
-    let got = tokio::time::timeout(within_a_second, first).await.expect("in time").unwrap();
+    let got = terminated(tokio::time::timeout(within_a_second, first).await.expect("in time"));
     assert_eq!(got, Termination { termination_id: "t1".into(), reason: "by test".into() });
 
     // The stand-in ends each stream after one termination: the watch reopens it.
     h.plane.terminate("s2", "t2");
-    let got = tokio::time::timeout(within_a_second, second).await.expect("in time").unwrap();
+    let got = terminated(tokio::time::timeout(within_a_second, second).await.expect("in time"));
     assert_eq!(got.termination_id, "t2");
 
     // An outage, then the stream comes back.
@@ -67,7 +76,7 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     h.plane.set_down(false);
     h.plane.terminate("gone", "t3");
     h.plane.terminate("s3", "t4");
-    let got = tokio::time::timeout(Duration::from_secs(2), third).await.expect("in time").unwrap();
+    let got = terminated(tokio::time::timeout(Duration::from_secs(2), third).await.expect("in time"));
     assert_eq!(got.termination_id, "t4");
     assert!(live.is_empty());
 

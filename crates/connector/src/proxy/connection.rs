@@ -57,7 +57,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyConte
 
     let prepared = tokio::select! {
         biased;
-        () = &mut stop => return,
+        _ = &mut stop => return,
         prepared = prepare(stream, peer, &ctx) => prepared,
     };
     if let Some(Prepared { client, client_reader, startup, server, server_reader, identified }) = prepared {

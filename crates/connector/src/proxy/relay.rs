@@ -1,8 +1,8 @@
 //! The hot path: one task per connection relays both directions until one side ends, the
 //! session is terminated, or the connector shuts down.
 //!
-//! The loop selects over the termination receiver, the shutdown signal, the two outboxes and
-//! the two readers, all cancel-safe. A read returns one frame; the frames already buffered
+//! The loop selects over the connection's stop signal (its listener's shutdown or its
+//! session's termination), the two outboxes and the two readers, all cancel-safe. A read returns one frame; the frames already buffered
 //! behind it are drained with `try_next` and appended to the other side's outbox, which the
 //! next turn writes with one call. Frames move as `Bytes` split off the read buffer; only the
 //! type byte is looked at, except for the few messages recorded or rewritten (authentication,
@@ -24,7 +24,6 @@ use gatehouse_pgwire::{
     CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Message, MessageReader, StartupMessage, WireError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
 
 use super::ProxyContext;
 use super::cancel::{self, CancelTarget};
@@ -38,6 +37,7 @@ use super::upstream::ServerStream;
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
 use crate::metrics::Metrics;
+use crate::stop::{StopReason, Stopper};
 
 /// How long the connector waits for a side to take its last bytes when a session ends.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -94,6 +94,13 @@ impl End {
         }
     }
 
+    fn stopped(reason: StopReason) -> Self {
+        match reason {
+            StopReason::Shutdown { at_us } => End::Shutdown(at_us),
+            StopReason::Terminated(termination) => End::Terminated(termination),
+        }
+    }
+
     fn server_read(error: WireError) -> Self {
         match error {
             WireError::Io(error) => End::Io(error),
@@ -120,7 +127,7 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         to_server: Outbox::new(server.is_tls()),
         recorder: Recorder::default(),
         session: None,
-        termination: None,
+        stopper: stop.stopper(),
         startup,
         peer,
         upstream,
@@ -174,8 +181,9 @@ struct Relay {
     recorder: Recorder,
     /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
-    /// Fires when an administrator terminates the session; set with the session.
-    termination: Option<oneshot::Receiver<Termination>>,
+    /// Stops this connection: registered with the live sessions when the session starts, so
+    /// that an administrator can terminate it.
+    stopper: Stopper,
     startup: StartupMessage,
     peer: SocketAddr,
     upstream: SocketAddr,
@@ -199,12 +207,7 @@ impl Relay {
         let end = loop {
             tokio::select! {
                 biased;
-                termination = recv(&mut self.termination), if self.termination.is_some() => match termination {
-                    Some(termination) => break End::Terminated(termination),
-                    // Dropped without a termination: nothing to wait for any more.
-                    None => self.termination = None,
-                },
-                () = &mut stop => break End::Shutdown(stop.at()),
+                reason = &mut stop => break End::stopped(reason),
                 written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => {
                     if let Err(end) = self.written_to_client(written) {
                         break end;
@@ -360,7 +363,7 @@ impl Relay {
             }
         }
         let session = Session::start(self.ctx.reporter.clone(), start);
-        self.termination = Some(self.ctx.live.register(session.id()));
+        self.ctx.live.register(session.id(), self.stopper.clone());
         tracing::debug!(session = session.id(), peer = %self.peer, "session started");
         self.session = Some(session);
     }
@@ -601,12 +604,4 @@ where
         r.readable().await?;
     }
     reader.read_message(r).await
-}
-
-/// Waits for a termination; `None` if the sender was dropped without one.
-async fn recv(receiver: &mut Option<oneshot::Receiver<Termination>>) -> Option<Termination> {
-    match receiver {
-        Some(receiver) => receiver.await.ok(),
-        None => std::future::pending().await,
-    }
 }

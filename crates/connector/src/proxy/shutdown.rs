@@ -6,16 +6,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
-use tokio::sync::oneshot;
-
 use crate::event::now_us;
+use crate::stop::{self, StopReason, Stopper};
 
-/// The shutdown signal of one listener, and the moment it was first seen, which is the end
-/// time of every session it ends.
-///
-/// Each connection holds a oneshot receiver of its own rather than a wait on a shared
-/// `CancellationToken`: the relay polls its stop signal on every turn of its loop, and a
-/// receiver's poll is an atomic load where a token's wait takes a lock.
+/// The shutdown of one listener, and the moment it was first seen, which is the end time of
+/// every session it ends. It fires the stop signal of each of the listener's connections.
 #[derive(Default)]
 pub(crate) struct Shutdown {
     at: OnceLock<i64>,
@@ -25,37 +20,38 @@ pub(crate) struct Shutdown {
 #[derive(Default)]
 struct Waiting {
     next_id: u64,
-    senders: HashMap<u64, oneshot::Sender<()>>,
+    stoppers: HashMap<u64, Stopper>,
     fired: bool,
 }
 
 impl Shutdown {
     /// The shutdown moment, fixed by whoever asks first.
-    pub(crate) fn at(&self) -> i64 {
+    fn at(&self) -> i64 {
         *self.at.get_or_init(now_us)
     }
 
-    /// A signal that resolves once the listener shuts down (at once if it already has).
+    /// A connection's stop signal, fired by this shutdown (at once if it already happened)
+    /// or by the termination of the connection's session.
     pub(crate) fn subscribe(self: &Arc<Self>) -> Stop {
-        let (sender, receiver) = oneshot::channel();
+        let (stopper, signal) = stop::signal();
         let mut waiting = self.lock();
         let id = waiting.next_id;
         waiting.next_id += 1;
         if waiting.fired {
-            let _ = sender.send(());
+            stopper.stop(StopReason::Shutdown { at_us: self.at() });
         } else {
-            waiting.senders.insert(id, sender);
+            waiting.stoppers.insert(id, stopper);
         }
-        Stop { shutdown: Arc::clone(self), id, receiver }
+        Stop { shutdown: Arc::clone(self), id, signal }
     }
 
-    /// Fixes the shutdown moment and resolves every connection's [`Stop`].
+    /// Fixes the shutdown moment and stops every connection.
     pub(crate) fn fire(&self) {
-        self.at();
+        let at_us = self.at();
         let mut waiting = self.lock();
         waiting.fired = true;
-        for (_, sender) in waiting.senders.drain() {
-            let _ = sender.send(());
+        for (_, stopper) in waiting.stoppers.drain() {
+            stopper.stop(StopReason::Shutdown { at_us });
         }
     }
 
@@ -64,32 +60,31 @@ impl Shutdown {
     }
 }
 
-/// One connection's view of [`Shutdown`]: a future that resolves when the listener shuts down.
+/// One connection's stop signal, forgotten by its listener when dropped.
 pub(crate) struct Stop {
     shutdown: Arc<Shutdown>,
     id: u64,
-    receiver: oneshot::Receiver<()>,
+    signal: stop::Stop,
 }
 
 impl Stop {
-    /// The shutdown moment, once it resolved.
-    pub(crate) fn at(&self) -> i64 {
-        self.shutdown.at()
+    /// A handle that stops this connection, for its session's termination.
+    pub(crate) fn stopper(&self) -> Stopper {
+        self.signal.stopper()
     }
 }
 
 impl Future for Stop {
-    type Output = ();
+    type Output = StopReason;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // The sender is only dropped once sent: either way, the listener shut down.
-        Pin::new(&mut self.receiver).poll(cx).map(drop)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<StopReason> {
+        Pin::new(&mut self.signal).poll(cx)
     }
 }
 
 impl Drop for Stop {
     fn drop(&mut self) {
-        self.shutdown.lock().senders.remove(&self.id);
+        self.shutdown.lock().stoppers.remove(&self.id);
     }
 }
 
@@ -105,10 +100,11 @@ mod tests {
         let left = shutdown.subscribe();
         drop(left);
         assert!((&mut early).now_or_never().is_none());
-        assert_eq!(shutdown.lock().senders.len(), 1, "a dropped stop is forgotten");
+        assert_eq!(shutdown.lock().stoppers.len(), 1, "a dropped stop is forgotten");
         shutdown.fire();
-        early.await;
-        shutdown.subscribe().await;
-        assert!(shutdown.lock().senders.is_empty());
+        let at_us = shutdown.at();
+        assert_eq!(early.await, StopReason::Shutdown { at_us });
+        assert_eq!(shutdown.subscribe().await, StopReason::Shutdown { at_us }, "one moment for all");
+        assert!(shutdown.lock().stoppers.is_empty());
     }
 }
