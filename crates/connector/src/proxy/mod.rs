@@ -60,8 +60,10 @@ use crate::report::Reporter;
 
 /// How long [`serve`] waits, after shutdown, for connections to end before aborting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Pause after a failed accept (for example, out of file descriptors).
+/// The first pause after a failed accept (out of file descriptors, say); each further
+/// failure in a row doubles it, up to [`ACCEPT_BACKOFF_MAX`].
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// The memory every connection of a connector may hold, together, in messages over 1 MiB
 /// while they arrive: one message as large as PostgreSQL takes (1 GiB), or several smaller.
 pub const LARGE_MESSAGE_BUDGET: usize = 1 << 30;
@@ -127,6 +129,7 @@ impl From<rustls::Error> for ProxyError {
 pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: CancellationToken) -> io::Result<()> {
     let stop = Arc::new(Shutdown::default());
     let mut tasks = JoinSet::new();
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             biased;
@@ -134,11 +137,15 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    failures.succeeded();
                     tasks.spawn(connection::run(stream, peer, Arc::clone(&ctx), stop.subscribe()));
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    let pause = failures.failed(&error);
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
                 }
             },
         }
@@ -168,20 +175,47 @@ pub async fn refuse_while_starting(
     metrics: &Metrics,
 ) {
     let mut refusals = JoinSet::new();
+    let mut failures = AcceptFailures::default();
     loop {
         tokio::select! {
             Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    failures.succeeded();
                     Metrics::add(&metrics.connections_total, 1);
                     Metrics::add(&metrics.connections_refused_total, 1);
                     refusals.spawn(connection::refuse_while_starting(stream, tls.clone(), message.to_owned()));
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
+                Err(error) => tokio::time::sleep(failures.failed(&error)).await,
             },
+        }
+    }
+}
+
+/// A run of failed accepts. A shortage of file descriptors lasts: retrying at once would only
+/// fill the log, so each failure in a row waits longer, and the run is logged at its start
+/// and its end, not at every retry.
+#[derive(Default)]
+struct AcceptFailures {
+    in_a_row: u32,
+}
+
+impl AcceptFailures {
+    /// Logs `error` if it starts a run, and returns how long to wait before accepting again.
+    fn failed(&mut self, error: &io::Error) -> Duration {
+        if self.in_a_row == 0 {
+            tracing::warn!(%error, "accept failed; retrying, less often while it keeps failing");
+        } else {
+            tracing::debug!(%error, failures = self.in_a_row + 1, "accept failed again");
+        }
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        ACCEPT_BACKOFF.saturating_mul(1 << (self.in_a_row - 1).min(16)).min(ACCEPT_BACKOFF_MAX)
+    }
+
+    fn succeeded(&mut self) {
+        if self.in_a_row > 0 {
+            tracing::info!(failures = self.in_a_row, "accepting clients again");
+            self.in_a_row = 0;
         }
     }
 }
@@ -191,5 +225,24 @@ fn log_join(joined: Result<(), JoinError>) {
         && error.is_panic()
     {
         tracing::error!(%error, "a connection task panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_wait_longer_in_a_row_up_to_a_second_and_start_over_after_a_success() {
+        let error = io::Error::from_raw_os_error(24); // EMFILE
+        let mut failures = AcceptFailures::default();
+        let pauses: Vec<u128> = (0..10).map(|_| failures.failed(&error).as_millis()).collect();
+        assert_eq!(pauses, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000, 1000]);
+        for _ in 0..100 {
+            failures.failed(&error);
+        }
+        assert_eq!(failures.failed(&error), ACCEPT_BACKOFF_MAX);
+        failures.succeeded();
+        assert_eq!(failures.failed(&error), ACCEPT_BACKOFF);
     }
 }
