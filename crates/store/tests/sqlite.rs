@@ -209,16 +209,22 @@ async fn concurrent_writes_all_succeed() {
     assert_eq!(store.statements(fx.acme, "s05").await.unwrap().len(), 160);
 }
 
-/// A read past the timeout is stopped and says so; the next read on the same
-/// connection gets a fresh deadline.
+/// A read past the timeout is stopped and says so, on every reader connection, the pool's
+/// new ones as its reused ones; the next read on the same connection gets a fresh deadline.
 #[tokio::test]
 async fn reads_past_the_timeout_are_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_with(&dir.path().join("gatehouse.db"), Duration::from_millis(100)).await.unwrap();
     let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000000) \
                    SELECT count(*) FROM c";
-    let error = sqlx::query_scalar::<_, i64>(endless).fetch_one(store.pool()).await.unwrap_err();
-    assert!(matches!(StoreError::from(error), StoreError::TimedOut(_)));
+    // At once, so that the pool opens connections for them.
+    let reads = (0..8).map(|_| sqlx::query_scalar::<_, i64>(endless).fetch_one(store.pool()));
+    let results = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(reads))
+        .await
+        .expect("every read is stopped");
+    for result in results {
+        assert!(matches!(StoreError::from(result.unwrap_err()), StoreError::TimedOut(_)));
+    }
     let org = store.ensure_org("acme").await.unwrap().id;
     assert!(store.list_sessions(org, &ListQuery::newest(10, 0)).await.unwrap().is_empty());
 }

@@ -46,6 +46,17 @@ pub struct SqliteStore {
     writer: SqlitePool,
 }
 
+/// Stops what `conn` runs from now on once `read_timeout` has passed (zero: never): SQLite
+/// asks the handler every few thousand instructions whether to go on.
+async fn start_read_timeout(conn: &mut SqliteConnection, read_timeout: Duration) -> Result<(), sqlx::Error> {
+    if !read_timeout.is_zero() {
+        let deadline = Instant::now() + read_timeout;
+        let mut handle = conn.lock_handle().await?;
+        handle.set_progress_handler(PROGRESS_OPS, move || Instant::now() < deadline);
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations;
     /// reads are stopped after [`READ_TIMEOUT`].
@@ -74,19 +85,13 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        // Each use of a reader gets `read_timeout`, a new connection (which the pool hands
+        // out without `before_acquire`) as a reused one.
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
-            // Each use of a reader gets `read_timeout`: SQLite asks the handler
-            // every few thousand instructions whether to go on.
+            .after_connect(move |conn, _| Box::pin(start_read_timeout(conn, read_timeout)))
             .before_acquire(move |conn, _| {
-                Box::pin(async move {
-                    if !read_timeout.is_zero() {
-                        let deadline = Instant::now() + read_timeout;
-                        let mut handle = conn.lock_handle().await?;
-                        handle.set_progress_handler(PROGRESS_OPS, move || Instant::now() < deadline);
-                    }
-                    Ok(true)
-                })
+                Box::pin(async move { start_read_timeout(conn, read_timeout).await.map(|()| true) })
             })
             .connect_with(options)
             .await?;
