@@ -50,6 +50,7 @@ impl axum::serve::Listener for TlsListener {
                 }
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        crate::no_delay(&stream);
                         let acceptor = self.acceptor.clone();
                         self.handshakes.spawn(async move {
                             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -60,14 +60,21 @@ use crate::terminations::TerminationBus;
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const CURSOR_SECRET: &str = "cursor-signing-key";
 
+/// The HTTP application, and what [`serve`] must end when it shuts down.
+pub struct App {
+    pub router: axum::Router,
+    /// The connectors' termination streams, which never end by themselves.
+    terminations: Arc<TerminationBus>,
+}
+
 /// Builds the HTTP application over `store`, with the default connector lease.
-pub async fn app(store: Arc<dyn Store>) -> Result<axum::Router, StoreError> {
+pub async fn app(store: Arc<dyn Store>) -> Result<App, StoreError> {
     app_with_lease(store, Lease::default()).await
 }
 
 /// Builds the HTTP application and starts the lease sweeper, which completes
 /// the sessions of connectors unheard for longer than `lease`.
-pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum::Router, StoreError> {
+pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, StoreError> {
     let mut fresh = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut fresh);
     let cursor_key = store.secret_or_init(CURSOR_SECRET, &fresh).await?;
@@ -78,7 +85,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum:
         tokio::spawn(bus.clone().relay(store.clone(), feed));
     }
     let sessions = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone());
-    let connectors = ConnectorApi::new(store.clone(), bus, lease);
+    let connectors = ConnectorApi::new(store.clone(), bus.clone(), lease);
     let router = connectrpc::Router::new().add_service(Arc::new(sessions)).add_service(Arc::new(connectors));
     tokio::spawn(sweep_leases(store.clone(), lease.lease));
     tokio::spawn(refresh_statistics(store.clone()));
@@ -93,12 +100,13 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<axum:
         Limits::default().with_max_request_body_size(MAX_REQUEST_BYTES).with_max_message_size(MAX_REQUEST_BYTES);
     let rpc = ConnectRpcService::new(router).with_limits(limits).with_interceptor(Authenticator::new(store.clone()));
 
-    Ok(axum::Router::new()
+    let router = axum::Router::new()
         .route("/health", get(move || health(store.clone())))
         .merge(console::routes())
         .fallback_service(rpc)
         .layer(axum::middleware::from_fn(json_object::require))
-        .layer(axum::middleware::from_fn(grpc_web_text::translate)))
+        .layer(axum::middleware::from_fn(grpc_web_text::translate));
+    Ok(App { router, terminations: bus })
 }
 
 /// How long `/health` waits for the store before reporting it unreachable.
@@ -158,21 +166,37 @@ async fn refresh_statistics(store: Arc<dyn Store>) {
 }
 
 /// How long requests in flight may finish after shutdown is asked for.
-/// Streams (connectors watching for terminations) never finish by
-/// themselves; they are cut after this, and connectors reconnect elsewhere.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` completes, then lets
-/// requests in flight finish for at most [`SHUTDOWN_GRACE`].
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` completes, then ends
+/// the connectors' termination streams (they reopen theirs elsewhere) and lets requests in
+/// flight finish for at most [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    app: axum::Router,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let App { router, terminations } = app;
+    let shutdown = async move {
+        shutdown.await;
+        terminations.close();
+    };
     match tls {
-        None => serve_until(listener, app, shutdown).await,
-        Some(config) => serve_until(https::TlsListener::new(listener, config), app, shutdown).await,
+        None => {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| no_delay(tcp));
+            serve_until(listener, router, shutdown).await;
+        }
+        Some(config) => serve_until(https::TlsListener::new(listener, config), router, shutdown).await,
+    }
+}
+
+/// Small writes go out at once: HTTP/2 writes a response's headers, data and trailers
+/// apart, and Nagle's algorithm would hold each later one for the client's delayed ACK
+/// (some 40 ms a call).
+pub(crate) fn no_delay(tcp: &tokio::net::TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
     }
 }
 

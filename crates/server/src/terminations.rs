@@ -10,6 +10,7 @@
 //! each termination id once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ const RESYNC_WINDOW_US: Micros = 3_600_000_000;
 pub struct TerminationBus {
     channels: Mutex<HashMap<(OrgId, String), broadcast::Sender<TerminationRecord>>>,
     delivered: Mutex<Delivered>,
+    /// The server is shutting down: watches end, and new ones end at once.
+    closed: AtomicBool,
 }
 
 /// The most recent termination ids published, oldest first.
@@ -60,6 +63,10 @@ impl Delivered {
 impl TerminationBus {
     pub fn subscribe(&self, org: OrgId, connector_id: &str) -> broadcast::Receiver<TerminationRecord> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            // Its sender is dropped here: the watch ends after what is pending.
+            return broadcast::channel(1).1;
+        }
         channels.entry((org, connector_id.to_owned())).or_insert_with(|| broadcast::channel(256).0).subscribe()
     }
 
@@ -77,6 +84,14 @@ impl TerminationBus {
             // Nobody listens any more.
             channels.remove(&key);
         }
+    }
+
+    /// Ends every watch, cleanly, and those that start later at once: the server is shutting
+    /// down, and a stream never ends by itself. The connectors reopen theirs, elsewhere.
+    pub fn close(&self) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::Release);
+        channels.clear();
     }
 
     /// Publishes what a shared store's feed announces, until the feed ends.
@@ -148,6 +163,18 @@ mod tests {
         assert_eq!(watcher.try_recv().unwrap().id, "t1");
         assert_eq!(watcher.try_recv().unwrap().id, "t2");
         assert!(watcher.try_recv().is_err());
+    }
+
+    #[test]
+    fn closing_ends_every_watch_and_later_ones_at_once() {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let bus = TerminationBus::default();
+        let mut watcher = bus.subscribe(OrgId(1), "c");
+        bus.publish(OrgId(1), termination("t1"));
+        bus.close();
+        assert_eq!(watcher.try_recv().unwrap().id, "t1", "what was sent is still read");
+        assert_eq!(watcher.try_recv(), Err(TryRecvError::Closed));
+        assert_eq!(bus.subscribe(OrgId(1), "c").try_recv(), Err(TryRecvError::Closed));
     }
 
     #[test]

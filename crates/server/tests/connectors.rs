@@ -206,3 +206,14 @@ async fn terminations_reach_the_connector_stream_at_once() {
     let done = json!({"session_id": "live", "connector_id": s.connector_id});
     expect_error(&s.h.call_with_key("CancelSession", done, &s.h.admin_key).await, 400, "failed_precondition");
 }
+
+#[tokio::test]
+async fn shutting_down_ends_the_termination_streams_cleanly() {
+    let mut s = setup(Harness::start().await).await;
+    let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
+    let serving = s.h.shut_down();
+    // Streams never end by themselves: without the server ending them, this waits forever.
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("the stream ends");
+    assert!(ended.expect("an end, not an error").is_none());
+    tokio::time::timeout(Duration::from_secs(10), serving).await.expect("serve returns").unwrap();
+}

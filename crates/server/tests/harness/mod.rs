@@ -19,6 +19,9 @@ pub struct Harness {
     pub admin_key: String,
     pub reader_key: String,
     pub http: reqwest::Client,
+    /// Shuts the server down when sent to (or dropped); `serving` then ends.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -40,9 +43,18 @@ impl Harness {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let lease = gatehouse_server::Lease { heartbeat: lease / 3, lease };
         let app = gatehouse_server::app_with_lease(store.clone(), lease).await.unwrap();
-        tokio::spawn(gatehouse_server::serve(listener, None, app, std::future::pending()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(gatehouse_server::serve(listener, None, app, async move {
+            let _ = stopped.await;
+        }));
         let http = reqwest::Client::builder().no_gzip().build().unwrap();
-        Self { url, store, org, admin_key, reader_key, http, _dir: dir }
+        Self { url, store, org, admin_key, reader_key, http, stop: Some(stop), serving: Some(serving), _dir: dir }
+    }
+
+    /// Asks the server to shut down; the returned task ends when `serve` returns.
+    pub fn shut_down(&mut self) -> tokio::task::JoinHandle<()> {
+        drop(self.stop.take());
+        self.serving.take().expect("shut down once")
     }
 
     pub fn method_url(&self, method: &str) -> String {
