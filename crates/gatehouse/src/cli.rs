@@ -365,14 +365,27 @@ pub struct ApiArgs {
     pub url: String,
     /// Certificate authorities (PEM) an https:// control plane's certificate may be signed by,
     /// besides the Mozilla roots: a private CA
-    #[arg(long, env = "GATEHOUSE_CA_FILE")]
-    pub ca_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "GATEHOUSE_CA_FILE", value_parser = path_or_empty)]
+    ca_file: Option<PathBuf>,
     /// API key (gh_...): `gatehouse keys create` makes one; `dev` prints one
     #[arg(long, env = "GATEHOUSE_API_KEY", hide_env_values = true, default_value = "", hide_default_value = true)]
     pub api_key: String,
     /// Give up on a call to the control plane after this long (e.g. 30s, 2m)
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+impl ApiArgs {
+    /// The CA file, if one is named: `GATEHOUSE_CA_FILE=` set empty names none, as unset does.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file.as_deref().filter(|path| !path.as_os_str().is_empty())
+    }
+}
+
+/// Any path, the empty one included (which clap's own parser refuses with an error about a
+/// missing value, confusing for an empty environment variable).
+fn path_or_empty(text: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(text))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

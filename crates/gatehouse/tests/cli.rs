@@ -120,6 +120,9 @@ fn keys_serve_and_sessions_end_to_end() {
 
     let page = json_lines(&stdout(&run(&mut client(&["list", "--limit", "5", "--output", "json"]))));
     assert_eq!(page.len(), 5);
+    // An empty GATEHOUSE_CA_FILE names no CA file, as an unset one does.
+    let mut empty_ca_file = client(&["list", "--limit", "1", "-o", "json"]);
+    assert_eq!(json_lines(&stdout(&run(empty_ca_file.env("GATEHOUSE_CA_FILE", "")))).len(), 1);
 
     let all = json_lines(&stdout(&run(&mut client(&["list", "--all", "--limit", "70", "-o", "json"]))));
     let mut ids: Vec<&str> = all.iter().map(|s| s["id"].as_str().unwrap()).collect();

@@ -95,8 +95,8 @@ fn client(api: &ApiArgs) -> anyhow::Result<Client> {
     let key = http::HeaderValue::from_str(key).ok().context("the API key holds characters no key has")?;
     let config =
         ClientConfig::new(uri).with_default_header("x-api-key", key).with_default_max_message_size(MAX_RESPONSE);
-    let transport = gatehouse_tls::transport(api.ca_file.as_deref())
-        .context("cannot use the CA file (--ca-file or GATEHOUSE_CA_FILE)")?;
+    let transport =
+        gatehouse_tls::transport(api.ca_file()).context("cannot use the CA file (--ca-file or GATEHOUSE_CA_FILE)")?;
     Ok(SessionsServiceClient::new(transport, config))
 }
 
