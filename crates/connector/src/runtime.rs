@@ -18,7 +18,9 @@
 //! # Shutdown
 //! When `shutdown` completes: stop accepting, end the sessions (reason
 //! `shutdown`), flush the report queue to the control plane or the spool
-//! (bounded by the report loop's flush timeout), stop the rest.
+//! (bounded by the report loop's flush timeout), stop the rest. Before the
+//! listeners were served, the clients waiting in their accept queues are
+//! refused with FATAL 57P01 rather than reset.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -147,6 +149,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         () = &mut shutdown => {
             tracing::info!("shutdown before the listeners were ready");
+            let queued: Vec<&TcpListener> = listeners.iter().map(|(_, tcp)| tcp).collect();
+            proxy::refuse_queued(&queued, tls.clone()).await;
             drop(reporter);
             background.stop().await;
             return Ok(());

@@ -145,3 +145,25 @@ async fn clients_of_an_unresolved_listener_are_refused_with_a_reason() {
     assert!(metrics.contains("gatehouse_connector_connections_refused_total 1"), "{metrics}");
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn clients_waiting_when_the_connector_stops_while_starting_are_told_why() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let running = start(config(&h, dir.path(), &format!("{listen}=res_a"), free_addr()));
+    // The admin port is bound after the listeners: once it answers, clients queue.
+    let health = format!("http://{}/health", running.admin);
+    while reqwest::get(&health).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = format!("host={} port={} user=alice dbname=db connect_timeout=10", listen.ip(), listen.port());
+    let client = tokio::spawn(async move { tokio_postgres::connect(&url, tokio_postgres::NoTls).await.err() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.shutdown().await.unwrap();
+    let error = client.await.unwrap().expect("refused");
+    let error = error.as_db_error().unwrap_or_else(|| panic!("a PostgreSQL error, not {error}"));
+    assert_eq!(error.code().code(), "57P01");
+    assert!(error.message().contains("shutting down"), "{}", error.message());
+}

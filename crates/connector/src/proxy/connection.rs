@@ -66,13 +66,13 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyConte
     }
 }
 
-/// Answers a client, once it has said what it wants, with FATAL 57P03 and `message`: what
-/// PostgreSQL tells clients while it starts.
-pub(crate) async fn refuse_while_starting(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, message: String) {
+/// Answers a client, once it has said what it wants (after TLS if it asked for it), with
+/// `error` alone: a connector that cannot serve it yet, or any more.
+pub(crate) async fn refuse(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, error: ErrorResponse) {
     let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN).frontend();
     let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, tls.as_ref()));
     if let Ok(Ok(Negotiated::Session(mut client, _))) = negotiated.await {
-        client.send_error(&ErrorResponse::cannot_connect_now(message)).await;
+        client.send_error(&error).await;
     }
 }
 

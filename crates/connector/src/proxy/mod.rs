@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_pgwire::LargeMessageBudget;
+use gatehouse_pgwire::backend::ErrorResponse;
 use gatehouse_tls::TlsError;
 use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinSet};
@@ -167,7 +168,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
 
 /// Accepts the clients of `listener` and refuses each with FATAL 57P03 and `message`, until
 /// dropped: while the connector cannot serve a listener yet (it does not know where its
-/// database is), clients get an answer instead of waiting in the accept queue.
+/// database is), clients get an answer instead of waiting in the accept queue. (What
+/// PostgreSQL tells clients while it starts.)
 pub async fn refuse_while_starting(
     listener: &TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -184,7 +186,8 @@ pub async fn refuse_while_starting(
                     failures.succeeded();
                     Metrics::add(&metrics.connections_total, 1);
                     Metrics::add(&metrics.connections_refused_total, 1);
-                    refusals.spawn(connection::refuse_while_starting(stream, tls.clone(), message.to_owned()));
+                    let error = ErrorResponse::cannot_connect_now(message);
+                    refusals.spawn(connection::refuse(stream, tls.clone(), error));
                 }
                 Err(error) => tokio::time::sleep(failures.failed(&error)).await,
             },
@@ -218,6 +221,25 @@ impl AcceptFailures {
             self.in_a_row = 0;
         }
     }
+}
+
+/// How long the clients still in the accept queues when the connector stops before serving
+/// them have, together, to say what they want and hear the refusal.
+const QUEUED_REFUSAL_LIMIT: Duration = Duration::from_secs(2);
+
+/// Refuses the clients waiting in the accept queues of `listeners` with FATAL 57P01: the
+/// connector stops before it served them, and closing the listeners would reset their
+/// connections without a word.
+pub async fn refuse_queued(listeners: &[&TcpListener], tls: Option<Arc<rustls::ServerConfig>>) {
+    let mut refusals = JoinSet::new();
+    for listener in listeners {
+        // What the queue holds is ready at once; a short wait covers a readiness not yet seen.
+        while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(20), listener.accept()).await {
+            let error = ErrorResponse::admin_shutdown("terminating connection: the connector is shutting down");
+            refusals.spawn(connection::refuse(stream, tls.clone(), error));
+        }
+    }
+    let _ = tokio::time::timeout(QUEUED_REFUSAL_LIMIT, async { while refusals.join_next().await.is_some() {} }).await;
 }
 
 fn log_join(joined: Result<(), JoinError>) {
