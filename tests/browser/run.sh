@@ -8,9 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
-
-say() { printf '\n==> %s\n' "$*"; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+source ../lib.sh
 
 if [ ! -x /usr/bin/chromium ]; then
     say "installing chromium (Debian package)"
@@ -31,33 +29,9 @@ if [ -z "$bin" ]; then
 fi
 
 # The termination test needs a real session through a connector.
-if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    if command -v pg_ctlcluster >/dev/null; then
-        say "starting PostgreSQL"
-        as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
-    fi
-    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
-    pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
-fi
+start_postgres || { echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
 
 work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-wait_port() {
-    for _ in $(seq 150); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.2
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 data="$work/cp"
 store() { RUST_LOG=warn "$bin" "$@" --data-dir "$data"; }

@@ -15,9 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
-
-say() { printf '\n==> %s\n' "$*"; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+source ../lib.sh
 
 say "npm ci (connect-es, protobuf-es, buf)"
 npm ci --no-audit --no-fund --loglevel=error
@@ -33,23 +31,6 @@ if [ -z "$bin" ]; then
 fi
 
 work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-wait_port() {
-    for _ in $(seq 150); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 data="$work/cp"
 store() { RUST_LOG=warn "$bin" "$@" --data-dir "$data"; }
@@ -67,13 +48,8 @@ export DEFAULT_COMPLETED=3000 DEFAULT_ACTIVE=12 OTHER_COMPLETED=50 OTHER_ACTIVE=
 
 # A live session needs a connector in front of a real PostgreSQL. Its sessions go
 # to an organization of their own, so that the seeded counts above stay exact.
-if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
-    say "starting PostgreSQL"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
-    for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
-fi
 live=0
-if command -v psql >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+if command -v psql >/dev/null && start_postgres; then
     live=1
     export LIVE_ADMIN_KEY PROXY_PORT
     LIVE_ADMIN_KEY="$(key live admin connect-live-admin)"
