@@ -36,7 +36,8 @@ impl LiveSessions {
         self.lock().remove(session_id);
     }
 
-    /// Asks the session's task to end it; false if it is not live here or already ending.
+    /// Asks the session's task to end it; false if it is not registered here or its connection
+    /// was already stopped.
     pub fn terminate(&self, session_id: &str, termination: Termination) -> bool {
         let stopper = self.lock().remove(session_id);
         stopper.is_some_and(|stopper| stopper.stop(StopReason::Terminated(termination)))

@@ -149,8 +149,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         () = &mut shutdown => {
             tracing::info!("shutdown before the listeners were ready");
+            health.set_stopping();
             let queued: Vec<&TcpListener> = listeners.iter().map(|(_, tcp)| tcp).collect();
-            proxy::refuse_queued(&queued, tls.clone()).await;
+            proxy::refuse_queued(&queued, tls.clone(), &metrics).await;
             drop(reporter);
             background.stop().await;
             return Ok(());

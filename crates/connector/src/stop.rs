@@ -78,7 +78,8 @@ impl Stopper {
     }
 }
 
-/// A future that resolves, once, with the reason its connection must stop.
+/// A future that resolves, once, with the reason its connection must stop (polled again after
+/// that, it stays pending).
 #[derive(Debug)]
 pub struct Stop {
     shared: Arc<Shared>,
@@ -101,6 +102,15 @@ impl Stop {
             }
             // Handed out already: it stays pending, as a finished signal should.
             None => Poll::Pending,
+        }
+    }
+}
+
+/// The task's waker is not kept alive, by a [`Stopper`] that outlives the signal, for nothing.
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if self.registered.is_some() {
+            self.shared.lock().waker = None;
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gatehouse_core::Role;
 
@@ -365,7 +366,9 @@ pub struct ApiArgs {
     pub url: String,
     /// Certificate authorities (PEM) an https:// control plane's certificate may be signed by,
     /// besides the Mozilla roots: a private CA
-    #[arg(long, env = "GATEHOUSE_CA_FILE", value_parser = path_or_empty)]
+    // Any path, the empty one included: clap's own path parser refuses it with an error about
+    // a missing value, confusing for an empty environment variable.
+    #[arg(long, env = "GATEHOUSE_CA_FILE", value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     ca_file: Option<PathBuf>,
     /// API key (gh_...): `gatehouse keys create` makes one; `dev` prints one
     #[arg(long, env = "GATEHOUSE_API_KEY", hide_env_values = true, default_value = "", hide_default_value = true)]
@@ -380,12 +383,6 @@ impl ApiArgs {
     pub fn ca_file(&self) -> Option<&std::path::Path> {
         self.ca_file.as_deref().filter(|path| !path.as_os_str().is_empty())
     }
-}
-
-/// Any path, the empty one included (which clap's own parser refuses with an error about a
-/// missing value, confusing for an empty environment variable).
-fn path_or_empty(text: &str) -> Result<PathBuf, std::convert::Infallible> {
-    Ok(PathBuf::from(text))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

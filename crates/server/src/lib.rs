@@ -62,7 +62,7 @@ const CURSOR_SECRET: &str = "cursor-signing-key";
 
 /// The HTTP application, and what [`serve`] must end when it shuts down.
 pub struct App {
-    pub router: axum::Router,
+    router: axum::Router,
     /// The connectors' termination streams, which never end by themselves.
     terminations: Arc<TerminationBus>,
 }

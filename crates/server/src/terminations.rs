@@ -32,7 +32,8 @@ const RESYNC_WINDOW_US: Micros = 3_600_000_000;
 pub struct TerminationBus {
     channels: Mutex<HashMap<(OrgId, String), broadcast::Sender<TerminationRecord>>>,
     delivered: Mutex<Delivered>,
-    /// The server is shutting down: watches end, and new ones end at once.
+    /// The server is shutting down: watches end, and new ones end at once. (Read and set
+    /// under the `channels` lock.)
     closed: AtomicBool,
 }
 

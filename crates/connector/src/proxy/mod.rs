@@ -141,24 +141,26 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
                     failures.succeeded();
                     tasks.spawn(connection::run(stream, peer, Arc::clone(&ctx), stop.subscribe()));
                 }
-                Err(error) => {
-                    let pause = failures.failed(&error);
+                Err(error) => if let Some(pause) = failures.failed(&error) {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(pause) => {}
                     }
-                }
+                },
             },
         }
     }
-    drop(listener);
     stop.fire();
+    // The clients still in the accept queue hear why, while the sessions end.
+    let listeners = [&listener];
+    let queued = refuse_queued(&listeners, ctx.tls.clone(), &ctx.metrics);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(joined) = tasks.join_next().await {
             log_join(joined);
         }
-    })
-    .await;
+    });
+    let ((), drained) = tokio::join!(queued, drained);
+    drop(listener);
     if drained.is_err() {
         tracing::warn!(remaining = tasks.len(), "aborting connections that did not end in time");
         tasks.shutdown().await;
@@ -189,7 +191,9 @@ pub async fn refuse_while_starting(
                     let error = ErrorResponse::cannot_connect_now(message);
                     refusals.spawn(connection::refuse(stream, tls.clone(), error));
                 }
-                Err(error) => tokio::time::sleep(failures.failed(&error)).await,
+                Err(error) => if let Some(pause) = failures.failed(&error) {
+                    tokio::time::sleep(pause).await;
+                },
             },
         }
     }
@@ -204,15 +208,23 @@ struct AcceptFailures {
 }
 
 impl AcceptFailures {
-    /// Logs `error` if it starts a run, and returns how long to wait before accepting again.
-    fn failed(&mut self, error: &io::Error) -> Duration {
+    /// Logs `error` if it starts a run, and returns how long to wait before accepting again:
+    /// nothing for a client that left before it was taken, which says nothing of the next.
+    fn failed(&mut self, error: &io::Error) -> Option<Duration> {
+        if matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+        ) {
+            tracing::debug!(%error, "a client left before it was accepted");
+            return None;
+        }
         if self.in_a_row == 0 {
             tracing::warn!(%error, "accept failed; retrying, less often while it keeps failing");
         } else {
             tracing::debug!(%error, failures = self.in_a_row + 1, "accept failed again");
         }
         self.in_a_row = self.in_a_row.saturating_add(1);
-        ACCEPT_BACKOFF.saturating_mul(1 << (self.in_a_row - 1).min(16)).min(ACCEPT_BACKOFF_MAX)
+        Some(ACCEPT_BACKOFF.saturating_mul(1 << (self.in_a_row - 1).min(16)).min(ACCEPT_BACKOFF_MAX))
     }
 
     fn succeeded(&mut self) {
@@ -223,23 +235,32 @@ impl AcceptFailures {
     }
 }
 
-/// How long the clients still in the accept queues when the connector stops before serving
-/// them have, together, to say what they want and hear the refusal.
+/// How long the clients still in the accept queues at shutdown have, together, to say what
+/// they want and hear the refusal.
 const QUEUED_REFUSAL_LIMIT: Duration = Duration::from_secs(2);
+/// Most clients refused per listener at shutdown: a full accept queue (tokio's backlog).
+const QUEUED_REFUSALS_MAX: usize = 1024;
 
 /// Refuses the clients waiting in the accept queues of `listeners` with FATAL 57P01: the
-/// connector stops before it served them, and closing the listeners would reset their
-/// connections without a word.
-pub async fn refuse_queued(listeners: &[&TcpListener], tls: Option<Arc<rustls::ServerConfig>>) {
+/// connector stops, and closing the listeners would reset their connections without a word.
+/// Bounded in time and number, so that clients that keep arriving cannot hold the shutdown up.
+pub async fn refuse_queued(listeners: &[&TcpListener], tls: Option<Arc<rustls::ServerConfig>>, metrics: &Metrics) {
+    let deadline = tokio::time::Instant::now() + QUEUED_REFUSAL_LIMIT;
     let mut refusals = JoinSet::new();
     for listener in listeners {
-        // What the queue holds is ready at once; a short wait covers a readiness not yet seen.
-        while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(20), listener.accept()).await {
+        for _ in 0..QUEUED_REFUSALS_MAX {
+            // What the queue holds is ready at once; a short wait covers a readiness not yet seen.
+            let wait = (tokio::time::Instant::now() + Duration::from_millis(20)).min(deadline);
+            let Ok(Ok((stream, _))) = tokio::time::timeout_at(wait, listener.accept()).await else {
+                break;
+            };
+            Metrics::add(&metrics.connections_total, 1);
+            Metrics::add(&metrics.connections_refused_total, 1);
             let error = ErrorResponse::admin_shutdown("terminating connection: the connector is shutting down");
             refusals.spawn(connection::refuse(stream, tls.clone(), error));
         }
     }
-    let _ = tokio::time::timeout(QUEUED_REFUSAL_LIMIT, async { while refusals.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout_at(deadline, async { while refusals.join_next().await.is_some() {} }).await;
 }
 
 fn log_join(joined: Result<(), JoinError>) {
@@ -258,13 +279,16 @@ mod tests {
     fn failed_accepts_wait_longer_in_a_row_up_to_a_second_and_start_over_after_a_success() {
         let error = io::Error::from_raw_os_error(24); // EMFILE
         let mut failures = AcceptFailures::default();
-        let pauses: Vec<u128> = (0..10).map(|_| failures.failed(&error).as_millis()).collect();
+        let pauses: Vec<u128> = (0..10).map(|_| failures.failed(&error).unwrap().as_millis()).collect();
         assert_eq!(pauses, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000, 1000]);
         for _ in 0..100 {
             failures.failed(&error);
         }
-        assert_eq!(failures.failed(&error), ACCEPT_BACKOFF_MAX);
+        assert_eq!(failures.failed(&error), Some(ACCEPT_BACKOFF_MAX));
         failures.succeeded();
-        assert_eq!(failures.failed(&error), ACCEPT_BACKOFF);
+        assert_eq!(failures.failed(&error), Some(ACCEPT_BACKOFF));
+        let left = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(failures.failed(&left), None, "one client's error: retried at once");
+        assert_eq!(failures.failed(&error), Some(2 * ACCEPT_BACKOFF), "and not counted");
     }
 }

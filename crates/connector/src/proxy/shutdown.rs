@@ -48,9 +48,13 @@ impl Shutdown {
     /// Fixes the shutdown moment and stops every connection.
     pub(crate) fn fire(&self) {
         let at_us = self.at();
-        let mut waiting = self.lock();
-        waiting.fired = true;
-        for (_, stopper) in waiting.stoppers.drain() {
+        let stoppers: Vec<Stopper> = {
+            let mut waiting = self.lock();
+            waiting.fired = true;
+            waiting.stoppers.drain().map(|(_, stopper)| stopper).collect()
+        };
+        // Outside the lock: each connection that ends takes it to forget its stop.
+        for stopper in stoppers {
             stopper.stop(StopReason::Shutdown { at_us });
         }
     }
