@@ -49,6 +49,10 @@ use crate::report::{ControlPlane, ReportLoop, ReportOptions, Reporter, Spool, Sp
 pub const HELLO_WAIT: Duration = Duration::from_secs(5);
 /// How long clients wait for the listeners to be resolved before they are refused.
 pub const REFUSE_AFTER: Duration = Duration::from_secs(10);
+/// The longest wait between attempts to reopen the termination stream: a termination asked
+/// for just after a control-plane restart reaches its session within about this. (An attempt
+/// is one small call.)
+const TERMINATION_RETRY_MAX: Duration = Duration::from_secs(1);
 /// Extra time, beyond the report loop's own flush timeout, before it is abandoned.
 const FLUSH_MARGIN: Duration = Duration::from_secs(2);
 
@@ -112,7 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (reporter, queue) = Reporter::new(Arc::clone(&metrics));
     let options = ReportOptions { fail_open: config.fail_open, ..ReportOptions::default() };
     let flush_limit = options.flush_timeout + FLUSH_MARGIN;
-    let backoff = Backoff::new(options.backoff_min, options.backoff_max);
+    let backoff = Backoff::new(options.backoff_min, TERMINATION_RETRY_MAX);
     let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options);
     let hello = report.hello();
     let mut key_refused = report.key_refused();

@@ -199,12 +199,20 @@ pub async fn refuse_while_starting(
     }
 }
 
+/// How often, at most, failed accepts are logged as warnings: near the limit of file
+/// descriptors, runs of failures start and end every few milliseconds.
+const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A run of failed accepts. A shortage of file descriptors lasts: retrying at once would only
-/// fill the log, so each failure in a row waits longer, and the run is logged at its start
-/// and its end, not at every retry.
+/// fill the log, so each failure in a row waits longer, and a run is logged at its start and
+/// its end, at most one run a minute (the others at debug level).
 #[derive(Default)]
 struct AcceptFailures {
     in_a_row: u32,
+    /// When the last run was logged as a warning.
+    warned_at: Option<std::time::Instant>,
+    /// The current run was logged as a warning.
+    warned: bool,
 }
 
 impl AcceptFailures {
@@ -218,8 +226,11 @@ impl AcceptFailures {
             tracing::debug!(%error, "a client left before it was accepted");
             return None;
         }
-        if self.in_a_row == 0 {
+        let quiet = self.warned_at.is_some_and(|at| at.elapsed() < ACCEPT_WARNING_INTERVAL);
+        if self.in_a_row == 0 && !quiet {
             tracing::warn!(%error, "accept failed; retrying, less often while it keeps failing");
+            self.warned_at = Some(std::time::Instant::now());
+            self.warned = true;
         } else {
             tracing::debug!(%error, failures = self.in_a_row + 1, "accept failed again");
         }
@@ -229,7 +240,11 @@ impl AcceptFailures {
 
     fn succeeded(&mut self) {
         if self.in_a_row > 0 {
-            tracing::info!(failures = self.in_a_row, "accepting clients again");
+            if std::mem::take(&mut self.warned) {
+                tracing::info!(failures = self.in_a_row, "accepting clients again");
+            } else {
+                tracing::debug!(failures = self.in_a_row, "accepting clients again");
+            }
             self.in_a_row = 0;
         }
     }
@@ -281,12 +296,14 @@ mod tests {
         let mut failures = AcceptFailures::default();
         let pauses: Vec<u128> = (0..10).map(|_| failures.failed(&error).unwrap().as_millis()).collect();
         assert_eq!(pauses, [20, 40, 80, 160, 320, 640, 1000, 1000, 1000, 1000]);
+        assert!(failures.warned, "the run is logged as a warning");
         for _ in 0..100 {
             failures.failed(&error);
         }
         assert_eq!(failures.failed(&error), Some(ACCEPT_BACKOFF_MAX));
         failures.succeeded();
         assert_eq!(failures.failed(&error), Some(ACCEPT_BACKOFF));
+        assert!(!failures.warned, "a run within a minute of the last warning: debug level only");
         let left = io::Error::from(io::ErrorKind::ConnectionAborted);
         assert_eq!(failures.failed(&left), None, "one client's error: retried at once");
         assert_eq!(failures.failed(&error), Some(2 * ACCEPT_BACKOFF), "and not counted");

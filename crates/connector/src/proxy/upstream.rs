@@ -158,8 +158,15 @@ pub(crate) async fn connect_for_client(ctx: &ProxyContext, client: &mut ClientSt
         Err(error) => {
             Metrics::add(&ctx.metrics.upstream_connect_failures_total, 1);
             tracing::warn!(upstream = %ctx.upstream, %error, "cannot connect to the database");
-            let message = format!("Gatehouse cannot reach the database at {}", ctx.upstream);
-            client.send_error(&ErrorResponse::fatal("08006", message)).await;
+            // Out of file descriptors (EMFILE, ENFILE): the database is fine, the connector full.
+            let refusal = if matches!(error.raw_os_error(), Some(23 | 24)) {
+                ErrorResponse::too_many_connections(
+                    "the Gatehouse connector has too many open connections to open one to the database; try again later",
+                )
+            } else {
+                ErrorResponse::fatal("08006", format!("Gatehouse cannot reach the database at {}", ctx.upstream))
+            };
+            client.send_error(&refusal).await;
             None
         }
     }
