@@ -1,6 +1,10 @@
 # Shared by the black-box suites' run.sh scripts (tests/connect, tests/browser): sourced,
 # not run. A script sets `work` to its temporary directory and adds what it starts to `pids`.
 
+# Sourced before the runner changes directory: a relative GATEHOUSE_BIN means relative to
+# where the runner was started.
+if [ -n "${GATEHOUSE_BIN:-}" ]; then GATEHOUSE_BIN="$(realpath "$GATEHOUSE_BIN")"; fi
+
 say() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -6,9 +6,9 @@
 # GATEHOUSE_BIN: the binary to test (default: builds target/debug/gatehouse).
 # Screenshots go to tests/browser/artifacts/.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
-source ../lib.sh
 
 if [ ! -x /usr/bin/chromium ]; then
     say "installing chromium (Debian package)"

@@ -13,9 +13,9 @@
 # connector fronts it so that transcripts and terminations of real sessions are
 # tested too; without it those tests are skipped and say why.
 set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
-source ../lib.sh
 
 say "npm ci (connect-es, protobuf-es, buf)"
 npm ci --no-audit --no-fund --loglevel=error

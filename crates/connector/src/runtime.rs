@@ -18,8 +18,8 @@
 //! # Shutdown
 //! When `shutdown` completes: stop accepting, end the sessions (reason
 //! `shutdown`), flush the report queue to the control plane or the spool
-//! (bounded by the report loop's flush timeout), stop the rest. Before the
-//! listeners were served, the clients waiting in their accept queues are
+//! (bounded by the report loop's flush timeout), stop the rest. The clients
+//! still waiting in the listeners' accept queues, served yet or not, are
 //! refused with FATAL 57P01 rather than reset.
 
 use std::future::Future;

@@ -32,7 +32,8 @@ pub fn signal() -> (Stopper, Stop) {
 
 #[derive(Debug, Default)]
 struct Shared {
-    /// Set once `state.reason` is; read without the lock.
+    /// Set, under the lock, with `state.reason`, and never cleared: a reason that is gone while
+    /// this is set was handed out. Read without the lock on every poll.
     fired: AtomicBool,
     state: Mutex<State>,
 }
@@ -42,13 +43,15 @@ struct State {
     reason: Option<StopReason>,
     /// Whom to wake when the signal fires.
     waker: Option<Waker>,
-    /// The reason was handed out: the signal resolves once.
-    taken: bool,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
     }
 }
 
@@ -64,7 +67,7 @@ impl Stopper {
     pub fn stop(&self, reason: StopReason) -> bool {
         let waker = {
             let mut state = self.shared.lock();
-            if state.reason.is_some() || state.taken {
+            if self.shared.fired() {
                 return false;
             }
             state.reason = Some(reason);
@@ -93,16 +96,9 @@ impl Stop {
         Stopper { shared: Arc::clone(&self.shared) }
     }
 
+    /// The reason, once; handed out already, it stays pending, as a finished signal should.
     fn take(&self) -> Poll<StopReason> {
-        let mut state = self.shared.lock();
-        match state.reason.take() {
-            Some(reason) => {
-                state.taken = true;
-                Poll::Ready(reason)
-            }
-            // Handed out already: it stays pending, as a finished signal should.
-            None => Poll::Pending,
-        }
+        self.shared.lock().reason.take().map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -119,7 +115,7 @@ impl Future for Stop {
     type Output = StopReason;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<StopReason> {
-        if self.shared.fired.load(Ordering::Acquire) {
+        if self.shared.fired() {
             return self.take();
         }
         if self.registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
@@ -129,7 +125,7 @@ impl Future for Stop {
         {
             let mut state = self.shared.lock();
             // Fired between the load above and the lock: the waker would never be woken.
-            if state.reason.is_some() || state.taken {
+            if self.shared.fired() {
                 drop(state);
                 return self.take();
             }

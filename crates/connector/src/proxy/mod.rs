@@ -186,10 +186,7 @@ pub async fn refuse_while_starting(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     failures.succeeded();
-                    Metrics::add(&metrics.connections_total, 1);
-                    Metrics::add(&metrics.connections_refused_total, 1);
-                    let error = ErrorResponse::cannot_connect_now(message);
-                    refusals.spawn(connection::refuse(stream, tls.clone(), error));
+                    refuse(&mut refusals, stream, tls.clone(), ErrorResponse::cannot_connect_now(message), metrics);
                 }
                 Err(error) => if let Some(pause) = failures.failed(&error) {
                     tokio::time::sleep(pause).await;
@@ -269,13 +266,24 @@ pub async fn refuse_queued(listeners: &[&TcpListener], tls: Option<Arc<rustls::S
             let Ok(Ok((stream, _))) = tokio::time::timeout_at(wait, listener.accept()).await else {
                 break;
             };
-            Metrics::add(&metrics.connections_total, 1);
-            Metrics::add(&metrics.connections_refused_total, 1);
             let error = ErrorResponse::admin_shutdown("terminating connection: the connector is shutting down");
-            refusals.spawn(connection::refuse(stream, tls.clone(), error));
+            refuse(&mut refusals, stream, tls.clone(), error, metrics);
         }
     }
     let _ = tokio::time::timeout_at(deadline, async { while refusals.join_next().await.is_some() {} }).await;
+}
+
+/// Counts a client refused before it was served and answers it with `error`, in `refusals`.
+fn refuse(
+    refusals: &mut JoinSet<()>,
+    stream: tokio::net::TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    error: ErrorResponse,
+    metrics: &Metrics,
+) {
+    Metrics::add(&metrics.connections_total, 1);
+    Metrics::add(&metrics.connections_refused_total, 1);
+    refusals.spawn(connection::refuse(stream, tls, error));
 }
 
 fn log_join(joined: Result<(), JoinError>) {

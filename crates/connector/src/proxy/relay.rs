@@ -2,9 +2,9 @@
 //! session is terminated, or the connector shuts down.
 //!
 //! The loop selects over the connection's stop signal (its listener's shutdown or its
-//! session's termination), the two outboxes and the two readers, all cancel-safe. A read returns one frame; the frames already buffered
-//! behind it are drained with `try_next` and appended to the other side's outbox, which the
-//! next turn writes with one call. Frames move as `Bytes` split off the read buffer; only the
+//! session's termination), the two outboxes and the two readers, all cancel-safe. A read
+//! returns one frame; the frames already buffered behind it are drained with `try_next` and
+//! appended to the other side's outbox, which the next turn writes with one call. Frames move as `Bytes` split off the read buffer; only the
 //! type byte is looked at, except for the few messages recorded or rewritten (authentication,
 //! BackendKeyData, and the recorder's). Reading a side pauses while the outbox it feeds is
 //! above its high-water mark, so a slow client holds back the server and not memory.

@@ -13,6 +13,7 @@ use crate::stop::{self, StopReason, Stopper};
 /// every session it ends. It fires the stop signal of each of the listener's connections.
 #[derive(Default)]
 pub(crate) struct Shutdown {
+    /// Set when the shutdown fires.
     at: OnceLock<i64>,
     waiting: Mutex<Waiting>,
 }
@@ -21,7 +22,6 @@ pub(crate) struct Shutdown {
 struct Waiting {
     next_id: u64,
     stoppers: HashMap<u64, Stopper>,
-    fired: bool,
 }
 
 impl Shutdown {
@@ -37,8 +37,10 @@ impl Shutdown {
         let mut waiting = self.lock();
         let id = waiting.next_id;
         waiting.next_id += 1;
-        if waiting.fired {
-            stopper.stop(StopReason::Shutdown { at_us: self.at() });
+        // Under the lock: `fire` sets the moment before it takes the stoppers, so a signal is
+        // either fired here or taken there.
+        if let Some(&at_us) = self.at.get() {
+            stopper.stop(StopReason::Shutdown { at_us });
         } else {
             waiting.stoppers.insert(id, stopper);
         }
@@ -48,11 +50,7 @@ impl Shutdown {
     /// Fixes the shutdown moment and stops every connection.
     pub(crate) fn fire(&self) {
         let at_us = self.at();
-        let stoppers: Vec<Stopper> = {
-            let mut waiting = self.lock();
-            waiting.fired = true;
-            waiting.stoppers.drain().map(|(_, stopper)| stopper).collect()
-        };
+        let stoppers: Vec<Stopper> = self.lock().stoppers.drain().map(|(_, stopper)| stopper).collect();
         // Outside the lock: each connection that ends takes it to forget its stop.
         for stopper in stoppers {
             stopper.stop(StopReason::Shutdown { at_us });
