@@ -10,7 +10,8 @@
 //! - [`Message`] is one framed message: the whole wire frame as [`bytes::Bytes`], so a relay
 //!   writes it on unchanged.
 //! - [`MessageReader`] owns the read buffer of one connection and hands out [`Message`]s without
-//!   copying; [`try_frame`] is its synchronous core.
+//!   copying, or lets a relay look at its messages in place ([`MessageRef`]) and pass them on
+//!   as one run of bytes; [`try_frame`] is its synchronous core.
 //! - [`buffers`] lends read and write buffers to connections while they have bytes in flight.
 //! - [`Startup`] is the first packet of a connection, which has no type byte.
 //! - [`FrontendTag`] and [`BackendTag`] are the type-byte tables, one per direction.
@@ -35,7 +36,7 @@ mod tag;
 
 pub use codec::{Decode, Encode};
 pub use error::WireError;
-pub use message::Message;
+pub use message::{Message, MessageRef};
 pub use reader::{DEFAULT_MAX_MESSAGE_LEN, LargeMessageBudget, MessageReader, SMALL_MESSAGE_LIMIT, try_frame};
 pub use startup::{
     CANCEL_REQUEST_CODE, CancelRequest, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN, MAX_STARTUP_PACKET_LEN, PROTOCOL_3_0,

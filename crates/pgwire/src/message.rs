@@ -1,7 +1,9 @@
 //! One framed message, as it travels on the wire.
 //!
-//! The relay moves `Message`s byte for byte and inspects only a few, so the whole frame is kept
-//! as [`Bytes`] and typed views are built on demand with [`Message::decode`].
+//! The relay moves messages byte for byte and inspects only a few, so the whole frame is kept
+//! as it came and typed views are built on demand with [`Message::decode`]. A [`Message`] owns
+//! its frame as [`Bytes`]; a [`MessageRef`] borrows one from a reader's buffer, where the relay
+//! looks at each message before it passes the bytes on.
 
 use std::fmt;
 
@@ -104,10 +106,86 @@ impl Message {
     /// [`WireError::UnexpectedTag`] if this message is not a `T` (the caller still has to know
     /// the direction, since type bytes collide), otherwise whatever `T`'s decoder reports.
     pub fn decode<T: Decode>(&self) -> Result<T, WireError> {
-        if self.tag() != T::TAG {
-            return Err(WireError::UnexpectedTag { expected: T::TAG, actual: self.tag() });
-        }
+        expect_tag::<T>(self.tag())?;
         T::decode_body(self.payload_bytes())
+    }
+
+    /// The message borrowed, as a reader's [`MessageRef`]s are.
+    pub fn as_message_ref(&self) -> MessageRef<'_> {
+        MessageRef { frame: &self.frame }
+    }
+}
+
+fn expect_tag<T: Decode>(tag: u8) -> Result<(), WireError> {
+    match tag == T::TAG {
+        true => Ok(()),
+        false => Err(WireError::UnexpectedTag { expected: T::TAG, actual: tag }),
+    }
+}
+
+/// A complete frame borrowed from the buffer it was read into
+/// ([`MessageReader::message_at`](crate::MessageReader::message_at)).
+///
+/// Invariant: as for [`Message`], the frame is at least 5 bytes and its length field equals
+/// `frame.len() - 1`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    frame: &'a [u8],
+}
+
+impl<'a> MessageRef<'a> {
+    /// For frames this crate framed itself.
+    pub(crate) fn from_encoded(frame: &'a [u8]) -> Self {
+        debug_assert!(Message::from_frame(Bytes::copy_from_slice(frame)).is_ok());
+        Self { frame }
+    }
+
+    /// The type byte.
+    pub fn tag(self) -> u8 {
+        self.frame[0]
+    }
+
+    /// The whole frame.
+    pub fn frame(self) -> &'a [u8] {
+        self.frame
+    }
+
+    /// The payload after the type byte and length.
+    pub fn payload(self) -> &'a [u8] {
+        &self.frame[Message::HEADER_LEN..]
+    }
+
+    /// Size of the whole frame in bytes.
+    pub fn len(self) -> usize {
+        self.frame.len()
+    }
+
+    /// Always false: a frame has at least a header. Present because `len` is.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+
+    /// Builds the typed view `T` from a copy of the payload: for the few messages whose
+    /// fields are needed, not for every one relayed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Message::decode`].
+    pub fn decode<T: Decode>(self) -> Result<T, WireError> {
+        expect_tag::<T>(self.tag())?;
+        T::decode_body(Bytes::copy_from_slice(self.payload()))
+    }
+
+    /// A copy that owns its frame.
+    pub fn to_message(self) -> Message {
+        Message { frame: Bytes::copy_from_slice(self.frame) }
+    }
+}
+
+/// Shows type and size only, as [`Message`]'s does.
+impl fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageRef").field("tag", &char::from(self.tag())).field("len", &self.len()).finish()
     }
 }
 

@@ -8,10 +8,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::{FrontendTag, Message, Startup, WireError, buffers, try_startup};
+use crate::{FrontendTag, Message, MessageRef, Startup, WireError, buffers, try_startup};
 
 /// Default for [`MessageReader::max_message_len`]: PostgreSQL's own bound (`MaxAllocSize`, 1 GiB
 /// less a byte), so that whatever the database takes or sends passes through a relay too.
@@ -160,8 +160,7 @@ impl MessageReader {
 
     /// Splits a complete message off the front, giving back what it took from the budget.
     fn split_front(&mut self, total: usize) -> Message {
-        self.give_back();
-        Message::from_encoded(self.buf.split_to(total).freeze())
+        Message::from_encoded(self.split_to(total))
     }
 
     /// Reads a client, as PostgreSQL does: the messages that are always small (Sync,
@@ -217,9 +216,37 @@ impl MessageReader {
     where
         R: AsyncRead + Unpin + ?Sized,
     {
+        Ok(self.fill_front(r).await?.map(|total| self.split_front(total)))
+    }
+
+    /// Reads from `r` until the message at the front is whole, without taking it: the relay
+    /// looks at the buffered messages in place with [`message_at`](Self::message_at) and
+    /// passes them on as one run of bytes, with [`consume`](Self::consume) or
+    /// [`split_to`](Self::split_to) once they are relayed. Returns `Ok(false)` when the
+    /// stream ends cleanly between two messages.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Cancel-safe, as [`read_message`](Self::read_message).
+    ///
+    /// # Errors
+    ///
+    /// As [`read_message`](Self::read_message).
+    pub async fn fill_message<R>(&mut self, r: &mut R) -> Result<bool, WireError>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
+        Ok(self.fill_front(r).await?.is_some())
+    }
+
+    /// Reads until the front message is whole; returns its size, `None` at a clean end.
+    async fn fill_front<R>(&mut self, r: &mut R) -> Result<Option<usize>, WireError>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+    {
         loop {
             let want = match frame_len(&self.buf, self.max_len, self.frontend)? {
-                Some(total) if self.buf.len() >= total => return Ok(Some(self.split_front(total))),
+                Some(total) if self.buf.len() >= total => return Ok(Some(total)),
                 Some(total) => {
                     if total > MAX_RESERVE
                         && self.taken == 0
@@ -243,19 +270,37 @@ impl MessageReader {
         }
     }
 
-    /// Returns the next message if it is already buffered, without reading.
-    ///
-    /// After [`read_message`](Self::read_message) returns, call this until it yields `None` to
-    /// collect everything the last read brought in, and relay it as one batch.
+    /// The message that starts `offset` bytes into the buffer, if all of it is buffered.
+    /// `offset` is 0 or the end of a message this returned.
     ///
     /// # Errors
     ///
-    /// The framing errors of [`try_frame`].
-    pub fn try_next(&mut self) -> Result<Option<Message>, WireError> {
-        match frame_len(&self.buf, self.max_len, self.frontend)? {
-            Some(total) if self.buf.len() >= total => Ok(Some(self.split_front(total))),
+    /// The framing errors of [`try_frame`], for that message.
+    pub fn message_at(&self, offset: usize) -> Result<Option<MessageRef<'_>>, WireError> {
+        let rest = &self.buf[offset..];
+        match frame_len(rest, self.max_len, self.frontend)? {
+            Some(total) if rest.len() >= total => Ok(Some(MessageRef::from_encoded(&rest[..total]))),
             _ => Ok(None),
         }
+    }
+
+    /// The bytes buffered: whole messages, then the start of the next one.
+    pub fn buffered_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Drops the first `n` buffered bytes, the whole messages the caller has relayed.
+    pub fn consume(&mut self, n: usize) {
+        if n > 0 {
+            self.give_back();
+            self.buf.advance(n);
+        }
+    }
+
+    /// Splits off the first `n` buffered bytes, whole messages, without copying them.
+    pub fn split_to(&mut self, n: usize) -> Bytes {
+        self.give_back();
+        self.buf.split_to(n).freeze()
     }
 
     /// Reads the first packet of a connection, which has no type byte.
@@ -438,8 +483,7 @@ mod tests {
         let mut reader = MessageReader::new();
         assert_eq!(reader.read_message(&mut r).await.unwrap().unwrap().tag(), b'S');
         assert_eq!(reader.buffered(), 5);
-        assert_eq!(reader.try_next().unwrap().unwrap().tag(), b'X');
-        assert!(reader.try_next().unwrap().is_none());
+        assert_eq!(reader.read_message(&mut r).await.unwrap().unwrap().tag(), b'X', "already buffered");
         assert!(reader.read_message(&mut r).await.unwrap().is_none());
     }
 

@@ -48,18 +48,27 @@ async fn select_with_timer_loses_no_bytes() {
 }
 
 #[tokio::test]
-async fn try_next_drains_a_batch_after_one_read() {
+async fn a_batch_is_read_in_place_and_consumed_whole() {
     let mut wire = BytesMut::new();
     for i in 0..5 {
         Query::new(format!("SELECT {i}")).encode(&mut wire);
     }
-    let mut r = &wire[..];
+    // All but the last 3 bytes: four whole messages and the start of the fifth.
+    let (first, last) = wire.split_at(wire.len() - 3);
     let mut reader = MessageReader::new();
-    let mut batch = vec![reader.read_message(&mut r).await.unwrap().unwrap()];
-    while let Some(m) = reader.try_next().unwrap() {
-        batch.push(m);
+    assert!(reader.fill_message(&mut &first[..]).await.unwrap());
+    let mut end = 0;
+    while let Some(m) = reader.message_at(end).unwrap() {
+        assert_eq!((m.tag(), m.frame()), (b'Q', &first[end..end + m.len()]));
+        end += m.len();
     }
-    assert_eq!(batch.len(), 5);
-    let relayed: Vec<u8> = batch.iter().flat_map(|m| m.frame().to_vec()).collect();
-    assert_eq!(relayed, &wire[..]);
+    let fifth = wire.len() / 5 * 4;
+    assert_eq!(end, fifth, "four whole messages");
+    reader.consume(end);
+    assert_eq!(reader.buffered_bytes(), &first[fifth..], "the start of the fifth stays");
+
+    assert!(reader.fill_message(&mut &last[..]).await.unwrap());
+    assert_eq!(reader.message_at(0).unwrap().unwrap().frame(), &wire[fifth..]);
+    assert_eq!(reader.split_to(wire.len() - fifth), &wire[fifth..]);
+    assert!(!reader.fill_message(&mut &b""[..]).await.unwrap(), "a clean end between messages");
 }

@@ -108,6 +108,27 @@ proptest! {
     }
 
     #[test]
+    fn frames_read_in_place_are_the_frames_split_off(input in body()) {
+        let split = frame_all(BytesMut::from(&input[..]), 64).0;
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let in_place = rt.block_on(async {
+            let mut r = &input[..];
+            let mut reader = MessageReader::with_max_message_len(64);
+            let mut frames = Vec::new();
+            while let Ok(true) = reader.fill_message(&mut r).await {
+                let mut end = 0;
+                while let Ok(Some(m)) = reader.message_at(end) {
+                    frames.push(m.to_message());
+                    end += m.len();
+                }
+                reader.consume(end);
+            }
+            frames
+        });
+        prop_assert_eq!(in_place, split);
+    }
+
+    #[test]
     fn startup_never_panics(input in body(), code in startup_code(), len in -2i32..80) {
         let _ = try_startup(&mut BytesMut::from(&input[..]));
         // A known code with a length near the real sizes reaches the per-code checks.

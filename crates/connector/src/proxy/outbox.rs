@@ -1,24 +1,27 @@
-//! The write side of one direction: frames are appended as they are relayed, and written
-//! when the batch they arrived in is done, so one read usually costs one write.
+//! The write side of one direction. The messages of one read are passed on together when
+//! the batch is done, so one read usually costs one write, and that write is made straight
+//! from the reader's buffer when nothing waits before it: the usual round trip copies nothing
+//! and holds no write buffer. What the socket does not take at once waits here.
 
 use std::collections::VecDeque;
 use std::io;
+use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
-use gatehouse_pgwire::buffers;
+use futures::FutureExt;
+use gatehouse_pgwire::{MessageReader, buffers};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Above this, the relay stops reading from the side that feeds this outbox until it drains,
 /// so a slow reader holds back its writer instead of growing memory.
 const HIGH_WATER: usize = 256 * 1024;
-/// Frames from this size on are queued as they are, not copied: a 200 MB row would otherwise
-/// be in memory twice, and copying it holds up every other session on the relay's thread.
+/// Bytes left unwritten from this size on are queued as they are, not copied.
 const SHARE_FROM: usize = 64 * 1024;
 
-/// Frames waiting to be written to one side: small ones copied together into `tail`, large
+/// Bytes waiting to be written to one side: small runs copied together into `tail`, large
 /// ones queued whole in `sealed`, in order.
 pub(crate) struct Outbox {
-    /// Written before `tail`: large frames, and the small ones that came before them.
+    /// Written before `tail`: large runs, and the small ones that came before them.
     sealed: VecDeque<Bytes>,
     tail: BytesMut,
     /// Bytes in `sealed`.
@@ -33,8 +36,11 @@ impl Outbox {
         Self { sealed: VecDeque::new(), tail: BytesMut::new(), sealed_len: 0, flushes, unflushed: false }
     }
 
-    /// Appends a whole frame.
+    /// Appends a whole frame, copied.
     pub(crate) fn push(&mut self, frame: &[u8]) {
+        if frame.is_empty() {
+            return;
+        }
         // A batch is several frames (a result: description, rows, completion, ready): room
         // for them at once, rather than a reallocation and copy at each.
         if self.tail.capacity() == 0 {
@@ -43,17 +49,54 @@ impl Outbox {
         self.tail.extend_from_slice(frame);
     }
 
-    /// Appends a frame relayed from the other side; a large one is shared, not copied.
-    pub(crate) fn push_frame(&mut self, frame: &Bytes) {
-        if frame.len() < SHARE_FROM {
-            return self.push(frame);
+    /// Passes on the messages `run` of the reader's buffer, which ends where a message ends,
+    /// and drops the reader's bytes up to its end (those before `run.start` were relayed
+    /// already, one by one). When nothing waits here they are written straight from the
+    /// reader's buffer, as much as the socket takes at once; the rest waits here. Returns the
+    /// bytes written.
+    pub(crate) fn relay<W: AsyncWrite + Unpin>(
+        &mut self,
+        reader: &mut MessageReader,
+        run: Range<usize>,
+        w: &mut W,
+    ) -> io::Result<usize> {
+        if self.wants_io() {
+            // Behind what waits, and written with it as far as the socket takes it now.
+            self.keep(reader, run);
+            return self.drive(w).now_or_never().unwrap_or(Ok(0));
         }
+        let written = match run.is_empty() {
+            true => 0,
+            false => match w.write(&reader.buffered_bytes()[run.clone()]).now_or_never() {
+                Some(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Some(Ok(n)) => {
+                    self.unflushed = self.flushes;
+                    n
+                }
+                Some(Err(error)) => return Err(error),
+                None => 0,
+            },
+        };
+        self.keep(reader, run.start + written..run.end);
+        Ok(written)
+    }
+
+    /// Keeps the reader's bytes `rest` to write later, and drops the reader's bytes up to its
+    /// end. A large rest is shared, not copied: a 200 MB row would otherwise be in memory
+    /// twice, and copying it holds up every other session on the relay's thread.
+    fn keep(&mut self, reader: &mut MessageReader, rest: Range<usize>) {
+        if rest.len() < SHARE_FROM {
+            self.push(&reader.buffered_bytes()[rest.clone()]);
+            reader.consume(rest.end);
+            return;
+        }
+        reader.consume(rest.start);
         if !self.tail.is_empty() {
             self.sealed_len += self.tail.len();
             self.sealed.push_back(self.tail.split().freeze());
         }
-        self.sealed_len += frame.len();
-        self.sealed.push_back(frame.clone());
+        self.sealed_len += rest.len();
+        self.sealed.push_back(reader.split_to(rest.len()));
     }
 
     /// The buffer, for encoding a message the connector sends itself.
@@ -149,23 +192,65 @@ mod tests {
         assert_eq!(reader.await.unwrap(), b"hello world");
     }
 
+    /// A reader holding `frames`, read from memory.
+    async fn reader_of(frames: &[&[u8]]) -> MessageReader {
+        let wire: Vec<u8> = frames.concat();
+        let mut reader = MessageReader::new();
+        assert!(reader.fill_message(&mut &wire[..]).await.unwrap());
+        while reader.buffered() < wire.len() {
+            let rest = wire[reader.buffered()..].to_vec();
+            reader.fill_message(&mut &rest[..]).await.unwrap();
+        }
+        reader
+    }
+
+    fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![tag];
+        frame.extend_from_slice(&(payload.len() as u32 + 4).to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+
     #[tokio::test]
-    async fn large_frames_are_shared_and_keep_their_place() {
-        let (mut w, mut r) = tokio::io::duplex(1 << 20);
+    async fn a_run_the_socket_takes_is_written_from_the_read_buffer() {
+        let (mut w, mut r) = tokio::io::duplex(1 << 16);
+        let (one, two) = (frame(b'D', b"row"), frame(b'Z', b"I"));
+        let mut reader = reader_of(&[&one, &two]).await;
         let mut outbox = Outbox::new(false);
-        let large = Bytes::from(vec![b'L'; SHARE_FROM]);
-        outbox.push_frame(&Bytes::from_static(b"a"));
-        outbox.push_frame(&large);
-        outbox.push_frame(&Bytes::from_static(b"b"));
-        assert_eq!(outbox.sealed.len(), 2, "the small frame before it, then the large one");
-        assert_eq!(outbox.sealed[1].as_ptr(), large.as_ptr(), "not copied");
-        assert!(!outbox.has_room() || SHARE_FROM < HIGH_WATER);
-        assert_eq!(outbox.drain(&mut w).await.unwrap(), SHARE_FROM + 2);
+        let run = 0..one.len() + two.len();
+        assert_eq!(outbox.relay(&mut reader, run.clone(), &mut w).unwrap(), run.len());
+        assert_eq!((reader.buffered(), outbox.wants_io()), (0, false));
+        assert_eq!(outbox.tail.capacity(), 0, "no write buffer was taken");
+        let mut got = vec![0; run.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut r, &mut got).await.unwrap();
+        assert_eq!(got, [one, two].concat());
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_waits_in_order_and_large_runs_are_shared() {
+        let (mut w, mut r) = tokio::io::duplex(7);
+        let mut outbox = Outbox::new(false);
+        let small = frame(b'D', b"a small row");
+        let mut reader = reader_of(&[&small]).await;
+        assert_eq!(outbox.relay(&mut reader, 0..small.len(), &mut w).unwrap(), 7, "what the pipe takes");
+        assert!(outbox.wants_io() && reader.buffered() == 0);
+
+        let large = frame(b'D', &vec![b'L'; SHARE_FROM]);
+        let mut reader = reader_of(&[&large]).await;
+        let at = reader.buffered_bytes().as_ptr();
+        assert_eq!(outbox.relay(&mut reader, 0..large.len(), &mut w).unwrap(), 0, "the pipe is full");
+        assert_eq!(outbox.sealed.len(), 2, "the small rest, then the large run");
+        assert_eq!(outbox.sealed[1].as_ptr(), at, "not copied");
+        assert!(!outbox.has_room() || large.len() < HIGH_WATER);
+
+        let reader_task = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got).await.unwrap();
+            got
+        });
+        assert_eq!(outbox.drain(&mut w).await.unwrap(), small.len() - 7 + large.len());
         drop(w);
-        let mut got = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got).await.unwrap();
-        assert_eq!(got.len(), SHARE_FROM + 2);
-        assert_eq!((got[0], got[1], got[SHARE_FROM], got[SHARE_FROM + 1]), (b'a', b'L', b'L', b'b'));
+        assert_eq!(reader_task.await.unwrap(), [small, large].concat());
         assert!(outbox.has_room() && !outbox.wants_io());
     }
 

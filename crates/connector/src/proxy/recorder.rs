@@ -27,9 +27,9 @@ use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use gatehouse_pgwire::MessageRef;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
-use gatehouse_pgwire::{Decode, Message};
 
 use super::encoding::ClientEncoding;
 use crate::event::Statement;
@@ -134,7 +134,7 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     /// A message from the client, arrived at `now`.
-    pub(crate) fn on_client(&mut self, msg: &Message, now: i64) {
+    pub(crate) fn on_client(&mut self, msg: MessageRef<'_>, now: i64) {
         let payload = msg.payload();
         let entry = match msg.tag() {
             // The server discards everything but Sync after an error, up to that Sync.
@@ -182,7 +182,7 @@ impl Recorder {
     }
 
     /// A message from the server, arrived at `now`, of `msg.len()` bytes relayed to the client.
-    pub(crate) fn on_server(&mut self, msg: &Message, now: i64) {
+    pub(crate) fn on_server(&mut self, msg: MessageRef<'_>, now: i64) {
         let tag = msg.tag();
         if let Some(Entry::Simple(p) | Entry::Execute { pending: p, .. }) = self.queue.front_mut() {
             p.bytes_sent += msg.len() as i64;
@@ -548,8 +548,8 @@ fn quote_ident(name: &str) -> Cow<'_, str> {
 }
 
 /// The rows a COPY's CommandComplete (`COPY n`) counts.
-fn copied_rows(msg: &Message) -> i64 {
-    CommandComplete::decode_body(msg.payload_bytes())
+fn copied_rows(msg: MessageRef<'_>) -> i64 {
+    msg.decode::<CommandComplete>()
         .ok()
         .and_then(|tag| tag.rows())
         .map_or(0, |rows| i64::try_from(rows).unwrap_or(i64::MAX))
@@ -561,7 +561,7 @@ const SHOWN_BINARY_ARGUMENT: usize = 256;
 /// How a FunctionCall is shown. PostgreSQL names the function by its oid only; its arguments
 /// are what it works on (the query `query_to_xml` runs, the data `lo_write` stores), so they
 /// are shown as SQL writes them: text as a literal, binary in hex, NULL.
-fn function_call_text(msg: &Message, encoding: ClientEncoding) -> String {
+fn function_call_text(msg: MessageRef<'_>, encoding: ClientEncoding) -> String {
     let Ok(call) = msg.decode::<FunctionCall>() else {
         return match msg.payload().first_chunk::<4>() {
             Some(oid) => format!("-- fast-path call of the function with oid {}", u32::from_be_bytes(*oid)),
@@ -599,6 +599,7 @@ fn function_call_text(msg: &Message, encoding: ClientEncoding) -> String {
 #[cfg(test)]
 mod tests {
     use bytes::{BufMut, BytesMut};
+    use gatehouse_pgwire::Message;
 
     use super::*;
 
@@ -619,10 +620,10 @@ mod tests {
     fn run(client: &[Message], server: &[Message]) -> Vec<(String, i64, String)> {
         let mut r = Recorder::default();
         for m in client {
-            r.on_client(m, 10);
+            r.on_client(m.as_message_ref(), 10);
         }
         for (i, m) in server.iter().enumerate() {
-            r.on_server(m, 20 + i as i64);
+            r.on_server(m.as_message_ref(), 20 + i as i64);
         }
         r.done().map(|s| (s.text, s.rows, s.sqlstate)).collect()
     }
@@ -670,14 +671,14 @@ mod tests {
     #[test]
     fn text_is_decoded_from_the_client_encoding_the_server_reports() {
         let mut r = Recorder::default();
-        r.on_server(&msg(b'S', b"client_encoding\0LATIN1\0"), 1);
-        r.on_client(&msg(b'Q', b"select 'caf\xe9'\0"), 10);
-        r.on_client(&parse("", "select 'na\u{ef}ve'"), 10);
-        r.on_server(&ready(), 20);
-        r.on_server(&parsed(), 20);
-        r.on_server(&msg(b'S', b"client_encoding\0UTF8\0"), 30);
-        r.on_client(&msg(b'Q', "select 'café'\0".as_bytes()), 40);
-        r.on_server(&ready(), 50);
+        r.on_server(msg(b'S', b"client_encoding\0LATIN1\0").as_message_ref(), 1);
+        r.on_client(msg(b'Q', b"select 'caf\xe9'\0").as_message_ref(), 10);
+        r.on_client(parse("", "select 'na\u{ef}ve'").as_message_ref(), 10);
+        r.on_server(ready().as_message_ref(), 20);
+        r.on_server(parsed().as_message_ref(), 20);
+        r.on_server(msg(b'S', b"client_encoding\0UTF8\0").as_message_ref(), 30);
+        r.on_client(msg(b'Q', "select 'café'\0".as_bytes()).as_message_ref(), 40);
+        r.on_server(ready().as_message_ref(), 50);
         let texts: Vec<_> = r.done().map(|s| s.text).collect();
         assert_eq!(texts, ["select 'café'", "select 'café'"]);
         // The Parse above arrived as UTF-8 bytes of ï (C3 AF), read as LATIN1: Ã¯.
@@ -687,10 +688,10 @@ mod tests {
     #[test]
     fn simple_query_counts_rows_sent_bytes_and_time() {
         let mut r = Recorder::default();
-        r.on_client(&msg(b'Q', b"select 1; insert into t values (1), (2)\0"), 100);
+        r.on_client(msg(b'Q', b"select 1; insert into t values (1), (2)\0").as_message_ref(), 100);
         let server = [msg(b'T', b"\0\0"), row(), complete("SELECT 1"), complete("INSERT 0 2"), ready()];
         for m in &server {
-            r.on_server(m, 150);
+            r.on_server(m.as_message_ref(), 150);
         }
         let got: Vec<_> = r.done().collect();
         assert_eq!(got.len(), 1);
@@ -798,18 +799,18 @@ mod tests {
     #[test]
     fn error_before_the_client_syncs_discards_its_later_executes() {
         let mut r = Recorder::default();
-        r.on_client(&parse("", "select 1/0"), 1);
-        r.on_client(&bind("", ""), 1);
-        r.on_client(&execute(""), 1);
-        r.on_client(&msg(b'H', b""), 1);
-        r.on_server(&error("22012"), 2);
+        r.on_client(parse("", "select 1/0").as_message_ref(), 1);
+        r.on_client(bind("", "").as_message_ref(), 1);
+        r.on_client(execute("").as_message_ref(), 1);
+        r.on_client(msg(b'H', b"").as_message_ref(), 1);
+        r.on_server(error("22012").as_message_ref(), 2);
         // Sent after the error reached the server, which discards it.
-        r.on_client(&execute(""), 3);
-        r.on_client(&sync(), 3);
-        r.on_client(&msg(b'Q', b"select 2\0"), 3);
-        r.on_server(&ready(), 4);
-        r.on_server(&complete("SELECT 1"), 5);
-        r.on_server(&ready(), 5);
+        r.on_client(execute("").as_message_ref(), 3);
+        r.on_client(sync().as_message_ref(), 3);
+        r.on_client(msg(b'Q', b"select 2\0").as_message_ref(), 3);
+        r.on_server(ready().as_message_ref(), 4);
+        r.on_server(complete("SELECT 1").as_message_ref(), 5);
+        r.on_server(ready().as_message_ref(), 5);
         let got: Vec<_> = r.done().map(|s| (s.text, s.sqlstate)).collect();
         assert_eq!(got, [("select 1/0".to_owned(), "22012".to_owned()), ("select 2".to_owned(), String::new())]);
     }
@@ -836,8 +837,8 @@ mod tests {
             ),
         ] {
             let mut r = Recorder::default();
-            client.iter().for_each(|m| r.on_client(m, 10));
-            server.iter().for_each(|m| r.on_server(m, 20));
+            client.iter().for_each(|m| r.on_client(m.as_message_ref(), 10));
+            server.iter().for_each(|m| r.on_server(m.as_message_ref(), 20));
             let done: Vec<Statement> = r.done().collect();
             assert_eq!(done.len(), 1);
             assert_eq!(done[0].bytes_sent, error("00000").len() as i64, "{done:?}");
@@ -870,8 +871,8 @@ mod tests {
     fn sql_deallocate_forgets_protocol_statements() {
         let mut r = Recorder::default();
         let mut exchange = |client: &[Message], server: &[Message]| {
-            client.iter().for_each(|m| r.on_client(m, 1));
-            server.iter().for_each(|m| r.on_server(m, 2));
+            client.iter().for_each(|m| r.on_client(m.as_message_ref(), 1));
+            server.iter().for_each(|m| r.on_server(m.as_message_ref(), 2));
             r.done().map(|s| s.text).collect::<Vec<_>>()
         };
         exchange(&[parse("x", "select 1"), parse("y", "select 2"), sync()], &[parsed(), parsed(), ready()]);
@@ -949,22 +950,22 @@ mod tests {
         let q = "select g from generate_series(1, 5) g";
         // In a transaction: Execute two rows at a time until the portal completes.
         for m in [parse("", q), bind("c", ""), execute("c"), msg(b'H', b"")] {
-            r.on_client(&m, 10);
+            r.on_client(m.as_message_ref(), 10);
         }
         for m in [parsed(), bound(), row(), row(), msg(b's', b"")] {
-            r.on_server(&m, 20);
+            r.on_server(m.as_message_ref(), 20);
         }
         assert!(!r.has_done() && !r.is_running(), "suspended: open, not running");
         // Another statement between two fetches is recorded on its own.
-        r.on_client(&msg(b'Q', b"select 1\0"), 30);
+        r.on_client(msg(b'Q', b"select 1\0").as_message_ref(), 30);
         for m in [row(), complete("SELECT 1"), msg(b'Z', b"T")] {
-            r.on_server(&m, 35);
+            r.on_server(m.as_message_ref(), 35);
         }
         for m in [execute("c"), msg(b'H', b""), execute("c"), sync()] {
-            r.on_client(&m, 40);
+            r.on_client(m.as_message_ref(), 40);
         }
         for m in [row(), row(), msg(b's', b""), row(), complete("SELECT 1"), msg(b'Z', b"T")] {
-            r.on_server(&m, 50);
+            r.on_server(m.as_message_ref(), 50);
         }
         let got: Vec<_> = r.done().map(|s| (s.text, s.rows, s.start_us, s.duration_us)).collect();
         assert_eq!(got, [("select 1".to_owned(), 1, 30, 5), (q.to_owned(), 5, 10, 40)]);
@@ -978,23 +979,23 @@ mod tests {
         ] {
             let mut r = Recorder::default();
             for m in [parse("", q), bind("c", ""), execute("c"), msg(b'H', b"")] {
-                r.on_client(&m, 10);
+                r.on_client(m.as_message_ref(), 10);
             }
             for m in [parsed(), bound(), row(), msg(b's', b"")] {
-                r.on_server(&m, 20);
+                r.on_server(m.as_message_ref(), 20);
             }
-            end.iter().for_each(|m| r.on_client(m, 30));
-            then.iter().for_each(|m| r.on_server(m, 40));
+            end.iter().for_each(|m| r.on_client(m.as_message_ref(), 30));
+            then.iter().for_each(|m| r.on_server(m.as_message_ref(), 40));
             let got: Vec<_> = r.done().map(|s| (s.text, s.rows, s.duration_us)).collect();
             assert_eq!(got, [(q.to_owned(), 1, 10)]);
         }
         // And at the session's end.
         let mut r = Recorder::default();
         for m in [parse("", q), bind("c", ""), execute("c"), msg(b'H', b"")] {
-            r.on_client(&m, 10);
+            r.on_client(m.as_message_ref(), 10);
         }
         for m in [parsed(), bound(), row(), msg(b's', b"")] {
-            r.on_server(&m, 20);
+            r.on_server(m.as_message_ref(), 20);
         }
         r.abandon(99, "08006");
         let got: Vec<_> = r.done().map(|s| (s.rows, s.duration_us, s.sqlstate)).collect();
@@ -1046,16 +1047,16 @@ mod tests {
         // tokio-postgres: Bind, Execute, Sync; then, after CopyInResponse, data, CopyDone, Sync.
         let mut r = Recorder::default();
         for m in [parse("s", "copy t from stdin"), bind("", "s"), execute(""), sync()] {
-            r.on_client(&m, 1);
+            r.on_client(m.as_message_ref(), 1);
         }
         for m in [parsed(), bound(), msg(b'G', b"\0\0\0")] {
-            r.on_server(&m, 2);
+            r.on_server(m.as_message_ref(), 2);
         }
         for m in [msg(b'd', b"1\n"), msg(b'c', b""), sync(), msg(b'Q', b"select 1\0")] {
-            r.on_client(&m, 3);
+            r.on_client(m.as_message_ref(), 3);
         }
         for m in [complete("COPY 1"), ready(), row(), complete("SELECT 1"), ready()] {
-            r.on_server(&m, 4);
+            r.on_server(m.as_message_ref(), 4);
         }
         let got: Vec<_> = r.done().map(|s| (s.text, s.rows)).collect();
         assert_eq!(got, [("copy t from stdin".to_owned(), 0), ("select 1".to_owned(), 1)]);
@@ -1096,11 +1097,11 @@ mod tests {
     #[test]
     fn abandon_completes_what_is_running() {
         let mut r = Recorder::default();
-        r.on_client(&msg(b'Q', b"select pg_sleep(30)\0"), 5);
-        r.on_client(&parse("", "select 1"), 6);
-        r.on_client(&bind("", ""), 6);
-        r.on_client(&execute(""), 6);
-        r.on_client(&sync(), 6);
+        r.on_client(msg(b'Q', b"select pg_sleep(30)\0").as_message_ref(), 5);
+        r.on_client(parse("", "select 1").as_message_ref(), 6);
+        r.on_client(bind("", "").as_message_ref(), 6);
+        r.on_client(execute("").as_message_ref(), 6);
+        r.on_client(sync().as_message_ref(), 6);
         r.abandon(9, "57P01");
         let got: Vec<_> = r.done().map(|s| (s.text, s.sqlstate, s.duration_us)).collect();
         assert_eq!(

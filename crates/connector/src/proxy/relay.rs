@@ -3,11 +3,12 @@
 //!
 //! The loop selects over the connection's stop signal (its listener's shutdown or its
 //! session's termination), the two outboxes and the two readers, all cancel-safe. A read
-//! returns one frame; the frames already buffered behind it are drained with `try_next` and
-//! appended to the other side's outbox, which the next turn writes with one call. Frames move as `Bytes` split off the read buffer; only the
-//! type byte is looked at, except for the few messages recorded or rewritten (authentication,
-//! BackendKeyData, and the recorder's). Reading a side pauses while the outbox it feeds is
-//! above its high-water mark, so a slow client holds back the server and not memory.
+//! brings one or more whole messages; each is looked at where it lies in the read buffer
+//! (its type byte, and the fields of the few that are recorded or rewritten: authentication,
+//! BackendKeyData, and the recorder's), and then they go on to the other side as one run of
+//! bytes, written straight from the read buffer when the socket takes them, else kept in
+//! that side's outbox for the loop's next turns. Reading a side pauses while the outbox it
+//! feeds is above its high-water mark, so a slow client holds back the server and not memory.
 //!
 //! A framing error from either side ends this session only: FATAL 08P01 to the client, an
 //! [`EndReason::Error`] end, and the connector carries on.
@@ -17,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use gatehouse_pgwire::backend::{AuthenticationRequest, BackendKeyData, ErrorResponse};
 use gatehouse_pgwire::frontend::Terminate;
 use gatehouse_pgwire::{
@@ -218,30 +218,22 @@ impl Relay {
                         break End::Io(error);
                     }
                 }
-                read = next_message(&mut self.server_reader, &mut sr), if self.to_client.has_room() => match read {
-                    Ok(Some(msg)) => {
-                        let relayed = self.server_batch(msg).and_then(|()| match write_now(&mut self.to_client, &mut cw) {
-                            Some(written) => self.written_to_client(written),
-                            None => Ok(()),
-                        });
-                        if let Err(end) = relayed {
+                read = next_batch(&mut self.server_reader, &mut sr), if self.to_client.has_room() => match read {
+                    Ok(true) => {
+                        if let Err(end) = self.server_batch(&mut cw) {
                             break end;
                         }
                     }
-                    Ok(None) => break End::Server,
+                    Ok(false) => break End::Server,
                     Err(error) => break End::server_read(error),
                 },
-                read = next_message(&mut self.client_reader, &mut cr), if self.to_server.has_room() => match read {
-                    Ok(Some(msg)) => {
-                        let relayed = self.client_batch(msg).and_then(|()| match write_now(&mut self.to_server, &mut sw) {
-                            Some(written) => written.map(drop).map_err(End::Io),
-                            None => Ok(()),
-                        });
-                        if let Err(end) = relayed {
+                read = next_batch(&mut self.client_reader, &mut cr), if self.to_server.has_room() => match read {
+                    Ok(true) => {
+                        if let Err(end) = self.client_batch(&mut sw) {
                             break end;
                         }
                     }
-                    Ok(None) => break End::Client,
+                    Ok(false) => break End::Client,
                     Err(error) => break End::client_read(error),
                 },
             }
@@ -255,25 +247,38 @@ impl Relay {
         Ok(())
     }
 
-    /// Relays a frame from the server and those buffered behind it.
-    fn server_batch(&mut self, first: Message) -> Result<(), End> {
+    /// Relays the messages a read from the server brought. Each is looked at where it was
+    /// read, and they are passed on as one run of bytes; during the login, the messages the
+    /// relay acts on (and may rewrite) are taken one by one.
+    fn server_batch<W: AsyncWrite + Unpin>(&mut self, cw: &mut W) -> Result<(), End> {
         let now = now_us();
-        let mut msg = first;
+        let (mut run_start, mut end) = (0, 0);
         let result = loop {
-            if let Err(end) = self.on_server(msg, now) {
-                break Err(end);
-            }
-            match self.server_reader.try_next() {
-                Ok(Some(next)) => msg = next,
+            let msg = match self.server_reader.message_at(end) {
+                Ok(Some(msg)) => msg,
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(End::server_read(error)),
+            };
+            end += msg.len();
+            if self.session.is_some() && msg.tag() != b'K' {
+                self.recorder.on_server(msg, now);
+                continue;
+            }
+            let msg = msg.to_message();
+            self.to_client.push(&self.server_reader.buffered_bytes()[run_start..end - msg.len()]);
+            run_start = end;
+            if let Err(end) = self.on_login_message(&msg, now) {
+                break Err(end);
             }
         };
+        let written = self.to_client.relay(&mut self.server_reader, run_start..end, cw);
+        let written = self.written_to_client(written);
         self.report_statements();
-        result
+        result.and(written)
     }
 
-    fn on_server(&mut self, msg: Message, now: i64) -> Result<(), End> {
+    /// A message from the server before the session started, or a BackendKeyData.
+    fn on_login_message(&mut self, msg: &Message, now: i64) -> Result<(), End> {
         match msg.tag() {
             b'R' if self.session.is_none() => {
                 if msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)? == AuthenticationRequest::Ok {
@@ -301,32 +306,33 @@ impl Relay {
                 self.issued = Some(ours);
                 return Ok(());
             }
-            _ => self.recorder.on_server(&msg, now),
+            _ => self.recorder.on_server(msg.as_message_ref(), now),
         }
-        self.to_client.push_frame(msg.frame());
+        self.to_client.push(msg.frame());
         Ok(())
     }
 
-    /// Relays a frame from the client and those buffered behind it.
-    fn client_batch(&mut self, first: Message) -> Result<(), End> {
+    /// Relays the messages a read from the client brought, looked at where they were read and
+    /// passed on as one run of bytes.
+    fn client_batch<W: AsyncWrite + Unpin>(&mut self, sw: &mut W) -> Result<(), End> {
         let now = now_us();
-        let mut bytes = 0;
-        let mut msg = first;
+        let mut end = 0;
         let result = loop {
-            bytes += msg.len();
-            self.recorder.on_client(&msg, now);
-            self.to_server.push_frame(msg.frame());
-            if msg.tag() == b'X' {
-                break Err(End::Client);
-            }
-            match self.client_reader.try_next() {
-                Ok(Some(next)) => msg = next,
+            match self.client_reader.message_at(end) {
+                Ok(Some(msg)) => {
+                    end += msg.len();
+                    self.recorder.on_client(msg, now);
+                    if msg.tag() == b'X' {
+                        break Err(End::Client);
+                    }
+                }
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(End::client_read(error)),
             }
         };
-        Metrics::add(&self.ctx.metrics.bytes_from_clients_total, bytes as u64);
-        result
+        Metrics::add(&self.ctx.metrics.bytes_from_clients_total, end as u64);
+        let written = self.to_server.relay(&mut self.client_reader, 0..end, sw);
+        result.and(written.map(drop).map_err(End::Io))
     }
 
     /// AuthenticationOk, the database's or the connector's after an identity login.
@@ -482,17 +488,17 @@ impl Relay {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         let mut last = None;
         while self.recorder.is_running() {
-            let Ok(Ok(Some(first))) =
-                tokio::time::timeout_at(deadline, next_message(&mut self.server_reader, sr)).await
-            else {
+            let Ok(Ok(true)) = tokio::time::timeout_at(deadline, next_batch(&mut self.server_reader, sr)).await else {
                 break;
             };
             let now = now_us();
             last = Some(now);
-            self.recorder.on_server(&first, now);
-            while let Ok(Some(msg)) = self.server_reader.try_next() {
-                self.recorder.on_server(&msg, now);
+            let mut end = 0;
+            while let Ok(Some(msg)) = self.server_reader.message_at(end) {
+                end += msg.len();
+                self.recorder.on_server(msg, now);
             }
+            self.server_reader.consume(end);
         }
         last
     }
@@ -545,16 +551,6 @@ async fn drain_for_a_while<W: AsyncWrite + Unpin>(outbox: &mut Outbox, w: &mut W
     }
 }
 
-/// Writes what `outbox` holds if the socket takes it at once, as it usually does right after
-/// a batch: the loop is spared a turn (a poll of every branch) per batch. `None` when there
-/// is nothing to write or the write would wait, which the loop's next turn then does.
-fn write_now<W: AsyncWrite + Unpin>(outbox: &mut Outbox, w: &mut W) -> Option<io::Result<usize>> {
-    if !outbox.wants_io() {
-        return None;
-    }
-    outbox.drive(w).now_or_never()
-}
-
 /// What the client hears when a side's message ends the session: PostgreSQL's
 /// `out_of_memory` for a large message the connector has no room for now, else a protocol
 /// violation.
@@ -590,12 +586,13 @@ impl<T> WaitReadable for tokio::io::ReadHalf<T> {
     }
 }
 
-/// The next message from `r`. With nothing buffered, waits for the stream to become readable
-/// before reading, holding no buffer meanwhile: most connections are idle most of the time,
-/// and each would otherwise keep two read buffers.
+/// Reads from `r` until a whole message is buffered; `false` when it ended cleanly. With
+/// nothing buffered, waits for the stream to become readable before reading, holding no
+/// buffer meanwhile: most connections are idle most of the time, and each would otherwise
+/// keep two read buffers.
 ///
 /// Cancel-safe: waiting for readiness consumes nothing, and so is reading.
-async fn next_message<R>(reader: &mut MessageReader, r: &mut R) -> Result<Option<Message>, WireError>
+async fn next_batch<R>(reader: &mut MessageReader, r: &mut R) -> Result<bool, WireError>
 where
     R: AsyncRead + WaitReadable + Unpin,
 {
@@ -603,5 +600,5 @@ where
         reader.release_if_empty();
         r.readable().await?;
     }
-    reader.read_message(r).await
+    reader.fill_message(r).await
 }
