@@ -4,6 +4,7 @@
 //! nothing installed by hand. The descriptor set is written to `OUT_DIR` too:
 //! the server embeds it to answer gRPC reflection.
 
+use buffa_codegen::BytesRepr;
 use connectrpc_build::CodeGenConfig;
 
 /// Request messages whose JSON form must reject unknown fields: the public
@@ -25,6 +26,8 @@ fn main() {
 
     let mut buffa = CodeGenConfig::default();
     buffa.generate_json = true;
+    // Shared, not copied, between a batch in flight and its retry.
+    buffa.bytes_fields.push((".gatehouse.connector.v1.EncodedReportRequest.events".into(), BytesRepr::Bytes));
     for name in STRICT_JSON_REQUESTS {
         buffa.message_attributes.push((format!(".core.v1.{name}"), "#[serde(deny_unknown_fields)]".into()));
     }

@@ -5,10 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use connectrpc::client::{CallOptions, ClientConfig, ClientTransport, ServerStream};
-use connectrpc::{ConnectError, ErrorCode};
+use connectrpc::{ConnectError, ErrorCode, SpecOrigin};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
-use gatehouse_proto::gatehouse::connector::v1::ConnectorServiceClient;
+use gatehouse_proto::gatehouse::connector::v1::__buffa::view::ReportResponseView;
+use gatehouse_proto::gatehouse::connector::v1::{CONNECTOR_SERVICE_REPORT_SPEC, ConnectorServiceClient};
 use gatehouse_tls::{TlsError, Transport};
 use http::Uri;
 use http::header::HeaderValue;
@@ -35,6 +37,8 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct ControlPlane {
     client: Arc<ConnectorServiceClient<Transport>>,
+    /// The client's own, for `Report`, which is sent as an `EncodedReportRequest`.
+    transport: Transport,
     timeout: Duration,
 }
 
@@ -69,8 +73,10 @@ impl ControlPlane {
         let mut value = HeaderValue::from_str(key).map_err(|_| ClientError::InvalidKey)?;
         value.set_sensitive(true);
         let config = ClientConfig::new(uri).with_default_header("x-api-key", value);
+        let transport = gatehouse_tls::transport(ca_file)?;
         Ok(Self {
-            client: Arc::new(ConnectorServiceClient::new(gatehouse_tls::transport(ca_file)?, config)),
+            client: Arc::new(ConnectorServiceClient::new(transport.clone(), config)),
+            transport,
             timeout: CALL_TIMEOUT,
         })
     }
@@ -110,10 +116,17 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Sends one batch for run `run_id`; returns how many events were new to the control plane.
-    pub async fn report(&self, run_id: &str, events: Vec<pb::Event>) -> Result<u32, ConnectError> {
-        let request = pb::ReportRequest { events, run_id: run_id.to_owned(), ..Default::default() };
-        let call = self.client.report_with_options(request, self.options(self.timeout));
+    /// Sends one batch for run `run_id`, each event an encoded `pb::Event`; returns how many
+    /// events were new to the control plane.
+    pub async fn report(&self, run_id: &str, events: Vec<Bytes>) -> Result<u32, ConnectError> {
+        let request = pb::EncodedReportRequest { events, run_id: run_id.to_owned(), ..Default::default() };
+        let call = connectrpc::client::call_unary::<_, _, ReportResponseView<'static>>(
+            &self.transport,
+            self.client.config(),
+            CONNECTOR_SERVICE_REPORT_SPEC.with_origin(SpecOrigin::Client),
+            request,
+            self.options(self.timeout),
+        );
         Ok(bounded(self.timeout, call).await?.view().stored)
     }
 

@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use buffa::Message;
+use bytes::Bytes;
 use connectrpc::ConnectError;
 use gatehouse_proto::gatehouse::connector::v1 as pb;
-use gatehouse_proto::gatehouse::connector::v1::event::Kind;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
@@ -99,13 +99,35 @@ pub struct ReportLoop {
 /// What one call to the control plane produced.
 enum Done {
     Hello(Result<HelloInfo, ConnectError>),
-    Direct(Arc<[pb::Event]>, Result<u64, ConnectError>),
+    Direct(Arc<[Record]>, Result<u64, ConnectError>),
     Replay(Ticket, Result<u64, ConnectError>),
+}
+
+/// An event as it is sent and spooled: encoded once, as a `pb::Event`.
+#[derive(Clone)]
+struct Record {
+    bytes: Bytes,
+    /// A statement, which a full spool in fail-open mode may drop (see
+    /// [`ReportLoop::spool_records`]); false for records replayed from the spool.
+    statement: bool,
+}
+
+impl Record {
+    fn new(event: SessionEvent, run_id: &str) -> Self {
+        let statement = matches!(event.kind, EventKind::Statement(_));
+        Self { bytes: Bytes::from(convert::event(event, run_id).encode_to_vec()), statement }
+    }
+}
+
+impl AsRef<[u8]> for Record {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 struct InFlight {
     /// A direct batch, kept here too so it can be spooled if time runs out.
-    direct: Option<Arc<[pb::Event]>>,
+    direct: Option<Arc<[Record]>>,
     call: Pin<Box<dyn Future<Output = Done> + Send>>,
 }
 
@@ -210,8 +232,8 @@ impl ReportLoop {
                                 Err(_) => break,
                             }
                         }
-                        let events = batch.into_iter().map(|e| convert::event(e, &self.run_id)).collect();
-                        self.spool_events(events).await;
+                        let records = batch.into_iter().map(|e| Record::new(e, &self.run_id)).collect();
+                        self.spool_records(records).await;
                     }
                 },
             }
@@ -267,11 +289,11 @@ impl ReportLoop {
     }
 
     fn send_direct(&self, batch: Vec<SessionEvent>) -> InFlight {
-        let events: Arc<[pb::Event]> = batch.into_iter().map(|e| convert::event(e, &self.run_id)).collect();
+        let records: Arc<[Record]> = batch.into_iter().map(|e| Record::new(e, &self.run_id)).collect();
         let (control, run_id) = (self.control.clone(), self.run_id.clone());
-        let sent = Arc::clone(&events);
+        let sent = Arc::clone(&records);
         InFlight {
-            direct: Some(events),
+            direct: Some(records),
             call: Box::pin(async move {
                 let result = deliver(&control, &run_id, &sent).await;
                 Done::Direct(sent, result)
@@ -306,25 +328,16 @@ impl ReportLoop {
             self.dropped(batch.lost);
             Metrics::sub(&self.queue.metrics.report_backlog, batch.lost);
         }
-        let mut events = Vec::with_capacity(batch.records.len());
-        for record in &batch.records {
-            match pb::Event::decode_from_slice(record) {
-                Ok(event) => events.push(event),
-                Err(error) => {
-                    tracing::warn!(%error, "dropping a spooled record that is not an event");
-                    self.dropped(1);
-                }
-            }
-        }
-        if events.is_empty() {
+        if batch.records.is_empty() {
             self.ack(batch.ticket).await;
             return None;
         }
-        let events: Arc<[pb::Event]> = events.into();
+        let records: Vec<Record> =
+            batch.records.into_iter().map(|bytes| Record { bytes: Bytes::from(bytes), statement: false }).collect();
         let (control, run_id, ticket) = (self.control.clone(), self.run_id.clone(), batch.ticket);
         Some(InFlight {
             direct: None,
-            call: Box::pin(async move { Done::Replay(ticket, deliver(&control, &run_id, &events).await) }),
+            call: Box::pin(async move { Done::Replay(ticket, deliver(&control, &run_id, &records).await) }),
         })
     }
 
@@ -349,14 +362,14 @@ impl ReportLoop {
                 self.down(&error, "hello");
                 self.state.next_try = now + self.state.backoff.next_wait();
             }
-            Done::Direct(events, Ok(rejected)) => {
+            Done::Direct(records, Ok(rejected)) => {
                 self.up();
                 self.dropped(rejected);
-                Metrics::sub(&self.queue.metrics.report_backlog, events.len() as u64);
+                Metrics::sub(&self.queue.metrics.report_backlog, records.len() as u64);
             }
-            Done::Direct(events, Err(error)) => {
+            Done::Direct(records, Err(error)) => {
                 self.down(&error, "report");
-                self.spool_events(events.to_vec()).await;
+                self.spool_records(records).await;
                 self.state.backoff.reset();
                 self.state.next_try = now + self.state.backoff.next_wait();
             }
@@ -376,14 +389,14 @@ impl ReportLoop {
 
     /// Time is up: the batch in flight and everything queued go to the spool.
     async fn give_up(&mut self, inflight: Option<InFlight>) {
-        if let Some(InFlight { direct: Some(events), .. }) = inflight {
-            self.spool_events(events.to_vec()).await;
+        if let Some(InFlight { direct: Some(records), .. }) = inflight {
+            self.spool_records(records).await;
         }
         let mut rest = Vec::new();
         while let Ok(event) = self.queue.events.try_recv() {
-            rest.push(convert::event(event, &self.run_id));
+            rest.push(Record::new(event, &self.run_id));
         }
-        self.spool_events(rest).await;
+        self.spool_records(rest.into()).await;
         tracing::warn!("flush time is up");
     }
 
@@ -407,22 +420,18 @@ impl ReportLoop {
     /// Appends events to the spool; in fail-open mode, the statements that do not fit are
     /// dropped. Counts what is lost. A session's start and end are kept whatever the limit:
     /// they are small, and without them a session would be missing, or active for ever.
-    async fn spool_events(&mut self, events: Vec<pb::Event>) {
-        if events.is_empty() {
+    async fn spool_records(&mut self, records: Arc<[Record]>) {
+        if records.is_empty() {
             return;
         }
         let fail_open = self.options.fail_open;
-        let records: Vec<Vec<u8>> = events.iter().map(|e| e.encode_to_vec()).collect();
-        let limits: Vec<Limit> = events
-            .iter()
-            .map(|e| match e.kind {
-                Some(Kind::Statement(_)) if fail_open => Limit::Hard,
-                _ => Limit::Soft,
-            })
-            .collect();
+        let limit = move |record: &Record| match record.statement && fail_open {
+            true => Limit::Hard,
+            false => Limit::Soft,
+        };
         let (dropped, full) = self
             .blocking(move |spool| {
-                let dropped = match spool.append_each(&records, |i| limits[i]) {
+                let dropped = match spool.append_each(&records, |i| limit(&records[i])) {
                     Ok(skipped) => skipped,
                     Err(error) => {
                         let lost = records.len() - error.written;
@@ -520,16 +529,18 @@ async fn poll(inflight: &mut Option<InFlight>) -> Done {
 /// is split in halves until the refused events are alone; those are dropped
 /// (and logged) so one bad event cannot block the rest forever. Returns how
 /// many were dropped.
-async fn deliver(control: &ControlPlane, run_id: &str, events: &[pb::Event]) -> Result<u64, ConnectError> {
+async fn deliver(control: &ControlPlane, run_id: &str, records: &[Record]) -> Result<u64, ConnectError> {
     let mut rejected = 0;
     let mut todo: Vec<Range<usize>> = Vec::with_capacity(8);
-    todo.push(0..events.len());
+    todo.push(0..records.len());
     while let Some(range) = todo.pop() {
-        match control.report(run_id, events[range.clone()].to_vec()).await {
+        let batch = records[range.clone()].iter().map(|r| r.bytes.clone()).collect();
+        match control.report(run_id, batch).await {
             Ok(_) => {}
             Err(error) if client::rejects_content(&error) => {
                 if range.len() == 1 {
-                    let event = &events[range.start];
+                    // Named for the log when it is an event at all.
+                    let event = pb::Event::decode_from_slice(&records[range.start].bytes).unwrap_or_default();
                     tracing::error!(
                         session_id = %event.session_id,
                         seq = event.seq,

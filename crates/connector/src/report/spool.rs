@@ -224,18 +224,23 @@ impl Spool {
     /// An [`AppendError`] saying how many payloads made it. A failed write is
     /// cut off the segment and the next append starts a new one, so a partial
     /// record never sits before good ones.
-    pub fn append(&mut self, payloads: &[Vec<u8>], limit: Limit) -> Result<usize, AppendError> {
+    pub fn append(&mut self, payloads: &[impl AsRef<[u8]>], limit: Limit) -> Result<usize, AppendError> {
         self.append_each(payloads, |_| limit)
     }
 
     /// [`append`](Self::append) with a limit per payload, by its index.
-    pub fn append_each(&mut self, payloads: &[Vec<u8>], limit: impl Fn(usize) -> Limit) -> Result<usize, AppendError> {
+    pub fn append_each(
+        &mut self,
+        payloads: &[impl AsRef<[u8]>],
+        limit: impl Fn(usize) -> Limit,
+    ) -> Result<usize, AppendError> {
         let mut written = 0;
         let mut skipped = 0;
         let mut buf = Vec::new();
         let mut in_buf = 0;
         let fail = |written, source| AppendError { written, source };
         for (i, payload) in payloads.iter().enumerate() {
+            let payload = payload.as_ref();
             let framed = record::framed_len(payload.len());
             let used = match (&self.writer, self.segments.back()) {
                 (Some(_), Some(segment)) => segment.len + buf.len() as u64,
