@@ -30,19 +30,13 @@ impl Message {
     /// [`WireError::Malformed`] if the frame is shorter than a header or its length field does
     /// not match.
     pub fn from_frame(frame: Bytes) -> Result<Self, WireError> {
-        let Some(&[_, a, b, c, d]) = frame.first_chunk::<5>() else {
-            return Err(WireError::Malformed("frame shorter than its header"));
-        };
-        let len = i32::from_be_bytes([a, b, c, d]);
-        if usize::try_from(len).ok() != Some(frame.len() - 1) {
-            return Err(WireError::Malformed("length field does not match frame size"));
-        }
+        check_frame(&frame)?;
         Ok(Self { frame })
     }
 
     /// For frames this crate built or framed itself.
     pub(crate) fn from_encoded(frame: Bytes) -> Self {
-        debug_assert!(Self::from_frame(frame.clone()).is_ok());
+        debug_assert!(check_frame(&frame).is_ok());
         Self { frame }
     }
 
@@ -116,6 +110,18 @@ impl Message {
     }
 }
 
+/// The invariant of [`Message`] and [`MessageRef`]: a header, and a length field that matches.
+fn check_frame(frame: &[u8]) -> Result<(), WireError> {
+    let Some(&[_, a, b, c, d]) = frame.first_chunk::<5>() else {
+        return Err(WireError::Malformed("frame shorter than its header"));
+    };
+    let len = i32::from_be_bytes([a, b, c, d]);
+    if usize::try_from(len).ok() != Some(frame.len() - 1) {
+        return Err(WireError::Malformed("length field does not match frame size"));
+    }
+    Ok(())
+}
+
 fn expect_tag<T: Decode>(tag: u8) -> Result<(), WireError> {
     match tag == T::TAG {
         true => Ok(()),
@@ -136,7 +142,7 @@ pub struct MessageRef<'a> {
 impl<'a> MessageRef<'a> {
     /// For frames this crate framed itself.
     pub(crate) fn from_encoded(frame: &'a [u8]) -> Self {
-        debug_assert!(Message::from_frame(Bytes::copy_from_slice(frame)).is_ok());
+        debug_assert!(check_frame(frame).is_ok());
         Self { frame }
     }
 
@@ -166,7 +172,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// Builds the typed view `T` from a copy of the payload: for the few messages whose
-    /// fields are needed, not for every one relayed.
+    /// fields are needed, not for every one relayed, and not for a large one.
     ///
     /// # Errors
     ///

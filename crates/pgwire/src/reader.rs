@@ -289,7 +289,13 @@ impl MessageReader {
         &self.buf
     }
 
-    /// Drops the first `n` buffered bytes, the whole messages the caller has relayed.
+    /// Drops the first `n` buffered bytes, which the caller has relayed: whole messages, or
+    /// the start of a run of them whose rest it then takes with [`split_to`](Self::split_to).
+    /// The large message at the front, if any, gives back what it took from the budget.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than [`buffered`](Self::buffered).
     pub fn consume(&mut self, n: usize) {
         if n > 0 {
             self.give_back();
@@ -297,7 +303,12 @@ impl MessageReader {
         }
     }
 
-    /// Splits off the first `n` buffered bytes, whole messages, without copying them.
+    /// Splits off the first `n` buffered bytes without copying them; as
+    /// [`consume`](Self::consume), for bytes the caller relays.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than [`buffered`](Self::buffered).
     pub fn split_to(&mut self, n: usize) -> Bytes {
         self.give_back();
         self.buf.split_to(n).freeze()

@@ -227,31 +227,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn what_the_socket_does_not_take_waits_in_order_and_large_runs_are_shared() {
+    async fn what_the_socket_does_not_take_waits_in_order_and_large_rests_are_shared() {
         let (mut w, mut r) = tokio::io::duplex(7);
         let mut outbox = Outbox::new(false);
-        let small = frame(b'D', b"a small row");
-        let mut reader = reader_of(&[&small]).await;
-        assert_eq!(outbox.relay(&mut reader, 0..small.len(), &mut w).unwrap(), 7, "what the pipe takes");
-        assert!(outbox.wants_io() && reader.buffered() == 0);
-
-        let large = frame(b'D', &vec![b'L'; SHARE_FROM]);
+        let large = frame(b'D', &vec![b'L'; SHARE_FROM + 16]);
         let mut reader = reader_of(&[&large]).await;
         let at = reader.buffered_bytes().as_ptr();
-        assert_eq!(outbox.relay(&mut reader, 0..large.len(), &mut w).unwrap(), 0, "the pipe is full");
-        assert_eq!(outbox.sealed.len(), 2, "the small rest, then the large run");
-        assert_eq!(outbox.sealed[1].as_ptr(), at, "not copied");
-        assert!(!outbox.has_room() || large.len() < HIGH_WATER);
+        assert_eq!(outbox.relay(&mut reader, 0..large.len(), &mut w).unwrap(), 7, "what the pipe takes");
+        assert_eq!(outbox.sealed.len(), 1);
+        assert_eq!(outbox.sealed[0].as_ptr(), at.wrapping_add(7), "the rest, not copied");
+        assert_eq!(reader.buffered(), 0);
+
+        let small = frame(b'Z', b"I");
+        let mut reader = reader_of(&[&small]).await;
+        assert_eq!(outbox.relay(&mut reader, 0..small.len(), &mut w).unwrap(), 0, "the pipe is full");
+        assert_eq!((outbox.tail.len(), reader.buffered()), (small.len(), 0), "copied behind the large rest");
 
         let reader_task = tokio::spawn(async move {
             let mut got = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got).await.unwrap();
             got
         });
-        assert_eq!(outbox.drain(&mut w).await.unwrap(), small.len() - 7 + large.len());
+        assert_eq!(outbox.drain(&mut w).await.unwrap(), large.len() - 7 + small.len());
         drop(w);
-        assert_eq!(reader_task.await.unwrap(), [small, large].concat());
+        assert_eq!(reader_task.await.unwrap(), [large, small].concat());
         assert!(outbox.has_room() && !outbox.wants_io());
+    }
+
+    #[tokio::test]
+    async fn a_run_after_messages_taken_one_by_one_keeps_its_place() {
+        let (mut w, mut r) = tokio::io::duplex(1 << 16);
+        let (login, rest) = (frame(b'K', b"12345678"), frame(b'Z', b"I"));
+        let mut reader = reader_of(&[&login, &rest]).await;
+        let mut outbox = Outbox::new(true);
+        outbox.push(b"rewritten K");
+        let run = login.len()..login.len() + rest.len();
+        assert_eq!(outbox.relay(&mut reader, run, &mut w).unwrap(), 11 + rest.len(), "one write of both");
+        assert!(outbox.wants_io(), "a writer that buffers is flushed after");
+        assert_eq!(outbox.drain(&mut w).await.unwrap(), 0);
+        drop(w);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got).await.unwrap();
+        assert_eq!(got, [&b"rewritten K"[..], &rest].concat());
     }
 
     #[test]

@@ -557,14 +557,25 @@ fn copied_rows(msg: MessageRef<'_>) -> i64 {
 
 /// Binary arguments longer than this show their first this many bytes, and their length.
 const SHOWN_BINARY_ARGUMENT: usize = 256;
+/// Calls larger than this show their size, not their arguments: decoding them takes a copy,
+/// which a large `lo_write` should not cost the relay's thread.
+const SHOWN_CALL_MAX: usize = 1024 * 1024;
 
 /// How a FunctionCall is shown. PostgreSQL names the function by its oid only; its arguments
 /// are what it works on (the query `query_to_xml` runs, the data `lo_write` stores), so they
 /// are shown as SQL writes them: text as a literal, binary in hex, NULL.
 fn function_call_text(msg: MessageRef<'_>, encoding: ClientEncoding) -> String {
-    let Ok(call) = msg.decode::<FunctionCall>() else {
-        return match msg.payload().first_chunk::<4>() {
-            Some(oid) => format!("-- fast-path call of the function with oid {}", u32::from_be_bytes(*oid)),
+    let oid = msg.payload().first_chunk::<4>().map(|oid| u32::from_be_bytes(*oid));
+    let call = match msg.len() <= SHOWN_CALL_MAX {
+        true => msg.decode::<FunctionCall>().ok(),
+        false => None,
+    };
+    let Some(call) = call else {
+        return match oid {
+            Some(oid) if msg.len() > SHOWN_CALL_MAX => {
+                format!("-- fast-path call of the function with oid {oid} ({} bytes, arguments not shown)", msg.len())
+            }
+            Some(oid) => format!("-- fast-path call of the function with oid {oid}"),
             None => "-- fast-path function call".to_owned(),
         };
     };
@@ -1039,6 +1050,19 @@ mod tests {
             "-- fast-path call of the function with oid 955('\\x{}' /* first 256 of 1000 bytes */)",
             "ab".repeat(256)
         );
+        assert_eq!(got, [s(&expected, 0, "")]);
+        // A call too large to decode without a copy shows its size.
+        let len = SHOWN_CALL_MAX;
+        let mut call = BytesMut::new();
+        call.put_u32(955);
+        call.put_u16(0);
+        call.put_u16(1);
+        call.put_i32(i32::try_from(len).unwrap());
+        call.put_slice(&vec![b'x'; len]);
+        call.put_u16(0);
+        let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x01x"), ready()]);
+        let expected =
+            format!("-- fast-path call of the function with oid 955 ({} bytes, arguments not shown)", call.len() + 5);
         assert_eq!(got, [s(&expected, 0, "")]);
     }
 

@@ -252,26 +252,28 @@ impl Relay {
     /// relay acts on (and may rewrite) are taken one by one.
     fn server_batch<W: AsyncWrite + Unpin>(&mut self, cw: &mut W) -> Result<(), End> {
         let now = now_us();
-        let (mut run_start, mut end) = (0, 0);
+        // The run to pass on starts after the last message taken one by one.
+        let (mut run_start, mut scanned) = (0, 0);
         let result = loop {
-            let msg = match self.server_reader.message_at(end) {
+            let msg = match self.server_reader.message_at(scanned) {
                 Ok(Some(msg)) => msg,
                 Ok(None) => break Ok(()),
                 Err(error) => break Err(End::server_read(error)),
             };
-            end += msg.len();
+            let start = scanned;
+            scanned += msg.len();
             if self.session.is_some() && msg.tag() != b'K' {
                 self.recorder.on_server(msg, now);
                 continue;
             }
-            let msg = msg.to_message();
-            self.to_client.push(&self.server_reader.buffered_bytes()[run_start..end - msg.len()]);
-            run_start = end;
-            if let Err(end) = self.on_login_message(&msg, now) {
+            let owned = msg.to_message();
+            self.to_client.push(&self.server_reader.buffered_bytes()[run_start..start]);
+            run_start = scanned;
+            if let Err(end) = self.on_login_message(&owned, now) {
                 break Err(end);
             }
         };
-        let written = self.to_client.relay(&mut self.server_reader, run_start..end, cw);
+        let written = self.to_client.relay(&mut self.server_reader, run_start..scanned, cw);
         let written = self.written_to_client(written);
         self.report_statements();
         result.and(written)

@@ -72,7 +72,9 @@ impl ControlPlane {
         }
         let mut value = HeaderValue::from_str(key).map_err(|_| ClientError::InvalidKey)?;
         value.set_sensitive(true);
-        let config = ClientConfig::new(uri).with_default_header("x-api-key", value);
+        // Binary protobuf, which `report` relies on: an EncodedReportRequest is a
+        // ReportRequest in that form only (in JSON its events would be base64 strings).
+        let config = ClientConfig::new(uri).proto().with_default_header("x-api-key", value);
         let transport = gatehouse_tls::transport(ca_file)?;
         Ok(Self {
             client: Arc::new(ConnectorServiceClient::new(transport.clone(), config)),
@@ -192,6 +194,20 @@ mod tests {
         assert!(matches!(ControlPlane::new("http://[::1", "k", None), Err(ClientError::Url { .. })));
         assert!(matches!(ControlPlane::new("http://cp", "", None), Err(ClientError::MissingKey)));
         assert!(matches!(ControlPlane::new("http://cp", "a\nb", None), Err(ClientError::InvalidKey)));
+    }
+
+    #[test]
+    fn an_encoded_report_is_a_report_on_the_wire() {
+        use buffa::Message;
+        let event = |seq| pb::Event { session_id: "s".into(), seq, ..Default::default() };
+        let report = pb::ReportRequest { events: vec![event(1), event(2)], run_id: "run".into(), ..Default::default() };
+        let encoded = pb::EncodedReportRequest {
+            events: report.events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect(),
+            run_id: "run".into(),
+            ..Default::default()
+        };
+        assert_eq!(encoded.encode_to_vec(), report.encode_to_vec());
+        assert_eq!(pb::ReportRequest::decode_from_slice(&encoded.encode_to_vec()).unwrap(), report);
     }
 
     #[test]

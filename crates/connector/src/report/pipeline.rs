@@ -539,7 +539,7 @@ async fn deliver(control: &ControlPlane, run_id: &str, records: &[Record]) -> Re
             Ok(_) => {}
             Err(error) if client::rejects_content(&error) => {
                 if range.len() == 1 {
-                    // Named for the log when it is an event at all.
+                    // Its session and number for the log; none for bytes that are not an event.
                     let event = pb::Event::decode_from_slice(&records[range.start].bytes).unwrap_or_default();
                     tracing::error!(
                         session_id = %event.session_id,
