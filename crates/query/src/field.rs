@@ -46,7 +46,9 @@ pub enum Field {
 /// How a field's values are typed and compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
-    /// Exact string; compared case-sensitively.
+    /// Exact string; compared case-sensitively. Keywords with a fixed lowercase vocabulary
+    /// (`technology`, the types, the status) and UUID ids arrive from `parse` already in their
+    /// stored spelling, so those match in any case the user types.
     Keyword,
     /// Free text; the store compares it case-insensitively.
     Text,
@@ -70,21 +72,45 @@ pub const BARE_TERM_FIELDS: &[Field] = &[
     Field::ClientIp,
 ];
 
+/// How a keyword field's values are stored, which decides how a query's value is respelled to
+/// match them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spelling {
+    /// As the source wrote it (names, groups, external ids): the value is kept as typed.
+    AsWritten,
+    /// A fixed vocabulary of lowercase words (`postgres`, `human`, `active`): lowercased.
+    Vocabulary,
+    /// A UUID, which the connector writes in lowercase: lowercased when the value is a UUID or
+    /// the start of one, kept as typed otherwise (ids from elsewhere may be any string).
+    Uuid,
+}
+
 /// One row of the field table.
 struct Entry {
     field: Field,
     name: &'static str,
     kind: FieldKind,
     many_valued: bool,
+    spelling: Spelling,
     aliases: &'static [&'static str],
 }
 
 const fn entry(field: Field, name: &'static str, kind: FieldKind, aliases: &'static [&'static str]) -> Entry {
-    Entry { field, name, kind, many_valued: false, aliases }
+    Entry { field, name, kind, many_valued: false, spelling: Spelling::AsWritten, aliases }
 }
 
 const fn many(field: Field, name: &'static str, aliases: &'static [&'static str]) -> Entry {
-    Entry { field, name, kind: FieldKind::Keyword, many_valued: true, aliases }
+    Entry { field, name, kind: FieldKind::Keyword, many_valued: true, spelling: Spelling::AsWritten, aliases }
+}
+
+/// A keyword whose values come from a fixed lowercase vocabulary.
+const fn vocab(field: Field, name: &'static str, aliases: &'static [&'static str]) -> Entry {
+    Entry { field, name, kind: FieldKind::Keyword, many_valued: false, spelling: Spelling::Vocabulary, aliases }
+}
+
+/// A keyword holding a UUID.
+const fn uuid(field: Field, name: &'static str, aliases: &'static [&'static str]) -> Entry {
+    Entry { field, name, kind: FieldKind::Keyword, many_valued: false, spelling: Spelling::Uuid, aliases }
 }
 
 use FieldKind::{Duration as Dur, Ip, Keyword as Kw, Text, Time};
@@ -92,37 +118,37 @@ use FieldKind::{Duration as Dur, Ip, Keyword as Kw, Text, Time};
 /// The table, in `Field` declaration order (`Field::entry` relies on that).
 #[rustfmt::skip]
 const TABLE: &[Entry] = &[
-    entry(Field::Id,                 "id",                            Kw,   &["session_id"]),
-    entry(Field::SessionStatus,      "session_status",                Kw,   &["status"]),
-    entry(Field::StartTime,          "start_time",                    Time, &["time"]),
-    entry(Field::EndTime,            "end_time",                      Time, &[]),
-    entry(Field::Duration,           "duration",                      Dur,  &[]),
-    entry(Field::ParentSessionId,    "parent_session_id",             Kw,   &[]),
-    entry(Field::ClientIp,           "network.client_ip_address",     Ip,   &["client_ip"]),
-    entry(Field::ServerIp,           "network.server_ip_address",     Ip,   &["server_ip"]),
-    entry(Field::SidecarId,          "sidecar.id",                    Kw,   &[]),
-    entry(Field::SidecarName,        "sidecar.name",                  Kw,   &["sidecar"]),
-    entry(Field::SidecarTechnology,  "sidecar.technology",            Kw,   &[]),
-    entry(Field::UserType,           "user.type",                     Kw,   &[]),
-    entry(Field::UserUsername,       "user.username",                 Text, &["user"]),
-    entry(Field::UserId,             "user.formal.user.id",           Kw,   &["user.id"]),
-    entry(Field::UserName,           "user.formal.user.name",         Text, &["user.name"]),
-    entry(Field::UserEmail,          "user.formal.user.email",        Text, &["user.email", "email"]),
-    entry(Field::UserFormalType,     "user.formal.user.type",         Kw,   &[]),
-    many(Field::UserGroups,          "user.formal.user.groups",             &["group"]),
-    many(Field::UserExternalIds,     "user.formal.user.external_ids",       &[]),
-    entry(Field::EndUserId,          "user.formal.end_user.id",       Kw,   &["end_user.id"]),
-    entry(Field::EndUserName,        "user.formal.end_user.name",     Text, &["end_user.name"]),
-    entry(Field::EndUserEmail,       "user.formal.end_user.email",    Text, &["end_user.email"]),
-    entry(Field::EndUserType,        "user.formal.end_user.type",     Kw,   &["end_user.type"]),
-    many(Field::EndUserGroups,       "user.formal.end_user.groups",         &["end_user.groups"]),
-    entry(Field::NativeUsername,     "user.native.username",          Text, &["native_user"]),
-    entry(Field::ResourceId,         "resource.id",                   Kw,   &[]),
-    entry(Field::ResourceName,       "resource.name",                 Text, &["resource"]),
-    entry(Field::ResourceType,       "resource.type",                 Kw,   &[]),
-    entry(Field::ResourceTechnology, "resource.technology",           Kw,   &["technology", "protocol"]),
-    entry(Field::ConnectorId,        "connector.id",                  Kw,   &[]),
-    entry(Field::ConnectorName,      "connector.name",                Text, &["connector"]),
+    uuid(Field::Id,                      "id",                                   &["session_id"]),
+    vocab(Field::SessionStatus,          "session_status",                       &["status"]),
+    entry(Field::StartTime,              "start_time",                     Time, &["time"]),
+    entry(Field::EndTime,                "end_time",                       Time, &[]),
+    entry(Field::Duration,               "duration",                       Dur,  &[]),
+    uuid(Field::ParentSessionId,         "parent_session_id",                    &[]),
+    entry(Field::ClientIp,               "network.client_ip_address",      Ip,   &["client_ip"]),
+    entry(Field::ServerIp,               "network.server_ip_address",      Ip,   &["server_ip"]),
+    entry(Field::SidecarId,              "sidecar.id",                     Kw,   &[]),
+    entry(Field::SidecarName,            "sidecar.name",                   Kw,   &["sidecar"]),
+    vocab(Field::SidecarTechnology,      "sidecar.technology",                   &[]),
+    vocab(Field::UserType,               "user.type",                            &[]),
+    entry(Field::UserUsername,           "user.username",                  Text, &["user"]),
+    entry(Field::UserId,                 "user.formal.user.id",            Kw,   &["user.id"]),
+    entry(Field::UserName,               "user.formal.user.name",          Text, &["user.name"]),
+    entry(Field::UserEmail,              "user.formal.user.email",         Text, &["user.email", "email"]),
+    vocab(Field::UserFormalType,         "user.formal.user.type",                &[]),
+    many(Field::UserGroups,              "user.formal.user.groups",              &["group"]),
+    many(Field::UserExternalIds,         "user.formal.user.external_ids",        &[]),
+    entry(Field::EndUserId,              "user.formal.end_user.id",        Kw,   &["end_user.id"]),
+    entry(Field::EndUserName,            "user.formal.end_user.name",      Text, &["end_user.name"]),
+    entry(Field::EndUserEmail,           "user.formal.end_user.email",     Text, &["end_user.email"]),
+    vocab(Field::EndUserType,            "user.formal.end_user.type",            &["end_user.type"]),
+    many(Field::EndUserGroups,           "user.formal.end_user.groups",          &["end_user.groups"]),
+    entry(Field::NativeUsername,         "user.native.username",           Text, &["native_user"]),
+    entry(Field::ResourceId,             "resource.id",                    Kw,   &[]),
+    entry(Field::ResourceName,           "resource.name",                  Text, &["resource"]),
+    vocab(Field::ResourceType,           "resource.type",                        &[]),
+    vocab(Field::ResourceTechnology,     "resource.technology",                  &["technology", "protocol"]),
+    entry(Field::ConnectorId,            "connector.id",                   Kw,   &[]),
+    entry(Field::ConnectorName,          "connector.name",                 Text, &["connector"]),
 ];
 
 impl Field {
@@ -169,6 +195,18 @@ impl Field {
     /// How the field's values are typed.
     pub fn kind(self) -> FieldKind {
         self.entry().kind
+    }
+
+    /// `text`, a value of this field as the user typed it, in the spelling the store holds, so
+    /// that `technology:POSTGRES` and an upper-case session UUID match. Done once here, so
+    /// that every store compares plainly (and can use its indexes).
+    pub(crate) fn stored_spelling(self, text: String) -> String {
+        match self.entry().spelling {
+            Spelling::AsWritten => text,
+            Spelling::Vocabulary => text.to_ascii_lowercase(),
+            Spelling::Uuid if is_uuid_or_start_of_one(&text) => text.to_ascii_lowercase(),
+            Spelling::Uuid => text,
+        }
     }
 
     /// Whether the field holds a list; a predicate matches if any element matches.
@@ -233,6 +271,15 @@ fn lookup_exact(name: &str) -> Option<Field> {
         .iter()
         .find(|entry| same(entry.name) || entry.aliases.iter().any(|alias| same(alias)))
         .map(|entry| entry.field)
+}
+
+/// Whether `text` is a hyphenated UUID (`0190c2a4-7b1e-7c3d-9a2b-1f2e3d4c5b6a`) or the start
+/// of one, in any case.
+fn is_uuid_or_start_of_one(text: &str) -> bool {
+    const HYPHENS: [usize; 4] = [8, 13, 18, 23];
+    !text.is_empty()
+        && text.len() <= 36
+        && text.bytes().enumerate().all(|(i, b)| if HYPHENS.contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() })
 }
 
 /// Turns `clientIpAddress` into `client_ip_address`.
@@ -315,6 +362,23 @@ mod tests {
             }
         }
         assert_eq!(camel("network.client_ip_address"), "network.clientIpAddress");
+    }
+
+    #[test]
+    fn values_take_the_stored_spelling() {
+        let spelled = |field: Field, text: &str| field.stored_spelling(text.to_owned());
+        assert_eq!(spelled(Field::ResourceTechnology, "PostGres"), "postgres");
+        assert_eq!(spelled(Field::EndUserType, "CUSTOMER"), "customer");
+        let uuid = "0190C2A4-7B1E-7C3D-9A2B-1F2E3D4C5B6A";
+        assert_eq!(spelled(Field::Id, uuid), uuid.to_ascii_lowercase());
+        assert_eq!(spelled(Field::ParentSessionId, "0190C2A4-7B"), "0190c2a4-7b");
+        // Not UUIDs, or fields whose values are free-form: as typed.
+        assert_eq!(spelled(Field::Id, "S07"), "S07");
+        assert_eq!(spelled(Field::Id, "0190C2A47B1E"), "0190C2A47B1E");
+        assert_eq!(spelled(Field::Id, &format!("{uuid}0")), format!("{uuid}0"));
+        assert_eq!(spelled(Field::UserId, uuid), uuid);
+        assert_eq!(spelled(Field::UserGroups, "DBA"), "DBA");
+        assert_eq!(spelled(Field::UserName, "Alice"), "Alice");
     }
 
     #[test]

@@ -45,6 +45,17 @@ pub(crate) fn original_offset(pos: usize, inserted: &[(usize, usize)]) -> usize 
     pos - shift
 }
 
+/// The query's tokens as text, split as `explicit_and` splits them: operands, operators and
+/// parentheses, with quoted and bracketed runs kept whole.
+pub(crate) fn words(text: &str) -> impl Iterator<Item = &str> {
+    tokens(text).into_iter().map(move |token| &text[token.start..token.end])
+}
+
+/// Whether `word` is a boolean operator rather than an operand.
+pub(crate) fn is_operator(word: &str) -> bool {
+    matches!(word, "AND" | "OR" | "NOT" | "&&" | "||")
+}
+
 /// Byte range of one token.
 struct Token {
     start: usize,
@@ -100,8 +111,7 @@ fn tokens(text: &str) -> Vec<Token> {
 
 /// Whether `left` and `right`, side by side, are two operands to join with AND.
 fn joins(left: &str, right: &str) -> bool {
-    let operator = |t: &str| matches!(t, "AND" | "OR" | "NOT" | "&&" | "||");
-    let ends_operand = !operator(left)
+    let ends_operand = !is_operator(left)
         && left != "("
         && !matches!(left, "+" | "-")
         && !left.ends_with([':', '>', '<', '='])

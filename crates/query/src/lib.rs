@@ -40,7 +40,8 @@
 //! - `field:[* TO *]` is `Exists`, as in Lucene. Boosts (`^2`) are accepted and ignored.
 //!   Regexes, fuzzy terms (`a~1`), proximity (`"a b"~2`) and inner wildcards (`a*b`) are
 //!   rejected.
-//! - For the clause limit a bare term counts once and a set once per element.
+//! - For the clause limit a bare term counts once and a set once per element, and clauses count
+//!   as written: `id:a OR id:a` is two, although the grammar keeps one.
 //! - Syntax error positions are 0-based character offsets.
 
 use std::borrow::Cow;
@@ -57,7 +58,7 @@ pub use ast::{Expr, Op, Predicate, Value};
 pub use error::{QueryError, QueryErrorKind};
 pub use field::{BARE_TERM_FIELDS, Field, FieldKind};
 pub use limits::{MAX_CLAUSES, MAX_DOUBLE_SLASHES, MAX_NESTING, MAX_QUERY_BYTES};
-pub use value::parse_duration;
+pub use value::{TIME_FORMS, parse_duration, parse_time};
 
 /// Parses and type-checks a query.
 ///
@@ -83,6 +84,7 @@ pub fn parse(text: &str, now_us: i64) -> Result<Expr, QueryError> {
     }
     let text = spaces_only(text);
     let text = text.as_ref();
+    limits::check_clauses(text)?;
     let (explicit, inserted) = juxtapose::explicit_and(text);
     let (ast, errors) = tantivy_query_grammar::parse_query_lenient(&explicit);
     // The lenient parser recovers from every error and reports them all; the first one is

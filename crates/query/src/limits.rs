@@ -2,12 +2,14 @@
 //! or the store do unbounded work: no stack overflow, no quadratic parse, no huge SQL.
 
 use crate::error::QueryError;
+use crate::juxtapose;
 
 /// Longest accepted query text, in bytes.
 pub const MAX_QUERY_BYTES: usize = 4096;
 
-/// Most leaf clauses a query may lower to. A bare term counts once although it searches several
-/// fields; a set counts once per element, as it is shorthand for an `OR` of terms.
+/// Most leaf clauses a query may hold, counted as written: a repeated clause counts each time.
+/// A bare term counts once although it searches several fields; a set counts once per element,
+/// as it is shorthand for an `OR` of terms.
 pub const MAX_CLAUSES: usize = 256;
 
 /// Deepest accepted nesting of parentheses and `NOT` chains.
@@ -40,6 +42,77 @@ pub(crate) fn check_text(text: &str) -> Result<(), QueryError> {
         return Err(nesting_error());
     }
     Ok(())
+}
+
+/// Checks the clause count of the text as written.
+///
+/// Counted on the text because the grammar drops a clause identical to one of its siblings, so
+/// `id:a OR id:a OR …` reaches lowering as one clause; the spec bounds what the user wrote.
+pub(crate) fn check_clauses(text: &str) -> Result<(), QueryError> {
+    if written_clauses(text) > MAX_CLAUSES {
+        return Err(too_many_clauses());
+    }
+    Ok(())
+}
+
+pub(crate) fn too_many_clauses() -> QueryError {
+    QueryError::too_large(format!("query has too many clauses: the limit is {MAX_CLAUSES}"))
+}
+
+/// The leaf clauses of `text` as written, each occurrence counted.
+fn written_clauses(text: &str) -> usize {
+    // The first word has nothing before it.
+    let words: Vec<&str> = std::iter::once("").chain(juxtapose::words(text)).collect();
+    words.windows(2).map(|pair| clauses_in(pair[0], pair[1])).sum()
+}
+
+/// The clauses that `word` adds, `previous` being the word before it.
+///
+/// Values are what count: `user:` waiting for its value (`user: alice`, `user:(a b)`,
+/// `duration:> 30m`) counts nothing, and the value after it counts. A set counts its elements;
+/// when its brackets stand apart from `IN`, the word holding `IN` has counted one of them.
+fn clauses_in(previous: &str, word: &str) -> usize {
+    let awaits_value = word.ends_with([':', '>', '<', '=']);
+    if juxtapose::is_operator(word) || matches!(word, "(" | ")" | "+" | "-") || word.starts_with('^') || awaits_value {
+        return 0;
+    }
+    match word.find('[') {
+        Some(0) if previous == "IN" || previous.ends_with(":IN") => set_elements(word).saturating_sub(1),
+        Some(at) if &word[..at] == "IN" || word[..at].ends_with(":IN") => set_elements(&word[at..]).max(1),
+        // A range such as `start_time:[a TO b]` is one clause.
+        _ => 1,
+    }
+}
+
+/// The elements of a set's bracketed list: separated by spaces or commas (see `lower`), with
+/// quoted elements kept whole.
+fn set_elements(list: &str) -> usize {
+    let mut elements = 0;
+    let mut in_element = false;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in list.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            _ if quote == Some(c) => quote = None,
+            _ if quote.is_some() => {}
+            ' ' | ',' | '[' | ']' => {
+                in_element = false;
+                continue;
+            }
+            '"' | '\'' if !in_element => quote = Some(c),
+            _ => {}
+        }
+        if !in_element {
+            in_element = true;
+            elements += 1;
+        }
+    }
+    elements
 }
 
 pub(crate) fn nesting_error() -> QueryError {
@@ -80,7 +153,7 @@ fn nesting_estimate(text: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::nesting_estimate;
+    use super::{nesting_estimate, set_elements, written_clauses as written};
 
     #[test]
     fn estimates_are_upper_bounds() {
@@ -91,5 +164,28 @@ mod tests {
         assert_eq!(nesting_estimate(r#"\)\)(a)"#), 1);
         assert_eq!(nesting_estimate("NOT NOT a AND NOT b"), 2);
         assert_eq!(nesting_estimate("NOT (NOT (a))"), 3);
+    }
+
+    #[test]
+    fn sets_count_their_elements() {
+        assert_eq!(set_elements("[]"), 0);
+        assert_eq!(set_elements("[a b]"), 2);
+        assert_eq!(set_elements("[a, b,c]"), 3);
+        assert_eq!(set_elements(r#"["prod db" 'it\'s x' c]"#), 3);
+    }
+
+    #[test]
+    fn values_count_once_whatever_their_spelling() {
+        assert_eq!(written("a"), 1);
+        assert_eq!(written("user:a -user:b +c NOT d"), 4);
+        assert_eq!(written("user: a AND (b OR c)^2"), 3);
+        assert_eq!(written("user:(a b)"), 2);
+        assert_eq!(written("duration:> 30m duration:<=1h"), 2);
+        assert_eq!(written("start_time:[2024-01-01 TO now} start_time: [a TO b]"), 2);
+        assert_eq!(written("technology:IN [a b c]"), 3);
+        assert_eq!(written("technology: IN [a b c]"), 3);
+        assert_eq!(written("technology:IN[a b c]"), 3);
+        assert_eq!(written("technology:IN []"), 1);
+        assert_eq!(written("id:a OR id:a OR id:a"), 3);
     }
 }

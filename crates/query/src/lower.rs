@@ -10,7 +10,7 @@ use tantivy_query_grammar::{Delimiter, Occur, UserInputAst, UserInputBound, User
 use crate::ast::{Expr, Op, Value};
 use crate::error::{QueryError, QueryErrorKind};
 use crate::field::{BARE_TERM_FIELDS, Field, FieldKind};
-use crate::limits::{MAX_CLAUSES, MAX_NESTING, nesting_error};
+use crate::limits::{MAX_CLAUSES, MAX_NESTING, nesting_error, too_many_clauses};
 use crate::value::{DURATION_FORMS, IP_FORMS, TIME_FORMS, parse_cidr, parse_duration, parse_ip, parse_time};
 
 /// The values `session_status` accepts.
@@ -179,8 +179,7 @@ impl Lowerer {
                     ),
                 ));
             }
-            // Statuses are stored lowercase, and `value` lowercases them for `Eq` too.
-            if field == Field::SessionStatus { Op::Prefix(phrase.to_ascii_lowercase()) } else { Op::Prefix(phrase) }
+            Op::Prefix(field.stored_spelling(phrase))
         } else if kind == FieldKind::Ip && phrase.contains('/') {
             let (first, last) =
                 parse_cidr(&phrase).ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
@@ -204,14 +203,15 @@ impl Lowerer {
         let invalid = |expected: &str| QueryError::invalid_value(name, &text, expected);
         match field.kind() {
             FieldKind::Keyword if field == Field::SessionStatus => {
-                let status = text.to_ascii_lowercase();
+                let status = field.stored_spelling(text.clone());
                 if SESSION_STATUSES.contains(&status.as_str()) {
                     Ok(Value::Str(status))
                 } else {
                     Err(invalid("one of `active`, `completed`"))
                 }
             }
-            FieldKind::Keyword | FieldKind::Text => Ok(Value::Str(text)),
+            FieldKind::Keyword => Ok(Value::Str(field.stored_spelling(text))),
+            FieldKind::Text => Ok(Value::Str(text)),
             FieldKind::Time => parse_time(&text, self.now_us).map(Value::Time).ok_or_else(|| invalid(TIME_FORMS)),
             FieldKind::Duration => parse_duration(&text).map(Value::Duration).ok_or_else(|| invalid(DURATION_FORMS)),
             FieldKind::Ip if text.contains('/') => Err(invalid(
@@ -222,10 +222,12 @@ impl Lowerer {
         }
     }
 
+    /// `limits::check_clauses` bounds the clauses as written; this bounds what lowering emits,
+    /// whatever the grammar made of the text, should the two readings ever differ.
     fn count(&mut self, clauses: usize) -> Result<(), QueryError> {
         self.clauses = self.clauses.saturating_add(clauses);
         if self.clauses > MAX_CLAUSES {
-            return Err(QueryError::too_large(format!("query has too many clauses: the limit is {MAX_CLAUSES}")));
+            return Err(too_many_clauses());
         }
         Ok(())
     }

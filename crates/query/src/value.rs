@@ -20,7 +20,7 @@ const UNITS: &[(&str, i64)] =
     &[("d", US_PER_D), ("h", US_PER_H), ("m", US_PER_M), ("s", US_PER_S), ("ms", US_PER_MS), ("us", 1)];
 
 /// What a time value looks like, for error messages.
-pub(crate) const TIME_FORMS: &str = "an RFC 3339 time such as 2024-01-01T00:00:00Z, a date such as 2024-01-01, \
+pub const TIME_FORMS: &str = "an RFC 3339 time such as 2024-01-01T00:00:00Z, a date such as 2024-01-01, \
      or now, now-15m, now-24h, now-7d";
 
 /// What a duration value looks like, for error messages.
@@ -57,7 +57,7 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 
 /// Parses a time: RFC 3339 (any offset), a bare date (midnight UTC), `now`, or `now` plus or
 /// minus a duration (`now-24h`, `now+1h`). `now_us` is "now" in microseconds since the epoch.
-pub(crate) fn parse_time(text: &str, now_us: i64) -> Option<i64> {
+pub fn parse_time(text: &str, now_us: i64) -> Option<i64> {
     if let Some(offset) = strip_prefix_ignore_case(text, "now") {
         return match offset.as_bytes().first() {
             None => Some(now_us),

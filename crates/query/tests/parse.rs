@@ -415,7 +415,8 @@ fn many_valued_fields() {
 fn keyword_and_text_values() {
     check("id:0192-abc", r#"id="0192-abc""#);
     check("user:Alice", r#"user.username="Alice""#);
-    check("technology:PostgreSQL", r#"resource.technology="PostgreSQL""#);
+    check("user.id:U-Dave", r#"user.formal.user.id="U-Dave""#);
+    check("group:DBA", r#"user.formal.user.groups="DBA""#);
     check("user:-alice", r#"user.username="-alice""#);
     check("user:42", r#"user.username="42""#);
     check("user:AND", r#"user.username="AND""#);
@@ -430,6 +431,28 @@ fn session_status_values() {
     check("status:IN [active completed]", r#"session_status:IN ["active" "completed"]"#);
     check_err("status:running", "invalid value `running` for field `status`: expected one of `active`, `completed`");
     check_err("status:IN [active done]", "invalid value `done`");
+}
+
+#[test]
+fn fixed_vocabularies_and_uuids_take_their_stored_lowercase() {
+    check("technology:PostgreSQL", r#"resource.technology="postgresql""#);
+    check("protocol:POSTGRES", r#"resource.technology="postgres""#);
+    check("sidecar.technology:Multi", r#"sidecar.technology="multi""#);
+    check("user.type:HUMAN", r#"user.type="human""#);
+    check("user.formal.user.type:MACHINE", r#"user.formal.user.type="machine""#);
+    check("end_user.type:Customer", r#"user.formal.end_user.type="customer""#);
+    check("resource.type:AWS", r#"resource.type="aws""#);
+    check("technology:POST*", r#"resource.technology:"post"*"#);
+    check("technology:IN [Postgres MYSQL]", r#"resource.technology:IN ["postgres" "mysql"]"#);
+    check("resource.type:[A TO Z]", r#"resource.type:["a" TO "z"]"#);
+    let uuid = "0190C2A4-7B1E-7C3D-9A2B-1F2E3D4C5B6A";
+    let lower = uuid.to_ascii_lowercase();
+    check(&format!("id:{uuid}"), &format!("id={lower:?}"));
+    check(&format!("session_id:IN [{uuid}]"), &format!("id:IN [{lower:?}]"));
+    check(&format!("parent_session_id:{uuid}"), &format!("parent_session_id={lower:?}"));
+    check("id:0190C2A4*", r#"id:"0190c2a4"*"#);
+    // Ids that are not UUIDs may be any string, and keep their case.
+    check("id:S07", r#"id="S07""#);
 }
 
 #[test]
@@ -627,6 +650,14 @@ fn clause_limit() {
     // A set counts once per element.
     let set = format!("user:IN [{}]", terms(MAX_CLAUSES + 1, "aN").join(" "));
     check_err(&set, "too many clauses");
+    // Clauses count as written, although the grammar keeps one of identical siblings.
+    let repeated = |n: usize, clause: &str| vec![clause; n].join(" OR ");
+    assert!(parse(&repeated(MAX_CLAUSES, "id:a"), NOW).is_ok());
+    check_err(&repeated(MAX_CLAUSES + 1, "id:a"), "too many clauses");
+    check_err(&repeated(400, "id:a"), "too many clauses");
+    check_err(&repeated(MAX_CLAUSES + 1, "a"), "too many clauses");
+    check_err(&repeated(MAX_CLAUSES / 2 + 1, "(a b)"), "too many clauses");
+    check_err(&repeated(MAX_CLAUSES / 2 + 1, "user:IN [a b]"), "too many clauses");
 }
 
 #[test]
