@@ -4,11 +4,24 @@
 /// Longest fingerprint kept, in bytes; longer ones are cut at a char boundary.
 const MAX_LEN: usize = 512;
 
-/// `SELECT * FROM t WHERE id = 42 AND name IN ('a', 'b')` becomes
+/// Words after which a `-` starts a negative number rather than subtracting.
+#[rustfmt::skip]
+const VALUE_KEYWORDS: &[&str] = &[
+    "and", "between", "by", "case", "else", "having", "ilike", "in", "like", "limit", "not", "offset", "on", "or",
+    "return", "returning", "select", "then", "values", "when", "where",
+];
+
+/// `SELECT * FROM t WHERE id = -42 AND name IN ('a', 'b')` becomes
 /// `select * from t where id = ? and name in (?)`: string, number and
-/// dollar-quoted literals become `?`, lists of them one `?`, comments go,
-/// whitespace collapses and unquoted text is lower-cased. Quoted identifiers
-/// and `$n` parameters stay as written.
+/// dollar-quoted literals become `?`, comments go, whitespace collapses and
+/// unquoted text is lower-cased. Quoted identifiers and `$n` parameters stay
+/// as written.
+///
+/// As in PostgreSQL's grammar (and so `pg_stat_statements`), a minus right
+/// before a number where a value is expected belongs to the number:
+/// `n + -5` is `n + ?`, like `n + 5`. A run of literals in an `IN (…)` list or
+/// a `VALUES (…)` row becomes one `?`, so that lists of any length are one
+/// statement; elsewhere (`select 1, 2`, `f(1, 2)`) each literal keeps its `?`.
 pub fn fingerprint(sql: &str) -> String {
     // Walks bytes, not chars: every character the rules look at is ASCII,
     // and UTF-8 never uses an ASCII byte inside another character.
@@ -16,6 +29,10 @@ pub fn fingerprint(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len().min(MAX_LEN));
     let mut i = 0;
     let mut space = false;
+    // Per open parenthesis, whether it holds a list of values that folds into one `?`.
+    let mut lists: Vec<bool> = Vec::new();
+    // Whether the parenthesis closed last was such a list: `VALUES (1), (2)` continues it.
+    let mut closed_list = false;
     while i < bytes.len() && out.len() < MAX_LEN {
         let b = bytes[i];
         let next = bytes.get(i + 1).copied();
@@ -40,6 +57,7 @@ pub fn fingerprint(sql: &str) -> String {
         }
         space = false;
         let after_ident = out.chars().next_back().is_some_and(is_ident);
+        let in_list = lists.last() == Some(&true);
         match b {
             b'\'' => {
                 // A prefix such as E'..' or B'..' belongs to the literal.
@@ -47,7 +65,7 @@ pub fn fingerprint(sql: &str) -> String {
                     out.pop();
                 }
                 i = skip_quoted(bytes, i, b'\'');
-                push_value(&mut out);
+                push_value(&mut out, in_list);
             }
             b'"' => {
                 let end = skip_quoted(bytes, i, b'"');
@@ -60,7 +78,7 @@ pub fn fingerprint(sql: &str) -> String {
                     Some(j) if bytes[j] == b'$' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                         let tag = &bytes[i..=j];
                         i = find(bytes, j + 1, tag).map_or(bytes.len(), |k| k + tag.len());
-                        push_value(&mut out);
+                        push_value(&mut out, in_list);
                     }
                     // `$1`: a parameter, kept.
                     _ => {
@@ -71,8 +89,22 @@ pub fn fingerprint(sql: &str) -> String {
                 }
             }
             b if b.is_ascii_digit() && !after_ident => {
-                i += bytes[i..].iter().take_while(|&&b| b.is_ascii_alphanumeric() || b == b'.').count();
-                push_value(&mut out);
+                i = skip_number(bytes, i);
+                push_value(&mut out, in_list);
+            }
+            b'-' if next.is_some_and(|n| n.is_ascii_digit()) && expects_value(&out) => {
+                i = skip_number(bytes, i + 1);
+                push_value(&mut out, in_list);
+            }
+            b'(' => {
+                lists.push(opens_list(&out, closed_list));
+                out.push('(');
+                i += 1;
+            }
+            b')' => {
+                closed_list = lists.pop().unwrap_or(false);
+                out.push(')');
+                i += 1;
             }
             // Most SQL is ASCII, and Unicode's case tables are slow.
             b if b.is_ascii() => {
@@ -99,6 +131,46 @@ fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
 }
 
+/// The word (identifier, keyword or `$n`) that `text` ends with, if any.
+fn last_word(text: &str) -> &str {
+    text.rsplit(|c: char| !is_ident(c)).next().unwrap_or("")
+}
+
+/// Whether a value may start after the normalised text `out`: at the start,
+/// after an operator, `(`, `,` or a keyword such as `select`, but not after an
+/// operand (a name, a literal's `?`, `)`), where `-` subtracts.
+fn expects_value(out: &str) -> bool {
+    let before = out.trim_end();
+    match before.chars().next_back() {
+        None => true,
+        Some(c) if is_ident(c) => VALUE_KEYWORDS.contains(&last_word(before)),
+        Some(c) => !matches!(c, ')' | ']' | '?' | '"'),
+    }
+}
+
+/// Whether a `(` after the normalised text `out` opens a list of values:
+/// `IN (`, `VALUES (`, or a further row after a `VALUES` row and a comma.
+fn opens_list(out: &str, closed_list: bool) -> bool {
+    let before = out.trim_end();
+    matches!(last_word(before), "in" | "values") || (closed_list && before.ends_with("),"))
+}
+
+/// Index just past the number starting at `start`: digits, letters (`0x1f`,
+/// `1e3`), dots, and the sign of an exponent (`1.5e-3`).
+fn skip_number(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while let Some(&b) = bytes.get(i) {
+        let exponent_sign = matches!(b, b'+' | b'-')
+            && matches!(bytes[i - 1], b'e' | b'E')
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+        if !(b.is_ascii_alphanumeric() || b == b'.' || exponent_sign) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
 /// Where `needle` next occurs in `haystack` at or after `from`.
 fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|n| from + n)
@@ -120,9 +192,9 @@ fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
     bytes.len()
 }
 
-/// Appends `?`, folding a list of values (`?, ?`) into one.
-fn push_value(out: &mut String) {
-    if out.ends_with("?, ") || out.ends_with("?,") {
+/// Appends `?`; in a list of values (`in_list`), folds `?, ?` into one.
+fn push_value(out: &mut String, in_list: bool) {
+    if in_list && (out.ends_with("?, ") || out.ends_with("?,")) {
         out.truncate(out.trim_end_matches(' ').len() - 1);
         while out.ends_with(' ') {
             out.pop();
@@ -149,6 +221,47 @@ mod tests {
         );
         assert_eq!(fingerprint("insert into t values (1.5e3, 'x')"), "insert into t values (?)");
         assert_eq!(fingerprint("select 1"), fingerprint("SELECT   2"));
+    }
+
+    #[test]
+    fn a_minus_where_a_value_is_expected_belongs_to_the_number() {
+        let update = "update pgbench_accounts set abalance = abalance + 5 where aid = 3;";
+        assert_eq!(fingerprint(update), "update pgbench_accounts set abalance = abalance + ? where aid = ?;");
+        assert_eq!(fingerprint(&update.replace("+ 5", "+ -5")), fingerprint(update));
+        assert_eq!(fingerprint(&update.replace("= 3", "= -3")), fingerprint(update));
+        assert_eq!(
+            fingerprint("insert into t values (1, -2, current_timestamp)"),
+            fingerprint("insert into t values (1, 2, current_timestamp)")
+        );
+        for (sql, expected) in [
+            ("-1", "?"),
+            ("select -1, (-2), f(-3.5e-2)", "select ?, (?), f(?)"),
+            ("select case when n < -1 then -1 else -2 end", "select case when n < ? then ? else ? end"),
+            ("select * from t where id in (-1, 2) limit -0", "select * from t where id in (?) limit ?"),
+            ("select a[1]-1, $1-2, (x)-3, 'a'-4", "select a[?]-?, $1-?, (x)-?, ?-?"),
+            ("select n - 1, n-1, t2.c-1", "select n - ?, n-?, t2.c-?"),
+            ("select 1.5e-3, 2E+4, 7-1", "select ?, ?, ?-?"),
+            // Not a number: the minus stays.
+            ("select -n, - 1", "select -n, - ?"),
+        ] {
+            assert_eq!(fingerprint(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn only_in_lists_and_values_rows_fold_into_one_placeholder() {
+        assert_eq!(fingerprint("select 1, 2, 'a', 'b'"), "select ?, ?, ?, ?");
+        assert_eq!(fingerprint("select * from generate_series(1,5)"), "select * from generate_series(?,?)");
+        assert_eq!(fingerprint("select f(1, 'x'), g((1, 2))"), "select f(?, ?), g((?, ?))");
+        assert_eq!(fingerprint("select x from t where id in (1, 2, 3)"), "select x from t where id in (?)");
+        assert_eq!(fingerprint("select x from t where id in (1)"), fingerprint("select x from t where id IN (1,2)"));
+        assert_eq!(fingerprint("select x where id not in ('a', $1, 'b')"), "select x where id not in (?, $1, ?)");
+        assert_eq!(fingerprint("insert into t values (1, 'a'), (2, 'b')"), "insert into t values (?), (?)");
+        assert_eq!(fingerprint("insert into t values (1, now(), 2, 3)"), "insert into t values (?, now(), ?)");
+        // A function's arguments inside a list are not the list.
+        assert_eq!(fingerprint("select 1 where x in (f(1, 2), 3, 4)"), "select ? where x in (f(?, ?), ?)");
+        // Unbalanced parentheses do not break anything.
+        assert_eq!(fingerprint("select ) in (1, 2"), "select ) in (?");
     }
 
     #[test]

@@ -74,12 +74,12 @@ macro_rules! conformance_suite {
             }
             queries {
                 empty_query_matches_every_session_of_the_org,
-                keyword_terms_match_whole_values_case_sensitively,
+                keyword_terms_match_whole_values_in_case_unless_a_fixed_vocabulary,
                 text_terms_match_whole_values_case_insensitively,
                 text_terms_fold_non_ascii_case,
                 phrases_match_whole_values_with_spaces,
                 bare_terms_search_every_bare_term_field_as_substrings,
-                prefixes_fold_case_on_text_but_not_on_keywords,
+                prefixes_fold_case_on_text_and_fixed_vocabularies,
                 boolean_operators_and_precedence,
                 time_ranges_with_inclusive_exclusive_and_open_bounds,
                 duration_and_string_ranges,
@@ -94,6 +94,7 @@ macro_rules! conformance_suite {
                 status_is_derived_from_the_end_time,
                 hostile_values_match_literally_and_nothing_else,
                 active_durations_are_measured_to_the_listing_now,
+                uuid_ids_match_in_any_case,
             }
             windows {
                 window_returns_sessions_overlapping_it,

@@ -4,17 +4,22 @@
 
 use gatehouse_store::Store;
 
-use super::fixture::{ACTIVE, ALL, COMPLETED, Case, EU, FORMAL, Fixture, LAB, MINUTE, NOW, POSTGRES, US};
+use super::fixture::{
+    ACTIVE, ALL, COMPLETED, Case, EU, FORMAL, Fixture, LAB, MINUTE, NOW, POSTGRES, US, completed, listing,
+};
 
 pub const KEYWORD_TERMS: &[Case] = &[
     ("technology:postgres", POSTGRES),
     ("resource.technology:mysql", &["s03", "s04", "s08", "s10", "s22"]),
     ("protocol:snowflake", &["s21"]),
-    // Keywords are compared exactly: case matters, and a term is the whole value.
-    ("technology:Postgres", &[]),
+    // Keywords are compared exactly: a term is the whole value, and case matters except in
+    // fixed vocabularies (technology, the types), which are stored lowercase and match in any case.
+    ("technology:Postgres", POSTGRES),
+    ("protocol:SNOWFLAKE", &["s21"]),
     ("technology:postgre", &[]),
     ("resource.type:instance", &["s04", "s22"]),
     ("resource.type:aws", &["s13", "s14", "s15", "s16", "s17", "s18", "s19", "s21"]),
+    ("resource.type:INSTANCE", &["s04", "s22"]),
     ("resource.id:r-orders", &["s03", "s08", "s10"]),
     ("connector.id:c-eu", EU),
     ("connector.id:C-EU", &[]),
@@ -23,7 +28,9 @@ pub const KEYWORD_TERMS: &[Case] = &[
     ("user.formal.user.id:u-alice", &["s01", "s07"]),
     ("user.type:machine", &["s10"]),
     ("user.type:native", LAB),
+    ("user.type:MACHINE", &["s10"]),
     ("user.formal.user.type:machine", &["s10"]),
+    ("user.formal.user.type:MACHINE", &["s10"]),
     ("id:s07", &["s07"]),
     ("session_id:s07", &["s07"]),
     ("id:S07", &[]),
@@ -31,6 +38,7 @@ pub const KEYWORD_TERMS: &[Case] = &[
     ("sidecar:eu-proxy", EU),
     ("sidecar.id:sc-us", US),
     ("sidecar.technology:multi", ALL),
+    ("sidecar.technology:Multi", ALL),
     ("parent_session_id:s13", &["s14"]),
     ("parentSessionId:s14", &["s15"]),
 ];
@@ -101,7 +109,7 @@ pub const PREFIXES: &[Case] = &[
     ("resource:\"prod d\"*", &["s01", "s05", "s07", "s20"]),
     ("user.name:k*", &["s12"]),
     ("user:a*", &["s01", "s07", "s14", "s15", "s16", "s17"]),
-    // Keyword prefixes keep case.
+    // Keyword prefixes keep case, except in fixed vocabularies.
     ("user.id:u-a*", &["s01", "s07"]),
     ("user.id:U-*", &["s04"]),
     (
@@ -109,7 +117,7 @@ pub const PREFIXES: &[Case] = &[
         &["s01", "s02", "s03", "s05", "s06", "s07", "s08", "s09", "s10", "s11", "s12", "s20", "s21", "s22"],
     ),
     ("technology:post*", POSTGRES),
-    ("technology:POST*", &[]),
+    ("technology:POST*", POSTGRES),
     ("group:d*", &["s01", "s02", "s03", "s06", "s07", "s08", "s21"]),
     ("connector.id:c-*", ALL),
     ("id:s1*", &["s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19"]),
@@ -365,6 +373,7 @@ pub const END_USERS: &[Case] = &[
     ("user.formal.end_user.id:eu-amy", &["s08"]),
     ("user.formal.end_user.id:EU-AMY", &[]),
     ("user.formal.end_user.type:customer", &["s05", "s08", "s12"]),
+    ("end_user.type:CUSTOMER", &["s05", "s08", "s12"]),
     ("user.formal.end_user.groups:vip", &["s08"]),
     ("user.formal.end_user.groups:customers", &["s05", "s08", "s12"]),
     ("user.formal.end_user.groups:*", &["s05", "s08", "s12"]),
@@ -457,7 +466,7 @@ pub async fn empty_query_matches_every_session_of_the_org(store: &dyn Store) {
     fx.check("* OR user:nobody", ALL).await;
 }
 
-pub async fn keyword_terms_match_whole_values_case_sensitively(store: &dyn Store) {
+pub async fn keyword_terms_match_whole_values_in_case_unless_a_fixed_vocabulary(store: &dyn Store) {
     Fixture::load(store).await.check_all(KEYWORD_TERMS).await;
 }
 
@@ -489,7 +498,7 @@ pub async fn bare_terms_search_every_bare_term_field_as_substrings(store: &dyn S
     Fixture::load(store).await.check_all(BARE_TERMS).await;
 }
 
-pub async fn prefixes_fold_case_on_text_but_not_on_keywords(store: &dyn Store) {
+pub async fn prefixes_fold_case_on_text_and_fixed_vocabularies(store: &dyn Store) {
     Fixture::load(store).await.check_all(PREFIXES).await;
 }
 
@@ -552,6 +561,29 @@ pub async fn hostile_values_match_literally_and_nothing_else(store: &dyn Store) 
     // expressions nested over 1,000 levels deep.
     let terms: Vec<String> = (0..255).map(|i| format!("nobody{i}")).chain(["alice".to_owned()]).collect();
     fx.check(&terms.join(" OR "), &["s01", "s07"]).await;
+}
+
+pub async fn uuid_ids_match_in_any_case(store: &dyn Store) {
+    // The fixture's ids are not UUIDs; the connector's are, written in lowercase.
+    let org = store.ensure_org("uuids").await.expect("ensure org").id;
+    let parent = "0190c2a4-7b1e-7c3d-9a2b-1f2e3d4c5b6a";
+    let child = "0190c2a4-8000-7c3d-9a2b-1f2e3d4c5b6b";
+    let sessions = [completed(parent, 30, 5).build(), completed(child, 20, 5).parent(parent).build()];
+    assert_eq!(store.insert_sessions(org, &sessions).await.expect("insert"), 2);
+    let upper = |id: &str| id.to_ascii_uppercase();
+    let cases: [(String, &[&str]); 6] = [
+        (format!("id:{parent}"), &[parent]),
+        (format!("id:{}", upper(parent)), &[parent]),
+        (format!("session_id:IN [{} {}]", upper(parent), upper(child)), &[child, parent]),
+        (format!("parent_session_id:{}", upper(parent)), &[child]),
+        ("id:0190C2A4-8*".to_owned(), &[child]),
+        ("id:0190C2A4*".to_owned(), &[child, parent]),
+    ];
+    for (text, expected) in cases {
+        let rows = store.list_sessions(org, &listing(&text, NOW)).await.expect("list");
+        let ids: Vec<&str> = rows.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, expected, "{text}");
+    }
 }
 
 pub async fn active_durations_are_measured_to_the_listing_now(store: &dyn Store) {
