@@ -31,8 +31,29 @@ pub struct AggregationRequest<'a> {
     pub histogram_interval: &'a str,
     pub histogram_group_by_fields: Vec<&'a str>,
     /// `histogram` for the histogram and hit count only, `facets` for the
-    /// facet lists and hit count only; anything else computes everything.
+    /// facet lists and hit count only; absent or empty computes everything.
     pub mode: Option<&'a str>,
+}
+
+/// What a ListSessionAggregations request computes (besides the hit count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parts {
+    histogram: bool,
+    facets: bool,
+}
+
+/// Reads `mode`. Like `sort_by`'s field names, the accepted values are exact,
+/// lowercase names, around which whitespace is ignored; anything else is
+/// refused rather than silently computing everything.
+fn parse_mode(mode: Option<&str>) -> Result<Parts, ConnectError> {
+    match mode.map(str::trim) {
+        None | Some("") => Ok(Parts { histogram: true, facets: true }),
+        Some("histogram") => Ok(Parts { histogram: true, facets: false }),
+        Some("facets") => Ok(Parts { histogram: false, facets: true }),
+        Some(other) => Err(invalid(format!(
+            "unknown mode {other:?}: use \"histogram\" or \"facets\", or leave it out to compute both"
+        ))),
+    }
 }
 
 /// Validates `req` and counts for `org`.
@@ -57,19 +78,14 @@ pub async fn aggregate(
         },
     };
     let group_by = parse_group_by(&req.histogram_group_by_fields)?;
-    let mode = req.mode.map(|m| m.trim().to_ascii_lowercase());
-    let (histogram, facets) = match mode.as_deref() {
-        Some("histogram") => (true, false),
-        Some("facets") => (false, true),
-        _ => (true, true),
-    };
+    let parts = parse_mode(req.mode)?;
     let query = AggregateQuery {
         filter,
         window_start,
         window_end,
         now,
-        histogram: histogram.then_some(HistogramSpec { interval, group_by }),
-        facets: if facets { Facet::ALL.to_vec() } else { vec![] },
+        histogram: parts.histogram.then_some(HistogramSpec { interval, group_by }),
+        facets: if parts.facets { Facet::ALL.to_vec() } else { vec![] },
         facet_limit: FACET_LIMIT,
     };
     let counted = store.aggregate(org, &query).await.map_err(store_error)?;
@@ -193,5 +209,30 @@ fn response(counted: Aggregates) -> ListSessionAggregationsResponse {
         aggregations: aggregations.into(),
         num_hits: i64::try_from(counted.num_hits).unwrap_or(i64::MAX),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Parts, parse_mode};
+
+    #[test]
+    fn mode_names_one_part_or_leaves_both() {
+        let both = Parts { histogram: true, facets: true };
+        assert_eq!(parse_mode(None).unwrap(), both);
+        assert_eq!(parse_mode(Some("")).unwrap(), both);
+        assert_eq!(parse_mode(Some("histogram")).unwrap(), Parts { histogram: true, facets: false });
+        assert_eq!(parse_mode(Some(" facets ")).unwrap(), Parts { histogram: false, facets: true });
+    }
+
+    #[test]
+    fn unknown_modes_are_refused_with_the_accepted_values() {
+        for mode in ["garbage", "both", "Facets", "HISTOGRAM", "facet", "histogram,facets"] {
+            let error = parse_mode(Some(mode)).unwrap_err();
+            assert_eq!(error.code, connectrpc::ErrorCode::InvalidArgument, "{mode}");
+            let message = error.message.as_deref().unwrap_or_default();
+            assert!(message.contains(&format!("{mode:?}")), "{message}");
+            assert!(message.contains("\"histogram\" or \"facets\""), "{message}");
+        }
     }
 }

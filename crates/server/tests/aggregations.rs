@@ -277,6 +277,9 @@ async fn invalid_requests_are_explained() {
         (json!({"startTimestamp": "0000-12-31T00:00:00Z"}), "year 1 to 9999"),
         (json!({"startTimestamp": format_rfc3339(now), "endTimestamp": format_rfc3339(now - MINUTE)}), "after"),
         (json!({"histogramGroupBy": ["technology"]}), ""),
+        (json!({"mode": "garbage"}), "unknown mode \"garbage\": use \"histogram\" or \"facets\""),
+        (json!({"mode": "both"}), "unknown mode"),
+        (json!({"mode": "Facets"}), "unknown mode"),
     ];
     for (body, words) in cases {
         let message = expect_error(&h.call("ListSessionAggregations", body.clone()).await, 400, "invalid_argument");
