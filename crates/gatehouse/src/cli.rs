@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gatehouse_core::Role;
+use gatehouse_core::time::{MAX_TIME, MIN_TIME, Micros, now_micros};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -130,6 +131,22 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         Some(us) if us > 0 => Ok(std::time::Duration::from_micros(us as u64)),
         Some(_) => Err(format!("{text:?} is not above zero")),
         None => Err(format!("{text:?} is not a duration such as 30s, 5m or 1h")),
+    }
+}
+
+/// `--since`: a span back from now, in microseconds. A leading `-` (`-1h`, "an hour ago")
+/// means the same.
+fn parse_since(text: &str) -> Result<Micros, String> {
+    let span = parse_duration(text.strip_prefix('-').unwrap_or(text))?;
+    Ok(Micros::try_from(span.as_micros()).unwrap_or(Micros::MAX))
+}
+
+/// `--from` and `--to`: the query language's times, so that a window is written as in a query.
+fn parse_time(text: &str) -> Result<Micros, String> {
+    match gatehouse_query::parse_time(text.trim(), now_micros()) {
+        Some(at) if (MIN_TIME..=MAX_TIME).contains(&at) => Ok(at),
+        Some(_) => Err(format!("{text:?} is outside the years 1 to 9999")),
+        None => Err(format!("{text:?} is not {}", gatehouse_query::TIME_FORMS)),
     }
 }
 
@@ -433,20 +450,24 @@ pub struct ListArgs {
     /// Search query, e.g. 'user.email:alice@example.com AND technology:postgres'
     #[arg(long, short, default_value = "")]
     pub query: String,
-    /// Only sessions overlapping the last DURATION (e.g. 15m, 24h, 7d)
-    #[arg(long, conflicts_with_all = ["from", "to"])]
-    pub since: Option<String>,
-    /// Window start (RFC 3339)
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Window end (RFC 3339)
-    #[arg(long)]
-    pub to: Option<String>,
+    /// Only sessions overlapping the last DURATION (e.g. 15m, 24h, 7d; -24h, "24h ago", reads the same)
+    #[arg(long, value_name = "DURATION", value_parser = parse_since, allow_hyphen_values = true)]
+    #[arg(conflicts_with_all = ["from", "to"])]
+    pub since: Option<Micros>,
+    /// Window start: RFC 3339, a date (2024-01-31, midnight UTC) or now-24h, as in queries
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<Micros>,
+    /// Window end: RFC 3339, a date (2024-01-31, midnight UTC) or now-24h, as in queries
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: Option<Micros>,
     /// Sort: start_time, end_time or duration, optionally :asc or :desc
     #[arg(long, default_value = "start_time:desc")]
     pub sort: String,
     /// Sessions per page (1 to 100000)
-    #[arg(long, default_value_t = 100)]
+    // Negative numbers are read as values, so that `--limit -1` hears what the range is rather
+    // than that `-1` is an unknown option.
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
+    #[arg(value_parser = clap::value_parser!(i32).range(1..=i64::from(gatehouse_server::listing::MAX_LIMIT)))]
     pub limit: i32,
     /// Walk every page, not just the first (jsonl and csv stream page by page)
     #[arg(long)]
@@ -612,4 +633,55 @@ pub struct ApplyArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn list(args: &[&str]) -> Result<ListArgs, clap::Error> {
+        let argv = ["gatehouse", "sessions", "list"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Sessions(SessionsCommand::List(list)) => Ok(list),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    const HOUR: Micros = 3_600_000_000;
+
+    #[test]
+    fn since_takes_a_span_with_or_without_a_minus() {
+        assert_eq!(list(&["--since", "1h"]).unwrap().since, Some(HOUR));
+        assert_eq!(list(&["--since", "-1h"]).unwrap().since, Some(HOUR));
+        assert_eq!(list(&["--since=-90m"]).unwrap().since, Some(3 * HOUR / 2));
+        let error = list(&["--since", "-soon"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("\"soon\" is not a duration"), "{error}");
+    }
+
+    #[test]
+    fn a_limit_out_of_range_says_what_the_range_is() {
+        assert_eq!(list(&["--limit", "100000"]).unwrap().limit, 100_000);
+        for limit in ["-1", "0", "100001"] {
+            let error = list(&["--limit", limit]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ValueValidation, "{limit}: {error}");
+            assert!(error.to_string().contains("1..=100000"), "{error}");
+        }
+    }
+
+    #[test]
+    fn from_and_to_take_the_times_queries_take() {
+        let window = list(&["--from", "2026-11-20", "--to", "2026-11-20T12:00:00+02:00"]).unwrap();
+        assert_eq!(window.from, Some(1_795_132_800_000_000));
+        assert_eq!(window.to, Some(1_795_132_800_000_000 + 10 * HOUR));
+        let relative = list(&["--from", "now-2h"]).unwrap().from.unwrap();
+        assert!(relative < now_micros() - HOUR, "{relative}");
+        let error = list(&["--from", "yesterday"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("a date such as 2024-01-01"), "{error}");
+        assert!(list(&["--from", "2026-11-20", "--since", "1h"]).is_err());
+    }
 }

@@ -121,21 +121,13 @@ async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectErro
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.api)?;
-    let start_timestamp = match (&args.since, &args.from) {
-        (Some(since), _) => {
-            let span = gatehouse_query::parse_duration(since)
-                .with_context(|| format!("--since {since:?} is not a duration such as 15m, 24h or 7d"))?;
-            format_rfc3339(now_micros() - span)
-        }
-        (None, Some(from)) => from.clone(),
-        (None, None) => String::new(),
-    };
+    let since = args.since.map(|span| now_micros().saturating_sub(span));
     let mut request = ListSessionsV2Request {
         limit: args.limit,
         query: args.query.clone(),
         sort_by: args.sort.clone(),
-        start_timestamp,
-        end_timestamp: args.to.clone().unwrap_or_default(),
+        start_timestamp: since.or(args.from).map(format_rfc3339).unwrap_or_default(),
+        end_timestamp: args.to.map(format_rfc3339).unwrap_or_default(),
         ..Default::default()
     };
     let progress = args.all && std::io::stderr().is_terminal();
