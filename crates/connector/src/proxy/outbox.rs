@@ -36,9 +36,9 @@ impl Outbox {
         Self { sealed: VecDeque::new(), tail: BytesMut::new(), sealed_len: 0, flushes, unflushed: false }
     }
 
-    /// Appends a whole frame, copied.
-    pub(crate) fn push(&mut self, frame: &[u8]) {
-        if frame.is_empty() {
+    /// Appends whole frames, copied.
+    pub(crate) fn push(&mut self, frames: &[u8]) {
+        if frames.is_empty() {
             return;
         }
         // A batch is several frames (a result: description, rows, completion, ready): room
@@ -46,7 +46,7 @@ impl Outbox {
         if self.tail.capacity() == 0 {
             self.tail = buffers::take();
         }
-        self.tail.extend_from_slice(frame);
+        self.tail.extend_from_slice(frames);
     }
 
     /// Passes on the messages `run` of the reader's buffer, which ends where a message ends,

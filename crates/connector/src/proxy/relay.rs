@@ -318,11 +318,11 @@ impl Relay {
     /// passed on as one run of bytes.
     fn client_batch<W: AsyncWrite + Unpin>(&mut self, sw: &mut W) -> Result<(), End> {
         let now = now_us();
-        let mut end = 0;
+        let mut scanned = 0;
         let result = loop {
-            match self.client_reader.message_at(end) {
+            match self.client_reader.message_at(scanned) {
                 Ok(Some(msg)) => {
-                    end += msg.len();
+                    scanned += msg.len();
                     self.recorder.on_client(msg, now);
                     if msg.tag() == b'X' {
                         break Err(End::Client);
@@ -332,8 +332,8 @@ impl Relay {
                 Err(error) => break Err(End::client_read(error)),
             }
         };
-        Metrics::add(&self.ctx.metrics.bytes_from_clients_total, end as u64);
-        let written = self.to_server.relay(&mut self.client_reader, 0..end, sw);
+        Metrics::add(&self.ctx.metrics.bytes_from_clients_total, scanned as u64);
+        let written = self.to_server.relay(&mut self.client_reader, 0..scanned, sw);
         result.and(written.map(drop).map_err(End::Io))
     }
 
@@ -495,12 +495,12 @@ impl Relay {
             };
             let now = now_us();
             last = Some(now);
-            let mut end = 0;
-            while let Ok(Some(msg)) = self.server_reader.message_at(end) {
-                end += msg.len();
+            let mut scanned = 0;
+            while let Ok(Some(msg)) = self.server_reader.message_at(scanned) {
+                scanned += msg.len();
                 self.recorder.on_server(msg, now);
             }
-            self.server_reader.consume(end);
+            self.server_reader.consume(scanned);
         }
         last
     }

@@ -104,7 +104,6 @@ enum Done {
 }
 
 /// An event as it is sent and spooled: encoded once, as a `pb::Event`.
-#[derive(Clone)]
 struct Record {
     bytes: Bytes,
     /// A statement, which a full spool in fail-open mode may drop (see
