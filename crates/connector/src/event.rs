@@ -85,6 +85,14 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    const ALL: [EndReason; 5] =
+        [EndReason::Client, EndReason::Server, EndReason::Terminated, EndReason::Shutdown, EndReason::Error];
+
+    /// The reason [`as_str`](Self::as_str) names.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Client => "client",

@@ -113,7 +113,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(LiveSessions::new());
-    let (reporter, queue) = Reporter::new(Arc::clone(&metrics));
+    let (reporter, queue) = Reporter::new(Arc::clone(&metrics), &run_id);
     let options = ReportOptions { fail_open: config.fail_open, ..ReportOptions::default() };
     let flush_limit = options.flush_timeout + FLUSH_MARGIN;
     let backoff = Backoff::new(options.backoff_min, TERMINATION_RETRY_MAX);

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::event::{EndReason, EventKind, SessionEnd, SessionEvent, SessionStart, Statement};
+use crate::event::{EndReason, EventKind, SessionEnd, SessionStart, Statement};
 use crate::report::Reporter;
 
 /// A started session. Ending it consumes it, so it ends once.
@@ -16,7 +16,7 @@ impl Session {
     /// Starts a session with a new time-ordered id (UUIDv7) and reports its start.
     pub(crate) fn start(reporter: Reporter, start: SessionStart) -> Self {
         let mut session = Self { id: Uuid::now_v7().to_string(), next_seq: 0, reporter };
-        session.emit(EventKind::Start(start));
+        session.emit(&EventKind::Start(start));
         session
     }
 
@@ -25,23 +25,24 @@ impl Session {
     }
 
     pub(crate) fn statement(&mut self, statement: Statement) {
-        self.emit(EventKind::Statement(statement));
+        self.emit(&EventKind::Statement(statement));
     }
 
     pub(crate) fn end(mut self, end_us: i64, reason: EndReason) {
-        self.emit(EventKind::End(SessionEnd { end_us, reason }));
+        self.emit(&EventKind::End(SessionEnd { end_us, reason }));
     }
 
-    fn emit(&mut self, kind: EventKind) {
+    fn emit(&mut self, kind: &EventKind) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.reporter.send(SessionEvent { session_id: self.id.clone(), seq, kind });
+        self.reporter.send(&self.id, seq, kind);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::SessionEvent;
 
     #[test]
     fn events_are_numbered_from_zero_under_one_id() {
@@ -51,7 +52,8 @@ mod tests {
         let id = session.id().to_owned();
         session.end(5, EndReason::Client);
 
-        let got: Vec<SessionEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+        let got: Vec<SessionEvent> =
+            std::iter::from_fn(|| events.try_recv().ok()).map(|r| r.decode().unwrap()).collect();
         assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
         assert!(got.iter().all(|e| e.session_id == id));
         assert!(matches!(got[0].kind, EventKind::Start(_)));

@@ -1,8 +1,10 @@
 //! Getting events to the control plane without losing any: batching, the
 //! spool, replay, heartbeats, and the termination watch.
 //!
-//! The proxy only ever touches [`Reporter`]: a cheap handle that queues an
-//! event without blocking the relay, and says whether new sessions may start.
+//! The proxy only ever touches [`Reporter`]: a cheap handle that encodes an
+//! event and queues it without blocking the relay, and says whether new
+//! sessions may start. From there on an event is a [`Record`], its bytes
+//! encoded once: sent, retried, spooled and replayed as they are.
 //! The design of the spool, its recovery and its trade-offs are in
 //! `README.md` beside this file.
 //!
@@ -26,19 +28,42 @@ pub mod terminations;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use client::ControlPlane;
 pub use pipeline::{ReportLoop, ReportOptions};
 pub use spool::{Limit, Spool, SpoolOptions};
 
-use crate::event::SessionEvent;
+use crate::event::{EventKind, SessionEvent};
 use crate::metrics::Metrics;
+
+/// An event as it is queued, sent and spooled: encoded once, as a `pb::Event`.
+#[derive(Debug)]
+pub struct Record {
+    bytes: Bytes,
+    /// A statement, which a full spool in fail-open mode may drop; false for
+    /// records replayed from the spool.
+    statement: bool,
+}
+
+impl Record {
+    /// The event, read back (tests, tools).
+    pub fn decode(&self) -> Result<SessionEvent, buffa::DecodeError> {
+        convert::decode(&self.bytes)
+    }
+}
+
+impl AsRef<[u8]> for Record {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// The proxy's handle to the report pipeline. Cloning is cheap.
 #[derive(Debug, Clone)]
 pub struct Reporter {
-    events: mpsc::UnboundedSender<SessionEvent>,
+    events: mpsc::UnboundedSender<Record>,
     shared: Arc<Shared>,
 }
 
@@ -49,31 +74,38 @@ struct Shared {
     refusing: AtomicBool,
     /// Counts queued events into the backlog; `None` for a bare channel.
     metrics: Option<Arc<Metrics>>,
+    /// This run of the connector, which session starts carry.
+    run_id: String,
 }
 
 /// The receiving end of a [`Reporter`]'s queue, for a [`ReportLoop`].
 #[derive(Debug)]
 pub struct Queue {
-    events: mpsc::UnboundedReceiver<SessionEvent>,
+    events: mpsc::UnboundedReceiver<Record>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 }
 
 impl Reporter {
     /// A reporter and the receiving end of its queue, with no report loop:
-    /// it always admits new sessions and counts nothing. Tests read events
+    /// it always admits new sessions and counts nothing. Tests read records
     /// from the receiver directly.
-    pub fn channel() -> (Reporter, mpsc::UnboundedReceiver<SessionEvent>) {
+    pub fn channel() -> (Reporter, mpsc::UnboundedReceiver<Record>) {
         let (events, receiver) = mpsc::unbounded_channel();
         (Reporter { events, shared: Arc::default() }, receiver)
     }
 
-    /// A reporter for a [`ReportLoop`], which takes the [`Queue`]: queued
-    /// events count in `metrics.report_backlog` until the control plane has
-    /// them, and the loop decides [`Reporter::admits_new_sessions`].
-    pub fn new(metrics: Arc<Metrics>) -> (Reporter, Queue) {
+    /// A reporter for a [`ReportLoop`] of run `run_id`, which takes the
+    /// [`Queue`]: queued events count in `metrics.report_backlog` until the
+    /// control plane has them, and the loop decides
+    /// [`Reporter::admits_new_sessions`].
+    pub fn new(metrics: Arc<Metrics>, run_id: &str) -> (Reporter, Queue) {
         let (events, receiver) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { refusing: AtomicBool::new(false), metrics: Some(Arc::clone(&metrics)) });
+        let shared = Arc::new(Shared {
+            refusing: AtomicBool::new(false),
+            metrics: Some(Arc::clone(&metrics)),
+            run_id: run_id.to_owned(),
+        });
         (Reporter { events, shared: Arc::clone(&shared) }, Queue { events: receiver, shared, metrics })
     }
 
@@ -83,8 +115,10 @@ impl Reporter {
         !self.shared.refusing.load(Ordering::Relaxed)
     }
 
-    /// Queues an event. Never blocks.
-    pub fn send(&self, event: SessionEvent) {
+    /// Encodes event `seq` of session `session_id` and queues it. Never blocks.
+    pub fn send(&self, session_id: &str, seq: u64, kind: &EventKind) {
+        let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
+        let event = Record { bytes, statement: matches!(kind, EventKind::Statement(_)) };
         let metrics = self.shared.metrics.as_deref();
         if let Some(m) = metrics {
             Metrics::add(&m.report_backlog, 1);

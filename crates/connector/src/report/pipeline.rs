@@ -37,8 +37,7 @@ use super::backoff::Backoff;
 use super::client::{self, ControlPlane};
 use super::resources::HelloInfo;
 use super::spool::{Limit, Spool, Ticket};
-use super::{Queue, convert};
-use crate::event::{EventKind, SessionEvent};
+use super::{Queue, Record};
 use crate::metrics::Metrics;
 
 /// Events taken off the queue at once while spooling: one `fdatasync` each.
@@ -101,27 +100,6 @@ enum Done {
     Hello(Result<HelloInfo, ConnectError>),
     Direct(Arc<[Record]>, Result<u64, ConnectError>),
     Replay(Ticket, Result<u64, ConnectError>),
-}
-
-/// An event as it is sent and spooled: encoded once, as a `pb::Event`.
-struct Record {
-    bytes: Bytes,
-    /// A statement, which a full spool in fail-open mode may drop (see
-    /// [`ReportLoop::spool_records`]); false for records replayed from the spool.
-    statement: bool,
-}
-
-impl Record {
-    fn new(event: SessionEvent, run_id: &str) -> Self {
-        let statement = matches!(event.kind, EventKind::Statement(_));
-        Self { bytes: Bytes::from(convert::event(event, run_id).encode_to_vec()), statement }
-    }
-}
-
-impl AsRef<[u8]> for Record {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
 }
 
 struct InFlight {
@@ -227,12 +205,11 @@ impl ReportLoop {
                         let mut batch = vec![first];
                         while batch.len() < SPOOL_DRAIN {
                             match self.queue.events.try_recv() {
-                                Ok(event) => batch.push(event),
+                                Ok(record) => batch.push(record),
                                 Err(_) => break,
                             }
                         }
-                        let records = batch.into_iter().map(|e| Record::new(e, &self.run_id)).collect();
-                        self.spool_records(records).await;
+                        self.spool_records(batch.into()).await;
                     }
                 },
             }
@@ -259,10 +236,10 @@ impl ReportLoop {
     /// rather than waking for each event: one wake-up per batch instead of
     /// one per statement on the relay's threads. A backlog that fills a
     /// batch at once is sent without waiting.
-    async fn collect(&mut self, first: SessionEvent) -> (Vec<SessionEvent>, bool) {
+    async fn collect(&mut self, first: Record) -> (Vec<Record>, bool) {
         let until = Instant::now() + self.options.batch_wait;
+        let mut bytes = first.bytes.len();
         let mut batch = vec![first];
-        let mut bytes = approx_size(&batch[0]);
         let mut slept = false;
         loop {
             // Room for what is queued at once: growing by doubling copies a full batch's
@@ -270,9 +247,9 @@ impl ReportLoop {
             batch.reserve(self.queue.events.len().min(self.options.batch_events.saturating_sub(batch.len())));
             while batch.len() < self.options.batch_events && bytes < self.options.batch_bytes {
                 match self.queue.events.try_recv() {
-                    Ok(event) => {
-                        bytes += approx_size(&event);
-                        batch.push(event);
+                    Ok(record) => {
+                        bytes += record.bytes.len();
+                        batch.push(record);
                     }
                     Err(TryRecvError::Disconnected) => return (batch, true),
                     Err(TryRecvError::Empty) => break,
@@ -287,8 +264,8 @@ impl ReportLoop {
         }
     }
 
-    fn send_direct(&self, batch: Vec<SessionEvent>) -> InFlight {
-        let records: Arc<[Record]> = batch.into_iter().map(|e| Record::new(e, &self.run_id)).collect();
+    fn send_direct(&self, batch: Vec<Record>) -> InFlight {
+        let records: Arc<[Record]> = batch.into();
         let (control, run_id) = (self.control.clone(), self.run_id.clone());
         let sent = Arc::clone(&records);
         InFlight {
@@ -392,8 +369,8 @@ impl ReportLoop {
             self.spool_records(records).await;
         }
         let mut rest = Vec::new();
-        while let Ok(event) = self.queue.events.try_recv() {
-            rest.push(Record::new(event, &self.run_id));
+        while let Ok(record) = self.queue.events.try_recv() {
+            rest.push(record);
         }
         self.spool_records(rest.into()).await;
         tracing::warn!("flush time is up");
@@ -558,15 +535,6 @@ async fn deliver(control: &ControlPlane, run_id: &str, records: &[Record]) -> Re
         }
     }
     Ok(rejected)
-}
-
-fn approx_size(event: &SessionEvent) -> usize {
-    64 + event.session_id.len()
-        + match &event.kind {
-            EventKind::Statement(s) => s.text.len().min(convert::MAX_STATEMENT_TEXT),
-            EventKind::Start(s) => s.username.len() + s.database.len() + s.application_name.len() + 64,
-            EventKind::End(_) => 0,
-        }
 }
 
 fn lock(spool: &Mutex<Spool>) -> MutexGuard<'_, Spool> {

@@ -267,8 +267,9 @@ impl Pipeline {
     pub fn start(control: ControlPlane, dir: &std::path::Path, spool: SpoolOptions, options: ReportOptions) -> Self {
         let (spool, _) = Spool::open(dir, spool).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let (reporter, queue): (Reporter, Queue) = Reporter::new(Arc::clone(&metrics));
-        let report = ReportLoop::new(control, uuid::Uuid::now_v7().to_string(), queue, spool, options);
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let (reporter, queue): (Reporter, Queue) = Reporter::new(Arc::clone(&metrics), &run_id);
+        let report = ReportLoop::new(control, run_id, queue, spool, options);
         let hello = report.hello();
         let stop = CancellationToken::new();
         let task = tokio::spawn(report.run(stop.clone()));

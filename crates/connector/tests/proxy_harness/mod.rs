@@ -14,7 +14,7 @@ use gatehouse_connector::metrics::Metrics;
 use gatehouse_connector::proxy::{
     CancelMap, IdentityOptions, LARGE_MESSAGE_BUDGET, ProxyContext, UpstreamTlsConfig, serve,
 };
-use gatehouse_connector::report::Reporter;
+use gatehouse_connector::report::{Record, Reporter};
 use gatehouse_pgwire::backend::{BackendKeyData, ErrorResponse};
 use gatehouse_pgwire::{LargeMessageBudget, Message, MessageReader, PROTOCOL_3_0, StartupMessage};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -32,7 +32,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 /// A proxy serving on 127.0.0.1:0.
 pub struct Proxy {
     pub addr: SocketAddr,
-    pub events: UnboundedReceiver<SessionEvent>,
+    pub events: UnboundedReceiver<Record>,
     pub live: Arc<LiveSessions>,
     pub metrics: Arc<Metrics>,
     pub cancels: Arc<CancelMap>,
@@ -130,7 +130,9 @@ impl Proxy {
     }
 
     pub async fn next_event(&mut self) -> SessionEvent {
-        tokio::time::timeout(PATIENCE, self.events.recv()).await.expect("no event in time").expect("events closed")
+        let record =
+            tokio::time::timeout(PATIENCE, self.events.recv()).await.expect("no event in time").expect("events closed");
+        record.decode().expect("an encoded event")
     }
 
     /// The first session to end, with all its events.
@@ -167,8 +169,8 @@ impl Proxy {
 
     /// Asserts that no event arrives within `wait`.
     pub async fn assert_quiet(&mut self, wait: Duration) {
-        if let Ok(event) = tokio::time::timeout(wait, self.events.recv()).await {
-            panic!("unexpected event: {event:?}");
+        if let Ok(record) = tokio::time::timeout(wait, self.events.recv()).await {
+            panic!("unexpected event: {:?}", record.map(|r| r.decode()));
         }
         assert!(self.stash.is_empty(), "unexpected events: {:?}", self.stash);
     }
