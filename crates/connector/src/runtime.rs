@@ -7,7 +7,8 @@
 //!    and the admin port (a taken port fails here, naming it).
 //! 2. Open the spool in `state_dir/spool` (recovering an earlier run's), start
 //!    the report loop (which replays it, then says `Hello`), the heartbeat, the
-//!    termination watch and the admin server.
+//!    termination watch and the admin server, on a thread of their own (see
+//!    [`ControlThread`]).
 //! 3. Resolve each listener's upstream from `Hello`'s resources; if the
 //!    control plane does not answer within [`HELLO_WAIT`], from
 //!    `state_dir/resources.json`; without either, from the listeners'
@@ -30,7 +31,8 @@ use std::time::Duration;
 
 use gatehouse_pgwire::LargeMessageBudget;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -81,6 +83,8 @@ pub enum RunError {
     KeyRefused { url: String },
     #[error("listener {listen} stopped: {message}")]
     Listener { listen: SocketAddr, message: String },
+    #[error("cannot start the control thread: {0}")]
+    ControlThread(std::io::Error),
 }
 
 /// Runs the connector until `shutdown` completes (see the module docs).
@@ -92,6 +96,8 @@ pub enum RunError {
 /// for a listener that stopped on its own.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let run_id = uuid::Uuid::now_v7().to_string();
+    let control_thread = ControlThread::start().map_err(RunError::ControlThread)?;
+    let control_rt = control_thread.handle();
     let control = ControlPlane::new(
         &config.control_plane.url,
         &config.control_plane.key,
@@ -123,12 +129,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let stop_reports = CancellationToken::new();
     let background = CancellationToken::new();
-    let report_task = tokio::spawn(report.run(stop_reports.clone()));
+    let report_task = control_rt.spawn(report.run(stop_reports.clone()));
     let health = Health::new();
     let admin_app = admin::router(Arc::clone(&metrics), health.clone());
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_app, background.clone()));
-    tokio::spawn(heartbeat::run(control.clone(), run_id.clone(), hello.clone(), background.clone()));
-    tokio::spawn(terminations::run(
+    let admin_task = control_rt.spawn(admin::serve(admin_listener, admin_app, background.clone()));
+    control_rt.spawn(heartbeat::run(control.clone(), run_id.clone(), hello.clone(), background.clone()));
+    control_rt.spawn(terminations::run(
         control,
         run_id.clone(),
         hello.clone(),
@@ -169,7 +175,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             return Err(error);
         }
     };
-    tokio::spawn(save);
+    control_rt.spawn(save);
 
     let mut upstream_tls = Vec::with_capacity(upstreams.len());
     for ((listener, _), upstream) in listeners.iter().zip(&upstreams) {
@@ -272,6 +278,33 @@ async fn refuse_while_unresolved(
 }
 
 /// The tasks that outlive the listeners, stopped in order.
+/// A runtime on a thread of its own for everything that talks to the control plane or
+/// serves the admin port: the report loop, heartbeats, the termination watch, the
+/// resource cache. The proxy's thread then only relays. Their timers (batch windows,
+/// heartbeats, long polls) would otherwise be looked through each time that thread
+/// parks, twice per transaction: 3% of the connector's instructions for a select-only
+/// one. Stops, with what still runs on it, when dropped.
+struct ControlThread {
+    handle: Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl ControlThread {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("gatehouse-control".into())
+            .spawn(move || runtime.block_on(async { _ = stopped.await }))?;
+        Ok(Self { handle, _stop: stop })
+    }
+
+    fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
 struct Background {
     stop_reports: CancellationToken,
     report_task: JoinHandle<u64>,
