@@ -56,9 +56,17 @@ pub fn fingerprint(sql: &str) -> String {
             out.push(' ');
         }
         space = false;
-        let after_ident = out.chars().next_back().is_some_and(is_ident);
         let in_list = lists.last() == Some(&true);
         match b {
+            // A word, lower-cased as one run: most of a statement is keywords and names.
+            b if b.is_ascii_alphabetic() || b == b'_' => {
+                let end = bytes[i..].iter().position(|&b| !is_ascii_ident(b)).map_or(bytes.len(), |n| i + n);
+                let end = end.min(i + (MAX_LEN - out.len()));
+                let start = out.len();
+                out.push_str(&sql[i..end]);
+                out[start..].make_ascii_lowercase();
+                i = end;
+            }
             b'\'' => {
                 // A prefix such as E'..' or B'..' belongs to the literal.
                 if out.ends_with(['e', 'b', 'x', 'n']) && !out[..out.len() - 1].ends_with(is_ident) {
@@ -72,7 +80,7 @@ pub fn fingerprint(sql: &str) -> String {
                 out.push_str(&sql[i..end]);
                 i = end;
             }
-            b'$' if !after_ident => {
+            b'$' if !ends_with_ident(&out) => {
                 let tag_end = sql[i + 1..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map(|n| i + 1 + n);
                 match tag_end {
                     Some(j) if bytes[j] == b'$' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
@@ -88,7 +96,7 @@ pub fn fingerprint(sql: &str) -> String {
                     }
                 }
             }
-            b if b.is_ascii_digit() && !after_ident => {
+            b if b.is_ascii_digit() && !ends_with_ident(&out) => {
                 i = skip_number(bytes, i);
                 push_value(&mut out, in_list);
             }
@@ -129,6 +137,15 @@ pub fn fingerprint(sql: &str) -> String {
 
 fn is_ident(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$'
+}
+
+fn is_ascii_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
+}
+
+/// Whether `out` ends inside a word, where a digit or `$` continues it.
+fn ends_with_ident(out: &str) -> bool {
+    out.chars().next_back().is_some_and(is_ident)
 }
 
 /// The word (identifier, keyword or `$n`) that `text` ends with, if any.

@@ -255,7 +255,7 @@ pub(super) async fn insert_statements(
     connector_id: &str,
     statements: &[(&str, &StatementRecord)],
 ) -> Result<u64, StoreError> {
-    let mut seen = HashSet::with_capacity(statements.len());
+    let mut seen = foldhash::HashSet::with_capacity_and_hasher(statements.len(), Default::default());
     let unique: Vec<_> = statements.iter().filter(|(id, s)| seen.insert((*id, s.seq))).collect();
     let mut stored = 0;
     for chunk in unique.chunks(CHUNK) {

@@ -97,7 +97,7 @@ pub(super) async fn read(
 /// The statement events grouped by session, in the order sessions first
 /// appear, each session's in seq order without repeats.
 fn by_session(events: &[IngestEvent]) -> Vec<SessionStatements<'_>> {
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
     let mut sessions: Vec<SessionStatements<'_>> = Vec::new();
     for event in events {
         let IngestEvent::Statement { session_id, statement } = event else { continue };
@@ -208,7 +208,7 @@ async fn insert_fingerprints(
     org: OrgId,
     sessions: &[SessionStatements<'_>],
 ) -> Result<(), StoreError> {
-    let mut pairs = HashSet::new();
+    let mut pairs = foldhash::HashSet::default();
     for session in sessions {
         for statement in &session.statements {
             let fingerprint = fingerprint(&statement.text);
