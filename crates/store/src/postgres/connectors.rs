@@ -469,10 +469,15 @@ async fn end_session(
 
 /// Completes a connector's open sessions at `at` (never before they started).
 async fn complete_open(conn: &mut PgConnection, org: OrgId, connector_id: &str, at: Micros) -> Result<u64, StoreError> {
+    // Nor before its last statement ended: statements replayed from the spool of a run the
+    // control plane stopped hearing from show it was alive after that.
     let done = sqlx::query(
-        "UPDATE sessions SET end_us = GREATEST($1, start_us), duration_us = GREATEST($1 - start_us, 0), \
-             end_reason = $2 \
-         WHERE org_id = $3 AND connector_id = $4 AND end_us IS NULL",
+        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = $2 \
+         FROM (SELECT s.id, s.start_us, GREATEST($1, s.start_us, ( \
+                 SELECT st.start_us + st.duration_us FROM statements st \
+                 WHERE st.org_id = s.org_id AND st.session_id = s.id ORDER BY st.seq DESC LIMIT 1)) AS end_us \
+               FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.end_us IS NULL) AS open \
+         WHERE sessions.org_id = $3 AND sessions.id = open.id",
     )
     .bind(at)
     .bind(LEASE_END_REASON)

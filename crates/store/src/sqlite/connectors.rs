@@ -430,9 +430,16 @@ async fn complete_open(
     connector_id: &str,
     at: Micros,
 ) -> Result<u64, StoreError> {
+    // Nor before its last statement ended: statements replayed from the spool of a run the
+    // control plane stopped hearing from show it was alive after that.
     let done = sqlx::query(
-        "UPDATE sessions SET end_us = MAX(?1, start_us), duration_us = MAX(?1 - start_us, 0), end_reason = ?2 \
-         WHERE org_id = ?3 AND connector_id = ?4 AND end_us IS NULL",
+        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = ?2 \
+         FROM (SELECT s.id, s.start_us, MAX(?1, s.start_us, COALESCE(( \
+                 SELECT json_extract(c.body, '$[#-1][1]') + json_extract(c.body, '$[#-1][2]') \
+                 FROM statement_chunks c WHERE c.org_id = s.org_id AND c.session_id = s.id \
+                 ORDER BY c.last_seq DESC LIMIT 1), 0)) AS end_us \
+               FROM sessions s WHERE s.org_id = ?3 AND s.connector_id = ?4 AND s.end_us IS NULL) AS open \
+         WHERE sessions.org_id = ?3 AND sessions.id = open.id",
     )
     .bind(at)
     .bind(LEASE_END_REASON)

@@ -253,7 +253,8 @@ pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Stor
     let late = via(active("late", 40).build(), "c-1");
     let done = via(completed("done", 58, 1).build(), "c-1");
     let other = via(active("other", 59).build(), "c-2");
-    store.ingest(acme, "c-1", &[start(&early), start(&late), start(&done)]).await.unwrap();
+    let busy = via(active("busy", 59).build(), "c-1");
+    store.ingest(acme, "c-1", &[start(&early), start(&late), start(&done), start(&busy)]).await.unwrap();
     store.ingest(acme, "c-2", &[start(&other)]).await.unwrap();
     store.connector_heartbeat(acme, "c-1", None, t0 + 10 * MINUTE).await.unwrap();
     // Heartbeats never move the last-heard time back.
@@ -267,9 +268,27 @@ pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Stor
         vec![("c-1".to_owned(), Some(t0 + 10 * MINUTE)), ("c-2".to_owned(), None)]
     );
 
+    // Statements the next run replays from its predecessor's spool, which ran after the
+    // control plane last heard from it.
+    let ran = |seq: u64, start: Micros, duration: Micros| IngestEvent::Statement {
+        session_id: "busy".into(),
+        statement: StatementRecord {
+            seq,
+            start,
+            duration,
+            text: "select pg_sleep(30)".into(),
+            rows: 1,
+            bytes_sent: 100,
+            sqlstate: String::new(),
+        },
+    };
+    let replayed = [ran(1, t0 + 11 * MINUTE, 30_000_000), ran(2, t0 + 12 * MINUTE, 30_000_000)];
+    store.ingest(acme, "c-1", &replayed).await.unwrap();
+
     // The next run: the open sessions end when the connector was last
-    // heard, or when they started if that is later.
-    assert_eq!(store.connector_hello(acme, "c-1", "run-2", t0 + 30 * MINUTE).await.unwrap(), 2);
+    // heard, when they started if that is later, or when their last statement ended.
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", t0 + 30 * MINUTE).await.unwrap(), 3);
+    assert_eq!(end_of(store, acme, "busy").await, Some(t0 + 12 * MINUTE + 30_000_000));
     assert_eq!(end_of(store, acme, "early").await, Some(t0 + 10 * MINUTE));
     assert_eq!(end_of(store, acme, "late").await, Some(late.start));
     assert_eq!(end_of(store, acme, "done").await, done.end, "completed sessions are left alone");
