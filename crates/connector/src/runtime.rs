@@ -96,8 +96,8 @@ pub enum RunError {
 /// for a listener that stopped on its own.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let run_id = uuid::Uuid::now_v7().to_string();
-    let control_thread = ControlThread::start().map_err(RunError::ControlThread)?;
-    let control_rt = control_thread.handle();
+    let control_thread = ControlThread::start().await.map_err(RunError::ControlThread)?;
+    let control_rt = control_thread.handle.clone();
     let control = ControlPlane::new(
         &config.control_plane.url,
         &config.control_plane.key,
@@ -112,7 +112,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     for listener in &config.listeners {
         listeners.push((listener.clone(), bind("listener", listener.listen).await?));
     }
-    let admin_listener = bind("admin", config.admin_listen).await?;
+    // On the control thread's runtime, which serves it.
+    let admin_listener = control_rt
+        .spawn(bind("admin", config.admin_listen))
+        .await
+        .map_err(|error| RunError::ControlThread(std::io::Error::other(error)))??;
     // The bound address: port 0 in the configuration (tests, `dev`) becomes a real one.
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
     let spool = open_spool(&config).await?;
@@ -145,7 +149,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Started once the listeners are resolved: a resource they name that does not exist is
     // refused at start, not also reported as a change.
     let save = save_resources(config.clone(), hello.clone(), background.clone());
-    let background = Background { stop_reports, report_task, flush_limit, background, admin_task };
+    let background = Background { stop_reports, report_task, flush_limit, background, admin_task, control_thread };
 
     let mut shutdown = std::pin::pin!(shutdown);
     let upstreams = tokio::select! {
@@ -277,44 +281,57 @@ async fn refuse_while_unresolved(
     futures::future::join_all(refusals).await;
 }
 
-/// The tasks that outlive the listeners, stopped in order.
-/// A runtime on a thread of its own for everything that talks to the control plane or
-/// serves the admin port: the report loop, heartbeats, the termination watch, the
-/// resource cache. The proxy's thread then only relays. Their timers (batch windows,
-/// heartbeats, long polls) would otherwise be looked through each time that thread
-/// parks, twice per transaction: 3% of the connector's instructions for a select-only
-/// one. Stops, with what still runs on it, when dropped.
+/// A runtime on a thread of its own for the tasks that work in the background: the report
+/// loop, heartbeats, the termination watch, the resource cache and the admin server. The
+/// relay's thread then parks (twice per transaction) without walking their timers (batch
+/// windows, heartbeats, long polls): 3% of the connector's instructions for a select-only
+/// transaction. Identity checks, which a login waits for, stay on the relay's thread.
 struct ControlThread {
     handle: Handle,
-    _stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<()>,
+    stopped: oneshot::Receiver<()>,
 }
 
 impl ControlThread {
-    fn start() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("gatehouse-control".into())
-            .spawn(move || runtime.block_on(async { _ = stopped.await }))?;
-        Ok(Self { handle, _stop: stop })
+    async fn start() -> std::io::Result<Self> {
+        let (started, handle) = oneshot::channel();
+        let (stop, stop_received) = oneshot::channel::<()>();
+        let (stopped_sender, stopped) = oneshot::channel();
+        std::thread::Builder::new().name("gatehouse-control".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => return drop(started.send(Err(error))),
+            };
+            _ = started.send(Ok(runtime.handle().clone()));
+            runtime.block_on(async { _ = stop_received.await });
+            // A spool append under way (the report loop aborted at its flush limit) completes.
+            runtime.shutdown_timeout(FLUSH_MARGIN);
+            _ = stopped_sender.send(());
+        })?;
+        let handle = handle.await.map_err(|_| std::io::Error::other("the control thread ended as it started"))??;
+        Ok(Self { handle, stop, stopped })
     }
 
-    fn handle(&self) -> &Handle {
-        &self.handle
+    /// Stops what still runs on the thread and waits for it to end.
+    async fn stop(self) {
+        drop(self.stop);
+        _ = self.stopped.await;
     }
 }
 
+/// The tasks that outlive the listeners, stopped in order.
 struct Background {
     stop_reports: CancellationToken,
     report_task: JoinHandle<u64>,
     flush_limit: Duration,
     background: CancellationToken,
     admin_task: JoinHandle<std::io::Result<()>>,
+    control_thread: ControlThread,
 }
 
 impl Background {
-    /// Flushes the report queue (bounded), then stops heartbeat, watch and admin.
+    /// Flushes the report queue (bounded), then stops heartbeat, watch, admin and the control
+    /// thread.
     async fn stop(self) {
         self.stop_reports.cancel();
         let mut report_task = self.report_task;
@@ -332,6 +349,7 @@ impl Background {
             Ok(Err(error)) => tracing::warn!(%error, "admin server failed"),
             Err(error) => tracing::warn!(%error, "admin server task failed"),
         }
+        self.control_thread.stop().await;
     }
 }
 

@@ -209,7 +209,7 @@ pub fn decode(bytes: &[u8]) -> Result<SessionEvent, DecodeError> {
 
 /// A timestamp's or a duration's microseconds.
 fn micros(seconds: i64, nanos: i32) -> i64 {
-    seconds * 1_000_000 + i64::from(nanos) / 1_000
+    seconds.saturating_mul(1_000_000).saturating_add(i64::from(nanos) / 1_000)
 }
 
 fn formal_user(u: pb::FormalUser) -> FormalUser {

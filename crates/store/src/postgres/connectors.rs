@@ -144,16 +144,21 @@ impl PgStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
         // Locked, so that two runs saying hello through two replicas take turns.
-        let last_heard: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT last_heard_us FROM connectors WHERE org_id = $1 AND id = $2 FOR UPDATE")
+        let heard: Option<(Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT last_heard_us, lapsed_us FROM connectors WHERE org_id = $1 AND id = $2 FOR UPDATE")
                 .bind(org.0)
                 .bind(connector_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(last_heard) = last_heard else {
+        let Some((last_heard, lapsed)) = heard else {
             return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
         };
-        // A new run starts with no sessions: whatever is open is its predecessors'.
+        // A new run starts with no sessions: whatever is open is its predecessors'. Those the
+        // sweep ended when they lapsed are ended again, now that the statements this run
+        // replayed from their spool are in.
+        if let Some(lapsed) = lapsed {
+            reopen_lapsed(&mut tx, org, connector_id, lapsed).await?;
+        }
         let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
         sqlx::query(
             "UPDATE connectors SET run_id = $1, last_heard_us = $2, lapsed_us = NULL WHERE org_id = $3 AND id = $4",
@@ -200,16 +205,7 @@ impl PgStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(Some(lapsed)) = lapsed else { return Ok(()) };
-        sqlx::query(
-            "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
-             WHERE org_id = $1 AND connector_id = $2 AND end_us >= $3 AND end_reason = $4",
-        )
-        .bind(org.0)
-        .bind(id)
-        .bind(lapsed)
-        .bind(LEASE_END_REASON)
-        .execute(&mut *tx)
-        .await?;
+        reopen_lapsed(&mut tx, org, id, lapsed).await?;
         sqlx::query(HEARD).bind(at).bind(org.0).bind(id).bind(run_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
@@ -227,16 +223,20 @@ impl PgStore {
         }
         // The connectors are marked lapsed at the time their sessions end, so that their run,
         // if heard again, gets those sessions back (see `connector_heartbeat_impl`).
-        let done = sqlx::query(
+        let done = sqlx::query(&format!(
             "WITH lapsed AS ( \
                  UPDATE connectors SET lapsed_us = last_heard_us \
                  WHERE last_heard_us < $2 AND lapsed_us IS DISTINCT FROM last_heard_us \
              ) \
-             UPDATE sessions s SET end_us = GREATEST(c.last_heard_us, s.start_us), \
-                 duration_us = GREATEST(c.last_heard_us - s.start_us, 0), end_reason = $1 \
-             FROM connectors c \
-             WHERE c.last_heard_us < $2 AND s.org_id = c.org_id AND s.connector_id = c.id AND s.end_us IS NULL",
-        )
+             , ended AS ( \
+                 SELECT s.org_id, s.id, s.start_us, \
+                     GREATEST(c.last_heard_us, s.start_us, {LAST_STATEMENT_END}) AS end_us \
+                 FROM sessions s JOIN connectors c ON s.org_id = c.org_id AND s.connector_id = c.id \
+                 WHERE c.last_heard_us < $2 AND s.end_us IS NULL \
+             ) \
+             UPDATE sessions SET end_us = e.end_us, duration_us = e.end_us - e.start_us, end_reason = $1 \
+             FROM ended e WHERE sessions.org_id = e.org_id AND sessions.id = e.id AND sessions.end_us IS NULL",
+        ))
         .bind(LEASE_END_REASON)
         .bind(heard_before)
         .execute(&mut *tx)
@@ -467,18 +467,42 @@ async fn end_session(
     Ok(done.rows_affected())
 }
 
-/// Completes a connector's open sessions at `at` (never before they started).
-async fn complete_open(conn: &mut PgConnection, org: OrgId, connector_id: &str, at: Micros) -> Result<u64, StoreError> {
-    // Nor before its last statement ended: statements replayed from the spool of a run the
-    // control plane stopped hearing from show it was alive after that.
-    let done = sqlx::query(
-        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = $2 \
-         FROM (SELECT s.id, s.start_us, GREATEST($1, s.start_us, ( \
-                 SELECT st.start_us + st.duration_us FROM statements st \
-                 WHERE st.org_id = s.org_id AND st.session_id = s.id ORDER BY st.seq DESC LIMIT 1)) AS end_us \
-               FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.end_us IS NULL) AS open \
-         WHERE sessions.org_id = $3 AND sessions.id = open.id",
+/// When the last statement of session `s` ended, NULL without one. A session its connector's
+/// lapse or next run completes ends no earlier: statements replayed from the spool of a run the
+/// control plane stopped hearing from show it was alive after that.
+const LAST_STATEMENT_END: &str = "(SELECT st.start_us + st.duration_us FROM statements st \
+     WHERE st.org_id = s.org_id AND st.session_id = s.id ORDER BY st.seq DESC LIMIT 1)";
+
+/// Opens again the sessions of `connector_id` that the lease sweep ended when it lapsed at
+/// `lapsed`: its run was heard again, or its next run completes them with what it replayed.
+async fn reopen_lapsed(
+    conn: &mut PgConnection,
+    org: OrgId,
+    connector_id: &str,
+    lapsed: Micros,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
+         WHERE org_id = $1 AND connector_id = $2 AND end_us >= $3 AND end_reason = $4",
     )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(lapsed)
+    .bind(LEASE_END_REASON)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Completes a connector's open sessions at `at`, never before they started nor before their
+/// last statement ended ([`LAST_STATEMENT_END`]).
+async fn complete_open(conn: &mut PgConnection, org: OrgId, connector_id: &str, at: Micros) -> Result<u64, StoreError> {
+    let done = sqlx::query(&format!(
+        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = $2 \
+         FROM (SELECT s.id, s.start_us, GREATEST($1, s.start_us, {LAST_STATEMENT_END}) AS end_us \
+               FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.end_us IS NULL) AS open \
+         WHERE sessions.org_id = $3 AND sessions.id = open.id AND sessions.end_us IS NULL",
+    ))
     .bind(at)
     .bind(LEASE_END_REASON)
     .bind(org.0)

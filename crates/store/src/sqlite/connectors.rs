@@ -137,16 +137,21 @@ impl SqliteStore {
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.writer().begin().await?;
-        let last_heard: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT last_heard_us FROM connectors WHERE org_id = ? AND id = ?")
+        let heard: Option<(Option<i64>, Option<i64>)> =
+            sqlx::query_as("SELECT last_heard_us, lapsed_us FROM connectors WHERE org_id = ? AND id = ?")
                 .bind(org.0)
                 .bind(connector_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(last_heard) = last_heard else {
+        let Some((last_heard, lapsed)) = heard else {
             return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
         };
-        // A new run starts with no sessions: whatever is open is its predecessors'.
+        // A new run starts with no sessions: whatever is open is its predecessors'. Those the
+        // sweep ended when they lapsed are ended again, now that the statements this run
+        // replayed from their spool are in.
+        if let Some(lapsed) = lapsed {
+            reopen_lapsed(&mut tx, org, connector_id, lapsed).await?;
+        }
         let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
         sqlx::query(
             "UPDATE connectors SET run_id = ?, last_heard_us = ?, lapsed_us = NULL WHERE org_id = ? AND id = ?",
@@ -192,16 +197,7 @@ impl SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(Some(lapsed)) = lapsed else { return Ok(()) };
-        sqlx::query(
-            "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
-             WHERE org_id = ? AND connector_id = ? AND end_us >= ? AND end_reason = ?",
-        )
-        .bind(org.0)
-        .bind(id)
-        .bind(lapsed)
-        .bind(LEASE_END_REASON)
-        .execute(&mut *tx)
-        .await?;
+        reopen_lapsed(&mut tx, org, id, lapsed).await?;
         sqlx::query(HEARD).bind(at).bind(org.0).bind(id).bind(run_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
@@ -423,15 +419,37 @@ async fn end_sessions(
     Ok(ended)
 }
 
-/// Completes a connector's open sessions at `at` (never before they started).
+/// Opens again the sessions of `connector_id` that the lease sweep ended when it lapsed at
+/// `lapsed`: its run was heard again, or its next run completes them with what it replayed.
+async fn reopen_lapsed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    org: OrgId,
+    connector_id: &str,
+    lapsed: Micros,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
+         WHERE org_id = ? AND connector_id = ? AND end_us >= ? AND end_reason = ?",
+    )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(lapsed)
+    .bind(LEASE_END_REASON)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Completes a connector's open sessions at `at`, never before they started nor before their
+/// last statement ended: statements replayed from the spool of a run the control plane
+/// stopped hearing from show it was alive after that. (A chunk's statements are in seq order,
+/// and a session's statements end in seq order.)
 async fn complete_open(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
     connector_id: &str,
     at: Micros,
 ) -> Result<u64, StoreError> {
-    // Nor before its last statement ended: statements replayed from the spool of a run the
-    // control plane stopped hearing from show it was alive after that.
     let done = sqlx::query(
         "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = ?2 \
          FROM (SELECT s.id, s.start_us, MAX(?1, s.start_us, COALESCE(( \
@@ -439,7 +457,7 @@ async fn complete_open(
                  FROM statement_chunks c WHERE c.org_id = s.org_id AND c.session_id = s.id \
                  ORDER BY c.last_seq DESC LIMIT 1), 0)) AS end_us \
                FROM sessions s WHERE s.org_id = ?3 AND s.connector_id = ?4 AND s.end_us IS NULL) AS open \
-         WHERE sessions.org_id = ?3 AND sessions.id = open.id",
+         WHERE sessions.org_id = ?3 AND sessions.id = open.id AND sessions.end_us IS NULL",
     )
     .bind(at)
     .bind(LEASE_END_REASON)

@@ -124,6 +124,7 @@ macro_rules! conformance_suite {
                 ingest_stores_each_event_once,
                 statements_replayed_in_any_order_are_stored_once,
                 a_new_run_completes_what_its_predecessor_left_open,
+                sessions_end_no_earlier_than_their_last_statement,
                 expiring_silent_connectors_completes_their_open_sessions_once,
                 a_lapsed_run_heard_again_gets_its_sessions_back,
                 pending_terminations_are_recent_ones_of_open_sessions,

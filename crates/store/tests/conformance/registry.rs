@@ -58,6 +58,22 @@ fn statement(session_id: &str, seq: u64, text: &str) -> IngestEvent {
     }
 }
 
+/// A statement of `session_id` that ran from `start` for `duration`.
+fn ran(session_id: &str, seq: u64, start: Micros, duration: Micros) -> IngestEvent {
+    IngestEvent::Statement {
+        session_id: session_id.into(),
+        statement: StatementRecord {
+            seq,
+            start,
+            duration,
+            text: "select pg_sleep(30)".into(),
+            rows: 1,
+            bytes_sent: 100,
+            sqlstate: String::new(),
+        },
+    }
+}
+
 fn end(session_id: &str, at: Micros, reason: &str) -> IngestEvent {
     IngestEvent::End { session_id: session_id.into(), end: at, reason: reason.into() }
 }
@@ -270,19 +286,7 @@ pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Stor
 
     // Statements the next run replays from its predecessor's spool, which ran after the
     // control plane last heard from it.
-    let ran = |seq: u64, start: Micros, duration: Micros| IngestEvent::Statement {
-        session_id: "busy".into(),
-        statement: StatementRecord {
-            seq,
-            start,
-            duration,
-            text: "select pg_sleep(30)".into(),
-            rows: 1,
-            bytes_sent: 100,
-            sqlstate: String::new(),
-        },
-    };
-    let replayed = [ran(1, t0 + 11 * MINUTE, 30_000_000), ran(2, t0 + 12 * MINUTE, 30_000_000)];
+    let replayed = [ran("busy", 1, t0 + 11 * MINUTE, 30_000_000), ran("busy", 2, t0 + 12 * MINUTE, 30_000_000)];
     store.ingest(acme, "c-1", &replayed).await.unwrap();
 
     // The next run: the open sessions end when the connector was last
@@ -336,6 +340,36 @@ pub async fn expiring_silent_connectors_completes_their_open_sessions_once(store
     assert_eq!(end_of(store, globex, "n1").await, None, "a connector never heard has no lease yet");
     let rows = store.list_sessions(acme, &ListQuery::newest(10, NOW)).await.unwrap();
     assert_eq!(rows.len(), 3);
+}
+
+/// Statements the control plane gets after it last heard from their connector (reported late,
+/// or replayed from a spool) show the session was alive then: neither the lease sweep nor the
+/// next run's Hello ends it before its last statement.
+pub async fn sessions_end_no_earlier_than_their_last_statement(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-1", ago(100)).await.unwrap();
+    let [swept, replayed, quiet] = ["swept", "replayed", "quiet"].map(|id| via(active(id, 120).build(), "c-1"));
+    store.ingest(acme, "c-1", &[start(&swept), start(&replayed), start(&quiet)]).await.unwrap();
+    store.ingest(acme, "c-1", &[ran("swept", 1, ago(90), MINUTE)]).await.unwrap();
+
+    // The sweep: at the last statement's end, or when the connector was last heard.
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 3);
+    assert_eq!(end_of(store, acme, "swept").await, Some(ago(89)));
+    assert_eq!(end_of(store, acme, "replayed").await, Some(ago(100)));
+    assert_eq!(end_of(store, acme, "quiet").await, Some(ago(100)));
+
+    // The next run replays statements of the previous one, then says Hello: what the sweep
+    // ended is ended again, after them.
+    store
+        .ingest(acme, "c-1", &[ran("replayed", 1, ago(50), MINUTE), ran("replayed", 2, ago(40), MINUTE)])
+        .await
+        .unwrap();
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", ago(5)).await.unwrap(), 3);
+    assert_eq!(end_of(store, acme, "replayed").await, Some(ago(39)));
+    assert_eq!(end_of(store, acme, "swept").await, Some(ago(89)));
+    assert_eq!(end_of(store, acme, "quiet").await, Some(ago(100)));
+    assert_eq!(ids(store, acme, "session_status:active").await, Vec::<String>::new());
 }
 
 /// A connector cut off from the control plane for longer than its lease (a partition, the
