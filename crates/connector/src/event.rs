@@ -1,10 +1,12 @@
 //! What a session produces, in order: one start, statements, one end.
 //!
-//! The proxy creates these; [`crate::report`] turns them into the control
-//! plane's wire messages. Times are microseconds since the Unix epoch.
+//! The proxy reports these through [`crate::report::Reporter`], which encodes
+//! them as the control plane's wire messages at once. Times are microseconds
+//! since the Unix epoch.
 
-/// One event of one session. `seq` is 0 for the start and grows by one per
-/// event, so the control plane can store each exactly once.
+/// One event of one session, as read back from its encoding
+/// ([`crate::report::Record::decode`]). `seq` is 0 for the start and grows by
+/// one per event, so the control plane can store each exactly once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionEvent {
     pub session_id: String,

@@ -4,8 +4,6 @@
 
 use std::borrow::Cow;
 
-#[cfg(test)]
-use buffa::MessageField;
 use buffa::{DecodeError, Message, MessageFieldView, ViewEncode};
 use buffa_types::google::protobuf::{Duration, Timestamp, TimestampView};
 use bytes::Bytes;
@@ -268,6 +266,8 @@ fn truncate(text: &str, max: usize) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use buffa::MessageField;
+
     use super::*;
 
     #[test]

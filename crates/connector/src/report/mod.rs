@@ -118,12 +118,12 @@ impl Reporter {
     /// Encodes event `seq` of session `session_id` and queues it. Never blocks.
     pub fn send(&self, session_id: &str, seq: u64, kind: &EventKind) {
         let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
-        let event = Record { bytes, statement: matches!(kind, EventKind::Statement(_)) };
+        let record = Record { bytes, statement: matches!(kind, EventKind::Statement(_)) };
         let metrics = self.shared.metrics.as_deref();
         if let Some(m) = metrics {
             Metrics::add(&m.report_backlog, 1);
         }
-        if self.events.send(event).is_err()
+        if self.events.send(record).is_err()
             && let Some(m) = metrics
         {
             Metrics::sub(&m.report_backlog, 1);
