@@ -11,6 +11,7 @@
 //! - [`proxy`]: accept, startup, relay and recording (the hot path).
 //! - [`report`]: batching to the control plane, the spool, heartbeats, terminations.
 //! - [`stop`]: a connection's stop signal: its listener's shutdown or its termination.
+//! - [`timer`]: every timer of the crate, on a thread of their own (the relay's runtime has none).
 //! - [`admin`]: `/health` and `/metrics`.
 //! - [`runtime`]: wires listeners, reporting and the admin server; [`runtime::run`] is the entry point.
 
@@ -24,3 +25,4 @@ pub mod proxy;
 pub mod report;
 pub mod runtime;
 pub mod stop;
+pub mod timer;

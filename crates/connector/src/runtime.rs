@@ -46,6 +46,7 @@ use crate::report::backoff::Backoff;
 use crate::report::client::ClientError;
 use crate::report::resources::{self, HelloInfo, Resource};
 use crate::report::{ControlPlane, ReportLoop, ReportOptions, Reporter, Spool, SpoolOptions, heartbeat, terminations};
+use crate::timer;
 
 /// How long startup waits for `Hello` before falling back to the cached resources.
 pub const HELLO_WAIT: Duration = Duration::from_secs(5);
@@ -85,6 +86,8 @@ pub enum RunError {
     Listener { listen: SocketAddr, message: String },
     #[error("cannot start the control thread: {0}")]
     ControlThread(std::io::Error),
+    #[error("cannot start the timer thread: {0}")]
+    TimerThread(std::io::Error),
 }
 
 /// Runs the connector until `shutdown` completes (see the module docs).
@@ -96,6 +99,7 @@ pub enum RunError {
 /// for a listener that stopped on its own.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let run_id = uuid::Uuid::now_v7().to_string();
+    timer::start().map_err(RunError::TimerThread)?;
     let control_thread = ControlThread::start().await.map_err(RunError::ControlThread)?;
     let control_rt = control_thread.handle.clone();
     let control = ControlPlane::new(
@@ -197,7 +201,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let stop_proxies = CancellationToken::new();
     let cancels = Arc::new(CancelMap::new());
-    let verifier = Arc::new(Verifier::new(verify_control));
+    let verifier = Arc::new(Verifier::new(verify_control, control_rt.clone()));
     let credentials = Arc::new(Credentials::new(&config.credentials));
     let mut serving = JoinSet::new();
     let large_messages = LargeMessageBudget::new(proxy::LARGE_MESSAGE_BUDGET);
@@ -270,7 +274,7 @@ async fn refuse_while_unresolved(
     url: &str,
     metrics: &Metrics,
 ) {
-    tokio::time::sleep(REFUSE_AFTER).await;
+    timer::sleep(REFUSE_AFTER).await;
     let refusals = listeners.iter().map(|(listener, tcp)| {
         let message = format!(
             "the Gatehouse connector is starting: the control plane ({url}) has not told it yet where resource {} is",
@@ -282,10 +286,10 @@ async fn refuse_while_unresolved(
 }
 
 /// A runtime on a thread of its own for the tasks that work in the background: the report
-/// loop, heartbeats, the termination watch, the resource cache and the admin server. The
-/// relay's thread then parks (twice per transaction) without walking their timers (batch
-/// windows, heartbeats, long polls): 3% of the connector's instructions for a select-only
-/// transaction. Identity checks, which a login waits for, stay on the relay's thread.
+/// loop, heartbeats, the termination watch, the resource cache and the admin server, and the
+/// calls of identity checks. The relay's thread then parks (twice per transaction) without
+/// their work, and its runtime needs no time driver (see [`timer`]); the HTTP client and
+/// server here have one.
 struct ControlThread {
     handle: Handle,
     stop: oneshot::Sender<()>,
@@ -335,7 +339,7 @@ impl Background {
     async fn stop(self) {
         self.stop_reports.cancel();
         let mut report_task = self.report_task;
-        match tokio::time::timeout(self.flush_limit, &mut report_task).await {
+        match timer::timeout(self.flush_limit, &mut report_task).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::error!(%error, "the report loop failed"),
             Err(_) => {
@@ -380,7 +384,7 @@ async fn open_spool(config: &Config) -> Result<Spool, RunError> {
 
 /// Each listener's upstream `host:port`, in the order of `config.listeners`.
 async fn resolve(config: &Config, mut hello: watch::Receiver<Option<Arc<HelloInfo>>>) -> Result<Vec<String>, RunError> {
-    let fresh = match tokio::time::timeout(HELLO_WAIT, hello.wait_for(Option::is_some)).await {
+    let fresh = match timer::timeout(HELLO_WAIT, hello.wait_for(Option::is_some)).await {
         Ok(Ok(info)) => info.clone(),
         _ => None,
     };

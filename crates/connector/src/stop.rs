@@ -177,7 +177,7 @@ mod tests {
         let waiting = tokio::spawn(stop);
         tokio::task::yield_now().await;
         stopper.stop(terminated("t"));
-        let reason = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.expect("woken").unwrap();
+        let reason = crate::timer::timeout(std::time::Duration::from_secs(5), waiting).await.expect("woken").unwrap();
         assert_eq!(reason, terminated("t"));
     }
 }

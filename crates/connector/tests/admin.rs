@@ -1,6 +1,9 @@
 //! The admin port over real HTTP: `/health` follows the connector's life,
 //! `/metrics` speaks the Prometheus text format.
 
+// Tests run on runtimes of their own, with tokio's time driver.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! Everything around the relay: cancels, terminations, shutdown, TLS, bad input, and
 //! authentication, against the machine's PostgreSQL.
 
+// Tests run on runtimes of their own, with tokio's time driver.
+#![allow(clippy::disallowed_methods)]
+
 mod proxy_harness;
 
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! control plane's `VerifyIdentity`: tokens checked, refusals before any upstream connection,
 //! the connector's own login upstream (trust, md5, SCRAM-SHA-256), end users, and TLS both ways.
 
+// Tests run on runtimes of their own, with tokio's time driver.
+#![allow(clippy::disallowed_methods)]
+
 mod double;
 mod proxy_harness;
 
@@ -52,7 +55,7 @@ fn denied(reason: &str) -> pb::VerifyIdentityResponse {
 
 fn identity(harness: &Harness, credentials: &[Credential]) -> IdentityOptions {
     IdentityOptions {
-        verifier: Some(Arc::new(Verifier::new(harness.control()))),
+        verifier: Some(Arc::new(Verifier::new(harness.control(), tokio::runtime::Handle::current()))),
         credentials: Arc::new(Credentials::new(credentials)),
         ..IdentityOptions::default()
     }

@@ -1,6 +1,9 @@
 //! The relay and its recording, driven by real clients (tokio-postgres, psql) through the
 //! proxy to the machine's PostgreSQL.
 
+// Tests run on runtimes of their own, with tokio's time driver.
+#![allow(clippy::disallowed_methods)]
+
 mod proxy_harness;
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! Heartbeats and the termination stream against the control plane stand-in.
 
+// Tests run on runtimes of their own, with tokio's time driver.
+#![allow(clippy::disallowed_methods)]
+
 mod double;
 
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! The report pipeline against a control plane that goes away and comes back:
 //! every event is stored exactly once, in order, across outages and restarts.
 
+// Tests run on runtimes of their own, with tokio's time driver.
+#![allow(clippy::disallowed_methods)]
+
 mod double;
 
 use double::*;

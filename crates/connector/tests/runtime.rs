@@ -1,6 +1,9 @@
 //! `runtime::run` end to end against the control plane stand-in: startup,
 //! the resource cache, startup errors, and a graceful stop.
 
+// Tests run on runtimes of their own, with tokio's time driver.
+#![allow(clippy::disallowed_methods)]
+
 mod double;
 
 use std::collections::HashMap;

@@ -25,9 +25,9 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The async runtime's worker threads, where the command sets them
-    /// (otherwise one per core).
-    pub fn worker_threads(&self) -> Option<usize> {
+    /// The relay's worker threads, for `connector` (other commands run on
+    /// one per core).
+    pub fn relay_workers(&self) -> Option<usize> {
         match &self.command {
             Command::Connector(args) => Some(usize::from(args.workers)),
             _ => None,

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match runtime(cli.worker_threads()) {
+    let runtime = match runtime(cli.relay_workers()) {
         Ok(runtime) => runtime,
         Err(err) => {
             note!("error: cannot start the async runtime: {err}");
@@ -92,12 +92,15 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| kind(cause) == Some(io::ErrorKind::BrokenPipe))
 }
 
-/// One thread runs everything on the caller's thread, without the
-/// cross-thread wake-ups of a work-stealing scheduler.
-fn runtime(workers: Option<usize>) -> io::Result<Runtime> {
-    match workers {
-        Some(1) => Builder::new_current_thread().enable_all().build(),
-        Some(n) => Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+/// The connector's relay runtime: one thread runs everything on the caller's thread, without
+/// the cross-thread wake-ups of a work-stealing scheduler; and without tokio's time driver,
+/// whose work each time the runtime parks cost an eighth of a relayed transaction (its timers
+/// are on a thread of their own, see `gatehouse_connector::timer`). Other commands get
+/// tokio's default.
+fn runtime(relay_workers: Option<usize>) -> io::Result<Runtime> {
+    match relay_workers {
+        Some(1) => Builder::new_current_thread().enable_io().build(),
+        Some(n) => Builder::new_multi_thread().worker_threads(n).enable_io().build(),
         None => Runtime::new(),
     }
 }

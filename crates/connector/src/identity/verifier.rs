@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use connectrpc::ConnectError;
+use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use sha2::{Digest, Sha256};
+use tokio::runtime::Handle;
 
 use super::IdentityName;
 use crate::event::FormalUser;
@@ -61,12 +62,15 @@ impl From<ConnectError> for VerifyError {
 /// Verifies identities for one connector; shared by its listeners.
 pub struct Verifier {
     control: ControlPlane,
+    /// Where the calls run: the control thread's runtime, which has the time driver the HTTP
+    /// client's connections need (the relay's runtime has none).
+    runtime: Handle,
     cache: Mutex<Cache>,
 }
 
 impl Verifier {
-    pub fn new(control: ControlPlane) -> Self {
-        Self { control, cache: Mutex::new(Cache::default()) }
+    pub fn new(control: ControlPlane, runtime: Handle) -> Self {
+        Self { control, runtime, cache: Mutex::new(Cache::default()) }
     }
 
     /// The verdict for `name` with `token` on `resource_id`, naming `end_user` (empty for
@@ -95,7 +99,12 @@ impl Verifier {
             end_user: end_user.to_owned(),
             ..Default::default()
         };
-        let response = self.control.verify_identity(request, VERIFY_TIMEOUT).await?;
+        let control = self.control.clone();
+        let call = self.runtime.spawn(async move { control.verify_identity(request, VERIFY_TIMEOUT).await });
+        let response = call.await.map_err(|_| VerifyError {
+            code: ErrorCode::Unavailable.as_str().to_owned(),
+            message: "the connector is stopping".to_owned(),
+        })??;
         let ttl = Duration::from_secs(response.cache_seconds.into()).min(MAX_CACHE);
         let verdict = verdict(response);
         self.cache.lock().expect("cache lock").put(key, verdict.clone(), ttl, Instant::now());

@@ -20,6 +20,8 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::timer;
+
 /// How long forwarding one cancel may take, connection included.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -123,7 +125,7 @@ pub(crate) async fn forward(map: &CancelMap, request: &CancelRequest) {
 /// closes the connection, which it does once the cancel was processed. Failures are logged:
 /// a cancel is best effort, in PostgreSQL too.
 pub(crate) async fn send(target: &CancelTarget) {
-    let result = tokio::time::timeout(FORWARD_TIMEOUT, async {
+    let result = timer::timeout(FORWARD_TIMEOUT, async {
         let mut stream = TcpStream::connect(target.upstream).await?;
         let mut packet = BytesMut::with_capacity(12 + target.key.secret_key.len());
         target.key.encode(&mut packet);

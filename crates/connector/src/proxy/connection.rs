@@ -20,6 +20,7 @@ use super::{ProxyContext, cancel, upstream};
 use crate::event::now_us;
 use crate::identity;
 use crate::metrics::Metrics;
+use crate::timer;
 
 /// How long a client may take to say what it wants (TLS handshake included).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,7 +71,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyConte
 /// `error` alone: a connector that cannot serve it yet, or any more.
 pub(crate) async fn refuse(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, error: ErrorResponse) {
     let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN).frontend();
-    let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, tls.as_ref()));
+    let negotiated = timer::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, tls.as_ref()));
     if let Ok(Ok(Negotiated::Session(mut client, _))) = negotiated.await {
         client.send_error(&error).await;
     }
@@ -93,7 +94,7 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
     let mut reader = MessageReader::with_max_message_len(AUTH_MAX_MESSAGE_LEN)
         .frontend()
         .with_budget(Arc::clone(&ctx.large_messages));
-    let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, ctx.tls.as_ref()));
+    let negotiated = timer::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, ctx.tls.as_ref()));
     let (mut client, startup) = match negotiated.await {
         Ok(Ok(Negotiated::Session(client, startup))) => (client, startup),
         Ok(Ok(Negotiated::Cancel(mut client, request))) => {

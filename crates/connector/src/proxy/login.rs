@@ -30,6 +30,7 @@ use crate::config::Secret;
 use crate::event::FormalUser;
 use crate::identity::{END_USER, IdentityName, UserType, Verdict, take_end_user};
 use crate::metrics::Metrics;
+use crate::timer;
 
 /// How long the client may take to send its token, and the database to log the connector in.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -72,7 +73,7 @@ pub(crate) async fn identity(
         return refusal.refuse(&mut client, "tls_required", error).await;
     }
 
-    let token = match tokio::time::timeout(LOGIN_TIMEOUT, read_token(&mut client, reader)).await {
+    let token = match timer::timeout(LOGIN_TIMEOUT, read_token(&mut client, reader)).await {
         Ok(Ok(Some(token))) => token,
         // The client left: psql does when it has no password to give, and asks for one.
         Ok(Ok(None)) => return None,
@@ -144,7 +145,7 @@ pub(crate) async fn identity(
     let password = ctx.identity.credentials.find(&ctx.resource_id, &native_role);
     let mut server_reader = MessageReader::new().with_budget(Arc::clone(&ctx.large_messages));
     let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password);
-    let greeting = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
+    let greeting = match timer::timeout(LOGIN_TIMEOUT, login).await {
         Ok(Ok(greeting)) => greeting,
         Ok(Err(error)) => {
             let _ = server.shutdown().await;

@@ -58,6 +58,7 @@ use crate::identity::{Credentials, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
 use crate::report::Reporter;
+use crate::timer;
 
 /// How long [`serve`] waits, after shutdown, for connections to end before aborting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -144,7 +145,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
                 Err(error) => if let Some(pause) = failures.failed(&error) {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(pause) => {}
+                        () = timer::sleep(pause) => {}
                     }
                 },
             },
@@ -154,7 +155,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
     // The clients still in the accept queue hear why, while the sessions end.
     let listeners = [&listener];
     let queued = refuse_queued(&listeners, ctx.tls.clone(), &ctx.metrics);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let drained = timer::timeout(SHUTDOWN_GRACE, async {
         while let Some(joined) = tasks.join_next().await {
             log_join(joined);
         }
@@ -189,7 +190,7 @@ pub async fn refuse_while_starting(
                     refuse(&mut refusals, stream, tls.clone(), ErrorResponse::cannot_connect_now(message), metrics);
                 }
                 Err(error) => if let Some(pause) = failures.failed(&error) {
-                    tokio::time::sleep(pause).await;
+                    timer::sleep(pause).await;
                 },
             },
         }
@@ -263,14 +264,14 @@ pub async fn refuse_queued(listeners: &[&TcpListener], tls: Option<Arc<rustls::S
         for _ in 0..QUEUED_REFUSALS_MAX {
             // What the queue holds is ready at once; a short wait covers a readiness not yet seen.
             let wait = (tokio::time::Instant::now() + Duration::from_millis(20)).min(deadline);
-            let Ok(Ok((stream, _))) = tokio::time::timeout_at(wait, listener.accept()).await else {
+            let Ok(Ok((stream, _))) = timer::timeout_at(wait, listener.accept()).await else {
                 break;
             };
             let error = ErrorResponse::admin_shutdown("terminating connection: the connector is shutting down");
             refuse(&mut refusals, stream, tls.clone(), error, metrics);
         }
     }
-    let _ = tokio::time::timeout_at(deadline, async { while refusals.join_next().await.is_some() {} }).await;
+    let _ = timer::timeout_at(deadline, async { while refusals.join_next().await.is_some() {} }).await;
 }
 
 /// Counts a client refused before it was served and answers it with `error`, in `refusals`.

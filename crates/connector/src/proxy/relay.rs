@@ -38,6 +38,7 @@ use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
 use crate::metrics::Metrics;
 use crate::stop::{StopReason, Stopper};
+use crate::timer;
 
 /// How long the connector waits for a side to take its last bytes when a session ends.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -475,8 +476,8 @@ impl Relay {
             }
             End::Io(error) => tracing::debug!(peer = %self.peer, %error, "connection failed"),
         }
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, cw.shutdown()).await;
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
+        let _ = timer::timeout(FLUSH_TIMEOUT, cw.shutdown()).await;
+        let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
     }
 
     /// The client left while statements ran. PostgreSQL finishes what it has read (and
@@ -490,7 +491,7 @@ impl Relay {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         let mut last = None;
         while self.recorder.is_running() {
-            let Ok(Ok(true)) = tokio::time::timeout_at(deadline, next_batch(&mut self.server_reader, sr)).await else {
+            let Ok(Ok(true)) = timer::timeout_at(deadline, next_batch(&mut self.server_reader, sr)).await else {
                 break;
             };
             let now = now_us();
@@ -528,7 +529,7 @@ impl Relay {
             drain_for_a_while(to_server, sw).await;
             let mut sink = [0u8; 8192];
             let discard = async { while matches!(sr.read(&mut sink).await, Ok(n) if n > 0) {} };
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, discard).await;
+            let _ = timer::timeout(FLUSH_TIMEOUT, discard).await;
         };
         let (told, ()) = tokio::join!(drain_for_a_while(&mut self.to_client, cw), stop);
         Metrics::add(&self.ctx.metrics.bytes_to_clients_total, told as u64);
@@ -547,7 +548,7 @@ impl Relay {
 /// Writes what `outbox` holds, for at most [`FLUSH_TIMEOUT`]: a side that has stopped
 /// reading does not hold up the end of a session. Returns the bytes written, 0 if it failed.
 async fn drain_for_a_while<W: AsyncWrite + Unpin>(outbox: &mut Outbox, w: &mut W) -> usize {
-    match tokio::time::timeout(FLUSH_TIMEOUT, outbox.drain(w)).await {
+    match timer::timeout(FLUSH_TIMEOUT, outbox.drain(w)).await {
         Ok(Ok(n)) => n,
         _ => 0,
     }

@@ -27,6 +27,7 @@ use super::tls::MaybeTls;
 use super::{ProxyContext, ProxyError};
 use crate::config::UpstreamTls;
 use crate::metrics::Metrics;
+use crate::timer;
 
 /// How long resolving and connecting to the database may take, TLS handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,7 +140,7 @@ impl ServerStream {
 /// [`io::ErrorKind::Unsupported`] if the database refuses SSLRequest, and the handshake's
 /// error (a certificate that does not verify, say).
 pub(crate) async fn connect(upstream: &str, tls: Option<&UpstreamTlsConfig>) -> io::Result<ServerStream> {
-    tokio::time::timeout(CONNECT_TIMEOUT, async {
+    timer::timeout(CONNECT_TIMEOUT, async {
         let tcp = connect_tcp(upstream).await?;
         match tls {
             None => Ok(ServerStream::Plain(tcp)),

@@ -16,6 +16,7 @@ use http::Uri;
 use http::header::HeaderValue;
 
 use super::resources::{HelloInfo, Resource};
+use crate::timer;
 
 /// Unary calls not answered within this are abandoned (and retried).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -158,7 +159,7 @@ impl ControlPlane {
 /// A wall-clock bound on top of the call's own deadline, which covers
 /// connection establishment only partly.
 async fn bounded<T>(limit: Duration, call: impl Future<Output = Result<T, ConnectError>>) -> Result<T, ConnectError> {
-    match tokio::time::timeout(limit, call).await {
+    match timer::timeout(limit, call).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::new(ErrorCode::DeadlineExceeded, "no answer from the control plane in time")),
     }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::ControlPlane;
 use super::resources::HelloInfo;
+use crate::timer;
 
 /// Used when the control plane does not say.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
@@ -26,7 +27,7 @@ pub async fn run(
         0 => DEFAULT_HEARTBEAT,
         s => Duration::from_secs(u64::from(s)),
     };
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut ticker = timer::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {

@@ -30,7 +30,7 @@ use connectrpc::ConnectError;
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -39,6 +39,7 @@ use super::resources::HelloInfo;
 use super::spool::{Limit, Spool, Ticket};
 use super::{Queue, Record};
 use crate::metrics::Metrics;
+use crate::timer;
 
 /// Events taken off the queue at once while spooling: one `fdatasync` each.
 const SPOOL_DRAIN: usize = 4096;
@@ -183,11 +184,11 @@ impl ReportLoop {
                     self.finish(done).await;
                 }
                 () = stop.cancelled(), if closing.is_none() => closing = Some(flush_deadline()),
-                () = sleep_until(deadline), if closing.is_some() => {
+                () = timer::sleep_until(deadline), if closing.is_some() => {
                     self.give_up(inflight.take()).await;
                     break;
                 }
-                () = sleep_until(self.state.next_try), if retry_due => inflight = self.retry().await,
+                () = timer::sleep_until(self.state.next_try), if retry_due => inflight = self.retry().await,
                 event = self.queue.events.recv(), if can_take => match event {
                     None => {
                         queue_open = false;
@@ -259,7 +260,7 @@ impl ReportLoop {
             if full || slept {
                 return (batch, false);
             }
-            sleep_until(until).await;
+            timer::sleep_until(until).await;
             slept = true;
         }
     }

@@ -13,6 +13,7 @@ use super::client::ControlPlane;
 use super::heartbeat::wait_hello;
 use super::resources::HelloInfo;
 use crate::live::{LiveSessions, Termination};
+use crate::timer;
 
 /// A stream that lived this long was healthy: the next break retries at once.
 const HEALTHY_STREAM: Duration = Duration::from_secs(5);
@@ -50,7 +51,7 @@ pub async fn run(
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff.next_wait()) => {}
+            () = timer::sleep(backoff.next_wait()) => {}
         }
     }
 }
