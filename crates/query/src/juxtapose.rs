@@ -9,6 +9,8 @@
 //! `NOT`, `&&`, `||`), not inside quotes, ranges or sets, not after a field's `:` or a
 //! comparison, not before a boost (`^2`), and not after a lone `+` or `-`.
 
+use crate::error::QueryError;
+
 /// The query with an explicit `AND` wherever two operands stand side by side, and where each
 /// insertion went: its byte offset in the result, and its length.
 pub(crate) fn explicit_and(text: &str) -> (String, Vec<(usize, usize)>) {
@@ -64,25 +66,44 @@ struct Token {
 
 /// Splits at spaces outside quotes and brackets; `(` and `)` are tokens of their own. A
 /// backslash keeps the next character in the token. A quote (`"` or `'`) opens where a value
-/// starts: at the start of a token, or after `:`, `+` or `-`.
+/// starts: at the start of a token, or after `:`, `+`, `-` or a comparison.
 fn tokens(text: &str) -> Vec<Token> {
+    scan(text).tokens
+}
+
+/// The tokens, and what the grammar would pass over without a word.
+struct Scan {
+    tokens: Vec<Token>,
+    /// Where a quote opened that never closes.
+    unclosed_quote: Option<usize>,
+    /// Where a `"` stands inside a word, unescaped (`alice"`).
+    stray_quote: Option<usize>,
+    /// Where a `\` ends the text, escaping nothing.
+    dangling_escape: Option<usize>,
+}
+
+fn scan(text: &str) -> Scan {
     let mut tokens = Vec::new();
     let mut start = None;
-    let mut quote: Option<char> = None;
-    let (mut bracketed, mut escaped) = (false, false);
+    let mut quote: Option<(char, usize)> = None;
+    let mut stray_quote = None;
+    let mut bracketed = false;
+    let mut escaped: Option<usize> = None;
     let mut prev = ' ';
     for (i, c) in text.char_indices() {
         let end = i + c.len_utf8();
         let after = std::mem::replace(&mut prev, c);
-        if escaped {
-            escaped = false;
+        if escaped.take().is_some() {
             continue;
         }
         match c {
-            '\\' => escaped = true,
-            _ if quote == Some(c) => quote = None,
+            '\\' => escaped = Some(i),
+            _ if quote.is_some_and(|(q, _)| q == c) => quote = None,
             _ if quote.is_some() => {}
-            '"' | '\'' if !bracketed && (start.is_none() || matches!(after, ':' | '+' | '-')) => quote = Some(c),
+            '"' | '\'' if !bracketed && (start.is_none() || matches!(after, ':' | '+' | '-' | '>' | '<' | '=')) => {
+                quote = Some((c, i));
+            }
+            '"' if !bracketed => _ = stray_quote.get_or_insert(i),
             '[' | '{' => bracketed = true,
             ']' | '}' => bracketed = false,
             _ if bracketed => {}
@@ -106,7 +127,33 @@ fn tokens(text: &str) -> Vec<Token> {
     if let Some(s) = start {
         tokens.push(Token { start: s, end: text.len() });
     }
-    tokens
+    Scan { tokens, unclosed_quote: quote.map(|(_, at)| at), stray_quote, dangling_escape: escaped }
+}
+
+/// Refuses what the grammar would read without complaint, but not as written: a quote never
+/// closed (`--"`), a `"` inside a word (`alice"`), a `\` at the very end, and a query that
+/// starts with `AND` or `OR` (the grammar names the end of the text for that one).
+pub(crate) fn check(text: &str) -> Result<(), QueryError> {
+    let scan = scan(text);
+    if let Some(at) = scan.unclosed_quote {
+        return Err(QueryError::syntax_at(text, at, "this quote is never closed"));
+    }
+    if let Some(at) = scan.stray_quote {
+        return Err(QueryError::syntax_at(
+            text,
+            at,
+            "a `\"` inside a value; quote the whole value (`user:\"a b\"`) or escape it (`\\\"`)",
+        ));
+    }
+    if let Some(at) = scan.dangling_escape {
+        return Err(QueryError::syntax_at(text, at, "a `\\` at the end escapes nothing; write `\\\\` for a backslash"));
+    }
+    if let Some(first) = scan.tokens.first().map(|token| &text[token.start..token.end])
+        && matches!(first, "AND" | "OR" | "&&" | "||")
+    {
+        return Err(QueryError::syntax_at(text, 0, &format!("`{first}` needs a term on each side")));
+    }
+    Ok(())
 }
 
 /// Whether `left` and `right`, side by side, are two operands to join with AND.

@@ -85,6 +85,7 @@ pub fn parse(text: &str, now_us: i64) -> Result<Expr, QueryError> {
     let text = spaces_only(text);
     let text = text.as_ref();
     limits::check_clauses(text)?;
+    juxtapose::check(text)?;
     let (explicit, inserted) = juxtapose::explicit_and(text);
     let (ast, errors) = tantivy_query_grammar::parse_query_lenient(&explicit);
     // The lenient parser recovers from every error and reports them all; the first one is

@@ -122,12 +122,6 @@ impl Lowerer {
         if slop > 0 {
             return Err(fuzzy_unsupported());
         }
-        // The lenient grammar leaves the `*` of an unquoted `ali*` in the phrase instead of
-        // setting `prefix`, and a fuzzy `ali~1` likewise stays in the phrase.
-        let (phrase, prefix) = match phrase.strip_suffix('*') {
-            Some(head) if delimiter == Delimiter::None && !head.ends_with('\\') => (head.to_owned(), true),
-            _ => (phrase, prefix),
-        };
         if delimiter == Delimiter::None {
             // The grammar reads an operator with nothing after it (`a AND`) as a search term.
             if field_name.is_none() && matches!(phrase.as_str(), "AND" | "OR" | "NOT") {
@@ -138,16 +132,22 @@ impl Lowerer {
             if field_name.is_none() && matches!(phrase.as_str(), "&&" | "||") {
                 return Err(QueryError::syntax(format!("`{phrase}` is not an operator here; write AND or OR")));
             }
-            if phrase.contains('*') {
-                return Err(QueryError::unsupported(
-                    "wildcards are only supported at the end of a value, as in `user:ali*`; \
-                     quote the value to search for a literal `*`",
-                ));
+            // `++`, `!`: operators without a term, which the grammar takes for one.
+            if field_name.is_none()
+                && !phrase.is_empty()
+                && phrase.chars().all(|c| matches!(c, '+' | '-' | '!' | '&' | '|'))
+            {
+                return Err(QueryError::syntax(format!(
+                    "`{phrase}` is not a term; quote it to search for it, as in \"{phrase}\""
+                )));
             }
-            if is_fuzzy(&phrase) {
-                return Err(fuzzy_unsupported());
-            }
+        } else if field_name.is_none() && phrase.is_empty() {
+            return Err(QueryError::syntax("an empty quoted term (`\"\"`) searches for nothing; remove it"));
         }
+        let (phrase, prefix) = match delimiter {
+            Delimiter::None => word(&phrase)?,
+            _ => (phrase, prefix),
+        };
         match field_name {
             None => self.bare(phrase, prefix),
             Some(name) => self.term(&name, phrase, prefix),
@@ -255,13 +255,38 @@ fn resolve(name: &str) -> Result<Field, QueryError> {
 fn fuzzy_unsupported() -> QueryError {
     QueryError::unsupported(
         "fuzzy and proximity search (`~N`) are not supported; \
-         quote the value to search for a literal `~`",
+         escape a literal `~` as `\\~`",
     )
 }
 
-/// Lucene's fuzzy term: `alice~` or `alice~1`.
-fn is_fuzzy(phrase: &str) -> bool {
-    phrase.rsplit_once('~').is_some_and(|(_, edits)| edits.bytes().all(|b| b.is_ascii_digit()))
+/// An unquoted value as the grammar leaves it, read as Lucene reads it. The grammar removes
+/// the `\\` of the escapes it needs (`\\ `, `\\:`, `\\(`) and keeps the others (`\\*`,
+/// `\\@`), so that what a `\\` escapes stays known here: an escaped punctuation mark is
+/// that mark, literally (a letter keeps its `\\`, as in `DOMAIN\\user`). An unescaped `*`
+/// at the end is a prefix search (the grammar leaves it in the value), anywhere else
+/// unsupported, and so is a fuzzy `~` or `~N` at the end. Returns the value and whether it
+/// is a prefix.
+fn word(phrase: &str) -> Result<(String, bool), QueryError> {
+    let mut value = String::with_capacity(phrase.len());
+    let mut chars = phrase.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next_if(char::is_ascii_punctuation) {
+                Some(escaped) => value.push(escaped),
+                None => value.push(c),
+            },
+            '*' if chars.peek().is_none() => return Ok((value, true)),
+            '*' => {
+                return Err(QueryError::unsupported(
+                    "wildcards are only supported at the end of a value, as in `user:ali*`; \
+                     escape a literal `*` as `\\*`",
+                ));
+            }
+            '~' if chars.clone().all(|d| d.is_ascii_digit()) => return Err(fuzzy_unsupported()),
+            c => value.push(c),
+        }
+    }
+    Ok((value, false))
 }
 
 fn kind_noun(kind: FieldKind) -> &'static str {

@@ -518,7 +518,15 @@ fn syntax_errors_give_the_position() {
     check_err("user:", "syntax error at position 5: expected a value");
     check_err("(user:a", "syntax error at position 7: expected ')'");
     check_err("user:a)", "syntax error at position 6: unparsed end of query");
-    check_err(r#"user:"abc"#, r#"syntax error at position 9: missing delimiter ""#);
+    check_err(r#"user:"abc"#, "syntax error at position 5: this quote is never closed");
+    check_err(r#"--""#, "syntax error at position 2: this quote is never closed");
+    check_err(r#"user:alice""#, "syntax error at position 10: a `\"` inside a value");
+    check_err(r"\", r"syntax error at position 0: a `\` at the end escapes nothing");
+    check_err(r"user:alice\", r"syntax error at position 10: a `\` at the end escapes nothing");
+    check_err("OR technology:postgres", "syntax error at position 0: `OR` needs a term on each side");
+    check_err(r#""""#, "an empty quoted term");
+    check_err("++", "`+` is not a term");
+    check_err("!", "`!` is not a term");
     check_err(
         "NOT",
         "syntax error at position 0: `NOT` needs something to join; to search for the word, quote it: \"NOT\"",
@@ -614,7 +622,13 @@ fn unsupported_lucene_features() {
     check_err("user:alice~", "fuzzy and proximity search");
     check(r#"user:"alice~1""#, r#"user.username="alice~1""#);
     check("user:a~b", r#"user.username="a~b""#);
-    check_err(r"user:alice\*", "wildcards are only supported at the end");
+    // An escaped punctuation mark is that mark (a letter keeps its backslash).
+    check(r"user:alice\*", r#"user.username="alice*""#);
+    check(r"user:ali\**", r#"user.username:"ali*"*"#);
+    check(r"user:alice\~1", r#"user.username="alice~1""#);
+    check(r"user.email:alice.smith\@example.com", r#"user.formal.user.email="alice.smith@example.com""#);
+    check(r"user:DOMAIN\user", r#"user.username="DOMAIN\\user""#);
+    check(r"user:a\\", r#"user.username="a\\""#);
     check_err("user:alice**", "wildcards are only supported at the end");
     check_err("user:a*b", "wildcards are only supported at the end");
     check_err("user:*alice", "wildcards are only supported at the end");

@@ -229,20 +229,34 @@ fn denied(message: &str) -> ConnectError {
     ConnectError::new(ErrorCode::PermissionDenied, message)
 }
 
-/// The key from `X-API-KEY` or `Authorization: Bearer`.
+/// The key from `X-API-KEY` or `Authorization: Bearer`. Two different keys on one request
+/// are refused rather than one of them chosen: whoever added the second meant it to count.
+/// (An `Authorization` of another scheme beside an `X-API-KEY` is for someone else: ignored.)
 fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
-    if let Some(value) = headers.get("x-api-key") {
-        return value.to_str().map(str::trim).map_err(|_| unauthenticated("the X-API-KEY header is not valid text"));
+    let mut keys = Vec::with_capacity(1);
+    for value in headers.get_all("x-api-key") {
+        keys.push(
+            value.to_str().map(str::trim).map_err(|_| unauthenticated("the X-API-KEY header is not valid text"))?,
+        );
     }
-    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+    let mut other_scheme = false;
+    for value in headers.get_all(http::header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| unauthenticated("the Authorization header is not valid text"))?;
-        let mut parts = value.trim().splitn(2, ' ');
-        return match (parts.next(), parts.next()) {
-            (Some(scheme), Some(token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
-            _ => Err(unauthenticated("the Authorization header must read `Bearer <API key>`")),
-        };
+        match value.trim().split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => keys.push(token.trim()),
+            _ => other_scheme = true,
+        }
     }
-    Err(unauthenticated("missing API key: send it in the X-API-KEY header or as `Authorization: Bearer <key>`"))
+    match keys.as_slice() {
+        [] if other_scheme => Err(unauthenticated("the Authorization header must read `Bearer <API key>`")),
+        [] => {
+            Err(unauthenticated("missing API key: send it in the X-API-KEY header or as `Authorization: Bearer <key>`"))
+        }
+        [key, others @ ..] if others.iter().all(|other| other == key) => Ok(key),
+        _ => Err(unauthenticated(
+            "the request carries more than one API key (X-API-KEY, Authorization: Bearer): send one",
+        )),
+    }
 }
 
 /// What a path requires of its caller.
@@ -312,10 +326,20 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("authorization", "bearer  k1 ".parse().unwrap());
         assert_eq!(presented_key(&headers).unwrap(), "k1");
+        // The same key both ways is one key; two different ones are refused.
+        headers.insert("x-api-key", "k1".parse().unwrap());
+        assert_eq!(presented_key(&headers).unwrap(), "k1");
         headers.insert("x-api-key", "k2".parse().unwrap());
-        assert_eq!(presented_key(&headers).unwrap(), "k2");
+        assert!(presented_key(&headers).unwrap_err().message.unwrap().contains("more than one API key"));
+        let mut twice = http::HeaderMap::new();
+        twice.append("x-api-key", "k1".parse().unwrap());
+        twice.append("x-api-key", "k2".parse().unwrap());
+        assert_eq!(presented_key(&twice).unwrap_err().code, ErrorCode::Unauthenticated);
         let mut basic = http::HeaderMap::new();
         basic.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented_key(&basic).unwrap_err().code, ErrorCode::Unauthenticated);
+        // Beside an X-API-KEY, another scheme's Authorization is someone else's.
+        basic.insert("x-api-key", "k3".parse().unwrap());
+        assert_eq!(presented_key(&basic).unwrap(), "k3");
     }
 }

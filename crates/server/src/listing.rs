@@ -42,7 +42,9 @@ pub fn parse_sort(text: &str) -> Result<(SortKey, Direction), ConnectError> {
         None => (text, None),
     };
     let key = match field {
-        "" | "start_time" | "startTime" => SortKey::StartTime,
+        // Absent: the default. (`:asc` alone names no field.)
+        "" if direction.is_none() => SortKey::StartTime,
+        "start_time" | "startTime" => SortKey::StartTime,
         "end_time" | "endTime" => SortKey::EndTime,
         "duration" => SortKey::Duration,
         other => {

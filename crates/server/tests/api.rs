@@ -220,6 +220,8 @@ async fn invalid_requests_are_explained() {
         json!({"query": "(unclosed"}),
         json!({"sortBy": "name"}),
         json!({"sortBy": "start_time:sideways"}),
+        json!({"sortBy": ":asc"}),
+        json!({"query": "user:alice\""}),
         json!({"startTimestamp": "yesterday"}),
         json!({"startTimestamp": "2024-02-01T00:00:00Z", "endTimestamp": "2024-01-01T00:00:00Z"}),
         json!({"cursor": "garbage"}),
