@@ -382,6 +382,38 @@ async fn tls_to_the_database_with_and_without_verification() {
     assert_eq!(code(&error), "08006", "{error}");
 }
 
+/// Over TLS the database offers SCRAM with channel binding (`SCRAM-SHA-256-PLUS`), which binds
+/// to the connector's TLS connection and cannot pass through it; libpq refuses outright to log
+/// in over a plain connection where it is offered. The connector offers a client without TLS
+/// plain SCRAM, which passes through.
+#[tokio::test]
+async fn scram_passes_through_to_a_database_over_tls() {
+    password_roles().await;
+    let required = tls_to(UpstreamTls::Require, None, UPSTREAM);
+    let mut proxy = Proxy::start_full(None, UPSTREAM, required, IdentityOptions::default()).await;
+    let port = proxy.addr.port();
+    let psql = |password: &'static str| {
+        let conninfo = format!("host=127.0.0.1 port={port} user={SCRAM_ROLE} dbname=test sslmode=disable");
+        tokio::process::Command::new("psql")
+            .args([
+                conninfo.as_str(),
+                "-XAtc",
+                "select current_user || ' ' || (select ssl from pg_stat_ssl where pid = pg_backend_pid())",
+            ])
+            .env("PGPASSWORD", password)
+            .output()
+    };
+    let out = psql(SCRAM_PASSWORD).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{SCRAM_ROLE} true"));
+    let session = proxy.ended_session().await;
+    assert_eq!(session.start.native_username, SCRAM_ROLE);
+
+    let out = psql("wrong").await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password authentication failed"), "{out:?}");
+}
+
 /// A CA, and a certificate for `localhost` it signed, written as PEM files in `dir`.
 fn ca_and_server_cert(
     dir: &std::path::Path,

@@ -125,6 +125,7 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         client_reader,
         server_reader,
         to_client: Outbox::new(client.is_tls()),
+        client_tls: client.is_tls(),
         to_server: Outbox::new(server.is_tls()),
         recorder: Recorder::default(),
         session: None,
@@ -195,6 +196,8 @@ struct Relay {
     backend: Option<CancelTarget>,
     /// Who the connector logged in, until the session starts.
     identified: Option<Box<Identified>>,
+    /// Whether the client's connection is TLS.
+    client_tls: bool,
 }
 
 impl Relay {
@@ -284,8 +287,19 @@ impl Relay {
     fn on_login_message(&mut self, msg: &Message, now: i64) -> Result<(), End> {
         match msg.tag() {
             b'R' if self.session.is_none() => {
-                if msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)? == AuthenticationRequest::Ok {
-                    self.authenticated();
+                match msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)? {
+                    AuthenticationRequest::Ok => self.authenticated(),
+                    // SCRAM with channel binding (`-PLUS`) binds the login to the TLS connection the
+                    // database sees, which is the connector's: a client cannot complete it through
+                    // the relay. Offered to a client without TLS it is worse: libpq then refuses to
+                    // log in at all. Such a client is offered the mechanisms without it.
+                    AuthenticationRequest::Sasl { mechanisms } if !self.client_tls => {
+                        let mechanisms: Vec<String> =
+                            mechanisms.into_iter().filter(|m| !m.ends_with("-PLUS")).collect();
+                        AuthenticationRequest::Sasl { mechanisms }.encode(self.to_client.buf_mut());
+                        return Ok(());
+                    }
+                    _ => {}
                 }
             }
             // The login is complete only here: the database may still refuse it after
