@@ -20,6 +20,8 @@ export function flatten(value, prefix = '', out = []) {
  * GetSessionTranscript's text: one statement per line, its time, a tab, its
  * text. A statement's own line breaks are escaped so that lines stay
  * statements: `\n` is a line feed, `\r` a carriage return, `\\` a backslash.
+ * Other control characters and bidirectional overrides (`\x1b`, `\u{202e}`)
+ * stay escaped here too: shown, not acted on.
  * The first tab ends the time; later ones are the statement's.
  */
 export function statementsOf(transcript) {

@@ -114,8 +114,11 @@ fn not_found(session_id: &str) -> ConnectError {
 
 /// One line per statement: its start time, a tab, its text. In the text a backslash, a line
 /// feed and a carriage return are written `\\`, `\n` and `\r`, so that lines stay statements
-/// and every text can be read back exactly.
+/// and every text can be read back exactly; and any other control character, or a character
+/// that reorders text on screen, as `\x1b` or `\u{202e}`: a transcript is read in terminals,
+/// where an audited user's escape sequences would otherwise erase or rewrite lines.
 pub fn transcript(statements: &[StatementRecord]) -> String {
+    use std::fmt::Write;
     let mut out = String::new();
     for s in statements {
         out.push_str(&format_rfc3339(s.start));
@@ -125,12 +128,20 @@ pub fn transcript(statements: &[StatementRecord]) -> String {
                 '\\' => out.push_str("\\\\"),
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
+                '\t' => out.push(c),
+                c if c.is_ascii_control() => _ = write!(out, "\\x{:02x}", u32::from(c)),
+                c if c.is_control() || is_bidi_control(c) => _ = write!(out, "\\u{{{:x}}}", u32::from(c)),
                 c => out.push(c),
             }
         }
         out.push('\n');
     }
     out
+}
+
+/// The explicit bidirectional formatting characters, which reorder the text around them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn shutdown(termination: TerminationRecord) -> SessionShutdown {
@@ -241,5 +252,22 @@ impl SessionsService for SessionsApi {
         self.session(&caller, id).await?;
         let statements = self.store.statements(caller.org, id).await.map_err(store_error)?;
         Response::ok(GetSessionTranscriptResponse { transcript: transcript(&statements), ..Default::default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transcripts_escape_what_a_terminal_would_act_on() {
+        let statement = |text: &str| StatementRecord { start: 0, text: text.to_owned(), ..StatementRecord::default() };
+        let text = "select 'a\u{1b}[2J\u{1b}]0;owned\u{7}b\u{8}\tz\u{7f}\u{85}\u{202e}é', '\\x1b'\r\n";
+        let out = transcript(&[statement(text)]);
+        assert_eq!(
+            out,
+            "1970-01-01T00:00:00Z\tselect 'a\\x1b[2J\\x1b]0;owned\\x07b\\x08\tz\\x7f\\u{85}\\u{202e}é', '\\\\x1b'\\r\\n\n"
+        );
+        assert!(!out.trim_end_matches('\n').chars().any(|c| c.is_control() && c != '\t'), "{out:?}");
     }
 }
