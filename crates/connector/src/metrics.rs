@@ -23,6 +23,8 @@ pub struct Metrics {
     pub events_dropped_total: AtomicU64,
     /// Identity logins that reached the database.
     pub identity_logins_total: AtomicU64,
+    /// Logins the database refused (a wrong password, an unknown role or database).
+    pub database_login_refusals_total: AtomicU64,
     /// Logins the connector refused, by reason.
     pub auth_failures: AuthFailures,
 }
@@ -73,7 +75,7 @@ impl Metrics {
 
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
             ("connections_total", "counter", "Client connections accepted", &self.connections_total),
             ("connections_active", "gauge", "Client connections open now", &self.connections_active),
             (
@@ -110,6 +112,12 @@ impl Metrics {
                 "counter",
                 "Identity logins that reached the database",
                 &self.identity_logins_total,
+            ),
+            (
+                "database_login_refusals_total",
+                "counter",
+                "Logins the database refused (wrong password, unknown role or database)",
+                &self.database_login_refusals_total,
             ),
         ];
         let mut out = String::new();

@@ -457,6 +457,7 @@ async fn md5_and_scram_authentication_flow_through_and_failed_logins_leave_no_se
         assert_eq!(sqlstate(&error), "28P01", "{user}: {error:?}");
     }
     proxy.assert_quiet(Duration::from_millis(300)).await;
+    assert_eq!(proxy.counter(|m| &m.database_login_refusals_total), 2, "counted, though no session");
 
     for (user, password) in [("gh_scram", "scram-secret"), ("gh_md5", "md5-secret")] {
         let (client, connection) = login(user, password).connect(NoTls).await.unwrap();

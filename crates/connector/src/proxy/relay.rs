@@ -309,6 +309,21 @@ impl Relay {
                 let identified = self.identified.take();
                 self.start_session(identified.as_deref());
             }
+            // A login the database refused is no session, but it is an attempt to touch the
+            // database: counted, and logged with who tried (PostgreSQL's message names no secret).
+            b'E' if self.session.is_none() => {
+                Metrics::add(&self.ctx.metrics.database_login_refusals_total, 1);
+                let error = msg.decode::<ErrorResponse>().ok();
+                tracing::info!(
+                    peer = %self.peer,
+                    user = self.startup.user().unwrap_or_default(),
+                    database = self.startup.database().unwrap_or_default(),
+                    sqlstate = error.as_ref().and_then(ErrorResponse::code).unwrap_or_default(),
+                    message = error.as_ref().and_then(ErrorResponse::message).unwrap_or_default(),
+                    "the database refused a login",
+                );
+                self.recorder.on_server(msg.as_message_ref(), now);
+            }
             b'K' => {
                 let real = msg.decode::<BackendKeyData>().map_err(End::ServerProtocol)?;
                 if let Some(issued) = self.issued.take() {
