@@ -6,7 +6,9 @@ use std::io::Write;
 use serde_json::Value;
 
 /// A table printed with aligned columns. On a terminal, the widest columns
-/// are cut (with `…`) until the table fits; piped output is never cut.
+/// are cut (with `…`) until the table fits; piped output is never cut. The
+/// first column is never cut: it names the row (an id or a prefix that other
+/// commands take), and a cut one could not be copied.
 pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
@@ -38,7 +40,7 @@ impl Table {
             let gaps = 2 * widths.len().saturating_sub(1);
             while widths.iter().sum::<usize>() + gaps > max {
                 let (widest, w) =
-                    widths.iter().enumerate().max_by_key(|(_, w)| **w).map(|(i, w)| (i, *w)).unwrap_or((0, 0));
+                    widths.iter().enumerate().skip(1).max_by_key(|(_, w)| **w).map(|(i, w)| (i, *w)).unwrap_or((0, 0));
                 if w <= 8 {
                     break;
                 }
@@ -167,6 +169,18 @@ mod tests {
         assert!(text.lines().all(|l| l.chars().count() <= 20), "{text}");
         assert!(text.contains('…'));
         assert!(table.render(None).contains("alice.smith@example.com"));
+    }
+
+    #[test]
+    fn the_first_column_is_never_cut() {
+        let id = "01a24365-338e-7200-9c11-7bb3987f5ac9";
+        let mut table = Table::new(&["ID", "USER", "ROLE"]);
+        table.row(vec![id.into(), "alice.smith@example.com".into(), "a-very-long-role-name".into()]);
+        for width in [20, 60, 80] {
+            let text = table.render(Some(width));
+            assert!(text.lines().nth(1).unwrap().starts_with(&format!("{id}  ")), "{width}: {text}");
+        }
+        assert!(table.render(Some(60)).contains('…'), "the others are cut instead");
     }
 
     #[test]
