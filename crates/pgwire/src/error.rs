@@ -26,7 +26,7 @@ pub enum WireError {
     },
     /// A large message that the reader's [`LargeMessageBudget`](crate::LargeMessageBudget)
     /// has no room for now.
-    #[error("a message of {len} bytes does not fit in the memory left for large messages now; retry later")]
+    #[error("a message of {len} bytes does not fit in the memory left for large messages now")]
     OverBudget {
         /// The message's size, type byte included.
         len: usize,

@@ -588,7 +588,14 @@ async fn drain_for_a_while<W: AsyncWrite + Unpin>(outbox: &mut Outbox, w: &mut W
 /// violation.
 fn refusal(error: &WireError, what: &str) -> ErrorResponse {
     match error {
-        WireError::OverBudget { .. } => ErrorResponse::fatal(SQLSTATE_OUT_OF_MEMORY, format!("out of memory: {error}")),
+        WireError::OverBudget { .. } => ErrorResponse::fatal(
+            SQLSTATE_OUT_OF_MEMORY,
+            format!(
+                "out of memory: {error} (the Gatehouse connector holds at most {} MiB of messages over 1 MiB \
+                 at once, for all its connections); this connection is closed: reconnect to send it again",
+                super::LARGE_MESSAGE_BUDGET >> 20
+            ),
+        ),
         // PostgreSQL's words, which clients and their users may know.
         WireError::UnknownTag(tag) => ErrorResponse::protocol_violation(format!("invalid frontend message type {tag}")),
         _ => ErrorResponse::protocol_violation(format!("{what}: {error}")),
