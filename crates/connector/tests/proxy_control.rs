@@ -420,6 +420,32 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     assert_eq!(s.statements[0].start_us + s.statements[0].duration_us, s.end.end_us);
 }
 
+/// A client that sends its queries and Terminate, or half-closes, in one write and then
+/// reads: PostgreSQL answers the queries first, and so does the connector.
+#[tokio::test]
+async fn queries_sent_with_their_goodbye_are_still_answered() {
+    let mut proxy = Proxy::start().await;
+    for half_close in [false, true] {
+        let mut raw = Raw::connect(proxy.addr).await;
+        raw.startup().await;
+        let mut bytes = query_frame("select 'one' from pg_sleep(0.2)");
+        if !half_close {
+            bytes.extend_from_slice(b"X\0\0\0\x04");
+        }
+        raw.send(&bytes).await;
+        if half_close {
+            raw.stream.shutdown().await.unwrap();
+        }
+        let mut tags = Vec::new();
+        while let Some(msg) = raw.recv().await {
+            tags.push(msg.tag());
+        }
+        assert_eq!(tags, b"TDCZ", "half-close: {half_close}");
+        let s = proxy.ended_session().await;
+        assert_eq!((s.end.reason, s.texts()), (EndReason::Client, vec!["select 'one' from pg_sleep(0.2)"]));
+    }
+}
+
 #[tokio::test]
 async fn unreachable_database_gets_a_clear_error_and_no_session() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

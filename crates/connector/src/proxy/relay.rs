@@ -489,7 +489,10 @@ impl Relay {
                 let message = "terminating connection: the connector is shutting down";
                 self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sr, sw).await;
             }
-            End::Client => self.flush_server(sw).await,
+            End::Client => {
+                self.flush_server(sw).await;
+                self.flush_client(cw).await;
+            }
             End::Server => self.flush_client(cw).await,
             End::ClientProtocol(error) => {
                 tracing::info!(peer = %self.peer, %error, "protocol error from the client");
@@ -511,8 +514,10 @@ impl Relay {
 
     /// The client left while statements ran. PostgreSQL finishes what it has read (and
     /// commits it) before it notices, so the statements' real outcome is worth a short wait;
-    /// what is still running after it is recorded as cut off. Returns when the last outcome
-    /// came, if any did.
+    /// what is still running after it is recorded as cut off. The client gets the responses
+    /// too, as PostgreSQL sends them to a client that sent Terminate or half-closed after its
+    /// queries (as far as its outbox has room: one that reads nothing holds no memory). Returns
+    /// when the last outcome came, if any did.
     async fn await_outcomes<SR>(&mut self, sr: &mut SR) -> Option<i64>
     where
         SR: AsyncRead + WaitReadable + Unpin,
@@ -529,6 +534,9 @@ impl Relay {
             while let Ok(Some(msg)) = self.server_reader.message_at(scanned) {
                 scanned += msg.len();
                 self.recorder.on_server(msg, now);
+            }
+            if self.to_client.has_room() {
+                self.to_client.push(&self.server_reader.buffered_bytes()[..scanned]);
             }
             self.server_reader.consume(scanned);
         }
