@@ -281,9 +281,12 @@ async fn password_roles() {
     let db = direct().await;
     ensure_role(&db, SCRAM_ROLE).await;
     ensure_role(&db, MD5_ROLE).await;
+    // One test at a time: PostgreSQL refuses to alter a role another transaction is altering
+    // ("tuple concurrently updated").
     db.batch_execute(&format!(
-        "set password_encryption = 'scram-sha-256'; alter role {SCRAM_ROLE} password '{SCRAM_PASSWORD}';
-         set password_encryption = 'md5'; alter role {MD5_ROLE} password '{MD5_PASSWORD}';"
+        "begin; select pg_advisory_xact_lock(hashtext('gatehouse password_roles'));
+         set local password_encryption = 'scram-sha-256'; alter role {SCRAM_ROLE} password '{SCRAM_PASSWORD}';
+         set local password_encryption = 'md5'; alter role {MD5_ROLE} password '{MD5_PASSWORD}'; commit;"
     ))
     .await
     .unwrap();
