@@ -444,6 +444,23 @@ async fn queries_sent_with_their_goodbye_are_still_answered() {
         let s = proxy.ended_session().await;
         assert_eq!((s.end.reason, s.texts()), (EndReason::Client, vec!["select 'one' from pg_sleep(0.2)"]));
     }
+
+    // Startup, a query and Terminate in one write: the login completes and the session starts
+    // while the connector waits for the query's outcome, so it is recorded like any other.
+    let mut raw = Raw::connect(proxy.addr).await;
+    let params = vec![("user".into(), "postgres".into()), ("database".into(), "test".into())];
+    let mut bytes =
+        gatehouse_pgwire::StartupMessage::new(gatehouse_pgwire::PROTOCOL_3_0, params).unwrap().frame().to_vec();
+    bytes.extend_from_slice(&query_frame("select 'two'"));
+    bytes.extend_from_slice(b"X\0\0\0\x04");
+    raw.send(&bytes).await;
+    let mut tags = Vec::new();
+    while let Some(msg) = raw.recv().await {
+        tags.push(msg.tag());
+    }
+    assert!(tags.ends_with(b"KZTDCZ"), "{:?}", String::from_utf8_lossy(&tags));
+    let s = proxy.ended_session().await;
+    assert_eq!((s.end.reason, s.texts()), (EndReason::Client, vec!["select 'two'"]));
 }
 
 #[tokio::test]

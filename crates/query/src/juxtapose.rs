@@ -66,7 +66,7 @@ struct Token {
 
 /// Splits at spaces outside quotes and brackets; `(` and `)` are tokens of their own. A
 /// backslash keeps the next character in the token. A quote (`"` or `'`) opens where a value
-/// starts: at the start of a token, or after `:`, `+`, `-` or a comparison.
+/// starts (see [`starts_value`]).
 fn tokens(text: &str) -> Vec<Token> {
     scan(text).tokens
 }
@@ -89,10 +89,8 @@ fn scan(text: &str) -> Scan {
     let mut stray_quote = None;
     let mut bracketed = false;
     let mut escaped: Option<usize> = None;
-    let mut prev = ' ';
     for (i, c) in text.char_indices() {
         let end = i + c.len_utf8();
-        let after = std::mem::replace(&mut prev, c);
         if escaped.take().is_some() {
             continue;
         }
@@ -100,9 +98,7 @@ fn scan(text: &str) -> Scan {
             '\\' => escaped = Some(i),
             _ if quote.is_some_and(|(q, _)| q == c) => quote = None,
             _ if quote.is_some() => {}
-            '"' | '\'' if !bracketed && (start.is_none() || matches!(after, ':' | '+' | '-' | '>' | '<' | '=')) => {
-                quote = Some((c, i));
-            }
+            '"' | '\'' if !bracketed && starts_value(start.map_or("", |s| &text[s..i])) => quote = Some((c, i)),
             '"' if !bracketed => _ = stray_quote.get_or_insert(i),
             '[' | '{' => bracketed = true,
             ']' | '}' => bracketed = false,
@@ -128,6 +124,16 @@ fn scan(text: &str) -> Scan {
         tokens.push(Token { start: s, end: text.len() });
     }
     Scan { tokens, unclosed_quote: quote.map(|(_, at)| at), stray_quote, dangling_escape: escaped }
+}
+
+/// Whether a quote after `token`, the part of a token before it, opens a value, as the
+/// grammar reads it: at the start of a term (after occur markers, `-"a b"`), or after a
+/// field's `:` and a comparison (`user:"a b"`, `resource:>"a b"`). Elsewhere (`o'brien`) it
+/// is part of a word.
+fn starts_value(token: &str) -> bool {
+    let term = token.trim_start_matches(['+', '-']);
+    let value_at = term.trim_end_matches(['>', '<', '=']);
+    term.is_empty() || (value_at.ends_with(':') && matches!(&term[value_at.len()..], "" | ">" | ">=" | "<" | "<="))
 }
 
 /// Refuses what the grammar would read without complaint, but not as written: a quote never

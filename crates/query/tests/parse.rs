@@ -527,6 +527,9 @@ fn syntax_errors_give_the_position() {
     check_err(r#""""#, "an empty quoted term");
     check_err("++", "`+` is not a term");
     check_err("!", "`!` is not a term");
+    check_err(r#"user:a-"b c""#, "syntax error at position 7: a `\"` inside a value");
+    // A quote inside a word is part of it.
+    check("user:jean-'luc", r#"user.username="jean-'luc""#);
     check_err(
         "NOT",
         "syntax error at position 0: `NOT` needs something to join; to search for the word, quote it: \"NOT\"",

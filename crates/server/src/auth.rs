@@ -229,9 +229,10 @@ fn denied(message: &str) -> ConnectError {
     ConnectError::new(ErrorCode::PermissionDenied, message)
 }
 
-/// The key from `X-API-KEY` or `Authorization: Bearer`. Two different keys on one request
-/// are refused rather than one of them chosen: whoever added the second meant it to count.
-/// (An `Authorization` of another scheme beside an `X-API-KEY` is for someone else: ignored.)
+/// The key from `X-API-KEY`, else from `Authorization: Bearer`. Two different Gatehouse keys
+/// on one request are refused rather than one of them chosen: whoever added the second meant
+/// it to count. Beside an `X-API-KEY`, an `Authorization` that holds no Gatehouse key (an
+/// identity-aware proxy's token, another scheme) is someone else's: ignored.
 fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     let mut keys = Vec::with_capacity(1);
     for value in headers.get_all("x-api-key") {
@@ -239,12 +240,21 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
             value.to_str().map(str::trim).map_err(|_| unauthenticated("the X-API-KEY header is not valid text"))?,
         );
     }
+    let has_api_key_header = !keys.is_empty();
     let mut other_scheme = false;
     for value in headers.get_all(http::header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| unauthenticated("the Authorization header is not valid text"))?;
-        match value.trim().split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => keys.push(token.trim()),
-            _ => other_scheme = true,
+        let bearer = value.to_str().ok().and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        match bearer {
+            Some(token) if !has_api_key_header || key_prefix(token).is_some() => keys.push(token),
+            Some(_) => {}
+            None if has_api_key_header => {}
+            None if value.to_str().is_err() => {
+                return Err(unauthenticated("the Authorization header is not valid text"));
+            }
+            None => other_scheme = true,
         }
     }
     match keys.as_slice() {
@@ -323,13 +333,15 @@ mod tests {
 
     #[test]
     fn bearer_and_header_forms() {
+        let key = |c: &str| format!("gh_{}_{}", c.repeat(PREFIX_LEN), "s".repeat(SECRET_LEN));
+        let (k1, k2) = (key("a"), key("b"));
         let mut headers = http::HeaderMap::new();
-        headers.insert("authorization", "bearer  k1 ".parse().unwrap());
-        assert_eq!(presented_key(&headers).unwrap(), "k1");
+        headers.insert("authorization", format!("bearer  {k1} ").parse().unwrap());
+        assert_eq!(presented_key(&headers).unwrap(), k1);
         // The same key both ways is one key; two different ones are refused.
-        headers.insert("x-api-key", "k1".parse().unwrap());
-        assert_eq!(presented_key(&headers).unwrap(), "k1");
-        headers.insert("x-api-key", "k2".parse().unwrap());
+        headers.insert("x-api-key", k1.parse().unwrap());
+        assert_eq!(presented_key(&headers).unwrap(), k1);
+        headers.insert("x-api-key", k2.parse().unwrap());
         assert!(presented_key(&headers).unwrap_err().message.unwrap().contains("more than one API key"));
         let mut twice = http::HeaderMap::new();
         twice.append("x-api-key", "k1".parse().unwrap());
@@ -338,8 +350,14 @@ mod tests {
         let mut basic = http::HeaderMap::new();
         basic.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented_key(&basic).unwrap_err().code, ErrorCode::Unauthenticated);
-        // Beside an X-API-KEY, another scheme's Authorization is someone else's.
+        // Beside an X-API-KEY, another scheme's Authorization is someone else's, and so is a
+        // bearer token that is no Gatehouse key (an identity-aware proxy's).
         basic.insert("x-api-key", "k3".parse().unwrap());
         assert_eq!(presented_key(&basic).unwrap(), "k3");
+        basic.insert("authorization", "Bearer eyJhbGciOiJSUzI1NiJ9.proxy-token".parse().unwrap());
+        assert_eq!(presented_key(&basic).unwrap(), "k3");
+        let other_key = format!("gh_{}_{}", "a".repeat(PREFIX_LEN), "b".repeat(SECRET_LEN));
+        basic.insert("authorization", format!("Bearer {other_key}").parse().unwrap());
+        assert!(presented_key(&basic).unwrap_err().message.unwrap().contains("more than one API key"));
     }
 }

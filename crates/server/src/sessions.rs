@@ -139,9 +139,9 @@ pub fn transcript(statements: &[StatementRecord]) -> String {
     out
 }
 
-/// The explicit bidirectional formatting characters, which reorder the text around them.
+/// Unicode's Bidi_Control characters, which reorder the text around them.
 fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn shutdown(termination: TerminationRecord) -> SessionShutdown {

@@ -53,7 +53,7 @@ impl Outbox {
     /// and drops the reader's bytes up to its end (those before `run.start` were relayed
     /// already, one by one). When nothing waits here they are written straight from the
     /// reader's buffer, as much as the socket takes at once; the rest waits here. Returns the
-    /// bytes written.
+    /// bytes written. The run is dropped from the reader whatever happens.
     pub(crate) fn relay<W: AsyncWrite + Unpin>(
         &mut self,
         reader: &mut MessageReader,
@@ -68,12 +68,19 @@ impl Outbox {
         let written = match run.is_empty() {
             true => 0,
             false => match w.write(&reader.buffered_bytes()[run.clone()]).now_or_never() {
-                Some(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Some(Ok(0)) => {
+                    reader.consume(run.end);
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
                 Some(Ok(n)) => {
                     self.unflushed = self.flushes;
                     n
                 }
-                Some(Err(error)) => return Err(error),
+                // Bytes the socket cannot take are gone as well: not read again.
+                Some(Err(error)) => {
+                    reader.consume(run.end);
+                    return Err(error);
+                }
                 None => 0,
             },
         };

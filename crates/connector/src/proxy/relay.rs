@@ -435,7 +435,7 @@ impl Relay {
         let mut client_left_us = now_us();
         if matches!(end, End::Client) && self.recorder.is_running() {
             self.flush_server(sw).await;
-            if let Some(outcome_us) = self.await_outcomes(sr).await {
+            if let Some(outcome_us) = self.await_outcomes(cw, sr).await {
                 client_left_us = client_left_us.max(outcome_us);
             }
         }
@@ -514,31 +514,35 @@ impl Relay {
 
     /// The client left while statements ran. PostgreSQL finishes what it has read (and
     /// commits it) before it notices, so the statements' real outcome is worth a short wait;
-    /// what is still running after it is recorded as cut off. The client gets the responses
-    /// too, as PostgreSQL sends them to a client that sent Terminate or half-closed after its
-    /// queries (as far as its outbox has room: one that reads nothing holds no memory). Returns
-    /// when the last outcome came, if any did.
-    async fn await_outcomes<SR>(&mut self, sr: &mut SR) -> Option<i64>
+    /// what is still running after it is recorded as cut off. The server's messages go the way
+    /// the relay's loop sends them (a login still under way completes and starts the session,
+    /// its key rewritten), so the client gets its responses, as PostgreSQL sends them to a
+    /// client that sent Terminate or half-closed after its queries; once it stops taking them
+    /// (gone, or its outbox full), they are dropped. Returns when the last outcome came, if
+    /// any did.
+    async fn await_outcomes<CW, SR>(&mut self, cw: &mut CW, sr: &mut SR) -> Option<i64>
     where
+        CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
     {
         let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
         let mut last = None;
+        let mut client_reads = true;
         while self.recorder.is_running() {
             let Ok(Ok(true)) = timer::timeout_at(deadline, next_batch(&mut self.server_reader, sr)).await else {
                 break;
             };
-            let now = now_us();
-            last = Some(now);
-            let mut scanned = 0;
-            while let Ok(Some(msg)) = self.server_reader.message_at(scanned) {
-                scanned += msg.len();
-                self.recorder.on_server(msg, now);
+            last = Some(now_us());
+            client_reads &= self.to_client.has_room();
+            let relayed = match client_reads {
+                true => self.server_batch(cw),
+                false => self.server_batch(&mut tokio::io::sink()),
+            };
+            match relayed {
+                Ok(()) => {}
+                Err(End::Io(_)) => client_reads = false,
+                Err(_) => break,
             }
-            if self.to_client.has_room() {
-                self.to_client.push(&self.server_reader.buffered_bytes()[..scanned]);
-            }
-            self.server_reader.consume(scanned);
         }
         last
     }
