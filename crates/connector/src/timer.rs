@@ -2,7 +2,7 @@
 //!
 //! The relay's runtime is built without tokio's time driver (see `gatehouse connector`): with
 //! one, each time the runtime parks, twice per relayed transaction, it locks the timer wheel,
-//! scans it and reads the clock, due timer or not, which was an eighth of the connector's
+//! scans it and reads the clock, due timer or not: about 800 of the connector's 10,450
 //! instructions for a select-only transaction. Its few timeouts (a login's, a connect's, the
 //! last flush of a session) are instead registered here, on a runtime that does nothing else
 //! and lives as long as the process; when one fires, its task is woken on its own runtime.

@@ -94,7 +94,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// The connector's relay runtime: one thread runs everything on the caller's thread, without
 /// the cross-thread wake-ups of a work-stealing scheduler; and without tokio's time driver,
-/// whose work each time the runtime parks cost an eighth of a relayed transaction (its timers
+/// whose work each time the runtime parks cost 8% of a relayed transaction (its timers
 /// are on a thread of their own, see `gatehouse_connector::timer`). Other commands get
 /// tokio's default.
 fn runtime(relay_workers: Option<usize>) -> io::Result<Runtime> {

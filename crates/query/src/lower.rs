@@ -260,12 +260,13 @@ fn fuzzy_unsupported() -> QueryError {
 }
 
 /// An unquoted value as the grammar leaves it, read as Lucene reads it. The grammar removes
-/// the `\\` of the escapes it needs (`\\ `, `\\:`, `\\(`) and keeps the others (`\\*`,
-/// `\\@`), so that what a `\\` escapes stays known here: an escaped punctuation mark is
-/// that mark, literally (a letter keeps its `\\`, as in `DOMAIN\\user`). An unescaped `*`
-/// at the end is a prefix search (the grammar leaves it in the value), anywhere else
-/// unsupported, and so is a fuzzy `~` or `~N` at the end. Returns the value and whether it
-/// is a prefix.
+/// the `\` of the escapes it needs (`\ `, `\:`, `\(`) and keeps the others (`\*`, `\@`),
+/// so that what a `\` escapes stays known here: an escaped punctuation mark is that mark,
+/// literally (a letter keeps its `\`, as in `DOMAIN\user`). An unescaped `*` at the end is a
+/// prefix search (the grammar leaves it in the value), anywhere else unsupported, and so is a
+/// fuzzy `~` or `~N` at the end. Returns the value and whether it is a prefix. (The grammar
+/// has turned an escaped backslash into one backslash already, so `CORP\\_svc` reads as
+/// `CORP_svc`: quote such a value.)
 fn word(phrase: &str) -> Result<(String, bool), QueryError> {
     let mut value = String::with_capacity(phrase.len());
     let mut chars = phrase.chars().peekable();

@@ -243,18 +243,17 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     let has_api_key_header = !keys.is_empty();
     let mut other_scheme = false;
     for value in headers.get_all(http::header::AUTHORIZATION) {
-        let bearer = value.to_str().ok().and_then(|value| {
-            let (scheme, token) = value.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-        match bearer {
+        let Ok(value) = value.to_str() else {
+            if has_api_key_header {
+                continue;
+            }
+            return Err(unauthenticated("the Authorization header is not valid text"));
+        };
+        let bearer = value.trim().split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+        match bearer.map(|(_, token)| token.trim()) {
             Some(token) if !has_api_key_header || key_prefix(token).is_some() => keys.push(token),
             Some(_) => {}
-            None if has_api_key_header => {}
-            None if value.to_str().is_err() => {
-                return Err(unauthenticated("the Authorization header is not valid text"));
-            }
-            None => other_scheme = true,
+            None => other_scheme |= !has_api_key_header,
         }
     }
     match keys.as_slice() {
