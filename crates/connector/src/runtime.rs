@@ -25,7 +25,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,10 @@ use crate::proxy::{self, CancelMap, IdentityOptions, ProxyContext, ProxyError};
 use crate::report::backoff::Backoff;
 use crate::report::client::ClientError;
 use crate::report::resources::{self, HelloInfo, Resource};
-use crate::report::{ControlPlane, ReportLoop, ReportOptions, Reporter, Spool, SpoolOptions, heartbeat, terminations};
+use crate::report::{
+    ControlPlane, ReportLoop, ReportOptions, Reporter, RunLog, RunLogError, Spool, SpoolOptions, heartbeat,
+    terminations,
+};
 use crate::timer;
 
 /// How long startup waits for `Hello` before falling back to the cached resources.
@@ -70,6 +73,11 @@ pub enum RunError {
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot use the state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "the state directory {path} is in use by another connector process: give each process a \
+         state directory of its own (state_dir, or GATEHOUSE_CONNECTOR_STATE_DIR)"
+    )]
+    StateDirInUse { path: PathBuf },
     #[error(
         "listener {listen}: resource `{resource}` is not one of this connector's resources (known from {from}: {known})"
     )]
@@ -108,6 +116,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.control_plane.ca_file.as_deref(),
     )?;
     let verify_control = control.clone();
+    // First of what the process holds: a second process started with the same configuration
+    // is told that, rather than that its ports are taken.
+    let (spool, runs) = open_state(&config, &run_id).await?;
     let tls = match &config.tls {
         Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),
         None => None,
@@ -123,7 +134,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(|error| RunError::ControlThread(std::io::Error::other(error)))??;
     // The bound address: port 0 in the configuration (tests, `dev`) becomes a real one.
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
-    let spool = open_spool(&config).await?;
 
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(LiveSessions::new());
@@ -131,7 +141,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let options = ReportOptions { fail_open: config.fail_open, ..ReportOptions::default() };
     let flush_limit = options.flush_timeout + FLUSH_MARGIN;
     let backoff = Backoff::new(options.backoff_min, TERMINATION_RETRY_MAX);
-    let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options);
+    let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options).taking_over(runs);
     let hello = report.hello();
     let mut key_refused = report.key_refused();
 
@@ -361,17 +371,31 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunEr
     TcpListener::bind(addr).await.map_err(|source| RunError::Bind { what, addr, source })
 }
 
-async fn open_spool(config: &Config) -> Result<Spool, RunError> {
+/// Locks the state directory for this run and opens its spool.
+async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, RunLog), RunError> {
     let state_dir = config.state_dir.clone();
+    let run_id = run_id.to_owned();
     let options = SpoolOptions::with_max_bytes(config.spool_max_bytes);
     let opened = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&state_dir).map_err(|source| RunError::StateDir { path: state_dir.clone(), source })?;
+        let unusable = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RunError::StateDir { path, source }
+        };
+        std::fs::create_dir_all(&state_dir).map_err(unusable(&state_dir))?;
+        let runs = RunLog::begin(&state_dir, &run_id).map_err(|error| match error {
+            RunLogError::InUse => RunError::StateDirInUse { path: state_dir.clone() },
+            RunLogError::Io(source) => RunError::StateDir { path: state_dir.clone(), source },
+        })?;
         let dir = state_dir.join("spool");
-        Spool::open(&dir, options).map_err(|source| RunError::StateDir { path: dir, source })
+        let spool = Spool::open(&dir, options).map_err(unusable(&dir))?;
+        Ok::<_, RunError>((spool, runs))
     })
     .await
-    .expect("opening the spool does not panic")?;
-    let (spool, recovery) = opened;
+    .expect("opening the state directory does not panic")?;
+    let ((spool, recovery), runs) = opened;
+    if !runs.previous.is_empty() {
+        tracing::info!(previous_runs = ?runs.previous, "taking over from earlier runs on this state directory");
+    }
     if recovery.records > 0 {
         tracing::info!(
             records = recovery.records,
@@ -379,7 +403,7 @@ async fn open_spool(config: &Config) -> Result<Spool, RunError> {
             "the spool holds events of an earlier run: replaying them first",
         );
     }
-    Ok(spool)
+    Ok((spool, runs))
 }
 
 /// Each listener's upstream `host:port`, in the order of `config.listeners`.

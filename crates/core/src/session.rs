@@ -97,4 +97,8 @@ pub struct ResourceRef {
 pub struct ConnectorRef {
     pub id: String,
     pub name: String,
+    /// The connector's run (one process, start to stop) that reported the session: its lease
+    /// and its successor decide when the session ends if the connector cannot say. Empty for
+    /// sessions no connector reported.
+    pub run_id: String,
 }

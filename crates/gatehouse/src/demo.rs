@@ -100,7 +100,11 @@ impl DemoData {
         let connectors = CONNECTORS
             .iter()
             .enumerate()
-            .map(|(i, name)| ConnectorRef { id: format!("con_{:04}", i + 1), name: (*name).to_owned() })
+            .map(|(i, name)| ConnectorRef {
+                id: format!("con_{:04}", i + 1),
+                name: (*name).to_owned(),
+                run_id: String::new(),
+            })
             .collect();
         Self { rng, people, resources, connectors }
     }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,11 +12,13 @@ use common::{Proc, certificates, free_port, gatehouse, output, wait_port};
 use serde_json::{Value, json};
 
 struct System {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     data: PathBuf,
     api_port: u16,
     proxy_port: u16,
     admin_key: String,
+    connector_key: String,
+    resource: String,
     config: PathBuf,
     lease: &'static str,
     http: reqwest::Client,
@@ -34,19 +36,41 @@ impl System {
         let resource =
             store(gatehouse().args(["resources", "create", "--org", "acme", "--name", "pg", "--host", "127.0.0.1"]));
         let connector_key = store(gatehouse().args(["connectors", "create", "--org", "acme", "--name", "edge"]));
-        let (api_port, proxy_port) = (free_port(), free_port());
-        let config = dir.path().join("connector.toml");
+        let mut system = Self {
+            dir,
+            data,
+            api_port: free_port(),
+            proxy_port: 0,
+            admin_key,
+            connector_key,
+            resource,
+            config: PathBuf::new(),
+            lease,
+            http: reqwest::Client::new(),
+        };
+        (system.config, system.proxy_port) = system.connector_config("connector");
+        system
+    }
+
+    /// Writes a configuration for a connector process of its own (ports and state directory)
+    /// with the connector's key; returns it and its listener's port.
+    fn connector_config(&self, name: &str) -> (PathBuf, u16) {
+        let proxy_port = free_port();
+        let config = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(
-                "admin_listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n\n[control_plane]\nurl = \"http://127.0.0.1:{api_port}\"\n\
-                 key = \"{connector_key}\"\n\n[[listeners]]\nlisten = \"127.0.0.1:{proxy_port}\"\nresource = \"{resource}\"\n",
+                "admin_listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n\n[control_plane]\nurl = \"http://127.0.0.1:{}\"\n\
+                 key = \"{}\"\n\n[[listeners]]\nlisten = \"127.0.0.1:{proxy_port}\"\nresource = \"{}\"\n",
                 free_port(),
-                dir.path().join("connector-state").display()
+                self.dir.path().join(format!("{name}-state")).display(),
+                self.api_port,
+                self.connector_key,
+                self.resource,
             ),
         )
         .unwrap();
-        Self { _dir: dir, data, api_port, proxy_port, admin_key, config, lease, http: reqwest::Client::new() }
+        (config, proxy_port)
     }
 
     fn serve(&self) -> Proc {
@@ -61,9 +85,7 @@ impl System {
     }
 
     fn connector(&self) -> Proc {
-        let child = gatehouse().arg("connector").arg("--config").arg(&self.config).spawn().unwrap();
-        wait_port(self.proxy_port);
-        Proc(child)
+        connector(&self.config, self.proxy_port)
     }
 
     async fn call(&self, method: &str, body: Value) -> Value {
@@ -101,17 +123,33 @@ impl System {
 
     /// An interactive psql through the connector.
     fn psql(&self) -> (Proc, ChildStdin) {
-        let mut child = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
-            .arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", self.proxy_port))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        (Proc(child), stdin)
+        psql(self.proxy_port)
     }
+
+    async fn status(&self, id: &str) -> Value {
+        self.call("GetSession", json!({"session_id": id})).await["session"]["sessionStatus"].clone()
+    }
+}
+
+/// `gatehouse connector` with `config`, once it listens on `port`.
+fn connector(config: &Path, port: u16) -> Proc {
+    let child = gatehouse().arg("connector").arg("--config").arg(config).spawn().unwrap();
+    wait_port(port);
+    Proc(child)
+}
+
+/// An interactive psql through the connector listening on `port`.
+fn psql(port: u16) -> (Proc, ChildStdin) {
+    let mut child = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
+        .arg(format!("host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (Proc(child), stdin)
 }
 
 fn send(stdin: &mut ChildStdin, sql: &str) {
@@ -255,6 +293,73 @@ async fn a_killed_connector_leaves_no_ghost_session() {
     assert!(killed.elapsed() >= Duration::from_millis(1500), "completed before the lease ran out");
 }
 
+/// Two processes with one connector key (replicas, each on its own state directory) are two
+/// runs, each with its own lease: one starting, or dying, never ends the other's sessions.
+#[tokio::test]
+async fn two_processes_with_one_key_keep_their_own_sessions() {
+    let system = System::new("2s");
+    let _server = system.serve();
+    let _first = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 'first' as process;");
+    let sessions = system.wait_for("the first process's session", |s| active(s).len() == 1).await;
+    let first = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+
+    let (config, port) = system.connector_config("replica");
+    let replica = connector(&config, port);
+    let (_replica_psql, mut replica_stdin) = psql(port);
+    send(&mut replica_stdin, "select 'replica' as process;");
+    // The replica's session is reported after its Hello.
+    let sessions = system.wait_for("the replica's session", |s| active(s).len() == 2).await;
+    let second = active(&sessions).into_iter().find(|s| s["id"] != first.as_str()).unwrap()["id"].clone();
+
+    replica.stop("-KILL");
+    let second = second.as_str().unwrap();
+    system
+        .wait_for("the replica's session to end with its lease", |s| {
+            s.iter().any(|s| s["id"] == second && s["sessionStatus"] == "completed")
+        })
+        .await;
+    // Another lease later, the first process's session is still live, and still recorded.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    send(&mut stdin, "select 'still here' as process;");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while system.transcript(&first).await.len() < 2 {
+        assert!(Instant::now() < deadline, "the first process's statement was not recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(system.status(&first).await, "active");
+}
+
+/// A connector restarted on its state directory completes what its killed predecessor left
+/// open at once, not when the lease runs out.
+#[tokio::test]
+async fn a_restarted_connector_completes_its_predecessors_sessions() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let killed = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 1;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    // A second process on the same state directory is refused: it would take the first for
+    // its predecessor.
+    let out = gatehouse().arg("connector").arg("--config").arg(&system.config).output().unwrap();
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{error}");
+    assert!(error.contains("is in use by another connector process"), "{error}");
+    assert_eq!(system.status(&id).await, "active");
+
+    killed.stop("-KILL");
+    let _restarted = system.connector();
+    // Within wait_for's 10 s: well inside the 60 s lease.
+    system
+        .wait_for("the ghost session to complete", |s| {
+            s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn pgbench_sessions_are_recorded_with_their_statements() {
     let system = System::new("60s");
@@ -332,7 +437,7 @@ async fn a_connector_with_a_refused_key_exits_at_start() {
 #[tokio::test]
 async fn the_control_plane_over_https() {
     let system = System::new("60s");
-    let (ca, cert, key) = certificates(system._dir.path(), "api");
+    let (ca, cert, key) = certificates(system.dir.path(), "api");
     let url = format!("https://localhost:{}", system.api_port);
     let plain_url = format!("http://127.0.0.1:{}", system.api_port);
     let config = std::fs::read_to_string(&system.config).unwrap();

@@ -82,9 +82,10 @@ impl wire::ConnectorService for ConnectorApi {
         if req.run_id.trim().is_empty() {
             return Err(invalid("run_id is required"));
         }
+        let previous: Vec<String> = req.previous_run_ids.iter().map(|run| (*run).to_owned()).collect();
         let completed = self
             .store
-            .connector_hello(caller.org, &caller.connector_id, req.run_id, now_micros())
+            .connector_hello(caller.org, &caller.connector_id, req.run_id, &previous, now_micros())
             .await
             .map_err(store_error)?;
         if completed > 0 {
@@ -119,9 +120,11 @@ impl wire::ConnectorService for ConnectorApi {
         req: ServiceRequest<'_, wire::HeartbeatRequest>,
     ) -> ServiceResult<wire::HeartbeatResponse> {
         let caller = connector(&ctx)?;
-        let run_id = Some(req.run_id).filter(|run| !run.is_empty());
+        if req.run_id.trim().is_empty() {
+            return Err(invalid("run_id is required"));
+        }
         self.store
-            .connector_heartbeat(caller.org, &caller.connector_id, run_id, now_micros())
+            .connector_heartbeat(caller.org, &caller.connector_id, req.run_id, now_micros())
             .await
             .map_err(store_error)?;
         Response::ok(wire::HeartbeatResponse::default())
@@ -177,6 +180,7 @@ impl wire::ConnectorService for ConnectorApi {
                         connector: ConnectorRef {
                             id: caller.connector_id.clone(),
                             name: caller.connector_name.clone(),
+                            run_id: if start.run_id.is_empty() { request.run_id.clone() } else { start.run_id },
                         },
                         parent_session_id: String::new(),
                     }))
@@ -207,8 +211,12 @@ impl wire::ConnectorService for ConnectorApi {
         let now = now_micros();
         let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
         // Reporting is a sign of life too, once the reporting run said Hello.
-        let run_id = Some(request.run_id.as_str()).filter(|run| !run.is_empty());
-        self.store.connector_heartbeat(caller.org, &caller.connector_id, run_id, now).await.map_err(store_error)?;
+        if !request.run_id.is_empty() {
+            self.store
+                .connector_heartbeat(caller.org, &caller.connector_id, &request.run_id, now)
+                .await
+                .map_err(store_error)?;
+        }
         Response::ok(wire::ReportResponse { stored: stored as u32, ..Default::default() })
     }
 

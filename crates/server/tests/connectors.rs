@@ -77,6 +77,18 @@ async fn report(c: &Client, events: Vec<wire::Event>) -> u32 {
     c.report(wire::ReportRequest { events, ..Default::default() }).await.unwrap().into_owned().stored
 }
 
+fn heartbeat() -> wire::HeartbeatRequest {
+    wire::HeartbeatRequest { run_id: "run-1".into(), ..Default::default() }
+}
+
+fn hello(run: &str, previous: &[&str]) -> wire::HelloRequest {
+    wire::HelloRequest {
+        run_id: run.into(),
+        previous_run_ids: previous.iter().map(|run| (*run).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn reported_sessions_appear_with_transcripts_and_retries_change_nothing() {
     let s = setup(Harness::start().await).await;
@@ -123,45 +135,54 @@ async fn reported_sessions_appear_with_transcripts_and_retries_change_nothing() 
 async fn keys_stay_in_their_lane() {
     let s = setup(Harness::start().await).await;
     let as_api = client(&s.h.url, &s.h.admin_key);
-    let err = as_api.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
+    let err = as_api.heartbeat(heartbeat()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::PermissionDenied, "{err}");
     let created = create_connector(s.h.store.as_ref(), s.h.org, "edge-2").await.unwrap();
     let result = s.h.call_with_key("ListSessionsV2", json!({}), &created.key).await;
     expect_error(&result, 403, "permission_denied");
     let bogus = client(&s.h.url, "ghc_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
-    let err = bogus.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
+    let err = bogus.heartbeat(heartbeat()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated);
 }
 
 #[tokio::test]
 async fn a_replaced_connector_key_stops_at_once() {
     let s = setup(Harness::start().await).await;
-    s.connector.heartbeat(wire::HeartbeatRequest::default()).await.unwrap();
+    s.connector.heartbeat(heartbeat()).await.unwrap();
+    let err = s.connector.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument, "a heartbeat names its run: {err}");
     let replaced = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1").await.unwrap().unwrap();
     assert_eq!(replaced.id, s.connector_id, "the same connector");
-    let err = s.connector.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
+    let err = s.connector.heartbeat(heartbeat()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated, "{err}");
-    client(&s.h.url, &replaced.key).heartbeat(wire::HeartbeatRequest::default()).await.unwrap();
+    client(&s.h.url, &replaced.key).heartbeat(heartbeat()).await.unwrap();
     assert!(replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-9").await.unwrap().is_none());
 }
 
 #[tokio::test]
-async fn a_new_run_completes_the_sessions_of_the_last() {
+async fn a_new_run_completes_the_sessions_of_the_runs_it_takes_over_from() {
     let s = setup(Harness::start().await).await;
-    let hello = |run: &str| wire::HelloRequest { run_id: run.into(), ..Default::default() };
-    s.connector.hello(hello("run-1")).await.unwrap();
+    let status = |id: &'static str| {
+        let h = &s.h;
+        async move { h.call("GetSession", json!({"session_id": id})).await.1["session"]["sessionStatus"].clone() }
+    };
+    s.connector.hello(hello("run-1", &[])).await.unwrap();
+    // Sessions start with the run named in their start (`start` names run-1).
     report(&s.connector, vec![event("ghost", 0, start(&s.resource_id, now_micros() - 1_000_000))]).await;
-    let restarted = s.connector.hello(hello("run-2")).await.unwrap().into_owned();
+    // Another process with the same key (a replica on a state directory of its own).
+    s.connector.hello(hello("replica", &[])).await.unwrap();
+    assert_eq!(status("ghost").await, "active", "a replica starting leaves run-1's sessions alone");
+
+    let restarted = s.connector.hello(hello("run-2", &["run-1"])).await.unwrap().into_owned();
     assert_eq!(restarted.completed_stale_sessions, 1);
-    let (_, body) = s.h.call("GetSession", json!({"session_id": "ghost"})).await;
-    assert_eq!(body["session"]["sessionStatus"], "completed");
+    assert_eq!(status("ghost").await, "completed");
 }
 
 #[tokio::test]
 async fn silent_connectors_lose_their_sessions_after_the_lease() {
     let h = Harness::start_with_lease(Duration::from_millis(600)).await;
     let s = setup(h).await;
-    s.connector.hello(wire::HelloRequest { run_id: "r".into(), ..Default::default() }).await.unwrap();
+    s.connector.hello(hello("run-1", &[])).await.unwrap();
     report(&s.connector, vec![event("quiet", 0, start(&s.resource_id, now_micros()))]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -138,27 +138,32 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a grant; false when there was none.
     async fn revoke_role_grant(&self, org: OrgId, grant: &crate::identity::RoleGrant) -> Result<bool, StoreError>;
 
-    /// Records a new run of a connector. Sessions its earlier runs left open
-    /// are completed at the time the connector was last heard; returns how many.
+    /// Records run `run_id` of a connector (one process, start to stop), which takes over from
+    /// the runs in `previous` (the earlier processes on its state directory). Their open
+    /// sessions are completed at the time each run was last heard (never before a session's
+    /// last statement); returns how many. Other runs of the connector (other processes sharing
+    /// its key) are left alone: each holds its own lease.
     async fn connector_hello(
         &self,
         org: OrgId,
         connector_id: &str,
         run_id: &str,
+        previous: &[String],
         at: Micros,
     ) -> Result<u64, StoreError>;
-    /// The connector was heard at `at` (never moving the time back). With `run_id`, only while
-    /// that run is the current one: a new run replaying its predecessor's spool before its
-    /// `Hello` must not make the predecessor's sessions end at the replay.
+    /// Run `run_id` of a connector was heard at `at` (never moving the time back). A run that
+    /// has not said Hello is not heard: a new run replaying its predecessor's spool before its
+    /// `Hello` must not make the predecessor's sessions end at the replay. A run the lease
+    /// sweep took for gone gets its sessions back.
     async fn connector_heartbeat(
         &self,
         org: OrgId,
         connector_id: &str,
-        run_id: Option<&str>,
+        run_id: &str,
         at: Micros,
     ) -> Result<(), StoreError>;
-    /// Completes the open sessions of every connector last heard before
-    /// `heard_before`, at the time each was last heard; returns how many.
+    /// Completes the open sessions of every connector run last heard before `heard_before`,
+    /// at the time each was last heard; returns how many.
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError>;
 
     /// Stores a connector's events; retried events change nothing. Returns

@@ -205,6 +205,10 @@ pub struct TerminationRecord {
 /// `end_reason` of sessions completed for a connector that went silent.
 pub const LEASE_END_REASON: &str = "lease";
 
+/// How long the lease sweep remembers a run it took for gone: heard again within this time,
+/// the run gets its sessions back.
+pub const RUN_MEMORY: Micros = 7 * 24 * 3600 * 1_000_000;
+
 /// What ListSessionAggregations counts, already validated. Sessions match
 /// exactly as in a listing with the same filter and window.
 #[derive(Debug, Clone)]

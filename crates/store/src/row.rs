@@ -60,7 +60,7 @@ where
             name: text("resource_name")?,
             technology: text("resource_technology")?,
         },
-        connector: ConnectorRef { id: text("connector_id")?, name: text("connector_name")? },
+        connector: ConnectorRef { id: text("connector_id")?, name: text("connector_name")?, run_id: text("run_id")? },
         parent_session_id: text("parent_session_id")?,
     })
 }

@@ -264,7 +264,11 @@ fn synthetic(i: usize, user: usize) -> Session {
             name: format!("db {}", i % 40),
             technology: ["postgres", "mysql", "mongodb", "redis"][i % 4].into(),
         },
-        connector: ConnectorRef { id: format!("c-{}", i % 8), name: format!("connector {}", i % 8) },
+        connector: ConnectorRef {
+            id: format!("c-{}", i % 8),
+            name: format!("connector {}", i % 8),
+            ..Default::default()
+        },
         parent_session_id: String::new(),
     }
 }
@@ -425,20 +429,22 @@ async fn one_replica_sweeps_leases_at_a_time() {
     let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
     let org = store.ensure_org("acme").await.unwrap().id;
     sqlx::query(
-        "INSERT INTO connectors (org_id, id, name, key_prefix, key_hash, created_us, last_heard_us) \
-         VALUES ($1, 'c-1', 'quiet', 'kp', '\\x00', $2, $2)",
+        "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
+         VALUES ($1, 'c-1', 'run-1', $2, $2)",
     )
     .bind(org.0)
     .bind(NOW)
     .execute(store.pool())
     .await
     .unwrap();
-    sqlx::query("INSERT INTO sessions (org_id, id, start_us, connector_id) VALUES ($1, 's-1', $2, 'c-1')")
-        .bind(org.0)
-        .bind(NOW - SECOND)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO sessions (org_id, id, start_us, connector_id, run_id) VALUES ($1, 's-1', $2, 'c-1', 'run-1')",
+    )
+    .bind(org.0)
+    .bind(NOW - SECOND)
+    .execute(store.pool())
+    .await
+    .unwrap();
 
     // Another replica is sweeping (holds the lock): this one skips its turn.
     let mut other = PgConnection::connect_with(&db.options()).await.unwrap();

@@ -192,12 +192,13 @@ async fn concurrent_writes_all_succeed() {
             tokio::spawn(async move {
                 for round in 0..10u64 {
                     let seq = task * 10 + round + 1;
-                    store.connector_hello(fx.acme, "c", &format!("run-{task}"), conformance::fixture::NOW).await?;
+                    let run = format!("run-{task}");
+                    store.connector_hello(fx.acme, "c", &run, &[], conformance::fixture::NOW).await?;
                     let statement = StatementRecord { seq, text: format!("SELECT {seq}"), ..Default::default() };
                     store
                         .ingest(fx.acme, "c-eu", &[IngestEvent::Statement { session_id: "s05".into(), statement }])
                         .await?;
-                    store.connector_heartbeat(fx.acme, "c", None, conformance::fixture::NOW + seq as i64).await?;
+                    store.connector_heartbeat(fx.acme, "c", &run, conformance::fixture::NOW + seq as i64).await?;
                 }
                 Ok::<_, gatehouse_store::StoreError>(())
             })

@@ -94,11 +94,13 @@ impl ControlPlane {
         CallOptions::default().with_timeout(timeout)
     }
 
-    /// Announces this run and learns the connector's identity and resources.
-    pub async fn hello(&self, run_id: &str) -> Result<HelloInfo, ConnectError> {
+    /// Announces this run, taking over from the runs in `previous`, and learns the
+    /// connector's identity and resources.
+    pub async fn hello(&self, run_id: &str, previous: &[String]) -> Result<HelloInfo, ConnectError> {
         let request = pb::HelloRequest {
             run_id: run_id.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            previous_run_ids: previous.to_vec(),
             ..Default::default()
         };
         let call = self.client.hello_with_options(request, self.options(self.timeout));

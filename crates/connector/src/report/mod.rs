@@ -14,6 +14,7 @@
 //! - [`client`]: the `ConnectorService` client; [`convert`]: events to wire messages.
 //! - [`heartbeat`], [`terminations`]: the lease and the termination stream.
 //! - [`resources`]: what `Hello` returns, and its cache in the state directory.
+//! - [`runs`]: the state directory's lock, and the earlier runs `Hello` takes over from.
 
 pub mod backoff;
 pub mod client;
@@ -22,6 +23,7 @@ pub mod heartbeat;
 pub mod pipeline;
 pub mod record;
 pub mod resources;
+pub mod runs;
 pub mod spool;
 pub mod terminations;
 
@@ -33,6 +35,7 @@ use tokio::sync::mpsc;
 
 pub use client::ControlPlane;
 pub use pipeline::{ReportLoop, ReportOptions};
+pub use runs::{RunLog, RunLogError};
 pub use spool::{Limit, Spool, SpoolOptions};
 
 use crate::event::{EventKind, SessionEvent};

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Backoff;
 use super::client::{self, ControlPlane};
 use super::resources::HelloInfo;
+use super::runs::RunLog;
 use super::spool::{Limit, Spool, Ticket};
 use super::{Queue, Record};
 use crate::metrics::Metrics;
@@ -87,6 +88,8 @@ impl Default for ReportOptions {
 pub struct ReportLoop {
     control: ControlPlane,
     run_id: String,
+    /// The state directory's runs, handed over once `Hello` went through.
+    runs: Option<Arc<RunLog>>,
     queue: Queue,
     spool: Arc<Mutex<Spool>>,
     options: ReportOptions,
@@ -130,6 +133,7 @@ impl ReportLoop {
         let mut this = Self {
             control,
             run_id,
+            runs: None,
             queue,
             spool: Arc::new(Mutex::new(spool)),
             hello: watch::Sender::new(None),
@@ -146,6 +150,13 @@ impl ReportLoop {
         };
         this.set_full(full);
         this
+    }
+
+    /// `Hello` takes over from the earlier runs `runs` names, and hands them over once it
+    /// went through.
+    pub fn taking_over(mut self, runs: RunLog) -> Self {
+        self.runs = Some(Arc::new(runs));
+        self
     }
 
     /// The answer to `Hello`, once the control plane gave it.
@@ -283,9 +294,10 @@ impl ReportLoop {
     async fn retry(&mut self) -> Option<InFlight> {
         if !self.state.hello_done && self.state.barrier == 0 {
             let (control, run_id) = (self.control.clone(), self.run_id.clone());
+            let previous = self.runs.as_ref().map(|runs| runs.previous.clone()).unwrap_or_default();
             return Some(InFlight {
                 direct: None,
-                call: Box::pin(async move { Done::Hello(control.hello(&run_id).await) }),
+                call: Box::pin(async move { Done::Hello(control.hello(&run_id, &previous).await) }),
             });
         }
         let max = match self.state.hello_done {
@@ -331,6 +343,14 @@ impl ReportLoop {
                     "registered with the control plane",
                 );
                 self.state.hello_done = true;
+                if let Some(runs) = self.runs.clone() {
+                    let run_id = self.run_id.clone();
+                    let handed = tokio::task::spawn_blocking(move || runs.handed_over(&run_id)).await;
+                    if let Ok(Err(error)) = handed {
+                        // The next run names these runs again; their sessions are over already.
+                        tracing::warn!(%error, "cannot record that the earlier runs were taken over");
+                    }
+                }
                 self.state.backoff.reset();
                 self.state.next_try = now;
                 self.hello.send_replace(Some(Arc::new(info)));

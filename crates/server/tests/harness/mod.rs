@@ -135,7 +135,7 @@ pub fn session(id: &str, minutes_ago: i64, minutes: Option<i64>, email: &str) ->
             name: "orders-db".into(),
             technology: "postgres".into(),
         },
-        connector: ConnectorRef { id: "con_1".into(), name: "edge".into() },
+        connector: ConnectorRef { id: "con_1".into(), name: "edge".into(), run_id: String::new() },
         parent_session_id: String::new(),
     }
 }

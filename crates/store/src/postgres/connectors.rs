@@ -140,28 +140,58 @@ impl PgStore {
         org: OrgId,
         connector_id: &str,
         run_id: &str,
+        previous: &[String],
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        // Locked, so that two runs saying hello through two replicas take turns.
-        let heard: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT last_heard_us, lapsed_us FROM connectors WHERE org_id = $1 AND id = $2 FOR UPDATE")
+        // Locked, so that the runs of one connector saying hello through two replicas take turns.
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = $1 AND id = $2 FOR UPDATE")
                 .bind(org.0)
                 .bind(connector_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some((last_heard, lapsed)) = heard else {
+        if known.is_none() {
             return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
-        };
-        // A new run starts with no sessions: whatever is open is its predecessors'. Those the
-        // sweep ended when they lapsed are ended again, now that the statements this run
-        // replayed from their spool are in.
-        if let Some(lapsed) = lapsed {
-            reopen_lapsed(&mut tx, org, connector_id, lapsed).await?;
         }
-        let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
+        // The runs this one takes over from are over: their open sessions end, and those the
+        // sweep ended when they lapsed end again, now that the statements this run replayed
+        // from their spool are in. A run that never said Hello ends at its last sign of life
+        // in its sessions.
+        let mut completed = 0;
+        for gone in previous.iter().filter(|gone| *gone != run_id) {
+            let run: Option<(i64, Option<i64>)> = sqlx::query_as(
+                "DELETE FROM connector_runs WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 \
+                 RETURNING last_heard_us, lapsed_us",
+            )
+            .bind(org.0)
+            .bind(connector_id)
+            .bind(gone)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (last_heard, lapsed) = run.unwrap_or((0, None));
+            if let Some(lapsed) = lapsed {
+                reopen_lapsed(&mut tx, org, connector_id, gone, lapsed).await?;
+            }
+            completed += complete_open(&mut tx, org, connector_id, gone, last_heard).await?;
+        }
+        // A Hello retried (its answer lost) finds its run recorded: it is heard again.
+        let recorded = sqlx::query(
+            "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(org.0)
+        .bind(connector_id)
+        .bind(run_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        if recorded.rows_affected() == 0 {
+            heard_again(&mut tx, org, connector_id, run_id, at).await?;
+        }
         sqlx::query(
-            "UPDATE connectors SET run_id = $1, last_heard_us = $2, lapsed_us = NULL WHERE org_id = $3 AND id = $4",
+            "UPDATE connectors SET run_id = $1, last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $2) \
+             WHERE org_id = $3 AND id = $4",
         )
         .bind(run_id)
         .bind(at)
@@ -177,36 +207,25 @@ impl PgStore {
         &self,
         org: OrgId,
         id: &str,
-        run_id: Option<&str>,
+        run_id: &str,
         at: Micros,
     ) -> Result<(), StoreError> {
-        const HEARD: &str = "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1), \
-             lapsed_us = NULL WHERE org_id = $2 AND id = $3 AND ($4::text IS NULL OR run_id = $4)";
-        let heard = sqlx::query(&format!("{HEARD} AND lapsed_us IS NULL"))
-            .bind(at)
-            .bind(org.0)
-            .bind(id)
-            .bind(run_id)
-            .execute(self.pool())
-            .await?;
-        if heard.rows_affected() > 0 {
-            return Ok(());
-        }
-        // Another run's, an unknown connector, or one the sweep took for gone: its sessions
-        // come back open.
-        let mut tx = self.pool().begin().await?;
-        let lapsed: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT lapsed_us FROM connectors \
-             WHERE org_id = $1 AND id = $2 AND ($3::text IS NULL OR run_id = $3) FOR UPDATE",
-        )
+        let heard = sqlx::query(&format!(
+            "WITH run AS ({HEARD_RUN} AND lapsed_us IS NULL RETURNING 1) {HEARD_CONNECTOR} AND EXISTS (SELECT 1 FROM run)"
+        ))
+        .bind(at)
         .bind(org.0)
         .bind(id)
         .bind(run_id)
-        .fetch_optional(&mut *tx)
+        .execute(self.pool())
         .await?;
-        let Some(Some(lapsed)) = lapsed else { return Ok(()) };
-        reopen_lapsed(&mut tx, org, id, lapsed).await?;
-        sqlx::query(HEARD).bind(at).bind(org.0).bind(id).bind(run_id).execute(&mut *tx).await?;
+        if heard.rows_affected() > 0 {
+            return Ok(());
+        }
+        // A run not recorded (one that has not said Hello, or one another took over from), or
+        // one the sweep took for gone: its sessions come back open.
+        let mut tx = self.pool().begin().await?;
+        heard_again(&mut tx, org, id, run_id, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -221,18 +240,19 @@ impl PgStore {
         if !try_xact_lock(&mut tx, SWEEP_LOCK).await? {
             return Ok(0);
         }
-        // The connectors are marked lapsed at the time their sessions end, so that their run,
-        // if heard again, gets those sessions back (see `connector_heartbeat_impl`).
+        // The runs are marked lapsed at the time their sessions end, so that a run heard again
+        // gets those sessions back (see `heard_again`).
         let done = sqlx::query(&format!(
             "WITH lapsed AS ( \
-                 UPDATE connectors SET lapsed_us = last_heard_us \
+                 UPDATE connector_runs SET lapsed_us = last_heard_us \
                  WHERE last_heard_us < $2 AND lapsed_us IS DISTINCT FROM last_heard_us \
              ) \
              , ended AS ( \
                  SELECT s.org_id, s.id, s.start_us, \
-                     GREATEST(c.last_heard_us, s.start_us, {LAST_STATEMENT_END}) AS end_us \
-                 FROM sessions s JOIN connectors c ON s.org_id = c.org_id AND s.connector_id = c.id \
-                 WHERE c.last_heard_us < $2 AND s.end_us IS NULL \
+                     GREATEST(r.last_heard_us, s.start_us, {LAST_STATEMENT_END}) AS end_us \
+                 FROM connector_runs r JOIN sessions s \
+                     ON s.org_id = r.org_id AND s.connector_id = r.connector_id AND s.run_id = r.run_id \
+                 WHERE r.last_heard_us < $2 AND s.end_us IS NULL \
              ) \
              UPDATE sessions SET end_us = e.end_us, duration_us = e.end_us - e.start_us, end_reason = $1 \
              FROM ended e WHERE sessions.org_id = e.org_id AND sessions.id = e.id AND sessions.end_us IS NULL",
@@ -241,6 +261,11 @@ impl PgStore {
         .bind(heard_before)
         .execute(&mut *tx)
         .await?;
+        // A run silent this long is not coming back; its sessions stay as the sweep left them.
+        sqlx::query("DELETE FROM connector_runs WHERE lapsed_us < $1")
+            .bind(heard_before - RUN_MEMORY)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }
@@ -473,20 +498,58 @@ async fn end_session(
 const LAST_STATEMENT_END: &str = "(SELECT st.start_us + st.duration_us FROM statements st \
      WHERE st.org_id = s.org_id AND st.session_id = s.id ORDER BY st.seq DESC LIMIT 1)";
 
-/// Opens again the sessions of `connector_id` that the lease sweep ended when it lapsed at
-/// `lapsed`: its run was heard again, or its next run completes them with what it replayed.
+// language=PostgreSQL
+/// Run `$4` of connector `$3` was heard at `$1`; the caller adds its conditions.
+const HEARD_RUN: &str = "UPDATE connector_runs SET last_heard_us = GREATEST(last_heard_us, $1), lapsed_us = NULL \
+     WHERE org_id = $2 AND connector_id = $3 AND run_id = $4";
+
+// language=PostgreSQL
+/// The connector's last-heard time, shown in its listing, follows its runs'.
+const HEARD_CONNECTOR: &str =
+    "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1) WHERE org_id = $2 AND id = $3";
+
+/// Run `run_id` of a connector was heard at `at`. A run the sweep took for gone gets its
+/// sessions back; a run not recorded changes nothing.
+async fn heard_again(
+    tx: &mut PgConnection,
+    org: OrgId,
+    connector_id: &str,
+    run_id: &str,
+    at: Micros,
+) -> Result<(), StoreError> {
+    let lapsed: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT lapsed_us FROM connector_runs WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 FOR UPDATE",
+    )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(run_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(lapsed) = lapsed else { return Ok(()) };
+    if let Some(lapsed) = lapsed {
+        reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
+    }
+    sqlx::query(HEARD_RUN).bind(at).bind(org.0).bind(connector_id).bind(run_id).execute(&mut *tx).await?;
+    sqlx::query(HEARD_CONNECTOR).bind(at).bind(org.0).bind(connector_id).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Opens again the sessions of run `run_id` that the lease sweep ended when it lapsed at
+/// `lapsed`: the run was heard again, or its successor completes them with what it replayed.
 async fn reopen_lapsed(
     conn: &mut PgConnection,
     org: OrgId,
     connector_id: &str,
+    run_id: &str,
     lapsed: Micros,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
-         WHERE org_id = $1 AND connector_id = $2 AND end_us >= $3 AND end_reason = $4",
+         WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 AND end_us >= $4 AND end_reason = $5",
     )
     .bind(org.0)
     .bind(connector_id)
+    .bind(run_id)
     .bind(lapsed)
     .bind(LEASE_END_REASON)
     .execute(&mut *conn)
@@ -494,19 +557,27 @@ async fn reopen_lapsed(
     Ok(())
 }
 
-/// Completes a connector's open sessions at `at`, never before they started nor before their
-/// last statement ended ([`LAST_STATEMENT_END`]).
-async fn complete_open(conn: &mut PgConnection, org: OrgId, connector_id: &str, at: Micros) -> Result<u64, StoreError> {
+/// Completes the open sessions of a connector's run `run_id` at `at`, never before they started
+/// nor before their last statement ended ([`LAST_STATEMENT_END`]).
+async fn complete_open(
+    conn: &mut PgConnection,
+    org: OrgId,
+    connector_id: &str,
+    run_id: &str,
+    at: Micros,
+) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = $2 \
          FROM (SELECT s.id, s.start_us, GREATEST($1, s.start_us, {LAST_STATEMENT_END}) AS end_us \
-               FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.end_us IS NULL) AS open \
+               FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.run_id = $5 AND s.end_us IS NULL) \
+               AS open \
          WHERE sessions.org_id = $3 AND sessions.id = open.id AND sessions.end_us IS NULL",
     ))
     .bind(at)
     .bind(LEASE_END_REASON)
     .bind(org.0)
     .bind(connector_id)
+    .bind(run_id)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

@@ -30,20 +30,20 @@ WITH ins AS (
         end_user_name, end_user_email, end_user_type, end_user_groups, end_user_external_ids, native_username,
         resource_type, resource_id, resource_name, resource_technology, connector_id, connector_name,
         parent_session_id, user_username_fold, user_name_fold, user_email_fold, end_user_name_fold,
-        end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold)
+        end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold, run_id)
     SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::bytea[],
         $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
         $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
         $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[],
         $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[],
         $34::text[], $35::text[], $36::text[], $37::text[], $38::text[],
-        $39::text[], $40::text[], $41::text[], $42::text[])
+        $39::text[], $40::text[], $41::text[], $42::text[], $43::text[])
     ON CONFLICT (org_id, id) DO NOTHING
     RETURNING pk, id, {rollup}
 ), vals AS (
     INSERT INTO session_values (session_pk, field, value)
     SELECT ins.pk, v.field, v.value
-    FROM ins JOIN UNNEST($43::text[], $44::int8[], $45::text[]) AS v (id, field, value) ON v.id = ins.id
+    FROM ins JOIN UNNEST($44::text[], $45::int8[], $46::text[]) AS v (id, field, value) ON v.id = ins.id
 )
 SELECT {rollup} FROM ins";
 
@@ -129,7 +129,7 @@ async fn insert_chunk(
     rollup: &mut RollupDelta,
 ) -> Result<u64, StoreError> {
     let n = sessions.len();
-    let mut texts: Vec<Vec<String>> = (0..36).map(|_| Vec::with_capacity(n)).collect();
+    let mut texts: Vec<Vec<String>> = (0..37).map(|_| Vec::with_capacity(n)).collect();
     let mut starts = Vec::with_capacity(n);
     let mut ends = Vec::with_capacity(n);
     let mut durations = Vec::with_capacity(n);
@@ -182,6 +182,7 @@ async fn insert_chunk(
             fold(&s.user.native_username),
             fold(&s.resource.name),
             fold(&s.connector.name),
+            s.connector.run_id.clone(),
         ];
         for (column, value) in texts.iter_mut().zip(row) {
             column.push(value);
@@ -205,8 +206,8 @@ async fn insert_chunk(
         .bind(client_bins)
         .bind(server_ip)
         .bind(server_bins);
-    // $10 to $42: the remaining text columns, in order.
-    for _ in 10..=42 {
+    // $10 to $43: the remaining text columns, in order.
+    for _ in 10..=43 {
         query = query.bind(next());
     }
     let inserted = query.bind(value_ids).bind(value_fields).bind(values).fetch_all(&mut *conn).await?;

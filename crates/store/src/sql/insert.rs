@@ -18,7 +18,7 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
          end_user_name, end_user_email, end_user_type, end_user_groups, end_user_external_ids, native_username, \
          resource_type, resource_id, resource_name, resource_technology, connector_id, connector_name, \
          parent_session_id, user_username_fold, user_name_fold, user_email_fold, end_user_name_fold, \
-         end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold) VALUES ",
+         end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold, run_id) VALUES ",
     );
     for (i, s) in sessions.iter().enumerate() {
         let formal = s.user.formal.clone().unwrap_or_default();
@@ -68,6 +68,7 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
             Arg::Text(fold(&s.user.native_username)),
             Arg::Text(fold(&s.resource.name)),
             Arg::Text(fold(&s.connector.name)),
+            Arg::Text(s.connector.run_id.clone()),
         ];
         b.push(if i == 0 { "(" } else { ", (" });
         for (j, arg) in args.into_iter().enumerate() {

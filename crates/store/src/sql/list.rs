@@ -18,7 +18,7 @@ pub const SESSION_COLUMNS: &str = "s.pk, s.id, s.start_us, s.end_us, s.client_ip
     s.user_id, s.user_name, s.user_email, s.user_formal_type, s.user_groups, s.user_external_ids, \
     s.end_user_id, s.end_user_name, s.end_user_email, s.end_user_type, s.end_user_groups, s.end_user_external_ids, \
     s.native_username, s.resource_type, s.resource_id, s.resource_name, s.resource_technology, \
-    s.connector_id, s.connector_name, s.parent_session_id";
+    s.connector_id, s.connector_name, s.run_id, s.parent_session_id";
 
 /// One arm of a listing: a subset of sessions and its sort key expression.
 struct Arm {

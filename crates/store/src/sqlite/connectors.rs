@@ -134,27 +134,56 @@ impl SqliteStore {
         org: OrgId,
         connector_id: &str,
         run_id: &str,
+        previous: &[String],
         at: Micros,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.writer().begin().await?;
-        let heard: Option<(Option<i64>, Option<i64>)> =
-            sqlx::query_as("SELECT last_heard_us, lapsed_us FROM connectors WHERE org_id = ? AND id = ?")
-                .bind(org.0)
-                .bind(connector_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((last_heard, lapsed)) = heard else {
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
+        let known: Option<i64> = sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = ? AND id = ?")
+            .bind(org.0)
+            .bind(connector_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
             return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
-        };
-        // A new run starts with no sessions: whatever is open is its predecessors'. Those the
-        // sweep ended when they lapsed are ended again, now that the statements this run
-        // replayed from their spool are in.
-        if let Some(lapsed) = lapsed {
-            reopen_lapsed(&mut tx, org, connector_id, lapsed).await?;
         }
-        let completed = complete_open(&mut tx, org, connector_id, last_heard.unwrap_or(at)).await?;
+        // The runs this one takes over from are over: their open sessions end, and those the
+        // sweep ended when they lapsed end again, now that the statements this run replayed
+        // from their spool are in. A run that never said Hello ends at its last sign of life
+        // in its sessions.
+        let mut completed = 0;
+        for gone in previous.iter().filter(|gone| *gone != run_id) {
+            let run: Option<(i64, Option<i64>)> = sqlx::query_as(
+                "DELETE FROM connector_runs WHERE org_id = ? AND connector_id = ? AND run_id = ? \
+                 RETURNING last_heard_us, lapsed_us",
+            )
+            .bind(org.0)
+            .bind(connector_id)
+            .bind(gone)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (last_heard, lapsed) = run.unwrap_or((0, None));
+            if let Some(lapsed) = lapsed {
+                reopen_lapsed(&mut tx, org, connector_id, gone, lapsed).await?;
+            }
+            completed += complete_open(&mut tx, org, connector_id, gone, last_heard).await?;
+        }
+        // A Hello retried (its answer lost) finds its run recorded: it is heard again.
+        let recorded = sqlx::query(
+            "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
+             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
+        )
+        .bind(org.0)
+        .bind(connector_id)
+        .bind(run_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        if recorded.rows_affected() == 0 {
+            heard_again(&mut tx, org, connector_id, run_id, at).await?;
+        }
         sqlx::query(
-            "UPDATE connectors SET run_id = ?, last_heard_us = ?, lapsed_us = NULL WHERE org_id = ? AND id = ?",
+            "UPDATE connectors SET run_id = ?1, last_heard_us = MAX(COALESCE(last_heard_us, 0), ?2) \
+             WHERE org_id = ?3 AND id = ?4",
         )
         .bind(run_id)
         .bind(at)
@@ -170,60 +199,67 @@ impl SqliteStore {
         &self,
         org: OrgId,
         id: &str,
-        run_id: Option<&str>,
+        run_id: &str,
         at: Micros,
     ) -> Result<(), StoreError> {
-        const HEARD: &str = "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?1), \
-             lapsed_us = NULL WHERE org_id = ?2 AND id = ?3 AND (?4 IS NULL OR run_id = ?4)";
-        let heard = sqlx::query(&format!("{HEARD} AND lapsed_us IS NULL"))
+        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
+        let heard = sqlx::query(&format!("{HEARD_RUN} AND lapsed_us IS NULL"))
             .bind(at)
             .bind(org.0)
             .bind(id)
             .bind(run_id)
-            .execute(self.writer())
+            .execute(&mut *tx)
             .await?;
         if heard.rows_affected() > 0 {
-            return Ok(());
+            sqlx::query(HEARD_CONNECTOR).bind(at).bind(org.0).bind(id).execute(&mut *tx).await?;
+        } else {
+            // A run not recorded (one that has not said Hello, or one another took over
+            // from), or one the sweep took for gone: its sessions come back open.
+            heard_again(&mut tx, org, id, run_id, at).await?;
         }
-        // Another run's, an unknown connector, or one the sweep took for gone: its sessions
-        // come back open.
-        let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
-        let lapsed: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT lapsed_us FROM connectors WHERE org_id = ?1 AND id = ?2 AND (?3 IS NULL OR run_id = ?3)",
-        )
-        .bind(org.0)
-        .bind(id)
-        .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(Some(lapsed)) = lapsed else { return Ok(()) };
-        reopen_lapsed(&mut tx, org, id, lapsed).await?;
-        sqlx::query(HEARD).bind(at).bind(org.0).bind(id).bind(run_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn expire_connectors_impl(&self, heard_before: Micros) -> Result<u64, StoreError> {
-        let silent = sqlx::query("SELECT org_id, id, last_heard_us FROM connectors WHERE last_heard_us < ?")
-            .bind(heard_before)
-            .fetch_all(self.pool())
-            .await?;
+        // Runs with something to do: sessions still open, or not yet marked lapsed.
+        let silent = sqlx::query(
+            "SELECT org_id, connector_id, run_id, last_heard_us FROM connector_runs r \
+             WHERE last_heard_us < ?1 AND (lapsed_us IS NOT last_heard_us OR EXISTS ( \
+                 SELECT 1 FROM sessions s WHERE s.org_id = r.org_id AND s.connector_id = r.connector_id \
+                     AND s.run_id = r.run_id AND s.end_us IS NULL))",
+        )
+        .bind(heard_before)
+        .fetch_all(self.pool())
+        .await?;
         let mut completed = 0;
         for row in silent {
-            let mut tx = self.writer().begin().await?;
+            let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
             let org = OrgId(row.try_get("org_id")?);
-            let id: String = row.try_get("id")?;
-            let last_heard: i64 = row.try_get("last_heard_us")?;
-            completed += complete_open(&mut tx, org, &id, last_heard).await?;
-            // Its run, if heard again, gets these sessions back (see `connector_heartbeat_impl`).
-            sqlx::query("UPDATE connectors SET lapsed_us = ? WHERE org_id = ? AND id = ?")
-                .bind(last_heard)
-                .bind(org.0)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            let (connector_id, run_id): (String, String) = (row.try_get("connector_id")?, row.try_get("run_id")?);
+            // Heard since it was read, it is alive.
+            let lapsed = sqlx::query(
+                "UPDATE connector_runs SET lapsed_us = last_heard_us \
+                 WHERE org_id = ? AND connector_id = ? AND run_id = ? AND last_heard_us < ? RETURNING last_heard_us",
+            )
+            .bind(org.0)
+            .bind(&connector_id)
+            .bind(&run_id)
+            .bind(heard_before)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(lapsed) = lapsed {
+                // Its run, if heard again, gets these sessions back (see `heard_again`).
+                let last_heard: i64 = lapsed.try_get("last_heard_us")?;
+                completed += complete_open(&mut tx, org, &connector_id, &run_id, last_heard).await?;
+            }
             tx.commit().await?;
         }
+        // A run silent this long is not coming back; its sessions stay as the sweep left them.
+        sqlx::query("DELETE FROM connector_runs WHERE lapsed_us < ?")
+            .bind(heard_before - RUN_MEMORY)
+            .execute(self.writer())
+            .await?;
         Ok(completed)
     }
 
@@ -419,20 +455,55 @@ async fn end_sessions(
     Ok(ended)
 }
 
-/// Opens again the sessions of `connector_id` that the lease sweep ended when it lapsed at
-/// `lapsed`: its run was heard again, or its next run completes them with what it replayed.
+/// Run `?4` of connector `?3` was heard at `?1`; the caller adds its conditions.
+const HEARD_RUN: &str = "UPDATE connector_runs SET last_heard_us = MAX(last_heard_us, ?1), lapsed_us = NULL \
+     WHERE org_id = ?2 AND connector_id = ?3 AND run_id = ?4";
+
+/// The connector's last-heard time, shown in its listing, follows its runs'.
+const HEARD_CONNECTOR: &str =
+    "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?1) WHERE org_id = ?2 AND id = ?3";
+
+/// Run `run_id` of a connector was heard at `at`. A run the sweep took for gone gets its
+/// sessions back; a run not recorded changes nothing.
+async fn heard_again(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    org: OrgId,
+    connector_id: &str,
+    run_id: &str,
+    at: Micros,
+) -> Result<(), StoreError> {
+    let lapsed: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT lapsed_us FROM connector_runs WHERE org_id = ? AND connector_id = ? AND run_id = ?")
+            .bind(org.0)
+            .bind(connector_id)
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(lapsed) = lapsed else { return Ok(()) };
+    if let Some(lapsed) = lapsed {
+        reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
+    }
+    sqlx::query(HEARD_RUN).bind(at).bind(org.0).bind(connector_id).bind(run_id).execute(&mut **tx).await?;
+    sqlx::query(HEARD_CONNECTOR).bind(at).bind(org.0).bind(connector_id).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Opens again the sessions of run `run_id` that the lease sweep ended when it lapsed at
+/// `lapsed`: the run was heard again, or its successor completes them with what it replayed.
 async fn reopen_lapsed(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
     connector_id: &str,
+    run_id: &str,
     lapsed: Micros,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
-         WHERE org_id = ? AND connector_id = ? AND end_us >= ? AND end_reason = ?",
+         WHERE org_id = ? AND connector_id = ? AND run_id = ? AND end_us >= ? AND end_reason = ?",
     )
     .bind(org.0)
     .bind(connector_id)
+    .bind(run_id)
     .bind(lapsed)
     .bind(LEASE_END_REASON)
     .execute(&mut **tx)
@@ -440,14 +511,15 @@ async fn reopen_lapsed(
     Ok(())
 }
 
-/// Completes a connector's open sessions at `at`, never before they started nor before their
-/// last statement ended: statements replayed from the spool of a run the control plane
-/// stopped hearing from show it was alive after that. (A chunk's statements are in seq order,
-/// and a session's statements end in seq order.)
+/// Completes the open sessions of a connector's run `run_id` at `at`, never before they started
+/// nor before their last statement ended: statements replayed from the spool of a run the
+/// control plane stopped hearing from show it was alive after that. (A chunk's statements are
+/// in seq order, and a session's statements end in seq order.)
 async fn complete_open(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
     connector_id: &str,
+    run_id: &str,
     at: Micros,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
@@ -456,13 +528,15 @@ async fn complete_open(
                  SELECT json_extract(c.body, '$[#-1][1]') + json_extract(c.body, '$[#-1][2]') \
                  FROM statement_chunks c WHERE c.org_id = s.org_id AND c.session_id = s.id \
                  ORDER BY c.last_seq DESC LIMIT 1), 0)) AS end_us \
-               FROM sessions s WHERE s.org_id = ?3 AND s.connector_id = ?4 AND s.end_us IS NULL) AS open \
+               FROM sessions s WHERE s.org_id = ?3 AND s.connector_id = ?4 AND s.run_id = ?5 AND s.end_us IS NULL) \
+               AS open \
          WHERE sessions.org_id = ?3 AND sessions.id = open.id AND sessions.end_us IS NULL",
     )
     .bind(at)
     .bind(LEASE_END_REASON)
     .bind(org.0)
     .bind(connector_id)
+    .bind(run_id)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())

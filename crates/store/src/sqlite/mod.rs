@@ -589,16 +589,17 @@ impl Store for SqliteStore {
         org: OrgId,
         connector_id: &str,
         run_id: &str,
+        previous: &[String],
         at: Micros,
     ) -> Result<u64, StoreError> {
-        self.connector_hello_impl(org, connector_id, run_id, at).await
+        self.connector_hello_impl(org, connector_id, run_id, previous, at).await
     }
 
     async fn connector_heartbeat(
         &self,
         org: OrgId,
         connector_id: &str,
-        run_id: Option<&str>,
+        run_id: &str,
         at: Micros,
     ) -> Result<(), StoreError> {
         self.connector_heartbeat_impl(org, connector_id, run_id, at).await

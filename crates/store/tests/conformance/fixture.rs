@@ -175,7 +175,8 @@ impl Build {
     }
 
     pub fn via(mut self, via: &Via) -> Self {
-        self.0.connector = ConnectorRef { id: via.connector.0.into(), name: via.connector.1.into() };
+        self.0.connector =
+            ConnectorRef { id: via.connector.0.into(), name: via.connector.1.into(), run_id: String::new() };
         self.0.sidecar =
             Sidecar { id: via.sidecar.0.into(), name: via.sidecar.1.into(), technology: via.sidecar.2.into() };
         self.0.server_ip = via.server_ip.into();

@@ -4,8 +4,8 @@
 use gatehouse_core::session::ConnectorRef;
 use gatehouse_core::{Micros, OrgId, Session};
 use gatehouse_store::{
-    AggregateQuery, ConnectorInfo, Facet, IngestEvent, ListQuery, NewConnector, Resource, StatementRecord, Store,
-    StoreError, TerminationRecord,
+    AggregateQuery, ConnectorInfo, Facet, IngestEvent, ListQuery, NewConnector, RUN_MEMORY, Resource, StatementRecord,
+    Store, StoreError, TerminationRecord,
 };
 
 use super::fixture::{MINUTE, NOW, active, ago, completed, listing};
@@ -34,9 +34,19 @@ fn connector(org: OrgId, id: &str, name: &str) -> NewConnector {
 }
 
 /// A session reported by connector `via`.
-fn via(mut session: Session, connector: &str) -> Session {
-    session.connector = ConnectorRef { id: connector.into(), name: format!("{connector} name") };
+fn via(session: Session, connector: &str) -> Session {
+    on(session, connector, "")
+}
+
+/// A session reported by run `run` of connector `connector`.
+fn on(mut session: Session, connector: &str, run: &str) -> Session {
+    session.connector = ConnectorRef { id: connector.into(), name: format!("{connector} name"), run_id: run.into() };
     session
+}
+
+/// Runs named in a Hello as taken over.
+fn runs(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
 }
 
 fn start(session: &Session) -> IngestEvent {
@@ -259,25 +269,32 @@ pub async fn statements_replayed_in_any_order_are_stored_once(store: &dyn Store)
     assert_eq!(end_of(store, acme, "r1").await, Some(ago(4)));
 }
 
-pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Store) {
+pub async fn a_new_run_completes_what_the_runs_it_takes_over_from_left_open(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
     store.create_connector(&connector(acme, "c-2", "two")).await.unwrap();
     let t0 = ago(60);
-    assert_eq!(store.connector_hello(acme, "c-1", "run-1", t0).await.unwrap(), 0);
-    let early = via(active("early", 59).build(), "c-1");
-    let late = via(active("late", 40).build(), "c-1");
-    let done = via(completed("done", 58, 1).build(), "c-1");
-    let other = via(active("other", 59).build(), "c-2");
-    let busy = via(active("busy", 59).build(), "c-1");
-    store.ingest(acme, "c-1", &[start(&early), start(&late), start(&done), start(&busy)]).await.unwrap();
+    assert_eq!(store.connector_hello(acme, "c-1", "run-1", &[], t0).await.unwrap(), 0);
+    let early = on(active("early", 59).build(), "c-1", "run-1");
+    let late = on(active("late", 40).build(), "c-1", "run-1");
+    let done = on(completed("done", 58, 1).build(), "c-1", "run-1");
+    let busy = on(active("busy", 59).build(), "c-1", "run-1");
+    let other = on(active("other", 59).build(), "c-2", "run-1");
+    // A run that never reached the control plane (its sessions replayed by its successor).
+    let orphan = on(active("orphan", 55).build(), "c-1", "run-0");
+    // Another process with the same key, on a state directory of its own.
+    store.connector_hello(acme, "c-1", "replica", &[], t0).await.unwrap();
+    let theirs = on(active("theirs", 59).build(), "c-1", "replica");
+    let starts = [start(&early), start(&late), start(&done), start(&busy), start(&orphan), start(&theirs)];
+    store.ingest(acme, "c-1", &starts).await.unwrap();
+    store.ingest(acme, "c-1", &[ran("orphan", 1, ago(50), MINUTE)]).await.unwrap();
     store.ingest(acme, "c-2", &[start(&other)]).await.unwrap();
-    store.connector_heartbeat(acme, "c-1", None, t0 + 10 * MINUTE).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-1", t0 + 10 * MINUTE).await.unwrap();
     // Heartbeats never move the last-heard time back.
-    store.connector_heartbeat(acme, "c-1", None, t0 + 5 * MINUTE).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-1", t0 + 5 * MINUTE).await.unwrap();
     // A run that has not said Hello (a new one, replaying its predecessor's spool) is not heard.
-    store.connector_heartbeat(acme, "c-1", Some("run-2"), t0 + 20 * MINUTE).await.unwrap();
-    store.connector_heartbeat(acme, "c-1", Some("run-1"), t0 + 9 * MINUTE).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-2", t0 + 20 * MINUTE).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-1", t0 + 9 * MINUTE).await.unwrap();
     let heard = |list: Vec<ConnectorInfo>| list.into_iter().map(|c| (c.id, c.last_heard)).collect::<Vec<_>>();
     assert_eq!(
         heard(store.list_connectors(acme).await.unwrap()),
@@ -289,17 +306,22 @@ pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Stor
     let replayed = [ran("busy", 1, t0 + 11 * MINUTE, 30_000_000), ran("busy", 2, t0 + 12 * MINUTE, 30_000_000)];
     store.ingest(acme, "c-1", &replayed).await.unwrap();
 
-    // The next run: the open sessions end when the connector was last
-    // heard, when they started if that is later, or when their last statement ended.
-    assert_eq!(store.connector_hello(acme, "c-1", "run-2", t0 + 30 * MINUTE).await.unwrap(), 3);
+    // The next run: the open sessions of the runs it names end when each was last heard, when
+    // they started if that is later, or when their last statement ended.
+    let previous = runs(&["run-0", "run-1"]);
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", &previous, t0 + 30 * MINUTE).await.unwrap(), 4);
     assert_eq!(end_of(store, acme, "busy").await, Some(t0 + 12 * MINUTE + 30_000_000));
     assert_eq!(end_of(store, acme, "early").await, Some(t0 + 10 * MINUTE));
     assert_eq!(end_of(store, acme, "late").await, Some(late.start));
+    assert_eq!(end_of(store, acme, "orphan").await, Some(ago(49)), "a run never heard: its last statement");
     assert_eq!(end_of(store, acme, "done").await, done.end, "completed sessions are left alone");
     assert_eq!(end_of(store, acme, "other").await, None, "another connector's sessions are left alone");
+    assert_eq!(end_of(store, acme, "theirs").await, None, "another run's sessions are left alone");
     assert_eq!(ids(store, acme, "duration:0s").await, vec!["late"]);
-    assert_eq!(store.connector_hello(acme, "c-1", "run-3", t0 + 31 * MINUTE).await.unwrap(), 0);
+    let again = runs(&["run-1", "run-2"]);
+    assert_eq!(store.connector_hello(acme, "c-1", "run-3", &again, t0 + 31 * MINUTE).await.unwrap(), 0);
     assert_eq!(heard(store.list_connectors(acme).await.unwrap())[0].1, Some(t0 + 31 * MINUTE));
+    assert_eq!(end_of(store, acme, "theirs").await, None);
 
     // A real end, reported late, replaces the guessed one, once.
     assert_eq!(store.ingest(acme, "c-1", &[end("early", t0 + 20 * MINUTE, "client")]).await.unwrap(), 1);
@@ -307,39 +329,48 @@ pub async fn a_new_run_completes_what_its_predecessor_left_open(store: &dyn Stor
     assert_eq!(store.ingest(acme, "c-1", &[end("early", t0 + 25 * MINUTE, "client")]).await.unwrap(), 0);
     assert_eq!(end_of(store, acme, "early").await, Some(t0 + 20 * MINUTE));
 
-    let unknown = store.connector_hello(acme, "c-nope", "run-1", t0).await;
+    let unknown = store.connector_hello(acme, "c-nope", "run-1", &[], t0).await;
     assert!(matches!(unknown, Err(StoreError::Conflict(_))), "{unknown:?}");
     let globex = store.ensure_org("globex").await.unwrap().id;
-    let elsewhere = store.connector_hello(globex, "c-1", "run-1", t0).await;
+    let elsewhere = store.connector_hello(globex, "c-1", "run-1", &[], t0).await;
     assert!(matches!(elsewhere, Err(StoreError::Conflict(_))), "another org's connector: {elsewhere:?}");
 }
 
-pub async fn expiring_silent_connectors_completes_their_open_sessions_once(store: &dyn Store) {
+pub async fn expiring_silent_runs_completes_their_open_sessions_once(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     let globex = store.ensure_org("globex").await.unwrap().id;
     store.create_connector(&connector(acme, "c-quiet", "quiet")).await.unwrap();
     store.create_connector(&connector(acme, "c-live", "live")).await.unwrap();
+    store.create_connector(&connector(acme, "c-pair", "two processes")).await.unwrap();
     store.create_connector(&connector(globex, "c-gq", "quiet")).await.unwrap();
     store.create_connector(&connector(globex, "c-never", "never heard")).await.unwrap();
-    store.connector_hello(acme, "c-quiet", "r", ago(100)).await.unwrap();
-    store.connector_hello(acme, "c-live", "r", ago(1)).await.unwrap();
-    store.connector_hello(globex, "c-gq", "r", ago(50)).await.unwrap();
-    let quiet = [via(active("q1", 120).build(), "c-quiet"), via(active("q2", 90).build(), "c-quiet")];
-    let live = via(active("l1", 120).build(), "c-live");
-    let theirs = via(active("g1", 70).build(), "c-gq");
-    let never = via(active("n1", 70).build(), "c-never");
-    store.insert_sessions(acme, &[quiet[0].clone(), quiet[1].clone(), live]).await.unwrap();
+    store.connector_hello(acme, "c-quiet", "r", &[], ago(100)).await.unwrap();
+    store.connector_hello(acme, "c-live", "r", &[], ago(1)).await.unwrap();
+    store.connector_hello(globex, "c-gq", "r", &[], ago(50)).await.unwrap();
+    // Two processes sharing a key: one fell silent, the other is alive.
+    store.connector_hello(acme, "c-pair", "gone", &[], ago(100)).await.unwrap();
+    store.connector_hello(acme, "c-pair", "alive", &[], ago(100)).await.unwrap();
+    store.connector_heartbeat(acme, "c-pair", "alive", ago(1)).await.unwrap();
+    let quiet = [on(active("q1", 120).build(), "c-quiet", "r"), on(active("q2", 90).build(), "c-quiet", "r")];
+    let live = on(active("l1", 120).build(), "c-live", "r");
+    let pair = [on(active("p1", 120).build(), "c-pair", "gone"), on(active("p2", 120).build(), "c-pair", "alive")];
+    let theirs = on(active("g1", 70).build(), "c-gq", "r");
+    let never = on(active("n1", 70).build(), "c-never", "r");
+    let ours = [quiet[0].clone(), quiet[1].clone(), live, pair[0].clone(), pair[1].clone()];
+    store.insert_sessions(acme, &ours).await.unwrap();
     store.insert_sessions(globex, &[theirs, never]).await.unwrap();
 
-    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 3, "q1, q2 and g1");
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 4, "q1, q2, p1 and g1");
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 0, "each is completed once");
     assert_eq!(end_of(store, acme, "q1").await, Some(ago(100)));
     assert_eq!(end_of(store, acme, "q2").await, Some(ago(90)), "never before it started");
+    assert_eq!(end_of(store, acme, "p1").await, Some(ago(100)), "a silent run, whoever else shares its key");
+    assert_eq!(end_of(store, acme, "p2").await, None, "a run heard since is alive");
     assert_eq!(end_of(store, globex, "g1").await, Some(ago(50)));
     assert_eq!(end_of(store, acme, "l1").await, None, "a connector heard since is alive");
     assert_eq!(end_of(store, globex, "n1").await, None, "a connector never heard has no lease yet");
     let rows = store.list_sessions(acme, &ListQuery::newest(10, NOW)).await.unwrap();
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 5);
 }
 
 /// Statements the control plane gets after it last heard from their connector (reported late,
@@ -348,12 +379,12 @@ pub async fn expiring_silent_connectors_completes_their_open_sessions_once(store
 pub async fn sessions_end_no_earlier_than_their_last_statement(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
-    store.connector_hello(acme, "c-1", "run-1", ago(100)).await.unwrap();
-    let [swept, replayed, quiet] = ["swept", "replayed", "quiet"].map(|id| via(active(id, 120).build(), "c-1"));
+    store.connector_hello(acme, "c-1", "run-1", &[], ago(100)).await.unwrap();
+    let [swept, replayed, quiet] = ["swept", "replayed", "quiet"].map(|id| on(active(id, 120).build(), "c-1", "run-1"));
     store.ingest(acme, "c-1", &[start(&swept), start(&replayed), start(&quiet)]).await.unwrap();
     store.ingest(acme, "c-1", &[ran("swept", 1, ago(90), MINUTE)]).await.unwrap();
 
-    // The sweep: at the last statement's end, or when the connector was last heard.
+    // The sweep: at the last statement's end, or when the run was last heard.
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 3);
     assert_eq!(end_of(store, acme, "swept").await, Some(ago(89)));
     assert_eq!(end_of(store, acme, "replayed").await, Some(ago(100)));
@@ -365,50 +396,62 @@ pub async fn sessions_end_no_earlier_than_their_last_statement(store: &dyn Store
         .ingest(acme, "c-1", &[ran("replayed", 1, ago(50), MINUTE), ran("replayed", 2, ago(40), MINUTE)])
         .await
         .unwrap();
-    assert_eq!(store.connector_hello(acme, "c-1", "run-2", ago(5)).await.unwrap(), 3);
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", &runs(&["run-1"]), ago(5)).await.unwrap(), 3);
     assert_eq!(end_of(store, acme, "replayed").await, Some(ago(39)));
     assert_eq!(end_of(store, acme, "swept").await, Some(ago(89)));
     assert_eq!(end_of(store, acme, "quiet").await, Some(ago(100)));
     assert_eq!(ids(store, acme, "session_status:active").await, Vec::<String>::new());
 }
 
-/// A connector cut off from the control plane for longer than its lease (a partition, the
-/// only replica it knows down) is taken for gone; when the same run is heard again, its
-/// sessions were never over.
+/// A run cut off from the control plane for longer than its lease (a partition, the only
+/// replica it knows down) is taken for gone; when the same run is heard again, its sessions
+/// were never over.
 pub async fn a_lapsed_run_heard_again_gets_its_sessions_back(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
-    store.connector_hello(acme, "c-1", "run-1", ago(200)).await.unwrap();
-    let earlier = via(active("earlier", 300).build(), "c-1");
+    store.connector_hello(acme, "c-1", "run-1", &[], ago(200)).await.unwrap();
+    let earlier = on(active("earlier", 300).build(), "c-1", "run-1");
     store.insert_sessions(acme, &[earlier]).await.unwrap();
-    // run-1 took over from a run that left `earlier` open: over for good.
-    store.connector_hello(acme, "c-1", "run-2", ago(100)).await.unwrap();
+    // run-2 took over from run-1, which left `earlier` open: over for good.
+    store.connector_hello(acme, "c-1", "run-2", &runs(&["run-1"]), ago(100)).await.unwrap();
     assert_eq!(end_of(store, acme, "earlier").await, Some(ago(200)));
-    let live = [via(active("live", 90).build(), "c-1"), via(active("late", 30).build(), "c-1")];
-    let ended = via(completed("ended", 80, 70).build(), "c-1");
+    let live = [on(active("live", 90).build(), "c-1", "run-2"), on(active("late", 30).build(), "c-1", "run-2")];
+    let ended = on(completed("ended", 80, 70).build(), "c-1", "run-2");
     store.insert_sessions(acme, &[live[0].clone(), live[1].clone(), ended.clone()]).await.unwrap();
-    store.connector_heartbeat(acme, "c-1", Some("run-2"), ago(60)).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-2", ago(60)).await.unwrap();
 
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 2);
     assert_eq!(end_of(store, acme, "live").await, Some(ago(60)));
     assert_eq!(end_of(store, acme, "late").await, Some(ago(30)), "never before it started");
-    // Another run (one replaying the spool before its Hello) brings nothing back.
-    store.connector_heartbeat(acme, "c-1", Some("run-3"), ago(5)).await.unwrap();
+    // Another run (one replaying the spool before its Hello, or another process) brings
+    // nothing back.
+    store.connector_heartbeat(acme, "c-1", "run-3", ago(5)).await.unwrap();
+    store.connector_hello(acme, "c-1", "replica", &[], ago(5)).await.unwrap();
     assert_eq!(end_of(store, acme, "live").await, Some(ago(60)));
 
-    store.connector_heartbeat(acme, "c-1", Some("run-2"), ago(5)).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-2", ago(5)).await.unwrap();
     assert_eq!(end_of(store, acme, "live").await, None, "open again");
     assert_eq!(end_of(store, acme, "late").await, None, "open again");
     assert_eq!(end_of(store, acme, "ended").await, ended.end, "a real end stays");
     assert_eq!(end_of(store, acme, "earlier").await, Some(ago(200)), "an earlier run's stay over");
     assert_eq!(ids(store, acme, "status:active").await, vec!["late", "live"]);
 
-    // Lapsed again, then a new run: over for good, and its heartbeats change nothing.
+    // Lapsed again, then its successor: over for good, and its heartbeats change nothing.
     assert_eq!(store.expire_connectors(NOW).await.unwrap(), 2);
-    store.connector_hello(acme, "c-1", "run-3", NOW).await.unwrap();
-    store.connector_heartbeat(acme, "c-1", Some("run-3"), NOW + 1).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-3", &runs(&["run-2"]), NOW).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-2", NOW + 1).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-3", NOW + 1).await.unwrap();
     assert_eq!(end_of(store, acme, "live").await, Some(ago(5)));
     assert!(ids(store, acme, "status:active").await.is_empty());
+
+    // A run silent for longer than the sweep remembers is forgotten: heard again, it gets
+    // nothing back.
+    let stray = on(active("stray", 1).build(), "c-1", "run-3");
+    store.insert_sessions(acme, &[stray]).await.unwrap();
+    assert_eq!(store.expire_connectors(NOW + 2).await.unwrap(), 1);
+    assert_eq!(store.expire_connectors(NOW + 2 + RUN_MEMORY + 1).await.unwrap(), 0);
+    store.connector_heartbeat(acme, "c-1", "run-3", NOW + 2 + RUN_MEMORY + 2).await.unwrap();
+    assert_eq!(end_of(store, acme, "stray").await, Some(NOW + 1));
 }
 
 pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn Store) {

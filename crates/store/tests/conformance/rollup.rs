@@ -101,7 +101,11 @@ fn session(id: String, start: Micros, end: Option<Micros>, draw: &mut Draw) -> S
             name: format!("db {resource}"),
             technology: technology.into(),
         },
-        connector: ConnectorRef { id: format!("c-{connector}"), name: format!("Connector {connector}") },
+        connector: ConnectorRef {
+            id: format!("c-{connector}"),
+            name: format!("Connector {connector}"),
+            ..Default::default()
+        },
         parent_session_id: String::new(),
     }
 }

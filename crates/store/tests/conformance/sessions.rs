@@ -142,7 +142,7 @@ fn full_session() -> Session {
             name: "Prod DB (EU) — 日本".into(),
             technology: "postgres".into(),
         },
-        connector: ConnectorRef { id: "c-7".into(), name: "Connector \"seven\"".into() },
+        connector: ConnectorRef { id: "c-7".into(), name: "Connector \"seven\"".into(), run_id: "run-7".into() },
         parent_session_id: "0190a1b2-0000-7000-8000-000000000000".into(),
     }
 }
