@@ -114,7 +114,7 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct LeaseArgs {
-    /// Complete the sessions of a connector unheard for this long (e.g. 60s, 5m)
+    /// Complete the sessions of a connector process (a run) unheard for this long (e.g. 60s, 5m)
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub connector_lease: std::time::Duration,
 }

@@ -312,6 +312,10 @@ async fn two_processes_with_one_key_keep_their_own_sessions() {
     // The replica's session is reported after its Hello.
     let sessions = system.wait_for("the replica's session", |s| active(s).len() == 2).await;
     let second = active(&sessions).into_iter().find(|s| s["id"] != first.as_str()).unwrap()["id"].clone();
+    let listed = output(gatehouse().args(["connectors", "list", "--org", "acme", "--data-dir"]).arg(&system.data));
+    let header = listed.lines().next().unwrap();
+    assert!(header.ends_with("PROCESSES"), "{listed}");
+    assert!(listed.lines().nth(1).unwrap().ends_with(" 2"), "two processes: {listed}");
 
     replica.stop("-KILL");
     let second = second.as_str().unwrap();

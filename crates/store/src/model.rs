@@ -128,14 +128,24 @@ pub struct Resource {
 }
 
 /// A connector as an administrator sees it: never its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ConnectorInfo {
     pub id: String,
     pub name: String,
     pub key_prefix: String,
+    #[sqlx(rename = "created_us")]
     pub created: Micros,
+    #[sqlx(rename = "last_heard_us")]
     pub last_heard: Option<Micros>,
+    /// Its runs (processes) not taken for gone by the lease sweep.
+    pub running: i64,
 }
+
+/// Lists an organization's connectors (`$1` or `?`) by name, as [`ConnectorInfo`].
+pub(crate) const LIST_CONNECTORS: &str = "SELECT c.id, c.name, c.key_prefix, c.created_us, c.last_heard_us, \
+     (SELECT COUNT(*) FROM connector_runs r WHERE r.org_id = c.org_id AND r.connector_id = c.id \
+         AND r.lapsed_us IS NULL) AS running \
+     FROM connectors c WHERE c.org_id = {org} ORDER BY c.name";
 
 /// A connector to create, with the hash of its key.
 #[derive(Debug, Clone)]

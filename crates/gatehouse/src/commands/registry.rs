@@ -68,10 +68,10 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         ConnectorsCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
-            let mut table = Table::new(&["ID", "NAME", "KEY PREFIX", "CREATED", "LAST HEARD"]);
+            let mut table = Table::new(&["ID", "NAME", "KEY PREFIX", "CREATED", "LAST HEARD", "PROCESSES"]);
             for c in store.list_connectors(org.id).await? {
                 let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "never".into());
-                table.row(vec![c.id, c.name, c.key_prefix, format_rfc3339(c.created), heard]);
+                table.row(vec![c.id, c.name, c.key_prefix, format_rfc3339(c.created), heard, c.running.to_string()]);
             }
             table.print()?;
         }

@@ -82,24 +82,8 @@ impl PgStore {
     }
 
     pub(super) async fn list_connectors_impl(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, key_prefix, created_us, last_heard_us FROM connectors WHERE org_id = $1 \
-             ORDER BY name",
-        )
-        .bind(org.0)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ConnectorInfo {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    key_prefix: row.try_get("key_prefix")?,
-                    created: row.try_get("created_us")?,
-                    last_heard: row.try_get("last_heard_us")?,
-                })
-            })
-            .collect()
+        let sql = LIST_CONNECTORS.replace("{org}", "$1");
+        Ok(sqlx::query_as(&sql).bind(org.0).fetch_all(self.pool()).await?)
     }
 
     pub(super) async fn replace_connector_key_impl(

@@ -133,6 +133,7 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
         key_prefix: c.key_prefix.clone(),
         created: c.created,
         last_heard: None,
+        running: 0,
     };
     assert_eq!(store.list_connectors(acme).await.unwrap(), vec![info(&us), info(&eu)]);
     assert_eq!(store.list_connectors(globex).await.unwrap(), vec![info(&theirs)]);
@@ -300,6 +301,8 @@ pub async fn a_new_run_completes_what_the_runs_it_takes_over_from_left_open(stor
         heard(store.list_connectors(acme).await.unwrap()),
         vec![("c-1".to_owned(), Some(t0 + 10 * MINUTE)), ("c-2".to_owned(), None)]
     );
+    let running = |list: Vec<ConnectorInfo>| list.into_iter().map(|c| c.running).collect::<Vec<_>>();
+    assert_eq!(running(store.list_connectors(acme).await.unwrap()), [2, 0], "run-1 and the replica");
 
     // Statements the next run replays from its predecessor's spool, which ran after the
     // control plane last heard from it.
@@ -361,6 +364,8 @@ pub async fn expiring_silent_runs_completes_their_open_sessions_once(store: &dyn
     store.insert_sessions(globex, &[theirs, never]).await.unwrap();
 
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 4, "q1, q2, p1 and g1");
+    let pair = store.list_connectors(acme).await.unwrap().into_iter().find(|c| c.id == "c-pair").unwrap();
+    assert_eq!(pair.running, 1, "the silent run is taken for gone");
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 0, "each is completed once");
     assert_eq!(end_of(store, acme, "q1").await, Some(ago(100)));
     assert_eq!(end_of(store, acme, "q2").await, Some(ago(90)), "never before it started");
