@@ -141,7 +141,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let options = ReportOptions { fail_open: config.fail_open, ..ReportOptions::default() };
     let flush_limit = options.flush_timeout + FLUSH_MARGIN;
     let backoff = Backoff::new(options.backoff_min, TERMINATION_RETRY_MAX);
-    let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options).taking_over(runs);
+    let runs = Arc::new(runs);
+    let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options).taking_over(Arc::clone(&runs));
     let hello = report.hello();
     let mut key_refused = report.key_refused();
 
@@ -163,7 +164,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Started once the listeners are resolved: a resource they name that does not exist is
     // refused at start, not also reported as a change.
     let save = save_resources(config.clone(), hello.clone(), background.clone());
-    let background = Background { stop_reports, report_task, flush_limit, background, admin_task, control_thread };
+    let background =
+        Background { stop_reports, report_task, flush_limit, background, admin_task, control_thread, runs };
 
     let mut shutdown = std::pin::pin!(shutdown);
     let upstreams = tokio::select! {
@@ -341,6 +343,9 @@ struct Background {
     background: CancellationToken,
     admin_task: JoinHandle<std::io::Result<()>>,
     control_thread: ControlThread,
+    /// The state directory's lock: released once everything else has stopped, so that the
+    /// next process finds the spool as this one left it.
+    runs: Arc<RunLog>,
 }
 
 impl Background {
@@ -364,6 +369,7 @@ impl Background {
             Err(error) => tracing::warn!(%error, "admin server task failed"),
         }
         self.control_thread.stop().await;
+        drop(self.runs);
     }
 }
 

@@ -37,6 +37,10 @@ impl Default for Lease {
 /// Terminations this recent are re-sent to a connector that (re)connects.
 pub(crate) const PENDING_WINDOW_US: Micros = 3_600_000_000;
 
+/// Runs a Hello may take over from: each is work in the Hello's transaction. The connector
+/// names at most 16.
+const MAX_PREVIOUS_RUNS: usize = 64;
+
 pub struct ConnectorApi {
     store: Arc<dyn Store>,
     bus: Arc<TerminationBus>,
@@ -82,7 +86,11 @@ impl wire::ConnectorService for ConnectorApi {
         if req.run_id.trim().is_empty() {
             return Err(invalid("run_id is required"));
         }
-        let previous: Vec<String> = req.previous_run_ids.iter().map(|run| (*run).to_owned()).collect();
+        if req.previous_run_ids.len() > MAX_PREVIOUS_RUNS {
+            return Err(invalid(format!("too many previous_run_ids (at most {MAX_PREVIOUS_RUNS})")));
+        }
+        let previous: Vec<String> =
+            req.previous_run_ids.iter().filter(|run| !run.is_empty()).map(|run| (*run).to_owned()).collect();
         let completed = self
             .store
             .connector_hello(caller.org, &caller.connector_id, req.run_id, &previous, now_micros())
@@ -150,6 +158,10 @@ impl wire::ConnectorService for ConnectorApi {
             }
             events.push(match event.kind {
                 Some(Kind::Start(start)) => {
+                    // The run holds the session's lease: a session without one would never end.
+                    if start.run_id.is_empty() && request.run_id.is_empty() {
+                        return Err(invalid("a session start needs a run_id (its own or the report's)"));
+                    }
                     let resource = resources.iter().find(|r| r.id == start.resource_id);
                     let technology = resource.map_or("postgres", |r| r.technology.as_str()).to_owned();
                     IngestEvent::Start(Box::new(Session {
@@ -210,7 +222,7 @@ impl wire::ConnectorService for ConnectorApi {
         }
         let now = now_micros();
         let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
-        // Reporting is a sign of life too, once the reporting run said Hello.
+        // Reporting is a sign of life of the reporting run.
         if !request.run_id.is_empty() {
             self.store
                 .connector_heartbeat(caller.org, &caller.connector_id, &request.run_id, now)

@@ -173,8 +173,23 @@ async fn a_new_run_completes_the_sessions_of_the_runs_it_takes_over_from() {
     s.connector.hello(hello("replica", &[])).await.unwrap();
     assert_eq!(status("ghost").await, "active", "a replica starting leaves run-1's sessions alone");
 
+    // A session must belong to a run (its own or the report's): it would never end otherwise.
+    let mut orphan = event("orphan", 0, start(&s.resource_id, now_micros()));
+    if let Some(Kind::Start(start)) = &mut orphan.kind {
+        start.run_id.clear();
+    }
+    let request = wire::ReportRequest { events: vec![orphan.clone()], ..Default::default() };
+    let err = s.connector.report(request).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument, "{err}");
+    let request = wire::ReportRequest { events: vec![orphan], run_id: "run-1".into(), ..Default::default() };
+    assert_eq!(s.connector.report(request).await.unwrap().into_owned().stored, 1, "the report's run");
+    let too_many: Vec<String> = (0..65).map(|i| format!("run-{i}")).collect();
+    let names: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let err = s.connector.hello(hello("run-2", &names)).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument, "{err}");
+
     let restarted = s.connector.hello(hello("run-2", &["run-1"])).await.unwrap().into_owned();
-    assert_eq!(restarted.completed_stale_sessions, 1);
+    assert_eq!(restarted.completed_stale_sessions, 2, "ghost and orphan");
     assert_eq!(status("ghost").await, "completed");
 }
 

@@ -151,9 +151,9 @@ pub trait Store: Send + Sync + 'static {
         previous: &[String],
         at: Micros,
     ) -> Result<u64, StoreError>;
-    /// Run `run_id` of a connector was heard at `at` (never moving the time back). A run that
-    /// has not said Hello is not heard: a new run replaying its predecessor's spool before its
-    /// `Hello` must not make the predecessor's sessions end at the replay. A run the lease
+    /// Run `run_id` of a connector was heard at `at` (never moving the time back); a run not
+    /// recorded yet is recorded (a new run is heard while it replays its predecessor's spool,
+    /// before its `Hello`: that moves its own time, not its predecessor's). A run the lease
     /// sweep took for gone gets its sessions back.
     async fn connector_heartbeat(
         &self,
@@ -167,7 +167,8 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError>;
 
     /// Stores a connector's events; retried events change nothing. Returns
-    /// how many were new.
+    /// how many were new. The runs of the sessions starting are recorded if they were not, at
+    /// their latest start, so that every session reported has a lease.
     async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError>;
     /// A session's statements in order.
     async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError>;

@@ -199,6 +199,21 @@ impl IngestEvent {
             })
             .collect()
     }
+
+    /// The runs the sessions `events` start belong to, each with its latest start, in order
+    /// of run id (the order writers lock runs in).
+    pub fn runs(events: &[IngestEvent]) -> Vec<(&str, Micros)> {
+        let mut runs: std::collections::BTreeMap<&str, Micros> = std::collections::BTreeMap::new();
+        for event in events {
+            if let IngestEvent::Start(session) = event
+                && !session.connector.run_id.is_empty()
+            {
+                let latest = runs.entry(session.connector.run_id.as_str()).or_insert(session.start);
+                *latest = (*latest).max(session.start);
+            }
+        }
+        runs.into_iter().collect()
+    }
 }
 
 /// A request to end a live session.

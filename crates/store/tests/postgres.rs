@@ -423,6 +423,56 @@ async fn terminations_stored_by_one_replica_reach_another_and_a_lost_feed_resync
     assert!(tokio::time::timeout(Duration::from_millis(300), feed.recv()).await.is_err(), "nothing more");
 }
 
+/// A run heard while the sweep waits for its row (its heartbeat committed after the sweep
+/// began) is alive: the sweep leaves it and its sessions alone.
+#[tokio::test]
+async fn a_run_heard_while_the_sweep_waits_keeps_its_sessions() {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let org = store.ensure_org("acme").await.unwrap().id;
+    let connector = gatehouse_store::NewConnector {
+        org,
+        id: "c-1".into(),
+        name: "one".into(),
+        key_prefix: "kp".into(),
+        key_hash: vec![0],
+        created: NOW,
+    };
+    store.create_connector(&connector).await.unwrap();
+    store.connector_hello(org, "c-1", "run-1", &[], NOW).await.unwrap();
+    sqlx::query(
+        "INSERT INTO sessions (org_id, id, start_us, connector_id, run_id) VALUES ($1, 's-1', $2, 'c-1', 'run-1')",
+    )
+    .bind(org.0)
+    .bind(NOW)
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    // A heartbeat in flight: the run's row is updated, not yet committed.
+    let mut other = PgConnection::connect_with(&db.options()).await.unwrap();
+    let mut heartbeat = other.begin().await.unwrap();
+    sqlx::query("UPDATE connector_runs SET last_heard_us = $1 WHERE run_id = 'run-1'")
+        .bind(NOW + 10 * SECOND)
+        .execute(&mut *heartbeat)
+        .await
+        .unwrap();
+    let sweeping = {
+        let store = store.clone();
+        tokio::spawn(async move { store.expire_connectors(NOW + 5 * SECOND).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sweeping.is_finished(), "the sweep waits for the run's row");
+    heartbeat.commit().await.unwrap();
+    assert_eq!(sweeping.await.unwrap().unwrap(), 0);
+    assert_eq!(store.get_session(org, "s-1").await.unwrap().unwrap().end, None);
+    let lapsed: Option<i64> = sqlx::query_scalar("SELECT lapsed_us FROM connector_runs WHERE run_id = 'run-1'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(lapsed, None);
+}
+
 #[tokio::test]
 async fn one_replica_sweeps_leases_at_a_time() {
     let db = TestDatabase::create().await;

@@ -154,8 +154,8 @@ impl ReportLoop {
 
     /// `Hello` takes over from the earlier runs `runs` names, and hands them over once it
     /// went through.
-    pub fn taking_over(mut self, runs: RunLog) -> Self {
-        self.runs = Some(Arc::new(runs));
+    pub fn taking_over(mut self, runs: Arc<RunLog>) -> Self {
+        self.runs = Some(runs);
         self
     }
 

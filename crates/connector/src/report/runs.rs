@@ -19,7 +19,9 @@ const RUNS_FILE: &str = "runs";
 /// Held (`flock`) while a process uses the directory.
 const LOCK_FILE: &str = "lock";
 /// Runs remembered at most: a process that never reached the control plane, restarted in a
-/// loop, names only its latest predecessors (the lease completes the others' sessions).
+/// loop, names only its latest predecessors. (The others' sessions, replayed from the spool,
+/// end when their lease runs out from their latest start: the control plane records a run it
+/// never heard from when it gets its sessions.)
 const MAX_REMEMBERED: usize = 16;
 
 /// This process's hold on its state directory, and the runs it takes over from.
@@ -76,7 +78,8 @@ impl RunLog {
             writeln!(file, "{run}")?;
         }
         file.sync_all()?;
-        fs::rename(&temporary, self.dir.join(RUNS_FILE))
+        fs::rename(&temporary, self.dir.join(RUNS_FILE))?;
+        File::open(&self.dir)?.sync_all()
     }
 }
 

@@ -128,22 +128,33 @@ impl PgStore {
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        // Locked, so that the runs of one connector saying hello through two replicas take turns.
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = $1 AND id = $2 FOR UPDATE")
-                .bind(org.0)
-                .bind(connector_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let known: Option<i64> = sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = $1 AND id = $2")
+            .bind(org.0)
+            .bind(connector_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if known.is_none() {
             return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
         }
+        // Every writer locks run rows in key order, then the connector's row: the sweep, a
+        // heartbeat and a Hello naming the same runs through different replicas take turns.
+        let mut runs: Vec<&str> = previous.iter().map(String::as_str).chain([run_id]).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        sqlx::query(
+            "SELECT 1 FROM connector_runs WHERE org_id = $1 AND connector_id = $2 AND run_id = ANY($3) \
+             ORDER BY run_id FOR UPDATE",
+        )
+        .bind(org.0)
+        .bind(connector_id)
+        .bind(&runs)
+        .execute(&mut *tx)
+        .await?;
         // The runs this one takes over from are over: their open sessions end, and those the
         // sweep ended when they lapsed end again, now that the statements this run replayed
-        // from their spool are in. A run that never said Hello ends at its last sign of life
-        // in its sessions.
+        // from their spool are in.
         let mut completed = 0;
-        for gone in previous.iter().filter(|gone| *gone != run_id) {
+        for gone in runs.iter().filter(|gone| **gone != run_id) {
             let run: Option<(i64, Option<i64>)> = sqlx::query_as(
                 "DELETE FROM connector_runs WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 \
                  RETURNING last_heard_us, lapsed_us",
@@ -153,36 +164,20 @@ impl PgStore {
             .bind(gone)
             .fetch_optional(&mut *tx)
             .await?;
+            // Unrecorded (its reports never came): its sessions end at their last statement.
             let (last_heard, lapsed) = run.unwrap_or((0, None));
             if let Some(lapsed) = lapsed {
                 reopen_lapsed(&mut tx, org, connector_id, gone, lapsed).await?;
             }
             completed += complete_open(&mut tx, org, connector_id, gone, last_heard).await?;
         }
-        // A Hello retried (its answer lost) finds its run recorded: it is heard again.
-        let recorded = sqlx::query(
-            "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(org.0)
-        .bind(connector_id)
-        .bind(run_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        if recorded.rows_affected() == 0 {
-            heard_again(&mut tx, org, connector_id, run_id, at).await?;
-        }
-        sqlx::query(
-            "UPDATE connectors SET run_id = $1, last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $2) \
-             WHERE org_id = $3 AND id = $4",
-        )
-        .bind(run_id)
-        .bind(at)
-        .bind(org.0)
-        .bind(connector_id)
-        .execute(&mut *tx)
-        .await?;
+        heard(&mut tx, org, connector_id, run_id, at).await?;
+        sqlx::query("UPDATE connectors SET run_id = $1 WHERE org_id = $2 AND id = $3")
+            .bind(run_id)
+            .bind(org.0)
+            .bind(connector_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -194,8 +189,11 @@ impl PgStore {
         run_id: &str,
         at: Micros,
     ) -> Result<(), StoreError> {
-        let heard = sqlx::query(&format!(
-            "WITH run AS ({HEARD_RUN} AND lapsed_us IS NULL RETURNING 1) {HEARD_CONNECTOR} AND EXISTS (SELECT 1 FROM run)"
+        // The common case in one statement: a run heard before, not taken for gone.
+        let heard_now = sqlx::query(&format!(
+            "WITH run AS (UPDATE connector_runs SET last_heard_us = GREATEST(last_heard_us, $1) \
+                 WHERE org_id = $2 AND connector_id = $3 AND run_id = $4 AND lapsed_us IS NULL RETURNING 1) \
+             {HEARD_CONNECTOR} AND EXISTS (SELECT 1 FROM run)"
         ))
         .bind(at)
         .bind(org.0)
@@ -203,13 +201,11 @@ impl PgStore {
         .bind(run_id)
         .execute(self.pool())
         .await?;
-        if heard.rows_affected() > 0 {
+        if heard_now.rows_affected() > 0 {
             return Ok(());
         }
-        // A run not recorded (one that has not said Hello, or one another took over from), or
-        // one the sweep took for gone: its sessions come back open.
         let mut tx = self.pool().begin().await?;
-        heard_again(&mut tx, org, id, run_id, at).await?;
+        heard(&mut tx, org, id, run_id, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -224,19 +220,24 @@ impl PgStore {
         if !try_xact_lock(&mut tx, SWEEP_LOCK).await? {
             return Ok(0);
         }
-        // The runs are marked lapsed at the time their sessions end, so that a run heard again
-        // gets those sessions back (see `heard_again`).
+        // The silent runs are locked, and read as locked: a run heard while the sweep waited
+        // for its row is not silent any more, and is left alone. They are marked lapsed at the
+        // time their sessions end, so that a run heard again gets those sessions back (see
+        // `heard`).
         let done = sqlx::query(&format!(
-            "WITH lapsed AS ( \
-                 UPDATE connector_runs SET lapsed_us = last_heard_us \
-                 WHERE last_heard_us < $2 AND lapsed_us IS DISTINCT FROM last_heard_us \
-             ) \
-             , ended AS ( \
+            "WITH silent AS ( \
+                 SELECT org_id, connector_id, run_id, last_heard_us FROM connector_runs \
+                 WHERE last_heard_us < $2 ORDER BY org_id, connector_id, run_id FOR UPDATE \
+             ), lapsed AS ( \
+                 UPDATE connector_runs r SET lapsed_us = silent.last_heard_us FROM silent \
+                 WHERE r.org_id = silent.org_id AND r.connector_id = silent.connector_id \
+                     AND r.run_id = silent.run_id AND r.lapsed_us IS DISTINCT FROM silent.last_heard_us \
+             ), ended AS ( \
                  SELECT s.org_id, s.id, s.start_us, \
-                     GREATEST(r.last_heard_us, s.start_us, {LAST_STATEMENT_END}) AS end_us \
-                 FROM connector_runs r JOIN sessions s \
-                     ON s.org_id = r.org_id AND s.connector_id = r.connector_id AND s.run_id = r.run_id \
-                 WHERE r.last_heard_us < $2 AND s.end_us IS NULL \
+                     GREATEST(silent.last_heard_us, s.start_us, {LAST_STATEMENT_END}) AS end_us \
+                 FROM silent JOIN sessions s ON s.org_id = silent.org_id \
+                     AND s.connector_id = silent.connector_id AND s.run_id = silent.run_id \
+                 WHERE s.end_us IS NULL \
              ) \
              UPDATE sessions SET end_us = e.end_us, duration_us = e.end_us - e.start_us, end_reason = $1 \
              FROM ended e WHERE sessions.org_id = e.org_id AND sessions.id = e.id AND sessions.end_us IS NULL",
@@ -261,6 +262,7 @@ impl PgStore {
         events: &[IngestEvent],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
+        record_runs(&mut tx, org, connector_id, &IngestEvent::runs(events)).await?;
         let mut rollup = RollupDelta::default();
         // A session's events come in order (start, statements, end), so the
         // report is stored kind by kind, each kind in few statements, rather
@@ -483,18 +485,14 @@ const LAST_STATEMENT_END: &str = "(SELECT st.start_us + st.duration_us FROM stat
      WHERE st.org_id = s.org_id AND st.session_id = s.id ORDER BY st.seq DESC LIMIT 1)";
 
 // language=PostgreSQL
-/// Run `$4` of connector `$3` was heard at `$1`; the caller adds its conditions.
-const HEARD_RUN: &str = "UPDATE connector_runs SET last_heard_us = GREATEST(last_heard_us, $1), lapsed_us = NULL \
-     WHERE org_id = $2 AND connector_id = $3 AND run_id = $4";
-
-// language=PostgreSQL
 /// The connector's last-heard time, shown in its listing, follows its runs'.
 const HEARD_CONNECTOR: &str =
     "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1) WHERE org_id = $2 AND id = $3";
 
-/// Run `run_id` of a connector was heard at `at`. A run the sweep took for gone gets its
-/// sessions back; a run not recorded changes nothing.
-async fn heard_again(
+/// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
+/// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
+/// own time), and given back the sessions the sweep ended if it was taken for gone.
+async fn heard(
     tx: &mut PgConnection,
     org: OrgId,
     connector_id: &str,
@@ -509,12 +507,50 @@ async fn heard_again(
     .bind(run_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(lapsed) = lapsed else { return Ok(()) };
-    if let Some(lapsed) = lapsed {
+    if let Some(Some(lapsed)) = lapsed {
         reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
     }
-    sqlx::query(HEARD_RUN).bind(at).bind(org.0).bind(connector_id).bind(run_id).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
+         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (org_id, connector_id, run_id) DO UPDATE \
+         SET last_heard_us = GREATEST(connector_runs.last_heard_us, $4), lapsed_us = NULL",
+    )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(run_id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(HEARD_CONNECTOR).bind(at).bind(org.0).bind(connector_id).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Records the runs of sessions starting that were never heard, or were forgotten (a run that
+/// never reached the control plane, replayed by its successor; a run another took over from,
+/// whose last report reached another replica late): the sweep ends their sessions when their
+/// lease runs out from their latest start, unless a Hello names them first. Runs recorded
+/// already are left as they are: a replay is no sign of life.
+async fn record_runs(
+    conn: &mut PgConnection,
+    org: OrgId,
+    connector_id: &str,
+    runs: &[(&str, Micros)],
+) -> Result<(), StoreError> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let (ids, starts): (Vec<&str>, Vec<Micros>) = runs.iter().copied().unzip();
+    sqlx::query(
+        "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
+         SELECT $1, $2, run.id, run.start_us, run.start_us FROM UNNEST($3::text[], $4::int8[]) AS run (id, start_us) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(ids)
+    .bind(starts)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -131,12 +131,14 @@ impl SqliteStore {
         if known.is_none() {
             return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
         }
+        let mut runs: Vec<&str> = previous.iter().map(String::as_str).filter(|gone| *gone != run_id).collect();
+        runs.sort_unstable();
+        runs.dedup();
         // The runs this one takes over from are over: their open sessions end, and those the
         // sweep ended when they lapsed end again, now that the statements this run replayed
-        // from their spool are in. A run that never said Hello ends at its last sign of life
-        // in its sessions.
+        // from their spool are in.
         let mut completed = 0;
-        for gone in previous.iter().filter(|gone| *gone != run_id) {
+        for gone in runs {
             let run: Option<(i64, Option<i64>)> = sqlx::query_as(
                 "DELETE FROM connector_runs WHERE org_id = ? AND connector_id = ? AND run_id = ? \
                  RETURNING last_heard_us, lapsed_us",
@@ -146,36 +148,20 @@ impl SqliteStore {
             .bind(gone)
             .fetch_optional(&mut *tx)
             .await?;
+            // Unrecorded (its reports never came): its sessions end at their last statement.
             let (last_heard, lapsed) = run.unwrap_or((0, None));
             if let Some(lapsed) = lapsed {
                 reopen_lapsed(&mut tx, org, connector_id, gone, lapsed).await?;
             }
             completed += complete_open(&mut tx, org, connector_id, gone, last_heard).await?;
         }
-        // A Hello retried (its answer lost) finds its run recorded: it is heard again.
-        let recorded = sqlx::query(
-            "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
-             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
-        )
-        .bind(org.0)
-        .bind(connector_id)
-        .bind(run_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        if recorded.rows_affected() == 0 {
-            heard_again(&mut tx, org, connector_id, run_id, at).await?;
-        }
-        sqlx::query(
-            "UPDATE connectors SET run_id = ?1, last_heard_us = MAX(COALESCE(last_heard_us, 0), ?2) \
-             WHERE org_id = ?3 AND id = ?4",
-        )
-        .bind(run_id)
-        .bind(at)
-        .bind(org.0)
-        .bind(connector_id)
-        .execute(&mut *tx)
-        .await?;
+        heard(&mut tx, org, connector_id, run_id, at).await?;
+        sqlx::query("UPDATE connectors SET run_id = ? WHERE org_id = ? AND id = ?")
+            .bind(run_id)
+            .bind(org.0)
+            .bind(connector_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -188,20 +174,7 @@ impl SqliteStore {
         at: Micros,
     ) -> Result<(), StoreError> {
         let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
-        let heard = sqlx::query(&format!("{HEARD_RUN} AND lapsed_us IS NULL"))
-            .bind(at)
-            .bind(org.0)
-            .bind(id)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        if heard.rows_affected() > 0 {
-            sqlx::query(HEARD_CONNECTOR).bind(at).bind(org.0).bind(id).execute(&mut *tx).await?;
-        } else {
-            // A run not recorded (one that has not said Hello, or one another took over
-            // from), or one the sweep took for gone: its sessions come back open.
-            heard_again(&mut tx, org, id, run_id, at).await?;
-        }
+        heard(&mut tx, org, id, run_id, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -262,6 +235,7 @@ impl SqliteStore {
         // than event by event: under connect-per-query load the sessions'
         // events interleave, and six statements per session were most of
         // the control plane's work.
+        record_runs(&mut tx, org, connector_id, &IngestEvent::runs(events)).await?;
         let mut rollup = RollupDelta::default();
         let mut stored = super::insert_sessions_in(&mut tx, org, &IngestEvent::started(events), &mut rollup).await?;
         stored += super::statements::insert(&mut tx, org, connector_id, events).await?;
@@ -440,17 +414,33 @@ async fn end_sessions(
     Ok(ended)
 }
 
-/// Run `?4` of connector `?3` was heard at `?1`; the caller adds its conditions.
-const HEARD_RUN: &str = "UPDATE connector_runs SET last_heard_us = MAX(last_heard_us, ?1), lapsed_us = NULL \
-     WHERE org_id = ?2 AND connector_id = ?3 AND run_id = ?4";
+/// Records the runs of sessions starting that were never heard, or were forgotten: see the
+/// PostgreSQL store's `record_runs`.
+async fn record_runs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    org: OrgId,
+    connector_id: &str,
+    runs: &[(&str, Micros)],
+) -> Result<(), StoreError> {
+    for (run_id, start) in runs {
+        sqlx::query(
+            "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
+             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT DO NOTHING",
+        )
+        .bind(org.0)
+        .bind(connector_id)
+        .bind(run_id)
+        .bind(start)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
 
-/// The connector's last-heard time, shown in its listing, follows its runs'.
-const HEARD_CONNECTOR: &str =
-    "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?1) WHERE org_id = ?2 AND id = ?3";
-
-/// Run `run_id` of a connector was heard at `at`. A run the sweep took for gone gets its
-/// sessions back; a run not recorded changes nothing.
-async fn heard_again(
+/// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
+/// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
+/// own time), and given back the sessions the sweep ended if it was taken for gone.
+async fn heard(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
     connector_id: &str,
@@ -464,12 +454,28 @@ async fn heard_again(
             .bind(run_id)
             .fetch_optional(&mut **tx)
             .await?;
-    let Some(lapsed) = lapsed else { return Ok(()) };
-    if let Some(lapsed) = lapsed {
+    if let Some(Some(lapsed)) = lapsed {
         reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
     }
-    sqlx::query(HEARD_RUN).bind(at).bind(org.0).bind(connector_id).bind(run_id).execute(&mut **tx).await?;
-    sqlx::query(HEARD_CONNECTOR).bind(at).bind(org.0).bind(connector_id).execute(&mut **tx).await?;
+    sqlx::query(
+        "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \
+         VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (org_id, connector_id, run_id) DO UPDATE \
+         SET last_heard_us = MAX(last_heard_us, excluded.last_heard_us), lapsed_us = NULL",
+    )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(run_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE connectors SET last_heard_us = MAX(COALESCE(last_heard_us, 0), ?1) WHERE org_id = ?2 AND id = ?3",
+    )
+    .bind(at)
+    .bind(org.0)
+    .bind(connector_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

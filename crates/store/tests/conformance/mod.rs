@@ -126,6 +126,7 @@ macro_rules! conformance_suite {
                 a_new_run_completes_what_the_runs_it_takes_over_from_left_open,
                 sessions_end_no_earlier_than_their_last_statement,
                 expiring_silent_runs_completes_their_open_sessions_once,
+                sessions_of_runs_never_heard_have_a_lease,
                 a_lapsed_run_heard_again_gets_its_sessions_back,
                 pending_terminations_are_recent_ones_of_open_sessions,
                 a_termination_asked_again_while_pending_is_the_first,

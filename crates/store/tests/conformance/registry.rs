@@ -293,16 +293,18 @@ pub async fn a_new_run_completes_what_the_runs_it_takes_over_from_left_open(stor
     store.connector_heartbeat(acme, "c-1", "run-1", t0 + 10 * MINUTE).await.unwrap();
     // Heartbeats never move the last-heard time back.
     store.connector_heartbeat(acme, "c-1", "run-1", t0 + 5 * MINUTE).await.unwrap();
-    // A run that has not said Hello (a new one, replaying its predecessor's spool) is not heard.
-    store.connector_heartbeat(acme, "c-1", "run-2", t0 + 20 * MINUTE).await.unwrap();
     store.connector_heartbeat(acme, "c-1", "run-1", t0 + 9 * MINUTE).await.unwrap();
     let heard = |list: Vec<ConnectorInfo>| list.into_iter().map(|c| (c.id, c.last_heard)).collect::<Vec<_>>();
     assert_eq!(
         heard(store.list_connectors(acme).await.unwrap()),
         vec![("c-1".to_owned(), Some(t0 + 10 * MINUTE)), ("c-2".to_owned(), None)]
     );
+    // The next run is heard before its Hello, while it replays its predecessor's spool: that
+    // is its own time, not its predecessor's.
+    store.connector_heartbeat(acme, "c-1", "run-2", t0 + 20 * MINUTE).await.unwrap();
     let running = |list: Vec<ConnectorInfo>| list.into_iter().map(|c| c.running).collect::<Vec<_>>();
-    assert_eq!(running(store.list_connectors(acme).await.unwrap()), [2, 0], "run-1 and the replica");
+    let listed = running(store.list_connectors(acme).await.unwrap());
+    assert_eq!(listed, [4, 1], "run-0 (recorded with its sessions), run-1, run-2 and the replica; c-2's run-1");
 
     // Statements the next run replays from its predecessor's spool, which ran after the
     // control plane last heard from it.
@@ -313,10 +315,13 @@ pub async fn a_new_run_completes_what_the_runs_it_takes_over_from_left_open(stor
     // they started if that is later, or when their last statement ended.
     let previous = runs(&["run-0", "run-1"]);
     assert_eq!(store.connector_hello(acme, "c-1", "run-2", &previous, t0 + 30 * MINUTE).await.unwrap(), 4);
+    // The same Hello again (its answer lost): nothing more to do.
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", &previous, t0 + 30 * MINUTE).await.unwrap(), 0);
     assert_eq!(end_of(store, acme, "busy").await, Some(t0 + 12 * MINUTE + 30_000_000));
     assert_eq!(end_of(store, acme, "early").await, Some(t0 + 10 * MINUTE));
     assert_eq!(end_of(store, acme, "late").await, Some(late.start));
     assert_eq!(end_of(store, acme, "orphan").await, Some(ago(49)), "a run never heard: its last statement");
+    assert_eq!(running(store.list_connectors(acme).await.unwrap()), [2, 1], "run-2 and the replica");
     assert_eq!(end_of(store, acme, "done").await, done.end, "completed sessions are left alone");
     assert_eq!(end_of(store, acme, "other").await, None, "another connector's sessions are left alone");
     assert_eq!(end_of(store, acme, "theirs").await, None, "another run's sessions are left alone");
@@ -373,9 +378,30 @@ pub async fn expiring_silent_runs_completes_their_open_sessions_once(store: &dyn
     assert_eq!(end_of(store, acme, "p2").await, None, "a run heard since is alive");
     assert_eq!(end_of(store, globex, "g1").await, Some(ago(50)));
     assert_eq!(end_of(store, acme, "l1").await, None, "a connector heard since is alive");
-    assert_eq!(end_of(store, globex, "n1").await, None, "a connector never heard has no lease yet");
+    assert_eq!(end_of(store, globex, "n1").await, None, "sessions no connector reported have no lease");
     let rows = store.list_sessions(acme, &ListQuery::newest(10, NOW)).await.unwrap();
     assert_eq!(rows.len(), 5);
+}
+
+/// Every session a connector reports has a lease: a session of a run the control plane never
+/// heard from, or of a run taken over already (its last report reached another replica after
+/// its successor's Hello), ends when that run's lease runs out from the session's start.
+pub async fn sessions_of_runs_never_heard_have_a_lease(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-1", &[], ago(100)).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-2", &runs(&["run-1"]), ago(90)).await.unwrap();
+    let late = on(active("late", 95).build(), "c-1", "run-1");
+    let unheard = on(active("unheard", 80).build(), "c-1", "run-0");
+    let live = on(active("live", 20).build(), "c-1", "run-2");
+    store.ingest(acme, "c-1", &[start(&late), start(&unheard), start(&live)]).await.unwrap();
+    store.ingest(acme, "c-1", &[ran("unheard", 1, ago(70), MINUTE)]).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-2", ago(1)).await.unwrap();
+
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 2);
+    assert_eq!(end_of(store, acme, "late").await, Some(ago(95)));
+    assert_eq!(end_of(store, acme, "unheard").await, Some(ago(69)));
+    assert_eq!(end_of(store, acme, "live").await, None);
 }
 
 /// Statements the control plane gets after it last heard from their connector (reported late,
