@@ -642,6 +642,14 @@ test('a statement keeps its line breaks in the detail', async (t) => {
     { time: '2026-03-02T10:00:00Z', text: 'select 1,\n\r\n2\tas "tab", \'\\n\' as not_a_break, \'\\\\\'' },
     { time: '2026-03-02T10:00:01Z', text: 'select 2' },
   ]);
+
+  // Recorded values (a user name too) show their control characters and bidirectional
+  // overrides written out, as the transcript writes them: shown, not acted on.
+  const printed = await page.evaluate(async () => {
+    const { printable, el } = await import('/console/format.js');
+    return [printable('ad\u202emin\u001b[2J\tok\n'), el('span', { text: 'a\u2066b' }).textContent, el('b', {}, 'x\u0085').textContent];
+  });
+  assert.deepEqual(printed, ['ad\\u{202e}min\\x1b[2J\tok\n', 'a\\u{2066}b', 'x\\u{85}']);
 });
 
 test('a reader key sees permission_denied when terminating', async (t) => {

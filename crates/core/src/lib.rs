@@ -8,8 +8,10 @@
 //! - [`auth`]: organizations, API key roles and the caller identity.
 //! - [`time`]: microsecond timestamps and their RFC 3339 form.
 //! - [`names`]: the shape of emails, machine names and role names.
+//! - [`display`]: recorded text made safe to print in a terminal.
 
 pub mod auth;
+pub mod display;
 pub mod names;
 pub mod session;
 pub mod time;

@@ -130,13 +130,15 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     match gatehouse_query::parse_duration(text) {
         Some(us) if us > 0 => Ok(std::time::Duration::from_micros(us as u64)),
         Some(_) => Err(format!("{text:?} is not above zero")),
-        None => Err(format!("{text:?} is not a duration such as 30s, 5m or 1h")),
+        None => Err(format!("{text:?} is not a duration such as 30s, 5m, 1h or 7d")),
     }
 }
 
-/// `--since`: a span back from now, in microseconds. A leading `-` (`-1h`, "an hour ago")
-/// means the same.
+/// `--since`: a span back from now, in microseconds. A leading `-` (`-1h`) or a trailing `ago`
+/// (`1h ago`) means the same.
 fn parse_since(text: &str) -> Result<Micros, String> {
+    let text = text.trim();
+    let text = text.strip_suffix("ago").map_or(text, str::trim_end);
     let span = parse_duration(text.strip_prefix('-').unwrap_or(text))?;
     Ok(Micros::try_from(span.as_micros()).unwrap_or(Micros::MAX))
 }
@@ -450,7 +452,7 @@ pub struct ListArgs {
     /// Search query, e.g. 'user.email:alice@example.com AND technology:postgres'
     #[arg(long, short, default_value = "")]
     pub query: String,
-    /// Only sessions overlapping the last DURATION (e.g. 15m, 24h, 7d; -24h, "24h ago", reads the same)
+    /// Only sessions overlapping the last DURATION (e.g. 15m, 24h, 7d; "-24h" and "24h ago" mean 24h too)
     #[arg(long, value_name = "DURATION", value_parser = parse_since, allow_hyphen_values = true)]
     #[arg(conflicts_with_all = ["from", "to"])]
     pub since: Option<Micros>,
@@ -657,6 +659,7 @@ mod tests {
         assert_eq!(list(&["--since", "1h"]).unwrap().since, Some(HOUR));
         assert_eq!(list(&["--since", "-1h"]).unwrap().since, Some(HOUR));
         assert_eq!(list(&["--since=-90m"]).unwrap().since, Some(3 * HOUR / 2));
+        assert_eq!(list(&["--since", "24h ago"]).unwrap().since, Some(24 * HOUR));
         let error = list(&["--since", "-soon"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ValueValidation);
         assert!(error.to_string().contains("\"soon\" is not a duration"), "{error}");

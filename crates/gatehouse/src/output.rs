@@ -19,8 +19,11 @@ impl Table {
         Self { header: header.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
     }
 
+    /// Adds a row; its cells are printed with control characters written out
+    /// ([`gatehouse_core::display::printable`]): they hold what audited users typed, which a
+    /// terminal would act on.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.into_iter().map(|cell| gatehouse_core::display::printable(&cell).into_owned()).collect());
     }
 
     pub fn print(&self) -> std::io::Result<()> {
@@ -181,6 +184,15 @@ mod tests {
             assert!(text.lines().nth(1).unwrap().starts_with(&format!("{id}  ")), "{width}: {text}");
         }
         assert!(table.render(Some(60)).contains('…'), "the others are cut instead");
+    }
+
+    #[test]
+    fn cells_are_printed_escaped() {
+        let mut table = Table::new(&["ID", "USER"]);
+        table.row(vec!["1".into(), "esc\u{1b}[31mred\u{1b}[0m\nsecond line\u{202e}".into()]);
+        let text = table.render(None);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("esc\\x1b[31mred\\x1b[0m\\nsecond line\\u{202e}"), "{text}");
     }
 
     #[test]

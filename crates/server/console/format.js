@@ -76,19 +76,37 @@ export function nativeRole(session) {
   return (session.user && session.user.native && session.user.native.username) || '';
 }
 
-/** The console's own element builder: text only, never markup from strings. */
+// Control characters other than line breaks and tabs, and Unicode's
+// Bidi_Control characters, which reorder the text around them.
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `text` with control characters and bidirectional controls written out as
+ * the transcript writes them (`\x1b`, `\u{202e}`): recorded values come from
+ * the people being audited, and a right-to-left override in a user name would
+ * make it read as another.
+ */
+export function printable(text) {
+  return String(text).replace(UNPRINTABLE, (c) => {
+    const code = c.codePointAt(0);
+    return code < 0x80 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
+}
+
+/** The console's own element builder: text only, never markup from strings, always printable. */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === false || value === null || value === undefined) continue;
     if (name === 'class') node.className = value;
-    else if (name === 'text') node.textContent = value;
+    else if (name === 'text') node.textContent = printable(value);
     else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? '' : value);
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    node.append(child instanceof Node ? child : document.createTextNode(printable(child)));
   }
   return node;
 }

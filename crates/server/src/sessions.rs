@@ -112,36 +112,19 @@ fn not_found(session_id: &str) -> ConnectError {
     ConnectError::new(ErrorCode::NotFound, message)
 }
 
-/// One line per statement: its start time, a tab, its text. In the text a backslash, a line
-/// feed and a carriage return are written `\\`, `\n` and `\r`, so that lines stay statements
-/// and every text can be read back exactly; and any other control character, or a character
-/// that reorders text on screen, as `\x1b` or `\u{202e}`: a transcript is read in terminals,
-/// where an audited user's escape sequences would otherwise erase or rewrite lines.
+/// One line per statement: its start time, a tab, its text, escaped as
+/// [`gatehouse_core::display::push_escaped`] does: lines stay statements, every text can be read
+/// back exactly, and a transcript read in a terminal shows an audited user's escape sequences
+/// rather than acting on them.
 pub fn transcript(statements: &[StatementRecord]) -> String {
-    use std::fmt::Write;
     let mut out = String::new();
     for s in statements {
         out.push_str(&format_rfc3339(s.start));
         out.push('\t');
-        for c in s.text.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push(c),
-                c if c.is_ascii_control() => _ = write!(out, "\\x{:02x}", u32::from(c)),
-                c if c.is_control() || is_bidi_control(c) => _ = write!(out, "\\u{{{:x}}}", u32::from(c)),
-                c => out.push(c),
-            }
-        }
+        gatehouse_core::display::push_escaped(&mut out, &s.text);
         out.push('\n');
     }
     out
-}
-
-/// Unicode's Bidi_Control characters, which reorder the text around them.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn shutdown(termination: TerminationRecord) -> SessionShutdown {

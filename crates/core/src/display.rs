@@ -1,0 +1,72 @@
+//! Recorded text made safe to print in a terminal.
+//!
+//! Statements and user names are written by the people being audited. Printed raw, their
+//! escape sequences would erase or rewrite what an auditor reads, and a line break or a
+//! bidirectional override would make one value look like another.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+/// Appends `text` to `out` with a backslash, a line feed and a carriage return written `\\`,
+/// `\n` and `\r` (so that a line stays one value and every text can be read back exactly), and
+/// any other control character but the tab, or a character that reorders text on screen, as
+/// `\x1b` or `\u{202e}`.
+pub fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c => push_char(out, c),
+        }
+    }
+}
+
+/// `text` for a table cell: written as [`push_escaped`] does, but for backslashes, which stay as
+/// they are (`DOMAIN\user`), and tabs, written `\t` to keep the columns; borrowed when there is
+/// nothing to write out.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c == '\t' || needs_escape(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            c => push_char(&mut out, c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn push_char(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        c if !needs_escape(c) => out.push(c),
+        c if c.is_ascii_control() => _ = write!(out, "\\x{:02x}", u32::from(c)),
+        c => _ = write!(out, "\\u{{{:x}}}", u32::from(c)),
+    }
+}
+
+fn needs_escape(c: char) -> bool {
+    (c.is_control() && c != '\t') || is_bidi_control(c)
+}
+
+/// Unicode's Bidi_Control characters, which reorder the text around them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_reordering_characters_are_written_out() {
+        let text = "a\u{1b}[2J\u{7}b\u{8}\tz\u{7f}\u{85}\u{202e}é\\\r\n";
+        let mut out = String::new();
+        push_escaped(&mut out, text);
+        assert_eq!(out, "a\\x1b[2J\\x07b\\x08\tz\\x7f\\u{85}\\u{202e}é\\\\\\r\\n");
+        assert_eq!(printable(text), "a\\x1b[2J\\x07b\\x08\\tz\\x7f\\u{85}\\u{202e}é\\\\r\\n");
+        assert!(matches!(printable("DOMAIN\\user é"), Cow::Borrowed(_)));
+    }
+}
