@@ -114,6 +114,10 @@ test('sign in: a wrong key is refused, a right one shows the sessions', async (t
   await page.getByRole('button', { name: 'Sign in' }).click();
   await assert.doesNotReject(page.waitForSelector('#signin-error:has-text("not accepted")'));
   assert.equal(await page.isVisible('#console'), false);
+  // The README's placeholder pasted as is: a character no header can carry.
+  await page.getByLabel('API key').fill('gh_…');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await assert.doesNotReject(page.waitForSelector('#signin-error:has-text("other characters")'));
 
   await signIn(page);
   assert.equal((await rowIds(page)).length, 50);

@@ -138,7 +138,8 @@ fn starts_value(token: &str) -> bool {
 
 /// Refuses what the grammar would read without complaint, but not as written: a quote never
 /// closed (`--"`), a `"` inside a word (`alice"`), a `\` at the very end, and a query that
-/// starts with `AND` or `OR` (the grammar names the end of the text for that one).
+/// starts with `AND` or `OR` or ends with an operator (the grammar names no position for
+/// those).
 pub(crate) fn check(text: &str) -> Result<(), QueryError> {
     let scan = scan(text);
     if let Some(at) = scan.unclosed_quote {
@@ -158,6 +159,18 @@ pub(crate) fn check(text: &str) -> Result<(), QueryError> {
         && matches!(first, "AND" | "OR" | "&&" | "||")
     {
         return Err(QueryError::syntax_at(text, 0, &format!("`{first}` needs a term on each side")));
+    }
+    // (A lone operator is lowered with a hint to quote it.)
+    if let [_, .., last] = scan.tokens.as_slice()
+        && is_operator(&text[last.start..last.end])
+    {
+        let word = &text[last.start..last.end];
+        let what = if word == "NOT" {
+            "`NOT` needs a term after it".to_owned()
+        } else {
+            format!("`{word}` needs a term on each side")
+        };
+        return Err(QueryError::syntax_at(text, last.start, &what));
     }
     Ok(())
 }

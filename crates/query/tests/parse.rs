@@ -551,7 +551,8 @@ fn a_nul_character_is_refused_where_it_is() {
 
 #[test]
 fn dangling_operators() {
-    check_err("a AND", "`AND` needs a term on each side");
+    check_err("a AND", "syntax error at position 2: `AND` needs a term on each side");
+    check_err("a b NOT", "syntax error at position 4: `NOT` needs a term after it");
     check_err("a OR OR b", "`OR` needs a term on each side");
     check_err("AND", "`AND` needs a term on each side");
     check_err("a || b", "write AND or OR");

@@ -4,7 +4,6 @@
 // bytes in its blob store (which spills to disk), not in the JS heap.
 
 import { call } from './api.js';
-import { durationSeconds } from './format.js';
 
 export const EXPORT_PAGE = 1000;
 
@@ -14,7 +13,8 @@ export const CSV_COLUMNS = [
   ['session_status', (s) => s.sessionStatus],
   ['start_time', (s) => s.startTime],
   ['end_time', (s) => s.endTime],
-  ['duration_seconds', (s) => (s.duration ? String(durationSeconds(s.duration)) : '')],
+  // As the API writes it, less its unit: the CLI's export writes the same text.
+  ['duration_seconds', (s) => (s.duration ? String(s.duration).replace(/s$/, '') : '')],
   ['user_type', (s) => s.user?.type],
   ['username', (s) => s.user?.username],
   ['user_id', (s) => s.user?.formal?.user?.id],

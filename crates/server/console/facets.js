@@ -1,7 +1,7 @@
 // Facet lists with counts from ListSessionAggregations. Clicking a value adds
 // `field:"value"` to the query.
 
-import { el, formatCount, keepingFocus } from './format.js';
+import { el, formatCount, keepingFocus, sessionCount } from './format.js';
 
 /** Facet title, the aggregation lists that feed it (first non-empty wins), the query field. */
 export const FACETS = [
@@ -33,7 +33,7 @@ function build(root, aggregations, onPick) {
       meter.style.width = `${(count / max) * 100}%`;
       list.append(el('li', {}, el('button', {
         type: 'button', class: 'facet', 'data-field': field, 'data-value': bucket.key, 'data-key': `${field}:${bucket.key}`,
-        'aria-label': `${bucket.key}: ${formatCount(count)} sessions. Add ${field}:"${bucket.key}" to the query`,
+        'aria-label': `${bucket.key}: ${sessionCount(count)}. Add ${field}:"${bucket.key}" to the query`,
         onclick: () => onPick(field, bucket.key),
       }, meter, el('span', { class: 'facet-key', title: bucket.key, text: bucket.key }), el('span', { class: 'facet-count', text: formatCount(count) }))));
     }

@@ -39,6 +39,11 @@ export function formatCount(n) {
 }
 
 /** Seconds from a proto3 JSON Duration ("3.5s"). */
+/** `1 session`, `2,431 sessions`. */
+export function sessionCount(n) {
+  return `${formatCount(n)} ${n === 1 ? 'session' : 'sessions'}`;
+}
+
 export function durationSeconds(duration) {
   if (!duration) return 0;
   const seconds = Number.parseFloat(String(duration).replace(/s$/, ''));

@@ -3,7 +3,7 @@
 // sessions by start time; a session that started before the window counts in
 // the first bar (ListSessionAggregations adds up to the matching sessions).
 
-import { el, formatCount, formatShortTime } from './format.js';
+import { el, formatCount, formatShortTime, sessionCount } from './format.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const HEIGHT = 140;
@@ -70,14 +70,14 @@ export class Histogram {
     const total = buckets.reduce((sum, b) => sum + b.count, 0);
     const chart = svg('svg', {
       width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img', class: 'histogram-chart',
-      'aria-label': `${formatCount(total)} sessions from ${formatShortTime(new Date(from))} to ${formatShortTime(new Date(to))}, in ${n} bars. `
+      'aria-label': `${sessionCount(total)} from ${formatShortTime(new Date(from))} to ${formatShortTime(new Date(to))}, in ${n} bars. `
         + `${FIRST_BAR_NOTE} Drag across the chart to narrow the window.`,
     });
     const technologies = new Set();
     buckets.forEach((bucket, i) => {
       const group = svg('g', { 'data-start': new Date(bucket.start).toISOString(), 'data-count': bucket.count });
       const title = svg('title');
-      title.textContent = `${formatShortTime(new Date(bucket.start))}: ${formatCount(bucket.count)} sessions`
+      title.textContent = `${formatShortTime(new Date(bucket.start))}: ${sessionCount(bucket.count)}`
         + bucket.parts.map((p) => `\n${p.key}: ${formatCount(p.count)}`).join('')
         + (i === 0 ? `\n${FIRST_BAR_NOTE}` : '');
       group.append(title);
