@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command};
 use std::time::{Duration, Instant};
 
-use common::{Proc, certificates, free_port, gatehouse, output, wait_port};
+use common::{Proc, active, certificates, free_port, gatehouse, output, psql, send, wait_port};
 use serde_json::{Value, json};
 
 struct System {
@@ -136,29 +135,6 @@ fn connector(config: &Path, port: u16) -> Proc {
     let child = gatehouse().arg("connector").arg("--config").arg(config).spawn().unwrap();
     wait_port(port);
     Proc(child)
-}
-
-/// An interactive psql through the connector listening on `port`.
-fn psql(port: u16) -> (Proc, ChildStdin) {
-    let mut child = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=0"])
-        .arg(format!("host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (Proc(child), stdin)
-}
-
-fn send(stdin: &mut ChildStdin, sql: &str) {
-    writeln!(stdin, "{sql}").unwrap();
-    stdin.flush().unwrap();
-}
-
-fn active(sessions: &[Value]) -> Vec<&Value> {
-    sessions.iter().filter(|s| s["sessionStatus"] == "active").collect()
 }
 
 #[tokio::test]

@@ -8,11 +8,13 @@
 //! The admin connection is `GATEHOUSE_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), as for the store tests.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Child, ChildStdin, Command, Stdio};
+mod common;
+
+use std::io::Read;
+use std::process::{ChildStdin, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{Proc, active, free_port, gatehouse, output, psql, send, wait_port};
 use serde_json::{Value, json};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -35,44 +37,6 @@ fn database_url(database: &str) -> String {
 /// Runs SQL on the admin connection with `psql`, returning its unaligned output.
 fn admin_sql(sql: &str) -> String {
     output(Command::new("psql").args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &admin_url(), "-c", sql]))
-}
-
-fn gatehouse() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command
-        .env("RUST_LOG", "warn")
-        .env_remove("GATEHOUSE_API_KEY")
-        .env_remove("GATEHOUSE_URL")
-        .env_remove("GATEHOUSE_DATABASE_URL");
-    command
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn output(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A fresh database, dropped (connections and all) with this guard.
@@ -245,30 +209,6 @@ impl Cluster {
             Err(err) => panic!("/health does not answer: {err}"),
         }
     }
-}
-
-/// An interactive psql through a connector, with verbose errors (so that
-/// SQLSTATEs show on stderr).
-fn psql(proxy_port: u16) -> (Proc, ChildStdin) {
-    let mut child = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-v", "VERBOSITY=verbose"])
-        .arg(format!("host=127.0.0.1 port={proxy_port} user=postgres dbname=postgres sslmode=disable"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    (Proc(child), stdin)
-}
-
-fn send(stdin: &mut ChildStdin, sql: &str) {
-    writeln!(stdin, "{sql}").unwrap();
-    stdin.flush().unwrap();
-}
-
-fn active(sessions: &[Value]) -> Vec<&Value> {
-    sessions.iter().filter(|s| s["sessionStatus"] == "active").collect()
 }
 
 fn ids(sessions: &[Value]) -> Vec<String> {

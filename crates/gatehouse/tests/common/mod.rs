@@ -4,15 +4,20 @@
 //! Each test file includes this module with `mod common;`; not every file uses every helper.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `gatehouse` binary, with quiet logs and no API key or URL from the environment.
+/// The `gatehouse` binary, with quiet logs and no API key, URL or database from the environment.
 pub fn gatehouse() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command.env("RUST_LOG", "warn").env_remove("GATEHOUSE_API_KEY").env_remove("GATEHOUSE_URL");
+    command
+        .env("RUST_LOG", "warn")
+        .env_remove("GATEHOUSE_API_KEY")
+        .env_remove("GATEHOUSE_URL")
+        .env_remove("GATEHOUSE_DATABASE_URL");
     command
 }
 
@@ -49,6 +54,32 @@ impl Proc {
         let _ = Command::new("kill").args([signal, &self.0.id().to_string()]).status();
         let _ = self.0.wait();
     }
+}
+
+/// An interactive psql through the connector listening on `port`, with verbose errors (so
+/// that SQLSTATEs show on stderr).
+pub fn psql(port: u16) -> (Proc, ChildStdin) {
+    let mut child = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=0", "-v", "VERBOSITY=verbose"])
+        .arg(format!("host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (Proc(child), stdin)
+}
+
+/// Sends one line to a [`psql`].
+pub fn send(stdin: &mut ChildStdin, sql: &str) {
+    writeln!(stdin, "{sql}").unwrap();
+    stdin.flush().unwrap();
+}
+
+/// The active sessions of a ListSessionsV2 answer.
+pub fn active(sessions: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    sessions.iter().filter(|s| s["sessionStatus"] == "active").collect()
 }
 
 /// A CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files.
