@@ -19,8 +19,9 @@ export const apiKey = {
 
 /** Calls one method; resolves to the response message or throws an ApiError. */
 export async function call(method, body, { signal, key = apiKey.get() } = {}) {
-  // A header carries printable ASCII only: the browser would refuse to send
-  // anything else, which would read as the control plane being unreachable.
+  // A key is printable ASCII; the browser refuses to send a header with
+  // characters past Latin-1 or line breaks, which would read as the control
+  // plane being unreachable.
   if (/[^\x21-\x7e]/.test(key)) {
     throw new ApiError('unauthenticated', 'An API key is letters, digits and underscores (gh_...): this one has other characters.', 0);
   }

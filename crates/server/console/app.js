@@ -4,7 +4,7 @@ import { apiKey, call } from './api.js';
 import { Detail } from './detail.js';
 import { download, exportSessions } from './export.js';
 import { renderFacets } from './facets.js';
-import { el, formatCount, formatShortTime, timeZoneLabel } from './format.js';
+import { el, formatCount, formatShortTime, sessionCount, timeZoneLabel } from './format.js';
 import { Histogram } from './histogram.js';
 import { markSelected, renderTable } from './table.js';
 import { PAGE_SIZE, SORTS, addTerm, histogramInterval, listRequest, readView, viewSearch, windowOf } from './view.js';
@@ -415,11 +415,11 @@ $('export').addEventListener('click', async () => {
   try {
     const { blob, total } = await exportSessions(request, format, {
       signal: exporting.signal,
-      progress: (n) => { status.textContent = `Exporting… ${formatCount(n)} sessions`; },
+      progress: (n) => { status.textContent = `Exporting… ${sessionCount(n)}`; },
     });
     const name = `gatehouse-sessions-${new Date().toISOString().replace(/[:.]/g, '-')}.${format}`;
     download(blob, name);
-    status.textContent = `Exported ${formatCount(total)} sessions to ${name}.`;
+    status.textContent = `Exported ${sessionCount(total)} to ${name}.`;
   } catch (err) {
     status.textContent = err.name === 'AbortError' ? 'Export cancelled.' : `Export failed (${err.code}): ${err.message}`;
     handleAuth(err);

@@ -38,12 +38,12 @@ export function formatCount(n) {
   return number.format(Number(n) || 0);
 }
 
-/** Seconds from a proto3 JSON Duration ("3.5s"). */
 /** `1 session`, `2,431 sessions`. */
 export function sessionCount(n) {
-  return `${formatCount(n)} ${n === 1 ? 'session' : 'sessions'}`;
+  return `${formatCount(n)} ${Number(n) === 1 ? 'session' : 'sessions'}`;
 }
 
+/** Seconds from a proto3 JSON Duration ("3.5s"). */
 export function durationSeconds(duration) {
   if (!duration) return 0;
   const seconds = Number.parseFloat(String(duration).replace(/s$/, ''));
@@ -107,7 +107,9 @@ export function el(tag, attrs = {}, ...children) {
     if (name === 'class') node.className = value;
     else if (name === 'text') node.textContent = printable(value);
     else if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? '' : value);
+    else if (value === true) node.setAttribute(name, '');
+    // Tooltips and labels carry recorded values too.
+    else node.setAttribute(name, name === 'title' || name.startsWith('aria-') ? printable(value) : value);
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;

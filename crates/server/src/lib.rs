@@ -129,7 +129,7 @@ async fn health(store: Arc<dyn Store>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Completes the sessions of connectors unheard for longer than `lease`.
+/// Completes the sessions of connector runs unheard for longer than `lease`.
 /// Every replica runs this; a store shared by replicas lets one sweep at a
 /// time, and the others skip their turn. It waits one lease after start
 /// first: connectors that could not reach a control plane that was down need

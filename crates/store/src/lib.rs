@@ -141,8 +141,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records run `run_id` of a connector (one process, start to stop), which takes over from
     /// the runs in `previous` (the earlier processes on its state directory). Their open
     /// sessions are completed at the time each run was last heard (never before a session's
-    /// last statement); returns how many. Other runs of the connector (other processes sharing
-    /// its key) are left alone: each holds its own lease.
+    /// last statement), and they stay over: heard of again (a late report through another
+    /// replica), they change nothing; returns how many. Other runs of the connector (other
+    /// processes sharing its key) are left alone: each holds its own lease.
     async fn connector_hello(
         &self,
         org: OrgId,

@@ -137,14 +137,15 @@ pub struct ConnectorInfo {
     pub created: Micros,
     #[sqlx(rename = "last_heard_us")]
     pub last_heard: Option<Micros>,
-    /// Its runs (processes) not taken for gone by the lease sweep.
+    /// Its runs (processes) not taken for gone by the lease sweep, nor taken over by a
+    /// successor.
     pub running: i64,
 }
 
 /// Lists an organization's connectors (`$1` or `?`) by name, as [`ConnectorInfo`].
 pub(crate) const LIST_CONNECTORS: &str = "SELECT c.id, c.name, c.key_prefix, c.created_us, c.last_heard_us, \
      (SELECT COUNT(*) FROM connector_runs r WHERE r.org_id = c.org_id AND r.connector_id = c.id \
-         AND r.lapsed_us IS NULL) AS running \
+         AND r.lapsed_us IS NULL AND r.taken_over_us IS NULL) AS running \
      FROM connectors c WHERE c.org_id = {org} ORDER BY c.name";
 
 /// A connector to create, with the hash of its key.

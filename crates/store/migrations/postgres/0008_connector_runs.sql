@@ -4,10 +4,11 @@
 -- sessions, never the other's. (Same tables in
 -- migrations/sqlite/0009_connector_runs.sql.)
 --
--- A run is recorded by its Hello. Heard again after the lease sweep took it
--- for gone (`lapsed_us`, the time its sessions were completed at), it gets
--- those sessions back; a run that takes over from it (the next process on the
--- same state directory) completes them for good and forgets it.
+-- A run is recorded when first heard (its Hello, a heartbeat, a report) or
+-- when its sessions are reported (replayed by its successor). Heard again
+-- after the lease sweep took it for gone (`lapsed_us`, the time its sessions
+-- were completed at), it gets those sessions back; a run that takes over from
+-- it (the next process on the same state directory) completes them for good.
 CREATE TABLE connector_runs (
     org_id        bigint NOT NULL,
     connector_id  text COLLATE "C" NOT NULL,
@@ -15,6 +16,9 @@ CREATE TABLE connector_runs (
     started_us    bigint NOT NULL,
     last_heard_us bigint NOT NULL,
     lapsed_us     bigint,
+    -- When a run that took over from it said Hello: it is over, whatever it
+    -- reports late.
+    taken_over_us bigint,
     PRIMARY KEY (org_id, connector_id, run_id)
 );
 CREATE INDEX connector_runs_heard ON connector_runs (last_heard_us);

@@ -7,6 +7,9 @@ CREATE TABLE connector_runs (
     started_us    INTEGER NOT NULL,
     last_heard_us INTEGER NOT NULL,
     lapsed_us     INTEGER,
+    -- When a run that took over from it said Hello: it is over, whatever it
+    -- reports late.
+    taken_over_us INTEGER,
     PRIMARY KEY (org_id, connector_id, run_id)
 );
 CREATE INDEX connector_runs_heard ON connector_runs (last_heard_us);

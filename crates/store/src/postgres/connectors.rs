@@ -136,8 +136,9 @@ impl PgStore {
         if known.is_none() {
             return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
         }
-        // Every writer locks run rows in key order, then the connector's row: the sweep, a
-        // heartbeat and a Hello naming the same runs through different replicas take turns.
+        // Hello, heartbeats and the sweep lock run rows in key order, then the connector's row:
+        // the sweep, a heartbeat and a Hello naming the same runs through different replicas take
+        // turns.
         let mut runs: Vec<&str> = previous.iter().map(String::as_str).chain([run_id]).collect();
         runs.sort_unstable();
         runs.dedup();
@@ -155,17 +156,21 @@ impl PgStore {
         // from their spool are in.
         let mut completed = 0;
         for gone in runs.iter().filter(|gone| **gone != run_id) {
-            let run: Option<(i64, Option<i64>)> = sqlx::query_as(
-                "DELETE FROM connector_runs WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 \
+            // Marked taken over, recorded or not: a report of it that comes late (through
+            // another replica) changes nothing. Never heard, its sessions end at their last
+            // statement.
+            let (last_heard, lapsed): (i64, Option<i64>) = sqlx::query_as(
+                "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us, taken_over_us) \
+                 VALUES ($1, $2, $3, 0, 0, $4) ON CONFLICT (org_id, connector_id, run_id) \
+                 DO UPDATE SET taken_over_us = COALESCE(connector_runs.taken_over_us, $4) \
                  RETURNING last_heard_us, lapsed_us",
             )
             .bind(org.0)
             .bind(connector_id)
             .bind(gone)
-            .fetch_optional(&mut *tx)
+            .bind(at)
+            .fetch_one(&mut *tx)
             .await?;
-            // Unrecorded (its reports never came): its sessions end at their last statement.
-            let (last_heard, lapsed) = run.unwrap_or((0, None));
             if let Some(lapsed) = lapsed {
                 reopen_lapsed(&mut tx, org, connector_id, gone, lapsed).await?;
             }
@@ -192,7 +197,8 @@ impl PgStore {
         // The common case in one statement: a run heard before, not taken for gone.
         let heard_now = sqlx::query(&format!(
             "WITH run AS (UPDATE connector_runs SET last_heard_us = GREATEST(last_heard_us, $1) \
-                 WHERE org_id = $2 AND connector_id = $3 AND run_id = $4 AND lapsed_us IS NULL RETURNING 1) \
+                 WHERE org_id = $2 AND connector_id = $3 AND run_id = $4 AND lapsed_us IS NULL \
+                     AND taken_over_us IS NULL RETURNING 1) \
              {HEARD_CONNECTOR} AND EXISTS (SELECT 1 FROM run)"
         ))
         .bind(at)
@@ -226,8 +232,11 @@ impl PgStore {
         // `heard`).
         let done = sqlx::query(&format!(
             "WITH silent AS ( \
-                 SELECT org_id, connector_id, run_id, last_heard_us FROM connector_runs \
-                 WHERE last_heard_us < $2 ORDER BY org_id, connector_id, run_id FOR UPDATE \
+                 SELECT org_id, connector_id, run_id, last_heard_us FROM connector_runs r \
+                 WHERE last_heard_us < $2 AND (lapsed_us IS DISTINCT FROM last_heard_us OR EXISTS ( \
+                     SELECT 1 FROM sessions s WHERE s.org_id = r.org_id AND s.connector_id = r.connector_id \
+                         AND s.run_id = r.run_id AND s.end_us IS NULL)) \
+                 ORDER BY org_id, connector_id, run_id FOR UPDATE OF r \
              ), lapsed AS ( \
                  UPDATE connector_runs r SET lapsed_us = silent.last_heard_us FROM silent \
                  WHERE r.org_id = silent.org_id AND r.connector_id = silent.connector_id \
@@ -247,7 +256,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await?;
         // A run silent this long is not coming back; its sessions stay as the sweep left them.
-        sqlx::query("DELETE FROM connector_runs WHERE lapsed_us < $1")
+        sqlx::query("DELETE FROM connector_runs WHERE lapsed_us < $1 OR taken_over_us < $1")
             .bind(heard_before - RUN_MEMORY)
             .execute(&mut *tx)
             .await?;
@@ -491,7 +500,8 @@ const HEARD_CONNECTOR: &str =
 
 /// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
 /// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
-/// own time), and given back the sessions the sweep ended if it was taken for gone.
+/// own time), and given back the sessions the sweep ended if it was taken for gone. A run
+/// taken over stays over.
 async fn heard(
     tx: &mut PgConnection,
     org: OrgId,
@@ -499,16 +509,19 @@ async fn heard(
     run_id: &str,
     at: Micros,
 ) -> Result<(), StoreError> {
-    let lapsed: Option<Option<i64>> = sqlx::query_scalar(
-        "SELECT lapsed_us FROM connector_runs WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 FOR UPDATE",
+    let run: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT lapsed_us, taken_over_us FROM connector_runs \
+         WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 FOR UPDATE",
     )
     .bind(org.0)
     .bind(connector_id)
     .bind(run_id)
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some(Some(lapsed)) = lapsed {
-        reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
+    match run {
+        Some((_, Some(_taken_over))) => return Ok(()),
+        Some((Some(lapsed), None)) => reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?,
+        _ => {}
     }
     sqlx::query(
         "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \

@@ -139,17 +139,20 @@ impl SqliteStore {
         // from their spool are in.
         let mut completed = 0;
         for gone in runs {
-            let run: Option<(i64, Option<i64>)> = sqlx::query_as(
-                "DELETE FROM connector_runs WHERE org_id = ? AND connector_id = ? AND run_id = ? \
+            // Marked taken over, recorded or not: a report of it that comes late changes
+            // nothing. Never heard, its sessions end at their last statement.
+            let (last_heard, lapsed): (i64, Option<i64>) = sqlx::query_as(
+                "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us, taken_over_us) \
+                 VALUES (?1, ?2, ?3, 0, 0, ?4) ON CONFLICT (org_id, connector_id, run_id) \
+                 DO UPDATE SET taken_over_us = COALESCE(taken_over_us, ?4) \
                  RETURNING last_heard_us, lapsed_us",
             )
             .bind(org.0)
             .bind(connector_id)
             .bind(gone)
-            .fetch_optional(&mut *tx)
+            .bind(at)
+            .fetch_one(&mut *tx)
             .await?;
-            // Unrecorded (its reports never came): its sessions end at their last statement.
-            let (last_heard, lapsed) = run.unwrap_or((0, None));
             if let Some(lapsed) = lapsed {
                 reopen_lapsed(&mut tx, org, connector_id, gone, lapsed).await?;
             }
@@ -207,14 +210,14 @@ impl SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(lapsed) = lapsed {
-                // Its run, if heard again, gets these sessions back (see `heard_again`).
+                // Its run, if heard again, gets these sessions back (see `heard`).
                 let last_heard: i64 = lapsed.try_get("last_heard_us")?;
                 completed += complete_open(&mut tx, org, &connector_id, &run_id, last_heard).await?;
             }
             tx.commit().await?;
         }
         // A run silent this long is not coming back; its sessions stay as the sweep left them.
-        sqlx::query("DELETE FROM connector_runs WHERE lapsed_us < ?")
+        sqlx::query("DELETE FROM connector_runs WHERE lapsed_us < ?1 OR taken_over_us < ?1")
             .bind(heard_before - RUN_MEMORY)
             .execute(self.writer())
             .await?;
@@ -439,7 +442,8 @@ async fn record_runs(
 
 /// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
 /// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
-/// own time), and given back the sessions the sweep ended if it was taken for gone.
+/// own time), and given back the sessions the sweep ended if it was taken for gone. A run
+/// taken over stays over.
 async fn heard(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
@@ -447,15 +451,18 @@ async fn heard(
     run_id: &str,
     at: Micros,
 ) -> Result<(), StoreError> {
-    let lapsed: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT lapsed_us FROM connector_runs WHERE org_id = ? AND connector_id = ? AND run_id = ?")
-            .bind(org.0)
-            .bind(connector_id)
-            .bind(run_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    if let Some(Some(lapsed)) = lapsed {
-        reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
+    let run: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT lapsed_us, taken_over_us FROM connector_runs WHERE org_id = ? AND connector_id = ? AND run_id = ?",
+    )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(run_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match run {
+        Some((_, Some(_taken_over))) => return Ok(()),
+        Some((Some(lapsed), None)) => reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?,
+        _ => {}
     }
     sqlx::query(
         "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us) \

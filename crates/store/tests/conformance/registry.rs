@@ -397,6 +397,10 @@ pub async fn sessions_of_runs_never_heard_have_a_lease(store: &dyn Store) {
     store.ingest(acme, "c-1", &[start(&late), start(&unheard), start(&live)]).await.unwrap();
     store.ingest(acme, "c-1", &[ran("unheard", 1, ago(70), MINUTE)]).await.unwrap();
     store.connector_heartbeat(acme, "c-1", "run-2", ago(1)).await.unwrap();
+    // A run taken over is over: a late report of it is no sign of life.
+    store.connector_heartbeat(acme, "c-1", "run-1", ago(1)).await.unwrap();
+    let listed = store.list_connectors(acme).await.unwrap();
+    assert_eq!(listed[0].running, 2, "run-2 and run-0 (recorded with its session), not run-1");
 
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 2);
     assert_eq!(end_of(store, acme, "late").await, Some(ago(95)));
