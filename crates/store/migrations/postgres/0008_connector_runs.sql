@@ -37,4 +37,6 @@ WHERE s.org_id = c.org_id AND s.connector_id = c.id AND c.run_id <> ''
 
 DROP INDEX sessions_connector_open;
 CREATE INDEX sessions_run_open ON sessions (org_id, connector_id, run_id) WHERE end_us IS NULL;
+-- Leases are the runs' now: the connector keeps only its last-heard time, for listings.
 ALTER TABLE connectors DROP COLUMN lapsed_us;
+ALTER TABLE connectors DROP COLUMN run_id;

@@ -177,12 +177,6 @@ impl PgStore {
             completed += complete_open(&mut tx, org, connector_id, gone, last_heard).await?;
         }
         heard(&mut tx, org, connector_id, run_id, at).await?;
-        sqlx::query("UPDATE connectors SET run_id = $1 WHERE org_id = $2 AND id = $3")
-            .bind(run_id)
-            .bind(org.0)
-            .bind(connector_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -538,11 +532,11 @@ async fn heard(
     Ok(())
 }
 
-/// Records the runs of sessions starting that were never heard, or were forgotten (a run that
-/// never reached the control plane, replayed by its successor; a run another took over from,
-/// whose last report reached another replica late): the sweep ends their sessions when their
-/// lease runs out from their latest start, unless a Hello names them first. Runs recorded
-/// already are left as they are: a replay is no sign of life.
+/// Records the runs of sessions starting that were never heard (a run that never reached the
+/// control plane, replayed by its successor), or were forgotten after [`RUN_MEMORY`]: the
+/// sweep ends their sessions when their lease runs out from their latest start, unless a
+/// Hello names them first. Runs recorded already, taken over ones too, are left as they are:
+/// a replay is no sign of life.
 async fn record_runs(
     conn: &mut PgConnection,
     org: OrgId,

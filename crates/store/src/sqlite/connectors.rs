@@ -159,12 +159,6 @@ impl SqliteStore {
             completed += complete_open(&mut tx, org, connector_id, gone, last_heard).await?;
         }
         heard(&mut tx, org, connector_id, run_id, at).await?;
-        sqlx::query("UPDATE connectors SET run_id = ? WHERE org_id = ? AND id = ?")
-            .bind(run_id)
-            .bind(org.0)
-            .bind(connector_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(completed)
     }
