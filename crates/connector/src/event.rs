@@ -1,4 +1,5 @@
-//! What a session produces, in order: one start, statements, one end.
+//! What a session produces, in order: one start, statements, one end. A statement that runs
+//! long is announced while it runs, before its own event.
 //!
 //! The proxy reports these through [`crate::report::Reporter`], which encodes
 //! them as the control plane's wire messages at once. Times are microseconds
@@ -18,6 +19,8 @@ pub struct SessionEvent {
 pub enum EventKind {
     Start(SessionStart),
     Statement(Statement),
+    /// A statement still running: shown in the transcript until its [`Statement`] comes.
+    Running(RunningStatement),
     End(SessionEnd),
 }
 
@@ -64,6 +67,12 @@ pub struct Statement {
     pub bytes_sent: i64,
     /// SQLSTATE of the error; empty on success.
     pub sqlstate: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunningStatement {
+    pub start_us: i64,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,14 @@
 //! The live sessions of this connector, so that a termination requested at
-//! the control plane reaches the connection task that owns the session.
+//! the control plane reaches the connection task that owns the session, and a
+//! statement that runs long is announced while it runs.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::event::now_us;
+use crate::running::{ANNOUNCE_AFTER, Watcher};
 use crate::stop::{StopReason, Stopper};
 
 /// Why and by whom a session is being ended.
@@ -15,10 +20,17 @@ pub struct Termination {
 }
 
 /// Sessions by id. The connection task registers its session with the [`Stopper`] of its
-/// stop signal, which its relay polls; the report side calls [`LiveSessions::terminate`].
+/// stop signal, which its relay polls, and the [`Watcher`] of its running statement; the
+/// report side calls [`LiveSessions::terminate`], a sweep [`LiveSessions::announce_running`].
 #[derive(Debug, Default)]
 pub struct LiveSessions {
-    sessions: Mutex<HashMap<String, Stopper>>,
+    sessions: Mutex<HashMap<String, Live>>,
+}
+
+#[derive(Debug)]
+struct Live {
+    stopper: Stopper,
+    running: Watcher,
 }
 
 impl LiveSessions {
@@ -26,9 +38,10 @@ impl LiveSessions {
         Self::default()
     }
 
-    /// Registers a session: `stopper` stops its connection if it is terminated.
-    pub fn register(&self, session_id: &str, stopper: Stopper) {
-        self.lock().insert(session_id.to_owned(), stopper);
+    /// Registers a session: `stopper` stops its connection if it is terminated, `running`
+    /// watches its statements.
+    pub fn register(&self, session_id: &str, stopper: Stopper, running: Watcher) {
+        self.lock().insert(session_id.to_owned(), Live { stopper, running });
     }
 
     /// Forgets a session that ended.
@@ -39,8 +52,14 @@ impl LiveSessions {
     /// Asks the session's task to end it; false if it is not registered here or its connection
     /// was already stopped.
     pub fn terminate(&self, session_id: &str, termination: Termination) -> bool {
-        let stopper = self.lock().remove(session_id);
-        stopper.is_some_and(|stopper| stopper.stop(StopReason::Terminated(termination)))
+        let live = self.lock().remove(session_id);
+        live.is_some_and(|live| live.stopper.stop(StopReason::Terminated(termination)))
+    }
+
+    /// Asks every session whose statement has run since before `before_us` to announce it;
+    /// returns how many were asked.
+    pub fn announce_running(&self, before_us: i64) -> usize {
+        self.lock().values().filter(|live| live.running.ask_if_running_since(before_us)).count()
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -55,8 +74,24 @@ impl LiveSessions {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stopper>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Asks, every half of [`ANNOUNCE_AFTER`], the sessions whose statement has run that long to
+/// announce it, until `stop`: a statement shows within about one and a half times that.
+pub async fn announce_running(live: Arc<LiveSessions>, stop: CancellationToken) {
+    let period = ANNOUNCE_AFTER / 2;
+    let mut ticks = crate::timer::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                live.announce_running(now_us() - ANNOUNCE_AFTER.as_micros() as i64);
+            }
+        }
     }
 }
 
@@ -68,11 +103,25 @@ mod tests {
     async fn termination_reaches_the_registered_session_once() {
         let live = LiveSessions::new();
         let (stopper, stop) = crate::stop::signal();
-        live.register("s1", stopper);
+        live.register("s1", stopper, crate::running::Watch::new().watcher());
         let t = Termination { termination_id: "t1".into(), reason: "by admin".into() };
         assert!(live.terminate("s1", t.clone()));
         assert_eq!(stop.await, StopReason::Terminated(t.clone()));
         assert!(!live.terminate("s1", t), "a session ends once");
         assert!(live.is_empty());
+    }
+
+    #[test]
+    fn only_sessions_running_a_statement_long_enough_are_asked_to_announce_it() {
+        let live = LiveSessions::new();
+        let mut watches = Vec::new();
+        for (id, since) in [("idle", 0), ("old", 10), ("new", 30)] {
+            let watch = crate::running::Watch::new();
+            watch.set(since);
+            live.register(id, crate::stop::signal().0, watch.watcher());
+            watches.push(watch);
+        }
+        assert_eq!(live.announce_running(20), 1);
+        assert_eq!(live.announce_running(30), 2);
     }
 }

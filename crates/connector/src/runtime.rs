@@ -161,6 +161,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         backoff,
         background.clone(),
     ));
+    control_rt.spawn(crate::live::announce_running(Arc::clone(&live), background.clone()));
     // Started once the listeners are resolved: a resource they name that does not exist is
     // refused at start, not also reported as a change.
     let save = save_resources(config.clone(), hello.clone(), background.clone());

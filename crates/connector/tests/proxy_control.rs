@@ -131,6 +131,42 @@ async fn cancel_the_newer_libpq_way_over_tls_and_the_classic_way_after_n() {
     assert_eq!(proxy.ended_session().await.statements[0].sqlstate, "57014");
 }
 
+#[tokio::test]
+async fn a_long_statement_is_announced_while_it_runs_then_recorded_as_it_completes() {
+    let mut proxy = Proxy::start().await;
+    let (client, _connection) = proxy.connect().await;
+    proxy.started_session().await;
+    assert_eq!(proxy.live.announce_running(i64::MAX), 0, "nothing runs");
+    let marker = unique("gh_running");
+    // The extended protocol: the text is the Parse's, found through the Execute's portal.
+    let sql = format!("select pg_sleep(3)::text, $1::text /* {marker} */");
+    let asked_at = now_us();
+    let sleeper = tokio::spawn({
+        let sql = sql.clone();
+        async move { client.query(&sql, &[&"x"]).await.map(|_| client) }
+    });
+    // Prepared first, in a round trip of its own: then bound and executed.
+    eventually("the statement to run", || async {
+        assert_eq!(proxy.live.announce_running(asked_at - 1), 0, "started after the cut-off");
+        proxy.live.announce_running(i64::MAX) == 1
+    })
+    .await;
+    let running = proxy.next_running().await;
+    assert!(!sleeper.is_finished(), "announced while it runs");
+    assert_eq!(running.text, sql);
+    assert!(running.start_us >= asked_at, "{} before {asked_at}", running.start_us);
+    assert_eq!(proxy.live.announce_running(i64::MAX), 0, "announced once");
+
+    let client = sleeper.await.unwrap().unwrap();
+    client.simple_query("select 1").await.unwrap();
+    drop(client);
+    let s = proxy.ended_session().await;
+    assert_eq!(s.texts(), [sql.as_str(), "select 1"]);
+    assert_eq!(s.statements[0].start_us, running.start_us, "its announcement's statement");
+    assert_eq!(s.running.len(), 1, "{:?}", s.running);
+    assert_eq!(s.running[0].0, 1, "the announcement comes first, its statement after");
+}
+
 fn query_frame(sql: &str) -> BytesMut {
     let mut buf = BytesMut::new();
     gatehouse_pgwire::Encode::encode(&gatehouse_pgwire::frontend::Query::new(sql), &mut buf);

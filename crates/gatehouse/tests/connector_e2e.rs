@@ -180,6 +180,39 @@ async fn a_psql_session_is_recorded_live_and_completed() {
 }
 
 #[tokio::test]
+async fn a_long_statement_shows_in_the_transcript_while_it_runs() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let _connector = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 1 as first;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let sent = Instant::now();
+    send(&mut stdin, "select pg_sleep(8) as long;");
+    let expected = ["select 1 as first;", "select pg_sleep(8) as long;"];
+    loop {
+        let transcript = system.transcript(&id).await;
+        if transcript == expected {
+            break;
+        }
+        // The sleep ends after 8 s: seen before that, the statement was shown running.
+        assert!(sent.elapsed() < Duration::from_secs(7), "transcript while it runs: {transcript:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Completed, it is there once, and the next statement follows it.
+    send(&mut stdin, "select 2 as after;");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut transcript = system.transcript(&id).await;
+    while transcript.len() < 3 {
+        assert!(Instant::now() < deadline, "transcript after it completed: {transcript:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        transcript = system.transcript(&id).await;
+    }
+    assert_eq!(transcript, ["select 1 as first;", "select pg_sleep(8) as long;", "select 2 as after;"]);
+}
+
+#[tokio::test]
 async fn terminating_a_live_psql_session_ends_it() {
     let system = System::new("60s");
     let _server = system.serve();

@@ -212,12 +212,21 @@ impl wire::ConnectorService for ConnectorApi {
                         sqlstate: s.sqlstate,
                     },
                 },
+                Some(Kind::Running(r)) => IngestEvent::Running {
+                    session_id: event.session_id,
+                    statement: StatementRecord {
+                        seq: event.seq,
+                        start: micros(&r.start_time).unwrap_or_default(),
+                        text: r.text,
+                        ..StatementRecord::default()
+                    },
+                },
                 Some(Kind::End(end)) => IngestEvent::End {
                     session_id: event.session_id,
                     end: micros(&end.end_time).ok_or_else(|| invalid("a session end needs end_time"))?,
                     reason: end.reason,
                 },
-                None => return Err(invalid("an event has no kind (start, statement or end)")),
+                None => return Err(invalid("an event has no kind (start, statement, running or end)")),
             });
         }
         let now = now_micros();

@@ -185,8 +185,21 @@ pub struct StatementRecord {
 #[derive(Debug, Clone)]
 pub enum IngestEvent {
     Start(Box<gatehouse_core::Session>),
-    Statement { session_id: String, statement: StatementRecord },
-    End { session_id: String, end: Micros, reason: String },
+    Statement {
+        session_id: String,
+        statement: StatementRecord,
+    },
+    /// A statement still running: its seq, start and text. The transcript of an open session
+    /// ends with it until a statement with a later seq is stored; a session keeps the latest.
+    Running {
+        session_id: String,
+        statement: StatementRecord,
+    },
+    End {
+        session_id: String,
+        end: Micros,
+        reason: String,
+    },
 }
 
 impl IngestEvent {

@@ -82,3 +82,25 @@ pub(crate) fn many_values(session: &Session) -> Vec<(i64, &str)> {
 pub(crate) fn json_list(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
 }
+
+/// The columns of the statement an open session is running, as its connector last announced
+/// it ([`crate::IngestEvent::Running`]); cleared when the session ends.
+pub(crate) const RUNNING_COLUMNS: &str = "running_seq, running_start_us, running_text";
+
+/// Clears [`RUNNING_COLUMNS`], in an `UPDATE sessions SET`.
+pub(crate) const RUNNING_CLEARED: &str = "running_seq = NULL, running_start_us = NULL, running_text = NULL";
+
+/// A session's statements, in seq order, and then `running`, its [`RUNNING_COLUMNS`] while it is
+/// open, unless a statement after it completed it.
+pub(crate) fn with_running(
+    mut statements: Vec<crate::StatementRecord>,
+    running: Option<(i64, i64, String)>,
+) -> Vec<crate::StatementRecord> {
+    if let Some((seq, start, text)) = running
+        && let Ok(seq) = u64::try_from(seq)
+        && statements.last().is_none_or(|last| last.seq < seq)
+    {
+        statements.push(crate::StatementRecord { seq, start, text, ..Default::default() });
+    }
+    statements
+}

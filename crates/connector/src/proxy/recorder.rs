@@ -292,6 +292,49 @@ impl Recorder {
         self.queue.iter().any(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. }))
     }
 
+    /// When the statement the server is on, or is about to be, was sent (or this fetch of it):
+    /// the first one sent and not complete. The Parses and Binds before it take no time, and
+    /// the server holds their answers back until it has run it, unless the client flushes.
+    pub(crate) fn running_since(&self) -> Option<i64> {
+        self.queue.iter().find_map(|entry| match entry {
+            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some(p.start_us),
+            _ => None,
+        })
+    }
+
+    /// The statement [`running_since`](Self::running_since) dates, as its completion will
+    /// record it: its start and its text.
+    pub(crate) fn running(&self) -> Option<(i64, Cow<'_, str>)> {
+        let at = self.queue.iter().position(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. }))?;
+        match &self.queue[at] {
+            Entry::Simple(p) => Some((p.start_us, Cow::Borrowed(p.text.as_str()))),
+            Entry::Execute { portal, pending } => Some(match self.suspended.get(portal.as_ref()) {
+                Some((first, _)) => (first.start_us, Cow::Borrowed(first.text.as_str())),
+                None => (pending.start_us, self.queued_portal_text(at, portal)),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What an Execute of `portal` at `at` in the queue runs: what the Bind and Parse queued
+    /// before it will name, or what the server confirmed.
+    fn queued_portal_text(&self, at: usize, portal: &str) -> Cow<'_, str> {
+        let mut bound: Option<&str> = None;
+        for entry in self.queue.range(..at).rev() {
+            match entry {
+                Entry::Bind { portal: p, statement, .. } if bound.is_none() && p.as_ref() == portal => {
+                    bound = Some(statement);
+                }
+                Entry::Parse { name, text, .. } if bound == Some(name.as_ref()) => return Cow::Borrowed(text),
+                _ => {}
+            }
+        }
+        match bound {
+            Some(statement) => Cow::Owned(self.statement_text(statement).as_ref().to_owned()),
+            None => Cow::Owned(self.portal_text(portal).into_string()),
+        }
+    }
+
     /// Completes every statement still running when the session ends at `now`, with
     /// `sqlstate` unless the server had already reported an error for it. Requests still
     /// unanswered are taken as done: the server may well have run them.
@@ -704,6 +747,40 @@ mod tests {
         assert_eq!(texts, ["select 'café'", "select 'café'"]);
         // The Parse above arrived as UTF-8 bytes of ï (C3 AF), read as LATIN1: Ã¯.
         assert_eq!(r.unnamed_statement.as_deref(), Some("select 'naÃ¯ve'"));
+    }
+
+    #[test]
+    fn the_statement_running_is_the_first_sent_and_not_complete_with_its_text_to_be() {
+        let mut r = Recorder::default();
+        let running = |r: &Recorder| r.running().map(|(start, text)| (start, text.into_owned()));
+        assert_eq!((r.running_since(), running(&r)), (None, None));
+        // Pipelined simple queries: the first, then the second.
+        r.on_client(msg(b'Q', b"select 1\0").as_message_ref(), 10);
+        r.on_client(msg(b'Q', b"select 2\0").as_message_ref(), 11);
+        assert_eq!((r.running_since(), running(&r)), (Some(10), Some((10, "select 1".to_owned()))));
+        r.on_server(ready().as_message_ref(), 12);
+        assert_eq!(running(&r), Some((11, "select 2".to_owned())));
+        r.on_server(ready().as_message_ref(), 13);
+        assert_eq!(running(&r), None);
+        // Unnamed, in one go: the server answers the Parse and Bind only with the rows.
+        for m in [parse("", "select pg_sleep(9)"), bind("", ""), execute(""), sync()] {
+            r.on_client(m.as_message_ref(), 20);
+        }
+        assert_eq!((r.running_since(), running(&r)), (Some(20), Some((20, "select pg_sleep(9)".to_owned()))));
+        for m in [parsed(), bound(), complete("SELECT 1"), ready()] {
+            r.on_server(m.as_message_ref(), 30);
+        }
+        assert_eq!(r.running_since(), None);
+        // Prepared before, bound now: the text of the statement confirmed.
+        for m in [parse("s1", "select $1"), sync()] {
+            r.on_client(m.as_message_ref(), 40);
+        }
+        r.on_server(parsed().as_message_ref(), 41);
+        r.on_server(ready().as_message_ref(), 41);
+        for m in [bind("p", "s1"), execute("p"), sync()] {
+            r.on_client(m.as_message_ref(), 50);
+        }
+        assert_eq!(running(&r), Some((50, "select $1".to_owned())));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use super::upstream::ServerStream;
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
 use crate::metrics::Metrics;
+use crate::running::Watch;
 use crate::stop::{StopReason, Stopper};
 use crate::timer;
 
@@ -128,6 +129,9 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         client_tls: client.is_tls(),
         to_server: Outbox::new(server.is_tls()),
         recorder: Recorder::default(),
+        running: Watch::new(),
+        watched_us: 0,
+        announced: false,
         session: None,
         stopper: stop.stopper(),
         startup,
@@ -181,6 +185,12 @@ struct Relay {
     /// Frames for the server.
     to_server: Outbox,
     recorder: Recorder,
+    /// The statement the database is on, for the sweep that announces long ones.
+    running: Watch,
+    /// What `running` was last set to; -1 once statements completed, to set it anew.
+    watched_us: i64,
+    /// The statement `running` was last set to is announced (or none was running).
+    announced: bool,
     /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
     /// Stops this connection: registered with the live sessions when the session starts, so
@@ -240,6 +250,7 @@ impl Relay {
                     Ok(false) => break End::Client,
                     Err(error) => break End::client_read(error),
                 },
+                () = self.running.asked() => self.announce_running(),
             }
         };
         self.finish(end, &mut cw, &mut sr, &mut sw).await;
@@ -280,6 +291,7 @@ impl Relay {
         let written = self.to_client.relay(&mut self.server_reader, run_start..scanned, cw);
         let written = self.written_to_client(written);
         self.report_statements();
+        self.watch_running();
         result.and(written)
     }
 
@@ -363,6 +375,7 @@ impl Relay {
             }
         };
         Metrics::add(&self.ctx.metrics.bytes_from_clients_total, scanned as u64);
+        self.watch_running();
         let written = self.to_server.relay(&mut self.client_reader, 0..scanned, sw);
         result.and(written.map(drop).map_err(End::Io))
     }
@@ -401,7 +414,7 @@ impl Relay {
             }
         }
         let session = Session::start(self.ctx.reporter.clone(), start);
-        self.ctx.live.register(session.id(), self.stopper.clone());
+        self.ctx.live.register(session.id(), self.stopper.clone(), self.running.watcher());
         tracing::debug!(session = session.id(), peer = %self.peer, "session started");
         self.session = Some(session);
     }
@@ -410,6 +423,8 @@ impl Relay {
         if !self.recorder.has_done() {
             return;
         }
+        // The statement the database is on changed (even if to one sent at the same moment).
+        self.watched_us = -1;
         let done = self.recorder.done();
         match &mut self.session {
             Some(session) => {
@@ -420,6 +435,28 @@ impl Relay {
             }
             None => drop(done),
         }
+    }
+
+    /// Marks the statement the database is on, when that changed, for the sweep of long ones.
+    fn watch_running(&mut self) {
+        let since = self.recorder.running_since().unwrap_or(0);
+        if since != self.watched_us {
+            self.watched_us = since;
+            self.announced = false;
+            self.running.set(since);
+        }
+    }
+
+    /// The sweep found the statement marked running long: it is announced, once (the sweep
+    /// may have asked again before it was).
+    fn announce_running(&mut self) {
+        if std::mem::replace(&mut self.announced, true) {
+            return;
+        }
+        if let (Some(session), Some((start_us, text))) = (&mut self.session, self.recorder.running()) {
+            session.running(start_us, &text);
+        }
+        self.running.set(0);
     }
 
     /// Ends the session the way `end` requires: reports its end first (so that an abort after

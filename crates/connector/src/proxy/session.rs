@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::event::{EndReason, EventKind, SessionEnd, SessionStart, Statement};
+use crate::event::{EndReason, EventKind, RunningStatement, SessionEnd, SessionStart, Statement};
 use crate::report::Reporter;
 
 /// A started session. Ending it consumes it, so it ends once.
@@ -26,6 +26,11 @@ impl Session {
 
     pub(crate) fn statement(&mut self, statement: Statement) {
         self.emit(&EventKind::Statement(statement));
+    }
+
+    /// Announces a statement still running, so that it shows while it runs.
+    pub(crate) fn running(&mut self, start_us: i64, text: &str) {
+        self.emit(&EventKind::Running(RunningStatement { start_us, text: text.to_owned() }));
     }
 
     pub(crate) fn end(mut self, end_us: i64, reason: EndReason) {

@@ -12,7 +12,9 @@ use gatehouse_proto::gatehouse::connector::v1::__buffa::view::oneof::event::Kind
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
 use sha2::{Digest, Sha256};
 
-use crate::event::{EndReason, EventKind, FormalUser, SessionEnd, SessionEvent, SessionStart, Statement};
+use crate::event::{
+    EndReason, EventKind, FormalUser, RunningStatement, SessionEnd, SessionEvent, SessionStart, Statement,
+};
 
 /// Statement texts longer than this lose their middle (see [`truncate`]), so a single event
 /// always fits in a request the control plane accepts.
@@ -23,7 +25,7 @@ pub const MAX_STATEMENT_TEXT: usize = 1024 * 1024;
 /// from views that borrow its texts (buffa's `ViewEncode`), a statement by
 /// [`encode_statement`].
 pub fn encode(session_id: &str, seq: u64, kind: &EventKind, run_id: &str) -> Bytes {
-    let (formal_user, end_user);
+    let (formal_user, end_user, running_text);
     let kind = match kind {
         EventKind::Statement(s) => return encode_statement(session_id, seq, s),
         EventKind::Start(s) => {
@@ -42,6 +44,14 @@ pub fn encode(session_id: &str, seq: u64, kind: &EventKind, run_id: &str) -> Byt
                 user_type: &s.user_type,
                 formal_user: formal_user.map_or_else(MessageFieldView::unset, MessageFieldView::set),
                 end_user: end_user.map_or_else(MessageFieldView::unset, MessageFieldView::set),
+                ..Default::default()
+            }))
+        }
+        EventKind::Running(r) => {
+            running_text = truncate(&r.text, MAX_STATEMENT_TEXT);
+            KindView::Running(Box::new(pb::StatementRunningView {
+                start_time: MessageFieldView::set(timestamp_view(r.start_us)),
+                text: &running_text,
                 ..Default::default()
             }))
         }
@@ -195,6 +205,10 @@ pub fn decode(bytes: &[u8]) -> Result<SessionEvent, DecodeError> {
             rows: s.rows,
             bytes_sent: s.bytes_sent,
             sqlstate: s.sqlstate,
+        }),
+        Some(Kind::Running(r)) => EventKind::Running(RunningStatement {
+            start_us: micros(r.start_time.seconds, r.start_time.nanos),
+            text: r.text,
         }),
         Some(Kind::End(e)) => {
             let reason = EndReason::parse(&e.reason).ok_or(DecodeError::Custom("an unknown end reason"))?;
@@ -404,6 +418,7 @@ mod tests {
                 sqlstate: "57014".into(),
             }),
             EventKind::Statement(Statement::default()),
+            EventKind::Running(RunningStatement { start_us: 1_700_000_003_000_001, text: "select pg_sleep(9)".into() }),
             EventKind::End(SessionEnd { end_us: 1_700_000_002_000_000, reason: EndReason::Shutdown }),
         ];
         for (seq, kind) in kinds.into_iter().enumerate() {

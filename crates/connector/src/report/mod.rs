@@ -45,7 +45,7 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Record {
     bytes: Bytes,
-    /// A statement, which a full spool in fail-open mode may drop; false for
+    /// A statement or its announcement, which a full spool in fail-open mode may drop; false for
     /// records replayed from the spool.
     statement: bool,
 }
@@ -121,7 +121,7 @@ impl Reporter {
     /// Encodes event `seq` of session `session_id` and queues it. Never blocks.
     pub fn send(&self, session_id: &str, seq: u64, kind: &EventKind) {
         let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
-        let record = Record { bytes, statement: matches!(kind, EventKind::Statement(_)) };
+        let record = Record { bytes, statement: matches!(kind, EventKind::Statement(_) | EventKind::Running(_)) };
         let metrics = self.shared.metrics.as_deref();
         if let Some(m) = metrics {
             Metrics::add(&m.report_backlog, 1);

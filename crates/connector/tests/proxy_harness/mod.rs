@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gatehouse_connector::event::{EventKind, SessionEnd, SessionEvent, SessionStart, Statement};
+use gatehouse_connector::event::{EventKind, RunningStatement, SessionEnd, SessionEvent, SessionStart, Statement};
 use gatehouse_connector::live::LiveSessions;
 use gatehouse_connector::metrics::Metrics;
 use gatehouse_connector::proxy::{
@@ -48,6 +48,8 @@ pub struct Recorded {
     pub id: String,
     pub start: SessionStart,
     pub statements: Vec<Statement>,
+    /// Statements announced while they ran, with the seq of their announcement.
+    pub running: Vec<(u64, RunningStatement)>,
     pub end: SessionEnd,
 }
 
@@ -167,6 +169,21 @@ impl Proxy {
         }
     }
 
+    /// The next statement announced while it runs, leaving it for [`ended_session`](Self::ended_session).
+    pub async fn next_running(&mut self) -> RunningStatement {
+        loop {
+            let event = self.next_event().await;
+            let running = match &event.kind {
+                EventKind::Running(running) => Some(running.clone()),
+                _ => None,
+            };
+            self.stash.push(event);
+            if let Some(running) = running {
+                return running;
+            }
+        }
+    }
+
     /// Asserts that no event arrives within `wait`.
     pub async fn assert_quiet(&mut self, wait: Duration) {
         if let Ok(record) = tokio::time::timeout(wait, self.events.recv()).await {
@@ -185,13 +202,14 @@ fn recorded(events: Vec<SessionEvent>) -> Recorded {
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event.seq, i as u64, "events out of order: {events:?}");
     }
-    let mut kinds = events.into_iter().map(|e| e.kind);
-    let Some(EventKind::Start(start)) = kinds.next() else { panic!("first event is not a start") };
-    let mut statements = Vec::new();
-    for kind in kinds {
-        match kind {
+    let mut events = events.into_iter();
+    let Some(EventKind::Start(start)) = events.next().map(|e| e.kind) else { panic!("first event is not a start") };
+    let (mut statements, mut running) = (Vec::new(), Vec::new());
+    for event in events {
+        match event.kind {
             EventKind::Statement(s) => statements.push(s),
-            EventKind::End(end) => return Recorded { id, start, statements, end },
+            EventKind::Running(r) => running.push((event.seq, r)),
+            EventKind::End(end) => return Recorded { id, start, statements, running, end },
             EventKind::Start(_) => panic!("a second start"),
         }
     }

@@ -14,6 +14,7 @@ use sqlx::{PgConnection, Row};
 use super::{PgStore, notify, write};
 use crate::StoreError;
 use crate::model::*;
+use crate::row::{self, RUNNING_CLEARED, RUNNING_COLUMNS};
 use crate::sql::rollup::{self, RollupDelta};
 
 impl PgStore {
@@ -280,8 +281,14 @@ impl PgStore {
             .collect();
         stored += write::insert_statements(&mut tx, org, connector_id, &statements).await?;
         for event in events {
-            if let IngestEvent::End { session_id, end, reason } = event {
-                stored += end_session(&mut tx, org, connector_id, session_id, *end, reason).await?;
+            match event {
+                IngestEvent::Running { session_id, statement } => {
+                    stored += set_running(&mut tx, org, connector_id, session_id, statement).await?;
+                }
+                IngestEvent::End { session_id, end, reason } => {
+                    stored += end_session(&mut tx, org, connector_id, session_id, *end, reason).await?;
+                }
+                _ => {}
             }
         }
         // Last, so the rollup's rows stay locked for as short as can be.
@@ -303,7 +310,8 @@ impl PgStore {
         .bind(session_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
+        let statements = rows
+            .iter()
             .map(|row| {
                 Ok(StatementRecord {
                     seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or_default(),
@@ -315,7 +323,16 @@ impl PgStore {
                     sqlstate: row.try_get("sqlstate")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let running = sqlx::query_as(&format!(
+            "SELECT {RUNNING_COLUMNS} FROM sessions \
+             WHERE org_id = $1 AND id = $2 AND end_us IS NULL AND running_seq IS NOT NULL"
+        ))
+        .bind(org.0)
+        .bind(session_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row::with_running(statements, running))
     }
 
     pub(super) async fn create_termination_impl(
@@ -466,16 +483,41 @@ async fn end_session(
     end: Micros,
     reason: &str,
 ) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE sessions SET end_us = $1, duration_us = GREATEST($1 - start_us, 0), end_reason = $2 \
-         WHERE org_id = $3 AND id = $4 AND connector_id = $5 AND (end_us IS NULL OR end_reason = $6)",
-    )
+    let done = sqlx::query(&format!(
+        "UPDATE sessions SET end_us = $1, duration_us = GREATEST($1 - start_us, 0), end_reason = $2, \
+         {RUNNING_CLEARED} WHERE org_id = $3 AND id = $4 AND connector_id = $5 AND (end_us IS NULL OR end_reason = $6)",
+    ))
     .bind(end)
     .bind(reason)
     .bind(org.0)
     .bind(session_id)
     .bind(connector_id)
     .bind(LEASE_END_REASON)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Stores the statement session `session_id` is running, unless the session ended or a later
+/// one is stored already (a replay); only the session's own connector can.
+async fn set_running(
+    conn: &mut PgConnection,
+    org: OrgId,
+    connector_id: &str,
+    session_id: &str,
+    running: &StatementRecord,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET running_seq = $1, running_start_us = $2, running_text = $3 \
+         WHERE org_id = $4 AND id = $5 AND connector_id = $6 AND end_us IS NULL \
+         AND (running_seq IS NULL OR running_seq < $1)",
+    )
+    .bind(i64::try_from(running.seq).unwrap_or(i64::MAX))
+    .bind(running.start)
+    .bind(&running.text)
+    .bind(org.0)
+    .bind(session_id)
+    .bind(connector_id)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

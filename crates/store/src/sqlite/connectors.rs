@@ -9,6 +9,7 @@ use sqlx::{Row, SqliteConnection};
 use super::SqliteStore;
 use crate::StoreError;
 use crate::model::*;
+use crate::row::{self, RUNNING_CLEARED, RUNNING_COLUMNS};
 use crate::sql::rollup::{self, RollupDelta};
 use crate::sql::{Dialect, SqlBuilder};
 
@@ -236,6 +237,11 @@ impl SqliteStore {
         let mut rollup = RollupDelta::default();
         let mut stored = super::insert_sessions_in(&mut tx, org, &IngestEvent::started(events), &mut rollup).await?;
         stored += super::statements::insert(&mut tx, org, connector_id, events).await?;
+        for event in events {
+            if let IngestEvent::Running { session_id, statement } = event {
+                stored += set_running(&mut tx, org, connector_id, session_id, statement).await?;
+            }
+        }
         stored += end_sessions(&mut tx, org, connector_id, events).await?;
         // Last, so the rollup's rows stay locked for as short as can be.
         super::apply_rollup(&mut tx, org, &rollup).await?;
@@ -249,7 +255,16 @@ impl SqliteStore {
         session_id: &str,
     ) -> Result<Vec<StatementRecord>, StoreError> {
         let mut conn = self.pool().acquire().await?;
-        super::statements::read(&mut conn, org, session_id).await
+        let statements = super::statements::read(&mut conn, org, session_id).await?;
+        let running = sqlx::query_as(&format!(
+            "SELECT {RUNNING_COLUMNS} FROM sessions \
+             WHERE org_id = ? AND id = ? AND end_us IS NULL AND running_seq IS NOT NULL"
+        ))
+        .bind(org.0)
+        .bind(session_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row::with_running(statements, running))
     }
 
     pub(super) async fn create_termination_impl(
@@ -394,10 +409,8 @@ async fn end_sessions(
     let mut ended = 0;
     for part in ends.chunks(500) {
         let mut b = SqlBuilder::new(Dialect::Sqlite);
-        b.push(
-            "UPDATE sessions SET end_us = v.column2, duration_us = MAX(v.column2 - start_us, 0), \
-             end_reason = v.column3 FROM (VALUES ",
-        );
+        b.push("UPDATE sessions SET end_us = v.column2, duration_us = MAX(v.column2 - start_us, 0), ");
+        b.push("end_reason = v.column3, ").push(RUNNING_CLEARED).push(" FROM (VALUES ");
         for (i, (session_id, end, reason)) in part.iter().enumerate() {
             b.push(if i == 0 { "(" } else { ", (" }).bind_text(*session_id).push(", ").bind_int(*end);
             b.push(", ").bind_text(*reason).push(")");
@@ -409,6 +422,30 @@ async fn end_sessions(
         ended += super::query_with(&sql, args).execute(&mut *conn).await?.rows_affected();
     }
     Ok(ended)
+}
+
+/// Stores the statement session `session_id` is running: see the PostgreSQL store's `set_running`.
+async fn set_running(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    connector_id: &str,
+    session_id: &str,
+    running: &StatementRecord,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET running_seq = ?1, running_start_us = ?2, running_text = ?3 \
+         WHERE org_id = ?4 AND id = ?5 AND connector_id = ?6 AND end_us IS NULL \
+         AND (running_seq IS NULL OR running_seq < ?1)",
+    )
+    .bind(i64::try_from(running.seq).unwrap_or(i64::MAX))
+    .bind(running.start)
+    .bind(&running.text)
+    .bind(org.0)
+    .bind(session_id)
+    .bind(connector_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Records the runs of sessions starting that were never heard, or were forgotten: see the

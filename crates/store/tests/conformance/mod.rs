@@ -123,6 +123,7 @@ macro_rules! conformance_suite {
                 connectors_are_found_by_key_prefix_whatever_their_org,
                 ingest_stores_each_event_once,
                 statements_replayed_in_any_order_are_stored_once,
+                a_running_statement_shows_until_it_completes,
                 a_new_run_completes_what_the_runs_it_takes_over_from_left_open,
                 sessions_end_no_earlier_than_their_last_statement,
                 expiring_silent_runs_completes_their_open_sessions_once,

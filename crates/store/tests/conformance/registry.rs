@@ -84,6 +84,14 @@ fn ran(session_id: &str, seq: u64, start: Micros, duration: Micros) -> IngestEve
     }
 }
 
+/// Statement `seq` of `session_id` announced while it runs.
+fn running(session_id: &str, seq: u64, text: &str) -> IngestEvent {
+    IngestEvent::Running {
+        session_id: session_id.into(),
+        statement: StatementRecord { seq, start: NOW + seq as i64, text: text.into(), ..StatementRecord::default() },
+    }
+}
+
 fn end(session_id: &str, at: Micros, reason: &str) -> IngestEvent {
     IngestEvent::End { session_id: session_id.into(), end: at, reason: reason.into() }
 }
@@ -228,6 +236,47 @@ pub async fn ingest_stores_each_event_once(store: &dyn Store) {
     assert_eq!(ids(store, acme, "status:completed").await, vec!["i2", "i1"]);
     assert_eq!(ids(store, acme, "duration:15m").await, vec!["i2"], "the duration follows the end");
     assert_eq!(store.ingest(acme, "c-1", &[]).await.unwrap(), 0);
+}
+
+/// A statement announced while it runs ends an open session's transcript until a later
+/// statement is stored, or the session ends; a replay never brings back an older one.
+pub async fn a_running_statement_shows_until_it_completes(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    let ingest = async |connector: &str, events: &[IngestEvent]| store.ingest(acme, connector, events).await.unwrap();
+    let texts = async |id: &str| {
+        let rows = store.statements(acme, id).await.unwrap();
+        rows.into_iter().map(|s| (s.seq, s.text)).collect::<Vec<_>>()
+    };
+    let pair = |seq: u64, text: &str| (seq, text.to_owned());
+    let first = [start(&via(active("run1", 30).build(), "c-1")), statement("run1", 1, "select 1")];
+    assert_eq!(ingest("c-1", &first).await, 2);
+    assert_eq!(ingest("c-1", &[running("run1", 2, "select pg_sleep(60)")]).await, 1);
+    assert_eq!(texts("run1").await, [pair(1, "select 1"), pair(2, "select pg_sleep(60)")]);
+    let shown = store.statements(acme, "run1").await.unwrap().pop().unwrap();
+    assert_eq!((shown.start, shown.duration, shown.rows), (NOW + 2, 0, 0));
+    assert_eq!(store.statements(globex, "run1").await.unwrap(), vec![], "per org");
+    // Only the session's own connector announces its statements.
+    assert_eq!(ingest("c-2", &[running("run1", 9, "forged")]).await, 0);
+
+    // Completed: the statement replaces its announcement; a replay of that changes nothing.
+    assert_eq!(ingest("c-1", &[statement("run1", 3, "select pg_sleep(60)")]).await, 1);
+    assert_eq!(texts("run1").await, [pair(1, "select 1"), pair(3, "select pg_sleep(60)")]);
+    assert_eq!(ingest("c-1", &[running("run1", 2, "select pg_sleep(60)")]).await, 0);
+    assert_eq!(texts("run1").await.len(), 2);
+
+    // The next one, announced with the one before it in a report: the later shows.
+    let both = [running("run1", 4, "select 4"), statement("run1", 5, "select 4"), running("run1", 6, "select 6")];
+    assert_eq!(ingest("c-1", &both).await, 3);
+    assert_eq!(texts("run1").await.last(), Some(&pair(6, "select 6")));
+    assert_eq!(ingest("c-1", &[running("run1", 4, "select 4")]).await, 0, "an older one comes back");
+    assert_eq!(texts("run1").await.last(), Some(&pair(6, "select 6")));
+
+    // An ended session runs nothing, whatever its connector announced.
+    assert_eq!(ingest("c-1", &[end("run1", ago(1), "terminated")]).await, 1);
+    assert_eq!(texts("run1").await.last(), Some(&pair(5, "select 4")));
+    assert_eq!(ingest("c-1", &[running("run1", 7, "select 7")]).await, 0);
+    assert_eq!(texts("run1").await.len(), 3);
 }
 
 /// Statements come again, out of order, in reports cut differently, and
