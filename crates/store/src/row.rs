@@ -84,11 +84,30 @@ pub(crate) fn json_list(values: &[String]) -> String {
 }
 
 /// The columns of the statement an open session is running, as its connector last announced
-/// it ([`crate::IngestEvent::Running`]); cleared when the session ends.
+/// it ([`crate::IngestEvent::Running`]); cleared once a later statement is stored
+/// ([`running_completed_by`]) or the session ends.
 pub(crate) const RUNNING_COLUMNS: &str = "running_seq, running_start_us, running_text";
 
 /// Clears [`RUNNING_COLUMNS`], in an `UPDATE sessions SET`.
 pub(crate) const RUNNING_CLEARED: &str = "running_seq = NULL, running_start_us = NULL, running_text = NULL";
+
+/// Clears [`RUNNING_COLUMNS`] of a statement since completed: when the SQL expression `$max`
+/// (the highest seq stored once a report's statements are in) is above it. In an
+/// `UPDATE sessions SET`, whose expressions all read the row as it was.
+macro_rules! running_completed_by {
+    ($max:literal) => {
+        concat!(
+            "running_seq = CASE WHEN running_seq < ",
+            $max,
+            " THEN NULL ELSE running_seq END, running_start_us = CASE WHEN running_seq < ",
+            $max,
+            " THEN NULL ELSE running_start_us END, running_text = CASE WHEN running_seq < ",
+            $max,
+            " THEN NULL ELSE running_text END"
+        )
+    };
+}
+pub(crate) use running_completed_by;
 
 /// A session's statements, in seq order, and then `running`, its [`RUNNING_COLUMNS`] while it is
 /// open, unless a statement after it completed it.

@@ -63,6 +63,8 @@ impl Text {
 struct Pending {
     text: Text,
     start_us: i64,
+    /// Statements the client sent before this one: which one the server is on.
+    nth: u64,
     /// Rows sent to the client: DataRows, and the rows of a COPY TO STDOUT (its tag's count:
     /// its CopyData may also carry a header or a trailer). Not the rows a command changed
     /// (`DELETE 5000` sends none), which the spec's "rows sent to the client" does not count.
@@ -75,7 +77,7 @@ struct Pending {
 
 impl Pending {
     fn new(text: Text, start_us: i64) -> Self {
-        Self { text, start_us, rows: 0, copy_out: false, bytes_sent: 0, sqlstate: None }
+        Self { text, start_us, nth: 0, rows: 0, copy_out: false, bytes_sent: 0, sqlstate: None }
     }
 
     /// A statement that failed before it ran: its ErrorResponse is all the client got.
@@ -135,13 +137,15 @@ pub(crate) struct Recorder {
     copy_in: bool,
     encoding: ClientEncoding,
     done: Vec<Statement>,
+    /// Statements sent so far (simple queries, Executes, function calls).
+    sent: u64,
 }
 
 impl Recorder {
     /// A message from the client, arrived at `now`.
     pub(crate) fn on_client(&mut self, msg: MessageRef<'_>, now: i64) {
         let payload = msg.payload();
-        let entry = match msg.tag() {
+        let mut entry = match msg.tag() {
             // The server discards everything but Sync after an error, up to that Sync.
             b'Q' | b'P' | b'B' | b'E' | b'C' | b'F' if self.skipping => return,
             b'Q' => {
@@ -183,6 +187,10 @@ impl Recorder {
             }
             _ => return,
         };
+        if let Entry::Simple(p) | Entry::Execute { pending: p, .. } = &mut entry {
+            p.nth = self.sent;
+            self.sent += 1;
+        }
         self.queue.push_back(entry);
     }
 
@@ -292,17 +300,18 @@ impl Recorder {
         self.queue.iter().any(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. }))
     }
 
-    /// When the statement the server is on, or is about to be, was sent (or this fetch of it):
-    /// the first one sent and not complete. The Parses and Binds before it take no time, and
-    /// the server holds their answers back until it has run it, unless the client flushes.
-    pub(crate) fn running_since(&self) -> Option<i64> {
+    /// Which statement the server is on, or is about to be: the first one sent and not
+    /// complete (or this fetch of it), numbered in the order sent. The Parses and Binds before
+    /// it take no time, and the server holds their answers back until it has run it, unless
+    /// the client flushes.
+    pub(crate) fn running_nth(&self) -> Option<u64> {
         self.queue.iter().find_map(|entry| match entry {
-            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some(p.start_us),
+            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some(p.nth),
             _ => None,
         })
     }
 
-    /// The statement [`running_since`](Self::running_since) dates, as its completion will
+    /// The statement [`running_nth`](Self::running_nth) names, as its completion will
     /// record it: its start and its text.
     pub(crate) fn running(&self) -> Option<(i64, Cow<'_, str>)> {
         let at = self.queue.iter().position(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. }))?;
@@ -753,24 +762,24 @@ mod tests {
     fn the_statement_running_is_the_first_sent_and_not_complete_with_its_text_to_be() {
         let mut r = Recorder::default();
         let running = |r: &Recorder| r.running().map(|(start, text)| (start, text.into_owned()));
-        assert_eq!((r.running_since(), running(&r)), (None, None));
+        assert_eq!((r.running_nth(), running(&r)), (None, None));
         // Pipelined simple queries: the first, then the second.
         r.on_client(msg(b'Q', b"select 1\0").as_message_ref(), 10);
         r.on_client(msg(b'Q', b"select 2\0").as_message_ref(), 11);
-        assert_eq!((r.running_since(), running(&r)), (Some(10), Some((10, "select 1".to_owned()))));
+        assert_eq!((r.running_nth(), running(&r)), (Some(0), Some((10, "select 1".to_owned()))));
         r.on_server(ready().as_message_ref(), 12);
-        assert_eq!(running(&r), Some((11, "select 2".to_owned())));
+        assert_eq!((r.running_nth(), running(&r)), (Some(1), Some((11, "select 2".to_owned()))));
         r.on_server(ready().as_message_ref(), 13);
         assert_eq!(running(&r), None);
         // Unnamed, in one go: the server answers the Parse and Bind only with the rows.
         for m in [parse("", "select pg_sleep(9)"), bind("", ""), execute(""), sync()] {
             r.on_client(m.as_message_ref(), 20);
         }
-        assert_eq!((r.running_since(), running(&r)), (Some(20), Some((20, "select pg_sleep(9)".to_owned()))));
+        assert_eq!((r.running_nth(), running(&r)), (Some(2), Some((20, "select pg_sleep(9)".to_owned()))));
         for m in [parsed(), bound(), complete("SELECT 1"), ready()] {
             r.on_server(m.as_message_ref(), 30);
         }
-        assert_eq!(r.running_since(), None);
+        assert_eq!(r.running_nth(), None);
         // Prepared before, bound now: the text of the statement confirmed.
         for m in [parse("s1", "select $1"), sync()] {
             r.on_client(m.as_message_ref(), 40);
@@ -780,7 +789,7 @@ mod tests {
         for m in [bind("p", "s1"), execute("p"), sync()] {
             r.on_client(m.as_message_ref(), 50);
         }
-        assert_eq!(running(&r), Some((50, "select $1".to_owned())));
+        assert_eq!((r.running_nth(), running(&r)), (Some(3), Some((50, "select $1".to_owned()))));
     }
 
     #[test]

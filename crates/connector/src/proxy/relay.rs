@@ -130,8 +130,7 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         to_server: Outbox::new(server.is_tls()),
         recorder: Recorder::default(),
         running: Watch::new(),
-        watched_us: 0,
-        announced: false,
+        watched: None,
         session: None,
         stopper: stop.stopper(),
         startup,
@@ -185,12 +184,11 @@ struct Relay {
     /// Frames for the server.
     to_server: Outbox,
     recorder: Recorder,
-    /// The statement the database is on, for the sweep that announces long ones.
+    /// Since when the database has been on the statement it is on, for the sweep that
+    /// announces long ones.
     running: Watch,
-    /// What `running` was last set to; -1 once statements completed, to set it anew.
-    watched_us: i64,
-    /// The statement `running` was last set to is announced (or none was running).
-    announced: bool,
+    /// Which statement that is (the recorder's number).
+    watched: Option<u64>,
     /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
     /// Stops this connection: registered with the live sessions when the session starts, so
@@ -250,7 +248,7 @@ impl Relay {
                     Ok(false) => break End::Client,
                     Err(error) => break End::client_read(error),
                 },
-                () = self.running.asked() => self.announce_running(),
+                () = self.running.asked(), if self.running.is_marked() => self.announce_running(),
             }
         };
         self.finish(end, &mut cw, &mut sr, &mut sw).await;
@@ -291,7 +289,7 @@ impl Relay {
         let written = self.to_client.relay(&mut self.server_reader, run_start..scanned, cw);
         let written = self.written_to_client(written);
         self.report_statements();
-        self.watch_running();
+        self.watch_running(now);
         result.and(written)
     }
 
@@ -375,7 +373,7 @@ impl Relay {
             }
         };
         Metrics::add(&self.ctx.metrics.bytes_from_clients_total, scanned as u64);
-        self.watch_running();
+        self.watch_running(now);
         let written = self.to_server.relay(&mut self.client_reader, 0..scanned, sw);
         result.and(written.map(drop).map_err(End::Io))
     }
@@ -423,8 +421,6 @@ impl Relay {
         if !self.recorder.has_done() {
             return;
         }
-        // The statement the database is on changed (even if to one sent at the same moment).
-        self.watched_us = -1;
         let done = self.recorder.done();
         match &mut self.session {
             Some(session) => {
@@ -437,26 +433,21 @@ impl Relay {
         }
     }
 
-    /// Marks the statement the database is on, when that changed, for the sweep of long ones.
-    fn watch_running(&mut self) {
-        let since = self.recorder.running_since().unwrap_or(0);
-        if since != self.watched_us {
-            self.watched_us = since;
-            self.announced = false;
-            self.running.set(since);
+    /// Marks since when the database has been on its statement, when that changed at `now`:
+    /// sent then, or next in line after the one before.
+    fn watch_running(&mut self, now: i64) {
+        let nth = self.recorder.running_nth();
+        if nth != self.watched {
+            self.watched = nth;
+            self.running.set(if nth.is_some() { now } else { 0 });
         }
     }
 
-    /// The sweep found the statement marked running long: it is announced, once (the sweep
-    /// may have asked again before it was).
+    /// The sweep found the statement marked running long: it is announced, once.
     fn announce_running(&mut self) {
-        if std::mem::replace(&mut self.announced, true) {
-            return;
-        }
         if let (Some(session), Some((start_us, text))) = (&mut self.session, self.recorder.running()) {
             session.running(start_us, &text);
         }
-        self.running.set(0);
     }
 
     /// Ends the session the way `end` requires: reports its end first (so that an abort after

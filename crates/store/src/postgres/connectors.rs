@@ -498,8 +498,9 @@ async fn end_session(
     Ok(done.rows_affected())
 }
 
-/// Stores the statement session `session_id` is running, unless the session ended or a later
-/// one is stored already (a replay); only the session's own connector can.
+/// Stores the statement session `session_id` is running, unless the session ended (the lease
+/// sweep's guess aside) or a later statement is stored already (a replay); only the session's
+/// own connector can.
 async fn set_running(
     conn: &mut PgConnection,
     org: OrgId,
@@ -509,8 +510,9 @@ async fn set_running(
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE sessions SET running_seq = $1, running_start_us = $2, running_text = $3 \
-         WHERE org_id = $4 AND id = $5 AND connector_id = $6 AND end_us IS NULL \
-         AND (running_seq IS NULL OR running_seq < $1)",
+         WHERE org_id = $4 AND id = $5 AND connector_id = $6 AND (end_us IS NULL OR end_reason = $7) \
+         AND (running_seq IS NULL OR running_seq < $1) \
+         AND NOT EXISTS (SELECT 1 FROM statements WHERE org_id = $4 AND session_id = $5 AND seq > $1)",
     )
     .bind(i64::try_from(running.seq).unwrap_or(i64::MAX))
     .bind(running.start)
@@ -518,6 +520,7 @@ async fn set_running(
     .bind(org.0)
     .bind(session_id)
     .bind(connector_id)
+    .bind(LEASE_END_REASON)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

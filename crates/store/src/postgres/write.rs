@@ -12,7 +12,7 @@ use crate::StoreError;
 use crate::fingerprint::fingerprint;
 use crate::ip;
 use crate::model::StatementRecord;
-use crate::row::{json_list, many_values};
+use crate::row::{json_list, many_values, running_completed_by};
 use crate::sql::fold;
 use crate::sql::rollup::{self, RollupDelta};
 
@@ -218,9 +218,11 @@ async fn insert_chunk(
 }
 
 // language=PostgreSQL
-// The sessions' statement totals grow by what was new, and their
-// fingerprints by what they had not run yet, in the same statement.
-const INSERT_STATEMENTS: &str = "\
+// The sessions' statement totals grow by what was new, their fingerprints by
+// what they had not run yet, and a statement announced running that a later
+// one completed is forgotten, in the same statement.
+const INSERT_STATEMENTS: &str = concat!(
+    "\
 WITH others AS (
     SELECT id FROM sessions WHERE org_id = $1 AND connector_id <> $11 AND id = ANY($2::text[])
 ), inserted AS (
@@ -229,7 +231,7 @@ WITH others AS (
         $9::text[]) AS u (session_id)
     WHERE u.session_id NOT IN (SELECT id FROM others)
     ON CONFLICT DO NOTHING
-    RETURNING session_id, rows, bytes_sent
+    RETURNING session_id, seq, rows, bytes_sent
 ), fingerprints AS (
     INSERT INTO session_fingerprints (org_id, session_id, fingerprint)
     SELECT DISTINCT $1::int8, session_id, fingerprint FROM UNNEST($2::text[], $10::text[]) AS f (session_id, fingerprint)
@@ -237,14 +239,17 @@ WITH others AS (
     ORDER BY 2, 3
     ON CONFLICT DO NOTHING
 ), totals AS (
-    SELECT session_id, COUNT(*) AS n, SUM(GREATEST(rows, 0))::int8 AS r, SUM(GREATEST(bytes_sent, 0))::int8 AS bytes
+    SELECT session_id, COUNT(*) AS n, SUM(GREATEST(rows, 0))::int8 AS r, SUM(GREATEST(bytes_sent, 0))::int8 AS bytes,
+        MAX(seq) AS max_seq
     FROM inserted GROUP BY session_id
 ), counted AS (
     UPDATE sessions s SET statement_count = s.statement_count + t.n, rows_sent = s.rows_sent + t.r,
-        bytes_sent = s.bytes_sent + t.bytes
+        bytes_sent = s.bytes_sent + t.bytes, ",
+    running_completed_by!("t.max_seq"),
+    "
     FROM totals t WHERE s.org_id = $1 AND s.id = t.session_id
 )
-SELECT COUNT(*) FROM inserted";
+SELECT COUNT(*) FROM inserted");
 
 /// Inserts statements, except those of sessions another connector reported: a connector
 /// records its own sessions and nothing else. (A session not stored yet may be this one's: a

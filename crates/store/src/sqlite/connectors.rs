@@ -434,8 +434,8 @@ async fn set_running(
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE sessions SET running_seq = ?1, running_start_us = ?2, running_text = ?3 \
-         WHERE org_id = ?4 AND id = ?5 AND connector_id = ?6 AND end_us IS NULL \
-         AND (running_seq IS NULL OR running_seq < ?1)",
+         WHERE org_id = ?4 AND id = ?5 AND connector_id = ?6 AND (end_us IS NULL OR end_reason = ?7) \
+         AND (running_seq IS NULL OR running_seq < ?1) AND COALESCE(statement_max_seq, 0) < ?1",
     )
     .bind(i64::try_from(running.seq).unwrap_or(i64::MAX))
     .bind(running.start)
@@ -443,6 +443,7 @@ async fn set_running(
     .bind(org.0)
     .bind(session_id)
     .bind(connector_id)
+    .bind(LEASE_END_REASON)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

@@ -16,6 +16,7 @@ use sqlx::{Row, SqliteConnection};
 use crate::StoreError;
 use crate::fingerprint::fingerprint;
 use crate::model::{IngestEvent, StatementRecord};
+use crate::row::running_completed_by;
 use crate::sql::{Dialect, SqlBuilder};
 
 /// Statements per chunk row at most, so that no row grows without bound.
@@ -240,11 +241,13 @@ async fn add_to_totals(
 ) -> Result<(), StoreError> {
     for part in sessions.chunks(ROWS_PER_STATEMENT) {
         let mut b = SqlBuilder::new(Dialect::Sqlite);
-        b.push(
+        b.push(concat!(
             "UPDATE sessions SET statement_count = statement_count + v.column2, rows_sent = rows_sent + v.column3, \
-             bytes_sent = bytes_sent + v.column4, \
-             statement_max_seq = MAX(COALESCE(statement_max_seq, 0), v.column5) FROM (VALUES ",
-        );
+                 bytes_sent = bytes_sent + v.column4, \
+                 statement_max_seq = MAX(COALESCE(statement_max_seq, 0), v.column5), ",
+            running_completed_by!("v.column5"),
+            " FROM (VALUES "
+        ));
         for (i, session) in part.iter().enumerate() {
             let statements = &session.statements;
             let rows: i64 = statements.iter().map(|s| s.rows.max(0)).sum();
