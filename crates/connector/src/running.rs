@@ -9,9 +9,11 @@
 //! [`EventKind::Running`](crate::event::EventKind::Running) event, which its completed
 //! statement replaces at the control plane.
 //!
-//! The relay pays a relaxed store each time the statement it waits for changes, and, while one
-//! is marked, an atomic load and a waker comparison each time its loop waits, as for its stop
-//! signal (`stop.rs`). A statement that completes sooner costs no event and no wake-up.
+//! The relay pays, per batch of messages that can change the statement it waits for (a
+//! client's while it waits for none, a server's while it does), a look at the front of its
+//! recorder's queue, and a relaxed store when the statement changed; while one is marked, an
+//! atomic load and a waker comparison each time its loop waits, as for its stop signal
+//! (`stop.rs`). A statement that completes sooner costs no event and no wake-up.
 //!
 //! [`LiveSessions::announce_running`]: crate::live::LiveSessions::announce_running
 
@@ -89,6 +91,15 @@ impl Watch {
     }
 }
 
+/// The task's waker is not kept alive, by a [`Watcher`] that outlives the relay, for nothing.
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.registered.is_some() {
+            *self.shared.waker() = None;
+        }
+    }
+}
+
 /// The future [`Watch::asked`] returns.
 #[derive(Debug)]
 pub struct Asked<'a> {
@@ -121,8 +132,8 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Asks the relay to announce its statement if the database has been on it since before
-    /// `before_us`, and it was not asked for it yet; says whether it asked.
+    /// Asks the relay to announce its statement if the database has been on it since
+    /// `before_us` or earlier, and it was not asked for it yet; says whether it asked.
     pub fn ask_if_running_since(&self, before_us: i64) -> bool {
         let since = self.shared.since_us.load(Ordering::Relaxed);
         if since <= 0 || since > before_us || self.shared.asked_us.load(Ordering::Relaxed) == since {

@@ -229,15 +229,16 @@ impl wire::ConnectorService for ConnectorApi {
                 None => return Err(invalid("an event has no kind (start, statement, running or end)")),
             });
         }
-        let now = now_micros();
-        let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
-        // Reporting is a sign of life of the reporting run.
+        // Reporting is a sign of life of the reporting run, heard before its events are stored:
+        // heard after, its new sessions could meet a lease sweep in between that took the run
+        // for gone, and end until the heartbeat reopened them.
         if !request.run_id.is_empty() {
             self.store
-                .connector_heartbeat(caller.org, &caller.connector_id, &request.run_id, now)
+                .connector_heartbeat(caller.org, &caller.connector_id, &request.run_id, now_micros())
                 .await
                 .map_err(store_error)?;
         }
+        let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
         Response::ok(wire::ReportResponse { stored: stored as u32, ..Default::default() })
     }
 

@@ -171,7 +171,8 @@ pub trait Store: Send + Sync + 'static {
     /// how many were new. The runs of the sessions starting are recorded if they were not, at
     /// their latest start, so that every session reported has a lease.
     async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError>;
-    /// A session's statements in order.
+    /// A session's statements in order; an open session's last may be the one it is running, as
+    /// its connector announced it (with no duration, rows or outcome yet).
     async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError>;
     /// Stores `termination` unless its session already has one created at or
     /// after `pending_since`: that one is returned instead, and nothing is

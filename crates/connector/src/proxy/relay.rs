@@ -289,7 +289,10 @@ impl Relay {
         let written = self.to_client.relay(&mut self.server_reader, run_start..scanned, cw);
         let written = self.written_to_client(written);
         self.report_statements();
-        self.watch_running(now);
+        // A server's messages only complete statements: nothing to watch for if none was on.
+        if self.watched.is_some() {
+            self.watch_running(now);
+        }
         result.and(written)
     }
 
@@ -373,7 +376,10 @@ impl Relay {
             }
         };
         Metrics::add(&self.ctx.metrics.bytes_from_clients_total, scanned as u64);
-        self.watch_running(now);
+        // A client's messages only add statements behind the one the server is on.
+        if self.watched.is_none() {
+            self.watch_running(now);
+        }
         let written = self.to_server.relay(&mut self.client_reader, 0..scanned, sw);
         result.and(written.map(drop).map_err(End::Io))
     }

@@ -1,4 +1,5 @@
-//! A session's events, numbered in order: the start (seq 0), its statements, one end.
+//! A session's events, numbered in order: the start (seq 0), its statements (a long one announced
+//! while it runs, then recorded), one end.
 
 use uuid::Uuid;
 

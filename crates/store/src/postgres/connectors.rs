@@ -14,7 +14,7 @@ use sqlx::{PgConnection, Row};
 use super::{PgStore, notify, write};
 use crate::StoreError;
 use crate::model::*;
-use crate::row::{self, RUNNING_CLEARED, RUNNING_COLUMNS};
+use crate::row::{self, RUNNING_CLEARED};
 use crate::sql::rollup::{self, RollupDelta};
 
 impl PgStore {
@@ -302,36 +302,37 @@ impl PgStore {
         org: OrgId,
         session_id: &str,
     ) -> Result<Vec<StatementRecord>, StoreError> {
+        // One statement, so one snapshot: a report that completed a statement and announced
+        // the next is read whole, never the announcement without the statement before it.
         let rows = sqlx::query(
-            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate FROM statements \
-             WHERE org_id = $1 AND session_id = $2 ORDER BY seq",
+            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, false AS running FROM statements \
+             WHERE org_id = $1 AND session_id = $2 \
+             UNION ALL SELECT running_seq, running_start_us, 0, running_text, 0, 0, '', true FROM sessions \
+             WHERE org_id = $1 AND id = $2 AND end_us IS NULL AND running_seq IS NOT NULL \
+             ORDER BY seq",
         )
         .bind(org.0)
         .bind(session_id)
         .fetch_all(self.pool())
         .await?;
-        let statements = rows
-            .iter()
-            .map(|row| {
-                Ok(StatementRecord {
-                    seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or_default(),
-                    start: row.try_get("start_us")?,
-                    duration: row.try_get("duration_us")?,
-                    text: row.try_get("text")?,
-                    rows: row.try_get("rows")?,
-                    bytes_sent: row.try_get("bytes_sent")?,
-                    sqlstate: row.try_get("sqlstate")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let running = sqlx::query_as(&format!(
-            "SELECT {RUNNING_COLUMNS} FROM sessions \
-             WHERE org_id = $1 AND id = $2 AND end_us IS NULL AND running_seq IS NOT NULL"
-        ))
-        .bind(org.0)
-        .bind(session_id)
-        .fetch_optional(self.pool())
-        .await?;
+        let (mut statements, mut running) = (Vec::with_capacity(rows.len()), None);
+        for row in &rows {
+            let seq: i64 = row.try_get("seq")?;
+            let (start, text) = (row.try_get("start_us")?, row.try_get("text")?);
+            if row.try_get("running")? {
+                running = Some((seq, start, text));
+                continue;
+            }
+            statements.push(StatementRecord {
+                seq: u64::try_from(seq).unwrap_or_default(),
+                start,
+                duration: row.try_get("duration_us")?,
+                text,
+                rows: row.try_get("rows")?,
+                bytes_sent: row.try_get("bytes_sent")?,
+                sqlstate: row.try_get("sqlstate")?,
+            });
+        }
         Ok(row::with_running(statements, running))
     }
 
@@ -498,9 +499,9 @@ async fn end_session(
     Ok(done.rows_affected())
 }
 
-/// Stores the statement session `session_id` is running, unless the session ended (the lease
-/// sweep's guess aside) or a later statement is stored already (a replay); only the session's
-/// own connector can.
+/// Stores the statement session `session_id` is running, unless the session ended or a later
+/// statement is stored already (a replay); only the session's own connector can. (A session
+/// the lease sweep ended is open again by then: a report's run is heard before its events.)
 async fn set_running(
     conn: &mut PgConnection,
     org: OrgId,
@@ -510,7 +511,7 @@ async fn set_running(
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE sessions SET running_seq = $1, running_start_us = $2, running_text = $3 \
-         WHERE org_id = $4 AND id = $5 AND connector_id = $6 AND (end_us IS NULL OR end_reason = $7) \
+         WHERE org_id = $4 AND id = $5 AND connector_id = $6 AND end_us IS NULL \
          AND (running_seq IS NULL OR running_seq < $1) \
          AND NOT EXISTS (SELECT 1 FROM statements WHERE org_id = $4 AND session_id = $5 AND seq > $1)",
     )
@@ -520,7 +521,6 @@ async fn set_running(
     .bind(org.0)
     .bind(session_id)
     .bind(connector_id)
-    .bind(LEASE_END_REASON)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

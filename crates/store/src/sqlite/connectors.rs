@@ -254,7 +254,9 @@ impl SqliteStore {
         org: OrgId,
         session_id: &str,
     ) -> Result<Vec<StatementRecord>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
+        // One read transaction, so one snapshot: a report that completed a statement and
+        // announced the next is read whole.
+        let mut conn = self.pool().begin().await?;
         let statements = super::statements::read(&mut conn, org, session_id).await?;
         let running = sqlx::query_as(&format!(
             "SELECT {RUNNING_COLUMNS} FROM sessions \
@@ -264,6 +266,7 @@ impl SqliteStore {
         .bind(session_id)
         .fetch_optional(&mut *conn)
         .await?;
+        conn.commit().await?;
         Ok(row::with_running(statements, running))
     }
 
@@ -434,7 +437,7 @@ async fn set_running(
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE sessions SET running_seq = ?1, running_start_us = ?2, running_text = ?3 \
-         WHERE org_id = ?4 AND id = ?5 AND connector_id = ?6 AND (end_us IS NULL OR end_reason = ?7) \
+         WHERE org_id = ?4 AND id = ?5 AND connector_id = ?6 AND end_us IS NULL \
          AND (running_seq IS NULL OR running_seq < ?1) AND COALESCE(statement_max_seq, 0) < ?1",
     )
     .bind(i64::try_from(running.seq).unwrap_or(i64::MAX))
@@ -443,7 +446,6 @@ async fn set_running(
     .bind(org.0)
     .bind(session_id)
     .bind(connector_id)
-    .bind(LEASE_END_REASON)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

@@ -278,6 +278,19 @@ pub async fn a_running_statement_shows_until_it_completes(store: &dyn Store) {
     assert_eq!(texts("run1").await.last(), Some(&pair(5, "select 4")));
     assert_eq!(ingest("c-1", &[running("run1", 7, "select 7")]).await, 0);
     assert_eq!(texts("run1").await.len(), 3);
+
+    // A run the lease sweep took for gone shows nothing running, and takes no announcement;
+    // heard again (as a report's run is, before its events), what it was running shows again.
+    store.connector_heartbeat(acme, "c-1", "run-9", ago(60)).await.unwrap();
+    let lapsing = [start(&on(active("lapsing", 30).build(), "c-1", "run-9")), running("lapsing", 1, "select 1")];
+    assert_eq!(ingest("c-1", &lapsing).await, 2);
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 1);
+    assert_eq!(texts("lapsing").await, []);
+    assert_eq!(ingest("c-1", &[running("lapsing", 2, "select 2")]).await, 0);
+    store.connector_heartbeat(acme, "c-1", "run-9", ago(5)).await.unwrap();
+    assert_eq!(texts("lapsing").await, [pair(1, "select 1")]);
+    assert_eq!(ingest("c-1", &[running("lapsing", 2, "select 2")]).await, 1);
+    assert_eq!(texts("lapsing").await, [pair(2, "select 2")]);
 }
 
 /// Statements come again, out of order, in reports cut differently, and
