@@ -9,9 +9,9 @@
 //! - [`live`]: the live sessions, by id, so a termination can reach one.
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`proxy`]: accept, startup, relay and recording (the hot path).
-//! - [`running`]: long statements, announced while they run.
 //! - [`report`]: batching to the control plane, the spool, heartbeats, terminations.
-//! - [`stop`]: a connection's stop signal: its listener's shutdown or its termination.
+//! - [`stop`]: a connection's signal: its listener's shutdown or its termination, and asks to
+//!   announce a long statement while it runs.
 //! - [`timer`]: every timer of the crate, on a thread of their own (the relay's runtime has none).
 //! - [`admin`]: `/health` and `/metrics`.
 //! - [`runtime`]: wires listeners, reporting and the admin server; [`runtime::run`] is the entry point.
@@ -24,7 +24,6 @@ pub mod live;
 pub mod metrics;
 pub mod proxy;
 pub mod report;
-pub mod running;
 pub mod runtime;
 pub mod stop;
 pub mod timer;

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::now_us;
-use crate::running::{ANNOUNCE_AFTER, Watcher};
-use crate::stop::{StopReason, Stopper};
+use crate::stop::{ANNOUNCE_AFTER, StopReason, Stopper};
 
 /// Why and by whom a session is being ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,17 +19,11 @@ pub struct Termination {
 }
 
 /// Sessions by id. The connection task registers its session with the [`Stopper`] of its
-/// stop signal, which its relay polls, and the [`Watcher`] of its running statement; the
-/// report side calls [`LiveSessions::terminate`], a sweep [`LiveSessions::announce_running`].
+/// signal, which its relay polls; the report side calls [`LiveSessions::terminate`], a sweep
+/// [`LiveSessions::announce_running`].
 #[derive(Debug, Default)]
 pub struct LiveSessions {
-    sessions: Mutex<HashMap<String, Live>>,
-}
-
-#[derive(Debug)]
-struct Live {
-    stopper: Stopper,
-    running: Watcher,
+    sessions: Mutex<HashMap<String, Stopper>>,
 }
 
 impl LiveSessions {
@@ -38,10 +31,10 @@ impl LiveSessions {
         Self::default()
     }
 
-    /// Registers a session: `stopper` stops its connection if it is terminated, `running`
-    /// watches its statements.
-    pub fn register(&self, session_id: &str, stopper: Stopper, running: Watcher) {
-        self.lock().insert(session_id.to_owned(), Live { stopper, running });
+    /// Registers a session: `stopper` stops its connection if it is terminated, and asks for
+    /// its long statements.
+    pub fn register(&self, session_id: &str, stopper: Stopper) {
+        self.lock().insert(session_id.to_owned(), stopper);
     }
 
     /// Forgets a session that ended.
@@ -52,14 +45,14 @@ impl LiveSessions {
     /// Asks the session's task to end it; false if it is not registered here or its connection
     /// was already stopped.
     pub fn terminate(&self, session_id: &str, termination: Termination) -> bool {
-        let live = self.lock().remove(session_id);
-        live.is_some_and(|live| live.stopper.stop(StopReason::Terminated(termination)))
+        let stopper = self.lock().remove(session_id);
+        stopper.is_some_and(|stopper| stopper.stop(StopReason::Terminated(termination)))
     }
 
     /// Asks every session whose statement has run since before `before_us` to announce it;
     /// returns how many were asked.
     pub fn announce_running(&self, before_us: i64) -> usize {
-        self.lock().values().filter(|live| live.running.ask_if_running_since(before_us)).count()
+        self.lock().values().filter(|stopper| stopper.ask_to_announce(before_us)).count()
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -74,7 +67,7 @@ impl LiveSessions {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stopper>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -103,7 +96,7 @@ mod tests {
     async fn termination_reaches_the_registered_session_once() {
         let live = LiveSessions::new();
         let (stopper, stop) = crate::stop::signal();
-        live.register("s1", stopper, crate::running::Watch::new().watcher());
+        live.register("s1", stopper);
         let t = Termination { termination_id: "t1".into(), reason: "by admin".into() };
         assert!(live.terminate("s1", t.clone()));
         assert_eq!(stop.await, StopReason::Terminated(t.clone()));
@@ -114,12 +107,10 @@ mod tests {
     #[test]
     fn only_sessions_running_a_statement_long_enough_are_asked_to_announce_it() {
         let live = LiveSessions::new();
-        let mut watches = Vec::new();
         for (id, since) in [("idle", 0), ("old", 10), ("new", 30)] {
-            let mut watch = crate::running::Watch::new();
-            watch.set(since);
-            live.register(id, crate::stop::signal().0, watch.watcher());
-            watches.push(watch);
+            let stopper = crate::stop::signal().0;
+            stopper.set_running_since(since);
+            live.register(id, stopper);
         }
         assert_eq!(live.announce_running(20), 1);
         assert_eq!(live.announce_running(30), 1, "the old one was asked already");

@@ -50,7 +50,7 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     let live = Arc::new(LiveSessions::new());
     let [first, second, third] = ["s1", "s2", "s3"].map(|id| {
         let (stopper, stop) = stop::signal();
-        live.register(id, stopper, gatehouse_connector::running::Watch::new().watcher());
+        live.register(id, stopper);
         stop
     });
     let terminated = |reason| match reason {

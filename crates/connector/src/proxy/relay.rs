@@ -37,8 +37,7 @@ use super::upstream::ServerStream;
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
 use crate::metrics::Metrics;
-use crate::running::Watch;
-use crate::stop::{StopReason, Stopper};
+use crate::stop::{Signal, StopReason, Stopper};
 use crate::timer;
 
 /// How long the connector waits for a side to take its last bytes when a session ends.
@@ -129,7 +128,6 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         client_tls: client.is_tls(),
         to_server: Outbox::new(server.is_tls()),
         recorder: Recorder::default(),
-        running: Watch::new(),
         watched: None,
         session: None,
         stopper: stop.stopper(),
@@ -184,10 +182,8 @@ struct Relay {
     /// Frames for the server.
     to_server: Outbox,
     recorder: Recorder,
-    /// Since when the database has been on the statement it is on, for the sweep that
-    /// announces long ones.
-    running: Watch,
-    /// Which statement that is (the recorder's number).
+    /// The statement the database is on (the recorder's number), marked with `stopper` since
+    /// it has been, for the sweep that announces long ones.
     watched: Option<u64>,
     /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
@@ -219,7 +215,10 @@ impl Relay {
         let end = loop {
             tokio::select! {
                 biased;
-                reason = &mut stop => break End::stopped(reason),
+                signal = stop.signal() => match signal {
+                    Signal::Stop(reason) => break End::stopped(reason),
+                    Signal::AnnounceRunning => self.announce_running(),
+                },
                 written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => {
                     if let Err(end) = self.written_to_client(written) {
                         break end;
@@ -248,7 +247,6 @@ impl Relay {
                     Ok(false) => break End::Client,
                     Err(error) => break End::client_read(error),
                 },
-                () = self.running.asked(), if self.running.is_marked() => self.announce_running(),
             }
         };
         self.finish(end, &mut cw, &mut sr, &mut sw).await;
@@ -418,7 +416,7 @@ impl Relay {
             }
         }
         let session = Session::start(self.ctx.reporter.clone(), start);
-        self.ctx.live.register(session.id(), self.stopper.clone(), self.running.watcher());
+        self.ctx.live.register(session.id(), self.stopper.clone());
         tracing::debug!(session = session.id(), peer = %self.peer, "session started");
         self.session = Some(session);
     }
@@ -445,7 +443,7 @@ impl Relay {
         let nth = self.recorder.running_nth();
         if nth != self.watched {
             self.watched = nth;
-            self.running.set(if nth.is_some() { now } else { 0 });
+            self.stopper.set_running_since(if nth.is_some() { now } else { 0 });
         }
     }
 

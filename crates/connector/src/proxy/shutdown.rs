@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use crate::event::now_us;
-use crate::stop::{self, StopReason, Stopper};
+use crate::stop::{self, Signal, StopReason, Stopper};
 
 /// The shutdown of one listener, and the moment it was first seen, which is the end time of
 /// every session it ends. It fires the stop signal of each of the listener's connections.
@@ -73,6 +73,11 @@ impl Stop {
     /// A handle that stops this connection, for its session's termination.
     pub(crate) fn stopper(&self) -> Stopper {
         self.signal.stopper()
+    }
+
+    /// The next signal, asks for announcements included. Cancel-safe.
+    pub(crate) fn signal(&mut self) -> impl Future<Output = Signal> + '_ {
+        std::future::poll_fn(|cx| self.signal.poll_signal(cx))
     }
 }
 
