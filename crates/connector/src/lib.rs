@@ -6,7 +6,8 @@
 //! - [`config`]: listeners, control plane, spool, TLS.
 //! - [`event`]: what a session produces: its start, statements, end.
 //! - [`identity`]: identity logins: the user-name convention, token checks, native credentials.
-//! - [`live`]: the live sessions, by id, so a termination can reach one.
+//! - [`live`]: the live sessions, by id, so a termination can reach one; the sweep that asks
+//!   them to announce long statements.
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`proxy`]: accept, startup, relay and recording (the hot path).
 //! - [`report`]: batching to the control plane, the spool, heartbeats, terminations.

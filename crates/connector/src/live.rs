@@ -49,7 +49,7 @@ impl LiveSessions {
         stopper.is_some_and(|stopper| stopper.stop(StopReason::Terminated(termination)))
     }
 
-    /// Asks every session whose statement has run since before `before_us` to announce it;
+    /// Asks every session whose statement has run since `before_us` or earlier to announce it;
     /// returns how many were asked.
     pub fn announce_running(&self, before_us: i64) -> usize {
         self.lock().values().filter(|stopper| stopper.ask_to_announce(before_us)).count()

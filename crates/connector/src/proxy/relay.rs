@@ -1,8 +1,8 @@
 //! The hot path: one task per connection relays both directions until one side ends, the
 //! session is terminated, or the connector shuts down.
 //!
-//! The loop selects over the connection's stop signal (its listener's shutdown or its
-//! session's termination), the two outboxes and the two readers, all cancel-safe. A read
+//! The loop selects over the connection's signal (its listener's shutdown or its session's
+//! termination, and asks to announce a statement running long), the two outboxes and the two readers, all cancel-safe. A read
 //! brings one or more whole messages; each is looked at where it lies in the read buffer
 //! (its type byte, and the fields of the few that are recorded or rewritten: authentication,
 //! BackendKeyData, and the recorder's), and then they go on to the other side as one run of
@@ -188,7 +188,8 @@ struct Relay {
     /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
     /// Stops this connection: registered with the live sessions when the session starts, so
-    /// that an administrator can terminate it.
+    /// that an administrator can terminate it; it also marks since when the database has been
+    /// on the statement `watched` names, for the sweep that asks for long ones.
     stopper: Stopper,
     startup: StartupMessage,
     peer: SocketAddr,
