@@ -297,7 +297,15 @@ impl Recorder {
 
     /// Whether a statement was sent and is not complete yet.
     pub(crate) fn is_running(&self) -> bool {
-        self.queue.iter().any(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. }))
+        self.first_statement().is_some()
+    }
+
+    /// The first statement in the queue (a simple query or an Execute), and where it is.
+    fn first_statement(&self) -> Option<(usize, &Pending)> {
+        self.queue.iter().enumerate().find_map(|(at, entry)| match entry {
+            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some((at, p)),
+            _ => None,
+        })
     }
 
     /// Which statement the server is on, or is about to be: the first one sent and not
@@ -305,16 +313,13 @@ impl Recorder {
     /// it take no time, and the server holds their answers back until it has run it, unless
     /// the client flushes.
     pub(crate) fn running_nth(&self) -> Option<u64> {
-        self.queue.iter().find_map(|entry| match entry {
-            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some(p.nth),
-            _ => None,
-        })
+        self.first_statement().map(|(_, p)| p.nth)
     }
 
     /// The statement [`running_nth`](Self::running_nth) names, as its completion will
     /// record it: its start and its text.
     pub(crate) fn running(&self) -> Option<(i64, Cow<'_, str>)> {
-        let at = self.queue.iter().position(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. }))?;
+        let (at, _) = self.first_statement()?;
         match &self.queue[at] {
             Entry::Simple(p) => Some((p.start_us, Cow::Borrowed(p.text.as_str()))),
             Entry::Execute { portal, pending } => Some(match self.suspended.get(portal.as_ref()) {

@@ -2,13 +2,14 @@
 //! session is terminated, or the connector shuts down.
 //!
 //! The loop selects over the connection's signal (its listener's shutdown or its session's
-//! termination, and asks to announce a statement running long), the two outboxes and the two readers, all cancel-safe. A read
-//! brings one or more whole messages; each is looked at where it lies in the read buffer
-//! (its type byte, and the fields of the few that are recorded or rewritten: authentication,
-//! BackendKeyData, and the recorder's), and then they go on to the other side as one run of
-//! bytes, written straight from the read buffer when the socket takes them, else kept in
-//! that side's outbox for the loop's next turns. Reading a side pauses while the outbox it
-//! feeds is above its high-water mark, so a slow client holds back the server and not memory.
+//! termination, and asks to announce a statement running long), the two outboxes and the two
+//! readers, all cancel-safe. A read brings one or more whole messages; each is looked at where
+//! it lies in the read buffer (its type byte, and the fields of the few that are recorded or
+//! rewritten: authentication, BackendKeyData, and the recorder's), and then they go on to the
+//! other side as one run of bytes, written straight from the read buffer when the socket takes
+//! them, else kept in that side's outbox for the loop's next turns. Reading a side pauses while
+//! the outbox it feeds is above its high-water mark, so a slow client holds back the server and
+//! not memory.
 //!
 //! A framing error from either side ends this session only: FATAL 08P01 to the client, an
 //! [`EndReason::Error`] end, and the connector carries on.
