@@ -410,10 +410,13 @@ async fn pgbench_sessions_are_recorded_with_their_statements() {
     assert!(report.contains("number of transactions actually processed: 50/50"), "{report}");
     direct(&format!("DROP DATABASE {database} WITH (FORCE)"));
 
-    // The initialization session and one per client, each with its statements.
+    // The initialization's session, the run's own (pgbench reads the scale before it starts
+    // its clients) and one per client, each with its statements, all ended by now: wait for
+    // the connector's report of the last end, not merely for most of them.
     let sessions = system
-        .wait_for("three completed pgbench sessions", |s| {
-            s.iter().filter(|s| s["sessionStatus"] == "completed").count() >= 3
+        .wait_for("four completed pgbench sessions and none active", |s| {
+            s.iter().filter(|s| s["sessionStatus"] == "completed").count() >= 4
+                && s.iter().all(|s| s["sessionStatus"] == "completed")
         })
         .await;
     let mut selects = 0;
