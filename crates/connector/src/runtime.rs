@@ -46,7 +46,7 @@ use crate::report::backoff::Backoff;
 use crate::report::client::ClientError;
 use crate::report::resources::{self, HelloInfo, Resource};
 use crate::report::{
-    ControlPlane, ReportLoop, ReportOptions, Reporter, RunLog, RunLogError, Spool, SpoolOptions, heartbeat,
+    ControlPlane, Journal, ReportLoop, ReportOptions, Reporter, RunLog, RunLogError, Spool, SpoolOptions, heartbeat,
     terminations,
 };
 use crate::timer;
@@ -118,7 +118,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let verify_control = control.clone();
     // First of what the process holds: a second process started with the same configuration
     // is told that, rather than that its ports are taken.
-    let (spool, runs) = open_state(&config, &run_id).await?;
+    let (spool, journal, runs) = open_state(&config, &run_id).await?;
     let tls = match &config.tls {
         Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),
         None => None,
@@ -137,7 +137,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(LiveSessions::new());
-    let (reporter, queue) = Reporter::new(Arc::clone(&metrics), &run_id);
+    let (reporter, queue) = Reporter::new(Arc::clone(&metrics), &run_id, journal);
     let options = ReportOptions { fail_open: config.fail_open, ..ReportOptions::default() };
     let flush_limit = options.flush_timeout + FLUSH_MARGIN;
     let backoff = Backoff::new(options.backoff_min, TERMINATION_RETRY_MAX);
@@ -378,8 +378,9 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunEr
     TcpListener::bind(addr).await.map_err(|source| RunError::Bind { what, addr, source })
 }
 
-/// Locks the state directory for this run and opens its spool.
-async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, RunLog), RunError> {
+/// Locks the state directory for this run and opens its spool and journal: the session starts
+/// an earlier run journaled go to the spool, behind what it spooled.
+async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, Journal, RunLog), RunError> {
     let state_dir = config.state_dir.clone();
     let run_id = run_id.to_owned();
     let options = SpoolOptions::with_max_bytes(config.spool_max_bytes);
@@ -394,12 +395,14 @@ async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, RunLog), Ru
             RunLogError::Io(source) => RunError::StateDir { path: state_dir.clone(), source },
         })?;
         let dir = state_dir.join("spool");
-        let spool = Spool::open(&dir, options).map_err(unusable(&dir))?;
-        Ok::<_, RunError>((spool, runs))
+        let (mut spool, recovery) = Spool::open(&dir, options).map_err(unusable(&dir))?;
+        let journal_dir = state_dir.join("journal");
+        let (journal, journaled) = Journal::open(&journal_dir, &mut spool).map_err(unusable(&journal_dir))?;
+        Ok::<_, RunError>(((spool, recovery), (journal, journaled), runs))
     })
     .await
     .expect("opening the state directory does not panic")?;
-    let ((spool, recovery), runs) = opened;
+    let ((spool, recovery), (journal, journaled), runs) = opened;
     if !runs.previous.is_empty() {
         tracing::info!(previous_runs = ?runs.previous, "taking over from earlier runs on this state directory");
     }
@@ -410,7 +413,14 @@ async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, RunLog), Ru
             "the spool holds events of an earlier run: replaying them first",
         );
     }
-    Ok((spool, runs))
+    if journaled > 0 {
+        tracing::warn!(
+            sessions = journaled,
+            "an earlier run ended without reporting some of its sessions (a crash?): replaying their starts \
+             first; what ran in them in its last moments is lost",
+        );
+    }
+    Ok((spool, journal, runs))
 }
 
 /// Each listener's upstream `host:port`, in the order of `config.listeners`.

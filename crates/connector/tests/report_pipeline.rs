@@ -214,3 +214,54 @@ async fn stopping_flushes_what_is_queued() {
     assert_eq!(p.stop().await, 0);
     assert_eq!(h.plane.seen().received, keys(&events));
 }
+
+/// A process killed before its batch went out loses those events, but not the sessions: their
+/// starts were journaled, and the next run replays them before its `Hello`, which completes
+/// them.
+#[tokio::test]
+async fn a_crash_loses_no_session_start() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The first run's batch waits long enough for the crash to come first.
+    let slow = ReportOptions { batch_wait: Duration::from_secs(60), ..options(false) };
+    let p1 = Pipeline::start(h.control(), dir.path(), roomy(), slow);
+    eventually("hello answered", || p1.hello.borrow().is_some()).await;
+    let lost = interleave(&[session("a", 3), session("b", 0)]);
+    send_all(&p1, &lost);
+    assert_eq!(segment_files(&journal_dir(dir.path())).len(), 1);
+    p1.crash().await;
+
+    let p2 = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let now = session("c", 1);
+    send_all(&p2, &now);
+    let starts = [("a".to_owned(), 0), ("b".to_owned(), 0)];
+    eventually("every event stored", || h.plane.seen().stored.len() == starts.len() + now.len()).await;
+    let seen = h.plane.seen();
+    let expected: Vec<_> = starts.iter().cloned().chain(keys(&now)).collect();
+    assert_eq!(seen.received, expected, "the starts, once, then the new run's events");
+    assert_eq!(seen.hellos.len(), 2);
+    assert_eq!(seen.hellos[1].1, starts.len(), "the second Hello only after the first run's starts");
+    let run_of = |id: &str| seen.start_runs.iter().find(|(s, _)| s == id).unwrap().1.clone();
+    assert_eq!(run_of("a"), seen.hellos[0].0, "a start keeps the run that produced it");
+    assert_eq!(p2.stop().await, 0);
+    assert!(segment_files(&journal_dir(dir.path())).is_empty(), "every start is delivered");
+    assert!(segment_files(dir.path()).is_empty());
+}
+
+/// The journal holds only starts not yet delivered: a segment goes once a later one's start
+/// is delivered, and the rest when the loop stops.
+#[tokio::test]
+async fn the_journal_keeps_only_what_is_not_delivered() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let sessions: Vec<_> = (0..3000).map(|i| session(&format!("session-{i:04}"), 0)).collect();
+    let events = interleave(&sessions);
+    send_all(&p, &events);
+    eventually("every event stored", || h.plane.seen().stored.len() == events.len()).await;
+    eventually("older segments deleted", || segment_files(&journal_dir(dir.path())).len() == 1).await;
+    let name = segment_files(&journal_dir(dir.path()))[0].file_name().unwrap().to_owned();
+    assert_ne!(name, "00000000000000000001.seg", "3,000 starts fill more than one segment");
+    assert_eq!(p.stop().await, 0);
+    assert!(segment_files(&journal_dir(dir.path())).is_empty());
+}

@@ -373,6 +373,50 @@ async fn a_restarted_connector_completes_its_predecessors_sessions() {
         .await;
 }
 
+/// A connector killed before it reported a session (its report still in memory) has journaled
+/// the session's start: restarted, it reports the session, and completes it with the run.
+#[tokio::test]
+async fn a_session_a_killed_connector_never_reported_is_recorded_after_its_restart() {
+    let system = System::new("60s");
+    let server = system.serve();
+    let killed = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 1;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let reported = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+
+    // The control plane stops answering, so the connector's next report waits in memory.
+    let signal = |signal: &str| Command::new("kill").args([signal, &server.0.id().to_string()]).status().unwrap();
+    assert!(signal("-STOP").success());
+    let port = system.proxy_port.to_string();
+    let answer = output(Command::new("psql").args([
+        "-X",
+        "-A",
+        "-t",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-c",
+        "select 'served'",
+    ]));
+    assert_eq!(answer.trim(), "served");
+    killed.stop("-KILL");
+    assert!(signal("-CONT").success());
+
+    let _restarted = system.connector();
+    let sessions = system
+        .wait_for("both sessions, completed", |s| s.len() == 2 && s.iter().all(|s| s["sessionStatus"] == "completed"))
+        .await;
+    let unreported = sessions.iter().find(|s| s["id"] != reported.as_str()).unwrap();
+    assert_eq!(unreported["user"]["username"], "postgres", "{unreported}");
+    assert_eq!(unreported["network"]["clientIpAddress"], "127.0.0.1", "{unreported}");
+}
+
 #[tokio::test]
 async fn pgbench_sessions_are_recorded_with_their_statements() {
     let system = System::new("60s");

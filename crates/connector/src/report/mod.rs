@@ -5,12 +5,15 @@
 //! event and queues it without blocking the relay, and says whether new
 //! sessions may start. From there on an event is a [`Record`], its bytes
 //! encoded once: sent, retried, spooled and replayed as they are.
+//! Session starts are also written ahead to the [`journal`], so that a
+//! crash of the process before they are delivered does not lose them.
 //! The design of the spool, its recovery and its trade-offs are in
 //! `README.md` beside this file.
 //!
 //! # Layout
 //! - [`pipeline`]: the report loop: batches, `Report` calls, spooling and replay, `Hello`.
 //! - [`spool`]: the append-only segment files; [`record`]: their framing.
+//! - [`journal`]: session starts written ahead, moved into the spool at the next start.
 //! - [`client`]: the `ConnectorService` client; [`convert`]: events to wire messages.
 //! - [`heartbeat`], [`terminations`]: the lease and the termination stream.
 //! - [`resources`]: what `Hello` returns, and its cache in the state directory.
@@ -20,6 +23,7 @@ pub mod backoff;
 pub mod client;
 pub mod convert;
 pub mod heartbeat;
+pub mod journal;
 pub mod pipeline;
 pub mod record;
 pub mod resources;
@@ -27,13 +31,14 @@ pub mod runs;
 pub mod spool;
 pub mod terminations;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 pub use client::ControlPlane;
+pub use journal::Journal;
 pub use pipeline::{ReportLoop, ReportOptions};
 pub use runs::{RunLog, RunLogError};
 pub use spool::{Limit, Spool, SpoolOptions};
@@ -48,6 +53,15 @@ pub struct Record {
     /// A statement or its announcement, which a full spool in fail-open mode may drop; false for
     /// records replayed from the spool.
     statement: bool,
+    /// The journal segment a session start was written ahead to; 0 for other records.
+    journal_segment: u64,
+}
+
+impl Record {
+    /// Bytes read back from the spool.
+    fn replayed(bytes: Bytes) -> Self {
+        Self { bytes, statement: false, journal_segment: 0 }
+    }
 }
 
 impl Record {
@@ -79,6 +93,8 @@ struct Shared {
     metrics: Option<Arc<Metrics>>,
     /// This run of the connector, which session starts carry.
     run_id: String,
+    /// Where session starts are written ahead; `None` for a bare channel.
+    journal: Option<Mutex<Journal>>,
 }
 
 /// The receiving end of a [`Reporter`]'s queue, for a [`ReportLoop`].
@@ -101,13 +117,15 @@ impl Reporter {
     /// A reporter for a [`ReportLoop`] of run `run_id`, which takes the
     /// [`Queue`]: queued events count in `metrics.report_backlog` until the
     /// control plane has them, and the loop decides
-    /// [`Reporter::admits_new_sessions`].
-    pub fn new(metrics: Arc<Metrics>, run_id: &str) -> (Reporter, Queue) {
+    /// [`Reporter::admits_new_sessions`]. Session starts are written ahead to
+    /// `journal`, which the loop empties as they are delivered or spooled.
+    pub fn new(metrics: Arc<Metrics>, run_id: &str, journal: Journal) -> (Reporter, Queue) {
         let (events, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             refusing: AtomicBool::new(false),
             metrics: Some(Arc::clone(&metrics)),
             run_id: run_id.to_owned(),
+            journal: Some(Mutex::new(journal)),
         });
         (Reporter { events, shared: Arc::clone(&shared) }, Queue { events: receiver, shared, metrics })
     }
@@ -118,18 +136,60 @@ impl Reporter {
         !self.shared.refusing.load(Ordering::Relaxed)
     }
 
-    /// Encodes event `seq` of session `session_id` and queues it. Never blocks.
+    /// Encodes event `seq` of session `session_id` and queues it. Never
+    /// blocks on the network; a session start is first written to the journal.
     pub fn send(&self, session_id: &str, seq: u64, kind: &EventKind) {
         let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
-        let record = Record { bytes, statement: matches!(kind, EventKind::Statement(_) | EventKind::Running(_)) };
+        let statement = matches!(kind, EventKind::Statement(_) | EventKind::Running(_));
+        let mut record = Record { bytes, statement, journal_segment: 0 };
         let metrics = self.shared.metrics.as_deref();
         if let Some(m) = metrics {
             Metrics::add(&m.report_backlog, 1);
         }
-        if self.events.send(record).is_err()
+        let sent = match (&self.shared.journal, kind) {
+            // Written and queued under one lock, so the journal's order is the queue's, which
+            // the report loop's release of the journal relies on.
+            (Some(journal), EventKind::Start(_)) => {
+                let mut journal = lock(journal);
+                record.journal_segment = journal.append(&record.bytes).unwrap_or(0);
+                self.events.send(record)
+            }
+            _ => self.events.send(record),
+        };
+        if sent.is_err()
             && let Some(m) = metrics
         {
             Metrics::sub(&m.report_backlog, 1);
         }
     }
+}
+
+impl Queue {
+    /// `records` were delivered or spooled: the journal segments before the newest one any of
+    /// them was written to are no longer needed (the queue is in order).
+    fn settled(&self, records: &[Record]) {
+        let newest = records.iter().map(|r| r.journal_segment).max().unwrap_or(0);
+        if newest > 0
+            && let Some(journal) = &self.shared.journal
+        {
+            lock(journal).release_before(newest);
+        }
+    }
+
+    /// Empties the journal if every start in it was taken off the queue: at the end of the
+    /// report loop, when all it took was delivered or spooled.
+    fn settle_all(&self) {
+        if let Some(journal) = &self.shared.journal {
+            let mut journal = lock(journal);
+            if self.events.is_empty() {
+                journal.release_all();
+            }
+        }
+    }
+}
+
+/// Locks a mutex whose holder may have panicked: the data (a file handle, a position) stays
+/// usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use buffa::Message;
@@ -38,7 +38,7 @@ use super::client::{self, ControlPlane};
 use super::resources::HelloInfo;
 use super::runs::RunLog;
 use super::spool::{Limit, Spool, Ticket};
-use super::{Queue, Record};
+use super::{Queue, Record, lock};
 use crate::metrics::Metrics;
 use crate::timer;
 
@@ -226,6 +226,8 @@ impl ReportLoop {
                 },
             }
         }
+        // All that was taken off the queue is delivered or spooled.
+        self.queue.settle_all();
         let pending = self.pending();
         if pending == 0 {
             tracing::info!("report queue flushed");
@@ -322,7 +324,7 @@ impl ReportLoop {
             return None;
         }
         let records: Vec<Record> =
-            batch.records.into_iter().map(|bytes| Record { bytes: Bytes::from(bytes), statement: false }).collect();
+            batch.records.into_iter().map(|bytes| Record::replayed(Bytes::from(bytes))).collect();
         let (control, run_id, ticket) = (self.control.clone(), self.run_id.clone(), batch.ticket);
         Some(InFlight {
             direct: None,
@@ -361,6 +363,7 @@ impl ReportLoop {
             }
             Done::Direct(records, Ok(rejected)) => {
                 self.up();
+                self.queue.settled(&records);
                 self.dropped(rejected);
                 Metrics::sub(&self.queue.metrics.report_backlog, records.len() as u64);
             }
@@ -426,19 +429,23 @@ impl ReportLoop {
             true => Limit::Hard,
             false => Limit::Soft,
         };
-        let (dropped, full) = self
+        let spooled = Arc::clone(&records);
+        let (dropped, safe, full) = self
             .blocking(move |spool| {
-                let dropped = match spool.append_each(&records, |i| limit(&records[i])) {
-                    Ok(skipped) => skipped,
+                // How many were dropped, and how many from the first are in the spool or dropped.
+                let (dropped, safe) = match spool.append_each(&spooled, |i| limit(&spooled[i])) {
+                    Ok(skipped) => (skipped, spooled.len()),
                     Err(error) => {
-                        let lost = records.len() - error.written;
+                        let lost = spooled.len() - error.written;
                         tracing::error!(%error, lost, "cannot write to the spool: events are lost");
-                        lost
+                        (lost, error.written)
                     }
                 };
-                (dropped as u64, spool.is_full())
+                (dropped as u64, safe, spool.is_full())
             })
             .await;
+        // Only what the spool took counts as safe.
+        self.queue.settled(&records[..safe]);
         if dropped > 0 {
             self.dropped(dropped);
             Metrics::sub(&self.queue.metrics.report_backlog, dropped);
@@ -556,8 +563,4 @@ async fn deliver(control: &ControlPlane, run_id: &str, records: &[Record]) -> Re
         }
     }
     Ok(rejected)
-}
-
-fn lock(spool: &Mutex<Spool>) -> MutexGuard<'_, Spool> {
-    spool.lock().unwrap_or_else(|e| e.into_inner())
 }

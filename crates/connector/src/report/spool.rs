@@ -370,7 +370,7 @@ impl Spool {
     }
 
     fn segment_path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("{id:020}{SEGMENT_SUFFIX}"))
+        self.dir.join(segment_name(id))
     }
 
     fn create_segment(&mut self) -> io::Result<()> {
@@ -420,6 +420,11 @@ impl Spool {
             }
         }
     }
+}
+
+/// The file name of segment `id`: numbered so that names sort as ids do.
+pub(super) fn segment_name(id: u64) -> String {
+    format!("{id:020}{SEGMENT_SUFFIX}")
 }
 
 struct Scan {

@@ -19,7 +19,9 @@ use connectrpc::{
 use futures::StreamExt;
 use gatehouse_connector::event::{EventKind, SessionEnd, SessionEvent, SessionStart, Statement};
 use gatehouse_connector::metrics::Metrics;
-use gatehouse_connector::report::{ControlPlane, Queue, ReportLoop, ReportOptions, Reporter, Spool, SpoolOptions};
+use gatehouse_connector::report::{
+    ControlPlane, Journal, Queue, ReportLoop, ReportOptions, Reporter, Spool, SpoolOptions,
+};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use gatehouse_proto::gatehouse::connector::v1::ConnectorService;
 use tokio::sync::mpsc;
@@ -265,15 +267,23 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(control: ControlPlane, dir: &std::path::Path, spool: SpoolOptions, options: ReportOptions) -> Self {
-        let (spool, _) = Spool::open(dir, spool).unwrap();
+        let (mut spool, _) = Spool::open(dir, spool).unwrap();
+        let (journal, _) = Journal::open(&journal_dir(dir), &mut spool).unwrap();
         let metrics = Arc::new(Metrics::default());
         let run_id = uuid::Uuid::now_v7().to_string();
-        let (reporter, queue): (Reporter, Queue) = Reporter::new(Arc::clone(&metrics), &run_id);
+        let (reporter, queue): (Reporter, Queue) = Reporter::new(Arc::clone(&metrics), &run_id, journal);
         let report = ReportLoop::new(control, run_id, queue, spool, options);
         let hello = report.hello();
         let stop = CancellationToken::new();
         let task = tokio::spawn(report.run(stop.clone()));
         Self { reporter, metrics, stop, task, hello }
+    }
+
+    /// Ends the process the hard way (`kill -9`): what is queued or in flight is lost; the spool
+    /// and the journal stay as they are.
+    pub async fn crash(self) {
+        self.task.abort();
+        assert!(self.task.await.unwrap_err().is_cancelled());
     }
 
     /// Stops the loop and waits for it; returns the events left in the spool.
@@ -363,6 +373,11 @@ pub fn spooled_records(dir: &std::path::Path) -> usize {
 }
 
 /// The spool's segment files, oldest first.
+/// Where a [`Pipeline`] over the spool in `dir` journals its session starts.
+pub fn journal_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("journal")
+}
+
 pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
