@@ -5,7 +5,8 @@
 //! # Startup
 //! 1. Check the control plane address and key; load TLS; bind every listener
 //!    and the admin port (a taken port fails here, naming it).
-//! 2. Open the spool in `state_dir/spool` (recovering an earlier run's), start
+//! 2. Open the spool in `state_dir/spool` (recovering an earlier run's) and the
+//!    journal in `state_dir/journal` (whose starts go to the spool), start
 //!    the report loop (which replays it, then says `Hello`), the heartbeat, the
 //!    termination watch and the admin server, on a thread of their own (see
 //!    [`ControlThread`]).
@@ -416,8 +417,8 @@ async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, Journal, Ru
     if journaled > 0 {
         tracing::warn!(
             sessions = journaled,
-            "an earlier run ended without reporting some of its sessions (a crash?): replaying their starts \
-             first; what ran in them in its last moments is lost",
+            "an earlier run ended without a clean shutdown: replaying the session starts its journal held \
+             (the control plane ignores those it has); what its sessions ran last may be lost",
         );
     }
     Ok((spool, journal, runs))

@@ -15,64 +15,89 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::record::{self, SEGMENT_MAGIC};
 use super::spool::{self, Limit, Spool, SpoolOptions};
 
 /// A segment is closed once it holds this much (some hundreds of starts).
 const SEGMENT_BYTES: u64 = 64 * 1024;
+/// Where the first record of a segment starts.
+const FIRST_RECORD: u64 = SEGMENT_MAGIC.len() as u64;
+/// After a failed write, the journal is not tried again for this long: a full disk costs a
+/// system call per login at most once a second, and one error in the log.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The session starts not yet known to be delivered or spooled.
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    /// The segment being written, once a start was.
+    /// The segment being written (opened for appending), once a start was.
     writer: Option<File>,
-    /// The id of the last segment created (0 before the first).
+    /// The id of the segment being written, or of the last one tried.
     segment: u64,
     /// Bytes in the segment being written.
     written: u64,
-    /// The oldest segment that may still be on disk.
+    /// The oldest segment of this run that may still be on disk.
     oldest: u64,
-    /// The last append failed: said once, until one succeeds.
-    failing: bool,
+    /// No segment from this one on is released: a start in it was lost on its way into the
+    /// spool, and the journal holds its only copy, for the next start of the connector.
+    floor: u64,
+    /// A write failed: the next attempt waits until then.
+    retry_at: Option<Instant>,
     buf: Vec<u8>,
 }
 
 impl Journal {
     /// Opens the journal in `dir` (created if missing). The starts an earlier run left there
     /// are appended to `spool` (and made durable), then deleted; returns how many there were.
+    /// If the spool cannot take them, they stay (logged) for the next start.
     ///
     /// # Errors
     ///
-    /// IO errors on the directory, its files or the spool: the starts stay where they are.
+    /// IO errors on the directory or reading its files.
     pub fn open(dir: &Path, spool: &mut Spool) -> io::Result<(Journal, u64)> {
         let (mut left, _) = Spool::open(dir, SpoolOptions::with_max_bytes(u64::MAX))?;
+        // Numbered past every file there, so that none is written over.
+        let next = left.next_segment_id();
         let batch = left.read(usize::MAX, usize::MAX)?;
-        let recovered = batch.records.len() as u64;
-        if recovered > 0 {
-            spool.append(&batch.records, Limit::Soft).map_err(|error| error.source)?;
+        let mut moved = batch.records.len() as u64;
+        match spool.append(&batch.records, Limit::Soft) {
+            // Acknowledging everything deletes every segment.
+            Ok(_) => left.ack(batch.ticket)?,
+            Err(error) => {
+                tracing::error!(
+                    dir = %dir.display(),
+                    %error,
+                    "cannot move the journal's session starts into the spool: they stay in the journal for the next start",
+                );
+                moved = 0;
+            }
         }
-        // Acknowledging everything deletes every segment.
-        left.ack(batch.ticket)?;
         let journal = Journal {
             dir: dir.to_owned(),
             writer: None,
-            segment: 0,
+            segment: next - 1,
             written: 0,
-            oldest: 1,
-            failing: false,
+            oldest: next,
+            floor: u64::MAX,
+            retry_at: None,
             buf: Vec::new(),
         };
-        Ok((journal, recovered))
+        Ok((journal, moved))
     }
 
     /// Appends one encoded start; returns the segment it went to, or `None` if it could not be
     /// written (logged; the start is still reported from memory).
+    ///
+    /// One `write` to the page cache, on the caller's thread: it outlives the process.
     pub fn append(&mut self, payload: &[u8]) -> Option<u64> {
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
         match self.write(payload) {
             Ok(segment) => {
-                if std::mem::take(&mut self.failing) {
+                if self.retry_at.take().is_some() {
                     tracing::info!(dir = %self.dir.display(), "the journal takes session starts again");
                 }
                 Some(segment)
@@ -80,7 +105,7 @@ impl Journal {
             Err(error) => {
                 // A partial record may sit at the end: the next start goes to a new segment.
                 self.writer = None;
-                if !std::mem::replace(&mut self.failing, true) {
+                if self.retry_at.replace(Instant::now() + RETRY_AFTER).is_none() {
                     tracing::error!(
                         dir = %self.dir.display(),
                         %error,
@@ -94,44 +119,71 @@ impl Journal {
     }
 
     fn write(&mut self, payload: &[u8]) -> io::Result<u64> {
-        if self.writer.is_none() || self.written >= SEGMENT_BYTES {
-            self.writer = None;
-            self.segment += 1;
-            let path = self.path(self.segment);
-            let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
-            file.write_all(SEGMENT_MAGIC)?;
-            self.written = SEGMENT_MAGIC.len() as u64;
-            self.writer = Some(file);
-        }
         self.buf.clear();
+        let new_segment = self.writer.is_none() || self.written >= SEGMENT_BYTES;
+        if new_segment {
+            self.buf.extend_from_slice(SEGMENT_MAGIC);
+        }
         record::encode(payload, &mut self.buf);
-        let file = self.writer.as_mut().expect("a segment is open");
-        file.write_all(&self.buf)?;
-        self.written += self.buf.len() as u64;
+        if !new_segment {
+            let file = self.writer.as_mut().expect("a segment is open");
+            file.write_all(&self.buf)?;
+            self.written += self.buf.len() as u64;
+            return Ok(self.segment);
+        }
+        self.writer = None;
+        self.segment += 1;
+        let path = self.path(self.segment);
+        let mut file = OpenOptions::new().append(true).create_new(true).open(&path)?;
+        if let Err(error) = file.write_all(&self.buf) {
+            remove(&path);
+            return Err(error);
+        }
+        self.written = self.buf.len() as u64;
+        self.writer = Some(file);
         Ok(self.segment)
     }
 
-    /// Every start of the segments before `segment` was delivered or spooled: deletes them. The
-    /// segment being written stays, for the starts still to come.
-    pub fn release_before(&mut self, segment: u64) {
-        self.delete_before(segment.min(self.segment));
-    }
-
-    /// Every start journaled so far was delivered or spooled: deletes every segment.
-    pub fn release_all(&mut self) {
-        self.writer = None;
-        self.delete_before(self.segment + 1);
-    }
-
-    fn delete_before(&mut self, end: u64) {
-        while self.oldest < end {
-            remove(&self.path(self.oldest));
+    /// Every start of the segments before `segment` is safe (delivered or spooled); `u64::MAX`:
+    /// every start journaled so far is. Returns the segment files to delete, for the caller to
+    /// delete once it has let go of the journal (an unlink is disk IO). The segment being
+    /// written is emptied in place instead, for the starts still to come.
+    pub fn release_before(&mut self, segment: u64) -> Vec<PathBuf> {
+        let end = segment.min(self.floor);
+        let open = self.writer.as_ref().map(|_| self.segment);
+        let mut released = Vec::new();
+        while self.oldest < end && open.is_none_or(|open| self.oldest < open) && self.oldest <= self.segment {
+            released.push(self.path(self.oldest));
             self.oldest += 1;
         }
+        if let (Some(open), Some(file)) = (open, &self.writer)
+            && end > open
+            && self.written > FIRST_RECORD
+        {
+            match file.set_len(FIRST_RECORD) {
+                Ok(()) => self.written = FIRST_RECORD,
+                // Closed: deleted at the next release instead.
+                Err(_) => self.writer = None,
+            }
+        }
+        released
+    }
+
+    /// A start written to `segment` did not make it into the spool: from `segment` on, nothing
+    /// is released in this run.
+    pub fn lost(&mut self, segment: u64) {
+        self.floor = self.floor.min(segment);
     }
 
     fn path(&self, id: u64) -> PathBuf {
         self.dir.join(spool::segment_name(id))
+    }
+}
+
+/// Deletes segment files [`Journal::release_before`] released.
+pub fn remove_released(paths: Vec<PathBuf>) {
+    for path in paths {
+        remove(&path);
     }
 }
 
@@ -181,11 +233,11 @@ mod tests {
         assert!(segments(&journal_dir).is_empty(), "the recovered segments are deleted");
         let batch = spool_.read(10, 1 << 20).unwrap();
         assert_eq!(batch.records, [b"first".to_vec(), b"second".to_vec()]);
-        assert_eq!(journal.append(b"third"), Some(1), "numbering starts again in an empty directory");
+        assert_eq!(journal.append(b"third"), Some(2), "numbered past every file seen");
     }
 
     #[test]
-    fn segments_are_deleted_once_their_starts_are_safe() {
+    fn segments_are_released_once_their_starts_are_safe() {
         let dir = tempfile::tempdir().unwrap();
         let journal_dir = dir.path().join("journal");
         let (mut journal, _) = Journal::open(&journal_dir, &mut spool(dir.path())).unwrap();
@@ -196,18 +248,39 @@ mod tests {
         assert!(tags.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(segments(&journal_dir).len() as u64, last);
 
-        journal.release_before(2);
+        remove_released(journal.release_before(2));
         assert_eq!(segments(&journal_dir).len() as u64, last - 1);
-        journal.release_before(last + 5);
+        remove_released(journal.release_before(last));
         assert_eq!(segments(&journal_dir), [spool::segment_name(last)], "the open segment stays");
-        journal.release_all();
-        assert!(segments(&journal_dir).is_empty());
-        assert_eq!(journal.append(&start), Some(last + 1));
-        assert_eq!(segments(&journal_dir), [spool::segment_name(last + 1)]);
+        let open = journal.path(last);
+        assert!(fs::metadata(&open).unwrap().len() > FIRST_RECORD);
+
+        // All safe: the open segment is emptied in place, and goes on.
+        remove_released(journal.release_before(u64::MAX));
+        assert_eq!(segments(&journal_dir), [spool::segment_name(last)]);
+        assert_eq!(fs::metadata(&open).unwrap().len(), FIRST_RECORD);
+        assert_eq!(journal.append(b"next"), Some(last));
+        let (mut left, _) = Spool::open(&journal_dir, SpoolOptions::with_max_bytes(1 << 20)).unwrap();
+        assert_eq!(left.read(10, 1 << 20).unwrap().records, [b"next".to_vec()]);
     }
 
     #[test]
-    fn a_failed_write_says_so_and_the_next_goes_to_a_new_segment() {
+    fn a_start_the_spool_lost_keeps_its_segment_and_the_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = dir.path().join("journal");
+        let (mut journal, _) = Journal::open(&journal_dir, &mut spool(dir.path())).unwrap();
+        let start = vec![7u8; 1000];
+        let lost = journal.append(&start).unwrap();
+        while journal.append(&start).unwrap() < lost + 2 {}
+        journal.lost(lost);
+        remove_released(journal.release_before(u64::MAX));
+        let kept: Vec<String> = (lost..=lost + 2).map(spool::segment_name).collect();
+        assert_eq!(segments(&journal_dir), kept);
+        assert!(fs::metadata(journal.path(lost + 2)).unwrap().len() > FIRST_RECORD, "not emptied");
+    }
+
+    #[test]
+    fn a_failed_write_says_so_once_and_is_not_tried_again_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let journal_dir = dir.path().join("journal");
         let (mut journal, _) = Journal::open(&journal_dir, &mut spool(dir.path())).unwrap();
@@ -215,9 +288,11 @@ mod tests {
         fs::remove_dir_all(&journal_dir).unwrap();
         journal.writer = None;
         assert_eq!(journal.append(b"two"), None);
-        assert!(journal.failing);
         fs::create_dir_all(&journal_dir).unwrap();
-        assert_eq!(journal.append(b"three"), Some(3));
-        assert!(!journal.failing);
+        assert_eq!(journal.append(b"three"), None, "not tried again within {RETRY_AFTER:?}");
+        assert!(segments(&journal_dir).is_empty());
+        journal.retry_at = Some(Instant::now());
+        assert_eq!(journal.append(b"four"), Some(3));
+        assert!(journal.retry_at.is_none());
     }
 }

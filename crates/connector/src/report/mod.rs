@@ -165,25 +165,29 @@ impl Reporter {
 }
 
 impl Queue {
-    /// `records` were delivered or spooled: the journal segments before the newest one any of
-    /// them was written to are no longer needed (the queue is in order).
+    /// `records` are safe (delivered or spooled), and so is everything the report loop took
+    /// off the queue before them: it makes events safe in the order it takes them. So the
+    /// journal segments before the newest one any of them was written to are no longer
+    /// needed, and none is once the queue is empty.
     fn settled(&self, records: &[Record]) {
+        let Some(journal) = &self.shared.journal else {
+            return;
+        };
         let newest = records.iter().map(|r| r.journal_segment).max().unwrap_or(0);
-        if newest > 0
-            && let Some(journal) = &self.shared.journal
-        {
-            lock(journal).release_before(newest);
-        }
+        let released = {
+            // Under the journal's lock, which every start is queued under: an empty queue
+            // means no start is in it.
+            let mut journal = lock(journal);
+            journal.release_before(if self.events.is_empty() { u64::MAX } else { newest })
+        };
+        journal::remove_released(released);
     }
 
-    /// Empties the journal if every start in it was taken off the queue: at the end of the
-    /// report loop, when all it took was delivered or spooled.
-    fn settle_all(&self) {
-        if let Some(journal) = &self.shared.journal {
-            let mut journal = lock(journal);
-            if self.events.is_empty() {
-                journal.release_all();
-            }
+    /// `records` did not make it into the spool: the journal keeps the starts among them.
+    fn lost(&self, records: &[Record]) {
+        let oldest = records.iter().map(|r| r.journal_segment).filter(|&s| s > 0).min();
+        if let (Some(oldest), Some(journal)) = (oldest, &self.shared.journal) {
+            lock(journal).lost(oldest);
         }
     }
 }

@@ -227,7 +227,7 @@ impl ReportLoop {
             }
         }
         // All that was taken off the queue is delivered or spooled.
-        self.queue.settle_all();
+        self.queue.settled(&[]);
         let pending = self.pending();
         if pending == 0 {
             tracing::info!("report queue flushed");
@@ -444,7 +444,7 @@ impl ReportLoop {
                 (dropped as u64, safe, spool.is_full())
             })
             .await;
-        // Only what the spool took counts as safe.
+        self.queue.lost(&records[safe..]);
         self.queue.settled(&records[..safe]);
         if dropped > 0 {
             self.dropped(dropped);

@@ -186,6 +186,11 @@ impl Spool {
         Ok((spool, recovery))
     }
 
+    /// The id the next segment will have: past every segment file seen.
+    pub fn next_segment_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Records not yet acknowledged.
     pub fn pending(&self) -> u64 {
         self.segments.iter().map(|s| s.unacked).sum()

@@ -372,12 +372,12 @@ pub fn spooled_records(dir: &std::path::Path) -> usize {
     count
 }
 
-/// The spool's segment files, oldest first.
 /// Where a [`Pipeline`] over the spool in `dir` journals its session starts.
 pub fn journal_dir(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("journal")
 }
 
+/// The spool's segment files, oldest first.
 pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
