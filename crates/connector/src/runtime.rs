@@ -417,8 +417,9 @@ async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, Journal, Ru
     if journaled > 0 {
         tracing::warn!(
             sessions = journaled,
-            "an earlier run ended without a clean shutdown: replaying the session starts its journal held \
-             (the control plane ignores those it has); what its sessions ran last may be lost",
+            "the journal holds session starts of an earlier run (one that did not shut down cleanly): \
+             replaying them first (the control plane ignores those it has); what those sessions ran last \
+             may be lost",
         );
     }
     Ok((spool, journal, runs))

@@ -40,9 +40,6 @@ pub struct Journal {
     written: u64,
     /// The oldest segment of this run that may still be on disk.
     oldest: u64,
-    /// No segment from this one on is released: a start in it was lost on its way into the
-    /// spool, and the journal holds its only copy, for the next start of the connector.
-    floor: u64,
     /// A write failed: the next attempt waits until then.
     retry_at: Option<Instant>,
     buf: Vec<u8>,
@@ -80,7 +77,6 @@ impl Journal {
             segment: next - 1,
             written: 0,
             oldest: next,
-            floor: u64::MAX,
             retry_at: None,
             buf: Vec::new(),
         };
@@ -147,9 +143,9 @@ impl Journal {
     /// Every start of the segments before `segment` is safe (delivered or spooled); `u64::MAX`:
     /// every start journaled so far is. Returns the segment files to delete, for the caller to
     /// delete once it has let go of the journal (an unlink is disk IO). The segment being
-    /// written is emptied in place instead, for the starts still to come.
-    pub fn release_before(&mut self, segment: u64) -> Vec<PathBuf> {
-        let end = segment.min(self.floor);
+    /// written is emptied in place instead, for the starts still to come (under the caller's
+    /// lock: no start may be written meanwhile).
+    pub fn release_before(&mut self, end: u64) -> Vec<PathBuf> {
         let open = self.writer.as_ref().map(|_| self.segment);
         let mut released = Vec::new();
         while self.oldest < end && open.is_none_or(|open| self.oldest < open) && self.oldest <= self.segment {
@@ -162,17 +158,14 @@ impl Journal {
         {
             match file.set_len(FIRST_RECORD) {
                 Ok(()) => self.written = FIRST_RECORD,
-                // Closed: deleted at the next release instead.
-                Err(_) => self.writer = None,
+                Err(error) => {
+                    // Closed: deleted at the next release instead.
+                    tracing::warn!(dir = %self.dir.display(), %error, "cannot empty a journal segment");
+                    self.writer = None;
+                }
             }
         }
         released
-    }
-
-    /// A start written to `segment` did not make it into the spool: from `segment` on, nothing
-    /// is released in this run.
-    pub fn lost(&mut self, segment: u64) {
-        self.floor = self.floor.min(segment);
     }
 
     fn path(&self, id: u64) -> PathBuf {
@@ -262,21 +255,6 @@ mod tests {
         assert_eq!(journal.append(b"next"), Some(last));
         let (mut left, _) = Spool::open(&journal_dir, SpoolOptions::with_max_bytes(1 << 20)).unwrap();
         assert_eq!(left.read(10, 1 << 20).unwrap().records, [b"next".to_vec()]);
-    }
-
-    #[test]
-    fn a_start_the_spool_lost_keeps_its_segment_and_the_later_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_dir = dir.path().join("journal");
-        let (mut journal, _) = Journal::open(&journal_dir, &mut spool(dir.path())).unwrap();
-        let start = vec![7u8; 1000];
-        let lost = journal.append(&start).unwrap();
-        while journal.append(&start).unwrap() < lost + 2 {}
-        journal.lost(lost);
-        remove_released(journal.release_before(u64::MAX));
-        let kept: Vec<String> = (lost..=lost + 2).map(spool::segment_name).collect();
-        assert_eq!(segments(&journal_dir), kept);
-        assert!(fs::metadata(journal.path(lost + 2)).unwrap().len() > FIRST_RECORD, "not emptied");
     }
 
     #[test]

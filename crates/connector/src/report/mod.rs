@@ -165,8 +165,10 @@ impl Reporter {
 }
 
 impl Queue {
-    /// `records` are safe (delivered or spooled), and so is everything the report loop took
-    /// off the queue before them: it makes events safe in the order it takes them. So the
+    /// `records` are safe (delivered or spooled, or lost to a failed spool write: the journal
+    /// guards against a crash of the process, not of the disk), and so is everything the
+    /// report loop took off the queue before them: it makes events safe in the order it takes
+    /// them. So the
     /// journal segments before the newest one any of them was written to are no longer
     /// needed, and none is once the queue is empty.
     fn settled(&self, records: &[Record]) {
@@ -181,14 +183,6 @@ impl Queue {
             journal.release_before(if self.events.is_empty() { u64::MAX } else { newest })
         };
         journal::remove_released(released);
-    }
-
-    /// `records` did not make it into the spool: the journal keeps the starts among them.
-    fn lost(&self, records: &[Record]) {
-        let oldest = records.iter().map(|r| r.journal_segment).filter(|&s| s > 0).min();
-        if let (Some(oldest), Some(journal)) = (oldest, &self.shared.journal) {
-            lock(journal).lost(oldest);
-        }
     }
 }
 

@@ -430,22 +430,20 @@ impl ReportLoop {
             false => Limit::Soft,
         };
         let spooled = Arc::clone(&records);
-        let (dropped, safe, full) = self
+        let (dropped, full) = self
             .blocking(move |spool| {
-                // How many were dropped, and how many from the first are in the spool or dropped.
-                let (dropped, safe) = match spool.append_each(&spooled, |i| limit(&spooled[i])) {
-                    Ok(skipped) => (skipped, spooled.len()),
+                let dropped = match spool.append_each(&spooled, |i| limit(&spooled[i])) {
+                    Ok(skipped) => skipped,
                     Err(error) => {
                         let lost = spooled.len() - error.written;
                         tracing::error!(%error, lost, "cannot write to the spool: events are lost");
-                        (lost, error.written)
+                        lost
                     }
                 };
-                (dropped as u64, safe, spool.is_full())
+                (dropped as u64, spool.is_full())
             })
             .await;
-        self.queue.lost(&records[safe..]);
-        self.queue.settled(&records[..safe]);
+        self.queue.settled(&records);
         if dropped > 0 {
             self.dropped(dropped);
             Metrics::sub(&self.queue.metrics.report_backlog, dropped);
