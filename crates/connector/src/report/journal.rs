@@ -10,7 +10,8 @@
 //! Segments use the spool's format (`record.rs`), so the spool's own recovery reads them. The
 //! report loop deletes a segment once every start in it was delivered or spooled: events leave
 //! the queue in order, and a start is journaled and queued under one lock, so once a start of
-//! segment `n` is safe, every start of the segments before `n` is too.
+//! segment `n` is safe, every start of the segments before `n` is too. Once the queue is empty,
+//! every start is: the segment being written is emptied in place.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -140,11 +141,11 @@ impl Journal {
         Ok(self.segment)
     }
 
-    /// Every start of the segments before `segment` is safe (delivered or spooled); `u64::MAX`:
+    /// Every start of the segments before `end` is safe (delivered or spooled); `u64::MAX`:
     /// every start journaled so far is. Returns the segment files to delete, for the caller to
     /// delete once it has let go of the journal (an unlink is disk IO). The segment being
-    /// written is emptied in place instead, for the starts still to come (under the caller's
-    /// lock: no start may be written meanwhile).
+    /// written, when `end` is past it, is emptied in place instead, for the starts still to
+    /// come (under the caller's lock: no start may be written meanwhile).
     pub fn release_before(&mut self, end: u64) -> Vec<PathBuf> {
         let open = self.writer.as_ref().map(|_| self.segment);
         let mut released = Vec::new();
