@@ -103,6 +103,36 @@ async fn restarts_with_the_control_plane_down_from_the_cached_resources() {
     running.wait_healthy().await;
     assert_eq!(h.plane.seen().hellos.len(), 1, "the second run has not said Hello");
     running.shutdown().await.unwrap();
+    assert_eq!(h.plane.seen().goodbyes.len(), 1, "only the first run could say goodbye");
+
+    // The second run stopped without a word with the control plane: the third takes over
+    // from it, and from it only.
+    h.plane.set_down(false);
+    let running = start(config(&h, dir.path(), &listeners, free_addr()));
+    running.wait_healthy().await;
+    let seen = h.plane.seen();
+    assert_eq!(seen.hello_previous.len(), 2);
+    assert_eq!(seen.hello_previous[1].len(), 1, "{:?}", seen.hello_previous);
+    assert_ne!(seen.hello_previous[1][0], seen.hellos[0].0);
+    running.shutdown().await.unwrap();
+}
+
+/// A clean stop tells the control plane the run is over, so the next has nothing to take
+/// over.
+#[tokio::test]
+async fn a_clean_stop_says_goodbye() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listeners = format!("{}=res_a", free_addr());
+    for _ in 0..2 {
+        let running = start(config(&h, dir.path(), &listeners, free_addr()));
+        running.wait_healthy().await;
+        running.shutdown().await.unwrap();
+    }
+    let seen = h.plane.seen();
+    let runs: Vec<&String> = seen.hellos.iter().map(|(run, _)| run).collect();
+    assert_eq!(seen.goodbyes.iter().collect::<Vec<_>>(), runs, "each run said goodbye");
+    assert_eq!(seen.hello_previous, [Vec::<String>::new(), Vec::new()], "nothing to take over");
 }
 
 #[tokio::test]

@@ -303,6 +303,30 @@ async fn a_killed_connector_leaves_no_ghost_session() {
     assert!(killed.elapsed() >= Duration::from_millis(1500), "completed before the lease ran out");
 }
 
+/// A connector stopped with SIGTERM ends its sessions then, not when its lease runs out, and
+/// its process is no longer counted.
+#[tokio::test]
+async fn a_connector_stopped_with_sigterm_ends_its_sessions_and_its_run() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let connector = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 1;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let processes = || {
+        let listed = output(gatehouse().args(["connectors", "list", "--org", "acme", "--data-dir"]).arg(&system.data));
+        listed.lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_owned()
+    };
+    assert_eq!(processes(), "1");
+
+    connector.stop("-TERM");
+    let ended = system.sessions().await;
+    let session = ended.iter().find(|s| s["id"] == id.as_str()).unwrap();
+    assert_eq!(session["sessionStatus"], "completed", "ended before the connector exited: {session}");
+    assert_eq!(processes(), "0", "a process that stopped cleanly is not counted");
+}
+
 /// Two processes with one connector key (replicas, each on its own state directory) are two
 /// runs, each with its own lease: one starting, or dying, never ends the other's sessions.
 #[tokio::test]

@@ -138,6 +138,24 @@ impl wire::ConnectorService for ConnectorApi {
         Response::ok(wire::HeartbeatResponse::default())
     }
 
+    async fn goodbye(
+        &self,
+        ctx: RequestContext,
+        req: ServiceRequest<'_, wire::GoodbyeRequest>,
+    ) -> ServiceResult<wire::GoodbyeResponse> {
+        let caller = connector(&ctx)?;
+        if req.run_id.trim().is_empty() {
+            return Err(invalid("run_id is required"));
+        }
+        let completed = self
+            .store
+            .connector_goodbye(caller.org, &caller.connector_id, req.run_id, now_micros())
+            .await
+            .map_err(store_error)?;
+        tracing::info!(connector = %caller.connector_name, run = req.run_id, completed, "a connector process stopped cleanly");
+        Response::ok(wire::GoodbyeResponse { completed_sessions: completed as u32, ..Default::default() })
+    }
+
     async fn report(
         &self,
         ctx: RequestContext,

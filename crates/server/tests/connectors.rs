@@ -194,6 +194,27 @@ async fn a_new_run_completes_the_sessions_of_the_runs_it_takes_over_from() {
 }
 
 #[tokio::test]
+async fn goodbye_ends_the_run_that_says_it() {
+    let s = setup(Harness::start().await).await;
+    let goodbye = |run: &str| wire::GoodbyeRequest { run_id: run.into(), ..Default::default() };
+    s.connector.hello(hello("run-1", &[])).await.unwrap();
+    report(&s.connector, vec![event("left", 0, start(&s.resource_id, now_micros() - 1_000_000))]).await;
+    let err = s.connector.goodbye(goodbye(" ")).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument, "a goodbye names its run: {err}");
+    let err = client(&s.h.url, &s.h.admin_key).goodbye(goodbye("run-1")).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::PermissionDenied, "an API key ends no run: {err}");
+    let status = s.h.call("GetSession", json!({"session_id": "left"})).await.1["session"]["sessionStatus"].clone();
+    assert_eq!(status, "active");
+
+    let answer = s.connector.goodbye(goodbye("run-1")).await.unwrap().into_owned();
+    assert_eq!(answer.completed_sessions, 1, "a session whose end never came");
+    let status = s.h.call("GetSession", json!({"session_id": "left"})).await.1["session"]["sessionStatus"].clone();
+    assert_eq!(status, "completed");
+    let listed = s.h.store.list_connectors(s.h.org).await.unwrap();
+    assert_eq!(listed.iter().map(|c| c.running).sum::<i64>(), 0, "no process left running: {listed:?}");
+}
+
+#[tokio::test]
 async fn silent_connectors_lose_their_sessions_after_the_lease() {
     let h = Harness::start_with_lease(Duration::from_millis(600)).await;
     let s = setup(h).await;

@@ -163,6 +163,17 @@ pub trait Store: Send + Sync + 'static {
         run_id: &str,
         at: Micros,
     ) -> Result<(), StoreError>;
+    /// Run `run_id` of a connector stopped cleanly at `at`, every event it had stored: it is
+    /// over, as if a successor had taken over from it (no lease, not counted as running, a
+    /// late report of it changes nothing). Sessions it left open are completed at `at`;
+    /// returns how many. Said again, it changes nothing.
+    async fn connector_goodbye(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError>;
     /// Completes the open sessions of every connector run last heard before `heard_before`,
     /// at the time each was last heard; returns how many.
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError>;

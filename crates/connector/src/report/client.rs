@@ -121,6 +121,13 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Ends run `run_id`, which stopped cleanly with every event stored.
+    pub async fn goodbye(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
+        let request = pb::GoodbyeRequest { run_id: run_id.to_owned(), ..Default::default() };
+        bounded(timeout, self.client.goodbye_with_options(request, self.options(timeout))).await?;
+        Ok(())
+    }
+
     /// Sends one batch for run `run_id`, each event an encoded `pb::Event`; returns how many
     /// events were new to the control plane.
     pub async fn report(&self, run_id: &str, events: Vec<Bytes>) -> Result<u32, ConnectError> {

@@ -231,6 +231,11 @@ impl ReportLoop {
         let pending = self.pending();
         if pending == 0 {
             tracing::info!("report queue flushed");
+            if self.state.hello_done && !self.state.down {
+                let left =
+                    closing.map_or(Duration::ZERO, |deadline| deadline.saturating_duration_since(Instant::now()));
+                self.goodbye(left).await;
+            }
         } else {
             tracing::warn!(
                 pending,
@@ -238,6 +243,25 @@ impl ReportLoop {
             );
         }
         pending
+    }
+
+    /// Tells the control plane this run is over, everything it had delivered, so that it no
+    /// longer counts as running and the next run on this state directory has nothing to take
+    /// over. Without an answer, the next run takes over from it, as from a crashed one.
+    async fn goodbye(&self, within: Duration) {
+        match self.control.goodbye(&self.run_id, within.min(client::CALL_TIMEOUT)).await {
+            Ok(()) => {
+                if let Some(runs) = self.runs.clone() {
+                    let ended = tokio::task::spawn_blocking(move || runs.ended()).await;
+                    if let Ok(Err(error)) = ended {
+                        tracing::warn!(%error, "cannot record that this run ended: the next one takes over from it");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the control plane did not hear this run end: the next one takes over from it");
+            }
+        }
     }
 
     fn pending(&self) -> u64 {

@@ -70,6 +70,11 @@ impl RunLog {
         self.write(&[run_id.to_owned()])
     }
 
+    /// This run stopped cleanly and said so: the next has nothing to take over.
+    pub fn ended(&self) -> io::Result<()> {
+        self.write(&[])
+    }
+
     /// Replaces the file whole, so a crash leaves the old list or the new one.
     fn write(&self, runs: &[String]) -> io::Result<()> {
         let temporary = self.dir.join(format!("{RUNS_FILE}.tmp"));
@@ -107,7 +112,12 @@ mod tests {
         assert_eq!(third.previous, ["run-1", "run-2"]);
         third.handed_over("run-3").unwrap();
         drop(third);
-        assert_eq!(RunLog::begin(dir.path(), "run-4").unwrap().previous, ["run-3"]);
+        let fourth = RunLog::begin(dir.path(), "run-4").unwrap();
+        assert_eq!(fourth.previous, ["run-3"]);
+        // run-4 stopped cleanly: nothing to take over.
+        fourth.ended().unwrap();
+        drop(fourth);
+        assert!(RunLog::begin(dir.path(), "run-5").unwrap().previous.is_empty());
     }
 
     #[test]

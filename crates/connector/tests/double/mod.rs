@@ -40,7 +40,11 @@ pub struct Seen {
     pub batches: Vec<usize>,
     /// Each `Hello`: its run id and how many events were stored before it.
     pub hellos: Vec<(String, usize)>,
+    /// Each `Hello`'s previous runs.
+    pub hello_previous: Vec<Vec<String>>,
     pub heartbeats: Vec<String>,
+    /// Each `Goodbye`'s run id.
+    pub goodbyes: Vec<String>,
     /// Run ids of the session starts stored, by session.
     pub start_runs: Vec<(String, String)>,
     /// `VerifyIdentity` calls: `(user, requested_role)`; never the token.
@@ -110,7 +114,9 @@ impl ConnectorService for Service {
         self.0.check(&ctx)?;
         let mut seen = self.0.seen.lock().unwrap();
         let stored = seen.stored.len();
-        seen.hellos.push((request.to_owned_message().run_id, stored));
+        let request = request.to_owned_message();
+        seen.hellos.push((request.run_id, stored));
+        seen.hello_previous.push(request.previous_run_ids);
         Response::ok(pb::HelloResponse {
             connector_id: "con_test".into(),
             connector_name: "test".into(),
@@ -137,6 +143,16 @@ impl ConnectorService for Service {
         self.0.check(&ctx)?;
         self.0.seen.lock().unwrap().heartbeats.push(request.to_owned_message().run_id);
         Response::ok(pb::HeartbeatResponse::default())
+    }
+
+    async fn goodbye(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, pb::GoodbyeRequest>,
+    ) -> ServiceResult<pb::GoodbyeResponse> {
+        self.0.check(&ctx)?;
+        self.0.seen.lock().unwrap().goodbyes.push(request.to_owned_message().run_id);
+        Response::ok(pb::GoodbyeResponse::default())
     }
 
     async fn report(

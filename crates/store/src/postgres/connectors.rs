@@ -129,14 +129,7 @@ impl PgStore {
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let known: Option<i64> = sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = $1 AND id = $2")
-            .bind(org.0)
-            .bind(connector_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
-            return Err(StoreError::Conflict(format!("no connector {connector_id:?}")));
-        }
+        known(&mut tx, org, connector_id).await?;
         // Hello, heartbeats and the sweep lock run rows in key order, then the connector's row:
         // the sweep, a heartbeat and a Hello naming the same runs through different replicas take
         // turns.
@@ -152,32 +145,29 @@ impl PgStore {
         .bind(&runs)
         .execute(&mut *tx)
         .await?;
-        // The runs this one takes over from are over: their open sessions end, and those the
-        // sweep ended when they lapsed end again, now that the statements this run replayed
-        // from their spool are in.
+        // The runs this one takes over from are over, now that the statements this run
+        // replayed from their spool are in.
         let mut completed = 0;
         for gone in runs.iter().filter(|gone| **gone != run_id) {
-            // Marked taken over, recorded or not: a report of it that comes late (through
-            // another replica) changes nothing. Never heard, its sessions end at their last
-            // statement.
-            let (last_heard, lapsed): (i64, Option<i64>) = sqlx::query_as(
-                "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us, taken_over_us) \
-                 VALUES ($1, $2, $3, 0, 0, $4) ON CONFLICT (org_id, connector_id, run_id) \
-                 DO UPDATE SET taken_over_us = COALESCE(connector_runs.taken_over_us, $4) \
-                 RETURNING last_heard_us, lapsed_us",
-            )
-            .bind(org.0)
-            .bind(connector_id)
-            .bind(gone)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
-            if let Some(lapsed) = lapsed {
-                reopen_lapsed(&mut tx, org, connector_id, gone, lapsed).await?;
-            }
-            completed += complete_open(&mut tx, org, connector_id, gone, last_heard).await?;
+            completed += end_run(&mut tx, org, connector_id, gone, at).await?;
         }
         heard(&mut tx, org, connector_id, run_id, at).await?;
+        tx.commit().await?;
+        Ok(completed)
+    }
+
+    pub(super) async fn connector_goodbye_impl(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        known(&mut tx, org, connector_id).await?;
+        // Heard last now (its sessions left open end now), then over.
+        heard(&mut tx, org, connector_id, run_id, at).await?;
+        let completed = end_run(&mut tx, org, connector_id, run_id, at).await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -541,6 +531,49 @@ const HEARD_CONNECTOR: &str =
 /// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
 /// own time), and given back the sessions the sweep ended if it was taken for gone. A run
 /// taken over stays over.
+/// A conflict unless `org` has connector `connector_id`.
+async fn known(tx: &mut PgConnection, org: OrgId, connector_id: &str) -> Result<(), StoreError> {
+    let known: Option<i64> = sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = $1 AND id = $2")
+        .bind(org.0)
+        .bind(connector_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match known {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Conflict(format!("no connector {connector_id:?}"))),
+    }
+}
+
+/// Run `run_id` is over at `at` (taken over, or said goodbye): its open sessions end, and
+/// those the sweep ended when it lapsed end again, now that the statements it had are in.
+/// Marked over, recorded or not: a report of it that comes late (through another replica)
+/// changes nothing. Never heard, its sessions end at their last statement. Returns how many
+/// sessions were completed.
+async fn end_run(
+    tx: &mut PgConnection,
+    org: OrgId,
+    connector_id: &str,
+    run_id: &str,
+    at: Micros,
+) -> Result<u64, StoreError> {
+    let (last_heard, lapsed): (i64, Option<i64>) = sqlx::query_as(
+        "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us, taken_over_us) \
+         VALUES ($1, $2, $3, 0, 0, $4) ON CONFLICT (org_id, connector_id, run_id) \
+         DO UPDATE SET taken_over_us = COALESCE(connector_runs.taken_over_us, $4) \
+         RETURNING last_heard_us, lapsed_us",
+    )
+    .bind(org.0)
+    .bind(connector_id)
+    .bind(run_id)
+    .bind(at)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(lapsed) = lapsed {
+        reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
+    }
+    complete_open(tx, org, connector_id, run_id, last_heard).await
+}
+
 async fn heard(
     tx: &mut PgConnection,
     org: OrgId,

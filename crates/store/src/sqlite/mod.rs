@@ -605,6 +605,16 @@ impl Store for SqliteStore {
         self.connector_heartbeat_impl(org, connector_id, run_id, at).await
     }
 
+    async fn connector_goodbye(
+        &self,
+        org: OrgId,
+        connector_id: &str,
+        run_id: &str,
+        at: Micros,
+    ) -> Result<u64, StoreError> {
+        self.connector_goodbye_impl(org, connector_id, run_id, at).await
+    }
+
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError> {
         self.expire_connectors_impl(heard_before).await
     }

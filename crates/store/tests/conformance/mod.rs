@@ -125,6 +125,7 @@ macro_rules! conformance_suite {
                 statements_replayed_in_any_order_are_stored_once,
                 a_running_statement_shows_until_it_completes,
                 a_new_run_completes_what_the_runs_it_takes_over_from_left_open,
+                a_run_that_says_goodbye_is_over,
                 sessions_end_no_earlier_than_their_last_statement,
                 expiring_silent_runs_completes_their_open_sessions_once,
                 sessions_of_runs_never_heard_have_a_lease,

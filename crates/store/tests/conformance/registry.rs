@@ -407,6 +407,45 @@ pub async fn a_new_run_completes_what_the_runs_it_takes_over_from_left_open(stor
     assert!(matches!(elsewhere, Err(StoreError::Conflict(_))), "another org's connector: {elsewhere:?}");
 }
 
+/// A process that stopped cleanly ends its run: it is no longer counted, leaves nothing for
+/// its successor or the sweep, and a late report of it changes nothing.
+pub async fn a_run_that_says_goodbye_is_over(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-1", &[], ago(60)).await.unwrap();
+    store.connector_hello(acme, "c-1", "replica", &[], ago(60)).await.unwrap();
+    let ended = on(active("ended", 59).build(), "c-1", "run-1");
+    let left = on(active("left", 58).build(), "c-1", "run-1");
+    let theirs = on(active("theirs", 58).build(), "c-1", "replica");
+    store.ingest(acme, "c-1", &[start(&ended), start(&left), start(&theirs)]).await.unwrap();
+    store.ingest(acme, "c-1", &[end("ended", ago(30), "shutdown")]).await.unwrap();
+    let running = |list: Vec<ConnectorInfo>| list.into_iter().map(|c| c.running).collect::<Vec<_>>();
+    assert_eq!(running(store.list_connectors(acme).await.unwrap()), [2]);
+
+    // A session whose end never came (none, from a clean stop) ends with the goodbye.
+    assert_eq!(store.connector_goodbye(acme, "c-1", "run-1", ago(20)).await.unwrap(), 1);
+    assert_eq!(end_of(store, acme, "left").await, Some(ago(20)));
+    assert_eq!(end_of(store, acme, "ended").await, Some(ago(30)));
+    assert_eq!(end_of(store, acme, "theirs").await, None, "another process's sessions are left alone");
+    assert_eq!(running(store.list_connectors(acme).await.unwrap()), [1], "only the replica");
+    let heard = store.list_connectors(acme).await.unwrap()[0].last_heard;
+    assert_eq!(heard, Some(ago(20)));
+
+    // Said again, heard again, taken over, swept: nothing changes.
+    assert_eq!(store.connector_goodbye(acme, "c-1", "run-1", ago(10)).await.unwrap(), 0);
+    store.connector_heartbeat(acme, "c-1", "run-1", ago(9)).await.unwrap();
+    assert_eq!(running(store.list_connectors(acme).await.unwrap()), [1]);
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", &runs(&["run-1"]), ago(5)).await.unwrap(), 0);
+    assert_eq!(store.expire_connectors(NOW).await.unwrap(), 1, "the replica's session, at its lease");
+    assert_eq!(end_of(store, acme, "left").await, Some(ago(20)));
+
+    let unknown = store.connector_goodbye(acme, "c-nope", "run-1", NOW).await;
+    assert!(matches!(unknown, Err(StoreError::Conflict(_))), "{unknown:?}");
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    let elsewhere = store.connector_goodbye(globex, "c-1", "run-1", NOW).await;
+    assert!(matches!(elsewhere, Err(StoreError::Conflict(_))), "another org's connector: {elsewhere:?}");
+}
+
 pub async fn expiring_silent_runs_completes_their_open_sessions_once(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     let globex = store.ensure_org("globex").await.unwrap().id;
