@@ -77,7 +77,12 @@ impl Lowerer {
             UserInputLeaf::All => Ok(Expr::All),
             UserInputLeaf::Literal(literal) => self.literal(literal),
             UserInputLeaf::Range { field, lower, upper } => {
-                let name = field.ok_or_else(|| QueryError::syntax("a range needs a field, as in `duration:>30m`"))?;
+                let Some(name) = field else {
+                    return Err(QueryError::syntax(format!(
+                        "a range needs a field, as in `duration:>30m`, and `{}` has none; quote it to search for the text",
+                        range_text(&lower, &upper)
+                    )));
+                };
                 let field = resolve(&name)?;
                 self.count(1)?;
                 let lower = self.bound(field, &name, lower)?;
@@ -306,5 +311,24 @@ fn kind_hint(kind: FieldKind, name: &str) -> String {
         FieldKind::Duration => format!("use a range such as `{name}:>30m`"),
         FieldKind::Ip => format!("use a network such as `{name}:10.0.0.0/8`"),
         FieldKind::Keyword | FieldKind::Text => String::new(),
+    }
+}
+
+/// A range as it was written, near enough to find it in the query: `<x`, `>=y`, `[a TO b}`.
+fn range_text(lower: &UserInputBound, upper: &UserInputBound) -> String {
+    match (lower, upper) {
+        (UserInputBound::Unbounded, UserInputBound::Exclusive(v)) => format!("<{v}"),
+        (UserInputBound::Unbounded, UserInputBound::Inclusive(v)) => format!("<={v}"),
+        (UserInputBound::Exclusive(v), UserInputBound::Unbounded) => format!(">{v}"),
+        (UserInputBound::Inclusive(v), UserInputBound::Unbounded) => format!(">={v}"),
+        _ => {
+            let side = |bound: &UserInputBound| match bound {
+                UserInputBound::Inclusive(v) | UserInputBound::Exclusive(v) => v.clone(),
+                UserInputBound::Unbounded => "*".to_owned(),
+            };
+            let open = if matches!(lower, UserInputBound::Exclusive(_)) { '{' } else { '[' };
+            let close = if matches!(upper, UserInputBound::Exclusive(_)) { '}' } else { ']' };
+            format!("{open}{} TO {}{close}", side(lower), side(upper))
+        }
     }
 }

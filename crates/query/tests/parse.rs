@@ -613,8 +613,9 @@ fn operators_that_do_not_fit_the_field() {
 
 #[test]
 fn fieldless_ranges_and_sets() {
-    check_err(">5", "a range needs a field");
-    check_err("[a TO b]", "a range needs a field");
+    check_err(">5", "a range needs a field, as in `duration:>30m`, and `>5` has none");
+    check_err("[a TO b]", "`[a TO b]` has none");
+    check_err("<script>alert(1)</script>", "`<script>alert` has none; quote it");
     check_err("IN [a b]", "a set needs a field");
 }
 
