@@ -6,7 +6,7 @@
 //! 1. Check the control plane address and key; load TLS; bind every listener
 //!    and the admin port (a taken port fails here, naming it).
 //! 2. Open the spool in `state_dir/spool` (recovering an earlier run's) and the
-//!    journal in `state_dir/journal` (whose starts go to the spool), start
+//!    journal in `state_dir/journal` (whose events go to the spool), start
 //!    the report loop (which replays it, then says `Hello`), the heartbeat, the
 //!    termination watch and the admin server, on a thread of their own (see
 //!    [`ControlThread`]).
@@ -379,8 +379,8 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunEr
     TcpListener::bind(addr).await.map_err(|source| RunError::Bind { what, addr, source })
 }
 
-/// Locks the state directory for this run and opens its spool and journal: the session starts
-/// an earlier run journaled go to the spool, behind what it spooled.
+/// Locks the state directory for this run and opens its spool and journal: the events an
+/// earlier run journaled go to the spool, behind what it spooled.
 async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, Journal, RunLog), RunError> {
     let state_dir = config.state_dir.clone();
     let run_id = run_id.to_owned();
@@ -416,10 +416,9 @@ async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, Journal, Ru
     }
     if journaled > 0 {
         tracing::warn!(
-            sessions = journaled,
-            "the journal holds session starts of an earlier run (one that did not shut down cleanly): \
-             replaying them first (the control plane ignores those it has); what those sessions ran last \
-             may be lost",
+            events = journaled,
+            "the journal holds events of an earlier run (one that did not shut down cleanly): \
+             replaying them first (the control plane ignores those it has)",
         );
     }
     Ok((spool, journal, runs))

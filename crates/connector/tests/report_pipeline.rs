@@ -215,11 +215,10 @@ async fn stopping_flushes_what_is_queued() {
     assert_eq!(h.plane.seen().received, keys(&events));
 }
 
-/// A process killed before its batch went out loses those events, but not the sessions: their
-/// starts were journaled, and the next run replays them before its `Hello`, which completes
-/// them.
+/// A process killed before its batch went out loses none of its events: they were journaled,
+/// and the next run replays them before its `Hello`, which completes their sessions.
 #[tokio::test]
-async fn a_crash_loses_no_session_start() {
+async fn a_crash_loses_no_event_it_queued() {
     let h = Harness::start().await;
     let dir = tempfile::tempdir().unwrap();
     // The first run's batch waits long enough for the crash to come first.
@@ -234,21 +233,20 @@ async fn a_crash_loses_no_session_start() {
     let p2 = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
     let now = session("c", 1);
     send_all(&p2, &now);
-    let starts = [("a".to_owned(), 0), ("b".to_owned(), 0)];
-    eventually("every event stored", || h.plane.seen().stored.len() == starts.len() + now.len()).await;
+    eventually("every event stored", || h.plane.seen().stored.len() == lost.len() + now.len()).await;
     let seen = h.plane.seen();
-    let expected: Vec<_> = starts.iter().cloned().chain(keys(&now)).collect();
-    assert_eq!(seen.received, expected, "the starts, once, then the new run's events");
+    let expected: Vec<_> = keys(&lost).into_iter().chain(keys(&now)).collect();
+    assert_eq!(seen.received, expected, "the first run's events, once, then the new run's");
     assert_eq!(seen.hellos.len(), 2);
-    assert_eq!(seen.hellos[1].1, starts.len(), "the second Hello only after the first run's starts");
+    assert_eq!(seen.hellos[1].1, lost.len(), "the second Hello only after the first run's events");
     let run_of = |id: &str| seen.start_runs.iter().find(|(s, _)| s == id).unwrap().1.clone();
     assert_eq!(run_of("a"), seen.hellos[0].0, "a start keeps the run that produced it");
     assert_eq!(p2.stop().await, 0);
-    assert_eq!(spooled_records(&journal_dir(dir.path())), 0, "every start is delivered");
+    assert_eq!(spooled_records(&journal_dir(dir.path())), 0, "every event is delivered");
     assert!(segment_files(dir.path()).is_empty());
 }
 
-/// The journal holds only starts not yet delivered: a segment goes once a later one's start
+/// The journal holds only events not yet delivered: a segment goes once a later one's event
 /// is delivered, and the one being written is emptied when nothing is left to deliver.
 #[tokio::test]
 async fn the_journal_keeps_only_what_is_not_delivered() {

@@ -399,7 +399,8 @@ async fn a_restarted_connector_completes_its_predecessors_sessions() {
 }
 
 /// A connector killed before it reported a session (its report still in memory) has journaled
-/// the session's start: restarted, it reports the session, and completes it with the run.
+/// the session and its statements: restarted, it reports them, and completes the session with
+/// the run.
 #[tokio::test]
 async fn a_session_a_killed_connector_never_reported_is_recorded_after_its_restart() {
     let system = System::new("60s");
@@ -431,6 +432,8 @@ async fn a_session_a_killed_connector_never_reported_is_recorded_after_its_resta
     let unreported = sessions.iter().find(|s| s["id"] != reported.as_str()).unwrap();
     assert_eq!(unreported["user"]["username"], "postgres", "{unreported}");
     assert_eq!(unreported["network"]["clientIpAddress"], "127.0.0.1", "{unreported}");
+    assert_eq!(system.transcript(unreported["id"].as_str().unwrap()).await, ["select 'served'"]);
+    assert_eq!(system.transcript(&reported).await, ["select 1;"]);
 }
 
 #[tokio::test]

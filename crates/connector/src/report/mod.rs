@@ -5,15 +5,15 @@
 //! event and queues it without blocking the relay, and says whether new
 //! sessions may start. From there on an event is a [`Record`], its bytes
 //! encoded once: sent, retried, spooled and replayed as they are.
-//! Session starts are also written ahead to the [`journal`], so that a
-//! crash of the process before they are delivered does not lose them.
+//! Every event is also written ahead to the [`journal`], so that a crash
+//! of the process before it is delivered does not lose it.
 //! The design of the spool, its recovery and its trade-offs are in
 //! `README.md` beside this file.
 //!
 //! # Layout
 //! - [`pipeline`]: the report loop: batches, `Report` calls, spooling and replay, `Hello`.
 //! - [`spool`]: the append-only segment files; [`record`]: their framing.
-//! - [`journal`]: session starts written ahead, moved into the spool at the next start.
+//! - [`journal`]: events written ahead, moved into the spool at the next start.
 //! - [`client`]: the `ConnectorService` client; [`convert`]: events to wire messages.
 //! - [`heartbeat`], [`terminations`]: the lease and the termination stream.
 //! - [`resources`]: what `Hello` returns, and its cache in the state directory.
@@ -53,7 +53,7 @@ pub struct Record {
     /// A statement or its announcement, which a full spool in fail-open mode may drop; false for
     /// records replayed from the spool.
     statement: bool,
-    /// The journal segment a session start was written ahead to; 0 for other records.
+    /// The journal segment the event was written ahead to; 0 if none.
     journal_segment: u64,
 }
 
@@ -93,7 +93,7 @@ struct Shared {
     metrics: Option<Arc<Metrics>>,
     /// This run of the connector, which session starts carry.
     run_id: String,
-    /// Where session starts are written ahead; `None` for a bare channel.
+    /// Where events are written ahead; `None` for a bare channel.
     journal: Option<Mutex<Journal>>,
 }
 
@@ -117,7 +117,7 @@ impl Reporter {
     /// A reporter for a [`ReportLoop`] of run `run_id`, which takes the
     /// [`Queue`]: queued events count in `metrics.report_backlog` until the
     /// control plane has them, and the loop decides
-    /// [`Reporter::admits_new_sessions`]. Session starts are written ahead to
+    /// [`Reporter::admits_new_sessions`]. Events are written ahead to
     /// `journal`, which the loop empties as they are delivered or spooled.
     pub fn new(metrics: Arc<Metrics>, run_id: &str, journal: Journal) -> (Reporter, Queue) {
         let (events, receiver) = mpsc::unbounded_channel();
@@ -136,8 +136,8 @@ impl Reporter {
         !self.shared.refusing.load(Ordering::Relaxed)
     }
 
-    /// Encodes event `seq` of session `session_id` and queues it. Never
-    /// blocks on the network; a session start is first written to the journal.
+    /// Encodes event `seq` of session `session_id`, writes it to the journal
+    /// and queues it. Never blocks on the network or the disk.
     pub fn send(&self, session_id: &str, seq: u64, kind: &EventKind) {
         let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
         let statement = matches!(kind, EventKind::Statement(_) | EventKind::Running(_));
@@ -146,15 +146,15 @@ impl Reporter {
         if let Some(m) = metrics {
             Metrics::add(&m.report_backlog, 1);
         }
-        let sent = match (&self.shared.journal, kind) {
+        let sent = match &self.shared.journal {
             // Written and queued under one lock, so the journal's order is the queue's, which
             // the report loop's release of the journal relies on.
-            (Some(journal), EventKind::Start(_)) => {
+            Some(journal) => {
                 let mut journal = lock(journal);
                 record.journal_segment = journal.append(&record.bytes).unwrap_or(0);
                 self.events.send(record)
             }
-            _ => self.events.send(record),
+            None => self.events.send(record),
         };
         if sent.is_err()
             && let Some(m) = metrics
@@ -177,8 +177,8 @@ impl Queue {
         };
         let newest = records.iter().map(|r| r.journal_segment).max().unwrap_or(0);
         let released = {
-            // Under the journal's lock, which every start is queued under: an empty queue
-            // means no start is in it.
+            // Under the journal's lock, which every event is queued under: an empty queue
+            // means no journaled event is in it.
             let mut journal = lock(journal);
             journal.release_before(if self.events.is_empty() { u64::MAX } else { newest })
         };

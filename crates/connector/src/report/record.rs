@@ -20,11 +20,24 @@ pub const MAX_RECORD: u32 = 64 * 1024 * 1024;
 /// If `payload` is empty or longer than [`MAX_RECORD`]; the spool only frames
 /// encoded events, which are neither.
 pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + framed_len(payload.len()) as usize, 0);
+    encode_into(payload, &mut out[start..]);
+}
+
+/// Writes one framed record (see [`encode`]) over `out`, which is exactly
+/// [`framed_len`]`(payload.len())` bytes long.
+///
+/// # Panics
+///
+/// As [`encode`], or if `out` has another length.
+pub fn encode_into(payload: &[u8], out: &mut [u8]) {
     assert!(!payload.is_empty() && payload.len() <= MAX_RECORD as usize, "record of {} bytes", payload.len());
     let len = (payload.len() as u32).to_le_bytes();
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&checksum(len, payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    let (header, body) = out.split_at_mut(RECORD_HEADER as usize);
+    header[..4].copy_from_slice(&len);
+    header[4..].copy_from_slice(&checksum(len, payload).to_le_bytes());
+    body.copy_from_slice(payload);
 }
 
 /// The bytes a payload of `len` bytes takes on disk.
