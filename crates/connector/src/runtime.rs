@@ -20,7 +20,8 @@
 //! # Shutdown
 //! When `shutdown` completes: stop accepting, end the sessions (reason
 //! `shutdown`), flush the report queue to the control plane or the spool
-//! (bounded by the report loop's flush timeout), stop the rest. The clients
+//! (bounded by the report loop's flush timeout), say `Goodbye` if nothing is
+//! left undelivered, stop the rest. The clients
 //! still waiting in the listeners' accept queues, served yet or not, are
 //! refused with FATAL 57P01 rather than reset.
 

@@ -118,7 +118,7 @@ async fn restarts_with_the_control_plane_down_from_the_cached_resources() {
 }
 
 /// A clean stop tells the control plane the run is over, so the next has nothing to take
-/// over.
+/// over; a run whose goodbye went unheard is taken over by the next.
 #[tokio::test]
 async fn a_clean_stop_says_goodbye() {
     let h = Harness::start().await;
@@ -133,6 +133,18 @@ async fn a_clean_stop_says_goodbye() {
     let runs: Vec<&String> = seen.hellos.iter().map(|(run, _)| run).collect();
     assert_eq!(seen.goodbyes.iter().collect::<Vec<_>>(), runs, "each run said goodbye");
     assert_eq!(seen.hello_previous, [Vec::<String>::new(), Vec::new()], "nothing to take over");
+
+    // Registered, then the control plane goes away before the goodbye.
+    let running = start(config(&h, dir.path(), &listeners, free_addr()));
+    running.wait_healthy().await;
+    let unheard = h.plane.seen().hellos[2].0.clone();
+    h.plane.set_down(true);
+    running.shutdown().await.unwrap();
+    h.plane.set_down(false);
+    let running = start(config(&h, dir.path(), &listeners, free_addr()));
+    running.wait_healthy().await;
+    assert_eq!(h.plane.seen().hello_previous[3], [unheard]);
+    running.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -164,9 +164,9 @@ pub trait Store: Send + Sync + 'static {
         at: Micros,
     ) -> Result<(), StoreError>;
     /// Run `run_id` of a connector stopped cleanly at `at`, every event it had stored: it is
-    /// over, as if a successor had taken over from it (no lease, not counted as running, a
-    /// late report of it changes nothing). Sessions it left open are completed at `at`;
-    /// returns how many. Said again, it changes nothing.
+    /// over, as if a successor had taken over from it (no lease, not counted as running, not
+    /// revived when heard again). Sessions it left open are completed at `at`; returns how
+    /// many. Said again, it changes nothing.
     async fn connector_goodbye(
         &self,
         org: OrgId,

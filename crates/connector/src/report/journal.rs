@@ -8,7 +8,9 @@
 //! system call: the relay writes one per statement. The pages are the file's in the page cache,
 //! which outlives the process, not the machine (nothing is synced). A segment is written out
 //! whole (zeros) when it is created, so that running out of disk is an error then, not a
-//! `SIGBUS` when a page is first written; its unused tail stays zero, and a zero length ends it.
+//! `SIGBUS` when a page is written; its unused tail stays zero, and a zero length ends it. That
+//! holds only where pages are written in place (ext4, XFS, tmpfs): on other filesystems
+//! (copy-on-write, network) each event is a `write` instead.
 //!
 //! Records use the spool's format (`record.rs`), so the spool's own recovery reads them once
 //! the padding is cut. The report loop deletes a segment once every event in it was delivered
@@ -30,26 +32,39 @@ use super::spool::{self, Limit, Spool, SpoolOptions};
 const SEGMENT_BYTES: usize = 64 * 1024;
 /// Where the first record of a segment starts.
 const FIRST_RECORD: usize = SEGMENT_MAGIC.len();
-/// After a failed segment creation, the journal is not tried again for this long: a full disk
-/// costs a few system calls at most once a second, and one error in the log.
+/// After a failed write, the journal is not tried again for this long: a full disk costs a few
+/// system calls at most once a second, and one error in the log.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The events not yet known to be delivered or spooled.
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    /// The segment being written, mapped, once an event was.
-    open: Option<MmapMut>,
+    /// Whether segments are mapped (see [`maps_safely`]), else appended to with `write`.
+    mapped: bool,
+    /// The segment being written, once an event was.
+    open: Option<Segment>,
     /// The id of the segment being written, or of the last one tried.
     segment: u64,
     /// Bytes used in the segment being written.
     written: usize,
     /// The oldest segment of this run that may still be on disk.
     oldest: u64,
-    /// A segment could not be created: the next attempt waits until then.
+    /// A write failed: the next attempt waits until then.
     retry_at: Option<Instant>,
     /// The last attempt failed (and was logged).
     failing: bool,
+    /// An event framed for `write`.
+    buf: Vec<u8>,
+}
+
+/// The segment being written.
+#[derive(Debug)]
+enum Segment {
+    /// Mapped: an event is a copy. Its unused tail is zeros.
+    Mapped(MmapMut),
+    /// Opened for appending: an event is a `write`.
+    Appended(File),
 }
 
 impl Journal {
@@ -85,14 +100,23 @@ impl Journal {
                 moved = 0;
             }
         }
+        let mapped = maps_safely(dir);
+        if !mapped {
+            tracing::info!(
+                dir = %dir.display(),
+                "the journal's filesystem may not write mapped pages in place: events are journaled with a system call each",
+            );
+        }
         let journal = Journal {
             dir: dir.to_owned(),
+            mapped,
             open: None,
             segment: next - 1,
             written: 0,
             oldest: next,
             retry_at: None,
             failing: false,
+            buf: Vec::new(),
         };
         Ok((journal, moved))
     }
@@ -100,42 +124,69 @@ impl Journal {
     /// Appends one encoded event; returns the segment it went to, or `None` if it could not be
     /// written (logged; the event is still reported from memory).
     ///
-    /// A copy into the mapped segment, on the caller's thread; a system call only when a
-    /// segment is full.
+    /// On the caller's thread: a copy into the mapped segment (a system call only when a
+    /// segment is full), else one `write` to the page cache.
     pub fn append(&mut self, payload: &[u8]) -> Option<u64> {
         let framed = record::framed_len(payload.len()) as usize;
-        if self.open.as_ref().is_none_or(|map| self.written + framed > map.len()) {
+        let room = match &self.open {
+            Some(Segment::Mapped(map)) => self.written + framed <= map.len(),
+            Some(Segment::Appended(_)) => self.written < SEGMENT_BYTES,
+            None => false,
+        };
+        if !room {
             self.open = None;
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return None;
             }
             if let Err(error) = self.next_segment(framed) {
-                self.retry_at = Some(Instant::now() + RETRY_AFTER);
-                if !self.failing {
-                    self.failing = true;
-                    tracing::error!(
-                        dir = %self.dir.display(),
-                        %error,
-                        "cannot write to the journal: events are reported from memory only, \
-                         and a crash before they are delivered loses them",
-                    );
-                }
+                self.failed(error);
                 return None;
             }
-            if std::mem::take(&mut self.failing) {
-                tracing::info!(dir = %self.dir.display(), "the journal takes events again");
-            }
         }
-        let map = self.open.as_mut().expect("a segment is open");
-        record::encode_into(payload, &mut map[self.written..self.written + framed]);
+        let written = match self.open.as_mut().expect("a segment is open") {
+            Segment::Mapped(map) => {
+                record::encode_into(payload, &mut map[self.written..self.written + framed]);
+                Ok(())
+            }
+            Segment::Appended(file) => {
+                self.buf.clear();
+                record::encode(payload, &mut self.buf);
+                file.write_all(&self.buf)
+            }
+        };
+        if let Err(error) = written {
+            // A partial record may end the segment: the next event goes to a new one.
+            self.open = None;
+            self.failed(error);
+            return None;
+        }
+        if std::mem::take(&mut self.failing) {
+            tracing::info!(dir = %self.dir.display(), "the journal takes events again");
+        }
         self.written += framed;
         Some(self.segment)
+    }
+
+    fn failed(&mut self, error: io::Error) {
+        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+        if !std::mem::replace(&mut self.failing, true) {
+            tracing::error!(
+                dir = %self.dir.display(),
+                %error,
+                "cannot write to the journal: events are reported from memory only, \
+                 and a crash before they are delivered loses them",
+            );
+        }
     }
 
     /// Opens the next segment, with room for a record of `framed` bytes.
     fn next_segment(&mut self, framed: usize) -> io::Result<()> {
         self.segment += 1;
-        self.open = Some(create_segment(&self.path(self.segment), SEGMENT_BYTES.max(FIRST_RECORD + framed))?);
+        let path = self.path(self.segment);
+        self.open = Some(match self.mapped {
+            true => Segment::Mapped(create_mapped(&path, SEGMENT_BYTES.max(FIRST_RECORD + framed))?),
+            false => Segment::Appended(create_appended(&path)?),
+        });
         self.written = FIRST_RECORD;
         Ok(())
     }
@@ -152,11 +203,28 @@ impl Journal {
             released.push(self.path(self.oldest));
             self.oldest += 1;
         }
-        if let (Some(open), Some(map)) = (open, &mut self.open)
-            && end > open
-        {
-            map[FIRST_RECORD..self.written].fill(0);
-            self.written = FIRST_RECORD;
+        let Some(open) = open.filter(|open| end > *open && self.written > FIRST_RECORD) else {
+            return released;
+        };
+        match self.open.as_mut().expect("a segment is open") {
+            Segment::Mapped(map) if map.len() == SEGMENT_BYTES => {
+                map[FIRST_RECORD..self.written].fill(0);
+                self.written = FIRST_RECORD;
+            }
+            // Made for one large event: not kept for the small ones to come.
+            Segment::Mapped(_) => {
+                self.open = None;
+                released.push(self.path(open));
+                self.oldest = open + 1;
+            }
+            Segment::Appended(file) => match file.set_len(FIRST_RECORD as u64) {
+                Ok(()) => self.written = FIRST_RECORD,
+                Err(error) => {
+                    // Closed: deleted at the next release instead.
+                    tracing::warn!(dir = %self.dir.display(), %error, "cannot empty a journal segment");
+                    self.open = None;
+                }
+            },
         }
         released
     }
@@ -166,9 +234,42 @@ impl Journal {
     }
 }
 
-/// A new segment of `capacity` bytes at `path`, mapped for writing.
-fn create_segment(path: &Path, capacity: usize) -> io::Result<MmapMut> {
-    let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+/// Whether pages of a file in `dir` that were written out once are written in place ever after
+/// (ext4, XFS, tmpfs), so that writing to them through a mapping cannot fault for want of disk
+/// space. Copy-on-write filesystems (btrfs, ZFS) find new blocks at every writeback, and a full
+/// disk there makes a write to a mapped page a `SIGBUS`; network and FUSE filesystems may not
+/// map shared files at all.
+fn maps_safely(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        const EXT4: u64 = 0xef53;
+        const XFS: u64 = 0x5846_5342;
+        const TMPFS: u64 = 0x0102_1994;
+        rustix::fs::statfs(dir).is_ok_and(|stat| matches!(stat.f_type as u64, EXT4 | XFS | TMPFS))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
+/// Creates segment file `path`, and its directory if it is gone (deleted under a running
+/// connector).
+fn create_file(path: &Path, options: &OpenOptions) -> io::Result<File> {
+    match options.open(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            options.open(path)
+        }
+        opened => opened,
+    }
+}
+
+/// A new segment of `capacity` bytes at `path`, mapped for writing. It is written out whole
+/// first, so that running out of disk is an error here, not a `SIGBUS` at a page's first write.
+fn create_mapped(path: &Path, capacity: usize) -> io::Result<MmapMut> {
+    let mut file = create_file(path, OpenOptions::new().read(true).write(true).create_new(true))?;
     let mut image = vec![0u8; capacity];
     image[..FIRST_RECORD].copy_from_slice(SEGMENT_MAGIC);
     let mapped = file.write_all(&image).and_then(|()| map(&file));
@@ -183,24 +284,41 @@ fn map(file: &File) -> io::Result<MmapMut> {
     // SAFETY: a mapping is unsound if the file changes size or content underneath it. This one
     // is a segment this process just created (`create_new`) in the state directory it holds
     // locked, and it is never truncated or written through the file while mapped: the mapping
-    // is dropped before the file is deleted, and deleting does not unmap pages.
+    // is dropped before the file is deleted, and deleting does not unmap pages. Its blocks were
+    // written out on a filesystem that writes them in place (`maps_safely`), so a write to a
+    // page cannot fault for want of space.
     unsafe { MmapMut::map_mut(file) }
 }
 
-/// Cuts a segment's unused tail, zeros from the first zero length on, so that the spool reads it
-/// as one of its own. A torn record is left for the spool's recovery to find.
+/// A new segment at `path`, opened for appending.
+fn create_appended(path: &Path) -> io::Result<File> {
+    let mut file = create_file(path, OpenOptions::new().append(true).create_new(true))?;
+    if let Err(error) = file.write_all(SEGMENT_MAGIC) {
+        remove(path);
+        return Err(error);
+    }
+    Ok(file)
+}
+
+/// Cuts a mapped segment's unused tail, zeros from the first zero length on, so that the spool
+/// reads it as one of its own. A torn record is left for the spool's recovery to find.
 fn cut_padding(path: &Path) -> io::Result<()> {
     let bytes = fs::read(path)?;
     if bytes.get(..FIRST_RECORD) != Some(SEGMENT_MAGIC.as_slice()) {
         return Ok(());
     }
     let mut offset = FIRST_RECORD;
-    while let Some(len) = bytes.get(offset..offset + 4) {
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    while let Some(rest) = bytes.get(offset..).filter(|rest| !rest.is_empty()) {
+        // Less than a length left is padding if it is zeros, else a torn record.
+        let len = match rest.get(..4) {
+            Some(len) => u32::from_le_bytes([len[0], len[1], len[2], len[3]]),
+            None if rest.iter().all(|byte| *byte == 0) => 0,
+            None => break,
+        };
         if len == 0 {
             return OpenOptions::new().write(true).open(path)?.set_len(offset as u64);
         }
-        offset = offset.saturating_add(RECORD_HEADER as usize + len);
+        offset = offset.saturating_add(RECORD_HEADER as usize).saturating_add(len as usize);
     }
     Ok(())
 }
@@ -240,91 +358,135 @@ mod tests {
         Spool::open(&dir.join("spool"), SpoolOptions::with_max_bytes(1 << 20)).unwrap().0
     }
 
+    /// Runs `test` on a journal of each kind: mapped, and written with `write`.
+    fn each_kind(test: impl Fn(&Path, Journal, Spool)) {
+        for mapped in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut spool_ = spool(dir.path());
+            let (mut journal, recovered) = Journal::open(&dir.path().join("journal"), &mut spool_).unwrap();
+            assert_eq!(recovered, 0);
+            journal.mapped = mapped;
+            test(dir.path(), journal, spool_);
+        }
+    }
+
     #[test]
     fn what_a_run_left_moves_into_the_spool_and_the_journal_starts_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_dir = dir.path().join("journal");
-        let mut spool_ = spool(dir.path());
-        let (mut journal, recovered) = Journal::open(&journal_dir, &mut spool_).unwrap();
-        assert_eq!(recovered, 0);
-        assert_eq!(journal.append(b"first"), Some(1));
-        assert_eq!(journal.append(b"second"), Some(1));
-        // A crash in the middle of a copy leaves a torn record behind.
-        let path = journal.path(1);
-        let end = journal.written as u64;
-        drop(journal);
-        let mut file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.seek(io::SeekFrom::Start(end)).unwrap();
-        file.write_all(&[9, 0, 0, 0, 1, 2, 3, 4, b't']).unwrap();
+        each_kind(|dir, mut journal, mut spool_| {
+            let journal_dir = dir.join("journal");
+            assert_eq!(journal.append(b"first"), Some(1));
+            assert_eq!(journal.append(b"second"), Some(1));
+            // A crash in the middle of a copy or a write leaves a torn record behind.
+            let path = journal.path(1);
+            let end = journal.written as u64;
+            drop(journal);
+            let mut file = OpenOptions::new().write(true).open(&path).unwrap();
+            file.seek(io::SeekFrom::Start(end)).unwrap();
+            file.write_all(&[9, 0, 0, 0, 1, 2, 3, 4, b't']).unwrap();
 
-        let (mut journal, recovered) = Journal::open(&journal_dir, &mut spool_).unwrap();
-        assert_eq!(recovered, 2);
-        assert!(segments(&journal_dir).is_empty(), "the recovered segments are deleted");
-        let batch = spool_.read(10, 1 << 20).unwrap();
-        assert_eq!(batch.records, [b"first".to_vec(), b"second".to_vec()]);
-        assert_eq!(journal.append(b"third"), Some(2), "numbered past every file seen");
+            let (mut journal, recovered) = Journal::open(&journal_dir, &mut spool_).unwrap();
+            assert_eq!(recovered, 2);
+            assert!(segments(&journal_dir).is_empty(), "the recovered segments are deleted");
+            let batch = spool_.read(10, 1 << 20).unwrap();
+            assert_eq!(batch.records, [b"first".to_vec(), b"second".to_vec()]);
+            assert_eq!(journal.append(b"third"), Some(2), "numbered past every file seen");
+        });
     }
 
     #[test]
-    fn segments_are_released_once_their_starts_are_safe() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_dir = dir.path().join("journal");
-        let (mut journal, _) = Journal::open(&journal_dir, &mut spool(dir.path())).unwrap();
-        let start = vec![7u8; 1000];
-        let tags: Vec<u64> = (0..200).map(|_| journal.append(&start).unwrap()).collect();
-        let last = *tags.last().unwrap();
-        assert!(last >= 3, "a segment closes past {SEGMENT_BYTES} bytes: {last}");
-        assert!(tags.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(segments(&journal_dir).len() as u64, last);
+    fn segments_are_released_once_their_events_are_safe() {
+        each_kind(|dir, mut journal, _| {
+            let journal_dir = dir.join("journal");
+            let event = vec![7u8; 1000];
+            let tags: Vec<u64> = (0..200).map(|_| journal.append(&event).unwrap()).collect();
+            let last = *tags.last().unwrap();
+            assert!(last >= 3, "a segment closes at {SEGMENT_BYTES} bytes: {last}");
+            assert!(tags.windows(2).all(|w| w[0] <= w[1]));
+            assert_eq!(segments(&journal_dir).len() as u64, last);
 
-        remove_released(journal.release_before(2));
-        assert_eq!(segments(&journal_dir).len() as u64, last - 1);
-        remove_released(journal.release_before(last));
-        assert_eq!(segments(&journal_dir), [spool::segment_name(last)], "the open segment stays");
-        let open = journal.path(last);
-        assert!(!records_in(&open).is_empty());
+            remove_released(journal.release_before(2));
+            assert_eq!(segments(&journal_dir).len() as u64, last - 1);
+            remove_released(journal.release_before(last));
+            assert_eq!(segments(&journal_dir), [spool::segment_name(last)], "the open segment stays");
+            let open = journal.path(last);
+            assert!(!records_in(&open).is_empty());
 
-        // All safe: the open segment is emptied in place, and goes on.
-        remove_released(journal.release_before(u64::MAX));
-        assert_eq!(segments(&journal_dir), [spool::segment_name(last)]);
-        assert!(records_in(&open).is_empty());
-        assert_eq!(journal.append(b"next"), Some(last));
-        assert_eq!(records_in(&open), [b"next".to_vec()]);
+            // All safe: the open segment is emptied in place, and goes on.
+            remove_released(journal.release_before(u64::MAX));
+            assert_eq!(segments(&journal_dir), [spool::segment_name(last)]);
+            assert!(records_in(&open).is_empty());
+            assert_eq!(journal.append(b"next"), Some(last));
+            assert_eq!(records_in(&open), [b"next".to_vec()]);
+        });
     }
 
     #[test]
-    fn an_event_larger_than_a_segment_gets_one_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_dir = dir.path().join("journal");
-        let mut spool_ = spool(dir.path());
-        let (mut journal, _) = Journal::open(&journal_dir, &mut spool_).unwrap();
-        let large = vec![5u8; 3 * SEGMENT_BYTES];
-        assert_eq!(journal.append(b"small"), Some(1));
-        assert_eq!(journal.append(&large), Some(2));
-        assert_eq!(journal.append(b"after"), Some(3));
-        drop(journal);
-        let (_, recovered) = Journal::open(&journal_dir, &mut spool_).unwrap();
-        assert_eq!(recovered, 3);
-        let records = spool_.read(10, usize::MAX).unwrap().records;
-        assert_eq!(records, [b"small".to_vec(), large, b"after".to_vec()]);
+    fn an_event_larger_than_a_segment_is_kept_whole() {
+        each_kind(|dir, mut journal, mut spool_| {
+            let large = vec![5u8; 3 * SEGMENT_BYTES];
+            let tags = [journal.append(b"small"), journal.append(&large), journal.append(b"after")];
+            assert!(tags.iter().all(Option::is_some), "{tags:?}");
+            drop(journal);
+            let (_, recovered) = Journal::open(&dir.join("journal"), &mut spool_).unwrap();
+            assert_eq!(recovered, 3);
+            let records = spool_.read(10, usize::MAX).unwrap().records;
+            assert_eq!(records, [b"small".to_vec(), large, b"after".to_vec()]);
+        });
+    }
+
+    #[test]
+    fn a_mapped_segment_made_for_a_large_event_is_not_kept() {
+        each_kind(|dir, mut journal, _| {
+            if !journal.mapped {
+                return;
+            }
+            assert_eq!(journal.append(b"small"), Some(1));
+            assert_eq!(journal.append(&vec![5u8; 3 * SEGMENT_BYTES]), Some(2), "a segment of its own");
+            remove_released(journal.release_before(u64::MAX));
+            assert!(segments(&dir.join("journal")).is_empty());
+            assert_eq!(journal.append(b"next"), Some(3));
+            assert_eq!(fs::metadata(journal.path(3)).unwrap().len(), SEGMENT_BYTES as u64);
+        });
     }
 
     #[test]
     fn a_failed_write_says_so_once_and_is_not_tried_again_at_once() {
+        each_kind(|dir, mut journal, _| {
+            let journal_dir = dir.join("journal");
+            assert_eq!(journal.append(b"one"), Some(1));
+            // No directory to create segments in.
+            fs::remove_dir_all(&journal_dir).unwrap();
+            fs::write(&journal_dir, b"").unwrap();
+            journal.open = None;
+            assert_eq!(journal.append(b"two"), None);
+            assert!(journal.failing);
+            fs::remove_file(&journal_dir).unwrap();
+            assert_eq!(journal.append(b"three"), None, "not tried again within {RETRY_AFTER:?}");
+            assert!(!journal_dir.exists());
+            journal.retry_at = Some(Instant::now());
+            // The directory is made again.
+            assert_eq!(journal.append(b"four"), Some(3));
+            assert!(!journal.failing);
+            assert_eq!(records_in(&journal.path(3)), [b"four".to_vec()]);
+        });
+    }
+
+    #[test]
+    fn padding_is_cut_and_a_torn_tail_left() {
         let dir = tempfile::tempdir().unwrap();
-        let journal_dir = dir.path().join("journal");
-        let (mut journal, _) = Journal::open(&journal_dir, &mut spool(dir.path())).unwrap();
-        assert_eq!(journal.append(b"one"), Some(1));
-        fs::remove_dir_all(&journal_dir).unwrap();
-        journal.open = None;
-        assert_eq!(journal.append(b"two"), None);
-        assert!(journal.failing);
-        fs::create_dir_all(&journal_dir).unwrap();
-        assert_eq!(journal.append(b"three"), None, "not tried again within {RETRY_AFTER:?}");
-        assert!(segments(&journal_dir).is_empty());
-        journal.retry_at = Some(Instant::now());
-        assert_eq!(journal.append(b"four"), Some(3));
-        assert!(!journal.failing);
+        let mut image = SEGMENT_MAGIC.to_vec();
+        record::encode(b"kept", &mut image);
+        let end = image.len() as u64;
+        for (tail, cut) in [(&[0u8; 100][..], true), (&[0, 0], true), (&[0, 1], false), (&[3, 0, 0, 0, 1], false)] {
+            let path = dir.path().join("1.seg");
+            fs::write(&path, [image.as_slice(), tail].concat()).unwrap();
+            cut_padding(&path).unwrap();
+            let len = fs::metadata(&path).unwrap().len();
+            assert_eq!(len == end, cut, "tail {tail:?}: {len} bytes");
+        }
+        fs::write(dir.path().join("2.seg"), b"GHSP").unwrap();
+        cut_padding(&dir.path().join("2.seg")).unwrap();
+        assert_eq!(fs::read(dir.path().join("2.seg")).unwrap(), b"GHSP", "not a segment: left alone");
     }
 
     /// The records of a journal segment, up to its padding.

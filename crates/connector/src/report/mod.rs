@@ -137,7 +137,7 @@ impl Reporter {
     }
 
     /// Encodes event `seq` of session `session_id`, writes it to the journal
-    /// and queues it. Never blocks on the network or the disk.
+    /// and queues it. Never waits on the network or a disk flush.
     pub fn send(&self, session_id: &str, seq: u64, kind: &EventKind) {
         let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
         let statement = matches!(kind, EventKind::Statement(_) | EventKind::Running(_));

@@ -17,6 +17,7 @@
 //! takes what is queued, sends it or spools it, keeps replaying while the
 //! control plane answers, and returns once nothing is left in memory, or
 //! after [`ReportOptions::flush_timeout`] with everything left in the spool.
+//! With nothing left anywhere, it says `Goodbye`: the run is over.
 
 use std::future::Future;
 use std::ops::Range;
@@ -231,9 +232,8 @@ impl ReportLoop {
         let pending = self.pending();
         if pending == 0 {
             tracing::info!("report queue flushed");
-            if self.state.hello_done && !self.state.down {
-                let left =
-                    closing.map_or(Duration::ZERO, |deadline| deadline.saturating_duration_since(Instant::now()));
+            let left = closing.map_or(Duration::ZERO, |deadline| deadline.saturating_duration_since(Instant::now()));
+            if self.state.hello_done && !self.state.down && !left.is_zero() {
                 self.goodbye(left).await;
             }
         } else {
@@ -257,6 +257,10 @@ impl ReportLoop {
                         tracing::warn!(%error, "cannot record that this run ended: the next one takes over from it");
                     }
                 }
+            }
+            // A control plane older than the call.
+            Err(error) if error.code == connectrpc::ErrorCode::Unimplemented => {
+                tracing::debug!("the control plane does not take Goodbye: the next run takes over from this one");
             }
             Err(error) => {
                 tracing::warn!(%error, "the control plane did not hear this run end: the next one takes over from it");

@@ -388,7 +388,7 @@ pub fn spooled_records(dir: &std::path::Path) -> usize {
     count
 }
 
-/// Where a [`Pipeline`] over the spool in `dir` journals its session starts.
+/// Where a [`Pipeline`] over the spool in `dir` journals its events.
 pub fn journal_dir(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("journal")
 }

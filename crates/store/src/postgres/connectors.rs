@@ -527,10 +527,6 @@ const LAST_STATEMENT_END: &str = "(SELECT st.start_us + st.duration_us FROM stat
 const HEARD_CONNECTOR: &str =
     "UPDATE connectors SET last_heard_us = GREATEST(COALESCE(last_heard_us, 0), $1) WHERE org_id = $2 AND id = $3";
 
-/// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
-/// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
-/// own time), and given back the sessions the sweep ended if it was taken for gone. A run
-/// taken over stays over.
 /// A conflict unless `org` has connector `connector_id`.
 async fn known(tx: &mut PgConnection, org: OrgId, connector_id: &str) -> Result<(), StoreError> {
     let known: Option<i64> = sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = $1 AND id = $2")
@@ -574,6 +570,10 @@ async fn end_run(
     complete_open(tx, org, connector_id, run_id, last_heard).await
 }
 
+/// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
+/// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
+/// own time), and given back the sessions the sweep ended if it was taken for gone. A run
+/// taken over stays over.
 async fn heard(
     tx: &mut PgConnection,
     org: OrgId,

@@ -465,10 +465,6 @@ async fn record_runs(
     Ok(())
 }
 
-/// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
-/// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
-/// own time), and given back the sessions the sweep ended if it was taken for gone. A run
-/// taken over stays over.
 /// A conflict unless `org` has connector `connector_id`.
 async fn known(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, org: OrgId, connector_id: &str) -> Result<(), StoreError> {
     let known: Option<i64> = sqlx::query_scalar("SELECT pk FROM connectors WHERE org_id = ? AND id = ?")
@@ -511,6 +507,10 @@ async fn end_run(
     complete_open(tx, org, connector_id, run_id, last_heard).await
 }
 
+/// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
+/// before its Hello while it replays its predecessor's spool, which keeps its predecessor's
+/// own time), and given back the sessions the sweep ended if it was taken for gone. A run
+/// taken over stays over.
 async fn heard(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,

@@ -408,7 +408,7 @@ pub async fn a_new_run_completes_what_the_runs_it_takes_over_from_left_open(stor
 }
 
 /// A process that stopped cleanly ends its run: it is no longer counted, leaves nothing for
-/// its successor or the sweep, and a late report of it changes nothing.
+/// its successor or the sweep, and heard again it is not revived.
 pub async fn a_run_that_says_goodbye_is_over(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
