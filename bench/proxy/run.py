@@ -230,9 +230,10 @@ def main():
             stmts = [l for l in r.read().decode().splitlines() if l.startswith("gatehouse_connector_statements_total")]
         print("connector", *stmts)
     finally:
+        # One at a time, last started first: the connector flushes its reports and says
+        # goodbye while the control plane still answers.
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
-        for p in procs:
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
