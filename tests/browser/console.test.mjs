@@ -257,7 +257,7 @@ test('presets change the window', async (t) => {
   assert.equal(param(page, 'range'), null, '24h is the default and leaves the URL');
 });
 
-test('a bad time in the URL falls back to the default window and says so', async (t) => {
+test('a bad time, window or sort in the URL falls back to the default and says so', async (t) => {
   const page = await open(t);
   await signIn(page);
   const links = [
@@ -265,6 +265,8 @@ test('a bad time in the URL falls back to the default window and says so', async
     ['?range=custom&from=2026-12-03T10%3A00%3A00Z&to=2026-12-02T10%3A00%3A00Z', 'in the last 24h', /ends before it starts/],
     ['?range=custom&from=May%205', 'in the last 24h', /not a date and time/],
     ['?range=7d&at=yesterday&cursor=abc&page=3', 'in the last 7d', /at=yesterday is not a date and time/],
+    ['?range=3y&at=2026-12-01T00%3A00%3A00Z&cursor=abc&page=2', 'in the last 24h', /range=3y is not a window/],
+    ['?sort=name%3Adesc&cursor=abc&page=2', 'in the last 24h', /sort=name:desc is not a sort order/],
   ];
   for (const [search, label, problem] of links) {
     await page.goto(`${URL_BASE}/${search}`);

@@ -28,11 +28,25 @@ export function readView(search = window.location.search) {
     if (params.has(name)) view[name] = params.get(name);
   }
   view.page = Math.max(1, Number.parseInt(view.page, 10) || 1);
-  if (view.range !== 'custom' && !PRESETS.includes(view.range)) view.range = DEFAULTS.range;
-  if (!SORTS.some(([value]) => value === view.sort)) view.sort = DEFAULTS.sort;
+  // A page's cursor is bound to its window and sort: either replaced, the view starts over.
+  const problems = [];
+  if (view.range !== 'custom' && !PRESETS.includes(view.range)) {
+    problems.push(`The link's ${shown(view, 'range')} is not a window (${PRESETS.join(', ')} or custom): showing the last ${DEFAULTS.range} instead.`);
+    Object.assign(view, { range: DEFAULTS.range, at: '', cursor: '' });
+  }
+  if (!SORTS.some(([value]) => value === view.sort)) {
+    problems.push(`The link's ${shown(view, 'sort')} is not a sort order: showing the newest first instead.`);
+    Object.assign(view, { sort: DEFAULTS.sort, at: '', cursor: '' });
+  }
   checkWindow(view);
+  view.problem = [...problems, view.problem].filter(Boolean).join(' ');
   if (!view.cursor) view.page = 1;
   return view;
+}
+
+/** A parameter of the link as it was, cut short if long. */
+function shown(view, name) {
+  return `${name}=${view[name].length > 40 ? `${view[name].slice(0, 40)}…` : view[name]}`;
 }
 
 /** An instant as the API takes it (RFC 3339, UTC), or null for text that is not a date and time. */
@@ -44,14 +58,13 @@ export function parseInstant(text) {
 }
 
 function checkWindow(view) {
-  const shown = (name) => `${name}=${view[name].length > 40 ? `${view[name].slice(0, 40)}…` : view[name]}`;
   // `at` pins a preset's "now" while paging; the page's cursor is bound to it.
   if (view.at) {
     const at = parseInstant(view.at);
     if (at) {
       view.at = at;
     } else {
-      view.problem = `The link's ${shown('at')} is not a date and time: showing the first page instead.`;
+      view.problem = `The link's ${shown(view, 'at')} is not a date and time: showing the first page instead.`;
       view.at = '';
       view.cursor = '';
     }
@@ -64,8 +77,8 @@ function checkWindow(view) {
   const from = view.from ? parseInstant(view.from) : '';
   const to = view.to ? parseInstant(view.to) : '';
   let bad = '';
-  if (from === null) bad = `${shown('from')} is not a date and time`;
-  else if (to === null) bad = `${shown('to')} is not a date and time`;
+  if (from === null) bad = `${shown(view, 'from')} is not a date and time`;
+  else if (to === null) bad = `${shown(view, 'to')} is not a date and time`;
   else if (from && to && Date.parse(to) <= Date.parse(from)) bad = 'custom window ends before it starts';
   if (!bad) {
     view.from = from;
