@@ -268,6 +268,11 @@ test('a bad time, window or sort in the URL falls back to the default and says s
     ['?range=3y&at=2026-12-01T00%3A00%3A00Z&cursor=abc&page=2', 'in the last 24h', /range=3y is not a window/],
     ['?sort=name%3Adesc&cursor=abc&page=2', 'in the last 24h', /sort=name:desc is not a sort order/],
   ];
+  // A paged link opened later shows the window it was paged in, not the last 24h.
+  const twoDaysAgo = new Date(Date.now() - 2 * 86400e3).toISOString();
+  await page.goto(`${URL_BASE}/?at=${encodeURIComponent(twoDaysAgo)}`);
+  await loaded(page);
+  assert.match(await page.textContent('#window-label'), /^in the 24h before /);
   for (const [search, label, problem] of links) {
     await page.goto(`${URL_BASE}/${search}`);
     await page.waitForSelector('#rows tr[data-id]');

@@ -266,6 +266,10 @@ function pressPreset(range) {
 
 /** The window of a view in words; from/to are valid (view.js checks them). */
 function windowLabel(v) {
+  // A preset pinned by paging ends when the first page was loaded: said once that is not just now
+  // (a link opened later).
+  const pinned = v.at ? Date.parse(v.at) : NaN;
+  if (v.range !== 'custom' && Date.now() - pinned > 60e3) return `in the ${v.range} before ${formatShortTime(new Date(pinned))}`;
   if (v.range !== 'custom') return `in the last ${v.range}`;
   return `from ${v.from ? formatShortTime(new Date(v.from)) : 'the beginning'} to ${v.to ? formatShortTime(new Date(v.to)) : 'now'}`;
 }
