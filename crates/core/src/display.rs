@@ -9,8 +9,9 @@ use std::fmt::Write;
 
 /// Appends `text` to `out` with a backslash, a line feed and a carriage return written `\\`,
 /// `\n` and `\r` (so that a line stays one value and every text can be read back exactly), and
-/// any other control character but the tab, or a character that reorders text on screen, as
-/// `\x1b` or `\u{202e}`.
+/// any other control character but the tab, a line or paragraph separator (a line break to
+/// many readers: Python's `splitlines`, JavaScript, some terminals), or a character that
+/// reorders text on screen, as `\x1b`, `\u{2028}` or `\u{202e}`.
 pub fn push_escaped(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
@@ -48,7 +49,7 @@ fn push_char(out: &mut String, c: char) {
 }
 
 fn needs_escape(c: char) -> bool {
-    (c.is_control() && c != '\t') || is_bidi_control(c)
+    (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}') || is_bidi_control(c)
 }
 
 /// Unicode's Bidi_Control characters, which reorder the text around them.
@@ -62,11 +63,12 @@ mod tests {
 
     #[test]
     fn control_and_reordering_characters_are_written_out() {
-        let text = "a\u{1b}[2J\u{7}b\u{8}\tz\u{7f}\u{85}\u{202e}é\\\r\n";
+        let text = "a\u{1b}[2J\u{7}b\u{8}\tz\u{7f}\u{85}\u{202e}é\\\r\n\u{2028}\u{2029}";
         let mut out = String::new();
         push_escaped(&mut out, text);
-        assert_eq!(out, "a\\x1b[2J\\x07b\\x08\tz\\x7f\\u{85}\\u{202e}é\\\\\\r\\n");
-        assert_eq!(printable(text), "a\\x1b[2J\\x07b\\x08\\tz\\x7f\\u{85}\\u{202e}é\\\\r\\n");
+        assert_eq!(out, "a\\x1b[2J\\x07b\\x08\tz\\x7f\\u{85}\\u{202e}é\\\\\\r\\n\\u{2028}\\u{2029}");
+        assert!(!out.contains(['\u{2028}', '\u{2029}']), "one line, to every reader");
+        assert_eq!(printable(text), "a\\x1b[2J\\x07b\\x08\\tz\\x7f\\u{85}\\u{202e}é\\\\r\\n\\u{2028}\\u{2029}");
         assert!(matches!(printable("DOMAIN\\user é"), Cow::Borrowed(_)));
     }
 }
