@@ -542,8 +542,8 @@ async fn known(tx: &mut PgConnection, org: OrgId, connector_id: &str) -> Result<
 
 /// Run `run_id` is over at `at` (taken over, or said goodbye): its open sessions end, and
 /// those the sweep ended when it lapsed end again, now that the statements it had are in.
-/// Marked over, recorded or not: a report of it that comes late (through another replica)
-/// changes nothing. Never heard, its sessions end at their last statement. Returns how many
+/// Marked over, recorded or not: a report of it that comes late (through another replica) does
+/// not revive it. Never heard, its sessions end at their last statement. Returns how many
 /// sessions were completed.
 async fn end_run(
     tx: &mut PgConnection,

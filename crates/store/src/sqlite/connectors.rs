@@ -480,7 +480,7 @@ async fn known(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, org: OrgId, connect
 
 /// Run `run_id` is over at `at` (taken over, or said goodbye): its open sessions end, and
 /// those the sweep ended when it lapsed end again, now that the statements it had are in.
-/// Marked over, recorded or not: a report of it that comes late changes nothing. Never heard,
+/// Marked over, recorded or not: a report of it that comes late does not revive it. Never heard,
 /// its sessions end at their last statement. Returns how many sessions were completed.
 async fn end_run(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
