@@ -50,10 +50,9 @@ pub struct Journal {
     written: usize,
     /// The oldest segment of this run that may still be on disk.
     oldest: u64,
-    /// A write failed: the next attempt waits until then.
+    /// Set when a write failed (and was logged), until one succeeds: the next attempt waits
+    /// until then.
     retry_at: Option<Instant>,
-    /// The last attempt failed (and was logged).
-    failing: bool,
     /// An event framed for `write`.
     buf: Vec<u8>,
 }
@@ -115,7 +114,6 @@ impl Journal {
             written: 0,
             oldest: next,
             retry_at: None,
-            failing: false,
             buf: Vec::new(),
         };
         Ok((journal, moved))
@@ -160,7 +158,7 @@ impl Journal {
             self.failed(error);
             return None;
         }
-        if std::mem::take(&mut self.failing) {
+        if self.retry_at.take().is_some() {
             tracing::info!(dir = %self.dir.display(), "the journal takes events again");
         }
         self.written += framed;
@@ -168,8 +166,7 @@ impl Journal {
     }
 
     fn failed(&mut self, error: io::Error) {
-        self.retry_at = Some(Instant::now() + RETRY_AFTER);
-        if !std::mem::replace(&mut self.failing, true) {
+        if self.retry_at.replace(Instant::now() + RETRY_AFTER).is_none() {
             tracing::error!(
                 dir = %self.dir.display(),
                 %error,
@@ -459,14 +456,14 @@ mod tests {
             fs::write(&journal_dir, b"").unwrap();
             journal.open = None;
             assert_eq!(journal.append(b"two"), None);
-            assert!(journal.failing);
+            assert!(journal.retry_at.is_some(), "failing");
             fs::remove_file(&journal_dir).unwrap();
             assert_eq!(journal.append(b"three"), None, "not tried again within {RETRY_AFTER:?}");
             assert!(!journal_dir.exists());
             journal.retry_at = Some(Instant::now());
             // The directory is made again.
             assert_eq!(journal.append(b"four"), Some(3));
-            assert!(!journal.failing);
+            assert!(journal.retry_at.is_none(), "not failing");
             assert_eq!(records_in(&journal.path(3)), [b"four".to_vec()]);
         });
     }

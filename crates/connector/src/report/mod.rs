@@ -62,9 +62,7 @@ impl Record {
     fn replayed(bytes: Bytes) -> Self {
         Self { bytes, statement: false, journal_segment: 0 }
     }
-}
 
-impl Record {
     /// The event, read back (tests, tools).
     pub fn decode(&self) -> Result<SessionEvent, buffa::DecodeError> {
         convert::decode(&self.bytes)
@@ -168,9 +166,8 @@ impl Queue {
     /// `records` are safe (delivered or spooled, or lost to a failed spool write: the journal
     /// guards against a crash of the process, not of the disk), and so is everything the
     /// report loop took off the queue before them: it makes events safe in the order it takes
-    /// them. So the
-    /// journal segments before the newest one any of them was written to are no longer
-    /// needed, and none is once the queue is empty.
+    /// them. So the journal segments before the newest one any of them was written to are no
+    /// longer needed, and none is once the queue is empty.
     fn settled(&self, records: &[Record]) {
         let Some(journal) = &self.shared.journal else {
             return;
