@@ -663,10 +663,10 @@ test('a statement keeps its line breaks in the detail', async (t) => {
   assert.deepEqual(printed, ['ad\\u{202e}min\\x1b[2J\tok\n', 'a\\u{2066}b', 'x\\u{85}']);
 });
 
-test('a reader key sees permission_denied when terminating', async (t) => {
+test('a reader key sees permission_denied when terminating, then no longer offered', async (t) => {
   const page = await open(t, { path: `/?q=${encodeURIComponent('session_status:active')}&range=30d` });
   await signIn(page, READER_KEY);
-  const id = (await rowIds(page))[0];
+  const [id, other] = await rowIds(page);
   await page.getByRole('button', { name: `Open session ${id}` }).click();
   await page.getByRole('button', { name: 'Terminate session' }).click();
   // Cancel first: nothing is sent.
@@ -677,6 +677,16 @@ test('a reader key sees permission_denied when terminating', async (t) => {
   await page.waitForSelector('#terminate-result:has-text("permission_denied")');
   const { body } = await api('GetSession', { sessionId: id });
   assert.equal(body.session.sessionStatus, 'active', 'the session still runs');
+  assert.equal(await page.getByRole('button', { name: 'Terminate session' }).isDisabled(), true);
+
+  // Another live session: the key is known to be a reader's, so Terminate is off and says why.
+  await page.locator('#detail-close').click();
+  await page.getByRole('button', { name: `Open session ${other}` }).click();
+  await page.waitForSelector('#terminate-refused');
+  const button = page.getByRole('button', { name: 'Terminate session' });
+  assert.equal(await button.isDisabled(), true);
+  assert.match(await button.getAttribute('aria-describedby'), /terminate-refused/);
+  assert.match(await page.locator('#terminate-refused').textContent(), /admin key/);
 });
 
 test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens one', async (t) => {

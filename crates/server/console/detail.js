@@ -1,7 +1,7 @@
 // The detail panel: every field of the session, its statements, and the
 // Terminate button (CreateSessionTermination, after a confirmation).
 
-import { ApiError, call } from './api.js';
+import { ApiError, apiKey, call } from './api.js';
 import { el, formatDuration, formatTime, keepingFocus, userLabel } from './format.js';
 
 /** Every leaf of the session object as [dotted JSON name, text]. */
@@ -50,6 +50,12 @@ export class Detail {
     this.notice = null;
     /** The AbortController of the load under way, if any. */
     this.loading = null;
+    /**
+     * The key a termination was refused for (permission_denied): a reader.
+     * The API has no call that says what a key may do, so the console learns
+     * it the first time and stops offering what the key cannot do.
+     */
+    this.refusedKey = null;
     root.querySelector('#detail-close').addEventListener('click', () => this.close());
     this.dialog.addEventListener('close', () => {
       if (this.dialog.returnValue === 'terminate') this.terminate();
@@ -130,9 +136,12 @@ export class Detail {
       ` · ${formatTime(s.startTime)} · ${formatDuration(s.duration)}`);
 
     const actions = el('div', { class: 'actions' });
+    const refused = this.refusedKey !== null && this.refusedKey === apiKey.get();
     if (s.sessionStatus === 'active') {
       actions.append(el('button', {
         type: 'button', id: 'terminate', class: 'danger', 'data-key': 'terminate',
+        disabled: refused,
+        'aria-describedby': refused ? 'terminate-refused' : null,
         onclick: () => {
           document.getElementById('confirm-text').textContent =
             `${userLabel(s) || 'This user'} will be disconnected from ${resource.name || 'the resource'} at once. `
@@ -141,6 +150,12 @@ export class Detail {
           this.dialog.showModal();
         },
       }, 'Terminate session'));
+      if (refused && !this.notice) {
+        actions.append(el('p', {
+          id: 'terminate-refused', class: 'muted',
+          text: 'This API key cannot terminate sessions (a reader key). Sign in with an admin key to terminate.',
+        }));
+      }
     }
     if (this.notice) {
       actions.append(el('p', {
@@ -188,7 +203,9 @@ export class Detail {
       await this.load();
       await this.awaitEnd(s.id);
     } catch (err) {
-      const text = err instanceof ApiError && err.code === 'permission_denied'
+      const denied = err instanceof ApiError && err.code === 'permission_denied';
+      if (denied) this.refusedKey = apiKey.get();
+      const text = denied
         ? `Not allowed: this API key cannot terminate sessions (permission_denied: ${err.message}). Sign in with an admin key.`
         : `Termination failed (${err.code || 'error'}): ${err.message}`;
       this.notice = { kind: 'error', text };
