@@ -200,7 +200,7 @@ impl Field {
     /// `text`, a value of this field as the user typed it, in the spelling the store holds, so
     /// that `technology:POSTGRES` and an upper-case session UUID match. Done once here, so
     /// that every store compares plainly (and can use its indexes).
-    pub(crate) fn stored_spelling(self, text: String) -> String {
+    pub fn stored_spelling(self, text: String) -> String {
         match self.entry().spelling {
             Spelling::AsWritten => text,
             Spelling::Vocabulary => text.to_ascii_lowercase(),

@@ -156,23 +156,43 @@ pub(crate) fn check(text: &str) -> Result<(), QueryError> {
         return Err(QueryError::syntax_at(text, at, "a `\\` at the end escapes nothing; write `\\\\` for a backslash"));
     }
     if let Some(first) = scan.tokens.first().map(|token| &text[token.start..token.end])
-        && matches!(first, "AND" | "OR" | "&&" | "||")
+        && is_binary(first)
     {
-        return Err(QueryError::syntax_at(text, 0, &format!("`{first}` needs a term on each side")));
+        return Err(QueryError::syntax_at(text, 0, &needs_terms(first)));
+    }
+    // An operator where a term belongs: `a OR OR b`, `a NOT OR b`, `(AND b)`, `(a OR)`.
+    for pair in scan.tokens.windows(2) {
+        let (left, right) = (&text[pair[0].start..pair[0].end], &text[pair[1].start..pair[1].end]);
+        let misplaced = if is_binary(right) && (is_operator(left) || left == "(") {
+            Some((pair[1].start, right))
+        } else if is_operator(left) && right == ")" {
+            Some((pair[0].start, left))
+        } else {
+            None
+        };
+        if let Some((at, word)) = misplaced {
+            return Err(QueryError::syntax_at(text, at, &needs_terms(word)));
+        }
     }
     // (A lone operator is lowered with a hint to quote it.)
     if let [_, .., last] = scan.tokens.as_slice()
         && is_operator(&text[last.start..last.end])
     {
-        let word = &text[last.start..last.end];
-        let what = if word == "NOT" {
-            "`NOT` needs a term after it".to_owned()
-        } else {
-            format!("`{word}` needs a term on each side")
-        };
-        return Err(QueryError::syntax_at(text, last.start, &what));
+        return Err(QueryError::syntax_at(text, last.start, &needs_terms(&text[last.start..last.end])));
     }
     Ok(())
+}
+
+fn is_binary(word: &str) -> bool {
+    is_operator(word) && word != "NOT"
+}
+
+fn needs_terms(operator: &str) -> String {
+    if operator == "NOT" {
+        "`NOT` needs a term after it".to_owned()
+    } else {
+        format!("`{operator}` needs a term on each side")
+    }
 }
 
 /// Whether `left` and `right`, side by side, are two operands to join with AND.

@@ -95,8 +95,12 @@ impl Lowerer {
                 Ok(Expr::pred(field, op))
             }
             UserInputLeaf::Set { field, elements } => {
-                let name = field
-                    .ok_or_else(|| QueryError::syntax("a set needs a field, as in `technology:IN [postgres mysql]`"))?;
+                let name = field.ok_or_else(|| {
+                    QueryError::syntax(format!(
+                        "a set needs a field, as in `technology:IN [postgres mysql]`, and `IN [{}]` has none",
+                        elements.join(" ")
+                    ))
+                })?;
                 let field = resolve(&name)?;
                 // Spaces separate values in this syntax; commas, as many write them
                 // (`IN [postgres, mysql]`), do too, rather than becoming part of a value.

@@ -524,6 +524,15 @@ fn syntax_errors_give_the_position() {
     check_err(r"\", r"syntax error at position 0: a `\` at the end escapes nothing");
     check_err(r"user:alice\", r"syntax error at position 10: a `\` at the end escapes nothing");
     check_err("OR technology:postgres", "syntax error at position 0: `OR` needs a term on each side");
+    // Doubled operators name the one out of place.
+    check_err("a OR OR b", "syntax error at position 5: `OR` needs a term on each side");
+    check_err("a AND AND b", "syntax error at position 6: `AND` needs a term on each side");
+    check_err("a NOT OR b", "syntax error at position 6: `OR` needs a term on each side");
+    check_err("a || || b", "syntax error at position 5: `||` needs a term on each side");
+    check_err("(OR a)", "syntax error at position 1: `OR` needs a term on each side");
+    check_err("a OR (AND b)", "syntax error at position 6: `AND` needs a term on each side");
+    check_err("(a OR) b", "syntax error at position 3: `OR` needs a term on each side");
+    check_err("(a NOT)", "syntax error at position 3: `NOT` needs a term after it");
     check_err(r#""""#, "an empty quoted term");
     check_err("++", "`+` is not a term");
     check_err("!", "`!` is not a term");
@@ -616,7 +625,7 @@ fn fieldless_ranges_and_sets() {
     check_err(">5", "a range needs a field, as in `duration:>30m`, and `>5` has none");
     check_err("[a TO b]", "`[a TO b]` has none");
     check_err("<script>alert(1)</script>", "`<script>alert` has none; quote it");
-    check_err("IN [a b]", "a set needs a field");
+    check_err("IN [a b]", "a set needs a field, as in `technology:IN [postgres mysql]`, and `IN [a b]` has none");
 }
 
 #[test]

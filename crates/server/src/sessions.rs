@@ -28,13 +28,15 @@ impl SessionsApi {
         Self { store, cursors, terminations }
     }
 
-    /// The caller's session with this id. An id that no session can have (one with a NUL,
-    /// which PostgreSQL cannot even compare) is simply not found.
+    /// The caller's session with this id, in any case, as `id:` queries find it. An id that
+    /// no session can have (one with a NUL, which PostgreSQL cannot even compare) is simply
+    /// not found.
     async fn session(&self, caller: &Caller, id: &str) -> Result<gatehouse_core::Session, ConnectError> {
         if id.contains('\0') {
             return Err(not_found(id));
         }
-        let session = self.store.get_session(caller.org, id).await.map_err(store_error)?;
+        let stored = gatehouse_query::Field::Id.stored_spelling(id.to_owned());
+        let session = self.store.get_session(caller.org, &stored).await.map_err(store_error)?;
         session.ok_or_else(|| not_found(id))
     }
 
@@ -51,6 +53,7 @@ impl SessionsApi {
             return Err(invalid("session_id and connector_id are both required"));
         }
         let session = self.session(caller, session_id).await?;
+        let session_id = session.id.as_str();
         if session.connector.id != connector_id {
             return Err(invalid(format!(
                 "session {session_id:?} runs through connector {:?}, not {connector_id:?}",
@@ -230,10 +233,9 @@ impl SessionsService for SessionsApi {
         req: ServiceRequest<'_, GetSessionTranscriptRequest>,
     ) -> ServiceResult<GetSessionTranscriptResponse> {
         let caller = caller(&ctx)?;
-        let id = required_id(req.session_id)?;
         // Scoped like every read: another organization's session is not found.
-        self.session(&caller, id).await?;
-        let statements = self.store.statements(caller.org, id).await.map_err(store_error)?;
+        let session = self.session(&caller, required_id(req.session_id)?).await?;
+        let statements = self.store.statements(caller.org, &session.id).await.map_err(store_error)?;
         Response::ok(GetSessionTranscriptResponse { transcript: transcript(&statements), ..Default::default() })
     }
 }

@@ -48,6 +48,27 @@ async fn get_session_and_its_errors() {
 }
 
 #[tokio::test]
+async fn a_session_uuid_is_found_in_any_case() {
+    // As `id:` queries find it: connectors write UUIDs in lowercase, people paste them in either.
+    let h = Harness::start().await;
+    let id = "0192f3a4-7b1e-7c3d-9a2b-1f2e3d4c5b6a";
+    h.insert(&[session(id, 5, None, "a@example.com")]).await;
+    let upper = id.to_ascii_uppercase();
+    let (status, body) = h.call("GetSession", json!({"session_id": upper})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session"]["id"], id);
+    let (status, body) = h.call("GetSessionTranscript", json!({"session_id": upper})).await;
+    assert_eq!(status, 200, "{body}");
+    let request = json!({"session_id": upper, "connector_id": "con_1"});
+    let (status, body) = h.call_with_key("CreateSessionTermination", request, &h.admin_key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessionShutdown"]["sessionId"], id, "the shutdown names the session as stored");
+    // Only UUIDs: other ids are compared as written.
+    h.insert(&[session("Mixed", 5, Some(1), "a@example.com")]).await;
+    expect_error(&h.call("GetSession", json!({"session_id": "mixed"})).await, 404, "not_found");
+}
+
+#[tokio::test]
 async fn binary_proto_requests() {
     let h = Harness::start().await;
     h.insert(&many(5)).await;
