@@ -103,9 +103,11 @@ impl ListQuery {
     pub fn key_of(&self, session: &gatehouse_core::Session) -> i64 {
         match self.sort {
             SortKey::StartTime => session.start,
-            SortKey::EndTime => session.end.unwrap_or(ACTIVE_END_KEY),
+            // As the session stood at `now` (see the listing statement): one that has ended
+            // since is still active here.
+            SortKey::EndTime => session.end.filter(|&end| end <= self.now).unwrap_or(ACTIVE_END_KEY),
             // Unclamped, to match the SQL key expression exactly.
-            SortKey::Duration => session.end.unwrap_or(self.now) - session.start,
+            SortKey::Duration => session.end.filter(|&end| end <= self.now).unwrap_or(self.now) - session.start,
         }
     }
 }

@@ -144,7 +144,10 @@ pub fn session(id: &str, minutes_ago: i64, minutes: Option<i64>, email: &str) ->
 pub fn many(count: usize) -> Vec<Session> {
     (0..count)
         .map(|i| {
-            let mut s = session(&format!("s{i:05}"), (count - i) as i64, Some((i % 7) as i64 + 1), "alice@example.com");
+            // Every end is in the past (up to 7 minutes long, starting at least 8 minutes ago),
+            // as the control plane sees ends: a listing takes one after its `now` as not yet.
+            let minutes_ago = (count - i) as i64 + 7;
+            let mut s = session(&format!("s{i:05}"), minutes_ago, Some((i % 7) as i64 + 1), "alice@example.com");
             if i % 10 == 0 {
                 s.end = None;
             }

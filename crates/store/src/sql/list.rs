@@ -2,8 +2,12 @@
 //!
 //! Ordering by start time is one index scan. Ordering by end time or duration
 //! needs a key that active sessions do not store (they have not ended), so
-//! those listings read two index-ordered arms, completed and active, and merge
+//! those listings read index-ordered arms, completed and active, and merge
 //! them: each arm is itself a bounded, index-ordered scan.
+//!
+//! Those keys change when a session ends. A walk takes them as they stood at
+//! its `now`, so that a session ending mid-walk keeps its place and is listed
+//! once: a session that ended after `now` still sorts as active.
 
 use gatehouse_core::OrgId;
 use gatehouse_query::Expr;
@@ -22,8 +26,19 @@ pub const SESSION_COLUMNS: &str = "s.pk, s.id, s.start_us, s.end_us, s.client_ip
 
 /// One arm of a listing: a subset of sessions and its sort key expression.
 struct Arm {
-    only: Option<&'static str>,
+    only: Only,
     key: Key,
+}
+
+/// Which sessions an arm reads, as they stood at the walk's `now`.
+enum Only {
+    All,
+    /// Ended by `now`.
+    Ended,
+    /// Not ended yet.
+    Open,
+    /// Ended since `now`: active when the walk began.
+    EndedSince,
 }
 
 enum Key {
@@ -35,17 +50,22 @@ enum Key {
 
 fn arms(sort: SortKey) -> Vec<Arm> {
     match sort {
-        SortKey::StartTime => vec![Arm { only: None, key: Key::Column("s.start_us") }],
+        SortKey::StartTime => vec![Arm { only: Only::All, key: Key::Column("s.start_us") }],
         SortKey::EndTime => vec![
-            Arm { only: Some("s.end_us IS NOT NULL"), key: Key::Column("s.end_us") },
-            Arm { only: Some("s.end_us IS NULL"), key: Key::Constant(ACTIVE_END_KEY) },
+            Arm { only: Only::Ended, key: Key::Column("s.end_us") },
+            Arm { only: Only::Open, key: Key::Constant(ACTIVE_END_KEY) },
+            Arm { only: Only::EndedSince, key: Key::Constant(ACTIVE_END_KEY) },
         ],
         SortKey::Duration => vec![
-            Arm { only: Some("s.end_us IS NOT NULL"), key: Key::Column("s.duration_us") },
-            Arm { only: Some("s.end_us IS NULL"), key: Key::Elapsed },
+            Arm { only: Only::Ended, key: Key::Column("s.duration_us") },
+            Arm { only: Only::Open, key: Key::Elapsed },
+            Arm { only: Only::EndedSince, key: Key::Elapsed },
         ],
     }
 }
+
+/// The subqueries' names; PostgreSQL (before 16) requires one on every subquery in FROM.
+const ARM_NAMES: [&str; 3] = ["ended", "open", "ended_since"];
 
 /// Appends the full listing statement for `org`. `earliest_start` is a lower
 /// bound on the start of any session overlapping the window (see the store),
@@ -69,9 +89,7 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         b.push("SELECT ").push(SESSION_COLUMNS).push(", ");
         push_key(b, &arm.key, q.now);
         b.push(" AS sort_key FROM sessions s WHERE ");
-        if let Some(only) = arm.only {
-            b.push(only).push(" AND ");
-        }
+        push_only(b, &arm.only, q.now);
         push_matching(b, org, q.window_start, q.window_end, earliest_start, &q.filter, q.now);
         if let Some(after) = &q.after {
             b.push(" AND (");
@@ -85,9 +103,8 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         b.push(" LIMIT ").bind_int(q.limit as i64);
         if merged {
             b.push(")");
-            // PostgreSQL (before 16) requires an alias on every subquery in FROM.
             if b.dialect() == Dialect::Postgres {
-                b.push(if i == 0 { " AS completed" } else { " AS active" });
+                b.push(" AS ").push(ARM_NAMES[i]);
             }
         }
     }
@@ -126,6 +143,21 @@ pub fn push_matching(
     push_filter(b, filter, now);
 }
 
+fn push_only(b: &mut SqlBuilder, only: &Only, now: i64) {
+    match only {
+        Only::All => {}
+        Only::Ended => {
+            b.push("s.end_us <= ").bind_int(now).push(" AND ");
+        }
+        Only::Open => {
+            b.push("s.end_us IS NULL AND ");
+        }
+        Only::EndedSince => {
+            b.push("s.end_us > ").bind_int(now).push(" AND ");
+        }
+    }
+}
+
 fn push_key(b: &mut SqlBuilder, key: &Key, now: i64) {
     match key {
         Key::Column(col) => {
@@ -153,9 +185,9 @@ mod tests {
     #[test]
     fn postgres_names_every_subquery_of_a_merged_listing() {
         let pg = listing(Dialect::Postgres, SortKey::EndTime);
-        assert!(pg.contains(") AS completed UNION ALL ") && pg.contains(") AS active) AS merged ORDER BY"), "{pg}");
+        assert!(pg.contains(") AS ended UNION ALL ") && pg.contains(") AS ended_since) AS merged ORDER BY"), "{pg}");
         let sqlite = listing(Dialect::Sqlite, SortKey::EndTime);
-        assert!(!sqlite.contains(" AS completed") && !sqlite.contains(" AS merged"), "{sqlite}");
+        assert!(!sqlite.contains(" AS ended") && !sqlite.contains(" AS merged"), "{sqlite}");
         assert!(!listing(Dialect::Postgres, SortKey::StartTime).contains(" AS merged"));
     }
 }

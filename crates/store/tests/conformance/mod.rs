@@ -112,6 +112,7 @@ macro_rules! conformance_suite {
                 reverse_paging_walks_back_in_walking_order,
                 paging_respects_filter_and_window,
                 paging_is_stable_while_sessions_arrive,
+                a_session_ending_mid_walk_keeps_its_place,
                 limit_caps_every_page,
             }
             isolation {

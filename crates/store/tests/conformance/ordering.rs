@@ -7,7 +7,7 @@
 //! walking direction; `reverse` walks the other way, returning rows in the
 //! order walked.
 
-use gatehouse_store::{ACTIVE_END_KEY, Direction, ListQuery, Position, SortKey, Store};
+use gatehouse_store::{ACTIVE_END_KEY, Direction, IngestEvent, ListQuery, Position, SortKey, Store};
 
 use super::fixture::{Fixture, MINUTE, NOW, ago, completed, every_sort, listing};
 
@@ -216,6 +216,41 @@ pub async fn paging_is_stable_while_sessions_arrive(store: &dyn Store) {
     all.reverse();
     let want: Vec<String> = all.into_iter().map(|(_, id)| id).filter(|id| id != "n-new").collect();
     expect(&fx, "walk with arrivals", seen, want);
+}
+
+pub async fn a_session_ending_mid_walk_keeps_its_place(store: &dyn Store) {
+    // Sorted by end time or duration, a session's key changes when it ends. A walk takes
+    // keys as they stood at its `now`, so each session is listed once: here one session
+    // ends after its page was served (it would come again), one before its page is (it
+    // would be passed over).
+    let fx = Fixture::load(store).await;
+    for (sort, served, to_come) in [(SortKey::EndTime, "s17", "s08"), (SortKey::Duration, "s05", "s12")] {
+        let base = ListQuery { sort, direction: Direction::Desc, ..ListQuery::newest(4, NOW) };
+        let want = fx.reference_order(&base);
+        let mut next = base.clone();
+        let mut seen = Vec::new();
+        let mut ended = false;
+        loop {
+            let rows = fx.list(fx.acme, &next).await;
+            let Some(last) = rows.last() else { break };
+            next.after = Some(Position { key: next.key_of(last), id: last.id.clone() });
+            seen.extend(rows.into_iter().map(|s| s.id));
+            if !ended && seen.iter().any(|id| id == served) {
+                assert!(!seen.iter().any(|id| id == to_come), "test bug: {to_come} is on the first page");
+                for id in [served, to_come] {
+                    let end = NOW + 100 * MINUTE;
+                    let event = IngestEvent::End { session_id: id.into(), end, reason: "client".into() };
+                    store.ingest(fx.acme, &fx.session(id).connector.id, &[event]).await.unwrap();
+                    let stored = store.get_session(fx.acme, id).await.unwrap().expect("stored");
+                    assert_eq!(stored.end, Some(end), "test bug: {id} did not end");
+                }
+                ended = true;
+            }
+            assert!(seen.len() < 100, "paging does not end");
+        }
+        assert!(ended, "test bug: {served} never served");
+        expect(&fx, &format!("{} with sessions ending mid-walk", label(&base)), seen, want);
+    }
 }
 
 pub async fn limit_caps_every_page(store: &dyn Store) {
