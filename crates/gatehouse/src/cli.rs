@@ -5,9 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::builder::TypedValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use gatehouse_core::Role;
 use gatehouse_core::time::{MAX_TIME, MIN_TIME, Micros, now_micros};
+
+use crate::address::{HostPort, database_address, host_name, listen_address};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,27 +70,89 @@ pub enum Command {
     Migrate(MigrateArgs),
 }
 
-#[derive(Debug, Args, Clone)]
+/// Where the store is and how to use it. SQLite's directory and PostgreSQL's URL each come from
+/// a flag or an environment variable; a flag wins over the other store's variable, so that
+/// `--database-url` works in a shell that exports GATEHOUSE_DATA_DIR (clap's `conflicts_with`
+/// counts a variable as given). Two flags, or two variables, conflict.
+#[derive(Debug, Clone)]
 pub struct StoreArgs {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub db_pool_size: u32,
+    pub db_statement_timeout: std::time::Duration,
+}
+
+/// [`StoreArgs`] as clap reads them, before the choice between the two stores.
+#[derive(Debug, Args)]
+struct StoreFlags {
     /// Directory holding the embedded SQLite database
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
-    pub data_dir: PathBuf,
+    data_dir: PathBuf,
     /// Use PostgreSQL instead of SQLite (postgres://user:password@host:port/database)
-    #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true, conflicts_with = "data_dir")]
-    pub database_url: Option<String>,
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// PostgreSQL connections this process keeps at most
     #[arg(long, default_value_t = 16)]
-    pub db_pool_size: u32,
+    db_pool_size: u32,
     /// Longest a store statement may run before it is stopped (0s: no limit;
     /// on SQLite, reads only); a request that hits it gets deadline_exceeded
     #[arg(long, default_value = "30s", value_parser = parse_duration_or_zero)]
-    pub db_statement_timeout: std::time::Duration,
+    db_statement_timeout: std::time::Duration,
+}
+
+impl Args for StoreArgs {
+    fn group_id() -> Option<clap::Id> {
+        StoreFlags::group_id()
+    }
+
+    fn augment_args(command: clap::Command) -> clap::Command {
+        StoreFlags::augment_args(command)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        StoreFlags::augment_args_for_update(command)
+    }
+}
+
+impl FromArgMatches for StoreArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let source = |id: &str| matches.value_source(id);
+        let flags = StoreFlags::from_arg_matches(matches)?;
+        let database_url = match (source("data_dir"), source("database_url")) {
+            (Some(ValueSource::CommandLine), Some(ValueSource::CommandLine)) => {
+                return Err(clap::Error::raw(
+                    ErrorKind::ArgumentConflict,
+                    "--data-dir (SQLite) and --database-url (PostgreSQL) name two stores: pass one",
+                ));
+            }
+            (Some(ValueSource::EnvVariable), Some(ValueSource::EnvVariable)) => {
+                return Err(clap::Error::raw(
+                    ErrorKind::ArgumentConflict,
+                    "GATEHOUSE_DATA_DIR (SQLite) and GATEHOUSE_DATABASE_URL (PostgreSQL) are both set: \
+                     unset one, or choose with --data-dir or --database-url",
+                ));
+            }
+            (Some(ValueSource::CommandLine), Some(ValueSource::EnvVariable)) => None,
+            _ => flags.database_url,
+        };
+        Ok(Self {
+            data_dir: flags.data_dir,
+            database_url,
+            db_pool_size: flags.db_pool_size,
+            db_statement_timeout: flags.db_statement_timeout,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on
-    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400")]
+    /// Address to listen on: IP:PORT, or HOST:PORT for a host name's address (its IPv4 one, if it has one)
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400", value_parser = listen_address)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
@@ -152,6 +218,16 @@ fn parse_time(text: &str) -> Result<Micros, String> {
     }
 }
 
+/// `--sort`, checked as the control plane checks `sort_by`, but refused in the CLI's words.
+fn parse_sort(text: &str) -> Result<String, String> {
+    match gatehouse_server::listing::parse_sort(text) {
+        Ok(_) => Ok(text.trim().to_owned()),
+        Err(_) => {
+            Err(format!("{text:?} is not start_time, end_time or duration, optionally followed by :asc or :desc"))
+        }
+    }
+}
+
 fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
     match text.trim() {
         "0" | "0s" => Ok(std::time::Duration::ZERO),
@@ -176,8 +252,8 @@ pub struct ConnectorArgs {
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
-    /// Address to listen on
-    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400")]
+    /// Address to listen on: IP:PORT, or HOST:PORT for a host name's address (its IPv4 one, if it has one)
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400", value_parser = listen_address)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
@@ -187,11 +263,12 @@ pub struct DevArgs {
     /// How many completed demo sessions to create
     #[arg(long, default_value_t = 40_000, requires = "demo")]
     pub demo_sessions: usize,
-    /// The PostgreSQL to put a connector in front of, when one answers there
-    #[arg(long, default_value = "127.0.0.1:5432")]
-    pub upstream: String,
-    /// Where the dev connector accepts psql and other clients
-    #[arg(long, default_value = "127.0.0.1:6432")]
+    /// The PostgreSQL to put a connector in front of, when one answers there: HOST or HOST:PORT
+    /// (port 5432 when left out)
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "127.0.0.1:5432", value_parser = database_address)]
+    pub upstream: HostPort,
+    /// Where the dev connector accepts psql and other clients (IP:PORT or HOST:PORT)
+    #[arg(long, default_value = "127.0.0.1:6432", value_parser = listen_address)]
     pub proxy_listen: SocketAddr,
     #[command(flatten)]
     pub lease: LeaseArgs,
@@ -225,6 +302,7 @@ pub enum KeysCommand {
         /// Organization the key belongs to (created if new)
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// What the key may do
         #[arg(long, value_enum, default_value_t = RoleArg::Reader)]
         role: RoleArg,
         /// A name to recognise the key by
@@ -263,8 +341,8 @@ pub enum ResourcesCommand {
         /// A unique name, shown in sessions
         #[arg(long, value_parser = non_empty)]
         name: String,
-        /// Where the database listens
-        #[arg(long, value_parser = non_empty)]
+        /// Where the database listens: a host name or an IP address
+        #[arg(long, value_parser = host_name)]
         host: String,
         /// Its port
         #[arg(long, default_value_t = 5432, value_parser = clap::value_parser!(u16).range(1..))]
@@ -365,7 +443,9 @@ pub enum ConnectorsCommand {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RoleArg {
+    /// List and search sessions, read their transcripts and aggregations
     Reader,
+    /// What a reader may, and terminate live sessions
     Admin,
 }
 
@@ -422,9 +502,10 @@ pub enum SessionsCommand {
     /// End a live session now (needs an admin key)
     Terminate {
         /// The session's id (as `sessions list` shows it)
+        #[arg(value_parser = non_empty)]
         id: String,
-        /// The connector carrying it; looked up when omitted
-        #[arg(long)]
+        /// The id of the connector carrying it; looked up when omitted
+        #[arg(long, value_parser = non_empty)]
         connector: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
@@ -440,6 +521,7 @@ pub enum SessionsCommand {
     Get {
         /// The session's id (as `sessions list` shows it)
         id: String,
+        /// Output format
         #[arg(long, short, value_enum, default_value_t = OutputFormat::Jsonl)]
         output: OutputFormat,
         #[command(flatten)]
@@ -449,8 +531,8 @@ pub enum SessionsCommand {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Search query, e.g. 'user.email:alice@example.com AND technology:postgres'
-    #[arg(long, short, default_value = "")]
+    /// Search query, e.g. 'user.email:alice@example.com AND technology:postgres'; every session when left out
+    #[arg(long, short, default_value = "", hide_default_value = true)]
     pub query: String,
     /// Only sessions overlapping the last DURATION (e.g. 15m, 24h, 7d; "-24h" and "24h ago" mean 24h too)
     #[arg(long, value_name = "DURATION", value_parser = parse_since, allow_hyphen_values = true)]
@@ -462,8 +544,8 @@ pub struct ListArgs {
     /// Window end: RFC 3339, a date (2024-01-31, midnight UTC) or now-24h, as in queries
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub to: Option<Micros>,
-    /// Sort: start_time, end_time or duration, optionally :asc or :desc
-    #[arg(long, default_value = "start_time:desc")]
+    /// Sort: start_time, end_time or duration, optionally followed by :asc or :desc
+    #[arg(long, default_value = "start_time:desc", value_parser = parse_sort)]
     pub sort: String,
     /// Sessions per page (1 to 100000)
     // Negative numbers are read as values, so that `--limit -1` hears what the range is rather
@@ -471,9 +553,11 @@ pub struct ListArgs {
     #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
     #[arg(value_parser = clap::value_parser!(i32).range(1..=i64::from(gatehouse_server::listing::MAX_LIMIT)))]
     pub limit: i32,
-    /// Walk every page, not just the first (jsonl and csv stream page by page)
+    /// Walk every page, not just the first. jsonl and csv stream page by page; a table is held
+    /// until the last page is in (its columns fit every row), so use them for large exports
     #[arg(long)]
     pub all: bool,
+    /// Output format
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     #[command(flatten)]
@@ -628,9 +712,9 @@ pub struct ApplyArgs {
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: PathBuf,
     /// The organization (created when applying, if new)
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     pub org: String,
-    /// Print what would change, and change nothing
+    /// Print what would change, and change nothing: the store must exist and be up to date
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]

@@ -27,6 +27,7 @@ macro_rules! progress {
     }};
 }
 
+mod address;
 mod cli;
 mod commands;
 mod demo;
@@ -73,7 +74,20 @@ fn main() -> ExitCode {
 /// The error and its causes on one line, each said once: many errors
 /// already include their source's text, which `{:#}` would repeat.
 fn message(err: &anyhow::Error) -> String {
-    gatehouse_tls::chain(err.as_ref())
+    without_stutter(&gatehouse_tls::chain(err.as_ref()))
+}
+
+/// `text` with a part that follows itself said once: some errors repeat their source's
+/// prefix in their own text (sqlx: `error with configuration: error with configuration: ...`),
+/// where the chain's own check for repeated causes cannot see it.
+fn without_stutter(text: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -102,5 +116,22 @@ fn runtime(relay_workers: Option<usize>) -> io::Result<Runtime> {
         Some(1) => Builder::new_current_thread().enable_io().build(),
         Some(n) => Builder::new_multi_thread().worker_threads(n).enable_io().build(),
         None => Runtime::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_that_follows_itself_is_said_once() {
+        assert_eq!(
+            without_stutter(
+                "cannot open the PostgreSQL store at db:5432/x: error with configuration: error with configuration: \
+                 unknown value \"bogus\" for `ssl_mode`"
+            ),
+            "cannot open the PostgreSQL store at db:5432/x: error with configuration: unknown value \"bogus\" for `ssl_mode`"
+        );
+        assert_eq!(without_stutter("a: b: a: b"), "a: b: a: b", "only neighbours are the same");
     }
 }

@@ -4,70 +4,142 @@
 use std::io::Write;
 
 use serde_json::Value;
+use unicode_width::UnicodeWidthStr;
 
-/// A table printed with aligned columns. On a terminal, the widest columns
-/// are cut (with `…`) until the table fits; piped output is never cut. The
-/// first column is never cut: it names the row (an id or a prefix that other
-/// commands take), and a cut one could not be copied.
+/// How a column fares when its table is wider than the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Never cut: ids and prefixes that other commands take, and short values of a fixed form
+    /// (times, statuses, addresses, counts), which a cut one would make useless.
+    Whole,
+    /// Free text (names, emails, roles): cut with `…`, the widest first.
+    Cut,
+}
+
+/// A cut column keeps at least this many columns of text, `…` included.
+const MIN_CUT_WIDTH: usize = 8;
+
+/// Separates a row's cells in [`Table::rows`]. A control character, so never in a cell:
+/// [`gatehouse_core::display::printable`] writes those out.
+const CELL_END: char = '\u{1f}';
+
+/// A table printed with aligned columns. When stdout is a terminal, the [`Fit::Cut`] columns
+/// are cut (with `…`) until the table fits; if it still does not, its lines run past the edge
+/// rather than cut the others. Output to a file or a pipe is never cut.
 pub struct Table {
     header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    fits: Vec<Fit>,
+    /// Each row as one string of its cells, each ended by [`CELL_END`]: `sessions list --all`
+    /// holds every row until the last page is in, and one allocation per row is a fraction of
+    /// a `Vec` of `String`s.
+    rows: Vec<Box<str>>,
+    /// The widest cell of each column so far, in terminal columns.
+    widths: Vec<usize>,
 }
 
 impl Table {
-    pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
+    pub fn new(columns: &[(&str, Fit)]) -> Self {
+        Self {
+            header: columns.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            fits: columns.iter().map(|(_, fit)| *fit).collect(),
+            rows: Vec::new(),
+            widths: columns.iter().map(|(name, _)| name.width()).collect(),
+        }
     }
 
     /// Adds a row; its cells are printed with control characters written out
     /// ([`gatehouse_core::display::printable`]): they hold what audited users typed, which a
     /// terminal would act on.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells.into_iter().map(|cell| gatehouse_core::display::printable(&cell).into_owned()).collect());
+        let mut row = String::new();
+        for (column, cell) in cells.iter().enumerate() {
+            let cell = gatehouse_core::display::printable(cell);
+            if let Some(widest) = self.widths.get_mut(column) {
+                *widest = (*widest).max(cell.width());
+            }
+            row.push_str(&cell);
+            row.push(CELL_END);
+        }
+        self.rows.push(row.into_boxed_str());
     }
 
     pub fn print(&self) -> std::io::Result<()> {
-        let width = terminal_size::terminal_size().map(|(w, _)| w.0 as usize);
-        std::io::stdout().lock().write_all(self.render(width).as_bytes())
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        self.write(&mut out, stdout_width())?;
+        out.flush()
     }
 
-    fn render(&self, max_width: Option<usize>) -> String {
-        let len = |s: &str| s.chars().count();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| len(h)).collect();
-        for row in &self.rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(len(cell));
+    /// Writes the table, line by line: the text of a large one is not held a second time.
+    fn write(&self, out: &mut impl Write, max_width: Option<usize>) -> std::io::Result<()> {
+        let widths = match max_width {
+            Some(max) => self.widths_within(max),
+            None => self.widths.clone(),
+        };
+        let mut line = String::new();
+        let header = self.header.iter().map(String::as_str);
+        let rows = self.rows.iter().map(|row| row.split_terminator(CELL_END));
+        for cells in std::iter::once(header.collect::<Vec<_>>()).chain(rows.map(Iterator::collect)) {
+            line.clear();
+            for (cell, width) in cells.iter().zip(&widths) {
+                push_fitted(&mut line, cell, *width);
+                line.push_str("  ");
             }
+            out.write_all(line.trim_end().as_bytes())?;
+            out.write_all(b"\n")?;
         }
-        if let Some(max) = max_width {
-            let gaps = 2 * widths.len().saturating_sub(1);
-            while widths.iter().sum::<usize>() + gaps > max {
-                let (widest, w) =
-                    widths.iter().enumerate().skip(1).max_by_key(|(_, w)| **w).map(|(i, w)| (i, *w)).unwrap_or((0, 0));
-                if w <= 8 {
-                    break;
-                }
-                widths[widest] = w - 1;
-            }
+        Ok(())
+    }
+
+    /// The columns' widths once the free-text ones are cut, the widest first, until the table
+    /// is `max` wide or they are all down to [`MIN_CUT_WIDTH`].
+    fn widths_within(&self, max: usize) -> Vec<usize> {
+        let mut widths = self.widths.clone();
+        let gaps = 2 * widths.len().saturating_sub(1);
+        while widths.iter().sum::<usize>() + gaps > max {
+            let widest = (0..widths.len())
+                .filter(|&column| self.fits[column] == Fit::Cut && widths[column] > MIN_CUT_WIDTH)
+                .max_by_key(|&column| widths[column]);
+            let Some(column) = widest else { break };
+            widths[column] -= 1;
         }
-        let mut out = String::new();
-        for row in std::iter::once(&self.header).chain(&self.rows) {
-            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| fit(cell, *w)).collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
-        out
+        widths
     }
 }
 
-fn fit(cell: &str, width: usize) -> String {
-    let count = cell.chars().count();
-    if count <= width {
-        format!("{cell:width$}")
+/// Stdout's width when it is a terminal. Only stdout's: `terminal_size()` falls back to stderr's
+/// and stdin's, which would cut a table sent to a file or a pipe from a terminal.
+fn stdout_width() -> Option<usize> {
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(width, _)| usize::from(width.0))
+}
+
+/// Appends `cell` padded to `width` terminal columns, or cut to them with `…`. Widths are the
+/// terminal's (a CJK character takes two columns, a combining accent none), not characters.
+fn push_fitted(out: &mut String, cell: &str, width: usize) {
+    let mut shown = cell.width();
+    if shown <= width {
+        out.push_str(cell);
     } else {
-        let cut: String = cell.chars().take(width.saturating_sub(1)).collect();
-        format!("{cut}…")
+        let kept = prefix_within(cell, width.saturating_sub(1));
+        out.push_str(kept);
+        out.push('…');
+        shown = kept.width() + 1;
     }
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(shown)));
+}
+
+/// The longest prefix of `text` that takes at most `width` columns. Measured on the prefix as a
+/// whole, since a character's width may depend on its neighbours (emoji sequences); a
+/// combining mark, of no width, stays with the letter before it.
+fn prefix_within(text: &str, width: usize) -> &str {
+    let mut end = 0;
+    for (at, c) in text.char_indices() {
+        let next = at + c.len_utf8();
+        if text[..next].width() > width {
+            break;
+        }
+        end = next;
+    }
+    &text[..end]
 }
 
 /// The CSV columns: a name and the JSON pointer into the API's JSON form of a
@@ -164,35 +236,110 @@ fn defused(text: String) -> String {
 mod tests {
     use super::*;
 
+    use Fit::{Cut, Whole};
+
+    impl Table {
+        fn render(&self, max_width: Option<usize>) -> String {
+            let mut out = Vec::new();
+            self.write(&mut out, max_width).unwrap();
+            String::from_utf8(out).unwrap()
+        }
+    }
+
+    /// The terminal columns each line of `text` takes.
+    fn line_widths(text: &str) -> Vec<usize> {
+        text.lines().map(UnicodeWidthStr::width).collect()
+    }
+
     #[test]
-    fn cuts_widest_column_to_fit() {
-        let mut table = Table::new(&["ID", "USER"]);
+    fn cuts_free_text_to_fit() {
+        let mut table = Table::new(&[("ID", Whole), ("USER", Cut)]);
         table.row(vec!["1".into(), "alice.smith@example.com".into()]);
         let text = table.render(Some(20));
-        assert!(text.lines().all(|l| l.chars().count() <= 20), "{text}");
+        assert!(line_widths(&text).iter().all(|w| *w <= 20), "{text}");
         assert!(text.contains('…'));
         assert!(table.render(None).contains("alice.smith@example.com"));
     }
 
     #[test]
-    fn the_first_column_is_never_cut() {
+    fn ids_times_and_addresses_are_never_cut() {
         let id = "01a24365-338e-7200-9c11-7bb3987f5ac9";
-        let mut table = Table::new(&["ID", "USER", "ROLE"]);
-        table.row(vec![id.into(), "alice.smith@example.com".into(), "a-very-long-role-name".into()]);
-        for width in [20, 60, 80] {
-            let text = table.render(Some(width));
-            assert!(text.lines().nth(1).unwrap().starts_with(&format!("{id}  ")), "{width}: {text}");
+        let mut table = Table::new(&[
+            ("ID", Whole),
+            ("STATUS", Whole),
+            ("START", Whole),
+            ("USER", Cut),
+            ("RESOURCE", Cut),
+            ("CLIENT IP", Whole),
+        ]);
+        let cells =
+            [id, "completed", "2026-12-05T10:37:41Z", "yusuf.rossi@example.com", "orders-db-eu-prod", "192.168.10.183"];
+        table.row(cells.iter().map(|c| (*c).to_owned()).collect());
+        let natural = table.render(None);
+        let full_width = line_widths(&natural)[1];
+
+        // Narrower: the names give way, down to 8 columns each.
+        let text = table.render(Some(full_width - 10));
+        assert!(line_widths(&text).iter().all(|w| *w <= full_width - 10), "{text}");
+        let row = text.lines().nth(1).unwrap();
+        for whole in [id, "completed", "2026-12-05T10:37:41Z", "192.168.10.183"] {
+            assert!(row.contains(whole), "{whole} is kept whole: {text}");
         }
-        assert!(table.render(Some(60)).contains('…'), "the others are cut instead");
+        assert!(!row.contains("yusuf.rossi@example.com") && !row.contains("orders-db-eu-prod"), "{text}");
+
+        // Narrower still: the line runs long rather than cut the rest.
+        let text = table.render(Some(40));
+        let row = text.lines().nth(1).unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            [id, "completed", "2026-12-05T10:37:41Z", "yusuf.r…", "orders-…", "192.168.10.183"]
+        );
+    }
+
+    #[test]
+    fn wide_and_combining_characters_are_measured_as_a_terminal_shows_them() {
+        let names = [
+            "山田太郎",                       // two columns each
+            "e\u{301}mile",                   // é as e and a combining accent: 5 columns
+            "\u{1f469}\u{200d}\u{1f4bb} dev", // 👩‍💻, one emoji of two columns
+            "plain",
+        ];
+        let mut table = Table::new(&[("USER", Cut), ("ROLE", Whole)]);
+        for name in names {
+            table.row(vec![name.into(), "analyst".into()]);
+        }
+        let text = table.render(None);
+        // Aligned: ROLE starts at the same column on every line.
+        let role_at: Vec<usize> = text
+            .lines()
+            .map(|line| line[..line.find("ROLE").or_else(|| line.find("analyst")).unwrap()].width())
+            .collect();
+        assert!(role_at.iter().all(|at| *at == role_at[0]), "{role_at:?}\n{text}");
+        assert_eq!(role_at[0], "山田太郎".width() + 2);
+
+        // Cut to columns, never mid-character, the accent kept with its letter.
+        assert_eq!(prefix_within("山田太郎", 5), "山田");
+        assert_eq!(prefix_within("e\u{301}mile", 1), "e\u{301}");
+        let mut cut = String::new();
+        push_fitted(&mut cut, "山田太郎さん", 8);
+        assert_eq!((cut.as_str(), cut.width()), ("山田太… ", 8));
     }
 
     #[test]
     fn cells_are_printed_escaped() {
-        let mut table = Table::new(&["ID", "USER"]);
-        table.row(vec!["1".into(), "esc\u{1b}[31mred\u{1b}[0m\nsecond line\u{202e}".into()]);
+        let mut table = Table::new(&[("ID", Whole), ("USER", Cut)]);
+        table.row(vec!["1".into(), "esc\u{1b}[31mred\u{1b}[0m\nsecond line\u{202e}\u{1f}".into()]);
         let text = table.render(None);
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert!(text.contains("esc\\x1b[31mred\\x1b[0m\\nsecond line\\u{202e}"), "{text}");
+        assert!(text.contains("esc\\x1b[31mred\\x1b[0m\\nsecond line\\u{202e}\\x1f"), "{text}");
+    }
+
+    #[test]
+    fn empty_cells_keep_their_column() {
+        let mut table = Table::new(&[("ID", Whole), ("NAME", Cut), ("ROLE", Whole)]);
+        table.row(vec!["1".into(), String::new(), String::new()]);
+        table.row(vec!["2".into(), String::new(), "admin".into()]);
+        assert_eq!(table.render(None), "ID  NAME  ROLE\n1\n2         admin\n");
     }
 
     #[test]

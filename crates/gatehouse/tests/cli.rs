@@ -350,3 +350,199 @@ fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
     assert!(transcript.status.success() && transcript.stdout.is_empty());
     assert!(String::from_utf8_lossy(&transcript.stderr).contains("no statements recorded"));
 }
+
+/// `gatehouse ARGS` with neither store variable set, whatever the test runner's environment.
+fn gatehouse_without_store_variables(args: &[&str]) -> Command {
+    let mut command = gatehouse();
+    command.args(args).env_remove("GATEHOUSE_DATA_DIR").env_remove("GATEHOUSE_DATABASE_URL");
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_store_flag_wins_over_the_other_stores_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // Nothing listens on port 9: the PostgreSQL store was chosen if the error says so.
+    let url = "postgres://gatehouse@127.0.0.1:9/gatehouse";
+
+    let postgres = gatehouse_without_store_variables(&["migrate", "--check", "--database-url", url])
+        .env("GATEHOUSE_DATA_DIR", data)
+        .output()
+        .unwrap();
+    assert!(stderr(&postgres).contains("cannot open the PostgreSQL store at 127.0.0.1:9"), "{}", stderr(&postgres));
+
+    let sqlite = gatehouse_without_store_variables(&["migrate", "--check", "--data-dir", data])
+        .env("GATEHOUSE_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(stderr(&sqlite).contains(&format!("no SQLite store at {data}")), "{}", stderr(&sqlite));
+
+    let flags = gatehouse_without_store_variables(&["migrate", "--check", "--data-dir", data, "--database-url", url])
+        .output()
+        .unwrap();
+    assert_eq!(flags.status.code(), Some(2));
+    assert!(stderr(&flags).contains("--data-dir (SQLite) and --database-url (PostgreSQL) name two stores"));
+
+    let variables = gatehouse_without_store_variables(&["migrate", "--check"])
+        .env("GATEHOUSE_DATA_DIR", data)
+        .env("GATEHOUSE_DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert_eq!(variables.status.code(), Some(2));
+    assert!(
+        stderr(&variables).contains("GATEHOUSE_DATA_DIR (SQLite) and GATEHOUSE_DATABASE_URL (PostgreSQL) are both set")
+    );
+}
+
+/// Runs `shell` on a pseudo-terminal of 40 columns (util-linux `script`), returning what the
+/// terminal showed; `None` where `script` is missing.
+fn on_a_terminal(shell: &str) -> Option<String> {
+    let script = Command::new("script")
+        .args(["-q", "-e", "-c", &format!("stty cols 40 rows 20; {shell}"), "/dev/null"])
+        .stdin(Stdio::null())
+        .output();
+    match script {
+        Ok(output) if output.status.success() => Some(String::from_utf8_lossy(&output.stdout).replace('\r', "")),
+        Ok(output) => panic!("{shell}: {}", String::from_utf8_lossy(&output.stdout)),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn tables_are_cut_for_a_terminal_on_stdout_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let name = "the nightly billing export's read-only key";
+    run(gatehouse_without_store_variables(&["keys", "create", "--org", "acme", "--name", name, "--data-dir"]).arg(data));
+    let list =
+        format!("RUST_LOG=warn {} keys list --org acme --data-dir {}", env!("CARGO_BIN_EXE_gatehouse"), data.display());
+    let file = data.join("keys.txt");
+    let Some(shown) = on_a_terminal(&format!("{list}; {list} > {}", file.display())) else {
+        eprintln!("skipped: no `script` to run a terminal");
+        return;
+    };
+    assert!(shown.contains('…') && !shown.contains(name), "cut on the terminal:\n{shown}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains(name), "stdin and stderr are a terminal, stdout a file: not cut:\n{written}");
+}
+
+/// A web server on a free port that answers every request with `response`, as many times as
+/// asked.
+fn answering(response: &'static [u8], times: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(times) {
+            use std::io::{Read, Write};
+            let mut stream = stream.unwrap();
+            let _ = stream.read(&mut [0; 4096]);
+            let _ = stream.write_all(response);
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn a_server_that_is_not_the_control_plane_is_named_in_one_line() {
+    let html = answering(
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 63\r\nConnection: close\r\n\r\n\
+          <html>\n<head><title>502 Bad Gateway</title></head>\n<body></body>",
+        1,
+    );
+    let postgres = answering(b"E\0\0\0\x10SFATAL\0C08P01\0\0", 1);
+    for (url, expected) in [
+        (
+            &html,
+            format!(
+                "the server at {html} answered HTTP 502 with an HTML page, not the Gatehouse API: is {html} the control \
+                 plane's address?"
+            ),
+        ),
+        (&postgres, "does not speak HTTP: it may be another service (a database".to_owned()),
+    ] {
+        let out = gatehouse()
+            .args(["sessions", "list", "--url", url, "--api-key", "gh_x_y", "--timeout", "5s"])
+            .output()
+            .unwrap();
+        let error = stderr(&out);
+        assert!(error.contains(&expected), "{error}");
+        assert!(!error.contains("<html>") && !error.contains("<title>"), "{error}");
+        assert!(error.lines().count() <= 2, "{error}");
+    }
+}
+
+#[test]
+fn addresses_are_checked_and_host_names_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let port = free_port();
+    let _server = Running(
+        gatehouse_without_store_variables(&["serve", "--listen", &format!("localhost:{port}"), "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(&format!("http://127.0.0.1:{port}"));
+
+    let refused = gatehouse_without_store_variables(&[
+        "resources",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "db",
+        "--host",
+        "not a host!",
+        "--data-dir",
+    ])
+    .arg(data)
+    .output()
+    .unwrap();
+    assert!(stderr(&refused).contains("\"not a host!\" is not a host name or an IP address"), "{}", stderr(&refused));
+
+    // Something accepts connections as the database; the port the connector would take is taken.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dev_dir = data.join("dev");
+    let dev = gatehouse_without_store_variables(&[
+        "dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream.local_addr().unwrap().to_string(),
+        "--proxy-listen",
+        &taken.local_addr().unwrap().to_string(),
+        "--data-dir",
+    ])
+    .arg(&dev_dir)
+    .output()
+    .unwrap();
+    assert!(stderr(&dev).contains("for the dev connector (--proxy-listen chooses another)"), "{}", stderr(&dev));
+    assert!(!dev_dir.join("gatehouse.db").exists(), "a taken port fails before the store is made");
+}
+
+#[test]
+fn cli_words_for_cli_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let seeded =
+        run(gatehouse_without_store_variables(&["seed", "--sessions", "10", "--active", "0", "--data-dir"]).arg(data));
+    assert!(!stderr(&seeded).contains('\r'), "no progress redraws off a terminal: {:?}", stderr(&seeded));
+
+    for (args, expected) in [
+        (&["sessions", "list", "--sort", "name"][..], "\"name\" is not start_time, end_time or duration"),
+        (&["sessions", "terminate", "x", "--connector", " "], "'--connector <CONNECTOR>': must not be empty"),
+    ] {
+        let out = gatehouse().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(expected) && !stderr(&out).contains("sort_by"), "{}", stderr(&out));
+    }
+    let help = stdout(&run(gatehouse().args(["sessions", "list", "--help"])));
+    assert!(!help.contains("[default: ]") && help.contains("jsonl and csv stream page by page"), "{help}");
+}

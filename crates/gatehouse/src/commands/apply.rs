@@ -38,11 +38,11 @@ use gatehouse_store::Store;
 use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind, user_lookup};
 use serde::Deserialize;
 
-use super::open_store;
+use super::{ensure_org, open_store, open_store_as_is};
 use crate::cli::ApplyArgs;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of `users:` and `resources:` lists at the top level")]
 struct Spec {
     #[serde(default)]
     users: Vec<UserSpec>,
@@ -114,6 +114,14 @@ enum Change {
 /// dump) is refused rather than read whole.
 const MAX_SPEC_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How messages name the file: `-` is standard input.
+fn source_name(path: &std::path::Path) -> String {
+    match path.to_str() {
+        Some("-") => "standard input".to_owned(),
+        _ => path.display().to_string(),
+    }
+}
+
 /// The file's text, or standard input's for `-`.
 fn read_spec(path: &std::path::Path) -> anyhow::Result<String> {
     use std::io::Read as _;
@@ -130,16 +138,22 @@ fn read_spec(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let text = read_spec(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let spec: Spec =
-        serde_yaml_ng::from_str(&text).with_context(|| format!("{} is not a valid file", args.file.display()))?;
-    let store = open_store(&args.store).await?;
+    let source = source_name(&args.file);
+    let text = read_spec(&args.file).with_context(|| format!("cannot read {source}"))?;
+    let spec: Spec = serde_yaml_ng::from_str(&text).with_context(|| format!("the YAML from {source} is not valid"))?;
     // Applying creates the organization, as `users create` does; a dry run
     // must not, and an organization that does not exist has nothing yet.
-    let org = match store.find_org(&args.org).await? {
-        Some(org) => Some(org.id),
-        None if args.dry_run => None,
-        None => Some(store.ensure_org(&args.org).await?.id),
+    let (store, org) = if args.dry_run {
+        let store = open_store_as_is(&args.store).await?;
+        let org = store.find_org(&args.org).await?.map(|org| org.id);
+        if org.is_none() {
+            note!("Organization {:?} does not exist yet: applying creates it.", args.org);
+        }
+        (store, org)
+    } else {
+        let store = open_store(&args.store).await?;
+        let org = ensure_org(store.as_ref(), &args.org).await?.id;
+        (store, Some(org))
     };
     let plan = plan(store.as_ref(), org, &spec).await?;
     for (line, _) in &plan {
@@ -155,7 +169,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         apply(store.as_ref(), org, change).await.with_context(|| format!("while applying `{line}`"))?;
     }
     if count == 0 {
-        note!("Nothing to change: {} is applied.", args.file.display());
+        note!("Nothing to change: {source} is applied.");
     } else {
         note!("Applied {count} change(s).");
     }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use super::seed::seed;
 use super::serve::serve_on;
 use super::{open_store, public_prefix, shutdown_signal};
+use crate::address::HostPort;
 use crate::cli::DevArgs;
 
 pub const DEV_ORG: &str = "default";
@@ -35,6 +36,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let _lock = lock_data_dir(data_dir)?;
     // A taken port fails before anything is created or seeded.
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let upstream_answers = answers(&args.upstream).await;
+    if upstream_answers {
+        // Before the banner offers a psql command that would reach whatever holds the port. The
+        // connector binds it again at once.
+        std::net::TcpListener::bind(args.proxy_listen).with_context(|| {
+            format!("cannot listen on {} for the dev connector (--proxy-listen chooses another)", args.proxy_listen)
+        })?;
+    }
     let store = open_store(&args.store).await?;
     let org = store.ensure_org(DEV_ORG).await?;
     let key = dev_key(store.as_ref(), org.id, data_dir).await?;
@@ -46,7 +55,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let url = format!("http://{}", listener.local_addr()?);
-    let connector = dev_connector(store.as_ref(), org.id, &args, &url).await?;
+    let connector =
+        if upstream_answers { Some(dev_connector(store.as_ref(), org.id, &args, &url).await?) } else { None };
     say!(
         "\nGatehouse is running at {url}\n\
          \n  organization:  {DEV_ORG}\
@@ -75,7 +85,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             say!(
-                "No PostgreSQL answered at {}: start one, or pass --upstream HOST:PORT, and `gatehouse dev` \
+                "No PostgreSQL answered at {}: start one, or pass --upstream HOST[:PORT], and `gatehouse dev` \
                  puts a connector in front of it.\n",
                 args.upstream
             );
@@ -107,25 +117,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether something accepts connections at `upstream` within half a second.
+async fn answers(upstream: &HostPort) -> bool {
+    let connect = tokio::net::TcpStream::connect((upstream.host.as_str(), upstream.port));
+    tokio::time::timeout(Duration::from_millis(500), connect).await.is_ok_and(|connected| connected.is_ok())
+}
+
 /// Registers the local PostgreSQL and a dev connector (once) and returns the
-/// connector's configuration, or `None` when no PostgreSQL answers.
-async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &str) -> anyhow::Result<Option<Config>> {
-    let reachable = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(&args.upstream))
-        .await
-        .is_ok_and(|connected| connected.is_ok());
-    if !reachable {
-        return Ok(None);
-    }
-    // A taken port fails now, before the banner offers a psql command that
-    // would reach whatever holds it. The connector binds it again at once.
-    std::net::TcpListener::bind(args.proxy_listen).with_context(|| {
-        format!("cannot listen on {} for the dev connector (--proxy-listen chooses another)", args.proxy_listen)
-    })?;
-    let (host, port) = args
-        .upstream
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-        .with_context(|| format!("--upstream {:?} is not HOST:PORT", args.upstream))?;
+/// connector's configuration.
+async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &str) -> anyhow::Result<Config> {
+    let (host, port) = (args.upstream.host.as_str(), args.upstream.port);
     // One dev resource per address, so that sessions name the database they really reached.
     let registered =
         store.list_resources(org).await?.into_iter().find(|r| {
@@ -139,9 +140,9 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
         }
     };
     let key = dev_connector_key(store, org, &args.store.data_dir).await?;
-    Ok(Some(Config {
+    Ok(Config {
         control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None },
-        listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream))],
+        listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream.to_string()))],
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         state_dir: args.store.data_dir.join("connector"),
         spool_max_bytes: 256 * 1024 * 1024,
@@ -149,7 +150,7 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
         tls: None,
         identity: Default::default(),
         credentials: Vec::new(),
-    }))
+    })
 }
 
 /// Reuses the saved dev connector key while it is valid, else registers a

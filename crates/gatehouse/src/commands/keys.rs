@@ -8,6 +8,7 @@ use gatehouse_server::auth::create_api_key;
 
 use super::{open_existing_store, open_store, public_prefix};
 use crate::cli::KeysCommand;
+use crate::output::Fit::{Cut, Whole};
 use crate::output::Table;
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
@@ -26,7 +27,14 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
-            let mut table = Table::new(&["PREFIX", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
+            let mut table = Table::new(&[
+                ("PREFIX", Whole),
+                ("NAME", Cut),
+                ("ROLE", Whole),
+                ("CREATED", Whole),
+                ("LAST USED", Whole),
+                ("REVOKED", Whole),
+            ]);
             let time = |t: Option<i64>| t.map(format_rfc3339).unwrap_or_else(|| "-".into());
             for key in store.list_api_keys(org.id).await? {
                 table.row(vec![

@@ -114,8 +114,25 @@ pub fn sqlite_path(args: &StoreArgs) -> std::path::PathBuf {
 
 /// Opens a store that must exist already: commands that only read or change
 /// what is there should not leave a new, empty store behind a mistyped
-/// `--data-dir`.
+/// `--data-dir`. An older store is brought up to date, as `serve` would.
 pub async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    open_existing(args, Pending::Apply).await
+}
+
+/// Opens a store that must exist already and be up to date, changing nothing: for a dry run,
+/// which must leave the store as it found it, migrations included.
+pub async fn open_store_as_is(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
+    open_existing(args, Pending::Refuse).await
+}
+
+/// What opening an existing store does about migrations it has not applied yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Apply,
+    Refuse,
+}
+
+async fn open_existing(args: &StoreArgs, pending: Pending) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = postgres_url(args)? {
         let store = connect_postgres(url, args, false).await?;
         if !store.is_created().await? {
@@ -125,8 +142,10 @@ pub async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Sto
                 postgres_address(url)
             );
         }
-        // An older store is brought up to date, as `serve` would.
-        store.migrate().await.context("cannot apply the store's pending migrations")?;
+        match pending {
+            Pending::Apply => store.migrate().await.context("cannot apply the store's pending migrations")?,
+            Pending::Refuse => refuse_pending(store.pending_migrations().await?)?,
+        }
         return Ok(Arc::new(store));
     }
     let path = sqlite_path(args);
@@ -137,7 +156,25 @@ pub async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Sto
             path.display()
         );
     }
+    if pending == Pending::Refuse {
+        // Opening the embedded store applies its migrations: look first.
+        let migrations = SqliteStore::pending_migrations(&path)
+            .await
+            .with_context(|| format!("cannot read the store at {}", path.display()))?;
+        refuse_pending(migrations)?;
+    }
     open_store(args).await
+}
+
+fn refuse_pending(migrations: Vec<(i64, String)>) -> anyhow::Result<()> {
+    if !migrations.is_empty() {
+        anyhow::bail!(
+            "the store has {} migration(s) to apply first (`gatehouse migrate --check` lists them, \
+             `gatehouse migrate` applies them); nothing was changed",
+            migrations.len()
+        );
+    }
+    Ok(())
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).

@@ -8,6 +8,7 @@ use gatehouse_server::registry::{CreatedConnector, create_connector, create_reso
 
 use super::{open_existing_store, open_store};
 use crate::cli::{ConnectorsCommand, ResourcesCommand, StoreArgs};
+use crate::output::Fit::{Cut, Whole};
 use crate::output::Table;
 
 pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
@@ -28,7 +29,15 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
         ResourcesCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
-            let mut table = Table::new(&["ID", "NAME", "TECHNOLOGY", "ADDRESS", "DEFAULT ROLE", "GRANTS", "CREATED"]);
+            let mut table = Table::new(&[
+                ("ID", Whole),
+                ("NAME", Cut),
+                ("TECHNOLOGY", Whole),
+                ("ADDRESS", Cut),
+                ("DEFAULT ROLE", Cut),
+                ("GRANTS", Whole),
+                ("CREATED", Whole),
+            ]);
             for r in store.list_resources(org.id).await? {
                 let access = store.resource_access(org.id, &r.id).await?;
                 let default_role = access.as_ref().map(|a| a.default_role.clone()).filter(|d| !d.is_empty());
@@ -68,7 +77,15 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         ConnectorsCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
-            let mut table = Table::new(&["ID", "NAME", "KEY PREFIX", "CREATED", "LAST HEARD", "PROCESSES"]);
+            let mut table = Table::new(&[
+                ("ID", Whole),
+                // Whole: `rotate-key` and `revoke` take the name.
+                ("NAME", Whole),
+                ("KEY PREFIX", Whole),
+                ("CREATED", Whole),
+                ("LAST HEARD", Whole),
+                ("PROCESSES", Whole),
+            ]);
             for c in store.list_connectors(org.id).await? {
                 let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "never".into());
                 table.row(vec![c.id, c.name, c.key_prefix, format_rfc3339(c.created), heard, c.running.to_string()]);

@@ -71,8 +71,10 @@ pub async fn seed(
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    // On a terminal, over the progress line; in a log, a line of its own.
+    let start = if terminal { "\r" } else { "" };
     note!(
-        "\rseeded {done} sessions ({count} completed, {active} active) in {secs:.1}s ({:.0}/s)",
+        "{start}seeded {done} sessions ({count} completed, {active} active) in {secs:.1}s ({:.0}/s)",
         done as f64 / secs.max(1e-9)
     );
     // So that the first queries after a large seed are planned for its size.

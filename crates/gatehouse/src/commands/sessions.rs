@@ -1,18 +1,20 @@
 //! `gatehouse sessions`: the API client for people and scripts.
 
-use std::io::{BufWriter, IsTerminal};
+use std::io::{BufWriter, IsTerminal, StdoutLock};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use connectrpc::client::ClientConfig;
 use connectrpc::{ConnectError, ErrorCode};
+use futures::FutureExt;
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_proto::core::v1::{
-    CreateSessionTerminationRequest, GetSessionRequest, GetSessionTranscriptRequest, ListSessionsV2Request,
-    SessionObject, SessionsServiceClient,
+    CreateSessionTerminationRequest, GetSessionRequest, GetSessionTranscriptRequest, ListSessionAggregationsRequest,
+    ListSessionsV2Request, SessionObject, SessionsServiceClient,
 };
 
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
+use crate::output::Fit::{Cut, Whole};
 use crate::output::{RecordWriter, Table};
 
 type Client = SessionsServiceClient<gatehouse_tls::Transport>;
@@ -27,7 +29,10 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
                 None => {
                     let request = GetSessionRequest { session_id: id.clone(), ..Default::default() };
                     let session = call(&api, client.get_session(request)).await?.into_owned().session.into_option();
-                    session.and_then(|s| s.connector.into_option()).map(|c| c.id).unwrap_or_default()
+                    let connector = session.and_then(|s| s.connector.into_option()).map(|c| c.id);
+                    connector.filter(|id| !id.is_empty()).with_context(|| {
+                        format!("session {id} names no connector to end it through: pass --connector")
+                    })?
                 }
             };
             let request = CreateSessionTerminationRequest { session_id: id, connector_id, ..Default::default() };
@@ -50,7 +55,9 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
             let request = GetSessionRequest { session_id: id, ..Default::default() };
             let response = call(&api, client.get_session(request)).await?.into_owned();
             let session = response.session.into_option().context("the response has no session")?;
-            print_sessions(&[session], output)?;
+            let mut sink = Sink::new(output)?;
+            sink.add(&[session])?;
+            sink.finish()?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -101,22 +108,68 @@ fn client(api: &ApiArgs) -> anyhow::Result<Client> {
 }
 
 /// Makes a call within `--timeout`. A failure that is not the control plane's answer (nothing
-/// listening, no answer in time) names the URL tried: a refused connection alone does not.
+/// listening, no answer in time, another kind of server) names the URL tried: a refused
+/// connection alone does not.
 async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectError>>) -> anyhow::Result<T> {
     let url = shown_url(api);
     match tokio::time::timeout(api.timeout, call).await {
         Err(_) => bail!("no answer from the control plane at {url} within {:?} (--timeout)", api.timeout),
         // Transport errors carry their cause; errors the control plane sent do not.
         Ok(Err(error)) if error.code == ErrorCode::Unavailable && std::error::Error::source(&error).is_some() => {
-            let advice = gatehouse_tls::advice(&error, "--ca-file (or GATEHOUSE_CA_FILE)");
+            let advice = not_http_advice(&error, &url)
+                .or_else(|| gatehouse_tls::advice(&error, "--ca-file (or GATEHOUSE_CA_FILE)"));
             let error = anyhow::Error::new(error).context(format!("cannot reach the control plane at {url}"));
             Err(match advice {
                 Some(advice) => anyhow::anyhow!("{}\n{advice}", crate::message(&error)),
                 None => error,
             })
         }
-        Ok(result) => Ok(result?),
+        Ok(Err(error)) => match foreign_answer(&error) {
+            Some(answer) => bail!(
+                "the server at {url} answered {answer}, not the Gatehouse API: is {url} the control plane's address?"
+            ),
+            None => Err(error.into()),
+        },
+        Ok(Ok(answer)) => Ok(answer),
     }
+}
+
+/// What a server that is not the control plane answered (a web server's or a proxy's error
+/// page), in a few words: `HTTP 502 with an HTML page`. The page itself, which the client puts
+/// in the error's message, says nothing about Gatehouse and is often a screenful.
+fn foreign_answer(error: &ConnectError) -> Option<String> {
+    let message = error.message.as_deref()?;
+    let status = message.strip_prefix("HTTP error ")?.split(|c: char| !c.is_ascii_digit()).next()?;
+    let content_type = error
+        .response_headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or(value).trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let body = match content_type.as_str() {
+        "text/html" | "application/xhtml+xml" => "an HTML page".to_owned(),
+        "" => "a response of no stated type".to_owned(),
+        other => format!("a {other} response"),
+    };
+    Some(format!("HTTP {status} with {body}"))
+}
+
+/// What to do about a server that answered with something other than HTTP. Other services
+/// (a database, a connector's listener) answer so as well as a control plane serving HTTPS, so
+/// that is only one possibility.
+fn not_http_advice(error: &ConnectError, url: &str) -> Option<String> {
+    if !gatehouse_tls::chain(error).contains("invalid HTTP version parsed") {
+        return None;
+    }
+    let https = if url.starts_with("http://") {
+        ", or a control plane that serves HTTPS on that port (then use an https:// URL)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "the server at {url} does not speak HTTP: it may be another service (a database, a connector's \
+         listener){https}; the control plane listens on 7400 by default"
+    ))
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
@@ -131,100 +184,144 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let progress = args.all && std::io::stderr().is_terminal();
-    let mut total = 0usize;
-    let mut table_rows = Vec::new();
-    // JSONL and CSV go out page by page: an export of any size holds one page.
-    let mut records = match args.output {
-        OutputFormat::Table => None,
-        OutputFormat::Jsonl => Some(RecordWriter::jsonl(BufWriter::new(std::io::stdout().lock()))),
-        OutputFormat::Csv => Some(RecordWriter::csv(BufWriter::new(std::io::stdout().lock()))?),
-    };
+    // Counted beside the walk, for the progress line only: one pass over the matches on the
+    // server, which the walk itself makes page by page.
+    let mut counting = progress.then(|| tokio::spawn(count_matches(client.clone(), args.api.clone(), request.clone())));
+    let mut matching = None;
+    let mut fetched = 0usize;
+    let mut sink = Sink::new(args.output)?;
     let more = loop {
         let response = call(&args.api, client.list_sessions_v2(request.clone()))
             .await
             // What was written stays written: say how far the export got.
-            .map_err(|error| if total > 0 { error.context(format!("stopped after {total} sessions")) } else { error })?
+            .map_err(
+                |error| if fetched > 0 { error.context(format!("stopped after {fetched} sessions")) } else { error },
+            )?
             .into_owned();
-        total += response.sessions.len();
-        match records.as_mut() {
-            Some(records) => {
-                for session in &response.sessions {
-                    records.write(&serde_json::to_value(session)?)?;
-                }
-                records.flush()?;
-            }
-            None => table_rows.extend(response.sessions),
-        }
+        let first_page = fetched == 0;
+        fetched += response.sessions.len();
+        sink.add(&response.sessions)?;
         let next = response.list_metadata.into_option().map(|m| m.next_cursor).unwrap_or_default();
         if !args.all || next.is_empty() {
             break !next.is_empty();
         }
+        if first_page && matches!(sink, Sink::Table(_)) {
+            note!(
+                "The table is printed once the last page is in, since its columns fit every row: \
+                 --output jsonl or csv streams page by page, for large exports."
+            );
+        }
+        if let Some(handle) = counting.as_mut().filter(|handle| handle.is_finished()) {
+            matching = handle.now_or_never().and_then(Result::ok).flatten();
+            counting = None;
+        }
         if progress {
-            progress!("\rfetched {total} sessions…");
+            let of = matching.map(|total| format!(" of {total}")).unwrap_or_default();
+            progress!("\rfetched {fetched}{of} sessions…");
         }
         request.cursor = next;
     };
+    if let Some(handle) = counting {
+        handle.abort();
+    }
     if progress {
-        note!("\rfetched {total} sessions.   ");
+        note!("\rfetched {fetched} sessions.{:20}", "");
     }
-    if records.is_none() {
-        print_sessions(&table_rows, OutputFormat::Table)?;
-    }
+    sink.finish()?;
     if more {
         note!("More sessions match: raise --limit, or pass --all for every one.");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_sessions(sessions: &[SessionObject], format: OutputFormat) -> anyhow::Result<()> {
-    match format {
-        OutputFormat::Jsonl | OutputFormat::Csv => {
-            let out = BufWriter::new(std::io::stdout().lock());
-            let mut records =
-                if format == OutputFormat::Csv { RecordWriter::csv(out)? } else { RecordWriter::jsonl(out) };
-            for session in sessions {
-                records.write(&serde_json::to_value(session)?)?;
+/// How many sessions a walk of `listing` returns, or `None` when the control plane does not
+/// say (the progress line then shows no total).
+async fn count_matches(client: Client, api: ApiArgs, listing: ListSessionsV2Request) -> Option<i64> {
+    let request = ListSessionAggregationsRequest {
+        query: listing.query,
+        start_timestamp: listing.start_timestamp,
+        end_timestamp: listing.end_timestamp,
+        // The cheaper of the two parts: one bucketed count, where facets count a dozen fields.
+        mode: Some("histogram".to_owned()),
+        ..Default::default()
+    };
+    let response = call(&api, client.list_session_aggregations(request)).await.ok()?;
+    Some(response.into_owned().num_hits)
+}
+
+/// Where listed sessions go: records, written page by page; or a table, whose columns fit its
+/// widest cells and so is printed only once every row is in. (One per command: its size does
+/// not matter, so the CSV writer is not boxed.)
+#[allow(clippy::large_enum_variant)]
+enum Sink {
+    Records(RecordWriter<BufWriter<StdoutLock<'static>>>),
+    /// Rendered cells, not the sessions: a table of every session holds a fraction of their size.
+    Table(Table),
+}
+
+impl Sink {
+    fn new(format: OutputFormat) -> anyhow::Result<Self> {
+        let out = || BufWriter::new(std::io::stdout().lock());
+        Ok(match format {
+            OutputFormat::Table => Self::Table(Table::new(&[
+                ("ID", Whole),
+                ("STATUS", Whole),
+                ("START", Whole),
+                ("DURATION", Whole),
+                ("USER", Cut),
+                ("ROLE", Cut),
+                ("RESOURCE", Cut),
+                ("TECH", Whole),
+                ("CLIENT IP", Whole),
+                ("CONNECTOR", Cut),
+            ])),
+            OutputFormat::Jsonl => Self::Records(RecordWriter::jsonl(out())),
+            OutputFormat::Csv => Self::Records(RecordWriter::csv(out())?),
+        })
+    }
+
+    fn add(&mut self, sessions: &[SessionObject]) -> anyhow::Result<()> {
+        match self {
+            Self::Records(records) => {
+                for session in sessions {
+                    records.write(&serde_json::to_value(session)?)?;
+                }
+                records.flush()?;
             }
-            records.flush()?;
+            Self::Table(table) => sessions.iter().for_each(|session| table.row(table_row(session))),
         }
-        OutputFormat::Table => {
-            let mut table = Table::new(&[
-                "ID",
-                "STATUS",
-                "START",
-                "DURATION",
-                "USER",
-                "ROLE",
-                "RESOURCE",
-                "TECH",
-                "CLIENT IP",
-                "CONNECTOR",
-            ]);
-            for s in sessions {
-                let user = s.user.as_option();
-                let formal = user.and_then(|u| u.formal.as_option()).and_then(|f| f.user.as_option());
-                let who = formal
-                    .map(|f| if f.email.is_empty() { f.name.clone() } else { f.email.clone() })
-                    .or_else(|| user.map(|u| u.username.clone()))
-                    .unwrap_or_default();
-                let resource = s.resource.as_option();
-                table.row(vec![
-                    s.id.clone(),
-                    s.session_status.clone(),
-                    s.start_time.as_option().map(|t| format_rfc3339(t.seconds * 1_000_000)).unwrap_or_default(),
-                    s.duration.as_option().map(|d| human_duration(d.seconds)).unwrap_or_default(),
-                    who,
-                    user.and_then(|u| u.native.as_option()).map(|n| n.username.clone()).unwrap_or_default(),
-                    resource.map(|r| r.name.clone()).unwrap_or_default(),
-                    resource.map(|r| r.technology.clone()).unwrap_or_default(),
-                    s.network.as_option().map(|n| n.client_ip_address.clone()).unwrap_or_default(),
-                    s.connector.as_option().map(|c| c.name.clone()).unwrap_or_default(),
-                ]);
-            }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        if let Self::Table(table) = self {
             table.print()?;
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// A session's cells in the table [`Sink::new`] makes.
+fn table_row(s: &SessionObject) -> Vec<String> {
+    let user = s.user.as_option();
+    let formal = user.and_then(|u| u.formal.as_option()).and_then(|f| f.user.as_option());
+    let who = formal
+        .map(|f| if f.email.is_empty() { f.name.clone() } else { f.email.clone() })
+        .or_else(|| user.map(|u| u.username.clone()))
+        .unwrap_or_default();
+    let resource = s.resource.as_option();
+    vec![
+        s.id.clone(),
+        s.session_status.clone(),
+        s.start_time.as_option().map(|t| format_rfc3339(t.seconds * 1_000_000)).unwrap_or_default(),
+        s.duration.as_option().map(|d| human_duration(d.seconds)).unwrap_or_default(),
+        who,
+        user.and_then(|u| u.native.as_option()).map(|n| n.username.clone()).unwrap_or_default(),
+        resource.map(|r| r.name.clone()).unwrap_or_default(),
+        resource.map(|r| r.technology.clone()).unwrap_or_default(),
+        s.network.as_option().map(|n| n.client_ip_address.clone()).unwrap_or_default(),
+        s.connector.as_option().map(|c| c.name.clone()).unwrap_or_default(),
+    ]
 }
 
 fn human_duration(seconds: i64) -> String {

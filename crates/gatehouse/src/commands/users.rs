@@ -12,6 +12,7 @@ use gatehouse_store::{Resource, Store};
 
 use super::{open_existing_store, open_store, public_prefix};
 use crate::cli::{GrantTarget, TokenCommand, UsersCommand};
+use crate::output::Fit::{Cut, Whole};
 use crate::output::Table;
 
 pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
@@ -49,8 +50,18 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
         UsersCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
-            let mut table =
-                Table::new(&["ID", "TYPE", "USER", "NAME", "GROUPS", "EXTERNAL IDS", "STATUS", "CREATED", "UPDATED"]);
+            let mut table = Table::new(&[
+                ("ID", Whole),
+                ("TYPE", Whole),
+                // Whole: the other `users` commands take it.
+                ("USER", Whole),
+                ("NAME", Cut),
+                ("GROUPS", Cut),
+                ("EXTERNAL IDS", Cut),
+                ("STATUS", Whole),
+                ("CREATED", Whole),
+                ("UPDATED", Whole),
+            ]);
             for u in store.list_users(org).await? {
                 let name = if u.kind == UserKind::Human { dash(&u.name) } else { "-".into() };
                 table.row(vec![
@@ -148,7 +159,14 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
             let now = now_micros();
-            let mut table = Table::new(&["PREFIX", "NAME", "CREATED", "EXPIRES", "LAST USED", "STATUS"]);
+            let mut table = Table::new(&[
+                ("PREFIX", Whole),
+                ("NAME", Cut),
+                ("CREATED", Whole),
+                ("EXPIRES", Whole),
+                ("LAST USED", Whole),
+                ("STATUS", Whole),
+            ]);
             for t in store.list_access_tokens(org, &u.id).await? {
                 let status = match t.revoked {
                     Some(at) => format!("revoked {}", format_rfc3339(at)),
