@@ -24,6 +24,8 @@ const READ_CHUNK: usize = buffers::BUFFER_SIZE;
 /// The most reserved ahead for one large message, so that a length field alone cannot make
 /// us allocate hundreds of megabytes before the bytes arrive.
 const MAX_RESERVE: usize = 1024 * 1024;
+/// The first room granted to a large message; then twice what arrived, up to its size.
+const FIRST_GRANT: usize = 4 * MAX_RESERVE;
 
 /// PostgreSQL's bound (`PQ_SMALL_MESSAGE_LIMIT`) on the frontend messages that are always
 /// small: Close, Describe, Execute, Flush, Sync and Terminate.
@@ -115,7 +117,7 @@ pub struct MessageReader {
     /// Reading a client: small messages have PostgreSQL's small limit.
     frontend: bool,
     budget: Option<Arc<LargeMessageBudget>>,
-    /// What the large message at the front of `buf` took from `budget`.
+    /// What the large message at the front of `buf` took from `budget`: the room granted it.
     taken: usize,
 }
 
@@ -249,16 +251,19 @@ impl MessageReader {
                 Some(total) if self.buf.len() >= total => return Ok(Some(total)),
                 Some(total) => {
                     if total > MAX_RESERVE
-                        && self.taken == 0
+                        && self.buf.len() >= self.taken
                         && let Some(budget) = &self.budget
                     {
-                        if !budget.take(total) {
+                        // Room as the bytes come: twice what arrived, so that a length field
+                        // alone takes little of the budget (a client that announces 1 GiB and
+                        // sends a few bytes must not refuse every other large message), while
+                        // a message that does come is copied a few times at most.
+                        let grant = total.min((2 * self.buf.len()).max(FIRST_GRANT));
+                        if !budget.take(grant - self.taken) {
                             return Err(WireError::OverBudget { len: total });
                         }
-                        self.taken = total;
-                        // Granted: room for all of it at once, rather than growing by doubling,
-                        // which copies it over and over and peaks near three times its size.
-                        self.buf.reserve(total - self.buf.len());
+                        self.taken = grant;
+                        self.buf.reserve(grant - self.buf.len());
                     }
                     total - self.buf.len()
                 }
@@ -360,8 +365,11 @@ impl MessageReader {
         }
         // Progressive reservations still grow the buffer geometrically, so a large message
         // costs O(n) copies in all. A large message the budget granted has its room already:
-        // asking for a read chunk past its end would reallocate (and copy) all of it.
-        let room = if self.taken > 0 { want } else { want.clamp(READ_CHUNK, MAX_RESERVE) };
+        // asking for more (a read chunk past its end, or all of it) would reallocate.
+        let room = match self.taken {
+            0 => want.clamp(READ_CHUNK, MAX_RESERVE),
+            granted => want.min(granted.saturating_sub(self.buf.len())).max(1),
+        };
         self.buf.reserve(room);
         Ok(r.read_buf(&mut self.buf).await?)
     }
@@ -422,6 +430,29 @@ mod tests {
         assert!(reader.buf.capacity() < total + READ_CHUNK, "grew to {}", reader.buf.capacity());
         drop(reader);
         assert!(budget.take(4 * MAX_RESERVE), "the budget is whole again");
+    }
+
+    #[tokio::test]
+    async fn a_large_message_takes_the_budget_as_it_arrives_not_as_it_is_announced() {
+        let budget = LargeMessageBudget::new(64 * MAX_RESERVE);
+        // Announces 60 MiB and sends a few bytes of it.
+        let mut stalled = MessageReader::new().with_budget(Arc::clone(&budget));
+        let mut announced = vec![b'Q'];
+        announced.extend_from_slice(&u32::try_from(60 * MAX_RESERVE).unwrap().to_be_bytes());
+        announced.extend_from_slice(b"select ");
+        let mut input = &announced[..];
+        assert!(matches!(stalled.read_message(&mut input).await, Err(WireError::UnexpectedEof)));
+        assert_eq!(stalled.taken, FIRST_GRANT);
+        // Another reader's 8 MiB message fits beside it.
+        let total = 8 * MAX_RESERVE;
+        let mut wire = vec![b'Q'];
+        wire.extend_from_slice(&u32::try_from(total - 1).unwrap().to_be_bytes());
+        wire.resize(total, b'x');
+        let mut other = MessageReader::new().with_budget(Arc::clone(&budget));
+        let mut input = &wire[..];
+        assert_eq!(other.read_message(&mut input).await.unwrap().unwrap().len(), total);
+        drop((stalled, other));
+        assert!(budget.take(64 * MAX_RESERVE), "the budget is whole again");
     }
 
     #[test]
