@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::report::Reporter;
 
 /// The content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -49,20 +50,24 @@ impl Health {
 struct AdminState {
     metrics: Arc<Metrics>,
     health: Health,
+    /// Says whether new sessions are admitted: a running connector that refuses every client
+    /// is no place to send one.
+    reporter: Reporter,
 }
 
-/// The admin application: `/health` answers 200 `ok` while the connector
-/// runs and 503 (`starting` or `stopping`) otherwise; `/metrics` renders
-/// [`Metrics`].
-pub fn router(metrics: Arc<Metrics>, health: Health) -> Router {
-    Router::new()
-        .route("/health", get(health_handler))
-        .route("/metrics", get(metrics_handler))
-        .with_state(AdminState { metrics, health })
+/// The admin application: `/health` answers 200 `ok` while the connector runs and admits
+/// new sessions, and 503 with the reason otherwise (`starting`, `stopping`, or refusing new
+/// sessions while its report spool is full); `/metrics` renders [`Metrics`].
+pub fn router(metrics: Arc<Metrics>, health: Health, reporter: Reporter) -> Router {
+    let state = AdminState { metrics, health, reporter };
+    Router::new().route("/health", get(health_handler)).route("/metrics", get(metrics_handler)).with_state(state)
 }
 
 async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {
     match state.health.0.load(Ordering::Relaxed) {
+        RUNNING if !state.reporter.admits_new_sessions() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "refusing new sessions: report spool full, control plane unreachable\n")
+        }
         RUNNING => (StatusCode::OK, "ok\n"),
         STARTING => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),

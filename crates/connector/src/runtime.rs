@@ -152,7 +152,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let background = CancellationToken::new();
     let report_task = control_rt.spawn(report.run(stop_reports.clone()));
     let health = Health::new();
-    let admin_app = admin::router(Arc::clone(&metrics), health.clone());
+    let admin_app = admin::router(Arc::clone(&metrics), health.clone(), reporter.clone());
     let admin_task = control_rt.spawn(admin::serve(admin_listener, admin_app, background.clone()));
     control_rt.spawn(heartbeat::run(control.clone(), run_id.clone(), hello.clone(), background.clone()));
     control_rt.spawn(terminations::run(
@@ -251,7 +251,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let listen = listener.listen;
         serving.spawn(async move { (listen, proxy::serve(tcp, context, token).await) });
     }
-    // The proxies hold the only reporters now: when they are done, the queue closes.
+    // The proxies hold the only reporters that send now (the admin port's only asks whether
+    // sessions are admitted): once they are done, `stop_reports` flushes the queue.
     drop(reporter);
     health.set_running();
     tracing::info!(run_id, admin = %admin_addr, "connector running");

@@ -1,16 +1,54 @@
-//! The admin port over real HTTP: `/health` follows the connector's life,
-//! `/metrics` speaks the Prometheus text format.
+//! The admin port over real HTTP: `/health` follows the connector's life and whether it
+//! admits new sessions, `/metrics` speaks the Prometheus text format.
 
 // Tests run on runtimes of their own, with tokio's time driver.
 #![allow(clippy::disallowed_methods)]
+
+mod double;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use double::*;
 use gatehouse_connector::admin::{self, Health};
 use gatehouse_connector::metrics::Metrics;
+use gatehouse_connector::report::{Reporter, SpoolOptions};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// An admin port on 127.0.0.1:0.
+struct Admin {
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Admin {
+    async fn start(metrics: Arc<Metrics>, health: Health, reporter: Reporter) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(admin::serve(listener, admin::router(metrics, health, reporter), stop.clone()));
+        Self { base, http: reqwest::Client::new(), stop, server }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+
+    /// `/health`'s status and body.
+    async fn health(&self) -> (u16, String) {
+        let response = self.get("/health").await;
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.server).await.unwrap().unwrap().unwrap();
+    }
+}
 
 #[tokio::test]
 async fn health_and_metrics() {
@@ -18,24 +56,14 @@ async fn health_and_metrics() {
     metrics.statements_total.store(3, Ordering::Relaxed);
     metrics.report_backlog.store(7, Ordering::Relaxed);
     let health = Health::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let server =
-        tokio::spawn(admin::serve(listener, admin::router(Arc::clone(&metrics), health.clone()), stop.clone()));
-    let http = reqwest::Client::new();
-    let get = |path: &str| http.get(format!("{base}{path}")).send();
+    let admin = Admin::start(Arc::clone(&metrics), health.clone(), Reporter::channel().0).await;
+    let get = |path: &'static str| admin.get(path);
 
-    let starting = get("/health").await.unwrap();
-    assert_eq!(starting.status(), 503);
-    assert_eq!(starting.text().await.unwrap(), "starting\n");
-
+    assert_eq!(admin.health().await, (503, "starting\n".into()));
     health.set_running();
-    let ok = get("/health").await.unwrap();
-    assert_eq!(ok.status(), 200);
-    assert_eq!(ok.text().await.unwrap(), "ok\n");
+    assert_eq!(admin.health().await, (200, "ok\n".into()));
 
-    let scraped = get("/metrics").await.unwrap();
+    let scraped = get("/metrics").await;
     assert_eq!(scraped.status(), 200);
     let content_type = scraped.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
@@ -45,9 +73,33 @@ async fn health_and_metrics() {
     assert!(body.contains("\ngatehouse_connector_report_backlog 7\n"), "{body}");
 
     health.set_stopping();
-    assert_eq!(get("/health").await.unwrap().status(), 503);
-    assert_eq!(get("/nope").await.unwrap().status(), 404);
+    assert_eq!(admin.health().await, (503, "stopping\n".into()));
+    assert_eq!(get("/nope").await.status(), 404);
+    admin.stop().await;
+}
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+#[tokio::test]
+async fn health_fails_while_a_full_spool_refuses_new_sessions() {
+    let control = Harness::start().await;
+    control.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = SpoolOptions { max_bytes: 4096, segment_bytes: 1024 };
+    let pipeline = Pipeline::start(control.control(), dir.path(), spool, options(false));
+    let health = Health::new();
+    health.set_running();
+    let admin = Admin::start(Arc::new(Metrics::default()), health, pipeline.reporter.clone()).await;
+    assert_eq!(admin.health().await, (200, "ok\n".into()));
+
+    for event in session("long", 200) {
+        pipeline.reporter.send(&event.session_id, event.seq, &event.kind);
+    }
+    eventually("new sessions refused", || !pipeline.reporter.admits_new_sessions()).await;
+    let refusing = "refusing new sessions: report spool full, control plane unreachable\n";
+    assert_eq!(admin.health().await, (503, refusing.into()), "a load balancer sends no clients here");
+
+    control.plane.set_down(false);
+    eventually("new sessions admitted again", || pipeline.reporter.admits_new_sessions()).await;
+    assert_eq!(admin.health().await, (200, "ok\n".into()));
+    admin.stop().await;
+    assert_eq!(pipeline.stop().await, 0);
 }

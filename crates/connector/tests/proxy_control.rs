@@ -13,10 +13,11 @@ use bytes::{Bytes, BytesMut};
 use gatehouse_connector::event::{EndReason, now_us};
 use gatehouse_connector::live::Termination;
 use gatehouse_connector::proxy::load_tls;
-use gatehouse_pgwire::backend::ErrorResponse;
-use gatehouse_pgwire::{CancelRequest, Startup};
+use gatehouse_pgwire::backend::{AuthenticationRequest, ErrorResponse};
+use gatehouse_pgwire::frontend::{PasswordMessage, Terminate};
+use gatehouse_pgwire::{CancelRequest, Encode, PROTOCOL_3_0, Startup, StartupMessage};
 use proxy_harness::{PATIENCE, Proxy, Raw, backends_running, direct, eventually, sqlstate, unique};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 
@@ -348,13 +349,14 @@ async fn large_messages_share_a_memory_budget_and_give_it_back() {
     const MIB: usize = 1024 * 1024;
     let mut proxy = Proxy::start_with_large_message_budget(8 * MIB).await;
 
-    // A client holds 6 MiB of the budget with a statement it has not finished sending.
+    // A client holds 6 MiB of the budget with a statement it has not finished sending: room
+    // is granted as the bytes come (twice what came), not as the length field announces.
     let mut holder = Raw::connect(proxy.addr).await;
     holder.startup().await;
     let len = i32::try_from(6 * MIB).unwrap();
     let mut partial = vec![b'Q'];
     partial.extend_from_slice(&len.to_be_bytes());
-    partial.resize(2 * MIB, b' ');
+    partial.resize(5 * MIB, b' ');
     holder.send(&partial).await;
 
     // A 3 MB row from the database does not fit beside it: that session ends, with
@@ -513,6 +515,121 @@ async fn unreachable_database_gets_a_clear_error_and_no_session() {
     assert!(error.message().unwrap().contains("cannot reach the database"));
     proxy.assert_quiet(Duration::from_millis(200)).await;
     assert_eq!(proxy.counter(|m| &m.upstream_connect_failures_total), 1, "an operator can alert on it");
+}
+
+/// Logs in as `postgres` to `test`, runs one query and says Terminate over `raw`; returns the
+/// bytes sent and received, message by message.
+async fn one_query_session<S: AsyncRead + AsyncWrite + Unpin>(raw: &mut Raw<S>) -> (usize, usize) {
+    let params = vec![("user".into(), "postgres".into()), ("database".into(), "test".into())];
+    let startup = StartupMessage::new(PROTOCOL_3_0, params).unwrap();
+    let query = query_frame("select 1");
+    let mut received = 0;
+    for request in [&startup.frame()[..], &query] {
+        raw.send(request).await;
+        loop {
+            let msg = raw.recv().await.expect("closed before ReadyForQuery");
+            received += msg.frame().len();
+            if msg.tag() == b'Z' {
+                break;
+            }
+        }
+    }
+    let mut terminate = BytesMut::new();
+    Terminate.encode(&mut terminate);
+    raw.send(&terminate).await;
+    (startup.frame().len() + query.len() + terminate.len(), received)
+}
+
+#[tokio::test]
+async fn the_byte_counters_count_the_startup_phase_too() {
+    let counted = |proxy: &Proxy| {
+        (proxy.counter(|m| &m.bytes_from_clients_total) as usize, proxy.counter(|m| &m.bytes_to_clients_total) as usize)
+    };
+    let mut proxy = Proxy::start().await;
+    let (sent, received) = one_query_session(&mut Raw::connect(proxy.addr).await).await;
+    proxy.ended_session().await;
+    assert_eq!(counted(&proxy), (sent, received), "every byte each way, the startup packet included");
+
+    // Over TLS: the SSLRequest and its `S` too.
+    let (server_tls, client_tls, _dir) = tls_pair();
+    let mut proxy = Proxy::start_with(Some(server_tls), proxy_harness::UPSTREAM).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    tcp.write_all(&ssl_request()).await.unwrap();
+    assert_eq!(tcp.read_u8().await.unwrap(), b'S');
+    let tls = tokio_rustls::TlsConnector::from(client_tls).connect("localhost".try_into().unwrap(), tcp).await;
+    let (sent, received) = one_query_session(&mut Raw::new(tls.unwrap())).await;
+    proxy.ended_session().await;
+    assert_eq!(counted(&proxy), (ssl_request().len() + sent, 1 + received));
+}
+
+/// The connector's bound on the database's answers during a login.
+const LOGIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Reads what the connector says to a client once the database has stopped answering: after
+/// [`LOGIN_ANSWER_TIMEOUT`], not before; checks that it is FATAL 08006 naming `upstream`.
+async fn assert_unanswered(raw: &mut Raw<TcpStream>, upstream: &str) {
+    let started = Instant::now();
+    let answer = tokio::time::timeout(LOGIN_ANSWER_TIMEOUT + PATIENCE, raw.reader.read_message(&mut raw.stream));
+    let msg = answer.await.expect("the client is answered in time").unwrap().expect("an answer, not a close");
+    assert!(started.elapsed() >= LOGIN_ANSWER_TIMEOUT - Duration::from_secs(1), "{:?}", started.elapsed());
+    let error = msg.decode::<ErrorResponse>().unwrap();
+    assert_eq!(error.code(), Some("08006"), "{error:?}");
+    let message = error.message().unwrap();
+    assert!(message.contains(&format!("no answer from the database at {upstream}")), "{message}");
+}
+
+/// Reads what the client sent until the connector closes the connection to the database.
+async fn assert_let_go(database: &mut TcpStream) {
+    let closed = tokio::time::timeout(PATIENCE, database.read_to_end(&mut Vec::new())).await;
+    closed.expect("the connector lets go of the database").unwrap();
+}
+
+#[tokio::test]
+async fn a_database_that_never_answers_the_startup_gets_the_client_a_08006_in_15_seconds() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = silent.local_addr().unwrap().to_string();
+    let mut proxy = Proxy::start_with(None, &upstream).await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    let params = vec![("user".into(), "postgres".into())];
+    raw.send(StartupMessage::new(PROTOCOL_3_0, params).unwrap().frame()).await;
+    let (mut database, _) = silent.accept().await.unwrap();
+
+    assert_unanswered(&mut raw, &upstream).await;
+    assert_let_go(&mut database).await;
+    proxy.assert_quiet(Duration::from_millis(200)).await;
+    assert_eq!(proxy.counter(|m| &m.upstream_connect_failures_total), 1, "an operator can alert on it");
+}
+
+#[tokio::test]
+async fn the_clients_time_to_answer_a_password_request_is_not_the_databases() {
+    let scripted = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = scripted.local_addr().unwrap().to_string();
+    let proxy = Proxy::start_with(None, &upstream).await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    let params = vec![("user".into(), "postgres".into())];
+    raw.send(StartupMessage::new(PROTOCOL_3_0, params).unwrap().frame()).await;
+    let mut database = Raw::new(scripted.accept().await.unwrap().0);
+    database.reader.read_startup(&mut database.stream).await.unwrap();
+    let mut ask = BytesMut::new();
+    AuthenticationRequest::Md5Password { salt: [1, 2, 3, 4] }.encode(&mut ask);
+    database.send(&ask).await;
+    assert_eq!(raw.recv().await.unwrap().tag(), b'R');
+
+    // A person types slowly: longer than the database may take.
+    tokio::time::sleep(LOGIN_ANSWER_TIMEOUT + Duration::from_secs(1)).await;
+    let mut password = BytesMut::new();
+    PasswordMessage::password("md5whatever").encode(&mut password);
+    raw.send(&password).await;
+    assert_eq!(database.recv().await.unwrap().tag(), b'p', "the login went on");
+    // The database takes the password, then says nothing more: ReadyForQuery is still owed.
+    let mut ok = BytesMut::new();
+    AuthenticationRequest::Ok.encode(&mut ok);
+    database.send(&ok).await;
+    assert_eq!(raw.recv().await.unwrap().tag(), b'R');
+
+    assert_unanswered(&mut raw, &upstream).await;
+    assert_let_go(&mut database.stream).await;
+    assert_eq!(proxy.counter(|m| &m.upstream_connect_failures_total), 1);
 }
 
 #[tokio::test]

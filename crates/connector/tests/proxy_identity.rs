@@ -17,8 +17,10 @@ use gatehouse_connector::config::{Credential, UpstreamTls};
 use gatehouse_connector::identity::{Credentials, Verifier};
 use gatehouse_connector::proxy::{IdentityOptions, UpstreamTlsConfig, load_tls, upstream_tls};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
-use proxy_harness::{Proxy, UPSTREAM, direct, eventually};
+use proxy_harness::{PATIENCE, Proxy, UPSTREAM, direct, eventually};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
 
 const ALICE: &str = "idp:formal:human:alice@example.com";
@@ -106,6 +108,46 @@ async fn counting_upstream() -> (String, Arc<AtomicUsize>) {
         }
     });
     (addr, count)
+}
+
+/// A database that accepts connections and never answers. Each connection's end, once the
+/// connector lets go of it, comes on the receiver.
+async fn silent_upstream() -> (String, mpsc::UnboundedReceiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (closed, ends) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let _ = stream.read_to_end(&mut Vec::new()).await;
+                let _ = closed.send(());
+            });
+        }
+    });
+    (addr, ends)
+}
+
+#[tokio::test]
+async fn a_database_that_never_answers_the_login_gets_the_client_a_08006_in_15_seconds() {
+    // The connector's bound on the database's answers during a login.
+    const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+    let harness = Harness::start().await;
+    harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
+    let (upstream, mut ends) = silent_upstream().await;
+    let proxy = Proxy::start_full(None, &upstream, None, identity(&harness, &[])).await;
+
+    let started = std::time::Instant::now();
+    let login = tokio::time::timeout(ANSWER_TIMEOUT + PATIENCE, login(&config(&proxy, ALICE, TOKEN))).await;
+    let error = login.expect("the client is answered in time").err().unwrap();
+    assert!(started.elapsed() >= ANSWER_TIMEOUT - Duration::from_secs(1), "{:?}", started.elapsed());
+    assert_eq!(code(&error), "08006", "{error}");
+    let message = error.as_db_error().unwrap().message();
+    assert!(message.contains(&format!("no answer from the database at {upstream}")), "{message}");
+    tokio::time::timeout(PATIENCE, ends.recv()).await.expect("the connector lets go of the database");
+    assert_eq!(proxy.counter(|m| &m.upstream_connect_failures_total), 1, "an operator can alert on it");
+    assert_eq!(proxy.metrics.auth_failures.get("upstream_login"), 0, "the database failed, not the identity");
+    assert!(proxy.live.is_empty());
 }
 
 #[tokio::test]

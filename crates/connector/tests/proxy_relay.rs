@@ -8,9 +8,11 @@ mod proxy_harness;
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures::StreamExt;
 use gatehouse_connector::event::EndReason;
-use proxy_harness::{Proxy, RESOURCE, direct, sqlstate, unique};
+use proxy_harness::{Proxy, RESOURCE, Raw, direct, sqlstate, unique};
+use tokio::io::AsyncWriteExt;
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 
 #[tokio::test]
@@ -240,4 +242,28 @@ async fn notifications_reach_a_listening_client() {
     drop(client);
     let s = proxy.ended_session().await;
     assert_eq!(s.texts(), [format!("listen {channel}").as_str(), "select 1"]);
+}
+
+#[tokio::test]
+async fn a_client_that_pipelines_and_never_reads_is_not_read_without_bound() {
+    // PostgreSQL holds no more of such a client's statements than its socket buffers do; the
+    // connector holds a bounded number too, not every statement the client manages to send.
+    let mut proxy = Proxy::start().await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut query = BytesMut::new();
+    gatehouse_pgwire::Encode::encode(&gatehouse_pgwire::frontend::Query::new("select 1"), &mut query);
+    let batch = query.repeat(1_000);
+    let writing = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            raw.stream.write_all(&batch).await.unwrap();
+        }
+    })
+    .await;
+    assert!(writing.is_err(), "the writes never block");
+    drop(raw);
+    let session = proxy.ended_session().await;
+    // What the socket buffers and the answers the client never read hold, and 16,384 awaiting
+    // an answer; without a bound, hundreds of thousands.
+    assert!(session.statements.len() < 150_000, "{} statements read", session.statements.len());
 }

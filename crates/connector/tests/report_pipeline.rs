@@ -263,3 +263,45 @@ async fn the_journal_keeps_only_what_is_not_delivered() {
     assert_eq!(p.stop().await, 0);
     assert_eq!(spooled_records(&journal_dir(dir.path())), 0);
 }
+
+#[tokio::test]
+async fn a_control_plane_that_does_not_answer_holds_the_clients_not_the_memory() {
+    // It takes connections and never answers: each call waits out its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let control =
+        gatehouse_connector::report::ControlPlane::new(&url, KEY, None).unwrap().with_timeout(Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(control, dir.path(), roomy(), options(false));
+    let statement = |seq: u64| {
+        gatehouse_connector::event::EventKind::Statement(gatehouse_connector::event::Statement {
+            text: format!("select '{}' -- {seq}", "x".repeat(100_000)),
+            ..Default::default()
+        })
+    };
+    let mut sent = 0;
+    while p.reporter.has_room() {
+        sent += 1;
+        p.reporter.send("s1", sent, &statement(sent));
+        assert!(sent < 1_000, "the queue never fills");
+    }
+    // About the bound's worth, held while the call waits: a relay would stop reading its client.
+    let bound = gatehouse_connector::report::QUEUE_MAX_BYTES as u64;
+    assert!(sent * 100_000 >= bound && sent * 100_000 <= bound + 200_000, "{sent} statements queued");
+    let room = tokio::spawn({
+        let reporter = p.reporter.clone();
+        async move { reporter.room().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!room.is_finished(), "no room while the control plane holds the call");
+    // The call times out; the queue goes to the spool, and the relays go on.
+    tokio::time::timeout(Duration::from_secs(10), room).await.expect("room once the events are spooled").unwrap();
+    eventually("all spooled", || spooled_records(dir.path()) == sent as usize).await;
+    p.crash().await;
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use gatehouse_pgwire::MessageReader;
 use gatehouse_pgwire::backend::ErrorResponse;
+use gatehouse_pgwire::{MessageReader, StartupMessage};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -27,6 +27,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest message accepted before authentication succeeded. PostgreSQL's own limit on
 /// authentication tokens is 65535 bytes.
 const AUTH_MAX_MESSAGE_LEN: usize = 128 * 1024;
+/// The length of an SSLRequest, which a client on TLS sent before its startup packet.
+const SSL_REQUEST_LEN: u64 = 8;
 /// The client's error when the report spool is full and the connector fails closed.
 const SPOOL_FULL: &str = "Gatehouse cannot record this session: its report spool is full";
 
@@ -81,7 +83,7 @@ pub(crate) async fn refuse(stream: TcpStream, tls: Option<Arc<rustls::ServerConf
 struct Prepared {
     client: client::ClientStream,
     client_reader: MessageReader,
-    startup: gatehouse_pgwire::StartupMessage,
+    startup: StartupMessage,
     server: ServerStream,
     server_reader: MessageReader,
     /// Set after an identity login; `None` when the relay passes authentication through.
@@ -96,7 +98,10 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
         .with_budget(Arc::clone(&ctx.large_messages));
     let negotiated = timer::timeout(STARTUP_TIMEOUT, client::negotiate(stream, &mut reader, ctx.tls.as_ref()));
     let (mut client, startup) = match negotiated.await {
-        Ok(Ok(Negotiated::Session(client, startup))) => (client, startup),
+        Ok(Ok(Negotiated::Session(client, startup))) => {
+            count_startup(&ctx.metrics, &client, &startup);
+            (client, startup)
+        }
         Ok(Ok(Negotiated::Cancel(mut client, request))) => {
             cancel::forward(&ctx.cancels, &request).await;
             // Over TLS, a close without close_notify reads as a failed cancel to libpq.
@@ -161,4 +166,16 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
         server_reader: MessageReader::new().with_budget(Arc::clone(&ctx.large_messages)),
         identified: None,
     })
+}
+
+/// Counts the bytes of the startup phase, which the relay, counting the rest, never sees:
+/// the startup packet, and on TLS the SSLRequest and the `S` that accepted it. (A request
+/// answered `N`, SSL or GSSENC, leaves no trace in what [`client::negotiate`] returns.)
+fn count_startup(metrics: &Metrics, client: &client::ClientStream, startup: &StartupMessage) {
+    let mut from_client = startup.frame().len() as u64;
+    if client.is_tls() {
+        from_client += SSL_REQUEST_LEN;
+        Metrics::add(&metrics.bytes_to_clients_total, 1);
+    }
+    Metrics::add(&metrics.bytes_from_clients_total, from_client);
 }

@@ -32,8 +32,10 @@ use crate::identity::{END_USER, IdentityName, UserType, Verdict, take_end_user};
 use crate::metrics::Metrics;
 use crate::timer;
 
-/// How long the client may take to send its token, and the database to log the connector in.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the client may take to send its token. The database's part of the login has a
+/// bound of its own ([`upstream::LOGIN_ANSWER_TIMEOUT`]): the connector answers it alone, so
+/// all of that time is the database's.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// `options`, the startup parameter that carries `-c gatehouse.end_user=...`.
 const OPTIONS: &str = "options";
 
@@ -73,7 +75,7 @@ pub(crate) async fn identity(
         return refusal.refuse(&mut client, "tls_required", error).await;
     }
 
-    let token = match timer::timeout(LOGIN_TIMEOUT, read_token(&mut client, reader)).await {
+    let token = match timer::timeout(TOKEN_TIMEOUT, read_token(&mut client, reader, &ctx.metrics)).await {
         Ok(Ok(Some(token))) => token,
         // The client left: psql does when it has no password to give, and asks for one.
         Ok(Ok(None)) => return None,
@@ -145,7 +147,7 @@ pub(crate) async fn identity(
     let password = ctx.identity.credentials.find(&ctx.resource_id, &native_role);
     let mut server_reader = MessageReader::new().with_budget(Arc::clone(&ctx.large_messages));
     let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password);
-    let greeting = match timer::timeout(LOGIN_TIMEOUT, login).await {
+    let greeting = match timer::timeout(upstream::LOGIN_ANSWER_TIMEOUT, login).await {
         Ok(Ok(greeting)) => greeting,
         Ok(Err(error)) => {
             let _ = server.shutdown().await;
@@ -157,9 +159,11 @@ pub(crate) async fn identity(
             client.send_error(&response).await;
             return None;
         }
+        // The database's failure, not the identity's: no refusal is counted. The connection
+        // is dropped, not shut down: a database that does not answer may not read either.
         Err(_) => {
-            let error = ErrorResponse::fatal("08006", "Gatehouse's login to the database timed out");
-            return refusal.refuse(&mut client, "upstream_login", error).await;
+            client.send_error(&upstream::login_unanswered(ctx)).await;
+            return None;
         }
     };
     Metrics::add(&ctx.metrics.identity_logins_total, 1);
@@ -205,13 +209,20 @@ impl Refusal<'_> {
     }
 }
 
-/// Asks for the token and reads it; `None` if the client closed instead.
-async fn read_token(client: &mut ClientStream, reader: &mut MessageReader) -> Result<Option<String>, WireError> {
+/// Asks for the token and reads it; `None` if the client closed instead. Counts both
+/// messages in the client byte counters, as the relay counts the rest of the connection.
+async fn read_token(
+    client: &mut ClientStream,
+    reader: &mut MessageReader,
+    metrics: &Metrics,
+) -> Result<Option<String>, WireError> {
     let mut buf = BytesMut::new();
     AuthenticationRequest::CleartextPassword.encode(&mut buf);
     client.write_all(&buf).await?;
     client.flush().await?;
+    Metrics::add(&metrics.bytes_to_clients_total, buf.len() as u64);
     let Some(msg) = reader.read_message(client).await? else { return Ok(None) };
+    Metrics::add(&metrics.bytes_from_clients_total, msg.frame().len() as u64);
     let password = msg.decode::<PasswordMessage>()?;
     Ok(Some(password.cleartext()?.to_owned()))
 }

@@ -242,7 +242,7 @@ impl Recorder {
                 while let Some(entry) = self.queue.pop_front() {
                     match entry {
                         Entry::Simple(p) => {
-                            self.done.push(p.finish(now));
+                            self.completed(p, now);
                             break;
                         }
                         Entry::Sync => break,
@@ -283,6 +283,11 @@ impl Recorder {
         };
         let text = format!("-- {what} of {len} bytes, refused unread: over the connector's memory for large messages");
         self.done.push(Pending::failed(Text::Owned(text), now, Some(sqlstate.to_owned()), 0).finish(now));
+    }
+
+    /// Requests sent and not answered yet.
+    pub(crate) fn awaiting(&self) -> usize {
+        self.queue.len()
     }
 
     /// Statements completed since the last call, in order.
@@ -433,7 +438,7 @@ impl Recorder {
             }
         };
         if let Some(failed) = failed {
-            self.done.push(failed.finish(now));
+            self.completed(failed, now);
         }
         self.skip_to_sync();
     }
@@ -447,7 +452,20 @@ impl Recorder {
             Some(other) => return self.queue.push_front(other),
             None => return,
         };
-        self.done.push(pending.finish(now));
+        self.completed(pending, now);
+    }
+
+    /// Records `pending`, answered at `end`. The statement sent after it started no earlier:
+    /// a client that pipelines sends both at once, and the database runs them one by one.
+    fn completed(&mut self, pending: Pending, end: i64) {
+        self.done.push(pending.finish(end));
+        let next = self.queue.iter_mut().find_map(|entry| match entry {
+            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some(p),
+            _ => None,
+        });
+        if let Some(next) = next {
+            next.start_us = next.start_us.max(end);
+        }
     }
 
     /// PortalSuspended: the front Execute stopped at its row limit; its statement stays open
@@ -773,7 +791,8 @@ mod tests {
         r.on_client(msg(b'Q', b"select 2\0").as_message_ref(), 11);
         assert_eq!((r.running_nth(), running(&r)), (Some(0), Some((10, "select 1".to_owned()))));
         r.on_server(ready().as_message_ref(), 12);
-        assert_eq!((r.running_nth(), running(&r)), (Some(1), Some((11, "select 2".to_owned()))));
+        // It started when the database was done with the first.
+        assert_eq!((r.running_nth(), running(&r)), (Some(1), Some((12, "select 2".to_owned()))));
         r.on_server(ready().as_message_ref(), 13);
         assert_eq!(running(&r), None);
         // Unnamed, in one go: the server answers the Parse and Bind only with the rows.
@@ -906,6 +925,21 @@ mod tests {
             run(&client, &server),
             [s("select 1", 1, ""), s("select * from nope", 0, "42P01"), s("select 4", 1, "")]
         );
+    }
+
+    #[test]
+    fn a_pipelined_statement_starts_when_the_one_before_it_ends() {
+        // Three queries in one write at 10; the database answers them at 100, 103 and 250.
+        let mut r = Recorder::default();
+        for sql in ["select pg_sleep(0.1)", "select 2", "select pg_sleep(0.15)"] {
+            r.on_client(msg(b'Q', format!("{sql}\0").as_bytes()).as_message_ref(), 10);
+        }
+        for end in [100, 103, 250] {
+            r.on_server(complete("SELECT 1").as_message_ref(), end);
+            r.on_server(ready().as_message_ref(), end);
+        }
+        let timing: Vec<(i64, i64)> = r.done().map(|s| (s.start_us, s.duration_us)).collect();
+        assert_eq!(timing, [(10, 90), (100, 3), (103, 147)]);
     }
 
     #[test]
@@ -1231,7 +1265,8 @@ mod tests {
         let got: Vec<_> = r.done().map(|s| (s.text, s.sqlstate, s.duration_us)).collect();
         assert_eq!(
             got,
-            [("select pg_sleep(30)".to_owned(), "57P01".to_owned(), 4), ("select 1".to_owned(), "57P01".to_owned(), 3)]
+            // The second waited behind the first: it never ran.
+            [("select pg_sleep(30)".to_owned(), "57P01".to_owned(), 4), ("select 1".to_owned(), "57P01".to_owned(), 0)]
         );
     }
 

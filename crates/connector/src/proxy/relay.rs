@@ -25,6 +25,7 @@ use gatehouse_pgwire::{
     CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Message, MessageReader, StartupMessage, WireError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::ProxyContext;
 use super::cancel::{self, CancelTarget};
@@ -34,7 +35,7 @@ use super::outbox::Outbox;
 use super::recorder::Recorder;
 use super::session::Session;
 use super::shutdown::Stop;
-use super::upstream::ServerStream;
+use super::upstream::{self, ServerStream};
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
 use crate::metrics::Metrics;
@@ -49,6 +50,10 @@ const SQLSTATE_ADMIN_SHUTDOWN: &str = "57P01";
 const SQLSTATE_OUT_OF_MEMORY: &str = "53200";
 /// SQLSTATE recorded for statements still running when a connection broke.
 const SQLSTATE_CONNECTION_FAILURE: &str = "08006";
+/// Requests of one session awaiting the server's answer, past which its client is not read
+/// until answers come: what PostgreSQL's own socket buffers would hold back. Each costs a
+/// statement's text here, where the database holds no more than its socket buffers.
+const MAX_AWAITING: usize = 16_384;
 
 /// A client past its startup packet and a connection to the database.
 pub(crate) struct Conn {
@@ -75,6 +80,8 @@ enum End {
     Shutdown(i64),
     ClientProtocol(WireError),
     ServerProtocol(WireError),
+    /// The database owed an answer during the login and gave none in time.
+    LoginUnanswered,
     Io(io::Error),
 }
 
@@ -139,6 +146,9 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         issued: None,
         backend: None,
         identified: None,
+        // The database owes its answer to the startup, or after an identity login, the rest
+        // of its greeting.
+        login_deadline: Some(login_deadline()),
     };
     match identified {
         // The connector logged in itself: the client hears AuthenticationOk now.
@@ -204,6 +214,11 @@ struct Relay {
     identified: Option<Box<Identified>>,
     /// Whether the client's connection is TLS.
     client_tls: bool,
+    /// Until the session starts: when the relay gives up on a database that owes an answer
+    /// ([`upstream::LOGIN_ANSWER_TIMEOUT`] after what it last said, or after the client last
+    /// spoke). `None` while the database waits for the client (a password, a SASL step):
+    /// psql may be asking a person, and PostgreSQL's `authentication_timeout` bounds that.
+    login_deadline: Option<Instant>,
 }
 
 impl Relay {
@@ -215,12 +230,20 @@ impl Relay {
         SW: AsyncWrite + Unpin,
     {
         let end = loop {
+            // The client's next statements are read only when they can be recorded: the
+            // report queue has room (it drains at the control plane's pace), and this
+            // session's statements awaiting the server's answer are not piling up (a client
+            // that pipelines and never reads its results).
+            let reporting = self.ctx.reporter.has_room();
+            let recording = reporting && self.recorder.awaiting() < MAX_AWAITING;
             tokio::select! {
                 biased;
                 signal = stop.signal() => match signal {
                     Signal::Stop(reason) => break End::stopped(reason),
                     Signal::AnnounceRunning => self.announce_running(),
                 },
+                () = self.ctx.reporter.room(), if !reporting => {}
+                () = sleep_until(self.login_deadline), if self.login_deadline.is_some() => break End::LoginUnanswered,
                 written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => {
                     if let Err(end) = self.written_to_client(written) {
                         break end;
@@ -240,7 +263,7 @@ impl Relay {
                     Ok(false) => break End::Server,
                     Err(error) => break End::server_read(error),
                 },
-                read = next_batch(&mut self.client_reader, &mut cr), if self.to_server.has_room() => match read {
+                read = next_batch(&mut self.client_reader, &mut cr), if self.to_server.has_room() && recording => match read {
                     Ok(true) => {
                         if let Err(end) = self.client_batch(&mut sw) {
                             break end;
@@ -298,9 +321,17 @@ impl Relay {
 
     /// A message from the server before the session started, or a BackendKeyData.
     fn on_login_message(&mut self, msg: &Message, now: i64) -> Result<(), End> {
+        if self.session.is_none() {
+            // More is owed until ReadyForQuery, unless this asks the client for something.
+            self.login_deadline = Some(login_deadline());
+        }
         match msg.tag() {
             b'R' if self.session.is_none() => {
-                match msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)? {
+                let request = msg.decode::<AuthenticationRequest>().map_err(End::ServerProtocol)?;
+                if !matches!(request, AuthenticationRequest::Ok | AuthenticationRequest::SaslFinal(_)) {
+                    self.login_deadline = None;
+                }
+                match request {
                     AuthenticationRequest::Ok => self.authenticated(),
                     // SCRAM with channel binding (`-PLUS`) binds the login to the TLS connection the
                     // database sees, which is the connector's: a client cannot complete it through
@@ -319,6 +350,7 @@ impl Relay {
             // AuthenticationOk (no such database, too many connections), and a refused
             // login is no session.
             b'Z' if self.session.is_none() => {
+                self.login_deadline = None;
                 let identified = self.identified.take();
                 self.start_session(identified.as_deref());
             }
@@ -376,6 +408,10 @@ impl Relay {
             }
         };
         Metrics::add(&self.ctx.metrics.bytes_from_clients_total, scanned as u64);
+        if self.session.is_none() && scanned > 0 {
+            // The client answered: the database owes the next word.
+            self.login_deadline = Some(login_deadline());
+        }
         // A client's messages only add statements behind the one the server is on.
         if self.watched.is_none() {
             self.watch_running(now);
@@ -476,7 +512,7 @@ impl Relay {
         let metrics = Arc::clone(&self.ctx.metrics);
         let (reason, end_us) = match &end {
             End::Client => (EndReason::Client, client_left_us),
-            End::Server => (EndReason::Server, now_us()),
+            End::Server | End::LoginUnanswered => (EndReason::Server, now_us()),
             End::Terminated(_) => (EndReason::Terminated, now_us()),
             End::Shutdown(at) => (EndReason::Shutdown, *at),
             End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) => (EndReason::Error, now_us()),
@@ -528,6 +564,10 @@ impl Relay {
                 self.flush_client(cw).await;
             }
             End::Server => self.flush_client(cw).await,
+            End::LoginUnanswered => {
+                upstream::login_unanswered(&self.ctx).encode(self.to_client.buf_mut());
+                self.flush_client(cw).await;
+            }
             End::ClientProtocol(error) => {
                 tracing::info!(peer = %self.peer, %error, "protocol error from the client");
                 refusal(&error, "invalid message from the client").encode(self.to_client.buf_mut());
@@ -645,6 +685,20 @@ fn refusal(error: &WireError, what: &str) -> ErrorResponse {
         // PostgreSQL's words, which clients and their users may know.
         WireError::UnknownTag(tag) => ErrorResponse::protocol_violation(format!("invalid frontend message type {tag}")),
         _ => ErrorResponse::protocol_violation(format!("{what}: {error}")),
+    }
+}
+
+/// When the relay gives up on a database that owes an answer during the login, from now.
+fn login_deadline() -> Instant {
+    Instant::now() + upstream::LOGIN_ANSWER_TIMEOUT
+}
+
+/// Fires at `deadline`. An async fn, so that the timer is made only when polled: the loop
+/// builds its branches on every turn, and only a login polls this one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => timer::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

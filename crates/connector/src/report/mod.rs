@@ -31,11 +31,12 @@ pub mod runs;
 pub mod spool;
 pub mod terminations;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{Notify, mpsc};
 
 pub use client::ControlPlane;
 pub use journal::Journal;
@@ -58,6 +59,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// What it costs the queue to hold.
+    fn cost(&self) -> usize {
+        self.bytes.len() + RECORD_OVERHEAD
+    }
+
     /// Bytes read back from the spool.
     fn replayed(bytes: Bytes) -> Self {
         Self { bytes, statement: false, journal_segment: 0 }
@@ -82,11 +88,24 @@ pub struct Reporter {
     shared: Arc<Shared>,
 }
 
+/// How much the queue holds before the relays stop reading their clients' statements: a
+/// control plane slower than the traffic (or hung, until its call times out and the events
+/// go to the spool) must slow the clients down, not grow the connector's memory until the
+/// kernel kills it with every session in it. About 150,000 short statements.
+pub const QUEUE_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// What a queued record costs besides its bytes: the record, its allocation, the channel slot.
+const RECORD_OVERHEAD: usize = 96;
+
 /// What the report loop tells every [`Reporter`].
 #[derive(Debug, Default)]
 struct Shared {
     /// The spool is full and the connector does not fail open.
     refusing: AtomicBool,
+    /// What the queue holds, in [`Record::cost`]s.
+    queued: AtomicUsize,
+    /// Wakes the relays waiting for [`Reporter::room`] when the queue drops below its bound.
+    room: Notify,
     /// Counts queued events into the backlog; `None` for a bare channel.
     metrics: Option<Arc<Metrics>>,
     /// This run of the connector, which session starts carry.
@@ -120,10 +139,10 @@ impl Reporter {
     pub fn new(metrics: Arc<Metrics>, run_id: &str, journal: Journal) -> (Reporter, Queue) {
         let (events, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            refusing: AtomicBool::new(false),
             metrics: Some(Arc::clone(&metrics)),
             run_id: run_id.to_owned(),
             journal: Some(Mutex::new(journal)),
+            ..Shared::default()
         });
         (Reporter { events, shared: Arc::clone(&shared) }, Queue { events: receiver, shared, metrics })
     }
@@ -132,6 +151,27 @@ impl Reporter {
     /// the connector is not configured to fail open.
     pub fn admits_new_sessions(&self) -> bool {
         !self.shared.refusing.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queue has room for more statements. A relay reads its client only while
+    /// it has: events already under way (a statement's completion, a session's end) are
+    /// always queued, so the bound is soft by what the clients' last reads bring.
+    pub fn has_room(&self) -> bool {
+        self.shared.queued.load(Ordering::Relaxed) < QUEUE_MAX_BYTES
+    }
+
+    /// Waits until [`has_room`](Self::has_room). Cancel-safe.
+    pub async fn room(&self) {
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake-up between the two is not missed.
+            notified.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Encodes event `seq` of session `session_id`, writes it to the journal
@@ -144,6 +184,8 @@ impl Reporter {
         if let Some(m) = metrics {
             Metrics::add(&m.report_backlog, 1);
         }
+        let cost = record.cost();
+        self.shared.queued.fetch_add(cost, Ordering::Relaxed);
         let sent = match &self.shared.journal {
             // Written and queued under one lock, so the journal's order is the queue's, which
             // the report loop's release of the journal relies on.
@@ -154,15 +196,42 @@ impl Reporter {
             }
             None => self.events.send(record),
         };
-        if sent.is_err()
-            && let Some(m) = metrics
-        {
-            Metrics::sub(&m.report_backlog, 1);
+        if sent.is_err() {
+            self.shared.queued.fetch_sub(cost, Ordering::Relaxed);
+            if let Some(m) = metrics {
+                Metrics::sub(&m.report_backlog, 1);
+            }
         }
     }
 }
 
 impl Queue {
+    /// The next record; `None` once every [`Reporter`] is gone. Cancel-safe.
+    async fn recv(&mut self) -> Option<Record> {
+        let record = self.events.recv().await;
+        if let Some(record) = &record {
+            self.taken(record);
+        }
+        record
+    }
+
+    fn try_recv(&mut self) -> Result<Record, TryRecvError> {
+        let record = self.events.try_recv();
+        if let Ok(record) = &record {
+            self.taken(record);
+        }
+        record
+    }
+
+    /// `record` left the queue: the relays waiting for room go on once it is below its bound.
+    fn taken(&self, record: &Record) {
+        let cost = record.cost();
+        let before = self.shared.queued.fetch_sub(cost, Ordering::Relaxed);
+        if before >= QUEUE_MAX_BYTES && before - cost < QUEUE_MAX_BYTES {
+            self.shared.room.notify_waiters();
+        }
+    }
+
     /// `records` are safe (delivered or spooled, or lost to a failed spool write: the journal
     /// guards against a crash of the process, not of the disk), and so is everything the
     /// report loop took off the queue before them: it makes events safe in the order it takes

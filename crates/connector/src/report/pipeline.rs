@@ -201,7 +201,7 @@ impl ReportLoop {
                     break;
                 }
                 () = timer::sleep_until(self.state.next_try), if retry_due => inflight = self.retry().await,
-                event = self.queue.events.recv(), if can_take => match event {
+                event = self.queue.recv(), if can_take => match event {
                     None => {
                         queue_open = false;
                         closing.get_or_insert_with(flush_deadline);
@@ -217,7 +217,7 @@ impl ReportLoop {
                     Some(first) => {
                         let mut batch = vec![first];
                         while batch.len() < SPOOL_DRAIN {
-                            match self.queue.events.try_recv() {
+                            match self.queue.try_recv() {
                                 Ok(record) => batch.push(record),
                                 Err(_) => break,
                             }
@@ -288,7 +288,7 @@ impl ReportLoop {
             // events over and over.
             batch.reserve(self.queue.events.len().min(self.options.batch_events.saturating_sub(batch.len())));
             while batch.len() < self.options.batch_events && bytes < self.options.batch_bytes {
-                match self.queue.events.try_recv() {
+                match self.queue.try_recv() {
                     Ok(record) => {
                         bytes += record.bytes.len();
                         batch.push(record);
@@ -421,7 +421,7 @@ impl ReportLoop {
             self.spool_records(records).await;
         }
         let mut rest = Vec::new();
-        while let Ok(record) = self.queue.events.try_recv() {
+        while let Ok(record) = self.queue.try_recv() {
             rest.push(record);
         }
         self.spool_records(rest.into()).await;
