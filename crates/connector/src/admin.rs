@@ -1,4 +1,5 @@
-//! The admin port (8080 by default): `GET /health` and Prometheus `GET /metrics`.
+//! The admin port (8080 by default): `GET /health` (readiness), `GET /live` (liveness) and
+//! Prometheus `GET /metrics`.
 //! It serves no connector data beyond the counters, and needs no key.
 
 use std::sync::Arc;
@@ -57,10 +58,17 @@ struct AdminState {
 
 /// The admin application: `/health` answers 200 `ok` while the connector runs and admits
 /// new sessions, and 503 with the reason otherwise (`starting`, `stopping`, or refusing new
-/// sessions while its report spool is full); `/metrics` renders [`Metrics`].
+/// sessions while its report spool is full): whether to send it clients. `/live` answers 200
+/// while the process serves at all: a liveness probe on `/health` would restart a connector
+/// that waits out a control-plane outage, and end every session it carries.
+/// `/metrics` renders [`Metrics`].
 pub fn router(metrics: Arc<Metrics>, health: Health, reporter: Reporter) -> Router {
     let state = AdminState { metrics, health, reporter };
-    Router::new().route("/health", get(health_handler)).route("/metrics", get(metrics_handler)).with_state(state)
+    Router::new()
+        .route("/health", get(health_handler))
+        .route("/live", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
 }
 
 async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {

@@ -96,6 +96,8 @@ async fn health_fails_while_a_full_spool_refuses_new_sessions() {
     eventually("new sessions refused", || !pipeline.reporter.admits_new_sessions()).await;
     let refusing = "refusing new sessions: report spool full, control plane unreachable\n";
     assert_eq!(admin.health().await, (503, refusing.into()), "a load balancer sends no clients here");
+    let live = admin.get("/live").await;
+    assert_eq!(live.status(), 200, "a liveness probe does not restart it, ending its sessions");
 
     control.plane.set_down(false);
     eventually("new sessions admitted again", || pipeline.reporter.admits_new_sessions()).await;

@@ -264,9 +264,8 @@ async fn the_journal_keeps_only_what_is_not_delivered() {
     assert_eq!(spooled_records(&journal_dir(dir.path())), 0);
 }
 
-#[tokio::test]
-async fn a_control_plane_that_does_not_answer_holds_the_clients_not_the_memory() {
-    // It takes connections and never answers: each call waits out its timeout.
+/// A control plane that takes connections and never answers: each call waits out its timeout.
+async fn silent_control_plane() -> gatehouse_connector::report::ControlPlane {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", silent.local_addr().unwrap());
     tokio::spawn(async move {
@@ -275,10 +274,11 @@ async fn a_control_plane_that_does_not_answer_holds_the_clients_not_the_memory()
             held.push(stream);
         }
     });
-    let control =
-        gatehouse_connector::report::ControlPlane::new(&url, KEY, None).unwrap().with_timeout(Duration::from_secs(2));
-    let dir = tempfile::tempdir().unwrap();
-    let p = Pipeline::start(control, dir.path(), roomy(), options(false));
+    gatehouse_connector::report::ControlPlane::new(&url, KEY, None).unwrap().with_timeout(Duration::from_secs(2))
+}
+
+/// Queues 100 kB statements until the queue has no room; returns how many.
+fn fill_the_queue(p: &Pipeline) -> u64 {
     let statement = |seq: u64| {
         gatehouse_connector::event::EventKind::Statement(gatehouse_connector::event::Statement {
             text: format!("select '{}' -- {seq}", "x".repeat(100_000)),
@@ -291,6 +291,14 @@ async fn a_control_plane_that_does_not_answer_holds_the_clients_not_the_memory()
         p.reporter.send("s1", sent, &statement(sent));
         assert!(sent < 1_000, "the queue never fills");
     }
+    sent
+}
+
+#[tokio::test]
+async fn a_control_plane_that_does_not_answer_holds_the_clients_not_the_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(silent_control_plane().await, dir.path(), roomy(), options(false));
+    let sent = fill_the_queue(&p);
     // About the bound's worth, held while the call waits: a relay would stop reading its client.
     let bound = gatehouse_connector::report::QUEUE_MAX_BYTES as u64;
     assert!(sent * 100_000 >= bound && sent * 100_000 <= bound + 200_000, "{sent} statements queued");
@@ -304,4 +312,17 @@ async fn a_control_plane_that_does_not_answer_holds_the_clients_not_the_memory()
     tokio::time::timeout(Duration::from_secs(10), room).await.expect("room once the events are spooled").unwrap();
     eventually("all spooled", || spooled_records(dir.path()) == sent as usize).await;
     p.crash().await;
+}
+
+#[tokio::test]
+async fn relays_waiting_for_room_go_on_when_the_loop_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(silent_control_plane().await, dir.path(), roomy(), options(false));
+    fill_the_queue(&p);
+    let reporter = p.reporter.clone();
+    let room = tokio::spawn(async move { reporter.room().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!room.is_finished());
+    p.crash().await;
+    tokio::time::timeout(Duration::from_secs(1), room).await.expect("no relay waits for good").unwrap();
 }

@@ -263,7 +263,11 @@ impl MessageReader {
                             return Err(WireError::OverBudget { len: total });
                         }
                         self.taken = grant;
-                        self.buf.reserve(grant - self.buf.len());
+                        // Exactly the grant: `reserve` would at least double the buffer, and
+                        // its last step (to the message's size) would take twice what is charged.
+                        let mut grown = BytesMut::with_capacity(grant);
+                        grown.extend_from_slice(&self.buf);
+                        self.buf = grown;
                     }
                     total - self.buf.len()
                 }
@@ -451,7 +455,18 @@ mod tests {
         let mut other = MessageReader::new().with_budget(Arc::clone(&budget));
         let mut input = &wire[..];
         assert_eq!(other.read_message(&mut input).await.unwrap().unwrap().len(), total);
-        drop((stalled, other));
+        // A buffer holds what was charged for it, not the doubling `reserve` would make of it:
+        // 5 MiB of a 6 MiB message is granted 6 MiB, and holds no more.
+        let total = 6 * MAX_RESERVE;
+        let mut wire = vec![b'Q'];
+        wire.extend_from_slice(&u32::try_from(total - 1).unwrap().to_be_bytes());
+        wire.resize(5 * MAX_RESERVE, b'x');
+        let mut partial = MessageReader::new().with_budget(Arc::clone(&budget));
+        let mut input = &wire[..];
+        assert!(matches!(partial.read_message(&mut input).await, Err(WireError::UnexpectedEof)));
+        assert_eq!(partial.taken, total);
+        assert!(partial.buf.capacity() < total + READ_CHUNK, "grew to {}", partial.buf.capacity());
+        drop((stalled, other, partial));
         assert!(budget.take(64 * MAX_RESERVE), "the budget is whole again");
     }
 

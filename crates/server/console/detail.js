@@ -141,7 +141,8 @@ export class Detail {
       actions.append(el('button', {
         type: 'button', id: 'terminate', class: 'danger', 'data-key': 'terminate',
         disabled: refused,
-        'aria-describedby': refused ? 'terminate-refused' : null,
+        // The reason below, or the refusal's own notice while it is shown.
+        'aria-describedby': refused ? (this.notice ? 'terminate-result' : 'terminate-refused') : null,
         onclick: () => {
           document.getElementById('confirm-text').textContent =
             `${userLabel(s) || 'This user'} will be disconnected from ${resource.name || 'the resource'} at once. `

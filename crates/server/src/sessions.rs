@@ -28,15 +28,18 @@ impl SessionsApi {
         Self { store, cursors, terminations }
     }
 
-    /// The caller's session with this id, in any case, as `id:` queries find it. An id that
-    /// no session can have (one with a NUL, which PostgreSQL cannot even compare) is simply
-    /// not found.
+    /// The caller's session with this id: as written, or a UUID in the lowercase connectors
+    /// write, as `id:` queries find it. An id that no session can have (one with a NUL, which
+    /// PostgreSQL cannot even compare) is simply not found.
     async fn session(&self, caller: &Caller, id: &str) -> Result<gatehouse_core::Session, ConnectError> {
         if id.contains('\0') {
             return Err(not_found(id));
         }
+        let mut session = self.store.get_session(caller.org, id).await.map_err(store_error)?;
         let stored = gatehouse_query::Field::Id.stored_spelling(id.to_owned());
-        let session = self.store.get_session(caller.org, &stored).await.map_err(store_error)?;
+        if session.is_none() && stored != id {
+            session = self.store.get_session(caller.org, &stored).await.map_err(store_error)?;
+        }
         session.ok_or_else(|| not_found(id))
     }
 

@@ -66,6 +66,11 @@ async fn a_session_uuid_is_found_in_any_case() {
     // Only UUIDs: other ids are compared as written.
     h.insert(&[session("Mixed", 5, Some(1), "a@example.com")]).await;
     expect_error(&h.call("GetSession", json!({"session_id": "mixed"})).await, 404, "not_found");
+    // A UUID stored in capitals (another writer's) is still found as written.
+    let shouting = "0192F3A4-7B1E-7C3D-9A2B-1F2E3D4C5B6B";
+    h.insert(&[session(shouting, 5, Some(1), "a@example.com")]).await;
+    let (status, body) = h.call("GetSession", json!({"session_id": shouting})).await;
+    assert_eq!((status, body["session"]["id"].as_str()), (200, Some(shouting)), "{body}");
 }
 
 #[tokio::test]

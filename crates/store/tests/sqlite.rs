@@ -6,7 +6,7 @@ mod conformance;
 use std::time::Duration;
 
 use gatehouse_store::sqlite::SqliteStore;
-use gatehouse_store::{ListQuery, Store, StoreError};
+use gatehouse_store::{Direction, ListQuery, SortKey, Store, StoreError};
 
 use conformance::StoreUnderTest;
 
@@ -228,4 +228,21 @@ async fn reads_past_the_timeout_are_stopped() {
     }
     let org = store.ensure_org("acme").await.unwrap().id;
     assert!(store.list_sessions(org, &ListQuery::newest(10, 0)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn end_time_and_duration_pages_read_their_own_index_in_order() {
+    // A first page must read its index in the listing's order and stop at the limit, not
+    // read every completed session into a temporary B-tree to sort it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("gatehouse.db")).await.unwrap();
+    let org = store.ensure_org("acme").await.unwrap().id;
+    for (sort, index) in [(SortKey::EndTime, "sessions_end"), (SortKey::Duration, "sessions_duration")] {
+        for direction in [Direction::Asc, Direction::Desc] {
+            let query = ListQuery { sort, direction, ..ListQuery::newest(100, 1_700_000_000_000_000) };
+            let plan = store.explain_list(org, &query).await.unwrap().join("\n");
+            let arm = plan.lines().find(|line| line.contains("SEARCH s USING")).unwrap_or_default();
+            assert!(arm.contains(index), "{sort:?} {direction:?} reads {arm:?}:\n{plan}");
+        }
+    }
 }

@@ -32,9 +32,9 @@ use crate::identity::{END_USER, IdentityName, UserType, Verdict, take_end_user};
 use crate::metrics::Metrics;
 use crate::timer;
 
-/// How long the client may take to send its token. The database's part of the login has a
-/// bound of its own ([`upstream::LOGIN_ANSWER_TIMEOUT`]): the connector answers it alone, so
-/// all of that time is the database's.
+/// How long the client may take to send its token. The database's part of the login has
+/// bounds of its own ([`upstream::FIRST_ANSWER_TIMEOUT`], then [`upstream::LOGIN_STEP_TIMEOUT`]
+/// a step): the connector answers it alone, so all of that time is the database's.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// `options`, the startup parameter that carries `-c gatehouse.end_user=...`.
 const OPTIONS: &str = "options";
@@ -147,9 +147,15 @@ pub(crate) async fn identity(
     let password = ctx.identity.credentials.find(&ctx.resource_id, &native_role);
     let mut server_reader = MessageReader::new().with_budget(Arc::clone(&ctx.large_messages));
     let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password);
-    let greeting = match timer::timeout(upstream::LOGIN_ANSWER_TIMEOUT, login).await {
-        Ok(Ok(greeting)) => greeting,
-        Ok(Err(error)) => {
+    let greeting = match login.await {
+        Ok(greeting) => greeting,
+        // The database's failure, not the identity's: no refusal is counted. The connection
+        // is dropped, not shut down: a database that does not answer may not read either.
+        Err(LoginError::Unanswered(waited)) => {
+            client.send_error(&upstream::login_unanswered(ctx, waited)).await;
+            return None;
+        }
+        Err(error) => {
             let _ = server.shutdown().await;
             let (reason, response) = error.for_client(&native_role);
             if let Some(reason) = reason {
@@ -157,12 +163,6 @@ pub(crate) async fn identity(
                 return refusal.refuse(&mut client, reason, response).await;
             }
             client.send_error(&response).await;
-            return None;
-        }
-        // The database's failure, not the identity's: no refusal is counted. The connection
-        // is dropped, not shut down: a database that does not answer may not read either.
-        Err(_) => {
-            client.send_error(&upstream::login_unanswered(ctx)).await;
             return None;
         }
     };
@@ -294,6 +294,8 @@ enum LoginError {
     Closed,
     #[error("unexpected message {:?} during the login", char::from(*.0))]
     Unexpected(u8),
+    #[error("the database did not answer within {} s", .0.as_secs())]
+    Unanswered(Duration),
 }
 
 impl LoginError {
@@ -328,8 +330,11 @@ async fn login_upstream(
     server.flush().await.map_err(WireError::Io)?;
     let mut greeting = BytesMut::new();
     let mut scram: Option<ScramClient> = None;
+    let mut patience = upstream::FIRST_ANSWER_TIMEOUT;
     loop {
-        let msg: Message = reader.read_message(server).await?.ok_or(LoginError::Closed)?;
+        let read = timer::timeout(patience, reader.read_message(server));
+        let msg: Message = read.await.map_err(|_| LoginError::Unanswered(patience))??.ok_or(LoginError::Closed)?;
+        patience = upstream::LOGIN_STEP_TIMEOUT;
         let reply = match msg.tag() {
             b'R' => match msg.decode::<AuthenticationRequest>()? {
                 AuthenticationRequest::Ok => {

@@ -281,7 +281,9 @@ impl Recorder {
             Some(b'd') => "COPY data",
             _ => "a message",
         };
-        let text = format!("-- {what} of {len} bytes, refused unread: over the connector's memory for large messages");
+        let text = format!(
+            "-- {what} of {len} bytes, refused before it was whole: over the connector's memory for large messages"
+        );
         self.done.push(Pending::failed(Text::Owned(text), now, Some(sqlstate.to_owned()), 0).finish(now));
     }
 

@@ -81,7 +81,7 @@ enum End {
     ClientProtocol(WireError),
     ServerProtocol(WireError),
     /// The database owed an answer during the login and gave none in time.
-    LoginUnanswered,
+    LoginUnanswered(Duration),
     Io(io::Error),
 }
 
@@ -148,7 +148,11 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         identified: None,
         // The database owes its answer to the startup, or after an identity login, the rest
         // of its greeting.
-        login_deadline: Some(login_deadline()),
+        login_deadline: Some(match identified {
+            None => LoginDeadline::after(upstream::FIRST_ANSWER_TIMEOUT),
+            // Logged in already: the rest of the greeting is a later step.
+            Some(_) => LoginDeadline::after(upstream::LOGIN_STEP_TIMEOUT),
+        }),
     };
     match identified {
         // The connector logged in itself: the client hears AuthenticationOk now.
@@ -215,10 +219,11 @@ struct Relay {
     /// Whether the client's connection is TLS.
     client_tls: bool,
     /// Until the session starts: when the relay gives up on a database that owes an answer
-    /// ([`upstream::LOGIN_ANSWER_TIMEOUT`] after what it last said, or after the client last
-    /// spoke). `None` while the database waits for the client (a password, a SASL step):
-    /// psql may be asking a person, and PostgreSQL's `authentication_timeout` bounds that.
-    login_deadline: Option<Instant>,
+    /// ([`upstream::FIRST_ANSWER_TIMEOUT`] after the startup, [`upstream::LOGIN_STEP_TIMEOUT`]
+    /// after what it last said, or after the client last spoke). `None` while the database
+    /// waits for the client (a password, a SASL step): psql may be asking a person, and
+    /// PostgreSQL's `authentication_timeout` bounds that.
+    login_deadline: Option<LoginDeadline>,
 }
 
 impl Relay {
@@ -243,7 +248,9 @@ impl Relay {
                     Signal::AnnounceRunning => self.announce_running(),
                 },
                 () = self.ctx.reporter.room(), if !reporting => {}
-                () = sleep_until(self.login_deadline), if self.login_deadline.is_some() => break End::LoginUnanswered,
+                () = sleep_until(self.login_deadline), if self.login_deadline.is_some() => {
+                    break End::LoginUnanswered(self.login_deadline.map_or(Duration::ZERO, |d| d.patience));
+                }
                 written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => {
                     if let Err(end) = self.written_to_client(written) {
                         break end;
@@ -323,7 +330,7 @@ impl Relay {
     fn on_login_message(&mut self, msg: &Message, now: i64) -> Result<(), End> {
         if self.session.is_none() {
             // More is owed until ReadyForQuery, unless this asks the client for something.
-            self.login_deadline = Some(login_deadline());
+            self.login_deadline = Some(LoginDeadline::after(upstream::LOGIN_STEP_TIMEOUT));
         }
         match msg.tag() {
             b'R' if self.session.is_none() => {
@@ -410,7 +417,7 @@ impl Relay {
         Metrics::add(&self.ctx.metrics.bytes_from_clients_total, scanned as u64);
         if self.session.is_none() && scanned > 0 {
             // The client answered: the database owes the next word.
-            self.login_deadline = Some(login_deadline());
+            self.login_deadline = Some(LoginDeadline::after(upstream::LOGIN_STEP_TIMEOUT));
         }
         // A client's messages only add statements behind the one the server is on.
         if self.watched.is_none() {
@@ -512,7 +519,7 @@ impl Relay {
         let metrics = Arc::clone(&self.ctx.metrics);
         let (reason, end_us) = match &end {
             End::Client => (EndReason::Client, client_left_us),
-            End::Server | End::LoginUnanswered => (EndReason::Server, now_us()),
+            End::Server | End::LoginUnanswered(_) => (EndReason::Server, now_us()),
             End::Terminated(_) => (EndReason::Terminated, now_us()),
             End::Shutdown(at) => (EndReason::Shutdown, *at),
             End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) => (EndReason::Error, now_us()),
@@ -564,8 +571,8 @@ impl Relay {
                 self.flush_client(cw).await;
             }
             End::Server => self.flush_client(cw).await,
-            End::LoginUnanswered => {
-                upstream::login_unanswered(&self.ctx).encode(self.to_client.buf_mut());
+            End::LoginUnanswered(waited) => {
+                upstream::login_unanswered(&self.ctx, waited).encode(self.to_client.buf_mut());
                 self.flush_client(cw).await;
             }
             End::ClientProtocol(error) => {
@@ -688,16 +695,25 @@ fn refusal(error: &WireError, what: &str) -> ErrorResponse {
     }
 }
 
-/// When the relay gives up on a database that owes an answer during the login, from now.
-fn login_deadline() -> Instant {
-    Instant::now() + upstream::LOGIN_ANSWER_TIMEOUT
+/// When the relay gives up on a database that owes an answer during the login, and how long
+/// it will have waited then.
+#[derive(Debug, Clone, Copy)]
+struct LoginDeadline {
+    at: Instant,
+    patience: Duration,
+}
+
+impl LoginDeadline {
+    fn after(patience: Duration) -> Self {
+        Self { at: Instant::now() + patience, patience }
+    }
 }
 
 /// Fires at `deadline`. An async fn, so that the timer is made only when polled: the loop
 /// builds its branches on every turn, and only a login polls this one.
-async fn sleep_until(deadline: Option<Instant>) {
+async fn sleep_until(deadline: Option<LoginDeadline>) {
     match deadline {
-        Some(deadline) => timer::sleep_until(deadline).await,
+        Some(deadline) => timer::sleep_until(deadline.at).await,
         None => std::future::pending().await,
     }
 }

@@ -31,12 +31,17 @@ use crate::timer;
 
 /// How long resolving and connecting to the database may take, TLS handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the database may take to answer during a login, once connected. A database that
+/// How long the database may take to answer a startup, once connected. A database that
 /// accepts connections but does not answer (hung, or something else on its port) would
 /// otherwise hold the client, which has no timeout of its own for this, until it gives up
 /// (psql never does). Long enough for a database under load: pgbouncer's
 /// `server_connect_timeout` is the same 15 s.
-pub(crate) const LOGIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the database may take for each later step of a login, once it has answered:
+/// checking a password can be slow (LDAP, PAM with a push to a phone, a pooler queueing
+/// logins for a slot, a login trigger), and PostgreSQL allows a login 60 s
+/// (`authentication_timeout`).
+pub(crate) const LOGIN_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// TLS to one database: the client configuration and the name its certificate must carry.
 #[derive(Clone)]
@@ -179,11 +184,12 @@ pub(crate) async fn connect_for_client(ctx: &ProxyContext, client: &mut ClientSt
     }
 }
 
-/// Counts and logs a database that did not answer a login within [`LOGIN_ANSWER_TIMEOUT`],
-/// and returns what the client is told (FATAL 08006, as for a database it cannot reach).
-pub(crate) fn login_unanswered(ctx: &ProxyContext) -> ErrorResponse {
+/// Counts and logs a database that did not answer a login within `waited`
+/// ([`FIRST_ANSWER_TIMEOUT`] or [`LOGIN_STEP_TIMEOUT`]), and returns what the client is told
+/// (FATAL 08006, as for a database it cannot reach).
+pub(crate) fn login_unanswered(ctx: &ProxyContext, waited: Duration) -> ErrorResponse {
     Metrics::add(&ctx.metrics.upstream_connect_failures_total, 1);
-    let secs = LOGIN_ANSWER_TIMEOUT.as_secs();
+    let secs = waited.as_secs();
     tracing::warn!(upstream = %ctx.upstream, "the database did not answer the login within {secs} s");
     ErrorResponse::fatal(
         "08006",

@@ -104,6 +104,8 @@ struct Shared {
     refusing: AtomicBool,
     /// What the queue holds, in [`Record::cost`]s.
     queued: AtomicUsize,
+    /// What it may hold before [`Reporter::has_room`] says no.
+    bound: usize,
     /// Wakes the relays waiting for [`Reporter::room`] when the queue drops below its bound.
     room: Notify,
     /// Counts queued events into the backlog; `None` for a bare channel.
@@ -128,7 +130,9 @@ impl Reporter {
     /// from the receiver directly.
     pub fn channel() -> (Reporter, mpsc::UnboundedReceiver<Record>) {
         let (events, receiver) = mpsc::unbounded_channel();
-        (Reporter { events, shared: Arc::default() }, receiver)
+        // Nothing counts what the receiver takes: never full.
+        let shared = Arc::new(Shared { bound: usize::MAX, ..Shared::default() });
+        (Reporter { events, shared }, receiver)
     }
 
     /// A reporter for a [`ReportLoop`] of run `run_id`, which takes the
@@ -142,6 +146,7 @@ impl Reporter {
             metrics: Some(Arc::clone(&metrics)),
             run_id: run_id.to_owned(),
             journal: Some(Mutex::new(journal)),
+            bound: QUEUE_MAX_BYTES,
             ..Shared::default()
         });
         (Reporter { events, shared: Arc::clone(&shared) }, Queue { events: receiver, shared, metrics })
@@ -157,7 +162,9 @@ impl Reporter {
     /// it has: events already under way (a statement's completion, a session's end) are
     /// always queued, so the bound is soft by what the clients' last reads bring.
     pub fn has_room(&self) -> bool {
-        self.shared.queued.load(Ordering::Relaxed) < QUEUE_MAX_BYTES
+        // A queue no loop takes from any more (it stopped, or failed) drops what is sent:
+        // waiting for room there would stop every client for good.
+        self.shared.queued.load(Ordering::Relaxed) < self.shared.bound || self.events.is_closed()
     }
 
     /// Waits until [`has_room`](Self::has_room). Cancel-safe.
@@ -226,8 +233,9 @@ impl Queue {
     /// `record` left the queue: the relays waiting for room go on once it is below its bound.
     fn taken(&self, record: &Record) {
         let cost = record.cost();
+        let bound = self.shared.bound;
         let before = self.shared.queued.fetch_sub(cost, Ordering::Relaxed);
-        if before >= QUEUE_MAX_BYTES && before - cost < QUEUE_MAX_BYTES {
+        if before >= bound && before - cost < bound {
             self.shared.room.notify_waiters();
         }
     }
@@ -249,6 +257,14 @@ impl Queue {
             journal.release_before(if self.events.is_empty() { u64::MAX } else { newest })
         };
         journal::remove_released(released);
+    }
+}
+
+impl Drop for Queue {
+    /// The relays waiting for room see the queue closed, and go on.
+    fn drop(&mut self) {
+        self.events.close();
+        self.shared.room.notify_waiters();
     }
 }
 

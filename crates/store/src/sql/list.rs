@@ -33,8 +33,12 @@ struct Arm {
 /// Which sessions an arm reads, as they stood at the walk's `now`.
 enum Only {
     All,
-    /// Ended by `now`.
+    /// Ended by `now`, ordered by the end index, whose range this is.
     Ended,
+    /// Ended by `now`, ordered by another index (duration's). Written `+s.end_us` so that
+    /// SQLite does not take the bound for a range on the end index instead, and sort every
+    /// completed session for a first page.
+    EndedOrderedElsewhere,
     /// Not ended yet.
     Open,
     /// Ended since `now`: active when the walk began.
@@ -57,7 +61,7 @@ fn arms(sort: SortKey) -> Vec<Arm> {
             Arm { only: Only::EndedSince, key: Key::Constant(ACTIVE_END_KEY) },
         ],
         SortKey::Duration => vec![
-            Arm { only: Only::Ended, key: Key::Column("s.duration_us") },
+            Arm { only: Only::EndedOrderedElsewhere, key: Key::Column("s.duration_us") },
             Arm { only: Only::Open, key: Key::Elapsed },
             Arm { only: Only::EndedSince, key: Key::Elapsed },
         ],
@@ -148,6 +152,9 @@ fn push_only(b: &mut SqlBuilder, only: &Only, now: i64) {
         Only::All => {}
         Only::Ended => {
             b.push("s.end_us <= ").bind_int(now).push(" AND ");
+        }
+        Only::EndedOrderedElsewhere => {
+            b.push("s.end_us IS NOT NULL AND +s.end_us <= ").bind_int(now).push(" AND ");
         }
         Only::Open => {
             b.push("s.end_us IS NULL AND ");
