@@ -76,10 +76,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             say!(
                 "A connector fronts the PostgreSQL at {}. Connect through it and watch your session appear:\n\
                  \n  psql \"host={} port={} user=postgres dbname=postgres sslmode=disable\"\
-                 \n  gatehouse sessions list -q session_status:active\n",
+                 \n  gatehouse sessions list -q session_status:active\n\
+                 \nIts health and Prometheus metrics: http://{admin}/health, http://{admin}/metrics\n",
                 args.upstream,
                 listen.ip(),
-                listen.port()
+                listen.port(),
+                admin = config.admin_listen,
             );
             Some(gatehouse_connector::runtime::run(config, shutdown_signal()))
         }
@@ -143,7 +145,7 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
     Ok(Config {
         control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None },
         listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream.to_string()))],
-        admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_listen: admin_address()?,
         state_dir: args.store.data_dir.join("connector"),
         spool_max_bytes: 256 * 1024 * 1024,
         fail_open: false,
@@ -151,6 +153,14 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
         identity: Default::default(),
         credentials: Vec::new(),
     })
+}
+
+/// Where the dev connector serves `/health` and `/metrics`: a free port the system picks (not
+/// the connector's default 8080, which another `dev`, or anything else, may hold), chosen here
+/// rather than by the connector so that the banner can say where.
+fn admin_address() -> anyhow::Result<SocketAddr> {
+    let picked = std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|listener| listener.local_addr());
+    picked.context("cannot find a free port for the dev connector's metrics")
 }
 
 /// Reuses the saved dev connector key while it is valid, else registers a
