@@ -398,18 +398,16 @@ fn a_store_flag_wins_over_the_other_stores_variable() {
     );
 }
 
-/// Runs `shell` on a pseudo-terminal of 40 columns (util-linux `script`), returning what the
-/// terminal showed; `None` where `script` is missing.
-fn on_a_terminal(shell: &str) -> Option<String> {
-    let script = Command::new("script")
+/// Runs `shell` on a pseudo-terminal of 40 columns (util-linux `script`, which scripts/test
+/// installs), returning what the terminal showed.
+fn on_a_terminal(shell: &str) -> String {
+    let output = Command::new("script")
         .args(["-q", "-e", "-c", &format!("stty cols 40 rows 20; {shell}"), "/dev/null"])
         .stdin(Stdio::null())
-        .output();
-    match script {
-        Ok(output) if output.status.success() => Some(String::from_utf8_lossy(&output.stdout).replace('\r', "")),
-        Ok(output) => panic!("{shell}: {}", String::from_utf8_lossy(&output.stdout)),
-        Err(_) => None,
-    }
+        .output()
+        .expect("util-linux `script` (scripts/test installs it)");
+    assert!(output.status.success(), "{shell}: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stdout).replace('\r', "")
 }
 
 #[test]
@@ -421,10 +419,7 @@ fn tables_are_cut_for_a_terminal_on_stdout_only() {
     let list =
         format!("RUST_LOG=warn {} keys list --org acme --data-dir {}", env!("CARGO_BIN_EXE_gatehouse"), data.display());
     let file = data.join("keys.txt");
-    let Some(shown) = on_a_terminal(&format!("{list}; {list} > {}", file.display())) else {
-        eprintln!("skipped: no `script` to run a terminal");
-        return;
-    };
+    let shown = on_a_terminal(&format!("{list}; {list} > {}", file.display()));
     assert!(shown.contains('…') && !shown.contains(name), "cut on the terminal:\n{shown}");
     let written = std::fs::read_to_string(&file).unwrap();
     assert!(written.contains(name), "stdin and stderr are a terminal, stdout a file: not cut:\n{written}");
