@@ -106,7 +106,8 @@ impl ListQuery {
             // As the session stood at `now` (see the listing statement): one that has ended
             // since is still active here.
             SortKey::EndTime => session.end.filter(|&end| end <= self.now).unwrap_or(ACTIVE_END_KEY),
-            // Unclamped, to match the SQL key expression exactly.
+            // An active session's is unclamped, as the SQL key expression is (a stored end is
+            // never before its start: see [`stored_end`]).
             SortKey::Duration => session.end.filter(|&end| end <= self.now).unwrap_or(self.now) - session.start,
         }
     }
@@ -114,6 +115,13 @@ impl ListQuery {
 
 /// The end-time sort key of an active session: after every real end time.
 pub const ACTIVE_END_KEY: i64 = i64::MAX;
+
+/// When `session` ended, as stored: never before it started (a connector's clock stepped
+/// back), so no duration is negative and every write path agrees with [`ListQuery::key_of`].
+/// The end-event updates clamp the same way in SQL.
+pub(crate) fn stored_end(session: &gatehouse_core::Session) -> Option<Micros> {
+    session.end.map(|end| end.max(session.start))
+}
 
 /// A database or host that connectors front.
 #[derive(Debug, Clone, PartialEq, Eq)]

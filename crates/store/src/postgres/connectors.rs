@@ -475,8 +475,9 @@ async fn end_session(
     reason: &str,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
-        "UPDATE sessions SET end_us = $1, duration_us = GREATEST($1 - start_us, 0), end_reason = $2, \
-         {RUNNING_CLEARED} WHERE org_id = $3 AND id = $4 AND connector_id = $5 AND (end_us IS NULL OR end_reason = $6)",
+        "UPDATE sessions SET end_us = GREATEST($1, start_us), duration_us = GREATEST($1 - start_us, 0), \
+         end_reason = $2, {RUNNING_CLEARED} \
+         WHERE org_id = $3 AND id = $4 AND connector_id = $5 AND (end_us IS NULL OR end_reason = $6)",
     ))
     .bind(end)
     .bind(reason)

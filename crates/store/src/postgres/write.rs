@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use crate::StoreError;
 use crate::fingerprint::fingerprint;
 use crate::ip;
-use crate::model::StatementRecord;
+use crate::model::{StatementRecord, stored_end};
 use crate::row::{json_list, many_values, running_completed_by};
 use crate::sql::fold;
 use crate::sql::rollup::{self, RollupDelta};
@@ -140,8 +140,8 @@ async fn insert_chunk(
         let formal = s.user.formal.clone().unwrap_or_default();
         let end_user = s.user.end_user.clone().unwrap_or_default();
         starts.push(s.start);
-        ends.push(s.end);
-        durations.push(s.end.map(|end| end - s.start));
+        ends.push(stored_end(s));
+        durations.push(stored_end(s).map(|end| end - s.start));
         client_bins.push(ip::parse_bytes(&s.client_ip));
         server_bins.push(ip::parse_bytes(&s.server_ip));
         // In column order, leaving out the non-text columns above.

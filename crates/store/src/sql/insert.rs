@@ -5,6 +5,7 @@ use gatehouse_core::{OrgId, Session};
 use super::builder::{Arg, SqlBuilder};
 use super::{fold, rollup};
 use crate::ip;
+use crate::model::stored_end;
 use crate::row::json_list;
 
 /// Appends `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING pk, id, ...`
@@ -29,8 +30,8 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
             Arg::Int(org.0),
             Arg::Text(s.id.clone()),
             Arg::Int(s.start),
-            opt_int(s.end),
-            opt_int(s.end.map(|end| end - s.start)),
+            opt_int(stored_end(s)),
+            opt_int(stored_end(s).map(|end| end - s.start)),
             Arg::Text(s.client_ip.clone()),
             opt_blob(ip::parse_bytes(&s.client_ip)),
             Arg::Text(s.server_ip.clone()),

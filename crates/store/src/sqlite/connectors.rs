@@ -403,7 +403,7 @@ async fn end_sessions(
     let mut ended = 0;
     for part in ends.chunks(500) {
         let mut b = SqlBuilder::new(Dialect::Sqlite);
-        b.push("UPDATE sessions SET end_us = v.column2, duration_us = MAX(v.column2 - start_us, 0), ");
+        b.push("UPDATE sessions SET end_us = MAX(v.column2, start_us), duration_us = MAX(v.column2 - start_us, 0), ");
         b.push("end_reason = v.column3, ").push(RUNNING_CLEARED).push(" FROM (VALUES ");
         for (i, (session_id, end, reason)) in part.iter().enumerate() {
             b.push(if i == 0 { "(" } else { ", (" }).bind_text(*session_id).push(", ").bind_int(*end);

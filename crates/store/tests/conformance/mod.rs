@@ -113,6 +113,7 @@ macro_rules! conformance_suite {
                 paging_respects_filter_and_window,
                 paging_is_stable_while_sessions_arrive,
                 a_session_ending_mid_walk_keeps_its_place,
+                an_end_before_its_start_is_stored_as_its_start,
                 limit_caps_every_page,
             }
             isolation {

@@ -253,6 +253,33 @@ pub async fn a_session_ending_mid_walk_keeps_its_place(store: &dyn Store) {
     }
 }
 
+pub async fn an_end_before_its_start_is_stored_as_its_start(store: &dyn Store) {
+    // A connector whose clock stepped back reports an end before the start: stored, the
+    // session lasted no time, whether it came whole or ended later, and a walk by duration
+    // places it by that zero (its stored duration and its cursor key agree).
+    let fx = Fixture::load(store).await;
+    let mut whole = completed("x-whole", 30, 1).build();
+    whole.end = Some(whole.start - 2 * MINUTE);
+    assert_eq!(store.insert_sessions(fx.acme, &[whole.clone()]).await.unwrap(), 1);
+    let late = fx.session("s05");
+    let event = IngestEvent::End { session_id: late.id.clone(), end: late.start - 5 * MINUTE, reason: "client".into() };
+    store.ingest(fx.acme, &late.connector.id, &[event]).await.unwrap();
+    for (id, start) in [("x-whole", whole.start), ("s05", late.start)] {
+        let stored = store.get_session(fx.acme, id).await.unwrap().expect("stored");
+        assert_eq!(stored.end, Some(start), "{id}: end");
+    }
+    let mut all: Vec<String> = fx.sessions.iter().map(|s| s.id.clone()).chain(["x-whole".to_owned()]).collect();
+    all.sort();
+    for direction in [Direction::Asc, Direction::Desc] {
+        let base = ListQuery { sort: SortKey::Duration, direction, ..ListQuery::newest(1, NOW) };
+        for reverse in [false, true] {
+            let mut seen = walk(&fx, &base, 1, reverse, None).await;
+            seen.sort();
+            expect(&fx, &format!("{} by ones, reverse {reverse}", label(&base)), seen, all.clone());
+        }
+    }
+}
+
 pub async fn limit_caps_every_page(store: &dyn Store) {
     let fx = Fixture::load(store).await;
     // Merging active and completed sessions must still cut at the limit.
