@@ -245,6 +245,62 @@ async fn notifications_reach_a_listening_client() {
 }
 
 #[tokio::test]
+async fn large_statements_pipelined_behind_a_slow_one_are_held_only_in_part() {
+    // 48 statements of 1 MiB behind a one-second sleep, in one extended exchange whose Sync
+    // comes last: while the sleep runs the connector holds 16 MiB of their texts, not all of
+    // them. The server answers the statements before the Sync only because the connector
+    // flushes it: without that, client and connector would wait on each other for good.
+    const STATEMENTS: usize = 48;
+    let mut proxy = Proxy::start().await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut batch = BytesMut::new();
+    gatehouse_pgwire::Encode::encode(&gatehouse_pgwire::frontend::Query::new("select pg_sleep(1)"), &mut batch);
+    let text = format!("select 1 -- {}", "x".repeat(1 << 20));
+    let frame = |tag: u8, body: &[u8], batch: &mut BytesMut| {
+        batch.extend_from_slice(&[tag]);
+        batch.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        batch.extend_from_slice(body);
+    };
+    for _ in 0..STATEMENTS {
+        frame(b'P', &[b"\0", text.as_bytes(), b"\0\0\0"].concat(), &mut batch);
+        frame(b'B', b"\0\0\0\0\0\0\0\0", &mut batch);
+        frame(b'E', b"\0\0\0\0\0", &mut batch);
+    }
+    frame(b'S', b"", &mut batch);
+    let (mut read, mut write) = tokio::io::split(raw.stream);
+    let writer = tokio::spawn(async move {
+        write.write_all(&batch).await.unwrap();
+        write
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let held = proxy.counter(|m| &m.bytes_from_clients_total);
+    assert!(held > 1 << 20, "the first statements were read: {held} bytes");
+    assert!(held < 24 << 20, "{held} bytes read from the client while the sleep ran");
+
+    let mut completed = 0;
+    let mut ready = 0;
+    while ready < 2 {
+        let msg = tokio::time::timeout(Duration::from_secs(60), raw.reader.read_message(&mut read))
+            .await
+            .expect("the answers come")
+            .unwrap()
+            .expect("the connection stays open");
+        match msg.tag() {
+            b'C' => completed += 1,
+            b'Z' => ready += 1,
+            b'E' => panic!("{:?}", msg.decode::<gatehouse_pgwire::backend::ErrorResponse>().unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(completed, 1 + STATEMENTS);
+    drop((read, writer.await.unwrap()));
+    let session = proxy.ended_session().await;
+    assert_eq!(session.statements.len(), 1 + STATEMENTS);
+    assert!(session.statements.iter().all(|s| s.sqlstate.is_empty()), "{:?}", session.statements.last());
+}
+
+#[tokio::test]
 async fn a_client_that_pipelines_and_never_reads_is_not_read_without_bound() {
     // PostgreSQL holds no more of such a client's statements than its socket buffers do; the
     // connector holds a bounded number too, not every statement the client manages to send.

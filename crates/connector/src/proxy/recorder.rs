@@ -115,6 +115,67 @@ enum Entry {
     Sync,
 }
 
+impl Entry {
+    /// Statement text this request brought, held here until its answer: a simple query's or
+    /// a Parse's (a Bind or an Execute shares a text held already).
+    fn text_len(&self) -> usize {
+        match self {
+            Entry::Simple(p) => p.text.as_str().len(),
+            Entry::Parse { text, .. } => text.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The requests awaiting their answers, in the order sent, and the bytes of statement text
+/// they hold: what grows when a client pipelines large statements behind a slow one.
+#[derive(Debug, Default)]
+struct Awaiting {
+    entries: VecDeque<Entry>,
+    text_len: usize,
+}
+
+impl Awaiting {
+    fn push_back(&mut self, entry: Entry) {
+        self.text_len += entry.text_len();
+        self.entries.push_back(entry);
+    }
+
+    fn push_front(&mut self, entry: Entry) {
+        self.text_len += entry.text_len();
+        self.entries.push_front(entry);
+    }
+
+    fn pop_front(&mut self) -> Option<Entry> {
+        let entry = self.entries.pop_front()?;
+        self.text_len -= entry.text_len();
+        Some(entry)
+    }
+
+    fn remove(&mut self, range: std::ops::Range<usize>) {
+        let removed: usize = self.entries.drain(range).map(|entry| entry.text_len()).sum();
+        self.text_len -= removed;
+    }
+
+    /// Mutable access that leaves the counted texts alone: answers add rows, bytes, an error
+    /// or a later start, and a Bind's statement name is taken, never a text.
+    fn front_mut(&mut self) -> Option<&mut Entry> {
+        self.entries.front_mut()
+    }
+
+    fn iter_mut(&mut self) -> std::collections::vec_deque::IterMut<'_, Entry> {
+        self.entries.iter_mut()
+    }
+}
+
+impl std::ops::Deref for Awaiting {
+    type Target = VecDeque<Entry>;
+
+    fn deref(&self) -> &VecDeque<Entry> {
+        &self.entries
+    }
+}
+
 /// The recording state of one session.
 ///
 /// Its maps hash with foldhash, randomly seeded per process, rather than SipHash: a prepared
@@ -127,7 +188,7 @@ pub(crate) struct Recorder {
     statements: HashMap<Box<str>, Arc<str>>,
     unnamed_portal: Option<Arc<str>>,
     portals: HashMap<Box<str>, Arc<str>>,
-    queue: VecDeque<Entry>,
+    queue: Awaiting,
     /// Statements of suspended portals, with the time their last fetch ended.
     suspended: HashMap<Box<str>, (Pending, i64)>,
     /// The server is discarding messages until the next Sync, after an error in an extended
@@ -263,7 +324,7 @@ impl Recorder {
                 self.copy_in = true;
                 if self.queue.len() > 1 {
                     let syncs = self.queue.iter().skip(1).take_while(|e| matches!(e, Entry::Sync)).count();
-                    self.queue.drain(1..1 + syncs);
+                    self.queue.remove(1..1 + syncs);
                 }
             }
             _ => {}
@@ -290,6 +351,11 @@ impl Recorder {
     /// Requests sent and not answered yet.
     pub(crate) fn awaiting(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Bytes of statement text the requests awaiting their answers hold.
+    pub(crate) fn awaiting_text_len(&self) -> usize {
+        self.queue.text_len
     }
 
     /// Statements completed since the last call, in order.
@@ -927,6 +993,31 @@ mod tests {
             run(&client, &server),
             [s("select 1", 1, ""), s("select * from nope", 0, "42P01"), s("select 4", 1, "")]
         );
+    }
+
+    #[test]
+    fn awaiting_text_counts_the_texts_held_until_their_answers() {
+        let mut r = Recorder::default();
+        let client = [
+            msg(b'Q', b"select 1\0"),
+            parse("", "select * from nope"),
+            bind("", ""),
+            execute(""),
+            // Skipped by the server after the error.
+            parse("", "select 3"),
+            sync(),
+        ];
+        for m in &client {
+            r.on_client(m.as_message_ref(), 10);
+        }
+        assert_eq!(r.awaiting_text_len(), "select 1".len() + "select * from nope".len() + "select 3".len());
+        r.on_server(complete("SELECT 1").as_message_ref(), 20);
+        r.on_server(ready().as_message_ref(), 20);
+        assert_eq!(r.awaiting_text_len(), "select * from nope".len() + "select 3".len());
+        r.on_server(error("42P01").as_message_ref(), 30);
+        assert_eq!((r.awaiting(), r.awaiting_text_len()), (1, 0), "the Sync is left");
+        r.on_server(ready().as_message_ref(), 30);
+        assert_eq!((r.awaiting(), r.awaiting_text_len()), (0, 0));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_pgwire::backend::{AuthenticationRequest, BackendKeyData, ErrorResponse};
-use gatehouse_pgwire::frontend::Terminate;
+use gatehouse_pgwire::frontend::{Flush, Terminate};
 use gatehouse_pgwire::{
     CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Message, MessageReader, StartupMessage, WireError,
 };
@@ -54,6 +54,9 @@ const SQLSTATE_CONNECTION_FAILURE: &str = "08006";
 /// until answers come: what PostgreSQL's own socket buffers would hold back. Each costs a
 /// statement's text here, where the database holds no more than its socket buffers.
 const MAX_AWAITING: usize = 16_384;
+/// Bytes of statement text those requests may hold, past which the client is not read either:
+/// large statements pipelined behind a slow one.
+const MAX_AWAITING_TEXT: usize = 16 * 1024 * 1024;
 
 /// A client past its startup packet and a connection to the database.
 pub(crate) struct Conn {
@@ -240,7 +243,7 @@ impl Relay {
             // session's statements awaiting the server's answer are not piling up (a client
             // that pipelines and never reads its results).
             let reporting = self.ctx.reporter.has_room();
-            let recording = reporting && self.recorder.awaiting() < MAX_AWAITING;
+            let recording = reporting && self.awaiting_has_room();
             tokio::select! {
                 biased;
                 signal = stop.signal() => match signal {
@@ -424,7 +427,18 @@ impl Relay {
             self.watch_running(now);
         }
         let written = self.to_server.relay(&mut self.client_reader, 0..scanned, sw);
+        if !self.awaiting_has_room() {
+            // The client is not read until answers come, but in an extended exchange the
+            // server holds its answers back until the Sync the client has yet to send: a
+            // Flush (no answer of its own, ignored in COPY and after an error) sends them.
+            Flush.encode(self.to_server.buf_mut());
+        }
         result.and(written.map(drop).map_err(End::Io))
+    }
+
+    /// Whether the requests awaiting the server's answers leave room to read the client.
+    fn awaiting_has_room(&self) -> bool {
+        self.recorder.awaiting() < MAX_AWAITING && self.recorder.awaiting_text_len() < MAX_AWAITING_TEXT
     }
 
     /// AuthenticationOk, the database's or the connector's after an identity login.
