@@ -41,15 +41,16 @@ pub fn parse_sort(text: &str) -> Result<(SortKey, Direction), ConnectError> {
         Some((field, dir)) => (field, Some(dir)),
         None => (text, None),
     };
-    let key = match field {
+    // In any case, as the direction is: `START_TIME`, `startTime`, `start_time`.
+    let key = match field.to_ascii_lowercase().as_str() {
         // Absent: the default. (`:asc` alone names no field.)
         "" if direction.is_none() => SortKey::StartTime,
-        "start_time" | "startTime" => SortKey::StartTime,
-        "end_time" | "endTime" => SortKey::EndTime,
+        "start_time" | "starttime" => SortKey::StartTime,
+        "end_time" | "endtime" => SortKey::EndTime,
         "duration" => SortKey::Duration,
-        other => {
+        _ => {
             return Err(invalid(format!(
-                "cannot sort by {other:?}: sort_by takes start_time, end_time or duration, optionally followed by :asc or :desc"
+                "cannot sort by {field:?}: sort_by takes start_time, end_time or duration, optionally followed by :asc or :desc"
             )));
         }
     };

@@ -333,6 +333,13 @@ async fn every_sort_order_pages_consistently() {
         assert_eq!(one_page.len(), 60);
         assert_eq!(walk(&h, json!({"limit": 9, "sortBy": sort})).await, one_page, "{sort}");
     }
+    // A field in any case, as a direction is.
+    for (spelled, canonical) in
+        [("START_TIME:ASC", "start_time:asc"), ("endTime", "end_time"), ("Duration:Asc", "duration:asc")]
+    {
+        let want = h.list(json!({"limit": 1000, "sortBy": canonical})).await.0;
+        assert_eq!(h.list(json!({"limit": 1000, "sortBy": spelled})).await.0, want, "{spelled}");
+    }
     // Durations come back ordered, active sessions by their elapsed time.
     let (_, body) = h.call("ListSessionsV2", json!({"limit": 1000, "sortBy": "duration:desc"})).await;
     let durations: Vec<f64> = body["sessions"]
