@@ -634,6 +634,29 @@ async fn the_clients_time_to_answer_a_password_request_is_not_the_databases() {
 }
 
 #[tokio::test]
+async fn a_password_login_goes_on_while_the_report_queue_is_full() {
+    // A full report queue holds back statements, not logins: a login reports nothing until it
+    // succeeds, and a password left unread would run into the database's authentication_timeout.
+    let hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
+    let pg = tokio::task::spawn_blocking(move || proxy_harness::PrivateCluster::start(hba)).await.unwrap();
+    pg.psql("create role gh_scram login password 'scram-secret'");
+    let mut proxy = Proxy::start_with_report_bound(&pg.addr(), 0).await;
+    let mut config = tokio_postgres::Config::new();
+    config.host("127.0.0.1").port(proxy.addr.port()).user("gh_scram").password("scram-secret").dbname("postgres");
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
+        .await
+        .expect("the login is not held back")
+        .unwrap();
+    tokio::spawn(connection);
+    let (_, start) = proxy.started_session().await;
+    assert_eq!(start.username, "gh_scram");
+    // Statements are: not read while the queue has no room.
+    let query = tokio::spawn(async move { client.simple_query("select 1").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!query.is_finished(), "a statement read while the report queue is full");
+}
+
+#[tokio::test]
 async fn md5_and_scram_authentication_flow_through_and_failed_logins_leave_no_session() {
     let hba = "local all all trust\n\
                host all gh_md5 127.0.0.1/32 md5\n\

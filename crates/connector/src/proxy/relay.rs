@@ -241,8 +241,10 @@ impl Relay {
             // The client's next statements are read only when they can be recorded: the
             // report queue has room (it drains at the control plane's pace), and this
             // session's statements awaiting the server's answer are not piling up (a client
-            // that pipelines and never reads its results).
-            let reporting = self.ctx.reporter.has_room();
+            // that pipelines and never reads its results). A login reports nothing until it
+            // succeeds: its password is read whatever the queue holds, or the database's
+            // authentication_timeout would end it.
+            let reporting = self.session.is_none() || self.ctx.reporter.has_room();
             let recording = reporting && self.awaiting_has_room();
             tokio::select! {
                 biased;

@@ -129,9 +129,15 @@ impl Reporter {
     /// it always admits new sessions and counts nothing. Tests read records
     /// from the receiver directly.
     pub fn channel() -> (Reporter, mpsc::UnboundedReceiver<Record>) {
-        let (events, receiver) = mpsc::unbounded_channel();
         // Nothing counts what the receiver takes: never full.
-        let shared = Arc::new(Shared { bound: usize::MAX, ..Shared::default() });
+        Self::channel_bounded(usize::MAX)
+    }
+
+    /// A bare channel whose reporter has room until `bound` bytes were sent through it (what
+    /// the receiver takes is not counted): 0 for a queue that is always full.
+    pub fn channel_bounded(bound: usize) -> (Reporter, mpsc::UnboundedReceiver<Record>) {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared { bound, ..Shared::default() });
         (Reporter { events, shared }, receiver)
     }
 

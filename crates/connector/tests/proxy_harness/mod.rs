@@ -70,7 +70,15 @@ impl Proxy {
 
     /// A proxy whose connections may hold `bytes` in large messages, together.
     pub async fn start_with_large_message_budget(bytes: usize) -> Self {
-        Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), LargeMessageBudget::new(bytes)).await
+        let budget = LargeMessageBudget::new(bytes);
+        Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), budget, usize::MAX).await
+    }
+
+    /// A proxy in front of `upstream` whose report queue is full once `bytes` of events were
+    /// sent: 0 for always.
+    pub async fn start_with_report_bound(upstream: &str, bytes: usize) -> Self {
+        let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
+        Self::start_inner(None, upstream, None, IdentityOptions::default(), budget, bytes).await
     }
 
     /// A proxy with TLS to the database and identity logins as given.
@@ -81,7 +89,7 @@ impl Proxy {
         identity: IdentityOptions,
     ) -> Self {
         let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
-        Self::start_inner(tls, upstream, upstream_tls, identity, budget).await
+        Self::start_inner(tls, upstream, upstream_tls, identity, budget, usize::MAX).await
     }
 
     async fn start_inner(
@@ -90,10 +98,11 @@ impl Proxy {
         upstream_tls: Option<UpstreamTlsConfig>,
         identity: IdentityOptions,
         large_messages: Arc<LargeMessageBudget>,
+        report_bound: usize,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (reporter, events) = Reporter::channel();
+        let (reporter, events) = Reporter::channel_bounded(report_bound);
         let live = Arc::new(LiveSessions::new());
         let metrics = Arc::new(Metrics::default());
         let cancels = Arc::new(CancelMap::new());
