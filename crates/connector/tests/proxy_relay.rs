@@ -244,6 +244,46 @@ async fn notifications_reach_a_listening_client() {
     assert_eq!(s.texts(), [format!("listen {channel}").as_str(), "select 1"]);
 }
 
+/// Appends a message of type `tag` to `batch`.
+fn frame(tag: u8, body: &[u8], batch: &mut BytesMut) {
+    batch.extend_from_slice(&[tag]);
+    batch.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    batch.extend_from_slice(body);
+}
+
+#[tokio::test]
+async fn a_prepared_statement_replaced_out_of_sight_is_not_recorded_as_prepared() {
+    // A DO block deallocates the client's prepared SELECT and prepares a DELETE under its
+    // name; the transcript must not show the SELECT as what deleted the rows.
+    let mut proxy = Proxy::start().await;
+    let table = unique("victims");
+    let direct = direct().await;
+    direct.batch_execute(&format!("create table {table} as select generate_series(1, 5) as id")).await.unwrap();
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut batch = BytesMut::new();
+    frame(b'P', b"s1\0select 'harmless' as x\0\0\0", &mut batch);
+    frame(b'S', b"", &mut batch);
+    raw.send(&batch).await;
+    while raw.recv().await.unwrap().tag() != b'Z' {}
+    let swap = format!("deallocate s1; prepare s1 as delete from {table}");
+    raw.query(&format!("do $$ begin execute '{swap}'; end $$")).await;
+    let mut batch = BytesMut::new();
+    frame(b'B', b"\0s1\0\0\0\0\0\0\0", &mut batch);
+    frame(b'E', b"\0\0\0\0\0", &mut batch);
+    frame(b'S', b"", &mut batch);
+    raw.send(&batch).await;
+    while raw.recv().await.unwrap().tag() != b'Z' {}
+    drop(raw);
+    let left: i64 = direct.query_one(&format!("select count(*) from {table}"), &[]).await.unwrap().get(0);
+    direct.batch_execute(&format!("drop table {table}")).await.unwrap();
+    assert_eq!(left, 0, "the rows were deleted");
+    let s = proxy.ended_session().await;
+    let ran = &s.statements[1].text;
+    assert!(ran.starts_with("-- not what ran: the server answered DELETE 5."), "{ran}");
+    assert!(ran.ends_with("prepared as:\nselect 'harmless' as x"), "{ran}");
+}
+
 #[tokio::test]
 async fn large_statements_pipelined_behind_a_slow_one_are_held_only_in_part() {
     // 48 statements of 1 MiB behind a one-second sleep, in one extended exchange whose Sync
@@ -257,11 +297,6 @@ async fn large_statements_pipelined_behind_a_slow_one_are_held_only_in_part() {
     let mut batch = BytesMut::new();
     gatehouse_pgwire::Encode::encode(&gatehouse_pgwire::frontend::Query::new("select pg_sleep(1)"), &mut batch);
     let text = format!("select 1 -- {}", "x".repeat(1 << 20));
-    let frame = |tag: u8, body: &[u8], batch: &mut BytesMut| {
-        batch.extend_from_slice(&[tag]);
-        batch.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-        batch.extend_from_slice(body);
-    };
     for _ in 0..STATEMENTS {
         frame(b'P', &[b"\0", text.as_bytes(), b"\0\0\0"].concat(), &mut batch);
         frame(b'B', b"\0\0\0\0\0\0\0\0", &mut batch);

@@ -71,13 +71,16 @@ struct Pending {
     rows: i64,
     /// In a COPY TO STDOUT (CopyOutResponse seen), until its CommandComplete.
     copy_out: bool,
+    /// CopyData messages of that COPY: its rows, as far as they are known when it fails or is
+    /// cut short before the CommandComplete that counts them.
+    copy_data: i64,
     bytes_sent: i64,
     sqlstate: Option<String>,
 }
 
 impl Pending {
     fn new(text: Text, start_us: i64) -> Self {
-        Self { text, start_us, nth: 0, rows: 0, copy_out: false, bytes_sent: 0, sqlstate: None }
+        Self { text, start_us, nth: 0, rows: 0, copy_out: false, copy_data: 0, bytes_sent: 0, sqlstate: None }
     }
 
     /// A statement that failed before it ran: its ErrorResponse is all the client got.
@@ -90,7 +93,7 @@ impl Pending {
             start_us: self.start_us,
             duration_us: (end_us - self.start_us).max(0),
             text: self.text.into_string(),
-            rows: self.rows,
+            rows: self.rows + if self.copy_out { self.copy_data } else { 0 },
             bytes_sent: self.bytes_sent,
             sqlstate: self.sqlstate.unwrap_or_default(),
         }
@@ -108,9 +111,12 @@ enum Entry {
     Bind { portal: Box<str>, statement: Box<str>, sent_us: i64 },
     /// Answered by CloseComplete.
     Close { statement: bool, name: Box<str> },
+    /// Answered by RowDescription or NoData (after a ParameterDescription for a statement):
+    /// queued so that its error is not taken for the next request's.
+    Describe,
     /// Complete at its CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse,
     /// and only then given its portal's text: the Bind before it is answered by then.
-    Execute { portal: Box<str>, pending: Pending },
+    Execute { portal: Box<str>, max_rows: u32, pending: Pending },
     /// A Sync: answered by ReadyForQuery, records nothing.
     Sync,
 }
@@ -208,7 +214,7 @@ impl Recorder {
         let payload = msg.payload();
         let mut entry = match msg.tag() {
             // The server discards everything but Sync after an error, up to that Sync.
-            b'Q' | b'P' | b'B' | b'E' | b'C' | b'F' if self.skipping => return,
+            b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'F' if self.skipping => return,
             b'Q' => {
                 let sql = cstr(payload).map_or(payload, |(s, _)| s);
                 Entry::Simple(Pending::new(Text::Owned(self.encoding.decode(sql).into_owned()), now))
@@ -224,12 +230,14 @@ impl Recorder {
                 Entry::Bind { portal: name_of(portal).into(), statement: name_of(statement).into(), sent_us: now }
             }
             b'E' => {
-                let Some((portal, _)) = cstr(payload) else { return };
+                let Some((portal, rest)) = cstr(payload) else { return };
                 Entry::Execute {
                     portal: name_of(portal).into(),
+                    max_rows: rest.first_chunk::<4>().map_or(0, |n| u32::from_be_bytes(*n)),
                     pending: Pending::new(Text::Owned(String::new()), now),
                 }
             }
+            b'D' => Entry::Describe,
             b'C' => {
                 let Some((&target @ (b'S' | b'P'), rest)) = payload.split_first() else { return };
                 let Some((name, _)) = cstr(rest) else { return };
@@ -265,6 +273,7 @@ impl Recorder {
                     p.rows += 1;
                     return;
                 }
+                b'd' if p.copy_out => p.copy_data += 1,
                 b'H' => p.copy_out = true,
                 b'C' if std::mem::take(&mut p.copy_out) => p.rows += copied_rows(msg),
                 _ => {}
@@ -272,15 +281,37 @@ impl Recorder {
         }
         match tag {
             b'1' | b'2' | b'3' => self.confirm_front(),
+            // What a Describe gets is sent for the statement it describes, as a simple query's
+            // RowDescription is.
+            b't' | b'T' | b'n' if matches!(self.queue.front(), Some(Entry::Describe)) => {
+                if tag != b't' {
+                    self.queue.pop_front();
+                }
+                if let Some(next) = self.next_statement() {
+                    next.bytes_sent += msg.len() as i64;
+                }
+            }
             b'C' => {
                 self.copy_in = false;
                 let payload = msg.payload();
                 if payload.starts_with(b"DEALLOCATE") || payload.starts_with(b"DISCARD ALL") {
                     self.forget_deallocated(payload);
                 }
+                if payload.starts_with(b"CLOSE CURSOR") || payload.starts_with(b"DISCARD ALL") {
+                    self.forget_closed_cursors(payload);
+                }
                 // A simple query goes on to ReadyForQuery: it may hold several commands.
                 if let Some(Entry::Execute { .. }) = self.queue.front() {
                     self.complete_front(now);
+                    if let Some(statement) = self.done.last_mut() {
+                        flag_replaced(statement, payload);
+                    }
+                }
+                // The transaction is over, and its portals with it, though the ReadyForQuery
+                // may say another has begun (`commit; begin`). A ROLLBACK TO a savepoint drops
+                // only some: forgetting them all names the rest as FETCHes, never wrongly.
+                if [&b"COMMIT"[..], b"ROLLBACK", b"PREPARE TRANSACTION"].iter().any(|t| payload.starts_with(t)) {
+                    self.forget_portals();
                 }
             }
             b'I' => {
@@ -298,7 +329,7 @@ impl Recorder {
                 self.copy_in = false;
                 // Idle: the transaction is over, and its portals with it.
                 if msg.payload() == b"I" {
-                    self.finish_suspended(|_| true);
+                    self.forget_portals();
                 }
                 while let Some(entry) = self.queue.pop_front() {
                     match entry {
@@ -395,9 +426,9 @@ impl Recorder {
         let (at, _) = self.first_statement()?;
         match &self.queue[at] {
             Entry::Simple(p) => Some((p.start_us, Cow::Borrowed(p.text.as_str()))),
-            Entry::Execute { portal, pending } => Some(match self.suspended.get(portal.as_ref()) {
+            Entry::Execute { portal, max_rows, pending } => Some(match self.suspended.get(portal.as_ref()) {
                 Some((first, _)) => (first.start_us, Cow::Borrowed(first.text.as_str())),
-                None => (pending.start_us, self.queued_portal_text(at, portal)),
+                None => (pending.start_us, self.queued_portal_text(at, portal, *max_rows)),
             }),
             _ => None,
         }
@@ -405,7 +436,7 @@ impl Recorder {
 
     /// What an Execute of `portal` at `at` in the queue runs: what the Bind and Parse queued
     /// before it will name, or what the server confirmed.
-    fn queued_portal_text(&self, at: usize, portal: &str) -> Cow<'_, str> {
+    fn queued_portal_text(&self, at: usize, portal: &str, max_rows: u32) -> Cow<'_, str> {
         let mut bound: Option<&str> = None;
         for entry in self.queue.range(..at).rev() {
             match entry {
@@ -418,7 +449,7 @@ impl Recorder {
         }
         match bound {
             Some(statement) => Cow::Owned(self.statement_text(statement).as_ref().to_owned()),
-            None => Cow::Owned(self.portal_text(portal).into_string()),
+            None => Cow::Owned(self.portal_text(portal, max_rows).into_string()),
         }
     }
 
@@ -432,7 +463,7 @@ impl Recorder {
                     p.sqlstate.get_or_insert_with(|| sqlstate.to_owned());
                     self.complete_front(now);
                 }
-                Entry::Sync => drop(self.queue.pop_front()),
+                Entry::Sync | Entry::Describe => drop(self.queue.pop_front()),
                 _ => self.confirm_front(),
             }
         }
@@ -498,7 +529,7 @@ impl Recorder {
                 Some(Pending::failed(Text::Shared(self.statement_text(&statement)), sent_us, code, bytes))
             }
             // A failed Describe or Close: no statement ran.
-            Some(Entry::Close { .. }) | Some(Entry::Sync) => None,
+            Some(Entry::Close { .. } | Entry::Describe | Entry::Sync) => None,
             // An extended exchange failed before any request this records, and before its Sync.
             None => {
                 self.skipping = true;
@@ -516,7 +547,7 @@ impl Recorder {
     fn complete_front(&mut self, now: i64) {
         let pending = match self.queue.pop_front() {
             Some(Entry::Simple(p)) => p,
-            Some(Entry::Execute { portal, pending }) => self.continued(&portal, pending),
+            Some(Entry::Execute { portal, max_rows, pending }) => self.continued(&portal, max_rows, pending),
             Some(other) => return self.queue.push_front(other),
             None => return,
         };
@@ -527,21 +558,25 @@ impl Recorder {
     /// a client that pipelines sends both at once, and the database runs them one by one.
     fn completed(&mut self, pending: Pending, end: i64) {
         self.done.push(pending.finish(end));
-        let next = self.queue.iter_mut().find_map(|entry| match entry {
-            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some(p),
-            _ => None,
-        });
-        if let Some(next) = next {
+        if let Some(next) = self.next_statement() {
             next.start_us = next.start_us.max(end);
         }
+    }
+
+    /// The first statement awaiting its answers.
+    fn next_statement(&mut self) -> Option<&mut Pending> {
+        self.queue.iter_mut().find_map(|entry| match entry {
+            Entry::Simple(p) | Entry::Execute { pending: p, .. } => Some(p),
+            _ => None,
+        })
     }
 
     /// PortalSuspended: the front Execute stopped at its row limit; its statement stays open
     /// for the Executes that fetch the rest.
     fn suspend_front(&mut self, now: i64) {
         match self.queue.pop_front() {
-            Some(Entry::Execute { portal, pending }) => {
-                let pending = self.continued(&portal, pending);
+            Some(Entry::Execute { portal, max_rows, pending }) => {
+                let pending = self.continued(&portal, max_rows, pending);
                 self.suspended.insert(portal, (pending, now));
             }
             Some(other) => self.queue.push_front(other),
@@ -550,7 +585,7 @@ impl Recorder {
     }
 
     /// An Execute of `portal`, as the continuation of its suspended statement if there is one.
-    fn continued(&mut self, portal: &str, mut pending: Pending) -> Pending {
+    fn continued(&mut self, portal: &str, max_rows: u32, mut pending: Pending) -> Pending {
         // Most sessions never suspend a portal: no key to hash then.
         let suspended = match self.suspended.is_empty() {
             true => None,
@@ -564,7 +599,7 @@ impl Recorder {
                 first
             }
             None => {
-                pending.text = self.portal_text(portal);
+                pending.text = self.portal_text(portal, max_rows);
                 pending
             }
         }
@@ -605,18 +640,26 @@ impl Recorder {
         }
     }
 
-    /// What an Execute of `portal` runs.
-    fn portal_text(&self, portal: &str) -> Text {
+    /// What an Execute of `portal`, fetching `max_rows` (0: all), runs. A portal the protocol
+    /// did not bind is a cursor SQL declared: the Execute fetches from it, as SQL `FETCH` would.
+    fn portal_text(&self, portal: &str, max_rows: u32) -> Text {
         let text = if portal.is_empty() { self.unnamed_portal.as_ref() } else { self.portals.get(portal) };
-        text.map_or_else(|| Text::Owned(String::new()), |text| Text::Shared(Arc::clone(text)))
+        match text {
+            Some(text) => Text::Shared(Arc::clone(text)),
+            None if portal.is_empty() => Text::Owned(String::new()),
+            None if max_rows == 0 => Text::Owned(format!("FETCH ALL FROM {}", quote_ident(portal))),
+            None => Text::Owned(format!("FETCH FORWARD {max_rows} FROM {}", quote_ident(portal))),
+        }
     }
 
     /// SQL `DEALLOCATE` or `DISCARD ALL` completed, in the statement at the front.
     fn forget_deallocated(&mut self, tag: &[u8]) {
         let names = match self.queue.front() {
             Some(_) if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE ALL") => None,
-            Some(Entry::Simple(p)) => deallocated_names(p.text.as_str()),
-            Some(Entry::Execute { portal, .. }) => deallocated_names(self.portal_text(portal).as_str()),
+            Some(Entry::Simple(p)) => named_after(p.text.as_str(), "deallocate", Some("prepare")),
+            Some(Entry::Execute { portal, max_rows, .. }) => {
+                named_after(self.portal_text(portal, *max_rows).as_str(), "deallocate", Some("prepare"))
+            }
             _ => None,
         };
         match names {
@@ -627,23 +670,43 @@ impl Recorder {
             }
         }
     }
+
+    /// The transaction ended: its portals are gone.
+    fn forget_portals(&mut self) {
+        self.finish_suspended(|_| true);
+        self.portals.clear();
+        self.unnamed_portal = None;
+    }
+
+    /// SQL `CLOSE` or `DISCARD ALL` completed, in the statement at the front: it may have closed
+    /// portals the protocol bound, whose names a later SQL `DECLARE` can give another query.
+    fn forget_closed_cursors(&mut self, tag: &[u8]) {
+        let names = match self.queue.front() {
+            Some(_) if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"CLOSE CURSOR ALL") => None,
+            Some(Entry::Simple(p)) => named_after(p.text.as_str(), "close", None),
+            // A CLOSE the client prepared: its text is known only if the protocol bound it.
+            _ => None,
+        };
+        let closed = |portal: &str| names.as_ref().is_none_or(|names| names.iter().any(|name| name == portal));
+        self.finish_suspended(|portal| !portal.is_empty() && closed(portal));
+        self.portals.retain(|portal, _| !closed(portal));
+    }
 }
 
-/// The statement names `DEALLOCATE [PREPARE] name` removes in `sql`, or `None` for all of them:
-/// `DEALLOCATE ALL`, or a name this light reading cannot find. Reading a `deallocate` inside a
-/// string or comment as one only forgets a name, and a forgotten name's statements are
-/// recorded as `EXECUTE name`: never as another text.
-fn deallocated_names(sql: &str) -> Option<Vec<String>> {
-    const KEYWORD: &str = "deallocate";
+/// The names `keyword [optional] name` acts on in `sql` (`DEALLOCATE [PREPARE] s1`, `CLOSE c`),
+/// or `None` for all of them: `ALL`, or a name this light reading cannot be sure of (`U&"..."`).
+/// Reading the keyword inside a string or comment only forgets a name, and a forgotten name is
+/// recorded as SQL names it (`EXECUTE s1`, `FETCH ALL FROM c`): never as another text.
+fn named_after(sql: &str, keyword: &str, optional: Option<&str>) -> Option<Vec<String>> {
     let lower = sql.to_ascii_lowercase();
     let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
     let mut names = Vec::new();
-    for (at, _) in lower.match_indices(KEYWORD) {
+    for (at, _) in lower.match_indices(keyword) {
         if lower[..at].chars().next_back().is_some_and(is_ident) {
             continue;
         }
-        let mut rest = lower[at + KEYWORD.len()..].trim_start();
-        if let Some(after) = rest.strip_prefix("prepare")
+        let mut rest = lower[at + keyword.len()..].trim_start();
+        if let Some(after) = optional.and_then(|word| rest.strip_prefix(word))
             && after.starts_with(char::is_whitespace)
         {
             rest = after.trim_start();
@@ -653,15 +716,79 @@ fn deallocated_names(sql: &str) -> Option<Vec<String>> {
             Some(_) => quoted_ident(&sql[start + 1..])?,
             None => {
                 let end = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
-                match &rest[..end] {
-                    "" | "all" => return None,
-                    name => name.to_owned(),
+                match (&rest[..end], rest[end..].chars().next()) {
+                    ("" | "all", _) => return None,
+                    // A Unicode-escaped name (`U&"\0073\0031"`), or something else unforeseen.
+                    (_, Some(next)) if !(next.is_whitespace() || next == ';') => return None,
+                    (name, _) => name.to_owned(),
                 }
             }
         };
         names.push(name);
     }
     (!names.is_empty()).then_some(names)
+}
+
+/// The first keyword of `sql`, past whitespace, comments and opening parentheses, lower-case.
+fn first_keyword(sql: &str) -> String {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(comment) = rest.strip_prefix("--") {
+            rest = comment.split_once('\n').map_or("", |(_, after)| after);
+        } else if rest.starts_with("/*") {
+            rest = past_block_comment(rest);
+        } else {
+            break;
+        }
+    }
+    rest.chars().take_while(char::is_ascii_alphabetic).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// What follows the block comment `sql` starts with; block comments nest in PostgreSQL.
+fn past_block_comment(sql: &str) -> &str {
+    let mut depth = 0;
+    let mut at = 0;
+    while at < sql.len() {
+        if sql[at..].starts_with("/*") {
+            depth += 1;
+            at += 2;
+        } else if sql[at..].starts_with("*/") {
+            depth -= 1;
+            at += 2;
+            if depth == 0 {
+                return &sql[at..];
+            }
+        } else {
+            at += sql[at..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    ""
+}
+
+/// Flags `statement`, an Execute the server answered with `tag`, when the tag names another
+/// command than its text begins with. A prepared statement's text is the one the client
+/// prepared; SQL the connector cannot see (in a function or a DO block) can deallocate it and
+/// prepare another under its name, and the transcript must not show a text that did not run.
+fn flag_replaced(statement: &mut Statement, tag: &[u8]) {
+    let expected: &[u8] = match first_keyword(&statement.text).as_str() {
+        "select" | "values" | "table" => b"SELECT",
+        "insert" => b"INSERT",
+        "update" => b"UPDATE",
+        "delete" => b"DELETE",
+        "merge" => b"MERGE",
+        // Others answer with tags of their own, or any (a WITH query's is its last command's).
+        _ => return,
+    };
+    let ran = tag.split(|&b| b == b' ' || b == 0).next().unwrap_or_default();
+    if ran != expected {
+        statement.text = format!(
+            "-- not what ran: the server answered {}. This statement was replaced by SQL out of the \
+             connector's sight (a function or a DO block) after it was prepared as:\n{}",
+            String::from_utf8_lossy(tag.strip_suffix(b"\0").unwrap_or(tag)),
+            statement.text
+        );
+    }
 }
 
 /// The identifier of a quoted name whose opening quote is already read.
@@ -1107,6 +1234,100 @@ mod tests {
     }
 
     #[test]
+    fn a_statement_replaced_out_of_sight_is_not_shown_as_what_ran() {
+        // A DO block deallocates `s1` and prepares a DELETE under its name: the recorder sees
+        // only `DO`, but the server's answer to the Execute names another command.
+        let client = [
+            parse("s1", "/* hi */ (select 'harmless' as x)"),
+            sync(),
+            msg(b'Q', b"do $$ begin execute 'deallocate s1; prepare s1 as delete from t'; end $$\0"),
+            bind("", "s1"),
+            execute(""),
+            bind("", "s1"),
+            execute(""),
+            sync(),
+        ];
+        let server = [
+            parsed(),
+            ready(),
+            complete("DO"),
+            ready(),
+            bound(),
+            complete("DELETE 5"),
+            bound(),
+            row(),
+            complete("SELECT 1"),
+            ready(),
+        ];
+        let got = run(&client, &server);
+        assert!(got[1].0.starts_with("-- not what ran: the server answered DELETE 5."), "{got:?}");
+        assert!(got[1].0.ends_with("prepared as:\n/* hi */ (select 'harmless' as x)"), "{got:?}");
+        assert_eq!(
+            got[2],
+            s("/* hi */ (select 'harmless' as x)", 1, ""),
+            "a SELECT that answers SELECT is as prepared"
+        );
+        assert_eq!(first_keyword("-- c\n /* a /* nested */ b */ ( WITH x"), "with");
+    }
+
+    #[test]
+    fn a_portal_gone_with_its_transaction_or_closed_by_sql_is_not_named_by_its_bind() {
+        let run_in = |closing: Message, close_answers: &[Message]| {
+            let mut client = vec![msg(b'Q', b"begin\0"), parse("", "select 1"), bind("p", ""), sync(), closing];
+            client.extend([msg(b'Q', b"declare p cursor for select secret from vault\0"), execute("p"), sync()]);
+            let mut server = vec![complete("BEGIN"), msg(b'Z', b"T"), parsed(), bound(), msg(b'Z', b"T")];
+            server.extend_from_slice(close_answers);
+            server.extend([complete("DECLARE CURSOR"), msg(b'Z', b"T"), row(), complete("FETCH 1"), msg(b'Z', b"T")]);
+            run(&client, &server).pop().unwrap()
+        };
+        let closed = run_in(msg(b'Q', b"close p\0"), &[complete("CLOSE CURSOR"), msg(b'Z', b"T")]);
+        assert_eq!(closed, s("FETCH ALL FROM p", 1, ""));
+        let committed =
+            run_in(msg(b'Q', b"commit; begin\0"), &[complete("COMMIT"), complete("BEGIN"), msg(b'Z', b"T")]);
+        assert_eq!(committed, s("FETCH ALL FROM p", 1, ""), "a Z after COMMIT; BEGIN is in a new transaction");
+    }
+
+    #[test]
+    fn a_commit_run_through_the_protocol_is_recorded_as_bound() {
+        // JDBC commits with Parse, Bind, Execute of the unnamed portal.
+        let client = [parse("", "COMMIT"), bind("", ""), execute(""), sync(), execute(""), sync()];
+        let server = [parsed(), bound(), complete("COMMIT"), ready(), error("34000"), ready()];
+        assert_eq!(run(&client, &server), [s("COMMIT", 0, ""), s("", 0, "34000")]);
+    }
+
+    #[test]
+    fn a_failed_describe_is_no_statement_and_its_answer_counts_for_the_next() {
+        let describe = |target: u8, name: &str| msg(b'D', format!("{}{name}\0", target as char).as_bytes());
+        let client = [parse("", "select 1"), describe(b'S', "nope"), bind("", ""), execute(""), sync()];
+        assert_eq!(run(&client, &[parsed(), error("26000"), ready()]), []);
+
+        let mut r = Recorder::default();
+        let client = [parse("", "select 1"), bind("", ""), describe(b'P', ""), execute(""), sync()];
+        client.iter().for_each(|m| r.on_client(m.as_message_ref(), 1));
+        let description = msg(b'T', b"\0\x01x\0\0\0\0\0\0\0\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0");
+        for m in [parsed(), bound(), description.clone(), row(), complete("SELECT 1"), ready()] {
+            r.on_server(m.as_message_ref(), 2);
+        }
+        let done: Vec<_> = r.done().collect();
+        assert_eq!((done.len(), done[0].rows), (1, 1));
+        let answered = description.frame().len() + row().frame().len() + complete("SELECT 1").frame().len();
+        assert_eq!(done[0].bytes_sent, answered as i64);
+    }
+
+    #[test]
+    fn a_copy_out_cut_short_counts_the_rows_sent() {
+        let copy_data = || msg(b'd', b"1\n");
+        let server = [msg(b'H', b"\0\0\0"), copy_data(), copy_data(), copy_data(), error("22012"), ready()];
+        assert_eq!(run(&[msg(b'Q', b"copy t to stdout\0")], &server), [s("copy t to stdout", 3, "22012")]);
+        // Whole, it counts what its tag says: the CopyData may carry a header.
+        let server = [msg(b'H', b"\0\0\0"), copy_data(), copy_data(), complete("COPY 1"), ready()];
+        assert_eq!(
+            run(&[msg(b'Q', b"copy t to stdout csv header\0")], &server),
+            [s("copy t to stdout csv header", 1, "")]
+        );
+    }
+
+    #[test]
     fn sql_deallocate_forgets_protocol_statements() {
         let mut r = Recorder::default();
         let mut exchange = |client: &[Message], server: &[Message]| {
@@ -1125,8 +1346,8 @@ mod tests {
     }
 
     #[test]
-    fn deallocate_names_are_read_as_postgresql_reads_them() {
-        let names = |sql| deallocated_names(sql);
+    fn deallocate_and_close_names_are_read_as_postgresql_reads_them() {
+        let names = |sql| named_after(sql, "deallocate", Some("prepare"));
         assert_eq!(names("DEALLOCATE _pg3_1"), Some(vec!["_pg3_1".to_owned()]));
         assert_eq!(
             names("deallocate Prepare \"A \"\"b\"\"\"; DEALLOCATE s2;"),
@@ -1138,15 +1359,23 @@ mod tests {
         assert_eq!(names("deallocate \"unterminated"), None);
         assert_eq!(names("select 1"), None);
         assert_eq!(names("select my_deallocate(1); deallocate s"), Some(vec!["s".to_owned()]));
+        // A Unicode-escaped name is not read as its first letter: every name is forgotten.
+        assert_eq!(names("deallocate U&\"\\0073\\0031\""), None);
+        assert_eq!(names("deallocate u&\"s1\" uescape '!'"), None);
+        let closed = |sql| named_after(sql, "close", None);
+        assert_eq!(closed("CLOSE C_1"), Some(vec!["c_1".to_owned()]));
+        assert_eq!(closed("close all"), None);
+        assert_eq!(closed("close prepare"), Some(vec!["prepare".to_owned()]));
     }
 
     #[test]
-    fn closed_statements_and_unknown_portals_have_no_text() {
+    fn closed_statements_and_unknown_portals_are_named_as_sql_would_run_them() {
         let client = [parse("s1", "select 1"), msg(b'C', b"Ss1\0"), bind("", "s1"), execute(""), execute("p9"), sync()];
         let got =
             run(&client, &[parsed(), msg(b'3', b""), bound(), complete("SELECT 0"), complete("SELECT 0"), ready()]);
-        // `s1` may be a statement SQL `PREPARE` made: that is what ran.
-        assert_eq!(got, [s("EXECUTE s1", 0, ""), s("", 0, "")]);
+        // `s1` may be a statement SQL `PREPARE` made, `p9` a cursor SQL `DECLARE` made: that
+        // is what ran.
+        assert_eq!(got, [s("EXECUTE s1", 0, ""), s("FETCH ALL FROM p9", 0, "")]);
     }
 
     #[test]
