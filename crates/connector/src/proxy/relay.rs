@@ -524,7 +524,8 @@ impl Relay {
         SR: AsyncRead + WaitReadable + Unpin,
         SW: AsyncWrite + Unpin,
     {
-        // The session ends when the client left, whatever the wait for its statements' outcome.
+        // The session ends when the client left, or when the statements it left running
+        // finished, if that came in the wait: never before its statements.
         let mut client_left_us = now_us();
         if matches!(end, End::Client) && self.recorder.is_running() {
             self.flush_server(sw).await;
