@@ -349,8 +349,8 @@ async fn large_messages_share_a_memory_budget_and_give_it_back() {
     const MIB: usize = 1024 * 1024;
     let mut proxy = Proxy::start_with_large_message_budget(8 * MIB).await;
 
-    // A client holds 6 MiB of the budget with a statement it has not finished sending: room
-    // is granted as the bytes come (twice what came), not as the length field announces.
+    // A client holds 6 MiB of the budget with a statement it has not finished sending: 5 MiB
+    // of it came, more than the quarter (and 4 MiB) that gets a message charged whole.
     let mut holder = Raw::connect(proxy.addr).await;
     holder.startup().await;
     let len = i32::try_from(6 * MIB).unwrap();

@@ -15,17 +15,28 @@ use crate::{FrontendTag, Message, MessageRef, Startup, WireError, buffers, try_s
 
 /// Default for [`MessageReader::max_message_len`]: PostgreSQL's own bound (`MaxAllocSize`, 1 GiB
 /// less a byte), so that whatever the database takes or sends passes through a relay too.
-/// The reader reserves as bytes arrive, never on a length field alone, except for a large
-/// message its [`LargeMessageBudget`] has granted.
+/// The reader allocates as bytes arrive, never on a length field alone (a large message its
+/// [`LargeMessageBudget`] takes whole is charged for its length, but still allocated as it
+/// arrives).
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 0x3fff_ffff;
 
 /// The least a read asks for, so that many small messages arrive in one read.
 const READ_CHUNK: usize = buffers::BUFFER_SIZE;
-/// The most reserved ahead for one large message, so that a length field alone cannot make
-/// us allocate hundreds of megabytes before the bytes arrive.
+/// The most reserved ahead for one message, so that a length field alone cannot make us
+/// allocate hundreds of megabytes before the bytes arrive; and the size above which a
+/// message is large, and charged to the reader's [`LargeMessageBudget`].
 const MAX_RESERVE: usize = 1024 * 1024;
-/// The first room granted to a large message; then twice what arrived, up to its size.
+/// The least of a large message that arrives before it is charged whole: see [`shown_real_at`].
 const FIRST_GRANT: usize = 4 * MAX_RESERVE;
+
+/// How much of a large message of `total` bytes arrives before it is charged whole: a quarter
+/// of it, and at least [`FIRST_GRANT`]. Holding budget costs a client a quarter of it sent
+/// (a length field alone takes none), while two messages that fit the budget together with
+/// a quarter to spare both go through, one charged whole before the other grows past its
+/// quarter.
+fn shown_real_at(total: usize) -> usize {
+    FIRST_GRANT.max(total / 4)
+}
 
 /// PostgreSQL's bound (`PQ_SMALL_MESSAGE_LIMIT`) on the frontend messages that are always
 /// small: Close, Describe, Execute, Flush, Sync and Terminate.
@@ -90,6 +101,14 @@ fn frame(buf: &mut BytesMut, max_len: usize, frontend: bool) -> Result<Option<Me
 /// readers that share it. A database takes a 1 GiB statement in a process of its own; a relay
 /// that buffers such messages for all its connections in one process needs a bound, or a few
 /// clients could take all its memory and end every session.
+///
+/// A large message is charged for the buffer it has until a quarter of it (at least 4 MiB) has
+/// arrived, and then for its whole length at once; its buffer still grows only as its bytes
+/// arrive. So a length field alone takes nothing, holding budget costs a client a quarter of
+/// it sent, and of two messages that do not fit together the first to show it is real gets
+/// all it needs while the other is refused having held a quarter of its length at most,
+/// rather than both growing until neither can go on. A message whose whole length does not
+/// fit in what is left is refused as soon as that is seen, from its header on.
 #[derive(Debug)]
 pub struct LargeMessageBudget {
     left: AtomicUsize,
@@ -108,6 +127,10 @@ impl LargeMessageBudget {
     fn give(&self, bytes: usize) {
         self.left.fetch_add(bytes, Ordering::AcqRel);
     }
+
+    fn left(&self) -> usize {
+        self.left.load(Ordering::Acquire)
+    }
 }
 
 /// The read side of one connection: one buffer, from which messages are split off.
@@ -117,7 +140,8 @@ pub struct MessageReader {
     /// Reading a client: small messages have PostgreSQL's small limit.
     frontend: bool,
     budget: Option<Arc<LargeMessageBudget>>,
-    /// What the large message at the front of `buf` took from `budget`: the room granted it.
+    /// What the large message at the front of `buf` took from `budget`: its buffer's size, or
+    /// its whole length once [`shown_real_at`] of it has arrived. Never more than its length.
     taken: usize,
 }
 
@@ -145,8 +169,9 @@ impl MessageReader {
         Self { buf: BytesMut::new(), max_len, frontend: false, budget: None, taken: 0 }
     }
 
-    /// Takes each message over [`MAX_RESERVE`] bytes from `budget` while it arrives; one
-    /// that does not fit is [`WireError::OverBudget`].
+    /// Charges each message over 1 MiB to `budget` while it arrives (see
+    /// [`LargeMessageBudget`]) and gives the charge back once the message is taken (or the
+    /// reader dropped); one that does not fit is [`WireError::OverBudget`].
     pub fn with_budget(mut self, budget: Arc<LargeMessageBudget>) -> Self {
         self.budget = Some(budget);
         self
@@ -247,36 +272,55 @@ impl MessageReader {
         R: AsyncRead + Unpin + ?Sized,
     {
         loop {
-            let want = match frame_len(&self.buf, self.max_len, self.frontend)? {
+            let room = match frame_len(&self.buf, self.max_len, self.frontend)? {
                 Some(total) if self.buf.len() >= total => return Ok(Some(total)),
-                Some(total) => {
-                    if total > MAX_RESERVE
-                        && self.buf.len() >= self.taken
-                        && let Some(budget) = &self.budget
-                    {
-                        // Room as the bytes come: twice what arrived, so that a length field
-                        // alone takes little of the budget (a client that announces 1 GiB and
-                        // sends a few bytes must not refuse every other large message), while
-                        // a message that does come is copied a few times at most.
-                        let grant = total.min((2 * self.buf.len()).max(FIRST_GRANT));
-                        if !budget.take(grant - self.taken) {
-                            return Err(WireError::OverBudget { len: total });
-                        }
-                        self.taken = grant;
-                        // Exactly the grant: `reserve` would at least double the buffer, and
-                        // its last step (to the message's size) would take twice what is charged.
-                        let mut grown = BytesMut::with_capacity(grant);
-                        grown.extend_from_slice(&self.buf);
-                        self.buf = grown;
-                    }
-                    total - self.buf.len()
+                // Charged, with room made for its next bytes: reading asks for no more.
+                Some(total) if total > MAX_RESERVE && self.budget.is_some() => {
+                    self.make_room(total)?;
+                    1
                 }
+                Some(total) => (total - self.buf.len()).clamp(READ_CHUNK, MAX_RESERVE),
                 None => READ_CHUNK,
             };
-            if self.fill(r, want).await? == 0 {
+            if self.fill(r, room).await? == 0 {
                 return if self.buf.is_empty() { Ok(None) } else { Err(WireError::UnexpectedEof) };
             }
         }
+    }
+
+    /// Charges the large message at the front (`total` bytes, not all buffered) to the budget,
+    /// and grows its buffer if it is full: see [`LargeMessageBudget`].
+    fn make_room(&mut self, total: usize) -> Result<(), WireError> {
+        let Some(budget) = &self.budget else { return Ok(()) };
+        let len = self.buf.len();
+        // Refused as soon as it cannot fit whole, rather than once it holds a share that a
+        // message that can fit needs.
+        if self.taken < total && budget.left() < total - self.taken {
+            return Err(WireError::OverBudget { len: total });
+        }
+        // Twice what arrived, so that a message is copied a few times at most; never more
+        // than its length, nor, before it has shown it is real, more than that showing takes.
+        let proof = shown_real_at(total);
+        let shown = len >= proof;
+        let grow = (self.buf.capacity() == len).then(|| {
+            let doubled = len.saturating_mul(2).max(READ_CHUNK);
+            if shown { doubled.min(total) } else { doubled.min(total).min(proof) }
+        });
+        let charge = if shown { total } else { grow.unwrap_or(0) };
+        if charge > self.taken {
+            if !budget.take(charge - self.taken) {
+                return Err(WireError::OverBudget { len: total });
+            }
+            self.taken = charge;
+        }
+        if let Some(size) = grow {
+            // Exactly that: `reserve` would at least double the buffer, and its last step (to
+            // the message's size) would hold twice what is charged.
+            let mut grown = BytesMut::with_capacity(size);
+            grown.extend_from_slice(&self.buf);
+            self.buf = grown;
+        }
+        Ok(())
     }
 
     /// The message that starts `offset` bytes into the buffer, if all of it is buffered.
@@ -356,8 +400,8 @@ impl MessageReader {
         }
     }
 
-    /// Reads once, with room for at least `want` bytes (bounded to [`MAX_RESERVE`]).
-    async fn fill<R>(&mut self, r: &mut R, want: usize) -> Result<usize, WireError>
+    /// Reads once, with room for at least `room` bytes.
+    async fn fill<R>(&mut self, r: &mut R, room: usize) -> Result<usize, WireError>
     where
         R: AsyncRead + Unpin + ?Sized,
     {
@@ -368,12 +412,8 @@ impl MessageReader {
             self.buf = buffers::take();
         }
         // Progressive reservations still grow the buffer geometrically, so a large message
-        // costs O(n) copies in all. A large message the budget granted has its room already:
-        // asking for more (a read chunk past its end, or all of it) would reallocate.
-        let room = match self.taken {
-            0 => want.clamp(READ_CHUNK, MAX_RESERVE),
-            granted => want.min(granted.saturating_sub(self.buf.len())).max(1),
-        };
+        // costs O(n) copies in all. A large message charged to a budget has its room already
+        // (`room` is 1): asking for more would reallocate past what was charged.
         self.buf.reserve(room);
         Ok(r.read_buf(&mut self.buf).await?)
     }
@@ -446,7 +486,7 @@ mod tests {
         announced.extend_from_slice(b"select ");
         let mut input = &announced[..];
         assert!(matches!(stalled.read_message(&mut input).await, Err(WireError::UnexpectedEof)));
-        assert_eq!(stalled.taken, FIRST_GRANT);
+        assert_eq!(stalled.taken, 0, "a length field alone is charged nothing");
         // Another reader's 8 MiB message fits beside it.
         let total = 8 * MAX_RESERVE;
         let mut wire = vec![b'Q'];
@@ -456,7 +496,7 @@ mod tests {
         let mut input = &wire[..];
         assert_eq!(other.read_message(&mut input).await.unwrap().unwrap().len(), total);
         // A buffer holds what was charged for it, not the doubling `reserve` would make of it:
-        // 5 MiB of a 6 MiB message is granted 6 MiB, and holds no more.
+        // 5 MiB of a 6 MiB message has shown it is real and is charged 6 MiB, and holds no more.
         let total = 6 * MAX_RESERVE;
         let mut wire = vec![b'Q'];
         wire.extend_from_slice(&u32::try_from(total - 1).unwrap().to_be_bytes());
@@ -468,6 +508,102 @@ mod tests {
         assert!(partial.buf.capacity() < total + READ_CHUNK, "grew to {}", partial.buf.capacity());
         drop((stalled, other, partial));
         assert!(budget.take(64 * MAX_RESERVE), "the budget is whole again");
+    }
+
+    /// The first `sent` bytes of a `Q` message of `total` bytes, type byte included.
+    fn large_query(total: usize, sent: usize) -> Vec<u8> {
+        let mut wire = vec![b'Q'];
+        wire.extend_from_slice(&u32::try_from(total - 1).unwrap().to_be_bytes());
+        wire.resize(sent, b'x');
+        wire
+    }
+
+    #[tokio::test]
+    async fn of_two_large_messages_that_do_not_fit_together_the_first_to_arrive_wins() {
+        // A 32 MiB budget and two 20 MiB messages arriving 1 MiB at a time each, in turns.
+        // Charged as they arrived (4, 8, 16 MiB each) they would both hold 16 MiB and both be
+        // refused at their next step; the first to show it is real is charged whole instead.
+        const MIB: usize = MAX_RESERVE;
+        let (budget_size, total) = (32 * MIB, 20 * MIB);
+        let budget = LargeMessageBudget::new(budget_size);
+        let wire = large_query(total, total);
+        let mut first = MessageReader::new().with_budget(Arc::clone(&budget));
+        let mut second = MessageReader::new().with_budget(Arc::clone(&budget));
+        let mut refused = None;
+        for (i, chunk) in wire.chunks(MIB).enumerate() {
+            let mut input = chunk;
+            match first.read_message(&mut input).await {
+                Err(WireError::UnexpectedEof) => {}
+                Ok(Some(message)) => {
+                    assert_eq!((i, message.len(), message.payload().len()), (19, total, total - 5));
+                    assert_eq!(first.taken, 0, "taking the message gives its charge back");
+                }
+                other => panic!("chunk {i}: {other:?}"),
+            }
+            assert!(first.taken <= total && first.buf.capacity() <= total);
+            if refused.is_none() {
+                let mut input = chunk;
+                match second.read_message(&mut input).await {
+                    Err(WireError::UnexpectedEof) => {}
+                    Err(WireError::OverBudget { len }) => {
+                        assert_eq!(len, total);
+                        refused = Some((i, second.buffered(), second.taken));
+                    }
+                    other => panic!("chunk {i}: {other:?}"),
+                }
+            }
+        }
+        // The first is charged whole once a quarter of it (5 MiB) is in; the second, holding
+        // 4 MiB in a buffer of its quarter, is refused on its next read.
+        assert_eq!(refused, Some((4, 4 * MIB, total / 4)));
+        assert_eq!(budget.left(), budget_size - total / 4, "the refused one holds its share until dropped");
+        drop(second);
+        assert_eq!(budget.left(), budget_size, "the budget is whole again");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_large_message_is_charged_for_what_arrived_only() {
+        const MIB: usize = MAX_RESERVE;
+        let budget = LargeMessageBudget::new(64 * MIB);
+        // A thousand headers announcing 60 MiB each hold none of the budget, and no more than
+        // a read buffer each.
+        let mut stalled = Vec::new();
+        for _ in 0..1000 {
+            let mut reader = MessageReader::new().with_budget(Arc::clone(&budget));
+            let header = large_query(60 * MIB, 5);
+            let mut input = &header[..];
+            assert!(matches!(reader.read_message(&mut input).await, Err(WireError::UnexpectedEof)));
+            assert_eq!(reader.taken, 0);
+            assert!(reader.buf.capacity() <= READ_CHUNK, "holds {}", reader.buf.capacity());
+            stalled.push(reader);
+        }
+        assert_eq!(budget.left(), 64 * MIB);
+        // Nor does one that stalls after 100 kB: it holds a buffer twice what arrived, at most.
+        let mut partial = MessageReader::new().with_budget(Arc::clone(&budget));
+        let wire = large_query(60 * MIB, 100_000);
+        let mut input = &wire[..];
+        assert!(matches!(partial.read_message(&mut input).await, Err(WireError::UnexpectedEof)));
+        assert!(partial.taken <= 200_000 && partial.buf.capacity() <= partial.taken, "{}", partial.taken);
+        // So a 60 MiB message fits beside them all.
+        let wire = large_query(60 * MIB, 60 * MIB);
+        let mut other = MessageReader::new().with_budget(Arc::clone(&budget));
+        let mut input = &wire[..];
+        assert_eq!(other.read_message(&mut input).await.unwrap().unwrap().len(), 60 * MIB);
+        // One that stalls after 4 MiB has not shown it is real (a quarter of 60 MiB): it is
+        // charged its buffer, not the 60 MiB it announced.
+        let mut holder = MessageReader::new().with_budget(Arc::clone(&budget));
+        let wire = large_query(60 * MIB, 4 * MIB);
+        let mut input = &wire[..];
+        assert!(matches!(holder.read_message(&mut input).await, Err(WireError::UnexpectedEof)));
+        assert!(holder.taken <= 8 * MIB, "{}", holder.taken);
+        // One whose whole length does not fit in what is left is refused on its header.
+        let mut too_large = MessageReader::new().with_budget(Arc::clone(&budget));
+        let header = large_query(64 * MIB, 5);
+        let mut input = &header[..];
+        let error = too_large.read_message(&mut input).await.unwrap_err();
+        assert!(matches!(error, WireError::OverBudget { len } if len == 64 * MIB), "{error:?}");
+        drop((stalled, partial, holder, too_large));
+        assert_eq!(budget.left(), 64 * MIB);
     }
 
     #[test]
