@@ -67,6 +67,15 @@ impl ClientEncoding {
     }
 
     /// Statement bytes as text; borrowed when they are UTF-8 already.
+    /// As [`decode`](Self::decode), keeping the allocation of text that is UTF-8 already.
+    pub(crate) fn decode_owned(&self, bytes: Vec<u8>) -> String {
+        match String::from_utf8(bytes) {
+            Ok(text) if matches!(self, ClientEncoding::Utf8) || text.is_ascii() => text,
+            Ok(text) => self.decode(text.as_bytes()).into_owned(),
+            Err(error) => self.decode(error.as_bytes()).into_owned(),
+        }
+    }
+
     pub(crate) fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
         match self {
             // `from_utf8` validates a word at a time; the lossy scan only where it fails.

@@ -40,20 +40,34 @@ use crate::event::Statement;
 enum Text {
     Owned(String),
     Shared(Arc<str>),
+    /// A simple query as the client sent it, decoded once the server has read it: the
+    /// `client_encoding` a statement pipelined behind a `SET client_encoding` is read in is
+    /// known only when the server reports the change.
+    Sent(Vec<u8>),
 }
 
 impl Text {
-    fn as_str(&self) -> &str {
+    fn to_str(&self, encoding: ClientEncoding) -> Cow<'_, str> {
         match self {
-            Text::Owned(s) => s,
-            Text::Shared(s) => s,
+            Text::Owned(s) => Cow::Borrowed(s),
+            Text::Shared(s) => Cow::Borrowed(s),
+            Text::Sent(bytes) => encoding.decode(bytes),
         }
     }
 
-    fn into_string(self) -> String {
+    fn into_string(self, encoding: ClientEncoding) -> String {
         match self {
             Text::Owned(s) => s,
             Text::Shared(s) => s.as_ref().to_owned(),
+            Text::Sent(bytes) => encoding.decode_owned(bytes),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Text::Owned(s) => s.len(),
+            Text::Shared(s) => s.len(),
+            Text::Sent(bytes) => bytes.len(),
         }
     }
 }
@@ -88,11 +102,11 @@ impl Pending {
         Self { sqlstate, bytes_sent, ..Self::new(text, start_us) }
     }
 
-    fn finish(self, end_us: i64) -> Statement {
+    fn finish(self, end_us: i64, encoding: ClientEncoding) -> Statement {
         Statement {
             start_us: self.start_us,
             duration_us: (end_us - self.start_us).max(0),
-            text: self.text.into_string(),
+            text: self.text.into_string(encoding),
             rows: self.rows + if self.copy_out { self.copy_data } else { 0 },
             bytes_sent: self.bytes_sent,
             sqlstate: self.sqlstate.unwrap_or_default(),
@@ -106,7 +120,9 @@ enum Entry {
     /// A simple Query or a FunctionCall: complete at ReadyForQuery.
     Simple(Pending),
     /// Answered by ParseComplete.
-    Parse { name: Box<str>, text: Arc<str>, sent_us: i64 },
+    /// Its text as the client sent it, decoded at the answer, in the encoding the server read
+    /// it in (see [`Text::Sent`]).
+    Parse { name: Box<str>, sql: Box<[u8]>, sent_us: i64 },
     /// Answered by BindComplete.
     Bind { portal: Box<str>, statement: Box<str>, sent_us: i64 },
     /// Answered by CloseComplete.
@@ -126,8 +142,8 @@ impl Entry {
     /// a Parse's (a Bind or an Execute shares a text held already).
     fn text_len(&self) -> usize {
         match self {
-            Entry::Simple(p) => p.text.as_str().len(),
-            Entry::Parse { text, .. } => text.len(),
+            Entry::Simple(p) => p.text.len(),
+            Entry::Parse { sql, .. } => sql.len(),
             _ => 0,
         }
     }
@@ -217,12 +233,12 @@ impl Recorder {
             b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'F' if self.skipping => return,
             b'Q' => {
                 let sql = cstr(payload).map_or(payload, |(s, _)| s);
-                Entry::Simple(Pending::new(Text::Owned(self.encoding.decode(sql).into_owned()), now))
+                Entry::Simple(Pending::new(Text::Sent(sql.to_vec()), now))
             }
             b'P' => {
                 let Some((name, rest)) = cstr(payload) else { return };
                 let Some((sql, _)) = cstr(rest) else { return };
-                Entry::Parse { name: name_of(name).into(), text: Arc::from(self.encoding.decode(sql)), sent_us: now }
+                Entry::Parse { name: name_of(name).into(), sql: sql.into(), sent_us: now }
             }
             b'B' => {
                 let Some((portal, rest)) = cstr(payload) else { return };
@@ -346,6 +362,12 @@ impl Recorder {
             b'S' => {
                 let name_and_value = cstr(msg.payload()).and_then(|(name, rest)| Some((name, cstr(rest)?.0)));
                 if let Some((b"client_encoding", value)) = name_and_value {
+                    // The query that changed it was read in the encoding before.
+                    if let Some(Entry::Simple(p)) = self.queue.front_mut()
+                        && let Text::Sent(bytes) = &mut p.text
+                    {
+                        p.text = Text::Owned(self.encoding.decode_owned(std::mem::take(bytes)));
+                    }
                     self.encoding = ClientEncoding::from_name(&String::from_utf8_lossy(value));
                 }
             }
@@ -376,7 +398,8 @@ impl Recorder {
         let text = format!(
             "-- {what} of {len} bytes, refused before it was whole: over the connector's memory for large messages"
         );
-        self.done.push(Pending::failed(Text::Owned(text), now, Some(sqlstate.to_owned()), 0).finish(now));
+        self.done
+            .push(Pending::failed(Text::Owned(text), now, Some(sqlstate.to_owned()), 0).finish(now, self.encoding));
     }
 
     /// Requests sent and not answered yet.
@@ -425,9 +448,9 @@ impl Recorder {
     pub(crate) fn running(&self) -> Option<(i64, Cow<'_, str>)> {
         let (at, _) = self.first_statement()?;
         match &self.queue[at] {
-            Entry::Simple(p) => Some((p.start_us, Cow::Borrowed(p.text.as_str()))),
+            Entry::Simple(p) => Some((p.start_us, p.text.to_str(self.encoding))),
             Entry::Execute { portal, max_rows, pending } => Some(match self.suspended.get(portal.as_ref()) {
-                Some((first, _)) => (first.start_us, Cow::Borrowed(first.text.as_str())),
+                Some((first, _)) => (first.start_us, first.text.to_str(self.encoding)),
                 None => (pending.start_us, self.queued_portal_text(at, portal, *max_rows)),
             }),
             _ => None,
@@ -443,13 +466,13 @@ impl Recorder {
                 Entry::Bind { portal: p, statement, .. } if bound.is_none() && p.as_ref() == portal => {
                     bound = Some(statement);
                 }
-                Entry::Parse { name, text, .. } if bound == Some(name.as_ref()) => return Cow::Borrowed(text),
+                Entry::Parse { name, sql, .. } if bound == Some(name.as_ref()) => return self.encoding.decode(sql),
                 _ => {}
             }
         }
         match bound {
             Some(statement) => Cow::Owned(self.statement_text(statement).as_ref().to_owned()),
-            None => Cow::Owned(self.portal_text(portal, max_rows).into_string()),
+            None => Cow::Owned(self.portal_text(portal, max_rows).into_string(self.encoding)),
         }
     }
 
@@ -473,8 +496,13 @@ impl Recorder {
     /// The front request's answer came: a Parse, Bind or Close takes effect.
     fn confirm_front(&mut self) {
         match self.queue.pop_front() {
-            Some(Entry::Parse { name, text, .. }) if name.is_empty() => self.unnamed_statement = Some(text),
-            Some(Entry::Parse { name, text, .. }) => drop(self.statements.insert(name, text)),
+            Some(Entry::Parse { name, sql, .. }) => {
+                let text = Arc::from(self.encoding.decode(&sql));
+                match name.is_empty() {
+                    true => self.unnamed_statement = Some(text),
+                    false => drop(self.statements.insert(name, text)),
+                }
+            }
             Some(Entry::Bind { portal, statement, .. }) => {
                 // Binding a portal's name again replaces the portal.
                 self.finish_suspended(|name| name == &*portal);
@@ -516,8 +544,9 @@ impl Recorder {
                 self.complete_front(now);
                 None
             }
-            Some(Entry::Parse { name, text, sent_us }) => {
-                let failed = Pending::failed(Text::Shared(Arc::clone(text)), *sent_us, code, bytes);
+            Some(Entry::Parse { name, sql, sent_us }) => {
+                let text = Text::Owned(self.encoding.decode(sql).into_owned());
+                let failed = Pending::failed(text, *sent_us, code, bytes);
                 // PostgreSQL drops the unnamed statement before it parses the new one.
                 if name.is_empty() {
                     self.unnamed_statement = None;
@@ -557,7 +586,7 @@ impl Recorder {
     /// Records `pending`, answered at `end`. The statement sent after it started no earlier:
     /// a client that pipelines sends both at once, and the database runs them one by one.
     fn completed(&mut self, pending: Pending, end: i64) {
-        self.done.push(pending.finish(end));
+        self.done.push(pending.finish(end, self.encoding));
         if let Some(next) = self.next_statement() {
             next.start_us = next.start_us.max(end);
         }
@@ -614,7 +643,8 @@ impl Recorder {
         let mut finished: Vec<(Pending, i64)> =
             self.suspended.extract_if(|name, _| gone(name)).map(|(_, statement)| statement).collect();
         finished.sort_by_key(|(pending, _)| pending.start_us);
-        self.done.extend(finished.into_iter().map(|(pending, end_us)| pending.finish(end_us)));
+        let encoding = self.encoding;
+        self.done.extend(finished.into_iter().map(|(pending, end_us)| pending.finish(end_us, encoding)));
     }
 
     /// After an error in an extended exchange, the server discards the rest of it up to Sync.
@@ -656,9 +686,9 @@ impl Recorder {
     fn forget_deallocated(&mut self, tag: &[u8]) {
         let names = match self.queue.front() {
             Some(_) if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE ALL") => None,
-            Some(Entry::Simple(p)) => named_after(p.text.as_str(), "deallocate", Some("prepare")),
+            Some(Entry::Simple(p)) => named_after(&p.text.to_str(self.encoding), "deallocate", Some("prepare")),
             Some(Entry::Execute { portal, max_rows, .. }) => {
-                named_after(self.portal_text(portal, *max_rows).as_str(), "deallocate", Some("prepare"))
+                named_after(&self.portal_text(portal, *max_rows).to_str(self.encoding), "deallocate", Some("prepare"))
             }
             _ => None,
         };
@@ -683,7 +713,7 @@ impl Recorder {
     fn forget_closed_cursors(&mut self, tag: &[u8]) {
         let names = match self.queue.front() {
             Some(_) if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"CLOSE CURSOR ALL") => None,
-            Some(Entry::Simple(p)) => named_after(p.text.as_str(), "close", None),
+            Some(Entry::Simple(p)) => named_after(&p.text.to_str(self.encoding), "close", None),
             // A CLOSE the client prepared: its text is known only if the protocol bound it.
             _ => None,
         };
@@ -957,6 +987,38 @@ mod tests {
 
     fn s(text: &str, rows: i64, code: &str) -> (String, i64, String) {
         (text.to_owned(), rows, code.to_owned())
+    }
+
+    #[test]
+    fn statements_pipelined_behind_an_encoding_change_are_read_in_the_new_encoding() {
+        let latin1 = || msg(b'S', b"client_encoding\0LATIN1\0");
+        let client = [
+            msg(b'Q', b"set client_encoding to 'LATIN1'\0"),
+            msg(b'Q', b"select 'caf\xe9'\0"),
+            msg(b'P', b"\0select 'th\xe9'\0\0\0"),
+            bind("", ""),
+            execute(""),
+            sync(),
+        ];
+        let server = [
+            latin1(),
+            complete("SET"),
+            ready(),
+            row(),
+            complete("SELECT 1"),
+            ready(),
+            parsed(),
+            bound(),
+            row(),
+            complete("SELECT 1"),
+            ready(),
+        ];
+        let texts: Vec<_> = run(&client, &server).into_iter().map(|(text, ..)| text).collect();
+        assert_eq!(texts, ["set client_encoding to 'LATIN1'", "select 'café'", "select 'thé'"]);
+        // A query that changes the encoding was read whole in the one before.
+        let client = [msg(b'Q', "set client_encoding to 'LATIN1'; select 'café'\0".as_bytes())];
+        let server = [latin1(), complete("SET"), row(), complete("SELECT 1"), ready()];
+        assert_eq!(run(&client, &server)[0].0, "set client_encoding to 'LATIN1'; select 'café'");
     }
 
     #[test]
