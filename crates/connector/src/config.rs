@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [control_plane]
-//! url = "http://127.0.0.1:7400"  # or GATEHOUSE_URL; https:// too
+//! url = "http://127.0.0.1:7400"  # or GATEHOUSE_URL; https:// too; replicas: "http://a:7400, http://b:7400"
 //! key = "gh_..."                 # or GATEHOUSE_CONNECTOR_KEY
 //! ca_file = "/etc/gatehouse/ca.pem"  # or GATEHOUSE_CA_FILE: a private CA for https://
 //!
@@ -160,7 +160,8 @@ pub enum UpstreamTls {
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlane {
-    /// `http://host:port` of the control plane. Required.
+    /// `http://host:port` of the control plane. Required. Several, separated by commas, for
+    /// replicas: calls go to the first that can be reached.
     #[serde(default)]
     pub url: String,
     /// The connector key printed by `gatehouse connectors create`. Required.
@@ -317,11 +318,10 @@ impl Config {
         if self.control_plane.url.is_empty() {
             return Err(missing("control_plane.url", "or GATEHOUSE_URL"));
         }
-        if !self.control_plane.url.starts_with("http://") && !self.control_plane.url.starts_with("https://") {
-            return Err(invalid(
-                "control_plane.url",
-                format!("`{}` is not an http:// or https:// URL", self.control_plane.url),
-            ));
+        for url in self.control_plane.url.split(',').map(str::trim) {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(invalid("control_plane.url", format!("`{url}` is not an http:// or https:// URL")));
+            }
         }
         if self.control_plane.key.is_empty() {
             return Err(missing("control_plane.key", "or GATEHOUSE_CONNECTOR_KEY"));
@@ -589,6 +589,9 @@ mod tests {
         assert_eq!(e, "configuration: control_plane.url is not set (or GATEHOUSE_URL)");
         let e = error(Some(FILE), &[(ENV_URL, "cp:7400")]);
         assert!(e.contains("control_plane.url") && e.contains("cp:7400"), "{e}");
+        // Replicas: each address is checked.
+        let e = error(Some(FILE), &[(ENV_URL, "http://a:7400, b:7400")]);
+        assert!(e.contains("`b:7400` is not an http"), "{e}");
         let e = error(
             Some("[control_plane]\nurl = \"http://cp\"\n[[listeners]]\nlisten = \"127.0.0.1:1\"\nresource = \"r\""),
             &[],

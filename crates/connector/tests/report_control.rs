@@ -8,9 +8,11 @@ mod double;
 use std::sync::Arc;
 use std::time::Duration;
 
+use connectrpc::ErrorCode;
 use double::*;
 use gatehouse_connector::live::{LiveSessions, Termination};
 use gatehouse_connector::report::backoff::Backoff;
+use gatehouse_connector::report::client::ControlPlane;
 use gatehouse_connector::report::resources::HelloInfo;
 use gatehouse_connector::report::{heartbeat, terminations};
 use gatehouse_connector::stop::{self, StopReason};
@@ -26,6 +28,36 @@ fn hello(heartbeat_seconds: u32) -> Option<Arc<HelloInfo>> {
         completed_stale_sessions: 0,
         resources: Vec::new(),
     }))
+}
+
+#[tokio::test]
+async fn calls_go_to_the_next_control_plane_when_one_cannot_be_reached() {
+    let (first, second) = (Harness::start().await, Harness::start().await);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let urls = format!("http://{closed}, {},{}", first.url, second.url);
+    let control = ControlPlane::new(&urls, KEY, None).unwrap().with_timeout(Duration::from_secs(2));
+    let beat = |control: &ControlPlane| {
+        let control = control.clone();
+        async move { control.heartbeat("run-1", Duration::from_secs(2)).await }
+    };
+    // Nothing listens on the first address: that call fails (the caller retries, as with one
+    // address), and the next goes to the next address.
+    let refused = beat(&control).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Unavailable, "{refused:?}");
+    beat(&control).await.unwrap();
+    assert_eq!(first.plane.seen().heartbeats, ["run-1"]);
+    // One that cannot serve: every clone moves on together.
+    first.plane.set_down(true);
+    assert!(beat(&control).await.is_err());
+    beat(&control).await.unwrap();
+    assert_eq!(second.plane.seen().heartbeats, ["run-1"]);
+    // And round again to the first when the last cannot either.
+    first.plane.set_down(false);
+    second.plane.set_down(true);
+    assert!(beat(&control).await.is_err());
+    assert!(beat(&control).await.is_err(), "the closed address");
+    beat(&control).await.unwrap();
+    assert_eq!(first.plane.seen().heartbeats, ["run-1", "run-1"]);
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
 //! The connection to the control plane's `ConnectorService`, with the
-//! connector key on every call and a time limit on every unary call.
+//! connector key on every call and a time limit on every unary call. Given
+//! several addresses (replicas of one control plane), calls go to one until
+//! it cannot be reached, then to the next.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,8 +40,11 @@ pub enum ClientError {
 /// A cheap, cloneable handle on the control plane.
 #[derive(Clone)]
 pub struct ControlPlane {
-    client: Arc<ConnectorServiceClient<Transport>>,
-    /// The client's own, for `Report`, which is sent as an `EncodedReportRequest`.
+    /// One per address, in the order configured.
+    clients: Arc<[ConnectorServiceClient<Transport>]>,
+    /// The one calls go to; shared by the clones, so that every task moves on together.
+    current: Arc<AtomicUsize>,
+    /// The clients' own, for `Report`, which is sent as an `EncodedReportRequest`.
     transport: Transport,
     timeout: Duration,
 }
@@ -46,42 +52,38 @@ pub struct ControlPlane {
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
-        f.debug_struct("ControlPlane").field("url", self.client.config().base_uri()).finish()
+        let urls: Vec<_> = self.clients.iter().map(|c| c.config().base_uri().to_string()).collect();
+        f.debug_struct("ControlPlane").field("urls", &urls).finish()
     }
 }
 
 impl ControlPlane {
-    /// A client for `url` (`http://host:port` or `https://host:port`) that sends `key` as
-    /// `X-API-KEY`. Over https the control plane's certificate is checked against the Mozilla
-    /// roots, and the authorities in `ca_file` when given.
+    /// A client for `urls` (`http://host:port` or `https://host:port`; several, separated by
+    /// commas, for replicas of one control plane) that sends `key` as `X-API-KEY`. Over https
+    /// the control plane's certificate is checked against the Mozilla roots, and the
+    /// authorities in `ca_file` when given.
     ///
     /// # Errors
     ///
     /// A [`ClientError`] for an unusable URL, key or CA file; nothing is contacted yet.
-    pub fn new(url: &str, key: &str, ca_file: Option<&Path>) -> Result<Self, ClientError> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| ClientError::Url { url: url.to_owned(), message: e.to_string() })?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(ClientError::Url { url: url.to_owned(), message: "expected http://host:port".into() });
-        }
-        if uri.host().is_none() {
-            return Err(ClientError::Url { url: url.to_owned(), message: "no host".into() });
-        }
+    pub fn new(urls: &str, key: &str, ca_file: Option<&Path>) -> Result<Self, ClientError> {
         if key.is_empty() {
             return Err(ClientError::MissingKey);
         }
         let mut value = HeaderValue::from_str(key).map_err(|_| ClientError::InvalidKey)?;
         value.set_sensitive(true);
-        // Binary protobuf, which `report` relies on: an EncodedReportRequest is a
-        // ReportRequest in that form only (in JSON its events would be base64 strings).
-        let config = ClientConfig::new(uri).proto().with_default_header("x-api-key", value);
         let transport = gatehouse_tls::transport(ca_file)?;
-        Ok(Self {
-            client: Arc::new(ConnectorServiceClient::new(transport.clone(), config)),
-            transport,
-            timeout: CALL_TIMEOUT,
-        })
+        let clients = urls
+            .split(',')
+            .map(|url| {
+                let uri = parse_url(url.trim())?;
+                // Binary protobuf, which `report` relies on: an EncodedReportRequest is a
+                // ReportRequest in that form only (in JSON its events would be base64 strings).
+                let config = ClientConfig::new(uri).proto().with_default_header("x-api-key", value.clone());
+                Ok(ConnectorServiceClient::new(transport.clone(), config))
+            })
+            .collect::<Result<Arc<[_]>, ClientError>>()?;
+        Ok(Self { clients, current: Arc::default(), transport, timeout: CALL_TIMEOUT })
     }
 
     /// The same client with another limit for unary calls.
@@ -94,6 +96,34 @@ impl ControlPlane {
         CallOptions::default().with_timeout(timeout)
     }
 
+    /// Makes `call` on the current client; when that control plane cannot be reached, the
+    /// next call goes to the next one (the caller retries, as it would the same one).
+    async fn on_current<'a, T, F>(
+        &'a self,
+        call: impl FnOnce(&'a ConnectorServiceClient<Transport>) -> F,
+    ) -> Result<T, ConnectError>
+    where
+        F: Future<Output = Result<T, ConnectError>>,
+    {
+        let at = self.current.load(Ordering::Relaxed) % self.clients.len();
+        let result = call(&self.clients[at]).await;
+        if let Err(error) = &result
+            && self.clients.len() > 1
+            && unreachable(error)
+        {
+            let next = (at + 1) % self.clients.len();
+            if self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                tracing::warn!(
+                    from = %self.clients[at].config().base_uri(),
+                    to = %self.clients[next].config().base_uri(),
+                    %error,
+                    "control plane unreachable: trying the next one"
+                );
+            }
+        }
+        result
+    }
+
     /// Announces this run, taking over from the runs in `previous`, and learns the
     /// connector's identity and resources.
     pub async fn hello(&self, run_id: &str, previous: &[String]) -> Result<HelloInfo, ConnectError> {
@@ -103,8 +133,9 @@ impl ControlPlane {
             previous_run_ids: previous.to_vec(),
             ..Default::default()
         };
-        let call = self.client.hello_with_options(request, self.options(self.timeout));
-        let response = bounded(self.timeout, call).await?.into_owned();
+        let options = self.options(self.timeout);
+        let call = self.on_current(|client| bounded(self.timeout, client.hello_with_options(request, options)));
+        let response = call.await?.into_owned();
         Ok(HelloInfo {
             connector_id: response.connector_id,
             connector_name: response.connector_name,
@@ -117,14 +148,16 @@ impl ControlPlane {
 
     pub async fn heartbeat(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::HeartbeatRequest { run_id: run_id.to_owned(), ..Default::default() };
-        bounded(timeout, self.client.heartbeat_with_options(request, self.options(timeout))).await?;
+        let options = self.options(timeout);
+        self.on_current(|client| bounded(timeout, client.heartbeat_with_options(request, options))).await?;
         Ok(())
     }
 
     /// Ends run `run_id`, which stopped cleanly with every event stored.
     pub async fn goodbye(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::GoodbyeRequest { run_id: run_id.to_owned(), ..Default::default() };
-        bounded(timeout, self.client.goodbye_with_options(request, self.options(timeout))).await?;
+        let options = self.options(timeout);
+        self.on_current(|client| bounded(timeout, client.goodbye_with_options(request, options))).await?;
         Ok(())
     }
 
@@ -132,14 +165,18 @@ impl ControlPlane {
     /// events were new to the control plane.
     pub async fn report(&self, run_id: &str, events: Vec<Bytes>) -> Result<u32, ConnectError> {
         let request = pb::EncodedReportRequest { events, run_id: run_id.to_owned(), ..Default::default() };
-        let call = connectrpc::client::call_unary::<_, _, ReportResponseView<'static>>(
-            &self.transport,
-            self.client.config(),
-            CONNECTOR_SERVICE_REPORT_SPEC.with_origin(SpecOrigin::Client),
-            request,
-            self.options(self.timeout),
-        );
-        Ok(bounded(self.timeout, call).await?.view().stored)
+        let options = self.options(self.timeout);
+        let call = self.on_current(|client| {
+            let call = connectrpc::client::call_unary::<_, _, ReportResponseView<'static>>(
+                &self.transport,
+                client.config(),
+                CONNECTOR_SERVICE_REPORT_SPEC.with_origin(SpecOrigin::Client),
+                request,
+                options,
+            );
+            bounded(self.timeout, call)
+        });
+        Ok(call.await?.view().stored)
     }
 
     /// Asks whether an identity may log in to a resource (bounded by `timeout` and the
@@ -150,8 +187,9 @@ impl ControlPlane {
         timeout: Duration,
     ) -> Result<pb::VerifyIdentityResponse, ConnectError> {
         let timeout = timeout.min(self.timeout);
-        let call = self.client.verify_identity_with_options(request, self.options(timeout));
-        Ok(bounded(timeout, call).await?.into_owned())
+        let options = self.options(timeout);
+        let call = self.on_current(|client| bounded(timeout, client.verify_identity_with_options(request, options)));
+        Ok(call.await?.into_owned())
     }
 
     /// Opens the termination stream (no time limit: it lives as long as the connection).
@@ -161,7 +199,7 @@ impl ControlPlane {
     ) -> Result<ServerStream<<Transport as ClientTransport>::ResponseBody, pb::TerminationView<'static>>, ConnectError>
     {
         let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
-        bounded(self.timeout, self.client.watch_terminations(request)).await
+        self.on_current(|client| bounded(self.timeout, client.watch_terminations(request))).await
     }
 }
 
@@ -172,6 +210,24 @@ async fn bounded<T>(limit: Duration, call: impl Future<Output = Result<T, Connec
         Ok(result) => result,
         Err(_) => Err(ConnectError::new(ErrorCode::DeadlineExceeded, "no answer from the control plane in time")),
     }
+}
+
+/// Whether `error` says the control plane could not be reached or did not answer, rather than
+/// answered: another replica may do better.
+fn unreachable(error: &ConnectError) -> bool {
+    matches!(error.code, ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Unknown)
+}
+
+fn parse_url(url: &str) -> Result<Uri, ClientError> {
+    let invalid = |message: String| ClientError::Url { url: url.to_owned(), message };
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid("expected http://host:port".into()));
+    }
+    if uri.host().is_none() {
+        return Err(invalid("no host".into()));
+    }
+    Ok(uri)
 }
 
 fn resource(r: pb::Resource) -> Option<Resource> {
