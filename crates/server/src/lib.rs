@@ -34,6 +34,7 @@ pub mod https;
 pub mod identity;
 mod json_object;
 pub mod listing;
+mod refusals;
 pub mod registry;
 pub mod sessions;
 pub mod terminations;
@@ -104,6 +105,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         .route("/health", get(move || health(store.clone())))
         .merge(console::routes())
         .fallback_service(rpc)
+        .layer(axum::middleware::from_fn(refusals::explain))
         .layer(axum::middleware::from_fn(json_object::require))
         .layer(axum::middleware::from_fn(grpc_web_text::translate));
     Ok(App { router, terminations: bus })

@@ -274,6 +274,28 @@ async fn invalid_requests_are_explained() {
 }
 
 #[tokio::test]
+async fn requests_in_a_form_the_api_does_not_take_say_what_it_takes() {
+    let h = Harness::start().await;
+    // curl -d without a Content-Type sends a form.
+    for content_type in [Some("application/x-www-form-urlencoded"), Some("text/plain"), None] {
+        let mut request = h.http.post(h.method_url("ListSessionsV2")).header("X-API-KEY", &h.reader_key).body("{}");
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 415);
+        assert!(response.headers().contains_key("accept-post"));
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "invalid_argument", "{content_type:?}");
+        assert!(error["message"].as_str().unwrap().contains("application/json"), "{error}");
+    }
+    let url = format!("{}?encoding=json&message=%7B%7D", h.method_url("CreateSessionTermination"));
+    let response = h.http.get(url).header("X-API-KEY", &h.admin_key).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+}
+
+#[tokio::test]
 async fn limit_defaults_and_bounds() {
     let h = Harness::start().await;
     h.insert(&many(130)).await;
