@@ -141,8 +141,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records run `run_id` of a connector (one process, start to stop), which takes over from
     /// the runs in `previous` (the earlier processes on its state directory). Their open
     /// sessions are completed at the time each run was last heard (never before a session's
-    /// last statement), and they stay over: heard of again (a late report through another
-    /// replica), they change nothing; returns how many. Other runs of the connector (other
+    /// last statement ended, nor before the statement it was running started, which stays in
+    /// its transcript: see [`Store::statements`]), and they stay over: heard of again (a late
+    /// report through another replica), they change nothing; returns how many. Other runs of the connector (other
     /// processes sharing its key) are left alone: each holds its own lease.
     async fn connector_hello(
         &self,
@@ -175,7 +176,8 @@ pub trait Store: Send + Sync + 'static {
         at: Micros,
     ) -> Result<u64, StoreError>;
     /// Completes the open sessions of every connector run last heard before `heard_before`,
-    /// at the time each was last heard; returns how many.
+    /// at the time each was last heard, as [`Store::connector_hello`] completes those of the
+    /// runs it takes over from; returns how many.
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError>;
 
     /// Stores a connector's events; retried events change nothing. Returns
@@ -183,7 +185,10 @@ pub trait Store: Send + Sync + 'static {
     /// their latest start, so that every session reported has a lease.
     async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError>;
     /// A session's statements in order; an open session's last may be the one it is running, as
-    /// its connector announced it (with no duration, rows or outcome yet).
+    /// its connector announced it (with no duration, rows or outcome yet). So may the last of a
+    /// session the lease sweep or its connector's next run completed: the statement it was
+    /// running when its connector was lost, lasting until the session's end, its rows and
+    /// outcome lost too. Its report, replayed late, replaces it.
     async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError>;
     /// Stores `termination` unless its session already has one created at or
     /// after `pending_since`: that one is returned instead, and nothing is

@@ -104,7 +104,9 @@ impl ListQuery {
         match self.sort {
             SortKey::StartTime => session.start,
             // As the session stood at `now` (see the listing statement): one that has ended
-            // since is still active here.
+            // since is still active here. The listing shows such a session without its end, as
+            // it placed it, even when its end came late and is before `now`; a session read
+            // otherwise is taken as ended by its end time alone.
             SortKey::EndTime => session.end.filter(|&end| end <= self.now).unwrap_or(ACTIVE_END_KEY),
             // An active session's is unclamped, as the SQL key expression is (a stored end is
             // never before its start: see [`stored_end`]).
@@ -115,6 +117,14 @@ impl ListQuery {
 
 /// The end-time sort key of an active session: after every real end time.
 pub const ACTIVE_END_KEY: i64 = i64::MAX;
+
+/// The store's clock, read as it records an end (`sessions.end_recorded_us`): the clock the server
+/// takes a walk's `now` from, so that an end written after a walk began counts as after its `now`
+/// however early the end itself. Read just before the write: a walk whose `now` falls between
+/// the reading and the commit may still see the end early.
+pub(crate) fn recording_clock() -> Micros {
+    gatehouse_core::time::now_micros()
+}
 
 /// When `session` ended, as stored: never before it started (a connector's clock stepped
 /// back), so no duration is negative and every write path agrees with [`ListQuery::key_of`].

@@ -84,24 +84,28 @@ pub(crate) fn json_list(values: &[String]) -> String {
 }
 
 /// The columns of the statement an open session is running, as its connector last announced
-/// it ([`crate::IngestEvent::Running`]); cleared once a later statement is stored
-/// ([`running_completed_by`]) or the session ends.
+/// it ([`crate::IngestEvent::Running`]); cleared once a statement at or after its seq is stored
+/// ([`running_completed_by`]) or the connector ends the session. A session the lease sweep or
+/// its connector's next run completes keeps it: the statement it was running when its connector
+/// was lost, whose own report may never come.
 pub(crate) const RUNNING_COLUMNS: &str = "running_seq, running_start_us, running_text";
 
 /// Clears [`RUNNING_COLUMNS`], in an `UPDATE sessions SET`.
 pub(crate) const RUNNING_CLEARED: &str = "running_seq = NULL, running_start_us = NULL, running_text = NULL";
 
 /// Clears [`RUNNING_COLUMNS`] of a statement since completed: when the SQL expression `$max`
-/// (the highest seq stored once a report's statements are in) is above it. In an
-/// `UPDATE sessions SET`, whose expressions all read the row as it was.
+/// (the highest seq stored once a report's statements are in) is at or above it. (Its
+/// connector reports the completed statement under a later seq; a statement with the
+/// announcement's own seq is the real one all the same.) In an `UPDATE sessions SET`, whose
+/// expressions all read the row as it was.
 macro_rules! running_completed_by {
     ($max:literal) => {
         concat!(
-            "running_seq = CASE WHEN running_seq < ",
+            "running_seq = CASE WHEN running_seq <= ",
             $max,
-            " THEN NULL ELSE running_seq END, running_start_us = CASE WHEN running_seq < ",
+            " THEN NULL ELSE running_seq END, running_start_us = CASE WHEN running_seq <= ",
             $max,
-            " THEN NULL ELSE running_start_us END, running_text = CASE WHEN running_seq < ",
+            " THEN NULL ELSE running_start_us END, running_text = CASE WHEN running_seq <= ",
             $max,
             " THEN NULL ELSE running_text END"
         )
@@ -109,17 +113,23 @@ macro_rules! running_completed_by {
 }
 pub(crate) use running_completed_by;
 
-/// A session's statements, in seq order, and then `running`, its [`RUNNING_COLUMNS`] while it is
-/// open, unless a statement after it completed it.
+/// A session's [`RUNNING_COLUMNS`], as read with its end (`end_us`): `(seq, start, text, end)`.
+pub(crate) type Announced = (i64, i64, String, Option<i64>);
+
+/// A session's statements, in seq order, and then the one it `announced`, unless a statement at
+/// or after it completed it. An open session is still running it: no duration, rows or outcome
+/// yet. An ended session (the lease or its connector's next run completed it) ran it until its
+/// end, when its connector was lost with the outcome.
 pub(crate) fn with_running(
     mut statements: Vec<crate::StatementRecord>,
-    running: Option<(i64, i64, String)>,
+    announced: Option<Announced>,
 ) -> Vec<crate::StatementRecord> {
-    if let Some((seq, start, text)) = running
+    if let Some((seq, start, text, session_end)) = announced
         && let Ok(seq) = u64::try_from(seq)
         && statements.last().is_none_or(|last| last.seq < seq)
     {
-        statements.push(crate::StatementRecord { seq, start, text, ..Default::default() });
+        let duration = session_end.map_or(0, |end| (end - start).max(0));
+        statements.push(crate::StatementRecord { seq, start, duration, text, ..Default::default() });
     }
     statements
 }

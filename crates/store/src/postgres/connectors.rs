@@ -227,17 +227,18 @@ impl PgStore {
                  WHERE r.org_id = silent.org_id AND r.connector_id = silent.connector_id \
                      AND r.run_id = silent.run_id AND r.lapsed_us IS DISTINCT FROM silent.last_heard_us \
              ), ended AS ( \
-                 SELECT s.org_id, s.id, s.start_us, \
-                     GREATEST(silent.last_heard_us, s.start_us, {LAST_STATEMENT_END}) AS end_us \
+                 SELECT s.org_id, s.id, s.start_us, GREATEST(silent.last_heard_us, {NO_EARLIER_THAN}) AS end_us \
                  FROM silent JOIN sessions s ON s.org_id = silent.org_id \
                      AND s.connector_id = silent.connector_id AND s.run_id = silent.run_id \
                  WHERE s.end_us IS NULL \
              ) \
-             UPDATE sessions SET end_us = e.end_us, duration_us = e.end_us - e.start_us, end_reason = $1 \
+             UPDATE sessions SET end_us = e.end_us, duration_us = e.end_us - e.start_us, \
+                 end_recorded_us = GREATEST($3, e.end_us), end_reason = $1 \
              FROM ended e WHERE sessions.org_id = e.org_id AND sessions.id = e.id AND sessions.end_us IS NULL",
         ))
         .bind(LEASE_END_REASON)
         .bind(heard_before)
+        .bind(recording_clock())
         .execute(&mut *tx)
         .await?;
         // A run silent this long is not coming back; its sessions stay as the sweep left them.
@@ -295,22 +296,23 @@ impl PgStore {
         // One statement, so one snapshot: a report that completed a statement and announced
         // the next is read whole, never the announcement without the statement before it.
         let rows = sqlx::query(
-            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, false AS running FROM statements \
+            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, false AS running, \
+                 NULL::int8 AS session_end FROM statements \
              WHERE org_id = $1 AND session_id = $2 \
-             UNION ALL SELECT running_seq, running_start_us, 0, running_text, 0, 0, '', true FROM sessions \
-             WHERE org_id = $1 AND id = $2 AND end_us IS NULL AND running_seq IS NOT NULL \
+             UNION ALL SELECT running_seq, running_start_us, 0, running_text, 0, 0, '', true, end_us FROM sessions \
+             WHERE org_id = $1 AND id = $2 AND running_seq IS NOT NULL \
              ORDER BY seq",
         )
         .bind(org.0)
         .bind(session_id)
         .fetch_all(self.pool())
         .await?;
-        let (mut statements, mut running) = (Vec::with_capacity(rows.len()), None);
+        let (mut statements, mut announced) = (Vec::with_capacity(rows.len()), None);
         for row in &rows {
             let seq: i64 = row.try_get("seq")?;
             let (start, text) = (row.try_get("start_us")?, row.try_get("text")?);
             if row.try_get("running")? {
-                running = Some((seq, start, text));
+                announced = Some((seq, start, text, row.try_get("session_end")?));
                 continue;
             }
             statements.push(StatementRecord {
@@ -323,7 +325,7 @@ impl PgStore {
                 sqlstate: row.try_get("sqlstate")?,
             });
         }
-        Ok(row::with_running(statements, running))
+        Ok(row::with_running(statements, announced))
     }
 
     pub(super) async fn create_termination_impl(
@@ -465,7 +467,8 @@ async fn try_xact_lock(conn: &mut PgConnection, key: i64) -> Result<bool, StoreE
     Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(&mut *conn).await?)
 }
 
-/// Ends a session of this connector; a real end replaces one the lease sweep guessed.
+/// Ends a session of this connector; a real end replaces one the lease sweep guessed. Recorded
+/// now (see [`recording_clock`]).
 async fn end_session(
     conn: &mut PgConnection,
     org: OrgId,
@@ -476,7 +479,7 @@ async fn end_session(
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE sessions SET end_us = GREATEST($1, start_us), duration_us = GREATEST($1 - start_us, 0), \
-         end_reason = $2, {RUNNING_CLEARED} \
+         end_recorded_us = GREATEST($7, $1, start_us), end_reason = $2, {RUNNING_CLEARED} \
          WHERE org_id = $3 AND id = $4 AND connector_id = $5 AND (end_us IS NULL OR end_reason = $6)",
     ))
     .bind(end)
@@ -485,13 +488,14 @@ async fn end_session(
     .bind(session_id)
     .bind(connector_id)
     .bind(LEASE_END_REASON)
+    .bind(recording_clock())
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())
 }
 
-/// Stores the statement session `session_id` is running, unless the session ended or a later
-/// statement is stored already (a replay); only the session's own connector can. (A session
+/// Stores the statement session `session_id` is running, unless the session ended or a statement
+/// at or after it is stored already (a replay); only the session's own connector can. (A session
 /// the lease sweep ended is open again by then: a report's run is heard before its events.)
 async fn set_running(
     conn: &mut PgConnection,
@@ -504,7 +508,7 @@ async fn set_running(
         "UPDATE sessions SET running_seq = $1, running_start_us = $2, running_text = $3 \
          WHERE org_id = $4 AND id = $5 AND connector_id = $6 AND end_us IS NULL \
          AND (running_seq IS NULL OR running_seq < $1) \
-         AND NOT EXISTS (SELECT 1 FROM statements WHERE org_id = $4 AND session_id = $5 AND seq > $1)",
+         AND NOT EXISTS (SELECT 1 FROM statements WHERE org_id = $4 AND session_id = $5 AND seq >= $1)",
     )
     .bind(i64::try_from(running.seq).unwrap_or(i64::MAX))
     .bind(running.start)
@@ -517,11 +521,12 @@ async fn set_running(
     Ok(done.rows_affected())
 }
 
-/// When the last statement of session `s` ended, NULL without one. A session its connector's
-/// lapse or next run completes ends no earlier: statements replayed from the spool of a run the
-/// control plane stopped hearing from show it was alive after that.
-const LAST_STATEMENT_END: &str = "(SELECT st.start_us + st.duration_us FROM statements st \
-     WHERE st.org_id = s.org_id AND st.session_id = s.id ORDER BY st.seq DESC LIMIT 1)";
+/// What a session `s` its connector's lapse or next run completes ends no earlier than, in a
+/// `GREATEST` (which skips NULLs): its start, when the statement it was running started, and
+/// when its last statement ended. Statements replayed from the spool of a run the control plane
+/// stopped hearing from show it was alive after that.
+const NO_EARLIER_THAN: &str = "s.start_us, s.running_start_us, (SELECT st.start_us + st.duration_us \
+     FROM statements st WHERE st.org_id = s.org_id AND st.session_id = s.id ORDER BY st.seq DESC LIMIT 1)";
 
 // language=PostgreSQL
 /// The connector's last-heard time, shown in its listing, follows its runs'.
@@ -650,7 +655,7 @@ async fn reopen_lapsed(
     lapsed: Micros,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
+        "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_recorded_us = NULL, end_reason = '' \
          WHERE org_id = $1 AND connector_id = $2 AND run_id = $3 AND end_us >= $4 AND end_reason = $5",
     )
     .bind(org.0)
@@ -663,8 +668,9 @@ async fn reopen_lapsed(
     Ok(())
 }
 
-/// Completes the open sessions of a connector's run `run_id` at `at`, never before they started
-/// nor before their last statement ended ([`LAST_STATEMENT_END`]).
+/// Completes the open sessions of a connector's run `run_id` at `at`, never before
+/// [`NO_EARLIER_THAN`]. The statement a session was running stays, lost with the run (see
+/// [`row::RUNNING_COLUMNS`]). Recorded now (see [`recording_clock`]).
 async fn complete_open(
     conn: &mut PgConnection,
     org: OrgId,
@@ -673,8 +679,9 @@ async fn complete_open(
     at: Micros,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
-        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = $2 \
-         FROM (SELECT s.id, s.start_us, GREATEST($1, s.start_us, {LAST_STATEMENT_END}) AS end_us \
+        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, \
+             end_recorded_us = GREATEST($6, open.end_us), end_reason = $2 \
+         FROM (SELECT s.id, s.start_us, GREATEST($1, {NO_EARLIER_THAN}) AS end_us \
                FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.run_id = $5 AND s.end_us IS NULL) \
                AS open \
          WHERE sessions.org_id = $3 AND sessions.id = open.id AND sessions.end_us IS NULL",
@@ -684,6 +691,7 @@ async fn complete_open(
     .bind(org.0)
     .bind(connector_id)
     .bind(run_id)
+    .bind(recording_clock())
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

@@ -21,7 +21,8 @@ const CHUNK: usize = 5_000;
 
 // language=PostgreSQL
 // Returns what the rollup counts of each new session (`{rollup}`, replaced
-// by [`rollup::session_columns`]).
+// by [`rollup::session_columns`]). A session stored already ended counts as
+// recorded at its end (`end_recorded_us`, $44): no walk saw it open.
 const INSERT_SESSIONS: &str = "\
 WITH ins AS (
     INSERT INTO sessions (org_id, id, start_us, end_us, duration_us, client_ip, client_ip_bin,
@@ -30,20 +31,21 @@ WITH ins AS (
         end_user_name, end_user_email, end_user_type, end_user_groups, end_user_external_ids, native_username,
         resource_type, resource_id, resource_name, resource_technology, connector_id, connector_name,
         parent_session_id, user_username_fold, user_name_fold, user_email_fold, end_user_name_fold,
-        end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold, run_id)
+        end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold, run_id,
+        end_recorded_us)
     SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::bytea[],
         $8::text[], $9::bytea[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
         $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
         $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[],
         $28::text[], $29::text[], $30::text[], $31::text[], $32::text[], $33::text[],
         $34::text[], $35::text[], $36::text[], $37::text[], $38::text[],
-        $39::text[], $40::text[], $41::text[], $42::text[], $43::text[])
+        $39::text[], $40::text[], $41::text[], $42::text[], $43::text[], $44::int8[])
     ON CONFLICT (org_id, id) DO NOTHING
     RETURNING pk, id, {rollup}
 ), vals AS (
     INSERT INTO session_values (session_pk, field, value)
     SELECT ins.pk, v.field, v.value
-    FROM ins JOIN UNNEST($44::text[], $45::int8[], $46::text[]) AS v (id, field, value) ON v.id = ins.id
+    FROM ins JOIN UNNEST($45::text[], $46::int8[], $47::text[]) AS v (id, field, value) ON v.id = ins.id
 )
 SELECT {rollup} FROM ins";
 
@@ -200,7 +202,7 @@ async fn insert_chunk(
         .bind(org.0)
         .bind(id)
         .bind(starts)
-        .bind(ends)
+        .bind(ends.clone())
         .bind(durations)
         .bind(client_ip)
         .bind(client_bins)
@@ -210,7 +212,8 @@ async fn insert_chunk(
     for _ in 10..=43 {
         query = query.bind(next());
     }
-    let inserted = query.bind(value_ids).bind(value_fields).bind(values).fetch_all(&mut *conn).await?;
+    // $44: when their ends count as recorded, at their ends.
+    let inserted = query.bind(ends).bind(value_ids).bind(value_fields).bind(values).fetch_all(&mut *conn).await?;
     for row in &inserted {
         rollup.add_row(row, 1)?;
     }

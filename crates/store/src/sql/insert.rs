@@ -10,7 +10,8 @@ use crate::row::json_list;
 
 /// Appends `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING pk, id, ...`
 /// (and the columns the rollup counts by): a session whose id exists already
-/// is left as it is and not returned.
+/// is left as it is and not returned. A session stored already ended counts as
+/// recorded at its end (`end_recorded_us`): no walk saw it open.
 pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]) {
     b.push(
         "INSERT INTO sessions (org_id, id, start_us, end_us, duration_us, client_ip, client_ip_bin, \
@@ -19,7 +20,8 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
          end_user_name, end_user_email, end_user_type, end_user_groups, end_user_external_ids, native_username, \
          resource_type, resource_id, resource_name, resource_technology, connector_id, connector_name, \
          parent_session_id, user_username_fold, user_name_fold, user_email_fold, end_user_name_fold, \
-         end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold, run_id) VALUES ",
+         end_user_email_fold, native_username_fold, resource_name_fold, connector_name_fold, run_id, \
+         end_recorded_us) VALUES ",
     );
     for (i, s) in sessions.iter().enumerate() {
         let formal = s.user.formal.clone().unwrap_or_default();
@@ -70,6 +72,7 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
             Arg::Text(fold(&s.resource.name)),
             Arg::Text(fold(&s.connector.name)),
             Arg::Text(s.connector.run_id.clone()),
+            opt_int(stored_end(s)),
         ];
         b.push(if i == 0 { "(" } else { ", (" });
         for (j, arg) in args.into_iter().enumerate() {

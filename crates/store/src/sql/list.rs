@@ -7,7 +7,10 @@
 //!
 //! Those keys change when a session ends. A walk takes them as they stood at
 //! its `now`, so that a session ending mid-walk keeps its place and is listed
-//! once: a session that ended after `now` still sorts as active.
+//! once: a session whose end was recorded after `now` (`end_recorded_us`, never
+//! before its end) still sorts as active, and is listed as active, so that
+//! [`ListQuery::key_of`] gives the key it was placed by. Its end time cannot
+//! tell: an end may reach the store long after it.
 
 use gatehouse_core::OrgId;
 use gatehouse_query::Expr;
@@ -16,13 +19,20 @@ use super::builder::{Dialect, SqlBuilder};
 use super::filter::push_filter;
 use crate::model::{ACTIVE_END_KEY, Direction, ListQuery, SortKey};
 
-/// The columns a session is read from, in the order every reader expects.
-pub const SESSION_COLUMNS: &str = "s.pk, s.id, s.start_us, s.end_us, s.client_ip, s.server_ip, \
-    s.sidecar_id, s.sidecar_name, s.sidecar_technology, s.user_type, s.user_username, \
-    s.user_id, s.user_name, s.user_email, s.user_formal_type, s.user_groups, s.user_external_ids, \
-    s.end_user_id, s.end_user_name, s.end_user_email, s.end_user_type, s.end_user_groups, s.end_user_external_ids, \
-    s.native_username, s.resource_type, s.resource_id, s.resource_name, s.resource_technology, \
-    s.connector_id, s.connector_name, s.run_id, s.parent_session_id";
+/// The columns of a session but its end, which a listing shows as it stood at its `now`.
+macro_rules! session_columns_but_end {
+    () => {
+        "s.pk, s.id, s.start_us, s.client_ip, s.server_ip, \
+         s.sidecar_id, s.sidecar_name, s.sidecar_technology, s.user_type, s.user_username, \
+         s.user_id, s.user_name, s.user_email, s.user_formal_type, s.user_groups, s.user_external_ids, \
+         s.end_user_id, s.end_user_name, s.end_user_email, s.end_user_type, s.end_user_groups, \
+         s.end_user_external_ids, s.native_username, s.resource_type, s.resource_id, s.resource_name, \
+         s.resource_technology, s.connector_id, s.connector_name, s.run_id, s.parent_session_id"
+    };
+}
+
+/// The columns a session is read from; readers find them by name.
+pub const SESSION_COLUMNS: &str = concat!(session_columns_but_end!(), ", s.end_us");
 
 /// One arm of a listing: a subset of sessions and its sort key expression.
 struct Arm {
@@ -30,18 +40,21 @@ struct Arm {
     key: Key,
 }
 
-/// Which sessions an arm reads, as they stood at the walk's `now`.
+/// Which sessions an arm reads, as they stood at the walk's `now`: ended when their end was
+/// recorded by then. An end counts as recorded no earlier than it is (`end_recorded_us >=
+/// end_us`), so the end index's range (`end_us <= now`) holds every session ended by `now`.
+/// The recording time is written
+/// `+s.end_recorded_us` where it only filters, so that SQLite does not read its index instead
+/// of the one the arm is ordered by, and sort every completed session for a first page.
 enum Only {
     All,
     /// Ended by `now`, ordered by the end index, whose range this is.
     Ended,
-    /// Ended by `now`, ordered by another index (duration's). Written `+s.end_us` so that
-    /// SQLite does not take the bound for a range on the end index instead, and sort every
-    /// completed session for a first page.
+    /// Ended by `now`, ordered by another index (duration's).
     EndedOrderedElsewhere,
     /// Not ended yet.
     Open,
-    /// Ended since `now`: active when the walk began.
+    /// Ended since `now` (its end recorded since): active when the walk began, and listed so.
     EndedSince,
 }
 
@@ -90,7 +103,9 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         if merged {
             b.push("SELECT * FROM (");
         }
-        b.push("SELECT ").push(SESSION_COLUMNS).push(", ");
+        b.push("SELECT ").push(session_columns_but_end!()).push(", ");
+        push_end_as_listed(b, &arm.only);
+        b.push(" AS end_us, ");
         push_key(b, &arm.key, q.now);
         b.push(" AS sort_key FROM sessions s WHERE ");
         push_only(b, &arm.only, q.now);
@@ -151,18 +166,28 @@ fn push_only(b: &mut SqlBuilder, only: &Only, now: i64) {
     match only {
         Only::All => {}
         Only::Ended => {
-            b.push("s.end_us <= ").bind_int(now).push(" AND ");
+            b.push("s.end_us <= ").bind_int(now).push(" AND +s.end_recorded_us <= ").bind_int(now).push(" AND ");
         }
         Only::EndedOrderedElsewhere => {
-            b.push("s.end_us IS NOT NULL AND +s.end_us <= ").bind_int(now).push(" AND ");
+            // `end_us IS NOT NULL`: the condition of PostgreSQL's partial duration index.
+            b.push("s.end_us IS NOT NULL AND +s.end_recorded_us <= ").bind_int(now).push(" AND ");
         }
         Only::Open => {
             b.push("s.end_us IS NULL AND ");
         }
         Only::EndedSince => {
-            b.push("s.end_us > ").bind_int(now).push(" AND ");
+            b.push("s.end_recorded_us > ").bind_int(now).push(" AND ");
         }
     }
+}
+
+/// Appends a session's end as the walk saw it at its `now`: none for one ended since, which
+/// it placed as active, and whose key [`ListQuery::key_of`] gives from what is listed.
+fn push_end_as_listed(b: &mut SqlBuilder, only: &Only) {
+    b.push(match only {
+        Only::EndedSince => "CAST(NULL AS BIGINT)",
+        Only::All | Only::Ended | Only::EndedOrderedElsewhere | Only::Open => "s.end_us",
+    });
 }
 
 fn push_key(b: &mut SqlBuilder, key: &Key, now: i64) {

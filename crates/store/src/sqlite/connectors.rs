@@ -249,16 +249,15 @@ impl SqliteStore {
         // announced the next is read whole.
         let mut conn = self.pool().begin().await?;
         let statements = super::statements::read(&mut conn, org, session_id).await?;
-        let running = sqlx::query_as(&format!(
-            "SELECT {RUNNING_COLUMNS} FROM sessions \
-             WHERE org_id = ? AND id = ? AND end_us IS NULL AND running_seq IS NOT NULL"
+        let announced: Option<row::Announced> = sqlx::query_as(&format!(
+            "SELECT {RUNNING_COLUMNS}, end_us FROM sessions WHERE org_id = ? AND id = ? AND running_seq IS NOT NULL"
         ))
         .bind(org.0)
         .bind(session_id)
         .fetch_optional(&mut *conn)
         .await?;
         conn.commit().await?;
-        Ok(row::with_running(statements, running))
+        Ok(row::with_running(statements, announced))
     }
 
     pub(super) async fn create_termination_impl(
@@ -384,7 +383,8 @@ impl SqliteStore {
 
 /// Stores the ends among `events`, the first of each session's: a real end
 /// replaces one the lease sweep guessed, never another real one, and only
-/// the session's own connector ends it. One statement per 500 sessions.
+/// the session's own connector ends it. Recorded now (see [`recording_clock`]).
+/// One statement per 500 sessions.
 async fn end_sessions(
     conn: &mut SqliteConnection,
     org: OrgId,
@@ -404,6 +404,7 @@ async fn end_sessions(
     for part in ends.chunks(500) {
         let mut b = SqlBuilder::new(Dialect::Sqlite);
         b.push("UPDATE sessions SET end_us = MAX(v.column2, start_us), duration_us = MAX(v.column2 - start_us, 0), ");
+        b.push("end_recorded_us = MAX(").bind_int(recording_clock()).push(", v.column2, start_us), ");
         b.push("end_reason = v.column3, ").push(RUNNING_CLEARED).push(" FROM (VALUES ");
         for (i, (session_id, end, reason)) in part.iter().enumerate() {
             b.push(if i == 0 { "(" } else { ", (" }).bind_text(*session_id).push(", ").bind_int(*end);
@@ -563,7 +564,7 @@ async fn reopen_lapsed(
     lapsed: Micros,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_reason = '' \
+        "UPDATE sessions SET end_us = NULL, duration_us = NULL, end_recorded_us = NULL, end_reason = '' \
          WHERE org_id = ? AND connector_id = ? AND run_id = ? AND end_us >= ? AND end_reason = ?",
     )
     .bind(org.0)
@@ -576,10 +577,12 @@ async fn reopen_lapsed(
     Ok(())
 }
 
-/// Completes the open sessions of a connector's run `run_id` at `at`, never before they started
-/// nor before their last statement ended: statements replayed from the spool of a run the
-/// control plane stopped hearing from show it was alive after that. (A chunk's statements are
-/// in seq order, and a session's statements end in seq order.)
+/// Completes the open sessions of a connector's run `run_id` at `at`, never before they started,
+/// nor before their last statement ended or the statement they were running started: statements
+/// replayed from the spool of a run the control plane stopped hearing from show it was alive
+/// after that. (A chunk's statements are in seq order, and a session's statements end in seq
+/// order.) The statement a session was running stays, lost with the run (see
+/// [`row::RUNNING_COLUMNS`]). Recorded now (see [`recording_clock`]).
 async fn complete_open(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
@@ -588,8 +591,9 @@ async fn complete_open(
     at: Micros,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
-        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, end_reason = ?2 \
-         FROM (SELECT s.id, s.start_us, MAX(?1, s.start_us, COALESCE(( \
+        "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, \
+             end_recorded_us = MAX(?6, open.end_us), end_reason = ?2 \
+         FROM (SELECT s.id, s.start_us, MAX(?1, s.start_us, COALESCE(s.running_start_us, 0), COALESCE(( \
                  SELECT json_extract(c.body, '$[#-1][1]') + json_extract(c.body, '$[#-1][2]') \
                  FROM statement_chunks c WHERE c.org_id = s.org_id AND c.session_id = s.id \
                  ORDER BY c.last_seq DESC LIMIT 1), 0)) AS end_us \
@@ -602,6 +606,7 @@ async fn complete_open(
     .bind(org.0)
     .bind(connector_id)
     .bind(run_id)
+    .bind(recording_clock())
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())

@@ -30,7 +30,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// SQLite virtual-machine instructions between deadline checks.
 const PROGRESS_OPS: i32 = 10_000;
 
-/// Sessions per INSERT statement: 33 values each, well under SQLite's bind limit.
+/// Sessions per INSERT statement: 44 values each, well under SQLite's bind limit.
 const INSERT_CHUNK: usize = 200;
 
 #[derive(Debug, Clone)]

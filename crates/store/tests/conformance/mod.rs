@@ -113,6 +113,7 @@ macro_rules! conformance_suite {
                 paging_respects_filter_and_window,
                 paging_is_stable_while_sessions_arrive,
                 a_session_ending_mid_walk_keeps_its_place,
+                a_session_whose_end_is_recorded_late_keeps_its_place,
                 an_end_before_its_start_is_stored_as_its_start,
                 limit_caps_every_page,
             }
@@ -132,6 +133,7 @@ macro_rules! conformance_suite {
                 expiring_silent_runs_completes_their_open_sessions_once,
                 sessions_of_runs_never_heard_have_a_lease,
                 a_lapsed_run_heard_again_gets_its_sessions_back,
+                a_statement_running_when_its_connector_was_lost_stays_in_the_transcript,
                 pending_terminations_are_recent_ones_of_open_sessions,
                 a_termination_asked_again_while_pending_is_the_first,
             }

@@ -7,7 +7,9 @@
 //! walking direction; `reverse` walks the other way, returning rows in the
 //! order walked.
 
-use gatehouse_store::{ACTIVE_END_KEY, Direction, IngestEvent, ListQuery, Position, SortKey, Store};
+use gatehouse_core::Session;
+use gatehouse_core::session::ConnectorRef;
+use gatehouse_store::{ACTIVE_END_KEY, Direction, IngestEvent, ListQuery, NewConnector, Position, SortKey, Store};
 
 use super::fixture::{Fixture, MINUTE, NOW, ago, completed, every_sort, listing};
 
@@ -270,8 +272,10 @@ pub async fn an_end_before_its_start_is_stored_as_its_start(store: &dyn Store) {
     }
     let mut all: Vec<String> = fx.sessions.iter().map(|s| s.id.clone()).chain(["x-whole".to_owned()]).collect();
     all.sort();
+    // Walks that begin once s05's end is recorded (on the store's clock, the real one).
+    let now = gatehouse_core::time::now_micros();
     for direction in [Direction::Asc, Direction::Desc] {
-        let base = ListQuery { sort: SortKey::Duration, direction, ..ListQuery::newest(1, NOW) };
+        let base = ListQuery { sort: SortKey::Duration, direction, ..ListQuery::newest(1, now) };
         for reverse in [false, true] {
             let mut seen = walk(&fx, &base, 1, reverse, None).await;
             seen.sort();
@@ -292,6 +296,124 @@ pub async fn limit_caps_every_page(store: &dyn Store) {
             let got = ids(&fx, &ListQuery { limit, reverse: true, ..query.clone() }).await;
             let cut: Vec<String> = want.iter().rev().take(limit).cloned().collect();
             expect(&fx, &format!("{} reversed, limit {limit}", label(&query)), got, cut);
+        }
+    }
+}
+
+pub async fn a_session_whose_end_is_recorded_late_keeps_its_place(store: &dyn Store) {
+    // An end reaches the store after the time it reports: report batching delays it a little,
+    // a spool replay by hours, and the lease sweep ends sessions when their run was last heard.
+    // A walk that began in between saw the session active and keeps it there, though its end
+    // is before the walk's `now`: listed once, shown as it stood. The store records ends on
+    // the clock the server takes a walk's `now` from, so these walks are at the real time.
+    let base = gatehouse_core::time::now_micros();
+    let at = |minutes: i64| base - minutes * MINUTE;
+    let cases = [
+        (SortKey::EndTime, Direction::Desc),
+        (SortKey::EndTime, Direction::Asc),
+        (SortKey::Duration, Direction::Desc),
+        (SortKey::Duration, Direction::Asc),
+    ];
+    for (case, (sort, direction)) in cases.into_iter().enumerate() {
+        let org = store.ensure_org(&format!("late-ends-{case}")).await.unwrap().id;
+        let connector_id = format!("c-late-ends-{case}");
+        let connector = NewConnector {
+            org,
+            id: connector_id.clone(),
+            name: "one".into(),
+            key_prefix: format!("gk_late_ends_{case}"),
+            key_hash: vec![0; 32],
+            created: at(200),
+        };
+        store.create_connector(&connector).await.unwrap();
+        // Each active session on a run of its own, so that the sweep can take one alone.
+        let session = |id: &str, start: i64, end: Option<i64>| Session {
+            id: id.into(),
+            start: at(start),
+            end: end.map(at),
+            connector: ConnectorRef { id: connector_id.clone(), name: "one".into(), run_id: id.into() },
+            ..Default::default()
+        };
+        let sessions = [
+            session("c1", 120, Some(110)),
+            session("c2", 100, Some(95)),
+            session("c3", 90, Some(60)),
+            session("a1", 50, None),
+            session("a2", 40, None),
+            session("a3", 30, None),
+            session("a4", 20, None),
+            session("a5", 10, None),
+        ];
+        let active: Vec<&str> = sessions.iter().filter(|s| s.end.is_none()).map(|s| s.id.as_str()).collect();
+        for run in &active {
+            store.connector_hello(org, &connector_id, run, &[], at(60)).await.unwrap();
+        }
+        store.insert_sessions(org, &sessions).await.unwrap();
+
+        let walk = ListQuery { sort, direction, ..ListQuery::newest(2, gatehouse_core::time::now_micros()) };
+        let label = format!("{sort:?} {direction:?}");
+        let mut want: Vec<(i64, &str)> = sessions.iter().map(|s| (walk.key_of(s), s.id.as_str())).collect();
+        want.sort();
+        if direction == Direction::Desc {
+            want.reverse();
+        }
+        let want: Vec<String> = want.into_iter().map(|(_, id)| id.to_owned()).collect();
+
+        let mut next = walk.clone();
+        let mut seen: Vec<String> = Vec::new();
+        let mut ended: Vec<String> = Vec::new();
+        loop {
+            let rows = store.list_sessions(org, &next).await.unwrap();
+            let Some(last) = rows.last() else { break };
+            next.after = Some(Position { key: next.key_of(last), id: last.id.clone() });
+            for row in &rows {
+                if ended.contains(&row.id) {
+                    assert_eq!(row.end, None, "{label}: {} is listed as it stood at the walk's now", row.id);
+                }
+            }
+            seen.extend(rows.into_iter().map(|s| s.id));
+            let served = seen.iter().rev().find(|id| active.contains(&id.as_str()));
+            if let (true, Some(served)) = (ended.is_empty(), served) {
+                let to_come: Vec<&String> =
+                    want.iter().filter(|id| active.contains(&id.as_str()) && !seen.contains(id)).collect();
+                assert!(to_come.len() >= 2, "test bug: {label}: {to_come:?} left to come");
+                let start_of = |id: &str| sessions.iter().find(|s| s.id == id).unwrap().start;
+                // A spool replayed hours late: long over, a minute after it began.
+                let replayed = IngestEvent::End {
+                    session_id: served.clone(),
+                    end: start_of(served) + MINUTE,
+                    reason: "client".into(),
+                };
+                // Report batching: over just before the walk began.
+                let batched = IngestEvent::End {
+                    session_id: to_come[1].clone(),
+                    end: walk.now - 100_000,
+                    reason: "client".into(),
+                };
+                assert_eq!(store.ingest(org, &connector_id, &[replayed, batched]).await.unwrap(), 2, "{label}");
+                // The sweep: every run but one heard now, that one taken for gone, its session
+                // ended when it was last heard, or at its start if later.
+                for run in active.iter().filter(|run| **run != to_come[0].as_str()) {
+                    store.connector_heartbeat(org, &connector_id, run, base).await.unwrap();
+                }
+                assert_eq!(store.expire_connectors(base - 1).await.unwrap(), 1, "{label}");
+                ended = vec![served.clone(), to_come[0].clone(), to_come[1].clone()];
+                for id in &ended {
+                    let stored = store.get_session(org, id).await.unwrap().expect("stored");
+                    assert!(stored.end.is_some_and(|end| end < walk.now), "test bug: {label}: {id} ended {stored:?}");
+                }
+            }
+            assert!(seen.len() < 100, "{label}: paging does not end: {seen:?}");
+        }
+        assert!(!ended.is_empty(), "test bug: {label}: no active session served");
+        assert_eq!(seen, want, "{label}: each session once, where it stood at the walk's now");
+
+        // A walk that begins now sees those ends.
+        let fresh = ListQuery { limit: 100, now: gatehouse_core::time::now_micros(), ..walk.clone() };
+        let listed = store.list_sessions(org, &fresh).await.unwrap();
+        assert_eq!(listed.len(), sessions.len(), "{label}");
+        for row in listed.iter().filter(|row| ended.contains(&row.id)) {
+            assert!(row.end.is_some(), "{label}: a walk begun since sees {} ended", row.id);
         }
     }
 }

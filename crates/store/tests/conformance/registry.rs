@@ -239,7 +239,8 @@ pub async fn ingest_stores_each_event_once(store: &dyn Store) {
 }
 
 /// A statement announced while it runs ends an open session's transcript until a later
-/// statement is stored, or the session ends; a replay never brings back an older one.
+/// statement is stored, or its connector ends the session; a replay never brings back an older
+/// one.
 pub async fn a_running_statement_shows_until_it_completes(store: &dyn Store) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     let globex = store.ensure_org("globex").await.unwrap().id;
@@ -279,13 +280,15 @@ pub async fn a_running_statement_shows_until_it_completes(store: &dyn Store) {
     assert_eq!(ingest("c-1", &[running("run1", 7, "select 7")]).await, 0);
     assert_eq!(texts("run1").await.len(), 3);
 
-    // A run the lease sweep took for gone shows nothing running, and takes no announcement;
-    // heard again (as a report's run is, before its events), what it was running shows again.
+    // A run the lease sweep took for gone runs nothing: what it was running stays, as lost
+    // with it (see a_statement_running_when_its_connector_was_lost_stays_in_the_transcript),
+    // and it takes no announcement; heard again (as a report's run is, before its events), it
+    // is running that again.
     store.connector_heartbeat(acme, "c-1", "run-9", ago(60)).await.unwrap();
     let lapsing = [start(&on(active("lapsing", 30).build(), "c-1", "run-9")), running("lapsing", 1, "select 1")];
     assert_eq!(ingest("c-1", &lapsing).await, 2);
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 1);
-    assert_eq!(texts("lapsing").await, []);
+    assert_eq!(texts("lapsing").await, [pair(1, "select 1")]);
     assert_eq!(ingest("c-1", &[running("lapsing", 2, "select 2")]).await, 0);
     store.connector_heartbeat(acme, "c-1", "run-9", ago(5)).await.unwrap();
     assert_eq!(texts("lapsing").await, [pair(1, "select 1")]);
@@ -654,4 +657,79 @@ pub async fn a_termination_asked_again_while_pending_is_the_first(store: &dyn St
     let later = termination("te", NOW);
     assert_eq!(store.create_termination(acme, &later, ago(2)).await.unwrap(), later);
     assert_eq!(store.pending_terminations(acme, "c-1", ago(60)).await.unwrap(), vec![standing, later]);
+}
+
+/// A statement running when its connector was lost stays in the transcript of the session the
+/// lease sweep or the next run completes: as a statement lost with the connector, lasting until
+/// the session's end, which is never before it started. The real statement, replayed late with
+/// the real end, replaces it.
+pub async fn a_statement_running_when_its_connector_was_lost_stays_in_the_transcript(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
+    let ingest = async |events: &[IngestEvent]| store.ingest(acme, "c-1", events).await.unwrap();
+    let transcript = async |id: &str| store.statements(acme, id).await.unwrap();
+    let announced = |id: &str, seq: u64, start: Micros| IngestEvent::Running {
+        session_id: id.into(),
+        statement: StatementRecord { seq, start, text: "select pg_sleep(600)".into(), ..StatementRecord::default() },
+    };
+    // `swept`: its run falls silent before the statement even started, and the sweep takes it
+    // for gone. `taken`: its run is heard while the statement runs, then taken over.
+    store.connector_hello(acme, "c-1", "run-1", &[], ago(100)).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-2", &[], ago(100)).await.unwrap();
+    let swept = on(active("swept", 120).build(), "c-1", "run-1");
+    let taken = on(active("taken", 120).build(), "c-1", "run-2");
+    for (session, running_since) in [(&swept, ago(90)), (&taken, ago(30))] {
+        let id = session.id.as_str();
+        let events = [start(session), ran(id, 1, ago(110), MINUTE), announced(id, 2, running_since)];
+        assert_eq!(ingest(&events).await, 3);
+    }
+    store.connector_heartbeat(acme, "c-1", "run-2", ago(5)).await.unwrap();
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 1, "swept");
+    assert_eq!(store.connector_hello(acme, "c-1", "run-3", &runs(&["run-2"]), ago(1)).await.unwrap(), 1, "taken");
+
+    for (id, running_since, end) in [("swept", ago(90), ago(90)), ("taken", ago(30), ago(5))] {
+        assert_eq!(end_of(store, acme, id).await, Some(end), "{id}: never before its running statement started");
+        let statements = transcript(id).await;
+        let seqs: Vec<u64> = statements.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, [1, 2], "{id}: the running statement once");
+        let lost = &statements[1];
+        let want = StatementRecord {
+            seq: 2,
+            start: running_since,
+            duration: end - running_since,
+            text: "select pg_sleep(600)".into(),
+            ..StatementRecord::default()
+        };
+        assert_eq!(lost, &want, "{id}: lost with its connector, it lasted until the session's end");
+        // Ended, the session runs nothing new.
+        assert_eq!(ingest(&[announced(id, 3, ago(2))]).await, 0, "{id}");
+    }
+
+    // The real statement and end come late (the next run replays its predecessor's spool):
+    // they replace what was guessed, the statement whether it has the announcement's seq or
+    // a later one, as the connector numbers it.
+    let real = |id: &str, seq: u64, start: Micros| IngestEvent::Statement {
+        session_id: id.into(),
+        statement: StatementRecord {
+            seq,
+            start,
+            duration: 2 * MINUTE,
+            text: "select pg_sleep(600)".into(),
+            rows: 1,
+            bytes_sent: 42,
+            sqlstate: "57014".into(),
+        },
+    };
+    for (id, seq, running_since) in [("swept", 3, ago(90)), ("taken", 2, ago(30))] {
+        let replay = [real(id, seq, running_since), end(id, running_since + 3 * MINUTE, "client")];
+        assert_eq!(ingest(&replay).await, 2, "{id}");
+        assert_eq!(end_of(store, acme, id).await, Some(running_since + 3 * MINUTE), "{id}");
+        let statements = transcript(id).await;
+        assert_eq!(statements.len(), 2, "{id}: the statement once: {statements:?}");
+        let IngestEvent::Statement { statement, .. } = real(id, seq, running_since) else { unreachable!() };
+        assert_eq!(statements[1], statement, "{id}: the real statement");
+        // Replayed again: nothing changes.
+        assert_eq!(ingest(&replay).await, 0, "{id}");
+        assert_eq!(transcript(id).await.len(), 2, "{id}");
+    }
 }

@@ -1,0 +1,14 @@
+-- When a session's end counts as recorded, for walks sorted by end time or duration (same
+-- column in migrations/postgres/0010_end_recorded.sql). A walk takes each session's key as it
+-- stood at its `now`: ended only if its end was recorded by then. `end_us` cannot tell: it is
+-- the connector's time, and an end reaches the store late (report batching, a spool replayed
+-- hours later, the lease sweep ending a session when its run was last heard).
+--
+-- The store's clock when it wrote the end, or the end itself when that is later (a connector's
+-- clock ahead): never before `end_us`. A session stored already ended counts as recorded at its
+-- end, as no walk saw it open. NULL while the session is open.
+ALTER TABLE sessions ADD COLUMN end_recorded_us INTEGER;
+-- When the ends stored so far were recorded is not known: at their end, as sessions stored ended.
+UPDATE sessions SET end_recorded_us = end_us WHERE end_us IS NOT NULL;
+-- The sessions a walk sees still active though they have ended since its `now`.
+CREATE INDEX sessions_end_recorded ON sessions (org_id, end_recorded_us);
