@@ -65,6 +65,17 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const rowIds = (page) => page.$$eval('#rows tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
 const column = (page, label) => page.$$eval(`#rows td[data-label="${label}"]`, (cells) => cells.map((c) => c.textContent.trim()));
 const param = (page, name) => new URL(page.url()).searchParams.get(name);
+const queryBox = (page) => page.getByLabel('Search query').inputValue();
+const facetButtons = (page, group) => page.locator(`.facet-group:has(h3:text-is("${group}")) button.facet`);
+const preset = (page, name) => page.getByRole('group', { name: 'Time range' }).getByRole('button', { name });
+/** A live (seeded) session's detail, with the console open on the live sessions. */
+const LIVE = `/?q=${encodeURIComponent('session_status:active')}&range=30d`;
+
+/** Waits for the next auto-refresh to finish. */
+async function nextRefresh(page) {
+  const before = await refreshMark(page);
+  await page.waitForFunction((n) => Number(document.body.dataset.refreshes || 0) > n, before, { timeout: 20_000 });
+}
 
 async function search(page, query) {
   const mark = await loadMark(page);
@@ -118,6 +129,10 @@ test('sign in: a wrong key is refused, a right one shows the sessions', async (t
   await page.getByLabel('API key').fill('gh_…');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await assert.doesNotReject(page.waitForSelector('#signin-error:has-text("other characters")'));
+  // Spaces fill the required field: said so, nothing sent.
+  await page.getByLabel('API key').fill('   ');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await assert.doesNotReject(page.waitForSelector('#signin-error:has-text("only spaces")'));
 
   await signIn(page);
   assert.equal((await rowIds(page)).length, 50);
@@ -171,6 +186,23 @@ test('a query narrows the table and survives a reload', async (t) => {
   assert.deepEqual(await rowIds(page), ids);
 });
 
+test('searching or choosing the same window again adds no Back step', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const steps = () => page.evaluate(() => window.history.length);
+  await search(page, 'technology:postgres');
+  const after = await steps();
+  await search(page, 'technology:postgres');
+  assert.equal(await steps(), after, 'the same search');
+  let mark = await loadMark(page);
+  await preset(page, '7d').click();
+  await loaded(page, mark);
+  mark = await loadMark(page);
+  await preset(page, '7d').click();
+  await loaded(page, mark);
+  assert.equal(await steps(), after + 1, 'one step for 7d, none for 7d again');
+});
+
 test('a bad query shows the server\'s invalid_argument message under the bar', async (t) => {
   const page = await open(t);
   await signIn(page);
@@ -221,6 +253,34 @@ test('pages forward and back through the API cursors, and a page survives a relo
   await loaded(page, mark);
   assert.deepEqual(await rowIds(page), first);
   assert.equal(param(page, 'cursor'), null);
+});
+
+test('Next while an auto-refresh is loading goes to page 2', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const first = await rowIds(page);
+  // The next refresh's listing (page 1: no cursor) is held, so that Next is clicked while it runs.
+  let refreshing;
+  const started = new Promise((resolve) => { refreshing = resolve; });
+  await page.route('**/core.v1.SessionsService/ListSessionsV2', async (route) => {
+    if (route.request().postDataJSON().cursor) {
+      await route.continue();
+      return;
+    }
+    refreshing();
+    await sleep(3000);
+    await route.continue().catch(() => {}); // the page aborted it meanwhile
+  });
+  await started;
+  const mark = await loadMark(page);
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await loaded(page, mark);
+  assert.match(await page.textContent('#page-label'), /^Page 2 · sessions 51–100/);
+  assert.ok(param(page, 'cursor'), 'still paged');
+  const second = await rowIds(page);
+  assert.ok(second.length > 0 && second.every((id) => !first.includes(id)), 'page 2 has new sessions only');
+  assert.equal(await page.textContent('#range-error'), '');
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
 });
 
 test('sorting by duration orders the rows', async (t) => {
@@ -346,6 +406,85 @@ test('clicking a facet adds it to the query', async (t) => {
   assert.ok((await column(page, 'Resource')).every((r) => r.endsWith(technology)));
 });
 
+test('a facet click ANDs onto an OR query and builds on the text in the box', async (t) => {
+  const page = await open(t, { path: '/?range=30d' });
+  await signIn(page);
+  await search(page, 'technology:"postgres" OR technology:"mysql"');
+  const postgres = facetButtons(page, 'Technologies').and(page.locator('[data-value="postgres"]'));
+  let mark = await loadMark(page);
+  await postgres.click();
+  await loaded(page, mark);
+  const both = '(technology:"postgres" OR technology:"mysql") AND technology:"postgres"';
+  assert.equal(await queryBox(page), both);
+  assert.ok((await column(page, 'Resource')).every((r) => r.endsWith('postgres')));
+  // Required at the top level now: not added twice.
+  mark = await loadMark(page);
+  await postgres.click();
+  await loaded(page, mark);
+  assert.equal(await queryBox(page), both);
+
+  // Typed but not submitted: the facet adds to it rather than to the query last run.
+  await page.getByLabel('Search query').fill('technology:"mysql"');
+  const resource = facetButtons(page, 'Resources').first();
+  const name = await resource.getAttribute('data-value');
+  mark = await loadMark(page);
+  await resource.click();
+  await loaded(page, mark);
+  assert.equal(await queryBox(page), `technology:"mysql" AND resource.name:"${name}"`);
+
+  const added = await page.evaluate(async () => {
+    const { addTerm } = await import('/console/view.js');
+    return [
+      'technology:"postgres"',
+      'user.email:"a@example.com" AND technology:"postgres"',
+      'user.email:"a@example.com" technology:"postgres"',
+      'NOT technology:"postgres"',
+      'resource.name:"a OR b"',
+      '(technology:"postgres" OR technology:"mysql") AND session_status:active',
+      'resource.name:"x technology:\\"postgres\\""',
+    ].map((query) => addTerm(query, 'technology', 'postgres'));
+  });
+  assert.deepEqual(added, [
+    'technology:"postgres"',
+    'user.email:"a@example.com" AND technology:"postgres"',
+    'user.email:"a@example.com" technology:"postgres"',
+    'NOT technology:"postgres" AND technology:"postgres"',
+    'resource.name:"a OR b" AND technology:"postgres"',
+    '(technology:"postgres" OR technology:"mysql") AND session_status:active AND technology:"postgres"',
+    'resource.name:"x technology:\\"postgres\\"" AND technology:"postgres"',
+  ]);
+});
+
+test('the Users facet counts every user, under the name the table shows', async (t) => {
+  const page = await open(t, { path: '/?range=30d' });
+  await signIn(page);
+  const email = await facetButtons(page, 'Users').and(page.locator('[data-field="user.email"]')).first().getAttribute('data-value');
+  // A person (with an email) and the machines (without): each is counted.
+  const query = `user.type:machine OR user.email:"${email}"`;
+  await search(page, query);
+  const labels = await facetButtons(page, 'Users').locator('.facet-key').allTextContents();
+  assert.ok(labels.includes(email), labels.join(' | '));
+  const machine = facetButtons(page, 'Users').and(page.locator('[data-field="user.username"]')).first();
+  const label = await machine.locator('.facet-key').textContent();
+  const username = await machine.getAttribute('data-value');
+  assert.ok(label && !label.startsWith('idp:'), `${label}: the name the table shows`);
+  const count = Number((await machine.locator('.facet-count').textContent()).replace(/\D/g, ''));
+  const mark = await loadMark(page);
+  await machine.click();
+  await loaded(page, mark);
+  assert.equal(await queryBox(page), `(${query}) AND user.username:"${username}"`);
+  const users = await column(page, 'User');
+  assert.ok(users.length > 0 && users.every((u) => u === label), users.join(','));
+  assert.equal(Number((await page.textContent('#hits')).replace(/\D/g, '')), count, 'the facet count is the new total');
+
+  const names = await page.evaluate(async () => {
+    const { userOfUsername } = await import('/console/facets.js');
+    return ['idp:formal:human:a@example.com', 'idp:formal:human:a@example.com@analyst', 'idp:formal:machine:etl',
+      'idp:formal:machine:etl@loader', 'postgres'].map(userOfUsername);
+  });
+  assert.deepEqual(names, ['a@example.com', 'a@example.com', 'etl', 'etl', 'postgres']);
+});
+
 test('dragging across the histogram narrows the window', async (t) => {
   const page = await open(t, { path: '/?range=7d' });
   await signIn(page);
@@ -370,6 +509,20 @@ test('dragging across the histogram narrows the window', async (t) => {
   assert.ok(bars[0] >= from - 3600e3 && bars[bars.length - 1] < to, 'the histogram shows the new window');
 });
 
+test('a custom window with an end only leaves the bars to the control plane', async (t) => {
+  const to = new Date().toISOString();
+  const page = await open(t, { path: `/?range=custom&to=${encodeURIComponent(to)}` });
+  const asked = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/ListSessionAggregations') && request.postDataJSON().mode === 'histogram') asked.push(request.postDataJSON());
+  });
+  await signIn(page);
+  // It reaches back to the first session, which only the control plane knows: not a 30-day guess.
+  assert.ok(asked.length > 0);
+  assert.ok(asked.every((body) => !body.histogramInterval && !body.startTimestamp), JSON.stringify(asked));
+  assert.ok(await page.locator('#histogram svg g[data-count]').count() > 0);
+});
+
 test('the table works and says so when aggregations fail', async (t) => {
   const page = await open(t);
   await page.route('**/core.v1.SessionsService/ListSessionAggregations', (route) =>
@@ -378,6 +531,39 @@ test('the table works and says so when aggregations fail', async (t) => {
   assert.match(await page.textContent('#aggregations-note'), /unavailable.*still works/);
   assert.equal((await rowIds(page)).length, 50);
   assert.equal(await page.locator('#histogram svg').count(), 0);
+});
+
+test('an unreachable control plane keeps what is shown and says that it retries', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const ids = await rowIds(page);
+  const facets = await page.locator('button.facet').count();
+  // Nothing listens any more.
+  await page.route('**/core.v1.SessionsService/**', (route) => route.abort('connectionrefused'));
+  await nextRefresh(page);
+  assert.deepEqual(await rowIds(page), ids, 'the rows stay');
+  assert.equal(await page.locator('#histogram svg').count(), 1, 'the histogram stays');
+  assert.equal(await page.locator('button.facet').count(), facets, 'the facets stay');
+  const notTheQuery = async () => {
+    assert.equal(await page.textContent('#query-error'), '');
+    assert.notEqual(await page.getAttribute('#query', 'aria-invalid'), 'true');
+    assert.doesNotMatch(await page.textContent('#aggregations-note'), /still works/);
+  };
+  await notTheQuery();
+  assert.match(await page.textContent('#connection-note'), /cannot be reached.*Retrying/s);
+
+  // A search meanwhile cannot be shown, but is not the query's fault either.
+  await search(page, 'technology:postgres');
+  assert.match(await page.textContent('#connection-note'), /could not be loaded.*cannot be reached.*Retrying/s);
+  assert.doesNotMatch(await page.textContent('#rows'), /fix the query/);
+  await notTheQuery();
+
+  // Back: the next retry shows the search's answers, and the note goes.
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+  await page.waitForFunction(() => document.getElementById('connection-note').textContent === '', null, { timeout: 20_000 });
+  const resources = await column(page, 'Resource');
+  assert.ok(resources.length > 0 && resources.every((r) => r.endsWith('postgres')), resources.join(' | '));
+  assert.ok(await page.locator('button.facet').count() > 0);
 });
 
 test('a session opens in the detail panel with every field, and Escape closes it', async (t) => {
@@ -452,6 +638,9 @@ test('auto-refresh keeps the scroll position and the open detail', async (t) => 
   assert.equal(await page.isVisible('#detail'), true);
   assert.match(await page.textContent('#detail-title'), new RegExp(id));
   assert.equal(await page.locator(`#rows tr.selected[data-id="${id}"]`).count(), 1);
+  // A plain table's row is not selectable: the open one is the current one.
+  assert.equal(await page.locator(`#rows tr[aria-current="true"]`).getAttribute('data-id'), id);
+  assert.equal(await page.locator('#rows tr[aria-selected]').count(), 0);
 });
 
 test('auto-refresh gives keyboard focus back to the same facet', async (t) => {
@@ -532,7 +721,9 @@ test('export writes every session of the query and window, as JSONL and as CSV',
 
   await page.getByLabel('Export format').selectOption('csv');
   const [csv] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export' }).click()]);
-  const text = readFileSync(await csv.path(), 'utf8');
+  const bytes = readFileSync(await csv.path());
+  assert.deepEqual([...bytes.subarray(0, 3)], [0xef, 0xbb, 0xbf], 'a byte order mark: Excel reads UTF-8 with it');
+  const text = bytes.subarray(3).toString('utf8');
   assert.ok(!text.includes('\r'), 'lines end with LF, as the CLI writes them');
   const rows = text.trim().split('\n');
   assert.equal(rows[0].split(',')[0], 'id');
@@ -663,6 +854,72 @@ test('a statement keeps its line breaks in the detail', async (t) => {
   assert.deepEqual(printed, ['ad\\u{202e}min\\x1b[2J\tok\n', 'a\\u{2066}b', 'x\\u{85}']);
 });
 
+test('bidirectional controls in recorded values and links are shown escaped', async (t) => {
+  const bidi = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+  const page = await open(t, { path: LIVE });
+  // A live session whose user and connector names were chosen to read as others.
+  await page.route('**/core.v1.SessionsService/GetSession', async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    json.session.user = { ...json.session.user, formal: { user: { email: 'ad\u202emoc.elpmaxe@nim' } } };
+    json.session.connector = { ...json.session.connector, name: 'edge\u202e1' };
+    await route.fulfill({ response, json });
+  });
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.getByRole('button', { name: 'Terminate session' }).click();
+  const confirm = await page.textContent('#confirm-text');
+  assert.doesNotMatch(confirm, bidi);
+  assert.match(confirm, /ad\\u\{202e\}moc\.elpmaxe@nim .*connector edge\\u\{202e\}1\./);
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+
+  // A link's bad parameters are quoted escaped.
+  for (const [search, problem] of [['?range=%E2%80%AEevil', /range=\\u\{202e\}evil is not a window/],
+    ['?range=custom&from=%E2%80%AE2026', /from=\\u\{202e\}2026 is not a date and time/]]) {
+    await page.goto(`${URL_BASE}/${search}`);
+    await loaded(page);
+    const said = await page.textContent('#range-error');
+    assert.doesNotMatch(said, bidi);
+    assert.match(said, problem);
+  }
+});
+
+test('a facet value with a bidirectional control is shown escaped in the box, and still matches', async (t) => {
+  const page = await open(t);
+  const name = 'ev\u202eil-db';
+  await page.route('**/core.v1.SessionsService/ListSessionAggregations', async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    // Also once the query matches no session (no list at all then).
+    if (route.request().postDataJSON().mode === 'facets') (json.aggregations.resourceNames ||= []).unshift({ key: name, count: 999 });
+    await route.fulfill({ response, json });
+  });
+  const asked = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/ListSessionsV2')) asked.push(request.postDataJSON().query);
+  });
+  await signIn(page);
+  let mark = await loadMark(page);
+  await facetButtons(page, 'Resources').filter({ hasText: 'ev\\u{202e}il-db' }).click();
+  await loaded(page, mark);
+  const query = `resource.name:"${name}"`;
+  assert.equal(await queryBox(page), 'resource.name:"ev\\u{202e}il-db"', 'visible, not acted on');
+  assert.equal(param(page, 'q'), query, 'the value itself is searched');
+  assert.equal(asked.at(-1), query);
+  // Submitted again as shown, it is the same query.
+  mark = await loadMark(page);
+  await page.getByLabel('Search query').press('Enter');
+  await loaded(page, mark);
+  assert.equal(param(page, 'q'), query);
+  assert.equal(asked.at(-1), query);
+
+  const read = await page.evaluate(async () => {
+    const { printable, unprintable } = await import('/console/format.js');
+    return ['a\u202eb\u001b', 'user:"a\\\\u{202e}"', 'x\\u{41}', 'x\\u{110000}'].map((text) => unprintable(printable(text)));
+  });
+  assert.deepEqual(read, ['a\u202eb\u001b', 'user:"a\\\\u{202e}"', 'x\\u{41}', 'x\\u{110000}']);
+});
+
 test('a reader key sees permission_denied when terminating, then no longer offered', async (t) => {
   const page = await open(t, { path: `/?q=${encodeURIComponent('session_status:active')}&range=30d` });
   await signIn(page, READER_KEY);
@@ -687,6 +944,53 @@ test('a reader key sees permission_denied when terminating, then no longer offer
   assert.equal(await button.isDisabled(), true);
   assert.match(await button.getAttribute('aria-describedby'), /terminate-refused/);
   assert.match(await page.locator('#terminate-refused').textContent(), /admin key/);
+});
+
+test('while a termination is being sent the statements stay and Terminate is off', async (t) => {
+  const page = await open(t, { path: LIVE });
+  await page.route('**/core.v1.SessionsService/GetSessionTranscript', (route) =>
+    route.fulfill({ contentType: 'application/json', body: JSON.stringify({ transcript: '2026-03-02T10:00:00Z\tselect 42\n' }) }));
+  let answer;
+  const answered = new Promise((resolve) => { answer = resolve; });
+  // The connector is slow to take it, then refuses: the seeded session is not really ended.
+  await page.route('**/core.v1.SessionsService/CreateSessionTermination', async (route) => {
+    await answered;
+    await route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ code: 'unavailable', message: 'connector busy' }) });
+  });
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.waitForSelector('#detail .statements code');
+  const statements = () => page.$$eval('#detail .statements li', (items) => items.map((li) => li.querySelector('code')?.textContent ?? li.textContent));
+  await page.getByRole('button', { name: 'Terminate session' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Terminate' }).click();
+  await page.waitForSelector('#terminate-result:has-text("Sending the termination")');
+  assert.deepEqual(await statements(), ['select 42'], 'the statements stay');
+  assert.equal(await page.getByRole('button', { name: 'Terminate session' }).isDisabled(), true, 'not sent twice');
+  answer();
+  await page.waitForSelector('#terminate-result:has-text("Termination failed (unavailable)")');
+  assert.equal(await page.getByRole('button', { name: 'Terminate session' }).isDisabled(), false, 'offered again');
+  assert.deepEqual(await statements(), ['select 42']);
+});
+
+test('a live session with thousands of statements is not redrawn at every refresh', async (t) => {
+  const page = await open(t, { path: LIVE });
+  let answers = 0;
+  // Each answer holds one statement more, as a live session's does.
+  await page.route('**/core.v1.SessionsService/GetSessionTranscript', (route) => {
+    answers += 1;
+    const transcript = Array.from({ length: 3000 + answers }, (_, i) => `2026-03-02T10:00:00Z\tselect ${i}\n`).join('');
+    return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ transcript }) });
+  });
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.waitForFunction(() => document.querySelectorAll('#detail .statements li').length > 3000);
+  await page.evaluate(() => { window.firstStatement = document.querySelector('#detail .statements li'); });
+  await nextRefresh(page);
+  assert.ok(answers >= 2, 'the transcript was loaded again');
+  assert.equal(await page.evaluate(() => window.firstStatement.isConnected), true, 'the statements shown stay');
+  const codes = await page.$$eval('#detail .statements code', (items) => items.map((code) => code.textContent));
+  assert.equal(codes.length, 3000 + answers, 'the new one is appended');
+  assert.deepEqual(codes.slice(-2), [`select ${3000 + answers - 2}`, `select ${3000 + answers - 1}`]);
 });
 
 test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens one', async (t) => {
@@ -728,4 +1032,24 @@ test('sign out forgets the key', async (t) => {
   await page.waitForSelector('#signin-key');
   assert.equal(await page.isVisible('#console'), false);
   await page.screenshot({ path: `${ARTIFACTS}signin-1280.png` });
+});
+
+test('Back after signing out stays on the sign-in page and calls nothing', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  const mark = await loadMark(page);
+  await preset(page, '7d').click();
+  await loaded(page, mark);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  const calls = [];
+  page.on('request', (request) => { if (request.url().includes('/core.v1.')) calls.push(request.url()); });
+  await page.goBack();
+  await page.waitForFunction(() => !new URL(window.location.href).searchParams.has('range'));
+  await sleep(500);
+  assert.deepEqual(calls, [], 'no call without a key');
+  assert.equal(await page.isVisible('#signin'), true);
+  assert.equal(await page.textContent('#signin-error'), '');
+  // Signed in again, the console shows the view the URL holds now.
+  await signIn(page);
+  assert.equal(await page.getAttribute('button[data-range="24h"]', 'aria-pressed'), 'true');
 });

@@ -4,7 +4,7 @@ import { apiKey, call } from './api.js';
 import { Detail } from './detail.js';
 import { download, exportSessions } from './export.js';
 import { renderFacets } from './facets.js';
-import { el, formatCount, formatShortTime, sessionCount, timeZoneLabel } from './format.js';
+import { el, formatCount, formatShortTime, printable, sessionCount, timeZoneLabel, unprintable } from './format.js';
 import { Histogram } from './histogram.js';
 import { markSelected, renderTable } from './table.js';
 import { PAGE_SIZE, SORTS, addTerm, histogramInterval, listRequest, readView, viewSearch, windowOf } from './view.js';
@@ -16,7 +16,10 @@ const $ = (id) => document.getElementById(id);
 let view = readView();
 let listing = null;
 let numHits = null;
+/** The "now" the listing on screen was asked for: its cursors belong to the window anchored there. */
 let anchor = Date.now();
+/** Why the last load failed, when not for its query: the next tick retries (wantsRefresh). */
+let failure = null;
 let loads = 0;
 /** The AbortController of the load under way: there is at most one. */
 let current = null;
@@ -59,7 +62,9 @@ function setView(changes, push = false, state = null) {
 /** Query, window or sort changed: back to the first page. */
 function restart(changes) {
   showRangeError('');
-  setView({ cursor: '', at: '', page: 1, ...changes }, true);
+  const next = { ...view, cursor: '', at: '', page: 1, ...changes };
+  // Applying the same search or window again reloads it, without a second Back step.
+  setView(next, viewSearch(next) !== viewSearch(view));
   return load();
 }
 
@@ -72,6 +77,8 @@ window.addEventListener('popstate', () => {
   const changed = listingOf(next) !== listingOf(view);
   view = next;
   showViewProblem();
+  // Signed out, the sign-in page stays: the console shows this view once signed in.
+  if ($('console').hidden) return;
   if (changed) load();
   syncDetail();
 });
@@ -110,37 +117,81 @@ async function loadView(seq, signal, refresh) {
     syncControls();
     showLoading();
   }
-  anchor = Date.now();
-  const win = windowOf(shown, anchor);
+  const now = Date.now();
+  const win = windowOf(shown, now);
+  // A refresh of an older page only updates its rows: counts change with new sessions only.
+  // After a failure they may be missing, though.
+  const aggregations = refresh && shown.cursor && !failure
+    ? Promise.resolve(null)
+    : loadAggregations(shown, win, now, seq, signal, refresh);
+  const listFailure = await loadListing(shown, win, now, seq, signal, refresh);
+  if (seq !== loads) return;
+  updatePager();
+  const aggregationsFailure = await aggregations;
+  if (seq !== loads) return;
+  showFailure(listFailure, aggregationsFailure, refresh);
+  document.body.dataset.loaded = String(seq);
+}
+
+/** The table's rows. Returns the error of a failure that is not the query's, for showFailure. */
+async function loadListing(shown, win, now, seq, signal, refresh) {
   const request = listRequest(shown, win);
   if (shown.cursor) request.cursor = shown.cursor;
-  // A refresh of an older page only updates its rows: counts change with new sessions only.
-  const aggregations = refresh && shown.cursor ? null : loadAggregations(shown, win, seq, signal);
   try {
     const result = await call('ListSessionsV2', request, { signal });
-    if (seq !== loads) return;
+    if (seq !== loads) return null;
     listing = result;
+    anchor = now;
     showQueryError('');
     $('window-label').textContent = windowLabel(shown);
     renderTable($('rows'), result.sessions || [], { selected: detail.id, onOpen: openSession });
+    return null;
   } catch (err) {
-    if (seq !== loads || handleAuth(err)) return;
+    if (seq !== loads || handleAuth(err)) return null;
     if (err.code === 'invalid_argument' && shown.cursor && /cursor/i.test(err.message)) {
-      // A cursor from another query, window or server key: start over rather than fail.
+      // A link's cursor from another query, window or server key: start over, and say so.
+      showRangeError(`The link's page cannot be continued (${err.message}): showing the first page instead.`);
       setView({ cursor: '', at: '', page: 1 });
       load();
-      return;
+      return null;
     }
+    const queryRefused = err.code === 'invalid_argument';
+    // A failed refresh keeps the rows it would have replaced; a new view has none to keep.
+    if (refresh && !queryRefused) return err;
     listing = null;
-    showQueryError(err.code === 'invalid_argument' ? err.message : `The sessions could not be loaded (${err.code}): ${err.message}`);
+    showQueryError(queryRefused ? err.message : '');
     $('window-label').textContent = windowLabel(shown);
-    $('rows').replaceChildren(el('tr', {}, el('td', { colspan: 8, class: 'empty', text: 'Nothing to show: fix the query above.' })));
+    const why = queryRefused ? 'Nothing to show: fix the query above.' : 'The sessions could not be loaded: see the message above.';
+    $('rows').replaceChildren(el('tr', {}, el('td', { colspan: 8, class: 'empty', text: why })));
+    return queryRefused ? null : err;
   } finally {
     if (seq === loads) $('sessions-table').removeAttribute('aria-busy');
   }
-  updatePager();
-  if (aggregations) await aggregations;
-  if (seq === loads) document.body.dataset.loaded = String(seq);
+}
+
+/**
+ * Says what failed other than the query: the control plane is unreachable,
+ * overloaded or failing. A failed refresh keeps the answers on screen; the
+ * next tick retries either way (wantsRefresh).
+ */
+function showFailure(listFailure, aggregationsFailure, refresh) {
+  failure = listFailure || aggregationsFailure;
+  const shown = listFailure || (refresh ? aggregationsFailure : null);
+  let text = '';
+  if (shown) {
+    const retry = $('live').checked ? 'Retrying every few seconds.' : 'Turn on Auto-refresh or search again to retry.';
+    text = printable(refresh
+      ? `Not up to date (${shown.code}): ${shown.message} Showing the last answers. ${retry}`
+      : `The sessions could not be loaded (${shown.code}): ${shown.message} ${retry}`);
+  }
+  // Set only when it changes: a screen reader would read it out again at every retry.
+  if ($('connection-note').textContent !== text) $('connection-note').textContent = text;
+  // The note keeps its word through failed refreshes; it says the table works only when it does.
+  if (refresh && aggregationsFailure) return;
+  $('aggregations-note').textContent = aggregationsFailure && !listFailure
+    ? printable(`The histogram and facet counts are unavailable (${aggregationsFailure.code}: ${aggregationsFailure.message}). `
+      + 'The sessions table still works.')
+    : '';
 }
 
 /**
@@ -159,63 +210,57 @@ function showLoading() {
   for (const id of ['sessions-table', 'histogram', 'facets']) $(id).setAttribute('aria-busy', 'true');
 }
 
-async function loadAggregations(shown, win, seq, signal) {
-  const end = win.end ? Date.parse(win.end) : anchor;
-  const start = win.start ? Date.parse(win.start) : end - 30 * 86400e3;
+/** The histogram and facets. Returns the first failure that is not the query's, for showFailure. */
+async function loadAggregations(shown, win, now, seq, signal, refresh) {
   const base = {};
   if (shown.q.trim()) base.query = shown.q.trim();
   if (win.start) base.startTimestamp = win.start;
   if (win.end) base.endTimestamp = win.end;
+  const histogramRequest = { ...base, mode: 'histogram', histogramGroupByFields: ['technology'] };
+  // A window open at its start reaches back to the first session, which only the control
+  // plane knows: it sizes those bars itself.
+  if (win.start) histogramRequest.histogramInterval = histogramInterval((win.end ? Date.parse(win.end) : now) - Date.parse(win.start));
   // Two calls, so the histogram (cheap) draws without waiting for the facets.
-  const histogramCall = call('ListSessionAggregations', {
-    ...base,
-    mode: 'histogram',
-    histogramInterval: histogramInterval(end - start),
-    histogramGroupByFields: ['technology'],
-  }, { signal });
+  const histogramCall = call('ListSessionAggregations', histogramRequest, { signal });
   const facetsCall = call('ListSessionAggregations', { ...base, mode: 'facets' }, { signal });
   // Awaited only after the histogram: a failure that comes first must not
   // count as unhandled in the meantime (it is handled below).
   facetsCall.catch(() => {});
-  const failed = (err) => {
+  let failed = null;
+  /** A failed refresh keeps what is on screen; a new view's counts cannot be shown. */
+  const fail = (err, clear) => {
+    // An aborted (superseded) load must not wipe what the newer one shows.
     if (seq !== loads || handleAuth(err)) return;
-    // The table does not depend on aggregations: say so and carry on.
-    $('aggregations-note').textContent = err.code === 'invalid_argument'
-      ? ''
-      : `The histogram and facet counts are unavailable (${err.code}: ${err.message}). The sessions table still works.`;
+    if (!refresh) clear();
+    if (err.code !== 'invalid_argument') failed ??= err;
   };
   try {
     const result = await histogramCall;
-    if (seq !== loads) return;
+    if (seq !== loads) return null;
     numHits = Number(result.numHits || 0);
     $('hits').textContent = `· ${formatCount(numHits)} matching`;
-    $('aggregations-note').textContent = '';
     histogram.show((result.aggregations || {}).logsOverTime || []);
   } catch (err) {
-    // An aborted (superseded) load must not wipe what the newer one shows.
-    if (seq !== loads) return;
-    numHits = null;
-    $('hits').textContent = '';
-    histogram.show([]);
-    failed(err);
+    fail(err, () => {
+      numHits = null;
+      $('hits').textContent = '';
+      histogram.show([]);
+    });
   } finally {
     if (seq === loads) $('histogram').removeAttribute('aria-busy');
   }
+  if (seq !== loads) return null;
   updatePager();
   try {
     const result = await facetsCall;
-    if (seq !== loads) return;
-    renderFacets($('facets'), result.aggregations || {}, (field, value) => {
-      const q = addTerm(view.q, field, value);
-      $('query').value = q;
-      restart({ q });
-    });
+    if (seq !== loads) return null;
+    renderFacets($('facets'), result.aggregations || {}, (field, value) => restart({ q: addTerm(queryText(), field, value) }));
   } catch (err) {
-    if (seq === loads) $('facets').replaceChildren(el('p', { class: 'muted', text: 'Facet counts are unavailable.' }));
-    failed(err);
+    fail(err, () => $('facets').replaceChildren(el('p', { class: 'muted', text: 'Facet counts are unavailable.' })));
   } finally {
     if (seq === loads) $('facets').removeAttribute('aria-busy');
   }
+  return failed;
 }
 
 /** Called when an answer lands: the label describes the rows on screen. */
@@ -233,7 +278,8 @@ function updatePager() {
 }
 
 function showQueryError(message) {
-  $('query-error').textContent = message;
+  // The server's message quotes the query, which may hold bidirectional controls.
+  $('query-error').textContent = printable(message);
   $('query').setAttribute('aria-invalid', message ? 'true' : 'false');
 }
 
@@ -248,7 +294,7 @@ function localInput(iso) {
 
 /** The inputs show the view asked for; the labels wait for its answers (see showLoading). */
 function syncControls() {
-  $('query').value = view.q;
+  $('query').value = printable(view.q);
   pressPreset(view.range);
   $('custom-range').hidden = view.range !== 'custom';
   if (view.range === 'custom') {
@@ -276,7 +322,8 @@ function windowLabel(v) {
 
 /** A custom range the form cannot take: said beside its fields, which are marked. */
 function showRangeError(message, fields = []) {
-  $('range-error').textContent = message;
+  // A link's problem quotes the link, which may hold bidirectional controls.
+  $('range-error').textContent = printable(message);
   for (const id of ['custom-from', 'custom-to']) $(id).setAttribute('aria-invalid', fields.includes(id) ? 'true' : 'false');
 }
 
@@ -285,8 +332,14 @@ $('sort').addEventListener('change', (event) => restart({ sort: event.target.val
 
 $('search').addEventListener('submit', (event) => {
   event.preventDefault();
-  restart({ q: $('query').value });
+  restart({ q: queryText() });
 });
+
+/**
+ * The query in the search box, submitted or not. The box shows control and
+ * bidirectional characters escaped (syncControls): read back, they match.
+ */
+const queryText = () => unprintable($('query').value);
 
 for (const button of document.querySelectorAll('.presets button')) {
   button.addEventListener('click', () => {
@@ -335,7 +388,8 @@ $('prev').addEventListener('click', () => {
 $('next').addEventListener('click', () => {
   const next = listing?.listMetadata?.nextCursor;
   if (!next) return;
-  // Cursors are bound to their window: pin a preset's "now" while paging.
+  // Cursors are bound to their window: pin a preset's "now" while paging, the one
+  // the rows on screen were listed at (a refresh under way may have asked at a later one).
   const at = view.at || new Date(anchor).toISOString();
   setView({ cursor: next, page: view.page + 1, at }, true);
   load().then(() => $('sessions-table').focus({ preventScroll: true }));
@@ -393,6 +447,8 @@ function wantsRefresh() {
   if (!$('live').checked || document.hidden || exporting || $('console').hidden) return false;
   // A load under way (see load()), a drag across the histogram, a selection: wait for the next tick.
   if (current || histogram.dragging || selecting()) return false;
+  // A failed load is retried (showFailure says so).
+  if (failure) return true;
   const firstLivePage = view.range !== 'custom' && !view.cursor;
   const hasActive = (listing?.sessions || []).some((s) => s.sessionStatus === 'active');
   return firstLivePage || hasActive || (detail.session && detail.session.sessionStatus === 'active');
@@ -455,6 +511,8 @@ function signOut(message = '') {
   // A load still under way for this key must not write to the page: abort it and mark it stale.
   current?.abort();
   loads += 1;
+  failure = null;
+  $('connection-note').textContent = '';
   exporting?.abort();
   detail.close();
   listing = null;
@@ -474,6 +532,11 @@ $('signout').addEventListener('click', () => signOut());
 $('signin-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const key = $('signin-key').value.trim();
+  // The field is required, but spaces fill it.
+  if (!key) {
+    $('signin-error').textContent = 'Enter an API key: this one is only spaces.';
+    return;
+  }
   $('signin-error').textContent = '';
   try {
     await call('ListSessionsV2', { limit: 1 }, { key });

@@ -2,7 +2,7 @@
 // Terminate button (CreateSessionTermination, after a confirmation).
 
 import { ApiError, apiKey, call } from './api.js';
-import { el, formatDuration, formatTime, keepingFocus, userLabel } from './format.js';
+import { el, formatDuration, formatTime, keepingFocus, printable, userLabel } from './format.js';
 
 /** Every leaf of the session object as [dotted JSON name, text]. */
 export function flatten(value, prefix = '', out = []) {
@@ -37,6 +37,8 @@ export function unescapeStatement(text) {
   return text.replace(/\\([\\nr])/g, (_, c) => ({ n: '\n', r: '\r', '\\': '\\' })[c]);
 }
 
+const statementItem = (st) => el('li', {}, el('time', { datetime: st.time, text: formatTime(st.time) }), el('code', { text: st.text }));
+
 export class Detail {
   constructor(root, { onClose, onError }) {
     this.root = root;
@@ -47,6 +49,12 @@ export class Detail {
     this.onError = onError;
     this.id = '';
     this.session = null;
+    /** GetSessionTranscript's answer for the session shown, or `{ error }`. */
+    this.transcript = null;
+    /** The panel's parts, built once per session shown (layout()); null while it shows something else. */
+    this.parts = null;
+    /** True while a termination is being sent: Terminate is off meanwhile. */
+    this.sending = false;
     this.notice = null;
     /** The AbortController of the load under way, if any. */
     this.loading = null;
@@ -73,7 +81,7 @@ export class Detail {
     this.root.hidden = false;
     document.body.classList.add('detail-open');
     this.title.textContent = 'Session';
-    this.body.replaceChildren(el('p', { class: 'muted', text: 'Loading…' }));
+    this.showOnly(el('p', { class: 'muted', text: 'Loading…' }));
     this.title.focus();
     await this.load();
   }
@@ -95,11 +103,15 @@ export class Detail {
    * control plane, refreshes must not pile up behind each other.
    */
   async refresh() {
-    if (this.isOpen && !this.loading && this.session && this.session.sessionStatus === 'active') await this.load();
+    if (this.isOpen && !this.loading && this.session && this.session.sessionStatus === 'active') await this.load({ refresh: true });
   }
 
-  /** Loads the open session; a newer load (another session, a termination) aborts this one. */
-  async load() {
+  /**
+   * Loads the open session; a newer load (another session, a termination)
+   * aborts this one. A failed refresh keeps the panel as it is: the page
+   * says that the control plane is not answering.
+   */
+  async load({ refresh = false } = {}) {
     this.loading?.abort();
     const controller = new AbortController();
     const { signal } = controller;
@@ -115,77 +127,118 @@ export class Detail {
       ]);
       if (signal.aborted || id !== this.id) return;
       this.session = found.session || {};
-      this.render(transcript);
+      this.transcript = transcript;
+      this.render();
     } catch (err) {
       if (signal.aborted || id !== this.id) return;
-      this.onError(err);
-      this.body.replaceChildren(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
+      if (this.onError(err) || (refresh && this.parts)) return;
+      this.showOnly(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
     } finally {
       if (this.loading === controller) this.loading = null;
     }
   }
 
-  render(transcript) {
+  /** A message in place of the session's parts. */
+  showOnly(message) {
+    this.parts = null;
+    this.body.replaceChildren(message);
+  }
+
+  /** The panel's parts, which render() fills; the statements list keeps what it shows until the transcript changes. */
+  layout() {
+    this.parts = {
+      summary: el('div'),
+      actions: el('div', { class: 'actions' }),
+      statements: el('ol', { class: 'statements', 'aria-label': 'Statements' }),
+      fields: el('dl', { class: 'fields' }),
+      /** The transcript text the statements list shows, or null. */
+      listed: null,
+    };
+    const { summary, actions, statements, fields } = this.parts;
+    this.body.replaceChildren(summary, actions, el('h3', { text: 'Statements' }), statements,
+      el('h3', { text: 'Fields' }), el('p', { class: 'muted fields-note', text: 'As the API returns them: times in UTC.' }), fields);
+  }
+
+  /**
+   * Shows the session and its transcript. A live session is reloaded every
+   * few seconds: its summary and fields are small and redrawn, its
+   * statements (thousands, maybe) only when they changed.
+   */
+  render() {
     const s = this.session;
+    if (!this.parts) this.layout();
     const scroll = this.root.scrollTop;
     this.title.textContent = `Session ${s.id}`;
     const resource = s.resource || {};
-    const summary = el('p', { class: 'summary' },
+    this.parts.summary.replaceChildren(el('p', { class: 'summary' },
       el('span', { class: `status status-${s.sessionStatus}`, text: s.sessionStatus }), ' ',
       userLabel(s) || 'unknown user', ' on ', resource.name || resource.id || 'unknown resource',
-      ` · ${formatTime(s.startTime)} · ${formatDuration(s.duration)}`);
+      ` · ${formatTime(s.startTime)} · ${formatDuration(s.duration)}`));
+    // The focused button keeps focus.
+    keepingFocus(this.parts.actions, () => this.parts.actions.replaceChildren(...this.actions()));
+    this.showStatements();
+    this.parts.fields.replaceChildren(...flatten(s).flatMap(([name, value]) => [el('dt', { text: name }), el('dd', { text: value })]));
+    this.root.scrollTop = scroll;
+  }
 
-    const actions = el('div', { class: 'actions' });
+  /** Terminate, while the session is live, and what became of it. */
+  actions() {
+    const s = this.session;
+    const resource = s.resource || {};
+    const actions = [];
     const refused = this.refusedKey !== null && this.refusedKey === apiKey.get();
     if (s.sessionStatus === 'active') {
-      actions.append(el('button', {
+      actions.push(el('button', {
         type: 'button', id: 'terminate', class: 'danger', 'data-key': 'terminate',
-        disabled: refused,
+        disabled: refused || this.sending,
         // The reason below, or the refusal's own notice while it is shown.
         'aria-describedby': refused ? (this.notice ? 'terminate-result' : 'terminate-refused') : null,
         onclick: () => {
-          document.getElementById('confirm-text').textContent =
+          // Recorded values: a right-to-left override in a user name would reverse the rest.
+          document.getElementById('confirm-text').textContent = printable(
             `${userLabel(s) || 'This user'} will be disconnected from ${resource.name || 'the resource'} at once. `
-            + `Session ${s.id} through connector ${(s.connector && s.connector.name) || ''}.`;
+            + `Session ${s.id} through connector ${(s.connector && s.connector.name) || ''}.`);
           this.dialog.returnValue = '';
           this.dialog.showModal();
         },
       }, 'Terminate session'));
       if (refused && !this.notice) {
-        actions.append(el('p', {
+        actions.push(el('p', {
           id: 'terminate-refused', class: 'muted',
           text: 'This API key cannot terminate sessions (a reader key). Sign in with an admin key to terminate.',
         }));
       }
     }
     if (this.notice) {
-      actions.append(el('p', {
+      actions.push(el('p', {
         id: 'terminate-result', 'data-key': 'terminate-result', role: 'status', tabindex: '-1', class: this.notice.kind, text: this.notice.text,
       }));
     }
+    return actions;
+  }
 
-    const fields = el('dl', { class: 'fields' });
-    for (const [name, value] of flatten(s)) fields.append(el('dt', { text: name }), el('dd', { text: value }));
-
-    const statements = el('ol', { class: 'statements', 'aria-label': 'Statements' });
-    if (transcript.error) {
-      statements.append(el('li', { class: 'error', text: `Statements unavailable: ${transcript.error.message}` }));
-    } else {
-      const list = statementsOf(transcript.transcript);
-      for (const st of list) {
-        statements.append(el('li', {}, el('time', { datetime: st.time, text: formatTime(st.time) }), el('code', { text: st.text })));
-      }
-      // A statement is recorded when it completes: a live session's running one is not there yet.
-      const none = s.sessionStatus === 'active'
-        ? 'No statements yet: each statement appears here when it completes.'
-        : 'No statements recorded.';
-      if (!list.length) statements.append(el('li', { class: 'muted', text: none }));
+  /** The statements list: new statements of a transcript that grew are appended; other changes redraw it. */
+  showStatements() {
+    const { statements } = this.parts;
+    const { transcript, error } = this.transcript;
+    const text = error ? null : transcript || '';
+    const listed = this.parts.listed;
+    this.parts.listed = text;
+    // Lines end with a line feed: a transcript that starts with the listed one adds whole statements.
+    if (text && listed && listed.endsWith('\n') && text.startsWith(listed)) {
+      statements.append(...statementsOf(text.slice(listed.length)).map(statementItem));
+      return;
     }
-    // Rebuilt on every refresh of a live session: the focused button keeps focus.
-    keepingFocus(this.body, () => this.body.replaceChildren(summary, actions,
-      el('h3', { text: 'Statements' }), statements,
-      el('h3', { text: 'Fields' }), el('p', { class: 'muted fields-note', text: 'As the API returns them: times in UTC.' }), fields));
-    this.root.scrollTop = scroll;
+    if (error) {
+      statements.replaceChildren(el('li', { class: 'error', text: `Statements unavailable: ${error.message}` }));
+      return;
+    }
+    const list = statementsOf(text);
+    // A statement is recorded when it completes: a live session's running one is not there yet.
+    const none = this.session.sessionStatus === 'active'
+      ? 'No statements yet: each statement appears here when it completes.'
+      : 'No statements recorded.';
+    statements.replaceChildren(...(list.length ? list.map(statementItem) : [el('li', { class: 'muted', text: none })]));
   }
 
   async terminate() {
@@ -193,9 +246,12 @@ export class Detail {
     if (!s) return;
     const connector = s.connector || {};
     this.notice = { kind: 'muted', text: 'Sending the termination…' };
-    this.render({ transcript: '' });
+    this.sending = true;
+    this.render();
     try {
-      const result = await call('CreateSessionTermination', { sessionId: s.id, connectorId: connector.id || '' });
+      // Terminate is offered again once the answer is in.
+      const result = await call('CreateSessionTermination', { sessionId: s.id, connectorId: connector.id || '' })
+        .finally(() => { this.sending = false; });
       const shutdown = result.sessionShutdown || {};
       this.notice = {
         kind: 'ok',

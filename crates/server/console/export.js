@@ -59,7 +59,9 @@ function csvRow(values) {
  */
 export async function exportSessions(request, format, { progress, signal }) {
   const parts = [];
-  if (format === 'csv') parts.push(new Blob([csvRow(CSV_COLUMNS.map(([name]) => name))]));
+  // A byte order mark: without it Excel reads the file as the system's code page and garbles
+  // every name that is not ASCII.
+  if (format === 'csv') parts.push(new Blob([`\uFEFF${csvRow(CSV_COLUMNS.map(([name]) => name))}`]));
   let cursor = '';
   let total = 0;
   for (;;) {

@@ -99,6 +99,23 @@ export function printable(text) {
   });
 }
 
+/**
+ * Undoes printable() in text a person edits (the search box shows a query
+ * through printable()): its escapes stand for their characters again, so
+ * that a value shown escaped still matches. Only characters printable()
+ * escapes are read back, and an escaped backslash (`\\`, the query
+ * language's) is left as it is, so a query for a literal `\\x1b` keeps it.
+ */
+export function unprintable(text) {
+  return String(text).replace(/\\\\|\\x([0-9a-f]{2})|\\u\{([0-9a-f]{1,6})\}/gi, (escape, x, u) => {
+    const code = Number.parseInt(x || u, 16);
+    // An escaped backslash, or a code that is no character.
+    if (Number.isNaN(code) || code > 0x10ffff) return escape;
+    const c = String.fromCodePoint(code);
+    return printable(c) !== c ? c : escape;
+  });
+}
+
 /** The console's own element builder: text only, never markup from strings, always printable. */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

@@ -31,7 +31,8 @@ export function renderTable(tbody, sessions, { selected, onOpen }) {
       (s.network && s.network.clientIpAddress) || '',
       (s.connector && (s.connector.name || s.connector.id)) || '',
     ];
-    return el('tr', { 'data-id': s.id, 'aria-selected': s.id === selected ? 'true' : 'false', class: s.id === selected ? 'selected' : null },
+    // A plain table's rows are not selectable (no grid): the open one is the current one.
+    return el('tr', { 'data-id': s.id, 'aria-current': s.id === selected ? 'true' : null, class: s.id === selected ? 'selected' : null },
       cells.map((cell, i) => el('td', { 'data-label': COLUMNS[i], title: CLIPPED.has(i) ? textOf(cell) : null }, cell)));
   });
   if (!rows.length) {
@@ -47,7 +48,8 @@ export function renderTable(tbody, sessions, { selected, onOpen }) {
 export function markSelected(tbody, id) {
   for (const row of tbody.querySelectorAll('tr[data-id]')) {
     const on = row.dataset.id === id;
-    row.setAttribute('aria-selected', on ? 'true' : 'false');
+    if (on) row.setAttribute('aria-current', 'true');
+    else row.removeAttribute('aria-current');
     row.classList.toggle('selected', on);
   }
 }

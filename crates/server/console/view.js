@@ -125,12 +125,49 @@ export function histogramInterval(millis) {
   return steps.find((step) => millis / spanMillis(step) <= 100) || '30d';
 }
 
-/** Adds `field:"value"` to a query; an OR query is parenthesised so AND keeps its meaning. */
+/**
+ * Adds `field:"value"` to a query, unless the query already requires it: it
+ * is that clause, or ANDs it at its top level. An OR query is parenthesised
+ * so that AND keeps its meaning.
+ */
 export function addTerm(query, field, value) {
   const term = `${field}:"${String(value).replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
   const current = query.trim();
   if (!current) return term;
-  if (current.includes(term)) return current;
-  const base = /\bOR\b/.test(current) ? `(${current})` : current;
-  return `${base} AND ${term}`;
+  const words = topLevelWords(current);
+  const alternatives = words.some((word) => word === 'OR' || word === '||');
+  if (!alternatives && words.some((word, i) => word === term && words[i - 1] !== 'NOT')) return current;
+  return `${alternatives ? `(${current})` : current} AND ${term}`;
+}
+
+/**
+ * A query's words outside quotes and parentheses (a group is one word):
+ * enough to tell its top-level operators and clauses from the same text
+ * inside a quoted value or a group.
+ */
+function topLevelWords(query) {
+  const words = [];
+  let word = '';
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < query.length; i++) {
+    const c = query[i];
+    if (c === '\\') {
+      // An escaped character never opens or closes anything.
+      word += query.slice(i, i + 2);
+      i += 1;
+      continue;
+    }
+    if (c === '"') quoted = !quoted;
+    else if (!quoted && c === '(') depth += 1;
+    else if (!quoted && c === ')') depth -= 1;
+    else if (!quoted && depth === 0 && /\s/.test(c)) {
+      if (word) words.push(word);
+      word = '';
+      continue;
+    }
+    word += c;
+  }
+  if (word) words.push(word);
+  return words;
 }
