@@ -179,6 +179,22 @@ impl Awaiting {
         self.text_len -= removed;
     }
 
+    /// Decodes the front simple query's text, as sent, in `encoding`: its length changes.
+    fn decode_front(&mut self, encoding: ClientEncoding) {
+        if let Some(Entry::Simple(p)) = self.entries.front_mut()
+            && let Text::Sent(bytes) = &mut p.text
+        {
+            let sent = bytes.len();
+            p.text = Text::Owned(encoding.decode_owned(std::mem::take(bytes)));
+            self.text_len = self.text_len - sent + p.text.len();
+        }
+    }
+
+    /// Bytes of text held behind the front request, which the server has read already.
+    fn text_len_behind(&self) -> usize {
+        self.text_len - self.entries.front().map_or(0, Entry::text_len)
+    }
+
     /// Mutable access that leaves the counted texts alone: answers add rows, bytes, an error
     /// or a later start, and a Bind's statement name is taken, never a text.
     fn front_mut(&mut self) -> Option<&mut Entry> {
@@ -290,7 +306,8 @@ impl Recorder {
                     return;
                 }
                 b'd' if p.copy_out => p.copy_data += 1,
-                b'H' => p.copy_out = true,
+                // Each COPY of a query counts its own rows.
+                b'H' => (p.copy_out, p.copy_data) = (true, 0),
                 b'C' if std::mem::take(&mut p.copy_out) => p.rows += copied_rows(msg),
                 _ => {}
             }
@@ -313,8 +330,8 @@ impl Recorder {
                 if payload.starts_with(b"DEALLOCATE") || payload.starts_with(b"DISCARD ALL") {
                     self.forget_deallocated(payload);
                 }
-                if payload.starts_with(b"CLOSE CURSOR") || payload.starts_with(b"DISCARD ALL") {
-                    self.forget_closed_cursors(payload);
+                if [&b"CLOSE CURSOR"[..], b"DECLARE CURSOR", b"DISCARD ALL"].iter().any(|t| payload.starts_with(t)) {
+                    self.forget_cursors(payload);
                 }
                 // A simple query goes on to ReadyForQuery: it may hold several commands.
                 if let Some(Entry::Execute { .. }) = self.queue.front() {
@@ -363,11 +380,7 @@ impl Recorder {
                 let name_and_value = cstr(msg.payload()).and_then(|(name, rest)| Some((name, cstr(rest)?.0)));
                 if let Some((b"client_encoding", value)) = name_and_value {
                     // The query that changed it was read in the encoding before.
-                    if let Some(Entry::Simple(p)) = self.queue.front_mut()
-                        && let Text::Sent(bytes) = &mut p.text
-                    {
-                        p.text = Text::Owned(self.encoding.decode_owned(std::mem::take(bytes)));
-                    }
+                    self.queue.decode_front(self.encoding);
                     self.encoding = ClientEncoding::from_name(&String::from_utf8_lossy(value));
                 }
             }
@@ -407,9 +420,11 @@ impl Recorder {
         self.queue.len()
     }
 
-    /// Bytes of statement text the requests awaiting their answers hold.
+    /// Bytes of statement text the requests awaiting their answers hold, but the first's:
+    /// the server has read that one (a query of 16 MiB that enters COPY FROM STDIN waits for
+    /// the client's data, not for room).
     pub(crate) fn awaiting_text_len(&self) -> usize {
-        self.queue.text_len
+        self.queue.text_len_behind()
     }
 
     /// Statements completed since the last call, in order.
@@ -708,13 +723,15 @@ impl Recorder {
         self.unnamed_portal = None;
     }
 
-    /// SQL `CLOSE` or `DISCARD ALL` completed, in the statement at the front: it may have closed
-    /// portals the protocol bound, whose names a later SQL `DECLARE` can give another query.
-    fn forget_closed_cursors(&mut self, tag: &[u8]) {
+    /// SQL `CLOSE`, `DECLARE` or `DISCARD ALL` completed, in the statement at the front: a
+    /// portal the protocol bound may be gone, closed by it or by a function or DO block before
+    /// it (a `DECLARE` of its name succeeds only then), and its name given to another query.
+    fn forget_cursors(&mut self, tag: &[u8]) {
+        let keyword = if tag.starts_with(b"DECLARE") { "declare" } else { "close" };
         let names = match self.queue.front() {
             Some(_) if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"CLOSE CURSOR ALL") => None,
-            Some(Entry::Simple(p)) => named_after(&p.text.to_str(self.encoding), "close", None),
-            // A CLOSE the client prepared: its text is known only if the protocol bound it.
+            Some(Entry::Simple(p)) => named_after(&p.text.to_str(self.encoding), keyword, None),
+            // One the client prepared: its text is known only if the protocol bound it.
             _ => None,
         };
         let closed = |portal: &str| names.as_ref().is_none_or(|names| names.iter().any(|name| name == portal));
@@ -1199,14 +1216,32 @@ mod tests {
         for m in &client {
             r.on_client(m.as_message_ref(), 10);
         }
-        assert_eq!(r.awaiting_text_len(), "select 1".len() + "select * from nope".len() + "select 3".len());
+        // The first is the server's already: what is held is what waits behind it.
+        assert_eq!(r.awaiting_text_len(), "select * from nope".len() + "select 3".len());
         r.on_server(complete("SELECT 1").as_message_ref(), 20);
         r.on_server(ready().as_message_ref(), 20);
-        assert_eq!(r.awaiting_text_len(), "select * from nope".len() + "select 3".len());
+        assert_eq!(r.awaiting_text_len(), "select 3".len());
         r.on_server(error("42P01").as_message_ref(), 30);
         assert_eq!((r.awaiting(), r.awaiting_text_len()), (1, 0), "the Sync is left");
         r.on_server(ready().as_message_ref(), 30);
         assert_eq!((r.awaiting(), r.awaiting_text_len()), (0, 0));
+
+        // A query changing the encoding from LATIN1 is decoded longer than it was sent: the
+        // count follows, and nothing is left when it is answered.
+        r.on_server(msg(b'S', b"client_encoding\0LATIN1\0").as_message_ref(), 40);
+        for m in [msg(b'Q', b"set client_encoding to 'UTF8' -- caf\xe9\0"), msg(b'Q', b"select 2\0")] {
+            r.on_client(m.as_message_ref(), 40);
+        }
+        for m in [msg(b'S', b"client_encoding\0UTF8\0"), complete("SET"), ready()] {
+            r.on_server(m.as_message_ref(), 50);
+        }
+        assert_eq!((r.awaiting(), r.awaiting_text_len()), (1, 0));
+        for m in [row(), complete("SELECT 1"), ready()] {
+            r.on_server(m.as_message_ref(), 60);
+        }
+        assert_eq!((r.awaiting(), r.awaiting_text_len()), (0, 0));
+        let texts: Vec<_> = r.done().map(|s| s.text).collect();
+        assert_eq!(texts[texts.len() - 2..], ["set client_encoding to 'UTF8' -- café", "select 2"]);
     }
 
     #[test]
@@ -1344,6 +1379,9 @@ mod tests {
         };
         let closed = run_in(msg(b'Q', b"close p\0"), &[complete("CLOSE CURSOR"), msg(b'Z', b"T")]);
         assert_eq!(closed, s("FETCH ALL FROM p", 1, ""));
+        let do_block = b"do $$ declare c refcursor := 'p'; begin close c; end $$\0";
+        let closed_out_of_sight = run_in(msg(b'Q', do_block), &[complete("DO"), msg(b'Z', b"T")]);
+        assert_eq!(closed_out_of_sight, s("FETCH ALL FROM p", 1, ""), "the DECLARE of its name says it was gone");
         let committed =
             run_in(msg(b'Q', b"commit; begin\0"), &[complete("COMMIT"), complete("BEGIN"), msg(b'Z', b"T")]);
         assert_eq!(committed, s("FETCH ALL FROM p", 1, ""), "a Z after COMMIT; BEGIN is in a new transaction");
@@ -1381,6 +1419,19 @@ mod tests {
         let copy_data = || msg(b'd', b"1\n");
         let server = [msg(b'H', b"\0\0\0"), copy_data(), copy_data(), copy_data(), error("22012"), ready()];
         assert_eq!(run(&[msg(b'Q', b"copy t to stdout\0")], &server), [s("copy t to stdout", 3, "22012")]);
+        // Each COPY of a query counts its own.
+        let server = [
+            msg(b'H', b"\0\0\0"),
+            copy_data(),
+            copy_data(),
+            complete("COPY 2"),
+            msg(b'H', b"\0\0\0"),
+            copy_data(),
+            error("57014"),
+            ready(),
+        ];
+        let two = "copy a to stdout; copy b to stdout";
+        assert_eq!(run(&[msg(b'Q', format!("{two}\0").as_bytes())], &server), [s(two, 3, "57014")]);
         // Whole, it counts what its tag says: the CopyData may carry a header.
         let server = [msg(b'H', b"\0\0\0"), copy_data(), copy_data(), complete("COPY 1"), ready()];
         assert_eq!(

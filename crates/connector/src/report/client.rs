@@ -96,17 +96,25 @@ impl ControlPlane {
         CallOptions::default().with_timeout(timeout)
     }
 
-    /// Makes `call` on the current client; when that control plane cannot be reached, the
-    /// next call goes to the next one (the caller retries, as it would the same one).
+    /// Makes `call`, bounded by `timeout`, on the current client; when that control plane
+    /// cannot be reached, the next call goes to the next one (the caller retries, as it would
+    /// the same one). No answer counts as unreachable only in the client's whole time limit:
+    /// a login's short wait for an identity check is no sign a replica is gone.
     async fn on_current<'a, T, F>(
         &'a self,
+        timeout: Duration,
         call: impl FnOnce(&'a ConnectorServiceClient<Transport>) -> F,
     ) -> Result<T, ConnectError>
     where
         F: Future<Output = Result<T, ConnectError>>,
     {
         let at = self.current.load(Ordering::Relaxed) % self.clients.len();
-        let result = call(&self.clients[at]).await;
+        let result = bounded(timeout, call(&self.clients[at])).await;
+        let unreachable = |error: &ConnectError| match error.code {
+            ErrorCode::Unavailable | ErrorCode::Unknown => true,
+            ErrorCode::DeadlineExceeded => timeout >= self.timeout,
+            _ => false,
+        };
         if let Err(error) = &result
             && self.clients.len() > 1
             && unreachable(error)
@@ -134,7 +142,7 @@ impl ControlPlane {
             ..Default::default()
         };
         let options = self.options(self.timeout);
-        let call = self.on_current(|client| bounded(self.timeout, client.hello_with_options(request, options)));
+        let call = self.on_current(self.timeout, |client| client.hello_with_options(request, options));
         let response = call.await?.into_owned();
         Ok(HelloInfo {
             connector_id: response.connector_id,
@@ -149,7 +157,7 @@ impl ControlPlane {
     pub async fn heartbeat(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::HeartbeatRequest { run_id: run_id.to_owned(), ..Default::default() };
         let options = self.options(timeout);
-        self.on_current(|client| bounded(timeout, client.heartbeat_with_options(request, options))).await?;
+        self.on_current(timeout, |client| client.heartbeat_with_options(request, options)).await?;
         Ok(())
     }
 
@@ -157,7 +165,7 @@ impl ControlPlane {
     pub async fn goodbye(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::GoodbyeRequest { run_id: run_id.to_owned(), ..Default::default() };
         let options = self.options(timeout);
-        self.on_current(|client| bounded(timeout, client.goodbye_with_options(request, options))).await?;
+        self.on_current(timeout, |client| client.goodbye_with_options(request, options)).await?;
         Ok(())
     }
 
@@ -166,15 +174,14 @@ impl ControlPlane {
     pub async fn report(&self, run_id: &str, events: Vec<Bytes>) -> Result<u32, ConnectError> {
         let request = pb::EncodedReportRequest { events, run_id: run_id.to_owned(), ..Default::default() };
         let options = self.options(self.timeout);
-        let call = self.on_current(|client| {
-            let call = connectrpc::client::call_unary::<_, _, ReportResponseView<'static>>(
+        let call = self.on_current(self.timeout, |client| {
+            connectrpc::client::call_unary::<_, _, ReportResponseView<'static>>(
                 &self.transport,
                 client.config(),
                 CONNECTOR_SERVICE_REPORT_SPEC.with_origin(SpecOrigin::Client),
                 request,
                 options,
-            );
-            bounded(self.timeout, call)
+            )
         });
         Ok(call.await?.view().stored)
     }
@@ -188,7 +195,7 @@ impl ControlPlane {
     ) -> Result<pb::VerifyIdentityResponse, ConnectError> {
         let timeout = timeout.min(self.timeout);
         let options = self.options(timeout);
-        let call = self.on_current(|client| bounded(timeout, client.verify_identity_with_options(request, options)));
+        let call = self.on_current(timeout, |client| client.verify_identity_with_options(request, options));
         Ok(call.await?.into_owned())
     }
 
@@ -199,7 +206,7 @@ impl ControlPlane {
     ) -> Result<ServerStream<<Transport as ClientTransport>::ResponseBody, pb::TerminationView<'static>>, ConnectError>
     {
         let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(|client| bounded(self.timeout, client.watch_terminations(request))).await
+        self.on_current(self.timeout, |client| client.watch_terminations(request)).await
     }
 }
 
@@ -210,12 +217,6 @@ async fn bounded<T>(limit: Duration, call: impl Future<Output = Result<T, Connec
         Ok(result) => result,
         Err(_) => Err(ConnectError::new(ErrorCode::DeadlineExceeded, "no answer from the control plane in time")),
     }
-}
-
-/// Whether `error` says the control plane could not be reached or did not answer, rather than
-/// answered: another replica may do better.
-fn unreachable(error: &ConnectError) -> bool {
-    matches!(error.code, ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Unknown)
 }
 
 fn parse_url(url: &str) -> Result<Uri, ClientError> {
