@@ -6,9 +6,10 @@
 --
 -- The store's clock when it wrote the end, or the end itself when that is later (a connector's
 -- clock ahead): never before `end_us`. A session stored already ended counts as recorded at its
--- end, as no walk saw it open. NULL while the session is open.
+-- end, as no walk saw it open. NULL while the session is open,
+-- and for ends stored before this column.
 ALTER TABLE sessions ADD COLUMN end_recorded_us INTEGER;
--- When the ends stored so far were recorded is not known: at their end, as sessions stored ended.
-UPDATE sessions SET end_recorded_us = end_us WHERE end_us IS NOT NULL;
+-- The ends stored before it have none: listings take them as recorded at their end
+-- (`COALESCE(end_recorded_us, end_us)`), rather than a backfill rewriting every session.
 -- The sessions a walk sees still active though they have ended since its `now`.
 CREATE INDEX sessions_end_recorded ON sessions (org_id, end_recorded_us);

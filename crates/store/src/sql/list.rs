@@ -44,8 +44,9 @@ struct Arm {
 /// recorded by then. An end counts as recorded no earlier than it is (`end_recorded_us >=
 /// end_us`), so the end index's range (`end_us <= now`) holds every session ended by `now`.
 /// The recording time is written
-/// `+s.end_recorded_us` where it only filters, so that SQLite does not read its index instead
-/// of the one the arm is ordered by, and sort every completed session for a first page.
+/// [`RECORDED`] where it only filters, an expression no index serves, so that SQLite does not
+/// read the recording index instead of the one the arm is ordered by, and sort every completed
+/// session for a first page.
 enum Only {
     All,
     /// Ended by `now`, ordered by the end index, whose range this is.
@@ -166,11 +167,11 @@ fn push_only(b: &mut SqlBuilder, only: &Only, now: i64) {
     match only {
         Only::All => {}
         Only::Ended => {
-            b.push("s.end_us <= ").bind_int(now).push(" AND +s.end_recorded_us <= ").bind_int(now).push(" AND ");
+            b.push("s.end_us <= ").bind_int(now).push(" AND ").push(RECORDED).push(" <= ").bind_int(now).push(" AND ");
         }
         Only::EndedOrderedElsewhere => {
             // `end_us IS NOT NULL`: the condition of PostgreSQL's partial duration index.
-            b.push("s.end_us IS NOT NULL AND +s.end_recorded_us <= ").bind_int(now).push(" AND ");
+            b.push("s.end_us IS NOT NULL AND ").push(RECORDED).push(" <= ").bind_int(now).push(" AND ");
         }
         Only::Open => {
             b.push("s.end_us IS NULL AND ");
@@ -180,6 +181,10 @@ fn push_only(b: &mut SqlBuilder, only: &Only, now: i64) {
         }
     }
 }
+
+/// When a session's end was recorded: ends stored before the column was have none, and count
+/// as recorded at their end (no backfill rewrites every session of a large store).
+const RECORDED: &str = "COALESCE(s.end_recorded_us, s.end_us)";
 
 /// Appends a session's end as the walk saw it at its `now`: none for one ended since, which
 /// it placed as active, and whose key [`ListQuery::key_of`] gives from what is listed.
