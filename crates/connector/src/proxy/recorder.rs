@@ -776,8 +776,8 @@ fn named_after(sql: &str, keyword: &str, optional: Option<&str>) -> Option<Vec<S
     (!names.is_empty()).then_some(names)
 }
 
-/// The first keyword of `sql`, past whitespace, comments and opening parentheses, lower-case.
-fn first_keyword(sql: &str) -> String {
+/// The first keyword of `sql`, past whitespace, comments and opening parentheses.
+fn first_keyword(sql: &str) -> &str {
     let mut rest = sql;
     loop {
         rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
@@ -789,7 +789,7 @@ fn first_keyword(sql: &str) -> String {
             break;
         }
     }
-    rest.chars().take_while(char::is_ascii_alphabetic).map(|c| c.to_ascii_lowercase()).collect()
+    &rest[..rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len())]
 }
 
 /// What follows the block comment `sql` starts with; block comments nest in PostgreSQL.
@@ -818,14 +818,19 @@ fn past_block_comment(sql: &str) -> &str {
 /// prepared; SQL the connector cannot see (in a function or a DO block) can deallocate it and
 /// prepare another under its name, and the transcript must not show a text that did not run.
 fn flag_replaced(statement: &mut Statement, tag: &[u8]) {
-    let expected: &[u8] = match first_keyword(&statement.text).as_str() {
-        "select" | "values" | "table" => b"SELECT",
-        "insert" => b"INSERT",
-        "update" => b"UPDATE",
-        "delete" => b"DELETE",
-        "merge" => b"MERGE",
-        // Others answer with tags of their own, or any (a WITH query's is its last command's).
-        _ => return,
+    // Others answer with tags of their own, or any (a WITH query's is its last command's).
+    const TAGS: [(&str, &[u8]); 7] = [
+        ("select", b"SELECT"),
+        ("values", b"SELECT"),
+        ("table", b"SELECT"),
+        ("insert", b"INSERT"),
+        ("update", b"UPDATE"),
+        ("delete", b"DELETE"),
+        ("merge", b"MERGE"),
+    ];
+    let keyword = first_keyword(&statement.text);
+    let Some(&(_, expected)) = TAGS.iter().find(|(word, _)| keyword.eq_ignore_ascii_case(word)) else {
+        return;
     };
     let ran = tag.split(|&b| b == b' ' || b == 0).next().unwrap_or_default();
     if ran != expected {
@@ -1364,7 +1369,7 @@ mod tests {
             s("/* hi */ (select 'harmless' as x)", 1, ""),
             "a SELECT that answers SELECT is as prepared"
         );
-        assert_eq!(first_keyword("-- c\n /* a /* nested */ b */ ( WITH x"), "with");
+        assert_eq!(first_keyword("-- c\n /* a /* nested */ b */ ( WITH x"), "WITH");
     }
 
     #[test]
