@@ -26,7 +26,7 @@ use gatehouse_core::{Micros, OrgId};
 use gatehouse_query::{Expr, Field};
 
 use super::builder::{Arg, Dialect, SqlBuilder};
-use super::filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS};
+use super::filter::{AsOf, END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS};
 use super::list::push_matching;
 use super::rollup;
 use crate::StoreError;
@@ -207,7 +207,7 @@ impl Matching<'_> {
             Part::Before(from) => (Some(q.window_end.map_or(from, |end| end.min(from))), self.earliest),
             Part::From(to) => (q.window_end, Some(self.earliest.map_or(to, |earliest| earliest.max(to)))),
         };
-        push_matching(b, self.org, q.window_start, end, earliest, &q.filter, q.now);
+        push_matching(b, self.org, q.window_start, end, earliest, &q.filter, AsOf::live(q.now));
     }
 
     /// ` FROM sessions s`, naming the index that finds the few unmatched

@@ -64,33 +64,49 @@ fn column(field: Field) -> Column {
     }
 }
 
-/// Appends `expr` as a boolean SQL expression. `now` is the listing's instant,
-/// used for the elapsed duration of active sessions.
-pub fn push_filter(b: &mut SqlBuilder, expr: &Expr, now: i64) {
+/// How a filter sees the sessions it tests.
+#[derive(Debug, Clone, Copy)]
+pub struct AsOf {
+    /// The listing's instant: active sessions' durations run to it.
+    pub now: i64,
+    /// The rows are sessions ended since `now`, which a walk lists as they stood then: open,
+    /// with no end time, their duration running to `now` (see `sql/list.rs`).
+    pub ended_since: bool,
+}
+
+impl AsOf {
+    /// Sessions as they are, active ones measured to `now`.
+    pub fn live(now: i64) -> Self {
+        Self { now, ended_since: false }
+    }
+}
+
+/// Appends `expr` as a boolean SQL expression over sessions seen `as_of`.
+pub fn push_filter(b: &mut SqlBuilder, expr: &Expr, as_of: AsOf) {
     match expr {
         Expr::All => {
             b.push("1 = 1");
         }
-        Expr::And(parts) => push_joined(b, parts, " AND ", "1 = 1", now),
-        Expr::Or(parts) => push_joined(b, parts, " OR ", "1 = 0", now),
+        Expr::And(parts) => push_joined(b, parts, " AND ", "1 = 1", as_of),
+        Expr::Or(parts) => push_joined(b, parts, " OR ", "1 = 0", as_of),
         Expr::Not(inner) => {
             // `IS NOT TRUE` keeps NOT two-valued: an active session has no
             // end time, so it must match `NOT end_time:>X`.
             b.push("((");
-            push_filter(b, inner, now);
+            push_filter(b, inner, as_of);
             b.push(") IS NOT TRUE)");
         }
-        Expr::Pred(pred) => push_predicate(b, pred, now),
+        Expr::Pred(pred) => push_predicate(b, pred, as_of),
     }
 }
 
-fn push_joined(b: &mut SqlBuilder, parts: &[Expr], sep: &str, empty: &str, now: i64) {
+fn push_joined(b: &mut SqlBuilder, parts: &[Expr], sep: &str, empty: &str, as_of: AsOf) {
     if parts.is_empty() {
         b.push(empty);
         return;
     }
     b.push("(");
-    push_balanced(b, parts, sep, now);
+    push_balanced(b, parts, sep, as_of);
     b.push(")");
 }
 
@@ -98,28 +114,32 @@ fn push_joined(b: &mut SqlBuilder, parts: &[Expr], sep: &str, empty: &str, now: 
 /// operator and refuses expressions over 1,000 levels deep, which 125 bare terms reach (each
 /// searches 8 fields); halves keep the depth logarithmic. Parentheses create no nodes, so the
 /// planners see the same flat list of terms.
-fn push_balanced(b: &mut SqlBuilder, parts: &[Expr], sep: &str, now: i64) {
+fn push_balanced(b: &mut SqlBuilder, parts: &[Expr], sep: &str, as_of: AsOf) {
     const FLAT: usize = 8;
     if parts.len() <= FLAT {
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
                 b.push(sep);
             }
-            push_filter(b, part, now);
+            push_filter(b, part, as_of);
         }
         return;
     }
     let (left, right) = parts.split_at(parts.len() / 2);
     b.push("(");
-    push_balanced(b, left, sep, now);
+    push_balanced(b, left, sep, as_of);
     b.push(")").push(sep).push("(");
-    push_balanced(b, right, sep, now);
+    push_balanced(b, right, sep, as_of);
     b.push(")");
 }
 
-fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, now: i64) {
+fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, as_of: AsOf) {
     let kind = pred.field.kind();
+    let now = as_of.now;
     match column(pred.field) {
+        // Open as the walk lists them: no end, active (and elapsed to `now`, below).
+        Column::Plain("s.end_us") if as_of.ended_since => push_op(b, &|b| push_text(b, NO_END), kind, &pred.op),
+        Column::Status if as_of.ended_since => push_op(b, &|b| push_text(b, "'active'"), FieldKind::Keyword, &pred.op),
         Column::Plain(col) => push_op(b, &|b| push_text(b, col), kind, &pred.op),
         Column::Ip { text, bytes } => match &pred.op {
             // Substring search looks at the address as written.
@@ -160,12 +180,19 @@ fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, now: i64) {
         },
         Column::Duration => {
             let duration = move |b: &mut SqlBuilder| {
-                b.push("COALESCE(s.duration_us, ").bind_int(now).push(" - s.start_us)");
+                if as_of.ended_since {
+                    b.bind_int(now).push(" - s.start_us");
+                } else {
+                    b.push("COALESCE(s.duration_us, ").bind_int(now).push(" - s.start_us)");
+                }
             };
             push_op(b, &duration, kind, &pred.op)
         }
     }
 }
+
+/// The end of a session listed as open.
+const NO_END: &str = "CAST(NULL AS BIGINT)";
 
 fn push_text(b: &mut SqlBuilder, sql: &'static str) {
     b.push(sql);
@@ -288,7 +315,7 @@ mod tests {
     fn compile(query: &str, dialect: Dialect) -> (String, Vec<Arg>) {
         let expr = gatehouse_query::parse(query, 1_000).expect("query parses");
         let mut b = SqlBuilder::new(dialect);
-        push_filter(&mut b, &expr, 1_000);
+        push_filter(&mut b, &expr, AsOf::live(1_000));
         b.into_parts()
     }
 

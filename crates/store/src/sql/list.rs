@@ -16,7 +16,7 @@ use gatehouse_core::OrgId;
 use gatehouse_query::Expr;
 
 use super::builder::{Dialect, SqlBuilder};
-use super::filter::push_filter;
+use super::filter::{AsOf, push_filter};
 use crate::model::{ACTIVE_END_KEY, Direction, ListQuery, SortKey};
 
 /// The columns of a session but its end, which a listing shows as it stood at its `now`.
@@ -110,7 +110,8 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         push_key(b, &arm.key, q.now);
         b.push(" AS sort_key FROM sessions s WHERE ");
         push_only(b, &arm.only, q.now);
-        push_matching(b, org, q.window_start, q.window_end, earliest_start, &q.filter, q.now);
+        let as_of = AsOf { now: q.now, ended_since: matches!(arm.only, Only::EndedSince) };
+        push_matching(b, org, q.window_start, q.window_end, earliest_start, &q.filter, as_of);
         if let Some(after) = &q.after {
             b.push(" AND (");
             push_key(b, &arm.key, q.now);
@@ -147,7 +148,7 @@ pub fn push_matching(
     window_end: Option<i64>,
     earliest_start: Option<i64>,
     filter: &Expr,
-    now: i64,
+    as_of: AsOf,
 ) {
     b.push("s.org_id = ").bind_int(org.0);
     if let Some(end) = window_end {
@@ -160,7 +161,7 @@ pub fn push_matching(
         }
     }
     b.push(" AND ");
-    push_filter(b, filter, now);
+    push_filter(b, filter, as_of);
 }
 
 fn push_only(b: &mut SqlBuilder, only: &Only, now: i64) {

@@ -115,6 +115,7 @@ macro_rules! conformance_suite {
                 a_session_ending_mid_walk_keeps_its_place,
                 a_session_whose_end_is_recorded_late_keeps_its_place,
                 an_end_before_its_start_is_stored_as_its_start,
+                a_walk_filters_sessions_as_they_stood_at_its_now,
                 limit_caps_every_page,
             }
             isolation {

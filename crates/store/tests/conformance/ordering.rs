@@ -284,6 +284,34 @@ pub async fn an_end_before_its_start_is_stored_as_its_start(store: &dyn Store) {
     }
 }
 
+pub async fn a_walk_filters_sessions_as_they_stood_at_its_now(store: &dyn Store) {
+    // A session whose end was recorded after a walk's `now` is listed as it stood then,
+    // active; its status, end time and duration are filtered so too, or a walk for completed
+    // sessions would list one shown active, and one for active sessions would pass it over.
+    let fx = Fixture::load(store).await;
+    let s05 = fx.session("s05");
+    assert_eq!(s05.end, None, "test bug: s05 is active in the fixture");
+    let event = IngestEvent::End { session_id: "s05".into(), end: NOW - MINUTE, reason: "client".into() };
+    store.ingest(fx.acme, &s05.connector.id, &[event]).await.unwrap();
+    // Each filter, and what it keeps of the fixture (where s05 is active).
+    type Keeps = dyn Fn(&gatehouse_core::Session) -> bool;
+    let filters: [(&str, &Keeps); 4] = [
+        ("session_status:active", &|s| s.end.is_none()),
+        ("session_status:completed", &|s| s.end.is_some()),
+        ("duration:>30m", &|s| s.end.unwrap_or(NOW) - s.start > 30 * MINUTE),
+        ("NOT end_time:<now", &|s| s.end.is_none_or(|end| end >= NOW)),
+    ];
+    for sort in [SortKey::EndTime, SortKey::Duration] {
+        for (text, keeps) in filters {
+            let query = ListQuery { sort, ..listing(text, NOW) };
+            let want: Vec<String> = fx.reference_order(&query).into_iter().filter(|id| keeps(fx.session(id))).collect();
+            assert_eq!(want.contains(&"s05".to_owned()), keeps(s05), "test bug: {text}");
+            let got = walk(&fx, &query, 3, false, None).await;
+            expect(&fx, &format!("{} {text}", label(&query)), got, want);
+        }
+    }
+}
+
 pub async fn limit_caps_every_page(store: &dyn Store) {
     let fx = Fixture::load(store).await;
     // Merging active and completed sessions must still cut at the limit.
