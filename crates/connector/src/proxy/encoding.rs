@@ -66,7 +66,6 @@ impl ClientEncoding {
         }
     }
 
-    /// Statement bytes as text; borrowed when they are UTF-8 already.
     /// As [`decode`](Self::decode), keeping the allocation of text that is UTF-8 already.
     pub(crate) fn decode_owned(&self, bytes: Vec<u8>) -> String {
         match String::from_utf8(bytes) {
@@ -76,6 +75,7 @@ impl ClientEncoding {
         }
     }
 
+    /// Statement bytes as text; borrowed when they are UTF-8 already.
     pub(crate) fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
         match self {
             // `from_utf8` validates a word at a time; the lossy scan only where it fails.

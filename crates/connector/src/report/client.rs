@@ -92,24 +92,21 @@ impl ControlPlane {
         self
     }
 
-    fn options(&self, timeout: Duration) -> CallOptions {
-        CallOptions::default().with_timeout(timeout)
-    }
-
-    /// Makes `call`, bounded by `timeout`, on the current client; when that control plane
+    /// Makes `call`, bounded by `timeout` (its options carry it), on the current client; when that control plane
     /// cannot be reached, the next call goes to the next one (the caller retries, as it would
     /// the same one). No answer counts as unreachable only in the client's whole time limit:
     /// a login's short wait for an identity check is no sign a replica is gone.
     async fn on_current<'a, T, F>(
         &'a self,
         timeout: Duration,
-        call: impl FnOnce(&'a ConnectorServiceClient<Transport>) -> F,
+        call: impl FnOnce(&'a ConnectorServiceClient<Transport>, CallOptions) -> F,
     ) -> Result<T, ConnectError>
     where
         F: Future<Output = Result<T, ConnectError>>,
     {
         let at = self.current.load(Ordering::Relaxed) % self.clients.len();
-        let result = bounded(timeout, call(&self.clients[at])).await;
+        let options = CallOptions::default().with_timeout(timeout);
+        let result = bounded(timeout, call(&self.clients[at], options)).await;
         let unreachable = |error: &ConnectError| match error.code {
             ErrorCode::Unavailable | ErrorCode::Unknown => true,
             ErrorCode::DeadlineExceeded => timeout >= self.timeout,
@@ -141,8 +138,7 @@ impl ControlPlane {
             previous_run_ids: previous.to_vec(),
             ..Default::default()
         };
-        let options = self.options(self.timeout);
-        let call = self.on_current(self.timeout, |client| client.hello_with_options(request, options));
+        let call = self.on_current(self.timeout, |client, options| client.hello_with_options(request, options));
         let response = call.await?.into_owned();
         Ok(HelloInfo {
             connector_id: response.connector_id,
@@ -156,16 +152,14 @@ impl ControlPlane {
 
     pub async fn heartbeat(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::HeartbeatRequest { run_id: run_id.to_owned(), ..Default::default() };
-        let options = self.options(timeout);
-        self.on_current(timeout, |client| client.heartbeat_with_options(request, options)).await?;
+        self.on_current(timeout, |client, options| client.heartbeat_with_options(request, options)).await?;
         Ok(())
     }
 
     /// Ends run `run_id`, which stopped cleanly with every event stored.
     pub async fn goodbye(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::GoodbyeRequest { run_id: run_id.to_owned(), ..Default::default() };
-        let options = self.options(timeout);
-        self.on_current(timeout, |client| client.goodbye_with_options(request, options)).await?;
+        self.on_current(timeout, |client, options| client.goodbye_with_options(request, options)).await?;
         Ok(())
     }
 
@@ -173,8 +167,7 @@ impl ControlPlane {
     /// events were new to the control plane.
     pub async fn report(&self, run_id: &str, events: Vec<Bytes>) -> Result<u32, ConnectError> {
         let request = pb::EncodedReportRequest { events, run_id: run_id.to_owned(), ..Default::default() };
-        let options = self.options(self.timeout);
-        let call = self.on_current(self.timeout, |client| {
+        let call = self.on_current(self.timeout, |client, options| {
             connectrpc::client::call_unary::<_, _, ReportResponseView<'static>>(
                 &self.transport,
                 client.config(),
@@ -194,8 +187,7 @@ impl ControlPlane {
         timeout: Duration,
     ) -> Result<pb::VerifyIdentityResponse, ConnectError> {
         let timeout = timeout.min(self.timeout);
-        let options = self.options(timeout);
-        let call = self.on_current(timeout, |client| client.verify_identity_with_options(request, options));
+        let call = self.on_current(timeout, |client, options| client.verify_identity_with_options(request, options));
         Ok(call.await?.into_owned())
     }
 
@@ -206,7 +198,8 @@ impl ControlPlane {
     ) -> Result<ServerStream<<Transport as ClientTransport>::ResponseBody, pb::TerminationView<'static>>, ConnectError>
     {
         let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(self.timeout, |client| client.watch_terminations(request)).await
+        // Bounded until the stream opens; its options would bound the stream itself.
+        self.on_current(self.timeout, |client, _| client.watch_terminations(request)).await
     }
 }
 

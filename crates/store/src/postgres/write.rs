@@ -142,8 +142,9 @@ async fn insert_chunk(
         let formal = s.user.formal.clone().unwrap_or_default();
         let end_user = s.user.end_user.clone().unwrap_or_default();
         starts.push(s.start);
-        ends.push(stored_end(s));
-        durations.push(stored_end(s).map(|end| end - s.start));
+        let end = stored_end(s);
+        ends.push(end);
+        durations.push(end.map(|end| end - s.start));
         client_bins.push(ip::parse_bytes(&s.client_ip));
         server_bins.push(ip::parse_bytes(&s.server_ip));
         // In column order, leaving out the non-text columns above.

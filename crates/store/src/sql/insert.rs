@@ -28,12 +28,13 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
         let end_user = s.user.end_user.clone().unwrap_or_default();
         let opt_int = |v: Option<i64>| v.map_or(Arg::Null, Arg::Int);
         let opt_blob = |v: Option<Vec<u8>>| v.map_or(Arg::Null, Arg::Blob);
+        let end = stored_end(s);
         let args = [
             Arg::Int(org.0),
             Arg::Text(s.id.clone()),
             Arg::Int(s.start),
-            opt_int(stored_end(s)),
-            opt_int(stored_end(s).map(|end| end - s.start)),
+            opt_int(end),
+            opt_int(end.map(|end| end - s.start)),
             Arg::Text(s.client_ip.clone()),
             opt_blob(ip::parse_bytes(&s.client_ip)),
             Arg::Text(s.server_ip.clone()),
@@ -72,7 +73,7 @@ pub fn push_insert_sessions(b: &mut SqlBuilder, org: OrgId, sessions: &[Session]
             Arg::Text(fold(&s.resource.name)),
             Arg::Text(fold(&s.connector.name)),
             Arg::Text(s.connector.run_id.clone()),
-            opt_int(stored_end(s)),
+            opt_int(end),
         ];
         b.push(if i == 0 { "(" } else { ", (" });
         for (j, arg) in args.into_iter().enumerate() {
