@@ -40,24 +40,28 @@ async fn calls_go_to_the_next_control_plane_when_one_cannot_be_reached() {
         let control = control.clone();
         async move { control.heartbeat("run-1", Duration::from_secs(2)).await }
     };
-    // Nothing listens on the first address: that call fails (the caller retries, as with one
-    // address), and the next goes to the next address.
-    let refused = beat(&control).await.unwrap_err();
-    assert_eq!(refused.code, ErrorCode::Unavailable, "{refused:?}");
+    // Nothing listens on the first address: the call goes on to the next, and so does every
+    // later call.
     beat(&control).await.unwrap();
-    assert_eq!(first.plane.seen().heartbeats, ["run-1"]);
-    // One that cannot serve: every clone moves on together.
-    first.plane.set_down(true);
-    assert!(beat(&control).await.is_err());
-    beat(&control).await.unwrap();
-    assert_eq!(second.plane.seen().heartbeats, ["run-1"]);
-    // And round again to the first when the last cannot either.
-    first.plane.set_down(false);
-    second.plane.set_down(true);
-    assert!(beat(&control).await.is_err());
-    assert!(beat(&control).await.is_err(), "the closed address");
     beat(&control).await.unwrap();
     assert_eq!(first.plane.seen().heartbeats, ["run-1", "run-1"]);
+    // One that cannot serve: the call is made again on the next, and every clone moves on.
+    first.plane.set_down(true);
+    beat(&control).await.unwrap();
+    beat(&control.clone()).await.unwrap();
+    assert_eq!(second.plane.seen().heartbeats, ["run-1", "run-1"]);
+    // And round again to the first, past the closed address, when the last cannot either.
+    first.plane.set_down(false);
+    second.plane.set_down(true);
+    beat(&control).await.unwrap();
+    assert_eq!(first.plane.seen().heartbeats, ["run-1", "run-1", "run-1"]);
+    // When none can, each is tried once and the call fails.
+    first.plane.set_down(true);
+    let failed = beat(&control).await.unwrap_err();
+    assert_eq!(failed.code, ErrorCode::Unavailable, "{failed:?}");
+    first.plane.set_down(false);
+    beat(&control).await.unwrap();
+    assert_eq!(first.plane.seen().heartbeats.len(), 4);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use connectrpc::client::{CallOptions, ClientConfig, ClientTransport, ServerStream};
@@ -92,30 +92,37 @@ impl ControlPlane {
         self
     }
 
-    /// Makes `call`, bounded by `timeout` (its options carry it), on the current client; when that control plane
-    /// cannot be reached, the next call goes to the next one (the caller retries, as it would
-    /// the same one). No answer counts as unreachable only in the client's whole time limit:
-    /// a login's short wait for an identity check is no sign a replica is gone.
+    /// Makes `call` on the current client, bounded by `timeout` (its options carry what is
+    /// left of it). When that control plane cannot be reached, the call is made again on the
+    /// next one in the time left, and every later call goes there too; each address is tried
+    /// once. Every call here may be repeated: reports are idempotent per session and sequence
+    /// number, and the others only state or ask. No answer counts as unreachable only in the
+    /// client's whole time limit: a login's short wait for an identity check is no sign a
+    /// replica is gone.
     async fn on_current<'a, T, F>(
         &'a self,
         timeout: Duration,
-        call: impl FnOnce(&'a ConnectorServiceClient<Transport>, CallOptions) -> F,
+        call: impl Fn(&'a ConnectorServiceClient<Transport>, CallOptions) -> F,
     ) -> Result<T, ConnectError>
     where
         F: Future<Output = Result<T, ConnectError>>,
     {
-        let at = self.current.load(Ordering::Relaxed) % self.clients.len();
-        let options = CallOptions::default().with_timeout(timeout);
-        let result = bounded(timeout, call(&self.clients[at], options)).await;
-        let unreachable = |error: &ConnectError| match error.code {
-            ErrorCode::Unavailable | ErrorCode::Unknown => true,
-            ErrorCode::DeadlineExceeded => timeout >= self.timeout,
-            _ => false,
-        };
-        if let Err(error) = &result
-            && self.clients.len() > 1
-            && unreachable(error)
-        {
+        let deadline = Instant::now() + timeout;
+        let mut at = self.current.load(Ordering::Relaxed) % self.clients.len();
+        let mut tried = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = bounded(left, call(&self.clients[at], CallOptions::default().with_timeout(left))).await;
+            let Err(error) = &result else { return result };
+            let unreachable = match error.code {
+                ErrorCode::Unavailable | ErrorCode::Unknown => true,
+                ErrorCode::DeadlineExceeded => left >= self.timeout,
+                _ => false,
+            };
+            tried += 1;
+            if !unreachable || self.clients.len() == 1 {
+                return result;
+            }
             let next = (at + 1) % self.clients.len();
             if self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
                 tracing::warn!(
@@ -125,8 +132,11 @@ impl ControlPlane {
                     "control plane unreachable: trying the next one"
                 );
             }
+            if tried == self.clients.len() || Instant::now() >= deadline {
+                return result;
+            }
+            at = next;
         }
-        result
     }
 
     /// Announces this run, taking over from the runs in `previous`, and learns the
@@ -138,7 +148,7 @@ impl ControlPlane {
             previous_run_ids: previous.to_vec(),
             ..Default::default()
         };
-        let call = self.on_current(self.timeout, |client, options| client.hello_with_options(request, options));
+        let call = self.on_current(self.timeout, |client, options| client.hello_with_options(request.clone(), options));
         let response = call.await?.into_owned();
         Ok(HelloInfo {
             connector_id: response.connector_id,
@@ -152,14 +162,14 @@ impl ControlPlane {
 
     pub async fn heartbeat(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::HeartbeatRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(timeout, |client, options| client.heartbeat_with_options(request, options)).await?;
+        self.on_current(timeout, |client, options| client.heartbeat_with_options(request.clone(), options)).await?;
         Ok(())
     }
 
     /// Ends run `run_id`, which stopped cleanly with every event stored.
     pub async fn goodbye(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::GoodbyeRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(timeout, |client, options| client.goodbye_with_options(request, options)).await?;
+        self.on_current(timeout, |client, options| client.goodbye_with_options(request.clone(), options)).await?;
         Ok(())
     }
 
@@ -172,7 +182,7 @@ impl ControlPlane {
                 &self.transport,
                 client.config(),
                 CONNECTOR_SERVICE_REPORT_SPEC.with_origin(SpecOrigin::Client),
-                request,
+                request.clone(),
                 options,
             )
         });
@@ -187,7 +197,8 @@ impl ControlPlane {
         timeout: Duration,
     ) -> Result<pb::VerifyIdentityResponse, ConnectError> {
         let timeout = timeout.min(self.timeout);
-        let call = self.on_current(timeout, |client, options| client.verify_identity_with_options(request, options));
+        let call =
+            self.on_current(timeout, |client, options| client.verify_identity_with_options(request.clone(), options));
         Ok(call.await?.into_owned())
     }
 
@@ -199,7 +210,7 @@ impl ControlPlane {
     {
         let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
         // Bounded until the stream opens; its options would bound the stream itself.
-        self.on_current(self.timeout, |client, _| client.watch_terminations(request)).await
+        self.on_current(self.timeout, |client, _| client.watch_terminations(request.clone())).await
     }
 }
 
