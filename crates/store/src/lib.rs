@@ -184,7 +184,7 @@ pub trait Store: Send + Sync + 'static {
     /// how many were new. The runs of the sessions starting are recorded if they were not, at
     /// their latest start, so that every session reported has a lease.
     async fn ingest(&self, org: OrgId, connector_id: &str, events: &[IngestEvent]) -> Result<u64, StoreError>;
-    /// A session's statements in order; an open session's last may be the one it is running, as
+    /// A session's statements in the order they started; an open session's last may be the one it is running, as
     /// its connector announced it (with no duration, rows or outcome yet). So may the last of a
     /// session the lease sweep or its connector's next run completed: the statement it was
     /// running when its connector was lost, lasting until the session's end, its rows and

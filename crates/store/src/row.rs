@@ -120,6 +120,10 @@ pub(crate) type Announced = (i64, i64, String, Option<i64>);
 /// or after it completed it. An open session is still running it: no duration, rows or outcome
 /// yet. An ended session (the lease or its connector's next run completed it) ran it until its
 /// end, when its connector was lost with the outcome.
+///
+/// Returned in the order they started. Seq is the order the connector recorded them, at their
+/// end: a query whose rows a client fetches a few at a time (a JDBC fetch size, a cursor) is
+/// recorded when its portal closes, after the statements run meanwhile.
 pub(crate) fn with_running(
     mut statements: Vec<crate::StatementRecord>,
     announced: Option<Announced>,
@@ -131,5 +135,7 @@ pub(crate) fn with_running(
         let duration = session_end.map_or(0, |end| (end - start).max(0));
         statements.push(crate::StatementRecord { seq, start, duration, text, ..Default::default() });
     }
+    // Stable: statements pipelined together may share a start.
+    statements.sort_by_key(|statement| statement.start);
     statements
 }

@@ -236,6 +236,9 @@ pub(crate) struct Recorder {
     copy_in: bool,
     encoding: ClientEncoding,
     done: Vec<Statement>,
+    /// When the last statement recorded ended: a Parse or Bind that fails behind it in a batch
+    /// was read no earlier.
+    last_end_us: i64,
     /// Statements sent so far (simple queries, Executes, function calls).
     sent: u64,
 }
@@ -333,6 +336,14 @@ impl Recorder {
                 if [&b"CLOSE CURSOR"[..], b"DECLARE CURSOR", b"DISCARD ALL"].iter().any(|t| payload.starts_with(t)) {
                     self.forget_cursors(payload);
                 }
+                // The transaction is over, and its portals with it, though the ReadyForQuery
+                // may say another has begun (`commit; begin`). Not at a ROLLBACK TO a savepoint
+                // (the same tag): the portals opened before it live on (JDBC's `autosave`
+                // rolls back to one after every error, cursors open), and one opened after it
+                // and gone with it fails if fetched, with its text and the server's error.
+                let ends_transaction = [&b"COMMIT"[..], b"PREPARE TRANSACTION"].iter().any(|t| payload.starts_with(t))
+                    || payload.starts_with(b"ROLLBACK")
+                        && !self.front_text().is_some_and(|text| rolls_back_to_savepoint(&text));
                 // A simple query goes on to ReadyForQuery: it may hold several commands.
                 if let Some(Entry::Execute { .. }) = self.queue.front() {
                     self.complete_front(now);
@@ -340,10 +351,7 @@ impl Recorder {
                         flag_replaced(statement, payload);
                     }
                 }
-                // The transaction is over, and its portals with it, though the ReadyForQuery
-                // may say another has begun (`commit; begin`). A ROLLBACK TO a savepoint drops
-                // only some: forgetting them all names the rest as FETCHes, never wrongly.
-                if [&b"COMMIT"[..], b"ROLLBACK", b"PREPARE TRANSACTION"].iter().any(|t| payload.starts_with(t)) {
+                if ends_transaction {
                     self.forget_portals();
                 }
             }
@@ -561,7 +569,7 @@ impl Recorder {
             }
             Some(Entry::Parse { name, sql, sent_us }) => {
                 let text = Text::Owned(self.encoding.decode(sql).into_owned());
-                let failed = Pending::failed(text, *sent_us, code, bytes);
+                let failed = Pending::failed(text, (*sent_us).max(self.last_end_us), code, bytes);
                 // PostgreSQL drops the unnamed statement before it parses the new one.
                 if name.is_empty() {
                     self.unnamed_statement = None;
@@ -569,8 +577,8 @@ impl Recorder {
                 Some(failed)
             }
             Some(Entry::Bind { statement, sent_us, .. }) => {
-                let (statement, sent_us) = (std::mem::take(statement), *sent_us);
-                Some(Pending::failed(Text::Shared(self.statement_text(&statement)), sent_us, code, bytes))
+                let (statement, start) = (std::mem::take(statement), (*sent_us).max(self.last_end_us));
+                Some(Pending::failed(Text::Shared(self.statement_text(&statement)), start, code, bytes))
             }
             // A failed Describe or Close: no statement ran.
             Some(Entry::Close { .. } | Entry::Describe | Entry::Sync) => None,
@@ -602,6 +610,7 @@ impl Recorder {
     /// a client that pipelines sends both at once, and the database runs them one by one.
     fn completed(&mut self, pending: Pending, end: i64) {
         self.done.push(pending.finish(end, self.encoding));
+        self.last_end_us = self.last_end_us.max(end);
         if let Some(next) = self.next_statement() {
             next.start_us = next.start_us.max(end);
         }
@@ -697,15 +706,24 @@ impl Recorder {
         }
     }
 
+    /// The text of the statement at the front, which the server is answering.
+    fn front_text(&self) -> Option<String> {
+        let text = match self.queue.front()? {
+            Entry::Simple(p) => p.text.to_str(self.encoding).into_owned(),
+            Entry::Execute { portal, max_rows, .. } => {
+                self.portal_text(portal, *max_rows).to_str(self.encoding).into_owned()
+            }
+            _ => return None,
+        };
+        Some(text)
+    }
+
     /// SQL `DEALLOCATE` or `DISCARD ALL` completed, in the statement at the front.
     fn forget_deallocated(&mut self, tag: &[u8]) {
-        let names = match self.queue.front() {
-            Some(_) if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE ALL") => None,
-            Some(Entry::Simple(p)) => named_after(&p.text.to_str(self.encoding), "deallocate", Some("prepare")),
-            Some(Entry::Execute { portal, max_rows, .. }) => {
-                named_after(&self.portal_text(portal, *max_rows).to_str(self.encoding), "deallocate", Some("prepare"))
-            }
-            _ => None,
+        let names = match self.front_text() {
+            _ if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DEALLOCATE ALL") => None,
+            Some(text) => named_after(&text, "deallocate", Some("prepare")),
+            None => None,
         };
         match names {
             Some(names) => names.iter().for_each(|name| drop(self.statements.remove(name.as_str()))),
@@ -774,6 +792,19 @@ fn named_after(sql: &str, keyword: &str, optional: Option<&str>) -> Option<Vec<S
         names.push(name);
     }
     (!names.is_empty()).then_some(names)
+}
+
+/// Whether `sql` holds a `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`, which ends no
+/// transaction. Read lightly, as [`named_after`] reads: words inside strings count too.
+fn rolls_back_to_savepoint(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let words: Vec<&str> =
+        lower.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+    words.windows(3).any(|w| match w {
+        ["rollback", "to", _] => true,
+        ["rollback", "work" | "transaction", "to"] => true,
+        _ => false,
+    })
 }
 
 /// The first keyword of `sql`, past whitespace, comments and opening parentheses.
@@ -1293,6 +1324,14 @@ mod tests {
         let client = [parse("", "select $1::int"), bind("", ""), execute(""), sync()];
         let got = run(&client, &[parsed(), error("22P02"), ready()]);
         assert_eq!(got, [s("select $1::int", 0, "22P02")]);
+        // Behind another in one batch (JDBC's `select 1; select 1/0`), it starts when that ended.
+        let mut r = Recorder::default();
+        let client = [parse("", "select 1"), bind("", ""), execute(""), parse("", "select 1/0"), bind("", ""), sync()];
+        client.iter().for_each(|m| r.on_client(m.as_message_ref(), 10));
+        let server = [parsed(), bound(), row(), complete("SELECT 1"), parsed(), error("22012"), ready()];
+        server.iter().zip([20, 20, 20, 30, 31, 32, 32]).for_each(|(m, at)| r.on_server(m.as_message_ref(), at));
+        let got: Vec<_> = r.done().map(|s| (s.start_us, s.duration_us, s.sqlstate)).collect();
+        assert_eq!(got, [(10, 20, String::new()), (30, 2, "22012".to_owned())]);
     }
 
     #[test]
@@ -1390,6 +1429,39 @@ mod tests {
         let committed =
             run_in(msg(b'Q', b"commit; begin\0"), &[complete("COMMIT"), complete("BEGIN"), msg(b'Z', b"T")]);
         assert_eq!(committed, s("FETCH ALL FROM p", 1, ""), "a Z after COMMIT; BEGIN is in a new transaction");
+    }
+
+    #[test]
+    fn a_rollback_to_a_savepoint_leaves_the_cursors_opened_before_it_open() {
+        // JDBC with `autosave`: a cursor read 2 rows at a time, an error, a ROLLBACK TO (sent as a
+        // simple query or through the protocol), and the cursor read on to its end.
+        let q = "select g from generate_series(1, 3) g";
+        let run_with = |rollback: &[Message], answers: &[Message]| {
+            let mut client = vec![msg(b'Q', b"begin\0"), parse("", q), bind("C_1", ""), execute("C_1"), sync()];
+            client.extend_from_slice(rollback);
+            client.extend([execute("C_1"), sync()]);
+            let mut server = vec![complete("BEGIN"), msg(b'Z', b"T"), parsed(), bound(), row(), row()];
+            server.extend([msg(b's', b""), msg(b'Z', b"T")]);
+            server.extend_from_slice(answers);
+            server.extend([row(), complete("SELECT 1"), msg(b'Z', b"T")]);
+            run(&client, &server)
+        };
+        let to_savepoint = "ROLLBACK TO SAVEPOINT PGJDBC_AUTOSAVE";
+        let simple =
+            run_with(&[msg(b'Q', format!("{to_savepoint}\0").as_bytes())], &[complete("ROLLBACK"), msg(b'Z', b"T")]);
+        assert_eq!(simple, [s("begin", 0, ""), s(to_savepoint, 0, ""), s(q, 3, "")]);
+        let extended = run_with(
+            &[parse("", to_savepoint), bind("", ""), execute(""), sync()],
+            &[parsed(), bound(), complete("ROLLBACK"), msg(b'Z', b"T")],
+        );
+        assert_eq!(extended, simple);
+        // A ROLLBACK of the transaction ends it, cursors and all.
+        let ended =
+            run_with(&[msg(b'Q', b"rollback; begin\0")], &[complete("ROLLBACK"), complete("BEGIN"), msg(b'Z', b"T")]);
+        let fetched = s("FETCH ALL FROM \"C_1\"", 1, "");
+        assert_eq!(ended, [s("begin", 0, ""), s(q, 2, ""), s("rollback; begin", 0, ""), fetched]);
+        assert!(rolls_back_to_savepoint("rollback work to s1") && rolls_back_to_savepoint("ROLLBACK TO SAVEPOINT s"));
+        assert!(!rolls_back_to_savepoint("rollback; select 'to x'"));
     }
 
     #[test]

@@ -238,6 +238,24 @@ pub async fn ingest_stores_each_event_once(store: &dyn Store) {
     assert_eq!(store.ingest(acme, "c-1", &[]).await.unwrap(), 0);
 }
 
+/// A query whose rows a client fetched a few at a time is recorded when its portal closed,
+/// after the statements run meanwhile: the transcript lists each where it started.
+pub async fn statements_are_listed_in_the_order_they_started(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let ingest = async |events: &[IngestEvent]| store.ingest(acme, "c-1", events).await.unwrap();
+    ingest(&[start(&via(active("o1", 30).build(), "c-1"))]).await;
+    // Recorded in this order: BEGIN, then `select 1/0` and ROLLBACK, then the cursor's query.
+    ingest(&[ran("o1", 1, NOW, 5), ran("o1", 2, NOW + 100, 5), ran("o1", 3, NOW + 200, 5)]).await;
+    ingest(&[ran("o1", 4, NOW + 50, 400), ran("o1", 5, NOW + 500, 5)]).await;
+    let order: Vec<(u64, Micros)> =
+        store.statements(acme, "o1").await.unwrap().iter().map(|s| (s.seq, s.start - NOW)).collect();
+    assert_eq!(order, [(1, 0), (4, 50), (2, 100), (3, 200), (5, 500)]);
+    // Statements pipelined together may share a start: then in the order recorded.
+    ingest(&[ran("o1", 7, NOW + 600, 5), ran("o1", 6, NOW + 600, 5)]).await;
+    let last: Vec<u64> = store.statements(acme, "o1").await.unwrap().iter().rev().take(2).map(|s| s.seq).collect();
+    assert_eq!(last, [7, 6]);
+}
+
 /// A statement announced while it runs ends an open session's transcript until a later
 /// statement is stored, or its connector ends the session; a replay never brings back an older
 /// one.
