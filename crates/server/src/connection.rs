@@ -1,17 +1,27 @@
-//! Serving accepted connections: HTTP/1.1 and HTTP/2 (gRPC) on one port, with the time limits
-//! that keep a client from holding a connection, and so a file descriptor, by saying nothing.
+//! Serving accepted connections: HTTP/1.1 and HTTP/2 (gRPC) on one port, with the limits that
+//! keep clients from holding connections, and so file descriptors, by saying nothing: a time for
+//! the first bytes, for a request's headers and for its body, for a connection with no request,
+//! and a number of connections.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use bytes::{Buf, Bytes};
+use http::Request;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::Watcher;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 /// How long a connection may stay silent before its first request, and an HTTP/1.1 one while
 /// idle between requests or sending a request's headers.
@@ -19,34 +29,206 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle HTTP/2 connection is pinged; one that does not answer is closed.
 const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
+/// The limits on what a client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// For a connection's first bytes, and an HTTP/1.1 request's headers.
+    pub first_bytes: Duration,
+    /// For a request's whole body, from its headers: every request of the API is one small
+    /// message.
+    pub body: Duration,
+    /// For a connection with no request in flight (an HTTP/2 connection answers pings all the
+    /// same). Clients open another when they need one; a connector's termination stream is a
+    /// request in flight.
+    pub idle: Duration,
+    /// Connections served at once; more wait to be accepted. Below the process's file
+    /// descriptor limit, so that the store and the rest of the server always have some.
+    pub connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            first_bytes: IDLE_TIMEOUT,
+            body: IDLE_TIMEOUT,
+            idle: Duration::from_secs(60),
+            connections: max_connections(),
+        }
+    }
+}
+
+/// Seven eighths of the file descriptors this process may open, and at least 64.
+fn max_connections() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1024);
+    usize::try_from(limit / 8 * 7).unwrap_or(usize::MAX).max(64)
+}
+
 /// The HTTP settings of every connection.
-pub(crate) fn builder() -> Builder<TokioExecutor> {
+pub(crate) fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(IDLE_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.first_bytes);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(HTTP2_KEEP_ALIVE);
     builder
 }
 
-/// Serves one connection until it ends, or until `watcher`'s shutdown lets its requests in
-/// flight finish. A connection whose first bytes do not come within [`IDLE_TIMEOUT`] is closed.
-pub(crate) async fn serve<I>(io: I, app: axum::Router, builder: Builder<TokioExecutor>, watcher: Watcher)
-where
+/// Serves one connection until it ends, or until `shutdown` lets its requests in flight finish.
+/// A connection whose first bytes do not come within the limit is closed, and so is one with no
+/// request in flight for [`Limits::idle`].
+pub(crate) async fn serve<I>(
+    io: I,
+    app: axum::Router,
+    builder: Builder<TokioExecutor>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(io) = first_bytes(io).await else {
+    let Some(io) = first_bytes(io, limits.first_bytes).await else {
         return;
     };
-    let service = TowerToHyperService::new(app);
-    if let Err(error) = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service)).await {
-        tracing::debug!(%error, "connection ended with an error");
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let busy = Busy::new(&activity);
+            let request = request.map(|body| Body::new(Deadline::new(body, limits.body)));
+            let response = app.clone().oneshot(request);
+            async move {
+                Ok::<_, std::convert::Infallible>(response.await?.map(|body| Body::new(Held { body, _busy: busy })))
+            }
+        })
+    };
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if !closing => {}
+            () = activity.idle_for(limits.idle), if !closing => {}
+        }
+        // Requests in flight finish; no new one starts.
+        connection.as_mut().graceful_shutdown();
+        closing = true;
+    }
+}
+
+/// The requests in flight on a connection.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    changed: Notify,
+}
+
+impl Activity {
+    /// Returns once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                let deadline = Instant::now() + limit;
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => return,
+                    () = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
+/// A request in flight, from its headers to the end of its response's body.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.changed.notify_waiters();
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// A response body, holding its request in flight until it is sent or dropped.
+struct Held {
+    body: Body,
+    _busy: Busy,
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that must arrive whole within its limit: a client that sends the headers
+/// and then too little gets an error and its connection closed.
+struct Deadline {
+    body: Incoming,
+    timer: Pin<Box<Sleep>>,
+    limit: Duration,
+}
+
+impl Deadline {
+    fn new(body: Incoming, limit: Duration) -> Self {
+        Self { body, timer: Box::pin(tokio::time::sleep(limit)), limit }
+    }
+}
+
+impl HttpBody for Deadline {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(io::Error::other)));
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                let message = format!("the request's body did not arrive within {} s", self.limit.as_secs());
+                Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::TimedOut, message))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
 /// Waits for the connection's first bytes: hyper reads them to tell HTTP/1.1 from HTTP/2
 /// with no time limit of its own.
-async fn first_bytes<I: AsyncRead + Unpin>(mut io: I) -> Option<Prefixed<I>> {
+async fn first_bytes<I: AsyncRead + Unpin>(mut io: I, limit: Duration) -> Option<Prefixed<I>> {
     let mut first = vec![0; 1024];
-    match tokio::time::timeout(IDLE_TIMEOUT, io.read(&mut first)).await {
+    match tokio::time::timeout(limit, io.read(&mut first)).await {
         Ok(Ok(n)) if n > 0 => {
             first.truncate(n);
             Some(Prefixed { prefix: Bytes::from(first), io })

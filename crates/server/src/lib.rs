@@ -66,6 +66,15 @@ pub struct App {
     router: axum::Router,
     /// The connectors' termination streams, which never end by themselves.
     terminations: Arc<TerminationBus>,
+    limits: connection::Limits,
+}
+
+impl App {
+    /// The same application, served with other limits on what clients may hold.
+    pub fn with_limits(mut self, limits: connection::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 /// Builds the HTTP application over `store`, with the default connector lease.
@@ -108,7 +117,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         .layer(axum::middleware::from_fn(refusals::explain))
         .layer(axum::middleware::from_fn(json_object::require))
         .layer(axum::middleware::from_fn(grpc_web_text::translate));
-    Ok(App { router, terminations: bus })
+    Ok(App { router, terminations: bus, limits: connection::Limits::default() })
 }
 
 /// How long `/health` waits for the store before reporting it unreachable.
@@ -179,7 +188,7 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let App { router, terminations } = app;
+    let App { router, terminations, limits } = app;
     let shutdown = async move {
         shutdown.await;
         terminations.close();
@@ -187,9 +196,9 @@ pub async fn serve(
     match tls {
         None => {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| no_delay(tcp));
-            serve_until(listener, router, shutdown).await;
+            serve_until(listener, router, limits, shutdown).await;
         }
-        Some(config) => serve_until(https::TlsListener::new(listener, config), router, shutdown).await,
+        Some(config) => serve_until(https::TlsListener::new(listener, config), router, limits, shutdown).await,
     }
 }
 
@@ -202,24 +211,54 @@ pub(crate) fn no_delay(tcp: &tokio::net::TcpStream) {
     }
 }
 
-async fn serve_until<L>(mut listener: L, app: axum::Router, shutdown: impl Future<Output = ()> + Send + 'static)
-where
+async fn serve_until<L>(
+    mut listener: L,
+    app: axum::Router,
+    limits: connection::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
     L: axum::serve::Listener,
 {
-    let builder = connection::builder();
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = connection::builder(&limits);
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections));
+    let (tracker, closing) = (tokio_util::task::TaskTracker::new(), tokio_util::sync::CancellationToken::new());
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut full_since = None;
     loop {
+        // At the limit, the next connection waits in the listen queue until one ends.
+        let permit = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if full_since.is_none() {
+                    tracing::warn!(limit = limits.connections, "at the connection limit: new connections wait");
+                    full_since = Some(());
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    permit = Arc::clone(&connections).acquire_owned() => permit.expect("never closed"),
+                }
+            }
+        };
         let io = tokio::select! {
             biased;
             () = &mut shutdown => break,
             (io, _) = listener.accept() => io,
         };
-        tokio::spawn(connection::serve(io, app.clone(), builder.clone(), graceful.watcher()));
+        if connections.available_permits() > 0 {
+            full_since = None;
+        }
+        let serving = connection::serve(io, app.clone(), builder.clone(), limits, closing.clone());
+        tracker.spawn(async move {
+            serving.await;
+            drop(permit);
+        });
     }
     drop(listener);
+    closing.cancel();
+    tracker.close();
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = tracker.wait() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::info!("closing connections still open after the shutdown grace period");
         }

@@ -464,6 +464,78 @@ async fn queries_compile_to_filters() {
     }
 }
 
+/// Limits short enough for a test.
+fn short_limits(connections: usize) -> gatehouse_server::connection::Limits {
+    let second = std::time::Duration::from_secs(1);
+    gatehouse_server::connection::Limits { first_bytes: second, body: second, idle: second, connections }
+}
+
+/// A request whose body stops halfway (HTTP/1.1, or a stream of HTTP/2) is answered with an
+/// error and its connection closed; an HTTP/2 connection with no request is closed too.
+#[tokio::test]
+async fn stalled_bodies_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start_with_limits(short_limits(100)).await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let read_to_end = async |stream: &mut tokio::net::TcpStream| {
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut seen)).await;
+        read.expect("closed within the limit").unwrap();
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /core.v1.SessionsService/ListSessionsV2 HTTP/1.1\r\nHost: x\r\nX-API-KEY: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+        h.reader_key
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_to_end(&mut stalled).await;
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // HTTP/2 with prior knowledge: the preface and empty SETTINGS, then no request. The server
+    // says GOAWAY, pings to see the client has it, and closes.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    let frames = async {
+        let mut kinds = Vec::new();
+        let mut header = [0; 9];
+        while idle.read_exact(&mut header).await.is_ok() {
+            let mut payload = vec![0; usize::from(header[1]) << 8 | usize::from(header[2])];
+            idle.read_exact(&mut payload).await.unwrap();
+            kinds.push(header[3]);
+            if header[3] == 6 && header[4] & 1 == 0 {
+                idle.write_all(&[&[0, 0, 8, 6, 1, 0, 0, 0, 0][..], &payload].concat()).await.unwrap();
+            }
+        }
+        kinds
+    };
+    let kinds =
+        tokio::time::timeout(std::time::Duration::from_secs(10), frames).await.expect("closed within the limit");
+    assert!(kinds.contains(&7), "a GOAWAY: {kinds:?}");
+
+    let (status, _) = h.call("ListSessionsV2", json!({})).await;
+    assert_eq!(status, 200, "others are served all along");
+}
+
+/// At the connection limit, a new connection waits until one ends, then is served.
+#[tokio::test]
+async fn past_the_connection_limit_connections_wait_their_turn() {
+    let h = Harness::start_with_limits(short_limits(1)).await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let url = h.method_url("ListSessionsV2");
+    let call = h.http.post(url).header("X-API-KEY", &h.reader_key).json(&json!({})).send();
+    let waiting = tokio::spawn(call);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "served while the silent connection held the only place");
+    let status = waiting.await.unwrap().unwrap().status();
+    assert_eq!(status, 200, "served once the silent connection was closed");
+    drop(silent);
+}
+
 /// A connection that says nothing (before its first request, or halfway through its headers)
 /// is closed after the idle limit, while other clients are served all along.
 #[tokio::test]

@@ -34,6 +34,15 @@ impl Harness {
 
     /// A server whose connectors lose their sessions after `lease` of silence.
     pub async fn start_with_lease(lease: std::time::Duration) -> Self {
+        Self::start_with(lease, gatehouse_server::connection::Limits::default()).await
+    }
+
+    /// A server with other limits on what clients may hold.
+    pub async fn start_with_limits(limits: gatehouse_server::connection::Limits) -> Self {
+        Self::start_with(gatehouse_server::Lease::default().lease, limits).await
+    }
+
+    async fn start_with(lease: std::time::Duration, limits: gatehouse_server::connection::Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("g.db")).await.unwrap());
         let org = store.ensure_org("acme").await.unwrap().id;
@@ -42,7 +51,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let lease = gatehouse_server::Lease { heartbeat: lease / 3, lease };
-        let app = gatehouse_server::app_with_lease(store.clone(), lease).await.unwrap();
+        let app = gatehouse_server::app_with_lease(store.clone(), lease).await.unwrap().with_limits(limits);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(gatehouse_server::serve(listener, None, app, async move {
             let _ = stopped.await;
