@@ -62,6 +62,31 @@ async fn simple_and_extended_queries_are_recorded_with_rows_and_session_details(
     assert!(proxy.counter(|m| &m.bytes_to_clients_total) > 0 && proxy.counter(|m| &m.bytes_from_clients_total) > 0);
 }
 
+/// PostgreSQL reads the first 63 bytes of a user name and logs in whoever that names: the
+/// session is recorded with the role that logged in, not the 8 kB the client sent.
+#[tokio::test]
+async fn an_overlong_user_name_is_recorded_as_the_role_postgresql_reads() {
+    let role = format!("{}{}", unique("long_role"), "r".repeat(63)).chars().take(63).collect::<String>();
+    let admin = direct().await;
+    admin.simple_query(&format!("create role {role} login")).await.unwrap();
+    let mut proxy = Proxy::start().await;
+    let mut config = proxy.config();
+    config.user(format!("{role}{}", "x".repeat(8000))).dbname("test");
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let who = client.simple_query("select current_user").await.unwrap();
+    drop(client);
+    connection.await.unwrap().unwrap();
+    admin.simple_query(&format!("drop role {role}")).await.unwrap();
+
+    let Some(SimpleQueryMessage::Row(row)) = who.iter().find(|m| matches!(m, SimpleQueryMessage::Row(_))) else {
+        panic!("{who:?}")
+    };
+    assert_eq!(row.get(0), Some(role.as_str()));
+    let s = proxy.ended_session().await;
+    assert_eq!((s.start.username.as_str(), s.start.native_username.as_str()), (role.as_str(), role.as_str()));
+}
+
 #[tokio::test]
 async fn pipelined_extended_queries_are_recorded_in_order_and_an_error_only_fails_its_own() {
     let mut proxy = Proxy::start().await;

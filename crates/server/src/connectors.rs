@@ -9,7 +9,7 @@ use connectrpc::{ConnectError, ErrorCode, RequestContext, Response, ServiceReque
 use futures::StreamExt;
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::time::now_micros;
-use gatehouse_core::{Micros, Session};
+use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_proto::gatehouse::connector::v1 as wire;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
 use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
@@ -174,7 +174,7 @@ impl wire::ConnectorService for ConnectorApi {
             if event.session_id.is_empty() {
                 return Err(invalid("every event needs a session_id"));
             }
-            events.push(match event.kind {
+            let converted = match event.kind {
                 Some(Kind::Start(start)) => {
                     // The run holds the session's lease: a session without one would never end.
                     if start.run_id.is_empty() && request.run_id.is_empty() {
@@ -245,7 +245,8 @@ impl wire::ConnectorService for ConnectorApi {
                     reason: end.reason,
                 },
                 None => return Err(invalid("an event has no kind (start, statement, running or end)")),
-            });
+            };
+            events.push(storable(converted)?);
         }
         // Reporting is a sign of life of the reporting run, heard before its events are stored:
         // heard after, its new sessions could meet a lease sweep in between that took the run
@@ -286,6 +287,68 @@ impl wire::ConnectorService for ConnectorApi {
         let caller = connector(&ctx)?;
         let request = req.to_owned_message();
         Response::ok(self.identities.verify(&self.store, &caller, &request).await?)
+    }
+}
+
+/// Session ids are UUIDs their connectors make: one much longer is no session id.
+const MAX_SESSION_ID: usize = 128;
+/// The bytes kept of a name, an address or another short value sessions are searched by: an
+/// index entry of over about 2.7 kB fails a PostgreSQL insert, and with it the whole report,
+/// which its connector would send again and again.
+const MAX_VALUE: usize = 1024;
+/// Rows or bytes one statement counts at most: far above any real one, and far from
+/// overflowing a session's totals.
+const MAX_COUNT: i64 = 1 << 40;
+
+/// `event` as every store can keep it, the same on each: values clipped to [`MAX_VALUE`]
+/// bytes, NULs (which PostgreSQL's text cannot hold) replaced, counts bounded. A session id
+/// that cannot be one refuses the report.
+fn storable(mut event: IngestEvent) -> Result<IngestEvent, ConnectError> {
+    let session_id = match &mut event {
+        IngestEvent::Start(session) => {
+            let session = &mut **session;
+            for value in [
+                &mut session.client_ip,
+                &mut session.server_ip,
+                &mut session.user.kind,
+                &mut session.user.username,
+                &mut session.user.native_username,
+                &mut session.resource.id,
+                &mut session.connector.run_id,
+            ] {
+                clip(value, MAX_VALUE);
+            }
+            for identity in [&mut session.user.formal, &mut session.user.end_user].into_iter().flatten() {
+                let Identity { id, name, email, kind, groups, external_ids } = identity;
+                [id, name, email, kind].into_iter().chain(groups).chain(external_ids).for_each(|v| clip(v, MAX_VALUE));
+            }
+            &session.id
+        }
+        IngestEvent::Statement { session_id, statement } | IngestEvent::Running { session_id, statement } => {
+            clip(&mut statement.text, usize::MAX);
+            clip(&mut statement.sqlstate, MAX_VALUE);
+            statement.rows = statement.rows.clamp(0, MAX_COUNT);
+            statement.bytes_sent = statement.bytes_sent.clamp(0, MAX_COUNT);
+            session_id
+        }
+        IngestEvent::End { session_id, reason, .. } => {
+            clip(reason, MAX_VALUE);
+            session_id
+        }
+    };
+    if session_id.len() > MAX_SESSION_ID || session_id.contains(|c: char| c.is_control()) {
+        return Err(invalid(format!("a session_id is at most {MAX_SESSION_ID} bytes, with no control characters")));
+    }
+    Ok(event)
+}
+
+/// `value` with its NULs replaced by U+FFFD, and cut to at most `max` bytes.
+fn clip(value: &mut String, max: usize) {
+    if value.contains('\0') {
+        *value = value.replace('\0', "\u{FFFD}");
+    }
+    if value.len() > max {
+        value.truncate(value.floor_char_boundary(max));
     }
 }
 

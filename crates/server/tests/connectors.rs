@@ -131,6 +131,36 @@ async fn reported_sessions_appear_with_transcripts_and_retries_change_nothing() 
     assert_eq!(body["session"]["duration"], "5s");
 }
 
+/// Values no store could index, or PostgreSQL's text hold, are kept as every store can keep
+/// them, so that one report cannot fail on one store and pass on another, or fail forever.
+#[tokio::test]
+async fn reported_values_are_kept_as_every_store_can_keep_them() {
+    let s = setup(Harness::start().await).await;
+    let t0 = now_micros() - 10_000_000;
+    let Kind::Start(mut long) = start(&s.resource_id, t0) else { unreachable!() };
+    long.username = format!("u\0{}", "é".repeat(5000));
+    let Kind::Statement(mut huge) = statement("select '\0'", t0 + 1) else { unreachable!() };
+    huge.rows = i64::MAX;
+    let batch = vec![event("long", 0, Kind::Start(long)), event("long", 1, Kind::Statement(huge.clone()))];
+    assert_eq!(report(&s.connector, batch).await, 2);
+    let two = vec![event("long", 2, Kind::Statement(huge.clone())), event("long", 3, Kind::Statement(huge))];
+    assert_eq!(report(&s.connector, two).await, 2, "totals stay in range");
+
+    let (status, body) = s.h.call("GetSession", json!({"session_id": "long"})).await;
+    assert_eq!(status, 200, "{body}");
+    let username = body["session"]["user"]["username"].as_str().unwrap();
+    assert!(username.starts_with("u\u{FFFD}é") && username.len() <= 1024 && username.len() > 1000, "{username}");
+    let (_, transcript) = s.h.call("GetSessionTranscript", json!({"session_id": "long"})).await;
+    assert!(transcript["transcript"].as_str().unwrap().contains("select '\u{FFFD}'"), "{transcript}");
+
+    for id in ["x".repeat(129), "a\nb".to_owned()] {
+        let request =
+            wire::ReportRequest { events: vec![event(&id, 0, start(&s.resource_id, t0))], ..Default::default() };
+        let refused = s.connector.report(request).await.unwrap_err();
+        assert_eq!(refused.code, connectrpc::ErrorCode::InvalidArgument, "{refused:?}");
+    }
+}
+
 #[tokio::test]
 async fn keys_stay_in_their_lane() {
     let s = setup(Harness::start().await).await;

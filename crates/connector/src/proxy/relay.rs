@@ -469,10 +469,10 @@ impl Relay {
                 start.end_user = identified.end_user.clone().map(Box::new);
             }
             None => {
-                let user = self.startup.user().unwrap_or_default().to_owned();
+                let user = as_postgres_reads(self.startup.user().unwrap_or_default());
                 start.native_username = user.clone();
                 start.username = user;
-                start.database = self.startup.database().unwrap_or_default().to_owned();
+                start.database = as_postgres_reads(self.startup.database().unwrap_or_default());
                 start.user_type = "native".to_owned();
             }
         }
@@ -773,4 +773,11 @@ where
         r.readable().await?;
     }
     reader.fill_message(r).await
+}
+
+/// A user or database name as PostgreSQL reads it from a startup message: its first 63 bytes
+/// (NAMEDATALEN - 1). A client that sends 8 kB whose start names a role logs in as that role,
+/// and is recorded so.
+fn as_postgres_reads(name: &str) -> String {
+    name[..name.floor_char_boundary(63)].to_owned()
 }
