@@ -800,11 +800,7 @@ fn rolls_back_to_savepoint(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     let words: Vec<&str> =
         lower.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
-    words.windows(3).any(|w| match w {
-        ["rollback", "to", _] => true,
-        ["rollback", "work" | "transaction", "to"] => true,
-        _ => false,
-    })
+    words.windows(3).any(|w| matches!(w, ["rollback", "to", _] | ["rollback", "work" | "transaction", "to"]))
 }
 
 /// The first keyword of `sql`, past whitespace, comments and opening parentheses.
