@@ -17,7 +17,8 @@
 //! - [`registry`]: creating resources and connectors.
 //! - [`convert`]: domain sessions to `core.v1` messages.
 //! - [`https`]: the listener of `serve --tls-cert`, TLS handshakes off the accept loop.
-//! - [`connection`]: serving one connection, HTTP/1.1 or HTTP/2, with idle time limits.
+//! - [`connection`]: serving one connection, HTTP/1.1 or HTTP/2, with limits on what a client holds.
+//! - `private`: no cache keeps an answer of the API.
 
 #![allow(refining_impl_trait_internal, refining_impl_trait_reachable)]
 
@@ -34,6 +35,7 @@ pub mod https;
 pub mod identity;
 mod json_object;
 pub mod listing;
+mod private;
 mod refusals;
 pub mod registry;
 pub mod sessions;
@@ -114,6 +116,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         .route("/health", get(move || health(store.clone())))
         .merge(console::routes())
         .fallback_service(rpc)
+        .layer(axum::middleware::from_fn(private::no_store))
         .layer(axum::middleware::from_fn(refusals::explain))
         .layer(axum::middleware::from_fn(json_object::require))
         .layer(axum::middleware::from_fn(grpc_web_text::translate));

@@ -464,6 +464,17 @@ async fn queries_compile_to_filters() {
     }
 }
 
+/// Answers are for one key: a GET (which Connect lets caches keep) tells every cache not to.
+#[tokio::test]
+async fn no_cache_keeps_an_answer() {
+    let h = Harness::start().await;
+    let url = format!("{}?encoding=json&message=%7B%7D", h.method_url("ListSessionsV2"));
+    let response = h.http.get(url).header("X-API-KEY", &h.reader_key).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "private, no-store");
+    assert!(response.headers()["vary"].to_str().unwrap().contains("X-API-KEY"));
+}
+
 /// Limits short enough for a test.
 fn short_limits(connections: usize) -> gatehouse_server::connection::Limits {
     let second = std::time::Duration::from_secs(1);

@@ -246,3 +246,16 @@ async fn end_time_and_duration_pages_read_their_own_index_in_order() {
         }
     }
 }
+
+/// Readers all busy (long aggregations, say) are no store down: a ping still answers.
+#[tokio::test]
+async fn a_ping_answers_while_every_reader_is_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("gatehouse.db")).await.unwrap();
+    let mut held = Vec::new();
+    while let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_millis(200), store.pool().acquire()).await {
+        held.push(conn);
+    }
+    assert!(!held.is_empty());
+    tokio::time::timeout(Duration::from_secs(2), store.ping()).await.expect("answered").unwrap();
+}

@@ -83,6 +83,9 @@ impl Default for PgOptions {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// One connection of its own for [`Store::ping`]: a pool all busy with long reads is no
+    /// sign of a database that cannot answer.
+    health: PgPool,
     /// `statement_timeout`, as PostgreSQL reads it (milliseconds).
     statement_timeout: String,
 }
@@ -134,7 +137,12 @@ impl PgStore {
             }
             Err(error) => return Err(classify_sqlx(error)),
         };
-        let store = Self { pool, statement_timeout };
+        let health = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(direct);
+        let store = Self { pool, health, statement_timeout };
         if options.migrate {
             store.migrate().await?;
         }
@@ -710,7 +718,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(classify_sqlx)
+        sqlx::query("SELECT 1").execute(&self.health).await.map(drop).map_err(classify_sqlx)
     }
 
     async fn refresh_statistics(&self) -> Result<u64, StoreError> {

@@ -37,6 +37,9 @@ const INSERT_CHUNK: usize = 200;
 pub struct SqliteStore {
     /// Readers. SQLite reads concurrently in WAL mode.
     readers: SqlitePool,
+    /// One connection of its own for [`Store::ping`]: readers all busy with long reads are no
+    /// sign of a store that cannot answer.
+    health: SqlitePool,
     /// The one connection that writes. SQLite has one writer at a time
     /// anyway; writes queue here rather than retry on a busy database, and
     /// this connection's page cache stays warm: a connection discards its
@@ -93,10 +96,11 @@ impl SqliteStore {
             .before_acquire(move |conn, _| {
                 Box::pin(async move { start_read_timeout(conn, read_timeout).await.map(|()| true) })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let health = SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options);
         drop(lock);
-        Ok(Self { readers, writer })
+        Ok(Self { readers, writer, health })
     }
 
     /// The migrations the store at `path` has not applied yet, as
@@ -650,7 +654,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        sqlx::query("SELECT 1").execute(&self.health).await?;
         Ok(())
     }
 }
