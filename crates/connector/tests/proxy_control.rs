@@ -445,19 +445,56 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     assert_eq!(count.as_deref(), Some("1"), "the insert committed");
     direct.simple_query(&format!("drop table {table}")).await.unwrap();
 
-    // A statement that outlasts the wait for its outcome: the session still ends when the
-    // client left, and the statement is cut off there.
+    // A client that crashes (no Terminate) while its statement runs: the statement's outcome
+    // is awaited as long as the database runs it, and the session ends with it.
     let mut raw = Raw::connect(proxy.addr).await;
     raw.startup().await;
-    let mut bytes = query_frame("select pg_sleep(4)");
-    bytes.extend_from_slice(b"X\0\0\0\x04");
-    raw.send(&bytes).await;
-    let left_us = now_us();
+    raw.send(&query_frame("select pg_sleep(2.5)")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     drop(raw);
     let s = proxy.ended_session().await;
-    assert_eq!((s.end.reason, s.statements[0].sqlstate.as_str()), (EndReason::Client, "08006"));
-    assert!((s.end.end_us - left_us).abs() < 500_000, "ended {} µs after the client left", s.end.end_us - left_us);
-    assert_eq!(s.statements[0].start_us + s.statements[0].duration_us, s.end.end_us);
+    assert_eq!((s.end.reason, s.statements[0].sqlstate.as_str(), s.statements[0].rows), (EndReason::Client, "", 1));
+    assert!(s.statements[0].duration_us >= 2_500_000, "{:?}", s.statements);
+    assert!(s.end.end_us >= s.statements[0].start_us + s.statements[0].duration_us);
+
+    // An extended exchange the client left before its Sync: the database rolls it back as it
+    // reads the end of the client's messages (the connector passes that end on), and the
+    // session ends then rather than waiting for a Sync that never comes.
+    let table = unique("gh_unsynced");
+    direct.simple_query(&format!("create table {table} (x int)")).await.unwrap();
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let frame = |tag: u8, body: &[u8]| [&[tag][..], &(body.len() as u32 + 4).to_be_bytes(), body].concat();
+    let parse = [b"\0", format!("insert into {table} values (1)").as_bytes(), b"\0\0\0"].concat();
+    let unsynced =
+        [frame(b'P', &parse), frame(b'B', b"\0\0\0\0\0\0\0\0"), frame(b'E', b"\0\0\0\0\0"), frame(b'H', b"")].concat();
+    raw.send(&unsynced).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(raw);
+    let s = proxy.ended_session().await;
+    assert_eq!(s.end.reason, EndReason::Client);
+    let rows = direct.simple_query(&format!("select count(*) from {table}")).await.unwrap();
+    let count = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(count.as_deref(), Some("0"), "rolled back");
+    direct.simple_query(&format!("drop table {table}")).await.unwrap();
+
+    // One terminated while the connector awaits its outcome: the backend is stopped.
+    let marker = unique("gh_left");
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    raw.send(&query_frame(&format!("select pg_sleep(60) /* {marker} */"))).await;
+    eventually("the query to run", || async { !backends_running(&direct, &marker).await.is_empty() }).await;
+    let (id, _) = proxy.started_session().await;
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let termination = Termination { termination_id: "t_left".into(), reason: String::new() };
+    assert!(proxy.live.terminate(&id, termination));
+    eventually("the backend to go", || async { backends_running(&direct, &marker).await.is_empty() }).await;
+    let s = proxy.ended_session().await;
+    assert_eq!((s.end.reason, s.statements[0].sqlstate.as_str()), (EndReason::Terminated, "57P01"));
 }
 
 /// A client that sends its queries and Terminate, or half-closes, in one write and then

@@ -44,6 +44,8 @@ use crate::timer;
 
 /// How long the connector waits for a side to take its last bytes when a session ends.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the statements a client left running are awaited for their outcome.
+const OUTCOME_PATIENCE: Duration = Duration::from_secs(3600);
 /// SQLSTATE recorded for statements still running when the session was ended by us.
 const SQLSTATE_ADMIN_SHUTDOWN: &str = "57P01";
 /// SQLSTATE recorded for a statement whose large message the connector had no room for.
@@ -286,7 +288,7 @@ impl Relay {
                 },
             }
         };
-        self.finish(end, &mut cw, &mut sr, &mut sw).await;
+        self.finish(end, &mut stop, &mut cw, &mut sr, &mut sw).await;
     }
 
     fn written_to_client(&self, written: io::Result<usize>) -> Result<(), End> {
@@ -518,19 +520,25 @@ impl Relay {
     /// Ends the session the way `end` requires: reports its end first (so that an abort after
     /// the shutdown grace period loses no event), then tells the client, stops the backend
     /// where we end it, and closes both sides.
-    async fn finish<CW, SR, SW>(mut self, end: End, cw: &mut CW, sr: &mut SR, sw: &mut SW)
+    async fn finish<CW, SR, SW>(mut self, mut end: End, stop: &mut Stop, cw: &mut CW, sr: &mut SR, sw: &mut SW)
     where
         CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
         SW: AsyncWrite + Unpin,
     {
         // The session ends when the client left, or when the statements it left running
-        // finished, if that came in the wait: never before its statements.
+        // finished: never before its statements.
         let mut client_left_us = now_us();
         if matches!(end, End::Client) && self.recorder.is_running() {
             self.flush_server(sw).await;
-            if let Some(outcome_us) = self.await_outcomes(cw, sr).await {
-                client_left_us = client_left_us.max(outcome_us);
+            // The database reads the end of the client's messages, as it would have directly:
+            // it finishes what it has read (an extended exchange without its Sync is rolled
+            // back), then closes.
+            let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
+            match self.await_outcomes(stop, cw, sr).await {
+                Ok(Some(outcome_us)) => client_left_us = client_left_us.max(outcome_us),
+                Ok(None) => {}
+                Err(reason) => end = End::stopped(reason),
             }
         }
         let metrics = Arc::clone(&self.ctx.metrics);
@@ -611,38 +619,58 @@ impl Relay {
     }
 
     /// The client left while statements ran. PostgreSQL finishes what it has read (and
-    /// commits it) before it notices, so the statements' real outcome is worth a short wait;
-    /// what is still running after it is recorded as cut off. The server's messages go the way
-    /// the relay's loop sends them (a login still under way completes and starts the session,
-    /// its key rewritten), so the client gets its responses, as PostgreSQL sends them to a
-    /// client that sent Terminate or half-closed after its queries; once it stops taking them
-    /// (gone, or its outbox full), they are dropped. Returns when the last outcome came, if
-    /// any did.
-    async fn await_outcomes<CW, SR>(&mut self, cw: &mut CW, sr: &mut SR) -> Option<i64>
+    /// commits it) before it notices, so the statements' real outcome is awaited, for as long
+    /// as the database runs them (up to [`OUTCOME_PATIENCE`]): the session is still working
+    /// meanwhile, and can be terminated. What is still running after that is recorded as cut
+    /// off. The server's messages go the way the relay's loop sends them (a login still under
+    /// way completes and starts the session, its key rewritten), so the client gets its
+    /// responses, as PostgreSQL sends them to a client that sent Terminate or half-closed
+    /// after its queries; once it stops taking them (gone, or its outbox full), they are
+    /// dropped. Returns when the last outcome came, if any did, or why the session was stopped
+    /// while it waited.
+    async fn await_outcomes<CW, SR>(
+        &mut self,
+        stop: &mut Stop,
+        cw: &mut CW,
+        sr: &mut SR,
+    ) -> Result<Option<i64>, StopReason>
     where
         CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
     {
-        let deadline = tokio::time::Instant::now() + FLUSH_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + OUTCOME_PATIENCE;
         let mut last = None;
         let mut client_reads = true;
         while self.recorder.is_running() {
-            let Ok(Ok(true)) = timer::timeout_at(deadline, next_batch(&mut self.server_reader, sr)).await else {
+            let read = tokio::select! {
+                biased;
+                signal = stop.signal() => match signal {
+                    Signal::Stop(reason) => return Err(reason),
+                    Signal::AnnounceRunning => {
+                        self.announce_running();
+                        continue;
+                    }
+                },
+                read = timer::timeout_at(deadline, next_batch(&mut self.server_reader, sr)) => read,
+            };
+            let Ok(Ok(true)) = read else {
                 break;
             };
-            last = Some(now_us());
             client_reads &= self.to_client.has_room();
             let relayed = match client_reads {
                 true => self.server_batch(cw),
                 false => self.server_batch(&mut tokio::io::sink()),
             };
+            // After the batch, whose outcomes are recorded at a reading of their own.
+            last = Some(now_us());
             match relayed {
                 Ok(()) => {}
                 Err(End::Io(_)) => client_reads = false,
                 Err(_) => break,
             }
+            self.report_statements();
         }
-        last
+        Ok(last)
     }
 
     /// Ending the session here: the client hears why while the backend is stopped. Whatever
