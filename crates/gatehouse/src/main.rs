@@ -45,6 +45,10 @@ use tokio::runtime::{Builder, Runtime};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // What this process writes (the store, a connector's journal and spool, key files) holds
+    // transcripts or secrets: for its owner only. Output redirected by a shell is the shell's.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -541,3 +541,19 @@ fn cli_words_for_cli_mistakes() {
     let help = stdout(&run(gatehouse().args(["sessions", "list", "--help"])));
     assert!(!help.contains("[default: ]") && help.contains("jsonl and csv stream page by page"), "{help}");
 }
+
+/// The store holds transcripts and key hashes: its directory and files are its owner's only.
+#[cfg(unix)]
+#[test]
+fn the_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(gatehouse().args(["keys", "create", "--org", "acme"]).env("GATEHOUSE_DATA_DIR", &data));
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path) & 0o077, 0, "{} is open to others", path.display());
+    }
+}

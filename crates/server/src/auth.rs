@@ -44,11 +44,18 @@ const SECRET_LEN: usize = 40;
 const TOUCH_INTERVAL_US: Micros = 60_000_000;
 
 /// A newly created key: shown once and never stored.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CreatedKey {
     pub key: String,
     pub prefix: String,
     pub hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret itself.
+        f.debug_struct("CreatedKey").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
 }
 
 /// Generates a key of `kind`.

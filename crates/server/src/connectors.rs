@@ -62,8 +62,30 @@ fn connector(ctx: &RequestContext) -> Result<ConnectorCaller, ConnectError> {
 
 type TimestampField = buffa::MessageField<Timestamp, buffa::Inline<Timestamp>>;
 
-fn micros(t: &TimestampField) -> Option<Micros> {
-    t.as_option().map(|t| t.seconds.saturating_mul(1_000_000) + i64::from(t.nanos) / 1_000)
+/// A reported time in microseconds, `None` when absent; one outside years 1 to 9999 (or with
+/// nanoseconds outside a second) is no time.
+fn micros(t: &TimestampField) -> Result<Option<Micros>, ConnectError> {
+    /// 0001-01-01 and 9999-12-31T23:59:59, as protobuf's Timestamp bounds them.
+    const SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+    match t.as_option() {
+        None => Ok(None),
+        Some(t) if SECONDS.contains(&t.seconds) && (0..1_000_000_000).contains(&t.nanos) => {
+            Ok(Some(t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000))
+        }
+        Some(_) => Err(invalid("a reported time must fall between the years 1 and 9999")),
+    }
+}
+
+/// A statement's reported duration in microseconds (0 when absent): at most a century.
+fn duration_micros(d: Option<&buffa_types::google::protobuf::Duration>) -> Result<i64, ConnectError> {
+    const SECONDS: std::ops::RangeInclusive<i64> = 0..=100 * 366 * 86_400;
+    match d {
+        None => Ok(0),
+        Some(d) if SECONDS.contains(&d.seconds) && (0..1_000_000_000).contains(&d.nanos) => {
+            Ok(d.seconds * 1_000_000 + i64::from(d.nanos) / 1_000)
+        }
+        Some(_) => Err(invalid("a statement's duration must be between 0 and a century")),
+    }
 }
 
 fn termination_message(t: &TerminationRecord) -> wire::Termination {
@@ -184,7 +206,7 @@ impl wire::ConnectorService for ConnectorApi {
                     let technology = resource.map_or("postgres", |r| r.technology.as_str()).to_owned();
                     IngestEvent::Start(Box::new(Session {
                         id: event.session_id,
-                        start: micros(&start.start_time).ok_or_else(|| invalid("a session start needs start_time"))?,
+                        start: micros(&start.start_time)?.ok_or_else(|| invalid("a session start needs start_time"))?,
                         end: None,
                         client_ip: start.client_ip_address,
                         server_ip: start.server_ip_address,
@@ -219,11 +241,8 @@ impl wire::ConnectorService for ConnectorApi {
                     session_id: event.session_id,
                     statement: StatementRecord {
                         seq: event.seq,
-                        start: micros(&s.start_time).unwrap_or_default(),
-                        duration: s
-                            .duration
-                            .as_option()
-                            .map_or(0, |d| d.seconds * 1_000_000 + i64::from(d.nanos) / 1_000),
+                        start: micros(&s.start_time)?.unwrap_or_default(),
+                        duration: duration_micros(s.duration.as_option())?,
                         text: s.text,
                         rows: s.rows,
                         bytes_sent: s.bytes_sent,
@@ -234,14 +253,14 @@ impl wire::ConnectorService for ConnectorApi {
                     session_id: event.session_id,
                     statement: StatementRecord {
                         seq: event.seq,
-                        start: micros(&r.start_time).unwrap_or_default(),
+                        start: micros(&r.start_time)?.unwrap_or_default(),
                         text: r.text,
                         ..StatementRecord::default()
                     },
                 },
                 Some(Kind::End(end)) => IngestEvent::End {
                     session_id: event.session_id,
-                    end: micros(&end.end_time).ok_or_else(|| invalid("a session end needs end_time"))?,
+                    end: micros(&end.end_time)?.ok_or_else(|| invalid("a session end needs end_time"))?,
                     reason: end.reason,
                 },
                 None => return Err(invalid("an event has no kind (start, statement, running or end)")),

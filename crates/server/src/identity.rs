@@ -196,11 +196,18 @@ pub async fn update_user(store: &dyn Store, org: OrgId, mut user: User) -> Resul
 }
 
 /// A newly created token: shown once and never stored.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CreatedToken {
     pub token: String,
     pub prefix: String,
     pub expires: Micros,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret itself.
+        f.debug_struct("CreatedToken").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
 }
 
 /// Issues a token for `user`, valid for `ttl`.

@@ -475,6 +475,32 @@ async fn no_cache_keeps_an_answer() {
     assert!(response.headers()["vary"].to_str().unwrap().contains("X-API-KEY"));
 }
 
+/// A content type in capitals is the same type; a timeout that is not one is refused.
+#[tokio::test]
+async fn content_types_in_any_case_and_timeouts_that_are_numbers() {
+    let h = Harness::start().await;
+    let post = |content_type: &str, timeout: Option<&str>| {
+        let mut request = h
+            .http
+            .post(h.method_url("ListSessionsV2"))
+            .header("X-API-KEY", &h.reader_key)
+            .header("Content-Type", content_type)
+            .body("{}");
+        if let Some(timeout) = timeout {
+            request = request.header("connect-timeout-ms", timeout);
+        }
+        request.send()
+    };
+    assert_eq!(post("APPLICATION/JSON", None).await.unwrap().status(), 200);
+    assert_eq!(post("application/json", Some("5000")).await.unwrap().status(), 200);
+    for bad in ["abc", "-1", "99999999999", ""] {
+        let response = post("application/json", Some(bad)).await.unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_argument", "{bad}");
+    }
+}
+
 /// Limits short enough for a test.
 fn short_limits(connections: usize) -> gatehouse_server::connection::Limits {
     let second = std::time::Duration::from_secs(1);

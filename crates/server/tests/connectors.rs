@@ -153,6 +153,19 @@ async fn reported_values_are_kept_as_every_store_can_keep_them() {
     let (_, transcript) = s.h.call("GetSessionTranscript", json!({"session_id": "long"})).await;
     assert!(transcript["transcript"].as_str().unwrap().contains("select '\u{FFFD}'"), "{transcript}");
 
+    // Times and durations no clock gives are refused, not wrapped.
+    let Kind::Statement(mut endless) = statement("select 1", t0 + 2) else { unreachable!() };
+    endless.duration = buffa_types::google::protobuf::Duration { seconds: i64::MAX, ..Default::default() }.into();
+    let Kind::Statement(mut far) = statement("select 1", t0 + 2) else { unreachable!() };
+    far.start_time =
+        buffa_types::google::protobuf::Timestamp { seconds: i64::MAX, nanos: 999_999_999, ..Default::default() }.into();
+    for bad in [endless, far] {
+        let request =
+            wire::ReportRequest { events: vec![event("long", 9, Kind::Statement(bad))], ..Default::default() };
+        let refused = s.connector.report(request).await.unwrap_err();
+        assert_eq!(refused.code, connectrpc::ErrorCode::InvalidArgument, "{refused:?}");
+    }
+
     for id in ["x".repeat(129), "a\nb".to_owned()] {
         let request =
             wire::ReportRequest { events: vec![event(&id, 0, start(&s.resource_id, t0))], ..Default::default() };

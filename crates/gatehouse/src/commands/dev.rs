@@ -243,7 +243,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(contents.as_bytes())
+    let mut file = options.open(path)?;
+    // The mode above is for a file created now; one an earlier run left may be open to others.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())
 }
 
 async fn has_sessions(store: &dyn Store, org: OrgId) -> anyhow::Result<bool> {
