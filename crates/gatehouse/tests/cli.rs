@@ -449,7 +449,16 @@ fn a_server_that_is_not_the_control_plane_is_named_in_one_line() {
         1,
     );
     let postgres = answering(b"E\0\0\0\x10SFATAL\0C08P01\0\0", 1);
+    let web_app = answering(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 27\r\nConnection: close\r\n\r\n\
+          <html><p>Sign in</p></html>",
+        1,
+    );
     for (url, expected) in [
+        (
+            &web_app,
+            format!("the server at {web_app} answered an HTML page, not the Gatehouse API: is {web_app} the control"),
+        ),
         (
             &html,
             format!(

@@ -139,11 +139,17 @@ async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectErro
 /// in the error's message, says nothing about Gatehouse and is often a screenful.
 fn foreign_answer(error: &ConnectError) -> Option<String> {
     let message = error.message.as_deref()?;
-    let status = message.strip_prefix("HTTP error ")?.split(|c: char| !c.is_ascii_digit()).next()?;
+    // An error status, or a success in a content type no Connect server answers in (a web
+    // application's page).
+    let (status, stated_type) = match message.strip_prefix("HTTP error ") {
+        Some(rest) => (format!("HTTP {} with ", rest.split(|c: char| !c.is_ascii_digit()).next()?), None),
+        None => (String::new(), Some(message.strip_prefix("unexpected content-type: ")?)),
+    };
     let content_type = error
         .response_headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
+        .or(stated_type)
         .map(|value| value.split(';').next().unwrap_or(value).trim().to_ascii_lowercase())
         .unwrap_or_default();
     let body = match content_type.as_str() {
@@ -151,7 +157,7 @@ fn foreign_answer(error: &ConnectError) -> Option<String> {
         "" => "a response of no stated type".to_owned(),
         other => format!("a {other} response"),
     };
-    Some(format!("HTTP {status} with {body}"))
+    Some(format!("{status}{body}"))
 }
 
 /// What to do about a server that answered with something other than HTTP. Other services
