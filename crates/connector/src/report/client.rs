@@ -77,6 +77,13 @@ impl ControlPlane {
             .split(',')
             .map(|url| {
                 let uri = parse_url(url.trim())?;
+                if uri.scheme_str() == Some("http") && !is_loopback(uri.host().unwrap_or_default()) {
+                    tracing::warn!(
+                        url = %uri,
+                        "the control plane is reached over plain http: the connector key and users' access \
+                         tokens cross the network in cleartext (use https://)"
+                    );
+                }
                 // Binary protobuf, which `report` relies on: an EncodedReportRequest is a
                 // ReportRequest in that form only (in JSON its events would be base64 strings).
                 let config = ClientConfig::new(uri).proto().with_default_header("x-api-key", value.clone());
@@ -235,6 +242,12 @@ fn parse_url(url: &str) -> Result<Uri, ClientError> {
     Ok(uri)
 }
 
+/// Whether `host` names this machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn resource(r: pb::Resource) -> Option<Resource> {
     let Ok(port) = u16::try_from(r.port) else {
         tracing::warn!(resource = %r.id, port = r.port, "ignoring a resource with an invalid port");
@@ -279,6 +292,12 @@ mod tests {
         };
         assert_eq!(encoded.encode_to_vec(), report.encode_to_vec());
         assert_eq!(pb::ReportRequest::decode_from_slice(&encoded.encode_to_vec()).unwrap(), report);
+    }
+
+    #[test]
+    fn this_machine_is_loopback() {
+        assert!(is_loopback("localhost") && is_loopback("127.0.0.1") && is_loopback("[::1]"));
+        assert!(!is_loopback("cp.internal") && !is_loopback("10.0.0.1"));
     }
 
     #[test]
