@@ -226,15 +226,15 @@ async fn serve_until<L>(
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections));
     let (tracker, closing) = (tokio_util::task::TaskTracker::new(), tokio_util::sync::CancellationToken::new());
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut full_since = None;
+    let mut at_limit = false;
     loop {
         // At the limit, the next connection waits in the listen queue until one ends.
         let permit = match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if full_since.is_none() {
+                if !at_limit {
                     tracing::warn!(limit = limits.connections, "at the connection limit: new connections wait");
-                    full_since = Some(());
+                    at_limit = true;
                 }
                 tokio::select! {
                     biased;
@@ -249,7 +249,7 @@ async fn serve_until<L>(
             (io, _) = listener.accept() => io,
         };
         if connections.available_permits() > 0 {
-            full_since = None;
+            at_limit = false;
         }
         let serving = connection::serve(io, app.clone(), builder.clone(), limits, closing.clone());
         tracker.spawn(async move {
