@@ -243,9 +243,12 @@ fn denied(message: &str) -> ConnectError {
 fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     let mut keys = Vec::with_capacity(1);
     for value in headers.get_all("x-api-key") {
-        keys.push(
-            value.to_str().map(str::trim).map_err(|_| unauthenticated("the X-API-KEY header is not valid text"))?,
-        );
+        let value =
+            value.to_str().map(str::trim).map_err(|_| unauthenticated("the X-API-KEY header is not valid text"))?;
+        // An empty one (a client's default header left unset) holds no key.
+        if !value.is_empty() {
+            keys.push(value);
+        }
     }
     let has_api_key_header = !keys.is_empty();
     let mut other_scheme = false;
@@ -349,6 +352,8 @@ mod tests {
         assert_eq!(presented_key(&headers).unwrap(), k1);
         headers.insert("x-api-key", k2.parse().unwrap());
         assert!(presented_key(&headers).unwrap_err().message.unwrap().contains("more than one API key"));
+        headers.insert("x-api-key", "".parse().unwrap());
+        assert_eq!(presented_key(&headers).unwrap(), k1, "an empty X-API-KEY is no key");
         let mut twice = http::HeaderMap::new();
         twice.append("x-api-key", "k1".parse().unwrap());
         twice.append("x-api-key", "k2".parse().unwrap());
