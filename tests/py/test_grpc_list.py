@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime, timedelta, timezone
 
+import grpc
 import pytest
 
 from conftest import (
@@ -28,6 +29,13 @@ def list_page(stub, pb, key, **request):
 
 def ids(sessions) -> list[str]:
     return [s.id for s in sessions]
+
+
+@pytest.mark.parametrize("compression", [grpc.Compression.Gzip, grpc.Compression.Deflate])
+def test_compressed_calls_are_answered(gatehouse, stub, pb, compression):
+    resp = stub.ListSessionsV2(pb.sessions.ListSessionsV2Request(limit=5), metadata=api_key(gatehouse.acme_reader),
+                               timeout=RPC_TIMEOUT, compression=compression)
+    assert len(resp.sessions) == 5
 
 
 def test_default_page_is_100_newest_first(gatehouse, stub, pb):

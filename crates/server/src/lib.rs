@@ -29,6 +29,7 @@ pub mod connectors;
 pub mod console;
 pub mod convert;
 pub mod cursor;
+mod deflate;
 mod error;
 mod grpc_web_text;
 pub mod https;
@@ -110,7 +111,11 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     let router = connectrpc_reflection::install(router, reflector);
     let limits =
         Limits::default().with_max_request_body_size(MAX_REQUEST_BYTES).with_max_message_size(MAX_REQUEST_BYTES);
-    let rpc = ConnectRpcService::new(router).with_limits(limits).with_interceptor(Authenticator::new(store.clone()));
+    let compression = connectrpc::CompressionRegistry::default().register(deflate::DeflateProvider);
+    let rpc = ConnectRpcService::new(router)
+        .with_limits(limits)
+        .with_compression(compression)
+        .with_interceptor(Authenticator::new(store.clone()));
 
     let router = axum::Router::new()
         .route("/health", get(move || health(store.clone())))
