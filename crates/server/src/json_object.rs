@@ -1,10 +1,12 @@
 //! The proto3 JSON form of a message is an object. serde's derived decoders also take a JSON
 //! array, field by field in declaration order (`["<session id>"]` was a GetSessionRequest),
-//! which would get past the strict-field contract: this middleware refuses a Connect JSON
-//! request message that is not an object, in a POST body or a GET's `message` (gzipped or
-//! not), before it is decoded.
+//! which would get past the strict-field contract: this middleware refuses a JSON request
+//! message that is not an object before it is decoded: a Connect POST body or GET `message`,
+//! or the first message of a gRPC or gRPC-Web call in JSON, compressed (in any compression
+//! the API reads) or not.
 
 use std::collections::HashMap;
+use std::io::Read;
 
 use axum::body::Body;
 use axum::extract::{Query, Request};
@@ -13,65 +15,91 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use http::{Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 
 use crate::MAX_REQUEST_BYTES;
 
+const NOT_AN_OBJECT_MESSAGE: &str = "the request message must be a JSON object, such as {\"limit\": 10}";
 const NOT_AN_OBJECT: &str =
     r#"{"code":"invalid_argument","message":"the request message must be a JSON object, such as {\"limit\": 10}"}"#;
 const TOO_LARGE: &str = r#"{"code":"resource_exhausted","message":"the request body is over 4 MiB"}"#;
+
+/// How a request carries a JSON message.
+enum Framing {
+    /// A Connect unary body, in its `Content-Encoding`.
+    Plain,
+    /// gRPC or gRPC-Web: length-prefixed messages, a compressed one in the `grpc-encoding`.
+    Enveloped,
+}
 
 /// Passes other requests through unchanged: other methods and content types, and messages
 /// that cannot be read here (left for the decoder to refuse).
 pub async fn require(request: Request, next: Next) -> Response {
     if request.method() == Method::GET {
-        if get_message(&request).is_some_and(|(message, gzip)| !is_object_or_empty(&message, gzip)) {
+        if get_message(&request).is_some_and(|(message, encoding)| !is_object_or_empty(&message, encoding.as_deref())) {
             return refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT);
         }
         return next.run(request).await;
     }
-    let Some(gzip) = json_body_encoding(&request).filter(|_| request.method() == Method::POST) else {
+    let Some(framing) = json_framing(request.headers()).filter(|_| request.method() == Method::POST) else {
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
         return refuse(StatusCode::TOO_MANY_REQUESTS, TOO_LARGE);
     };
-    if !is_object_or_empty(&bytes, gzip) {
-        return refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT);
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let object = match framing {
+        Framing::Plain => is_object_or_empty(&bytes, header(CONTENT_ENCODING.as_str())),
+        // The first message; one cut short is left to the decoder.
+        Framing::Enveloped => match bytes
+            .get(..5)
+            .map(|prefix| (prefix[0], u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]])))
+        {
+            Some((flags, len)) => match bytes.get(5..5 + len as usize) {
+                Some(message) => {
+                    is_object_or_empty(message, (flags & 1 == 1).then(|| header("grpc-encoding")).flatten())
+                }
+                None => true,
+            },
+            None => true,
+        },
+    };
+    if !object {
+        return match framing {
+            Framing::Plain => refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT),
+            // gRPC's way: HTTP 200, the status in headers that end the call (Trailers-Only).
+            Framing::Enveloped => {
+                let content_type = header(CONTENT_TYPE.as_str()).unwrap_or("application/grpc+json").to_owned();
+                let headers = [
+                    ("content-type", content_type),
+                    ("grpc-status", "3".to_owned()),
+                    ("grpc-message", NOT_AN_OBJECT_MESSAGE.to_owned()),
+                ];
+                (StatusCode::OK, headers).into_response()
+            }
+        };
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
-/// For a JSON body: whether it is gzipped. `None` for other content types and encodings.
-fn json_body_encoding(request: &Request) -> Option<bool> {
-    let headers = request.headers();
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return None;
-    }
-    match headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()) {
-        None | Some(b"identity") => Some(false),
-        Some(b"gzip") => Some(true),
-        Some(_) => None,
+/// How a request carries a JSON message, if it does.
+fn json_framing(headers: &HeaderMap) -> Option<Framing> {
+    let content_type = headers.get(CONTENT_TYPE)?.to_str().ok()?.split(';').next()?.trim().to_ascii_lowercase();
+    match content_type.as_str() {
+        "application/json" => Some(Framing::Plain),
+        "application/grpc+json" | "application/grpc-web+json" => Some(Framing::Enveloped),
+        _ => None,
     }
 }
 
-/// The `message` of a Connect GET in JSON, and whether it is gzipped; `None` for any other GET.
-fn get_message(request: &Request) -> Option<(Vec<u8>, bool)> {
+/// The `message` of a Connect GET in JSON, and its compression; `None` for any other GET.
+fn get_message(request: &Request) -> Option<(Vec<u8>, Option<String>)> {
     let Query(params) = Query::<HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
     if params.get("encoding").map(String::as_str) != Some("json") {
         return None;
     }
-    let gzip = match params.get("compression").map(String::as_str) {
-        None | Some("identity") => false,
-        Some("gzip") => true,
-        Some(_) => return None,
-    };
+    let compression = params.get("compression").cloned();
     let message = params.get("message")?;
     let message = if params.get("base64").map(String::as_str) == Some("1") {
         let unpadded = message.trim_end_matches('=');
@@ -80,20 +108,24 @@ fn get_message(request: &Request) -> Option<(Vec<u8>, bool)> {
     } else {
         message.as_bytes().to_vec()
     };
-    Some((message, gzip))
+    Some((message, compression))
 }
 
-/// Whether a message starts as an object. An empty one, and a gzipped one that does not
-/// decompress, are left to the decoder; of a gzipped one, only the start is decompressed.
-fn is_object_or_empty(message: &[u8], gzip: bool) -> bool {
+/// Whether a message starts as an object. An empty one, one in a compression the API does not
+/// read, and a compressed one that does not decompress, are left to the decoder; of a
+/// compressed one, only the start is decompressed.
+fn is_object_or_empty(message: &[u8], encoding: Option<&str>) -> bool {
     let first = |bytes: &[u8]| bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
-    if !gzip {
-        return matches!(first(message), None | Some(b'{'));
-    }
-    let mut decoder = flate2::read::GzDecoder::new(message);
+    let provider = match encoding {
+        None | Some("identity") => return matches!(first(message), None | Some(b'{')),
+        Some(name) => crate::compression::registry().get(name),
+    };
+    let Some(Ok(mut decoder)) = provider.map(|provider| provider.decompressor(message)) else {
+        return true;
+    };
     let mut chunk = [0u8; 256];
     loop {
-        match std::io::Read::read(&mut decoder, &mut chunk) {
+        match decoder.read(&mut chunk) {
             Ok(0) | Err(_) => return true,
             Ok(n) => {
                 if let Some(byte) = first(&chunk[..n]) {

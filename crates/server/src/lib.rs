@@ -24,12 +24,12 @@
 
 pub mod aggregations;
 pub mod auth;
+mod compression;
 pub mod connection;
 pub mod connectors;
 pub mod console;
 pub mod convert;
 pub mod cursor;
-mod deflate;
 mod error;
 mod grpc_web_text;
 pub mod https;
@@ -111,10 +111,9 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     let router = connectrpc_reflection::install(router, reflector);
     let limits =
         Limits::default().with_max_request_body_size(MAX_REQUEST_BYTES).with_max_message_size(MAX_REQUEST_BYTES);
-    let compression = connectrpc::CompressionRegistry::default().register(deflate::DeflateProvider);
     let rpc = ConnectRpcService::new(router)
         .with_limits(limits)
-        .with_compression(compression)
+        .with_compression(compression::registry().clone())
         .with_interceptor(Authenticator::new(store.clone()));
 
     let router = axum::Router::new()

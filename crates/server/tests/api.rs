@@ -501,6 +501,50 @@ async fn content_types_in_any_case_and_timeouts_that_are_numbers() {
     }
 }
 
+/// A JSON array is no message, however it comes: compressed, or in a gRPC envelope.
+#[tokio::test]
+async fn a_json_array_is_refused_compressed_or_enveloped() {
+    use std::io::Write;
+    let h = Harness::start().await;
+    let array = br#"["x"]"#;
+    let mut deflated = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    deflated.write_all(array).unwrap();
+    let deflated = deflated.finish().unwrap();
+    let response = h
+        .http
+        .post(h.method_url("GetSession"))
+        .header("X-API-KEY", &h.reader_key)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "deflate")
+        .body(deflated.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("must be a JSON object"));
+
+    for (content_type, flags, message, encoding) in [
+        ("application/grpc+json", 0u8, &array[..], None),
+        ("application/grpc-web+json", 0, &array[..], None),
+        ("application/grpc+json", 1, &deflated[..], Some("deflate")),
+    ] {
+        let mut body = vec![flags];
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(message);
+        let mut request = h
+            .http
+            .post(h.method_url("GetSession"))
+            .header("X-API-KEY", &h.reader_key)
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(encoding) = encoding {
+            request = request.header("grpc-encoding", encoding);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers().get("grpc-status").map(|v| v.to_str().unwrap()), Some("3"), "{content_type}");
+    }
+}
+
 /// Limits short enough for a test.
 fn short_limits(connections: usize) -> gatehouse_server::connection::Limits {
     let second = std::time::Duration::from_secs(1);

@@ -1,15 +1,23 @@
-//! `deflate` (zlib, RFC 1950), the third compression gRPC names beside gzip and zstd: grpcio
-//! sends it with `compression=grpc.Compression.Deflate`, and HTTP clients with
-//! `Content-Encoding: deflate`.
+//! The compressions the API reads and writes: gzip and zstd, and `deflate` (zlib, RFC 1950),
+//! the third gRPC names: grpcio sends it with `compression=grpc.Compression.Deflate`, and HTTP
+//! clients with `Content-Encoding: deflate`.
 
 use std::io::{Read, Write};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
+use connectrpc::CompressionRegistry;
 use connectrpc::compression::CompressionProvider;
 use connectrpc::{ConnectError, ErrorCode};
 use flate2::Compression;
 use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
+
+/// The one registry, for the RPC layer and for what reads a request before it.
+pub fn registry() -> &'static CompressionRegistry {
+    static REGISTRY: OnceLock<CompressionRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| CompressionRegistry::default().register(DeflateProvider))
+}
 
 pub struct DeflateProvider;
 
