@@ -481,6 +481,46 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     assert_eq!(count.as_deref(), Some("0"), "rolled back");
     direct.simple_query(&format!("drop table {table}")).await.unwrap();
 
+    // A client killed with answers unread resets its connection: the database (directly, it
+    // would lose what it had not read) runs none of what is queued, its pipelined COMMIT
+    // included, and the transaction is rolled back.
+    let table = unique("gh_reset");
+    direct.simple_query(&format!("create table {table} (x int)")).await.unwrap();
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut pipeline = query_frame("begin");
+    for sql in [format!("insert into {table} values (1)"), "select pg_sleep(0.5)".to_owned(), "commit".to_owned()] {
+        pipeline.extend_from_slice(&query_frame(&sql));
+    }
+    raw.send(&pipeline).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.stream.set_zero_linger().unwrap();
+    drop(raw);
+    let s = proxy.ended_session().await;
+    assert_eq!(s.end.reason, EndReason::Client);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rows = direct.simple_query(&format!("select count(*) from {table}")).await.unwrap();
+    let count = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(count.as_deref(), Some("0"), "rolled back, as it would be directly");
+    direct.simple_query(&format!("drop table {table}")).await.unwrap();
+
+    // A client that leaves during a large result: the database stops, as it would directly,
+    // rather than run on for nobody.
+    let marker = unique("gh_big");
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    // A cross join streams its rows (a set-returning function would gather them all first).
+    let big = format!("select repeat('x', 1000) /* {marker} */ from pg_class a, pg_class b, pg_class c");
+    raw.send(&query_frame(&big)).await;
+    eventually("the query to run", || async { !backends_running(&direct, &marker).await.is_empty() }).await;
+    drop(raw);
+    eventually("the backend to stop", || async { backends_running(&direct, &marker).await.is_empty() }).await;
+    let s = proxy.ended_session().await;
+    assert_eq!((s.end.reason, s.statements[0].sqlstate.as_str()), (EndReason::Client, "08006"));
+
     // One terminated while the connector awaits its outcome: the backend is stopped.
     let marker = unique("gh_left");
     let mut raw = Raw::connect(proxy.addr).await;
@@ -521,6 +561,34 @@ async fn queries_sent_with_their_goodbye_are_still_answered() {
         let s = proxy.ended_session().await;
         assert_eq!((s.end.reason, s.texts()), (EndReason::Client, vec!["select 'one' from pg_sleep(0.2)"]));
     }
+
+    // A half-closed client that takes its time reading a large result gets all of it.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    raw.send(&query_frame("select g, repeat('x', 100) from generate_series(1, 300000) g")).await;
+    raw.stream.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut rows, mut last) = (0, 0);
+    while let Some(msg) = raw.recv().await {
+        rows += usize::from(msg.tag() == b'D');
+        last = msg.tag();
+    }
+    assert_eq!((rows, last), (300_000, b'Z'));
+    let s = proxy.ended_session().await;
+    assert_eq!((s.statements[0].rows, s.statements[0].sqlstate.as_str()), (300_000, ""));
+
+    // A whole query, then half a message and the end: the query runs, as it would directly,
+    // and is recorded so; the half message is refused.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut bytes = query_frame("select 1 from pg_sleep(0.3)");
+    bytes.extend_from_slice(&query_frame("select 2")[..7]);
+    raw.send(&bytes).await;
+    raw.stream.shutdown().await.unwrap();
+    while raw.recv().await.is_some() {}
+    let s = proxy.ended_session().await;
+    assert_eq!((s.statements[0].rows, s.statements[0].sqlstate.as_str()), (1, ""), "{:?}", s.statements);
+    assert!(s.statements[0].duration_us >= 300_000);
 
     // Startup, a query and Terminate in one write: the login completes and the session starts
     // while the connector waits for the query's outcome, so it is recorded like any other.

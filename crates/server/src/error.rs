@@ -53,3 +53,16 @@ mod tests {
         assert_eq!(invalid("short").message.as_deref(), Some("short"));
     }
 }
+
+/// A gRPC or gRPC-Web error answered before the RPC layer, as gRPC answers one: HTTP 200 and
+/// the status in headers that end the call (Trailers-Only), in the request's `content_type`.
+/// `message` must be printable ASCII without `%` (gRPC would percent-encode the rest).
+pub fn grpc_refusal(content_type: &str, code: ErrorCode, message: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let headers = [
+        ("content-type", content_type.to_owned()),
+        ("grpc-status", code.grpc_code().to_string()),
+        ("grpc-message", message.to_owned()),
+    ];
+    (http::StatusCode::OK, headers).into_response()
+}

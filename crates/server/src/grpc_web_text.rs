@@ -6,12 +6,15 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use connectrpc::ErrorCode;
+use http::HeaderValue;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, StatusCode};
+
+use crate::error::grpc_refusal;
 use http_body_util::BodyExt;
 
 use crate::MAX_REQUEST_BYTES;
@@ -20,7 +23,7 @@ const TEXT: &str = "application/grpc-web-text";
 
 /// Passes other requests through unchanged.
 pub async fn translate(request: Request, next: Next) -> Response {
-    let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     // `application/grpc-web-text` or `application/grpc-web-text+proto`, parameters aside.
     let Some(suffix) = content_type.split(';').next().and_then(|t| t.trim().strip_prefix(TEXT)) else {
         return next.run(request).await;
@@ -30,10 +33,10 @@ pub async fn translate(request: Request, next: Next) -> Response {
     // Base64 takes 4 bytes for 3: the binary limit applies after decoding.
     let text = match axum::body::to_bytes(body, MAX_REQUEST_BYTES / 3 * 4 + 4096).await {
         Ok(text) => text,
-        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"),
+        Err(_) => return grpc_refusal(&content_type, ErrorCode::ResourceExhausted, "the request body is too large"),
     };
     let Some(decoded) = decode(&text) else {
-        return refuse(StatusCode::BAD_REQUEST, "the grpc-web-text body is not base64");
+        return grpc_refusal(&content_type, ErrorCode::InvalidArgument, "the grpc-web-text body is not base64");
     };
     parts.headers.insert(CONTENT_TYPE, HeaderValue::from_str(&binary).unwrap_or(HeaderValue::from_static(TEXT)));
     parts.headers.remove(CONTENT_LENGTH);
@@ -73,10 +76,6 @@ fn decode(text: &[u8]) -> Option<Vec<u8>> {
     }
     STANDARD.decode_vec(&text[start..], &mut out).ok()?;
     Some(out)
-}
-
-fn refuse(status: StatusCode, message: &'static str) -> Response {
-    (status, [(CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response()
 }
 
 #[cfg(test)]

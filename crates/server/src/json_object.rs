@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use connectrpc::ErrorCode;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 
@@ -68,15 +69,9 @@ pub async fn require(request: Request, next: Next) -> Response {
     if !object {
         return match framing {
             Framing::Plain => refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT),
-            // gRPC's way: HTTP 200, the status in headers that end the call (Trailers-Only).
             Framing::Enveloped => {
-                let content_type = header(CONTENT_TYPE.as_str()).unwrap_or("application/grpc+json").to_owned();
-                let headers = [
-                    ("content-type", content_type),
-                    ("grpc-status", "3".to_owned()),
-                    ("grpc-message", NOT_AN_OBJECT_MESSAGE.to_owned()),
-                ];
-                (StatusCode::OK, headers).into_response()
+                let content_type = header(CONTENT_TYPE.as_str()).unwrap_or("application/grpc+json");
+                crate::error::grpc_refusal(content_type, ErrorCode::InvalidArgument, NOT_AN_OBJECT_MESSAGE)
             }
         };
     }

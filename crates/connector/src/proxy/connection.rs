@@ -54,6 +54,11 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyConte
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
+    // A client whose network went away without a word is found out, as PostgreSQL finds out
+    // its own clients: its session, and the backend it holds (locks too), do not last forever.
+    if let Err(error) = rustix::net::sockopt::set_socket_keepalive(&stream, true) {
+        tracing::debug!(%peer, %error, "cannot set SO_KEEPALIVE");
+    }
     let metrics = Arc::clone(&ctx.metrics);
     Metrics::add(&metrics.connections_total, 1);
     let _active = Active::new(&metrics.connections_active);

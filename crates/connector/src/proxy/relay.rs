@@ -74,10 +74,20 @@ pub(crate) struct Conn {
     pub accepted_us: i64,
 }
 
+/// How a wait for the outcomes of a client that left ended.
+enum Waited {
+    /// Every statement was answered, or the database closed, or the wait ran out.
+    Answered,
+    ClientGone,
+}
+
 /// Why the relay stopped.
 enum End {
     /// The client sent Terminate or closed the connection.
     Client,
+    /// A write to the client failed: it is gone, as a database's write to a client that died
+    /// fails.
+    ClientGone(io::Error),
     /// The server closed the connection.
     Server,
     Terminated(Termination),
@@ -93,15 +103,15 @@ enum End {
 impl End {
     fn client_read(error: WireError) -> Self {
         match error {
-            // A client that went away without a word: a killed process, a TLS session closed
-            // without close_notify. It left, as one that closes cleanly does.
+            // A client that went away without a word (a TLS session closed without
+            // close_notify) left, as one that closes cleanly does.
+            WireError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => End::Client,
+            // One that reset the connection (a killed process with answers unread) is gone: the
+            // database would have lost what it had not read yet.
             WireError::Io(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                ) =>
+                if matches!(error.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) =>
             {
-                End::Client
+                End::ClientGone(error)
             }
             WireError::Io(error) => End::Io(error),
             error => End::ClientProtocol(error),
@@ -173,23 +183,39 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         (ClientStream::Plain(mut client), ServerStream::Plain(mut server)) => {
             let (cr, cw) = client.split();
             let (sr, sw) = server.split();
-            relay.run(stop, cr, cw, sr, sw).await;
+            if relay.run(stop, cr, cw, sr, sw).await {
+                reset(&server);
+            }
         }
         (ClientStream::Tls(client), ServerStream::Plain(mut server)) => {
             let (cr, cw) = tokio::io::split(*client);
             let (sr, sw) = server.split();
-            relay.run(stop, cr, cw, sr, sw).await;
+            if relay.run(stop, cr, cw, sr, sw).await {
+                reset(&server);
+            }
         }
         (ClientStream::Plain(mut client), ServerStream::Tls(server)) => {
             let (cr, cw) = client.split();
-            let (sr, sw) = tokio::io::split(*server);
-            relay.run(stop, cr, cw, sr, sw).await;
+            let (mut sr, mut sw) = tokio::io::split(*server);
+            if relay.run(stop, cr, cw, &mut sr, &mut sw).await {
+                reset(sr.unsplit(sw).get_ref().0);
+            }
         }
         (ClientStream::Tls(client), ServerStream::Tls(server)) => {
             let (cr, cw) = tokio::io::split(*client);
-            let (sr, sw) = tokio::io::split(*server);
-            relay.run(stop, cr, cw, sr, sw).await;
+            let (mut sr, mut sw) = tokio::io::split(*server);
+            if relay.run(stop, cr, cw, &mut sr, &mut sw).await {
+                reset(sr.unsplit(sw).get_ref().0);
+            }
         }
+    }
+}
+
+/// Resets the connection to the database as it is dropped (an RST, not a FIN): the database
+/// fails its next read or write, as with a client that died, rather than read what is left.
+fn reset(tcp: &tokio::net::TcpStream) {
+    if let Err(error) = tcp.set_zero_linger() {
+        tracing::debug!(%error, "cannot reset the connection to the database");
     }
 }
 
@@ -232,7 +258,8 @@ struct Relay {
 }
 
 impl Relay {
-    async fn run<CR, CW, SR, SW>(mut self, mut stop: Stop, mut cr: CR, mut cw: CW, mut sr: SR, mut sw: SW)
+    /// Returns whether the connection to the database is to be reset rather than closed.
+    async fn run<CR, CW, SR, SW>(mut self, mut stop: Stop, mut cr: CR, mut cw: CW, mut sr: SR, mut sw: SW) -> bool
     where
         CR: AsyncRead + WaitReadable + Unpin,
         CW: AsyncWrite + Unpin,
@@ -288,11 +315,11 @@ impl Relay {
                 },
             }
         };
-        self.finish(end, &mut stop, &mut cw, &mut sr, &mut sw).await;
+        self.finish(end, &mut stop, &mut cw, &mut sr, &mut sw).await
     }
 
     fn written_to_client(&self, written: io::Result<usize>) -> Result<(), End> {
-        let n = written.map_err(End::Io)?;
+        let n = written.map_err(End::ClientGone)?;
         Metrics::add(&self.ctx.metrics.bytes_to_clients_total, n as u64);
         Ok(())
     }
@@ -520,7 +547,7 @@ impl Relay {
     /// Ends the session the way `end` requires: reports its end first (so that an abort after
     /// the shutdown grace period loses no event), then tells the client, stops the backend
     /// where we end it, and closes both sides.
-    async fn finish<CW, SR, SW>(mut self, mut end: End, stop: &mut Stop, cw: &mut CW, sr: &mut SR, sw: &mut SW)
+    async fn finish<CW, SR, SW>(mut self, mut end: End, stop: &mut Stop, cw: &mut CW, sr: &mut SR, sw: &mut SW) -> bool
     where
         CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
@@ -529,21 +556,29 @@ impl Relay {
         // The session ends when the client left, or when the statements it left running
         // finished: never before its statements.
         let mut client_left_us = now_us();
-        if matches!(end, End::Client) && self.recorder.is_running() {
+        // A client gone (not just done sending) is to the database as a dead client's socket
+        // is: the connection is reset, so that it runs no more of what it has read (a dead
+        // client's pipelined COMMIT) once what it runs now is over.
+        let mut reset = matches!(end, End::ClientGone(_));
+        // A client that closed halfway through a message is refused for it, but what it sent
+        // whole before reached the database, which runs it.
+        let left = matches!(end, End::Client | End::ClientProtocol(WireError::UnexpectedEof));
+        if left && self.recorder.is_running() {
             self.flush_server(sw).await;
             // The database reads the end of the client's messages, as it would have directly:
             // it finishes what it has read (an extended exchange without its Sync is rolled
             // back), then closes.
             let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
             match self.await_outcomes(stop, cw, sr).await {
-                Ok(Some(outcome_us)) => client_left_us = client_left_us.max(outcome_us),
-                Ok(None) => {}
+                Ok(Waited::Answered) => {}
+                Ok(Waited::ClientGone) => reset = true,
                 Err(reason) => end = End::stopped(reason),
             }
+            client_left_us = now_us();
         }
         let metrics = Arc::clone(&self.ctx.metrics);
         let (reason, end_us) = match &end {
-            End::Client => (EndReason::Client, client_left_us),
+            End::Client | End::ClientGone(_) => (EndReason::Client, client_left_us),
             End::Server | End::LoginUnanswered(_) => (EndReason::Server, now_us()),
             End::Terminated(_) => (EndReason::Terminated, now_us()),
             End::Shutdown(at) => (EndReason::Shutdown, *at),
@@ -612,65 +647,57 @@ impl Relay {
                 refusal(&error, "invalid message from the database").encode(self.to_client.buf_mut());
                 self.flush_client(cw).await;
             }
+            End::ClientGone(error) => tracing::debug!(peer = %self.peer, %error, "the client is gone"),
             End::Io(error) => tracing::debug!(peer = %self.peer, %error, "connection failed"),
         }
         let _ = timer::timeout(FLUSH_TIMEOUT, cw.shutdown()).await;
-        let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
+        if !reset {
+            let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
+        }
+        reset
     }
 
     /// The client left while statements ran. PostgreSQL finishes what it has read (and
     /// commits it) before it notices, so the statements' real outcome is awaited, for as long
     /// as the database runs them (up to [`OUTCOME_PATIENCE`]): the session is still working
     /// meanwhile, and can be terminated. What is still running after that is recorded as cut
-    /// off. The server's messages go the way the relay's loop sends them (a login still under
-    /// way completes and starts the session, its key rewritten), so the client gets its
-    /// responses, as PostgreSQL sends them to a client that sent Terminate or half-closed
-    /// after its queries; once it stops taking them (gone, or its outbox full), they are
-    /// dropped. Returns when the last outcome came, if any did, or why the session was stopped
-    /// while it waited.
-    async fn await_outcomes<CW, SR>(
-        &mut self,
-        stop: &mut Stop,
-        cw: &mut CW,
-        sr: &mut SR,
-    ) -> Result<Option<i64>, StopReason>
+    /// off. The answers go to the client as the relay's loop sends them (a login still under
+    /// way completes and starts the session, its key rewritten), as PostgreSQL sends them to a
+    /// client that sent Terminate or half-closed after its queries, as long as it takes them;
+    /// when a write to it fails, it is gone, and so is the wait: the database would have
+    /// stopped there too.
+    async fn await_outcomes<CW, SR>(&mut self, stop: &mut Stop, cw: &mut CW, sr: &mut SR) -> Result<Waited, StopReason>
     where
         CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
     {
-        let deadline = tokio::time::Instant::now() + OUTCOME_PATIENCE;
-        let mut last = None;
-        let mut client_reads = true;
+        let patience = timer::sleep(OUTCOME_PATIENCE);
+        let mut patience = std::pin::pin!(patience);
         while self.recorder.is_running() {
-            let read = tokio::select! {
+            tokio::select! {
                 biased;
                 signal = stop.signal() => match signal {
                     Signal::Stop(reason) => return Err(reason),
-                    Signal::AnnounceRunning => {
-                        self.announce_running();
-                        continue;
-                    }
+                    Signal::AnnounceRunning => self.announce_running(),
                 },
-                read = timer::timeout_at(deadline, next_batch(&mut self.server_reader, sr)) => read,
-            };
-            let Ok(Ok(true)) = read else {
-                break;
-            };
-            client_reads &= self.to_client.has_room();
-            let relayed = match client_reads {
-                true => self.server_batch(cw),
-                false => self.server_batch(&mut tokio::io::sink()),
-            };
-            // After the batch, whose outcomes are recorded at a reading of their own.
-            last = Some(now_us());
-            match relayed {
-                Ok(()) => {}
-                Err(End::Io(_)) => client_reads = false,
-                Err(_) => break,
+                () = &mut patience => break,
+                written = self.to_client.drive(cw), if self.to_client.wants_io() => {
+                    if self.written_to_client(written).is_err() {
+                        return Ok(Waited::ClientGone);
+                    }
+                }
+                read = next_batch(&mut self.server_reader, sr), if self.to_client.has_room() => match read {
+                    Ok(true) => match self.server_batch(cw) {
+                        Ok(()) => {}
+                        Err(End::ClientGone(_)) => return Ok(Waited::ClientGone),
+                        Err(_) => break,
+                    },
+                    // The database closed: what it had not answered, it never will.
+                    Ok(false) | Err(_) => break,
+                },
             }
-            self.report_statements();
         }
-        Ok(last)
+        Ok(Waited::Answered)
     }
 
     /// Ending the session here: the client hears why while the backend is stopped. Whatever
@@ -780,6 +807,12 @@ impl WaitReadable for tokio::net::tcp::ReadHalf<'_> {
 }
 
 /// TLS may hold decrypted bytes the socket's readiness does not show.
+impl<T: WaitReadable> WaitReadable for &mut T {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+        (**self).readable()
+    }
+}
+
 impl<T> WaitReadable for tokio::io::ReadHalf<T> {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
         std::future::ready(Ok(()))
