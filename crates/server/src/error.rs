@@ -41,19 +41,6 @@ pub fn invalid(message: impl Into<String>) -> ConnectError {
 /// The longest `invalid_argument` message.
 const MAX_MESSAGE_LEN: usize = 1024;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn invalid_messages_are_bounded() {
-        let long = format!("histogram_interval {:?} is not a duration", "é".repeat(100_000));
-        let message = invalid(long).message.unwrap_or_default();
-        assert!(message.len() <= MAX_MESSAGE_LEN + "… (cut)".len() && message.ends_with("… (cut)"), "{message}");
-        assert_eq!(invalid("short").message.as_deref(), Some("short"));
-    }
-}
-
 /// A gRPC or gRPC-Web error answered before the RPC layer, as gRPC answers one: HTTP 200 and
 /// the status in headers that end the call (Trailers-Only), in the request's `content_type`.
 /// `message` must be printable ASCII without `%` (gRPC would percent-encode the rest).
@@ -65,4 +52,17 @@ pub fn grpc_refusal(content_type: &str, code: ErrorCode, message: &'static str) 
         ("grpc-message", message.to_owned()),
     ];
     (http::StatusCode::OK, headers).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_messages_are_bounded() {
+        let long = format!("histogram_interval {:?} is not a duration", "é".repeat(100_000));
+        let message = invalid(long).message.unwrap_or_default();
+        assert!(message.len() <= MAX_MESSAGE_LEN + "… (cut)".len() && message.ends_with("… (cut)"), "{message}");
+        assert_eq!(invalid("short").message.as_deref(), Some("short"));
+    }
 }

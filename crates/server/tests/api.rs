@@ -543,6 +543,18 @@ async fn a_json_array_is_refused_compressed_or_enveloped() {
         let response = request.send().await.unwrap();
         assert_eq!(response.headers().get("grpc-status").map(|v| v.to_str().unwrap()), Some("3"), "{content_type}");
     }
+    // gRPC-Web text that is not base64: a gRPC error too, which grpc-web clients read.
+    let response = h
+        .http
+        .post(h.method_url("GetSession"))
+        .header("X-API-KEY", &h.reader_key)
+        .header("Content-Type", "application/grpc-web-text")
+        .body("not base64!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "3");
 }
 
 /// Limits short enough for a test.
