@@ -416,6 +416,11 @@ async fn assert_protocol_violation(raw: &mut Raw<TcpStream>) {
     assert!(raw.recv().await.is_none(), "still open after a FATAL");
 }
 
+/// How many rows `table` holds, as the database sees it now.
+async fn rows_in(direct: &tokio_postgres::Client, table: &str) -> i64 {
+    direct.query_one(&format!("select count(*) from {table}"), &[]).await.unwrap().get(0)
+}
+
 #[tokio::test]
 async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     let mut proxy = Proxy::start().await;
@@ -437,12 +442,8 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     // Its real outcome: it succeeded (an insert sends no rows).
     assert_eq!((s.statements[0].rows, s.statements[0].sqlstate.as_str()), (0, ""), "{:?}", s.statements);
     assert!(s.statements[0].duration_us >= 300_000);
-    let rows = direct.simple_query(&format!("select count(*) from {table}")).await.unwrap();
-    let count = rows.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-        _ => None,
-    });
-    assert_eq!(count.as_deref(), Some("1"), "the insert committed");
+    let count = rows_in(&direct, &table).await;
+    assert_eq!(count, 1, "the insert committed");
     direct.simple_query(&format!("drop table {table}")).await.unwrap();
 
     // A client that crashes (no Terminate) while its statement runs: the statement's outcome
@@ -473,12 +474,8 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     drop(raw);
     let s = proxy.ended_session().await;
     assert_eq!(s.end.reason, EndReason::Client);
-    let rows = direct.simple_query(&format!("select count(*) from {table}")).await.unwrap();
-    let count = rows.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-        _ => None,
-    });
-    assert_eq!(count.as_deref(), Some("0"), "rolled back");
+    let count = rows_in(&direct, &table).await;
+    assert_eq!(count, 0, "rolled back");
     direct.simple_query(&format!("drop table {table}")).await.unwrap();
 
     // A client killed with answers unread resets its connection: the database (directly, it
@@ -499,12 +496,36 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     let s = proxy.ended_session().await;
     assert_eq!(s.end.reason, EndReason::Client);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let rows = direct.simple_query(&format!("select count(*) from {table}")).await.unwrap();
-    let count = rows.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-        _ => None,
-    });
-    assert_eq!(count.as_deref(), Some("0"), "rolled back, as it would be directly");
+    let count = rows_in(&direct, &table).await;
+    assert_eq!(count, 0, "rolled back, as it would be directly");
+    direct.simple_query(&format!("drop table {table}")).await.unwrap();
+
+    // A client that resets its connection while its one statement runs: the database finishes
+    // it, as directly, and the record says so.
+    direct.simple_query(&format!("create table {table} (x int)")).await.unwrap();
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    raw.send(&query_frame(&format!("insert into {table} select 1 from pg_sleep(0.5)"))).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.stream.set_zero_linger().unwrap();
+    drop(raw);
+    let s = proxy.ended_session().await;
+    assert_eq!((s.end.reason, s.statements[0].sqlstate.as_str()), (EndReason::Client, ""), "{:?}", s.statements);
+    assert_eq!(rows_in(&direct, &table).await, 1, "committed");
+    // Its statement and Terminate, then a reset while it runs: what it queued behind is lost,
+    // as directly.
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut bytes = query_frame("select pg_sleep(0.5)");
+    bytes.extend_from_slice(&query_frame(&format!("insert into {table} values (2)")));
+    bytes.extend_from_slice(b"X\0\0\0\x04");
+    raw.send(&bytes).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.stream.set_zero_linger().unwrap();
+    drop(raw);
+    proxy.ended_session().await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(rows_in(&direct, &table).await, 1, "the queued insert never ran");
     direct.simple_query(&format!("drop table {table}")).await.unwrap();
 
     // A client that leaves during a large result: the database stops, as it would directly,

@@ -450,6 +450,12 @@ impl Recorder {
         self.first_statement().is_some()
     }
 
+    /// Whether statements wait behind the first: what a client sent ahead, which the database
+    /// runs after the one it is on.
+    pub(crate) fn queued_behind_first(&self) -> bool {
+        self.queue.iter().filter(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. })).nth(1).is_some()
+    }
+
     /// The first statement in the queue (a simple query or an Execute), and where it is.
     fn first_statement(&self) -> Option<(usize, &Pending)> {
         self.queue.iter().enumerate().find_map(|(at, entry)| match entry {

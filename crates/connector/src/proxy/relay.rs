@@ -113,7 +113,8 @@ impl End {
             {
                 End::ClientGone(error)
             }
-            WireError::Io(error) => End::Io(error),
+            // Any other failure to read it (a keepalive that timed out, a network gone) too.
+            WireError::Io(error) => End::ClientGone(error),
             error => End::ClientProtocol(error),
         }
     }
@@ -315,7 +316,7 @@ impl Relay {
                 },
             }
         };
-        self.finish(end, &mut stop, &mut cw, &mut sr, &mut sw).await
+        self.finish(end, &mut stop, &mut cr, &mut cw, &mut sr, &mut sw).await
     }
 
     fn written_to_client(&self, written: io::Result<usize>) -> Result<(), End> {
@@ -547,8 +548,17 @@ impl Relay {
     /// Ends the session the way `end` requires: reports its end first (so that an abort after
     /// the shutdown grace period loses no event), then tells the client, stops the backend
     /// where we end it, and closes both sides.
-    async fn finish<CW, SR, SW>(mut self, mut end: End, stop: &mut Stop, cw: &mut CW, sr: &mut SR, sw: &mut SW) -> bool
+    async fn finish<CR, CW, SR, SW>(
+        mut self,
+        mut end: End,
+        stop: &mut Stop,
+        cr: &mut CR,
+        cw: &mut CW,
+        sr: &mut SR,
+        sw: &mut SW,
+    ) -> bool
     where
+        CR: AsyncRead + Unpin,
         CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
         SW: AsyncWrite + Unpin,
@@ -557,24 +567,31 @@ impl Relay {
         // finished: never before its statements.
         let mut client_left_us = now_us();
         // A client gone (not just done sending) is to the database as a dead client's socket
-        // is: the connection is reset, so that it runs no more of what it has read (a dead
-        // client's pipelined COMMIT) once what it runs now is over.
-        let mut reset = matches!(end, End::ClientGone(_));
-        // A client that closed halfway through a message is refused for it, but what it sent
-        // whole before reached the database, which runs it.
-        let left = matches!(end, End::Client | End::ClientProtocol(WireError::UnexpectedEof));
+        // is: once what the database runs now has nowhere to go, the connection is reset, so
+        // that it runs no more of what it has read (a dead client's pipelined COMMIT).
+        let gone = matches!(end, End::ClientGone(_));
+        let left = gone || matches!(end, End::Client | End::ClientProtocol(WireError::UnexpectedEof));
+        let mut reset = false;
         if left && self.recorder.is_running() {
-            self.flush_server(sw).await;
-            // The database reads the end of the client's messages, as it would have directly:
-            // it finishes what it has read (an extended exchange without its Sync is rolled
-            // back), then closes.
-            let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
-            match self.await_outcomes(stop, cw, sr).await {
-                Ok(Waited::Answered) => {}
-                Ok(Waited::ClientGone) => reset = true,
-                Err(reason) => end = End::stopped(reason),
+            if gone && self.recorder.queued_behind_first() {
+                // Directly, what it sent after the statement running now would be lost with it.
+                reset = true;
+            } else {
+                // What a client that left cleanly sent reaches the database.
+                if !gone {
+                    self.flush_server(sw).await;
+                }
+                // The database reads the end of the client's messages, as it would have
+                // directly: it finishes what it has read (an extended exchange without its Sync
+                // is rolled back), then closes.
+                let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
+                match self.await_outcomes(stop, cr, cw, sr, gone).await {
+                    Ok(Waited::Answered) => {}
+                    Ok(Waited::ClientGone) => reset = true,
+                    Err(reason) => end = End::stopped(reason),
+                }
+                client_left_us = now_us();
             }
-            client_left_us = now_us();
         }
         let metrics = Arc::clone(&self.ctx.metrics);
         let (reason, end_us) = match &end {
@@ -663,16 +680,28 @@ impl Relay {
     /// meanwhile, and can be terminated. What is still running after that is recorded as cut
     /// off. The answers go to the client as the relay's loop sends them (a login still under
     /// way completes and starts the session, its key rewritten), as PostgreSQL sends them to a
-    /// client that sent Terminate or half-closed after its queries, as long as it takes them;
-    /// when a write to it fails, it is gone, and so is the wait: the database would have
-    /// stopped there too.
-    async fn await_outcomes<CW, SR>(&mut self, stop: &mut Stop, cw: &mut CW, sr: &mut SR) -> Result<Waited, StopReason>
+    /// client that sent Terminate or half-closed after its queries, as long as it takes them.
+    /// A client `gone` (or found gone by a failed write) takes none: the wait goes on for an
+    /// outcome, but output of a statement still running, or statements queued behind it, end
+    /// it, since the database would have failed its write there and stopped.
+    async fn await_outcomes<CR, CW, SR>(
+        &mut self,
+        stop: &mut Stop,
+        cr: &mut CR,
+        cw: &mut CW,
+        sr: &mut SR,
+        mut gone: bool,
+    ) -> Result<Waited, StopReason>
     where
+        CR: AsyncRead + Unpin,
         CW: AsyncWrite + Unpin,
         SR: AsyncRead + WaitReadable + Unpin,
     {
         let patience = timer::sleep(OUTCOME_PATIENCE);
         let mut patience = std::pin::pin!(patience);
+        // A client that sent Terminate may still reset its connection: then it is gone. (After
+        // its end, only a write can tell.)
+        let (mut watching, mut unread) = (!gone, [0u8; 64]);
         while self.recorder.is_running() {
             tokio::select! {
                 biased;
@@ -681,23 +710,46 @@ impl Relay {
                     Signal::AnnounceRunning => self.announce_running(),
                 },
                 () = &mut patience => break,
-                written = self.to_client.drive(cw), if self.to_client.wants_io() => {
+                read = cr.read(&mut unread), if watching => match read {
+                    Ok(0) => watching = false,
+                    // Sent after Terminate: nothing the database reads.
+                    Ok(_) => {}
+                    Err(_) => {
+                        (gone, watching) = (true, false);
+                        if self.recorder.queued_behind_first() {
+                            return Ok(Waited::ClientGone);
+                        }
+                    }
+                },
+                written = self.to_client.drive(cw), if !gone && self.to_client.wants_io() => {
                     if self.written_to_client(written).is_err() {
-                        return Ok(Waited::ClientGone);
+                        gone = true;
+                        if self.recorder.queued_behind_first() {
+                            return Ok(Waited::ClientGone);
+                        }
                     }
                 }
-                read = next_batch(&mut self.server_reader, sr), if self.to_client.has_room() => match read {
-                    Ok(true) => match self.server_batch(cw) {
-                        Ok(()) => {}
-                        Err(End::ClientGone(_)) => return Ok(Waited::ClientGone),
-                        Err(_) => break,
-                    },
+                read = next_batch(&mut self.server_reader, sr), if gone || self.to_client.has_room() => match read {
+                    Ok(true) => {
+                        let relayed = match gone {
+                            true => self.server_batch(&mut tokio::io::sink()),
+                            false => self.server_batch(cw),
+                        };
+                        match relayed {
+                            Ok(()) => {}
+                            Err(End::ClientGone(_)) => gone = true,
+                            Err(_) => break,
+                        }
+                        if gone && self.recorder.is_running() {
+                            return Ok(Waited::ClientGone);
+                        }
+                    }
                     // The database closed: what it had not answered, it never will.
                     Ok(false) | Err(_) => break,
                 },
             }
         }
-        Ok(Waited::Answered)
+        Ok(if gone { Waited::ClientGone } else { Waited::Answered })
     }
 
     /// Ending the session here: the client hears why while the backend is stopped. Whatever
