@@ -91,7 +91,11 @@ pub(crate) async fn serve<I>(
         let activity = Arc::clone(&activity);
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let busy = Busy::new(&activity);
-            let request = request.map(|body| Body::new(Deadline::new(body, limits.body)));
+            // No body to wait for (a GET): no timer either.
+            let request = request.map(|body| match body.is_end_stream() {
+                true => Body::new(body),
+                false => Body::new(Deadline::new(body, limits.body)),
+            });
             let response = app.clone().oneshot(request);
             async move {
                 Ok::<_, std::convert::Infallible>(response.await?.map(|body| Body::new(Held { body, _busy: busy })))

@@ -67,25 +67,28 @@ type TimestampField = buffa::MessageField<Timestamp, buffa::Inline<Timestamp>>;
 fn micros(t: &TimestampField) -> Result<Option<Micros>, ConnectError> {
     /// 0001-01-01 and 9999-12-31T23:59:59, as protobuf's Timestamp bounds them.
     const SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
-    match t.as_option() {
-        None => Ok(None),
-        Some(t) if SECONDS.contains(&t.seconds) && (0..1_000_000_000).contains(&t.nanos) => {
-            Ok(Some(t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000))
-        }
-        Some(_) => Err(invalid("a reported time must fall between the years 1 and 9999")),
-    }
+    t.as_option()
+        .map(|t| {
+            in_micros(t.seconds, t.nanos, SECONDS)
+                .ok_or_else(|| invalid("a reported time must fall between the years 1 and 9999"))
+        })
+        .transpose()
 }
 
 /// A statement's reported duration in microseconds (0 when absent): at most a century.
 fn duration_micros(d: Option<&buffa_types::google::protobuf::Duration>) -> Result<i64, ConnectError> {
     const SECONDS: std::ops::RangeInclusive<i64> = 0..=100 * 366 * 86_400;
-    match d {
-        None => Ok(0),
-        Some(d) if SECONDS.contains(&d.seconds) && (0..1_000_000_000).contains(&d.nanos) => {
-            Ok(d.seconds * 1_000_000 + i64::from(d.nanos) / 1_000)
-        }
-        Some(_) => Err(invalid("a statement's duration must be between 0 and a century")),
-    }
+    d.map_or(Ok(0), |d| {
+        in_micros(d.seconds, d.nanos, SECONDS)
+            .ok_or_else(|| invalid("a statement's duration must be between 0 and a century"))
+    })
+}
+
+/// Seconds and nanoseconds in microseconds, when the seconds are in `range` and the
+/// nanoseconds within a second.
+fn in_micros(seconds: i64, nanos: i32, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+    (range.contains(&seconds) && (0..1_000_000_000).contains(&nanos))
+        .then(|| seconds * 1_000_000 + i64::from(nanos) / 1_000)
 }
 
 fn termination_message(t: &TerminationRecord) -> wire::Termination {

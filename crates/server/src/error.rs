@@ -41,6 +41,13 @@ pub fn invalid(message: impl Into<String>) -> ConnectError {
 /// The longest `invalid_argument` message.
 const MAX_MESSAGE_LEN: usize = 1024;
 
+/// A Connect error answered before the RPC layer: `status` and `error_json`, the error's JSON
+/// written out (the messages are fixed).
+pub fn json_refusal(status: http::StatusCode, error_json: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, [(http::header::CONTENT_TYPE, "application/json")], error_json).into_response()
+}
+
 /// A gRPC or gRPC-Web error answered before the RPC layer, as gRPC answers one: HTTP 200 and
 /// the status in headers that end the call (Trailers-Only), in the request's `content_type`.
 /// `message` must be printable ASCII without `%` (gRPC would percent-encode the rest).

@@ -11,7 +11,7 @@ use std::io::Read;
 use axum::body::Body;
 use axum::extract::{Query, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use connectrpc::ErrorCode;
@@ -19,6 +19,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::MAX_REQUEST_BYTES;
+use crate::error::json_refusal;
 
 const NOT_AN_OBJECT_MESSAGE: &str = "the request message must be a JSON object, such as {\"limit\": 10}";
 const NOT_AN_OBJECT: &str =
@@ -38,7 +39,7 @@ enum Framing {
 pub async fn require(request: Request, next: Next) -> Response {
     if request.method() == Method::GET {
         if get_message(&request).is_some_and(|(message, encoding)| !is_object_or_empty(&message, encoding.as_deref())) {
-            return refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT);
+            return json_refusal(StatusCode::BAD_REQUEST, NOT_AN_OBJECT);
         }
         return next.run(request).await;
     }
@@ -47,7 +48,7 @@ pub async fn require(request: Request, next: Next) -> Response {
     };
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, TOO_LARGE);
+        return json_refusal(StatusCode::TOO_MANY_REQUESTS, TOO_LARGE);
     };
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let object = match framing {
@@ -68,7 +69,7 @@ pub async fn require(request: Request, next: Next) -> Response {
     };
     if !object {
         return match framing {
-            Framing::Plain => refuse(StatusCode::BAD_REQUEST, NOT_AN_OBJECT),
+            Framing::Plain => json_refusal(StatusCode::BAD_REQUEST, NOT_AN_OBJECT),
             Framing::Enveloped => {
                 let content_type = header(CONTENT_TYPE.as_str()).unwrap_or("application/grpc+json");
                 crate::error::grpc_refusal(content_type, ErrorCode::InvalidArgument, NOT_AN_OBJECT_MESSAGE)
@@ -129,9 +130,4 @@ fn is_object_or_empty(message: &[u8], encoding: Option<&str>) -> bool {
             }
         }
     }
-}
-
-/// A Connect error, its JSON written out: the messages are fixed.
-fn refuse(status: StatusCode, error_json: &'static str) -> Response {
-    (status, [(CONTENT_TYPE, "application/json")], error_json).into_response()
 }

@@ -24,10 +24,7 @@ pub async fn explain(mut request: Request, next: Next) -> Response {
     if let Some(timeout) = headers.get(CONNECT_TIMEOUT_MS)
         && !((1..=10).contains(&timeout.len()) && timeout.as_bytes().iter().all(u8::is_ascii_digit))
     {
-        let mut response = Response::new(Body::from(BAD_TIMEOUT));
-        *response.status_mut() = StatusCode::BAD_REQUEST;
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        return response;
+        return crate::error::json_refusal(StatusCode::BAD_REQUEST, BAD_TIMEOUT);
     }
     if let Some(lower) = headers
         .get(CONTENT_TYPE)
