@@ -8,22 +8,51 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::now_us;
+use crate::identity::Access;
 use crate::stop::{ANNOUNCE_AFTER, StopReason, Stopper};
 
 /// Why and by whom a session is being ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Termination {
-    /// The id of the termination request, named in the client's error.
-    pub termination_id: String,
-    pub reason: String,
+pub enum Termination {
+    /// An administrator's request at the control plane.
+    Requested {
+        /// The id of the termination request, named in the client's error.
+        termination_id: String,
+        reason: String,
+    },
+    /// The identity the session logged in as may no longer log in: why, for the client.
+    AccessRevoked { why: String },
+}
+
+impl Termination {
+    /// The message of the client's FATAL error.
+    pub fn client_message(&self) -> String {
+        match self {
+            Termination::Requested { termination_id, reason } => {
+                let message = format!(
+                    "terminating connection: session terminated by an administrator (termination {termination_id})"
+                );
+                if reason.is_empty() { message } else { format!("{message}: {reason}") }
+            }
+            Termination::AccessRevoked { why } => format!("terminating connection: access revoked: {why}"),
+        }
+    }
+}
+
+/// A live session: what stops it, and for an identity login, what it logged in with.
+#[derive(Debug)]
+struct Live {
+    stopper: Stopper,
+    access: Option<Arc<Access>>,
 }
 
 /// Sessions by id. The connection task registers its session with the [`Stopper`] of its
 /// signal, which its relay polls; the report side calls [`LiveSessions::terminate`], a sweep
-/// [`LiveSessions::announce_running`].
+/// [`LiveSessions::announce_running`], another [`LiveSessions::identities`] to check their
+/// access again.
 #[derive(Debug, Default)]
 pub struct LiveSessions {
-    sessions: Mutex<HashMap<String, Stopper>>,
+    sessions: Mutex<HashMap<String, Live>>,
 }
 
 impl LiveSessions {
@@ -32,9 +61,9 @@ impl LiveSessions {
     }
 
     /// Registers a session: `stopper` stops its connection if it is terminated, and asks for
-    /// its long statements.
-    pub fn register(&self, session_id: &str, stopper: Stopper) {
-        self.lock().insert(session_id.to_owned(), stopper);
+    /// its long statements; `access`, for an identity login, is checked again while it lasts.
+    pub fn register(&self, session_id: &str, stopper: Stopper, access: Option<Arc<Access>>) {
+        self.lock().insert(session_id.to_owned(), Live { stopper, access });
     }
 
     /// Forgets a session that ended.
@@ -45,14 +74,20 @@ impl LiveSessions {
     /// Asks the session's task to end it; false if it is not registered here or its connection
     /// was already stopped.
     pub fn terminate(&self, session_id: &str, termination: Termination) -> bool {
-        let stopper = self.lock().remove(session_id);
-        stopper.is_some_and(|stopper| stopper.stop(StopReason::Terminated(termination)))
+        let live = self.lock().remove(session_id);
+        live.is_some_and(|live| live.stopper.stop(StopReason::Terminated(termination)))
+    }
+
+    /// The sessions of identity logins, with what they logged in with.
+    pub fn identities(&self) -> Vec<(String, Arc<Access>)> {
+        let sessions = self.lock();
+        sessions.iter().filter_map(|(id, live)| Some((id.clone(), Arc::clone(live.access.as_ref()?)))).collect()
     }
 
     /// Asks every session whose statement has run since `before_us` or earlier to announce it;
     /// returns how many were asked.
     pub fn announce_running(&self, before_us: i64) -> usize {
-        self.lock().values().filter(|stopper| stopper.ask_to_announce(before_us)).count()
+        self.lock().values().filter(|live| live.stopper.ask_to_announce(before_us)).count()
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -67,7 +102,7 @@ impl LiveSessions {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stopper>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -96,8 +131,8 @@ mod tests {
     async fn termination_reaches_the_registered_session_once() {
         let live = LiveSessions::new();
         let (stopper, stop) = crate::stop::signal();
-        live.register("s1", stopper);
-        let t = Termination { termination_id: "t1".into(), reason: "by admin".into() };
+        live.register("s1", stopper, None);
+        let t = Termination::Requested { termination_id: "t1".into(), reason: "by admin".into() };
         assert!(live.terminate("s1", t.clone()));
         assert_eq!(stop.await, StopReason::Terminated(t.clone()));
         assert!(!live.terminate("s1", t), "a session ends once");
@@ -110,7 +145,7 @@ mod tests {
         for (id, since) in [("idle", 0), ("old", 10), ("new", 30)] {
             let stopper = crate::stop::signal().0;
             stopper.set_running_since(since);
-            live.register(id, stopper);
+            live.register(id, stopper, None);
         }
         assert_eq!(live.announce_running(20), 1);
         assert_eq!(live.announce_running(30), 1, "the old one was asked already");

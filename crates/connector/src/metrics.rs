@@ -30,7 +30,7 @@ pub struct Metrics {
 }
 
 /// Why the connector refused a login: the control plane's reasons, then the connector's own.
-pub const AUTH_FAILURE_REASONS: [&str; 15] = [
+pub const AUTH_FAILURE_REASONS: [&str; 16] = [
     "unknown_user",
     "bad_token",
     "expired_token",
@@ -41,6 +41,7 @@ pub const AUTH_FAILURE_REASONS: [&str; 15] = [
     "identity_required",
     "tls_required",
     "bad_user_name",
+    "bad_end_user",
     "bad_password_message",
     "control_plane_unavailable",
     "no_credentials",

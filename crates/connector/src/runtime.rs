@@ -167,6 +167,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Started once the listeners are resolved: a resource they name that does not exist is
     // refused at start, not also reported as a change.
     let save = save_resources(config.clone(), hello.clone(), background.clone());
+    let rechecks_stop = background.clone();
     let background =
         Background { stop_reports, report_task, flush_limit, background, admin_task, control_thread, runs };
 
@@ -217,6 +218,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let stop_proxies = CancellationToken::new();
     let cancels = Arc::new(CancelMap::new());
     let verifier = Arc::new(Verifier::new(verify_control, control_rt.clone()));
+    control_rt.spawn(crate::identity::recheck(Arc::clone(&live), Arc::clone(&verifier), rechecks_stop));
     let credentials = Arc::new(Credentials::new(&config.credentials));
     let mut serving = JoinSet::new();
     let large_messages = LargeMessageBudget::new(proxy::LARGE_MESSAGE_BUDGET);

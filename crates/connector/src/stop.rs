@@ -235,7 +235,7 @@ mod tests {
     use super::*;
 
     fn terminated(id: &str) -> StopReason {
-        StopReason::Terminated(Termination { termination_id: id.into(), reason: String::new() })
+        StopReason::Terminated(Termination::Requested { termination_id: id.into(), reason: String::new() })
     }
 
     #[tokio::test]

@@ -188,7 +188,7 @@ async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
     eventually("the query to run", || async { !backends_running(&check, &marker).await.is_empty() }).await;
     let (id, _) = proxy.started_session().await;
 
-    let termination = Termination { termination_id: "t_123".into(), reason: "audit says no".into() };
+    let termination = Termination::Requested { termination_id: "t_123".into(), reason: "audit says no".into() };
     let asked = Instant::now();
     assert!(proxy.live.terminate(&id, termination));
 
@@ -551,7 +551,7 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     let (id, _) = proxy.started_session().await;
     drop(raw);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let termination = Termination { termination_id: "t_left".into(), reason: String::new() };
+    let termination = Termination::Requested { termination_id: "t_left".into(), reason: String::new() };
     assert!(proxy.live.terminate(&id, termination));
     eventually("the backend to go", || async { backends_running(&direct, &marker).await.is_empty() }).await;
     let s = proxy.ended_session().await;

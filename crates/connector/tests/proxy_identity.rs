@@ -265,6 +265,78 @@ async fn answers_are_cached_briefly_and_an_unreachable_control_plane_fails_close
 }
 
 #[tokio::test]
+async fn open_sessions_end_when_their_access_is_revoked_and_outlive_an_outage() {
+    ensure_role(&direct().await, ANALYST).await;
+    let other_role = "gh_id_other";
+    ensure_role(&direct().await, other_role).await;
+    let harness = Harness::start().await;
+    let uncached = |response| pb::VerifyIdentityResponse { cache_seconds: 0, ..response };
+    for user in ["alice", "bob", "carol", "dave"] {
+        harness.plane.set_identity(&format!("{user}@example.com"), TOKEN, uncached(allowed(ANALYST, &[])));
+    }
+    let options = identity(&harness, &[]);
+    let verifier = Arc::clone(options.verifier.as_ref().unwrap());
+    let proxy = Proxy::start_full(None, UPSTREAM, None, options).await;
+    let mut clients = Vec::new();
+    for user in ["alice", "bob", "carol", "dave"] {
+        let client = login(&config(&proxy, &format!("idp:formal:human:{user}@example.com"), TOKEN)).await.unwrap();
+        clients.push(client);
+    }
+    // A plain login has nothing to check again.
+    let plain = login(&proxy.config()).await.unwrap();
+    eventually("five live sessions", || async { proxy.live.len() == 5 }).await;
+    let pids = {
+        let mut pids = Vec::new();
+        for client in &clients {
+            pids.push(client.query_one("select pg_backend_pid()", &[]).await.unwrap().get::<_, i32>(0));
+        }
+        pids
+    };
+
+    // The control plane cannot answer: an outage is no revocation.
+    harness.plane.set_down(true);
+    assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 0);
+    harness.plane.set_down(false);
+    assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 0);
+
+    // Three of them run a statement; their access goes.
+    let mut clients = clients.into_iter();
+    let alice = clients.next().unwrap();
+    let sleepers: Vec<_> =
+        clients.map(|client| tokio::spawn(async move { client.simple_query("select pg_sleep(30)").await })).collect();
+    let db = direct().await;
+    eventually("the statements to run", || async { backends(&db, &pids[1..], "active").await == 3 }).await;
+    harness.plane.set_identity("bob@example.com", TOKEN, uncached(denied("disabled_user")));
+    harness.plane.set_identity("carol@example.com", TOKEN, uncached(denied("revoked_token")));
+    // Another role than the session's: its grant was revoked, another one applies now.
+    harness.plane.set_identity("dave@example.com", TOKEN, uncached(allowed(other_role, &[])));
+    assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 3);
+
+    for (sleeper, why) in sleepers.into_iter().zip([
+        "the user was disabled",
+        "the access token was revoked",
+        "role \"gh_id_analyst\" is no longer granted",
+    ]) {
+        let error = sleeper.await.unwrap().err().unwrap();
+        assert_eq!(code(&error), "57P01", "{error}");
+        let message = error.as_db_error().unwrap().message();
+        assert_eq!(message, format!("terminating connection: access revoked: {why}"));
+    }
+    // Their backends are gone too; the others carry on.
+    eventually("the revoked sessions' backends to end", || async { backends(&db, &pids[1..], "").await == 0 }).await;
+    assert_eq!(one(&alice, "select 1::text").await, "1");
+    assert_eq!(one(&plain, "select 1::text").await, "1");
+    assert_eq!(proxy.live.len(), 2);
+    assert_eq!(proxy.counter(|m| &m.sessions_terminated_total), 3);
+}
+
+/// How many of the backends `pids` there are, in `state` (any when empty).
+async fn backends(db: &Client, pids: &[i32], state: &str) -> i64 {
+    let sql = "select count(*) from pg_stat_activity where pid = any($1) and ($2 = '' or state = $2)";
+    db.query_one(sql, &[&pids, &state]).await.unwrap().get(0)
+}
+
+#[tokio::test]
 async fn listeners_can_require_identities_and_tls() {
     let harness = Harness::start().await;
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
@@ -314,6 +386,12 @@ async fn a_machine_names_its_end_user_and_the_option_never_reaches_the_database(
     let end_user = start.end_user.unwrap();
     assert_eq!((end_user.email.as_str(), end_user.kind.as_str()), ("bob@example.com", "human"));
     assert_eq!(harness.plane.seen().verifications, [("etl".to_owned(), ANALYST.to_owned())]);
+
+    // One that would print as another is refused, and counted as such.
+    config.options("-c gatehouse.end_user=\u{202e}moc.elpmaxe@bob");
+    let error = login(&config).await.err().unwrap();
+    assert_eq!(code(&error), "28000", "{error}");
+    assert_eq!(proxy.metrics.auth_failures.get("bad_end_user"), 1);
 }
 
 /// Lets `SCRAM_ROLE` and `MD5_ROLE` log in over 127.0.0.1 only with their passwords: adds

@@ -86,7 +86,7 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     let live = Arc::new(LiveSessions::new());
     let [first, second, third] = ["s1", "s2", "s3"].map(|id| {
         let (stopper, stop) = stop::signal();
-        live.register(id, stopper);
+        live.register(id, stopper, None);
         stop
     });
     let terminated = |reason| match reason {
@@ -102,7 +102,7 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
 
     h.plane.terminate("s1", "t1");
     let got = terminated(tokio::time::timeout(within_a_second, first).await.expect("in time"));
-    assert_eq!(got, Termination { termination_id: "t1".into(), reason: "by test".into() });
+    assert_eq!(got, Termination::Requested { termination_id: "t1".into(), reason: "by test".into() });
 
     // The stand-in ends each stream after one termination: the watch reopens it.
     h.plane.terminate("s2", "t2");

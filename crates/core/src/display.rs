@@ -48,7 +48,9 @@ fn push_char(out: &mut String, c: char) {
     }
 }
 
-fn needs_escape(c: char) -> bool {
+/// Whether [`push_escaped`] writes `c` out: a control character but the tab, a line or
+/// paragraph separator, or a character that reorders text on screen.
+pub fn needs_escape(c: char) -> bool {
     (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}') || is_bidi_control(c)
 }
 

@@ -2,25 +2,44 @@
 //! where they are registered (the control plane) and where they are given
 //! (the connector's startup packet).
 
-/// The longest machine name, group or external id.
+use crate::display;
+
+/// The longest email, machine name, group or external id, in characters.
 pub const MAX_NAME_LEN: usize = 200;
 /// PostgreSQL's identifier limit, which role names share.
 pub const MAX_ROLE_LEN: usize = 63;
 
 /// A human's email: one `@` with text on both sides, no spaces or control
-/// characters, at most [`MAX_NAME_LEN`] bytes.
+/// characters, at most [`MAX_NAME_LEN`] characters.
 pub fn is_email(email: &str) -> bool {
     let shaped = match email.split_once('@') {
         Some((local, domain)) => !local.is_empty() && !domain.is_empty() && !domain.contains('@'),
         None => false,
     };
-    shaped && email.len() <= MAX_NAME_LEN && !email.chars().any(blank)
+    shaped && within_limit(email) && !email.chars().any(blank)
 }
 
 /// A machine's name: no `@` (connections append `@<role>` to it, and a
 /// handle with an `@` is a human's email), no spaces or control characters.
 pub fn is_machine_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.contains('@') && !name.chars().any(blank)
+    !name.is_empty() && within_limit(name) && !name.contains('@') && !name.chars().any(blank)
+}
+
+/// A label (a group, an external id, an end user's name): not blank, no
+/// spaces at either end, printable, at most [`MAX_NAME_LEN`] characters.
+pub fn is_label(value: &str) -> bool {
+    !value.is_empty() && value.trim() == value && within_limit(value) && is_printable(value)
+}
+
+/// Whether `text` has no control character, nor one that reorders text on
+/// screen (a bidirectional override): names are read by auditors, and such a
+/// character makes one name look like another.
+pub fn is_printable(text: &str) -> bool {
+    !text.chars().any(unprintable)
+}
+
+fn within_limit(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN || name.chars().count() <= MAX_NAME_LEN
 }
 
 /// A native role name: identifier-sized, without spaces, quotes or `@`
@@ -31,7 +50,11 @@ pub fn is_role_name(role: &str) -> bool {
 }
 
 fn blank(c: char) -> bool {
-    c.is_whitespace() || c.is_control()
+    c.is_whitespace() || unprintable(c)
+}
+
+fn unprintable(c: char) -> bool {
+    c.is_control() || display::needs_escape(c)
 }
 
 #[cfg(test)]
@@ -45,6 +68,17 @@ mod tests {
             assert!(!is_email(bad), "{bad:?}");
         }
         assert!(!is_email(&format!("{}@example.com", "a".repeat(MAX_NAME_LEN))));
+        assert!(!is_email("\u{202e}moc.elpmaxe@ecila"), "a bidirectional override");
+    }
+
+    #[test]
+    fn labels_count_characters_and_are_printable() {
+        assert!(is_label("dba") && is_label("Ana María"));
+        assert!(is_label(&"é".repeat(MAX_NAME_LEN)));
+        for bad in ["", " dba", "dba ", "a\tb", "a\nb", "bot\u{202e}x", "a\u{2066}b", &"é".repeat(MAX_NAME_LEN + 1)] {
+            assert!(!is_label(bad), "{bad:?}");
+        }
+        assert!(is_machine_name(&"é".repeat(MAX_NAME_LEN)) && !is_machine_name("bot\u{202e}x"));
     }
 
     #[test]

@@ -386,7 +386,7 @@ async fn refused_identities_get_28p01_and_never_reach_the_database() {
 }
 
 #[tokio::test]
-async fn a_revoked_token_stops_working_within_30_seconds() {
+async fn a_revoked_token_stops_working_within_30_seconds_and_ends_its_sessions() {
     let system = System::new();
     system.user("alice@example.com", &[]);
     let token = system.token("alice@example.com", "12h");
@@ -394,10 +394,21 @@ async fn a_revoked_token_stops_working_within_30_seconds() {
     let _connector = system.connector();
     let alice = "idp:formal:human:alice@example.com";
     assert_eq!(system.psql(system.proxy_port, alice, &token, "sslmode=require", "select 1").unwrap(), "1");
+    // A session open with the token, running a statement.
+    let open = Command::new("psql")
+        .args(["-X", "-At", "-c", "select pg_sleep(120)"])
+        .arg(format!("host=localhost port={} user={alice} dbname=postgres sslmode=require", system.proxy_port))
+        .env("PGPASSWORD", &token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    system.wait_sessions("session_status:active", 1).await;
 
     let prefix = token.strip_prefix("ght_").unwrap().split('_').next().unwrap().to_owned();
     system.cli(&["users", "token", "revoke", &prefix, "--org", ORG]);
     let revoked_at = Instant::now();
+    let ended = tokio::task::spawn_blocking(move || open.wait_with_output().unwrap());
     loop {
         match system.psql(system.proxy_port, alice, &token, "sslmode=require", "select 1") {
             Ok(_) => assert!(revoked_at.elapsed() < Duration::from_secs(30), "the revoked token still works"),
@@ -409,4 +420,12 @@ async fn a_revoked_token_stops_working_within_30_seconds() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(revoked_at.elapsed() <= Duration::from_secs(31));
+    let ended = tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the open session lasts").unwrap();
+    let said = String::from_utf8_lossy(&ended.stderr);
+    assert!(said.contains("access revoked: the access token was revoked"), "{said}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !system.sessions("session_status:active").await.is_empty() {
+        assert!(Instant::now() < deadline, "the terminated session is still active");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

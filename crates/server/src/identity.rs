@@ -85,7 +85,7 @@ pub fn check_machine_name(name: &str) -> Result<(), IdentityError> {
 /// Checks a group name or an external id: non-empty, printable, no spaces
 /// at either end.
 pub fn check_label(what: &str, value: &str) -> Result<(), IdentityError> {
-    if value.is_empty() || value.trim() != value || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control) {
+    if !names::is_label(value) {
         return Err(invalid_input(format!("{value:?} is not a valid {what}")));
     }
     Ok(())
@@ -151,7 +151,7 @@ pub fn check_user(user: &User) -> Result<(), IdentityError> {
             }
         }
     }
-    if user.name.chars().any(char::is_control) {
+    if !names::is_printable(&user.name) {
         return Err(invalid_input(format!("{:?} is not a valid name", user.name)));
     }
     for group in &user.groups {
@@ -413,7 +413,7 @@ impl Verifier {
                 OUTCOMES[0].fetch_add(1, Ordering::Relaxed);
                 let end_user = match req.end_user.as_str() {
                     "" => None,
-                    named if named.len() > MAX_NAME_LEN => None,
+                    named if !names::is_label(named) => None,
                     named => find_user(store.as_ref(), caller.org, named).await.map_err(store_error)?,
                 };
                 tracing::debug!(

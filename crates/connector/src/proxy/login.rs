@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::BytesMut;
-use gatehouse_core::names::MAX_NAME_LEN;
+use gatehouse_core::names::{self, MAX_NAME_LEN};
 use gatehouse_pgwire::auth::{SCRAM_SHA_256, ScramClient, ScramError, md5_password};
 use gatehouse_pgwire::backend::{AuthenticationRequest, ErrorResponse};
 use gatehouse_pgwire::frontend::PasswordMessage;
@@ -28,7 +28,7 @@ use super::client::ClientStream;
 use super::upstream::{self, ServerStream};
 use crate::config::Secret;
 use crate::event::FormalUser;
-use crate::identity::{END_USER, IdentityName, UserType, Verdict, take_end_user};
+use crate::identity::{Access, END_USER, IdentityName, UserType, Verdict, take_end_user};
 use crate::metrics::Metrics;
 use crate::timer;
 
@@ -52,6 +52,8 @@ pub(crate) struct Identified {
     pub user_type: UserType,
     pub formal_user: FormalUser,
     pub end_user: Option<FormalUser>,
+    /// What the login was allowed with, to check again while its session lasts.
+    pub access: Arc<Access>,
 }
 
 /// A logged-in identity: the client, the database connection and what it said after
@@ -105,13 +107,13 @@ pub(crate) async fn identity(
         let error = ErrorResponse::fatal(
             "28000",
             format!(
-                "invalid {END_USER}: use an email or a name of at most {MAX_NAME_LEN} characters, without control characters"
+                "invalid {END_USER}: use an email or a name of at most {MAX_NAME_LEN} characters, without control characters or bidirectional overrides"
             ),
         );
         return refusal.refuse(&mut client, "bad_end_user", error).await;
     }
     let verdict = verifier.verify(&ctx.resource_id, &name, &token, named_end_user.as_deref().unwrap_or_default()).await;
-    drop(token);
+    let token = Secret::new(token);
     let (formal_user, native_role, known_end_user) = match verdict {
         Ok(Verdict::Allowed { user, native_role, end_user }) => (user, native_role, end_user),
         Ok(Verdict::Denied { reason }) => {
@@ -141,6 +143,13 @@ pub(crate) async fn identity(
         }
     };
     let database = upstream_startup.database().unwrap_or(&native_role).to_owned();
+    let access = Arc::new(Access {
+        resource_id: ctx.resource_id.clone(),
+        name: name.clone(),
+        token,
+        end_user: named_end_user.clone().unwrap_or_default(),
+        native_role: native_role.clone(),
+    });
     let end_user = known_end_user.map(|user| *user).or_else(|| named_end_user.map(end_user_of));
 
     let mut server = upstream::connect_for_client(ctx, &mut client).await?;
@@ -182,6 +191,7 @@ pub(crate) async fn identity(
         user_type: name.user_type,
         formal_user,
         end_user,
+        access,
     };
     Some((client, server, server_reader, Box::new(identified)))
 }
@@ -268,7 +278,7 @@ fn upstream_startup(
 
 /// Whether a named end user can be recorded: an email or a name, printable and bounded.
 fn is_end_user(named: &str) -> bool {
-    !named.trim().is_empty() && named.len() <= MAX_NAME_LEN && !named.chars().any(char::is_control)
+    names::is_label(named.trim())
 }
 
 /// The end user a machine named: an email names a person by email, anything else by name.
@@ -449,7 +459,8 @@ mod tests {
     #[test]
     fn end_users_are_printable_and_bounded() {
         assert!(is_end_user("bob@example.com") && is_end_user("Bob Smith"));
-        for bad in ["", "  ", "bob\nINFO fake", "a\u{1b}[31m", &"x".repeat(MAX_NAME_LEN + 1)] {
+        assert!(is_end_user(&"é".repeat(MAX_NAME_LEN)), "characters are counted, not bytes");
+        for bad in ["", "  ", "bob\nINFO fake", "a\u{1b}[31m", "\u{202e}evil", &"x".repeat(MAX_NAME_LEN + 1)] {
             assert!(!is_end_user(bad), "{bad:?}");
         }
     }

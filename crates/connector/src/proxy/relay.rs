@@ -507,7 +507,8 @@ impl Relay {
             }
         }
         let session = Session::start(self.ctx.reporter.clone(), start);
-        self.ctx.live.register(session.id(), self.stopper.clone());
+        let access = identified.map(|identified| Arc::clone(&identified.access));
+        self.ctx.live.register(session.id(), self.stopper.clone(), access);
         tracing::debug!(session = session.id(), peer = %self.peer, "session started");
         self.session = Some(session);
     }
@@ -630,13 +631,7 @@ impl Relay {
 
         match end {
             End::Terminated(termination) => {
-                let mut message = format!(
-                    "terminating connection: session terminated by an administrator (termination {})",
-                    termination.termination_id
-                );
-                if !termination.reason.is_empty() {
-                    message = format!("{message}: {}", termination.reason);
-                }
+                let message = termination.client_message();
                 self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sr, sw).await;
             }
             End::Shutdown(_) => {

@@ -68,8 +68,8 @@ async fn watch(
     }
     while let Some(message) = stream.message().await? {
         let t = message.to_owned_message();
-        let found =
-            live.terminate(&t.session_id, Termination { termination_id: t.termination_id.clone(), reason: t.reason });
+        let termination = Termination::Requested { termination_id: t.termination_id.clone(), reason: t.reason };
+        let found = live.terminate(&t.session_id, termination);
         if found {
             tracing::info!(session_id = %t.session_id, termination_id = %t.termination_id, "terminating session");
         } else {

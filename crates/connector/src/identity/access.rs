@@ -1,0 +1,82 @@
+//! Access that lasts only while it would still be given: the sessions of identity logins are
+//! checked again every [`RECHECK_EVERY`], with the token they logged in with, and a session
+//! whose identity may no longer log in as its role (a token revoked or expired, a user
+//! disabled or deleted, a grant revoked) is terminated. Offboarding someone ends their open
+//! sessions too, not only their next logins.
+//!
+//! The checks go through the [`Verifier`]'s cache, so sessions sharing a token cost one call,
+//! and a change reaches open sessions within the cache's time plus a period. When the control
+//! plane cannot answer, sessions carry on: an outage is no revocation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{IdentityName, Verdict, Verifier};
+use crate::config::Secret;
+use crate::live::{LiveSessions, Termination};
+
+/// How often the sessions of identity logins are checked again.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// What an identity login was allowed with: what to ask again.
+#[derive(Debug)]
+pub struct Access {
+    pub resource_id: String,
+    pub name: IdentityName,
+    pub token: Secret,
+    /// The end user the login named; empty for none.
+    pub end_user: String,
+    /// The native role it was given.
+    pub native_role: String,
+}
+
+/// Checks the sessions of identity logins again every [`RECHECK_EVERY`] until `stop`.
+pub async fn recheck(live: Arc<LiveSessions>, verifier: Arc<Verifier>, stop: CancellationToken) {
+    let mut ticks = crate::timer::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                recheck_once(&live, &verifier).await;
+            }
+        }
+    }
+}
+
+/// Checks every session of an identity login once, and terminates those whose access is
+/// gone; returns how many. Stops at the first check the control plane cannot answer.
+pub async fn recheck_once(live: &LiveSessions, verifier: &Verifier) -> usize {
+    let mut revoked = 0;
+    for (session_id, access) in live.identities() {
+        let verdict = verifier.verify(&access.resource_id, &access.name, access.token.expose(), &access.end_user).await;
+        let why = match verdict {
+            Ok(Verdict::Allowed { native_role, .. }) if native_role == access.native_role => continue,
+            Ok(Verdict::Allowed { .. }) => format!("role \"{}\" is no longer granted", access.native_role),
+            Ok(Verdict::Denied { reason }) => denial(&reason, &access.native_role),
+            Err(error) => {
+                tracing::debug!(%error, "cannot check the access of open sessions; they carry on");
+                break;
+            }
+        };
+        if live.terminate(&session_id, Termination::AccessRevoked { why: why.clone() }) {
+            tracing::info!(session = %session_id, user = %access.name.user, %why, "access revoked: terminating the session");
+            revoked += 1;
+        }
+    }
+    revoked
+}
+
+/// Why, for the client, from the control plane's `denied_reason`.
+fn denial(reason: &str, role: &str) -> String {
+    match reason {
+        "revoked_token" => "the access token was revoked".to_owned(),
+        "expired_token" => "the access token expired".to_owned(),
+        "disabled_user" => "the user was disabled".to_owned(),
+        "unknown_user" => "the user no longer exists".to_owned(),
+        "role_not_allowed" | "no_role" => format!("role \"{role}\" is no longer granted"),
+        _ => "the identity may no longer log in".to_owned(),
+    }
+}
