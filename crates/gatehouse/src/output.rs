@@ -6,6 +6,38 @@ use std::io::Write;
 use serde_json::Value;
 use unicode_width::UnicodeWidthStr;
 
+/// Refuses to go on when standard output cannot take a secret about to be shown once (a new
+/// key or token): closed (`>&-`), or a pipe whose reader is gone. Called before the secret is
+/// made, so that none is made that nobody can be shown.
+pub fn ensure_stdout_open(what: &str) -> anyhow::Result<()> {
+    let refused =
+        |why: &str| anyhow::anyhow!("standard output {why}: the new {what} would be shown nowhere, so none was made");
+    #[cfg(unix)]
+    {
+        use rustix::event::{PollFd, PollFlags, poll};
+        use rustix::fs::{OFlags, fcntl_getfl};
+        let stdout = std::io::stdout();
+        let Ok(flags) = fcntl_getfl(&stdout) else { return Err(refused("is closed")) };
+        if flags & OFlags::RWMODE == OFlags::RDONLY {
+            return Err(refused("is open for reading only"));
+        }
+        let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        if poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::ERR) {
+            return Err(refused("is a pipe nobody reads"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a secret just made to standard output, or says it was made but not shown.
+pub fn print_secret(what: &str, secret: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{secret}")
+        .and_then(|()| out.flush())
+        .map_err(|error| anyhow::anyhow!("the new {what} was made but could not be shown ({error}): revoke it"))
+}
+
 /// How a column fares when its table is wider than the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {
@@ -156,7 +188,10 @@ pub const CSV_COLUMNS: &[(&str, &str)] = &[
     ("user_name", "/user/formal/user/name"),
     ("user_email", "/user/formal/user/email"),
     ("user_groups", "/user/formal/user/groups"),
+    ("end_user_id", "/user/formal/endUser/id"),
+    ("end_user_name", "/user/formal/endUser/name"),
     ("end_user_email", "/user/formal/endUser/email"),
+    ("end_user_groups", "/user/formal/endUser/groups"),
     ("native_username", "/user/native/username"),
     ("resource_id", "/resource/id"),
     ("resource_name", "/resource/name"),
@@ -347,7 +382,10 @@ mod tests {
         let session = serde_json::json!({
             "id": "s1",
             "duration": "3.5s",
-            "user": {"formal": {"user": {"name": "O'Hara, \"Kim\"", "groups": ["dba", "sre"]}}},
+            "user": {"formal": {
+                "user": {"name": "O'Hara, \"Kim\"", "groups": ["dba", "sre"]},
+                "endUser": {"id": "usr_2", "name": "Bob Smith", "groups": ["ops"]},
+            }},
             "resource": {"name": "line\nbreak"},
             "connector": {"name": "=HYPERLINK(\"http://evil\",\"x\")"},
             "network": {"clientIpAddress": "@SUM(1)"},
@@ -367,6 +405,12 @@ mod tests {
         assert_eq!(cell("duration_seconds"), "3.5");
         assert_eq!(cell("user_name"), "O'Hara, \"Kim\"");
         assert_eq!(cell("user_groups"), "dba;sre");
+        // An end user named by a machine, with no email, is still named.
+        assert_eq!(
+            (cell("end_user_id"), cell("end_user_name"), cell("end_user_email")),
+            ("usr_2".into(), "Bob Smith".into(), String::new())
+        );
+        assert_eq!(cell("end_user_groups"), "ops");
         assert_eq!(cell("resource_name"), "line\nbreak");
         assert_eq!(cell("end_time"), "");
         assert_eq!(cell("connector_name"), "'=HYPERLINK(\"http://evil\",\"x\")");

@@ -9,11 +9,12 @@ use gatehouse_server::auth::create_api_key;
 use super::{open_existing_store, open_store, public_prefix};
 use crate::cli::KeysCommand;
 use crate::output::Fit::{Cut, Whole};
-use crate::output::Table;
+use crate::output::{self, Table};
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Create { org, role, name, store } => {
+            output::ensure_stdout_open("key")?;
             let store = open_store(&store).await?;
             let org = super::ensure_org(store.as_ref(), &org).await?;
             let created = create_api_key(store.as_ref(), org.id, &name, role.into()).await?;
@@ -22,7 +23,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 gatehouse_core::Role::from(role),
                 org.name
             );
-            println!("{}", created.key);
+            output::print_secret("key", &created.key)?;
         }
         KeysCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;

@@ -9,7 +9,7 @@ use gatehouse_server::registry::{CreatedConnector, create_connector, create_reso
 use super::{open_existing_store, open_store};
 use crate::cli::{ConnectorsCommand, ResourcesCommand, StoreArgs};
 use crate::output::Fit::{Cut, Whole};
-use crate::output::Table;
+use crate::output::{self, Table};
 
 pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -68,11 +68,12 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
 pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConnectorsCommand::Create { org, name, store } => {
+            output::ensure_stdout_open("connector key")?;
             let store = open_store(&store).await?;
             let org = super::ensure_org(store.as_ref(), &org).await?;
             let created = create_connector(store.as_ref(), org.id, &name).await?;
             note!("Registered connector {name:?} ({}). Its key, shown only this once:", created.id);
-            println!("{}", created.key);
+            output::print_secret("connector key", &created.key)?;
         }
         ConnectorsCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;
@@ -93,12 +94,13 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             table.print()?;
         }
         ConnectorsCommand::RotateKey { name, org, store } => {
+            output::ensure_stdout_open("connector key")?;
             let replaced = replace_key(&name, &org, &store).await?;
             note!(
                 "Connector {name:?} ({}) has a new key; the old one no longer works. The new key, shown only this once:",
                 replaced.id
             );
-            println!("{}", replaced.key);
+            output::print_secret("connector key", &replaced.key)?;
         }
         ConnectorsCommand::Revoke { name, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.

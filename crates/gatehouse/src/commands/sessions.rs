@@ -13,6 +13,8 @@ use gatehouse_proto::core::v1::{
     ListSessionsV2Request, SessionObject, SessionsServiceClient,
 };
 
+use gatehouse_proto::core::v1::session_object::user::formal::UserInfo;
+
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
 use crate::output::Fit::{Cut, Whole};
 use crate::output::{RecordWriter, Table};
@@ -310,11 +312,17 @@ impl Sink {
 /// A session's cells in the table [`Sink::new`] makes.
 fn table_row(s: &SessionObject) -> Vec<String> {
     let user = s.user.as_option();
-    let formal = user.and_then(|u| u.formal.as_option()).and_then(|f| f.user.as_option());
-    let who = formal
-        .map(|f| if f.email.is_empty() { f.name.clone() } else { f.email.clone() })
+    let formal = user.and_then(|u| u.formal.as_option());
+    let handle = |f: &UserInfo| if f.email.is_empty() { f.name.clone() } else { f.email.clone() };
+    let mut who = formal
+        .and_then(|f| f.user.as_option())
+        .map(handle)
         .or_else(|| user.map(|u| u.username.clone()))
         .unwrap_or_default();
+    // A machine acting for a person: both, as the session records them.
+    if let Some(end_user) = formal.and_then(|f| f.end_user.as_option()) {
+        who = format!("{who} for {}", handle(end_user));
+    }
     let resource = s.resource.as_option();
     vec![
         s.id.clone(),

@@ -13,7 +13,7 @@ use gatehouse_store::{Resource, Store};
 use super::{open_existing_store, open_store, public_prefix};
 use crate::cli::{GrantTarget, TokenCommand, UsersCommand};
 use crate::output::Fit::{Cut, Whole};
-use crate::output::Table;
+use crate::output::{self, Table};
 
 pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -138,6 +138,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
 async fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { user, org, ttl, name, store } => {
+            output::ensure_stdout_open("token")?;
             let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
@@ -151,7 +152,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 u.handle(),
                 format_rfc3339(created.expires)
             );
-            println!("{}", created.token);
+            output::print_secret("token", &created.token)?;
             note!("expires: {}", format_rfc3339(created.expires));
         }
         TokenCommand::List { user, org, store } => {
