@@ -7,23 +7,27 @@ use serde_json::Value;
 use unicode_width::UnicodeWidthStr;
 
 /// Refuses to go on when standard output cannot take a secret about to be shown once (a new
-/// key or token): closed (`>&-`), or a pipe whose reader is gone. Called before the secret is
-/// made, so that none is made that nobody can be shown.
+/// key or token): `/dev/null`, or closed (`>&-`, which Rust's runtime opens on `/dev/null`),
+/// or a pipe whose reader is gone. Called before the secret is made, so that none is made that
+/// nobody can be shown.
 pub fn ensure_stdout_open(what: &str) -> anyhow::Result<()> {
     let refused =
         |why: &str| anyhow::anyhow!("standard output {why}: the new {what} would be shown nowhere, so none was made");
     #[cfg(unix)]
     {
-        use rustix::event::{PollFd, PollFlags, poll};
-        use rustix::fs::{OFlags, fcntl_getfl};
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        use rustix::fs::{FileType, fstat, major, minor};
         let stdout = std::io::stdout();
-        let Ok(flags) = fcntl_getfl(&stdout) else { return Err(refused("is closed")) };
-        if flags & OFlags::RWMODE == OFlags::RDONLY {
-            return Err(refused("is open for reading only"));
+        // /dev/null is character device 1:3 on Linux.
+        if let Ok(stat) = fstat(&stdout)
+            && FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice
+            && (major(stat.st_rdev), minor(stat.st_rdev)) == (1, 3)
+        {
+            return Err(refused("is closed or /dev/null"));
         }
         let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
-        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
-        if poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::ERR) {
+        let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+        if poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::ERR) {
             return Err(refused("is a pipe nobody reads"));
         }
     }

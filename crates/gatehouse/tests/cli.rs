@@ -566,3 +566,22 @@ fn the_store_is_readable_by_its_owner_only() {
         assert_eq!(mode(&path) & 0o077, 0, "{} is open to others", path.display());
     }
 }
+
+#[test]
+fn a_secret_nobody_can_be_shown_is_never_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    let bin = env!("CARGO_BIN_EXE_gatehouse");
+    // Standard output closed, sent to /dev/null, a pipe whose reader has gone.
+    for (shell, why) in [
+        (format!("'{bin}' keys create --org acme --data-dir '{data}' >&-"), "is closed or /dev/null"),
+        (format!("'{bin}' keys create --org acme --data-dir '{data}' >/dev/null"), "is closed or /dev/null"),
+        (format!("(sleep 0.5; '{bin}' keys create --org acme --data-dir '{data}') | true"), "is a pipe nobody reads"),
+    ] {
+        let output = Command::new("sh").arg("-c").arg(&shell).env("RUST_LOG", "warn").output().unwrap();
+        let said = stderr(&output);
+        assert!(said.contains(&format!("standard output {why}: the new key would be shown nowhere")), "{said}");
+    }
+    assert!(!Path::new(data).exists(), "nothing was made, not even the store");
+}
