@@ -200,7 +200,9 @@ pub trait Store: Send + Sync + 'static {
         termination: &TerminationRecord,
         pending_since: Micros,
     ) -> Result<TerminationRecord, StoreError>;
-    /// Terminations since `since` of `connector_id` whose sessions are still open.
+    /// Terminations since `since` of `connector_id` whose sessions are still open, or were
+    /// ended by the connector's lease: one may be live still behind a partition, and gets its
+    /// termination when the connector is heard again.
     async fn pending_terminations(
         &self,
         org: OrgId,

@@ -387,12 +387,14 @@ impl PgStore {
         Ok(sqlx::query_as(
             "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
              JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
-             WHERE t.org_id = $1 AND t.connector_id = $2 AND t.created_us >= $3 AND s.end_us IS NULL \
+             WHERE t.org_id = $1 AND t.connector_id = $2 AND t.created_us >= $3 \
+               AND (s.end_us IS NULL OR s.end_reason = $4) \
              ORDER BY t.created_us",
         )
         .bind(org.0)
         .bind(connector_id)
         .bind(since)
+        .bind(LEASE_END_REASON)
         .fetch_all(self.pool())
         .await?)
     }

@@ -304,12 +304,14 @@ impl SqliteStore {
         Ok(sqlx::query_as(
             "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
              JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
-             WHERE t.org_id = ? AND t.connector_id = ? AND t.created_us >= ? AND s.end_us IS NULL \
+             WHERE t.org_id = ? AND t.connector_id = ? AND t.created_us >= ? \
+               AND (s.end_us IS NULL OR s.end_reason = ?) \
              ORDER BY t.created_us",
         )
         .bind(org.0)
         .bind(connector_id)
         .bind(since)
+        .bind(LEASE_END_REASON)
         .fetch_all(self.pool())
         .await?)
     }

@@ -647,6 +647,17 @@ pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn S
     store.ingest(acme, "c-1", &[end("open", NOW, "terminated")]).await.unwrap();
     assert_eq!(store.pending_terminations(acme, "c-1", ago(10)).await.unwrap(), vec![]);
     assert_eq!(store.pending_terminations(globex, "c-1", ago(10)).await.unwrap().len(), 1);
+
+    // But a session its connector's lease ended may still be live there (a partition): what
+    // was asked for it stays pending, to reach it when the connector is heard again.
+    store.create_connector(&connector(acme, "c-3", "three")).await.unwrap();
+    store.connector_hello(acme, "c-3", "run-1", &[], ago(100)).await.unwrap();
+    store.insert_sessions(acme, &[on(active("lapsed", 90).build(), "c-3", "run-1")]).await.unwrap();
+    let asked = termination("t5", "lapsed", "c-3", ago(50));
+    store.create_termination(acme, &asked, asked.created).await.unwrap();
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 1);
+    assert!(end_of(store, acme, "lapsed").await.is_some());
+    assert_eq!(store.pending_terminations(acme, "c-3", ago(60)).await.unwrap(), vec![asked]);
 }
 
 /// Asked again while one is pending, through any number of replicas at once:
