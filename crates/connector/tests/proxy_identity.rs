@@ -298,6 +298,9 @@ async fn open_sessions_end_when_their_access_is_revoked_and_outlive_an_outage() 
     assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 0);
     harness.plane.set_down(false);
     assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 0);
+    // Asked for the role each session has, not for what a login naming none would get now.
+    let asked = harness.plane.seen().verifications;
+    assert!(asked.contains(&("alice@example.com".to_owned(), ANALYST.to_owned())), "{asked:?}");
 
     // Three of them run a statement; their access goes.
     let mut clients = clients.into_iter();

@@ -24,12 +24,24 @@ pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Access {
     pub resource_id: String,
+    /// The identity, with the native role the session has as the role it asks for: the
+    /// question is whether it may still have that one (a user's only grant, taken when no
+    /// role was named, stays theirs when another is granted).
     pub name: IdentityName,
     pub token: Secret,
     /// The end user the login named; empty for none.
     pub end_user: String,
-    /// The native role it was given.
-    pub native_role: String,
+}
+
+impl Access {
+    pub fn new(resource_id: &str, name: &IdentityName, native_role: &str, token: Secret, end_user: &str) -> Self {
+        let name = IdentityName { role: Some(native_role.to_owned()), ..name.clone() };
+        Self { resource_id: resource_id.to_owned(), name, token, end_user: end_user.to_owned() }
+    }
+
+    fn native_role(&self) -> &str {
+        self.name.role.as_deref().unwrap_or_default()
+    }
 }
 
 /// Checks the sessions of identity logins again every [`RECHECK_EVERY`] until `stop`.
@@ -53,9 +65,9 @@ pub async fn recheck_once(live: &LiveSessions, verifier: &Verifier) -> usize {
     for (session_id, access) in live.identities() {
         let verdict = verifier.verify(&access.resource_id, &access.name, access.token.expose(), &access.end_user).await;
         let why = match verdict {
-            Ok(Verdict::Allowed { native_role, .. }) if native_role == access.native_role => continue,
-            Ok(Verdict::Allowed { .. }) => format!("role \"{}\" is no longer granted", access.native_role),
-            Ok(Verdict::Denied { reason }) => denial(&reason, &access.native_role),
+            Ok(Verdict::Allowed { native_role, .. }) if native_role == access.native_role() => continue,
+            Ok(Verdict::Allowed { .. }) => denial("role_not_allowed", access.native_role()),
+            Ok(Verdict::Denied { reason }) => denial(&reason, access.native_role()),
             Err(error) => {
                 tracing::debug!(%error, "cannot check the access of open sessions; they carry on");
                 break;

@@ -143,13 +143,9 @@ pub(crate) async fn identity(
         }
     };
     let database = upstream_startup.database().unwrap_or(&native_role).to_owned();
-    let access = Arc::new(Access {
-        resource_id: ctx.resource_id.clone(),
-        name: name.clone(),
-        token,
-        end_user: named_end_user.clone().unwrap_or_default(),
-        native_role: native_role.clone(),
-    });
+    let access =
+        Access::new(&ctx.resource_id, &name, &native_role, token, named_end_user.as_deref().unwrap_or_default());
+    let access = Arc::new(access);
     let end_user = known_end_user.map(|user| *user).or_else(|| named_end_user.map(end_user_of));
 
     let mut server = upstream::connect_for_client(ctx, &mut client).await?;
