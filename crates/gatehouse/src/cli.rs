@@ -364,6 +364,16 @@ pub enum ResourcesCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Who may log in as which native role: each resource's default role and grants
+    Grants {
+        /// One resource, by name or id (default: every resource)
+        resource: Option<String>,
+        /// The organization
+        #[arg(long, value_parser = non_empty)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Let a user or a group's members use a native role on a resource
     Grant {
         /// The resource's name or id

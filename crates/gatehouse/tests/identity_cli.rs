@@ -178,6 +178,22 @@ fn users_tokens_and_grants_from_the_cli() {
     let (resources, _) = ok(d, &["resources", "list", "--org", "acme"]);
     let orders = row(&resources, "orders-db");
     assert_eq!((orders[4].as_str(), orders[5].as_str()), ("app_ro", "2"), "{resources}");
+    // Who may be which role, one row each.
+    let (grants, _) = ok(d, &["resources", "grants", "orders-db", "--org", "acme"]);
+    let lines: Vec<Vec<&str>> =
+        grants.lines().map(|l| l.split("  ").filter(|c| !c.is_empty()).map(str::trim).collect()).collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["RESOURCE", "ROLE", "WHO"],
+            vec!["orders-db", "app_ro", "everyone (default role)"],
+            vec!["orders-db", "app_rw", "group dba"],
+            vec!["orders-db", "admin", "user alice@example.com"],
+        ],
+        "{grants}"
+    );
+    assert_eq!(ok(d, &["resources", "grants", "--org", "acme"]).0, grants, "every resource: this one only");
+    fails(d, &["resources", "grants", "no-such-db", "--org", "acme"]);
     ok(d, &["resources", "revoke-grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);
     fails(d, &["resources", "revoke-grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);
     let (resources, _) = ok(d, &["resources", "list", "--org", "acme"]);

@@ -53,6 +53,10 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
             }
             table.print()?;
         }
+        ResourcesCommand::Grants { resource, org, store } => {
+            let store = open_existing_store(&store).await?;
+            super::users::print_grants(store.as_ref(), &org, resource.as_deref()).await?;
+        }
         ResourcesCommand::Grant { resource, org, role, to, store } => {
             let store = open_existing_store(&store).await?;
             super::users::grant(store.as_ref(), &org, &resource, &role, to, false).await?;

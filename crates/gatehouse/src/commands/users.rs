@@ -1,6 +1,7 @@
 //! `gatehouse users`: people and machines, their groups and access tokens,
 //! directly in the store; and the role grants of `gatehouse resources`.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -233,6 +234,37 @@ pub async fn grant(
     } else {
         note!("{label} has role {role} on {} already.", resource.name);
     }
+    Ok(())
+}
+
+/// Prints who may log in as which role: the default role of each resource (or of
+/// `resource`), then its grants, to users by their email or name and to groups.
+pub async fn print_grants(store: &dyn Store, org: &str, resource: Option<&str>) -> anyhow::Result<()> {
+    let org = existing_org(store, org).await?;
+    let resources = match resource {
+        Some(resource) => vec![existing_resource(store, org, resource).await?],
+        None => store.list_resources(org).await?,
+    };
+    let users: HashMap<String, User> = store.list_users(org).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
+    let mut table = Table::new(&[("RESOURCE", Cut), ("ROLE", Cut), ("WHO", Cut)]);
+    for r in resources {
+        let Some(access) = store.resource_access(org, &r.id).await? else { continue };
+        if !access.default_role.is_empty() {
+            table.row(vec![r.name.clone(), access.default_role.clone(), "everyone (default role)".into()]);
+        }
+        for grant in access.grants {
+            let who = match &grant.principal {
+                Principal::User(id) => match users.get(id) {
+                    Some(u) if u.disabled => format!("user {} (disabled)", u.handle()),
+                    Some(u) => format!("user {}", u.handle()),
+                    None => format!("user {id}"),
+                },
+                Principal::Group(group) => format!("group {group}"),
+            };
+            table.row(vec![r.name.clone(), grant.role, who]);
+        }
+    }
+    table.print()?;
     Ok(())
 }
 
