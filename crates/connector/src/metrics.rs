@@ -30,7 +30,7 @@ pub struct Metrics {
 }
 
 /// Why the connector refused a login: the control plane's reasons, then the connector's own.
-pub const AUTH_FAILURE_REASONS: [&str; 16] = [
+pub const AUTH_FAILURE_REASONS: [&str; 17] = [
     "unknown_user",
     "bad_token",
     "expired_token",
@@ -38,6 +38,7 @@ pub const AUTH_FAILURE_REASONS: [&str; 16] = [
     "disabled_user",
     "role_not_allowed",
     "no_role",
+    "throttled",
     "identity_required",
     "tls_required",
     "bad_user_name",

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
 use crate::config::{Config, Listener};
-use crate::identity::{Credentials, Verifier};
+use crate::identity::{Credentials, Throttle, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
 use crate::proxy::{self, CancelMap, IdentityOptions, ProxyContext, ProxyError};
@@ -220,6 +220,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let verifier = Arc::new(Verifier::new(verify_control, control_rt.clone()));
     control_rt.spawn(crate::identity::recheck(Arc::clone(&live), Arc::clone(&verifier), rechecks_stop));
     let credentials = Arc::new(Credentials::new(&config.credentials));
+    let throttle = Arc::new(Throttle::default());
     let mut serving = JoinSet::new();
     let large_messages = LargeMessageBudget::new(proxy::LARGE_MESSAGE_BUDGET);
     for (((listener, tcp), upstream), upstream_tls) in listeners.into_iter().zip(upstreams).zip(upstream_tls) {
@@ -236,6 +237,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             credentials: Arc::clone(&credentials),
             require_identity: listener.require_identity,
             require_tls: config.identity.require_tls,
+            throttle: Arc::clone(&throttle),
         };
         let context = Arc::new(ProxyContext {
             resource_id: listener.resource,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use double::Harness;
 use gatehouse_connector::config::{Credential, UpstreamTls};
-use gatehouse_connector::identity::{Credentials, Verifier};
+use gatehouse_connector::identity::{Credentials, Verifier, throttle};
 use gatehouse_connector::proxy::{IdentityOptions, UpstreamTlsConfig, load_tls, upstream_tls};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use proxy_harness::{PATIENCE, Proxy, UPSTREAM, direct, eventually};
@@ -331,6 +331,28 @@ async fn open_sessions_end_when_their_access_is_revoked_and_outlive_an_outage() 
     assert_eq!(one(&plain, "select 1::text").await, "1");
     assert_eq!(proxy.live.len(), 2);
     assert_eq!(proxy.counter(|m| &m.sessions_terminated_total), 3);
+}
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_is_refused_unchecked() {
+    let harness = Harness::start().await;
+    harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
+    let proxy = proxy(&harness, &[]).await;
+    let guess = |i: u32| config(&proxy, ALICE, &format!("ght_guess_{i}"));
+    for i in 0..throttle::MAX_FAILURES {
+        assert_eq!(code(&login(&guess(i)).await.err().unwrap()), "28P01");
+    }
+    let checked = harness.plane.seen().verifications.len();
+    assert_eq!(checked, throttle::MAX_FAILURES as usize);
+    // Then even the right token gets the same answer, and the control plane is not asked.
+    for config in [guess(99), config(&proxy, ALICE, TOKEN)] {
+        let error = login(&config).await.err().unwrap();
+        assert_eq!(code(&error), "28P01");
+        assert!(error.as_db_error().unwrap().message().contains("password authentication failed"), "{error}");
+    }
+    assert_eq!(harness.plane.seen().verifications.len(), checked);
+    assert_eq!(proxy.metrics.auth_failures.get("throttled"), 2);
+    assert_eq!(proxy.metrics.auth_failures.get("bad_token"), u64::from(throttle::MAX_FAILURES));
 }
 
 /// How many of the backends `pids` there are, in `state` (any when empty).

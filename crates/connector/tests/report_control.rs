@@ -107,7 +107,7 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     // The stand-in ends each stream after one termination: the watch reopens it.
     h.plane.terminate("s2", "t2");
     let got = terminated(tokio::time::timeout(within_a_second, second).await.expect("in time"));
-    assert_eq!(got.termination_id, "t2");
+    assert_eq!(got, Termination::Requested { termination_id: "t2".into(), reason: "by test".into() });
 
     // An outage, then the stream comes back.
     h.plane.set_down(true);
@@ -116,7 +116,7 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     h.plane.terminate("gone", "t3");
     h.plane.terminate("s3", "t4");
     let got = terminated(tokio::time::timeout(Duration::from_secs(2), third).await.expect("in time"));
-    assert_eq!(got.termination_id, "t4");
+    assert_eq!(got, Termination::Requested { termination_id: "t4".into(), reason: "by test".into() });
     assert!(live.is_empty());
 
     stop.cancel();

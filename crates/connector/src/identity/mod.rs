@@ -8,12 +8,14 @@
 //! - [`Verifier`]: `VerifyIdentity` calls with a short cache.
 //! - [`Credentials`]: the native roles' passwords, which never leave the connector.
 //! - `access`: open sessions checked again, and terminated once their access is gone.
+//! - [`Throttle`]: addresses that keep failing are refused without a check for a while.
 //!
 //! The exchange itself (cleartext password from the client, login upstream) is in
 //! `proxy::login`, in the startup phase: nothing here runs per relayed message.
 
 mod access;
 mod options;
+pub mod throttle;
 mod username;
 mod verifier;
 
@@ -21,6 +23,7 @@ use std::collections::HashMap;
 
 pub use access::{Access, RECHECK_EVERY, recheck, recheck_once};
 pub use options::{END_USER, take_end_user};
+pub use throttle::Throttle;
 pub use username::{IdentityName, NameError, PREFIX, UserType, parse};
 pub use verifier::{MAX_CACHE, VERIFY_TIMEOUT, Verdict, Verifier, VerifyError};
 

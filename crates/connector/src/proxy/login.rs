@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -28,7 +28,7 @@ use super::client::ClientStream;
 use super::upstream::{self, ServerStream};
 use crate::config::Secret;
 use crate::event::FormalUser;
-use crate::identity::{Access, END_USER, IdentityName, UserType, Verdict, take_end_user};
+use crate::identity::{Access, END_USER, IdentityName, UserType, Verdict, take_end_user, throttle};
 use crate::metrics::Metrics;
 use crate::timer;
 
@@ -112,13 +112,29 @@ pub(crate) async fn identity(
         );
         return refusal.refuse(&mut client, "bad_end_user", error).await;
     }
+    let refused = || ErrorResponse::invalid_password(format!("password authentication failed for user \"{given}\""));
+    let throttle = &ctx.identity.throttle;
+    if throttle.is_throttled(peer.ip(), Instant::now()) {
+        // Answered as a wrong token is: a guesser learns nothing from it.
+        ctx.metrics.auth_failures.count("throttled");
+        tracing::debug!(%peer, "identity login refused unchecked: too many failures from this address");
+        client.send_error(&refused()).await;
+        return None;
+    }
     let verdict = verifier.verify(&ctx.resource_id, &name, &token, named_end_user.as_deref().unwrap_or_default()).await;
     let token = Secret::new(token);
     let (formal_user, native_role, known_end_user) = match verdict {
         Ok(Verdict::Allowed { user, native_role, end_user }) => (user, native_role, end_user),
         Ok(Verdict::Denied { reason }) => {
-            let mut error =
-                ErrorResponse::invalid_password(format!("password authentication failed for user \"{given}\""));
+            if throttle.failed(peer.ip(), Instant::now()) {
+                tracing::warn!(
+                    %peer,
+                    failures = throttle::MAX_FAILURES,
+                    "too many failed identity logins from this address: its logins are refused unchecked for {} s",
+                    throttle::WINDOW.as_secs(),
+                );
+            }
+            let mut error = refused();
             // Only a holder of a good token hears why: they need to name a role.
             if reason == "no_role" {
                 error = error.with_hint("this resource has no default role for you: append @<role> to the user name");

@@ -54,7 +54,7 @@ use shutdown::Shutdown;
 pub use tls::load_tls;
 pub use upstream::{UpstreamTlsConfig, upstream_tls};
 
-use crate::identity::{Credentials, Verifier};
+use crate::identity::{Credentials, Throttle, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
 use crate::report::Reporter;
@@ -102,6 +102,8 @@ pub struct IdentityOptions {
     pub require_identity: bool,
     /// Refuse identity logins over connections without TLS.
     pub require_tls: bool,
+    /// Failed identity logins by address, shared by every listener.
+    pub throttle: Arc<Throttle>,
 }
 
 /// Errors of the proxy's setup; the relay itself reports through events and logs.
