@@ -248,6 +248,13 @@ impl Field {
             })
             .collect();
         best.sort_unstable();
+        // The start of dotted names (`network`), not a field in another case: the fields under it.
+        let under = format!("{wanted}.");
+        let fields_under: Vec<&'static str> =
+            TABLE.iter().map(|entry| entry.name).filter(|n| n.starts_with(&under)).take(limit).collect();
+        if !fields_under.is_empty() && best.first().is_none_or(|(distance, _)| *distance > 0) {
+            return fields_under;
+        }
         let typo_distance = (wanted.chars().count() / 3).max(2);
         let close = best.iter().take_while(|(distance, _)| *distance <= typo_distance).count();
         best.into_iter().take(if close > 0 { close.min(limit) } else { limit }).map(|(_, spelling)| spelling).collect()

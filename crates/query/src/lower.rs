@@ -104,12 +104,20 @@ impl Lowerer {
                 let field = resolve(&name)?;
                 // Spaces separate values in this syntax; commas, as many write them
                 // (`IN [postgres, mysql]`), do too, rather than becoming part of a value.
-                let elements: Vec<String> = elements
-                    .iter()
-                    .flat_map(|element| element.split(','))
-                    .filter(|value| !value.is_empty())
-                    .map(str::to_owned)
-                    .collect();
+                let mut words = Vec::with_capacity(elements.len());
+                for value in elements.iter().flat_map(|element| element.split(',')).filter(|v| !v.is_empty()) {
+                    // Escaped as a term's value is (`alice\@example.com`); whole values only.
+                    match word(value)? {
+                        (value, false) => words.push(value),
+                        (_, true) => {
+                            return Err(QueryError::unsupported(format!(
+                                "a set takes whole values, and `{value}` is a prefix; \
+                                 write `{name}:{value} OR ...`, or escape a literal `*` as `\\*`"
+                            )));
+                        }
+                    }
+                }
+                let elements = words;
                 self.count(elements.len().max(1))?;
                 let values =
                     elements.into_iter().map(|element| self.value(field, &name, element)).collect::<Result<_, _>>()?;

@@ -190,6 +190,11 @@ fn syntax_set() {
     // Commas separate values too, as many write them.
     check("technology:IN [postgres, mysql]", r#"resource.technology:IN ["postgres" "mysql"]"#);
     check("technology:IN [postgres,mysql,]", r#"resource.technology:IN ["postgres" "mysql"]"#);
+    // Escaped as in a term, and whole values only.
+    check(r"email:IN [alice\@example.com bob]", r#"user.formal.user.email:IN ["alice@example.com" "bob"]"#);
+    check(r"native_user:IN [app\_rw]", r#"user.native.username:IN ["app_rw"]"#);
+    check(r"user:IN [a\*]", r#"user.username:IN ["a*"]"#);
+    check_err("user:IN [ali*]", "a set takes whole values, and `ali*` is a prefix");
 }
 
 #[test]
@@ -575,6 +580,7 @@ fn unknown_fields_get_suggestions() {
     check_err("user.emial:x", "did you mean `user.email`?");
     check_err("clientip:1.2.3.4", "did you mean `client_ip`?");
     check_err("stat:active", "did you mean `status`?");
+    check_err("network:x", "did you mean `network.client_ip_address`, or `network.server_ip_address`?");
     check_err("USER:a", "did you mean `user`?");
     check_err(
         "user.formal.user.emails:a",
