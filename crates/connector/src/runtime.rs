@@ -120,7 +120,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let verify_control = control.clone();
     // First of what the process holds: a second process started with the same configuration
     // is told that, rather than that its ports are taken.
-    let (spool, journal, runs) = open_state(&config, &run_id).await?;
+    let runs = lock_state(&config, &run_id).await?;
     let tls = match &config.tls {
         Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),
         None => None,
@@ -136,6 +136,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(|error| RunError::ControlThread(std::io::Error::other(error)))??;
     // The bound address: port 0 in the configuration (tests, `dev`) becomes a real one.
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
+    let (spool, journal) = open_state(&config).await?;
 
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(LiveSessions::new());
@@ -385,34 +386,46 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunEr
     TcpListener::bind(addr).await.map_err(|source| RunError::Bind { what, addr, source })
 }
 
-/// Locks the state directory for this run and opens its spool and journal: the events an
-/// earlier run journaled go to the spool, behind what it spooled.
-async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, Journal, RunLog), RunError> {
+/// Locks the state directory for this run.
+async fn lock_state(config: &Config, run_id: &str) -> Result<RunLog, RunError> {
     let state_dir = config.state_dir.clone();
     let run_id = run_id.to_owned();
+    let runs = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&state_dir).map_err(|source| RunError::StateDir { path: state_dir.clone(), source })?;
+        RunLog::begin(&state_dir, &run_id).map_err(|error| match error {
+            RunLogError::InUse => RunError::StateDirInUse { path: state_dir.clone() },
+            RunLogError::Io(source) => RunError::StateDir { path: state_dir.clone(), source },
+        })
+    })
+    .await
+    .expect("locking the state directory does not panic")?;
+    if !runs.previous.is_empty() {
+        tracing::info!(previous_runs = ?runs.previous, "taking over from earlier runs on this state directory");
+    }
+    Ok(runs)
+}
+
+/// Opens the locked state directory's spool and journal: the events an earlier run journaled
+/// go to the spool, behind what it spooled. (Reading a large journal takes seconds: the
+/// listeners are bound before, so that clients wait in their accept queues meanwhile rather
+/// than find the port closed.)
+async fn open_state(config: &Config) -> Result<(Spool, Journal), RunError> {
+    let state_dir = config.state_dir.clone();
     let options = SpoolOptions::with_max_bytes(config.spool_max_bytes);
     let opened = tokio::task::spawn_blocking(move || {
         let unusable = |path: &Path| {
             let path = path.to_owned();
             move |source| RunError::StateDir { path, source }
         };
-        std::fs::create_dir_all(&state_dir).map_err(unusable(&state_dir))?;
-        let runs = RunLog::begin(&state_dir, &run_id).map_err(|error| match error {
-            RunLogError::InUse => RunError::StateDirInUse { path: state_dir.clone() },
-            RunLogError::Io(source) => RunError::StateDir { path: state_dir.clone(), source },
-        })?;
         let dir = state_dir.join("spool");
         let (mut spool, recovery) = Spool::open(&dir, options).map_err(unusable(&dir))?;
         let journal_dir = state_dir.join("journal");
         let (journal, journaled) = Journal::open(&journal_dir, &mut spool).map_err(unusable(&journal_dir))?;
-        Ok::<_, RunError>(((spool, recovery), (journal, journaled), runs))
+        Ok::<_, RunError>(((spool, recovery), (journal, journaled)))
     })
     .await
     .expect("opening the state directory does not panic")?;
-    let ((spool, recovery), (journal, journaled), runs) = opened;
-    if !runs.previous.is_empty() {
-        tracing::info!(previous_runs = ?runs.previous, "taking over from earlier runs on this state directory");
-    }
+    let ((spool, recovery), (journal, journaled)) = opened;
     if recovery.records > 0 {
         tracing::info!(
             records = recovery.records,
@@ -427,7 +440,7 @@ async fn open_state(config: &Config, run_id: &str) -> Result<(Spool, Journal, Ru
              replaying them first (the control plane ignores those it has)",
         );
     }
-    Ok((spool, journal, runs))
+    Ok((spool, journal))
 }
 
 /// Each listener's upstream `host:port`, in the order of `config.listeners`.
