@@ -201,8 +201,8 @@ pub trait Store: Send + Sync + 'static {
         pending_since: Micros,
     ) -> Result<TerminationRecord, StoreError>;
     /// Terminations since `since` of `connector_id` whose sessions are still open, or were
-    /// ended by the connector's lease: one may be live still behind a partition, and gets its
-    /// termination when the connector is heard again.
+    /// ended by the lease of a run that lapsed (and no later run took over): one may be live
+    /// still behind a partition, and gets its termination when the run is heard again.
     async fn pending_terminations(
         &self,
         org: OrgId,

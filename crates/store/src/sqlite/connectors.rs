@@ -305,7 +305,9 @@ impl SqliteStore {
             "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
              JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
              WHERE t.org_id = ? AND t.connector_id = ? AND t.created_us >= ? \
-               AND (s.end_us IS NULL OR s.end_reason = ?) \
+               AND (s.end_us IS NULL OR (s.end_reason = ? AND EXISTS ( \
+                 SELECT 1 FROM connector_runs r WHERE r.org_id = s.org_id AND r.connector_id = s.connector_id \
+                   AND r.run_id = s.run_id AND r.lapsed_us IS NOT NULL AND r.taken_over_us IS NULL))) \
              ORDER BY t.created_us",
         )
         .bind(org.0)

@@ -657,7 +657,10 @@ pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn S
     store.create_termination(acme, &asked, asked.created).await.unwrap();
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 1);
     assert!(end_of(store, acme, "lapsed").await.is_some());
-    assert_eq!(store.pending_terminations(acme, "c-3", ago(60)).await.unwrap(), vec![asked]);
+    assert_eq!(store.pending_terminations(acme, "c-3", ago(60)).await.unwrap(), vec![asked.clone()]);
+    // Once a later run has taken over from that one, its sessions are over for good.
+    store.connector_hello(acme, "c-3", "run-2", &runs(&["run-1"]), ago(5)).await.unwrap();
+    assert_eq!(store.pending_terminations(acme, "c-3", ago(60)).await.unwrap(), vec![]);
 }
 
 /// Asked again while one is pending, through any number of replicas at once:
