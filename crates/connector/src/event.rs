@@ -89,6 +89,8 @@ pub enum EndReason {
     Server,
     /// An administrator terminated the session.
     Terminated,
+    /// The identity it logged in as may no longer log in.
+    Revoked,
     /// The connector shut down.
     Shutdown,
     /// A protocol or IO error ended it.
@@ -96,8 +98,14 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    const ALL: [EndReason; 5] =
-        [EndReason::Client, EndReason::Server, EndReason::Terminated, EndReason::Shutdown, EndReason::Error];
+    const ALL: [EndReason; 6] = [
+        EndReason::Client,
+        EndReason::Server,
+        EndReason::Terminated,
+        EndReason::Revoked,
+        EndReason::Shutdown,
+        EndReason::Error,
+    ];
 
     /// The reason [`as_str`](Self::as_str) names.
     pub fn parse(name: &str) -> Option<Self> {
@@ -109,6 +117,7 @@ impl EndReason {
             EndReason::Client => "client",
             EndReason::Server => "server",
             EndReason::Terminated => "terminated",
+            EndReason::Revoked => "revoked",
             EndReason::Shutdown => "shutdown",
             EndReason::Error => "error",
         }

@@ -16,6 +16,7 @@ pub struct Metrics {
     /// Logins for which the database could not be reached.
     pub upstream_connect_failures_total: AtomicU64,
     pub sessions_terminated_total: AtomicU64,
+    pub sessions_revoked_total: AtomicU64,
     /// Events waiting to reach the control plane (in memory and spooled).
     pub report_backlog: AtomicU64,
     /// Events dropped: the spool was full in fail-open mode, a spool write
@@ -77,7 +78,7 @@ impl Metrics {
 
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
             ("connections_total", "counter", "Client connections accepted", &self.connections_total),
             ("connections_active", "gauge", "Client connections open now", &self.connections_active),
             (
@@ -101,6 +102,12 @@ impl Metrics {
                 "counter",
                 "Sessions ended by a termination",
                 &self.sessions_terminated_total,
+            ),
+            (
+                "sessions_revoked_total",
+                "counter",
+                "Sessions of identities ended because their access was revoked",
+                &self.sessions_revoked_total,
             ),
             ("report_backlog", "gauge", "Events not yet accepted by the control plane", &self.report_backlog),
             (

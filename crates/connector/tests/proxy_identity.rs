@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use double::Harness;
 use gatehouse_connector::config::{Credential, UpstreamTls};
-use gatehouse_connector::identity::{Credentials, Verifier, throttle};
+use gatehouse_connector::identity::{Credentials, Round, Verifier, recheck_once, throttle};
 use gatehouse_connector::proxy::{IdentityOptions, UpstreamTlsConfig, load_tls, upstream_tls};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use proxy_harness::{PATIENCE, Proxy, UPSTREAM, direct, eventually};
@@ -247,15 +247,23 @@ async fn answers_are_cached_briefly_and_an_unreachable_control_plane_fails_close
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
     let uncached = pb::VerifyIdentityResponse { cache_seconds: 0, ..allowed(ANALYST, &[]) };
     harness.plane.set_identity("bob@example.com", TOKEN, uncached);
-    let proxy = proxy(&harness, &[]).await;
+    let options = identity(&harness, &[]);
+    let verifier = Arc::clone(options.verifier.as_ref().unwrap());
+    let proxy = Proxy::start_full(None, UPSTREAM, None, options).await;
 
+    let mut open = Vec::new();
     for _ in 0..3 {
-        login(&config(&proxy, ALICE, TOKEN)).await.unwrap();
+        open.push(login(&config(&proxy, ALICE, TOKEN)).await.unwrap());
         login(&config(&proxy, "idp:formal:human:bob@example.com", TOKEN)).await.unwrap();
     }
+    // Checking the open sessions again, for the role they got, is answered by the login's answer.
+    eventually("alice's sessions", || async { proxy.live.identities().len() >= 3 }).await;
+    assert_eq!(recheck_once(&proxy.live, &verifier).await, Round::default());
     let calls = harness.plane.seen().verifications;
     assert_eq!(calls.iter().filter(|(user, _)| user == "alice@example.com").count(), 1, "{calls:?}");
-    assert_eq!(calls.iter().filter(|(user, _)| user == "bob@example.com").count(), 3, "{calls:?}");
+    let bob_logins = calls.iter().filter(|(user, role)| user == "bob@example.com" && role.is_empty()).count();
+    assert_eq!(bob_logins, 3, "{calls:?}");
+    drop(open);
 
     harness.plane.set_down(true);
     let error = login(&config(&proxy, "idp:formal:human:bob@example.com", TOKEN)).await.err().unwrap();
@@ -295,9 +303,10 @@ async fn open_sessions_end_when_their_access_is_revoked_and_outlive_an_outage() 
 
     // The control plane cannot answer: an outage is no revocation.
     harness.plane.set_down(true);
-    assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 0);
+    let round = recheck_once(&proxy.live, &verifier).await;
+    assert_eq!((round.revoked, round.unchecked), (0, 4), "{round:?}");
     harness.plane.set_down(false);
-    assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 0);
+    assert_eq!(recheck_once(&proxy.live, &verifier).await, Round::default());
     // Asked for the role each session has, not for what a login naming none would get now.
     let asked = harness.plane.seen().verifications;
     assert!(asked.contains(&("alice@example.com".to_owned(), ANALYST.to_owned())), "{asked:?}");
@@ -313,7 +322,7 @@ async fn open_sessions_end_when_their_access_is_revoked_and_outlive_an_outage() 
     harness.plane.set_identity("carol@example.com", TOKEN, uncached(denied("revoked_token")));
     // Another role than the session's: its grant was revoked, another one applies now.
     harness.plane.set_identity("dave@example.com", TOKEN, uncached(allowed(other_role, &[])));
-    assert_eq!(gatehouse_connector::identity::recheck_once(&proxy.live, &verifier).await, 3);
+    assert_eq!(recheck_once(&proxy.live, &verifier).await.revoked, 3);
 
     for (sleeper, why) in sleepers.into_iter().zip([
         "the user was disabled",
@@ -330,20 +339,30 @@ async fn open_sessions_end_when_their_access_is_revoked_and_outlive_an_outage() 
     assert_eq!(one(&alice, "select 1::text").await, "1");
     assert_eq!(one(&plain, "select 1::text").await, "1");
     assert_eq!(proxy.live.len(), 2);
-    assert_eq!(proxy.counter(|m| &m.sessions_terminated_total), 3);
+    assert_eq!(proxy.counter(|m| &m.sessions_revoked_total), 3);
+    assert_eq!(proxy.counter(|m| &m.sessions_terminated_total), 0, "no administrator's");
 }
 
 #[tokio::test]
 async fn an_address_that_keeps_failing_is_refused_unchecked() {
     let harness = Harness::start().await;
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
+    harness.plane.set_identity("carol@example.com", TOKEN, denied("revoked_token"));
     let proxy = proxy(&harness, &[]).await;
+    // A real credential refused (a pool retrying a revoked token) is no guess: nobody else
+    // behind the address is held back for it.
+    for _ in 0..=throttle::MAX_FAILURES {
+        let carol = config(&proxy, "idp:formal:human:carol@example.com", TOKEN);
+        assert_eq!(code(&login(&carol).await.err().unwrap()), "28P01");
+    }
+    login(&config(&proxy, ALICE, TOKEN)).await.unwrap();
+    let base = harness.plane.seen().verifications.len();
     let guess = |i: u32| config(&proxy, ALICE, &format!("ght_guess_{i}"));
     for i in 0..throttle::MAX_FAILURES {
         assert_eq!(code(&login(&guess(i)).await.err().unwrap()), "28P01");
     }
     let checked = harness.plane.seen().verifications.len();
-    assert_eq!(checked, throttle::MAX_FAILURES as usize);
+    assert_eq!(checked - base, throttle::MAX_FAILURES as usize);
     // Then even the right token gets the same answer, and the control plane is not asked.
     for config in [guess(99), config(&proxy, ALICE, TOKEN)] {
         let error = login(&config).await.err().unwrap();

@@ -54,7 +54,30 @@ fn blank(c: char) -> bool {
 }
 
 fn unprintable(c: char) -> bool {
-    c.is_control() || display::needs_escape(c)
+    c.is_control() || display::needs_escape(c) || is_invisible(c)
+}
+
+/// Unicode's format and default-ignorable characters, which show as nothing: `alice\u{200b}@x`
+/// would read as `alice@x`.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fff8}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
 }
 
 #[cfg(test)]
@@ -69,6 +92,9 @@ mod tests {
         }
         assert!(!is_email(&format!("{}@example.com", "a".repeat(MAX_NAME_LEN))));
         assert!(!is_email("\u{202e}moc.elpmaxe@ecila"), "a bidirectional override");
+        for invisible in ["alice\u{200b}@example.com", "al\u{ad}ice@example.com", "\u{feff}alice@example.com"] {
+            assert!(!is_email(invisible), "{invisible:?}");
+        }
     }
 
     #[test]

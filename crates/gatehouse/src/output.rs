@@ -8,38 +8,39 @@ use unicode_width::UnicodeWidthStr;
 
 /// Refuses to go on when standard output cannot take a secret about to be shown once (a new
 /// key or token): `/dev/null`, or closed (`>&-`, which Rust's runtime opens on `/dev/null`),
-/// or a pipe whose reader is gone. Called before the secret is made, so that none is made that
-/// nobody can be shown.
+/// or a pipe or socket whose reader is gone. Called before the secret is made, so that none is
+/// made that nobody can be shown.
 pub fn ensure_stdout_open(what: &str) -> anyhow::Result<()> {
     let refused =
         |why: &str| anyhow::anyhow!("standard output {why}: the new {what} would be shown nowhere, so none was made");
     #[cfg(unix)]
     {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
-        use rustix::fs::{FileType, fstat, major, minor};
+        use rustix::fs::{FileType, fstat, stat};
         let stdout = std::io::stdout();
-        // /dev/null is character device 1:3 on Linux.
-        if let Ok(stat) = fstat(&stdout)
-            && FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice
-            && (major(stat.st_rdev), minor(stat.st_rdev)) == (1, 3)
+        if let (Ok(out), Ok(null)) = (fstat(&stdout), stat("/dev/null"))
+            && FileType::from_raw_mode(out.st_mode) == FileType::CharacterDevice
+            && out.st_rdev == null.st_rdev
         {
             return Err(refused("is closed or /dev/null"));
         }
         let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
-        let now = Timespec { tv_sec: 0, tv_nsec: 0 };
-        if poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::ERR) {
-            return Err(refused("is a pipe nobody reads"));
+        let no_wait = Timespec { tv_sec: 0, tv_nsec: 0 };
+        // A pipe whose reader is gone says ERR; a socket whose peer closed, HUP.
+        if poll(&mut fds, Some(&no_wait)).is_ok() && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
+            return Err(refused("is a pipe or socket nobody reads"));
         }
     }
     Ok(())
 }
 
-/// Writes a secret just made to standard output, or says it was made but not shown.
-pub fn print_secret(what: &str, secret: &str) -> anyhow::Result<()> {
+/// Writes a secret just made to standard output, or says it was made but not shown, and what
+/// to do about it (`undo`).
+pub fn print_secret(what: &str, secret: &str, undo: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{secret}")
         .and_then(|()| out.flush())
-        .map_err(|error| anyhow::anyhow!("the new {what} was made but could not be shown ({error}): revoke it"))
+        .map_err(|error| anyhow::anyhow!("the new {what} was made but could not be shown ({error}): {undo}"))
 }
 
 /// How a column fares when its table is wider than the terminal.

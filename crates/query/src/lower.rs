@@ -104,20 +104,17 @@ impl Lowerer {
                 let field = resolve(&name)?;
                 // Spaces separate values in this syntax; commas, as many write them
                 // (`IN [postgres, mysql]`), do too, rather than becoming part of a value.
-                let mut words = Vec::with_capacity(elements.len());
-                for value in elements.iter().flat_map(|element| element.split(',')).filter(|v| !v.is_empty()) {
-                    // Escaped as a term's value is (`alice\@example.com`); whole values only.
-                    match word(value)? {
-                        (value, false) => words.push(value),
-                        (_, true) => {
-                            return Err(QueryError::unsupported(format!(
-                                "a set takes whole values, and `{value}` is a prefix; \
-                                 write `{name}:{value} OR ...`, or escape a literal `*` as `\\*`"
-                            )));
-                        }
-                    }
-                }
-                let elements = words;
+                // Escaped as a term's value is (`alice\@example.com`). The grammar drops a set
+                // value's quotes, so `*` and `~` stay literal here: `IN ["db*"]` is not a prefix.
+                let elements: Vec<String> = elements
+                    .iter()
+                    .flat_map(|element| element.split(','))
+                    .filter(|value| !value.is_empty())
+                    .map(|value| {
+                        let mut chars = value.chars().peekable();
+                        std::iter::from_fn(|| chars.next().map(|c| unescape(c, &mut chars))).collect()
+                    })
+                    .collect();
                 self.count(elements.len().max(1))?;
                 let values =
                     elements.into_iter().map(|element| self.value(field, &name, element)).collect::<Result<_, _>>()?;
@@ -289,10 +286,7 @@ fn word(phrase: &str) -> Result<(String, bool), QueryError> {
     let mut chars = phrase.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => match chars.next_if(char::is_ascii_punctuation) {
-                Some(escaped) => value.push(escaped),
-                None => value.push(c),
-            },
+            '\\' => value.push(unescape(c, &mut chars)),
             '*' if chars.peek().is_none() => return Ok((value, true)),
             '*' => {
                 return Err(QueryError::unsupported(
@@ -305,6 +299,15 @@ fn word(phrase: &str) -> Result<(String, bool), QueryError> {
         }
     }
     Ok((value, false))
+}
+
+/// `c`, or when it is a `\` before a punctuation mark, that mark (taken from `rest`): a letter
+/// keeps its `\`, as in `DOMAIN\user`.
+fn unescape(c: char, rest: &mut std::iter::Peekable<std::str::Chars<'_>>) -> char {
+    match c {
+        '\\' => rest.next_if(char::is_ascii_punctuation).unwrap_or(c),
+        c => c,
+    }
 }
 
 fn kind_noun(kind: FieldKind) -> &'static str {

@@ -190,11 +190,11 @@ fn syntax_set() {
     // Commas separate values too, as many write them.
     check("technology:IN [postgres, mysql]", r#"resource.technology:IN ["postgres" "mysql"]"#);
     check("technology:IN [postgres,mysql,]", r#"resource.technology:IN ["postgres" "mysql"]"#);
-    // Escaped as in a term, and whole values only.
+    // Escaped as in a term; `*` and `~` are literal in a set, quoted or not.
     check(r"email:IN [alice\@example.com bob]", r#"user.formal.user.email:IN ["alice@example.com" "bob"]"#);
     check(r"native_user:IN [app\_rw]", r#"user.native.username:IN ["app_rw"]"#);
-    check(r"user:IN [a\*]", r#"user.username:IN ["a*"]"#);
-    check_err("user:IN [ali*]", "a set takes whole values, and `ali*` is a prefix");
+    check(r"user:IN [a\* DOMAIN\svc]", r#"user.username:IN ["a*" "DOMAIN\\svc"]"#);
+    check(r#"resource:IN ["db*" "v~1" "a b"]"#, r#"resource.name:IN ["db*" "v~1" "a b"]"#);
 }
 
 #[test]

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{IdentityName, Verdict, Verifier};
@@ -19,6 +20,8 @@ use crate::live::{LiveSessions, Termination};
 
 /// How often the sessions of identity logins are checked again.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// Checks in flight at once: sessions with tokens of their own each cost a call.
+const CONCURRENT_CHECKS: usize = 16;
 
 /// What an identity login was allowed with: what to ask again.
 #[derive(Debug)]
@@ -48,37 +51,66 @@ impl Access {
 pub async fn recheck(live: Arc<LiveSessions>, verifier: Arc<Verifier>, stop: CancellationToken) {
     let mut ticks = crate::timer::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticks.tick() => {
-                recheck_once(&live, &verifier).await;
+                let round = recheck_once(&live, &verifier).await;
+                match (round.unchecked, failing) {
+                    (0, true) => tracing::info!("the access of open sessions is checked again"),
+                    (n, false) if n > 0 => tracing::warn!(
+                        sessions = n,
+                        error = round.error.as_deref().unwrap_or_default(),
+                        "cannot check the access of open sessions; they carry on meanwhile",
+                    ),
+                    _ => {}
+                }
+                failing = round.unchecked > 0;
             }
         }
     }
 }
 
-/// Checks every session of an identity login once, and terminates those whose access is
-/// gone; returns how many. Stops at the first check the control plane cannot answer.
-pub async fn recheck_once(live: &LiveSessions, verifier: &Verifier) -> usize {
-    let mut revoked = 0;
-    for (session_id, access) in live.identities() {
+/// What one round of checks did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Sessions terminated.
+    pub revoked: usize,
+    /// Sessions whose check failed: they carry on.
+    pub unchecked: usize,
+    /// The last failure, for the log.
+    pub error: Option<String>,
+}
+
+/// Checks every session of an identity login once, a few at a time, and terminates those
+/// whose access is gone. A check that fails (no answer, or an error for its resource) leaves
+/// its session alone, and the others are checked all the same.
+pub async fn recheck_once(live: &LiveSessions, verifier: &Verifier) -> Round {
+    let sessions = live.identities();
+    let checks = futures::stream::iter(sessions).map(|(session_id, access)| async move {
         let verdict = verifier.verify(&access.resource_id, &access.name, access.token.expose(), &access.end_user).await;
+        (session_id, access, verdict)
+    });
+    let mut checks = std::pin::pin!(checks.buffer_unordered(CONCURRENT_CHECKS));
+    let mut round = Round::default();
+    while let Some((session_id, access, verdict)) = checks.next().await {
         let why = match verdict {
             Ok(Verdict::Allowed { native_role, .. }) if native_role == access.native_role() => continue,
             Ok(Verdict::Allowed { .. }) => denial("role_not_allowed", access.native_role()),
             Ok(Verdict::Denied { reason }) => denial(&reason, access.native_role()),
             Err(error) => {
-                tracing::debug!(%error, "cannot check the access of open sessions; they carry on");
-                break;
+                round.unchecked += 1;
+                round.error = Some(error.to_string());
+                continue;
             }
         };
-        if live.terminate(&session_id, Termination::AccessRevoked { why: why.clone() }) {
-            tracing::info!(session = %session_id, user = %access.name.user, %why, "access revoked: terminating the session");
-            revoked += 1;
+        tracing::info!(session = %session_id, user = %access.name.user, %why, "access revoked: terminating the session");
+        if live.terminate(&session_id, Termination::AccessRevoked { why }) {
+            round.revoked += 1;
         }
     }
-    revoked
+    round
 }
 
 /// Why, for the client, from the control plane's `denied_reason`.

@@ -21,7 +21,7 @@ mod verifier;
 
 use std::collections::HashMap;
 
-pub use access::{Access, RECHECK_EVERY, recheck, recheck_once};
+pub use access::{Access, RECHECK_EVERY, Round, recheck, recheck_once};
 pub use options::{END_USER, take_end_user};
 pub use throttle::Throttle;
 pub use username::{IdentityName, NameError, PREFIX, UserType, parse};

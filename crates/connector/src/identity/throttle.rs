@@ -1,7 +1,12 @@
-//! Failed identity logins by client address. Past [`MAX_FAILURES`] in a [`WINDOW`], an
+//! Guessed identity logins by client address. Past [`MAX_FAILURES`] in a [`WINDOW`], an
 //! address's next logins are refused at once for the rest of the window, with the answer a
 //! wrong token gets and without a call to the control plane: a client guessing tokens costs
 //! the connector one answer, not a verification and two log lines each.
+//!
+//! Only guesses count (a token that is no token, a user that does not exist): a revoked or
+//! expired token, or a disabled user, is a real credential a pool may retry quickly, and
+//! counting it would lock out every identity behind the same NAT. An IPv6 client is counted by
+//! its /64, which one machine usually holds whole.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,8 +17,15 @@ use std::time::{Duration, Instant};
 pub const MAX_FAILURES: u32 = 20;
 /// How long failures count.
 pub const WINDOW: Duration = Duration::from_secs(60);
-/// Addresses kept at most; past it, windows that ended are forgotten, then all.
+/// Addresses kept at most; past it, all but the throttled ones are forgotten, and while
+/// throttled ones alone fill it, new addresses are not counted (a flood of addresses must not
+/// free the ones it holds back).
 const MAX_ADDRESSES: usize = 10_000;
+
+/// Whether the control plane's `denied_reason` says the login was a guess.
+pub fn is_guess(reason: &str) -> bool {
+    matches!(reason, "bad_token" | "unknown_user")
+}
 
 #[derive(Debug, Default)]
 pub struct Throttle {
@@ -30,16 +42,17 @@ impl Throttle {
     /// Whether logins from `ip` are refused unchecked now.
     pub fn is_throttled(&self, ip: IpAddr, now: Instant) -> bool {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        windows.get(&ip).is_some_and(|w| now < w.since + WINDOW && w.failures >= MAX_FAILURES)
+        windows.get(&source(ip)).is_some_and(|w| w.throttles(now))
     }
 
-    /// Counts a failed login from `ip`; true when this one reached the limit.
+    /// Counts a guessed login from `ip`; true when this one reached the limit.
     pub fn failed(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = source(ip);
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() >= MAX_ADDRESSES && !windows.contains_key(&ip) {
-            windows.retain(|_, w| now < w.since + WINDOW);
+            windows.retain(|_, w| w.throttles(now));
             if windows.len() >= MAX_ADDRESSES {
-                windows.clear();
+                return false;
             }
         }
         let window = windows.entry(ip).or_insert(Window { since: now, failures: 0 });
@@ -48,6 +61,20 @@ impl Throttle {
         }
         window.failures += 1;
         window.failures == MAX_FAILURES
+    }
+}
+
+impl Window {
+    fn throttles(&self, now: Instant) -> bool {
+        now < self.since + WINDOW && self.failures >= MAX_FAILURES
+    }
+}
+
+/// What one client is counted as: its IPv4 address, or its IPv6 /64.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
     }
 }
 
@@ -70,5 +97,30 @@ mod tests {
         assert!(!throttle.is_throttled(other, start), "others are not");
         assert!(!throttle.is_throttled(guesser, start + WINDOW), "the window ended");
         assert!(!throttle.failed(guesser, start + WINDOW), "a new window counts from one");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let throttle = Throttle::default();
+        let start = Instant::now();
+        for i in 0..MAX_FAILURES {
+            throttle.failed(format!("2001:db8::{i:x}").parse().unwrap(), start);
+        }
+        assert!(throttle.is_throttled("2001:db8::ffff:1".parse().unwrap(), start));
+        assert!(!throttle.is_throttled("2001:db8:0:1::1".parse().unwrap(), start), "another /64");
+        assert_eq!(source("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_flood_of_addresses_never_frees_a_throttled_one() {
+        let throttle = Throttle::default();
+        let (guesser, start) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        for _ in 0..MAX_FAILURES {
+            throttle.failed(guesser, start);
+        }
+        for i in 0..(2 * MAX_ADDRESSES as u32) {
+            throttle.failed(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), start);
+        }
+        assert!(throttle.is_throttled(guesser, start));
     }
 }

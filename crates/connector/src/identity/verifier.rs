@@ -107,7 +107,15 @@ impl Verifier {
         })??;
         let ttl = Duration::from_secs(response.cache_seconds.into()).min(MAX_CACHE);
         let verdict = verdict(response);
-        self.cache.lock().expect("cache lock").put(key, verdict.clone(), ttl, Instant::now());
+        let mut cache = self.cache.lock().expect("cache lock");
+        let now = Instant::now();
+        // A login that named no role is checked again, while its session lasts, for the role it
+        // got (see `access`): that answer is this one.
+        if let (None, Verdict::Allowed { native_role, .. }) = (&name.role, &verdict) {
+            let named = IdentityName { role: Some(native_role.clone()), ..name.clone() };
+            cache.put(cache_key(resource_id, &named, token, end_user), verdict.clone(), ttl, now);
+        }
+        cache.put(key, verdict.clone(), ttl, now);
         Ok(verdict)
     }
 }

@@ -97,7 +97,8 @@ pub(crate) async fn identity(
     };
     let (params, named_end_user) = upstream_params(startup, &given);
     let named_end_user = match name.user_type {
-        UserType::Machine => named_end_user,
+        // Trimmed once, so that what is checked is what is recorded and looked up.
+        UserType::Machine => named_end_user.map(|named| named.trim().to_owned()),
         // A person speaks for themselves; the option is still kept from the database.
         UserType::Human => None,
     };
@@ -126,7 +127,7 @@ pub(crate) async fn identity(
     let (formal_user, native_role, known_end_user) = match verdict {
         Ok(Verdict::Allowed { user, native_role, end_user }) => (user, native_role, end_user),
         Ok(Verdict::Denied { reason }) => {
-            if throttle.failed(peer.ip(), Instant::now()) {
+            if throttle::is_guess(&reason) && throttle.failed(peer.ip(), Instant::now()) {
                 tracing::warn!(
                     %peer,
                     failures = throttle::MAX_FAILURES,
@@ -290,7 +291,7 @@ fn upstream_startup(
 
 /// Whether a named end user can be recorded: an email or a name, printable and bounded.
 fn is_end_user(named: &str) -> bool {
-    names::is_label(named.trim())
+    names::is_label(named)
 }
 
 /// The end user a machine named: an email names a person by email, anything else by name.
@@ -470,7 +471,7 @@ mod tests {
 
     #[test]
     fn end_users_are_printable_and_bounded() {
-        assert!(is_end_user("bob@example.com") && is_end_user("Bob Smith"));
+        assert!(is_end_user("bob@example.com") && is_end_user("Bob Smith") && !is_end_user(" bob"));
         assert!(is_end_user(&"é".repeat(MAX_NAME_LEN)), "characters are counted, not bytes");
         for bad in ["", "  ", "bob\nINFO fake", "a\u{1b}[31m", "\u{202e}evil", &"x".repeat(MAX_NAME_LEN + 1)] {
             assert!(!is_end_user(bad), "{bad:?}");

@@ -598,17 +598,19 @@ impl Relay {
         let (reason, end_us) = match &end {
             End::Client | End::ClientGone(_) => (EndReason::Client, client_left_us),
             End::Server | End::LoginUnanswered(_) => (EndReason::Server, now_us()),
-            End::Terminated(_) => (EndReason::Terminated, now_us()),
+            End::Terminated(Termination::AccessRevoked { .. }) => (EndReason::Revoked, now_us()),
+            End::Terminated(Termination::Requested { .. }) => (EndReason::Terminated, now_us()),
             End::Shutdown(at) => (EndReason::Shutdown, *at),
             End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) => (EndReason::Error, now_us()),
         };
         match reason {
             EndReason::Terminated => Metrics::add(&metrics.sessions_terminated_total, 1),
+            EndReason::Revoked => Metrics::add(&metrics.sessions_revoked_total, 1),
             EndReason::Error => Metrics::add(&metrics.errors_total, 1),
             _ => {}
         }
         let sqlstate = match (&end, reason) {
-            (_, EndReason::Terminated | EndReason::Shutdown) => SQLSTATE_ADMIN_SHUTDOWN,
+            (_, EndReason::Terminated | EndReason::Revoked | EndReason::Shutdown) => SQLSTATE_ADMIN_SHUTDOWN,
             (
                 End::ClientProtocol(WireError::OverBudget { .. }) | End::ServerProtocol(WireError::OverBudget { .. }),
                 _,

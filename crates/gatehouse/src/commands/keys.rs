@@ -23,7 +23,8 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 gatehouse_core::Role::from(role),
                 org.name
             );
-            output::print_secret("key", &created.key)?;
+            let undo = format!("revoke it with `gatehouse keys revoke {} --org {}`", created.prefix, org.name);
+            output::print_secret("key", &created.key, &undo)?;
         }
         KeysCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;

@@ -77,7 +77,8 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             let org = super::ensure_org(store.as_ref(), &org).await?;
             let created = create_connector(store.as_ref(), org.id, &name).await?;
             note!("Registered connector {name:?} ({}). Its key, shown only this once:", created.id);
-            output::print_secret("connector key", &created.key)?;
+            let undo = format!("give it another with `gatehouse connectors rotate-key {name} --org {}`", org.name);
+            output::print_secret("connector key", &created.key, &undo)?;
         }
         ConnectorsCommand::List { org, store } => {
             let store = open_existing_store(&store).await?;
@@ -104,7 +105,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 "Connector {name:?} ({}) has a new key; the old one no longer works. The new key, shown only this once:",
                 replaced.id
             );
-            output::print_secret("connector key", &replaced.key)?;
+            output::print_secret("connector key", &replaced.key, "rotate the key again")?;
         }
         ConnectorsCommand::Revoke { name, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.

@@ -8,12 +8,11 @@ use connectrpc::client::ClientConfig;
 use connectrpc::{ConnectError, ErrorCode};
 use futures::FutureExt;
 use gatehouse_core::time::{format_rfc3339, now_micros};
+use gatehouse_proto::core::v1::session_object::user::formal::UserInfo;
 use gatehouse_proto::core::v1::{
     CreateSessionTerminationRequest, GetSessionRequest, GetSessionTranscriptRequest, ListSessionAggregationsRequest,
     ListSessionsV2Request, SessionObject, SessionsServiceClient,
 };
-
-use gatehouse_proto::core::v1::session_object::user::formal::UserInfo;
 
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
 use crate::output::Fit::{Cut, Whole};

@@ -141,7 +141,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create { user, org, ttl, name, store } => {
             output::ensure_stdout_open("token")?;
             let store = open_existing_store(&store).await?;
-            let org = existing_org(store.as_ref(), &org).await?;
+            let org_name = org;
+            let org = existing_org(store.as_ref(), &org_name).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
             if u.disabled {
                 note!("warning: {} is disabled: the token works only once the user is enabled", u.handle());
@@ -153,7 +154,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 u.handle(),
                 format_rfc3339(created.expires)
             );
-            output::print_secret("token", &created.token)?;
+            let undo = format!("revoke it with `gatehouse users token revoke {} --org {org_name}`", created.prefix);
+            output::print_secret("token", &created.token, &undo)?;
             note!("expires: {}", format_rfc3339(created.expires));
         }
         TokenCommand::List { user, org, store } => {
