@@ -344,6 +344,32 @@ async fn open_sessions_end_when_their_access_is_revoked_and_outlive_an_outage() 
 }
 
 #[tokio::test]
+async fn a_credential_refused_anywhere_is_trusted_nowhere() {
+    ensure_role(&direct().await, ANALYST).await;
+    let harness = Harness::start().await;
+    harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
+    let options = identity(&harness, &[]);
+    let verifier = Arc::clone(options.verifier.as_ref().unwrap());
+    let proxy = Proxy::start_full(None, UPSTREAM, None, options).await;
+    let session = login(&config(&proxy, ALICE, TOKEN)).await.unwrap();
+    eventually("alice's session", || async { proxy.live.len() == 1 }).await;
+
+    // Revoked: the answers kept for 30 s still let the token in, until a login the cache does
+    // not answer (for another role) hears otherwise.
+    harness.plane.set_identity("alice@example.com", TOKEN, denied("revoked_token"));
+    login(&config(&proxy, ALICE, TOKEN)).await.unwrap();
+    assert_eq!(recheck_once(&proxy.live, &verifier).await, Round::default());
+    let other_role = config(&proxy, &format!("{ALICE}@gh_id_other"), TOKEN);
+    assert_eq!(code(&login(&other_role).await.err().unwrap()), "28P01");
+    // From then on nothing kept is trusted: logins and the open session are refused, and the
+    // sessions' check was asked to run at once.
+    tokio::time::timeout(Duration::from_secs(1), verifier.access_changed()).await.expect("a check is asked for");
+    assert_eq!(code(&login(&config(&proxy, ALICE, TOKEN)).await.err().unwrap()), "28P01");
+    assert_eq!(recheck_once(&proxy.live, &verifier).await.revoked, 1);
+    assert!(session.simple_query("select 1").await.is_err());
+}
+
+#[tokio::test]
 async fn an_address_that_keeps_failing_is_refused_unchecked() {
     let harness = Harness::start().await;
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));

@@ -38,6 +38,11 @@ pub fn is_printable(text: &str) -> bool {
     !text.chars().any(unprintable)
 }
 
+/// A person's display name: printable, at most [`MAX_NAME_LEN`] characters (empty: none).
+pub fn is_display_name(name: &str) -> bool {
+    within_limit(name) && is_printable(name)
+}
+
 fn within_limit(name: &str) -> bool {
     name.len() <= MAX_NAME_LEN || name.chars().count() <= MAX_NAME_LEN
 }
@@ -105,6 +110,8 @@ mod tests {
             assert!(!is_label(bad), "{bad:?}");
         }
         assert!(is_machine_name(&"é".repeat(MAX_NAME_LEN)) && !is_machine_name("bot\u{202e}x"));
+        assert!(is_display_name("") && is_display_name("Ana María") && is_display_name(&"é".repeat(MAX_NAME_LEN)));
+        assert!(!is_display_name(&"é".repeat(MAX_NAME_LEN + 1)) && !is_display_name("Ana\u{200b}"));
     }
 
     #[test]

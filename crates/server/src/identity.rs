@@ -76,7 +76,7 @@ pub fn check_email(email: &str) -> Result<(), IdentityError> {
 pub fn check_machine_name(name: &str) -> Result<(), IdentityError> {
     if !names::is_machine_name(name) {
         return Err(invalid_input(format!(
-            "{name:?} is not a machine name: use up to {MAX_NAME_LEN} characters without spaces or `@`"
+            "{name:?} is not a machine name: use up to {MAX_NAME_LEN} printable characters without spaces or `@`"
         )));
     }
     Ok(())
@@ -86,7 +86,9 @@ pub fn check_machine_name(name: &str) -> Result<(), IdentityError> {
 /// at either end.
 pub fn check_label(what: &str, value: &str) -> Result<(), IdentityError> {
     if !names::is_label(value) {
-        return Err(invalid_input(format!("{value:?} is not a valid {what}")));
+        return Err(invalid_input(format!(
+            "{value:?} is not a valid {what}: use up to {MAX_NAME_LEN} printable characters, without spaces at either end"
+        )));
     }
     Ok(())
 }
@@ -151,8 +153,11 @@ pub fn check_user(user: &User) -> Result<(), IdentityError> {
             }
         }
     }
-    if !names::is_printable(&user.name) {
-        return Err(invalid_input(format!("{:?} is not a valid name", user.name)));
+    if !names::is_display_name(&user.name) {
+        return Err(invalid_input(format!(
+            "{:?} is not a valid name: use up to {MAX_NAME_LEN} printable characters",
+            user.name
+        )));
     }
     for group in &user.groups {
         check_group(group)?;

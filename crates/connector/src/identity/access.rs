@@ -5,8 +5,9 @@
 //! sessions too, not only their next logins.
 //!
 //! The checks go through the [`Verifier`]'s cache, so sessions sharing a token cost one call,
-//! and a change reaches open sessions within the cache's time plus a period. When the control
-//! plane cannot answer, sessions carry on: an outage is no revocation.
+//! and a change reaches open sessions within the cache's time plus a period; at once when the
+//! connector hears a real credential refused (at a login or a check), which also empties the
+//! cache. When the control plane cannot answer, sessions carry on: an outage is no revocation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,20 +56,21 @@ pub async fn recheck(live: Arc<LiveSessions>, verifier: Arc<Verifier>, stop: Can
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticks.tick() => {
-                let round = recheck_once(&live, &verifier).await;
-                match (round.unchecked, failing) {
-                    (0, true) => tracing::info!("the access of open sessions is checked again"),
-                    (n, false) if n > 0 => tracing::warn!(
-                        sessions = n,
-                        error = round.error.as_deref().unwrap_or_default(),
-                        "cannot check the access of open sessions; they carry on meanwhile",
-                    ),
-                    _ => {}
-                }
-                failing = round.unchecked > 0;
-            }
+            // A refusal of a real credential (at a login, or a check) is checked everywhere now.
+            () = verifier.access_changed() => {}
+            _ = ticks.tick() => {}
         }
+        let round = recheck_once(&live, &verifier).await;
+        match (round.unchecked, failing) {
+            (0, true) => tracing::info!("the access of open sessions is checked again"),
+            (n, false) if n > 0 => tracing::warn!(
+                sessions = n,
+                error = round.error.as_deref().unwrap_or_default(),
+                "cannot check the access of open sessions; they carry on meanwhile",
+            ),
+            _ => {}
+        }
+        failing = round.unchecked > 0;
     }
 }
 

@@ -13,6 +13,7 @@ use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 
 use super::IdentityName;
 use crate::event::FormalUser;
@@ -66,11 +67,14 @@ pub struct Verifier {
     /// client's connections need (the relay's runtime has none).
     runtime: Handle,
     cache: Mutex<Cache>,
+    /// Told when the control plane refuses a real credential (revoked, expired, disabled, no
+    /// longer granted): access has changed somewhere, and open sessions are checked at once.
+    access_changed: Notify,
 }
 
 impl Verifier {
     pub fn new(control: ControlPlane, runtime: Handle) -> Self {
-        Self { control, runtime, cache: Mutex::new(Cache::default()) }
+        Self { control, runtime, cache: Mutex::new(Cache::default()), access_changed: Notify::new() }
     }
 
     /// The verdict for `name` with `token` on `resource_id`, naming `end_user` (empty for
@@ -109,6 +113,14 @@ impl Verifier {
         let verdict = verdict(response);
         let mut cache = self.cache.lock().expect("cache lock");
         let now = Instant::now();
+        // What was allowed before may be no longer, under other keys (a login's, its session's
+        // check): none of it is reused, and open sessions are checked now.
+        if let Verdict::Denied { reason } = &verdict
+            && !super::throttle::is_guess(reason)
+        {
+            cache.entries.clear();
+            self.access_changed.notify_one();
+        }
         // A login that named no role is checked again, while its session lasts, for the role it
         // got (see `access`): that answer is this one.
         if let (None, Verdict::Allowed { native_role, .. }) = (&name.role, &verdict) {
@@ -117,6 +129,13 @@ impl Verifier {
         }
         cache.put(key, verdict.clone(), ttl, now);
         Ok(verdict)
+    }
+}
+
+impl Verifier {
+    /// Resolves when the control plane has refused a real credential since the last call.
+    pub async fn access_changed(&self) {
+        self.access_changed.notified().await;
     }
 }
 

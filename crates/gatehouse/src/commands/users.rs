@@ -251,6 +251,9 @@ pub async fn print_grants(store: &dyn Store, org: &str, resource: Option<&str>) 
     let mut table = Table::new(&[("RESOURCE", Cut), ("ROLE", Cut), ("WHO", Cut)]);
     for r in resources {
         let Some(access) = store.resource_access(org, &r.id).await? else { continue };
+        if access.default_role.is_empty() && access.grants.is_empty() {
+            table.row(vec![r.name.clone(), "-".into(), "nobody (no default role, no grants)".into()]);
+        }
         if !access.default_role.is_empty() {
             table.row(vec![r.name.clone(), access.default_role.clone(), "everyone (default role)".into()]);
         }
