@@ -77,6 +77,11 @@ impl Verifier {
         Self { control, runtime, cache: Mutex::new(Cache::default()), access_changed: Notify::new() }
     }
 
+    /// Resolves when the control plane has refused a real credential since the last call.
+    pub async fn access_changed(&self) {
+        self.access_changed.notified().await;
+    }
+
     /// The verdict for `name` with `token` on `resource_id`, naming `end_user` (empty for
     /// none), from the cache or the control plane.
     ///
@@ -129,13 +134,6 @@ impl Verifier {
         }
         cache.put(key, verdict.clone(), ttl, now);
         Ok(verdict)
-    }
-}
-
-impl Verifier {
-    /// Resolves when the control plane has refused a real credential since the last call.
-    pub async fn access_changed(&self) {
-        self.access_changed.notified().await;
     }
 }
 
