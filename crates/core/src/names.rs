@@ -28,12 +28,12 @@ pub fn is_machine_name(name: &str) -> bool {
 /// A label (a group, an external id, an end user's name): not blank, no
 /// spaces at either end, printable, at most [`MAX_NAME_LEN`] characters.
 pub fn is_label(value: &str) -> bool {
-    !value.is_empty() && value.trim() == value && within_limit(value) && is_printable(value)
+    !value.is_empty() && value.trim() == value && is_display_name(value)
 }
 
 /// Whether `text` has no control character, nor one that reorders text on
-/// screen (a bidirectional override): names are read by auditors, and such a
-/// character makes one name look like another.
+/// screen (a bidirectional override) or shows as nothing: names are read by
+/// auditors, and such a character makes one name look like another.
 pub fn is_printable(text: &str) -> bool {
     !text.chars().any(unprintable)
 }
