@@ -10,7 +10,12 @@ process's CPU microseconds per transaction (from /proc), for Gatehouse also
 the control plane's CPU per transaction spent storing what was recorded, and
 RSS per idle client connection.
 
-Usage: bench/proxy/run.sh [--rounds 3] [--seconds 15] [--scale 10]
+With --floor, two bare relays join the targets (crates/bench/src/bin/bare_relay.rs):
+they copy bytes and do nothing else, one on tokio like the connector, one on io_uring.
+What they cost over direct is what one more hop costs on this machine, whatever the
+proxy does.
+
+Usage: bench/proxy/run.sh [--rounds 3] [--seconds 15] [--scale 10] [--floor]
 """
 
 import argparse
@@ -30,6 +35,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GATEHOUSE = os.path.join(ROOT, "target", "release", "gatehouse")
+BARE_RELAY = os.path.join(ROOT, "target", "release", "bare-relay")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = [
@@ -131,6 +137,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--floor", action="store_true", help="also bench two bare relays: the cost of one more hop")
     args = ap.parse_args()
 
     for tool in ["pgbench", "psql", "pgbouncer"]:
@@ -185,6 +192,13 @@ def main():
         wait_port(bouncer_port)
 
         targets = [("direct", 5432, None), ("gatehouse", proxy_port, connector.pid), ("pgbouncer", bouncer_port, bouncer.pid)]
+        if args.floor:
+            for io in ["tokio", "uring"]:
+                port = free_port()
+                relay = subprocess.Popen([BARE_RELAY, "--listen", f"127.0.0.1:{port}", "--upstream", "127.0.0.1:5432", "--io", io])
+                procs.append(relay)
+                wait_port(port)
+                targets.append((f"bare/{io}", port, relay.pid))
         results = {}  # (workload, target) -> list of (tps, latency, cpu_us_per_txn, control_plane_cpu_us_per_txn)
         print(f"pgbench -T {args.seconds}, {args.rounds} rounds, scale {args.scale}; PGSSLMODE=disable", flush=True)
         for round_no in range(args.rounds):
@@ -219,7 +233,7 @@ def main():
                 cp = f"{statistics.median(cps):>10.1f}" if cps else f"{'-':>10}"
                 print(f"{name:<26} {target:<10} {tps:>9.0f} {lat:>8.3f} {ratio:>9.2f} {added:>8.1f} {cpu} {cp}")
         print()
-        for target, port, pid in targets[1:]:
+        for target, port, pid in targets[1:3]:
             # The allocator returns memory freed elsewhere (a report batch, say)
             # at its own pace, so one sample can be off by a MiB: take the median.
             samples = [rss_per_idle_connection(pid, port) / 1024 for _ in range(3)]
