@@ -15,6 +15,7 @@
 //! - [`spool`]: the append-only segment files; [`record`]: their framing.
 //! - [`journal`]: events written ahead, moved into the spool at the next start.
 //! - [`client`]: the `ConnectorService` client; [`convert`]: events to wire messages.
+//! - [`gaps`]: what stands in a transcript for the statements a full spool dropped.
 //! - [`heartbeat`], [`terminations`]: the lease and the termination stream.
 //! - [`resources`]: what `Hello` returns, and its cache in the state directory.
 //! - [`runs`]: the state directory's lock, and the earlier runs `Hello` takes over from.
@@ -22,6 +23,7 @@
 pub mod backoff;
 pub mod client;
 pub mod convert;
+mod gaps;
 pub mod heartbeat;
 pub mod journal;
 pub mod pipeline;

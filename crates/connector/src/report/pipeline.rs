@@ -36,9 +36,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::client::{self, ControlPlane};
+use super::gaps;
 use super::resources::HelloInfo;
 use super::runs::RunLog;
-use super::spool::{Limit, Spool, Ticket};
+use super::spool::{AppendError, Limit, Spool, Ticket};
 use super::{Queue, Record, lock};
 use crate::metrics::Metrics;
 use crate::timer;
@@ -446,8 +447,9 @@ impl ReportLoop {
     }
 
     /// Appends events to the spool; in fail-open mode, the statements that do not fit are
-    /// dropped. Counts what is lost. A session's start and end are kept whatever the limit:
-    /// they are small, and without them a session would be missing, or active for ever.
+    /// dropped, and each session that lost some gets a statement in their place that says so
+    /// (see [`gaps`]). Counts what is lost. A session's start and end are kept whatever the
+    /// limit: they are small, and without them a session would be missing, or active for ever.
     async fn spool_records(&mut self, records: Arc<[Record]>) {
         if records.is_empty() {
             return;
@@ -458,17 +460,25 @@ impl ReportLoop {
             false => Limit::Soft,
         };
         let spooled = Arc::clone(&records);
-        let (dropped, full) = self
+        let (dropped, markers, full) = self
             .blocking(move |spool| {
-                let dropped = match spool.append_each(&spooled, |i| limit(&spooled[i])) {
-                    Ok(skipped) => skipped,
-                    Err(error) => {
-                        let lost = spooled.len() - error.written;
-                        tracing::error!(%error, lost, "cannot write to the spool: events are lost");
-                        lost
-                    }
+                let lost = |error: &AppendError, of: usize| {
+                    let lost = of - error.written;
+                    tracing::error!(%error, lost, "cannot write to the spool: events are lost");
+                    lost
                 };
-                (dropped as u64, spool.is_full())
+                let (dropped, markers) = match spool.append_each(&spooled, |i| limit(&spooled[i])) {
+                    Ok(skipped) => {
+                        let markers = gaps::markers(skipped.iter().map(|&i| &spooled[i]));
+                        let kept = match spool.append(&markers, Limit::Soft) {
+                            Ok(_) => markers.len(),
+                            Err(error) => markers.len() - lost(&error, markers.len()),
+                        };
+                        (skipped.len(), kept)
+                    }
+                    Err(error) => (lost(&error, spooled.len()), 0),
+                };
+                (dropped as u64, markers as u64, spool.is_full())
             })
             .await;
         self.queue.settled(&records);
@@ -476,6 +486,8 @@ impl ReportLoop {
             self.dropped(dropped);
             Metrics::sub(&self.queue.metrics.report_backlog, dropped);
         }
+        // The markers are delivered from the spool as the events were: counted the same way.
+        Metrics::add(&self.queue.metrics.report_backlog, markers);
         self.set_full(full);
     }
 

@@ -230,17 +230,18 @@ impl Spool {
     /// cut off the segment and the next append starts a new one, so a partial
     /// record never sits before good ones.
     pub fn append(&mut self, payloads: &[impl AsRef<[u8]>], limit: Limit) -> Result<usize, AppendError> {
-        self.append_each(payloads, |_| limit)
+        Ok(self.append_each(payloads, |_| limit)?.len())
     }
 
-    /// [`append`](Self::append) with a limit per payload, by its index.
+    /// [`append`](Self::append) with a limit per payload, by its index; returns the indices
+    /// of those skipped.
     pub fn append_each(
         &mut self,
         payloads: &[impl AsRef<[u8]>],
         limit: impl Fn(usize) -> Limit,
-    ) -> Result<usize, AppendError> {
+    ) -> Result<Vec<usize>, AppendError> {
         let mut written = 0;
-        let mut skipped = 0;
+        let mut skipped = Vec::new();
         let mut buf = Vec::new();
         let mut in_buf = 0;
         let fail = |written, source| AppendError { written, source };
@@ -254,7 +255,7 @@ impl Spool {
             let roll = used == 0 || (used > FIRST_RECORD && used + framed > self.options.segment_bytes);
             let need = framed + if roll { FIRST_RECORD } else { 0 };
             if limit(i) == Limit::Hard && self.bytes() + buf.len() as u64 + need > self.options.max_bytes {
-                skipped += 1;
+                skipped.push(i);
                 continue;
             }
             if roll {

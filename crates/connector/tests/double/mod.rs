@@ -51,6 +51,8 @@ pub struct Seen {
     pub verifications: Vec<(String, String)>,
     /// The session starts stored, in order.
     pub starts: Vec<pb::SessionStart>,
+    /// The statements stored, in order: `(session_id, seq, text)`.
+    pub statements: Vec<(String, u64, String)>,
 }
 
 pub struct Plane {
@@ -176,9 +178,15 @@ impl ConnectorService for Service {
             if keys.insert(key.clone()) {
                 stored += 1;
                 seen.stored.push(key);
-                if let Some(pb::event::Kind::Start(start)) = &event.kind {
-                    seen.start_runs.push((event.session_id.clone(), start.run_id.clone()));
-                    seen.starts.push(start.as_ref().clone());
+                match &event.kind {
+                    Some(pb::event::Kind::Start(start)) => {
+                        seen.start_runs.push((event.session_id.clone(), start.run_id.clone()));
+                        seen.starts.push(start.as_ref().clone());
+                    }
+                    Some(pb::event::Kind::Statement(statement)) => {
+                        seen.statements.push((event.session_id.clone(), event.seq, statement.text.clone()));
+                    }
+                    _ => {}
                 }
             }
         }
