@@ -23,7 +23,7 @@ fn hello(heartbeat_seconds: u32) -> Option<Arc<HelloInfo>> {
     Some(Arc::new(HelloInfo {
         connector_id: "con_test".into(),
         connector_name: "test".into(),
-        heartbeat_seconds,
+        heartbeat: Duration::from_secs(heartbeat_seconds.into()),
         lease_seconds: 60,
         completed_stale_sessions: 0,
         resources: Vec::new(),

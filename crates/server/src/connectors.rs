@@ -128,7 +128,9 @@ impl wire::ConnectorService for ConnectorApi {
         Response::ok(wire::HelloResponse {
             connector_id: caller.connector_id,
             connector_name: caller.connector_name,
-            heartbeat_seconds: self.lease.heartbeat.as_secs() as u32,
+            // Rounded up: a connector that reads only the seconds must not take 0 for "unsaid".
+            heartbeat_seconds: self.lease.heartbeat.as_secs_f64().ceil() as u32,
+            heartbeat_millis: self.lease.heartbeat.as_millis().try_into().unwrap_or(u32::MAX),
             lease_seconds: self.lease.lease.as_secs() as u32,
             resources: resources
                 .into_iter()

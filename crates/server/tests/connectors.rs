@@ -261,7 +261,10 @@ async fn goodbye_ends_the_run_that_says_it() {
 async fn silent_connectors_lose_their_sessions_after_the_lease() {
     let h = Harness::start_with_lease(Duration::from_millis(600)).await;
     let s = setup(h).await;
-    s.connector.hello(hello("run-1", &[])).await.unwrap();
+    let answer = s.connector.hello(hello("run-1", &[])).await.unwrap().into_owned();
+    // A lease under a second heartbeats more than once a second; a connector that reads only
+    // the seconds heartbeats every second rather than taking 0 for "unsaid".
+    assert_eq!((answer.heartbeat_millis, answer.heartbeat_seconds), (200, 1));
     report(&s.connector, vec![event("quiet", 0, start(&s.resource_id, now_micros()))]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -160,7 +160,11 @@ impl ControlPlane {
         Ok(HelloInfo {
             connector_id: response.connector_id,
             connector_name: response.connector_name,
-            heartbeat_seconds: response.heartbeat_seconds,
+            heartbeat: match (response.heartbeat_millis, response.heartbeat_seconds) {
+                (0, 0) => super::heartbeat::DEFAULT_HEARTBEAT,
+                (0, seconds) => Duration::from_secs(seconds.into()),
+                (millis, _) => Duration::from_millis(millis.into()),
+            },
             lease_seconds: response.lease_seconds,
             completed_stale_sessions: response.completed_stale_sessions,
             resources: response.resources.into_iter().filter_map(resource).collect(),

@@ -14,8 +14,8 @@ use crate::timer;
 /// Used when the control plane does not say.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// Waits for the first successful `Hello`, then heartbeats every
-/// `heartbeat_seconds` until `stop`. Failures are logged once per outage.
+/// Waits for the first successful `Hello`, then heartbeats as often as it said until `stop`.
+/// Failures are logged once per outage.
 pub async fn run(
     control: ControlPlane,
     run_id: String,
@@ -23,10 +23,7 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let Some(info) = wait_hello(&mut hello, &stop).await else { return };
-    let period = match info.heartbeat_seconds {
-        0 => DEFAULT_HEARTBEAT,
-        s => Duration::from_secs(u64::from(s)),
-    };
+    let period = info.heartbeat;
     let mut ticker = timer::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;

@@ -15,7 +15,8 @@ pub const CACHE_FILE: &str = "resources.json";
 pub struct HelloInfo {
     pub connector_id: String,
     pub connector_name: String,
-    pub heartbeat_seconds: u32,
+    /// How often to heartbeat.
+    pub heartbeat: std::time::Duration,
     pub lease_seconds: u32,
     pub completed_stale_sessions: u32,
     pub resources: Vec<Resource>,
@@ -145,7 +146,7 @@ mod tests {
         HelloInfo {
             connector_id: "con_1".into(),
             connector_name: "edge".into(),
-            heartbeat_seconds: 10,
+            heartbeat: std::time::Duration::from_secs(10),
             lease_seconds: 60,
             completed_stale_sessions: 0,
             resources: vec![
