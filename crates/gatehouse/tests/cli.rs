@@ -590,3 +590,34 @@ fn a_secret_nobody_can_be_shown_is_never_made() {
     assert!(said.contains("standard output is a pipe or socket nobody reads"), "{said}");
     assert!(!Path::new(data).exists(), "nothing was made, not even the store");
 }
+
+/// `serve` on a directory with no store says it made a new, empty one (a mistyped
+/// `--data-dir` otherwise shows only as keys that are "not valid"); on a port already in use
+/// it fails before making one.
+#[test]
+fn serve_says_when_it_starts_a_new_store_and_makes_none_when_it_cannot_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = gatehouse()
+        .args(["serve", "--listen", &taken.local_addr().unwrap().to_string(), "--data-dir"])
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("cannot listen on"), "{}", stderr(&refused));
+    assert!(!dir.path().join("a").exists(), "no store made for a server that never ran");
+
+    let port = free_port();
+    let mut child = gatehouse()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("b"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let _server = Running(child);
+    let said = lines.find(|line| line.as_ref().is_ok_and(|l| l.contains("new, empty store"))).unwrap().unwrap();
+    assert!(said.contains("gatehouse keys create --org NAME --data-dir"), "{said}");
+}

@@ -9,18 +9,28 @@ use gatehouse_server::Lease;
 use gatehouse_store::Store;
 use tokio::net::TcpListener;
 
-use super::{open_store, shutdown_signal};
+use super::{open_store, shutdown_signal, sqlite_path};
 use crate::cli::{LeaseArgs, ServeArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(&args.store).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             Some(gatehouse_tls::server_config(cert, key, gatehouse_server::https::ALPN).context("cannot serve HTTPS")?)
         }
         _ => None,
     };
+    // Bound before the store is opened: a port in use leaves no new store behind.
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let new_sqlite = args.store.database_url.is_none() && !sqlite_path(&args.store).exists();
+    let store = open_store(&args.store).await?;
+    if new_sqlite {
+        // A mistyped --data-dir, or none, starts a store nobody's keys are in: say so.
+        let dir = args.store.data_dir.display();
+        tracing::warn!(
+            "created a new, empty store in {dir}: it has no organization or key yet (gatehouse keys create \
+             --org NAME --data-dir {dir}); was another --data-dir meant?"
+        );
+    }
     // Never the URL: it may hold a password.
     let store_name = match &args.store.database_url {
         Some(_) => "PostgreSQL".to_owned(),
