@@ -574,10 +574,7 @@ async fn end_run(
     .bind(at)
     .fetch_one(&mut *tx)
     .await?;
-    if let Some(lapsed) = lapsed {
-        reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
-    }
-    complete_open(tx, org, connector_id, run_id, last_heard).await
+    complete_open(tx, org, connector_id, run_id, last_heard, lapsed).await
 }
 
 /// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
@@ -675,20 +672,27 @@ async fn reopen_lapsed(
 /// Completes the open sessions of a connector's run `run_id` at `at`, never before
 /// [`NO_EARLIER_THAN`]. The statement a session was running stays, lost with the run (see
 /// [`row::RUNNING_COLUMNS`]). Recorded now (see [`recording_clock`]).
+///
+/// With `lapsed`, the sessions the sweep ended when the run lapsed then are ended again, now
+/// that what the run replayed is in, but only those whose end that moves: the others keep their
+/// end and when it was recorded, so that a walk that placed them by it does not see them move.
 async fn complete_open(
     conn: &mut PgConnection,
     org: OrgId,
     connector_id: &str,
     run_id: &str,
     at: Micros,
+    lapsed: Option<Micros>,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, \
              end_recorded_us = GREATEST($6, open.end_us), end_reason = $2 \
          FROM (SELECT s.id, s.start_us, GREATEST($1, {NO_EARLIER_THAN}) AS end_us \
-               FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.run_id = $5 AND s.end_us IS NULL) \
+               FROM sessions s WHERE s.org_id = $3 AND s.connector_id = $4 AND s.run_id = $5 \
+                 AND (s.end_us IS NULL OR (s.end_reason = $2 AND s.end_us >= $7::int8))) \
                AS open \
-         WHERE sessions.org_id = $3 AND sessions.id = open.id AND sessions.end_us IS NULL",
+         WHERE sessions.org_id = $3 AND sessions.id = open.id \
+           AND (sessions.end_us IS NULL OR sessions.end_us <> open.end_us)",
     ))
     .bind(at)
     .bind(LEASE_END_REASON)
@@ -696,6 +700,7 @@ async fn complete_open(
     .bind(connector_id)
     .bind(run_id)
     .bind(recording_clock())
+    .bind(lapsed)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

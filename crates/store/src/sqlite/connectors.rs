@@ -198,7 +198,7 @@ impl SqliteStore {
             if let Some(lapsed) = lapsed {
                 // Its run, if heard again, gets these sessions back (see `heard`).
                 let last_heard: i64 = lapsed.try_get("last_heard_us")?;
-                completed += complete_open(&mut tx, org, &connector_id, &run_id, last_heard).await?;
+                completed += complete_open(&mut tx, org, &connector_id, &run_id, last_heard, None).await?;
             }
             tx.commit().await?;
         }
@@ -506,10 +506,7 @@ async fn end_run(
     .bind(at)
     .fetch_one(&mut **tx)
     .await?;
-    if let Some(lapsed) = lapsed {
-        reopen_lapsed(tx, org, connector_id, run_id, lapsed).await?;
-    }
-    complete_open(tx, org, connector_id, run_id, last_heard).await
+    complete_open(tx, org, connector_id, run_id, last_heard, lapsed).await
 }
 
 /// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
@@ -587,12 +584,17 @@ async fn reopen_lapsed(
 /// after that. (A chunk's statements are in seq order, and a session's statements end in seq
 /// order.) The statement a session was running stays, lost with the run (see
 /// [`row::RUNNING_COLUMNS`]). Recorded now (see [`recording_clock`]).
+///
+/// With `lapsed`, the sessions the sweep ended when the run lapsed then are ended again, now
+/// that what the run replayed is in, but only those whose end that moves: the others keep their
+/// end and when it was recorded, so that a walk that placed them by it does not see them move.
 async fn complete_open(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
     connector_id: &str,
     run_id: &str,
     at: Micros,
+    lapsed: Option<Micros>,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
         "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, \
@@ -601,9 +603,11 @@ async fn complete_open(
                  SELECT json_extract(c.body, '$[#-1][1]') + json_extract(c.body, '$[#-1][2]') \
                  FROM statement_chunks c WHERE c.org_id = s.org_id AND c.session_id = s.id \
                  ORDER BY c.last_seq DESC LIMIT 1), 0)) AS end_us \
-               FROM sessions s WHERE s.org_id = ?3 AND s.connector_id = ?4 AND s.run_id = ?5 AND s.end_us IS NULL) \
+               FROM sessions s WHERE s.org_id = ?3 AND s.connector_id = ?4 AND s.run_id = ?5 \
+                 AND (s.end_us IS NULL OR (s.end_reason = ?2 AND s.end_us >= ?7))) \
                AS open \
-         WHERE sessions.org_id = ?3 AND sessions.id = open.id AND sessions.end_us IS NULL",
+         WHERE sessions.org_id = ?3 AND sessions.id = open.id \
+           AND (sessions.end_us IS NULL OR sessions.end_us <> open.end_us)",
     )
     .bind(at)
     .bind(LEASE_END_REASON)
@@ -611,6 +615,7 @@ async fn complete_open(
     .bind(connector_id)
     .bind(run_id)
     .bind(recording_clock())
+    .bind(lapsed)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())

@@ -594,12 +594,17 @@ pub async fn a_lapsed_run_heard_again_gets_its_sessions_back(store: &dyn Store) 
     assert_eq!(end_of(store, acme, "earlier").await, Some(ago(200)), "an earlier run's stay over");
     assert_eq!(ids(store, acme, "status:active").await, vec!["late", "live"]);
 
-    // Lapsed again, then its successor: over for good, and its heartbeats change nothing.
+    // Lapsed again, then its successor, which replays a statement `live` ran after the control
+    // plane last heard from run-2: over for good, and its heartbeats change nothing. Only the
+    // end the replay moved is written again: the others stay as they were, so that a walk
+    // that placed them by their end finds them where it did.
     assert_eq!(store.expire_connectors(NOW).await.unwrap(), 2);
-    store.connector_hello(acme, "c-1", "run-3", &runs(&["run-2"]), NOW).await.unwrap();
+    store.ingest(acme, "c-1", &[ran("live", 1, ago(4), MINUTE)]).await.unwrap();
+    assert_eq!(store.connector_hello(acme, "c-1", "run-3", &runs(&["run-2"]), NOW).await.unwrap(), 1);
     store.connector_heartbeat(acme, "c-1", "run-2", NOW + 1).await.unwrap();
     store.connector_heartbeat(acme, "c-1", "run-3", NOW + 1).await.unwrap();
-    assert_eq!(end_of(store, acme, "live").await, Some(ago(5)));
+    assert_eq!(end_of(store, acme, "live").await, Some(ago(3)), "its replayed statement's end");
+    assert_eq!(end_of(store, acme, "late").await, Some(ago(5)));
     assert!(ids(store, acme, "status:active").await.is_empty());
 
     // A run silent for longer than the sweep remembers is forgotten: heard again, it gets
