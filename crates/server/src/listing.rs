@@ -116,7 +116,13 @@ pub async fn list_page(
         "" => None,
         text => Some(codec.decode(text, &listing).map_err(|e| invalid(e.to_string()))?),
     };
-    let now = cursor.as_ref().map_or_else(now_micros, |c| c.now);
+    let now = match (&cursor, sort) {
+        (Some(cursor), _) => cursor.now,
+        // Keys that change when a session ends are taken as they stood at `now`: a clock read
+        // once every end recorded before it can be seen, or a session could be listed twice.
+        (None, SortKey::EndTime | SortKey::Duration) => store.listing_clock().await.map_err(store_error)?,
+        (None, SortKey::StartTime) => now_micros(),
+    };
     let filter = parse_filter(req.query, now)?;
     let backward = cursor.as_ref().is_some_and(|c| c.backward);
     let query = ListQuery {

@@ -65,6 +65,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_session(&self, org: OrgId, id: &str) -> Result<Option<Session>, StoreError>;
     /// One page of sessions in the query's order, up to `query.limit` rows.
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError>;
+    /// The `now` of a new walk ([`ListQuery::now`]): the store's recording clock, read once
+    /// every end recorded before it is visible. A walk whose `now` came before an end was
+    /// committed, but after its recording time was read, would list that session as active on
+    /// one page and as ended on a later one.
+    async fn listing_clock(&self) -> Result<Micros, StoreError>;
     /// Counts what a listing with the same filter and window walks: the
     /// number of hits, a histogram by start time and the top keys of facets.
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError>;

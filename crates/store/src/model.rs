@@ -118,10 +118,10 @@ impl ListQuery {
 /// The end-time sort key of an active session: after every real end time.
 pub const ACTIVE_END_KEY: i64 = i64::MAX;
 
-/// The store's clock, read as it records an end (`sessions.end_recorded_us`): the clock the server
-/// takes a walk's `now` from, so that an end written after a walk began counts as after its `now`
-/// however early the end itself. Read just before the write: a walk whose `now` falls between
-/// the reading and the commit may still see the end early.
+/// The SQLite store's clock, read as it records an end (`sessions.end_recorded_us`) holding the
+/// writer, and by [`Store::listing_clock`](crate::Store::listing_clock) for a walk's `now`, so
+/// that an end written after a walk began counts as after its `now` however early the end
+/// itself. (PostgreSQL's is the database's, behind a lock: see `postgres/connectors.rs`.)
 pub(crate) fn recording_clock() -> Micros {
     gatehouse_core::time::now_micros()
 }

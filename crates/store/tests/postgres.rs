@@ -622,3 +622,49 @@ async fn the_session_fingerprints_migration_keeps_what_sessions_ran() {
     let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
     assert_eq!(facets(&store).await, before);
 }
+
+/// A walk's `now` is read once every end recorded before it is committed (on any replica): an
+/// ingest that has read its recording time and not yet committed holds the walk's start back.
+/// Otherwise the walk's first page could list as active a session that its later pages find
+/// ended before its `now`, and list it again. An end recorded after the walk began is recorded
+/// later than its `now`, on the database's clock.
+#[tokio::test]
+async fn a_walk_begins_after_the_ends_recorded_before_it() {
+    let db = TestDatabase::create().await;
+    let store = std::sync::Arc::new(PgStore::connect_with(db.options(), small_pool()).await.unwrap());
+    let org = store.ensure_org("acme").await.unwrap().id;
+    let clock = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8";
+    let mut other = PgConnection::connect_with(&db.options()).await.unwrap();
+    let mut recording = other.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(gatehouse_store::postgres::RECORDING_GATE)
+        .execute(&mut *recording)
+        .await
+        .unwrap();
+    let recorded: i64 = sqlx::query_scalar(clock).fetch_one(&mut *recording).await.unwrap();
+    let walk = tokio::spawn({
+        let store = store.clone();
+        async move { store.listing_clock().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!walk.is_finished(), "the walk waits for the end being recorded");
+    recording.commit().await.unwrap();
+    let now = tokio::time::timeout(Duration::from_secs(5), walk).await.unwrap().unwrap();
+    assert!(now >= recorded, "{now} < {recorded}");
+
+    sqlx::query(
+        "INSERT INTO sessions (org_id, id, start_us, connector_id, run_id) VALUES ($1, 's-1', $2, 'c-1', 'run-1')",
+    )
+    .bind(org.0)
+    .bind(now - SECOND)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let end = gatehouse_store::IngestEvent::End { session_id: "s-1".into(), end: now - 1, reason: "client".into() };
+    assert_eq!(store.ingest(org, "c-1", &[end]).await.unwrap(), 1);
+    let end_recorded: i64 = sqlx::query_scalar("SELECT end_recorded_us FROM sessions WHERE id = 's-1'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(end_recorded > now, "an end recorded after the walk began is after its now: {end_recorded} <= {now}");
+}

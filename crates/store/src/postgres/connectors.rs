@@ -129,6 +129,7 @@ impl PgStore {
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
+        let recorded = recording_time(&mut tx).await?;
         known(&mut tx, org, connector_id).await?;
         // Hello, heartbeats and the sweep lock run rows in key order, then the connector's row:
         // the sweep, a heartbeat and a Hello naming the same runs through different replicas take
@@ -149,7 +150,7 @@ impl PgStore {
         // replayed from their spool are in.
         let mut completed = 0;
         for gone in runs.iter().filter(|gone| **gone != run_id) {
-            completed += end_run(&mut tx, org, connector_id, gone, at).await?;
+            completed += end_run(&mut tx, org, connector_id, gone, at, recorded).await?;
         }
         heard(&mut tx, org, connector_id, run_id, at).await?;
         tx.commit().await?;
@@ -164,10 +165,11 @@ impl PgStore {
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
+        let recorded = recording_time(&mut tx).await?;
         known(&mut tx, org, connector_id).await?;
         // Heard last now (its sessions left open end now), then over.
         heard(&mut tx, org, connector_id, run_id, at).await?;
-        let completed = end_run(&mut tx, org, connector_id, run_id, at).await?;
+        let completed = end_run(&mut tx, org, connector_id, run_id, at, recorded).await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -211,6 +213,7 @@ impl PgStore {
         if !try_xact_lock(&mut tx, SWEEP_LOCK).await? {
             return Ok(0);
         }
+        let recorded = recording_time(&mut tx).await?;
         // The silent runs are locked, and read as locked: a run heard while the sweep waited
         // for its row is not silent any more, and is left alone. They are marked lapsed at the
         // time their sessions end, so that a run heard again gets those sessions back (see
@@ -238,7 +241,7 @@ impl PgStore {
         ))
         .bind(LEASE_END_REASON)
         .bind(heard_before)
-        .bind(recording_clock())
+        .bind(recorded)
         .execute(&mut *tx)
         .await?;
         // A run silent this long is not coming back; its sessions stay as the sweep left them.
@@ -257,6 +260,11 @@ impl PgStore {
         events: &[IngestEvent],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
+        // Ends are recorded under the recording gate, taken before any row lock.
+        let recorded = match events.iter().any(|e| matches!(e, IngestEvent::End { .. })) {
+            true => recording_time(&mut tx).await?,
+            false => 0,
+        };
         record_runs(&mut tx, org, connector_id, &IngestEvent::runs(events)).await?;
         let mut rollup = RollupDelta::default();
         // A session's events come in order (start, statements, end), so the
@@ -277,7 +285,7 @@ impl PgStore {
                     stored += set_running(&mut tx, org, connector_id, session_id, statement).await?;
                 }
                 IngestEvent::End { session_id, end, reason } => {
-                    stored += end_session(&mut tx, org, connector_id, session_id, *end, reason).await?;
+                    stored += end_session(&mut tx, org, connector_id, session_id, *end, reason, recorded).await?;
                 }
                 _ => {}
             }
@@ -466,13 +474,48 @@ pub const RETENTION_LOCK: i64 = 0x6761_7465_0002;
 /// created (the two-key form: a keyspace apart from the locks above).
 const TERMINATION_LOCK_CLASS: i32 = 0x6774_0003;
 
+/// The lock that orders recording ends before the walks that begin after them (see
+/// [`recording_time`]).
+pub const RECORDING_GATE: i64 = 0x6761_7465_0004;
+
+/// The database's clock, as a transaction that records ends reads it: holding the recording
+/// gate, shared, until it commits. A walk takes the gate alone to read its `now`
+/// ([`PgStore::listing_clock_impl`]), so every end recorded before that `now` has been
+/// committed by then, on every replica, and every later one is recorded after it: the
+/// database's clock is one for all replicas. Taken first in its transaction, before any row
+/// lock, so that a walk waiting for the gate waits on nothing else of ours.
+async fn recording_time(conn: &mut PgConnection) -> Result<Micros, StoreError> {
+    Ok(sqlx::query_scalar(
+        "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($1)) \
+         SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8 FROM gate",
+    )
+    .bind(RECORDING_GATE)
+    .fetch_one(conn)
+    .await?)
+}
+
+impl PgStore {
+    pub(super) async fn listing_clock_impl(&self) -> Result<Micros, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let now = sqlx::query_scalar(
+            "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock($1)) \
+             SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8 FROM gate",
+        )
+        .bind(RECORDING_GATE)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(now)
+    }
+}
+
 /// Takes `key` until `conn`'s transaction ends, unless another holds it.
 async fn try_xact_lock(conn: &mut PgConnection, key: i64) -> Result<bool, StoreError> {
     Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(&mut *conn).await?)
 }
 
 /// Ends a session of this connector; a real end replaces one the lease sweep guessed. Recorded
-/// now (see [`recording_clock`]).
+/// at `recorded` (see [`recording_time`]).
 async fn end_session(
     conn: &mut PgConnection,
     org: OrgId,
@@ -480,6 +523,7 @@ async fn end_session(
     session_id: &str,
     end: Micros,
     reason: &str,
+    recorded: Micros,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE sessions SET end_us = GREATEST($1, start_us), duration_us = GREATEST($1 - start_us, 0), \
@@ -492,7 +536,7 @@ async fn end_session(
     .bind(session_id)
     .bind(connector_id)
     .bind(LEASE_END_REASON)
-    .bind(recording_clock())
+    .bind(recorded)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())
@@ -561,6 +605,7 @@ async fn end_run(
     connector_id: &str,
     run_id: &str,
     at: Micros,
+    recorded: Micros,
 ) -> Result<u64, StoreError> {
     let (last_heard, lapsed): (i64, Option<i64>) = sqlx::query_as(
         "INSERT INTO connector_runs (org_id, connector_id, run_id, started_us, last_heard_us, taken_over_us) \
@@ -574,7 +619,7 @@ async fn end_run(
     .bind(at)
     .fetch_one(&mut *tx)
     .await?;
-    complete_open(tx, org, connector_id, run_id, last_heard, lapsed).await
+    complete_open(tx, org, connector_id, run_id, last_heard, lapsed, recorded).await
 }
 
 /// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard
@@ -671,7 +716,7 @@ async fn reopen_lapsed(
 
 /// Completes the open sessions of a connector's run `run_id` at `at`, never before
 /// [`NO_EARLIER_THAN`]. The statement a session was running stays, lost with the run (see
-/// [`row::RUNNING_COLUMNS`]). Recorded now (see [`recording_clock`]).
+/// [`row::RUNNING_COLUMNS`]). Recorded at `recorded` (see [`recording_time`]).
 ///
 /// With `lapsed`, the sessions the sweep ended when the run lapsed then are ended again, now
 /// that what the run replayed is in, but only those whose end that moves: the others keep their
@@ -683,6 +728,7 @@ async fn complete_open(
     run_id: &str,
     at: Micros,
     lapsed: Option<Micros>,
+    recorded: Micros,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(&format!(
         "UPDATE sessions SET end_us = open.end_us, duration_us = open.end_us - open.start_us, \
@@ -699,7 +745,7 @@ async fn complete_open(
     .bind(org.0)
     .bind(connector_id)
     .bind(run_id)
-    .bind(recording_clock())
+    .bind(recorded)
     .bind(lapsed)
     .execute(&mut *conn)
     .await?;

@@ -25,7 +25,7 @@ mod identity;
 mod notify;
 mod write;
 
-pub use connectors::{RETENTION_LOCK, SWEEP_LOCK};
+pub use connectors::{RECORDING_GATE, RETENTION_LOCK, SWEEP_LOCK};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -543,6 +543,10 @@ impl Store for PgStore {
 
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
         self.list_sessions_impl(org, query).await.map_err(classify)
+    }
+
+    async fn listing_clock(&self) -> Result<Micros, StoreError> {
+        self.listing_clock_impl().await.map_err(classify)
     }
 
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {

@@ -485,6 +485,13 @@ impl Store for SqliteStore {
         rows.iter().map(session_from_row).collect()
     }
 
+    async fn listing_clock(&self) -> Result<Micros, StoreError> {
+        // Every end is recorded by the one writer, whose clock is read once it holds it: with
+        // the writer in hand, no write is between its reading and its commit.
+        let _writer = self.writer().acquire().await?;
+        Ok(crate::model::recording_clock())
+    }
+
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
         crate::sql::aggregate(self, org, query).await
     }
