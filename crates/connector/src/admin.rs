@@ -58,7 +58,7 @@ struct AdminState {
 
 /// The admin application: `/health` answers 200 `ok` while the connector runs and admits
 /// new sessions, and 503 with the reason otherwise (`starting`, `stopping`, or refusing new
-/// sessions while its report spool is full): whether to send it clients. `/live` answers 200
+/// sessions while its report spool is full or its key is refused): whether to send it clients. `/live` answers 200
 /// while the process serves at all: a liveness probe on `/health` would restart a connector
 /// that waits out a control-plane outage, and end every session it carries.
 /// `/metrics` renders [`Metrics`].
@@ -73,8 +73,8 @@ pub fn router(metrics: Arc<Metrics>, health: Health, reporter: Reporter) -> Rout
 
 async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {
     match state.health.0.load(Ordering::Relaxed) {
-        RUNNING if !state.reporter.admits_new_sessions() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "refusing new sessions: report spool full, control plane unreachable\n")
+        RUNNING if let Some(refusal) = state.reporter.refusal() => {
+            (StatusCode::SERVICE_UNAVAILABLE, refusal.health_message())
         }
         RUNNING => (StatusCode::OK, "ok\n"),
         STARTING => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),

@@ -509,6 +509,49 @@ async fn a_connector_with_a_refused_key_exits_at_start() {
     }
 }
 
+/// A connector whose key is revoked while it runs refuses new sessions, saying why, and its
+/// `/health` says so too; the session it carries goes on, its events spooled.
+#[tokio::test]
+async fn a_connector_whose_key_is_revoked_refuses_new_sessions() {
+    let system = System::new("60s");
+    let _serve = system.serve();
+    let _connector = system.connector();
+    let config = std::fs::read_to_string(&system.config).unwrap();
+    let admin = config.lines().find_map(|l| l.strip_prefix("admin_listen = \"")).unwrap().trim_end_matches('"');
+    let health = format!("http://{admin}/health");
+    let (mut open, mut stdin) = system.psql();
+    send(&mut stdin, "select 1;");
+    system.wait_for("an active session", |s| active(s).len() == 1).await;
+    assert_eq!(system.http.get(&health).send().await.unwrap().status(), 200);
+
+    output(gatehouse().args(["connectors", "revoke", "edge", "--org", "acme", "--data-dir"]).arg(&system.data));
+    // The open session's next statement is the next report, which the control plane refuses.
+    send(&mut stdin, "select 2;");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = system.http.get(&health).send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        if status == 503 {
+            assert!(body.contains("refuses this connector's key"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/health still says {status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = std::process::Command::new("psql")
+        .args(["-X", "-Atc", "select 1"])
+        .arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", system.proxy_port))
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(error.contains("the control plane refuses this connector's key"), "{error}");
+    send(&mut stdin, "select 3;");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(open.0.try_wait().unwrap().is_none(), "the open session goes on");
+}
+
 /// The control plane over HTTPS (`serve --tls-cert --tls-key`) with a certificate from a
 /// private CA: the connector reports to its `https://` URL (`ca_file`), and the CLI reads the
 /// session back with `--ca-file`. Without the CA the certificate is refused, and plain http

@@ -30,7 +30,6 @@ const AUTH_MAX_MESSAGE_LEN: usize = 128 * 1024;
 /// The length of an SSLRequest, which a client on TLS sent before its startup packet.
 const SSL_REQUEST_LEN: u64 = 8;
 /// The client's error when the report spool is full and the connector fails closed.
-const SPOOL_FULL: &str = "Gatehouse cannot record this session: its report spool is full";
 
 /// Counts the connection as active while it lives.
 struct Active<'a>(&'a AtomicU64);
@@ -123,10 +122,10 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
             return None;
         }
     };
-    if !ctx.reporter.admits_new_sessions() {
+    if let Some(refusal) = ctx.reporter.refusal() {
         Metrics::add(&ctx.metrics.connections_refused_total, 1);
-        tracing::warn!(%peer, "connection refused: the report spool is full");
-        client.send_error(&ErrorResponse::cannot_connect_now(SPOOL_FULL)).await;
+        tracing::warn!(%peer, ?refusal, "connection refused");
+        client.send_error(&ErrorResponse::cannot_connect_now(refusal.client_message())).await;
         return None;
     }
     match startup.user().and_then(identity::parse) {

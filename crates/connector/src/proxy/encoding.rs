@@ -10,7 +10,9 @@ use encoding_rs::Encoding;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum ClientEncoding {
     /// UTF8, and the encodings without a decoder here (SQL_ASCII passes bytes unchecked; the
-    /// rare EUC_TW, JOHAB, MULE_INTERNAL, ...): invalid UTF-8 is replaced, visibly.
+    /// rare EUC_TW, JOHAB, MULE_INTERNAL, ...): a byte that is not UTF-8 is written `\xNN`,
+    /// so that statements differing in such bytes (table names, on a SQL_ASCII database) read
+    /// differently, as they ran.
     #[default]
     Utf8,
     /// An ISO 8859 encoding that differs from LATIN1 in a few positions only. encoding_rs reads
@@ -78,9 +80,9 @@ impl ClientEncoding {
     /// Statement bytes as text; borrowed when they are UTF-8 already.
     pub(crate) fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
         match self {
-            // `from_utf8` validates a word at a time; the lossy scan only where it fails.
+            // `from_utf8` validates a word at a time; the escaping scan only where it fails.
             ClientEncoding::Utf8 => {
-                std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Cow::Borrowed)
+                std::str::from_utf8(bytes).map_or_else(|_| Cow::Owned(escape_invalid(bytes)), Cow::Borrowed)
             }
             // ASCII is the same in every encoding here: the common case costs one scan.
             _ if bytes.is_ascii() => Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
@@ -93,6 +95,19 @@ impl ClientEncoding {
             ClientEncoding::Other(encoding) => encoding.decode_without_bom_handling(bytes).0,
         }
     }
+}
+
+/// `bytes` as UTF-8, each byte that is not written `\xNN`.
+fn escape_invalid(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            _ = write!(text, "\\x{byte:02x}");
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -116,12 +131,17 @@ mod tests {
     }
 
     #[test]
-    fn utf8_and_unknown_encodings_replace_invalid_bytes() {
+    fn utf8_and_unknown_encodings_write_invalid_bytes_as_escapes() {
         for name in ["UTF8", "SQL_ASCII", "MULE_INTERNAL"] {
             let encoding = ClientEncoding::from_name(name);
             assert_eq!(encoding, ClientEncoding::Utf8);
             assert_eq!(encoding.decode("é\u{1F600}".as_bytes()), "é\u{1F600}");
-            assert_eq!(encoding.decode(b"a\xffb"), "a\u{FFFD}b");
+            // Two tables a SQL_ASCII database tells apart stay apart.
+            assert_eq!(encoding.decode(b"drop table \"t\xff\""), "drop table \"t\\xff\"");
+            assert_eq!(encoding.decode(b"drop table \"t\xfe\""), "drop table \"t\\xfe\"");
+            // A sequence cut short is escaped byte by byte, and what follows it read again.
+            assert_eq!(encoding.decode(b"\xe2\x82a\xc3\xa9"), "\\xe2\\x82aé");
+            assert_eq!(encoding.decode_owned(b"a\xffb".to_vec()), "a\\xffb");
         }
     }
 }

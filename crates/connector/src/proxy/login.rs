@@ -144,11 +144,16 @@ pub(crate) async fn identity(
         }
         Err(error) => {
             tracing::warn!(%peer, %error, "cannot verify an identity");
-            let error = ErrorResponse::fatal(
-                "08006",
-                "Gatehouse cannot verify the identity: the control plane is unreachable, try again later",
-            );
-            return refusal.refuse(&mut client, "control_plane_unavailable", error).await;
+            // The control plane answered, and refused the connector's key: no use trying again.
+            let message = match error.code.as_str() {
+                "unauthenticated" | "permission_denied" => {
+                    "Gatehouse cannot verify the identity: the control plane refuses this connector's key"
+                }
+                _ => "Gatehouse cannot verify the identity: the control plane is unreachable, try again later",
+            };
+            return refusal
+                .refuse(&mut client, "control_plane_unavailable", ErrorResponse::fatal("08006", message))
+                .await;
         }
     };
 

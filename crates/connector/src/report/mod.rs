@@ -33,7 +33,7 @@ pub mod runs;
 pub mod spool;
 pub mod terminations;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -83,6 +83,45 @@ impl AsRef<[u8]> for Record {
     }
 }
 
+/// Why the connector refuses new sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The spool is full, and the connector does not fail open: a session now could not be
+    /// recorded.
+    SpoolFull,
+    /// The control plane refuses the connector's key (revoked, or rotated): its sessions could
+    /// not be reported, and whoever revoked it meant it to stop.
+    KeyRefused,
+}
+
+impl Refusal {
+    fn code(refusal: Option<Self>) -> u8 {
+        match refusal {
+            None => 0,
+            Some(Self::SpoolFull) => 1,
+            Some(Self::KeyRefused) => 2,
+        }
+    }
+
+    /// What a client refused for this reason is told.
+    pub fn client_message(self) -> &'static str {
+        match self {
+            Self::SpoolFull => "Gatehouse cannot record this session: its report spool is full",
+            Self::KeyRefused => "Gatehouse cannot record this session: the control plane refuses this connector's key",
+        }
+    }
+
+    /// What `/health` says.
+    pub fn health_message(self) -> &'static str {
+        match self {
+            Self::SpoolFull => "refusing new sessions: report spool full, control plane unreachable\n",
+            Self::KeyRefused => {
+                "refusing new sessions: the control plane refuses this connector's key (revoked or rotated)\n"
+            }
+        }
+    }
+}
+
 /// The proxy's handle to the report pipeline. Cloning is cheap.
 #[derive(Debug, Clone)]
 pub struct Reporter {
@@ -102,8 +141,8 @@ const RECORD_OVERHEAD: usize = 96;
 /// What the report loop tells every [`Reporter`].
 #[derive(Debug, Default)]
 struct Shared {
-    /// The spool is full and the connector does not fail open.
-    refusing: AtomicBool,
+    /// Why new sessions are refused (a [`Refusal`] as a number), 0 while they are admitted.
+    refusing: AtomicU8,
     /// What the queue holds, in [`Record::cost`]s.
     queued: AtomicUsize,
     /// What it may hold before [`Reporter::has_room`] says no.
@@ -160,10 +199,19 @@ impl Reporter {
         (Reporter { events, shared: Arc::clone(&shared) }, Queue { events: receiver, shared, metrics })
     }
 
-    /// Whether a new session may start: false while the spool is full and
-    /// the connector is not configured to fail open.
+    /// Whether a new session may start: see [`Reporter::refusal`].
     pub fn admits_new_sessions(&self) -> bool {
-        !self.shared.refusing.load(Ordering::Relaxed)
+        self.refusal().is_none()
+    }
+
+    /// Why new sessions are refused, if they are: the spool is full and the connector does not
+    /// fail open, or the control plane refuses the connector's key.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self.shared.refusing.load(Ordering::Relaxed) {
+            0 => None,
+            1 => Some(Refusal::SpoolFull),
+            _ => Some(Refusal::KeyRefused),
+        }
     }
 
     /// Whether the queue has room for more statements. A relay reads its client only while

@@ -40,7 +40,7 @@ use super::gaps;
 use super::resources::HelloInfo;
 use super::runs::RunLog;
 use super::spool::{AppendError, Limit, Spool, Ticket};
-use super::{Queue, Record, lock};
+use super::{Queue, Record, Refusal, lock};
 use crate::metrics::Metrics;
 use crate::timer;
 
@@ -121,6 +121,8 @@ struct State {
     /// The last call failed.
     down: bool,
     full: bool,
+    /// The last call failed because the control plane refused the key.
+    key_refused: bool,
     backoff: Backoff,
     next_try: Instant,
 }
@@ -145,6 +147,7 @@ impl ReportLoop {
                 barrier: recovered,
                 down: false,
                 full: false,
+                key_refused: false,
                 backoff: Backoff::new(options.backoff_min, options.backoff_max),
                 next_try: Instant::now(),
             },
@@ -497,13 +500,23 @@ impl ReportLoop {
         }
     }
 
+    /// Why new sessions are refused now, for every [`Reporter`].
+    fn update_refusal(&self) {
+        let refusal = match (self.state.key_refused, self.state.full && !self.options.fail_open) {
+            (true, _) => Some(Refusal::KeyRefused),
+            (false, true) => Some(Refusal::SpoolFull),
+            (false, false) => None,
+        };
+        self.queue.shared.refusing.store(Refusal::code(refusal), std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn set_full(&mut self, full: bool) {
-        let refusing = full && !self.options.fail_open;
-        self.queue.shared.refusing.store(refusing, std::sync::atomic::Ordering::Relaxed);
-        if full == self.state.full {
+        let changed = full != self.state.full;
+        self.state.full = full;
+        self.update_refusal();
+        if !changed {
             return;
         }
-        self.state.full = full;
         match (full, self.options.fail_open) {
             (true, false) => {
                 tracing::error!("spool full: refusing new sessions until the control plane takes the backlog")
@@ -518,6 +531,10 @@ impl ReportLoop {
         if std::mem::take(&mut self.state.down) {
             tracing::info!("control plane reachable again");
         }
+        if std::mem::take(&mut self.state.key_refused) {
+            tracing::info!("the control plane takes this connector's key again: admitting new sessions");
+            self.update_refusal();
+        }
     }
 
     fn down(&mut self, error: &ConnectError, call: &str) {
@@ -526,11 +543,16 @@ impl ReportLoop {
             if !self.state.hello_done {
                 self.key_refused.send_replace(true);
             }
+            // Revoked or rotated while running: its sessions cannot be reported, and whoever
+            // revoked it meant it to stop. The sessions open go on, spooled.
+            self.state.key_refused = true;
+            self.update_refusal();
             // Retrying cannot help until someone fixes the key; say so every time.
             tracing::error!(
                 call,
-                "the control plane refused this connector's key: set control_plane.key (or \
-                 GATEHOUSE_CONNECTOR_KEY) to the connector key (ghc_...) `gatehouse connectors create` printed"
+                "the control plane refused this connector's key (revoked, or rotated): refusing new \
+                 sessions; set control_plane.key (or GATEHOUSE_CONNECTOR_KEY) to the connector key \
+                 (ghc_...) `gatehouse connectors create` or `rotate-key` printed"
             );
         } else if !self.state.down {
             // The whole chain: the cause of a transport error (a refused certificate, a
