@@ -29,6 +29,14 @@ pub fn format_rfc3339(at: Micros) -> String {
         .unwrap_or_default()
 }
 
+/// As [`format_rfc3339`], always with six fractional digits: times of one width, which sort
+/// as text (a transcript's lines).
+pub fn format_rfc3339_micros(at: Micros) -> String {
+    DateTime::<Utc>::from_timestamp_micros(at)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +47,8 @@ mod tests {
         assert_eq!(at, 1_699_335_116_000_000);
         assert_eq!(format_rfc3339(at), "2023-11-07T05:31:56Z");
         assert_eq!(format_rfc3339(at + 1500), "2023-11-07T05:31:56.001500Z");
+        assert_eq!(format_rfc3339_micros(at), "2023-11-07T05:31:56.000000Z");
+        assert_eq!(format_rfc3339_micros(at + 576_000), "2023-11-07T05:31:56.576000Z");
         assert_eq!(parse_rfc3339("2023-11-07T06:31:56+01:00"), Some(at));
         assert_eq!(parse_rfc3339("yesterday"), None);
     }

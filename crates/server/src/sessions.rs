@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use connectrpc::{ConnectError, ErrorCode, RequestContext, Response, ServiceRequest, ServiceResult};
 use gatehouse_core::Caller;
-use gatehouse_core::time::format_rfc3339;
+use gatehouse_core::time::format_rfc3339_micros;
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::core::v1::*;
 use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
@@ -73,7 +73,7 @@ impl SessionsApi {
             id: crate::registry::new_id("term"),
             session_id: session_id.to_owned(),
             connector_id: connector_id.to_owned(),
-            reason: format!("terminated by an administrator (API key {})", caller.key_prefix),
+            reason: format!("by API key {}", caller.key_prefix),
             created: now_micros(),
         };
         // Asked again while the first is on its way: the same termination, not another.
@@ -125,7 +125,8 @@ fn not_found(session_id: &str) -> ConnectError {
 pub fn transcript(statements: &[StatementRecord]) -> String {
     let mut out = String::new();
     for s in statements {
-        out.push_str(&format_rfc3339(s.start));
+        // One width, so that lines sort as text in time order.
+        out.push_str(&format_rfc3339_micros(s.start));
         out.push('\t');
         gatehouse_core::display::push_escaped(&mut out, &s.text);
         out.push('\n');
@@ -254,7 +255,7 @@ mod tests {
         let out = transcript(&[statement(text)]);
         assert_eq!(
             out,
-            "1970-01-01T00:00:00Z\tselect 'a\\x1b[2J\\x1b]0;owned\\x07b\\x08\tz\\x7f\\u{85}\\u{202e}é', '\\\\x1b'\\r\\n\n"
+            "1970-01-01T00:00:00.000000Z\tselect 'a\\x1b[2J\\x1b]0;owned\\x07b\\x08\tz\\x7f\\u{85}\\u{202e}é', '\\\\x1b'\\r\\n\n"
         );
         assert!(!out.trim_end_matches('\n').chars().any(|c| c.is_control() && c != '\t'), "{out:?}");
     }
