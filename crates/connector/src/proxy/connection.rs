@@ -29,7 +29,6 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const AUTH_MAX_MESSAGE_LEN: usize = 128 * 1024;
 /// The length of an SSLRequest, which a client on TLS sent before its startup packet.
 const SSL_REQUEST_LEN: u64 = 8;
-/// The client's error when the report spool is full and the connector fails closed.
 
 /// Counts the connection as active while it lives.
 struct Active<'a>(&'a AtomicU64);
