@@ -10,7 +10,7 @@ process's CPU microseconds per transaction (from /proc), for Gatehouse also
 the control plane's CPU per transaction spent storing what was recorded, and
 RSS per idle client connection.
 
-With --floor, two bare relays join the targets (crates/bench/src/bin/bare_relay.rs):
+With --floor, two bare relays join the targets (crates/bare-relay):
 they copy bytes and do nothing else, one on tokio like the connector, one on io_uring.
 What they cost over direct is what one more hop costs on this machine, whatever the
 proxy does.

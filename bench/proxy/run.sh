@@ -10,5 +10,5 @@ if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
 fi
 pg_isready -q -h 127.0.0.1 || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
 cargo build --release -q -p gatehouse
-cargo build --release -q -p gatehouse-bench --bin bare-relay
+cargo build --release -q -p gatehouse-bare-relay
 python3 bench/proxy/run.py "$@"

@@ -143,7 +143,8 @@ async fn a_database_that_never_answers_the_login_gets_the_client_a_08006_in_15_s
     assert!(started.elapsed() >= ANSWER_TIMEOUT - Duration::from_secs(1), "{:?}", started.elapsed());
     assert_eq!(code(&error), "08006", "{error}");
     let message = error.as_db_error().unwrap().message();
-    assert!(message.contains(&format!("no answer from the database at {upstream}")), "{message}");
+    assert!(message.contains("no answer from the database within"), "{message}");
+    assert!(!message.contains(&upstream), "where the database is stays in the log: {message}");
     tokio::time::timeout(PATIENCE, ends.recv()).await.expect("the connector lets go of the database");
     assert_eq!(proxy.counter(|m| &m.upstream_connect_failures_total), 1, "an operator can alert on it");
     assert_eq!(proxy.metrics.auth_failures.get("upstream_login"), 0, "the database failed, not the identity");

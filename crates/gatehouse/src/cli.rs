@@ -63,6 +63,7 @@ pub enum Command {
     #[command(subcommand)]
     Users(UsersCommand),
     /// Apply a YAML file of users, default roles and grants; idempotent (talks to the store directly)
+    #[command(after_long_help = APPLY_EXAMPLE)]
     Apply(ApplyArgs),
     /// Fill a store with synthetic sessions, for demos and benchmarks
     Seed(SeedArgs),
@@ -88,7 +89,8 @@ struct StoreFlags {
     /// Directory holding the embedded SQLite database
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
     data_dir: PathBuf,
-    /// Use PostgreSQL instead of SQLite (postgres://user:password@host:port/database)
+    /// Use PostgreSQL instead of SQLite (postgres://user:password@host:port/database); set
+    /// GATEHOUSE_DATABASE_URL instead to keep a password out of `ps`
     #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// PostgreSQL connections this process keeps at most
@@ -711,6 +713,24 @@ pub struct GrantTarget {
     #[arg(long)]
     pub group: Option<String>,
 }
+
+/// An `apply` file, for `apply --help`.
+const APPLY_EXAMPLE: &str = "Example (gatehouse apply -f access.yaml --org acme):
+
+  users:
+    - email: alice@example.com
+      name: Alice
+      groups: [dba, sre]
+      external_ids: [\"okta|00u1\"]
+    - machine: etl-nightly
+      groups: [etl]
+      disabled: false
+  resources:
+    - name: orders-db            # registered with `gatehouse resources create`
+      default_role: app_ro       # for everyone in the organization; \"\" removes it
+      grants:
+        - { role: app_rw, group: dba }
+        - { role: admin, user: alice@example.com }";
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {

@@ -176,7 +176,8 @@ pub(crate) async fn connect_for_client(ctx: &ProxyContext, client: &mut ClientSt
                     "the Gatehouse connector has too many open connections to open one to the database; try again later",
                 )
             } else {
-                ErrorResponse::fatal("08006", format!("Gatehouse cannot reach the database at {}", ctx.upstream))
+                // Where the database is stays in the log: the client has not logged in yet.
+                ErrorResponse::fatal("08006", "Gatehouse cannot reach the database; the connector's log says why")
             };
             client.send_error(&refusal).await;
             None
@@ -191,10 +192,7 @@ pub(crate) fn login_unanswered(ctx: &ProxyContext, waited: Duration) -> ErrorRes
     Metrics::add(&ctx.metrics.upstream_connect_failures_total, 1);
     let secs = waited.as_secs();
     tracing::warn!(upstream = %ctx.upstream, "the database did not answer the login within {secs} s");
-    ErrorResponse::fatal(
-        "08006",
-        format!("Gatehouse got no answer from the database at {} within {secs} s during the login", ctx.upstream),
-    )
+    ErrorResponse::fatal("08006", format!("Gatehouse got no answer from the database within {secs} s during the login"))
 }
 
 async fn connect_tcp(upstream: &str) -> io::Result<TcpStream> {
