@@ -58,9 +58,10 @@ struct AdminState {
 
 /// The admin application: `/health` answers 200 `ok` while the connector runs and admits
 /// new sessions, and 503 with the reason otherwise (`starting`, `stopping`, or refusing new
-/// sessions while its report spool is full or its key is refused): whether to send it clients. `/live` answers 200
-/// while the process serves at all: a liveness probe on `/health` would restart a connector
-/// that waits out a control-plane outage, and end every session it carries.
+/// sessions while its report spool is full or its key is refused): whether to send it
+/// clients. `/live` answers 200 while the process serves at all: a liveness probe on
+/// `/health` would restart a connector that waits out a control-plane outage, and end every
+/// session it carries.
 /// `/metrics` renders [`Metrics`].
 pub fn router(metrics: Arc<Metrics>, health: Health, reporter: Reporter) -> Router {
     let state = AdminState { metrics, health, reporter };

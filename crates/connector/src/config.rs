@@ -67,6 +67,10 @@ pub struct Config {
     /// Default false.
     #[serde(default)]
     pub fail_open: bool,
+    /// On SIGTERM, how long open sessions may go on, while new clients are refused, before
+    /// they are ended: what a rolling restart wants. Default 0: ended at once.
+    #[serde(default)]
+    pub shutdown_drain_seconds: u64,
     /// TLS offered to clients that send SSLRequest; without it they get `N`.
     #[serde(default)]
     pub tls: Option<Tls>,
@@ -494,6 +498,7 @@ mod tests {
     const FILE: &str = r#"
         state_dir = "/var/lib/gh"
         fail_open = true
+        shutdown_drain_seconds = 30
         [control_plane]
         url = "http://cp:7400"
         key = "gh_abc_def"
@@ -529,6 +534,7 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/gh"));
         assert_eq!(c.spool_max_bytes, 256 * 1024 * 1024);
         assert!(c.fail_open);
+        assert_eq!(c.shutdown_drain_seconds, 30);
         assert!(c.tls.is_none());
     }
 

@@ -251,6 +251,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             upstream_tls,
             identity,
             large_messages: Arc::clone(&large_messages),
+            drain: Duration::from_secs(config.shutdown_drain_seconds),
         });
         let token = stop_proxies.clone();
         let listen = listener.listen;

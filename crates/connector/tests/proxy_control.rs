@@ -230,6 +230,41 @@ async fn shutdown_ends_live_sessions_and_stops_accepting() {
     assert_eq!(proxy.counter(|m| &m.connections_active), 0);
 }
 
+/// With a drain, a shutdown refuses new clients (57P03) and lets open sessions go on: one that
+/// ends on its own is recorded as the client's end, one still open when the drain runs out is
+/// ended then, as without one.
+#[tokio::test]
+async fn a_drain_lets_open_sessions_finish_and_refuses_new_ones() {
+    let drain = Duration::from_secs(2);
+    let mut proxy = Proxy::start_with_drain(drain).await;
+    let (leaving, leaving_connection) = proxy.connect().await;
+    let (staying, staying_connection) = proxy.connect().await;
+    leaving.simple_query("select 'leaving'").await.unwrap();
+    staying.simple_query("select 'staying'").await.unwrap();
+
+    let asked = Instant::now();
+    proxy.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = proxy.config().connect(NoTls).await.map(drop).unwrap_err();
+    assert_eq!(sqlstate(&refused), "57P03", "{refused}");
+    assert!(refused.as_db_error().unwrap().message().contains("shutting down"), "{refused:?}");
+    leaving.simple_query("select 'still served'").await.unwrap();
+    drop(leaving);
+    leaving_connection.await.unwrap().unwrap();
+
+    tokio::time::timeout(drain + Duration::from_secs(6), &mut proxy.task).await.unwrap().unwrap().unwrap();
+    assert!(asked.elapsed() >= drain, "the open session was given the drain: {:?}", asked.elapsed());
+    let error = staying_connection.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&error), "57P01", "{error}");
+    let mut ends = [proxy.ended_session().await, proxy.ended_session().await];
+    ends.sort_by_key(|s| s.texts().len());
+    assert_eq!(ends[0].texts(), ["select 'staying'"]);
+    assert_eq!(ends[0].end.reason, EndReason::Shutdown);
+    assert_eq!(ends[1].texts(), ["select 'leaving'", "select 'still served'"]);
+    assert_eq!(ends[1].end.reason, EndReason::Client);
+    assert_eq!(proxy.counter(|m| &m.connections_refused_total), 1);
+}
+
 #[tokio::test]
 async fn tls_for_psql_with_sslmode_require_and_n_without_a_certificate() {
     let (server_tls, _, _dir) = tls_pair();

@@ -89,6 +89,9 @@ pub struct ProxyContext {
     pub identity: IdentityOptions,
     /// Shared by every listener: see [`LARGE_MESSAGE_BUDGET`].
     pub large_messages: Arc<LargeMessageBudget>,
+    /// How long a shutdown lets open sessions end on their own, refusing new clients, before
+    /// it ends them: zero ends them at once.
+    pub drain: Duration,
 }
 
 /// How a listener treats identity logins (`idp:formal:...` user names).
@@ -153,6 +156,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
             },
         }
     }
+    if !ctx.drain.is_zero() && !tasks.is_empty() {
+        drain(&listener, &ctx, &mut tasks).await;
+    }
     stop.fire();
     // The clients still in the accept queue hear why, while the sessions end.
     let listeners = [&listener];
@@ -169,6 +175,37 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, shutdown: Canc
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// Lets the open sessions (`tasks`) end on their own for up to [`ProxyContext::drain`], as a
+/// rolling restart wants, while clients that come are refused (57P03), as PostgreSQL refuses
+/// them while it shuts down.
+async fn drain(listener: &TcpListener, ctx: &ProxyContext, tasks: &mut JoinSet<()>) {
+    tracing::info!(sessions = tasks.len(), drain = ?ctx.drain, "draining: new clients are refused, open sessions may finish");
+    let deadline = timer::sleep(ctx.drain);
+    tokio::pin!(deadline);
+    let mut refusals = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = &mut deadline => {
+                tracing::info!(sessions = tasks.len(), "drained for as long as allowed: ending the sessions left");
+                break;
+            }
+            joined = tasks.join_next() => match joined {
+                Some(joined) => log_join(joined),
+                None => {
+                    tracing::info!("drained: every session ended on its own");
+                    break;
+                }
+            },
+            Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
+            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
+                let error = ErrorResponse::cannot_connect_now("the Gatehouse connector is shutting down");
+                refuse(&mut refusals, stream, ctx.tls.clone(), error, &ctx.metrics);
+            },
+        }
+    }
+    let _ = timer::timeout(QUEUED_REFUSAL_LIMIT, async { while refusals.join_next().await.is_some() {} }).await;
 }
 
 /// Accepts the clients of `listener` and refuses each with FATAL 57P03 and `message`, until

@@ -149,6 +149,7 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
         state_dir: args.store.data_dir.join("connector"),
         spool_max_bytes: 256 * 1024 * 1024,
         fail_open: false,
+        shutdown_drain_seconds: 0,
         tls: None,
         identity: Default::default(),
         credentials: Vec::new(),
