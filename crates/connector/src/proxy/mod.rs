@@ -124,9 +124,10 @@ impl From<rustls::Error> for ProxyError {
     }
 }
 
-/// Accepts clients until `shutdown` is cancelled, then stops accepting, ends the live
-/// sessions of this listener (FATAL 57P01 to the client, the upstream query cancelled,
-/// [`EndReason::Shutdown`](crate::event::EndReason::Shutdown) at the moment of shutdown), and
+/// Accepts clients until `shutdown` is cancelled, then stops accepting (after the
+/// [`drain`](ProxyContext::drain), if any, that open sessions may end in on their own), ends
+/// the live sessions of this listener (FATAL 57P01 to the client, the upstream query
+/// cancelled, [`EndReason::Shutdown`](crate::event::EndReason::Shutdown) at that moment), and
 /// returns once their tasks finished, or after [`SHUTDOWN_GRACE`], aborting the rest.
 ///
 /// # Errors
@@ -199,9 +200,13 @@ async fn drain(listener: &TcpListener, ctx: &ProxyContext, tasks: &mut JoinSet<(
                 }
             },
             Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
-            accepted = listener.accept() => if let Ok((stream, _)) = accepted {
-                let error = ErrorResponse::cannot_connect_now("the Gatehouse connector is shutting down");
-                refuse(&mut refusals, stream, ctx.tls.clone(), error, &ctx.metrics);
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let error = ErrorResponse::cannot_connect_now("the Gatehouse connector is shutting down");
+                    refuse(&mut refusals, stream, ctx.tls.clone(), error, &ctx.metrics);
+                }
+                // Out of file descriptors, say: no reason to spin until the drain ends.
+                Err(_) => timer::sleep(Duration::from_millis(100)).await,
             },
         }
     }
