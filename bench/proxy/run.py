@@ -233,7 +233,8 @@ def main():
                 cp = f"{statistics.median(cps):>10.1f}" if cps else f"{'-':>10}"
                 print(f"{name:<26} {target:<10} {tps:>9.0f} {lat:>8.3f} {ratio:>9.2f} {added:>8.1f} {cpu} {cp}")
         print()
-        for target, port, pid in targets[1:3]:
+        # The proxies; the bare relays keep nothing per connection but their two sockets.
+        for target, port, pid in [t for t in targets if t[0] in ("gatehouse", "pgbouncer")]:
             # The allocator returns memory freed elsewhere (a report batch, say)
             # at its own pace, so one sample can be off by a MiB: take the median.
             samples = [rss_per_idle_connection(pid, port) / 1024 for _ in range(3)]

@@ -106,6 +106,18 @@ async fn drop_stale_databases(admin: &mut PgConnection) {
     }
 }
 
+/// Session `s-1` of run `run-1` of connector `c-1`, open since `start`, written as it is stored.
+async fn insert_open_session(store: &PgStore, org: gatehouse_core::OrgId, start: i64) {
+    sqlx::query(
+        "INSERT INTO sessions (org_id, id, start_us, connector_id, run_id) VALUES ($1, 's-1', $2, 'c-1', 'run-1')",
+    )
+    .bind(org.0)
+    .bind(start)
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
 fn small_pool() -> PgOptions {
     PgOptions { max_connections: 4, ..PgOptions::default() }
 }
@@ -440,14 +452,7 @@ async fn a_run_heard_while_the_sweep_waits_keeps_its_sessions() {
     };
     store.create_connector(&connector).await.unwrap();
     store.connector_hello(org, "c-1", "run-1", &[], NOW).await.unwrap();
-    sqlx::query(
-        "INSERT INTO sessions (org_id, id, start_us, connector_id, run_id) VALUES ($1, 's-1', $2, 'c-1', 'run-1')",
-    )
-    .bind(org.0)
-    .bind(NOW)
-    .execute(store.pool())
-    .await
-    .unwrap();
+    insert_open_session(&store, org, NOW).await;
 
     // A heartbeat in flight: the run's row is updated, not yet committed.
     let mut other = PgConnection::connect_with(&db.options()).await.unwrap();
@@ -487,14 +492,7 @@ async fn one_replica_sweeps_leases_at_a_time() {
     .execute(store.pool())
     .await
     .unwrap();
-    sqlx::query(
-        "INSERT INTO sessions (org_id, id, start_us, connector_id, run_id) VALUES ($1, 's-1', $2, 'c-1', 'run-1')",
-    )
-    .bind(org.0)
-    .bind(NOW - SECOND)
-    .execute(store.pool())
-    .await
-    .unwrap();
+    insert_open_session(&store, org, NOW - SECOND).await;
 
     // Another replica is sweeping (holds the lock): this one skips its turn.
     let mut other = PgConnection::connect_with(&db.options()).await.unwrap();
@@ -652,14 +650,7 @@ async fn a_walk_begins_after_the_ends_recorded_before_it() {
     let now = tokio::time::timeout(Duration::from_secs(5), walk).await.unwrap().unwrap();
     assert!(now >= recorded, "{now} < {recorded}");
 
-    sqlx::query(
-        "INSERT INTO sessions (org_id, id, start_us, connector_id, run_id) VALUES ($1, 's-1', $2, 'c-1', 'run-1')",
-    )
-    .bind(org.0)
-    .bind(now - SECOND)
-    .execute(store.pool())
-    .await
-    .unwrap();
+    insert_open_session(&store, org, now - SECOND).await;
     let end = gatehouse_store::IngestEvent::End { session_id: "s-1".into(), end: now - 1, reason: "client".into() };
     assert_eq!(store.ingest(org, "c-1", &[end]).await.unwrap(), 1);
     let end_recorded: i64 = sqlx::query_scalar("SELECT end_recorded_us FROM sessions WHERE id = 's-1'")

@@ -71,20 +71,20 @@ impl Proxy {
     /// A proxy whose connections may hold `bytes` in large messages, together.
     pub async fn start_with_large_message_budget(bytes: usize) -> Self {
         let budget = LargeMessageBudget::new(bytes);
-        Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), budget, (usize::MAX, Duration::ZERO)).await
+        Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), budget, usize::MAX, Duration::ZERO).await
     }
 
     /// A proxy in front of `upstream` whose report queue is full once `bytes` of events were
     /// sent: 0 for always.
     pub async fn start_with_report_bound(upstream: &str, bytes: usize) -> Self {
         let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
-        Self::start_inner(None, upstream, None, IdentityOptions::default(), budget, (bytes, Duration::ZERO)).await
+        Self::start_inner(None, upstream, None, IdentityOptions::default(), budget, bytes, Duration::ZERO).await
     }
 
     /// A proxy whose shutdown lets open sessions go on for `drain`.
     pub async fn start_with_drain(drain: Duration) -> Self {
         let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
-        Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), budget, (usize::MAX, drain)).await
+        Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), budget, usize::MAX, drain).await
     }
 
     /// A proxy with TLS to the database and identity logins as given.
@@ -95,7 +95,7 @@ impl Proxy {
         identity: IdentityOptions,
     ) -> Self {
         let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
-        Self::start_inner(tls, upstream, upstream_tls, identity, budget, (usize::MAX, Duration::ZERO)).await
+        Self::start_inner(tls, upstream, upstream_tls, identity, budget, usize::MAX, Duration::ZERO).await
     }
 
     async fn start_inner(
@@ -104,7 +104,8 @@ impl Proxy {
         upstream_tls: Option<UpstreamTlsConfig>,
         identity: IdentityOptions,
         large_messages: Arc<LargeMessageBudget>,
-        (report_bound, drain): (usize, Duration),
+        report_bound: usize,
+        drain: Duration,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -478,6 +478,9 @@ const TERMINATION_LOCK_CLASS: i32 = 0x6774_0003;
 /// [`recording_time`]).
 pub const RECORDING_GATE: i64 = 0x6761_7465_0004;
 
+/// The database's clock, in microseconds since the epoch.
+const DATABASE_CLOCK: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::int8";
+
 /// The database's clock, as a transaction that records ends reads it: holding the recording
 /// gate, shared, until it commits. A walk takes the gate alone to read its `now`
 /// ([`PgStore::listing_clock_impl`]), so every end recorded before that `now` has been
@@ -485,10 +488,9 @@ pub const RECORDING_GATE: i64 = 0x6761_7465_0004;
 /// database's clock is one for all replicas. Taken first in its transaction, before any row
 /// lock, so that a walk waiting for the gate waits on nothing else of ours.
 async fn recording_time(conn: &mut PgConnection) -> Result<Micros, StoreError> {
-    Ok(sqlx::query_scalar(
-        "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($1)) \
-         SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8 FROM gate",
-    )
+    Ok(sqlx::query_scalar(&format!(
+        "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($1)) SELECT {DATABASE_CLOCK} FROM gate"
+    ))
     .bind(RECORDING_GATE)
     .fetch_one(conn)
     .await?)
@@ -497,10 +499,9 @@ async fn recording_time(conn: &mut PgConnection) -> Result<Micros, StoreError> {
 impl PgStore {
     pub(super) async fn listing_clock_impl(&self) -> Result<Micros, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let now = sqlx::query_scalar(
-            "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock($1)) \
-             SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8 FROM gate",
-        )
+        let now = sqlx::query_scalar(&format!(
+            "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock($1)) SELECT {DATABASE_CLOCK} FROM gate"
+        ))
         .bind(RECORDING_GATE)
         .fetch_one(&mut *tx)
         .await?;
