@@ -8,7 +8,8 @@ use buffa_codegen::BytesRepr;
 use connectrpc_build::CodeGenConfig;
 
 /// Request messages whose JSON form must reject unknown fields: the public
-/// schema sets `additionalProperties: false`. Binary protobuf still skips them.
+/// schema sets `additionalProperties: false`, and ours follow it. Binary protobuf still skips
+/// them. Names without a package are `core.v1`'s.
 const STRICT_JSON_REQUESTS: &[&str] = &[
     "GetSessionRequest",
     "ListSessionsV2Request",
@@ -16,6 +17,7 @@ const STRICT_JSON_REQUESTS: &[&str] = &[
     "CreateSessionTerminationRequest",
     "CancelSessionRequest",
     "GetSessionTranscriptRequest",
+    "gatehouse.sessions.v1.ListSessionStatementsRequest",
 ];
 
 fn main() {
@@ -29,7 +31,8 @@ fn main() {
     // Shared, not copied, between a batch in flight and its retry.
     buffa.bytes_fields.push((".gatehouse.connector.v1.EncodedReportRequest.events".into(), BytesRepr::Bytes));
     for name in STRICT_JSON_REQUESTS {
-        buffa.message_attributes.push((format!(".core.v1.{name}"), "#[serde(deny_unknown_fields)]".into()));
+        let name = if name.contains('.') { format!(".{name}") } else { format!(".core.v1.{name}") };
+        buffa.message_attributes.push((name, "#[serde(deny_unknown_fields)]".into()));
     }
 
     connectrpc_build::Config::new()
@@ -38,6 +41,7 @@ fn main() {
             "proto/core/v1/sessions.proto",
             "proto/core/v1/list_metadata.proto",
             "proto/gatehouse/connector/v1/connector.proto",
+            "proto/gatehouse/sessions/v1/statements.proto",
         ])
         .includes(&[std::path::PathBuf::from("proto"), well_known])
         .include_file("_connectrpc.rs")

@@ -148,6 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options).taking_over(Arc::clone(&runs));
     let hello = report.hello();
     let mut key_refused = report.key_refused();
+    let key_checks = report.key_checks();
 
     let stop_reports = CancellationToken::new();
     let background = CancellationToken::new();
@@ -155,7 +156,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let health = Health::new();
     let admin_app = admin::router(Arc::clone(&metrics), health.clone(), reporter.clone());
     let admin_task = control_rt.spawn(admin::serve(admin_listener, admin_app, background.clone()));
-    control_rt.spawn(heartbeat::run(control.clone(), run_id.clone(), hello.clone(), background.clone()));
+    control_rt.spawn(heartbeat::run(control.clone(), run_id.clone(), hello.clone(), key_checks, background.clone()));
     control_rt.spawn(terminations::run(
         control,
         run_id.clone(),

@@ -13,6 +13,7 @@ use double::*;
 use gatehouse_connector::live::{LiveSessions, Termination};
 use gatehouse_connector::report::backoff::Backoff;
 use gatehouse_connector::report::client::ControlPlane;
+use gatehouse_connector::report::pipeline::KeyCheck;
 use gatehouse_connector::report::resources::HelloInfo;
 use gatehouse_connector::report::{heartbeat, terminations};
 use gatehouse_connector::stop::{self, StopReason};
@@ -69,13 +70,15 @@ async fn heartbeats_start_after_hello_and_carry_the_run_id() {
     let h = Harness::start().await;
     let (tx, rx) = watch::channel(None);
     let stop = CancellationToken::new();
-    let task = tokio::spawn(heartbeat::run(h.control(), "run-1".into(), rx, stop.clone()));
+    let (checks, mut verdicts) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(heartbeat::run(h.control(), "run-1".into(), rx, checks, stop.clone()));
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(h.plane.seen().heartbeats.is_empty(), "no heartbeat before Hello");
 
     tx.send_replace(hello(1));
     eventually("two heartbeats", || h.plane.seen().heartbeats.len() >= 2).await;
     assert!(h.plane.seen().heartbeats.iter().all(|run| run == "run-1"));
+    assert!(matches!(verdicts.try_recv(), Ok(KeyCheck::Accepted)), "each says the key was taken");
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
 }

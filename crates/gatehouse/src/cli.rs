@@ -529,6 +529,17 @@ pub enum SessionsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// List a session's statements with what each did: duration, rows and bytes sent to the
+    /// client, the SQLSTATE of an error, and whether it still runs
+    Statements {
+        /// The session's id (as `sessions list` shows it)
+        id: String,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show one session
     Get {
         /// The session's id (as `sessions list` shows it)

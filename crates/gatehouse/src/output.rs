@@ -179,9 +179,11 @@ fn prefix_within(text: &str, width: usize) -> &str {
     &text[..end]
 }
 
-/// The CSV columns: a name and the JSON pointer into the API's JSON form of a
-/// session. The console's export (`console/export.js`) writes the same ones.
-pub const CSV_COLUMNS: &[(&str, &str)] = &[
+/// CSV columns: a name and the JSON pointer into the API's JSON form of a record.
+pub type Columns = &'static [(&'static str, &'static str)];
+
+/// The CSV columns of a session. The console's export (`console/export.js`) writes the same ones.
+pub const CSV_COLUMNS: Columns = &[
     ("id", "/id"),
     ("session_status", "/sessionStatus"),
     ("start_time", "/startTime"),
@@ -214,7 +216,7 @@ pub const CSV_COLUMNS: &[(&str, &str)] = &[
 #[allow(clippy::large_enum_variant)]
 pub enum RecordWriter<W: Write> {
     Jsonl(W),
-    Csv(csv::Writer<W>),
+    Csv(csv::Writer<W>, Columns),
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -222,12 +224,12 @@ impl<W: Write> RecordWriter<W> {
         Self::Jsonl(out)
     }
 
-    /// A CSV writer; the header row is written at once, so even an empty
+    /// A CSV writer of `columns`; the header row is written at once, so even an empty
     /// export says what its columns are.
-    pub fn csv(out: W) -> anyhow::Result<Self> {
+    pub fn csv(out: W, columns: Columns) -> anyhow::Result<Self> {
         let mut writer = csv::Writer::from_writer(out);
-        writer.write_record(CSV_COLUMNS.iter().map(|(name, _)| *name))?;
-        Ok(Self::Csv(writer))
+        writer.write_record(columns.iter().map(|(name, _)| *name))?;
+        Ok(Self::Csv(writer, columns))
     }
 
     pub fn write(&mut self, record: &Value) -> anyhow::Result<()> {
@@ -236,8 +238,8 @@ impl<W: Write> RecordWriter<W> {
                 serde_json::to_writer(&mut *out, record)?;
                 out.write_all(b"\n")?;
             }
-            Self::Csv(writer) => {
-                writer.write_record(CSV_COLUMNS.iter().map(|(name, at)| defused(csv_cell(name, record.pointer(at)))))?
+            Self::Csv(writer, columns) => {
+                writer.write_record(columns.iter().map(|(name, at)| defused(csv_cell(name, record.pointer(at)))))?
             }
         }
         Ok(())
@@ -247,7 +249,7 @@ impl<W: Write> RecordWriter<W> {
     pub fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Self::Jsonl(out) => out.flush(),
-            Self::Csv(writer) => writer.flush(),
+            Self::Csv(writer, _) => writer.flush(),
         }
     }
 }
@@ -395,10 +397,10 @@ mod tests {
             "connector": {"name": "=HYPERLINK(\"http://evil\",\"x\")"},
             "network": {"clientIpAddress": "@SUM(1)"},
         });
-        let mut writer = RecordWriter::csv(Vec::new()).unwrap();
+        let mut writer = RecordWriter::csv(Vec::new(), CSV_COLUMNS).unwrap();
         writer.write(&session).unwrap();
         writer.flush().unwrap();
-        let RecordWriter::Csv(writer) = writer else { unreachable!() };
+        let RecordWriter::Csv(writer, _) = writer else { unreachable!() };
         let bytes = writer.into_inner().unwrap();
         let mut reader = csv::Reader::from_reader(bytes.as_slice());
         let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();

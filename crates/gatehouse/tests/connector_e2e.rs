@@ -149,6 +149,7 @@ async fn a_psql_session_is_recorded_live_and_completed() {
         "create temp table t (n int);",
         "insert into t select generate_series(1, 5);",
         "select count(*) from t;",
+        "select 1/0;",
     ];
     for sql in statements {
         send(&mut stdin, sql);
@@ -167,6 +168,35 @@ async fn a_psql_session_is_recorded_live_and_completed() {
         assert!(Instant::now() < deadline, "transcript {:?}", system.transcript(&id).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What each did, from the CLI: rows sent, bytes, the SQLSTATE of the error.
+    let url = format!("http://127.0.0.1:{}", system.api_port);
+    let listed = output(gatehouse().args([
+        "sessions",
+        "statements",
+        &id,
+        "-o",
+        "jsonl",
+        "--url",
+        &url,
+        "--api-key",
+        &system.admin_key,
+    ]));
+    let listed: Vec<Value> = listed.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let outcome = |s: &Value| (s["text"].clone(), s["rows"].clone(), s["sqlstate"].clone(), s["status"].clone());
+    assert_eq!(
+        listed.iter().map(outcome).collect::<Vec<_>>(),
+        [
+            (json!("select 1 as one;"), json!("1"), Value::Null, json!("completed")),
+            (json!("create temp table t (n int);"), Value::Null, Value::Null, json!("completed")),
+            (json!("insert into t select generate_series(1, 5);"), Value::Null, Value::Null, json!("completed")),
+            (json!("select count(*) from t;"), json!("1"), Value::Null, json!("completed")),
+            (json!("select 1/0;"), Value::Null, json!("22012"), json!("completed")),
+        ]
+    );
+    assert!(listed.iter().all(|s| s["bytesSent"].as_str().unwrap().parse::<u64>().unwrap() > 0), "{listed:?}");
+    let table =
+        output(gatehouse().args(["sessions", "statements", &id, "--url", &url, "--api-key", &system.admin_key]));
+    assert!(table.starts_with("SEQ") && table.contains("22012") && table.lines().count() == 6, "{table}");
 
     send(&mut stdin, "\\q");
     drop(stdin);
@@ -513,7 +543,20 @@ async fn a_connector_with_a_refused_key_exits_at_start() {
 /// `/health` says so too; the session it carries goes on, its events spooled.
 #[tokio::test]
 async fn a_connector_whose_key_is_revoked_refuses_new_sessions() {
-    let system = System::new("60s");
+    // Its open session's next statement is the next report, which the control plane refuses.
+    revoked_key_refuses_new_sessions("60s", true).await;
+}
+
+#[tokio::test]
+async fn a_connector_whose_key_is_revoked_notices_at_its_next_heartbeat() {
+    // A 3 s lease: a heartbeat every 500 ms, and nothing to report.
+    revoked_key_refuses_new_sessions("3s", false).await;
+}
+
+/// Revokes the key of a connector with an open psql session (which runs one more statement
+/// when `nudge`): new sessions are refused, with `/health` saying why, and the open one goes on.
+async fn revoked_key_refuses_new_sessions(lease: &'static str, nudge: bool) {
+    let system = System::new(lease);
     let _serve = system.serve();
     let _connector = system.connector();
     let config = std::fs::read_to_string(&system.config).unwrap();
@@ -525,8 +568,9 @@ async fn a_connector_whose_key_is_revoked_refuses_new_sessions() {
     assert_eq!(system.http.get(&health).send().await.unwrap().status(), 200);
 
     output(gatehouse().args(["connectors", "revoke", "edge", "--org", "acme", "--data-dir"]).arg(&system.data));
-    // The open session's next statement is the next report, which the control plane refuses.
-    send(&mut stdin, "select 2;");
+    if nudge {
+        send(&mut stdin, "select 2;");
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let response = system.http.get(&health).send().await.unwrap();

@@ -92,7 +92,12 @@ pub fn parse(text: &str, now_us: i64) -> Result<Expr, QueryError> {
     // where the user went wrong, the rest are often consequences of it.
     if let Some(error) = errors.into_iter().min_by_key(|error| error.pos) {
         let pos = juxtapose::original_offset(error.pos, &inserted);
-        return Err(QueryError::syntax_at(text, pos, &explain(&error.message)));
+        // Lucene's `!` for NOT, which the grammar takes for part of a field name.
+        let message = match text.get(pos..).is_some_and(|rest| rest.starts_with('!')) {
+            true => "`!` is not an operator here; write NOT or `-` before the term".to_owned(),
+            false => explain(&error.message),
+        };
+        return Err(QueryError::syntax_at(text, pos, &message));
     }
     lower::lower(ast, now_us)
 }

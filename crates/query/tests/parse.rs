@@ -571,6 +571,8 @@ fn dangling_operators() {
     check_err("AND", "`AND` needs a term on each side");
     check_err("a || b", "write AND or OR");
     check_err("a && b", "write AND or OR");
+    check_err("!technology:postgres", "syntax error at position 0: `!` is not an operator here; write NOT or `-`");
+    check_err("a OR !status:active", "syntax error at position 5: `!` is not an operator here");
 }
 
 #[test]

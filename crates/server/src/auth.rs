@@ -283,7 +283,7 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
 enum Guard {
     /// Health and reflection.
     Open,
-    /// The sessions API, with the role the method needs.
+    /// The sessions API (and our statements service), with the role the method needs.
     Api(Role),
     /// The connector service.
     Connector,
@@ -296,6 +296,9 @@ impl Guard {
                 "CreateSessionTermination" | "CancelSession" => Role::Admin,
                 _ => Role::Reader,
             });
+        }
+        if path.starts_with("/gatehouse.sessions.v1.StatementsService/") {
+            return Guard::Api(Role::Reader);
         }
         if path.starts_with("/gatehouse.connector.v1.ConnectorService/") {
             return Guard::Connector;

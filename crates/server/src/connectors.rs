@@ -12,7 +12,7 @@ use gatehouse_core::time::now_micros;
 use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_proto::gatehouse::connector::v1 as wire;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
-use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
+use gatehouse_store::{IngestEvent, StatementRecord, StatementStatus, Store, TerminationRecord};
 
 use crate::auth::ConnectorCaller;
 use crate::convert::timestamp;
@@ -252,6 +252,7 @@ impl wire::ConnectorService for ConnectorApi {
                         rows: s.rows,
                         bytes_sent: s.bytes_sent,
                         sqlstate: s.sqlstate,
+                        status: StatementStatus::Completed,
                     },
                 },
                 Some(Kind::Running(r)) => IngestEvent::Running {
@@ -260,6 +261,7 @@ impl wire::ConnectorService for ConnectorApi {
                         seq: event.seq,
                         start: micros(&r.start_time)?.unwrap_or_default(),
                         text: r.text,
+                        status: StatementStatus::Running,
                         ..StatementRecord::default()
                     },
                 },

@@ -40,6 +40,7 @@ mod private;
 mod refusals;
 pub mod registry;
 pub mod sessions;
+mod statements;
 pub mod terminations;
 
 use std::future::Future;
@@ -48,7 +49,8 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::get;
 use connectrpc::{ConnectRpcService, Limits};
-use gatehouse_proto::core::v1::SESSIONS_SERVICE_SERVICE_NAME;
+use gatehouse_proto::core::v1::{SESSIONS_SERVICE_SERVICE_NAME, SessionsServiceRegisterMarker};
+use gatehouse_proto::gatehouse::sessions::v1::StatementsServiceRegisterMarker;
 use gatehouse_store::{Store, StoreError};
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -99,12 +101,20 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     }
     let sessions = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone());
     let connectors = ConnectorApi::new(store.clone(), bus.clone(), lease);
-    let router = connectrpc::Router::new().add_service(Arc::new(sessions)).add_service(Arc::new(connectors));
+    let sessions = Arc::new(sessions);
+    let router = connectrpc::Router::new()
+        .add_service::<_, SessionsServiceRegisterMarker>(Arc::clone(&sessions))
+        .add_service::<_, StatementsServiceRegisterMarker>(sessions)
+        .add_service(Arc::new(connectors));
     tokio::spawn(sweep_leases(store.clone(), lease.lease));
     tokio::spawn(refresh_statistics(store.clone()));
     let (router, _health) = connectrpc_health::install_static(
         router,
-        [SESSIONS_SERVICE_SERVICE_NAME, gatehouse_proto::gatehouse::connector::v1::CONNECTOR_SERVICE_SERVICE_NAME],
+        [
+            SESSIONS_SERVICE_SERVICE_NAME,
+            gatehouse_proto::gatehouse::sessions::v1::STATEMENTS_SERVICE_SERVICE_NAME,
+            gatehouse_proto::gatehouse::connector::v1::CONNECTOR_SERVICE_SERVICE_NAME,
+        ],
     );
     let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(gatehouse_proto::FILE_DESCRIPTOR_SET)
         .expect("the compiled descriptor set is valid");

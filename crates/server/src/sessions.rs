@@ -28,10 +28,14 @@ impl SessionsApi {
         Self { store, cursors, terminations }
     }
 
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
     /// The caller's session with this id: as written, or a UUID in the lowercase connectors
     /// write, as `id:` queries find it. An id that no session can have (one with a NUL, which
     /// PostgreSQL cannot even compare) is simply not found.
-    async fn session(&self, caller: &Caller, id: &str) -> Result<gatehouse_core::Session, ConnectError> {
+    pub(crate) async fn session(&self, caller: &Caller, id: &str) -> Result<gatehouse_core::Session, ConnectError> {
         if id.contains('\0') {
             return Err(not_found(id));
         }
@@ -100,7 +104,7 @@ impl SessionsApi {
     }
 }
 
-fn required_id(session_id: &str) -> Result<&str, ConnectError> {
+pub(crate) fn required_id(session_id: &str) -> Result<&str, ConnectError> {
     let id = session_id.trim();
     if id.is_empty() {
         return Err(invalid("session_id is required"));
@@ -144,7 +148,7 @@ fn shutdown(termination: TerminationRecord) -> SessionShutdown {
 }
 
 /// The caller the authentication interceptor resolved.
-fn caller(ctx: &RequestContext) -> Result<Caller, ConnectError> {
+pub(crate) fn caller(ctx: &RequestContext) -> Result<Caller, ConnectError> {
     ctx.extensions().get::<Caller>().cloned().ok_or_else(|| {
         ConnectError::new(ErrorCode::Internal, "request reached a handler unauthenticated (this is a bug)")
     })

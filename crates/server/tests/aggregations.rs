@@ -206,6 +206,7 @@ async fn statements_feed_fingerprints_and_volumes() {
         rows: 5,
         bytes_sent: 2_000,
         sqlstate: String::new(),
+        ..Default::default()
     };
     let mut events = Vec::new();
     for (i, s) in sessions[..2].iter().enumerate() {

@@ -8,8 +8,10 @@ mod harness;
 use std::time::Duration;
 
 use connectrpc::client::{ClientConfig, HttpClient};
+use gatehouse_core::Role;
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::gatehouse::connector::v1::{self as wire, ConnectorServiceClient, event::Kind};
+use gatehouse_server::auth::create_api_key;
 use gatehouse_server::convert::{duration, timestamp};
 use gatehouse_server::registry::{create_connector, create_resource, replace_connector_key};
 use harness::*;
@@ -129,6 +131,64 @@ async fn reported_sessions_appear_with_transcripts_and_retries_change_nothing() 
     let (_, body) = s.h.call("GetSession", json!({"session_id": "sess-1"})).await;
     assert_eq!(body["session"]["sessionStatus"], "completed");
     assert_eq!(body["session"]["duration"], "5s");
+}
+
+/// `gatehouse.sessions.v1.StatementsService` gives what the transcript leaves out: each
+/// statement's rows, bytes, SQLSTATE, and whether it still runs. (One whose connector was lost
+/// while it ran is `unreported`: see the store's conformance tests.)
+#[tokio::test]
+async fn statements_carry_their_outcomes() {
+    let s = setup(Harness::start().await).await;
+    let t0 = now_micros() - 10_000_000;
+    let Kind::Statement(mut failed) = statement("select 1/0", t0 + 2_000) else { unreachable!() };
+    (failed.rows, failed.bytes_sent, failed.sqlstate) = (0, 90, "22012".into());
+    let running = Kind::Running(Box::new(wire::StatementRunning {
+        start_time: timestamp(t0 + 3_000).into(),
+        text: "select pg_sleep(60)".into(),
+        ..Default::default()
+    }));
+    let batch = vec![
+        event("sess-1", 0, start(&s.resource_id, t0)),
+        event("sess-1", 1, statement("select 1", t0 + 1_000)),
+        event("sess-1", 2, Kind::Statement(failed)),
+        event("sess-1", 3, running),
+    ];
+    assert_eq!(report(&s.connector, batch).await, 4);
+    let url = format!("{}/gatehouse.sessions.v1.StatementsService/ListSessionStatements", s.h.url);
+    let list = |key: String, id: &str| {
+        let (h, url, body) = (&s.h, url.clone(), json!({"session_id": id}));
+        async move { h.post(&url, body, &key).await }
+    };
+
+    let (status, body) = list(s.h.reader_key.clone(), "sess-1").await;
+    assert_eq!(status, 200, "{body}");
+    let statements = body["statements"].as_array().unwrap();
+    let fields = |i: usize, names: &[&str]| names.iter().map(|name| statements[i][name].clone()).collect::<Vec<_>>();
+    let names = ["seq", "text", "rows", "bytesSent", "sqlstate", "status", "duration"];
+    assert_eq!(
+        fields(0, &names),
+        [json!("1"), json!("select 1"), json!("1"), json!("64"), json!(null), json!("completed"), json!("0.001500s")]
+    );
+    assert_eq!(
+        fields(1, &names[..6]),
+        [json!("2"), json!("select 1/0"), json!(null), json!("90"), json!("22012"), json!("completed")]
+    );
+    assert_eq!(
+        fields(2, &names[..6]),
+        [json!("3"), json!("select pg_sleep(60)"), json!(null), json!(null), json!(null), json!("running")]
+    );
+    let ran = statements[2]["duration"].as_str().unwrap().trim_end_matches('s').parse::<f64>().unwrap();
+    assert!((9.0..60.0).contains(&ran), "a running statement lasts until the response: {ran}");
+
+    // Scoped and checked like the sessions API.
+    expect_error(&list(s.h.reader_key.clone(), "nope").await, 404, "not_found");
+    expect_error(&list(s.h.reader_key.clone(), " ").await, 400, "invalid_argument");
+    expect_error(&list("gh_wrong".into(), "sess-1").await, 401, "unauthenticated");
+    let other = s.h.store.ensure_org("globex").await.unwrap().id;
+    let other_key = create_api_key(s.h.store.as_ref(), other, "", Role::Admin).await.unwrap().key;
+    expect_error(&list(other_key, "sess-1").await, 404, "not_found");
+    let created = create_connector(s.h.store.as_ref(), s.h.org, "edge-2").await.unwrap();
+    expect_error(&list(created.key, "sess-1").await, 403, "permission_denied");
 }
 
 /// Values no store could index, or PostgreSQL's text hold, are kept as every store can keep

@@ -198,6 +198,30 @@ pub struct StatementRecord {
     pub rows: i64,
     pub bytes_sent: i64,
     pub sqlstate: String,
+    pub status: StatementStatus,
+}
+
+/// Whether a statement's outcome is known: see [`Store::statements`](crate::Store::statements).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatementStatus {
+    /// Reported complete, with its duration, rows and outcome.
+    #[default]
+    Completed,
+    /// Running in an open session: no duration, rows or outcome yet.
+    Running,
+    /// Running when its connector was lost: it lasts until the session's end, and its rows
+    /// and outcome were never reported.
+    Unreported,
+}
+
+impl StatementStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementStatus::Completed => "completed",
+            StatementStatus::Running => "running",
+            StatementStatus::Unreported => "unreported",
+        }
+    }
 }
 
 /// What a connector reports, in order. Each is stored at most once: the

@@ -132,8 +132,11 @@ pub(crate) fn with_running(
         && let Ok(seq) = u64::try_from(seq)
         && statements.last().is_none_or(|last| last.seq < seq)
     {
-        let duration = session_end.map_or(0, |end| (end - start).max(0));
-        statements.push(crate::StatementRecord { seq, start, duration, text, ..Default::default() });
+        let (duration, status) = match session_end {
+            None => (0, crate::StatementStatus::Running),
+            Some(end) => ((end - start).max(0), crate::StatementStatus::Unreported),
+        };
+        statements.push(crate::StatementRecord { seq, start, duration, text, status, ..Default::default() });
     }
     // Stable: statements pipelined together may share a start.
     statements.sort_by_key(|statement| statement.start);

@@ -114,6 +114,7 @@ async fn the_statement_chunks_migration_keeps_every_statement_once() {
             rows: 1,
             bytes_sent: 10,
             sqlstate: if seq == 7 { "42P01".into() } else { String::new() },
+            ..Default::default()
         },
     };
     // More than a chunk's 500 for one session, a few for another.

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::client::ControlPlane;
+use super::pipeline::{KeyCheck, refuses_key};
 use super::resources::HelloInfo;
 use crate::timer;
 
@@ -15,11 +16,12 @@ use crate::timer;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Waits for the first successful `Hello`, then heartbeats as often as it said until `stop`.
-/// Failures are logged once per outage.
+/// Failures are logged once per outage; what each answer says of the key goes to `key_checks`.
 pub async fn run(
     control: ControlPlane,
     run_id: String,
     mut hello: watch::Receiver<Option<Arc<HelloInfo>>>,
+    key_checks: mpsc::UnboundedSender<KeyCheck>,
     stop: CancellationToken,
 ) {
     let Some(info) = wait_hello(&mut hello, &stop).await else { return };
@@ -34,10 +36,15 @@ pub async fn run(
         }
         match control.heartbeat(&run_id, period).await {
             Ok(()) => {
+                let _ = key_checks.send(KeyCheck::Accepted);
                 if failing {
                     tracing::info!("heartbeats reach the control plane again");
                 }
                 failing = false;
+            }
+            Err(error) if refuses_key(&error) => {
+                let _ = key_checks.send(KeyCheck::Refused(error));
+                failing = true;
             }
             Err(error) => {
                 if !failing {

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use connectrpc::ConnectError;
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -98,7 +98,16 @@ pub struct ReportLoop {
     hello: watch::Sender<Option<Arc<HelloInfo>>>,
     /// Set when the control plane refused this connector's key before `Hello` went through.
     key_refused: watch::Sender<bool>,
+    /// What the heartbeats learn of the key between reports: see [`ReportLoop::key_checks`].
+    key_checks: (mpsc::UnboundedSender<KeyCheck>, mpsc::UnboundedReceiver<KeyCheck>),
     state: State,
+}
+
+/// What a call made outside the report loop (a heartbeat) learned of the connector's key.
+#[derive(Debug)]
+pub enum KeyCheck {
+    Accepted,
+    Refused(ConnectError),
 }
 
 /// What one call to the control plane produced.
@@ -142,6 +151,7 @@ impl ReportLoop {
             spool: Arc::new(Mutex::new(spool)),
             hello: watch::Sender::new(None),
             key_refused: watch::Sender::new(false),
+            key_checks: mpsc::unbounded_channel(),
             state: State {
                 hello_done: false,
                 barrier: recovered,
@@ -172,6 +182,12 @@ impl ReportLoop {
     /// Becomes true if the control plane refuses this connector's key before `Hello` went through.
     pub fn key_refused(&self) -> watch::Receiver<bool> {
         self.key_refused.subscribe()
+    }
+
+    /// Where heartbeats tell the loop whether the control plane took the key: a key revoked
+    /// while no session reports anything is noticed at the next heartbeat, not the next report.
+    pub fn key_checks(&self) -> mpsc::UnboundedSender<KeyCheck> {
+        self.key_checks.0.clone()
     }
 
     /// Runs until shut down (see the module docs); returns how many events
@@ -205,6 +221,10 @@ impl ReportLoop {
                     break;
                 }
                 () = timer::sleep_until(self.state.next_try), if retry_due => inflight = self.retry().await,
+                Some(check) = self.key_checks.1.recv() => match check {
+                    KeyCheck::Accepted => self.key_accepted(),
+                    KeyCheck::Refused(error) => self.refused_key(&error, "heartbeat"),
+                },
                 event = self.queue.recv(), if can_take => match event {
                     None => {
                         queue_open = false;
@@ -531,29 +551,39 @@ impl ReportLoop {
         if std::mem::take(&mut self.state.down) {
             tracing::info!("control plane reachable again");
         }
+        self.key_accepted();
+    }
+
+    fn key_accepted(&mut self) {
         if std::mem::take(&mut self.state.key_refused) {
             tracing::info!("the control plane takes this connector's key again: admitting new sessions");
             self.update_refusal();
         }
     }
 
+    fn refused_key(&mut self, error: &ConnectError, call: &str) {
+        if !refuses_key(error) {
+            return;
+        }
+        if !self.state.hello_done {
+            self.key_refused.send_replace(true);
+        }
+        // Revoked or rotated while running: its sessions cannot be reported, and whoever
+        // revoked it meant it to stop. The sessions open go on, spooled.
+        self.state.key_refused = true;
+        self.update_refusal();
+        // Retrying cannot help until someone fixes the key; say so every time.
+        tracing::error!(
+            call,
+            "the control plane refused this connector's key (revoked, or rotated): refusing new \
+             sessions; set control_plane.key (or GATEHOUSE_CONNECTOR_KEY) to the connector key \
+             (ghc_...) `gatehouse connectors create` or `rotate-key` printed"
+        );
+    }
+
     fn down(&mut self, error: &ConnectError, call: &str) {
-        // Unauthenticated: no such key; permission denied: a key of another kind (an API key).
-        if matches!(error.code, connectrpc::ErrorCode::Unauthenticated | connectrpc::ErrorCode::PermissionDenied) {
-            if !self.state.hello_done {
-                self.key_refused.send_replace(true);
-            }
-            // Revoked or rotated while running: its sessions cannot be reported, and whoever
-            // revoked it meant it to stop. The sessions open go on, spooled.
-            self.state.key_refused = true;
-            self.update_refusal();
-            // Retrying cannot help until someone fixes the key; say so every time.
-            tracing::error!(
-                call,
-                "the control plane refused this connector's key (revoked, or rotated): refusing new \
-                 sessions; set control_plane.key (or GATEHOUSE_CONNECTOR_KEY) to the connector key \
-                 (ghc_...) `gatehouse connectors create` or `rotate-key` printed"
-            );
+        if refuses_key(error) {
+            self.refused_key(error, call);
         } else if !self.state.down {
             // The whole chain: the cause of a transport error (a refused certificate, a
             // refused connection) is in its sources.
@@ -623,4 +653,10 @@ async fn deliver(control: &ControlPlane, run_id: &str, records: &[Record]) -> Re
         }
     }
     Ok(rejected)
+}
+
+/// Whether the control plane refused the connector's key. Unauthenticated: no such key;
+/// permission denied: a key of another kind (an API key).
+pub(super) fn refuses_key(error: &ConnectError) -> bool {
+    matches!(error.code, connectrpc::ErrorCode::Unauthenticated | connectrpc::ErrorCode::PermissionDenied)
 }

@@ -7,16 +7,19 @@ use anyhow::{Context, bail};
 use connectrpc::client::ClientConfig;
 use connectrpc::{ConnectError, ErrorCode};
 use futures::FutureExt;
-use gatehouse_core::time::{format_rfc3339, now_micros};
+use gatehouse_core::time::{format_rfc3339, format_rfc3339_micros, now_micros};
 use gatehouse_proto::core::v1::session_object::user::formal::UserInfo;
 use gatehouse_proto::core::v1::{
     CreateSessionTerminationRequest, GetSessionRequest, GetSessionTranscriptRequest, ListSessionAggregationsRequest,
     ListSessionsV2Request, SessionObject, SessionsServiceClient,
 };
+use gatehouse_proto::gatehouse::sessions::v1::{
+    ListSessionStatementsRequest, SessionStatement, StatementsServiceClient,
+};
 
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
 use crate::output::Fit::{Cut, Whole};
-use crate::output::{RecordWriter, Table};
+use crate::output::{CSV_COLUMNS, Columns, RecordWriter, Table};
 
 type Client = SessionsServiceClient<gatehouse_tls::Transport>;
 
@@ -51,13 +54,26 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
             std::io::Write::write_all(&mut std::io::stdout().lock(), transcript.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        SessionsCommand::Statements { id, output, api } => {
+            let (transport, config) = connection(&api)?;
+            let client = StatementsServiceClient::new(transport, config);
+            let request = ListSessionStatementsRequest { session_id: id.clone(), ..Default::default() };
+            let statements = call(&api, client.list_session_statements(request)).await?.into_owned().statements;
+            if statements.is_empty() {
+                note!("Session {id} has no statements recorded.");
+            }
+            let mut sink = Sink::new(output, STATEMENT_COLUMNS)?;
+            sink.add(&statements, statement_row)?;
+            sink.finish()?;
+            Ok(ExitCode::SUCCESS)
+        }
         SessionsCommand::Get { id, output, api } => {
             let client = client(&api)?;
             let request = GetSessionRequest { session_id: id, ..Default::default() };
             let response = call(&api, client.get_session(request)).await?.into_owned();
             let session = response.session.into_option().context("the response has no session")?;
-            let mut sink = Sink::new(output)?;
-            sink.add(&[session])?;
+            let mut sink = Sink::new(output, SESSION_COLUMNS)?;
+            sink.add(&[session], table_row)?;
             sink.finish()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -83,6 +99,12 @@ fn shown_url(api: &ApiArgs) -> String {
 }
 
 fn client(api: &ApiArgs) -> anyhow::Result<Client> {
+    let (transport, config) = connection(api)?;
+    Ok(SessionsServiceClient::new(transport, config))
+}
+
+/// How to reach the control plane `api` names, with its key, for a client of any of its services.
+fn connection(api: &ApiArgs) -> anyhow::Result<(gatehouse_tls::Transport, ClientConfig)> {
     let url = api.url.trim();
     let uri: http::Uri = url.parse().ok().filter(|uri: &http::Uri| uri.host().is_some()).with_context(|| {
         format!(
@@ -105,7 +127,7 @@ fn client(api: &ApiArgs) -> anyhow::Result<Client> {
         ClientConfig::new(uri).with_default_header("x-api-key", key).with_default_max_message_size(MAX_RESPONSE);
     let transport =
         gatehouse_tls::transport(api.ca_file()).context("cannot use the CA file (--ca-file or GATEHOUSE_CA_FILE)")?;
-    Ok(SessionsServiceClient::new(transport, config))
+    Ok((transport, config))
 }
 
 /// Makes a call within `--timeout`. A failure that is not the control plane's answer (nothing
@@ -196,7 +218,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let mut counting = progress.then(|| tokio::spawn(count_matches(client.clone(), args.api.clone(), request.clone())));
     let mut matching = None;
     let mut fetched = 0usize;
-    let mut sink = Sink::new(args.output)?;
+    let mut sink = Sink::new(args.output, SESSION_COLUMNS)?;
     let more = loop {
         let response = call(&args.api, client.list_sessions_v2(request.clone()))
             .await
@@ -207,7 +229,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             .into_owned();
         let first_page = fetched == 0;
         fetched += response.sessions.len();
-        sink.add(&response.sessions)?;
+        sink.add(&response.sessions, table_row)?;
         let next = response.list_metadata.into_option().map(|m| m.next_cursor).unwrap_or_default();
         if !args.all || next.is_empty() {
             break !next.is_empty();
@@ -256,46 +278,81 @@ async fn count_matches(client: Client, api: ApiArgs, listing: ListSessionsV2Requ
     Some(response.into_owned().num_hits)
 }
 
-/// Where listed sessions go: records, written page by page; or a table, whose columns fit its
-/// widest cells and so is printed only once every row is in. (One per command: its size does
-/// not matter, so the CSV writer is not boxed.)
+/// Where listed records (sessions, statements) go: written page by page; or a table, whose
+/// columns fit its widest cells and so is printed only once every row is in. (One per command:
+/// its size does not matter, so the CSV writer is not boxed.)
 #[allow(clippy::large_enum_variant)]
 enum Sink {
     Records(RecordWriter<BufWriter<StdoutLock<'static>>>),
-    /// Rendered cells, not the sessions: a table of every session holds a fraction of their size.
+    /// Rendered cells, not the records: a table of every session holds a fraction of their size.
     Table(Table),
 }
 
+/// A table's columns and the CSV columns of the same records.
+struct SinkColumns {
+    table: &'static [(&'static str, crate::output::Fit)],
+    csv: Columns,
+}
+
+const SESSION_COLUMNS: SinkColumns = SinkColumns {
+    table: &[
+        ("ID", Whole),
+        ("STATUS", Whole),
+        ("START", Whole),
+        ("DURATION", Whole),
+        ("USER", Cut),
+        ("ROLE", Cut),
+        ("RESOURCE", Cut),
+        ("TECH", Whole),
+        ("CLIENT IP", Whole),
+        ("CONNECTOR", Cut),
+    ],
+    csv: CSV_COLUMNS,
+};
+
+const STATEMENT_COLUMNS: SinkColumns = SinkColumns {
+    table: &[
+        ("SEQ", Whole),
+        ("START", Whole),
+        ("DURATION", Whole),
+        ("ROWS", Whole),
+        ("BYTES", Whole),
+        ("SQLSTATE", Whole),
+        ("STATUS", Whole),
+        ("TEXT", Cut),
+    ],
+    csv: &[
+        ("seq", "/seq"),
+        ("start_time", "/startTime"),
+        ("duration_seconds", "/duration"),
+        ("rows", "/rows"),
+        ("bytes_sent", "/bytesSent"),
+        ("sqlstate", "/sqlstate"),
+        ("status", "/status"),
+        ("text", "/text"),
+    ],
+};
+
 impl Sink {
-    fn new(format: OutputFormat) -> anyhow::Result<Self> {
+    fn new(format: OutputFormat, columns: SinkColumns) -> anyhow::Result<Self> {
         let out = || BufWriter::new(std::io::stdout().lock());
         Ok(match format {
-            OutputFormat::Table => Self::Table(Table::new(&[
-                ("ID", Whole),
-                ("STATUS", Whole),
-                ("START", Whole),
-                ("DURATION", Whole),
-                ("USER", Cut),
-                ("ROLE", Cut),
-                ("RESOURCE", Cut),
-                ("TECH", Whole),
-                ("CLIENT IP", Whole),
-                ("CONNECTOR", Cut),
-            ])),
+            OutputFormat::Table => Self::Table(Table::new(columns.table)),
             OutputFormat::Jsonl => Self::Records(RecordWriter::jsonl(out())),
-            OutputFormat::Csv => Self::Records(RecordWriter::csv(out())?),
+            OutputFormat::Csv => Self::Records(RecordWriter::csv(out(), columns.csv)?),
         })
     }
 
-    fn add(&mut self, sessions: &[SessionObject]) -> anyhow::Result<()> {
+    /// Writes `records`, each as the API's JSON form or as the table's `row` of cells.
+    fn add<R: serde::Serialize>(&mut self, records: &[R], row: fn(&R) -> Vec<String>) -> anyhow::Result<()> {
         match self {
-            Self::Records(records) => {
-                for session in sessions {
-                    records.write(&serde_json::to_value(session)?)?;
+            Self::Records(writer) => {
+                for record in records {
+                    writer.write(&serde_json::to_value(record)?)?;
                 }
-                records.flush()?;
+                writer.flush()?;
             }
-            Self::Table(table) => sessions.iter().for_each(|session| table.row(table_row(session))),
+            Self::Table(table) => records.iter().for_each(|record| table.row(row(record))),
         }
         Ok(())
     }
@@ -335,6 +392,32 @@ fn table_row(s: &SessionObject) -> Vec<String> {
         s.network.as_option().map(|n| n.client_ip_address.clone()).unwrap_or_default(),
         s.connector.as_option().map(|c| c.name.clone()).unwrap_or_default(),
     ]
+}
+
+/// A statement's cells in the table [`STATEMENT_COLUMNS`] makes.
+fn statement_row(s: &SessionStatement) -> Vec<String> {
+    let micros = s.duration.as_option().map_or(0, |d| d.seconds * 1_000_000 + i64::from(d.nanos) / 1_000);
+    vec![
+        s.seq.to_string(),
+        s.start_time
+            .as_option()
+            .map(|t| format_rfc3339_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000))
+            .unwrap_or_default(),
+        precise_duration(micros),
+        s.rows.to_string(),
+        s.bytes_sent.to_string(),
+        s.sqlstate.clone(),
+        s.status.clone(),
+        s.text.clone(),
+    ]
+}
+
+/// Milliseconds, to the microsecond, up to a minute; then as [`human_duration`].
+fn precise_duration(micros: i64) -> String {
+    match micros {
+        m if m < 60_000_000 => format!("{}.{:03} ms", m / 1000, m % 1000),
+        m => human_duration(m / 1_000_000),
+    }
 }
 
 fn human_duration(seconds: i64) -> String {

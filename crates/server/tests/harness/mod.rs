@@ -76,9 +76,14 @@ impl Harness {
     }
 
     pub async fn call_with_key(&self, method: &str, body: Value, key: &str) -> (u16, Value) {
+        self.post(&self.method_url(method), body, key).await
+    }
+
+    /// POSTs Connect JSON to `url` with `key`; returns (HTTP status, body).
+    pub async fn post(&self, url: &str, body: Value, key: &str) -> (u16, Value) {
         let response = self
             .http
-            .post(self.method_url(method))
+            .post(url)
             .header("Content-Type", "application/json")
             .header("X-API-KEY", key)
             .json(&body)

@@ -331,6 +331,7 @@ impl PgStore {
                 rows: row.try_get("rows")?,
                 bytes_sent: row.try_get("bytes_sent")?,
                 sqlstate: row.try_get("sqlstate")?,
+                status: StatementStatus::Completed,
             });
         }
         Ok(row::with_running(statements, announced))

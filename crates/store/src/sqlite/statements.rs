@@ -15,7 +15,7 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::StoreError;
 use crate::fingerprint::fingerprint;
-use crate::model::{IngestEvent, StatementRecord};
+use crate::model::{IngestEvent, StatementRecord, StatementStatus};
 use crate::row::running_completed_by;
 use crate::sql::{Dialect, SqlBuilder};
 
@@ -288,6 +288,7 @@ fn unpack(body: &str) -> Result<Vec<StatementRecord>, StoreError> {
             rows,
             bytes_sent,
             sqlstate,
+            status: StatementStatus::Completed,
         })
         .collect())
 }

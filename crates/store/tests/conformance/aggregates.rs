@@ -105,6 +105,7 @@ pub async fn aggregate_counts_statements_once_per_session(store: &dyn Store) {
         rows: 3,
         bytes_sent: 100,
         sqlstate: String::new(),
+        ..Default::default()
     };
     let events: Vec<_> = (1..=4)
         .map(|seq| IngestEvent::Statement {
@@ -145,6 +146,7 @@ pub async fn replays_with_new_statements_count_each_statement_once(store: &dyn S
                 rows: 1,
                 bytes_sent: 100,
                 sqlstate: String::new(),
+                ..Default::default()
             },
         })
         .collect()

@@ -5,7 +5,7 @@ use gatehouse_core::session::ConnectorRef;
 use gatehouse_core::{Micros, OrgId, Session};
 use gatehouse_store::{
     AggregateQuery, ConnectorInfo, Facet, IngestEvent, ListQuery, NewConnector, RUN_MEMORY, Resource, StatementRecord,
-    Store, StoreError, TerminationRecord,
+    StatementStatus, Store, StoreError, TerminationRecord,
 };
 
 use super::fixture::{MINUTE, NOW, active, ago, completed, listing};
@@ -64,6 +64,7 @@ fn statement(session_id: &str, seq: u64, text: &str) -> IngestEvent {
             rows: seq as i64,
             bytes_sent: 100 * seq as i64,
             sqlstate: "00000".into(),
+            ..Default::default()
         },
     }
 }
@@ -80,6 +81,7 @@ fn ran(session_id: &str, seq: u64, start: Micros, duration: Micros) -> IngestEve
             rows: 1,
             bytes_sent: 100,
             sqlstate: String::new(),
+            ..Default::default()
         },
     }
 }
@@ -204,7 +206,8 @@ pub async fn ingest_stores_each_event_once(store: &dyn Store) {
             text: "BEGIN".into(),
             rows: 1,
             bytes_sent: 100,
-            sqlstate: "00000".into()
+            sqlstate: "00000".into(),
+            ..Default::default()
         }
     );
     assert_eq!(store.statements(globex, "i1").await.unwrap(), vec![], "statements are per org");
@@ -735,6 +738,7 @@ pub async fn a_statement_running_when_its_connector_was_lost_stays_in_the_transc
             start: running_since,
             duration: end - running_since,
             text: "select pg_sleep(600)".into(),
+            status: StatementStatus::Unreported,
             ..StatementRecord::default()
         };
         assert_eq!(lost, &want, "{id}: lost with its connector, it lasted until the session's end");
@@ -755,6 +759,7 @@ pub async fn a_statement_running_when_its_connector_was_lost_stays_in_the_transc
             rows: 1,
             bytes_sent: 42,
             sqlstate: "57014".into(),
+            ..Default::default()
         },
     };
     for (id, seq, running_since) in [("swept", 3, ago(90)), ("taken", 2, ago(30))] {
