@@ -8,13 +8,13 @@ use buffa_types::google::protobuf::Timestamp;
 use connectrpc::{ConnectError, ErrorCode, RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream};
 use futures::StreamExt;
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
-use gatehouse_core::time::now_micros;
 use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_proto::gatehouse::connector::v1 as wire;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
 use gatehouse_store::{IngestEvent, StatementRecord, StatementStatus, Store, TerminationRecord};
 
 use crate::auth::ConnectorCaller;
+use crate::clock::StoreClock;
 use crate::convert::timestamp;
 use crate::error::{invalid, store_error};
 use crate::identity::{Verifier, identity_from_wire};
@@ -45,12 +45,14 @@ pub struct ConnectorApi {
     store: Arc<dyn Store>,
     bus: Arc<TerminationBus>,
     lease: Lease,
+    /// When runs are heard, by the clock the lease sweep reads.
+    clock: Arc<StoreClock>,
     identities: Verifier,
 }
 
 impl ConnectorApi {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<TerminationBus>, lease: Lease) -> Self {
-        Self { store, bus, lease, identities: Verifier::new() }
+    pub fn new(store: Arc<dyn Store>, bus: Arc<TerminationBus>, lease: Lease, clock: Arc<StoreClock>) -> Self {
+        Self { store, bus, lease, clock, identities: Verifier::new() }
     }
 }
 
@@ -118,7 +120,7 @@ impl wire::ConnectorService for ConnectorApi {
             req.previous_run_ids.iter().filter(|run| !run.is_empty()).map(|run| (*run).to_owned()).collect();
         let completed = self
             .store
-            .connector_hello(caller.org, &caller.connector_id, req.run_id, &previous, now_micros())
+            .connector_hello(caller.org, &caller.connector_id, req.run_id, &previous, self.clock.now())
             .await
             .map_err(store_error)?;
         if completed > 0 {
@@ -159,7 +161,7 @@ impl wire::ConnectorService for ConnectorApi {
             return Err(invalid("run_id is required"));
         }
         self.store
-            .connector_heartbeat(caller.org, &caller.connector_id, req.run_id, now_micros())
+            .connector_heartbeat(caller.org, &caller.connector_id, req.run_id, self.clock.now())
             .await
             .map_err(store_error)?;
         Response::ok(wire::HeartbeatResponse::default())
@@ -176,7 +178,7 @@ impl wire::ConnectorService for ConnectorApi {
         }
         let completed = self
             .store
-            .connector_goodbye(caller.org, &caller.connector_id, req.run_id, now_micros())
+            .connector_goodbye(caller.org, &caller.connector_id, req.run_id, self.clock.now())
             .await
             .map_err(store_error)?;
         tracing::info!(connector = %caller.connector_name, run = req.run_id, completed, "a connector process stopped cleanly");
@@ -279,7 +281,7 @@ impl wire::ConnectorService for ConnectorApi {
         // for gone, and end until the heartbeat reopened them.
         if !request.run_id.is_empty() {
             self.store
-                .connector_heartbeat(caller.org, &caller.connector_id, &request.run_id, now_micros())
+                .connector_heartbeat(caller.org, &caller.connector_id, &request.run_id, self.clock.now())
                 .await
                 .map_err(store_error)?;
         }
@@ -297,7 +299,7 @@ impl wire::ConnectorService for ConnectorApi {
         let live = self.bus.subscribe(caller.org, &caller.connector_id);
         let pending = self
             .store
-            .pending_terminations(caller.org, &caller.connector_id, now_micros() - PENDING_WINDOW_US)
+            .pending_terminations(caller.org, &caller.connector_id, self.clock.now() - PENDING_WINDOW_US)
             .await
             .map_err(store_error)?;
         let pending = futures::stream::iter(pending.into_iter().map(|t| Ok(termination_message(&t))));

@@ -24,6 +24,7 @@
 
 pub mod aggregations;
 pub mod auth;
+pub mod clock;
 mod compression;
 pub mod connection;
 pub mod connectors;
@@ -56,6 +57,7 @@ use rand::RngCore;
 use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
+use crate::clock::StoreClock;
 use crate::connectors::ConnectorApi;
 pub use crate::connectors::Lease;
 use crate::cursor::CursorCodec;
@@ -94,19 +96,25 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     rand::thread_rng().fill_bytes(&mut fresh);
     let cursor_key = store.secret_or_init(CURSOR_SECRET, &fresh).await?;
 
+    let clock = Arc::new(StoreClock::default());
+    clock.measure(store.clock()).await?;
+    tokio::spawn({
+        let (clock, store) = (clock.clone(), store.clone());
+        async move { clock.follow(store.as_ref()).await }
+    });
     let bus = Arc::new(TerminationBus::default());
     // Replicas sharing the store hear of each other's terminations.
     if let Some(feed) = store.termination_feed() {
-        tokio::spawn(bus.clone().relay(store.clone(), feed));
+        tokio::spawn(bus.clone().relay(store.clone(), feed, clock.clone()));
     }
-    let sessions = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone());
-    let connectors = ConnectorApi::new(store.clone(), bus.clone(), lease);
+    let sessions = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone(), clock.clone());
+    let connectors = ConnectorApi::new(store.clone(), bus.clone(), lease, clock.clone());
     let sessions = Arc::new(sessions);
     let router = connectrpc::Router::new()
         .add_service::<_, SessionsServiceRegisterMarker>(Arc::clone(&sessions))
         .add_service::<_, StatementsServiceRegisterMarker>(sessions)
         .add_service(Arc::new(connectors));
-    tokio::spawn(sweep_leases(store.clone(), lease.lease));
+    tokio::spawn(sweep_leases(store.clone(), lease.lease, clock));
     tokio::spawn(refresh_statistics(store.clone()));
     let (router, _health) = connectrpc_health::install_static(
         router,
@@ -162,12 +170,12 @@ async fn health(store: Arc<dyn Store>) -> (StatusCode, &'static str) {
 /// time, and the others skip their turn. It waits one lease after start
 /// first: connectors that could not reach a control plane that was down need
 /// that long to be heard again.
-async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration) {
+async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration, clock: Arc<StoreClock>) {
     tokio::time::sleep(lease).await;
     let mut tick = tokio::time::interval((lease / 6).max(std::time::Duration::from_millis(100)));
     loop {
         tick.tick().await;
-        let heard_before = gatehouse_core::time::now_micros() - lease.as_micros() as i64;
+        let heard_before = clock.now() - lease.as_micros() as i64;
         match store.expire_connectors(heard_before).await {
             Ok(0) => {}
             Ok(completed) => tracing::info!(completed, "completed sessions of connectors past their lease"),

@@ -11,6 +11,7 @@ use gatehouse_proto::core::v1::*;
 use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
 
 use crate::aggregations::{AggregationRequest, aggregate};
+use crate::clock::StoreClock;
 use crate::convert::{session_object, timestamp};
 use crate::cursor::CursorCodec;
 use crate::error::{invalid, store_error};
@@ -21,11 +22,18 @@ pub struct SessionsApi {
     store: Arc<dyn Store>,
     cursors: CursorCodec,
     terminations: Arc<TerminationBus>,
+    /// When terminations are asked for, by the clock connectors' pending ones are read by.
+    clock: Arc<StoreClock>,
 }
 
 impl SessionsApi {
-    pub fn new(store: Arc<dyn Store>, cursors: CursorCodec, terminations: Arc<TerminationBus>) -> Self {
-        Self { store, cursors, terminations }
+    pub fn new(
+        store: Arc<dyn Store>,
+        cursors: CursorCodec,
+        terminations: Arc<TerminationBus>,
+        clock: Arc<StoreClock>,
+    ) -> Self {
+        Self { store, cursors, terminations, clock }
     }
 
     pub(crate) fn store(&self) -> &dyn Store {
@@ -78,7 +86,7 @@ impl SessionsApi {
             session_id: session_id.to_owned(),
             connector_id: connector_id.to_owned(),
             reason: format!("by API key {}", caller.key_prefix),
-            created: now_micros(),
+            created: self.clock.now(),
         };
         // Asked again while the first is on its way: the same termination, not another.
         let pending_since = requested.created - crate::connectors::PENDING_WINDOW_US;

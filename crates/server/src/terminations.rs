@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gatehouse_core::time::now_micros;
+use crate::clock::StoreClock;
 use gatehouse_core::{Micros, OrgId};
 use gatehouse_store::{Store, TerminationFeed, TerminationNotice, TerminationRecord};
 use tokio::sync::broadcast;
@@ -96,11 +96,11 @@ impl TerminationBus {
     }
 
     /// Publishes what a shared store's feed announces, until the feed ends.
-    pub async fn relay(self: Arc<Self>, store: Arc<dyn Store>, mut feed: TerminationFeed) {
+    pub async fn relay(self: Arc<Self>, store: Arc<dyn Store>, mut feed: TerminationFeed, clock: Arc<StoreClock>) {
         while let Some(notice) = feed.recv().await {
             match notice {
                 TerminationNotice::Requested { org, termination } => self.publish(org, termination),
-                TerminationNotice::Resync => self.resync(store.as_ref()).await,
+                TerminationNotice::Resync => self.resync(store.as_ref(), &clock).await,
             }
         }
         tracing::warn!("the store's termination feed ended; terminations now reach only this replica's connectors");
@@ -108,7 +108,7 @@ impl TerminationBus {
 
     /// Re-reads the pending terminations of every connector watching here:
     /// the feed was away, and what it announced meanwhile is lost.
-    async fn resync(&self, store: &dyn Store) {
+    async fn resync(&self, store: &dyn Store, clock: &StoreClock) {
         let watched: Vec<(OrgId, String)> = {
             let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
             channels.iter().filter(|(_, sender)| sender.receiver_count() > 0).map(|(key, _)| key.clone()).collect()
@@ -118,7 +118,7 @@ impl TerminationBus {
             // retries cover a pool still replacing its dead connections.
             let mut attempt = 0;
             loop {
-                match store.pending_terminations(org, &connector_id, now_micros() - RESYNC_WINDOW_US).await {
+                match store.pending_terminations(org, &connector_id, clock.now() - RESYNC_WINDOW_US).await {
                     Ok(pending) => {
                         for termination in pending {
                             self.publish(org, termination);

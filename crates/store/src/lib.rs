@@ -70,6 +70,11 @@ pub trait Store: Send + Sync + 'static {
     /// committed, but after its recording time was read, would list that session as active on
     /// one page and as ended on a later one.
     async fn listing_clock(&self) -> Result<Micros, StoreError>;
+    /// The clock of this store, which every process sharing it reads alike: PostgreSQL's for
+    /// a database several replicas share, this process's own for SQLite, which only it opens.
+    async fn clock(&self) -> Result<Micros, StoreError> {
+        Ok(gatehouse_core::time::now_micros())
+    }
     /// Counts what a listing with the same filter and window walks: the
     /// number of hits, a histogram by start time and the top keys of facets.
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError>;

@@ -498,6 +498,10 @@ async fn recording_time(conn: &mut PgConnection) -> Result<Micros, StoreError> {
 }
 
 impl PgStore {
+    pub(super) async fn clock_impl(&self) -> Result<Micros, StoreError> {
+        Ok(sqlx::query_scalar(&format!("SELECT {DATABASE_CLOCK}")).fetch_one(self.pool()).await?)
+    }
+
     pub(super) async fn listing_clock_impl(&self) -> Result<Micros, StoreError> {
         let mut tx = self.pool().begin().await?;
         let now = sqlx::query_scalar(&format!(

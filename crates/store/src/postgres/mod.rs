@@ -549,6 +549,10 @@ impl Store for PgStore {
         self.listing_clock_impl().await.map_err(classify)
     }
 
+    async fn clock(&self) -> Result<Micros, StoreError> {
+        self.clock_impl().await.map_err(classify)
+    }
+
     async fn aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Aggregates, StoreError> {
         crate::sql::aggregate(self, org, query).await.map_err(classify)
     }
