@@ -318,6 +318,9 @@ pub enum KeysCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -363,6 +366,9 @@ pub enum ResourcesCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -373,6 +379,9 @@ pub enum ResourcesCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -426,6 +435,9 @@ pub enum ConnectorsCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -494,6 +506,16 @@ impl ApiArgs {
     pub fn ca_file(&self) -> Option<&std::path::Path> {
         self.ca_file.as_deref().filter(|path| !path.as_os_str().is_empty())
     }
+}
+
+/// How `list` commands of the registry print.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ListFormat {
+    /// A table that fits the terminal
+    Table,
+    /// One JSON object per line, keyed by the table's column names in snake_case; `json` is an alias
+    #[value(alias = "json")]
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -618,6 +640,9 @@ pub enum UsersCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -698,6 +723,9 @@ pub enum TokenCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = ListFormat::Table)]
+        output: ListFormat,
         #[command(flatten)]
         store: StoreArgs,
     },

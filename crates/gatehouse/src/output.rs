@@ -65,6 +65,8 @@ const CELL_END: char = '\u{1f}';
 /// rather than cut the others. Output to a file or a pipe is never cut.
 pub struct Table {
     header: Vec<String>,
+    /// Rows are JSON objects instead, one per line, keyed by [`json_key`]s of the header.
+    jsonl: bool,
     fits: Vec<Fit>,
     /// Each row as one string of its cells, each ended by [`CELL_END`]: `sessions list --all`
     /// holds every row until the last page is in, and one allocation per row is a fraction of
@@ -78,16 +80,34 @@ impl Table {
     pub fn new(columns: &[(&str, Fit)]) -> Self {
         Self {
             header: columns.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            jsonl: false,
             fits: columns.iter().map(|(_, fit)| *fit).collect(),
             rows: Vec::new(),
             widths: columns.iter().map(|(name, _)| name.width()).collect(),
         }
     }
 
+    /// The same table, printed as `format` says.
+    pub fn in_format(mut self, format: crate::cli::ListFormat) -> Self {
+        self.jsonl = format == crate::cli::ListFormat::Jsonl;
+        self
+    }
+
     /// Adds a row; its cells are printed with control characters written out
     /// ([`gatehouse_core::display::printable`]): they hold what audited users typed, which a
     /// terminal would act on.
     pub fn row(&mut self, cells: Vec<String>) {
+        if self.jsonl {
+            // JSON escapes what a terminal would act on; `-`, the table's "none", is null.
+            let object: serde_json::Map<String, Value> = self
+                .header
+                .iter()
+                .zip(cells)
+                .map(|(name, cell)| (json_key(name), if cell == "-" { Value::Null } else { Value::String(cell) }))
+                .collect();
+            self.rows.push(Value::Object(object).to_string().into_boxed_str());
+            return;
+        }
         let mut row = String::new();
         for (column, cell) in cells.iter().enumerate() {
             let cell = gatehouse_core::display::printable(cell);
@@ -108,6 +128,13 @@ impl Table {
 
     /// Writes the table, line by line: the text of a large one is not held a second time.
     fn write(&self, out: &mut impl Write, max_width: Option<usize>) -> std::io::Result<()> {
+        if self.jsonl {
+            for row in &self.rows {
+                out.write_all(row.as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            return Ok(());
+        }
         let widths = match max_width {
             Some(max) => self.widths_within(max),
             None => self.widths.clone(),
@@ -147,6 +174,11 @@ impl Table {
 /// and stdin's, which would cut a table sent to a file or a pipe from a terminal.
 fn stdout_width() -> Option<usize> {
     terminal_size::terminal_size_of(std::io::stdout()).map(|(width, _)| usize::from(width.0))
+}
+
+/// A column's name as a JSON key: `LAST USED` is `last_used`.
+fn json_key(header: &str) -> String {
+    header.to_ascii_lowercase().replace(' ', "_")
 }
 
 /// Appends `cell` padded to `width` terminal columns, or cut to them with `…`. Widths are the

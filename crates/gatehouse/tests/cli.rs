@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn gatehouse() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
@@ -110,6 +110,26 @@ fn keys_serve_and_sessions_end_to_end() {
     let listed = stdout(&run(gatehouse().args(["keys", "list", "--org", "acme", "--data-dir"]).arg(data)));
     assert!(listed.contains(&prefix) && listed.contains("reader") && listed.contains("ci"), "{listed}");
     assert!(!listed.contains(&key[4 + prefix.len()..]), "keys list never shows secrets");
+    // The same, for scripts: one object per line, keyed by the columns, `-` as null.
+    let listed = json_lines(&stdout(&run(gatehouse()
+        .args(["keys", "list", "--org", "acme", "-o", "json", "--data-dir"])
+        .arg(data))));
+    let ci = listed.iter().find(|k| k["prefix"] == prefix.as_str()).unwrap();
+    assert_eq!(
+        (&ci["name"], &ci["role"], &ci["revoked"]),
+        (&json!("ci"), &json!("reader"), &Value::Null),
+        "{listed:?}"
+    );
+    assert!(ci["last_used"].is_null() && ci["created"].as_str().unwrap().ends_with('Z'), "{ci}");
+    run(gatehouse().args(["connectors", "create", "--org", "acme", "--name", "edge", "--data-dir"]).arg(data));
+    let listed =
+        stdout(&run(gatehouse().args(["connectors", "list", "--org", "acme", "-o", "jsonl", "--data-dir"]).arg(data)));
+    let edge = &json_lines(&listed)[0];
+    assert_eq!(
+        (&edge["name"], &edge["last_heard"], &edge["processes"]),
+        (&json!("edge"), &Value::Null, &json!("0")),
+        "{edge}"
+    );
 
     let (_server, url) = serve(data);
     let client = |args: &[&str]| {

@@ -243,6 +243,11 @@ pub(crate) struct Recorder {
     sent: u64,
 }
 
+/// The text of a Bind of the unnamed statement, or an Execute of the unnamed portal, when
+/// there is none (a failed Parse or Bind left none): as a comment, it reads as no SQL.
+const NO_UNNAMED_STATEMENT: &str = "-- the unnamed prepared statement, which did not exist";
+const NO_UNNAMED_PORTAL: &str = "-- the unnamed portal, which did not exist";
+
 impl Recorder {
     /// A message from the client, arrived at `now`.
     pub(crate) fn on_client(&mut self, msg: MessageRef<'_>, now: i64) {
@@ -690,7 +695,8 @@ impl Recorder {
     /// What a Bind of `name` runs.
     fn statement_text(&self, name: &str) -> Arc<str> {
         if name.is_empty() {
-            return self.unnamed_statement.clone().unwrap_or_else(|| Arc::from(""));
+            // None: the server refuses the Bind (26000); the line says what it named.
+            return self.unnamed_statement.clone().unwrap_or_else(|| Arc::from(NO_UNNAMED_STATEMENT));
         }
         match self.statements.get(name) {
             Some(text) => Arc::clone(text),
@@ -706,7 +712,7 @@ impl Recorder {
         let text = if portal.is_empty() { self.unnamed_portal.as_ref() } else { self.portals.get(portal) };
         match text {
             Some(text) => Text::Shared(Arc::clone(text)),
-            None if portal.is_empty() => Text::Owned(String::new()),
+            None if portal.is_empty() => Text::Owned(NO_UNNAMED_PORTAL.to_owned()),
             None if max_rows == 0 => Text::Owned(format!("FETCH ALL FROM {}", quote_ident(portal))),
             None => Text::Owned(format!("FETCH FORWARD {max_rows} FROM {}", quote_ident(portal))),
         }
@@ -1373,7 +1379,7 @@ mod tests {
         // A failed unnamed Parse leaves no unnamed statement, as in PostgreSQL.
         let client = [parse("", delete), sync(), parse("", "selec"), sync(), bind("", ""), execute(""), sync()];
         let server = [parsed(), ready(), error("42601"), ready(), error("26000"), ready()];
-        assert_eq!(run(&client, &server), [s("selec", 0, "42601"), s("", 0, "26000")]);
+        assert_eq!(run(&client, &server), [s("selec", 0, "42601"), s(NO_UNNAMED_STATEMENT, 0, "26000")]);
     }
 
     #[test]
@@ -1471,7 +1477,7 @@ mod tests {
         // JDBC commits with Parse, Bind, Execute of the unnamed portal.
         let client = [parse("", "COMMIT"), bind("", ""), execute(""), sync(), execute(""), sync()];
         let server = [parsed(), bound(), complete("COMMIT"), ready(), error("34000"), ready()];
-        assert_eq!(run(&client, &server), [s("COMMIT", 0, ""), s("", 0, "34000")]);
+        assert_eq!(run(&client, &server), [s("COMMIT", 0, ""), s(NO_UNNAMED_PORTAL, 0, "34000")]);
     }
 
     #[test]

@@ -260,6 +260,12 @@ impl ReportLoop {
             if self.state.hello_done && !self.state.down && !left.is_zero() {
                 self.goodbye(left).await;
             }
+        } else if self.state.key_refused {
+            tracing::warn!(
+                pending,
+                "the control plane refuses this connector's key: events stay in the spool for the next \
+                 start with a valid key"
+            );
         } else {
             tracing::warn!(
                 pending,

@@ -26,7 +26,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let undo = format!("revoke it with `gatehouse keys revoke {} --org {}`", created.prefix, org.name);
             output::print_secret("key", &created.key, &undo)?;
         }
-        KeysCommand::List { org, store } => {
+        KeysCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
             let mut table = Table::new(&[
@@ -36,7 +36,8 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                 ("CREATED", Whole),
                 ("LAST USED", Whole),
                 ("REVOKED", Whole),
-            ]);
+            ])
+            .in_format(output);
             let time = |t: Option<i64>| t.map(format_rfc3339).unwrap_or_else(|| "-".into());
             for key in store.list_api_keys(org.id).await? {
                 table.row(vec![

@@ -26,7 +26,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
             note!("Registered {technology} resource {name:?} at {host}:{port}.");
             println!("{}", resource.id);
         }
-        ResourcesCommand::List { org, store } => {
+        ResourcesCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
             let mut table = Table::new(&[
@@ -37,7 +37,8 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
                 ("DEFAULT ROLE", Cut),
                 ("GRANTS", Whole),
                 ("CREATED", Whole),
-            ]);
+            ])
+            .in_format(output);
             for r in store.list_resources(org.id).await? {
                 let access = store.resource_access(org.id, &r.id).await?;
                 let default_role = access.as_ref().map(|a| a.default_role.clone()).filter(|d| !d.is_empty());
@@ -53,9 +54,9 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
             }
             table.print()?;
         }
-        ResourcesCommand::Grants { resource, org, store } => {
+        ResourcesCommand::Grants { resource, org, output, store } => {
             let store = open_existing_store(&store).await?;
-            super::users::print_grants(store.as_ref(), &org, resource.as_deref()).await?;
+            super::users::print_grants(store.as_ref(), &org, resource.as_deref(), output).await?;
         }
         ResourcesCommand::Grant { resource, org, role, to, store } => {
             let store = open_existing_store(&store).await?;
@@ -80,7 +81,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             let undo = format!("give it another with `gatehouse connectors rotate-key {name} --org {}`", org.name);
             output::print_secret("connector key", &created.key, &undo)?;
         }
-        ConnectorsCommand::List { org, store } => {
+        ConnectorsCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
             let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
             let mut table = Table::new(&[
@@ -91,9 +92,10 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 ("CREATED", Whole),
                 ("LAST HEARD", Whole),
                 ("PROCESSES", Whole),
-            ]);
+            ])
+            .in_format(output);
             for c in store.list_connectors(org.id).await? {
-                let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "never".into());
+                let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "-".into());
                 table.row(vec![c.id, c.name, c.key_prefix, format_rfc3339(c.created), heard, c.running.to_string()]);
             }
             table.print()?;

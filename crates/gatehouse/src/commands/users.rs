@@ -12,7 +12,7 @@ use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind};
 use gatehouse_store::{Resource, Store};
 
 use super::{open_existing_store, open_store, public_prefix};
-use crate::cli::{GrantTarget, TokenCommand, UsersCommand};
+use crate::cli::{GrantTarget, ListFormat, TokenCommand, UsersCommand};
 use crate::output::Fit::{Cut, Whole};
 use crate::output::{self, Table};
 
@@ -48,7 +48,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             note!("Created {} user {} in organization {:?}.", user.kind, user.handle(), org.name);
             println!("{}", user.id);
         }
-        UsersCommand::List { org, store } => {
+        UsersCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let mut table = Table::new(&[
@@ -62,7 +62,8 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                 ("STATUS", Whole),
                 ("CREATED", Whole),
                 ("UPDATED", Whole),
-            ]);
+            ])
+            .in_format(output);
             for u in store.list_users(org).await? {
                 let name = if u.kind == UserKind::Human { dash(&u.name) } else { "-".into() };
                 table.row(vec![
@@ -158,7 +159,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             output::print_secret("token", &created.token, &undo)?;
             note!("expires: {}", format_rfc3339(created.expires));
         }
-        TokenCommand::List { user, org, store } => {
+        TokenCommand::List { user, org, output, store } => {
             let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let u = existing_user(store.as_ref(), org, &user).await?;
@@ -170,7 +171,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 ("EXPIRES", Whole),
                 ("LAST USED", Whole),
                 ("STATUS", Whole),
-            ]);
+            ])
+            .in_format(output);
             for t in store.list_access_tokens(org, &u.id).await? {
                 let status = match t.revoked {
                     Some(at) => format!("revoked {}", format_rfc3339(at)),
@@ -241,14 +243,19 @@ pub async fn grant(
 
 /// Prints who may log in as which role: the default role of each resource (or of
 /// `resource`), then its grants, to users by their email or name and to groups.
-pub async fn print_grants(store: &dyn Store, org: &str, resource: Option<&str>) -> anyhow::Result<()> {
+pub async fn print_grants(
+    store: &dyn Store,
+    org: &str,
+    resource: Option<&str>,
+    output: ListFormat,
+) -> anyhow::Result<()> {
     let org = existing_org(store, org).await?;
     let resources = match resource {
         Some(resource) => vec![existing_resource(store, org, resource).await?],
         None => store.list_resources(org).await?,
     };
     let users: HashMap<String, User> = store.list_users(org).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
-    let mut table = Table::new(&[("RESOURCE", Cut), ("ROLE", Cut), ("WHO", Cut)]);
+    let mut table = Table::new(&[("RESOURCE", Cut), ("ROLE", Cut), ("WHO", Cut)]).in_format(output);
     for r in resources {
         let Some(access) = store.resource_access(org, &r.id).await? else { continue };
         if access.default_role.is_empty() && access.grants.is_empty() {
