@@ -449,6 +449,10 @@ pub enum ConnectorsCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
+        /// Let the old key work on for this long (e.g. 10m, 1h), while the connector is
+        /// restarted with the new one; by default it stops at once
+        #[arg(long, value_parser = parse_duration)]
+        overlap: Option<std::time::Duration>,
         #[command(flatten)]
         store: StoreArgs,
     },

@@ -130,6 +130,12 @@ fn keys_serve_and_sessions_end_to_end() {
         (&json!("edge"), &Value::Null, &json!("0")),
         "{edge}"
     );
+    let rotated = run(gatehouse()
+        .args(["connectors", "rotate-key", "edge", "--org", "acme", "--overlap", "1h", "--data-dir"])
+        .arg(data));
+    assert!(stdout(&rotated).trim().starts_with("ghc_"), "the new key alone on stdout");
+    let note = String::from_utf8_lossy(&rotated.stderr);
+    assert!(note.contains("the old one works until") && note.contains("restart the connector"), "{note}");
 
     let (_server, url) = serve(data);
     let client = |args: &[&str]| {

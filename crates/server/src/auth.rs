@@ -157,6 +157,12 @@ impl Authenticator {
         if !bool::from(hash_key(key).ct_eq(&stored.key_hash)) {
             return Err(unknown());
         }
+        if stored.key_until.is_some_and(|until| until <= now_micros()) {
+            return Err(unauthenticated(
+                "this connector key was replaced (`gatehouse connectors rotate-key`) and its overlap has \
+                 ended: use the new key",
+            ));
+        }
         Ok(ConnectorCaller { org: stored.org, connector_id: stored.id, connector_name: stored.name })
     }
 

@@ -254,12 +254,24 @@ async fn a_replaced_connector_key_stops_at_once() {
     s.connector.heartbeat(heartbeat()).await.unwrap();
     let err = s.connector.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument, "a heartbeat names its run: {err}");
-    let replaced = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1").await.unwrap().unwrap();
+    let replaced = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", None).await.unwrap().unwrap();
     assert_eq!(replaced.id, s.connector_id, "the same connector");
     let err = s.connector.heartbeat(heartbeat()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated, "{err}");
-    client(&s.h.url, &replaced.key).heartbeat(heartbeat()).await.unwrap();
-    assert!(replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-9").await.unwrap().is_none());
+    let current = client(&s.h.url, &replaced.key);
+    current.heartbeat(heartbeat()).await.unwrap();
+    assert!(replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-9", None).await.unwrap().is_none());
+
+    // Rotated with an overlap, the old key works on until it ends; then it is refused, saying why.
+    let until = now_micros() + 1_500_000;
+    let newer = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", Some(until)).await.unwrap().unwrap();
+    current.heartbeat(heartbeat()).await.unwrap();
+    client(&s.h.url, &newer.key).heartbeat(heartbeat()).await.unwrap();
+    tokio::time::sleep(Duration::from_micros((until - now_micros()).max(0) as u64 + 100_000)).await;
+    let err = current.heartbeat(heartbeat()).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated, "{err}");
+    assert!(err.message.as_deref().unwrap_or_default().contains("overlap has ended"), "{err}");
+    client(&s.h.url, &newer.key).heartbeat(heartbeat()).await.unwrap();
 }
 
 #[tokio::test]

@@ -89,7 +89,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError>;
     /// Looks a connector up by its key's prefix, whatever its organization.
     async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError>;
-    /// Gives the connector named `name` another key: the old one stops at once. Returns its
+    /// Gives the connector named `name` another key. The old one stops at once, or keeps
+    /// working until `old_key_until` (a key replaced before it is forgotten then). Returns its
     /// id, or `None` when the organization has no such connector.
     async fn replace_connector_key(
         &self,
@@ -97,6 +98,7 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         key_prefix: &str,
         key_hash: &[u8],
+        old_key_until: Option<Micros>,
     ) -> Result<Option<String>, StoreError>;
 
     // Identities (issue 6): users, access tokens, native roles.

@@ -186,6 +186,9 @@ pub struct StoredConnector {
     pub id: String,
     pub name: String,
     pub key_hash: Vec<u8>,
+    /// When the key looked up is the connector's previous one, which
+    /// [`Store::replace_connector_key`](crate::Store::replace_connector_key) let work until then.
+    pub key_until: Option<Micros>,
 }
 
 /// One statement of a session.

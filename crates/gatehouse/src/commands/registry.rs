@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use gatehouse_core::time::format_rfc3339;
+use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::registry::{CreatedConnector, create_connector, create_resource, replace_connector_key};
 
 use super::{open_existing_store, open_store};
@@ -100,18 +100,24 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             }
             table.print()?;
         }
-        ConnectorsCommand::RotateKey { name, org, store } => {
+        ConnectorsCommand::RotateKey { name, org, overlap, store } => {
             output::ensure_stdout_open("connector key")?;
-            let replaced = replace_key(&name, &org, &store).await?;
-            note!(
-                "Connector {name:?} ({}) has a new key; the old one no longer works. The new key, shown only this once:",
-                replaced.id
-            );
+            let until = overlap.map(|overlap| now_micros().saturating_add(overlap.as_micros() as i64));
+            let replaced = replace_key(&name, &org, until, &store).await?;
+            let old = match until {
+                Some(until) => format!(
+                    "the old one works until {}: restart the connector with the new one before then",
+                    format_rfc3339(until)
+                ),
+                None => "the old one no longer works".to_owned(),
+            };
+            note!("Connector {name:?} ({}) has a new key; {old}. The new key, shown only this once:", replaced.id);
             output::print_secret("connector key", &replaced.key, "rotate the key again")?;
         }
         ConnectorsCommand::Revoke { name, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.
-            let replaced = replace_key(&name, &org, &store).await?;
+            // An old key a rotation let overlap stops too.
+            let replaced = replace_key(&name, &org, None, &store).await?;
             note!(
                 "Revoked the key of connector {name:?} ({}): it no longer works. \
                  `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
@@ -122,10 +128,15 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn replace_key(name: &str, org: &str, store: &StoreArgs) -> anyhow::Result<CreatedConnector> {
+async fn replace_key(
+    name: &str,
+    org: &str,
+    old_key_until: Option<i64>,
+    store: &StoreArgs,
+) -> anyhow::Result<CreatedConnector> {
     let store = open_existing_store(store).await?;
     let org = store.find_org(org).await?.with_context(|| format!("no organization named {org:?}"))?;
-    replace_connector_key(store.as_ref(), org.id, name)
+    replace_connector_key(store.as_ref(), org.id, name, old_key_until)
         .await?
         .with_context(|| format!("no connector named {name:?} (`gatehouse connectors list` shows them)"))
 }

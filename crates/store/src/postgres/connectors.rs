@@ -93,12 +93,18 @@ impl PgStore {
         name: &str,
         key_prefix: &str,
         key_hash: &[u8],
+        old_key_until: Option<Micros>,
     ) -> Result<Option<String>, StoreError> {
+        // The old key is kept (from the row as it was) while it may still work.
         let id = sqlx::query_scalar(
-            "UPDATE connectors SET key_prefix = $1, key_hash = $2 WHERE org_id = $3 AND name = $4 RETURNING id",
+            "UPDATE connectors SET key_prefix = $1, key_hash = $2, \
+                 old_key_prefix = CASE WHEN $3 IS NULL THEN NULL ELSE key_prefix END, \
+                 old_key_hash = CASE WHEN $3 IS NULL THEN NULL ELSE key_hash END, old_key_until_us = $3 \
+             WHERE org_id = $4 AND name = $5 RETURNING id",
         )
         .bind(key_prefix)
         .bind(key_hash)
+        .bind(old_key_until)
         .bind(org.0)
         .bind(name)
         .fetch_optional(self.pool())
@@ -107,16 +113,22 @@ impl PgStore {
     }
 
     pub(super) async fn find_connector_impl(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
-        let row = sqlx::query("SELECT org_id, id, name, key_hash FROM connectors WHERE key_prefix = $1")
-            .bind(key_prefix)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT org_id, id, name, \
+                 CASE WHEN key_prefix = $1 THEN key_hash ELSE old_key_hash END AS key_hash, \
+                 CASE WHEN key_prefix = $1 THEN NULL ELSE old_key_until_us END AS key_until_us \
+             FROM connectors WHERE key_prefix = $1 OR old_key_prefix = $1",
+        )
+        .bind(key_prefix)
+        .fetch_optional(self.pool())
+        .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(StoredConnector {
             org: OrgId(row.try_get("org_id")?),
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             key_hash: row.try_get("key_hash")?,
+            key_until: row.try_get("key_until_us")?,
         }))
     }
 

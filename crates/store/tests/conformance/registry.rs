@@ -161,11 +161,27 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
     assert_eq!(store.list_connectors(acme).await.unwrap().len(), 2);
 
     // A new key, by name within the org: the old prefix finds nothing.
-    assert_eq!(store.replace_connector_key(acme, "US east", "gk_new", b"new").await.unwrap(), Some(us.id.clone()));
+    let replace = async |org, prefix: &str, until| {
+        store.replace_connector_key(org, "US east", prefix, prefix.as_bytes(), until).await.unwrap()
+    };
+    assert_eq!(replace(acme, "gk_new", None).await, Some(us.id.clone()));
     assert!(store.find_connector(&us.key_prefix).await.unwrap().is_none());
     let found = store.find_connector("gk_new").await.unwrap().expect("the new prefix");
-    assert_eq!((found.id, found.key_hash), (us.id.clone(), b"new".to_vec()));
-    assert_eq!(store.replace_connector_key(globex, "US east", "gk_x", b"x").await.unwrap(), None, "another org's");
+    assert_eq!((found.id, found.key_hash, found.key_until), (us.id.clone(), b"gk_new".to_vec(), None));
+    assert_eq!(replace(globex, "gk_x", None).await, None, "another org's");
+
+    // With an overlap, the old key is found too, with its end, until the next rotation.
+    assert_eq!(replace(acme, "gk_newer", Some(NOW)).await, Some(us.id.clone()));
+    let old = store.find_connector("gk_new").await.unwrap().expect("the old key, while it overlaps");
+    assert_eq!((old.id, old.key_hash, old.key_until), (us.id.clone(), b"gk_new".to_vec(), Some(NOW)));
+    let new = store.find_connector("gk_newer").await.unwrap().expect("the new key");
+    assert_eq!((new.key_hash, new.key_until), (b"gk_newer".to_vec(), None));
+    assert_eq!(replace(acme, "gk_newest", Some(NOW + 1)).await, Some(us.id.clone()));
+    assert!(store.find_connector("gk_new").await.unwrap().is_none(), "one old key at a time");
+    assert_eq!(store.find_connector("gk_newer").await.unwrap().unwrap().key_until, Some(NOW + 1));
+    assert_eq!(replace(acme, "gk_last", None).await, Some(us.id.clone()));
+    assert!(store.find_connector("gk_newer").await.unwrap().is_none(), "a rotation without overlap ends it");
+    assert_eq!(store.list_connectors(acme).await.unwrap().len(), 2);
 }
 
 pub async fn ingest_stores_each_event_once(store: &dyn Store) {
