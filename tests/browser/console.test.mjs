@@ -772,6 +772,11 @@ function psqlSession(marker) {
   return { child, exited, output: () => output, end: () => { child.stdin.end(); return exited; } };
 }
 
+/** A statement as ListSessionStatements answers it, completed unless `fields` say otherwise. */
+function statementAt(seq, text, fields = {}) {
+  return { seq: String(seq), startTime: '2026-03-02T10:00:00Z', duration: '0s', text, status: 'completed', ...fields };
+}
+
 async function waitForSession(query) {
   for (let i = 0; i < 100; i++) {
     const { body } = await api('ListSessionsV2', { query, limit: 5 });
@@ -835,15 +840,9 @@ test('a statement keeps its line breaks in the detail', async (t) => {
   assert.ok(shown.includes(statement), JSON.stringify(shown));
   await page.screenshot({ path: `${ARTIFACTS}detail-multiline-1280.png` });
 
-  // The transcript's escapes, as GetSessionTranscript writes them: \\ \n \r, and only the first tab ends the time.
-  const decoded = await page.evaluate(async () => {
-    const { statementsOf } = await import('/console/detail.js');
-    return statementsOf('2026-03-02T10:00:00Z\tselect 1,\\n\\r\\n2\tas "tab", \'\\\\n\' as not_a_break, \'\\\\\\\\\'\n2026-03-02T10:00:01Z\tselect 2\n');
-  });
-  assert.deepEqual(decoded, [
-    { time: '2026-03-02T10:00:00Z', text: 'select 1,\n\r\n2\tas "tab", \'\\n\' as not_a_break, \'\\\\\'' },
-    { time: '2026-03-02T10:00:01Z', text: 'select 2' },
-  ]);
+  // With what it did, from ListSessionStatements.
+  const outcome = await page.locator('#detail .statements li', { hasText: marker }).locator('.outcome').textContent();
+  assert.match(outcome, /^\d+\.\d{3} ms · 1 row · \d+ bytes$/, outcome);
 
   // Recorded values (a user name too) show their control characters and bidirectional
   // overrides written out, as the transcript writes them: shown, not acted on.
@@ -948,8 +947,8 @@ test('a reader key sees permission_denied when terminating, then no longer offer
 
 test('while a termination is being sent the statements stay and Terminate is off', async (t) => {
   const page = await open(t, { path: LIVE });
-  await page.route('**/core.v1.SessionsService/GetSessionTranscript', (route) =>
-    route.fulfill({ contentType: 'application/json', body: JSON.stringify({ transcript: '2026-03-02T10:00:00Z\tselect 42\n' }) }));
+  await page.route('**/gatehouse.sessions.v1.StatementsService/ListSessionStatements', (route) =>
+    route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements: [statementAt(1, 'select 42')] }) }));
   let answer;
   const answered = new Promise((resolve) => { answer = resolve; });
   // The connector is slow to take it, then refuses: the seeded session is not really ended.
@@ -975,22 +974,47 @@ test('while a termination is being sent the statements stay and Terminate is off
 test('a live session with thousands of statements is not redrawn at every refresh', async (t) => {
   const page = await open(t, { path: LIVE });
   let answers = 0;
-  // Each answer holds one statement more, as a live session's does.
-  await page.route('**/core.v1.SessionsService/GetSessionTranscript', (route) => {
+  // Each answer holds one statement more, as a live session's does, and its last is running
+  // until the next answer completes it.
+  await page.route('**/gatehouse.sessions.v1.StatementsService/ListSessionStatements', (route) => {
     answers += 1;
-    const transcript = Array.from({ length: 3000 + answers }, (_, i) => `2026-03-02T10:00:00Z\tselect ${i}\n`).join('');
-    return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ transcript }) });
+    const statements = Array.from({ length: 3000 + answers }, (_, i) => statementAt(i + 1, `select ${i}`));
+    statements.at(-1).status = 'running';
+    return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements }) });
   });
   await signIn(page);
   await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
   await page.waitForFunction(() => document.querySelectorAll('#detail .statements li').length > 3000);
   await page.evaluate(() => { window.firstStatement = document.querySelector('#detail .statements li'); });
   await nextRefresh(page);
-  assert.ok(answers >= 2, 'the transcript was loaded again');
+  assert.ok(answers >= 2, 'the statements were loaded again');
   assert.equal(await page.evaluate(() => window.firstStatement.isConnected), true, 'the statements shown stay');
   const codes = await page.$$eval('#detail .statements code', (items) => items.map((code) => code.textContent));
   assert.equal(codes.length, 3000 + answers, 'the new one is appended');
   assert.deepEqual(codes.slice(-2), [`select ${3000 + answers - 2}`, `select ${3000 + answers - 1}`]);
+  const classes = await page.$$eval('#detail .statements li', (items) => items.slice(-2).map((li) => li.className));
+  assert.deepEqual(classes, ['completed', 'running'], 'the one that was running is shown completed');
+});
+
+test('each statement says what it did: its time, rows and bytes, its error, whether it runs', async (t) => {
+  const page = await open(t, { path: LIVE });
+  const statements = [
+    statementAt(1, 'select 1', { rows: '1', bytesSent: '64', duration: '0.001500s' }),
+    statementAt(2, 'select 1/0', { bytesSent: '90', sqlstate: '22012' }),
+    statementAt(3, 'select pg_sleep(60)', { status: 'running', duration: '75s' }),
+  ];
+  await page.route('**/gatehouse.sessions.v1.StatementsService/ListSessionStatements', (route) =>
+    route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements }) }));
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.waitForSelector('#detail .statements .outcome');
+  const shown = await page.$$eval('#detail .statements li', (items) => items.map((li) => [li.className, li.querySelector('.outcome').textContent]));
+  assert.deepEqual(shown, [
+    ['completed', '1.500 ms · 1 row · 64 bytes'],
+    ['failed', '0.000 ms · 0 rows · 90 bytes · error 22012'],
+    ['running', '1m 15s · 0 rows · 0 bytes · running'],
+  ]);
+  await page.screenshot({ path: `${ARTIFACTS}detail-statements-1280.png` });
 });
 
 test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens one', async (t) => {

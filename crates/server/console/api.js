@@ -1,5 +1,6 @@
-// The public core.v1.SessionsService over Connect JSON, with the key kept in
-// this tab's session storage (never local storage: it leaves with the tab).
+// The public core.v1.SessionsService (and our gatehouse.sessions.v1.StatementsService) over
+// Connect JSON, with the key kept in this tab's session storage (never local storage: it leaves
+// with the tab).
 
 const KEY_STORAGE = 'gatehouse.apiKey';
 
@@ -17,8 +18,8 @@ export const apiKey = {
   clear: () => sessionStorage.removeItem(KEY_STORAGE),
 };
 
-/** Calls one method; resolves to the response message or throws an ApiError. */
-export async function call(method, body, { signal, key = apiKey.get() } = {}) {
+/** Calls one method of `service`; resolves to the response message or throws an ApiError. */
+export async function call(method, body, { signal, key = apiKey.get(), service = 'core.v1.SessionsService' } = {}) {
   // A key is printable ASCII; the browser refuses to send a header with
   // characters past Latin-1 or line breaks, which would read as the control
   // plane being unreachable.
@@ -27,7 +28,7 @@ export async function call(method, body, { signal, key = apiKey.get() } = {}) {
   }
   let response;
   try {
-    response = await fetch(`/core.v1.SessionsService/${method}`, {
+    response = await fetch(`/${service}/${method}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Connect-Protocol-Version': '1', 'X-API-KEY': key },
       body: JSON.stringify(body),

@@ -2,7 +2,7 @@
 // Terminate button (CreateSessionTermination, after a confirmation).
 
 import { ApiError, apiKey, call } from './api.js';
-import { el, formatDuration, formatTime, keepingFocus, printable, userLabel } from './format.js';
+import { durationSeconds, el, formatDuration, formatTime, keepingFocus, printable, userLabel } from './format.js';
 
 /** Every leaf of the session object as [dotted JSON name, text]. */
 export function flatten(value, prefix = '', out = []) {
@@ -16,28 +16,33 @@ export function flatten(value, prefix = '', out = []) {
   return out;
 }
 
-/**
- * GetSessionTranscript's text: one statement per line, its time, a tab, its
- * text. A statement's own line breaks are escaped so that lines stay
- * statements: `\n` is a line feed, `\r` a carriage return, `\\` a backslash.
- * Other control characters and bidirectional overrides (`\x1b`, `\u{202e}`)
- * stay escaped here too: shown, not acted on.
- * The first tab ends the time; later ones are the statement's.
- */
-export function statementsOf(transcript) {
-  return (transcript || '').split('\n').filter(Boolean).map((line) => {
-    const tab = line.indexOf('\t');
-    const [time, text] = tab < 0 ? ['', line] : [line.slice(0, tab), line.slice(tab + 1)];
-    return { time, text: unescapeStatement(text) };
-  });
+/** Where a session's statements come from, with what each did: ours, beside core.v1. */
+const STATEMENTS = 'gatehouse.sessions.v1.StatementsService';
+
+/** A statement's duration (`0.001500s`) in words: milliseconds to the microsecond, under a minute. */
+export function statementDuration(duration) {
+  const seconds = durationSeconds(duration);
+  return seconds < 60 ? `${(seconds * 1000).toFixed(3)} ms` : formatDuration(duration);
 }
 
-/** Undoes the transcript's escapes, left to right (so `\\n` is a backslash, then n); any other backslash stays. */
-export function unescapeStatement(text) {
-  return text.replace(/\\([\\nr])/g, (_, c) => ({ n: '\n', r: '\r', '\\': '\\' })[c]);
+/** What a statement did, in a few words: how long, rows and bytes sent, its error, and whether it still runs. */
+export function outcomeOf(st) {
+  const parts = [statementDuration(st.duration)];
+  const rows = Number(st.rows || 0);
+  parts.push(`${rows} ${rows === 1 ? 'row' : 'rows'}`, `${Number(st.bytesSent || 0)} bytes`);
+  if (st.sqlstate) parts.push(`error ${st.sqlstate}`);
+  if (st.status === 'running') parts.push('running');
+  if (st.status === 'unreported') parts.push('outcome never reported (its connector was lost)');
+  return parts.join(' · ');
 }
 
-const statementItem = (st) => el('li', {}, el('time', { datetime: st.time, text: formatTime(st.time) }), el('code', { text: st.text }));
+/** Identifies a statement as shown: one that changed (a running one completed) is redrawn. */
+const shownAs = (st) => `${st.seq}|${st.status}|${st.sqlstate || ''}|${st.duration}`;
+
+const statementItem = (st) => el('li', { class: st.sqlstate ? 'failed' : st.status },
+  el('time', { datetime: st.startTime, text: formatTime(st.startTime) }),
+  el('code', { text: st.text }),
+  el('span', { class: 'outcome', text: outcomeOf(st) }));
 
 export class Detail {
   constructor(root, { onClose, onError }) {
@@ -49,8 +54,8 @@ export class Detail {
     this.onError = onError;
     this.id = '';
     this.session = null;
-    /** GetSessionTranscript's answer for the session shown, or `{ error }`. */
-    this.transcript = null;
+    /** ListSessionStatements' answer for the session shown, or `{ error }`. */
+    this.statements = null;
     /** The panel's parts, built once per session shown (layout()); null while it shows something else. */
     this.parts = null;
     /** True while a termination is being sent: Terminate is off meanwhile. */
@@ -118,16 +123,16 @@ export class Detail {
     this.loading = controller;
     const id = this.id;
     try {
-      const [found, transcript] = await Promise.all([
+      const [found, statements] = await Promise.all([
         call('GetSession', { sessionId: id }, { signal }),
-        call('GetSessionTranscript', { sessionId: id }, { signal }).catch((err) => {
+        call('ListSessionStatements', { sessionId: id }, { signal, service: STATEMENTS }).catch((err) => {
           if (err.name === 'AbortError') throw err;
           return { error: err };
         }),
       ]);
       if (signal.aborted || id !== this.id) return;
       this.session = found.session || {};
-      this.transcript = transcript;
+      this.statements = statements;
       this.render();
     } catch (err) {
       if (signal.aborted || id !== this.id) return;
@@ -144,14 +149,14 @@ export class Detail {
     this.body.replaceChildren(message);
   }
 
-  /** The panel's parts, which render() fills; the statements list keeps what it shows until the transcript changes. */
+  /** The panel's parts, which render() fills; the statements list keeps what it shows until the statements change. */
   layout() {
     this.parts = {
       summary: el('div'),
       actions: el('div', { class: 'actions' }),
       statements: el('ol', { class: 'statements', 'aria-label': 'Statements' }),
       fields: el('dl', { class: 'fields' }),
-      /** The transcript text the statements list shows, or null. */
+      /** How the statements list shows each statement (shownAs), in order; null when it shows none. */
       listed: null,
     };
     const { summary, actions, statements, fields } = this.parts;
@@ -160,7 +165,7 @@ export class Detail {
   }
 
   /**
-   * Shows the session and its transcript. A live session is reloaded every
+   * Shows the session and its statements. A live session is reloaded every
    * few seconds: its summary and fields are small and redrawn, its
    * statements (thousands, maybe) only when they changed.
    */
@@ -217,27 +222,34 @@ export class Detail {
     return actions;
   }
 
-  /** The statements list: new statements of a transcript that grew are appended; other changes redraw it. */
+  /**
+   * The statements list: those shown as they are stay, and the list is redrawn from the first
+   * that changed (a running statement completed) or is new.
+   */
   showStatements() {
     const { statements } = this.parts;
-    const { transcript, error } = this.transcript;
-    const text = error ? null : transcript || '';
-    const listed = this.parts.listed;
-    this.parts.listed = text;
-    // Lines end with a line feed: a transcript that starts with the listed one adds whole statements.
-    if (text && listed && listed.endsWith('\n') && text.startsWith(listed)) {
-      statements.append(...statementsOf(text.slice(listed.length)).map(statementItem));
-      return;
-    }
+    const { error } = this.statements;
     if (error) {
+      this.parts.listed = null;
       statements.replaceChildren(el('li', { class: 'error', text: `Statements unavailable: ${error.message}` }));
       return;
     }
-    const list = statementsOf(text);
-    // A statement is recorded when it completes: a live session's running one is not there yet.
-    const none = this.session.sessionStatus === 'active'
-      ? 'No statements yet: each statement appears here when it completes.'
-      : 'No statements recorded.';
+    const list = this.statements.statements || [];
+    const keys = list.map(shownAs);
+    const listed = this.parts.listed || [];
+    this.parts.listed = keys;
+    let same = 0;
+    while (same < listed.length && same < keys.length && listed[same] === keys[same]) same += 1;
+    if (same > 0 && same === listed.length) {
+      statements.append(...list.slice(same).map(statementItem));
+      return;
+    }
+    if (same > 0) {
+      while (statements.children.length > same) statements.lastElementChild.remove();
+      statements.append(...list.slice(same).map(statementItem));
+      return;
+    }
+    const none = this.session.sessionStatus === 'active' ? 'No statements yet.' : 'No statements recorded.';
     statements.replaceChildren(...(list.length ? list.map(statementItem) : [el('li', { class: 'muted', text: none })]));
   }
 
