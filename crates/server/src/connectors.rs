@@ -18,6 +18,7 @@ use crate::clock::StoreClock;
 use crate::convert::timestamp;
 use crate::error::{invalid, store_error};
 use crate::identity::{Verifier, identity_from_wire};
+use crate::metrics::Metrics;
 use crate::terminations::TerminationBus;
 
 /// How often connectors heartbeat, and how long the control plane waits
@@ -47,12 +48,19 @@ pub struct ConnectorApi {
     lease: Lease,
     /// When runs are heard, by the clock the lease sweep reads.
     clock: Arc<StoreClock>,
+    metrics: Arc<Metrics>,
     identities: Verifier,
 }
 
 impl ConnectorApi {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<TerminationBus>, lease: Lease, clock: Arc<StoreClock>) -> Self {
-        Self { store, bus, lease, clock, identities: Verifier::new() }
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<TerminationBus>,
+        lease: Lease,
+        clock: Arc<StoreClock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, bus, lease, clock, metrics, identities: Verifier::new() }
     }
 }
 
@@ -286,6 +294,7 @@ impl wire::ConnectorService for ConnectorApi {
                 .map_err(store_error)?;
         }
         let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
+        Metrics::add(&self.metrics.events_stored_total, stored);
         Response::ok(wire::ReportResponse { stored: stored as u32, ..Default::default() })
     }
 

@@ -37,6 +37,7 @@ pub mod https;
 pub mod identity;
 mod json_object;
 pub mod listing;
+pub mod metrics;
 mod private;
 mod refusals;
 pub mod registry;
@@ -61,6 +62,7 @@ use crate::clock::StoreClock;
 use crate::connectors::ConnectorApi;
 pub use crate::connectors::Lease;
 use crate::cursor::CursorCodec;
+use crate::metrics::{Measure, Metrics};
 use crate::sessions::SessionsApi;
 use crate::terminations::TerminationBus;
 
@@ -96,6 +98,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     rand::thread_rng().fill_bytes(&mut fresh);
     let cursor_key = store.secret_or_init(CURSOR_SECRET, &fresh).await?;
 
+    let metrics = Arc::new(Metrics::default());
     let clock = Arc::new(StoreClock::default());
     clock.measure(store.clock()).await?;
     tokio::spawn({
@@ -107,14 +110,15 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     if let Some(feed) = store.termination_feed() {
         tokio::spawn(bus.clone().relay(store.clone(), feed, clock.clone()));
     }
-    let sessions = SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone(), clock.clone());
-    let connectors = ConnectorApi::new(store.clone(), bus.clone(), lease, clock.clone());
+    let sessions =
+        SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone(), clock.clone(), metrics.clone());
+    let connectors = ConnectorApi::new(store.clone(), bus.clone(), lease, clock.clone(), metrics.clone());
     let sessions = Arc::new(sessions);
     let router = connectrpc::Router::new()
         .add_service::<_, SessionsServiceRegisterMarker>(Arc::clone(&sessions))
         .add_service::<_, StatementsServiceRegisterMarker>(sessions)
         .add_service(Arc::new(connectors));
-    tokio::spawn(sweep_leases(store.clone(), lease.lease, clock));
+    tokio::spawn(sweep_leases(store.clone(), lease.lease, clock, metrics.clone()));
     tokio::spawn(refresh_statistics(store.clone()));
     let (router, _health) = connectrpc_health::install_static(
         router,
@@ -132,10 +136,12 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     let rpc = ConnectRpcService::new(router)
         .with_limits(limits)
         .with_compression(compression::registry().clone())
+        .with_interceptor(Measure(metrics.clone()))
         .with_interceptor(Authenticator::new(store.clone()));
 
     let router = axum::Router::new()
         .route("/health", get(move || health(store.clone())))
+        .route("/metrics", get(move || std::future::ready(metrics_page(&metrics))))
         .merge(console::routes())
         .fallback_service(rpc)
         .layer(axum::middleware::from_fn(private::no_store))
@@ -143,6 +149,11 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         .layer(axum::middleware::from_fn(json_object::require))
         .layer(axum::middleware::from_fn(grpc_web_text::translate));
     Ok(App { router, terminations: bus, limits: connection::Limits::default() })
+}
+
+/// `/metrics`, in the Prometheus text format.
+fn metrics_page(metrics: &Metrics) -> ([(http::header::HeaderName, &'static str); 1], String) {
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
 }
 
 /// How long `/health` waits for the store before reporting it unreachable.
@@ -170,7 +181,12 @@ async fn health(store: Arc<dyn Store>) -> (StatusCode, &'static str) {
 /// time, and the others skip their turn. It waits one lease after start
 /// first: connectors that could not reach a control plane that was down need
 /// that long to be heard again.
-async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration, clock: Arc<StoreClock>) {
+async fn sweep_leases(
+    store: Arc<dyn Store>,
+    lease: std::time::Duration,
+    clock: Arc<StoreClock>,
+    metrics: Arc<Metrics>,
+) {
     tokio::time::sleep(lease).await;
     let mut tick = tokio::time::interval((lease / 6).max(std::time::Duration::from_millis(100)));
     loop {
@@ -178,7 +194,10 @@ async fn sweep_leases(store: Arc<dyn Store>, lease: std::time::Duration, clock: 
         let heard_before = clock.now() - lease.as_micros() as i64;
         match store.expire_connectors(heard_before).await {
             Ok(0) => {}
-            Ok(completed) => tracing::info!(completed, "completed sessions of connectors past their lease"),
+            Ok(completed) => {
+                Metrics::add(&metrics.lease_sessions_completed_total, completed);
+                tracing::info!(completed, "completed sessions of connectors past their lease")
+            }
             Err(err) => tracing::warn!(%err, "lease sweep failed; retrying"),
         }
     }

@@ -16,6 +16,7 @@ use crate::convert::{session_object, timestamp};
 use crate::cursor::CursorCodec;
 use crate::error::{invalid, store_error};
 use crate::listing::{ListRequest, list_page};
+use crate::metrics::Metrics;
 use crate::terminations::TerminationBus;
 
 pub struct SessionsApi {
@@ -24,6 +25,7 @@ pub struct SessionsApi {
     terminations: Arc<TerminationBus>,
     /// When terminations are asked for, by the clock connectors' pending ones are read by.
     clock: Arc<StoreClock>,
+    metrics: Arc<Metrics>,
 }
 
 impl SessionsApi {
@@ -32,8 +34,9 @@ impl SessionsApi {
         cursors: CursorCodec,
         terminations: Arc<TerminationBus>,
         clock: Arc<StoreClock>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { store, cursors, terminations, clock }
+        Self { store, cursors, terminations, clock, metrics }
     }
 
     pub(crate) fn store(&self) -> &dyn Store {
@@ -96,6 +99,7 @@ impl SessionsApi {
             return Ok(shutdown(termination));
         }
         tracing::info!(session = session_id, termination = %termination.id, key = %caller.key_prefix, "session termination requested");
+        Metrics::add(&self.metrics.terminations_requested_total, 1);
         self.terminations.publish(caller.org, termination.clone());
         // Demo and imported sessions name connectors that were never registered: none of
         // them will ever end the session, so it ends here.

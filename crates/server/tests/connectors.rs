@@ -392,3 +392,35 @@ async fn shutting_down_ends_the_termination_streams_cleanly() {
     assert!(ended.expect("an end, not an error").is_none());
     tokio::time::timeout(Duration::from_secs(10), serving).await.expect("serve returns").unwrap();
 }
+
+/// `/metrics` counts the API's calls by method and outcome (refused ones too), their latency,
+/// and the events connectors stored; it names no organization, key or session.
+#[tokio::test]
+async fn metrics_count_calls_by_outcome_and_what_connectors_stored() {
+    let s = setup(Harness::start().await).await;
+    let t0 = now_micros() - 10_000_000;
+    let batch = vec![event("sess-m", 0, start(&s.resource_id, t0)), event("sess-m", 1, statement("select 1", t0))];
+    assert_eq!(report(&s.connector, batch.clone()).await, 2);
+    assert_eq!(report(&s.connector, batch).await, 0, "a retry stores nothing");
+    assert_eq!(s.h.call("GetSession", json!({"session_id": "sess-m"})).await.0, 200);
+    assert_eq!(s.h.call("GetSession", json!({"session_id": "nope"})).await.0, 404);
+    assert_eq!(s.h.call_with_key("GetSession", json!({"session_id": "sess-m"}), "gh_wrong").await.0, 401);
+
+    let response = s.h.http.get(format!("{}/metrics", s.h.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    let get = r#"service="core.v1.SessionsService",method="GetSession""#;
+    for line in [
+        format!(r#"gatehouse_api_calls_total{{{get},code="ok"}} 1"#),
+        format!(r#"gatehouse_api_calls_total{{{get},code="not_found"}} 1"#),
+        format!(r#"gatehouse_api_calls_total{{{get},code="unauthenticated"}} 1"#),
+        format!(r#"gatehouse_api_call_duration_seconds_count{{{get}}} 3"#),
+        r#"gatehouse_api_calls_total{service="gatehouse.connector.v1.ConnectorService",method="Report",code="ok"} 2"#
+            .to_owned(),
+        "gatehouse_events_stored_total 2".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+    assert!(!text.contains("sess-m") && !text.contains(&s.h.reader_key[..10]), "{text}");
+}
