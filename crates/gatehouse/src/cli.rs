@@ -230,6 +230,16 @@ fn parse_sort(text: &str) -> Result<String, String> {
     }
 }
 
+/// A key rotation's overlap: long enough for a rolling restart, not a second key kept for good.
+fn parse_overlap(text: &str) -> Result<std::time::Duration, String> {
+    const MAX_DAYS: u64 = 30;
+    let overlap = parse_duration(text)?;
+    match overlap > std::time::Duration::from_secs(MAX_DAYS * 86_400) {
+        true => Err(format!("{text:?} is longer than the longest overlap, {MAX_DAYS}d")),
+        false => Ok(overlap),
+    }
+}
+
 fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
     match text.trim() {
         "0" | "0s" => Ok(std::time::Duration::ZERO),
@@ -451,7 +461,7 @@ pub enum ConnectorsCommand {
         org: String,
         /// Let the old key work on for this long (e.g. 10m, 1h), while the connector is
         /// restarted with the new one; by default it stops at once
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = parse_overlap)]
         overlap: Option<std::time::Duration>,
         #[command(flatten)]
         store: StoreArgs,

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    return_freed_memory();
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         // Whoever read the output stopped (`| head`): nothing went wrong.
@@ -72,6 +73,27 @@ fn main() -> ExitCode {
             note!("error: {}", message(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How often memory freed since is handed back to the system.
+const MEMORY_RETURN_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Hands memory the allocator holds free back to the system every [`MEMORY_RETURN_PERIOD`].
+/// mimalloc does so a moment after a free, but only when the process allocates again: a
+/// connector that relayed a few huge messages (a client may send 1 GiB) and then went idle kept
+/// that memory resident, however long it stayed idle.
+#[allow(unsafe_code)]
+fn return_freed_memory() {
+    let spawned = std::thread::Builder::new().name("memory-return".into()).spawn(|| {
+        loop {
+            std::thread::sleep(MEMORY_RETURN_PERIOD);
+            // Safety: takes no pointer; mimalloc's collection is safe from any thread.
+            unsafe { libmimalloc_sys::mi_collect(false) };
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "no thread to return freed memory: it returns at the next allocation");
     }
 }
 

@@ -290,6 +290,8 @@ impl<W: Write> RecordWriter<W> {
 /// (`"3.5s"` in JSON) as plain seconds.
 fn csv_cell(column: &str, value: Option<&Value>) -> String {
     match value {
+        // The API's JSON leaves zeros out, as proto3's JSON does.
+        None | Some(Value::Null) if COUNTS.contains(&column) => "0".to_owned(),
         None | Some(Value::Null) => String::new(),
         Some(Value::String(text)) if column == "duration_seconds" => text.trim_end_matches('s').to_owned(),
         Some(Value::String(text)) => text.clone(),
@@ -299,6 +301,9 @@ fn csv_cell(column: &str, value: Option<&Value>) -> String {
         Some(other) => other.to_string(),
     }
 }
+
+/// Columns that count something: a zero the API's JSON leaves out is written `0`, not nothing.
+const COUNTS: [&str; 2] = ["rows", "bytes_sent"];
 
 /// A text a spreadsheet would run as a formula (a role named `=HYPERLINK(...)`, say) gets a
 /// leading `'`, as OWASP advises for CSV files; the console's export does the same.

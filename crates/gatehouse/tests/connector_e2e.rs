@@ -197,6 +197,19 @@ async fn a_psql_session_is_recorded_live_and_completed() {
     let table =
         output(gatehouse().args(["sessions", "statements", &id, "--url", &url, "--api-key", &system.admin_key]));
     assert!(table.starts_with("SEQ") && table.contains("22012") && table.lines().count() == 6, "{table}");
+    let csv = output(gatehouse().args([
+        "sessions",
+        "statements",
+        &id,
+        "-o",
+        "csv",
+        "--url",
+        &url,
+        "--api-key",
+        &system.admin_key,
+    ]));
+    let create = csv.lines().find(|line| line.contains("create temp table")).unwrap();
+    assert!(create.split(',').nth(3) == Some("0"), "no rows is 0, not nothing: {csv}");
 
     send(&mut stdin, "\\q");
     drop(stdin);

@@ -7,7 +7,7 @@ use gatehouse_proto::gatehouse::sessions::v1::*;
 use gatehouse_store::{StatementRecord, StatementStatus};
 
 use crate::convert::{duration, timestamp};
-use crate::error::store_error;
+use crate::error::{invalid, store_error};
 use crate::sessions::{SessionsApi, caller, required_id};
 
 impl StatementsService for SessionsApi {
@@ -17,14 +17,43 @@ impl StatementsService for SessionsApi {
         req: ServiceRequest<'_, ListSessionStatementsRequest>,
     ) -> ServiceResult<ListSessionStatementsResponse> {
         let caller = caller(&ctx)?;
+        let page_size = match usize::try_from(req.page_size) {
+            Ok(0) => usize::MAX,
+            Ok(size) if size <= MAX_PAGE_SIZE => size,
+            _ => return Err(invalid(format!("page_size must be 0 (every statement) to {MAX_PAGE_SIZE}"))),
+        };
+        let after = match req.page_token {
+            "" => None,
+            token => Some(page_key(token).ok_or_else(|| {
+                invalid("page_token is not a token this method gave: pass a next_page_token as it came, or none")
+            })?),
+        };
         let session = self.session(&caller, required_id(req.session_id)?).await?;
         let statements = self.store().statements(caller.org, &session.id).await.map_err(store_error)?;
+        // In (start, seq) order, the store's: a page starts after the last key of the one before.
+        let start = after.map_or(0, |after| statements.partition_point(|s| (s.start, s.seq) <= after));
+        let page = &statements[start..];
+        let page = &page[..page.len().min(page_size)];
+        let next_page_token = match (page.last(), start + page.len() < statements.len()) {
+            (Some(last), true) => format!("{}.{}", last.start, last.seq),
+            _ => String::new(),
+        };
         let now = now_micros();
         Response::ok(ListSessionStatementsResponse {
-            statements: statements.iter().map(|s| statement(s, now)).collect(),
+            statements: page.iter().map(|s| statement(s, now)).collect(),
+            next_page_token,
             ..Default::default()
         })
     }
+}
+
+/// The most statements a page holds.
+const MAX_PAGE_SIZE: usize = 100_000;
+
+/// The (start, seq) a page token names.
+fn page_key(token: &str) -> Option<(Micros, u64)> {
+    let (start, seq) = token.split_once('.')?;
+    Some((start.parse().ok()?, seq.parse().ok()?))
 }
 
 fn statement(s: &StatementRecord, now: Micros) -> SessionStatement {

@@ -180,6 +180,37 @@ async fn statements_carry_their_outcomes() {
     let ran = statements[2]["duration"].as_str().unwrap().trim_end_matches('s').parse::<f64>().unwrap();
     assert!((9.0..60.0).contains(&ran), "a running statement lasts until the response: {ran}");
 
+    // In pages, each after the last of the one before; and by Connect GET, as a read.
+    let page = |size: i32, token: &str| {
+        let (h, url) = (&s.h, url.clone());
+        let body = json!({"session_id": "sess-1", "page_size": size, "page_token": token});
+        async move { h.post(&url, body, &h.reader_key).await }
+    };
+    let (status, first) = page(2, "").await;
+    assert_eq!(status, 200, "{first}");
+    let texts = |body: &serde_json::Value| {
+        body["statements"].as_array().unwrap().iter().map(|s| s["text"].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(texts(&first), [json!("select 1"), json!("select 1/0")]);
+    let token = first["nextPageToken"].as_str().unwrap().to_owned();
+    let (_, second) = page(2, &token).await;
+    assert_eq!(texts(&second), [json!("select pg_sleep(60)")]);
+    assert_eq!(second["nextPageToken"], json!(null), "the last page says so: {second}");
+    expect_error(&page(2, "garbage").await, 400, "invalid_argument");
+    expect_error(&page(-1, "").await, 400, "invalid_argument");
+    expect_error(&page(100_001, "").await, 400, "invalid_argument");
+    let message = json!({"sessionId": "sess-1", "pageSize": 1}).to_string();
+    let got =
+        s.h.http
+            .get(&url)
+            .query(&[("encoding", "json"), ("message", message.as_str())])
+            .header("X-API-KEY", &s.h.reader_key)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(texts(&got.json().await.unwrap()), [json!("select 1")]);
+
     // Scoped and checked like the sessions API.
     expect_error(&list(s.h.reader_key.clone(), "nope").await, 404, "not_found");
     expect_error(&list(s.h.reader_key.clone(), " ").await, 400, "invalid_argument");

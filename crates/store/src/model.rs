@@ -160,10 +160,15 @@ pub struct ConnectorInfo {
     /// Its runs (processes) not taken for gone by the lease sweep, nor taken over by a
     /// successor.
     pub running: i64,
+    /// Its previous key's prefix, while a rotation lets it work on, and until when.
+    pub old_key_prefix: Option<String>,
+    #[sqlx(rename = "old_key_until_us")]
+    pub old_key_until: Option<Micros>,
 }
 
 /// Lists an organization's connectors (`$1` or `?`) by name, as [`ConnectorInfo`].
 pub(crate) const LIST_CONNECTORS: &str = "SELECT c.id, c.name, c.key_prefix, c.created_us, c.last_heard_us, \
+     c.old_key_prefix, c.old_key_until_us, \
      (SELECT COUNT(*) FROM connector_runs r WHERE r.org_id = c.org_id AND r.connector_id = c.id \
          AND r.lapsed_us IS NULL AND r.taken_over_us IS NULL) AS running \
      FROM connectors c WHERE c.org_id = {org} ORDER BY c.name";

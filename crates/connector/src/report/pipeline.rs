@@ -44,6 +44,9 @@ use super::{Queue, Record, Refusal, lock};
 use crate::metrics::Metrics;
 use crate::timer;
 
+/// How often a key the control plane goes on refusing is logged again at error level.
+const KEY_REFUSAL_REPEAT: Duration = Duration::from_secs(60);
+
 /// Events taken off the queue at once while spooling: one `fdatasync` each.
 const SPOOL_DRAIN: usize = 4096;
 
@@ -132,6 +135,8 @@ struct State {
     full: bool,
     /// The last call failed because the control plane refused the key.
     key_refused: bool,
+    /// When that was last logged at error level.
+    key_refusal_logged: Option<Instant>,
     backoff: Backoff,
     next_try: Instant,
 }
@@ -158,6 +163,7 @@ impl ReportLoop {
                 down: false,
                 full: false,
                 key_refused: false,
+                key_refusal_logged: None,
                 backoff: Backoff::new(options.backoff_min, options.backoff_max),
                 next_try: Instant::now(),
             },
@@ -563,6 +569,7 @@ impl ReportLoop {
     fn key_accepted(&mut self) {
         if std::mem::take(&mut self.state.key_refused) {
             tracing::info!("the control plane takes this connector's key again: admitting new sessions");
+            self.state.key_refusal_logged = None;
             self.update_refusal();
         }
     }
@@ -578,7 +585,14 @@ impl ReportLoop {
         // revoked it meant it to stop. The sessions open go on, spooled.
         self.state.key_refused = true;
         self.update_refusal();
-        // Retrying cannot help until someone fixes the key; say so every time.
+        // Retrying cannot help until someone fixes the key: said again every so often, not at
+        // every heartbeat and report.
+        let logged = self.state.key_refusal_logged;
+        if logged.is_some_and(|at| at.elapsed() < KEY_REFUSAL_REPEAT) {
+            tracing::debug!(call, "the control plane still refuses this connector's key");
+            return;
+        }
+        self.state.key_refusal_logged = Some(Instant::now());
         tracing::error!(
             call,
             "the control plane refused this connector's key (revoked, or rotated): refusing new \

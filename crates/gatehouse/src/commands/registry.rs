@@ -89,6 +89,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 // Whole: `rotate-key` and `revoke` take the name.
                 ("NAME", Whole),
                 ("KEY PREFIX", Whole),
+                ("OLD KEY UNTIL", Whole),
                 ("CREATED", Whole),
                 ("LAST HEARD", Whole),
                 ("PROCESSES", Whole),
@@ -96,7 +97,21 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             .in_format(output);
             for c in store.list_connectors(org.id).await? {
                 let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "-".into());
-                table.row(vec![c.id, c.name, c.key_prefix, format_rfc3339(c.created), heard, c.running.to_string()]);
+                // A rotation's old key while it works on (`--overlap`).
+                let now = now_micros();
+                let old = match (c.old_key_prefix, c.old_key_until) {
+                    (Some(prefix), Some(until)) if until > now => format!("{prefix} {}", format_rfc3339(until)),
+                    _ => "-".into(),
+                };
+                table.row(vec![
+                    c.id,
+                    c.name,
+                    c.key_prefix,
+                    old,
+                    format_rfc3339(c.created),
+                    heard,
+                    c.running.to_string(),
+                ]);
             }
             table.print()?;
         }

@@ -57,13 +57,25 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
         SessionsCommand::Statements { id, output, api } => {
             let (transport, config) = connection(&api)?;
             let client = StatementsServiceClient::new(transport, config);
-            let request = ListSessionStatementsRequest { session_id: id.clone(), ..Default::default() };
-            let statements = call(&api, client.list_session_statements(request)).await?.into_owned().statements;
-            if statements.is_empty() {
+            let mut request = ListSessionStatementsRequest {
+                session_id: id.clone(),
+                page_size: STATEMENTS_PAGE,
+                ..Default::default()
+            };
+            let mut sink = Sink::new(output, STATEMENT_COLUMNS)?;
+            let mut listed = 0;
+            loop {
+                let page = call(&api, client.list_session_statements(request.clone())).await?.into_owned();
+                listed += page.statements.len();
+                sink.add(&page.statements, statement_row)?;
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                request.page_token = page.next_page_token;
+            }
+            if listed == 0 {
                 note!("Session {id} has no statements recorded.");
             }
-            let mut sink = Sink::new(output, STATEMENT_COLUMNS)?;
-            sink.add(&statements, statement_row)?;
             sink.finish()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -393,6 +405,9 @@ fn table_row(s: &SessionObject) -> Vec<String> {
         s.connector.as_option().map(|c| c.name.clone()).unwrap_or_default(),
     ]
 }
+
+/// Statements asked for at once: a few megabytes.
+const STATEMENTS_PAGE: i32 = 10_000;
 
 /// A statement's cells in the table [`STATEMENT_COLUMNS`] makes.
 fn statement_row(s: &SessionStatement) -> Vec<String> {

@@ -144,6 +144,8 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
         created: c.created,
         last_heard: None,
         running: 0,
+        old_key_prefix: None,
+        old_key_until: None,
     };
     assert_eq!(store.list_connectors(acme).await.unwrap(), vec![info(&us), info(&eu)]);
     assert_eq!(store.list_connectors(globex).await.unwrap(), vec![info(&theirs)]);
@@ -176,6 +178,8 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
     assert_eq!((old.id, old.key_hash, old.key_until), (us.id.clone(), b"gk_new".to_vec(), Some(NOW)));
     let new = store.find_connector("gk_newer").await.unwrap().expect("the new key");
     assert_eq!((new.key_hash, new.key_until), (b"gk_newer".to_vec(), None));
+    let listed = store.list_connectors(acme).await.unwrap().into_iter().find(|c| c.id == us.id).unwrap();
+    assert_eq!((listed.old_key_prefix, listed.old_key_until), (Some("gk_new".into()), Some(NOW)), "listed too");
     assert_eq!(replace(acme, "gk_newest", Some(NOW + 1)).await, Some(us.id.clone()));
     assert!(store.find_connector("gk_new").await.unwrap().is_none(), "one old key at a time");
     assert_eq!(store.find_connector("gk_newer").await.unwrap().unwrap().key_until, Some(NOW + 1));
