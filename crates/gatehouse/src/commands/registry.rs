@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use gatehouse_core::Micros;
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::registry::{CreatedConnector, create_connector, create_resource, replace_connector_key};
 
@@ -95,10 +96,10 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 ("PROCESSES", Whole),
             ])
             .in_format(output);
+            let now = now_micros();
             for c in store.list_connectors(org.id).await? {
                 let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "-".into());
                 // A rotation's old key while it works on (`--overlap`).
-                let now = now_micros();
                 let old = match (c.old_key_prefix, c.old_key_until) {
                     (Some(prefix), Some(until)) if until > now => format!("{prefix} {}", format_rfc3339(until)),
                     _ => "-".into(),
@@ -146,7 +147,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
 async fn replace_key(
     name: &str,
     org: &str,
-    old_key_until: Option<i64>,
+    old_key_until: Option<Micros>,
     store: &StoreArgs,
 ) -> anyhow::Result<CreatedConnector> {
     let store = open_existing_store(store).await?;
