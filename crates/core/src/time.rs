@@ -10,6 +10,12 @@ pub fn now_micros() -> Micros {
     Utc::now().timestamp_micros()
 }
 
+/// A protobuf `Timestamp`'s or `Duration`'s seconds and nanoseconds, in microseconds
+/// (saturating: no such value is near the bounds).
+pub fn micros_of(seconds: i64, nanos: i32) -> Micros {
+    seconds.saturating_mul(1_000_000).saturating_add(i64::from(nanos) / 1_000)
+}
+
 /// The earliest time a `google.protobuf.Timestamp` may hold: 0001-01-01T00:00:00Z.
 pub const MIN_TIME: Micros = -62_135_596_800_000_000;
 /// The latest: 9999-12-31T23:59:59.999999Z (to the microsecond).

@@ -43,10 +43,10 @@ impl StoreClock {
         Ok(offset)
     }
 
-    /// Measures the offset to `store`'s clock every [`MEASURE_PERIOD`]; a failed measure keeps
-    /// the last offset.
+    /// Measures the offset to `store`'s clock every [`MEASURE_PERIOD`], the first time one
+    /// period from now (the caller measured it at start); a failed measure keeps the last offset.
     pub async fn follow(&self, store: &dyn Store) {
-        let mut tick = tokio::time::interval(MEASURE_PERIOD);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + MEASURE_PERIOD, MEASURE_PERIOD);
         let mut warned = false;
         loop {
             tick.tick().await;

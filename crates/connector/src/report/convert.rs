@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use buffa::{DecodeError, Message, MessageFieldView, ViewEncode};
 use buffa_types::google::protobuf::{Duration, Timestamp, TimestampView};
 use bytes::Bytes;
+use gatehouse_core::time::micros_of;
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use gatehouse_proto::gatehouse::connector::v1::__buffa::view::oneof::event::Kind as KindView;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
@@ -186,7 +187,7 @@ pub fn decode(bytes: &[u8]) -> Result<SessionEvent, DecodeError> {
     let event = pb::Event::decode_from_slice(bytes)?;
     let kind = match event.kind {
         Some(Kind::Start(s)) => EventKind::Start(SessionStart {
-            start_us: micros(s.start_time.seconds, s.start_time.nanos),
+            start_us: micros_of(s.start_time.seconds, s.start_time.nanos),
             resource_id: s.resource_id,
             client_ip: s.client_ip_address,
             server_ip: s.server_ip_address,
@@ -199,29 +200,24 @@ pub fn decode(bytes: &[u8]) -> Result<SessionEvent, DecodeError> {
             end_user: s.end_user.into_option().map(|u| Box::new(formal_user(u))),
         }),
         Some(Kind::Statement(s)) => EventKind::Statement(Statement {
-            start_us: micros(s.start_time.seconds, s.start_time.nanos),
-            duration_us: micros(s.duration.seconds, s.duration.nanos),
+            start_us: micros_of(s.start_time.seconds, s.start_time.nanos),
+            duration_us: micros_of(s.duration.seconds, s.duration.nanos),
             text: s.text,
             rows: s.rows,
             bytes_sent: s.bytes_sent,
             sqlstate: s.sqlstate,
         }),
         Some(Kind::Running(r)) => EventKind::Running(RunningStatement {
-            start_us: micros(r.start_time.seconds, r.start_time.nanos),
+            start_us: micros_of(r.start_time.seconds, r.start_time.nanos),
             text: r.text,
         }),
         Some(Kind::End(e)) => {
             let reason = EndReason::parse(&e.reason).ok_or(DecodeError::Custom("an unknown end reason"))?;
-            EventKind::End(SessionEnd { end_us: micros(e.end_time.seconds, e.end_time.nanos), reason })
+            EventKind::End(SessionEnd { end_us: micros_of(e.end_time.seconds, e.end_time.nanos), reason })
         }
         None => return Err(DecodeError::Custom("an event of no kind")),
     };
     Ok(SessionEvent { session_id: event.session_id, seq: event.seq, kind })
-}
-
-/// A timestamp's or a duration's microseconds.
-fn micros(seconds: i64, nanos: i32) -> i64 {
-    seconds.saturating_mul(1_000_000).saturating_add(i64::from(nanos) / 1_000)
 }
 
 fn formal_user(u: pb::FormalUser) -> FormalUser {

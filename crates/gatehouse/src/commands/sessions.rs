@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use connectrpc::client::ClientConfig;
 use connectrpc::{ConnectError, ErrorCode};
 use futures::FutureExt;
-use gatehouse_core::time::{format_rfc3339, format_rfc3339_micros, now_micros};
+use gatehouse_core::time::{format_rfc3339, format_rfc3339_micros, micros_of, now_micros};
 use gatehouse_proto::core::v1::session_object::user::formal::UserInfo;
 use gatehouse_proto::core::v1::{
     CreateSessionTerminationRequest, GetSessionRequest, GetSessionTranscriptRequest, ListSessionAggregationsRequest,
@@ -411,14 +411,11 @@ const STATEMENTS_PAGE: i32 = 10_000;
 
 /// A statement's cells in the table [`STATEMENT_COLUMNS`] makes.
 fn statement_row(s: &SessionStatement) -> Vec<String> {
-    let micros = s.duration.as_option().map_or(0, |d| d.seconds * 1_000_000 + i64::from(d.nanos) / 1_000);
+    let lasted = s.duration.as_option().map_or(0, |d| micros_of(d.seconds, d.nanos));
     vec![
         s.seq.to_string(),
-        s.start_time
-            .as_option()
-            .map(|t| format_rfc3339_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000))
-            .unwrap_or_default(),
-        precise_duration(micros),
+        s.start_time.as_option().map(|t| format_rfc3339_micros(micros_of(t.seconds, t.nanos))).unwrap_or_default(),
+        precise_duration(lasted),
         s.rows.to_string(),
         s.bytes_sent.to_string(),
         s.sqlstate.clone(),
