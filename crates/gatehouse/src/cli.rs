@@ -547,6 +547,9 @@ pub enum OutputFormat {
 pub enum SessionsCommand {
     /// List sessions, newest first
     List(ListArgs),
+    /// Follow sessions as they start and end: the active ones first, then a line for each
+    /// change, until interrupted
+    Watch(WatchArgs),
     /// End a live session now (needs an admin key)
     Terminate {
         /// The session's id (as `sessions list` shows it)
@@ -586,6 +589,41 @@ pub enum SessionsCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only sessions this search matches, e.g. 'resource.name:prod' (every session when left out)
+    #[arg(long, short, default_value = "", hide_default_value = true)]
+    pub query: String,
+    /// How often to ask the control plane what changed
+    #[arg(long, default_value = "2s", value_parser = parse_watch_interval)]
+    pub interval: std::time::Duration,
+    /// Output format: a line per change, or one JSON object per line
+    /// (`{"event": "started", "session": {...}}`)
+    #[arg(long, short, value_enum, default_value_t = WatchFormat::Lines)]
+    pub output: WatchFormat,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum WatchFormat {
+    /// A line per change: time, what happened, the session's id, who, where
+    Lines,
+    /// One JSON object per line: the event and the session in the API's JSON form; `json` is
+    /// an alias
+    #[value(alias = "json")]
+    Jsonl,
+}
+
+/// `watch --interval`: at least a tenth of a second, since each poll lists what changed.
+fn parse_watch_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!("{text:?} is shorter than the shortest interval, 100ms"));
+    }
+    Ok(interval)
 }
 
 #[derive(Debug, Args)]

@@ -43,7 +43,7 @@ pub fn print_secret(what: &str, secret: &str, undo: &str) -> anyhow::Result<()> 
         .map_err(|error| anyhow::anyhow!("the new {what} was made but could not be shown ({error}): {undo}"))
 }
 
-/// How a column fares when its table is wider than the terminal.
+/// How a column fares when its table is wider than the terminal, and what its cells are in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {
     /// Never cut: ids and prefixes that other commands take, and short values of a fixed form
@@ -51,6 +51,20 @@ pub enum Fit {
     Whole,
     /// Free text (names, emails, roles): cut with `…`, the widest first.
     Cut,
+    /// A count: never cut, and a number in JSON.
+    Count,
+    /// Items made into one cell by [`list`]: shown joined by `,` and cut as free text, and an
+    /// array in JSON.
+    List,
+}
+
+/// Separates the items of a [`Fit::List`] cell: a control character, so in no item (external
+/// ids may hold a `,`).
+const ITEM_END: char = '\u{1e}';
+
+/// `items` as one [`Fit::List`] cell.
+pub fn list(items: &[String]) -> String {
+    if items.is_empty() { "-".to_owned() } else { items.join(&ITEM_END.to_string()) }
 }
 
 /// A cut column keeps at least this many columns of text, `…` included.
@@ -98,19 +112,28 @@ impl Table {
     /// terminal would act on.
     pub fn row(&mut self, cells: Vec<String>) {
         if self.jsonl {
-            // JSON escapes what a terminal would act on; `-`, the table's "none", is null.
+            // JSON escapes what a terminal would act on.
             let object: serde_json::Map<String, Value> = self
                 .header
                 .iter()
+                .zip(&self.fits)
                 .zip(cells)
-                .map(|(name, cell)| (json_key(name), if cell == "-" { Value::Null } else { Value::String(cell) }))
+                .map(|((name, fit), cell)| (json_key(name), json_cell(*fit, cell)))
                 .collect();
             self.rows.push(Value::Object(object).to_string().into_boxed_str());
             return;
         }
         let mut row = String::new();
         for (column, cell) in cells.iter().enumerate() {
-            let cell = gatehouse_core::display::printable(cell);
+            let joined;
+            let text = match self.fits.get(column) {
+                Some(Fit::List) => {
+                    joined = cell.replace(ITEM_END, ",");
+                    &joined
+                }
+                _ => cell,
+            };
+            let cell = gatehouse_core::display::printable(text);
             if let Some(widest) = self.widths.get_mut(column) {
                 *widest = (*widest).max(cell.width());
             }
@@ -161,7 +184,7 @@ impl Table {
         let gaps = 2 * widths.len().saturating_sub(1);
         while widths.iter().sum::<usize>() + gaps > max {
             let widest = (0..widths.len())
-                .filter(|&column| self.fits[column] == Fit::Cut && widths[column] > MIN_CUT_WIDTH)
+                .filter(|&column| matches!(self.fits[column], Fit::Cut | Fit::List) && widths[column] > MIN_CUT_WIDTH)
                 .max_by_key(|&column| widths[column]);
             let Some(column) = widest else { break };
             widths[column] -= 1;
@@ -174,6 +197,18 @@ impl Table {
 /// and stdin's, which would cut a table sent to a file or a pipe from a terminal.
 fn stdout_width() -> Option<usize> {
     terminal_size::terminal_size_of(std::io::stdout()).map(|(width, _)| usize::from(width.0))
+}
+
+/// A cell as JSON: `-`, the table's "none", is null (an empty list for a list); a count is a
+/// number.
+fn json_cell(fit: Fit, cell: String) -> Value {
+    match (fit, cell.as_str()) {
+        (Fit::List, "-") => Value::Array(Vec::new()),
+        (Fit::List, items) => items.split(ITEM_END).map(|item| Value::String(item.to_owned())).collect(),
+        (_, "-") => Value::Null,
+        (Fit::Count, count) => count.parse::<u64>().map_or(Value::String(cell), Value::from),
+        (Fit::Whole | Fit::Cut, _) => Value::String(cell),
+    }
 }
 
 /// A column's name as a JSON key: `LAST USED` is `last_used`.
@@ -315,7 +350,7 @@ fn defused(text: String) -> String {
 mod tests {
     use super::*;
 
-    use Fit::{Cut, Whole};
+    use Fit::{Count, Cut, List, Whole};
 
     impl Table {
         fn render(&self, max_width: Option<usize>) -> String {
@@ -411,6 +446,22 @@ mod tests {
         let text = table.render(None);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.contains("esc\\x1b[31mred\\x1b[0m\\nsecond line\\u{202e}\\x1f"), "{text}");
+    }
+
+    #[test]
+    fn json_rows_hold_counts_as_numbers_and_lists_as_arrays() {
+        let columns = [("NAME", Cut), ("GRANTS", Count), ("GROUPS", List), ("LAST USED", Whole)];
+        let mut table = Table::new(&columns).in_format(crate::cli::ListFormat::Jsonl);
+        table.row(vec!["a".into(), "2".into(), list(&["dba".into(), "x,y".into()]), "-".into()]);
+        table.row(vec!["b".into(), "0".into(), list(&[]), "2024-01-01T00:00:00Z".into()]);
+        assert_eq!(
+            table.render(None),
+            "{\"grants\":2,\"groups\":[\"dba\",\"x,y\"],\"last_used\":null,\"name\":\"a\"}\n\
+             {\"grants\":0,\"groups\":[],\"last_used\":\"2024-01-01T00:00:00Z\",\"name\":\"b\"}\n"
+        );
+        let mut table = Table::new(&columns);
+        table.row(vec!["a".into(), "2".into(), list(&["dba".into(), "ops".into()]), "-".into()]);
+        assert_eq!(table.render(None), "NAME  GRANTS  GROUPS   LAST USED\na     2       dba,ops  -\n");
     }
 
     #[test]

@@ -127,7 +127,7 @@ fn keys_serve_and_sessions_end_to_end() {
     let edge = &json_lines(&listed)[0];
     assert_eq!(
         (&edge["name"], &edge["last_heard"], &edge["processes"]),
-        (&json!("edge"), &Value::Null, &json!("0")),
+        (&json!("edge"), &Value::Null, &json!(0)),
         "{edge}"
     );
     let rotated = run(gatehouse()

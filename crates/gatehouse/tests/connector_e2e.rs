@@ -138,6 +138,64 @@ fn connector(config: &Path, port: u16) -> Proc {
     Proc(child)
 }
 
+/// `sessions watch` in both formats: the session running when it starts as active, then a
+/// session starting and ending, each once.
+#[tokio::test]
+async fn sessions_watch_shows_each_session_start_and_end_once() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let _connector = system.connector();
+    let (_before, mut before_stdin) = system.psql();
+    send(&mut before_stdin, "select 1;");
+    let first = system.wait_for("the first session", |s| active(s).len() == 1).await;
+    let first_id = active(&first)[0]["id"].as_str().unwrap().to_owned();
+
+    let url = format!("http://127.0.0.1:{}", system.api_port);
+    let watch = |format: &str| {
+        let mut child = gatehouse()
+            .args(["sessions", "watch", "--interval", "200ms", "-o", format, "--url", &url])
+            .args(["--api-key", &system.admin_key])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (send, receive) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(lines).map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        (common::Proc(child), receive)
+    };
+    let next = |lines: &std::sync::mpsc::Receiver<String>| lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (_jsonl, events) = watch("jsonl");
+    let (_lines, text) = watch("lines");
+    let event = |line: String| {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        (event["event"].as_str().unwrap().to_owned(), event["session"]["id"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(event(next(&events)), ("active".to_owned(), first_id.clone()));
+    let line = next(&text);
+    assert!(line.contains("  active   ") && line.contains(&first_id), "{line}");
+    assert!(line.ends_with("postgres on pg (postgres) from 127.0.0.1 via edge"), "{line}");
+
+    let (mut second, mut stdin) = system.psql();
+    send(&mut stdin, "select 2;");
+    let (started, second_id) = event(next(&events));
+    assert_eq!(started, "started");
+    assert_ne!(second_id, first_id);
+    send(&mut stdin, "\\q");
+    drop(stdin);
+    let _ = second.0.wait();
+    assert_eq!(event(next(&events)), ("ended".to_owned(), second_id.clone()));
+    let started = next(&text);
+    let ended = next(&text);
+    assert!(started.contains("  started  ") && started.contains(&second_id), "{started}");
+    assert!(ended.contains("  ended    ") && ended.contains(&second_id) && ended.contains(", after "), "{ended}");
+    // Each change once.
+    assert!(events.recv_timeout(Duration::from_secs(1)).is_err(), "one line per change");
+}
+
 #[tokio::test]
 async fn a_psql_session_is_recorded_live_and_completed() {
     let system = System::new("60s");

@@ -10,6 +10,7 @@ mod seed;
 mod serve;
 mod sessions;
 mod users;
+mod watch;
 
 use std::process::ExitCode;
 use std::sync::Arc;

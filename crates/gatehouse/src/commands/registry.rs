@@ -9,7 +9,7 @@ use gatehouse_server::registry::{CreatedConnector, create_connector, create_reso
 
 use super::{open_existing_store, open_store};
 use crate::cli::{ConnectorsCommand, ResourcesCommand, StoreArgs};
-use crate::output::Fit::{Cut, Whole};
+use crate::output::Fit::{Count, Cut, Whole};
 use crate::output::{self, Table};
 
 pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
@@ -36,7 +36,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
                 ("TECHNOLOGY", Whole),
                 ("ADDRESS", Cut),
                 ("DEFAULT ROLE", Cut),
-                ("GRANTS", Whole),
+                ("GRANTS", Count),
                 ("CREATED", Whole),
             ])
             .in_format(output);
@@ -93,7 +93,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 ("OLD KEY UNTIL", Whole),
                 ("CREATED", Whole),
                 ("LAST HEARD", Whole),
-                ("PROCESSES", Whole),
+                ("PROCESSES", Count),
             ])
             .in_format(output);
             let now = now_micros();

@@ -21,11 +21,12 @@ use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
 use crate::output::Fit::{Cut, Whole};
 use crate::output::{CSV_COLUMNS, Columns, RecordWriter, Table};
 
-type Client = SessionsServiceClient<gatehouse_tls::Transport>;
+pub(super) type Client = SessionsServiceClient<gatehouse_tls::Transport>;
 
 pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
     match command {
         SessionsCommand::List(args) => list(args).await,
+        SessionsCommand::Watch(args) => super::watch::run(args).await,
         SessionsCommand::Terminate { id, connector, api } => {
             let client = client(&api)?;
             let connector_id = match connector {
@@ -110,7 +111,7 @@ fn shown_url(api: &ApiArgs) -> String {
     }
 }
 
-fn client(api: &ApiArgs) -> anyhow::Result<Client> {
+pub(super) fn client(api: &ApiArgs) -> anyhow::Result<Client> {
     let (transport, config) = connection(api)?;
     Ok(SessionsServiceClient::new(transport, config))
 }
@@ -145,7 +146,7 @@ fn connection(api: &ApiArgs) -> anyhow::Result<(gatehouse_tls::Transport, Client
 /// Makes a call within `--timeout`. A failure that is not the control plane's answer (nothing
 /// listening, no answer in time, another kind of server) names the URL tried: a refused
 /// connection alone does not.
-async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectError>>) -> anyhow::Result<T> {
+pub(super) async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectError>>) -> anyhow::Result<T> {
     let url = shown_url(api);
     match tokio::time::timeout(api.timeout, call).await {
         Err(_) => bail!("no answer from the control plane at {url} within {:?} (--timeout)", api.timeout),
@@ -378,7 +379,7 @@ impl Sink {
 }
 
 /// A session's cells in the table [`Sink::new`] makes.
-fn table_row(s: &SessionObject) -> Vec<String> {
+pub(super) fn table_row(s: &SessionObject) -> Vec<String> {
     let user = s.user.as_option();
     let formal = user.and_then(|u| u.formal.as_option());
     let handle = |f: &UserInfo| if f.email.is_empty() { f.name.clone() } else { f.email.clone() };
@@ -425,7 +426,7 @@ fn statement_row(s: &SessionStatement) -> Vec<String> {
 }
 
 /// Milliseconds, to the microsecond, up to a minute; then as [`human_duration`].
-fn precise_duration(micros: i64) -> String {
+pub(super) fn precise_duration(micros: i64) -> String {
     match micros {
         m if m < 60_000_000 => format!("{}.{:03} ms", m / 1000, m % 1000),
         m => human_duration(m / 1_000_000),

@@ -13,7 +13,7 @@ use gatehouse_store::{Resource, Store};
 
 use super::{open_existing_store, open_store, public_prefix};
 use crate::cli::{GrantTarget, ListFormat, TokenCommand, UsersCommand};
-use crate::output::Fit::{Cut, Whole};
+use crate::output::Fit::{Cut, List, Whole};
 use crate::output::{self, Table};
 
 pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
@@ -57,8 +57,8 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                 // Whole: the other `users` commands take it.
                 ("USER", Whole),
                 ("NAME", Cut),
-                ("GROUPS", Cut),
-                ("EXTERNAL IDS", Cut),
+                ("GROUPS", List),
+                ("EXTERNAL IDS", List),
                 ("STATUS", Whole),
                 ("CREATED", Whole),
                 ("UPDATED", Whole),
@@ -71,8 +71,8 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                     u.kind.to_string(),
                     u.handle().to_owned(),
                     name,
-                    dash(&u.groups.join(",")),
-                    dash(&u.external_ids.join(",")),
+                    output::list(&u.groups),
+                    output::list(&u.external_ids),
                     if u.disabled { "disabled" } else { "enabled" }.into(),
                     format_rfc3339(u.created),
                     format_rfc3339(u.updated),
