@@ -111,6 +111,12 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
+        Self::with_lease("60s")
+    }
+
+    /// Replicas that complete the sessions of a connector unheard for `lease` (connectors
+    /// heartbeat 6 times as often).
+    fn with_lease(lease: &str) -> Self {
         let db = TestDatabase::create();
         let store = |command: &mut Command| output(command.arg("--database-url").arg(db.url()));
         let admin_key = store(gatehouse().args(["keys", "create", "--org", "acme", "--role", "admin"]));
@@ -120,7 +126,7 @@ impl Cluster {
         let replicas = [(), ()].map(|()| {
             let port = free_port();
             let child = gatehouse()
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--connector-lease", "60s"])
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--connector-lease", lease])
                 .args(["--db-pool-size", "4"])
                 .arg("--database-url")
                 .arg(db.url())
@@ -143,6 +149,11 @@ impl Cluster {
     /// A connector reporting to (and watching terminations through) one
     /// replica; returns it with the port psql connects to.
     fn connector(&self, replica: usize) -> (Proc, u16) {
+        self.connector_to(&self.replicas[replica].url())
+    }
+
+    /// A connector given `urls`, replicas in the order it tries them.
+    fn connector_to(&self, urls: &str) -> (Proc, u16) {
         let proxy_port = free_port();
         let config = self.dir.path().join(format!("connector-{proxy_port}.toml"));
         std::fs::write(
@@ -152,7 +163,7 @@ impl Cluster {
                  key = \"{}\"\n\n[[listeners]]\nlisten = \"127.0.0.1:{proxy_port}\"\nresource = \"{}\"\n",
                 free_port(),
                 self.dir.path().join(format!("state-{proxy_port}")).display(),
-                self.replicas[replica].url(),
+                urls,
                 self.connector_key,
                 self.resource,
             ),
@@ -281,6 +292,52 @@ async fn replicas_agree_on_sessions_cursors_and_terminations() {
             s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
         })
         .await;
+}
+
+/// A replica that hangs (stopped, not crashed: it refuses nothing) is left for the other:
+/// statements are stored, the lease holds, and a termination asked of the other gets through.
+#[tokio::test]
+async fn a_replica_that_hangs_is_left_for_the_other() {
+    let cluster = Cluster::with_lease("12s");
+    let urls = format!("{}, {}", cluster.replicas[1].url(), cluster.replicas[0].url());
+    let (_connector, proxy_port) = cluster.connector_to(&urls);
+    let (mut psql_session, mut stdin) = psql(proxy_port);
+    send(&mut stdin, "select 1;");
+    let sessions = cluster
+        .wait_for(0, "session_status:active", "the psql session", Duration::from_secs(10), |s| active(s).len() == 1)
+        .await;
+    let session = sessions[0].clone();
+    let id = session["id"].as_str().unwrap().to_owned();
+
+    let hung = cluster.replicas[1]._process.0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &hung]).status().unwrap().success());
+    send(&mut stdin, "select 2;");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.transcript(0, &id).await.unwrap_or_default() != ["select 1;", "select 2;"] {
+        assert!(Instant::now() < deadline, "the statement never reached the other replica");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the lease, heard through the other replica all along: still active.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let listed = cluster.sessions(0, &format!("id:{id}")).await;
+    assert_eq!(listed[0]["sessionStatus"], "active", "{listed:?}");
+
+    send(&mut stdin, "select pg_sleep(30);");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let shutdown = cluster
+        .call(
+            0,
+            "CreateSessionTermination",
+            json!({"session_id": id, "connector_id": session["connector"]["id"]}),
+        )
+        .await;
+    assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while psql_session.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "psql still runs 3 s after the termination was asked of the live replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill").args(["-CONT", &hung]).status();
 }
 
 const CLIENTS: usize = 4;

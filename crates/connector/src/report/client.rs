@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,6 +44,9 @@ pub struct ControlPlane {
     clients: Arc<[ConnectorServiceClient<Transport>]>,
     /// The one calls go to; shared by the clones, so that every task moves on together.
     current: Arc<AtomicUsize>,
+    /// Whether the last call found its control plane unreachable: a move to the next one is
+    /// logged as a warning once per outage, not at every retry.
+    moving: Arc<AtomicBool>,
     /// The clients' own, for `Report`, which is sent as an `EncodedReportRequest`.
     transport: Transport,
     timeout: Duration,
@@ -90,7 +93,12 @@ impl ControlPlane {
                 Ok(ConnectorServiceClient::new(transport.clone(), config))
             })
             .collect::<Result<Arc<[_]>, ClientError>>()?;
-        Ok(Self { clients, current: Arc::default(), transport, timeout: CALL_TIMEOUT })
+        Ok(Self { clients, current: Arc::default(), moving: Arc::default(), transport, timeout: CALL_TIMEOUT })
+    }
+
+    /// Which of its addresses calls go to now (its place in the configured list).
+    pub fn current_replica(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.clients.len()
     }
 
     /// The same client with another limit for unary calls.
@@ -103,12 +111,13 @@ impl ControlPlane {
     /// left of it). When that control plane cannot be reached, the call is made again on the
     /// next one in the time left, and every later call goes there too; each address is tried
     /// once. Every call here may be repeated: reports are idempotent per session and sequence
-    /// number, and the others only state or ask. No answer counts as unreachable only in the
-    /// client's whole time limit: a login's short wait for an identity check is no sign a
-    /// replica is gone.
+    /// number, and the others only state or ask. A replica that hangs (stopped, its machine
+    /// overloaded) refuses nothing: `on_silence` says whether no answer in time counts as
+    /// unreachable.
     async fn on_current<'a, T, F>(
         &'a self,
         timeout: Duration,
+        on_silence: OnSilence,
         call: impl Fn(&'a ConnectorServiceClient<Transport>, CallOptions) -> F,
     ) -> Result<T, ConnectError>
     where
@@ -120,10 +129,13 @@ impl ControlPlane {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let result = bounded(left, call(&self.clients[at], CallOptions::default().with_timeout(left))).await;
-            let Err(error) = &result else { return result };
+            let Err(error) = &result else {
+                self.moving.store(false, Ordering::Relaxed);
+                return result;
+            };
             let unreachable = match error.code {
                 ErrorCode::Unavailable | ErrorCode::Unknown => true,
-                ErrorCode::DeadlineExceeded => left >= self.timeout,
+                ErrorCode::DeadlineExceeded => on_silence == OnSilence::NextReplica,
                 _ => false,
             };
             tried += 1;
@@ -132,12 +144,13 @@ impl ControlPlane {
             }
             let next = (at + 1) % self.clients.len();
             if self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                tracing::warn!(
-                    from = %self.clients[at].config().base_uri(),
-                    to = %self.clients[next].config().base_uri(),
-                    %error,
-                    "control plane unreachable: trying the next one"
-                );
+                let from = self.clients[at].config().base_uri();
+                let to = self.clients[next].config().base_uri();
+                if self.moving.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(%from, %to, %error, "control plane unreachable: trying the next one");
+                } else {
+                    tracing::warn!(%from, %to, %error, "control plane unreachable: trying the next one");
+                }
             }
             if tried == self.clients.len() || Instant::now() >= deadline {
                 return result;
@@ -155,7 +168,9 @@ impl ControlPlane {
             previous_run_ids: previous.to_vec(),
             ..Default::default()
         };
-        let call = self.on_current(self.timeout, |client, options| client.hello_with_options(request.clone(), options));
+        let call = self.on_current(self.timeout, OnSilence::NextReplica, |client, options| {
+            client.hello_with_options(request.clone(), options)
+        });
         let response = call.await?.into_owned();
         Ok(HelloInfo {
             connector_id: response.connector_id,
@@ -173,14 +188,14 @@ impl ControlPlane {
 
     pub async fn heartbeat(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::HeartbeatRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(timeout, |client, options| client.heartbeat_with_options(request.clone(), options)).await?;
+        self.on_current(timeout, OnSilence::NextReplica, |client, options| client.heartbeat_with_options(request.clone(), options)).await?;
         Ok(())
     }
 
     /// Ends run `run_id`, which stopped cleanly with every event stored.
     pub async fn goodbye(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::GoodbyeRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(timeout, |client, options| client.goodbye_with_options(request.clone(), options)).await?;
+        self.on_current(timeout, OnSilence::NextReplica, |client, options| client.goodbye_with_options(request.clone(), options)).await?;
         Ok(())
     }
 
@@ -188,7 +203,7 @@ impl ControlPlane {
     /// events were new to the control plane.
     pub async fn report(&self, run_id: &str, events: Vec<Bytes>) -> Result<u32, ConnectError> {
         let request = pb::EncodedReportRequest { events, run_id: run_id.to_owned(), ..Default::default() };
-        let call = self.on_current(self.timeout, |client, options| {
+        let call = self.on_current(self.timeout, OnSilence::NextReplica, |client, options| {
             connectrpc::client::call_unary::<_, _, ReportResponseView<'static>>(
                 &self.transport,
                 client.config(),
@@ -209,7 +224,7 @@ impl ControlPlane {
     ) -> Result<pb::VerifyIdentityResponse, ConnectError> {
         let timeout = timeout.min(self.timeout);
         let call =
-            self.on_current(timeout, |client, options| client.verify_identity_with_options(request.clone(), options));
+            self.on_current(timeout, OnSilence::GiveUp, |client, options| client.verify_identity_with_options(request.clone(), options));
         Ok(call.await?.into_owned())
     }
 
@@ -221,8 +236,19 @@ impl ControlPlane {
     {
         let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
         // Bounded until the stream opens; its options would bound the stream itself.
-        self.on_current(self.timeout, |client, _| client.watch_terminations(request.clone())).await
+        self.on_current(self.timeout, OnSilence::NextReplica, |client, _| client.watch_terminations(request.clone())).await
     }
+}
+
+/// What a call that got no answer in time says of its control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnSilence {
+    /// It is gone: the next one is tried. Calls made in the background, which can wait
+    /// their whole time limit.
+    NextReplica,
+    /// Nothing: a login's short wait for an identity check is no sign a replica is gone (the
+    /// heartbeats will tell).
+    GiveUp,
 }
 
 /// A wall-clock bound on top of the call's own deadline, which covers

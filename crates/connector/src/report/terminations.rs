@@ -18,6 +18,9 @@ use crate::timer;
 /// A stream that lived this long was healthy: the next break retries at once.
 const HEALTHY_STREAM: Duration = Duration::from_secs(5);
 
+/// How often an open stream checks that the other calls still go to its control plane.
+const REPLICA_CHECK: Duration = Duration::from_secs(1);
+
 /// Waits for the first successful `Hello`, then watches terminations until
 /// `stop`, ending each named session through [`LiveSessions::terminate`].
 pub async fn run(
@@ -63,10 +66,25 @@ async fn watch(
     failing: &mut bool,
 ) -> Result<(), ConnectError> {
     let mut stream = control.watch_terminations(run_id).await?;
+    let replica = control.current_replica();
     if std::mem::take(failing) {
         tracing::info!("termination stream open again");
     }
-    while let Some(message) = stream.message().await? {
+    // A replica that hangs keeps the stream open and silent: once the other calls (heartbeats,
+    // reports) found it unreachable and moved on, the stream follows them.
+    let mut replica_check = timer::interval_at(tokio::time::Instant::now() + REPLICA_CHECK, REPLICA_CHECK);
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message?,
+            _ = replica_check.tick() => {
+                if control.current_replica() == replica {
+                    continue;
+                }
+                tracing::info!("the control plane's other calls moved to another replica: reopening the termination stream there");
+                return Ok(());
+            }
+        };
+        let Some(message) = message else { return Ok(()) };
         let t = message.to_owned_message();
         let termination = Termination::Requested { termination_id: t.termination_id.clone(), reason: t.reason };
         let found = live.terminate(&t.session_id, termination);
@@ -76,5 +94,4 @@ async fn watch(
             tracing::debug!(session_id = %t.session_id, termination_id = %t.termination_id, "termination for a session not live here");
         }
     }
-    Ok(())
 }
