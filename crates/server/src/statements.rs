@@ -39,8 +39,10 @@ impl StatementsService for SessionsApi {
             _ => String::new(),
         };
         let now = now_micros();
+        // Numbered by place: 1 for the session's first statement.
+        let numbers = (start as u64 + 1)..;
         Response::ok(ListSessionStatementsResponse {
-            statements: page.iter().map(|s| statement(s, now)).collect(),
+            statements: page.iter().zip(numbers).map(|(s, number)| statement(s, number, now)).collect(),
             next_page_token,
             ..Default::default()
         })
@@ -56,13 +58,13 @@ fn page_key(token: &str) -> Option<(Micros, u64)> {
     Some((start.parse().ok()?, seq.parse().ok()?))
 }
 
-fn statement(s: &StatementRecord, now: Micros) -> SessionStatement {
+fn statement(s: &StatementRecord, number: u64, now: Micros) -> SessionStatement {
     let lasted = match s.status {
         StatementStatus::Running => (now - s.start).max(0),
         StatementStatus::Completed | StatementStatus::Unreported => s.duration,
     };
     SessionStatement {
-        seq: s.seq,
+        seq: number,
         start_time: timestamp(s.start).into(),
         duration: duration(lasted).into(),
         text: s.text.clone(),

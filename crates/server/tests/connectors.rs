@@ -195,7 +195,33 @@ async fn statements_carry_their_outcomes() {
     let token = first["nextPageToken"].as_str().unwrap().to_owned();
     let (_, second) = page(2, &token).await;
     assert_eq!(texts(&second), [json!("select pg_sleep(60)")]);
+    assert_eq!(second["statements"][0]["seq"], "3", "numbered by place across pages");
     assert_eq!(second["nextPageToken"], json!(null), "the last page says so: {second}");
+
+    // The running statement completes (a later event) and another follows: numbered 1 to 4,
+    // the completed one where it ran.
+    let batch = vec![
+        event("sess-1", 4, statement("select pg_sleep(60)", t0 + 3_000)),
+        event("sess-1", 5, statement("select 2", t0 + 4_000)),
+    ];
+    assert_eq!(report(&s.connector, batch).await, 2);
+    let (_, body) = list(s.h.reader_key.clone(), "sess-1").await;
+    let numbered: Vec<_> = body["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["seq"].as_str().unwrap().to_owned(), s["text"].as_str().unwrap().to_owned(), s["status"].clone()))
+        .collect();
+    let completed = json!("completed");
+    assert_eq!(
+        numbered,
+        [
+            ("1".to_owned(), "select 1".to_owned(), completed.clone()),
+            ("2".to_owned(), "select 1/0".to_owned(), completed.clone()),
+            ("3".to_owned(), "select pg_sleep(60)".to_owned(), completed.clone()),
+            ("4".to_owned(), "select 2".to_owned(), completed),
+        ]
+    );
     expect_error(&page(2, "garbage").await, 400, "invalid_argument");
     expect_error(&page(-1, "").await, 400, "invalid_argument");
     expect_error(&page(100_001, "").await, 400, "invalid_argument");
