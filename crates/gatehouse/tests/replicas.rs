@@ -325,11 +325,7 @@ async fn a_replica_that_hangs_is_left_for_the_other() {
     send(&mut stdin, "select pg_sleep(30);");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let shutdown = cluster
-        .call(
-            0,
-            "CreateSessionTermination",
-            json!({"session_id": id, "connector_id": session["connector"]["id"]}),
-        )
+        .call(0, "CreateSessionTermination", json!({"session_id": id, "connector_id": session["connector"]["id"]}))
         .await;
     assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
     let deadline = Instant::now() + Duration::from_secs(3);

@@ -24,6 +24,10 @@ use crate::timer;
 /// Unary calls not answered within this are abandoned (and retried).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The least time a call is made with on another replica, and the least a call's silence is
+/// taken for that replica being unreachable in.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
 /// Why a control plane address or key cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -135,7 +139,7 @@ impl ControlPlane {
             };
             let unreachable = match error.code {
                 ErrorCode::Unavailable | ErrorCode::Unknown => true,
-                ErrorCode::DeadlineExceeded => on_silence == OnSilence::NextReplica,
+                ErrorCode::DeadlineExceeded => on_silence == OnSilence::NextReplica && left >= MIN_ATTEMPT,
                 _ => false,
             };
             tried += 1;
@@ -152,7 +156,9 @@ impl ControlPlane {
                     tracing::warn!(%from, %to, %error, "control plane unreachable: trying the next one");
                 }
             }
-            if tried == self.clients.len() || Instant::now() >= deadline {
+            // A moment is no fair chance: its silence would send the calls back to a replica
+            // that hangs.
+            if tried == self.clients.len() || deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT {
                 return result;
             }
             at = next;
@@ -188,14 +194,20 @@ impl ControlPlane {
 
     pub async fn heartbeat(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::HeartbeatRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(timeout, OnSilence::NextReplica, |client, options| client.heartbeat_with_options(request.clone(), options)).await?;
+        self.on_current(timeout, OnSilence::NextReplica, |client, options| {
+            client.heartbeat_with_options(request.clone(), options)
+        })
+        .await?;
         Ok(())
     }
 
     /// Ends run `run_id`, which stopped cleanly with every event stored.
     pub async fn goodbye(&self, run_id: &str, timeout: Duration) -> Result<(), ConnectError> {
         let request = pb::GoodbyeRequest { run_id: run_id.to_owned(), ..Default::default() };
-        self.on_current(timeout, OnSilence::NextReplica, |client, options| client.goodbye_with_options(request.clone(), options)).await?;
+        self.on_current(timeout, OnSilence::NextReplica, |client, options| {
+            client.goodbye_with_options(request.clone(), options)
+        })
+        .await?;
         Ok(())
     }
 
@@ -223,8 +235,9 @@ impl ControlPlane {
         timeout: Duration,
     ) -> Result<pb::VerifyIdentityResponse, ConnectError> {
         let timeout = timeout.min(self.timeout);
-        let call =
-            self.on_current(timeout, OnSilence::GiveUp, |client, options| client.verify_identity_with_options(request.clone(), options));
+        let call = self.on_current(timeout, OnSilence::GiveUp, |client, options| {
+            client.verify_identity_with_options(request.clone(), options)
+        });
         Ok(call.await?.into_owned())
     }
 
@@ -236,7 +249,8 @@ impl ControlPlane {
     {
         let request = pb::WatchTerminationsRequest { run_id: run_id.to_owned(), ..Default::default() };
         // Bounded until the stream opens; its options would bound the stream itself.
-        self.on_current(self.timeout, OnSilence::NextReplica, |client, _| client.watch_terminations(request.clone())).await
+        self.on_current(self.timeout, OnSilence::NextReplica, |client, _| client.watch_terminations(request.clone()))
+            .await
     }
 }
 
