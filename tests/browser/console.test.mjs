@@ -996,12 +996,13 @@ test('a live session with thousands of statements is not redrawn at every refres
   assert.deepEqual(classes, ['completed', 'running'], 'the one that was running is shown completed');
 });
 
-test('each statement says what it did: its time, rows and bytes, its error, whether it runs', async (t) => {
+test('each statement says what it did: its time, rows sent and changed, bytes, its error, whether it runs', async (t) => {
   const page = await open(t, { path: LIVE });
   const statements = [
     statementAt(1, 'select 1', { rows: '1', bytesSent: '64', duration: '0.001500s' }),
     statementAt(2, 'select 1/0', { bytesSent: '90', sqlstate: '22012' }),
-    statementAt(3, 'select pg_sleep(60)', { status: 'running', duration: '75s' }),
+    statementAt(3, 'delete from t', { rowsChanged: '5000', bytesSent: '17', duration: '0.25s' }),
+    statementAt(4, 'select pg_sleep(60)', { status: 'running', duration: '75s' }),
   ];
   await page.route('**/gatehouse.sessions.v1.StatementsService/ListSessionStatements', (route) =>
     route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements }) }));
@@ -1012,6 +1013,7 @@ test('each statement says what it did: its time, rows and bytes, its error, whet
   assert.deepEqual(shown, [
     ['completed', '1.500 ms · 1 row · 64 bytes'],
     ['failed', '0.000 ms · 0 rows · 90 bytes · error 22012'],
+    ['completed', '250.000 ms · 0 rows · 5000 rows changed · 17 bytes'],
     ['running', '1m 15s · 0 rows · 0 bytes · running'],
   ]);
   await page.screenshot({ path: `${ARTIFACTS}detail-statements-1280.png` });

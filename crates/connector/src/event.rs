@@ -67,6 +67,8 @@ pub struct Statement {
     pub bytes_sent: i64,
     /// SQLSTATE of the error; empty on success.
     pub sqlstate: String,
+    /// Rows inserted, updated, deleted, merged or copied in, by its commands' tags.
+    pub rows_changed: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

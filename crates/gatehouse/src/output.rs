@@ -338,7 +338,7 @@ fn csv_cell(column: &str, value: Option<&Value>) -> String {
 }
 
 /// Columns that count something: a zero the API's JSON leaves out is written `0`, not nothing.
-const COUNTS: [&str; 2] = ["rows", "bytes_sent"];
+const COUNTS: [&str; 3] = ["rows", "rows_changed", "bytes_sent"];
 
 /// A text a spreadsheet would run as a formula (a role named `=HYPERLINK(...)`, say) gets a
 /// leading `'`, as OWASP advises for CSV files; the console's export does the same.

@@ -240,15 +240,33 @@ async fn a_psql_session_is_recorded_live_and_completed() {
         &system.admin_key,
     ]));
     let listed: Vec<Value> = listed.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    let outcome = |s: &Value| (s["text"].clone(), s["rows"].clone(), s["sqlstate"].clone(), s["status"].clone());
+    let outcome = |s: &Value| {
+        let (rows, changed) = (s["rows"].clone(), s["rowsChanged"].clone());
+        (s["seq"].clone(), s["text"].clone(), rows, changed, s["sqlstate"].clone(), s["status"].clone())
+    };
+    let none = Value::Null;
     assert_eq!(
         listed.iter().map(outcome).collect::<Vec<_>>(),
         [
-            (json!("select 1 as one;"), json!("1"), Value::Null, json!("completed")),
-            (json!("create temp table t (n int);"), Value::Null, Value::Null, json!("completed")),
-            (json!("insert into t select generate_series(1, 5);"), Value::Null, Value::Null, json!("completed")),
-            (json!("select count(*) from t;"), json!("1"), Value::Null, json!("completed")),
-            (json!("select 1/0;"), Value::Null, json!("22012"), json!("completed")),
+            (json!("1"), json!("select 1 as one;"), json!("1"), none.clone(), none.clone(), json!("completed")),
+            (
+                json!("2"),
+                json!("create temp table t (n int);"),
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                json!("completed")
+            ),
+            (
+                json!("3"),
+                json!("insert into t select generate_series(1, 5);"),
+                none.clone(),
+                json!("5"),
+                none.clone(),
+                json!("completed")
+            ),
+            (json!("4"), json!("select count(*) from t;"), json!("1"), none.clone(), none.clone(), json!("completed")),
+            (json!("5"), json!("select 1/0;"), none.clone(), none.clone(), json!("22012"), json!("completed")),
         ]
     );
     assert!(listed.iter().all(|s| s["bytesSent"].as_str().unwrap().parse::<u64>().unwrap() > 0), "{listed:?}");

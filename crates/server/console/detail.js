@@ -25,11 +25,14 @@ export function statementDuration(duration) {
   return seconds < 60 ? `${(seconds * 1000).toFixed(3)} ms` : formatDuration(duration);
 }
 
-/** What a statement did, in a few words: how long, rows and bytes sent, its error, and whether it still runs. */
+/** What a statement did, in a few words: how long, rows sent and changed, bytes sent, its error, and whether it still runs. */
 export function outcomeOf(st) {
   const parts = [statementDuration(st.duration)];
   const rows = Number(st.rows || 0);
-  parts.push(`${rows} ${rows === 1 ? 'row' : 'rows'}`, `${Number(st.bytesSent || 0)} bytes`);
+  parts.push(`${rows} ${rows === 1 ? 'row' : 'rows'}`);
+  const changed = Number(st.rowsChanged || 0);
+  if (changed) parts.push(`${changed} ${changed === 1 ? 'row' : 'rows'} changed`);
+  parts.push(`${Number(st.bytesSent || 0)} bytes`);
   if (st.sqlstate) parts.push(`error ${st.sqlstate}`);
   if (st.status === 'running') parts.push('running');
   if (st.status === 'unreported') parts.push('outcome never reported (its connector was lost)');

@@ -263,6 +263,7 @@ impl wire::ConnectorService for ConnectorApi {
                         bytes_sent: s.bytes_sent,
                         sqlstate: s.sqlstate,
                         status: StatementStatus::Completed,
+                        rows_changed: s.rows_changed,
                     },
                 },
                 Some(Kind::Running(r)) => IngestEvent::Running {
@@ -366,6 +367,7 @@ fn storable(mut event: IngestEvent) -> Result<IngestEvent, ConnectError> {
             clip(&mut statement.sqlstate, MAX_VALUE);
             statement.rows = statement.rows.clamp(0, MAX_COUNT);
             statement.bytes_sent = statement.bytes_sent.clamp(0, MAX_COUNT);
+            statement.rows_changed = statement.rows_changed.clamp(0, MAX_COUNT);
             session_id
         }
         IngestEvent::End { session_id, reason, .. } => {

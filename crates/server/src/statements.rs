@@ -72,6 +72,7 @@ fn statement(s: &StatementRecord, number: u64, now: Micros) -> SessionStatement 
         bytes_sent: s.bytes_sent,
         sqlstate: s.sqlstate.clone(),
         status: s.status.as_str().to_owned(),
+        rows_changed: s.rows_changed,
         ..Default::default()
     }
 }

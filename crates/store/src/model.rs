@@ -207,6 +207,8 @@ pub struct StatementRecord {
     pub bytes_sent: i64,
     pub sqlstate: String,
     pub status: StatementStatus,
+    /// Rows it inserted, updated, deleted, merged or copied in.
+    pub rows_changed: i64,
 }
 
 /// Whether a statement's outcome is known: see [`Store::statements`](crate::Store::statements).

@@ -90,11 +90,23 @@ struct Pending {
     copy_data: i64,
     bytes_sent: i64,
     sqlstate: Option<String>,
+    /// Rows its commands inserted, updated, deleted, merged or copied in, by their tags.
+    rows_changed: i64,
 }
 
 impl Pending {
     fn new(text: Text, start_us: i64) -> Self {
-        Self { text, start_us, nth: 0, rows: 0, copy_out: false, copy_data: 0, bytes_sent: 0, sqlstate: None }
+        Self {
+            text,
+            start_us,
+            nth: 0,
+            rows: 0,
+            copy_out: false,
+            copy_data: 0,
+            bytes_sent: 0,
+            sqlstate: None,
+            rows_changed: 0,
+        }
     }
 
     /// A statement that failed before it ran: its ErrorResponse is all the client got.
@@ -110,6 +122,7 @@ impl Pending {
             rows: self.rows + if self.copy_out { self.copy_data } else { 0 },
             bytes_sent: self.bytes_sent,
             sqlstate: self.sqlstate.unwrap_or_default(),
+            rows_changed: self.rows_changed,
         }
     }
 }
@@ -316,7 +329,8 @@ impl Recorder {
                 b'd' if p.copy_out => p.copy_data += 1,
                 // Each COPY of a query counts its own rows.
                 b'H' => (p.copy_out, p.copy_data) = (true, 0),
-                b'C' if std::mem::take(&mut p.copy_out) => p.rows += copied_rows(msg),
+                b'C' if std::mem::take(&mut p.copy_out) => p.rows += tag_rows(msg),
+                b'C' if changes_rows(msg.payload()) => p.rows_changed = p.rows_changed.saturating_add(tag_rows(msg)),
                 _ => {}
             }
         }
@@ -918,8 +932,14 @@ fn quote_ident(name: &str) -> Cow<'_, str> {
     if plain { Cow::Borrowed(name) } else { Cow::Owned(format!("\"{}\"", name.replace('"', "\"\""))) }
 }
 
-/// The rows a COPY's CommandComplete (`COPY n`) counts.
-fn copied_rows(msg: MessageRef<'_>) -> i64 {
+/// Whether a CommandComplete's tag counts rows its command changed (a COPY's: COPY FROM, once
+/// the COPY TO are told apart).
+fn changes_rows(tag: &[u8]) -> bool {
+    [&b"INSERT "[..], b"UPDATE ", b"DELETE ", b"MERGE ", b"COPY "].iter().any(|command| tag.starts_with(command))
+}
+
+/// The rows a CommandComplete (`COPY n`, `DELETE n`) counts.
+fn tag_rows(msg: MessageRef<'_>) -> i64 {
     msg.decode::<CommandComplete>()
         .ok()
         .and_then(|tag| tag.rows())
@@ -1739,6 +1759,31 @@ mod tests {
         }
         let got: Vec<_> = r.done().map(|s| (s.text, s.rows)).collect();
         assert_eq!(got, [("copy t from stdin".to_owned(), 0), ("select 1".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn rows_changed_are_counted_from_the_tags_of_commands_that_change_rows() {
+        let changed = |client: &[Message], server: &[Message]| {
+            let mut r = Recorder::default();
+            client.iter().for_each(|m| r.on_client(m.as_message_ref(), 10));
+            server.iter().for_each(|m| r.on_server(m.as_message_ref(), 20));
+            r.done().map(|s| (s.rows, s.rows_changed)).collect::<Vec<_>>()
+        };
+        // Every command of a simple query: INSERT's tag has an OID first.
+        let query = msg(b'Q', b"insert into t select 1; update t set n = 2; delete from t; merge ...\0");
+        let tags = [complete("INSERT 0 3"), complete("UPDATE 2"), complete("DELETE 5"), complete("MERGE 1"), ready()];
+        assert_eq!(changed(&[query], &tags), [(0, 11)]);
+        // COPY FROM changes rows; COPY TO sends them; a SELECT or a CREATE TABLE AS (`SELECT n`) neither.
+        let copy_in = [msg(b'Q', b"copy t from stdin\0"), msg(b'd', b"1\n2\n"), msg(b'c', b"")];
+        assert_eq!(changed(&copy_in, &[msg(b'G', b"\0\0\0"), complete("COPY 2"), ready()]), [(0, 2)]);
+        let copy_out = [msg(b'H', b"\0\0\0"), msg(b'd', b"1\n"), msg(b'c', b""), complete("COPY 1"), ready()];
+        assert_eq!(changed(&[msg(b'Q', b"copy t to stdout\0")], &copy_out), [(1, 0)]);
+        let select = msg(b'Q', b"create table u as select 1\0");
+        assert_eq!(changed(&[select], &[complete("SELECT 1"), complete("CREATE TABLE"), ready()]), [(0, 0)]);
+        // An extended statement's Execute.
+        let client = [parse("", "delete from t"), bind("", ""), execute(""), msg(b'S', b"")];
+        let server = [msg(b'1', b""), msg(b'2', b""), complete("DELETE 7"), ready()];
+        assert_eq!(changed(&client, &server), [(0, 7)]);
     }
 
     #[test]

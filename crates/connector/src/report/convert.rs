@@ -80,7 +80,8 @@ fn encode_statement(session_id: &str, seq: u64, s: &Statement) -> Bytes {
         + string_field_len(&text)
         + int64_field_len(s.rows)
         + int64_field_len(s.bytes_sent)
-        + string_field_len(&s.sqlstate);
+        + string_field_len(&s.sqlstate)
+        + int64_field_len(s.rows_changed);
     let len = string_field_len(session_id)
         + if seq == 0 { 0 } else { 1 + buffa::types::uint64_encoded_len(seq) }
         + len_delimited_field_len(statement_len);
@@ -105,6 +106,9 @@ fn encode_statement(session_id: &str, seq: u64, s: &Statement) -> Bytes {
     }
     if !s.sqlstate.is_empty() {
         put_string_field(6, &s.sqlstate, &mut out);
+    }
+    if s.rows_changed != 0 {
+        put_int64_field(7, s.rows_changed, &mut out);
     }
     debug_assert_eq!(out.len(), len);
     // Its exact capacity: the vector becomes the `Bytes` without another allocation.
@@ -206,6 +210,7 @@ pub fn decode(bytes: &[u8]) -> Result<SessionEvent, DecodeError> {
             rows: s.rows,
             bytes_sent: s.bytes_sent,
             sqlstate: s.sqlstate,
+            rows_changed: s.rows_changed,
         }),
         Some(Kind::Running(r)) => EventKind::Running(RunningStatement {
             start_us: micros_of(r.start_time.seconds, r.start_time.nanos),
@@ -353,6 +358,7 @@ mod tests {
                 rows: s.rows,
                 bytes_sent: s.bytes_sent,
                 sqlstate: s.sqlstate.clone(),
+                rows_changed: s.rows_changed,
                 ..Default::default()
             })),
             ..Default::default()
@@ -371,10 +377,11 @@ mod tests {
             rows: i64,
             bytes_sent: i64,
             sqlstate in "([0-9A-Z]{5})?",
+            rows_changed: i64,
         ) {
             // Whole seconds and zeros too, where fields are left out.
-            for (start_us, duration_us, rows) in [(start_us, duration_us, rows), (0, 0, 0), (start_us / 1_000_000 * 1_000_000, -duration_us.abs() % 1_000_000, 1)] {
-                let s = Statement { start_us, duration_us, text: text.clone(), rows, bytes_sent, sqlstate: sqlstate.clone() };
+            for (start_us, duration_us, rows, rows_changed) in [(start_us, duration_us, rows, rows_changed), (0, 0, 0, 0), (start_us / 1_000_000 * 1_000_000, -duration_us.abs() % 1_000_000, 1, 1)] {
+                let s = Statement { start_us, duration_us, text: text.clone(), rows, bytes_sent, sqlstate: sqlstate.clone(), rows_changed };
                 let ours = encode(&session_id, seq, &EventKind::Statement(s.clone()), "run");
                 proptest::prop_assert_eq!(&ours[..], &buffa_statement(&session_id, seq, &s)[..]);
             }
@@ -412,6 +419,7 @@ mod tests {
                 rows: 7,
                 bytes_sent: 1 << 40,
                 sqlstate: "57014".into(),
+                rows_changed: 3,
             }),
             EventKind::Statement(Statement::default()),
             EventKind::Running(RunningStatement { start_us: 1_700_000_003_000_001, text: "select pg_sleep(9)".into() }),

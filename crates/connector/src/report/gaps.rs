@@ -31,11 +31,19 @@ struct Gap {
     end_us: i64,
     rows: i64,
     bytes_sent: i64,
+    rows_changed: i64,
 }
 
 impl Gap {
     fn new(first: &Statement) -> Self {
-        let mut gap = Self { statements: 0, start_us: first.start_us, end_us: first.start_us, rows: 0, bytes_sent: 0 };
+        let mut gap = Self {
+            statements: 0,
+            start_us: first.start_us,
+            end_us: first.start_us,
+            rows: 0,
+            bytes_sent: 0,
+            rows_changed: 0,
+        };
         gap.add(first);
         gap
     }
@@ -46,6 +54,7 @@ impl Gap {
         self.end_us = self.end_us.max(statement.start_us + statement.duration_us);
         self.rows += statement.rows;
         self.bytes_sent += statement.bytes_sent;
+        self.rows_changed += statement.rows_changed;
     }
 
     fn statement(&self) -> EventKind {
@@ -58,6 +67,7 @@ impl Gap {
             rows: self.rows,
             bytes_sent: self.bytes_sent,
             sqlstate: String::new(),
+            rows_changed: self.rows_changed,
         })
     }
 }
@@ -78,6 +88,7 @@ mod tests {
             text: "select 1".into(),
             rows,
             bytes_sent: 10,
+            rows_changed: 2 * rows,
             ..Default::default()
         })
     }
@@ -102,6 +113,7 @@ mod tests {
                 rows: 4,
                 bytes_sent: 20,
                 sqlstate: String::new(),
+                rows_changed: 8,
             })
         );
         assert_eq!((markers[1].session_id.as_str(), markers[1].seq), ("b", 9));

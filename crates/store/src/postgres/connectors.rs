@@ -316,10 +316,10 @@ impl PgStore {
         // One statement, so one snapshot: a report that completed a statement and announced
         // the next is read whole, never the announcement without the statement before it.
         let rows = sqlx::query(
-            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, false AS running, \
+            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, rows_changed, false AS running, \
                  NULL::int8 AS session_end FROM statements \
              WHERE org_id = $1 AND session_id = $2 \
-             UNION ALL SELECT running_seq, running_start_us, 0, running_text, 0, 0, '', true, end_us FROM sessions \
+             UNION ALL SELECT running_seq, running_start_us, 0, running_text, 0, 0, '', 0, true, end_us FROM sessions \
              WHERE org_id = $1 AND id = $2 AND running_seq IS NOT NULL \
              ORDER BY seq",
         )
@@ -344,6 +344,7 @@ impl PgStore {
                 bytes_sent: row.try_get("bytes_sent")?,
                 sqlstate: row.try_get("sqlstate")?,
                 status: StatementStatus::Completed,
+                rows_changed: row.try_get("rows_changed")?,
             });
         }
         Ok(row::with_running(statements, announced))

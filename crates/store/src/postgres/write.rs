@@ -230,9 +230,10 @@ const INSERT_STATEMENTS: &str = concat!(
 WITH others AS (
     SELECT id FROM sessions WHERE org_id = $1 AND connector_id <> $11 AND id = ANY($2::text[])
 ), inserted AS (
-    INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate)
+    INSERT INTO statements (org_id, session_id, seq, start_us, duration_us, text, rows, bytes_sent, sqlstate,
+        rows_changed)
     SELECT $1, u.* FROM UNNEST($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[],
-        $9::text[]) AS u (session_id)
+        $9::text[], $12::int8[]) AS u (session_id)
     WHERE u.session_id NOT IN (SELECT id FROM others)
     ON CONFLICT DO NOTHING
     RETURNING session_id, seq, rows, bytes_sent
@@ -281,6 +282,7 @@ pub(super) async fn insert_statements(
             .bind(chunk.iter().map(|(_, s)| s.sqlstate.as_str()).collect::<Vec<_>>())
             .bind(chunk.iter().map(|(_, s)| fingerprint(&s.text)).collect::<Vec<_>>())
             .bind(connector_id)
+            .bind(chunk.iter().map(|(_, s)| s.rows_changed).collect::<Vec<_>>())
             .fetch_one(&mut *conn)
             .await?;
         stored += u64::try_from(done).unwrap_or_default();

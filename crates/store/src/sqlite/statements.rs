@@ -15,7 +15,7 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::StoreError;
 use crate::fingerprint::fingerprint;
-use crate::model::{IngestEvent, StatementRecord, StatementStatus};
+use crate::model::{IngestEvent, StatementRecord};
 use crate::row::running_completed_by;
 use crate::sql::{Dialect, SqlBuilder};
 
@@ -26,8 +26,39 @@ const CHUNK_STATEMENTS: usize = 500;
 /// SQLite's bind limit (32,766).
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// A chunk's statement: `[seq, start_us, duration_us, rows, bytes_sent, sqlstate, text]`.
-type Packed = (u64, i64, i64, i64, i64, String, String);
+/// A chunk's statement: `[seq, start_us, duration_us, rows, bytes_sent, sqlstate, text,
+/// rows_changed]`. Chunks stored before `rows_changed` was recorded end at `text`.
+struct Packed(StatementRecord);
+
+impl<'de> serde::Deserialize<'de> for Packed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = Packed;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a statement's 7 or 8 items")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Packed, A::Error> {
+                let missing = |n| serde::de::Error::invalid_length(n, &self);
+                let mut s = StatementRecord {
+                    seq: items.next_element()?.ok_or_else(|| missing(0))?,
+                    start: items.next_element()?.ok_or_else(|| missing(1))?,
+                    duration: items.next_element()?.ok_or_else(|| missing(2))?,
+                    rows: items.next_element()?.ok_or_else(|| missing(3))?,
+                    bytes_sent: items.next_element()?.ok_or_else(|| missing(4))?,
+                    sqlstate: items.next_element()?.ok_or_else(|| missing(5))?,
+                    text: items.next_element()?.ok_or_else(|| missing(6))?,
+                    ..StatementRecord::default()
+                };
+                s.rows_changed = items.next_element()?.unwrap_or_default();
+                Ok(Packed(s))
+            }
+        }
+        deserializer.deserialize_seq(Items)
+    }
+}
 
 /// One row of `statement_chunks`: a session and up to [`CHUNK_STATEMENTS`]
 /// of its statements.
@@ -270,7 +301,9 @@ fn seq(statement: &StatementRecord) -> i64 {
 fn pack(statements: &[&StatementRecord]) -> String {
     let rows: Vec<_> = statements
         .iter()
-        .map(|s| (s.seq, s.start, s.duration, s.rows, s.bytes_sent, s.sqlstate.as_str(), s.text.as_str()))
+        .map(|s| {
+            (s.seq, s.start, s.duration, s.rows, s.bytes_sent, s.sqlstate.as_str(), s.text.as_str(), s.rows_changed)
+        })
         .collect();
     serde_json::to_string(&rows).expect("tuples of numbers and strings always serialize")
 }
@@ -278,17 +311,29 @@ fn pack(statements: &[&StatementRecord]) -> String {
 fn unpack(body: &str) -> Result<Vec<StatementRecord>, StoreError> {
     let rows: Vec<Packed> =
         serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("statement_chunks.body: {e}")))?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, start, duration, rows, bytes_sent, sqlstate, text)| StatementRecord {
-            seq,
-            start,
-            duration,
-            text,
-            rows,
-            bytes_sent,
-            sqlstate,
-            status: StatementStatus::Completed,
-        })
-        .collect())
+    Ok(rows.into_iter().map(|Packed(statement)| statement).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_read_back_what_they_were_written_with_and_older_ones_without_rows_changed() {
+        let statement = StatementRecord {
+            seq: 7,
+            start: 1,
+            duration: 2,
+            text: "delete from t".into(),
+            rows: 0,
+            bytes_sent: 17,
+            sqlstate: String::new(),
+            rows_changed: 5000,
+            ..StatementRecord::default()
+        };
+        assert_eq!(unpack(&pack(&[&statement])).unwrap(), [statement.clone()]);
+        let older = r#"[[7,1,2,0,17,"","delete from t"]]"#;
+        assert_eq!(unpack(older).unwrap(), [StatementRecord { rows_changed: 0, ..statement }]);
+        assert!(matches!(unpack(r#"[[7,1,2,0,17,""]]"#), Err(StoreError::Corrupt(_))));
+    }
 }

@@ -64,6 +64,7 @@ fn statement(session_id: &str, seq: u64, text: &str) -> IngestEvent {
             rows: seq as i64,
             bytes_sent: 100 * seq as i64,
             sqlstate: "00000".into(),
+            rows_changed: 1000 * seq as i64,
             ..Default::default()
         },
     }
@@ -227,6 +228,7 @@ pub async fn ingest_stores_each_event_once(store: &dyn Store) {
             rows: 1,
             bytes_sent: 100,
             sqlstate: "00000".into(),
+            rows_changed: 1000,
             ..Default::default()
         }
     );
