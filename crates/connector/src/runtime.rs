@@ -269,7 +269,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(joined) = serving.join_next() => Some(joined),
     };
     health.set_stopping();
-    tracing::info!("shutting down: no new clients, ending sessions");
+    tracing::info!("shutting down: no new clients; open sessions end after the drain (shutdown_drain_seconds)");
     stop_proxies.cancel();
     let mut result = Ok(());
     if let Some(joined) = stopped_early {

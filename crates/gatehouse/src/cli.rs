@@ -160,8 +160,9 @@ pub struct ServeArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub lease: LeaseArgs,
-    /// Delete completed sessions (and their statements) older than this, e.g. 90d; off by default
-    #[arg(long, value_parser = parse_duration)]
+    /// Delete completed sessions (and their statements) that ended longer ago than this, e.g.
+    /// 90d (at least 1d); off by default
+    #[arg(long, value_parser = parse_retention)]
     pub retention: Option<std::time::Duration>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key
     #[arg(long, env = "GATEHOUSE_TLS_CERT", requires = "tls_key")]
@@ -200,6 +201,19 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         Some(_) => Err(format!("{text:?} is not above zero")),
         None => Err(format!("{text:?} is not a duration such as 30s, 5m, 1h or 7d")),
     }
+}
+
+/// `serve --retention`: at least a day. Sessions are an audit trail, and `m` is minutes: a
+/// `5m` meant as months would delete nearly every session at once.
+fn parse_retention(text: &str) -> Result<std::time::Duration, String> {
+    let retention = parse_duration(text)?;
+    if retention < std::time::Duration::from_secs(86_400) {
+        return Err(format!(
+            "{text:?} would delete sessions that soon after they end: the least is 1d (m is minutes; \
+             150d is about five months)"
+        ));
+    }
+    Ok(retention)
 }
 
 /// `--since`: a span back from now, in microseconds. A leading `-` (`-1h`) or a trailing `ago`
@@ -451,7 +465,8 @@ pub enum ConnectorsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Give a connector a new key, printed once; its old key stops working at once
+    /// Give a connector a new key, printed once; its old key stops working at once, or after
+    /// --overlap
     RotateKey {
         /// The connector's name
         #[arg(value_parser = non_empty)]
@@ -539,7 +554,7 @@ pub enum OutputFormat {
     /// One JSON object per line (the API's JSON form); `json` is an alias
     #[value(alias = "json")]
     Jsonl,
-    /// A header row, then one flat row per session
+    /// A header row, then one flat row per record (session or statement)
     Csv,
 }
 

@@ -632,6 +632,12 @@ fn serve_says_when_it_starts_a_new_store_and_makes_none_when_it_cannot_listen() 
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("cannot listen on"), "{}", stderr(&refused));
     assert!(!dir.path().join("a").exists(), "no store made for a server that never ran");
+    // A retention of minutes (`5m` typed for months) would delete the audit trail at once.
+    let refused =
+        gatehouse().args(["serve", "--retention", "5m", "--data-dir"]).arg(dir.path().join("a")).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("the least is 1d"), "{}", stderr(&refused));
+    assert!(!dir.path().join("a").exists());
 
     let port = free_port();
     let mut child = gatehouse()

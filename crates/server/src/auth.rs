@@ -178,13 +178,14 @@ impl Authenticator {
             // For the security log: which key (its public prefix, when the
             // text is shaped like one of ours) was refused, and why.
             let key = presented_key(headers).ok().and_then(key_prefix).map(|(_, prefix)| prefix);
-            tracing::info!(
-                method = path.unwrap_or_default(),
-                key,
-                code = error.code.as_str(),
-                reason = error.message.as_deref().unwrap_or_default(),
-                "refused a call"
-            );
+            let (method, code) = (path.unwrap_or_default(), error.code.as_str());
+            let reason = error.message.as_deref().unwrap_or_default();
+            // A key that cannot be checked (the store unreachable) is an outage, not a refusal.
+            if error.code == ErrorCode::Unavailable || error.code == ErrorCode::DeadlineExceeded {
+                tracing::warn!(method, key, code, reason, "could not check a call's key");
+            } else {
+                tracing::info!(method, key, code, reason, "refused a call");
+            }
         }
         admitted
     }

@@ -102,6 +102,34 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<
     Ok(Arc::new(config))
 }
 
+/// Why clients that check certificates (ours: the CLI and connectors) would refuse the first
+/// certificate in `cert_pem` as a server's whatever authority they trust, when its own content
+/// says so: a CA's certificate (basicConstraints CA:TRUE, which `openssl req -x509` sets by
+/// default). `None` when it is fit, or cannot be read (serving it says why).
+pub fn unfit_server_certificate(cert_pem: &Path) -> Option<String> {
+    let chain = certificates(cert_pem).ok()?;
+    let leaf = chain.first()?;
+    // Trusted as its own anchor: what is left to refuse is the certificate itself.
+    let mut roots = RootCertStore::empty();
+    roots.add(leaf.clone()).ok()?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build().ok()?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
+    let now = rustls::pki_types::UnixTime::now();
+    let refused =
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(&*verifier, leaf, &chain[1..], &name, &[], now)
+            .err()?
+            .to_string();
+    refused.contains("CaUsedAsEndEntity").then(|| {
+        format!(
+            "{} is a CA certificate (CA:TRUE, which `openssl req -x509` sets by default): the CLI and \
+             connectors refuse it as a server's; serve a certificate that CA signed, or a self-signed one made \
+             with -addext basicConstraints=critical,CA:FALSE",
+            cert_pem.display()
+        )
+    })
+}
+
 /// The certificate authorities of a PEM file.
 ///
 /// # Errors
@@ -202,6 +230,20 @@ pub fn advice(error: &(dyn std::error::Error + 'static), ca_setting: &str) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_certificate_served_as_a_servers_is_named_unfit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["cp.internal".into()]).unwrap();
+        std::fs::write(&path, params.clone().self_signed(&key).unwrap().pem()).unwrap();
+        assert_eq!(unfit_server_certificate(&path), None, "a self-signed server certificate");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        assert!(unfit_server_certificate(&path).is_some_and(|why| why.contains("CA:TRUE")));
+        assert_eq!(unfit_server_certificate(&dir.path().join("missing.pem")), None);
+    }
 
     #[test]
     fn reads_what_rcgen_writes_and_names_the_file_otherwise() {

@@ -150,10 +150,13 @@ impl ControlPlane {
             if self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
                 let from = self.clients[at].config().base_uri();
                 let to = self.clients[next].config().base_uri();
+                // The whole chain, and what to do: a refused certificate is in the sources.
+                let advice = gatehouse_tls::advice(error, "control_plane.ca_file (or GATEHOUSE_CA_FILE)");
+                let error = gatehouse_tls::chain(error);
                 if self.moving.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(%from, %to, %error, "control plane unreachable: trying the next one");
+                    tracing::debug!(%from, %to, error, advice, "control plane unreachable: trying the next one");
                 } else {
-                    tracing::warn!(%from, %to, %error, "control plane unreachable: trying the next one");
+                    tracing::warn!(%from, %to, error, advice, "control plane unreachable: trying the next one");
                 }
             }
             // A moment is no fair chance: its silence would send the calls back to a replica

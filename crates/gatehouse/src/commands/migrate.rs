@@ -31,8 +31,9 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         note!("{name} is up to date.");
         return Ok(ExitCode::SUCCESS);
     }
+    let state = if args.check { "pending" } else { "applying" };
     for (version, description) in &pending {
-        note!("pending: {version} {description}");
+        note!("{state}: {version} {description}");
     }
     if args.check {
         return Ok(ExitCode::FAILURE);

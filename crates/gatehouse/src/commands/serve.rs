@@ -15,7 +15,12 @@ use crate::cli::{LeaseArgs, ServeArgs};
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            Some(gatehouse_tls::server_config(cert, key, gatehouse_server::https::ALPN).context("cannot serve HTTPS")?)
+            let config =
+                gatehouse_tls::server_config(cert, key, gatehouse_server::https::ALPN).context("cannot serve HTTPS")?;
+            if let Some(unfit) = gatehouse_tls::unfit_server_certificate(cert) {
+                tracing::warn!("{unfit}");
+            }
+            Some(config)
         }
         _ => None,
     };

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use gatehouse_core::{Micros, OrgId, Role, Session};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres, Row};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool, Postgres, Row};
 
 use crate::model::*;
 use crate::row::session_from_row;
@@ -100,7 +100,12 @@ impl PgStore {
 
     /// As [`PgStore::connect`], with parsed connection options.
     pub async fn connect_with(connect: PgConnectOptions, options: PgOptions) -> Result<Self, StoreError> {
-        let connect = connect.statement_cache_capacity(options.statement_cache_capacity).application_name("gatehouse");
+        let connect = connect
+            .statement_cache_capacity(options.statement_cache_capacity)
+            .application_name("gatehouse")
+            // sqlx's warning quotes the statement whole (a screenful of ingest SQL); the API's
+            // latency histogram in /metrics is where slowness shows.
+            .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         let direct = connect.clone();
         let statement_timeout = options.statement_timeout.as_millis().to_string();
         let timeout = statement_timeout.clone();

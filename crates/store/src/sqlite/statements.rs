@@ -331,7 +331,7 @@ mod tests {
             rows_changed: 5000,
             ..StatementRecord::default()
         };
-        assert_eq!(unpack(&pack(&[&statement])).unwrap(), [statement.clone()]);
+        assert_eq!(unpack(&pack(&[&statement])).unwrap(), std::slice::from_ref(&statement));
         let older = r#"[[7,1,2,0,17,"","delete from t"]]"#;
         assert_eq!(unpack(older).unwrap(), [StatementRecord { rows_changed: 0, ..statement }]);
         assert!(matches!(unpack(r#"[[7,1,2,0,17,""]]"#), Err(StoreError::Corrupt(_))));
