@@ -19,6 +19,14 @@ pub struct Metrics {
     pub sessions_revoked_total: AtomicU64,
     /// Events waiting to reach the control plane (in memory and spooled).
     pub report_backlog: AtomicU64,
+    /// Bytes of the spool on disk.
+    pub spool_bytes: AtomicU64,
+    /// 1 while the last call to the control plane reached one, 0 once none could be reached.
+    pub control_plane_reachable: AtomicU64,
+    /// Which of the configured control-plane addresses calls go to (0 for the first).
+    pub control_plane_replica: AtomicU64,
+    /// Calls that found a control plane unreachable (each address tried counts once).
+    pub control_plane_unreachable_total: AtomicU64,
     /// Events dropped: the spool was full in fail-open mode, a spool write
     /// failed, or the control plane refused the event as malformed.
     pub events_dropped_total: AtomicU64,
@@ -78,7 +86,7 @@ impl Metrics {
 
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 18] = [
             ("connections_total", "counter", "Client connections accepted", &self.connections_total),
             ("connections_active", "gauge", "Client connections open now", &self.connections_active),
             (
@@ -110,6 +118,30 @@ impl Metrics {
                 &self.sessions_revoked_total,
             ),
             ("report_backlog", "gauge", "Events not yet accepted by the control plane", &self.report_backlog),
+            (
+                "spool_bytes",
+                "gauge",
+                "Bytes of events spooled on disk while the control plane is away",
+                &self.spool_bytes,
+            ),
+            (
+                "control_plane_reachable",
+                "gauge",
+                "1 while the last call reached the control plane, 0 once none of its addresses could be",
+                &self.control_plane_reachable,
+            ),
+            (
+                "control_plane_replica",
+                "gauge",
+                "Which configured control-plane address calls go to (0: the first)",
+                &self.control_plane_replica,
+            ),
+            (
+                "control_plane_unreachable_total",
+                "counter",
+                "Calls that found a control-plane address unreachable",
+                &self.control_plane_unreachable_total,
+            ),
             (
                 "events_dropped_total",
                 "counter",

@@ -112,11 +112,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     timer::start().map_err(RunError::TimerThread)?;
     let control_thread = ControlThread::start().await.map_err(RunError::ControlThread)?;
     let control_rt = control_thread.handle.clone();
+    let metrics = Arc::new(Metrics::default());
     let control = ControlPlane::new(
         &config.control_plane.url,
         &config.control_plane.key,
         config.control_plane.ca_file.as_deref(),
-    )?;
+    )?
+    .with_metrics(Arc::clone(&metrics));
     let verify_control = control.clone();
     // First of what the process holds: a second process started with the same configuration
     // is told that, rather than that its ports are taken.
@@ -138,7 +140,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_listen);
     let (spool, journal) = open_state(&config).await?;
 
-    let metrics = Arc::new(Metrics::default());
     let live = Arc::new(LiveSessions::new());
     let (reporter, queue) = Reporter::new(Arc::clone(&metrics), &run_id, journal);
     let options = ReportOptions { fail_open: config.fail_open, ..ReportOptions::default() };

@@ -77,6 +77,8 @@ async fn an_outage_loses_nothing_and_duplicates_nothing() {
     send_all(&p, second);
     eventually("all spooled", || spooled_records(dir.path()) == events.len()).await;
     assert_eq!(p.backlog(), events.len() as u64, "spooled events are backlog");
+    let spooled = || p.metrics.spool_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    eventually("the spool's size shown", || spooled() > 0).await;
     let seen = h.plane.seen();
     assert!(seen.stored.is_empty() && seen.hellos.is_empty());
 
@@ -87,6 +89,7 @@ async fn an_outage_loses_nothing_and_duplicates_nothing() {
     assert_eq!(seen.hellos.len(), 1);
     eventually("backlog drained", || p.backlog() == 0).await;
     eventually("spool deleted", || segment_files(dir.path()).is_empty()).await;
+    eventually("the spool shown empty", || spooled() == 0).await;
 
     // Reporting is direct again, behind what was spooled.
     let later = session("d", 2);

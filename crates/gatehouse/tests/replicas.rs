@@ -321,6 +321,17 @@ async fn a_replica_that_hangs_is_left_for_the_other() {
     tokio::time::sleep(Duration::from_secs(13)).await;
     let listed = cluster.sessions(0, &format!("id:{id}")).await;
     assert_eq!(listed[0]["sessionStatus"], "active", "{listed:?}");
+    // The connector's /metrics says where its calls go, and that one address failed them.
+    let config = std::fs::read_to_string(cluster.dir.path().join(format!("connector-{proxy_port}.toml"))).unwrap();
+    let admin = config.lines().find_map(|line| line.strip_prefix("admin_listen = ")).unwrap().trim_matches('"');
+    let metrics = cluster.http.get(format!("http://{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| {
+        let line = metrics.lines().find(|line| line.starts_with(&format!("{name} "))).unwrap();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    assert_eq!(value("gatehouse_connector_control_plane_replica"), 1, "{metrics}");
+    assert_eq!(value("gatehouse_connector_control_plane_reachable"), 1);
+    assert!(value("gatehouse_connector_control_plane_unreachable_total") >= 1);
 
     send(&mut stdin, "select pg_sleep(30);");
     tokio::time::sleep(Duration::from_millis(200)).await;

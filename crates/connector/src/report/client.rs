@@ -19,6 +19,7 @@ use http::Uri;
 use http::header::HeaderValue;
 
 use super::resources::{HelloInfo, Resource};
+use crate::metrics::Metrics;
 use crate::timer;
 
 /// Unary calls not answered within this are abandoned (and retried).
@@ -51,6 +52,8 @@ pub struct ControlPlane {
     /// Whether the last call found its control plane unreachable: a move to the next one is
     /// logged as a warning once per outage, not at every retry.
     moving: Arc<AtomicBool>,
+    /// Where reachability shows in `/metrics`.
+    metrics: Arc<Metrics>,
     /// The clients' own, for `Report`, which is sent as an `EncodedReportRequest`.
     transport: Transport,
     timeout: Duration,
@@ -97,12 +100,25 @@ impl ControlPlane {
                 Ok(ConnectorServiceClient::new(transport.clone(), config))
             })
             .collect::<Result<Arc<[_]>, ClientError>>()?;
-        Ok(Self { clients, current: Arc::default(), moving: Arc::default(), transport, timeout: CALL_TIMEOUT })
+        Ok(Self {
+            clients,
+            current: Arc::default(),
+            moving: Arc::default(),
+            metrics: Arc::default(),
+            transport,
+            timeout: CALL_TIMEOUT,
+        })
     }
 
     /// Which of its addresses calls go to now (its place in the configured list).
     pub fn current_replica(&self) -> usize {
         self.current.load(Ordering::Relaxed) % self.clients.len()
+    }
+
+    /// The same client, showing in `metrics` whether it reaches the control plane.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same client with another limit for unary calls.
@@ -135,6 +151,8 @@ impl ControlPlane {
             let result = bounded(left, call(&self.clients[at], CallOptions::default().with_timeout(left))).await;
             let Err(error) = &result else {
                 self.moving.store(false, Ordering::Relaxed);
+                self.metrics.control_plane_reachable.store(1, Ordering::Relaxed);
+                self.metrics.control_plane_replica.store(at as u64, Ordering::Relaxed);
                 return result;
             };
             let unreachable = match error.code {
@@ -143,6 +161,12 @@ impl ControlPlane {
                 _ => false,
             };
             tried += 1;
+            if unreachable {
+                Metrics::add(&self.metrics.control_plane_unreachable_total, 1);
+                if tried == self.clients.len() {
+                    self.metrics.control_plane_reachable.store(0, Ordering::Relaxed);
+                }
+            }
             if !unreachable || self.clients.len() == 1 {
                 return result;
             }

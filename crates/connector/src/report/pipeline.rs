@@ -22,6 +22,7 @@
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,6 +148,7 @@ impl ReportLoop {
     pub fn new(control: ControlPlane, run_id: String, queue: Queue, spool: Spool, options: ReportOptions) -> Self {
         let recovered = spool.pending();
         Metrics::add(&queue.metrics.report_backlog, recovered);
+        queue.metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
         let full = spool.is_full();
         let mut this = Self {
             control,
@@ -623,8 +625,14 @@ impl ReportLoop {
 
     /// Runs a spool operation on a blocking thread.
     async fn blocking<R: Send + 'static>(&self, f: impl FnOnce(&mut Spool) -> R + Send + 'static) -> R {
-        let spool = Arc::clone(&self.spool);
-        match tokio::task::spawn_blocking(move || f(&mut lock(&spool))).await {
+        let (spool, metrics) = (Arc::clone(&self.spool), Arc::clone(&self.queue.metrics));
+        let run = move || {
+            let mut spool = lock(&spool);
+            let result = f(&mut spool);
+            metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+            result
+        };
+        match tokio::task::spawn_blocking(run).await {
             Ok(result) => result,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => panic!("spool task cancelled: the runtime is shutting down ({error})"),
