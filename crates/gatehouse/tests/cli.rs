@@ -136,6 +136,13 @@ fn keys_serve_and_sessions_end_to_end() {
     assert!(stdout(&rotated).trim().starts_with("ghc_"), "the new key alone on stdout");
     let note = String::from_utf8_lossy(&rotated.stderr);
     assert!(note.contains("the old one works until") && note.contains("restart the connector"), "{note}");
+    // Revoked, it says so, with no key prefix to look for.
+    run(gatehouse().args(["connectors", "revoke", "edge", "--org", "acme", "--data-dir"]).arg(data));
+    let listed =
+        stdout(&run(gatehouse().args(["connectors", "list", "--org", "acme", "-o", "jsonl", "--data-dir"]).arg(data)));
+    let edge = &json_lines(&listed)[0];
+    assert!(edge["revoked"].as_str().is_some_and(|at| at.ends_with('Z')), "{edge}");
+    assert_eq!((&edge["key_prefix"], &edge["old_key_until"]), (&Value::Null, &Value::Null), "{edge}");
 
     let (_server, url) = serve(data);
     let client = |args: &[&str]| {

@@ -1,8 +1,8 @@
 //! Creating resources and connectors (the CLI's `resources` and `connectors`).
 
+use gatehouse_core::OrgId;
 use gatehouse_core::time::now_micros;
-use gatehouse_core::{Micros, OrgId};
-use gatehouse_store::{NewConnector, Resource, Store, StoreError};
+use gatehouse_store::{KeyReplacement, NewConnector, Resource, Store, StoreError};
 
 use crate::auth::{KeyKind, new_key};
 
@@ -54,15 +54,16 @@ pub async fn create_connector(store: &dyn Store, org: OrgId, name: &str) -> Resu
     Ok(CreatedConnector { id, key: key.key })
 }
 
-/// Gives connector `name` a new key (shown once); the old key stops at once, or works on until
-/// `old_key_until`. `None` when the organization has no connector of that name.
+/// Gives connector `name` a new key (shown once, unless `change` revokes its key); the old key
+/// stops at once, or works on as `change` says. `None` when the organization has no connector
+/// of that name.
 pub async fn replace_connector_key(
     store: &dyn Store,
     org: OrgId,
     name: &str,
-    old_key_until: Option<Micros>,
+    change: KeyReplacement,
 ) -> Result<Option<CreatedConnector>, StoreError> {
     let key = new_key(KeyKind::Connector);
-    let id = store.replace_connector_key(org, name, &key.prefix, &key.hash, old_key_until).await?;
+    let id = store.replace_connector_key(org, name, &key.prefix, &key.hash, change).await?;
     Ok(id.map(|id| CreatedConnector { id, key: key.key }))
 }

@@ -14,6 +14,7 @@ use gatehouse_proto::gatehouse::connector::v1::{self as wire, ConnectorServiceCl
 use gatehouse_server::auth::create_api_key;
 use gatehouse_server::convert::{duration, timestamp};
 use gatehouse_server::registry::{create_connector, create_resource, replace_connector_key};
+use gatehouse_store::KeyReplacement;
 use harness::*;
 use serde_json::json;
 
@@ -311,17 +312,23 @@ async fn a_replaced_connector_key_stops_at_once() {
     s.connector.heartbeat(heartbeat()).await.unwrap();
     let err = s.connector.heartbeat(wire::HeartbeatRequest::default()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument, "a heartbeat names its run: {err}");
-    let replaced = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", None).await.unwrap().unwrap();
+    let replaced =
+        replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", KeyReplacement::Rotate).await.unwrap().unwrap();
     assert_eq!(replaced.id, s.connector_id, "the same connector");
     let err = s.connector.heartbeat(heartbeat()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated, "{err}");
     let current = client(&s.h.url, &replaced.key);
     current.heartbeat(heartbeat()).await.unwrap();
-    assert!(replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-9", None).await.unwrap().is_none());
+    assert!(
+        replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-9", KeyReplacement::Rotate).await.unwrap().is_none()
+    );
 
     // Rotated with an overlap, the old key works on until it ends; then it is refused, saying why.
     let until = now_micros() + 1_500_000;
-    let newer = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", Some(until)).await.unwrap().unwrap();
+    let newer = replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", KeyReplacement::Overlap { until })
+        .await
+        .unwrap()
+        .unwrap();
     current.heartbeat(heartbeat()).await.unwrap();
     client(&s.h.url, &newer.key).heartbeat(heartbeat()).await.unwrap();
     tokio::time::sleep(Duration::from_micros((until - now_micros()).max(0) as u64 + 100_000)).await;

@@ -89,16 +89,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError>;
     /// Looks a connector up by its key's prefix, whatever its organization.
     async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError>;
-    /// Gives the connector named `name` another key. The old one stops at once, or keeps
-    /// working until `old_key_until` (a key replaced before it is forgotten then). Returns its
-    /// id, or `None` when the organization has no such connector.
+    /// Gives the connector named `name` another key, as `change` says what becomes of the old
+    /// one (a key replaced before it is forgotten). Returns its id, or `None` when the
+    /// organization has no such connector.
     async fn replace_connector_key(
         &self,
         org: OrgId,
         name: &str,
         key_prefix: &str,
         key_hash: &[u8],
-        old_key_until: Option<Micros>,
+        change: KeyReplacement,
     ) -> Result<Option<String>, StoreError>;
 
     // Identities (issue 6): users, access tokens, native roles.

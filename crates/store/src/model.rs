@@ -164,11 +164,44 @@ pub struct ConnectorInfo {
     pub old_key_prefix: Option<String>,
     #[sqlx(rename = "old_key_until_us")]
     pub old_key_until: Option<Micros>,
+    /// When its key was revoked, unless it was given one since.
+    #[sqlx(rename = "revoked_us")]
+    pub revoked: Option<Micros>,
+}
+
+/// What becomes of a connector's key when [`Store::replace_connector_key`](crate::Store::replace_connector_key)
+/// gives it another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyReplacement {
+    /// The old key stops at once.
+    Rotate,
+    /// The old key works on until then (`rotate-key --overlap`).
+    Overlap { until: Micros },
+    /// The new key is one nobody is shown: the connector's key is revoked, since `at`.
+    Revoke { at: Micros },
+}
+
+impl KeyReplacement {
+    /// Until when the old key works, if it does.
+    pub fn old_key_until(self) -> Option<Micros> {
+        match self {
+            KeyReplacement::Overlap { until } => Some(until),
+            KeyReplacement::Rotate | KeyReplacement::Revoke { .. } => None,
+        }
+    }
+
+    /// When the key was revoked, if it was.
+    pub fn revoked(self) -> Option<Micros> {
+        match self {
+            KeyReplacement::Revoke { at } => Some(at),
+            KeyReplacement::Rotate | KeyReplacement::Overlap { .. } => None,
+        }
+    }
 }
 
 /// Lists an organization's connectors (`$1` or `?`) by name, as [`ConnectorInfo`].
 pub(crate) const LIST_CONNECTORS: &str = "SELECT c.id, c.name, c.key_prefix, c.created_us, c.last_heard_us, \
-     c.old_key_prefix, c.old_key_until_us, \
+     c.old_key_prefix, c.old_key_until_us, c.revoked_us, \
      (SELECT COUNT(*) FROM connector_runs r WHERE r.org_id = c.org_id AND r.connector_id = c.id \
          AND r.lapsed_us IS NULL AND r.taken_over_us IS NULL) AS running \
      FROM connectors c WHERE c.org_id = {org} ORDER BY c.name";

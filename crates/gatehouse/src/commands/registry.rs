@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use gatehouse_core::Micros;
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::registry::{CreatedConnector, create_connector, create_resource, replace_connector_key};
+use gatehouse_store::KeyReplacement;
 
 use super::{open_existing_store, open_store};
 use crate::cli::{ConnectorsCommand, ResourcesCommand, StoreArgs};
@@ -91,6 +91,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 ("NAME", Whole),
                 ("KEY PREFIX", Whole),
                 ("OLD KEY UNTIL", Whole),
+                ("REVOKED", Whole),
                 ("CREATED", Whole),
                 ("LAST HEARD", Whole),
                 ("PROCESSES", Count),
@@ -104,11 +105,14 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                     (Some(prefix), Some(until)) if until > now => format!("{prefix} {}", format_rfc3339(until)),
                     _ => "-".into(),
                 };
+                // A revoked connector's key is one nobody holds: no prefix to look for.
+                let key_prefix = if c.revoked.is_some() { "-".to_owned() } else { c.key_prefix };
                 table.row(vec![
                     c.id,
                     c.name,
-                    c.key_prefix,
+                    key_prefix,
                     old,
+                    c.revoked.map(format_rfc3339).unwrap_or_else(|| "-".into()),
                     format_rfc3339(c.created),
                     heard,
                     c.running.to_string(),
@@ -119,7 +123,8 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         ConnectorsCommand::RotateKey { name, org, overlap, store } => {
             output::ensure_stdout_open("connector key")?;
             let until = overlap.map(|overlap| now_micros().saturating_add(overlap.as_micros() as i64));
-            let replaced = replace_key(&name, &org, until, &store).await?;
+            let change = until.map_or(KeyReplacement::Rotate, |until| KeyReplacement::Overlap { until });
+            let replaced = replace_key(&name, &org, change, &store).await?;
             let old = match until {
                 Some(until) => format!(
                     "the old one works until {}: restart the connector with the new one before then",
@@ -133,7 +138,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         ConnectorsCommand::Revoke { name, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.
             // An old key a rotation let overlap stops too.
-            let replaced = replace_key(&name, &org, None, &store).await?;
+            let replaced = replace_key(&name, &org, KeyReplacement::Revoke { at: now_micros() }, &store).await?;
             note!(
                 "Revoked the key of connector {name:?} ({}): it no longer works. \
                  `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
@@ -147,12 +152,12 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
 async fn replace_key(
     name: &str,
     org: &str,
-    old_key_until: Option<Micros>,
+    change: KeyReplacement,
     store: &StoreArgs,
 ) -> anyhow::Result<CreatedConnector> {
     let store = open_existing_store(store).await?;
     let org = store.find_org(org).await?.with_context(|| format!("no organization named {org:?}"))?;
-    replace_connector_key(store.as_ref(), org.id, name, old_key_until)
+    replace_connector_key(store.as_ref(), org.id, name, change)
         .await?
         .with_context(|| format!("no connector named {name:?} (`gatehouse connectors list` shows them)"))
 }

@@ -93,20 +93,22 @@ impl PgStore {
         name: &str,
         key_prefix: &str,
         key_hash: &[u8],
-        old_key_until: Option<Micros>,
+        change: KeyReplacement,
     ) -> Result<Option<String>, StoreError> {
         // The old key is kept (from the row as it was) while it may still work.
         let id = sqlx::query_scalar(
             "UPDATE connectors SET key_prefix = $1, key_hash = $2, \
                  old_key_prefix = CASE WHEN $3 IS NULL THEN NULL ELSE key_prefix END, \
-                 old_key_hash = CASE WHEN $3 IS NULL THEN NULL ELSE key_hash END, old_key_until_us = $3 \
+                 old_key_hash = CASE WHEN $3 IS NULL THEN NULL ELSE key_hash END, old_key_until_us = $3, \
+                 revoked_us = $6 \
              WHERE org_id = $4 AND name = $5 RETURNING id",
         )
         .bind(key_prefix)
         .bind(key_hash)
-        .bind(old_key_until)
+        .bind(change.old_key_until())
         .bind(org.0)
         .bind(name)
+        .bind(change.revoked())
         .fetch_optional(self.pool())
         .await?;
         Ok(id)

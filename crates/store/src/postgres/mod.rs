@@ -592,9 +592,9 @@ impl Store for PgStore {
         name: &str,
         key_prefix: &str,
         key_hash: &[u8],
-        old_key_until: Option<Micros>,
+        change: KeyReplacement,
     ) -> Result<Option<String>, StoreError> {
-        self.replace_connector_key_impl(org, name, key_prefix, key_hash, old_key_until).await.map_err(classify)
+        self.replace_connector_key_impl(org, name, key_prefix, key_hash, change).await.map_err(classify)
     }
 
     async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {

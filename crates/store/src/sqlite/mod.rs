@@ -526,9 +526,9 @@ impl Store for SqliteStore {
         name: &str,
         key_prefix: &str,
         key_hash: &[u8],
-        old_key_until: Option<Micros>,
+        change: KeyReplacement,
     ) -> Result<Option<String>, StoreError> {
-        self.replace_connector_key_impl(org, name, key_prefix, key_hash, old_key_until).await
+        self.replace_connector_key_impl(org, name, key_prefix, key_hash, change).await
     }
 
     async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {

@@ -4,8 +4,8 @@
 use gatehouse_core::session::ConnectorRef;
 use gatehouse_core::{Micros, OrgId, Session};
 use gatehouse_store::{
-    AggregateQuery, ConnectorInfo, Facet, IngestEvent, ListQuery, NewConnector, RUN_MEMORY, Resource, StatementRecord,
-    StatementStatus, Store, StoreError, TerminationRecord,
+    AggregateQuery, ConnectorInfo, Facet, IngestEvent, KeyReplacement, ListQuery, NewConnector, RUN_MEMORY, Resource,
+    StatementRecord, StatementStatus, Store, StoreError, TerminationRecord,
 };
 
 use super::fixture::{MINUTE, NOW, active, ago, completed, listing};
@@ -147,6 +147,7 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
         running: 0,
         old_key_prefix: None,
         old_key_until: None,
+        revoked: None,
     };
     assert_eq!(store.list_connectors(acme).await.unwrap(), vec![info(&us), info(&eu)]);
     assert_eq!(store.list_connectors(globex).await.unwrap(), vec![info(&theirs)]);
@@ -164,8 +165,9 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
     assert_eq!(store.list_connectors(acme).await.unwrap().len(), 2);
 
     // A new key, by name within the org: the old prefix finds nothing.
-    let replace = async |org, prefix: &str, until| {
-        store.replace_connector_key(org, "US east", prefix, prefix.as_bytes(), until).await.unwrap()
+    let replace = async |org, prefix: &str, until: Option<Micros>| {
+        let change = until.map_or(KeyReplacement::Rotate, |until| KeyReplacement::Overlap { until });
+        store.replace_connector_key(org, "US east", prefix, prefix.as_bytes(), change).await.unwrap()
     };
     assert_eq!(replace(acme, "gk_new", None).await, Some(us.id.clone()));
     assert!(store.find_connector(&us.key_prefix).await.unwrap().is_none());
@@ -187,6 +189,17 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
     assert_eq!(replace(acme, "gk_last", None).await, Some(us.id.clone()));
     assert!(store.find_connector("gk_newer").await.unwrap().is_none(), "a rotation without overlap ends it");
     assert_eq!(store.list_connectors(acme).await.unwrap().len(), 2);
+
+    // A revoked key is listed as revoked, until the next rotation.
+    let listed = async || store.list_connectors(acme).await.unwrap().into_iter().find(|c| c.id == us.id).unwrap();
+    assert_eq!(listed().await.revoked, None);
+    let revoke = KeyReplacement::Revoke { at: NOW };
+    let revoked = store.replace_connector_key(acme, "US east", "gk_none", b"x", revoke).await.unwrap();
+    assert_eq!(revoked, Some(us.id.clone()));
+    assert!(store.find_connector("gk_last").await.unwrap().is_none());
+    assert_eq!(listed().await.revoked, Some(NOW));
+    assert_eq!(replace(acme, "gk_again", None).await, Some(us.id.clone()));
+    assert_eq!(listed().await.revoked, None, "a new key is no longer revoked");
 }
 
 pub async fn ingest_stores_each_event_once(store: &dyn Store) {
