@@ -98,6 +98,8 @@ pub enum RunError {
     ControlThread(std::io::Error),
     #[error("cannot start the timer thread: {0}")]
     TimerThread(std::io::Error),
+    #[error("cannot listen for SIGHUP: {0}")]
+    Signal(std::io::Error),
 }
 
 /// Runs the connector until `shutdown` completes (see the module docs).
@@ -123,10 +125,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // First of what the process holds: a second process started with the same configuration
     // is told that, rather than that its ports are taken.
     let runs = lock_state(&config, &run_id).await?;
-    let tls = match &config.tls {
+    let reloadable_tls = match &config.tls {
         Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),
         None => None,
     };
+    #[cfg(unix)]
+    gatehouse_tls::reload_at_hangup(reloadable_tls.clone()).map_err(RunError::Signal)?;
+    let tls = reloadable_tls.map(|tls| tls.config());
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
         listeners.push((listener.clone(), bind("listener", listener.listen).await?));

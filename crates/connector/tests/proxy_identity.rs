@@ -647,7 +647,7 @@ async fn psql_verifies_the_connectors_certificate_and_logs_in_with_a_token() {
     let harness = Harness::start().await;
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
     let options = IdentityOptions { require_tls: true, ..identity(&harness, &[]) };
-    let proxy = Proxy::start_full(Some(load_tls(&cert, &key).unwrap()), UPSTREAM, None, options).await;
+    let proxy = Proxy::start_full(Some(load_tls(&cert, &key).unwrap().config()), UPSTREAM, None, options).await;
     let port = proxy.addr.port();
 
     for host in ["localhost", "127.0.0.1"] {

@@ -335,6 +335,41 @@ async fn people_and_machines_log_in_with_tokens_and_sessions_name_them() {
     assert!(logs.contains("identity login"), "the logs say nothing of identity logins");
 }
 
+/// A renewed certificate is served after SIGHUP, without a restart: connections made after it
+/// get the new one. A pair that does not belong together is not taken.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_after_sighup() {
+    let system = System::new();
+    system.user("alice@example.com", &["dba"]);
+    let alice = system.token("alice@example.com", "12h");
+    let _server = system.serve();
+    let connector = system.connector();
+    let human = "idp:formal:human:alice@example.com";
+    let with_ca = |ca: &std::path::Path| format!("sslmode=verify-full sslrootcert={}", ca.display());
+    let login = |ca: &std::path::Path| system.psql(system.proxy_port, human, &alice, &with_ca(ca), "select 1");
+    assert_eq!(login(&system.ca).unwrap(), "1");
+    assert!(login(&system.other_ca).is_err(), "signed by the first CA");
+
+    let hangup =
+        || assert!(Command::new("kill").args(["-HUP", &connector.0.id().to_string()]).status().unwrap().success());
+    let dir = system.dir.path();
+    // Half renewed (the certificate without its key): the pair in use stays.
+    std::fs::copy(dir.join("other.pem"), dir.join("connector.pem")).unwrap();
+    hangup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(login(&system.ca).unwrap(), "1", "still the first pair");
+    std::fs::copy(dir.join("other.key"), dir.join("connector.key")).unwrap();
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while login(&system.other_ca).is_err() {
+        assert!(Instant::now() < deadline, "the renewed certificate is not served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(login(&system.ca).is_err(), "the first certificate is no longer offered");
+    let log = std::fs::read_to_string(dir.join("connector.log")).unwrap();
+    assert!(log.contains("kept the TLS certificate in use") && log.contains("TLS certificate read again"), "{log}");
+}
+
 #[tokio::test]
 async fn refused_identities_get_28p01_and_never_reach_the_database() {
     let system = System::new();

@@ -4,7 +4,7 @@
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use connectrpc::client::{ClientBody, ServiceTransport};
@@ -14,6 +14,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// What went wrong reading certificates and keys, or building a configuration from them.
@@ -80,26 +82,116 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     }
 }
 
+/// A server's TLS configuration whose certificate and key can be read again from their files
+/// ([`ServerTls::reload`], at SIGHUP): how a certificate is renewed without a restart.
+/// Connections accepted after a reload are offered the new pair; those open keep theirs.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    files: Arc<CertificateFiles>,
+}
+
+/// The pair a [`ServerTls`] offers, and where it was read from.
+#[derive(Debug)]
+struct CertificateFiles {
+    cert_pem: PathBuf,
+    key_pem: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertificateFiles {
+    /// The pair in the files, checked to belong together.
+    fn read(cert_pem: &Path, key_pem: &Path) -> Result<CertifiedKey, TlsError> {
+        CertifiedKey::from_der(certificates(cert_pem)?, private_key(key_pem)?, &provider()).map_err(|error| match error
+        {
+            rustls::Error::InconsistentKeys(_) => {
+                TlsError::KeyMismatch { cert: cert_pem.to_owned(), key: key_pem.to_owned() }
+            }
+            error => TlsError::BadCertificate { path: cert_pem.to_owned(), source: error },
+        })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl ResolvesServerCert for CertificateFiles {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ServerTls {
+    /// The configuration to accept connections with.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config)
+    }
+
+    /// The certificate file, as given.
+    pub fn cert_path(&self) -> &Path {
+        &self.files.cert_pem
+    }
+
+    /// Reads the certificate and key again. On an error the pair in use stays in use.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`server_config`].
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let pair = CertificateFiles::read(&self.files.cert_pem, &self.files.key_pem)?;
+        *self.files.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(pair);
+        Ok(())
+    }
+}
+
+/// Reads `tls`'s certificate and key again at each SIGHUP, as long as the runtime runs, and
+/// logs what came of it; without `tls`, logs that there is nothing to read. Either way a
+/// SIGHUP no longer ends the process, which is its default.
+///
+/// # Errors
+///
+/// When the signal cannot be listened for.
+#[cfg(unix)]
+pub fn reload_at_hangup(tls: Option<ServerTls>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match &tls {
+                None => tracing::info!("SIGHUP: no TLS certificate to read again"),
+                Some(tls) => match tls.reload() {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.cert_path().display(), "SIGHUP: TLS certificate read again; new connections get it")
+                    }
+                    Err(error) => tracing::error!(%error, "SIGHUP: kept the TLS certificate in use"),
+                },
+            }
+        }
+    });
+    Ok(())
+}
+
 /// A server configuration from a PEM certificate chain and a PEM private key, offering the
 /// application protocols `alpn` in order of preference.
 ///
 /// # Errors
 ///
-/// Those of [`certificates`] and [`private_key`], and [`TlsError::Rustls`] for a key that
-/// does not match the certificate.
-pub fn server_config(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+/// Those of [`certificates`] and [`private_key`], [`TlsError::KeyMismatch`] for a key that
+/// does not match the certificate, and [`TlsError::BadCertificate`] for one rustls refuses.
+pub fn server_config(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<ServerTls, TlsError> {
+    let pair = CertificateFiles::read(cert_pem, key_pem)?;
+    let files = Arc::new(CertificateFiles {
+        cert_pem: cert_pem.to_owned(),
+        key_pem: key_pem.to_owned(),
+        current: RwLock::new(Arc::new(pair)),
+    });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certificates(cert_pem)?, private_key(key_pem)?)
-        .map_err(|error| match error {
-            rustls::Error::InconsistentKeys(_) => {
-                TlsError::KeyMismatch { cert: cert_pem.to_owned(), key: key_pem.to_owned() }
-            }
-            error => TlsError::BadCertificate { path: cert_pem.to_owned(), source: error },
-        })?;
+        .with_cert_resolver(Arc::clone(&files) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
-    Ok(Arc::new(config))
+    Ok(ServerTls { config: Arc::new(config), files })
 }
 
 /// Why clients that check certificates (ours: the CLI and connectors) would refuse the first
@@ -232,6 +324,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_reload_takes_the_pair_in_the_files_or_keeps_the_one_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let write_pair = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.into()]).unwrap().self_signed(&key).unwrap();
+            std::fs::write(&cert_path, cert.pem()).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            cert.der().clone()
+        };
+        let first = write_pair("one.example");
+        let tls = server_config(&cert_path, &key_path, &[]).unwrap();
+        let served = || tls.files.current().cert[0].clone();
+        assert_eq!(served(), first);
+        let second = write_pair("two.example");
+        tls.reload().unwrap();
+        assert_eq!(served(), second, "the new pair");
+        std::fs::write(&key_path, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        assert!(matches!(tls.reload(), Err(TlsError::KeyMismatch { .. })));
+        assert_eq!(served(), second, "a pair that does not belong together is not taken");
+        std::fs::remove_file(&cert_path).unwrap();
+        assert!(matches!(tls.reload(), Err(TlsError::Read { .. })));
+        assert_eq!(served(), second);
+    }
+
+    #[test]
     fn a_ca_certificate_served_as_a_servers_is_named_unfit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cert.pem");
@@ -254,8 +372,8 @@ mod tests {
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
 
-        let config = server_config(&cert_path, &key_path, &[b"h2"]).unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        let tls = server_config(&cert_path, &key_path, &[b"h2"]).unwrap();
+        assert_eq!(tls.config().alpn_protocols, vec![b"h2".to_vec()]);
         assert_eq!(roots(&cert_path).unwrap().len(), 1);
         assert!(transport(Some(&cert_path)).is_ok());
 

@@ -4,10 +4,9 @@
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls::ServerConfig;
+use gatehouse_tls::ServerTls;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -23,7 +22,7 @@ const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 ///
 /// [`ProxyError::Tls`] for a file that cannot be read or holds no certificate or key, or
 /// for what rustls rejects (for example, a key that does not match the certificate).
-pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<Arc<ServerConfig>, ProxyError> {
+pub fn load_tls(cert_pem: &Path, key_pem: &Path) -> Result<ServerTls, ProxyError> {
     Ok(gatehouse_tls::server_config(cert_pem, key_pem, &[ALPN_POSTGRESQL])?)
 }
 
@@ -82,7 +81,7 @@ mod tests {
         std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
         std::fs::write(&empty, "").unwrap();
 
-        let config = load_tls(&cert_path, &key_path).unwrap();
+        let config = load_tls(&cert_path, &key_path).unwrap().config();
         assert_eq!(config.alpn_protocols, [b"postgresql".to_vec()]);
         assert!(matches!(load_tls(&empty, &key_path), Err(ProxyError::Tls(TlsError::NoCertificate(_)))));
         assert!(matches!(load_tls(&cert_path, &empty), Err(ProxyError::Tls(TlsError::NoPrivateKey(_)))));

@@ -15,12 +15,12 @@ use crate::cli::{LeaseArgs, ServeArgs};
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            let config =
+            let tls =
                 gatehouse_tls::server_config(cert, key, gatehouse_server::https::ALPN).context("cannot serve HTTPS")?;
             if let Some(unfit) = gatehouse_tls::unfit_server_certificate(cert) {
                 tracing::warn!("{unfit}");
             }
-            Some(config)
+            Some(tls)
         }
         _ => None,
     };
@@ -46,7 +46,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(retention) = args.retention {
         tokio::spawn(retain(store.clone(), retention));
     }
-    serve_on(listener, tls, store, &args.lease, shutdown_signal()).await?;
+    #[cfg(unix)]
+    gatehouse_tls::reload_at_hangup(tls.clone()).context("cannot listen for SIGHUP")?;
+    let config = tls.map(|tls| tls.config());
+    serve_on(listener, config, store, &args.lease, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
