@@ -1019,6 +1019,51 @@ test('each statement says what it did: its time, rows sent and changed, bytes, i
   await page.screenshot({ path: `${ARTIFACTS}detail-statements-1280.png` });
 });
 
+test('a long statement is cut, with a button that shows all of it; the list says how many there are', async (t) => {
+  const page = await open(t, { path: LIVE });
+  const long = `select '${'x'.repeat(5000)}'`;
+  const tall = Array.from({ length: 100 }, (_, i) => `select ${i}`).join('\n');
+  const statements = [
+    statementAt(1, long, { duration: '20.5s' }),
+    statementAt(2, tall),
+    statementAt(3, 'select 1'),
+  ];
+  await page.route('**/gatehouse.sessions.v1.StatementsService/ListSessionStatements', (route) =>
+    route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements }) }));
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.waitForSelector('#detail .statements code');
+  const codes = () => page.$$eval('#detail .statements code', (items) => items.map((code) => code.textContent));
+  const [first, second, third] = await codes();
+  assert.equal(first.length, 2001, 'its first 2,000 characters and an ellipsis');
+  assert.equal(second.split('\n').length, 25, 'its first 25 lines');
+  assert.equal(third, 'select 1');
+  assert.equal(await page.textContent('#detail h3 >> nth=0'), 'Statements (3)');
+  const outcome = await page.textContent('#detail .statements li:first-child .outcome');
+  assert.ok(outcome.startsWith('20.500 s'), outcome);
+  await page.getByRole('button', { name: 'Show all 5,009 characters' }).click();
+  assert.equal((await codes())[0], long);
+  assert.equal(await page.getByRole('button', { name: /^Show all/ }).count(), 1, 'the other one stays cut');
+});
+
+test('an open session whose refresh fails says it is not up to date, and since when', async (t) => {
+  const page = await open(t, { path: LIVE });
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.waitForSelector('#detail .summary');
+  assert.equal(await page.isVisible('#detail .stale'), false);
+  let down = true;
+  await page.route('**/core.v1.SessionsService/GetSession', (route) => (down
+    ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ code: 'unavailable', message: 'down' }) })
+    : route.continue()));
+  await nextRefresh(page);
+  await page.waitForSelector('#detail .stale:visible');
+  assert.match(await page.textContent('#detail .stale'), /^Not up to date: no answer since .* \(unavailable\)\. This is the session as last seen/);
+  assert.equal(await page.isVisible('#detail .summary'), true, 'what was shown stays');
+  down = false;
+  await page.waitForSelector('#detail .stale', { state: 'hidden', timeout: 20_000 });
+});
+
 test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens one', async (t) => {
   const page = await open(t);
   await signIn(page);

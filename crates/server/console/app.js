@@ -180,7 +180,8 @@ function showFailure(listFailure, aggregationsFailure, refresh) {
   let text = '';
   if (shown) {
     const retry = $('live').checked ? 'Retrying every few seconds.' : 'Turn on Auto-refresh or search again to retry.';
-    text = printable(refresh
+    // Last answers to show: a refresh's failure after a load that failed has none.
+    text = printable(refresh && listing !== null
       ? `Not up to date (${shown.code}): ${shown.message} Showing the last answers. ${retry}`
       : `The sessions could not be loaded (${shown.code}): ${shown.message} ${retry}`);
   }

@@ -22,7 +22,34 @@ const STATEMENTS = 'gatehouse.sessions.v1.StatementsService';
 /** A statement's duration (`0.001500s`) in words: milliseconds to the microsecond, under a minute. */
 export function statementDuration(duration) {
   const seconds = durationSeconds(duration);
-  return seconds < 60 ? `${(seconds * 1000).toFixed(3)} ms` : formatDuration(duration);
+  if (seconds < 1) return `${(seconds * 1000).toFixed(3)} ms`;
+  return seconds < 60 ? `${seconds.toFixed(3)} s` : formatDuration(duration);
+}
+
+/** A statement's text is shown up to this many characters or lines, then on request: a 1 MB one would fill pages. */
+const SHOWN_CHARS = 2000;
+const SHOWN_LINES = 25;
+
+/** The first SHOWN_CHARS characters and SHOWN_LINES lines of `text`, or null when that is all of it. */
+export function shownPart(text) {
+  let end = Math.min(text.length, SHOWN_CHARS);
+  let lines = 0;
+  for (let i = 0; i < end; i++) {
+    if (text[i] === '\n' && ++lines === SHOWN_LINES) end = i;
+  }
+  return end < text.length ? text.slice(0, end) : null;
+}
+
+/** A statement's text, long ones cut with a button that shows the rest. */
+function statementText(text) {
+  const part = shownPart(text);
+  if (part === null) return [el('code', { text })];
+  const code = el('code', { text: `${part}…` });
+  const more = el('button', {
+    type: 'button', class: 'link show-all', text: `Show all ${text.length.toLocaleString('en-US')} characters`,
+    onclick: () => { code.textContent = text; more.remove(); },
+  });
+  return [code, more];
 }
 
 /** What a statement did, in a few words: how long, rows sent and changed, bytes sent, its error, and whether it still runs. */
@@ -44,7 +71,7 @@ const shownAs = (st) => `${st.seq}|${st.status}|${st.sqlstate || ''}|${st.durati
 
 const statementItem = (st) => el('li', { class: st.sqlstate ? 'failed' : st.status },
   el('time', { datetime: st.startTime, text: formatTime(st.startTime) }),
-  el('code', { text: st.text }),
+  ...statementText(st.text || ''),
   el('span', { class: 'outcome', text: outcomeOf(st) }));
 
 export class Detail {
@@ -64,6 +91,8 @@ export class Detail {
     /** True while a termination is being sent: Terminate is off meanwhile. */
     this.sending = false;
     this.notice = null;
+    /** When a refresh of the session shown first failed, while refreshes fail; null while they work. */
+    this.staleSince = null;
     /** The AbortController of the load under way, if any. */
     this.loading = null;
     /**
@@ -84,7 +113,10 @@ export class Detail {
   }
 
   async open(id) {
-    if (this.id !== id) this.notice = null;
+    if (this.id !== id) {
+      this.notice = null;
+      this.staleSince = null;
+    }
     this.id = id;
     this.root.hidden = false;
     document.body.classList.add('detail-open');
@@ -136,14 +168,28 @@ export class Detail {
       if (signal.aborted || id !== this.id) return;
       this.session = found.session || {};
       this.statements = statements;
+      this.staleSince = null;
       this.render();
     } catch (err) {
       if (signal.aborted || id !== this.id) return;
+      if (refresh && this.parts) {
+        // What is shown stays, saying since when it is not up to date: an active session may have ended meanwhile.
+        this.staleSince ??= new Date();
+        this.showStale(err);
+      }
       if (this.onError(err) || (refresh && this.parts)) return;
       this.showOnly(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
     } finally {
       if (this.loading === controller) this.loading = null;
     }
+  }
+
+  /** Says, atop the panel, that what it shows is the last the control plane said. */
+  showStale(err) {
+    const text = `Not up to date: no answer since ${formatTime(this.staleSince.toISOString())} (${err.code || 'error'}). `
+      + 'This is the session as last seen: it may have ended meanwhile.';
+    if (this.parts.stale.textContent !== text) this.parts.stale.textContent = text;
+    this.parts.stale.hidden = false;
   }
 
   /** A message in place of the session's parts. */
@@ -155,6 +201,8 @@ export class Detail {
   /** The panel's parts, which render() fills; the statements list keeps what it shows until the statements change. */
   layout() {
     this.parts = {
+      stale: el('p', { class: 'stale', role: 'status', hidden: true }),
+      statementsTitle: el('h3', { text: 'Statements' }),
       summary: el('div'),
       actions: el('div', { class: 'actions' }),
       statements: el('ol', { class: 'statements', 'aria-label': 'Statements' }),
@@ -162,8 +210,8 @@ export class Detail {
       /** How the statements list shows each statement (shownAs), in order; null when it shows none. */
       listed: null,
     };
-    const { summary, actions, statements, fields } = this.parts;
-    this.body.replaceChildren(summary, actions, el('h3', { text: 'Statements' }), statements,
+    const { stale, statementsTitle, summary, actions, statements, fields } = this.parts;
+    this.body.replaceChildren(stale, summary, actions, statementsTitle, statements,
       el('h3', { text: 'Fields' }), el('p', { class: 'muted fields-note', text: 'As the API returns them: times in UTC.' }), fields);
   }
 
@@ -175,6 +223,7 @@ export class Detail {
   render() {
     const s = this.session;
     if (!this.parts) this.layout();
+    this.parts.stale.hidden = true;
     const scroll = this.root.scrollTop;
     this.title.textContent = `Session ${s.id}`;
     const resource = s.resource || {};
@@ -238,6 +287,8 @@ export class Detail {
       return;
     }
     const list = this.statements.statements || [];
+    const count = list.length ? `Statements (${list.length.toLocaleString('en-US')})` : 'Statements';
+    if (this.parts.statementsTitle.textContent !== count) this.parts.statementsTitle.textContent = count;
     const keys = list.map(shownAs);
     const listed = this.parts.listed || [];
     this.parts.listed = keys;
