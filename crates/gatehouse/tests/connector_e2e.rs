@@ -5,6 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use common::{Proc, active, certificates, free_port, gatehouse, output, psql, send, wait_port};
@@ -138,6 +139,54 @@ fn connector(config: &Path, port: u16) -> Proc {
     Proc(child)
 }
 
+/// `gatehouse sessions watch -o FORMAT` polling every 200 ms, and the lines it writes.
+fn watch(system: &System, format: &str) -> (Proc, Receiver<String>) {
+    let mut child = gatehouse()
+        .args(["sessions", "watch", "--interval", "200ms", "-o", format])
+        .args(["--url", &format!("http://127.0.0.1:{}", system.api_port), "--api-key", &system.admin_key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (send, receive) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(lines).map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    (Proc(child), receive)
+}
+
+/// The event and the session id of a `watch -o jsonl` line.
+fn event(line: String) -> (String, String) {
+    let event: Value = serde_json::from_str(&line).unwrap();
+    (event["event"].as_str().unwrap().to_owned(), event["session"]["id"].as_str().unwrap().to_owned())
+}
+
+/// A session the control plane hears of only when its connector replays its spool, long after
+/// it ended, is still shown starting and ending.
+#[tokio::test]
+async fn sessions_watch_shows_a_session_reported_late() {
+    let system = System::new("60s");
+    let server = system.serve();
+    let _connector = system.connector();
+    let (_watch, events) = watch(&system, "jsonl");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(server);
+    let ran = Command::new("psql")
+        .args(["-X", "-q", "-c", "select 1"])
+        .arg(format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", system.proxy_port))
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    // Ended well before the control plane is back, and reported when the spool is replayed.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let _server = system.serve();
+    let (started, id) = event(events.recv_timeout(Duration::from_secs(30)).unwrap());
+    assert_eq!(started, "started");
+    assert_eq!(event(events.recv_timeout(Duration::from_secs(5)).unwrap()), ("ended".to_owned(), id));
+}
+
 /// `sessions watch` in both formats: the session running when it starts as active, then a
 /// session starting and ending, each once.
 #[tokio::test]
@@ -150,30 +199,9 @@ async fn sessions_watch_shows_each_session_start_and_end_once() {
     let first = system.wait_for("the first session", |s| active(s).len() == 1).await;
     let first_id = active(&first)[0]["id"].as_str().unwrap().to_owned();
 
-    let url = format!("http://127.0.0.1:{}", system.api_port);
-    let watch = |format: &str| {
-        let mut child = gatehouse()
-            .args(["sessions", "watch", "--interval", "200ms", "-o", format, "--url", &url])
-            .args(["--api-key", &system.admin_key])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (send, receive) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(lines).map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
-        (common::Proc(child), receive)
-    };
-    let next = |lines: &std::sync::mpsc::Receiver<String>| lines.recv_timeout(Duration::from_secs(10)).unwrap();
-    let (_jsonl, events) = watch("jsonl");
-    let (_lines, text) = watch("lines");
-    let event = |line: String| {
-        let event: Value = serde_json::from_str(&line).unwrap();
-        (event["event"].as_str().unwrap().to_owned(), event["session"]["id"].as_str().unwrap().to_owned())
-    };
+    let next = |lines: &Receiver<String>| lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    let (_jsonl, events) = watch(&system, "jsonl");
+    let (_lines, text) = watch(&system, "lines");
     assert_eq!(event(next(&events)), ("active".to_owned(), first_id.clone()));
     let line = next(&text);
     assert!(line.contains("  active   ") && line.contains(&first_id), "{line}");
