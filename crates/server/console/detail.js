@@ -19,7 +19,7 @@ export function flatten(value, prefix = '', out = []) {
 /** Where a session's statements come from, with what each did: ours, beside core.v1. */
 const STATEMENTS = 'gatehouse.sessions.v1.StatementsService';
 
-/** A statement's duration (`0.001500s`) in words: milliseconds to the microsecond, under a minute. */
+/** A statement's duration (`0.001500s`) in words: milliseconds to the microsecond under a second, seconds to the millisecond under a minute. */
 export function statementDuration(duration) {
   const seconds = durationSeconds(duration);
   if (seconds < 1) return `${(seconds * 1000).toFixed(3)} ms`;
@@ -31,7 +31,7 @@ const SHOWN_CHARS = 2000;
 const SHOWN_LINES = 25;
 
 /** The first SHOWN_CHARS characters and SHOWN_LINES lines of `text`, or null when that is all of it. */
-export function shownPart(text) {
+function shownPart(text) {
   let end = Math.min(text.length, SHOWN_CHARS);
   let lines = 0;
   for (let i = 0; i < end; i++) {
