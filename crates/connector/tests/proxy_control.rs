@@ -208,6 +208,29 @@ async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
     assert!(proxy.live.is_empty() && proxy.cancels.is_empty());
 }
 
+/// A cursor part read (JDBC's fetch size, a portal fetched 5 rows at a time) when the session
+/// is terminated was cut short: its statement carries 57P01, with the rows it got.
+#[tokio::test]
+async fn a_cursor_part_read_at_termination_is_recorded_as_cut_short() {
+    let mut proxy = Proxy::start().await;
+    let (mut client, _connection) = proxy.connect().await;
+    let transaction = client.transaction().await.unwrap();
+    let query = transaction.prepare("select generate_series(1, 100)").await.unwrap();
+    let portal = transaction.bind(&query, &[]).await.unwrap();
+    assert_eq!(transaction.query_portal(&portal, 5).await.unwrap().len(), 5);
+    let (id, _) = proxy.started_session().await;
+    let termination = Termination::Requested { termination_id: "t_cursor".into(), reason: "enough".into() };
+    assert!(proxy.live.terminate(&id, termination));
+    let error = transaction.query_portal(&portal, 5).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "57P01");
+
+    let s = proxy.ended_session().await;
+    let cursor =
+        s.statements.iter().find(|s| s.text == "select generate_series(1, 100)").expect("the cursor's statement");
+    assert_eq!((cursor.rows, cursor.sqlstate.as_str()), (5, "57P01"));
+    assert_eq!(cursor.start_us + cursor.duration_us, s.end.end_us, "open until the session ended");
+}
+
 #[tokio::test]
 async fn shutdown_ends_live_sessions_and_stops_accepting() {
     let mut proxy = Proxy::start().await;

@@ -122,6 +122,49 @@ async fn pipelined_extended_queries_are_recorded_in_order_and_an_error_only_fail
     );
 }
 
+/// postgres.js sends each query as Parse, Bind, Execute, Sync in one write: a query that fails
+/// at its Parse or its Bind is recorded before the queries sent after it, in time as in order.
+#[tokio::test]
+async fn a_pipelined_query_that_fails_before_it_runs_keeps_its_place() {
+    let mut proxy = Proxy::start().await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let queries = [
+        "select 1",
+        "select * from no_such_table_here",
+        "select 'x'::int",
+        "select 4",
+        "create temp table t as select generate_series(1, 6)",
+    ];
+    let mut batch = BytesMut::new();
+    for sql in queries {
+        frame(b'P', format!("\0{sql}\0\0\0").as_bytes(), &mut batch);
+        frame(b'B', b"\0\0\0\0\0\0\0\0", &mut batch);
+        frame(b'E', b"\0\0\0\0\0", &mut batch);
+        frame(b'S', b"", &mut batch);
+    }
+    raw.send(&batch).await;
+    for _ in queries {
+        while raw.recv().await.unwrap().tag() != b'Z' {}
+    }
+    drop(raw);
+    let mut s = proxy.ended_session().await;
+    s.statements.sort_by_key(|s| s.start_us);
+    let got: Vec<(&str, &str, i64)> =
+        s.statements.iter().map(|s| (s.text.as_str(), s.sqlstate.as_str(), s.rows_changed)).collect();
+    assert_eq!(
+        got,
+        [
+            (queries[0], "", 0),
+            (queries[1], "42P01", 0),
+            (queries[2], "22P02", 0),
+            (queries[3], "", 0),
+            // Its tag is `SELECT 6`, and it sent no rows: it wrote them.
+            (queries[4], "", 6),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn an_error_statement_records_its_sqlstate_and_the_session_goes_on() {
     let mut proxy = Proxy::start().await;

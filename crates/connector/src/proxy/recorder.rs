@@ -90,8 +90,11 @@ struct Pending {
     copy_data: i64,
     bytes_sent: i64,
     sqlstate: Option<String>,
-    /// Rows its commands inserted, updated, deleted, merged or copied in, by their tags.
+    /// Rows its commands inserted, updated, deleted, merged, copied in or selected into a
+    /// table, by their tags.
     rows_changed: i64,
+    /// `rows` at the last CommandComplete: a simple query's commands each have one.
+    rows_before_command: i64,
 }
 
 impl Pending {
@@ -106,6 +109,7 @@ impl Pending {
             bytes_sent: 0,
             sqlstate: None,
             rows_changed: 0,
+            rows_before_command: 0,
         }
     }
 
@@ -329,8 +333,14 @@ impl Recorder {
                 b'd' if p.copy_out => p.copy_data += 1,
                 // Each COPY of a query counts its own rows.
                 b'H' => (p.copy_out, p.copy_data) = (true, 0),
-                b'C' if std::mem::take(&mut p.copy_out) => p.rows += tag_rows(msg),
-                b'C' if changes_rows(msg.payload()) => p.rows_changed = p.rows_changed.saturating_add(tag_rows(msg)),
+                b'C' => {
+                    if std::mem::take(&mut p.copy_out) {
+                        p.rows += tag_rows(msg);
+                    } else if changes_rows(msg.payload(), p.rows > p.rows_before_command) {
+                        p.rows_changed = p.rows_changed.saturating_add(tag_rows(msg));
+                    }
+                    p.rows_before_command = p.rows;
+                }
                 _ => {}
             }
         }
@@ -526,8 +536,10 @@ impl Recorder {
 
     /// Completes every statement still running when the session ends at `now`, with
     /// `sqlstate` unless the server had already reported an error for it. Requests still
-    /// unanswered are taken as done: the server may well have run them.
-    pub(crate) fn abandon(&mut self, now: i64, sqlstate: &str) {
+    /// unanswered are taken as done: the server may well have run them. The statements of
+    /// suspended portals (a cursor part read) were cut short too unless the client `left`: it
+    /// chose not to read the rest.
+    pub(crate) fn abandon(&mut self, now: i64, sqlstate: &str, left: bool) {
         while let Some(entry) = self.queue.front_mut() {
             match entry {
                 Entry::Simple(p) | Entry::Execute { pending: p, .. } => {
@@ -536,6 +548,12 @@ impl Recorder {
                 }
                 Entry::Sync | Entry::Describe => drop(self.queue.pop_front()),
                 _ => self.confirm_front(),
+            }
+        }
+        if !left {
+            for (pending, end_us) in self.suspended.values_mut() {
+                pending.sqlstate.get_or_insert_with(|| sqlstate.to_owned());
+                *end_us = now;
             }
         }
         self.finish_suspended(|_| true);
@@ -589,8 +607,7 @@ impl Recorder {
             }
             Some(Entry::Execute { pending: p, .. }) => {
                 p.sqlstate = code;
-                self.complete_front(now);
-                None
+                self.take_front()
             }
             Some(Entry::Parse { name, sql, sent_us }) => {
                 let text = Text::Owned(self.encoding.decode(sql).into_owned());
@@ -613,22 +630,33 @@ impl Recorder {
                 return;
             }
         };
+        // The server skips to the Sync first: the statement after it is the one that starts
+        // no earlier than this error (a pipeline of Parse, Bind, Execute, Sync per query).
+        self.skip_to_sync();
         if let Some(failed) = failed {
             self.completed(failed, now);
         }
-        self.skip_to_sync();
     }
 
     /// Pops the front statement and records it, an Execute with its portal's text (and with
     /// what earlier fetches of a suspended portal got).
     fn complete_front(&mut self, now: i64) {
-        let pending = match self.queue.pop_front() {
-            Some(Entry::Simple(p)) => p,
-            Some(Entry::Execute { portal, max_rows, pending }) => self.continued(&portal, max_rows, pending),
-            Some(other) => return self.queue.push_front(other),
-            None => return,
-        };
-        self.completed(pending, now);
+        if let Some(pending) = self.take_front() {
+            self.completed(pending, now);
+        }
+    }
+
+    /// Pops the front statement, an Execute with its portal's text (see [`complete_front`]).
+    fn take_front(&mut self) -> Option<Pending> {
+        match self.queue.pop_front() {
+            Some(Entry::Simple(p)) => Some(p),
+            Some(Entry::Execute { portal, max_rows, pending }) => Some(self.continued(&portal, max_rows, pending)),
+            Some(other) => {
+                self.queue.push_front(other);
+                None
+            }
+            None => None,
+        }
     }
 
     /// Records `pending`, answered at `end`. The statement sent after it started no earlier:
@@ -933,9 +961,12 @@ fn quote_ident(name: &str) -> Cow<'_, str> {
 }
 
 /// Whether a CommandComplete's tag counts rows its command changed (a COPY's: COPY FROM, once
-/// the COPY TO are told apart).
-fn changes_rows(tag: &[u8]) -> bool {
+/// the COPY TO are told apart), for a command that sent rows to the client or none. A `SELECT n`
+/// that sent none wrote its rows to a table: `CREATE TABLE AS`, `SELECT INTO`, `CREATE
+/// MATERIALIZED VIEW`.
+fn changes_rows(tag: &[u8], sent_rows: bool) -> bool {
     [&b"INSERT "[..], b"UPDATE ", b"DELETE ", b"MERGE ", b"COPY "].iter().any(|command| tag.starts_with(command))
+        || !sent_rows && tag.starts_with(b"SELECT ")
 }
 
 /// The rows a CommandComplete (`COPY n`, `DELETE n`) counts.
@@ -1363,6 +1394,43 @@ mod tests {
     }
 
     #[test]
+    fn statements_pipelined_after_a_failed_one_start_after_its_error() {
+        // postgres.js sends each query as Parse, Bind, Execute, Sync, all in one write: the
+        // query after the Sync of one that fails runs after that failure, whether it failed
+        // at its Parse, its Bind or its Execute.
+        let one = |sql: &str| [parse("", sql), bind("", ""), execute(""), sync()];
+        for (failing, answer) in [
+            (vec![parse("", "selec"), bind("", ""), execute(""), sync()], vec![error("42601"), ready()]),
+            (
+                vec![parse("", "select $1::int"), bind("", ""), execute(""), sync()],
+                vec![parsed(), error("22P02"), ready()],
+            ),
+            (
+                vec![parse("", "select 1/n"), bind("", ""), execute(""), sync()],
+                vec![parsed(), bound(), error("22012"), ready()],
+            ),
+            // A batch (JDBC's executeBatch) that fails at its first Execute skips the rest.
+            (
+                vec![parse("", "insert"), bind("", ""), execute(""), bind("", ""), execute(""), sync()],
+                vec![parsed(), bound(), error("23505"), ready()],
+            ),
+        ] {
+            let mut r = Recorder::default();
+            let client = one("select 1").into_iter().chain(failing).chain(one("select 3"));
+            client.for_each(|m| r.on_client(m.as_message_ref(), 10));
+            let first = [parsed(), bound(), row(), complete("SELECT 1"), ready()];
+            let last = [parsed(), bound(), row(), complete("SELECT 1"), ready()];
+            let server =
+                first.iter().map(|m| (m, 20)).chain(answer.iter().map(|m| (m, 30))).chain(last.iter().map(|m| (m, 40)));
+            server.for_each(|(m, at)| r.on_server(m.as_message_ref(), at));
+            let got: Vec<_> = r.done().map(|s| (s.text, s.start_us)).collect();
+            assert_eq!(got[0], ("select 1".to_owned(), 10));
+            assert_eq!(got[1].1, 20, "{got:?}");
+            assert_eq!(got[2], ("select 3".to_owned(), 30), "{got:?}");
+        }
+    }
+
+    #[test]
     fn a_failed_parse_or_bind_counts_its_error_as_bytes_sent() {
         for (client, server) in [
             (vec![parse("", "selec"), bind("", ""), execute(""), sync()], vec![error("42601"), ready()]),
@@ -1683,9 +1751,22 @@ mod tests {
         for m in [parsed(), bound(), row(), msg(b's', b"")] {
             r.on_server(m.as_message_ref(), 20);
         }
-        r.abandon(99, "08006");
-        let got: Vec<_> = r.done().map(|s| (s.rows, s.duration_us, s.sqlstate)).collect();
+        let mut ended = r;
+        let mut left = Recorder::default();
+        for m in [parse("", q), bind("c", ""), execute("c"), msg(b'H', b"")] {
+            left.on_client(m.as_message_ref(), 10);
+        }
+        for m in [parsed(), bound(), row(), msg(b's', b"")] {
+            left.on_server(m.as_message_ref(), 20);
+        }
+        // A client that left chose not to read the rest: the statement ends at its last fetch.
+        left.abandon(99, "08006", true);
+        let got: Vec<_> = left.done().map(|s| (s.rows, s.duration_us, s.sqlstate)).collect();
         assert_eq!(got, [(1, 10, String::new())]);
+        // A session ended otherwise (terminated, a connection lost) cut it short.
+        ended.abandon(99, "57P01", false);
+        let got: Vec<_> = ended.done().map(|s| (s.rows, s.duration_us, s.sqlstate)).collect();
+        assert_eq!(got, [(1, 89, "57P01".to_owned())]);
     }
 
     #[test]
@@ -1773,13 +1854,20 @@ mod tests {
         let query = msg(b'Q', b"insert into t select 1; update t set n = 2; delete from t; merge ...\0");
         let tags = [complete("INSERT 0 3"), complete("UPDATE 2"), complete("DELETE 5"), complete("MERGE 1"), ready()];
         assert_eq!(changed(&[query], &tags), [(0, 11)]);
-        // COPY FROM changes rows; COPY TO sends them; a SELECT or a CREATE TABLE AS (`SELECT n`) neither.
+        // COPY FROM changes rows; COPY TO sends them.
         let copy_in = [msg(b'Q', b"copy t from stdin\0"), msg(b'd', b"1\n2\n"), msg(b'c', b"")];
         assert_eq!(changed(&copy_in, &[msg(b'G', b"\0\0\0"), complete("COPY 2"), ready()]), [(0, 2)]);
         let copy_out = [msg(b'H', b"\0\0\0"), msg(b'd', b"1\n"), msg(b'c', b""), complete("COPY 1"), ready()];
         assert_eq!(changed(&[msg(b'Q', b"copy t to stdout\0")], &copy_out), [(1, 0)]);
-        let select = msg(b'Q', b"create table u as select 1\0");
-        assert_eq!(changed(&[select], &[complete("SELECT 1"), complete("CREATE TABLE"), ready()]), [(0, 0)]);
+        // A SELECT sends its rows; a `SELECT n` that sent none (CREATE TABLE AS, SELECT INTO)
+        // wrote them to a table, in each command of a simple query.
+        let select = msg(b'Q', b"select 1\0");
+        assert_eq!(changed(&[select], &[row(), complete("SELECT 1"), ready()]), [(1, 0)]);
+        let create = msg(b'Q', b"create table u as select 1\0");
+        assert_eq!(changed(&[create], &[complete("SELECT 1"), ready()]), [(0, 1)]);
+        let both = msg(b'Q', b"select 1; select 2 into u; select 3 where false\0");
+        let tags = [row(), complete("SELECT 1"), complete("SELECT 1"), complete("SELECT 0"), ready()];
+        assert_eq!(changed(&[both], &tags), [(1, 1)]);
         // An extended statement's Execute.
         let client = [parse("", "delete from t"), bind("", ""), execute(""), msg(b'S', b"")];
         let server = [msg(b'1', b""), msg(b'2', b""), complete("DELETE 7"), ready()];
@@ -1826,7 +1914,7 @@ mod tests {
         r.on_client(bind("", "").as_message_ref(), 6);
         r.on_client(execute("").as_message_ref(), 6);
         r.on_client(sync().as_message_ref(), 6);
-        r.abandon(9, "57P01");
+        r.abandon(9, "57P01", false);
         let got: Vec<_> = r.done().map(|s| (s.text, s.sqlstate, s.duration_us)).collect();
         assert_eq!(
             got,

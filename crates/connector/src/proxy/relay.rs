@@ -617,7 +617,7 @@ impl Relay {
             ) => SQLSTATE_OUT_OF_MEMORY,
             _ => SQLSTATE_CONNECTION_FAILURE,
         };
-        self.recorder.abandon(end_us, sqlstate);
+        self.recorder.abandon(end_us, sqlstate, matches!(end, End::Client));
         if let End::ClientProtocol(WireError::OverBudget { len }) = &end {
             self.recorder.refused(self.client_reader.pending_tag(), *len, end_us, SQLSTATE_OUT_OF_MEMORY);
         }
