@@ -70,8 +70,10 @@ impl QueryError {
         let mut message = format!("unknown field {}", Quoted(field));
         if let Some((last, rest)) = suggestions.split_last() {
             message.push_str("; did you mean ");
+            // `a or b`; `a, b, or c`.
+            let separator = if rest.len() > 1 { ", " } else { " " };
             for name in rest {
-                message.push_str(&format!("`{name}`, "));
+                message.push_str(&format!("`{name}`{separator}"));
             }
             if !rest.is_empty() {
                 message.push_str("or ");

@@ -243,7 +243,12 @@ impl Field {
             .filter_map(|entry| {
                 std::iter::once(&entry.name)
                     .chain(entry.aliases)
-                    .map(|spelling| (strsim::levenshtein(&wanted, spelling), *spelling))
+                    .map(|spelling| {
+                        // A name cut short at a word's end (`network.client_ip`) is that field.
+                        let cut_short =
+                            spelling.strip_prefix(wanted.as_str()).is_some_and(|rest| rest.starts_with('_'));
+                        (if cut_short { 1 } else { strsim::levenshtein(&wanted, spelling) }, *spelling)
+                    })
                     .min()
             })
             .collect();

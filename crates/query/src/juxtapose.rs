@@ -174,6 +174,21 @@ pub(crate) fn check(text: &str) -> Result<(), QueryError> {
             return Err(QueryError::syntax_at(text, at, &needs_terms(word)));
         }
     }
+    // Two signs on one term (`--a`, `NOT -a`): the grammar would take the second for part of
+    // the word, and search for `-a`.
+    for (at, token) in scan.tokens.iter().enumerate() {
+        let word = &text[token.start..token.end];
+        let negated = at > 0 && &text[scan.tokens[at - 1].start..scan.tokens[at - 1].end] == "NOT";
+        let signs = word.chars().take_while(|c| matches!(c, '-' | '+')).count();
+        if word.len() > signs && (signs > 1 || signs == 1 && negated) {
+            return Err(QueryError::syntax_at(
+                text,
+                token.start,
+                "two operators on one term; write one: `-a` or `NOT a` excludes, `+a` requires \
+                 (quote a value that starts with a sign: `\"-a\"`)",
+            ));
+        }
+    }
     // (A lone operator is lowered with a hint to quote it.)
     if let [_, .., last] = scan.tokens.as_slice()
         && is_operator(&text[last.start..last.end])

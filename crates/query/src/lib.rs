@@ -34,7 +34,8 @@
 //! # Choices the spec leaves open
 //!
 //! - Times also accept a bare date (`2024-01-01`, midnight UTC) and `now+1h`.
-//! - Durations also accept `us` and compounds (`1h30m`); a bare number is rejected, because
+//! - Durations also accept `us`, compounds (`1h30m`) and fractions (`1.5h`, `12.345678s` as the
+//!   API writes them); a bare number is rejected, because
 //!   `duration:>30` could mean seconds or milliseconds.
 //! - `session_status` values are matched case-insensitively and returned lowercase.
 //! - `field:[* TO *]` is `Exists`, as in Lucene. Boosts (`^2`) are accepted and ignored.

@@ -3,6 +3,7 @@
 //! This is where field names are resolved, values are typed by their field's kind, operators are
 //! checked against the field, and the Lucene occur markers become `And`/`Or`/`Not`.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Bound;
 
 use tantivy_query_grammar::{Delimiter, Occur, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral};
@@ -87,12 +88,12 @@ impl Lowerer {
                 self.count(1)?;
                 let lower = self.bound(field, &name, lower)?;
                 let upper = self.bound(field, &name, upper)?;
-                let op = match (&lower, &upper) {
+                match (&lower, &upper) {
                     // Lucene's `[* TO *]` means "has a value".
-                    (Bound::Unbounded, Bound::Unbounded) => Op::Exists,
-                    _ => Op::Range { lower, upper },
-                };
-                Ok(Expr::pred(field, op))
+                    (Bound::Unbounded, Bound::Unbounded) => Ok(Expr::pred(field, Op::Exists)),
+                    _ if field.kind() == FieldKind::Ip => ip_range(field, &name, lower, upper),
+                    _ => Ok(Expr::pred(field, Op::Range { lower, upper })),
+                }
             }
             UserInputLeaf::Set { field, elements } => {
                 let name = field.ok_or_else(|| {
@@ -245,6 +246,55 @@ impl Lowerer {
         }
         Ok(())
     }
+}
+
+/// A range of addresses keeps to the family of its ends: `client_ip:>10.0.0.1` is the IPv4
+/// addresses above it. Stored, an IPv4 address is an IPv4-mapped IPv6 one (`::ffff:10.0.0.1`),
+/// so every IPv6 address outside that block would sort into one end or the other.
+fn ip_range(field: Field, name: &str, lower: Bound<Value>, upper: Bound<Value>) -> Result<Expr, QueryError> {
+    let is_v4 = |bound: &Bound<Value>| match bound {
+        Bound::Included(Value::Ip(address)) | Bound::Excluded(Value::Ip(address)) => {
+            Some(address.to_canonical().is_ipv4())
+        }
+        _ => None,
+    };
+    let v4 = match (is_v4(&lower), is_v4(&upper)) {
+        (Some(low), Some(high)) if low != high => {
+            return Err(QueryError::new(
+                QueryErrorKind::InvalidValue,
+                format!("a range of `{name}` runs from an IPv4 address to an IPv6 one; give both ends in one family"),
+            ));
+        }
+        (Some(v4), _) | (None, Some(v4)) => v4,
+        (None, None) => false,
+    };
+    // As stored: IPv4 addresses are the block `::ffff:0:0/96`.
+    let stored = |bound: &Bound<Value>| match bound {
+        Bound::Included(Value::Ip(address)) | Bound::Excluded(Value::Ip(address)) => Some(match address {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(*v6),
+        }),
+        _ => None,
+    };
+    let (v4_first, v4_last) =
+        (u128::from(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped()), u128::from(Ipv4Addr::BROADCAST.to_ipv6_mapped()));
+    let (low, high) = (stored(&lower), stored(&upper));
+    // Whether the range reaches out of its family's addresses, as stored.
+    let spills = match v4 {
+        true => low.is_none() || high.is_none(),
+        false => low.is_none_or(|low| low <= v4_last) && high.is_none_or(|high| high >= v4_first),
+    };
+    let range = Expr::pred(field, Op::Range { lower, upper });
+    if !spills {
+        return Ok(range);
+    }
+    // Every IPv4 address: `0.0.0.0/0`.
+    let (first, last) = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::BROADCAST));
+    let v4_block = Expr::pred(field, Op::Cidr { first, last });
+    Ok(match v4 {
+        true => Expr::and(vec![range, v4_block]),
+        false => Expr::and(vec![range, Expr::not(v4_block)]),
+    })
 }
 
 /// A range or comparison bound as quoted (`>"2001:db8::1"`): the grammar keeps the quotes

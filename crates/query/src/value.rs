@@ -24,13 +24,14 @@ pub const TIME_FORMS: &str = "an RFC 3339 time such as 2024-01-01T00:00:00Z, a d
      or now, now-15m, now-24h, now-7d";
 
 /// What a duration value looks like, for error messages.
-pub(crate) const DURATION_FORMS: &str = "a duration such as 250ms, 30s, 10m, 2h, 1d or 1h30m";
+pub(crate) const DURATION_FORMS: &str = "a duration such as 250ms, 30s, 1.5s, 10m, 2h, 1d or 1h30m";
 
 /// What an IP value looks like, for error messages.
 pub(crate) const IP_FORMS: &str = "an IP address such as 10.0.0.1 or \"2001:db8::1\", or a network such as 10.0.0.0/8";
 
-/// Parses a duration: one or more `<digits><unit>` pairs with units `d`, `h`, `m`, `s`, `ms`,
-/// `us`, e.g. `250ms`, `1h30m`. Returns microseconds.
+/// Parses a duration: one or more `<number><unit>` pairs with units `d`, `h`, `m`, `s`, `ms`,
+/// `us`, e.g. `250ms`, `1h30m`, `1.5h`, `1169.589943s` (as the API writes durations). Returns
+/// microseconds; a fraction finer than that is dropped.
 ///
 /// A bare number is rejected on purpose: `duration:>30` could mean seconds or milliseconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
@@ -40,19 +41,37 @@ pub fn parse_duration(text: &str) -> Option<i64> {
         return None;
     }
     while !rest.is_empty() {
-        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let (digits, tail) = rest.split_at(digits_end);
-        let unit_end = tail.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        if digits.is_empty() {
+        let (whole, tail) = split_digits(rest);
+        let (fraction, tail) = match tail.strip_prefix('.') {
+            // `1.s` and `.5s` are not numbers.
+            Some(tail) => match split_digits(tail) {
+                ("", _) => return None,
+                split => split,
+            },
+            None => ("", tail),
+        };
+        if whole.is_empty() {
             return None;
         }
+        let unit_end = tail.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
         let (_, scale) = UNITS.iter().find(|(name, _)| *name == unit)?;
-        let amount: i64 = digits.parse().ok()?;
-        total = total.checked_add(amount.checked_mul(*scale)?)?;
+        let amount: i64 = whole.parse().ok()?;
+        // Digits past the 18th are below any unit's microsecond.
+        let fraction = &fraction[..fraction.len().min(18)];
+        let part = match fraction {
+            "" => 0,
+            digits => i128::from(*scale) * digits.parse::<i128>().ok()? / 10i128.pow(digits.len() as u32),
+        };
+        total = total.checked_add(amount.checked_mul(*scale)?)?.checked_add(i64::try_from(part).ok()?)?;
         rest = tail;
     }
     Some(total)
+}
+
+/// The leading ASCII digits of `text`, and the rest.
+fn split_digits(text: &str) -> (&str, &str) {
+    text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()))
 }
 
 /// Parses a time: RFC 3339 (any offset), a bare date (midnight UTC), `now`, or `now` plus or
@@ -156,7 +175,28 @@ mod tests {
         assert_eq!(parse_duration("1d"), Some(US_PER_D));
         assert_eq!(parse_duration("1h30m"), Some(90 * US_PER_M));
         assert_eq!(parse_duration("7us"), Some(7));
-        for bad in ["", "30", "m", "30x", "-5m", "1.5h", "30 m", "1H", "99999999999999999999d", "9999999999999d"] {
+        // Fractions, as the API writes a duration: to the microsecond.
+        assert_eq!(parse_duration("1.5h"), Some(90 * US_PER_M));
+        assert_eq!(parse_duration("1169.589943s"), Some(1_169_589_943));
+        assert_eq!(parse_duration("0.000001999s"), Some(1));
+        assert_eq!(parse_duration("0.25ms"), Some(250));
+        assert_eq!(parse_duration("1.000000000000000000000001s"), Some(US_PER_S));
+        for bad in [
+            "",
+            "30",
+            "m",
+            "30x",
+            "-5m",
+            "30 m",
+            "1H",
+            "99999999999999999999d",
+            "9999999999999d",
+            "1.s",
+            ".5s",
+            "1.5",
+            "1..5s",
+            "1.5.5s",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

@@ -255,6 +255,10 @@ fn juxtaposition_is_and_and_binds_tighter_than_or() {
 #[test]
 fn quoted_bounds_lose_their_quotes() {
     check(r#"client_ip:>"2001:db8::1""#, "network.client_ip_address:{2001:db8::1 TO *}");
+    check(
+        r#"client_ip:>"::1""#,
+        "(and network.client_ip_address:{::1 TO *} (not network.client_ip_address:0.0.0.0/0))",
+    );
     check(r#"duration:>="30m""#, "duration:[30m TO *}");
     check(r#"user.email:["x" TO *]"#, r#"user.formal.user.email:["x" TO *}"#);
 }
@@ -496,7 +500,17 @@ fn ip_values() {
     check("client_ip:'::1'", "network.client_ip_address=::1");
     check("client_ip:[10.0.0.1 TO 10.0.0.9]", "network.client_ip_address:[10.0.0.1 TO 10.0.0.9]");
     check("client_ip:[::1 TO ::ff]", "network.client_ip_address:[::1 TO ::ff]");
-    check("client_ip:>=10.0.0.1", "network.client_ip_address:[10.0.0.1 TO *}");
+    check(
+        "client_ip:>=10.0.0.1",
+        "(and network.client_ip_address:[10.0.0.1 TO *} network.client_ip_address:0.0.0.0/0)",
+    );
+    // An address range keeps to its family: IPv4 addresses are stored in `::ffff:0:0/96`.
+    check(
+        r#"client_ip:<"2001:db8::""#,
+        "(and network.client_ip_address:{* TO 2001:db8::} (not network.client_ip_address:0.0.0.0/0))",
+    );
+    check("client_ip:[2001:db8:: TO 2001:db8::ff]", "network.client_ip_address:[2001:db8:: TO 2001:db8::ff]");
+    check_err("client_ip:[10.0.0.1 TO ::1]", "runs from an IPv4 address to an IPv6 one");
     check(r#"server_ip:IN [10.0.0.1 "::1"]"#, "network.server_ip_address:IN [10.0.0.1 ::1]");
 }
 
@@ -576,13 +590,27 @@ fn dangling_operators() {
 }
 
 #[test]
+fn two_signs_on_one_term_are_refused_not_searched_for() {
+    for query in ["--alice", "-+alice", "+-alice", "++alice", "NOT -alice", "NOT +alice", "a NOT -technology:postgres"]
+    {
+        check_err(query, "two operators on one term; write one");
+    }
+    check_err("x NOT -alice", "syntax error at position 6: two operators");
+    // One sign, or a value that starts with one, quoted.
+    check("-alice", r#"(not any~"alice")"#);
+    check(r#"user:"-alice""#, r#"user.username="-alice""#);
+    check(r#"NOT "-alice""#, r#"(not any~"-alice")"#);
+}
+
+#[test]
 fn unknown_fields_get_suggestions() {
     check_err("usr:alice", "unknown field `usr`; did you mean `user`?");
     check_err("emial:x", "unknown field `emial`; did you mean `email`?");
     check_err("user.emial:x", "did you mean `user.email`?");
     check_err("clientip:1.2.3.4", "did you mean `client_ip`?");
     check_err("stat:active", "did you mean `status`?");
-    check_err("network:x", "did you mean `network.client_ip_address`, or `network.server_ip_address`?");
+    check_err("network:x", "did you mean `network.client_ip_address` or `network.server_ip_address`?");
+    check_err("network.client_ip:1.2.3.4", "did you mean `network.client_ip_address`?");
     check_err("USER:a", "did you mean `user`?");
     check_err(
         "user.formal.user.emails:a",

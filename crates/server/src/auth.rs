@@ -257,7 +257,8 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
             keys.push(value);
         }
     }
-    let has_api_key_header = !keys.is_empty();
+    let api_key_headers = keys.len();
+    let has_api_key_header = api_key_headers > 0;
     let mut other_scheme = false;
     for value in headers.get_all(http::header::AUTHORIZATION) {
         let Ok(value) = value.to_str() else {
@@ -279,9 +280,14 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
             Err(unauthenticated("missing API key: send it in the X-API-KEY header or as `Authorization: Bearer <key>`"))
         }
         [key, others @ ..] if others.iter().all(|other| other == key) => Ok(key),
-        _ => Err(unauthenticated(
-            "the request carries more than one API key (X-API-KEY, Authorization: Bearer): send one",
-        )),
+        _ => {
+            let headers = match (has_api_key_header, keys.len() > api_key_headers) {
+                (true, true) => "in X-API-KEY and in Authorization: Bearer",
+                (true, false) => "in several X-API-KEY headers",
+                (false, _) => "in several Authorization headers",
+            };
+            Err(unauthenticated(&format!("the request carries more than one API key, {headers}: send one")))
+        }
     }
 }
 
@@ -367,7 +373,9 @@ mod tests {
         let mut twice = http::HeaderMap::new();
         twice.append("x-api-key", "k1".parse().unwrap());
         twice.append("x-api-key", "k2".parse().unwrap());
-        assert_eq!(presented_key(&twice).unwrap_err().code, ErrorCode::Unauthenticated);
+        let error = presented_key(&twice).unwrap_err();
+        assert_eq!(error.code, ErrorCode::Unauthenticated);
+        assert!(error.message.unwrap().contains("more than one API key, in several X-API-KEY headers"));
         let mut basic = http::HeaderMap::new();
         basic.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented_key(&basic).unwrap_err().code, ErrorCode::Unauthenticated);

@@ -338,6 +338,12 @@ pub const NETWORKS: &[Case] = &[
     ("client_ip:\"2001:db8::/31\"", &["s05", "s06", "s08"]),
     ("client_ip:\"::1/128\"", &["s11"]),
     ("client_ip:\"fe80::/10\"", &[]),
+    // A range keeps to the family of its ends: IPv6 addresses are not above every IPv4 one.
+    ("client_ip:>192.168.1.7", &["s22"]),
+    ("client_ip:[192.168.0.0 TO *]", &["s04", "s22"]),
+    ("client_ip:<10.0.0.2", &["s01", "s07"]),
+    ("client_ip:<\"2001:db8::\"", &["s11"]),
+    ("client_ip:>=\"2001:db8:1::\"", &["s06", "s08"]),
     // Single addresses compare as addresses, not as text.
     ("client_ip:10.0.0.1", &["s01", "s07"]),
     ("client_ip:\"2001:db8::5\"", &["s05"]),
