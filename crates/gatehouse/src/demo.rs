@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Micros, Session};
+use gatehouse_store::Resource;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -109,6 +110,32 @@ impl DemoData {
         Self { rng, people, resources, connectors }
     }
 
+    /// The resources the sessions go to, as the registry holds them: their host is the
+    /// sessions' server address.
+    pub fn resources(&self, created: Micros) -> Vec<Resource> {
+        self.resources
+            .iter()
+            .enumerate()
+            .map(|(index, r)| Resource {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                kind: r.kind.clone(),
+                technology: r.technology.clone(),
+                host: server_ip(index),
+                port: match r.technology.as_str() {
+                    "postgres" => 5432,
+                    "mysql" => 3306,
+                    "mongodb" => 27017,
+                    "redshift" => 5439,
+                    "redis" => 6379,
+                    "ssh" => 22,
+                    _ => 443,
+                },
+                created,
+            })
+            .collect()
+    }
+
     /// `count` completed sessions started within `starts` (never in the last
     /// minute before `now`), plus `active` sessions started in the last few
     /// hours and still running, in start order as a connector reports them.
@@ -137,7 +164,6 @@ impl DemoData {
         let resource_index = (rng.gen_range(0.0f64..1.0).powf(1.5) * self.resources.len() as f64) as usize;
         let resource = self.resources[resource_index.min(self.resources.len() - 1)].clone();
         let connector = self.connectors[resource_index % self.connectors.len()].clone();
-        let server_net = RESOURCE_KINDS[resource_index / ENVIRONMENTS.len() % RESOURCE_KINDS.len()].2;
         let client_ip = if rng.gen_bool(0.05) {
             format!("2001:db8:{:x}::{:x}", rng.gen_range(1..16), rng.gen_range(1..4096))
         } else {
@@ -160,7 +186,7 @@ impl DemoData {
             start,
             end,
             client_ip,
-            server_ip: format!("{server_net}.{}", 10 + resource_index % 200),
+            server_ip: server_ip(resource_index),
             sidecar: Sidecar {
                 id: connector.id.clone(),
                 name: connector.name.clone(),
@@ -178,6 +204,12 @@ impl DemoData {
             parent_session_id: String::new(),
         }
     }
+}
+
+/// The address of the resource at `index`.
+fn server_ip(index: usize) -> String {
+    let network = RESOURCE_KINDS[index / ENVIRONMENTS.len() % RESOURCE_KINDS.len()].2;
+    format!("{network}.{}", 10 + index % 200)
 }
 
 /// A UUIDv7 for a session that started at `start`.

@@ -100,6 +100,14 @@ fn keys_serve_and_sessions_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     run(gatehouse().args(["seed", "--org", "acme", "--sessions", "300", "--active", "5", "--data-dir"]).arg(data));
+    // Its sessions' resources are registered, with their sessions' server address as host, once.
+    run(gatehouse().args(["seed", "--org", "acme", "--sessions", "0", "--active", "0", "--data-dir"]).arg(data));
+    let resources = json_lines(&stdout(&run(gatehouse()
+        .args(["resources", "list", "--org", "acme", "-o", "jsonl", "--data-dir"])
+        .arg(data))));
+    assert_eq!(resources.len(), 30, "{resources:?}");
+    let orders = resources.iter().find(|r| r["name"] == "orders-db-prod").unwrap();
+    assert_eq!((&orders["id"], &orders["address"]), (&json!("res_0001"), &json!("10.20.1.10:5432")), "{orders}");
 
     let created = run(gatehouse()
         .args(["keys", "create", "--org", "acme", "--role", "reader", "--name", "ci", "--data-dir"])

@@ -39,6 +39,14 @@ pub async fn seed(
     let started = Instant::now();
     let now = now_micros();
     let mut data = DemoData::new(seed);
+    // The sessions' resources are registered, as a connector's are: `resources list` shows
+    // them, and the aggregations count their hosts.
+    let registered = store.list_resources(org).await?;
+    for resource in data.resources(now) {
+        if !registered.iter().any(|r| r.id == resource.id) {
+            store.create_resource(org, &resource).await?;
+        }
+    }
     let total = count + active;
     let (mut queued, mut done) = (0, 0);
     // Redraw one line on a terminal; in logs, a line every tenth of the way.
