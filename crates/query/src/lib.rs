@@ -37,7 +37,9 @@
 //! - Durations also accept `us`, compounds (`1h30m`) and fractions (`1.5h`, `12.345678s` as the
 //!   API writes them); a bare number is rejected, because
 //!   `duration:>30` could mean seconds or milliseconds.
-//! - `session_status` values are matched case-insensitively and returned lowercase.
+//! - Keywords from a fixed lowercase vocabulary (`session_status`, technologies, user and
+//!   resource types) and session UUIDs are matched in any case; other keywords (the ids a
+//!   registry or an identity provider chose, groups, external ids) as written, as the spec says.
 //! - `field:[* TO *]` is `Exists`, as in Lucene. Boosts (`^2`) are accepted and ignored.
 //!   Regexes, fuzzy terms (`a~1`), proximity (`"a b"~2`) and inner wildcards (`a*b`) are
 //!   rejected.
