@@ -522,7 +522,7 @@ pub struct ApiArgs {
     // a missing value, confusing for an empty environment variable.
     #[arg(long, env = "GATEHOUSE_CA_FILE", value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     ca_file: Option<PathBuf>,
-    /// API key (gh_...): `gatehouse keys create` makes one; `dev` prints one
+    /// API key (gh_...): `gatehouse keys create` makes one; `dev` prints one. Better in GATEHOUSE_API_KEY: on the command line, `ps` shows it to every user of the machine
     #[arg(long, env = "GATEHOUSE_API_KEY", hide_env_values = true, default_value = "", hide_default_value = true)]
     pub api_key: String,
     /// Give up on a call to the control plane after this long (e.g. 30s, 2m)
@@ -540,7 +540,7 @@ impl ApiArgs {
 /// How `list` commands of the registry print.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ListFormat {
-    /// A table that fits the terminal
+    /// A table, its free-text columns (names, emails, statements) cut to fit the terminal
     Table,
     /// One JSON object per line, keyed by the table's column names in snake_case; `json` is an alias
     #[value(alias = "json")]
@@ -549,7 +549,7 @@ pub enum ListFormat {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OutputFormat {
-    /// A table that fits the terminal
+    /// A table, its free-text columns (names, emails, statements) cut to fit the terminal
     Table,
     /// One JSON object per line (the API's JSON form); `json` is an alias
     #[value(alias = "json")]

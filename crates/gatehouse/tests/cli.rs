@@ -151,6 +151,12 @@ fn keys_serve_and_sessions_end_to_end() {
     let edge = &json_lines(&listed)[0];
     assert!(edge["revoked"].as_str().is_some_and(|at| at.ends_with('Z')), "{edge}");
     assert_eq!((&edge["key_prefix"], &edge["old_key_until"]), (&Value::Null, &Value::Null), "{edge}");
+    // Revoked again, it says it was already, and changes nothing.
+    let again = run(gatehouse().args(["connectors", "revoke", "edge", "--org", "acme", "--data-dir"]).arg(data));
+    assert!(stderr(&again).contains("was revoked already, at"), "{}", stderr(&again));
+    let listed =
+        stdout(&run(gatehouse().args(["connectors", "list", "--org", "acme", "-o", "jsonl", "--data-dir"]).arg(data)));
+    assert_eq!(json_lines(&listed)[0]["revoked"], edge["revoked"], "the first revocation's time stays");
 
     let (_server, url) = serve(data);
     let client = |args: &[&str]| {
@@ -378,7 +384,10 @@ fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
         let error = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {error}");
         assert!(error.starts_with("error: ") && error.contains(&expected), "{url} {args:?}: {error}");
-        assert_eq!(error.lines().count(), 1, "{error}");
+        // Nothing listening gets a line of advice.
+        let advice = url == closed;
+        assert_eq!(error.lines().count(), 1 + usize::from(advice), "{error}");
+        assert_eq!(error.contains("is the control plane running"), advice, "{error}");
     }
     let mut no_key = gatehouse();
     no_key.args(["sessions", "list"]).env("GATEHOUSE_URL", &url);
@@ -583,6 +592,10 @@ fn cli_words_for_cli_mistakes() {
     for (args, expected) in [
         (&["sessions", "list", "--sort", "name"][..], "\"name\" is not start_time, end_time or duration"),
         (&["sessions", "terminate", "x", "--connector", " "], "'--connector <CONNECTOR>': must not be empty"),
+        (
+            &["sessions", "list", "--from", "2026-12-06", "--to", "2026-12-01"],
+            "--from (2026-12-06T00:00:00Z) is after --to (2026-12-01T00:00:00Z)",
+        ),
     ] {
         let out = gatehouse().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

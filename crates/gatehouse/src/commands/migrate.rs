@@ -31,9 +31,12 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         note!("{name} is up to date.");
         return Ok(ExitCode::SUCCESS);
     }
-    let state = if args.check { "pending" } else { "applying" };
     for (version, description) in &pending {
-        note!("{state}: {version} {description}");
+        // What `--check` was asked for goes to stdout; progress to stderr.
+        match args.check {
+            true => println!("pending: {version} {description}"),
+            false => note!("applying: {version} {description}"),
+        }
     }
     if args.check {
         return Ok(ExitCode::FAILURE);

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use gatehouse_core::OrgId;
 use gatehouse_store::postgres::{PgOptions, PgStore};
 use gatehouse_store::sqlite::SqliteStore;
 use gatehouse_store::{Org, Store};
@@ -199,4 +200,9 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// The id of the organization named `name`, which must exist.
+pub(super) async fn existing_org(store: &dyn Store, name: &str) -> anyhow::Result<OrgId> {
+    Ok(store.find_org(name).await?.with_context(|| format!("no organization named {name:?}"))?.id)
 }

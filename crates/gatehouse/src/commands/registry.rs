@@ -7,7 +7,7 @@ use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::registry::{CreatedConnector, create_connector, create_resource, replace_connector_key};
 use gatehouse_store::KeyReplacement;
 
-use super::{open_existing_store, open_store};
+use super::{existing_org, open_existing_store, open_store};
 use crate::cli::{ConnectorsCommand, ResourcesCommand, StoreArgs};
 use crate::output::Fit::{Count, Cut, Whole};
 use crate::output::{self, Table};
@@ -138,6 +138,14 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         ConnectorsCommand::Revoke { name, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.
             // An old key a rotation let overlap stops too.
+            if let Some(at) = revoked_at(&name, &org, &store).await? {
+                note!(
+                    "The key of connector {name:?} was revoked already, at {}: nothing changed. \
+                     `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
+                    format_rfc3339(at)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let replaced = replace_key(&name, &org, KeyReplacement::Revoke { at: now_micros() }, &store).await?;
             note!(
                 "Revoked the key of connector {name:?} ({}): it no longer works. \
@@ -149,6 +157,13 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// When the key of connector `name` was revoked, if it is.
+async fn revoked_at(name: &str, org: &str, store: &StoreArgs) -> anyhow::Result<Option<i64>> {
+    let store = open_existing_store(store).await?;
+    let connectors = store.list_connectors(existing_org(store.as_ref(), org).await?).await?;
+    Ok(connectors.iter().find(|c| c.name == name).and_then(|c| c.revoked))
+}
+
 async fn replace_key(
     name: &str,
     org: &str,
@@ -156,8 +171,8 @@ async fn replace_key(
     store: &StoreArgs,
 ) -> anyhow::Result<CreatedConnector> {
     let store = open_existing_store(store).await?;
-    let org = store.find_org(org).await?.with_context(|| format!("no organization named {org:?}"))?;
-    replace_connector_key(store.as_ref(), org.id, name, change)
+    let org = existing_org(store.as_ref(), org).await?;
+    replace_connector_key(store.as_ref(), org, name, change)
         .await?
         .with_context(|| format!("no connector named {name:?} (`gatehouse connectors list` shows them)"))
 }

@@ -153,6 +153,7 @@ pub(super) async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, 
         // Transport errors carry their cause; errors the control plane sent do not.
         Ok(Err(error)) if error.code == ErrorCode::Unavailable && std::error::Error::source(&error).is_some() => {
             let advice = not_http_advice(&error, &url)
+                .or_else(|| refused_advice(&error))
                 .or_else(|| gatehouse_tls::advice(&error, "--ca-file (or GATEHOUSE_CA_FILE)"));
             let error = anyhow::Error::new(error).context(format!("cannot reach the control plane at {url}"));
             Err(match advice {
@@ -214,7 +215,23 @@ fn not_http_advice(error: &ConnectError, url: &str) -> Option<String> {
     ))
 }
 
+/// Nothing listens at the URL: the control plane is down, or elsewhere.
+fn refused_advice(error: &ConnectError) -> Option<String> {
+    gatehouse_tls::chain(error).contains("Connection refused").then(|| {
+        "is the control plane running (`gatehouse serve`, or `gatehouse dev`)? For another address, \
+         set GATEHOUSE_URL or pass --url"
+            .to_owned()
+    })
+}
+
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from > to
+    {
+        // A usage error, as clap's are: told here, not by the control plane in its own terms.
+        eprintln!("error: --from ({}) is after --to ({})", format_rfc3339(from), format_rfc3339(to));
+        return Ok(ExitCode::from(2));
+    }
     let client = client(&args.api)?;
     let since = args.since.map(|span| now_micros().saturating_sub(span));
     let mut request = ListSessionsV2Request {

@@ -11,7 +11,7 @@ use gatehouse_server::identity::{self, NewUser};
 use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind};
 use gatehouse_store::{Resource, Store};
 
-use super::{open_existing_store, open_store, public_prefix};
+use super::{existing_org, open_existing_store, open_store, public_prefix};
 use crate::cli::{GrantTarget, ListFormat, TokenCommand, UsersCommand};
 use crate::output::Fit::{Cut, List, Whole};
 use crate::output::{self, Table};
@@ -278,10 +278,6 @@ pub async fn print_grants(
     }
     table.print()?;
     Ok(())
-}
-
-pub(super) async fn existing_org(store: &dyn Store, name: &str) -> anyhow::Result<OrgId> {
-    Ok(store.find_org(name).await?.with_context(|| format!("no organization named {name:?}"))?.id)
 }
 
 pub(super) async fn existing_user(store: &dyn Store, org: OrgId, handle: &str) -> anyhow::Result<User> {
