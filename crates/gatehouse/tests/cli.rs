@@ -114,6 +114,10 @@ fn keys_serve_and_sessions_end_to_end() {
         .arg(data));
     let key = stdout(&created).trim().to_owned();
     assert!(key.starts_with("gh_") && key.len() > 50, "{key}");
+    // A slip in an organization's name makes no new organization, nor a key for it.
+    let typo = gatehouse().args(["keys", "create", "--org", "acem", "--data-dir"]).arg(data).output().unwrap();
+    assert!(!typo.status.success() && stdout(&typo).is_empty(), "{}", stdout(&typo));
+    assert!(stderr(&typo).contains("no organization named \"acem\"; did you mean \"acme\"?"), "{}", stderr(&typo));
     let prefix = key.split('_').nth(1).unwrap().to_owned();
     let listed = stdout(&run(gatehouse().args(["keys", "list", "--org", "acme", "--data-dir"]).arg(data)));
     assert!(listed.contains(&prefix) && listed.contains("reader") && listed.contains("ci"), "{listed}");

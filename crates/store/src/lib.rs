@@ -45,6 +45,8 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the organization with this name, creating it if needed.
     async fn ensure_org(&self, name: &str) -> Result<Org, StoreError>;
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError>;
+    /// Every organization, by name.
+    async fn list_orgs(&self) -> Result<Vec<Org>, StoreError>;
 
     async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError>;
     /// Looks a key up by its public prefix, whatever its organization: this is

@@ -60,9 +60,33 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
     if let Some(org) = store.find_org(name).await? {
         return Ok(org);
     }
+    // A key made for a mistyped organization would see none of the sessions it was meant for.
+    if let Some(org) = store.list_orgs().await?.into_iter().find(|org| mistyped(name, &org.name)) {
+        anyhow::bail!(
+            "no organization named {name:?}; did you mean {:?}? (a new organization's name must differ \
+             from the existing ones by more than letter case or two letters swapped)",
+            org.name
+        );
+    }
     let org = store.ensure_org(name).await?;
     note!("Created organization {name:?}: it did not exist yet.");
     Ok(org)
+}
+
+/// Whether `typed` is `name` in another case, or with two neighbouring letters swapped: a
+/// slip, never a name of its own (unlike `team-a` beside `team-b`).
+fn mistyped(typed: &str, name: &str) -> bool {
+    let (typed, name): (Vec<char>, Vec<char>) =
+        (typed.to_lowercase().chars().collect(), name.to_lowercase().chars().collect());
+    if typed.len() != name.len() {
+        return false;
+    }
+    let differ: Vec<usize> = (0..typed.len()).filter(|&i| typed[i] != name[i]).collect();
+    match differ.as_slice() {
+        [] => true,
+        [a, b] => *b == a + 1 && typed[*a] == name[*b] && typed[*b] == name[*a],
+        _ => false,
+    }
 }
 
 /// The public prefix of a key or token given whole (`gh_PREFIX_secret`), as
@@ -205,4 +229,19 @@ pub async fn shutdown_signal() {
 /// The id of the organization named `name`, which must exist.
 pub(super) async fn existing_org(store: &dyn Store, name: &str) -> anyhow::Result<OrgId> {
     Ok(store.find_org(name).await?.with_context(|| format!("no organization named {name:?}"))?.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mistyped;
+
+    #[test]
+    fn a_mistyped_organization_is_told_from_a_new_one() {
+        for (typed, name) in [("defualt", "default"), ("Default", "default"), ("ACME", "acme"), ("amce", "acme")] {
+            assert!(mistyped(typed, name), "{typed} {name}");
+        }
+        for (typed, name) in [("team-b", "team-a"), ("acme2", "acme"), ("globex", "acme"), ("abc", "cba")] {
+            assert!(!mistyped(typed, name), "{typed} {name}");
+        }
+    }
 }

@@ -394,6 +394,11 @@ impl PgStore {
         })
     }
 
+    async fn list_orgs_impl(&self) -> Result<Vec<Org>, StoreError> {
+        let rows = sqlx::query("SELECT id, name FROM organizations ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? })).collect()
+    }
+
     async fn insert_api_key_impl(&self, key: &NewApiKey) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (org_id, prefix, secret_hash, name, role, created_us) \
@@ -512,6 +517,10 @@ impl Store for PgStore {
 
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
         self.find_org_impl(name).await.map_err(classify)
+    }
+
+    async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
+        self.list_orgs_impl().await.map_err(classify)
     }
 
     async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

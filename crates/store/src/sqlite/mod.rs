@@ -382,6 +382,11 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
+        let rows = sqlx::query("SELECT id, name FROM organizations ORDER BY name").fetch_all(&self.readers).await?;
+        rows.iter().map(|row| Ok(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? })).collect()
+    }
+
     async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (org_id, prefix, secret_hash, name, role, created_us) VALUES (?, ?, ?, ?, ?, ?)",
