@@ -52,7 +52,8 @@ pub async fn ensure_org_is_idempotent_and_find_org_finds_it(store: &dyn Store) {
     let globex = store.ensure_org("globex").await.unwrap();
     assert_ne!(globex.id, acme.id);
     assert_eq!(store.find_org("acme").await.unwrap(), Some(acme.clone()));
-    assert_eq!(store.find_org("globex").await.unwrap(), Some(globex));
+    assert_eq!(store.find_org("globex").await.unwrap(), Some(globex.clone()));
+    assert_eq!(store.list_orgs().await.unwrap(), [acme.clone(), globex], "every one, by name");
     // Names are exact.
     assert_eq!(store.find_org("ACME").await.unwrap(), None);
     assert_eq!(store.find_org("acme ").await.unwrap(), None);
