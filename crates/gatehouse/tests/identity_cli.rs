@@ -111,7 +111,13 @@ fn users_tokens_and_grants_from_the_cli() {
     let etl = row(&list, "etl-nightly");
     assert_eq!(&etl[1..6], ["machine", "etl-nightly", "-", "etl", "-"]);
 
-    ok(d, &["users", "update", "Alice@Example.com", "--org", "acme", "--add-group", "oncall", "--remove-group", "sre"]);
+    let (_, said) = ok(
+        d,
+        &["users", "update", "Alice@Example.com", "--org", "acme", "--add-group", "oncall", "--remove-group", "sre"],
+    );
+    assert!(!said.contains("nothing to remove"), "{said}");
+    let (_, said) = ok(d, &["users", "update", "alice@example.com", "--org", "acme", "--remove-group", "sre"]);
+    assert!(said.contains("is not in group \"sre\": nothing to remove"), "{said}");
     ok(d, &["users", "disable", "etl-nightly", "--org", "acme"]);
     let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
     assert_eq!(row(&list, "alice@example.com")[4], "dba,oncall");

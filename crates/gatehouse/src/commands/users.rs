@@ -106,6 +106,14 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                 }
                 u.name = name;
             }
+            // A mistyped name to remove would otherwise leave the user as they were, unremarked.
+            let absent = |removed: &[String], held: &[String]| removed.iter().find(|r| !held.contains(r)).cloned();
+            if let Some(group) = absent(&remove_groups, &u.groups) {
+                note!("{} is not in group {group:?}: nothing to remove.", u.handle());
+            }
+            if let Some(id) = absent(&remove_external_ids, &u.external_ids) {
+                note!("{} has no external id {id:?}: nothing to remove.", u.handle());
+            }
             u.groups.retain(|g| !remove_groups.contains(g));
             u.groups.extend(add_groups);
             u.external_ids.retain(|id| !remove_external_ids.contains(id));
