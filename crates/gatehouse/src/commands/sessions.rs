@@ -445,10 +445,12 @@ fn statement_row(s: &SessionStatement) -> Vec<String> {
     ]
 }
 
-/// Milliseconds, to the microsecond, up to a minute; then as [`human_duration`].
+/// Milliseconds, to the microsecond, under a second; seconds, to the millisecond, under a
+/// minute (as the console shows them); then as [`human_duration`].
 pub(super) fn precise_duration(micros: i64) -> String {
     match micros {
-        m if m < 60_000_000 => format!("{}.{:03} ms", m / 1000, m % 1000),
+        m if m < 1_000_000 => format!("{}.{:03} ms", m / 1000, m % 1000),
+        m if m < 60_000_000 => format!("{}.{:03} s", m / 1_000_000, m % 1_000_000 / 1000),
         m => human_duration(m / 1_000_000),
     }
 }
@@ -458,5 +460,20 @@ fn human_duration(seconds: i64) -> String {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
         s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::precise_duration;
+
+    #[test]
+    fn durations_read_in_the_unit_that_suits_them() {
+        assert_eq!(precise_duration(0), "0.000 ms");
+        assert_eq!(precise_duration(1_234), "1.234 ms");
+        assert_eq!(precise_duration(999_999), "999.999 ms");
+        assert_eq!(precise_duration(1_000_000), "1.000 s");
+        assert_eq!(precise_duration(3_736_002), "3.736 s");
+        assert_eq!(precise_duration(61_000_000), "1m01s");
     }
 }
