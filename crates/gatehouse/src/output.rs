@@ -75,8 +75,9 @@ const MIN_CUT_WIDTH: usize = 8;
 const CELL_END: char = '\u{1f}';
 
 /// A table printed with aligned columns. When stdout is a terminal, the [`Fit::Cut`] columns
-/// are cut (with `…`) until the table fits; if it still does not, its lines run past the edge
-/// rather than cut the others. Output to a file or a pipe is never cut.
+/// are cut (with `…`) until the table fits; if it still does not, the columns it may do
+/// without ([`droppable`](Table::droppable)) are left out, and then its lines run past the
+/// edge rather than cut the others. Output to a file or a pipe is never cut.
 pub struct Table {
     header: Vec<String>,
     /// Rows are JSON objects instead, one per line, keyed by [`json_key`]s of the header.
@@ -88,6 +89,8 @@ pub struct Table {
     rows: Vec<Box<str>>,
     /// The widest cell of each column so far, in terminal columns.
     widths: Vec<usize>,
+    /// Columns left out, in this order, of a table that cutting cannot fit.
+    droppable: Vec<usize>,
 }
 
 impl Table {
@@ -98,7 +101,15 @@ impl Table {
             fits: columns.iter().map(|(_, fit)| *fit).collect(),
             rows: Vec::new(),
             widths: columns.iter().map(|(name, _)| name.width()).collect(),
+            droppable: Vec::new(),
         }
+    }
+
+    /// The same table, leaving out the columns `names`, the first first, while cutting the
+    /// free text does not make it fit the terminal.
+    pub fn droppable(mut self, names: &[&str]) -> Self {
+        self.droppable = names.iter().filter_map(|name| self.header.iter().position(|h| h == name)).collect();
+        self
     }
 
     /// The same table, printed as `format` says.
@@ -160,7 +171,7 @@ impl Table {
         }
         let widths = match max_width {
             Some(max) => self.widths_within(max),
-            None => self.widths.clone(),
+            None => self.widths.iter().copied().map(Some).collect(),
         };
         let mut line = String::new();
         let header = self.header.iter().map(String::as_str);
@@ -168,6 +179,7 @@ impl Table {
         for cells in std::iter::once(header.collect::<Vec<_>>()).chain(rows.map(Iterator::collect)) {
             line.clear();
             for (cell, width) in cells.iter().zip(&widths) {
+                let Some(width) = width else { continue };
                 push_fitted(&mut line, cell, *width);
                 line.push_str("  ");
             }
@@ -178,18 +190,33 @@ impl Table {
     }
 
     /// The columns' widths once the free-text ones are cut, the widest first, until the table
-    /// is `max` wide or they are all down to [`MIN_CUT_WIDTH`].
-    fn widths_within(&self, max: usize) -> Vec<usize> {
-        let mut widths = self.widths.clone();
-        let gaps = 2 * widths.len().saturating_sub(1);
-        while widths.iter().sum::<usize>() + gaps > max {
-            let widest = (0..widths.len())
-                .filter(|&column| matches!(self.fits[column], Fit::Cut | Fit::List) && widths[column] > MIN_CUT_WIDTH)
-                .max_by_key(|&column| widths[column]);
-            let Some(column) = widest else { break };
-            widths[column] -= 1;
+    /// is `max` wide or they are all down to [`MIN_CUT_WIDTH`]; and then, while it is still
+    /// wider, with the droppable columns left out (`None`), one by one.
+    fn widths_within(&self, max: usize) -> Vec<Option<usize>> {
+        let mut shown: Vec<bool> = vec![true; self.widths.len()];
+        let mut drops = self.droppable.iter();
+        loop {
+            let mut widths: Vec<Option<usize>> =
+                self.widths.iter().zip(&shown).map(|(width, shown)| shown.then_some(*width)).collect();
+            let total = |widths: &[Option<usize>]| {
+                let shown: Vec<usize> = widths.iter().flatten().copied().collect();
+                shown.iter().sum::<usize>() + 2 * shown.len().saturating_sub(1)
+            };
+            while total(&widths) > max {
+                let widest = (0..widths.len())
+                    .filter(|&column| {
+                        matches!(self.fits[column], Fit::Cut | Fit::List)
+                            && widths[column].is_some_and(|width| width > MIN_CUT_WIDTH)
+                    })
+                    .max_by_key(|&column| widths[column]);
+                let Some(column) = widest else { break };
+                widths[column] = widths[column].map(|width| width - 1);
+            }
+            match drops.next() {
+                Some(&column) if total(&widths) > max => shown[column] = false,
+                _ => return widths,
+            }
         }
-        widths
     }
 }
 
@@ -373,6 +400,29 @@ mod tests {
         assert!(line_widths(&text).iter().all(|w| *w <= 20), "{text}");
         assert!(text.contains('…'));
         assert!(table.render(None).contains("alice.smith@example.com"));
+    }
+
+    #[test]
+    fn columns_that_may_go_are_left_out_when_cutting_is_not_enough() {
+        let mut table = Table::new(&[("ID", Whole), ("USER", Cut), ("CLIENT IP", Whole), ("CONNECTOR", Cut)])
+            .droppable(&["CONNECTOR", "CLIENT IP"]);
+        table.row(vec![
+            "0123456789".into(),
+            "alice@example.com".into(),
+            "192.168.10.183".into(),
+            "connector-eu".into(),
+        ]);
+        let whole = table.render(None);
+        assert!(whole.contains("connector-eu") && whole.contains("192.168.10.183"), "{whole}");
+        // Cutting the free text fits it: nothing left out.
+        let cut = table.render(Some(line_widths(&whole)[1] - 6));
+        assert!(cut.contains("CONNECTOR") && cut.contains("192.168.10.183"), "{cut}");
+        // Narrower: the connector goes first, then the client address.
+        let narrow = table.render(Some(40));
+        assert!(!narrow.contains("CONNECTOR") && narrow.contains("192.168.10.183"), "{narrow}");
+        let narrower = table.render(Some(25));
+        assert!(!narrower.contains("CLIENT IP") && narrower.contains("0123456789"), "{narrower}");
+        assert!(line_widths(&narrower).iter().all(|w| *w <= 25), "{narrower}");
     }
 
     #[test]

@@ -321,6 +321,8 @@ enum Sink {
 /// A table's columns and the CSV columns of the same records.
 struct SinkColumns {
     table: &'static [(&'static str, crate::output::Fit)],
+    /// Table columns left out, first first, of a table too wide for the terminal however cut.
+    droppable: &'static [&'static str],
     csv: Columns,
 }
 
@@ -337,6 +339,7 @@ const SESSION_COLUMNS: SinkColumns = SinkColumns {
         ("CLIENT IP", Whole),
         ("CONNECTOR", Cut),
     ],
+    droppable: &["CONNECTOR", "CLIENT IP", "TECH", "ROLE", "RESOURCE", "DURATION"],
     csv: CSV_COLUMNS,
 };
 
@@ -352,6 +355,7 @@ const STATEMENT_COLUMNS: SinkColumns = SinkColumns {
         ("STATUS", Whole),
         ("TEXT", Cut),
     ],
+    droppable: &["BYTES", "STATUS", "CHANGED", "ROWS"],
     csv: &[
         ("seq", "/seq"),
         ("start_time", "/startTime"),
@@ -369,7 +373,7 @@ impl Sink {
     fn new(format: OutputFormat, columns: SinkColumns) -> anyhow::Result<Self> {
         let out = || BufWriter::new(std::io::stdout().lock());
         Ok(match format {
-            OutputFormat::Table => Self::Table(Table::new(columns.table)),
+            OutputFormat::Table => Self::Table(Table::new(columns.table).droppable(columns.droppable)),
             OutputFormat::Jsonl => Self::Records(RecordWriter::jsonl(out())),
             OutputFormat::Csv => Self::Records(RecordWriter::csv(out(), columns.csv)?),
         })
