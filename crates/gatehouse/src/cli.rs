@@ -540,7 +540,7 @@ impl ApiArgs {
 /// How `list` commands of the registry print.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ListFormat {
-    /// A table fit to the terminal: free text (names, emails, statements) cut, then the least needed columns left out
+    /// A table, its free-text columns (names, emails) cut to fit the terminal
     Table,
     /// One JSON object per line, keyed by the table's column names in snake_case; `json` is an alias
     #[value(alias = "json")]
