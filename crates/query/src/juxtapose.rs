@@ -178,9 +178,12 @@ pub(crate) fn check(text: &str) -> Result<(), QueryError> {
     // the word, and search for `-a`.
     for (at, token) in scan.tokens.iter().enumerate() {
         let word = &text[token.start..token.end];
-        let negated = at > 0 && &text[scan.tokens[at - 1].start..scan.tokens[at - 1].end] == "NOT";
+        // After NOT, or after a sign standing alone (`- -a`).
+        let previous = at.checked_sub(1).map(|before| &text[scan.tokens[before].start..scan.tokens[before].end]);
+        let operated = matches!(previous, Some("NOT" | "-" | "+"));
         let signs = word.chars().take_while(|c| matches!(c, '-' | '+')).count();
-        if word.len() > signs && (signs > 1 || signs == 1 && negated) {
+        let rest = &word[signs..];
+        if !rest.is_empty() && (signs > 1 || signs == 1 && (operated || rest == "NOT")) {
             return Err(QueryError::syntax_at(
                 text,
                 token.start,

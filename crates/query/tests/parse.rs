@@ -591,8 +591,17 @@ fn dangling_operators() {
 
 #[test]
 fn two_signs_on_one_term_are_refused_not_searched_for() {
-    for query in ["--alice", "-+alice", "+-alice", "++alice", "NOT -alice", "NOT +alice", "a NOT -technology:postgres"]
-    {
+    for query in [
+        "--alice",
+        "-+alice",
+        "+-alice",
+        "++alice",
+        "NOT -alice",
+        "NOT +alice",
+        "a NOT -technology:postgres",
+        "-NOT technology:postgres",
+        "- -technology:postgres",
+    ] {
         check_err(query, "two operators on one term; write one");
     }
     check_err("x NOT -alice", "syntax error at position 6: two operators");

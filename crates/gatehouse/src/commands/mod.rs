@@ -64,7 +64,7 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
     if let Some(org) = store.list_orgs().await?.into_iter().find(|org| mistyped(name, &org.name)) {
         anyhow::bail!(
             "no organization named {name:?}; did you mean {:?}? (a new organization's name must differ \
-             from the existing ones by more than letter case or two letters swapped)",
+             from the existing ones by more than letter case, spaces around it or two letters swapped)",
             org.name
         );
     }
@@ -73,11 +73,11 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
     Ok(org)
 }
 
-/// Whether `typed` is `name` in another case, or with two neighbouring letters swapped: a
-/// slip, never a name of its own (unlike `team-a` beside `team-b`).
+/// Whether `typed` is `name` in another case, with spaces around it, or with two neighbouring
+/// letters swapped: a slip, never a name of its own (unlike `team-a` beside `team-b`).
 fn mistyped(typed: &str, name: &str) -> bool {
     let (typed, name): (Vec<char>, Vec<char>) =
-        (typed.to_lowercase().chars().collect(), name.to_lowercase().chars().collect());
+        (typed.trim().to_lowercase().chars().collect(), name.trim().to_lowercase().chars().collect());
     if typed.len() != name.len() {
         return false;
     }
@@ -237,7 +237,14 @@ mod tests {
 
     #[test]
     fn a_mistyped_organization_is_told_from_a_new_one() {
-        for (typed, name) in [("defualt", "default"), ("Default", "default"), ("ACME", "acme"), ("amce", "acme")] {
+        for (typed, name) in [
+            ("defualt", "default"),
+            ("Default", "default"),
+            ("ACME", "acme"),
+            ("amce", "acme"),
+            ("default ", "default"),
+            (" acme", "acme"),
+        ] {
             assert!(mistyped(typed, name), "{typed} {name}");
         }
         for (typed, name) in [("team-b", "team-a"), ("acme2", "acme"), ("globex", "acme"), ("abc", "cba")] {
