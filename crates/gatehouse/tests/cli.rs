@@ -102,6 +102,8 @@ fn keys_serve_and_sessions_end_to_end() {
     run(gatehouse().args(["seed", "--org", "acme", "--sessions", "300", "--active", "5", "--data-dir"]).arg(data));
     // Its sessions' resources are registered, with their sessions' server address as host, once.
     run(gatehouse().args(["seed", "--org", "acme", "--sessions", "0", "--active", "0", "--data-dir"]).arg(data));
+    // Another organization seeded in the same store leaves the resources' ids to the first.
+    run(gatehouse().args(["seed", "--org", "globex", "--sessions", "0", "--active", "0", "--data-dir"]).arg(data));
     let resources = json_lines(&stdout(&run(gatehouse()
         .args(["resources", "list", "--org", "acme", "-o", "jsonl", "--data-dir"])
         .arg(data))));

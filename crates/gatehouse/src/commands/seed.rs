@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use gatehouse_core::time::now_micros;
 use gatehouse_core::{OrgId, Session};
-use gatehouse_store::Store;
+use gatehouse_store::{Store, StoreError};
 
 use super::{ensure_org, open_store};
 use crate::cli::SeedArgs;
@@ -40,11 +40,16 @@ pub async fn seed(
     let now = now_micros();
     let mut data = DemoData::new(seed);
     // The sessions' resources are registered, as a connector's are: `resources list` shows
-    // them, and the aggregations count their hosts.
+    // them, and the aggregations count their hosts. Resource ids are unique across
+    // organizations: a second organization seeded in one store leaves them to the first.
     let registered = store.list_resources(org).await?;
     for resource in data.resources(now) {
-        if !registered.iter().any(|r| r.id == resource.id) {
-            store.create_resource(org, &resource).await?;
+        if registered.iter().any(|r| r.id == resource.id) {
+            continue;
+        }
+        match store.create_resource(org, &resource).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(error) => return Err(error.into()),
         }
     }
     let total = count + active;
