@@ -77,7 +77,15 @@ async fn serves_until_shutdown_and_caches_the_resources() {
     running.wait_healthy().await;
 
     assert_eq!(h.plane.seen().hellos.len(), 1);
-    let cached = std::fs::read_to_string(dir.path().join("resources.json")).unwrap();
+    // Written off the relay's thread, possibly just after the connector reports healthy.
+    let mut cached = String::new();
+    for _ in 0..100 {
+        cached = std::fs::read_to_string(dir.path().join("resources.json")).unwrap_or_default();
+        if !cached.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(cached.contains("\"res_a\""), "{cached}");
     tokio::net::TcpStream::connect(listen).await.expect("the listener accepts");
     let metrics = reqwest::get(format!("http://{}/metrics", running.admin)).await.unwrap().text().await.unwrap();
