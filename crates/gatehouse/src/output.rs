@@ -198,9 +198,10 @@ impl Table {
         loop {
             let mut widths: Vec<Option<usize>> =
                 self.widths.iter().zip(&shown).map(|(width, shown)| shown.then_some(*width)).collect();
+            // The shown columns and the two spaces between each two of them.
             let total = |widths: &[Option<usize>]| {
-                let shown: Vec<usize> = widths.iter().flatten().copied().collect();
-                shown.iter().sum::<usize>() + 2 * shown.len().saturating_sub(1)
+                let (sum, count) = widths.iter().flatten().fold((0, 0), |(sum, count), width| (sum + width, count + 1));
+                sum + 2 * usize::saturating_sub(count, 1)
             };
             while total(&widths) > max {
                 let widest = (0..widths.len())

@@ -252,13 +252,18 @@ impl Lowerer {
 /// addresses above it. Stored, an IPv4 address is an IPv4-mapped IPv6 one (`::ffff:10.0.0.1`),
 /// so every IPv6 address outside that block would sort into one end or the other.
 fn ip_range(field: Field, name: &str, lower: Bound<Value>, upper: Bound<Value>) -> Result<Expr, QueryError> {
-    let is_v4 = |bound: &Bound<Value>| match bound {
-        Bound::Included(Value::Ip(address)) | Bound::Excluded(Value::Ip(address)) => {
-            Some(address.to_canonical().is_ipv4())
-        }
+    // As stored: IPv4 addresses are the block `::ffff:0:0/96`.
+    let stored = |bound: &Bound<Value>| match bound {
+        Bound::Included(Value::Ip(address)) | Bound::Excluded(Value::Ip(address)) => Some(match address {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(*v6),
+        }),
         _ => None,
     };
-    let v4 = match (is_v4(&lower), is_v4(&upper)) {
+    let v4_block =
+        u128::from(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped())..=u128::from(Ipv4Addr::BROADCAST.to_ipv6_mapped());
+    let (low, high) = (stored(&lower), stored(&upper));
+    let v4 = match (low.map(|a| v4_block.contains(&a)), high.map(|a| v4_block.contains(&a))) {
         (Some(low), Some(high)) if low != high => {
             return Err(QueryError::new(
                 QueryErrorKind::InvalidValue,
@@ -268,21 +273,10 @@ fn ip_range(field: Field, name: &str, lower: Bound<Value>, upper: Bound<Value>) 
         (Some(v4), _) | (None, Some(v4)) => v4,
         (None, None) => false,
     };
-    // As stored: IPv4 addresses are the block `::ffff:0:0/96`.
-    let stored = |bound: &Bound<Value>| match bound {
-        Bound::Included(Value::Ip(address)) | Bound::Excluded(Value::Ip(address)) => Some(match address {
-            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) => u128::from(*v6),
-        }),
-        _ => None,
-    };
-    let (v4_first, v4_last) =
-        (u128::from(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped()), u128::from(Ipv4Addr::BROADCAST.to_ipv6_mapped()));
-    let (low, high) = (stored(&lower), stored(&upper));
     // Whether the range reaches out of its family's addresses, as stored.
     let spills = match v4 {
         true => low.is_none() || high.is_none(),
-        false => low.is_none_or(|low| low <= v4_last) && high.is_none_or(|high| high >= v4_first),
+        false => low.is_none_or(|low| low <= *v4_block.end()) && high.is_none_or(|high| high >= *v4_block.start()),
     };
     let range = Expr::pred(field, Op::Range { lower, upper });
     if !spills {
@@ -290,10 +284,10 @@ fn ip_range(field: Field, name: &str, lower: Bound<Value>, upper: Bound<Value>) 
     }
     // Every IPv4 address: `0.0.0.0/0`.
     let (first, last) = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::BROADCAST));
-    let v4_block = Expr::pred(field, Op::Cidr { first, last });
+    let every_v4 = Expr::pred(field, Op::Cidr { first, last });
     Ok(match v4 {
-        true => Expr::and(vec![range, v4_block]),
-        false => Expr::and(vec![range, Expr::not(v4_block)]),
+        true => Expr::and(vec![range, every_v4]),
+        false => Expr::and(vec![range, Expr::not(every_v4)]),
     })
 }
 

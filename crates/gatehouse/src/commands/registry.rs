@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use gatehouse_core::OrgId;
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::registry::{CreatedConnector, create_connector, create_resource, replace_connector_key};
-use gatehouse_store::KeyReplacement;
+use gatehouse_store::{KeyReplacement, Store};
 
 use super::{existing_org, open_existing_store, open_store};
-use crate::cli::{ConnectorsCommand, ResourcesCommand, StoreArgs};
+use crate::cli::{ConnectorsCommand, ResourcesCommand};
 use crate::output::Fit::{Count, Cut, Whole};
 use crate::output::{self, Table};
 
@@ -124,7 +125,9 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             output::ensure_stdout_open("connector key")?;
             let until = overlap.map(|overlap| now_micros().saturating_add(overlap.as_micros() as i64));
             let change = until.map_or(KeyReplacement::Rotate, |until| KeyReplacement::Overlap { until });
-            let replaced = replace_key(&name, &org, change, &store).await?;
+            let store = open_existing_store(&store).await?;
+            let org_id = existing_org(store.as_ref(), &org).await?;
+            let replaced = replace_key(store.as_ref(), org_id, &name, change).await?;
             let old = match until {
                 Some(until) => format!(
                     "the old one works until {}: restart the connector with the new one before then",
@@ -138,7 +141,10 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         ConnectorsCommand::Revoke { name, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.
             // An old key a rotation let overlap stops too.
-            if let Some(at) = revoked_at(&name, &org, &store).await? {
+            let store = open_existing_store(&store).await?;
+            let org_id = existing_org(store.as_ref(), &org).await?;
+            let connectors = store.list_connectors(org_id).await?;
+            if let Some(at) = connectors.iter().find(|c| c.name == name).and_then(|c| c.revoked) {
                 note!(
                     "The key of connector {name:?} was revoked already, at {}: nothing changed. \
                      `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
@@ -146,7 +152,8 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let replaced = replace_key(&name, &org, KeyReplacement::Revoke { at: now_micros() }, &store).await?;
+            let replaced =
+                replace_key(store.as_ref(), org_id, &name, KeyReplacement::Revoke { at: now_micros() }).await?;
             note!(
                 "Revoked the key of connector {name:?} ({}): it no longer works. \
                  `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
@@ -157,22 +164,13 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// When the key of connector `name` was revoked, if it is.
-async fn revoked_at(name: &str, org: &str, store: &StoreArgs) -> anyhow::Result<Option<i64>> {
-    let store = open_existing_store(store).await?;
-    let connectors = store.list_connectors(existing_org(store.as_ref(), org).await?).await?;
-    Ok(connectors.iter().find(|c| c.name == name).and_then(|c| c.revoked))
-}
-
 async fn replace_key(
+    store: &dyn Store,
+    org: OrgId,
     name: &str,
-    org: &str,
     change: KeyReplacement,
-    store: &StoreArgs,
 ) -> anyhow::Result<CreatedConnector> {
-    let store = open_existing_store(store).await?;
-    let org = existing_org(store.as_ref(), org).await?;
-    replace_connector_key(store.as_ref(), org, name, change)
+    replace_connector_key(store, org, name, change)
         .await?
         .with_context(|| format!("no connector named {name:?} (`gatehouse connectors list` shows them)"))
 }
