@@ -13,7 +13,8 @@
 //! upstream_tls = "disable"       # or "require", or "verify-full" with upstream_ca_file
 //!
 //! [identity]
-//! require_tls = false            # refuse identity logins (token as password) without TLS
+//! require_tls = true             # refuse identity logins (token as password) without TLS;
+//!                                # unset: those from another host, when [tls] is set
 //!
 //! [[credentials]]                # a native role the connector logs in as
 //! resource = "res_..."           # optional: every resource when absent
@@ -31,6 +32,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::proxy::TlsForIdentity;
 
 /// Control plane URL (`control_plane.url`).
 pub const ENV_URL: &str = "GATEHOUSE_URL";
@@ -86,9 +89,10 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     /// Refuse identity logins over connections without TLS, since their password is an
-    /// access token. Default false (as for a connector on localhost).
+    /// access token: `true` for all, `false` for none. Unset, those from another host when
+    /// the connector has a certificate (see [`Config::tls_for_identity`]).
     #[serde(default)]
-    pub require_tls: bool,
+    pub require_tls: Option<bool>,
 }
 
 /// A secret from the configuration: never shown by `Debug`.
@@ -243,6 +247,12 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
     Env { var: &'static str, message: String },
+    #[error(
+        "no configuration: pass --config FILE (TOML: `[control_plane]` with `url` and `key`, and \
+         `[[listeners]]` with `listen` and `resource`), or set GATEHOUSE_URL, GATEHOUSE_CONNECTOR_KEY \
+         and GATEHOUSE_CONNECTOR_LISTENERS"
+    )]
+    Nothing,
     #[error("{source_name}: {field} is not set ({hint})")]
     Missing { source_name: String, field: &'static str, hint: &'static str },
     #[error("{source_name}: {field}: {message}")]
@@ -272,12 +282,17 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                toml::from_str(&text)
-                    .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: parse_message(&text, &e) })?
+                let config: Config = toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: parse_message(&text, &e) })?;
+                config.warn_if_others_may_read(path);
+                config
             }
             None => toml::from_str("").expect("every field has a default"),
         };
         let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        if path.is_none() && [ENV_URL, ENV_KEY, ENV_LISTENERS].iter().all(|name| env(name).is_none()) {
+            return Err(ConfigError::Nothing);
+        }
         if let Some(url) = env(ENV_URL) {
             config.control_plane.url = url.trim().to_owned();
         }
@@ -309,6 +324,31 @@ impl Config {
         }
         config.check(&path.map_or_else(|| "configuration".to_owned(), |p| format!("config file {}", p.display())))?;
         Ok(config)
+    }
+
+    /// Warns when the file at `path`, which this configuration was read from, holds a secret
+    /// (the connector key, a password) and others than its owner may read it, as ssh does of
+    /// a private key: it is a mistake, but one the connector can still run with.
+    fn warn_if_others_may_read(&self, path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+            if self.exposes_secrets(mode) {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the config file holds a key or a password and others than its owner may read it: chmod 600 it",
+                );
+            }
+        }
+    }
+
+    /// Whether a file of this configuration with permissions `mode` lets others than its owner
+    /// read a secret.
+    fn exposes_secrets(&self, mode: u32) -> bool {
+        let holds_secret = !self.control_plane.key.is_empty() || self.credentials.iter().any(|c| c.password.is_some());
+        holds_secret && mode & 0o077 != 0
     }
 
     /// The checks [`Config::load`] makes once the sources are merged.
@@ -351,7 +391,7 @@ impl Config {
                 ));
             }
         }
-        if self.identity.require_tls && self.tls.is_none() {
+        if self.identity.require_tls == Some(true) && self.tls.is_none() {
             return Err(invalid(
                 "identity.require_tls",
                 "needs a [tls] section: without a certificate no client can connect with TLS".into(),
@@ -373,6 +413,16 @@ impl Config {
             return Err(invalid("spool_max_bytes", "must be above 0".into()));
         }
         Ok(())
+    }
+
+    /// Which identity logins must come over TLS: as `identity.require_tls` says, or when it
+    /// does not, those from another host if clients can have TLS at all.
+    pub fn tls_for_identity(&self) -> TlsForIdentity {
+        match (self.identity.require_tls, &self.tls) {
+            (Some(true), _) => TlsForIdentity::Always,
+            (Some(false), _) | (None, None) => TlsForIdentity::Never,
+            (None, Some(_)) => TlsForIdentity::OffHost,
+        }
     }
 
     fn default_admin_listen() -> SocketAddr {
@@ -590,8 +640,21 @@ mod tests {
     }
 
     #[test]
+    fn a_file_with_secrets_should_be_its_owners_only() {
+        let with_key: Config = toml::from_str(FILE).unwrap();
+        assert!(with_key.exposes_secrets(0o644) && with_key.exposes_secrets(0o640));
+        assert!(!with_key.exposes_secrets(0o600));
+        let password = "[[credentials]]\nrole = \"r\"\npassword = \"p\"\n";
+        assert!(toml::from_str::<Config>(password).unwrap().exposes_secrets(0o644));
+        let from_env = "[[credentials]]\nrole = \"r\"\npassword_env = \"P\"\n";
+        assert!(!toml::from_str::<Config>(from_env).unwrap().exposes_secrets(0o644));
+    }
+
+    #[test]
     fn merged_config_is_checked() {
         let e = error(None, &[]);
+        assert!(e.starts_with("no configuration: pass --config FILE"), "{e}");
+        let e = error(None, &[(ENV_KEY, "k")]);
         assert_eq!(e, "configuration: control_plane.url is not set (or GATEHOUSE_URL)");
         let e = error(Some(FILE), &[(ENV_URL, "cp:7400")]);
         assert!(e.contains("control_plane.url") && e.contains("cp:7400"), "{e}");
@@ -644,7 +707,7 @@ mod tests {
             file.display()
         );
         let c = load(Some(&text), &[("PW", "env-secret")]).unwrap();
-        assert!(c.identity.require_tls);
+        assert_eq!(c.tls_for_identity(), TlsForIdentity::Always);
         assert!(!c.listeners[0].require_identity && c.listeners[0].upstream_tls == UpstreamTls::Disable);
         assert!(c.listeners[2].require_identity && c.listeners[2].upstream_tls == UpstreamTls::VerifyFull);
         let secrets: Vec<&str> = c.credentials.iter().map(|c| c.secret.expose()).collect();
@@ -656,6 +719,15 @@ mod tests {
 
         let e = load(Some(&text), &[]).unwrap_err().to_string();
         assert!(e.contains("credentials[1]") && e.contains("PW is not set"), "{e}");
+        // Unset, TLS is required off this host once clients can have it.
+        let tls = "[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n";
+        for (text, expected) in [
+            (FILE.to_owned(), TlsForIdentity::Never),
+            (format!("{FILE}\n{tls}"), TlsForIdentity::OffHost),
+            (format!("{FILE}\n{tls}[identity]\nrequire_tls = false\n"), TlsForIdentity::Never),
+        ] {
+            assert_eq!(load(Some(&text), &[]).unwrap().tls_for_identity(), expected, "{text}");
+        }
         let e = error(Some(&format!("{FILE}\n[identity]\nrequire_tls = true\n")), &[]);
         assert!(e.contains("identity.require_tls") && e.contains("[tls]"), "{e}");
         let e = error(Some(&format!("{FILE}\n[[credentials]]\nrole = \"r\"\n")), &[]);

@@ -240,11 +240,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             require_identity = listener.require_identity,
             "listening",
         );
+        let expects_identities = listener.require_identity || !config.credentials.is_empty();
+        if tls.is_none() && expects_identities && !listener.listen.ip().to_canonical().is_loopback() {
+            tracing::warn!(
+                listen = %listener.listen,
+                "identity logins here send their access tokens unencrypted across the network: add a [tls] section",
+            );
+        }
         let identity = IdentityOptions {
             verifier: Some(Arc::clone(&verifier)),
             credentials: Arc::clone(&credentials),
             require_identity: listener.require_identity,
-            require_tls: config.identity.require_tls,
+            require_tls: config.tls_for_identity(),
             throttle: Arc::clone(&throttle),
         };
         let context = Arc::new(ProxyContext {

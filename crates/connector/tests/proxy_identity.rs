@@ -15,7 +15,7 @@ use std::time::Duration;
 use double::Harness;
 use gatehouse_connector::config::{Credential, UpstreamTls};
 use gatehouse_connector::identity::{Credentials, Round, Verifier, recheck_once, throttle};
-use gatehouse_connector::proxy::{IdentityOptions, UpstreamTlsConfig, load_tls, upstream_tls};
+use gatehouse_connector::proxy::{IdentityOptions, TlsForIdentity, UpstreamTlsConfig, load_tls, upstream_tls};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use proxy_harness::{PATIENCE, Proxy, UPSTREAM, direct, eventually};
 use tokio::io::AsyncReadExt;
@@ -412,7 +412,8 @@ async fn listeners_can_require_identities_and_tls() {
     let harness = Harness::start().await;
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
     let (upstream, connections) = counting_upstream().await;
-    let options = IdentityOptions { require_identity: true, require_tls: true, ..identity(&harness, &[]) };
+    let options =
+        IdentityOptions { require_identity: true, require_tls: TlsForIdentity::Always, ..identity(&harness, &[]) };
     let proxy = Proxy::start_full(None, &upstream, None, options).await;
 
     let error = login(&config(&proxy, "postgres", "")).await.err().unwrap();
@@ -646,7 +647,7 @@ async fn psql_verifies_the_connectors_certificate_and_logs_in_with_a_token() {
     let (other_ca, _, _) = ca_and_server_cert(dir.path(), "other");
     let harness = Harness::start().await;
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
-    let options = IdentityOptions { require_tls: true, ..identity(&harness, &[]) };
+    let options = IdentityOptions { require_tls: TlsForIdentity::Always, ..identity(&harness, &[]) };
     let proxy = Proxy::start_full(Some(load_tls(&cert, &key).unwrap().config()), UPSTREAM, None, options).await;
     let port = proxy.addr.port();
 

@@ -9,11 +9,13 @@
 //! - [`time`]: microsecond timestamps and their RFC 3339 form.
 //! - [`names`]: the shape of emails, machine names and role names.
 //! - [`display`]: recorded text made safe to print in a terminal.
+//! - [`sql`]: where SQL text's literals and comments are, and the passwords it sets.
 
 pub mod auth;
 pub mod display;
 pub mod names;
 pub mod session;
+pub mod sql;
 pub mod time;
 
 pub use auth::{Caller, OrgId, Role};

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             note!("error: {}", message(&err));
-            ExitCode::FAILURE
+            if err.is::<commands::UsageError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }

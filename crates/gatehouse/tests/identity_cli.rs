@@ -141,6 +141,10 @@ fn users_tokens_and_grants_from_the_cli() {
     let (tokens, _) = ok(d, &["users", "token", "list", "alice@example.com", "--org", "acme"]);
     assert_eq!(row(&tokens, prefix).last().unwrap(), "active");
     assert!(!tokens.contains(secret), "token list never shows secrets");
+    ok(d, &["users", "disable", "alice@example.com", "--org", "acme"]);
+    let (tokens, _) = ok(d, &["users", "token", "list", "alice@example.com", "--org", "acme"]);
+    assert!(row(&tokens, prefix).join(" ").ends_with("unusable: user disabled"), "{tokens}");
+    ok(d, &["users", "update", "alice@example.com", "--org", "acme", "--enable"]);
     assert!(!contains(&store_bytes(d), secret), "the store keeps only the token's hash");
     fails(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "0s"]);
     fails(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "400d"]);
@@ -235,9 +239,9 @@ fn apply_is_idempotent_and_a_dry_run_changes_nothing() {
     ok(d, &["resources", "create", "--org", "acme", "--name", "orders-db", "--host", "127.0.0.1"]);
 
     let expected = [
-        "+ user alice@example.com (groups dba, sre)",
+        "+ user alice@example.com (name \"Alice\"; groups dba, sre; external ids okta|00u1)",
         "+ user bob@example.com (groups dev)",
-        "+ user etl-nightly (groups etl) (disabled)",
+        "+ user etl-nightly (groups etl; disabled)",
         "~ resource orders-db: default role app_ro",
         "+ grant orders-db: admin to user alice@example.com",
         "+ grant orders-db: app_rw to group dba",
@@ -283,8 +287,14 @@ fn apply_is_idempotent_and_a_dry_run_changes_nothing() {
     assert_eq!(applied.lines().collect::<Vec<_>>(), changes);
     let (list, _) = ok(d, &["users", "list", "--org", "acme"]);
     assert_eq!(row(&list, "bob@example.com")[4], "dba,dev");
-    let (again, _) = ok(d, &["apply", "-f", file, "--org", "acme"]);
+    let (again, err) = ok(d, &["apply", "-f", file, "--org", "acme"]);
     assert_eq!(again, "");
+    assert!(!err.contains("Not in"), "{err}");
+
+    // A user whose line is deleted keeps their access: said, not done.
+    std::fs::write(d.join("alice.yaml"), "users:\n  - email: alice@example.com\n").unwrap();
+    let (_, err) = ok(d, &["apply", "-f", d.join("alice.yaml").to_str().unwrap(), "--org", "acme", "--dry-run"]);
+    assert!(err.contains("kept as they are, enabled: bob@example.com (to stop one"), "{err}");
 
     // A mistake anywhere in the file changes nothing.
     let broken = edited.replace("groups: [dev, dba]", "groups: [dev]") + "  - name: no-such-db\n";

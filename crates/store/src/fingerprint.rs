@@ -1,6 +1,8 @@
 //! Statement fingerprints: the text with its values taken out, so that
 //! statements differing only in literals count as one query.
 
+use gatehouse_core::sql::{skip_block_comment, skip_dollar_quoted, skip_quoted};
+
 /// Longest fingerprint kept, in bytes; longer ones are cut at a char boundary.
 const MAX_LEN: usize = 512;
 
@@ -48,7 +50,7 @@ pub fn fingerprint(sql: &str) -> String {
             continue;
         }
         if b == b'/' && next == Some(b'*') {
-            i = find(bytes, i + 2, b"*/").map_or(bytes.len(), |k| k + 2);
+            i = skip_block_comment(bytes, i);
             space = true;
             continue;
         }
@@ -80,22 +82,18 @@ pub fn fingerprint(sql: &str) -> String {
                 out.push_str(&sql[i..end]);
                 i = end;
             }
-            b'$' if !ends_with_ident(&out) => {
-                let tag_end = sql[i + 1..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map(|n| i + 1 + n);
-                match tag_end {
-                    Some(j) if bytes[j] == b'$' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                        let tag = &bytes[i..=j];
-                        i = find(bytes, j + 1, tag).map_or(bytes.len(), |k| k + tag.len());
-                        push_value(&mut out, in_list);
-                    }
-                    // `$1`: a parameter, kept.
-                    _ => {
-                        let digits = bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-                        out.push_str(&sql[i..i + 1 + digits]);
-                        i += 1 + digits;
-                    }
+            b'$' if !ends_with_ident(&out) => match skip_dollar_quoted(sql, i) {
+                Some(end) => {
+                    i = end;
+                    push_value(&mut out, in_list);
                 }
-            }
+                // `$1`: a parameter, kept.
+                None => {
+                    let digits = bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+                    out.push_str(&sql[i..i + 1 + digits]);
+                    i += 1 + digits;
+                }
+            },
             b if b.is_ascii_digit() && !ends_with_ident(&out) => {
                 i = skip_number(bytes, i);
                 push_value(&mut out, in_list);
@@ -186,27 +184,6 @@ fn skip_number(bytes: &[u8], start: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// Where `needle` next occurs in `haystack` at or after `from`.
-fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|n| from + n)
-}
-
-/// Index just past the quoted run starting at `start` (doubled quotes escape).
-fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
-    let mut i = start + 1;
-    while i < bytes.len() {
-        if bytes[i] == quote {
-            if bytes.get(i + 1) == Some(&quote) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    bytes.len()
 }
 
 /// Appends `?`; in a list of values (`in_list`), folds `?, ?` into one.

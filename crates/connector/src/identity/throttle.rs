@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 pub const MAX_FAILURES: u32 = 20;
 /// How long failures count.
 pub const WINDOW: Duration = Duration::from_secs(60);
+/// Refusals of a throttled address logged in a window, as other refusals are (a real user's
+/// login may be among them); past them, counted only, so that a guesser cannot fill the log.
+pub const LOGGED_REFUSALS: u32 = 10;
 /// Addresses kept at most; past it, all but the throttled ones are forgotten, and while
 /// throttled ones alone fill it, new addresses are not counted (a flood of addresses must not
 /// free the ones it holds back).
@@ -36,13 +39,18 @@ pub struct Throttle {
 struct Window {
     since: Instant,
     failures: u32,
+    /// Logins refused unchecked since the failures reached the limit.
+    refused: u32,
 }
 
 impl Throttle {
-    /// Whether logins from `ip` are refused unchecked now.
-    pub fn is_throttled(&self, ip: IpAddr, now: Instant) -> bool {
-        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        windows.get(&source(ip)).is_some_and(|w| w.throttles(now))
+    /// Whether a login from `ip` is refused unchecked now; if so, counts it and says how many
+    /// were in this window, this one included.
+    pub fn refuses(&self, ip: IpAddr, now: Instant) -> Option<u32> {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.get_mut(&source(ip)).filter(|w| w.throttles(now))?;
+        window.refused += 1;
+        Some(window.refused)
     }
 
     /// Counts a guessed login from `ip`; true when this one reached the limit.
@@ -55,9 +63,9 @@ impl Throttle {
                 return false;
             }
         }
-        let window = windows.entry(ip).or_insert(Window { since: now, failures: 0 });
+        let window = windows.entry(ip).or_insert(Window { since: now, failures: 0, refused: 0 });
         if now >= window.since + WINDOW {
-            *window = Window { since: now, failures: 0 };
+            *window = Window { since: now, failures: 0, refused: 0 };
         }
         window.failures += 1;
         window.failures == MAX_FAILURES
@@ -89,13 +97,14 @@ mod tests {
         let start = Instant::now();
         for i in 1..MAX_FAILURES {
             assert!(!throttle.failed(guesser, start));
-            assert!(!throttle.is_throttled(guesser, start), "after {i}");
+            assert_eq!(throttle.refuses(guesser, start), None, "after {i}");
         }
         assert!(throttle.failed(guesser, start), "the limit is reached once");
-        assert!(throttle.is_throttled(guesser, start + WINDOW / 2));
+        assert_eq!(throttle.refuses(guesser, start + WINDOW / 2), Some(1));
+        assert_eq!(throttle.refuses(guesser, start + WINDOW / 2), Some(2), "counted");
         assert!(!throttle.failed(guesser, start + WINDOW / 2), "said once");
-        assert!(!throttle.is_throttled(other, start), "others are not");
-        assert!(!throttle.is_throttled(guesser, start + WINDOW), "the window ended");
+        assert_eq!(throttle.refuses(other, start), None, "others are not");
+        assert_eq!(throttle.refuses(guesser, start + WINDOW), None, "the window ended");
         assert!(!throttle.failed(guesser, start + WINDOW), "a new window counts from one");
     }
 
@@ -106,8 +115,8 @@ mod tests {
         for i in 0..MAX_FAILURES {
             throttle.failed(format!("2001:db8::{i:x}").parse().unwrap(), start);
         }
-        assert!(throttle.is_throttled("2001:db8::ffff:1".parse().unwrap(), start));
-        assert!(!throttle.is_throttled("2001:db8:0:1::1".parse().unwrap(), start), "another /64");
+        assert!(throttle.refuses("2001:db8::ffff:1".parse().unwrap(), start).is_some());
+        assert!(throttle.refuses("2001:db8:0:1::1".parse().unwrap(), start).is_none(), "another /64");
         assert_eq!(source("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
@@ -121,6 +130,6 @@ mod tests {
         for i in 0..(2 * MAX_ADDRESSES as u32) {
             throttle.failed(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), start);
         }
-        assert!(throttle.is_throttled(guesser, start));
+        assert!(throttle.refuses(guesser, start).is_some());
     }
 }

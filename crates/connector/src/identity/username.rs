@@ -48,6 +48,8 @@ pub enum NameError {
     BadMachineName,
     #[error("the role after `@` is empty, or holds spaces, quotes or control characters")]
     BadRole,
+    #[error("the role after `@` holds another `@`: name one role")]
+    TwoRoles,
 }
 
 /// `None` for a native user name; the parsed identity, or why it is not one, otherwise.
@@ -84,6 +86,9 @@ fn parse_rest(rest: &str) -> Result<IdentityName, NameError> {
             UserType::Machine => NameError::BadMachineName,
         });
     }
+    if role.is_some_and(|role| role.contains('@')) {
+        return Err(NameError::TwoRoles);
+    }
     if role.is_some_and(|role| !names::is_role_name(role)) {
         return Err(NameError::BadRole);
     }
@@ -114,7 +119,7 @@ mod tests {
             (UserType::Human, "alice@example.com".into(), Some("analyst".into()))
         );
         // Everything after the second `@` is the role, and roles never hold one.
-        assert_eq!(parse("idp:formal:human:a@b.c@x@y"), Some(Err(NameError::BadRole)));
+        assert_eq!(parse("idp:formal:human:a@b.c@x@y"), Some(Err(NameError::TwoRoles)));
     }
 
     #[test]

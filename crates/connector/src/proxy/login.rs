@@ -71,7 +71,7 @@ pub(crate) async fn identity(
 ) -> Option<LoggedIn> {
     let given = startup.user().unwrap_or_default().to_owned();
     let refusal = Refusal { ctx, peer, name: &name };
-    if ctx.identity.require_tls && !client.is_tls() {
+    if ctx.identity.require_tls.refuses(client.is_tls(), peer.ip()) {
         let error = ErrorResponse::fatal("28000", "Gatehouse requires TLS for identity logins")
             .with_hint("connect with sslmode=require or verify-full");
         return refusal.refuse(&mut client, "tls_required", error).await;
@@ -115,12 +115,22 @@ pub(crate) async fn identity(
     }
     let refused = || ErrorResponse::invalid_password(format!("password authentication failed for user \"{given}\""));
     let throttle = &ctx.identity.throttle;
-    if throttle.is_throttled(peer.ip(), Instant::now()) {
-        // Answered as a wrong token is: a guesser learns nothing from it.
-        ctx.metrics.auth_failures.count("throttled");
-        tracing::debug!(%peer, "identity login refused unchecked: too many failures from this address");
-        client.send_error(&refused()).await;
-        return None;
+    // Answered as a wrong token is: a guesser learns nothing from it.
+    if let Some(nth) = throttle.refuses(peer.ip(), Instant::now()) {
+        if nth > throttle::LOGGED_REFUSALS {
+            ctx.metrics.auth_failures.count("throttled");
+            client.send_error(&refused()).await;
+            return None;
+        }
+        if nth == throttle::LOGGED_REFUSALS {
+            tracing::warn!(
+                %peer,
+                "{nth} identity logins from this address refused unchecked: further ones are counted, not logged, \
+                 until {} s after its first failure",
+                throttle::WINDOW.as_secs(),
+            );
+        }
+        return refusal.refuse(&mut client, "throttled", refused()).await;
     }
     let verdict = verifier.verify(&ctx.resource_id, &name, &token, named_end_user.as_deref().unwrap_or_default()).await;
     let token = Secret::new(token);

@@ -103,10 +103,34 @@ pub struct IdentityOptions {
     pub credentials: Arc<Credentials>,
     /// Refuse other user names.
     pub require_identity: bool,
-    /// Refuse identity logins over connections without TLS.
-    pub require_tls: bool,
+    /// Which identity logins must come over TLS.
+    pub require_tls: TlsForIdentity,
     /// Failed identity logins by address, shared by every listener.
     pub throttle: Arc<Throttle>,
+}
+
+/// Which identity logins, whose password is an access token, must come over TLS.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum TlsForIdentity {
+    /// None: the connector has no certificate, or `require_tls = false` says so.
+    #[default]
+    Never,
+    /// Those from another host: with a certificate, the default. A token sent in clear across
+    /// a network can be read and used again; one from this host never crosses one.
+    OffHost,
+    /// All (`require_tls = true`).
+    Always,
+}
+
+impl TlsForIdentity {
+    /// Whether an identity login from `peer` is refused for want of TLS.
+    pub fn refuses(self, tls: bool, peer: std::net::IpAddr) -> bool {
+        !tls && match self {
+            Self::Never => false,
+            Self::OffHost => !peer.to_canonical().is_loopback(),
+            Self::Always => true,
+        }
+    }
 }
 
 /// Errors of the proxy's setup; the relay itself reports through events and logs.
@@ -342,6 +366,20 @@ fn log_join(joined: Result<(), JoinError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_required_of_identity_logins_as_configured() {
+        let (local, mapped, remote) = ("127.0.0.1", "::ffff:127.0.0.1", "10.1.2.3");
+        for (requirement, refused) in [
+            (TlsForIdentity::Never, [false, false, false]),
+            (TlsForIdentity::OffHost, [false, false, true]),
+            (TlsForIdentity::Always, [true, true, true]),
+        ] {
+            let got = [local, mapped, remote].map(|peer| requirement.refuses(false, peer.parse().unwrap()));
+            assert_eq!(got, refused, "{requirement:?}");
+            assert!(![local, remote].iter().any(|peer| requirement.refuses(true, peer.parse().unwrap())));
+        }
+    }
 
     #[test]
     fn failed_accepts_wait_longer_in_a_row_up_to_a_second_and_start_over_after_a_success() {

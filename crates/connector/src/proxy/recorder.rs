@@ -20,6 +20,9 @@
 //! ParameterStatus. Client messages are read leniently: text the encoding cannot decode is
 //! recorded with replacement characters, and a malformed message is passed on for the server
 //! to reject, never an error here.
+//!
+//! A password a statement sets (`ALTER ROLE ... PASSWORD`, a connection string's) is recorded
+//! as `[redacted]`: it never leaves the connector.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -28,6 +31,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use foldhash::HashMap;
+use gatehouse_core::sql::redact_passwords;
 use gatehouse_pgwire::MessageRef;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
@@ -122,12 +126,24 @@ impl Pending {
         Statement {
             start_us: self.start_us,
             duration_us: (end_us - self.start_us).max(0),
-            text: self.text.into_string(encoding),
+            text: recorded(Cow::Owned(self.text.into_string(encoding))).into_owned(),
             rows: self.rows + if self.copy_out { self.copy_data } else { 0 },
             bytes_sent: self.bytes_sent,
             sqlstate: self.sqlstate.unwrap_or_default(),
             rows_changed: self.rows_changed,
         }
+    }
+}
+
+/// A statement's text as it is recorded: without the passwords it sets, which would
+/// otherwise be shown to anyone who may read the session's transcript.
+fn recorded(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(text) => redact_passwords(text),
+        Cow::Owned(text) => match redact_passwords(&text) {
+            Cow::Borrowed(_) => Cow::Owned(text),
+            Cow::Owned(redacted) => Cow::Owned(redacted),
+        },
     }
 }
 
@@ -505,14 +521,15 @@ impl Recorder {
     /// record it: its start and its text.
     pub(crate) fn running(&self) -> Option<(i64, Cow<'_, str>)> {
         let (at, _) = self.first_statement()?;
-        match &self.queue[at] {
-            Entry::Simple(p) => Some((p.start_us, p.text.to_str(self.encoding))),
-            Entry::Execute { portal, max_rows, pending } => Some(match self.suspended.get(portal.as_ref()) {
+        let (start_us, text) = match &self.queue[at] {
+            Entry::Simple(p) => (p.start_us, p.text.to_str(self.encoding)),
+            Entry::Execute { portal, max_rows, pending } => match self.suspended.get(portal.as_ref()) {
                 Some((first, _)) => (first.start_us, first.text.to_str(self.encoding)),
                 None => (pending.start_us, self.queued_portal_text(at, portal, *max_rows)),
-            }),
-            _ => None,
-        }
+            },
+            _ => return None,
+        };
+        Some((start_us, recorded(text)))
     }
 
     /// What an Execute of `portal` at `at` in the queue runs: what the Bind and Parse queued
@@ -1183,6 +1200,21 @@ mod tests {
             r.on_client(m.as_message_ref(), 50);
         }
         assert_eq!((r.running_nth(), running(&r)), (Some(3), Some((50, "select $1".to_owned()))));
+    }
+
+    #[test]
+    fn a_password_a_statement_sets_is_never_recorded() {
+        let got = run(&[msg(b'Q', b"ALTER ROLE app PASSWORD 'hunter2'\0")], &[complete("ALTER ROLE"), ready()]);
+        assert_eq!(got, [s("ALTER ROLE app PASSWORD '[redacted]'", 0, "")]);
+        // Prepared, and still running when reported as such.
+        let mut r = Recorder::default();
+        for m in
+            [parse("", "create user mapping for u server s options (password 'p')"), bind("", ""), execute(""), sync()]
+        {
+            r.on_client(m.as_message_ref(), 20);
+        }
+        let (_, text) = r.running().unwrap();
+        assert_eq!(text, "create user mapping for u server s options (password '[redacted]')");
     }
 
     #[test]

@@ -155,9 +155,16 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         let org = ensure_org(store.as_ref(), &args.org).await?.id;
         (store, Some(org))
     };
-    let plan = plan(store.as_ref(), org, &spec).await?;
+    let Plan { changes: plan, kept } = plan(store.as_ref(), org, &spec).await?;
     for (line, _) in &plan {
         println!("{line}");
+    }
+    if !kept.is_empty() {
+        note!(
+            "Not in {source}, so kept as they are, enabled: {} (to stop one, set `disabled: true` for it \
+             or run `gatehouse users disable`).",
+            kept.join(", ")
+        );
     }
     if args.dry_run {
         note!("Dry run: {} change(s) planned, nothing applied.", plan.len());
@@ -176,9 +183,16 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks the file against the store and lists the changes it needs, each
-/// with its line of output.
-async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Result<Vec<(String, Change)>> {
+/// What applying a file does.
+struct Plan {
+    /// Each change with its line of output, in the order they are applied.
+    changes: Vec<(String, Change)>,
+    /// Enabled users the file does not name, when it names any: left as they are.
+    kept: Vec<String>,
+}
+
+/// Checks the file against the store and lists the changes it needs.
+async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Result<Plan> {
     let users = match org {
         Some(org) => store.list_users(org).await?,
         None => Vec::new(),
@@ -218,13 +232,23 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
                     disabled: spec.disabled.unwrap_or(false),
                 };
                 check_new_user(&new).with_context(|| format!("users[{i}]"))?;
-                let mut line = format!("+ user {handle}");
+                let mut details = Vec::new();
+                if kind == UserKind::Human && !new.name.is_empty() {
+                    details.push(format!("name {:?}", new.name));
+                }
                 if !new.groups.is_empty() {
-                    line.push_str(&format!(" (groups {})", new.groups.join(", ")));
+                    details.push(format!("groups {}", new.groups.join(", ")));
+                }
+                if !new.external_ids.is_empty() {
+                    details.push(format!("external ids {}", new.external_ids.join(", ")));
                 }
                 if new.disabled {
-                    line.push_str(" (disabled)");
+                    details.push("disabled".to_owned());
                 }
+                let line = match details.is_empty() {
+                    true => format!("+ user {handle}"),
+                    false => format!("+ user {handle} ({})", details.join("; ")),
+                };
                 changes.push((line, Change::CreateUser(new)));
             }
             Some(current) => {
@@ -264,6 +288,17 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
             }
         }
     }
+
+    // A file that lists users is easily taken for the whole list: those it leaves out keep
+    // their access, which whoever deleted their line should hear.
+    let kept = match spec.users.is_empty() {
+        true => Vec::new(),
+        false => users
+            .iter()
+            .filter(|u| !u.disabled && !named.contains(&(u.kind, user_lookup(u.handle()))))
+            .map(|u| u.handle().to_owned())
+            .collect(),
+    };
 
     let resources = match org {
         Some(org) => store.list_resources(org).await?,
@@ -352,7 +387,7 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
             changes.push((line, Change::Grant { resource_id: resource.id.clone(), who, role }));
         }
     }
-    Ok(changes)
+    Ok(Plan { changes, kept })
 }
 
 /// The checks `create_user` makes, before anything is written.

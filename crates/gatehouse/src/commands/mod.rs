@@ -23,6 +23,19 @@ use gatehouse_store::{Org, Store};
 
 use crate::cli::{Cli, Command, StoreArgs};
 
+/// An argument that clap accepted but the command cannot: exits 2, as clap's own usage errors
+/// do, so that a script tells a mistake in its call from a failure of the system.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
@@ -62,11 +75,12 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
     }
     // A key made for a mistyped organization would see none of the sessions it was meant for.
     if let Some(org) = store.list_orgs().await?.into_iter().find(|org| mistyped(name, &org.name)) {
-        anyhow::bail!(
+        return Err(UsageError(format!(
             "no organization named {name:?}; did you mean {:?}? (a new organization's name must differ \
              from the existing ones by more than letter case, spaces around it or two letters swapped)",
             org.name
-        );
+        ))
+        .into());
     }
     let org = store.ensure_org(name).await?;
     note!("Created organization {name:?}: it did not exist yet.");
@@ -105,10 +119,12 @@ pub fn postgres_url(args: &StoreArgs) -> anyhow::Result<Option<&str>> {
     let Some(url) = args.database_url.as_deref() else { return Ok(None) };
     match url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()).as_deref() {
         Some("postgres" | "postgresql") => Ok(Some(url)),
-        _ => anyhow::bail!(
+        _ => Err(UsageError(
             "--database-url is not a PostgreSQL URL: it starts with postgres:// or postgresql:// \
              (SQLite needs none: --data-dir names its directory)"
-        ),
+                .to_owned(),
+        )
+        .into()),
     }
 }
 

@@ -228,9 +228,9 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from > to
     {
-        // A usage error, as clap's are: told here, not by the control plane in its own terms.
-        eprintln!("error: --from ({}) is after --to ({})", format_rfc3339(from), format_rfc3339(to));
-        return Ok(ExitCode::from(2));
+        // Told here, not by the control plane in its own terms.
+        let message = format!("--from ({}) is after --to ({})", format_rfc3339(from), format_rfc3339(to));
+        return Err(super::UsageError(message).into());
     }
     let client = client(&args.api)?;
     let since = args.since.map(|span| now_micros().saturating_sub(span));

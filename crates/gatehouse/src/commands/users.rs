@@ -185,6 +185,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 let status = match t.revoked {
                     Some(at) => format!("revoked {}", format_rfc3339(at)),
                     None if t.expires <= now => "expired".into(),
+                    // Kept for when the user is enabled again, but no login takes it now.
+                    None if u.disabled => "unusable: user disabled".into(),
                     None => "active".into(),
                 };
                 table.row(vec![
