@@ -11,8 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
-use connectrpc::{ConnectError, ErrorCode, Interceptor, Next, NextStream, PayloadStream};
+use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_core::time::now_micros;
 use gatehouse_core::{Caller, Micros, OrgId, Role};
 use gatehouse_store::{NewApiKey, Store};
@@ -127,12 +126,21 @@ impl Authenticator {
     /// Resolves the caller of the sessions API from the request headers.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, ConnectError> {
         let key = presented_key(headers)?;
-        let unknown =
-            || unauthenticated("the API key is not valid: check it, or create one with `gatehouse keys create`");
-        let (kind, prefix) = key_prefix(key).ok_or_else(unknown)?;
-        if kind == KeyKind::Connector {
-            return Err(denied("a connector key cannot read sessions; use an API key"));
+        match key_prefix(key) {
+            Some((KeyKind::Api, prefix)) => self.api_key(key, prefix).await,
+            // Told apart only once it is known to be one: a revoked or made-up key is not
+            // valid, whatever its shape.
+            Some((KeyKind::Connector, prefix)) => {
+                self.connector_key(key, prefix).await?;
+                Err(denied("a connector key cannot read sessions; use an API key"))
+            }
+            None => Err(unauthenticated(UNKNOWN_API_KEY)),
         }
+    }
+
+    /// The caller an API key (`gh_PREFIX_secret`) stands for.
+    async fn api_key(&self, key: &str, prefix: &str) -> Result<Caller, ConnectError> {
+        let unknown = || unauthenticated(UNKNOWN_API_KEY);
         let stored = self.store.find_api_key(prefix).await.map_err(store_error)?.ok_or_else(unknown)?;
         if !bool::from(hash_key(key).ct_eq(&stored.secret_hash)) {
             return Err(unknown());
@@ -147,12 +155,19 @@ impl Authenticator {
     /// Resolves the connector calling the connector service.
     pub async fn authenticate_connector(&self, headers: &http::HeaderMap) -> Result<ConnectorCaller, ConnectError> {
         let key = presented_key(headers)?;
-        let unknown =
-            || unauthenticated("the connector key is not valid: use the key `gatehouse connectors create` printed");
-        let (kind, prefix) = key_prefix(key).ok_or_else(unknown)?;
-        if kind == KeyKind::Api {
-            return Err(denied("an API key cannot report sessions; use the connector's key"));
+        match key_prefix(key) {
+            Some((KeyKind::Connector, prefix)) => self.connector_key(key, prefix).await,
+            Some((KeyKind::Api, prefix)) => {
+                self.api_key(key, prefix).await?;
+                Err(denied("an API key cannot report sessions; use the connector's key"))
+            }
+            None => Err(unauthenticated(UNKNOWN_CONNECTOR_KEY)),
         }
+    }
+
+    /// The connector a connector key (`ghc_PREFIX_secret`) stands for.
+    async fn connector_key(&self, key: &str, prefix: &str) -> Result<ConnectorCaller, ConnectError> {
+        let unknown = || unauthenticated(UNKNOWN_CONNECTOR_KEY);
         let stored = self.store.find_connector(prefix).await.map_err(store_error)?.ok_or_else(unknown)?;
         if !bool::from(hash_key(key).ct_eq(&stored.key_hash)) {
             return Err(unknown());
@@ -167,7 +182,7 @@ impl Authenticator {
     }
 
     /// Authenticates a call by its path and records the caller in `extensions`.
-    async fn admit(
+    pub(crate) async fn admit(
         &self,
         path: Option<&str>,
         headers: &http::HeaderMap,
@@ -235,6 +250,9 @@ impl Authenticator {
     }
 }
 
+const UNKNOWN_API_KEY: &str = "the API key is not valid: check it, or create one with `gatehouse keys create`";
+const UNKNOWN_CONNECTOR_KEY: &str = "the connector key is not valid: use the key `gatehouse connectors create` printed";
+
 fn unauthenticated(message: &str) -> ConnectError {
     ConnectError::new(ErrorCode::Unauthenticated, message)
 }
@@ -293,7 +311,7 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
 
 /// What a path requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Guard {
+pub(crate) enum Guard {
     /// Health and reflection.
     Open,
     /// The sessions API (and our statements service), with the role the method needs.
@@ -303,7 +321,7 @@ enum Guard {
 }
 
 impl Guard {
-    fn of(path: &str) -> Guard {
+    pub(crate) fn of(path: &str) -> Guard {
         if let Some(method) = path.strip_prefix("/core.v1.SessionsService/") {
             return Guard::Api(match method {
                 "CreateSessionTermination" | "CancelSession" => Role::Admin,
@@ -317,28 +335,6 @@ impl Guard {
             return Guard::Connector;
         }
         Guard::Open
-    }
-}
-
-#[connectrpc::async_trait]
-impl Interceptor for Authenticator {
-    async fn intercept_unary(&self, mut req: UnaryRequest, next: Next<'_>) -> Result<UnaryResponse, ConnectError> {
-        let path = req.ctx.path().map(str::to_owned);
-        let headers = req.ctx.headers().clone();
-        self.admit(path.as_deref(), &headers, req.ctx.extensions_mut()).await?;
-        next.run(req).await
-    }
-
-    async fn intercept_streaming(
-        &self,
-        mut req: StreamRequest,
-        inbound: PayloadStream,
-        next: NextStream<'_>,
-    ) -> Result<StreamResponse, ConnectError> {
-        let path = req.ctx.path().map(str::to_owned);
-        let headers = req.ctx.headers().clone();
-        self.admit(path.as_deref(), &headers, req.ctx.extensions_mut()).await?;
-        next.run(req, inbound).await
     }
 }
 

@@ -97,9 +97,7 @@ pub(crate) async fn serve<I>(
                 false => Body::new(Deadline::new(body, limits.body)),
             });
             let response = app.clone().oneshot(request);
-            async move {
-                Ok::<_, std::convert::Infallible>(response.await?.map(|body| Body::new(Held { body, _busy: busy })))
-            }
+            async move { Ok::<_, std::convert::Infallible>(response.await?.map(|body| Body::new(Held::new(body, busy)))) }
         })
     };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -165,13 +163,20 @@ impl Drop for Busy {
     }
 }
 
-/// A response body, holding its request in flight until it is sent or dropped.
-struct Held {
+/// A response body, holding `guard` (its request in flight, a permit) until it is sent or
+/// dropped: a client that reads slowly holds it that long.
+pub(crate) struct Held<G> {
     body: Body,
-    _busy: Busy,
+    _guard: G,
 }
 
-impl HttpBody for Held {
+impl<G> Held<G> {
+    pub(crate) fn new(body: Body, guard: G) -> Self {
+        Self { body, _guard: guard }
+    }
+}
+
+impl<G: Unpin + Send + 'static> HttpBody for Held<G> {
     type Data = Bytes;
     type Error = axum::Error;
 

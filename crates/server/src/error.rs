@@ -50,13 +50,23 @@ pub fn json_refusal(status: http::StatusCode, error_json: &'static str) -> axum:
 
 /// A gRPC or gRPC-Web error answered before the RPC layer, as gRPC answers one: HTTP 200 and
 /// the status in headers that end the call (Trailers-Only), in the request's `content_type`.
-/// `message` must be printable ASCII without `%` (gRPC would percent-encode the rest).
-pub fn grpc_refusal(content_type: &str, code: ErrorCode, message: &'static str) -> axum::response::Response {
+/// `message` is percent-encoded as gRPC asks, past printable ASCII.
+pub fn grpc_refusal(content_type: &str, code: ErrorCode, message: &str) -> axum::response::Response {
     use axum::response::IntoResponse;
+    use std::fmt::Write as _;
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        match byte {
+            b' '..=b'~' if byte != b'%' => encoded.push(char::from(byte)),
+            _ => {
+                let _ = write!(encoded, "%{byte:02X}");
+            }
+        }
+    }
     let headers = [
         ("content-type", content_type.to_owned()),
         ("grpc-status", code.grpc_code().to_string()),
-        ("grpc-message", message.to_owned()),
+        ("grpc-message", encoded),
     ];
     (http::StatusCode::OK, headers).into_response()
 }

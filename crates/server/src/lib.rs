@@ -6,7 +6,9 @@
 //!
 //! # Layout
 //! - [`aggregations`]: ListSessionAggregations validation and response.
-//! - [`auth`]: API keys and the interceptor that checks them.
+//! - [`auth`]: API keys, and checking them.
+//! - [`admission`]: which calls are served, decided from their headers: keys, and each
+//!   organization's reads a few at a time.
 //! - [`cursor`]: signed keyset cursors.
 //! - [`listing`]: ListSessionsV2 validation and paging.
 //! - [`sessions`]: the sessions service handlers.
@@ -22,6 +24,7 @@
 
 #![allow(refining_impl_trait_internal, refining_impl_trait_reachable)]
 
+pub mod admission;
 pub mod aggregations;
 pub mod auth;
 pub mod clock;
@@ -57,6 +60,7 @@ use gatehouse_store::{Store, StoreError};
 use rand::RngCore;
 use tokio::net::TcpListener;
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::clock::StoreClock;
 use crate::connectors::ConnectorApi;
@@ -130,14 +134,28 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     );
     let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(gatehouse_proto::FILE_DESCRIPTOR_SET)
         .expect("the compiled descriptor set is valid");
+    let methods = reflector
+        .pool()
+        .files()
+        .iter()
+        .flat_map(|file| {
+            let package = file.package.as_deref().unwrap_or_default();
+            file.service.iter().flat_map(move |service| {
+                let service_name = service.name.as_deref().unwrap_or_default();
+                service.method.iter().map(move |method| {
+                    format!("/{package}.{service_name}/{}", method.name.as_deref().unwrap_or_default())
+                })
+            })
+        })
+        .collect();
     let router = connectrpc_reflection::install(router, reflector);
     let limits =
         Limits::default().with_max_request_body_size(MAX_REQUEST_BYTES).with_max_message_size(MAX_REQUEST_BYTES);
     let rpc = ConnectRpcService::new(router)
         .with_limits(limits)
         .with_compression(compression::registry().clone())
-        .with_interceptor(Measure(metrics.clone()))
-        .with_interceptor(Authenticator::new(store.clone()));
+        .with_interceptor(Measure(metrics.clone()));
+    let admission = Arc::new(Admission::new(Authenticator::new(store.clone()), metrics.clone(), methods));
 
     let router = axum::Router::new()
         .route("/health", get(move || health(store.clone())))
@@ -147,7 +165,9 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         .layer(axum::middleware::from_fn(private::no_store))
         .layer(axum::middleware::from_fn(refusals::explain))
         .layer(axum::middleware::from_fn(json_object::require))
-        .layer(axum::middleware::from_fn(grpc_web_text::translate));
+        .layer(axum::middleware::from_fn(grpc_web_text::translate))
+        // Outermost: the layers inside read whole bodies, which a call must be admitted to send.
+        .layer(axum::middleware::from_fn_with_state(admission, admission::admit));
     Ok(App { router, terminations: bus, limits: connection::Limits::default() })
 }
 

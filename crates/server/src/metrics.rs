@@ -46,7 +46,7 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn call(&self, path: &str, outcome: &'static str, took: Option<f64>) {
+    pub(crate) fn call(&self, path: &str, outcome: &'static str, took: Option<f64>) {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         let method = match calls.get_mut(path) {
             Some(method) => method,

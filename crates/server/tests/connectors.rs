@@ -304,6 +304,12 @@ async fn keys_stay_in_their_lane() {
     let bogus = client(&s.h.url, "ghc_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
     let err = bogus.heartbeat(heartbeat()).await.unwrap_err();
     assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated);
+    // A key of the other kind that is not valid is refused as such, not for its kind.
+    let made_up = client(&s.h.url, "gh_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+    assert_eq!(made_up.heartbeat(heartbeat()).await.unwrap_err().code, connectrpc::ErrorCode::Unauthenticated);
+    let result =
+        s.h.call_with_key("ListSessionsV2", json!({}), "ghc_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB").await;
+    expect_error(&result, 401, "unauthenticated");
 }
 
 #[tokio::test]
