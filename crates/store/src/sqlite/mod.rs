@@ -7,6 +7,8 @@ mod statements;
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -47,6 +49,8 @@ pub struct SqliteStore {
     /// rotated through the pool, re-reading it made each report a fifth
     /// dearer to store.
     writer: SqlitePool,
+    /// How long a read may run (zero: no limit).
+    read_timeout: Duration,
 }
 
 /// Stops what `conn` runs from now on once `read_timeout` has passed (zero: never): SQLite
@@ -58,6 +62,31 @@ async fn start_read_timeout(conn: &mut SqliteConnection, read_timeout: Duration)
         handle.set_progress_handler(PROGRESS_OPS, move || Instant::now() < deadline);
     }
     Ok(())
+}
+
+/// Stops what `conn` runs from now on once `read_timeout` has passed (zero: never), or once
+/// the [`Abandon`] returned is dropped: by the read's future when its caller went away (a client
+/// gone, its deadline passed). SQLite runs a statement on a thread of its own, which would
+/// otherwise go on to its end, or its timeout, on a core nobody waits for.
+async fn abandonable(conn: &mut SqliteConnection, read_timeout: Duration) -> Result<Abandon, sqlx::Error> {
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let deadline = (!read_timeout.is_zero()).then(|| Instant::now() + read_timeout);
+    let flag = Arc::clone(&abandoned);
+    let mut handle = conn.lock_handle().await?;
+    handle.set_progress_handler(PROGRESS_OPS, move || {
+        !flag.load(Ordering::Relaxed) && deadline.is_none_or(|deadline| Instant::now() < deadline)
+    });
+    Ok(Abandon(abandoned))
+}
+
+/// Drop it to stop the read it was made for (see [`abandonable`]). Dropped after a read that
+/// completed too: the connection's next use sets its handler anew.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl SqliteStore {
@@ -100,7 +129,7 @@ impl SqliteStore {
             .await?;
         let health = SqlitePoolOptions::new().max_connections(1).connect_lazy_with(options);
         drop(lock);
-        Ok(Self { readers, writer, health })
+        Ok(Self { readers, writer, health, read_timeout })
     }
 
     /// The migrations the store at `path` has not applied yet, as
@@ -128,6 +157,15 @@ impl SqliteStore {
     /// API, and tests that look at or change tables directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.readers
+    }
+
+    /// The rows of a read that may be costly, stopped if its future is dropped.
+    async fn read_abandonable(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        // After the connection, so dropped before it: the statement is stopped, then the
+        // connection goes back to the pool.
+        let _abandon = abandonable(&mut conn, self.read_timeout).await?;
+        Ok(query_with(sql, args).fetch_all(&mut *conn).await?)
     }
 
     /// The writer: every statement that changes something goes here.
@@ -185,7 +223,7 @@ impl crate::sql::AggRunner for SqliteStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        agg_rows(&query_with(&sql, args).fetch_all(&self.readers).await?)
+        agg_rows(&self.read_abandonable(&sql, args).await?)
     }
 }
 
@@ -195,17 +233,22 @@ impl crate::sql::Materialize for SqliteStore {
     async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Matched, StoreError> {
         // Rolled back when the runner is dropped, and the table with it.
         let mut tx = self.readers.begin().await?;
+        let abandon = abandonable(&mut tx, self.read_timeout).await?;
         // A key of its own: without one, SQLite's planner may scan the sessions through a
         // covering index and scan the whole table for each (20 s at 40,000 sessions).
         sqlx::query("CREATE TEMP TABLE agg_matching (pk INTEGER PRIMARY KEY)").execute(&mut *tx).await?;
         query_with(&format!("INSERT INTO agg_matching {select}"), args).execute(&mut *tx).await?;
-        Ok(Matched(tokio::sync::Mutex::new(tx)))
+        Ok(Matched { _abandon: abandon, tx: tokio::sync::Mutex::new(tx) })
     }
 }
 
 /// Aggregation statements over the sessions a costly filter matched (see
 /// [`crate::sql::Materialize`]), one after another on the connection that holds them.
-pub(crate) struct Matched(tokio::sync::Mutex<sqlx::Transaction<'static, Sqlite>>);
+pub(crate) struct Matched {
+    /// First, so dropped first: a statement still running is stopped before the rollback.
+    _abandon: Abandon,
+    tx: tokio::sync::Mutex<sqlx::Transaction<'static, Sqlite>>,
+}
 
 impl crate::sql::AggRunner for Matched {
     fn dialect(&self) -> Dialect {
@@ -218,7 +261,7 @@ impl crate::sql::AggRunner for Matched {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        let mut tx = self.0.lock().await;
+        let mut tx = self.tx.lock().await;
         agg_rows(&query_with(&sql, args).fetch_all(&mut **tx).await?)
     }
 }
@@ -486,7 +529,7 @@ impl Store for SqliteStore {
 
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
         let (sql, args) = self.list_statement(org, query).await?;
-        let rows = query_with(&sql, args).fetch_all(&self.readers).await?;
+        let rows = self.read_abandonable(&sql, args).await?;
         rows.iter().map(session_from_row).collect()
     }
 
@@ -669,5 +712,29 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.health).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs until stopped.
+    const ENDLESS: &str = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n";
+
+    #[tokio::test]
+    async fn a_read_its_caller_left_stops_and_frees_its_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        // No timeout: only leaving stops a read.
+        let store = SqliteStore::open_with(&dir.path().join("g.db"), Duration::ZERO).await.unwrap();
+        // More reads left running than the pool has readers.
+        for _ in 0..12 {
+            let left =
+                tokio::time::timeout(Duration::from_millis(20), store.read_abandonable(ENDLESS, Vec::new())).await;
+            assert!(left.is_err(), "an endless read ends only when stopped");
+        }
+        let answered =
+            tokio::time::timeout(Duration::from_secs(20), store.read_abandonable("SELECT 1", Vec::new())).await;
+        assert_eq!(answered.expect("a reader is free again").unwrap().len(), 1);
     }
 }
