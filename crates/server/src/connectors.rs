@@ -72,17 +72,40 @@ fn connector(ctx: &RequestContext) -> Result<ConnectorCaller, ConnectError> {
 
 type TimestampField = buffa::MessageField<Timestamp, buffa::Inline<Timestamp>>;
 
-/// A reported time in microseconds, `None` when absent; one outside years 1 to 9999 (or with
-/// nanoseconds outside a second) is no time.
-fn micros(t: &TimestampField) -> Result<Option<Micros>, ConnectError> {
-    /// 0001-01-01 and 9999-12-31T23:59:59, as protobuf's Timestamp bounds them.
-    const SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+/// A reported time in microseconds, `None` when absent. A connector reports what its clock
+/// read: a time before 2000 or over a day past the control plane's `now` is no reading of a
+/// clock, and would stretch every histogram and duration of the organization.
+fn micros(t: &TimestampField, now: Micros) -> Result<Option<Micros>, ConnectError> {
+    /// 2000-01-01T00:00:00Z.
+    const EARLIEST_SECONDS: i64 = 946_684_800;
+    const DAY_SECONDS: i64 = 86_400;
+    let latest = now / 1_000_000 + DAY_SECONDS;
     t.as_option()
         .map(|t| {
-            in_micros(t.seconds, t.nanos, SECONDS)
-                .ok_or_else(|| invalid("a reported time must fall between the years 1 and 9999"))
+            in_micros(t.seconds, t.nanos, EARLIEST_SECONDS..=latest).ok_or_else(|| {
+                invalid("a reported time must be after 2000 and at most a day ahead of the control plane's clock")
+            })
         })
         .transpose()
+}
+
+/// What a session start must hold to be a connection a connector saw: a resource of its
+/// organization, addresses, and a user type the API knows.
+fn check_start(start: &wire::SessionStart, resource_known: bool) -> Result<(), ConnectError> {
+    if !start.resource_id.is_empty() && !resource_known {
+        return Err(invalid("a session start names a resource that is not one of this organization's"));
+    }
+    for (field, address) in
+        [("client_ip_address", &start.client_ip_address), ("server_ip_address", &start.server_ip_address)]
+    {
+        if !address.is_empty() && address.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid(format!("a session start's {field} is not an IP address")));
+        }
+    }
+    if !matches!(start.user_type.as_str(), "" | "native" | "human" | "machine") {
+        return Err(invalid("a session start's user_type is native, human or machine"));
+    }
+    Ok(())
 }
 
 /// A statement's reported duration in microseconds (0 when absent): at most a century.
@@ -206,6 +229,7 @@ impl wire::ConnectorService for ConnectorApi {
         } else {
             Vec::new()
         };
+        let now = self.clock.now();
         let mut events = Vec::with_capacity(request.events.len());
         for event in request.events {
             if event.session_id.is_empty() {
@@ -218,10 +242,12 @@ impl wire::ConnectorService for ConnectorApi {
                         return Err(invalid("a session start needs a run_id (its own or the report's)"));
                     }
                     let resource = resources.iter().find(|r| r.id == start.resource_id);
+                    check_start(&start, resource.is_some())?;
                     let technology = resource.map_or("postgres", |r| r.technology.as_str()).to_owned();
                     IngestEvent::Start(Box::new(Session {
                         id: event.session_id,
-                        start: micros(&start.start_time)?.ok_or_else(|| invalid("a session start needs start_time"))?,
+                        start: micros(&start.start_time, now)?
+                            .ok_or_else(|| invalid("a session start needs start_time"))?,
                         end: None,
                         client_ip: start.client_ip_address,
                         server_ip: start.server_ip_address,
@@ -256,7 +282,7 @@ impl wire::ConnectorService for ConnectorApi {
                     session_id: event.session_id,
                     statement: StatementRecord {
                         seq: event.seq,
-                        start: micros(&s.start_time)?.unwrap_or_default(),
+                        start: micros(&s.start_time, now)?.unwrap_or_default(),
                         duration: duration_micros(s.duration.as_option())?,
                         text: s.text,
                         rows: s.rows,
@@ -270,7 +296,7 @@ impl wire::ConnectorService for ConnectorApi {
                     session_id: event.session_id,
                     statement: StatementRecord {
                         seq: event.seq,
-                        start: micros(&r.start_time)?.unwrap_or_default(),
+                        start: micros(&r.start_time, now)?.unwrap_or_default(),
                         text: r.text,
                         status: StatementStatus::Running,
                         ..StatementRecord::default()
@@ -278,7 +304,7 @@ impl wire::ConnectorService for ConnectorApi {
                 },
                 Some(Kind::End(end)) => IngestEvent::End {
                     session_id: event.session_id,
-                    end: micros(&end.end_time)?.ok_or_else(|| invalid("a session end needs end_time"))?,
+                    end: micros(&end.end_time, now)?.ok_or_else(|| invalid("a session end needs end_time"))?,
                     reason: end.reason,
                 },
                 None => return Err(invalid("an event has no kind (start, statement, running or end)")),

@@ -284,6 +284,33 @@ async fn reported_values_are_kept_as_every_store_can_keep_them() {
         assert_eq!(refused.code, connectrpc::ErrorCode::InvalidArgument, "{refused:?}");
     }
 
+    // A start no connection could have made: another organization's resource, an address or
+    // user type that is none, a clock before 2000 or a day ahead.
+    let other = s.h.store.ensure_org("globex").await.unwrap().id;
+    let foreign = create_resource(s.h.store.as_ref(), other, "theirs", "postgres", "db", 5432).await.unwrap().id;
+    let starts: [fn(&mut wire::SessionStart); 5] = [
+        |s| s.client_ip_address = "not an ip <script>".into(),
+        |s| s.server_ip_address = "::1::".into(),
+        |s| s.user_type = "<b>".into(),
+        |s| s.start_time = timestamp(-62_135_596_800_000_000).into(),
+        |s| s.start_time = timestamp(now_micros() + 2 * 86_400_000_000).into(),
+    ];
+    let mut bad_starts: Vec<Kind> = starts
+        .iter()
+        .map(|change| {
+            let Kind::Start(mut bad) = start(&s.resource_id, t0) else { unreachable!() };
+            change(&mut bad);
+            Kind::Start(bad)
+        })
+        .collect();
+    bad_starts.push(start(&foreign, t0));
+    for bad in bad_starts {
+        let request = wire::ReportRequest { events: vec![event("odd", 0, bad)], ..Default::default() };
+        let refused = s.connector.report(request).await.unwrap_err();
+        assert_eq!(refused.code, connectrpc::ErrorCode::InvalidArgument, "{refused:?}");
+    }
+    assert_eq!(s.h.call("GetSession", json!({"session_id": "odd"})).await.0, 404, "nothing was stored");
+
     for id in ["x".repeat(129), "a\nb".to_owned()] {
         let request =
             wire::ReportRequest { events: vec![event(&id, 0, start(&s.resource_id, t0))], ..Default::default() };
