@@ -62,6 +62,30 @@ impl CursorCodec {
         Self { key }
     }
 
+    /// The page token of a session's statements after `position` (start, seq): signed with
+    /// the session's id, so that one session's token is refused on another, and none can be
+    /// made up.
+    pub fn encode_statements_page(&self, session_id: &str, (start, seq): (i64, u64)) -> String {
+        let position = format!("{start}.{seq}");
+        format!("{position}.{}", URL_SAFE_NO_PAD.encode(self.statements_page_tag(session_id, &position)))
+    }
+
+    /// The position a page token of `session_id`'s statements names, if it is one.
+    pub fn decode_statements_page(&self, session_id: &str, token: &str) -> Option<(i64, u64)> {
+        let (position, tag) = token.rsplit_once('.')?;
+        let given = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if !bool::from(given.as_slice().ct_eq(&self.statements_page_tag(session_id, position))) {
+            return None;
+        }
+        let (start, seq) = position.split_once('.')?;
+        Some((start.parse().ok()?, seq.parse().ok()?))
+    }
+
+    fn statements_page_tag(&self, session_id: &str, position: &str) -> [u8; TAG_LEN] {
+        // Told apart from a listing cursor's body, which starts with its version byte.
+        self.tag(&[b"statements\0", session_id.as_bytes(), b"\0", position.as_bytes()].concat())
+    }
+
     fn tag(&self, body: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(body);

@@ -39,6 +39,10 @@ impl SessionsApi {
         Self { store, cursors, terminations, clock, metrics }
     }
 
+    pub(crate) fn cursors(&self) -> &CursorCodec {
+        &self.cursors
+    }
+
     pub(crate) fn store(&self) -> &dyn Store {
         self.store.as_ref()
     }

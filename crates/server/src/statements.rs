@@ -22,20 +22,23 @@ impl StatementsService for SessionsApi {
             Ok(size) if size <= MAX_PAGE_SIZE => size,
             _ => return Err(invalid(format!("page_size must be 0 (every statement) to {MAX_PAGE_SIZE}"))),
         };
+        let session = self.session(&caller, required_id(req.session_id)?).await?;
         let after = match req.page_token {
             "" => None,
-            token => Some(page_key(token).ok_or_else(|| {
-                invalid("page_token is not a token this method gave: pass a next_page_token as it came, or none")
+            token => Some(self.cursors().decode_statements_page(&session.id, token).ok_or_else(|| {
+                invalid(
+                    "page_token is not a token this method gave for this session: pass a next_page_token as it \
+                     came, or none",
+                )
             })?),
         };
-        let session = self.session(&caller, required_id(req.session_id)?).await?;
         let statements = self.store().statements(caller.org, &session.id).await.map_err(store_error)?;
         // In (start, seq) order, the store's: a page starts after the last key of the one before.
         let start = after.map_or(0, |after| statements.partition_point(|s| (s.start, s.seq) <= after));
         let page = &statements[start..];
         let page = &page[..page.len().min(page_size)];
         let next_page_token = match (page.last(), start + page.len() < statements.len()) {
-            (Some(last), true) => format!("{}.{}", last.start, last.seq),
+            (Some(last), true) => self.cursors().encode_statements_page(&session.id, (last.start, last.seq)),
             _ => String::new(),
         };
         let now = now_micros();
@@ -51,12 +54,6 @@ impl StatementsService for SessionsApi {
 
 /// The most statements a page holds.
 const MAX_PAGE_SIZE: usize = 100_000;
-
-/// The (start, seq) a page token names.
-fn page_key(token: &str) -> Option<(Micros, u64)> {
-    let (start, seq) = token.split_once('.')?;
-    Some((start.parse().ok()?, seq.parse().ok()?))
-}
 
 fn statement(s: &StatementRecord, number: u64, now: Micros) -> SessionStatement {
     let lasted = match s.status {

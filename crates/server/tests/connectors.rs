@@ -198,6 +198,12 @@ async fn statements_carry_their_outcomes() {
     assert_eq!(texts(&second), [json!("select pg_sleep(60)")]);
     assert_eq!(second["statements"][0]["seq"], "3", "numbered by place across pages");
     assert_eq!(second["nextPageToken"], json!(null), "the last page says so: {second}");
+    // A token is its session's, and cannot be made up.
+    let forged = token.rsplit_once('.').unwrap().0.to_owned() + ".AAAAAAAAAAAAAAAAAAAAAA";
+    for bad in [forged.as_str(), "1.2", &token[..token.len() - 1]] {
+        let (status, body) = page(2, bad).await;
+        assert_eq!((status, &body["code"]), (400, &json!("invalid_argument")), "{bad}: {body}");
+    }
 
     // The running statement completes (a later event) and another follows: numbered 1 to 4,
     // the completed one where it ran.
