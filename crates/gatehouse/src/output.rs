@@ -131,7 +131,7 @@ impl Table {
                 .zip(cells)
                 .map(|((name, fit), cell)| (json_key(name), json_cell(*fit, cell)))
                 .collect();
-            self.rows.push(Value::Object(object).to_string().into_boxed_str());
+            self.rows.push(json_line(&Value::Object(object)).into_boxed_str());
             return;
         }
         let mut row = String::new();
@@ -306,12 +306,42 @@ pub const CSV_COLUMNS: Columns = &[
     ("parent_session_id", "/parentSessionId"),
 ];
 
+/// `value` as one line of JSON, with every character a terminal would act on (see
+/// [`gatehouse_core::display::needs_escape`]) written as a `\u` escape: the same JSON to a
+/// reader, but a bidirectional override or an escape sequence in a recorded user name is not
+/// acted on when the line reaches a terminal. (serde_json escapes only the C0 controls.)
+pub fn json_line(value: &Value) -> String {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
+    serde::Serialize::serialize(value, &mut serializer).expect("a JSON value serializes to memory");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+struct TerminalSafe;
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(gatehouse_core::display::needs_escape) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let c = rest[at..].chars().next().expect("a char is found there");
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
 /// Writes records one at a time: JSON lines, or CSV with a header row.
 /// (One writer per command: the CSV writer's size does not matter, so it is not boxed.)
 #[allow(clippy::large_enum_variant)]
 pub enum RecordWriter<W: Write> {
     Jsonl(W),
-    Csv(csv::Writer<W>, Columns),
+    /// The columns, and whether cells are written for a terminal (with what it would act on
+    /// written out, as tables are), not for a file.
+    Csv(csv::Writer<W>, Columns, bool),
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -319,23 +349,21 @@ impl<W: Write> RecordWriter<W> {
         Self::Jsonl(out)
     }
 
-    /// A CSV writer of `columns`; the header row is written at once, so even an empty
-    /// export says what its columns are.
-    pub fn csv(out: W, columns: Columns) -> anyhow::Result<Self> {
+    /// A CSV writer of `columns`, for a terminal or not; the header row is written at once, so
+    /// even an empty export says what its columns are.
+    pub fn csv(out: W, columns: Columns, to_terminal: bool) -> anyhow::Result<Self> {
         let mut writer = csv::Writer::from_writer(out);
         writer.write_record(columns.iter().map(|(name, _)| *name))?;
-        Ok(Self::Csv(writer, columns))
+        Ok(Self::Csv(writer, columns, to_terminal))
     }
 
     pub fn write(&mut self, record: &Value) -> anyhow::Result<()> {
         match self {
-            Self::Jsonl(out) => {
-                serde_json::to_writer(&mut *out, record)?;
-                out.write_all(b"\n")?;
-            }
-            Self::Csv(writer, columns) => {
-                writer.write_record(columns.iter().map(|(name, at)| defused(csv_cell(name, record.pointer(at)))))?
-            }
+            Self::Jsonl(out) => writeln!(out, "{}", json_line(record))?,
+            Self::Csv(writer, columns, to_terminal) => writer.write_record(columns.iter().map(|(name, at)| {
+                let cell = defused(csv_cell(name, record.pointer(at)));
+                if *to_terminal { gatehouse_core::display::printable(&cell).into_owned() } else { cell }
+            }))?,
         }
         Ok(())
     }
@@ -344,7 +372,7 @@ impl<W: Write> RecordWriter<W> {
     pub fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Self::Jsonl(out) => out.flush(),
-            Self::Csv(writer, _) => writer.flush(),
+            Self::Csv(writer, ..) => writer.flush(),
         }
     }
 }
@@ -536,10 +564,10 @@ mod tests {
             "connector": {"name": "=HYPERLINK(\"http://evil\",\"x\")"},
             "network": {"clientIpAddress": "@SUM(1)"},
         });
-        let mut writer = RecordWriter::csv(Vec::new(), CSV_COLUMNS).unwrap();
+        let mut writer = RecordWriter::csv(Vec::new(), CSV_COLUMNS, false).unwrap();
         writer.write(&session).unwrap();
         writer.flush().unwrap();
-        let RecordWriter::Csv(writer, _) = writer else { unreachable!() };
+        let RecordWriter::Csv(writer, ..) = writer else { unreachable!() };
         let bytes = writer.into_inner().unwrap();
         let mut reader = csv::Reader::from_reader(bytes.as_slice());
         let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
@@ -561,5 +589,21 @@ mod tests {
         assert_eq!(cell("end_time"), "");
         assert_eq!(cell("connector_name"), "'=HYPERLINK(\"http://evil\",\"x\")");
         assert_eq!(cell("client_ip"), "'@SUM(1)");
+
+        // For a terminal, what it would act on is written out, as in tables.
+        let mut writer = RecordWriter::csv(Vec::new(), CSV_COLUMNS, true).unwrap();
+        writer.write(&serde_json::json!({"id": "s\u{1b}]0;x\u{7}\u{202e}1"})).unwrap();
+        let RecordWriter::Csv(writer, ..) = writer else { unreachable!() };
+        let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+        assert!(text.contains("s\\x1b]0;x\\x07\\u{202e}1"), "{text}");
+    }
+
+    #[test]
+    fn json_lines_escape_what_a_terminal_would_act_on() {
+        let value = serde_json::json!({"user": "a\u{1b}[31m\u{202e}b\u{85}c\u{1F600}", "n": 1});
+        let line = json_line(&value);
+        // Escapes for the controls and the override; the emoji as it is.
+        assert_eq!(line, "{\"n\":1,\"user\":\"a\\u001b[31m\\u202eb\\u0085c\u{1F600}\"}");
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), value, "the same JSON to a reader");
     }
 }

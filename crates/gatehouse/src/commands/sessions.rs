@@ -375,7 +375,10 @@ impl Sink {
         Ok(match format {
             OutputFormat::Table => Self::Table(Table::new(columns.table).droppable(columns.droppable)),
             OutputFormat::Jsonl => Self::Records(RecordWriter::jsonl(out())),
-            OutputFormat::Csv => Self::Records(RecordWriter::csv(out(), columns.csv)?),
+            OutputFormat::Csv => {
+                let to_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                Self::Records(RecordWriter::csv(out(), columns.csv, to_terminal)?)
+            }
         })
     }
 

@@ -209,7 +209,9 @@ fn write_event(
         Event::Ended => "ended",
     };
     match format {
-        WatchFormat::Jsonl => writeln!(out, "{}", serde_json::json!({ "event": name, "session": session })),
+        WatchFormat::Jsonl => {
+            writeln!(out, "{}", crate::output::json_line(&serde_json::json!({ "event": name, "session": session })))
+        }
         WatchFormat::Lines => {
             let [id, _status, _start, _duration, who, role, resource, technology, client_ip, connector] =
                 <[String; 10]>::try_from(table_row(session)).expect("a session row has ten cells");
