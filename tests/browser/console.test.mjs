@@ -32,10 +32,15 @@ after(async () => {
   await browser?.close();
 });
 
-/** A fresh tab (its own session storage) with page errors failing the test. */
-async function open(t, { width = 1280, height = 900, path = '/' } = {}) {
-  const context = await browser.newContext({ viewport: { width, height }, acceptDownloads: true });
+/**
+ * A fresh tab (its own session storage) with page errors failing the test.
+ * `phone`: a touch screen; `clock`: the page's timers under page.clock (time
+ * still flows; fastForward jumps it), for waits too long to sit through.
+ */
+async function open(t, { width = 1280, height = 900, path = '/', phone = false, clock = false } = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, acceptDownloads: true, isMobile: phone, hasTouch: phone });
   const page = await context.newPage();
+  if (clock) await page.clock.install();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
   t.after(async () => {
@@ -62,6 +67,14 @@ async function loaded(page, previous) {
 const loadMark = (page) => page.evaluate(() => document.body.dataset.loaded);
 const refreshMark = (page) => page.evaluate(() => Number(document.body.dataset.refreshes || 0));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits until `ready()` (checked here, in the test) holds. */
+async function until(ready, what) {
+  for (let i = 0; i < 200; i++) {
+    if (ready()) return;
+    await sleep(50);
+  }
+  throw new Error(`gave up waiting: ${what}`);
+}
 const rowIds = (page) => page.$$eval('#rows tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
 const column = (page, label) => page.$$eval(`#rows td[data-label="${label}"]`, (cells) => cells.map((c) => c.textContent.trim()));
 const param = (page, name) => new URL(page.url()).searchParams.get(name);
@@ -129,6 +142,15 @@ test('sign in: a wrong key is refused, a right one shows the sessions', async (t
   await page.getByLabel('API key').fill('gh_…');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await assert.doesNotReject(page.waitForSelector('#signin-error:has-text("other characters")'));
+  // A space inside: a format problem, said before anything is sent, not a refusal.
+  const sent = [];
+  page.on('request', (request) => { if (request.url().includes('/core.v1.')) sent.push(request.url()); });
+  await page.getByLabel('API key').fill('gh_abc def');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await assert.doesNotReject(page.waitForSelector('#signin-error:has-text("it was not sent")'));
+  assert.doesNotMatch(await page.textContent('#signin-error'), /not accepted/);
+  assert.match(await page.textContent('#signin-error'), /spaces/);
+  assert.deepEqual(sent, []);
   // Spaces fill the required field: said so, nothing sent.
   await page.getByLabel('API key').fill('   ');
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -142,6 +164,16 @@ test('sign in: a wrong key is refused, a right one shows the sessions', async (t
   assert.ok(clipped <= 0, `every column fits at 1280 px: ${clipped}px too wide`);
   await page.screenshot({ path: `${ARTIFACTS}sessions-1280.png`, fullPage: true });
 });
+
+/** Serves ListSessionsV2 with its sessions replaced by `edit(sessions)`. */
+async function editSessionList(page, edit) {
+  await page.route('**/core.v1.SessionsService/ListSessionsV2', async (route) => {
+    const response = await route.fetch();
+    const json = await response.json();
+    json.sessions = edit(json.sessions || []);
+    await route.fulfill({ response, json });
+  });
+}
 
 /** Serves ListSessionsV2 with `edit` applied to every session of each answer. */
 async function editSessions(page, edit) {
@@ -255,6 +287,26 @@ test('pages forward and back through the API cursors, and a page survives a relo
   assert.equal(param(page, 'cursor'), null);
 });
 
+test('a later page counts what its pages walk: sessions up to the pinned now', async (t) => {
+  const page = await open(t, { path: '/?range=7d' });
+  await signIn(page);
+  const counted = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/ListSessionAggregations')) counted.push(request.postDataJSON());
+  });
+  const mark = await loadMark(page);
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await loaded(page, mark);
+  const at = param(page, 'at');
+  assert.ok(at);
+  assert.ok(counted.length > 0);
+  for (const body of counted) assert.equal(body.endTimestamp, at, 'the count ends where the pages do');
+  const start = new Date(Date.parse(at) - 7 * 86400e3).toISOString();
+  const walked = await walkCount({ startTimestamp: start, endTimestamp: at });
+  const total = Number((await page.textContent('#page-label')).replace(/.* of /, '').replace(/\D/g, ''));
+  assert.ok(Math.abs(total - walked) <= 3, `${total} vs ${walked}`);
+});
+
 test('Next while an auto-refresh is loading goes to page 2', async (t) => {
   const page = await open(t);
   await signIn(page);
@@ -363,6 +415,14 @@ test('a reversed custom range is refused beside its fields, not under the query'
   assert.equal(await page.getAttribute('#custom-to', 'aria-invalid'), 'true');
   assert.equal(await page.textContent('#query-error'), '');
   assert.notEqual(await page.getAttribute('#query', 'aria-invalid'), 'true');
+  assert.equal(param(page, 'range'), null, 'nothing applied');
+
+  // From emptied: the console says so in place of the old message (not the browser's bubble beside it).
+  await page.getByLabel('From', { exact: true }).fill('');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  assert.match(await page.textContent('#range-error'), /needs a start: a date and time/);
+  assert.equal(await page.getAttribute('#custom-from', 'aria-invalid'), 'true');
+  assert.equal(await page.getAttribute('#custom-to', 'aria-invalid'), 'false');
   assert.equal(param(page, 'range'), null, 'nothing applied');
 });
 
@@ -566,6 +626,47 @@ test('an unreachable control plane keeps what is shown and says that it retries'
   assert.ok(await page.locator('button.facet').count() > 0);
 });
 
+/** Longer than a call's bound (api.js, CALL_TIMEOUT_MS). */
+const PAST_TIMEOUT = '00:21';
+
+test('a control plane that stops answering is said so, and refreshes go on', async (t) => {
+  const page = await open(t, { path: LIVE, clock: true });
+  await signIn(page);
+  const ids = await rowIds(page);
+  await page.getByRole('button', { name: `Open session ${ids[0]}` }).click();
+  await page.waitForSelector('#detail .summary');
+  // Stopped (SIGSTOP) or black-holed: calls are neither answered nor refused.
+  let hung = true;
+  const held = [];
+  await page.route(/Service\//, (route) => (hung ? held.push(route) : route.continue()));
+  await page.clock.fastForward(5000);
+  await until(() => held.length > 0, 'a refresh that hangs');
+  await page.clock.fastForward(PAST_TIMEOUT);
+  await page.waitForFunction(() => /did not answer/.test(document.getElementById('connection-note').textContent));
+  assert.match(await page.textContent('#connection-note'), /^Not up to date \(unavailable\): .*Showing the last answers\. Retrying/);
+  assert.deepEqual(await rowIds(page), ids, 'the rows stay');
+  await page.waitForSelector('#detail .stale:visible');
+  assert.match(await page.textContent('#detail .stale'), /^Not up to date: no answer since /);
+
+  // A search meanwhile ends too, rather than staying "loading…".
+  const mark = await loadMark(page);
+  await page.getByLabel('Search query').fill('technology:postgres');
+  await page.getByLabel('Search query').press('Enter');
+  await page.clock.fastForward(PAST_TIMEOUT);
+  await loaded(page, mark);
+  assert.match(await page.textContent('#connection-note'), /could not be loaded \(unavailable\).*did not answer.*Retrying/s);
+  assert.doesNotMatch(await page.textContent('#window-label'), /loading/);
+
+  // Answering again: the next refresh lands.
+  hung = false;
+  for (const route of held) route.continue().catch(() => {}); // aborted by the page meanwhile
+  await page.clock.fastForward(5000);
+  await page.waitForFunction(() => document.getElementById('connection-note').textContent === '');
+  const resources = await column(page, 'Resource');
+  assert.ok(resources.length > 0 && resources.every((r) => r.endsWith('postgres')), resources.join(' | '));
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+});
+
 test('a session opens in the detail panel with every field, and Escape closes it', async (t) => {
   const page = await open(t);
   await signIn(page);
@@ -596,6 +697,28 @@ test('a session opens in the detail panel with every field, and Escape closes it
   assert.match(await page.textContent('#detail-title'), new RegExp(id));
 });
 
+test('at desktop width the top bar and the table stay usable with a session open', async (t) => {
+  const page = await open(t, { width: 1440, height: 900 });
+  await signIn(page);
+  const ids = await rowIds(page);
+  await page.getByRole('button', { name: `Open session ${ids[0]}` }).click();
+  await page.waitForSelector('#detail dl.fields dt');
+  await page.screenshot({ path: `${ARTIFACTS}detail-1440.png` });
+  // Each is what is under its own centre: not under the panel.
+  const reachable = (selector) => page.$eval(selector, (node) => {
+    const box = node.getBoundingClientRect();
+    return node.contains(document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2));
+  });
+  for (const selector of ['#live', '#export', '#signout', '#query', `#rows button[data-id="${ids[1]}"]`]) {
+    assert.equal(await reachable(selector), true, `${selector} is not under the panel`);
+  }
+  await page.getByLabel('Auto-refresh').click({ timeout: 5000 });
+  assert.equal(await page.isChecked('#live'), false);
+  // Another session opens from the table beside the panel.
+  await page.getByRole('button', { name: `Open session ${ids[1]}` }).click({ timeout: 5000 });
+  await page.waitForFunction((id) => document.getElementById('detail-title').textContent.includes(id), ids[1]);
+});
+
 test('Back closes the session detail and Forward opens it again', async (t) => {
   const page = await open(t);
   await signIn(page);
@@ -621,6 +744,21 @@ test('Back closes the session detail and Forward opens it again', async (t) => {
   await page.goForward();
   await page.waitForSelector('#detail dl.fields dt');
   assert.equal(param(page, 'session'), id);
+});
+
+test('Escape in the search box closes the session and keeps the typed query', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.waitForSelector('#detail dl.fields dt');
+  await page.getByLabel('Search query').fill('technology:mysql');
+  await page.getByLabel('Search query').press('Escape');
+  await page.waitForFunction(() => document.getElementById('detail').hidden);
+  assert.equal(await queryBox(page), 'technology:mysql', 'not cleared');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'query', 'focus stays in the box');
+  // With no session open, Escape is the box's own again.
+  await page.getByLabel('Search query').press('Escape');
+  assert.equal(await queryBox(page), '');
 });
 
 test('auto-refresh keeps the scroll position and the open detail', async (t) => {
@@ -652,6 +790,33 @@ test('auto-refresh gives keyboard focus back to the same facet', async (t) => {
   const before = await refreshMark(page);
   await page.waitForFunction((n) => Number(document.body.dataset.refreshes || 0) > n, before, { timeout: 20_000 });
   assert.equal(await page.evaluate(() => document.activeElement.dataset.value), value);
+});
+
+test('a refresh waits while the pointer is on the table, so a click opens the session seen there', async (t) => {
+  const page = await open(t);
+  let reversed = false;
+  await editSessionList(page, (sessions) => (reversed ? sessions.reverse() : sessions));
+  await signIn(page);
+  const ids = await rowIds(page);
+  const target = await page.locator('#rows tr[data-id] button').nth(2).boundingBox();
+  const point = [target.x + 5, target.y + target.height / 2];
+  await page.mouse.move(...point);
+  // The next refresh would put other sessions under the pointer.
+  reversed = true;
+  await nextRefresh(page);
+  assert.deepEqual(await rowIds(page), ids, 'the rows under the pointer stay');
+  assert.equal(await page.isVisible('#rows-held'), true, 'and say that they wait');
+  await page.mouse.click(...point);
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.equal(param(page, 'session'), ids[2], 'the session that was under the pointer');
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !new URL(window.location.href).searchParams.has('session'));
+
+  // Pointer gone: the refresh shows.
+  await page.mouse.move(5, 5);
+  await page.waitForFunction((first) => document.querySelector('#rows tr[data-id]').dataset.id !== first, ids[0]);
+  assert.equal(await page.isVisible('#rows-held'), false);
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
 });
 
 test('on a slow control plane one load runs at a time and the last action wins', async (t) => {
@@ -971,6 +1136,24 @@ test('while a termination is being sent the statements stay and Terminate is off
   assert.deepEqual(await statements(), ['select 42']);
 });
 
+test('a termination left unanswered says that its outcome is not known', async (t) => {
+  const page = await open(t, { path: LIVE, clock: true });
+  // Sent, and no answer ever comes back.
+  await page.route('**/core.v1.SessionsService/CreateSessionTermination', () => {});
+  await signIn(page);
+  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await page.waitForSelector('#detail .summary');
+  await page.getByRole('button', { name: 'Terminate session' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Terminate' }).click();
+  await page.waitForSelector('#terminate-result:has-text("Sending the termination")');
+  await page.clock.fastForward(PAST_TIMEOUT);
+  await page.waitForSelector('#terminate-result:has-text("Not known whether the termination took effect")');
+  assert.match(await page.textContent('#terminate-result'), /did not answer.*Check this session/);
+  assert.doesNotMatch(await page.textContent('#terminate-result'), /failed/);
+  assert.equal(await page.getByRole('button', { name: 'Terminate session' }).isDisabled(), false, 'offered again');
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+});
+
 test('a live session with thousands of statements is not redrawn at every refresh', async (t) => {
   const page = await open(t, { path: LIVE });
   let answers = 0;
@@ -1076,6 +1259,24 @@ test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens on
   assert.equal(await page.isVisible('#detail'), true);
 });
 
+test('the skip link leads to the rows, and closing a session opened from there returns to its row', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await page.locator('.skip').focus();
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'sessions-table');
+  assert.equal(new URL(page.url()).hash, '', 'the URL holds the view only');
+  await page.keyboard.press('Tab');
+  const id = await page.evaluate(() => document.activeElement.dataset.id);
+  assert.equal(id, (await rowIds(page))[0]);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#detail dl.fields dt');
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => !new URL(window.location.href).searchParams.has('session'));
+  assert.equal(new URL(page.url()).hash, '');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.id), id, 'focus is back on the row');
+});
+
 test('at 390 px wide the views stay readable', async (t) => {
   const page = await open(t, { width: 390, height: 844, path: '/?range=7d' });
   await signIn(page);
@@ -1090,6 +1291,71 @@ test('at 390 px wide the views stay readable', async (t) => {
   const panel = await page.locator('#detail').boundingBox();
   assert.ok(panel.width <= 390);
   await page.screenshot({ path: `${ARTIFACTS}detail-390.png` });
+});
+
+/** A finger moving from (x0, y0) to (x1, y1) on a touch screen. */
+async function swipe(page, x0, y0, x1, y1) {
+  const cdp = await page.context().newCDPSession(page);
+  const at = (i) => [{ x: x0 + ((x1 - x0) * i) / 10, y: y0 + ((y1 - y0) * i) / 10 }];
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: at(0) });
+  for (let i = 1; i <= 10; i++) await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: at(i) });
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  await cdp.detach();
+}
+
+test('on a phone a vertical swipe over the histogram scrolls; a tap picks a bar, a sideways drag a span', async (t) => {
+  const page = await open(t, { width: 390, height: 844, path: '/?range=7d', phone: true });
+  await signIn(page);
+  const chart = page.locator('#histogram svg');
+  let box = await chart.boundingBox();
+  const mark = await loadMark(page);
+  await swipe(page, box.x + box.width / 2, box.y + box.height / 2, box.x + box.width / 2 + 1, box.y + box.height / 2 - 150);
+  await page.waitForFunction(() => window.scrollY > 50);
+  // A mouse pressed and moved up only picks nothing either.
+  box = await chart.boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height - 30);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width / 2 + 2, box.y + 20, { steps: 5 });
+  await page.mouse.up();
+  assert.equal(param(page, 'range'), '7d', 'the window stays');
+  assert.equal(await loadMark(page), mark, 'nothing loaded');
+
+  await page.evaluate(() => window.scrollTo(0, 0));
+  box = await chart.boundingBox();
+  let next = await loadMark(page);
+  await page.touchscreen.tap(box.x + box.width / 2, box.y + box.height / 2);
+  await loaded(page, next);
+  assert.equal(param(page, 'range'), 'custom');
+  const bar = Date.parse(param(page, 'to')) - Date.parse(param(page, 'from'));
+  assert.ok(bar <= 3 * 3600e3, `one bar: ${bar / 60e3} minutes`);
+
+  next = await loadMark(page);
+  await preset(page, '7d').click();
+  await loaded(page, next);
+  box = await chart.boundingBox();
+  next = await loadMark(page);
+  await swipe(page, box.x + box.width * 0.2, box.y + box.height / 2, box.x + box.width * 0.6, box.y + box.height / 2);
+  await loaded(page, next);
+  const span = Date.parse(param(page, 'to')) - Date.parse(param(page, 'from'));
+  assert.ok(span > 7 * 86400e3 * 0.3 && span < 7 * 86400e3 * 0.5, `about 40% of 7 days: ${span / 3600e3} h`);
+});
+
+test('on a phone the open session is modal: the page behind is inert and Tab stays in the panel', async (t) => {
+  const page = await open(t, { width: 390, height: 844, phone: true });
+  await signIn(page);
+  const id = (await rowIds(page))[1];
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await page.waitForSelector('#detail dl.fields dt');
+  assert.equal(await page.evaluate(() => document.getElementById('console').inert), true);
+  for (let i = 0; i < 6; i++) {
+    await page.keyboard.press('Tab');
+    const where = await page.evaluate(() => (document.activeElement.closest('#detail') ? 'detail'
+      : document.activeElement === document.body ? 'body' : document.activeElement.outerHTML.slice(0, 80)));
+    assert.ok(where === 'detail' || where === 'body', `Tab ${i + 1} reached ${where}`);
+  }
+  await page.keyboard.press('Escape');
+  assert.equal(await page.evaluate(() => document.getElementById('console').inert), false);
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.id), id, 'focus returns to the row');
 });
 
 test('sign out forgets the key', async (t) => {

@@ -1,6 +1,6 @@
 // The console: wires the view (in the URL) to the API and the page's parts.
 
-import { apiKey, call } from './api.js';
+import { apiKey, call, keyProblem } from './api.js';
 import { Detail } from './detail.js';
 import { download, exportSessions } from './export.js';
 import { renderFacets } from './facets.js';
@@ -25,12 +25,19 @@ let loads = 0;
 let current = null;
 let exporting = null;
 let refreshes = 0;
+/**
+ * A refresh's listing held back while the pointer is on the table (see
+ * holdingRows): `{ seq, apply }`, applied when the pointer leaves.
+ */
+let heldRows = null;
 
 const histogram = new Histogram($('histogram'), {
   onSelect: (from, to) => restart({ range: 'custom', from: from.toISOString(), to: to.toISOString() }),
 });
 const detail = new Detail($('detail'), {
-  onClose: (id) => {
+  // On a phone the panel covers these: they are inert while it is open there.
+  behind: [$('console'), document.querySelector('.skip')],
+  onClose: (id, returnFocus) => {
     if (window.history.state?.detail === id && view.session === id) {
       // Opening pushed an entry: closing goes back to the one before, so that
       // Back afterwards leaves the list rather than showing it twice.
@@ -40,7 +47,7 @@ const detail = new Detail($('detail'), {
       setView({ session: '' });
     }
     markSelected($('rows'), '');
-    $('rows').querySelector(`button[data-id="${CSS.escape(id)}"]`)?.focus();
+    if (returnFocus) $('rows').querySelector(`button[data-id="${CSS.escape(id)}"]`)?.focus();
   },
   onError: (err) => handleAuth(err),
 });
@@ -114,6 +121,9 @@ async function load({ refresh = false } = {}) {
 async function loadView(seq, signal, refresh) {
   const shown = view;
   if (!refresh) {
+    // Rows held back for the pointer belong to the view being left.
+    heldRows = null;
+    showHeld();
     syncControls();
     showLoading();
   }
@@ -140,11 +150,17 @@ async function loadListing(shown, win, now, seq, signal, refresh) {
   try {
     const result = await call('ListSessionsV2', request, { signal });
     if (seq !== loads) return null;
-    listing = result;
-    anchor = now;
-    showQueryError('');
-    $('window-label').textContent = windowLabel(shown);
-    renderTable($('rows'), result.sessions || [], { selected: detail.id, onOpen: openSession });
+    const apply = () => {
+      listing = result;
+      anchor = now;
+      showQueryError('');
+      $('window-label').textContent = windowLabel(shown);
+      renderTable($('rows'), result.sessions || [], { selected: detail.id, onOpen: openSession });
+    };
+    heldRows = null;
+    if (refresh && holdingRows()) heldRows = { seq, apply };
+    else apply();
+    showHeld();
     return null;
   } catch (err) {
     if (seq !== loads || handleAuth(err)) return null;
@@ -168,6 +184,40 @@ async function loadListing(shown, win, now, seq, signal, refresh) {
     if (seq === loads) $('sessions-table').removeAttribute('aria-busy');
   }
 }
+
+let pointerOnTable = false;
+
+/**
+ * True while the pointer is on the table: a refresh would move the rows
+ * under it, and a click meant for the session seen there would open
+ * another. Keyboard focus needs no hold: the focused row keeps focus by its
+ * session (renderTable), so Enter opens the session it names.
+ */
+const holdingRows = () => pointerOnTable;
+
+/** The held refresh, when no load came after it: the pager's cursors are the rows' own. */
+function applyHeldRows() {
+  const held = heldRows;
+  heldRows = null;
+  if (held && held.seq === loads && !current) {
+    held.apply();
+    updatePager();
+  }
+  showHeld();
+}
+
+/** Says that the table waits: what it shows is older than the counts above it. */
+function showHeld() {
+  $('rows-held').hidden = !heldRows;
+}
+
+// Tracked by events, not :hover, which a phone leaves on the row last tapped.
+// A touch enters at touchstart and leaves after lifting, so a tap is covered too.
+$('sessions-table').addEventListener('pointerenter', () => { pointerOnTable = true; });
+$('sessions-table').addEventListener('pointerleave', () => {
+  pointerOnTable = false;
+  applyHeldRows();
+});
 
 /**
  * Says what failed other than the query: the control plane is unreachable,
@@ -216,11 +266,14 @@ async function loadAggregations(shown, win, now, seq, signal, refresh) {
   const base = {};
   if (shown.q.trim()) base.query = shown.q.trim();
   if (win.start) base.startTimestamp = win.start;
-  if (win.end) base.endTimestamp = win.end;
+  // Pages after the first walk the sessions as they were listed when paging began (`at`): the
+  // total counts those alone, not ones started since that are never listed by these pages.
+  const end = win.end || (shown.cursor && shown.at && (!win.start || win.start <= shown.at) ? shown.at : '');
+  if (end) base.endTimestamp = end;
   const histogramRequest = { ...base, mode: 'histogram', histogramGroupByFields: ['technology'] };
   // A window open at its start reaches back to the first session, which only the control
   // plane knows: it sizes those bars itself.
-  if (win.start) histogramRequest.histogramInterval = histogramInterval((win.end ? Date.parse(win.end) : now) - Date.parse(win.start));
+  if (win.start) histogramRequest.histogramInterval = histogramInterval((end ? Date.parse(end) : now) - Date.parse(win.start));
   // Two calls, so the histogram (cheap) draws without waiting for the facets.
   const histogramCall = call('ListSessionAggregations', histogramRequest, { signal });
   const facetsCall = call('ListSessionAggregations', { ...base, mode: 'facets' }, { signal });
@@ -430,8 +483,20 @@ document.addEventListener('keydown', (event) => {
     event.preventDefault();
     $('query').focus();
   } else if (event.key === 'Escape' && detail.isOpen && !$('confirm-terminate').open) {
+    // In the search box Escape would also clear the typed query (type=search): it only closes.
+    if (event.target === $('query')) event.preventDefault();
     detail.close();
   }
+});
+
+/**
+ * The skip link moves focus without putting #sessions-table in the URL: the
+ * URL holds the view alone, and going Back to such an entry (closing a
+ * session does) would move focus to the table, not to the row that opened it.
+ */
+document.querySelector('.skip').addEventListener('click', (event) => {
+  event.preventDefault();
+  $('sessions-table').focus();
 });
 
 // ---- live refresh --------------------------------------------------------
@@ -518,6 +583,8 @@ function signOut(message = '') {
   detail.close();
   listing = null;
   numHits = null;
+  heldRows = null;
+  showHeld();
   $('rows').replaceChildren();
   $('facets').replaceChildren();
   histogram.show([]);
@@ -536,6 +603,12 @@ $('signin-form').addEventListener('submit', async (event) => {
   // The field is required, but spaces fill it.
   if (!key) {
     $('signin-error').textContent = 'Enter an API key: this one is only spaces.';
+    return;
+  }
+  // Not sent at all (no header can carry it): a typing or pasting problem, not a refusal.
+  const problem = keyProblem(key);
+  if (problem) {
+    $('signin-error').textContent = `This is not an API key's format, so it was not sent: ${problem}`;
     return;
   }
   $('signin-error').textContent = '';

@@ -74,8 +74,18 @@ const statementItem = (st) => el('li', { class: st.sqlstate ? 'failed' : st.stat
   ...statementText(st.text || ''),
   el('span', { class: 'outcome', text: outcomeOf(st) }));
 
+/**
+ * Where the panel covers the whole page (style.css makes it full-screen
+ * there): it is then modal, the page behind it inert.
+ */
+const COVERING = '(max-width: 640px)';
+
+/** How long a sent termination is watched for the session to end. */
+const AWAIT_END_MS = 20_000;
+
 export class Detail {
-  constructor(root, { onClose, onError }) {
+  /** `behind`: the page's parts the panel covers on a phone, made inert while it is open there. */
+  constructor(root, { onClose, onError, behind = [] }) {
     this.root = root;
     this.body = root.querySelector('#detail-body');
     this.title = root.querySelector('#detail-title');
@@ -101,6 +111,10 @@ export class Detail {
      * it the first time and stops offering what the key cannot do.
      */
     this.refusedKey = null;
+    this.behind = behind;
+    this.covering = window.matchMedia(COVERING);
+    // A phone turned sideways, a window resized: modal only while it covers.
+    this.covering.addEventListener('change', () => this.syncInert());
     root.querySelector('#detail-close').addEventListener('click', () => this.close());
     this.dialog.addEventListener('close', () => {
       if (this.dialog.returnValue === 'terminate') this.terminate();
@@ -120,6 +134,7 @@ export class Detail {
     this.id = id;
     this.root.hidden = false;
     document.body.classList.add('detail-open');
+    this.syncInert();
     this.title.textContent = 'Session';
     this.showOnly(el('p', { class: 'muted', text: 'Loading…' }));
     this.title.focus();
@@ -129,12 +144,26 @@ export class Detail {
   close() {
     if (!this.isOpen) return;
     const id = this.id;
+    // Focus goes back to the row only from the panel (or from nowhere):
+    // Escape typed in the search box beside the panel leaves focus there.
+    const active = document.activeElement;
+    const hadFocus = !active || active === document.body || this.root.contains(active);
     this.loading?.abort();
     this.root.hidden = true;
     document.body.classList.remove('detail-open');
+    this.syncInert();
     this.id = '';
     this.session = null;
-    this.onClose(id);
+    this.onClose(id, hadFocus);
+  }
+
+  /**
+   * While the panel covers the page, the page behind it is inert: Tab stays
+   * in the panel, and a screen reader does not read what cannot be seen.
+   */
+  syncInert() {
+    const inert = this.isOpen && this.covering.matches;
+    for (const part of this.behind) part.inert = inert;
   }
 
   /**
@@ -314,6 +343,7 @@ export class Detail {
     this.notice = { kind: 'muted', text: 'Sending the termination…' };
     this.sending = true;
     this.render();
+    let sent = false;
     try {
       // Terminate is offered again once the answer is in.
       const result = await call('CreateSessionTermination', { sessionId: s.id, connectorId: connector.id || '' })
@@ -323,34 +353,58 @@ export class Detail {
         kind: 'ok',
         text: `Termination sent to connector ${connector.name || shutdown.connectorId} at ${formatTime(shutdown.createdAt)}. Waiting for the session to end…`,
       };
-      await this.load();
-      await this.awaitEnd(s.id);
+      sent = true;
     } catch (err) {
       const denied = err instanceof ApiError && err.code === 'permission_denied';
       if (denied) this.refusedKey = apiKey.get();
-      const text = denied
-        ? `Not allowed: this API key cannot terminate sessions (permission_denied: ${err.message}). Sign in with an admin key.`
-        : `Termination failed (${err.code || 'error'}): ${err.message}`;
+      let text = `Termination failed (${err.code || 'error'}): ${err.message}`;
+      if (denied) text = `Not allowed: this API key cannot terminate sessions (permission_denied: ${err.message}). Sign in with an admin key.`;
+      // The request may have reached the control plane and its answer been lost: "failed" would be a guess.
+      if (err.timedOut) {
+        text = `Not known whether the termination took effect: ${err.message} `
+          + 'Check this session: its status reads completed once it has ended.';
+      }
       this.notice = { kind: 'error', text };
-      await this.load();
     }
+    // Another session was opened meanwhile: this one's outcome is not its to show.
+    if (this.id !== s.id) return;
+    // The notice shows at once over the session as last seen; the reload
+    // then shows it as it is now, or says that it is not up to date.
+    this.render();
+    await this.load({ refresh: true });
+    if (sent) await this.awaitEnd(s.id);
     this.root.querySelector('#terminate-result')?.focus();
   }
 
-  /** Polls the session until it completes, for up to 20 seconds. */
+  /**
+   * Polls the session until it completes, for up to AWAIT_END_MS. A poll
+   * that fails (the control plane not answering) is tried again: the
+   * termination was sent either way.
+   */
   async awaitEnd(id) {
-    for (let i = 0; i < 40 && this.id === id; i++) {
+    const until = Date.now() + AWAIT_END_MS;
+    while (this.id === id && Date.now() < until) {
       await new Promise((resolve) => setTimeout(resolve, 500));
-      const { session } = await call('GetSession', { sessionId: id });
-      if (session && session.sessionStatus === 'completed') {
+      let session = null;
+      try {
+        ({ session } = await call('GetSession', { sessionId: id }, { timeout: Math.max(1000, until - Date.now()) }));
+      } catch (err) {
+        if (this.onError(err)) return;
+        continue;
+      }
+      if (session && session.sessionStatus === 'completed' && this.id === id) {
         this.notice = { kind: 'ok', text: `Session terminated: completed at ${formatTime(session.endTime)}.` };
-        await this.load();
+        // Shown completed with the notice, not a moment still active beside it.
+        this.session = session;
+        this.render();
+        await this.load({ refresh: true });
         return;
       }
     }
     if (this.id === id) {
       this.notice = { kind: 'error', text: 'The termination was sent, but the session has not ended yet. Its connector may be unreachable.' };
-      await this.load();
+      this.render();
+      await this.load({ refresh: true });
     }
   }
 }

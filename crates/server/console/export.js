@@ -6,6 +6,8 @@
 import { call } from './api.js';
 
 export const EXPORT_PAGE = 1000;
+/** A page of an export is 20 times a table's, so it gets longer than an ordinary call (api.js). */
+const PAGE_TIMEOUT_MS = 60_000;
 
 /** The CSV columns, the same as `gatehouse sessions list --output csv`. */
 export const CSV_COLUMNS = [
@@ -68,7 +70,8 @@ export async function exportSessions(request, format, { progress, signal }) {
   let cursor = '';
   let total = 0;
   for (;;) {
-    const page = await call('ListSessionsV2', { ...request, limit: EXPORT_PAGE, ...(cursor ? { cursor } : {}) }, { signal });
+    const page = await call('ListSessionsV2', { ...request, limit: EXPORT_PAGE, ...(cursor ? { cursor } : {}) },
+      { signal, timeout: PAGE_TIMEOUT_MS });
     const sessions = page.sessions || [];
     const text = format === 'csv'
       ? sessions.map((s) => csvRow(CSV_COLUMNS.map(([, get]) => get(s)))).join('')

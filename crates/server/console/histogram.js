@@ -119,6 +119,8 @@ export class Histogram {
     const selection = svg('rect', { x: 0, y: 0, width: 0, height: plot, class: 'selection', visibility: 'hidden' });
     chart.append(selection);
     let anchor = null;
+    /** Where the pointer went down, for telling a tap from a vertical swipe. */
+    let anchorY = 0;
     const px = (event) => event.clientX - chart.getBoundingClientRect().left;
     const finish = () => {
       anchor = null;
@@ -127,6 +129,7 @@ export class Histogram {
     };
     chart.addEventListener('pointerdown', (event) => {
       anchor = px(event);
+      anchorY = event.clientY;
       this.dragging = true;
       chart.setPointerCapture(event.pointerId);
       selection.setAttribute('visibility', 'visible');
@@ -143,15 +146,18 @@ export class Histogram {
       if (anchor === null) return;
       const end = px(event);
       const start = anchor;
+      const across = Math.abs(end - start);
+      const down = Math.abs(event.clientY - anchorY);
       finish();
       // The bars drawn are the ones selected from (`buckets`), even if newer ones arrived meanwhile.
-      if (Math.abs(end - start) < 4) {
-        // A click selects the bar under the pointer.
+      if (across < 4 && down < 4) {
+        // A click (or tap) selects the bar under the pointer.
         const i = Math.min(n - 1, Math.max(0, Math.floor(start / barWidth)));
         this.onSelect(new Date(buckets[i].start), new Date(buckets[i].start + step));
-      } else {
+      } else if (across >= 4) {
         this.onSelect(new Date(time(Math.min(start, end))), new Date(time(Math.max(start, end))));
       }
+      // Else it moved up or down only: a swipe the page did not scroll for (a mouse), not a pick.
       if (this.stale) this.draw();
     });
     // A cancelled drag, or one whose pointer capture was taken away (the window lost focus).
