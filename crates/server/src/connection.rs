@@ -26,6 +26,8 @@ use tower::ServiceExt as _;
 /// How long a connection may stay silent before its first request, and an HTTP/1.1 one while
 /// idle between requests or sending a request's headers.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most an HTTP/1.1 connection reads ahead.
+const HTTP1_BUFFER: usize = 64 * 1024;
 /// How often an idle HTTP/2 connection is pinged; one that does not answer is closed.
 const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
@@ -66,7 +68,9 @@ fn max_connections() -> usize {
 /// The HTTP settings of every connection.
 pub(crate) fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.first_bytes);
+    // hyper's read buffer grows to 400 KiB by default, and stays so while a body is coming:
+    // a request of the API is one small message, and 64 KiB is ample for its headers too.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.first_bytes).max_buf_size(HTTP1_BUFFER);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(HTTP2_KEEP_ALIVE);
     builder
 }
