@@ -165,6 +165,11 @@ pub enum UpstreamTls {
     VerifyFull,
 }
 
+/// The addresses in a `url` setting, as compared: spaces around the commas do not count.
+fn urls(setting: &str) -> Vec<&str> {
+    setting.split(',').map(str::trim).collect()
+}
+
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlane {
@@ -179,6 +184,12 @@ pub struct ControlPlane {
     /// by, besides the Mozilla roots: a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The configuration file's `url` when `GATEHOUSE_URL` replaced it with another: the
+    /// connector says so at start. The CLI's `sessions` commands read the same variable, so a
+    /// shell set up for them would otherwise point a connector started from it at one replica
+    /// without a word.
+    #[serde(skip)]
+    pub url_from_file: Option<String>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -294,7 +305,11 @@ impl Config {
             return Err(ConfigError::Nothing);
         }
         if let Some(url) = env(ENV_URL) {
-            config.control_plane.url = url.trim().to_owned();
+            let url = url.trim().to_owned();
+            let file = std::mem::replace(&mut config.control_plane.url, url);
+            if !file.is_empty() && urls(&file) != urls(&config.control_plane.url) {
+                config.control_plane.url_from_file = Some(file);
+            }
         }
         if let Some(key) = env(ENV_KEY) {
             config.control_plane.key = key.trim().to_owned();
@@ -602,6 +617,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.control_plane.url.as_str(), c.control_plane.key.as_str()), ("http://other:1", "gh_k_s"));
+        assert_eq!(c.control_plane.url_from_file.as_deref(), Some("http://cp:7400"));
         assert_eq!(
             c.listeners,
             [
@@ -621,6 +637,20 @@ mod tests {
         let c = load(Some(FILE), &[(ENV_URL, ""), (ENV_STATE_DIR, " ")]).unwrap();
         assert_eq!(c.control_plane.url, "http://cp:7400");
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/gh"));
+    }
+
+    #[test]
+    fn a_url_from_the_environment_that_replaces_the_files_is_remembered() {
+        // The reviewer's stuck connector: two replicas in the file, one in a GATEHOUSE_URL set
+        // for the CLI. The connector says so at start.
+        let file = FILE.replace("http://cp:7400", "http://a:1, http://b:2");
+        let c = load(Some(&file), &[(ENV_URL, "http://a:1")]).unwrap();
+        assert_eq!(c.control_plane.url, "http://a:1");
+        assert_eq!(c.control_plane.url_from_file.as_deref(), Some("http://a:1, http://b:2"));
+        // The same addresses, spaced otherwise: nothing to say.
+        let c = load(Some(&file), &[(ENV_URL, "http://a:1,http://b:2")]).unwrap();
+        assert_eq!(c.control_plane.url_from_file, None);
+        assert_eq!(load(Some(&file), &[]).unwrap().control_plane.url_from_file, None);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub control_plane_reachable: AtomicU64,
     /// Which of the configured control-plane addresses calls go to (0 for the first).
     pub control_plane_replica: AtomicU64,
+    /// How many control-plane addresses calls may go to: 1 means no other replica to move to.
+    pub control_plane_replicas: AtomicU64,
     /// Calls that found a control plane unreachable (each address tried counts once).
     pub control_plane_unreachable_total: AtomicU64,
     /// Events dropped: the spool was full in fail-open mode, a spool write
@@ -86,7 +88,7 @@ impl Metrics {
 
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 18] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 19] = [
             ("connections_total", "counter", "Client connections accepted", &self.connections_total),
             ("connections_active", "gauge", "Client connections open now", &self.connections_active),
             (
@@ -135,6 +137,12 @@ impl Metrics {
                 "gauge",
                 "Which configured control-plane address calls go to (0: the first)",
                 &self.control_plane_replica,
+            ),
+            (
+                "control_plane_replicas",
+                "gauge",
+                "How many control-plane addresses are configured (1: no replica to move to)",
+                &self.control_plane_replicas,
             ),
             (
                 "control_plane_unreachable_total",

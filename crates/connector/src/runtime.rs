@@ -121,6 +121,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.control_plane.ca_file.as_deref(),
     )?
     .with_metrics(Arc::clone(&metrics));
+    metrics.control_plane_replicas.store(control.replicas() as u64, std::sync::atomic::Ordering::Relaxed);
+    match &config.control_plane.url_from_file {
+        // A shell set up for the CLI's `sessions` commands (one URL) would otherwise point the
+        // connector at one replica without a word, and it could never move to another.
+        Some(file) => tracing::warn!(
+            urls = ?control.urls(),
+            config_file_url = %file,
+            "GATEHOUSE_URL replaces control_plane.url from the configuration file: calls go only to \
+             the control plane addresses it names (unset it to use the file's)"
+        ),
+        None => tracing::info!(urls = ?control.urls(), "control plane addresses (replicas, tried in turn)"),
+    }
     let verify_control = control.clone();
     // First of what the process holds: a second process started with the same configuration
     // is told that, rather than that its ports are taken.

@@ -143,7 +143,7 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
     };
     let key = dev_connector_key(store, org, &args.store.data_dir).await?;
     Ok(Config {
-        control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None },
+        control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None, url_from_file: None },
         listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream.to_string()))],
         admin_listen: admin_address()?,
         state_dir: args.store.data_dir.join("connector"),
