@@ -75,11 +75,12 @@ pub fn router(metrics: Arc<Metrics>, health: Health, reporter: Reporter) -> Rout
 async fn health_handler(State(state): State<AdminState>) -> impl IntoResponse {
     match state.health.0.load(Ordering::Relaxed) {
         RUNNING if let Some(refusal) = state.reporter.refusal() => {
-            (StatusCode::SERVICE_UNAVAILABLE, refusal.health_message())
+            let reachable = state.metrics.control_plane_reachable.load(Ordering::Relaxed) == 1;
+            (StatusCode::SERVICE_UNAVAILABLE, state.reporter.health_message(refusal, reachable))
         }
-        RUNNING => (StatusCode::OK, "ok\n"),
-        STARTING => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+        RUNNING => (StatusCode::OK, "ok\n".to_owned()),
+        STARTING => (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned()),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_owned()),
     }
 }
 

@@ -352,3 +352,86 @@ async fn relays_waiting_for_room_go_on_when_the_loop_is_gone() {
     p.crash().await;
     tokio::time::timeout(Duration::from_secs(1), room).await.expect("no relay waits for good").unwrap();
 }
+
+/// The reviewer's stuck connector, as far as the pipeline goes: a run that replays an earlier
+/// run's spool, and then loses the first replica while the second lives, moves its reports to
+/// the second (and shows it in `/metrics`).
+#[tokio::test]
+async fn after_a_spool_replay_reports_move_to_the_replica_that_lives() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (first, second) = (Harness::start().await, Harness::start().await);
+    let urls = format!("{}, {}", first.url, second.url);
+    let control = || {
+        gatehouse_connector::report::ControlPlane::new(&urls, KEY, None).unwrap().with_timeout(Duration::from_secs(2))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    first.plane.set_down(true);
+    second.plane.set_down(true);
+    let p1 = Pipeline::start(control(), dir.path(), roomy(), options(false));
+    let earlier = session("earlier", 300);
+    send_all(&p1, &earlier);
+    eventually("spooled", || spooled_records(dir.path()) == earlier.len()).await;
+    p1.crash().await;
+
+    first.plane.set_down(false);
+    second.plane.set_down(false);
+    let metrics = std::sync::Arc::new(gatehouse_connector::metrics::Metrics::default());
+    let c2 = control().with_metrics(std::sync::Arc::clone(&metrics));
+    let p2 = Pipeline::start(c2.clone(), dir.path(), roomy(), options(false));
+    eventually("the spool replayed to the first replica", || first.plane.seen().hellos.len() == 1).await;
+    assert_eq!(first.plane.seen().stored.len(), earlier.len());
+    let before = session("before", 3);
+    send_all(&p2, &before);
+    eventually("reported to the first", || first.plane.seen().stored.len() == earlier.len() + before.len()).await;
+    assert_eq!((c2.current_replica(), metrics.control_plane_replica.load(Relaxed)), (0, 0));
+
+    // kill -9 of the first replica: its port refuses connections.
+    drop(first);
+    let after = session("after", 3);
+    send_all(&p2, &after);
+    eventually("reported to the second", || second.plane.seen().stored.len() == after.len()).await;
+    assert_eq!((c2.current_replica(), metrics.control_plane_replica.load(Relaxed)), (1, 1));
+    assert_eq!(metrics.control_plane_reachable.load(Relaxed), 1);
+    assert_eq!(second.plane.seen().received, keys(&after));
+    assert_eq!(p2.stop().await, 0);
+}
+
+/// A replica on another store refuses the key the other takes: the key is not refused, and the
+/// sessions are reported where it is taken.
+#[tokio::test]
+async fn a_key_refused_by_one_replica_and_taken_by_another_is_not_refused() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (wrong, right) = (Harness::start().await, Harness::start().await);
+    wrong.plane.refuse_key.store(true, SeqCst);
+    let urls = format!("{}, {}", wrong.url, right.url);
+    let control =
+        gatehouse_connector::report::ControlPlane::new(&urls, KEY, None).unwrap().with_timeout(Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(control.clone(), dir.path(), roomy(), options(false));
+    let events = session("s", 3);
+    send_all(&p, &events);
+    eventually("reported to the replica that takes the key", || right.plane.seen().stored.len() == events.len()).await;
+    assert!(p.reporter.admits_new_sessions(), "{:?}", p.reporter.refusal());
+    assert_eq!(right.plane.seen().hellos.len(), 1);
+    // Heartbeats too: they stay on the replica that takes the key.
+    control.heartbeat("run", Duration::from_secs(2)).await.unwrap();
+    assert_eq!(control.current_replica(), 1);
+
+    // The right one goes away: a replica that answers refuses, none takes it: refused, and
+    // the refusal names the replica.
+    right.plane.set_down(true);
+    let error = control.heartbeat("run", Duration::from_secs(2)).await.unwrap_err();
+    assert_eq!(error.code, connectrpc::ErrorCode::Unauthenticated, "{error:?}");
+    let message = error.message.clone().unwrap_or_default();
+    assert!(message.contains(&wrong.url) && message.contains("different store"), "{message}");
+    let more = session("t", 2);
+    send_all(&p, &more);
+    eventually("the key counts as refused", || !p.reporter.admits_new_sessions()).await;
+    let health = p.reporter.health_message(p.reporter.refusal().unwrap(), true);
+    assert!(health.contains(&wrong.url) && !health.contains("(revoked or rotated)"), "{health}");
+
+    // It comes back: the key is taken again.
+    right.plane.set_down(false);
+    eventually("admitted again", || p.reporter.admits_new_sessions()).await;
+    p.stop().await;
+}

@@ -146,6 +146,8 @@ impl ControlPlane {
         let deadline = Instant::now() + timeout;
         let mut at = self.current.load(Ordering::Relaxed) % self.clients.len();
         let mut tried = 0;
+        // The first replica that answered and refused the key: the answer when no other takes it.
+        let mut refused: Option<ConnectError> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let result = bounded(left, call(&self.clients[at], CallOptions::default().with_timeout(left))).await;
@@ -160,36 +162,65 @@ impl ControlPlane {
                 ErrorCode::DeadlineExceeded => on_silence == OnSilence::NextReplica && left >= MIN_ATTEMPT,
                 _ => false,
             };
+            // A replica that refuses the key may be one on another store (or one that has not
+            // yet seen a rotation): the key counts as refused only when no replica takes it.
+            let refuses = refuses_key(error);
             tried += 1;
             if unreachable {
                 Metrics::add(&self.metrics.control_plane_unreachable_total, 1);
-                if tried == self.clients.len() {
+                if tried == self.clients.len() && refused.is_none() {
                     self.metrics.control_plane_reachable.store(0, Ordering::Relaxed);
                 }
             }
-            if !unreachable || self.clients.len() == 1 {
-                return result;
+            let url = self.clients[at].config().base_uri();
+            if refuses {
+                self.metrics.control_plane_reachable.store(1, Ordering::Relaxed);
+                if refused.is_none() {
+                    refused = Some(key_refused_at(url, error));
+                }
+            }
+            if !(unreachable || refuses) || self.clients.len() == 1 {
+                return match refused {
+                    Some(refused) if refuses || unreachable => Err(refused),
+                    _ => result,
+                };
             }
             let next = (at + 1) % self.clients.len();
             if self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                let from = self.clients[at].config().base_uri();
                 let to = self.clients[next].config().base_uri();
                 // The whole chain, and what to do: a refused certificate is in the sources.
                 let advice = gatehouse_tls::advice(error, "control_plane.ca_file (or GATEHOUSE_CA_FILE)");
                 let error = gatehouse_tls::chain(error);
+                let what = match refuses {
+                    true => "control plane refuses this connector's key: trying the next one",
+                    false => "control plane unreachable: trying the next one",
+                };
                 if self.moving.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(%from, %to, error, advice, "control plane unreachable: trying the next one");
+                    tracing::debug!(from = %url, %to, error, advice, "{what}");
                 } else {
-                    tracing::warn!(%from, %to, error, advice, "control plane unreachable: trying the next one");
+                    tracing::warn!(from = %url, %to, error, advice, "{what}");
                 }
             }
             // A moment is no fair chance: its silence would send the calls back to a replica
             // that hangs.
             if tried == self.clients.len() || deadline.saturating_duration_since(Instant::now()) < MIN_ATTEMPT {
-                return result;
+                return match refused {
+                    Some(refused) => Err(refused),
+                    None => result,
+                };
             }
             at = next;
         }
+    }
+
+    /// How many addresses (replicas) calls may go to.
+    pub fn replicas(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The addresses calls may go to, in the order configured.
+    pub fn urls(&self) -> Vec<String> {
+        self.clients.iter().map(|c| c.config().base_uri().to_string()).collect()
     }
 
     /// Announces this run, taking over from the runs in `previous`, and learns the
@@ -325,6 +356,22 @@ fn resource(r: pb::Resource) -> Option<Resource> {
         return None;
     };
     Some(Resource { id: r.id, name: r.name, kind: r.r#type, technology: r.technology, host: r.host, port })
+}
+
+/// Whether the control plane refused the connector's key. Unauthenticated: no such key;
+/// permission denied: a key of another kind (an API key).
+pub fn refuses_key(error: &ConnectError) -> bool {
+    matches!(error.code, ErrorCode::Unauthenticated | ErrorCode::PermissionDenied)
+}
+
+/// `error`, a refusal of the key by the replica at `url`, saying which one and why it may be.
+fn key_refused_at(url: &Uri, error: &ConnectError) -> ConnectError {
+    let said = error.message.as_deref().unwrap_or("no reason given");
+    let message = format!(
+        "the control plane at {url} refuses this connector's key (revoked, rotated, or a control plane \
+         on a different store): {said}"
+    );
+    ConnectError::new(error.code, message)
 }
 
 /// Whether the control plane refused the content of a batch (so sending it

@@ -111,13 +111,21 @@ impl Refusal {
         }
     }
 
-    /// What `/health` says.
-    pub fn health_message(self) -> &'static str {
-        match self {
-            Self::SpoolFull => "refusing new sessions: report spool full, control plane unreachable\n",
-            Self::KeyRefused => {
-                "refusing new sessions: the control plane refuses this connector's key (revoked or rotated)\n"
+    /// What `/health` says, true to the state: whether the control plane is `reachable` (a
+    /// full spool drains while it is), and for a refused key, `refused_by` (which replica
+    /// refused it, and what it said) when known.
+    pub fn health_message(self, reachable: bool, refused_by: Option<&str>) -> String {
+        match (self, reachable, refused_by) {
+            (Self::SpoolFull, false, _) => {
+                "refusing new sessions: report spool full, control plane unreachable\n".to_owned()
             }
+            (Self::SpoolFull, true, _) => "refusing new sessions: report spool full; the control plane is \
+                 reachable and takes the backlog, sessions are admitted again once it is below its limit\n"
+                .to_owned(),
+            (Self::KeyRefused, _, Some(refused_by)) => format!("refusing new sessions: {refused_by}\n"),
+            (Self::KeyRefused, _, None) => "refusing new sessions: the control plane refuses this connector's key \
+                 (revoked, rotated, or a control plane on a different store)\n"
+                .to_owned(),
         }
     }
 }
@@ -143,6 +151,8 @@ const RECORD_OVERHEAD: usize = 96;
 struct Shared {
     /// Why new sessions are refused (a [`Refusal`] as a number), 0 while they are admitted.
     refusing: AtomicU8,
+    /// The last refusal of the key: which replica, and what it said.
+    refused_by: Mutex<Option<String>>,
     /// What the queue holds, in [`Record::cost`]s.
     queued: AtomicUsize,
     /// What it may hold before [`Reporter::has_room`] says no.
@@ -212,6 +222,13 @@ impl Reporter {
             1 => Some(Refusal::SpoolFull),
             _ => Some(Refusal::KeyRefused),
         }
+    }
+
+    /// What `/health` says while new sessions are refused for `refusal`; `reachable`: whether
+    /// the last call reached the control plane.
+    pub fn health_message(&self, refusal: Refusal, reachable: bool) -> String {
+        let refused_by = lock(&self.shared.refused_by).clone();
+        refusal.health_message(reachable, refused_by.as_deref())
     }
 
     /// Whether the queue has room for more statements. A relay reads its client only while

@@ -583,9 +583,10 @@ impl ReportLoop {
         if !self.state.hello_done {
             self.key_refused.send_replace(true);
         }
-        // Revoked or rotated while running: its sessions cannot be reported, and whoever
-        // revoked it meant it to stop. The sessions open go on, spooled.
+        // Revoked or rotated while running (every replica that answered refused it): its
+        // sessions cannot be reported, and whoever revoked it meant it to stop. The sessions open go on, spooled.
         self.state.key_refused = true;
+        *lock(&self.queue.shared.refused_by) = error.message.clone();
         self.update_refusal();
         // Retrying cannot help until someone fixes the key: said again every so often, not at
         // every heartbeat and report.
@@ -595,11 +596,14 @@ impl ReportLoop {
             return;
         }
         self.state.key_refusal_logged = Some(Instant::now());
+        // The error names the replica; every other one that answered refused it too.
         tracing::error!(
             call,
-            "the control plane refused this connector's key (revoked, or rotated): refusing new \
-             sessions; set control_plane.key (or GATEHOUSE_CONNECTOR_KEY) to the connector key \
-             (ghc_...) `gatehouse connectors create` or `rotate-key` printed"
+            %error,
+            "no control plane replica takes this connector's key (revoked, rotated, or a control plane \
+             on a different store): refusing new sessions; set control_plane.key (or \
+             GATEHOUSE_CONNECTOR_KEY) to the connector key (ghc_...) `gatehouse connectors create` or \
+             `rotate-key` printed, or control_plane.url to the control plane that issued it"
         );
     }
 
@@ -683,8 +687,4 @@ async fn deliver(control: &ControlPlane, run_id: &str, records: &[Record]) -> Re
     Ok(rejected)
 }
 
-/// Whether the control plane refused the connector's key. Unauthenticated: no such key;
-/// permission denied: a key of another kind (an API key).
-pub(super) fn refuses_key(error: &ConnectError) -> bool {
-    matches!(error.code, connectrpc::ErrorCode::Unauthenticated | connectrpc::ErrorCode::PermissionDenied)
-}
+pub(super) use client::refuses_key;

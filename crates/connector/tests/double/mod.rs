@@ -60,6 +60,8 @@ pub struct Plane {
     keys: Mutex<HashSet<(String, u64)>>,
     /// Answer `unavailable` to everything.
     pub down: AtomicBool,
+    /// Refuse the connector key (`unauthenticated`), as a replica on another store does.
+    pub refuse_key: AtomicBool,
     /// Refuse (`invalid_argument`) any batch holding this seq; `u64::MAX` for none.
     pub refuse_seq: AtomicU64,
     pub heartbeat_seconds: u32,
@@ -95,7 +97,8 @@ impl Plane {
     }
 
     fn check(&self, ctx: &RequestContext) -> Result<(), ConnectError> {
-        if ctx.header("x-api-key").and_then(|v| v.to_str().ok()) != Some(KEY) {
+        let key = ctx.header("x-api-key").and_then(|v| v.to_str().ok());
+        if key != Some(KEY) || self.refuse_key.load(Ordering::SeqCst) {
             return Err(ConnectError::new(ErrorCode::Unauthenticated, "bad key"));
         }
         if self.down.load(Ordering::SeqCst) {
@@ -243,6 +246,7 @@ impl Harness {
             seen: Mutex::default(),
             keys: Mutex::default(),
             down: AtomicBool::new(false),
+            refuse_key: AtomicBool::new(false),
             refuse_seq: AtomicU64::new(u64::MAX),
             heartbeat_seconds,
             terminations: tokio::sync::Mutex::new(terminations),
