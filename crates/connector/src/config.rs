@@ -62,12 +62,13 @@ pub struct Config {
     /// Holds the spool and the last known resources. Default `.gatehouse-connector`.
     #[serde(default = "Config::default_state_dir")]
     pub state_dir: PathBuf,
-    /// The spool's size limit in bytes. Default 256 MiB.
+    /// The spool's size limit in bytes; it grows past it by its reserve at most (a tenth, at
+    /// least 64 KiB). Default 256 MiB.
     #[serde(default = "Config::default_spool_max_bytes")]
     pub spool_max_bytes: u64,
     /// With a full spool, let sessions through with their statements unaudited (counting
-    /// dropped events; starts and ends are still kept) instead of refusing new connections.
-    /// Default false.
+    /// dropped events; starts and ends are still kept within the reserve) instead of refusing
+    /// new connections and ending the open ones. Default false.
     #[serde(default)]
     pub fail_open: bool,
     /// On SIGTERM, how long open sessions may go on, while new clients are refused, before

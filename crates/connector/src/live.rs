@@ -22,6 +22,9 @@ pub enum Termination {
     },
     /// The identity the session logged in as may no longer log in: why, for the client.
     AccessRevoked { why: String },
+    /// The report spool is full and the connector does not fail open: the session's statements
+    /// could not be recorded any more.
+    SpoolFull,
 }
 
 impl Termination {
@@ -35,6 +38,20 @@ impl Termination {
                 if reason.is_empty() { message } else { format!("{message}: {reason}") }
             }
             Termination::AccessRevoked { why } => format!("terminating connection: access revoked: {why}"),
+            Termination::SpoolFull => "terminating connection: Gatehouse cannot record this session any more: \
+                 its report spool is full while the control plane does not take the backlog"
+                .to_owned(),
+        }
+    }
+
+    /// The SQLSTATE of the client's FATAL error: 57P01 (`admin_shutdown`) for a session an
+    /// administrator or a revocation ended; 53100 (`disk_full`) for one a full spool ended,
+    /// an exhausted resource, which a client or pool should not take for a server restart
+    /// to reconnect to at once (new sessions are refused with 57P03 until there is room).
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Termination::Requested { .. } | Termination::AccessRevoked { .. } => "57P01",
+            Termination::SpoolFull => "53100",
         }
     }
 }
@@ -76,6 +93,12 @@ impl LiveSessions {
     pub fn terminate(&self, session_id: &str, termination: Termination) -> bool {
         let live = self.lock().remove(session_id);
         live.is_some_and(|live| live.stopper.stop(StopReason::Terminated(termination)))
+    }
+
+    /// Asks every live session's task to end it; returns how many were asked.
+    pub fn terminate_all(&self, termination: &Termination) -> usize {
+        let sessions = std::mem::take(&mut *self.lock());
+        sessions.into_values().filter(|live| live.stopper.stop(StopReason::Terminated(termination.clone()))).count()
     }
 
     /// The sessions of identity logins, with what they logged in with.

@@ -163,7 +163,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let flush_limit = options.flush_timeout + FLUSH_MARGIN;
     let backoff = Backoff::new(options.backoff_min, TERMINATION_RETRY_MAX);
     let runs = Arc::new(runs);
-    let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options).taking_over(Arc::clone(&runs));
+    let report = ReportLoop::new(control.clone(), run_id.clone(), queue, spool, options)
+        .taking_over(Arc::clone(&runs))
+        .ending_sessions(Arc::clone(&live));
     let hello = report.hello();
     let mut key_refused = report.key_refused();
     let key_checks = report.key_checks();

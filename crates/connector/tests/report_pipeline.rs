@@ -138,26 +138,79 @@ async fn the_spool_survives_a_restart_and_is_replayed_before_hello() {
     assert!(segment_files(dir.path()).is_empty());
 }
 
+fn on_disk(dir: &std::path::Path) -> u64 {
+    segment_files(dir).iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum()
+}
+
+/// Fail-closed: a full spool refuses new sessions and ends the open ones (FATAL 53100), whose
+/// statements could not be recorded any more; the spool stays within its limit and reserve,
+/// and each session's end is kept.
 #[tokio::test]
-async fn a_full_spool_refuses_new_sessions_and_keeps_the_running_ones() {
+async fn a_full_spool_refuses_new_sessions_and_ends_the_running_ones() {
+    use gatehouse_connector::live::{LiveSessions, Termination};
+    use gatehouse_connector::stop::{self, StopReason};
     let h = Harness::start().await;
     h.plane.set_down(true);
     let dir = tempfile::tempdir().unwrap();
-    let p = Pipeline::start(h.control(), dir.path(), small(), options(false));
+    let live = std::sync::Arc::new(LiveSessions::new());
+    let (stopper, stopped) = stop::signal();
+    live.register("long", stopper, None);
+    let p = Pipeline::start_ending(h.control(), dir.path(), small(), options(false), Some(live.clone()));
     assert!(p.reporter.admits_new_sessions());
 
-    let events = session("long", 200);
+    // A session that goes on and on (a pool's connection), past the limit.
+    let mut events = session("long", 2000);
+    let end = events.pop().unwrap();
     send_all(&p, &events);
-    eventually("new sessions refused", || !p.reporter.admits_new_sessions()).await;
-    eventually("every event spooled, past the limit", || spooled_records(dir.path()) == events.len()).await;
-    assert_eq!(p.dropped(), 0);
-    assert!(segment_files(dir.path()).len() > 4, "segments roll at 1 KiB");
+    let reason = tokio::time::timeout(Duration::from_secs(10), stopped).await.expect("the session is ended");
+    assert_eq!(reason, StopReason::Terminated(Termination::SpoolFull));
+    assert_eq!(Termination::SpoolFull.sqlstate(), "53100");
+    assert!(!p.reporter.admits_new_sessions(), "new sessions refused");
+    // Its relay records its end.
+    send_all(&p, std::slice::from_ref(&end));
+    eventually("every event spooled or dropped", || {
+        spooled_records(dir.path()) as u64 + p.dropped() >= events.len() as u64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reserve = small().reserve();
+    assert!(on_disk(dir.path()) <= 4096 + reserve, "within the limit and its reserve: {}", on_disk(dir.path()));
+    assert!(p.dropped() > 0, "statements past the reserve's half are dropped");
 
     h.plane.set_down(false);
-    eventually("every event stored", || h.plane.seen().stored.len() == events.len()).await;
     eventually("new sessions admitted again", || p.reporter.admits_new_sessions()).await;
-    assert_eq!(h.plane.seen().received, keys(&events));
+    eventually("backlog drained", || p.backlog() == 0).await;
+    let seen = h.plane.seen();
+    assert!(seen.stored.contains(&("long".to_owned(), end.seq)), "the end is kept");
+    let markers: Vec<_> = seen.statements.iter().filter(|(_, _, text)| text.starts_with("-- ")).collect();
+    assert_eq!(markers.len(), 1, "one marker for the session's gap: {markers:?}");
     assert_eq!(p.stop().await, 0);
+}
+
+/// Fail-open: many sessions whose statements overflow the spool. Statements stop at the
+/// limit; starts, ends and one marker per session stay within the reserve.
+#[tokio::test]
+async fn fail_open_keeps_the_spool_within_its_limit_and_reserve() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), small(), options(true));
+    let sessions: Vec<_> = (0..40).map(|i| session(&format!("s{i}"), 100)).collect();
+    let events = interleave(&sessions);
+    for chunk in events.chunks(97) {
+        send_all(&p, chunk);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    eventually("every event spooled or dropped", || {
+        p.dropped() > 0 && spooled_records(dir.path()) as u64 + p.dropped() >= events.len() as u64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reserve = small().reserve();
+    assert!(on_disk(dir.path()) <= 4096 + reserve, "within the limit and its reserve: {}", on_disk(dir.path()));
+    assert!(p.reporter.admits_new_sessions());
+    assert_eq!(p.stop().await as usize, spooled_records(dir.path()));
+    assert!(on_disk(dir.path()) <= 4096 + reserve, "at shutdown too: {}", on_disk(dir.path()));
 }
 
 #[tokio::test]

@@ -600,6 +600,8 @@ impl Relay {
             End::Server | End::LoginUnanswered(_) => (EndReason::Server, now_us()),
             End::Terminated(Termination::AccessRevoked { .. }) => (EndReason::Revoked, now_us()),
             End::Terminated(Termination::Requested { .. }) => (EndReason::Terminated, now_us()),
+            // Not an administrator's doing: the connector could not go on recording it.
+            End::Terminated(Termination::SpoolFull) => (EndReason::Error, now_us()),
             End::Shutdown(at) => (EndReason::Shutdown, *at),
             End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) => (EndReason::Error, now_us()),
         };
@@ -633,8 +635,8 @@ impl Relay {
 
         match end {
             End::Terminated(termination) => {
-                let message = termination.client_message();
-                self.stop_backend(ErrorResponse::admin_shutdown(message), cw, sr, sw).await;
+                let error = ErrorResponse::fatal(termination.sqlstate(), termination.client_message());
+                self.stop_backend(error, cw, sr, sw).await;
             }
             End::Shutdown(_) => {
                 let message = "terminating connection: the connector is shutting down";

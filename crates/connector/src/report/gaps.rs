@@ -12,19 +12,78 @@ use crate::event::{EventKind, Statement};
 /// session, numbered as the first statement it stands for (never stored, so its number is
 /// free), spanning their time, with their rows and bytes summed. Announcements of running
 /// statements need no marker: their statement stands for them.
-pub(super) fn markers<'a>(dropped: impl IntoIterator<Item = &'a Record>) -> Vec<Bytes> {
-    let mut gaps: Vec<(String, u64, Gap)> = Vec::new();
-    for record in dropped {
-        let Ok(event) = record.decode() else { continue };
-        let EventKind::Statement(statement) = event.kind else { continue };
-        match gaps.iter_mut().find(|(session, _, _)| *session == event.session_id) {
-            Some((_, _, gap)) => gap.add(&statement),
-            None => gaps.push((event.session_id, event.seq, Gap::new(&statement))),
-        }
-    }
-    gaps.into_iter().map(|(session, seq, gap)| convert::encode(&session, seq, &gap.statement(), "")).collect()
+#[cfg(test)]
+fn markers<'a>(dropped: impl IntoIterator<Item = &'a Record>) -> Vec<Bytes> {
+    let mut pending = Pending::default();
+    pending.add(dropped);
+    pending.take(|_| true).into_iter().map(|gap| gap.marker()).collect()
 }
 
+/// The gaps not yet written to the spool, one per session however many appends dropped its
+/// statements: while the spool stays full, a session's gap grows instead of the spool. Written
+/// when the session ends, when the spool has room again, and at shutdown.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    gaps: Vec<SessionGap>,
+}
+
+/// One session's gap.
+#[derive(Debug)]
+pub(super) struct SessionGap {
+    session: String,
+    /// The number of the first statement it stands for.
+    seq: u64,
+    gap: Gap,
+}
+
+impl SessionGap {
+    /// The marker statement, encoded.
+    pub(super) fn marker(&self) -> Bytes {
+        convert::encode(&self.session, self.seq, &self.gap.statement(), "")
+    }
+}
+
+impl Pending {
+    /// Counts the statements among `dropped` in their sessions' gaps.
+    pub(super) fn add<'a>(&mut self, dropped: impl IntoIterator<Item = &'a Record>) {
+        for record in dropped {
+            let Ok(event) = record.decode() else { continue };
+            let EventKind::Statement(statement) = event.kind else { continue };
+            match self.gaps.iter_mut().find(|g| g.session == event.session_id) {
+                Some(g) => g.gap.add(&statement),
+                None => {
+                    self.gaps.push(SessionGap { session: event.session_id, seq: event.seq, gap: Gap::new(&statement) })
+                }
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.gaps.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.gaps.len()
+    }
+
+    pub(super) fn has(&self, session: &str) -> bool {
+        self.gaps.iter().any(|g| g.session == session)
+    }
+
+    /// Takes out the gaps of the sessions `which` picks.
+    pub(super) fn take(&mut self, which: impl Fn(&str) -> bool) -> Vec<SessionGap> {
+        let (taken, kept) = std::mem::take(&mut self.gaps).into_iter().partition(|g| which(&g.session));
+        self.gaps = kept;
+        taken
+    }
+
+    /// Puts back gaps whose markers could not be written.
+    pub(super) fn put_back(&mut self, gaps: impl IntoIterator<Item = SessionGap>) {
+        self.gaps.extend(gaps);
+    }
+}
+
+#[derive(Debug)]
 struct Gap {
     statements: u64,
     start_us: i64,

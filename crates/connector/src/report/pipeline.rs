@@ -40,8 +40,9 @@ use super::client::{self, ControlPlane};
 use super::gaps;
 use super::resources::HelloInfo;
 use super::runs::RunLog;
-use super::spool::{AppendError, Limit, Spool, Ticket};
+use super::spool::{Limit, Spool, Ticket};
 use super::{Queue, Record, Refusal, lock};
+use crate::live::LiveSessions;
 use crate::metrics::Metrics;
 use crate::timer;
 
@@ -104,6 +105,12 @@ pub struct ReportLoop {
     key_refused: watch::Sender<bool>,
     /// What the heartbeats learn of the key between reports: see [`ReportLoop::key_checks`].
     key_checks: (mpsc::UnboundedSender<KeyCheck>, mpsc::UnboundedReceiver<KeyCheck>),
+    /// The sessions a full spool ends when the connector does not fail open.
+    live: Option<Arc<LiveSessions>>,
+    /// The statements a full spool dropped, by session, not yet in the spool as markers.
+    gaps: gaps::Pending,
+    /// The spool's reserve past its limit: see [`SpoolOptions::reserve`](super::SpoolOptions::reserve).
+    reserve: u64,
     state: State,
 }
 
@@ -150,6 +157,7 @@ impl ReportLoop {
         Metrics::add(&queue.metrics.report_backlog, recovered);
         queue.metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
         let full = spool.is_full();
+        let reserve = spool.options().reserve();
         let mut this = Self {
             control,
             run_id,
@@ -159,6 +167,9 @@ impl ReportLoop {
             hello: watch::Sender::new(None),
             key_refused: watch::Sender::new(false),
             key_checks: mpsc::unbounded_channel(),
+            live: None,
+            gaps: gaps::Pending::default(),
+            reserve,
             state: State {
                 hello_done: false,
                 barrier: recovered,
@@ -179,6 +190,13 @@ impl ReportLoop {
     /// went through.
     pub fn taking_over(mut self, runs: Arc<RunLog>) -> Self {
         self.runs = Some(runs);
+        self
+    }
+
+    /// With a full spool, and unless the connector fails open, the sessions in `live` are
+    /// ended: they could not be recorded any more.
+    pub fn ending_sessions(mut self, live: Arc<LiveSessions>) -> Self {
+        self.live = Some(live);
         self
     }
 
@@ -259,8 +277,18 @@ impl ReportLoop {
                 },
             }
         }
-        // All that was taken off the queue is delivered or spooled.
+        // All that was taken off the queue is delivered or spooled; what was dropped is said.
         self.queue.settled(&[]);
+        let limit = self.event_limit();
+        self.write_gaps(|_| true, limit).await;
+        if !self.gaps.is_empty() {
+            // Fail-open with a spool still full: their statements are counted as dropped, but
+            // the transcripts will not say where.
+            tracing::warn!(
+                sessions = self.gaps.len(),
+                "spool full at shutdown: the markers of some sessions' dropped statements do not fit"
+            );
+        }
         let pending = self.pending();
         if pending == 0 {
             tracing::info!("report queue flushed");
@@ -478,54 +506,132 @@ impl ReportLoop {
             self.state.barrier = self.state.barrier.saturating_sub(records);
         }
         self.set_full(full);
-        if empty {
+        if !full && !self.gaps.is_empty() {
+            let limit = self.event_limit();
+            self.write_gaps(|_| true, limit).await;
+        }
+        if empty && self.pending() == 0 {
             tracing::info!("spool replayed: reporting directly again");
         }
     }
 
-    /// Appends events to the spool; in fail-open mode, the statements that do not fit are
-    /// dropped, and each session that lost some gets a statement in their place that says so
-    /// (see [`gaps`]). Counts what is lost. A session's start and end are kept whatever the
-    /// limit: they are small, and without them a session would be missing, or active for ever.
+    /// Appends events to the spool, within its limit and reserve ([`SpoolOptions::reserve`]):
+    /// statements stop at the limit in fail-open mode, at half the reserve past it otherwise
+    /// (the last statements of the sessions a full spool ends); sessions' starts and ends and
+    /// the gap markers use the rest of the reserve in fail-open mode, and are kept whatever
+    /// the limit otherwise (a session's end is never lost; new sessions are refused). Each
+    /// session that lost statements gets one marker in their place that says so (see
+    /// [`gaps`]), written when it ends or the spool has room again. Counts what is lost.
+    ///
+    /// [`SpoolOptions::reserve`]: super::SpoolOptions::reserve
     async fn spool_records(&mut self, records: Arc<[Record]>) {
         if records.is_empty() {
             return;
         }
-        let fail_open = self.options.fail_open;
-        let limit = move |record: &Record| match record.statement && fail_open {
-            true => Limit::Hard,
-            false => Limit::Soft,
+        let (fail_open, reserve) = (self.options.fail_open, self.reserve);
+        let limit = move |record: &Record| match (record.statement, fail_open) {
+            (true, true) => Limit::Hard,
+            (true, false) => Limit::Over(reserve / 2),
+            (false, true) => Limit::Over(reserve),
+            (false, false) => Limit::Soft,
         };
         let spooled = Arc::clone(&records);
-        let (dropped, markers, full) = self
+        let (skipped, lost, full) = self
             .blocking(move |spool| {
-                let lost = |error: &AppendError, of: usize| {
-                    let lost = of - error.written;
-                    tracing::error!(%error, lost, "cannot write to the spool: events are lost");
-                    lost
-                };
-                let (dropped, markers) = match spool.append_each(&spooled, |i| limit(&spooled[i])) {
-                    Ok(skipped) => {
-                        let markers = gaps::markers(skipped.iter().map(|&i| &spooled[i]));
-                        let kept = match spool.append(&markers, Limit::Soft) {
-                            Ok(_) => markers.len(),
-                            Err(error) => markers.len() - lost(&error, markers.len()),
-                        };
-                        (skipped.len(), kept)
+                let (skipped, lost) = match spool.append_each(&spooled, |i| limit(&spooled[i])) {
+                    Ok(skipped) => (skipped, 0),
+                    Err(error) => {
+                        let lost = spooled.len() - error.written;
+                        tracing::error!(%error, lost, "cannot write to the spool: events are lost");
+                        (Vec::new(), lost)
                     }
-                    Err(error) => (lost(&error, spooled.len()), 0),
                 };
-                (dropped as u64, markers as u64, spool.is_full())
+                (skipped, lost as u64, spool.is_full())
             })
             .await;
         self.queue.settled(&records);
+        let dropped = skipped.len() as u64 + lost;
         if dropped > 0 {
             self.dropped(dropped);
             Metrics::sub(&self.queue.metrics.report_backlog, dropped);
         }
-        // The markers are delivered from the spool as the events were: counted the same way.
-        Metrics::add(&self.queue.metrics.report_backlog, markers);
+        self.gaps.add(skipped.iter().map(|&i| &records[i]));
         self.set_full(full);
+        if !self.gaps.is_empty() {
+            // The sessions that ended in this batch: their gaps are complete.
+            let mut ended = std::collections::HashSet::new();
+            let mut skipped = skipped.iter().peekable();
+            for (i, record) in records.iter().enumerate() {
+                if skipped.next_if_eq(&&i).is_some() {
+                    continue;
+                }
+                if let Ok(event) = record.decode()
+                    && matches!(event.kind, crate::event::EventKind::End(_))
+                    && self.gaps.has(&event.session_id)
+                {
+                    ended.insert(event.session_id);
+                }
+            }
+            let limit = self.event_limit();
+            match full {
+                false => self.write_gaps(|_| true, limit).await,
+                true if !ended.is_empty() => self.write_gaps(|session| ended.contains(session), limit).await,
+                true => {}
+            }
+        }
+        if full && !fail_open {
+            self.end_open_sessions();
+        }
+    }
+
+    /// The limit for sessions' starts and ends and the gap markers.
+    fn event_limit(&self) -> Limit {
+        match self.options.fail_open {
+            true => Limit::Over(self.reserve),
+            false => Limit::Soft,
+        }
+    }
+
+    /// Writes the markers of the gaps of the sessions `which` picks; those that do not fit
+    /// stay pending.
+    async fn write_gaps(&mut self, which: impl Fn(&str) -> bool, limit: Limit) {
+        let gaps = self.gaps.take(which);
+        if gaps.is_empty() {
+            return;
+        }
+        let markers: Vec<_> = gaps.iter().map(gaps::SessionGap::marker).collect();
+        let (result, full) =
+            self.blocking(move |spool| (spool.append_each(&markers, |_| limit), spool.is_full())).await;
+        let skipped = match result {
+            Ok(skipped) => skipped,
+            Err(error) => {
+                // Those written are in the spool; the rest are said again later.
+                tracing::error!(%error, "cannot write the markers of dropped statements to the spool");
+                (error.written..gaps.len()).collect()
+            }
+        };
+        let written = (gaps.len() - skipped.len()) as u64;
+        let mut skipped = skipped.into_iter().peekable();
+        let back: Vec<_> =
+            gaps.into_iter().enumerate().filter(|(i, _)| skipped.next_if_eq(i).is_some()).map(|(_, g)| g).collect();
+        self.gaps.put_back(back);
+        // The markers are delivered from the spool as the events were: counted the same way.
+        Metrics::add(&self.queue.metrics.report_backlog, written);
+        self.set_full(full);
+    }
+
+    /// A full spool without fail-open: the open sessions cannot be recorded any more, and are
+    /// ended (their ends fit in the spool's reserve).
+    fn end_open_sessions(&self) {
+        let Some(live) = &self.live else { return };
+        let ended = live.terminate_all(&crate::live::Termination::SpoolFull);
+        if ended > 0 {
+            tracing::error!(
+                sessions = ended,
+                "spool full and the control plane does not take the backlog: ending the open sessions, which \
+                 could not be recorded any more (set fail_open = true to keep them, unrecorded)"
+            );
+        }
     }
 
     fn dropped(&self, n: u64) {

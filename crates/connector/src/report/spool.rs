@@ -24,6 +24,10 @@ pub enum Limit {
     Soft,
     /// Skip what does not fit (fail-open).
     Hard,
+    /// Skip what would take the spool more than this many bytes past the limit: the reserve
+    /// ([`SpoolOptions::reserve`]) kept for sessions' starts and ends and what a full spool
+    /// must still take.
+    Over(u64),
 }
 
 /// Size limits of a spool.
@@ -41,6 +45,14 @@ impl SpoolOptions {
     /// drained segment frees a useful share of the space.
     pub fn with_max_bytes(max_bytes: u64) -> Self {
         Self { max_bytes, segment_bytes: (max_bytes / 16).clamp(64 * 1024, 16 * 1024 * 1024) }
+    }
+
+    /// How far past [`max_bytes`](Self::max_bytes) the spool may grow: a tenth of it, and at
+    /// least a segment (64 KiB by default) so that a new segment's header fits. Statements
+    /// never use more than half of it (none of it in fail-open mode); the rest is for
+    /// sessions' starts and ends, and the markers of the statements a full spool dropped.
+    pub fn reserve(&self) -> u64 {
+        (self.max_bytes / 10).max(self.segment_bytes)
     }
 }
 
@@ -254,7 +266,12 @@ impl Spool {
             };
             let roll = used == 0 || (used > FIRST_RECORD && used + framed > self.options.segment_bytes);
             let need = framed + if roll { FIRST_RECORD } else { 0 };
-            if limit(i) == Limit::Hard && self.bytes() + buf.len() as u64 + need > self.options.max_bytes {
+            let cap = match limit(i) {
+                Limit::Soft => u64::MAX,
+                Limit::Hard => self.options.max_bytes,
+                Limit::Over(margin) => self.options.max_bytes.saturating_add(margin),
+            };
+            if self.bytes() + buf.len() as u64 + need > cap {
                 skipped.push(i);
                 continue;
             }

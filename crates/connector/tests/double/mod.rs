@@ -295,12 +295,26 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(control: ControlPlane, dir: &std::path::Path, spool: SpoolOptions, options: ReportOptions) -> Self {
+        Self::start_ending(control, dir, spool, options, None)
+    }
+
+    /// [`start`](Self::start), with the sessions in `live` ended when the spool fills.
+    pub fn start_ending(
+        control: ControlPlane,
+        dir: &std::path::Path,
+        spool: SpoolOptions,
+        options: ReportOptions,
+        live: Option<Arc<gatehouse_connector::live::LiveSessions>>,
+    ) -> Self {
         let (mut spool, _) = Spool::open(dir, spool).unwrap();
         let (journal, _) = Journal::open(&journal_dir(dir), &mut spool).unwrap();
         let metrics = Arc::new(Metrics::default());
         let run_id = uuid::Uuid::now_v7().to_string();
         let (reporter, queue): (Reporter, Queue) = Reporter::new(Arc::clone(&metrics), &run_id, journal);
-        let report = ReportLoop::new(control, run_id, queue, spool, options);
+        let mut report = ReportLoop::new(control, run_id, queue, spool, options);
+        if let Some(live) = live {
+            report = report.ending_sessions(live);
+        }
         let hello = report.hello();
         let stop = CancellationToken::new();
         let task = tokio::spawn(report.run(stop.clone()));
