@@ -208,6 +208,36 @@ async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
     assert!(proxy.live.is_empty() && proxy.cancels.is_empty());
 }
 
+/// A full spool (fail-closed) ends the open sessions as a termination would, with FATAL 53100
+/// (`disk_full`), and their end is recorded.
+#[tokio::test]
+async fn a_full_spool_ends_the_session_with_53100_and_records_its_end() {
+    let mut proxy = Proxy::start().await;
+    let (client, _connection) = proxy.connect().await;
+    let marker = unique("gh_full");
+    let sql = format!("select pg_sleep(30) /* {marker} */");
+    let sleeper = tokio::spawn({
+        let sql = sql.clone();
+        async move { client.simple_query(&sql).await }
+    });
+    let check = direct().await;
+    eventually("the query to run", || async { !backends_running(&check, &marker).await.is_empty() }).await;
+    let (id, _) = proxy.started_session().await;
+
+    assert_eq!(proxy.live.terminate_all(&Termination::SpoolFull), 1);
+    let error = sleeper.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&error), "53100");
+    let message = error.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("report spool is full"), "{message}");
+    eventually("the backend to go", || async { backends_running(&check, &marker).await.is_empty() }).await;
+
+    let s = proxy.ended_session().await;
+    assert_eq!(s.id, id);
+    assert_eq!(s.end.reason, EndReason::Error);
+    assert_eq!(s.statements[0].sqlstate, "53100");
+    assert!(proxy.live.is_empty());
+}
+
 /// A cursor part read (JDBC's fetch size, a portal fetched 5 rows at a time) when the session
 /// is terminated was cut short: its statement carries 57P01, with the rows it got.
 #[tokio::test]

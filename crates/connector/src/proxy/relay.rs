@@ -612,6 +612,8 @@ impl Relay {
             _ => {}
         }
         let sqlstate = match (&end, reason) {
+            // What the client is told (57P01, or 53100 for a full spool).
+            (End::Terminated(termination), _) => termination.sqlstate(),
             (_, EndReason::Terminated | EndReason::Revoked | EndReason::Shutdown) => SQLSTATE_ADMIN_SHUTDOWN,
             (
                 End::ClientProtocol(WireError::OverBudget { .. }) | End::ServerProtocol(WireError::OverBudget { .. }),
