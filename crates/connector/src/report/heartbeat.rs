@@ -48,7 +48,13 @@ pub async fn run(
             }
             Err(error) => {
                 if !failing {
-                    tracing::warn!(code = error.code.as_str(), %error, "heartbeat failed; retrying every {period:?}");
+                    // How many addresses were tried: with one, there is no replica to move to.
+                    tracing::warn!(
+                        code = error.code.as_str(),
+                        error = gatehouse_tls::chain(&error),
+                        replicas = control.replicas(),
+                        "heartbeat failed; retrying every {period:?}"
+                    );
                 }
                 failing = true;
             }
