@@ -254,11 +254,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             require_identity = listener.require_identity,
             "listening",
         );
-        let expects_identities = listener.require_identity || !config.credentials.is_empty();
-        if tls.is_none() && expects_identities && !listener.listen.ip().to_canonical().is_loopback() {
+        // Any user name may be an identity's, whose password is an access token.
+        if tls.is_none() && !listener.listen.ip().to_canonical().is_loopback() {
             tracing::warn!(
                 listen = %listener.listen,
-                "identity logins here send their access tokens unencrypted across the network: add a [tls] section",
+                "without a [tls] section, identity logins here send their access tokens unencrypted across the \
+                 network",
             );
         }
         let identity = IdentityOptions {

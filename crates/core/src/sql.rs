@@ -21,17 +21,46 @@ pub const REDACTED: &str = "[redacted]";
 /// Anything else is left exactly as sent: `WHERE password = 'x'` compares, it sets nothing
 /// a database login uses. Borrowed when there was nothing to take out, as almost always.
 pub fn redact_passwords(sql: &str) -> Cow<'_, str> {
-    let bytes = sql.as_bytes();
-    if !may_hold_password(bytes) {
+    if !may_hold_password(sql.as_bytes()) {
         return Cow::Borrowed(sql);
     }
-    let mut redactions: Vec<(Range<usize>, &str)> = Vec::new();
+    // Whether a backslash escapes in a plain string depends on `standard_conforming_strings`
+    // (on by default, off in old applications), which can change within a session: both
+    // readings are taken, and what either finds is redacted.
+    let mut redactions = passwords(sql, false);
+    redactions.extend(passwords(sql, true));
+    if redactions.is_empty() {
+        return Cow::Borrowed(sql);
+    }
+    redactions.sort_by_key(|(range, _)| (range.start, std::cmp::Reverse(range.end)));
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for (range, replacement) in redactions {
+        if range.end <= copied {
+            continue;
+        }
+        out.push_str(&sql[copied..range.start.max(copied)]);
+        if range.start >= copied {
+            out.push_str(replacement);
+        }
+        copied = range.end;
+    }
+    out.push_str(&sql[copied..]);
+    Cow::Owned(out)
+}
+
+/// The passwords in `sql`, with what replaces each, reading a backslash in a plain string as
+/// an escape or not.
+fn passwords(sql: &str, backslash_escapes: bool) -> Vec<(Range<usize>, &'static str)> {
+    let bytes = sql.as_bytes();
+    let mut redactions: Vec<(Range<usize>, &'static str)> = Vec::new();
     let mut after_password = false;
     let mut i = 0;
     while i < bytes.len() {
         let (b, next) = (bytes[i], bytes.get(i + 1).copied());
         let follows_word = i > 0 && is_ident_byte(bytes[i - 1]);
-        let (end, literal) = match b {
+        // A literal's end, and where its text lies: its quotes and prefix aside.
+        let (end, text) = match b {
             b if b.is_ascii_whitespace() => {
                 i += 1;
                 continue;
@@ -44,44 +73,55 @@ pub fn redact_passwords(sql: &str) -> Cow<'_, str> {
                 i = skip_block_comment(bytes, i);
                 continue;
             }
-            b'\'' => (skip_quoted(bytes, i, b'\''), true),
-            b'e' | b'E' if next == Some(b'\'') && !follows_word => (skip_escaped_string(bytes, i + 1), true),
+            b'\'' => quoted(bytes, i, 1, backslash_escapes),
+            b'e' | b'E' if next == Some(b'\'') && !follows_word => quoted(bytes, i, 2, true),
             b'u' | b'U' if next == Some(b'&') && bytes.get(i + 2) == Some(&b'\'') && !follows_word => {
-                (skip_quoted(bytes, i + 2, b'\''), true)
+                quoted(bytes, i, 3, false)
             }
             b'$' if !follows_word => match skip_dollar_quoted(sql, i) {
-                Some(end) => (end, true),
-                None => (i + 1, false),
+                Some(end) => {
+                    let tag = sql[i + 1..].find('$').map_or(1, |n| n + 2);
+                    (end, Some(i + tag..end.saturating_sub(tag).max(i + tag)))
+                }
+                None => (i + 1, None),
             },
-            b'"' => (skip_quoted(bytes, i, b'"'), false),
+            b'"' => {
+                let end = skip_quoted(bytes, i, b'"');
+                // `OPTIONS ("password" '...')` names the option as a quoted identifier.
+                after_password = sql.get(i + 1..end - 1).is_some_and(|name| name.eq_ignore_ascii_case("password"));
+                i = end;
+                continue;
+            }
             b if is_ident_byte(b) => {
                 let end = bytes[i..].iter().position(|&b| !is_ident_byte(b)).map_or(bytes.len(), |n| i + n);
                 after_password = sql[i..end].eq_ignore_ascii_case("password");
                 i = end;
                 continue;
             }
-            _ => (i + 1, false),
+            _ => (i + 1, None),
         };
-        if literal && after_password {
-            redactions.push((i..end, "'[redacted]'"));
-        } else if literal {
-            redactions.extend(connection_string_passwords(sql, i..end).map(|range| (range, REDACTED)));
+        match text {
+            // Adjacent literals are one string in SQL (`'a'` newline `'b'`): the password
+            // stays in force for the next.
+            Some(_) if after_password => {
+                redactions.push((i..end, "'[redacted]'"));
+                i = end;
+                continue;
+            }
+            Some(text) => redactions.extend(literal_passwords(bytes, text).map(|range| (range, REDACTED))),
+            None => {}
         }
         after_password = false;
         i = end;
     }
-    if redactions.is_empty() {
-        return Cow::Borrowed(sql);
-    }
-    let mut out = String::with_capacity(sql.len());
-    let mut copied = 0;
-    for (range, replacement) in redactions {
-        out.push_str(&sql[copied..range.start]);
-        out.push_str(replacement);
-        copied = range.end;
-    }
-    out.push_str(&sql[copied..]);
-    Cow::Owned(out)
+    redactions
+}
+
+/// The end of the quoted string whose prefix (`'`, `E'`, `U&'`) of `prefix` bytes starts at
+/// `start`, and where its text lies: between its quotes, or to the end if it has no closing one.
+fn quoted(bytes: &[u8], start: usize, prefix: usize, backslash_escapes: bool) -> (usize, Option<Range<usize>>) {
+    let (end, closed) = string_end(bytes, start + prefix - 1, backslash_escapes);
+    (end, Some(start + prefix..if closed { end - 1 } else { end }))
 }
 
 /// Whether `bytes` hold the word `password` in any case, or a URI: most statements do not,
@@ -90,54 +130,43 @@ fn may_hold_password(bytes: &[u8]) -> bool {
     find_ignore_case(bytes, 0, b"password").is_some() || find(bytes, 0, b"://").is_some()
 }
 
-/// The passwords in the connection string a literal (at `literal` in `sql`) may hold: the
-/// value of each `password=` (to the next space, or the end of a value quoted in it), and
-/// what follows the `:` of a URI's `user:password@`.
-fn connection_string_passwords(sql: &str, literal: Range<usize>) -> impl Iterator<Item = Range<usize>> + '_ {
-    let text = &sql.as_bytes()[..literal.end];
-    let mut from = literal.start;
-    let mut uri = find(text, literal.start, b"://").and_then(|scheme_end| {
+/// The passwords inside a literal whose text is at `text` in `bytes`:
+/// - the value of a connection string's `password=` or `sslpassword=`: to the next space that
+///   no backslash escapes (or `&` in a URI's query), or, quoted, to the end of the literal;
+/// - a `PASSWORD` followed by a quote, as statements built in a string (`EXECUTE '...'`) hold:
+///   to the end of the literal;
+/// - what follows the `:` of a URI's `user:password@`.
+fn literal_passwords(bytes: &[u8], text: Range<usize>) -> impl Iterator<Item = Range<usize>> + '_ {
+    let inside = &bytes[..text.end];
+    let uri_start = find(inside, text.start, b"://");
+    let uri = uri_start.and_then(|scheme_end| {
         let authority = scheme_end + 3;
-        let end = text[authority..]
-            .iter()
-            .position(|b| matches!(b, b'/' | b'?' | b'\''))
-            .map_or(text.len(), |n| authority + n);
-        let at = text[authority..end].iter().rposition(|&b| b == b'@')? + authority;
-        let colon = text[authority..at].iter().position(|&b| b == b':')? + authority;
+        let end =
+            inside[authority..].iter().position(|b| matches!(b, b'/' | b'?')).map_or(inside.len(), |n| authority + n);
+        let at = inside[authority..end].iter().rposition(|&b| b == b'@')? + authority;
+        let colon = inside[authority..at].iter().position(|&b| b == b':')? + authority;
         Some(colon + 1..at)
     });
-    let mut keywords = std::iter::from_fn(move || {
-        while let Some(found) = find_ignore_case(text, from, b"password") {
+    let mut from = text.start;
+    let keywords = std::iter::from_fn(move || {
+        while let Some(found) = find_ignore_case(inside, from, b"password") {
             from = found + 8;
-            let starts_word = !is_ident_byte(text[found - 1]);
-            let mut value = found + 8;
-            while text.get(value).is_some_and(u8::is_ascii_whitespace) {
-                value += 1;
-            }
-            if !starts_word || text.get(value) != Some(&b'=') {
+            if !starts_word(inside, text.start, found) {
                 continue;
             }
-            value += 1;
-            while text.get(value).is_some_and(u8::is_ascii_whitespace) {
-                value += 1;
+            let mut value = skip_spaces(inside, found + 8);
+            let nested = inside.get(value) == Some(&b'\'');
+            if !nested {
+                if inside.get(value) != Some(&b'=') {
+                    continue;
+                }
+                value = skip_spaces(inside, value + 1);
             }
-            // The closing quote of the SQL literal ends the value at the latest.
-            let limit = literal.end - 1;
-            if value >= limit {
-                continue;
-            }
-            // A value quoted inside the literal: `''...''` in standard SQL, `\'...\'` in E'...'.
-            let quote: &[u8] = if text[value..].starts_with(b"''") {
-                b"''"
-            } else if text[value..].starts_with(b"\\'") {
-                b"\\'"
+            let end = if nested || inside.get(value) == Some(&b'\'') || inside[value..].starts_with(b"\\'") {
+                text.end
             } else {
-                b""
-            };
-            let end = if quote.is_empty() {
-                text[value..limit].iter().position(u8::is_ascii_whitespace).map_or(limit, |n| value + n)
-            } else {
-                find(&text[..limit], value + 2, quote).map_or(limit, |n| n + 2)
+                let in_query = uri_start.is_some_and(|uri| uri < found);
+                value_end(inside, value, in_query)
             };
             from = end;
             if end > value {
@@ -146,7 +175,40 @@ fn connection_string_passwords(sql: &str, literal: Range<usize>) -> impl Iterato
         }
         None
     });
-    std::iter::from_fn(move || uri.take()).filter(|r| !r.is_empty()).chain(std::iter::from_fn(move || keywords.next()))
+    uri.into_iter().filter(|r| !r.is_empty()).chain(keywords)
+}
+
+/// Whether the word at `at` starts a word of the text that begins at `text_start`: at its
+/// start, after a character no name holds, after an escape (`\n`), or as `password` in
+/// `sslpassword`.
+fn starts_word(bytes: &[u8], text_start: usize, at: usize) -> bool {
+    let before = |n: usize| at.checked_sub(n).filter(|&i| i >= text_start).map(|i| bytes[i]);
+    let boundary = |b: Option<u8>| b.is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_'));
+    boundary(before(1))
+        || (before(2) == Some(b'\\') && before(1).is_some_and(|b| b.is_ascii_alphabetic()))
+        || (at >= 3 && bytes[at - 3..at].eq_ignore_ascii_case(b"ssl") && starts_word(bytes, text_start, at - 3))
+}
+
+fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    at
+}
+
+/// The end of an unquoted connection-string value starting at `start`: the first space no
+/// backslash escapes, or `&` in a URI's query.
+fn value_end(bytes: &[u8], start: usize, in_query: bool) -> usize {
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b if b.is_ascii_whitespace() => return i,
+            b'&' if in_query => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// Whether `b` continues (or starts) a name: PostgreSQL takes letters beyond ASCII too.
@@ -180,19 +242,19 @@ pub fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
     bytes.len()
 }
 
-/// Index just past an `E'...'` string whose quote is at `start`, where a backslash escapes
-/// the character after it as well.
-fn skip_escaped_string(bytes: &[u8], start: usize) -> usize {
+/// Index just past the string whose quote is at `start`, where a doubled quote, and with
+/// `backslash_escapes` a backslash, escapes; and whether a closing quote ended it.
+fn string_end(bytes: &[u8], start: usize, backslash_escapes: bool) -> (usize, bool) {
     let mut i = start + 1;
     while i < bytes.len() {
         match bytes[i] {
-            b'\\' => i += 2,
+            b'\\' if backslash_escapes => i += 2,
             b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return i + 1,
+            b'\'' => return (i + 1, true),
             _ => i += 1,
         }
     }
-    bytes.len()
+    (bytes.len(), false)
 }
 
 /// Index just past the dollar-quoted string (`$$...$$`, `$tag$...$tag$`) starting at `start`,
@@ -266,6 +328,35 @@ mod tests {
         }
     }
 
+    /// Found by a review: passwords that got past the first version.
+    #[test]
+    fn what_postgresql_reads_as_one_password_is_redacted_whole() {
+        for (sql, secret) in [
+            // With standard_conforming_strings off, `\'` is a quote inside the string.
+            (r"ALTER ROLE r PASSWORD 'ab\'S3cret42';", "S3cret42"),
+            (r"ALTER ROLE r PASSWORD 'zz\' S3cret63 ';", "S3cret63"),
+            // Adjacent literals are one string, comments or not between them.
+            ("ALTER ROLE r PASSWORD 'S3cret15'\n  'continued16';", "continued16"),
+            ("ALTER ROLE r PASSWORD 'S3cret116' -- c\n'cont117';", "cont117"),
+            (r#"ALTER USER MAPPING FOR u SERVER s OPTIONS (ADD "password" 'S3cret21')"#, "S3cret21"),
+            (r"SELECT 'host=x password=ab\ S3cret100 dbname=y'", "S3cret100"),
+            (r"SELECT 'host=x password=''ab\'' S3cret101'' dbname=y'", "S3cret101"),
+            ("SELECT $$password=S3cret141$$", "S3cret141"),
+            (r"SELECT E'host=x\npassword=S3cret108'", "S3cret108"),
+            ("SELECT 'host=x sslpassword=S3cret104'", "S3cret104"),
+            ("DO $$BEGIN EXECUTE 'ALTER ROLE a PASSWORD ''S3cret34'''; END$$;", "S3cret34"),
+        ] {
+            let got = redacted(sql);
+            assert!(!got.contains(secret) && got.contains(REDACTED), "{sql} -> {got}");
+        }
+        // What follows a password is kept where it can be told apart.
+        assert_eq!(redacted("SELECT $$host=x password=S3cret140$$ AS a"), "SELECT $$host=x password=[redacted]$$ AS a");
+        assert_eq!(
+            redacted("SELECT 'postgres://h/db?sslmode=require&password=S3cret103&user=u'"),
+            "SELECT 'postgres://h/db?sslmode=require&password=[redacted]&user=u'"
+        );
+    }
+
     #[test]
     fn a_connection_strings_password_is_redacted() {
         for (sql, expected) in [
@@ -273,10 +364,8 @@ mod tests {
                 "CREATE SUBSCRIPTION s CONNECTION 'host=db user=rep password=s3cret dbname=x' PUBLICATION p",
                 "CREATE SUBSCRIPTION s CONNECTION 'host=db user=rep password=[redacted] dbname=x' PUBLICATION p",
             ),
-            (
-                "select dblink_connect('password = ''a b'' host=h')",
-                "select dblink_connect('password = [redacted] host=h')",
-            ),
+            // A quoted value is redacted to the end of its literal: its own quoting may hide its end.
+            ("select dblink_connect('password = ''a b'' host=h')", "select dblink_connect('password = [redacted]')"),
             ("select dblink_connect('dbname=x password=p')", "select dblink_connect('dbname=x password=[redacted]')"),
             (
                 "select dblink_connect('postgresql://rep:s3cret@db:5432/x?sslmode=require')",

@@ -120,6 +120,9 @@ fn keys_serve_and_sessions_end_to_end() {
     let typo = gatehouse().args(["keys", "create", "--org", "acem", "--data-dir"]).arg(data).output().unwrap();
     assert!(typo.status.code() == Some(2) && stdout(&typo).is_empty(), "{:?} {}", typo.status, stdout(&typo));
     assert!(stderr(&typo).contains("no organization named \"acem\"; did you mean \"acme\"?"), "{}", stderr(&typo));
+    let typo = gatehouse().args(["keys", "list", "--org", "acem", "--data-dir"]).arg(data).output().unwrap();
+    assert_eq!(typo.status.code(), Some(2), "a read of a mistyped organization is a usage error too");
+    assert!(stderr(&typo).contains("no organization named \"acem\"; did you mean \"acme\"?"), "{}", stderr(&typo));
     let prefix = key.split('_').nth(1).unwrap().to_owned();
     let listed = stdout(&run(gatehouse().args(["keys", "list", "--org", "acme", "--data-dir"]).arg(data)));
     assert!(listed.contains(&prefix) && listed.contains("reader") && listed.contains("ci"), "{listed}");
@@ -603,6 +606,7 @@ fn cli_words_for_cli_mistakes() {
             "--from (2026-12-06T00:00:00Z) is after --to (2026-12-01T00:00:00Z)",
         ),
         (&["keys", "list", "--org", "acme", "--database-url", "mysql://root@db/x"], "is not a PostgreSQL URL"),
+        (&["connector"], "no configuration: pass --config FILE"),
     ] {
         let out = gatehouse().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

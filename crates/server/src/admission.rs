@@ -34,21 +34,28 @@ fn refusal(error: ConnectError, headers: &http::HeaderMap) -> Response {
     error.into_http_response(headers).map(Body::new)
 }
 
-/// Reads a refused request's body up to the largest a request may have, keeping none of it.
+/// Reads what of a refused request's body comes at once, keeping none of it: a request of the
+/// API is one small message, which an HTTP/1.1 client then sees answered, not cut off. A larger
+/// or slower body is not waited for.
 async fn discard(body: Body) {
     use http_body_util::BodyExt as _;
+    const AT_ONCE: usize = 64 * 1024;
+    const WAIT: Duration = Duration::from_millis(500);
     let mut body = body;
     let mut seen = 0;
-    while seen <= crate::MAX_REQUEST_BYTES {
-        match body.frame().await {
-            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, bytes::Bytes::len),
-            _ => break,
+    let _ = tokio::time::timeout(WAIT, async {
+        while seen <= AT_ONCE {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, bytes::Bytes::len),
+                _ => break,
+            }
         }
-    }
+    })
+    .await;
 }
 
 /// Reads of one organization served at once.
-pub const READS_PER_ORG: usize = 4;
+pub const READS_PER_ORG: usize = 2;
 /// How long a read waits for its organization's turn before it is refused.
 pub const READ_WAIT: Duration = Duration::from_secs(30);
 

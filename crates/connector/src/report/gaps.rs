@@ -122,7 +122,7 @@ impl Gap {
         EventKind::Statement(Statement {
             start_us: self.start_us,
             duration_us: self.end_us - self.start_us,
-            text: format!("-- {n} statement{plural} not recorded here: the connector's spool was full (fail_open)"),
+            text: format!("-- {n} statement{plural} not recorded here: the connector's spool was full"),
             rows: self.rows,
             bytes_sent: self.bytes_sent,
             sqlstate: String::new(),
@@ -168,7 +168,7 @@ mod tests {
             EventKind::Statement(Statement {
                 start_us: 1_000,
                 duration_us: 520,
-                text: "-- 2 statements not recorded here: the connector's spool was full (fail_open)".into(),
+                text: "-- 2 statements not recorded here: the connector's spool was full".into(),
                 rows: 4,
                 bytes_sent: 20,
                 sqlstate: String::new(),

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::auth::create_api_key;
 
@@ -28,7 +28,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
-            let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
+            let org = super::existing_org_named(store.as_ref(), &org).await?;
             let mut table = Table::new(&[
                 ("PREFIX", Whole),
                 ("NAME", Cut),
@@ -54,7 +54,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Revoke { prefix, org, store } => {
             let prefix = public_prefix(&prefix);
             let store = open_existing_store(&store).await?;
-            let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
+            let org = super::existing_org_named(store.as_ref(), &org).await?;
             if !store.revoke_api_key(org.id, prefix, now_micros()).await? {
                 bail!("no live key with prefix {prefix:?} in organization {:?}", org.name);
             }

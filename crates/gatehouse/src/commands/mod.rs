@@ -244,7 +244,21 @@ pub async fn shutdown_signal() {
 
 /// The id of the organization named `name`, which must exist.
 pub(super) async fn existing_org(store: &dyn Store, name: &str) -> anyhow::Result<OrgId> {
-    Ok(store.find_org(name).await?.with_context(|| format!("no organization named {name:?}"))?.id)
+    Ok(existing_org_named(store, name).await?.id)
+}
+
+/// The organization named `name`; none is a usage error, which names the one meant when
+/// `name` is a slip for it.
+pub(super) async fn existing_org_named(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
+    if let Some(org) = store.find_org(name).await? {
+        return Ok(org);
+    }
+    let meant = store.list_orgs().await?.into_iter().find(|org| mistyped(name, &org.name));
+    let message = match meant {
+        Some(org) => format!("no organization named {name:?}; did you mean {:?}?", org.name),
+        None => format!("no organization named {name:?}"),
+    };
+    Err(UsageError(message).into())
 }
 
 #[cfg(test)]

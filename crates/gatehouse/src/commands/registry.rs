@@ -30,7 +30,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
         }
         ResourcesCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
-            let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
+            let org = super::existing_org_named(store.as_ref(), &org).await?;
             let mut table = Table::new(&[
                 ("ID", Whole),
                 ("NAME", Cut),
@@ -85,7 +85,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         }
         ConnectorsCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
-            let org = store.find_org(&org).await?.with_context(|| format!("no organization named {org:?}"))?;
+            let org = super::existing_org_named(store.as_ref(), &org).await?;
             let mut table = Table::new(&[
                 ("ID", Whole),
                 // Whole: `rotate-key` and `revoke` take the name.
