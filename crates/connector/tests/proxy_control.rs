@@ -174,11 +174,19 @@ fn query_frame(sql: &str) -> BytesMut {
     buf
 }
 
-#[tokio::test]
-async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
-    let mut proxy = Proxy::start().await;
+/// A session through `proxy` running a 30 s sleep marked with `marker` (found by
+/// [`backends_running`] on `check`): the sleep's task, its text and the session's id.
+struct Sleeping {
+    sleeper: tokio::task::JoinHandle<Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>>,
+    sql: String,
+    marker: String,
+    check: tokio_postgres::Client,
+    id: String,
+}
+
+async fn sleeping_session(proxy: &mut Proxy, marker: &str) -> Sleeping {
     let (client, _connection) = proxy.connect().await;
-    let marker = unique("gh_term");
+    let marker = unique(marker);
     let sql = format!("select pg_sleep(30) /* {marker} */");
     let sleeper = tokio::spawn({
         let sql = sql.clone();
@@ -187,6 +195,13 @@ async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
     let check = direct().await;
     eventually("the query to run", || async { !backends_running(&check, &marker).await.is_empty() }).await;
     let (id, _) = proxy.started_session().await;
+    Sleeping { sleeper, sql, marker, check, id }
+}
+
+#[tokio::test]
+async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
+    let mut proxy = Proxy::start().await;
+    let Sleeping { sleeper, sql, marker, check, id } = sleeping_session(&mut proxy, "gh_term").await;
 
     let termination = Termination::Requested { termination_id: "t_123".into(), reason: "audit says no".into() };
     let asked = Instant::now();
@@ -213,16 +228,7 @@ async fn termination_tells_the_client_stops_the_backend_and_ends_the_session() {
 #[tokio::test]
 async fn a_full_spool_ends_the_session_with_53100_and_records_its_end() {
     let mut proxy = Proxy::start().await;
-    let (client, _connection) = proxy.connect().await;
-    let marker = unique("gh_full");
-    let sql = format!("select pg_sleep(30) /* {marker} */");
-    let sleeper = tokio::spawn({
-        let sql = sql.clone();
-        async move { client.simple_query(&sql).await }
-    });
-    let check = direct().await;
-    eventually("the query to run", || async { !backends_running(&check, &marker).await.is_empty() }).await;
-    let (id, _) = proxy.started_session().await;
+    let Sleeping { sleeper, marker, check, id, .. } = sleeping_session(&mut proxy, "gh_full").await;
 
     assert_eq!(proxy.live.terminate_all(&Termination::SpoolFull), 1);
     let error = sleeper.await.unwrap().unwrap_err();
