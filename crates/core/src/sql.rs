@@ -157,18 +157,17 @@ fn literal_passwords(bytes: &[u8], text: Range<usize>) -> impl Iterator<Item = R
                 continue;
             }
             let mut value = skip_spaces(inside, found + 8);
-            let nested = inside.get(value) == Some(&b'\'');
-            if !nested {
+            // `password '...'` (a statement built in a string) holds a quote here already.
+            if inside.get(value) != Some(&b'\'') {
                 if inside.get(value) != Some(&b'=') {
                     continue;
                 }
                 value = skip_spaces(inside, value + 1);
             }
-            let end = if nested || inside.get(value) == Some(&b'\'') || inside[value..].starts_with(b"\\'") {
-                text.end
-            } else {
-                let in_query = uri_start.is_some_and(|uri| uri < found);
-                value_end(inside, value, in_query)
+            let quoted = inside.get(value) == Some(&b'\'') || inside[value..].starts_with(b"\\'");
+            let end = match quoted {
+                true => text.end,
+                false => value_end(inside, value, uri_start.is_some_and(|uri| uri < found)),
             };
             from = end;
             if end > value {
