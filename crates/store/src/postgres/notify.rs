@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use gatehouse_core::OrgId;
-use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{Executor, PgPool};
 use tokio::sync::mpsc;
 
 use super::PgStore;
@@ -34,6 +34,10 @@ pub(super) const NOTIFY_PAYLOAD_SQL: &str = "json_build_object('id', t.id, 'org'
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long the listening connection may stay quiet before it is asked to answer, and how
+/// long it then has.
+const PROBE_AFTER: Duration = Duration::from_secs(15);
+const PROBE_PATIENCE: Duration = Duration::from_secs(5);
 
 impl PgStore {
     pub(super) fn termination_feed_impl(&self) -> TerminationFeed {
@@ -85,7 +89,19 @@ async fn listen(
         return Ok(Ended::ReceiverGone);
     }
     loop {
-        let Some(notification) = listener.try_recv().await? else {
+        // A connection that died without a word (a partition, a dropped NAT entry) would wait
+        // for notices forever while they go elsewhere: one that stays quiet is asked to answer.
+        let notification = match tokio::time::timeout(PROBE_AFTER, listener.try_recv()).await {
+            Ok(received) => received?,
+            Err(_quiet) => match tokio::time::timeout(PROBE_PATIENCE, listener.execute("SELECT 1")).await {
+                Ok(answered) => {
+                    answered?;
+                    continue;
+                }
+                Err(_) => return Ok(Ended::ConnectionLost),
+            },
+        };
+        let Some(notification) = notification else {
             return Ok(Ended::ConnectionLost);
         };
         let Some(notice) = parse(notification.payload()) else {
