@@ -573,6 +573,10 @@ pub enum SessionsCommand {
         /// The id of the connector carrying it; looked up when omitted
         #[arg(long, value_parser = non_empty)]
         connector: Option<String>,
+        /// How long to wait for the session to be seen ended (0s: not at all). A connector
+        /// that is down ends it when it is back, or its lease runs out.
+        #[arg(long, default_value = "5s", value_parser = parse_duration_or_zero)]
+        wait: std::time::Duration,
         #[command(flatten)]
         api: ApiArgs,
     },

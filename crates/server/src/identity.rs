@@ -470,19 +470,23 @@ impl Verifier {
         req: &wire::VerifyIdentityRequest,
         access: &ResourceAccess,
     ) -> Result<Result<(User, String, Micros), Denial>, StoreError> {
-        let Some(user) = store.find_user(org, kind, &req.user).await? else {
+        // The user and the token are both looked up and the hash computed whatever either
+        // lookup found, so that how long a refusal takes does not tell a guesser whether the
+        // user exists.
+        let user = store.find_user(org, kind, &req.user).await?;
+        let stored = match token_prefix(&req.token) {
+            Some(prefix) => store.find_access_token(prefix).await?,
+            None => None,
+        };
+        let hash = hash_key(&req.token);
+        let Some(user) = user else {
             return Ok(Err(Denial::UnknownUser));
         };
-        let Some(prefix) = token_prefix(&req.token) else {
+        // In constant time; a token of anyone else (another user, another organization) is bad.
+        let Some(stored) = stored.filter(|stored| bool::from(hash.ct_eq(&stored.secret_hash))) else {
             return Ok(Err(Denial::BadToken));
         };
-        let Some(stored) = store.find_access_token(prefix).await? else {
-            return Ok(Err(Denial::BadToken));
-        };
-        // The hash comparison runs whatever the owner, in constant time; a
-        // token of anyone else (another user, another organization) is bad.
-        let hash_matches = bool::from(hash_key(&req.token).ct_eq(&stored.secret_hash));
-        if !hash_matches || stored.org != org || stored.user_id != user.id {
+        if stored.org != org || stored.user_id != user.id {
             return Ok(Err(Denial::BadToken));
         }
         // Only a holder of the token learns more than "bad token".

@@ -23,11 +23,42 @@ use crate::output::{CSV_COLUMNS, Columns, RecordWriter, Table};
 
 pub(super) type Client = SessionsServiceClient<gatehouse_tls::Transport>;
 
+/// Says whether a terminated session was seen ended within `wait`: the API's answer means the
+/// termination was recorded, not that the connector carrying the session has acted on it.
+async fn report_end(
+    api: &ApiArgs,
+    client: &Client,
+    id: &str,
+    connector: &str,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let request = GetSessionRequest { session_id: id.to_owned(), ..Default::default() };
+        let session = call(api, client.get_session(request)).await?.into_owned().session.into_option();
+        if let Some(end) = session.and_then(|s| s.end_time.into_option()) {
+            note!("Session {id} ended at {}.", format_rfc3339_micros(micros_of(end.seconds, end.nanos)));
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + POLL > deadline {
+            note!(
+                "Session {id} is still active after {}: connector {connector} has not ended it yet. \
+                 It will when it next reaches the control plane, or the session is completed when the \
+                 connector's lease runs out.",
+                human_duration(wait.as_secs() as i64)
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
     match command {
         SessionsCommand::List(args) => list(args).await,
         SessionsCommand::Watch(args) => super::watch::run(args).await,
-        SessionsCommand::Terminate { id, connector, api } => {
+        SessionsCommand::Terminate { id, connector, wait, api } => {
             let client = client(&api)?;
             let connector_id = match connector {
                 Some(connector) => connector,
@@ -44,6 +75,9 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
             let response = call(&api, client.create_session_termination(request)).await?.into_owned();
             let shutdown = response.session_shutdown.into_option().context("the response has no session_shutdown")?;
             note!("Termination of session {} sent to connector {}.", shutdown.session_id, shutdown.connector_id);
+            if !wait.is_zero() {
+                report_end(&api, &client, &shutdown.session_id, &shutdown.connector_id, wait).await?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         SessionsCommand::Transcript { id, api } => {

@@ -265,25 +265,28 @@ pub async fn print_grants(
         None => store.list_resources(org).await?,
     };
     let users: HashMap<String, User> = store.list_users(org).await?.into_iter().map(|u| (u.id.clone(), u)).collect();
-    let mut table = Table::new(&[("RESOURCE", Cut), ("ROLE", Cut), ("WHO", Cut)]).in_format(output);
+    // KIND and WHO apart, so that `--output jsonl` can be filtered on either.
+    let mut table =
+        Table::new(&[("RESOURCE", Cut), ("ROLE", Cut), ("KIND", Whole), ("WHO", Cut), ("NOTE", Cut)]).in_format(output);
     for r in resources {
         let Some(access) = store.resource_access(org, &r.id).await? else { continue };
+        let mut row = |role: &str, kind: &str, who: &str, note: &str| {
+            table.row(vec![r.name.clone(), role.to_owned(), kind.to_owned(), who.to_owned(), note.to_owned()]);
+        };
         if access.default_role.is_empty() && access.grants.is_empty() {
-            table.row(vec![r.name.clone(), "-".into(), "nobody (no default role, no grants)".into()]);
+            row("-", "none", "nobody", "no default role, no grants");
         }
         if !access.default_role.is_empty() {
-            table.row(vec![r.name.clone(), access.default_role.clone(), "everyone (default role)".into()]);
+            row(&access.default_role, "default", "everyone", "");
         }
-        for grant in access.grants {
-            let who = match &grant.principal {
+        for grant in &access.grants {
+            match &grant.principal {
                 Principal::User(id) => match users.get(id) {
-                    Some(u) if u.disabled => format!("user {} (disabled)", u.handle()),
-                    Some(u) => format!("user {}", u.handle()),
-                    None => format!("user {id}"),
+                    Some(u) => row(&grant.role, "user", u.handle(), if u.disabled { "disabled" } else { "" }),
+                    None => row(&grant.role, "user", id, "no such user"),
                 },
-                Principal::Group(group) => format!("group {group}"),
-            };
-            table.row(vec![r.name.clone(), grant.role, who]);
+                Principal::Group(group) => row(&grant.role, "group", group, ""),
+            }
         }
     }
     table.print()?;
