@@ -85,6 +85,19 @@ impl System {
         Proc(child)
     }
 
+    /// Runs `sessions terminate ID --wait WAIT`, which must succeed; what it said.
+    fn terminate(&self, id: &str, wait: &str) -> String {
+        let out = gatehouse()
+            .args(["sessions", "terminate", id, "--wait", wait])
+            .env("GATEHOUSE_URL", format!("http://127.0.0.1:{}", self.api_port))
+            .env("GATEHOUSE_API_KEY", &self.admin_key)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{said}");
+        said
+    }
+
     fn connector(&self) -> Proc {
         connector(&self.config, self.proxy_port)
     }
@@ -371,13 +384,8 @@ async fn terminating_a_live_psql_session_ends_it() {
     let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let out = gatehouse()
-        .args(["sessions", "terminate", &id])
-        .env("GATEHOUSE_URL", format!("http://127.0.0.1:{}", system.api_port))
-        .env("GATEHOUSE_API_KEY", &system.admin_key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = system.terminate(&id, "5s");
+    assert!(said.contains(&format!("Session {id} ended at ")), "{said}");
     let asked = Instant::now();
     let status = psql.0.wait().unwrap();
     assert!(asked.elapsed() < Duration::from_secs(5), "psql ended {:?} after the termination", asked.elapsed());
@@ -448,6 +456,23 @@ async fn a_killed_connector_leaves_no_ghost_session() {
         })
         .await;
     assert!(killed.elapsed() >= Duration::from_millis(1500), "completed before the lease ran out");
+}
+
+/// The API records a termination whether or not the connector is there to act on it; the CLI
+/// says which it saw.
+#[tokio::test]
+async fn terminating_a_session_whose_connector_is_down_says_it_is_still_active() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let connector = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 1;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    connector.stop("-KILL");
+    let said = system.terminate(&id, "1s");
+    assert!(said.contains(&format!("Session {id} is still active after 1s")), "{said}");
+    assert!(said.contains("lease"), "{said}");
 }
 
 /// A connector stopped with SIGTERM ends its sessions then, not when its lease runs out, and
@@ -581,6 +606,31 @@ async fn a_session_a_killed_connector_never_reported_is_recorded_after_its_resta
     assert_eq!(unreported["network"]["clientIpAddress"], "127.0.0.1", "{unreported}");
     assert_eq!(system.transcript(unreported["id"].as_str().unwrap()).await, ["select 'served'"]);
     assert_eq!(system.transcript(&reported).await, ["select 1;"]);
+}
+
+/// A statement the database was running when the connector was killed, too soon for it to be
+/// announced as a long one, was written ahead: the restarted connector reports it, unreported,
+/// as it may have changed data.
+#[tokio::test]
+async fn a_statement_running_when_the_connector_is_killed_is_recorded() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let killed = system.connector();
+    let (_psql, mut stdin) = system.psql();
+    send(&mut stdin, "select 1;");
+    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
+    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    send(&mut stdin, "select pg_sleep(5) as cut_short;");
+    // Well within the second after which a running statement is announced.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    killed.stop("-KILL");
+    let _restarted = system.connector();
+    system
+        .wait_for("the session to complete", |s| {
+            s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
+        })
+        .await;
+    assert_eq!(system.transcript(&id).await, ["select 1;", "select pg_sleep(5) as cut_short;"]);
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@ use super::upstream::{self, ServerStream};
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
 use crate::metrics::Metrics;
+use crate::report::JournalPin;
 use crate::stop::{Signal, StopReason, Stopper};
 use crate::timer;
 
@@ -153,6 +154,7 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
         to_server: Outbox::new(server.is_tls()),
         recorder: Recorder::default(),
         watched: None,
+        watched_journaled: None,
         session: None,
         stopper: stop.stopper(),
         startup,
@@ -232,6 +234,9 @@ struct Relay {
     /// The statement the database is on (the recorder's number), marked with `stopper` since
     /// it has been, for the sweep that announces long ones.
     watched: Option<u64>,
+    /// The statement `watched` names, written ahead to the journal before it went to the
+    /// database, until its own event is.
+    watched_journaled: Option<JournalPin>,
     /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
     /// Stops this connection: registered with the live sessions when the session starts, so
@@ -536,6 +541,13 @@ impl Relay {
         if nth != self.watched {
             self.watched = nth;
             self.stopper.set_running_since(if nth.is_some() { now } else { 0 });
+            // Before it reaches the database: a crash of the connector while the database runs
+            // it must not leave a statement that may have changed data unrecorded. The one
+            // before it was recorded already (`report_statements`).
+            self.watched_journaled = match (&self.session, self.recorder.running()) {
+                (Some(session), Some((start_us, text))) => session.journal_running(start_us, &text),
+                _ => None,
+            };
         }
     }
 
@@ -543,6 +555,7 @@ impl Relay {
     fn announce_running(&mut self) {
         if let (Some(session), Some((start_us, text))) = (&mut self.session, self.recorder.running()) {
             session.running(start_us, &text);
+            self.watched_journaled = None;
         }
     }
 

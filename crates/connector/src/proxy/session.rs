@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use crate::event::{EndReason, EventKind, RunningStatement, SessionEnd, SessionStart, Statement};
-use crate::report::Reporter;
+use crate::report::{JournalPin, Reporter};
 
 /// A started session. Ending it consumes it, so it ends once.
 pub(crate) struct Session {
@@ -32,6 +32,13 @@ impl Session {
     /// Announces a statement still running, so that it shows while it runs.
     pub(crate) fn running(&mut self, start_us: i64, text: &str) {
         self.emit(&EventKind::Running(RunningStatement { start_us, text: text.to_owned() }));
+    }
+
+    /// Writes the statement the database is now on ahead, as running, to the journal only:
+    /// numbered as the next event, which is its announcement or its completion.
+    pub(crate) fn journal_running(&self, start_us: i64, text: &str) -> Option<JournalPin> {
+        let running = EventKind::Running(RunningStatement { start_us, text: text.to_owned() });
+        self.reporter.journal_only(&self.id, self.next_seq, &running)
     }
 
     pub(crate) fn end(mut self, end_us: i64, reason: EndReason) {

@@ -12,6 +12,13 @@
 //! holds only where pages are written in place (ext4, XFS, tmpfs): on other filesystems
 //! (copy-on-write, network) each event is a `write` instead.
 //!
+//! A statement is also written here as it goes to the database, as a running statement that is
+//! journaled only, not queued ([`Journal::append_pinned`]): if the connector dies while the
+//! database runs it, the next start replays it and the control plane shows it as unreported,
+//! rather than never having seen a statement that may have changed data. Its segment is pinned
+//! until the statement's own event (its completion, or its announcement as long-running) is
+//! journaled in turn.
+//!
 //! Records use the spool's format (`record.rs`), so the spool's own recovery reads them once
 //! the padding is cut. The report loop deletes a segment once every event in it was delivered
 //! or spooled: events leave the queue in order, and an event is journaled and queued under one
@@ -55,6 +62,9 @@ pub struct Journal {
     retry_at: Option<Instant>,
     /// An event framed for `write`.
     buf: Vec<u8>,
+    /// Statements journaled only, still running, by the segment they were written to: such a
+    /// segment is neither deleted nor emptied.
+    pins: std::collections::BTreeMap<u64, usize>,
 }
 
 /// The segment being written.
@@ -115,6 +125,7 @@ impl Journal {
             oldest: next,
             retry_at: None,
             buf: Vec::new(),
+            pins: std::collections::BTreeMap::new(),
         };
         Ok((journal, moved))
     }
@@ -165,6 +176,27 @@ impl Journal {
         Some(self.segment)
     }
 
+    /// Appends an event that is not queued, and pins its segment until [`unpin`](Self::unpin).
+    pub fn append_pinned(&mut self, payload: &[u8]) -> Option<u64> {
+        let segment = self.append(payload)?;
+        *self.pins.entry(segment).or_default() += 1;
+        Some(segment)
+    }
+
+    /// What a pinned event stood for is journaled otherwise, or over: its segment may go.
+    pub fn unpin(&mut self, segment: u64) {
+        if let std::collections::btree_map::Entry::Occupied(mut pins) = self.pins.entry(segment) {
+            *pins.get_mut() -= 1;
+            if *pins.get() == 0 {
+                pins.remove();
+            }
+        }
+    }
+
+    fn pinned(&self, segment: u64) -> bool {
+        self.pins.contains_key(&segment)
+    }
+
     fn failed(&mut self, error: io::Error) {
         if self.retry_at.replace(Instant::now() + RETRY_AFTER).is_none() {
             tracing::error!(
@@ -192,15 +224,22 @@ impl Journal {
     /// every event journaled so far is. Returns the segment files to delete, for the caller to
     /// delete once it has let go of the journal (an unlink is disk IO). The segment being
     /// written, when `end` is past it, is emptied in place instead, for the events still to
-    /// come (under the caller's lock: no event may be written meanwhile).
+    /// come (under the caller's lock: no event may be written meanwhile). A pinned segment
+    /// stays, and so do the ones after it.
     pub fn release_before(&mut self, end: u64) -> Vec<PathBuf> {
         let open = self.open.as_ref().map(|_| self.segment);
         let mut released = Vec::new();
-        while self.oldest < end && open.is_none_or(|open| self.oldest < open) && self.oldest <= self.segment {
+        while self.oldest < end
+            && open.is_none_or(|open| self.oldest < open)
+            && self.oldest <= self.segment
+            && !self.pinned(self.oldest)
+        {
             released.push(self.path(self.oldest));
             self.oldest += 1;
         }
-        let Some(open) = open.filter(|open| end > *open && self.written > FIRST_RECORD) else {
+        let Some(open) = open
+            .filter(|open| end > *open && self.written > FIRST_RECORD && self.oldest == *open && !self.pinned(*open))
+        else {
             return released;
         };
         match self.open.as_mut().expect("a segment is open") {
@@ -414,6 +453,34 @@ mod tests {
             assert!(records_in(&open).is_empty());
             assert_eq!(journal.append(b"next"), Some(last));
             assert_eq!(records_in(&open), [b"next".to_vec()]);
+        });
+    }
+
+    #[test]
+    fn a_pinned_segment_stays_until_unpinned_and_holds_back_the_ones_after_it() {
+        each_kind(|dir, mut journal, mut spool_| {
+            let journal_dir = dir.join("journal");
+            let running = journal.append_pinned(b"running").unwrap();
+            assert_eq!(journal.append(b"queued"), Some(running));
+            // Every queued event safe: the segment holding the running statement stays whole.
+            remove_released(journal.release_before(u64::MAX));
+            assert_eq!(records_in(&journal.path(running)), [b"running".to_vec(), b"queued".to_vec()]);
+            let event = vec![7u8; 1000];
+            let last = (0..200).map(|_| journal.append(&event).unwrap()).last().unwrap();
+            remove_released(journal.release_before(last));
+            assert_eq!(segments(&journal_dir).len() as u64, last - running + 1, "none released past the pin");
+
+            journal.unpin(running);
+            remove_released(journal.release_before(last));
+            assert_eq!(segments(&journal_dir), [spool::segment_name(last)]);
+            // A crash while pinned leaves the running statement for the next start.
+            let pinned_again = journal.append_pinned(b"running again").unwrap();
+            remove_released(journal.release_before(u64::MAX));
+            drop(journal);
+            let (_, recovered) = Journal::open(&journal_dir, &mut spool_).unwrap();
+            let records = spool_.read(usize::MAX, usize::MAX).unwrap().records;
+            assert_eq!(pinned_again, last);
+            assert_eq!(records.last(), Some(&b"running again".to_vec()), "{recovered} recovered");
         });
     }
 

@@ -175,6 +175,23 @@ pub struct Queue {
     metrics: Arc<Metrics>,
 }
 
+/// A statement journaled as running but not queued ([`Journal::append_pinned`]): its segment
+/// stays until this is dropped, which the relay does once the statement's own event (its
+/// completion or its announcement) is journaled.
+#[derive(Debug)]
+pub struct JournalPin {
+    shared: Arc<Shared>,
+    segment: u64,
+}
+
+impl Drop for JournalPin {
+    fn drop(&mut self) {
+        if let Some(journal) = &self.shared.journal {
+            lock(journal).unpin(self.segment);
+        }
+    }
+}
+
 impl Reporter {
     /// A reporter and the receiving end of its queue, with no report loop:
     /// it always admits new sessions and counts nothing. Tests read records
@@ -252,6 +269,15 @@ impl Reporter {
             }
             notified.await;
         }
+    }
+
+    /// Writes event `seq` of session `session_id` to the journal only: what a crash of the
+    /// connector would leave behind, never sent otherwise. `None` without a journal.
+    pub fn journal_only(&self, session_id: &str, seq: u64, kind: &EventKind) -> Option<JournalPin> {
+        let journal = self.shared.journal.as_ref()?;
+        let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
+        let segment = lock(journal).append_pinned(&bytes)?;
+        Some(JournalPin { shared: Arc::clone(&self.shared), segment })
     }
 
     /// Encodes event `seq` of session `session_id`, writes it to the journal
