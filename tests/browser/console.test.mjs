@@ -697,6 +697,16 @@ test('a session opens in the detail panel with every field, and Escape closes it
   assert.match(await page.textContent('#detail-title'), new RegExp(id));
 });
 
+/** True when `selector` is what is under its own centre: nothing (the detail panel) lies over it. */
+const reachable = (page, selector) => page.$eval(selector, (node) => {
+  const box = node.getBoundingClientRect();
+  return node.contains(document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2));
+});
+
+/** The top region's controls: the key and sign-out, export, search and window. */
+const TOP_CONTROLS = ['#live', '#export-format', '#export', '#signout', '#query', '#search button[type="submit"]',
+  ...['15m', '1h', '24h', '7d', '30d', 'custom'].map((range) => `button[data-range="${range}"]`), '#sort'];
+
 test('at desktop width the top bar and the table stay usable with a session open', async (t) => {
   const page = await open(t, { width: 1440, height: 900 });
   await signIn(page);
@@ -704,19 +714,55 @@ test('at desktop width the top bar and the table stay usable with a session open
   await page.getByRole('button', { name: `Open session ${ids[0]}` }).click();
   await page.waitForSelector('#detail dl.fields dt');
   await page.screenshot({ path: `${ARTIFACTS}detail-1440.png` });
-  // Each is what is under its own centre: not under the panel.
-  const reachable = (selector) => page.$eval(selector, (node) => {
-    const box = node.getBoundingClientRect();
-    return node.contains(document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2));
-  });
   for (const selector of ['#live', '#export', '#signout', '#query', `#rows button[data-id="${ids[1]}"]`]) {
-    assert.equal(await reachable(selector), true, `${selector} is not under the panel`);
+    assert.equal(await reachable(page, selector), true, `${selector} is not under the panel`);
   }
   await page.getByLabel('Auto-refresh').click({ timeout: 5000 });
   assert.equal(await page.isChecked('#live'), false);
   // Another session opens from the table beside the panel.
   await page.getByRole('button', { name: `Open session ${ids[1]}` }).click({ timeout: 5000 });
   await page.waitForFunction((id) => document.getElementById('detail-title').textContent.includes(id), ids[1]);
+});
+
+test('between phone and desktop widths the top bar stays visible and usable with a session open', async (t) => {
+  for (const width of [641, 800, 1024, 1199]) {
+    const page = await open(t, { width, height: 800 });
+    await signIn(page);
+    const [id, other] = await rowIds(page);
+    await page.getByRole('button', { name: `Open session ${id}` }).click();
+    await page.waitForSelector('#detail dl.fields dt');
+    await page.screenshot({ path: `${ARTIFACTS}detail-${width}.png` });
+    // The panel lies over the page below the controls, not over them.
+    for (const selector of [...TOP_CONTROLS, '#detail-close']) {
+      assert.equal(await reachable(page, selector), true, `${width} px: ${selector} is not under the panel`);
+    }
+    const controls = await page.locator('.controls').boundingBox();
+    const panel = await page.locator('#detail').boundingBox();
+    assert.ok(panel.y >= controls.y + controls.height - 1, `${width} px: the panel (top ${panel.y}) starts below the controls`);
+    assert.ok(panel.y + panel.height <= 801, `${width} px: the panel reaches the bottom of the window`);
+
+    // Scrolled down the table, the controls stay in the window and in reach.
+    await page.locator(`#rows tr[data-id]`).nth(30).scrollIntoViewIfNeeded();
+    assert.ok(await page.evaluate(() => window.scrollY > 100), `${width} px: the page scrolled`);
+    for (const selector of TOP_CONTROLS) {
+      assert.equal(await reachable(page, selector), true, `${width} px, scrolled: ${selector} is in reach`);
+    }
+    // And they work, with the session still open beside them.
+    await page.getByLabel('Auto-refresh').click({ timeout: 5000 });
+    assert.equal(await page.isChecked('#live'), false);
+    let mark = await loadMark(page);
+    await preset(page, '7d').click({ timeout: 5000 });
+    await loaded(page, mark);
+    assert.equal(param(page, 'range'), '7d');
+    mark = await loadMark(page);
+    await page.getByLabel('Search query').fill(`id:${other}`, { timeout: 5000 });
+    await page.getByRole('button', { name: 'Search', exact: true }).click({ timeout: 5000 });
+    await loaded(page, mark);
+    assert.deepEqual(await rowIds(page), [other]);
+    assert.match(await page.textContent('#detail-title'), new RegExp(id), 'the session stays open');
+    await page.getByRole('button', { name: 'Sign out' }).click({ timeout: 5000 });
+    assert.equal(await page.isVisible('#signin'), true);
+  }
 });
 
 test('Back closes the session detail and Forward opens it again', async (t) => {

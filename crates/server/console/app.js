@@ -52,6 +52,12 @@ const detail = new Detail($('detail'), {
   onError: (err) => handleAuth(err),
 });
 
+// Between phone and desktop widths the open panel starts below the top region, which stays at
+// the top of the window meanwhile (style.css): it is as tall as the controls wrap it to be.
+new ResizeObserver(() => {
+  document.documentElement.style.setProperty('--top-height', `${Math.ceil($('top').getBoundingClientRect().height)}px`);
+}).observe($('top'));
+
 // ---- the URL -------------------------------------------------------------
 
 /**
