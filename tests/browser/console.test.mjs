@@ -1130,10 +1130,94 @@ test('a facet value with a bidirectional control is shown escaped in the box, an
   assert.deepEqual(read, ['a\u202eb\u001b', 'user:"a\\\\u{202e}"', 'x\\u{41}', 'x\\u{110000}']);
 });
 
-test('a reader key sees permission_denied when terminating, then no longer offered', async (t) => {
-  const page = await open(t, { path: `/?q=${encodeURIComponent('session_status:active')}&range=30d` });
+/** The bodies of the page's CreateSessionTermination calls, as they are sent: `{}` asks what the key may do. */
+function terminationCalls(page) {
+  const bodies = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/core.v1.SessionsService/CreateSessionTermination')) bodies.push(request.postData());
+  });
+  return bodies;
+}
+
+/** Hands the console's question of what the key may do (an empty CreateSessionTermination) to `handle`. */
+async function routeRoleQuestion(page, handle) {
+  await page.route('**/core.v1.SessionsService/CreateSessionTermination',
+    (route) => (route.request().postData() === '{}' ? handle(route) : route.fallback()));
+}
+
+test('a reader key is never offered Terminate; an admin key signed in next in the tab is', async (t) => {
+  // Asked directly, the question is refused for a reader's key and ends nothing for an admin's.
+  assert.equal((await api('CreateSessionTermination', {}, READER_KEY)).body.code, 'permission_denied');
+  assert.equal((await api('CreateSessionTermination', {}, ADMIN_KEY)).body.code, 'invalid_argument');
+
+  const page = await open(t, { path: LIVE });
+  const calls = terminationCalls(page);
   await signIn(page, READER_KEY);
   const [id, other] = await rowIds(page);
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  // Off from the first live session opened, saying why.
+  await page.waitForSelector('#terminate-refused');
+  const button = page.getByRole('button', { name: 'Terminate session' });
+  assert.equal(await button.isDisabled(), true);
+  assert.equal(await button.getAttribute('title'), 'Needs an admin key');
+  assert.match(await button.getAttribute('aria-describedby'), /terminate-refused/);
+  assert.match(await page.locator('#terminate-refused').textContent(), /admin key/);
+  await page.screenshot({ path: `${ARTIFACTS}detail-reader-1280.png` });
+  await page.locator('#detail-close').click();
+  await page.getByRole('button', { name: `Open session ${other}` }).click();
+  await page.waitForSelector('#terminate-refused');
+  assert.equal(await button.isDisabled(), true);
+  assert.deepEqual(calls, ['{}'], 'asked once at sign-in, and no termination sent');
+
+  // Another key in the same tab is asked about in turn.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  const answered = page.waitForResponse((response) => response.url().endsWith('/CreateSessionTermination'));
+  await signIn(page, ADMIN_KEY);
+  assert.equal((await answered).status(), 400, 'invalid_argument: an admin key');
+  const [first] = await rowIds(page);
+  await page.getByRole('button', { name: `Open session ${first}` }).click();
+  await page.waitForSelector('#detail .summary');
+  assert.equal(await button.isDisabled(), false);
+  assert.equal(await button.getAttribute('title'), null);
+  assert.equal(await page.locator('#terminate-refused').count(), 0);
+  assert.deepEqual(calls, ['{}', '{}']);
+});
+
+test('a session open before the key is known to be a reader\'s has Terminate turned off when it is', async (t) => {
+  const page = await open(t, { path: LIVE });
+  await signIn(page, READER_KEY);
+  const [id] = await rowIds(page);
+  // Reloaded with the session in the URL: the question is asked again, and answered late.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  await routeRoleQuestion(page, async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.goto(`${URL_BASE}${LIVE}&session=${id}`);
+  await page.waitForSelector('#detail .summary');
+  const button = page.getByRole('button', { name: 'Terminate session' });
+  assert.equal(await button.isDisabled(), false, 'not known yet: offered');
+  release();
+  await page.waitForSelector('#terminate-refused');
+  assert.equal(await button.isDisabled(), true);
+  assert.equal(await button.getAttribute('title'), 'Needs an admin key');
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+});
+
+test('when what the key may do cannot be asked, Terminate is offered; a reader then sees permission_denied, then no longer', async (t) => {
+  const page = await open(t, { path: LIVE });
+  await routeRoleQuestion(page, (route) => route.abort('connectionfailed'));
+  // An admin is not locked out by the failed question.
+  await signIn(page, ADMIN_KEY);
+  const [id, other] = await rowIds(page);
+  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await page.waitForSelector('#detail .summary');
+  assert.equal(await page.getByRole('button', { name: 'Terminate session' }).isDisabled(), false);
+  assert.equal(await page.locator('#terminate-refused').count(), 0);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+
+  await signIn(page, READER_KEY);
   await page.getByRole('button', { name: `Open session ${id}` }).click();
   await page.getByRole('button', { name: 'Terminate session' }).click();
   // Cancel first: nothing is sent.
@@ -1154,6 +1238,7 @@ test('a reader key sees permission_denied when terminating, then no longer offer
   assert.equal(await button.isDisabled(), true);
   assert.match(await button.getAttribute('aria-describedby'), /terminate-refused/);
   assert.match(await page.locator('#terminate-refused').textContent(), /admin key/);
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
 });
 
 test('while a termination is being sent the statements stay and Terminate is off', async (t) => {

@@ -103,3 +103,21 @@ export async function call(method, body, { signal, key = apiKey.get(), service =
   if (data === null) throw new ApiError('internal', 'The control plane answered with something other than JSON.', response.status);
   return data;
 }
+
+/**
+ * Whether `key` may terminate sessions: false for a reader's key, true for an
+ * admin's, null when that is not known (no answer, or an unexpected one). The
+ * API has no call that says what a key may do, but CreateSessionTermination
+ * checks the key's role before it reads the request: asked to end no session
+ * at all (an empty request), it refuses a reader's key (permission_denied)
+ * and an admin's request (invalid_argument), and ends nothing either way.
+ */
+export async function mayTerminate(key = apiKey.get()) {
+  try {
+    await call('CreateSessionTermination', {}, { key });
+  } catch (err) {
+    if (err.code === 'permission_denied') return false;
+    if (err.code === 'invalid_argument') return true;
+  }
+  return null;
+}

@@ -1,6 +1,6 @@
 // The console: wires the view (in the URL) to the API and the page's parts.
 
-import { apiKey, call, keyProblem } from './api.js';
+import { apiKey, call, keyProblem, mayTerminate } from './api.js';
 import { Detail } from './detail.js';
 import { download, exportSessions } from './export.js';
 import { renderFacets } from './facets.js';
@@ -574,8 +574,21 @@ function handleAuth(err) {
 function showConsole() {
   $('signin').hidden = true;
   $('console').hidden = false;
+  learnRole(apiKey.get());
   load();
   syncDetail();
+}
+
+/**
+ * Asks once per sign-in (and page load) whether the key may terminate
+ * sessions (api.js), so that a reader is never offered Terminate. Not known
+ * (the control plane not answering) counts as "may": an admin is not locked
+ * out, and a reader's refused termination still turns Terminate off (detail.js).
+ * The answer is kept for its key: one that comes after the key changed does
+ * not apply to the new one.
+ */
+async function learnRole(key) {
+  if (await mayTerminate(key) === false) detail.knowReader(key);
 }
 
 function signOut(message = '') {

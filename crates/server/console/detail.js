@@ -106,11 +106,11 @@ export class Detail {
     /** The AbortController of the load under way, if any. */
     this.loading = null;
     /**
-     * The key a termination was refused for (permission_denied): a reader.
-     * The API has no call that says what a key may do, so the console learns
-     * it the first time and stops offering what the key cannot do.
+     * The key known to be a reader's, which may not terminate: app.js asks at
+     * sign-in (knowReader), and a termination refused with permission_denied
+     * says so too (when that question had no answer). Terminate is off for it.
      */
-    this.refusedKey = null;
+    this.readerKey = null;
     this.behind = behind;
     this.covering = window.matchMedia(COVERING);
     // A phone turned sideways, a window resized: modal only while it covers.
@@ -260,11 +260,24 @@ export class Detail {
       el('span', { class: `status status-${s.sessionStatus}`, text: s.sessionStatus }), ' ',
       userLabel(s) || 'unknown user', ' on ', resource.name || resource.id || 'unknown resource',
       ` · ${formatTime(s.startTime)} · ${formatDuration(s.duration)}`));
-    // The focused button keeps focus.
-    keepingFocus(this.parts.actions, () => this.parts.actions.replaceChildren(...this.actions()));
+    this.showActions();
     this.showStatements();
     this.parts.fields.replaceChildren(...flatten(s).flatMap(([name, value]) => [el('dt', { text: name }), el('dd', { text: value })]));
     this.root.scrollTop = scroll;
+  }
+
+  /**
+   * Told that `key` is a reader's: Terminate is off from then on, in the
+   * session shown too when the answer comes after it opened.
+   */
+  knowReader(key) {
+    this.readerKey = key;
+    if (this.isOpen && this.parts && this.session) this.showActions();
+  }
+
+  /** The actions' part of the panel; the focused button keeps focus. */
+  showActions() {
+    keepingFocus(this.parts.actions, () => this.parts.actions.replaceChildren(...this.actions()));
   }
 
   /** Terminate, while the session is live, and what became of it. */
@@ -272,13 +285,14 @@ export class Detail {
     const s = this.session;
     const resource = s.resource || {};
     const actions = [];
-    const refused = this.refusedKey !== null && this.refusedKey === apiKey.get();
+    const reader = this.readerKey !== null && this.readerKey === apiKey.get();
     if (s.sessionStatus === 'active') {
       actions.push(el('button', {
         type: 'button', id: 'terminate', class: 'danger', 'data-key': 'terminate',
-        disabled: refused || this.sending,
+        disabled: reader || this.sending,
+        title: reader ? 'Needs an admin key' : null,
         // The reason below, or the refusal's own notice while it is shown.
-        'aria-describedby': refused ? (this.notice ? 'terminate-result' : 'terminate-refused') : null,
+        'aria-describedby': reader ? (this.notice ? 'terminate-result' : 'terminate-refused') : null,
         onclick: () => {
           // Recorded values: a right-to-left override in a user name would reverse the rest.
           document.getElementById('confirm-text').textContent = printable(
@@ -288,7 +302,7 @@ export class Detail {
           this.dialog.showModal();
         },
       }, 'Terminate session'));
-      if (refused && !this.notice) {
+      if (reader && !this.notice) {
         actions.push(el('p', {
           id: 'terminate-refused', class: 'muted',
           text: 'This API key cannot terminate sessions (a reader key). Sign in with an admin key to terminate.',
@@ -356,7 +370,7 @@ export class Detail {
       sent = true;
     } catch (err) {
       const denied = err instanceof ApiError && err.code === 'permission_denied';
-      if (denied) this.refusedKey = apiKey.get();
+      if (denied) this.readerKey = apiKey.get();
       let text = `Termination failed (${err.code || 'error'}): ${err.message}`;
       if (denied) text = `Not allowed: this API key cannot terminate sessions (permission_denied: ${err.message}). Sign in with an admin key.`;
       // The request may have reached the control plane and its answer been lost: "failed" would be a guess.
