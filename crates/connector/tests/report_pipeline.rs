@@ -187,6 +187,55 @@ async fn a_full_spool_refuses_new_sessions_and_ends_the_running_ones() {
     assert_eq!(p.stop().await, 0);
 }
 
+/// Fail-closed, as the relays run it: a relay reads its client's next statement only while
+/// the report queue has room. However long the report loop holds events when the control plane
+/// goes away (a batch gathered for `batch_wait`, then a call that fails), every statement the
+/// session ran before a full spool ended it is recorded: none dropped, no marker.
+#[tokio::test]
+async fn a_full_spool_ends_the_sessions_before_they_run_what_it_could_not_record() {
+    use gatehouse_connector::event::{EventKind, SessionEnd, Statement};
+    use gatehouse_connector::live::LiveSessions;
+    use gatehouse_connector::stop;
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let live = std::sync::Arc::new(LiveSessions::new());
+    let (stopper, mut stopped) = stop::signal();
+    live.register("busy", stopper, None);
+    let p = Pipeline::start_ending(h.control(), dir.path(), small(), options(false), Some(live.clone()));
+    eventually("hello answered", || p.hello.borrow().is_some()).await;
+    send_all(&p, &session("busy", 0)[..1]);
+    h.plane.set_down(true);
+
+    // The relay: a statement whenever the queue has room, until the session is ended.
+    let mut ran = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            () = p.reporter.room() => {
+                ran += 1;
+                let statement = Statement { start_us: 1_000 + ran as i64, text: format!("select {ran}"), ..Default::default() };
+                p.reporter.send("busy", ran, &EventKind::Statement(statement));
+                tokio::task::yield_now().await;
+            }
+        }
+        assert!(ran < 1_000_000, "the session is never ended");
+    }
+    let end = SessionEnd { end_us: 9_000, reason: gatehouse_connector::event::EndReason::Error };
+    p.reporter.send("busy", ran + 1, &EventKind::End(end));
+    assert!(!p.reporter.admits_new_sessions());
+
+    h.plane.set_down(false);
+    eventually("the end stored", || h.plane.seen().stored.contains(&("busy".to_owned(), ran + 1))).await;
+    eventually("backlog drained", || p.backlog() == 0).await;
+    let seen = h.plane.seen();
+    let markers: Vec<_> = seen.statements.iter().filter(|(_, _, text)| text.starts_with("-- ")).collect();
+    assert!(markers.is_empty(), "statements it ran were dropped: {markers:?}");
+    assert_eq!(p.dropped(), 0);
+    assert_eq!(seen.statements.len() as u64, ran, "every statement it ran is recorded");
+    assert_eq!(p.stop().await, 0);
+}
+
 /// Fail-open: many sessions whose statements overflow the spool. Statements stop at the
 /// limit; starts, ends and one marker per session stay within the reserve.
 #[tokio::test]

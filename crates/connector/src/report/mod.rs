@@ -137,7 +137,8 @@ pub struct Reporter {
     shared: Arc<Shared>,
 }
 
-/// How much the queue holds before the relays stop reading their clients' statements: a
+/// How much the queue holds (with the batch the report loop has taken from it and not yet
+/// delivered or spooled) before the relays stop reading their clients' statements: a
 /// control plane slower than the traffic (or hung, until its call times out and the events
 /// go to the spool) must slow the clients down, not grow the connector's memory until the
 /// kernel kills it with every session in it. About 150,000 short statements.
@@ -153,11 +154,14 @@ struct Shared {
     refusing: AtomicU8,
     /// The last refusal of the key: which replica, and what it said.
     refused_by: Mutex<Option<String>>,
-    /// What the queue holds, in [`Record::cost`]s.
+    /// What the queue and the report loop hold, in [`Record::cost`]s: events not yet safe
+    /// (delivered or spooled).
     queued: AtomicUsize,
-    /// What it may hold before [`Reporter::has_room`] says no.
+    /// What they may hold before [`Reporter::has_room`] says no.
     bound: usize,
-    /// Wakes the relays waiting for [`Reporter::room`] when the queue drops below its bound.
+    /// What the spool could still take of them: see [`SpoolRoom`].
+    spool_room: SpoolRoom,
+    /// Wakes the relays waiting for [`Reporter::room`] when there is room again.
     room: Notify,
     /// Counts queued events into the backlog; `None` for a bare channel.
     metrics: Option<Arc<Metrics>>,
@@ -165,6 +169,23 @@ struct Shared {
     run_id: String,
     /// Where events are written ahead; `None` for a bare channel.
     journal: Option<Mutex<Journal>>,
+}
+
+/// What the spool could still take, in [`Record::cost`]s (which count more than a record takes
+/// there), if the events not yet safe had to go there: a call in flight may fail. While the
+/// connector does not fail open, the relays run no more statements than that
+/// ([`Reporter::has_room`]): a statement that ran must be recorded, and one the spool could not
+/// take would not be. Without it, a batch gathered for `batch_wait` and then held by a call
+/// that fails went to the spool at once, and what did not fit in half its reserve was dropped
+/// before the full spool ended the sessions that ran them. Unlimited (the default) where
+/// statements that do not fit are dropped by design.
+#[derive(Debug)]
+struct SpoolRoom(AtomicUsize);
+
+impl Default for SpoolRoom {
+    fn default() -> Self {
+        Self(AtomicUsize::new(usize::MAX))
+    }
 }
 
 /// The receiving end of a [`Reporter`]'s queue, for a [`ReportLoop`].
@@ -248,13 +269,14 @@ impl Reporter {
         refusal.health_message(reachable, refused_by.as_deref())
     }
 
-    /// Whether the queue has room for more statements. A relay reads its client only while
-    /// it has: events already under way (a statement's completion, a session's end) are
-    /// always queued, so the bound is soft by what the clients' last reads bring.
+    /// Whether the queue has room for more statements: within its bound, and within what the
+    /// spool could take ([`SpoolRoom`]). A relay reads its client only while it has: events
+    /// already under way (a statement's completion, a session's end) are always queued, so the
+    /// bound is soft by what the clients' last reads bring (the spool's reserve takes those).
     pub fn has_room(&self) -> bool {
         // A queue no loop takes from any more (it stopped, or failed) drops what is sent:
         // waiting for room there would stop every client for good.
-        self.shared.queued.load(Ordering::Relaxed) < self.shared.bound || self.events.is_closed()
+        self.shared.has_room() || self.events.is_closed()
     }
 
     /// Waits until [`has_room`](Self::has_room). Cancel-safe.
@@ -311,40 +333,46 @@ impl Reporter {
     }
 }
 
-impl Queue {
-    /// The next record; `None` once every [`Reporter`] is gone. Cancel-safe.
-    async fn recv(&mut self) -> Option<Record> {
-        let record = self.events.recv().await;
-        if let Some(record) = &record {
-            self.taken(record);
+impl Shared {
+    fn has_room(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) < self.bound.min(self.spool_room.0.load(Ordering::Relaxed))
+    }
+
+    /// The spool could take `room` more: the relays waiting go on if that is room enough.
+    fn set_spool_room(&self, room: usize) {
+        let before = self.spool_room.0.swap(room, Ordering::Relaxed);
+        if room > before && self.has_room() {
+            self.room.notify_waiters();
         }
-        record
+    }
+}
+
+impl Queue {
+    /// The next record; `None` once every [`Reporter`] is gone. Cancel-safe. It counts in
+    /// the queue's bound until [`settled`](Self::settled): a batch in flight is still in
+    /// memory, and may still have to go to the spool.
+    async fn recv(&mut self) -> Option<Record> {
+        self.events.recv().await
     }
 
     fn try_recv(&mut self) -> Result<Record, TryRecvError> {
-        let record = self.events.try_recv();
-        if let Ok(record) = &record {
-            self.taken(record);
-        }
-        record
-    }
-
-    /// `record` left the queue: the relays waiting for room go on once it is below its bound.
-    fn taken(&self, record: &Record) {
-        let cost = record.cost();
-        let bound = self.shared.bound;
-        let before = self.shared.queued.fetch_sub(cost, Ordering::Relaxed);
-        if before >= bound && before - cost < bound {
-            self.shared.room.notify_waiters();
-        }
+        self.events.try_recv()
     }
 
     /// `records` are safe (delivered or spooled, or lost to a failed spool write: the journal
     /// guards against a crash of the process, not of the disk), and so is everything the
     /// report loop took off the queue before them: it makes events safe in the order it takes
-    /// them. So the journal segments before the newest one any of them was written to are no
+    /// them. So they leave the queue's bound (the relays waiting for room go on once there is
+    /// enough), the journal segments before the newest one any of them was written to are no
     /// longer needed, and none is once the queue is empty.
     fn settled(&self, records: &[Record]) {
+        let cost = records.iter().map(Record::cost).sum();
+        if cost > 0 {
+            self.shared.queued.fetch_sub(cost, Ordering::Relaxed);
+            if self.shared.has_room() {
+                self.shared.room.notify_waiters();
+            }
+        }
         let Some(journal) = &self.shared.journal else {
             return;
         };

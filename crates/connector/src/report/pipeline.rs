@@ -158,6 +158,7 @@ impl ReportLoop {
         queue.metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
         let full = spool.is_full();
         let reserve = spool.options().reserve();
+        queue.shared.set_spool_room(spool_room(&spool, options.fail_open));
         let mut this = Self {
             control,
             run_id,
@@ -363,7 +364,10 @@ impl ReportLoop {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            let full = batch.len() >= self.options.batch_events || bytes >= self.options.batch_bytes;
+            // Relays waiting for room send nothing more until this batch is through.
+            let full = batch.len() >= self.options.batch_events
+                || bytes >= self.options.batch_bytes
+                || !self.queue.shared.has_room();
             if full || slept {
                 return (batch, false);
             }
@@ -557,6 +561,10 @@ impl ReportLoop {
         }
         self.gaps.add(skipped.iter().map(|&i| &records[i]));
         self.set_full(full);
+        if full && !fail_open {
+            // At once: the markers below take another sync.
+            self.end_open_sessions();
+        }
         if !self.gaps.is_empty() {
             // The sessions that ended in this batch: their gaps are complete.
             let mut ended = std::collections::HashSet::new();
@@ -578,9 +586,6 @@ impl ReportLoop {
                 true if !ended.is_empty() => self.write_gaps(|session| ended.contains(session), limit).await,
                 true => {}
             }
-        }
-        if full && !fail_open {
-            self.end_open_sessions();
         }
     }
 
@@ -736,10 +741,12 @@ impl ReportLoop {
     /// Runs a spool operation on a blocking thread.
     async fn blocking<R: Send + 'static>(&self, f: impl FnOnce(&mut Spool) -> R + Send + 'static) -> R {
         let (spool, metrics) = (Arc::clone(&self.spool), Arc::clone(&self.queue.metrics));
+        let (shared, fail_open) = (Arc::clone(&self.queue.shared), self.options.fail_open);
         let run = move || {
             let mut spool = lock(&spool);
             let result = f(&mut spool);
             metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
+            shared.set_spool_room(spool_room(&spool, fail_open));
             result
         };
         match tokio::task::spawn_blocking(run).await {
@@ -747,6 +754,17 @@ impl ReportLoop {
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => panic!("spool task cancelled: the runtime is shutting down ({error})"),
         }
+    }
+}
+
+/// What the spool could still take of the events not yet safe, before it is full: see
+/// [`SpoolRoom`](super::SpoolRoom). Statements that come after (those under way when the relays
+/// stopped reading, and until the sessions are ended) go into half its reserve.
+fn spool_room(spool: &Spool, fail_open: bool) -> usize {
+    match fail_open {
+        // Statements that do not fit are dropped, and counted: nothing to wait for.
+        true => usize::MAX,
+        false => usize::try_from(spool.options().max_bytes.saturating_sub(spool.bytes())).unwrap_or(usize::MAX),
     }
 }
 
