@@ -20,8 +20,9 @@ fn markers<'a>(dropped: impl IntoIterator<Item = &'a Record>) -> Vec<Bytes> {
 }
 
 /// The gaps not yet written to the spool, one per session however many appends dropped its
-/// statements: while the spool stays full, a session's gap grows instead of the spool. Written
-/// when the session ends, when the spool has room again, and at shutdown.
+/// statements: while an outage lasts, a session's gap grows instead of the spool. Written when
+/// the session ends, once the spool is replayed (the outage is over: room for a statement
+/// again after an append, or after a replayed batch, is no end to it), and at shutdown.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     gaps: Vec<SessionGap>,

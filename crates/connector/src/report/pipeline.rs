@@ -19,6 +19,7 @@
 //! after [`ReportOptions::flush_timeout`] with everything left in the spool.
 //! With nothing left anywhere, it says `Goodbye`: the run is over.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
@@ -510,7 +511,8 @@ impl ReportLoop {
             self.state.barrier = self.state.barrier.saturating_sub(records);
         }
         self.set_full(full);
-        if !full && !self.gaps.is_empty() {
+        if empty && !self.gaps.is_empty() {
+            // The outage is over, and with it the gaps of the sessions still open.
             let limit = self.event_limit();
             self.write_gaps(|_| true, limit).await;
         }
@@ -524,8 +526,9 @@ impl ReportLoop {
     /// (the last statements of the sessions a full spool ends); sessions' starts and ends and
     /// the gap markers use the rest of the reserve in fail-open mode, and are kept whatever
     /// the limit otherwise (a session's end is never lost; new sessions are refused). Each
-    /// session that lost statements gets one marker in their place that says so (see
-    /// [`gaps`]), written when it ends or the spool has room again. Counts what is lost.
+    /// session that lost statements gets one marker in their place per outage that says so
+    /// (see [`gaps`]), written when it ends, once the spool is replayed, or at shutdown.
+    /// Counts what is lost.
     ///
     /// [`SpoolOptions::reserve`]: super::SpoolOptions::reserve
     async fn spool_records(&mut self, records: Arc<[Record]>) {
@@ -565,28 +568,37 @@ impl ReportLoop {
             // At once: the markers below take another sync.
             self.end_open_sessions();
         }
-        if !self.gaps.is_empty() {
-            // The sessions that ended in this batch: their gaps are complete.
-            let mut ended = std::collections::HashSet::new();
-            let mut skipped = skipped.iter().peekable();
-            for (i, record) in records.iter().enumerate() {
-                if skipped.next_if_eq(&&i).is_some() {
-                    continue;
-                }
-                if let Ok(event) = record.decode()
-                    && matches!(event.kind, crate::event::EventKind::End(_))
-                    && self.gaps.has(&event.session_id)
-                {
-                    ended.insert(event.session_id);
-                }
-            }
+        // The sessions that ended in this batch: their gaps are complete. The others grow until
+        // the spool is replayed (see `ack`), whether or not it is below its limit now: statements
+        // are dropped when they would take it past the limit, so the append that dropped some
+        // often leaves it below, and a marker written then was followed by another for the
+        // same session and outage.
+        let ended = self.ended_with_gaps(&records, &skipped);
+        if !ended.is_empty() {
             let limit = self.event_limit();
-            match full {
-                false => self.write_gaps(|_| true, limit).await,
-                true if !ended.is_empty() => self.write_gaps(|session| ended.contains(session), limit).await,
-                true => {}
+            self.write_gaps(|session| ended.contains(session), limit).await;
+        }
+    }
+
+    /// The sessions whose ends are among `records` (but for those `skipped`) and that have a gap.
+    fn ended_with_gaps(&self, records: &[Record], skipped: &[usize]) -> HashSet<String> {
+        let mut ended = HashSet::new();
+        if self.gaps.is_empty() {
+            return ended;
+        }
+        let mut skipped = skipped.iter().peekable();
+        for (i, record) in records.iter().enumerate() {
+            if skipped.next_if_eq(&&i).is_some() {
+                continue;
+            }
+            if let Ok(event) = record.decode()
+                && matches!(event.kind, crate::event::EventKind::End(_))
+                && self.gaps.has(&event.session_id)
+            {
+                ended.insert(event.session_id);
             }
         }
+        ended
     }
 
     /// The limit for sessions' starts and ends and the gap markers.
