@@ -169,6 +169,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let hello = report.hello();
     let mut key_refused = report.key_refused();
     let key_checks = report.key_checks();
+    let refusing_key = report.refusing_key();
 
     let stop_reports = CancellationToken::new();
     let background = CancellationToken::new();
@@ -181,6 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         control,
         run_id.clone(),
         hello.clone(),
+        refusing_key,
         Arc::clone(&live),
         backoff,
         background.clone(),

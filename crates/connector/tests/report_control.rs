@@ -99,8 +99,16 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     let stop = CancellationToken::new();
     let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
     let (_tx, rx) = watch::channel(hello(1));
-    let task =
-        tokio::spawn(terminations::run(h.control(), "run-1".into(), rx, Arc::clone(&live), backoff, stop.clone()));
+    let (_key, refusing) = watch::channel(false);
+    let task = tokio::spawn(terminations::run(
+        h.control(),
+        "run-1".into(),
+        rx,
+        refusing,
+        Arc::clone(&live),
+        backoff,
+        stop.clone(),
+    ));
     let within_a_second = Duration::from_secs(1);
 
     h.plane.terminate("s1", "t1");
@@ -122,6 +130,49 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     assert_eq!(got, Termination::Requested { termination_id: "t4".into(), reason: "by test".into() });
     assert!(live.is_empty());
 
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
+}
+
+/// A key the control plane refuses (revoked) cannot be fixed by asking again: the termination
+/// stream is reopened less and less often (up to every 30 s), and at once when the key is
+/// taken again (as the heartbeat finds it).
+#[tokio::test]
+async fn a_refused_key_slows_the_termination_stream_until_it_is_taken_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let h = Harness::start().await;
+    h.plane.refuse_key.store(true, SeqCst);
+    let live = Arc::new(LiveSessions::new());
+    let (stopper, terminated) = stop::signal();
+    live.register("s1", stopper, None);
+    let stop = CancellationToken::new();
+    // The backoff of outages: short, as in the other tests.
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
+    let (_tx, rx) = watch::channel(hello(1));
+    let (key, refusing) = watch::channel(false);
+    let task = tokio::spawn(terminations::run(
+        h.control(),
+        "run-1".into(),
+        rx,
+        refusing,
+        Arc::clone(&live),
+        backoff,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let attempts = h.plane.seen().watches;
+    // At 0 s, 1 s and 3 s.
+    assert_eq!(attempts, 2, "{attempts} attempts in 2.5 s with the key refused");
+
+    // The heartbeat finds the key refused; later, taken again: the stream reopens at once, not
+    // at the next attempt (3 s).
+    key.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.plane.refuse_key.store(false, SeqCst);
+    key.send_replace(false);
+    h.plane.terminate("s1", "t1");
+    tokio::time::timeout(Duration::from_millis(300), terminated).await.expect("the stream reopens at once");
+    assert_eq!(h.plane.seen().watches, 3);
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
 }

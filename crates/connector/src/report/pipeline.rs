@@ -104,6 +104,8 @@ pub struct ReportLoop {
     hello: watch::Sender<Option<Arc<HelloInfo>>>,
     /// Set when the control plane refused this connector's key before `Hello` went through.
     key_refused: watch::Sender<bool>,
+    /// Whether the control plane refuses the key now: see [`ReportLoop::refusing_key`].
+    refusing_key: watch::Sender<bool>,
     /// What the heartbeats learn of the key between reports: see [`ReportLoop::key_checks`].
     key_checks: (mpsc::UnboundedSender<KeyCheck>, mpsc::UnboundedReceiver<KeyCheck>),
     /// The sessions a full spool ends when the connector does not fail open.
@@ -168,6 +170,7 @@ impl ReportLoop {
             spool: Arc::new(Mutex::new(spool)),
             hello: watch::Sender::new(None),
             key_refused: watch::Sender::new(false),
+            refusing_key: watch::Sender::new(false),
             key_checks: mpsc::unbounded_channel(),
             live: None,
             gaps: gaps::Pending::default(),
@@ -210,6 +213,13 @@ impl ReportLoop {
     /// Becomes true if the control plane refuses this connector's key before `Hello` went through.
     pub fn key_refused(&self) -> watch::Receiver<bool> {
         self.key_refused.subscribe()
+    }
+
+    /// Whether the control plane refuses this connector's key now, as reports and heartbeats
+    /// find it: the termination stream, which waits long between attempts while it is refused,
+    /// tries again as soon as it is taken.
+    pub fn refusing_key(&self) -> watch::Receiver<bool> {
+        self.refusing_key.subscribe()
     }
 
     /// Where heartbeats tell the loop whether the control plane took the key: a key revoked
@@ -695,6 +705,7 @@ impl ReportLoop {
         if std::mem::take(&mut self.state.key_refused) {
             tracing::info!("the control plane takes this connector's key again: admitting new sessions");
             self.state.key_refusal_logged = None;
+            self.refusing_key.send_replace(false);
             self.update_refusal();
         }
     }
@@ -709,6 +720,7 @@ impl ReportLoop {
         // Revoked or rotated while running (every replica that answered refused it): its
         // sessions cannot be reported, and whoever revoked it meant it to stop. The sessions open go on, spooled.
         self.state.key_refused = true;
+        self.refusing_key.send_if_modified(|refused| !std::mem::replace(refused, true));
         *lock(&self.queue.shared.refused_by) = error.message.clone();
         self.update_refusal();
         // Retrying cannot help until someone fixes the key: said again every so often, not at

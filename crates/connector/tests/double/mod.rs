@@ -53,6 +53,8 @@ pub struct Seen {
     pub starts: Vec<pb::SessionStart>,
     /// The statements stored, in order: `(session_id, seq, text)`.
     pub statements: Vec<(String, u64, String)>,
+    /// `WatchTerminations` calls, refused or not.
+    pub watches: usize,
 }
 
 pub struct Plane {
@@ -217,6 +219,7 @@ impl ConnectorService for Service {
         ctx: RequestContext,
         _request: ServiceRequest<'_, pb::WatchTerminationsRequest>,
     ) -> ServiceResult<ServiceStream<pb::Termination>> {
+        self.0.seen.lock().unwrap().watches += 1;
         self.0.check(&ctx)?;
         let plane = Arc::clone(&self.0);
         // One termination per stream, then the stream ends: the connector must reconnect.
