@@ -135,6 +135,12 @@ impl End {
     }
 }
 
+/// Whether the client's next message, already read, at `at`, is one of an extended exchange that
+/// runs or prepares another statement.
+fn more_statements_follow(reader: &MessageReader, at: usize) -> bool {
+    matches!(reader.buffered_bytes().get(at), Some(b'P' | b'B' | b'D' | b'E' | b'C'))
+}
+
 /// Relays one connection from its startup packet to its end, and reports its session.
 pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
     let Conn { client, client_reader, startup, server, server_reader, identified, peer, accepted_us } = conn;
@@ -440,14 +446,25 @@ impl Relay {
     /// passed on as one run of bytes.
     fn client_batch<W: AsyncWrite + Unpin>(&mut self, sw: &mut W) -> Result<(), End> {
         let now = now_us();
-        let mut scanned = 0;
+        // The run to pass on starts after the last Flush put in.
+        let (mut run_start, mut scanned) = (0, 0);
         let result = loop {
             match self.client_reader.message_at(scanned) {
                 Ok(Some(msg)) => {
+                    let tag = msg.tag();
                     scanned += msg.len();
                     self.recorder.on_client(msg, now);
-                    if msg.tag() == b'X' {
+                    if tag == b'X' {
                         break Err(End::Client);
+                    }
+                    // In a pipeline the database holds every answer back until the Sync, and
+                    // each statement would seem to end when the last one did: a Flush after
+                    // each Execute that more statements follow has it answer each as it ends.
+                    // (Not before a Sync, which answers at once, nor before COPY data.)
+                    if tag == b'E' && self.session.is_some() && more_statements_follow(&self.client_reader, scanned) {
+                        self.to_server.push(&self.client_reader.buffered_bytes()[run_start..scanned]);
+                        Flush.encode(self.to_server.buf_mut());
+                        run_start = scanned;
                     }
                 }
                 Ok(None) => break Ok(()),
@@ -463,7 +480,7 @@ impl Relay {
         if self.watched.is_none() {
             self.watch_running(now);
         }
-        let written = self.to_server.relay(&mut self.client_reader, 0..scanned, sw);
+        let written = self.to_server.relay(&mut self.client_reader, run_start..scanned, sw);
         if !self.awaiting_has_room() {
             // The client is not read until answers come, but in an extended exchange the
             // server holds its answers back until the Sync the client has yet to send: a
