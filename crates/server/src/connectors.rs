@@ -340,7 +340,20 @@ impl wire::ConnectorService for ConnectorApi {
             .map_err(store_error)?;
         let pending = futures::stream::iter(pending.into_iter().map(|t| Ok(termination_message(&t))));
         let live = tokio_stream_from(live).map(|t| Ok(termination_message(&t)));
-        Response::stream_ok(pending.chain(live))
+        // The key was checked when the stream opened; a stream lasts as long as its connector,
+        // so a key revoked (or past its overlap) meanwhile ends it, as it refuses any other call.
+        let terminations = pending.chain(live).map(Some).chain(futures::stream::once(async { None }));
+        let refused =
+            futures::stream::once(key_refused(self.store.clone(), ctx.headers().clone())).map(|e| Some(Err(e)));
+        // Ends with the terminations (the server shutting down), or after the refusal.
+        let stream = futures::stream::select(terminations, refused).scan(false, |refused, item| {
+            if *refused {
+                return std::future::ready(None);
+            }
+            *refused = matches!(item, Some(Err(_)));
+            std::future::ready(item)
+        });
+        Response::stream_ok(stream)
     }
 
     async fn verify_identity(
@@ -351,6 +364,22 @@ impl wire::ConnectorService for ConnectorApi {
         let caller = connector(&ctx)?;
         let request = req.to_owned_message();
         Response::ok(self.identities.verify(&self.store, &caller, &request).await?)
+    }
+}
+
+/// How often an open termination stream's key is checked again.
+const KEY_RECHECK: Duration = Duration::from_secs(5);
+
+/// Resolves once the connector key in `headers` is refused (revoked, or its overlap over); a
+/// store that cannot be reached refuses nothing.
+async fn key_refused(store: Arc<dyn Store>, headers: http::HeaderMap) -> ConnectError {
+    let auth = crate::auth::Authenticator::new(store);
+    loop {
+        tokio::time::sleep(KEY_RECHECK).await;
+        match auth.authenticate_connector(&headers).await {
+            Err(error) if error.code == ErrorCode::Unauthenticated => return error,
+            _ => {}
+        }
     }
 }
 

@@ -485,6 +485,20 @@ async fn terminations_reach_the_connector_stream_at_once() {
     expect_error(&s.h.call_with_key("CancelSession", done, &s.h.admin_key).await, 400, "failed_precondition");
 }
 
+/// A stream lasts as long as its connector: a key revoked while it is open ends it, as the key
+/// is refused for any other call.
+#[tokio::test]
+async fn revoking_the_key_ends_its_open_termination_stream() {
+    let s = setup(Harness::start().await).await;
+    let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(300), stream.message()).await.is_err(), "open, quiet");
+    let revoked = KeyReplacement::Revoke { at: now_micros() };
+    replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", revoked).await.unwrap().unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(15), stream.message()).await.expect("the stream ends");
+    let Err(error) = ended else { panic!("ended by the refusal") };
+    assert_eq!(error.code, connectrpc::ErrorCode::Unauthenticated, "{error:?}");
+}
+
 #[tokio::test]
 async fn shutting_down_ends_the_termination_streams_cleanly() {
     let mut s = setup(Harness::start().await).await;

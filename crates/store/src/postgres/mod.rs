@@ -37,7 +37,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool, Postgres, Row};
 
-use self::abandon::Abandonable;
+use self::abandon::ReadTransaction;
 use crate::model::*;
 use crate::row::session_from_row;
 use crate::sql::rollup::RollupDelta;
@@ -254,7 +254,7 @@ impl crate::sql::AggRunner for PgStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        agg_rows(&read_abandonable(&self.pool, &self.pool, &sql, args).await?)
+        agg_rows(&abandon::read(&self.pool, &sql, args).await?)
     }
 }
 
@@ -263,20 +263,14 @@ impl crate::sql::Materialize for PgStore {
 
     async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Matched, StoreError> {
         // Rolled back when the runner is dropped, and the table with it.
-        let mut tx = self.pool.begin().await?;
         let create = format!("CREATE TEMP TABLE agg_matching ON COMMIT DROP AS {select}");
-        read_abandonable(&self.pool, &mut *tx, &create, args).await?;
-        Ok(Matched { tx: tokio::sync::Mutex::new(tx), pool: self.pool.clone() })
+        Ok(Matched(ReadTransaction::begin(&self.pool, &create, args).await?))
     }
 }
 
 /// Aggregation statements over the sessions a costly filter matched (see
-/// [`crate::sql::Materialize`]), one after another on the connection that holds them.
-pub(crate) struct Matched {
-    tx: tokio::sync::Mutex<sqlx::Transaction<'static, Postgres>>,
-    /// Where an abandoned statement's cancel is sent from.
-    pool: PgPool,
-}
+/// [`crate::sql::Materialize`]), one after another in the transaction that holds them.
+pub(crate) struct Matched(ReadTransaction);
 
 impl crate::sql::AggRunner for Matched {
     fn dialect(&self) -> Dialect {
@@ -289,8 +283,7 @@ impl crate::sql::AggRunner for Matched {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        let mut tx = self.tx.lock().await;
-        agg_rows(&read_abandonable(&self.pool, &mut **tx, &sql, args).await?)
+        agg_rows(&self.0.read(&sql, args).await?)
     }
 }
 
@@ -304,23 +297,6 @@ fn agg_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<AggRow>, StoreError> {
             })
         })
         .collect()
-}
-
-/// Runs a costly read on `executor`, cancelled through `pool` when its caller goes away
-/// (see [`abandon`]). Its text is its own: it is not kept as a prepared statement.
-async fn read_abandonable<'c, E>(
-    pool: &PgPool,
-    executor: E,
-    sql: &str,
-    args: Vec<Arg>,
-) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>
-where
-    E: Executor<'c, Database = Postgres>,
-{
-    let read = Abandonable::new(pool);
-    let rows = query_with(&read.marked(sql), args).persistent(false).fetch_all(executor).await;
-    read.finished();
-    rows
 }
 
 /// Builds a query from built SQL, binding every argument in order.
@@ -526,7 +502,7 @@ impl PgStore {
 
     async fn list_sessions_impl(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
         let (sql, args) = self.list_statement(org, query).await?;
-        read_abandonable(&self.pool, &self.pool, &sql, args).await?.iter().map(session_from_row).collect()
+        abandon::read(&self.pool, &sql, args).await?.iter().map(session_from_row).collect()
     }
 }
 

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use gatehouse_core::OrgId;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 use tokio::sync::mpsc;
 
@@ -42,19 +42,21 @@ const PROBE_PATIENCE: Duration = Duration::from_secs(5);
 impl PgStore {
     pub(super) fn termination_feed_impl(&self) -> TerminationFeed {
         let (sender, receiver) = mpsc::channel(1024);
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with((*self.pool.connect_options()).clone());
-        tokio::spawn(run(pool, sender));
+        tokio::spawn(run(self.pool.connect_options(), sender));
         receiver
     }
 }
 
 /// Listens until the receiver is dropped, reconnecting with backoff.
-async fn run(pool: PgPool, sender: mpsc::Sender<TerminationNotice>) {
+async fn run(options: std::sync::Arc<PgConnectOptions>, sender: mpsc::Sender<TerminationNotice>) {
     let mut backoff = MIN_BACKOFF;
     loop {
+        // A pool of its own at each attempt: a connection that died without a word may hold
+        // the last one's only slot for as long as TCP takes to give up on it.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with((*options).clone());
         let outcome = tokio::select! {
             outcome = listen(&pool, &sender, &mut backoff) => outcome,
             () = sender.closed() => return,
