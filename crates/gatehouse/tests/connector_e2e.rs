@@ -471,7 +471,7 @@ async fn terminating_a_session_whose_connector_is_down_says_it_is_still_active()
     let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
     connector.stop("-KILL");
     let said = system.terminate(&id, "1s");
-    assert!(said.contains(&format!("Session {id} is still active after 1s")), "{said}");
+    assert!(said.contains(&format!("Session {id} is still active after 1.000 s")), "{said}");
     assert!(said.contains("lease"), "{said}");
 }
 

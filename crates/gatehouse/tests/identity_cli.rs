@@ -198,14 +198,14 @@ fn users_tokens_and_grants_from_the_cli() {
             vec!["RESOURCE", "ROLE", "KIND", "WHO", "NOTE"],
             vec!["orders-db", "app_ro", "default", "everyone"],
             vec!["orders-db", "app_rw", "group", "dba"],
-            vec!["orders-db", "admin", "user", "alice@example.com"],
+            vec!["orders-db", "admin", "human", "alice@example.com"],
         ],
         "{grants}"
     );
     assert_eq!(ok(d, &["resources", "grants", "--org", "acme"]).0, grants, "every resource: this one only");
     let (jsonl, _) = ok(d, &["resources", "grants", "orders-db", "--org", "acme", "--output", "jsonl"]);
     let rows: Vec<serde_json::Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows[2]["kind"], "user", "{jsonl}");
+    assert_eq!(rows[2]["kind"], "human", "{jsonl}");
     assert_eq!(rows[2]["who"], "alice@example.com", "{jsonl}");
     fails(d, &["resources", "grants", "no-such-db", "--org", "acme"]);
     ok(d, &["resources", "revoke-grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);

@@ -46,7 +46,7 @@ async fn report_end(
                 "Session {id} is still active after {}: connector {connector} has not ended it yet. \
                  It will when it next reaches the control plane, or the session is completed when the \
                  connector's lease runs out.",
-                human_duration(wait.as_secs() as i64)
+                precise_duration(wait.as_micros() as i64)
             );
             return Ok(());
         }

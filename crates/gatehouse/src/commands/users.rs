@@ -274,7 +274,7 @@ pub async fn print_grants(
             table.row(vec![r.name.clone(), role.to_owned(), kind.to_owned(), who.to_owned(), note.to_owned()]);
         };
         if access.default_role.is_empty() && access.grants.is_empty() {
-            row("-", "none", "nobody", "no default role, no grants");
+            row("", "none", "nobody", "no default role, no grants");
         }
         if !access.default_role.is_empty() {
             row(&access.default_role, "default", "everyone", "");
@@ -282,7 +282,7 @@ pub async fn print_grants(
         for grant in &access.grants {
             match &grant.principal {
                 Principal::User(id) => match users.get(id) {
-                    Some(u) => row(&grant.role, "user", u.handle(), if u.disabled { "disabled" } else { "" }),
+                    Some(u) => row(&grant.role, u.kind.as_str(), u.handle(), if u.disabled { "disabled" } else { "" }),
                     None => row(&grant.role, "user", id, "no such user"),
                 },
                 Principal::Group(group) => row(&grant.role, "group", group, ""),
