@@ -359,6 +359,51 @@ async fn fail_open_marks_each_sessions_gap_once_per_outage() {
     assert_eq!(p.stop().await, 0);
 }
 
+/// Fail-open: the marker of a gap still growing (the session open, the outage not over) is in
+/// the journal, so that a connector killed mid-outage does not leave a session that reads as
+/// complete: the next run replays one marker for it, counting at least what was dropped.
+#[tokio::test]
+async fn a_crash_mid_outage_keeps_the_sessions_gap_marker() {
+    let h = Harness::start().await;
+    h.plane.set_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = Pipeline::start(h.control(), dir.path(), small(), options(true));
+    // Open through the crash: no end, so its gap is still pending.
+    // Journal segments enough that the older ones go while the outage lasts.
+    let mut events = session("open", 3000);
+    events.pop();
+    for chunk in events.chunks(100) {
+        send_all(&p1, chunk);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    eventually("every event spooled or dropped", || {
+        p1.dropped() > 0 && spooled_records(dir.path()) as u64 + p1.dropped() >= events.len() as u64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let dropped = p1.dropped();
+    // The marker journaled again as the gap grows: its pin holds back no older segment.
+    let journal = segment_files(&journal_dir(dir.path())).len();
+    assert!(journal <= 2, "{journal} journal segments");
+    p1.crash().await;
+
+    h.plane.set_down(false);
+    let p2 = Pipeline::start(h.control(), dir.path(), small(), options(true));
+    eventually("replayed", || !h.plane.seen().hellos.is_empty() && p2.backlog() == 0).await;
+    let seen = h.plane.seen();
+    let markers: Vec<(u64, u64)> = seen
+        .statements
+        .iter()
+        .filter(|(session, _, _)| session == "open")
+        .filter_map(|(_, seq, text)| Some((*seq, text.strip_prefix("-- ")?.split(' ').next()?.parse().ok()?)))
+        .collect();
+    assert_eq!(markers.len(), 1, "one marker for the gap: {markers:?}");
+    assert!(markers[0].1 >= dropped, "the marker counts {} of {dropped} dropped", markers[0].1);
+    let recorded = seen.statements.iter().filter(|(session, _, _)| session == "open").count() as u64 - 1;
+    assert!(recorded + markers[0].1 >= 3000, "{recorded} recorded, {markers:?}");
+    assert_eq!(p2.stop().await, 0);
+}
+
 #[tokio::test]
 async fn a_refused_event_is_dropped_without_blocking_the_rest() {
     let h = Harness::start().await;

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::{Record, convert};
+use super::{JournalPin, Record, convert};
 use crate::event::{EventKind, Statement};
 
 /// The marker statements for `dropped` (records one append skipped, in order): one per
@@ -23,6 +23,13 @@ fn markers<'a>(dropped: impl IntoIterator<Item = &'a Record>) -> Vec<Bytes> {
 /// statements: while an outage lasts, a session's gap grows instead of the spool. Written when
 /// the session ends, once the spool is replayed (the outage is over: room for a statement
 /// again after an append, or after a replayed batch, is no end to it), and at shutdown.
+///
+/// Meanwhile each gap's marker, as it stands, is in the journal ([`Pending::journal`]): a
+/// connector killed mid-outage would otherwise lose it, and the session read as complete. The
+/// journal then holds a marker per growth, all of the same (session, seq), and the control
+/// plane keeps the first it is sent: the journal's recovery keeps only the last of them
+/// (`journal::superseded`), the count as it stood at the last append that dropped statements
+/// (the statements of an append not yet counted are still in the journal themselves).
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     gaps: Vec<SessionGap>,
@@ -35,6 +42,8 @@ pub(super) struct SessionGap {
     /// The number of the first statement it stands for.
     seq: u64,
     gap: Gap,
+    /// Its marker as journaled last; dropped once the marker is in the spool.
+    pin: Option<JournalPin>,
 }
 
 impl SessionGap {
@@ -53,8 +62,25 @@ impl Pending {
             match self.gaps.iter_mut().find(|g| g.session == event.session_id) {
                 Some(g) => g.gap.add(&statement),
                 None => {
-                    self.gaps.push(SessionGap { session: event.session_id, seq: event.seq, gap: Gap::new(&statement) })
+                    self.gaps.push(SessionGap {
+                        session: event.session_id,
+                        seq: event.seq,
+                        gap: Gap::new(&statement),
+                        pin: None,
+                    });
                 }
+            }
+        }
+    }
+
+    /// Journals every gap's marker as it stands, through `write` (which pins it), in place of
+    /// the one journaled before: a crash now leaves the count so far. All of them, not only
+    /// those that grew, so that no pin holds back the journal's older segments while an
+    /// outage lasts. A marker that cannot be journaled keeps the one before.
+    pub(super) fn journal(&mut self, write: impl Fn(&[u8]) -> Option<JournalPin>) {
+        for gap in &mut self.gaps {
+            if let Some(pin) = write(&gap.marker()) {
+                gap.pin = Some(pin);
             }
         }
     }

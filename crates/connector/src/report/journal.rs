@@ -19,6 +19,13 @@
 //! until the statement's own event (its completion, or its announcement as long-running) is
 //! journaled in turn.
 //!
+//! A gap's marker (`gaps.rs`: what stands for the statements a full spool dropped in fail-open
+//! mode) is journaled only too, pinned, while it waits in memory for the outage to end, and
+//! again each time it grows: the same (session, seq) with a larger count. The control plane
+//! keeps the first statement it is sent for a (session, seq), so at the next start only the
+//! last of the statements of one (session, seq) found here is moved into the spool
+//! ([`superseded`]).
+//!
 //! Records use the spool's format (`record.rs`), so the spool's own recovery reads them once
 //! the padding is cut. The report loop deletes a segment once every event in it was delivered
 //! or spooled: events leave the queue in order, and an event is journaled and queued under one
@@ -32,6 +39,9 @@ use std::time::{Duration, Instant};
 
 use memmap2::MmapMut;
 
+use crate::event::EventKind;
+
+use super::convert;
 use super::record::{self, RECORD_HEADER, SEGMENT_MAGIC};
 use super::spool::{self, Limit, Spool, SpoolOptions};
 
@@ -95,7 +105,8 @@ impl Journal {
         let (mut left, _) = Spool::open(dir, SpoolOptions::with_max_bytes(u64::MAX))?;
         // Numbered past every file there, so that none is written over.
         let next = left.next_segment_id();
-        let batch = left.read(usize::MAX, usize::MAX)?;
+        let mut batch = left.read(usize::MAX, usize::MAX)?;
+        superseded(&mut batch.records);
         let mut moved = batch.records.len() as u64;
         match spool.append(&batch.records, Limit::Soft) {
             // Acknowledging everything deletes every segment.
@@ -359,6 +370,32 @@ fn cut_padding(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes out of `records` (a journal's, in order) every statement that a later statement of
+/// the same session and seq supersedes: the markers a gap's growth journaled again (the last
+/// counts the most), and the first statement a marker stands for, which the marker takes the
+/// number of. No other event is journaled twice; records that do not decode are kept.
+fn superseded(records: &mut Vec<Vec<u8>>) {
+    let keys: Vec<Option<(String, u64)>> = records
+        .iter()
+        .map(|bytes| match convert::decode(bytes) {
+            Ok(event) if matches!(event.kind, EventKind::Statement(_)) => Some((event.session_id, event.seq)),
+            _ => None,
+        })
+        .collect();
+    let mut later = std::collections::HashSet::new();
+    let mut keep = vec![true; records.len()];
+    for (i, key) in keys.into_iter().enumerate().rev() {
+        if let Some(key) = key {
+            keep[i] = later.insert(key);
+        }
+    }
+    if keep.iter().all(|kept| *kept) {
+        return;
+    }
+    let mut kept = keep.into_iter();
+    records.retain(|_| kept.next().unwrap_or(true));
+}
+
 /// Deletes segment files [`Journal::release_before`] released.
 pub fn remove_released(paths: Vec<PathBuf>) {
     for path in paths {
@@ -533,6 +570,31 @@ mod tests {
             assert!(journal.retry_at.is_none(), "not failing");
             assert_eq!(records_in(&journal.path(3)), [b"four".to_vec()]);
         });
+    }
+
+    #[test]
+    fn a_statement_journaled_again_under_its_number_supersedes_the_earlier_one() {
+        use crate::event::{RunningStatement, Statement};
+        let statement = |text: &str| EventKind::Statement(Statement { text: text.into(), ..Default::default() });
+        let running = EventKind::Running(RunningStatement { start_us: 1, text: "select 9".into() });
+        let records: Vec<Vec<u8>> = [
+            ("a", 4, statement("select 4")),
+            ("a", 4, statement("-- 1 statement not recorded here")),
+            ("b", 4, statement("select 4")),
+            ("a", 5, running.clone()),
+            ("a", 4, statement("-- 3 statements not recorded here")),
+            ("a", 5, statement("select 5")),
+        ]
+        .iter()
+        .map(|(session, seq, kind)| convert::encode(session, *seq, kind, "").to_vec())
+        .collect();
+        let mut kept = records.clone();
+        kept.push(b"not an event".to_vec());
+        superseded(&mut kept);
+        // The last marker of a's gap; another session's statement, and an announcement, stay.
+        let expected = [&records[2], &records[3], &records[4], &records[5]];
+        assert_eq!(kept[..4], expected.map(Vec::clone));
+        assert_eq!(kept[4], b"not an event");
     }
 
     #[test]

@@ -196,9 +196,10 @@ pub struct Queue {
     metrics: Arc<Metrics>,
 }
 
-/// A statement journaled as running but not queued ([`Journal::append_pinned`]): its segment
-/// stays until this is dropped, which the relay does once the statement's own event (its
-/// completion or its announcement) is journaled.
+/// An event journaled but not queued ([`Journal::append_pinned`]): its segment stays until this
+/// is dropped. A statement journaled as running: the relay drops it once the statement's own
+/// event (its completion or its announcement) is journaled. A gap's marker ([`gaps`]): the
+/// report loop drops it once the marker is in the spool, or journaled again with a larger count.
 #[derive(Debug)]
 pub struct JournalPin {
     shared: Arc<Shared>,
@@ -296,10 +297,8 @@ impl Reporter {
     /// Writes event `seq` of session `session_id` to the journal only: what a crash of the
     /// connector would leave behind, never sent otherwise. `None` without a journal.
     pub fn journal_only(&self, session_id: &str, seq: u64, kind: &EventKind) -> Option<JournalPin> {
-        let journal = self.shared.journal.as_ref()?;
-        let bytes = convert::encode(session_id, seq, kind, &self.shared.run_id);
-        let segment = lock(journal).append_pinned(&bytes)?;
-        Some(JournalPin { shared: Arc::clone(&self.shared), segment })
+        self.shared.journal.as_ref()?;
+        self.shared.journal_only(&convert::encode(session_id, seq, kind, &self.shared.run_id))
     }
 
     /// Encodes event `seq` of session `session_id`, writes it to the journal
@@ -334,6 +333,13 @@ impl Reporter {
 }
 
 impl Shared {
+    /// Writes an encoded event to the journal only, its segment pinned until the pin is
+    /// dropped: see [`Reporter::journal_only`].
+    fn journal_only(self: &Arc<Self>, bytes: &[u8]) -> Option<JournalPin> {
+        let segment = lock(self.journal.as_ref()?).append_pinned(bytes)?;
+        Some(JournalPin { shared: Arc::clone(self), segment })
+    }
+
     fn has_room(&self) -> bool {
         self.queued.load(Ordering::Relaxed) < self.bound.min(self.spool_room.0.load(Ordering::Relaxed))
     }

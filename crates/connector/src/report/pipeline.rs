@@ -294,11 +294,12 @@ impl ReportLoop {
         let limit = self.event_limit();
         self.write_gaps(|_| true, limit).await;
         if !self.gaps.is_empty() {
-            // Fail-open with a spool still full: their statements are counted as dropped, but
-            // the transcripts will not say where.
+            // Fail-open with a spool still full: their statements are counted as dropped; their
+            // markers, journaled, go to the spool at the next start.
             tracing::warn!(
                 sessions = self.gaps.len(),
-                "spool full at shutdown: the markers of some sessions' dropped statements do not fit"
+                "spool full at shutdown: the markers of some sessions' dropped statements do not fit; \
+                 they stay in the journal for the next start"
             );
         }
         let pending = self.pending();
@@ -566,13 +567,19 @@ impl ReportLoop {
                 (skipped, lost as u64, spool.is_full())
             })
             .await;
+        self.gaps.add(skipped.iter().map(|&i| &records[i]));
+        if !self.gaps.is_empty() {
+            // Before the journal lets go of the statements just dropped: until their marker
+            // counts them, a crash leaves them there.
+            let shared = Arc::clone(&self.queue.shared);
+            self.gaps.journal(|marker| shared.journal_only(marker));
+        }
         self.queue.settled(&records);
         let dropped = skipped.len() as u64 + lost;
         if dropped > 0 {
             self.dropped(dropped);
             Metrics::sub(&self.queue.metrics.report_backlog, dropped);
         }
-        self.gaps.add(skipped.iter().map(|&i| &records[i]));
         self.set_full(full);
         if full && !fail_open {
             // At once: the markers below take another sync.
