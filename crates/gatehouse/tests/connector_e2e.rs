@@ -135,6 +135,15 @@ impl System {
             .collect()
     }
 
+    /// An interactive psql through the connector, seen active after its first statement: the
+    /// session's id, psql and its input.
+    async fn active_psql(&self) -> (String, Proc, ChildStdin) {
+        let (psql, mut stdin) = self.psql();
+        send(&mut stdin, "select 1;");
+        let sessions = self.wait_for("an active session", |s| active(s).len() == 1).await;
+        (active(&sessions)[0]["id"].as_str().unwrap().to_owned(), psql, stdin)
+    }
+
     /// An interactive psql through the connector.
     fn psql(&self) -> (Proc, ChildStdin) {
         psql(self.proxy_port)
@@ -444,10 +453,7 @@ async fn a_killed_connector_leaves_no_ghost_session() {
     let system = System::new("2s");
     let _server = system.serve();
     let connector = system.connector();
-    let (_psql, mut stdin) = system.psql();
-    send(&mut stdin, "select 1;");
-    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
-    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let (id, _psql, _stdin) = system.active_psql().await;
     connector.stop("-KILL");
     let killed = Instant::now();
     system
@@ -465,10 +471,7 @@ async fn terminating_a_session_whose_connector_is_down_says_it_is_still_active()
     let system = System::new("60s");
     let _server = system.serve();
     let connector = system.connector();
-    let (_psql, mut stdin) = system.psql();
-    send(&mut stdin, "select 1;");
-    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
-    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let (id, _psql, _stdin) = system.active_psql().await;
     connector.stop("-KILL");
     let said = system.terminate(&id, "1s");
     assert!(said.contains(&format!("Session {id} is still active after 1.000 s")), "{said}");
@@ -482,10 +485,7 @@ async fn a_connector_stopped_with_sigterm_ends_its_sessions_and_its_run() {
     let system = System::new("60s");
     let _server = system.serve();
     let connector = system.connector();
-    let (_psql, mut stdin) = system.psql();
-    send(&mut stdin, "select 1;");
-    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
-    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let (id, _psql, _stdin) = system.active_psql().await;
     let processes = || {
         let listed = output(gatehouse().args(["connectors", "list", "--org", "acme", "--data-dir"]).arg(&system.data));
         listed.lines().nth(1).unwrap().rsplit(' ').next().unwrap().to_owned()
@@ -548,10 +548,7 @@ async fn a_restarted_connector_completes_its_predecessors_sessions() {
     let system = System::new("60s");
     let _server = system.serve();
     let killed = system.connector();
-    let (_psql, mut stdin) = system.psql();
-    send(&mut stdin, "select 1;");
-    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
-    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let (id, _psql, _stdin) = system.active_psql().await;
     // A second process on the same state directory is refused: it would take the first for
     // its predecessor.
     let out = gatehouse().arg("connector").arg("--config").arg(&system.config).output().unwrap();
@@ -578,10 +575,7 @@ async fn a_session_a_killed_connector_never_reported_is_recorded_after_its_resta
     let system = System::new("60s");
     let server = system.serve();
     let killed = system.connector();
-    let (_psql, mut stdin) = system.psql();
-    send(&mut stdin, "select 1;");
-    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
-    let reported = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let (reported, _psql, _stdin) = system.active_psql().await;
 
     // The control plane stops answering, so the connector's next report waits in memory; it
     // is killed before it reads that report, and so is the connector.
@@ -616,10 +610,7 @@ async fn a_statement_running_when_the_connector_is_killed_is_recorded() {
     let system = System::new("60s");
     let _server = system.serve();
     let killed = system.connector();
-    let (_psql, mut stdin) = system.psql();
-    send(&mut stdin, "select 1;");
-    let sessions = system.wait_for("an active session", |s| active(s).len() == 1).await;
-    let id = active(&sessions)[0]["id"].as_str().unwrap().to_owned();
+    let (id, _psql, mut stdin) = system.active_psql().await;
     send(&mut stdin, "select pg_sleep(5) as cut_short;");
     // Well within the second after which a running statement is announced.
     tokio::time::sleep(Duration::from_millis(300)).await;
