@@ -254,6 +254,19 @@ fn parse_overlap(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// `users token create --ttl`: above zero and at most [`MAX_TOKEN_TTL`], told here (exit 2) rather
+/// than by the store's check.
+///
+/// [`MAX_TOKEN_TTL`]: gatehouse_server::identity::MAX_TOKEN_TTL
+fn parse_token_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let max = gatehouse_server::identity::MAX_TOKEN_TTL;
+    let ttl = parse_duration(text)?;
+    match ttl > max {
+        true => Err(format!("{text:?} is longer than a token may live, {}d", max.as_secs() / 86_400)),
+        false => Ok(ttl),
+    }
+}
+
 fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
     match text.trim() {
         "0" | "0s" => Ok(std::time::Duration::ZERO),
@@ -779,7 +792,7 @@ pub enum TokenCommand {
         #[arg(long, value_parser = non_empty)]
         org: String,
         /// How long the token works, e.g. 12h, 7d (at most 366d)
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = parse_token_ttl)]
         ttl: std::time::Duration,
         /// A name to recognise the token by
         #[arg(long, default_value = "")]

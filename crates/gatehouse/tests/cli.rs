@@ -214,7 +214,7 @@ fn keys_serve_and_sessions_end_to_end() {
     assert_eq!(table.lines().count(), 4);
 
     let bad = client(&["list", "-q", "duration:abc"]).output().unwrap();
-    assert!(!bad.status.success());
+    assert_eq!(bad.status.code(), Some(2), "a query the control plane cannot read is the caller's mistake");
     let error = String::from_utf8_lossy(&bad.stderr);
     assert!(error.contains("invalid_argument") && error.contains("duration"), "{error}");
 
@@ -377,21 +377,27 @@ fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
     // Connections are taken (by the kernel's backlog) and never answered.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent = format!("http://{}", silent.local_addr().unwrap());
-    for (url, args, expected) in [
-        (closed.as_str(), &["list"][..], format!("cannot reach the control plane at {closed}")),
+    // A failure exits 1; a mistake in the call (the URL, the key, the query typed) exits 2.
+    for (url, args, code, expected) in [
+        (closed.as_str(), &["list"][..], 1, format!("cannot reach the control plane at {closed}")),
         (
             silent.as_str(),
             &["list", "--timeout", "1s"],
+            1,
             format!("no answer from the control plane at {silent} within 1s"),
         ),
-        ("127.0.0.1:7400", &["list"], "must start with http://".to_owned()),
-        ("ftp://127.0.0.1:7400", &["list"], "must start with http:// or https://".to_owned()),
-        (url.as_str(), &["list", "-q", "NOT"], "quote it: \"NOT\"".to_owned()),
-        (url.as_str(), &["list", "--api-key", "gh_a\nb"], "characters no key has".to_owned()),
+        ("127.0.0.1:7400", &["list"], 2, "must start with http://".to_owned()),
+        ("ftp://127.0.0.1:7400", &["list"], 2, "must start with http:// or https://".to_owned()),
+        ("http://", &["list"], 2, "is not a URL such as http://127.0.0.1:7400".to_owned()),
+        (url.as_str(), &["list", "-q", "NOT"], 2, "quote it: \"NOT\"".to_owned()),
+        (url.as_str(), &["list", "-q", "(a OR"], 2, "invalid query: ".to_owned()),
+        (url.as_str(), &["list", "-q", "nosuchfield:x"], 2, "invalid query: ".to_owned()),
+        (url.as_str(), &["watch", "-q", "nosuchfield:x"], 2, "invalid query: ".to_owned()),
+        (url.as_str(), &["list", "--api-key", "gh_a\nb"], 2, "characters no key has".to_owned()),
     ] {
         let out = client(url, args);
         let error = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {error}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {error}");
         assert!(error.starts_with("error: ") && error.contains(&expected), "{url} {args:?}: {error}");
         // Nothing listening gets a line of advice.
         let advice = url == closed;
@@ -402,6 +408,7 @@ fn a_page_as_large_as_the_limit_allows_and_errors_that_say_what_to_do() {
     no_key.args(["sessions", "list"]).env("GATEHOUSE_URL", &url);
     let out = no_key.output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("set GATEHOUSE_API_KEY or pass --api-key"));
+    assert_eq!(out.status.code(), Some(2), "no key given is a mistake in the call");
 
     // The transcript of a session with no statements says so, on stderr only.
     let id = json_lines(&stdout(&page))[0]["id"].as_str().unwrap().to_owned();

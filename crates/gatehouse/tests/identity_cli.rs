@@ -37,6 +37,14 @@ fn fails(data: &Path, args: &[&str]) -> String {
     err
 }
 
+/// Runs `gatehouse ARGS`; panics unless it exits 2, a mistake in the call. Returns stderr.
+fn misused(data: &Path, args: &[&str]) -> String {
+    let output = gatehouse(data).args(args).output().expect("gatehouse runs");
+    let (out, err) = texts(&output);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {out} {err}");
+    err
+}
+
 fn texts(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
@@ -99,8 +107,11 @@ fn users_tokens_and_grants_from_the_cli() {
     ok(d, &["users", "create", "--org", "acme", "--machine", "etl-nightly", "--group", "etl"]);
     let err = fails(d, &["users", "create", "--org", "acme", "--email", "ALICE@example.com"]);
     assert!(err.contains("exists already"), "{err}");
-    fails(d, &["users", "create", "--org", "acme", "--email", "not-an-email"]);
-    fails(d, &["users", "create", "--org", "acme", "--machine", "bad@name"]);
+    let err = misused(d, &["users", "create", "--org", "acme", "--email", "not-an-email"]);
+    assert!(err.contains("\"not-an-email\" is not an email address"), "{err}");
+    misused(d, &["users", "create", "--org", "acme", "--machine", "bad@name"]);
+    misused(d, &["users", "create", "--org", "acme", "--machine", "etl-2", "--name", "ETL"]);
+    misused(d, &["users", "create", "--org", "acme", "--email", "x@example.com", "--group", " "]);
     fails(d, &["users", "create", "--org", "acme"]);
     fails(d, &["users", "create", "--org", "acme", "--email", "x@example.com", "--machine", "x"]);
 
@@ -146,8 +157,10 @@ fn users_tokens_and_grants_from_the_cli() {
     assert!(row(&tokens, prefix).join(" ").ends_with("unusable: user disabled"), "{tokens}");
     ok(d, &["users", "update", "alice@example.com", "--org", "acme", "--enable"]);
     assert!(!contains(&store_bytes(d), secret), "the store keeps only the token's hash");
-    fails(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "0s"]);
-    fails(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "400d"]);
+    misused(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "0s"]);
+    let err = misused(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "400d"]);
+    assert!(err.contains("\"400d\" is longer than a token may live, 366d"), "{err}");
+    ok(d, &["users", "token", "create", "alice@example.com", "--org", "acme", "--ttl", "366d"]);
     fails(d, &["users", "token", "create", "nobody@example.com", "--org", "acme", "--ttl", "1h"]);
 
     ok(d, &["users", "token", "revoke", prefix, "--org", "acme"]);

@@ -36,6 +36,15 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// An identity's check refusing what the arguments gave (an email that is none, a role name
+/// with a space in it): a usage error. A failure of the store is not.
+pub(super) fn usage_if_invalid(error: gatehouse_server::identity::IdentityError) -> anyhow::Error {
+    match error {
+        gatehouse_server::identity::IdentityError::Invalid(message) => UsageError(message).into(),
+        other => other.into(),
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,

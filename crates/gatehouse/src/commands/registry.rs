@@ -17,7 +17,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
     match command {
         ResourcesCommand::Create { org, name, host, port, technology, default_role, store } => {
             if let Some(role) = &default_role {
-                gatehouse_server::identity::check_role(role)?;
+                gatehouse_server::identity::check_role(role).map_err(super::usage_if_invalid)?;
             }
             let store = open_store(&store).await?;
             let org = super::ensure_org(store.as_ref(), &org).await?;

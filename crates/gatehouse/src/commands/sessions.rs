@@ -152,24 +152,30 @@ pub(super) fn client(api: &ApiArgs) -> anyhow::Result<Client> {
 
 /// How to reach the control plane `api` names, with its key, for a client of any of its services.
 fn connection(api: &ApiArgs) -> anyhow::Result<(gatehouse_tls::Transport, ClientConfig)> {
+    // Each a mistake in the call (exit 2), found before anything is sent.
+    let usage = |message: String| anyhow::Error::from(super::UsageError(message));
     let url = api.url.trim();
-    let uri: http::Uri = url.parse().ok().filter(|uri: &http::Uri| uri.host().is_some()).with_context(|| {
-        format!(
+    let uri: http::Uri = url.parse().ok().filter(|uri: &http::Uri| uri.host().is_some()).ok_or_else(|| {
+        usage(format!(
             "the control-plane URL {:?} (--url or GATEHOUSE_URL) is not a URL such as http://127.0.0.1:7400",
             shown_url(api)
-        )
+        ))
     })?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
-        bail!(
+        return Err(usage(format!(
             "the control-plane URL {:?} (--url or GATEHOUSE_URL) must start with http:// or https://",
             shown_url(api)
-        );
+        )));
     }
     let key = api.api_key.trim();
     if key.is_empty() {
-        bail!("no API key: set GATEHOUSE_API_KEY or pass --api-key (`gatehouse keys create` makes one)");
+        return Err(usage(
+            "no API key: set GATEHOUSE_API_KEY or pass --api-key (`gatehouse keys create` makes one)".to_owned(),
+        ));
     }
-    let key = http::HeaderValue::from_str(key).ok().context("the API key holds characters no key has")?;
+    let key = http::HeaderValue::from_str(key)
+        .ok()
+        .ok_or_else(|| usage("the API key holds characters no key has".to_owned()))?;
     let config =
         ClientConfig::new(uri).with_default_header("x-api-key", key).with_default_max_message_size(MAX_RESPONSE);
     let transport =
@@ -202,6 +208,20 @@ pub(super) async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, 
             None => Err(error.into()),
         },
         Ok(Ok(answer)) => Ok(answer),
+    }
+}
+
+/// `error`, as a usage error (exit 2) when the control plane refused the query the user typed
+/// (`--query`): its syntax, a field it does not know. Other `invalid_argument` answers are not
+/// the caller's mistake (a cursor the control plane made, a check the CLI made first and the
+/// control plane disagrees with) and stay failures.
+pub(super) fn query_refused_as_usage(error: anyhow::Error) -> anyhow::Error {
+    let refused = error.downcast_ref::<ConnectError>().filter(|error| error.code == ErrorCode::InvalidArgument);
+    // The control plane's words for a query it cannot read (`listing::parse_filter`), said as
+    // any of its errors is (`invalid_argument: invalid query: ...`).
+    match refused.filter(|refused| refused.message.as_deref().is_some_and(|m| m.starts_with("invalid query:"))) {
+        Some(refused) => super::UsageError(refused.to_string()).into(),
+        None => error,
     }
 }
 
@@ -287,9 +307,10 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         let response = call(&args.api, client.list_sessions_v2(request.clone()))
             .await
             // What was written stays written: say how far the export got.
-            .map_err(
-                |error| if fetched > 0 { error.context(format!("stopped after {fetched} sessions")) } else { error },
-            )?
+            .map_err(|error| match fetched {
+                0 => query_refused_as_usage(error),
+                _ => error.context(format!("stopped after {fetched} sessions")),
+            })?
             .into_owned();
         let first_page = fetched == 0;
         fetched += response.sessions.len();
@@ -506,7 +527,20 @@ fn human_duration(seconds: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::precise_duration;
+    use super::*;
+
+    #[test]
+    fn only_a_refused_query_is_a_usage_error() {
+        let refused = |code, message: &str| anyhow::Error::new(ConnectError::new(code, message.to_owned()));
+        let is_usage = |error: anyhow::Error| query_refused_as_usage(error).is::<crate::commands::UsageError>();
+        assert!(is_usage(refused(ErrorCode::InvalidArgument, "invalid query: unknown field \"nosuch\"")));
+        // A cursor the control plane made, a limit or a window the CLI checked first: not the
+        // caller's mistake, whatever the control plane says of them.
+        assert!(!is_usage(refused(ErrorCode::InvalidArgument, "the cursor is not valid for this listing")));
+        assert!(!is_usage(refused(ErrorCode::InvalidArgument, "start_timestamp is after end_timestamp")));
+        assert!(!is_usage(refused(ErrorCode::Unauthenticated, "invalid query: (not a query error)")));
+        assert!(!is_usage(anyhow::anyhow!("invalid query: not from the control plane")));
+    }
 
     #[test]
     fn durations_read_in_the_unit_that_suits_them() {

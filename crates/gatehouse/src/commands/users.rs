@@ -11,7 +11,7 @@ use gatehouse_server::identity::{self, NewUser};
 use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind};
 use gatehouse_store::{Resource, Store};
 
-use super::{existing_org, open_existing_store, open_store, public_prefix};
+use super::{UsageError, existing_org, open_existing_store, open_store, public_prefix, usage_if_invalid};
 use crate::cli::{GrantTarget, ListFormat, TokenCommand, UsersCommand};
 use crate::output::Fit::{Cut, List, Whole};
 use crate::output::{self, Table};
@@ -31,7 +31,10 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                     disabled: false,
                 },
                 (None, Some(_)) if name.is_some() => {
-                    bail!("--name is a person's display name; a machine is named by --machine alone")
+                    return Err(UsageError(
+                        "--name is a person's display name; a machine is named by --machine alone".to_owned(),
+                    )
+                    .into());
                 }
                 (None, Some(machine)) => NewUser {
                     kind: UserKind::Machine,
@@ -44,7 +47,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
                 // clap requires exactly one of them.
                 _ => bail!("give either --email or --machine"),
             };
-            let user = identity::create_user(store.as_ref(), org.id, new).await?;
+            let user = identity::create_user(store.as_ref(), org.id, new).await.map_err(usage_if_invalid)?;
             note!("Created {} user {} in organization {:?}.", user.kind, user.handle(), org.name);
             println!("{}", user.id);
         }
@@ -95,14 +98,17 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             let both = |add: &[String], remove: &[String]| add.iter().find(|a| remove.contains(a)).cloned();
             if let Some(x) = both(&add_groups, &remove_groups).or_else(|| both(&add_external_ids, &remove_external_ids))
             {
-                bail!("{x:?} is both added and removed: name it once");
+                return Err(UsageError(format!("{x:?} is both added and removed: name it once")).into());
             }
             let store = open_existing_store(&store).await?;
             let org = existing_org(store.as_ref(), &org).await?;
             let mut u = existing_user(store.as_ref(), org, &user).await?;
             if let Some(name) = name {
                 if u.kind == UserKind::Machine {
-                    bail!("a machine's name is how it connects and cannot change; create another machine");
+                    return Err(UsageError(
+                        "a machine's name is how it connects and cannot change; create another machine".to_owned(),
+                    )
+                    .into());
                 }
                 u.name = name;
             }
@@ -121,7 +127,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             if enable || disable {
                 u.disabled = disable;
             }
-            let u = identity::update_user(store.as_ref(), org, u).await?;
+            let u = identity::update_user(store.as_ref(), org, u).await.map_err(usage_if_invalid)?;
             note!(
                 "Updated {}: groups [{}], {}.",
                 u.handle(),
@@ -156,7 +162,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             if u.disabled {
                 note!("warning: {} is disabled: the token works only once the user is enabled", u.handle());
             }
-            let created = identity::create_access_token(store.as_ref(), org, &u, ttl, &name).await?;
+            let created =
+                identity::create_access_token(store.as_ref(), org, &u, ttl, &name).await.map_err(usage_if_invalid)?;
             note!(
                 "Created token {} for {}, valid until {}. It is shown only this once:",
                 created.prefix,
@@ -224,14 +231,14 @@ pub async fn grant(
 ) -> anyhow::Result<()> {
     let org = existing_org(store, org).await?;
     let resource = existing_resource(store, org, resource).await?;
-    identity::check_role(role)?;
+    identity::check_role(role).map_err(usage_if_invalid)?;
     let (principal, label) = match (to.user, to.group) {
         (Some(handle), None) => {
             let u = existing_user(store, org, &handle).await?;
             (Principal::User(u.id.clone()), format!("user {}", u.handle()))
         }
         (None, Some(group)) => {
-            identity::check_group(&group)?;
+            identity::check_group(&group).map_err(usage_if_invalid)?;
             (Principal::Group(group.clone()), format!("group {group}"))
         }
         // clap requires exactly one of them.

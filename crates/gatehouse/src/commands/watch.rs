@@ -65,7 +65,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
                     note!("{}; retrying every {:?}…", crate::message(&error), args.interval);
                 }
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(super::sessions::query_refused_as_usage(error)),
         }
     }
 }
