@@ -736,6 +736,8 @@ async fn revoked_key_refuses_new_sessions(lease: &'static str, nudge: bool) {
         let body = response.text().await.unwrap();
         if status == 503 {
             assert!(body.contains("refuses this connector's key"), "{body}");
+            // What to do about a revoked key: a new one, not the one `connectors create` printed.
+            assert!(body.contains("was revoked") && body.contains("`gatehouse connectors rotate-key`"), "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "/health still says {status} {body}");

@@ -172,6 +172,11 @@ impl Authenticator {
         if !bool::from(hash_key(key).ct_eq(&stored.key_hash)) {
             return Err(unknown());
         }
+        // Only to whoever holds the key, whose secret was just checked: a made-up key is told
+        // no more than `unknown`.
+        if stored.revoked.is_some() {
+            return Err(unauthenticated(REVOKED_CONNECTOR_KEY));
+        }
         if stored.key_until.is_some_and(|until| until <= now_micros()) {
             return Err(unauthenticated(
                 "this connector key was replaced (`gatehouse connectors rotate-key`) and its overlap has \
@@ -252,6 +257,8 @@ impl Authenticator {
 
 const UNKNOWN_API_KEY: &str = "the API key is not valid: check it, or create one with `gatehouse keys create`";
 const UNKNOWN_CONNECTOR_KEY: &str = "the connector key is not valid: use the key `gatehouse connectors create` printed";
+const REVOKED_CONNECTOR_KEY: &str = "this connector key was revoked (`gatehouse connectors revoke`): \
+     `gatehouse connectors rotate-key` gives the connector a new one";
 
 fn unauthenticated(message: &str) -> ConnectError {
     ConnectError::new(ErrorCode::Unauthenticated, message)

@@ -377,6 +377,39 @@ async fn a_replaced_connector_key_stops_at_once() {
     client(&s.h.url, &newer.key).heartbeat(heartbeat()).await.unwrap();
 }
 
+/// A revoked key is told so, and what gives the connector a new one; a key made up with its
+/// prefix, or any other, hears only that it is not valid, as before.
+#[tokio::test]
+async fn a_revoked_connector_key_is_told_to_its_holder_only() {
+    let h = Harness::start().await;
+    let created = create_connector(h.store.as_ref(), h.org, "edge-1").await.unwrap();
+    let connector = client(&h.url, &created.key);
+    connector.heartbeat(heartbeat()).await.unwrap();
+    let revoke = KeyReplacement::Revoke { at: now_micros() };
+    replace_connector_key(h.store.as_ref(), h.org, "edge-1", revoke).await.unwrap().unwrap();
+    let err = connector.heartbeat(heartbeat()).await.unwrap_err();
+    assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated, "{err}");
+    let told = err.message.unwrap_or_default();
+    assert!(told.contains("was revoked") && told.contains("`gatehouse connectors rotate-key`"), "{told}");
+    assert!(!told.contains("edge-1") && !told.contains(&created.id), "{told}");
+    // The revoked key's prefix with another secret, or a key never issued: not valid, as before.
+    let unknown = "the connector key is not valid: use the key `gatehouse connectors create` printed";
+    let prefix = created.key.split('_').nth(1).unwrap();
+    let secret_len = created.key.rsplit('_').next().unwrap().len();
+    for made_up in
+        [format!("ghc_{prefix}_{}", "B".repeat(secret_len)), format!("ghc_AAAAAAAAAA_{}", "B".repeat(secret_len))]
+    {
+        let err = client(&h.url, &made_up).heartbeat(heartbeat()).await.unwrap_err();
+        assert_eq!(err.code, connectrpc::ErrorCode::Unauthenticated, "{err}");
+        assert_eq!(err.message.as_deref(), Some(unknown), "{made_up}");
+    }
+    // Given a new key, the revoked one is an old key like any other: not valid.
+    let new = replace_connector_key(h.store.as_ref(), h.org, "edge-1", KeyReplacement::Rotate).await.unwrap().unwrap();
+    client(&h.url, &new.key).heartbeat(heartbeat()).await.unwrap();
+    let err = connector.heartbeat(heartbeat()).await.unwrap_err();
+    assert_eq!(err.message.as_deref(), Some(unknown), "{err}");
+}
+
 #[tokio::test]
 async fn a_new_run_completes_the_sessions_of_the_runs_it_takes_over_from() {
     let s = setup(Harness::start().await).await;

@@ -201,7 +201,8 @@ impl KeyReplacement {
 
 /// Lists an organization's connectors (`$1` or `?`) by name, as [`ConnectorInfo`].
 pub(crate) const LIST_CONNECTORS: &str = "SELECT c.id, c.name, c.key_prefix, c.created_us, c.last_heard_us, \
-     c.old_key_prefix, c.old_key_until_us, c.revoked_us, \
+     CASE WHEN c.revoked_us IS NULL THEN c.old_key_prefix END AS old_key_prefix, \
+     CASE WHEN c.revoked_us IS NULL THEN c.old_key_until_us END AS old_key_until_us, c.revoked_us, \
      (SELECT COUNT(*) FROM connector_runs r WHERE r.org_id = c.org_id AND r.connector_id = c.id \
          AND r.lapsed_us IS NULL AND r.taken_over_us IS NULL) AS running \
      FROM connectors c WHERE c.org_id = {org} ORDER BY c.name";
@@ -227,6 +228,9 @@ pub struct StoredConnector {
     /// When the key looked up is the connector's previous one, which
     /// [`Store::replace_connector_key`](crate::Store::replace_connector_key) let work until then.
     pub key_until: Option<Micros>,
+    /// When the key looked up was revoked (`connectors revoke`, [`KeyReplacement::Revoke`]): it
+    /// works no more. Its `key_until` is then the same time.
+    pub revoked: Option<Micros>,
 }
 
 /// One statement of a session.

@@ -95,12 +95,14 @@ impl PgStore {
         key_hash: &[u8],
         change: KeyReplacement,
     ) -> Result<Option<String>, StoreError> {
-        // The old key is kept (from the row as it was) while it may still work.
+        // The old key is kept (from the row as it was) while it may still work; a revoked one too,
+        // as having worked until its revocation, so that whoever holds it can be told it was
+        // revoked (`find_connector`).
         let id = sqlx::query_scalar(
             "UPDATE connectors SET key_prefix = $1, key_hash = $2, \
-                 old_key_prefix = CASE WHEN $3 IS NULL THEN NULL ELSE key_prefix END, \
-                 old_key_hash = CASE WHEN $3 IS NULL THEN NULL ELSE key_hash END, old_key_until_us = $3, \
-                 revoked_us = $6 \
+                 old_key_prefix = CASE WHEN COALESCE($3, $6) IS NULL THEN NULL ELSE key_prefix END, \
+                 old_key_hash = CASE WHEN COALESCE($3, $6) IS NULL THEN NULL ELSE key_hash END, \
+                 old_key_until_us = COALESCE($3, $6), revoked_us = $6 \
              WHERE org_id = $4 AND name = $5 RETURNING id",
         )
         .bind(key_prefix)
@@ -118,7 +120,8 @@ impl PgStore {
         let row = sqlx::query(
             "SELECT org_id, id, name, \
                  CASE WHEN key_prefix = $1 THEN key_hash ELSE old_key_hash END AS key_hash, \
-                 CASE WHEN key_prefix = $1 THEN NULL ELSE old_key_until_us END AS key_until_us \
+                 CASE WHEN key_prefix = $1 THEN NULL ELSE old_key_until_us END AS key_until_us, \
+                 CASE WHEN key_prefix = $1 THEN NULL ELSE revoked_us END AS revoked_us \
              FROM connectors WHERE key_prefix = $1 OR old_key_prefix = $1",
         )
         .bind(key_prefix)
@@ -131,6 +134,7 @@ impl PgStore {
             name: row.try_get("name")?,
             key_hash: row.try_get("key_hash")?,
             key_until: row.try_get("key_until_us")?,
+            revoked: row.try_get("revoked_us")?,
         }))
     }
 

@@ -196,10 +196,15 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
     let revoke = KeyReplacement::Revoke { at: NOW };
     let revoked = store.replace_connector_key(acme, "US east", "gk_none", b"x", revoke).await.unwrap();
     assert_eq!(revoked, Some(us.id.clone()));
-    assert!(store.find_connector("gk_last").await.unwrap().is_none());
+    // Found still, as revoked (so that its holder can be told), and listed with no old key.
+    let found = store.find_connector("gk_last").await.unwrap().expect("the revoked key");
+    assert_eq!((found.key_hash, found.key_until, found.revoked), (b"gk_last".to_vec(), Some(NOW), Some(NOW)));
+    assert_eq!(store.find_connector("gk_none").await.unwrap().unwrap().revoked, None, "the key nobody holds");
     assert_eq!(listed().await.revoked, Some(NOW));
+    assert_eq!((listed().await.old_key_prefix, listed().await.old_key_until), (None, None));
     assert_eq!(replace(acme, "gk_again", None).await, Some(us.id.clone()));
     assert_eq!(listed().await.revoked, None, "a new key is no longer revoked");
+    assert!(store.find_connector("gk_last").await.unwrap().is_none(), "nor is the revoked key found");
 }
 
 pub async fn ingest_stores_each_event_once(store: &dyn Store) {
