@@ -94,13 +94,22 @@ impl Metrics {
             (
                 "connections_refused_total",
                 "counter",
-                "Connections refused (spool full, shutdown)",
+                "Connections refused before their session began: the report spool full (fail-closed), the \
+                 connector's key refused by the control plane, the listener not ready while starting, or the \
+                 connector shutting down",
                 &self.connections_refused_total,
             ),
             ("bytes_from_clients_total", "counter", "Bytes received from clients", &self.bytes_from_clients_total),
             ("bytes_to_clients_total", "counter", "Bytes sent to clients", &self.bytes_to_clients_total),
             ("statements_total", "counter", "Statements recorded", &self.statements_total),
-            ("errors_total", "counter", "Sessions ended by a protocol or IO error", &self.errors_total),
+            (
+                "errors_total",
+                "counter",
+                "Sessions ended with reason error: a message from the client or the database that could not \
+                 be read, the connection to the database failing, or a full report spool (fail-closed); a \
+                 client that closed, reset or vanished ends with reason client and is not counted",
+                &self.errors_total,
+            ),
             (
                 "upstream_connect_failures_total",
                 "counter",
@@ -205,5 +214,25 @@ mod tests {
         assert!(text.contains("gatehouse_connector_auth_failures_total{reason=\"revoked_token\"} 2\n"), "{text}");
         assert!(text.contains("gatehouse_connector_auth_failures_total{reason=\"bad_token\"} 0\n"), "{text}");
         assert!(text.contains("gatehouse_connector_identity_logins_total 0\n"), "{text}");
+    }
+
+    /// Each help says every reason its counter counts, and no more.
+    #[test]
+    fn helps_say_what_their_counters_count() {
+        let text = Metrics::default().render();
+        let help = |name: &str| {
+            let line = format!("# HELP gatehouse_connector_{name} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .unwrap_or_else(|| panic!("{name}: {text}"))
+                .to_owned()
+        };
+        let refused = help("connections_refused_total");
+        for reason in ["spool full", "key refused", "starting", "shutting down"] {
+            assert!(refused.contains(reason), "{reason}: {refused}");
+        }
+        let errors = help("errors_total");
+        assert!(errors.contains("reason error") && errors.contains("full report spool"), "{errors}");
+        assert!(errors.contains("vanished ends with reason client and is not counted"), "{errors}");
     }
 }
