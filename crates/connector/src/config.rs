@@ -8,7 +8,7 @@
 //!
 //! [[listeners]]                  # or GATEHOUSE_CONNECTOR_LISTENERS=127.0.0.1:6432=res_...[@host:port],...
 //! listen = "127.0.0.1:6432"
-//! resource = "res_..."           # a resource id from `gatehouse resources create`
+//! resource = "res_..."           # a resource's id from `gatehouse resources create`, or its name
 //! require_identity = false       # refuse user names other than idp:formal:...
 //! upstream_tls = "disable"       # or "require", or "verify-full" with upstream_ca_file
 //!
@@ -208,7 +208,7 @@ impl std::fmt::Debug for ControlPlane {
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub listen: SocketAddr,
-    /// The resource id this port fronts.
+    /// The resource this port fronts: its id, or its name when no other resource has it.
     pub resource: String,
     /// `host:port` of the database, overriding the resource's registered address.
     #[serde(default)]

@@ -81,9 +81,15 @@ pub enum RunError {
     )]
     StateDirInUse { path: PathBuf },
     #[error(
-        "listener {listen}: resource `{resource}` is not one of this connector's resources (known from {from}: {known})"
+        "listener {listen}: resource `{resource}` is not the id or the name of one of this connector's resources \
+         (known from {from}: {known})"
     )]
     UnknownResource { listen: SocketAddr, resource: String, from: String, known: String },
+    #[error(
+        "listener {listen}: resource `{resource}` names {ids} (known from {from}): set the listener's resource to \
+         the id of the one meant"
+    )]
+    AmbiguousResource { listen: SocketAddr, resource: String, from: String, ids: String },
     #[error("listener {listen}: upstream TLS: {source}")]
     UpstreamTls { listen: SocketAddr, source: ProxyError },
     #[error(
@@ -226,9 +232,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     control_rt.spawn(save);
 
     let mut upstream_tls = Vec::with_capacity(upstreams.len());
-    for ((listener, _), upstream) in listeners.iter().zip(&upstreams) {
-        let built = proxy::upstream_tls(listener.upstream_tls, listener.upstream_ca_file.as_deref(), upstream)
-            .map_err(|source| RunError::UpstreamTls { listen: listener.listen, source });
+    for ((listener, _), resolved) in listeners.iter().zip(&upstreams) {
+        let built =
+            proxy::upstream_tls(listener.upstream_tls, listener.upstream_ca_file.as_deref(), &resolved.upstream)
+                .map_err(|source| RunError::UpstreamTls { listen: listener.listen, source });
         match built {
             Ok(tls) => upstream_tls.push(tls),
             Err(error) => {
@@ -247,10 +254,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let throttle = Arc::new(Throttle::default());
     let mut serving = JoinSet::new();
     let large_messages = LargeMessageBudget::new(proxy::LARGE_MESSAGE_BUDGET);
-    for (((listener, tcp), upstream), upstream_tls) in listeners.into_iter().zip(upstreams).zip(upstream_tls) {
+    for (((listener, tcp), resolved), upstream_tls) in listeners.into_iter().zip(upstreams).zip(upstream_tls) {
+        let Resolved { resource_id, upstream } = resolved;
         tracing::info!(
             listen = %tcp.local_addr().unwrap_or(listener.listen),
-            resource = %listener.resource,
+            resource = %resource_id,
             %upstream,
             upstream_tls = ?listener.upstream_tls,
             require_identity = listener.require_identity,
@@ -272,7 +280,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             throttle: Arc::clone(&throttle),
         };
         let context = Arc::new(ProxyContext {
-            resource_id: listener.resource,
+            resource_id,
             upstream,
             reporter: reporter.clone(),
             live: Arc::clone(&live),
@@ -475,8 +483,19 @@ async fn open_state(config: &Config) -> Result<(Spool, Journal), RunError> {
     Ok((spool, journal))
 }
 
-/// Each listener's upstream `host:port`, in the order of `config.listeners`.
-async fn resolve(config: &Config, mut hello: watch::Receiver<Option<Arc<HelloInfo>>>) -> Result<Vec<String>, RunError> {
+/// Where a listener's sessions go: the id of its resource (its `resource` may name it by
+/// name) and the database's `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Resolved {
+    resource_id: String,
+    upstream: String,
+}
+
+/// Each listener's resource and upstream, in the order of `config.listeners`.
+async fn resolve(
+    config: &Config,
+    mut hello: watch::Receiver<Option<Arc<HelloInfo>>>,
+) -> Result<Vec<Resolved>, RunError> {
     let fresh = match timer::timeout(HELLO_WAIT, hello.wait_for(Option::is_some)).await {
         Ok(Ok(info)) => info.clone(),
         _ => None,
@@ -504,7 +523,12 @@ async fn resolve(config: &Config, mut hello: watch::Receiver<Option<Arc<HelloInf
             tracing::warn!(
                 "no answer from the control plane yet and no cached resources: using the listeners' upstreams unchecked"
             );
-            return Ok(config.listeners.iter().filter_map(|l| l.upstream.clone()).collect());
+            // The resource as written: an id, since a name cannot be looked up yet.
+            let unchecked = |l: &Listener| {
+                let upstream = l.upstream.clone()?;
+                Some(Resolved { resource_id: l.resource.trim().to_owned(), upstream })
+            };
+            return Ok(config.listeners.iter().filter_map(unchecked).collect());
         }
         None => {
             tracing::warn!(
@@ -521,25 +545,45 @@ async fn resolve(config: &Config, mut hello: watch::Receiver<Option<Arc<HelloInf
     upstreams(&config.listeners, &known, &from)
 }
 
-/// Matches listeners to resources: the listener's `upstream` wins, else the
-/// resource's registered address.
-fn upstreams(listeners: &[Listener], known: &[Resource], from: &str) -> Result<Vec<String>, RunError> {
+/// Matches listeners to resources, by id or else by name: the listener's `upstream` wins,
+/// else the resource's registered address.
+fn upstreams(listeners: &[Listener], known: &[Resource], from: &str) -> Result<Vec<Resolved>, RunError> {
     listeners
         .iter()
         .map(|listener| {
-            let Some(resource) = known.iter().find(|r| r.id == listener.resource) else {
-                let ids: Vec<&str> = known.iter().map(|r| r.id.as_str()).collect();
-                return Err(RunError::UnknownResource {
-                    listen: listener.listen,
-                    resource: listener.resource.clone(),
-                    from: from.to_owned(),
-                    known: if ids.is_empty() { "none".to_owned() } else { ids.join(", ") },
-                });
+            let wanted = listener.resource.trim();
+            let resource = match known.iter().find(|r| r.id == wanted) {
+                Some(resource) => resource,
+                None => {
+                    let named: Vec<&Resource> = known.iter().filter(|r| r.name == wanted).collect();
+                    match named.as_slice() {
+                        [resource] => *resource,
+                        [] => {
+                            let known: Vec<String> = known.iter().map(|r| format!("{} ({})", r.name, r.id)).collect();
+                            return Err(RunError::UnknownResource {
+                                listen: listener.listen,
+                                resource: listener.resource.clone(),
+                                from: from.to_owned(),
+                                known: if known.is_empty() { "none".to_owned() } else { known.join(", ") },
+                            });
+                        }
+                        several => {
+                            let ids: Vec<&str> = several.iter().map(|r| r.id.as_str()).collect();
+                            return Err(RunError::AmbiguousResource {
+                                listen: listener.listen,
+                                resource: listener.resource.clone(),
+                                from: from.to_owned(),
+                                ids: format!("{} resources: {}", ids.len(), ids.join(", ")),
+                            });
+                        }
+                    }
+                }
             };
             if !resource.technology.is_empty() && resource.technology != "postgres" {
                 tracing::warn!(resource = %resource.id, technology = %resource.technology, "resource is not a PostgreSQL database");
             }
-            Ok(listener.upstream.clone().unwrap_or_else(|| resource.address()))
+            let upstream = listener.upstream.clone().unwrap_or_else(|| resource.address());
+            Ok(Resolved { resource_id: resource.id.clone(), upstream })
         })
         .collect()
 }
@@ -571,7 +615,7 @@ mod tests {
     fn resource(id: &str, host: &str) -> Resource {
         Resource {
             id: id.into(),
-            name: id.into(),
+            name: format!("name-{id}"),
             kind: "datastore".into(),
             technology: "postgres".into(),
             host: host.into(),
@@ -583,17 +627,46 @@ mod tests {
         Listener::new(SocketAddr::from(([127, 0, 0, 1], port)), resource, upstream)
     }
 
+    fn resolved(resource_id: &str, upstream: &str) -> Resolved {
+        Resolved { resource_id: resource_id.into(), upstream: upstream.into() }
+    }
+
     #[test]
     fn upstream_override_wins_and_unknown_resources_are_named() {
         let known = [resource("res_a", "db-a"), resource("res_b", "db-b")];
         let got = upstreams(&[listener(1, "res_a", None), listener(2, "res_b", Some("127.0.0.1:5433"))], &known, "x");
-        assert_eq!(got.unwrap(), ["db-a:5432", "127.0.0.1:5433"]);
+        assert_eq!(got.unwrap(), [resolved("res_a", "db-a:5432"), resolved("res_b", "127.0.0.1:5433")]);
 
         let error = upstreams(&[listener(3, "res_c", Some("h:1"))], &known, "the cache /s/resources.json").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "listener 127.0.0.1:3: resource `res_c` is not one of this connector's resources \
-             (known from the cache /s/resources.json: res_a, res_b)"
+            "listener 127.0.0.1:3: resource `res_c` is not the id or the name of one of this connector's resources \
+             (known from the cache /s/resources.json: name-res_a (res_a), name-res_b (res_b))"
+        );
+    }
+
+    #[test]
+    fn a_resource_is_named_by_its_id_or_its_name_and_a_shared_name_is_refused() {
+        let named = |id: &str, name: &str| Resource { name: name.into(), ..resource(id, &format!("db-{id}")) };
+        let known =
+            [named("res_1", "testdb"), named("res_2", "orders"), named("res_3", "orders"), named("res_4", "res_1")];
+        let got = upstreams(&[listener(1, "testdb", None), listener(2, " res_2 ", None)], &known, "x").unwrap();
+        assert_eq!(got, [resolved("res_1", "db-res_1:5432"), resolved("res_2", "db-res_2:5432")]);
+        // An id wins over a name that is the same text.
+        assert_eq!(
+            upstreams(&[listener(3, "res_1", None)], &known, "x").unwrap(),
+            [resolved("res_1", "db-res_1:5432")]
+        );
+        let error = upstreams(&[listener(4, "orders", None)], &known, "the control plane").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "listener 127.0.0.1:4: resource `orders` names 2 resources: res_2, res_3 (known from the control plane): \
+             set the listener's resource to the id of the one meant"
+        );
+        let error = upstreams(&[listener(5, "nope", None)], &known[..2], "the control plane").unwrap_err();
+        assert!(
+            error.to_string().ends_with("(known from the control plane: testdb (res_1), orders (res_2))"),
+            "{error}"
         );
     }
 }
