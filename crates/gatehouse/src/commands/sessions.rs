@@ -478,7 +478,7 @@ pub(super) fn table_row(s: &SessionObject) -> Vec<String> {
         s.id.clone(),
         s.session_status.clone(),
         s.start_time.as_option().map(|t| format_rfc3339(t.seconds * 1_000_000)).unwrap_or_default(),
-        s.duration.as_option().map(|d| human_duration(d.seconds)).unwrap_or_default(),
+        s.duration.as_option().map(|d| table_duration(micros_of(d.seconds, d.nanos))).unwrap_or_default(),
         who,
         user.and_then(|u| u.native.as_option()).map(|n| n.username.clone()).unwrap_or_default(),
         resource.map(|r| r.name.clone()).unwrap_or_default(),
@@ -517,6 +517,17 @@ pub(super) fn precise_duration(micros: i64) -> String {
     }
 }
 
+/// A session's duration in the table, in at most 6 characters: milliseconds under a second
+/// (`18ms`), seconds to a tenth under a minute (`12.5s`, cut rather than rounded, so that `59.9s`
+/// never becomes `60.0s`), then as [`human_duration`].
+fn table_duration(micros: i64) -> String {
+    match micros.max(0) {
+        m if m < 1_000_000 => format!("{}ms", m / 1000),
+        m if m < 60_000_000 => format!("{}.{}s", m / 1_000_000, m % 1_000_000 / 100_000),
+        m => human_duration(m / 1_000_000),
+    }
+}
+
 fn human_duration(seconds: i64) -> String {
     match seconds {
         s if s < 60 => format!("{s}s"),
@@ -540,6 +551,28 @@ mod tests {
         assert!(!is_usage(refused(ErrorCode::InvalidArgument, "start_timestamp is after end_timestamp")));
         assert!(!is_usage(refused(ErrorCode::Unauthenticated, "invalid query: (not a query error)")));
         assert!(!is_usage(anyhow::anyhow!("invalid query: not from the control plane")));
+    }
+
+    #[test]
+    fn the_tables_durations_show_what_a_second_holds() {
+        for (micros, shown) in [
+            (0, "0ms"),
+            (18_000, "18ms"),
+            (999_999, "999ms"),
+            (1_000_000, "1.0s"),
+            (12_530_000, "12.5s"),
+            (59_999_999, "59.9s"),
+            (60_000_000, "1m00s"),
+            (3_725_000_000, "1h02m"),
+        ] {
+            assert_eq!(table_duration(micros), shown, "{micros}");
+        }
+        let session = |micros| SessionObject {
+            duration: gatehouse_server::convert::duration(micros).into(),
+            ..Default::default()
+        };
+        assert_eq!(table_row(&session(12_530_000))[3], "12.5s");
+        assert_eq!(table_row(&session(18_000))[3], "18ms");
     }
 
     #[test]
