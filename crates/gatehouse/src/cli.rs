@@ -309,6 +309,10 @@ pub struct DevArgs {
     /// Where the dev connector accepts psql and other clients (IP:PORT or HOST:PORT)
     #[arg(long, default_value = "127.0.0.1:6432", value_parser = listen_address)]
     pub proxy_listen: SocketAddr,
+    /// Where the dev connector serves /health and Prometheus /metrics (IP:PORT or HOST:PORT)
+    /// [default: 127.0.0.1:6480, or a free port when that one is taken]
+    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
+    pub proxy_metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub lease: LeaseArgs,
 }

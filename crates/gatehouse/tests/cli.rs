@@ -595,6 +595,68 @@ fn addresses_are_checked_and_host_names_resolved() {
     .unwrap();
     assert!(stderr(&dev).contains("for the dev connector (--proxy-listen chooses another)"), "{}", stderr(&dev));
     assert!(!dev_dir.join("gatehouse.db").exists(), "a taken port fails before the store is made");
+    // Its health and metrics' port too, when chosen.
+    let dev = gatehouse_without_store_variables(&[
+        "dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream.local_addr().unwrap().to_string(),
+        "--proxy-listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--proxy-metrics-listen",
+        &taken.local_addr().unwrap().to_string(),
+        "--data-dir",
+    ])
+    .arg(&dev_dir)
+    .output()
+    .unwrap();
+    let said = stderr(&dev);
+    assert!(said.contains("health and metrics (--proxy-metrics-listen chooses another)"), "{said}");
+    assert!(!dev_dir.join("gatehouse.db").exists(), "a taken port fails before the store is made");
+}
+
+/// `dev --proxy-metrics-listen` puts the dev connector's /health and /metrics where it says,
+/// and the banner says where.
+#[test]
+fn dev_serves_its_connectors_metrics_where_asked() {
+    let help = stdout(&run(gatehouse().args(["dev", "--help"])));
+    assert!(help.contains("--proxy-metrics-listen <ADDR>") && help.contains("127.0.0.1:6480"), "{help}");
+    let dir = tempfile::tempdir().unwrap();
+    // Something accepts connections as the database: the connector starts in front of it.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut dev = Running(
+        gatehouse_without_store_variables(&[
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--upstream",
+            &upstream.local_addr().unwrap().to_string(),
+            "--proxy-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--proxy-metrics-listen",
+            &metrics,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let mut lines = BufReader::new(dev.0.stdout.take().unwrap()).lines();
+    let banner = lines.by_ref().map(Result::unwrap).find(|line| line.contains("Prometheus metrics")).unwrap();
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(banner.contains(&format!("http://{metrics}/health, http://{metrics}/metrics")), "{banner}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match reqwest::blocking_get(&format!("http://{metrics}/metrics")) {
+            Ok(body) if body.contains("gatehouse_connector_connections_total") => break,
+            answer => assert!(Instant::now() < deadline, "{answer:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

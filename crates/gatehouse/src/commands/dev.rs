@@ -44,6 +44,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             format!("cannot listen on {} for the dev connector (--proxy-listen chooses another)", args.proxy_listen)
         })?;
     }
+    let metrics_listen = if upstream_answers { Some(metrics_address(args.proxy_metrics_listen)?) } else { None };
     let store = open_store(&args.store).await?;
     let org = store.ensure_org(DEV_ORG).await?;
     let key = dev_key(store.as_ref(), org.id, data_dir).await?;
@@ -55,8 +56,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let url = format!("http://{}", listener.local_addr()?);
-    let connector =
-        if upstream_answers { Some(dev_connector(store.as_ref(), org.id, &args, &url).await?) } else { None };
+    let connector = match metrics_listen {
+        Some(metrics_listen) => Some(dev_connector(store.as_ref(), org.id, &args, &url, metrics_listen).await?),
+        None => None,
+    };
     say!(
         "\nGatehouse is running at {url}\n\
          \n  organization:  {DEV_ORG}\
@@ -127,7 +130,13 @@ async fn answers(upstream: &HostPort) -> bool {
 
 /// Registers the local PostgreSQL and a dev connector (once) and returns the
 /// connector's configuration.
-async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &str) -> anyhow::Result<Config> {
+async fn dev_connector(
+    store: &dyn Store,
+    org: OrgId,
+    args: &DevArgs,
+    api_url: &str,
+    metrics_listen: SocketAddr,
+) -> anyhow::Result<Config> {
     let (host, port) = (args.upstream.host.as_str(), args.upstream.port);
     // One dev resource per address, so that sessions name the database they really reached.
     let registered =
@@ -145,7 +154,7 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
     Ok(Config {
         control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None, url_from_file: None },
         listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream.to_string()))],
-        admin_listen: admin_address()?,
+        admin_listen: metrics_listen,
         state_dir: args.store.data_dir.join("connector"),
         spool_max_bytes: 256 * 1024 * 1024,
         fail_open: false,
@@ -156,10 +165,26 @@ async fn dev_connector(store: &dyn Store, org: OrgId, args: &DevArgs, api_url: &
     })
 }
 
-/// Where the dev connector serves `/health` and `/metrics`: a free port the system picks (not
-/// the connector's default 8080, which another `dev`, or anything else, may hold), chosen here
-/// rather than by the connector so that the banner can say where.
-fn admin_address() -> anyhow::Result<SocketAddr> {
+/// Where the dev connector serves `/health` and `/metrics` by default: beside the API's 7400
+/// and the connector's 6432 (not the connector's own default 8080, which anything may hold).
+const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6480);
+
+/// Where the dev connector serves `/health` and `/metrics`: the address asked for, which must
+/// be free; else [`DEFAULT_METRICS_LISTEN`] when free, else a free port the system picks (a
+/// second `dev`). Chosen here rather than by the connector so that the banner can say where.
+fn metrics_address(asked: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    if let Some(addr) = asked {
+        std::net::TcpListener::bind(addr).with_context(|| {
+            format!(
+                "cannot listen on {addr} for the dev connector's health and metrics (--proxy-metrics-listen \
+                 chooses another)"
+            )
+        })?;
+        return Ok(addr);
+    }
+    if std::net::TcpListener::bind(DEFAULT_METRICS_LISTEN).is_ok() {
+        return Ok(DEFAULT_METRICS_LISTEN);
+    }
     let picked = std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|listener| listener.local_addr());
     picked.context("cannot find a free port for the dev connector's metrics")
 }
