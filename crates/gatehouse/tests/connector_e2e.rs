@@ -824,3 +824,72 @@ async fn the_control_plane_over_https() {
     let error = String::from_utf8_lossy(&plain.stderr);
     assert!(!plain.status.success() && error.contains("use an https:// URL"), "{error}");
 }
+
+/// A control-plane URL that reaches another kind of HTTP server (one that answers 404 to
+/// everything, as another connector's admin port does) is named as such at start, in the CLI's
+/// words and once; the connector keeps retrying, since it may be a proxy still starting.
+#[test]
+fn a_connector_pointed_at_another_http_server_says_so_once() {
+    use std::io::{BufRead, Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", foreign.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in foreign.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::Relaxed);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = stream.read(&mut [0; 8192]);
+                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                // What the request still sends is read, so that closing resets nothing.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("connector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin_listen = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\n\n[control_plane]\nurl = \"{url}\"\n\
+             key = \"ghc_AAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\"\n\n[[listeners]]\n\
+             listen = \"127.0.0.1:{}\"\nresource = \"res_x\"\n",
+            free_port(),
+            dir.path().join("state").display(),
+            free_port(),
+        ),
+    )
+    .unwrap();
+    let mut child =
+        gatehouse().arg("connector").arg("--config").arg(&config).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let _connector = Proc(child);
+    let (send, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|line| _ = send.send(line)));
+    let said = format!(
+        "the server at {url} answered HTTP 404 with a response of no stated type, not the Gatehouse API: is {url} \
+         the control plane's address?"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    // Until it has been said and the connector has tried again a few times.
+    while Instant::now() < deadline
+        && !(log.iter().any(|l: &String| l.contains(&said)) && requests.load(Ordering::Relaxed) >= 4)
+    {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            log.push(line);
+        }
+    }
+    while let Ok(line) = lines.recv_timeout(Duration::from_millis(300)) {
+        log.push(line);
+    }
+    let log = log.join("\n");
+    assert_eq!(log.matches(&said).count(), 1, "said once: {log}");
+    assert!(requests.load(Ordering::Relaxed) >= 4, "retried: {log}");
+    assert!(!log.contains("unimplemented: HTTP error 404"), "{log}");
+}

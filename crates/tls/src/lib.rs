@@ -285,6 +285,41 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// What a server at `url` that is not the control plane answered `error` with, said so (a web
+/// server's or a proxy's error page, another connector's admin port): `the server at URL
+/// answered HTTP 404 with an HTML page, not the Gatehouse API: is URL the control plane's
+/// address?`. `None` for the control plane's own answers. Said alike by the CLI and connectors.
+pub fn not_the_api(url: &str, error: &connectrpc::ConnectError) -> Option<String> {
+    let answer = foreign_answer(error)?;
+    Some(format!("the server at {url} answered {answer}, not the Gatehouse API: is {url} the control plane's address?"))
+}
+
+/// What a server that is not the control plane answered, in a few words: `HTTP 502 with an HTML
+/// page`. The page itself, which the client puts in the error's message, says nothing about
+/// Gatehouse and is often a screenful.
+fn foreign_answer(error: &connectrpc::ConnectError) -> Option<String> {
+    let message = error.message.as_deref()?;
+    // An error status, or a success in a content type no Connect server answers in (a web
+    // application's page).
+    let (status, stated_type) = match message.strip_prefix("HTTP error ") {
+        Some(rest) => (format!("HTTP {} with ", rest.split(|c: char| !c.is_ascii_digit()).next()?), None),
+        None => (String::new(), Some(message.strip_prefix("unexpected content-type: ")?)),
+    };
+    let content_type = error
+        .response_headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .or(stated_type)
+        .map(|value| value.split(';').next().unwrap_or(value).trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let body = match content_type.as_str() {
+        "text/html" | "application/xhtml+xml" => "an HTML page".to_owned(),
+        "" => "a response of no stated type".to_owned(),
+        other => format!("a {other} response"),
+    };
+    Some(format!("{status}{body}"))
+}
+
 /// What to do about a call to the control plane that failed over TLS, when `error` (with its
 /// sources) shows why; `ca_setting` names where the CA file is set.
 pub fn advice(error: &(dyn std::error::Error + 'static), ca_setting: &str) -> Option<String> {

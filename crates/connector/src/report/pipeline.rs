@@ -752,6 +752,15 @@ impl ReportLoop {
     fn down(&mut self, error: &ConnectError, call: &str) {
         if refuses_key(error) {
             self.refused_key(error, call);
+        } else if !self.state.down
+            && let Some(message) = self.not_the_api(error)
+        {
+            // Another kind of server (a web server, another connector's admin port): said as the
+            // CLI says it, once; retried all the same, since it may be a proxy still starting.
+            tracing::error!(
+                call,
+                "{message} (control_plane.url, or GATEHOUSE_URL): spooling events, retrying with backoff"
+            );
         } else if !self.state.down {
             // The whole chain: the cause of a transport error (a refused certificate, a
             // refused connection) is in its sources.
@@ -767,6 +776,14 @@ impl ReportLoop {
             tracing::debug!(call, code = error.code.as_str(), %error, "the control plane still does not take calls");
         }
         self.state.down = true;
+    }
+
+    /// What to say of `error` when a server that is not the control plane answered it, at the
+    /// address calls go to.
+    fn not_the_api(&self, error: &ConnectError) -> Option<String> {
+        let urls = self.control.urls();
+        let url = urls.get(self.control.current_replica())?;
+        gatehouse_tls::not_the_api(url.trim_end_matches('/'), error)
     }
 
     /// Runs a spool operation on a blocking thread.

@@ -201,10 +201,8 @@ pub(super) async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, 
                 None => error,
             })
         }
-        Ok(Err(error)) => match foreign_answer(&error) {
-            Some(answer) => bail!(
-                "the server at {url} answered {answer}, not the Gatehouse API: is {url} the control plane's address?"
-            ),
+        Ok(Err(error)) => match gatehouse_tls::not_the_api(&url, &error) {
+            Some(message) => Err(anyhow::Error::msg(message)),
             None => Err(error.into()),
         },
         Ok(Ok(answer)) => Ok(answer),
@@ -223,32 +221,6 @@ pub(super) fn query_refused_as_usage(error: anyhow::Error) -> anyhow::Error {
         Some(refused) => super::UsageError(refused.to_string()).into(),
         None => error,
     }
-}
-
-/// What a server that is not the control plane answered (a web server's or a proxy's error
-/// page), in a few words: `HTTP 502 with an HTML page`. The page itself, which the client puts
-/// in the error's message, says nothing about Gatehouse and is often a screenful.
-fn foreign_answer(error: &ConnectError) -> Option<String> {
-    let message = error.message.as_deref()?;
-    // An error status, or a success in a content type no Connect server answers in (a web
-    // application's page).
-    let (status, stated_type) = match message.strip_prefix("HTTP error ") {
-        Some(rest) => (format!("HTTP {} with ", rest.split(|c: char| !c.is_ascii_digit()).next()?), None),
-        None => (String::new(), Some(message.strip_prefix("unexpected content-type: ")?)),
-    };
-    let content_type = error
-        .response_headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .or(stated_type)
-        .map(|value| value.split(';').next().unwrap_or(value).trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let body = match content_type.as_str() {
-        "text/html" | "application/xhtml+xml" => "an HTML page".to_owned(),
-        "" => "a response of no stated type".to_owned(),
-        other => format!("a {other} response"),
-    };
-    Some(format!("{status}{body}"))
 }
 
 /// What to do about a server that answered with something other than HTTP. Other services
