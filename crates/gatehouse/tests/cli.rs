@@ -580,37 +580,20 @@ fn addresses_are_checked_and_host_names_resolved() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let dev_dir = data.join("dev");
-    let dev = gatehouse_without_store_variables(&[
-        "dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream.local_addr().unwrap().to_string(),
-        "--proxy-listen",
-        &taken.local_addr().unwrap().to_string(),
-        "--data-dir",
-    ])
-    .arg(&dev_dir)
-    .output()
-    .unwrap();
+    let upstream_address = upstream.local_addr().unwrap().to_string();
+    let dev_with = |flags: &[&str]| {
+        let mut args = vec!["dev", "--listen", "127.0.0.1:0", "--upstream", &upstream_address];
+        args.extend_from_slice(flags);
+        args.push("--data-dir");
+        gatehouse_without_store_variables(&args).arg(&dev_dir).output().unwrap()
+    };
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let dev = dev_with(&["--proxy-listen", &taken_address]);
     assert!(stderr(&dev).contains("for the dev connector (--proxy-listen chooses another)"), "{}", stderr(&dev));
     assert!(!dev_dir.join("gatehouse.db").exists(), "a taken port fails before the store is made");
     // Its health and metrics' port too, when chosen.
-    let dev = gatehouse_without_store_variables(&[
-        "dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream.local_addr().unwrap().to_string(),
-        "--proxy-listen",
-        &format!("127.0.0.1:{}", free_port()),
-        "--proxy-metrics-listen",
-        &taken.local_addr().unwrap().to_string(),
-        "--data-dir",
-    ])
-    .arg(&dev_dir)
-    .output()
-    .unwrap();
+    let free = format!("127.0.0.1:{}", free_port());
+    let dev = dev_with(&["--proxy-listen", &free, "--proxy-metrics-listen", &taken_address]);
     let said = stderr(&dev);
     assert!(said.contains("health and metrics (--proxy-metrics-listen chooses another)"), "{said}");
     assert!(!dev_dir.join("gatehouse.db").exists(), "a taken port fails before the store is made");
