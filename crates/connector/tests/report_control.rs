@@ -97,18 +97,7 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
         other => panic!("stopped for {other:?}"),
     };
     let stop = CancellationToken::new();
-    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
-    let (_tx, rx) = watch::channel(hello(1));
-    let (_key, refusing) = watch::channel(false);
-    let task = tokio::spawn(terminations::run(
-        h.control(),
-        "run-1".into(),
-        rx,
-        refusing,
-        Arc::clone(&live),
-        backoff,
-        stop.clone(),
-    ));
+    let (task, _hello, _key) = watch_terminations(&h, &live, &stop);
     let within_a_second = Duration::from_secs(1);
 
     h.plane.terminate("s1", "t1");
@@ -134,6 +123,28 @@ async fn terminations_reach_live_sessions_across_reconnects_and_outages() {
     tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
 }
 
+/// The termination stream of run `run-1` into `live`, with the short backoff of outages the
+/// tests use; the senders of its Hello and of whether its key is refused.
+fn watch_terminations(
+    h: &Harness,
+    live: &Arc<LiveSessions>,
+    stop: &CancellationToken,
+) -> (tokio::task::JoinHandle<()>, watch::Sender<Option<Arc<HelloInfo>>>, watch::Sender<bool>) {
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
+    let (hello_tx, rx) = watch::channel(hello(1));
+    let (key, refusing) = watch::channel(false);
+    let task = tokio::spawn(terminations::run(
+        h.control(),
+        "run-1".into(),
+        rx,
+        refusing,
+        Arc::clone(live),
+        backoff,
+        stop.clone(),
+    ));
+    (task, hello_tx, key)
+}
+
 /// A key the control plane refuses (revoked) cannot be fixed by asking again: the termination
 /// stream is reopened less and less often (up to every 30 s), and at once when the key is
 /// taken again (as the heartbeat finds it).
@@ -146,19 +157,7 @@ async fn a_refused_key_slows_the_termination_stream_until_it_is_taken_again() {
     let (stopper, terminated) = stop::signal();
     live.register("s1", stopper, None);
     let stop = CancellationToken::new();
-    // The backoff of outages: short, as in the other tests.
-    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
-    let (_tx, rx) = watch::channel(hello(1));
-    let (key, refusing) = watch::channel(false);
-    let task = tokio::spawn(terminations::run(
-        h.control(),
-        "run-1".into(),
-        rx,
-        refusing,
-        Arc::clone(&live),
-        backoff,
-        stop.clone(),
-    ));
+    let (task, _hello, key) = watch_terminations(&h, &live, &stop);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let attempts = h.plane.seen().watches;
     // At 0 s, 1 s and 3 s.
