@@ -218,13 +218,23 @@ fn is_ident_byte(b: u8) -> bool {
 }
 
 /// Where `needle` next occurs in `haystack` at or after `from`.
+///
+/// Every statement the connector records is looked through for `://` and `password`: the
+/// needles are short, so only where their first byte is is the rest compared (a `memmem`
+/// searcher costs more to set up than such a search).
 fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    haystack.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|n| from + n)
+    let (&first, _) = needle.split_first()?;
+    let rest = haystack.get(from..)?;
+    memchr::memchr_iter(first, rest).find(|&at| rest[at..].starts_with(needle)).map(|n| from + n)
 }
 
 /// [`find`], in any ASCII case.
 fn find_ignore_case(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    haystack.get(from..)?.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle)).map(|n| from + n)
+    let (&first, _) = needle.split_first()?;
+    let rest = haystack.get(from..)?;
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), rest)
+        .find(|&at| rest.get(at..at + needle.len()).is_some_and(|w| w.eq_ignore_ascii_case(needle)))
+        .map(|n| from + n)
 }
 
 /// Index just past the quoted run starting at `start` (doubled quotes escape).

@@ -37,8 +37,7 @@ impl Session {
     /// Writes the statement the database is now on ahead, as running, to the journal only:
     /// numbered as the next event, which is its announcement or its completion.
     pub(crate) fn journal_running(&self, start_us: i64, text: &str) -> Option<JournalPin> {
-        let running = EventKind::Running(RunningStatement { start_us, text: text.to_owned() });
-        self.reporter.journal_only(&self.id, self.next_seq, &running)
+        self.reporter.journal_running(&self.id, self.next_seq, start_us, text)
     }
 
     pub(crate) fn end(mut self, end_us: i64, reason: EndReason) {

@@ -74,7 +74,9 @@ pub struct Journal {
     buf: Vec<u8>,
     /// Statements journaled only, still running, by the segment they were written to: such a
     /// segment is neither deleted nor emptied.
-    pins: std::collections::BTreeMap<u64, usize>,
+    /// Few segments (mostly the one being written; others only where a statement runs long),
+    /// so a list, newest last: no node allocated and freed per statement as a map would.
+    pins: Vec<(u64, usize)>,
 }
 
 /// The segment being written.
@@ -136,7 +138,7 @@ impl Journal {
             oldest: next,
             retry_at: None,
             buf: Vec::new(),
-            pins: std::collections::BTreeMap::new(),
+            pins: Vec::new(),
         };
         Ok((journal, moved))
     }
@@ -190,22 +192,25 @@ impl Journal {
     /// Appends an event that is not queued, and pins its segment until [`unpin`](Self::unpin).
     pub fn append_pinned(&mut self, payload: &[u8]) -> Option<u64> {
         let segment = self.append(payload)?;
-        *self.pins.entry(segment).or_default() += 1;
+        match self.pins.iter_mut().rfind(|(pinned, _)| *pinned == segment) {
+            Some((_, count)) => *count += 1,
+            None => self.pins.push((segment, 1)),
+        }
         Some(segment)
     }
 
     /// What a pinned event stood for is journaled otherwise, or over: its segment may go.
     pub fn unpin(&mut self, segment: u64) {
-        if let std::collections::btree_map::Entry::Occupied(mut pins) = self.pins.entry(segment) {
-            *pins.get_mut() -= 1;
-            if *pins.get() == 0 {
-                pins.remove();
+        if let Some(at) = self.pins.iter().rposition(|(pinned, _)| *pinned == segment) {
+            self.pins[at].1 -= 1;
+            if self.pins[at].1 == 0 {
+                self.pins.remove(at);
             }
         }
     }
 
     fn pinned(&self, segment: u64) -> bool {
-        self.pins.contains_key(&segment)
+        self.pins.iter().any(|(pinned, _)| *pinned == segment)
     }
 
     fn failed(&mut self, error: io::Error) {

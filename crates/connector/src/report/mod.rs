@@ -294,11 +294,12 @@ impl Reporter {
         }
     }
 
-    /// Writes event `seq` of session `session_id` to the journal only: what a crash of the
-    /// connector would leave behind, never sent otherwise. `None` without a journal.
-    pub fn journal_only(&self, session_id: &str, seq: u64, kind: &EventKind) -> Option<JournalPin> {
+    /// Writes event `seq` of session `session_id`, the statement `text` running since
+    /// `start_us`, to the journal only: what a crash of the connector would leave behind, never
+    /// sent otherwise. `None` without a journal.
+    pub fn journal_running(&self, session_id: &str, seq: u64, start_us: i64, text: &str) -> Option<JournalPin> {
         self.shared.journal.as_ref()?;
-        self.shared.journal_only(&convert::encode(session_id, seq, kind, &self.shared.run_id))
+        self.shared.journal_only(&convert::encode_running(session_id, seq, start_us, text))
     }
 
     /// Encodes event `seq` of session `session_id`, writes it to the journal
@@ -334,7 +335,7 @@ impl Reporter {
 
 impl Shared {
     /// Writes an encoded event to the journal only, its segment pinned until the pin is
-    /// dropped: see [`Reporter::journal_only`].
+    /// dropped: see [`Reporter::journal_running`].
     fn journal_only(self: &Arc<Self>, bytes: &[u8]) -> Option<JournalPin> {
         let segment = lock(self.journal.as_ref()?).append_pinned(bytes)?;
         Some(JournalPin { shared: Arc::clone(self), segment })
