@@ -132,6 +132,47 @@ async fn cancel_the_newer_libpq_way_over_tls_and_the_classic_way_after_n() {
     assert_eq!(proxy.ended_session().await.statements[0].sqlstate, "57014");
 }
 
+/// PostgreSQL 17's `sslnegotiation=direct`: TLS from the first byte, no SSLRequest, the
+/// protocol named in ALPN. Without ALPN it is refused in PostgreSQL's words; on a connector
+/// without a certificate the connection closes, and the listener carries on.
+#[tokio::test]
+async fn a_client_may_start_tls_at_once_when_it_names_the_protocol() {
+    let (server_tls, client_tls, _dir) = tls_pair();
+    let mut proxy = Proxy::start_with(Some(server_tls), proxy_harness::UPSTREAM).await;
+    let direct_tls = |alpn: &[&[u8]]| {
+        let mut config = (*client_tls).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    };
+    let connect = |addr| async move { TcpStream::connect(addr).await.unwrap() };
+
+    let tls = direct_tls(&[b"postgresql"]).connect("localhost".try_into().unwrap(), connect(proxy.addr).await);
+    let mut session = Raw::new(tls.await.unwrap());
+    session.startup().await;
+    assert_eq!(session.query("select 1").await, ["1"]);
+    session
+        .send(&{
+            let mut buf = BytesMut::new();
+            Terminate.encode(&mut buf);
+            buf
+        })
+        .await;
+    let s = proxy.ended_session().await;
+    assert_eq!(s.texts(), ["select 1"]);
+
+    let tls = direct_tls(&[]).connect("localhost".try_into().unwrap(), connect(proxy.addr).await);
+    let mut refused = Raw::new(tls.await.unwrap());
+    refused.send(StartupMessage::new(PROTOCOL_3_0, vec![("user".into(), "postgres".into())]).unwrap().frame()).await;
+    let error = refused.error().await;
+    assert_eq!(error.code(), Some("08P01"));
+    assert!(error.message().unwrap_or_default().contains("without ALPN"), "{error:?}");
+
+    let plain = Proxy::start().await;
+    let tls = direct_tls(&[b"postgresql"]).connect("localhost".try_into().unwrap(), connect(plain.addr).await);
+    assert!(tokio::time::timeout(PATIENCE, tls).await.unwrap().is_err(), "no certificate to start TLS with");
+    Raw::connect(plain.addr).await.startup().await;
+}
+
 #[tokio::test]
 async fn a_long_statement_is_announced_while_it_runs_then_recorded_as_it_completes() {
     let mut proxy = Proxy::start().await;

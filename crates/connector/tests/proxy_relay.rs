@@ -87,6 +87,50 @@ async fn an_overlong_user_name_is_recorded_as_the_role_postgresql_reads() {
     assert_eq!((s.start.username.as_str(), s.start.native_username.as_str()), (role.as_str(), role.as_str()));
 }
 
+/// PostgreSQL takes startup parameters in any bytes (an `application_name` in LATIN1, a role
+/// named in a LATIN1 database): through the connector a client gets what it gets directly,
+/// and the session shows each byte that is not UTF-8 as `\xNN`.
+#[tokio::test]
+async fn startup_parameters_that_are_not_utf8_pass_as_they_do_directly() {
+    fn startup(user: &[u8], application: &[u8]) -> Vec<u8> {
+        let mut body = b"\0\x03\0\0user\0".to_vec();
+        body.extend_from_slice(user);
+        body.extend_from_slice(b"\0database\0test\0application_name\0");
+        body.extend_from_slice(application);
+        body.extend_from_slice(b"\0\0");
+        let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        packet.extend_from_slice(&body);
+        packet
+    }
+    async fn answers(addr: std::net::SocketAddr, user: &[u8]) -> Result<Vec<String>, String> {
+        let mut raw = Raw::connect(addr).await;
+        raw.send(&startup(user, b"caf\xe9")).await;
+        loop {
+            let msg = raw.recv().await.expect("closed during startup");
+            match msg.tag() {
+                b'E' => {
+                    return Err(msg
+                        .decode::<gatehouse_pgwire::backend::ErrorResponse>()
+                        .unwrap()
+                        .code()
+                        .unwrap_or_default()
+                        .to_owned());
+                }
+                b'Z' => return Ok(raw.query("select current_setting('application_name')").await),
+                _ => {}
+            }
+        }
+    }
+    let mut proxy = Proxy::start().await;
+    let postgres: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    for user in [&b"postgres"[..], b"j\xfcrgen"] {
+        let directly = answers(postgres, user).await;
+        assert_eq!(answers(proxy.addr, user).await, directly, "{}", String::from_utf8_lossy(user));
+    }
+    let s = proxy.ended_session().await;
+    assert_eq!((s.start.username.as_str(), s.start.application_name.as_str()), ("postgres", "caf\\xe9"));
+}
+
 #[tokio::test]
 async fn pipelined_extended_queries_are_recorded_in_order_and_an_error_only_fails_its_own() {
     let mut proxy = Proxy::start().await;

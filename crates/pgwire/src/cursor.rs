@@ -110,6 +110,13 @@ impl Cursor {
         Ok(std::str::from_utf8(&self.cstr_bytes()?)?.to_owned())
     }
 
+    /// Reads a NUL-terminated string, each byte that is not UTF-8 written `\xNN`
+    /// ([`escape_invalid_utf8`]).
+    pub(crate) fn cstr_escaped(&mut self) -> Result<String, WireError> {
+        let bytes = self.cstr_bytes()?;
+        Ok(std::str::from_utf8(&bytes).map_or_else(|_| escape_invalid_utf8(&bytes), str::to_owned))
+    }
+
     /// Reads a NUL-terminated string, replacing invalid UTF-8.
     pub(crate) fn cstr_lossy(&mut self) -> Result<String, WireError> {
         Ok(String::from_utf8_lossy(&self.cstr_bytes()?).into_owned())
@@ -124,6 +131,20 @@ impl Cursor {
     pub(crate) fn finish(self) -> Result<(), WireError> {
         if self.buf.is_empty() { Ok(()) } else { Err(WireError::Malformed("unexpected bytes at end of message")) }
     }
+}
+
+/// `bytes` as UTF-8, each byte that is not written `\xNN`: how text a client sent in no
+/// encoding we read (or in none at all) is recorded: readable, each such byte shown.
+pub fn escape_invalid_utf8(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            _ = write!(text, "\\x{byte:02x}");
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ mod startup;
 mod tag;
 
 pub use codec::{Decode, Encode};
+pub use cursor::escape_invalid_utf8;
 pub use error::WireError;
 pub use message::{Message, MessageRef};
 pub use reader::{DEFAULT_MAX_MESSAGE_LEN, LargeMessageBudget, MessageReader, SMALL_MESSAGE_LIMIT, try_frame};

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::tls::MaybeTls;
+use super::tls::{ALPN_POSTGRESQL, MaybeTls};
 
 /// The client's connection, encrypted or not.
 pub(crate) type ClientStream = MaybeTls<TlsStream<TcpStream>>;
@@ -29,7 +29,9 @@ pub(crate) enum Negotiated {
 
 /// Reads the startup phase: answers SSLRequest with `S` and a TLS handshake when `tls` is
 /// configured, `N` otherwise; GSSENCRequest with `N`; and returns at the StartupMessage or
-/// CancelRequest, which may come over TLS (libpq 17 sends its cancels that way).
+/// CancelRequest, which may come over TLS (libpq 17 sends its cancels that way). A client may
+/// also start TLS at once, without SSLRequest (PostgreSQL 17's `sslnegotiation=direct`), when
+/// it names the protocol `postgresql` in ALPN, as PostgreSQL requires.
 ///
 /// Bytes following the packet stay in `reader` for the relay.
 ///
@@ -43,8 +45,21 @@ pub(crate) async fn negotiate(
     reader: &mut MessageReader,
     tls: Option<&Arc<rustls::ServerConfig>>,
 ) -> Result<Negotiated, WireError> {
+    // Looked at only where TLS is configured: a peek is one more system call per connection.
+    let direct = match tls {
+        Some(config) if starts_tls(&tcp).await => Some(config),
+        _ => None,
+    };
     let mut stream = ClientStream::Plain(tcp);
-    let (mut ssl_answered, mut gss_answered) = (false, false);
+    let (mut ssl_answered, mut gss_answered) = (direct.is_some(), false);
+    if let Some(config) = direct {
+        stream = stream.into_tls(config).await?;
+        if !stream.negotiated_postgresql() {
+            let refusal = "received direct SSL connection request without ALPN protocol negotiation extension";
+            stream.send_error(&ErrorResponse::protocol_violation(refusal)).await;
+            return Err(WireError::Malformed("direct TLS without ALPN"));
+        }
+    }
     loop {
         let startup = match reader.read_startup(&mut stream).await {
             Ok(Some(startup)) => startup,
@@ -52,6 +67,15 @@ pub(crate) async fn negotiate(
             Err(error) => {
                 let refusal = match error {
                     WireError::Io(_) | WireError::UnexpectedEof => None,
+                    // A TLS record's first bytes read as a length: a client that starts TLS at
+                    // once cannot read a refusal in plain text, so it is said here.
+                    WireError::TooLarge { len, .. } if len >> 16 == TLS_RECORD_START => {
+                        tracing::info!(
+                            peer = ?stream.peer_addr(),
+                            "a client started TLS at once (sslnegotiation=direct), and this connector has no [tls] certificate",
+                        );
+                        None
+                    }
                     // An older protocol (2.0): PostgreSQL's feature_not_supported, in its words.
                     WireError::UnsupportedProtocol { .. } => Some(ErrorResponse::fatal("0A000", error.to_string())),
                     _ => Some(ErrorResponse::protocol_violation(format!("invalid startup packet: {error}"))),
@@ -88,9 +112,34 @@ pub(crate) async fn negotiate(
     }
 }
 
+/// A TLS handshake record's first two bytes: its type (22) and its version's major (3).
+const TLS_RECORD_START: usize = 0x1603;
+
+/// Whether the client's first bytes open a TLS handshake record, where a startup packet opens
+/// with its length (at most 10,004: a first byte of 0).
+async fn starts_tls(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 2];
+    matches!(tcp.peek(&mut first).await, Ok(n) if n >= 1 && first[0] == (TLS_RECORD_START >> 8) as u8)
+}
+
 impl ClientStream {
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Self::Tls(_))
+    }
+
+    /// Whether TLS is on with ALPN's `postgresql`.
+    fn negotiated_postgresql(&self) -> bool {
+        match self {
+            Self::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL),
+            Self::Plain(_) => false,
+        }
+    }
+
+    fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Plain(tcp) => tcp.peer_addr().ok(),
+            Self::Tls(tls) => tls.get_ref().0.peer_addr().ok(),
+        }
     }
 
     async fn into_tls(self, config: &Arc<rustls::ServerConfig>) -> io::Result<Self> {

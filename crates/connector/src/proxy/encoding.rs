@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use encoding_rs::Encoding;
+use gatehouse_pgwire::escape_invalid_utf8;
 
 /// How statement bytes become text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,7 +83,7 @@ impl ClientEncoding {
         match self {
             // `from_utf8` validates a word at a time; the escaping scan only where it fails.
             ClientEncoding::Utf8 => {
-                std::str::from_utf8(bytes).map_or_else(|_| Cow::Owned(escape_invalid(bytes)), Cow::Borrowed)
+                std::str::from_utf8(bytes).map_or_else(|_| Cow::Owned(escape_invalid_utf8(bytes)), Cow::Borrowed)
             }
             // ASCII is the same in every encoding here: the common case costs one scan.
             _ if bytes.is_ascii() => Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
@@ -95,19 +96,6 @@ impl ClientEncoding {
             ClientEncoding::Other(encoding) => encoding.decode_without_bom_handling(bytes).0,
         }
     }
-}
-
-/// `bytes` as UTF-8, each byte that is not written `\xNN`.
-fn escape_invalid(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut text = String::with_capacity(bytes.len() + 8);
-    for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
-        for byte in chunk.invalid() {
-            _ = write!(text, "\\x{byte:02x}");
-        }
-    }
-    text
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use super::ProxyError;
 
 /// ALPN name of the PostgreSQL protocol (PostgreSQL 17), accepted when a client offers it.
-const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+pub(crate) const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
 /// Builds the server configuration from a PEM certificate chain and a PEM private key
 /// (PKCS#8, PKCS#1 or SEC1).

@@ -62,12 +62,15 @@ impl StartupMessage {
         let protocol = c.u32()?;
         let mut params = Vec::new();
         loop {
-            // An empty name is the terminator, which must be the last byte.
-            let name = c.cstr()?;
+            // An empty name is the terminator, which must be the last byte. PostgreSQL takes
+            // any bytes here (a role named in LATIN1, an `application_name` from a program's
+            // name): the packet goes on unchanged, and what is read from it shows such a byte
+            // as `\xNN`.
+            let name = c.cstr_escaped()?;
             if name.is_empty() {
                 break;
             }
-            params.push((name, c.cstr()?));
+            params.push((name, c.cstr_escaped()?));
         }
         c.finish()?;
         Ok(Self { protocol, params, frame })
@@ -172,8 +175,11 @@ mod tests {
     }
 
     #[test]
-    fn rejects_invalid_utf8() {
-        let frame = Bytes::from_static(b"\0\0\0\x0d\0\x03\0\0u\0\xff\0\0");
-        assert!(matches!(StartupMessage::decode(frame), Err(WireError::InvalidUtf8(_))));
+    fn bytes_that_are_not_utf8_are_read_as_escapes_and_forwarded_unchanged() {
+        let frame = Bytes::from_static(b"\0\0\0\x2b\0\x03\0\0user\0j\xfcrgen\0application_name\0caf\xe9\0\0");
+        let msg = StartupMessage::decode(frame.clone()).unwrap();
+        assert_eq!(msg.user(), Some("j\\xfcrgen"));
+        assert_eq!(msg.application_name(), Some("caf\\xe9"));
+        assert_eq!(msg.frame(), &frame);
     }
 }
