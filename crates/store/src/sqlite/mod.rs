@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use gatehouse_core::{Micros, OrgId, Role, Session};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::model::*;
 use crate::row::{many_values, session_from_row};
@@ -123,7 +123,16 @@ impl SqliteStore {
             .max_connections(8)
             .after_connect(move |conn, _| Box::pin(start_read_timeout(conn, read_timeout)))
             .before_acquire(move |conn, _| {
-                Box::pin(async move { start_read_timeout(conn, read_timeout).await.map(|()| true) })
+                Box::pin(async move {
+                    // A read stopped inside a transaction (an aggregation's materializing
+                    // INSERT) ends it in SQLite, and sqlx, whose ROLLBACK then fails, still
+                    // counts it open: its next transaction there would be a savepoint that
+                    // outlives its rollback, a snapshot blind to every later write. Closed.
+                    if conn.is_in_transaction() {
+                        return Ok(false);
+                    }
+                    start_read_timeout(conn, read_timeout).await.map(|()| true)
+                })
             })
             .connect_with(options.clone())
             .await?;
@@ -736,5 +745,28 @@ mod tests {
         let answered =
             tokio::time::timeout(Duration::from_secs(20), store.read_abandonable("SELECT 1", Vec::new())).await;
         assert_eq!(answered.expect("a reader is free again").unwrap().len(), 1);
+    }
+
+    /// SQLite rolls a transaction back itself when it stops a statement that writes in it (an
+    /// aggregation's materializing INSERT, its caller gone or its time up). sqlx's ROLLBACK then
+    /// fails and it counts the transaction as still open: the connection's next transaction
+    /// would be a savepoint whose rollback leaves it open, holding a snapshot that every later
+    /// read on that connection would see, blind to new writes.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_itself_leaves_no_reader_blind_to_writes() {
+        use crate::sql::Materialize;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(&dir.path().join("g.db"), Duration::from_millis(100)).await.unwrap();
+        let endless_rows = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT x FROM n";
+        for round in 0..10 {
+            let stopped = store.matched(endless_rows.to_owned(), Vec::new()).await;
+            assert!(matches!(stopped, Err(StoreError::TimedOut(_))), "{:?}", stopped.err());
+            drop(store.matched("SELECT 1".to_owned(), Vec::new()).await.unwrap());
+            let name = format!("written-{round}");
+            store.ensure_org(&name).await.unwrap();
+            for _ in 0..8 {
+                assert!(store.find_org(&name).await.unwrap().is_some(), "a read after round {round} misses a write");
+            }
+        }
     }
 }
