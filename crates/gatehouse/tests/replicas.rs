@@ -347,6 +347,45 @@ async fn a_replica_that_hangs_is_left_for_the_other() {
     let _ = Command::new("kill").args(["-CONT", &hung]).status();
 }
 
+/// A replica that hangs while its connector has nothing to report is left within seconds: it
+/// stops saying its termination stream is alive, and the stream moves to the other replica, so
+/// that a termination asked of the other gets through before any heartbeat would time out
+/// (10 s).
+#[tokio::test]
+async fn a_quiet_connector_leaves_a_replica_that_hangs_for_its_terminations() {
+    let cluster = Cluster::start();
+    let urls = format!("{}, {}", cluster.replicas[1].url(), cluster.replicas[0].url());
+    let (_connector, proxy_port) = cluster.connector_to(&urls);
+    let (mut psql_session, mut stdin) = psql(proxy_port);
+    send(&mut stdin, "select pg_sleep(60);");
+    let sessions = cluster
+        .wait_for(0, "session_status:active", "the psql session", Duration::from_secs(10), |s| active(s).len() == 1)
+        .await;
+    let session = sessions[0].clone();
+
+    let hung = cluster.replicas[1]._process.0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &hung]).status().unwrap().success());
+    let stopped = Instant::now();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let shutdown = cluster
+        .call(
+            0,
+            "CreateSessionTermination",
+            json!({"session_id": session["id"], "connector_id": session["connector"]["id"]}),
+        )
+        .await;
+    assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
+    while psql_session.0.try_wait().unwrap().is_none() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(8),
+            "psql still runs {:?} after its replica hung",
+            stopped.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = Command::new("kill").args(["-CONT", &hung]).status();
+}
+
 const CLIENTS: usize = 4;
 const STATEMENTS: usize = 150;
 

@@ -345,8 +345,14 @@ impl wire::ConnectorService for ConnectorApi {
         let terminations = pending.chain(live).map(Some).chain(futures::stream::once(async { None }));
         let refused =
             futures::stream::once(key_refused(self.store.clone(), ctx.headers().clone())).map(|e| Some(Err(e)));
+        // At once, then every second: a connector knows from the start that this one says so.
+        let keepalive = futures::stream::unfold(Duration::ZERO, |wait| async move {
+            tokio::time::sleep(wait).await;
+            Some((Some(Ok(wire::Termination::default())), KEEPALIVE))
+        });
         // Ends with the terminations (the server shutting down), or after the refusal.
-        let stream = futures::stream::select(terminations, refused).scan(false, |refused, item| {
+        let others = futures::stream::select(refused, keepalive);
+        let stream = futures::stream::select(terminations, others).scan(false, |refused, item| {
             if *refused {
                 return std::future::ready(None);
             }
@@ -369,6 +375,12 @@ impl wire::ConnectorService for ConnectorApi {
 
 /// How often an open termination stream's key is checked again.
 const KEY_RECHECK: Duration = Duration::from_secs(5);
+
+/// How often a termination stream says it is alive (and once as it opens), with a termination
+/// that names no session: a replica that hangs (stopped, overloaded) keeps its streams open and silent, and
+/// its connectors, hearing nothing for a few of these, move to the next replica, so that a
+/// termination asked of any other replica still reaches them.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Resolves once the connector key in `headers` is refused (revoked, or its overlap over); a
 /// store that cannot be reached refuses nothing.

@@ -485,6 +485,27 @@ async fn silent_connectors_lose_their_sessions_after_the_lease() {
     }
 }
 
+/// The termination stream's next message that is not a keepalive (a termination that names
+/// no session), or its end; `None` if there is none within `wait`.
+async fn next_termination(
+    stream: &mut connectrpc::client::ServerStream<
+        <HttpClient as connectrpc::client::ClientTransport>::ResponseBody,
+        wire::TerminationView<'static>,
+    >,
+    wait: Duration,
+) -> Option<Result<Option<wire::Termination>, connectrpc::ConnectError>> {
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) if message.session_id().is_empty() => continue,
+                other => return other.map(|message| message.map(|m| m.to_owned_message())),
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
 #[tokio::test]
 async fn terminations_reach_the_connector_stream_at_once() {
     let s = setup(Harness::start().await).await;
@@ -500,8 +521,8 @@ async fn terminations_reach_the_connector_stream_at_once() {
     assert_eq!(body["sessionShutdown"]["connectorId"], s.connector_id);
     assert!(body["sessionShutdown"]["createdAt"].is_string());
 
-    let received = tokio::time::timeout(Duration::from_secs(1), stream.message()).await.expect("within a second");
-    let termination = received.unwrap().expect("a termination").to_owned_message();
+    let received = next_termination(&mut stream, Duration::from_secs(1)).await.expect("within a second");
+    let termination = received.unwrap().expect("a termination");
     assert_eq!(termination.session_id, "live");
     assert!(termination.termination_id.starts_with("term_"));
     assert!(asked.elapsed() < Duration::from_secs(1));
@@ -509,7 +530,7 @@ async fn terminations_reach_the_connector_stream_at_once() {
     let (status, again) = s.h.call_with_key("CancelSession", request, &s.h.admin_key).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["sessionShutdown"], body["sessionShutdown"]);
-    assert!(tokio::time::timeout(Duration::from_millis(200), stream.message()).await.is_err(), "sent once");
+    assert!(next_termination(&mut stream, Duration::from_millis(200)).await.is_none(), "sent once");
 
     let other = json!({"session_id": "nope", "connector_id": s.connector_id});
     expect_error(&s.h.call_with_key("CancelSession", other, &s.h.admin_key).await, 404, "not_found");
@@ -518,16 +539,28 @@ async fn terminations_reach_the_connector_stream_at_once() {
     expect_error(&s.h.call_with_key("CancelSession", done, &s.h.admin_key).await, 400, "failed_precondition");
 }
 
+/// A quiet stream says at once, then every second, that it is alive, with a termination naming
+/// no session: a connector that stops hearing it takes the replica for hung.
+#[tokio::test]
+async fn a_quiet_termination_stream_says_it_is_alive() {
+    let s = setup(Harness::start().await).await;
+    let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
+    for wait in [200, 3000] {
+        let alive = tokio::time::timeout(Duration::from_millis(wait), stream.message()).await.expect("said in time");
+        assert_eq!(alive.unwrap().expect("a message").to_owned_message(), wire::Termination::default());
+    }
+}
+
 /// A stream lasts as long as its connector: a key revoked while it is open ends it, as the key
 /// is refused for any other call.
 #[tokio::test]
 async fn revoking_the_key_ends_its_open_termination_stream() {
     let s = setup(Harness::start().await).await;
     let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(300), stream.message()).await.is_err(), "open, quiet");
+    assert!(next_termination(&mut stream, Duration::from_millis(300)).await.is_none(), "open, quiet");
     let revoked = KeyReplacement::Revoke { at: now_micros() };
     replace_connector_key(s.h.store.as_ref(), s.h.org, "edge-1", revoked).await.unwrap().unwrap();
-    let ended = tokio::time::timeout(Duration::from_secs(15), stream.message()).await.expect("the stream ends");
+    let ended = next_termination(&mut stream, Duration::from_secs(15)).await.expect("the stream ends");
     let Err(error) = ended else { panic!("ended by the refusal") };
     assert_eq!(error.code, connectrpc::ErrorCode::Unauthenticated, "{error:?}");
 }
@@ -538,7 +571,7 @@ async fn shutting_down_ends_the_termination_streams_cleanly() {
     let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
     let serving = s.h.shut_down();
     // Streams never end by themselves: without the server ending them, this waits forever.
-    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("the stream ends");
+    let ended = next_termination(&mut stream, Duration::from_secs(10)).await.expect("the stream ends");
     assert!(ended.expect("an end, not an error").is_none());
     tokio::time::timeout(Duration::from_secs(10), serving).await.expect("serve returns").unwrap();
 }

@@ -213,6 +213,17 @@ impl ControlPlane {
         }
     }
 
+    /// Moves every later call from `replica` to the next one, when calls still go to `replica`
+    /// (another task may have moved them already): it hangs, as `why` says.
+    pub fn leave_replica(&self, replica: usize, why: &str) {
+        let next = (replica + 1) % self.clients.len();
+        if next != replica && self.current.compare_exchange(replica, next, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            let (from, to) = (self.clients[replica].config().base_uri(), self.clients[next].config().base_uri());
+            tracing::warn!(%from, %to, "control plane unresponsive ({why}): trying the next one");
+        }
+    }
+
     /// How many addresses (replicas) calls may go to.
     pub fn replicas(&self) -> usize {
         self.clients.len()

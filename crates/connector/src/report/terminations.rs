@@ -18,8 +18,16 @@ use crate::timer;
 /// A stream that lived this long was healthy: the next break retries at once.
 const HEALTHY_STREAM: Duration = Duration::from_secs(5);
 
-/// How often an open stream checks that the other calls still go to its control plane.
+/// How often an open stream checks that the other calls still go to its control plane, and
+/// that its control plane still says it is alive.
 const REPLICA_CHECK: Duration = Duration::from_secs(1);
+
+/// A control plane says every second that a quiet stream is alive (a termination that names no
+/// session). One that said so and then fell silent this long hangs (stopped, overloaded): the
+/// stream moves on to the next replica, so that terminations asked of the others still arrive,
+/// without waiting for a heartbeat to time out. One that never said so is an older one, whose
+/// streams are quiet.
+const SILENCE: Duration = Duration::from_secs(3);
 
 /// The first wait after the control plane refused the connector's key, doubling up to
 /// [`KEY_REFUSED_RETRY_MAX`]: asking again cannot help until someone fixes the key, and the
@@ -153,13 +161,19 @@ async fn watch(
 ) -> Result<(), ConnectError> {
     let mut stream = control.watch_terminations(run_id).await?;
     let replica = control.current_replica();
-    // A replica that hangs keeps the stream open and silent: once the other calls (heartbeats,
-    // reports) found it unreachable and moved on, the stream follows them.
+    // A replica that hangs keeps the stream open and silent: once it stopped saying it is alive,
+    // or the other calls (heartbeats, reports) found it unreachable and moved on, the stream
+    // moves too.
     let mut replica_check = timer::interval_at(tokio::time::Instant::now() + REPLICA_CHECK, REPLICA_CHECK);
+    let mut last_alive: Option<tokio::time::Instant> = None;
     loop {
         let message = tokio::select! {
             message = stream.message() => message?,
             _ = replica_check.tick() => {
+                if last_alive.is_some_and(|at| at.elapsed() >= SILENCE) {
+                    control.leave_replica(replica, "its termination stream fell silent");
+                    return Ok(());
+                }
                 if control.current_replica() == replica {
                     reopen.opened();
                     continue;
@@ -170,6 +184,10 @@ async fn watch(
         };
         let Some(message) = message else { return Ok(()) };
         reopen.opened();
+        last_alive = Some(tokio::time::Instant::now());
+        if message.session_id().is_empty() {
+            continue;
+        }
         let t = message.to_owned_message();
         let termination = Termination::Requested { termination_id: t.termination_id.clone(), reason: t.reason };
         let found = live.terminate(&t.session_id, termination);
