@@ -63,23 +63,20 @@ impl SessionsApi {
     }
 
     /// Requests the end of a live session; the connector carrying it is told
-    /// at once through its termination stream.
+    /// at once through its termination stream. A connector id given must be the session's;
+    /// `None` takes the session's own.
     async fn terminate(
         &self,
         caller: &Caller,
         session_id: &str,
-        connector_id: &str,
+        given_connector_id: Option<&str>,
     ) -> Result<SessionShutdown, ConnectError> {
-        let (session_id, connector_id) = (session_id.trim(), connector_id.trim());
-        if session_id.is_empty() || connector_id.is_empty() {
-            return Err(invalid("session_id and connector_id are both required"));
-        }
         let session = self.session(caller, session_id).await?;
         let session_id = session.id.as_str();
-        if session.connector.id != connector_id {
+        let connector_id = session.connector.id.as_str();
+        if let Some(given) = given_connector_id.filter(|given| *given != connector_id) {
             return Err(invalid(format!(
-                "session {session_id:?} runs through connector {:?}, not {connector_id:?}",
-                session.connector.id
+                "session {session_id:?} runs through connector {connector_id:?}, not {given:?}"
             )));
         }
         if session.end.is_some() {
@@ -237,7 +234,11 @@ impl SessionsService for SessionsApi {
         req: ServiceRequest<'_, CreateSessionTerminationRequest>,
     ) -> ServiceResult<CreateSessionTerminationResponse> {
         let caller = caller(&ctx)?;
-        let shutdown = self.terminate(&caller, req.session_id, req.connector_id).await?;
+        let (session_id, connector_id) = (req.session_id.trim(), req.connector_id.trim());
+        if session_id.is_empty() || connector_id.is_empty() {
+            return Err(invalid("session_id and connector_id are both required"));
+        }
+        let shutdown = self.terminate(&caller, session_id, Some(connector_id)).await?;
         Response::ok(CreateSessionTerminationResponse { session_shutdown: shutdown.into(), ..Default::default() })
     }
 
@@ -247,7 +248,10 @@ impl SessionsService for SessionsApi {
         req: ServiceRequest<'_, CancelSessionRequest>,
     ) -> ServiceResult<CancelSessionResponse> {
         let caller = caller(&ctx)?;
-        let shutdown = self.terminate(&caller, req.session_id, req.connector_id).await?;
+        // The older name's clients may send the session alone (the spec requires the connector
+        // only of CreateSessionTermination): the store knows which connector carries it.
+        let connector_id = Some(req.connector_id.trim()).filter(|id| !id.is_empty());
+        let shutdown = self.terminate(&caller, required_id(req.session_id)?, connector_id).await?;
         Response::ok(CancelSessionResponse { session_shutdown: shutdown.into(), ..Default::default() })
     }
 

@@ -551,6 +551,43 @@ async fn a_quiet_termination_stream_says_it_is_alive() {
     }
 }
 
+/// `CancelSession`, the older name, may leave out the connector (the spec requires it only of
+/// `CreateSessionTermination`): the session's own is taken. One given must still be the session's.
+#[tokio::test]
+async fn cancel_session_without_a_connector_takes_the_sessions_own() {
+    let s = setup(Harness::start().await).await;
+    report(&s.connector, vec![event("live", 0, start(&s.resource_id, now_micros()))]).await;
+    let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
+    let session_alone = json!({"sessionId": "live"});
+
+    expect_error(&s.h.call("CancelSession", session_alone.clone()).await, 403, "permission_denied");
+    let newer = s.h.call_with_key("CreateSessionTermination", session_alone.clone(), &s.h.admin_key).await;
+    let message = expect_error(&newer, 400, "invalid_argument");
+    assert!(message.contains("connector_id"), "{message}");
+    let elsewhere = json!({"sessionId": "live", "connectorId": "con_other"});
+    let message =
+        expect_error(&s.h.call_with_key("CancelSession", elsewhere, &s.h.admin_key).await, 400, "invalid_argument");
+    assert!(message.contains(&s.connector_id), "names the session's connector: {message}");
+    let other_org = s.h.store.ensure_org("globex").await.unwrap().id;
+    let other_admin = create_api_key(s.h.store.as_ref(), other_org, "", Role::Admin).await.unwrap().key;
+    expect_error(&s.h.call_with_key("CancelSession", session_alone.clone(), &other_admin).await, 404, "not_found");
+    let unknown = json!({"sessionId": "nope"});
+    expect_error(&s.h.call_with_key("CancelSession", unknown, &s.h.admin_key).await, 404, "not_found");
+    let message =
+        expect_error(&s.h.call_with_key("CancelSession", json!({}), &s.h.admin_key).await, 400, "invalid_argument");
+    assert!(message.contains("session_id"), "{message}");
+
+    let (status, body) = s.h.call_with_key("CancelSession", session_alone.clone(), &s.h.admin_key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessionShutdown"]["sessionId"], "live");
+    assert_eq!(body["sessionShutdown"]["connectorId"], s.connector_id);
+    let received = next_termination(&mut stream, Duration::from_secs(1)).await.expect("within a second");
+    assert_eq!(received.unwrap().expect("a termination").session_id, "live");
+
+    report(&s.connector, vec![event("live", 1, end(now_micros()))]).await;
+    expect_error(&s.h.call_with_key("CancelSession", session_alone, &s.h.admin_key).await, 400, "failed_precondition");
+}
+
 /// A stream lasts as long as its connector: a key revoked while it is open ends it, as the key
 /// is refused for any other call.
 #[tokio::test]
