@@ -82,6 +82,11 @@ fn key_prefix(key: &str) -> Option<(KeyKind, &str)> {
     (prefix.len() == PREFIX_LEN && secret.len() == SECRET_LEN).then_some((kind, prefix))
 }
 
+/// Whether the token starts as our keys do: meant as a Gatehouse key, well-formed or not.
+fn marked_as_gatehouse_key(token: &str) -> bool {
+    [KeyKind::Api, KeyKind::Connector].into_iter().any(|kind| token.starts_with(kind.marker()))
+}
+
 /// Creates and stores a key for `org`, returning it for display once.
 pub async fn create_api_key(
     store: &dyn Store,
@@ -268,9 +273,10 @@ fn denied(message: &str) -> ConnectError {
     ConnectError::new(ErrorCode::PermissionDenied, message)
 }
 
-/// The key from `X-API-KEY`, else from `Authorization: Bearer`. Two different Gatehouse keys
-/// on one request are refused rather than one of them chosen: whoever added the second meant
-/// it to count. Beside an `X-API-KEY`, an `Authorization` that holds no Gatehouse key (an
+/// The key from `X-API-KEY`, else from `Authorization: Bearer`. Two different keys on one
+/// request are refused rather than one of them chosen, whether or not either is valid: whoever
+/// added the second meant it to count, and which of them is valid must not decide which counts.
+/// Beside an `X-API-KEY`, an `Authorization` that is not meant as a Gatehouse key (an
 /// identity-aware proxy's token, another scheme) is someone else's: ignored.
 fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     let mut keys = Vec::with_capacity(1);
@@ -294,7 +300,7 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
         };
         let bearer = value.trim().split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
         match bearer.map(|(_, token)| token.trim()) {
-            Some(token) if !has_api_key_header || key_prefix(token).is_some() => keys.push(token),
+            Some(token) if !has_api_key_header || marked_as_gatehouse_key(token) => keys.push(token),
             Some(_) => {}
             None => other_scheme |= !has_api_key_header,
         }
@@ -391,5 +397,12 @@ mod tests {
         let other_key = format!("gh_{}_{}", "a".repeat(PREFIX_LEN), "b".repeat(SECRET_LEN));
         basic.insert("authorization", format!("Bearer {other_key}").parse().unwrap());
         assert!(presented_key(&basic).unwrap_err().message.unwrap().contains("more than one API key"));
+        // A bearer key that could never be valid is a second key all the same, as a malformed
+        // X-API-KEY beside a valid bearer key is.
+        for malformed in ["gh_short", "ghc_AAAAAAAAAA_short", "gh_"] {
+            basic.insert("authorization", format!("Bearer {malformed}").parse().unwrap());
+            let error = presented_key(&basic).unwrap_err();
+            assert!(error.message.unwrap().contains("more than one API key"), "{malformed}");
+        }
     }
 }

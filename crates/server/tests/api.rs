@@ -189,6 +189,23 @@ async fn authentication_and_roles() {
         .await
         .unwrap();
     assert_eq!(bearer.status(), 200);
+    // Two different keys are refused alike, whichever of them is the valid one.
+    let both = |api_key: &str, bearer: &str| {
+        h.http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("X-API-KEY", api_key)
+            .header("Authorization", format!("Bearer {bearer}"))
+            .body("{}")
+            .send()
+    };
+    for (api_key, bearer) in [(h.reader_key.as_str(), "gh_invalid"), ("gh_invalid", h.reader_key.as_str())] {
+        let response = both(api_key, bearer).await.unwrap();
+        assert_eq!(response.status(), 401, "{api_key} and {bearer}");
+        let message = response.json::<serde_json::Value>().await.unwrap()["message"].to_string();
+        assert!(message.contains("more than one API key"), "{message}");
+    }
+    assert_eq!(both(&h.reader_key, &h.reader_key).await.unwrap().status(), 200, "the same key in both");
 
     let termination = json!({"session_id": "s", "connector_id": "c"});
     expect_error(&h.call("CreateSessionTermination", termination.clone()).await, 403, "permission_denied");
