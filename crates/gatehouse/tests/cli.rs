@@ -546,6 +546,38 @@ fn a_server_that_is_not_the_control_plane_is_named_in_one_line() {
 }
 
 #[test]
+fn of_commands_racing_to_create_an_organization_one_says_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    run(gatehouse().args(["migrate", "--data-dir"]).arg(data));
+    // The race is between looking for the organization and inserting it: several rounds, so
+    // that without one insert deciding it, some round has two commands claim it.
+    for org in ["race-1", "race-2", "race-3", "race-4"] {
+        let racing: Vec<Child> = (0..6)
+            .map(|_| {
+                gatehouse()
+                    .args(["keys", "create", "--org", org, "--data-dir"])
+                    .arg(data)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let said: Vec<String> = racing
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().unwrap();
+                assert!(out.status.success(), "{}", stderr(&out));
+                stderr(&out)
+            })
+            .collect();
+        let created = said.iter().filter(|said| said.contains("Created organization")).count();
+        assert_eq!(created, 1, "{org}: {said:?}");
+    }
+}
+
+#[test]
 fn addresses_are_checked_and_host_names_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();

@@ -21,6 +21,12 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// An organization neither inserted nor found: only a delete between the two could cause it,
+/// and nothing deletes organizations.
+pub(crate) fn org_vanished(name: &str) -> StoreError {
+    StoreError::Corrupt(format!("organization {name:?} vanished after insert"))
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         // SQLITE_INTERRUPT: a reader's statement ran past its deadline

@@ -43,7 +43,12 @@ fn pending_migrations(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Ve
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Returns the organization with this name, creating it if needed.
-    async fn ensure_org(&self, name: &str) -> Result<Org, StoreError>;
+    async fn ensure_org(&self, name: &str) -> Result<Org, StoreError> {
+        Ok(self.ensure_org_noting_creation(name).await?.0)
+    }
+    /// As [`Store::ensure_org`], and whether this call created it: of calls racing to create
+    /// one organization, exactly one did.
+    async fn ensure_org_noting_creation(&self, name: &str) -> Result<(Org, bool), StoreError>;
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError>;
     /// Every organization, by name.
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError>;

@@ -83,7 +83,9 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
         return Ok(org);
     }
     // A key made for a mistyped organization would see none of the sessions it was meant for.
-    if let Some(org) = store.list_orgs().await?.into_iter().find(|org| mistyped(name, &org.name)) {
+    // The name itself may be listed now, made by a command racing this one: that is no typo.
+    let orgs = store.list_orgs().await?;
+    if let Some(org) = orgs.into_iter().find(|org| org.name != name && mistyped(name, &org.name)) {
         return Err(UsageError(format!(
             "no organization named {name:?}; did you mean {:?}? (a new organization's name must differ \
              from the existing ones by more than letter case, spaces around it or two letters swapped)",
@@ -91,8 +93,11 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
         ))
         .into());
     }
-    let org = store.ensure_org(name).await?;
-    note!("Created organization {name:?}: it did not exist yet.");
+    let (org, created) = store.ensure_org_noting_creation(name).await?;
+    // Another command may have created it since `find_org`: only the one that did says so.
+    if created {
+        note!("Created organization {name:?}: it did not exist yet.");
+    }
     Ok(org)
 }
 

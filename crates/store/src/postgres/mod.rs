@@ -38,6 +38,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool, Postgres, Row};
 
 use self::abandon::ReadTransaction;
+use crate::error::org_vanished;
 use crate::model::*;
 use crate::row::session_from_row;
 use crate::sql::rollup::RollupDelta;
@@ -370,15 +371,20 @@ fn parse_role(text: &str) -> Result<Role, StoreError> {
 /// The bodies of the [`Store`] methods; the trait impl below classifies
 /// their errors.
 impl PgStore {
-    async fn ensure_org_impl(&self, name: &str) -> Result<Org, StoreError> {
-        sqlx::query("INSERT INTO organizations (name, created_us) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(gatehouse_core::time::now_micros())
-            .execute(&self.pool)
-            .await?;
-        self.find_org_impl(name)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("organization {name:?} vanished after insert")))
+    async fn ensure_org_noting_creation_impl(&self, name: &str) -> Result<(Org, bool), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO organizations (name, created_us) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING \
+             RETURNING id, name",
+        )
+        .bind(name)
+        .bind(gatehouse_core::time::now_micros())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }, true));
+        }
+        let existing = self.find_org_impl(name).await?;
+        Ok((existing.ok_or_else(|| org_vanished(name))?, false))
     }
 
     async fn find_org_impl(&self, name: &str) -> Result<Option<Org>, StoreError> {
@@ -508,8 +514,8 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn ensure_org(&self, name: &str) -> Result<Org, StoreError> {
-        self.ensure_org_impl(name).await.map_err(classify)
+    async fn ensure_org_noting_creation(&self, name: &str) -> Result<(Org, bool), StoreError> {
+        self.ensure_org_noting_creation_impl(name).await.map_err(classify)
     }
 
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {

@@ -16,6 +16,7 @@ use gatehouse_core::{Micros, OrgId, Role, Session};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 
+use crate::error::org_vanished;
 use crate::model::*;
 use crate::row::{many_values, session_from_row};
 use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
@@ -412,15 +413,18 @@ fn parse_role(text: &str) -> Result<Role, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn ensure_org(&self, name: &str) -> Result<Org, StoreError> {
-        sqlx::query("INSERT INTO organizations (name, created_us) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(gatehouse_core::time::now_micros())
-            .execute(self.writer())
-            .await?;
-        self.find_org(name)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("organization {name:?} vanished after insert")))
+    async fn ensure_org_noting_creation(&self, name: &str) -> Result<(Org, bool), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO organizations (name, created_us) VALUES (?, ?) ON CONFLICT (name) DO NOTHING RETURNING id, name",
+        )
+        .bind(name)
+        .bind(gatehouse_core::time::now_micros())
+        .fetch_optional(self.writer())
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }, true));
+        }
+        Ok((self.find_org(name).await?.ok_or_else(|| org_vanished(name))?, false))
     }
 
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {

@@ -60,6 +60,16 @@ pub async fn ensure_org_is_idempotent_and_find_org_finds_it(store: &dyn Store) {
     assert_eq!(store.find_org("").await.unwrap(), None);
 }
 
+pub async fn of_racing_calls_creating_an_org_exactly_one_says_it_created_it(store: &dyn Store) {
+    let ensure = || store.ensure_org_noting_creation("raceb");
+    let raced = tokio::join!(ensure(), ensure(), ensure(), ensure(), ensure(), ensure());
+    let raced = [raced.0, raced.1, raced.2, raced.3, raced.4, raced.5].map(Result::unwrap);
+    assert_eq!(raced.iter().filter(|(_, created)| *created).count(), 1, "{raced:?}");
+    let org = store.find_org("raceb").await.unwrap().unwrap();
+    assert!(raced.iter().all(|(raced, _)| *raced == org), "{raced:?}");
+    assert_eq!(store.ensure_org_noting_creation("raceb").await.unwrap(), (org, false));
+}
+
 pub async fn api_keys_are_found_by_prefix_whatever_their_org(store: &dyn Store) {
     let (acme, globex, keys) = two_orgs_with_keys(store).await;
     for (k, org) in keys.iter().zip([acme, acme, globex]) {

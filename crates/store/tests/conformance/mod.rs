@@ -56,6 +56,7 @@ macro_rules! conformance_suite {
         $crate::conformance::conformance_suite! { @emit $open;
             keys {
                 ensure_org_is_idempotent_and_find_org_finds_it,
+                of_racing_calls_creating_an_org_exactly_one_says_it_created_it,
                 api_keys_are_found_by_prefix_whatever_their_org,
                 api_key_prefixes_are_unique,
                 listing_api_keys_is_per_org_in_creation_order_without_secrets,
