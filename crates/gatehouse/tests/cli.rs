@@ -578,6 +578,23 @@ fn of_commands_racing_to_create_an_organization_one_says_it_did() {
 }
 
 #[test]
+fn a_store_address_where_no_postgresql_answers_is_named_in_plain_words() {
+    let http = answering(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n", 10);
+    let address = http.trim_start_matches("http://");
+    let url = format!("postgres://postgres@{address}/r1_gh");
+    let out =
+        gatehouse_without_store_variables(&["keys", "list", "--org", "acme", "--database-url", &url]).output().unwrap();
+    let error = stderr(&out);
+    assert!(
+        error.contains(&format!(
+            "cannot open the PostgreSQL store at {address}/r1_gh: the server there does not speak the PostgreSQL protocol"
+        )),
+        "{error}"
+    );
+    assert!(!error.contains("internal") && !error.contains("sqlx"), "{error}");
+}
+
+#[test]
 fn addresses_are_checked_and_host_names_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();

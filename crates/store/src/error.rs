@@ -19,6 +19,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("stored data is corrupt: {0} (this is a bug)")]
     Corrupt(String),
+    /// A server answered at the store's address, but not in PostgreSQL's protocol: another
+    /// service listens there. Its garbled answer (sqlx's words) is kept for debugging, not said.
+    #[error("the server there does not speak the PostgreSQL protocol: is this another service's address?")]
+    NotPostgres(sqlx::Error),
 }
 
 /// An organization neither inserted nor found: only a delete between the two could cause it,

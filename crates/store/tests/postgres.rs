@@ -208,6 +208,30 @@ async fn an_unreachable_database_is_unavailable() {
 }
 
 #[tokio::test]
+async fn a_server_that_is_no_postgresql_is_named_so() {
+    // An HTTP server answers PostgreSQL's first request (SSLRequest) with `HTTP/1.1 400 ...`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n").await;
+        }
+    });
+    let options = PgConnectOptions::new().host("127.0.0.1").port(port).username("postgres").database("r1_gh");
+    let quick = PgOptions { acquire_timeout: Duration::from_secs(2), ..small_pool() };
+    match PgStore::connect_with(options, quick).await {
+        Err(error @ StoreError::NotPostgres(_)) => {
+            let said = error.to_string();
+            assert!(said.contains("does not speak the PostgreSQL protocol"), "{said}");
+            assert!(std::error::Error::source(&error).is_none(), "sqlx's words stay unsaid: {error:?}");
+        }
+        Err(other) => panic!("expected NotPostgres, got {other:?}"),
+        Ok(_) => panic!("an HTTP server taken for PostgreSQL"),
+    }
+}
+
+#[tokio::test]
 async fn a_store_survives_its_connections_being_killed() {
     let db = TestDatabase::create().await;
     let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();

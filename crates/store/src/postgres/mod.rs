@@ -139,11 +139,11 @@ impl PgStore {
             Err(sqlx::Error::PoolTimedOut) => {
                 let attempt = tokio::time::timeout(options.acquire_timeout, PgConnection::connect_with(&direct)).await;
                 return Err(match attempt {
-                    Ok(Err(cause)) => classify_sqlx(cause),
+                    Ok(Err(cause)) => classify_connect(cause),
                     _ => StoreError::Unavailable(sqlx::Error::PoolTimedOut),
                 });
             }
-            Err(error) => return Err(classify_sqlx(error)),
+            Err(error) => return Err(classify_connect(error)),
         };
         let health = PgPoolOptions::new()
             .max_connections(1)
@@ -322,6 +322,15 @@ pub(super) fn classify(error: StoreError) -> StoreError {
         StoreError::Database(e) => classify_sqlx(e),
         StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => classify_sqlx(e),
         other => other,
+    }
+}
+
+/// As [`classify_sqlx`], for a failure to connect: there, an answer sqlx cannot read comes from
+/// a server that is no PostgreSQL (an HTTP server answers the first request with `H`).
+fn classify_connect(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Protocol(_) => StoreError::NotPostgres(error),
+        other => classify_sqlx(other),
     }
 }
 
