@@ -9,7 +9,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use gatehouse_core::Role;
-use gatehouse_core::time::{MAX_TIME, MIN_TIME, Micros, now_micros};
+use gatehouse_core::time::{FineMicros, MAX_TIME, MIN_TIME, Micros, now_micros};
 
 use crate::address::{HostPort, database_address, host_name, listen_address};
 
@@ -196,7 +196,7 @@ fn non_empty(text: &str) -> Result<String, String> {
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    match gatehouse_query::parse_duration(text) {
+    match gatehouse_query::parse_duration(text).map(FineMicros::floor) {
         Some(us) if us > 0 => Ok(std::time::Duration::from_micros(us as u64)),
         Some(_) => Err(format!("{text:?} is not above zero")),
         None => Err(format!("{text:?} is not a duration such as 30s, 5m, 1h or 7d")),
@@ -225,9 +225,10 @@ fn parse_since(text: &str) -> Result<Micros, String> {
     Ok(Micros::try_from(span.as_micros()).unwrap_or(Micros::MAX))
 }
 
-/// `--from` and `--to`: the query language's times, so that a window is written as in a query.
+/// `--from` and `--to`: the query language's times, so that a window is written as in a query;
+/// taken to the microsecond at or above, as the control plane takes a window's bounds.
 fn parse_time(text: &str) -> Result<Micros, String> {
-    match gatehouse_query::parse_time(text.trim(), now_micros()) {
+    match gatehouse_query::parse_time(text.trim(), now_micros()).map(FineMicros::ceil) {
         Some(at) if (MIN_TIME..=MAX_TIME).contains(&at) => Ok(at),
         Some(_) => Err(format!("{text:?} is outside the years 1 to 9999")),
         None => Err(format!("{text:?} is not {}", gatehouse_query::TIME_FORMS)),

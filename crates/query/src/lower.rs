@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Bound;
 
+use gatehouse_core::time::FineMicros;
 use tantivy_query_grammar::{Delimiter, Occur, UserInputAst, UserInputBound, UserInputLeaf, UserInputLiteral};
 
 use crate::ast::{Expr, Op, Value};
@@ -29,6 +30,42 @@ struct Lowerer {
     now_us: i64,
     /// Leaf clauses lowered so far, for `MAX_CLAUSES`.
     clauses: usize,
+}
+
+/// A value as given, before it is compared: a time or a duration may be finer than the
+/// microsecond the store keeps.
+enum Given {
+    Value(Value),
+    Time(FineMicros),
+    Duration(FineMicros),
+}
+
+impl Given {
+    /// The value, a time or duration taken to a whole microsecond by `round`.
+    fn rounded(self, round: fn(FineMicros) -> i64) -> Value {
+        match self {
+            Given::Value(value) => value,
+            Given::Time(at) => Value::Time(round(at)),
+            Given::Duration(span) => Value::Duration(round(span)),
+        }
+    }
+
+    /// The value a stored one must equal to match it; none equals a time or duration with a
+    /// fraction of a microsecond.
+    fn exact(self) -> Option<Value> {
+        match self {
+            Given::Value(value) => Some(value),
+            Given::Time(at) => at.whole().map(Value::Time),
+            Given::Duration(span) => span.whole().map(Value::Duration),
+        }
+    }
+}
+
+/// Which end of a range a bound is.
+#[derive(Clone, Copy)]
+enum Side {
+    Lower,
+    Upper,
 }
 
 impl Lowerer {
@@ -86,8 +123,8 @@ impl Lowerer {
                 };
                 let field = resolve(&name)?;
                 self.count(1)?;
-                let lower = self.bound(field, &name, lower)?;
-                let upper = self.bound(field, &name, upper)?;
+                let lower = self.bound(field, &name, lower, Side::Lower)?;
+                let upper = self.bound(field, &name, upper, Side::Upper)?;
                 match (&lower, &upper) {
                     // Lucene's `[* TO *]` means "has a value".
                     (Bound::Unbounded, Bound::Unbounded) => Ok(Expr::pred(field, Op::Exists)),
@@ -117,9 +154,11 @@ impl Lowerer {
                     })
                     .collect();
                 self.count(elements.len().max(1))?;
-                let values =
-                    elements.into_iter().map(|element| self.value(field, &name, element)).collect::<Result<_, _>>()?;
-                Ok(Expr::pred(field, Op::In(values)))
+                let given = elements
+                    .into_iter()
+                    .map(|element| self.value(field, &name, element))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Expr::pred(field, Op::In(given.into_iter().filter_map(Given::exact).collect())))
             }
             UserInputLeaf::Exists { field } => {
                 let field = resolve(&field)?;
@@ -200,41 +239,59 @@ impl Lowerer {
                 parse_cidr(&phrase).ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
             Op::Cidr { first, last }
         } else {
-            Op::Eq(self.value(field, name, phrase)?)
+            match self.value(field, name, phrase)?.exact() {
+                Some(value) => Op::Eq(value),
+                None => Op::In(vec![]),
+            }
         };
         Ok(Expr::pred(field, op))
     }
 
-    fn bound(&self, field: Field, name: &str, bound: UserInputBound) -> Result<Bound<Value>, QueryError> {
-        Ok(match bound {
-            UserInputBound::Inclusive(text) => Bound::Included(self.value(field, name, unquote(text))?),
-            UserInputBound::Exclusive(text) => Bound::Excluded(self.value(field, name, unquote(text))?),
-            UserInputBound::Unbounded => Bound::Unbounded,
-        })
+    /// A range's bound, in whole microseconds for a time or duration given finer: the one
+    /// above it for `>=` and `<`, the one below for `>` and `<=`, which select the same stored
+    /// microseconds as the value given would.
+    fn bound(&self, field: Field, name: &str, bound: UserInputBound, side: Side) -> Result<Bound<Value>, QueryError> {
+        let (text, included) = match bound {
+            UserInputBound::Inclusive(text) => (text, true),
+            UserInputBound::Exclusive(text) => (text, false),
+            UserInputBound::Unbounded => return Ok(Bound::Unbounded),
+        };
+        let round = match (side, included) {
+            (Side::Lower, true) | (Side::Upper, false) => FineMicros::ceil,
+            (Side::Lower, false) | (Side::Upper, true) => FineMicros::floor,
+        };
+        let value = self.value(field, name, unquote(text))?.rounded(round);
+        Ok(if included { Bound::Included(value) } else { Bound::Excluded(value) })
     }
 
     /// Types `text` by the field's kind. `name` is the field as the user wrote it, for messages.
-    fn value(&self, field: Field, name: &str, text: String) -> Result<Value, QueryError> {
+    fn value(&self, field: Field, name: &str, text: String) -> Result<Given, QueryError> {
         let invalid = |expected: &str| QueryError::invalid_value(name, &text, expected);
-        match field.kind() {
+        let value = match field.kind() {
             FieldKind::Keyword if field == Field::SessionStatus => {
                 let status = field.stored_spelling(text.clone());
-                if SESSION_STATUSES.contains(&status.as_str()) {
-                    Ok(Value::Str(status))
-                } else {
-                    Err(invalid("one of `active`, `completed`"))
+                if !SESSION_STATUSES.contains(&status.as_str()) {
+                    return Err(invalid("one of `active`, `completed`"));
                 }
+                Value::Str(status)
             }
-            FieldKind::Keyword => Ok(Value::Str(field.stored_spelling(text))),
-            FieldKind::Text => Ok(Value::Str(text)),
-            FieldKind::Time => parse_time(&text, self.now_us).map(Value::Time).ok_or_else(|| invalid(TIME_FORMS)),
-            FieldKind::Duration => parse_duration(&text).map(Value::Duration).ok_or_else(|| invalid(DURATION_FORMS)),
-            FieldKind::Ip if text.contains('/') => Err(invalid(
-                "a single IP address here; a network such as 10.0.0.0/8 only works alone, \
-                 as in `client_ip:10.0.0.0/8`",
-            )),
-            FieldKind::Ip => parse_ip(&text).map(Value::Ip).ok_or_else(|| invalid(IP_FORMS)),
-        }
+            FieldKind::Keyword => Value::Str(field.stored_spelling(text)),
+            FieldKind::Text => Value::Str(text),
+            FieldKind::Time => {
+                return parse_time(&text, self.now_us).map(Given::Time).ok_or_else(|| invalid(TIME_FORMS));
+            }
+            FieldKind::Duration => {
+                return parse_duration(&text).map(Given::Duration).ok_or_else(|| invalid(DURATION_FORMS));
+            }
+            FieldKind::Ip if text.contains('/') => {
+                return Err(invalid(
+                    "a single IP address here; a network such as 10.0.0.0/8 only works alone, \
+                     as in `client_ip:10.0.0.0/8`",
+                ));
+            }
+            FieldKind::Ip => parse_ip(&text).map(Value::Ip).ok_or_else(|| invalid(IP_FORMS))?,
+        };
+        Ok(Given::Value(value))
     }
 
     /// `limits::check_clauses` bounds the clauses as written; this bounds what lowering emits,

@@ -8,6 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use gatehouse_core::time::{FineMicros, parse_rfc3339_unbounded};
 
 const US_PER_MS: i64 = 1_000;
 const US_PER_S: i64 = 1_000_000;
@@ -31,17 +32,20 @@ pub(crate) const IP_FORMS: &str = "an IP address such as 10.0.0.1 or \"2001:db8:
 
 /// Parses a duration: one or more `<number><unit>` pairs with units `d`, `h`, `m`, `s`, `ms`,
 /// `us`, e.g. `250ms`, `1h30m`, `1.5h`, `1169.589943s` (as the API writes durations). Returns
-/// microseconds; a fraction finer than that is dropped.
+/// microseconds, and whether a fraction of one is left over, however many digits it takes.
 ///
 /// A bare number is rejected on purpose: `duration:>30` could mean seconds or milliseconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
+pub fn parse_duration(text: &str) -> Option<FineMicros> {
     let mut rest = text;
-    let mut total: i64 = 0;
+    let mut whole: i64 = 0;
+    // The digits below the microsecond of the parts so far, summed exactly, so that
+    // `0.0000005s0.0000005s` is one microsecond and no fraction.
+    let mut below = Vec::new();
     if rest.is_empty() {
         return None;
     }
     while !rest.is_empty() {
-        let (whole, tail) = split_digits(rest);
+        let (integer, tail) = split_digits(rest);
         let (fraction, tail) = match tail.strip_prefix('.') {
             // `1.s` and `.5s` are not numbers.
             Some(tail) => match split_digits(tail) {
@@ -50,23 +54,48 @@ pub fn parse_duration(text: &str) -> Option<i64> {
             },
             None => ("", tail),
         };
-        if whole.is_empty() {
+        if integer.is_empty() {
             return None;
         }
         let unit_end = tail.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_end);
         let (_, scale) = UNITS.iter().find(|(name, _)| *name == unit)?;
-        let amount: i64 = whole.parse().ok()?;
-        // Digits past the 18th are below any unit's microsecond.
-        let fraction = &fraction[..fraction.len().min(18)];
-        let part = match fraction {
-            "" => 0,
-            digits => i128::from(*scale) * digits.parse::<i128>().ok()? / 10i128.pow(digits.len() as u32),
-        };
-        total = total.checked_add(amount.checked_mul(*scale)?)?.checked_add(i64::try_from(part).ok()?)?;
+        let amount: i64 = integer.parse().ok()?;
+        let (part, part_below) = scale_fraction(*scale, fraction);
+        let carry = add_digits(&mut below, &part_below);
+        whole = whole.checked_add(amount.checked_mul(*scale)?)?.checked_add(part)?.checked_add(carry)?;
         rest = tail;
     }
-    Some(total)
+    FineMicros::new(whole, below.iter().any(|&digit| digit != 0))
+}
+
+/// `scale` microseconds times the decimal fraction `0.<digits>`: whole microseconds, and the
+/// digits below the microsecond, exactly (long multiplication from the last digit).
+fn scale_fraction(scale: i64, digits: &str) -> (i64, Vec<u8>) {
+    let mut below = vec![0; digits.len()];
+    // Below `scale` throughout, as the product of the digits so far over their place is.
+    let mut carry = 0;
+    for (slot, digit) in below.iter_mut().zip(digits.bytes()).rev() {
+        let product = scale * i64::from(digit - b'0') + carry;
+        *slot = (product % 10) as u8;
+        carry = product / 10;
+    }
+    (carry, below)
+}
+
+/// Adds the decimal fraction `addend` to `sum` (digits after the point, first the tenths) and
+/// returns what carries into the units.
+fn add_digits(sum: &mut Vec<u8>, addend: &[u8]) -> i64 {
+    if sum.len() < addend.len() {
+        sum.resize(addend.len(), 0);
+    }
+    let mut carry = 0;
+    for (place, digit) in sum.iter_mut().enumerate().rev() {
+        let total = *digit + addend.get(place).copied().unwrap_or(0) + carry;
+        *digit = total % 10;
+        carry = total / 10;
+    }
+    i64::from(carry)
 }
 
 /// The leading ASCII digits of `text`, and the rest.
@@ -76,20 +105,21 @@ fn split_digits(text: &str) -> (&str, &str) {
 
 /// Parses a time: RFC 3339 (any offset), a bare date (midnight UTC), `now`, or `now` plus or
 /// minus a duration (`now-24h`, `now+1h`). `now_us` is "now" in microseconds since the epoch.
-pub fn parse_time(text: &str, now_us: i64) -> Option<i64> {
+/// Digits past the microsecond are kept as [`parse_duration`] keeps them.
+pub fn parse_time(text: &str, now_us: i64) -> Option<FineMicros> {
     if let Some(offset) = strip_prefix_ignore_case(text, "now") {
         return match offset.as_bytes().first() {
-            None => Some(now_us),
-            Some(b'-') => now_us.checked_sub(parse_duration(&offset[1..])?),
-            Some(b'+') => now_us.checked_add(parse_duration(&offset[1..])?),
+            None => Some(FineMicros::exact(now_us)),
+            Some(b'-') => parse_duration(&offset[1..])?.before(now_us),
+            Some(b'+') => parse_duration(&offset[1..])?.after(now_us),
             Some(_) => None,
         };
     }
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Some(time.timestamp_micros());
+    if let Some(time) = parse_rfc3339_unbounded(text) {
+        return Some(time);
     }
     let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+    Some(FineMicros::exact(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros()))
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
@@ -166,21 +196,31 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000_000_000;
 
+    /// A whole number of microseconds.
+    fn exact(us: i64) -> Option<FineMicros> {
+        Some(FineMicros::exact(us))
+    }
+
+    /// `us` microseconds and a fraction of one.
+    fn past(us: i64) -> Option<FineMicros> {
+        FineMicros::new(us, true)
+    }
+
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(250 * US_PER_MS));
-        assert_eq!(parse_duration("30s"), Some(30 * US_PER_S));
-        assert_eq!(parse_duration("10m"), Some(10 * US_PER_M));
-        assert_eq!(parse_duration("2h"), Some(2 * US_PER_H));
-        assert_eq!(parse_duration("1d"), Some(US_PER_D));
-        assert_eq!(parse_duration("1h30m"), Some(90 * US_PER_M));
-        assert_eq!(parse_duration("7us"), Some(7));
+        assert_eq!(parse_duration("250ms"), exact(250 * US_PER_MS));
+        assert_eq!(parse_duration("30s"), exact(30 * US_PER_S));
+        assert_eq!(parse_duration("10m"), exact(10 * US_PER_M));
+        assert_eq!(parse_duration("2h"), exact(2 * US_PER_H));
+        assert_eq!(parse_duration("1d"), exact(US_PER_D));
+        assert_eq!(parse_duration("1h30m"), exact(90 * US_PER_M));
+        assert_eq!(parse_duration("7us"), exact(7));
         // Fractions, as the API writes a duration: to the microsecond.
-        assert_eq!(parse_duration("1.5h"), Some(90 * US_PER_M));
-        assert_eq!(parse_duration("1169.589943s"), Some(1_169_589_943));
-        assert_eq!(parse_duration("0.000001999s"), Some(1));
-        assert_eq!(parse_duration("0.25ms"), Some(250));
-        assert_eq!(parse_duration("1.000000000000000000000001s"), Some(US_PER_S));
+        assert_eq!(parse_duration("1.5h"), exact(90 * US_PER_M));
+        assert_eq!(parse_duration("1169.589943s"), exact(1_169_589_943));
+        assert_eq!(parse_duration("0.25ms"), exact(250));
+        assert_eq!(parse_duration("1.000000000000000000000000s"), exact(US_PER_S));
+        assert_eq!(parse_duration("0.0000000000000000000000000001d"), past(0));
         for bad in [
             "",
             "30",
@@ -202,14 +242,32 @@ mod tests {
     }
 
     #[test]
+    fn durations_keep_what_is_finer_than_a_microsecond() {
+        assert_eq!(parse_duration("61.380376001s"), past(61_380_376));
+        assert_eq!(parse_duration("0.000001999s"), past(1));
+        assert_eq!(parse_duration("1.000000000000000000000001s"), past(US_PER_S));
+        assert_eq!(parse_duration("0.1us"), past(0));
+        // A third of a microsecond is no decimal fraction of a day, however long.
+        assert_eq!(parse_duration("0.00000000000385802469135802469d"), past(0));
+        // Fractions of two parts add up exactly.
+        assert_eq!(parse_duration("0.0000005s0.0000005s"), exact(1));
+        assert_eq!(parse_duration("0.0000005s0.00000050001s"), past(1));
+        assert_eq!(parse_duration("1.00000000001m0.0009994ms"), exact(60_000_001));
+        assert_eq!(parse_duration("1.00000000001m0.0009993ms"), past(60_000_000));
+        assert_eq!(parse_duration("9223372036854775807us"), exact(i64::MAX));
+        assert_eq!(parse_duration("9223372036854775806.5us"), past(i64::MAX - 1));
+        assert_eq!(parse_duration("9223372036854775807.5us"), None);
+    }
+
+    #[test]
     fn times() {
-        assert_eq!(parse_time("now", NOW), Some(NOW));
-        assert_eq!(parse_time("NOW", NOW), Some(NOW));
-        assert_eq!(parse_time("now-24h", NOW), Some(NOW - 24 * US_PER_H));
-        assert_eq!(parse_time("now+1h", NOW), Some(NOW + US_PER_H));
-        assert_eq!(parse_time("2024-01-01T00:00:00Z", NOW), Some(1_704_067_200_000_000));
-        assert_eq!(parse_time("2024-01-01T02:00:00+02:00", NOW), Some(1_704_067_200_000_000));
-        assert_eq!(parse_time("2024-01-01", NOW), Some(1_704_067_200_000_000));
+        assert_eq!(parse_time("now", NOW), exact(NOW));
+        assert_eq!(parse_time("NOW", NOW), exact(NOW));
+        assert_eq!(parse_time("now-24h", NOW), exact(NOW - 24 * US_PER_H));
+        assert_eq!(parse_time("now+1h", NOW), exact(NOW + US_PER_H));
+        assert_eq!(parse_time("2024-01-01T00:00:00Z", NOW), exact(1_704_067_200_000_000));
+        assert_eq!(parse_time("2024-01-01T02:00:00+02:00", NOW), exact(1_704_067_200_000_000));
+        assert_eq!(parse_time("2024-01-01", NOW), exact(1_704_067_200_000_000));
         for bad in [
             "",
             "yesterday",
@@ -224,6 +282,15 @@ mod tests {
             assert_eq!(parse_time(bad, NOW), None, "{bad}");
         }
         assert_eq!(parse_time("now-106751d", i64::MIN + 1), None);
+    }
+
+    #[test]
+    fn times_keep_what_is_finer_than_a_microsecond() {
+        assert_eq!(parse_time("2024-01-01T00:00:00.000000001Z", NOW), past(1_704_067_200_000_000));
+        assert_eq!(parse_time("now+0.5us", NOW), past(NOW));
+        // Half a microsecond before now is the microsecond before and half of it.
+        assert_eq!(parse_time("now-0.5us", NOW), past(NOW - 1));
+        assert_eq!(parse_time("now-1.0000001s", NOW), past(NOW - US_PER_S - 1));
     }
 
     #[test]

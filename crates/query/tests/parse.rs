@@ -481,6 +481,34 @@ fn time_values() {
 }
 
 #[test]
+fn bounds_finer_than_a_microsecond_compare_exactly() {
+    // Stored times are whole microseconds: `>=` and `<` take the one above a finer bound,
+    // `>` and `<=` the one below, and nothing stored equals it.
+    check("start_time:>=2026-12-06T15:08:52.702869001Z", "start_time:[2026-12-06T15:08:52.702870Z TO *}");
+    check("start_time:>2026-12-06T15:08:52.702869001Z", "start_time:{2026-12-06T15:08:52.702869Z TO *}");
+    check("start_time:<2026-12-06T15:08:52.702869001Z", "start_time:{* TO 2026-12-06T15:08:52.702870Z}");
+    check("start_time:<=2026-12-06T15:08:52.702869001Z", "start_time:{* TO 2026-12-06T15:08:52.702869Z]");
+    check(
+        "end_time:[2026-12-06T15:08:52.7028691Z TO 2026-12-06T15:09:54.0832459Z}",
+        "end_time:[2026-12-06T15:08:52.702870Z TO 2026-12-06T15:09:54.083246Z}",
+    );
+    check(
+        "end_time:{2026-12-06T15:08:52.7028691Z TO 2026-12-06T15:09:54.0832459Z]",
+        "end_time:{2026-12-06T15:08:52.702869Z TO 2026-12-06T15:09:54.083245Z]",
+    );
+    check(r#"start_time:"2026-12-06T15:08:52.702869001Z""#, "start_time:IN []");
+    check(r#"start_time:"2026-12-06T15:08:52.702869000Z""#, "start_time=2026-12-06T15:08:52.702869Z");
+    check("start_time:>now-0.5us", "start_time:{2023-12-31T23:59:59.999999Z TO *}");
+    check("start_time:>=now-0.5us", "start_time:[2024-01-01T00:00:00Z TO *}");
+    check("duration:>=61.380376001s", "duration:[61380377us TO *}");
+    check("duration:>61.380376001s", "duration:{61380376us TO *}");
+    check("duration:<61.380376001s", "duration:{* TO 61380377us}");
+    check("duration:<=61.380376001s", "duration:{* TO 61380376us]");
+    check("duration:61.3803761s", "duration:IN []");
+    check("duration:IN [1s 1.0000001s 2s]", "duration:IN [1s 2s]");
+}
+
+#[test]
 fn duration_values() {
     check("duration:250ms", "duration=250ms");
     check("duration:30s", "duration=30s");

@@ -5,7 +5,7 @@
 
 use connectrpc::ConnectError;
 use gatehouse_core::OrgId;
-use gatehouse_core::time::{MIN_TIME, format_rfc3339, now_micros};
+use gatehouse_core::time::{FineMicros, MIN_TIME, format_rfc3339, now_micros};
 use gatehouse_proto::core::v1::ListSessionAggregationsResponse;
 use gatehouse_proto::core::v1::list_sessions_response::{Aggregations, Bucket, DateBucket, GroupByBucket};
 use gatehouse_query::Field;
@@ -67,7 +67,7 @@ pub async fn aggregate(
     let filter = parse_filter(req.query, now)?;
     let interval = match req.histogram_interval.trim() {
         "" => None,
-        text => match gatehouse_query::parse_duration(text) {
+        text => match gatehouse_query::parse_duration(text).map(FineMicros::floor) {
             Some(us) if us >= MIN_INTERVAL_US => Some(us),
             Some(_) => return Err(invalid(format!("histogram_interval {text:?} is too short: the least is 1s"))),
             None => {

@@ -64,11 +64,14 @@ pub fn parse_sort(text: &str) -> Result<(SortKey, Direction), ConnectError> {
     Ok((key, direction))
 }
 
+/// A window bound, in the microsecond at or above the time given: the window's sessions are
+/// those that started before its end and had not ended before its start, and of whole
+/// microseconds, those below a time finer than one are those below the one above it.
 fn parse_bound(name: &str, text: &str) -> Result<Option<Micros>, ConnectError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    parse_rfc3339(text).map(Some).ok_or_else(|| {
+    parse_rfc3339(text).map(|at| Some(at.ceil())).ok_or_else(|| {
         invalid(format!("{name} {text:?} is not an RFC 3339 time from year 1 to 9999, such as 2024-01-31T12:00:00Z"))
     })
 }

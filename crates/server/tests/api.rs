@@ -452,6 +452,43 @@ async fn windows_select_overlapping_sessions() {
 }
 
 #[tokio::test]
+async fn bounds_finer_than_a_microsecond_compare_exactly() {
+    let h = Harness::start().await;
+    // 2026-12-06T15:08:52.702869Z to 15:09:54.083245Z, 61.380376s.
+    let mut lasting = session("lasting", 0, None, "a@example.com");
+    lasting.start = 1_796_569_732_702_869;
+    lasting.end = Some(lasting.start + 61_380_376);
+    h.insert(&[lasting]).await;
+    let hits = |window: &serde_json::Value| {
+        let h = &h;
+        let window = window.clone();
+        async move {
+            let (status, response) = h.call("ListSessionAggregations", window).await;
+            assert_eq!(status, 200, "{response}");
+            response["numHits"].as_str().map_or(0, |n| n.parse::<u64>().unwrap())
+        }
+    };
+    for (window, expected) in [
+        // Ended before the window's start, by a nanosecond.
+        (json!({"startTimestamp": "2026-12-06T15:09:54.083245001Z"}), 0),
+        (json!({"startTimestamp": "2026-12-06T15:09:54.083245Z"}), 1),
+        // Started before the window's end, by a tenth of a microsecond.
+        (json!({"endTimestamp": "2026-12-06T15:08:52.7028691Z"}), 1),
+        (json!({"endTimestamp": "2026-12-06T15:08:52.702869Z"}), 0),
+        (json!({"startTimestamp": "2026-12-06T15:09:54.0832449Z", "endTimestamp": "2026-12-06T15:09:54.0832449Z"}), 1),
+        (json!({"query": "start_time:>=2026-12-06T15:08:52.702869001Z"}), 0),
+        (json!({"query": "start_time:<2026-12-06T15:08:52.702869001Z"}), 1),
+        (json!({"query": "end_time:<2026-12-06T15:09:54.083245001Z"}), 1),
+        (json!({"query": "duration:>=61.380376001s"}), 0),
+        (json!({"query": "duration:<=61.3803760001s"}), 1),
+    ] {
+        let (ids, _) = h.list(window.clone()).await;
+        assert_eq!(ids.len(), expected, "{window}: {ids:?}");
+        assert_eq!(hits(&window).await, expected as u64, "{window}");
+    }
+}
+
+#[tokio::test]
 async fn queries_compile_to_filters() {
     let h = Harness::start().await;
     let mut bob = session("bob1", 20, Some(45), "Bob@Example.com");

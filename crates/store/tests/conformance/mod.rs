@@ -85,6 +85,7 @@ macro_rules! conformance_suite {
                 time_ranges_with_inclusive_exclusive_and_open_bounds,
                 duration_and_string_ranges,
                 comparisons,
+                bounds_finer_than_a_microsecond_compare_exactly,
                 relative_times_resolve_against_the_given_now,
                 sets_match_any_element,
                 exists_matches_present_values_only,

@@ -224,6 +224,32 @@ pub const COMPARISONS: &[Case] = &[
     ("id:<s03", &["s01", "s02"]),
 ];
 
+/// Bounds given finer than the microsecond a store keeps select what they say: each would
+/// select one session more or one less if its digits past the microsecond were dropped.
+pub const FINER_THAN_A_MICROSECOND: &[Case] = &[
+    ("start_time:>=2024-06-01T11:40:00.000000001Z", &["s18", "s19"]),
+    ("start_time:<2024-06-01T02:00:00.000000001Z", &["s01", "s20", "s21"]),
+    ("start_time:>2024-06-01T11:39:59.999999999Z", &["s17", "s18", "s19"]),
+    ("start_time:<=2024-06-01T01:59:59.9999999Z", &["s20", "s21"]),
+    ("start_time:\"2024-06-01T02:00:00.0000001Z\"", &[]),
+    ("start_time:[2024-06-01T04:00:00.0000001Z TO 2024-06-01T08:00:00.0000001Z]", &["s05", "s06"]),
+    ("start_time:{2024-06-01T03:59:59.9999999Z TO 2024-06-01T08:00:00.0000001Z}", &["s03", "s04", "s05", "s06"]),
+    ("end_time:<2024-06-01T04:00:00.000000001Z", &["s01", "s02"]),
+    ("end_time:>=2024-06-01T11:05:00.0000000000001Z", &["s14", "s15", "s16", "s18"]),
+    ("duration:<60.000000001s", &["s16"]),
+    ("duration:[60.0000001s TO 5m]", &["s13", "s18", "s19"]),
+    ("duration:5400.0000001s", &[]),
+    ("duration:IN [5m 5400.0000001s]", &["s13", "s19"]),
+    ("start_time:>now-1800.0000001s", &["s16", "s17", "s18", "s19"]),
+    (
+        "start_time:<=now-1800.0000001s",
+        &[
+            "s01", "s02", "s03", "s04", "s05", "s06", "s07", "s08", "s09", "s10", "s11", "s12", "s13", "s14", "s15",
+            "s20", "s21", "s22",
+        ],
+    ),
+];
+
 pub const RELATIVE_TIMES: &[Case] = &[
     ("start_time:>=now-30m", &["s16", "s17", "s18", "s19"]),
     ("start_time:>now-30m", &["s17", "s18", "s19"]),
@@ -453,6 +479,7 @@ pub const CATALOGUE: &[&[Case]] = &[
     TIME_RANGES,
     OTHER_RANGES,
     COMPARISONS,
+    FINER_THAN_A_MICROSECOND,
     RELATIVE_TIMES,
     SETS,
     EXISTS,
@@ -522,6 +549,10 @@ pub async fn duration_and_string_ranges(store: &dyn Store) {
 
 pub async fn comparisons(store: &dyn Store) {
     Fixture::load(store).await.check_all(COMPARISONS).await;
+}
+
+pub async fn bounds_finer_than_a_microsecond_compare_exactly(store: &dyn Store) {
+    Fixture::load(store).await.check_all(FINER_THAN_A_MICROSECOND).await;
 }
 
 pub async fn relative_times_resolve_against_the_given_now(store: &dyn Store) {
