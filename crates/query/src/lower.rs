@@ -237,7 +237,7 @@ impl Lowerer {
         } else if kind == FieldKind::Ip && phrase.contains('/') {
             let (first, last) =
                 parse_cidr(&phrase).ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
-            Op::Cidr { first, last }
+            return Ok(ip_network(field, first, last));
         } else {
             match self.value(field, name, phrase)?.exact() {
                 Some(value) => Op::Eq(value),
@@ -309,17 +309,12 @@ impl Lowerer {
 /// addresses above it. Stored, an IPv4 address is an IPv4-mapped IPv6 one (`::ffff:10.0.0.1`),
 /// so every IPv6 address outside that block would sort into one end or the other.
 fn ip_range(field: Field, name: &str, lower: Bound<Value>, upper: Bound<Value>) -> Result<Expr, QueryError> {
-    // As stored: IPv4 addresses are the block `::ffff:0:0/96`.
-    let stored = |bound: &Bound<Value>| match bound {
-        Bound::Included(Value::Ip(address)) | Bound::Excluded(Value::Ip(address)) => Some(match address {
-            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) => u128::from(*v6),
-        }),
+    let stored_bound = |bound: &Bound<Value>| match bound {
+        Bound::Included(Value::Ip(address)) | Bound::Excluded(Value::Ip(address)) => Some(stored(*address)),
         _ => None,
     };
-    let v4_block =
-        u128::from(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped())..=u128::from(Ipv4Addr::BROADCAST.to_ipv6_mapped());
-    let (low, high) = (stored(&lower), stored(&upper));
+    let v4_block = stored_v4_block();
+    let (low, high) = (stored_bound(&lower), stored_bound(&upper));
     let v4 = match (low.map(|a| v4_block.contains(&a)), high.map(|a| v4_block.contains(&a))) {
         (Some(low), Some(high)) if low != high => {
             return Err(QueryError::new(
@@ -339,13 +334,47 @@ fn ip_range(field: Field, name: &str, lower: Bound<Value>, upper: Bound<Value>) 
     if !spills {
         return Ok(range);
     }
-    // Every IPv4 address: `0.0.0.0/0`.
-    let (first, last) = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::BROADCAST));
-    let every_v4 = Expr::pred(field, Op::Cidr { first, last });
     Ok(match v4 {
-        true => Expr::and(vec![range, every_v4]),
-        false => Expr::and(vec![range, Expr::not(every_v4)]),
+        true => Expr::and(vec![range, every_v4(field)]),
+        false => Expr::and(vec![range, Expr::not(every_v4(field))]),
     })
+}
+
+/// A network keeps to its family as a range does: an IPv6 network that holds the block IPv4
+/// addresses are stored in (`::/0`, `::/8`) holds no IPv4 address. A network inside that block
+/// (`::ffff:10.0.0.0/104`) is IPv4's, as the address `::ffff:10.0.0.1` is `10.0.0.1`: that is
+/// how a dual-stack socket shows an IPv4 client, which the connector records as IPv4.
+fn ip_network(field: Field, first: IpAddr, last: IpAddr) -> Expr {
+    let network = Expr::pred(field, Op::Cidr { first, last });
+    let v4_block = stored_v4_block();
+    let (first, last) = (stored(first), stored(last));
+    let is_v4 = v4_block.contains(&first) && v4_block.contains(&last);
+    // Networks nest or are apart: one that reaches into the block and is not in it holds it.
+    let holds_v4 = !is_v4 && first <= *v4_block.end() && last >= *v4_block.start();
+    match holds_v4 {
+        true => Expr::and(vec![network, Expr::not(every_v4(field))]),
+        false => network,
+    }
+}
+
+/// An address as stored: an IPv4 address as IPv4-mapped IPv6 (`::ffff:10.0.0.1`), so that
+/// both families share one order.
+fn stored(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// The IPv4 addresses as stored: the block `::ffff:0:0/96`.
+fn stored_v4_block() -> std::ops::RangeInclusive<u128> {
+    stored(IpAddr::V4(Ipv4Addr::UNSPECIFIED))..=stored(IpAddr::V4(Ipv4Addr::BROADCAST))
+}
+
+/// Every IPv4 address: `0.0.0.0/0`.
+fn every_v4(field: Field) -> Expr {
+    let (first, last) = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4(Ipv4Addr::BROADCAST));
+    Expr::pred(field, Op::Cidr { first, last })
 }
 
 /// A range or comparison bound as quoted (`>"2001:db8::1"`): the grammar keeps the quotes

@@ -213,7 +213,17 @@ fn syntax_cidr() {
     check("server_ip:0.0.0.0/0", "network.server_ip_address:0.0.0.0/0");
     check(r#"client_ip:"2001:db8::/32""#, "network.client_ip_address:2001:db8::/32");
     check(r"client_ip:2001\:db8\:\:/32", "network.client_ip_address:2001:db8::/32");
-    check(r#"client_ip:"::/0""#, "network.client_ip_address:::/0");
+    // An IPv6 network keeps to its family: IPv4 addresses are stored in `::ffff:0:0/96`.
+    check(r#"client_ip:"::/0""#, "(and network.client_ip_address:::/0 (not network.client_ip_address:0.0.0.0/0))");
+    check(r#"client_ip:"::/8""#, "(and network.client_ip_address:::/8 (not network.client_ip_address:0.0.0.0/0))");
+    check(
+        r#"client_ip:"::fffe:0:0/95""#,
+        "(and network.client_ip_address:::fffe:0:0/95 (not network.client_ip_address:0.0.0.0/0))",
+    );
+    check(r#"client_ip:"::/96""#, "network.client_ip_address:::/96");
+    // IPv4-mapped networks are IPv4's, as the mapped addresses are.
+    check(r#"client_ip:"::ffff:0:0/96""#, "network.client_ip_address:::ffff:0.0.0.0/96");
+    check(r#"client_ip:"::ffff:10.0.0.0/104""#, "network.client_ip_address:::ffff:10.0.0.0/104");
 }
 
 #[test]

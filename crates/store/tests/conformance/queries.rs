@@ -364,6 +364,23 @@ pub const NETWORKS: &[Case] = &[
     ("client_ip:\"2001:db8::/31\"", &["s05", "s06", "s08"]),
     ("client_ip:\"::1/128\"", &["s11"]),
     ("client_ip:\"fe80::/10\"", &[]),
+    // An IPv6 network holds no IPv4 address, though IPv4 addresses are stored in `::ffff:0:0/96`.
+    ("client_ip:\"::/0\"", &["s05", "s06", "s08", "s11"]),
+    ("client_ip:\"::/1\"", &["s05", "s06", "s08", "s11"]),
+    ("client_ip:\"::/8\"", &["s11"]),
+    ("client_ip:\"::/80\"", &["s11"]),
+    ("client_ip:\"::fffe:0:0/95\"", &[]),
+    (
+        "NOT client_ip:\"::/0\"",
+        &[
+            "s01", "s02", "s03", "s04", "s07", "s09", "s10", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19",
+            "s20", "s21", "s22",
+        ],
+    ),
+    // An IPv4-mapped address or network is the IPv4 one: a dual-stack socket's view of an IPv4
+    // client, which the connector records as IPv4.
+    ("client_ip:\"::ffff:10.0.0.1\"", &["s01", "s07"]),
+    ("client_ip:\"::ffff:10.0.0.0/120\"", &["s01", "s02", "s07", "s12", "s20"]),
     // A range keeps to the family of its ends: IPv6 addresses are not above every IPv4 one.
     ("client_ip:>192.168.1.7", &["s22"]),
     ("client_ip:[192.168.0.0 TO *]", &["s04", "s22"]),
