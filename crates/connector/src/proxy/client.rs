@@ -115,11 +115,11 @@ pub(crate) async fn negotiate(
 /// A TLS handshake record's first two bytes: its type (22) and its version's major (3).
 const TLS_RECORD_START: usize = 0x1603;
 
-/// Whether the client's first bytes open a TLS handshake record, where a startup packet opens
+/// Whether the client's first byte opens a TLS handshake record, where a startup packet opens
 /// with its length (at most 10,004: a first byte of 0).
 async fn starts_tls(tcp: &TcpStream) -> bool {
-    let mut first = [0u8; 2];
-    matches!(tcp.peek(&mut first).await, Ok(n) if n >= 1 && first[0] == (TLS_RECORD_START >> 8) as u8)
+    let mut first = [0u8; 1];
+    matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == (TLS_RECORD_START >> 8) as u8)
 }
 
 impl ClientStream {
