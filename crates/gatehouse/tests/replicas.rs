@@ -153,6 +153,19 @@ impl Cluster {
     }
 
     /// A connector given `urls`, replicas in the order it tries them.
+    /// A psql session that ran `sql` through a connector reporting to replica 1, then 0: its
+    /// connector and the connector's port, psql, psql's input, and the session once active.
+    async fn psql_through_replica_1_first(&self, sql: &str) -> (Proc, u16, Proc, ChildStdin, Value) {
+        let urls = format!("{}, {}", self.replicas[1].url(), self.replicas[0].url());
+        let (connector, proxy_port) = self.connector_to(&urls);
+        let (psql_session, mut stdin) = psql(proxy_port);
+        send(&mut stdin, sql);
+        let sessions = self
+            .wait_for(0, "session_status:active", "the psql session", Duration::from_secs(10), |s| active(s).len() == 1)
+            .await;
+        (connector, proxy_port, psql_session, stdin, sessions[0].clone())
+    }
+
     fn connector_to(&self, urls: &str) -> (Proc, u16) {
         let proxy_port = free_port();
         let config = self.dir.path().join(format!("connector-{proxy_port}.toml"));
@@ -299,14 +312,8 @@ async fn replicas_agree_on_sessions_cursors_and_terminations() {
 #[tokio::test]
 async fn a_replica_that_hangs_is_left_for_the_other() {
     let cluster = Cluster::with_lease("12s");
-    let urls = format!("{}, {}", cluster.replicas[1].url(), cluster.replicas[0].url());
-    let (_connector, proxy_port) = cluster.connector_to(&urls);
-    let (mut psql_session, mut stdin) = psql(proxy_port);
-    send(&mut stdin, "select 1;");
-    let sessions = cluster
-        .wait_for(0, "session_status:active", "the psql session", Duration::from_secs(10), |s| active(s).len() == 1)
-        .await;
-    let session = sessions[0].clone();
+    let (_connector, proxy_port, mut psql_session, mut stdin, session) =
+        cluster.psql_through_replica_1_first("select 1;").await;
     let id = session["id"].as_str().unwrap().to_owned();
 
     let hung = cluster.replicas[1]._process.0.id().to_string();
@@ -354,14 +361,8 @@ async fn a_replica_that_hangs_is_left_for_the_other() {
 #[tokio::test]
 async fn a_quiet_connector_leaves_a_replica_that_hangs_for_its_terminations() {
     let cluster = Cluster::start();
-    let urls = format!("{}, {}", cluster.replicas[1].url(), cluster.replicas[0].url());
-    let (_connector, proxy_port) = cluster.connector_to(&urls);
-    let (mut psql_session, mut stdin) = psql(proxy_port);
-    send(&mut stdin, "select pg_sleep(60);");
-    let sessions = cluster
-        .wait_for(0, "session_status:active", "the psql session", Duration::from_secs(10), |s| active(s).len() == 1)
-        .await;
-    let session = sessions[0].clone();
+    let (_connector, _, mut psql_session, _stdin, session) =
+        cluster.psql_through_replica_1_first("select pg_sleep(60);").await;
 
     let hung = cluster.replicas[1]._process.0.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &hung]).status().unwrap().success());
