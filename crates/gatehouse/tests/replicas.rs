@@ -193,6 +193,13 @@ impl Cluster {
         response.json().await.unwrap()
     }
 
+    /// Asks `replica` to terminate `session` (as listed), and checks it was not refused.
+    async fn terminate(&self, replica: usize, session: &Value) {
+        let request = json!({"session_id": session["id"], "connector_id": session["connector"]["id"]});
+        let shutdown = self.call(replica, "CreateSessionTermination", request).await;
+        assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
+    }
+
     async fn sessions(&self, replica: usize, query: &str) -> Vec<Value> {
         let body = self.call(replica, "ListSessionsV2", json!({"query": query, "limit": 1000})).await;
         assert!(body.get("code").is_none(), "listing failed: {body}");
@@ -278,14 +285,7 @@ async fn replicas_agree_on_sessions_cursors_and_terminations() {
     let session = through_1[0].clone();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let asked = Instant::now();
-    let shutdown = cluster
-        .call(
-            0,
-            "CreateSessionTermination",
-            json!({"session_id": session["id"], "connector_id": session["connector"]["id"]}),
-        )
-        .await;
-    assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
+    cluster.terminate(0, &session).await;
     let deadline = asked + Duration::from_secs(1);
     let status = loop {
         if let Some(status) = psql_session.0.try_wait().unwrap() {
@@ -342,10 +342,7 @@ async fn a_replica_that_hangs_is_left_for_the_other() {
 
     send(&mut stdin, "select pg_sleep(30);");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let shutdown = cluster
-        .call(0, "CreateSessionTermination", json!({"session_id": id, "connector_id": session["connector"]["id"]}))
-        .await;
-    assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
+    cluster.terminate(0, &session).await;
     let deadline = Instant::now() + Duration::from_secs(3);
     while psql_session.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "psql still runs 3 s after the termination was asked of the live replica");
@@ -368,14 +365,7 @@ async fn a_quiet_connector_leaves_a_replica_that_hangs_for_its_terminations() {
     assert!(Command::new("kill").args(["-STOP", &hung]).status().unwrap().success());
     let stopped = Instant::now();
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    let shutdown = cluster
-        .call(
-            0,
-            "CreateSessionTermination",
-            json!({"session_id": session["id"], "connector_id": session["connector"]["id"]}),
-        )
-        .await;
-    assert!(shutdown.get("code").is_none(), "termination refused: {shutdown}");
+    cluster.terminate(0, &session).await;
     while psql_session.0.try_wait().unwrap().is_none() {
         assert!(
             stopped.elapsed() < Duration::from_secs(8),
