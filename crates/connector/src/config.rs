@@ -24,7 +24,8 @@
 //!
 //! [`Config::load`] reads the file (if any), then applies the environment,
 //! then checks the result. Relative paths are relative to the working
-//! directory. Nothing here can change while the connector runs.
+//! directory. At SIGHUP the connector reads the file again for the native roles'
+//! passwords (and its TLS certificate's files); the rest takes a restart.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -84,9 +85,12 @@ pub struct Config {
     /// Passwords of the native roles the connector logs in as after an identity login.
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    /// The file this was read from, read again at SIGHUP.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     /// Refuse identity logins over connections without TLS, since their password is an
@@ -119,7 +123,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The password of a native role, from the file itself, an environment variable, or a file
-/// (read once, at startup). Stays on the connector.
+/// (read at startup and at each SIGHUP). Stays on the connector.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
@@ -171,7 +175,7 @@ fn urls(setting: &str) -> Vec<&str> {
     setting.split(',').map(str::trim).collect()
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlane {
     /// `http://host:port` of the control plane. Required. Several, separated by commas, for
@@ -238,7 +242,7 @@ impl Listener {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// PEM certificate chain.
@@ -339,7 +343,27 @@ impl Config {
             })?;
         }
         config.check(&path.map_or_else(|| "configuration".to_owned(), |p| format!("config file {}", p.display())))?;
+        config.source = path.map(Path::to_owned);
         Ok(config)
+    }
+
+    /// The settings that differ in `newer`, of those read only at start: all but the native
+    /// roles' passwords (and the TLS certificate's files, read again where they are).
+    pub fn restart_only_changes(&self, newer: &Config) -> Vec<&'static str> {
+        [
+            ("control_plane", self.control_plane == newer.control_plane),
+            ("listeners", self.listeners == newer.listeners),
+            ("admin_listen", self.admin_listen == newer.admin_listen),
+            ("state_dir", self.state_dir == newer.state_dir),
+            ("spool_max_bytes", self.spool_max_bytes == newer.spool_max_bytes),
+            ("fail_open", self.fail_open == newer.fail_open),
+            ("shutdown_drain_seconds", self.shutdown_drain_seconds == newer.shutdown_drain_seconds),
+            ("tls", self.tls == newer.tls),
+            ("identity", self.identity == newer.identity),
+        ]
+        .into_iter()
+        .filter_map(|(name, same)| (!same).then_some(name))
+        .collect()
     }
 
     /// Warns when the file at `path`, which this configuration was read from, holds a secret

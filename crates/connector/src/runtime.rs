@@ -108,6 +108,55 @@ pub enum RunError {
     Signal(std::io::Error),
 }
 
+/// At each SIGHUP, reads the TLS certificate's files again, and the configuration file for
+/// the native roles' passwords (a rotated `password_file`): logins from then on use them. A
+/// file that cannot be used changes nothing; other settings it changes are named, as taking a
+/// restart.
+#[cfg(unix)]
+fn reload_at_hangup(
+    running: &Config,
+    tls: Option<gatehouse_tls::ServerTls>,
+    credentials: Arc<Credentials>,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup())?;
+    let running = running.clone();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            gatehouse_tls::reload_logged(tls.as_ref());
+            reload_credentials(&running, &credentials);
+        }
+    });
+    Ok(())
+}
+
+fn reload_credentials(running: &Config, credentials: &Credentials) {
+    let Some(path) = &running.source else {
+        tracing::info!("SIGHUP: no configuration file to read the native roles' passwords from again");
+        return;
+    };
+    match Config::load(Some(path)) {
+        Ok(newer) => {
+            credentials.replace(&newer.credentials);
+            tracing::info!(
+                path = %path.display(),
+                roles = newer.credentials.len(),
+                "SIGHUP: native roles' passwords read again; logins from now on use them"
+            );
+            let changed = running.restart_only_changes(&newer);
+            if !changed.is_empty() {
+                tracing::warn!(
+                    settings = changed.join(", "),
+                    "SIGHUP: the configuration file changes settings read only at start: they apply at the next restart"
+                );
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "SIGHUP: the configuration file cannot be used; kept the passwords in use")
+        }
+    }
+}
+
 /// Runs the connector until `shutdown` completes (see the module docs).
 ///
 /// # Errors
@@ -147,8 +196,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(tls) => Some(proxy::load_tls(&tls.cert, &tls.key)?),
         None => None,
     };
+    let credentials = Arc::new(Credentials::new(&config.credentials));
     #[cfg(unix)]
-    gatehouse_tls::reload_at_hangup(reloadable_tls.clone()).map_err(RunError::Signal)?;
+    reload_at_hangup(&config, reloadable_tls.clone(), Arc::clone(&credentials)).map_err(RunError::Signal)?;
     let tls = reloadable_tls.map(|tls| tls.config());
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
@@ -250,7 +300,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let cancels = Arc::new(CancelMap::new());
     let verifier = Arc::new(Verifier::new(verify_control, control_rt.clone()));
     control_rt.spawn(crate::identity::recheck(Arc::clone(&live), Arc::clone(&verifier), rechecks_stop));
-    let credentials = Arc::new(Credentials::new(&config.credentials));
     let throttle = Arc::new(Throttle::default());
     let mut serving = JoinSet::new();
     let large_messages = LargeMessageBudget::new(proxy::LARGE_MESSAGE_BUDGET);

@@ -21,6 +21,9 @@ const ANALYST: &str = "gh_e2e_analyst";
 const DBA: &str = "gh_e2e_dba";
 /// The connector's password for ANALYST (unused with trust, but loaded, so it must not leak).
 const CREDENTIAL: &str = "e2e-credential-Secret-0xC0FFEE";
+/// A native role PostgreSQL logs in with its password only, which the connector reads from
+/// a file (`rotating.pw`), as a mounted secret.
+const ROTATING: &str = "gh_e2e_rotating";
 /// Debian's PostgreSQL serves this self-signed certificate for `localhost`.
 const PG_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
 
@@ -95,6 +98,7 @@ impl System {
         let (other_ca, _, _) = certificates(dir.path(), "other");
         let (api_port, proxy_port, guarded_port, admin_port) = (free_port(), free_port(), free_port(), free_port());
         let config = dir.path().join("connector.toml");
+        std::fs::write(dir.path().join("rotating.pw"), "unset\n").unwrap();
         std::fs::write(
             &config,
             format!(
@@ -123,7 +127,12 @@ require_identity = true
 [[credentials]]
 role = "{ANALYST}"
 password_env = "GH_E2E_CREDENTIAL"
+
+[[credentials]]
+role = "{ROTATING}"
+password_file = "{rotating}"
 "#,
+                rotating = dir.path().join("rotating.pw").display(),
                 state = dir.path().join("connector-state").display(),
                 cert = cert.display(),
                 key = key.display(),
@@ -368,6 +377,91 @@ async fn a_renewed_certificate_is_served_after_sighup() {
     assert!(login(&system.ca).is_err(), "the first certificate is no longer offered");
     let log = std::fs::read_to_string(dir.join("connector.log")).unwrap();
     assert!(log.contains("kept the TLS certificate in use") && log.contains("TLS certificate read again"), "{log}");
+}
+
+/// Lets [`ROTATING`] log in over TCP with `password` only: a line at the top of pg_hba.conf
+/// (trust for everyone else stays), put there once and checked each time, since other tests
+/// write that file too.
+fn password_only_role(password: &str) {
+    ensure_role(ROTATING);
+    psql_admin(&format!("set password_encryption = 'scram-sha-256'; alter role {ROTATING} password '{password}'"));
+    let hba = psql_admin("show hba_file");
+    let line = format!("host all {ROTATING} all scram-sha-256\n");
+    for _ in 0..10 {
+        let text = std::fs::read_to_string(&hba).unwrap();
+        if !text.contains(&line) {
+            let tmp = format!("{hba}.gatehouse-{}", std::process::id());
+            std::fs::write(&tmp, format!("{line}{text}")).unwrap();
+            std::fs::rename(&tmp, &hba).unwrap();
+        }
+        psql_admin("select pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(300));
+        let wrong = Command::new("psql")
+            .args(["-X", "-h", "127.0.0.1", "-U", ROTATING, "-d", "postgres", "-c", "select 1"])
+            .env("PGPASSWORD", "wrong")
+            .output()
+            .unwrap();
+        if !wrong.status.success() {
+            return;
+        }
+    }
+    panic!("PostgreSQL still lets {ROTATING} in without its password");
+}
+
+/// A rotated password (the role's new one in its `password_file`) is used from the next login
+/// after SIGHUP, without a restart; a configuration file that cannot be used then changes
+/// nothing, and settings that take a restart are named.
+#[tokio::test]
+async fn a_rotated_password_is_used_after_sighup() {
+    password_only_role("first-Secret-1");
+    let system = System::new();
+    let dir = system.dir.path();
+    std::fs::write(dir.join("rotating.pw"), "first-Secret-1\n").unwrap();
+    system.user("alice@example.com", &["dba"]);
+    system.cli(&["resources", "grant", "pg", "--org", ORG, "--role", ROTATING, "--group", "dba"]);
+    let alice = system.token("alice@example.com", "12h");
+    let _server = system.serve();
+    let connector = system.connector();
+    let user = format!("idp:formal:human:alice@example.com@{ROTATING}");
+    let login = || system.psql(system.proxy_port, &user, &alice, "sslmode=require", "select current_user");
+    assert_eq!(login().unwrap(), ROTATING);
+
+    psql_admin(&format!("set password_encryption = 'scram-sha-256'; alter role {ROTATING} password 'second-Secret-2'"));
+    let refused = login().unwrap_err();
+    assert!(refused.contains(ROTATING), "the connector's login fails: {refused}");
+    std::fs::write(dir.join("rotating.pw"), "second-Secret-2\n").unwrap();
+    let hangup =
+        || assert!(Command::new("kill").args(["-HUP", &connector.0.id().to_string()]).status().unwrap().success());
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while login().is_err() {
+        assert!(Instant::now() < deadline, "the rotated password is not used");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A file that cannot be used (a stray line): the passwords in use stay.
+    let config = std::fs::read_to_string(&system.config).unwrap();
+    std::fs::write(&system.config, format!("{config}\n[[credentials]\n")).unwrap();
+    hangup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(login().unwrap(), ROTATING);
+    // One that moves the admin port: read, but that takes a restart.
+    let moved = config.replace(&format!("127.0.0.1:{}", system.admin_port), "127.0.0.1:1");
+    std::fs::write(&system.config, moved).unwrap();
+    hangup();
+    let log = dir.join("connector.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log).unwrap().contains("apply at the next restart") {
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(login().unwrap(), ROTATING);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("kept the passwords in use") && log.contains("passwords read again"), "{log}");
+    assert!(log.contains("admin_listen") && !log.contains("listeners,"), "only the admin port changed: {log}");
+    for secret in ["first-Secret-1", "second-Secret-2"] {
+        assert!(!system.logs().contains(secret), "a password is in the logs");
+    }
 }
 
 #[tokio::test]

@@ -146,8 +146,8 @@ impl ServerTls {
 }
 
 /// Reads `tls`'s certificate and key again at each SIGHUP, as long as the runtime runs, and
-/// logs what came of it; without `tls`, logs that there is nothing to read. Either way a
-/// SIGHUP no longer ends the process, which is its default.
+/// logs what came of it ([`reload_logged`]). A SIGHUP no longer ends the process, which is its
+/// default.
 ///
 /// # Errors
 ///
@@ -158,18 +158,24 @@ pub fn reload_at_hangup(tls: Option<ServerTls>) -> std::io::Result<()> {
     let mut hangups = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match &tls {
-                None => tracing::info!("SIGHUP: no TLS certificate to read again"),
-                Some(tls) => match tls.reload() {
-                    Ok(()) => {
-                        tracing::info!(cert = %tls.cert_path().display(), "SIGHUP: TLS certificate read again; new connections get it")
-                    }
-                    Err(error) => tracing::error!(%error, "SIGHUP: kept the TLS certificate in use"),
-                },
-            }
+            reload_logged(tls.as_ref());
         }
     });
     Ok(())
+}
+
+/// Reads `tls`'s certificate and key again, keeping the pair in use when the new one cannot be
+/// served, and logs what came of it; without `tls`, logs that there is nothing to read.
+pub fn reload_logged(tls: Option<&ServerTls>) {
+    match tls {
+        None => tracing::info!("SIGHUP: no TLS certificate to read again"),
+        Some(tls) => match tls.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %tls.cert_path().display(), "SIGHUP: TLS certificate read again; new connections get it")
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: kept the TLS certificate in use"),
+        },
+    }
 }
 
 /// A server configuration from a PEM certificate chain and a PEM private key, offering the

@@ -20,6 +20,7 @@ mod username;
 mod verifier;
 
 use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
 
 pub use access::{Access, RECHECK_EVERY, Round, recheck, recheck_once};
 pub use options::{END_USER, take_end_user};
@@ -30,22 +31,34 @@ pub use verifier::{MAX_CACHE, VERIFY_TIMEOUT, Verdict, Verifier, VerifyError};
 use crate::config::{Credential, Secret};
 
 /// The native roles' passwords, by resource and role; a credential without a resource
-/// applies to every resource that has none of its own.
+/// applies to every resource that has none of its own. Replaced whole when the configuration
+/// is read again (SIGHUP): a login takes the passwords of the moment it logs in.
 #[derive(Debug, Default)]
 pub struct Credentials {
-    by_role: HashMap<(Option<String>, String), Secret>,
+    by_role: RwLock<HashMap<(Option<String>, String), Secret>>,
 }
 
 impl Credentials {
     pub fn new(credentials: &[Credential]) -> Self {
-        Self { by_role: credentials.iter().map(|c| ((c.resource.clone(), c.role.clone()), c.secret.clone())).collect() }
+        Self { by_role: RwLock::new(Self::index(credentials)) }
+    }
+
+    /// Replaces every password with those of `credentials`.
+    pub fn replace(&self, credentials: &[Credential]) {
+        *self.by_role.write().unwrap_or_else(PoisonError::into_inner) = Self::index(credentials);
     }
 
     /// The password of `role` on `resource_id`, if the connector has one.
-    pub fn find(&self, resource_id: &str, role: &str) -> Option<&Secret> {
-        self.by_role
+    pub fn find(&self, resource_id: &str, role: &str) -> Option<Secret> {
+        let by_role = self.by_role.read().unwrap_or_else(PoisonError::into_inner);
+        by_role
             .get(&(Some(resource_id.to_owned()), role.to_owned()))
-            .or_else(|| self.by_role.get(&(None, role.to_owned())))
+            .or_else(|| by_role.get(&(None, role.to_owned())))
+            .cloned()
+    }
+
+    fn index(credentials: &[Credential]) -> HashMap<(Option<String>, String), Secret> {
+        credentials.iter().map(|c| ((c.resource.clone(), c.role.clone()), c.secret.clone())).collect()
     }
 }
 
@@ -59,9 +72,13 @@ mod tests {
             Credential::new(None, "analyst", "general"),
             Credential::new(Some("res_a"), "analyst", "specific"),
         ]);
-        assert_eq!(credentials.find("res_a", "analyst").map(Secret::expose), Some("specific"));
-        assert_eq!(credentials.find("res_b", "analyst").map(Secret::expose), Some("general"));
-        assert_eq!(credentials.find("res_a", "other"), None);
+        let password = |resource, role| credentials.find(resource, role).map(|s| s.expose().to_owned());
+        assert_eq!(password("res_a", "analyst").as_deref(), Some("specific"));
+        assert_eq!(password("res_b", "analyst").as_deref(), Some("general"));
+        assert_eq!(password("res_a", "other"), None);
         assert!(!format!("{credentials:?}").contains("general"));
+        credentials.replace(&[Credential::new(None, "other", "renewed")]);
+        assert_eq!(password("res_a", "analyst"), None, "replaced whole");
+        assert_eq!(password("res_a", "other").as_deref(), Some("renewed"));
     }
 }

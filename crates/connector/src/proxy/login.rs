@@ -183,7 +183,7 @@ pub(crate) async fn identity(
     let mut server = upstream::connect_for_client(ctx, &mut client).await?;
     let password = ctx.identity.credentials.find(&ctx.resource_id, &native_role);
     let mut server_reader = MessageReader::new().with_budget(Arc::clone(&ctx.large_messages));
-    let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password);
+    let login = login_upstream(&mut server, &mut server_reader, &upstream_startup, &native_role, password.as_ref());
     let greeting = match login.await {
         Ok(greeting) => greeting,
         // The database's failure, not the identity's: no refusal is counted. The connection

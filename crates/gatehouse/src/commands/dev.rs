@@ -162,6 +162,7 @@ async fn dev_connector(
         tls: None,
         identity: Default::default(),
         credentials: Vec::new(),
+        source: None,
     })
 }
 
