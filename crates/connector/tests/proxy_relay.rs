@@ -366,37 +366,46 @@ fn frame(tag: u8, body: &[u8], batch: &mut BytesMut) {
 /// libpq's pipeline mode, psycopg's `pipeline()` and asyncpg's `executemany` send many
 /// statements before one Sync, and the database holds their answers back until it: each
 /// statement is still recorded with its own time, not the first with the whole batch's.
+/// Whether they come in one write (libpq, asyncpg) or each in its own (psycopg).
 #[tokio::test]
 async fn statements_in_one_extended_exchange_are_timed_each() {
     let mut proxy = Proxy::start().await;
-    let mut raw = Raw::connect(proxy.addr).await;
-    raw.startup().await;
-    let mut batch = BytesMut::new();
-    for sql in ["select pg_sleep(0.3)", "select 2", "select pg_sleep(0.2)"] {
-        frame(b'P', format!("\0{sql}\0\0\0").as_bytes(), &mut batch);
-        frame(b'B', b"\0\0\0\0\0\0\0\0", &mut batch);
-        frame(b'E', b"\0\0\0\0\0", &mut batch);
-    }
-    frame(b'S', b"", &mut batch);
-    raw.send(&batch).await;
-    let mut completions = 0;
-    loop {
-        match raw.recv().await.unwrap().tag() {
-            b'C' => completions += 1,
-            b'Z' => break,
-            _ => {}
+    for separate_writes in [false, true] {
+        let mut raw = Raw::connect(proxy.addr).await;
+        raw.startup().await;
+        let mut batch = BytesMut::new();
+        for sql in ["select pg_sleep(0.3)", "select 2", "select pg_sleep(0.2)"] {
+            frame(b'P', format!("\0{sql}\0\0\0").as_bytes(), &mut batch);
+            frame(b'B', b"\0\0\0\0\0\0\0\0", &mut batch);
+            frame(b'E', b"\0\0\0\0\0", &mut batch);
+            if separate_writes {
+                raw.send(&batch.split()).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
+        frame(b'S', b"", &mut batch);
+        raw.send(&batch).await;
+        let mut completions = 0;
+        loop {
+            match raw.recv().await.unwrap().tag() {
+                b'C' => completions += 1,
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        assert_eq!(completions, 3);
+        drop(raw);
+        let s = proxy.ended_session().await;
+        let timing: Vec<(i64, i64)> = s.statements.iter().map(|s| (s.start_us, s.duration_us)).collect();
+        let [(first_start, first), (second_start, second), (third_start, third)] = timing[..] else {
+            panic!("three statements: {timing:?}")
+        };
+        let case = if separate_writes { "each in its own write" } else { "in one write" };
+        assert!((300_000..500_000).contains(&first), "{case}: the first is timed alone: {timing:?}");
+        assert!(second_start >= first_start + 300_000, "{case}: the second starts when the first ended: {timing:?}");
+        assert!(second < 100_000, "{case}: {timing:?}");
+        assert!(third >= 200_000 && third_start >= second_start, "{case}: {timing:?}");
     }
-    assert_eq!(completions, 3);
-    drop(raw);
-    let s = proxy.ended_session().await;
-    let timing: Vec<(i64, i64)> = s.statements.iter().map(|s| (s.start_us, s.duration_us)).collect();
-    let [(first_start, first), (second_start, _), (third_start, third)] = timing[..] else {
-        panic!("three statements: {timing:?}")
-    };
-    assert!(first >= 300_000, "{timing:?}");
-    assert!(second_start >= first_start + 300_000, "the second starts when the first ended: {timing:?}");
-    assert!(third >= 200_000 && third_start >= second_start, "{timing:?}");
 }
 
 #[tokio::test]

@@ -135,10 +135,12 @@ impl End {
     }
 }
 
-/// Whether the client's next message, already read, at `at`, is one of an extended exchange that
-/// runs or prepares another statement.
-fn more_statements_follow(reader: &MessageReader, at: usize) -> bool {
-    matches!(reader.buffered_bytes().get(at), Some(b'P' | b'B' | b'D' | b'E' | b'C'))
+/// Whether an Execute ending at `at` in the client's messages needs a Flush behind it for the
+/// database to answer it as it ends: unless a Sync or a Flush of the client's own follows it in
+/// what was read (or the start of one: a message split across reads), the client may send more
+/// before its Sync, now or in its next writes (psycopg's pipeline writes each statement alone).
+fn flush_after_execute(reader: &MessageReader, at: usize) -> bool {
+    !matches!(reader.buffered_bytes().get(at), Some(b'S' | b'H'))
 }
 
 /// Relays one connection from its startup packet to its end, and reports its session.
@@ -459,9 +461,9 @@ impl Relay {
                     }
                     // In a pipeline the database holds every answer back until the Sync, and
                     // each statement would seem to end when the last one did: a Flush after
-                    // each Execute that more statements follow has it answer each as it ends.
-                    // (Not before a Sync, which answers at once, nor before COPY data.)
-                    if tag == b'E' && self.session.is_some() && more_statements_follow(&self.client_reader, scanned) {
+                    // each Execute not followed by a Sync has it answer each as it ends. (A
+                    // Flush during a COPY FROM STDIN is ignored, as after an error.)
+                    if tag == b'E' && self.session.is_some() && flush_after_execute(&self.client_reader, scanned) {
                         self.to_server.push(&self.client_reader.buffered_bytes()[run_start..scanned]);
                         Flush.encode(self.to_server.buf_mut());
                         run_start = scanned;
