@@ -681,8 +681,15 @@ impl Recorder {
     fn completed(&mut self, pending: Pending, end: i64) {
         self.done.push(pending.finish(end, self.encoding));
         self.last_end_us = self.last_end_us.max(end);
+        self.next_starts_no_earlier_than(end);
+    }
+
+    /// The statement next in line starts no earlier than `at`, when the database left the one
+    /// before it (done, or suspended at its row limit): so statements are listed in the order
+    /// they ran even when the one before is recorded after them (a portal fetched later).
+    fn next_starts_no_earlier_than(&mut self, at: i64) {
         if let Some(next) = self.next_statement() {
-            next.start_us = next.start_us.max(end);
+            next.start_us = next.start_us.max(at);
         }
     }
 
@@ -701,6 +708,7 @@ impl Recorder {
             Some(Entry::Execute { portal, max_rows, pending }) => {
                 let pending = self.continued(&portal, max_rows, pending);
                 self.suspended.insert(portal, (pending, now));
+                self.next_starts_no_earlier_than(now);
             }
             Some(other) => self.queue.push_front(other),
             None => {}
@@ -1285,6 +1293,28 @@ mod tests {
         let got =
             run(&[parse("", ""), bind("", ""), execute(""), sync()], &[parsed(), bound(), msg(b'I', b""), ready()]);
         assert_eq!(got, [s("", 0, "")]);
+    }
+
+    /// Two portals executed in one write, the first up to a row limit: the second runs once the
+    /// first is suspended, and is recorded first (the first ends with its last fetch). Each
+    /// starts when it ran, so that they are listed in that order.
+    #[test]
+    fn a_statement_run_behind_a_suspended_portal_starts_when_it_was_suspended() {
+        let mut r = Recorder::default();
+        let limited = msg(b'E', b"p1\0\0\0\0\x02");
+        let client = [parse("", "select 'FIRST'"), bind("p1", ""), parse("", "select 'SECOND'"), bind("p2", "")];
+        client.into_iter().chain([limited, execute("p2"), sync()]).for_each(|m| r.on_client(m.as_message_ref(), 10));
+        let answers = [(parsed(), 20), (bound(), 20), (parsed(), 20), (bound(), 20), (row(), 20), (row(), 20)];
+        let answers = answers.into_iter().chain([(msg(b's', b""), 20), (row(), 30), (complete("SELECT 1"), 30)]);
+        answers.chain([(msg(b'Z', b"T"), 30)]).for_each(|(m, at)| r.on_server(m.as_message_ref(), at));
+        [execute("p1"), sync()].iter().for_each(|m| r.on_client(m.as_message_ref(), 40));
+        [(row(), 50), (complete("SELECT 3"), 50), (msg(b'Z', b"T"), 50)]
+            .iter()
+            .for_each(|(m, at)| r.on_server(m.as_message_ref(), *at));
+        [msg(b'Q', b"commit\0")].iter().for_each(|m| r.on_client(m.as_message_ref(), 60));
+        [(complete("COMMIT"), 70), (ready(), 70)].iter().for_each(|(m, at)| r.on_server(m.as_message_ref(), *at));
+        let got: Vec<_> = r.done().map(|s| (s.text, s.start_us, s.rows)).collect();
+        assert_eq!(got[..2], [("select 'SECOND'".to_owned(), 20, 1), ("select 'FIRST'".to_owned(), 10, 3)], "{got:?}");
     }
 
     #[test]
