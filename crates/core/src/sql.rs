@@ -212,6 +212,48 @@ fn value_end(bytes: &[u8], start: usize, in_query: bool) -> usize {
     bytes.len()
 }
 
+/// Whether `sql` is a `COPY` that writes out (`COPY t TO '/file'`, `TO PROGRAM`, `TO STDOUT`)
+/// rather than in (`COPY t FROM ...`): it starts with the word COPY, and of FROM and TO outside
+/// parentheses (a column list, a query: `COPY (SELECT ... FROM t) TO ...`), TO comes first.
+pub fn is_copy_to(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    let (mut i, mut depth, mut first_word) = (0, 0usize, true);
+    while i < bytes.len() {
+        let next = bytes.get(i + 1).copied();
+        i = match bytes[i] {
+            b'-' if next == Some(b'-') => find(bytes, i, b"\n").map_or(bytes.len(), |n| n + 1),
+            b'/' if next == Some(b'*') => skip_block_comment(bytes, i),
+            quote @ (b'\'' | b'"') => skip_quoted(bytes, i, quote),
+            b'$' if !first_word => skip_dollar_quoted(sql, i).unwrap_or(i + 1),
+            b'(' => {
+                depth += 1;
+                i + 1
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i + 1
+            }
+            b';' => return false,
+            b if is_ident_byte(b) => {
+                let end = bytes[i..].iter().position(|&b| !is_ident_byte(b)).map_or(bytes.len(), |n| i + n);
+                let word = &sql[i..end];
+                if std::mem::take(&mut first_word) && !word.eq_ignore_ascii_case("copy") {
+                    return false;
+                }
+                if depth == 0 && word.eq_ignore_ascii_case("to") {
+                    return true;
+                }
+                if depth == 0 && word.eq_ignore_ascii_case("from") {
+                    return false;
+                }
+                end
+            }
+            _ => i + 1,
+        };
+    }
+    false
+}
+
 /// Whether `b` continues (or starts) a name: PostgreSQL takes letters beyond ASCII too.
 fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
@@ -305,6 +347,28 @@ pub fn skip_block_comment(bytes: &[u8], start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_to_is_told_from_a_copy_from() {
+        for sql in [
+            "copy t to '/tmp/x'",
+            "COPY (select a from t where b = 'from') TO PROGRAM 'gzip > /tmp/x'",
+            "/* from */ copy t (\"from\", b) -- from\n to stdout",
+            "copy \"from\" to '/tmp/x'",
+        ] {
+            assert!(is_copy_to(sql), "{sql}");
+        }
+        for sql in [
+            "copy t from '/tmp/x'",
+            "copy t (a, b) from program 'cat /tmp/x'",
+            "copy (select 1) ; copy t to '/tmp/x'",
+            "select 'copy t to x'",
+            "insert into t select * from u",
+            "copy",
+        ] {
+            assert!(!is_copy_to(sql), "{sql}");
+        }
+    }
 
     fn redacted(sql: &str) -> String {
         redact_passwords(sql).into_owned()

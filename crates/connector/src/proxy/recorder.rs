@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use gatehouse_core::sql::redact_passwords;
+use gatehouse_core::sql::{is_copy_to, redact_passwords};
 use gatehouse_pgwire::MessageRef;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
@@ -339,6 +339,7 @@ impl Recorder {
     /// A message from the server, arrived at `now`, of `msg.len()` bytes relayed to the client.
     pub(crate) fn on_server(&mut self, msg: MessageRef<'_>, now: i64) {
         let tag = msg.tag();
+        let encoding = self.encoding;
         if let Some(Entry::Simple(p) | Entry::Execute { pending: p, .. }) = self.queue.front_mut() {
             p.bytes_sent += msg.len() as i64;
             match tag {
@@ -352,7 +353,7 @@ impl Recorder {
                 b'C' => {
                     if std::mem::take(&mut p.copy_out) {
                         p.rows += tag_rows(msg);
-                    } else if changes_rows(msg.payload(), p.rows > p.rows_before_command) {
+                    } else if changes_rows(msg.payload(), p.rows > p.rows_before_command, &p.text, encoding) {
                         p.rows_changed = p.rows_changed.saturating_add(tag_rows(msg));
                     }
                     p.rows_before_command = p.rows;
@@ -985,13 +986,15 @@ fn quote_ident(name: &str) -> Cow<'_, str> {
     if plain { Cow::Borrowed(name) } else { Cow::Owned(format!("\"{}\"", name.replace('"', "\"\""))) }
 }
 
-/// Whether a CommandComplete's tag counts rows its command changed (a COPY's: COPY FROM, once
-/// the COPY TO are told apart), for a command that sent rows to the client or none. A `SELECT n`
-/// that sent none wrote its rows to a table: `CREATE TABLE AS`, `SELECT INTO`, `CREATE
-/// MATERIALIZED VIEW`.
-fn changes_rows(tag: &[u8], sent_rows: bool) -> bool {
-    [&b"INSERT "[..], b"UPDATE ", b"DELETE ", b"MERGE ", b"COPY "].iter().any(|command| tag.starts_with(command))
+/// Whether a CommandComplete's tag counts rows its command changed, for a command that sent
+/// rows to the client or none, of a statement whose `text` is read when the tag alone does not
+/// say. A `SELECT n` that sent none wrote its rows to a table: `CREATE TABLE AS`, `SELECT
+/// INTO`, `CREATE MATERIALIZED VIEW`. A `COPY n` that is no COPY TO STDOUT (told apart before)
+/// is a COPY FROM, or a COPY TO a file or a program on the database's host, which changes no row.
+fn changes_rows(tag: &[u8], sent_rows: bool, text: &Text, encoding: ClientEncoding) -> bool {
+    [&b"INSERT "[..], b"UPDATE ", b"DELETE ", b"MERGE "].iter().any(|command| tag.starts_with(command))
         || !sent_rows && tag.starts_with(b"SELECT ")
+        || tag.starts_with(b"COPY ") && !is_copy_to(&text.to_str(encoding))
 }
 
 /// The rows a CommandComplete (`COPY n`, `DELETE n`) counts.
@@ -1921,6 +1924,11 @@ mod tests {
         assert_eq!(changed(&copy_in, &[msg(b'G', b"\0\0\0"), complete("COPY 2"), ready()]), [(0, 2)]);
         let copy_out = [msg(b'H', b"\0\0\0"), msg(b'd', b"1\n"), msg(b'c', b""), complete("COPY 1"), ready()];
         assert_eq!(changed(&[msg(b'Q', b"copy t to stdout\0")], &copy_out), [(1, 0)]);
+        // A COPY on the database's host: from a file changes rows, to a file or program none.
+        let server_side = [complete("COPY 7"), ready()];
+        assert_eq!(changed(&[msg(b'Q', b"copy t from '/tmp/t.csv'\0")], &server_side), [(0, 7)]);
+        assert_eq!(changed(&[msg(b'Q', b"copy (select 1 from t) to '/tmp/t.csv'\0")], &server_side), [(0, 0)]);
+        assert_eq!(changed(&[msg(b'Q', b"COPY t TO PROGRAM 'gzip > /tmp/t.gz'\0")], &server_side), [(0, 0)]);
         // A SELECT sends its rows; a `SELECT n` that sent none (CREATE TABLE AS, SELECT INTO)
         // wrote them to a table, in each command of a simple query.
         let select = msg(b'Q', b"select 1\0");
