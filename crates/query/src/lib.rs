@@ -105,19 +105,45 @@ pub fn parse(text: &str, now_us: i64) -> Result<Expr, QueryError> {
     lower::lower(ast, now_us)
 }
 
-/// Replaces every whitespace character with a plain space, inside quotes too.
+/// Replaces every whitespace character outside quoted values with a plain space.
 ///
 /// The grammar ends a field name only at `' '`, so after each term it scans across tabs, line
 /// breaks and other whitespace to the end of the text looking for a `:`: 4 KiB of `a\n`
-/// takes a quarter of a second. Values with tabs or line breaks do not occur in session
-/// fields, and this lets a query be wrapped over lines. Each character maps to one character,
-/// so error positions (in characters) stay right.
+/// takes a quarter of a second. This also lets a query be wrapped over lines. A quoted value
+/// keeps its whitespace as written: a native role's name may hold a tab, a line break or a
+/// no-break space, and `user.username:"a\tb"` is that name exactly. A quote starts a value
+/// only where a value starts (after `:`, a space, a parenthesis, a sign, a comparison or a
+/// range bracket), as in the grammar: the apostrophe in `o'brien` is part of the word. Each
+/// character maps to one character, so error positions (in characters) stay right.
 fn spaces_only(text: &str) -> Cow<'_, str> {
-    if text.chars().any(|c| c.is_whitespace() && c != ' ') {
-        Cow::Owned(text.chars().map(|c| if c.is_whitespace() { ' ' } else { c }).collect())
-    } else {
-        Cow::Borrowed(text)
+    if !text.chars().any(|c| c.is_whitespace() && c != ' ') {
+        return Cow::Borrowed(text);
     }
+    let (mut quote, mut escaped, mut previous) = (None, false, ' ');
+    let spaced = text
+        .chars()
+        .map(|c| {
+            let out = match quote {
+                None if c.is_whitespace() => ' ',
+                _ => c,
+            };
+            match quote {
+                Some(_) if escaped => escaped = false,
+                Some(_) if c == '\\' => escaped = true,
+                Some(open) if c == open => quote = None,
+                None if matches!(c, '"' | '\'') && starts_value(previous) => quote = Some(c),
+                _ => {}
+            }
+            previous = out;
+            out
+        })
+        .collect();
+    Cow::Owned(spaced)
+}
+
+/// Whether a value may start after `c`.
+fn starts_value(c: char) -> bool {
+    matches!(c, ' ' | ':' | '(' | '[' | '{' | '+' | '-' | '>' | '<' | '=')
 }
 
 /// Rewords the grammar's messages where they would puzzle a user.

@@ -565,7 +565,7 @@ fn hostile_values_stay_plain_strings() {
     check("resource:'a\"b'", r#"resource.name="a\"b""#);
     check(r#"user:"%_\\""#, r#"user.username="%_\\""#);
     check(r#""x' OR '1'='1""#, r#"any~"x' OR '1'='1""#);
-    check("user:\"line\nbreak\"", r#"user.username="line break""#);
+    check("user:\"line\nbreak\"", r#"user.username="line\nbreak""#);
 }
 
 // Errors.
@@ -790,6 +790,17 @@ fn whitespace_of_any_kind_separates_terms() {
     check("user:a\u{a0}user:b", r#"(and user.username="a" user.username="b")"#);
     check("\n\t", "*");
     check_err("user:\n", "syntax error at position 6");
+    check("user:o'brien\tstatus:active", r#"(and user.username="o'brien" session_status="active")"#);
+}
+
+/// A native role's name may hold any character PostgreSQL takes in a quoted name: a quoted
+/// value is that name exactly, with its tab, line break or no-break space.
+#[test]
+fn a_quoted_value_keeps_its_whitespace() {
+    check("user:\"a\tb\"\tstatus:active", r#"(and user.username="a\tb" session_status="active")"#);
+    check("user:'a\u{a0}b'", r#"user.username="a\u{a0}b""#);
+    check("user:\"a\\\"\nb\"\nuser:c", r#"(and user.username="a\"\nb" user.username="c")"#);
+    check("user:(\"a\r\nb\" OR c)", r#"(or user.username="a\r\nb" user.username="c")"#);
 }
 
 #[test]
@@ -814,6 +825,9 @@ fn pathological_inputs_parse_quickly() {
         "(".repeat(64) + &"a ".repeat(1900),
         "a:[".repeat(1365),
         "\"".repeat(4096),
+        "\"ab\n".repeat(1365),
+        "a:\"".to_owned() + &"b\n".repeat(2040),
+        "a:'".to_owned() + &"b\t".repeat(2040),
     ];
     for input in inputs {
         let start = std::time::Instant::now();
