@@ -583,6 +583,14 @@ test('a custom window with an end only leaves the bars to the control plane', as
   assert.ok(await page.locator('#histogram svg g[data-count]').count() > 0);
 });
 
+test('a custom window of millennia still draws its bars and counts', async (t) => {
+  const page = await open(t, { path: '/?range=custom&from=0001-01-01T00%3A00%3A00Z&to=9999-12-31T00%3A00%3A00Z' });
+  await signIn(page);
+  await page.waitForFunction(() => document.getElementById('hits').textContent.includes('matching'));
+  assert.ok(await page.locator('#histogram svg g[data-count]').count() > 0);
+  assert.match(await page.textContent('#page-label'), / of /);
+});
+
 test('the table works and says so when aggregations fail', async (t) => {
   const page = await open(t);
   await page.route('**/core.v1.SessionsService/ListSessionAggregations', (route) =>

@@ -119,10 +119,13 @@ export function listRequest(view, window, limit = PAGE_SIZE) {
   return request;
 }
 
-/** A histogram interval giving at most about 100 buckets over `millis`. */
+/**
+ * A histogram interval giving at most about 100 buckets over `millis`: past
+ * a year's, whole years (a custom window from year 0202, a typo, still draws).
+ */
 export function histogramInterval(millis) {
-  const steps = ['1m', '5m', '15m', '30m', '1h', '3h', '6h', '12h', '1d', '7d'];
-  return steps.find((step) => millis / spanMillis(step) <= 100) || '30d';
+  const steps = ['1m', '5m', '15m', '30m', '1h', '3h', '6h', '12h', '1d', '7d', '30d', '90d', '365d'];
+  return steps.find((step) => millis / spanMillis(step) <= 100) || `${365 * Math.ceil(millis / spanMillis('365d') / 100)}d`;
 }
 
 /**
