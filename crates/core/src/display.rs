@@ -25,13 +25,25 @@ pub fn push_escaped(out: &mut String, text: &str) {
 /// they are (`DOMAIN\user`), and tabs, written `\t` to keep the columns; borrowed when there is
 /// nothing to write out.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c == '\t' || needs_escape(c)) {
+    cell(text, false)
+}
+
+/// `text` for a table cell that shows a statement: as [`printable`], but with backslashes
+/// doubled, as [`push_escaped`] (the transcript) writes them, so that a `\n` the statement holds
+/// (`E'a\nb'`) is told from a line break in it.
+pub fn printable_exact(text: &str) -> Cow<'_, str> {
+    cell(text, true)
+}
+
+fn cell(text: &str, backslashes: bool) -> Cow<'_, str> {
+    if !text.chars().any(|c| c == '\t' || backslashes && c == '\\' || needs_escape(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
             '\t' => out.push_str("\\t"),
+            '\\' if backslashes => out.push_str("\\\\"),
             c => push_char(&mut out, c),
         }
     }
@@ -72,5 +84,7 @@ mod tests {
         assert!(!out.contains(['\u{2028}', '\u{2029}']), "one line, to every reader");
         assert_eq!(printable(text), "a\\x1b[2J\\x07b\\x08\\tz\\x7f\\u{85}\\u{202e}é\\\\r\\n\\u{2028}\\u{2029}");
         assert!(matches!(printable("DOMAIN\\user é"), Cow::Borrowed(_)));
+        assert_eq!(printable_exact("select E'a\\nb'\nselect\t1"), "select E'a\\\\nb'\\nselect\\t1");
+        assert!(matches!(printable_exact("select 1"), Cow::Borrowed(_)));
     }
 }

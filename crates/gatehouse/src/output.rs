@@ -56,6 +56,9 @@ pub enum Fit {
     /// Items made into one cell by [`list`]: shown joined by `,` and cut as free text, and an
     /// array in JSON.
     List,
+    /// A statement's text: cut as free text, with its backslashes doubled as the transcript
+    /// writes them, so that a `\n` it holds is told from a line break.
+    Sql,
 }
 
 /// Separates the items of a [`Fit::List`] cell: a control character, so in no item (external
@@ -144,7 +147,10 @@ impl Table {
                 }
                 _ => cell,
             };
-            let cell = gatehouse_core::display::printable(text);
+            let cell = match self.fits.get(column) {
+                Some(Fit::Sql) => gatehouse_core::display::printable_exact(text),
+                _ => gatehouse_core::display::printable(text),
+            };
             if let Some(widest) = self.widths.get_mut(column) {
                 *widest = (*widest).max(cell.width());
             }
@@ -206,7 +212,7 @@ impl Table {
             while total(&widths) > max {
                 let widest = (0..widths.len())
                     .filter(|&column| {
-                        matches!(self.fits[column], Fit::Cut | Fit::List)
+                        matches!(self.fits[column], Fit::Cut | Fit::List | Fit::Sql)
                             && widths[column].is_some_and(|width| width > MIN_CUT_WIDTH)
                     })
                     .max_by_key(|&column| widths[column]);
@@ -235,7 +241,7 @@ fn json_cell(fit: Fit, cell: String) -> Value {
         (Fit::List, items) => items.split(ITEM_END).map(|item| Value::String(item.to_owned())).collect(),
         (_, "-") => Value::Null,
         (Fit::Count, count) => count.parse::<u64>().map_or(Value::String(cell), Value::from),
-        (Fit::Whole | Fit::Cut, _) => Value::String(cell),
+        (Fit::Whole | Fit::Cut | Fit::Sql, _) => Value::String(cell),
     }
 }
 
@@ -406,7 +412,7 @@ fn defused(text: String) -> String {
 mod tests {
     use super::*;
 
-    use Fit::{Count, Cut, List, Whole};
+    use Fit::{Count, Cut, List, Sql, Whole};
 
     impl Table {
         fn render(&self, max_width: Option<usize>) -> String {
@@ -525,6 +531,11 @@ mod tests {
         let text = table.render(None);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.contains("esc\\x1b[31mred\\x1b[0m\\nsecond line\\u{202e}\\x1f"), "{text}");
+        // A statement's `\n` is told from its line break; a user's `DOMAIN\user` reads as is.
+        let mut table = Table::new(&[("USER", Cut), ("TEXT", Sql)]);
+        table.row(vec!["DOMAIN\\user".into(), "select E'a\\nb'\nselect 1".into()]);
+        let text = table.render(None);
+        assert!(text.contains("DOMAIN\\user  select E'a\\\\nb'\\nselect 1"), "{text}");
     }
 
     #[test]

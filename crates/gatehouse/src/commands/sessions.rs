@@ -18,7 +18,7 @@ use gatehouse_proto::gatehouse::sessions::v1::{
 };
 
 use crate::cli::{ApiArgs, ListArgs, OutputFormat, SessionsCommand};
-use crate::output::Fit::{Cut, Whole};
+use crate::output::Fit::{Cut, Sql, Whole};
 use crate::output::{CSV_COLUMNS, Columns, RecordWriter, Table};
 
 pub(super) type Client = SessionsServiceClient<gatehouse_tls::Transport>;
@@ -380,7 +380,7 @@ const STATEMENT_COLUMNS: SinkColumns = SinkColumns {
         ("BYTES", Whole),
         ("SQLSTATE", Whole),
         ("STATUS", Whole),
-        ("TEXT", Cut),
+        ("TEXT", Sql),
     ],
     droppable: &["BYTES", "STATUS", "CHANGED", "ROWS"],
     csv: &[
