@@ -56,6 +56,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let url = format!("http://{}", listener.local_addr()?);
+    let gatehouse = this_command();
     let connector = match metrics_listen {
         Some(metrics_listen) => Some(dev_connector(store.as_ref(), org.id, &args, &url, metrics_listen).await?),
         None => None,
@@ -70,7 +71,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
          \n    -H 'Content-Type: application/json' -H 'X-API-KEY: {key}' \\\
          \n    -d '{{\"limit\": 3, \"query\": \"session_status:active\"}}'\n\
          \n  export GATEHOUSE_URL={url} GATEHOUSE_API_KEY={key}\
-         \n  gatehouse sessions list --since 24h\n",
+         \n  {gatehouse} sessions list --since 24h\n",
         args.store.data_dir.display()
     );
     let connector = match connector {
@@ -79,7 +80,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             say!(
                 "A connector fronts the PostgreSQL at {}. Connect through it and watch your session appear:\n\
                  \n  psql \"host={} port={} user=postgres dbname=postgres sslmode=disable\"\
-                 \n  gatehouse sessions list -q session_status:active\n\
+                 \n  {gatehouse} sessions list -q session_status:active\n\
                  \nIts health and Prometheus metrics: http://{admin}/health, http://{admin}/metrics\n",
                 args.upstream,
                 listen.ip(),
@@ -98,7 +99,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.demo && !has_sessions(store.as_ref(), org.id).await? {
-        say!("The store is empty: run `gatehouse dev --demo` to fill it with demo sessions.\n");
+        say!("The store is empty: run `{gatehouse} dev --demo` to fill it with demo sessions.\n");
     }
     // On Ctrl-C the connector stops first, and ends its sessions through the control
     // plane, which stops only then: the other way round, their ends would wait in the
@@ -164,6 +165,28 @@ async fn dev_connector(
         credentials: Vec::new(),
         source: None,
     })
+}
+
+/// How to run this binary from the shell `dev` was started in: `gatehouse` when that is what
+/// the PATH finds, else its path (`target/release/gatehouse` after `cargo run --release`), so
+/// that the commands the banner prints work as pasted.
+fn this_command() -> String {
+    let Ok(exe) = std::env::current_exe() else { return "gatehouse".to_owned() };
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("gatehouse")).find(|f| f.is_file()));
+    command_for(&exe, on_path.as_deref(), std::env::current_dir().ok().as_deref())
+}
+
+fn command_for(exe: &Path, on_path: Option<&Path>, cwd: Option<&Path>) -> String {
+    let real = |path: &Path| path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    if on_path.is_some_and(|found| real(found) == real(exe)) {
+        return "gatehouse".to_owned();
+    }
+    let shown = cwd.and_then(|cwd| exe.strip_prefix(cwd).ok()).unwrap_or(exe).display().to_string();
+    match shown.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+        true => format!("'{}'", shown.replace('\'', r"'\''")),
+        false => shown,
+    }
 }
 
 /// Where the dev connector serves `/health` and `/metrics` by default: beside the API's 7400
@@ -279,4 +302,21 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 async fn has_sessions(store: &dyn Store, org: OrgId) -> anyhow::Result<bool> {
     Ok(!store.list_sessions(org, &ListQuery::newest(1, now_micros())).await?.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_command_is_one_the_shell_finds() {
+        let exe = Path::new("/work/app/target/release/gatehouse");
+        assert_eq!(command_for(exe, None, Some(Path::new("/work/app"))), "target/release/gatehouse");
+        assert_eq!(command_for(exe, None, Some(Path::new("/tmp"))), "/work/app/target/release/gatehouse");
+        assert_eq!(command_for(exe, Some(exe), Some(Path::new("/tmp"))), "gatehouse");
+        let other = Path::new("/usr/local/bin/gatehouse");
+        assert_eq!(command_for(exe, Some(other), None), "/work/app/target/release/gatehouse");
+        let spaced = Path::new("/home/my app/gatehouse");
+        assert_eq!(command_for(spaced, None, None), "'/home/my app/gatehouse'");
+    }
 }
