@@ -212,6 +212,9 @@ fn keys_serve_and_sessions_end_to_end() {
     let table = stdout(&run(&mut client(&["list", "--limit", "3"])));
     assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
     assert_eq!(table.lines().count(), 4);
+    let none = run(&mut client(&["list", "-q", "user:nobody-at-all"]));
+    assert_eq!(stdout(&none).lines().count(), 1, "the header");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("No sessions match the query"), "{none:?}");
 
     let bad = client(&["list", "-q", "duration:abc"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "a query the control plane cannot read is the caller's mistake");

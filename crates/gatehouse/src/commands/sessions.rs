@@ -313,9 +313,17 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     if progress {
         note!("\rfetched {fetched} sessions.{:20}", "");
     }
+    let table = matches!(sink, Sink::Table(_));
     sink.finish()?;
     if more {
         note!("More sessions match: raise --limit, or pass --all for every one.");
+    }
+    if fetched == 0 && table {
+        // A header alone could be taken for output cut short.
+        note!(
+            "No sessions match{}.",
+            if args.query.trim().is_empty() { " in this window" } else { " the query in this window" }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
