@@ -66,7 +66,7 @@ fn passwords(sql: &str, backslash_escapes: bool) -> Vec<(Range<usize>, &'static 
                 continue;
             }
             b'-' if next == Some(b'-') => {
-                i = find(bytes, i, b"\n").map_or(bytes.len(), |n| n + 1);
+                i = line_comment_end(bytes, i + 2);
                 continue;
             }
             b'/' if next == Some(b'*') => {
@@ -259,6 +259,14 @@ fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
+/// Whether `b` may start a name, or a dollar quote's tag, where PostgreSQL reads one: an
+/// ASCII letter, `_`, a byte past ASCII; and `\`, which a recorded text writes such a byte
+/// as when it is not UTF-8 (`\x80`, on a `SQL_ASCII` database). Outside a literal a `\` is
+/// PostgreSQL's syntax error otherwise, so nothing that runs is read differently for it.
+fn is_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 || b == b'\\'
+}
+
 /// Where `needle` next occurs in `haystack` at or after `from`.
 ///
 /// Every statement the connector records is looked through for `://` and `password`: the
@@ -314,34 +322,59 @@ fn string_end(bytes: &[u8], start: usize, backslash_escapes: bool) -> (usize, bo
 /// or `None` when the `$` there starts none (a `$1` parameter).
 pub fn skip_dollar_quoted(sql: &str, start: usize) -> Option<usize> {
     let bytes = sql.as_bytes();
-    let tag_end = sql[start + 1..].find(|c: char| !(c.is_alphanumeric() || c == '_')).map(|n| start + 1 + n)?;
-    if bytes[tag_end] != b'$' || bytes.get(start + 1).is_some_and(u8::is_ascii_digit) {
-        return None;
+    let tag_end = dollar_tag_end(bytes, start)?;
+    let tag = &bytes[start..tag_end];
+    Some(find(bytes, tag_end, tag).map_or(bytes.len(), |k| k + tag.len()))
+}
+
+/// Index just past the opening tag of a dollar-quoted string whose `$` is at `start`, or
+/// `None` when that `$` opens none (a `$1` parameter, a lone `$`). A tag holds what
+/// PostgreSQL's may: ASCII letters, digits but first, `_`, and any byte past ASCII, which
+/// [`is_word_start`] counts `\` among.
+fn dollar_tag_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    if bytes.get(i).is_some_and(|&b| is_word_start(b)) {
+        i += 1;
+        while bytes.get(i).is_some_and(|&b| is_word_start(b) || b.is_ascii_digit()) {
+            i += 1;
+        }
     }
-    let tag = &bytes[start..=tag_end];
-    Some(find(bytes, tag_end + 1, tag).map_or(bytes.len(), |k| k + tag.len()))
+    (bytes.get(i) == Some(&b'$')).then_some(i + 1)
 }
 
 /// Index just past the block comment starting at `start`: they nest in PostgreSQL.
 pub fn skip_block_comment(bytes: &[u8], start: usize) -> usize {
+    block_comment_end(bytes, start).0
+}
+
+/// [`skip_block_comment`], and whether the comment was closed (rather than cut off by the end).
+fn block_comment_end(bytes: &[u8], start: usize) -> (usize, bool) {
     let (mut depth, mut i) = (0usize, start);
-    while i + 1 < bytes.len() {
-        match &bytes[i..i + 2] {
-            b"/*" => {
+    // Only `*` and `/` matter: a comment of padding is skipped at memchr's pace.
+    while let Some(n) = memchr::memchr2(b'*', b'/', &bytes[i..]) {
+        i += n;
+        match bytes.get(i..i + 2) {
+            Some(b"/*") => {
                 depth += 1;
                 i += 2;
             }
-            b"*/" => {
+            Some(b"*/") => {
                 depth -= 1;
                 i += 2;
                 if depth == 0 {
-                    return i;
+                    return (i, true);
                 }
             }
             _ => i += 1,
         }
     }
-    bytes.len()
+    (bytes.len(), false)
+}
+
+/// Index of the newline that ends the `--` comment whose text starts at `from`, or the end:
+/// PostgreSQL ends one at `\r` as well as at `\n`.
+pub fn line_comment_end(bytes: &[u8], from: usize) -> usize {
+    memchr::memchr2(b'\n', b'\r', &bytes[from..]).map_or(bytes.len(), |n| from + n)
 }
 
 #[cfg(test)]
@@ -420,6 +453,10 @@ mod tests {
             (r"SELECT E'host=x\npassword=S3cret108'", "S3cret108"),
             ("SELECT 'host=x sslpassword=S3cret104'", "S3cret104"),
             ("DO $$BEGIN EXECUTE 'ALTER ROLE a PASSWORD ''S3cret34'''; END$$;", "S3cret34"),
+            // A `--` comment ends at a carriage return too.
+            ("SELECT 1 -- note\rALTER ROLE r PASSWORD 'S3cret35';", "S3cret35"),
+            // A tag may hold any character past ASCII, not only letters.
+            ("ALTER ROLE r PASSWORD $€$S3cret36$€$;", "S3cret36"),
         ] {
             let got = redacted(sql);
             assert!(!got.contains(secret) && got.contains(REDACTED), "{sql} -> {got}");

@@ -1,7 +1,7 @@
 //! Statement fingerprints: the text with its values taken out, so that
 //! statements differing only in literals count as one query.
 
-use gatehouse_core::sql::{skip_block_comment, skip_dollar_quoted, skip_quoted};
+use gatehouse_core::sql::{line_comment_end, skip_block_comment, skip_dollar_quoted, skip_quoted};
 
 /// Longest fingerprint kept, in bytes; longer ones are cut at a char boundary.
 const MAX_LEN: usize = 512;
@@ -45,7 +45,7 @@ pub fn fingerprint(sql: &str) -> String {
             continue;
         }
         if b == b'-' && next == Some(b'-') {
-            i = bytes[i..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |n| i + n);
+            i = line_comment_end(bytes, i + 2);
             space = true;
             continue;
         }
@@ -209,6 +209,8 @@ mod tests {
             "select * from t where id = ? and name in (?)"
         );
         assert_eq!(fingerprint("select $1::int, $$body$$ || $tag$a$b$tag$"), "select $1::int, ? || ?");
+        // A comment ends at a carriage return too, as PostgreSQL reads it.
+        assert_eq!(fingerprint("select 1 -- why\rfrom t"), "select ? from t");
         assert_eq!(
             fingerprint("SELECT \"Weird\"\"Col\" FROM t2 /* c */ LIMIT 10"),
             "select \"Weird\"\"Col\" from t2 limit ?"
