@@ -2,7 +2,8 @@
 //! literals, quoted names and comments begin and end.
 //!
 //! The connector uses it to take the passwords a statement sets out of what it records
-//! ([`redact_passwords`]); the store, to take values out of statement fingerprints.
+//! ([`redact_passwords`]), and to find what holds no SQL in a text too long to record whole
+//! ([`filler`]); the store, to take values out of statement fingerprints.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -371,6 +372,206 @@ fn block_comment_end(bytes: &[u8], start: usize) -> (usize, bool) {
     (bytes.len(), false)
 }
 
+/// The spans of `sql`, none empty nor shorter than `min_len` bytes, that hold no SQL:
+/// the text of comments, of string literals (with their prefixes and quotes outside the span,
+/// dollar quotes too), of quoted names, and runs of whitespace. In ascending order, disjoint,
+/// each on ASCII bytes at both edges, so on character boundaries.
+///
+/// What lies outside them is every token PostgreSQL runs, so a statement hidden between two
+/// long comments is never inside one: the connector cuts a long text's filler first. The text
+/// is read as PostgreSQL's lexer reads it, `E'...'`, `B'...'`, `U&'...'` and literals continued
+/// across a newline (`E'a'` newline `'\''`) included. Whether a backslash escapes in a plain
+/// `'...'` depends on `standard_conforming_strings`, which a client may change: a span is
+/// filler under both readings, or not at all. (A reading that took `'a\'` as unterminated
+/// would otherwise find what follows inside a literal.)
+///
+/// A literal's text is data to the parser, but may be SQL a function runs (`EXECUTE`, a `DO`
+/// block's body): what a caller cuts out of it, it must say it cut.
+pub fn filler(sql: &str, min_len: usize) -> Vec<Range<usize>> {
+    let bytes = sql.as_bytes();
+    let min_len = min_len.max(1);
+    let standard = filler_read(bytes, Quoting::Standard, min_len);
+    if memchr::memchr(b'\\', bytes).is_none() {
+        return standard;
+    }
+    let escaping = filler_read(bytes, Quoting::Escaping, min_len);
+    let (mut a, mut b, mut both) = (0, 0, Vec::new());
+    while let (Some(x), Some(y)) = (standard.get(a), escaping.get(b)) {
+        let span = x.start.max(y.start)..x.end.min(y.end);
+        if span.end >= span.start + min_len {
+            both.push(span);
+        }
+        if x.end < y.end {
+            a += 1;
+        } else {
+            b += 1;
+        }
+    }
+    both
+}
+
+/// How a literal's text is read: PostgreSQL's lexer states for each kind.
+#[derive(Debug, Clone, Copy)]
+enum Quoting {
+    /// `'...'` with `standard_conforming_strings` on, `U&'...'`: a doubled quote escapes.
+    Standard,
+    /// `E'...'`, and `'...'` with `standard_conforming_strings` off: a backslash escapes too.
+    Escaping,
+    /// `B'...'`, `X'...'`: nothing escapes, and the next quote ends it (another right after it
+    /// starts another literal).
+    Bits,
+}
+
+/// [`filler`] under one reading of a plain literal, `plain`.
+fn filler_read(bytes: &[u8], plain: Quoting, min_len: usize) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut keep = |span: Range<usize>| {
+        if span.len() >= min_len {
+            spans.push(span);
+        }
+    };
+    // The text of the literal whose opening quote is at `quote`; where it ends.
+    let literal = |quote: usize, quoting: Quoting, keep: &mut dyn FnMut(Range<usize>)| {
+        let (end, closed) = literal_end(bytes, quote, quoting);
+        keep(quote + 1..if closed { end - 1 } else { end });
+        end
+    };
+    let mut i = 0;
+    // Each turn starts at a token: a prefix (`E'`) counts only there, not inside a name.
+    while i < bytes.len() {
+        let (b, next, after) = (bytes[i], bytes.get(i + 1).copied(), bytes.get(i + 2).copied());
+        i = match b {
+            b if is_space(b) => {
+                let end = bytes[i..].iter().position(|&b| !is_space(b)).map_or(bytes.len(), |n| i + n);
+                keep(i..end);
+                end
+            }
+            b'-' if next == Some(b'-') => {
+                let end = line_comment_end(bytes, i + 2);
+                keep(i + 2..end);
+                end
+            }
+            b'/' if next == Some(b'*') => {
+                let (end, closed) = block_comment_end(bytes, i);
+                keep(i + 2..if closed { end - 2 } else { end });
+                end
+            }
+            b'\'' => literal(i, plain, &mut keep),
+            b'e' | b'E' if next == Some(b'\'') => literal(i + 1, Quoting::Escaping, &mut keep),
+            b'b' | b'B' | b'x' | b'X' if next == Some(b'\'') => literal(i + 1, Quoting::Bits, &mut keep),
+            b'n' | b'N' if next == Some(b'\'') => literal(i + 1, plain, &mut keep),
+            b'u' | b'U' if next == Some(b'&') && after == Some(b'\'') => literal(i + 2, Quoting::Standard, &mut keep),
+            b'"' => quoted_name(bytes, i, &mut keep),
+            b'u' | b'U' if next == Some(b'&') && after == Some(b'"') => quoted_name(bytes, i + 2, &mut keep),
+            b'$' => match dollar_tag_end(bytes, i) {
+                Some(tag_end) => {
+                    let tag = &bytes[i..tag_end];
+                    let close = find(bytes, tag_end, tag);
+                    keep(tag_end..close.unwrap_or(bytes.len()));
+                    close.map_or(bytes.len(), |close| close + tag.len())
+                }
+                None => i + 1,
+            },
+            b'0'..=b'9' => number_end(bytes, i),
+            b'.' if next.is_some_and(|b| b.is_ascii_digit()) => number_end(bytes, i),
+            b if is_word_start(b) => {
+                let word = |&b: &u8| is_word_start(b) || b.is_ascii_digit() || b == b'$';
+                bytes[i..].iter().position(|b| !word(b)).map_or(bytes.len(), |n| i + n)
+            }
+            _ => i + 1,
+        };
+    }
+    spans
+}
+
+/// PostgreSQL's whitespace: what separates tokens, and only that.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c')
+}
+
+/// Where the quoted name (`"..."`) whose quote is at `quote` ends; its text goes to `keep`.
+fn quoted_name(bytes: &[u8], quote: usize, keep: &mut dyn FnMut(Range<usize>)) -> usize {
+    let mut i = quote + 1;
+    while let Some(n) = memchr::memchr(b'"', &bytes[i..]) {
+        i += n;
+        if bytes.get(i + 1) != Some(&b'"') {
+            keep(quote + 1..i);
+            return i + 1;
+        }
+        i += 2;
+    }
+    keep(quote + 1..bytes.len());
+    bytes.len()
+}
+
+/// Index just past the literal whose opening quote is at `quote`, and whether a quote closed
+/// it (rather than the end of the text). A literal goes on past a closing quote that
+/// whitespace holding a newline separates from another quote, read as it began: PostgreSQL's
+/// `E'a'` newline `'\''` is one string.
+fn literal_end(bytes: &[u8], quote: usize, quoting: Quoting) -> (usize, bool) {
+    let mut i = quote + 1;
+    loop {
+        let found = match quoting {
+            Quoting::Escaping => memchr::memchr2(b'\'', b'\\', &bytes[i..]),
+            Quoting::Standard | Quoting::Bits => memchr::memchr(b'\'', &bytes[i..]),
+        };
+        let Some(n) = found else { return (bytes.len(), false) };
+        i += n;
+        if bytes[i] == b'\\' {
+            i = (i + 2).min(bytes.len());
+        } else if !matches!(quoting, Quoting::Bits) && bytes.get(i + 1) == Some(&b'\'') {
+            i += 2;
+        } else if let Some(next) = continued(bytes, i + 1) {
+            i = next + 1;
+        } else {
+            return (i + 1, true);
+        }
+    }
+}
+
+/// The quote that continues a literal closed just before `i`: one after whitespace (and `--`
+/// comments) holding a newline, as PostgreSQL's `{quotecontinue}` reads it.
+fn continued(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let mut newline = false;
+    loop {
+        match *bytes.get(i)? {
+            b'\n' | b'\r' => {
+                newline = true;
+                i += 1;
+            }
+            b if is_space(b) => i += 1,
+            // Ends at its newline, which must come: one at the end continues nothing.
+            b'-' if bytes.get(i + 1) == Some(&b'-') => i = line_comment_end(bytes, i + 2),
+            b'\'' if newline => return Some(i),
+            _ => return None,
+        }
+    }
+}
+
+/// Index just past the number starting at `start` (a digit, or a `.` before one), as
+/// PostgreSQL up to 14 reads one: `1`, `1.5`, `.5`, `1e5`, `1.5e-3`; `1..` is `1`, and an `e`
+/// no digit follows is the next token's (`1e'x'` is `1` then `e'x'`). Later versions refuse a
+/// name right after a number (`trailing junk`), so they run nothing this reads otherwise.
+fn number_end(bytes: &[u8], start: usize) -> usize {
+    let digits = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = digits(start);
+    if bytes.get(i) == Some(&b'.') && bytes.get(i + 1) != Some(&b'.') {
+        i = digits(i + 1);
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+        if bytes.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+            i = digits(i + 1 + sign);
+        }
+    }
+    i
+}
+
 /// Index of the newline that ends the `--` comment whose text starts at `from`, or the end:
 /// PostgreSQL ends one at `\r` as well as at `\n`.
 pub fn line_comment_end(bytes: &[u8], from: usize) -> usize {
@@ -551,6 +752,116 @@ mod tests {
                         let sql = format!("{a}{b}{c}{d}");
                         let redacted = redact_passwords(&sql);
                         assert!(redacted.len() <= sql.len() + 4 * REDACTED.len() + 8, "{sql:?} -> {redacted:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The filler of `sql` of two bytes or more, as the texts it spans.
+    fn fill(sql: &str) -> Vec<&str> {
+        filler(sql, 2).into_iter().map(|span| &sql[span]).collect()
+    }
+
+    /// Whether filler spans of `sql` take in more of its first `needle` than its whitespace.
+    fn hides(sql: &str, needle: &str) -> bool {
+        let at = sql.find(needle).expect("the needle is in the text");
+        let words = (at..at + needle.len()).filter(|&i| !is_space(sql.as_bytes()[i]));
+        words.into_iter().any(|i| filler(sql, 1).iter().any(|span| span.contains(&i)))
+    }
+
+    #[test]
+    fn filler_is_the_text_of_comments_literals_and_names_and_whitespace() {
+        let sql = "select 'ab''c', E'd\\'e' -- fg\rfrom \"h\"\"i\" /* j /* k */ l */ where x = $t$ m $u$ n $t$ \
+                   || $$oo$$ || U&'pq' || B'rs' || X'tu' || N'vw' || U&\"xy\"  ;";
+        assert_eq!(
+            fill(sql),
+            ["ab''c", "d\\'e", " fg", "h\"\"i", " j /* k */ l ", " m $u$ n ", "oo", "pq", "rs", "tu", "vw", "xy", "  "]
+        );
+        let pad = "x".repeat(1000);
+        let sql = format!("select 1 /* {pad} */ ; drop table victim ; select 2 /* {pad} */;");
+        let spans = filler(&sql, 100);
+        let body = format!(" {pad} ");
+        assert_eq!(spans.iter().map(|span| &sql[span.clone()]).collect::<Vec<_>>(), [body.as_str(); 2]);
+    }
+
+    #[test]
+    fn filler_is_filler_whether_a_backslash_escapes_or_not() {
+        // With standard_conforming_strings on (the default), `'a\'` ends at its second quote
+        // and the DROP runs; off, it is inside a literal.
+        let sql = "select 'a\\' , 'b' ; drop table t ; select 'c'";
+        assert!(!hides(sql, "drop table t"), "{:?}", filler(sql, 1));
+        let escaping = filler_read(sql.as_bytes(), Quoting::Escaping, 1);
+        assert!(escaping.iter().any(|span| sql[span.clone()].contains("drop table t")), "{escaping:?}");
+        assert!(fill(sql).contains(&"a\\"));
+        // An E'...' escapes either way, and so does its continuation after a newline.
+        assert_eq!(fill("select E'a\\'b' , 1"), ["a\\'b"]);
+        assert!(hides("select E'a'\n'\\' ; drop table t ; select '", "drop table t"));
+        assert!(!hides("select 'a'\n'\\' ; drop table t ; select 'b'", "drop table t"));
+        // A continuation needs a newline, which a comment may precede.
+        assert_eq!(fill("select E'ab' -- c\n 'd\\'e'"), ["ab' -- c\n 'd\\'e"]);
+        assert_eq!(fill("select E'ab' 'cd'"), ["ab", "cd"]);
+        // A bit string's quote ends it: a second one starts a literal of its own.
+        assert_eq!(filler("select b'01''x'", 1).into_iter().map(|r| r.len()).collect::<Vec<_>>(), [1, 2, 1]);
+    }
+
+    #[test]
+    fn prefixes_and_dollar_quotes_count_where_postgresql_starts_a_token() {
+        // After a number, E' starts an escaping literal; inside a name, the quote is plain.
+        assert!(fill("select 1e5E'a\\'b' ; x").contains(&"a\\'b"));
+        assert!(fill("select 1E'a\\'b' ; x").contains(&"a\\'b"));
+        assert!(fill("select abcE'a\\'b' ; x").contains(&"a\\"));
+        assert!(!fill("select abcE'a\\'b' ; x").contains(&"a\\'b"));
+        // After a parameter, a dollar quote; inside a name, none.
+        assert!(hides("select $1$a$ ; drop table t ; $a$", "drop table t"));
+        assert!(!hides("select abc$a$ ; drop table t ; $a$", "drop table t"));
+        assert!(!hides("select 1 -- a\rdrop table t", "drop table t"));
+        // A tag may hold any character past ASCII, and a byte a recorded text escaped.
+        assert!(!hides("select $€$ ' $€$ ; drop table t ; select 'x'", "drop table t"));
+        assert!(!hides("select $\\x80$ ' $\\x80$ ; drop table t ; select 'x'", "drop table t"));
+        assert!(!hides("select \\x80$a$ ; drop table t ; $a$", "drop table t"));
+        assert_eq!(fill("select $a$ $b$ $a$"), [" $b$ "]);
+    }
+
+    #[test]
+    fn what_does_not_end_is_filler_to_the_end() {
+        for (sql, text) in [
+            ("select 1 /* ab /* */", " ab /* */"),
+            ("select 'ab", "ab"),
+            ("select E'ab\\", "ab\\"),
+            ("select $x$ab", "ab"),
+            ("select \"ab", "ab"),
+            ("select 1 --ab", "ab"),
+            ("select 'ab'\n'cd", "ab'\n'cd"),
+        ] {
+            assert_eq!(fill(sql), [text], "{sql:?}");
+        }
+    }
+
+    /// Every cut of these pieces: spans stay in order, on character boundaries, and filler
+    /// under both readings.
+    #[test]
+    fn filler_spans_any_text_in_order_on_character_boundaries() {
+        let pieces = [
+            "'", "''", "\\", "$$", "$t$", "$é$", "E'", "b'", "U&'", "U&\"", "\"", "é", "€x", "/*", "*/", "--", "\n",
+            "\r", "  ", "1e", "x", ";",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for d in ["", "'", "é", "$$", " é "] {
+                        let sql = format!("{a}{b}{c}{d}");
+                        let spans = filler(&sql, 1);
+                        let readings =
+                            [Quoting::Standard, Quoting::Escaping].map(|q| filler_read(sql.as_bytes(), q, 1));
+                        for span in &spans {
+                            assert!(!span.is_empty() && span.end <= sql.len(), "{sql:?}: {spans:?}");
+                            assert!(sql.is_char_boundary(span.start) && sql.is_char_boundary(span.end));
+                            for reading in &readings {
+                                assert!(reading.iter().any(|r| r.start <= span.start && span.end <= r.end), "{sql:?}");
+                            }
+                        }
+                        assert!(spans.windows(2).all(|w| w[0].end <= w[1].start), "{sql:?}: {spans:?}");
                     }
                 }
             }
