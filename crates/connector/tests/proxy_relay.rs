@@ -287,6 +287,48 @@ async fn psql_script_with_copy_in_and_out() {
     assert_eq!(s.end.reason, EndReason::Client);
 }
 
+/// Found by a review: a text over 1 MiB lost its middle, so statements hidden between two long
+/// comments (psql sends `a \; b \; c` as one query) or literals ran and were not in the
+/// transcript. What holds no SQL goes first now, and the statements stay.
+#[tokio::test]
+async fn statements_hidden_between_padding_stay_in_the_transcript() {
+    let (victim, second, evil) = (unique("gh_victim"), unique("gh_victim"), unique("gh_evil"));
+    let admin = direct().await;
+    admin.batch_execute(&format!("create table {victim} (x int); create table {second} (x int)")).await.unwrap();
+    let mut proxy = Proxy::start().await;
+    let pad = "x".repeat(600_000);
+    let dir = tempfile::tempdir().unwrap();
+    let hidden = format!("drop table {victim}");
+    let script = format!("select 1 /* {pad} */ \\; {hidden} \\; select 2 /* {pad} */;\n");
+    std::fs::write(dir.path().join("hide.sql"), script).unwrap();
+    let out = tokio::process::Command::new("psql")
+        .arg(proxy.conninfo())
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "hide.sql"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // Padding in string literals, from a driver.
+    let (client, connection) = proxy.connect().await;
+    let ddl = format!("drop table {second}; create role {evil} superuser; drop role {evil}");
+    let pad = "y".repeat(700_000);
+    client.simple_query(&format!("select '{pad}'; {ddl}; select '{pad}'")).await.unwrap();
+    drop(client);
+    connection.await.unwrap().unwrap();
+
+    for hidden in [&hidden, &ddl] {
+        let s = proxy.ended_session().await;
+        let text = &s.statements[0].text;
+        assert!(text.len() <= 1 << 20 && text.contains(hidden.as_str()), "{}", &text[..text.len().min(300)]);
+        assert!(text.contains("… [Gatehouse cut ") && text.contains(" in all; SHA-256 of the whole: "));
+    }
+    let left = "select count(*) from pg_class where relname = any($1)";
+    let left: i64 = admin.query_one(left, &[&vec![victim, second]]).await.unwrap().get(0);
+    assert_eq!(left, 0, "the hidden statements ran");
+}
+
 #[tokio::test]
 async fn statement_text_is_recorded_from_the_client_encoding() {
     use std::ffi::OsStr;

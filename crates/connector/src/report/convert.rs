@@ -3,10 +3,12 @@
 //! the bytes.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use buffa::{DecodeError, Message, MessageFieldView, ViewEncode};
 use buffa_types::google::protobuf::{Duration, Timestamp, TimestampView};
 use bytes::Bytes;
+use gatehouse_core::sql;
 use gatehouse_core::time::micros_of;
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use gatehouse_proto::gatehouse::connector::v1::__buffa::view::oneof::event::Kind as KindView;
@@ -17,8 +19,8 @@ use crate::event::{
     EndReason, EventKind, FormalUser, RunningStatement, SessionEnd, SessionEvent, SessionStart, Statement,
 };
 
-/// Statement texts longer than this lose their middle (see [`truncate`]), so a single event
-/// always fits in a request the control plane accepts.
+/// Statement texts longer than this are abridged (see [`abridge`]), so a single event always
+/// fits in a request the control plane accepts.
 pub const MAX_STATEMENT_TEXT: usize = 1024 * 1024;
 
 /// Encodes one event of session `session_id` as a `pb::Event`; `run_id` marks a start as
@@ -65,7 +67,7 @@ pub fn encode(session_id: &str, seq: u64, kind: &EventKind, run_id: &str) -> Byt
 /// with no box, no size cache and no owned copy.
 fn encode_statement(session_id: &str, seq: u64, s: &Statement) -> Bytes {
     use buffa::types::{put_int64_field, put_string_field};
-    let text = truncate(&s.text, MAX_STATEMENT_TEXT);
+    let text = abridge(&s.text, MAX_STATEMENT_TEXT);
     let start = Time::from(timestamp(s.start_us));
     let duration = Time::from(duration(s.duration_us));
     let statement_len = start.field_len()
@@ -102,7 +104,7 @@ fn encode_statement(session_id: &str, seq: u64, s: &Statement) -> Bytes {
 ///
 /// [`Reporter::journal_running`]: super::Reporter::journal_running
 pub fn encode_running(session_id: &str, seq: u64, start_us: i64, text: &str) -> Bytes {
-    let text = truncate(text, MAX_STATEMENT_TEXT);
+    let text = abridge(text, MAX_STATEMENT_TEXT);
     let start = Time::from(timestamp(start_us));
     encode_event(session_id, seq, 13, start.field_len() + string_field_len(&text), |out| {
         start.put(1, out);
@@ -267,33 +269,154 @@ pub fn duration(us: i64) -> Duration {
     Duration { seconds: us / 1_000_000, nanos: ((us % 1_000_000) * 1_000) as i32, ..Default::default() }
 }
 
-/// Cuts `text` to at most `max` bytes by taking out its middle, and says so where it did, with
-/// the full length and a SHA-256 of the whole: a transcript never passes a cut statement off as
-/// what ran, the statement's start and end stay readable, and the digest matches it to a copy
-/// kept elsewhere (the database's log, say).
-fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+/// What an abridged text keeps of each end of a span of filler it cuts: enough to show what
+/// the span was (`/* ...`, `'...`) and how it ends.
+const FILLER_KEPT: usize = 64;
+
+/// Cuts `text` to at most `max` bytes, and says so where it did: a transcript never passes a cut
+/// statement off as what ran. What holds no SQL goes first ([`sql::filler`]: the text of
+/// comments, literals and quoted names, runs of whitespace), longest first, each span keeping
+/// its first and last [`FILLER_KEPT`] bytes, so that a statement hidden between two padded
+/// comments stays in the transcript. Only when that is not enough (a text of that many
+/// statements) does the rest lose its middle. The first mark also gives the whole text's length
+/// and SHA-256, which matches it to a copy kept elsewhere (the database's log, say).
+///
+/// `max` leaves room for a mark or two: a few hundred bytes.
+fn abridge(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
         return Cow::Borrowed(text);
     }
-    let digest = Sha256::digest(text.as_bytes());
-    let marker = |cut: usize| {
-        format!("\n… [Gatehouse cut {cut} of {} bytes here; SHA-256 of the whole: {digest:x}] …\n", text.len())
+    let digest = format!("{:x}", Sha256::digest(text.as_bytes()));
+    let whole = Whole { len: text.len(), digest: &digest };
+    let mut length = text.len() + whole.note_len();
+    let mut spans: Vec<Range<usize>> = sql::filler(text, 2 * FILLER_KEPT + Cut::mark_len(0, false))
+        .into_iter()
+        .map(|span| text.ceil_char_boundary(span.start + FILLER_KEPT)..text.floor_char_boundary(span.end - FILLER_KEPT))
+        .filter(|cut| cut.len() > Cut::mark_len(cut.len(), false))
+        .collect();
+    spans.sort_by_key(|cut| std::cmp::Reverse(cut.len()));
+    let mut cuts = Vec::new();
+    for span in spans {
+        if length <= max {
+            break;
+        }
+        length = length - span.len() + Cut::mark_len(span.len(), false);
+        cuts.push(Cut { span, middle: false });
+    }
+    cuts.sort_by_key(|cut| cut.span.start);
+    if length > max {
+        let room = max.saturating_sub(whole.note_len() + Cut::mark_len(text.len(), true));
+        cuts = cut_middle(text, cuts, room);
+    }
+    let total = cuts.iter().map(|cut| cut.span.len()).sum();
+    let mut out = String::with_capacity(max);
+    let mut copied = 0;
+    for (n, cut) in cuts.iter().enumerate() {
+        out.push_str(&text[copied..cut.span.start]);
+        cut.mark((n == 0).then_some((total, &whole)), &mut out);
+        copied = cut.span.end;
+    }
+    out.push_str(&text[copied..]);
+    debug_assert!(out.len() <= max, "{} bytes abridged to {} for {max}", text.len(), out.len());
+    Cow::Owned(out)
+}
+
+/// A span [`abridge`] takes out of a text.
+struct Cut {
+    span: Range<usize>,
+    /// The middle of what filler cuts left, on lines of its own; else a span of filler.
+    middle: bool,
+}
+
+/// What the first mark adds: how long the whole text was, and its digest.
+struct Whole<'a> {
+    len: usize,
+    digest: &'a str,
+}
+
+impl Whole<'_> {
+    fn note(&self, total: usize) -> String {
+        format!(", {total} of {} in all; SHA-256 of the whole: {}", self.len, self.digest)
+    }
+
+    /// The note's length for the largest total: at least its length for any.
+    fn note_len(&self) -> usize {
+        self.note(self.len).len()
+    }
+}
+
+impl Cut {
+    /// Writes the mark that stands for this cut; given the total of all cuts, with the note on
+    /// the whole text.
+    fn mark(&self, whole: Option<(usize, &Whole)>, out: &mut String) {
+        use std::fmt::Write;
+        let note = whole.map(|(total, whole)| whole.note(total)).unwrap_or_default();
+        let cut = self.span.len();
+        _ = match self.middle {
+            true => write!(out, "\n… [Gatehouse cut {cut} bytes here{note}] …\n"),
+            false => write!(out, "… [Gatehouse cut {cut} bytes here{note}] …"),
+        };
+    }
+
+    /// The length of a cut's mark of `cut` bytes, without the note.
+    fn mark_len(cut: usize, middle: bool) -> usize {
+        let mut out = String::new();
+        Cut { span: 0..cut, middle }.mark(None, &mut out);
+        out.len()
+    }
+}
+
+/// `cuts` (in order, none of them a middle) with the middle of what they leave of `text` cut
+/// too, so that the rest and the marks take at most `room` bytes (the middle's mark aside):
+/// half of it from the start and the rest from the end. A cut of filler the middle reaches
+/// goes into it.
+fn cut_middle(text: &str, cuts: Vec<Cut>, room: usize) -> Vec<Cut> {
+    // The text's pieces in order: what is kept, and the marks of the cuts between.
+    let mut kept = Vec::with_capacity(cuts.len() + 1);
+    let mut copied = 0;
+    for cut in &cuts {
+        kept.push(copied..cut.span.start);
+        copied = cut.span.end;
+    }
+    kept.push(copied..text.len());
+    let mark = |n: usize| Cut::mark_len(cuts[n].span.len(), false);
+    // From the start: the head ends at `from`, before the first cut not kept whole.
+    let (mut used, mut head) = (0, 0);
+    let half = room / 2;
+    let from = loop {
+        let piece = &kept[head];
+        if used + piece.len() > half {
+            let from = text.floor_char_boundary(piece.start + (half - used));
+            used += from - piece.start;
+            break from;
+        }
+        used += piece.len();
+        if head == cuts.len() || used + mark(head) > half {
+            break piece.end;
+        }
+        used += mark(head);
+        head += 1;
     };
-    // The marker's length depends on the number in it: size it for the largest cut.
-    let keep = max.saturating_sub(marker(text.len()).len());
-    let mut head = keep / 2;
-    while !text.is_char_boundary(head) {
-        head -= 1;
-    }
-    let mut tail = text.len() - (keep - head);
-    while !text.is_char_boundary(tail) {
-        tail += 1;
-    }
-    let mut cut = String::with_capacity(max);
-    cut.push_str(&text[..head]);
-    cut.push_str(&marker(tail - head));
-    cut.push_str(&text[tail..]);
-    Cow::Owned(cut)
+    // From the end, likewise, with the room the head left.
+    let (mut used, mut tail) = (used, cuts.len());
+    let to = loop {
+        let piece = &kept[tail];
+        if used + piece.len() > room {
+            break text.ceil_char_boundary(piece.end - (room - used));
+        }
+        used += piece.len();
+        if tail == 0 || used + mark(tail - 1) > room {
+            break piece.start;
+        }
+        used += mark(tail - 1);
+        tail -= 1;
+    };
+    let mut cuts = cuts;
+    let tail_cuts = cuts.split_off(tail.max(head));
+    cuts.truncate(head);
+    cuts.push(Cut { span: from..to.max(from), middle: true });
+    cuts.extend(tail_cuts);
+    cuts
 }
 
 #[cfg(test)]
@@ -480,23 +603,126 @@ mod tests {
         assert!(decode(&pb::Event { session_id: "s".into(), ..Default::default() }.encode_to_vec()).is_err());
     }
 
+    /// Checks that `abridged` fits in `max` and is `text` with spans taken out, each where a
+    /// mark says how many bytes it took out, and the first mark gives the whole text's length
+    /// and SHA-256; returns the number of marks.
+    fn check_abridged(text: &str, abridged: &str, max: usize) -> usize {
+        assert!(abridged.len() <= max, "{} bytes for {max}", abridged.len());
+        // Each mark: where it starts and ends, the bytes it says it stands for, and its note.
+        let mut marks = Vec::new();
+        let mut from = 0;
+        while let Some(n) = abridged[from..].find("… [Gatehouse cut ") {
+            let start = from + n;
+            let rest = &abridged[start + "… [Gatehouse cut ".len()..];
+            let (cut, rest) = rest.split_once(" bytes here").unwrap();
+            let (note, _) = rest.split_once("] …").unwrap();
+            from = start + "… [Gatehouse cut ".len() + cut.len() + " bytes here".len() + note.len() + "] …".len();
+            marks.push((start, from, cut.parse::<usize>().unwrap(), note));
+        }
+        // Whether the marks stand for spans of `text`, one of them (on a line of its own) its middle.
+        let (text, abridged_bytes) = (text.as_bytes(), abridged.as_bytes());
+        let fits = |middle: Option<usize>| {
+            let (mut at, mut copied) = (0, 0);
+            for (n, &(start, end, cut, _)) in marks.iter().enumerate() {
+                let (start, end) = match middle == Some(n) {
+                    true if abridged_bytes[start - 1] == b'\n' && abridged_bytes.get(end) == Some(&b'\n') => {
+                        (start - 1, end + 1)
+                    }
+                    true => return false,
+                    false => (start, end),
+                };
+                let kept = &abridged_bytes[copied..start];
+                if !text[at..].starts_with(kept) {
+                    return false;
+                }
+                at += kept.len() + cut;
+                copied = end;
+                if at > text.len() {
+                    return false;
+                }
+            }
+            text[at..] == abridged_bytes[copied..]
+        };
+        assert!(fits(None) || (0..marks.len()).any(|n| fits(Some(n))), "{abridged:?}");
+        let total: usize = marks.iter().map(|&(_, _, cut, _)| cut).sum();
+        let whole = format!(", {total} of {} in all; SHA-256 of the whole: {:x}", text.len(), Sha256::digest(text));
+        for (n, &(_, _, _, note)) in marks.iter().enumerate() {
+            assert_eq!(note, if n == 0 { whole.as_str() } else { "" });
+        }
+        marks.len()
+    }
+
     #[test]
-    fn long_texts_keep_their_ends_and_say_what_was_cut() {
+    fn long_texts_lose_their_filler_first_and_say_what_was_cut() {
         let hidden = format!("select 1 /*{}*/; delete from t; select '{}é'", " ".repeat(3000), "x".repeat(3000));
-        let cut = truncate(&hidden, 1000);
-        assert!(cut.len() <= 1000, "{}", cut.len());
-        assert!(cut.starts_with("select 1 /*   "));
+        let cut = abridge(&hidden, 1000);
+        assert_eq!(check_abridged(&hidden, &cut, 1000), 2, "{cut}");
+        assert!(cut.starts_with("select 1 /*   ") && cut.contains("*/; delete from t; select 'xxx"), "{cut}");
         assert!(cut.ends_with("xxxé'"));
-        let (head, rest) = cut.split_once('\n').unwrap();
-        let (marker, tail) = rest.split_once('\n').unwrap();
-        let whole = format!("of {} bytes here; SHA-256 of the whole: {:x}] …", hidden.len(), Sha256::digest(&hidden));
-        let count = marker.strip_prefix("… [Gatehouse cut ").and_then(|m| m.strip_suffix(&whole)).unwrap();
-        assert_eq!(head.len() + count.trim().parse::<usize>().unwrap() + tail.len(), hidden.len(), "{marker}");
-        // On a character boundary, both ends.
+        // Only as much as it takes, longest first: a short comment stays whole.
+        let text = format!("select 1 /* {} */, 2 /* {} */", "a".repeat(300), "b".repeat(MAX_STATEMENT_TEXT));
+        let cut = abridge(&text, MAX_STATEMENT_TEXT);
+        assert_eq!(check_abridged(&text, &cut, MAX_STATEMENT_TEXT), 1);
+        assert!(cut.contains(&"a".repeat(300)));
+        // Filler cut, and still too long: the middle goes too, beside the filler's marks.
+        let pad = "x".repeat(300);
+        let text = format!("/* {pad} */ {} /* {pad} */", "select 1;".repeat(200));
+        let cut = abridge(&text, 1000);
+        assert_eq!(check_abridged(&text, &cut, 1000), 3, "{cut}");
+        assert!(cut.starts_with("/* xxx") && cut.ends_with("xxx */") && cut.contains("\n… [Gatehouse cut "));
+        // No filler: the middle goes, on character boundaries.
         let wide = "é".repeat(1000);
-        let cut = truncate(&wide, 500);
-        assert!(cut.len() <= 500 && cut.starts_with('é') && cut.ends_with('é'));
-        assert_eq!(truncate(&wide, 2000), wide);
-        assert!(truncate(&"x".repeat(MAX_STATEMENT_TEXT + 1), MAX_STATEMENT_TEXT).len() <= MAX_STATEMENT_TEXT);
+        let cut = abridge(&wide, 500);
+        assert_eq!(check_abridged(&wide, &cut, 500), 1);
+        assert!(cut.starts_with('é') && cut.ends_with('é') && cut.contains("\n… [Gatehouse cut "));
+        assert!(matches!(abridge(&wide, 2000), Cow::Borrowed(_)));
+        let long = "x".repeat(MAX_STATEMENT_TEXT + 1);
+        check_abridged(&long, &abridge(&long, MAX_STATEMENT_TEXT), MAX_STATEMENT_TEXT);
+    }
+
+    /// Found by a review: a statement between two padded comments (or literals, or runs of
+    /// whitespace) was in the middle that a long text lost, and so missing from its transcript.
+    #[test]
+    fn statements_hidden_between_padding_stay_in_the_transcript() {
+        let pad = |n: usize| "x".repeat(n);
+        let ddl = "drop table victim; create role evil superuser; drop role evil";
+        for text in [
+            format!("select 1 /* {} */ ; drop table victim ; select 2 /* {} */;", pad(600_000), pad(600_000)),
+            format!("select '{}'; {ddl}; select '{}'", pad(700_000), pad(700_000)),
+            format!("select E'\\'{}\\\\'; {ddl}; select e'{}'", pad(700_000), pad(700_000)),
+            format!("select $p${}$p$; {ddl}; select $${}$$", pad(700_000), pad(700_000)),
+            format!("select 1 as \"{}\"; {ddl}; select 2 as \"{}\"", pad(700_000), pad(700_000)),
+            format!("select 1 -- {}\n; {ddl}; -- {}\n", pad(700_000), pad(700_000)),
+            format!("select 1{}; {ddl};{}select 2", " ".repeat(700_000), "\n".repeat(700_000)),
+            format!("select 1 /* /* {} */ */; {ddl}; select 2 /* {} /* */", pad(700_000), pad(700_000)),
+            // A plain literal ends at its second quote, unless standard_conforming_strings is off:
+            // what runs in either case stays.
+            format!("select 'a\\'; /* {} */ {ddl}; /* {} */ select 'b'", pad(700_000), pad(700_000)),
+            format!("select 'é{}é'; {ddl}; select 'é{}é'", "é".repeat(350_000), "€".repeat(350_000)),
+        ] {
+            let cut = abridge(&text, MAX_STATEMENT_TEXT);
+            check_abridged(&text, &cut, MAX_STATEMENT_TEXT);
+            let ddl = if text.contains("victim ;") { "drop table victim" } else { ddl };
+            assert!(cut.contains(ddl), "{}", &cut[..cut.len().min(2000)]);
+        }
+        // Too many statements to keep: the middle goes.
+        let text = "select 1;".repeat(1_000_000);
+        let cut = abridge(&text, MAX_STATEMENT_TEXT);
+        assert_eq!(check_abridged(&text, &cut, MAX_STATEMENT_TEXT), 1);
+        assert!(cut.starts_with("select 1;select 1;") && cut.ends_with("select 1;select 1;"));
+        assert!(cut.len() > MAX_STATEMENT_TEXT - 300, "{}", cut.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_abridged_text_fits_and_says_what_it_cut(
+            pieces in proptest::collection::vec((0usize..14, 1usize..400), 1..40),
+            max in 400usize..3000,
+        ) {
+            const PIECES: [&str; 14] = ["select 1;", " ", "/* x */", "'", "\\", "é", "$$", "$t$", "--", "\n", "€", "\"", "E'", "x"];
+            let text: String = pieces.iter().map(|&(piece, times)| PIECES[piece].repeat(times)).collect();
+            let cut = abridge(&text, max);
+            check_abridged(&text, &cut, max);
+        }
     }
 }
