@@ -702,18 +702,26 @@ async fn a_connector_with_a_refused_key_exits_at_start() {
 #[tokio::test]
 async fn a_connector_whose_key_is_revoked_refuses_new_sessions() {
     // Its open session's next statement is the next report, which the control plane refuses.
-    revoked_key_refuses_new_sessions("60s", true).await;
+    revoked_key_refuses_new_sessions("60s", true, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
 async fn a_connector_whose_key_is_revoked_notices_at_its_next_heartbeat() {
     // A 3 s lease: a heartbeat every 500 ms, and nothing to report.
-    revoked_key_refuses_new_sessions("3s", false).await;
+    revoked_key_refuses_new_sessions("3s", false, Duration::from_secs(10)).await;
+}
+
+/// With nothing to report and 10 s between heartbeats, the termination stream, whose key the
+/// control plane checks every 5 s, is refused first: the heartbeat asks at once.
+#[tokio::test]
+async fn a_quiet_connector_whose_key_is_revoked_notices_through_its_termination_stream() {
+    revoked_key_refuses_new_sessions("60s", false, Duration::from_secs(7)).await;
 }
 
 /// Revokes the key of a connector with an open psql session (which runs one more statement
-/// when `nudge`): new sessions are refused, with `/health` saying why, and the open one goes on.
-async fn revoked_key_refuses_new_sessions(lease: &'static str, nudge: bool) {
+/// when `nudge`): new sessions are refused `within` that long, with `/health` saying why, and
+/// the open one goes on.
+async fn revoked_key_refuses_new_sessions(lease: &'static str, nudge: bool, within: Duration) {
     let system = System::new(lease);
     let _serve = system.serve();
     let _connector = system.connector();
@@ -729,7 +737,7 @@ async fn revoked_key_refuses_new_sessions(lease: &'static str, nudge: bool) {
     if nudge {
         send(&mut stdin, "select 2;");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + within;
     loop {
         let response = system.http.get(&health).send().await.unwrap();
         let status = response.status();

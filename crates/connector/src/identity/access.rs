@@ -107,7 +107,7 @@ pub async fn recheck_once(live: &LiveSessions, verifier: &Verifier) -> Round {
                 continue;
             }
         };
-        tracing::info!(session = %session_id, user = %access.name.user, %why, "access revoked: terminating the session");
+        tracing::info!(session = %session_id, user = access.name.user.as_str(), %why, "access revoked: terminating the session");
         if live.terminate(&session_id, Termination::AccessRevoked { why }) {
             round.revoked += 1;
         }

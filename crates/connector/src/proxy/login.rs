@@ -196,7 +196,7 @@ pub(crate) async fn identity(
             let _ = server.shutdown().await;
             let (reason, response) = error.for_client(&native_role);
             if let Some(reason) = reason {
-                tracing::warn!(%peer, role = %native_role, %error, "the connector's login to the database failed");
+                tracing::warn!(%peer, role = native_role.as_str(), %error, "the connector's login to the database failed");
                 return refusal.refuse(&mut client, reason, response).await;
             }
             client.send_error(&response).await;
@@ -208,7 +208,7 @@ pub(crate) async fn identity(
         %peer,
         user_type = name.user_type.as_str(),
         user = name.user.as_str(),
-        role = %native_role,
+        role = native_role.as_str(),
         "identity login",
     );
     let identified = Identified {

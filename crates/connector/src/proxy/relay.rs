@@ -419,7 +419,7 @@ impl Relay {
                     user = self.startup.user().unwrap_or_default(),
                     database = self.startup.database().unwrap_or_default(),
                     sqlstate = error.as_ref().and_then(ErrorResponse::code).unwrap_or_default(),
-                    message = error.as_ref().and_then(ErrorResponse::message).unwrap_or_default(),
+                    error = error.as_ref().and_then(ErrorResponse::message).unwrap_or_default(),
                     "the database refused a login",
                 );
                 self.recorder.on_server(msg.as_message_ref(), now);

@@ -54,6 +54,9 @@ pub struct ControlPlane {
     moving: Arc<AtomicBool>,
     /// Where reachability shows in `/metrics`.
     metrics: Arc<Metrics>,
+    /// Woken when a call bound to one replica (the termination stream) found the key refused:
+    /// see [`ControlPlane::doubt_key`].
+    key_doubted: Arc<tokio::sync::Notify>,
     /// The clients' own, for `Report`, which is sent as an `EncodedReportRequest`.
     transport: Transport,
     timeout: Duration,
@@ -105,6 +108,7 @@ impl ControlPlane {
             current: Arc::default(),
             moving: Arc::default(),
             metrics: Arc::default(),
+            key_doubted: Arc::default(),
             transport,
             timeout: CALL_TIMEOUT,
         })
@@ -222,6 +226,18 @@ impl ControlPlane {
             let (from, to) = (self.clients[replica].config().base_uri(), self.clients[next].config().base_uri());
             tracing::warn!(%from, %to, "control plane unresponsive ({why}): trying the next one");
         }
+    }
+
+    /// Says that a call that goes to one replica only (the termination stream) found the key
+    /// refused: whether every replica refuses it, which stops new sessions, is the heartbeat's
+    /// to ask, now rather than at its next beat (up to 10 s later, letting sessions in meanwhile).
+    pub fn doubt_key(&self) {
+        self.key_doubted.notify_one();
+    }
+
+    /// Resolves at the next [`ControlPlane::doubt_key`] (or at once, for one not yet heard).
+    pub async fn key_doubted(&self) {
+        self.key_doubted.notified().await;
     }
 
     /// How many addresses (replicas) calls may go to.

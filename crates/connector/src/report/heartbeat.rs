@@ -33,6 +33,8 @@ pub async fn run(
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
+            // A key refused where the termination stream goes: asked of every replica now.
+            () = control.key_doubted() => ticker.reset(),
         }
         match control.heartbeat(&run_id, period).await {
             Ok(()) => {

@@ -61,6 +61,11 @@ pub async fn run(
             () = stop.cancelled() => return,
             result = watch(&control, &run_id, &live, &mut reopen) => result,
         };
+        if let Err(error) = &result
+            && refuses_key(error)
+        {
+            control.doubt_key();
+        }
         let wait = reopen.after(result, opened.elapsed());
         tokio::select! {
             () = stop.cancelled() => return,
