@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -510,6 +510,23 @@ async fn refused_identities_get_28p01_and_never_reach_the_database() {
     for secret in [good.as_str(), expired.as_str(), revoked.as_str(), disabled.as_str(), CREDENTIAL] {
         assert!(!logs.contains(secret), "a secret is in the logs");
     }
+    // A login the database refuses is logged with what the client sent, and a line break in it
+    // writes no line of the client's into the log.
+    let user = b"gh_e2e_nobody\n2026-01-01T00:00:00Z ERROR forged: admin login ok";
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for part in [&b"user"[..], user, b"database", b"postgres", b""] {
+        body.extend_from_slice(part);
+        body.push(0);
+    }
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", system.proxy_port)).unwrap();
+    raw.write_all(&(body.len() as u32 + 4).to_be_bytes()).unwrap();
+    raw.write_all(&body).unwrap();
+    let mut answer = Vec::new();
+    let _ = raw.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).contains("does not exist"), "{answer:?}");
+    let logs = system.logs();
+    assert!(logs.contains("the database refused a login"), "{logs}");
+    assert!(!logs.lines().any(|line| line.starts_with("2026-01-01T00:00:00Z")), "a forged line: {logs}");
     let none = system.sessions("").await;
     assert!(none.is_empty(), "refused logins left sessions: {none:?}");
 }
