@@ -183,7 +183,9 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct LeaseArgs {
-    /// Complete the sessions of a connector process (a run) unheard for this long (e.g. 60s, 5m)
+    /// Complete the sessions of a connector process (a run) unheard for this long (e.g. 60s, 5m);
+    /// never within this long of the start, or of a failure of the store, which may have kept
+    /// heartbeats from being recorded
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub connector_lease: std::time::Duration,
 }

@@ -377,6 +377,65 @@ async fn a_quiet_connector_leaves_a_replica_that_hangs_for_its_terminations() {
     let _ = Command::new("kill").args(["-CONT", &hung]).status();
 }
 
+/// A store that cannot record heartbeats for longer than the lease takes no connector for gone
+/// when it answers again: the lease runs from then, as after a restart of the control plane,
+/// so a connector heard within it keeps its sessions, and one that stays silent loses them.
+#[tokio::test]
+async fn a_store_outage_longer_than_the_lease_completes_no_live_session() {
+    const LEASE: Duration = Duration::from_secs(8);
+    let cluster = Cluster::with_lease("8s");
+    let (connector, proxy_port) = cluster.connector(0);
+    let (_psql, mut stdin) = psql(proxy_port);
+    send(&mut stdin, "select 1;");
+    let sessions = cluster
+        .wait_for(0, "session_status:active", "the psql session", Duration::from_secs(10), |s| active(s).len() == 1)
+        .await;
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    let status = async |replica: usize| {
+        let body = cluster.call(replica, "GetSession", json!({"session_id": id})).await;
+        // Unavailable while the replica reconnects to the store.
+        body["session"]["sessionStatus"].as_str().map(str::to_owned)
+    };
+
+    // Longer than the lease, heartbeats fail (the connector keeps sending them).
+    admin_sql(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", cluster.db.name));
+    cluster.db.kill_connections();
+    tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
+    // The connector stays silent a while after the store is back: only the lease, counted from
+    // then, keeps its session.
+    let pid = connector.0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    admin_sql(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", cluster.db.name));
+    let back = Instant::now();
+    let mut resumed = false;
+    while back.elapsed() < LEASE + Duration::from_secs(2) {
+        if !resumed && back.elapsed() > Duration::from_secs(3) {
+            assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+            resumed = true;
+        }
+        for replica in 0..2 {
+            let status = status(replica).await;
+            assert_ne!(status.as_deref(), Some("completed"), "{:?} after the store came back", back.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(0).await.as_deref(), Some("active"));
+    for replica in &cluster.replicas {
+        let metrics = cluster.http.get(format!("{}/metrics", replica.url())).send().await.unwrap();
+        let metrics = metrics.text().await.unwrap();
+        let completed = metrics.lines().find(|l| l.starts_with("gatehouse_lease_sessions_completed_total "));
+        assert_eq!(completed, Some("gatehouse_lease_sessions_completed_total 0"), "{metrics}");
+    }
+
+    // A connector really gone is still taken for gone, a lease after it was last heard.
+    connector.stop("-KILL");
+    let killed = Instant::now();
+    while status(0).await.as_deref() != Some("completed") {
+        assert!(killed.elapsed() < LEASE * 2, "the session of a killed connector was never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 const CLIENTS: usize = 4;
 const STATEMENTS: usize = 150;
 

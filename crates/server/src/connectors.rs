@@ -11,13 +11,14 @@ use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_proto::gatehouse::connector::v1 as wire;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
-use gatehouse_store::{IngestEvent, StatementRecord, StatementStatus, Store, TerminationRecord};
+use gatehouse_store::{IngestEvent, StatementRecord, StatementStatus, Store, StoreError, TerminationRecord};
 
 use crate::auth::ConnectorCaller;
 use crate::clock::StoreClock;
 use crate::convert::timestamp;
 use crate::error::{invalid, store_error};
 use crate::identity::{Verifier, identity_from_wire};
+use crate::lease::StoreFailures;
 use crate::metrics::Metrics;
 use crate::terminations::TerminationBus;
 
@@ -50,6 +51,8 @@ pub struct ConnectorApi {
     clock: Arc<StoreClock>,
     metrics: Arc<Metrics>,
     identities: Verifier,
+    /// Where failures that may have lost a heartbeat go, for the lease sweep to hold off.
+    store_failures: Arc<StoreFailures>,
 }
 
 impl ConnectorApi {
@@ -59,8 +62,16 @@ impl ConnectorApi {
         lease: Lease,
         clock: Arc<StoreClock>,
         metrics: Arc<Metrics>,
+        store_failures: Arc<StoreFailures>,
     ) -> Self {
-        Self { store, bus, lease, clock, metrics, identities: Verifier::new() }
+        Self { store, bus, lease, clock, metrics, identities: Verifier::new(), store_failures }
+    }
+
+    /// A store failure of a call that records hearing from a run (Hello, Heartbeat, Report):
+    /// one that may have lost it holds the lease sweep off.
+    fn hearing_failed(&self, error: StoreError) -> ConnectError {
+        self.store_failures.note(&error);
+        store_error(error)
     }
 }
 
@@ -153,7 +164,7 @@ impl wire::ConnectorService for ConnectorApi {
             .store
             .connector_hello(caller.org, &caller.connector_id, req.run_id, &previous, self.clock.now())
             .await
-            .map_err(store_error)?;
+            .map_err(|e| self.hearing_failed(e))?;
         if completed > 0 {
             tracing::info!(connector = %caller.connector_name, completed, "completed sessions a previous run left open");
         }
@@ -194,7 +205,7 @@ impl wire::ConnectorService for ConnectorApi {
         self.store
             .connector_heartbeat(caller.org, &caller.connector_id, req.run_id, self.clock.now())
             .await
-            .map_err(store_error)?;
+            .map_err(|e| self.hearing_failed(e))?;
         Response::ok(wire::HeartbeatResponse::default())
     }
 
@@ -225,7 +236,7 @@ impl wire::ConnectorService for ConnectorApi {
         let request = req.to_owned_message();
         // Only a session's start names its resource; most reports hold none.
         let resources = if request.events.iter().any(|e| matches!(e.kind, Some(Kind::Start(_)))) {
-            self.store.list_resources(caller.org).await.map_err(store_error)?
+            self.store.list_resources(caller.org).await.map_err(|e| self.hearing_failed(e))?
         } else {
             Vec::new()
         };
@@ -318,9 +329,10 @@ impl wire::ConnectorService for ConnectorApi {
             self.store
                 .connector_heartbeat(caller.org, &caller.connector_id, &request.run_id, self.clock.now())
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| self.hearing_failed(e))?;
         }
-        let stored = self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(store_error)?;
+        let stored =
+            self.store.ingest(caller.org, &caller.connector_id, &events).await.map_err(|e| self.hearing_failed(e))?;
         Metrics::add(&self.metrics.events_stored_total, stored);
         Response::ok(wire::ReportResponse { stored: stored as u32, ..Default::default() })
     }

@@ -13,6 +13,7 @@
 //! - [`listing`]: ListSessionsV2 validation and paging.
 //! - [`sessions`]: the sessions service handlers.
 //! - [`connectors`]: the connector service: reports, leases, terminations.
+//! - [`lease`]: the lease sweep, which holds off while the store may have lost heartbeats.
 //! - [`identity`]: users, access tokens, and verifying connections' identities.
 //! - [`console`]: the web console, embedded static files served at `/`.
 //! - [`terminations`]: termination requests on their way to connectors.
@@ -39,6 +40,7 @@ mod grpc_web_text;
 pub mod https;
 pub mod identity;
 mod json_object;
+pub mod lease;
 pub mod listing;
 pub mod metrics;
 mod private;
@@ -116,13 +118,15 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     }
     let sessions =
         SessionsApi::new(store.clone(), CursorCodec::new(cursor_key), bus.clone(), clock.clone(), metrics.clone());
-    let connectors = ConnectorApi::new(store.clone(), bus.clone(), lease, clock.clone(), metrics.clone());
+    let failures = Arc::new(lease::StoreFailures::default());
+    let connectors =
+        ConnectorApi::new(store.clone(), bus.clone(), lease, clock.clone(), metrics.clone(), failures.clone());
     let sessions = Arc::new(sessions);
     let router = connectrpc::Router::new()
         .add_service::<_, SessionsServiceRegisterMarker>(Arc::clone(&sessions))
         .add_service::<_, StatementsServiceRegisterMarker>(sessions)
         .add_service(Arc::new(connectors));
-    tokio::spawn(sweep_leases(store.clone(), lease.lease, clock, metrics.clone()));
+    tokio::spawn(lease::sweep(store.clone(), lease.lease, clock, metrics.clone(), failures));
     tokio::spawn(refresh_statistics(store.clone()));
     let (router, _health) = connectrpc_health::install_static(
         router,
@@ -176,7 +180,8 @@ fn metrics_page(metrics: &Metrics) -> ([(http::header::HeaderName, &'static str)
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
 }
 
-/// How long `/health` waits for the store before reporting it unreachable.
+/// How long `/health`, or the lease sweep's probe, waits for the store before taking it for
+/// unreachable.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Readiness: 200 while the store answers, 503 while it does not (with no
@@ -192,33 +197,6 @@ async fn health(store: Arc<dyn Store>) -> (StatusCode, &'static str) {
         Err(_) => {
             tracing::warn!(timeout = ?HEALTH_TIMEOUT, "not ready: the store does not answer in time");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
-        }
-    }
-}
-
-/// Completes the sessions of connector runs unheard for longer than `lease`.
-/// Every replica runs this; a store shared by replicas lets one sweep at a
-/// time, and the others skip their turn. It waits one lease after start
-/// first: connectors that could not reach a control plane that was down need
-/// that long to be heard again.
-async fn sweep_leases(
-    store: Arc<dyn Store>,
-    lease: std::time::Duration,
-    clock: Arc<StoreClock>,
-    metrics: Arc<Metrics>,
-) {
-    tokio::time::sleep(lease).await;
-    let mut tick = tokio::time::interval((lease / 6).max(std::time::Duration::from_millis(100)));
-    loop {
-        tick.tick().await;
-        let heard_before = clock.now() - lease.as_micros() as i64;
-        match store.expire_connectors(heard_before).await {
-            Ok(0) => {}
-            Ok(completed) => {
-                Metrics::add(&metrics.lease_sessions_completed_total, completed);
-                tracing::info!(completed, "completed sessions of connectors past their lease")
-            }
-            Err(err) => tracing::warn!(%err, "lease sweep failed; retrying"),
         }
     }
 }
