@@ -234,6 +234,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let admin_app = admin::router(Arc::clone(&metrics), health.clone(), reporter.clone());
     let admin_task = control_rt.spawn(admin::serve(admin_listener, admin_app, background.clone()));
     control_rt.spawn(heartbeat::run(control.clone(), run_id.clone(), hello.clone(), key_checks, background.clone()));
+    control_rt.spawn(crate::report::runs::keep_alive(Arc::clone(&runs), background.clone()));
     control_rt.spawn(terminations::run(
         control,
         run_id.clone(),

@@ -107,14 +107,18 @@ async fn restarts_with_the_control_plane_down_from_the_cached_resources() {
     running.shutdown().await.unwrap();
 
     h.plane.set_down(true);
+    let started = now_us();
     let running = start(config(&h, dir.path(), &listeners, free_addr()));
     running.wait_healthy().await;
     assert_eq!(h.plane.seen().hellos.len(), 1, "the second run has not said Hello");
+    // Never heard, it knows itself alive all the same.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     running.shutdown().await.unwrap();
+    let stopped = now_us();
     assert_eq!(h.plane.seen().goodbyes.len(), 1, "only the first run could say goodbye");
 
     // The second run stopped without a word with the control plane: the third takes over
-    // from it, and from it only.
+    // from it, and from it only, and says when it was last alive.
     h.plane.set_down(false);
     let running = start(config(&h, dir.path(), &listeners, free_addr()));
     running.wait_healthy().await;
@@ -122,7 +126,14 @@ async fn restarts_with_the_control_plane_down_from_the_cached_resources() {
     assert_eq!(seen.hello_previous.len(), 2);
     assert_eq!(seen.hello_previous[1].len(), 1, "{:?}", seen.hello_previous);
     assert_ne!(seen.hello_previous[1][0], seen.hellos[0].0);
+    let [(run, alive)] = &seen.hello_alive[1][..] else { panic!("{:?}", seen.hello_alive) };
+    assert_eq!(run, &seen.hello_previous[1][0]);
+    assert!((started + 1_000_000..=stopped).contains(alive), "{alive} not within the run's last second");
     running.shutdown().await.unwrap();
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
 }
 
 /// A clean stop tells the control plane the run is over, so the next has nothing to take

@@ -624,6 +624,49 @@ async fn a_statement_running_when_the_connector_is_killed_is_recorded() {
     assert_eq!(system.transcript(&id).await, ["select 1;", "select pg_sleep(5) as cut_short;"]);
 }
 
+/// A connector killed while the control plane was down was never heard while its session ran:
+/// restarted, it says when its predecessor last knew itself alive, and the session it left
+/// open ends then, with the statement it was running, rather than when the control plane
+/// last heard from it.
+#[tokio::test]
+async fn a_connector_killed_while_the_control_plane_is_down_ends_its_session_when_it_died() {
+    let system = System::new("60s");
+    let server = system.serve();
+    let killed = system.connector();
+    let (id, _psql, mut stdin) = system.active_psql().await;
+    server.stop("-KILL");
+    for _ in 0..3 {
+        send(&mut stdin, "select 1;");
+    }
+    send(&mut stdin, "select pg_sleep(30);");
+    // Marked alive every second: the statement's last second before the kill may be lost.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    killed.stop("-KILL");
+
+    let _server = system.serve();
+    let _restarted = system.connector();
+    let sessions = system
+        .wait_for("the session to complete", |s| {
+            s.iter().any(|s| s["id"] == id.as_str() && s["sessionStatus"] == "completed")
+        })
+        .await;
+    let session = sessions.iter().find(|s| s["id"] == id.as_str()).unwrap();
+    assert!(seconds(&session["duration"]) >= 2.0, "it ran for over 4 s: {session}");
+    let url =
+        format!("http://127.0.0.1:{}/gatehouse.sessions.v1.StatementsService/ListSessionStatements", system.api_port);
+    let response = system.http.post(url).header("X-API-KEY", &system.admin_key).json(&json!({"session_id": id}));
+    let listed: Value = response.send().await.unwrap().json().await.unwrap();
+    let statements = listed["statements"].as_array().unwrap();
+    let cut = statements.last().unwrap();
+    assert_eq!((&cut["text"], &cut["status"]), (&json!("select pg_sleep(30);"), &json!("unreported")), "{listed}");
+    assert!(seconds(&cut["duration"]) >= 2.0, "it ran for 4 s before the connector died: {listed}");
+}
+
+/// A `google.protobuf.Duration` in JSON (`"3.5s"`), in seconds; absent is 0.
+fn seconds(duration: &Value) -> f64 {
+    duration.as_str().map_or(0.0, |d| d.strip_suffix('s').unwrap().parse().unwrap())
+}
+
 #[tokio::test]
 async fn pgbench_sessions_are_recorded_with_their_statements() {
     let system = System::new("60s");

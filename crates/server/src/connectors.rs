@@ -11,7 +11,9 @@ use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_proto::gatehouse::connector::v1 as wire;
 use gatehouse_proto::gatehouse::connector::v1::event::Kind;
-use gatehouse_store::{IngestEvent, StatementRecord, StatementStatus, Store, StoreError, TerminationRecord};
+use gatehouse_store::{
+    IngestEvent, PreviousRun, StatementRecord, StatementStatus, Store, StoreError, TerminationRecord,
+};
 
 use crate::auth::ConnectorCaller;
 use crate::clock::StoreClock;
@@ -152,17 +154,33 @@ impl wire::ConnectorService for ConnectorApi {
         req: ServiceRequest<'_, wire::HelloRequest>,
     ) -> ServiceResult<wire::HelloResponse> {
         let caller = connector(&ctx)?;
-        if req.run_id.trim().is_empty() {
+        let request = req.to_owned_message();
+        if request.run_id.trim().is_empty() {
             return Err(invalid("run_id is required"));
         }
-        if req.previous_run_ids.len() > MAX_PREVIOUS_RUNS {
-            return Err(invalid(format!("too many previous_run_ids (at most {MAX_PREVIOUS_RUNS})")));
+        if request.previous_run_ids.len() > MAX_PREVIOUS_RUNS || request.previous_runs.len() > MAX_PREVIOUS_RUNS {
+            return Err(invalid(format!("too many previous_run_ids or previous_runs (at most {MAX_PREVIOUS_RUNS})")));
         }
-        let previous: Vec<String> =
-            req.previous_run_ids.iter().filter(|run| !run.is_empty()).map(|run| (*run).to_owned()).collect();
+        let now = self.clock.now();
+        let previous: Vec<PreviousRun> = request
+            .previous_run_ids
+            .iter()
+            .filter(|run| !run.is_empty())
+            .map(|run| PreviousRun {
+                run_id: run.clone(),
+                // The latest said; a time no clock would read is no sign of life, and refusing
+                // it would keep the connector from registering.
+                alive: request
+                    .previous_runs
+                    .iter()
+                    .filter(|said| said.run_id == *run)
+                    .filter_map(|said| micros(&said.alive_at, now).ok().flatten())
+                    .max(),
+            })
+            .collect();
         let completed = self
             .store
-            .connector_hello(caller.org, &caller.connector_id, req.run_id, &previous, self.clock.now())
+            .connector_hello(caller.org, &caller.connector_id, &request.run_id, &previous, now)
             .await
             .map_err(|e| self.hearing_failed(e))?;
         if completed > 0 {

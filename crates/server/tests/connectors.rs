@@ -444,6 +444,39 @@ async fn a_new_run_completes_the_sessions_of_the_runs_it_takes_over_from() {
     assert_eq!(status("ghost").await, "completed");
 }
 
+/// A new run may say when each run it takes over from was last alive: their sessions end then,
+/// though the control plane last heard them earlier (it was down). A time no clock reads is no
+/// sign of life, left out rather than refused.
+#[tokio::test]
+async fn the_runs_taken_over_end_when_they_were_last_alive() {
+    let s = setup(Harness::start().await).await;
+    s.connector.hello(hello("run-1", &[])).await.unwrap();
+    report(&s.connector, vec![event("cut", 0, start(&s.resource_id, now_micros() - 1_000_000))]).await;
+    // Of a run never heard, replayed by its successor.
+    let mut stray = event("stray", 0, start(&s.resource_id, now_micros() - 2_000_000));
+    if let Some(Kind::Start(start)) = &mut stray.kind {
+        start.run_id = "run-0".into();
+    }
+    report(&s.connector, vec![stray]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alive = now_micros() - 100_000;
+    let said = |run: &str, at: i64| wire::PreviousRun {
+        run_id: run.into(),
+        alive_at: timestamp(at).into(),
+        ..Default::default()
+    };
+    // 1999-01-01.
+    let request = wire::HelloRequest {
+        previous_runs: vec![said("run-1", alive), said("run-0", 915_148_800_000_000)],
+        ..hello("run-2", &["run-1", "run-0"])
+    };
+    assert_eq!(s.connector.hello(request).await.unwrap().into_owned().completed_stale_sessions, 2);
+    let session = async |id: &str| s.h.store.get_session(s.h.org, id).await.unwrap().unwrap();
+    assert_eq!(session("cut").await.end, Some(alive));
+    let stray = session("stray").await;
+    assert_eq!(stray.end, Some(stray.start), "when it was last heard: its start");
+}
+
 #[tokio::test]
 async fn goodbye_ends_the_run_that_says_it() {
     let s = setup(Harness::start().await).await;

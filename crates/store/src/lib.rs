@@ -159,9 +159,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records run `run_id` of a connector (one process, start to stop), which takes over from
     /// the runs in `previous` (the earlier processes on its state directory). Their open
-    /// sessions are completed at the time each run was last heard (never before a session's
+    /// sessions are completed at the time each run was last heard, or when it last knew itself
+    /// alive if later and no later than `at` ([`PreviousRun::alive`]), never before a session's
     /// last statement ended, nor before the statement it was running started, which stays in
-    /// its transcript: see [`Store::statements`]), and they stay over: heard of again (a late
+    /// its transcript (see [`Store::statements`]); and they stay over: heard of again (a late
     /// report through another replica), they change nothing; returns how many. Other runs of the connector (other
     /// processes sharing its key) are left alone: each holds its own lease.
     async fn connector_hello(
@@ -169,7 +170,7 @@ pub trait Store: Send + Sync + 'static {
         org: OrgId,
         connector_id: &str,
         run_id: &str,
-        previous: &[String],
+        previous: &[PreviousRun],
         at: Micros,
     ) -> Result<u64, StoreError>;
     /// Run `run_id` of a connector was heard at `at` (never moving the time back); a run not
@@ -195,8 +196,9 @@ pub trait Store: Send + Sync + 'static {
         at: Micros,
     ) -> Result<u64, StoreError>;
     /// Completes the open sessions of every connector run last heard before `heard_before`,
-    /// at the time each was last heard, as [`Store::connector_hello`] completes those of the
-    /// runs it takes over from; returns how many.
+    /// at the time each was last heard (never before a session's last statement ended, nor
+    /// before the statement it was running started, as [`Store::connector_hello`]); returns how
+    /// many.
     async fn expire_connectors(&self, heard_before: Micros) -> Result<u64, StoreError>;
 
     /// Stores a connector's events; retried events change nothing. Returns

@@ -321,6 +321,39 @@ impl IngestEvent {
     }
 }
 
+/// A run a new one takes over from (see [`crate::Store::connector_hello`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousRun {
+    pub run_id: String,
+    /// When the run last knew itself alive, by its connector's clock: a connector records it
+    /// whether or not the control plane hears it. `None` when not said (older connectors).
+    pub alive: Option<Micros>,
+}
+
+impl PreviousRun {
+    /// A run its successor says nothing more of.
+    pub fn named(run_id: impl Into<String>) -> Self {
+        Self { run_id: run_id.into(), alive: None }
+    }
+
+    /// When the open sessions of this run, last heard at `last_heard` and taken over at `at`,
+    /// end at the earliest: when it last knew itself alive if that is later than when it was
+    /// last heard (it may have lived through an outage of the control plane), but never after
+    /// `at`, however far ahead its connector's clock.
+    pub(crate) fn ended(&self, last_heard: Micros, at: Micros) -> Micros {
+        self.alive.map_or(last_heard, |alive| last_heard.max(alive.min(at)))
+    }
+
+    /// The runs of `previous` but `run_id` (the run taking over), once each in run id order
+    /// (the order their rows are locked in), with the latest time each was said to be alive.
+    pub(crate) fn taken_over(previous: &[PreviousRun], run_id: &str) -> Vec<PreviousRun> {
+        let mut runs: Vec<PreviousRun> = previous.iter().filter(|run| run.run_id != run_id).cloned().collect();
+        runs.sort_unstable_by(|a, b| a.run_id.cmp(&b.run_id).then(b.alive.cmp(&a.alive)));
+        runs.dedup_by(|later, first| later.run_id == first.run_id);
+        runs
+    }
+}
+
 /// A request to end a live session.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TerminationRecord {

@@ -19,6 +19,7 @@ use http::Uri;
 use http::header::HeaderValue;
 
 use super::resources::{HelloInfo, Resource};
+use super::runs::PreviousRun;
 use crate::metrics::Metrics;
 use crate::timer;
 
@@ -252,11 +253,22 @@ impl ControlPlane {
 
     /// Announces this run, taking over from the runs in `previous`, and learns the
     /// connector's identity and resources.
-    pub async fn hello(&self, run_id: &str, previous: &[String]) -> Result<HelloInfo, ConnectError> {
+    pub async fn hello(&self, run_id: &str, previous: &[PreviousRun]) -> Result<HelloInfo, ConnectError> {
         let request = pb::HelloRequest {
             run_id: run_id.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            previous_run_ids: previous.to_vec(),
+            previous_run_ids: previous.iter().map(|run| run.run_id.clone()).collect(),
+            previous_runs: previous
+                .iter()
+                .filter_map(|run| {
+                    let alive = run.alive_us?;
+                    Some(pb::PreviousRun {
+                        run_id: run.run_id.clone(),
+                        alive_at: super::convert::timestamp(alive).into(),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
             ..Default::default()
         };
         let call = self.on_current(self.timeout, OnSilence::NextReplica, |client, options| {

@@ -42,6 +42,8 @@ pub struct Seen {
     pub hellos: Vec<(String, usize)>,
     /// Each `Hello`'s previous runs.
     pub hello_previous: Vec<Vec<String>>,
+    /// Each `Hello`'s previous runs said alive: run id, and when in microseconds.
+    pub hello_alive: Vec<Vec<(String, i64)>>,
     pub heartbeats: Vec<String>,
     /// Each `Goodbye`'s run id.
     pub goodbyes: Vec<String>,
@@ -124,6 +126,11 @@ impl ConnectorService for Service {
         let request = request.to_owned_message();
         seen.hellos.push((request.run_id, stored));
         seen.hello_previous.push(request.previous_run_ids);
+        let alive = request.previous_runs.iter().map(|run| {
+            let at = run.alive_at.as_option().expect("a run said alive says when");
+            (run.run_id.clone(), at.seconds * 1_000_000 + i64::from(at.nanos) / 1_000)
+        });
+        seen.hello_alive.push(alive.collect());
         Response::ok(pb::HelloResponse {
             connector_id: "con_test".into(),
             connector_name: "test".into(),

@@ -143,7 +143,7 @@ impl PgStore {
         org: OrgId,
         connector_id: &str,
         run_id: &str,
-        previous: &[String],
+        previous: &[PreviousRun],
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool().begin().await?;
@@ -152,9 +152,9 @@ impl PgStore {
         // Hello, heartbeats and the sweep lock run rows in key order, then the connector's row:
         // the sweep, a heartbeat and a Hello naming the same runs through different replicas take
         // turns.
-        let mut runs: Vec<&str> = previous.iter().map(String::as_str).chain([run_id]).collect();
+        let gone = PreviousRun::taken_over(previous, run_id);
+        let mut runs: Vec<&str> = gone.iter().map(|run| run.run_id.as_str()).chain([run_id]).collect();
         runs.sort_unstable();
-        runs.dedup();
         sqlx::query(
             "SELECT 1 FROM connector_runs WHERE org_id = $1 AND connector_id = $2 AND run_id = ANY($3) \
              ORDER BY run_id FOR UPDATE",
@@ -167,8 +167,8 @@ impl PgStore {
         // The runs this one takes over from are over, now that the statements this run
         // replayed from their spool are in.
         let mut completed = 0;
-        for gone in runs.iter().filter(|gone| **gone != run_id) {
-            completed += end_run(&mut tx, org, connector_id, gone, at, recorded).await?;
+        for run in &gone {
+            completed += end_run(&mut tx, org, connector_id, run, at, recorded).await?;
         }
         heard(&mut tx, org, connector_id, run_id, at).await?;
         tx.commit().await?;
@@ -187,7 +187,7 @@ impl PgStore {
         known(&mut tx, org, connector_id).await?;
         // Heard last now (its sessions left open end now), then over.
         heard(&mut tx, org, connector_id, run_id, at).await?;
-        let completed = end_run(&mut tx, org, connector_id, run_id, at, recorded).await?;
+        let completed = end_run(&mut tx, org, connector_id, &PreviousRun::named(run_id), at, recorded).await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -619,16 +619,16 @@ async fn known(tx: &mut PgConnection, org: OrgId, connector_id: &str) -> Result<
     }
 }
 
-/// Run `run_id` is over at `at` (taken over, or said goodbye): its open sessions end, and
-/// those the sweep ended when it lapsed end again, now that the statements it had are in.
-/// Marked over, recorded or not: a report of it that comes late (through another replica) does
-/// not revive it. Never heard, its sessions end at their last statement. Returns how many
-/// sessions were completed.
+/// Run `run` is over at `at` (taken over, or said goodbye): its open sessions end (see
+/// [`PreviousRun::ended`]), and those the sweep ended when it lapsed end again, now that the
+/// statements it had are in. Marked over, recorded or not: a report of it that comes late
+/// (through another replica) does not revive it. Never heard nor said alive, its sessions end
+/// at their last statement. Returns how many sessions were completed.
 async fn end_run(
     tx: &mut PgConnection,
     org: OrgId,
     connector_id: &str,
-    run_id: &str,
+    run: &PreviousRun,
     at: Micros,
     recorded: Micros,
 ) -> Result<u64, StoreError> {
@@ -640,11 +640,11 @@ async fn end_run(
     )
     .bind(org.0)
     .bind(connector_id)
-    .bind(run_id)
+    .bind(&run.run_id)
     .bind(at)
     .fetch_one(&mut *tx)
     .await?;
-    complete_open(tx, org, connector_id, run_id, last_heard, lapsed, recorded).await
+    complete_open(tx, org, connector_id, &run.run_id, run.ended(last_heard, at), lapsed, recorded).await
 }
 
 /// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard

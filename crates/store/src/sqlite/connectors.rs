@@ -138,19 +138,16 @@ impl SqliteStore {
         org: OrgId,
         connector_id: &str,
         run_id: &str,
-        previous: &[String],
+        previous: &[PreviousRun],
         at: Micros,
     ) -> Result<u64, StoreError> {
         let mut tx = self.writer().begin_with("BEGIN IMMEDIATE").await?;
         known(&mut tx, org, connector_id).await?;
-        let mut runs: Vec<&str> = previous.iter().map(String::as_str).filter(|gone| *gone != run_id).collect();
-        runs.sort_unstable();
-        runs.dedup();
         // The runs this one takes over from are over, now that the statements this run
         // replayed from their spool are in.
         let mut completed = 0;
-        for gone in runs {
-            completed += end_run(&mut tx, org, connector_id, gone, at).await?;
+        for run in PreviousRun::taken_over(previous, run_id) {
+            completed += end_run(&mut tx, org, connector_id, &run, at).await?;
         }
         heard(&mut tx, org, connector_id, run_id, at).await?;
         tx.commit().await?;
@@ -168,7 +165,7 @@ impl SqliteStore {
         known(&mut tx, org, connector_id).await?;
         // Heard last now (its sessions left open end now), then over.
         heard(&mut tx, org, connector_id, run_id, at).await?;
-        let completed = end_run(&mut tx, org, connector_id, run_id, at).await?;
+        let completed = end_run(&mut tx, org, connector_id, &PreviousRun::named(run_id), at).await?;
         tx.commit().await?;
         Ok(completed)
     }
@@ -501,15 +498,16 @@ async fn known(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, org: OrgId, connect
     }
 }
 
-/// Run `run_id` is over at `at` (taken over, or said goodbye): its open sessions end, and
-/// those the sweep ended when it lapsed end again, now that the statements it had are in.
-/// Marked over, recorded or not: a report of it that comes late does not revive it. Never heard,
-/// its sessions end at their last statement. Returns how many sessions were completed.
+/// Run `run` is over at `at` (taken over, or said goodbye): its open sessions end (see
+/// [`PreviousRun::ended`]), and those the sweep ended when it lapsed end again, now that the
+/// statements it had are in. Marked over, recorded or not: a report of it that comes late does
+/// not revive it. Never heard nor said alive, its sessions end at their last statement. Returns
+/// how many sessions were completed.
 async fn end_run(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     org: OrgId,
     connector_id: &str,
-    run_id: &str,
+    run: &PreviousRun,
     at: Micros,
 ) -> Result<u64, StoreError> {
     let (last_heard, lapsed): (i64, Option<i64>) = sqlx::query_as(
@@ -520,11 +518,11 @@ async fn end_run(
     )
     .bind(org.0)
     .bind(connector_id)
-    .bind(run_id)
+    .bind(&run.run_id)
     .bind(at)
     .fetch_one(&mut **tx)
     .await?;
-    complete_open(tx, org, connector_id, run_id, last_heard, lapsed).await
+    complete_open(tx, org, connector_id, &run.run_id, run.ended(last_heard, at), lapsed).await
 }
 
 /// Run `run_id` of a connector was heard at `at`: recorded if it was not (a run is heard

@@ -662,7 +662,7 @@ impl Store for SqliteStore {
         org: OrgId,
         connector_id: &str,
         run_id: &str,
-        previous: &[String],
+        previous: &[PreviousRun],
         at: Micros,
     ) -> Result<u64, StoreError> {
         self.connector_hello_impl(org, connector_id, run_id, previous, at).await

@@ -134,6 +134,7 @@ macro_rules! conformance_suite {
                 a_new_run_completes_what_the_runs_it_takes_over_from_left_open,
                 a_run_that_says_goodbye_is_over,
                 sessions_end_no_earlier_than_their_last_statement,
+                a_run_taken_over_ends_no_earlier_than_it_knew_itself_alive,
                 expiring_silent_runs_completes_their_open_sessions_once,
                 sessions_of_runs_never_heard_have_a_lease,
                 a_lapsed_run_heard_again_gets_its_sessions_back,

@@ -4,8 +4,8 @@
 use gatehouse_core::session::ConnectorRef;
 use gatehouse_core::{Micros, OrgId, Session};
 use gatehouse_store::{
-    AggregateQuery, ConnectorInfo, Facet, IngestEvent, KeyReplacement, ListQuery, NewConnector, RUN_MEMORY, Resource,
-    StatementRecord, StatementStatus, Store, StoreError, TerminationRecord,
+    AggregateQuery, ConnectorInfo, Facet, IngestEvent, KeyReplacement, ListQuery, NewConnector, PreviousRun,
+    RUN_MEMORY, Resource, StatementRecord, StatementStatus, Store, StoreError, TerminationRecord,
 };
 
 use super::fixture::{MINUTE, NOW, active, ago, completed, listing};
@@ -44,9 +44,9 @@ fn on(mut session: Session, connector: &str, run: &str) -> Session {
     session
 }
 
-/// Runs named in a Hello as taken over.
-fn runs(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| (*name).to_owned()).collect()
+/// Runs named in a Hello as taken over, with nothing said of when they were last alive.
+fn runs(names: &[&str]) -> Vec<PreviousRun> {
+    names.iter().map(|name| PreviousRun::named(*name)).collect()
 }
 
 fn start(session: &Session) -> IngestEvent {
@@ -602,6 +602,53 @@ pub async fn sessions_end_no_earlier_than_their_last_statement(store: &dyn Store
     assert_eq!(end_of(store, acme, "swept").await, Some(ago(89)));
     assert_eq!(end_of(store, acme, "quiet").await, Some(ago(100)));
     assert_eq!(ids(store, acme, "session_status:active").await, Vec::<String>::new());
+}
+
+/// A run the control plane did not hear from while it lived (the control plane down) ends no
+/// earlier than its successor says it last knew itself alive, by its connector's clock, with the
+/// statement it was running; never after the Hello that takes it over, however far ahead that
+/// clock, and never before it was last heard.
+pub async fn a_run_taken_over_ends_no_earlier_than_it_knew_itself_alive(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    store.create_connector(&connector(acme, "c-1", "one")).await.unwrap();
+    let alive = |run: &str, at: Micros| PreviousRun { run_id: run.into(), alive: Some(at) };
+    store.connector_hello(acme, "c-1", "run-1", &[], ago(100)).await.unwrap();
+    let [cut, talked] = ["cut", "talked"].map(|id| on(active(id, 99).build(), "c-1", "run-1"));
+    // Of a run never heard, replayed by its successor.
+    let orphan = on(active("orphan", 60).build(), "c-1", "run-0");
+    let running = IngestEvent::Running {
+        session_id: "cut".into(),
+        statement: StatementRecord {
+            seq: 1,
+            start: ago(50),
+            text: "select pg_sleep(600)".into(),
+            ..Default::default()
+        },
+    };
+    let events = [start(&cut), start(&talked), start(&orphan), running, ran("talked", 1, ago(31), MINUTE)];
+    store.ingest(acme, "c-1", &events).await.unwrap();
+
+    // Named twice (by a connector of the future, say): the later time counts.
+    let previous = [alive("run-1", ago(42)), alive("run-0", ago(45)), alive("run-1", ago(40))];
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", &previous, ago(5)).await.unwrap(), 3);
+    assert_eq!(end_of(store, acme, "cut").await, Some(ago(40)));
+    assert_eq!(end_of(store, acme, "talked").await, Some(ago(30)), "never before its last statement ended");
+    assert_eq!(end_of(store, acme, "orphan").await, Some(ago(45)));
+    let lost = store.statements(acme, "cut").await.unwrap().pop().unwrap();
+    assert_eq!((lost.status, lost.duration), (StatementStatus::Unreported, 10 * MINUTE), "it ran until then");
+    assert_eq!(store.connector_hello(acme, "c-1", "run-2", &previous, ago(5)).await.unwrap(), 0, "once");
+
+    // A clock ahead of the control plane's: the run ends with the Hello. One behind: the run
+    // ends when it was last heard.
+    store.insert_sessions(acme, &[on(active("ahead", 4).build(), "c-1", "run-2")]).await.unwrap();
+    let ahead = [alive("run-2", NOW + 60 * MINUTE)];
+    assert_eq!(store.connector_hello(acme, "c-1", "run-3", &ahead, ago(1)).await.unwrap(), 1);
+    assert_eq!(end_of(store, acme, "ahead").await, Some(ago(1)));
+    store.insert_sessions(acme, &[on(active("behind", 1).build(), "c-1", "run-3")]).await.unwrap();
+    store.connector_heartbeat(acme, "c-1", "run-3", NOW).await.unwrap();
+    let behind = [alive("run-3", ago(3))];
+    assert_eq!(store.connector_hello(acme, "c-1", "run-4", &behind, NOW + MINUTE).await.unwrap(), 1);
+    assert_eq!(end_of(store, acme, "behind").await, Some(NOW));
 }
 
 /// A run cut off from the control plane for longer than its lease (a partition, the only
