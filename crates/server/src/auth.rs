@@ -121,11 +121,50 @@ pub struct ConnectorCaller {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     last_touch: Mutex<HashMap<String, Micros>>,
+    refusals: RefusalLog,
+}
+
+/// Refused calls logged a minute: past these they are only counted (`/metrics` counts every
+/// call by its outcome), and how many went unlogged is said once the minute is over, so that a
+/// client without a key cannot fill the log.
+const LOGGED_REFUSALS_PER_MINUTE: u32 = 20;
+
+/// The minute refusals are logged in: when it began, how many were logged, how many not.
+#[derive(Debug)]
+struct RefusalLog(Mutex<(std::time::Instant, u32, u64)>);
+
+impl RefusalLog {
+    fn new() -> Self {
+        Self(Mutex::new((std::time::Instant::now(), 0, 0)))
+    }
+
+    /// Whether a refusal is to be logged now.
+    fn admit(&self) -> bool {
+        let mut window = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (began, logged, unlogged) = &mut *window;
+        if began.elapsed() >= std::time::Duration::from_secs(60) {
+            if *unlogged > 0 {
+                tracing::info!(unlogged = *unlogged, "refused calls left out of the log in the minute before");
+            }
+            (*began, *logged, *unlogged) = (std::time::Instant::now(), 0, 0);
+        }
+        if *logged < LOGGED_REFUSALS_PER_MINUTE {
+            *logged += 1;
+            return true;
+        }
+        if *unlogged == 0 {
+            tracing::info!(
+                "over {LOGGED_REFUSALS_PER_MINUTE} refused calls this minute: the rest are counted, not logged"
+            );
+        }
+        *unlogged += 1;
+        false
+    }
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, last_touch: Mutex::new(HashMap::new()) }
+        Self { store, last_touch: Mutex::new(HashMap::new()), refusals: RefusalLog::new() }
     }
 
     /// Resolves the caller of the sessions API from the request headers.
@@ -208,7 +247,7 @@ impl Authenticator {
             // A key that cannot be checked (the store unreachable) is an outage, not a refusal.
             if error.code == ErrorCode::Unavailable || error.code == ErrorCode::DeadlineExceeded {
                 tracing::warn!(method, key, code, reason, "could not check a call's key");
-            } else {
+            } else if self.refusals.admit() {
                 tracing::info!(method, key, code, reason, "refused a call");
             }
         }
@@ -354,6 +393,15 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_past_a_minutes_share_are_not_logged() {
+        let log = RefusalLog::new();
+        let logged = (0..LOGGED_REFUSALS_PER_MINUTE + 5).filter(|_| log.admit()).count();
+        assert_eq!(logged, LOGGED_REFUSALS_PER_MINUTE as usize);
+        log.0.lock().unwrap().0 -= std::time::Duration::from_secs(61);
+        assert!(log.admit(), "a new minute");
+    }
 
     #[test]
     fn prefixes_parse_only_from_well_formed_keys() {
