@@ -403,8 +403,18 @@ impl Config {
             return Err(missing("control_plane.url", "or GATEHOUSE_URL"));
         }
         for url in self.control_plane.url.split(',').map(str::trim) {
+            let shown = gatehouse_tls::shown_url(url);
             if !url.starts_with("http://") && !url.starts_with("https://") {
-                return Err(invalid("control_plane.url", format!("`{url}` is not an http:// or https:// URL")));
+                return Err(invalid("control_plane.url", format!("`{shown}` is not an http:// or https:// URL")));
+            }
+            // The key is what authenticates: a password in the URL would go nowhere but the log.
+            if shown != url.split(['?', '#']).next().unwrap_or(url) {
+                return Err(invalid(
+                    "control_plane.url",
+                    format!(
+                        "`{shown}` is written with a user name and password: remove them (control_plane.key authenticates the connector)"
+                    ),
+                ));
             }
         }
         if self.control_plane.key.is_empty() {
@@ -716,6 +726,12 @@ mod tests {
         // Replicas: each address is checked.
         let e = error(Some(FILE), &[(ENV_URL, "http://a:7400, b:7400")]);
         assert!(e.contains("`b:7400` is not an http"), "{e}");
+        // A password in the URL authenticates nothing, and is never repeated.
+        let e = error(Some(FILE), &[(ENV_URL, "http://a:7400, https://u:URLPW77@b:7400/cp")]);
+        assert!(e.contains("`https://b:7400/cp` is written with a user name and password"), "{e}");
+        assert!(!e.contains("URLPW77"), "{e}");
+        let e = error(Some(FILE), &[(ENV_URL, "ftp://u:URLPW78@b")]);
+        assert!(e.contains("`ftp://b` is not an http") && !e.contains("URLPW78"), "{e}");
         let e = error(
             Some("[control_plane]\nurl = \"http://cp\"\n[[listeners]]\nlisten = \"127.0.0.1:1\"\nresource = \"r\""),
             &[],

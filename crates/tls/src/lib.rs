@@ -145,6 +145,21 @@ impl ServerTls {
     }
 }
 
+/// `url` as a log line or an error may show it: without the user and password (`user:pw@`)
+/// or the query string it may carry.
+pub fn shown_url(url: &str) -> String {
+    let url = url.trim();
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Reads `tls`'s certificate and key again at each SIGHUP, as long as the runtime runs, and
 /// logs what came of it ([`reload_logged`]). A SIGHUP no longer ends the process, which is its
 /// default.

@@ -133,16 +133,7 @@ const MAX_RESPONSE: usize = 1 << 30;
 
 /// The URL as errors show it: without a password or query string it may carry.
 fn shown_url(api: &ApiArgs) -> String {
-    let url = api.url.trim();
-    let url = url.split(['?', '#']).next().unwrap_or(url);
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
+    gatehouse_tls::shown_url(&api.url)
 }
 
 pub(super) fn client(api: &ApiArgs) -> anyhow::Result<Client> {
