@@ -50,6 +50,8 @@ pub trait Store: Send + Sync + 'static {
     /// one organization, exactly one did.
     async fn ensure_org_noting_creation(&self, name: &str) -> Result<(Org, bool), StoreError>;
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError>;
+    /// The organization with this id: a caller's, whose key names only its id.
+    async fn get_org(&self, id: OrgId) -> Result<Option<Org>, StoreError>;
     /// Every organization, by name.
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError>;
 

@@ -40,7 +40,7 @@ use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool, Postgres,
 use self::abandon::ReadTransaction;
 use crate::error::org_vanished;
 use crate::model::*;
-use crate::row::session_from_row;
+use crate::row::{org_from_row, session_from_row};
 use crate::sql::rollup::RollupDelta;
 use crate::sql::{AggRow, Arg, Dialect, SESSION_COLUMNS, SqlBuilder, push_list};
 use crate::{Store, StoreError, TerminationFeed};
@@ -390,7 +390,7 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = inserted {
-            return Ok((Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }, true));
+            return Ok((org_from_row(&row)?, true));
         }
         let existing = self.find_org_impl(name).await?;
         Ok((existing.ok_or_else(|| org_vanished(name))?, false))
@@ -401,15 +401,20 @@ impl PgStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(row) => Some(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }),
-            None => None,
-        })
+        row.as_ref().map(org_from_row).transpose()
+    }
+
+    async fn get_org_impl(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM organizations WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(org_from_row).transpose()
     }
 
     async fn list_orgs_impl(&self) -> Result<Vec<Org>, StoreError> {
         let rows = sqlx::query("SELECT id, name FROM organizations ORDER BY name").fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? })).collect()
+        rows.iter().map(org_from_row).collect()
     }
 
     async fn insert_api_key_impl(&self, key: &NewApiKey) -> Result<(), StoreError> {
@@ -529,6 +534,10 @@ impl Store for PgStore {
 
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
         self.find_org_impl(name).await.map_err(classify)
+    }
+
+    async fn get_org(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
+        self.get_org_impl(id).await.map_err(classify)
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {

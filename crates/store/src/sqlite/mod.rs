@@ -18,7 +18,7 @@ use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::error::org_vanished;
 use crate::model::*;
-use crate::row::{many_values, session_from_row};
+use crate::row::{many_values, org_from_row, session_from_row};
 use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
 use crate::sql::{AggRow, Arg, Dialect, SqlBuilder, push_insert_sessions, push_list};
 use crate::{Store, StoreError};
@@ -422,7 +422,7 @@ impl Store for SqliteStore {
         .fetch_optional(self.writer())
         .await?;
         if let Some(row) = inserted {
-            return Ok((Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }, true));
+            return Ok((org_from_row(&row)?, true));
         }
         Ok((self.find_org(name).await?.ok_or_else(|| org_vanished(name))?, false))
     }
@@ -432,15 +432,20 @@ impl Store for SqliteStore {
             .bind(name)
             .fetch_optional(&self.readers)
             .await?;
-        Ok(match row {
-            Some(row) => Some(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? }),
-            None => None,
-        })
+        row.as_ref().map(org_from_row).transpose()
+    }
+
+    async fn get_org(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
+        let row = sqlx::query("SELECT id, name FROM organizations WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.as_ref().map(org_from_row).transpose()
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
         let rows = sqlx::query("SELECT id, name FROM organizations ORDER BY name").fetch_all(&self.readers).await?;
-        rows.iter().map(|row| Ok(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? })).collect()
+        rows.iter().map(org_from_row).collect()
     }
 
     async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {

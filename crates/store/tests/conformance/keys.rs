@@ -43,7 +43,7 @@ async fn two_orgs_with_keys(store: &dyn Store) -> (OrgId, OrgId, [NewApiKey; 3])
     (acme, globex, keys)
 }
 
-pub async fn ensure_org_is_idempotent_and_find_org_finds_it(store: &dyn Store) {
+pub async fn ensure_org_is_idempotent_and_find_org_and_get_org_find_it(store: &dyn Store) {
     assert_eq!(store.find_org("acme").await.unwrap(), None, "no org before ensure_org");
     let acme = store.ensure_org("acme").await.unwrap();
     assert_eq!(acme.name, "acme");
@@ -53,7 +53,10 @@ pub async fn ensure_org_is_idempotent_and_find_org_finds_it(store: &dyn Store) {
     assert_ne!(globex.id, acme.id);
     assert_eq!(store.find_org("acme").await.unwrap(), Some(acme.clone()));
     assert_eq!(store.find_org("globex").await.unwrap(), Some(globex.clone()));
-    assert_eq!(store.list_orgs().await.unwrap(), [acme.clone(), globex], "every one, by name");
+    assert_eq!(store.list_orgs().await.unwrap(), [acme.clone(), globex.clone()], "every one, by name");
+    assert_eq!(store.get_org(acme.id).await.unwrap(), Some(acme.clone()), "and by id");
+    assert_eq!(store.get_org(globex.id).await.unwrap(), Some(globex.clone()));
+    assert_eq!(store.get_org(OrgId(acme.id.0.max(globex.id.0) + 1)).await.unwrap(), None, "no such org");
     // Names are exact.
     assert_eq!(store.find_org("ACME").await.unwrap(), None);
     assert_eq!(store.find_org("acme ").await.unwrap(), None);

@@ -55,7 +55,7 @@ macro_rules! conformance_suite {
     ($open:path) => {
         $crate::conformance::conformance_suite! { @emit $open;
             keys {
-                ensure_org_is_idempotent_and_find_org_finds_it,
+                ensure_org_is_idempotent_and_find_org_and_get_org_find_it,
                 of_racing_calls_creating_an_org_exactly_one_says_it_created_it,
                 api_keys_are_found_by_prefix_whatever_their_org,
                 api_key_prefixes_are_unique,
