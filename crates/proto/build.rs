@@ -18,6 +18,7 @@ const STRICT_JSON_REQUESTS: &[&str] = &[
     "CancelSessionRequest",
     "GetSessionTranscriptRequest",
     "gatehouse.sessions.v1.ListSessionStatementsRequest",
+    "gatehouse.keys.v1.GetCallerKeyRequest",
 ];
 
 fn main() {
@@ -42,6 +43,7 @@ fn main() {
             "proto/core/v1/list_metadata.proto",
             "proto/gatehouse/connector/v1/connector.proto",
             "proto/gatehouse/sessions/v1/statements.proto",
+            "proto/gatehouse/keys/v1/keys.proto",
         ])
         .includes(&[std::path::PathBuf::from("proto"), well_known])
         .include_file("_connectrpc.rs")

@@ -366,7 +366,7 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
 pub(crate) enum Guard {
     /// Health and reflection.
     Open,
-    /// The sessions API (and our statements service), with the role the method needs.
+    /// The sessions API (and our statements and keys services), with the role the method needs.
     Api(Role),
     /// The connector service.
     Connector,
@@ -380,7 +380,9 @@ impl Guard {
                 _ => Role::Reader,
             });
         }
-        if path.starts_with("/gatehouse.sessions.v1.StatementsService/") {
+        if path.starts_with("/gatehouse.sessions.v1.StatementsService/")
+            || path.starts_with("/gatehouse.keys.v1.KeysService/")
+        {
             return Guard::Api(Role::Reader);
         }
         if path.starts_with("/gatehouse.connector.v1.ConnectorService/") {

@@ -15,6 +15,7 @@
 //! - [`connectors`]: the connector service: reports, leases, terminations.
 //! - [`lease`]: the lease sweep, which holds off while the store may have lost heartbeats.
 //! - [`identity`]: users, access tokens, and verifying connections' identities.
+//! - `keys`: our keys service: the calling key and its organization.
 //! - [`console`]: the web console, embedded static files served at `/`.
 //! - [`terminations`]: termination requests on their way to connectors.
 //! - [`registry`]: creating resources and connectors.
@@ -40,6 +41,7 @@ mod grpc_web_text;
 pub mod https;
 pub mod identity;
 mod json_object;
+mod keys;
 pub mod lease;
 pub mod listing;
 pub mod metrics;
@@ -57,6 +59,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use connectrpc::{ConnectRpcService, Limits};
 use gatehouse_proto::core::v1::{SESSIONS_SERVICE_SERVICE_NAME, SessionsServiceRegisterMarker};
+use gatehouse_proto::gatehouse::keys::v1::KeysServiceRegisterMarker;
 use gatehouse_proto::gatehouse::sessions::v1::StatementsServiceRegisterMarker;
 use gatehouse_store::{Store, StoreError};
 use rand::RngCore;
@@ -124,7 +127,8 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     let sessions = Arc::new(sessions);
     let router = connectrpc::Router::new()
         .add_service::<_, SessionsServiceRegisterMarker>(Arc::clone(&sessions))
-        .add_service::<_, StatementsServiceRegisterMarker>(sessions)
+        .add_service::<_, StatementsServiceRegisterMarker>(Arc::clone(&sessions))
+        .add_service::<_, KeysServiceRegisterMarker>(sessions)
         .add_service(Arc::new(connectors));
     tokio::spawn(lease::sweep(store.clone(), lease.lease, clock, metrics.clone(), failures));
     tokio::spawn(refresh_statistics(store.clone()));
@@ -133,6 +137,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         [
             SESSIONS_SERVICE_SERVICE_NAME,
             gatehouse_proto::gatehouse::sessions::v1::STATEMENTS_SERVICE_SERVICE_NAME,
+            gatehouse_proto::gatehouse::keys::v1::KEYS_SERVICE_SERVICE_NAME,
             gatehouse_proto::gatehouse::connector::v1::CONNECTOR_SERVICE_SERVICE_NAME,
         ],
     );

@@ -217,6 +217,51 @@ async fn authentication_and_roles() {
     assert!(revoked.contains("revoked"), "{revoked}");
 }
 
+/// `gatehouse.keys.v1.KeysService/GetCallerKey` tells a key's holder whose sessions it reads
+/// and what it may do, without trying (the console asks it): never the secret.
+#[tokio::test]
+async fn the_caller_learns_its_key_and_organization() {
+    let h = Harness::start().await;
+    let url = format!("{}/gatehouse.keys.v1.KeysService/GetCallerKey", h.url);
+    let prefix = |key: &str| key.split('_').nth(1).unwrap().to_owned();
+    for (key, role) in [(&h.reader_key, "reader"), (&h.admin_key, "admin")] {
+        let (status, body) = h.post(&url, json!({}), key).await;
+        assert_eq!(status, 200, "{body}");
+        let expected = json!({"organization": "acme", "role": role, "prefix": prefix(key), "name": role});
+        assert_eq!(body, expected, "the harness names each key after its role");
+    }
+    // Another organization's key is told its own; an empty name is left out, as proto3 JSON does.
+    let other = h.store.ensure_org("globex").await.unwrap().id;
+    let other_key = create_api_key(h.store.as_ref(), other, "", Role::Reader).await.unwrap().key;
+    let (status, body) = h.post(&url, json!({}), &other_key).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"organization": "globex", "role": "reader", "prefix": prefix(&other_key)}));
+    // A read: Connect GET too.
+    let got = h
+        .http
+        .get(&url)
+        .query(&[("encoding", "json"), ("message", "{}")])
+        .header("X-API-KEY", &h.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.json::<serde_json::Value>().await.unwrap()["role"], "admin");
+
+    // Refused as every method of the API refuses them.
+    let connector = gatehouse_server::registry::create_connector(h.store.as_ref(), h.org, "edge").await.unwrap();
+    expect_error(&h.post(&url, json!({}), &connector.key).await, 403, "permission_denied");
+    expect_error(&h.post(&url, json!({}), "").await, 401, "unauthenticated");
+    let missing = h.http.post(&url).header("Content-Type", "application/json").body("{}").send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    let last = if h.reader_key.ends_with('x') { "y" } else { "x" };
+    let forged = format!("{}{last}", &h.reader_key[..h.reader_key.len() - 1]);
+    expect_error(&h.post(&url, json!({}), &forged).await, 401, "unauthenticated");
+    expect_error(&h.post(&url, json!({"organization": "globex"}), &h.reader_key).await, 400, "invalid_argument");
+    assert!(h.store.revoke_api_key(h.org, &prefix(&h.reader_key), now_micros()).await.unwrap());
+    expect_error(&h.post(&url, json!({}), &h.reader_key).await, 401, "unauthenticated");
+}
+
 #[tokio::test]
 async fn terminating_a_session_no_registered_connector_carries_ends_it_at_once() {
     // As `gatehouse seed` and the demo make them: their connector `con_1` was never registered.
