@@ -10,6 +10,8 @@ import { chromium } from 'playwright-core';
 const URL_BASE = required('GATEHOUSE_URL');
 const ADMIN_KEY = required('ADMIN_KEY');
 const READER_KEY = required('READER_KEY');
+/** A reader key of an organization with no sessions at all. */
+const EMPTY_ORG_KEY = required('EMPTY_ORG_KEY');
 const PROXY_PORT = required('PROXY_PORT');
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -97,12 +99,15 @@ async function search(page, query) {
   await loaded(page, mark);
 }
 
-async function api(method, body, key = ADMIN_KEY) {
-  const response = await fetch(`${URL_BASE}/core.v1.SessionsService/${method}`, {
+async function api(method, body, key = ADMIN_KEY, service = 'core.v1.SessionsService') {
+  const response = await fetch(`${URL_BASE}/${service}/${method}`, {
     method: 'POST', headers: { 'Content-Type': 'application/json', 'X-API-KEY': key }, body: JSON.stringify(body),
   });
   return { status: response.status, body: await response.json() };
 }
+
+/** What the control plane says of `key`: its organization, role, prefix and name. */
+const callerKey = (key) => api('GetCallerKey', {}, key, 'gatehouse.keys.v1.KeysService');
 
 /** How many sessions walking ListSessionsV2 returns for a query and window. */
 async function walkCount(request) {
@@ -163,6 +168,65 @@ test('sign in: a wrong key is refused, a right one shows the sessions', async (t
   const clipped = await page.$eval('.table-wrap', (wrap) => wrap.scrollWidth - wrap.clientWidth);
   assert.ok(clipped <= 0, `every column fits at 1280 px: ${clipped}px too wide`);
   await page.screenshot({ path: `${ARTIFACTS}sessions-1280.png`, fullPage: true });
+});
+
+/** The value of a counter of /metrics, `labels` as it writes them; 0 while it has none. */
+async function counter(name, labels) {
+  const text = await (await fetch(`${URL_BASE}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+test('the top bar names the organization and the key; nothing is asked of CreateSessionTermination', async (t) => {
+  const calls = (service, method, code) => counter('gatehouse_api_calls_total', `service="${service}",method="${method}",code="${code}"`);
+  const refused = () => calls('core.v1.SessionsService', 'CreateSessionTermination', 'invalid_argument');
+  const asked = () => calls('gatehouse.keys.v1.KeysService', 'GetCallerKey', 'ok');
+  const [refusedBefore, askedBefore] = [await refused(), await asked()];
+  const page = await open(t);
+  const terminations = terminationCalls(page);
+  const caller = page.locator('#caller');
+  assert.equal(await caller.isVisible(), false);
+  await signIn(page, ADMIN_KEY);
+  await caller.waitFor();
+  const admin = (await callerKey(ADMIN_KEY)).body;
+  assert.equal(await caller.textContent(), `default · admin key ${admin.prefix}`);
+  assert.equal(await caller.getAttribute('title'), `Signed in to default with the admin API key "browser-admin" (gh_${admin.prefix}_…)`);
+  assert.ok(!(await caller.textContent()).includes(ADMIN_KEY.split('_')[2]), 'never the secret');
+  await page.screenshot({ path: `${ARTIFACTS}caller-1280.png` });
+  // A page load asks again, and shows it again.
+  const answered = page.waitForResponse((response) => response.url().endsWith('/GetCallerKey'));
+  await page.reload();
+  await loaded(page);
+  assert.equal((await answered).status(), 200);
+  await caller.waitFor();
+  assert.deepEqual(terminations, [], 'no termination sent, not even to ask what the key may do');
+  assert.equal(await refused(), refusedBefore, 'no invalid_argument of CreateSessionTermination in /metrics');
+  assert.ok(await asked() >= askedBefore + 3, 'GetCallerKey is counted: at sign-in, at the page load, and ours');
+
+  // Signed out, it is gone; another key shows its own.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  assert.equal(await page.locator('#caller').textContent(), '');
+  await signIn(page, READER_KEY);
+  await caller.waitFor();
+  assert.equal(await caller.textContent(), `default · reader key ${(await callerKey(READER_KEY)).body.prefix}`);
+});
+
+test('an organization with no session at all says how to get some; a query that matches none does not', async (t) => {
+  const page = await open(t);
+  await page.getByLabel('API key').fill(EMPTY_ORG_KEY);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForSelector('#rows td.empty');
+  await loaded(page);
+  assert.equal(await page.textContent('#rows td.empty'),
+    'No sessions yet: connect through a connector (gatehouse connector) or run gatehouse seed.');
+  await page.locator('#caller').waitFor();
+  assert.match(await page.textContent('#caller'), /^vacant · reader key /);
+  await page.screenshot({ path: `${ARTIFACTS}empty-org-1280.png` });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+
+  await signIn(page);
+  await search(page, 'user:"nobody-at-all"');
+  assert.equal(await page.textContent('#rows td.empty'), 'No sessions match this query and window.');
 });
 
 /** Serves ListSessionsV2 with its sessions replaced by `edit(sessions)`. */
@@ -1138,7 +1202,7 @@ test('a facet value with a bidirectional control is shown escaped in the box, an
   assert.deepEqual(read, ['a\u202eb\u001b', 'user:"a\\\\u{202e}"', 'x\\u{41}', 'x\\u{110000}']);
 });
 
-/** The bodies of the page's CreateSessionTermination calls, as they are sent: `{}` asks what the key may do. */
+/** The bodies of the page's CreateSessionTermination calls, as they are sent. */
 function terminationCalls(page) {
   const bodies = [];
   page.on('request', (request) => {
@@ -1147,16 +1211,15 @@ function terminationCalls(page) {
   return bodies;
 }
 
-/** Hands the console's question of what the key may do (an empty CreateSessionTermination) to `handle`. */
+/** Hands the console's question of what the key may do (GetCallerKey) to `handle`. */
 async function routeRoleQuestion(page, handle) {
-  await page.route('**/core.v1.SessionsService/CreateSessionTermination',
-    (route) => (route.request().postData() === '{}' ? handle(route) : route.fallback()));
+  await page.route('**/gatehouse.keys.v1.KeysService/GetCallerKey', handle);
 }
 
 test('a reader key is never offered Terminate; an admin key signed in next in the tab is', async (t) => {
-  // Asked directly, the question is refused for a reader's key and ends nothing for an admin's.
-  assert.equal((await api('CreateSessionTermination', {}, READER_KEY)).body.code, 'permission_denied');
-  assert.equal((await api('CreateSessionTermination', {}, ADMIN_KEY)).body.code, 'invalid_argument');
+  // Asked directly, the question says which role each key has.
+  assert.equal((await callerKey(READER_KEY)).body.role, 'reader');
+  assert.equal((await callerKey(ADMIN_KEY)).body.role, 'admin');
 
   const page = await open(t, { path: LIVE });
   const calls = terminationCalls(page);
@@ -1175,20 +1238,20 @@ test('a reader key is never offered Terminate; an admin key signed in next in th
   await page.getByRole('button', { name: `Open session ${other}` }).click();
   await page.waitForSelector('#terminate-refused');
   assert.equal(await button.isDisabled(), true);
-  assert.deepEqual(calls, ['{}'], 'asked once at sign-in, and no termination sent');
+  assert.deepEqual(calls, [], 'no termination sent, not even to ask');
 
   // Another key in the same tab is asked about in turn.
   await page.getByRole('button', { name: 'Sign out' }).click();
-  const answered = page.waitForResponse((response) => response.url().endsWith('/CreateSessionTermination'));
+  const answered = page.waitForResponse((response) => response.url().endsWith('/GetCallerKey'));
   await signIn(page, ADMIN_KEY);
-  assert.equal((await answered).status(), 400, 'invalid_argument: an admin key');
+  assert.equal((await (await answered).json()).role, 'admin');
   const [first] = await rowIds(page);
   await page.getByRole('button', { name: `Open session ${first}` }).click();
   await page.waitForSelector('#detail .summary');
   assert.equal(await button.isDisabled(), false);
   assert.equal(await button.getAttribute('title'), null);
   assert.equal(await page.locator('#terminate-refused').count(), 0);
-  assert.deepEqual(calls, ['{}', '{}']);
+  assert.deepEqual(calls, []);
 });
 
 test('a session open before the key is known to be a reader\'s has Terminate turned off when it is', async (t) => {
@@ -1518,7 +1581,7 @@ test('Back after signing out stays on the sign-in page and calls nothing', async
   await loaded(page, mark);
   await page.getByRole('button', { name: 'Sign out' }).click();
   const calls = [];
-  page.on('request', (request) => { if (request.url().includes('/core.v1.')) calls.push(request.url()); });
+  page.on('request', (request) => { if (/\/(core|gatehouse)\./.test(new URL(request.url()).pathname)) calls.push(request.url()); });
   await page.goBack();
   await page.waitForFunction(() => !new URL(window.location.href).searchParams.has('range'));
   await sleep(500);

@@ -39,6 +39,7 @@ say "seeding demo sessions"
 store seed --org default --sessions 3000 --active 12 --days 30 >/dev/null
 admin_key="$(store keys create --org default --role admin --name browser-admin 2>/dev/null)"
 reader_key="$(store keys create --org default --role reader --name browser-reader 2>/dev/null)"
+empty_org_key="$(store keys create --org vacant --role reader --name browser-vacant 2>/dev/null)"
 resource="$(store resources create --org default --name browser-pg --host 127.0.0.1 --port 5432 2>/dev/null)"
 connector_key="$(store connectors create --org default --name browser-edge 2>/dev/null | grep -o 'ghc_[A-Za-z0-9_-]*' | head -n 1)"
 
@@ -68,7 +69,8 @@ wait_port "$proxy_port"
 mkdir -p artifacts
 say "browser tests (node --test, headless Chromium)"
 status=0
-GATEHOUSE_URL="http://127.0.0.1:$api_port" ADMIN_KEY="$admin_key" READER_KEY="$reader_key" PROXY_PORT="$proxy_port" \
+GATEHOUSE_URL="http://127.0.0.1:$api_port" ADMIN_KEY="$admin_key" READER_KEY="$reader_key" \
+    EMPTY_ORG_KEY="$empty_org_key" PROXY_PORT="$proxy_port" \
     node --test --test-concurrency=1 console.test.mjs || status=$?
 if [ "$status" != 0 ]; then
     echo "--- control plane log"; tail -n 40 "$work/serve.log"

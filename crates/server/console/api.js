@@ -1,6 +1,6 @@
-// The public core.v1.SessionsService (and our gatehouse.sessions.v1.StatementsService) over
-// Connect JSON, with the key kept in this tab's session storage (never local storage: it leaves
-// with the tab).
+// The public core.v1.SessionsService (and our gatehouse.sessions.v1.StatementsService and
+// gatehouse.keys.v1.KeysService) over Connect JSON, with the key kept in this tab's session
+// storage (never local storage: it leaves with the tab).
 
 const KEY_STORAGE = 'gatehouse.apiKey';
 
@@ -105,19 +105,14 @@ export async function call(method, body, { signal, key = apiKey.get(), service =
 }
 
 /**
- * Whether `key` may terminate sessions: false for a reader's key, true for an
- * admin's, null when that is not known (no answer, or an unexpected one). The
- * API has no call that says what a key may do, but CreateSessionTermination
- * checks the key's role before it reads the request: asked to end no session
- * at all (an empty request), it refuses a reader's key (permission_denied)
- * and an admin's request (invalid_argument), and ends nothing either way.
+ * The key as the control plane knows it (gatehouse.keys.v1.KeysService/GetCallerKey):
+ * `{ organization, role, prefix, name }`, never its secret (proto3 JSON leaves out an empty
+ * name); null when that is not known (no answer, or an unexpected one).
  */
-export async function mayTerminate(key = apiKey.get()) {
+export async function callerKey(key = apiKey.get()) {
   try {
-    await call('CreateSessionTermination', {}, { key });
-  } catch (err) {
-    if (err.code === 'permission_denied') return false;
-    if (err.code === 'invalid_argument') return true;
+    return await call('GetCallerKey', {}, { key, service: 'gatehouse.keys.v1.KeysService' });
+  } catch {
+    return null;
   }
-  return null;
 }

@@ -1,6 +1,6 @@
 // The console: wires the view (in the URL) to the API and the page's parts.
 
-import { apiKey, call, keyProblem, mayTerminate } from './api.js';
+import { apiKey, call, callerKey, keyProblem } from './api.js';
 import { Detail } from './detail.js';
 import { download, exportSessions } from './export.js';
 import { renderFacets } from './facets.js';
@@ -30,6 +30,12 @@ let refreshes = 0;
  * holdingRows): `{ seq, apply }`, applied when the pointer leaves.
  */
 let heldRows = null;
+/**
+ * Whether the key's organization has any session at all, in any window: null until an empty
+ * listing makes it worth asking. An empty organization's table says how to get sessions.
+ */
+let anySessions = null;
+const NO_SESSIONS_YET = 'No sessions yet: connect through a connector (gatehouse connector) or run gatehouse seed.';
 
 const histogram = new Histogram($('histogram'), {
   onSelect: (from, to) => restart({ range: 'custom', from: from.toISOString(), to: to.toISOString() }),
@@ -155,13 +161,16 @@ async function loadListing(shown, win, now, seq, signal, refresh) {
   if (shown.cursor) request.cursor = shown.cursor;
   try {
     const result = await call('ListSessionsV2', request, { signal });
+    if ((result.sessions || []).length) anySessions = true;
+    else if (!anySessions) anySessions = await hasAnySession(signal);
     if (seq !== loads) return null;
     const apply = () => {
       listing = result;
       anchor = now;
       showQueryError('');
       $('window-label').textContent = windowLabel(shown);
-      renderTable($('rows'), result.sessions || [], { selected: detail.id, onOpen: openSession });
+      const empty = anySessions === false ? NO_SESSIONS_YET : undefined;
+      renderTable($('rows'), result.sessions || [], { selected: detail.id, onOpen: openSession, empty });
     };
     heldRows = null;
     if (refresh && holdingRows()) heldRows = { seq, apply };
@@ -188,6 +197,16 @@ async function loadListing(shown, win, now, seq, signal, refresh) {
     return queryRefused ? null : err;
   } finally {
     if (seq === loads) $('sessions-table').removeAttribute('aria-busy');
+  }
+}
+
+/** Whether the organization has recorded any session, ever; null when that is not known. */
+async function hasAnySession(signal) {
+  try {
+    const all = await call('ListSessionsV2', { limit: 1 }, { signal });
+    return Boolean((all.sessions || []).length);
+  } catch {
+    return null;
   }
 }
 
@@ -574,21 +593,27 @@ function handleAuth(err) {
 function showConsole() {
   $('signin').hidden = true;
   $('console').hidden = false;
-  learnRole(apiKey.get());
+  learnKey(apiKey.get());
   load();
   syncDetail();
 }
 
 /**
- * Asks once per sign-in (and page load) whether the key may terminate
- * sessions (api.js), so that a reader is never offered Terminate. Not known
- * (the control plane not answering) counts as "may": an admin is not locked
- * out, and a reader's refused termination still turns Terminate off (detail.js).
- * The answer is kept for its key: one that comes after the key changed does
- * not apply to the new one.
+ * Asks once per sign-in (and page load) which key this is (api.js): the top bar
+ * shows its organization and role, and a reader is never offered Terminate. Not
+ * known (the control plane not answering) counts as "may terminate": an admin
+ * is not locked out, and a reader's refused termination still turns Terminate
+ * off (detail.js). The answer is kept for its key: one that comes after the key
+ * changed does not apply to the new one.
  */
-async function learnRole(key) {
-  if (await mayTerminate(key) === false) detail.knowReader(key);
+async function learnKey(key) {
+  const caller = await callerKey(key);
+  if (!caller || key !== apiKey.get()) return;
+  if (caller.role === 'reader') detail.knowReader(key);
+  const name = caller.name ? ` "${caller.name}"` : '';
+  $('caller').replaceChildren(el('strong', { text: caller.organization }), el('span', { text: ` · ${caller.role} key ${caller.prefix}` }));
+  $('caller').title = printable(`Signed in to ${caller.organization} with the ${caller.role} API key${name} (gh_${caller.prefix}_…)`);
+  $('caller').hidden = false;
 }
 
 function signOut(message = '') {
@@ -603,6 +628,9 @@ function signOut(message = '') {
   listing = null;
   numHits = null;
   heldRows = null;
+  anySessions = null;
+  $('caller').hidden = true;
+  $('caller').replaceChildren();
   showHeld();
   $('rows').replaceChildren();
   $('facets').replaceChildren();

@@ -12,7 +12,8 @@ const COLUMNS = ['Status', 'Start', 'Duration', 'User', 'Native role', 'Resource
 const CLIPPED = new Set([3, 4, 5, 6]);
 const textOf = (cell) => (cell instanceof Node ? cell.textContent : String(cell));
 
-export function renderTable(tbody, sessions, { selected, onOpen }) {
+/** `empty`: what an empty table says. */
+export function renderTable(tbody, sessions, { selected, onOpen, empty = 'No sessions match this query and window.' }) {
   const focused = document.activeElement && document.activeElement.closest('tbody') === tbody
     ? document.activeElement.dataset.id : null;
   const rows = sessions.map((s) => {
@@ -36,7 +37,7 @@ export function renderTable(tbody, sessions, { selected, onOpen }) {
       cells.map((cell, i) => el('td', { 'data-label': COLUMNS[i], title: CLIPPED.has(i) ? textOf(cell) : null }, cell)));
   });
   if (!rows.length) {
-    rows.push(el('tr', {}, el('td', { colspan: COLUMNS.length, class: 'empty', text: 'No sessions match this query and window.' })));
+    rows.push(el('tr', {}, el('td', { colspan: COLUMNS.length, class: 'empty', text: empty })));
   }
   tbody.replaceChildren(...rows);
   if (focused) {
