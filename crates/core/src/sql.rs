@@ -11,6 +11,40 @@ use std::ops::Range;
 /// What a password taken out of a recorded statement reads as.
 pub const REDACTED: &str = "[redacted]";
 
+/// How a plain `'...'` literal reads a backslash: what the session's
+/// `standard_conforming_strings` says. An `E'...'` escapes and a `U&'...'` does not, whatever
+/// it says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StandardStrings {
+    /// `on`, PostgreSQL's default: a backslash is a character like any other (`'a\'` is `a\`).
+    On,
+    /// `off`: a backslash escapes, as in `E'...'` (`'a\'` goes on past its second quote).
+    Off,
+    /// Not known (a server that does not report it): text is read both ways.
+    #[default]
+    Unknown,
+}
+
+impl StandardStrings {
+    /// The setting as a server reports it in a ParameterStatus: `on` or `off`.
+    pub fn reported(value: &[u8]) -> Self {
+        match value {
+            v if v.eq_ignore_ascii_case(b"on") => Self::On,
+            v if v.eq_ignore_ascii_case(b"off") => Self::Off,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// How a plain literal may read: one way when the setting is known.
+    fn readings(self) -> &'static [Quoting] {
+        match self {
+            Self::On => &[Quoting::Standard],
+            Self::Off => &[Quoting::Escaping],
+            Self::Unknown => &[Quoting::Standard, Quoting::Escaping],
+        }
+    }
+}
+
 /// `sql` with the passwords it holds replaced by [`REDACTED`], so that a transcript, which a
 /// reader key may read, never shows one:
 /// - the string a `PASSWORD` option sets: `CREATE ROLE` / `ALTER ROLE` / `ALTER USER`
@@ -19,17 +53,20 @@ pub const REDACTED: &str = "[redacted]";
 /// - a password inside a connection string, as `CREATE SUBSCRIPTION ... CONNECTION` or
 ///   `dblink_connect` take them: `password=...` and the `user:password@` of a URI.
 ///
+/// `sql` is read as PostgreSQL read it, plain literals as `strings` says: read another way, a
+/// literal could run past its end and hide the statements after it from the transcript.
+/// Read both ways when that is not known, redacting what either reading finds.
+///
 /// Anything else is left exactly as sent: `WHERE password = 'x'` compares, it sets nothing
 /// a database login uses. Borrowed when there was nothing to take out, as almost always.
-pub fn redact_passwords(sql: &str) -> Cow<'_, str> {
+pub fn redact_passwords(sql: &str, strings: StandardStrings) -> Cow<'_, str> {
     if !may_hold_password(sql.as_bytes()) {
         return Cow::Borrowed(sql);
     }
-    // Whether a backslash escapes in a plain string depends on `standard_conforming_strings`
-    // (on by default, off in old applications), which can change within a session: both
-    // readings are taken, and what either finds is redacted.
-    let mut redactions = passwords(sql, false);
-    redactions.extend(passwords(sql, true));
+    let mut redactions: Vec<(Range<usize>, &'static str)> = Vec::new();
+    for &plain in strings.readings() {
+        passwords(sql.as_bytes(), plain, &mut redactions);
+    }
     if redactions.is_empty() {
         return Cow::Borrowed(sql);
     }
@@ -50,81 +87,30 @@ pub fn redact_passwords(sql: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The passwords in `sql`, with what replaces each, reading a backslash in a plain string as
-/// an escape or not.
-fn passwords(sql: &str, backslash_escapes: bool) -> Vec<(Range<usize>, &'static str)> {
-    let bytes = sql.as_bytes();
-    let mut redactions: Vec<(Range<usize>, &'static str)> = Vec::new();
+/// Adds the passwords in `bytes`, with what replaces each, to `redactions`, reading a plain
+/// literal as `plain`.
+fn passwords(bytes: &[u8], plain: Quoting, redactions: &mut Vec<(Range<usize>, &'static str)>) {
     let mut after_password = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let (b, next) = (bytes[i], bytes.get(i + 1).copied());
-        let follows_word = i > 0 && is_ident_byte(bytes[i - 1]);
-        // A literal's end, and where its text lies: its quotes and prefix aside.
-        let (end, text) = match b {
-            b if b.is_ascii_whitespace() => {
-                i += 1;
+    for Token { span, kind } in Tokens::new(bytes, plain) {
+        match kind {
+            Kind::Space | Kind::Comment(_) => continue,
+            // Adjacent literals are one string in SQL (`'a'` newline `'b'`, which the lexer
+            // reads as one literal; without the newline, an error): the password stays in
+            // force for the next.
+            Kind::Literal(_) if after_password => {
+                redactions.push((span, "'[redacted]'"));
                 continue;
             }
-            b'-' if next == Some(b'-') => {
-                i = line_comment_end(bytes, i + 2);
+            Kind::Literal(text) => redactions.extend(literal_passwords(bytes, text).map(|range| (range, REDACTED))),
+            // `OPTIONS ("password" '...')` names the option as a quoted identifier.
+            Kind::QuotedName(name) | Kind::Word(name) => {
+                after_password = bytes[name].eq_ignore_ascii_case(b"password");
                 continue;
             }
-            b'/' if next == Some(b'*') => {
-                i = skip_block_comment(bytes, i);
-                continue;
-            }
-            b'\'' => quoted(bytes, i, 1, backslash_escapes),
-            b'e' | b'E' if next == Some(b'\'') && !follows_word => quoted(bytes, i, 2, true),
-            b'u' | b'U' if next == Some(b'&') && bytes.get(i + 2) == Some(&b'\'') && !follows_word => {
-                quoted(bytes, i, 3, false)
-            }
-            b'$' if !follows_word => match skip_dollar_quoted(sql, i) {
-                Some(end) => {
-                    let tag = sql[i + 1..].find('$').map_or(1, |n| n + 2);
-                    // Its text ends before the closing tag, or at the end when there is none.
-                    let closed = end >= i + 2 * tag && bytes[end - tag..end] == bytes[i..i + tag];
-                    (end, Some(i + tag..if closed { end - tag } else { end }))
-                }
-                None => (i + 1, None),
-            },
-            b'"' => {
-                let end = skip_quoted(bytes, i, b'"');
-                // `OPTIONS ("password" '...')` names the option as a quoted identifier.
-                after_password = sql.get(i + 1..end - 1).is_some_and(|name| name.eq_ignore_ascii_case("password"));
-                i = end;
-                continue;
-            }
-            b if is_ident_byte(b) => {
-                let end = bytes[i..].iter().position(|&b| !is_ident_byte(b)).map_or(bytes.len(), |n| i + n);
-                after_password = sql[i..end].eq_ignore_ascii_case("password");
-                i = end;
-                continue;
-            }
-            _ => (i + 1, None),
-        };
-        match text {
-            // Adjacent literals are one string in SQL (`'a'` newline `'b'`): the password
-            // stays in force for the next.
-            Some(_) if after_password => {
-                redactions.push((i..end, "'[redacted]'"));
-                i = end;
-                continue;
-            }
-            Some(text) => redactions.extend(literal_passwords(bytes, text).map(|range| (range, REDACTED))),
-            None => {}
+            Kind::Other => {}
         }
         after_password = false;
-        i = end;
     }
-    redactions
-}
-
-/// The end of the quoted string whose prefix (`'`, `E'`, `U&'`) of `prefix` bytes starts at
-/// `start`, and where its text lies: between its quotes, or to the end if it has no closing one.
-fn quoted(bytes: &[u8], start: usize, prefix: usize, backslash_escapes: bool) -> (usize, Option<Range<usize>>) {
-    let (end, closed) = string_end(bytes, start + prefix - 1, backslash_escapes);
-    (end, Some(start + prefix..if closed { end - 1 } else { end }))
 }
 
 /// Whether `bytes` hold the word `password` in any case, or a URI: most statements do not,
@@ -304,21 +290,6 @@ pub fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
     bytes.len()
 }
 
-/// Index just past the string whose quote is at `start`, where a doubled quote, and with
-/// `backslash_escapes` a backslash, escapes; and whether a closing quote ended it.
-fn string_end(bytes: &[u8], start: usize, backslash_escapes: bool) -> (usize, bool) {
-    let mut i = start + 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if backslash_escapes => i += 2,
-            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return (i + 1, true),
-            _ => i += 1,
-        }
-    }
-    (bytes.len(), false)
-}
-
 /// Index just past the dollar-quoted string (`$$...$$`, `$tag$...$tag$`) starting at `start`,
 /// or `None` when the `$` there starts none (a `$1` parameter).
 pub fn skip_dollar_quoted(sql: &str, start: usize) -> Option<usize> {
@@ -424,64 +395,106 @@ enum Quoting {
 
 /// [`filler`] under one reading of a plain literal, `plain`.
 fn filler_read(bytes: &[u8], plain: Quoting, min_len: usize) -> Vec<Range<usize>> {
-    let mut spans = Vec::new();
-    let mut keep = |span: Range<usize>| {
-        if span.len() >= min_len {
-            spans.push(span);
-        }
+    let text = |Token { span, kind }| match kind {
+        Kind::Space => Some(span),
+        Kind::Comment(text) | Kind::Literal(text) | Kind::QuotedName(text) => Some(text),
+        Kind::Word(_) | Kind::Other => None,
     };
-    // The text of the literal whose opening quote is at `quote`; where it ends.
-    let literal = |quote: usize, quoting: Quoting, keep: &mut dyn FnMut(Range<usize>)| {
-        let (end, closed) = literal_end(bytes, quote, quoting);
-        keep(quote + 1..if closed { end - 1 } else { end });
-        end
-    };
-    let mut i = 0;
-    // Each turn starts at a token: a prefix (`E'`) counts only there, not inside a name.
-    while i < bytes.len() {
-        let (b, next, after) = (bytes[i], bytes.get(i + 1).copied(), bytes.get(i + 2).copied());
-        i = match b {
+    Tokens::new(bytes, plain).filter_map(text).filter(|span| span.len() >= min_len).collect()
+}
+
+/// A token of SQL text, as PostgreSQL's lexer reads it.
+#[derive(Debug)]
+struct Token {
+    span: Range<usize>,
+    kind: Kind,
+}
+
+/// What a [`Token`] is, and where the text of one that has some lies.
+#[derive(Debug)]
+enum Kind {
+    /// A run of whitespace.
+    Space,
+    /// A comment: its text, without its `--` or `/*` and `*/`.
+    Comment(Range<usize>),
+    /// A string literal of any form (`'...'`, `E'...'`, `$$...$$`, ...), continued across a
+    /// newline or not: its text, between its opening and closing quotes.
+    Literal(Range<usize>),
+    /// A quoted name: its text, between its quotes.
+    QuotedName(Range<usize>),
+    /// A name or a keyword: the whole token.
+    Word(Range<usize>),
+    /// A number, a parameter, an operator, punctuation.
+    Other,
+}
+
+/// The tokens of `bytes`, in order, with nothing between them. Each starts where PostgreSQL
+/// starts one: a prefix (`E'`) or a dollar quote counts there, not inside a name.
+struct Tokens<'a> {
+    bytes: &'a [u8],
+    /// How a plain `'...'` (or `N'...'`) reads.
+    plain: Quoting,
+    at: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(bytes: &'a [u8], plain: Quoting) -> Self {
+        Self { bytes, plain, at: 0 }
+    }
+}
+
+impl Iterator for Tokens<'_> {
+    type Item = Token;
+
+    fn next(&mut self) -> Option<Token> {
+        let (bytes, i) = (self.bytes, self.at);
+        let b = *bytes.get(i)?;
+        let (next, after) = (bytes.get(i + 1).copied(), bytes.get(i + 2).copied());
+        // The literal whose opening quote is at `quote`.
+        let literal = |quote: usize, quoting: Quoting| {
+            let (end, closed) = literal_end(bytes, quote, quoting);
+            (end, Kind::Literal(quote + 1..if closed { end - 1 } else { end }))
+        };
+        let (end, kind) = match b {
             b if is_space(b) => {
-                let end = bytes[i..].iter().position(|&b| !is_space(b)).map_or(bytes.len(), |n| i + n);
-                keep(i..end);
-                end
+                (bytes[i..].iter().position(|&b| !is_space(b)).map_or(bytes.len(), |n| i + n), Kind::Space)
             }
             b'-' if next == Some(b'-') => {
                 let end = line_comment_end(bytes, i + 2);
-                keep(i + 2..end);
-                end
+                (end, Kind::Comment(i + 2..end))
             }
             b'/' if next == Some(b'*') => {
                 let (end, closed) = block_comment_end(bytes, i);
-                keep(i + 2..if closed { end - 2 } else { end });
-                end
+                (end, Kind::Comment(i + 2..if closed { end - 2 } else { end }))
             }
-            b'\'' => literal(i, plain, &mut keep),
-            b'e' | b'E' if next == Some(b'\'') => literal(i + 1, Quoting::Escaping, &mut keep),
-            b'b' | b'B' | b'x' | b'X' if next == Some(b'\'') => literal(i + 1, Quoting::Bits, &mut keep),
-            b'n' | b'N' if next == Some(b'\'') => literal(i + 1, plain, &mut keep),
-            b'u' | b'U' if next == Some(b'&') && after == Some(b'\'') => literal(i + 2, Quoting::Standard, &mut keep),
-            b'"' => quoted_name(bytes, i, &mut keep),
-            b'u' | b'U' if next == Some(b'&') && after == Some(b'"') => quoted_name(bytes, i + 2, &mut keep),
+            b'\'' => literal(i, self.plain),
+            b'e' | b'E' if next == Some(b'\'') => literal(i + 1, Quoting::Escaping),
+            b'b' | b'B' | b'x' | b'X' if next == Some(b'\'') => literal(i + 1, Quoting::Bits),
+            b'n' | b'N' if next == Some(b'\'') => literal(i + 1, self.plain),
+            b'u' | b'U' if next == Some(b'&') && after == Some(b'\'') => literal(i + 2, Quoting::Standard),
+            b'"' => quoted_name(bytes, i),
+            b'u' | b'U' if next == Some(b'&') && after == Some(b'"') => quoted_name(bytes, i + 2),
             b'$' => match dollar_tag_end(bytes, i) {
                 Some(tag_end) => {
                     let tag = &bytes[i..tag_end];
                     let close = find(bytes, tag_end, tag);
-                    keep(tag_end..close.unwrap_or(bytes.len()));
-                    close.map_or(bytes.len(), |close| close + tag.len())
+                    let end = close.map_or(bytes.len(), |close| close + tag.len());
+                    (end, Kind::Literal(tag_end..close.unwrap_or(bytes.len())))
                 }
-                None => i + 1,
+                None => (i + 1, Kind::Other),
             },
-            b'0'..=b'9' => number_end(bytes, i),
-            b'.' if next.is_some_and(|b| b.is_ascii_digit()) => number_end(bytes, i),
+            b'0'..=b'9' => (number_end(bytes, i), Kind::Other),
+            b'.' if next.is_some_and(|b| b.is_ascii_digit()) => (number_end(bytes, i), Kind::Other),
             b if is_word_start(b) => {
                 let word = |&b: &u8| is_word_start(b) || b.is_ascii_digit() || b == b'$';
-                bytes[i..].iter().position(|b| !word(b)).map_or(bytes.len(), |n| i + n)
+                let end = bytes[i..].iter().position(|b| !word(b)).map_or(bytes.len(), |n| i + n);
+                (end, Kind::Word(i..end))
             }
-            _ => i + 1,
+            _ => (i + 1, Kind::Other),
         };
+        self.at = end;
+        Some(Token { span: i..end, kind })
     }
-    spans
 }
 
 /// PostgreSQL's whitespace: what separates tokens, and only that.
@@ -489,19 +502,17 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c')
 }
 
-/// Where the quoted name (`"..."`) whose quote is at `quote` ends; its text goes to `keep`.
-fn quoted_name(bytes: &[u8], quote: usize, keep: &mut dyn FnMut(Range<usize>)) -> usize {
+/// Where the quoted name (`"..."`) whose quote is at `quote` ends, and its text.
+fn quoted_name(bytes: &[u8], quote: usize) -> (usize, Kind) {
     let mut i = quote + 1;
     while let Some(n) = memchr::memchr(b'"', &bytes[i..]) {
         i += n;
         if bytes.get(i + 1) != Some(&b'"') {
-            keep(quote + 1..i);
-            return i + 1;
+            return (i + 1, Kind::QuotedName(quote + 1..i));
         }
         i += 2;
     }
-    keep(quote + 1..bytes.len());
-    bytes.len()
+    (bytes.len(), Kind::QuotedName(quote + 1..bytes.len()))
 }
 
 /// Index just past the literal whose opening quote is at `quote`, and whether a quote closed
@@ -604,8 +615,9 @@ mod tests {
         }
     }
 
+    /// `sql` redacted, read both ways a backslash may be.
     fn redacted(sql: &str) -> String {
-        redact_passwords(sql).into_owned()
+        redact_passwords(sql, StandardStrings::Unknown).into_owned()
     }
 
     #[test]
@@ -670,6 +682,45 @@ mod tests {
         );
     }
 
+    /// Found by a review: read both ways, `'a\'` was redacted as the reading that has a
+    /// backslash escape found it, on past the statements after it, which ran.
+    #[test]
+    fn a_plain_literal_is_read_as_the_session_reads_a_backslash() {
+        use StandardStrings::{Off, On};
+        let sql = r"alter role me password 'a\'; create table t(); select 'c'";
+        assert_eq!(redact_passwords(sql, On), r"alter role me password '[redacted]'; create table t(); select 'c'");
+        // Off, that is one literal, and the password: nothing ran (`c'` is a syntax error).
+        assert_eq!(redact_passwords(sql, Off), "alter role me password '[redacted]'c'");
+        let sql = r"ALTER ROLE r PASSWORD 'ab\'S3cret42';";
+        assert_eq!(redact_passwords(sql, Off), "ALTER ROLE r PASSWORD '[redacted]';");
+        // On, the password is `ab\`, and what follows a syntax error that set nothing.
+        assert_eq!(redact_passwords(sql, On), "ALTER ROLE r PASSWORD '[redacted]'S3cret42';");
+        // An E'...' escapes whatever the setting, and so does its continuation on the next line.
+        for (sql, strings, expected) in [
+            (r"alter role me password E'a\'; create table t(); select '", On, "alter role me password '[redacted]'"),
+            (
+                "alter role me password E'a'\n'\\'; create table t(); select '",
+                On,
+                "alter role me password '[redacted]'",
+            ),
+            (
+                "alter role me password 'a'\n'\\'; create table t(); select 'b'",
+                On,
+                "alter role me password '[redacted]'; create table t(); select 'b'",
+            ),
+            (
+                r"alter role me password U&'a\0061'; create table t(); select 'b'",
+                Off,
+                "alter role me password '[redacted]'; create table t(); select 'b'",
+            ),
+        ] {
+            assert_eq!(redact_passwords(sql, strings), expected, "{sql} with {strings:?}");
+        }
+        assert_eq!(StandardStrings::reported(b"on"), On);
+        assert_eq!(StandardStrings::reported(b"off"), Off);
+        assert_eq!(StandardStrings::reported(b"maybe"), StandardStrings::Unknown);
+    }
+
     #[test]
     fn a_connection_strings_password_is_redacted() {
         for (sql, expected) in [
@@ -702,7 +753,11 @@ mod tests {
             "alter role x password null",
             "select 'http://user@host/password'",
         ] {
-            assert!(matches!(redact_passwords(sql), Cow::Borrowed(_)), "{sql}: {}", redacted(sql));
+            assert!(
+                matches!(redact_passwords(sql, StandardStrings::Unknown), Cow::Borrowed(_)),
+                "{sql}: {}",
+                redacted(sql)
+            );
         }
     }
 
@@ -750,7 +805,7 @@ mod tests {
                 for c in pieces {
                     for d in ["", "'", "é", "$$"] {
                         let sql = format!("{a}{b}{c}{d}");
-                        let redacted = redact_passwords(&sql);
+                        let redacted = redact_passwords(&sql, StandardStrings::Unknown);
                         assert!(redacted.len() <= sql.len() + 4 * REDACTED.len() + 8, "{sql:?} -> {redacted:?}");
                     }
                 }

@@ -22,7 +22,9 @@
 //! to reject, never an error here.
 //!
 //! A password a statement sets (`ALTER ROLE ... PASSWORD`, a connection string's) is recorded
-//! as `[redacted]`: it never leaves the connector.
+//! as `[redacted]`: it never leaves the connector. Where a plain string literal ends depends on
+//! `standard_conforming_strings`, which the server also reports in ParameterStatus: the text is
+//! read as the server read it, so that no literal is taken to run on over statements that ran.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -31,7 +33,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use gatehouse_core::sql::{is_copy_to, redact_passwords};
+use gatehouse_core::sql::{StandardStrings, is_copy_to, redact_passwords};
 use gatehouse_pgwire::MessageRef;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
@@ -43,6 +45,8 @@ use crate::event::Statement;
 #[derive(Debug)]
 enum Text {
     Owned(String),
+    /// A prepared statement's, as recorded already (see [`Recorder::confirm_front`]), or one
+    /// the recorder wrote.
     Shared(Arc<str>),
     /// A simple query as the client sent it, decoded once the server has read it: the
     /// `client_encoding` a statement pipelined behind a `SET client_encoding` is read in is
@@ -59,11 +63,20 @@ impl Text {
         }
     }
 
-    fn into_string(self, encoding: ClientEncoding) -> String {
+    /// The text as recorded, its plain literals read as `strings` says.
+    fn recorded(&self, encoding: ClientEncoding, strings: StandardStrings) -> Cow<'_, str> {
         match self {
-            Text::Owned(s) => s,
+            Text::Shared(s) => Cow::Borrowed(s),
+            text => recorded(text.to_str(encoding), strings),
+        }
+    }
+
+    /// [`recorded`](Self::recorded), owned.
+    fn into_recorded(self, encoding: ClientEncoding, strings: StandardStrings) -> String {
+        match self {
+            Text::Owned(s) => recorded(Cow::Owned(s), strings).into_owned(),
             Text::Shared(s) => s.as_ref().to_owned(),
-            Text::Sent(bytes) => encoding.decode_owned(bytes),
+            Text::Sent(bytes) => recorded(Cow::Owned(encoding.decode_owned(bytes)), strings).into_owned(),
         }
     }
 
@@ -99,6 +112,10 @@ struct Pending {
     rows_changed: i64,
     /// `rows` at the last CommandComplete: a simple query's commands each have one.
     rows_before_command: i64,
+    /// The `standard_conforming_strings` the server read a simple query's text with, when it
+    /// reported a change before the query's end: the query changed it, after the server
+    /// had read it whole.
+    strings: Option<StandardStrings>,
 }
 
 impl Pending {
@@ -114,6 +131,7 @@ impl Pending {
             sqlstate: None,
             rows_changed: 0,
             rows_before_command: 0,
+            strings: None,
         }
     }
 
@@ -122,25 +140,33 @@ impl Pending {
         Self { sqlstate, bytes_sent, ..Self::new(text, start_us) }
     }
 
-    fn finish(self, end_us: i64, encoding: ClientEncoding) -> Statement {
+    /// The statement as recorded, at `end_us`, its text read as `encoding` and `strings`
+    /// say unless the server read it before they changed.
+    fn finish(self, end_us: i64, encoding: ClientEncoding, strings: StandardStrings) -> Statement {
         Statement {
             start_us: self.start_us,
             duration_us: (end_us - self.start_us).max(0),
-            text: recorded(Cow::Owned(self.text.into_string(encoding))).into_owned(),
+            text: self.text.into_recorded(encoding, self.strings.unwrap_or(strings)),
             rows: self.rows + if self.copy_out { self.copy_data } else { 0 },
             bytes_sent: self.bytes_sent,
             sqlstate: self.sqlstate.unwrap_or_default(),
             rows_changed: self.rows_changed,
         }
     }
+
+    /// Its text as [`finish`](Self::finish) will record it, were the settings to stay.
+    fn recorded(&self, encoding: ClientEncoding, strings: StandardStrings) -> Cow<'_, str> {
+        self.text.recorded(encoding, self.strings.unwrap_or(strings))
+    }
 }
 
 /// A statement's text as it is recorded: without the passwords it sets, which would
-/// otherwise be shown to anyone who may read the session's transcript.
-fn recorded(text: Cow<'_, str>) -> Cow<'_, str> {
+/// otherwise be shown to anyone who may read the session's transcript. Its plain literals are
+/// read as `strings` says, as the server read them.
+fn recorded(text: Cow<'_, str>, strings: StandardStrings) -> Cow<'_, str> {
     match text {
-        Cow::Borrowed(text) => redact_passwords(text),
-        Cow::Owned(text) => match redact_passwords(&text) {
+        Cow::Borrowed(text) => redact_passwords(text, strings),
+        Cow::Owned(text) => match redact_passwords(&text, strings) {
             Cow::Borrowed(_) => Cow::Owned(text),
             Cow::Owned(redacted) => Cow::Owned(redacted),
         },
@@ -223,6 +249,14 @@ impl Awaiting {
         }
     }
 
+    /// Pins the front simple query's reading of plain literals to `strings`: the server read
+    /// it whole before it changed the setting.
+    fn pin_front_strings(&mut self, strings: StandardStrings) {
+        if let Some(Entry::Simple(p)) = self.entries.front_mut() {
+            p.strings.get_or_insert(strings);
+        }
+    }
+
     /// Bytes of text held behind the front request, which the server has read already.
     fn text_len_behind(&self) -> usize {
         self.text_len - self.entries.front().map_or(0, Entry::text_len)
@@ -268,6 +302,11 @@ pub(crate) struct Recorder {
     /// The server is in COPY FROM STDIN, where it ignores Sync and Flush.
     copy_in: bool,
     encoding: ClientEncoding,
+    /// `standard_conforming_strings`, as the server last reported it: at the login, and at each
+    /// change. PostgreSQL 14 and later report a change only before the next ReadyForQuery, so
+    /// a text parsed after the change in the same extended-protocol pipeline (before its
+    /// Sync) is read here with the setting before it.
+    strings: StandardStrings,
     done: Vec<Statement>,
     /// When the last statement recorded ended: a Parse or Bind that fails behind it in a batch
     /// was read no earlier.
@@ -432,10 +471,18 @@ impl Recorder {
             }
             b'S' => {
                 let name_and_value = cstr(msg.payload()).and_then(|(name, rest)| Some((name, cstr(rest)?.0)));
-                if let Some((b"client_encoding", value)) = name_and_value {
-                    // The query that changed it was read in the encoding before.
-                    self.queue.decode_front(self.encoding);
-                    self.encoding = ClientEncoding::from_name(&String::from_utf8_lossy(value));
+                match name_and_value {
+                    Some((b"client_encoding", value)) => {
+                        // The query that changed it was read in the encoding before.
+                        self.queue.decode_front(self.encoding);
+                        self.encoding = ClientEncoding::from_name(&String::from_utf8_lossy(value));
+                    }
+                    Some((b"standard_conforming_strings", value)) => {
+                        // So was the query that changed this, with the setting before.
+                        self.queue.pin_front_strings(self.strings);
+                        self.strings = StandardStrings::reported(value);
+                    }
+                    _ => {}
                 }
             }
             b'G' => {
@@ -465,8 +512,11 @@ impl Recorder {
         let text = format!(
             "-- {what} of {len} bytes, refused before it was whole: over the connector's memory for large messages"
         );
-        self.done
-            .push(Pending::failed(Text::Owned(text), now, Some(sqlstate.to_owned()), 0).finish(now, self.encoding));
+        self.done.push(Pending::failed(Text::Owned(text), now, Some(sqlstate.to_owned()), 0).finish(
+            now,
+            self.encoding,
+            self.strings,
+        ));
     }
 
     /// Requests sent and not answered yet.
@@ -519,22 +569,24 @@ impl Recorder {
     }
 
     /// The statement [`running_nth`](Self::running_nth) names, as its completion will
-    /// record it: its start and its text.
+    /// record it: its start and its text. Its text is read with the settings as last reported:
+    /// a statement queued behind one that changes `client_encoding` or
+    /// `standard_conforming_strings` was read after the change, which its completion will
+    /// know, and this may not yet.
     pub(crate) fn running(&self) -> Option<(i64, Cow<'_, str>)> {
         let (at, _) = self.first_statement()?;
-        let (start_us, text) = match &self.queue[at] {
-            Entry::Simple(p) => (p.start_us, p.text.to_str(self.encoding)),
-            Entry::Execute { portal, max_rows, pending } => match self.suspended.get(portal.as_ref()) {
-                Some((first, _)) => (first.start_us, first.text.to_str(self.encoding)),
+        match &self.queue[at] {
+            Entry::Simple(p) => Some((p.start_us, p.recorded(self.encoding, self.strings))),
+            Entry::Execute { portal, max_rows, pending } => Some(match self.suspended.get(portal.as_ref()) {
+                Some((first, _)) => (first.start_us, first.recorded(self.encoding, self.strings)),
                 None => (pending.start_us, self.queued_portal_text(at, portal, *max_rows)),
-            },
-            _ => return None,
-        };
-        Some((start_us, recorded(text)))
+            }),
+            _ => None,
+        }
     }
 
-    /// What an Execute of `portal` at `at` in the queue runs: what the Bind and Parse queued
-    /// before it will name, or what the server confirmed.
+    /// What an Execute of `portal` at `at` in the queue runs, as recorded: what the Bind and
+    /// Parse queued before it will name, or what the server confirmed.
     fn queued_portal_text(&self, at: usize, portal: &str, max_rows: u32) -> Cow<'_, str> {
         let mut bound: Option<&str> = None;
         for entry in self.queue.range(..at).rev() {
@@ -542,13 +594,15 @@ impl Recorder {
                 Entry::Bind { portal: p, statement, .. } if bound.is_none() && p.as_ref() == portal => {
                     bound = Some(statement);
                 }
-                Entry::Parse { name, sql, .. } if bound == Some(name.as_ref()) => return self.encoding.decode(sql),
+                Entry::Parse { name, sql, .. } if bound == Some(name.as_ref()) => {
+                    return recorded(self.encoding.decode(sql), self.strings);
+                }
                 _ => {}
             }
         }
         match bound {
             Some(statement) => Cow::Owned(self.statement_text(statement).as_ref().to_owned()),
-            None => Cow::Owned(self.portal_text(portal, max_rows).into_string(self.encoding)),
+            None => Cow::Owned(self.portal_text(portal, max_rows).into_recorded(self.encoding, self.strings)),
         }
     }
 
@@ -578,10 +632,13 @@ impl Recorder {
     }
 
     /// The front request's answer came: a Parse, Bind or Close takes effect.
+    ///
+    /// A Parse's text is recorded here, once for every Execute of it: the server read it now,
+    /// under the settings in force, which may change before the statement runs.
     fn confirm_front(&mut self) {
         match self.queue.pop_front() {
             Some(Entry::Parse { name, sql, .. }) => {
-                let text = Arc::from(self.encoding.decode(&sql));
+                let text = Arc::from(recorded(self.encoding.decode(&sql), self.strings));
                 match name.is_empty() {
                     true => self.unnamed_statement = Some(text),
                     false => drop(self.statements.insert(name, text)),
@@ -680,7 +737,7 @@ impl Recorder {
     /// Records `pending`, answered at `end`. The statement sent after it started no earlier:
     /// a client that pipelines sends both at once, and the database runs them one by one.
     fn completed(&mut self, pending: Pending, end: i64) {
-        self.done.push(pending.finish(end, self.encoding));
+        self.done.push(pending.finish(end, self.encoding, self.strings));
         self.last_end_us = self.last_end_us.max(end);
         self.next_starts_no_earlier_than(end);
     }
@@ -746,8 +803,8 @@ impl Recorder {
         let mut finished: Vec<(Pending, i64)> =
             self.suspended.extract_if(|name, _| gone(name)).map(|(_, statement)| statement).collect();
         finished.sort_by_key(|(pending, _)| pending.start_us);
-        let encoding = self.encoding;
-        self.done.extend(finished.into_iter().map(|(pending, end_us)| pending.finish(end_us, encoding)));
+        let (encoding, strings) = (self.encoding, self.strings);
+        self.done.extend(finished.into_iter().map(|(pending, end_us)| pending.finish(end_us, encoding, strings)));
     }
 
     /// After an error in an extended exchange, the server discards the rest of it up to Sync.
@@ -1226,6 +1283,54 @@ mod tests {
         }
         let (_, text) = r.running().unwrap();
         assert_eq!(text, "create user mapping for u server s options (password '[redacted]')");
+    }
+
+    /// Found by a review: read both ways a backslash may be, `'a\'` ran on over the CREATE
+    /// TABLE after it, which ran. The server says which way it reads.
+    #[test]
+    fn literals_are_read_as_the_standard_conforming_strings_the_server_reports() {
+        let strings = |value: &str| msg(b'S', format!("standard_conforming_strings\0{value}\0").as_bytes());
+        let evading = r"alter role me password 'a\'; create table t(); select 'c'";
+        let off = "set standard_conforming_strings = off";
+        let ran = [complete("ALTER ROLE"), complete("CREATE TABLE"), row(), complete("SELECT 1")];
+        let mut r = Recorder::default();
+        // At the login, and for a query that changes it, read whole with the setting before;
+        // then for the queries pipelined behind it.
+        r.on_server(strings("on").as_message_ref(), 1);
+        for sql in [format!("{evading}; {off}"), r"alter role me password 'ab\'S3cret42'".to_owned()] {
+            r.on_client(msg(b'Q', format!("{sql}\0").as_bytes()).as_message_ref(), 10);
+        }
+        for m in ran.iter().chain(&[strings("off"), complete("SET"), ready(), complete("ALTER ROLE"), ready()]) {
+            r.on_server(m.as_message_ref(), 20);
+        }
+        let texts: Vec<_> = r.done().map(|s| s.text).collect();
+        assert_eq!(
+            texts,
+            [
+                format!("alter role me password '[redacted]'; create table t(); select 'c'; {off}"),
+                "alter role me password '[redacted]'".to_owned()
+            ]
+        );
+        // A prepared statement is read when the server parsed it, under the setting then.
+        r.on_server(strings("on").as_message_ref(), 30);
+        for m in [parse("s", evading), sync()] {
+            r.on_client(m.as_message_ref(), 30);
+        }
+        for m in [parsed(), ready(), strings("off")] {
+            r.on_server(m.as_message_ref(), 40);
+        }
+        for m in [bind("", "s"), execute(""), sync()] {
+            r.on_client(m.as_message_ref(), 50);
+        }
+        assert_eq!(r.running().unwrap().1, "alter role me password '[redacted]'; create table t(); select 'c'");
+        for m in [bound(), complete("ALTER ROLE"), ready()] {
+            r.on_server(m.as_message_ref(), 60);
+        }
+        let texts: Vec<_> = r.done().map(|s| s.text).collect();
+        assert_eq!(texts, ["alter role me password '[redacted]'; create table t(); select 'c'"]);
+        // Not reported (not PostgreSQL): both ways, what either reading finds.
+        let got = run(&[msg(b'Q', format!("{evading}\0").as_bytes())], &[complete("ALTER ROLE"), ready()]);
+        assert_eq!(got[0].0, "alter role me password '[redacted]'c'");
     }
 
     #[test]
