@@ -97,6 +97,36 @@ async fn passwords_are_redacted_as_the_database_reads_a_backslash() {
     );
 }
 
+/// Found by a review: a connection string built up in SQL (as `dblink_connect` takes one) left
+/// its password to the literal after it, which was recorded in clear.
+#[tokio::test]
+async fn a_password_built_up_in_sql_is_redacted() {
+    let mut proxy = Proxy::start().await;
+    let (client, connection) = proxy.connect().await;
+    let conninfo = "host=127.0.0.1 dbname=test user=u password=";
+    let built = [
+        format!("select format('{conninfo}%s', 'SUPERSECRET50')"),
+        format!("select '{conninfo}' || quote_literal('SUPERSECRET53')"),
+        format!("select concat('{conninfo}', 'SUPERSECRET44')"),
+    ];
+    for sql in &built {
+        let row = client.query_one(sql.as_str(), &[]).await.unwrap();
+        assert!(row.get::<_, String>(0).contains("SUPERSECRET"), "the client gets what it asked for");
+    }
+    drop(client);
+    connection.await.unwrap().unwrap();
+
+    let s = proxy.ended_session().await;
+    assert_eq!(
+        s.texts(),
+        [
+            format!("select format('{conninfo}[redacted]', '[redacted]')"),
+            format!("select '{conninfo}' || quote_literal('[redacted]')"),
+            format!("select concat('{conninfo}', '[redacted]')"),
+        ]
+    );
+}
+
 /// PostgreSQL reads the first 63 bytes of a user name and logs in whoever that names: the
 /// session is recorded with the role that logged in, not the 8 kB the client sent.
 #[tokio::test]

@@ -51,7 +51,10 @@ impl StandardStrings {
 ///   (psql's `\password` sends the hash it computed, as good as a password to an offline
 ///   guesser), and the `password` of a user mapping's or a server's `OPTIONS (...)`;
 /// - a password inside a connection string, as `CREATE SUBSCRIPTION ... CONNECTION` or
-///   `dblink_connect` take them: `password=...` and the `user:password@` of a URI.
+///   `dblink_connect` take them: `password=...` and the `user:password@` of a URI;
+/// - a password built up in the statement, which a connection string (or a statement built in
+///   a string) leaves to what follows it (`'...password=' || quote_literal('...')`,
+///   `format('...password=%s', '...')`): the string literals after it that may hold it, whole.
 ///
 /// `sql` is read as PostgreSQL read it, plain literals as `strings` says: read another way, a
 /// literal could run past its end and hide the statements after it from the transcript.
@@ -91,22 +94,29 @@ pub fn redact_passwords(sql: &str, strings: StandardStrings) -> Cow<'_, str> {
 /// literal as `plain`.
 fn passwords(bytes: &[u8], plain: Quoting, redactions: &mut Vec<(Range<usize>, &'static str)>) {
     let mut after_password = false;
+    // Literals still to come that may hold a password one before them left to them: more is
+    // redacted rather than less, but not past the statement's end.
+    let mut following = 0usize;
     for Token { span, kind } in Tokens::new(bytes, plain) {
         match kind {
             Kind::Space | Kind::Comment(_) => continue,
             // Adjacent literals are one string in SQL (`'a'` newline `'b'`, which the lexer
             // reads as one literal; without the newline, an error): the password stays in
-            // force for the next.
-            Kind::Literal(_) if after_password => {
+            // force for the next. A literal a password was left to is redacted whole.
+            Kind::Literal(_) if after_password || following > 0 => {
                 redactions.push((span, "'[redacted]'"));
-                continue;
+                following = following.saturating_sub(1);
+                if after_password {
+                    continue;
+                }
             }
-            Kind::Literal(text) => redactions.extend(literal_passwords(bytes, text).map(|range| (range, REDACTED))),
+            Kind::Literal(text) => following = literal_passwords(bytes, text, redactions),
             // `OPTIONS ("password" '...')` names the option as a quoted identifier.
             Kind::QuotedName(name) | Kind::Word(name) => {
                 after_password = bytes[name].eq_ignore_ascii_case(b"password");
                 continue;
             }
+            Kind::Other if bytes[span.start] == b';' => following = 0,
             Kind::Other => {}
         }
         after_password = false;
@@ -119,14 +129,34 @@ fn may_hold_password(bytes: &[u8]) -> bool {
     find_ignore_case(bytes, 0, b"password").is_some() || find(bytes, 0, b"://").is_some()
 }
 
-/// The passwords inside a literal whose text is at `text` in `bytes`:
+/// Adds the passwords inside a literal whose text is at `text` in `bytes` to `redactions`:
 /// - the value of a connection string's `password=` or `sslpassword=`: to the next space that
 ///   no backslash escapes (or `&` in a URI's query), or, quoted, to the end of the literal;
 /// - a `PASSWORD` followed by a quote, as statements built in a string (`EXECUTE '...'`) hold:
 ///   to the end of the literal;
 /// - what follows the `:` of a URI's `user:password@`.
-fn literal_passwords(bytes: &[u8], text: Range<usize>) -> impl Iterator<Item = Range<usize>> + '_ {
+///
+/// Returns how many string literals after it may hold a password it leaves to them: one when
+/// it ends at a password's start (`'...password=' || quote_literal('...')`, `'ALTER ROLE r
+/// PASSWORD ' || ...`), and when the password is a placeholder of `format()`
+/// (`format('...password=%s', '...')`), as many as `format()` may take up to it.
+fn literal_passwords(bytes: &[u8], text: Range<usize>, redactions: &mut Vec<(Range<usize>, &'static str)>) -> usize {
     let inside = &bytes[..text.end];
+    let mut following = 0;
+    let mut found = |value: Range<usize>| {
+        let password = &inside[value.clone()];
+        // Nothing yet (or only its opening quote): the password follows, as a format()
+        // placeholder says it does.
+        let left = match password {
+            _ if value.end == text.end && password.iter().all(|&b| matches!(b, b'\'' | b'\\')) => 1,
+            _ if holds_placeholder(password) => format_arguments(&inside[text.start..value.end]),
+            _ => 0,
+        };
+        following = following.max(left);
+        if !value.is_empty() {
+            redactions.push((value, REDACTED));
+        }
+    };
     let uri_start = find(inside, text.start, b"://");
     let uri = uri_start.and_then(|scheme_end| {
         let authority = scheme_end + 3;
@@ -136,34 +166,76 @@ fn literal_passwords(bytes: &[u8], text: Range<usize>) -> impl Iterator<Item = R
         let colon = inside[authority..at].iter().position(|&b| b == b':')? + authority;
         Some(colon + 1..at)
     });
+    if let Some(uri) = uri {
+        found(uri);
+    }
     let mut from = text.start;
-    let keywords = std::iter::from_fn(move || {
-        while let Some(found) = find_ignore_case(inside, from, b"password") {
-            from = found + 8;
-            if !starts_word(inside, text.start, found) {
+    while let Some(at) = find_ignore_case(inside, from, b"password") {
+        from = at + 8;
+        if !starts_word(inside, text.start, at) {
+            continue;
+        }
+        let mut value = skip_spaces(inside, at + 8);
+        match inside.get(value) {
+            // `password '...'` (a statement built in a string) holds a quote here already.
+            Some(b'\'') => {}
+            Some(b'=') => value = skip_spaces(inside, value + 1),
+            // A statement built in a string that leaves its password to what follows:
+            // `'... PASSWORD ' || ...`, `format('... PASSWORD %L', ...)`.
+            _ if value > at + 8 => {
+                let end = value_end(inside, value, false);
+                found(value..if holds_placeholder(&inside[value..end]) { end } else { value });
                 continue;
             }
-            let mut value = skip_spaces(inside, found + 8);
-            // `password '...'` (a statement built in a string) holds a quote here already.
-            if inside.get(value) != Some(&b'\'') {
-                if inside.get(value) != Some(&b'=') {
-                    continue;
-                }
-                value = skip_spaces(inside, value + 1);
-            }
-            let quoted = inside.get(value) == Some(&b'\'') || inside[value..].starts_with(b"\\'");
-            let end = match quoted {
-                true => text.end,
-                false => value_end(inside, value, uri_start.is_some_and(|uri| uri < found)),
-            };
-            from = end;
-            if end > value {
-                return Some(value..end);
-            }
+            _ => continue,
         }
-        None
-    });
-    uri.into_iter().filter(|r| !r.is_empty()).chain(keywords)
+        let quoted = inside.get(value) == Some(&b'\'') || inside[value..].starts_with(b"\\'");
+        let end = match quoted {
+            true => text.end,
+            false => value_end(inside, value, uri_start.is_some_and(|uri| uri < at)),
+        };
+        from = end;
+        found(value..end);
+    }
+    following
+}
+
+/// Whether `text` holds a placeholder of `format()`: `%s`, `%I`, `%L`, `%2$s`, `%-10s`, ...
+fn holds_placeholder(text: &[u8]) -> bool {
+    memchr::memchr_iter(b'%', text)
+        .any(|at| matches!(text.get(at + 1), Some(b'0'..=b'9' | b'-' | b'*' | b's' | b'I' | b'L')))
+}
+
+/// How many arguments `format()` may take for the placeholders in `spec`
+/// (`%[position$][-][width|*|*position$]type`), counted high: an explicit position as that
+/// many, any other argument (a value, a `*` width) as one more.
+fn format_arguments(spec: &[u8]) -> usize {
+    // The position a number at `i` and a `$` after it give, and where they end.
+    let position = |i: usize| {
+        let digits = spec[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        (digits > 0 && spec.get(i + digits) == Some(&b'$')).then(|| {
+            let n = std::str::from_utf8(&spec[i..i + digits]).ok().and_then(|n| n.parse().ok());
+            (n.unwrap_or(usize::MAX), i + digits + 1)
+        })
+    };
+    // One argument, at `i`'s position if it gives one; and where it ends.
+    let argument = |i: usize| position(i).unwrap_or((1, i));
+    let (mut count, mut i) = (0usize, 0);
+    while let Some(n) = memchr::memchr(b'%', &spec[i..]) {
+        i += n + 1;
+        if spec.get(i) == Some(&b'%') {
+            i += 1;
+            continue;
+        }
+        let (value, end) = argument(i);
+        i = end + spec[end..].iter().take_while(|&&b| b == b'-').count();
+        count = count.saturating_add(value);
+        if spec.get(i) == Some(&b'*') {
+            let (width, end) = argument(i + 1);
+            (count, i) = (count.saturating_add(width), end);
+        }
+    }
+    count
 }
 
 /// Whether the word at `at` starts a word of the text that begins at `text_start`: at its
@@ -185,12 +257,14 @@ fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
 }
 
 /// The end of an unquoted connection-string value starting at `start`: the first space no
-/// backslash escapes, or `&` in a URI's query.
+/// backslash escapes, or `&` in a URI's query; in the next part of a literal continued on the
+/// next line (`'...password=ab'` newline `'cd'`), as PostgreSQL joins them.
 fn value_end(bytes: &[u8], start: usize, in_query: bool) -> usize {
     let mut i = start;
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => i += 2,
+            b'\'' if let Some(quote) = continued(bytes, i + 1) => i = quote + 1,
             b if b.is_ascii_whitespace() => return i,
             b'&' if in_query => return i,
             _ => i += 1,
@@ -734,6 +808,66 @@ mod tests {
             (
                 "select dblink_connect('postgresql://rep:s3cret@db:5432/x?sslmode=require')",
                 "select dblink_connect('postgresql://rep:[redacted]@db:5432/x?sslmode=require')",
+            ),
+        ] {
+            assert_eq!(redacted(sql), expected, "{sql}");
+        }
+    }
+
+    /// Found by a review: a connection string that leaves its password to what follows it in
+    /// the statement had only its own text redacted, and the password was recorded in clear.
+    #[test]
+    fn a_password_built_up_in_sql_is_redacted() {
+        for (sql, expected) in [
+            (
+                "select dblink_connect(format('host=127.0.0.1 dbname=test user=u password=%s', 'SUPERSECRET50'))",
+                "select dblink_connect(format('host=127.0.0.1 dbname=test user=u password=[redacted]', '[redacted]'))",
+            ),
+            (
+                "select dblink_connect('host=127.0.0.1 dbname=test user=u password=' || quote_literal('SUPERSECRET53'))",
+                "select dblink_connect('host=127.0.0.1 dbname=test user=u password=' || quote_literal('[redacted]'))",
+            ),
+            (
+                "select dblink_connect(concat('host=127.0.0.1 dbname=test user=u password=', E'SUPERSECRET44'))",
+                "select dblink_connect(concat('host=127.0.0.1 dbname=test user=u password=', '[redacted]'))",
+            ),
+            (
+                "select dblink_connect('c', 'user=u password= ' || $$S3cret1$$), dblink_exec('c', 'drop table t')",
+                "select dblink_connect('c', 'user=u password= ' || '[redacted]'), dblink_exec('c', 'drop table t')",
+            ),
+            // Each argument format() may take up to the password's placeholder, counted high.
+            (
+                "select format('host=%s user=%2$s password=%L dbname=d', 'h', 'u', 'S3cret2', 'x', 'y')",
+                "select format('host=%s user=%2$s password=[redacted] dbname=d', '[redacted]', '[redacted]', \
+                 '[redacted]', '[redacted]', 'y')",
+            ),
+            (
+                "select format('postgresql://u:%s@h/db', 'S3cret3')",
+                "select format('postgresql://u:[redacted]@h/db', '[redacted]')",
+            ),
+            (
+                "select format('host=h password=''%s''', 'S3cret4')",
+                "select format('host=h password=[redacted]', '[redacted]')",
+            ),
+            (
+                "select 'host=h password=''' || 'S3cret5' || ''''",
+                "select 'host=h password=[redacted]' || '[redacted]' || ''''",
+            ),
+            // A statement built in a string, to run with psql's \gexec.
+            (
+                "select format('ALTER ROLE %I PASSWORD %L', 'me', 'S3cret6')",
+                "select format('ALTER ROLE %I PASSWORD [redacted]', '[redacted]', '[redacted]')",
+            ),
+            (
+                "select 'ALTER ROLE me PASSWORD ' || quote_literal('S3cret7')",
+                "select 'ALTER ROLE me PASSWORD ' || quote_literal('[redacted]')",
+            ),
+            // A literal continued on the next line is one string.
+            ("select 'host=h password=ab'\n'S3cret8 dbname=d'", "select 'host=h password=[redacted] dbname=d'"),
+            // Not past the statement's end.
+            (
+                "select concat('user=u password=', pw) from t; select 'kept'",
+                "select concat('user=u password=', pw) from t; select 'kept'",
             ),
         ] {
             assert_eq!(redacted(sql), expected, "{sql}");
