@@ -118,16 +118,11 @@ fn reload_at_hangup(
     tls: Option<gatehouse_tls::ServerTls>,
     credentials: Arc<Credentials>,
 ) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
     let running = running.clone();
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            gatehouse_tls::reload_logged(tls.as_ref());
-            reload_credentials(&running, &credentials);
-        }
-    });
-    Ok(())
+    gatehouse_tls::on_hangup(move || {
+        gatehouse_tls::reload_logged(tls.as_ref());
+        reload_credentials(&running, &credentials);
+    })
 }
 
 fn reload_credentials(running: &Config, credentials: &Credentials) {

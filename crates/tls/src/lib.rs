@@ -160,20 +160,20 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
-/// Reads `tls`'s certificate and key again at each SIGHUP, as long as the runtime runs, and
-/// logs what came of it ([`reload_logged`]). A SIGHUP no longer ends the process, which is its
-/// default.
+/// Runs `reload` at each SIGHUP, as long as the runtime runs (`serve` and the connector read
+/// their certificate again with [`reload_logged`]). A SIGHUP no longer ends the process, which
+/// is its default.
 ///
 /// # Errors
 ///
 /// When the signal cannot be listened for.
 #[cfg(unix)]
-pub fn reload_at_hangup(tls: Option<ServerTls>) -> std::io::Result<()> {
+pub fn on_hangup(mut reload: impl FnMut() + Send + 'static) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            reload_logged(tls.as_ref());
+            reload();
         }
     });
     Ok(())

@@ -47,7 +47,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(retain(store.clone(), retention));
     }
     #[cfg(unix)]
-    gatehouse_tls::reload_at_hangup(tls.clone()).context("cannot listen for SIGHUP")?;
+    {
+        let tls = tls.clone();
+        gatehouse_tls::on_hangup(move || gatehouse_tls::reload_logged(tls.as_ref()))
+            .context("cannot listen for SIGHUP")?;
+    }
     let config = tls.map(|tls| tls.config());
     serve_on(listener, config, store, &args.lease, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

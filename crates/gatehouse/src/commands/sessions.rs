@@ -131,11 +131,6 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
 /// megabytes.
 const MAX_RESPONSE: usize = 1 << 30;
 
-/// The URL as errors show it: without a password or query string it may carry.
-fn shown_url(api: &ApiArgs) -> String {
-    gatehouse_tls::shown_url(&api.url)
-}
-
 pub(super) fn client(api: &ApiArgs) -> anyhow::Result<Client> {
     let (transport, config) = connection(api)?;
     Ok(SessionsServiceClient::new(transport, config))
@@ -149,13 +144,13 @@ fn connection(api: &ApiArgs) -> anyhow::Result<(gatehouse_tls::Transport, Client
     let uri: http::Uri = url.parse().ok().filter(|uri: &http::Uri| uri.host().is_some()).ok_or_else(|| {
         usage(format!(
             "the control-plane URL {:?} (--url or GATEHOUSE_URL) is not a URL such as http://127.0.0.1:7400",
-            shown_url(api)
+            gatehouse_tls::shown_url(&api.url)
         ))
     })?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(usage(format!(
             "the control-plane URL {:?} (--url or GATEHOUSE_URL) must start with http:// or https://",
-            shown_url(api)
+            gatehouse_tls::shown_url(&api.url)
         )));
     }
     let key = api.api_key.trim();
@@ -178,7 +173,7 @@ fn connection(api: &ApiArgs) -> anyhow::Result<(gatehouse_tls::Transport, Client
 /// listening, no answer in time, another kind of server) names the URL tried: a refused
 /// connection alone does not.
 pub(super) async fn call<T>(api: &ApiArgs, call: impl Future<Output = Result<T, ConnectError>>) -> anyhow::Result<T> {
-    let url = shown_url(api);
+    let url = gatehouse_tls::shown_url(&api.url);
     match tokio::time::timeout(api.timeout, call).await {
         Err(_) => bail!("no answer from the control plane at {url} within {:?} (--timeout)", api.timeout),
         // Transport errors carry their cause; errors the control plane sent do not.
