@@ -20,7 +20,10 @@ pub enum StandardStrings {
     On,
     /// `off`: a backslash escapes, as in `E'...'` (`'a\'` goes on past its second quote).
     Off,
-    /// Not known (a server that does not report it): text is read both ways.
+    /// Not known: a server that does not report it, or a setting that may have changed since
+    /// it was reported (by a statement earlier in the same pipeline, whose change is reported
+    /// at its end). Text is read both ways, and only what both readings take for a password
+    /// is taken out: what one reading takes for a literal, the other may run as SQL.
     #[default]
     Unknown,
 }
@@ -58,7 +61,7 @@ impl StandardStrings {
 ///
 /// `sql` is read as PostgreSQL read it, plain literals as `strings` says: read another way, a
 /// literal could run past its end and hide the statements after it from the transcript.
-/// Read both ways when that is not known, redacting what either reading finds.
+/// Read both ways when that is not known, redacting only what both readings find.
 ///
 /// Anything else is left exactly as sent: `WHERE password = 'x'` compares, it sets nothing
 /// a database login uses. Borrowed when there was nothing to take out, as almost always.
@@ -67,37 +70,84 @@ pub fn redact_passwords(sql: &str, strings: StandardStrings) -> Cow<'_, str> {
         return Cow::Borrowed(sql);
     }
     let mut redactions: Vec<(Range<usize>, &'static str)> = Vec::new();
-    for &plain in strings.readings() {
-        passwords(sql.as_bytes(), plain, &mut redactions);
+    for (nth, &plain) in strings.readings().iter().enumerate() {
+        let mut found = Vec::new();
+        passwords(sql.as_bytes(), 0..sql.len(), plain, 0, &mut found);
+        redactions = if nth == 0 { found } else { common(redactions, found) };
     }
     if redactions.is_empty() {
         return Cow::Borrowed(sql);
     }
-    redactions.sort_by_key(|(range, _)| (range.start, std::cmp::Reverse(range.end)));
     let mut out = String::with_capacity(sql.len());
     let mut copied = 0;
-    for (range, replacement) in redactions {
-        if range.end <= copied {
-            continue;
-        }
-        out.push_str(&sql[copied..range.start.max(copied)]);
-        if range.start >= copied {
-            out.push_str(replacement);
-        }
+    for (range, replacement) in disjoint(redactions) {
+        out.push_str(&sql[copied..range.start]);
+        out.push_str(replacement);
         copied = range.end;
     }
     out.push_str(&sql[copied..]);
     Cow::Owned(out)
 }
 
-/// Adds the passwords in `bytes`, with what replaces each, to `redactions`, reading a plain
-/// literal as `plain`.
-fn passwords(bytes: &[u8], plain: Quoting, redactions: &mut Vec<(Range<usize>, &'static str)>) {
+/// Redactions as written out: in order, none within another, one that overlaps the one before
+/// it joined to it (replaced as the first of them says).
+fn disjoint(mut redactions: Vec<(Range<usize>, &'static str)>) -> Vec<(Range<usize>, &'static str)> {
+    redactions.sort_by_key(|(range, _)| (range.start, std::cmp::Reverse(range.end)));
+    let mut out: Vec<(Range<usize>, &'static str)> = Vec::with_capacity(redactions.len());
+    for (range, with) in redactions {
+        match out.last_mut() {
+            Some((last, _)) if range.start < last.end => last.end = last.end.max(range.end),
+            _ => out.push((range, with)),
+        }
+    }
+    out
+}
+
+/// What two readings' redactions have in common: their overlaps, each replaced as the
+/// redaction it is whole of says, else as [`REDACTED`].
+fn common(
+    a: Vec<(Range<usize>, &'static str)>,
+    b: Vec<(Range<usize>, &'static str)>,
+) -> Vec<(Range<usize>, &'static str)> {
+    let (a, b) = (disjoint(a), disjoint(b));
+    let (mut i, mut j, mut both) = (0, 0, Vec::new());
+    while let (Some((x, x_with)), Some((y, y_with))) = (a.get(i), b.get(j)) {
+        let overlap = x.start.max(y.start)..x.end.min(y.end);
+        if !overlap.is_empty() {
+            let with = match () {
+                _ if overlap == *x => *x_with,
+                _ if overlap == *y => *y_with,
+                _ => REDACTED,
+            };
+            both.push((overlap, with));
+        }
+        if x.end <= y.end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    both
+}
+
+/// How deep dollar-quoted bodies inside dollar-quoted bodies are read as SQL: deeper ones
+/// (a hostile nesting, which could exhaust the stack) as strings only, which redacts more.
+const NESTED_BODIES_READ: usize = 4;
+
+/// Adds the passwords in `bytes[within]`, SQL `depth` dollar-quoted bodies deep, with what
+/// replaces each, to `redactions`, reading a plain literal as `plain`.
+fn passwords(
+    bytes: &[u8],
+    within: Range<usize>,
+    plain: Quoting,
+    depth: usize,
+    redactions: &mut Vec<(Range<usize>, &'static str)>,
+) {
     let mut after_password = false;
     // Literals still to come that may hold a password one before them left to them: more is
     // redacted rather than less, but not past the statement's end.
     let mut following = 0usize;
-    for Token { span, kind } in Tokens::new(bytes, plain) {
+    for Token { span, kind } in Tokens::within(bytes, within, plain) {
         match kind {
             Kind::Space | Kind::Comment(_) => continue,
             // Adjacent literals are one string in SQL (`'a'` newline `'b'`, which the lexer
@@ -110,13 +160,22 @@ fn passwords(bytes: &[u8], plain: Quoting, redactions: &mut Vec<(Range<usize>, &
                     continue;
                 }
             }
-            Kind::Literal(text) => following = literal_passwords(bytes, text, redactions),
+            // A dollar-quoted body is mostly code (a DO block's, a function's), where a
+            // password is set as anywhere else: read as SQL, only its passwords are taken out,
+            // not the statements after them to the end of the body.
+            Kind::Literal(text) if bytes[span.start] == b'$' && depth < NESTED_BODIES_READ => {
+                following = literal_passwords(bytes, text.clone(), true, redactions);
+                passwords(bytes, text, plain, depth + 1, redactions);
+            }
+            Kind::Literal(text) => following = literal_passwords(bytes, text, false, redactions),
             // `OPTIONS ("password" '...')` names the option as a quoted identifier.
             Kind::QuotedName(name) | Kind::Word(name) => {
                 after_password = bytes[name].eq_ignore_ascii_case(b"password");
                 continue;
             }
             Kind::Other if bytes[span.start] == b';' => following = 0,
+            // In a body read as SQL, a connection string's quoted value: `password='a b'`.
+            Kind::Other if after_password && depth > 0 && bytes[span.start] == b'=' => continue,
             Kind::Other => {}
         }
         after_password = false;
@@ -140,7 +199,15 @@ fn may_hold_password(bytes: &[u8]) -> bool {
 /// it ends at a password's start (`'...password=' || quote_literal('...')`, `'ALTER ROLE r
 /// PASSWORD ' || ...`), and when the password is a placeholder of `format()`
 /// (`format('...password=%s', '...')`), as many as `format()` may take up to it.
-fn literal_passwords(bytes: &[u8], text: Range<usize>, redactions: &mut Vec<(Range<usize>, &'static str)>) -> usize {
+///
+/// A literal `read_as_sql` as well leaves the `PASSWORD`s of the statements it holds to that
+/// reading, which knows where each ends.
+fn literal_passwords(
+    bytes: &[u8],
+    text: Range<usize>,
+    read_as_sql: bool,
+    redactions: &mut Vec<(Range<usize>, &'static str)>,
+) -> usize {
     let inside = &bytes[..text.end];
     let mut following = 0;
     let mut found = |value: Range<usize>| {
@@ -160,8 +227,9 @@ fn literal_passwords(bytes: &[u8], text: Range<usize>, redactions: &mut Vec<(Ran
     let uri_start = find(inside, text.start, b"://");
     let uri = uri_start.and_then(|scheme_end| {
         let authority = scheme_end + 3;
-        let end =
-            inside[authority..].iter().position(|b| matches!(b, b'/' | b'?')).map_or(inside.len(), |n| authority + n);
+        // Read as SQL, a quote or a space ends the literal the URI is in, or the URI.
+        let ends = |b: &u8| matches!(b, b'/' | b'?') || read_as_sql && (*b == b'\'' || b.is_ascii_whitespace());
+        let end = inside[authority..].iter().position(ends).map_or(inside.len(), |n| authority + n);
         let at = inside[authority..end].iter().rposition(|&b| b == b'@')? + authority;
         let colon = inside[authority..at].iter().position(|&b| b == b':')? + authority;
         Some(colon + 1..at)
@@ -177,13 +245,14 @@ fn literal_passwords(bytes: &[u8], text: Range<usize>, redactions: &mut Vec<(Ran
         }
         let mut value = skip_spaces(inside, at + 8);
         match inside.get(value) {
+            Some(b'=') => value = skip_spaces(inside, value + 1),
+            _ if read_as_sql => continue,
             // `password '...'` (a statement built in a string) holds a quote here already.
             Some(b'\'') => {}
-            Some(b'=') => value = skip_spaces(inside, value + 1),
             // A statement built in a string that leaves its password to what follows:
             // `'... PASSWORD ' || ...`, `format('... PASSWORD %L', ...)`.
             _ if value > at + 8 => {
-                let end = value_end(inside, value, false);
+                let end = value_end(inside, value, false, read_as_sql);
                 found(value..if holds_placeholder(&inside[value..end]) { end } else { value });
                 continue;
             }
@@ -191,8 +260,11 @@ fn literal_passwords(bytes: &[u8], text: Range<usize>, redactions: &mut Vec<(Ran
         }
         let quoted = inside.get(value) == Some(&b'\'') || inside[value..].starts_with(b"\\'");
         let end = match quoted {
+            // Read as SQL, that quote ends a literal, and what follows is SQL: left to that
+            // reading, which takes out a literal after `password =`.
+            true if read_as_sql => continue,
             true => text.end,
-            false => value_end(inside, value, uri_start.is_some_and(|uri| uri < at)),
+            false => value_end(inside, value, uri_start.is_some_and(|uri| uri < at), read_as_sql),
         };
         from = end;
         found(value..end);
@@ -258,11 +330,13 @@ fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
 
 /// The end of an unquoted connection-string value starting at `start`: the first space no
 /// backslash escapes, or `&` in a URI's query; in the next part of a literal continued on the
-/// next line (`'...password=ab'` newline `'cd'`), as PostgreSQL joins them.
-fn value_end(bytes: &[u8], start: usize, in_query: bool) -> usize {
+/// next line (`'...password=ab'` newline `'cd'`), as PostgreSQL joins them. In a text also
+/// read as SQL, at a quote too: it ends a literal there.
+fn value_end(bytes: &[u8], start: usize, in_query: bool, read_as_sql: bool) -> usize {
     let mut i = start;
     while i < bytes.len() {
         match bytes[i] {
+            b'\'' if read_as_sql => return i,
             b'\\' => i += 2,
             b'\'' if let Some(quote) = continued(bytes, i + 1) => i = quote + 1,
             b if b.is_ascii_whitespace() => return i,
@@ -515,6 +589,11 @@ impl<'a> Tokens<'a> {
     fn new(bytes: &'a [u8], plain: Quoting) -> Self {
         Self { bytes, plain, at: 0 }
     }
+
+    /// The tokens of `bytes[within]`, spanned as in `bytes`.
+    fn within(bytes: &'a [u8], within: Range<usize>, plain: Quoting) -> Self {
+        Self { bytes: &bytes[..within.end], plain, at: within.start }
+    }
 }
 
 impl Iterator for Tokens<'_> {
@@ -726,16 +805,19 @@ mod tests {
     /// Found by a review: passwords that got past the first version.
     #[test]
     fn what_postgresql_reads_as_one_password_is_redacted_whole() {
+        // With standard_conforming_strings off, `\'` is a quote inside the string.
+        for sql in [r"ALTER ROLE r PASSWORD 'ab\'S3cret42';", r"ALTER ROLE r PASSWORD 'zz\' S3cret63 ';"] {
+            assert_eq!(redact_passwords(sql, StandardStrings::Off), "ALTER ROLE r PASSWORD '[redacted]';");
+        }
+        // On, a quoted value's `\'` is a backslash and the end of that value, not of the literal.
+        let sql = r"SELECT 'host=x password=''ab\'' S3cret101'' dbname=y'";
+        assert_eq!(redact_passwords(sql, StandardStrings::On), "SELECT 'host=x password=[redacted]'");
         for (sql, secret) in [
-            // With standard_conforming_strings off, `\'` is a quote inside the string.
-            (r"ALTER ROLE r PASSWORD 'ab\'S3cret42';", "S3cret42"),
-            (r"ALTER ROLE r PASSWORD 'zz\' S3cret63 ';", "S3cret63"),
             // Adjacent literals are one string, comments or not between them.
             ("ALTER ROLE r PASSWORD 'S3cret15'\n  'continued16';", "continued16"),
             ("ALTER ROLE r PASSWORD 'S3cret116' -- c\n'cont117';", "cont117"),
             (r#"ALTER USER MAPPING FOR u SERVER s OPTIONS (ADD "password" 'S3cret21')"#, "S3cret21"),
             (r"SELECT 'host=x password=ab\ S3cret100 dbname=y'", "S3cret100"),
-            (r"SELECT 'host=x password=''ab\'' S3cret101'' dbname=y'", "S3cret101"),
             ("SELECT $$password=S3cret141$$", "S3cret141"),
             (r"SELECT E'host=x\npassword=S3cret108'", "S3cret108"),
             ("SELECT 'host=x sslpassword=S3cret104'", "S3cret104"),
@@ -872,6 +954,58 @@ mod tests {
         ] {
             assert_eq!(redacted(sql), expected, "{sql}");
         }
+    }
+
+    /// Found by reading the leftovers: a DO block's body (or a function's) was read as one
+    /// string, so a password set in it was taken out with every statement after it to the end
+    /// of the body, and one built up in it (`format(... %L ...)`) was recorded in clear.
+    #[test]
+    fn a_password_set_in_a_dollar_quoted_body_is_redacted_as_in_sql() {
+        for (sql, expected) in [
+            (
+                "DO $$BEGIN ALTER ROLE a PASSWORD 'S3cret70'; CREATE TABLE t(); END$$",
+                "DO $$BEGIN ALTER ROLE a PASSWORD '[redacted]'; CREATE TABLE t(); END$$",
+            ),
+            (
+                "DO $$BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', 'a', 'S3cret71'); DROP TABLE t; END$$",
+                "DO $$BEGIN EXECUTE format('ALTER ROLE %I PASSWORD [redacted]', '[redacted]', '[redacted]'); \
+                 DROP TABLE t; END$$",
+            ),
+            (
+                "DO $do$BEGIN PERFORM dblink_connect('user=u password=' || quote_literal('S3cret72')); END$do$",
+                "DO $do$BEGIN PERFORM dblink_connect('user=u password=' || quote_literal('[redacted]')); END$do$",
+            ),
+            (
+                "CREATE FUNCTION f() RETURNS void AS $f$BEGIN EXECUTE $e$ALTER ROLE a PASSWORD 'S3cret73'$e$; \
+                 DELETE FROM t; END$f$ LANGUAGE plpgsql",
+                "CREATE FUNCTION f() RETURNS void AS $f$BEGIN EXECUTE $e$ALTER ROLE a PASSWORD '[redacted]'$e$; \
+                 DELETE FROM t; END$f$ LANGUAGE plpgsql",
+            ),
+            // A connection string in a dollar-quoted string is still one.
+            ("SELECT $$host=x password=S3cret74 dbname=y$$", "SELECT $$host=x password=[redacted] dbname=y$$"),
+            ("SELECT $$host=x password='S3 cret76' dbname=y$$", "SELECT $$host=x password='[redacted]' dbname=y$$"),
+            // But read as SQL, a quote ends the literal a value or a URI is in.
+            (
+                "DO $$BEGIN PERFORM dblink_connect('password=S3cret77');DELETE/**/FROM/**/t; END$$",
+                "DO $$BEGIN PERFORM dblink_connect('password=[redacted]');DELETE/**/FROM/**/t; END$$",
+            ),
+            (
+                "DO $$BEGIN PERFORM dblink_connect('postgres://u:S3cret78@h');DELETE FROM t; PERFORM 'a@b'; END$$",
+                "DO $$BEGIN PERFORM dblink_connect('postgres://u:[redacted]@h');DELETE FROM t; PERFORM 'a@b'; END$$",
+            ),
+        ] {
+            assert_eq!(redacted(sql), expected, "{sql}");
+        }
+        // Bodies nested deeper than they are read as SQL are read as strings: more is taken out.
+        let depth = 10_000;
+        let tags: Vec<String> = (0..depth).map(|n| format!("$t{n}$")).collect();
+        let sql = format!(
+            "DO {} ALTER ROLE a PASSWORD 'S3cret75' {}",
+            tags.concat(),
+            tags.iter().rev().cloned().collect::<String>()
+        );
+        let got = redacted(&sql);
+        assert!(!got.contains("S3cret75") && got.contains(REDACTED));
     }
 
     #[test]

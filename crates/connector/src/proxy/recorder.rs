@@ -313,6 +313,11 @@ pub(crate) struct Recorder {
     last_end_us: i64,
     /// Statements sent so far (simple queries, Executes, function calls).
     sent: u64,
+    /// An Execute was answered since the last ReadyForQuery: what it changed of the settings
+    /// the server reports (`SET standard_conforming_strings`, `SET client_encoding`, or a
+    /// function calling `set_config`) is reported only at the pipeline's Sync, so a text the
+    /// server parses meanwhile may have been read otherwise than the settings known here say.
+    ran_unsynced: bool,
 }
 
 /// The text of a Bind of the unnamed statement, or an Execute of the unnamed portal, when
@@ -379,6 +384,9 @@ impl Recorder {
     pub(crate) fn on_server(&mut self, msg: MessageRef<'_>, now: i64) {
         let tag = msg.tag();
         let encoding = self.encoding;
+        if matches!(tag, b'C' | b'I' | b's' | b'E') && matches!(self.queue.front(), Some(Entry::Execute { .. })) {
+            self.ran_unsynced = true;
+        }
         if let Some(Entry::Simple(p) | Entry::Execute { pending: p, .. }) = self.queue.front_mut() {
             p.bytes_sent += msg.len() as i64;
             match tag {
@@ -453,6 +461,7 @@ impl Recorder {
             }
             b'Z' => {
                 self.copy_in = false;
+                self.ran_unsynced = false;
                 // Idle: the transaction is over, and its portals with it.
                 if msg.payload() == b"I" {
                     self.forget_portals();
@@ -589,13 +598,14 @@ impl Recorder {
     /// Parse queued before it will name, or what the server confirmed.
     fn queued_portal_text(&self, at: usize, portal: &str, max_rows: u32) -> Cow<'_, str> {
         let mut bound: Option<&str> = None;
-        for entry in self.queue.range(..at).rev() {
+        for (parse_at, entry) in self.queue.range(..at).enumerate().rev() {
             match entry {
                 Entry::Bind { portal: p, statement, .. } if bound.is_none() && p.as_ref() == portal => {
                     bound = Some(statement);
                 }
                 Entry::Parse { name, sql, .. } if bound == Some(name.as_ref()) => {
-                    return recorded(self.encoding.decode(sql), self.strings);
+                    let ran_before = self.queue.range(..parse_at).any(|e| matches!(e, Entry::Execute { .. }));
+                    return self.parsed_text(sql, self.ran_unsynced || ran_before);
                 }
                 _ => {}
             }
@@ -603,6 +613,20 @@ impl Recorder {
         match bound {
             Some(statement) => Cow::Owned(self.statement_text(statement).as_ref().to_owned()),
             None => Cow::Owned(self.portal_text(portal, max_rows).into_recorded(self.encoding, self.strings)),
+        }
+    }
+
+    /// A Parse's text, as recorded: read with the settings the server last reported, unless
+    /// a statement ran before it since the last ReadyForQuery (`ran_before`), which may have
+    /// changed them unreported. Then a plain literal is read both ways, and only what both
+    /// readings take for a password is taken out; and text past ASCII, which the encoding
+    /// before a change would misread, is not redacted at all: what one reading takes for a
+    /// literal may be SQL that ran, and a transcript never hides one.
+    fn parsed_text<'a>(&self, sql: &'a [u8], ran_before: bool) -> Cow<'a, str> {
+        match ran_before {
+            false => recorded(self.encoding.decode(sql), self.strings),
+            true if sql.is_ascii() => recorded(self.encoding.decode(sql), StandardStrings::Unknown),
+            true => self.encoding.decode(sql),
         }
     }
 
@@ -638,7 +662,7 @@ impl Recorder {
     fn confirm_front(&mut self) {
         match self.queue.pop_front() {
             Some(Entry::Parse { name, sql, .. }) => {
-                let text = Arc::from(recorded(self.encoding.decode(&sql), self.strings));
+                let text = Arc::from(self.parsed_text(&sql, self.ran_unsynced));
                 match name.is_empty() {
                     true => self.unnamed_statement = Some(text),
                     false => drop(self.statements.insert(name, text)),
@@ -1086,7 +1110,9 @@ fn function_call_text(msg: MessageRef<'_>, encoding: ClientEncoding) -> String {
             None => "-- fast-path function call".to_owned(),
         };
     };
-    let mut text = format!("-- fast-path call of the function with oid {}(", call.oid);
+    let mut text = format!("-- fast-path call of the function with oid {}", call.oid);
+    let arguments_at = text.len();
+    text.push('(');
     for (i, arg) in call.args.iter().enumerate() {
         if i > 0 {
             text.push_str(", ");
@@ -1111,7 +1137,12 @@ fn function_call_text(msg: MessageRef<'_>, encoding: ClientEncoding) -> String {
         }
     }
     text.push(')');
-    text
+    // The arguments are literals as written here, with standard_conforming_strings on: a
+    // connection string among them (`dblink_connect`'s) is taken out of them as out of SQL.
+    match redact_passwords(&text[arguments_at..], StandardStrings::On) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(arguments) => format!("{}{arguments}", &text[..arguments_at]),
+    }
 }
 
 #[cfg(test)]
@@ -1328,9 +1359,41 @@ mod tests {
         }
         let texts: Vec<_> = r.done().map(|s| s.text).collect();
         assert_eq!(texts, ["alter role me password '[redacted]'; create table t(); select 'c'"]);
-        // Not reported (not PostgreSQL): both ways, what either reading finds.
+        // Not reported (not PostgreSQL): both ways, and only what both readings find.
         let got = run(&[msg(b'Q', format!("{evading}\0").as_bytes())], &[complete("ALTER ROLE"), ready()]);
-        assert_eq!(got[0].0, "alter role me password '[redacted]'c'");
+        assert_eq!(got[0].0, "alter role me password '[redacted]'; create table t(); select 'c'");
+    }
+
+    /// Found by a review: a setting changed by a statement earlier in the same pipeline is
+    /// reported at its Sync, after the statements behind it were parsed: a text read with the
+    /// setting before had redaction take the statements that ran out of the transcript.
+    #[test]
+    fn a_text_parsed_behind_a_statement_of_its_pipeline_never_loses_sql_to_redaction() {
+        let evading = r"alter role me password 'a\'; create table t(); select 'c'";
+        let mut r = Recorder::default();
+        r.on_server(msg(b'S', b"standard_conforming_strings\0off\0").as_message_ref(), 1);
+        let pipeline =
+            [parse("", "set standard_conforming_strings = on"), bind("", ""), execute(""), parse("", evading)];
+        for m in pipeline.into_iter().chain([bind("", ""), execute(""), sync()]) {
+            r.on_client(m.as_message_ref(), 10);
+        }
+        let answers = [parsed(), bound(), complete("SET"), parsed(), bound(), complete("ALTER ROLE")];
+        for m in answers.into_iter().chain([msg(b'S', b"standard_conforming_strings\0on\0"), ready()]) {
+            r.on_server(m.as_message_ref(), 20);
+        }
+        let texts: Vec<_> = r.done().map(|s| s.text).collect();
+        assert_eq!(texts[1], "alter role me password '[redacted]'; create table t(); select 'c'");
+        // A text past ASCII may also have been read in another client_encoding than the one
+        // known here (SJIS's second bytes hold backslashes): it is not redacted at all.
+        let sjis = "select E'\u{8868}', 'user=u password=' || 'k' from t; delete from t";
+        let mut r = Recorder::default();
+        for m in [parse("", "set client_encoding = 'SJIS'"), bind("", ""), execute(""), parse("", sjis)] {
+            r.on_client(m.as_message_ref(), 10);
+        }
+        for m in [parsed(), bound(), complete("SET"), parsed()] {
+            r.on_server(m.as_message_ref(), 20);
+        }
+        assert_eq!(&*r.statement_text(""), sjis);
     }
 
     #[test]
@@ -1961,6 +2024,20 @@ mod tests {
                 0,
                 ""
             )]
+        );
+        // Found by a review: dblink_connect's connection string, in clear.
+        let mut call = BytesMut::new();
+        call.put_u32(17932);
+        call.put_u16(0);
+        call.put_u16(1);
+        let conninfo = b"host=h user=u password=FastPathSecret2 dbname=d";
+        call.put_i32(conninfo.len() as i32);
+        call.put_slice(conninfo);
+        call.put_u16(0);
+        let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x02ok"), ready()]);
+        assert_eq!(
+            got[0].0,
+            "-- fast-path call of the function with oid 17932('host=h user=u password=[redacted] dbname=d')"
         );
         // lo_write(fd, data) in binary: a large value shows its start and its length.
         let mut call = BytesMut::new();
