@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures::StreamExt;
 use gatehouse_connector::event::EndReason;
+use gatehouse_pgwire::{PROTOCOL_3_0, StartupMessage};
 use proxy_harness::{Proxy, RESOURCE, Raw, direct, sqlstate, unique};
 use tokio::io::AsyncWriteExt;
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
@@ -621,4 +622,24 @@ async fn a_client_that_pipelines_and_never_reads_is_not_read_without_bound() {
     // What the socket buffers and the answers the client never read hold, and 16,384 awaiting
     // an answer; without a bound, hundreds of thousands.
     assert!(session.statements.len() < 150_000, "{} statements read", session.statements.len());
+}
+
+/// Found by a review: a client that closed (or reset) its connection right after its startup
+/// packet was logged in by the database all the same (PostgreSQL counted a session on trust),
+/// but the connector, hearing the client's end first, recorded nothing.
+#[tokio::test]
+async fn a_login_the_database_accepts_after_its_client_left_is_a_session() {
+    let mut proxy = Proxy::start().await;
+    for reset in [false, true] {
+        let mut raw = Raw::connect(proxy.addr).await;
+        let params = vec![("user".into(), "postgres".into()), ("database".into(), "test".into())];
+        raw.send(StartupMessage::new(PROTOCOL_3_0, params).unwrap().frame()).await;
+        if reset {
+            rustix::net::sockopt::set_socket_linger(&raw.stream, Some(Duration::ZERO)).unwrap();
+        }
+        drop(raw);
+        let s = proxy.ended_session().await;
+        assert_eq!(s.start.username, "postgres", "reset: {reset}");
+        assert!(s.statements.is_empty());
+    }
 }

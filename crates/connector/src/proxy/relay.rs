@@ -570,6 +570,12 @@ impl Relay {
         }
     }
 
+    /// Whether the database owes the rest of a login: no session yet, and nothing asked of
+    /// the client (a password) since the startup packet or its last answer.
+    fn login_owed(&self) -> bool {
+        self.session.is_none() && self.login_deadline.is_some()
+    }
+
     /// The sweep found the statement marked running long: it is announced, once.
     fn announce_running(&mut self) {
         if let (Some(session), Some((start_us, text))) = (&mut self.session, self.recorder.running()) {
@@ -605,7 +611,10 @@ impl Relay {
         let gone = matches!(end, End::ClientGone(_));
         let left = gone || matches!(end, End::Client | End::ClientProtocol(WireError::UnexpectedEof));
         let mut reset = false;
-        if left && self.recorder.is_running() {
+        // A login the database is still answering may yet succeed (a client that closed right
+        // after its startup packet, on trust): the database counts it as a session, and so it
+        // is recorded, started and ended, once the database has accepted it.
+        if left && (self.recorder.is_running() || self.login_owed()) {
             if gone && self.recorder.queued_behind_first() {
                 // Directly, what it sent after the statement running now would be lost with it.
                 reset = true;
@@ -735,7 +744,7 @@ impl Relay {
         // A client that sent Terminate may still reset its connection: then it is gone. (After
         // its end, only a write can tell.)
         let (mut watching, mut unread) = (!gone, [0u8; 64]);
-        while self.recorder.is_running() {
+        while self.recorder.is_running() || self.login_owed() {
             tokio::select! {
                 biased;
                 signal = stop.signal() => match signal {
@@ -743,6 +752,7 @@ impl Relay {
                     Signal::AnnounceRunning => self.announce_running(),
                 },
                 () = &mut patience => break,
+                () = sleep_until(self.login_deadline), if self.login_owed() => break,
                 read = cr.read(&mut unread), if watching => match read {
                     Ok(0) => watching = false,
                     // Sent after Terminate: nothing the database reads.
