@@ -63,6 +63,30 @@ async fn events_arriving_within_the_batch_window_leave_together() {
     assert_eq!(p.stop().await, 0);
 }
 
+/// Found by a review: a connector replaying a long backlog into a control plane slowed by
+/// load sent full batches that took longer than the call's time limit, again and again, and
+/// fell minutes behind. A batch that times out makes the next ones smaller.
+#[tokio::test]
+async fn batches_the_control_plane_is_too_slow_for_are_cut_until_they_go_through() {
+    let h = Harness::start().await;
+    // 1 ms an event: a batch of 2,000 or more outlasts the double's 2 s limit.
+    h.plane.report_us_per_event.store(1000, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::start(h.control(), dir.path(), roomy(), options(false));
+    let events = session("s1", 3000);
+    send_all(&p, &events);
+    // Two batches time out (2 s each), before the ones cut short go through.
+    for _ in 0..600 {
+        if h.plane.seen().stored.len() == events.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = h.plane.seen();
+    assert_eq!(seen.stored, keys(&events), "each event once, in order: batches {:?}", seen.batches);
+    assert!(seen.batches.iter().any(|&n| n < 2000), "{:?}", seen.batches);
+}
+
 #[tokio::test]
 async fn an_outage_loses_nothing_and_duplicates_nothing() {
     let h = Harness::start().await;

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use buffa::Message;
 use bytes::Bytes;
-use connectrpc::ConnectError;
+use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_proto::gatehouse::connector::v1 as pb;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
@@ -150,6 +150,41 @@ struct State {
     key_refusal_logged: Option<Instant>,
     backoff: Backoff,
     next_try: Instant,
+    /// How many of `batch_events` a batch holds now: fewer after a call the control plane did
+    /// not answer in time (a slow store under load, a long backlog's full batches), which
+    /// would otherwise be sent again, whole, and time out again, without end.
+    batch_share: BatchShare,
+}
+
+/// The share of the configured batch a batch takes: halved when a call times out, grown by an
+/// eighth (back to whole) with each that goes through.
+#[derive(Debug, Clone, Copy)]
+struct BatchShare {
+    events: usize,
+    max: usize,
+}
+
+impl BatchShare {
+    /// The fewest events a batch is cut to.
+    const MIN: usize = 16;
+
+    fn new(max: usize) -> Self {
+        Self { events: max, max }
+    }
+
+    fn timed_out(&mut self) {
+        self.events = (self.events / 2).max(Self::MIN.min(self.max));
+    }
+
+    fn delivered(&mut self) {
+        self.events = (self.events + self.events / 8 + 1).min(self.max);
+    }
+
+    /// Events and bytes a batch stops at: `bytes` for a whole batch, cut in the same share.
+    fn limits(&self, bytes: usize) -> (usize, usize) {
+        let share_of_bytes = (bytes as u128 * self.events as u128 / self.max.max(1) as u128) as usize;
+        (self.events, share_of_bytes.max(1))
+    }
 }
 
 impl ReportLoop {
@@ -184,6 +219,7 @@ impl ReportLoop {
                 key_refusal_logged: None,
                 backoff: Backoff::new(options.backoff_min, options.backoff_max),
                 next_try: Instant::now(),
+                batch_share: BatchShare::new(options.batch_events),
             },
             options,
         };
@@ -315,10 +351,16 @@ impl ReportLoop {
                 "the control plane refuses this connector's key: events stay in the spool for the next \
                  start with a valid key"
             );
-        } else {
+        } else if self.state.down {
             tracing::warn!(
                 pending,
                 "control plane unreachable at shutdown: events stay in the spool for the next start"
+            );
+        } else {
+            // Reached, but slower than the flush allows (a backlog, a slow store).
+            tracing::warn!(
+                pending,
+                "the control plane did not take every event within the shutdown's flush time: the rest                  stay in the spool for the next start"
             );
         }
         pending
@@ -362,11 +404,12 @@ impl ReportLoop {
         let mut bytes = first.bytes.len();
         let mut batch = vec![first];
         let mut slept = false;
+        let (max_events, max_bytes) = self.state.batch_share.limits(self.options.batch_bytes);
         loop {
             // Room for what is queued at once: growing by doubling copies a full batch's
             // events over and over.
-            batch.reserve(self.queue.events.len().min(self.options.batch_events.saturating_sub(batch.len())));
-            while batch.len() < self.options.batch_events && bytes < self.options.batch_bytes {
+            batch.reserve(self.queue.events.len().min(max_events.saturating_sub(batch.len())));
+            while batch.len() < max_events && bytes < max_bytes {
                 match self.queue.try_recv() {
                     Ok(record) => {
                         bytes += record.bytes.len();
@@ -377,9 +420,7 @@ impl ReportLoop {
                 }
             }
             // Relays waiting for room send nothing more until this batch is through.
-            let full = batch.len() >= self.options.batch_events
-                || bytes >= self.options.batch_bytes
-                || !self.queue.shared.has_room();
+            let full = batch.len() >= max_events || bytes >= max_bytes || !self.queue.shared.has_room();
             if full || slept {
                 return (batch, false);
             }
@@ -412,11 +453,11 @@ impl ReportLoop {
                 call: Box::pin(async move { Done::Hello(control.hello(&run_id, &previous).await) }),
             });
         }
+        let (max_events, max_bytes) = self.state.batch_share.limits(self.options.batch_bytes);
         let max = match self.state.hello_done {
-            true => self.options.batch_events,
-            false => self.options.batch_events.min(usize::try_from(self.state.barrier).unwrap_or(usize::MAX)),
+            true => max_events,
+            false => max_events.min(usize::try_from(self.state.barrier).unwrap_or(usize::MAX)),
         };
-        let max_bytes = self.options.batch_bytes;
         let batch = match self.blocking(move |spool| spool.read(max, max_bytes)).await {
             Ok(batch) => batch,
             Err(error) => {
@@ -473,11 +514,13 @@ impl ReportLoop {
             }
             Done::Direct(records, Ok(rejected)) => {
                 self.up();
+                self.state.batch_share.delivered();
                 self.queue.settled(&records);
                 self.dropped(rejected);
                 Metrics::sub(&self.queue.metrics.report_backlog, records.len() as u64);
             }
             Done::Direct(records, Err(error)) => {
+                self.timed_out(&error);
                 self.down(&error, "report");
                 self.spool_records(records).await;
                 self.state.backoff.reset();
@@ -485,12 +528,14 @@ impl ReportLoop {
             }
             Done::Replay(ticket, Ok(rejected)) => {
                 self.up();
+                self.state.batch_share.delivered();
                 self.dropped(rejected);
                 self.ack(ticket).await;
                 self.state.backoff.reset();
                 self.state.next_try = now;
             }
             Done::Replay(_, Err(error)) => {
+                self.timed_out(&error);
                 self.down(&error, "report");
                 self.state.next_try = now + self.state.backoff.next_wait();
             }
@@ -747,6 +792,15 @@ impl ReportLoop {
              GATEHOUSE_CONNECTOR_KEY) to the connector key (ghc_...) `gatehouse connectors create` or \
              `rotate-key` printed, or control_plane.url to the control plane that issued it"
         );
+    }
+
+    /// A call that `error` ended: when it was not answered in time, the next batches are
+    /// smaller.
+    fn timed_out(&mut self, error: &ConnectError) {
+        if error.code == ErrorCode::DeadlineExceeded {
+            self.state.batch_share.timed_out();
+            tracing::info!(events = self.state.batch_share.events, "a report timed out: sending smaller batches");
+        }
     }
 
     fn down(&mut self, error: &ConnectError, call: &str) {

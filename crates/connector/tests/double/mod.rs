@@ -68,6 +68,8 @@ pub struct Plane {
     pub refuse_key: AtomicBool,
     /// Refuse (`invalid_argument`) any batch holding this seq; `u64::MAX` for none.
     pub refuse_seq: AtomicU64,
+    /// A `Report` takes this many microseconds per event it holds, as a slow store would.
+    pub report_us_per_event: AtomicU64,
     pub heartbeat_seconds: u32,
     terminations: tokio::sync::Mutex<mpsc::UnboundedReceiver<pb::Termination>>,
     terminate: mpsc::UnboundedSender<pb::Termination>,
@@ -176,6 +178,10 @@ impl ConnectorService for Service {
     ) -> ServiceResult<pb::ReportResponse> {
         self.0.check(&ctx)?;
         let events = request.to_owned_message().events;
+        let slow = self.0.report_us_per_event.load(Ordering::SeqCst) * events.len() as u64;
+        if slow > 0 {
+            tokio::time::sleep(Duration::from_micros(slow)).await;
+        }
         let refuse = self.0.refuse_seq.load(Ordering::SeqCst);
         if events.iter().any(|e| e.seq == refuse) {
             return Err(ConnectError::new(ErrorCode::InvalidArgument, "refused for the test"));
@@ -258,6 +264,7 @@ impl Harness {
             down: AtomicBool::new(false),
             refuse_key: AtomicBool::new(false),
             refuse_seq: AtomicU64::new(u64::MAX),
+            report_us_per_event: AtomicU64::new(0),
             heartbeat_seconds,
             terminations: tokio::sync::Mutex::new(terminations),
             terminate,
