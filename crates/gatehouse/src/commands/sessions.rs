@@ -43,9 +43,10 @@ async fn report_end(
         }
         if tokio::time::Instant::now() + POLL > deadline {
             note!(
-                "Session {id} is still active after {}: connector {connector} has not ended it yet. \
-                 It will when it next reaches the control plane, or the session is completed when the \
-                 connector's lease runs out.",
+                "Session {id} is still active after {}: connector {connector} has not reported its end \
+                 yet (it may have ended it and be behind with its reports). It will when it next \
+                 reaches the control plane, or the session is completed when the connector's lease \
+                 runs out.",
                 precise_duration(wait.as_micros() as i64)
             );
             return Ok(());

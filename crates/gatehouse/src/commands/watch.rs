@@ -80,6 +80,11 @@ struct Watch {
     last_poll: Micros,
     /// Polls since the last that reached back [`LATE`].
     since_sweep: u32,
+    /// The control plane's time at the last poll that reached back [`LATE`] (or at the first):
+    /// the next reaches back [`LATE`] from there, however long the polls between took (a poll
+    /// pages through every session of its window, thousands under load), so that a session
+    /// reported up to [`LATE`] after it ended always falls in one.
+    swept: Micros,
     /// Active sessions shown, not yet shown ended.
     active: HashSet<String>,
     /// Sessions shown ended (or that ended before the watch), with their end, until it falls
@@ -100,11 +105,7 @@ impl Watch {
     /// poll covers this one's window again; nothing is shown twice.
     async fn poll(&mut self, client: &Client, args: &WatchArgs) -> anyhow::Result<Vec<(Event, SessionObject)>> {
         let sweep = self.since_sweep + 1 >= SWEEP_EVERY;
-        let window_start = match self.began {
-            None => now_micros() - MARGIN,
-            Some(_) if sweep => self.last_poll - LATE,
-            Some(_) => self.last_poll - MARGIN,
-        };
+        let window_start = self.window_start(sweep);
         let mut request = ListSessionsV2Request {
             limit: PAGE,
             query: args.query.clone(),
@@ -139,6 +140,9 @@ impl Watch {
             }
         }
         let now = polled_at.unwrap_or_else(now_micros);
+        if sweep || self.began.is_none() {
+            self.swept = now;
+        }
         let began = *self.began.get_or_insert(now);
         let mut changes: Vec<(Micros, Event, SessionObject)> = Vec::new();
         for session in events {
@@ -149,8 +153,20 @@ impl Watch {
         changes.sort_by_key(|(at, ..)| *at);
         self.last_poll = now;
         self.since_sweep = if sweep { 0 } else { self.since_sweep + 1 };
-        self.ended.retain(|_, end| *end >= now - LATE - MARGIN);
+        // Until it falls out of every window to come: the next sweep's reaches furthest back.
+        let earliest = self.window_start(true) - MARGIN;
+        self.ended.retain(|_, end| *end >= earliest);
         Ok(changes.into_iter().map(|(_, event, session)| (event, session)).collect())
+    }
+
+    /// Where the next poll's window starts: a moment before the last poll, or for a `sweep`,
+    /// [`LATE`] before the last sweep.
+    fn window_start(&self, sweep: bool) -> Micros {
+        match self.began {
+            None => now_micros() - MARGIN,
+            Some(_) if sweep => self.swept - LATE,
+            Some(_) => self.last_poll - MARGIN,
+        }
     }
 
     /// What `session`'s state says happened since it was last seen, in order. `began` is
@@ -276,6 +292,18 @@ mod tests {
         assert_eq!(watch.changes(&session("old", "completed", Some(1)), began), []);
         let late = session("late", "completed", Some(9));
         assert_eq!(watch.changes(&late, began), [], "reported late, but ended before the watch began");
+    }
+
+    /// Found by a review: under load each poll paged through thousands of sessions, 15 polls
+    /// took minutes, and a sweep reaching back 5 minutes from its own poll missed sessions
+    /// reported 4 minutes late, which had ended before the sweep before it had looked.
+    #[test]
+    fn each_sweep_reaches_back_from_the_sweep_before_however_slow_the_polls() {
+        let mut watch = Watch { began: Some(0), swept: 1_000_000_000, last_poll: 1_000_000_000, ..Default::default() };
+        // Minutes of slow polls later, the next sweep still starts LATE before the last one.
+        watch.last_poll = 1_400_000_000;
+        assert_eq!(watch.window_start(true), 1_000_000_000 - LATE);
+        assert_eq!(watch.window_start(false), 1_400_000_000 - MARGIN);
     }
 
     #[test]
