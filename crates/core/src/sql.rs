@@ -144,47 +144,167 @@ fn passwords(
     redactions: &mut Vec<(Range<usize>, &'static str)>,
 ) {
     let mut after_password = false;
-    // Literals still to come that may hold a password one before them left to them: more is
-    // redacted rather than less, but not past the statement's end.
-    let mut following = 0usize;
+    // Literals still to come that may hold a password one before them left to them.
+    let mut chain = Chain::default();
+    // The calls (and parentheses) open at each token, and the word before it.
+    let (mut calls, mut word): (Vec<Call>, Option<Range<usize>>) = (Vec::new(), None);
     for Token { span, kind } in Tokens::within(bytes, within, plain) {
+        if matches!(kind, Kind::Space | Kind::Comment(_)) {
+            continue;
+        }
+        let opens = bytes[span.start] == b'(' && matches!(kind, Kind::Other);
+        if opens {
+            calls.push(Call::named(word.take().map(|name| &bytes[name])));
+        }
+        if chain.left > 0 && !chain.follow(bytes, &span, &kind, &calls) {
+            chain.left = 0;
+        }
+        if bytes[span.start] == b')' && matches!(kind, Kind::Other) {
+            calls.pop();
+        }
+        word = match &kind {
+            Kind::Word(name) => Some(name.clone()),
+            _ => None,
+        };
         match kind {
-            Kind::Space | Kind::Comment(_) => continue,
             // Adjacent literals are one string in SQL (`'a'` newline `'b'`, which the lexer
             // reads as one literal; without the newline, an error): the password stays in
             // force for the next. A literal a password was left to is redacted whole.
-            Kind::Literal(_) if after_password || following > 0 => {
+            Kind::Literal(_) if after_password => {
                 redactions.push((span, "'[redacted]'"));
-                following = following.saturating_sub(1);
-                if after_password {
-                    continue;
-                }
+                continue;
+            }
+            Kind::Literal(_) if chain.taken => {
+                redactions.push((span, "'[redacted]'"));
+                chain.taken = false;
             }
             // A dollar-quoted body is mostly code (a DO block's, a function's), where a
             // password is set as anywhere else: read as SQL, only its passwords are taken out,
-            // not the statements after them to the end of the body.
+            // not the statements after them to the end of the body. It may run under either
+            // setting of standard_conforming_strings (a function's own `SET` clause, a
+            // `set_config` before its `EXECUTE`): only what both readings find is taken out.
             Kind::Literal(text) if bytes[span.start] == b'$' && depth < NESTED_BODIES_READ => {
-                following = literal_passwords(bytes, text.clone(), true, redactions);
-                passwords(bytes, text, plain, depth + 1, redactions);
+                chain = Chain::after(literal_passwords(bytes, text.clone(), true, redactions), calls.len());
+                let mut readings = [Quoting::Standard, Quoting::Escaping].map(|quoting| {
+                    let mut found = Vec::new();
+                    passwords(bytes, text.clone(), quoting, depth + 1, &mut found);
+                    found
+                });
+                redactions.extend(common(std::mem::take(&mut readings[0]), std::mem::take(&mut readings[1])));
             }
-            Kind::Literal(text) => following = literal_passwords(bytes, text, false, redactions),
+            Kind::Literal(text) => chain = Chain::after(literal_passwords(bytes, text, false, redactions), calls.len()),
             // `OPTIONS ("password" '...')` names the option as a quoted identifier.
             Kind::QuotedName(name) | Kind::Word(name) => {
                 after_password = bytes[name].eq_ignore_ascii_case(b"password");
                 continue;
             }
-            Kind::Other if bytes[span.start] == b';' => following = 0,
             // In a body read as SQL, a connection string's quoted value: `password='a b'`.
             Kind::Other if after_password && depth > 0 && bytes[span.start] == b'=' => continue,
-            Kind::Other => {}
+            _ => {}
         }
         after_password = false;
     }
 }
 
+/// A parenthesis open in a statement, by the name before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `concat`, `concat_ws`, `format`: their arguments are one string.
+    Joins,
+    /// `quote_literal`, `quote_nullable`: their argument is the string they make.
+    Quotes,
+    /// Any other function, a subquery, a grouping.
+    Other,
+}
+
+impl Call {
+    fn named(name: Option<&[u8]>) -> Self {
+        let is = |known: &[u8]| name.is_some_and(|name| name.eq_ignore_ascii_case(known));
+        match () {
+            _ if is(b"concat") || is(b"concat_ws") || is(b"format") => Call::Joins,
+            _ if is(b"quote_literal") || is(b"quote_nullable") => Call::Quotes,
+            _ => Call::Other,
+        }
+    }
+}
+
+/// The literals a password's start leaves its value to ([`literal_passwords`]): only those
+/// joined into the same string, by `||` or as later arguments of the `concat` or `format` it
+/// is an argument of (directly or through `quote_literal`). Anything else ends it: another
+/// select item, another function's argument, a subquery, the next statement may each be a
+/// literal of SQL that a function runs, which redaction must not take out of the transcript.
+#[derive(Debug, Default)]
+struct Chain {
+    /// How many literals are still to be taken.
+    left: usize,
+    /// How many calls were open at the literal that started it, or at the call it closed.
+    depth: usize,
+    /// The last token put an operand of the string next: `||`, a joining `,`, a `(`.
+    operand: bool,
+    /// The last token read was `:` (a cast's type name may follow).
+    cast: bool,
+    /// The literal just read is one to take.
+    taken: bool,
+}
+
+impl Chain {
+    fn after(left: usize, depth: usize) -> Self {
+        Self { left, depth, ..Self::default() }
+    }
+
+    /// Reads the next token of the statement, with `calls` open (after its own `(`); whether
+    /// the chain goes on.
+    fn follow(&mut self, bytes: &[u8], span: &Range<usize>, kind: &Kind, calls: &[Call]) -> bool {
+        let at = bytes[span.start];
+        let cast = std::mem::take(&mut self.cast);
+        match kind {
+            Kind::Literal(_) if self.operand => {
+                (self.operand, self.taken, self.left) = (false, true, self.left - 1);
+                true
+            }
+            Kind::Word(_) | Kind::QuotedName(_) if cast => true,
+            // A function's name: what it is shows at its `(`.
+            Kind::Word(name) if bytes.get(skip_spaces(bytes, name.end)) == Some(&b'(') => self.operand,
+            // A column, a variable: an operand of the string, with no literal in it.
+            Kind::Word(_) | Kind::QuotedName(_) if self.operand => {
+                self.operand = false;
+                true
+            }
+            Kind::Other if at == b'|' => {
+                self.operand = bytes.get(span.start + 1) == Some(&b'|') || bytes[..span.start].ends_with(b"|");
+                self.operand
+            }
+            // A number, a parameter (`$1`): an operand with no literal in it.
+            Kind::Other if at.is_ascii_digit() || at == b'.' => std::mem::take(&mut self.operand),
+            Kind::Other if at == b'$' => self.operand,
+            Kind::Other if at == b':' => {
+                self.cast = true;
+                !self.operand
+            }
+            Kind::Other if at == b',' => {
+                self.operand = calls.len() >= self.depth && calls.last() == Some(&Call::Joins);
+                self.operand
+            }
+            Kind::Other if at == b'(' => {
+                self.operand && calls.len() > self.depth && matches!(calls.last(), Some(Call::Joins | Call::Quotes))
+            }
+            Kind::Other if at == b')' => {
+                // `calls` still holds the call it closes: past the one the chain began in,
+                // that call's value is the operand now.
+                if calls.len() <= self.depth {
+                    self.depth = calls.len().saturating_sub(1);
+                }
+                self.operand = false;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Whether `bytes` hold the word `password` in any case, or a URI: most statements do not,
 /// and are then not read further.
-fn may_hold_password(bytes: &[u8]) -> bool {
+pub fn may_hold_password(bytes: &[u8]) -> bool {
     find_ignore_case(bytes, 0, b"password").is_some() || find(bytes, 0, b"://").is_some()
 }
 
@@ -951,6 +1071,45 @@ mod tests {
                 "select concat('user=u password=', pw) from t; select 'kept'",
                 "select concat('user=u password=', pw) from t; select 'kept'",
             ),
+            (
+                "select format('port=%s password=%s', 5432, 'S3cret9')",
+                "select format('port=%s password=[redacted]', 5432, '[redacted]')",
+            ),
+            (
+                "select concat('user=u password=', x)::text || 'S3cret10'",
+                "select concat('user=u password=', x)::text || '[redacted]'",
+            ),
+        ] {
+            assert_eq!(redacted(sql), expected, "{sql}");
+        }
+    }
+
+    /// Found by a review: a literal that ends where a password starts had the next literal of
+    /// the statement redacted, whatever it was: SQL a function runs (`query_to_xml`'s, an
+    /// `EXECUTE` wrapper's) went out of the transcript with it. Only literals joined into the
+    /// same string are taken.
+    #[test]
+    fn only_literals_joined_to_a_passwords_start_are_taken_for_it() {
+        for sql in [
+            "select 'password=', query_to_xml('select v from victim', true, true, '')",
+            "select 'password=', exec('delete from victim where id=1')",
+            "select 'password=' || (select exec('delete from victim'))::text",
+            "select 'password=' as a, 'delete from victim' as b",
+            "select 'password=' from t where x = 'delete from victim'",
+            "select concat('password=', exec('delete from victim'))",
+        ] {
+            assert_eq!(redacted(sql), sql);
+        }
+        for (sql, expected) in [
+            (
+                "select format('%s%s%s password=%s', 'a', 'b', 'c', exec('delete from victim')::text)",
+                "select format('%s%s%s password=[redacted]', '[redacted]', '[redacted]', '[redacted]', \
+                 exec('delete from victim')::text)",
+            ),
+            (
+                "select 'password=' || quote_nullable('S3cret11'), exec('delete from victim')",
+                "select 'password=' || quote_nullable('[redacted]'), exec('delete from victim')",
+            ),
         ] {
             assert_eq!(redacted(sql), expected, "{sql}");
         }
@@ -995,6 +1154,14 @@ mod tests {
             ),
         ] {
             assert_eq!(redacted(sql), expected, "{sql}");
+        }
+        // A body may run under either setting (a function's own `SET` clause, a `set_config`
+        // before its `EXECUTE`): only what both readings find is taken out.
+        let sql = r"do $a$ begin perform set_config('standard_conforming_strings', 'on', true); \
+                   execute $b$alter role r password 'a\'; delete from victim where id=7; select '1'$b$; end $a$";
+        for strings in [StandardStrings::On, StandardStrings::Off] {
+            let got = redact_passwords(sql, strings);
+            assert!(got.contains("delete from victim where id=7") && got.contains(REDACTED), "{strings:?}: {got}");
         }
         // Bodies nested deeper than they are read as SQL are read as strings: more is taken out.
         let depth = 10_000;

@@ -33,7 +33,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use gatehouse_core::sql::{StandardStrings, is_copy_to, redact_passwords};
+use gatehouse_core::sql::{StandardStrings, is_copy_to, may_hold_password, redact_passwords};
 use gatehouse_pgwire::MessageRef;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
@@ -1119,7 +1119,9 @@ fn function_call_text(msg: MessageRef<'_>, encoding: ClientEncoding) -> String {
         }
         match arg {
             None => text.push_str("NULL"),
-            Some(bytes) if call.is_binary(i) => {
+            // A text value in binary is its bytes: one that may hold a password is shown as
+            // text, for it to be taken out (`dblink_connect`'s connection string).
+            Some(bytes) if call.is_binary(i) && !(may_hold_password(bytes) && std::str::from_utf8(bytes).is_ok()) => {
                 text.push_str("'\\x");
                 for byte in bytes.iter().take(SHOWN_BINARY_ARGUMENT) {
                     let _ = write!(text, "{byte:02x}");
@@ -2031,6 +2033,20 @@ mod tests {
         call.put_u16(0);
         call.put_u16(1);
         let conninfo = b"host=h user=u password=FastPathSecret2 dbname=d";
+        call.put_i32(conninfo.len() as i32);
+        call.put_slice(conninfo);
+        call.put_u16(0);
+        let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x02ok"), ready()]);
+        assert_eq!(
+            got[0].0,
+            "-- fast-path call of the function with oid 17932('host=h user=u password=[redacted] dbname=d')"
+        );
+        // The same, in binary.
+        let mut call = BytesMut::new();
+        call.put_u32(17932);
+        call.put_u16(1);
+        call.put_u16(1);
+        call.put_u16(1);
         call.put_i32(conninfo.len() as i32);
         call.put_slice(conninfo);
         call.put_u16(0);
