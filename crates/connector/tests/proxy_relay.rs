@@ -643,3 +643,112 @@ async fn a_login_the_database_accepts_after_its_client_left_is_a_session() {
         assert!(s.statements.is_empty());
     }
 }
+
+/// Sends `batch` and a Sync, and reads up to its ReadyForQuery: none of it may fail.
+async fn synced(raw: &mut Raw<tokio::net::TcpStream>, batch: &mut BytesMut) {
+    frame(b'S', b"", batch);
+    raw.send(&batch.split()).await;
+    loop {
+        let msg = raw.recv().await.expect("closed during an exchange");
+        match msg.tag() {
+            b'E' => panic!("{:?}", msg.decode::<gatehouse_pgwire::backend::ErrorResponse>().unwrap()),
+            b'Z' => return,
+            _ => {}
+        }
+    }
+}
+
+/// A Parse of `sql` as the statement `name`.
+fn parse(name: &[u8], sql: &str, batch: &mut BytesMut) {
+    frame(b'P', &[name, b"\0", sql.as_bytes(), b"\0\0\0"].concat(), batch);
+}
+
+/// A Bind of `portal` to `statement`, without parameters.
+fn bind(portal: &[u8], statement: &[u8], batch: &mut BytesMut) {
+    frame(b'B', &[portal, b"\0", statement, b"\0\0\0\0\0\0\0"].concat(), batch);
+}
+
+/// A Close of the statement (`S`) or portal (`P`) `name`.
+fn close(what: u8, name: &[u8], batch: &mut BytesMut) {
+    frame(b'C', &[&[what][..], name, b"\0"].concat(), batch);
+}
+
+/// An Execute of `portal`, for all its rows.
+fn execute(portal: &[u8], batch: &mut BytesMut) {
+    frame(b'E', &[portal, b"\0\0\0\0\0"].concat(), batch);
+}
+
+/// Found by a review: PostgreSQL looks prepared statements and portals up by the first 63
+/// bytes of their names, and the connector by the whole name. Prepared under a second name
+/// that shares them, a DELETE ran where the transcript showed the SELECT prepared under the
+/// first.
+#[tokio::test]
+async fn names_sharing_their_first_63_bytes_are_one_statement_or_portal_as_in_postgresql() {
+    let mut proxy = Proxy::start().await;
+    let table = unique("victims");
+    let direct = direct().await;
+    let delete = format!("with e as (delete from {table} returning 1) select 1");
+    let refill = format!("insert into {table} select generate_series(1, 5)");
+    direct.batch_execute(&format!("create table {table} (id int); {refill}")).await.unwrap();
+    let left =
+        async || -> i64 { direct.query_one(&format!("select count(*) from {table}"), &[]).await.unwrap().get(0) };
+    let mut batch = BytesMut::new();
+
+    // Statements: the second Parse replaces the first, for the database.
+    let (first, second) = (format!("s{}1", "a".repeat(70)), format!("s{}2", "a".repeat(70)));
+    let (first, second) = (first.as_bytes(), second.as_bytes());
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    parse(first, "select 1", &mut batch);
+    synced(&mut raw, &mut batch).await;
+    close(b'S', second, &mut batch);
+    parse(second, &delete, &mut batch);
+    synced(&mut raw, &mut batch).await;
+    bind(b"", first, &mut batch);
+    execute(b"", &mut batch);
+    synced(&mut raw, &mut batch).await;
+    drop(raw);
+    assert_eq!(left().await, 0, "the rows were deleted");
+    assert_eq!(proxy.ended_session().await.texts(), [delete.as_str()]);
+
+    // Portals, in a transaction: binding the second replaces the first.
+    direct.batch_execute(&refill).await.unwrap();
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    raw.query("begin").await;
+    parse(b"", "select 1", &mut batch);
+    bind(first, b"", &mut batch);
+    synced(&mut raw, &mut batch).await;
+    close(b'P', second, &mut batch);
+    parse(b"", &delete, &mut batch);
+    bind(second, b"", &mut batch);
+    synced(&mut raw, &mut batch).await;
+    execute(first, &mut batch);
+    synced(&mut raw, &mut batch).await;
+    raw.query("commit").await;
+    drop(raw);
+    assert_eq!(left().await, 0, "the rows were deleted");
+    assert_eq!(proxy.ended_session().await.texts(), ["begin", delete.as_str(), "commit"]);
+
+    // Names that are not ASCII: the database cuts them as converted to its encoding (UTF-8
+    // here: é takes two bytes, one in LATIN1), where the connector cannot follow for sure. It
+    // records the statement by its name rather than by a text that may not be the one that ran.
+    direct.batch_execute(&refill).await.unwrap();
+    let (first, second) = ([&[0xe9; 40][..], b"1"].concat(), [&[0xe9; 40][..], b"2"].concat());
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    raw.query("set client_encoding to 'LATIN1'").await;
+    parse(&first, "select 1", &mut batch);
+    synced(&mut raw, &mut batch).await;
+    close(b'S', &second, &mut batch);
+    parse(&second, &delete, &mut batch);
+    synced(&mut raw, &mut batch).await;
+    bind(b"", &first, &mut batch);
+    execute(b"", &mut batch);
+    synced(&mut raw, &mut batch).await;
+    drop(raw);
+    assert_eq!(left().await, 0, "the rows were deleted");
+    let texts = proxy.ended_session().await.texts().join("\n");
+    direct.batch_execute(&format!("drop table {table}")).await.unwrap();
+    assert!(texts.starts_with("set client_encoding to 'LATIN1'\nEXECUTE \""), "{texts}");
+}

@@ -13,7 +13,8 @@
 //! Names change only as the server answers: a Parse names its statement at ParseComplete, a
 //! Bind its portal at BindComplete, a Close forgets at CloseComplete, and SQL `DEALLOCATE` at
 //! its CommandComplete. A client cannot make the transcript show another text than what ran
-//! by sending a Parse that fails, pipelined or not. A Parse or Bind that fails is recorded as a
+//! by sending a Parse that fails, pipelined or not, nor by names that differ only past their
+//! 63rd byte, where PostgreSQL stops reading them (see [`name_key`]). A Parse or Bind that fails is recorded as a
 //! statement with its SQLSTATE, as a simple query that fails is.
 //!
 //! Statement text is decoded from the client's encoding, which the server reports in
@@ -181,17 +182,17 @@ enum Entry {
     /// Answered by ParseComplete.
     /// Its text as the client sent it, decoded at the answer, in the encoding the server read
     /// it in (see [`Text::Sent`]).
-    Parse { name: Box<str>, sql: Box<[u8]>, sent_us: i64 },
+    Parse { name: Name, sql: Box<[u8]>, sent_us: i64 },
     /// Answered by BindComplete.
-    Bind { portal: Box<str>, statement: Box<str>, sent_us: i64 },
+    Bind { portal: Name, statement: Name, sent_us: i64 },
     /// Answered by CloseComplete.
-    Close { statement: bool, name: Box<str> },
+    Close { statement: bool, name: Name },
     /// Answered by RowDescription or NoData (after a ParameterDescription for a statement):
     /// queued so that its error is not taken for the next request's.
     Describe,
     /// Complete at its CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse,
     /// and only then given its portal's text: the Bind before it is answered by then.
-    Execute { portal: Box<str>, max_rows: u32, pending: Pending },
+    Execute { portal: Name, max_rows: u32, pending: Pending },
     /// A Sync: answered by ReadyForQuery, records nothing.
     Sync,
 }
@@ -288,14 +289,14 @@ impl std::ops::Deref for Awaiting {
 /// instructions per transaction under `pgbench -M prepared`).
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
-    /// Prepared statements and portals, as the server has confirmed them.
+    /// Prepared statements and portals, as the server has confirmed them, by [`name_key`].
     unnamed_statement: Option<Arc<str>>,
-    statements: HashMap<Box<str>, Arc<str>>,
+    statements: HashMap<Box<[u8]>, Arc<str>>,
     unnamed_portal: Option<Arc<str>>,
-    portals: HashMap<Box<str>, Arc<str>>,
+    portals: HashMap<Box<[u8]>, Arc<str>>,
     queue: Awaiting,
-    /// Statements of suspended portals, with the time their last fetch ended.
-    suspended: HashMap<Box<str>, (Pending, i64)>,
+    /// Statements of suspended portals, with the time their last fetch ended, by [`name_key`].
+    suspended: HashMap<Box<[u8]>, (Pending, i64)>,
     /// The server is discarding messages until the next Sync, after an error in an extended
     /// exchange whose Sync the client has not sent yet.
     skipping: bool,
@@ -339,17 +340,17 @@ impl Recorder {
             b'P' => {
                 let Some((name, rest)) = cstr(payload) else { return };
                 let Some((sql, _)) = cstr(rest) else { return };
-                Entry::Parse { name: name_of(name).into(), sql: sql.into(), sent_us: now }
+                Entry::Parse { name: Name::new(name), sql: sql.into(), sent_us: now }
             }
             b'B' => {
                 let Some((portal, rest)) = cstr(payload) else { return };
                 let Some((statement, _)) = cstr(rest) else { return };
-                Entry::Bind { portal: name_of(portal).into(), statement: name_of(statement).into(), sent_us: now }
+                Entry::Bind { portal: Name::new(portal), statement: Name::new(statement), sent_us: now }
             }
             b'E' => {
                 let Some((portal, rest)) = cstr(payload) else { return };
                 Entry::Execute {
-                    portal: name_of(portal).into(),
+                    portal: Name::new(portal),
                     max_rows: rest.first_chunk::<4>().map_or(0, |n| u32::from_be_bytes(*n)),
                     pending: Pending::new(Text::Owned(String::new()), now),
                 }
@@ -358,7 +359,7 @@ impl Recorder {
             b'C' => {
                 let Some((&target @ (b'S' | b'P'), rest)) = payload.split_first() else { return };
                 let Some((name, _)) = cstr(rest) else { return };
-                Entry::Close { statement: target == b'S', name: name_of(name).into() }
+                Entry::Close { statement: target == b'S', name: Name::new(name) }
             }
             b'S' if !self.copy_in => {
                 self.skipping = false;
@@ -586,24 +587,26 @@ impl Recorder {
         let (at, _) = self.first_statement()?;
         match &self.queue[at] {
             Entry::Simple(p) => Some((p.start_us, p.recorded(self.encoding, self.strings))),
-            Entry::Execute { portal, max_rows, pending } => Some(match self.suspended.get(portal.as_ref()) {
-                Some((first, _)) => (first.start_us, first.recorded(self.encoding, self.strings)),
-                None => (pending.start_us, self.queued_portal_text(at, portal, *max_rows)),
-            }),
+            Entry::Execute { portal, max_rows, pending } => {
+                Some(match portal.key().and_then(|key| self.suspended.get(key)) {
+                    Some((first, _)) => (first.start_us, first.recorded(self.encoding, self.strings)),
+                    None => (pending.start_us, self.queued_portal_text(at, portal, *max_rows)),
+                })
+            }
             _ => None,
         }
     }
 
     /// What an Execute of `portal` at `at` in the queue runs, as recorded: what the Bind and
     /// Parse queued before it will name, or what the server confirmed.
-    fn queued_portal_text(&self, at: usize, portal: &str, max_rows: u32) -> Cow<'_, str> {
-        let mut bound: Option<&str> = None;
+    fn queued_portal_text(&self, at: usize, portal: &Name, max_rows: u32) -> Cow<'_, str> {
+        let mut bound: Option<&Name> = None;
         for (parse_at, entry) in self.queue.range(..at).enumerate().rev() {
             match entry {
-                Entry::Bind { portal: p, statement, .. } if bound.is_none() && p.as_ref() == portal => {
+                Entry::Bind { portal: p, statement, .. } if bound.is_none() && p.is(portal) => {
                     bound = Some(statement);
                 }
-                Entry::Parse { name, sql, .. } if bound == Some(name.as_ref()) => {
+                Entry::Parse { name, sql, .. } if bound.is_some_and(|bound| bound.is(name)) => {
                     let ran_before = self.queue.range(..parse_at).any(|e| matches!(e, Entry::Execute { .. }));
                     return self.parsed_text(sql, self.ran_unsynced || ran_before);
                 }
@@ -663,29 +666,35 @@ impl Recorder {
         match self.queue.pop_front() {
             Some(Entry::Parse { name, sql, .. }) => {
                 let text = Arc::from(self.parsed_text(&sql, self.ran_unsynced));
-                match name.is_empty() {
-                    true => self.unnamed_statement = Some(text),
-                    false => drop(self.statements.insert(name, text)),
+                match name.key() {
+                    _ if name.is_empty() => self.unnamed_statement = Some(text),
+                    Some(key) => drop(self.statements.insert(key.into(), text)),
+                    // Not known for sure: its Binds are recorded as `EXECUTE name`.
+                    None => {}
                 }
             }
             Some(Entry::Bind { portal, statement, .. }) => {
                 // Binding a portal's name again replaces the portal.
-                self.finish_suspended(|name| name == &*portal);
+                self.finish_suspended(|name| portal.key() == Some(name));
                 let text = self.statement_text(&statement);
-                if portal.is_empty() {
-                    self.unnamed_portal = Some(text);
-                } else {
-                    self.portals.insert(portal, text);
+                match portal.key() {
+                    _ if portal.is_empty() => self.unnamed_portal = Some(text),
+                    Some(key) => drop(self.portals.insert(key.into(), text)),
+                    None => {}
                 }
             }
             Some(Entry::Close { statement: true, name }) if name.is_empty() => self.unnamed_statement = None,
-            Some(Entry::Close { statement: true, name }) => drop(self.statements.remove(&name)),
+            Some(Entry::Close { statement: true, name }) => {
+                if let Some(key) = name.key() {
+                    self.statements.remove(key);
+                }
+            }
             Some(Entry::Close { statement: false, name }) => {
-                self.finish_suspended(|portal| portal == &*name);
-                if name.is_empty() {
-                    self.unnamed_portal = None;
-                } else {
-                    self.portals.remove(&name);
+                self.finish_suspended(|portal| name.key() == Some(portal));
+                match name.key() {
+                    _ if name.is_empty() => self.unnamed_portal = None,
+                    Some(key) => drop(self.portals.remove(key)),
+                    None => {}
                 }
             }
             // Not the request this answer is for: leave the queue as it is.
@@ -789,8 +798,14 @@ impl Recorder {
         match self.queue.pop_front() {
             Some(Entry::Execute { portal, max_rows, pending }) => {
                 let pending = self.continued(&portal, max_rows, pending);
-                self.suspended.insert(portal, (pending, now));
-                self.next_starts_no_earlier_than(now);
+                match portal.key() {
+                    Some(key) => {
+                        self.suspended.insert(key.into(), (pending, now));
+                        self.next_starts_no_earlier_than(now);
+                    }
+                    // Which Executes fetch from it is not known for sure: each is recorded alone.
+                    None => self.completed(pending, now),
+                }
             }
             Some(other) => self.queue.push_front(other),
             None => {}
@@ -798,11 +813,11 @@ impl Recorder {
     }
 
     /// An Execute of `portal`, as the continuation of its suspended statement if there is one.
-    fn continued(&mut self, portal: &str, max_rows: u32, mut pending: Pending) -> Pending {
+    fn continued(&mut self, portal: &Name, max_rows: u32, mut pending: Pending) -> Pending {
         // Most sessions never suspend a portal: no key to hash then.
         let suspended = match self.suspended.is_empty() {
             true => None,
-            false => self.suspended.remove(portal),
+            false => portal.key().and_then(|key| self.suspended.remove(key)),
         };
         match suspended {
             Some((mut first, _)) => {
@@ -820,7 +835,7 @@ impl Recorder {
 
     /// Records the statements of the suspended portals `gone` picks: the portal is closed,
     /// replaced or over, so no fetch will continue them. Each ends with its last fetch.
-    fn finish_suspended(&mut self, gone: impl Fn(&str) -> bool) {
+    fn finish_suspended(&mut self, gone: impl Fn(&[u8]) -> bool) {
         if self.suspended.is_empty() {
             return;
         }
@@ -842,28 +857,32 @@ impl Recorder {
     }
 
     /// What a Bind of `name` runs.
-    fn statement_text(&self, name: &str) -> Arc<str> {
+    fn statement_text(&self, name: &Name) -> Arc<str> {
         if name.is_empty() {
             // None: the server refuses the Bind (26000); the line says what it named.
             return self.unnamed_statement.clone().unwrap_or_else(|| Arc::from(NO_UNNAMED_STATEMENT));
         }
-        match self.statements.get(name) {
+        match name.key().and_then(|key| self.statements.get(key)) {
             Some(text) => Arc::clone(text),
             // Not parsed in this session's protocol: made by SQL `PREPARE`, so the
             // transcript names it as SQL would run it.
-            None => Arc::from(format!("EXECUTE {}", quote_ident(name))),
+            None => Arc::from(format!("EXECUTE {}", quote_ident(&name.shown()))),
         }
     }
 
     /// What an Execute of `portal`, fetching `max_rows` (0: all), runs. A portal the protocol
     /// did not bind is a cursor SQL declared: the Execute fetches from it, as SQL `FETCH` would.
-    fn portal_text(&self, portal: &str, max_rows: u32) -> Text {
-        let text = if portal.is_empty() { self.unnamed_portal.as_ref() } else { self.portals.get(portal) };
+    fn portal_text(&self, portal: &Name, max_rows: u32) -> Text {
+        let text = match portal.key() {
+            _ if portal.is_empty() => self.unnamed_portal.as_ref(),
+            Some(key) => self.portals.get(key),
+            None => None,
+        };
         match text {
             Some(text) => Text::Shared(Arc::clone(text)),
             None if portal.is_empty() => Text::Owned(NO_UNNAMED_PORTAL.to_owned()),
-            None if max_rows == 0 => Text::Owned(format!("FETCH ALL FROM {}", quote_ident(portal))),
-            None => Text::Owned(format!("FETCH FORWARD {max_rows} FROM {}", quote_ident(portal))),
+            None if max_rows == 0 => Text::Owned(format!("FETCH ALL FROM {}", quote_ident(&portal.shown()))),
+            None => Text::Owned(format!("FETCH FORWARD {max_rows} FROM {}", quote_ident(&portal.shown()))),
         }
     }
 
@@ -887,7 +906,10 @@ impl Recorder {
             None => None,
         };
         match names {
-            Some(names) => names.iter().for_each(|name| drop(self.statements.remove(name.as_str()))),
+            // SQL cuts a name to 63 bytes where it reads it, as the protocol's are looked up.
+            Some(names) => names.iter().filter_map(|name| name_key(name.as_bytes())).for_each(|key| {
+                self.statements.remove(key);
+            }),
             None => {
                 self.statements.clear();
                 self.unnamed_statement = None;
@@ -913,7 +935,9 @@ impl Recorder {
             // One the client prepared: its text is known only if the protocol bound it.
             _ => None,
         };
-        let closed = |portal: &str| names.as_ref().is_none_or(|names| names.iter().any(|name| name == portal));
+        let closed = |portal: &[u8]| {
+            names.as_ref().is_none_or(|names| names.iter().any(|name| name_key(name.as_bytes()) == Some(portal)))
+        };
         self.finish_suspended(|portal| !portal.is_empty() && closed(portal));
         self.portals.retain(|portal, _| !closed(portal));
     }
@@ -1054,10 +1078,54 @@ fn cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((s, &buf[s.len() + 1..]))
 }
 
-/// A statement or portal name, borrowed when it is UTF-8 (always, in practice), so that a
-/// lookup on every Bind and Execute allocates nothing.
-fn name_of(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+/// PostgreSQL keeps prepared statements and portals in hash tables keyed by a buffer of
+/// NAMEDATALEN (64) bytes: it looks a name up by its first 63 bytes, byte-wise, so names that
+/// share them are one statement or portal.
+const NAME_KEY_LEN: usize = 63;
+
+/// A prepared statement's or a portal's name, as the client sent it.
+#[derive(Debug, Default)]
+struct Name(Box<[u8]>);
+
+impl Name {
+    fn new(bytes: &[u8]) -> Self {
+        Self(bytes.into())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What the database tells it from other names by, when the connector can be sure: see
+    /// [`name_key`].
+    fn key(&self) -> Option<&[u8]> {
+        name_key(&self.0)
+    }
+
+    /// Whether the database takes both for one name, as far as the connector can be sure.
+    fn is(&self, other: &Name) -> bool {
+        self.key().is_some_and(|key| other.key() == Some(key))
+    }
+
+    /// The name as a transcript shows it.
+    fn shown(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+}
+
+/// What the database looks the statement or portal `name` up by: its first 63 bytes. Keyed by
+/// the whole name, two names sharing them were two statements to the connector and one to the
+/// database, which then ran one while the transcript showed the other.
+///
+/// `None` when one of those bytes is not ASCII: the database cuts and compares the name as
+/// converted to its own encoding, which the connector cannot follow (a `client_encoding` set
+/// in a pipeline is reported only at its end; é is one byte in LATIN1 and two in UTF-8; SJIS
+/// and BIG5 have characters twice, and each pair is one in the database). Such a name is never
+/// taken for a text: its statement is recorded as SQL names it (`EXECUTE name`). A name that
+/// is ASCII in its first 63 bytes is the same 63 bytes in every encoding the database may have.
+fn name_key(name: &[u8]) -> Option<&[u8]> {
+    let key = &name[..name.len().min(NAME_KEY_LEN)];
+    key.is_ascii().then_some(key)
 }
 
 /// A SQL identifier, quoted when it is not a plain lower-case one.
@@ -1864,6 +1932,26 @@ mod tests {
         assert_eq!(exchange(&run_both, &answers), ["EXECUTE x", "select 2"]);
         exchange(&[msg(b'Q', b"DISCARD ALL\0")], &[complete("DISCARD ALL"), ready()]);
         assert_eq!(exchange(&run_both[2..], &answers[2..]), ["EXECUTE y"]);
+    }
+
+    #[test]
+    fn names_are_told_apart_by_their_first_63_bytes_as_postgresql_does() {
+        let name = |last: &str| format!("s{}{last}", "a".repeat(70));
+        let mut r = Recorder::default();
+        let mut exchange = |client: &[Message], server: &[Message]| {
+            client.iter().for_each(|m| r.on_client(m.as_message_ref(), 1));
+            server.iter().for_each(|m| r.on_server(m.as_message_ref(), 2));
+            r.done().map(|s| s.text).collect::<Vec<_>>()
+        };
+        exchange(&[parse(&name("1"), "select 1"), sync()], &[parsed(), ready()]);
+        // Bound under another name that shares them: the same statement.
+        let got = exchange(&[bind("", &name("2")), execute(""), sync()], &[bound(), complete("SELECT 1"), ready()]);
+        assert_eq!(got, ["select 1"]);
+        // SQL cuts the names it reads to 63 bytes too.
+        let deallocate = format!("deallocate {}\0", name("3"));
+        exchange(&[msg(b'Q', deallocate.as_bytes())], &[complete("DEALLOCATE"), ready()]);
+        let got = exchange(&[bind("", &name("1")), execute(""), sync()], &[bound(), complete("SELECT 1"), ready()]);
+        assert_eq!(got, [format!("EXECUTE {}", name("1"))]);
     }
 
     #[test]
