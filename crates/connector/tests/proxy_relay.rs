@@ -673,9 +673,9 @@ fn close(what: u8, name: &[u8], batch: &mut BytesMut) {
     frame(b'C', &[&[what][..], name, b"\0"].concat(), batch);
 }
 
-/// An Execute of `portal`, for all its rows.
-fn execute(portal: &[u8], batch: &mut BytesMut) {
-    frame(b'E', &[portal, b"\0\0\0\0\0"].concat(), batch);
+/// An Execute of `portal`, for `max_rows` of its rows (0: all).
+fn execute(portal: &[u8], max_rows: u32, batch: &mut BytesMut) {
+    frame(b'E', &[portal, b"\0", &max_rows.to_be_bytes()].concat(), batch);
 }
 
 /// Found by a review: PostgreSQL looks prepared statements and portals up by the first 63
@@ -705,7 +705,7 @@ async fn names_sharing_their_first_63_bytes_are_one_statement_or_portal_as_in_po
     parse(second, &delete, &mut batch);
     synced(&mut raw, &mut batch).await;
     bind(b"", first, &mut batch);
-    execute(b"", &mut batch);
+    execute(b"", 0, &mut batch);
     synced(&mut raw, &mut batch).await;
     drop(raw);
     assert_eq!(left().await, 0, "the rows were deleted");
@@ -723,7 +723,7 @@ async fn names_sharing_their_first_63_bytes_are_one_statement_or_portal_as_in_po
     parse(b"", &delete, &mut batch);
     bind(second, b"", &mut batch);
     synced(&mut raw, &mut batch).await;
-    execute(first, &mut batch);
+    execute(first, 0, &mut batch);
     synced(&mut raw, &mut batch).await;
     raw.query("commit").await;
     drop(raw);
@@ -744,11 +744,36 @@ async fn names_sharing_their_first_63_bytes_are_one_statement_or_portal_as_in_po
     parse(&second, &delete, &mut batch);
     synced(&mut raw, &mut batch).await;
     bind(b"", &first, &mut batch);
-    execute(b"", &mut batch);
+    execute(b"", 0, &mut batch);
     synced(&mut raw, &mut batch).await;
     drop(raw);
     assert_eq!(left().await, 0, "the rows were deleted");
     let texts = proxy.ended_session().await.texts().join("\n");
     direct.batch_execute(&format!("drop table {table}")).await.unwrap();
     assert!(texts.starts_with("set client_encoding to 'LATIN1'\nEXECUTE \""), "{texts}");
+}
+
+/// Found by a review: an Execute of a portal whose rows were all fetched, which the database
+/// answers `SELECT 0` without running anything, was recorded as a second statement.
+#[tokio::test]
+async fn a_query_fetched_a_few_rows_at_a_time_is_recorded_once_even_past_its_end() {
+    let mut proxy = Proxy::start().await;
+    let mut raw = Raw::connect(proxy.addr).await;
+    raw.startup().await;
+    let mut batch = BytesMut::new();
+    parse(b"", "select generate_series(1, 5)", &mut batch);
+    bind(b"c", b"", &mut batch);
+    for _ in 0..4 {
+        execute(b"c", 2, &mut batch);
+    }
+    execute(b"c", 0, &mut batch);
+    synced(&mut raw, &mut batch).await;
+    // Bound again, it runs again.
+    bind(b"c", b"", &mut batch);
+    execute(b"c", 0, &mut batch);
+    synced(&mut raw, &mut batch).await;
+    drop(raw);
+    let s = proxy.ended_session().await;
+    let got: Vec<_> = s.statements.iter().map(|s| (s.text.as_str(), s.rows)).collect();
+    assert_eq!(got, [("select generate_series(1, 5)", 5), ("select generate_series(1, 5)", 5)]);
 }

@@ -6,7 +6,8 @@
 //! CommandComplete, EmptyQueryResponse or ErrorResponse. An Execute that stops at its row limit
 //! (PortalSuspended) leaves the statement open, and the Executes that fetch the rest of that
 //! portal (JDBC's fetch size, asyncpg's cursors) continue it: one query, its rows summed,
-//! recorded when the portal is done, closed, bound anew or gone with its transaction. Responses come in
+//! recorded when the portal is done, closed, bound anew or gone with its transaction; an Execute
+//! past its end, which the server answers from there, running nothing, is none. Responses come in
 //! the order of the requests, so requests wait in a FIFO with the Syncs between them; after an
 //! error the server skips to the next Sync, and so does the FIFO.
 //!
@@ -282,6 +283,16 @@ impl std::ops::Deref for Awaiting {
     }
 }
 
+/// A portal the protocol bound.
+#[derive(Debug)]
+struct Portal {
+    /// What its Executes run.
+    text: Arc<str>,
+    /// An Execute ran it to its end (CommandComplete): another fetches nothing, and runs
+    /// nothing again (the server answers `SELECT 0`, or refuses a command's portal).
+    done: bool,
+}
+
 /// The recording state of one session.
 ///
 /// Its maps hash with foldhash, randomly seeded per process, rather than SipHash: a prepared
@@ -292,8 +303,8 @@ pub(crate) struct Recorder {
     /// Prepared statements and portals, as the server has confirmed them, by [`name_key`].
     unnamed_statement: Option<Arc<str>>,
     statements: HashMap<Box<[u8]>, Arc<str>>,
-    unnamed_portal: Option<Arc<str>>,
-    portals: HashMap<Box<[u8]>, Arc<str>>,
+    unnamed_portal: Option<Portal>,
+    portals: HashMap<Box<[u8]>, Portal>,
     queue: Awaiting,
     /// Statements of suspended portals, with the time their last fetch ended, by [`name_key`].
     suspended: HashMap<Box<[u8]>, (Pending, i64)>,
@@ -439,12 +450,7 @@ impl Recorder {
                     || payload.starts_with(b"ROLLBACK")
                         && !self.front_text().is_some_and(|text| rolls_back_to_savepoint(&text));
                 // A simple query goes on to ReadyForQuery: it may hold several commands.
-                if let Some(Entry::Execute { .. }) = self.queue.front() {
-                    self.complete_front(now);
-                    if let Some(statement) = self.done.last_mut() {
-                        flag_replaced(statement, payload);
-                    }
-                }
+                self.complete_execute(now, payload);
                 if ends_transaction {
                     self.forget_portals();
                 }
@@ -676,10 +682,10 @@ impl Recorder {
             Some(Entry::Bind { portal, statement, .. }) => {
                 // Binding a portal's name again replaces the portal.
                 self.finish_suspended(|name| portal.key() == Some(name));
-                let text = self.statement_text(&statement);
+                let bound = Portal { text: self.statement_text(&statement), done: false };
                 match portal.key() {
-                    _ if portal.is_empty() => self.unnamed_portal = Some(text),
-                    Some(key) => drop(self.portals.insert(key.into(), text)),
+                    _ if portal.is_empty() => self.unnamed_portal = Some(bound),
+                    Some(key) => drop(self.portals.insert(key.into(), bound)),
                     None => {}
                 }
             }
@@ -792,6 +798,30 @@ impl Recorder {
         })
     }
 
+    /// CommandComplete with `tag`, for the Execute at the front: its portal is done. Another
+    /// Execute of it, answered from its end, is no statement: the first was recorded with
+    /// every row (`SELECT 0` sends none and changes none; an Execute that did, was no such
+    /// fetch, and is recorded).
+    fn complete_execute(&mut self, now: i64, tag: &[u8]) {
+        match self.queue.pop_front() {
+            Some(Entry::Execute { portal, max_rows, pending }) => {
+                let done_before =
+                    self.portal_mut(&portal).is_some_and(|bound| std::mem::replace(&mut bound.done, true));
+                let pending = self.continued(&portal, max_rows, pending);
+                if done_before && pending.rows == 0 && pending.rows_changed == 0 {
+                    self.next_starts_no_earlier_than(now);
+                    return;
+                }
+                self.completed(pending, now);
+                if let Some(statement) = self.done.last_mut() {
+                    flag_replaced(statement, tag);
+                }
+            }
+            Some(other) => self.queue.push_front(other),
+            None => {}
+        }
+    }
+
     /// PortalSuspended: the front Execute stopped at its row limit; its statement stays open
     /// for the Executes that fetch the rest.
     fn suspend_front(&mut self, now: i64) {
@@ -873,16 +903,29 @@ impl Recorder {
     /// What an Execute of `portal`, fetching `max_rows` (0: all), runs. A portal the protocol
     /// did not bind is a cursor SQL declared: the Execute fetches from it, as SQL `FETCH` would.
     fn portal_text(&self, portal: &Name, max_rows: u32) -> Text {
-        let text = match portal.key() {
-            _ if portal.is_empty() => self.unnamed_portal.as_ref(),
-            Some(key) => self.portals.get(key),
-            None => None,
-        };
-        match text {
-            Some(text) => Text::Shared(Arc::clone(text)),
+        match self.portal(portal) {
+            Some(bound) => Text::Shared(Arc::clone(&bound.text)),
             None if portal.is_empty() => Text::Owned(NO_UNNAMED_PORTAL.to_owned()),
             None if max_rows == 0 => Text::Owned(format!("FETCH ALL FROM {}", quote_ident(&portal.shown()))),
             None => Text::Owned(format!("FETCH FORWARD {max_rows} FROM {}", quote_ident(&portal.shown()))),
+        }
+    }
+
+    /// The portal `name` the protocol bound, if the server has confirmed it.
+    fn portal(&self, name: &Name) -> Option<&Portal> {
+        match name.key() {
+            _ if name.is_empty() => self.unnamed_portal.as_ref(),
+            Some(key) => self.portals.get(key),
+            None => None,
+        }
+    }
+
+    /// [`portal`](Self::portal), to change.
+    fn portal_mut(&mut self, name: &Name) -> Option<&mut Portal> {
+        match name.key() {
+            _ if name.is_empty() => self.unnamed_portal.as_mut(),
+            Some(key) => self.portals.get_mut(key),
+            None => None,
         }
     }
 
@@ -1256,7 +1299,11 @@ mod tests {
     }
 
     fn execute(portal: &str) -> Message {
-        msg(b'E', format!("{portal}\0\0\0\0\0").as_bytes())
+        execute_rows(portal, 0)
+    }
+
+    fn execute_rows(portal: &str, max_rows: u32) -> Message {
+        msg(b'E', &[portal.as_bytes(), b"\0", &max_rows.to_be_bytes()].concat())
     }
 
     fn sync() -> Message {
@@ -2090,6 +2137,34 @@ mod tests {
         ended.abandon(99, "57P01", false);
         let got: Vec<_> = ended.done().map(|s| (s.rows, s.duration_us, s.sqlstate)).collect();
         assert_eq!(got, [(1, 89, "57P01".to_owned())]);
+    }
+
+    #[test]
+    fn an_execute_of_a_portal_at_its_end_is_no_statement() {
+        let q = "select generate_series(1, 5)";
+        let mut client = vec![parse("", q), bind("c", "")];
+        client.extend((0..4).map(|_| execute_rows("c", 2)));
+        client.push(sync());
+        let suspended = || msg(b's', b"");
+        let server = [
+            parsed(),
+            bound(),
+            row(),
+            row(),
+            suspended(),
+            row(),
+            row(),
+            suspended(),
+            row(),
+            complete("SELECT 1"),
+            complete("SELECT 0"),
+            ready(),
+        ];
+        assert_eq!(run(&client, &server), [s(q, 5, "")]);
+        // Not a query's: its command runs once, and the server refuses another Execute.
+        let client = [parse("", "create table t ()"), bind("c", ""), execute("c"), execute("c"), sync()];
+        let server = [parsed(), bound(), complete("CREATE TABLE"), error("55000"), ready()];
+        assert_eq!(run(&client, &server), [s("create table t ()", 0, ""), s("create table t ()", 0, "55000")]);
     }
 
     #[test]
