@@ -43,8 +43,10 @@ pub enum WireError {
     /// A request code (1234.x) we do not know.
     #[error("unknown startup code {0}")]
     UnknownStartupCode(u32),
-    /// A protocol version other than 3.x, in PostgreSQL's words.
-    #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.2")]
+    /// A protocol version other than 3.x, in PostgreSQL's words. Those of PostgreSQL 17 and
+    /// older: PostgreSQL 18 says `3.0 to 3.2`, but which one is behind a proxy is not known
+    /// before it connects there.
+    #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0")]
     UnsupportedProtocol {
         /// The major version asked for.
         major: u16,

@@ -65,8 +65,9 @@ pub(crate) async fn negotiate(
             Ok(Some(startup)) => startup,
             Ok(None) => return Ok(Negotiated::Closed),
             Err(error) => {
-                let refusal = match error {
-                    WireError::Io(_) | WireError::UnexpectedEof => None,
+                let mut refusal = BytesMut::new();
+                match error {
+                    WireError::Io(_) | WireError::UnexpectedEof => {}
                     // A TLS record's first bytes read as a length: a client that starts TLS at
                     // once cannot read a refusal in plain text, so it is said here.
                     WireError::TooLarge { len, .. } if len >> 16 == TLS_RECORD_START => {
@@ -74,14 +75,21 @@ pub(crate) async fn negotiate(
                             peer = ?stream.peer_addr(),
                             "a client started TLS at once (sslnegotiation=direct), and this connector has no [tls] certificate",
                         );
-                        None
                     }
-                    // An older protocol (2.0): PostgreSQL's feature_not_supported, in its words.
-                    WireError::UnsupportedProtocol { .. } => Some(ErrorResponse::fatal("0A000", error.to_string())),
-                    _ => Some(ErrorResponse::protocol_violation(format!("invalid startup packet: {error}"))),
-                };
-                if let Some(refusal) = refusal {
-                    stream.send_error(&refusal).await;
+                    // PostgreSQL's feature_not_supported, in its words, and to a client of an
+                    // older protocol (1.0, 2.0) in that protocol's format, which it can read.
+                    WireError::UnsupportedProtocol { major, .. } => {
+                        let unsupported = ErrorResponse::fatal("0A000", error.to_string());
+                        match major < 3 {
+                            true => unsupported.encode_protocol_2(&mut refusal),
+                            false => unsupported.encode(&mut refusal),
+                        }
+                    }
+                    _ => ErrorResponse::protocol_violation(format!("invalid startup packet: {error}"))
+                        .encode(&mut refusal),
+                }
+                if !refusal.is_empty() {
+                    stream.send_and_close(&refusal).await;
                 }
                 return Err(error);
             }
@@ -153,7 +161,12 @@ impl ClientStream {
     pub(crate) async fn send_error(&mut self, error: &ErrorResponse) {
         let mut buf = BytesMut::new();
         error.encode(&mut buf);
-        let _ = self.write_all(&buf).await;
+        self.send_and_close(&buf).await;
+    }
+
+    /// Sends `bytes` and closes the write side, ignoring failures: the connection is ending.
+    async fn send_and_close(&mut self, bytes: &[u8]) {
+        let _ = self.write_all(bytes).await;
         let _ = self.shutdown().await;
     }
 }

@@ -167,6 +167,20 @@ impl ErrorResponse {
     pub fn is_fatal(&self) -> bool {
         matches!(self.severity(), Some("FATAL" | "PANIC"))
     }
+
+    /// Appends the error as protocol 2.0 and older wrote one, for a client that asked for
+    /// such a protocol and could not read a newer error: `E`, then `SEVERITY:  message` on a
+    /// line, ended by a NUL, without a length word or fields. So PostgreSQL refuses it.
+    pub fn encode_protocol_2(&self, buf: &mut BytesMut) {
+        buf.put_u8(BackendTag::ErrorResponse as u8);
+        let severity = self.field(SEVERITY_LOCALIZED).or_else(|| self.severity()).unwrap_or("ERROR");
+        let message = self.message().unwrap_or("missing error text");
+        for text in [severity, ":  ", message, "\n"] {
+            // A NUL would end the text early.
+            buf.extend(text.bytes().filter(|&b| b != 0));
+        }
+        buf.put_u8(0);
+    }
 }
 
 impl Decode for ErrorResponse {
@@ -253,6 +267,13 @@ mod tests {
     fn encodes_the_wire_layout() {
         let msg = ErrorResponse::admin_shutdown("bye").to_message();
         assert_eq!(&msg.frame()[..], b"E\0\0\0\x1fSFATAL\0VFATAL\0C57P01\0Mbye\0\0");
+    }
+
+    #[test]
+    fn encodes_the_layout_of_protocol_2() {
+        let mut buf = BytesMut::new();
+        ErrorResponse::fatal("0A000", "unsupported frontend protocol 2.0").encode_protocol_2(&mut buf);
+        assert_eq!(&buf[..], b"EFATAL:  unsupported frontend protocol 2.0\n\0");
     }
 
     #[test]

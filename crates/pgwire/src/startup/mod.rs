@@ -200,7 +200,7 @@ mod tests {
         // Protocol 2.0, and an unassigned 1234.x code.
         let old = parse(b"\0\0\0\x09\0\x02\0\0\0").unwrap_err();
         assert!(matches!(old, WireError::UnsupportedProtocol { major: 2, minor: 0 }), "{old:?}");
-        assert_eq!(old.to_string(), "unsupported frontend protocol 2.0: server supports 3.0 to 3.2");
+        assert_eq!(old.to_string(), "unsupported frontend protocol 2.0: server supports 3.0 to 3.0");
         assert!(matches!(parse(b"\0\0\0\x08\x04\xd2\x16\x31"), Err(WireError::UnknownStartupCode(80_877_105))));
     }
 
