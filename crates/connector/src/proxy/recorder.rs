@@ -948,10 +948,15 @@ impl Recorder {
             Some(text) => named_after(&text, "deallocate", Some("prepare")),
             None => None,
         };
-        match names {
-            // SQL cuts a name to 63 bytes where it reads it, as the protocol's are looked up.
-            Some(names) => names.iter().filter_map(|name| name_key(name.as_bytes())).for_each(|key| {
-                self.statements.remove(key);
+        // SQL cuts a name to 63 bytes where it reads it, as the protocol's are looked up; one
+        // past ASCII is cut as the database's encoding cuts it (`x…xé` to the 62 `x`s, an
+        // ASCII name the protocol may use), which the connector cannot follow: all go.
+        let keys = names.and_then(|names| {
+            names.iter().map(|name| name_key(name.as_bytes()).map(<[u8]>::to_vec)).collect::<Option<Vec<_>>>()
+        });
+        match keys {
+            Some(keys) => keys.iter().for_each(|key| {
+                self.statements.remove(key.as_slice());
             }),
             None => {
                 self.statements.clear();
@@ -978,6 +983,8 @@ impl Recorder {
             // One the client prepared: its text is known only if the protocol bound it.
             _ => None,
         };
+        // As for DEALLOCATE: a name past ASCII closes all, as far as the connector knows.
+        let names = names.filter(|names| names.iter().all(|name| name_key(name.as_bytes()).is_some()));
         let closed = |portal: &[u8]| {
             names.as_ref().is_none_or(|names| names.iter().any(|name| name_key(name.as_bytes()) == Some(portal)))
         };
@@ -1510,7 +1517,7 @@ mod tests {
         for m in [parsed(), bound(), complete("SET"), parsed()] {
             r.on_server(m.as_message_ref(), 20);
         }
-        assert_eq!(&*r.statement_text(""), sjis);
+        assert_eq!(&*r.statement_text(&Name::new(b"")), sjis);
     }
 
     #[test]
@@ -1999,6 +2006,14 @@ mod tests {
         exchange(&[msg(b'Q', deallocate.as_bytes())], &[complete("DEALLOCATE"), ready()]);
         let got = exchange(&[bind("", &name("1")), execute(""), sync()], &[bound(), complete("SELECT 1"), ready()]);
         assert_eq!(got, [format!("EXECUTE {}", name("1"))]);
+        // Found by a review: a name SQL reads past ASCII is cut as the database's encoding cuts
+        // it (`x…xé` to its 62 `x`s, a name of the protocol's): every name is forgotten.
+        let short = "x".repeat(62);
+        exchange(&[parse(&short, "select 2"), sync()], &[parsed(), ready()]);
+        let deallocate = format!("deallocate \"{short}\u{e9}\"\0");
+        exchange(&[msg(b'Q', deallocate.as_bytes())], &[complete("DEALLOCATE"), ready()]);
+        let got = exchange(&[bind("", &short), execute(""), sync()], &[bound(), complete("SELECT 1"), ready()]);
+        assert_eq!(got, [format!("EXECUTE {short}")]);
     }
 
     #[test]
