@@ -589,3 +589,34 @@ fn the_store_is_reached_over_tls_when_the_url_asks() {
     );
     assert_eq!(db.count(&plain), 0);
 }
+
+/// A PostgreSQL store a newer Gatehouse wrote (a migration this one does not know) is refused
+/// by every command that opens it, `migrate` and `migrate --check` included, in plain words.
+#[test]
+fn a_store_from_a_newer_gatehouse_is_named_as_such() {
+    let db = TestDatabase::create();
+    output(gatehouse().args(["keys", "create", "--org", "x", "--database-url"]).arg(db.url()));
+    let future = "INSERT INTO _sqlx_migrations SELECT 99, 'future thing', installed_on, true, checksum, 1 \
+                  FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)";
+    output(Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url(), "-c", future]));
+    let port = free_port().to_string();
+    for args in [
+        &["migrate", "--check"][..],
+        &["migrate"],
+        &["keys", "list", "--org", "x"],
+        &["keys", "create", "--org", "x"],
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+    ] {
+        let out = gatehouse().args(args).arg("--database-url").arg(db.url()).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!(
+                "cannot open the PostgreSQL store at 127.0.0.1:5432/{}: its schema is version 99, newer than this \
+                 gatehouse knows (up to 13): upgrade gatehouse",
+                db.name
+            )),
+            "{args:?}: {said}"
+        );
+    }
+}

@@ -12,6 +12,10 @@ pub enum StoreError {
     TimedOut(#[source] sqlx::Error),
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store holds migrations past the newest this binary knows: a newer Gatehouse wrote it,
+    /// and this one cannot know what they changed.
+    #[error("its schema is version {version}, newer than this gatehouse knows (up to {known}): upgrade gatehouse")]
+    NewerSchema { version: i64, known: i64 },
     #[error("{0}")]
     Conflict(String),
     /// A request the store cannot answer as asked; the message says why.

@@ -29,13 +29,38 @@ pub use feed::{TerminationFeed, TerminationNotice};
 pub use model::*;
 
 /// The migrations of `migrator` not among the `applied` versions, as
-/// `(version, description)`, in order.
-fn pending_migrations(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<(i64, String)> {
-    migrator
+/// `(version, description)`, in order; an error when the store applied one `migrator` does
+/// not know (see [`unknown_migration`]), which no migration this binary applies would mend.
+fn pending_migrations(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+    let known = |version: &i64| migrator.iter().any(|m| m.version == *version);
+    if let Some(&version) = applied.iter().filter(|v| !known(v)).max() {
+        return Err(unknown_migration(migrator, version));
+    }
+    Ok(migrator
         .iter()
         .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
         .map(|m| (m.version, m.description.to_string()))
-        .collect()
+        .collect())
+}
+
+/// A migration `migrator` failed with, in the store's words: one that found the store applied
+/// a migration it does not know is [`unknown_migration`]'s, not sqlx's ("migration 99 was
+/// previously applied but is missing in the resolved migrations").
+fn migrate_error(migrator: &sqlx::migrate::Migrator, error: sqlx::migrate::MigrateError) -> StoreError {
+    match error {
+        sqlx::migrate::MigrateError::VersionMissing(version) => unknown_migration(migrator, version),
+        error => StoreError::Migrate(error),
+    }
+}
+
+/// A store that applied `version`, which `migrator` does not know: one a newer Gatehouse
+/// wrote, when it is past every migration this one knows.
+fn unknown_migration(migrator: &sqlx::migrate::Migrator, version: i64) -> StoreError {
+    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    match version > known {
+        true => StoreError::NewerSchema { version, known },
+        false => StoreError::Migrate(sqlx::migrate::MigrateError::VersionMissing(version)),
+    }
 }
 
 /// Everything the control plane stores. Every method that reads sessions or

@@ -5,17 +5,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use gatehouse_store::sqlite::SqliteStore;
 
-use super::{connect_postgres, open_store, postgres_url, sqlite_path};
+use super::{connect_postgres, open_store, opening, opening_postgres, postgres_url, sqlite_path};
 use crate::cli::MigrateArgs;
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    // Look before applying anything: `--check` must change nothing.
+    // Look before applying anything: `--check` must change nothing. A store a newer Gatehouse
+    // wrote fails here, as it would every other command: no migration of ours mends it.
     let (name, postgres, pending) = match postgres_url(&args.store)? {
         None => {
             let path = sqlite_path(&args.store);
-            let pending = SqliteStore::pending_migrations(&path)
-                .await
-                .with_context(|| format!("cannot read the store at {}", path.display()))?;
+            let pending = SqliteStore::pending_migrations(&path).await.with_context(|| opening(&path))?;
             if !path.exists() {
                 note!("There is no SQLite store at {} yet.", path.display());
             }
@@ -23,7 +22,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         }
         Some(url) => {
             let store = connect_postgres(url, &args.store, false).await?;
-            let pending = store.pending_migrations().await?;
+            let pending = store.pending_migrations().await.with_context(|| opening_postgres(url))?;
             ("The PostgreSQL store".to_owned(), Some(store), pending)
         }
     };

@@ -69,10 +69,13 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let path = sqlite_path(args);
-    let store = SqliteStore::open_with(&path, args.db_statement_timeout)
-        .await
-        .with_context(|| format!("cannot open the store at {}", path.display()))?;
+    let store = SqliteStore::open_with(&path, args.db_statement_timeout).await.with_context(|| opening(&path))?;
     Ok(Arc::new(store))
+}
+
+/// How an error opening the SQLite store at `path` starts.
+pub fn opening(path: &std::path::Path) -> String {
+    format!("cannot open the store at {}", path.display())
 }
 
 /// The organization named `name`, created when there is none. Says so on
@@ -150,10 +153,13 @@ pub async fn connect_postgres(url: &str, args: &StoreArgs, migrate: bool) -> any
         migrate,
         ..PgOptions::default()
     };
-    // The URL may hold a password: never echo it, only where it points.
-    PgStore::connect(url, options)
-        .await
-        .with_context(|| format!("cannot open the PostgreSQL store at {}", postgres_address(url)))
+    PgStore::connect(url, options).await.with_context(|| opening_postgres(url))
+}
+
+/// How an error opening the PostgreSQL store at `url` starts: the URL may hold a password, so
+/// never the URL, only where it points.
+pub fn opening_postgres(url: &str) -> String {
+    format!("cannot open the PostgreSQL store at {}", postgres_address(url))
 }
 
 /// `host:port/database` of a PostgreSQL URL, without its user and password.
@@ -199,8 +205,10 @@ async fn open_existing(args: &StoreArgs, pending: Pending) -> anyhow::Result<Arc
             );
         }
         match pending {
-            Pending::Apply => store.migrate().await.context("cannot apply the store's pending migrations")?,
-            Pending::Refuse => refuse_pending(store.pending_migrations().await?)?,
+            Pending::Apply => store.migrate().await.with_context(|| opening_postgres(url))?,
+            Pending::Refuse => {
+                refuse_pending(store.pending_migrations().await.with_context(|| opening_postgres(url))?)?
+            }
         }
         return Ok(Arc::new(store));
     }
@@ -214,9 +222,7 @@ async fn open_existing(args: &StoreArgs, pending: Pending) -> anyhow::Result<Arc
     }
     if pending == Pending::Refuse {
         // Opening the embedded store applies its migrations: look first.
-        let migrations = SqliteStore::pending_migrations(&path)
-            .await
-            .with_context(|| format!("cannot read the store at {}", path.display()))?;
+        let migrations = SqliteStore::pending_migrations(&path).await.with_context(|| opening(&path))?;
         refuse_pending(migrations)?;
     }
     open_store(args).await

@@ -173,7 +173,7 @@ impl PgStore {
                 let _ = conn.detach().close().await;
                 Err(match e {
                     sqlx::migrate::MigrateError::Execute(e) => classify_sqlx(e),
-                    e => StoreError::Migrate(e),
+                    e => crate::migrate_error(&MIGRATOR, e),
                 })
             }
         }
@@ -189,7 +189,7 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(crate::pending_migrations(&MIGRATOR, &applied))
+        crate::pending_migrations(&MIGRATOR, &applied)
     }
 
     /// Whether this database holds a store at all (a migration ever ran here).

@@ -117,7 +117,7 @@ impl SqliteStore {
             .acquire_slow_level(log::LevelFilter::Debug)
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
+        MIGRATOR.run(&writer).await.map_err(|error| crate::migrate_error(&MIGRATOR, error))?;
         // Each use of a reader gets `read_timeout`, a new connection (which the pool hands
         // out without `before_acquire`) as a reused one.
         let readers = SqlitePoolOptions::new()
@@ -147,7 +147,7 @@ impl SqliteStore {
     /// Reads only: neither the file nor a missing directory is created.
     pub async fn pending_migrations(path: &Path) -> Result<Vec<(i64, String)>, StoreError> {
         if !path.exists() {
-            return Ok(crate::pending_migrations(&MIGRATOR, &[]));
+            return crate::pending_migrations(&MIGRATOR, &[]);
         }
         let options = SqliteConnectOptions::new().filename(path).read_only(true);
         let mut conn = sqlx::ConnectOptions::connect(&options).await?;
@@ -160,7 +160,7 @@ impl SqliteStore {
         } else {
             Vec::new()
         };
-        Ok(crate::pending_migrations(&MIGRATOR, &applied))
+        crate::pending_migrations(&MIGRATOR, &applied)
     }
 
     /// The readers' pool, for benchmarks that compare raw queries with the
