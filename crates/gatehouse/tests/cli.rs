@@ -835,3 +835,45 @@ fn a_store_from_a_newer_gatehouse_is_named_as_such() {
         assert!(!said.contains("up to date") && !said.contains("missing in the resolved"), "{args:?}: {said}");
     }
 }
+
+/// A data directory this user cannot read is said to be unreadable, not to hold no store, and
+/// `migrate --check` lists no migration as pending in it.
+#[cfg(unix)]
+#[test]
+fn a_store_in_a_directory_the_user_cannot_read_is_named_as_unreadable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(gatehouse().args(["keys", "create", "--org", "x", "--data-dir"]).arg(&data));
+    // Root reads any directory: it runs the commands as nobody, on its own directory of mode
+    // 700; another user takes every permission away from its own.
+    let root = std::fs::metadata(&data).unwrap().uid() == 0;
+    let as_user = |args: &[&str]| {
+        let mut command = match root {
+            true => {
+                let mut command = Command::new("setpriv");
+                command.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
+                command.arg(env!("CARGO_BIN_EXE_gatehouse"));
+                command
+            }
+            false => Command::new(env!("CARGO_BIN_EXE_gatehouse")),
+        };
+        command.env("RUST_LOG", "warn").env_remove("GATEHOUSE_DATABASE_URL").args(args).arg("--data-dir").arg(&data);
+        command.output().unwrap()
+    };
+    let mode = if root { 0o700 } else { 0o000 };
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mode)).unwrap();
+    // Only the data directory is out of reach, as another user's in a shared one.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [&["keys", "list", "--org", "x"][..], &["keys", "create", "--org", "x"], &["migrate", "--check"]] {
+        let out = as_user(args);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains(&format!("cannot read {}: Permission denied", data.join("gatehouse.db").display())),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("no store") && stdout(&out).is_empty(), "{args:?}: {said} {}", stdout(&out));
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+}

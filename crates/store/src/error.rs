@@ -16,6 +16,9 @@ pub enum StoreError {
     /// and this one cannot know what they changed.
     #[error("its schema is version {version}, newer than this gatehouse knows (up to {known}): upgrade gatehouse")]
     NewerSchema { version: i64, known: i64 },
+    /// The store's file or directory cannot be looked at (a directory of another user's).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
     #[error("{0}")]
     Conflict(String),
     /// A request the store cannot answer as asked; the message says why.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use gatehouse_store::sqlite::SqliteStore;
 
-use super::{connect_postgres, open_store, opening, opening_postgres, postgres_url, sqlite_path};
+use super::{connect_postgres, open_store, opening, opening_postgres, postgres_url, sqlite_exists, sqlite_path};
 use crate::cli::MigrateArgs;
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
@@ -14,8 +14,9 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let (name, postgres, pending) = match postgres_url(&args.store)? {
         None => {
             let path = sqlite_path(&args.store);
+            let exists = sqlite_exists(&path)?;
             let pending = SqliteStore::pending_migrations(&path).await.with_context(|| opening(&path))?;
-            if !path.exists() {
+            if !exists {
                 note!("There is no SQLite store at {} yet.", path.display());
             }
             (format!("The SQLite store at {}", path.display()), None, pending)

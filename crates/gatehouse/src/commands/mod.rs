@@ -66,9 +66,11 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = postgres_url(args)? {
         return Ok(Arc::new(connect_postgres(url, args, true).await?));
     }
+    let path = sqlite_path(args);
+    // A store that cannot be looked at is said to be so, not taken for one to create.
+    sqlite_exists(&path)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-    let path = sqlite_path(args);
     let store = SqliteStore::open_with(&path, args.db_statement_timeout).await.with_context(|| opening(&path))?;
     Ok(Arc::new(store))
 }
@@ -76,6 +78,12 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
 /// How an error opening the SQLite store at `path` starts.
 pub fn opening(path: &std::path::Path) -> String {
     format!("cannot open the store at {}", path.display())
+}
+
+/// Whether there is a file at `path`. One that cannot be looked at (in a directory of another
+/// user's) is an error that says so, not a store that is not there yet.
+pub fn sqlite_exists(path: &std::path::Path) -> anyhow::Result<bool> {
+    path.try_exists().with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// The organization named `name`, created when there is none. Says so on
@@ -213,7 +221,7 @@ async fn open_existing(args: &StoreArgs, pending: Pending) -> anyhow::Result<Arc
         return Ok(Arc::new(store));
     }
     let path = sqlite_path(args);
-    if !path.exists() {
+    if !sqlite_exists(&path)? {
         anyhow::bail!(
             "there is no store at {}: `gatehouse serve` or `gatehouse dev` creates it (--data-dir or \
              GATEHOUSE_DATA_DIR names another directory, --database-url a PostgreSQL store)",

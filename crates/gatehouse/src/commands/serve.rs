@@ -9,7 +9,7 @@ use gatehouse_server::Lease;
 use gatehouse_store::Store;
 use tokio::net::TcpListener;
 
-use super::{open_store, shutdown_signal, sqlite_path};
+use super::{open_store, shutdown_signal, sqlite_exists, sqlite_path};
 use crate::cli::{LeaseArgs, ServeArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -26,7 +26,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     // Bound before the store is opened: a port in use leaves no new store behind.
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    let new_sqlite = args.store.database_url.is_none() && !sqlite_path(&args.store).exists();
+    let new_sqlite = args.store.database_url.is_none() && !sqlite_exists(&sqlite_path(&args.store))?;
     let store = open_store(&args.store).await?;
     if new_sqlite {
         // A mistyped --data-dir, or none, starts a store nobody's keys are in: say so.

@@ -144,9 +144,10 @@ impl SqliteStore {
 
     /// The migrations the store at `path` has not applied yet, as
     /// `(version, description)`: all of them when there is no store there.
-    /// Reads only: neither the file nor a missing directory is created.
+    /// Reads only: neither the file nor a missing directory is created. A path that cannot be
+    /// looked at (a directory of another user's) is an error, not a store yet to create.
     pub async fn pending_migrations(path: &Path) -> Result<Vec<(i64, String)>, StoreError> {
-        if !path.exists() {
+        if !path.try_exists()? {
             return crate::pending_migrations(&MIGRATOR, &[]);
         }
         let options = SqliteConnectOptions::new().filename(path).read_only(true);
