@@ -877,3 +877,28 @@ fn a_store_in_a_directory_the_user_cannot_read_is_named_as_unreadable() {
     }
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+/// A command that brings an older store up to date says so, once: the store changes under
+/// whoever else uses it with an older binary.
+#[test]
+fn applying_pending_migrations_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let created = run(gatehouse().args(["keys", "create", "--org", "x", "--data-dir"]).arg(data));
+    assert!(!stderr(&created).contains("migration"), "a new store is no migration: {}", stderr(&created));
+    // The store as the Gatehouse before the last migration left it.
+    sqlite3(
+        data,
+        "ALTER TABLE connectors DROP COLUMN revoked_us; \
+         DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    );
+    let listed = run(gatehouse().args(["keys", "list", "--org", "x", "--data-dir"]).arg(data));
+    assert_eq!(
+        stderr(&listed).matches("Applied 1 pending migration(s) to the store.").count(),
+        1,
+        "{}",
+        stderr(&listed)
+    );
+    let again = run(gatehouse().args(["keys", "list", "--org", "x", "--data-dir"]).arg(data));
+    assert!(!stderr(&again).contains("migration"), "{}", stderr(&again));
+}

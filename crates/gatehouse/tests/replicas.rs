@@ -620,3 +620,20 @@ fn a_store_from_a_newer_gatehouse_is_named_as_such() {
         );
     }
 }
+
+/// A command that brings an older PostgreSQL store up to date (the list commands do, without
+/// being asked) says so, once.
+#[test]
+fn applying_pending_migrations_is_said_once() {
+    let db = TestDatabase::create();
+    output(gatehouse().args(["keys", "create", "--org", "x", "--database-url"]).arg(db.url()));
+    let older = "ALTER TABLE connectors DROP COLUMN revoked_us; \
+                 DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)";
+    output(Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url(), "-c", older]));
+    for (round, said) in [(1, 1), (2, 0)] {
+        let out = gatehouse().args(["keys", "list", "--org", "x", "--database-url"]).arg(db.url()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(err.matches("Applied 1 pending migration(s) to the store.").count(), said, "round {round}: {err}");
+    }
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use gatehouse_store::sqlite::SqliteStore;
 
-use super::{connect_postgres, open_store, opening, opening_postgres, postgres_url, sqlite_exists, sqlite_path};
+use super::{connect_postgres, open_sqlite, opening, opening_postgres, postgres_url, sqlite_exists, sqlite_path};
 use crate::cli::MigrateArgs;
 
 pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
@@ -22,7 +22,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             (format!("The SQLite store at {}", path.display()), None, pending)
         }
         Some(url) => {
-            let store = connect_postgres(url, &args.store, false).await?;
+            let store = connect_postgres(url, &args.store).await?;
             let pending = store.pending_migrations().await.with_context(|| opening_postgres(url))?;
             ("The PostgreSQL store".to_owned(), Some(store), pending)
         }
@@ -44,7 +44,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     match postgres {
         Some(store) => store.migrate().await?,
         // The embedded store migrates itself whenever it is opened.
-        None => drop(open_store(&args.store).await?),
+        None => drop(open_sqlite(&args.store).await?),
     }
     note!("Applied {} migration(s). {name} is up to date.", pending.len());
     Ok(ExitCode::SUCCESS)

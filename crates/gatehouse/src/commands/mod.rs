@@ -61,18 +61,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Opens the store the arguments name, creating it or applying migrations as needed.
+/// Opens the store the arguments name, creating it or applying migrations as needed (and
+/// saying so: a store an older Gatehouse wrote changes under its users' feet).
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = postgres_url(args)? {
-        return Ok(Arc::new(connect_postgres(url, args, true).await?));
+        let store = connect_postgres(url, args).await?;
+        migrate_postgres(&store, url).await?;
+        return Ok(Arc::new(store));
     }
     let path = sqlite_path(args);
-    // A store that cannot be looked at is said to be so, not taken for one to create.
-    sqlite_exists(&path)?;
+    let pending = match sqlite_exists(&path)? {
+        true => SqliteStore::pending_migrations(&path).await.with_context(|| opening(&path))?.len(),
+        // A new store: its migrations are its creation, nothing to tell.
+        false => 0,
+    };
+    let store = open_sqlite(args).await?;
+    applied_migrations(pending);
+    Ok(Arc::new(store))
+}
+
+/// Opens (creating if needed) the SQLite store the arguments name, which applies its pending
+/// migrations, without a word: for `migrate`, which says what it applies.
+pub async fn open_sqlite(args: &StoreArgs) -> anyhow::Result<SqliteStore> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-    let store = SqliteStore::open_with(&path, args.db_statement_timeout).await.with_context(|| opening(&path))?;
-    Ok(Arc::new(store))
+    let path = sqlite_path(args);
+    SqliteStore::open_with(&path, args.db_statement_timeout).await.with_context(|| opening(&path))
+}
+
+/// Applies the pending migrations of a PostgreSQL store, and says how many there were.
+async fn migrate_postgres(store: &PgStore, url: &str) -> anyhow::Result<()> {
+    let opening = || opening_postgres(url);
+    let pending = match store.is_created().await.with_context(opening)? {
+        true => store.pending_migrations().await.with_context(opening)?.len(),
+        false => 0,
+    };
+    store.migrate().await.with_context(opening)?;
+    applied_migrations(pending);
+    Ok(())
+}
+
+/// Says that opening the store applied `count` pending migrations, if it did.
+fn applied_migrations(count: usize) {
+    if count > 0 {
+        note!("Applied {count} pending migration(s) to the store.");
+    }
 }
 
 /// How an error opening the SQLite store at `path` starts.
@@ -153,12 +186,12 @@ pub fn postgres_url(args: &StoreArgs) -> anyhow::Result<Option<&str>> {
     }
 }
 
-/// Connects to the PostgreSQL store at `url`, applying its migrations only with `migrate`.
-pub async fn connect_postgres(url: &str, args: &StoreArgs, migrate: bool) -> anyhow::Result<PgStore> {
+/// Connects to the PostgreSQL store at `url`, applying no migration.
+pub async fn connect_postgres(url: &str, args: &StoreArgs) -> anyhow::Result<PgStore> {
     let options = PgOptions {
         max_connections: args.db_pool_size,
         statement_timeout: args.db_statement_timeout,
-        migrate,
+        migrate: false,
         ..PgOptions::default()
     };
     PgStore::connect(url, options).await.with_context(|| opening_postgres(url))
@@ -204,7 +237,7 @@ enum Pending {
 
 async fn open_existing(args: &StoreArgs, pending: Pending) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = postgres_url(args)? {
-        let store = connect_postgres(url, args, false).await?;
+        let store = connect_postgres(url, args).await?;
         if !store.is_created().await? {
             anyhow::bail!(
                 "there is no Gatehouse store in the database at {}: `gatehouse migrate --database-url ...` \
@@ -213,7 +246,7 @@ async fn open_existing(args: &StoreArgs, pending: Pending) -> anyhow::Result<Arc
             );
         }
         match pending {
-            Pending::Apply => store.migrate().await.with_context(|| opening_postgres(url))?,
+            Pending::Apply => migrate_postgres(&store, url).await?,
             Pending::Refuse => {
                 refuse_pending(store.pending_migrations().await.with_context(|| opening_postgres(url))?)?
             }
