@@ -628,6 +628,32 @@ fn addresses_are_checked_and_host_names_resolved() {
     .unwrap();
     assert!(stderr(&refused).contains("\"not a host!\" is not a host name or an IP address"), "{}", stderr(&refused));
 
+    // An IPv6 address is written with its port as a URL or a connector's `upstream` takes it.
+    let create = |name: &str, host: &str| {
+        let args = ["resources", "create", "--org", "acme", "--name", name, "--host", host, "--data-dir"];
+        stderr(&run(gatehouse_without_store_variables(&args).arg(data)))
+    };
+    let said = create("v6", "::1");
+    assert!(said.contains("resource \"v6\" at [::1]:5432."), "{said}");
+    let said = create("v4", "127.0.0.1");
+    assert!(said.contains("resource \"v4\" at 127.0.0.1:5432."), "{said}");
+    let listed = stdout(&run(
+        gatehouse_without_store_variables(&["resources", "list", "--org", "acme", "--data-dir"]).arg(data)
+    ));
+    assert!(listed.contains(" [::1]:5432 ") && listed.contains(" 127.0.0.1:5432 "), "{listed}");
+    let listed = json_lines(&stdout(&run(gatehouse_without_store_variables(&[
+        "resources",
+        "list",
+        "--org",
+        "acme",
+        "-o",
+        "jsonl",
+        "--data-dir",
+    ])
+    .arg(data))));
+    let address = |name: &str| listed.iter().find(|r| r["name"] == name).map(|r| r["address"].clone());
+    assert_eq!((address("v6"), address("v4")), (Some(json!("[::1]:5432")), Some(json!("127.0.0.1:5432"))));
+
     // Something accepts connections as the database; the port the connector would take is taken.
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -9,6 +9,7 @@ use gatehouse_server::registry::{CreatedConnector, create_connector, create_reso
 use gatehouse_store::{KeyReplacement, Store};
 
 use super::{existing_org, open_existing_store, open_store};
+use crate::address::HostPort;
 use crate::cli::{ConnectorsCommand, ResourcesCommand};
 use crate::output::Fit::{Count, Cut, Whole};
 use crate::output::{self, Table};
@@ -25,7 +26,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
             if let Some(role) = &default_role {
                 store.set_resource_default_role(org.id, &resource.id, role).await?;
             }
-            note!("Registered {technology} resource {name:?} at {host}:{port}.");
+            note!("Registered {technology} resource {name:?} at {}.", HostPort { host, port });
             println!("{}", resource.id);
         }
         ResourcesCommand::List { org, output, store } => {
@@ -48,7 +49,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
                     r.id,
                     r.name,
                     r.technology,
-                    format!("{}:{}", r.host, r.port),
+                    HostPort { host: r.host, port: r.port }.to_string(),
                     default_role.unwrap_or_else(|| "-".into()),
                     access.map_or(0, |a| a.grants.len()).to_string(),
                     format_rfc3339(r.created),
