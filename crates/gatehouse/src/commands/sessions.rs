@@ -103,7 +103,7 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
             loop {
                 let page = call(&api, client.list_session_statements(request.clone())).await?.into_owned();
                 listed += page.statements.len();
-                sink.add(&page.statements, statement_row)?;
+                sink.add(&page.statements, statement_json, statement_row)?;
                 if page.next_page_token.is_empty() {
                     break;
                 }
@@ -121,7 +121,7 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
             let response = call(&api, client.get_session(request)).await?.into_owned();
             let session = response.session.into_option().context("the response has no session")?;
             let mut sink = Sink::new(output, SESSION_COLUMNS)?;
-            sink.add(&[session], table_row)?;
+            sink.add(&[session], api_json, table_row)?;
             sink.finish()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -273,7 +273,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
             .into_owned();
         let first_page = fetched == 0;
         fetched += response.sessions.len();
-        sink.add(&response.sessions, table_row)?;
+        sink.add(&response.sessions, api_json, table_row)?;
         let next = response.list_metadata.into_option().map(|m| m.next_cursor).unwrap_or_default();
         if !args.all || next.is_empty() {
             break !next.is_empty();
@@ -404,12 +404,17 @@ impl Sink {
         })
     }
 
-    /// Writes `records`, each as the API's JSON form or as the table's `row` of cells.
-    fn add<R: serde::Serialize>(&mut self, records: &[R], row: fn(&R) -> Vec<String>) -> anyhow::Result<()> {
+    /// Writes `records`, each as its `json` form or as the table's `row` of cells.
+    fn add<R>(
+        &mut self,
+        records: &[R],
+        json: fn(&R) -> serde_json::Result<serde_json::Value>,
+        row: fn(&R) -> Vec<String>,
+    ) -> anyhow::Result<()> {
         match self {
             Self::Records(writer) => {
                 for record in records {
-                    writer.write(&serde_json::to_value(record)?)?;
+                    writer.write(&json(record)?)?;
                 }
                 writer.flush()?;
             }
@@ -453,6 +458,25 @@ pub(super) fn table_row(s: &SessionObject) -> Vec<String> {
         s.network.as_option().map(|n| n.client_ip_address.clone()).unwrap_or_default(),
         s.connector.as_option().map(|c| c.name.clone()).unwrap_or_default(),
     ]
+}
+
+/// A record in the API's JSON form.
+fn api_json<R: serde::Serialize>(record: &R) -> serde_json::Result<serde_json::Value> {
+    serde_json::to_value(record)
+}
+
+/// A statement in the API's JSON form, but for its counts: numbers, each of them there. The
+/// API writes its 64-bit integers as strings and leaves zeros out (proto3's JSON), which `jq`
+/// would compare as text (`"10" < "9"`) and find missing; the registry's lists write them so.
+fn statement_json(statement: &SessionStatement) -> serde_json::Result<serde_json::Value> {
+    let mut json = serde_json::to_value(statement)?;
+    if let Some(object) = json.as_object_mut() {
+        object.insert("seq".to_owned(), statement.seq.into());
+        object.insert("rows".to_owned(), statement.rows.into());
+        object.insert("rowsChanged".to_owned(), statement.rows_changed.into());
+        object.insert("bytesSent".to_owned(), statement.bytes_sent.into());
+    }
+    Ok(json)
 }
 
 /// Statements asked for at once: a few megabytes.
