@@ -461,3 +461,18 @@ fn apply_names_the_organization_and_the_input_as_other_commands_do() {
     assert!(err.contains("the YAML from standard input is not valid"), "{err}");
     assert!(err.contains("expected a mapping of `users:` and `resources:` lists") && !err.contains("Spec"), "{err}");
 }
+
+/// A file that is not YAML is told as such, where, rather than as the shape its first
+/// characters began.
+#[test]
+fn apply_names_a_yaml_syntax_error_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (input, line) in [("[unclosed", "line 2"), ("users:\n  - email: a@example.com\n    groups: [x\n", "line 4")] {
+        let out = with_input(d, &["apply", "-f", "-", "--org", "acme"], input);
+        let err = texts(&out).1;
+        assert!(!out.status.success(), "{input:?}");
+        assert!(err.contains("the YAML from standard input is not valid"), "{input:?}: {err}");
+        assert!(err.contains(line) && !err.contains("invalid type"), "{input:?}: {err}");
+    }
+}

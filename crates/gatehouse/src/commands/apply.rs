@@ -140,7 +140,7 @@ fn read_spec(path: &std::path::Path) -> anyhow::Result<String> {
 pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let source = source_name(&args.file);
     let text = read_spec(&args.file).with_context(|| format!("cannot read {source}"))?;
-    let spec: Spec = serde_yaml_ng::from_str(&text).with_context(|| format!("the YAML from {source} is not valid"))?;
+    let spec = parse_spec(&text).with_context(|| format!("the YAML from {source} is not valid"))?;
     // Applying creates the organization, as `users create` does; a dry run
     // must not, and an organization that does not exist has nothing yet.
     let (store, org) = if args.dry_run {
@@ -181,6 +181,14 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         note!("Applied {count} change(s).");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file's `Spec`. Its syntax is checked first, as a whole: serde reads the document while
+/// it parses it, so a shape it does not expect (`[unclosed` opens a list) would be reported
+/// before the syntax error after it, with neither its line nor what is wrong there.
+fn parse_spec(text: &str) -> Result<Spec, serde_yaml_ng::Error> {
+    serde_yaml_ng::from_str::<serde::de::IgnoredAny>(text)?;
+    serde_yaml_ng::from_str(text)
 }
 
 /// What applying a file does.
