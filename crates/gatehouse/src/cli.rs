@@ -871,7 +871,7 @@ pub struct ApplyArgs {
     /// `-` reads standard input.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: PathBuf,
-    /// The organization (created when applying, if new)
+    /// The organization (created if new, once the whole file is checked and has something to apply)
     #[arg(long, value_parser = non_empty)]
     pub org: String,
     /// Print what would change, and change nothing: the store must exist and be up to date

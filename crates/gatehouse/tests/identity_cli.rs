@@ -476,3 +476,34 @@ fn apply_names_a_yaml_syntax_error_and_its_line() {
         assert!(err.contains(line) && !err.contains("invalid type"), "{input:?}: {err}");
     }
 }
+
+/// `apply` to a new organization creates it only when the file applies: one that names a
+/// resource the organization cannot have yet, or nothing at all, leaves no empty
+/// organization behind.
+#[test]
+fn a_failed_apply_creates_no_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["keys", "create", "--org", "acme"]);
+    let file = d.join("access.yaml");
+    std::fs::write(&file, "users:\n  - email: a@example.com\nresources:\n  - name: orders-db\n").unwrap();
+    let err = fails(d, &["apply", "-f", file.to_str().unwrap(), "--org", "newco"]);
+    assert!(err.contains("no resource \"orders-db\"") && !err.contains("Created organization"), "{err}");
+    let err = misused(d, &["users", "list", "--org", "newco"]);
+    assert!(err.contains("no organization named \"newco\""), "{err}");
+
+    std::fs::write(&file, "users: []\n").unwrap();
+    let (_, err) = ok(d, &["apply", "-f", file.to_str().unwrap(), "--org", "newco"]);
+    assert!(err.contains("organization \"newco\" was not created"), "{err}");
+    misused(d, &["users", "list", "--org", "newco"]);
+
+    // A slip for an existing organization is told before the file is looked at.
+    let err = misused(d, &["apply", "-f", file.to_str().unwrap(), "--org", "amce"]);
+    assert!(err.contains("did you mean \"acme\"?"), "{err}");
+
+    std::fs::write(&file, "users:\n  - email: a@example.com\n").unwrap();
+    let (out, err) = ok(d, &["apply", "-f", file.to_str().unwrap(), "--org", "newco"]);
+    assert_eq!(out, "+ user a@example.com\n");
+    assert!(err.contains("Created organization \"newco\""), "{err}");
+    ok(d, &["users", "list", "--org", "newco"]);
+}

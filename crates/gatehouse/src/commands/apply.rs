@@ -38,7 +38,7 @@ use gatehouse_store::Store;
 use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind, user_lookup};
 use serde::Deserialize;
 
-use super::{ensure_org, open_store, open_store_as_is};
+use super::{ensure_org, open_store, open_store_as_is, refuse_mistyped_org};
 use crate::cli::ApplyArgs;
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,20 +141,20 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let source = source_name(&args.file);
     let text = read_spec(&args.file).with_context(|| format!("cannot read {source}"))?;
     let spec = parse_spec(&text).with_context(|| format!("the YAML from {source} is not valid"))?;
-    // Applying creates the organization, as `users create` does; a dry run
-    // must not, and an organization that does not exist has nothing yet.
-    let (store, org) = if args.dry_run {
-        let store = open_store_as_is(&args.store).await?;
-        let org = store.find_org(&args.org).await?.map(|org| org.id);
-        if org.is_none() {
+    let store = match args.dry_run {
+        true => open_store_as_is(&args.store).await?,
+        false => open_store(&args.store).await?,
+    };
+    // A new organization has nothing yet. Applying creates it, as `users create` does, but
+    // only once the whole file is planned: a file that cannot be applied (a resource it does
+    // not have, an invalid email) leaves no empty organization behind, nor does a dry run.
+    let org = store.find_org(&args.org).await?.map(|org| org.id);
+    if org.is_none() {
+        refuse_mistyped_org(store.as_ref(), &args.org).await?;
+        if args.dry_run {
             note!("Organization {:?} does not exist yet: applying creates it.", args.org);
         }
-        (store, org)
-    } else {
-        let store = open_store(&args.store).await?;
-        let org = ensure_org(store.as_ref(), &args.org).await?.id;
-        (store, Some(org))
-    };
+    }
     let Plan { changes: plan, kept } = plan(store.as_ref(), org, &spec).await?;
     for (line, _) in &plan {
         println!("{line}");
@@ -170,8 +170,18 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         note!("Dry run: {} change(s) planned, nothing applied.", plan.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let Some(org) = org else { unreachable!("created above when applying") };
     let count = plan.len();
+    let org = match org {
+        Some(org) => org,
+        None if count == 0 => {
+            note!(
+                "Nothing to change: {source} names nothing to create, so organization {:?} was not created.",
+                args.org
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => ensure_org(store.as_ref(), &args.org).await?.id,
+    };
     for (line, change) in plan {
         apply(store.as_ref(), org, change).await.with_context(|| format!("while applying `{line}`"))?;
     }

@@ -126,7 +126,19 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
     if let Some(org) = store.find_org(name).await? {
         return Ok(org);
     }
-    // A key made for a mistyped organization would see none of the sessions it was meant for.
+    refuse_mistyped_org(store, name).await?;
+    let (org, created) = store.ensure_org_noting_creation(name).await?;
+    // Another command may have created it since `find_org`: only the one that did says so.
+    if created {
+        note!("Created organization {name:?}: it did not exist yet.");
+    }
+    Ok(org)
+}
+
+/// Refuses `name` for a new organization when it is a slip for an existing one's (a usage
+/// error naming it): a key made for a mistyped organization would see none of the sessions it
+/// was meant for.
+pub async fn refuse_mistyped_org(store: &dyn Store, name: &str) -> anyhow::Result<()> {
     // The name itself may be listed now, made by a command racing this one: that is no typo.
     let orgs = store.list_orgs().await?;
     if let Some(org) = orgs.into_iter().find(|org| org.name != name && mistyped(name, &org.name)) {
@@ -137,12 +149,7 @@ pub async fn ensure_org(store: &dyn Store, name: &str) -> anyhow::Result<Org> {
         ))
         .into());
     }
-    let (org, created) = store.ensure_org_noting_creation(name).await?;
-    // Another command may have created it since `find_org`: only the one that did says so.
-    if created {
-        note!("Created organization {name:?}: it did not exist yet.");
-    }
-    Ok(org)
+    Ok(())
 }
 
 /// Whether `typed` is `name` in another case, with spaces around it, or with two neighbouring
