@@ -219,12 +219,17 @@ fn parse_retention(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// `--since`: a span back from now, in microseconds. A leading `-` (`-1h`) or a trailing `ago`
-/// (`1h ago`) means the same.
+/// (`1h ago`) means the same. One that reaches back past the year 1 is refused here, as
+/// `--from` is, rather than by the control plane in terms of a time nobody typed.
 fn parse_since(text: &str) -> Result<Micros, String> {
-    let text = text.trim();
-    let text = text.strip_suffix("ago").map_or(text, str::trim_end);
-    let span = parse_duration(text.strip_prefix('-').unwrap_or(text))?;
-    Ok(Micros::try_from(span.as_micros()).unwrap_or(Micros::MAX))
+    let trimmed = text.trim();
+    let trimmed = trimmed.strip_suffix("ago").map_or(trimmed, str::trim_end);
+    let span = parse_duration(trimmed.strip_prefix('-').unwrap_or(trimmed))?;
+    let span = Micros::try_from(span.as_micros()).unwrap_or(Micros::MAX);
+    if now_micros().saturating_sub(span) < MIN_TIME {
+        return Err(format!("{text:?} reaches back past the year 1"));
+    }
+    Ok(span)
 }
 
 /// `--from` and `--to`: the query language's times, so that a window is written as in a query;
@@ -904,6 +909,9 @@ mod tests {
         assert_eq!(list(&["--since", "-1h"]).unwrap().since, Some(HOUR));
         assert_eq!(list(&["--since=-90m"]).unwrap().since, Some(3 * HOUR / 2));
         assert_eq!(list(&["--since", "24h ago"]).unwrap().since, Some(24 * HOUR));
+        let error = list(&["--since", "1000000d"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("\"1000000d\" reaches back past the year 1"), "{error}");
         let error = list(&["--since", "-soon"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ValueValidation);
         assert!(error.to_string().contains("\"soon\" is not a duration"), "{error}");

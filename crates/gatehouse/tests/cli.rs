@@ -736,6 +736,11 @@ fn cli_words_for_cli_mistakes() {
             "--from (2026-12-06T00:00:00Z) is after --to (2026-12-01T00:00:00Z)",
         ),
         (&["keys", "list", "--org", "acme", "--database-url", "mysql://root@db/x"], "is not a PostgreSQL URL"),
+        // Before the year 1: said of --since, not of the time the control plane would be sent.
+        (
+            &["sessions", "list", "--since", "1000000d"],
+            "'--since <DURATION>': \"1000000d\" reaches back past the year 1",
+        ),
         (&["connector"], "no configuration: pass --config FILE"),
     ] {
         let out = gatehouse().args(args).output().unwrap();

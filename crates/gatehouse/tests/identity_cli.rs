@@ -507,3 +507,27 @@ fn a_failed_apply_creates_no_organization() {
     assert!(err.contains("Created organization \"newco\""), "{err}");
     ok(d, &["users", "list", "--org", "newco"]);
 }
+
+/// What `apply` refuses in its file (an invalid email, machine name or role name, a user
+/// listed twice) is a mistake in what it was given: exit 2, as `users create --email bad`.
+#[test]
+fn a_file_apply_cannot_apply_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["resources", "create", "--org", "acme", "--name", "orders-db", "--host", "127.0.0.1"]);
+    for (yaml, said) in [
+        ("users:\n  - email: not-an-email\n", "users[0]: "),
+        ("users:\n  - machine: \"etl nightly\"\n", "users[0]: "),
+        ("resources:\n  - name: orders-db\n    default_role: \"app ro\"\n", "resources[0].default_role: "),
+        ("resources:\n  - name: orders-db\n    grants:\n      - { role: \"a b\", group: dba }\n", "grants[0]: "),
+        ("users:\n  - machine: etl\n  - machine: etl\n", "appears twice"),
+        ("users:\n  - email: a@example.com\n    grups: [x]\n", "unknown field `grups`"),
+    ] {
+        let out = with_input(d, &["apply", "-f", "-", "--org", "acme"], yaml);
+        let (_, err) = texts(&out);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
+        assert!(err.contains(said), "{yaml}: {err}");
+    }
+    let err = misused(d, &["users", "create", "--org", "acme", "--email", "not-an-email"]);
+    assert!(!err.is_empty());
+}

@@ -38,7 +38,7 @@ use gatehouse_store::Store;
 use gatehouse_store::identity::{Principal, RoleGrant, User, UserKind, user_lookup};
 use serde::Deserialize;
 
-use super::{ensure_org, open_store, open_store_as_is, refuse_mistyped_org};
+use super::{UsageError, ensure_org, open_store, open_store_as_is, refuse_mistyped_org, usage_if_invalid};
 use crate::cli::ApplyArgs;
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,7 +140,7 @@ fn read_spec(path: &std::path::Path) -> anyhow::Result<String> {
 pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let source = source_name(&args.file);
     let text = read_spec(&args.file).with_context(|| format!("cannot read {source}"))?;
-    let spec = parse_spec(&text).with_context(|| format!("the YAML from {source} is not valid"))?;
+    let spec = parse_spec(&text).map_err(|e| mistake(format!("the YAML from {source} is not valid: {e}")))?;
     let store = match args.dry_run {
         true => open_store_as_is(&args.store).await?,
         false => open_store(&args.store).await?,
@@ -227,15 +227,15 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
             (Some(email), None) => (UserKind::Human, email.trim().to_owned()),
             (None, Some(machine)) => {
                 if spec.name.is_some() {
-                    bail!("users[{i}]: a machine has no `name` besides `machine`");
+                    return Err(mistake(format!("users[{i}]: a machine has no `name` besides `machine`")));
                 }
                 (UserKind::Machine, machine.trim().to_owned())
             }
-            _ => bail!("users[{i}]: give exactly one of `email` (a person) or `machine`"),
+            _ => return Err(mistake(format!("users[{i}]: give exactly one of `email` (a person) or `machine`"))),
         };
         let key = (kind, user_lookup(&handle));
         if !named.insert(key.clone()) {
-            bail!("users[{i}]: {kind} user {handle} appears twice");
+            return Err(mistake(format!("users[{i}]: {kind} user {handle} appears twice")));
         }
         let groups = spec.groups.clone().map(identity::normalized);
         let external_ids = spec.external_ids.clone().map(identity::normalized);
@@ -249,7 +249,7 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
                     external_ids: external_ids.unwrap_or_default(),
                     disabled: spec.disabled.unwrap_or(false),
                 };
-                check_new_user(&new).with_context(|| format!("users[{i}]"))?;
+                check_new_user(&new).map_err(usage_if_invalid).with_context(|| format!("users[{i}]"))?;
                 let mut details = Vec::new();
                 if kind == UserKind::Human && !new.name.is_empty() {
                     details.push(format!("name {:?}", new.name));
@@ -297,7 +297,7 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
                     wanted.disabled = disabled;
                 }
                 if !diffs.is_empty() {
-                    identity::check_user(&wanted).with_context(|| format!("users[{i}]"))?;
+                    identity::check_user(&wanted).map_err(usage_if_invalid).with_context(|| format!("users[{i}]"))?;
                     changes.push((
                         format!("~ user {}: {}", current.handle(), diffs.join(", ")),
                         Change::UpdateUser(wanted),
@@ -324,11 +324,14 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
     };
     let mut seen = BTreeSet::new();
     for (i, spec) in spec.resources.iter().enumerate() {
-        let resource = resources.iter().find(|r| r.name == spec.name || r.id == spec.name).with_context(|| {
-            format!("resources[{i}]: no resource {:?}: create it first with `gatehouse resources create`", spec.name)
+        let resource = resources.iter().find(|r| r.name == spec.name || r.id == spec.name).ok_or_else(|| {
+            mistake(format!(
+                "resources[{i}]: no resource {:?}: create it first with `gatehouse resources create`",
+                spec.name
+            ))
         })?;
         if !seen.insert(resource.id.clone()) {
-            bail!("resources[{i}]: {} appears twice", resource.name);
+            return Err(mistake(format!("resources[{i}]: {} appears twice", resource.name)));
         }
         let org = org.context("no organization")?;
         let access = store
@@ -339,7 +342,9 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
             && *role != access.default_role
         {
             if !role.is_empty() {
-                identity::check_role(role).with_context(|| format!("resources[{i}].default_role"))?;
+                identity::check_role(role)
+                    .map_err(usage_if_invalid)
+                    .with_context(|| format!("resources[{i}].default_role"))?;
             }
             let line = match (access.default_role.as_str(), role.as_str()) {
                 ("", new) => format!("~ resource {}: default role {new}", resource.name),
@@ -351,7 +356,9 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
         let Some(grants) = &spec.grants else { continue };
         let mut wanted: BTreeMap<(Who, String), ()> = BTreeMap::new();
         for (j, g) in grants.iter().enumerate() {
-            identity::check_role(&g.role).with_context(|| format!("resources[{i}].grants[{j}]"))?;
+            identity::check_role(&g.role)
+                .map_err(usage_if_invalid)
+                .with_context(|| format!("resources[{i}].grants[{j}]"))?;
             let who = match (&g.user, &g.group) {
                 (Some(handle), None) => {
                     let kind = identity::kind_of_handle(handle);
@@ -361,15 +368,19 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
                         .map(|u| u.handle().to_owned())
                         .or_else(|| named.contains(&key).then(|| handle.trim().to_owned()))
                     else {
-                        bail!("resources[{i}].grants[{j}]: no user {handle:?} in the store or the file");
+                        return Err(mistake(format!(
+                            "resources[{i}].grants[{j}]: no user {handle:?} in the store or the file"
+                        )));
                     };
                     Who::User(kind, handle)
                 }
                 (None, Some(group)) => {
-                    identity::check_group(group).with_context(|| format!("resources[{i}].grants[{j}]"))?;
+                    identity::check_group(group)
+                        .map_err(usage_if_invalid)
+                        .with_context(|| format!("resources[{i}].grants[{j}]"))?;
                     Who::Group(group.clone())
                 }
-                _ => bail!("resources[{i}].grants[{j}]: give exactly one of `user` or `group`"),
+                _ => return Err(mistake(format!("resources[{i}].grants[{j}]: give exactly one of `user` or `group`"))),
             };
             wanted.insert((who, g.role.clone()), ());
         }
@@ -408,8 +419,15 @@ async fn plan(store: &dyn Store, org: Option<OrgId>, spec: &Spec) -> anyhow::Res
     Ok(Plan { changes, kept })
 }
 
+/// A mistake in the file (a user named twice, a resource it does not have): exits 2, as an
+/// invalid value on the command line does, and as the identity checks' refusals do
+/// ([`usage_if_invalid`]).
+fn mistake(message: String) -> anyhow::Error {
+    UsageError(message).into()
+}
+
 /// The checks `create_user` makes, before anything is written.
-fn check_new_user(new: &NewUser) -> anyhow::Result<()> {
+fn check_new_user(new: &NewUser) -> Result<(), identity::IdentityError> {
     let user = User {
         id: String::new(),
         kind: new.kind,
@@ -421,7 +439,7 @@ fn check_new_user(new: &NewUser) -> anyhow::Result<()> {
         created: 0,
         updated: 0,
     };
-    Ok(identity::check_user(&user)?)
+    identity::check_user(&user)
 }
 
 /// `groups +dba -eng`, or `None` when the lists hold the same values.
