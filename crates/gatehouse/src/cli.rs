@@ -87,7 +87,7 @@ pub struct StoreArgs {
 #[derive(Debug, Args)]
 struct StoreFlags {
     /// Directory holding the embedded SQLite database
-    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = ".gatehouse")]
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Use PostgreSQL instead of SQLite (postgres://user:password@host:port/database); set
     /// GATEHOUSE_DATABASE_URL instead to keep a password out of `ps`
@@ -151,10 +151,15 @@ impl FromArgMatches for StoreArgs {
     }
 }
 
+/// Where the SQLite store is when no flag or variable says.
+pub const DEFAULT_DATA_DIR: &str = ".gatehouse";
+/// Where the control plane listens when no flag or variable says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on: IP:PORT, or HOST:PORT for a host name's address (its IPv4 one, if it has one)
-    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400", value_parser = listen_address)]
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = DEFAULT_LISTEN, value_parser = listen_address)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
@@ -300,7 +305,7 @@ pub struct ConnectorArgs {
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Address to listen on: IP:PORT, or HOST:PORT for a host name's address (its IPv4 one, if it has one)
-    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:7400", value_parser = listen_address)]
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = DEFAULT_LISTEN, value_parser = listen_address)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,

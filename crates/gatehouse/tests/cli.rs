@@ -933,3 +933,45 @@ fn applying_pending_migrations_is_said_once() {
     let again = run(gatehouse().args(["keys", "list", "--org", "x", "--data-dir"]).arg(data));
     assert!(!stderr(&again).contains("migration"), "{}", stderr(&again));
 }
+
+/// The lines `gatehouse dev` prints up to `until`, then kills it.
+fn dev_banner(args: &[&str], data: &Path, until: &str) -> Vec<String> {
+    let mut child = Running(
+        gatehouse_without_store_variables(&["dev", "--upstream", "127.0.0.1:1"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.0.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains(until);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("dev never said {until:?}: {lines:?}");
+}
+
+/// The commands `dev` suggests act on its store and address, run as its other lines say.
+#[test]
+fn devs_hints_keep_the_flags_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let banner = dev_banner(&["--listen", &listen], data, "The store is empty");
+    let list = banner.iter().find_map(|line| line.trim().strip_suffix(" sessions list --since 24h")).unwrap();
+    let hint = banner.last().unwrap();
+    let expected = format!("run `{list} dev --demo --data-dir {} --listen {listen}`", data.display());
+    assert!(hint.contains(&expected), "{hint}\n{expected}");
+
+    dev_banner(&["--listen", &listen, "--demo", "--demo-sessions", "10"], data, "sessions list --since 24h");
+    let banner = dev_banner(&["--listen", &listen, "--demo"], data, "already holds sessions");
+    let expected = format!("(`{list} seed --data-dir {}` adds more)", data.display());
+    assert!(banner.last().unwrap().contains(&expected), "{banner:?}\n{expected}");
+}

@@ -18,7 +18,7 @@ use super::seed::seed;
 use super::serve::serve_on;
 use super::{open_store, public_prefix, shutdown_signal};
 use crate::address::HostPort;
-use crate::cli::DevArgs;
+use crate::cli::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, DevArgs};
 
 pub const DEV_ORG: &str = "default";
 /// The dev admin key is kept in the data directory (mode 0600) so that every
@@ -48,15 +48,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
     let org = store.ensure_org(DEV_ORG).await?;
     let key = dev_key(store.as_ref(), org.id, data_dir).await?;
+    let gatehouse = this_command();
     if args.demo {
         if has_sessions(store.as_ref(), org.id).await? {
-            say!("The store already holds sessions, so no demo sessions were added (`gatehouse seed` adds more).");
+            say!(
+                "The store already holds sessions, so no demo sessions were added (`{gatehouse} seed{}` adds more).",
+                store_flags(&args)
+            );
         } else {
             seed(store.as_ref(), org.id, args.demo_sessions, DEMO_ACTIVE, DEMO_DAYS * 86_400_000_000, 1).await?;
         }
     }
     let url = format!("http://{}", listener.local_addr()?);
-    let gatehouse = this_command();
     let connector = match metrics_listen {
         Some(metrics_listen) => Some(dev_connector(store.as_ref(), org.id, &args, &url, metrics_listen).await?),
         None => None,
@@ -99,7 +102,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.demo && !has_sessions(store.as_ref(), org.id).await? {
-        say!("The store is empty: run `{gatehouse} dev --demo` to fill it with demo sessions.\n");
+        let listen = match args.listen.to_string() {
+            listen if listen == DEFAULT_LISTEN => String::new(),
+            listen => format!(" --listen {listen}"),
+        };
+        say!(
+            "The store is empty: run `{gatehouse} dev --demo{}{listen}` to fill it with demo sessions.\n",
+            store_flags(&args)
+        );
     }
     // On Ctrl-C the connector stops first, and ends its sessions through the control
     // plane, which stops only then: the other way round, their ends would wait in the
@@ -182,11 +192,30 @@ fn command_for(exe: &Path, on_path: Option<&Path>, cwd: Option<&Path>) -> String
     if on_path.is_some_and(|found| real(found) == real(exe)) {
         return "gatehouse".to_owned();
     }
-    let shown = cwd.and_then(|cwd| exe.strip_prefix(cwd).ok()).unwrap_or(exe).display().to_string();
-    match shown.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
-        true => format!("'{}'", shown.replace('\'', r"'\''")),
-        false => shown,
+    shell_word(&cwd.and_then(|cwd| exe.strip_prefix(cwd).ok()).unwrap_or(exe).display().to_string())
+}
+
+/// `text` as one word of a shell command: quoted when it holds what the shell would split or
+/// act on.
+fn shell_word(text: &str) -> String {
+    match text.is_empty() || text.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?[]#~".contains(c)) {
+        true => format!("'{}'", text.replace('\'', r"'\''")),
+        false => text.to_owned(),
     }
+}
+
+/// The store flags of a command the banner suggests, so that it acts on this `dev`'s store,
+/// not the default one: `--data-dir` unless it is the default, and `--database-url` for a
+/// PostgreSQL store (its URL not repeated: it may hold a password).
+fn store_flags(args: &DevArgs) -> String {
+    let mut flags = String::new();
+    if args.store.data_dir != Path::new(DEFAULT_DATA_DIR) {
+        flags.push_str(&format!(" --data-dir {}", shell_word(&args.store.data_dir.display().to_string())));
+    }
+    if args.store.database_url.is_some() {
+        flags.push_str(" --database-url URL");
+    }
+    flags
 }
 
 /// Where the dev connector serves `/health` and `/metrics` by default: beside the API's 7400
@@ -318,5 +347,9 @@ mod tests {
         assert_eq!(command_for(exe, Some(other), None), "/work/app/target/release/gatehouse");
         let spaced = Path::new("/home/my app/gatehouse");
         assert_eq!(command_for(spaced, None, None), "'/home/my app/gatehouse'");
+        assert_eq!(shell_word("/tmp/data"), "/tmp/data");
+        assert_eq!(shell_word("it's here"), r"'it'\''s here'");
+        assert_eq!(shell_word("a;b"), "'a;b'");
+        assert_eq!(shell_word(""), "''");
     }
 }
