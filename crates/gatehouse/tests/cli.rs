@@ -975,3 +975,40 @@ fn devs_hints_keep_the_flags_in_use() {
     let expected = format!("(`{list} seed --data-dir {}` adds more)", data.display());
     assert!(banner.last().unwrap().contains(&expected), "{banner:?}\n{expected}");
 }
+
+/// A `dev --demo` stopped while it seeds (Ctrl-C) says so, and the next one adds the rest
+/// of the same demo, rather than take the store for one that holds sessions of its own.
+#[test]
+fn an_interrupted_demo_is_completed_by_the_next_dev_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut first = gatehouse_without_store_variables(&["dev", "--upstream", "127.0.0.1:1", "--listen", &listen])
+        .args(["--demo", "--demo-sessions", "30000", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(first.stderr.take().unwrap()).lines().map(Result::unwrap);
+    assert!(said.by_ref().any(|line| line.starts_with("seeding sessions: ")), "seeding began");
+    let _ = Command::new("kill").args(["-INT", &first.id().to_string()]).status();
+    let rest: Vec<String> = said.collect();
+    assert_eq!(first.wait().unwrap().code(), Some(130), "{rest:?}");
+    assert!(
+        rest.iter().any(|line| line.contains("Stopped with the demo partly added") && line.contains("adds the rest"))
+    );
+    let count = || {
+        let sql = "SELECT count(*) FROM sessions";
+        let out = Command::new("sqlite3").arg(data.join("gatehouse.db")).arg(sql).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().parse::<usize>().unwrap()
+    };
+    let partial = count();
+    assert!(partial < 30_036, "{partial}");
+
+    let banner = dev_banner(&["--listen", &listen, "--demo"], data, "sessions list --since 24h");
+    assert!(banner.iter().any(|line| line.contains("adding the rest")), "{banner:?}");
+    assert_eq!(count(), 30_036, "the demo's 30000 completed and 36 active sessions, each once");
+    let banner = dev_banner(&["--listen", &listen, "--demo"], data, "already holds sessions");
+    assert!(!banner.iter().any(|line| line.contains("adding the rest")), "{banner:?}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use gatehouse_connector::config::{Config, ControlPlane, Listener};
-use gatehouse_core::time::now_micros;
+use gatehouse_core::time::{Micros, now_micros};
 use gatehouse_core::{OrgId, Role};
 use gatehouse_server::auth::create_api_key;
 use gatehouse_server::registry::{create_connector, create_resource};
@@ -50,13 +50,29 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let key = dev_key(store.as_ref(), org.id, data_dir).await?;
     let gatehouse = this_command();
     if args.demo {
-        if has_sessions(store.as_ref(), org.id).await? {
-            say!(
-                "The store already holds sessions, so no demo sessions were added (`{gatehouse} seed{}` adds more).",
-                store_flags(&args)
-            );
-        } else {
-            seed(store.as_ref(), org.id, args.demo_sessions, DEMO_ACTIVE, DEMO_DAYS * 86_400_000_000, 1).await?;
+        let demo = match DemoMark::read(data_dir) {
+            Some(demo) => {
+                say!("An earlier `dev --demo` was stopped before it added every demo session: adding the rest.");
+                Some(demo)
+            }
+            None if has_sessions(store.as_ref(), org.id).await? => {
+                say!(
+                    "The store already holds sessions, so no demo sessions were added (`{gatehouse} seed{}` adds \
+                     more).",
+                    store_flags(&args)
+                );
+                None
+            }
+            None => Some(DemoMark { now: now_micros(), sessions: args.demo_sessions }),
+        };
+        if let Some(demo) = demo {
+            tokio::select! {
+                seeded = demo.seed(store.as_ref(), org.id, data_dir) => seeded?,
+                () = shutdown_signal() => {
+                    note!("\nStopped with the demo partly added: `{}` adds the rest.", demo_command(&gatehouse, &args));
+                    return Ok(ExitCode::from(130));
+                }
+            }
         }
     }
     let url = format!("http://{}", listener.local_addr()?);
@@ -102,14 +118,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !args.demo && !has_sessions(store.as_ref(), org.id).await? {
-        let listen = match args.listen.to_string() {
-            listen if listen == DEFAULT_LISTEN => String::new(),
-            listen => format!(" --listen {listen}"),
-        };
-        say!(
-            "The store is empty: run `{gatehouse} dev --demo{}{listen}` to fill it with demo sessions.\n",
-            store_flags(&args)
-        );
+        say!("The store is empty: run `{}` to fill it with demo sessions.\n", demo_command(&gatehouse, &args));
     }
     // On Ctrl-C the connector stops first, and ends its sessions through the control
     // plane, which stops only then: the other way round, their ends would wait in the
@@ -131,6 +140,47 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let (served, connected) = tokio::join!(serve_on(listener, None, store, &args.lease, api_shutdown), connector);
     served.and(connected)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo seeding this data directory's store is getting: written before its first session
+/// is stored, removed after its last, so that a `dev --demo` stopped halfway (Ctrl-C) is
+/// completed by the next, which makes the same sessions (the same `now`) and adds those
+/// missing, rather than taken for a store that holds sessions of its own.
+struct DemoMark {
+    /// The `now` the demo's sessions are drawn for.
+    now: Micros,
+    /// Its completed sessions.
+    sessions: usize,
+}
+
+impl DemoMark {
+    const FILE: &str = "demo-seeding";
+
+    /// The mark in `data_dir`, if a demo seeding there has not completed.
+    fn read(data_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(data_dir.join(Self::FILE)).ok()?;
+        let (now, sessions) = text.trim().split_once(' ')?;
+        Some(Self { now: now.parse().ok()?, sessions: sessions.parse().ok()? })
+    }
+
+    /// Stores the demo's sessions (those missing, after a seeding cut short), marked as
+    /// under way until they all are.
+    async fn seed(&self, store: &dyn Store, org: OrgId, data_dir: &Path) -> anyhow::Result<()> {
+        let path = data_dir.join(Self::FILE);
+        write_private(&path, &format!("{} {}\n", self.now, self.sessions))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        seed(store, org, self.sessions, DEMO_ACTIVE, DEMO_DAYS * 86_400_000_000, 1, self.now).await?;
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))
+    }
+}
+
+/// The `dev --demo` command for this run's store and address.
+fn demo_command(gatehouse: &str, args: &DevArgs) -> String {
+    let listen = match args.listen.to_string() {
+        listen if listen == DEFAULT_LISTEN => String::new(),
+        listen => format!(" --listen {listen}"),
+    };
+    format!("{gatehouse} dev --demo{}{listen}", store_flags(args))
 }
 
 /// Whether something accepts connections at `upstream` within half a second.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use gatehouse_core::time::now_micros;
-use gatehouse_core::{OrgId, Session};
+use gatehouse_core::{Micros, OrgId, Session};
 use gatehouse_store::{Store, StoreError};
 
 use super::{ensure_org, open_store};
@@ -22,12 +22,13 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&args.store).await?;
     let org = ensure_org(store.as_ref(), &args.org).await?;
     let span = i64::from(args.days) * 86_400_000_000;
-    seed(store.as_ref(), org.id, args.sessions, args.active, span, args.seed).await?;
+    seed(store.as_ref(), org.id, args.sessions, args.active, span, args.seed, now_micros()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Inserts `count` completed and `active` running sessions, printing progress
-/// to stderr.
+/// to stderr. The same arguments (`now` included) make the same sessions, and a session
+/// stored already is left as it is: a seeding cut short is completed by doing it again.
 pub async fn seed(
     store: &dyn Store,
     org: OrgId,
@@ -35,9 +36,9 @@ pub async fn seed(
     active: usize,
     span: i64,
     seed: u64,
+    now: Micros,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let now = now_micros();
     let mut data = DemoData::new(seed);
     // The sessions' resources are registered, as a connector's are: `resources list` shows
     // them, and the aggregations count their hosts. Resource ids are unique across
