@@ -1012,3 +1012,31 @@ fn an_interrupted_demo_is_completed_by_the_next_dev_demo() {
     let banner = dev_banner(&["--listen", &listen, "--demo"], data, "already holds sessions");
     assert!(!banner.iter().any(|line| line.contains("adding the rest")), "{banner:?}");
 }
+
+/// `serve` on an address other hosts reach, without TLS, warns that keys cross the network in
+/// cleartext; on loopback it does not.
+#[test]
+fn serve_without_tls_off_loopback_warns_of_cleartext_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for (ip, warns) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let port = free_port();
+        let mut child = Running(
+            gatehouse()
+                .args(["serve", "--listen", &format!("{ip}:{port}"), "--data-dir"])
+                .arg(dir.path().join(ip))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        wait_healthy(&format!("http://127.0.0.1:{port}"));
+        let _ = child.0.kill();
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut said).unwrap();
+        assert_eq!(
+            said.contains("API keys, connector keys and the sessions reported cross the network in cleartext"),
+            warns,
+            "{ip}: {said}"
+        );
+    }
+}

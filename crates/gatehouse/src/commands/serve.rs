@@ -42,7 +42,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => format!("SQLite in {}", args.store.data_dir.display()),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(url = %format!("{scheme}://{}", listener.local_addr()?), store = %store_name, "control plane listening");
+    let address = listener.local_addr()?;
+    tracing::info!(url = %format!("{scheme}://{address}"), store = %store_name, "control plane listening");
+    // Every call carries an API key or a connector key, and connectors' reports carry what
+    // sessions ran: off this machine, in clear, unless behind a TLS-terminating proxy.
+    if tls.is_none() && !address.ip().to_canonical().is_loopback() {
+        tracing::warn!(
+            listen = %address,
+            "serving plain http on an address other hosts reach: API keys, connector keys and the sessions \
+             reported cross the network in cleartext (--tls-cert and --tls-key serve https, or put a TLS \
+             proxy in front)"
+        );
+    }
     if let Some(retention) = args.retention {
         tokio::spawn(retain(store.clone(), retention));
     }
