@@ -257,12 +257,14 @@ fn parse_sort(text: &str) -> Result<String, String> {
     }
 }
 
+/// The longest overlap of a key rotation, in days (`--overlap`'s help says it too).
+const MAX_OVERLAP_DAYS: u64 = 30;
+
 /// A key rotation's overlap: long enough for a rolling restart, not a second key kept for good.
 fn parse_overlap(text: &str) -> Result<std::time::Duration, String> {
-    const MAX_DAYS: u64 = 30;
     let overlap = parse_duration(text)?;
-    match overlap > std::time::Duration::from_secs(MAX_DAYS * 86_400) {
-        true => Err(format!("{text:?} is longer than the longest overlap, {MAX_DAYS}d")),
+    match overlap > std::time::Duration::from_secs(MAX_OVERLAP_DAYS * 86_400) {
+        true => Err(format!("{text:?} is longer than the longest overlap, {MAX_OVERLAP_DAYS}d")),
         false => Ok(overlap),
     }
 }
@@ -334,7 +336,7 @@ pub struct DevArgs {
 pub struct SeedArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Organization to fill
+    /// Organization to fill (created if new)
     #[arg(long, default_value = "default", value_parser = non_empty)]
     pub org: String,
     /// Completed sessions to create
@@ -394,7 +396,7 @@ pub enum KeysCommand {
 pub enum ResourcesCommand {
     /// Register a database; prints its id
     Create {
-        /// The organization
+        /// Organization the database belongs to (created if new)
         #[arg(long, value_parser = non_empty)]
         org: String,
         /// A unique name, shown in sessions
@@ -475,7 +477,7 @@ pub enum ResourcesCommand {
 pub enum ConnectorsCommand {
     /// Register a connector; prints its id and its key, once
     Create {
-        /// The organization
+        /// Organization the connector belongs to (created if new)
         #[arg(long, value_parser = non_empty)]
         org: String,
         /// A unique name, shown in sessions
@@ -504,8 +506,8 @@ pub enum ConnectorsCommand {
         /// The organization
         #[arg(long, value_parser = non_empty)]
         org: String,
-        /// Let the old key work on for this long (e.g. 10m, 1h), while the connector is
-        /// restarted with the new one; by default it stops at once
+        /// Let the old key work on for this long (e.g. 10m, 1h; at most 30d), while the
+        /// connector is restarted with the new one; by default it stops at once
         #[arg(long, value_parser = parse_overlap)]
         overlap: Option<std::time::Duration>,
         #[command(flatten)]
@@ -715,7 +717,7 @@ pub enum UsersCommand {
     /// Create a human (--email) or a machine (--machine); prints its id
     #[command(group(clap::ArgGroup::new("who").required(true).args(["email", "machine"])))]
     Create {
-        /// The organization
+        /// Organization the user belongs to (created if new)
         #[arg(long, value_parser = non_empty)]
         org: String,
         /// A person, by email (how they connect: idp:formal:human:<email>)
@@ -920,6 +922,28 @@ mod tests {
         let error = list(&["--since", "-soon"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ValueValidation);
         assert!(error.to_string().contains("\"soon\" is not a duration"), "{error}");
+    }
+
+    #[test]
+    fn help_says_which_organizations_are_created_and_the_longest_overlap() {
+        let help = |path: &[&str]| {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut sub = &mut command;
+            for name in path {
+                sub = sub.find_subcommand_mut(name).unwrap();
+            }
+            sub.render_long_help().to_string()
+        };
+        for path in [
+            &["keys", "create"][..],
+            &["users", "create"],
+            &["resources", "create"],
+            &["connectors", "create"],
+            &["seed"],
+        ] {
+            assert!(help(path).contains("(created if new)"), "{path:?}");
+        }
+        assert!(help(&["connectors", "rotate-key"]).contains(&format!("at most {MAX_OVERLAP_DAYS}d")));
     }
 
     #[test]
