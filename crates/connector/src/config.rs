@@ -88,6 +88,11 @@ pub struct Config {
     /// The file this was read from, read again at SIGHUP.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The addresses of the configuration file's `[[listeners]]` when
+    /// `GATEHOUSE_CONNECTOR_LISTENERS` replaced them with others: the connector says so at
+    /// start, as it does of `GATEHOUSE_URL` (see [`ControlPlane::url_from_file`]).
+    #[serde(skip)]
+    pub listeners_from_file: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -323,7 +328,10 @@ impl Config {
             config.control_plane.ca_file = Some(PathBuf::from(ca_file.trim()));
         }
         if let Some(listeners) = env(ENV_LISTENERS) {
-            config.listeners = parse_listeners(&listeners)?;
+            let file = std::mem::replace(&mut config.listeners, parse_listeners(&listeners)?);
+            if file != config.listeners {
+                config.listeners_from_file = file.iter().map(|listener| listener.listen).collect();
+            }
         }
         if let Some(addr) = env(ENV_ADMIN_LISTEN) {
             config.admin_listen = addr.trim().parse().map_err(|e| ConfigError::Env {
@@ -662,6 +670,11 @@ mod tests {
         );
         assert_eq!(c.admin_listen, "0.0.0.0:9090".parse().unwrap());
         assert_eq!(c.state_dir, PathBuf::from("/tmp/state"));
+        let file_listeners: Vec<SocketAddr> =
+            vec!["127.0.0.1:6432".parse().unwrap(), "127.0.0.1:6433".parse().unwrap()];
+        assert_eq!(c.listeners_from_file, file_listeners, "remembered, for the warning at start");
+        let c = load(None, &[(ENV_URL, "http://cp:1"), (ENV_KEY, "k"), (ENV_LISTENERS, "127.0.0.1:7000=res_x")]);
+        assert_eq!(c.unwrap().listeners_from_file, [], "no file, nothing replaced");
     }
 
     #[test]

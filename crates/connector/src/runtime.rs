@@ -183,6 +183,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ),
         None => tracing::info!(urls = ?control.urls(), "control plane addresses (replicas, tried in turn)"),
     }
+    if !config.listeners_from_file.is_empty() {
+        tracing::warn!(
+            listeners = ?config.listeners.iter().map(|l| l.listen).collect::<Vec<_>>(),
+            config_file_listeners = ?config.listeners_from_file,
+            "GATEHOUSE_CONNECTOR_LISTENERS replaces [[listeners]] from the configuration file: only the \
+             listeners it names are served (unset it to use the file's)"
+        );
+    }
     let verify_control = control.clone();
     // First of what the process holds: a second process started with the same configuration
     // is told that, rather than that its ports are taken.

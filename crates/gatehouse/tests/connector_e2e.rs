@@ -939,3 +939,36 @@ fn a_connector_pointed_at_another_http_server_says_so_once() {
     assert!(requests.load(Ordering::Relaxed) >= 4, "retried: {log}");
     assert!(!log.contains("unimplemented: HTTP error 404"), "{log}");
 }
+
+/// What `gatehouse connector --config CONFIG` logs (at warn) until a line holds `needle`, or
+/// 20 s have passed; it is stopped then.
+fn connector_log_until(config: &Path, env: &[(&str, &str)], needle: &str) -> String {
+    let mut command = gatehouse();
+    command.arg("connector").arg("--config").arg(config).envs(env.iter().copied());
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let _connector = Proc(child);
+    let (send, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        std::io::BufRead::lines(stderr).map_while(Result::ok).for_each(|line| _ = send.send(line))
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut log = Vec::new();
+    while Instant::now() < deadline && !log.iter().any(|line: &String| line.contains(needle)) {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            log.push(line);
+        }
+    }
+    log.join("\n")
+}
+
+/// GATEHOUSE_CONNECTOR_LISTENERS, which replaces the file's [[listeners]], says so at start,
+/// as GATEHOUSE_URL does.
+#[test]
+fn listeners_from_the_environment_that_replace_the_files_are_warned_of() {
+    let system = System::new("60s");
+    let listeners = format!("127.0.0.1:{}={}", free_port(), system.resource);
+    let said = "GATEHOUSE_CONNECTOR_LISTENERS replaces [[listeners]] from the configuration file";
+    let log = connector_log_until(&system.config, &[("GATEHOUSE_CONNECTOR_LISTENERS", &listeners)], said);
+    assert!(log.contains(said) && log.contains(&format!("127.0.0.1:{}", system.proxy_port)), "{log}");
+}

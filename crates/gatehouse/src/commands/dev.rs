@@ -224,6 +224,7 @@ async fn dev_connector(
         identity: Default::default(),
         credentials: Vec::new(),
         source: None,
+        listeners_from_file: Vec::new(),
     })
 }
 
