@@ -39,7 +39,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
-use crate::config::{Config, Listener};
+use crate::config::{Config, Credential, Listener};
 use crate::identity::{Credentials, Throttle, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
@@ -595,7 +595,39 @@ async fn resolve(
             }
         }
     };
+    warn_of_unknown_credentials(&config.credentials, &known, &from);
     upstreams(&config.listeners, &known, &from)
+}
+
+/// Warns of each `[[credentials]]` whose `resource` is none of this connector's: its password
+/// is never used, which an identity login would show only as a role with no password.
+fn warn_of_unknown_credentials(credentials: &[Credential], known: &[Resource], from: &str) {
+    for (i, credential) in credentials.iter().enumerate() {
+        let Some(wanted) = &credential.resource else { continue };
+        if known.iter().any(|r| r.id == *wanted) {
+            continue;
+        }
+        let hint = match known.iter().find(|r| r.name == *wanted) {
+            Some(named) => format!("credentials name a resource by its id: write `{}`", named.id),
+            None => "its password is never used".to_owned(),
+        };
+        tracing::warn!(
+            credential = i,
+            role = %credential.role,
+            resource = %wanted,
+            known = %known_list(known),
+            from,
+            "credentials[{i}]: resource `{wanted}` is not the id of one of this connector's resources: {hint}"
+        );
+    }
+}
+
+/// The resources `known`, as messages name them: `name (id), ...`, or `none`.
+fn known_list(known: &[Resource]) -> String {
+    match known.is_empty() {
+        true => "none".to_owned(),
+        false => known.iter().map(|r| format!("{} ({})", r.name, r.id)).collect::<Vec<_>>().join(", "),
+    }
 }
 
 /// Matches listeners to resources, by id or else by name: the listener's `upstream` wins,
@@ -612,12 +644,11 @@ fn upstreams(listeners: &[Listener], known: &[Resource], from: &str) -> Result<V
                     match named.as_slice() {
                         [resource] => *resource,
                         [] => {
-                            let known: Vec<String> = known.iter().map(|r| format!("{} ({})", r.name, r.id)).collect();
                             return Err(RunError::UnknownResource {
                                 listen: listener.listen,
                                 resource: listener.resource.clone(),
                                 from: from.to_owned(),
-                                known: if known.is_empty() { "none".to_owned() } else { known.join(", ") },
+                                known: known_list(known),
                             });
                         }
                         several => {

@@ -972,3 +972,29 @@ fn listeners_from_the_environment_that_replace_the_files_are_warned_of() {
     let log = connector_log_until(&system.config, &[("GATEHOUSE_CONNECTOR_LISTENERS", &listeners)], said);
     assert!(log.contains(said) && log.contains(&format!("127.0.0.1:{}", system.proxy_port)), "{log}");
 }
+
+/// A `[[credentials]]` naming no resource of the connector's is warned of at start, with the
+/// resources it has, as a listener's unknown resource is named.
+#[test]
+fn credentials_for_an_unknown_resource_are_warned_of() {
+    let system = System::new("60s");
+    let _server = system.serve();
+    let mut config = std::fs::read_to_string(&system.config).unwrap();
+    config.push_str("\n[[credentials]]\nresource = \"nosuch\"\nrole = \"analyst\"\npassword_env = \"PW\"\n");
+    config.push_str("\n[[credentials]]\nresource = \"pg\"\nrole = \"analyst\"\npassword_env = \"PW\"\n");
+    std::fs::write(&system.config, config).unwrap();
+    let said = "credentials[1]: resource `pg` is not the id";
+    let log = connector_log_until(&system.config, &[("PW", "secret")], said);
+    assert!(
+        log.contains("credentials[0]: resource `nosuch` is not the id of one of this connector's resources: its password is never used"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("pg ({})", system.resource)), "the known resources are named: {log}");
+    assert!(
+        log.contains(&format!(
+            "{said} of one of this connector's resources: credentials name a resource by its id: write `{}`",
+            system.resource
+        )),
+        "{log}"
+    );
+}
