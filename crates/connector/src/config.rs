@@ -58,7 +58,7 @@ pub struct Config {
     #[serde(default)]
     pub listeners: Vec<Listener>,
     /// Serves `/health` and `/metrics`. Default 127.0.0.1:8080.
-    #[serde(default = "Config::default_admin_listen")]
+    #[serde(default = "Config::default_admin_listen", deserialize_with = "deserialize_address")]
     pub admin_listen: SocketAddr,
     /// Holds the spool and the last known resources. Default `.gatehouse-connector`.
     #[serde(default = "Config::default_state_dir")]
@@ -216,6 +216,7 @@ impl std::fmt::Debug for ControlPlane {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
+    #[serde(deserialize_with = "deserialize_address")]
     pub listen: SocketAddr,
     /// The resource this port fronts: its id, or its name when no other resource has it.
     pub resource: String,
@@ -334,10 +335,8 @@ impl Config {
             }
         }
         if let Some(addr) = env(ENV_ADMIN_LISTEN) {
-            config.admin_listen = addr.trim().parse().map_err(|e| ConfigError::Env {
-                var: ENV_ADMIN_LISTEN,
-                message: format!("`{addr}` is not an address (host:port): {e}"),
-            })?;
+            config.admin_listen =
+                socket_address(&addr).map_err(|message| ConfigError::Env { var: ENV_ADMIN_LISTEN, message })?;
         }
         if let Some(dir) = env(ENV_STATE_DIR) {
             config.state_dir = PathBuf::from(dir);
@@ -522,10 +521,7 @@ fn parse_listeners(value: &str) -> Result<Vec<Listener>, ConfigError> {
         let (listen, target) = item
             .split_once('=')
             .ok_or_else(|| error(format!("`{item}`: expected listen_address=resource_id[@host:port]")))?;
-        let listen = listen
-            .trim()
-            .parse()
-            .map_err(|e| error(format!("`{item}`: `{listen}` is not an address (host:port): {e}")))?;
+        let listen = socket_address(listen).map_err(|message| error(format!("`{item}`: {message}")))?;
         let (resource, upstream) = match target.split_once('@') {
             Some((resource, upstream)) => {
                 check_host_port(upstream.trim()).map_err(|m| error(format!("`{item}`: upstream {m}")))?;
@@ -543,6 +539,21 @@ fn parse_listeners(value: &str) -> Result<Vec<Listener>, ConfigError> {
         return Err(error("no listeners in it".into()));
     }
     Ok(listeners)
+}
+
+/// An address to listen on: an IP address and a port (`127.0.0.1:6432`, `[::1]:6432`). A host
+/// name is refused with what to write rather than std's "invalid socket address syntax": a
+/// name may stand for several addresses, and the connector listens on one.
+fn socket_address(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("`{}` is not an IP address and port: write one, e.g. 127.0.0.1:6432 ([::1]:6432 for IPv6)", text.trim())
+    })
+}
+
+/// [`socket_address`], for serde.
+fn deserialize_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    socket_address(&text).map_err(serde::de::Error::custom)
 }
 
 /// `host:port` or `[v6]:port`, with a port number.
@@ -708,6 +719,18 @@ mod tests {
             &[],
         );
         assert!(e.contains("connector.toml") && e.contains("listen"), "{e}");
+        let e = error(Some("[[listeners]]\nlisten = \"localhost:6432\"\nresource = \"r\""), &[]);
+        assert!(
+            e.contains(
+                "line 2, column 10, at `listen`: `localhost:6432` is not an IP address and port: write one, \
+                        e.g. 127.0.0.1:6432"
+            ) && !e.contains("invalid socket address syntax"),
+            "{e}"
+        );
+        let e = error(Some("admin_listen = \"localhost:8080\""), &[]);
+        assert!(e.contains("at `admin_listen`: `localhost:8080` is not an IP address and port"), "{e}");
+        let e = error(Some(FILE), &[(ENV_ADMIN_LISTEN, "localhost:8080")]);
+        assert!(e.contains("`localhost:8080` is not an IP address and port"), "{e}");
         let e = error(Some("spool_max_byte = 1"), &[]);
         assert!(e.contains("connector.toml") && e.contains("spool_max_byte"), "{e}");
         let e = error(Some("[[listeners]]\nlisten = \"127.0.0.1:1\""), &[]);
@@ -765,10 +788,8 @@ mod tests {
             error(None, &env)
         };
         assert!(with("127.0.0.1:6432").contains("expected listen_address=resource_id"));
-        assert!(
-            with("localhost:6432=res").contains("`localhost` is not an address")
-                || with("localhost:6432=res").contains("not an address")
-        );
+        let e = with("localhost:6432=res");
+        assert!(e.contains("`localhost:6432` is not an IP address and port: write one, e.g. 127.0.0.1:6432"), "{e}");
         assert!(with("127.0.0.1:6432=").contains("no resource id"));
         assert!(with("127.0.0.1:6432=res@db").contains("`db` is not host:port"));
         assert!(with("127.0.0.1:6432=res@::1:5432").contains("brackets"));
