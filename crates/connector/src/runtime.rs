@@ -76,6 +76,11 @@ pub enum RunError {
     #[error("cannot use the state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
     #[error(
+        "the state directory {path} is a file, not a directory: set state_dir (or \
+         GATEHOUSE_CONNECTOR_STATE_DIR) to a directory, or to a path where one can be made"
+    )]
+    StateDirNotADirectory { path: PathBuf },
+    #[error(
         "the state directory {path} is in use by another connector process: give each process a \
          state directory of its own (state_dir, or GATEHOUSE_CONNECTOR_STATE_DIR)"
     )]
@@ -484,6 +489,10 @@ async fn lock_state(config: &Config, run_id: &str) -> Result<RunLog, RunError> {
     let state_dir = config.state_dir.clone();
     let run_id = run_id.to_owned();
     let runs = tokio::task::spawn_blocking(move || {
+        // Else "File exists (os error 17)", which names neither the file nor what to do.
+        if std::fs::metadata(&state_dir).is_ok_and(|found| !found.is_dir()) {
+            return Err(RunError::StateDirNotADirectory { path: state_dir.clone() });
+        }
         std::fs::create_dir_all(&state_dir).map_err(|source| RunError::StateDir { path: state_dir.clone(), source })?;
         RunLog::begin(&state_dir, &run_id).map_err(|error| match error {
             RunLogError::InUse => RunError::StateDirInUse { path: state_dir.clone() },

@@ -189,6 +189,25 @@ async fn a_taken_port_is_a_startup_error_naming_it() {
     assert!(error.starts_with(&format!("cannot listen on {addr} (listener)")), "{error}");
 }
 
+#[tokio::test]
+async fn a_state_dir_that_is_a_file_is_named_so() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("state");
+    std::fs::write(&file, "").unwrap();
+    let result =
+        runtime::run(config(&h, &file, &format!("{}=res_a", free_addr()), free_addr()), std::future::pending()).await;
+    let error = result.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        format!(
+            "the state directory {} is a file, not a directory: set state_dir (or GATEHOUSE_CONNECTOR_STATE_DIR) \
+             to a directory, or to a path where one can be made",
+            file.display()
+        )
+    );
+}
+
 /// A first start with the control plane down and nothing cached cannot know where a
 /// listener's database is: clients wait a while (it may answer), then are refused with a
 /// reason, as PostgreSQL refuses them while it starts, instead of hanging.
