@@ -569,10 +569,22 @@ fn check_host_port(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The settings of the file's top level, before its first `[section]`.
+const TOP_LEVEL: [&str; 5] = ["admin_listen", "state_dir", "spool_max_bytes", "fail_open", "shutdown_drain_seconds"];
+
 /// Where the TOML parser stopped and why, without quoting the file: the line may hold a
 /// secret (a mistyped `password` field, a key left unquoted).
 fn parse_message(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim_end().replace('\n', " ");
+    let mut message = error.message().trim_end().replace('\n', " ");
+    // A top-level setting written under a section belongs to that section in TOML, which
+    // then does not know it: say where it goes.
+    let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|(name, _)| name);
+    if let Some(name) = unknown.filter(|name| TOP_LEVEL.contains(name)) {
+        message = format!(
+            "{message} (`{name}` is a top-level setting: in TOML a key belongs to the [section] above it, so put \
+             it before the first one)"
+        );
+    }
     match error.span() {
         Some(span) => {
             let before = text.get(..span.start).unwrap_or(text);
@@ -710,6 +722,24 @@ mod tests {
         let c = load(Some(&file), &[(ENV_URL, "http://a:1,http://b:2")]).unwrap();
         assert_eq!(c.control_plane.url_from_file, None);
         assert_eq!(load(Some(&file), &[]).unwrap().control_plane.url_from_file, None);
+    }
+
+    #[test]
+    fn a_top_level_setting_in_a_section_is_told_where_it_goes() {
+        let values = ["\"127.0.0.1:1\"", "\"/s\"", "1", "true", "1"];
+        for (name, value) in TOP_LEVEL.iter().zip(values) {
+            // Each is one indeed.
+            let _: Config = toml::from_str(&format!("{name} = {value}")).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let e = error(Some(&format!("[control_plane]\nurl = \"http://cp\"\n{name} = {value}\n")), &[]);
+            assert!(
+                e.contains(&format!("line 3, column 1, at `{name}`: unknown field `{name}`"))
+                    && e.contains(&format!("(`{name}` is a top-level setting:"))
+                    && e.contains("put it before the first one)"),
+                "{e}"
+            );
+        }
+        let e = error(Some("[control_plane]\nurl = \"http://cp\"\nkee = \"k\"\n"), &[]);
+        assert!(e.contains("unknown field `kee`") && !e.contains("top-level"), "{e}");
     }
 
     #[test]
