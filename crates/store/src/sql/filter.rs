@@ -69,15 +69,28 @@ fn column(field: Field) -> Column {
 pub struct AsOf {
     /// The listing's instant: active sessions' durations run to it.
     pub now: i64,
-    /// The rows are sessions ended since `now`, which a walk lists as they stood then: open,
-    /// with no end time, their duration running to `now` (see `sql/list.rs`).
-    pub ended_since: bool,
+    /// Which sessions the rows are, as the filter may take them.
+    pub rows: Rows,
+}
+
+/// Which sessions a filter tests, as a listing's arm knows them (see `sql/list.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Any session, ended or not.
+    Any,
+    /// Sessions ended by `now`: their duration is the stored one, never NULL, so that a
+    /// duration predicate is a range of the duration index rather than a filter on every entry
+    /// the walk reads.
+    Ended,
+    /// Sessions open at `now`, as a walk lists them: with no end time, their duration running to
+    /// `now`. Those ended since then (their end recorded after `now`) are listed so too.
+    Open,
 }
 
 impl AsOf {
     /// Sessions as they are, active ones measured to `now`.
     pub fn live(now: i64) -> Self {
-        Self { now, ended_since: false }
+        Self { now, rows: Rows::Any }
     }
 }
 
@@ -138,8 +151,16 @@ fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, as_of: AsOf) {
     let now = as_of.now;
     match column(pred.field) {
         // Open as the walk lists them: no end, active (and elapsed to `now`, below).
-        Column::Plain("s.end_us") if as_of.ended_since => push_op(b, &|b| push_text(b, NO_END), kind, &pred.op),
-        Column::Status if as_of.ended_since => push_op(b, &|b| push_text(b, "'active'"), FieldKind::Keyword, &pred.op),
+        Column::Plain("s.end_us") if as_of.rows == Rows::Open => push_op(b, &|b| push_text(b, NO_END), kind, &pred.op),
+        Column::Status if as_of.rows != Rows::Any => {
+            let status = match (as_of.rows, b.dialect()) {
+                (Rows::Open, Dialect::Sqlite) => "'active'",
+                (Rows::Open, Dialect::Postgres) => "('active' COLLATE \"C\")",
+                (_, Dialect::Sqlite) => "'completed'",
+                (_, Dialect::Postgres) => "('completed' COLLATE \"C\")",
+            };
+            push_op(b, &|b| push_text(b, status), FieldKind::Keyword, &pred.op)
+        }
         Column::Plain(col) => push_op(b, &|b| push_text(b, col), kind, &pred.op),
         Column::Ip { text, bytes } => match &pred.op {
             // Substring search looks at the address as written.
@@ -180,11 +201,11 @@ fn push_predicate(b: &mut SqlBuilder, pred: &Predicate, as_of: AsOf) {
         },
         Column::Duration => {
             let duration = move |b: &mut SqlBuilder| {
-                if as_of.ended_since {
-                    b.bind_int(now).push(" - s.start_us");
-                } else {
-                    b.push("COALESCE(s.duration_us, ").bind_int(now).push(" - s.start_us)");
-                }
+                match as_of.rows {
+                    Rows::Ended => b.push("s.duration_us"),
+                    Rows::Open => b.push("(").bind_int(now).push(" - s.start_us)"),
+                    Rows::Any => b.push("COALESCE(s.duration_us, ").bind_int(now).push(" - s.start_us)"),
+                };
             };
             push_op(b, &duration, kind, &pred.op)
         }

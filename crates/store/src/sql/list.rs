@@ -16,7 +16,7 @@ use gatehouse_core::OrgId;
 use gatehouse_query::Expr;
 
 use super::builder::{Dialect, SqlBuilder};
-use super::filter::{AsOf, push_filter};
+use super::filter::{AsOf, Rows, push_filter};
 use crate::model::{ACTIVE_END_KEY, Direction, ListQuery, SortKey};
 
 /// The columns of a session but its end, which a listing shows as it stood at its `now`.
@@ -110,7 +110,7 @@ pub fn push_list(b: &mut SqlBuilder, org: OrgId, q: &ListQuery, earliest_start: 
         push_key(b, &arm.key, q.now);
         b.push(" AS sort_key FROM sessions s WHERE ");
         push_only(b, &arm.only, q.now);
-        let as_of = AsOf { now: q.now, ended_since: matches!(arm.only, Only::EndedSince) };
+        let as_of = AsOf { now: q.now, rows: arm.only.rows() };
         push_matching(b, org, q.window_start, q.window_end, earliest_start, &q.filter, as_of);
         if let Some(after) = &q.after {
             b.push(" AND (");
@@ -162,6 +162,17 @@ pub fn push_matching(
     }
     b.push(" AND ");
     push_filter(b, filter, as_of);
+}
+
+impl Only {
+    /// The sessions of this arm, as its filter may take them.
+    fn rows(&self) -> Rows {
+        match self {
+            Only::All => Rows::Any,
+            Only::Ended | Only::EndedOrderedElsewhere => Rows::Ended,
+            Only::Open | Only::EndedSince => Rows::Open,
+        }
+    }
 }
 
 fn push_only(b: &mut SqlBuilder, only: &Only, now: i64) {

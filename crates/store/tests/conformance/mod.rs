@@ -75,6 +75,7 @@ macro_rules! conformance_suite {
             }
             queries {
                 empty_query_matches_every_session_of_the_org,
+                status_end_and_duration_filters_select_alike_under_every_sort,
                 keyword_terms_match_whole_values_in_case_unless_a_fixed_vocabulary,
                 text_terms_match_whole_values_case_insensitively,
                 text_terms_fold_non_ascii_case,

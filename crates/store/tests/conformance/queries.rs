@@ -2,10 +2,10 @@
 //! as a query text and the exact acme ids it must return. The sessions are
 //! tabulated at the top of `fixture.rs`.
 
-use gatehouse_store::Store;
+use gatehouse_store::{ListQuery, Store};
 
 use super::fixture::{
-    ACTIVE, ALL, COMPLETED, Case, EU, FORMAL, Fixture, LAB, MINUTE, NOW, POSTGRES, US, completed, listing,
+    ACTIVE, ALL, COMPLETED, Case, EU, FORMAL, Fixture, LAB, MINUTE, NOW, POSTGRES, US, completed, every_sort, listing,
 };
 
 pub const KEYWORD_TERMS: &[Case] = &[
@@ -507,6 +507,22 @@ pub const CATALOGUE: &[&[Case]] = &[
     STATUSES,
     HOSTILE,
 ];
+
+/// Filters on status, end time and duration are written for each arm of a listing by end time
+/// or duration (its ended sessions' stored duration, its open ones' elapsed time): whatever the
+/// sort, they select the same sessions.
+pub async fn status_end_and_duration_filters_select_alike_under_every_sort(store: &dyn Store) {
+    let fx = Fixture::load(store).await;
+    for sorted in every_sort() {
+        for cases in [TIME_RANGES, OTHER_RANGES, COMPARISONS, FINER_THAN_A_MICROSECOND, RELATIVE_TIMES, STATUSES] {
+            for (text, expected) in cases {
+                let query = ListQuery { sort: sorted.sort, direction: sorted.direction, ..listing(text, NOW) };
+                let label = format!("{text:?} by {:?} {:?}", sorted.sort, sorted.direction);
+                fx.check_query(&label, &query, expected).await;
+            }
+        }
+    }
+}
 
 pub async fn empty_query_matches_every_session_of_the_org(store: &dyn Store) {
     let fx = Fixture::load(store).await;
