@@ -266,6 +266,8 @@ const NOW: i64 = 1_717_243_200_000_000;
 const SECOND: i64 = 1_000_000;
 const SESSIONS: usize = 50_000;
 const USERS: usize = 500;
+/// Sessions of a rare connector beside the [`SESSIONS`] at fifty thousand.
+const RARE: usize = 1_000;
 
 /// Synthetic session `i` of user `user`: one every 30 s going back from NOW,
 /// 1 in 50 still active, spread over resources and connectors.
@@ -329,6 +331,21 @@ async fn listings_use_indexes_at_fifty_thousand_sessions() {
     // A second organization, so org_id is not a constant for the planner.
     let few: Vec<Session> = sessions.iter().step_by(10).cloned().collect();
     store.insert_sessions(other, &few).await.unwrap();
+    // The shortest sessions, all of one connector, older than the others.
+    let rare: Vec<Session> = (0..RARE)
+        .map(|i| {
+            let start = sessions[0].start - (RARE - i) as i64 * 30 * SECOND;
+            let connector = gatehouse_core::session::ConnectorRef { id: "c-rare".into(), ..Default::default() };
+            Session {
+                id: format!("rare-{i:04}"),
+                start,
+                end: Some(start + SECOND),
+                connector,
+                ..synthetic(i, i % USERS)
+            }
+        })
+        .collect();
+    store.insert_sessions(acme, &rare).await.unwrap();
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
 
     let parse = |text: &str| gatehouse_query::parse(text, NOW).expect("query parses");
@@ -383,6 +400,23 @@ async fn listings_use_indexes_at_fifty_thousand_sessions() {
     let rows = store.list_sessions(acme, &long_ones).await.unwrap();
     assert_eq!(rows.len(), 100);
     assert!(rows.iter().all(|s| s.end.is_some_and(|end| end - s.start > 30 * 60 * SECOND)), "{rows:?}");
+
+    // A filter matching few sessions, all at the far end of the duration index, finds them
+    // first: a walk along the index would read every other session before them (8 s at a
+    // million sessions), though the planner, taking them to be spread evenly, expects a page
+    // within a fiftieth of it.
+    let rare_longest = ListQuery { filter: parse("connector.id:c-rare"), ..by_duration.clone() };
+    let plan = store.explain_list(acme, &rare_longest).await.unwrap();
+    let walked = plan.iter().any(|line| line.contains("using sessions_duration"));
+    assert!(!walked, "walks the duration index for a rare connector:\n{}", plan.join("\n"));
+    let rows = store.list_sessions(acme, &rare_longest).await.unwrap();
+    let ids: Vec<&str> = rows.iter().map(|s| s.id.as_str()).collect();
+    let mut want: Vec<&str> = rare.iter().map(|s| s.id.as_str()).collect();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, want[..100], "longest first (all alike), ties by id");
+    // A filter matching many sessions walks the index still.
+    let plan = store.explain_list(acme, &ListQuery { sort: SortKey::Duration, ..broad.clone() }).await.unwrap();
+    assert!(plan.iter().any(|line| line.contains("using sessions_duration")), "{}", plan.join("\n"));
     assert!(began.elapsed() < Duration::from_secs(60), "took {:?}", began.elapsed());
 }
 

@@ -16,7 +16,7 @@ pub(crate) use aggregate::{AggRunner, Materialize, aggregate, aggregate_raw};
 pub use builder::{Arg, Dialect, SqlBuilder};
 pub use filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS, push_filter};
 pub use insert::push_insert_sessions;
-pub use list::{SESSION_COLUMNS, push_list, push_matching};
+pub use list::{SESSION_COLUMNS, Walk, push_list, push_listed, push_matching};
 
 /// Case-folds text for the `_fold` columns and for the values compared with
 /// them, so text fields match case-insensitively in every script, in every

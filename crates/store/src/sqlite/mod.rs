@@ -20,7 +20,7 @@ use crate::error::org_vanished;
 use crate::model::*;
 use crate::row::{many_values, org_from_row, session_from_row};
 use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
-use crate::sql::{AggRow, Arg, Dialect, SqlBuilder, push_insert_sessions, push_list};
+use crate::sql::{AggRow, Arg, Dialect, SqlBuilder, Walk, push_insert_sessions, push_list};
 use crate::{Store, StoreError};
 
 /// The SQLite migrations, embedded in the binary.
@@ -198,7 +198,7 @@ impl SqliteStore {
             None => None,
         };
         let mut builder = SqlBuilder::new(Dialect::Sqlite);
-        push_list(&mut builder, org, query, earliest);
+        push_list(&mut builder, org, query, earliest, Walk::Index);
         Ok(builder.into_parts())
     }
 
