@@ -603,7 +603,11 @@ async fn after_a_spool_replay_reports_move_to_the_replica_that_lives() {
     drop(first);
     let after = session("after", 3);
     send_all(&p2, &after);
-    eventually("reported to the second", || second.plane.seen().stored.len() == after.len()).await;
+    // The double stores the events before the connector has its answer and shows the move.
+    eventually("reported to the second, and shown", || {
+        second.plane.seen().stored.len() == after.len() && metrics.control_plane_replica.load(Relaxed) == 1
+    })
+    .await;
     assert_eq!((c2.current_replica(), metrics.control_plane_replica.load(Relaxed)), (1, 1));
     assert_eq!(metrics.control_plane_reachable.load(Relaxed), 1);
     assert_eq!(second.plane.seen().received, keys(&after));
