@@ -66,7 +66,7 @@ struct Token {
 
 /// Splits at spaces outside quotes and brackets; `(` and `)` are tokens of their own. A
 /// backslash keeps the next character in the token. A quote (`"` or `'`) opens where a value
-/// starts (see [`starts_value`]).
+/// starts (see [`starts_value`]), and in brackets where a bound or element does.
 fn tokens(text: &str) -> Vec<Token> {
     scan(text).tokens
 }
@@ -99,6 +99,8 @@ fn scan(text: &str) -> Scan {
             _ if quote.is_some_and(|(q, _)| q == c) => quote = None,
             _ if quote.is_some() => {}
             '"' | '\'' if !bracketed && starts_value(start.map_or("", |s| &text[s..i])) => quote = Some((c, i)),
+            // A range's bound or a set's element (`["a b" TO "c]d"]`).
+            '"' | '\'' if bracketed && text[..i].ends_with(['[', '{', ' ']) => quote = Some((c, i)),
             '"' if !bracketed => _ = stray_quote.get_or_insert(i),
             '[' | '{' => bracketed = true,
             ']' | '}' => bracketed = false,
@@ -243,6 +245,8 @@ mod tests {
         assert_eq!(rewrite(r#"user:"a b" c"#), r#"user:"a b" AND c"#);
         assert_eq!(rewrite("a (b OR c) d"), "a AND (b OR c) AND d");
         assert_eq!(rewrite("-(a b)"), "-(a AND b)");
+        assert_eq!(rewrite(r#"a:["b]c" TO 'd e'] f"#), r#"a:["b]c" TO 'd e'] AND f"#);
+        assert_eq!(rewrite(r#"a:IN ["b]" c] d"#), r#"a:IN ["b]" c] AND d"#);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - `field`: the field table (names, aliases, camelCase and snake_case spellings, kinds).
 //! - `value`: time, duration, IP and CIDR values.
 //! - `ast`: the output types and their compact `Display`.
+//! - `prepare`: escapes what the grammar would split a quoted bound at (`>"Bob Jones"`).
 //! - `juxtapose`: writes the `AND` between operands side by side, which the grammar drops.
 //! - `lower`: `UserInputAst` to `Expr`.
 //! - `limits`: length, clause and nesting bounds.
@@ -25,6 +26,8 @@
 //!   `client_ip:"2001:db8::1"`, `client_ip:2001\:db8\:\:1`,
 //!   `start_time:"2024-01-01T00:00:00Z"`. Inside ranges and comparisons no quoting is needed:
 //!   `start_time:>=2024-01-01T00:00:00Z`, `client_ip:[::1 TO ::ff]`.
+//! - A quoted bound of a range or comparison is the whole value, spaces included:
+//!   `user.name:>"Bob Jones"`, `user.name:["Bob Jones" TO "Carol Garcia"]`.
 //! - Inside double quotes, `\` escapes the next character; escaping every `"` and `\` is all
 //!   the quoting any value needs.
 //! - Tabs, line breaks and other whitespace read as plain spaces, inside quotes too.
@@ -55,6 +58,7 @@ mod field;
 mod juxtapose;
 mod limits;
 mod lower;
+mod prepare;
 mod value;
 
 pub use ast::{Expr, Op, Predicate, Value};
@@ -89,12 +93,14 @@ pub fn parse(text: &str, now_us: i64) -> Result<Expr, QueryError> {
     let text = text.as_ref();
     limits::check_clauses(text)?;
     juxtapose::check(text)?;
-    let (explicit, inserted) = juxtapose::explicit_and(text);
+    let (prepared, escaped) = prepare::prepare(text)?;
+    let (explicit, inserted) = juxtapose::explicit_and(&prepared);
     let (ast, errors) = tantivy_query_grammar::parse_query_lenient(&explicit);
     // The lenient parser recovers from every error and reports them all; the first one is
     // where the user went wrong, the rest are often consequences of it.
     if let Some(error) = errors.into_iter().min_by_key(|error| error.pos) {
-        let pos = juxtapose::original_offset(error.pos, &inserted);
+        // Through both rewrites, back to the text as written.
+        let pos = juxtapose::original_offset(juxtapose::original_offset(error.pos, &inserted), &escaped);
         // Lucene's `!` for NOT, which the grammar takes for part of a field name.
         let message = match text.get(pos..).is_some_and(|rest| rest.starts_with('!')) {
             true => "`!` is not an operator here; write NOT or `-` before the term".to_owned(),

@@ -245,6 +245,21 @@ proptest! {
     }
 
     #[test]
+    fn any_string_can_be_a_quoted_bound(field in string_field(), value in any::<String>()) {
+        // The same quoting as a term's: a bound's spaces and brackets are the value's too.
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+        prop_assume!(escaped.len() < 1000 && !value.contains('\0'));
+        let name = field.name();
+        let expr = parse(&format!("{name}:>\"{escaped}\""), NOW).unwrap();
+        let Expr::Pred(predicate) = expr else { panic!("{expr}") };
+        let given = || Value::Str(value.clone());
+        prop_assert_eq!(predicate.op, Op::Range { lower: Bound::Excluded(given()), upper: Bound::Unbounded });
+        let expr = parse(&format!("{name}:[\"{escaped}\" TO \"{escaped}\"}}"), NOW).unwrap();
+        let Expr::Pred(predicate) = expr else { panic!("{expr}") };
+        prop_assert_eq!(predicate.op, Op::Range { lower: Bound::Included(given()), upper: Bound::Excluded(given()) });
+    }
+
+    #[test]
     fn durations_are_exact(
         amount in 0i64..1_000_000,
         (unit, scale) in prop::sample::select(&[

@@ -274,6 +274,37 @@ fn quoted_bounds_lose_their_quotes() {
 }
 
 #[test]
+fn a_quoted_bound_is_the_whole_value() {
+    // As the same value escaped reads, which the grammar keeps whole.
+    for (quoted, escaped) in [
+        (r#"user.name:>"Bob Jones""#, r"user.name:>Bob\ Jones"),
+        (r#"user.name:>"Bob Jones" OR technology:redis"#, r"user.name:>Bob\ Jones OR technology:redis"),
+        (r#"resource.name:<"orders db""#, r"resource.name:<orders\ db"),
+        (r#"resource.name:<= 'orders db' -a"#, r"resource.name:<=orders\ db -a"),
+        (r#"user.name:["Bob Jones" TO "Carol Garcia"]"#, r"user.name:[Bob\ Jones TO Carol\ Garcia]"),
+        (r#"user.name:{"a b" TO *]"#, r"user.name:{a\ b TO *]"),
+        (r#"(user.name:>"a b")"#, r"user.name:>a\ b"),
+        (r#"start_time:>"2026-12-01 00:00:00Z""#, r"start_time:>2026-12-01\ 00:00:00Z"),
+    ] {
+        assert_eq!(parse(quoted, NOW), parse(escaped, NOW), "{quoted}");
+    }
+    check(r#"user.name:>"Bob Jones""#, r#"user.formal.user.name:{"Bob Jones" TO *}"#);
+    check(r#"start_time:>"2026-12-01 00:00:00Z""#, "start_time:{2026-12-01T00:00:00Z TO *}");
+    check(r#"user.name:["Bob Jones" TO "Carol Garcia"]"#, r#"user.formal.user.name:["Bob Jones" TO "Carol Garcia"]"#);
+    // What would end the grammar's word, or be read as an escape, is the value's.
+    check(r#"user.name:["a]b" TO "c}d)"]"#, r#"user.formal.user.name:["a]b" TO "c}d)"]"#);
+    check(r#"user.name:>"a) b""#, r#"user.formal.user.name:{"a) b" TO *}"#);
+    check(r#"user.name:>"a\"b\\c\*""#, r#"user.formal.user.name:{"a\"b\\c*" TO *}"#);
+    check("user.name:>\"a\tb\"", r#"user.formal.user.name:{"a\tb" TO *}"#);
+    // Never a value with its quotes in: what follows the quote is refused.
+    check_err(r#"user.name:>"Bob Jones"x"#, "syntax error at position 22: a quoted bound ends at its closing quote");
+    check_err(r#"user.name:["a" TO "b"c]"#, "syntax error at position 21: a quoted bound");
+    check_err(r#"user.name:["a TO b]"#, "syntax error at position 11: this quote is never closed");
+    // Positions after a rewritten bound are still the text's.
+    check_err(r#"user.name:>"a b c" x:("#, "syntax error at position 22");
+}
+
+#[test]
 fn a_required_clause_makes_alternatives_optional_as_in_lucene() {
     check("+a OR b", r#"any~"a""#);
     check("a OR +b", r#"any~"b""#);

@@ -1,0 +1,274 @@
+//! What the grammar would read otherwise than the spec means, written so that it reads it right,
+//! before it sees the text: a quoted bound of a comparison or range (`user.name:>"Bob Jones"`,
+//! `user.name:["Bob Jones" TO "Carol Garcia"]`). The grammar reads a bound as a word, which
+//! ends at the first space (or `)`, `]`, `}`), quotes and all: `>"Bob` and a second term
+//! `Jones"`. Escaping what would end the word keeps it whole, quotes included, and lowering
+//! takes the quotes off (`lower::unquote`).
+//!
+//! Only backslashes are inserted, so a position in the result maps back to the text as written
+//! with [`crate::juxtapose::original_offset`].
+
+use std::borrow::Cow;
+
+use crate::error::QueryError;
+
+/// Characters that end a word of the grammar, or that it reads before taking a `\` off: escaped,
+/// each is itself (`tantivy_query_grammar`'s `ESCAPE_IN_WORD`, less `\`, which is its own case).
+const ENDS_A_WORD: &[char] = &['^', '`', ':', '{', '}', '"', '\'', '[', ']', '(', ')'];
+
+/// Where text went in: its byte offset in the result, and how many bytes.
+type Inserted = Vec<(usize, usize)>;
+
+/// The text as the grammar should get it, and where backslashes went in.
+pub(crate) fn prepare(text: &str) -> Result<(Cow<'_, str>, Inserted), QueryError> {
+    let mut scanner = Scanner { text, at: 0, escapes: Vec::new() };
+    scanner.query()?;
+    if scanner.escapes.is_empty() {
+        return Ok((Cow::Borrowed(text), Vec::new()));
+    }
+    let mut out = String::with_capacity(text.len() + scanner.escapes.len() * 2);
+    let mut inserted = Vec::with_capacity(scanner.escapes.len());
+    let mut copied = 0;
+    for (at, escape) in scanner.escapes {
+        out.push_str(&text[copied..at]);
+        inserted.push((out.len(), escape.len()));
+        out.push_str(escape);
+        copied = at;
+    }
+    out.push_str(&text[copied..]);
+    Ok((Cow::Owned(out), inserted))
+}
+
+/// Walks the text as the grammar reads it: terms, each with its field, and their values.
+struct Scanner<'a> {
+    text: &'a str,
+    /// Byte offset of the next character.
+    at: usize,
+    /// Where a backslash (or two) goes in, in the text as written, in order.
+    escapes: Vec<(usize, &'static str)>,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<char> {
+        self.text[self.at..].chars().next()
+    }
+
+    fn rest(&self) -> &str {
+        &self.text[self.at..]
+    }
+
+    fn bump(&mut self) {
+        if let Some(c) = self.peek() {
+            self.at += c.len_utf8();
+        }
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.bump();
+        }
+    }
+
+    /// The whole text: terms, with signs, operators and parentheses between them.
+    fn query(&mut self) -> Result<(), QueryError> {
+        loop {
+            self.skip_spaces();
+            match self.peek() {
+                None => return Ok(()),
+                // A group's terms, and its end, are read as the query's.
+                Some('(' | ')' | '+' | '-') => self.bump(),
+                Some(_) => {
+                    let start = self.at;
+                    self.field();
+                    self.value()?;
+                    // What no value starts with (`^2` after a group) is passed over.
+                    if self.at == start {
+                        self.bump();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The field a term names (`name:`), if it names one: moves past its `:`.
+    fn field(&mut self) {
+        let name_len = self.rest().find(is_special).unwrap_or(self.rest().len());
+        if let Some(value) = self.rest()[name_len..].trim_start().strip_prefix(':').filter(|_| name_len > 0) {
+            self.at = self.text.len() - value.len();
+            self.skip_spaces();
+        }
+    }
+
+    /// One term's value.
+    fn value(&mut self) -> Result<(), QueryError> {
+        match self.peek() {
+            // A group: its terms follow.
+            Some('(') => self.bump(),
+            Some(quote @ ('"' | '\'')) => self.quoted(quote, false)?,
+            Some('>' | '<') => {
+                self.bump();
+                if self.peek() == Some('=') {
+                    self.bump();
+                }
+                self.skip_spaces();
+                match self.peek() {
+                    Some(quote @ ('"' | '\'')) => self.bound(quote, &[')'])?,
+                    _ => self.word(&[')']),
+                }
+            }
+            Some('[' | '{') => {
+                self.bump();
+                self.range()?;
+            }
+            _ if self.at_set() => self.set()?,
+            _ => self.word(&[')', '^']),
+        }
+        Ok(())
+    }
+
+    /// A range's bounds, `TO` and its closing bracket, past its opening one.
+    fn range(&mut self) -> Result<(), QueryError> {
+        loop {
+            self.skip_spaces();
+            match self.peek() {
+                None => return Ok(()),
+                Some(']' | '}') => {
+                    self.bump();
+                    return Ok(());
+                }
+                Some(quote @ ('"' | '\'')) => self.bound(quote, &[']', '}'])?,
+                Some(_) => self.word(&[']', '}']),
+            }
+        }
+    }
+
+    /// `IN [`: a set, whose quoted elements the grammar reads whole.
+    fn at_set(&self) -> bool {
+        self.rest().strip_prefix("IN").is_some_and(|after| after.trim_start().starts_with('['))
+    }
+
+    /// A set's elements, to its closing bracket.
+    fn set(&mut self) -> Result<(), QueryError> {
+        self.at += self.rest().find('[').map_or(0, |at| at + 1);
+        loop {
+            self.skip_spaces();
+            match self.peek() {
+                None => return Ok(()),
+                Some(']') => {
+                    self.bump();
+                    return Ok(());
+                }
+                Some(quote @ ('"' | '\'')) => self.quoted(quote, false)?,
+                Some(_) => self.word(&[']']),
+            }
+        }
+    }
+
+    /// A word the grammar reads to a space or to one of `ends`, taking `\` and the character
+    /// after it together.
+    fn word(&mut self, ends: &[char]) {
+        while let Some(c) = self.peek() {
+            if c.is_whitespace() || ends.contains(&c) {
+                return;
+            }
+            self.bump();
+            if c == '\\' {
+                self.bump();
+            }
+        }
+    }
+
+    /// A quoted run, from its opening quote past its closing one; with `escape`, what the
+    /// grammar would end a word at, or read an escape in, is escaped.
+    fn quoted(&mut self, quote: char, escape: bool) -> Result<(), QueryError> {
+        let open = self.at;
+        let escaped_before = self.escapes.len();
+        self.bump();
+        while let Some(c) = self.peek() {
+            if c == quote {
+                self.bump();
+                return Ok(());
+            }
+            match c {
+                // `\\` is one backslash in the value, and must reach lowering as `\\`: the
+                // grammar takes one of the two off.
+                '\\' if escape && self.rest().starts_with("\\\\") => self.escapes.push((self.at, "\\\\")),
+                '\\' => {}
+                c if escape && (c.is_whitespace() || ENDS_A_WORD.contains(&c)) => self.escapes.push((self.at, "\\")),
+                _ => {}
+            }
+            self.bump();
+            if c == '\\' {
+                self.bump();
+            }
+        }
+        self.escapes.truncate(escaped_before);
+        Err(QueryError::syntax_at(self.text, open, "this quote is never closed"))
+    }
+
+    /// A quoted bound, which must end where the grammar's word would: at a space or one of
+    /// `ends`. After its quote, `"a b"c` would be read as the value `"a b"c`, quotes and all.
+    fn bound(&mut self, quote: char, ends: &[char]) -> Result<(), QueryError> {
+        self.quoted(quote, true)?;
+        match self.peek() {
+            Some(c) if !c.is_whitespace() && !ends.contains(&c) => Err(QueryError::syntax_at(
+                self.text,
+                self.at,
+                "a quoted bound ends at its closing quote; put a space after it",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A character that cannot be part of a field name unescaped (the grammar's `SPECIAL_CHARS`).
+fn is_special(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c, '+' | '^' | '`' | ':' | '{' | '}' | '"' | '\'' | '[' | ']' | '(' | ')' | '!' | '\\' | '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(text: &str) -> String {
+        prepare(text).unwrap().0.into_owned()
+    }
+
+    #[test]
+    fn quoted_bounds_are_escaped_to_stay_one_word() {
+        assert_eq!(rewrite(r#"user.name:>"Bob Jones""#), r#"user.name:>"Bob\ Jones""#);
+        assert_eq!(rewrite(r#"user.name:>= 'Bob Jones' OR a"#), r#"user.name:>= 'Bob\ Jones' OR a"#);
+        assert_eq!(rewrite(r#"a:["b c" TO "d]e"}"#), r#"a:["b\ c" TO "d\]e"}"#);
+        assert_eq!(rewrite(r#"a:<"x\\y""#), r#"a:<"x\\\\y""#);
+        assert_eq!(rewrite(r#"a:<"x\"y""#), r#"a:<"x\"y""#);
+        assert_eq!(rewrite(r#"(a:<"x y")"#), r#"(a:<"x\ y")"#);
+        assert_eq!(rewrite(r#"a:(>"x y")"#), r#"a:(>"x\ y")"#);
+    }
+
+    #[test]
+    fn nothing_else_changes() {
+        for text in [
+            r#"user:"a b""#,
+            r#"resource:IN ["a b" c]"#,
+            "client_ip:2001:db8::1",
+            "start_time:2024-01-01T00:00:00Z",
+            "user:a:b",
+            "o'brien",
+            "duration:[1m TO 1h]",
+            "",
+        ] {
+            assert_eq!(rewrite(text), text, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_bound_must_end_at_its_quote() {
+        let error = prepare(r#"user:>"a b"c"#).unwrap_err();
+        assert_eq!(error.position, Some(11), "{error}");
+        let error = prepare(r#"user:["a b" TO "c"d]"#).unwrap_err();
+        assert_eq!(error.position, Some(18), "{error}");
+        let error = prepare(r#"user:["a b TO c]"#).unwrap_err();
+        assert_eq!(error.position, Some(6), "{error}");
+    }
+}
