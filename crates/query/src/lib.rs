@@ -44,8 +44,8 @@
 //!   resource types) and session UUIDs are matched in any case; other keywords (the ids a
 //!   registry or an identity provider chose, groups, external ids) as written, as the spec says.
 //! - `field:[* TO *]` is `Exists`, as in Lucene. Boosts (`^2`) are accepted and ignored.
-//!   Regexes, fuzzy terms (`a~1`), proximity (`"a b"~2`) and inner wildcards (`a*b`) are
-//!   rejected.
+//!   Regexes, fuzzy terms (`a~1`), proximity (`"a b"~2`), inner wildcards (`a*b`) and the
+//!   one-character wildcard (`a?c`; `a\?c` is the literal `?`) are rejected.
 //! - For the clause limit a bare term counts once and a set once per element, and clauses count
 //!   as written: `id:a OR id:a` is two, although the grammar keeps one.
 //! - Syntax error positions are 0-based character offsets.

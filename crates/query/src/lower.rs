@@ -407,10 +407,10 @@ fn fuzzy_unsupported() -> QueryError {
 /// the `\` of the escapes it needs (`\ `, `\:`, `\(`) and keeps the others (`\*`, `\@`),
 /// so that what a `\` escapes stays known here: an escaped punctuation mark is that mark,
 /// literally (a letter keeps its `\`, as in `DOMAIN\user`). An unescaped `*` at the end is a
-/// prefix search (the grammar leaves it in the value), anywhere else unsupported, and so is a
-/// fuzzy `~` or `~N` at the end. Returns the value and whether it is a prefix. (The grammar
-/// has turned an escaped backslash into one backslash already, so `CORP\\_svc` reads as
-/// `CORP_svc`: quote such a value.)
+/// prefix search (the grammar leaves it in the value), anywhere else unsupported, and so are an
+/// unescaped `?` (Lucene's one-character wildcard) and a fuzzy `~` or `~N` at the end. Returns
+/// the value and whether it is a prefix. (The grammar has turned an escaped backslash into one
+/// backslash already, so `CORP\\_svc` reads as `CORP_svc`: quote such a value.)
 fn word(phrase: &str) -> Result<(String, bool), QueryError> {
     let mut value = String::with_capacity(phrase.len());
     let mut chars = phrase.chars().peekable();
@@ -422,6 +422,14 @@ fn word(phrase: &str) -> Result<(String, bool), QueryError> {
                 return Err(QueryError::unsupported(
                     "wildcards are only supported at the end of a value, as in `user:ali*`; \
                      escape a literal `*` as `\\*`",
+                ));
+            }
+            // Lucene's one-character wildcard: taken literally, `al?ce` would find nothing
+            // where a Lucene user expects `alice`.
+            '?' => {
+                return Err(QueryError::unsupported(
+                    "the one-character wildcard `?` is not supported; search by prefix, as in \
+                     `user:ali*`, or escape a literal `?` as `\\?`",
                 ));
             }
             '~' if chars.clone().all(|d| d.is_ascii_digit()) => return Err(fuzzy_unsupported()),

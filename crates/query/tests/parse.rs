@@ -762,6 +762,14 @@ fn unsupported_lucene_features() {
     check_err("user:*alice", "wildcards are only supported at the end");
     check_err("*alice", "wildcards are only supported at the end");
     check(r#"user:"a*b""#, r#"user.username="a*b""#);
+    // Lucene's one-character wildcard, refused as the inner `*` is; escaped or quoted, a `?`.
+    check_err("email:al?ce.smith@example.com", "the one-character wildcard `?` is not supported");
+    check_err("user:alice?", "escape a literal `?` as `\\?`");
+    check_err("al?ce", "the one-character wildcard `?`");
+    check_kind("user:a?c", QueryErrorKind::Unsupported);
+    check(r"email:al\?ce", r#"user.formal.user.email="al?ce""#);
+    check(r#"email:"al?ce""#, r#"user.formal.user.email="al?ce""#);
+    check(r"user:IN [a?]", r#"user.username:IN ["a?"]"#);
     check_kind("user:/x/", QueryErrorKind::Unsupported);
 }
 
