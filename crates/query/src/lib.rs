@@ -14,7 +14,8 @@
 //! - `field`: the field table (names, aliases, camelCase and snake_case spellings, kinds).
 //! - `value`: time, duration, IP and CIDR values.
 //! - `ast`: the output types and their compact `Display`.
-//! - `prepare`: escapes what the grammar would split a quoted bound at (`>"Bob Jones"`).
+//! - `prepare`: escapes what the grammar would split a quoted bound at (`>"Bob Jones"`), and
+//!   writes Lucene's `*:*` as `*`.
 //! - `juxtapose`: writes the `AND` between operands side by side, which the grammar drops.
 //! - `lower`: `UserInputAst` to `Expr`.
 //! - `limits`: length, clause and nesting bounds.
@@ -43,9 +44,9 @@
 //! - Keywords from a fixed lowercase vocabulary (`session_status`, technologies, user and
 //!   resource types) and session UUIDs are matched in any case; other keywords (the ids a
 //!   registry or an identity provider chose, groups, external ids) as written, as the spec says.
-//! - `field:[* TO *]` is `Exists`, as in Lucene. Boosts (`^2`) are accepted and ignored.
-//!   Regexes, fuzzy terms (`a~1`), proximity (`"a b"~2`), inner wildcards (`a*b`) and the
-//!   one-character wildcard (`a?c`; `a\?c` is the literal `?`) are rejected.
+//! - `field:[* TO *]` is `Exists`, and `*:*` is `*`, as in Lucene. Boosts (`^2`) are accepted
+//!   and ignored. Regexes, fuzzy terms (`a~1`), proximity (`"a b"~2`), inner wildcards (`a*b`)
+//!   and the one-character wildcard (`a?c`; `a\?c` is the literal `?`) are rejected.
 //! - For the clause limit a bare term counts once and a set once per element, and clauses count
 //!   as written: `id:a OR id:a` is two, although the grammar keeps one.
 //! - Syntax error positions are 0-based character offsets.

@@ -1,12 +1,15 @@
 //! What the grammar would read otherwise than the spec means, written so that it reads it right,
-//! before it sees the text: a quoted bound of a comparison or range (`user.name:>"Bob Jones"`,
-//! `user.name:["Bob Jones" TO "Carol Garcia"]`). The grammar reads a bound as a word, which
-//! ends at the first space (or `)`, `]`, `}`), quotes and all: `>"Bob` and a second term
-//! `Jones"`. Escaping what would end the word keeps it whole, quotes included, and lowering
-//! takes the quotes off (`lower::unquote`).
+//! before it sees the text:
 //!
-//! Only backslashes are inserted, so a position in the result maps back to the text as written
-//! with [`crate::juxtapose::original_offset`].
+//! - A quoted bound of a comparison or range (`user.name:>"Bob Jones"`,
+//!   `user.name:["Bob Jones" TO "Carol Garcia"]`). The grammar reads a bound as a word, which
+//!   ends at the first space (or `)`, `]`, `}`), quotes and all: `>"Bob` and a second term
+//!   `Jones"`. Escaping what would end the word keeps it whole, quotes included, and lowering
+//!   takes the quotes off (`lower::unquote`).
+//! - `*:*`, Lucene's "every document", which the grammar cannot read: as `*`.
+//!
+//! Only backslashes are inserted, and `*:*` is written `*  `, of the same length, so a position
+//! in the result maps back to the text as written with [`crate::juxtapose::original_offset`].
 
 use std::borrow::Cow;
 
@@ -21,19 +24,26 @@ type Inserted = Vec<(usize, usize)>;
 
 /// The text as the grammar should get it, and where backslashes went in.
 pub(crate) fn prepare(text: &str) -> Result<(Cow<'_, str>, Inserted), QueryError> {
-    let mut scanner = Scanner { text, at: 0, escapes: Vec::new() };
+    let mut scanner = Scanner { text, at: 0, escapes: Vec::new(), match_all: Vec::new() };
     scanner.query()?;
-    if scanner.escapes.is_empty() {
+    let Scanner { escapes, match_all, .. } = scanner;
+    if escapes.is_empty() && match_all.is_empty() {
         return Ok((Cow::Borrowed(text), Vec::new()));
     }
-    let mut out = String::with_capacity(text.len() + scanner.escapes.len() * 2);
-    let mut inserted = Vec::with_capacity(scanner.escapes.len());
+    // Both in order; merged, each edit is where it goes in the text as written.
+    let mut edits: Vec<(usize, &str, usize)> = escapes.into_iter().map(|(at, escape)| (at, escape, 0)).collect();
+    edits.extend(match_all.into_iter().map(|at| (at, "*  ", "*:*".len())));
+    edits.sort_by_key(|&(at, _, _)| at);
+    let mut out = String::with_capacity(text.len() + edits.len() * 2);
+    let mut inserted = Vec::with_capacity(edits.len());
     let mut copied = 0;
-    for (at, escape) in scanner.escapes {
+    for (at, written, replaced) in edits {
         out.push_str(&text[copied..at]);
-        inserted.push((out.len(), escape.len()));
-        out.push_str(escape);
-        copied = at;
+        if replaced == 0 {
+            inserted.push((out.len(), written.len()));
+        }
+        out.push_str(written);
+        copied = at + replaced;
     }
     out.push_str(&text[copied..]);
     Ok((Cow::Owned(out), inserted))
@@ -46,6 +56,8 @@ struct Scanner<'a> {
     at: usize,
     /// Where a backslash (or two) goes in, in the text as written, in order.
     escapes: Vec<(usize, &'static str)>,
+    /// Where a `*:*` starts.
+    match_all: Vec<usize>,
 }
 
 impl Scanner<'_> {
@@ -77,6 +89,10 @@ impl Scanner<'_> {
                 None => return Ok(()),
                 // A group's terms, and its end, are read as the query's.
                 Some('(' | ')' | '+' | '-') => self.bump(),
+                Some(_) if self.at_match_all() => {
+                    self.match_all.push(self.at);
+                    self.at += "*:*".len();
+                }
                 Some(_) => {
                     let start = self.at;
                     self.field();
@@ -88,6 +104,13 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    /// `*:*` standing alone, as a term.
+    fn at_match_all(&self) -> bool {
+        self.rest()
+            .strip_prefix("*:*")
+            .is_some_and(|after| after.chars().next().is_none_or(|c| c.is_whitespace() || c == ')'))
     }
 
     /// The field a term names (`name:`), if it names one: moves past its `:`.
@@ -247,6 +270,12 @@ mod tests {
     }
 
     #[test]
+    fn match_all_is_a_star() {
+        assert_eq!(rewrite("*:*"), "*  ");
+        assert_eq!(rewrite(r#"(*:*) -a:>"b c" *:*"#), r#"(*  ) -a:>"b\ c" *  "#);
+    }
+
+    #[test]
     fn nothing_else_changes() {
         for text in [
             r#"user:"a b""#,
@@ -254,6 +283,9 @@ mod tests {
             "client_ip:2001:db8::1",
             "start_time:2024-01-01T00:00:00Z",
             "user:a:b",
+            "*:*a",
+            "a*:*",
+            r#""*:*""#,
             "o'brien",
             "duration:[1m TO 1h]",
             "",

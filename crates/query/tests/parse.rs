@@ -354,6 +354,11 @@ fn empty_and_all() {
     check("(*)", "*");
     check("* AND user:a", r#"user.username="a""#);
     check("* OR user:a", "*");
+    // Lucene's match-all.
+    check("*:*", "*");
+    check("(*:*)", "*");
+    check("*:* user:a", r#"user.username="a""#);
+    check("*:* OR user:a", "*");
 }
 
 #[test]
