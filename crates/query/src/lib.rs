@@ -14,8 +14,8 @@
 //! - `field`: the field table (names, aliases, camelCase and snake_case spellings, kinds).
 //! - `value`: time, duration, IP and CIDR values.
 //! - `ast`: the output types and their compact `Display`.
-//! - `prepare`: escapes what the grammar would split a quoted bound at (`>"Bob Jones"`), and
-//!   writes Lucene's `*:*` as `*`.
+//! - `prepare`: escapes what the grammar would split a value at (a quoted bound's spaces, a
+//!   time's `:`), and writes Lucene's `*:*` as `*`.
 //! - `juxtapose`: writes the `AND` between operands side by side, which the grammar drops.
 //! - `lower`: `UserInputAst` to `Expr`.
 //! - `limits`: length, clause and nesting bounds.
@@ -24,8 +24,8 @@
 //! # Notes on writing queries
 //!
 //! - A value containing `:` must be quoted or escaped, or the grammar reports a syntax error:
-//!   `client_ip:"2001:db8::1"`, `client_ip:2001\:db8\:\:1`,
-//!   `start_time:"2024-01-01T00:00:00Z"`. Inside ranges and comparisons no quoting is needed:
+//!   `client_ip:"2001:db8::1"`, `client_ip:2001\:db8\:\:1`. A time needs no quoting
+//!   (`start_time:2024-01-01T00:00:00Z`), nor does any value inside ranges and comparisons:
 //!   `start_time:>=2024-01-01T00:00:00Z`, `client_ip:[::1 TO ::ff]`.
 //! - A quoted bound of a range or comparison is the whole value, spaces included:
 //!   `user.name:>"Bob Jones"`, `user.name:["Bob Jones" TO "Carol Garcia"]`.

@@ -6,6 +6,9 @@
 //!   ends at the first space (or `)`, `]`, `}`), quotes and all: `>"Bob` and a second term
 //!   `Jones"`. Escaping what would end the word keeps it whole, quotes included, and lowering
 //!   takes the quotes off (`lower::unquote`).
+//! - A time's `:` in a term or set (`start_time:2024-01-01T00:00:00Z`), which the grammar
+//!   takes for a field's, the field being what comes before it. Comparisons and ranges read the
+//!   same value unquoted; escaped, so does a term.
 //! - `*:*`, Lucene's "every document", which the grammar cannot read: as `*`.
 //!
 //! Only backslashes are inserted, and `*:*` is written `*  `, of the same length, so a position
@@ -14,6 +17,7 @@
 use std::borrow::Cow;
 
 use crate::error::QueryError;
+use crate::field::{Field, FieldKind};
 
 /// Characters that end a word of the grammar, or that it reads before taking a `\` off: escaped,
 /// each is itself (`tantivy_query_grammar`'s `ESCAPE_IN_WORD`, less `\`, which is its own case).
@@ -95,8 +99,8 @@ impl Scanner<'_> {
                 }
                 Some(_) => {
                     let start = self.at;
-                    self.field();
-                    self.value()?;
+                    let field = self.field();
+                    self.value(field)?;
                     // What no value starts with (`^2` after a group) is passed over.
                     if self.at == start {
                         self.bump();
@@ -113,17 +117,19 @@ impl Scanner<'_> {
             .is_some_and(|after| after.chars().next().is_none_or(|c| c.is_whitespace() || c == ')'))
     }
 
-    /// The field a term names (`name:`), if it names one: moves past its `:`.
-    fn field(&mut self) {
+    /// The kind of the field a term names (`name:`), moving past its `:`: none if the term
+    /// names none, text if no field has the name (lowering says so).
+    fn field(&mut self) -> Option<FieldKind> {
         let name_len = self.rest().find(is_special).unwrap_or(self.rest().len());
-        if let Some(value) = self.rest()[name_len..].trim_start().strip_prefix(':').filter(|_| name_len > 0) {
-            self.at = self.text.len() - value.len();
-            self.skip_spaces();
-        }
+        let value = self.rest()[name_len..].trim_start().strip_prefix(':').filter(|_| name_len > 0)?;
+        let name = &self.text[self.at..self.at + name_len];
+        self.at = self.text.len() - value.len();
+        self.skip_spaces();
+        Some(Field::lookup(name).map_or(FieldKind::Text, Field::kind))
     }
 
     /// One term's value.
-    fn value(&mut self) -> Result<(), QueryError> {
+    fn value(&mut self, field: Option<FieldKind>) -> Result<(), QueryError> {
         match self.peek() {
             // A group: its terms follow.
             Some('(') => self.bump(),
@@ -136,15 +142,15 @@ impl Scanner<'_> {
                 self.skip_spaces();
                 match self.peek() {
                     Some(quote @ ('"' | '\'')) => self.bound(quote, &[')'])?,
-                    _ => self.word(&[')']),
+                    _ => self.word(&[')'], false),
                 }
             }
             Some('[' | '{') => {
                 self.bump();
                 self.range()?;
             }
-            _ if self.at_set() => self.set()?,
-            _ => self.word(&[')', '^']),
+            _ if self.at_set() => self.set(field == Some(FieldKind::Time))?,
+            _ => self.word(&[')', '^'], field == Some(FieldKind::Time)),
         }
         Ok(())
     }
@@ -160,7 +166,7 @@ impl Scanner<'_> {
                     return Ok(());
                 }
                 Some(quote @ ('"' | '\'')) => self.bound(quote, &[']', '}'])?,
-                Some(_) => self.word(&[']', '}']),
+                Some(_) => self.word(&[']', '}'], false),
             }
         }
     }
@@ -170,8 +176,9 @@ impl Scanner<'_> {
         self.rest().strip_prefix("IN").is_some_and(|after| after.trim_start().starts_with('['))
     }
 
-    /// A set's elements, to its closing bracket.
-    fn set(&mut self) -> Result<(), QueryError> {
+    /// A set's elements, to its closing bracket; with `colons`, each `:` in an unquoted one is
+    /// escaped.
+    fn set(&mut self, colons: bool) -> Result<(), QueryError> {
         self.at += self.rest().find('[').map_or(0, |at| at + 1);
         loop {
             self.skip_spaces();
@@ -182,17 +189,20 @@ impl Scanner<'_> {
                     return Ok(());
                 }
                 Some(quote @ ('"' | '\'')) => self.quoted(quote, false)?,
-                Some(_) => self.word(&[']']),
+                Some(_) => self.word(&[']'], colons),
             }
         }
     }
 
     /// A word the grammar reads to a space or to one of `ends`, taking `\` and the character
-    /// after it together.
-    fn word(&mut self, ends: &[char]) {
+    /// after it together; with `colons`, each `:` in it is escaped.
+    fn word(&mut self, ends: &[char], colons: bool) {
         while let Some(c) = self.peek() {
             if c.is_whitespace() || ends.contains(&c) {
                 return;
+            }
+            if c == ':' && colons {
+                self.escapes.push((self.at, "\\"));
             }
             self.bump();
             if c == '\\' {
@@ -270,6 +280,13 @@ mod tests {
     }
 
     #[test]
+    fn colons_of_a_time_term_are_escaped() {
+        assert_eq!(rewrite("start_time:2024-01-01T00:00:00Z"), r"start_time:2024-01-01T00\:00\:00Z");
+        assert_eq!(rewrite("end_time : 2024-01-01T00:00:00Z)"), r"end_time : 2024-01-01T00\:00\:00Z)");
+        assert_eq!(rewrite(r"time:2024-01-01T00\:00:00Z"), r"time:2024-01-01T00\:00\:00Z");
+    }
+
+    #[test]
     fn match_all_is_a_star() {
         assert_eq!(rewrite("*:*"), "*  ");
         assert_eq!(rewrite(r#"(*:*) -a:>"b c" *:*"#), r#"(*  ) -a:>"b\ c" *  "#);
@@ -281,7 +298,6 @@ mod tests {
             r#"user:"a b""#,
             r#"resource:IN ["a b" c]"#,
             "client_ip:2001:db8::1",
-            "start_time:2024-01-01T00:00:00Z",
             "user:a:b",
             "*:*a",
             "a*:*",

@@ -517,6 +517,11 @@ fn time_values() {
     check("start_time:>=2024-06-01T12:30:00+02:00", "start_time:[2024-06-01T10:30:00Z TO *}");
     check("start_time:>=2024-06-01T12:30:00.5Z", "start_time:[2024-06-01T12:30:00.500Z TO *}");
     check("start_time:2024-06-01", "start_time=2024-06-01T00:00:00Z");
+    // Unquoted, as in a comparison: a `:` in a time's value is not a field's.
+    check("start_time:2024-01-01T00:00:00Z", "start_time=2024-01-01T00:00:00Z");
+    check("end_time:2024-06-01T12:30:00+02:00 OR a", r#"(or end_time=2024-06-01T10:30:00Z any~"a")"#);
+    check("time:IN [2024-01-01T00:00:00Z now]", "start_time:IN [2024-01-01T00:00:00Z 2024-01-01T00:00:00Z]");
+    check_err("start_time:2024-01-01T00:00:00", "invalid value `2024-01-01T00:00:00` for field `start_time`");
     check("time:now", "start_time=2024-01-01T00:00:00Z");
     check("end_time:<now-15m", "end_time:{* TO 2023-12-31T23:45:00Z}");
     check("end_time:<now-7d", "end_time:{* TO 2023-12-25T00:00:00Z}");
@@ -638,7 +643,7 @@ fn syntax_errors_give_the_position() {
     );
     check_err("duration:[1m TO", "syntax error at position 15");
     check_err("client_ip:2001:db8::1", "syntax error at position 10: unexpected `:` in a value; quote it");
-    check_err("start_time:2024-01-01T00:00:00Z", "syntax error at position 11: unexpected `:`");
+    check_err("user:a:b", "syntax error at position 5: unexpected `:` in a value; quote it");
     // Positions count characters, not bytes.
     check_err("é:", "syntax error at position 2");
     let err = parse("user:", NOW).unwrap_err();

@@ -1,8 +1,8 @@
 //! Values the query grammar would split, listed on both stores: a quoted bound of a comparison
 //! or range (`user.name:>"Judy Jones"`), which a review found listing nothing, or every session
-//! with a name, on either store. `gatehouse-query`'s tests hold what these parse to; this holds
-//! what each store lists by it, over the conformance fixture (see the table in
-//! `conformance/fixture.rs`).
+//! with a name, on either store; and a time in a term, which needs no quotes. `gatehouse-query`'s
+//! tests hold what these parse to; this holds what each store lists by it, over the
+//! conformance fixture (see the table in `conformance/fixture.rs`).
 
 // Only the fixture is used here: the suite itself runs in `sqlite.rs` and `postgres.rs`.
 #[allow(unused)]
@@ -36,6 +36,8 @@ const CASES: &[Case] = &[
     (r#"user.name:["Bob Brown" TO "Dave Dunn"]"#, &["s02", "s03", "s04"]),
     (r#"user.name:{'Bob Brown' TO "Dave Dunn"}"#, &["s03"]),
     (r#"start_time:>"2024-06-01 11:40:00Z""#, &["s18", "s19"]),
+    ("start_time:2024-06-01T04:00:00Z", &["s03", "s04"]),
+    ("end_time:2024-06-01T10:10:00Z", &["s07", "s09"]),
 ];
 
 #[tokio::test]
