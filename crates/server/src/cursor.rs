@@ -34,7 +34,11 @@ pub enum CursorError {
     Malformed,
     #[error("the cursor was not issued by this server or was altered")]
     BadSignature,
-    #[error("the cursor belongs to a different query, sort or time window; repeat the request without a cursor")]
+    // One message whatever differs, so that it tells a key nothing of another organization.
+    #[error(
+        "the cursor is not valid for this request: it was issued for a different query, sort, \
+         time window or organization; repeat the request without a cursor"
+    )]
     OtherQuery,
 }
 

@@ -288,11 +288,15 @@ async fn organizations_never_see_each_other() {
     assert!(body["listMetadata"].get("count").is_none(), "{body}");
     assert!(body.get("sessions").is_none());
     expect_error(&h.call_with_key("GetSession", json!({"session_id": "s00001"}), &other_key).await, 404, "not_found");
-    // A cursor of one organization is refused by another.
+    // A cursor of one organization is refused by another, as not valid for this request: the
+    // same message as for another query, which says nothing of the organization it came from.
     let (_, meta) = h.list(json!({"limit": 5})).await;
     let foreign =
         h.call_with_key("ListSessionsV2", json!({"limit": 5, "cursor": meta["nextCursor"]}), &other_key).await;
-    expect_error(&foreign, 400, "invalid_argument");
+    let message = expect_error(&foreign, 400, "invalid_argument");
+    assert!(message.contains("not valid for this request") && message.contains("organization"), "{message}");
+    let other_query = h.call("ListSessionsV2", json!({"limit": 5, "query": "x", "cursor": meta["nextCursor"]})).await;
+    assert_eq!(expect_error(&other_query, 400, "invalid_argument"), message);
 }
 
 #[tokio::test]
