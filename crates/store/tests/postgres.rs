@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Session};
 use gatehouse_store::postgres::{PgOptions, PgStore};
-use gatehouse_store::{ListQuery, Position, SortKey, Store, StoreError, TerminationNotice, TerminationRecord};
+use gatehouse_store::{
+    AggregateQuery, Facet, ListQuery, Position, SortKey, Store, StoreError, TerminationNotice, TerminationRecord,
+};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -317,20 +319,26 @@ fn assert_index_scan(label: &str, plan: &[String]) {
     assert!(text.contains("Index Scan") || text.contains("Index Only Scan"), "{label}: uses no index scan:\n{text}");
 }
 
-#[tokio::test]
-async fn listings_use_indexes_at_fifty_thousand_sessions() {
-    let began = Instant::now();
-    let db = TestDatabase::create().await;
-    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+/// Stores the [`SESSIONS`] synthetic sessions in organization acme, and a tenth of them in
+/// another, so that `org_id` is not a constant for the planner.
+async fn fifty_thousand(store: &PgStore) -> (gatehouse_core::OrgId, Vec<Session>) {
     let acme = store.ensure_org("acme").await.unwrap().id;
     let other = store.ensure_org("other").await.unwrap().id;
     let sessions: Vec<Session> = (0..SESSIONS).map(|i| synthetic(i, (i * 7919) % USERS)).collect();
     for chunk in sessions.chunks(10_000) {
         assert_eq!(store.insert_sessions(acme, chunk).await.unwrap(), chunk.len() as u64);
     }
-    // A second organization, so org_id is not a constant for the planner.
     let few: Vec<Session> = sessions.iter().step_by(10).cloned().collect();
     store.insert_sessions(other, &few).await.unwrap();
+    (acme, sessions)
+}
+
+#[tokio::test]
+async fn listings_use_indexes_at_fifty_thousand_sessions() {
+    let began = Instant::now();
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let (acme, sessions) = fifty_thousand(&store).await;
     // The shortest sessions, all of one connector, older than the others.
     let rare: Vec<Session> = (0..RARE)
         .map(|i| {
@@ -418,6 +426,48 @@ async fn listings_use_indexes_at_fifty_thousand_sessions() {
     let plan = store.explain_list(acme, &ListQuery { sort: SortKey::Duration, ..broad.clone() }).await.unwrap();
     assert!(plan.iter().any(|line| line.contains("using sessions_duration")), "{}", plan.join("\n"));
     assert!(began.elapsed() < Duration::from_secs(60), "took {:?}", began.elapsed());
+}
+
+/// The plans of the statements an aggregation over `query` runs, each joined in one text.
+async fn aggregation_plans(store: &PgStore, org: gatehouse_core::OrgId, query: &AggregateQuery) -> Vec<String> {
+    let plans = store.explain_aggregate(org, query).await.unwrap();
+    plans.into_iter().map(|lines| lines.join("\n")).collect()
+}
+
+#[tokio::test]
+async fn aggregations_at_fifty_thousand_sessions_read_little() {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let (acme, sessions) = fifty_thousand(&store).await;
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    let parse = |text: &str| gatehouse_query::parse(text, NOW).expect("query parses");
+    let facets = |text: &str, facets: &[Facet]| AggregateQuery {
+        filter: parse(text),
+        window_start: None,
+        window_end: None,
+        now: NOW,
+        histogram: None,
+        facets: facets.to_vec(),
+        facet_limit: 10,
+    };
+
+    // Session ids are unique: the top ten are the first ten, read from the id index, not
+    // fifty thousand groups of one.
+    for text in ["", "technology:postgres"] {
+        let query = facets(text, &[Facet::SessionId]);
+        let plans = aggregation_plans(&store, acme, &query).await;
+        let ids = plans.last().unwrap();
+        assert!(!ids.contains("Aggregate") && ids.contains("sessions_id"), "{text:?}: session ids:\n{ids}");
+        let mut want: Vec<&str> = sessions
+            .iter()
+            .filter(|s| text.is_empty() || s.resource.technology == "postgres")
+            .map(|s| s.id.as_str())
+            .collect();
+        want.sort_unstable();
+        let counted = store.aggregate(acme, &query).await.unwrap();
+        let got: Vec<(&str, u64)> = counted.facets[0].1.iter().map(|k| (k.key.as_str(), k.count)).collect();
+        assert_eq!(got, want[..10].iter().map(|id| (*id, 1)).collect::<Vec<_>>(), "{text:?}");
+    }
 }
 
 #[tokio::test]

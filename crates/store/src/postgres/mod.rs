@@ -224,6 +224,21 @@ impl PgStore {
         .map_err(classify)
     }
 
+    /// The `EXPLAIN` lines of each statement an aggregation runs (one whose filter is costly
+    /// reads `agg_matching`, which only its transaction has: not those), to check their plans.
+    pub async fn explain_aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Vec<Vec<String>>, StoreError> {
+        async {
+            let mut plans = Vec::new();
+            for (sql, args) in crate::sql::statements(self, org, query).await? {
+                let rows = query_with(&format!("EXPLAIN {sql}"), args).fetch_all(&self.pool).await?;
+                plans.push(rows.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?);
+            }
+            Ok(plans)
+        }
+        .await
+        .map_err(classify)
+    }
+
     async fn list_statement(&self, org: OrgId, query: &ListQuery) -> Result<(String, Vec<Arg>), StoreError> {
         let earliest = match query.window_start {
             Some(start) => Some(self.earliest_start(org, start).await?),

@@ -302,6 +302,31 @@ async fn over_matched<R: Materialize>(runner: &R, org: OrgId, q: &AggregateQuery
     out.ok_or_else(|| StoreError::Corrupt("counting the matched sessions needed the rollup".into()))
 }
 
+/// The statements [`aggregate`] runs for `q` (unless its filter is costly, when they read
+/// `agg_matching`), for the tests that look at their plans.
+pub(crate) async fn statements<R: AggRunner>(
+    runner: &R,
+    org: OrgId,
+    q: &AggregateQuery,
+) -> Result<Vec<(String, Vec<Arg>)>, StoreError> {
+    let matched = predicates(&q.filter) >= COSTLY_PREDICATES;
+    let hours = if matched { None } else { Hours::of(q) };
+    let plan = plan(runner, org, q, hours, matched).await?;
+    Ok(plan.statements.into_iter().flatten().map(|(statement, _)| statement).collect())
+}
+
+/// What [`compute`] runs, and what it knows before it does.
+struct Plan {
+    /// One entry per result: histogram levels (or the hit count), then facets.
+    statements: Vec<Vec<Planned>>,
+    /// The histogram's interval, first and last bucket.
+    buckets: Option<(Micros, i64, i64)>,
+    /// The number of hits, when counted already.
+    num_hits: Option<u64>,
+    /// How many of the results are the histogram's (or the hit count).
+    histogram_results: usize,
+}
+
 /// Computes `q`, using the rollup for `hours` where it can; `None` when what
 /// its statements returned cannot be added up exactly.
 async fn compute<R: AggRunner>(
@@ -311,6 +336,61 @@ async fn compute<R: AggRunner>(
     hours: Option<Hours>,
     matched: bool,
 ) -> Result<Option<Aggregates>, StoreError> {
+    let Plan { statements: plan, buckets, num_hits, histogram_results } = plan(runner, org, q, hours, matched).await?;
+    // A few at a time: enough to use both cores, few enough to leave the
+    // pool's other connections to listings and ingestion.
+    let owners: Vec<(usize, i64)> =
+        plan.iter().enumerate().flat_map(|(i, parts)| parts.iter().map(move |(_, sign)| (i, *sign))).collect();
+    let statements = plan.into_iter().flatten().map(|((sql, args), _)| runner.rows(sql, args));
+    let rows: Vec<Vec<AggRow>> = stream::iter(statements).buffered(CONCURRENT_STATEMENTS).try_collect().await?;
+    let mut parts: Vec<Vec<(Vec<AggRow>, i64)>> = Vec::new();
+    for ((result, sign), rows) in owners.into_iter().zip(rows) {
+        parts.resize_with(parts.len().max(result + 1), Vec::new);
+        parts[result].push((rows, sign));
+    }
+    let Some(mut results) = parts.into_iter().map(add_up).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let facet_rows = results.split_off(histogram_results);
+    let mut out = Aggregates::default();
+    match buckets {
+        Some((interval, first, last)) => {
+            let (histogram, hits) = assemble_histogram(results, interval, first, last)?;
+            out.interval = interval;
+            out.histogram = histogram;
+            out.num_hits = num_hits.unwrap_or(hits);
+        }
+        None => {
+            let counted = results.first().and_then(|rows| rows.first()).map(|row| row.count as u64);
+            out.num_hits = num_hits.or(counted).unwrap_or(0);
+        }
+    }
+    out.facets = q
+        .facets
+        .iter()
+        .zip(facet_rows)
+        .map(|(&facet, mut rows)| {
+            if hours.is_some() && rollup::dim_of_facet(facet).is_some() {
+                // Added up by key: order and cut them as a facet statement does.
+                rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.keys[0].cmp(&b.keys[0])));
+                rows.truncate(q.facet_limit);
+            }
+            let keys =
+                rows.into_iter().map(|r| KeyCount { key: take_key(r.keys, 0), count: r.count as u64, groups: vec![] });
+            (facet, keys.collect())
+        })
+        .collect();
+    Ok(Some(out))
+}
+
+/// The statements that compute `q`, using the rollup for `hours` where it can.
+async fn plan<R: AggRunner>(
+    runner: &R,
+    org: OrgId,
+    q: &AggregateQuery,
+    hours: Option<Hours>,
+    matched: bool,
+) -> Result<Plan, StoreError> {
     let earliest = match q.window_start {
         Some(start) if !matched => Some(runner.earliest_start(org, start).await?),
         _ => None,
@@ -397,50 +477,7 @@ async fn compute<R: AggRunner>(
         plan.push(split(rolled, &|m| facet_statement(dialect, m, facet, limit)));
     }
 
-    // A few at a time: enough to use both cores, few enough to leave the
-    // pool's other connections to listings and ingestion.
-    let owners: Vec<(usize, i64)> =
-        plan.iter().enumerate().flat_map(|(i, parts)| parts.iter().map(move |(_, sign)| (i, *sign))).collect();
-    let statements = plan.into_iter().flatten().map(|((sql, args), _)| runner.rows(sql, args));
-    let rows: Vec<Vec<AggRow>> = stream::iter(statements).buffered(CONCURRENT_STATEMENTS).try_collect().await?;
-    let mut parts: Vec<Vec<(Vec<AggRow>, i64)>> = Vec::new();
-    for ((result, sign), rows) in owners.into_iter().zip(rows) {
-        parts.resize_with(parts.len().max(result + 1), Vec::new);
-        parts[result].push((rows, sign));
-    }
-    let Some(mut results) = parts.into_iter().map(add_up).collect::<Option<Vec<_>>>() else {
-        return Ok(None);
-    };
-    let facet_rows = results.split_off(histogram_results);
-    let mut out = Aggregates::default();
-    match buckets {
-        Some((interval, first, last)) => {
-            let (histogram, hits) = assemble_histogram(results, interval, first, last)?;
-            out.interval = interval;
-            out.histogram = histogram;
-            out.num_hits = num_hits.unwrap_or(hits);
-        }
-        None => {
-            let counted = results.first().and_then(|rows| rows.first()).map(|row| row.count as u64);
-            out.num_hits = num_hits.or(counted).unwrap_or(0);
-        }
-    }
-    out.facets = q
-        .facets
-        .iter()
-        .zip(facet_rows)
-        .map(|(&facet, mut rows)| {
-            if hours.is_some() && rollup::dim_of_facet(facet).is_some() {
-                // Added up by key: order and cut them as a facet statement does.
-                rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.keys[0].cmp(&b.keys[0])));
-                rows.truncate(q.facet_limit);
-            }
-            let keys =
-                rows.into_iter().map(|r| KeyCount { key: take_key(r.keys, 0), count: r.count as u64, groups: vec![] });
-            (facet, keys.collect())
-        })
-        .collect();
-    Ok(Some(out))
+    Ok(Plan { statements: plan, buckets, num_hits, histogram_results })
 }
 
 /// The rows of one result from the rows of its statements: those of a single
@@ -648,6 +685,11 @@ fn facet_key(facet: Facet) -> (&'static str, &'static str) {
     }
 }
 
+/// Whether no two sessions of an organization share `facet`'s key: the session id.
+fn unique_per_session(facet: Facet) -> bool {
+    facet == Facet::SessionId
+}
+
 /// The top `limit` keys of `facet` among matching sessions (all of them,
 /// unordered, without a limit); empty keys (a property a session does not
 /// have) are not counted.
@@ -659,6 +701,18 @@ fn facet_statement(
 ) -> (String, Vec<Arg>) {
     let (key, join) = facet_key(facet);
     let mut b = SqlBuilder::new(dialect);
+    if unique_per_session(facet) {
+        // Each key counts 1, so the top keys, ties by key, are the first: an index walk, where
+        // grouping a million sessions by id took 2.5 s.
+        b.push("SELECT CAST(0 AS BIGINT) AS b, ").push(key).push(" AS k1, '' AS k2, '' AS k3, CAST(1 AS BIGINT) AS n");
+        b.push(matching.from(dialect)).push(join).push(" WHERE ");
+        matching.push(&mut b);
+        b.push(" AND ").push(key).push(" <> '' ORDER BY k1");
+        if let Some(limit) = limit {
+            b.push(" LIMIT ").bind_int(limit as i64);
+        }
+        return b.into_parts();
+    }
     b.push("SELECT CAST(0 AS BIGINT) AS b, ")
         .push(key)
         .push(" AS k1, '' AS k2, '' AS k3, CAST(COUNT(*) AS BIGINT) AS n");

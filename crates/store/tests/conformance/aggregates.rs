@@ -75,6 +75,35 @@ pub async fn a_costly_filter_counts_the_same_as_a_cheap_one(store: &dyn Store) {
     }
 }
 
+pub async fn the_session_ids_facet_lists_the_first_ids_once_each(store: &dyn Store) {
+    // Each session has its own id: the most frequent ids, ties by id, are the first ids.
+    let fx = Fixture::load(store).await;
+    let cheap = "group:dba OR session_status:active";
+    let costly = format!("({cheap}) AND NOT (nobody1 OR nobody2 OR nobody3)");
+    for text in ["", "technology:postgres", cheap, &costly] {
+        for window in [(None, None), (Some(ago(120)), Some(ago(60))), (Some(ago(30)), None)] {
+            let listing = gatehouse_store::ListQuery {
+                window_start: window.0,
+                window_end: window.1,
+                filter: gatehouse_query::parse(text, NOW).unwrap(),
+                ..gatehouse_store::ListQuery::newest(1_000, NOW)
+            };
+            let mut ids: Vec<String> = fx.list(fx.acme, &listing).await.into_iter().map(|s| s.id).collect();
+            ids.sort();
+            ids.truncate(3);
+            let query = AggregateQuery {
+                histogram: None,
+                facets: vec![Facet::SessionId],
+                facet_limit: 3,
+                ..counting(text, window)
+            };
+            let counted = store.aggregate(fx.acme, &query).await.expect("aggregate");
+            let want: Vec<(&str, u64)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+            assert_eq!(pairs(&counted.facets[0].1), want, "{text:?} in {window:?}");
+        }
+    }
+}
+
 pub async fn aggregate_groups_count_many_valued_fields_per_value(store: &dyn Store) {
     let fx = Fixture::load(store).await;
     let mut query = counting("", (Some(ago(700)), Some(NOW)));
