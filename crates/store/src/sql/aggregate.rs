@@ -208,6 +208,10 @@ impl Matching<'_> {
             Part::From(to) => (q.window_end, Some(self.earliest.map_or(to, |earliest| earliest.max(to)))),
         };
         push_matching(b, self.org, q.window_start, end, earliest, &q.filter, AsOf::live(q.now));
+        // Without a window start, `push_matching` has no bound on the start to narrow.
+        if let (Part::From(to), None) = (self.part, q.window_start) {
+            b.push(" AND s.start_us >= ").bind_int(to);
+        }
     }
 
     /// ` FROM sessions s`, naming the index that finds the few unmatched
@@ -238,14 +242,21 @@ struct Hours {
 }
 
 impl Hours {
-    /// For a match-all query with a window start: its first to its last whole hour.
+    /// For a match-all query: the first to the last whole hour of its window. Without a window
+    /// start every session matches, and the hours start at the first after the epoch (the
+    /// sessions before it are counted from the sessions): counting every session of a million
+    /// by each rolled-up field took a scan of them each.
     fn of(q: &AggregateQuery) -> Option<Self> {
-        let start = q.window_start?;
         if !matches!(q.filter, Expr::All) {
             return None;
         }
-        let floor = rollup::hour_of(start);
-        let from = if floor < start { floor + rollup::HOUR } else { floor };
+        let from = match q.window_start {
+            Some(start) => {
+                let floor = rollup::hour_of(start);
+                if floor < start { floor + rollup::HOUR } else { floor }
+            }
+            None => rollup::HOUR,
+        };
         let to = rollup::hour_of(q.window_end.unwrap_or(q.now));
         // Positive, so that bucket numbers truncate as they floor.
         (from > 0 && from < to).then_some(Hours { from, to })
@@ -402,12 +413,18 @@ async fn plan<R: AggRunner>(
     let split =
         |rolled: Option<(String, Vec<Arg>)>, build: &dyn Fn(&Matching<'_>) -> (String, Vec<Arg>)| match (hours, rolled)
         {
-            (Some(hours), Some(rolled)) => vec![
-                (rolled, 1),
-                (build(&matching.part(Part::Before(hours.from))), 1),
-                (build(&matching.part(Part::From(hours.to))), 1),
-                (build(&matching.part(Part::Unmatched(hours))), -1),
-            ],
+            (Some(hours), Some(rolled)) => {
+                let mut parts = vec![
+                    (rolled, 1),
+                    (build(&matching.part(Part::Before(hours.from))), 1),
+                    (build(&matching.part(Part::From(hours.to))), 1),
+                ];
+                // Without a window start, every session matches.
+                if q.window_start.is_some() {
+                    parts.push((build(&matching.part(Part::Unmatched(hours))), -1));
+                }
+                parts
+            }
             _ => vec![(build(&matching), 1)],
         };
 
@@ -418,13 +435,18 @@ async fn plan<R: AggRunner>(
         let from = match q.window_start {
             Some(start) => Some(start),
             None => {
+                // The first start alone, an index probe for a match-all query: the hits are what
+                // the histogram's buckets add up to.
                 let mut b = SqlBuilder::new(dialect);
                 b.push("SELECT CAST(COALESCE(MIN(s.start_us), 0) AS BIGINT) AS b, '' AS k1, '' AS k2, '' AS k3, ");
-                b.push("CAST(COUNT(*) AS BIGINT) AS n").push(matching.from(dialect)).push(" WHERE ");
+                b.push("CAST(CASE WHEN MIN(s.start_us) IS NULL THEN 0 ELSE 1 END AS BIGINT) AS n");
+                b.push(matching.from(dialect)).push(" WHERE ");
                 matching.push(&mut b);
                 let (sql, args) = b.into_parts();
                 let row = runner.rows(sql, args).await?.into_iter().next().unwrap_or_default();
-                num_hits = Some(row.count as u64);
+                if row.count == 0 {
+                    num_hits = Some(0);
+                }
                 (row.count > 0).then_some(row.bucket)
             }
         };
@@ -842,7 +864,7 @@ mod tests {
         assert_eq!(hours(&query(Some(10 * H + 1), None, Expr::All)), Some((11, 100)));
         assert_eq!(hours(&query(Some(10 * H), Some(20 * H - 1), Expr::All)), Some((10, 19)));
         assert_eq!(hours(&query(Some(10 * H + 1), Some(11 * H + 2), Expr::All)), None, "no whole hour");
-        assert_eq!(hours(&query(None, Some(20 * H), Expr::All)), None, "no window start");
+        assert_eq!(hours(&query(None, Some(20 * H), Expr::All)), Some((1, 20)), "every session matches");
         let filtered = gatehouse_query::parse("technology:postgres", 0).unwrap();
         assert_eq!(hours(&query(Some(10 * H), None, filtered)), None);
     }

@@ -29,6 +29,16 @@ pub const WINDOWS: [(Micros, Option<Micros>); 6] = [
     (NOW - 5 * HOUR - 1, Some(NOW + 3 * HOUR + 1)),
 ];
 
+/// Windows without a start, where every session before the end matches: the rollup counts
+/// all of them, and the sessions before 1970 or after `now` are counted from the sessions.
+pub const OPEN_STARTS: [(Option<Micros>, Option<Micros>); 2] =
+    [(None, None), (None, Some(NOW - 20 * HOUR - 7 * MINUTE))];
+
+/// Every window of [`WINDOWS`] and [`OPEN_STARTS`].
+fn every_window() -> impl Iterator<Item = (Option<Micros>, Option<Micros>)> {
+    WINDOWS.into_iter().map(|(start, end)| (Some(start), end)).chain(OPEN_STARTS)
+}
+
 /// Fields a histogram is split by: each rolled-up one, then others.
 const GROUP_BY: &[&[Field]] = &[
     &[Field::ResourceTechnology],
@@ -172,10 +182,14 @@ pub async fn load(store: &dyn Store, name: &str) -> OrgId {
     org
 }
 
-fn query(window: (Micros, Option<Micros>), histogram: Option<HistogramSpec>, facets: Vec<Facet>) -> AggregateQuery {
+fn query(
+    window: (Option<Micros>, Option<Micros>),
+    histogram: Option<HistogramSpec>,
+    facets: Vec<Facet>,
+) -> AggregateQuery {
     AggregateQuery {
         filter: gatehouse_query::Expr::All,
-        window_start: Some(window.0),
+        window_start: window.0,
         window_end: window.1,
         now: NOW,
         histogram,
@@ -185,14 +199,20 @@ fn query(window: (Micros, Option<Micros>), histogram: Option<HistogramSpec>, fac
 }
 
 /// Every query the comparisons run over one window.
-pub fn queries(window: (Micros, Option<Micros>)) -> Vec<AggregateQuery> {
+pub fn queries(window: (Option<Micros>, Option<Micros>)) -> Vec<AggregateQuery> {
     let histogram = |interval, group_by: &[Field]| Some(HistogramSpec { interval, group_by: group_by.to_vec() });
     let mut out = Vec::new();
-    for interval in [Some(HOUR), Some(3 * HOUR), Some(DAY), None, Some(30 * MINUTE)] {
+    // Without a window start, the histogram spans from 1970 (a session started before it), in
+    // too many buckets of a given interval.
+    let (intervals, group_intervals): (&[_], &[_]) = match window.0 {
+        Some(_) => (&[Some(HOUR), Some(3 * HOUR), Some(DAY), None, Some(30 * MINUTE)], &[Some(HOUR), None]),
+        None => (&[None], &[None]),
+    };
+    for &interval in intervals {
         out.push(query(window, histogram(interval, &[]), vec![]));
     }
     for group_by in GROUP_BY {
-        for interval in [Some(HOUR), None] {
+        for &interval in group_intervals {
             out.push(query(window, histogram(interval, group_by), vec![]));
         }
     }
@@ -204,7 +224,7 @@ pub fn queries(window: (Micros, Option<Micros>)) -> Vec<AggregateQuery> {
 /// Asserts that every query over every window answers the same from the
 /// rollup as from the sessions.
 pub async fn assert_rollup_equals_raw(store: &dyn Store, org: OrgId, label: &str) {
-    for window in WINDOWS {
+    for window in every_window() {
         for q in queries(window) {
             let rolled = store.aggregate(org, &q).await.expect("aggregate");
             let raw = store.aggregate_raw(org, &q).await.expect("aggregate from the sessions");
@@ -218,17 +238,19 @@ pub async fn rollup_answers_equal_counting_the_sessions(store: &dyn Store) {
     let org = load(store, "rolled").await;
     assert_rollup_equals_raw(store, org, "loaded").await;
     // And both equal a listing's walk.
-    for window in WINDOWS {
+    for window in every_window() {
         let listed = store
             .list_sessions(
                 org,
-                &ListQuery { window_start: Some(window.0), window_end: window.1, ..ListQuery::newest(10_000, NOW) },
+                &ListQuery { window_start: window.0, window_end: window.1, ..ListQuery::newest(10_000, NOW) },
             )
             .await
             .unwrap();
         let counted = store.aggregate(org, &query(window, None, vec![])).await.unwrap();
         assert_eq!(counted.num_hits, listed.len() as u64, "{window:?}");
-        let histogram = Some(HistogramSpec { interval: Some(HOUR), group_by: vec![] });
+        // Without a window start, from 1970 on: too many hours.
+        let interval = window.0.map(|_| HOUR);
+        let histogram = Some(HistogramSpec { interval, group_by: vec![] });
         let counted = store.aggregate(org, &query(window, histogram, vec![])).await.unwrap();
         assert_eq!(counted.num_hits, listed.len() as u64, "{window:?}");
     }
@@ -271,7 +293,7 @@ pub async fn retried_reports_count_each_session_once(store: &dyn Store) {
     let (start, _) = WINDOWS[4];
     let overlapping =
         spread().iter().filter(|s| s.connector.id != "c-0" || s.end.is_none_or(|end| end >= start)).count();
-    let hits = store.aggregate(org, &query(WINDOWS[4], None, vec![])).await.unwrap().num_hits;
+    let hits = store.aggregate(org, &query((Some(start), None), None, vec![])).await.unwrap().num_hits;
     assert_eq!(hits, overlapping as u64);
     assert_rollup_equals_raw(store, org, "ingested, retried").await;
 }
@@ -298,22 +320,27 @@ pub async fn write_everything(store: &dyn Store) -> OrgId {
 pub async fn assert_answers_read_the_rollup(store: &dyn Store, org: OrgId) {
     let grouped = Some(HistogramSpec { interval: None, group_by: vec![Field::ResourceTechnology] });
     let facets = vec![Facet::ResourceTechnology, Facet::UserEmail, Facet::ClientIp];
-    let rolled = query(WINDOWS[1], grouped.clone(), facets.clone());
-    let (changed, raw) =
-        (store.aggregate(org, &rolled).await.unwrap(), store.aggregate_raw(org, &rolled).await.unwrap());
-    assert!(changed.num_hits > raw.num_hits, "{} vs {}", changed.num_hits, raw.num_hits);
-    assert_ne!(changed.histogram, raw.histogram);
-    assert_ne!(changed.facets[0], raw.facets[0]);
-    assert_ne!(changed.facets[1], raw.facets[1]);
-    assert_eq!(changed.facets[2], raw.facets[2], "client addresses are not rolled up");
-    let count = query(WINDOWS[1], None, vec![]);
-    assert!(
-        store.aggregate(org, &count).await.unwrap().num_hits > store.aggregate_raw(org, &count).await.unwrap().num_hits
-    );
+    let window = (Some(WINDOWS[1].0), WINDOWS[1].1);
+    // With a window start, and without one (every session matching).
+    for window in [window, OPEN_STARTS[0], OPEN_STARTS[1]] {
+        let rolled = query(window, grouped.clone(), facets.clone());
+        let (changed, raw) =
+            (store.aggregate(org, &rolled).await.unwrap(), store.aggregate_raw(org, &rolled).await.unwrap());
+        assert!(changed.num_hits > raw.num_hits, "{window:?}: {} vs {}", changed.num_hits, raw.num_hits);
+        assert_ne!(changed.histogram, raw.histogram, "{window:?}");
+        assert_ne!(changed.facets[0], raw.facets[0], "{window:?}");
+        assert_ne!(changed.facets[1], raw.facets[1], "{window:?}");
+        assert_eq!(changed.facets[2], raw.facets[2], "{window:?}: client addresses are not rolled up");
+        let count = query(window, None, vec![]);
+        let (changed, raw) =
+            (store.aggregate(org, &count).await.unwrap(), store.aggregate_raw(org, &count).await.unwrap());
+        assert!(changed.num_hits > raw.num_hits, "{window:?}");
+    }
 
+    let rolled = query(window, grouped.clone(), facets.clone());
     let filtered = AggregateQuery { filter: gatehouse_query::parse("technology:postgres", NOW).unwrap(), ..rolled };
-    let no_whole_hour = query(WINDOWS[3], grouped, facets);
-    let by_group = query(WINDOWS[1], Some(HistogramSpec { interval: None, group_by: vec![Field::UserGroups] }), vec![]);
+    let no_whole_hour = query((Some(WINDOWS[3].0), WINDOWS[3].1), grouped, facets);
+    let by_group = query(window, Some(HistogramSpec { interval: None, group_by: vec![Field::UserGroups] }), vec![]);
     for q in [filtered, no_whole_hour, by_group] {
         assert_eq!(store.aggregate(org, &q).await.unwrap(), store.aggregate_raw(org, &q).await.unwrap());
     }
