@@ -2205,34 +2205,25 @@ mod tests {
                 ""
             )]
         );
-        // Found by a review: dblink_connect's connection string, in clear.
-        let mut call = BytesMut::new();
-        call.put_u32(17932);
-        call.put_u16(0);
-        call.put_u16(1);
-        let conninfo = b"host=h user=u password=FastPathSecret2 dbname=d";
-        call.put_i32(conninfo.len() as i32);
-        call.put_slice(conninfo);
-        call.put_u16(0);
-        let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x02ok"), ready()]);
-        assert_eq!(
-            got[0].0,
-            "-- fast-path call of the function with oid 17932('host=h user=u password=[redacted] dbname=d')"
-        );
-        // The same, in binary.
-        let mut call = BytesMut::new();
-        call.put_u32(17932);
-        call.put_u16(1);
-        call.put_u16(1);
-        call.put_u16(1);
-        call.put_i32(conninfo.len() as i32);
-        call.put_slice(conninfo);
-        call.put_u16(0);
-        let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x02ok"), ready()]);
-        assert_eq!(
-            got[0].0,
-            "-- fast-path call of the function with oid 17932('host=h user=u password=[redacted] dbname=d')"
-        );
+        // Found by a review: dblink_connect's connection string was in clear, as text or in
+        // binary (one format code, 1).
+        for formats in [&[][..], &[1]] {
+            let mut call = BytesMut::new();
+            call.put_u32(17932);
+            call.put_u16(formats.len() as u16);
+            formats.iter().for_each(|&format| call.put_u16(format));
+            call.put_u16(1);
+            let conninfo = b"host=h user=u password=FastPathSecret2 dbname=d";
+            call.put_i32(conninfo.len() as i32);
+            call.put_slice(conninfo);
+            call.put_u16(0);
+            let got = run(&[msg(b'F', &call)], &[msg(b'V', b"\0\0\0\x02ok"), ready()]);
+            assert_eq!(
+                got[0].0,
+                "-- fast-path call of the function with oid 17932('host=h user=u password=[redacted] dbname=d')",
+                "formats {formats:?}"
+            );
+        }
         // lo_write(fd, data) in binary: a large value shows its start and its length.
         let mut call = BytesMut::new();
         call.put_u32(955);
