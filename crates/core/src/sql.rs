@@ -159,6 +159,7 @@ fn passwords(
         if chain.left > 0 && !chain.follow(bytes, &span, &kind, &calls) {
             chain.left = 0;
         }
+        let taken = std::mem::take(&mut chain.taken);
         if bytes[span.start] == b')' && matches!(kind, Kind::Other) {
             calls.pop();
         }
@@ -174,10 +175,7 @@ fn passwords(
                 redactions.push((span, "'[redacted]'"));
                 continue;
             }
-            Kind::Literal(_) if chain.taken => {
-                redactions.push((span, "'[redacted]'"));
-                chain.taken = false;
-            }
+            Kind::Literal(_) if taken => redactions.push((span, "'[redacted]'")),
             // A dollar-quoted body is mostly code (a DO block's, a function's), where a
             // password is set as anywhere else: read as SQL, only its passwords are taken out,
             // not the statements after them to the end of the body. It may run under either
