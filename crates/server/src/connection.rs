@@ -1,7 +1,7 @@
 //! Serving accepted connections: HTTP/1.1 and HTTP/2 (gRPC) on one port, with the limits that
 //! keep clients from holding connections, and so file descriptors, by saying nothing: a time for
 //! the first bytes, for a request's headers and for its body, for a connection with no request,
-//! and a number of connections.
+//! for a client that stops taking its answers, and a number of connections.
 
 use std::io;
 use std::pin::Pin;
@@ -23,6 +23,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use crate::metrics::Metrics;
+
 /// How long a connection may stay silent before its first request, and an HTTP/1.1 one while
 /// idle between requests or sending a request's headers.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,6 +45,10 @@ pub struct Limits {
     /// same). Clients open another when they need one; a connector's termination stream is a
     /// request in flight.
     pub idle: Duration,
+    /// For a client that takes none of what the server writes to it: a response it does not
+    /// read holds one of its organization's read slots, which it would otherwise keep for as
+    /// long as its socket stays open.
+    pub stall: Duration,
     /// Connections served at once; more wait to be accepted. Below the process's file
     /// descriptor limit, so that the store and the rest of the server always have some.
     pub connections: usize,
@@ -54,6 +60,7 @@ impl Default for Limits {
             first_bytes: IDLE_TIMEOUT,
             body: IDLE_TIMEOUT,
             idle: Duration::from_secs(60),
+            stall: IDLE_TIMEOUT,
             connections: max_connections(),
         }
     }
@@ -77,12 +84,14 @@ pub(crate) fn builder(limits: &Limits) -> Builder<TokioExecutor> {
 
 /// Serves one connection until it ends, or until `shutdown` lets its requests in flight finish.
 /// A connection whose first bytes do not come within the limit is closed, and so is one with no
-/// request in flight for [`Limits::idle`].
+/// request in flight for [`Limits::idle`], and one whose client takes nothing written to it for
+/// [`Limits::stall`] (counted in `metrics`).
 pub(crate) async fn serve<I>(
     io: I,
     app: axum::Router,
     builder: Builder<TokioExecutor>,
     limits: Limits,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -90,6 +99,7 @@ pub(crate) async fn serve<I>(
     let Some(io) = first_bytes(io, limits.first_bytes).await else {
         return;
     };
+    let io = Stall::new(io, limits.stall, metrics);
     let activity = Arc::new(Activity::default());
     let service = {
         let activity = Arc::clone(&activity);
@@ -247,6 +257,78 @@ async fn first_bytes<I: AsyncRead + Unpin>(mut io: I, limit: Duration) -> Option
             Some(Prefixed { prefix: Bytes::from(first), io })
         }
         _ => None,
+    }
+}
+
+/// A connection whose writes fail once the client has taken none of them for `limit`: hyper
+/// then closes it, and the responses it was sending are dropped with what they hold.
+struct Stall<I> {
+    io: I,
+    limit: Duration,
+    /// Set while a write waits for the client to take what was written before.
+    waiting: Option<Pin<Box<Sleep>>>,
+    stalled: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl<I: AsyncWrite + Unpin> Stall<I> {
+    fn new(io: I, limit: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { io, limit, waiting: None, stalled: false, metrics }
+    }
+
+    /// Passes on what a write of the connection came to, unless it has waited past the limit.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.waiting = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let waiting = self.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if waiting.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if !self.stalled {
+            self.stalled = true;
+            Metrics::add(&self.metrics.connections_stalled_total, 1);
+            tracing::debug!(limit = ?self.limit, "closing a connection whose client takes nothing written to it");
+        }
+        let message = format!("the client took nothing written to it for {} s", self.limit.as_secs());
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, message)))
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Stall<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Stall<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

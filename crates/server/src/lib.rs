@@ -85,6 +85,7 @@ pub struct App {
     /// The connectors' termination streams, which never end by themselves.
     terminations: Arc<TerminationBus>,
     limits: connection::Limits,
+    metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -168,7 +169,13 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
 
     let router = axum::Router::new()
         .route("/health", get(move || health(store.clone())))
-        .route("/metrics", get(move || std::future::ready(metrics_page(&metrics))))
+        .route(
+            "/metrics",
+            get({
+                let metrics = metrics.clone();
+                move || std::future::ready(metrics_page(&metrics))
+            }),
+        )
         .merge(console::routes())
         .fallback_service(rpc)
         .layer(axum::middleware::from_fn(private::no_store))
@@ -177,7 +184,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         .layer(axum::middleware::from_fn(grpc_web_text::translate))
         // Outermost: the layers inside read whole bodies, which a call must be admitted to send.
         .layer(axum::middleware::from_fn_with_state(admission, admission::admit));
-    Ok(App { router, terminations: bus, limits: connection::Limits::default() })
+    Ok(App { router, terminations: bus, limits: connection::Limits::default(), metrics })
 }
 
 /// `/metrics`, in the Prometheus text format.
@@ -235,7 +242,7 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let App { router, terminations, limits } = app;
+    let App { router, terminations, limits, metrics } = app;
     let shutdown = async move {
         shutdown.await;
         terminations.close();
@@ -243,9 +250,9 @@ pub async fn serve(
     match tls {
         None => {
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| no_delay(tcp));
-            serve_until(listener, router, limits, shutdown).await;
+            serve_until(listener, router, limits, metrics, shutdown).await;
         }
-        Some(config) => serve_until(https::TlsListener::new(listener, config), router, limits, shutdown).await,
+        Some(config) => serve_until(https::TlsListener::new(listener, config), router, limits, metrics, shutdown).await,
     }
 }
 
@@ -262,6 +269,7 @@ async fn serve_until<L>(
     mut listener: L,
     app: axum::Router,
     limits: connection::Limits,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
     L: axum::serve::Listener,
@@ -295,7 +303,7 @@ async fn serve_until<L>(
         if connections.available_permits() > 0 {
             at_limit = false;
         }
-        let serving = connection::serve(io, app.clone(), builder.clone(), limits, closing.clone());
+        let serving = connection::serve(io, app.clone(), builder.clone(), limits, metrics.clone(), closing.clone());
         tracker.spawn(async move {
             serving.await;
             drop(permit);

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub lease_sessions_completed_total: AtomicU64,
     /// Terminations asked for through the API.
     pub terminations_requested_total: AtomicU64,
+    /// Connections closed because their client took nothing written to it for too long.
+    pub connections_stalled_total: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +78,11 @@ impl Metrics {
                 &self.lease_sessions_completed_total,
             ),
             ("terminations_requested_total", "Session terminations asked for", &self.terminations_requested_total),
+            (
+                "connections_stalled_total",
+                "Connections closed because their client took nothing written to it for too long",
+                &self.connections_stalled_total,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP gatehouse_{name} {help}");

@@ -663,7 +663,50 @@ async fn a_json_array_is_refused_compressed_or_enveloped() {
 /// Limits short enough for a test.
 fn short_limits(connections: usize) -> gatehouse_server::connection::Limits {
     let second = std::time::Duration::from_secs(1);
-    gatehouse_server::connection::Limits { first_bytes: second, body: second, idle: second, connections }
+    gatehouse_server::connection::Limits { first_bytes: second, body: second, idle: second, stall: second, connections }
+}
+
+/// A client that asks for answers and takes none of them is cut off once it has taken nothing
+/// for the stall limit: the read slots its answers held are its organization's again.
+#[tokio::test]
+async fn a_client_that_takes_none_of_its_answers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start_with_limits(short_limits(100)).await;
+    // A page of several MiB: more than the kernel's buffers hold between the two ends.
+    h.insert(&many(10_000)).await;
+    let addr: std::net::SocketAddr = h.url.trim_start_matches("http://").parse().unwrap();
+    let request = format!(
+        "POST /core.v1.SessionsService/ListSessionsV2 HTTP/1.1\r\nHost: x\r\nX-API-KEY: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 15\r\n\r\n{{\"limit\":10000}}",
+        h.reader_key
+    );
+    let mut unread = Vec::new();
+    for _ in 0..gatehouse_server::admission::READS_PER_ORG {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // The answer has begun, so it holds its read slot; the rest of it is never read.
+        let mut status = [0; 12];
+        stream.read_exact(&mut status).await.unwrap();
+        assert_eq!(&status, b"HTTP/1.1 200");
+        unread.push(stream);
+    }
+
+    let (status, body) = h.call("ListSessionsV2", json!({"limit": 1})).await;
+    assert_eq!(status, 200, "the organization's reads are served again: {body}");
+    // Each of the two is cut off once its own limit has passed.
+    let stalled = async || {
+        let metrics = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
+        let line = metrics.lines().find_map(|line| line.strip_prefix("gatehouse_connections_stalled_total "));
+        line.expect("the counter is on the page").to_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stalled().await != "2" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(stalled().await, "2");
+    drop(unread);
 }
 
 /// A request whose body stops halfway (HTTP/1.1, or a stream of HTTP/2) is answered with an
