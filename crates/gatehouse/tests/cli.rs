@@ -847,7 +847,7 @@ fn a_store_from_a_newer_gatehouse_is_named_as_such() {
         "INSERT INTO _sqlx_migrations SELECT 99, 'future thing', installed_on, 1, checksum, 1 \
          FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
     );
-    let known = "newer than this gatehouse knows (up to 13): upgrade gatehouse";
+    let known = "newer than this gatehouse knows (up to 14): upgrade gatehouse";
     let port = free_port().to_string();
     for args in [
         &["migrate", "--check"][..],

@@ -745,6 +745,19 @@ async fn the_session_fingerprints_migration_keeps_what_sessions_ran() {
     assert_eq!(facets(&store).await, before);
 }
 
+#[tokio::test]
+async fn fingerprints_stored_with_their_semicolon_lose_it() {
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let (org, query) = conformance::migrations::semicolons(&store).await;
+    for sql in conformance::migrations::BEFORE_FINGERPRINTS_LOST_THEIR_SEMICOLON {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    store.pool().close().await;
+    let store = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    conformance::migrations::assert_one_per_query(&store, org, &query).await;
+}
+
 /// A walk's `now` is read once every end recorded before it is committed (on any replica): an
 /// ingest that has read its recording time and not yet committed holds the walk's start back.
 /// Otherwise the walk's first page could list as active a session that its later pages find

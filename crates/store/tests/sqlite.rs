@@ -148,6 +148,20 @@ async fn the_statement_chunks_migration_keeps_every_statement_once() {
 }
 
 #[tokio::test]
+async fn fingerprints_stored_with_their_semicolon_lose_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (org, query) = conformance::migrations::semicolons(&store).await;
+    for sql in conformance::migrations::BEFORE_FINGERPRINTS_LOST_THEIR_SEMICOLON {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    store.pool().close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    conformance::migrations::assert_one_per_query(&store, org, &query).await;
+}
+
+#[tokio::test]
 async fn stores_opened_together_migrate_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gatehouse.db");

@@ -21,6 +21,7 @@ pub mod fixture;
 pub mod identity;
 pub mod isolation;
 pub mod keys;
+pub mod migrations;
 pub mod ordering;
 pub mod queries;
 pub mod registry;
