@@ -367,6 +367,8 @@ fn literal_passwords(
             _ if read_as_sql => continue,
             // `password '...'` (a statement built in a string) holds a quote here already.
             Some(b'\'') => {}
+            // In an `E''` body, `password \'...\'`.
+            Some(b'\\') if inside[value..].starts_with(b"\\'") => {}
             // A statement built in a string that leaves its password to what follows:
             // `'... PASSWORD ' || ...`, `format('... PASSWORD %L', ...)`.
             _ if value > at + 8 => {
@@ -381,13 +383,42 @@ fn literal_passwords(
             // Read as SQL, that quote ends a literal, and what follows is SQL: left to that
             // reading, which takes out a literal after `password =`.
             true if read_as_sql => continue,
-            true => text.end,
+            true => quoted_value_end(inside, value, text.end),
             false => value_end(inside, value, uri_start.is_some_and(|uri| uri < at), read_as_sql),
         };
         from = end;
         found(value..end);
     }
     following
+}
+
+/// Where a password quoted inside a literal ends, its quotes at `value`: inside a single-quoted
+/// DO body, `password ''x''`, one string deeper `''''x''''`. Where that is not plain (a backslash, which may escape a quote; no such run), to the literal's
+/// end: more is taken out, never less.
+fn quoted_value_end(bytes: &[u8], value: usize, text_end: usize) -> usize {
+    let quotes = |at: usize| bytes[at..text_end].iter().take_while(|&&b| b == b'\'').count();
+    let opening = quotes(value);
+    if !opening.is_power_of_two() {
+        return text_end;
+    }
+    let mut at = value + opening;
+    while at < text_end {
+        match bytes[at] {
+            b'\\' => break,
+            b'\'' => {
+                // Its own quotes come in pairs of openings, then one closes it, and what is
+                // left over (less than an opening) closes the strings around it.
+                let run = quotes(at);
+                match run % (2 * opening) {
+                    0 => at += run,
+                    left if left >= opening => return at + run - (left - opening),
+                    _ => break,
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    text_end
 }
 
 /// Whether `text` holds a placeholder of `format()`: `%s`, `%I`, `%L`, `%2$s`, `%-10s`, ...
@@ -1003,7 +1034,10 @@ mod tests {
                 "CREATE SUBSCRIPTION s CONNECTION 'host=db user=rep password=[redacted] dbname=x' PUBLICATION p",
             ),
             // A quoted value is redacted to the end of its literal: its own quoting may hide its end.
-            ("select dblink_connect('password = ''a b'' host=h')", "select dblink_connect('password = [redacted]')"),
+            (
+                "select dblink_connect('password = ''a b'' host=h')",
+                "select dblink_connect('password = [redacted] host=h')",
+            ),
             ("select dblink_connect('dbname=x password=p')", "select dblink_connect('dbname=x password=[redacted]')"),
             (
                 "select dblink_connect('postgresql://rep:s3cret@db:5432/x?sslmode=require')",
@@ -1171,6 +1205,42 @@ mod tests {
         );
         let got = redacted(&sql);
         assert!(!got.contains("S3cret75") && got.contains(REDACTED));
+    }
+
+    /// Found by a review: in a single-quoted body, a password's quotes are doubled, and it was
+    /// taken out with everything after it to the body's end, the statements it ran too.
+    #[test]
+    fn a_password_quoted_in_a_single_quoted_body_ends_where_its_quotes_do() {
+        for (sql, expected) in [
+            (
+                "DO 'BEGIN ALTER ROLE a PASSWORD ''S3cret80''; DELETE FROM t; END'",
+                "DO 'BEGIN ALTER ROLE a PASSWORD [redacted]; DELETE FROM t; END'",
+            ),
+            (
+                "DO 'BEGIN ALTER ROLE a PASSWORD ''S3''''cret81''''''; DELETE FROM t; END'",
+                "DO 'BEGIN ALTER ROLE a PASSWORD [redacted]; DELETE FROM t; END'",
+            ),
+            (
+                "DO 'BEGIN EXECUTE ''ALTER ROLE a PASSWORD ''''S3cret82''''''; DELETE FROM t; END'",
+                "DO 'BEGIN EXECUTE ''ALTER ROLE a PASSWORD [redacted]''; DELETE FROM t; END'",
+            ),
+            (
+                "DO $$BEGIN EXECUTE 'ALTER ROLE a PASSWORD ''S3cret83'''; DELETE FROM t; END$$",
+                "DO $$BEGIN EXECUTE 'ALTER ROLE a PASSWORD [redacted]'; DELETE FROM t; END$$",
+            ),
+            // Not plain: to the end of the body, as before.
+            (
+                "DO 'BEGIN ALTER ROLE a PASSWORD ''S3\\cret84''; DELETE FROM t; END'",
+                "DO 'BEGIN ALTER ROLE a PASSWORD [redacted]'",
+            ),
+            ("DO 'BEGIN ALTER ROLE a PASSWORD ''S3cret85 END'", "DO 'BEGIN ALTER ROLE a PASSWORD [redacted]'"),
+            (
+                "DO E'BEGIN ALTER ROLE a PASSWORD \\'S3cret86\\'; DELETE FROM t; END'",
+                "DO E'BEGIN ALTER ROLE a PASSWORD [redacted]'",
+            ),
+        ] {
+            assert_eq!(redacted(sql), expected, "{sql}");
+        }
     }
 
     #[test]
