@@ -8,6 +8,14 @@ use std::fmt::Write as _;
 use encoding_rs::Encoding;
 use gatehouse_pgwire::escape_invalid_utf8;
 
+mod exceptions;
+
+/// The characters of an encoding that encoding_rs's tables read otherwise than PostgreSQL's
+/// conversions (`•` for BIG5's 0xA145, `\` for SHIFT_JIS_2004's 0x815F, where encoding_rs reads
+/// `‧` and `＼`), with the text PostgreSQL reads, by their bytes read as a big-endian number;
+/// sorted. Generated from PostgreSQL's conversions: see `exceptions.rs`.
+type Exceptions = &'static [(u32, &'static str)];
+
 /// How statement bytes become text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) enum ClientEncoding {
@@ -20,10 +28,10 @@ pub(crate) enum ClientEncoding {
     /// An ISO 8859 encoding that differs from LATIN1 in a few positions only. encoding_rs reads
     /// ISO-8859-1 and -9 as their Windows supersets, which differ in 0x80..=0x9F.
     Latin(&'static [(u8, char)]),
-    /// A single-byte encoding encoding_rs reads as PostgreSQL does.
-    Other(&'static Encoding),
+    /// A single-byte encoding encoding_rs reads as PostgreSQL does, but for its exceptions.
+    Other(&'static Encoding, Exceptions),
     /// A multibyte encoding: read a character at a time, cut where PostgreSQL cuts them.
-    Multibyte(&'static Encoding, Shape),
+    Multibyte(&'static Encoding, Shape, Exceptions),
 }
 
 /// Where PostgreSQL takes a multibyte character to end (its `pg_*_mblen`), and which
@@ -83,9 +91,10 @@ const LATIN5: &[(u8, char)] = &[(0xD0, 'Ğ'), (0xDD, 'İ'), (0xDE, 'Ş'), (0xF0,
 impl ClientEncoding {
     /// From the name PostgreSQL reports (`LATIN1`, `WIN1252`, `UTF8`, ...).
     pub(crate) fn from_name(name: &str) -> Self {
-        let other = |encoding| ClientEncoding::Other(encoding);
-        let multibyte = |encoding, shape| ClientEncoding::Multibyte(encoding, shape);
-        match name.to_ascii_uppercase().as_str() {
+        let name = name.to_ascii_uppercase();
+        let other = |encoding| ClientEncoding::Other(encoding, exceptions::of(&name));
+        let multibyte = |encoding, shape| ClientEncoding::Multibyte(encoding, shape, exceptions::of(&name));
+        match name.as_str() {
             "LATIN1" => ClientEncoding::Latin(&[]),
             "LATIN5" => ClientEncoding::Latin(LATIN5),
             "LATIN2" => other(encoding_rs::ISO_8859_2),
@@ -156,14 +165,32 @@ impl ClientEncoding {
                     .map(|&b| differences.iter().find(|(at, _)| *at == b).map_or(char::from(b), |(_, c)| *c))
                     .collect(),
             ),
-            ClientEncoding::Other(encoding) => encoding.decode_without_bom_handling(bytes).0,
-            ClientEncoding::Multibyte(encoding, shape) => Cow::Owned(decode_multibyte(bytes, encoding, *shape)),
+            ClientEncoding::Other(encoding, []) => encoding.decode_without_bom_handling(bytes).0,
+            ClientEncoding::Other(encoding, exceptions) => {
+                let mut text = String::with_capacity(bytes.len() * 2);
+                for byte in bytes {
+                    match exception(exceptions, std::slice::from_ref(byte)) {
+                        Some(exception) => text.push_str(exception),
+                        None => text.push_str(&encoding.decode_without_bom_handling(std::slice::from_ref(byte)).0),
+                    }
+                }
+                Cow::Owned(text)
+            }
+            ClientEncoding::Multibyte(encoding, shape, exceptions) => {
+                Cow::Owned(decode_multibyte(bytes, encoding, *shape, exceptions))
+            }
         }
     }
 }
 
+/// What PostgreSQL reads `char` as, where encoding_rs reads it otherwise.
+fn exception(exceptions: Exceptions, char: &[u8]) -> Option<&'static str> {
+    let key = char.iter().fold(0u32, |key, &b| key << 8 | u32::from(b));
+    exceptions.binary_search_by_key(&key, |&(bytes, _)| bytes).ok().map(|at| exceptions[at].1)
+}
+
 /// `bytes` in a multibyte encoding, a character at a time, as [`Shape`] says.
-fn decode_multibyte(bytes: &[u8], encoding: &'static Encoding, shape: Shape) -> String {
+fn decode_multibyte(bytes: &[u8], encoding: &'static Encoding, shape: Shape, exceptions: Exceptions) -> String {
     let mut text = String::with_capacity(bytes.len() * 3 / 2);
     let mut i = 0;
     while i < bytes.len() {
@@ -174,8 +201,12 @@ fn decode_multibyte(bytes: &[u8], encoding: &'static Encoding, shape: Shape) -> 
         }
         let len = shape.char_len(bytes[ascii], bytes.get(ascii + 1).copied()).min(bytes.len() - ascii);
         let char = &bytes[ascii..ascii + len];
-        let decoded = shape.decodes(char).then(|| encoding.decode_without_bom_handling_and_without_replacement(char));
-        match decoded.flatten() {
+        let decoded = match exception(exceptions, char) {
+            Some(text) => Some(Cow::Borrowed(text)),
+            None if shape.decodes(char) => encoding.decode_without_bom_handling_and_without_replacement(char),
+            None => None,
+        };
+        match decoded {
             Some(decoded) => text.push_str(&decoded),
             None => char.iter().for_each(|byte| _ = write!(text, "\\x{byte:02x}")),
         }
@@ -215,6 +246,8 @@ mod tests {
             assert!(text.ends_with("' as a") && !text.contains("\\'"), "{name}: {text}");
         }
         assert_eq!(ClientEncoding::from_name("SHIFT_JIS_2004").decode(b"E'\x95\x5c'"), "E'表'");
+        // PostgreSQL reads this character as a backslash, which escapes the quote after it.
+        assert_eq!(ClientEncoding::from_name("SHIFT_JIS_2004").decode(b"E'\x81\x5f'x'"), "E'\\'x'");
         // A character the table here does not have, or has otherwise than PostgreSQL: its
         // bytes, all of them, its ASCII second byte included.
         assert_eq!(ClientEncoding::from_name("SHIFT_JIS_2004").decode(b"'\xed\x5c'"), "'\\xed\\x5c'");
@@ -226,6 +259,137 @@ mod tests {
         assert_eq!(ClientEncoding::from_name("JOHAB").decode(b"'\x88\x5c'"), "'\\x88\\x5c'");
         // GB18030's four bytes, two of them digits.
         assert_eq!(ClientEncoding::from_name("GB18030").decode(b"\x81\x30\x81\x30"), "\u{80}");
+    }
+
+    /// Every encoding read here other than UTF8, with the characters to try in it: a byte past
+    /// ASCII for a single-byte one, every lead and second byte for a multibyte one (and the
+    /// three-byte EUC_JP and four-byte GB18030 ranges PostgreSQL converts by table).
+    fn characters_to_try() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+        let single = (0x80..=0xFFu8).map(|b| vec![b]).collect::<Vec<_>>();
+        let pairs = |leads: std::ops::RangeInclusive<u8>, seconds: std::ops::RangeInclusive<u8>| {
+            leads.flat_map(move |a| seconds.clone().map(move |b| vec![a, b])).collect::<Vec<_>>()
+        };
+        let euc = || [pairs(0xA1..=0xFE, 0xA1..=0xFE), pairs(0x8E..=0x8E, 0xA1..=0xDF)].concat();
+        let double = || pairs(0x81..=0xFE, 0x40..=0xFE);
+        let gb18030_bmp = (0x81..=0x84u8)
+            .flat_map(|a| (0x30..=0x39u8).flat_map(move |b| (0x81..=0xFEu8).map(move |c| [a, b, c])))
+            .flat_map(|[a, b, c]| (0x30..=0x39u8).map(move |d| vec![a, b, c, d]));
+        let euc_jp_plane2 = pairs(0xA1..=0xFE, 0xA1..=0xFE).into_iter().map(|char| [&[0x8F][..], &char].concat());
+        let mut all: Vec<(&'static str, Vec<Vec<u8>>)> = [
+            "LATIN1",
+            "LATIN2",
+            "LATIN3",
+            "LATIN4",
+            "LATIN5",
+            "LATIN6",
+            "LATIN7",
+            "LATIN8",
+            "LATIN9",
+            "LATIN10",
+            "ISO_8859_5",
+            "ISO_8859_6",
+            "ISO_8859_7",
+            "ISO_8859_8",
+            "WIN866",
+            "WIN874",
+            "WIN1250",
+            "WIN1251",
+            "WIN1252",
+            "WIN1253",
+            "WIN1254",
+            "WIN1255",
+            "WIN1256",
+            "WIN1257",
+            "WIN1258",
+            "KOI8R",
+            "KOI8U",
+        ]
+        .into_iter()
+        .map(|name| (name, single.clone()))
+        .collect();
+        all.extend([
+            ("SJIS", [double(), pairs(0xA1..=0xDF, 0x20..=0x20)].concat()),
+            ("SHIFT_JIS_2004", double()),
+            ("BIG5", double()),
+            ("GBK", double()),
+            ("UHC", double()),
+            ("GB18030", double().into_iter().chain(gb18030_bmp).collect()),
+            ("EUC_JP", euc().into_iter().chain(euc_jp_plane2).collect()),
+            ("EUC_JIS_2004", euc()),
+            ("EUC_KR", euc()),
+            ("EUC_CN", euc()),
+        ]);
+        all
+    }
+
+    /// Found by a review: encoding_rs's tables (the WHATWG's) differ from PostgreSQL's in some
+    /// hundreds of characters, one of them SHIFT_JIS_2004's 0x815F, which PostgreSQL reads as a
+    /// backslash and encoding_rs as `＼`: `E'\'password'` was read as a literal that ended
+    /// early, and the password after it was left in clear. Every character is read here as
+    /// PostgreSQL reads it, or written as its bytes when PostgreSQL reads it as no ASCII.
+    ///
+    /// Run with `GATEHOUSE_WRITE_EXCEPTIONS=1`, it writes the exceptions to `exceptions.rs`.
+    #[tokio::test]
+    async fn characters_decode_as_postgresql_decodes_them() {
+        let url = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("PostgreSQL");
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE FUNCTION pg_temp.decoded(b bytea, e name) RETURNS text LANGUAGE plpgsql AS \
+                 $$BEGIN RETURN convert_from(b, e); EXCEPTION WHEN others THEN RETURN NULL; END$$",
+            )
+            .await
+            .unwrap();
+        let write = std::env::var_os("GATEHOUSE_WRITE_EXCEPTIONS").is_some();
+        let (mut wrong, mut table) = (Vec::new(), String::new());
+        for (name, characters) in characters_to_try() {
+            let mut exceptions = Vec::new();
+            for chunk in characters.chunks(50_000) {
+                let rows = client
+                    .query(
+                        "SELECT pg_temp.decoded(b, $2) FROM unnest($1::bytea[]) WITH ORDINALITY u(b, n) ORDER BY n",
+                        &[&chunk, &name],
+                    )
+                    .await
+                    .unwrap();
+                for (bytes, row) in chunk.iter().zip(rows) {
+                    let Some(theirs) = row.get::<_, Option<String>>(0) else { continue };
+                    let ours = match ClientEncoding::from_name(name) {
+                        encoding if !write => encoding.decode(bytes).into_owned(),
+                        ClientEncoding::Other(encoding, _) => {
+                            ClientEncoding::Other(encoding, &[]).decode(bytes).into_owned()
+                        }
+                        ClientEncoding::Multibyte(encoding, shape, _) => {
+                            ClientEncoding::Multibyte(encoding, shape, &[]).decode(bytes).into_owned()
+                        }
+                        encoding => encoding.decode(bytes).into_owned(),
+                    };
+                    let as_bytes: String = bytes.iter().map(|b| format!("\\x{b:02x}")).collect();
+                    if ours == theirs || ours == as_bytes && !theirs.chars().any(|c| c.is_ascii()) {
+                        continue;
+                    }
+                    wrong.push(format!("{name} {as_bytes}: PostgreSQL {theirs:?}, here {ours:?}"));
+                    let key = bytes.iter().fold(0u32, |key, &b| key << 8 | u32::from(b));
+                    exceptions.push((key, theirs));
+                }
+            }
+            exceptions.sort();
+            let exceptions: Vec<_> = exceptions.iter().map(|(key, text)| format!("(0x{key:x}, {text:?})")).collect();
+            if !exceptions.is_empty() {
+                let lines: Vec<_> = exceptions.chunks(6).map(|line| line.join(", ")).collect();
+                table += &format!("    (\"{name}\", &[\n        {},\n    ]),\n", lines.join(",\n        "));
+            }
+        }
+        if write {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/proxy/encoding/exceptions.rs");
+            let file = std::fs::read_to_string(path).unwrap();
+            let head = &file[..file.find("const EXCEPTIONS").unwrap()];
+            std::fs::write(path, format!("{head}const EXCEPTIONS: &[(&str, super::Exceptions)] = &[\n{table}];\n"))
+                .unwrap();
+            return;
+        }
+        assert!(wrong.is_empty(), "{} characters read otherwise than PostgreSQL:\n{}", wrong.len(), wrong.join("\n"));
     }
 
     #[test]
