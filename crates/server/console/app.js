@@ -7,7 +7,7 @@ import { renderFacets } from './facets.js';
 import { el, formatCount, formatShortTime, printable, sessionCount, timeZoneLabel, unprintable } from './format.js';
 import { Histogram } from './histogram.js';
 import { markSelected, renderTable } from './table.js';
-import { PAGE_SIZE, SORTS, addTerm, histogramInterval, listRequest, readView, viewSearch, windowOf } from './view.js';
+import { PAGE_SIZE, SORTS, addTerm, histogramInterval, listRequest, readView, viewSearch, windowEnd, windowOf } from './view.js';
 
 /** Active sessions change on their own: their duration grows, they end. */
 const REFRESH_MS = 5000;
@@ -291,9 +291,7 @@ async function loadAggregations(shown, win, now, seq, signal, refresh) {
   const base = {};
   if (shown.q.trim()) base.query = shown.q.trim();
   if (win.start) base.startTimestamp = win.start;
-  // Pages after the first walk the sessions as they were listed when paging began (`at`): the
-  // total counts those alone, not ones started since that are never listed by these pages.
-  const end = win.end || (shown.cursor && shown.at && (!win.start || win.start <= shown.at) ? shown.at : '');
+  const end = windowEnd(shown, win);
   if (end) base.endTimestamp = end;
   const histogramRequest = { ...base, mode: 'histogram', histogramGroupByFields: ['technology'] };
   // A window open at its start reaches back to the first session, which only the control
@@ -559,7 +557,8 @@ $('export').addEventListener('click', async () => {
     return;
   }
   const format = $('export-format').value;
-  const request = listRequest(view, windowOf(view));
+  const win = windowOf(view);
+  const request = listRequest(view, { ...win, end: windowEnd(view, win) });
   const status = $('export-status');
   exporting = new AbortController();
   $('export').textContent = 'Cancel export';

@@ -110,6 +110,16 @@ export function windowOf(view, now = Date.now()) {
   return { start: new Date(anchor - spanMillis(view.range)).toISOString(), end: '' };
 }
 
+/**
+ * Where the view's sessions end, as the API takes it: a window's own end, else, on pages after
+ * the first, the time paging began (`at`): those pages walk the sessions as they were then, so
+ * their counts and their export leave out sessions started since, which they never list.
+ */
+export function windowEnd(view, window) {
+  if (window.end) return window.end;
+  return view.cursor && view.at && (!window.start || window.start <= view.at) ? view.at : '';
+}
+
 /** The listing request for a view, without its cursor. */
 export function listRequest(view, window, limit = PAGE_SIZE) {
   const request = { limit, sortBy: view.sort };
