@@ -224,13 +224,30 @@ impl PgStore {
         .map_err(classify)
     }
 
-    /// The `EXPLAIN` lines of each statement an aggregation runs (one whose filter is costly
-    /// reads `agg_matching`, which only its transaction has: not those), to check their plans.
+    /// The `EXPLAIN` lines of each statement an aggregation runs, to check their plans: for a
+    /// costly filter, of those that read `agg_matching`, in a transaction that fills it.
     pub async fn explain_aggregate(&self, org: OrgId, query: &AggregateQuery) -> Result<Vec<Vec<String>>, StoreError> {
         async {
+            let matched = match crate::sql::is_costly(query) {
+                true => {
+                    let (select, args) = crate::sql::materialization(self, org, query).await?;
+                    Some(crate::sql::Materialize::matched(self, select, args).await?)
+                }
+                false => None,
+            };
+            // Built by the runner that runs them: the histogram's first start is read from
+            // `agg_matching` too.
+            let statements = match &matched {
+                Some(matched) => crate::sql::statements(matched, org, query).await?,
+                None => crate::sql::statements(self, org, query).await?,
+            };
             let mut plans = Vec::new();
-            for (sql, args) in crate::sql::statements(self, org, query).await? {
-                let rows = query_with(&format!("EXPLAIN {sql}"), args).fetch_all(&self.pool).await?;
+            for (sql, args) in statements {
+                let explain = format!("EXPLAIN {sql}");
+                let rows = match &matched {
+                    Some(Matched(transaction)) => transaction.read(&explain, args).await?,
+                    None => abandon::read(&self.pool, &explain, args).await?,
+                };
                 plans.push(rows.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?);
             }
             Ok(plans)

@@ -58,9 +58,47 @@ pub(crate) trait AggRunner: Sync {
 pub(crate) trait Materialize: AggRunner {
     type Matched: AggRunner;
     /// A runner over one connection (and transaction) on which the temporary table
-    /// `agg_matching` holds the `pk` of every session `select` returns, while it lives.
+    /// `agg_matching` holds the rows `select` returns, while it lives.
     async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Self::Matched, StoreError>;
 }
+
+/// The columns of `sessions` that the statements of an aggregation read, which
+/// `agg_matching` holds for each matched session: the statements then read the matched
+/// sessions from it alone. Joined back to `sessions` by `pk`, each statement read the
+/// matched rows again (`alice` at a million sessions: 36 s, 4.7 s from this table).
+const MATCHED_COLUMNS: &[&str] = &[
+    "pk",
+    "org_id",
+    "id",
+    "start_us",
+    "end_us",
+    "parent_session_id",
+    "client_ip",
+    "server_ip",
+    "sidecar_id",
+    "sidecar_name",
+    "sidecar_technology",
+    "user_type",
+    "user_username",
+    "user_id",
+    "user_name",
+    "user_email",
+    "user_formal_type",
+    "end_user_id",
+    "end_user_name",
+    "end_user_email",
+    "end_user_type",
+    "native_username",
+    "resource_id",
+    "resource_name",
+    "resource_type",
+    "resource_technology",
+    "connector_id",
+    "connector_name",
+    "statement_count",
+    "bytes_sent",
+    "rows_sent",
+];
 
 /// Predicates (after lowering) from which a filter is evaluated once rather than in each of
 /// an aggregation's statements: one bare term, which is 8 and no index helps with. Evaluated
@@ -219,7 +257,8 @@ impl Matching<'_> {
     /// the whole hours through the covering `sessions_histogram`.
     fn from(&self, dialect: Dialect) -> &'static str {
         if self.matched {
-            return " FROM agg_matching m JOIN sessions s ON s.pk = m.pk";
+            // Under the same name, so that the statements read its columns as the sessions'.
+            return " FROM agg_matching s";
         }
         match (self.part, dialect) {
             (Part::Unmatched(_), Dialect::Sqlite) => " FROM sessions s INDEXED BY sessions_backwards",
@@ -273,7 +312,7 @@ pub(crate) async fn aggregate<R: Materialize>(
     org: OrgId,
     q: &AggregateQuery,
 ) -> Result<Aggregates, StoreError> {
-    if predicates(&q.filter) >= COSTLY_PREDICATES {
+    if is_costly(q) {
         return over_matched(runner, org, q).await;
     }
     match compute(runner, org, q, Hours::of(q), false).await? {
@@ -290,7 +329,7 @@ pub(crate) async fn aggregate_raw<R: Materialize>(
     org: OrgId,
     q: &AggregateQuery,
 ) -> Result<Aggregates, StoreError> {
-    if predicates(&q.filter) >= COSTLY_PREDICATES {
+    if is_costly(q) {
         return over_matched(runner, org, q).await;
     }
     let out = compute(runner, org, q, None, false).await?;
@@ -300,17 +339,33 @@ pub(crate) async fn aggregate_raw<R: Materialize>(
 /// Computes `q` with its filter evaluated once, into `agg_matching`, and every statement
 /// reading the sessions from there.
 async fn over_matched<R: Materialize>(runner: &R, org: OrgId, q: &AggregateQuery) -> Result<Aggregates, StoreError> {
+    let (select, args) = materialization(runner, org, q).await?;
+    let matched = runner.matched(select, args).await?;
+    let out = compute(&matched, org, q, None, true).await?;
+    out.ok_or_else(|| StoreError::Corrupt("counting the matched sessions needed the rollup".into()))
+}
+
+/// Whether `q`'s filter is evaluated once, into `agg_matching` (see [`Materialize`]).
+pub(crate) fn is_costly(q: &AggregateQuery) -> bool {
+    predicates(&q.filter) >= COSTLY_PREDICATES
+}
+
+/// The statement selecting what `agg_matching` holds for `q`: the [`MATCHED_COLUMNS`] of
+/// every session it matches.
+pub(crate) async fn materialization<R: AggRunner>(
+    runner: &R,
+    org: OrgId,
+    q: &AggregateQuery,
+) -> Result<(String, Vec<Arg>), StoreError> {
     let earliest = match q.window_start {
         Some(start) => Some(runner.earliest_start(org, start).await?),
         None => None,
     };
+    let columns: Vec<String> = MATCHED_COLUMNS.iter().map(|c| format!("s.{c} AS {c}")).collect();
     let mut b = SqlBuilder::new(runner.dialect());
-    b.push("SELECT s.pk AS pk FROM sessions s WHERE ");
+    b.push("SELECT ").push(&columns.join(", ")).push(" FROM sessions s WHERE ");
     Matching { org, q, earliest, part: Part::All, matched: false }.push(&mut b);
-    let (select, args) = b.into_parts();
-    let matched = runner.matched(select, args).await?;
-    let out = compute(&matched, org, q, None, true).await?;
-    out.ok_or_else(|| StoreError::Corrupt("counting the matched sessions needed the rollup".into()))
+    Ok(b.into_parts())
 }
 
 /// The statements [`aggregate`] runs for `q` (unless its filter is costly, when they read
@@ -320,7 +375,7 @@ pub(crate) async fn statements<R: AggRunner>(
     org: OrgId,
     q: &AggregateQuery,
 ) -> Result<Vec<(String, Vec<Arg>)>, StoreError> {
-    let matched = predicates(&q.filter) >= COSTLY_PREDICATES;
+    let matched = is_costly(q);
     let hours = if matched { None } else { Hours::of(q) };
     let plan = plan(runner, org, q, hours, matched).await?;
     Ok(plan.statements.into_iter().flatten().map(|(statement, _)| statement).collect())
@@ -808,6 +863,7 @@ fn sort_groups(groups: &mut [KeyCount]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::HistogramSpec;
 
     #[test]
     fn automatic_intervals_give_at_most_the_target() {
@@ -828,6 +884,62 @@ mod tests {
             assert!(matches!(group_key(dim.field), Some(GroupKey::Column(c)) if c == column), "{dim:?}");
             if let Some(facet) = dim.facet {
                 assert_eq!(facet_key(facet), (column.as_str(), ""), "{dim:?}");
+            }
+        }
+    }
+
+    /// Builds statements without a database: every session starts at 0.
+    struct Unconnected(Dialect);
+
+    impl AggRunner for Unconnected {
+        fn dialect(&self) -> Dialect {
+            self.0
+        }
+
+        async fn earliest_start(&self, _org: OrgId, window_start: Micros) -> Result<Micros, StoreError> {
+            Ok(window_start)
+        }
+
+        async fn rows(&self, _sql: String, _args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
+            Ok(vec![AggRow { bucket: 0, keys: Default::default(), count: 1 }])
+        }
+    }
+
+    /// The `x` of every `s.x` in `sql`.
+    fn session_columns_read(sql: &str) -> Vec<String> {
+        let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let mut columns = Vec::new();
+        for (at, _) in sql.match_indices("s.") {
+            if sql[..at].ends_with(is_name) {
+                continue;
+            }
+            let rest = &sql[at + 2..];
+            columns.push(rest[..rest.find(|c| !is_name(c)).unwrap_or(rest.len())].to_owned());
+        }
+        columns
+    }
+
+    #[tokio::test]
+    async fn statements_over_matched_sessions_read_only_the_columns_materialized() {
+        let groupable: Vec<Field> = Field::ALL.iter().copied().filter(|&f| is_groupable(f)).collect();
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            for group_by in groupable.chunks(3) {
+                let q = AggregateQuery {
+                    filter: gatehouse_query::parse("alice", 0).unwrap(),
+                    window_start: None,
+                    window_end: None,
+                    now: 0,
+                    histogram: Some(HistogramSpec { interval: Some(rollup::HOUR), group_by: group_by.to_vec() }),
+                    facets: Facet::ALL.to_vec(),
+                    facet_limit: 10,
+                };
+                assert!(is_costly(&q));
+                for (sql, _) in statements(&Unconnected(dialect), OrgId(1), &q).await.unwrap() {
+                    assert!(sql.contains("agg_matching s"), "{sql}");
+                    for column in session_columns_read(&sql) {
+                        assert!(MATCHED_COLUMNS.contains(&column.as_str()), "{column} is not materialized: {sql}");
+                    }
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ mod list;
 pub mod rollup;
 
 pub use aggregate::{AggRow, auto_interval, is_groupable};
-pub(crate) use aggregate::{AggRunner, Materialize, aggregate, aggregate_raw, statements};
+pub(crate) use aggregate::{AggRunner, Materialize, aggregate, aggregate_raw, is_costly, materialization, statements};
 pub use builder::{Arg, Dialect, SqlBuilder};
 pub use filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS, push_filter};
 pub use insert::push_insert_sessions;

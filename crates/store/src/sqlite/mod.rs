@@ -245,10 +245,7 @@ impl crate::sql::Materialize for SqliteStore {
         // Rolled back when the runner is dropped, and the table with it.
         let mut tx = self.readers.begin().await?;
         let abandon = abandonable(&mut tx, self.read_timeout).await?;
-        // A key of its own: without one, SQLite's planner may scan the sessions through a
-        // covering index and scan the whole table for each (20 s at 40,000 sessions).
-        sqlx::query("CREATE TEMP TABLE agg_matching (pk INTEGER PRIMARY KEY)").execute(&mut *tx).await?;
-        query_with(&format!("INSERT INTO agg_matching {select}"), args).execute(&mut *tx).await?;
+        query_with(&format!("CREATE TEMP TABLE agg_matching AS {select}"), args).execute(&mut *tx).await?;
         Ok(Matched { _abandon: abandon, tx: tokio::sync::Mutex::new(tx) })
     }
 }
