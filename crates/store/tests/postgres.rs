@@ -199,6 +199,62 @@ async fn statements_past_the_timeout_are_stopped_and_migrations_are_not() {
     assert!(store.list_sessions(org, &ListQuery::newest(10, NOW)).await.unwrap().is_empty());
 }
 
+/// A connection of its own holding `table` locked, in a transaction.
+async fn locked(db: &TestDatabase, table: &str) -> PgConnection {
+    let mut conn = PgConnection::connect_with(&db.options()).await.unwrap();
+    conn.execute(format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE").as_str()).await.unwrap();
+    conn
+}
+
+/// Lets go of what `conn` holds after `millis`.
+async fn release_after(mut conn: PgConnection, millis: u64) {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    conn.execute("ROLLBACK").await.unwrap();
+}
+
+/// The statement timeout bounds an aggregation's statements together, not only each: past
+/// it the caller hears TimedOut, and what was left is not run. Here each of two statements
+/// waits for a table another connection holds, less than the timeout each, more together.
+#[tokio::test]
+async fn an_aggregation_stops_at_the_statement_timeout_whatever_each_statement_takes() {
+    let db = TestDatabase::create().await;
+    let options = PgOptions { statement_timeout: Duration::from_millis(1_000), ..small_pool() };
+    let store = PgStore::connect_with(db.options(), options).await.unwrap();
+    let org = store.ensure_org("acme").await.unwrap().id;
+    // A costly filter: its statements run one after another (the host's, then the fingerprints').
+    let query = AggregateQuery {
+        filter: gatehouse_query::parse("alice", NOW).unwrap(),
+        window_start: None,
+        window_end: None,
+        now: NOW,
+        histogram: None,
+        facets: vec![Facet::ResourceHost, Facet::QueryFingerprint],
+        facet_limit: 10,
+    };
+    let resources = release_after(locked(&db, "resources").await, 700);
+    let fingerprints = release_after(locked(&db, "session_fingerprints").await, 1_400);
+    let mut conn = PgConnection::connect_with(&db.options()).await.unwrap();
+    let began = Instant::now();
+    let aggregation = async {
+        let counted = store.aggregate(org, &query).await;
+        let took = began.elapsed();
+        // While the fingerprints are still held, nothing of it waits for them: the statement
+        // running was cancelled (a moment later), and no other began.
+        let waiting = "SELECT count(*) FROM pg_stat_activity \
+                       WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let mut waited = i64::MAX;
+        while waited > 0 && began.elapsed() < Duration::from_millis(1_300) {
+            waited = sqlx::query_scalar(waiting).fetch_one(&mut conn).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (counted, took, waited)
+    };
+    let ((counted, took, waited), (), ()) = tokio::join!(aggregation, resources, fingerprints);
+    assert!(matches!(counted, Err(StoreError::TimedOut(_))), "{counted:?} after {took:?}");
+    assert!(took < Duration::from_millis(1_300), "took {took:?}");
+    assert_eq!(waited, 0, "statements still wait for the fingerprints");
+}
+
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable() {
     // Nothing listens on port 1.

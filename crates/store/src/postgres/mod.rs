@@ -98,6 +98,8 @@ pub struct PgStore {
     health: PgPool,
     /// `statement_timeout`, as PostgreSQL reads it (milliseconds).
     statement_timeout: String,
+    /// The statement timeout, which bounds an aggregation's statements together too.
+    time_limit: Option<Duration>,
 }
 
 impl PgStore {
@@ -157,7 +159,8 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(true)
             .connect_lazy_with(direct);
-        let store = Self { pool, health, statement_timeout };
+        let time_limit = (!options.statement_timeout.is_zero()).then_some(options.statement_timeout);
+        let store = Self { pool, health, statement_timeout, time_limit };
         if options.migrate {
             store.migrate().await?;
         }
@@ -326,6 +329,10 @@ impl crate::sql::AggRunner for PgStore {
 
 impl crate::sql::Materialize for PgStore {
     type Matched = Matched;
+
+    fn time_limit(&self) -> Option<Duration> {
+        self.time_limit
+    }
 
     async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Matched, StoreError> {
         // Rolled back when the runner is dropped, and the table with it.

@@ -20,6 +20,7 @@
 //! are added to the rollup's, so the answer is the one the sessions give.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use gatehouse_core::{Micros, OrgId};
@@ -57,6 +58,8 @@ pub(crate) trait AggRunner: Sync {
 /// A store that can evaluate a costly filter once for all the statements of an aggregation.
 pub(crate) trait Materialize: AggRunner {
     type Matched: AggRunner;
+    /// How long a whole aggregation may take: the store's statement timeout (`None`: no limit).
+    fn time_limit(&self) -> Option<Duration>;
     /// A runner over one connection (and transaction) on which the temporary table
     /// `agg_matching` holds the rows `select` returns, while it lives.
     async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Self::Matched, StoreError>;
@@ -312,14 +315,17 @@ pub(crate) async fn aggregate<R: Materialize>(
     org: OrgId,
     q: &AggregateQuery,
 ) -> Result<Aggregates, StoreError> {
-    if is_costly(q) {
-        return over_matched(runner, org, q).await;
-    }
-    match compute(runner, org, q, Hours::of(q), false).await? {
-        Some(out) => Ok(out),
-        // Too many groups to add up exactly (see `add_up`).
-        None => aggregate_raw(runner, org, q).await,
-    }
+    within_time_limit(runner, async {
+        if is_costly(q) {
+            return over_matched(runner, org, q).await;
+        }
+        match compute(runner, org, q, Hours::of(q), false).await? {
+            Some(out) => Ok(out),
+            // Too many groups to add up exactly (see `add_up`).
+            None => counted_raw(runner, org, q).await,
+        }
+    })
+    .await
 }
 
 /// Computes `q` for `org` from the sessions alone, never the rollup: what
@@ -329,11 +335,35 @@ pub(crate) async fn aggregate_raw<R: Materialize>(
     org: OrgId,
     q: &AggregateQuery,
 ) -> Result<Aggregates, StoreError> {
+    within_time_limit(runner, counted_raw(runner, org, q)).await
+}
+
+async fn counted_raw<R: Materialize>(runner: &R, org: OrgId, q: &AggregateQuery) -> Result<Aggregates, StoreError> {
     if is_costly(q) {
         return over_matched(runner, org, q).await;
     }
     let out = compute(runner, org, q, None, false).await?;
     out.ok_or_else(|| StoreError::Corrupt("counting from the sessions alone needed the rollup".into()))
+}
+
+/// Runs `counting` within the store's statement timeout, as one statement: an aggregation
+/// is one answer to its caller, and its ~25 statements, each within the timeout, could hold
+/// a connection for many times it. Past it, the statement running is stopped (its future
+/// dropped, as when the caller goes away) and no other starts.
+async fn within_time_limit<R: Materialize, T>(
+    runner: &R,
+    counting: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let Some(limit) = runner.time_limit() else {
+        return counting.await;
+    };
+    match tokio::time::timeout(limit, counting).await {
+        Ok(counted) => counted,
+        Err(_) => Err(StoreError::TimedOut(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the aggregation ran past the statement timeout ({limit:?})"),
+        )))),
+    }
 }
 
 /// Computes `q` with its filter evaluated once, into `agg_matching`, and every statement

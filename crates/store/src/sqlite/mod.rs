@@ -241,6 +241,10 @@ impl crate::sql::AggRunner for SqliteStore {
 impl crate::sql::Materialize for SqliteStore {
     type Matched = Matched;
 
+    fn time_limit(&self) -> Option<Duration> {
+        (!self.read_timeout.is_zero()).then_some(self.read_timeout)
+    }
+
     async fn matched(&self, select: String, args: Vec<Arg>) -> Result<Matched, StoreError> {
         // Rolled back when the runner is dropped, and the table with it.
         let mut tx = self.readers.begin().await?;
