@@ -527,6 +527,22 @@ async fn aggregations_at_fifty_thousand_sessions_read_little() {
         assert_eq!(got, want[..10].iter().map(|id| (*id, 1)).collect::<Vec<_>>(), "{text:?}");
     }
 
+    // The facets with one key per session are counted from one scan of the matching sessions.
+    let one_key: Vec<Facet> =
+        Facet::ALL.iter().copied().filter(|&f| f != Facet::SessionId && f != Facet::QueryFingerprint).collect();
+    for text in ["technology:postgres", "user42"] {
+        let plans = aggregation_plans(&store, acme, &facets(text, &one_key)).await;
+        // The hit count, and the facets.
+        assert_eq!(plans.len(), 2, "{text:?}: {plans:#?}");
+        let scans = plans[1].matches(" on sessions ").count() + plans[1].matches(" on agg_matching ").count();
+        assert_eq!(
+            scans, 1,
+            "{text:?}: the facets read the sessions {scans} times:
+{}",
+            plans[1]
+        );
+    }
+
     // A costly filter (a bare term: 8 `LIKE`s no index serves) is evaluated once, and the
     // matched sessions' columns read once: no statement reads the sessions again.
     let costly = AggregateQuery {

@@ -104,6 +104,42 @@ pub async fn the_session_ids_facet_lists_the_first_ids_once_each(store: &dyn Sto
     }
 }
 
+pub async fn every_facet_counts_the_same_alone_as_with_the_others(store: &dyn Store) {
+    // PostgreSQL counts facets together, from one scan: each must be what it is alone, its top
+    // keys cut at the same place (3 keys, below most facets' count of keys), ties by key.
+    let fx = Fixture::load(store).await;
+    let statement = |text: &str| StatementRecord { start: NOW, text: text.into(), rows: 3, ..Default::default() };
+    let events: Vec<_> = ["s05", "s07", "s12"]
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, session)| {
+            (1..=3 * i as u64 + 1).map(move |seq| IngestEvent::Statement {
+                session_id: session.into(),
+                statement: StatementRecord { seq, ..statement(&format!("SELECT {seq}")) },
+            })
+        })
+        .collect();
+    store.ingest(fx.acme, "c-eu", &events).await.expect("ingest");
+    let cheap = "group:dba OR session_status:active";
+    let costly = format!("({cheap}) AND NOT (nobody1 OR nobody2 OR nobody3)");
+    for text in ["", "technology:postgres", cheap, &costly] {
+        for window in [(None, None), (Some(ago(120)), Some(ago(60))), (Some(ago(30)), None)] {
+            let all = AggregateQuery {
+                histogram: None,
+                facets: Facet::ALL.to_vec(),
+                facet_limit: 3,
+                ..counting(text, window)
+            };
+            let together = store.aggregate(fx.acme, &all).await.expect("aggregate");
+            for (facet, keys) in &together.facets {
+                let one = AggregateQuery { facets: vec![*facet], ..all.clone() };
+                let alone = store.aggregate(fx.acme, &one).await.expect("aggregate");
+                assert_eq!(pairs(&alone.facets[0].1), pairs(keys), "{facet:?} for {text:?} in {window:?}");
+            }
+        }
+    }
+}
+
 pub async fn aggregate_groups_count_many_valued_fields_per_value(store: &dyn Store) {
     let fx = Fixture::load(store).await;
     let mut query = counting("", (Some(ago(700)), Some(NOW)));

@@ -148,6 +148,7 @@ macro_rules! conformance_suite {
                 aggregate_hits_equal_the_listing_and_buckets_add_up,
                 a_costly_filter_counts_the_same_as_a_cheap_one,
                 the_session_ids_facet_lists_the_first_ids_once_each,
+                every_facet_counts_the_same_alone_as_with_the_others,
                 aggregate_groups_count_many_valued_fields_per_value,
                 aggregate_counts_statements_once_per_session,
                 replays_with_new_statements_count_each_statement_once,
