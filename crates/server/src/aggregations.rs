@@ -9,7 +9,7 @@ use gatehouse_core::time::{FineMicros, MIN_TIME, format_rfc3339, now_micros};
 use gatehouse_proto::core::v1::ListSessionAggregationsResponse;
 use gatehouse_proto::core::v1::list_sessions_response::{Aggregations, Bucket, DateBucket, GroupByBucket};
 use gatehouse_query::Field;
-use gatehouse_store::sql::is_groupable;
+use gatehouse_store::sql::ungroupable;
 use gatehouse_store::{AggregateQuery, Aggregates, Facet, HistogramSpec, KeyCount, Store};
 
 use crate::error::{invalid, store_error};
@@ -123,10 +123,9 @@ fn group_by_field(name: &str) -> Result<Field, ConnectError> {
         };
         invalid(format!("cannot group by {name:?}: no such field{hint}"))
     })?;
-    if !is_groupable(field) {
+    if let Some(why) = ungroupable(field) {
         return Err(invalid(format!(
-            "cannot group by {name:?}: times and durations have no discrete values; group by a field such \
-             as technology, resource.name or user.email"
+            "cannot group by {name:?}: {why}; group by a field such as technology, resource.name or user.email"
         )));
     }
     Ok(field)
@@ -214,7 +213,18 @@ fn response(counted: Aggregates) -> ListSessionAggregationsResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::{Parts, parse_mode};
+    use super::{Parts, parse_group_by, parse_mode};
+
+    #[test]
+    fn grouping_by_session_id_is_refused_with_why() {
+        for names in [&["id"][..], &["technology", " id "][..]] {
+            let error = parse_group_by(names).unwrap_err();
+            assert_eq!(error.code, connectrpc::ErrorCode::InvalidArgument, "{names:?}");
+            let message = error.message.as_deref().unwrap_or_default();
+            assert!(message.contains("cannot group by \"id\": every session has an id of its own"), "{message}");
+        }
+        assert!(parse_group_by(&["technology", "user.email"]).is_ok());
+    }
 
     #[test]
     fn mode_names_one_part_or_leaves_both() {

@@ -556,6 +556,24 @@ async fn aggregations_at_fifty_thousand_sessions_read_little() {
     let counted = store.aggregate(acme, &costly).await.unwrap();
     let want = sessions.iter().filter(|s| s.user.username.contains("user42")).count() as u64;
     assert_eq!(counted.num_hits, want);
+
+    // A histogram of more groups than allowed (each session's address and each of its two
+    // groups: 100,020) is refused before the rest is counted. Here the fingerprints are held
+    // by another connection: their facet would wait for them until the statement timeout.
+    let extra: Vec<Session> = (0..10)
+        .map(|i| Session { id: format!("extra-{i}"), client_ip: format!("192.0.2.{i}"), ..synthetic(i, i) })
+        .collect();
+    store.insert_sessions(acme, &extra).await.unwrap();
+    let too_many = AggregateQuery {
+        histogram: Some(HistogramSpec { interval: None, group_by: vec![Field::ClientIp, Field::UserGroups] }),
+        ..facets("", &Facet::ALL)
+    };
+    let mut holder = PgConnection::connect_with(&db.options()).await.unwrap();
+    holder.execute("BEGIN; LOCK TABLE session_fingerprints IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(20), store.aggregate(acme, &too_many)).await;
+    holder.execute("ROLLBACK").await.unwrap();
+    let refused = refused.expect("refused without waiting for the fingerprints");
+    assert!(matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("groups")), "{refused:?}");
 }
 
 #[tokio::test]

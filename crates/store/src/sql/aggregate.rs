@@ -129,10 +129,12 @@ enum GroupKey {
 
 fn group_key(field: Field) -> Option<GroupKey> {
     use GroupKey::*;
+    if ungroupable(field).is_some() {
+        return None;
+    }
     Some(match field {
-        Field::Id => Column("s.id"),
         Field::SessionStatus => Status,
-        Field::StartTime | Field::EndTime | Field::Duration => return None,
+        Field::Id | Field::StartTime | Field::EndTime | Field::Duration => return None,
         Field::ParentSessionId => Column("s.parent_session_id"),
         Field::ClientIp => Column("s.client_ip"),
         Field::ServerIp => Column("s.server_ip"),
@@ -162,9 +164,26 @@ fn group_key(field: Field) -> Option<GroupKey> {
     })
 }
 
-/// Whether a histogram can be split by `field`: times and durations cannot.
+/// Whether a histogram can be split by `field` (see [`ungroupable`]).
 pub fn is_groupable(field: Field) -> bool {
-    group_key(field).is_some()
+    ungroupable(field).is_none()
+}
+
+/// Why a histogram cannot be split by `field`, when it cannot.
+pub fn ungroupable(field: Field) -> Option<&'static str> {
+    match field {
+        Field::StartTime | Field::EndTime | Field::Duration => Some("times and durations have no discrete values"),
+        // As many groups as sessions: counted in full before the group cap could refuse them.
+        Field::Id => Some("every session has an id of its own, so each would be a group of one"),
+        _ => None,
+    }
+}
+
+/// The refusal of a histogram with more than [`MAX_GROUP_ROWS`] groups.
+fn too_many_groups() -> StoreError {
+    StoreError::Invalid(format!(
+        "the histogram would have more than {MAX_GROUP_ROWS} groups: group by fields with fewer values"
+    ))
 }
 
 /// The bucket width for a span: the smallest round interval giving at most
@@ -448,14 +467,34 @@ async fn compute<R: AggRunner>(
         .enumerate()
         .flat_map(|(i, parts)| parts.iter().map(move |(_, sign)| Route::One(i, *sign)))
         .collect();
+    // The deepest level of a grouped histogram has the most groups (each group of a level has
+    // one below it at least): alone in its result, it runs first and stops the aggregation
+    // with too many, before the other statements start (those running are cancelled).
+    let deepest = match &q.histogram {
+        Some(spec) if !spec.group_by.is_empty() && buckets.is_some() && plan[histogram_results - 1].len() == 1 => {
+            Some(histogram_results - 1)
+        }
+        _ => None,
+    };
     let mut statements: Vec<Statement> = plan.into_iter().flatten().map(|(statement, _)| statement).collect();
     if let Some((statement, results)) = together {
         statements.push(statement);
         routes.push(Route::Each(results));
     }
+    let capped = |route: &Route| matches!(route, Route::One(result, _) if Some(*result) == deepest);
+    let mut runs: Vec<(Statement, Route)> = statements.into_iter().zip(routes).collect();
+    runs.sort_by_key(|(_, route)| !capped(route));
+    let (statements, routes): (Vec<_>, Vec<_>) = runs.into_iter().unzip();
+    let caps: Vec<bool> = routes.iter().map(capped).collect();
     // A few at a time: enough to use both cores, few enough to leave the
     // pool's other connections to listings and ingestion.
-    let statements = statements.into_iter().map(|(sql, args)| runner.rows(sql, args));
+    let statements = statements.into_iter().zip(caps).map(|((sql, args), capped)| async move {
+        let rows = runner.rows(sql, args).await?;
+        if capped && rows.len() > MAX_GROUP_ROWS {
+            return Err(too_many_groups());
+        }
+        Ok(rows)
+    });
     let rows: Vec<Vec<AggRow>> = stream::iter(statements).buffered(CONCURRENT_STATEMENTS).try_collect().await?;
     for (route, rows) in routes.into_iter().zip(rows) {
         match route {
@@ -533,6 +572,13 @@ async fn plan<R: AggRunner>(
         Some(start) if !matched => Some(runner.earliest_start(org, start).await?),
         _ => None,
     };
+    if let Some(spec) = &q.histogram {
+        for &field in &spec.group_by {
+            if let Some(why) = ungroupable(field) {
+                return Err(StoreError::Invalid(format!("cannot group the histogram by {}: {why}", field.name())));
+            }
+        }
+    }
     let matching = Matching { org, q, earliest, part: Part::All, matched };
     let dialect = runner.dialect();
     // The statements of one result: the rollup's rows for `hours` plus the
@@ -957,9 +1003,7 @@ fn assemble_histogram(
     let mut hits = 0;
     for (depth, rows) in levels.into_iter().enumerate() {
         if rows.len() > MAX_GROUP_ROWS {
-            return Err(StoreError::Invalid(format!(
-                "the histogram would have more than {MAX_GROUP_ROWS} groups: group by fields with fewer values"
-            )));
+            return Err(too_many_groups());
         }
         for row in rows {
             let date = &mut dates[slot(row.bucket)];

@@ -11,7 +11,7 @@ mod insert;
 mod list;
 pub mod rollup;
 
-pub use aggregate::{AggRow, auto_interval, is_groupable};
+pub use aggregate::{AggRow, auto_interval, is_groupable, ungroupable};
 pub(crate) use aggregate::{AggRunner, Materialize, aggregate, aggregate_raw, is_costly, materialization, statements};
 pub use builder::{Arg, Dialect, SqlBuilder};
 pub use filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS, push_filter};

@@ -140,6 +140,18 @@ pub async fn every_facet_counts_the_same_alone_as_with_the_others(store: &dyn St
     }
 }
 
+pub async fn grouping_by_session_id_is_refused(store: &dyn Store) {
+    // Every session would be a group of its own: refused before anything is counted.
+    let fx = Fixture::load(store).await;
+    let mut query = counting("", (None, None));
+    query.histogram =
+        Some(HistogramSpec { interval: Some(60 * MINUTE), group_by: vec![Field::ResourceTechnology, Field::Id] });
+    match store.aggregate(fx.acme, &query).await {
+        Err(gatehouse_store::StoreError::Invalid(message)) => assert!(message.contains("id"), "{message}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
 pub async fn aggregate_groups_count_many_valued_fields_per_value(store: &dyn Store) {
     let fx = Fixture::load(store).await;
     let mut query = counting("", (Some(ago(700)), Some(NOW)));

@@ -149,6 +149,7 @@ macro_rules! conformance_suite {
                 a_costly_filter_counts_the_same_as_a_cheap_one,
                 the_session_ids_facet_lists_the_first_ids_once_each,
                 every_facet_counts_the_same_alone_as_with_the_others,
+                grouping_by_session_id_is_refused,
                 aggregate_groups_count_many_valued_fields_per_value,
                 aggregate_counts_statements_once_per_session,
                 replays_with_new_statements_count_each_statement_once,
