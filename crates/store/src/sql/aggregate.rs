@@ -100,6 +100,7 @@ const MATCHED_COLUMNS: &[&str] = &[
     "connector_id",
     "connector_name",
     "statement_count",
+    "running_seq",
     "bytes_sent",
     "rows_sent",
 ];
@@ -898,7 +899,11 @@ fn facet_key(facet: Facet) -> (&'static str, &'static str) {
         Facet::QueryFingerprint => {
             ("sf.fingerprint", " JOIN session_fingerprints sf ON sf.org_id = s.org_id AND sf.session_id = s.id")
         }
-        Facet::Statements => (decimal_range!("s.statement_count"), ""),
+        // With the statement running, which a session ended by its connector's lease keeps
+        // (its transcript ends with it): it ran, though it was never reported complete.
+        Facet::Statements => {
+            (decimal_range!("(s.statement_count + CASE WHEN s.running_seq IS NULL THEN 0 ELSE 1 END)"), "")
+        }
         Facet::BytesSent => (decimal_range!("s.bytes_sent"), ""),
         Facet::RowsSent => (decimal_range!("s.rows_sent"), ""),
     }

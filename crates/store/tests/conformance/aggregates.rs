@@ -1,10 +1,13 @@
 //! Aggregations: counts over exactly what a listing with the same filter and
 //! window returns, a histogram by start time, and facets.
 
+use gatehouse_core::session::ConnectorRef;
 use gatehouse_query::Field;
-use gatehouse_store::{AggregateQuery, Facet, HistogramSpec, IngestEvent, KeyCount, StatementRecord, Store};
+use gatehouse_store::{
+    AggregateQuery, Facet, HistogramSpec, IngestEvent, KeyCount, NewConnector, StatementRecord, Store,
+};
 
-use super::fixture::{Fixture, MINUTE, NOW, ago};
+use super::fixture::{Fixture, MINUTE, NOW, active, ago};
 
 fn counting(text: &str, window: (Option<i64>, Option<i64>)) -> AggregateQuery {
     AggregateQuery {
@@ -204,6 +207,54 @@ pub async fn aggregate_counts_statements_once_per_session(store: &dyn Store) {
     assert_eq!(pairs(&counted.facets[3].1), [("0", 20), ("1-9", 1), ("10-99", 1)]);
     // The other organization sees none of it.
     assert!(store.aggregate(fx.globex, &query).await.unwrap().facets[0].1.is_empty());
+}
+
+pub async fn a_statement_running_when_its_session_was_swept_counts_in_its_statements(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let connector = NewConnector {
+        org: acme,
+        id: "c-1".into(),
+        name: "one".into(),
+        key_prefix: "gk_c-1".into(),
+        key_hash: b"hash-of-c-1".to_vec(),
+        created: NOW - 1000,
+    };
+    store.create_connector(&connector).await.unwrap();
+    store.connector_hello(acme, "c-1", "run-1", &[], ago(100)).await.unwrap();
+    let session = |id: &str| {
+        let mut session = active(id, 120).build();
+        session.connector = ConnectorRef { id: "c-1".into(), name: "one".into(), run_id: "run-1".into() };
+        IngestEvent::Start(Box::new(session))
+    };
+    let record = |seq: u64| StatementRecord {
+        seq,
+        start: ago(110) + seq as i64,
+        text: format!("select {seq}"),
+        ..Default::default()
+    };
+    let statement = |id: &str, seq: u64| IngestEvent::Statement { session_id: id.into(), statement: record(seq) };
+    let running = |id: &str, seq: u64| IngestEvent::Running { session_id: id.into(), statement: record(seq) };
+    // `idle` ran nothing before the statement it was running when its run fell silent; `busy` 8.
+    let mut events = vec![session("idle"), session("busy"), running("idle", 1)];
+    events.extend((1..=8).map(|seq| statement("busy", seq)));
+    events.push(running("busy", 9));
+    store.ingest(acme, "c-1", &events).await.unwrap();
+    assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 2, "both sessions completed by the lease");
+    let counted = async |text: &str| {
+        let query = AggregateQuery { histogram: None, facets: vec![Facet::Statements], ..counting(text, (None, None)) };
+        let counted = store.aggregate(acme, &query).await.expect("aggregate");
+        counted.facets[0].1.iter().map(|k| (k.key.clone(), k.count)).collect::<Vec<_>>()
+    };
+    let costly = "NOT (nobody1 OR nobody2 OR nobody3)";
+    for text in ["", costly] {
+        assert_eq!(counted(text).await, [("1-9".to_owned(), 2)], "{text:?}: the running statements count");
+    }
+    // The statements are reported at last (the next run replays the spool): counted once,
+    // `busy`'s 9 would be 10 counted twice.
+    store.ingest(acme, "c-1", &[statement("idle", 1), statement("busy", 9)]).await.unwrap();
+    for text in ["", costly] {
+        assert_eq!(counted(text).await, [("1-9".to_owned(), 2)], "{text:?}: each statement once");
+    }
 }
 
 /// A replay may cut batches differently from the first delivery: a report can

@@ -153,6 +153,7 @@ macro_rules! conformance_suite {
                 aggregate_groups_count_many_valued_fields_per_value,
                 aggregate_counts_statements_once_per_session,
                 replays_with_new_statements_count_each_statement_once,
+                a_statement_running_when_its_session_was_swept_counts_in_its_statements,
             }
             retention {
                 retention_deletes_completed_sessions_that_ended_before_the_cutoff,
