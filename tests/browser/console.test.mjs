@@ -617,6 +617,21 @@ test('the Users facet counts every user, under the name the table shows', async 
   assert.deepEqual(names, ['a@example.com', 'a@example.com', 'etl', 'etl', 'postgres']);
 });
 
+test('Escape during a drag across the histogram cancels it', async (t) => {
+  const page = await open(t, { path: '/?range=7d' });
+  await signIn(page);
+  const box = await page.locator('#histogram svg').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.4, box.y + box.height / 2, { steps: 8 });
+  await page.keyboard.press('Escape');
+  await page.mouse.up();
+  // A drag's window would be in the URL at once; give it time to show all the same.
+  await page.waitForTimeout(300);
+  assert.equal(param(page, 'range'), '7d', 'the window is as it was');
+  assert.equal(await page.locator('#histogram .selection').getAttribute('visibility'), 'hidden');
+});
+
 test('dragging across the histogram narrows the window', async (t) => {
   const page = await open(t, { path: '/?range=7d' });
   await signIn(page);

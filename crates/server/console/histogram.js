@@ -122,15 +122,24 @@ export class Histogram {
     /** Where the pointer went down, for telling a tap from a vertical swipe. */
     let anchorY = 0;
     const px = (event) => event.clientX - chart.getBoundingClientRect().left;
+    /** Escape during a drag cancels it, as in any drag a pointer makes. */
+    const escape = (event) => {
+      if (event.key !== 'Escape' || anchor === null) return;
+      event.preventDefault();
+      abandon();
+    };
     const finish = () => {
       anchor = null;
       this.dragging = false;
       selection.setAttribute('visibility', 'hidden');
+      document.removeEventListener('keydown', escape, true);
     };
     chart.addEventListener('pointerdown', (event) => {
       anchor = px(event);
       anchorY = event.clientY;
       this.dragging = true;
+      // Ahead of the page's own Escape (which closes an open session).
+      document.addEventListener('keydown', escape, true);
       chart.setPointerCapture(event.pointerId);
       selection.setAttribute('visibility', 'visible');
       selection.setAttribute('x', anchor);
