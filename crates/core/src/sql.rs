@@ -393,8 +393,9 @@ fn literal_passwords(
 }
 
 /// Where a password quoted inside a literal ends, its quotes at `value`: inside a single-quoted
-/// DO body, `password ''x''`, one string deeper `''''x''''`. Where that is not plain (a backslash, which may escape a quote; no such run), to the literal's
-/// end: more is taken out, never less.
+/// DO body, `password ''x''`, one string deeper `''''x''''`. Where that is not plain (a
+/// backslash, which may escape a quote; no closing run), at the literal's end: more is taken
+/// out, never less.
 fn quoted_value_end(bytes: &[u8], value: usize, text_end: usize) -> usize {
     let quotes = |at: usize| bytes[at..text_end].iter().take_while(|&&b| b == b'\'').count();
     let opening = quotes(value);
@@ -1033,7 +1034,7 @@ mod tests {
                 "CREATE SUBSCRIPTION s CONNECTION 'host=db user=rep password=s3cret dbname=x' PUBLICATION p",
                 "CREATE SUBSCRIPTION s CONNECTION 'host=db user=rep password=[redacted] dbname=x' PUBLICATION p",
             ),
-            // A quoted value is redacted to the end of its literal: its own quoting may hide its end.
+            // A quoted value is redacted to its closing quote, read at its literal's level.
             (
                 "select dblink_connect('password = ''a b'' host=h')",
                 "select dblink_connect('password = [redacted] host=h')",
