@@ -185,8 +185,13 @@ impl ClientEncoding {
 
 /// What PostgreSQL reads `char` as, where encoding_rs reads it otherwise.
 fn exception(exceptions: Exceptions, char: &[u8]) -> Option<&'static str> {
-    let key = char.iter().fold(0u32, |key, &b| key << 8 | u32::from(b));
+    let key = exception_key(char);
     exceptions.binary_search_by_key(&key, |&(bytes, _)| bytes).ok().map(|at| exceptions[at].1)
+}
+
+/// A character's bytes as [`Exceptions`] keys them: read as a big-endian number.
+fn exception_key(char: &[u8]) -> u32 {
+    char.iter().fold(0u32, |key, &b| key << 8 | u32::from(b))
 }
 
 /// `bytes` in a multibyte encoding, a character at a time, as [`Shape`] says.
@@ -370,8 +375,7 @@ mod tests {
                         continue;
                     }
                     wrong.push(format!("{name} {as_bytes}: PostgreSQL {theirs:?}, here {ours:?}"));
-                    let key = bytes.iter().fold(0u32, |key, &b| key << 8 | u32::from(b));
-                    exceptions.push((key, theirs));
+                    exceptions.push((exception_key(bytes), theirs));
                 }
             }
             exceptions.sort();
