@@ -1404,6 +1404,151 @@ test('a live session with thousands of statements is not redrawn at every refres
   assert.deepEqual(classes, ['completed', 'running'], 'the one that was running is shown completed');
 });
 
+const STATEMENTS_SERVICE = 'gatehouse.sessions.v1.StatementsService';
+
+/** How many statements the panel reads and draws at a time, as detail.js says. */
+const statementsPage = (page) => page.evaluate(async () => (await import('/console/detail.js')).STATEMENTS_PAGE);
+
+/** A live psql session through the connector that ran `select '<marker>'`, and its id. */
+async function liveSession(t, marker) {
+  const psql = psqlSession(marker);
+  // Its answers are not read: thousands of them would only fill memory.
+  psql.child.stdin.write('\\o /dev/null\n');
+  t.after(() => psql.child.kill());
+  for (let i = 0; i < 100; i++) {
+    const { body } = await api('ListSessionsV2', { query: 'resource.name:"browser-pg" AND session_status:active', limit: 20 });
+    for (const { id } of body.sessions || []) {
+      if (!(await api('GetSessionTranscript', { sessionId: id })).body.transcript?.includes(marker)) continue;
+      // Ended at once, even blocked, and completed before the next test looks for live sessions.
+      t.after(async () => {
+        await psql.exited;
+        for (let j = 0; j < 100 && (await api('GetSession', { sessionId: id })).body.session.sessionStatus !== 'completed'; j++) await sleep(100);
+      });
+      return { psql, id };
+    }
+    await sleep(100);
+  }
+  throw new Error(`no live session ran ${marker}`);
+}
+
+/** Every statement of a session, as the API lists them. */
+async function recordedStatements(id) {
+  const { body } = await api('ListSessionStatements', { sessionId: id }, ADMIN_KEY, STATEMENTS_SERVICE);
+  return body.statements || [];
+}
+
+/** The statements of a session once it has recorded `count`, `ready` holding for them if given. */
+async function recorded(id, count, ready = () => true) {
+  for (let i = 0; i < 600; i++) {
+    const statements = await recordedStatements(id);
+    if (statements.length >= count && ready(statements)) return statements;
+    await sleep(100);
+  }
+  throw new Error(`session ${id} did not record ${count} statements`);
+}
+
+const shownStatements = (page) => page.$$eval('#detail .statements li', (items) => items.map((li) => li.querySelector('code').textContent));
+const statementsTitle = (page) => page.textContent('#detail h3 >> nth=0');
+/** The answers to the page's ListSessionStatements calls, with what each asked. */
+function statementsCalls(page) {
+  const calls = [];
+  page.on('response', async (response) => {
+    if (!response.url().endsWith(`/${STATEMENTS_SERVICE}/ListSessionStatements`)) return;
+    calls.push({ asked: response.request().postDataJSON(), answer: await response.json() });
+  });
+  return calls;
+}
+
+test('a session of 10,000 statements opens on its first page; "Show more" adds the next, in order', async (t) => {
+  const { psql, id } = await liveSession(t, 'browser-many');
+  const lines = Array.from({ length: 10_000 }, (_, i) => `select ${i + 1};`);
+  psql.child.stdin.write(`${lines.join('\n')}\n`);
+  const all = await recorded(id, lines.length + 1);
+  assert.deepEqual(all.slice(1).map((st) => st.text), lines);
+
+  const page = await open(t, { path: `/?session=${id}` });
+  const size = await statementsPage(page);
+  assert.ok(all.length > 2 * size, `pages of ${size}: the session spans more than two`);
+  const calls = statementsCalls(page);
+  await signIn(page);
+  await page.waitForSelector('#detail .statements code');
+  assert.equal(await page.locator('#detail .statements li').count(), size, 'its first page, drawn');
+  assert.deepEqual(await shownStatements(page), all.slice(0, size).map((st) => st.text));
+  await until(() => calls.length === 1, 'the answer is in');
+  assert.deepEqual(calls.map((c) => [c.asked.pageSize, c.asked.pageToken]), [[size, '']], 'one page asked for');
+  const at = (n) => n.toLocaleString('en-US');
+  assert.equal(await statementsTitle(page), `Statements (${at(size)} shown of at least ${at(size + 1)})`);
+  await page.screenshot({ path: `${ARTIFACTS}detail-many-statements-1280.png` });
+  await page.getByRole('button', { name: 'Show more statements' }).scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${ARTIFACTS}detail-show-more-1280.png` });
+
+  for (const pages of [2, 3]) {
+    await page.getByRole('button', { name: 'Show more statements' }).click();
+    await page.waitForFunction((n) => document.querySelectorAll('#detail .statements li').length >= n, pages * size);
+    assert.deepEqual(await shownStatements(page), all.slice(0, pages * size).map((st) => st.text), 'no gap, no statement twice');
+    assert.equal(await statementsTitle(page), `Statements (${at(pages * size)} shown of at least ${at(pages * size + 1)})`);
+    assert.equal(await page.evaluate(() => [...document.querySelectorAll('#detail .statements li')].indexOf(document.activeElement)),
+      (pages - 1) * size, 'focus on the first statement added');
+  }
+  await until(() => calls.length === 3, 'the answers are in');
+  assert.equal(calls[1].asked.pageToken, calls[0].answer.nextPageToken, 'each page read on from the one before');
+  assert.equal(calls[2].asked.pageToken, calls[1].answer.nextPageToken);
+});
+
+test('a live session read to its end gets its new statements from its last page, and a running one completed', async (t) => {
+  // Another connection, straight to the database, holds a lock until the test lets it go
+  // (or ends: this is killed first, so that the session waiting for it can end).
+  const holder = spawn('psql', ['-X', '-q', 'host=127.0.0.1 port=5432 user=postgres dbname=postgres sslmode=disable'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.after(() => holder.kill());
+  let held = '';
+  holder.stdout.on('data', (d) => { held += d; });
+  holder.stdin.write('select pg_advisory_lock(424242);\n');
+  const { psql, id } = await liveSession(t, 'browser-growing');
+  const page = await open(t, { path: `/?session=${id}` });
+  const size = await statementsPage(page);
+  const lines = Array.from({ length: size + 30 }, (_, i) => `select ${i + 1};`);
+  psql.child.stdin.write(`${lines.join('\n')}\n`);
+  await recorded(id, lines.length + 1);
+  const calls = statementsCalls(page);
+  await signIn(page);
+  await page.waitForSelector('#detail .statements code');
+  await page.getByRole('button', { name: 'Show more statements' }).click();
+  await page.waitForFunction((n) => document.querySelectorAll('#detail .statements li').length === n, lines.length + 1);
+  assert.equal(await page.getByRole('button', { name: 'Show more statements' }).isVisible(), false, 'nothing more to show');
+  assert.equal(await statementsTitle(page), `Statements (${lines.length + 1})`);
+  await page.evaluate(() => { window.firstStatement = document.querySelector('#detail .statements li'); });
+  await until(() => calls.length >= 2, 'the answers are in');
+  const read = calls.length;
+
+  // A statement that runs until another connection lets it go: the console sees it running.
+  await until(() => held.includes('(1 row)'), 'the lock is held');
+  const waiting = 'select pg_advisory_lock(424242);';
+  psql.child.stdin.write(`select 'new 1';\nselect 'new 2';\n${waiting}\n`);
+  await recorded(id, lines.length + 4, (statements) => statements.at(-1).status === 'running');
+  await page.waitForSelector(`#detail .statements li.running:has(code:text-is("${waiting}"))`, { timeout: 20_000 });
+  let all = await recordedStatements(id);
+  assert.deepEqual(await shownStatements(page), all.map((st) => st.text), 'the new ones added, in order');
+
+  holder.stdin.write('select pg_advisory_unlock(424242);\n');
+  psql.child.stdin.write("select 'new 3';\n");
+  all = await recorded(id, lines.length + 5);
+  await page.waitForFunction((n) => document.querySelectorAll('#detail .statements li').length === n, all.length, { timeout: 20_000 });
+  assert.deepEqual(await shownStatements(page), all.map((st) => st.text), 'the completed one in its place, once');
+  const last = await page.$$eval('#detail .statements li', (items) => items.slice(-2).map((li) => li.className));
+  assert.deepEqual(last, ['completed', 'completed']);
+  assert.equal(await page.evaluate(() => window.firstStatement.isConnected), true, 'the statements shown stay');
+  assert.equal(await statementsTitle(page), `Statements (${all.length})`);
+
+  const refreshes = calls.slice(read);
+  assert.ok(refreshes.length >= 2, 'refreshed');
+  const lastToken = calls[read - 1].asked.pageToken;
+  assert.ok(lastToken, 'the last page read has a token');
+  for (const { asked, answer } of refreshes) {
+    assert.deepEqual([asked.pageSize, asked.pageToken], [size, lastToken], 'read from the last page on, not from the first');
+    assert.ok(answer.statements.length <= size);
+  }
+});
+
 test('each statement says what it did: its time, rows sent and changed, bytes, its error, whether it runs', async (t) => {
   const page = await open(t, { path: LIVE });
   const statements = [

@@ -66,6 +66,47 @@ export function outcomeOf(st) {
   return parts.join(' · ');
 }
 
+/**
+ * Statements are read and drawn a page at a time: a session can hold 100,000 of them or more,
+ * and drawing them all at once froze the tab for half a minute.
+ */
+export const STATEMENTS_PAGE = 200;
+
+/**
+ * A session's statements as far as they are loaded, page after page. ListSessionStatements
+ * numbers them 1, 2, 3, ... with no gap, so a page read again (a live session's last one, whose
+ * running statement completed since) replaces the statements it holds and adds those after.
+ */
+class StatementPages {
+  constructor() {
+    /** The statements loaded, in order: the one numbered n at n - 1. */
+    this.list = [];
+    /** The token the last page loaded was read with: a live session grows from there. */
+    this.last = '';
+    /** The last page's next_page_token: '' when no statement follows it. */
+    this.next = '';
+    /** Why the last read failed; null when it worked. What was loaded stays. */
+    this.error = null;
+  }
+
+  /**
+   * Where a refresh of a live session reads from: the last page again, with what follows it;
+   * null while later pages wait for "Show more", as nothing new would be shown.
+   */
+  get refreshFrom() {
+    return this.next ? null : this.last;
+  }
+
+  /** Takes ListSessionStatements' answer for `token`, or `{ error }`. */
+  take(token, answer) {
+    this.error = answer.error || null;
+    if (this.error) return;
+    for (const st of answer.statements || []) this.list[Number(st.seq) - 1] = st;
+    this.last = token;
+    this.next = answer.nextPageToken || '';
+  }
+}
+
 /** Identifies a statement as shown: one that changed (a running one completed) is redrawn. */
 const shownAs = (st) => `${st.seq}|${st.status}|${st.sqlstate || ''}|${st.duration}`;
 
@@ -94,8 +135,8 @@ export class Detail {
     this.onError = onError;
     this.id = '';
     this.session = null;
-    /** ListSessionStatements' answer for the session shown, or `{ error }`. */
-    this.statements = null;
+    /** The statements of the session shown, as far as loaded (StatementPages). */
+    this.pages = null;
     /** The panel's parts, built once per session shown (layout()); null while it shows something else. */
     this.parts = null;
     /** True while a termination is being sent: Terminate is off meanwhile. */
@@ -132,6 +173,8 @@ export class Detail {
       this.staleSince = null;
     }
     this.id = id;
+    // Read afresh from the first page: a refresh meanwhile must not read on from another session's.
+    this.pages = null;
     this.root.hidden = false;
     document.body.classList.add('detail-open');
     this.syncInert();
@@ -154,6 +197,7 @@ export class Detail {
     this.syncInert();
     this.id = '';
     this.session = null;
+    this.pages = null;
     this.onClose(id, hadFocus);
   }
 
@@ -176,37 +220,47 @@ export class Detail {
   }
 
   /**
-   * Loads the open session; a newer load (another session, a termination)
-   * aborts this one. A failed refresh keeps the panel as it is: the page
-   * says that the control plane is not answering.
+   * Loads the open session and its first page of statements; `refresh`: its
+   * statements from the last page read on (a live session's grow), `more`:
+   * its next page. A newer load (another session, a termination, "Show
+   * more") aborts this one. A failed refresh or "Show more" keeps the panel
+   * as it is: the page says that the control plane is not answering.
    */
-  async load({ refresh = false } = {}) {
+  async load({ refresh = false, more = false } = {}) {
+    const again = refresh || more;
     this.loading?.abort();
     const controller = new AbortController();
     const { signal } = controller;
     this.loading = controller;
     const id = this.id;
+    const pages = again && this.pages ? this.pages : new StatementPages();
+    const from = more ? pages.next : pages.refreshFrom;
+    const shown = pages.list.length;
     try {
-      const [found, statements] = await Promise.all([
+      const [found, page] = await Promise.all([
         call('GetSession', { sessionId: id }, { signal }),
-        call('ListSessionStatements', { sessionId: id }, { signal, service: STATEMENTS }).catch((err) => {
+        from === null ? null : call('ListSessionStatements', { sessionId: id, pageSize: STATEMENTS_PAGE, pageToken: from },
+          { signal, service: STATEMENTS }).catch((err) => {
           if (err.name === 'AbortError') throw err;
           return { error: err };
         }),
       ]);
       if (signal.aborted || id !== this.id) return;
       this.session = found.session || {};
-      this.statements = statements;
+      if (page) pages.take(from, page);
+      this.pages = pages;
       this.staleSince = null;
       this.render();
+      // Where the page asked for begins: read on from there (the button may be gone).
+      if (more) this.focusStatement(shown);
     } catch (err) {
       if (signal.aborted || id !== this.id) return;
-      if (refresh && this.parts) {
+      if (again && this.parts) {
         // What is shown stays, saying since when it is not up to date: an active session may have ended meanwhile.
         this.staleSince ??= new Date();
         this.showStale(err);
       }
-      if (this.onError(err) || (refresh && this.parts)) return;
+      if (this.onError(err) || (again && this.parts)) return;
       this.showOnly(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
     } finally {
       if (this.loading === controller) this.loading = null;
@@ -235,12 +289,15 @@ export class Detail {
       summary: el('div'),
       actions: el('div', { class: 'actions' }),
       statements: el('ol', { class: 'statements', 'aria-label': 'Statements' }),
+      statementsNote: el('p', { class: 'error', role: 'status' }),
+      more: el('button', { type: 'button', class: 'show-more', 'data-key': 'show-more', onclick: () => this.load({ more: true }) },
+        'Show more statements'),
       fields: el('dl', { class: 'fields' }),
       /** How the statements list shows each statement (shownAs), in order; null when it shows none. */
       listed: null,
     };
-    const { stale, statementsTitle, summary, actions, statements, fields } = this.parts;
-    this.body.replaceChildren(stale, summary, actions, statementsTitle, statements,
+    const { stale, statementsTitle, summary, actions, statements, statementsNote, more, fields } = this.parts;
+    this.body.replaceChildren(stale, summary, actions, statementsTitle, statements, statementsNote, more,
       el('h3', { text: 'Fields' }), el('p', { class: 'muted fields-note', text: 'As the API returns them: times in UTC.' }), fields);
   }
 
@@ -318,36 +375,46 @@ export class Detail {
   }
 
   /**
-   * The statements list: those shown as they are stay, and the list is redrawn from the first
-   * that changed (a running statement completed) or is new.
+   * The statements list: those shown as they are stay, one that changed (a running statement
+   * completed) is redrawn, and new ones are added; "Show more" while more follow.
    */
   showStatements() {
-    const { statements } = this.parts;
-    const { error } = this.statements;
-    if (error) {
+    const { statements, statementsTitle, statementsNote, more } = this.parts;
+    const { list, next, error } = this.pages;
+    const shown = list.length;
+    const counted = (n) => n.toLocaleString('en-US');
+    // The session comes with no count of its statements: past the pages read, only that more follow is known.
+    const title = next ? `Statements (${counted(shown)} shown of at least ${counted(shown + 1)})`
+      : shown ? `Statements (${counted(shown)})` : 'Statements';
+    if (statementsTitle.textContent !== title) statementsTitle.textContent = title;
+    const note = error ? `Statements unavailable: ${error.message}` : '';
+    if (statementsNote.textContent !== note) statementsNote.textContent = note;
+    more.hidden = !next;
+    if (!shown) {
       this.parts.listed = null;
-      statements.replaceChildren(el('li', { class: 'error', text: `Statements unavailable: ${error.message}` }));
+      const none = this.session.sessionStatus === 'active' ? 'No statements yet.' : 'No statements recorded.';
+      statements.replaceChildren(...(error ? [] : [el('li', { class: 'muted', text: none })]));
       return;
     }
-    const list = this.statements.statements || [];
-    const count = list.length ? `Statements (${list.length.toLocaleString('en-US')})` : 'Statements';
-    if (this.parts.statementsTitle.textContent !== count) this.parts.statementsTitle.textContent = count;
-    const keys = list.map(shownAs);
+    // Shown as `listed` says; null while the list shows no statement (its placeholder).
+    if (!this.parts.listed) statements.replaceChildren();
     const listed = this.parts.listed || [];
+    const keys = list.map(shownAs);
+    const added = document.createDocumentFragment();
+    keys.forEach((key, i) => {
+      if (i >= listed.length) added.append(statementItem(list[i]));
+      else if (key !== listed[i]) statements.children[i].replaceWith(statementItem(list[i]));
+    });
+    statements.append(added);
     this.parts.listed = keys;
-    let same = 0;
-    while (same < listed.length && same < keys.length && listed[same] === keys[same]) same += 1;
-    if (same > 0 && same === listed.length) {
-      statements.append(...list.slice(same).map(statementItem));
-      return;
-    }
-    if (same > 0) {
-      while (statements.children.length > same) statements.lastElementChild.remove();
-      statements.append(...list.slice(same).map(statementItem));
-      return;
-    }
-    const none = this.session.sessionStatus === 'active' ? 'No statements yet.' : 'No statements recorded.';
-    statements.replaceChildren(...(list.length ? list.map(statementItem) : [el('li', { class: 'muted', text: none })]));
+  }
+
+  /** Moves focus to the statement at `index` (the first of a page just shown), if there is one. */
+  focusStatement(index) {
+    const item = this.parts?.statements.children[index];
+    if (!item) return;
+    item.tabIndex = -1;
+    item.focus();
   }
 
   async terminate() {
