@@ -82,6 +82,8 @@ const column = (page, label) => page.$$eval(`#rows td[data-label="${label}"]`, (
 const param = (page, name) => new URL(page.url()).searchParams.get(name);
 const queryBox = (page) => page.getByLabel('Search query').inputValue();
 const facetButtons = (page, group) => page.locator(`.facet-group:has(h3:text-is("${group}")) button.facet`);
+/** A row's button that opens session `id`: named by the start time it shows, then what it does. */
+const sessionButton = (page, id) => page.getByRole('button', { name: new RegExp(`^\\S.*: open session ${id}$`) });
 const preset = (page, name) => page.getByRole('group', { name: 'Time range' }).getByRole('button', { name });
 /** A live (seeded) session's detail, with the console open on the live sessions. */
 const LIVE = `/?q=${encodeURIComponent('session_status:active')}&range=30d`;
@@ -728,7 +730,7 @@ test('a control plane that stops answering is said so, and refreshes go on', asy
   const page = await open(t, { path: LIVE, clock: true });
   await signIn(page);
   const ids = await rowIds(page);
-  await page.getByRole('button', { name: `Open session ${ids[0]}` }).click();
+  await sessionButton(page, ids[0]).click();
   await page.waitForSelector('#detail .summary');
   // Stopped (SIGSTOP) or black-holed: calls are neither answered nor refused.
   let hung = true;
@@ -766,7 +768,7 @@ test('a session opens in the detail panel with every field, and Escape closes it
   const page = await open(t);
   await signIn(page);
   const id = (await rowIds(page))[3];
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   await page.waitForSelector('#detail dl.fields dt');
   assert.match(await page.textContent('#detail-title'), new RegExp(id));
   assert.equal(param(page, 'session'), id);
@@ -806,7 +808,7 @@ test('at desktop width the top bar and the table stay usable with a session open
   const page = await open(t, { width: 1440, height: 900 });
   await signIn(page);
   const ids = await rowIds(page);
-  await page.getByRole('button', { name: `Open session ${ids[0]}` }).click();
+  await sessionButton(page, ids[0]).click();
   await page.waitForSelector('#detail dl.fields dt');
   await page.screenshot({ path: `${ARTIFACTS}detail-1440.png` });
   for (const selector of ['#live', '#export', '#signout', '#query', `#rows button[data-id="${ids[1]}"]`]) {
@@ -815,7 +817,7 @@ test('at desktop width the top bar and the table stay usable with a session open
   await page.getByLabel('Auto-refresh').click({ timeout: 5000 });
   assert.equal(await page.isChecked('#live'), false);
   // Another session opens from the table beside the panel.
-  await page.getByRole('button', { name: `Open session ${ids[1]}` }).click({ timeout: 5000 });
+  await sessionButton(page, ids[1]).click({ timeout: 5000 });
   await page.waitForFunction((id) => document.getElementById('detail-title').textContent.includes(id), ids[1]);
 });
 
@@ -824,7 +826,7 @@ test('between phone and desktop widths the top bar stays visible and usable with
     const page = await open(t, { width, height: 800 });
     await signIn(page);
     const [id, other] = await rowIds(page);
-    await page.getByRole('button', { name: `Open session ${id}` }).click();
+    await sessionButton(page, id).click();
     await page.waitForSelector('#detail dl.fields dt');
     await page.screenshot({ path: `${ARTIFACTS}detail-${width}.png` });
     // The panel lies over the page below the controls, not over them.
@@ -864,7 +866,7 @@ test('Back closes the session detail and Forward opens it again', async (t) => {
   const page = await open(t);
   await signIn(page);
   const id = (await rowIds(page))[2];
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   await page.waitForSelector('#detail dl.fields dt');
   assert.equal(param(page, 'session'), id);
 
@@ -890,7 +892,7 @@ test('Back closes the session detail and Forward opens it again', async (t) => {
 test('Escape in the search box closes the session and keeps the typed query', async (t) => {
   const page = await open(t);
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.waitForSelector('#detail dl.fields dt');
   await page.getByLabel('Search query').fill('technology:mysql');
   await page.getByLabel('Search query').press('Escape');
@@ -906,7 +908,7 @@ test('auto-refresh keeps the scroll position and the open detail', async (t) => 
   const page = await open(t, { height: 700 });
   await signIn(page);
   const id = (await rowIds(page))[30];
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   await page.waitForSelector('#detail dl.fields dt');
   await page.evaluate(() => window.scrollTo(0, 900));
   const y = await page.evaluate(() => window.scrollY);
@@ -1100,7 +1102,7 @@ test('an admin terminates a live psql session and sees it complete', async (t) =
 
   const page = await open(t, { path: `/?q=${encodeURIComponent('resource.name:"browser-pg" AND session_status:active')}` });
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${live.id}` }).click();
+  await sessionButton(page, live.id).click();
   await page.waitForSelector('#detail .statements code');
   const statements = await page.$$eval('#detail .statements code', (codes) => codes.map((c) => c.textContent));
   assert.ok(statements.some((s) => s.includes('browser-terminate')), statements.join('\n'));
@@ -1171,7 +1173,7 @@ test('bidirectional controls in recorded values and links are shown escaped', as
     await route.fulfill({ response, json });
   });
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.getByRole('button', { name: 'Terminate session' }).click();
   const confirm = await page.textContent('#confirm-text');
   assert.doesNotMatch(confirm, bidi);
@@ -1248,7 +1250,7 @@ test('a reader key is never offered Terminate; an admin key signed in next in th
   const calls = terminationCalls(page);
   await signIn(page, READER_KEY);
   const [id, other] = await rowIds(page);
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   // Off from the first live session opened, saying why.
   await page.waitForSelector('#terminate-refused');
   const button = page.getByRole('button', { name: 'Terminate session' });
@@ -1258,7 +1260,7 @@ test('a reader key is never offered Terminate; an admin key signed in next in th
   assert.match(await page.locator('#terminate-refused').textContent(), /admin key/);
   await page.screenshot({ path: `${ARTIFACTS}detail-reader-1280.png` });
   await page.locator('#detail-close').click();
-  await page.getByRole('button', { name: `Open session ${other}` }).click();
+  await sessionButton(page, other).click();
   await page.waitForSelector('#terminate-refused');
   assert.equal(await button.isDisabled(), true);
   assert.deepEqual(calls, [], 'no termination sent, not even to ask');
@@ -1269,7 +1271,7 @@ test('a reader key is never offered Terminate; an admin key signed in next in th
   await signIn(page, ADMIN_KEY);
   assert.equal((await (await answered).json()).role, 'admin');
   const [first] = await rowIds(page);
-  await page.getByRole('button', { name: `Open session ${first}` }).click();
+  await sessionButton(page, first).click();
   await page.waitForSelector('#detail .summary');
   assert.equal(await button.isDisabled(), false);
   assert.equal(await button.getAttribute('title'), null);
@@ -1305,14 +1307,14 @@ test('when what the key may do cannot be asked, Terminate is offered; a reader t
   // An admin is not locked out by the failed question.
   await signIn(page, ADMIN_KEY);
   const [id, other] = await rowIds(page);
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   await page.waitForSelector('#detail .summary');
   assert.equal(await page.getByRole('button', { name: 'Terminate session' }).isDisabled(), false);
   assert.equal(await page.locator('#terminate-refused').count(), 0);
   await page.getByRole('button', { name: 'Sign out' }).click();
 
   await signIn(page, READER_KEY);
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   await page.getByRole('button', { name: 'Terminate session' }).click();
   // Cancel first: nothing is sent.
   await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
@@ -1326,7 +1328,7 @@ test('when what the key may do cannot be asked, Terminate is offered; a reader t
 
   // Another live session: the key is known to be a reader's, so Terminate is off and says why.
   await page.locator('#detail-close').click();
-  await page.getByRole('button', { name: `Open session ${other}` }).click();
+  await sessionButton(page, other).click();
   await page.waitForSelector('#terminate-refused');
   const button = page.getByRole('button', { name: 'Terminate session' });
   assert.equal(await button.isDisabled(), true);
@@ -1347,7 +1349,7 @@ test('while a termination is being sent the statements stay and Terminate is off
     await route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ code: 'unavailable', message: 'connector busy' }) });
   });
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.waitForSelector('#detail .statements code');
   const statements = () => page.$$eval('#detail .statements li', (items) => items.map((li) => li.querySelector('code')?.textContent ?? li.textContent));
   await page.getByRole('button', { name: 'Terminate session' }).click();
@@ -1366,7 +1368,7 @@ test('a termination left unanswered says that its outcome is not known', async (
   // Sent, and no answer ever comes back.
   await page.route('**/core.v1.SessionsService/CreateSessionTermination', () => {});
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.waitForSelector('#detail .summary');
   await page.getByRole('button', { name: 'Terminate session' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Terminate' }).click();
@@ -1391,7 +1393,7 @@ test('a live session with thousands of statements is not redrawn at every refres
     return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements }) });
   });
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.waitForFunction(() => document.querySelectorAll('#detail .statements li').length > 3000);
   await page.evaluate(() => { window.firstStatement = document.querySelector('#detail .statements li'); });
   await nextRefresh(page);
@@ -1560,7 +1562,7 @@ test('each statement says what it did: its time, rows sent and changed, bytes, i
   await page.route('**/gatehouse.sessions.v1.StatementsService/ListSessionStatements', (route) =>
     route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements }) }));
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.waitForSelector('#detail .statements .outcome');
   const shown = await page.$$eval('#detail .statements li', (items) => items.map((li) => [li.className, li.querySelector('.outcome').textContent]));
   assert.deepEqual(shown, [
@@ -1584,7 +1586,7 @@ test('a long statement is cut, with a button that shows all of it; the list says
   await page.route('**/gatehouse.sessions.v1.StatementsService/ListSessionStatements', (route) =>
     route.fulfill({ contentType: 'application/json', body: JSON.stringify({ statements }) }));
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.waitForSelector('#detail .statements code');
   const codes = () => page.$$eval('#detail .statements code', (items) => items.map((code) => code.textContent));
   const [first, second, third] = await codes();
@@ -1602,7 +1604,7 @@ test('a long statement is cut, with a button that shows all of it; the list says
 test('an open session whose refresh fails says it is not up to date, and since when', async (t) => {
   const page = await open(t, { path: LIVE });
   await signIn(page);
-  await page.getByRole('button', { name: `Open session ${(await rowIds(page))[0]}` }).click();
+  await sessionButton(page, (await rowIds(page))[0]).click();
   await page.waitForSelector('#detail .summary');
   assert.equal(await page.isVisible('#detail .stale'), false);
   let down = true;
@@ -1615,6 +1617,26 @@ test('an open session whose refresh fails says it is not up to date, and since w
   assert.equal(await page.isVisible('#detail .summary'), true, 'what was shown stays');
   down = false;
   await page.waitForSelector('#detail .stale', { state: 'hidden', timeout: 20_000 });
+});
+
+test('buttons whose name says more than their text begin with that text (label in name)', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await page.waitForSelector('button.facet');
+  const buttons = await page.locator('#rows button, button.facet').all();
+  assert.ok(buttons.length > 50, 'the rows and the facet counts');
+  const escaped = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  for (const button of buttons) {
+    const text = (await button.innerText()).replace(/\s+/g, ' ').trim();
+    assert.ok(text, 'a button shows some text');
+    const named = button.and(page.getByRole('button', { name: new RegExp(`^${escaped(text)}`) }));
+    assert.equal(await named.count(), 1, `named from "${text}": ${await button.getAttribute('aria-label')}`);
+  }
+  // What the name adds stays: where a row leads, what a facet does.
+  const [id] = await rowIds(page);
+  assert.equal(await sessionButton(page, id).count(), 1);
+  const facet = page.locator('button.facet').first();
+  assert.match(await facet.getAttribute('aria-label'), /^.+ [\d,]+ sessions?\. Add [\w.]+:".*" to the query$/);
 });
 
 test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens one', async (t) => {
@@ -1656,7 +1678,7 @@ test('at 390 px wide the views stay readable', async (t) => {
   await page.locator('#rows tr[data-id]').nth(4).scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${ARTIFACTS}table-390.png` });
   const id = (await rowIds(page))[0];
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   await page.waitForSelector('#detail dl.fields dt');
   const panel = await page.locator('#detail').boundingBox();
   assert.ok(panel.width <= 390);
@@ -1714,7 +1736,7 @@ test('on a phone the open session is modal: the page behind is inert and Tab sta
   const page = await open(t, { width: 390, height: 844, phone: true });
   await signIn(page);
   const id = (await rowIds(page))[1];
-  await page.getByRole('button', { name: `Open session ${id}` }).click();
+  await sessionButton(page, id).click();
   await page.waitForSelector('#detail dl.fields dt');
   assert.equal(await page.evaluate(() => document.getElementById('console').inert), true);
   for (let i = 0; i < 6; i++) {

@@ -69,7 +69,8 @@ function build(root, aggregations, onPick) {
       meter.style.width = `${(count / max) * 100}%`;
       list.append(el('li', {}, el('button', {
         type: 'button', class: 'facet', 'data-field': field, 'data-value': value, 'data-key': `${field}:${value}`,
-        'aria-label': `${label}: ${sessionCount(count)}. Add ${field}:"${value}" to the query`,
+        // Its shown text first, the label then the count (WCAG 2.5.3, label in name).
+        'aria-label': `${label} ${sessionCount(count)}. Add ${field}:"${value}" to the query`,
         onclick: () => onPick(field, value),
       }, meter, el('span', { class: 'facet-key', title: label === value ? label : `${label} (${value})`, text: label }),
       el('span', { class: 'facet-count', text: formatCount(count) }))));

@@ -18,10 +18,12 @@ export function renderTable(tbody, sessions, { selected, onOpen, empty = 'No ses
     ? document.activeElement.dataset.id : null;
   const rows = sessions.map((s) => {
     const resource = s.resource || {};
+    const start = formatTime(s.startTime);
+    // Named by what it shows first (WCAG 2.5.3, label in name): a speech user says what they see.
     const open = el('button', {
       type: 'button', class: 'link', 'data-id': s.id,
-      'aria-label': `Open session ${s.id}`, onclick: () => onOpen(s.id),
-    }, el('time', { datetime: s.startTime || '', text: formatTime(s.startTime) }));
+      'aria-label': `${start}: open session ${s.id}`, onclick: () => onOpen(s.id),
+    }, el('time', { datetime: s.startTime || '', text: start }));
     const cells = [
       el('span', { class: `status status-${s.sessionStatus || 'unknown'}`, text: s.sessionStatus || '' }),
       open,
