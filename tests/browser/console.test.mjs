@@ -1619,6 +1619,20 @@ test('an open session whose refresh fails says it is not up to date, and since w
   await page.waitForSelector('#detail .stale', { state: 'hidden', timeout: 20_000 });
 });
 
+test('the page has one main landmark and one h1, signed in or not', async (t) => {
+  const page = await open(t);
+  await page.getByLabel('API key').waitFor();
+  for (const signedIn of [false, true]) {
+    if (signedIn) await signIn(page);
+    else assert.equal(await page.getByRole('heading', { level: 1, name: 'Gatehouse', exact: true }).count(), 1);
+    const snapshot = await page.locator('body').ariaSnapshot();
+    assert.equal(snapshot.match(/^\s*- main\b/gm)?.length, 1, snapshot);
+    assert.equal(snapshot.match(/^\s*- heading .*\[level=1\]/gm)?.length, 1, snapshot);
+  }
+  assert.equal(await page.getByRole('heading', { level: 1, name: 'Gatehouse Sessions', exact: true }).count(), 1);
+  assert.equal(await page.getByRole('main').getByRole('table').count(), 1, 'the sessions are the main content');
+});
+
 test('buttons whose name says more than their text begin with that text (label in name)', async (t) => {
   const page = await open(t);
   await signIn(page);
