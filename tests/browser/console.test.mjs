@@ -1653,6 +1653,51 @@ test('buttons whose name says more than their text begin with that text (label i
   assert.match(await facet.getAttribute('aria-label'), /^.+ [\d,]+ sessions?\. Add [\w.]+:".*" to the query$/);
 });
 
+test('facet counts have a contrast of 4.5:1 at least on whatever they sit on', async (t) => {
+  const page = await open(t);
+  await signIn(page);
+  await page.waitForSelector('button.facet');
+  const ratios = await page.$$eval('button.facet', (buttons) => {
+    const rgba = (color) => {
+      const [r, g, b, a = 1] = color.match(/[\d.]+/g).map(Number);
+      return { rgb: [r, g, b], a };
+    };
+    // WCAG 2 relative luminance and contrast ratio.
+    const luminance = (rgb) => {
+      const [r, g, b] = rgb.map((v) => (v / 255 <= 0.03928 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4));
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const contrast = (a, b) => {
+      const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+      return (light + 0.05) / (dark + 0.05);
+    };
+    /** The color an element's box is painted on: its own background, else the nearest ancestor's. */
+    const backgroundOf = (node) => {
+      for (; node; node = node.parentElement) {
+        const { rgb, a } = rgba(getComputedStyle(node).backgroundColor);
+        if (a === 1) return rgb;
+      }
+      return [255, 255, 255];
+    };
+    return buttons.flatMap((button) => {
+      const count = button.querySelector('.facet-count');
+      const { rgb: color, a } = rgba(getComputedStyle(count).color);
+      const text = count.getBoundingClientRect();
+      const meter = button.querySelector('.meter').getBoundingClientRect();
+      // The count sits on the meter as far as it reaches, on the list's background past it.
+      const under = [];
+      if (meter.right > text.left) under.push(['meter', backgroundOf(button.querySelector('.meter'))]);
+      if (meter.right < text.right) under.push(['list', backgroundOf(button)]);
+      return under.map(([on, background]) => ({ count: count.textContent, on, opaque: a === 1, ratio: contrast(color, background) }));
+    });
+  });
+  assert.deepEqual(new Set(ratios.map((r) => r.on)), new Set(['meter', 'list']), 'counts on the meter and past it');
+  for (const { count, opaque, ratio } of ratios) {
+    assert.ok(opaque, `${count}: an opaque color`);
+    assert.ok(ratio >= 4.5, `${count}: ${ratio.toFixed(2)}:1`);
+  }
+});
+
 test('keyboard: slash focuses the query, Tab reaches the rows and Enter opens one', async (t) => {
   const page = await open(t);
   await signIn(page);
