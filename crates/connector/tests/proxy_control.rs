@@ -561,6 +561,17 @@ async fn assert_protocol_violation(raw: &mut Raw<TcpStream>) {
     assert!(raw.recv().await.is_none(), "still open after a FATAL");
 }
 
+/// A message of type `tag`.
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    [&[tag][..], &(body.len() as u32 + 4).to_be_bytes(), body].concat()
+}
+
+/// `sql` run with the extended protocol, unnamed, without a Sync: Parse, Bind and Execute.
+fn extended(sql: &str) -> Vec<u8> {
+    let parse = [b"\0", sql.as_bytes(), b"\0\0\0"].concat();
+    [frame(b'P', &parse), frame(b'B', b"\0\0\0\0\0\0\0\0"), frame(b'E', b"\0\0\0\0\0")].concat()
+}
+
 /// How many rows `table` holds, as the database sees it now.
 async fn rows_in(direct: &tokio_postgres::Client, table: &str) -> i64 {
     direct.query_one(&format!("select count(*) from {table}"), &[]).await.unwrap().get(0)
@@ -610,10 +621,7 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     direct.simple_query(&format!("create table {table} (x int)")).await.unwrap();
     let mut raw = Raw::connect(proxy.addr).await;
     raw.startup().await;
-    let frame = |tag: u8, body: &[u8]| [&[tag][..], &(body.len() as u32 + 4).to_be_bytes(), body].concat();
-    let parse = [b"\0", format!("insert into {table} values (1)").as_bytes(), b"\0\0\0"].concat();
-    let unsynced =
-        [frame(b'P', &parse), frame(b'B', b"\0\0\0\0\0\0\0\0"), frame(b'E', b"\0\0\0\0\0"), frame(b'H', b"")].concat();
+    let unsynced = [extended(&format!("insert into {table} values (1)")), frame(b'H', b"")].concat();
     raw.send(&unsynced).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(raw);
@@ -701,6 +709,56 @@ async fn a_statement_the_client_walks_away_from_is_recorded_as_it_ended() {
     eventually("the backend to go", || async { backends_running(&direct, &marker).await.is_empty() }).await;
     let s = proxy.ended_session().await;
     assert_eq!((s.end.reason, s.statements[0].sqlstate.as_str()), (EndReason::Terminated, "57P01"));
+}
+
+/// Found by a review: a client that sends a pipeline (libpq's pipeline mode, asyncpg's
+/// `executemany`: one Sync at its end) and leaves before its answers. PostgreSQL holds a
+/// pipeline's answers until its Sync, so it runs the whole of it, COMMIT included, before a
+/// write could tell it the client is gone; the connector, which has the database answer each
+/// statement as it ends (to time it), was resetting it at the first answer, and it rolled
+/// back. Unless a write comes sooner: a result past the database's 8 KiB send buffer.
+#[tokio::test]
+async fn a_pipeline_its_client_leaves_runs_as_far_as_it_would_directly() {
+    let mut proxy = Proxy::start().await;
+    let check = direct().await;
+    let postgres: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    // A short result while it sleeps, or 50 KB of rows a millisecond apart.
+    for (rows, pause, reset) in [(1, 0.3, false), (1, 0.3, true), (500, 0.001, true)] {
+        let large = rows > 1;
+        let mut counts = vec![];
+        for addr in [postgres, proxy.addr] {
+            let table = unique("gh_left_pipeline");
+            check.simple_query(&format!("create table {table} (x int)")).await.unwrap();
+            let mut raw = Raw::connect(addr).await;
+            raw.startup().await;
+            let statements = [
+                "begin".to_owned(),
+                format!("insert into {table} values (1)"),
+                format!("select repeat('x', 100), pg_sleep({pause}) from generate_series(1, {rows})"),
+                format!("insert into {table} values (2)"),
+                "commit".to_owned(),
+            ];
+            let pipeline = [statements.iter().flat_map(|sql| extended(sql)).collect(), frame(b'S', b"")].concat();
+            raw.send(&pipeline).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if reset {
+                raw.stream.set_zero_linger().unwrap();
+            }
+            drop(raw);
+            if addr == proxy.addr {
+                let s = proxy.ended_session().await;
+                let outcomes: Vec<_> = s.statements.iter().map(|s| s.sqlstate.as_str()).collect();
+                let expected = if large { &["", "", "08006", "08006", "08006"] } else { &[""; 5] };
+                assert_eq!(outcomes, expected, "{rows} rows, reset: {reset}");
+            }
+            // What the database did, once it is done.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            counts.push(rows_in(&check, &table).await);
+            check.simple_query(&format!("drop table {table}")).await.unwrap();
+        }
+        let committed = if large { 0 } else { 2 };
+        assert_eq!(counts, [committed, committed], "directly, then through the connector");
+    }
 }
 
 /// A client that sends its queries and Terminate, or half-closes, in one write and then

@@ -199,6 +199,11 @@ enum Entry {
 }
 
 impl Entry {
+    /// A simple query or an Execute: what runs, and is recorded.
+    fn is_statement(&self) -> bool {
+        matches!(self, Entry::Simple(_) | Entry::Execute { .. })
+    }
+
     /// Statement text this request brought, held here until its answer: a simple query's or
     /// a Parse's (a Bind or an Execute shares a text held already).
     fn text_len(&self) -> usize {
@@ -562,10 +567,25 @@ impl Recorder {
         self.first_statement().is_some()
     }
 
-    /// Whether statements wait behind the first: what a client sent ahead, which the database
-    /// runs after the one it is on.
-    pub(crate) fn queued_behind_first(&self) -> bool {
-        self.queue.iter().filter(|entry| matches!(entry, Entry::Simple(_) | Entry::Execute { .. })).nth(1).is_some()
+    /// Whether the database, once the statement it is on ends, writes to the client (a
+    /// ReadyForQuery) before it runs another that the client sent ahead: where, directly, a
+    /// client that is gone would lose what it queued. A pipeline's statements before its
+    /// Sync are answered together, at the Sync (see [`Entry::Sync`]).
+    pub(crate) fn queued_behind_a_write(&self) -> bool {
+        let mut statements = self.queue.iter().skip_while(|entry| !entry.is_statement());
+        // A simple query's ReadyForQuery follows it; an Execute's waits for a Sync.
+        let mut written = match statements.next() {
+            Some(entry) => matches!(entry, Entry::Simple(_)),
+            None => return false,
+        };
+        for entry in statements {
+            match entry {
+                Entry::Sync => written = true,
+                entry if entry.is_statement() => return written,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// The first statement in the queue (a simple query or an Execute), and where it is.

@@ -615,8 +615,9 @@ impl Relay {
         // after its startup packet, on trust): the database counts it as a session, and so it
         // is recorded, started and ended, once the database has accepted it.
         if left && (self.recorder.is_running() || self.login_owed()) {
-            if gone && self.recorder.queued_behind_first() {
-                // Directly, what it sent after the statement running now would be lost with it.
+            if gone && self.recorder.queued_behind_a_write() {
+                // Directly, the database's answer to the statement running now would fail to
+                // reach it, and what it sent after that would be lost with it.
                 reset = true;
             } else {
                 // What a client that left cleanly sent reaches the database.
@@ -724,8 +725,8 @@ impl Relay {
     /// way completes and starts the session, its key rewritten), as PostgreSQL sends them to a
     /// client that sent Terminate or half-closed after its queries, as long as it takes them.
     /// A client `gone` (or found gone by a failed write) takes none: the wait goes on for an
-    /// outcome, but output of a statement still running, or statements queued behind it, end
-    /// it, since the database would have failed its write there and stopped.
+    /// outcome until the database, directly, would have written to it with more to run (see
+    /// [`SendBuffer`]): its write would have failed there, and it would have stopped.
     async fn await_outcomes<CR, CW, SR>(
         &mut self,
         stop: &mut Stop,
@@ -744,6 +745,7 @@ impl Relay {
         // A client that sent Terminate may still reset its connection: then it is gone. (After
         // its end, only a write can tell.)
         let (mut watching, mut unread) = (!gone, [0u8; 64]);
+        let mut send_buffer = SendBuffer::default();
         while self.recorder.is_running() || self.login_owed() {
             tokio::select! {
                 biased;
@@ -759,7 +761,7 @@ impl Relay {
                     Ok(_) => {}
                     Err(_) => {
                         (gone, watching) = (true, false);
-                        if self.recorder.queued_behind_first() {
+                        if self.recorder.queued_behind_a_write() {
                             return Ok(Waited::ClientGone);
                         }
                     }
@@ -767,13 +769,14 @@ impl Relay {
                 written = self.to_client.drive(cw), if !gone && self.to_client.wants_io() => {
                     if self.written_to_client(written).is_err() {
                         gone = true;
-                        if self.recorder.queued_behind_first() {
+                        if self.recorder.queued_behind_a_write() {
                             return Ok(Waited::ClientGone);
                         }
                     }
                 }
                 read = next_batch(&mut self.server_reader, sr), if gone || self.to_client.has_room() => match read {
                     Ok(true) => {
+                        let written = send_buffer.writes(&self.server_reader);
                         let relayed = match gone {
                             true => self.server_batch(&mut tokio::io::sink()),
                             false => self.server_batch(cw),
@@ -783,7 +786,8 @@ impl Relay {
                             Err(End::ClientGone(_)) => gone = true,
                             Err(_) => break,
                         }
-                        if gone && self.recorder.is_running() {
+                        let lost = written || self.recorder.queued_behind_a_write();
+                        if gone && self.recorder.is_running() && lost {
                             return Ok(Waited::ClientGone);
                         }
                     }
@@ -831,6 +835,36 @@ impl Relay {
 
     async fn flush_server<SW: AsyncWrite + Unpin>(&mut self, sw: &mut SW) {
         drain_for_a_while(&mut self.to_server, sw).await;
+    }
+}
+
+/// The database's output to a client, as PostgreSQL writes it: held in its 8 KiB send buffer
+/// until a ReadyForQuery, an error or a notice, a COPY awaiting the client's data, or a full
+/// buffer sends it. The connector has it write sooner (a Flush after each Execute, to time each
+/// statement); for a client that is gone, only where the database would have written on its
+/// own would its write have failed, and what it ran until then stands (a pipeline's COMMIT
+/// before its Sync).
+#[derive(Default)]
+struct SendBuffer {
+    held: usize,
+}
+
+impl SendBuffer {
+    /// PostgreSQL's `PqSendBufferSize`.
+    const SIZE: usize = 8192;
+
+    /// Takes in the messages `reader` holds, and returns whether the database would have
+    /// written to the client by their end.
+    fn writes(&mut self, reader: &MessageReader) -> bool {
+        let (mut at, mut written) = (0, false);
+        while let Ok(Some(msg)) = reader.message_at(at) {
+            at += msg.len();
+            self.held += msg.len();
+            if matches!(msg.tag(), b'Z' | b'E' | b'N' | b'G' | b'W') || self.held > Self::SIZE {
+                (self.held, written) = (0, true);
+            }
+        }
+        written
     }
 }
 
