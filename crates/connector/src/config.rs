@@ -20,6 +20,11 @@
 //! resource = "res_..."           # optional: every resource when absent
 //! role = "analyst"
 //! password_env = "ANALYST_PASSWORD"   # or password = "...", or password_file = "/path"
+//!
+//! peer_id = 1                    # connectors behind one address (a load balancer): each a
+//! [[peers]]                      # number of its own, and where the others accept clients,
+//! id = 2                         # so that a cancel reaching the wrong one is passed on
+//! address = "10.0.0.12:6432"
 //! ```
 //!
 //! [`Config::load`] reads the file (if any), then applies the environment,
@@ -85,6 +90,15 @@ pub struct Config {
     /// Passwords of the native roles the connector logs in as after an identity login.
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    /// This connector's number (1 to 255) among connectors that clients reach at one address
+    /// (a load balancer): the cancel keys it gives clients carry it, so that the others pass
+    /// a cancel for its sessions to it. A client sends its cancel on a new connection, which
+    /// the load balancer may send to any of them.
+    #[serde(default)]
+    pub peer_id: Option<u8>,
+    /// The other connectors of the group: where each accepts clients.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
     /// The file this was read from, read again at SIGHUP.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -257,6 +271,16 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+/// Another connector behind the same address as this one (see [`Config::peer_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its `peer_id`.
+    pub id: u8,
+    /// `host:port` of one of its listeners (any: a cancel names its session by its key).
+    pub address: String,
+}
+
 /// Why a configuration cannot be used. Each names the file or variable and
 /// the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +391,8 @@ impl Config {
             ("shutdown_drain_seconds", self.shutdown_drain_seconds == newer.shutdown_drain_seconds),
             ("tls", self.tls == newer.tls),
             ("identity", self.identity == newer.identity),
+            ("peer_id", self.peer_id == newer.peer_id),
+            ("peers", self.peers == newer.peers),
         ]
         .into_iter()
         .filter_map(|(name, same)| (!same).then_some(name))
@@ -469,6 +495,29 @@ impl Config {
         if self.spool_max_bytes == 0 {
             return Err(invalid("spool_max_bytes", "must be above 0".into()));
         }
+        if self.peer_id == Some(0) {
+            return Err(invalid("peer_id", "must be 1 to 255".into()));
+        }
+        let mut ids = HashSet::from([self.peer_id]);
+        for (i, peer) in self.peers.iter().enumerate() {
+            let Some(own) = self.peer_id else {
+                return Err(invalid(
+                    "peer_id",
+                    "must be set with [[peers]]: this connector's own number, 1 to 255".into(),
+                ));
+            };
+            match peer.id {
+                0 => return Err(invalid(&format!("peers[{i}].id"), "must be 1 to 255".into())),
+                id if id == own => {
+                    return Err(invalid(&format!("peers[{i}].id"), format!("{id} is this connector's own peer_id")));
+                }
+                id if !ids.insert(Some(id)) => {
+                    return Err(invalid(&format!("peers[{i}].id"), format!("{id} is listed twice")));
+                }
+                _ => {}
+            }
+            check_host_port(&peer.address).map_err(|m| invalid(&format!("peers[{i}].address"), m))?;
+        }
         Ok(())
     }
 
@@ -570,7 +619,8 @@ fn check_host_port(value: &str) -> Result<(), String> {
 }
 
 /// The settings of the file's top level, before its first `[section]`.
-const TOP_LEVEL: [&str; 5] = ["admin_listen", "state_dir", "spool_max_bytes", "fail_open", "shutdown_drain_seconds"];
+const TOP_LEVEL: [&str; 6] =
+    ["admin_listen", "state_dir", "spool_max_bytes", "fail_open", "shutdown_drain_seconds", "peer_id"];
 
 /// Where the TOML parser stopped and why, without quoting the file: the line may hold a
 /// secret (a mistyped `password` field, a key left unquoted).
@@ -726,7 +776,7 @@ mod tests {
 
     #[test]
     fn a_top_level_setting_in_a_section_is_told_where_it_goes() {
-        let values = ["\"127.0.0.1:1\"", "\"/s\"", "1", "true", "1"];
+        let values = ["\"127.0.0.1:1\"", "\"/s\"", "1", "true", "1", "1"];
         for (name, value) in TOP_LEVEL.iter().zip(values) {
             // Each is one indeed.
             let _: Config = toml::from_str(&format!("{name} = {value}")).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -779,6 +829,32 @@ mod tests {
         assert!(toml::from_str::<Config>(password).unwrap().exposes_secrets(0o644));
         let from_env = "[[credentials]]\nrole = \"r\"\npassword_env = \"P\"\n";
         assert!(!toml::from_str::<Config>(from_env).unwrap().exposes_secrets(0o644));
+    }
+
+    #[test]
+    fn peers_are_numbered_once_each() {
+        let with = |own: &str, peers: &[(&str, &str)]| {
+            let peers: String =
+                peers.iter().map(|(id, address)| format!("[[peers]]\nid = {id}\naddress = \"{address}\"\n")).collect();
+            format!("{own}\n{FILE}\n{peers}")
+        };
+        let config = load(Some(&with("peer_id = 1", &[("2", "10.0.0.12:6432"), ("3", "edge-3:6432")])), &[]).unwrap();
+        assert_eq!(config.peer_id, Some(1));
+        assert_eq!(config.peers[1], Peer { id: 3, address: "edge-3:6432".into() });
+        assert!(load(Some(FILE), &[]).unwrap().peers.is_empty());
+
+        let e = error(Some(&with("", &[("2", "10.0.0.12:6432")])), &[]);
+        assert!(e.contains("peer_id: must be set with [[peers]]"), "{e}");
+        let e = error(Some(&with("peer_id = 2", &[("2", "10.0.0.12:6432")])), &[]);
+        assert!(e.contains("peers[0].id: 2 is this connector's own peer_id"), "{e}");
+        let e = error(Some(&with("peer_id = 1", &[("2", "a:1"), ("2", "b:1")])), &[]);
+        assert!(e.contains("peers[1].id: 2 is listed twice"), "{e}");
+        let e = error(Some(&with("peer_id = 0", &[])), &[]);
+        assert!(e.contains("peer_id: must be 1 to 255"), "{e}");
+        let e = error(Some(&with("peer_id = 256", &[])), &[]);
+        assert!(e.contains("peer_id"), "{e}");
+        let e = error(Some(&with("peer_id = 1", &[("2", "10.0.0.12")])), &[]);
+        assert!(e.contains("peers[0].address"), "{e}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::config::{Config, Credential, Listener};
 use crate::identity::{Credentials, Throttle, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
-use crate::proxy::{self, CancelMap, IdentityOptions, ProxyContext, ProxyError};
+use crate::proxy::{self, CancelMap, IdentityOptions, Peering, ProxyContext, ProxyError};
 use crate::report::backoff::Backoff;
 use crate::report::client::ClientError;
 use crate::report::resources::{self, HelloInfo, Resource};
@@ -306,7 +306,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let stop_proxies = CancellationToken::new();
-    let cancels = Arc::new(CancelMap::new());
+    let peers = config.peers.iter().map(|peer| (peer.id, peer.address.clone())).collect();
+    let cancels = Arc::new(CancelMap::with_peering(Peering { own: config.peer_id, peers }));
     let verifier = Arc::new(Verifier::new(verify_control, control_rt.clone()));
     control_rt.spawn(crate::identity::recheck(Arc::clone(&live), Arc::clone(&verifier), rechecks_stop));
     let throttle = Arc::new(Throttle::default());

@@ -5,15 +5,22 @@
 #![allow(clippy::disallowed_methods)]
 
 mod double;
+mod proxy_harness;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use double::*;
-use gatehouse_connector::config::Config;
+use gatehouse_connector::config::{Config, Peer};
 use gatehouse_connector::runtime::{self, RunError};
+use gatehouse_pgwire::backend::ErrorResponse;
+use gatehouse_pgwire::frontend::Query;
+use gatehouse_pgwire::{CancelRequest, Encode, Startup};
+use proxy_harness::{Raw, backends_running, direct, unique};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -249,4 +256,64 @@ async fn clients_waiting_when_the_connector_stops_while_starting_are_told_why() 
     let error = error.as_db_error().unwrap_or_else(|| panic!("a PostgreSQL error, not {error}"));
     assert_eq!(error.code().code(), "57P01");
     assert!(error.message().contains("shutting down"), "{}", error.message());
+}
+
+/// Sends `packet` (a CancelRequest) to `to` and waits until the connection closes, as libpq
+/// does: the cancel was handled by then.
+async fn cancel(to: SocketAddr, packet: Startup) {
+    let mut bytes = BytesMut::new();
+    packet.encode(&mut bytes);
+    let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await.unwrap().unwrap();
+}
+
+/// Connectors behind one address (a load balancer): a client's cancel, on a connection of its
+/// own, may land on another connector of the group than its session's. That one passes it to
+/// the connector whose key it is (the key's first byte), once: what a peer passed on is not
+/// passed again, so that peers configured wrong cannot bounce it between them.
+#[tokio::test]
+async fn a_cancel_reaching_another_connector_of_the_group_is_passed_to_its_sessions() {
+    let h = Harness::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (listen_a, listen_b) = (free_addr(), free_addr());
+    let mut config_a = config(&h, dir_a.path(), &format!("{listen_a}=res_a"), free_addr());
+    (config_a.peer_id, config_a.peers) = (Some(1), vec![Peer { id: 2, address: listen_b.to_string() }]);
+    let mut config_b = config(&h, dir_b.path(), &format!("{listen_b}=res_a"), free_addr());
+    (config_b.peer_id, config_b.peers) = (Some(2), vec![Peer { id: 1, address: listen_a.to_string() }]);
+    let (a, b) = (start(config_a), start(config_b));
+    a.wait_healthy().await;
+    b.wait_healthy().await;
+
+    let mut raw = Raw::connect(listen_a).await;
+    let key = raw.startup().await;
+    assert_eq!(key.secret_key[0], 1, "a key names its connector");
+    let marker = unique("gh_peer_cancel");
+    let mut query = BytesMut::new();
+    Query::new(&format!("select pg_sleep(30) /* {marker} */")).encode(&mut query);
+    raw.send(&query).await;
+    let check = direct().await;
+    while backends_running(&check, &marker).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let request = CancelRequest { pid: key.pid, secret_key: key.secret_key.clone() };
+
+    // As a peer would pass it: B does not pass it on, and the query runs on.
+    cancel(listen_b, Startup::PeerCancel(request.clone())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!backends_running(&check, &marker).await.is_empty(), "a cancel passed on was passed again");
+
+    // As a client sends it, to B: passed to A, which cancels the query.
+    cancel(listen_b, Startup::Cancel(request)).await;
+    let error = loop {
+        let msg = raw.recv().await.expect("the session goes on");
+        if msg.tag() == b'E' {
+            break msg.decode::<ErrorResponse>().unwrap();
+        }
+    };
+    assert_eq!(error.code(), Some("57014"), "{error:?}");
+    drop(raw);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }

@@ -40,7 +40,8 @@ pub use error::WireError;
 pub use message::{Message, MessageRef};
 pub use reader::{DEFAULT_MAX_MESSAGE_LEN, LargeMessageBudget, MessageReader, SMALL_MESSAGE_LIMIT, try_frame};
 pub use startup::{
-    CANCEL_REQUEST_CODE, CancelRequest, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN, MAX_STARTUP_PACKET_LEN, PROTOCOL_3_0,
-    PROTOCOL_3_2, SSL_REQUEST_CODE, SslResponse, Startup, StartupMessage, try_startup,
+    CANCEL_REQUEST_CODE, CancelRequest, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN, MAX_STARTUP_PACKET_LEN,
+    PEER_CANCEL_REQUEST_CODE, PROTOCOL_3_0, PROTOCOL_3_2, SSL_REQUEST_CODE, SslResponse, Startup, StartupMessage,
+    try_startup,
 };
 pub use tag::{BackendTag, FrontendTag};

@@ -5,6 +5,11 @@
 //! Clients never learn the database's secrets, so a cancel cannot bypass the connector, and a
 //! key is forgotten as soon as its session ends. The pid stays the backend's, so what clients
 //! compare it with (`pg_backend_pid()`, a notification's sender) still matches.
+//!
+//! Connectors that clients reach at one address (a load balancer) form a group: each key's
+//! first byte is its connector's `peer_id`, and a cancel for another connector's session
+//! (the client's cancel is a new connection, which may land anywhere) is passed to it, as
+//! pgbouncer's peers do. Once only: what a peer passes on is marked so.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,12 +18,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gatehouse_pgwire::CancelRequest;
 use gatehouse_pgwire::backend::BackendKeyData;
+use gatehouse_pgwire::{CancelRequest, MAX_CANCEL_KEY_LEN, Startup};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::timer;
 
@@ -37,16 +42,40 @@ struct Issued {
     target: CancelTarget,
 }
 
+/// Who sent a CancelRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sender {
+    Client,
+    /// Another connector of the group, which passed on a client's cancel for this one.
+    Peer,
+}
+
+/// This connector's place in a group behind one address (see
+/// [`Config::peer_id`](crate::config::Config::peer_id)).
+#[derive(Debug, Clone, Default)]
+pub struct Peering {
+    /// This connector's number: the first byte of every key it issues.
+    pub own: Option<u8>,
+    /// The others' numbers and `host:port`.
+    pub peers: HashMap<u8, String>,
+}
+
 /// The keys handed to clients, by pid: backends of different databases may share one. Shared
 /// by all listeners.
 #[derive(Default)]
 pub struct CancelMap {
     keys: Mutex<HashMap<i32, Vec<Issued>>>,
+    peering: Peering,
 }
 
 impl CancelMap {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A map whose keys name this connector among its `peering` group.
+    pub fn with_peering(peering: Peering) -> Self {
+        Self { peering, ..Self::default() }
     }
 
     /// Number of sessions that can be cancelled now.
@@ -60,7 +89,8 @@ impl CancelMap {
 
     /// Remembers the backend's real key and returns the key to give the client instead: the
     /// same pid and a random secret as long as the real one (4 bytes in protocol 3.0, up to
-    /// 256 in 3.2), unlike any other issued for that pid.
+    /// 256 in 3.2), unlike any other issued for that pid; in a group, its first byte is this
+    /// connector's number.
     pub(crate) fn issue(&self, upstream: SocketAddr, real: &BackendKeyData) -> BackendKeyData {
         let mut rng = rand::thread_rng();
         let target =
@@ -70,6 +100,9 @@ impl CancelMap {
         loop {
             let mut secret = vec![0u8; real.secret_key.len()];
             rng.fill_bytes(&mut secret);
+            if let (Some(own), Some(first)) = (self.peering.own, secret.first_mut()) {
+                *first = own;
+            }
             if issued.iter().all(|i| i.secret != secret) {
                 let secret = Bytes::from(secret);
                 issued.push(Issued { secret: secret.clone(), target });
@@ -100,6 +133,13 @@ impl CancelMap {
             .map(|i| i.target.clone())
     }
 
+    /// The peer whose key `request` carries, when it is another connector's of the group.
+    fn peer_of(&self, request: &CancelRequest) -> Option<(u8, &str)> {
+        let id = *request.secret_key.first()?;
+        let address = self.peering.peers.get(&id).filter(|_| self.peering.own != Some(id))?;
+        Some((id, address))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Vec<Issued>>> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -112,33 +152,44 @@ impl fmt::Debug for CancelMap {
     }
 }
 
-/// Handles a client's CancelRequest: forwards it if the key is one of ours. Unknown keys are
-/// ignored without a word, as PostgreSQL does.
-pub(crate) async fn forward(map: &CancelMap, request: &CancelRequest) {
-    match map.find(request) {
-        Some(target) => send(&target).await,
-        None => tracing::debug!(pid = request.pid, "cancel request with an unknown key ignored"),
+/// Handles a CancelRequest: forwards it if the key is one of ours, or passes a client's to the
+/// peer whose key it is. Unknown keys are ignored without a word, as PostgreSQL does.
+pub(crate) async fn forward(map: &CancelMap, request: &CancelRequest, sender: Sender) {
+    if let Some(target) = map.find(request) {
+        return send(&target).await;
+    }
+    match map.peer_of(request) {
+        Some((id, address)) if sender == Sender::Client => {
+            tracing::debug!(peer = id, "cancel request passed to the connector whose key it is");
+            deliver(address, Startup::PeerCancel(request.clone())).await;
+        }
+        _ => tracing::debug!(pid = request.pid, "cancel request with an unknown key ignored"),
     }
 }
 
-/// Sends a CancelRequest with the real key to the backend's server and waits until the server
-/// closes the connection, which it does once the cancel was processed. Failures are logged:
-/// a cancel is best effort, in PostgreSQL too.
+/// Sends a CancelRequest with the real key to the backend's server. Failures are logged: a
+/// cancel is best effort, in PostgreSQL too.
 pub(crate) async fn send(target: &CancelTarget) {
+    deliver(target.upstream, Startup::Cancel(target.key.clone())).await;
+}
+
+/// Sends `packet` to `address` and waits until the other end closes the connection, which it
+/// does once the cancel was processed.
+async fn deliver(address: impl ToSocketAddrs + fmt::Display + Copy, packet: Startup) {
     let result = timer::timeout(FORWARD_TIMEOUT, async {
-        let mut stream = TcpStream::connect(target.upstream).await?;
-        let mut packet = BytesMut::with_capacity(12 + target.key.secret_key.len());
-        target.key.encode(&mut packet);
-        stream.write_all(&packet).await?;
+        let mut stream = TcpStream::connect(address).await?;
+        let mut bytes = BytesMut::with_capacity(12 + MAX_CANCEL_KEY_LEN);
+        packet.encode(&mut bytes);
+        stream.write_all(&bytes).await?;
         let mut sink = [0u8; 64];
         while stream.read(&mut sink).await? != 0 {}
         Ok::<_, std::io::Error>(())
     })
     .await;
     match result {
-        Ok(Ok(())) => tracing::debug!(upstream = %target.upstream, "cancel forwarded"),
-        Ok(Err(error)) => tracing::warn!(upstream = %target.upstream, %error, "cannot forward a cancel request"),
-        Err(_) => tracing::warn!(upstream = %target.upstream, "forwarding a cancel request timed out"),
+        Ok(Ok(())) => tracing::debug!(to = %address, "cancel forwarded"),
+        Ok(Err(error)) => tracing::warn!(to = %address, %error, "cannot forward a cancel request"),
+        Err(_) => tracing::warn!(to = %address, "forwarding a cancel request timed out"),
     }
 }
 
@@ -196,6 +247,22 @@ mod tests {
         map.remove(&a);
         assert_eq!((find(&a), find(&b)), (None, Some(second)));
         assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn keys_of_a_group_name_their_connector() {
+        let peers = HashMap::from([(9, "10.0.0.9:6432".to_owned())]);
+        let map = CancelMap::with_peering(Peering { own: Some(7), peers });
+        let keys: Vec<_> = (0..50).map(|_| map.issue("127.0.0.1:1".parse().unwrap(), &real(4))).collect();
+        assert!(keys.iter().all(|key| key.secret_key[0] == 7));
+        assert_eq!(map.len(), 50, "still unlike each other");
+        let request = |first: u8| CancelRequest { pid: 4242, secret_key: Bytes::from(vec![first, 1, 2, 3]) };
+        assert_eq!(map.peer_of(&request(9)), Some((9, "10.0.0.9:6432")));
+        // Its own (a session ended since), or no peer's: nowhere to pass it.
+        assert_eq!(map.peer_of(&request(7)), None);
+        assert_eq!(map.peer_of(&request(8)), None);
+        // Outside a group, keys are random throughout.
+        assert_eq!(CancelMap::new().peer_of(&request(9)), None);
     }
 
     #[test]

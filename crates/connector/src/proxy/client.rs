@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::cancel::Sender;
 use super::tls::{ALPN_POSTGRESQL, MaybeTls};
 
 /// The client's connection, encrypted or not.
@@ -22,7 +23,7 @@ pub(crate) enum Negotiated {
     /// A session, over this stream.
     Session(ClientStream, StartupMessage),
     /// Cancel another connection's query; the connection then closes.
-    Cancel(ClientStream, CancelRequest),
+    Cancel(ClientStream, CancelRequest, Sender),
     /// The client left before saying (a health check, a port scan).
     Closed,
 }
@@ -114,7 +115,8 @@ pub(crate) async fn negotiate(
                 stream.send_error(&ErrorResponse::protocol_violation(error.to_string())).await;
                 return Err(error);
             }
-            Startup::Cancel(request) => return Ok(Negotiated::Cancel(stream, request)),
+            Startup::Cancel(request) => return Ok(Negotiated::Cancel(stream, request, Sender::Client)),
+            Startup::PeerCancel(request) => return Ok(Negotiated::Cancel(stream, request, Sender::Peer)),
             Startup::Startup(message) => return Ok(Negotiated::Session(stream, message)),
         }
     }

@@ -105,8 +105,8 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
             count_startup(&ctx.metrics, &client, &startup);
             (client, startup)
         }
-        Ok(Ok(Negotiated::Cancel(mut client, request))) => {
-            cancel::forward(&ctx.cancels, &request).await;
+        Ok(Ok(Negotiated::Cancel(mut client, request, sender))) => {
+            cancel::forward(&ctx.cancels, &request, sender).await;
             // Over TLS, a close without close_notify reads as a failed cancel to libpq.
             let _ = client.shutdown().await;
             return None;

@@ -49,7 +49,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-pub use cancel::CancelMap;
+pub use cancel::{CancelMap, Peering};
 use shutdown::Shutdown;
 pub use tls::load_tls;
 pub use upstream::{UpstreamTlsConfig, upstream_tls};

@@ -49,9 +49,18 @@ impl CancelRequest {
     ///
     /// If the key is longer than `i32::MAX` bytes.
     pub fn encode(&self, buf: &mut BytesMut) {
+        self.encode_with_code(buf, CANCEL_REQUEST_CODE);
+    }
+
+    /// [`encode`](Self::encode), with another request code (a cancel passed between peers).
+    ///
+    /// # Panics
+    ///
+    /// If the key is longer than `i32::MAX` bytes.
+    pub(crate) fn encode_with_code(&self, buf: &mut BytesMut, code: u32) {
         let len = i32::try_from(12 + self.secret_key.len()).expect("cancel key too long");
         buf.put_i32(len);
-        buf.put_u32(CANCEL_REQUEST_CODE);
+        buf.put_u32(code);
         buf.put_i32(self.pid);
         buf.put_slice(&self.secret_key);
     }

@@ -23,6 +23,9 @@ pub const SSL_REQUEST_CODE: u32 = 80_877_103;
 pub const GSSENC_REQUEST_CODE: u32 = 80_877_104;
 /// Code of a CancelRequest (1234.5678).
 pub const CANCEL_REQUEST_CODE: u32 = 80_877_102;
+/// Code of a CancelRequest that a Gatehouse connector passes to another of its group, which
+/// holds the session's key (1234.5778): not PostgreSQL's, so that it is never passed on again.
+pub const PEER_CANCEL_REQUEST_CODE: u32 = 80_877_202;
 /// The "major version" of the request codes (SSLRequest is 1234.5679).
 const REQUEST_CODE_MAJOR: u32 = 1234;
 /// Protocol 3.0, the version sent by every client before PostgreSQL 18.
@@ -42,6 +45,8 @@ pub enum Startup {
     GssEnc,
     /// Asks to cancel the query running on another connection.
     Cancel(CancelRequest),
+    /// A cancel passed on by a connector of the group (see [`PEER_CANCEL_REQUEST_CODE`]).
+    PeerCancel(CancelRequest),
     /// Opens a session.
     Startup(StartupMessage),
 }
@@ -52,7 +57,8 @@ impl Startup {
         match self {
             Self::Ssl => encode_request(buf, SSL_REQUEST_CODE),
             Self::GssEnc => encode_request(buf, GSSENC_REQUEST_CODE),
-            Self::Cancel(cancel) => cancel.encode(buf),
+            Self::Cancel(cancel) => cancel.encode_with_code(buf, CANCEL_REQUEST_CODE),
+            Self::PeerCancel(cancel) => cancel.encode_with_code(buf, PEER_CANCEL_REQUEST_CODE),
             Self::Startup(msg) => buf.put_slice(msg.frame()),
         }
     }
@@ -94,7 +100,7 @@ pub fn try_startup(buf: &mut BytesMut) -> Result<Option<Startup>, WireError> {
         }
         SSL_REQUEST_CODE | GSSENC_REQUEST_CODE => {}
         // `len` may be below the 12 bytes before the key; saturating makes that a zero-length key.
-        CANCEL_REQUEST_CODE => check_key_len(len.saturating_sub(12))?,
+        CANCEL_REQUEST_CODE | PEER_CANCEL_REQUEST_CODE => check_key_len(len.saturating_sub(12))?,
         _ if code >> 16 == 3 => {}
         _ if code >> 16 == REQUEST_CODE_MAJOR => return Err(WireError::UnknownStartupCode(code)),
         _ => return Err(WireError::UnsupportedProtocol { major: (code >> 16) as u16, minor: code as u16 }),
@@ -107,6 +113,7 @@ pub fn try_startup(buf: &mut BytesMut) -> Result<Option<Startup>, WireError> {
         SSL_REQUEST_CODE => Startup::Ssl,
         GSSENC_REQUEST_CODE => Startup::GssEnc,
         CANCEL_REQUEST_CODE => Startup::Cancel(CancelRequest::decode(frame)?),
+        PEER_CANCEL_REQUEST_CODE => Startup::PeerCancel(CancelRequest::decode(frame)?),
         _ => Startup::Startup(StartupMessage::decode(frame)?),
     }))
 }
@@ -136,6 +143,15 @@ mod tests {
         };
         assert_eq!(cancel.pid, 12345);
         assert_eq!(&cancel.secret_key[..], b"\xde\xad\xbe\xef");
+    }
+
+    #[test]
+    fn a_cancel_passed_between_peers_is_told_from_a_clients() {
+        let request = CancelRequest { pid: 7, secret_key: Bytes::from_static(b"\x02key") };
+        let mut wire = BytesMut::new();
+        Startup::PeerCancel(request.clone()).encode(&mut wire);
+        assert_eq!(&wire[4..8], PEER_CANCEL_REQUEST_CODE.to_be_bytes());
+        assert_eq!(try_startup(&mut wire).unwrap(), Some(Startup::PeerCancel(request)));
     }
 
     #[test]
