@@ -2,8 +2,9 @@
 // control plane that run.sh started (demo sessions, a connector, PostgreSQL).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 
@@ -13,6 +14,11 @@ const READER_KEY = required('READER_KEY');
 /** A reader key of an organization with no sessions at all. */
 const EMPTY_ORG_KEY = required('EMPTY_ORG_KEY');
 const PROXY_PORT = required('PROXY_PORT');
+/** psql's connection through the connector, to the local PostgreSQL. */
+const THROUGH_CONNECTOR = `host=127.0.0.1 port=${PROXY_PORT} user=postgres dbname=postgres sslmode=disable`;
+/** The binary under test: its CLI works on the control plane's store (GATEHOUSE_DATA_DIR). */
+const GATEHOUSE_BIN = required('GATEHOUSE_BIN');
+required('GATEHOUSE_DATA_DIR');
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -69,10 +75,10 @@ async function loaded(page, previous) {
 const loadMark = (page) => page.evaluate(() => document.body.dataset.loaded);
 const refreshMark = (page) => page.evaluate(() => Number(document.body.dataset.refreshes || 0));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-/** Waits until `ready()` (checked here, in the test) holds. */
+/** Waits until `ready()` (checked here, in the test; it may be async) holds. */
 async function until(ready, what) {
   for (let i = 0; i < 200; i++) {
-    if (ready()) return;
+    if (await ready()) return;
     await sleep(50);
   }
   throw new Error(`gave up waiting: ${what}`);
@@ -1070,14 +1076,20 @@ test('CSV export neutralises cells a spreadsheet would run as formulas', async (
 
 /** A psql session through the connector, kept open until `end()`. */
 function psqlSession(marker) {
-  const child = spawn('psql', ['-X', '-q', `host=127.0.0.1 port=${PROXY_PORT} user=postgres dbname=postgres sslmode=disable`],
-    { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('psql', ['-X', '-q', THROUGH_CONNECTOR], { stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => { output += d; });
   child.stderr.on('data', (d) => { output += d; });
   child.stdin.write(`select '${marker}' as marker;\n`);
   const exited = new Promise((resolve) => child.on('exit', resolve));
   return { child, exited, output: () => output, end: () => { child.stdin.end(); return exited; } };
+}
+
+/** `count` sessions through the connector, one after another: psql's \connect opens each anew. */
+async function shortSessions(count) {
+  const psql = spawn('psql', ['-X', '-q', THROUGH_CONNECTOR], { stdio: ['pipe', 'ignore', 'inherit'] });
+  psql.stdin.end('\\connect\n'.repeat(count - 1));
+  assert.equal(await new Promise((resolve) => psql.on('exit', resolve)), 0, 'psql connected each time');
 }
 
 /** A statement as ListSessionStatements answers it, completed unless `fields` say otherwise. */
@@ -1129,7 +1141,7 @@ test('an admin terminates a live psql session and sees it complete', async (t) =
 test('a statement keeps its line breaks in the detail', async (t) => {
   const marker = 'browser-multiline';
   const statement = `select 1 as first,\n  '${marker}' as marker,\n  'a\\b' as backslash`;
-  const psql = spawn('psql', ['-X', '-q', `host=127.0.0.1 port=${PROXY_PORT} user=postgres dbname=postgres sslmode=disable`, '-c', statement]);
+  const psql = spawn('psql', ['-X', '-q', THROUGH_CONNECTOR, '-c', statement]);
   await new Promise((resolve) => psql.on('exit', resolve));
   let id = '';
   for (let i = 0; i < 100 && !id; i++) {
@@ -1809,11 +1821,16 @@ test('on a phone the open session is modal: the page behind is inert and Tab sta
   assert.equal(await page.evaluate(() => document.activeElement.dataset.id), id, 'focus returns to the row');
 });
 
-test('sign out forgets the key', async (t) => {
+test('sign out forgets the key, not the view', async (t) => {
   const page = await open(t);
   await signIn(page);
+  await sessionButton(page, (await rowIds(page))[1]).click();
+  await page.waitForSelector('#detail .summary');
+  const view = page.url();
   await page.getByRole('button', { name: 'Sign out' }).click();
   assert.equal(await page.isVisible('#signin'), true);
+  assert.equal(await page.isVisible('#detail'), false);
+  assert.equal(page.url(), view, 'the open session stays in the URL, for the next sign-in');
   assert.equal(await page.evaluate(() => sessionStorage.getItem('gatehouse.apiKey')), null);
   assert.equal(await page.locator('#rows tr').count(), 0, 'no sessions left on the page');
   await page.reload();
@@ -1840,4 +1857,50 @@ test('Back after signing out stays on the sign-in page and calls nothing', async
   // Signed in again, the console shows the view the URL holds now.
   await signIn(page);
   assert.equal(await page.getAttribute('button[data-range="24h"]', 'aria-pressed'), 'true');
+});
+
+/** Runs the gatehouse CLI on the control plane's store; resolves to what it prints on stdout. */
+async function gatehouse(...args) {
+  const { stdout } = await promisify(execFile)(GATEHOUSE_BIN, args, { env: { ...process.env, RUST_LOG: 'warn' } });
+  return stdout.trim();
+}
+
+test('a key refused while a session is open signs out, and the next sign-in is back in the same view', async (t) => {
+  const key = await gatehouse('keys', 'create', '--org', 'default', '--role', 'reader', '--name', 'browser-revoked');
+  const { prefix } = (await callerKey(key)).body;
+  // A live session, then a page of 50 more: newest first, it leads page 2, which it keeps refreshing.
+  const since = new Date().toISOString();
+  const { id } = await liveSession(t, 'browser-refused-key');
+  const query = 'resource.name:"browser-pg"';
+  await shortSessions(50);
+  const recorded = async () => (await api('ListSessionsV2', { query, startTimestamp: since, limit: 100 })).body.sessions || [];
+  await until(async () => (await recorded()).length === 51, 'the short sessions are recorded');
+  assert.equal((await recorded())[50].id, id);
+
+  const page = await open(t, { path: `/?q=${encodeURIComponent(query)}&range=1h` });
+  await signIn(page, key);
+  const mark = await loadMark(page);
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await loaded(page, mark);
+  await sessionButton(page, id).click();
+  await page.waitForSelector('#detail .summary');
+  assert.equal(param(page, 'page'), '2');
+  assert.equal(param(page, 'session'), id);
+  const view = page.url();
+
+  await gatehouse('keys', 'revoke', prefix, '--org', 'default');
+  await page.waitForSelector('#signin', { timeout: 20_000 });
+  assert.match(await page.textContent('#signin-error'), /^Signed out: the API key was refused/);
+  assert.equal(page.url(), view, 'the URL keeps the whole view');
+
+  const signedOut = await loadMark(page);
+  await signIn(page, READER_KEY);
+  await loaded(page, signedOut);
+  await page.waitForSelector('#detail .summary');
+  assert.equal(page.url(), view);
+  assert.match(await page.textContent('#detail-title'), new RegExp(id), 'the same session open');
+  assert.equal(await page.locator(`#rows tr.selected[data-id="${id}"]`).count(), 1, 'on the same page');
+  assert.match(await page.textContent('#page-label'), /^Page 2 · sessions 51–/);
+  assert.equal(await queryBox(page), query);
+  assert.equal(await preset(page, '1h').getAttribute('aria-pressed'), 'true');
 });

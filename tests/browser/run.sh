@@ -70,7 +70,7 @@ mkdir -p artifacts
 say "browser tests (node --test, headless Chromium)"
 status=0
 GATEHOUSE_URL="http://127.0.0.1:$api_port" ADMIN_KEY="$admin_key" READER_KEY="$reader_key" \
-    EMPTY_ORG_KEY="$empty_org_key" PROXY_PORT="$proxy_port" \
+    EMPTY_ORG_KEY="$empty_org_key" PROXY_PORT="$proxy_port" GATEHOUSE_BIN="$bin" GATEHOUSE_DATA_DIR="$data" \
     node --test --test-concurrency=1 console.test.mjs || status=$?
 if [ "$status" != 0 ]; then
     echo "--- control plane log"; tail -n 40 "$work/serve.log"

@@ -623,7 +623,9 @@ function signOut(message = '') {
   failure = null;
   $('connection-note').textContent = '';
   exporting?.abort();
-  detail.close();
+  // The view stays in the URL as it is, its open session too: the next sign-in (with a key
+  // that replaces one refused or expired, say) shows it where it was.
+  detail.hide();
   listing = null;
   numHits = null;
   heldRows = null;

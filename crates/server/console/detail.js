@@ -191,6 +191,15 @@ export class Detail {
     // Escape typed in the search box beside the panel leaves focus there.
     const active = document.activeElement;
     const hadFocus = !active || active === document.body || this.root.contains(active);
+    this.hide();
+    this.onClose(id, hadFocus);
+  }
+
+  /**
+   * Takes the panel away, leaving the session open in the view (onClose is not called): on a
+   * sign-out the URL keeps it, so that the next sign-in shows it again.
+   */
+  hide() {
     this.loading?.abort();
     this.root.hidden = true;
     document.body.classList.remove('detail-open');
@@ -198,7 +207,6 @@ export class Detail {
     this.id = '';
     this.session = null;
     this.pages = null;
-    this.onClose(id, hadFocus);
   }
 
   /**
