@@ -968,6 +968,49 @@ test('a refresh waits while the pointer is on the table, so a click opens the se
   await page.unrouteAll({ behavior: 'ignoreErrors' });
 });
 
+/** The numbers the page shows of the sessions: matching, in the page label, the histogram's bars and a facet. */
+const shownCounts = (page) => page.evaluate(() => {
+  const number = (text) => Number(text.replace(/\D/g, ''));
+  return {
+    hits: number(document.getElementById('hits').textContent),
+    ofPage: number(document.getElementById('page-label').textContent.split(' of ')[1] || ''),
+    bars: [...document.querySelectorAll('#histogram svg g[data-count]')].reduce((sum, bar) => sum + Number(bar.dataset.count), 0),
+    facet: number(document.querySelector('button.facet[data-field="resource.name"][data-value="browser-pg"] .facet-count').textContent),
+  };
+});
+
+test('while the pointer is on the table the counts wait with the rows, and both move on when it leaves', async (t) => {
+  // The connector's resource, whose sessions only the tests make: the counts move by theirs alone.
+  const query = 'resource.name:"browser-pg"';
+  await shortSessions(2);
+  await waitForSession(query);
+  const page = await open(t, { path: `/?q=${encodeURIComponent(query)}` });
+  await signIn(page);
+  const ids = await rowIds(page);
+  const counts = await shownCounts(page);
+  assert.ok(counts.hits >= 2);
+  assert.deepEqual(counts, { hits: counts.hits, ofPage: counts.hits, bars: counts.hits, facet: counts.hits }, 'the numbers agree');
+  await page.locator('#rows tr[data-id]').nth(1).hover();
+
+  const since = new Date().toISOString();
+  await shortSessions(3);
+  await until(async () => (await api('ListSessionsV2', { query, startTimestamp: since })).body.sessions?.length === 3,
+    'the new sessions are recorded');
+  // The first may have asked before they were.
+  await nextRefresh(page);
+  await nextRefresh(page);
+  assert.deepEqual(await rowIds(page), ids, 'the rows under the pointer stay');
+  assert.deepEqual(await shownCounts(page), counts, 'and so do the counts around them');
+  assert.equal(await page.textContent('#rows-held'), 'Newer sessions and counts wait until the pointer leaves the table');
+  await page.screenshot({ path: `${ARTIFACTS}held-1280.png` });
+
+  await page.mouse.move(5, 5);
+  await page.waitForFunction((first) => document.querySelector('#rows tr[data-id]').dataset.id !== first, ids[0]);
+  const hits = counts.hits + 3;
+  assert.deepEqual(await shownCounts(page), { hits, ofPage: hits, bars: hits, facet: hits }, 'all move on together');
+  assert.equal(await page.isVisible('#rows-held'), false);
+});
+
 test('on a slow control plane one load runs at a time and the last action wins', async (t) => {
   const page = await open(t);
   await signIn(page);

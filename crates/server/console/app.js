@@ -26,10 +26,11 @@ let current = null;
 let exporting = null;
 let refreshes = 0;
 /**
- * A refresh's listing held back while the pointer is on the table (see
- * holdingRows): `{ seq, apply }`, applied when the pointer leaves.
+ * A refresh's answers held back while the pointer is on the table (see holdingRefresh):
+ * `{ seq, show }`, shown when the pointer leaves. The rows and the counts around them (hits,
+ * histogram, facets, page label) wait together, so that they always describe the same answers.
  */
-let heldRows = null;
+let heldRefresh = null;
 /**
  * Whether the key's organization has any session at all, in any window: null until an empty
  * listing makes it worth asking. An empty organization's table says how to get sessions.
@@ -133,30 +134,39 @@ async function load({ refresh = false } = {}) {
 async function loadView(seq, signal, refresh) {
   const shown = view;
   if (!refresh) {
-    // Rows held back for the pointer belong to the view being left.
-    heldRows = null;
+    // A refresh held back for the pointer belongs to the view being left.
+    heldRefresh = null;
     showHeld();
     syncControls();
     showLoading();
   }
+  // A new view draws each part as its answer lands. A refresh draws nothing until all its
+  // answers are in, then every part at once (or once the pointer leaves the table): the rows
+  // and the counts on screen never come from two different answers.
+  const parts = [];
+  const draw = refresh ? (part) => parts.push(part) : (part) => part();
   const now = Date.now();
   const win = windowOf(shown, now);
   // A refresh of an older page only updates its rows: counts change with new sessions only.
   // After a failure they may be missing, though.
   const aggregations = refresh && shown.cursor && !failure
     ? Promise.resolve(null)
-    : loadAggregations(shown, win, now, seq, signal, refresh);
-  const listFailure = await loadListing(shown, win, now, seq, signal, refresh);
+    : loadAggregations(shown, win, now, seq, signal, refresh, draw);
+  const listFailure = await loadListing(shown, win, now, seq, signal, refresh, draw);
   if (seq !== loads) return;
-  updatePager();
+  draw(updatePager);
   const aggregationsFailure = await aggregations;
   if (seq !== loads) return;
+  if (refresh) showRefresh(seq, () => parts.forEach((part) => part()));
   showFailure(listFailure, aggregationsFailure, refresh);
   document.body.dataset.loaded = String(seq);
 }
 
-/** The table's rows. Returns the error of a failure that is not the query's, for showFailure. */
-async function loadListing(shown, win, now, seq, signal, refresh) {
+/**
+ * The table's rows, drawn by `draw` (loadView). Returns the error of a failure that is not the
+ * query's, for showFailure.
+ */
+async function loadListing(shown, win, now, seq, signal, refresh, draw) {
   const request = listRequest(shown, win);
   if (shown.cursor) request.cursor = shown.cursor;
   try {
@@ -164,18 +174,14 @@ async function loadListing(shown, win, now, seq, signal, refresh) {
     if ((result.sessions || []).length) anySessions = true;
     else if (!anySessions) anySessions = await hasAnySession(signal);
     if (seq !== loads) return null;
-    const apply = () => {
+    draw(() => {
       listing = result;
       anchor = now;
       showQueryError('');
       $('window-label').textContent = windowLabel(shown);
       const empty = anySessions === false ? NO_SESSIONS_YET : undefined;
       renderTable($('rows'), result.sessions || [], { selected: detail.id, onOpen: openSession, empty });
-    };
-    heldRows = null;
-    if (refresh && holdingRows()) heldRows = { seq, apply };
-    else apply();
-    showHeld();
+    });
     return null;
   } catch (err) {
     if (seq !== loads || handleAuth(err)) return null;
@@ -189,11 +195,13 @@ async function loadListing(shown, win, now, seq, signal, refresh) {
     const queryRefused = err.code === 'invalid_argument';
     // A failed refresh keeps the rows it would have replaced; a new view has none to keep.
     if (refresh && !queryRefused) return err;
-    listing = null;
-    showQueryError(queryRefused ? err.message : '');
-    $('window-label').textContent = windowLabel(shown);
-    const why = queryRefused ? 'Nothing to show: fix the query above.' : 'The sessions could not be loaded: see the message above.';
-    $('rows').replaceChildren(el('tr', {}, el('td', { colspan: 8, class: 'empty', text: why })));
+    draw(() => {
+      listing = null;
+      showQueryError(queryRefused ? err.message : '');
+      $('window-label').textContent = windowLabel(shown);
+      const why = queryRefused ? 'Nothing to show: fix the query above.' : 'The sessions could not be loaded: see the message above.';
+      $('rows').replaceChildren(el('tr', {}, el('td', { colspan: 8, class: 'empty', text: why })));
+    });
     return queryRefused ? null : err;
   } finally {
     if (seq === loads) $('sessions-table').removeAttribute('aria-busy');
@@ -218,22 +226,26 @@ let pointerOnTable = false;
  * another. Keyboard focus needs no hold: the focused row keeps focus by its
  * session (renderTable), so Enter opens the session it names.
  */
-const holdingRows = () => pointerOnTable;
+const holdingRefresh = () => pointerOnTable;
 
-/** The held refresh, when no load came after it: the pager's cursors are the rows' own. */
-function applyHeldRows() {
-  const held = heldRows;
-  heldRows = null;
-  if (held && held.seq === loads && !current) {
-    held.apply();
-    updatePager();
-  }
+/** Shows a refresh's answers (`show` draws them all), or holds them while holdingRefresh. */
+function showRefresh(seq, show) {
+  heldRefresh = holdingRefresh() ? { seq, show } : null;
+  if (!heldRefresh) show();
   showHeld();
 }
 
-/** Says that the table waits: what it shows is older than the counts above it. */
+/** The held refresh, when no load came after it: the pager's cursors are the rows' own. */
+function showHeldRefresh() {
+  const held = heldRefresh;
+  heldRefresh = null;
+  if (held && held.seq === loads && !current) held.show();
+  showHeld();
+}
+
+/** Says that a refresh waits: the rows and counts shown are older than its answers. */
 function showHeld() {
-  $('rows-held').hidden = !heldRows;
+  $('rows-held').hidden = !heldRefresh;
 }
 
 // Tracked by events, not :hover, which a phone leaves on the row last tapped.
@@ -241,7 +253,7 @@ function showHeld() {
 $('sessions-table').addEventListener('pointerenter', () => { pointerOnTable = true; });
 $('sessions-table').addEventListener('pointerleave', () => {
   pointerOnTable = false;
-  applyHeldRows();
+  showHeldRefresh();
 });
 
 /**
@@ -286,8 +298,11 @@ function showLoading() {
   for (const id of ['sessions-table', 'histogram', 'facets']) $(id).setAttribute('aria-busy', 'true');
 }
 
-/** The histogram and facets. Returns the first failure that is not the query's, for showFailure. */
-async function loadAggregations(shown, win, now, seq, signal, refresh) {
+/**
+ * The histogram and facets, drawn by `draw` (loadView). Returns the first failure that is not
+ * the query's, for showFailure.
+ */
+async function loadAggregations(shown, win, now, seq, signal, refresh, draw) {
   const base = {};
   if (shown.q.trim()) base.query = shown.q.trim();
   if (win.start) base.startTimestamp = win.start;
@@ -314,9 +329,11 @@ async function loadAggregations(shown, win, now, seq, signal, refresh) {
   try {
     const result = await histogramCall;
     if (seq !== loads) return null;
-    numHits = Number(result.numHits || 0);
-    $('hits').textContent = `· ${formatCount(numHits)} matching`;
-    histogram.show((result.aggregations || {}).logsOverTime || []);
+    draw(() => {
+      numHits = Number(result.numHits || 0);
+      $('hits').textContent = `· ${formatCount(numHits)} matching`;
+      histogram.show((result.aggregations || {}).logsOverTime || []);
+    });
   } catch (err) {
     fail(err, () => {
       numHits = null;
@@ -327,11 +344,11 @@ async function loadAggregations(shown, win, now, seq, signal, refresh) {
     if (seq === loads) $('histogram').removeAttribute('aria-busy');
   }
   if (seq !== loads) return null;
-  updatePager();
+  draw(updatePager);
   try {
     const result = await facetsCall;
     if (seq !== loads) return null;
-    renderFacets($('facets'), result.aggregations || {}, (field, value) => restart({ q: addTerm(queryText(), field, value) }));
+    draw(() => renderFacets($('facets'), result.aggregations || {}, (field, value) => restart({ q: addTerm(queryText(), field, value) })));
   } catch (err) {
     fail(err, () => $('facets').replaceChildren(el('p', { class: 'muted', text: 'Facet counts are unavailable.' })));
   } finally {
@@ -628,7 +645,7 @@ function signOut(message = '') {
   detail.hide();
   listing = null;
   numHits = null;
-  heldRows = null;
+  heldRefresh = null;
   anySessions = null;
   $('caller').hidden = true;
   $('caller').replaceChildren();
