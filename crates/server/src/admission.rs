@@ -6,7 +6,8 @@
 //! - An organization's reads (every method a reader key may call) run [`READS_PER_ORG`] at a time, each until its answer is sent: a
 //!   page may be tens of MiB, and one key asking for many at once, or reading them slowly,
 //!   would otherwise take the memory and cores every other organization and the connectors
-//!   need. More wait their turn, up to [`READ_WAIT`].
+//!   need. More wait their turn, up to [`READ_WAIT`]. A read takes its turn once its request
+//!   has come whole: one whose body is slow to come, or never does, holds none.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::{Authenticator, Guard};
 use crate::connection::Held;
+use crate::grpc_web_text::MAX_TEXT_BYTES;
 use crate::metrics::Metrics;
 
 /// The refusal, in the protocol of the request: this runs before gRPC-Web's text mode is
@@ -98,20 +100,29 @@ impl Admission {
 /// The middleware: admits the call, or answers it with the refusal in its own protocol.
 pub async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let (mut parts, body) = request.into_parts();
+    let (mut parts, mut body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let guard = Guard::of(&path);
+    let refused = |error: ConnectError, headers: &http::HeaderMap| {
+        if admission.methods.contains(&path) {
+            admission.metrics.call(&path, error.code.as_str(), Some(started.elapsed().as_secs_f64()));
+        }
+        refusal(error, headers)
+    };
     if let Err(error) = admission.auth.admit(Some(&path), &parts.headers, &mut parts.extensions).await {
         // Read and dropped, not kept: an HTTP/1.1 client still sending its body when the
         // answer came and the connection closed would see a broken pipe, not the refusal.
         discard(body).await;
-        if admission.methods.contains(&path) {
-            admission.metrics.call(&path, error.code.as_str(), Some(started.elapsed().as_secs_f64()));
-        }
-        return refusal(error, &parts.headers);
+        return refused(error, &parts.headers);
     }
     let turn = match (guard == Guard::Api(Role::Reader), parts.extensions.get::<Caller>()) {
         (true, Some(caller)) => {
+            // The request whole first (within the connection's time for a body): a turn held
+            // while a body trickles in, or never comes, would be taken from the organization.
+            match crate::body::whole(body, MAX_TEXT_BYTES).await {
+                Ok(bytes) => body = Body::from(bytes),
+                Err(error) => return refused(error, &parts.headers),
+            }
             let reads = admission.reads_of(caller.org);
             match tokio::time::timeout(admission.read_wait, reads.acquire_owned()).await {
                 Ok(Ok(permit)) => Some(permit),
@@ -122,10 +133,7 @@ pub async fn admit(State(admission): State<Arc<Admission>>, request: Request, ne
                         admission.reads_per_org,
                         admission.read_wait.as_secs_f64()
                     ));
-                    if admission.methods.contains(&path) {
-                        admission.metrics.call(&path, error.code.as_str(), Some(started.elapsed().as_secs_f64()));
-                    }
-                    return refusal(error, &parts.headers);
+                    return refused(error, &parts.headers);
                 }
             }
         }
@@ -143,6 +151,7 @@ mod tests {
     use std::sync::Arc;
 
     use axum::routing::post;
+    use futures::StreamExt as _;
     use gatehouse_store::sqlite::SqliteStore;
     use tempfile::TempDir;
     use tokio::sync::Notify;
@@ -204,6 +213,27 @@ mod tests {
         assert_eq!(response.expect("answered without the body").unwrap().status(), http::StatusCode::UNAUTHORIZED);
         let response = app.oneshot(call(LIST, Some("gh_nope_nope"))).await.unwrap();
         assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
+    }
+
+    /// Found by a review: two requests whose bodies never came held an organization's two
+    /// turns, and every other read of it waited 30 s, for as long as the two were sent again.
+    #[tokio::test]
+    async fn a_read_whose_body_has_not_come_holds_no_turn() {
+        let (app, [acme, _], mut starts, release, _dir) = service(1).await;
+        let never_ends = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"limit\":"))])
+            .chain(futures::stream::pending());
+        let request = http::Request::post(LIST)
+            .header("content-type", "application/json")
+            .header("x-api-key", &acme)
+            .body(Body::from_stream(never_ends))
+            .unwrap();
+        let stalled = tokio::spawn(app.clone().oneshot(request));
+        let read = tokio::spawn(app.clone().oneshot(call(LIST, Some(&acme))));
+        tokio::time::timeout(Duration::from_secs(5), starts.recv()).await.expect("the whole read got the turn");
+        release.notify_waiters();
+        assert_eq!(read.await.unwrap().unwrap().status(), http::StatusCode::OK);
+        assert!(!stalled.is_finished(), "still waiting for its body");
+        stalled.abort();
     }
 
     #[tokio::test]

@@ -20,6 +20,9 @@ use http_body_util::BodyExt;
 use crate::MAX_REQUEST_BYTES;
 
 const TEXT: &str = "application/grpc-web-text";
+/// The largest request body in gRPC-Web's text mode: base64 takes 4 bytes for 3, and the
+/// binary limit applies after decoding.
+pub const MAX_TEXT_BYTES: usize = MAX_REQUEST_BYTES / 3 * 4 + 4096;
 
 /// Passes other requests through unchanged.
 pub async fn translate(request: Request, next: Next) -> Response {
@@ -30,10 +33,9 @@ pub async fn translate(request: Request, next: Next) -> Response {
     };
     let binary = format!("application/grpc-web{suffix}");
     let (mut parts, body) = request.into_parts();
-    // Base64 takes 4 bytes for 3: the binary limit applies after decoding.
-    let text = match axum::body::to_bytes(body, MAX_REQUEST_BYTES / 3 * 4 + 4096).await {
+    let text = match crate::body::whole(body, MAX_TEXT_BYTES).await {
         Ok(text) => text,
-        Err(_) => return grpc_refusal(&content_type, ErrorCode::ResourceExhausted, "the request body is too large"),
+        Err(error) => return grpc_refusal(&content_type, error.code, error.message.as_deref().unwrap_or_default()),
     };
     let Some(decoded) = decode(&text) else {
         return grpc_refusal(&content_type, ErrorCode::InvalidArgument, "the grpc-web-text body is not base64");

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use connectrpc::ErrorCode;
+use connectrpc::ConnectError;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 
@@ -24,7 +24,6 @@ use crate::error::json_refusal;
 const NOT_AN_OBJECT_MESSAGE: &str = "the request message must be a JSON object, such as {\"limit\": 10}";
 const NOT_AN_OBJECT: &str =
     r#"{"code":"invalid_argument","message":"the request message must be a JSON object, such as {\"limit\": 10}"}"#;
-const TOO_LARGE: &str = r#"{"code":"resource_exhausted","message":"the request body is over 4 MiB"}"#;
 
 /// How a request carries a JSON message.
 enum Framing {
@@ -47,10 +46,11 @@ pub async fn require(request: Request, next: Next) -> Response {
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
-        return json_refusal(StatusCode::TOO_MANY_REQUESTS, TOO_LARGE);
-    };
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let bytes = match crate::body::whole(body, MAX_REQUEST_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error) => return refuse(&framing, &parts.headers, error),
+    };
     let object = match framing {
         Framing::Plain => is_object_or_empty(&bytes, header(CONTENT_ENCODING.as_str())),
         // The first message; one cut short is left to the decoder.
@@ -68,15 +68,21 @@ pub async fn require(request: Request, next: Next) -> Response {
         },
     };
     if !object {
-        return match framing {
-            Framing::Plain => json_refusal(StatusCode::BAD_REQUEST, NOT_AN_OBJECT),
-            Framing::Enveloped => {
-                let content_type = header(CONTENT_TYPE.as_str()).unwrap_or("application/grpc+json");
-                crate::error::grpc_refusal(content_type, ErrorCode::InvalidArgument, NOT_AN_OBJECT_MESSAGE)
-            }
-        };
+        return refuse(&framing, &parts.headers, ConnectError::invalid_argument(NOT_AN_OBJECT_MESSAGE));
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// `error` in the request's framing: a Connect error, or gRPC's status headers.
+fn refuse(framing: &Framing, headers: &HeaderMap, error: ConnectError) -> Response {
+    match framing {
+        Framing::Plain => error.into_http_response(headers).map(Body::new),
+        Framing::Enveloped => {
+            let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let message = error.message.as_deref().unwrap_or_default();
+            crate::error::grpc_refusal(content_type.unwrap_or("application/grpc+json"), error.code, message)
+        }
+    }
 }
 
 /// How a request carries a JSON message, if it does.

@@ -29,6 +29,7 @@
 pub mod admission;
 pub mod aggregations;
 pub mod auth;
+mod body;
 pub mod clock;
 mod compression;
 pub mod connection;
@@ -272,7 +273,7 @@ async fn serve_until<L>(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
-    L: axum::serve::Listener,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let builder = connection::builder(&limits);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.connections));
@@ -298,12 +299,14 @@ async fn serve_until<L>(
         let io = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            (io, _) = listener.accept() => io,
+            accepted = listener.accept() => accepted,
         };
         if connections.available_permits() > 0 {
             at_limit = false;
         }
-        let serving = connection::serve(io, app.clone(), builder.clone(), limits, metrics.clone(), closing.clone());
+        let (io, client) = io;
+        let serving =
+            connection::serve(io, client, app.clone(), builder.clone(), limits, metrics.clone(), closing.clone());
         tracker.spawn(async move {
             serving.await;
             drop(permit);
