@@ -9,8 +9,10 @@
 //! nothing else.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ConnectInfo;
 use connectrpc::{ConnectError, ErrorCode};
 use gatehouse_core::time::now_micros;
 use gatehouse_core::{Caller, Micros, OrgId, Role};
@@ -244,11 +246,14 @@ impl Authenticator {
             let key = presented_key(headers).ok().and_then(key_prefix).map(|(_, prefix)| prefix);
             let (method, code) = (path.unwrap_or_default(), error.code.as_str());
             let reason = error.message.as_deref().unwrap_or_default();
+            // Where a burst of guesses comes from.
+            let client = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+            let client = client.as_deref().unwrap_or_default();
             // A key that cannot be checked (the store unreachable) is an outage, not a refusal.
             if error.code == ErrorCode::Unavailable || error.code == ErrorCode::DeadlineExceeded {
-                tracing::warn!(method, key, code, reason, "could not check a call's key");
+                tracing::warn!(method, key, code, reason, client, "could not check a call's key");
             } else if self.refusals.admit() {
-                tracing::info!(method, key, code, reason, "refused a call");
+                tracing::info!(method, key, code, reason, client, "refused a call");
             }
         }
         admitted

@@ -4,6 +4,7 @@
 //! for a client that stops taking its answers, and a number of connections.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use bytes::{Buf, Bytes};
 use http::Request;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -88,6 +90,7 @@ pub(crate) fn builder(limits: &Limits) -> Builder<TokioExecutor> {
 /// [`Limits::stall`] (counted in `metrics`).
 pub(crate) async fn serve<I>(
     io: I,
+    client: SocketAddr,
     app: axum::Router,
     builder: Builder<TokioExecutor>,
     limits: Limits,
@@ -106,10 +109,12 @@ pub(crate) async fn serve<I>(
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let busy = Busy::new(&activity);
             // No body to wait for (a GET): no timer either.
-            let request = request.map(|body| match body.is_end_stream() {
+            let mut request = request.map(|body| match body.is_end_stream() {
                 true => Body::new(body),
                 false => Body::new(Deadline::new(body, limits.body)),
             });
+            // Whose call it is, for the security log.
+            request.extensions_mut().insert(ConnectInfo(client));
             let response = app.clone().oneshot(request);
             async move { Ok::<_, std::convert::Infallible>(response.await?.map(|body| Body::new(Held::new(body, busy)))) }
         })
