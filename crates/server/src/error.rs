@@ -16,7 +16,8 @@ pub fn store_error(err: StoreError) -> ConnectError {
             tracing::warn!(error = %err, source = ?std::error::Error::source(&err), "store statement timed out");
             ConnectError::new(
                 ErrorCode::DeadlineExceeded,
-                "the query took longer than the store allows: narrow the time window, or use fewer bare and prefix terms",
+                "the store stopped this call's query at its statement timeout: retry (the store may be busy \
+                 or locked); a search can narrow its time window, or use fewer bare and prefix terms",
             )
         }
         _ => {

@@ -322,6 +322,47 @@ async fn a_store_survives_its_connections_being_killed() {
     let _ = admin.close().await;
 }
 
+/// Found by a review: a store whose role lost its CONNECT privilege (an operator fencing it
+/// off) answered `internal`, as if a bug, where it is unavailable until given it back.
+#[tokio::test]
+async fn a_store_its_role_may_not_connect_to_is_unavailable() {
+    let db = TestDatabase::create().await;
+    let role = format!("{}_role", db.name);
+    let mut admin = admin().await;
+    admin.execute(format!("CREATE ROLE {role} LOGIN").as_str()).await.unwrap();
+    admin.execute(format!("ALTER DATABASE {} OWNER TO {role}", db.name).as_str()).await.unwrap();
+    // The schema is the database's own: its owner is set from within it.
+    let mut inside = PgConnection::connect_with(&db.options()).await.unwrap();
+    inside.execute(format!("ALTER SCHEMA public OWNER TO {role}").as_str()).await.unwrap();
+    let _ = inside.close().await;
+    let store = PgStore::connect_with(db.options().username(&role), small_pool()).await.unwrap();
+    let org = store.ensure_org("acme").await.unwrap().id;
+    admin.execute(format!("REVOKE CONNECT ON DATABASE {} FROM PUBLIC, {role}", db.name).as_str()).await.unwrap();
+    kill_connections(&db).await;
+    let mut refused = None;
+    for _ in 0..5 {
+        match store.get_session(org, "s1").await {
+            Err(error) => refused = Some(error),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+        if refused.is_some() {
+            break;
+        }
+    }
+    assert!(matches!(refused, Some(StoreError::Unavailable(_))), "{refused:?}");
+    admin.execute(format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name).as_str()).await.unwrap();
+    assert!(store.get_session(org, "s1").await.unwrap().is_none(), "available again");
+    drop(store);
+    kill_connections(&db).await;
+    admin.execute(format!("ALTER DATABASE {} OWNER TO postgres", db.name).as_str()).await.unwrap();
+    let mut inside = PgConnection::connect_with(&db.options()).await.unwrap();
+    inside.execute("ALTER SCHEMA public OWNER TO postgres").await.unwrap();
+    inside.execute(format!("REASSIGN OWNED BY {role} TO postgres").as_str()).await.unwrap();
+    let _ = inside.close().await;
+    admin.execute(format!("DROP ROLE {role}").as_str()).await.unwrap();
+    let _ = admin.close().await;
+}
+
 const NOW: i64 = 1_717_243_200_000_000;
 const SECOND: i64 = 1_000_000;
 const SESSIONS: usize = 50_000;

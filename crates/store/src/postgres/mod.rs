@@ -434,11 +434,12 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
             // shutdown, cannot connect now; 53300: too many connections;
             // 25006: read-only transaction (a standby during failover);
             // 55000: the database does not allow connections (for maintenance); 3D000: no
-            // such database, 28000/28P01: refused login (a misconfigured or dropped store).
+            // such database, 28000/28P01: refused login, 42501: no CONNECT privilege on it
+            // (a misconfigured, dropped or fenced-off store).
             code.starts_with("08")
                 || matches!(
                     &*code,
-                    "57P01" | "57P02" | "57P03" | "53300" | "25006" | "55000" | "3D000" | "28000" | "28P01"
+                    "57P01" | "57P02" | "57P03" | "53300" | "25006" | "55000" | "3D000" | "28000" | "28P01" | "42501"
                 )
         }),
         _ => false,
