@@ -291,7 +291,7 @@ async fn a_cancel_reaching_another_connector_of_the_group_is_passed_to_its_sessi
     assert_eq!(key.secret_key[0], 1, "a key names its connector");
     let marker = unique("gh_peer_cancel");
     let mut query = BytesMut::new();
-    Query::new(&format!("select pg_sleep(30) /* {marker} */")).encode(&mut query);
+    Query::new(format!("select pg_sleep(30) /* {marker} */")).encode(&mut query);
     raw.send(&query).await;
     let check = direct().await;
     while backends_running(&check, &marker).await.is_empty() {

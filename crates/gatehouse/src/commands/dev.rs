@@ -223,6 +223,8 @@ async fn dev_connector(
         tls: None,
         identity: Default::default(),
         credentials: Vec::new(),
+        peer_id: None,
+        peers: Vec::new(),
         source: None,
         listeners_from_file: Vec::new(),
     })
