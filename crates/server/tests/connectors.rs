@@ -5,6 +5,7 @@
 
 mod harness;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use connectrpc::client::{ClientConfig, HttpClient};
@@ -14,9 +15,12 @@ use gatehouse_proto::gatehouse::connector::v1::{self as wire, ConnectorServiceCl
 use gatehouse_server::auth::create_api_key;
 use gatehouse_server::convert::{duration, timestamp};
 use gatehouse_server::registry::{create_connector, create_resource, replace_connector_key};
-use gatehouse_store::KeyReplacement;
+use gatehouse_store::postgres::{PgOptions, PgStore};
+use gatehouse_store::{KeyReplacement, Store};
 use harness::*;
 use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
 
 type Client = ConnectorServiceClient<HttpClient>;
 
@@ -514,6 +518,115 @@ async fn silent_connectors_lose_their_sessions_after_the_lease() {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the ghost session was never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh PostgreSQL database, owned by a role of its own so that it can be refused the
+/// database as the review did (superusers are never refused): dropped, role too, with this
+/// guard. Named like the store tests' databases, whose cleanup of day-old leftovers covers it.
+struct OwnDatabase {
+    name: String,
+}
+
+impl OwnDatabase {
+    const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    fn admin_options() -> PgConnectOptions {
+        let url = std::env::var("GATEHOUSE_TEST_DATABASE_URL").unwrap_or_else(|_| Self::ADMIN_URL.into());
+        url.parse().expect("GATEHOUSE_TEST_DATABASE_URL is a PostgreSQL URL")
+    }
+
+    /// Runs `statements` on the admin connection.
+    async fn admin(statements: &[String]) {
+        let mut admin = PgConnection::connect_with(&Self::admin_options())
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL (set GATEHOUSE_TEST_DATABASE_URL): {e}"));
+        for statement in statements {
+            admin.execute(statement.as_str()).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        let _ = admin.close().await;
+    }
+
+    async fn create() -> Self {
+        let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let name = format!("gh_test_{seconds}_{}_lease", std::process::id());
+        Self::admin(&[format!("CREATE ROLE {name} LOGIN"), format!("CREATE DATABASE {name} OWNER {name}")]).await;
+        Self { name }
+    }
+
+    /// The store, connected as the database's own role.
+    async fn store(&self) -> Arc<dyn Store> {
+        let options = Self::admin_options().database(&self.name).username(&self.name);
+        Arc::new(PgStore::connect_with(options, PgOptions::default()).await.unwrap())
+    }
+
+    /// Refuses the role new connections, and ends those it has.
+    async fn refuse(&self) {
+        let name = &self.name;
+        Self::admin(&[
+            format!("REVOKE CONNECT ON DATABASE {name} FROM PUBLIC, {name}"),
+            format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'"),
+        ])
+        .await;
+    }
+
+    async fn admit(&self) {
+        Self::admin(&[format!("GRANT CONNECT ON DATABASE {0} TO {0}", self.name)]).await;
+    }
+}
+
+impl Drop for OwnDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on a future.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(Self::admin(&[
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("DROP ROLE IF EXISTS {name}"),
+            ]));
+        })
+        .join();
+    }
+}
+
+/// A store that refuses the control plane for longer than the lease takes no connector for
+/// gone when it answers again, though its refusal (CONNECT revoked, as a review did) is neither
+/// "unreachable" nor "timed out": the sweep's own failed passes hold it off a lease from the
+/// store's return, so a connector still heartbeating keeps its session. One that then falls
+/// silent loses it a lease later.
+#[tokio::test]
+async fn a_store_refusing_the_control_plane_past_the_lease_completes_no_live_session() {
+    const LEASE: Duration = Duration::from_secs(3);
+    let db = OwnDatabase::create().await;
+    let s = setup(Harness::start_on(db.store().await, LEASE).await).await;
+    s.connector.hello(hello("run-1", &[])).await.unwrap();
+    report(&s.connector, vec![event("live", 0, start(&s.resource_id, now_micros()))]).await;
+    let status = async || {
+        let (_, body) = s.h.call("GetSession", json!({"session_id": "live"})).await;
+        body["session"]["sessionStatus"].as_str().map(str::to_owned)
+    };
+    // Past the hold that follows the start, the sweep completes what it finds silent.
+    tokio::time::sleep(LEASE + Duration::from_secs(1)).await;
+    s.connector.heartbeat(heartbeat()).await.unwrap();
+
+    db.refuse().await;
+    tokio::time::sleep(LEASE * 2).await;
+    db.admit().await;
+    // Heartbeats come a while after the store is back (the connector retries at its own pace).
+    let back = tokio::time::Instant::now();
+    while back.elapsed() < LEASE / 2 {
+        assert_ne!(status().await.as_deref(), Some("completed"), "{:?} after the store came back", back.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.connector.heartbeat(heartbeat()).await.unwrap();
+    assert_eq!(status().await.as_deref(), Some("active"));
+
+    // Silent from now, the connector is taken for gone a lease later.
+    let silent = tokio::time::Instant::now();
+    while status().await.as_deref() != Some("completed") {
+        assert!(silent.elapsed() < LEASE * 3, "the session of a silent connector was never completed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

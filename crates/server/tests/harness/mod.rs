@@ -1,4 +1,4 @@
-//! Starts a real control plane on an ephemeral port over a fresh SQLite file.
+//! Starts a real control plane on an ephemeral port over a fresh SQLite file (or a store given).
 
 #![allow(dead_code)]
 
@@ -22,7 +22,8 @@ pub struct Harness {
     /// Shuts the server down when sent to (or dropped); `serving` then ends.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    /// The SQLite store's directory, when the harness made the store.
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub const MINUTE: i64 = 60_000_000;
@@ -45,6 +46,21 @@ impl Harness {
     async fn start_with(lease: std::time::Duration, limits: gatehouse_server::connection::Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("g.db")).await.unwrap());
+        Self::serve(store, lease, limits, Some(dir)).await
+    }
+
+    /// A server over `store`, an empty one of the caller's, whose connectors lose their sessions
+    /// after `lease` of silence.
+    pub async fn start_on(store: Arc<dyn Store>, lease: std::time::Duration) -> Self {
+        Self::serve(store, lease, gatehouse_server::connection::Limits::default(), None).await
+    }
+
+    async fn serve(
+        store: Arc<dyn Store>,
+        lease: std::time::Duration,
+        limits: gatehouse_server::connection::Limits,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
         let org = store.ensure_org("acme").await.unwrap().id;
         let admin_key = create_api_key(store.as_ref(), org, "admin", Role::Admin).await.unwrap().key;
         let reader_key = create_api_key(store.as_ref(), org, "reader", Role::Reader).await.unwrap().key;
