@@ -188,11 +188,30 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct LeaseArgs {
-    /// Complete the sessions of a connector process (a run) unheard for this long (e.g. 60s, 5m);
-    /// never within this long of the start, or of a failure of the store, which may have kept
-    /// heartbeats from being recorded
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// Complete the sessions of a connector process (a run) unheard for this long (e.g. 60s, 5m;
+    /// at least 10s); never within this long of the start, or of a failure of the store, which
+    /// may have kept heartbeats from being recorded
+    #[arg(long, default_value = "60s", value_parser = parse_connector_lease)]
     pub connector_lease: std::time::Duration,
+}
+
+/// The shortest `serve --connector-lease`. Connectors heartbeat every sixth of the lease of the
+/// control plane they said Hello to, and a live one can go unheard for seconds with nothing
+/// failing: a replica that hangs until the connector gives up on it and moves on, a store call
+/// waiting up to 5 s for a connection. A shorter lease would take such connectors for gone.
+const MIN_CONNECTOR_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn parse_connector_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease < MIN_CONNECTOR_LEASE {
+        return Err(format!(
+            "{text:?} is too short to be kept: the least is {}s, since a live connector can go unheard for \
+             seconds with nothing failing (a replica that hangs until the connector moves on, a store call \
+             waiting up to 5s for a connection), and its sessions would be completed",
+            MIN_CONNECTOR_LEASE.as_secs()
+        ));
+    }
+    Ok(lease)
 }
 
 fn non_empty(text: &str) -> Result<String, String> {

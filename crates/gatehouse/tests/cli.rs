@@ -64,9 +64,16 @@ mod reqwest {
 }
 
 fn serve(data_dir: &Path) -> (Running, String) {
+    serve_with(data_dir, &[])
+}
+
+/// `serve` on `data_dir` with other `flags` too, once healthy.
+fn serve_with(data_dir: &Path, flags: &[&str]) -> (Running, String) {
     let port = free_port();
     let child = gatehouse()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(flags)
+        .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -829,6 +836,28 @@ fn serve_says_when_it_starts_a_new_store_and_makes_none_when_it_cannot_listen() 
 }
 
 /// Runs `sql` on the SQLite store in `data` with the `sqlite3` shell.
+/// A connector lease shorter than a live connector can go unheard, with nothing failing, is
+/// refused at start, saying the least and why (it would complete live sessions over and over);
+/// the least is served.
+#[test]
+fn a_connector_lease_too_short_to_be_kept_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for lease in ["1s", "9s", "9999ms"] {
+        let refused = gatehouse()
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--connector-lease", lease])
+            .arg("--data-dir")
+            .arg(dir.path().join("a"))
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{lease} was taken");
+        let said = stderr(&refused);
+        assert!(said.contains(&format!("{lease:?} is too short to be kept: the least is 10s")), "{said}");
+        assert!(said.contains("a live connector can go unheard for seconds with nothing failing"), "{said}");
+        assert!(!dir.path().join("a").exists(), "no store made for a server that never ran");
+    }
+    let _served = serve_with(&dir.path().join("b"), &["--connector-lease", "10s"]);
+}
+
 fn sqlite3(data: &Path, sql: &str) {
     let status = Command::new("sqlite3").arg(data.join("gatehouse.db")).arg(sql).status();
     assert!(status.expect("sqlite3 (scripts/test installs it)").success(), "{sql}");

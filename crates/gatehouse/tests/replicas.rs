@@ -382,8 +382,8 @@ async fn a_quiet_connector_leaves_a_replica_that_hangs_for_its_terminations() {
 /// so a connector heard within it keeps its sessions, and one that stays silent loses them.
 #[tokio::test]
 async fn a_store_outage_longer_than_the_lease_completes_no_live_session() {
-    const LEASE: Duration = Duration::from_secs(8);
-    let cluster = Cluster::with_lease("8s");
+    const LEASE: Duration = Duration::from_secs(10);
+    let cluster = Cluster::with_lease("10s");
     let (connector, proxy_port) = cluster.connector(0);
     let (_psql, mut stdin) = psql(proxy_port);
     send(&mut stdin, "select 1;");

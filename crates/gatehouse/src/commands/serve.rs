@@ -76,8 +76,7 @@ pub async fn serve_on(
     lease: &LeaseArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let lease =
-        Lease { heartbeat: (lease.connector_lease / 6).max(Duration::from_millis(100)), lease: lease.connector_lease };
+    let lease = Lease { heartbeat: lease.connector_lease / 6, lease: lease.connector_lease };
     let app = gatehouse_server::app_with_lease(store, lease).await.context("cannot start the API")?;
     gatehouse_server::serve(listener, tls, app, shutdown).await;
     Ok(())
