@@ -843,14 +843,28 @@ fn serve_says_when_it_starts_a_new_store_and_makes_none_when_it_cannot_listen() 
 fn a_connector_lease_too_short_to_be_kept_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     for lease in ["1s", "9s", "9999ms"] {
-        let refused = gatehouse()
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--connector-lease", lease])
-            .arg("--data-dir")
-            .arg(dir.path().join("a"))
-            .output()
-            .unwrap();
-        assert!(!refused.status.success(), "{lease} was taken");
-        let said = stderr(&refused);
+        let mut serving = Running(
+            gatehouse()
+                .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--connector-lease", lease])
+                .arg("--data-dir")
+                .arg(dir.path().join("a"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        // A lease taken is a server that runs on: waited for a while, not for ever.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = serving.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{lease} was taken: serve runs with it");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{lease} was taken");
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut serving.0.stderr.take().unwrap(), &mut said).unwrap();
         assert!(said.contains(&format!("{lease:?} is too short to be kept: the least is 10s")), "{said}");
         assert!(said.contains("a live connector can go unheard for seconds with nothing failing"), "{said}");
         assert!(!dir.path().join("a").exists(), "no store made for a server that never ran");
