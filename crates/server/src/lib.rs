@@ -9,6 +9,7 @@
 //! - [`auth`]: API keys, and checking them.
 //! - [`admission`]: which calls are served, decided from their headers: keys, and each
 //!   organization's reads a few at a time.
+//! - `body`: a request's whole body, for the middlewares that must read it first.
 //! - [`cursor`]: signed keyset cursors.
 //! - [`listing`]: ListSessionsV2 validation and paging.
 //! - [`sessions`]: the sessions service handlers.

@@ -57,7 +57,7 @@ impl Startup {
         match self {
             Self::Ssl => encode_request(buf, SSL_REQUEST_CODE),
             Self::GssEnc => encode_request(buf, GSSENC_REQUEST_CODE),
-            Self::Cancel(cancel) => cancel.encode_with_code(buf, CANCEL_REQUEST_CODE),
+            Self::Cancel(cancel) => cancel.encode(buf),
             Self::PeerCancel(cancel) => cancel.encode_with_code(buf, PEER_CANCEL_REQUEST_CODE),
             Self::Startup(msg) => buf.put_slice(msg.frame()),
         }
