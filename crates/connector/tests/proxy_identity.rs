@@ -372,6 +372,7 @@ async fn a_credential_refused_anywhere_is_trusted_nowhere() {
 
 #[tokio::test]
 async fn an_address_that_keeps_failing_is_refused_unchecked() {
+    ensure_role(&direct().await, ANALYST).await;
     let harness = Harness::start().await;
     harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
     harness.plane.set_identity("carol@example.com", TOKEN, denied("revoked_token"));
@@ -401,6 +402,32 @@ async fn an_address_that_keeps_failing_is_refused_unchecked() {
     assert_eq!(proxy.metrics.auth_failures.get("bad_token"), u64::from(throttle::MAX_FAILURES));
 }
 
+#[tokio::test]
+async fn guesses_sent_at_once_are_checked_no_more_than_one_at_a_time() {
+    ensure_role(&direct().await, ANALYST).await;
+    let harness = Harness::start().await;
+    harness.plane.set_identity("alice@example.com", TOKEN, allowed(ANALYST, &[]));
+    let proxy = proxy(&harness, &[]).await;
+    // The same guess again (libpq's sslmode=prefer retrying without TLS) counts once.
+    let again = config(&proxy, ALICE, "ght_typo");
+    for _ in 0..throttle::MAX_FAILURES {
+        assert_eq!(code(&login(&again).await.err().unwrap()), "28P01");
+    }
+    login(&config(&proxy, ALICE, TOKEN)).await.expect("one guess, not 20");
+    let base = harness.plane.seen().verifications.len();
+    // Three times the limit at once: the checks under way count against it, so only as many
+    // as it leaves are checked, and the rest are refused unchecked once they failed.
+    let guesses = (0..3 * throttle::MAX_FAILURES).map(|i| {
+        let config = config(&proxy, ALICE, &format!("ght_guess_{i}"));
+        async move { code(&login(&config).await.err().unwrap()) }
+    });
+    let codes = futures::future::join_all(guesses).await;
+    assert!(codes.iter().all(|code| code == "28P01"), "{codes:?}");
+    let checked = harness.plane.seen().verifications.len() - base;
+    assert_eq!(checked, throttle::MAX_FAILURES as usize - 1, "the typo was the first guess");
+    assert_eq!(proxy.metrics.auth_failures.get("throttled"), u64::from(2 * throttle::MAX_FAILURES + 1));
+}
+
 /// How many of the backends `pids` there are, in `state` (any when empty).
 async fn backends(db: &Client, pids: &[i32], state: &str) -> i64 {
     let sql = "select count(*) from pg_stat_activity where pid = any($1) and ($2 = '' or state = $2)";
@@ -417,7 +444,7 @@ async fn listeners_can_require_identities_and_tls() {
     let proxy = Proxy::start_full(None, &upstream, None, options).await;
 
     let error = login(&config(&proxy, "postgres", "")).await.err().unwrap();
-    assert_eq!(code(&error), "28P01", "{error}");
+    assert_eq!(code(&error), "28000", "a rule's refusal, no password's: {error}");
     assert_eq!(proxy.metrics.auth_failures.get("identity_required"), 1);
     let error = login(&config(&proxy, ALICE, TOKEN)).await.err().unwrap();
     assert_eq!(code(&error), "28000", "{error}");

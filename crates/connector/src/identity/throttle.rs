@@ -9,9 +9,12 @@
 //! its /64, which one machine usually holds whole.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// Failures an address may have in a window before its logins are refused unchecked.
 pub const MAX_FAILURES: u32 = 20;
@@ -33,46 +36,128 @@ pub fn is_guess(reason: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct Throttle {
     windows: Mutex<HashMap<IpAddr, Window>>,
+    /// Wakes the logins waiting for checks under way to end.
+    checked: Notify,
+    /// Keys the hashes of guesses, so that a client cannot make two guesses count as one.
+    hasher: RandomState,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Window {
     since: Instant,
     failures: u32,
     /// Logins refused unchecked since the failures reached the limit.
     refused: u32,
+    /// Logins being checked: any may be a guess, so failures and these together stay within
+    /// the limit (a client opening 200 connections at once gets 20 checks, not 200).
+    checking: u32,
+    /// The guesses counted, by hash: the same one again counts once (libpq's default
+    /// `sslmode=prefer` retries a login refused over TLS without it, and learns nothing new).
+    guesses: Vec<u64>,
+}
+
+/// A login from an address, admitted to be checked. Dropped, it no longer holds back others.
+#[derive(Debug)]
+pub struct Check<'a> {
+    throttle: &'a Throttle,
+    /// None: not counted (a guess already counted, or an address that found no room).
+    ip: Option<IpAddr>,
+    guess: u64,
 }
 
 impl Throttle {
-    /// Whether a login from `ip` is refused unchecked now; if so, counts it and says how many
-    /// were in this window, this one included.
-    pub fn refuses(&self, ip: IpAddr, now: Instant) -> Option<u32> {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let window = windows.get_mut(&source(ip)).filter(|w| w.throttles(now))?;
-        window.refused += 1;
-        Some(window.refused)
+    /// Admits a login from `ip` with `credentials` (its user name and token) to be checked,
+    /// once the checks under way leave room; or refuses it unchecked, counting it and saying
+    /// how many were in this window, this one included.
+    pub async fn admit(&self, ip: IpAddr, credentials: impl Hash) -> Result<Check<'_>, u32> {
+        let guess = self.hasher.hash_one(credentials);
+        loop {
+            // Listening before looking, so that a check ending in between still wakes us.
+            let checked = self.checked.notified();
+            tokio::pin!(checked);
+            checked.as_mut().enable();
+            if let Some(admission) = self.try_admit(ip, guess, Instant::now()) {
+                return admission;
+            }
+            checked.await;
+        }
     }
 
-    /// Counts a guessed login from `ip`; true when this one reached the limit.
-    pub fn failed(&self, ip: IpAddr, now: Instant) -> bool {
+    /// `None` while the login must wait for checks under way.
+    fn try_admit(&self, ip: IpAddr, guess: u64, now: Instant) -> Option<Result<Check<'_>, u32>> {
         let ip = source(ip);
+        let uncounted = Check { throttle: self, ip: None, guess };
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() >= MAX_ADDRESSES && !windows.contains_key(&ip) {
-            windows.retain(|_, w| w.throttles(now));
+            windows.retain(|_, w| w.throttles(now) || w.checking > 0);
             if windows.len() >= MAX_ADDRESSES {
-                return false;
+                return Some(Ok(uncounted));
             }
         }
-        let window = windows.entry(ip).or_insert(Window { since: now, failures: 0, refused: 0 });
-        if now >= window.since + WINDOW {
-            *window = Window { since: now, failures: 0, refused: 0 };
+        let window = windows.entry(ip).or_insert_with(|| Window::new(now));
+        window.roll(now);
+        if window.throttles(now) {
+            window.refused += 1;
+            return Some(Err(window.refused));
         }
-        window.failures += 1;
-        window.failures == MAX_FAILURES
+        if window.guesses.contains(&guess) {
+            return Some(Ok(uncounted));
+        }
+        if window.failures + window.checking >= MAX_FAILURES {
+            return None;
+        }
+        window.checking += 1;
+        Some(Ok(Check { ip: Some(ip), ..uncounted }))
+    }
+}
+
+impl Check<'_> {
+    /// The check is over: `guessed` says whether it found a guess, counted once per distinct
+    /// one. True when this one reached the limit.
+    pub fn done(mut self, guessed: bool, now: Instant) -> bool {
+        let Some(ip) = self.ip.take() else { return false };
+        let mut windows = self.throttle.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let reached = windows.get_mut(&ip).is_some_and(|window| {
+            window.checking = window.checking.saturating_sub(1);
+            window.roll(now);
+            if !guessed || window.guesses.contains(&self.guess) {
+                return false;
+            }
+            window.guesses.push(self.guess);
+            window.failures += 1;
+            window.failures == MAX_FAILURES
+        });
+        drop(windows);
+        self.throttle.checked.notify_waiters();
+        reached
+    }
+}
+
+impl Drop for Check<'_> {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip.take() {
+            let mut windows = self.throttle.windows.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(window) = windows.get_mut(&ip) {
+                window.checking = window.checking.saturating_sub(1);
+            }
+            drop(windows);
+            self.throttle.checked.notify_waiters();
+        }
     }
 }
 
 impl Window {
+    fn new(now: Instant) -> Self {
+        Window { since: now, failures: 0, refused: 0, checking: 0, guesses: Vec::new() }
+    }
+
+    /// Starts a new window once this one is over; the checks under way carry on into it.
+    fn roll(&mut self, now: Instant) {
+        if now >= self.since + WINDOW {
+            *self = Window { checking: self.checking, ..Window::new(now) };
+        }
+    }
+
     fn throttles(&self, now: Instant) -> bool {
         now < self.since + WINDOW && self.failures >= MAX_FAILURES
     }
@@ -90,22 +175,82 @@ fn source(ip: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
 
+    /// A login checked at `now` and found a guess (the `n`th); true when it reached the limit.
+    fn guess(throttle: &Throttle, ip: IpAddr, n: u64, now: Instant) -> bool {
+        let check = throttle.try_admit(ip, n, now).expect("admitted at once").expect("not refused");
+        check.done(true, now)
+    }
+
+    /// Whether a new login is refused unchecked, and if so the how-manieth.
+    fn refuses(throttle: &Throttle, ip: IpAddr, now: Instant) -> Option<u32> {
+        throttle.try_admit(ip, u64::MAX, now).expect("not held back").err()
+    }
+
     #[test]
     fn an_address_is_refused_past_its_failures_until_its_window_ends() {
         let throttle = Throttle::default();
         let (guesser, other) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let start = Instant::now();
-        for i in 1..MAX_FAILURES {
-            assert!(!throttle.failed(guesser, start));
-            assert_eq!(throttle.refuses(guesser, start), None, "after {i}");
+        for i in 1..u64::from(MAX_FAILURES) {
+            assert!(!guess(&throttle, guesser, i, start));
+            assert_eq!(refuses(&throttle, guesser, start), None, "after {i}");
         }
-        assert!(throttle.failed(guesser, start), "the limit is reached once");
-        assert_eq!(throttle.refuses(guesser, start + WINDOW / 2), Some(1));
-        assert_eq!(throttle.refuses(guesser, start + WINDOW / 2), Some(2), "counted");
-        assert!(!throttle.failed(guesser, start + WINDOW / 2), "said once");
-        assert_eq!(throttle.refuses(other, start), None, "others are not");
-        assert_eq!(throttle.refuses(guesser, start + WINDOW), None, "the window ended");
-        assert!(!throttle.failed(guesser, start + WINDOW), "a new window counts from one");
+        assert!(guess(&throttle, guesser, 0, start), "the limit is reached once");
+        assert_eq!(refuses(&throttle, guesser, start + WINDOW / 2), Some(1));
+        assert_eq!(refuses(&throttle, guesser, start + WINDOW / 2), Some(2), "counted");
+        assert_eq!(refuses(&throttle, other, start), None, "others are not");
+        assert_eq!(refuses(&throttle, guesser, start + WINDOW), None, "the window ended");
+        assert!(!guess(&throttle, guesser, 1, start + WINDOW), "a new window counts from one");
+    }
+
+    #[test]
+    fn the_same_guess_again_counts_once() {
+        let throttle = Throttle::default();
+        let (guesser, start) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        for _ in 0..2 * MAX_FAILURES {
+            assert!(!guess(&throttle, guesser, 7, start));
+        }
+        for i in 1..u64::from(MAX_FAILURES - 1) {
+            assert!(!guess(&throttle, guesser, 100 + i, start));
+        }
+        assert!(guess(&throttle, guesser, 200, start), "the 20th distinct guess");
+    }
+
+    #[test]
+    fn logins_being_checked_hold_back_those_that_could_pass_the_limit() {
+        let throttle = Throttle::default();
+        let (ip, now) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        let mut checks: Vec<_> = (0..u64::from(MAX_FAILURES))
+            .map(|n| throttle.try_admit(ip, n, now).expect("room").expect("not refused"))
+            .collect();
+        assert!(throttle.try_admit(ip, 99, now).is_none(), "a 21st waits");
+        // A login that was no guess makes room; one dropped unfinished does too.
+        assert!(!checks.pop().unwrap().done(false, now));
+        let admitted = throttle.try_admit(ip, 99, now).expect("room again").expect("not refused");
+        drop(admitted);
+        assert!(throttle.try_admit(ip, 98, now).expect("room").is_ok());
+        // Once the ones under way turn out guesses, the next is refused unchecked.
+        let reached: Vec<bool> = checks.into_iter().map(|check| check.done(true, now)).collect();
+        assert_eq!(reached.iter().filter(|r| **r).count(), 0, "19 guesses are not 20");
+        assert!(guess(&throttle, ip, 20, now));
+        assert_eq!(throttle.try_admit(ip, 99, now).map(|a| a.err()), Some(Some(1)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_login_goes_on_when_a_check_ends() {
+        let throttle = std::sync::Arc::new(Throttle::default());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        let mut checks: Vec<_> =
+            (0..u64::from(MAX_FAILURES)).map(|n| throttle.try_admit(ip, n, now).unwrap().unwrap()).collect();
+        let waiting = {
+            let throttle = std::sync::Arc::clone(&throttle);
+            tokio::spawn(async move { throttle.admit(ip, "another").await.is_ok() })
+        };
+        crate::timer::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "held back while 20 are checked");
+        checks.pop().unwrap().done(false, Instant::now());
+        assert!(waiting.await.unwrap(), "admitted once one ended");
     }
 
     #[test]
@@ -113,10 +258,10 @@ mod tests {
         let throttle = Throttle::default();
         let start = Instant::now();
         for i in 0..MAX_FAILURES {
-            throttle.failed(format!("2001:db8::{i:x}").parse().unwrap(), start);
+            guess(&throttle, format!("2001:db8::{i:x}").parse().unwrap(), i.into(), start);
         }
-        assert!(throttle.refuses("2001:db8::ffff:1".parse().unwrap(), start).is_some());
-        assert!(throttle.refuses("2001:db8:0:1::1".parse().unwrap(), start).is_none(), "another /64");
+        assert!(refuses(&throttle, "2001:db8::ffff:1".parse().unwrap(), start).is_some());
+        assert!(refuses(&throttle, "2001:db8:0:1::1".parse().unwrap(), start).is_none(), "another /64");
         assert_eq!(source("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
@@ -124,12 +269,12 @@ mod tests {
     fn a_flood_of_addresses_never_frees_a_throttled_one() {
         let throttle = Throttle::default();
         let (guesser, start) = ("10.0.0.1".parse().unwrap(), Instant::now());
-        for _ in 0..MAX_FAILURES {
-            throttle.failed(guesser, start);
+        for i in 0..MAX_FAILURES {
+            guess(&throttle, guesser, i.into(), start);
         }
         for i in 0..(2 * MAX_ADDRESSES as u32) {
-            throttle.failed(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), start);
+            guess(&throttle, IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), 0, start);
         }
-        assert!(throttle.refuses(guesser, start).is_some());
+        assert!(refuses(&throttle, guesser, start).is_some());
     }
 }

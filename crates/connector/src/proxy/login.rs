@@ -116,39 +116,30 @@ pub(crate) async fn identity(
     let refused = || ErrorResponse::invalid_password(format!("password authentication failed for user \"{given}\""));
     let throttle = &ctx.identity.throttle;
     // Answered as a wrong token is: a guesser learns nothing from it.
-    if let Some(nth) = throttle.refuses(peer.ip(), Instant::now()) {
-        if nth > throttle::LOGGED_REFUSALS {
-            ctx.metrics.auth_failures.count("throttled");
-            client.send_error(&refused()).await;
-            return None;
-        }
-        if nth == throttle::LOGGED_REFUSALS {
-            tracing::warn!(
-                %peer,
-                "{nth} identity logins from this address refused unchecked: further ones are counted, not logged, \
-                 until {} s after its first failure",
-                throttle::WINDOW.as_secs(),
-            );
-        }
-        return refusal.refuse(&mut client, "throttled", refused()).await;
-    }
+    let check = match throttle.admit(peer.ip(), (&given, &token)).await {
+        Ok(check) => check,
+        Err(nth) => return refusal.throttled(&mut client, nth, refused()).await,
+    };
     let verdict = verifier.verify(&ctx.resource_id, &name, &token, named_end_user.as_deref().unwrap_or_default()).await;
+    let guessed = matches!(&verdict, Ok(Verdict::Denied { reason }) if throttle::is_guess(reason));
+    if check.done(guessed, Instant::now()) {
+        tracing::warn!(
+            %peer,
+            failures = throttle::MAX_FAILURES,
+            "too many failed identity logins from this address: its logins are refused unchecked for {} s",
+            throttle::WINDOW.as_secs(),
+        );
+    }
     let token = Secret::new(token);
     let (formal_user, native_role, known_end_user) = match verdict {
         Ok(Verdict::Allowed { user, native_role, end_user }) => (user, native_role, end_user),
         Ok(Verdict::Denied { reason }) => {
-            if throttle::is_guess(&reason) && throttle.failed(peer.ip(), Instant::now()) {
-                tracing::warn!(
-                    %peer,
-                    failures = throttle::MAX_FAILURES,
-                    "too many failed identity logins from this address: its logins are refused unchecked for {} s",
-                    throttle::WINDOW.as_secs(),
-                );
-            }
             let mut error = refused();
-            // Only a holder of a good token hears why: they need to name a role.
+            // Only a holder of a good token hears why: they need to name one of their roles.
             if reason == "no_role" {
-                error = error.with_hint("this resource has no default role for you: append @<role> to the user name");
+                error = error.with_hint(
+                    "this resource has no default role and you have several: append @<role> to the user name",
+                );
             }
             return refusal.refuse(&mut client, &reason, error).await;
         }
@@ -244,6 +235,25 @@ impl Refusal<'_> {
         );
         client.send_error(&error).await;
         None
+    }
+
+    /// Refuses the `nth` login of a throttled address in its window: logged as others are up
+    /// to [`throttle::LOGGED_REFUSALS`], then only counted.
+    async fn throttled<T>(&self, client: &mut ClientStream, nth: u32, error: ErrorResponse) -> Option<T> {
+        if nth > throttle::LOGGED_REFUSALS {
+            self.ctx.metrics.auth_failures.count("throttled");
+            client.send_error(&error).await;
+            return None;
+        }
+        if nth == throttle::LOGGED_REFUSALS {
+            tracing::warn!(
+                peer = %self.peer,
+                "{nth} identity logins from this address refused unchecked: further ones are counted, not logged, \
+                 until {} s after its first failure",
+                throttle::WINDOW.as_secs(),
+            );
+        }
+        self.refuse(client, "throttled", error).await
     }
 }
 
