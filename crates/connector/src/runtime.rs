@@ -43,7 +43,7 @@ use crate::config::{Config, Credential, Listener};
 use crate::identity::{Credentials, Throttle, Verifier};
 use crate::live::LiveSessions;
 use crate::metrics::Metrics;
-use crate::proxy::{self, CancelMap, IdentityOptions, Peering, ProxyContext, ProxyError};
+use crate::proxy::{self, CancelMap, IdentityOptions, Peering, ProxyContext, ProxyError, TlsForIdentity};
 use crate::report::backoff::Backoff;
 use crate::report::client::ClientError;
 use crate::report::resources::{self, HelloInfo, Resource};
@@ -324,11 +324,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             "listening",
         );
         // Any user name may be an identity's, whose password is an access token.
-        if tls.is_none() && !listener.listen.ip().to_canonical().is_loopback() {
+        if config.tls_for_identity() == TlsForIdentity::Never && !listener.listen.ip().to_canonical().is_loopback() {
+            let why = if tls.is_none() { "without a [tls] section" } else { "with require_tls = false" };
             tracing::warn!(
                 listen = %listener.listen,
-                "without a [tls] section, identity logins here send their access tokens unencrypted across the \
-                 network",
+                "{why}, identity logins here may send their access tokens unencrypted across the network",
             );
         }
         let identity = IdentityOptions {

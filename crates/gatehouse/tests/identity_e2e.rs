@@ -490,9 +490,14 @@ async fn refused_identities_get_28p01_and_never_reach_the_database() {
         ("role not allowed", format!("{alice}@postgres"), good.clone(), "role_not_allowed"),
         ("native user", "postgres".to_owned(), String::new(), "identity_required"),
     ];
-    for (case, user, password, _) in &cases {
+    for (case, user, password, reason) in &cases {
         let error = system.psql(system.guarded_port, user, password, "sslmode=require", "select 1").unwrap_err();
-        let expected = format!("FATAL:  password authentication failed for user \"{user}\"");
+        // A refused identity is told nothing more than a wrong password is; a plain login is
+        // told it needs an identity (no password was checked).
+        let expected = match *reason {
+            "identity_required" => format!("FATAL:  Gatehouse accepts only identity logins here, not user \"{user}\""),
+            _ => format!("FATAL:  password authentication failed for user \"{user}\""),
+        };
         assert!(error.contains(&expected), "{case}: {error}");
     }
     assert_eq!(system.guarded_connections.load(Ordering::SeqCst), 0, "a refused login reached the database");

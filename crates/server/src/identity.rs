@@ -365,6 +365,8 @@ pub fn resolve_role(access: &ResourceAccess, user: &User, requested: &str) -> Re
     }
     match granted.into_iter().collect::<Vec<_>>().as_slice() {
         [only] => Ok((*only).to_owned()),
+        // No role at all is a role not granted, whichever one it would have named.
+        [] => Err(Denial::RoleNotAllowed),
         _ => Err(Denial::NoRole),
     }
 }
@@ -594,7 +596,7 @@ mod tests {
         // No default: the only granted role, else none.
         let single = access("", &[(dba.clone(), "app_rw"), (other, "root")]);
         assert_eq!(resolve_role(&single, &user(&["dba"]), ""), Ok("app_rw".into()));
-        assert_eq!(resolve_role(&single, &user(&[]), ""), Err(Denial::NoRole));
+        assert_eq!(resolve_role(&single, &user(&[]), ""), Err(Denial::RoleNotAllowed), "none granted");
         let two = access("", &[(dba, "app_rw"), (me, "admin")]);
         assert_eq!(resolve_role(&two, &user(&["dba"]), ""), Err(Denial::NoRole));
         assert_eq!(resolve_role(&two, &user(&[]), ""), Ok("admin".into()));

@@ -167,8 +167,8 @@ async fn machines_verify_and_without_a_default_get_their_only_role() {
     let token = create_access_token(store, s.h.org, &etl, HOUR, "").await.unwrap().token;
     let bare = create_resource(store, s.h.org, "warehouse", "postgres", "127.0.0.1", 5433).await.unwrap();
 
-    // No default and no grant: no role to use.
-    denied(&s, request(&bare.id, "machine", "etl-nightly", &token, ""), "no_role").await;
+    // No default and no grant: no role to use, as a role not granted.
+    denied(&s, request(&bare.id, "machine", "etl-nightly", &token, ""), "role_not_allowed").await;
     grant(&s.h, &bare.id, Principal::Group("etl".into()), "loader").await;
     let answer = verify(&s.connector, request(&bare.id, "machine", "etl-nightly", &token, "")).await;
     assert!(answer.allowed, "{answer:?}");

@@ -151,9 +151,10 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
             ctx.metrics.auth_failures.count("identity_required");
             tracing::warn!(%peer, user = startup.user().unwrap_or_default(), "login refused: this resource requires an identity");
             let user = startup.user().unwrap_or_default();
-            let error = ErrorResponse::invalid_password(format!("password authentication failed for user \"{user}\""))
+            // A rule refused it, as PostgreSQL's pg_hba.conf `reject` does: no password was checked.
+            let error = ErrorResponse::fatal("28000", format!("Gatehouse accepts only identity logins here, not user \"{user}\""))
                 .with_hint(
-                    "this database requires an identity: connect as idp:formal:human:<email> with your access token",
+                    "connect as idp:formal:human:<email> (or idp:formal:machine:<name>) with your access token as the password",
                 );
             client.send_error(&error).await;
             return None;
