@@ -234,10 +234,8 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn parse_retention(text: &str) -> Result<std::time::Duration, String> {
     let retention = parse_duration(text)?;
     if retention < std::time::Duration::from_secs(86_400) {
-        return Err(format!(
-            "{text:?} would delete sessions that soon after they end: the least is 1d (m is minutes; \
-             150d is about five months)"
-        ));
+        let months = if text.trim().ends_with('m') { " (m is minutes; 150d is about five months)" } else { "" };
+        return Err(format!("{text:?} would delete sessions that soon after they end: the least is 1d{months}"));
     }
     Ok(retention)
 }
@@ -663,8 +661,9 @@ pub enum SessionsCommand {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Only sessions this search matches, e.g. 'resource.name:prod' (every session when left out)
-    #[arg(long, short, default_value = "", hide_default_value = true)]
+    /// Only sessions this search matches, e.g. 'resource.name:prod' or '-user.type:machine'
+    /// (every session when left out)
+    #[arg(long, short, default_value = "", hide_default_value = true, allow_hyphen_values = true)]
     pub query: String,
     /// How often to ask the control plane what changed
     #[arg(long, default_value = "2s", value_parser = parse_watch_interval)]
@@ -698,8 +697,9 @@ fn parse_watch_interval(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Search query, e.g. 'user.email:alice@example.com AND technology:postgres'; every session when left out
-    #[arg(long, short, default_value = "", hide_default_value = true)]
+    /// Search query, e.g. 'user.email:alice.smith@example.com AND technology:postgres' or
+    /// '-technology:postgres' (NOT); every session when left out
+    #[arg(long, short, default_value = "", hide_default_value = true, allow_hyphen_values = true)]
     pub query: String,
     /// Only sessions overlapping the last DURATION (e.g. 15m, 24h, 7d; "-24h" and "24h ago" mean 24h too)
     #[arg(long, value_name = "DURATION", value_parser = parse_since, allow_hyphen_values = true)]

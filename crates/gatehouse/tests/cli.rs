@@ -160,6 +160,11 @@ fn keys_serve_and_sessions_end_to_end() {
     assert!(stdout(&rotated).trim().starts_with("ghc_"), "the new key alone on stdout");
     let note = String::from_utf8_lossy(&rotated.stderr);
     assert!(note.contains("the old one works until") && note.contains("restart the connector"), "{note}");
+    let listed =
+        stdout(&run(gatehouse().args(["connectors", "list", "--org", "acme", "-o", "jsonl", "--data-dir"]).arg(data)));
+    let edge = &json_lines(&listed)[0];
+    assert_eq!(edge["old_key_prefix"].as_str().map(str::len), Some(10), "{edge}");
+    assert!(edge["old_key_until"].as_str().is_some_and(|at| at.ends_with('Z') && !at.contains(' ')), "{edge}");
     // Revoked, it says so, with no key prefix to look for.
     run(gatehouse().args(["connectors", "revoke", "edge", "--org", "acme", "--data-dir"]).arg(data));
     let listed =
@@ -197,6 +202,9 @@ fn keys_serve_and_sessions_end_to_end() {
         json_lines(&stdout(&run(&mut client(&["list", "--all", "-q", "technology:postgres", "-o", "json"]))));
     assert!(!postgres.is_empty() && postgres.len() < 305);
     assert!(postgres.iter().all(|s| s["resource"]["technology"] == "postgres"));
+    // The query language's NOT as a leading `-` is a query, not a flag.
+    let others = json_lines(&stdout(&run(&mut client(&["list", "--all", "-q", "-technology:postgres", "-o", "json"]))));
+    assert_eq!(others.len() + postgres.len(), 305);
 
     let recent = json_lines(&stdout(&run(&mut client(&["list", "--all", "--since", "1h", "-o", "json"]))));
     assert!(recent.len() < 305 && recent.iter().any(|s| s["sessionStatus"] == "active"));
