@@ -50,4 +50,16 @@ fn main() {
         .emit_descriptor_set("gatehouse.fds.bin")
         .compile()
         .expect("generate core.v1 code");
+
+    // The standard health service's schema, for reflection only: its code comes from
+    // connectrpc-health, which serves it, but ships no descriptors for clients such as grpcurl.
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let status = std::process::Command::new(protoc_bin_vendored::protoc_bin_path().expect("vendored protoc"))
+        .arg("--include_imports")
+        .arg(format!("--descriptor_set_out={}", out.join("health.fds.bin").display()))
+        .args(["-I", "proto", "grpc/health/v1/health.proto"])
+        .status()
+        .expect("run protoc");
+    assert!(status.success(), "protoc failed on the health service's proto");
+    println!("cargo:rerun-if-changed=proto/grpc/health/v1/health.proto");
 }

@@ -31,6 +31,16 @@ def test_reflection_lists_the_sessions_service(channel):
     assert SERVICE in services
 
 
+def test_reflection_describes_the_health_service(channel):
+    """grpcurl and buf curl call health with no proto file: reflection must list and describe it."""
+    db = ProtoReflectionDescriptorDatabase(channel)
+    assert "grpc.health.v1.Health" in list(db.get_services())
+    pool = descriptor_pool.DescriptorPool(db)
+    method = pool.FindMethodByName("grpc.health.v1.Health.Check")
+    assert method.input_type.full_name == "grpc.health.v1.HealthCheckRequest"
+    assert method.output_type.fields_by_name["status"].enum_type.values_by_name["SERVING"].number == 1
+
+
 def test_reflection_describes_list_sessions_v2(channel):
     db = ProtoReflectionDescriptorDatabase(channel)
     file_proto = db.FindFileContainingSymbol(SERVICE)

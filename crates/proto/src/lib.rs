@@ -11,3 +11,7 @@ connectrpc::include_generated!();
 /// The serialized `FileDescriptorSet` of every proto this crate compiles,
 /// with imports, for the reflection service.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gatehouse.fds.bin"));
+
+/// The serialized `FileDescriptorSet` of the standard `grpc.health.v1` service, whose code
+/// connectrpc-health has: for reflection, so that health checks need no proto file either.
+pub const HEALTH_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/health.fds.bin"));

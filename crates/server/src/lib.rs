@@ -144,8 +144,12 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
             gatehouse_proto::gatehouse::connector::v1::CONNECTOR_SERVICE_SERVICE_NAME,
         ],
     );
-    let reflector = connectrpc_reflection::Reflector::from_descriptor_set_bytes(gatehouse_proto::FILE_DESCRIPTOR_SET)
-        .expect("the compiled descriptor set is valid");
+    let mut reflector =
+        connectrpc_reflection::Reflector::from_descriptor_set_bytes(gatehouse_proto::FILE_DESCRIPTOR_SET)
+            .expect("the compiled descriptor set is valid");
+    reflector
+        .add_descriptor_set_bytes(gatehouse_proto::HEALTH_FILE_DESCRIPTOR_SET)
+        .expect("the health service's descriptor set is valid");
     let methods = reflector
         .pool()
         .files()
