@@ -503,7 +503,8 @@ async fn lock_state(config: &Config, run_id: &str) -> Result<RunLog, RunError> {
     .await
     .expect("locking the state directory does not panic")?;
     if !runs.previous.is_empty() {
-        tracing::info!(previous_runs = ?runs.previous, "taking over from earlier runs on this state directory");
+        let previous: Vec<&str> = runs.previous.iter().map(|run| run.run_id.as_str()).collect();
+        tracing::info!(previous_runs = %previous.join(", "), "taking over from earlier runs on this state directory");
     }
     Ok(runs)
 }

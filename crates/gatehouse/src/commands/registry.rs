@@ -92,6 +92,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                 // Whole: `rotate-key` and `revoke` take the name.
                 ("NAME", Whole),
                 ("KEY PREFIX", Whole),
+                ("OLD KEY PREFIX", Whole),
                 ("OLD KEY UNTIL", Whole),
                 ("REVOKED", Whole),
                 ("CREATED", Whole),
@@ -103,9 +104,9 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             for c in store.list_connectors(org.id).await? {
                 let heard = c.last_heard.map(format_rfc3339).unwrap_or_else(|| "-".into());
                 // A rotation's old key while it works on (`--overlap`).
-                let old = match (c.old_key_prefix, c.old_key_until) {
-                    (Some(prefix), Some(until)) if until > now => format!("{prefix} {}", format_rfc3339(until)),
-                    _ => "-".into(),
+                let (old_prefix, old_until) = match (c.old_key_prefix, c.old_key_until) {
+                    (Some(prefix), Some(until)) if until > now => (prefix, format_rfc3339(until)),
+                    _ => ("-".into(), "-".into()),
                 };
                 // A revoked connector's key is one nobody holds: no prefix to look for.
                 let key_prefix = if c.revoked.is_some() { "-".to_owned() } else { c.key_prefix };
@@ -113,7 +114,8 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
                     c.id,
                     c.name,
                     key_prefix,
-                    old,
+                    old_prefix,
+                    old_until,
                     c.revoked.map(format_rfc3339).unwrap_or_else(|| "-".into()),
                     format_rfc3339(c.created),
                     heard,

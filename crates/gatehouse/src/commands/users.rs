@@ -129,8 +129,9 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             }
             let u = identity::update_user(store.as_ref(), org, u).await.map_err(usage_if_invalid)?;
             note!(
-                "Updated {}: groups [{}], {}.",
+                "Updated {}: name {:?}, groups [{}], {}.",
                 u.handle(),
+                u.name,
                 u.groups.join(", "),
                 if u.disabled { "disabled" } else { "enabled" }
             );
