@@ -7,6 +7,7 @@ use std::ops::Range;
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_store::Resource;
+use gatehouse_store::identity::{User, UserKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -132,6 +133,29 @@ impl DemoData {
                     _ => 443,
                 },
                 created,
+            })
+            .collect()
+    }
+
+    /// The people and machines the sessions name, as users of the organization with the same
+    /// ids: `users list` shows them, and a token made for one logs in through a connector.
+    pub fn users(&self, created: Micros) -> Vec<User> {
+        self.people
+            .iter()
+            .map(|person| {
+                let identity = &person.identity;
+                let kind = if identity.kind == "machine" { UserKind::Machine } else { UserKind::Human };
+                User {
+                    id: identity.id.clone(),
+                    kind,
+                    email: identity.email.clone(),
+                    name: identity.name.clone(),
+                    groups: identity.groups.clone(),
+                    external_ids: identity.external_ids.clone(),
+                    disabled: false,
+                    created,
+                    updated: created,
+                }
             })
             .collect()
     }

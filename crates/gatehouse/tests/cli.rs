@@ -117,6 +117,17 @@ fn keys_serve_and_sessions_end_to_end() {
     assert_eq!(resources.len(), 30, "{resources:?}");
     let orders = resources.iter().find(|r| r["name"] == "orders-db-prod").unwrap();
     assert_eq!((&orders["id"], &orders["address"]), (&json!("res_0001"), &json!("10.20.1.10:5432")), "{orders}");
+    // And the people and machines the sessions name, with their ids, once.
+    let users = json_lines(&stdout(&run(gatehouse()
+        .args(["users", "list", "--org", "acme", "-o", "jsonl", "--data-dir"])
+        .arg(data))));
+    let alice = users.iter().find(|u| u["user"] == "alice.smith@example.com").expect("a demo user");
+    assert_eq!((&alice["id"], &alice["type"]), (&json!("user_0001"), &json!("human")), "{alice}");
+    assert!(users.iter().any(|u| u["user"] == "etl-nightly" && u["type"] == "machine"), "{users:?}");
+    let globex = json_lines(&stdout(&run(gatehouse()
+        .args(["users", "list", "--org", "globex", "-o", "jsonl", "--data-dir"])
+        .arg(data))));
+    assert!(globex.is_empty(), "the ids are the first organization's");
 
     let created = run(gatehouse()
         .args(["keys", "create", "--org", "acme", "--role", "reader", "--name", "ci", "--data-dir"])

@@ -53,6 +53,17 @@ pub async fn seed(
             Err(error) => return Err(error.into()),
         }
     }
+    // And the people and machines they name, as the organization's users.
+    let known = store.list_users(org).await?;
+    for user in data.users(now) {
+        if known.iter().any(|u| u.id == user.id) {
+            continue;
+        }
+        match store.create_user(org, &user).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     let total = count + active;
     let (mut queued, mut done) = (0, 0);
     // Redraw one line on a terminal; in logs, a line every tenth of the way.
