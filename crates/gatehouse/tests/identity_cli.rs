@@ -166,8 +166,11 @@ fn users_tokens_and_grants_from_the_cli() {
     ok(d, &["users", "token", "revoke", prefix, "--org", "acme"]);
     let (tokens, _) = ok(d, &["users", "token", "list", "alice@example.com", "--org", "acme"]);
     assert_eq!(row(&tokens, prefix)[5], "revoked");
-    fails(d, &["users", "token", "revoke", prefix, "--org", "acme"]);
+    let (_, again) = ok(d, &["users", "token", "revoke", prefix, "--org", "acme"]);
+    assert!(again.contains(&format!("Token {prefix} was revoked already, at ")), "{again}");
     fails(d, &["users", "token", "revoke", prefix, "--org", "globex"]);
+    let unknown = fails(d, &["users", "token", "revoke", "AAAAAAAAAA", "--org", "acme"]);
+    assert!(unknown.contains("no token with prefix \"AAAAAAAAAA\""), "{unknown}");
 
     // Default roles and grants.
     ok(
@@ -210,7 +213,7 @@ fn users_tokens_and_grants_from_the_cli() {
         [
             vec!["RESOURCE", "ROLE", "KIND", "WHO", "NOTE"],
             vec!["orders-db", "app_ro", "default", "everyone"],
-            vec!["orders-db", "app_rw", "group", "dba"],
+            vec!["orders-db", "app_rw", "group", "dba", "1 member"],
             vec!["orders-db", "admin", "human", "alice@example.com"],
         ],
         "{grants}"
@@ -225,6 +228,10 @@ fn users_tokens_and_grants_from_the_cli() {
     fails(d, &["resources", "revoke-grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dba"]);
     let (resources, _) = ok(d, &["resources", "list", "--org", "acme"]);
     assert_eq!(row(&resources, "orders-db")[5], "1");
+    // A group nobody is in (a slip of the keyboard) gives nobody anything: the listing says so.
+    ok(d, &["resources", "grant", "orders-db", "--org", "acme", "--role", "app_rw", "--group", "dbas"]);
+    let (jsonl, _) = ok(d, &["resources", "grants", "orders-db", "--org", "acme", "--output", "jsonl"]);
+    assert!(jsonl.lines().any(|l| l.contains(r#""who":"dbas""#) && l.contains(r#""note":"no members""#)), "{jsonl}");
 }
 
 const FILE: &str = r#"

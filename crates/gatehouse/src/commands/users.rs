@@ -213,7 +213,16 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
             let store = open_existing_store(&store).await?;
             let org_id = existing_org(store.as_ref(), &org).await?;
             if !store.revoke_access_token(org_id, prefix, now_micros()).await? {
-                bail!("no live token with prefix {prefix:?} in organization {org:?}");
+                // One that works no more is no mistake to revoke again: said, as `connectors revoke`.
+                match store.find_access_token(prefix).await?.filter(|t| t.org == org_id) {
+                    Some(t) if t.revoked.is_some() => {
+                        let at = t.revoked.map(format_rfc3339).unwrap_or_default();
+                        note!("Token {prefix} was revoked already, at {at}.");
+                    }
+                    Some(t) => note!("Token {prefix} expired at {}: it works no more.", format_rfc3339(t.expires)),
+                    None => bail!("no token with prefix {prefix:?} in organization {org:?}"),
+                }
+                return Ok(());
             }
             note!("Revoked token {prefix}: connectors refuse it within {} s.", identity::CACHE_SECONDS);
         }
@@ -293,7 +302,16 @@ pub async fn print_grants(
                     Some(u) => row(&grant.role, u.kind.as_str(), u.handle(), if u.disabled { "disabled" } else { "" }),
                     None => row(&grant.role, "user", id, "no such user"),
                 },
-                Principal::Group(group) => row(&grant.role, "group", group, ""),
+                Principal::Group(group) => {
+                    // A group is only a name users carry: a misspelt one gives nobody anything.
+                    let members = users.values().filter(|u| u.groups.contains(group)).count();
+                    let note = match members {
+                        0 => "no members".to_owned(),
+                        1 => "1 member".to_owned(),
+                        n => format!("{n} members"),
+                    };
+                    row(&grant.role, "group", group, &note)
+                }
             }
         }
     }
