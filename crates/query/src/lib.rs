@@ -160,6 +160,8 @@ fn explain(message: &str) -> String {
             "unexpected `:` in a value; quote it, as in `client_ip:\"2001:db8::1\"`".to_owned()
         }
         "expected word" => "expected a value".to_owned(),
+        // Also for `[a TO]`, where TO is there and the end is not.
+        "missing keyword TO" => "a range is written `[low TO high]`, with `*` for an open end".to_owned(),
         other => match other
             .strip_prefix("parsed keyword ")
             .and_then(|rest| rest.strip_suffix(" as term. It should be quoted"))

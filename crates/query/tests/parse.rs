@@ -615,6 +615,9 @@ fn hostile_values_stay_plain_strings() {
 fn syntax_errors_give_the_position() {
     check_err("user:", "syntax error at position 5: expected a value");
     check_err("(user:a", "syntax error at position 7: expected ')'");
+    let range = "a range is written `[low TO high]`, with `*` for an open end";
+    check_err("start_time:[2026-11-10T00:00:00Z TO]", &format!("syntax error at position 33: {range}"));
+    check_err("duration:[1s 2s]", &format!("syntax error at position 13: {range}"));
     check_err("user:a)", "syntax error at position 6: unparsed end of query");
     check_err(r#"user:"abc"#, "syntax error at position 5: this quote is never closed");
     check_err(r#"--""#, "syntax error at position 2: this quote is never closed");
