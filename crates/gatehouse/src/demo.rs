@@ -201,10 +201,10 @@ impl DemoData {
         };
         let end = (!active).then(|| (start + duration).min(now));
         let native = NATIVE_ROLES[rng.gen_range(0..NATIVE_ROLES.len())];
-        let end_user = (person.identity.kind == "machine" && rng.gen_bool(0.3)).then(|| {
-            let other = &self.people[rng.gen_range(0..FIRST_NAMES.len())].identity;
-            Identity { groups: Vec::new(), external_ids: Vec::new(), ..other.clone() }
-        });
+        // A machine acting for a person of the organization: that user, groups and all, as the
+        // connector records one named by `gatehouse.end_user`.
+        let end_user = (person.identity.kind == "machine" && rng.gen_bool(0.3))
+            .then(|| self.people[rng.gen_range(0..FIRST_NAMES.len())].identity.clone());
         Session {
             id: session_id(rng, start),
             start,
