@@ -1,5 +1,6 @@
 //! `gatehouse seed`: synthetic sessions, in batches, with progress.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -26,6 +27,15 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A demo record's creation, where one of another organization may hold its id already (ids
+/// are unique across organizations: a second one seeded in a store leaves them to the first).
+fn created_unless_taken(created: Result<(), StoreError>) -> Result<(), StoreError> {
+    match created {
+        Err(StoreError::Conflict(_)) => Ok(()),
+        other => other,
+    }
+}
+
 /// Inserts `count` completed and `active` running sessions, printing progress
 /// to stderr. The same arguments (`now` included) make the same sessions, and a session
 /// stored already is left as it is: a seeding cut short is completed by doing it again.
@@ -41,28 +51,17 @@ pub async fn seed(
     let started = Instant::now();
     let mut data = DemoData::new(seed);
     // The sessions' resources are registered, as a connector's are: `resources list` shows
-    // them, and the aggregations count their hosts. Resource ids are unique across
-    // organizations: a second organization seeded in one store leaves them to the first.
-    let registered = store.list_resources(org).await?;
-    for resource in data.resources(now) {
-        if registered.iter().any(|r| r.id == resource.id) {
-            continue;
-        }
-        match store.create_resource(org, &resource).await {
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
+    // them, and the aggregations count their hosts; and the people and machines they name, as
+    // the organization's users.
+    let resources = store.list_resources(org).await?;
+    let ids: HashSet<&str> = resources.iter().map(|r| r.id.as_str()).collect();
+    for resource in data.resources(now).iter().filter(|r| !ids.contains(r.id.as_str())) {
+        created_unless_taken(store.create_resource(org, resource).await)?;
     }
-    // And the people and machines they name, as the organization's users.
-    let known = store.list_users(org).await?;
-    for user in data.users(now) {
-        if known.iter().any(|u| u.id == user.id) {
-            continue;
-        }
-        match store.create_user(org, &user).await {
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
+    let users = store.list_users(org).await?;
+    let ids: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    for user in data.users(now).iter().filter(|u| !ids.contains(u.id.as_str())) {
+        created_unless_taken(store.create_user(org, user).await)?;
     }
     let total = count + active;
     let (mut queued, mut done) = (0, 0);
