@@ -820,7 +820,9 @@ impl Relay {
                 cancel::send(backend).await;
             }
             drain_for_a_while(to_server, sw).await;
-            let mut sink = [0u8; 8192];
+            // On the heap: held across an await, an array would be part of every connection's
+            // future, idle ones included, for the few that ever come here.
+            let mut sink = vec![0u8; 8192];
             let discard = async { while matches!(sr.read(&mut sink).await, Ok(n) if n > 0) {} };
             let _ = timer::timeout(FLUSH_TIMEOUT, discard).await;
         };
