@@ -25,7 +25,7 @@ fn main() {
     let protoc = protoc_bin_vendored::protoc_bin_path().expect("vendored protoc for this platform");
     let well_known = protoc_bin_vendored::include_path().expect("vendored well-known protos");
     // Build scripts run single-threaded; connectrpc-build reads PROTOC.
-    unsafe { std::env::set_var("PROTOC", protoc) };
+    unsafe { std::env::set_var("PROTOC", &protoc) };
 
     let mut buffa = CodeGenConfig::default();
     buffa.generate_json = true;
@@ -54,7 +54,7 @@ fn main() {
     // The standard health service's schema, for reflection only: its code comes from
     // connectrpc-health, which serves it, but ships no descriptors for clients such as grpcurl.
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let status = std::process::Command::new(protoc_bin_vendored::protoc_bin_path().expect("vendored protoc"))
+    let status = std::process::Command::new(&protoc)
         .arg("--include_imports")
         .arg(format!("--descriptor_set_out={}", out.join("health.fds.bin").display()))
         .args(["-I", "proto", "grpc/health/v1/health.proto"])

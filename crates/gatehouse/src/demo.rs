@@ -7,7 +7,7 @@ use std::ops::Range;
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
 use gatehouse_core::{Identity, Micros, Session};
 use gatehouse_store::Resource;
-use gatehouse_store::identity::{User, UserKind};
+use gatehouse_store::identity::User;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -144,10 +144,9 @@ impl DemoData {
             .iter()
             .map(|person| {
                 let identity = &person.identity;
-                let kind = if identity.kind == "machine" { UserKind::Machine } else { UserKind::Human };
                 User {
                     id: identity.id.clone(),
-                    kind,
+                    kind: identity.kind.parse().expect("the demo's people are humans or machines"),
                     email: identity.email.clone(),
                     name: identity.name.clone(),
                     groups: identity.groups.clone(),

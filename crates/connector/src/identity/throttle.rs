@@ -115,6 +115,12 @@ impl Check<'_> {
     /// The check is over: `guessed` says whether it found a guess, counted once per distinct
     /// one. True when this one reached the limit.
     pub fn done(mut self, guessed: bool, now: Instant) -> bool {
+        self.settle(guessed, now)
+    }
+
+    /// Frees this login's place among the checks under way, counting its guess if it was one,
+    /// and wakes the logins waiting for a place. Once: later calls do nothing.
+    fn settle(&mut self, guessed: bool, now: Instant) -> bool {
         let Some(ip) = self.ip.take() else { return false };
         let mut windows = self.throttle.windows.lock().unwrap_or_else(|e| e.into_inner());
         let reached = windows.get_mut(&ip).is_some_and(|window| {
@@ -134,15 +140,9 @@ impl Check<'_> {
 }
 
 impl Drop for Check<'_> {
+    /// A check dropped unfinished (its login gone) is no guess.
     fn drop(&mut self) {
-        if let Some(ip) = self.ip.take() {
-            let mut windows = self.throttle.windows.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(window) = windows.get_mut(&ip) {
-                window.checking = window.checking.saturating_sub(1);
-            }
-            drop(windows);
-            self.throttle.checked.notify_waiters();
-        }
+        self.settle(false, Instant::now());
     }
 }
 
