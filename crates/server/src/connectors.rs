@@ -78,9 +78,7 @@ impl ConnectorApi {
 }
 
 fn connector(ctx: &RequestContext) -> Result<ConnectorCaller, ConnectError> {
-    ctx.extensions().get::<ConnectorCaller>().cloned().ok_or_else(|| {
-        ConnectError::new(ErrorCode::Internal, "request reached a handler unauthenticated (this is a bug)")
-    })
+    crate::auth::authenticated(ctx)
 }
 
 type TimestampField = buffa::MessageField<Timestamp, buffa::Inline<Timestamp>>;
@@ -363,16 +361,13 @@ impl wire::ConnectorService for ConnectorApi {
         let caller = connector(&ctx)?;
         // Subscribe before reading what is pending, so nothing falls between.
         let live = self.bus.subscribe(caller.org, &caller.connector_id);
-        let pending = self
-            .store
-            .pending_terminations(caller.org, &caller.connector_id, self.clock.now() - PENDING_WINDOW_US)
-            .await
-            .map_err(store_error)?;
-        let pending = futures::stream::iter(pending.into_iter().map(|t| Ok(termination_message(&t))));
-        let live = tokio_stream_from(live).map(|t| Ok(termination_message(&t)));
+        let pending = Pending { store: self.store.clone(), clock: self.clock.clone(), caller: caller.clone() };
+        let first = pending.read().await.map_err(store_error)?;
+        let first = futures::stream::iter(first.into_iter().map(|t| Ok(termination_message(&t))));
+        let live = live_terminations(live, pending).map(|t| t.map(|t| termination_message(&t)));
         // The key was checked when the stream opened; a stream lasts as long as its connector,
         // so a key revoked (or past its overlap) meanwhile ends it, as it refuses any other call.
-        let terminations = pending.chain(live).map(Some).chain(futures::stream::once(async { None }));
+        let terminations = first.chain(live).map(Some).chain(futures::stream::once(async { None }));
         let refused =
             futures::stream::once(key_refused(self.store.clone(), ctx.headers().clone())).map(|e| Some(Err(e)));
         // At once, then every second: a connector knows from the start that this one says so.
@@ -488,18 +483,97 @@ fn clip(value: &mut String, max: usize) {
     }
 }
 
-/// The broadcast receiver as a stream; a lagging watcher skips ahead (it
-/// re-reads pending terminations when it reconnects).
-fn tokio_stream_from(
+/// Reads the terminations pending for one connector: what a stream sends as it opens, and
+/// again when it fell behind.
+struct Pending {
+    store: Arc<dyn Store>,
+    clock: Arc<StoreClock>,
+    caller: ConnectorCaller,
+}
+
+impl Pending {
+    async fn read(&self) -> Result<Vec<TerminationRecord>, StoreError> {
+        let since = self.clock.now() - PENDING_WINDOW_US;
+        self.store.pending_terminations(self.caller.org, &self.caller.connector_id, since).await
+    }
+}
+
+/// The terminations published for a connector as they come. A watcher that fell behind the
+/// bus (many asked at once) lost some of them: the pending ones are read again from the store,
+/// which has them all, and sent (those sent already again too: a connector ends a session
+/// once). A store that cannot be read ends the stream with the error: the connector reopens it.
+fn live_terminations(
     receiver: tokio::sync::broadcast::Receiver<TerminationRecord>,
-) -> impl futures::Stream<Item = TerminationRecord> + Send {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(t) => return Some((t, receiver)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+    pending: Pending,
+) -> impl futures::Stream<Item = Result<TerminationRecord, ConnectError>> + Send {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(Some((receiver, pending)), |state| async move {
+        let (mut receiver, pending) = state?;
+        let next = match receiver.recv().await {
+            Ok(t) => vec![Ok(t)],
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(
+                    missed,
+                    connector = pending.caller.connector_id,
+                    "termination stream fell behind; re-reading the pending ones"
+                );
+                match pending.read().await {
+                    Ok(all) => all.into_iter().map(Ok).collect(),
+                    Err(error) => return Some((vec![Err(store_error(error))], None)),
+                }
             }
-        }
+            Err(RecvError::Closed) => return None,
+        };
+        Some((next, Some((receiver, pending))))
     })
+    .flat_map(futures::stream::iter)
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_core::time::now_micros;
+    use gatehouse_store::sqlite::SqliteStore;
+
+    use super::*;
+
+    /// A watcher that fell behind the bus (more terminations published at once than it holds)
+    /// still gets every one: those it lost are read again from the store.
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_still_gets_every_termination() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("g.db")).await.unwrap());
+        let org = store.ensure_org("acme").await.unwrap().id;
+        let now = now_micros();
+        let connector = ConnectorRef { id: "con_1".into(), ..Default::default() };
+        let starts: Vec<IngestEvent> = (0..300)
+            .map(|i| {
+                let session =
+                    Session { id: format!("s{i:03}"), start: now, connector: connector.clone(), ..Default::default() };
+                IngestEvent::Start(Box::new(session))
+            })
+            .collect();
+        store.ingest(org, "con_1", &starts).await.unwrap();
+        let bus = TerminationBus::default();
+        let receiver = bus.subscribe(org, "con_1");
+        for i in 0..300 {
+            let termination = TerminationRecord {
+                id: format!("term_{i:03}"),
+                session_id: format!("s{i:03}"),
+                connector_id: "con_1".into(),
+                reason: "incident".into(),
+                created: now,
+            };
+            store.create_termination(org, &termination, now - 1).await.unwrap();
+            bus.publish(org, termination);
+        }
+
+        let caller = ConnectorCaller { org, connector_id: "con_1".into(), connector_name: "edge".into() };
+        let pending = Pending { store, clock: Arc::new(StoreClock::default()), caller };
+        let received = live_terminations(receiver, pending).take(300).map(|t| t.unwrap().session_id);
+        let mut received: Vec<String> =
+            tokio::time::timeout(Duration::from_secs(10), received.collect()).await.expect("every one arrives");
+        received.sort();
+        received.dedup();
+        assert_eq!(received.len(), 300, "each session's termination");
+    }
 }
