@@ -180,6 +180,11 @@ impl Authenticator {
                 self.connector_key(key, prefix).await?;
                 Err(denied("a connector key cannot read sessions; use an API key"))
             }
+            // Said by its shape alone, valid or not: nothing is told of the token itself.
+            None if key.starts_with(crate::identity::TOKEN_MARKER) => Err(unauthenticated(
+                "this is an access token (ght_...), which logs a user in to a database through a connector; the API \
+                 takes an API key (gh_...): create one with `gatehouse keys create`",
+            )),
             None => Err(unauthenticated(UNKNOWN_API_KEY)),
         }
     }
@@ -366,34 +371,47 @@ fn presented_key(headers: &http::HeaderMap) -> Result<&str, ConnectError> {
     }
 }
 
+/// Who the admission middleware authenticated for this call (a [`Caller`] or a
+/// [`ConnectorCaller`]): every handler of a keyed service starts here.
+pub(crate) fn authenticated<T: Clone + Send + Sync + 'static>(
+    ctx: &connectrpc::RequestContext,
+) -> Result<T, ConnectError> {
+    ctx.extensions().get::<T>().cloned().ok_or_else(|| {
+        ConnectError::new(ErrorCode::Internal, "request reached a handler unauthenticated (this is a bug)")
+    })
+}
+
 /// What a path requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Guard {
-    /// Health and reflection.
+    /// Health, reflection, `/metrics` and the console's files.
     Open,
-    /// The sessions API (and our statements and keys services), with the role the method needs.
+    /// An API service's call (the sessions API, our statements and keys services, and any other
+    /// but the connectors'), with the role the method needs.
     Api(Role),
     /// The connector service.
     Connector,
 }
 
 impl Guard {
+    /// Closed unless listed open: a service added later needs a key from the start, whether
+    /// or not whoever adds it thinks of this.
     pub(crate) fn of(path: &str) -> Guard {
-        if let Some(method) = path.strip_prefix("/core.v1.SessionsService/") {
-            return Guard::Api(match method {
-                "CreateSessionTermination" | "CancelSession" => Role::Admin,
-                _ => Role::Reader,
-            });
+        let call = path.strip_prefix('/').and_then(|p| p.split_once('/')).filter(|(service, _)| service.contains('.'));
+        let Some((service, method)) = call else {
+            // Not a call (`/package.Service/Method`): `/health`, `/metrics`, the console.
+            return Guard::Open;
+        };
+        match service {
+            "grpc.health.v1.Health"
+            | "grpc.reflection.v1.ServerReflection"
+            | "grpc.reflection.v1alpha.ServerReflection" => Guard::Open,
+            "gatehouse.connector.v1.ConnectorService" => Guard::Connector,
+            "core.v1.SessionsService" if matches!(method, "CreateSessionTermination" | "CancelSession") => {
+                Guard::Api(Role::Admin)
+            }
+            _ => Guard::Api(Role::Reader),
         }
-        if path.starts_with("/gatehouse.sessions.v1.StatementsService/")
-            || path.starts_with("/gatehouse.keys.v1.KeysService/")
-        {
-            return Guard::Api(Role::Reader);
-        }
-        if path.starts_with("/gatehouse.connector.v1.ConnectorService/") {
-            return Guard::Connector;
-        }
-        Guard::Open
     }
 }
 
@@ -408,6 +426,29 @@ mod tests {
         assert_eq!(logged, LOGGED_REFUSALS_PER_MINUTE as usize);
         log.0.lock().unwrap().0 -= std::time::Duration::from_secs(61);
         assert!(log.admit(), "a new minute");
+    }
+
+    #[test]
+    fn every_call_needs_a_key_but_health_and_reflection() {
+        for (path, guard) in [
+            ("/core.v1.SessionsService/GetSession", Guard::Api(Role::Reader)),
+            ("/core.v1.SessionsService/CreateSessionTermination", Guard::Api(Role::Admin)),
+            ("/core.v1.SessionsService/CancelSession", Guard::Api(Role::Admin)),
+            ("/gatehouse.sessions.v1.StatementsService/ListSessionStatements", Guard::Api(Role::Reader)),
+            ("/gatehouse.keys.v1.KeysService/GetCallerKey", Guard::Api(Role::Reader)),
+            ("/gatehouse.connector.v1.ConnectorService/Report", Guard::Connector),
+            // A service nobody listed: closed.
+            ("/gatehouse.audit.v1.AuditService/Export", Guard::Api(Role::Reader)),
+            ("/grpc.health.v1.Health/Check", Guard::Open),
+            ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Guard::Open),
+            ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", Guard::Open),
+            ("/health", Guard::Open),
+            ("/metrics", Guard::Open),
+            ("/", Guard::Open),
+            ("/console/app.js", Guard::Open),
+        ] {
+            assert_eq!(Guard::of(path), guard, "{path}");
+        }
     }
 
     #[test]

@@ -160,11 +160,9 @@ fn shutdown(termination: TerminationRecord) -> SessionShutdown {
     }
 }
 
-/// The caller the authentication interceptor resolved.
+/// The caller the admission middleware authenticated ([`crate::admission::admit`]).
 pub(crate) fn caller(ctx: &RequestContext) -> Result<Caller, ConnectError> {
-    ctx.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        ConnectError::new(ErrorCode::Internal, "request reached a handler unauthenticated (this is a bug)")
-    })
+    crate::auth::authenticated(ctx)
 }
 
 impl SessionsService for SessionsApi {

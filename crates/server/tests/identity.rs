@@ -10,7 +10,7 @@ use gatehouse_core::OrgId;
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::gatehouse::connector::v1::{self as wire, ConnectorServiceClient, event::Kind};
 use gatehouse_server::convert::timestamp;
-use gatehouse_server::identity::{self as identity, NewUser, create_access_token, create_user, denial_counts};
+use gatehouse_server::identity::{self as identity, NewUser, create_access_token, create_user, outcome_counts};
 use gatehouse_server::registry::{create_connector, create_resource};
 use gatehouse_store::identity::{NewAccessToken, Principal, RoleGrant, User, UserKind};
 use harness::*;
@@ -103,7 +103,7 @@ async fn denied(s: &Setup, req: wire::VerifyIdentityRequest, reason: &str) {
 }
 
 fn count(reason: &str) -> u64 {
-    denial_counts().into_iter().find(|(r, _)| *r == reason).map(|(_, n)| n).unwrap()
+    outcome_counts().find(|(r, _)| *r == reason).map(|(_, n)| n).unwrap()
 }
 
 /// Stores a token with a chosen expiry (in the past, for expired tokens).
@@ -376,5 +376,18 @@ async fn reported_identities_are_recorded_and_searchable() {
         ids.sort();
         expected.sort();
         assert_eq!(ids, expected, "{query}");
+    }
+}
+
+/// An access token is for logging in to a database: the API says so, rather than calling it
+/// an API key that is not valid, and tells nothing of the token.
+#[tokio::test]
+async fn an_access_token_given_to_the_api_is_told_apart_from_an_api_key() {
+    let s = setup().await;
+    let made_up = format!("ght_{}_{}", "x".repeat(10), "y".repeat(40));
+    for token in [s.alice_token.as_str(), made_up.as_str()] {
+        let message = expect_error(&s.h.call_with_key("GetSession", json!({"session_id": "s"}), token).await, 401, "unauthenticated");
+        assert!(message.contains("access token") && message.contains("gatehouse keys create"), "{message}");
+        assert!(!message.contains(&token[4..14]), "names nothing of the token: {message}");
     }
 }
