@@ -68,11 +68,6 @@ impl Message {
         &self.frame
     }
 
-    /// The whole frame, by value.
-    pub fn into_frame(self) -> Bytes {
-        self.frame
-    }
-
     /// The payload after the type byte and length.
     pub fn payload(&self) -> &[u8] {
         &self.frame[Self::HEADER_LEN..]

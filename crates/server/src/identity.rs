@@ -30,7 +30,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::{ConnectorCaller, hash_key, random_alphanumeric};
 use crate::error::{invalid, store_error};
 
-const TOKEN_MARKER: &str = "ght_";
+pub(crate) const TOKEN_MARKER: &str = "ght_";
 const TOKEN_PREFIX_LEN: usize = 10;
 const TOKEN_SECRET_LEN: usize = 40;
 /// Tokens are for people and jobs, renewed often; a year is the most a token
@@ -261,8 +261,11 @@ pub enum Denial {
     ExpiredToken,
     RevokedToken,
     DisabledUser,
+    /// The role asked for is not granted, or none was asked for and none is granted at all.
     RoleNotAllowed,
-    NoRole,
+    /// None was asked for, the resource has no default, and several are granted: the user must
+    /// name one (`no_role` on the wire).
+    AmbiguousRole,
 }
 
 impl Denial {
@@ -273,7 +276,7 @@ impl Denial {
         Denial::RevokedToken,
         Denial::DisabledUser,
         Denial::RoleNotAllowed,
-        Denial::NoRole,
+        Denial::AmbiguousRole,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -284,40 +287,25 @@ impl Denial {
             Denial::RevokedToken => "revoked_token",
             Denial::DisabledUser => "disabled_user",
             Denial::RoleNotAllowed => "role_not_allowed",
-            Denial::NoRole => "no_role",
+            Denial::AmbiguousRole => "no_role",
         }
     }
 }
 
-/// Verification outcomes since the process started, for metrics: allowed,
-/// then one counter per [`Denial`] in [`Denial::ALL`] order.
+/// Verification outcomes since the process started, for `/metrics`: allowed, then one counter
+/// per [`Denial`] in [`Denial::ALL`] order.
 static OUTCOMES: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
-/// How many verifications were allowed since the process started.
-pub fn allowed_count() -> u64 {
-    OUTCOMES[0].load(Ordering::Relaxed)
-}
-
-/// How many verifications were denied for each reason since the process started.
-pub fn denial_counts() -> Vec<(&'static str, u64)> {
-    Denial::ALL.iter().enumerate().map(|(i, d)| (d.as_str(), OUTCOMES[i + 1].load(Ordering::Relaxed))).collect()
+/// How many verifications had each outcome since the process started: `allowed`, then each
+/// denial by its reason.
+pub fn outcome_counts() -> impl Iterator<Item = (&'static str, u64)> {
+    let outcomes = std::iter::once("allowed").chain(Denial::ALL.iter().map(|d| d.as_str()));
+    outcomes.zip(OUTCOMES.iter().map(|count| count.load(Ordering::Relaxed)))
 }
 
 fn count_denial(denial: Denial) {
     let index = Denial::ALL.iter().position(|d| *d == denial).unwrap_or(0) + 1;
     OUTCOMES[index].fetch_add(1, Ordering::Relaxed);
-}
-
-/// The formal user as the wire and sessions carry it.
-pub fn identity_of(user: &User) -> Identity {
-    Identity {
-        id: user.id.clone(),
-        name: user.name.clone(),
-        email: user.email.clone(),
-        kind: user.kind.as_str().to_owned(),
-        groups: user.groups.clone(),
-        external_ids: user.external_ids.clone(),
-    }
 }
 
 fn wire_user(user: &User) -> wire::FormalUser {
@@ -367,7 +355,7 @@ pub fn resolve_role(access: &ResourceAccess, user: &User, requested: &str) -> Re
         [only] => Ok((*only).to_owned()),
         // No role at all is a role not granted, whichever one it would have named.
         [] => Err(Denial::RoleNotAllowed),
-        _ => Err(Denial::NoRole),
+        _ => Err(Denial::AmbiguousRole),
     }
 }
 
@@ -598,7 +586,7 @@ mod tests {
         assert_eq!(resolve_role(&single, &user(&["dba"]), ""), Ok("app_rw".into()));
         assert_eq!(resolve_role(&single, &user(&[]), ""), Err(Denial::RoleNotAllowed), "none granted");
         let two = access("", &[(dba, "app_rw"), (me, "admin")]);
-        assert_eq!(resolve_role(&two, &user(&["dba"]), ""), Err(Denial::NoRole));
+        assert_eq!(resolve_role(&two, &user(&["dba"]), ""), Err(Denial::AmbiguousRole));
         assert_eq!(resolve_role(&two, &user(&[]), ""), Ok("admin".into()));
     }
 

@@ -89,6 +89,14 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE gatehouse_{name} counter");
             let _ = writeln!(out, "gatehouse_{name} {}", value.load(Ordering::Relaxed));
         }
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_identity_verifications_total Identity logins connectors asked about, by outcome"
+        );
+        let _ = writeln!(out, "# TYPE gatehouse_identity_verifications_total counter");
+        for (outcome, count) in crate::identity::outcome_counts() {
+            let _ = writeln!(out, "gatehouse_identity_verifications_total{{outcome=\"{outcome}\"}} {count}");
+        }
         let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(out, "# HELP gatehouse_api_calls_total API calls by service, method and outcome");
         let _ = writeln!(out, "# TYPE gatehouse_api_calls_total counter");

@@ -788,5 +788,10 @@ async fn metrics_count_calls_by_outcome_and_what_connectors_stored() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
     }
+    // Process-wide counts (other tests verify identities too): each outcome has its line.
+    for outcome in ["allowed", "bad_token", "role_not_allowed", "no_role"] {
+        let line = format!(r#"gatehouse_identity_verifications_total{{outcome="{outcome}"}} "#);
+        assert!(text.lines().any(|l| l.starts_with(&line)), "{line} not in:\n{text}");
+    }
     assert!(!text.contains("sess-m") && !text.contains(&s.h.reader_key[..10]), "{text}");
 }

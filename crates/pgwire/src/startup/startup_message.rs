@@ -86,11 +86,6 @@ impl StartupMessage {
         &self.params
     }
 
-    /// The parameters, by value, for building a rewritten message.
-    pub fn into_params(self) -> Vec<(String, String)> {
-        self.params
-    }
-
     /// The value of a parameter; if it was sent twice, the last one, as PostgreSQL does.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
