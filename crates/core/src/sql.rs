@@ -886,6 +886,30 @@ fn number_end(bytes: &[u8], start: usize) -> usize {
     i
 }
 
+/// The first keyword of `sql`, past whitespace, comments and opening parentheses: the command
+/// a statement runs (`WITH` for one with a WITH clause). Empty when something else comes first.
+pub fn first_keyword(sql: &str) -> &str {
+    let bytes = sql.as_bytes();
+    for Token { span, kind } in Tokens::new(bytes, Quoting::Standard) {
+        match kind {
+            Kind::Space | Kind::Comment(_) => {}
+            Kind::Other if bytes[span.start] == b'(' => {}
+            Kind::Word(word) => return &sql[word],
+            _ => break,
+        }
+    }
+    ""
+}
+
+/// The names and keywords of `sql`, in order: what lies in string literals, quoted names and
+/// comments is not read as words.
+pub fn words(sql: &str) -> impl Iterator<Item = &str> {
+    Tokens::new(sql.as_bytes(), Quoting::Standard).filter_map(|token| match token.kind {
+        Kind::Word(word) => Some(&sql[word]),
+        _ => None,
+    })
+}
+
 /// Index of the newline that ends the `--` comment whose text starts at `from`, or the end:
 /// PostgreSQL ends one at `\r` as well as at `\n`.
 pub fn line_comment_end(bytes: &[u8], from: usize) -> usize {
@@ -895,6 +919,17 @@ pub fn line_comment_end(bytes: &[u8], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_keyword_and_the_words_are_read_past_comments_and_strings() {
+        assert_eq!(first_keyword("-- c\n /* a /* nested */ b */ ( WITH x"), "WITH");
+        // PostgreSQL ends a line comment at a carriage return too.
+        assert_eq!(first_keyword("-- note\rdelete from t"), "delete");
+        assert_eq!(first_keyword("'select'"), "");
+        assert_eq!(first_keyword("  "), "");
+        let words: Vec<&str> = words("rollback; select 'to x' /* to */ \"to\" -- to\nto").collect();
+        assert_eq!(words, ["rollback", "select", "to"]);
+    }
 
     #[test]
     fn a_copy_to_is_told_from_a_copy_from() {

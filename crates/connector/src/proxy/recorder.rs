@@ -35,10 +35,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use gatehouse_core::sql::{StandardStrings, is_copy_to, may_hold_password, redact_passwords};
+use gatehouse_core::sql::{self, StandardStrings, is_copy_to, may_hold_password, redact_passwords};
 use gatehouse_pgwire::MessageRef;
 use gatehouse_pgwire::backend::{CommandComplete, ErrorResponse};
 use gatehouse_pgwire::frontend::FunctionCall;
+use smallvec::SmallVec;
 
 use super::encoding::ClientEncoding;
 use crate::event::Statement;
@@ -1050,49 +1051,13 @@ fn named_after(sql: &str, keyword: &str, optional: Option<&str>) -> Option<Vec<S
 }
 
 /// Whether `sql` holds a `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name`, which ends no
-/// transaction. Read lightly, as [`named_after`] reads: words inside strings count too.
+/// transaction.
 fn rolls_back_to_savepoint(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    let words: Vec<&str> =
-        lower.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
-    words.windows(3).any(|w| matches!(w, ["rollback", "to", _] | ["rollback", "work" | "transaction", "to"]))
-}
-
-/// The first keyword of `sql`, past whitespace, comments and opening parentheses.
-fn first_keyword(sql: &str) -> &str {
-    let mut rest = sql;
-    loop {
-        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
-        if let Some(comment) = rest.strip_prefix("--") {
-            rest = comment.split_once('\n').map_or("", |(_, after)| after);
-        } else if rest.starts_with("/*") {
-            rest = past_block_comment(rest);
-        } else {
-            break;
-        }
-    }
-    &rest[..rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len())]
-}
-
-/// What follows the block comment `sql` starts with; block comments nest in PostgreSQL.
-fn past_block_comment(sql: &str) -> &str {
-    let mut depth = 0;
-    let mut at = 0;
-    while at < sql.len() {
-        if sql[at..].starts_with("/*") {
-            depth += 1;
-            at += 2;
-        } else if sql[at..].starts_with("*/") {
-            depth -= 1;
-            at += 2;
-            if depth == 0 {
-                return &sql[at..];
-            }
-        } else {
-            at += sql[at..].chars().next().map_or(1, char::len_utf8);
-        }
-    }
-    ""
+    let is = |word: &str, keyword: &str| word.eq_ignore_ascii_case(keyword);
+    let words: Vec<&str> = sql::words(sql).collect();
+    words.windows(3).any(|w| {
+        is(w[0], "rollback") && (is(w[1], "to") || (is(w[1], "work") || is(w[1], "transaction")) && is(w[2], "to"))
+    })
 }
 
 /// Flags `statement`, an Execute the server answered with `tag`, when the tag names another
@@ -1110,7 +1075,7 @@ fn flag_replaced(statement: &mut Statement, tag: &[u8]) {
         ("delete", b"DELETE"),
         ("merge", b"MERGE"),
     ];
-    let keyword = first_keyword(&statement.text);
+    let keyword = sql::first_keyword(&statement.text);
     let Some(&(_, expected)) = TAGS.iter().find(|(word, _)| keyword.eq_ignore_ascii_case(word)) else {
         return;
     };
@@ -1155,11 +1120,15 @@ const NAME_KEY_LEN: usize = 63;
 
 /// A prepared statement's or a portal's name, as the client sent it.
 #[derive(Debug, Default)]
-struct Name(Box<[u8]>);
+struct Name(SmallVec<[u8; NAME_INLINE]>);
+
+/// Names this long are kept in place, not on the heap: a Bind names a statement and a portal,
+/// and drivers' names are short (`P_0`, `S_1`, `_pg3_0`, `__asyncpg_stmt_1__`).
+const NAME_INLINE: usize = 22;
 
 impl Name {
     fn new(bytes: &[u8]) -> Self {
-        Self(bytes.into())
+        Self(SmallVec::from_slice(bytes))
     }
 
     fn is_empty(&self) -> bool {
@@ -1881,7 +1850,6 @@ mod tests {
             s("/* hi */ (select 'harmless' as x)", 1, ""),
             "a SELECT that answers SELECT is as prepared"
         );
-        assert_eq!(first_keyword("-- c\n /* a /* nested */ b */ ( WITH x"), "WITH");
     }
 
     #[test]
