@@ -28,3 +28,9 @@ pub mod report;
 pub mod runtime;
 pub mod stop;
 pub mod timer;
+
+/// Locks a mutex whose holder may have panicked: the data (a map, a file handle, a position)
+/// stays usable, and one connection's panic does not take the others down with it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

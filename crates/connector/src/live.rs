@@ -126,7 +126,7 @@ impl LiveSessions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.sessions)
     }
 }
 

@@ -27,9 +27,11 @@ use tower::ServiceExt as _;
 
 use crate::metrics::Metrics;
 
-/// How long a connection may stay silent before its first request, and an HTTP/1.1 one while
-/// idle between requests or sending a request's headers.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client is waited for while it owes the server something: its first bytes, a
+/// request's headers or body, or taking what the server wrote to it.
+pub const CLIENT_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a connection with no request in flight is kept.
+const IDLE_CONNECTION: Duration = Duration::from_secs(60);
 /// The most an HTTP/1.1 connection reads ahead.
 const HTTP1_BUFFER: usize = 64 * 1024;
 /// How often an idle HTTP/2 connection is pinged; one that does not answer is closed.
@@ -59,10 +61,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            first_bytes: IDLE_TIMEOUT,
-            body: IDLE_TIMEOUT,
-            idle: Duration::from_secs(60),
-            stall: IDLE_TIMEOUT,
+            first_bytes: CLIENT_PATIENCE,
+            body: CLIENT_PATIENCE,
+            idle: IDLE_CONNECTION,
+            stall: CLIENT_PATIENCE,
             connections: max_connections(),
         }
     }

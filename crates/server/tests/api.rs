@@ -787,7 +787,7 @@ async fn silent_connections_are_closed_and_hold_no_one_up() {
     half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let (status, _) = h.call("ListSessionsV2", json!({})).await;
     assert_eq!(status, 200, "served beside them");
-    let limit = gatehouse_server::connection::IDLE_TIMEOUT + std::time::Duration::from_secs(5);
+    let limit = gatehouse_server::connection::CLIENT_PATIENCE + std::time::Duration::from_secs(5);
     for stream in [&mut silent, &mut half] {
         let read = tokio::time::timeout(limit, stream.read(&mut [0; 64])).await.expect("closed within the limit");
         assert_eq!(read.unwrap(), 0, "closed without an answer");

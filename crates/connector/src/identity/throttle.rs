@@ -87,7 +87,7 @@ impl Throttle {
     fn try_admit(&self, ip: IpAddr, guess: u64, now: Instant) -> Option<Result<Check<'_>, u32>> {
         let ip = source(ip);
         let uncounted = Check { throttle: self, ip: None, guess };
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut windows = crate::lock(&self.windows);
         if windows.len() >= MAX_ADDRESSES && !windows.contains_key(&ip) {
             windows.retain(|_, w| w.throttles(now) || w.checking > 0);
             if windows.len() >= MAX_ADDRESSES {
@@ -122,7 +122,7 @@ impl Check<'_> {
     /// and wakes the logins waiting for a place. Once: later calls do nothing.
     fn settle(&mut self, guessed: bool, now: Instant) -> bool {
         let Some(ip) = self.ip.take() else { return false };
-        let mut windows = self.throttle.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut windows = crate::lock(&self.throttle.windows);
         let reached = windows.get_mut(&ip).is_some_and(|window| {
             window.checking = window.checking.saturating_sub(1);
             window.roll(now);

@@ -96,7 +96,7 @@ impl Verifier {
         end_user: &str,
     ) -> Result<Verdict, VerifyError> {
         let key = cache_key(resource_id, name, token, end_user);
-        if let Some(verdict) = self.cache.lock().expect("cache lock").get(&key, Instant::now()) {
+        if let Some(verdict) = crate::lock(&self.cache).get(&key, Instant::now()) {
             return Ok(verdict);
         }
         let request = pb::VerifyIdentityRequest {
@@ -116,7 +116,7 @@ impl Verifier {
         })??;
         let ttl = Duration::from_secs(response.cache_seconds.into()).min(MAX_CACHE);
         let verdict = verdict(response);
-        let mut cache = self.cache.lock().expect("cache lock");
+        let mut cache = crate::lock(&self.cache);
         let now = Instant::now();
         // What was allowed before may be no longer, under other keys (a login's, its session's
         // check): none of it is reused, and open sessions are checked now.

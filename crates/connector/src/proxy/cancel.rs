@@ -141,7 +141,7 @@ impl CancelMap {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Vec<Issued>>> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.keys)
     }
 }
 

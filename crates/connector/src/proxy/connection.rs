@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use super::client::{self, Negotiated};
 use super::login::{self, Identified};
 use super::relay::{self, Conn};
-use super::shutdown::Stop;
+use super::shutdown::ConnectionStop;
 use super::upstream::ServerStream;
 use super::{ProxyContext, cancel, upstream};
 use crate::event::now_us;
@@ -47,7 +47,7 @@ impl Drop for Active<'_> {
 }
 
 /// Serves one accepted client.
-pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, mut stop: Stop) {
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, ctx: Arc<ProxyContext>, mut stop: ConnectionStop) {
     let accepted_us = now_us();
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");

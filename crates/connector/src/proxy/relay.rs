@@ -34,7 +34,7 @@ use super::login::Identified;
 use super::outbox::Outbox;
 use super::recorder::Recorder;
 use super::session::Session;
-use super::shutdown::Stop;
+use super::shutdown::ConnectionStop;
 use super::upstream::{self, ServerStream};
 use crate::event::{EndReason, SessionStart, now_us};
 use crate::live::Termination;
@@ -144,7 +144,7 @@ fn flush_after_execute(reader: &MessageReader, at: usize) -> bool {
 }
 
 /// Relays one connection from its startup packet to its end, and reports its session.
-pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: Stop) {
+pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: ConnectionStop) {
     let Conn { client, client_reader, startup, server, server_reader, identified, peer, accepted_us } = conn;
     let upstream = match server.peer_addr() {
         Ok(addr) => addr,
@@ -273,7 +273,14 @@ struct Relay {
 
 impl Relay {
     /// Returns whether the connection to the database is to be reset rather than closed.
-    async fn run<CR, CW, SR, SW>(mut self, mut stop: Stop, mut cr: CR, mut cw: CW, mut sr: SR, mut sw: SW) -> bool
+    async fn run<CR, CW, SR, SW>(
+        mut self,
+        mut stop: ConnectionStop,
+        mut cr: CR,
+        mut cw: CW,
+        mut sr: SR,
+        mut sw: SW,
+    ) -> bool
     where
         CR: AsyncRead + WaitReadable + Unpin,
         CW: AsyncWrite + Unpin,
@@ -590,7 +597,7 @@ impl Relay {
     async fn finish<CR, CW, SR, SW>(
         mut self,
         mut end: End,
-        stop: &mut Stop,
+        stop: &mut ConnectionStop,
         cr: &mut CR,
         cw: &mut CW,
         sr: &mut SR,
@@ -729,7 +736,7 @@ impl Relay {
     /// [`SendBuffer`]): its write would have failed there, and it would have stopped.
     async fn await_outcomes<CR, CW, SR>(
         &mut self,
-        stop: &mut Stop,
+        stop: &mut ConnectionStop,
         cr: &mut CR,
         cw: &mut CW,
         sr: &mut SR,

@@ -32,7 +32,7 @@ impl Shutdown {
 
     /// A connection's stop signal, fired by this shutdown (at once if it already happened)
     /// or by the termination of the connection's session.
-    pub(crate) fn subscribe(self: &Arc<Self>) -> Stop {
+    pub(crate) fn subscribe(self: &Arc<Self>) -> ConnectionStop {
         let (stopper, signal) = stop::signal();
         let mut waiting = self.lock();
         let id = waiting.next_id;
@@ -44,7 +44,7 @@ impl Shutdown {
         } else {
             waiting.stoppers.insert(id, stopper);
         }
-        Stop { shutdown: Arc::clone(self), id, signal }
+        ConnectionStop { shutdown: Arc::clone(self), id, signal }
     }
 
     /// Fixes the shutdown moment and stops every connection.
@@ -58,18 +58,18 @@ impl Shutdown {
     }
 
     fn lock(&self) -> MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.waiting)
     }
 }
 
 /// One connection's stop signal, forgotten by its listener when dropped.
-pub(crate) struct Stop {
+pub(crate) struct ConnectionStop {
     shutdown: Arc<Shutdown>,
     id: u64,
     signal: stop::Stop,
 }
 
-impl Stop {
+impl ConnectionStop {
     /// A handle that stops this connection, for its session's termination.
     pub(crate) fn stopper(&self) -> Stopper {
         self.signal.stopper()
@@ -81,7 +81,7 @@ impl Stop {
     }
 }
 
-impl Future for Stop {
+impl Future for ConnectionStop {
     type Output = StopReason;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<StopReason> {
@@ -89,7 +89,7 @@ impl Future for Stop {
     }
 }
 
-impl Drop for Stop {
+impl Drop for ConnectionStop {
     fn drop(&mut self) {
         self.shutdown.lock().stoppers.remove(&self.id);
     }

@@ -34,7 +34,7 @@ pub mod spool;
 pub mod terminations;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -47,6 +47,7 @@ pub use runs::{RunLog, RunLogError};
 pub use spool::{Limit, Spool, SpoolOptions};
 
 use crate::event::{EventKind, SessionEvent};
+use crate::lock;
 use crate::metrics::Metrics;
 
 /// An event as it is queued, sent and spooled: encoded once, as a `pb::Event`.
@@ -400,10 +401,4 @@ impl Drop for Queue {
         self.events.close();
         self.shared.room.notify_waiters();
     }
-}
-
-/// Locks a mutex whose holder may have panicked: the data (a file handle, a position) stays
-/// usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

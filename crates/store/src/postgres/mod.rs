@@ -555,7 +555,7 @@ impl PgStore {
     }
 
     async fn touch_api_key_impl(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_us = $1 WHERE prefix = $2")
+        sqlx::query("UPDATE api_keys SET last_used_us = GREATEST(COALESCE(last_used_us, 0), $1) WHERE prefix = $2")
             .bind(at)
             .bind(prefix)
             .execute(&self.pool)

@@ -12,9 +12,10 @@ pub enum Arg {
 /// The SQL differences between the stores that filters and paging touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
-    /// `?` placeholders; text columns are declared `COLLATE NOCASE`.
+    /// `?` placeholders. (Both compare text without case through `_fold` columns, folded when
+    /// written.)
     Sqlite,
-    /// `$n` placeholders; case-insensitive text compares through `lower()`.
+    /// `$n` placeholders.
     Postgres,
 }
 

@@ -514,7 +514,7 @@ impl Store for SqliteStore {
     }
 
     async fn touch_api_key(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_us = ? WHERE prefix = ?")
+        sqlx::query("UPDATE api_keys SET last_used_us = MAX(COALESCE(last_used_us, 0), ?) WHERE prefix = ?")
             .bind(at)
             .bind(prefix)
             .execute(self.writer())

@@ -134,6 +134,9 @@ pub async fn touching_a_key_records_its_last_use(store: &dyn Store) {
     assert_eq!(listed, vec![info(&keys[0]), ApiKeyInfo { last_used: Some(NOW), ..info(&keys[1]) }]);
     store.touch_api_key(&keys[1].prefix, NOW + 60).await.unwrap();
     assert_eq!(store.list_api_keys(acme).await.unwrap()[1].last_used, Some(NOW + 60));
+    // A use recorded late (replicas record theirs apart) does not move the last use back.
+    store.touch_api_key(&keys[1].prefix, NOW + 30).await.unwrap();
+    assert_eq!(store.list_api_keys(acme).await.unwrap()[1].last_used, Some(NOW + 60));
     // Touching an unknown key is harmless.
     store.touch_api_key("gh_nope", NOW).await.unwrap();
     assert_eq!(store.list_api_keys(globex).await.unwrap(), vec![info(&keys[2])]);
