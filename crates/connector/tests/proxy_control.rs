@@ -489,6 +489,68 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     assert_eq!(proxy.live.len(), 1);
 }
 
+/// A client's statements followed by a message that cannot be read: the database runs them
+/// (and commits them) before it reads that message, so they are recorded with what really
+/// happened, and the client hears their answers before the FATAL, as directly. Sent before the
+/// login completed (behind the startup packet), they wait for it, and the session that runs
+/// them is recorded: none may run unrecorded (found by a review: such a write left no trace).
+#[tokio::test]
+async fn statements_before_an_unreadable_message_run_and_are_recorded() {
+    let mut proxy = Proxy::start().await;
+    let direct = direct().await;
+    let table = unique("gh_unreadable");
+    direct.batch_execute(&format!("create table {table} (tag text)")).await.unwrap();
+    let query = |sql: &str| {
+        let mut buf = BytesMut::new();
+        gatehouse_pgwire::frontend::Query::new(sql).encode(&mut buf);
+        buf
+    };
+    let startup = StartupMessage::new(
+        PROTOCOL_3_0,
+        vec![("user".into(), "postgres".into()), ("database".into(), "test".into())],
+    )
+    .unwrap();
+    let insert = |tag: &str| format!("insert into {table} select '{tag}' from pg_sleep(0.2)");
+    let garbage = b"\0\0\0\0\x08\0\0\0";
+
+    // After the login, and behind the startup packet, in one write each.
+    let mut after = Raw::connect(proxy.addr).await;
+    after.startup().await;
+    let mut behind = Raw::connect(proxy.addr).await;
+    let mut bytes = BytesMut::from(startup.frame().as_ref());
+    bytes.extend_from_slice(&query(&insert("behind")));
+    bytes.extend_from_slice(garbage);
+    behind.send(&bytes).await;
+    let mut bytes = query(&insert("after"));
+    bytes.extend_from_slice(garbage);
+    after.send(&bytes).await;
+
+    for raw in [&mut after, &mut behind] {
+        let mut tags = Vec::new();
+        while let Some(msg) = raw.recv().await {
+            tags.push(msg.tag());
+        }
+        // The login's messages first, for the one behind the startup packet.
+        let answers: Vec<u8> = tags.iter().copied().skip_while(|&t| t != b'C').collect();
+        assert_eq!(answers, b"CZE", "the answer, then the FATAL: {:?}", String::from_utf8_lossy(&tags));
+    }
+    let mut tags = Vec::new();
+    for _ in 0..2 {
+        let session = proxy.ended_session().await;
+        assert_eq!(session.end.reason, EndReason::Error);
+        let [statement] = &session.statements[..] else { panic!("{:?}", session.statements) };
+        assert_eq!((statement.sqlstate.as_str(), statement.rows_changed), ("", 1), "{statement:?}");
+        assert!(statement.duration_us >= 200_000, "{statement:?}");
+        tags.push(statement.text.clone());
+    }
+    tags.sort();
+    assert_eq!(tags, [insert("after"), insert("behind")]);
+    let rows = direct.query(&format!("select tag from {table} order by tag"), &[]).await.unwrap();
+    let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored, ["after", "behind"]);
+    direct.batch_execute(&format!("drop table {table}")).await.unwrap();
+}
+
 #[tokio::test]
 async fn large_messages_share_a_memory_budget_and_give_it_back() {
     const MIB: usize = 1024 * 1024;

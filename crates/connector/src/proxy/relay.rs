@@ -164,6 +164,7 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: ConnectionStop
         watched: None,
         watched_journaled: None,
         session: None,
+        held_for_login: false,
         stopper: stop.stopper(),
         startup,
         peer,
@@ -247,6 +248,12 @@ struct Relay {
     watched_journaled: Option<JournalPin>,
     /// Started at the database's first ReadyForQuery.
     session: Option<Session>,
+    /// A message the client sent before its login completed that is not part of the login (a
+    /// query pipelined behind the startup), kept in the reader, and the client not read, until
+    /// the session starts: the database would run it once the login completes, and it is
+    /// recorded only in a session. Passed on at once where the database asks the client for a
+    /// password: it refuses anything else there, as directly.
+    held_for_login: bool,
     /// Stops this connection: registered with the live sessions when the session starts, so
     /// that an administrator can terminate it; it also marks since when the database has been
     /// on the statement `watched` names, for the sweep that asks for long ones.
@@ -321,11 +328,19 @@ impl Relay {
                         if let Err(end) = self.server_batch(&mut cw) {
                             break end;
                         }
+                        // The session started, or the database asks the client for something.
+                        if self.held_for_login && !self.login_owed() {
+                            self.held_for_login = false;
+                            if let Err(end) = self.client_batch(&mut sw) {
+                                break end;
+                            }
+                        }
                     }
                     Ok(false) => break End::Server,
                     Err(error) => break End::server_read(error),
                 },
-                read = next_batch(&mut self.client_reader, &mut cr), if self.to_server.has_room() && recording => match read {
+                read = next_batch(&mut self.client_reader, &mut cr),
+                    if self.to_server.has_room() && recording && !self.held_for_login => match read {
                     Ok(true) => {
                         if let Err(end) = self.client_batch(&mut sw) {
                             break end;
@@ -461,6 +476,10 @@ impl Relay {
             match self.client_reader.message_at(scanned) {
                 Ok(Some(msg)) => {
                     let tag = msg.tag();
+                    if tag != b'p' && self.login_owed() {
+                        self.held_for_login = true;
+                        break Ok(());
+                    }
                     scanned += msg.len();
                     self.recorder.on_client(msg, now);
                     if tag == b'X' {
@@ -616,7 +635,9 @@ impl Relay {
         // is: once what the database runs now has nowhere to go, the connection is reset, so
         // that it runs no more of what it has read (a dead client's pipelined COMMIT).
         let gone = matches!(end, End::ClientGone(_));
-        let left = gone || matches!(end, End::Client | End::ClientProtocol(WireError::UnexpectedEof));
+        // So is a client whose next message cannot be read: the database runs what came before
+        // it, and answers it, before it reads the message that ends the session.
+        let left = gone || matches!(end, End::Client | End::ClientProtocol(_));
         let mut reset = false;
         // A login the database is still answering may yet succeed (a client that closed right
         // after its startup packet, on trust): the database counts it as a session, and so it
