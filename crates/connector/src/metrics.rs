@@ -36,6 +36,9 @@ pub struct Metrics {
     pub identity_logins_total: AtomicU64,
     /// Logins the database refused (a wrong password, an unknown role or database).
     pub database_login_refusals_total: AtomicU64,
+    /// Connections whose first messages could not be read as PostgreSQL's, or did not come in
+    /// time: scanners, other protocols, broken clients.
+    pub startup_failures_total: AtomicU64,
     /// Logins the connector refused, by reason.
     pub auth_failures: AuthFailures,
 }
@@ -88,7 +91,7 @@ impl Metrics {
 
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 19] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 20] = [
             ("connections_total", "counter", "Client connections accepted", &self.connections_total),
             ("connections_active", "gauge", "Client connections open now", &self.connections_active),
             (
@@ -176,6 +179,13 @@ impl Metrics {
                 "counter",
                 "Logins the database refused (wrong password, unknown role or database)",
                 &self.database_login_refusals_total,
+            ),
+            (
+                "startup_failures_total",
+                "counter",
+                "Connections whose startup could not be read (not PostgreSQL's protocol, a broken packet, a TLS \
+                 handshake that failed) or did not come within 60 s",
+                &self.startup_failures_total,
             ),
         ];
         let mut out = String::new();

@@ -416,10 +416,11 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     let (good, _connection) = proxy.connect().await;
     good.simple_query("select 1").await.unwrap();
 
-    // Not PostgreSQL at all.
+    // Not PostgreSQL at all: counted, so that an operator sees a scanner.
     let mut raw = Raw::connect(proxy.addr).await;
     raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_protocol_violation(&mut raw).await;
+    eventually("the startup failure counted", || async { proxy.counter(|m| &m.startup_failures_total) == 1 }).await;
 
     // Protocols 1.0 and 2.0: refused in PostgreSQL's words, in their own format, as PostgreSQL
     // 15 refuses them (found by a review: a v3 ErrorResponse, which such a client cannot read).

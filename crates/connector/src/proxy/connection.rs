@@ -22,8 +22,9 @@ use crate::identity;
 use crate::metrics::Metrics;
 use crate::timer;
 
-/// How long a client may take to say what it wants (TLS handshake included).
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to say what it wants (TLS handshake included): PostgreSQL's
+/// default `authentication_timeout`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest message accepted before authentication succeeded. PostgreSQL's own limit on
 /// authentication tokens is 65535 bytes.
 const AUTH_MAX_MESSAGE_LEN: usize = 128 * 1024;
@@ -113,10 +114,12 @@ async fn prepare(stream: TcpStream, peer: SocketAddr, ctx: &ProxyContext) -> Opt
         }
         Ok(Ok(Negotiated::Closed)) => return None,
         Ok(Err(error)) => {
+            Metrics::add(&ctx.metrics.startup_failures_total, 1);
             tracing::debug!(%peer, %error, "startup failed");
             return None;
         }
         Err(_) => {
+            Metrics::add(&ctx.metrics.startup_failures_total, 1);
             tracing::debug!(%peer, "startup timed out");
             return None;
         }
