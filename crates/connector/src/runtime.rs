@@ -349,6 +349,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             upstream_tls,
             identity,
             large_messages: Arc::clone(&large_messages),
+            large_message_stall: proxy::LARGE_MESSAGE_STALL,
             drain: Duration::from_secs(config.shutdown_drain_seconds),
         });
         let token = stop_proxies.clone();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use gatehouse_connector::event::{EndReason, now_us};
 use gatehouse_connector::live::Termination;
+use gatehouse_connector::proxy::LARGE_MESSAGE_STALL;
 use gatehouse_connector::proxy::load_tls;
 use gatehouse_pgwire::backend::{AuthenticationRequest, ErrorResponse};
 use gatehouse_pgwire::frontend::{PasswordMessage, Terminate};
@@ -506,11 +507,9 @@ async fn statements_before_an_unreadable_message_run_and_are_recorded() {
         gatehouse_pgwire::frontend::Query::new(sql).encode(&mut buf);
         buf
     };
-    let startup = StartupMessage::new(
-        PROTOCOL_3_0,
-        vec![("user".into(), "postgres".into()), ("database".into(), "test".into())],
-    )
-    .unwrap();
+    let startup =
+        StartupMessage::new(PROTOCOL_3_0, vec![("user".into(), "postgres".into()), ("database".into(), "test".into())])
+            .unwrap();
     let insert = |tag: &str| format!("insert into {table} select '{tag}' from pg_sleep(0.2)");
     let garbage = b"\0\0\0\0\x08\0\0\0";
 
@@ -555,7 +554,7 @@ async fn statements_before_an_unreadable_message_run_and_are_recorded() {
 #[tokio::test]
 async fn large_messages_share_a_memory_budget_and_give_it_back() {
     const MIB: usize = 1024 * 1024;
-    let mut proxy = Proxy::start_with_large_message_budget(8 * MIB).await;
+    let mut proxy = Proxy::start_with_large_message_budget(8 * MIB, LARGE_MESSAGE_STALL).await;
 
     // A client holds 6 MiB of the budget with a statement it has not finished sending: 5 MiB
     // of it came, more than the quarter (and 4 MiB) that gets a message charged whole.
@@ -614,6 +613,65 @@ async fn large_messages_share_a_memory_budget_and_give_it_back() {
     );
     assert!(refused.contains(&("select repeat('x', 3000000)", "53200")), "{refused:?}");
     assert!(refused.contains(&(query.as_str(), "53200")), "{refused:?}");
+}
+
+/// A client that stops sending a message holding some of the large-message budget holds it
+/// from every other connection: after a while without a byte of it, its session is ended and
+/// the memory comes back (found by a review: one stalled client refused every other large
+/// message for as long as it liked). One that keeps sending, however slowly, goes on.
+#[tokio::test]
+async fn a_client_that_stops_sending_a_large_message_gives_its_memory_back() {
+    const MIB: usize = 1024 * 1024;
+    let mut proxy = Proxy::start_with_large_message_budget(8 * MIB, Duration::from_secs(1)).await;
+    let partial_query = |len: usize, sent: usize| {
+        let mut bytes = vec![b'Q'];
+        bytes.extend_from_slice(&i32::try_from(len).unwrap().to_be_bytes());
+        bytes.extend_from_slice(b"select '");
+        bytes.resize(sent, b'x');
+        bytes
+    };
+
+    // Slow but steady: 5 MiB of 6, then the rest in pieces, each within the patience.
+    let mut steady = Raw::connect(proxy.addr).await;
+    steady.startup().await;
+    let len = 6 * MIB;
+    steady.send(&partial_query(len, 5 * MIB)).await;
+    // The type byte is not in the length; the text ends with `'` and a NUL.
+    let rest = len + 1 - 5 * MIB - 2;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        steady.send(&vec![b'x'; rest / 4]).await;
+    }
+    steady.send(&vec![b'x'; rest - 4 * (rest / 4)]).await;
+    steady.send(b"'\0").await;
+    let mut tags = Vec::new();
+    while let Some(msg) = steady.recv().await {
+        tags.push(msg.tag());
+        if msg.tag() == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(tags, b"TDCZ", "answered in full");
+    drop(steady);
+    let ended = proxy.ended_session().await;
+    assert_eq!((ended.statements.len(), ended.end.reason), (1, EndReason::Client), "{ended:?}");
+
+    // Stalled: 5 MiB of 6, then nothing.
+    let mut stalled = Raw::connect(proxy.addr).await;
+    stalled.startup().await;
+    stalled.send(&partial_query(len, 5 * MIB)).await;
+    let started = Instant::now();
+    let error = stalled.error().await;
+    assert_eq!(error.code(), Some("08P01"), "{error:?}");
+    assert!(error.message().unwrap_or_default().contains("sent nothing of its message for 1 s"), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(stalled.recv().await.is_none(), "closed");
+
+    // Its share is back: a 3 MB row fits.
+    let (client, _connection) = proxy.connect().await;
+    client.simple_query("select repeat('x', 3000000)").await.unwrap();
+    let ended = proxy.ended_session().await;
+    assert_eq!(ended.end.reason, EndReason::Error, "{:?}", ended.end);
 }
 
 async fn assert_protocol_violation(raw: &mut Raw<TcpStream>) {

@@ -38,7 +38,7 @@ pub use codec::{Decode, Encode};
 pub use cursor::escape_invalid_utf8;
 pub use error::WireError;
 pub use message::{Message, MessageRef};
-pub use reader::{DEFAULT_MAX_MESSAGE_LEN, LargeMessageBudget, MessageReader, SMALL_MESSAGE_LIMIT, try_frame};
+pub use reader::{DEFAULT_MAX_MESSAGE_LEN, Filled, LargeMessageBudget, MessageReader, SMALL_MESSAGE_LIMIT, try_frame};
 pub use startup::{
     CANCEL_REQUEST_CODE, CancelRequest, GSSENC_REQUEST_CODE, MAX_CANCEL_KEY_LEN, MAX_STARTUP_PACKET_LEN,
     PEER_CANCEL_REQUEST_CODE, PROTOCOL_3_0, PROTOCOL_3_2, SSL_REQUEST_CODE, SslResponse, Startup, StartupMessage,

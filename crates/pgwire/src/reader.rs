@@ -133,6 +133,24 @@ impl LargeMessageBudget {
     }
 }
 
+/// What [`MessageReader::fill_message`] brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// The message at the front is whole.
+    Message,
+    /// The stream ended cleanly between two messages.
+    Closed,
+    /// More of a message that holds some of the large-message budget, not all of it.
+    Part,
+}
+
+/// What [`MessageReader::fill_front`] read to.
+enum Front {
+    Whole(usize),
+    Closed,
+    Part,
+}
+
 /// The read side of one connection: one buffer, from which messages are split off.
 pub struct MessageReader {
     buf: BytesMut,
@@ -175,6 +193,12 @@ impl MessageReader {
     pub fn with_budget(mut self, budget: Arc<LargeMessageBudget>) -> Self {
         self.budget = Some(budget);
         self
+    }
+
+    /// Whether the message arriving at the front holds some of the budget: a client that stops
+    /// sending it holds that from every other connection.
+    pub fn holds_budget(&self) -> bool {
+        self.taken > 0
     }
 
     fn give_back(&mut self) {
@@ -243,14 +267,21 @@ impl MessageReader {
     where
         R: AsyncRead + Unpin + ?Sized,
     {
-        Ok(self.fill_front(r).await?.map(|total| self.split_front(total)))
+        loop {
+            match self.fill_front(r, false).await? {
+                Front::Whole(total) => return Ok(Some(self.split_front(total))),
+                Front::Closed => return Ok(None),
+                Front::Part => {}
+            }
+        }
     }
 
     /// Reads from `r` until the message at the front is whole, without taking it: the relay
     /// looks at the buffered messages in place with [`message_at`](Self::message_at) and
     /// passes them on as one run of bytes, with [`consume`](Self::consume) or
-    /// [`split_to`](Self::split_to) once they are relayed. Returns `Ok(false)` when the
-    /// stream ends cleanly between two messages.
+    /// [`split_to`](Self::split_to) once they are relayed. A message that holds some of the
+    /// reader's [`LargeMessageBudget`] returns [`Filled::Part`] after each read that brought
+    /// more of it, so that the caller can tell a client that stopped sending one.
     ///
     /// # Cancellation safety
     ///
@@ -259,31 +290,39 @@ impl MessageReader {
     /// # Errors
     ///
     /// As [`read_message`](Self::read_message).
-    pub async fn fill_message<R>(&mut self, r: &mut R) -> Result<bool, WireError>
+    pub async fn fill_message<R>(&mut self, r: &mut R) -> Result<Filled, WireError>
     where
         R: AsyncRead + Unpin + ?Sized,
     {
-        Ok(self.fill_front(r).await?.is_some())
+        Ok(match self.fill_front(r, true).await? {
+            Front::Whole(_) => Filled::Message,
+            Front::Closed => Filled::Closed,
+            Front::Part => Filled::Part,
+        })
     }
 
-    /// Reads until the front message is whole; returns its size, `None` at a clean end.
-    async fn fill_front<R>(&mut self, r: &mut R) -> Result<Option<usize>, WireError>
+    /// Reads until the front message is whole, or, if `parts`, until a read brought more of a
+    /// message that holds budget.
+    async fn fill_front<R>(&mut self, r: &mut R, parts: bool) -> Result<Front, WireError>
     where
         R: AsyncRead + Unpin + ?Sized,
     {
+        let mut read_part = false;
         loop {
             let room = match frame_len(&self.buf, self.max_len, self.frontend)? {
-                Some(total) if self.buf.len() >= total => return Ok(Some(total)),
+                Some(total) if self.buf.len() >= total => return Ok(Front::Whole(total)),
+                Some(_) if read_part => return Ok(Front::Part),
                 // Charged, with room made for its next bytes: reading asks for no more.
                 Some(total) if total > MAX_RESERVE && self.budget.is_some() => {
                     self.make_room(total)?;
+                    read_part = parts;
                     1
                 }
                 Some(total) => (total - self.buf.len()).clamp(READ_CHUNK, MAX_RESERVE),
                 None => READ_CHUNK,
             };
             if self.fill(r, room).await? == 0 {
-                return if self.buf.is_empty() { Ok(None) } else { Err(WireError::UnexpectedEof) };
+                return if self.buf.is_empty() { Ok(Front::Closed) } else { Err(WireError::UnexpectedEof) };
             }
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use gatehouse_pgwire::frontend::Query;
-use gatehouse_pgwire::{Encode, Message, MessageReader};
+use gatehouse_pgwire::{Encode, Filled, Message, MessageReader};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(start_paused = true)]
@@ -56,7 +56,7 @@ async fn a_batch_is_read_in_place_and_consumed_whole() {
     // All but the last 3 bytes: four whole messages and the start of the fifth.
     let (first, last) = wire.split_at(wire.len() - 3);
     let mut reader = MessageReader::new();
-    assert!(reader.fill_message(&mut &first[..]).await.unwrap());
+    assert_eq!(reader.fill_message(&mut &first[..]).await.unwrap(), Filled::Message);
     let mut end = 0;
     while let Some(m) = reader.message_at(end).unwrap() {
         assert_eq!((m.tag(), m.frame()), (b'Q', &first[end..end + m.len()]));
@@ -67,8 +67,8 @@ async fn a_batch_is_read_in_place_and_consumed_whole() {
     reader.consume(end);
     assert_eq!(reader.buffered_bytes(), &first[fifth..], "the start of the fifth stays");
 
-    assert!(reader.fill_message(&mut &last[..]).await.unwrap());
+    assert_eq!(reader.fill_message(&mut &last[..]).await.unwrap(), Filled::Message);
     assert_eq!(reader.message_at(0).unwrap().unwrap().frame(), &wire[fifth..]);
     assert_eq!(reader.split_to(wire.len() - fifth), &wire[fifth..]);
-    assert!(!reader.fill_message(&mut &b""[..]).await.unwrap(), "a clean end between messages");
+    assert_eq!(reader.fill_message(&mut &b""[..]).await.unwrap(), Filled::Closed, "a clean end between messages");
 }

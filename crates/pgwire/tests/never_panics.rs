@@ -8,7 +8,7 @@ use gatehouse_pgwire::backend::{
 };
 use gatehouse_pgwire::frontend::{Bind, Close, Describe, Execute, Parse, PasswordMessage, Query, Sync, Terminate};
 use gatehouse_pgwire::{
-    CANCEL_REQUEST_CODE, Decode, GSSENC_REQUEST_CODE, Message, MessageReader, PROTOCOL_3_0, PROTOCOL_3_2,
+    CANCEL_REQUEST_CODE, Decode, Filled, GSSENC_REQUEST_CODE, Message, MessageReader, PROTOCOL_3_0, PROTOCOL_3_2,
     SSL_REQUEST_CODE, try_frame, try_startup,
 };
 use proptest::prelude::*;
@@ -115,7 +115,7 @@ proptest! {
             let mut r = &input[..];
             let mut reader = MessageReader::with_max_message_len(64);
             let mut frames = Vec::new();
-            while let Ok(true) = reader.fill_message(&mut r).await {
+            while let Ok(Filled::Message) = reader.fill_message(&mut r).await {
                 let mut end = 0;
                 while let Ok(Some(m)) = reader.message_at(end) {
                     frames.push(m.to_message());

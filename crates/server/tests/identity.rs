@@ -386,7 +386,11 @@ async fn an_access_token_given_to_the_api_is_told_apart_from_an_api_key() {
     let s = setup().await;
     let made_up = format!("ght_{}_{}", "x".repeat(10), "y".repeat(40));
     for token in [s.alice_token.as_str(), made_up.as_str()] {
-        let message = expect_error(&s.h.call_with_key("GetSession", json!({"session_id": "s"}), token).await, 401, "unauthenticated");
+        let message = expect_error(
+            &s.h.call_with_key("GetSession", json!({"session_id": "s"}), token).await,
+            401,
+            "unauthenticated",
+        );
         assert!(message.contains("access token") && message.contains("gatehouse keys create"), "{message}");
         assert!(!message.contains(&token[4..14]), "names nothing of the token: {message}");
     }

@@ -69,6 +69,9 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// The memory every connection of a connector may hold, together, in messages over 1 MiB
 /// while they arrive: one message as large as PostgreSQL takes (1 GiB), or several smaller.
 pub const LARGE_MESSAGE_BUDGET: usize = 1 << 30;
+/// How long a client may stop sending a message that holds some of that budget before its
+/// session is ended: the memory is every other connection's too.
+pub const LARGE_MESSAGE_STALL: Duration = Duration::from_secs(60);
 
 /// Everything a listener needs, shared by its connections.
 pub struct ProxyContext {
@@ -89,6 +92,8 @@ pub struct ProxyContext {
     pub identity: IdentityOptions,
     /// Shared by every listener: see [`LARGE_MESSAGE_BUDGET`].
     pub large_messages: Arc<LargeMessageBudget>,
+    /// See [`LARGE_MESSAGE_STALL`].
+    pub large_message_stall: Duration,
     /// How long a shutdown lets open sessions end on their own, refusing new clients, before
     /// it ends them: zero ends them at once.
     pub drain: Duration,

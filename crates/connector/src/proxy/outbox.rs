@@ -203,7 +203,7 @@ mod tests {
     async fn reader_of(frames: &[&[u8]]) -> MessageReader {
         let wire: Vec<u8> = frames.concat();
         let mut reader = MessageReader::new();
-        assert!(reader.fill_message(&mut &wire[..]).await.unwrap());
+        assert_eq!(reader.fill_message(&mut &wire[..]).await.unwrap(), gatehouse_pgwire::Filled::Message);
         while reader.buffered() < wire.len() {
             let rest = wire[reader.buffered()..].to_vec();
             reader.fill_message(&mut &rest[..]).await.unwrap();

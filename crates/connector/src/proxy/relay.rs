@@ -22,7 +22,7 @@ use std::time::Duration;
 use gatehouse_pgwire::backend::{AuthenticationRequest, BackendKeyData, ErrorResponse};
 use gatehouse_pgwire::frontend::{Flush, Terminate};
 use gatehouse_pgwire::{
-    CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Message, MessageReader, StartupMessage, WireError,
+    CancelRequest, DEFAULT_MAX_MESSAGE_LEN, Encode, Filled, Message, MessageReader, StartupMessage, WireError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -98,6 +98,9 @@ enum End {
     ServerProtocol(WireError),
     /// The database owed an answer during the login and gave none in time.
     LoginUnanswered(Duration),
+    /// The client stopped sending a message that holds some of the large-message budget, for
+    /// this long.
+    ClientStalled(Duration),
     Io(io::Error),
 }
 
@@ -165,6 +168,7 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: ConnectionStop
         watched_journaled: None,
         session: None,
         held_for_login: false,
+        large_message_seen: None,
         stopper: stop.stopper(),
         startup,
         peer,
@@ -176,9 +180,9 @@ pub(crate) async fn run(conn: Conn, ctx: Arc<ProxyContext>, stop: ConnectionStop
         // The database owes its answer to the startup, or after an identity login, the rest
         // of its greeting.
         login_deadline: Some(match identified {
-            None => LoginDeadline::after(upstream::FIRST_ANSWER_TIMEOUT),
+            None => Deadline::after(upstream::FIRST_ANSWER_TIMEOUT),
             // Logged in already: the rest of the greeting is a later step.
-            Some(_) => LoginDeadline::after(upstream::LOGIN_STEP_TIMEOUT),
+            Some(_) => Deadline::after(upstream::LOGIN_STEP_TIMEOUT),
         }),
     };
     match identified {
@@ -275,7 +279,10 @@ struct Relay {
     /// after what it last said, or after the client last spoke). `None` while the database
     /// waits for the client (a password, a SASL step): psql may be asking a person, and
     /// PostgreSQL's `authentication_timeout` bounds that.
-    login_deadline: Option<LoginDeadline>,
+    login_deadline: Option<Deadline>,
+    /// While the client's message at the front holds some of the large-message budget: how
+    /// much of it had arrived when last seen, and since when no more has.
+    large_message_seen: Option<(usize, Deadline)>,
 }
 
 impl Relay {
@@ -303,6 +310,7 @@ impl Relay {
             // authentication_timeout would end it.
             let reporting = self.session.is_none() || self.ctx.reporter.has_room();
             let recording = reporting && self.awaiting_has_room();
+            let stall_deadline = self.large_message_stall_deadline();
             tokio::select! {
                 biased;
                 signal = stop.signal() => match signal {
@@ -312,6 +320,9 @@ impl Relay {
                 () = self.ctx.reporter.room(), if !reporting => {}
                 () = sleep_until(self.login_deadline), if self.login_deadline.is_some() => {
                     break End::LoginUnanswered(self.login_deadline.map_or(Duration::ZERO, |d| d.patience));
+                }
+                () = sleep_until(stall_deadline), if stall_deadline.is_some() => {
+                    break End::ClientStalled(self.ctx.large_message_stall);
                 }
                 written = self.to_client.drive(&mut cw), if self.to_client.wants_io() => {
                     if let Err(end) = self.written_to_client(written) {
@@ -324,7 +335,8 @@ impl Relay {
                     }
                 }
                 read = next_batch(&mut self.server_reader, &mut sr), if self.to_client.has_room() => match read {
-                    Ok(true) => {
+                    Ok(Filled::Part) => {}
+                    Ok(Filled::Message) => {
                         if let Err(end) = self.server_batch(&mut cw) {
                             break end;
                         }
@@ -336,17 +348,19 @@ impl Relay {
                             }
                         }
                     }
-                    Ok(false) => break End::Server,
+                    Ok(Filled::Closed) => break End::Server,
                     Err(error) => break End::server_read(error),
                 },
                 read = next_batch(&mut self.client_reader, &mut cr),
                     if self.to_server.has_room() && recording && !self.held_for_login => match read {
-                    Ok(true) => {
+                    // More of a large message: its stall deadline moves on.
+                    Ok(Filled::Part) => {}
+                    Ok(Filled::Message) => {
                         if let Err(end) = self.client_batch(&mut sw) {
                             break end;
                         }
                     }
-                    Ok(false) => break End::Client,
+                    Ok(Filled::Closed) => break End::Client,
                     Err(error) => break End::client_read(error),
                 },
             }
@@ -400,7 +414,7 @@ impl Relay {
     fn on_login_message(&mut self, msg: &Message, now: i64) -> Result<(), End> {
         if self.session.is_none() {
             // More is owed until ReadyForQuery, unless this asks the client for something.
-            self.login_deadline = Some(LoginDeadline::after(upstream::LOGIN_STEP_TIMEOUT));
+            self.login_deadline = Some(Deadline::after(upstream::LOGIN_STEP_TIMEOUT));
         }
         match msg.tag() {
             b'R' if self.session.is_none() => {
@@ -502,7 +516,7 @@ impl Relay {
         Metrics::add(&self.ctx.metrics.bytes_from_clients_total, scanned as u64);
         if self.session.is_none() && scanned > 0 {
             // The client answered: the database owes the next word.
-            self.login_deadline = Some(LoginDeadline::after(upstream::LOGIN_STEP_TIMEOUT));
+            self.login_deadline = Some(Deadline::after(upstream::LOGIN_STEP_TIMEOUT));
         }
         // A client's messages only add statements behind the one the server is on.
         if self.watched.is_none() {
@@ -516,6 +530,24 @@ impl Relay {
             Flush.encode(self.to_server.buf_mut());
         }
         result.and(written.map(drop).map_err(End::Io))
+    }
+
+    /// When a client that stopped sending a message holding some of the large-message budget
+    /// is given up on: [`ProxyContext::large_message_stall`] after its last bytes came.
+    fn large_message_stall_deadline(&mut self) -> Option<Deadline> {
+        if !self.client_reader.holds_budget() {
+            self.large_message_seen = None;
+            return None;
+        }
+        let arrived = self.client_reader.buffered();
+        match self.large_message_seen {
+            Some((seen, deadline)) if seen == arrived => Some(deadline),
+            _ => {
+                let deadline = Deadline::after(self.ctx.large_message_stall);
+                self.large_message_seen = Some((arrived, deadline));
+                Some(deadline)
+            }
+        }
     }
 
     /// Whether the requests awaiting the server's answers leave room to read the client.
@@ -673,7 +705,9 @@ impl Relay {
             // Not an administrator's doing: the connector could not go on recording it.
             End::Terminated(Termination::SpoolFull) => (EndReason::Error, now_us()),
             End::Shutdown(at) => (EndReason::Shutdown, *at),
-            End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) => (EndReason::Error, now_us()),
+            End::ClientProtocol(_) | End::ServerProtocol(_) | End::Io(_) | End::ClientStalled(_) => {
+                (EndReason::Error, now_us())
+            }
         };
         match reason {
             EndReason::Terminated => Metrics::add(&metrics.sessions_terminated_total, 1),
@@ -719,6 +753,16 @@ impl Relay {
                 self.flush_client(cw).await;
             }
             End::Server => self.flush_client(cw).await,
+            End::ClientStalled(waited) => {
+                tracing::info!(peer = %self.peer, ?waited, "the client stopped sending a large message");
+                let message = format!(
+                    "terminating connection: the client sent nothing of its message for {} s, while it held \
+                     memory the Gatehouse connector's other connections share",
+                    waited.as_secs()
+                );
+                ErrorResponse::protocol_violation(message).encode(self.to_client.buf_mut());
+                self.flush_client(cw).await;
+            }
             End::LoginUnanswered(waited) => {
                 upstream::login_unanswered(&self.ctx, waited).encode(self.to_client.buf_mut());
                 self.flush_client(cw).await;
@@ -803,7 +847,8 @@ impl Relay {
                     }
                 }
                 read = next_batch(&mut self.server_reader, sr), if gone || self.to_client.has_room() => match read {
-                    Ok(true) => {
+                    Ok(Filled::Part) => {}
+                    Ok(Filled::Message) => {
                         let written = send_buffer.writes(&self.server_reader);
                         let relayed = match gone {
                             true => self.server_batch(&mut tokio::io::sink()),
@@ -820,7 +865,7 @@ impl Relay {
                         }
                     }
                     // The database closed: what it had not answered, it never will.
-                    Ok(false) | Err(_) => break,
+                    Ok(Filled::Closed) | Err(_) => break,
                 },
             }
         }
@@ -926,23 +971,23 @@ fn refusal(error: &WireError, what: &str) -> ErrorResponse {
     }
 }
 
-/// When the relay gives up on a database that owes an answer during the login, and how long
-/// it will have waited then.
+/// When the relay gives up on a side that owes it something (the database, an answer during
+/// the login; a client, the rest of a large message), and how long it will have waited then.
 #[derive(Debug, Clone, Copy)]
-struct LoginDeadline {
+struct Deadline {
     at: Instant,
     patience: Duration,
 }
 
-impl LoginDeadline {
+impl Deadline {
     fn after(patience: Duration) -> Self {
         Self { at: Instant::now() + patience, patience }
     }
 }
 
 /// Fires at `deadline`. An async fn, so that the timer is made only when polled: the loop
-/// builds its branches on every turn, and only a login polls this one.
-async fn sleep_until(deadline: Option<LoginDeadline>) {
+/// builds its branches on every turn, and only a login (or a large message) polls this one.
+async fn sleep_until(deadline: Option<Deadline>) {
     match deadline {
         Some(deadline) => timer::sleep_until(deadline.at).await,
         None => std::future::pending().await,
@@ -978,13 +1023,13 @@ impl<T> WaitReadable for tokio::io::ReadHalf<T> {
     }
 }
 
-/// Reads from `r` until a whole message is buffered; `false` when it ended cleanly. With
-/// nothing buffered, waits for the stream to become readable before reading, holding no
+/// Reads from `r` until a whole message is buffered, or more of a large one (see
+/// [`MessageReader::fill_message`]), or the stream ended cleanly. With nothing buffered, waits for the stream to become readable before reading, holding no
 /// buffer meanwhile: most connections are idle most of the time, and each would otherwise
 /// keep two read buffers.
 ///
 /// Cancel-safe: waiting for readiness consumes nothing, and so is reading.
-async fn next_batch<R>(reader: &mut MessageReader, r: &mut R) -> Result<bool, WireError>
+async fn next_batch<R>(reader: &mut MessageReader, r: &mut R) -> Result<Filled, WireError>
 where
     R: AsyncRead + WaitReadable + Unpin,
 {

@@ -12,7 +12,7 @@ use gatehouse_connector::event::{EventKind, RunningStatement, SessionEnd, Sessio
 use gatehouse_connector::live::LiveSessions;
 use gatehouse_connector::metrics::Metrics;
 use gatehouse_connector::proxy::{
-    CancelMap, IdentityOptions, LARGE_MESSAGE_BUDGET, ProxyContext, UpstreamTlsConfig, serve,
+    CancelMap, IdentityOptions, LARGE_MESSAGE_BUDGET, LARGE_MESSAGE_STALL, ProxyContext, UpstreamTlsConfig, serve,
 };
 use gatehouse_connector::report::{Record, Reporter};
 use gatehouse_pgwire::backend::{BackendKeyData, ErrorResponse};
@@ -68,22 +68,23 @@ impl Proxy {
         Self::start_full(tls, upstream, None, IdentityOptions::default()).await
     }
 
-    /// A proxy whose connections may hold `bytes` in large messages, together.
-    pub async fn start_with_large_message_budget(bytes: usize) -> Self {
-        let budget = LargeMessageBudget::new(bytes);
+    /// A proxy whose connections may hold `bytes` in large messages, together, and stop sending
+    /// one for `stall` at most.
+    pub async fn start_with_large_message_budget(bytes: usize, stall: Duration) -> Self {
+        let budget = (LargeMessageBudget::new(bytes), stall);
         Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), budget, usize::MAX, Duration::ZERO).await
     }
 
     /// A proxy in front of `upstream` whose report queue is full once `bytes` of events were
     /// sent: 0 for always.
     pub async fn start_with_report_bound(upstream: &str, bytes: usize) -> Self {
-        let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
+        let budget = (LargeMessageBudget::new(LARGE_MESSAGE_BUDGET), LARGE_MESSAGE_STALL);
         Self::start_inner(None, upstream, None, IdentityOptions::default(), budget, bytes, Duration::ZERO).await
     }
 
     /// A proxy whose shutdown lets open sessions go on for `drain`.
     pub async fn start_with_drain(drain: Duration) -> Self {
-        let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
+        let budget = (LargeMessageBudget::new(LARGE_MESSAGE_BUDGET), LARGE_MESSAGE_STALL);
         Self::start_inner(None, UPSTREAM, None, IdentityOptions::default(), budget, usize::MAX, drain).await
     }
 
@@ -94,7 +95,7 @@ impl Proxy {
         upstream_tls: Option<UpstreamTlsConfig>,
         identity: IdentityOptions,
     ) -> Self {
-        let budget = LargeMessageBudget::new(LARGE_MESSAGE_BUDGET);
+        let budget = (LargeMessageBudget::new(LARGE_MESSAGE_BUDGET), LARGE_MESSAGE_STALL);
         Self::start_inner(tls, upstream, upstream_tls, identity, budget, usize::MAX, Duration::ZERO).await
     }
 
@@ -103,7 +104,7 @@ impl Proxy {
         upstream: &str,
         upstream_tls: Option<UpstreamTlsConfig>,
         identity: IdentityOptions,
-        large_messages: Arc<LargeMessageBudget>,
+        (large_messages, large_message_stall): (Arc<LargeMessageBudget>, Duration),
         report_bound: usize,
         drain: Duration,
     ) -> Self {
@@ -124,6 +125,7 @@ impl Proxy {
             upstream_tls,
             identity,
             large_messages,
+            large_message_stall,
             drain,
         });
         let shutdown = CancellationToken::new();
