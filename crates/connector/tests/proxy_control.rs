@@ -549,6 +549,25 @@ async fn statements_before_an_unreadable_message_run_and_are_recorded() {
     let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(stored, ["after", "behind"]);
     direct.batch_execute(&format!("drop table {table}")).await.unwrap();
+
+    // Extended: every answer owed comes before the FATAL, errors and ReadyForQuery included
+    // (a review found a failed Parse's error lost, and so unrecorded, and a Sync's
+    // ReadyForQuery dropped at times).
+    let parse_only = frame(b'P', b"\0select * from gh_no_such_table\0\0\0");
+    let failing = [&extended("select 1/0")[..], &frame(b'S', b"")].concat();
+    for (bytes, expected, sqlstate) in [(parse_only, &b"EE"[..], "42P01"), (failing, b"1EZE", "22012")] {
+        let mut raw = Raw::connect(proxy.addr).await;
+        raw.startup().await;
+        raw.send(&[&bytes[..], &garbage[..]].concat()).await;
+        let mut tags = Vec::new();
+        while let Some(msg) = raw.recv().await {
+            tags.push(msg.tag());
+        }
+        assert_eq!(tags, expected, "{:?}", String::from_utf8_lossy(&tags));
+        let session = proxy.ended_session().await;
+        let [statement] = &session.statements[..] else { panic!("{:?}", session.statements) };
+        assert_eq!(statement.sqlstate, sqlstate, "{statement:?}");
+    }
 }
 
 #[tokio::test]

@@ -628,6 +628,13 @@ impl Relay {
         }
     }
 
+    /// Whether the database owes what a client that left waits for: the outcome of a statement
+    /// it runs or has queued, the rest of a login, or with `every_answer`, any answer at all.
+    /// (It answers, or closes once it reads the end of what the client sent.)
+    fn owed(&self, every_answer: bool) -> bool {
+        self.recorder.is_running() || self.login_owed() || (every_answer && self.recorder.awaiting() > 0)
+    }
+
     /// Whether the database owes the rest of a login: no session yet, and nothing asked of
     /// the client (a password) since the startup packet or its last answer.
     fn login_owed(&self) -> bool {
@@ -674,7 +681,10 @@ impl Relay {
         // A login the database is still answering may yet succeed (a client that closed right
         // after its startup packet, on trust): the database counts it as a session, and so it
         // is recorded, started and ended, once the database has accepted it.
-        if left && (self.recorder.is_running() || self.login_owed()) {
+        // One whose next message cannot be read is answered all it sent before it, as directly
+        // (a Parse's error, a Sync's ReadyForQuery): it may still be reading.
+        let every_answer = matches!(end, End::ClientProtocol(_));
+        if left && self.owed(every_answer) {
             if gone && self.recorder.queued_behind_a_write() {
                 // Directly, the database's answer to the statement running now would fail to
                 // reach it, and what it sent after that would be lost with it.
@@ -688,7 +698,7 @@ impl Relay {
                 // directly: it finishes what it has read (an extended exchange without its Sync
                 // is rolled back), then closes.
                 let _ = timer::timeout(FLUSH_TIMEOUT, sw.shutdown()).await;
-                match self.await_outcomes(stop, cr, cw, sr, gone).await {
+                match self.await_outcomes(stop, cr, cw, sr, gone, every_answer).await {
                     Ok(Waited::Answered) => {}
                     Ok(Waited::ClientGone) => reset = true,
                     Err(reason) => end = End::stopped(reason),
@@ -798,7 +808,8 @@ impl Relay {
     /// client that sent Terminate or half-closed after its queries, as long as it takes them.
     /// A client `gone` (or found gone by a failed write) takes none: the wait goes on for an
     /// outcome until the database, directly, would have written to it with more to run (see
-    /// [`SendBuffer`]): its write would have failed there, and it would have stopped.
+    /// [`SendBuffer`]): its write would have failed there, and it would have stopped. With
+    /// `every_answer`, the wait is for every answer owed (see [`Relay::owed`]).
     async fn await_outcomes<CR, CW, SR>(
         &mut self,
         stop: &mut ConnectionStop,
@@ -806,6 +817,7 @@ impl Relay {
         cw: &mut CW,
         sr: &mut SR,
         mut gone: bool,
+        every_answer: bool,
     ) -> Result<Waited, StopReason>
     where
         CR: AsyncRead + Unpin,
@@ -818,7 +830,7 @@ impl Relay {
         // its end, only a write can tell.)
         let (mut watching, mut unread) = (!gone, [0u8; 64]);
         let mut send_buffer = SendBuffer::default();
-        while self.recorder.is_running() || self.login_owed() {
+        while self.owed(every_answer) {
             tokio::select! {
                 biased;
                 signal = stop.signal() => match signal {
