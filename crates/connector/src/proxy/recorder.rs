@@ -1056,7 +1056,9 @@ fn rolls_back_to_savepoint(sql: &str) -> bool {
     let is = |word: &str, keyword: &str| word.eq_ignore_ascii_case(keyword);
     let words: Vec<&str> = sql::words(sql).collect();
     words.windows(3).any(|w| {
-        is(w[0], "rollback") && (is(w[1], "to") || (is(w[1], "work") || is(w[1], "transaction")) && is(w[2], "to"))
+        let to = is(w[1], "to");
+        let work_to = (is(w[1], "work") || is(w[1], "transaction")) && is(w[2], "to");
+        is(w[0], "rollback") && (to || work_to)
     })
 }
 
