@@ -15,9 +15,9 @@ const VALUE_KEYWORDS: &[&str] = &[
 
 /// `SELECT * FROM t WHERE id = -42 AND name IN ('a', 'b')` becomes
 /// `select * from t where id = ? and name in (?)`: string, number and
-/// dollar-quoted literals become `?`, comments go, whitespace collapses and
-/// unquoted text is lower-cased. Quoted identifiers and `$n` parameters stay
-/// as written.
+/// dollar-quoted literals and `$n` parameters become `?` (`where aid = $1`, prepared, is
+/// `where aid = 5` sent whole), comments go, whitespace collapses and unquoted text is
+/// lower-cased. Quoted identifiers stay as written.
 ///
 /// As in PostgreSQL's grammar (and so `pg_stat_statements`), a minus right
 /// before a number where a value is expected belongs to the number:
@@ -90,10 +90,15 @@ pub fn fingerprint(sql: &str) -> String {
                     i = end;
                     push_value(&mut out, in_list);
                 }
-                // `$1`: a parameter, kept.
+                // `$1`: a parameter, a value as a literal is (a prepared statement is the query
+                // its simple-protocol twin is); `$` alone stays.
                 None => {
                     let digits = bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-                    out.push_str(&sql[i..i + 1 + digits]);
+                    if digits == 0 {
+                        out.push('$');
+                    } else {
+                        push_value(&mut out, in_list);
+                    }
                     i += 1 + digits;
                 }
             },
@@ -213,7 +218,8 @@ mod tests {
             fingerprint("SELECT *  FROM t\n WHERE id = 42 AND name IN ('a', 'it''s', E'x') -- why\n"),
             "select * from t where id = ? and name in (?)"
         );
-        assert_eq!(fingerprint("select $1::int, $$body$$ || $tag$a$b$tag$"), "select $1::int, ? || ?");
+        assert_eq!(fingerprint("select $1::int, $$body$$ || $tag$a$b$tag$"), "select ?::int, ? || ?");
+        assert_eq!(fingerprint("select * from t where aid = $1"), fingerprint("select * from t where aid = 42"));
         // A comment ends at a carriage return too, as PostgreSQL reads it.
         assert_eq!(fingerprint("select 1 -- why\rfrom t"), "select ? from t");
         assert_eq!(
@@ -239,7 +245,7 @@ mod tests {
             ("select -1, (-2), f(-3.5e-2)", "select ?, (?), f(?)"),
             ("select case when n < -1 then -1 else -2 end", "select case when n < ? then ? else ? end"),
             ("select * from t where id in (-1, 2) limit -0", "select * from t where id in (?) limit ?"),
-            ("select a[1]-1, $1-2, (x)-3, 'a'-4", "select a[?]-?, $1-?, (x)-?, ?-?"),
+            ("select a[1]-1, $1-2, (x)-3, 'a'-4", "select a[?]-?, ?-?, (x)-?, ?-?"),
             ("select n - 1, n-1, t2.c-1", "select n - ?, n-?, t2.c-?"),
             ("select 1.5e-3, 2E+4, 7-1", "select ?, ?, ?-?"),
             // Not a number: the minus stays.
@@ -256,7 +262,7 @@ mod tests {
         assert_eq!(fingerprint("select f(1, 'x'), g((1, 2))"), "select f(?, ?), g((?, ?))");
         assert_eq!(fingerprint("select x from t where id in (1, 2, 3)"), "select x from t where id in (?)");
         assert_eq!(fingerprint("select x from t where id in (1)"), fingerprint("select x from t where id IN (1,2)"));
-        assert_eq!(fingerprint("select x where id not in ('a', $1, 'b')"), "select x where id not in (?, $1, ?)");
+        assert_eq!(fingerprint("select x where id not in ('a', $1, 'b')"), "select x where id not in (?)");
         assert_eq!(fingerprint("insert into t values (1, 'a'), (2, 'b')"), "insert into t values (?), (?)");
         assert_eq!(fingerprint("insert into t values (1, now(), 2, 3)"), "insert into t values (?, now(), ?)");
         // A function's arguments inside a list are not the list.
@@ -277,7 +283,7 @@ mod tests {
     #[test]
     fn text_beyond_ascii_follows_the_same_rules() {
         assert_eq!(fingerprint("SELECT\u{a0}'é'\u{b}FROM Tä\u{2003}WHERE Ü = $é$x$é$"), "select ? from tä where ü = ?");
-        assert_eq!(fingerprint("select \"Ä\" -- ü\n, $1 /* ö */"), "select \"Ä\" , $1");
+        assert_eq!(fingerprint("select \"Ä\" -- ü\n, $1 /* ö */"), "select \"Ä\" , ?");
     }
 
     #[test]
