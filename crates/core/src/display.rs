@@ -13,12 +13,19 @@ use std::fmt::Write;
 /// many readers: Python's `splitlines`, JavaScript, some terminals), or a character that
 /// reorders text on screen, as `\x1b`, `\u{2028}` or `\u{202e}`.
 pub fn push_escaped(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            c => push_char(out, c),
+    // Runs of what is written as it is go in whole: a transcript's text is mostly such runs.
+    let mut plain = 0;
+    for (at, c) in text.char_indices() {
+        if c == '\\' || needs_escape(c) {
+            out.push_str(&text[plain..at]);
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c => push_char(out, c),
+            }
+            plain = at + c.len_utf8();
         }
     }
+    out.push_str(&text[plain..]);
 }
 
 /// `text` for a table cell: written as [`push_escaped`] does, but for backslashes, which stay as

@@ -9,6 +9,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_store::StatementKey;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -61,28 +62,37 @@ pub fn fingerprint(parts: &[&str]) -> [u8; FINGERPRINT_LEN] {
     out
 }
 
+/// Where a page of a session's statements starts: after the statement at `after`, the
+/// `listed`-th, so that the page's are numbered on from it without counting those before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementsPosition {
+    pub after: StatementKey,
+    pub listed: u64,
+}
+
 impl CursorCodec {
     pub fn new(key: Vec<u8>) -> Self {
         Self { key }
     }
 
-    /// The page token of a session's statements after `position` (start, seq): signed with
-    /// the session's id, so that one session's token is refused on another, and none can be
-    /// made up.
-    pub fn encode_statements_page(&self, session_id: &str, (start, seq): (i64, u64)) -> String {
-        let position = format!("{start}.{seq}");
+    /// The page token of a session's statements after `position`: signed with the session's
+    /// id, so that one session's token is refused on another, and none can be made up.
+    pub fn encode_statements_page(&self, session_id: &str, position: StatementsPosition) -> String {
+        let StatementsPosition { after: (start, seq), listed } = position;
+        let position = format!("{start}.{seq}.{listed}");
         format!("{position}.{}", URL_SAFE_NO_PAD.encode(self.statements_page_tag(session_id, &position)))
     }
 
     /// The position a page token of `session_id`'s statements names, if it is one.
-    pub fn decode_statements_page(&self, session_id: &str, token: &str) -> Option<(i64, u64)> {
+    pub fn decode_statements_page(&self, session_id: &str, token: &str) -> Option<StatementsPosition> {
         let (position, tag) = token.rsplit_once('.')?;
         let given = URL_SAFE_NO_PAD.decode(tag).ok()?;
         if !bool::from(given.as_slice().ct_eq(&self.statements_page_tag(session_id, position))) {
             return None;
         }
-        let (start, seq) = position.split_once('.')?;
-        Some((start.parse().ok()?, seq.parse().ok()?))
+        let mut parts = position.splitn(3, '.').map(str::parse::<i64>);
+        let (start, seq, listed) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+        Some(StatementsPosition { after: (start, u64::try_from(seq).ok()?), listed: u64::try_from(listed).ok()? })
     }
 
     fn statements_page_tag(&self, session_id: &str, position: &str) -> [u8; TAG_LEN] {

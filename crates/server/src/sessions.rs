@@ -8,7 +8,7 @@ use gatehouse_core::Caller;
 use gatehouse_core::time::format_rfc3339_micros;
 use gatehouse_core::time::now_micros;
 use gatehouse_proto::core::v1::*;
-use gatehouse_store::{IngestEvent, StatementRecord, Store, TerminationRecord};
+use gatehouse_store::{IngestEvent, StatementRecord, StatementsPage, Store, TerminationRecord};
 
 use crate::aggregations::{AggregationRequest, aggregate};
 use crate::clock::StoreClock;
@@ -139,16 +139,25 @@ fn not_found(session_id: &str) -> ConnectError {
 /// [`gatehouse_core::display::push_escaped`] does: lines stay statements, every text can be read
 /// back exactly, and a transcript read in a terminal shows an audited user's escape sequences
 /// rather than acting on them.
-pub fn transcript(statements: &[StatementRecord]) -> String {
-    let mut out = String::new();
-    for s in statements {
-        // One width, so that lines sort as text in time order.
-        out.push_str(&format_rfc3339_micros(s.start));
-        out.push('\t');
-        gatehouse_core::display::push_escaped(&mut out, &s.text);
-        out.push('\n');
-    }
-    out
+/// The most statement text a transcript holds, which a reply holds whole in memory: past it, the
+/// transcript ends with [`TRANSCRIPT_CUT`].
+const TRANSCRIPT_TEXT_BYTES: usize = 64 << 20;
+
+/// The last line of a transcript cut at [`TRANSCRIPT_TEXT_BYTES`], after its time.
+const TRANSCRIPT_CUT: &str = "\t-- [Gatehouse: the transcript stops here, at 64 MiB of statement text; \
+    gatehouse.sessions.v1.StatementsService/ListSessionStatements (gatehouse sessions statements) \
+    pages through every statement]\n";
+
+/// Statements a transcript reads at a time.
+const TRANSCRIPT_PAGE: usize = 10_000;
+
+/// A transcript's line for `statement`: its time, a tab, its text escaped.
+fn push_line(out: &mut String, statement: &StatementRecord) {
+    // One width, so that lines sort as text in time order.
+    out.push_str(&format_rfc3339_micros(statement.start));
+    out.push('\t');
+    gatehouse_core::display::push_escaped(out, &statement.text);
+    out.push('\n');
 }
 
 fn shutdown(termination: TerminationRecord) -> SessionShutdown {
@@ -261,8 +270,29 @@ impl SessionsService for SessionsApi {
         let caller = caller(&ctx)?;
         // Scoped like every read: another organization's session is not found.
         let session = self.session(&caller, required_id(req.session_id)?).await?;
-        let statements = self.store.statements(caller.org, &session.id).await.map_err(store_error)?;
-        Response::ok(GetSessionTranscriptResponse { transcript: transcript(&statements), ..Default::default() })
+        // Read a page at a time, each costing what it holds, until the statements end or one
+        // does not fit.
+        let (mut text, mut held, mut after) = (String::new(), 0usize, None);
+        'pages: loop {
+            let page = StatementsPage {
+                after,
+                limit: TRANSCRIPT_PAGE,
+                text_bytes: TRANSCRIPT_TEXT_BYTES.saturating_sub(held),
+            };
+            let statements = self.store.statements_page(caller.org, &session.id, page).await.map_err(store_error)?;
+            let Some(last) = statements.last() else { break };
+            after = Some(last.key());
+            for statement in &statements {
+                held += statement.text.len();
+                if held > TRANSCRIPT_TEXT_BYTES && !text.is_empty() {
+                    text.push_str(&format_rfc3339_micros(statement.start));
+                    text.push_str(TRANSCRIPT_CUT);
+                    break 'pages;
+                }
+                push_line(&mut text, statement);
+            }
+        }
+        Response::ok(GetSessionTranscriptResponse { transcript: text, ..Default::default() })
     }
 }
 
@@ -274,7 +304,8 @@ mod tests {
     fn transcripts_escape_what_a_terminal_would_act_on() {
         let statement = |text: &str| StatementRecord { start: 0, text: text.to_owned(), ..StatementRecord::default() };
         let text = "select 'a\u{1b}[2J\u{1b}]0;owned\u{7}b\u{8}\tz\u{7f}\u{85}\u{202e}é', '\\x1b'\r\n";
-        let out = transcript(&[statement(text)]);
+        let mut out = String::new();
+        push_line(&mut out, &statement(text));
         assert_eq!(
             out,
             "1970-01-01T00:00:00.000000Z\tselect 'a\\x1b[2J\\x1b]0;owned\\x07b\\x08\tz\\x7f\\u{85}\\u{202e}é', '\\\\x1b'\\r\\n\n"

@@ -4,9 +4,10 @@
 use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 use gatehouse_core::time::{Micros, now_micros};
 use gatehouse_proto::gatehouse::sessions::v1::*;
-use gatehouse_store::{StatementRecord, StatementStatus};
+use gatehouse_store::{StatementRecord, StatementStatus, StatementsPage};
 
 use crate::convert::{duration, timestamp};
+use crate::cursor::StatementsPosition;
 use crate::error::{invalid, store_error};
 use crate::sessions::{SessionsApi, caller, required_id};
 
@@ -18,12 +19,17 @@ impl StatementsService for SessionsApi {
     ) -> ServiceResult<ListSessionStatementsResponse> {
         let caller = caller(&ctx)?;
         let page_size = match usize::try_from(req.page_size) {
-            Ok(0) => usize::MAX,
+            Ok(0) => MAX_PAGE_SIZE,
             Ok(size) if size <= MAX_PAGE_SIZE => size,
-            _ => return Err(invalid(format!("page_size must be 0 (every statement) to {MAX_PAGE_SIZE}"))),
+            _ => {
+                return Err(invalid(format!(
+                    "page_size must be 0 (as many as a page's {} MiB of text holds) to {MAX_PAGE_SIZE}",
+                    PAGE_TEXT_BYTES >> 20
+                )));
+            }
         };
         let session = self.session(&caller, required_id(req.session_id)?).await?;
-        let after = match req.page_token {
+        let from = match req.page_token {
             "" => None,
             token => Some(self.cursors().decode_statements_page(&session.id, token).ok_or_else(|| {
                 invalid(
@@ -32,18 +38,31 @@ impl StatementsService for SessionsApi {
                 )
             })?),
         };
-        let statements = self.store().statements(caller.org, &session.id).await.map_err(store_error)?;
-        // In (start, seq) order, the store's: a page starts after the last key of the one before.
-        let start = after.map_or(0, |after| statements.partition_point(|s| (s.start, s.seq) <= after));
-        let page = &statements[start..];
-        let page = &page[..page.len().min(page_size)];
-        let next_page_token = match (page.last(), start + page.len() < statements.len()) {
-            (Some(last), true) => self.cursors().encode_statements_page(&session.id, (last.start, last.seq)),
+        let after = from.map(|from| from.after);
+        // One more than the page, to tell whether another follows.
+        let page = StatementsPage { after, limit: page_size.saturating_add(1), text_bytes: PAGE_TEXT_BYTES };
+        let mut page = self.store().statements_page(caller.org, &session.id, page).await.map_err(store_error)?;
+        let more = match page.last() {
+            _ if page.len() > page_size => true,
+            // Cut short by its text, or the last: whether a statement follows tells.
+            Some(last) => {
+                let next = StatementsPage { after: Some(last.key()), limit: 1, text_bytes: 0 };
+                !self.store().statements_page(caller.org, &session.id, next).await.map_err(store_error)?.is_empty()
+            }
+            None => false,
+        };
+        page.truncate(page_size);
+        let listed = from.map_or(0, |from| from.listed);
+        let next_page_token = match page.last() {
+            Some(last) if more => self.cursors().encode_statements_page(
+                &session.id,
+                StatementsPosition { after: last.key(), listed: listed + page.len() as u64 },
+            ),
             _ => String::new(),
         };
         let now = now_micros();
         // Numbered by place: 1 for the session's first statement.
-        let numbers = (start as u64 + 1)..;
+        let numbers = (listed + 1)..;
         Response::ok(ListSessionStatementsResponse {
             statements: page.iter().zip(numbers).map(|(s, number)| statement(s, number, now)).collect(),
             next_page_token,
@@ -54,6 +73,10 @@ impl StatementsService for SessionsApi {
 
 /// The most statements a page holds.
 const MAX_PAGE_SIZE: usize = 100_000;
+
+/// The most statement text a page holds (but always its first statement, up to 1 MiB as
+/// recorded): a page fits in the 4 MiB a gRPC client takes by default, and in memory.
+const PAGE_TEXT_BYTES: usize = 2 << 20;
 
 fn statement(s: &StatementRecord, number: u64, now: Micros) -> SessionStatement {
     let lasted = match s.status {

@@ -259,6 +259,64 @@ async fn statements_carry_their_outcomes() {
     expect_error(&list(created.key, "sess-1").await, 403, "permission_denied");
 }
 
+/// A page of statements holds at most 2 MiB of their text (a gRPC client takes 4 MiB by
+/// default), however many were asked for, and always one; a transcript holds 64 MiB of it,
+/// then says where it stops. Nothing is left out without a token or a mark.
+#[tokio::test]
+async fn pages_and_transcripts_of_long_statements_are_cut_by_their_text_with_a_mark() {
+    let s = setup(Harness::start().await).await;
+    let t0 = now_micros() - 10_000_000;
+    assert_eq!(report(&s.connector, vec![event("sess-1", 0, start(&s.resource_id, t0))]).await, 1);
+    // 70 statements of 1,000,000 bytes, then a short one.
+    let long = |seq: u64| format!("select '{}' -- {seq:02}", "x".repeat(999_984));
+    let mut texts: Vec<String> = (1..=70).map(long).collect();
+    texts.push("select 71".into());
+    let events: Vec<_> = texts
+        .iter()
+        .zip(1u64..)
+        .map(|(text, seq)| gatehouse_store::IngestEvent::Statement {
+            session_id: "sess-1".into(),
+            statement: gatehouse_store::StatementRecord {
+                seq,
+                start: t0 + seq as i64,
+                text: text.clone(),
+                ..Default::default()
+            },
+        })
+        .collect();
+    assert_eq!(s.h.store.ingest(s.h.org, &s.connector_id, &events).await.unwrap(), 71);
+
+    let url = format!("{}/gatehouse.sessions.v1.StatementsService/ListSessionStatements", s.h.url);
+    let (mut token, mut walked, mut pages) = (String::new(), Vec::new(), 0);
+    loop {
+        let body = json!({"session_id": "sess-1", "page_size": 0, "page_token": token});
+        let (status, page) = s.h.post(&url, body, &s.h.reader_key).await;
+        assert_eq!(status, 200);
+        let statements = page["statements"].as_array().unwrap();
+        let text: usize = statements.iter().map(|s| s["text"].as_str().unwrap().len()).sum();
+        assert!(text <= 2 << 20, "a page of {} statements, {text} bytes", statements.len());
+        walked.extend(statements.iter().map(|s| (s["seq"].clone(), s["text"].as_str().unwrap().to_owned())));
+        pages += 1;
+        match page["nextPageToken"].as_str() {
+            Some(next) => token = next.to_owned(),
+            None => break,
+        }
+    }
+    let expected: Vec<_> =
+        texts.iter().zip(1..).map(|(text, n): (_, u64)| (json!(n.to_string()), text.clone())).collect();
+    assert!(walked == expected, "every statement once, in order, numbered on");
+    assert_eq!(pages, 35, "two of 1 MB to a page, the last with the short one too");
+
+    let (_, body) = s.h.call("GetSessionTranscript", json!({"session_id": "sess-1"})).await;
+    let transcript = body["transcript"].as_str().unwrap();
+    let lines: Vec<&str> = transcript.lines().collect();
+    assert_eq!(lines.len(), 68, "the 67 statements that fit in 64 MiB, then the mark");
+    assert!(lines[66].ends_with(&texts[66]), "{}", &lines[66][..40]);
+    let mark = lines[67].split_once('\t').unwrap().1;
+    assert!(mark.starts_with("-- [Gatehouse: the transcript stops here, at 64 MiB"), "{mark}");
+    assert!(mark.contains("ListSessionStatements"), "{mark}");
+}
+
 /// Values no store could index, or PostgreSQL's text hold, are kept as every store can keep
 /// them, so that one report cannot fail on one store and pass on another, or fail forever.
 #[tokio::test]

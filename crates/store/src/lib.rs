@@ -237,7 +237,17 @@ pub trait Store: Send + Sync + 'static {
     /// session the lease sweep or its connector's next run completed: the statement it was
     /// running when its connector was lost, lasting until the session's end, its rows and
     /// outcome lost too. Its report, replayed late, replaces it.
-    async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError>;
+    async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError> {
+        self.statements_page(org, session_id, StatementsPage::ALL).await
+    }
+    /// The `page` of [`Store::statements`], read without those before it: a page of a long
+    /// session costs what the page holds.
+    async fn statements_page(
+        &self,
+        org: OrgId,
+        session_id: &str,
+        page: StatementsPage,
+    ) -> Result<Vec<StatementRecord>, StoreError>;
     /// Stores `termination` unless its session already has one created at or
     /// after `pending_since`: that one is returned instead, and nothing is
     /// stored. Returns the termination that stands. Callers asking at once,

@@ -248,6 +248,45 @@ pub struct StatementRecord {
     pub rows_changed: i64,
 }
 
+/// A statement's place in the order a session's statements started: `(start, seq)`.
+pub type StatementKey = (Micros, u64);
+
+impl StatementRecord {
+    pub fn key(&self) -> StatementKey {
+        (self.start, self.seq)
+    }
+}
+
+/// Which of a session's statements to read, in the order they started: those after `after`,
+/// at most `limit` of them, and only as many as hold `text_bytes` of text between them (but
+/// always the first), so that a page of long statements stays a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementsPage {
+    pub after: Option<StatementKey>,
+    pub limit: usize,
+    pub text_bytes: usize,
+}
+
+impl StatementsPage {
+    /// Every statement.
+    pub const ALL: Self = Self { after: None, limit: usize::MAX, text_bytes: usize::MAX };
+
+    /// Whether `statement` is past where the page starts.
+    pub fn follows(&self, statement: &StatementRecord) -> bool {
+        self.after.is_none_or(|after| statement.key() > after)
+    }
+
+    /// How many of `statements` (in order, each past `after`) the page holds.
+    pub fn fitting(&self, statements: &[StatementRecord]) -> usize {
+        let mut text = 0usize;
+        let held = statements.iter().take(self.limit).take_while(|statement| {
+            text = text.saturating_add(statement.text.len());
+            text <= self.text_bytes
+        });
+        held.count().max(usize::from(!statements.is_empty() && self.limit > 0))
+    }
+}
+
 /// Whether a statement's outcome is known: see [`Store::statements`](crate::Store::statements).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StatementStatus {

@@ -128,29 +128,21 @@ pub(crate) use running_completed_by;
 /// A session's [`RUNNING_COLUMNS`], as read with its end (`end_us`): `(seq, start, text, end)`.
 pub(crate) type Announced = (i64, i64, String, Option<i64>);
 
-/// A session's statements, in seq order, and then the one it `announced`, unless a statement at
-/// or after it completed it. An open session is still running it: no duration, rows or outcome
-/// yet. An ended session (the lease or its connector's next run completed it) ran it until its
-/// end, when its connector was lost with the outcome.
+/// The statement a session announced ([`RUNNING_COLUMNS`], as read with `end_us`), which a page
+/// of its statements holds where it started. Ingestion clears it once a statement at or after it
+/// is stored, in the same transaction: no stored statement completed it. An open session is
+/// still running it: no duration, rows or outcome yet. An ended session (the lease or its
+/// connector's next run completed it) ran it until its end, when its connector was lost with
+/// the outcome.
 ///
-/// Returned in the order they started. Seq is the order the connector recorded them, at their
-/// end: a query whose rows a client fetches a few at a time (a JDBC fetch size, a cursor) is
-/// recorded when its portal closes, after the statements run meanwhile.
-pub(crate) fn with_running(
-    mut statements: Vec<crate::StatementRecord>,
-    announced: Option<Announced>,
-) -> Vec<crate::StatementRecord> {
-    if let Some((seq, start, text, session_end)) = announced
-        && let Ok(seq) = u64::try_from(seq)
-        && statements.last().is_none_or(|last| last.seq < seq)
-    {
-        let (duration, status) = match session_end {
-            None => (0, crate::StatementStatus::Running),
-            Some(end) => ((end - start).max(0), crate::StatementStatus::Unreported),
-        };
-        statements.push(crate::StatementRecord { seq, start, duration, text, status, ..Default::default() });
-    }
-    // Stable: statements pipelined together may share a start.
-    statements.sort_by_key(|statement| statement.start);
-    statements
+/// (Seq is the order the connector recorded statements, at their end: a query whose rows a
+/// client fetches a few at a time, a JDBC fetch size or a cursor, is recorded when its portal
+/// closes, after the statements run meanwhile, and is listed where it started.)
+pub(crate) fn announced_statement((seq, start, text, session_end): Announced) -> Option<crate::StatementRecord> {
+    let (duration, status) = match session_end {
+        None => (0, crate::StatementStatus::Running),
+        Some(end) => ((end - start).max(0), crate::StatementStatus::Unreported),
+    };
+    let seq = u64::try_from(seq).ok()?;
+    Some(crate::StatementRecord { seq, start, duration, text, status, ..Default::default() })
 }

@@ -90,7 +90,8 @@ async fn back_to_statement_rows(store: &SqliteStore, org: gatehouse_core::OrgId,
         "DROP TABLE statement_chunks",
         "DROP TABLE session_fingerprints",
         "ALTER TABLE sessions DROP COLUMN statement_max_seq",
-        "DELETE FROM _sqlx_migrations WHERE version = 6",
+        // And the migration that adds to its table.
+        "DELETE FROM _sqlx_migrations WHERE version IN (6, 15)",
     ] {
         sqlx::query(sql).execute(store.pool()).await.unwrap();
     }

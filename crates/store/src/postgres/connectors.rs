@@ -314,31 +314,48 @@ impl PgStore {
         Ok(stored)
     }
 
-    pub(super) async fn statements_impl(
+    pub(super) async fn statements_page_impl(
         &self,
         org: OrgId,
         session_id: &str,
+        page: StatementsPage,
     ) -> Result<Vec<StatementRecord>, StoreError> {
+        let (after_start, after_seq) =
+            page.after.map_or((i64::MIN, i64::MIN), |(start, seq)| (start, i64::try_from(seq).unwrap_or(i64::MAX)));
+        let bound = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         // One statement, so one snapshot: a report that completed a statement and announced
         // the next is read whole, never the announcement without the statement before it.
+        // The stored ones come from `statements_by_start`, from the page's first on.
+        // `octet_length` reads a long text's size from its TOAST pointer: texts past the
+        // page's bytes are never read.
         let rows = sqlx::query(
-            "SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, rows_changed, false AS running, \
-                 NULL::int8 AS session_end FROM statements \
-             WHERE org_id = $1 AND session_id = $2 \
-             UNION ALL SELECT running_seq, running_start_us, 0, running_text, 0, 0, '', 0, true, end_us FROM sessions \
-             WHERE org_id = $1 AND id = $2 AND running_seq IS NOT NULL \
-             ORDER BY seq",
+            "SELECT * FROM ( \
+                 SELECT *, row_number() OVER w AS place, sum(octet_length(text)) OVER w AS text_so_far FROM ( \
+                     (SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, rows_changed, \
+                         false AS running, NULL::int8 AS session_end FROM statements \
+                     WHERE org_id = $1 AND session_id = $2 AND (start_us, seq) > ($3, $4) \
+                     ORDER BY start_us, seq LIMIT $5) \
+                     UNION ALL SELECT running_seq, running_start_us, 0, running_text, 0, 0, '', 0, true, end_us \
+                     FROM sessions WHERE org_id = $1 AND id = $2 AND running_seq IS NOT NULL \
+                         AND (running_start_us, running_seq) > ($3, $4) \
+                     ORDER BY start_us, seq LIMIT $5) next \
+                 WINDOW w AS (ORDER BY start_us, seq ROWS UNBOUNDED PRECEDING)) sized \
+             WHERE place = 1 OR text_so_far <= $6 ORDER BY start_us, seq",
         )
         .bind(org.0)
         .bind(session_id)
+        .bind(after_start)
+        .bind(after_seq)
+        .bind(bound(page.limit))
+        .bind(bound(page.text_bytes))
         .fetch_all(self.pool())
         .await?;
-        let (mut statements, mut announced) = (Vec::with_capacity(rows.len()), None);
+        let mut statements = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = row.try_get("seq")?;
             let (start, text) = (row.try_get("start_us")?, row.try_get("text")?);
             if row.try_get("running")? {
-                announced = Some((seq, start, text, row.try_get("session_end")?));
+                statements.extend(row::announced_statement((seq, start, text, row.try_get("session_end")?)));
                 continue;
             }
             statements.push(StatementRecord {
@@ -353,7 +370,7 @@ impl PgStore {
                 rows_changed: row.try_get("rows_changed")?,
             });
         }
-        Ok(row::with_running(statements, announced))
+        Ok(statements)
     }
 
     pub(super) async fn create_termination_impl(

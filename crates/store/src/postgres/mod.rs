@@ -804,8 +804,13 @@ impl Store for PgStore {
         self.ingest_impl(org, connector_id, events).await.map_err(classify)
     }
 
-    async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError> {
-        self.statements_impl(org, session_id).await.map_err(classify)
+    async fn statements_page(
+        &self,
+        org: OrgId,
+        session_id: &str,
+        page: StatementsPage,
+    ) -> Result<Vec<StatementRecord>, StoreError> {
+        self.statements_page_impl(org, session_id, page).await.map_err(classify)
     }
 
     async fn create_termination(

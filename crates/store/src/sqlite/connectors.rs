@@ -255,15 +255,15 @@ impl SqliteStore {
         Ok(stored)
     }
 
-    pub(super) async fn statements_impl(
+    pub(super) async fn statements_page_impl(
         &self,
         org: OrgId,
         session_id: &str,
+        page: StatementsPage,
     ) -> Result<Vec<StatementRecord>, StoreError> {
         // One read transaction, so one snapshot: a report that completed a statement and
         // announced the next is read whole.
         let mut conn = self.pool().begin().await?;
-        let statements = super::statements::read(&mut conn, org, session_id).await?;
         let announced: Option<row::Announced> = sqlx::query_as(&format!(
             "SELECT {RUNNING_COLUMNS}, end_us FROM sessions WHERE org_id = ? AND id = ? AND running_seq IS NOT NULL"
         ))
@@ -271,8 +271,10 @@ impl SqliteStore {
         .bind(session_id)
         .fetch_optional(&mut *conn)
         .await?;
+        let running = announced.and_then(row::announced_statement);
+        let statements = super::statements::read_page(&mut conn, org, session_id, &page, running).await?;
         conn.commit().await?;
-        Ok(row::with_running(statements, announced))
+        Ok(statements)
     }
 
     pub(super) async fn create_termination_impl(

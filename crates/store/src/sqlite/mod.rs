@@ -703,8 +703,13 @@ impl Store for SqliteStore {
         self.ingest_impl(org, connector_id, events).await
     }
 
-    async fn statements(&self, org: OrgId, session_id: &str) -> Result<Vec<StatementRecord>, StoreError> {
-        self.statements_impl(org, session_id).await
+    async fn statements_page(
+        &self,
+        org: OrgId,
+        session_id: &str,
+        page: StatementsPage,
+    ) -> Result<Vec<StatementRecord>, StoreError> {
+        self.statements_page_impl(org, session_id, page).await
     }
 
     async fn create_termination(

@@ -10,19 +10,24 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::TryStreamExt;
 use gatehouse_core::OrgId;
 use sqlx::{Row, SqliteConnection};
 
 use crate::StoreError;
 use crate::fingerprint::fingerprint;
-use crate::model::{IngestEvent, StatementRecord};
+use crate::model::{IngestEvent, StatementRecord, StatementsPage};
 use crate::row::running_completed_by;
 use crate::sql::{Dialect, SqlBuilder};
 
 /// Statements per chunk row at most, so that no row grows without bound.
 const CHUNK_STATEMENTS: usize = 500;
 
-/// Rows (or sessions) per statement: at most 5 values each, well under
+/// Statement text per chunk row at most (but one statement, however long): a page of long
+/// statements unpacks little more than itself.
+const CHUNK_TEXT_BYTES: usize = 1 << 20;
+
+/// Rows (or sessions) per statement: at most 7 values each, well under
 /// SQLite's bind limit (32,766).
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -94,10 +99,8 @@ pub(super) async fn insert(
         };
     }
 
-    let chunks: Vec<Chunk<'_>> = sessions
-        .iter()
-        .flat_map(|s| s.statements.chunks(CHUNK_STATEMENTS).map(|statements| (s.session_id, statements)))
-        .collect();
+    let chunks: Vec<Chunk<'_>> =
+        sessions.iter().flat_map(|s| chunked(&s.statements).map(|statements| (s.session_id, statements))).collect();
     for part in chunks.chunks(ROWS_PER_STATEMENT) {
         insert_chunks(conn, org, part).await?;
     }
@@ -106,24 +109,51 @@ pub(super) async fn insert(
     Ok(chunks.iter().map(|(_, statements)| statements.len() as u64).sum())
 }
 
-/// A session's statements in seq order.
-pub(super) async fn read(
+/// The `page` of a session's statements (in the order they started), the one it is `running`
+/// among them. Only the chunks that may hold the page are unpacked: those that reach past its
+/// start, in the order of their earliest start, until the page is full and the next chunk
+/// starts past its last statement.
+pub(super) async fn read_page(
     conn: &mut SqliteConnection,
     org: OrgId,
     session_id: &str,
+    page: &StatementsPage,
+    running: Option<StatementRecord>,
 ) -> Result<Vec<StatementRecord>, StoreError> {
-    let rows = sqlx::query("SELECT body FROM statement_chunks WHERE org_id = ? AND session_id = ? ORDER BY first_seq")
-        .bind(org.0)
-        .bind(session_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut statements = Vec::new();
-    for row in &rows {
-        statements.extend(unpack(row.try_get::<&str, _>("body")?)?);
+    let mut chunks = sqlx::query(
+        "SELECT min_start_us, body FROM statement_chunks WHERE org_id = ? AND session_id = ? \
+         AND (max_start_us IS NULL OR max_start_us >= ?) ORDER BY COALESCE(min_start_us, ?), first_seq",
+    )
+    .bind(org.0)
+    .bind(session_id)
+    .bind(page.after.map_or(i64::MIN, |(start, _)| start))
+    .bind(i64::MIN)
+    .fetch(&mut *conn);
+    let mut held: Vec<StatementRecord> = running.into_iter().filter(|s| page.follows(s)).collect();
+    let (mut text, mut full) = (held.iter().map(|s| s.text.len()).sum::<usize>(), false);
+    while let Some(chunk) = chunks.try_next().await? {
+        let earliest: Option<i64> = chunk.try_get("min_start_us")?;
+        // Full, the page is sorted: a chunk that starts past its last statement holds none of it.
+        if full && earliest.is_some_and(|earliest| held.last().is_none_or(|last| earliest > last.start)) {
+            break;
+        }
+        let statements = unpack(chunk.try_get::<&str, _>("body")?)?;
+        for statement in statements.into_iter().filter(|s| page.follows(s)) {
+            text = text.saturating_add(statement.text.len());
+            held.push(statement);
+        }
+        // Sorted and cut once the page may be full (and then it stays small), not as a whole
+        // session is read.
+        if full || held.len() >= page.limit || text > page.text_bytes {
+            held.sort_by_key(StatementRecord::key);
+            held.truncate(page.fitting(&held));
+            text = held.iter().map(|s| s.text.len()).sum();
+            full = true;
+        }
     }
-    // Chunks written by a replay may interleave with earlier ones.
-    statements.sort_by_key(|s| s.seq);
-    Ok(statements)
+    held.sort_by_key(StatementRecord::key);
+    held.truncate(page.fitting(&held));
+    Ok(held)
 }
 
 /// The statement events grouped by session, in the order sessions first
@@ -210,16 +240,37 @@ async fn leave_out_stored(
     Ok(max)
 }
 
+/// `statements` in chunks of at most [`CHUNK_STATEMENTS`] and [`CHUNK_TEXT_BYTES`] of text.
+fn chunked<'s, 'a>(statements: &'s [&'a StatementRecord]) -> impl Iterator<Item = &'s [&'a StatementRecord]> {
+    let mut rest = statements;
+    std::iter::from_fn(move || {
+        let mut text = 0;
+        let fitting = rest.iter().take(CHUNK_STATEMENTS).take_while(|statement| {
+            text += statement.text.len();
+            text <= CHUNK_TEXT_BYTES
+        });
+        let (chunk, tail) = rest.split_at(fitting.count().max(1).min(rest.len()));
+        rest = tail;
+        (!chunk.is_empty()).then_some(chunk)
+    })
+}
+
 /// Inserts chunk rows in one statement. `OR IGNORE` only because a
 /// statement that cannot abort halfway needs no statement journal (SQLite
 /// would otherwise copy every page it touches into one): a chunk never starts
 /// at a seq stored already, so every row must go in.
 async fn insert_chunks(conn: &mut SqliteConnection, org: OrgId, chunks: &[Chunk<'_>]) -> Result<(), StoreError> {
     let mut b = SqlBuilder::new(Dialect::Sqlite);
-    b.push("INSERT OR IGNORE INTO statement_chunks (org_id, session_id, first_seq, last_seq, body) VALUES ");
+    b.push(
+        "INSERT OR IGNORE INTO statement_chunks (org_id, session_id, first_seq, last_seq, min_start_us, max_start_us, \
+         body) VALUES ",
+    );
     for (i, (session_id, statements)) in chunks.iter().enumerate() {
         b.push(if i == 0 { "(" } else { ", (" }).bind_int(org.0).push(", ").bind_text(*session_id).push(", ");
         b.bind_int(seq(statements[0])).push(", ").bind_int(seq(statements[statements.len() - 1])).push(", ");
+        let starts = statements.iter().map(|s| s.start);
+        b.bind_int(starts.clone().min().unwrap_or_default()).push(", ");
+        b.bind_int(starts.max().unwrap_or_default()).push(", ");
         b.bind_text(pack(statements)).push(")");
     }
     let (sql, args) = b.into_parts();
@@ -317,6 +368,20 @@ fn unpack(body: &str) -> Result<Vec<StatementRecord>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_hold_500_statements_or_1_mib_of_text_but_always_one() {
+        let statement = |seq: u64, len: usize| StatementRecord { seq, text: "x".repeat(len), ..Default::default() };
+        let mut statements: Vec<_> = (1..=1200).map(|seq| statement(seq, 10)).collect();
+        statements.extend((1201..=1205).map(|seq| statement(seq, 600_000)));
+        statements.push(statement(1206, 3 << 20));
+        statements.push(statement(1207, 10));
+        let borrowed: Vec<&StatementRecord> = statements.iter().collect();
+        let sizes: Vec<usize> = chunked(&borrowed).map(<[_]>::len).collect();
+        assert_eq!(sizes, [500, 500, 201, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(chunked(&borrowed).flatten().count(), statements.len());
+        assert_eq!(chunked(&[]).count(), 0);
+    }
 
     #[test]
     fn chunks_read_back_what_they_were_written_with_and_older_ones_without_rows_changed() {

@@ -132,6 +132,7 @@ macro_rules! conformance_suite {
                 ingest_stores_each_event_once,
                 statements_replayed_in_any_order_are_stored_once,
                 statements_are_listed_in_the_order_they_started,
+                a_long_session_is_read_a_page_at_a_time,
                 a_running_statement_shows_until_it_completes,
                 a_new_run_completes_what_the_runs_it_takes_over_from_left_open,
                 a_run_that_says_goodbye_is_over,

@@ -5,7 +5,7 @@ use gatehouse_core::session::ConnectorRef;
 use gatehouse_core::{Micros, OrgId, Session};
 use gatehouse_store::{
     AggregateQuery, ConnectorInfo, Facet, IngestEvent, KeyReplacement, ListQuery, NewConnector, PreviousRun,
-    RUN_MEMORY, Resource, StatementRecord, StatementStatus, Store, StoreError, TerminationRecord,
+    RUN_MEMORY, Resource, StatementRecord, StatementStatus, StatementsPage, Store, StoreError, TerminationRecord,
 };
 
 use super::fixture::{MINUTE, NOW, active, ago, completed, listing};
@@ -297,6 +297,66 @@ pub async fn statements_are_listed_in_the_order_they_started(store: &dyn Store) 
     ingest(&[ran("o1", 7, NOW + 600, 5), ran("o1", 6, NOW + 600, 5)]).await;
     let last: Vec<u64> = store.statements(acme, "o1").await.unwrap().iter().rev().take(2).map(|s| s.seq).collect();
     assert_eq!(last, [7, 6]);
+}
+
+/// A page of a long session's statements is read on from the one before, in the order they
+/// started, within its limit and its bytes of text: a statement recorded late (a cursor read a
+/// few rows at a time) in a later report, and the statement running, each where it started.
+pub async fn a_long_session_is_read_a_page_at_a_time(store: &dyn Store) {
+    let acme = store.ensure_org("acme").await.unwrap().id;
+    let ingest = async |events: &[IngestEvent]| store.ingest(acme, "c-1", events).await.unwrap();
+    ingest(&[start(&via(active("p1", 30).build(), "c-1"))]).await;
+    // Reports of 700 statements (more than a chunk of SQLite's), every 7th text long.
+    let text = |seq: u64| {
+        if seq.is_multiple_of(7) { format!("select '{}'", "x".repeat(1000)) } else { format!("select {seq}") }
+    };
+    let ran_at = |seq: u64, start: Micros| IngestEvent::Statement {
+        session_id: "p1".into(),
+        statement: StatementRecord { seq, start, text: text(seq), ..StatementRecord::default() },
+    };
+    for report in 0..3u64 {
+        let events: Vec<_> =
+            (1..=700).map(|i| report * 700 + i).map(|seq| ran_at(seq, NOW + 10 * seq as i64)).collect();
+        ingest(&events).await;
+    }
+    // Recorded last, started among the first report's; then one running, started last.
+    let running = StatementRecord { seq: 2102, start: NOW + 30_000, text: "select 1".into(), ..Default::default() };
+    ingest(&[ran_at(2101, NOW + 55), IngestEvent::Running { session_id: "p1".into(), statement: running }]).await;
+    ingest(&[ran_at(2101, NOW + 55)]).await;
+    let all = store.statements(acme, "p1").await.unwrap();
+    assert_eq!(all.len(), 2102);
+    assert_eq!(all[5].seq, 2101, "where it started: {:?}", &all[..7]);
+    assert!(all.windows(2).all(|pair| pair[0].key() < pair[1].key()));
+    assert_eq!(all.last().unwrap().status, StatementStatus::Running);
+
+    for (limit, text_bytes) in [(1, usize::MAX), (150, usize::MAX), (699, 5000), (10_000, 20_000), (3, 0)] {
+        let (mut walked, mut after) = (Vec::new(), None);
+        loop {
+            let page = StatementsPage { after, limit, text_bytes };
+            let statements = store.statements_page(acme, "p1", page).await.unwrap();
+            let Some(last) = statements.last() else { break };
+            assert!(statements.len() <= limit, "{limit}");
+            let text: usize = statements.iter().map(|s| s.text.len()).sum();
+            assert!(statements.len() == 1 || text <= text_bytes, "{text_bytes}: {text}");
+            if statements.len() < limit && walked.len() + statements.len() < all.len() {
+                let next = &all[walked.len() + statements.len()];
+                assert!(
+                    text + next.text.len() > text_bytes,
+                    "pages of {limit}, {text_bytes} bytes: cut short with room for {}",
+                    next.seq
+                );
+            }
+            after = Some(last.key());
+            walked.extend(statements);
+        }
+        assert_eq!(walked, all, "pages of {limit}, {text_bytes} bytes");
+    }
+    let none = StatementsPage { limit: 0, ..StatementsPage::ALL };
+    assert_eq!(store.statements_page(acme, "p1", none).await.unwrap(), vec![]);
+    let past = StatementsPage { after: Some(all.last().unwrap().key()), ..StatementsPage::ALL };
+    assert_eq!(store.statements_page(acme, "p1", past).await.unwrap(), vec![]);
+    let globex = store.ensure_org("globex").await.unwrap().id;
+    assert_eq!(store.statements_page(globex, "p1", StatementsPage::ALL).await.unwrap(), vec![], "per org");
 }
 
 /// A statement announced while it runs ends an open session's transcript until a later
