@@ -440,12 +440,18 @@ async fn garbage_and_bad_frames_end_only_their_own_session() {
     assert_eq!(error.code(), Some("0A000"), "{error:?}");
     assert_eq!(error.message(), Some("unsupported frontend protocol 4.0: server supports 3.0 to 3.0"));
 
-    // Unencrypted bytes behind an SSLRequest, before its answer.
+    // Unencrypted bytes behind an SSLRequest, before its answer: answered first (`N`, no
+    // certificate here), then refused, as PostgreSQL does.
     let mut raw = Raw::connect(proxy.addr).await;
     let mut packet = ssl_request();
     packet.extend_from_slice(b"Q\0\0\0\x0dselect 1\0");
     raw.send(&packet).await;
-    assert_protocol_violation(&mut raw).await;
+    let mut answer = [0u8; 1];
+    raw.stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"N");
+    let error = raw.error().await;
+    assert_eq!(error.code(), Some("08P01"));
+    assert_eq!(error.message(), Some("received unencrypted data after SSL request"));
 
     // After startup: a length that cannot be right is refused at once, without waiting for a
     // body that will never come (a Sync of 50 MB, as PostgreSQL decides); a negative one too;

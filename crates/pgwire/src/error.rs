@@ -40,6 +40,13 @@ pub enum WireError {
     /// The message body does not have the structure its type requires.
     #[error("malformed message: {0}")]
     Malformed(&'static str),
+    /// Bytes that came behind an SSLRequest (or a GSSENCRequest, `gss`) before its one-byte
+    /// answer, as an attacker in the middle would inject them; in PostgreSQL's words.
+    #[error("received unencrypted data after {}", if *gss { "GSSAPI encryption request" } else { "SSL request" })]
+    DataAfterEncryptionRequest {
+        /// Whether the request was a GSSENCRequest.
+        gss: bool,
+    },
     /// A request code (1234.x) we do not know.
     #[error("unknown startup code {0}")]
     UnknownStartupCode(u32),

@@ -429,7 +429,7 @@ impl MessageReader {
         loop {
             if let Some(startup) = try_startup(&mut self.buf)? {
                 if matches!(startup, Startup::Ssl | Startup::GssEnc) && !self.buf.is_empty() {
-                    return Err(WireError::Malformed("unencrypted data after SSLRequest or GSSENCRequest"));
+                    return Err(WireError::DataAfterEncryptionRequest { gss: startup == Startup::GssEnc });
                 }
                 return Ok(Some(startup));
             }
@@ -772,7 +772,10 @@ mod tests {
     async fn data_behind_ssl_request_is_rejected() {
         let mut r: &[u8] = b"\0\0\0\x08\x04\xd2\x16\x2fQ\0\0\0\x04";
         let result = MessageReader::new().read_startup(&mut r).await;
-        assert!(matches!(result, Err(WireError::Malformed(_))), "{result:?}");
+        assert!(matches!(result, Err(WireError::DataAfterEncryptionRequest { gss: false })), "{result:?}");
+        let mut r: &[u8] = b"\0\0\0\x08\x04\xd2\x16\x30Q\0\0\0\x04";
+        let error = MessageReader::new().read_startup(&mut r).await.unwrap_err();
+        assert_eq!(error.to_string(), "received unencrypted data after GSSAPI encryption request");
     }
 
     #[tokio::test]

@@ -86,6 +86,15 @@ pub(crate) async fn negotiate(
                             false => unsupported.encode(&mut refusal),
                         }
                     }
+                    // PostgreSQL answers the request first, then refuses what came before the
+                    // answer. (With a certificate its answer starts TLS, which those bytes rule
+                    // out: the refusal is all.)
+                    WireError::DataAfterEncryptionRequest { gss } => {
+                        if gss || tls.is_none() {
+                            refusal.extend_from_slice(&[SslResponse::Reject.as_u8()]);
+                        }
+                        ErrorResponse::protocol_violation(error.to_string()).encode(&mut refusal);
+                    }
                     _ => ErrorResponse::protocol_violation(format!("invalid startup packet: {error}"))
                         .encode(&mut refusal),
                 }
