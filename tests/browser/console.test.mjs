@@ -1088,6 +1088,28 @@ test('export writes every session of the query and window, as JSONL and as CSV',
   assert.ok(Math.abs(rows.length - 1 - expected) <= 3, `${rows.length - 1} vs ${expected}`);
 });
 
+test('an export kept waiting says so after a call\'s 20 s, and goes on when answered', async (t) => {
+  const page = await open(t, { path: `/?range=30d&q=${encodeURIComponent('technology:postgres')}`, clock: true });
+  await signIn(page);
+  let hung = true;
+  const held = [];
+  await page.route('**/core.v1.SessionsService/ListSessionsV2', (route) => {
+    const exportPage = JSON.parse(route.request().postData() || '{}').limit === 1000;
+    return hung && exportPage ? held.push(route) : route.continue();
+  });
+  await page.getByRole('button', { name: 'Export' }).click();
+  await until(() => held.length > 0, 'an export page that hangs');
+  await page.clock.fastForward(PAST_TIMEOUT);
+  await page.waitForFunction(() => /still waiting/.test(document.getElementById('export-status').textContent));
+  assert.match(await page.textContent('#export-status'), /has not answered for 20 s, still waiting/);
+
+  hung = false;
+  const [download] = await Promise.all([page.waitForEvent('download'), ...held.map((route) => route.continue())]);
+  assert.match(download.suggestedFilename(), /\.jsonl$/);
+  assert.match(await page.textContent('#export-status'), /^Exported [\d,.\s]+ sessions/);
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+});
+
 test('CSV export neutralises cells a spreadsheet would run as formulas', async (t) => {
   const page = await open(t);
   const cells = { role: '=HYPERLINK("http://evil.example","x")', resource: '+cmd|\' /C calc\'!A0', ip: '@SUM(1+1)', user: '-2+3' };

@@ -1,6 +1,6 @@
 // The console: wires the view (in the URL) to the API and the page's parts.
 
-import { apiKey, call, callerKey, keyProblem } from './api.js';
+import { CALL_TIMEOUT_MS, apiKey, call, callerKey, keyProblem } from './api.js';
 import { Detail } from './detail.js';
 import { download, exportSessions } from './export.js';
 import { renderFacets } from './facets.js';
@@ -582,7 +582,11 @@ $('export').addEventListener('click', async () => {
   try {
     const { blob, total } = await exportSessions(request, format, {
       signal: exporting.signal,
-      progress: (n) => { status.textContent = `Exporting… ${sessionCount(n)}`; },
+      progress: (n, { waiting = false } = {}) => {
+        status.textContent = waiting
+          ? `Exporting… ${sessionCount(n)}; the control plane has not answered for ${CALL_TIMEOUT_MS / 1000} s, still waiting`
+          : `Exporting… ${sessionCount(n)}`;
+      },
     });
     const name = `gatehouse-sessions-${new Date().toISOString().replace(/[:.]/g, '-')}.${format}`;
     download(blob, name);

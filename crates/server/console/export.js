@@ -3,7 +3,7 @@
 // page's objects can be collected at once and the browser keeps the file's
 // bytes in its blob store (which spills to disk), not in the JS heap.
 
-import { call } from './api.js';
+import { CALL_TIMEOUT_MS, call } from './api.js';
 
 export const EXPORT_PAGE = 1000;
 /** A page of an export is 20 times a table's, so it gets longer than an ordinary call (api.js). */
@@ -60,7 +60,9 @@ function csvRow(values) {
 
 /**
  * Walks every page of `request` and returns the file as a Blob. `progress`
- * is told the count so far; `signal` cancels.
+ * is told the count so far, and whether a page has kept it waiting past an
+ * ordinary call's bound (which the rest of the console calls unreachable);
+ * `signal` cancels.
  */
 export async function exportSessions(request, format, { progress, signal }) {
   const parts = [];
@@ -70,8 +72,9 @@ export async function exportSessions(request, format, { progress, signal }) {
   let cursor = '';
   let total = 0;
   for (;;) {
+    const waiting = setTimeout(() => progress(total, { waiting: true }), CALL_TIMEOUT_MS);
     const page = await call('ListSessionsV2', { ...request, limit: EXPORT_PAGE, ...(cursor ? { cursor } : {}) },
-      { signal, timeout: PAGE_TIMEOUT_MS });
+      { signal, timeout: PAGE_TIMEOUT_MS }).finally(() => clearTimeout(waiting));
     const sessions = page.sessions || [];
     const text = format === 'csv'
       ? sessions.map((s) => csvRow(CSV_COLUMNS.map(([, get]) => get(s)))).join('')
