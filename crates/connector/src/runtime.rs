@@ -177,25 +177,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )?
     .with_metrics(Arc::clone(&metrics));
     metrics.control_plane_replicas.store(control.replicas() as u64, std::sync::atomic::Ordering::Relaxed);
-    match &config.control_plane.url_from_file {
-        // A shell set up for the CLI's `sessions` commands (one URL) would otherwise point the
-        // connector at one replica without a word, and it could never move to another.
-        Some(file) => tracing::warn!(
-            urls = ?control.urls(),
-            config_file_url = %file,
-            "GATEHOUSE_URL replaces control_plane.url from the configuration file: calls go only to \
-             the control plane addresses it names (unset it to use the file's)"
-        ),
-        None => tracing::info!(urls = ?control.urls(), "control plane addresses (replicas, tried in turn)"),
-    }
-    if !config.listeners_from_file.is_empty() {
-        tracing::warn!(
-            listeners = ?config.listeners.iter().map(|l| l.listen).collect::<Vec<_>>(),
-            config_file_listeners = ?config.listeners_from_file,
-            "GATEHOUSE_CONNECTOR_LISTENERS replaces [[listeners]] from the configuration file: only the \
-             listeners it names are served (unset it to use the file's)"
-        );
-    }
+    log_sources(&config, &control);
     let verify_control = control.clone();
     // First of what the process holds: a second process started with the same configuration
     // is told that, rather than that its ports are taken.
@@ -280,7 +262,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             return Ok(());
         }
     };
-    let upstreams = match upstreams {
+    let upstreams = upstreams.and_then(|upstreams| {
+        let tls = upstream_tls(&listeners, &upstreams)?;
+        Ok((upstreams, tls))
+    });
+    let (upstreams, upstream_tls) = match upstreams {
         Ok(upstreams) => upstreams,
         Err(error) => {
             drop(reporter);
@@ -289,21 +275,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
     control_rt.spawn(save);
-
-    let mut upstream_tls = Vec::with_capacity(upstreams.len());
-    for ((listener, _), resolved) in listeners.iter().zip(&upstreams) {
-        let built =
-            proxy::upstream_tls(listener.upstream_tls, listener.upstream_ca_file.as_deref(), &resolved.upstream)
-                .map_err(|source| RunError::UpstreamTls { listen: listener.listen, source });
-        match built {
-            Ok(tls) => upstream_tls.push(tls),
-            Err(error) => {
-                drop(reporter);
-                background.stop().await;
-                return Err(error);
-            }
-        }
-    }
 
     let stop_proxies = CancellationToken::new();
     let peers = config.peers.iter().map(|peer| (peer.id, peer.address.clone())).collect();
@@ -314,23 +285,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut serving = JoinSet::new();
     let large_messages = LargeMessageBudget::new(proxy::LARGE_MESSAGE_BUDGET);
     for (((listener, tcp), resolved), upstream_tls) in listeners.into_iter().zip(upstreams).zip(upstream_tls) {
+        log_listening(&config, &listener, &tcp, &resolved);
         let Resolved { resource_id, upstream } = resolved;
-        tracing::info!(
-            listen = %tcp.local_addr().unwrap_or(listener.listen),
-            resource = %resource_id,
-            %upstream,
-            upstream_tls = ?listener.upstream_tls,
-            require_identity = listener.require_identity,
-            "listening",
-        );
-        // Any user name may be an identity's, whose password is an access token.
-        if config.tls_for_identity() == TlsForIdentity::Never && !listener.listen.ip().to_canonical().is_loopback() {
-            let why = if tls.is_none() { "without a [tls] section" } else { "with require_tls = false" };
-            tracing::warn!(
-                listen = %listener.listen,
-                "{why}, identity logins here may send their access tokens unencrypted across the network",
-            );
-        }
         let identity = IdentityOptions {
             verifier: Some(Arc::clone(&verifier)),
             credentials: Arc::clone(&credentials),
@@ -362,8 +318,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     health.set_running();
     tracing::info!(run_id, admin = %admin_addr, "connector running");
 
+    let result = serve_until_stopped(serving, shutdown, &health, stop_proxies).await;
+    background.stop().await;
+    tracing::info!("connector stopped");
+    result
+}
+
+/// Serves until `shutdown`, or until a listener stops on its own (its error is the result);
+/// then stops the proxies, which end their sessions after the drain, and waits for them.
+async fn serve_until_stopped(
+    mut serving: JoinSet<(SocketAddr, std::io::Result<()>)>,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    health: &Health,
+    stop_proxies: CancellationToken,
+) -> Result<(), RunError> {
     let stopped_early = tokio::select! {
-        () = &mut shutdown => None,
+        () = shutdown => None,
         Some(joined) = serving.join_next() => Some(joined),
     };
     health.set_stopping();
@@ -381,9 +351,67 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let error = listener_error(joined);
         tracing::error!(%error, "listener failed while shutting down");
     }
-    background.stop().await;
-    tracing::info!("connector stopped");
     result
+}
+
+/// Says which control plane addresses and listeners are used, warning of an environment
+/// variable that replaces the configuration file's.
+fn log_sources(config: &Config, control: &ControlPlane) {
+    match &config.control_plane.url_from_file {
+        // A shell set up for the CLI's `sessions` commands (one URL) would otherwise point the
+        // connector at one replica without a word, and it could never move to another.
+        Some(file) => tracing::warn!(
+            urls = ?control.urls(),
+            config_file_url = %file,
+            "GATEHOUSE_URL replaces control_plane.url from the configuration file: calls go only to \
+             the control plane addresses it names (unset it to use the file's)"
+        ),
+        None => tracing::info!(urls = ?control.urls(), "control plane addresses (replicas, tried in turn)"),
+    }
+    if !config.listeners_from_file.is_empty() {
+        tracing::warn!(
+            listeners = ?config.listeners.iter().map(|l| l.listen).collect::<Vec<_>>(),
+            config_file_listeners = ?config.listeners_from_file,
+            "GATEHOUSE_CONNECTOR_LISTENERS replaces [[listeners]] from the configuration file: only the \
+             listeners it names are served (unset it to use the file's)"
+        );
+    }
+}
+
+/// The TLS each listener's database connections use, in the listeners' order.
+fn upstream_tls(
+    listeners: &[(Listener, TcpListener)],
+    upstreams: &[Resolved],
+) -> Result<Vec<Option<proxy::UpstreamTlsConfig>>, RunError> {
+    listeners
+        .iter()
+        .zip(upstreams)
+        .map(|((listener, _), resolved)| {
+            proxy::upstream_tls(listener.upstream_tls, listener.upstream_ca_file.as_deref(), &resolved.upstream)
+                .map_err(|source| RunError::UpstreamTls { listen: listener.listen, source })
+        })
+        .collect()
+}
+
+/// Says what a listener serves, warning when identity logins there may cross the network
+/// without TLS.
+fn log_listening(config: &Config, listener: &Listener, tcp: &TcpListener, resolved: &Resolved) {
+    tracing::info!(
+        listen = %tcp.local_addr().unwrap_or(listener.listen),
+        resource = %resolved.resource_id,
+        upstream = %resolved.upstream,
+        upstream_tls = ?listener.upstream_tls,
+        require_identity = listener.require_identity,
+        "listening",
+    );
+    // Any user name may be an identity's, whose password is an access token.
+    if config.tls_for_identity() == TlsForIdentity::Never && !listener.listen.ip().to_canonical().is_loopback() {
+        let why = if config.tls.is_none() { "without a [tls] section" } else { "with require_tls = false" };
+        tracing::warn!(
+            listen = %listener.listen,
+            "{why}, identity logins here may send their access tokens unencrypted across the network",
+        );
+    }
 }
 
 /// After [`REFUSE_AFTER`] without knowing where the listeners' databases are (no answer from
