@@ -61,7 +61,6 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use connectrpc::{ConnectRpcService, Limits};
 use gatehouse_proto::core::v1::{SESSIONS_SERVICE_SERVICE_NAME, SessionsServiceRegisterMarker};
-use gatehouse_proto::gatehouse::keys::v1::KeysServiceRegisterMarker;
 use gatehouse_proto::gatehouse::sessions::v1::StatementsServiceRegisterMarker;
 use gatehouse_store::{Store, StoreError};
 use rand::RngCore;
@@ -73,6 +72,7 @@ use crate::clock::StoreClock;
 use crate::connectors::ConnectorApi;
 pub use crate::connectors::Lease;
 use crate::cursor::CursorCodec;
+use crate::keys::KeysApi;
 use crate::metrics::{Measure, Metrics};
 use crate::sessions::SessionsApi;
 use crate::terminations::TerminationBus;
@@ -130,8 +130,8 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
     let sessions = Arc::new(sessions);
     let router = connectrpc::Router::new()
         .add_service::<_, SessionsServiceRegisterMarker>(Arc::clone(&sessions))
-        .add_service::<_, StatementsServiceRegisterMarker>(Arc::clone(&sessions))
-        .add_service::<_, KeysServiceRegisterMarker>(sessions)
+        .add_service::<_, StatementsServiceRegisterMarker>(sessions)
+        .add_service(Arc::new(KeysApi::new(store.clone())))
         .add_service(Arc::new(connectors));
     tokio::spawn(lease::sweep(store.clone(), lease.lease, clock, metrics.clone(), failures));
     tokio::spawn(refresh_statistics(store.clone()));
