@@ -139,11 +139,11 @@ fn not_found(session_id: &str) -> ConnectError {
 /// [`gatehouse_core::display::push_escaped`] does: lines stay statements, every text can be read
 /// back exactly, and a transcript read in a terminal shows an audited user's escape sequences
 /// rather than acting on them.
-/// The most statement text a transcript holds, which a reply holds whole in memory: past it, the
-/// transcript ends with [`TRANSCRIPT_CUT`].
-const TRANSCRIPT_TEXT_BYTES: usize = 64 << 20;
+/// The most a transcript holds, by [`StatementsPage::size`] (its text, mostly), which a reply
+/// holds whole in memory: past it, the transcript ends with [`TRANSCRIPT_CUT`].
+const TRANSCRIPT_BYTES: usize = 64 << 20;
 
-/// The last line of a transcript cut at [`TRANSCRIPT_TEXT_BYTES`], after its time.
+/// The last line of a transcript cut at [`TRANSCRIPT_BYTES`], after its time.
 const TRANSCRIPT_CUT: &str = "\t-- [Gatehouse: the transcript stops here, at 64 MiB of statement text; \
     gatehouse.sessions.v1.StatementsService/ListSessionStatements (gatehouse sessions statements) \
     pages through every statement]\n";
@@ -274,17 +274,13 @@ impl SessionsService for SessionsApi {
         // does not fit.
         let (mut text, mut held, mut after) = (String::new(), 0usize, None);
         'pages: loop {
-            let page = StatementsPage {
-                after,
-                limit: TRANSCRIPT_PAGE,
-                text_bytes: TRANSCRIPT_TEXT_BYTES.saturating_sub(held),
-            };
+            let page = StatementsPage { after, limit: TRANSCRIPT_PAGE, bytes: TRANSCRIPT_BYTES.saturating_sub(held) };
             let statements = self.store.statements_page(caller.org, &session.id, page).await.map_err(store_error)?;
             let Some(last) = statements.last() else { break };
             after = Some(last.key());
             for statement in &statements {
-                held += statement.text.len();
-                if held > TRANSCRIPT_TEXT_BYTES && !text.is_empty() {
+                held += StatementsPage::size(statement);
+                if held > TRANSCRIPT_BYTES && !text.is_empty() {
                     text.push_str(&format_rfc3339_micros(statement.start));
                     text.push_str(TRANSCRIPT_CUT);
                     break 'pages;

@@ -23,8 +23,8 @@ impl StatementsService for SessionsApi {
             Ok(size) if size <= MAX_PAGE_SIZE => size,
             _ => {
                 return Err(invalid(format!(
-                    "page_size must be 0 (as many as a page's {} MiB of text holds) to {MAX_PAGE_SIZE}",
-                    PAGE_TEXT_BYTES >> 20
+                    "page_size must be 0 (as many as a page's {} MiB holds) to {MAX_PAGE_SIZE}",
+                    PAGE_BYTES >> 20
                 )));
             }
         };
@@ -33,20 +33,20 @@ impl StatementsService for SessionsApi {
             "" => None,
             token => Some(self.cursors().decode_statements_page(&session.id, token).ok_or_else(|| {
                 invalid(
-                    "page_token is not a token this method gave for this session: pass a next_page_token as it \
-                     came, or none",
+                    "page_token is not a token this method gave for this session, or one from before an upgrade: \
+                     pass a next_page_token as it came, or none to start again",
                 )
             })?),
         };
         let after = from.map(|from| from.after);
         // One more than the page, to tell whether another follows.
-        let page = StatementsPage { after, limit: page_size.saturating_add(1), text_bytes: PAGE_TEXT_BYTES };
+        let page = StatementsPage { after, limit: page_size + 1, bytes: PAGE_BYTES };
         let mut page = self.store().statements_page(caller.org, &session.id, page).await.map_err(store_error)?;
         let more = match page.last() {
             _ if page.len() > page_size => true,
             // Cut short by its text, or the last: whether a statement follows tells.
             Some(last) => {
-                let next = StatementsPage { after: Some(last.key()), limit: 1, text_bytes: 0 };
+                let next = StatementsPage { after: Some(last.key()), limit: 1, bytes: 0 };
                 !self.store().statements_page(caller.org, &session.id, next).await.map_err(store_error)?.is_empty()
             }
             None => false,
@@ -74,9 +74,9 @@ impl StatementsService for SessionsApi {
 /// The most statements a page holds.
 const MAX_PAGE_SIZE: usize = 100_000;
 
-/// The most statement text a page holds (but always its first statement, up to 1 MiB as
-/// recorded): a page fits in the 4 MiB a gRPC client takes by default, and in memory.
-const PAGE_TEXT_BYTES: usize = 2 << 20;
+/// The most a page holds, by [`StatementsPage::size`] (but always its first statement, up to
+/// 1 MiB as recorded): a page fits in the 4 MiB a gRPC client takes by default, and in memory.
+const PAGE_BYTES: usize = 3 << 20;
 
 fn statement(s: &StatementRecord, number: u64, now: Micros) -> SessionStatement {
     let lasted = match s.status {

@@ -258,18 +258,28 @@ impl StatementRecord {
 }
 
 /// Which of a session's statements to read, in the order they started: those after `after`,
-/// at most `limit` of them, and only as many as hold `text_bytes` of text between them (but
-/// always the first), so that a page of long statements stays a page.
+/// at most `limit` of them, and only as many as [`StatementsPage::size`] says fit in `bytes`
+/// (but always the first), so that a page of long statements stays a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatementsPage {
     pub after: Option<StatementKey>,
     pub limit: usize,
-    pub text_bytes: usize,
+    pub bytes: usize,
 }
 
 impl StatementsPage {
     /// Every statement.
-    pub const ALL: Self = Self { after: None, limit: usize::MAX, text_bytes: usize::MAX };
+    pub const ALL: Self = Self { after: None, limit: usize::MAX, bytes: usize::MAX };
+
+    /// What a statement's fields but its text take, as an API sends them, at most (its times,
+    /// counts, SQLSTATE and status): a page of many short statements is as large as their
+    /// texts several times over.
+    pub const FIELD_BYTES: usize = 64;
+
+    /// What `statement` counts for in a page's bytes.
+    pub fn size(statement: &StatementRecord) -> usize {
+        statement.text.len() + Self::FIELD_BYTES
+    }
 
     /// Whether `statement` is past where the page starts.
     pub fn follows(&self, statement: &StatementRecord) -> bool {
@@ -278,10 +288,10 @@ impl StatementsPage {
 
     /// How many of `statements` (in order, each past `after`) the page holds.
     pub fn fitting(&self, statements: &[StatementRecord]) -> usize {
-        let mut text = 0usize;
+        let mut bytes = 0usize;
         let held = statements.iter().take(self.limit).take_while(|statement| {
-            text = text.saturating_add(statement.text.len());
-            text <= self.text_bytes
+            bytes = bytes.saturating_add(Self::size(statement));
+            bytes <= self.bytes
         });
         held.count().max(usize::from(!statements.is_empty() && self.limit > 0))
     }

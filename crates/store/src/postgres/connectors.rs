@@ -327,10 +327,11 @@ impl PgStore {
         // the next is read whole, never the announcement without the statement before it.
         // The stored ones come from `statements_by_start`, from the page's first on.
         // `octet_length` reads a long text's size from its TOAST pointer: texts past the
-        // page's bytes are never read.
-        let rows = sqlx::query(
+        // page's bytes are never read. (See `StatementsPage::size`.)
+        let sql = format!(
             "SELECT * FROM ( \
-                 SELECT *, row_number() OVER w AS place, sum(octet_length(text)) OVER w AS text_so_far FROM ( \
+                 SELECT *, row_number() OVER w AS place, \
+                     sum(octet_length(text) + {field_bytes}) OVER w AS bytes_so_far FROM ( \
                      (SELECT seq, start_us, duration_us, text, rows, bytes_sent, sqlstate, rows_changed, \
                          false AS running, NULL::int8 AS session_end FROM statements \
                      WHERE org_id = $1 AND session_id = $2 AND (start_us, seq) > ($3, $4) \
@@ -340,16 +341,18 @@ impl PgStore {
                          AND (running_start_us, running_seq) > ($3, $4) \
                      ORDER BY start_us, seq LIMIT $5) next \
                  WINDOW w AS (ORDER BY start_us, seq ROWS UNBOUNDED PRECEDING)) sized \
-             WHERE place = 1 OR text_so_far <= $6 ORDER BY start_us, seq",
-        )
-        .bind(org.0)
-        .bind(session_id)
-        .bind(after_start)
-        .bind(after_seq)
-        .bind(bound(page.limit))
-        .bind(bound(page.text_bytes))
-        .fetch_all(self.pool())
-        .await?;
+             WHERE place = 1 OR bytes_so_far <= $6 ORDER BY start_us, seq",
+            field_bytes = StatementsPage::FIELD_BYTES
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org.0)
+            .bind(session_id)
+            .bind(after_start)
+            .bind(after_seq)
+            .bind(bound(page.limit))
+            .bind(bound(page.bytes))
+            .fetch_all(self.pool())
+            .await?;
         let mut statements = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = row.try_get("seq")?;

@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::TryStreamExt;
 use gatehouse_core::OrgId;
 use sqlx::{Row, SqliteConnection};
 
@@ -120,34 +119,43 @@ pub(super) async fn read_page(
     page: &StatementsPage,
     running: Option<StatementRecord>,
 ) -> Result<Vec<StatementRecord>, StoreError> {
-    let mut chunks = sqlx::query(
-        "SELECT min_start_us, body FROM statement_chunks WHERE org_id = ? AND session_id = ? \
-         AND (max_start_us IS NULL OR max_start_us >= ?) ORDER BY COALESCE(min_start_us, ?), first_seq",
+    // Which chunks, from the index alone; then their bodies one at a time, as long as the page
+    // may need them.
+    let chunks: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT first_seq, min_start_us FROM statement_chunks INDEXED BY statement_chunks_by_start \
+         WHERE org_id = ? AND session_id = ? AND (max_start_us IS NULL OR max_start_us >= ?) \
+         ORDER BY min_start_us, first_seq",
     )
     .bind(org.0)
     .bind(session_id)
     .bind(page.after.map_or(i64::MIN, |(start, _)| start))
-    .bind(i64::MIN)
-    .fetch(&mut *conn);
+    .fetch_all(&mut *conn)
+    .await?;
     let mut held: Vec<StatementRecord> = running.into_iter().filter(|s| page.follows(s)).collect();
-    let (mut text, mut full) = (held.iter().map(|s| s.text.len()).sum::<usize>(), false);
-    while let Some(chunk) = chunks.try_next().await? {
-        let earliest: Option<i64> = chunk.try_get("min_start_us")?;
+    let (mut bytes, mut full) = (held.iter().map(StatementsPage::size).sum::<usize>(), false);
+    for (first_seq, earliest) in chunks {
         // Full, the page is sorted: a chunk that starts past its last statement holds none of it.
         if full && earliest.is_some_and(|earliest| held.last().is_none_or(|last| earliest > last.start)) {
             break;
         }
-        let statements = unpack(chunk.try_get::<&str, _>("body")?)?;
-        for statement in statements.into_iter().filter(|s| page.follows(s)) {
-            text = text.saturating_add(statement.text.len());
+        let body: String = sqlx::query_scalar(
+            "SELECT body FROM statement_chunks WHERE org_id = ? AND session_id = ? AND first_seq = ?",
+        )
+        .bind(org.0)
+        .bind(session_id)
+        .bind(first_seq)
+        .fetch_one(&mut *conn)
+        .await?;
+        for statement in unpack(&body)?.into_iter().filter(|s| page.follows(s)) {
+            bytes = bytes.saturating_add(StatementsPage::size(&statement));
             held.push(statement);
         }
         // Sorted and cut once the page may be full (and then it stays small), not as a whole
         // session is read.
-        if full || held.len() >= page.limit || text > page.text_bytes {
+        if full || held.len() >= page.limit || bytes > page.bytes {
             held.sort_by_key(StatementRecord::key);
             held.truncate(page.fitting(&held));
-            text = held.iter().map(|s| s.text.len()).sum();
+            bytes = held.iter().map(StatementsPage::size).sum();
             full = true;
         }
     }

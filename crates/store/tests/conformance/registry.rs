@@ -329,27 +329,27 @@ pub async fn a_long_session_is_read_a_page_at_a_time(store: &dyn Store) {
     assert!(all.windows(2).all(|pair| pair[0].key() < pair[1].key()));
     assert_eq!(all.last().unwrap().status, StatementStatus::Running);
 
-    for (limit, text_bytes) in [(1, usize::MAX), (150, usize::MAX), (699, 5000), (10_000, 20_000), (3, 0)] {
+    for (limit, bytes) in [(1, usize::MAX), (150, usize::MAX), (699, 5000), (10_000, 20_000), (3, 0)] {
         let (mut walked, mut after) = (Vec::new(), None);
         loop {
-            let page = StatementsPage { after, limit, text_bytes };
+            let page = StatementsPage { after, limit, bytes };
             let statements = store.statements_page(acme, "p1", page).await.unwrap();
             let Some(last) = statements.last() else { break };
             assert!(statements.len() <= limit, "{limit}");
-            let text: usize = statements.iter().map(|s| s.text.len()).sum();
-            assert!(statements.len() == 1 || text <= text_bytes, "{text_bytes}: {text}");
+            let size: usize = statements.iter().map(StatementsPage::size).sum();
+            assert!(statements.len() == 1 || size <= bytes, "{bytes}: {size}");
             if statements.len() < limit && walked.len() + statements.len() < all.len() {
                 let next = &all[walked.len() + statements.len()];
                 assert!(
-                    text + next.text.len() > text_bytes,
-                    "pages of {limit}, {text_bytes} bytes: cut short with room for {}",
+                    size + StatementsPage::size(next) > bytes,
+                    "pages of {limit}, {bytes} bytes: cut short with room for {}",
                     next.seq
                 );
             }
             after = Some(last.key());
             walked.extend(statements);
         }
-        assert_eq!(walked, all, "pages of {limit}, {text_bytes} bytes");
+        assert_eq!(walked, all, "pages of {limit}, {bytes} bytes");
     }
     let none = StatementsPage { limit: 0, ..StatementsPage::ALL };
     assert_eq!(store.statements_page(acme, "p1", none).await.unwrap(), vec![]);
