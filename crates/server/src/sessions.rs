@@ -135,10 +135,6 @@ fn not_found(session_id: &str) -> ConnectError {
     ConnectError::new(ErrorCode::NotFound, message)
 }
 
-/// One line per statement: its start time, a tab, its text, escaped as
-/// [`gatehouse_core::display::push_escaped`] does: lines stay statements, every text can be read
-/// back exactly, and a transcript read in a terminal shows an audited user's escape sequences
-/// rather than acting on them.
 /// The most a transcript holds, by [`StatementsPage::size`] (its text, mostly), which a reply
 /// holds whole in memory: past it, the transcript ends with [`TRANSCRIPT_CUT`].
 const TRANSCRIPT_BYTES: usize = 64 << 20;
@@ -151,7 +147,10 @@ const TRANSCRIPT_CUT: &str = "\t-- [Gatehouse: the transcript stops here, at 64 
 /// Statements a transcript reads at a time.
 const TRANSCRIPT_PAGE: usize = 10_000;
 
-/// A transcript's line for `statement`: its time, a tab, its text escaped.
+/// A transcript's line for `statement`: its start time, a tab, its text, escaped as
+/// [`gatehouse_core::display::push_escaped`] does: lines stay statements, every text can be read
+/// back exactly, and a transcript read in a terminal shows an audited user's escape sequences
+/// rather than acting on them.
 fn push_line(out: &mut String, statement: &StatementRecord) {
     // One width, so that lines sort as text in time order.
     out.push_str(&format_rfc3339_micros(statement.start));
