@@ -90,9 +90,11 @@ impl CursorCodec {
         if !bool::from(given.as_slice().ct_eq(&self.statements_page_tag(session_id, position))) {
             return None;
         }
-        let mut parts = position.splitn(3, '.').map(str::parse::<i64>);
-        let (start, seq, listed) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
-        Some(StatementsPosition { after: (start, u64::try_from(seq).ok()?), listed: u64::try_from(listed).ok()? })
+        let mut parts = position.splitn(3, '.');
+        let start = parts.next()?.parse().ok()?;
+        let seq = parts.next()?.parse().ok()?;
+        let listed = parts.next()?.parse().ok()?;
+        Some(StatementsPosition { after: (start, seq), listed })
     }
 
     fn statements_page_tag(&self, session_id: &str, position: &str) -> [u8; TAG_LEN] {

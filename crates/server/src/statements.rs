@@ -38,9 +38,8 @@ impl StatementsService for SessionsApi {
                 )
             })?),
         };
-        let after = from.map(|from| from.after);
         // One more than the page, to tell whether another follows.
-        let page = StatementsPage { after, limit: page_size + 1, bytes: PAGE_BYTES };
+        let page = StatementsPage { after: from.map(|from| from.after), limit: page_size + 1, bytes: PAGE_BYTES };
         let mut page = self.store().statements_page(caller.org, &session.id, page).await.map_err(store_error)?;
         let more = match page.last() {
             _ if page.len() > page_size => true,
