@@ -1,22 +1,10 @@
 //! Reading and writing session rows (and reading organizations'), shared by both databases.
 
 use gatehouse_core::session::{ConnectorRef, ResourceRef, SessionUser, Sidecar};
-use gatehouse_core::{Identity, OrgId, Session};
+use gatehouse_core::{Identity, Session};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use crate::StoreError;
-use crate::model::Org;
-
-/// Decodes an organization from its row's `id` and `name`.
-pub(crate) fn org_from_row<'r, R>(row: &'r R) -> Result<Org, StoreError>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(Org { id: OrgId(row.try_get("id")?), name: row.try_get("name")? })
-}
 
 /// Decodes a row selected with [`crate::sql::SESSION_COLUMNS`].
 pub(crate) fn session_from_row<'r, R>(row: &'r R) -> Result<Session, StoreError>

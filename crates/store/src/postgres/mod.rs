@@ -22,7 +22,6 @@
 
 mod abandon;
 mod connectors;
-mod identity;
 mod notify;
 mod write;
 
@@ -32,17 +31,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gatehouse_core::{Micros, OrgId, Role, Session};
+use gatehouse_core::{Micros, OrgId, Session};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool, Postgres, Row};
 
 use self::abandon::ReadTransaction;
-use crate::error::org_vanished;
 use crate::model::*;
-use crate::row::{org_from_row, session_from_row};
+use crate::row::session_from_row;
 use crate::sql::rollup::RollupDelta;
-use crate::sql::{AggRow, Arg, Dialect, SESSION_COLUMNS, SqlBuilder, Walk, push_list, push_listed};
+use crate::sql::{
+    AggRow, Arg, Dialect, Exec, SESSION_COLUMNS, SqlBuilder, Walk, identity, orgs, push_list, push_listed,
+};
 use crate::{Store, StoreError, TerminationFeed};
 
 /// Pages' worth of sessions a filter must be expected to match for a listing by end time or
@@ -379,6 +379,7 @@ pub(super) fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Po
         query = match arg {
             Arg::Null => query.bind(None::<i64>),
             Arg::Int(v) => query.bind(v),
+            Arg::Bool(v) => query.bind(v),
             Arg::Text(v) => query.bind(v),
             Arg::Blob(v) => query.bind(v),
         };
@@ -446,135 +447,36 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
-fn parse_role(text: &str) -> Result<Role, StoreError> {
-    Role::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+impl Exec for PgStore {
+    type Row = sqlx::postgres::PgRow;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn write(&self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        let sql = Dialect::Postgres.placeholders(sql);
+        Ok(query_with(&sql, args).execute(&self.pool).await?.rows_affected())
+    }
+
+    async fn write_returning(&self, sql: &str, args: Vec<Arg>) -> Result<Option<Self::Row>, sqlx::Error> {
+        self.read_optional(sql, args).await
+    }
+
+    async fn read_optional(&self, sql: &str, args: Vec<Arg>) -> Result<Option<Self::Row>, sqlx::Error> {
+        let sql = Dialect::Postgres.placeholders(sql);
+        query_with(&sql, args).fetch_optional(&self.pool).await
+    }
+
+    async fn read_all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Self::Row>, sqlx::Error> {
+        let sql = Dialect::Postgres.placeholders(sql);
+        query_with(&sql, args).fetch_all(&self.pool).await
+    }
 }
 
 /// The bodies of the [`Store`] methods; the trait impl below classifies
 /// their errors.
 impl PgStore {
-    async fn ensure_org_noting_creation_impl(&self, name: &str) -> Result<(Org, bool), StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO organizations (name, created_us) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING \
-             RETURNING id, name",
-        )
-        .bind(name)
-        .bind(gatehouse_core::time::now_micros())
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = inserted {
-            return Ok((org_from_row(&row)?, true));
-        }
-        let existing = self.find_org_impl(name).await?;
-        Ok((existing.ok_or_else(|| org_vanished(name))?, false))
-    }
-
-    async fn find_org_impl(&self, name: &str) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query("SELECT id, name FROM organizations WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
-    }
-
-    async fn get_org_impl(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query("SELECT id, name FROM organizations WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
-    }
-
-    async fn list_orgs_impl(&self) -> Result<Vec<Org>, StoreError> {
-        let rows = sqlx::query("SELECT id, name FROM organizations ORDER BY name").fetch_all(&self.pool).await?;
-        rows.iter().map(org_from_row).collect()
-    }
-
-    async fn insert_api_key_impl(&self, key: &NewApiKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (org_id, prefix, secret_hash, name, role, created_us) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(key.org.0)
-        .bind(&key.prefix)
-        .bind(&key.secret_hash)
-        .bind(&key.name)
-        .bind(key.role.as_str())
-        .bind(key.created)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn find_api_key_impl(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        let row = sqlx::query("SELECT org_id, prefix, secret_hash, role, revoked_us FROM api_keys WHERE prefix = $1")
-            .bind(prefix)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(StoredApiKey {
-            org: OrgId(row.try_get("org_id")?),
-            prefix: row.try_get("prefix")?,
-            secret_hash: row.try_get("secret_hash")?,
-            role: parse_role(row.try_get("role")?)?,
-            revoked: row.try_get::<Option<i64>, _>("revoked_us")?.is_some(),
-        }))
-    }
-
-    async fn list_api_keys_impl(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT prefix, name, role, created_us, last_used_us, revoked_us FROM api_keys \
-             WHERE org_id = $1 ORDER BY created_us, id",
-        )
-        .bind(org.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyInfo {
-                    prefix: row.try_get("prefix")?,
-                    name: row.try_get("name")?,
-                    role: parse_role(row.try_get("role")?)?,
-                    created: row.try_get("created_us")?,
-                    last_used: row.try_get("last_used_us")?,
-                    revoked: row.try_get("revoked_us")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn revoke_api_key_impl(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_us = $1 WHERE org_id = $2 AND prefix = $3 AND revoked_us IS NULL")
-                .bind(at)
-                .bind(org.0)
-                .bind(prefix)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn touch_api_key_impl(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_us = GREATEST(COALESCE(last_used_us, 0), $1) WHERE prefix = $2")
-            .bind(at)
-            .bind(prefix)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn secret_or_init_impl(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError> {
-        // Replicas may race here: the first insert wins, everyone reads it.
-        sqlx::query("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(init)
-            .execute(&self.pool)
-            .await?;
-        let value =
-            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
-        Ok(value)
-    }
-
     async fn insert_sessions_impl(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
         if sessions.is_empty() {
             return Ok(0);
@@ -602,43 +504,43 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn ensure_org_noting_creation(&self, name: &str) -> Result<(Org, bool), StoreError> {
-        self.ensure_org_noting_creation_impl(name).await.map_err(classify)
+        orgs::ensure_org_noting_creation(self, name).await.map_err(classify)
     }
 
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
-        self.find_org_impl(name).await.map_err(classify)
+        orgs::find_org(self, name).await.map_err(classify)
     }
 
     async fn get_org(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
-        self.get_org_impl(id).await.map_err(classify)
+        orgs::get_org(self, id).await.map_err(classify)
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
-        self.list_orgs_impl().await.map_err(classify)
+        orgs::list_orgs(self).await.map_err(classify)
     }
 
     async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {
-        self.insert_api_key_impl(key).await.map_err(classify)
+        orgs::insert_api_key(self, key).await.map_err(classify)
     }
 
     async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        self.find_api_key_impl(prefix).await.map_err(classify)
+        orgs::find_api_key(self, prefix).await.map_err(classify)
     }
 
     async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        self.list_api_keys_impl(org).await.map_err(classify)
+        orgs::list_api_keys(self, org).await.map_err(classify)
     }
 
     async fn revoke_api_key(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
-        self.revoke_api_key_impl(org, prefix, at).await.map_err(classify)
+        orgs::revoke_api_key(self, org, prefix, at).await.map_err(classify)
     }
 
     async fn touch_api_key(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
-        self.touch_api_key_impl(prefix, at).await.map_err(classify)
+        orgs::touch_api_key(self, prefix, at).await.map_err(classify)
     }
 
     async fn secret_or_init(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.secret_or_init_impl(name, init).await.map_err(classify)
+        orgs::secret_or_init(self, name, init).await.map_err(classify)
     }
 
     async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
@@ -701,7 +603,7 @@ impl Store for PgStore {
     }
 
     async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {
-        self.create_user_impl(org, user).await.map_err(classify)
+        identity::create_user(self, org, user).await.map_err(classify)
     }
 
     async fn find_user(
@@ -710,23 +612,23 @@ impl Store for PgStore {
         kind: crate::identity::UserKind,
         handle: &str,
     ) -> Result<Option<crate::identity::User>, StoreError> {
-        self.find_user_impl(org, kind, handle).await.map_err(classify)
+        identity::find_user(self, org, kind, handle).await.map_err(classify)
     }
 
     async fn list_users(&self, org: OrgId) -> Result<Vec<crate::identity::User>, StoreError> {
-        self.list_users_impl(org).await.map_err(classify)
+        identity::list_users(self, org).await.map_err(classify)
     }
 
     async fn update_user(&self, org: OrgId, user: &crate::identity::User) -> Result<bool, StoreError> {
-        self.update_user_impl(org, user).await.map_err(classify)
+        identity::update_user(self, org, user).await.map_err(classify)
     }
 
     async fn insert_access_token(&self, token: &crate::identity::NewAccessToken) -> Result<(), StoreError> {
-        self.insert_access_token_impl(token).await.map_err(classify)
+        identity::insert_access_token(self, token).await.map_err(classify)
     }
 
     async fn find_access_token(&self, prefix: &str) -> Result<Option<crate::identity::StoredAccessToken>, StoreError> {
-        self.find_access_token_impl(prefix).await.map_err(classify)
+        identity::find_access_token(self, prefix).await.map_err(classify)
     }
 
     async fn list_access_tokens(
@@ -734,19 +636,19 @@ impl Store for PgStore {
         org: OrgId,
         user_id: &str,
     ) -> Result<Vec<crate::identity::AccessTokenInfo>, StoreError> {
-        self.list_access_tokens_impl(org, user_id).await.map_err(classify)
+        identity::list_access_tokens(self, org, user_id).await.map_err(classify)
     }
 
     async fn revoke_access_token(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
-        self.revoke_access_token_impl(org, prefix, at).await.map_err(classify)
+        identity::revoke_access_token(self, org, prefix, at).await.map_err(classify)
     }
 
     async fn touch_access_token(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
-        self.touch_access_token_impl(prefix, at).await.map_err(classify)
+        identity::touch_access_token(self, prefix, at).await.map_err(classify)
     }
 
     async fn set_resource_default_role(&self, org: OrgId, resource_id: &str, role: &str) -> Result<bool, StoreError> {
-        self.set_resource_default_role_impl(org, resource_id, role).await.map_err(classify)
+        identity::set_resource_default_role(self, org, resource_id, role).await.map_err(classify)
     }
 
     async fn resource_access(
@@ -754,15 +656,15 @@ impl Store for PgStore {
         org: OrgId,
         resource_id: &str,
     ) -> Result<Option<crate::identity::ResourceAccess>, StoreError> {
-        self.resource_access_impl(org, resource_id).await.map_err(classify)
+        identity::resource_access(self, org, resource_id).await.map_err(classify)
     }
 
     async fn grant_role(&self, org: OrgId, grant: &crate::identity::RoleGrant, at: Micros) -> Result<bool, StoreError> {
-        self.grant_role_impl(org, grant, at).await.map_err(classify)
+        identity::grant_role(self, org, grant, at).await.map_err(classify)
     }
 
     async fn revoke_role_grant(&self, org: OrgId, grant: &crate::identity::RoleGrant) -> Result<bool, StoreError> {
-        self.revoke_role_grant_impl(org, grant).await.map_err(classify)
+        identity::revoke_role_grant(self, org, grant).await.map_err(classify)
     }
 
     async fn connector_hello(

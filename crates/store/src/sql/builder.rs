@@ -5,6 +5,7 @@
 pub enum Arg {
     Null,
     Int(i64),
+    Bool(bool),
     Text(String),
     Blob(Vec<u8>),
 }

@@ -6,14 +6,18 @@
 
 mod aggregate;
 mod builder;
+mod exec;
 mod filter;
+pub(crate) mod identity;
 mod insert;
 mod list;
+pub(crate) mod orgs;
 pub mod rollup;
 
 pub use aggregate::{AggRow, auto_interval, is_groupable, ungroupable};
 pub(crate) use aggregate::{AggRunner, Materialize, aggregate, aggregate_raw, is_costly, materialization, statements};
 pub use builder::{Arg, Dialect, SqlBuilder};
+pub(crate) use exec::Exec;
 pub use filter::{END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS, push_filter};
 pub use insert::push_insert_sessions;
 pub use list::{SESSION_COLUMNS, Walk, push_list, push_listed, push_matching};

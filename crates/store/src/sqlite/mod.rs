@@ -1,26 +1,23 @@
 //! The embedded default store: one SQLite file under the data directory.
 
 mod connectors;
-mod identity;
 mod statements;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use gatehouse_core::{Micros, OrgId, Role, Session};
+use gatehouse_core::{Micros, OrgId, Session};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 
-use crate::error::org_vanished;
 use crate::model::*;
-use crate::row::{many_values, org_from_row, session_from_row};
+use crate::row::{many_values, session_from_row};
 use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
-use crate::sql::{AggRow, Arg, Dialect, SqlBuilder, Walk, push_insert_sessions, push_list};
+use crate::sql::{AggRow, Arg, Dialect, Exec, SqlBuilder, Walk, identity, orgs, push_insert_sessions, push_list};
 use crate::{Store, StoreError};
 
 /// The SQLite migrations, embedded in the binary.
@@ -224,6 +221,31 @@ impl SqliteStore {
     }
 }
 
+/// Writes on the one writer, reads on the readers.
+impl Exec for SqliteStore {
+    type Row = sqlx::sqlite::SqliteRow;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn write(&self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        Ok(query_with(sql, args).execute(self.writer()).await?.rows_affected())
+    }
+
+    async fn write_returning(&self, sql: &str, args: Vec<Arg>) -> Result<Option<Self::Row>, sqlx::Error> {
+        query_with(sql, args).fetch_optional(self.writer()).await
+    }
+
+    async fn read_optional(&self, sql: &str, args: Vec<Arg>) -> Result<Option<Self::Row>, sqlx::Error> {
+        query_with(sql, args).fetch_optional(&self.readers).await
+    }
+
+    async fn read_all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<Self::Row>, sqlx::Error> {
+        query_with(sql, args).fetch_all(&self.readers).await
+    }
+}
+
 impl crate::sql::AggRunner for SqliteStore {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
@@ -316,6 +338,7 @@ pub(super) fn query_with(sql: &str, args: Vec<Arg>) -> sqlx::query::Query<'_, Sq
         query = match arg {
             Arg::Null => query.bind(None::<i64>),
             Arg::Int(v) => query.bind(v),
+            Arg::Bool(v) => query.bind(v),
             Arg::Text(v) => query.bind(v),
             Arg::Blob(v) => query.bind(v),
         };
@@ -409,127 +432,46 @@ pub(super) async fn apply_rollup(
     Ok(())
 }
 
-fn parse_role(text: &str) -> Result<Role, StoreError> {
-    Role::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_org_noting_creation(&self, name: &str) -> Result<(Org, bool), StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO organizations (name, created_us) VALUES (?, ?) ON CONFLICT (name) DO NOTHING RETURNING id, name",
-        )
-        .bind(name)
-        .bind(gatehouse_core::time::now_micros())
-        .fetch_optional(self.writer())
-        .await?;
-        if let Some(row) = inserted {
-            return Ok((org_from_row(&row)?, true));
-        }
-        Ok((self.find_org(name).await?.ok_or_else(|| org_vanished(name))?, false))
+        orgs::ensure_org_noting_creation(self, name).await
     }
 
     async fn find_org(&self, name: &str) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query("SELECT id, name FROM organizations WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.readers)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
+        orgs::find_org(self, name).await
     }
 
     async fn get_org(&self, id: OrgId) -> Result<Option<Org>, StoreError> {
-        let row = sqlx::query("SELECT id, name FROM organizations WHERE id = ?")
-            .bind(id.0)
-            .fetch_optional(&self.readers)
-            .await?;
-        row.as_ref().map(org_from_row).transpose()
+        orgs::get_org(self, id).await
     }
 
     async fn list_orgs(&self) -> Result<Vec<Org>, StoreError> {
-        let rows = sqlx::query("SELECT id, name FROM organizations ORDER BY name").fetch_all(&self.readers).await?;
-        rows.iter().map(org_from_row).collect()
+        orgs::list_orgs(self).await
     }
 
     async fn insert_api_key(&self, key: &NewApiKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (org_id, prefix, secret_hash, name, role, created_us) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(key.org.0)
-        .bind(&key.prefix)
-        .bind(&key.secret_hash)
-        .bind(&key.name)
-        .bind(key.role.as_str())
-        .bind(key.created)
-        .execute(self.writer())
-        .await?;
-        Ok(())
+        orgs::insert_api_key(self, key).await
     }
 
     async fn find_api_key(&self, prefix: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        let row = sqlx::query("SELECT org_id, prefix, secret_hash, role, revoked_us FROM api_keys WHERE prefix = ?")
-            .bind(prefix)
-            .fetch_optional(&self.readers)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(StoredApiKey {
-            org: OrgId(row.try_get("org_id")?),
-            prefix: row.try_get("prefix")?,
-            secret_hash: row.try_get("secret_hash")?,
-            role: parse_role(row.try_get("role")?)?,
-            revoked: row.try_get::<Option<i64>, _>("revoked_us")?.is_some(),
-        }))
+        orgs::find_api_key(self, prefix).await
     }
 
     async fn list_api_keys(&self, org: OrgId) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT prefix, name, role, created_us, last_used_us, revoked_us FROM api_keys \
-             WHERE org_id = ? ORDER BY created_us, id",
-        )
-        .bind(org.0)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyInfo {
-                    prefix: row.try_get("prefix")?,
-                    name: row.try_get("name")?,
-                    role: parse_role(row.try_get("role")?)?,
-                    created: row.try_get("created_us")?,
-                    last_used: row.try_get("last_used_us")?,
-                    revoked: row.try_get("revoked_us")?,
-                })
-            })
-            .collect()
+        orgs::list_api_keys(self, org).await
     }
 
     async fn revoke_api_key(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_us = ? WHERE org_id = ? AND prefix = ? AND revoked_us IS NULL")
-                .bind(at)
-                .bind(org.0)
-                .bind(prefix)
-                .execute(self.writer())
-                .await?;
-        Ok(done.rows_affected() > 0)
+        orgs::revoke_api_key(self, org, prefix, at).await
     }
 
     async fn touch_api_key(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_us = MAX(COALESCE(last_used_us, 0), ?) WHERE prefix = ?")
-            .bind(at)
-            .bind(prefix)
-            .execute(self.writer())
-            .await?;
-        Ok(())
+        orgs::touch_api_key(self, prefix, at).await
     }
 
     async fn secret_or_init(&self, name: &str, init: &[u8]) -> Result<Vec<u8>, StoreError> {
-        sqlx::query("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(init)
-            .execute(self.writer())
-            .await?;
-        let row = sqlx::query("SELECT value FROM secrets WHERE name = ?").bind(name).fetch_one(&self.readers).await?;
-        Ok(row.try_get("value")?)
+        orgs::secret_or_init(self, name, init).await
     }
 
     async fn insert_sessions(&self, org: OrgId, sessions: &[Session]) -> Result<u64, StoreError> {
@@ -600,7 +542,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {
-        self.create_user_impl(org, user).await
+        identity::create_user(self, org, user).await
     }
 
     async fn find_user(
@@ -609,23 +551,23 @@ impl Store for SqliteStore {
         kind: crate::identity::UserKind,
         handle: &str,
     ) -> Result<Option<crate::identity::User>, StoreError> {
-        self.find_user_impl(org, kind, handle).await
+        identity::find_user(self, org, kind, handle).await
     }
 
     async fn list_users(&self, org: OrgId) -> Result<Vec<crate::identity::User>, StoreError> {
-        self.list_users_impl(org).await
+        identity::list_users(self, org).await
     }
 
     async fn update_user(&self, org: OrgId, user: &crate::identity::User) -> Result<bool, StoreError> {
-        self.update_user_impl(org, user).await
+        identity::update_user(self, org, user).await
     }
 
     async fn insert_access_token(&self, token: &crate::identity::NewAccessToken) -> Result<(), StoreError> {
-        self.insert_access_token_impl(token).await
+        identity::insert_access_token(self, token).await
     }
 
     async fn find_access_token(&self, prefix: &str) -> Result<Option<crate::identity::StoredAccessToken>, StoreError> {
-        self.find_access_token_impl(prefix).await
+        identity::find_access_token(self, prefix).await
     }
 
     async fn list_access_tokens(
@@ -633,19 +575,19 @@ impl Store for SqliteStore {
         org: OrgId,
         user_id: &str,
     ) -> Result<Vec<crate::identity::AccessTokenInfo>, StoreError> {
-        self.list_access_tokens_impl(org, user_id).await
+        identity::list_access_tokens(self, org, user_id).await
     }
 
     async fn revoke_access_token(&self, org: OrgId, prefix: &str, at: Micros) -> Result<bool, StoreError> {
-        self.revoke_access_token_impl(org, prefix, at).await
+        identity::revoke_access_token(self, org, prefix, at).await
     }
 
     async fn touch_access_token(&self, prefix: &str, at: Micros) -> Result<(), StoreError> {
-        self.touch_access_token_impl(prefix, at).await
+        identity::touch_access_token(self, prefix, at).await
     }
 
     async fn set_resource_default_role(&self, org: OrgId, resource_id: &str, role: &str) -> Result<bool, StoreError> {
-        self.set_resource_default_role_impl(org, resource_id, role).await
+        identity::set_resource_default_role(self, org, resource_id, role).await
     }
 
     async fn resource_access(
@@ -653,15 +595,15 @@ impl Store for SqliteStore {
         org: OrgId,
         resource_id: &str,
     ) -> Result<Option<crate::identity::ResourceAccess>, StoreError> {
-        self.resource_access_impl(org, resource_id).await
+        identity::resource_access(self, org, resource_id).await
     }
 
     async fn grant_role(&self, org: OrgId, grant: &crate::identity::RoleGrant, at: Micros) -> Result<bool, StoreError> {
-        self.grant_role_impl(org, grant, at).await
+        identity::grant_role(self, org, grant, at).await
     }
 
     async fn revoke_role_grant(&self, org: OrgId, grant: &crate::identity::RoleGrant) -> Result<bool, StoreError> {
-        self.revoke_role_grant_impl(org, grant).await
+        identity::revoke_role_grant(self, org, grant).await
     }
 
     async fn connector_hello(
