@@ -148,24 +148,20 @@ pub struct Resource {
 }
 
 /// A connector as an administrator sees it: never its key.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectorInfo {
     pub id: String,
     pub name: String,
     pub key_prefix: String,
-    #[sqlx(rename = "created_us")]
     pub created: Micros,
-    #[sqlx(rename = "last_heard_us")]
     pub last_heard: Option<Micros>,
     /// Its runs (processes) not taken for gone by the lease sweep, nor taken over by a
     /// successor.
     pub running: i64,
     /// Its previous key's prefix, while a rotation lets it work on, and until when.
     pub old_key_prefix: Option<String>,
-    #[sqlx(rename = "old_key_until_us")]
     pub old_key_until: Option<Micros>,
     /// When its key was revoked, unless it was given one since.
-    #[sqlx(rename = "revoked_us")]
     pub revoked: Option<Micros>,
 }
 
@@ -198,14 +194,6 @@ impl KeyReplacement {
         }
     }
 }
-
-/// Lists an organization's connectors (`$1` or `?`) by name, as [`ConnectorInfo`].
-pub(crate) const LIST_CONNECTORS: &str = "SELECT c.id, c.name, c.key_prefix, c.created_us, c.last_heard_us, \
-     CASE WHEN c.revoked_us IS NULL THEN c.old_key_prefix END AS old_key_prefix, \
-     CASE WHEN c.revoked_us IS NULL THEN c.old_key_until_us END AS old_key_until_us, c.revoked_us, \
-     (SELECT COUNT(*) FROM connector_runs r WHERE r.org_id = c.org_id AND r.connector_id = c.id \
-         AND r.lapsed_us IS NULL AND r.taken_over_us IS NULL) AS running \
-     FROM connectors c WHERE c.org_id = {org} ORDER BY c.name";
 
 /// A connector to create, with the hash of its key.
 #[derive(Debug, Clone)]

@@ -41,7 +41,7 @@ use crate::model::*;
 use crate::row::session_from_row;
 use crate::sql::rollup::RollupDelta;
 use crate::sql::{
-    AggRow, Arg, Dialect, Exec, SESSION_COLUMNS, SqlBuilder, Walk, identity, orgs, push_list, push_listed,
+    AggRow, Arg, Dialect, Exec, SESSION_COLUMNS, SqlBuilder, Walk, identity, orgs, push_list, push_listed, registry,
 };
 use crate::{Store, StoreError, TerminationFeed};
 
@@ -572,23 +572,23 @@ impl Store for PgStore {
     }
 
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {
-        self.create_resource_impl(org, resource).await.map_err(classify)
+        registry::create_resource(self, org, resource).await.map_err(classify)
     }
 
     async fn list_resources(&self, org: OrgId) -> Result<Vec<Resource>, StoreError> {
-        self.list_resources_impl(org).await.map_err(classify)
+        registry::list_resources(self, org).await.map_err(classify)
     }
 
     async fn create_connector(&self, connector: &NewConnector) -> Result<(), StoreError> {
-        self.create_connector_impl(connector).await.map_err(classify)
+        registry::create_connector(self, connector).await.map_err(classify)
     }
 
     async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError> {
-        self.list_connectors_impl(org).await.map_err(classify)
+        registry::list_connectors(self, org).await.map_err(classify)
     }
 
     async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
-        self.find_connector_impl(key_prefix).await.map_err(classify)
+        registry::find_connector(self, key_prefix).await.map_err(classify)
     }
 
     async fn replace_connector_key(
@@ -599,7 +599,7 @@ impl Store for PgStore {
         key_hash: &[u8],
         change: KeyReplacement,
     ) -> Result<Option<String>, StoreError> {
-        self.replace_connector_key_impl(org, name, key_prefix, key_hash, change).await.map_err(classify)
+        registry::replace_connector_key(self, org, name, key_prefix, key_hash, change).await.map_err(classify)
     }
 
     async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {

@@ -1,6 +1,6 @@
 //! Statements the two stores run alike, written once: their text with `?` placeholders, their
 //! values as [`Arg`]s, and each store running them on its own pools ([`Exec`]). The registry of
-//! organizations, keys and identities is such; what a store does its own way (ingestion, leases)
+//! organizations, keys, resources, connectors and identities is such; what a store does its own way (ingestion, leases)
 //! stays in the store.
 
 use std::borrow::Cow;
@@ -63,6 +63,7 @@ impl Dialect {
 /// A row's columns by name, in either database.
 pub(crate) trait Columns {
     fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
     fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
     fn flag(&self, column: &str) -> Result<bool, sqlx::Error>;
@@ -79,6 +80,10 @@ where
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
         self.try_get(column)
     }
 

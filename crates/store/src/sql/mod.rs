@@ -12,6 +12,7 @@ pub(crate) mod identity;
 mod insert;
 mod list;
 pub(crate) mod orgs;
+pub(crate) mod registry;
 pub mod rollup;
 
 pub use aggregate::{AggRow, auto_interval, is_groupable, ungroupable};

@@ -17,7 +17,9 @@ use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
 use crate::model::*;
 use crate::row::{many_values, session_from_row};
 use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
-use crate::sql::{AggRow, Arg, Dialect, Exec, SqlBuilder, Walk, identity, orgs, push_insert_sessions, push_list};
+use crate::sql::{
+    AggRow, Arg, Dialect, Exec, SqlBuilder, Walk, identity, orgs, push_insert_sessions, push_list, registry,
+};
 use crate::{Store, StoreError};
 
 /// The SQLite migrations, embedded in the binary.
@@ -511,23 +513,23 @@ impl Store for SqliteStore {
     }
 
     async fn create_resource(&self, org: OrgId, resource: &Resource) -> Result<(), StoreError> {
-        self.create_resource_impl(org, resource).await
+        registry::create_resource(self, org, resource).await
     }
 
     async fn list_resources(&self, org: OrgId) -> Result<Vec<Resource>, StoreError> {
-        self.list_resources_impl(org).await
+        registry::list_resources(self, org).await
     }
 
     async fn create_connector(&self, connector: &NewConnector) -> Result<(), StoreError> {
-        self.create_connector_impl(connector).await
+        registry::create_connector(self, connector).await
     }
 
     async fn list_connectors(&self, org: OrgId) -> Result<Vec<ConnectorInfo>, StoreError> {
-        self.list_connectors_impl(org).await
+        registry::list_connectors(self, org).await
     }
 
     async fn find_connector(&self, key_prefix: &str) -> Result<Option<StoredConnector>, StoreError> {
-        self.find_connector_impl(key_prefix).await
+        registry::find_connector(self, key_prefix).await
     }
 
     async fn replace_connector_key(
@@ -538,7 +540,7 @@ impl Store for SqliteStore {
         key_hash: &[u8],
         change: KeyReplacement,
     ) -> Result<Option<String>, StoreError> {
-        self.replace_connector_key_impl(org, name, key_prefix, key_hash, change).await
+        registry::replace_connector_key(self, org, name, key_prefix, key_hash, change).await
     }
 
     async fn create_user(&self, org: OrgId, user: &crate::identity::User) -> Result<(), StoreError> {
