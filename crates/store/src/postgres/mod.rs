@@ -323,7 +323,7 @@ impl crate::sql::AggRunner for PgStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        agg_rows(&abandon::read(&self.pool, &sql, args).await?)
+        AggRow::read_all(&abandon::read(&self.pool, &sql, args).await?)
     }
 }
 
@@ -356,20 +356,8 @@ impl crate::sql::AggRunner for Matched {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        agg_rows(&self.0.read(&sql, args).await?)
+        AggRow::read_all(&self.0.read(&sql, args).await?)
     }
-}
-
-fn agg_rows(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<AggRow>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            Ok(AggRow {
-                bucket: row.try_get("b")?,
-                keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
-                count: row.try_get("n")?,
-            })
-        })
-        .collect()
 }
 
 /// Builds a query from built SQL, binding every argument in order.

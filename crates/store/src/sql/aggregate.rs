@@ -28,6 +28,7 @@ use gatehouse_core::{Micros, OrgId};
 use gatehouse_query::{Expr, Field};
 
 use super::builder::{Arg, Dialect, SqlBuilder};
+use super::exec::Columns;
 use super::filter::{AsOf, END_USER_GROUPS, USER_EXTERNAL_IDS, USER_GROUPS};
 use super::list::push_matching;
 use super::rollup;
@@ -45,6 +46,20 @@ pub struct AggRow {
     pub bucket: i64,
     pub keys: [String; 3],
     pub count: i64,
+}
+
+impl AggRow {
+    pub(crate) fn read_all(rows: &[impl Columns]) -> Result<Vec<AggRow>, StoreError> {
+        rows.iter()
+            .map(|row| {
+                Ok(AggRow {
+                    bucket: row.int("b")?,
+                    keys: [row.text("k1")?, row.text("k2")?, row.text("k3")?],
+                    count: row.int("n")?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Runs built statements; each store implements it over its own pool.

@@ -258,7 +258,7 @@ impl crate::sql::AggRunner for SqliteStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        agg_rows(&self.read_abandonable(&sql, args).await?)
+        AggRow::read_all(&self.read_abandonable(&sql, args).await?)
     }
 }
 
@@ -298,20 +298,8 @@ impl crate::sql::AggRunner for Matched {
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
         let mut tx = self.tx.lock().await;
-        agg_rows(&query_with(&sql, args).fetch_all(&mut **tx).await?)
+        AggRow::read_all(&query_with(&sql, args).fetch_all(&mut **tx).await?)
     }
-}
-
-fn agg_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<AggRow>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            Ok(AggRow {
-                bucket: row.try_get("b")?,
-                keys: [row.try_get("k1")?, row.try_get("k2")?, row.try_get("k3")?],
-                count: row.try_get("n")?,
-            })
-        })
-        .collect()
 }
 
 /// An exclusive lock on `<database>.lock`, held while a store opens. Two
