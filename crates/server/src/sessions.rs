@@ -79,7 +79,9 @@ impl SessionsApi {
                 "session {session_id:?} runs through connector {connector_id:?}, not {given:?}"
             )));
         }
-        if session.end.is_some() {
+        // Completed by the lease while its connector could not be heard, a session may be live
+        // still behind a partition: the termination waits for the connector to be heard again.
+        if session.end.is_some() && !self.store.session_may_resume(caller.org, session_id).await.map_err(store_error)? {
             return Err(ConnectError::new(
                 ErrorCode::FailedPrecondition,
                 format!("session {session_id:?} has already completed"),

@@ -578,6 +578,24 @@ async fn silent_connectors_lose_their_sessions_after_the_lease() {
         assert!(tokio::time::Instant::now() < deadline, "the ghost session was never completed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The connector may only be cut off, its session live behind the partition: a termination
+    // asked now is recorded, and reaches the connector when it is heard again (rv23: refused
+    // as `failed_precondition`, the client ran on).
+    let request = json!({"session_id": "quiet", "connector_id": s.connector_id});
+    let (status, body) = s.h.call_with_key("CreateSessionTermination", request.clone(), &s.h.admin_key).await;
+    assert_eq!(status, 200, "{body}");
+    s.connector.heartbeat(heartbeat()).await.unwrap();
+    let mut stream = s.connector.watch_terminations(wire::WatchTerminationsRequest::default()).await.unwrap();
+    let received = next_termination(&mut stream, Duration::from_secs(2)).await.expect("sent as the stream opens");
+    assert_eq!(received.unwrap().expect("a termination").session_id, "quiet");
+
+    // A successor run completes it for good: nothing is left to terminate.
+    s.connector.hello(hello("run-2", &["run-1"])).await.unwrap();
+    let (_, body) = s.h.call("GetSession", json!({"session_id": "quiet"})).await;
+    assert_eq!(body["session"]["sessionStatus"], "completed");
+    let taken_over = s.h.call_with_key("CreateSessionTermination", request, &s.h.admin_key).await;
+    expect_error(&taken_over, 400, "failed_precondition");
 }
 
 /// A fresh PostgreSQL database, owned by a role of its own so that it can be refused the

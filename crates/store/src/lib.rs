@@ -267,6 +267,10 @@ pub trait Store: Send + Sync + 'static {
         connector_id: &str,
         since: Micros,
     ) -> Result<Vec<TerminationRecord>, StoreError>;
+    /// Whether the completed session `session_id` may yet resume: the lease ended it when its
+    /// connector's run fell silent, and that run may be heard again. A termination asked of
+    /// it is recorded, and carried out if it does.
+    async fn session_may_resume(&self, org: OrgId, session_id: &str) -> Result<bool, StoreError>;
 
     /// Retention: deletes the completed sessions of every organization that
     /// ended before `before`, with their statements and many-valued fields,

@@ -30,6 +30,7 @@ async fn report_end(
     client: &Client,
     id: &str,
     connector: &str,
+    asked_at: i64,
     wait: std::time::Duration,
 ) -> anyhow::Result<()> {
     const POLL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -38,7 +39,18 @@ async fn report_end(
         let request = GetSessionRequest { session_id: id.to_owned(), ..Default::default() };
         let session = call(api, client.get_session(request)).await?.into_owned().session.into_option();
         if let Some(end) = session.and_then(|s| s.end_time.into_option()) {
-            note!("Session {id} ended at {}.", format_rfc3339_micros(micros_of(end.seconds, end.nanos)));
+            let end = micros_of(end.seconds, end.nanos);
+            if end < asked_at {
+                // Only the lease's end is accepted before the termination: the session may be live.
+                note!(
+                    "Session {id} was completed at {} when connector {connector}'s lease ran out; it may \
+                     still be live behind a partition: the termination is carried out if the connector \
+                     is heard again within the hour.",
+                    format_rfc3339_micros(end)
+                );
+            } else {
+                note!("Session {id} ended at {}.", format_rfc3339_micros(end));
+            }
             return Ok(());
         }
         if tokio::time::Instant::now() + POLL > deadline {
@@ -77,7 +89,8 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
             let shutdown = response.session_shutdown.into_option().context("the response has no session_shutdown")?;
             note!("Termination of session {} sent to connector {}.", shutdown.session_id, shutdown.connector_id);
             if !wait.is_zero() {
-                report_end(&api, &client, &shutdown.session_id, &shutdown.connector_id, wait).await?;
+                let asked_at = shutdown.created_at.as_option().map_or(0, |at| micros_of(at.seconds, at.nanos));
+                report_end(&api, &client, &shutdown.session_id, &shutdown.connector_id, asked_at, wait).await?;
             }
             Ok(ExitCode::SUCCESS)
         }

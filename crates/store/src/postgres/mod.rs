@@ -42,6 +42,7 @@ use crate::row::session_from_row;
 use crate::sql::rollup::RollupDelta;
 use crate::sql::{
     AggRow, Arg, Dialect, Exec, SESSION_COLUMNS, SqlBuilder, Walk, identity, orgs, push_list, push_listed, registry,
+    terminations,
 };
 use crate::{Store, StoreError, TerminationFeed};
 
@@ -718,7 +719,11 @@ impl Store for PgStore {
         connector_id: &str,
         since: Micros,
     ) -> Result<Vec<TerminationRecord>, StoreError> {
-        self.pending_terminations_impl(org, connector_id, since).await.map_err(classify)
+        terminations::pending_terminations(self, org, connector_id, since).await.map_err(classify)
+    }
+
+    async fn session_may_resume(&self, org: OrgId, session_id: &str) -> Result<bool, StoreError> {
+        terminations::session_may_resume(self, org, session_id).await.map_err(classify)
     }
 
     async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {

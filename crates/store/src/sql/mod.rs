@@ -14,6 +14,7 @@ mod list;
 pub(crate) mod orgs;
 pub(crate) mod registry;
 pub mod rollup;
+pub(crate) mod terminations;
 
 pub use aggregate::{AggRow, auto_interval, is_groupable, ungroupable};
 pub(crate) use aggregate::{AggRunner, Materialize, aggregate, aggregate_raw, is_costly, materialization, statements};

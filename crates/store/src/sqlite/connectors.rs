@@ -193,29 +193,6 @@ impl SqliteStore {
         Ok(t.clone())
     }
 
-    pub(super) async fn pending_terminations_impl(
-        &self,
-        org: OrgId,
-        connector_id: &str,
-        since: Micros,
-    ) -> Result<Vec<TerminationRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT t.id, t.session_id, t.connector_id, t.reason, t.created_us FROM terminations t \
-             JOIN sessions s ON s.org_id = t.org_id AND s.id = t.session_id \
-             WHERE t.org_id = ? AND t.connector_id = ? AND t.created_us >= ? \
-               AND (s.end_us IS NULL OR (s.end_reason = ? AND EXISTS ( \
-                 SELECT 1 FROM connector_runs r WHERE r.org_id = s.org_id AND r.connector_id = s.connector_id \
-                   AND r.run_id = s.run_id AND r.lapsed_us IS NOT NULL AND r.taken_over_us IS NULL))) \
-             ORDER BY t.created_us",
-        )
-        .bind(org.0)
-        .bind(connector_id)
-        .bind(since)
-        .bind(LEASE_END_REASON)
-        .fetch_all(self.pool())
-        .await?)
-    }
-
     pub(super) async fn delete_completed_before_impl(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {
         let batch = batch.max(1);
         let orgs: Vec<i64> =

@@ -19,6 +19,7 @@ use crate::row::{many_values, session_from_row};
 use crate::sql::rollup::{RollupDelta, push_rollup_upsert};
 use crate::sql::{
     AggRow, Arg, Dialect, Exec, SqlBuilder, Walk, identity, orgs, push_insert_sessions, push_list, registry,
+    terminations,
 };
 use crate::{Store, StoreError};
 
@@ -659,7 +660,11 @@ impl Store for SqliteStore {
         connector_id: &str,
         since: Micros,
     ) -> Result<Vec<TerminationRecord>, StoreError> {
-        self.pending_terminations_impl(org, connector_id, since).await
+        terminations::pending_terminations(self, org, connector_id, since).await
+    }
+
+    async fn session_may_resume(&self, org: OrgId, session_id: &str) -> Result<bool, StoreError> {
+        terminations::session_may_resume(self, org, session_id).await
     }
 
     async fn delete_completed_before(&self, before: Micros, batch: usize) -> Result<u64, StoreError> {

@@ -813,9 +813,13 @@ pub async fn pending_terminations_are_recent_ones_of_open_sessions(store: &dyn S
     assert_eq!(store.expire_connectors(ago(10)).await.unwrap(), 1);
     assert!(end_of(store, acme, "lapsed").await.is_some());
     assert_eq!(store.pending_terminations(acme, "c-3", ago(60)).await.unwrap(), vec![asked.clone()]);
+    assert!(store.session_may_resume(acme, "lapsed").await.unwrap());
+    assert!(!store.session_may_resume(acme, "open").await.unwrap(), "ended by its connector");
+    assert!(!store.session_may_resume(globex, "lapsed").await.unwrap(), "another org's");
     // Once a later run has taken over from that one, its sessions are over for good.
     store.connector_hello(acme, "c-3", "run-2", &runs(&["run-1"]), ago(5)).await.unwrap();
     assert_eq!(store.pending_terminations(acme, "c-3", ago(60)).await.unwrap(), vec![]);
+    assert!(!store.session_may_resume(acme, "lapsed").await.unwrap());
 }
 
 /// Asked again while one is pending, through any number of replicas at once:
