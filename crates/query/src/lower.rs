@@ -211,10 +211,12 @@ impl Lowerer {
     /// A term without a field searches every `BARE_TERM_FIELDS` field; it counts as one clause.
     fn bare(&mut self, phrase: String, prefix: bool) -> Result<Expr, QueryError> {
         self.count(1)?;
-        let op = |text: &str| {
-            if prefix { Op::Prefix(text.to_owned()) } else { Op::Contains(text.to_owned()) }
+        // A prefix is a range over the stored spelling (an upper-case start of a session id
+        // matches); a substring search ignores case anyway.
+        let op = |field: Field| {
+            if prefix { Op::Prefix(field.stored_spelling(phrase.clone())) } else { Op::Contains(phrase.clone()) }
         };
-        Ok(Expr::or(BARE_TERM_FIELDS.iter().map(|&field| Expr::pred(field, op(&phrase))).collect()))
+        Ok(Expr::or(BARE_TERM_FIELDS.iter().map(|&field| Expr::pred(field, op(field))).collect()))
     }
 
     /// `field:value`, `field:"a phrase"`, `field:prefix*`, or `ip_field:network/len`.

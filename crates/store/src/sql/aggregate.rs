@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use gatehouse_core::{Micros, OrgId};
-use gatehouse_query::{Expr, Field};
+use gatehouse_query::{Expr, Field, Op, Predicate};
 
 use super::builder::{Arg, Dialect, SqlBuilder};
 use super::exec::Columns;
@@ -125,9 +125,14 @@ const MATCHED_COLUMNS: &[&str] = &[
 /// in each of the ~23 statements, a 4 KiB bare term took PostgreSQL 21 s on 40,000 sessions.
 const COSTLY_PREDICATES: usize = 8;
 
+/// How many predicates `expr` tests per session, as far as its cost goes: a value of a set
+/// counts as one, and a test of a many-valued field (a lookup in `session_values` for each
+/// session) as many.
 fn predicates(expr: &Expr) -> usize {
     match expr {
         Expr::All => 0,
+        Expr::Pred(p) if p.field.is_many_valued() => COSTLY_PREDICATES,
+        Expr::Pred(Predicate { op: Op::In(values), .. }) => values.len().max(1),
         Expr::Pred(_) => 1,
         Expr::Not(inner) => predicates(inner),
         Expr::And(parts) | Expr::Or(parts) => parts.iter().map(predicates).sum(),

@@ -412,6 +412,30 @@ pub const MANY_VALUED: &[Case] = &[
     ("user.formal.user.external_ids:ldap-dave", &["s04"]),
     ("user.formal.user.external_ids:ext-001", &["s01", "s07"]),
     ("user.formal.user.external_ids:ext-*", &["s01", "s04", "s07"]),
+    // Terms of one list ORed together are tested at once: the same sessions.
+    ("group:dba OR group:sre", &["s01", "s03", "s05", "s07", "s08", "s12"]),
+    ("group:dba OR group:oncall OR technology:mysql", &["s01", "s03", "s04", "s05", "s07", "s08", "s10", "s20", "s22"]),
+    ("group:IN [dba qa] OR group:oncall", &["s01", "s03", "s05", "s06", "s07", "s08", "s11", "s20"]),
+    ("group:dba OR user.formal.end_user.groups:dba", &["s01", "s03", "s07", "s08"]),
+];
+
+/// A keyword or text a session does not have is no value: in no range, equal to nothing, and
+/// the empty prefix asks whether there is one (rv22: `user.email:<b` counted every machine).
+pub const ABSENT_VALUES: &[Case] = &[
+    ("email:<zzzz", FORMAL),
+    ("email:[* TO zzzz]", FORMAL),
+    ("email:\"\"", &[]),
+    ("email:\"\"*", FORMAL),
+    ("email:IN [\"\" alice@example.com]", &["s01", "s07"]),
+    ("parent_session_id:<z", &["s14", "s15"]),
+    ("end_user.email:<zzzz", &["s05", "s08", "s12"]),
+    (
+        "NOT end_user.email:<zzzz",
+        &[
+            "s01", "s02", "s03", "s04", "s06", "s07", "s09", "s10", "s11", "s13", "s14", "s15", "s16", "s17", "s18",
+            "s19", "s20", "s21", "s22",
+        ],
+    ),
 ];
 
 pub const END_USERS: &[Case] = &[
@@ -601,7 +625,9 @@ pub async fn sets_match_any_element(store: &dyn Store) {
 }
 
 pub async fn exists_matches_present_values_only(store: &dyn Store) {
-    Fixture::load(store).await.check_all(EXISTS).await;
+    let fx = Fixture::load(store).await;
+    fx.check_all(EXISTS).await;
+    fx.check_all(ABSENT_VALUES).await;
 }
 
 pub async fn negation_includes_sessions_missing_the_field(store: &dyn Store) {
@@ -641,13 +667,15 @@ pub async fn uuid_ids_match_in_any_case(store: &dyn Store) {
     let sessions = [completed(parent, 30, 5).build(), completed(child, 20, 5).parent(parent).build()];
     assert_eq!(store.insert_sessions(org, &sessions).await.expect("insert"), 2);
     let upper = |id: &str| id.to_ascii_uppercase();
-    let cases: [(String, &[&str]); 6] = [
+    let cases: [(String, &[&str]); 7] = [
         (format!("id:{parent}"), &[parent]),
         (format!("id:{}", upper(parent)), &[parent]),
         (format!("session_id:IN [{} {}]", upper(parent), upper(child)), &[child, parent]),
         (format!("parent_session_id:{}", upper(parent)), &[child]),
         ("id:0190C2A4-8*".to_owned(), &[child]),
         ("id:0190C2A4*".to_owned(), &[child, parent]),
+        // A bare prefix too, over the id among the other bare-term fields.
+        ("0190C2A4-8*".to_owned(), &[child]),
     ];
     for (text, expected) in cases {
         let rows = store.list_sessions(org, &listing(&text, NOW)).await.expect("list");
