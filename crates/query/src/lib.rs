@@ -37,7 +37,8 @@
 //!
 //! # Choices the spec leaves open
 //!
-//! - Times also accept a bare date (`2024-01-01`, midnight UTC) and `now+1h`.
+//! - Times also accept `now+1h`, and a bare date (`2024-01-01`), which in a query is its whole
+//!   day (UTC): a term matches the day, `<=` and `]` run through it, `>` and `{` start after it.
 //! - Durations also accept `us`, compounds (`1h30m`) and fractions (`1.5h`, `12.345678s` as the
 //!   API writes them); a bare number is rejected, because
 //!   `duration:>30` could mean seconds or milliseconds.

@@ -13,7 +13,7 @@ use crate::ast::{Expr, Op, Value};
 use crate::error::{QueryError, QueryErrorKind};
 use crate::field::{BARE_TERM_FIELDS, Field, FieldKind};
 use crate::limits::{MAX_CLAUSES, MAX_NESTING, nesting_error, too_many_clauses};
-use crate::value::{DURATION_FORMS, IP_FORMS, TIME_FORMS, parse_cidr, parse_duration, parse_ip, parse_time};
+use crate::value::{DURATION_FORMS, IP_FORMS, TIME_FORMS, parse_cidr, parse_day, parse_duration, parse_ip, parse_time};
 
 /// The values `session_status` accepts.
 const SESSION_STATUSES: &[&str] = &["active", "completed"];
@@ -236,6 +236,11 @@ impl Lowerer {
                 ));
             }
             Op::Prefix(field.stored_spelling(phrase))
+        } else if kind == FieldKind::Time
+            && let Some((day, next)) = parse_day(&phrase)
+        {
+            // The whole day, as in a range.
+            Op::Range { lower: Bound::Included(Value::Time(day)), upper: Bound::Excluded(Value::Time(next)) }
         } else if kind == FieldKind::Ip && phrase.contains('/') {
             let (first, last) =
                 parse_cidr(&phrase).ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
@@ -258,11 +263,24 @@ impl Lowerer {
             UserInputBound::Exclusive(text) => (text, false),
             UserInputBound::Unbounded => return Ok(Bound::Unbounded),
         };
+        let text = unquote(text);
+        if field.kind() == FieldKind::Time
+            && let Some((day, next)) = parse_day(&text)
+        {
+            // A date is its whole day (UTC), as Lucene-family engines round one: `<=` and `]`
+            // run through it, `>` and `{` start after it.
+            return Ok(match (side, included) {
+                (Side::Lower, true) => Bound::Included(Value::Time(day)),
+                (Side::Lower, false) => Bound::Included(Value::Time(next)),
+                (Side::Upper, true) => Bound::Excluded(Value::Time(next)),
+                (Side::Upper, false) => Bound::Excluded(Value::Time(day)),
+            });
+        }
         let round = match (side, included) {
             (Side::Lower, true) | (Side::Upper, false) => FineMicros::ceil,
             (Side::Lower, false) | (Side::Upper, true) => FineMicros::floor,
         };
-        let value = self.value(field, name, unquote(text))?.rounded(round);
+        let value = self.value(field, name, text)?.rounded(round);
         Ok(if included { Bound::Included(value) } else { Bound::Excluded(value) })
     }
 

@@ -118,8 +118,14 @@ pub fn parse_time(text: &str, now_us: i64) -> Option<FineMicros> {
     if let Some(time) = parse_rfc3339_unbounded(text) {
         return Some(time);
     }
+    Some(FineMicros::exact(parse_day(text)?.0))
+}
+
+/// A bare date (`2024-06-01`): the microseconds of its midnight (UTC) and of the next one.
+pub fn parse_day(text: &str) -> Option<(i64, i64)> {
     let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-    Some(FineMicros::exact(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros()))
+    let midnight = |date: NaiveDate| Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
+    Some((midnight(date)?, midnight(date.succ_opt()?)?))
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {

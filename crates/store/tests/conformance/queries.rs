@@ -162,6 +162,12 @@ pub const BOOLEANS: &[Case] = &[
     ),
 ];
 
+/// Every session but s20 and s21 started on 2024-06-01.
+const ON_JUNE_FIRST: &[&str] = &[
+    "s01", "s02", "s03", "s04", "s05", "s06", "s07", "s08", "s09", "s10", "s11", "s12", "s13", "s14", "s15", "s16",
+    "s17", "s18", "s19", "s22",
+];
+
 pub const TIME_RANGES: &[Case] = &[
     ("start_time:[2024-06-01T04:00:00Z TO 2024-06-01T08:00:00Z]", &["s03", "s04", "s05", "s06"]),
     ("start_time:{2024-06-01T04:00:00Z TO 2024-06-01T08:00:00Z}", &["s05"]),
@@ -172,8 +178,19 @@ pub const TIME_RANGES: &[Case] = &[
     ("time:{2024-06-01T11:40:00Z TO *}", &["s18", "s19"]),
     // Offsets other than Z name the same instants.
     ("start_time:[2024-06-01T06:00:00+02:00 TO 2024-06-01T10:00:00+02:00]", &["s03", "s04", "s05", "s06"]),
-    // A bare date is midnight UTC.
+    // A bare date is its whole day (UTC): a term matches it, `]` and `<=` run through it, `{`
+    // and `>` start after it.
     ("start_time:[* TO 2024-06-01}", &["s20", "s21"]),
+    ("start_time:<2024-06-01", &["s20", "s21"]),
+    ("start_time:2024-05-31", &["s20", "s21"]),
+    ("start_time:[* TO 2024-05-31]", &["s20", "s21"]),
+    ("start_time:<=2024-05-31", &["s20", "s21"]),
+    ("start_time:[2024-05-31 TO 2024-05-31]", &["s20", "s21"]),
+    ("start_time:>2024-05-31", ON_JUNE_FIRST),
+    ("start_time:{2024-05-31 TO *}", ON_JUNE_FIRST),
+    ("start_time:>=2024-06-01", ON_JUNE_FIRST),
+    ("end_time:2024-06-01", COMPLETED),
+    ("start_time:2024-06-02", &[]),
     ("end_time:[2024-06-01T10:10:00Z TO 2024-06-01T10:50:00Z]", &["s07", "s09", "s10", "s11", "s21"]),
     ("end_time:{2024-06-01T10:10:00Z TO 2024-06-01T10:50:00Z}", &["s21"]),
     // Active sessions have no end time, so no range on it holds them.
