@@ -909,7 +909,7 @@ fn a_store_from_a_newer_gatehouse_is_named_as_such() {
         "INSERT INTO _sqlx_migrations SELECT 99, 'future thing', installed_on, 1, checksum, 1 \
          FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
     );
-    let known = "newer than this gatehouse knows (up to 15): upgrade gatehouse";
+    let known = "newer than this gatehouse knows (up to 16): upgrade gatehouse";
     let port = free_port().to_string();
     for args in [
         &["migrate", "--check"][..],
@@ -980,13 +980,8 @@ fn applying_pending_migrations_is_said_once() {
     let created = run(gatehouse().args(["keys", "create", "--org", "x", "--data-dir"]).arg(data));
     assert!(!stderr(&created).contains("migration"), "a new store is no migration: {}", stderr(&created));
     // The store as the Gatehouse before the last migration left it.
-    sqlite3(
-        data,
-        "DROP INDEX statement_chunks_by_start; \
-         ALTER TABLE statement_chunks DROP COLUMN min_start_us; \
-         ALTER TABLE statement_chunks DROP COLUMN max_start_us; \
-         DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
-    );
+    // (The last one only mends folds, which it may do again.)
+    sqlite3(data, "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)");
     let listed = run(gatehouse().args(["keys", "list", "--org", "x", "--data-dir"]).arg(data));
     assert_eq!(
         stderr(&listed).matches("Applied 1 pending migration(s) to the store.").count(),

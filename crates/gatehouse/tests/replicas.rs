@@ -613,7 +613,7 @@ fn a_store_from_a_newer_gatehouse_is_named_as_such() {
         assert!(
             said.contains(&format!(
                 "cannot open the PostgreSQL store at 127.0.0.1:5432/{}: its schema is version 99, newer than this \
-                 gatehouse knows (up to 15): upgrade gatehouse",
+                 gatehouse knows (up to 16): upgrade gatehouse",
                 db.name
             )),
             "{args:?}: {said}"

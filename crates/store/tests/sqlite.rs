@@ -97,6 +97,33 @@ async fn back_to_statement_rows(store: &SqliteStore, org: gatehouse_core::OrgId,
     }
 }
 
+/// Folds stored before final sigma was written σ are mended by the migration, so that a
+/// prefix finds the sessions it names whenever they were stored.
+#[tokio::test]
+async fn the_final_sigma_migration_mends_the_folds_stored_before() {
+    use conformance::fixture::{NOW, completed, listing};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let org = store.ensure_org("greek").await.unwrap().id;
+    let session = completed("g1", 30, 5).person("ΣΊΣΥΦΟΣ", "Σίσυφος", "s@example.gr", &[]).build();
+    store.insert_sessions(org, &[session]).await.unwrap();
+    // As the Gatehouse before it stored them.
+    for sql in [
+        "UPDATE sessions SET user_username_fold = 'σίσυφος', user_name_fold = 'σίσυφος'",
+        "DELETE FROM _sqlx_migrations WHERE version = 16",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    for text in ["user:ΣΊΣ*", "user.name:σίσ*", "user:ΣΊΣΥΦΟΣ"] {
+        let rows = store.list_sessions(org, &listing(text, NOW)).await.unwrap();
+        assert_eq!(rows.len(), 1, "{text}");
+    }
+}
+
 #[tokio::test]
 async fn the_statement_chunks_migration_keeps_every_statement_once() {
     use gatehouse_store::{AggregateQuery, Facet, IngestEvent, StatementRecord};

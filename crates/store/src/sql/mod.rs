@@ -26,7 +26,10 @@ pub use list::{SESSION_COLUMNS, Walk, push_list, push_listed, push_matching};
 
 /// Case-folds text for the `_fold` columns and for the values compared with
 /// them, so text fields match case-insensitively in every script, in every
-/// database, with plain (index-friendly) comparisons.
+/// database, with plain (index-friendly) comparisons. Greek final sigma is
+/// written σ: lowercasing picks ς by where a Σ stands, so a prefix (`ΣΊΣ*`)
+/// would fold otherwise than the same letters inside a value
+/// (`migrations/*/0016_fold_final_sigma.sql` mends folds stored before).
 pub fn fold(text: &str) -> String {
-    text.to_lowercase()
+    text.to_lowercase().replace('ς', "σ")
 }

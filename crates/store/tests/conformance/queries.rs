@@ -595,6 +595,16 @@ pub async fn text_terms_fold_non_ascii_case(store: &dyn Store) {
             ("user:IN [élodie]", &["s19"]),
         ])
         .await;
+    // Greek: a Σ lowercases to ς at the end of a word, so `ΣΊΣ*` would fold otherwise than the
+    // start of `ΣΊΣΥΦΟΣ` (rv22).
+    let org = store.ensure_org("greek").await.expect("ensure org").id;
+    let sessions = [completed("g1", 30, 5).person("ΣΊΣΥΦΟΣ", "Σωκράτης", "s@example.gr", &[]).build()];
+    assert_eq!(store.insert_sessions(org, &sessions).await.expect("insert"), 1);
+    for text in ["user:ΣΊΣ*", "user:σίσ*", "ΣΊΣ", "user:ΣΊΣΥΦΟΣ", "user:σίσυφος", "user:σίσυφοσ", "user.name:ΣΩΚΡΆΤΗΣ"]
+    {
+        let rows = store.list_sessions(org, &listing(text, NOW)).await.expect("list");
+        assert_eq!(rows.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["g1"], "{text}");
+    }
 }
 
 pub async fn phrases_match_whole_values_with_spaces(store: &dyn Store) {
