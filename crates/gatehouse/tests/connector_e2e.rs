@@ -459,6 +459,11 @@ async fn a_killed_connector_leaves_no_ghost_session() {
         .await;
     // Heard at most a heartbeat (a sixth of the lease) before it was killed.
     assert!(killed.elapsed() >= Duration::from_secs(8), "completed before the lease ran out");
+    // For all the control plane knows the connector is cut off, the session live behind it: a
+    // termination is taken, and the CLI says what ended the session so far.
+    let said = system.terminate(&id, "1s");
+    assert!(said.contains(&format!("Session {id} was completed at ")), "{said}");
+    assert!(said.contains("lease ran out") && said.contains("heard again"), "{said}");
 }
 
 /// The API records a termination whether or not the connector is there to act on it; the CLI
