@@ -154,11 +154,20 @@ impl Lowerer {
                     })
                     .collect();
                 self.count(elements.len().max(1))?;
-                let given = elements
+                // A date is its whole day, as in a term: one range each.
+                let (days, values): (Vec<String>, Vec<String>) =
+                    elements.into_iter().partition(|element| whole_day(field, element).is_some());
+                let given = values
                     .into_iter()
                     .map(|element| self.value(field, &name, element))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(Expr::pred(field, Op::In(given.into_iter().filter_map(Given::exact).collect())))
+                let values: Vec<Value> = given.into_iter().filter_map(Given::exact).collect();
+                if days.is_empty() {
+                    return Ok(Expr::pred(field, Op::In(values)));
+                }
+                let set = (!values.is_empty()).then(|| Expr::pred(field, Op::In(values)));
+                let days = days.iter().filter_map(|day| whole_day(field, day)).map(|op| Expr::pred(field, op));
+                Ok(Expr::or(set.into_iter().chain(days).collect()))
             }
             UserInputLeaf::Exists { field } => {
                 let field = resolve(&field)?;
@@ -236,11 +245,8 @@ impl Lowerer {
                 ));
             }
             Op::Prefix(field.stored_spelling(phrase))
-        } else if kind == FieldKind::Time
-            && let Some((day, next)) = parse_day(&phrase)
-        {
-            // The whole day, as in a range.
-            Op::Range { lower: Bound::Included(Value::Time(day)), upper: Bound::Excluded(Value::Time(next)) }
+        } else if let Some(day) = whole_day(field, &phrase) {
+            day
         } else if kind == FieldKind::Ip && phrase.contains('/') {
             let (first, last) =
                 parse_cidr(&phrase).ok_or_else(|| QueryError::invalid_value(name, &phrase, IP_FORMS))?;
@@ -466,6 +472,15 @@ fn unescape(c: char, rest: &mut std::iter::Peekable<std::str::Chars<'_>>) -> cha
         '\\' => rest.next_if(char::is_ascii_punctuation).unwrap_or(c),
         c => c,
     }
+}
+
+/// A bare date given to a time field, as the range of its whole day (UTC).
+fn whole_day(field: Field, text: &str) -> Option<Op> {
+    if field.kind() != FieldKind::Time {
+        return None;
+    }
+    let (day, next) = parse_day(text)?;
+    Some(Op::Range { lower: Bound::Included(Value::Time(day)), upper: Bound::Excluded(Value::Time(next)) })
 }
 
 fn kind_noun(kind: FieldKind) -> &'static str {

@@ -521,6 +521,10 @@ fn time_values() {
     check("start_time:<=2024-06-01", "start_time:{* TO 2024-06-02T00:00:00Z}");
     check("start_time:>2024-06-01", "start_time:[2024-06-02T00:00:00Z TO *}");
     check("start_time:[2024-12-31 TO 2024-12-31]", "start_time:[2024-12-31T00:00:00Z TO 2025-01-01T00:00:00Z}");
+    check(
+        "start_time:IN [2024-06-01 2024-06-03T10:00:00Z]",
+        "(or start_time:IN [2024-06-03T10:00:00Z] start_time:[2024-06-01T00:00:00Z TO 2024-06-02T00:00:00Z})",
+    );
     // Unquoted, as in a comparison: a `:` in a time's value is not a field's.
     check("start_time:2024-01-01T00:00:00Z", "start_time=2024-01-01T00:00:00Z");
     check("end_time:2024-06-01T12:30:00+02:00 OR a", r#"(or end_time=2024-06-01T10:30:00Z any~"a")"#);

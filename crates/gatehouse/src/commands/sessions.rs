@@ -30,7 +30,7 @@ async fn report_end(
     client: &Client,
     id: &str,
     connector: &str,
-    asked_at: i64,
+    lease_ended: bool,
     wait: std::time::Duration,
 ) -> anyhow::Result<()> {
     const POLL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -40,8 +40,9 @@ async fn report_end(
         let session = call(api, client.get_session(request)).await?.into_owned().session.into_option();
         if let Some(end) = session.and_then(|s| s.end_time.into_option()) {
             let end = micros_of(end.seconds, end.nanos);
-            if end < asked_at {
-                // Only the lease's end is accepted before the termination: the session may be live.
+            // Ended before it was asked, and the termination still taken: only the lease's end
+            // is, when the session may be live behind a partition.
+            if lease_ended {
                 note!(
                     "Session {id} was completed at {} when connector {connector}'s lease ran out; it may \
                      still be live behind a partition: the termination is carried out if the connector \
@@ -73,11 +74,13 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
         SessionsCommand::Watch(args) => super::watch::run(args).await,
         SessionsCommand::Terminate { id, connector, wait, api } => {
             let client = client(&api)?;
+            let request = GetSessionRequest { session_id: id.clone(), ..Default::default() };
+            let session = call(&api, client.get_session(request)).await?.into_owned().session.into_option();
+            // Ended already, and a termination still taken: the lease ended it (see `report_end`).
+            let lease_ended = session.as_ref().is_some_and(|s| s.end_time.is_set());
             let connector_id = match connector {
                 Some(connector) => connector,
                 None => {
-                    let request = GetSessionRequest { session_id: id.clone(), ..Default::default() };
-                    let session = call(&api, client.get_session(request)).await?.into_owned().session.into_option();
                     let connector = session.and_then(|s| s.connector.into_option()).map(|c| c.id);
                     connector.filter(|id| !id.is_empty()).with_context(|| {
                         format!("session {id} names no connector to end it through: pass --connector")
@@ -89,8 +92,7 @@ pub async fn run(command: SessionsCommand) -> anyhow::Result<ExitCode> {
             let shutdown = response.session_shutdown.into_option().context("the response has no session_shutdown")?;
             note!("Termination of session {} sent to connector {}.", shutdown.session_id, shutdown.connector_id);
             if !wait.is_zero() {
-                let asked_at = shutdown.created_at.as_option().map_or(0, |at| micros_of(at.seconds, at.nanos));
-                report_end(&api, &client, &shutdown.session_id, &shutdown.connector_id, asked_at, wait).await?;
+                report_end(&api, &client, &shutdown.session_id, &shutdown.connector_id, lease_ended, wait).await?;
             }
             Ok(ExitCode::SUCCESS)
         }

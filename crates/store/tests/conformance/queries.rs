@@ -191,6 +191,8 @@ pub const TIME_RANGES: &[Case] = &[
     ("start_time:>=2024-06-01", ON_JUNE_FIRST),
     ("end_time:2024-06-01", COMPLETED),
     ("start_time:2024-06-02", &[]),
+    ("start_time:IN [2024-05-31]", &["s20", "s21"]),
+    ("start_time:IN [2024-05-30 2024-05-31 2024-06-01T02:00:00Z]", &["s01", "s20", "s21"]),
     ("end_time:[2024-06-01T10:10:00Z TO 2024-06-01T10:50:00Z]", &["s07", "s09", "s10", "s11", "s21"]),
     ("end_time:{2024-06-01T10:10:00Z TO 2024-06-01T10:50:00Z}", &["s21"]),
     // Active sessions have no end time, so no range on it holds them.
