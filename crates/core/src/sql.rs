@@ -348,7 +348,14 @@ fn literal_passwords(
         // Read as SQL, a quote or a space ends the literal the URI is in, or the URI.
         let ends = |b: &u8| matches!(b, b'/' | b'?') || read_as_sql && (*b == b'\'' || b.is_ascii_whitespace());
         let end = inside[authority..].iter().position(ends).map_or(inside.len(), |n| authority + n);
-        let at = inside[authority..end].iter().rposition(|&b| b == b'@')? + authority;
+        let at = match inside[authority..end].iter().rposition(|&b| b == b'@') {
+            Some(at) => at + authority,
+            // A connection URI the literal ends within, before any `@`: a string joined to it
+            // brings the rest (`'postgresql://u:' || 'pw' || '@h'`), so what follows a `:`
+            // here may be its password, or the start of it.
+            None if end == inside.len() && is_postgres_scheme(&inside[text.start..scheme_end]) => end,
+            None => return None,
+        };
         let colon = inside[authority..at].iter().position(|&b| b == b':')? + authority;
         Some(colon + 1..at)
     });
@@ -361,9 +368,9 @@ fn literal_passwords(
         if !starts_word(inside, text.start, at) {
             continue;
         }
-        let mut value = skip_spaces(inside, at + 8);
+        let mut value = past_continuation(inside, skip_spaces(inside, at + 8));
         match inside.get(value) {
-            Some(b'=') => value = skip_spaces(inside, value + 1),
+            Some(b'=') => value = past_continuation(inside, skip_spaces(inside, value + 1)),
             _ if read_as_sql => continue,
             // `password '...'` (a statement built in a string) holds a quote here already.
             Some(b'\'') => {}
@@ -390,6 +397,23 @@ fn literal_passwords(
         found(value..end);
     }
     following
+}
+
+/// Where the next part of a literal continued on the next line starts, when `at` is where its
+/// part ends (`'...password='` newline `'secret'`, one string to PostgreSQL); else `at`.
+fn past_continuation(bytes: &[u8], at: usize) -> usize {
+    match bytes.get(at) {
+        Some(b'\'') => continued(bytes, at + 1).map_or(at, |quote| quote + 1),
+        _ => at,
+    }
+}
+
+/// Whether a URI's scheme, the end of `before`, is a PostgreSQL connection URI's.
+fn is_postgres_scheme(before: &[u8]) -> bool {
+    let ends_with = |scheme: &[u8]| {
+        before.len() >= scheme.len() && before[before.len() - scheme.len()..].eq_ignore_ascii_case(scheme)
+    };
+    ends_with(b"postgresql") || ends_with(b"postgres")
 }
 
 /// Where a password quoted inside a literal ends, its quotes at `value`: inside a single-quoted
@@ -1114,6 +1138,31 @@ mod tests {
             (
                 "select format('postgresql://u:%s@h/db', 'S3cret3')",
                 "select format('postgresql://u:[redacted]@h/db', '[redacted]')",
+            ),
+            // Found by a review (rv28): a URI whose `@` a string joined to it brings.
+            (
+                "select dblink_connect('postgresql://u:' || 'S3cret6' || '@h/db')",
+                "select dblink_connect('postgresql://u:' || '[redacted]' || '@h/db')",
+            ),
+            (
+                "select dblink_connect(concat('postgresql://u:', 'S3cret7', '@h/db'))",
+                "select dblink_connect(concat('postgresql://u:', '[redacted]', '@h/db'))",
+            ),
+            (
+                "select dblink_connect('postgresql://rep:S3cret8' || '@' || 'h')",
+                "select dblink_connect('postgresql://rep:[redacted]' || '@' || 'h')",
+            ),
+            // Other URIs keep their ports.
+            ("select 'http://example.com:8080'", "select 'http://example.com:8080'"),
+            // Found by a review (rv28): a literal continued on the next line is one string, its
+            // password in the next part.
+            (
+                "select dblink_connect('host=db password='\n'S3cret9 dbname=x')",
+                "select dblink_connect('host=db password='\n'[redacted] dbname=x')",
+            ),
+            (
+                "DO $$ BEGIN EXECUTE 'ALTER ROLE r PASSWORD '\n'''S3cret10'''; END $$",
+                "DO $$ BEGIN EXECUTE 'ALTER ROLE r PASSWORD '\n'[redacted]'; END $$",
             ),
             (
                 "select format('host=h password=''%s''', 'S3cret4')",

@@ -1,7 +1,8 @@
-//! Guessed identity logins by client address. Past [`MAX_FAILURES`] in a [`WINDOW`], an
-//! address's next logins are refused at once for the rest of the window, with the answer a
-//! wrong token gets and without a call to the control plane: a client guessing tokens costs
-//! the connector one answer, not a verification and two log lines each.
+//! Guessed identity logins by client address. With [`MAX_FAILURES`] in the last [`WINDOW`]
+//! (a window that slides: no moment resets the count), an address's next logins are refused
+//! at once until the oldest of them is a window old, with the answer a wrong token gets and
+//! without a call to the control plane: a client guessing tokens costs the connector one
+//! answer, not a verification and two log lines each.
 //!
 //! Only guesses count (a token that is no token, a user that does not exist): a revoked or
 //! expired token, or a disabled user, is a real credential a pool may retry quickly, and
@@ -42,18 +43,17 @@ pub struct Throttle {
     hasher: RandomState,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Window {
-    since: Instant,
-    failures: u32,
-    /// Logins refused unchecked since the failures reached the limit.
+    /// Logins refused unchecked since the failures last reached the limit.
     refused: u32,
     /// Logins being checked: any may be a guess, so failures and these together stay within
     /// the limit (a client opening 200 connections at once gets 20 checks, not 200).
     checking: u32,
-    /// The guesses counted, by hash: the same one again counts once (libpq's default
-    /// `sslmode=prefer` retries a login refused over TLS without it, and learns nothing new).
-    guesses: Vec<u64>,
+    /// The guesses of the last [`WINDOW`], by hash, with when each was found: the same one
+    /// again counts once (libpq's default `sslmode=prefer` retries a login refused over TLS
+    /// without it, and learns nothing new).
+    guesses: Vec<(u64, Instant)>,
 }
 
 /// A login from an address, admitted to be checked. Dropped, it no longer holds back others.
@@ -89,21 +89,25 @@ impl Throttle {
         let uncounted = Check { throttle: self, ip: None, guess };
         let mut windows = crate::lock(&self.windows);
         if windows.len() >= MAX_ADDRESSES && !windows.contains_key(&ip) {
-            windows.retain(|_, w| w.throttles(now) || w.checking > 0);
+            windows.retain(|_, w| {
+                w.forget_before(now);
+                w.throttles() || w.checking > 0
+            });
             if windows.len() >= MAX_ADDRESSES {
                 return Some(Ok(uncounted));
             }
         }
-        let window = windows.entry(ip).or_insert_with(|| Window::new(now));
-        window.roll(now);
-        if window.throttles(now) {
+        let window = windows.entry(ip).or_default();
+        window.forget_before(now);
+        if window.throttles() {
             window.refused += 1;
             return Some(Err(window.refused));
         }
-        if window.guesses.contains(&guess) {
+        window.refused = 0;
+        if window.counted(guess) {
             return Some(Ok(uncounted));
         }
-        if window.failures + window.checking >= MAX_FAILURES {
+        if window.failures() + window.checking >= MAX_FAILURES {
             return None;
         }
         window.checking += 1;
@@ -125,13 +129,12 @@ impl Check<'_> {
         let mut windows = crate::lock(&self.throttle.windows);
         let reached = windows.get_mut(&ip).is_some_and(|window| {
             window.checking = window.checking.saturating_sub(1);
-            window.roll(now);
-            if !guessed || window.guesses.contains(&self.guess) {
+            window.forget_before(now);
+            if !guessed || window.counted(self.guess) {
                 return false;
             }
-            window.guesses.push(self.guess);
-            window.failures += 1;
-            window.failures == MAX_FAILURES
+            window.guesses.push((self.guess, now));
+            window.failures() == MAX_FAILURES
         });
         drop(windows);
         self.throttle.checked.notify_waiters();
@@ -147,19 +150,23 @@ impl Drop for Check<'_> {
 }
 
 impl Window {
-    fn new(now: Instant) -> Self {
-        Window { since: now, failures: 0, refused: 0, checking: 0, guesses: Vec::new() }
+    /// Forgets the guesses a window old at `now`.
+    fn forget_before(&mut self, now: Instant) {
+        self.guesses.retain(|(_, at)| now < *at + WINDOW);
     }
 
-    /// Starts a new window once this one is over; the checks under way carry on into it.
-    fn roll(&mut self, now: Instant) {
-        if now >= self.since + WINDOW {
-            *self = Window { checking: self.checking, ..Window::new(now) };
-        }
+    fn failures(&self) -> u32 {
+        self.guesses.len() as u32
     }
 
-    fn throttles(&self, now: Instant) -> bool {
-        now < self.since + WINDOW && self.failures >= MAX_FAILURES
+    fn counted(&self, guess: u64) -> bool {
+        self.guesses.iter().any(|(counted, _)| *counted == guess)
+    }
+
+    /// Whether the last window holds the most guesses allowed (as of the last
+    /// [`forget_before`](Self::forget_before)).
+    fn throttles(&self) -> bool {
+        self.failures() >= MAX_FAILURES
     }
 }
 
@@ -184,6 +191,21 @@ mod tests {
     /// Whether a new login is refused unchecked, and if so the how-manieth.
     fn refuses(throttle: &Throttle, ip: IpAddr, now: Instant) -> Option<u32> {
         throttle.try_admit(ip, u64::MAX, now).expect("not held back").err()
+    }
+
+    /// No moment resets the count: guesses spread over the turn of a minute count together.
+    #[test]
+    fn the_window_slides() {
+        let throttle = Throttle::default();
+        let (guesser, start) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        let late = start + WINDOW - Duration::from_secs(1);
+        for i in 1..u64::from(MAX_FAILURES) {
+            assert!(!guess(&throttle, guesser, i, late));
+        }
+        assert!(guess(&throttle, guesser, 100, start + WINDOW + Duration::from_secs(1)), "20 within a minute");
+        assert_eq!(refuses(&throttle, guesser, start + WINDOW + Duration::from_secs(2)), Some(1));
+        // Refused until the oldest guess is a minute old.
+        assert_eq!(refuses(&throttle, guesser, late + WINDOW), None);
     }
 
     #[test]
