@@ -93,9 +93,15 @@ fn micros(t: &TimestampField, now: Micros) -> Result<Option<Micros>, ConnectErro
     let latest = now / 1_000_000 + DAY_SECONDS;
     t.as_option()
         .map(|t| {
-            in_micros(t.seconds, t.nanos, EARLIEST_SECONDS..=latest).ok_or_else(|| {
-                invalid("a reported time must be after 2000 and at most a day ahead of the control plane's clock")
-            })
+            in_micros(t.seconds, t.nanos, EARLIEST_SECONDS..=latest)
+                // What a connector reports has happened by the time the report arrives: a time
+                // after that is its clock running ahead of ours. Taken as is, a session that
+                // has ended would end in the future, and listings by end time or duration
+                // (which take a session as ended once its end is past) would hold it active.
+                .map(|at| at.min(now))
+                .ok_or_else(|| {
+                    invalid("a reported time must be after 2000 and at most a day ahead of the control plane's clock")
+                })
         })
         .transpose()
 }

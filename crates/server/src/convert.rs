@@ -25,75 +25,69 @@ fn set_if<T: Default>(value: T, present: bool) -> MessageField<T, buffa::Inline<
 }
 
 fn user_info(
-    identity: &Option<Identity>,
+    identity: Option<Identity>,
 ) -> MessageField<user::formal::UserInfo, buffa::Inline<user::formal::UserInfo>> {
     match identity {
         Some(i) => MessageField::some(user::formal::UserInfo {
-            id: i.id.clone(),
-            name: i.name.clone(),
-            email: i.email.clone(),
-            r#type: i.kind.clone(),
-            groups: i.groups.clone(),
-            external_ids: i.external_ids.clone(),
+            id: i.id,
+            name: i.name,
+            email: i.email,
+            r#type: i.kind,
+            groups: i.groups,
+            external_ids: i.external_ids,
             ..Default::default()
         }),
         None => MessageField::none(),
     }
 }
 
-/// Converts a stored session; `now` fixes the elapsed duration of an active one.
-pub fn session_object(s: &Session, now: Micros) -> SessionObject {
-    let u = &s.user;
-    let formal = user::Formal { user: user_info(&u.formal), end_user: user_info(&u.end_user), ..Default::default() };
+/// Converts a stored session, taking its text rather than copying it (a page holds up to
+/// 100,000); `now` fixes the elapsed duration of an active one.
+pub fn session_object(s: Session, now: Micros) -> SessionObject {
+    let (status, elapsed) = (s.status().as_str().to_owned(), s.duration(now));
+    let u = s.user;
+    let formal = user::Formal { user: user_info(u.formal), end_user: user_info(u.end_user), ..Default::default() };
     let has_formal = formal.user.is_set() || formal.end_user.is_set();
+    let has_network = !(s.client_ip.is_empty() && s.server_ip.is_empty());
+    let (has_sidecar, has_resource) = (s.sidecar != Default::default(), s.resource != Default::default());
+    let has_connector = s.connector != Default::default();
+    let has_native = !u.native_username.is_empty();
     SessionObject {
-        id: s.id.clone(),
+        id: s.id,
         start_time: MessageField::some(timestamp(s.start)),
         end_time: s.end.map(timestamp).into(),
-        duration: MessageField::some(duration(s.duration(now))),
-        session_status: s.status().as_str().to_owned(),
+        duration: MessageField::some(duration(elapsed)),
+        session_status: status,
         network: set_if(
-            Network {
-                client_ip_address: s.client_ip.clone(),
-                server_ip_address: s.server_ip.clone(),
-                ..Default::default()
-            },
-            !(s.client_ip.is_empty() && s.server_ip.is_empty()),
+            Network { client_ip_address: s.client_ip, server_ip_address: s.server_ip, ..Default::default() },
+            has_network,
         ),
         sidecar: set_if(
-            Sidecar {
-                id: s.sidecar.id.clone(),
-                name: s.sidecar.name.clone(),
-                technology: s.sidecar.technology.clone(),
-                ..Default::default()
-            },
-            s.sidecar != Default::default(),
+            Sidecar { id: s.sidecar.id, name: s.sidecar.name, technology: s.sidecar.technology, ..Default::default() },
+            has_sidecar,
         ),
         user: MessageField::some(User {
-            r#type: u.kind.clone(),
-            username: u.username.clone(),
+            r#type: u.kind,
+            username: u.username,
             formal: set_if(formal, has_formal),
-            native: set_if(
-                user::Native { username: u.native_username.clone(), ..Default::default() },
-                !u.native_username.is_empty(),
-            ),
+            native: set_if(user::Native { username: u.native_username, ..Default::default() }, has_native),
             ..Default::default()
         }),
         resource: set_if(
             Resource {
-                r#type: s.resource.kind.clone(),
-                id: s.resource.id.clone(),
-                name: s.resource.name.clone(),
-                technology: s.resource.technology.clone(),
+                r#type: s.resource.kind,
+                id: s.resource.id,
+                name: s.resource.name,
+                technology: s.resource.technology,
                 ..Default::default()
             },
-            s.resource != Default::default(),
+            has_resource,
         ),
         connector: set_if(
-            Connector { id: s.connector.id.clone(), name: s.connector.name.clone(), ..Default::default() },
-            s.connector != Default::default(),
+            Connector { id: s.connector.id, name: s.connector.name, ..Default::default() },
+            has_connector,
         ),
-        parent_session_id: s.parent_session_id.clone(),
+        parent_session_id: s.parent_session_id,
         ..Default::default()
     }
 }

@@ -135,7 +135,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
         .add_service(Arc::new(connectors));
     tokio::spawn(lease::sweep(store.clone(), lease.lease, clock, metrics.clone(), failures));
     tokio::spawn(refresh_statistics(store.clone()));
-    let (router, _health) = connectrpc_health::install_static(
+    let (router, grpc_health) = connectrpc_health::install_static(
         router,
         [
             SESSIONS_SERVICE_SERVICE_NAME,
@@ -144,6 +144,7 @@ pub async fn app_with_lease(store: Arc<dyn Store>, lease: Lease) -> Result<App, 
             gatehouse_proto::gatehouse::connector::v1::CONNECTOR_SERVICE_SERVICE_NAME,
         ],
     );
+    tokio::spawn(report_store_health(store.clone(), grpc_health));
     let mut reflector =
         connectrpc_reflection::Reflector::from_descriptor_set_bytes(gatehouse_proto::FILE_DESCRIPTOR_SET)
             .expect("the compiled descriptor set is valid");
@@ -215,6 +216,27 @@ async fn health(store: Arc<dyn Store>) -> (StatusCode, &'static str) {
         Err(_) => {
             tracing::warn!(timeout = ?HEALTH_TIMEOUT, "not ready: the store does not answer in time");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
+}
+
+/// How often the standard gRPC health service's answer is brought up to date.
+const GRPC_HEALTH_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the standard gRPC health service's answer (Check and Watch, for the server and each
+/// service) to what `/health` says: NOT_SERVING while the store does not answer, so that
+/// gRPC-aware balancers and probes stop sending calls that would fail with `unavailable`.
+async fn report_store_health(store: Arc<dyn Store>, health: Arc<connectrpc_health::StaticChecker>) {
+    use connectrpc_health::Status;
+    let mut tick = tokio::time::interval(GRPC_HEALTH_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let answers = matches!(tokio::time::timeout(HEALTH_TIMEOUT, store.ping()).await, Ok(Ok(())));
+        let status = if answers { Status::Serving } else { Status::NotServing };
+        for service in health.services() {
+            // Each was registered; none is removed.
+            let _ = health.set_status(&service, status);
         }
     }
 }

@@ -183,10 +183,7 @@ impl SessionsService for SessionsApi {
     ) -> ServiceResult<GetSessionResponse> {
         let caller = caller(&ctx)?;
         let session = self.session(&caller, required_id(req.session_id)?).await?;
-        Response::ok(GetSessionResponse {
-            session: session_object(&session, now_micros()).into(),
-            ..Default::default()
-        })
+        Response::ok(GetSessionResponse { session: session_object(session, now_micros()).into(), ..Default::default() })
     }
 
     async fn list_sessions_v2(
@@ -214,7 +211,7 @@ impl SessionsService for SessionsApi {
                 ..Default::default()
             }
             .into(),
-            sessions: page.sessions.iter().map(|s| session_object(s, now)).collect(),
+            sessions: page.sessions.into_iter().map(|s| session_object(s, now)).collect(),
             ..Default::default()
         })
     }

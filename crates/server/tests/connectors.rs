@@ -387,6 +387,31 @@ async fn reported_values_are_kept_as_every_store_can_keep_them() {
     }
 }
 
+/// A connector whose clock runs ahead reports times that have not come yet: they are taken as
+/// the report's arrival, so a session that ended is listed as completed whatever the order.
+#[tokio::test]
+async fn times_from_a_clock_ahead_are_taken_as_the_reports_arrival() {
+    let s = setup(Harness::start().await).await;
+    let ahead = now_micros() + 600_000_000;
+    let events = vec![
+        event("ahead", 0, start(&s.resource_id, ahead)),
+        event("ahead", 1, statement("select 1", ahead + 1_000)),
+        event("ahead", 2, end(ahead + 2_000)),
+    ];
+    assert_eq!(report(&s.connector, events).await, 3);
+    let after = now_micros();
+    let (_, body) = s.h.call("GetSession", json!({"session_id": "ahead"})).await;
+    let end_time = body["session"]["endTime"].as_str().expect("ended");
+    let end = gatehouse_core::time::parse_rfc3339(end_time).unwrap().floor();
+    assert!(end <= after, "{end_time} is in the future");
+    for sort in ["start_time", "end_time", "duration"] {
+        let body = json!({"query": "id:ahead", "sortBy": format!("{sort}:desc")});
+        let (_, page) = s.h.call("ListSessionsV2", body).await;
+        assert_eq!(page["sessions"][0]["sessionStatus"], "completed", "by {sort}: {page}");
+        assert_eq!(page["sessions"][0]["endTime"], end_time, "by {sort}: {page}");
+    }
+}
+
 #[tokio::test]
 async fn keys_stay_in_their_lane() {
     let s = setup(Harness::start().await).await;

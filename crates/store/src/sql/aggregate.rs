@@ -50,15 +50,15 @@ pub struct AggRow {
 
 impl AggRow {
     pub(crate) fn read_all(rows: &[impl Columns]) -> Result<Vec<AggRow>, StoreError> {
-        rows.iter()
-            .map(|row| {
-                Ok(AggRow {
-                    bucket: row.int("b")?,
-                    keys: [row.text("k1")?, row.text("k2")?, row.text("k3")?],
-                    count: row.int("n")?,
-                })
-            })
-            .collect()
+        rows.iter().map(Self::read).collect()
+    }
+
+    pub(crate) fn read(row: &impl Columns) -> Result<AggRow, StoreError> {
+        Ok(AggRow {
+            bucket: row.int("b")?,
+            keys: [row.text("k1")?, row.text("k2")?, row.text("k3")?],
+            count: row.int("n")?,
+        })
     }
 }
 

@@ -170,13 +170,25 @@ impl SqliteStore {
         &self.readers
     }
 
-    /// The rows of a read that may be costly, stopped if its future is dropped.
-    async fn read_abandonable(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+    /// The rows of a read that may be costly, each decoded as it comes (a page of 100,000
+    /// sessions is never held as rows too), stopped if its future is dropped.
+    async fn read_abandonable<T>(
+        &self,
+        sql: &str,
+        args: Vec<Arg>,
+        decode: impl Fn(&sqlx::sqlite::SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        use futures::TryStreamExt;
         let mut conn = self.readers.acquire().await?;
         // After the connection, so dropped before it: the statement is stopped, then the
         // connection goes back to the pool.
         let _abandon = abandonable(&mut conn, self.read_timeout).await?;
-        Ok(query_with(sql, args).fetch_all(&mut *conn).await?)
+        let mut rows = query_with(sql, args).fetch(&mut *conn);
+        let mut decoded = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            decoded.push(decode(&row)?);
+        }
+        Ok(decoded)
     }
 
     /// The writer: every statement that changes something goes here.
@@ -259,7 +271,7 @@ impl crate::sql::AggRunner for SqliteStore {
     }
 
     async fn rows(&self, sql: String, args: Vec<Arg>) -> Result<Vec<AggRow>, StoreError> {
-        AggRow::read_all(&self.read_abandonable(&sql, args).await?)
+        self.read_abandonable(&sql, args, AggRow::read).await
     }
 }
 
@@ -482,8 +494,7 @@ impl Store for SqliteStore {
 
     async fn list_sessions(&self, org: OrgId, query: &ListQuery) -> Result<Vec<Session>, StoreError> {
         let (sql, args) = self.list_statement(org, query).await?;
-        let rows = self.read_abandonable(&sql, args).await?;
-        rows.iter().map(session_from_row).collect()
+        self.read_abandonable(&sql, args, |row| session_from_row(row)).await
     }
 
     async fn listing_clock(&self) -> Result<Micros, StoreError> {
@@ -691,12 +702,16 @@ mod tests {
         let store = SqliteStore::open_with(&dir.path().join("g.db"), Duration::ZERO).await.unwrap();
         // More reads left running than the pool has readers.
         for _ in 0..12 {
-            let left =
-                tokio::time::timeout(Duration::from_millis(20), store.read_abandonable(ENDLESS, Vec::new())).await;
+            let left = tokio::time::timeout(
+                Duration::from_millis(20),
+                store.read_abandonable(ENDLESS, Vec::new(), |_| Ok(())),
+            )
+            .await;
             assert!(left.is_err(), "an endless read ends only when stopped");
         }
         let answered =
-            tokio::time::timeout(Duration::from_secs(20), store.read_abandonable("SELECT 1", Vec::new())).await;
+            tokio::time::timeout(Duration::from_secs(20), store.read_abandonable("SELECT 1", Vec::new(), |_| Ok(())))
+                .await;
         assert_eq!(answered.expect("a reader is free again").unwrap().len(), 1);
     }
 
