@@ -277,6 +277,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     control_rt.spawn(save);
 
     let stop_proxies = CancellationToken::new();
+    let end_drain = CancellationToken::new();
     let peers = config.peers.iter().map(|peer| (peer.id, peer.address.clone())).collect();
     let cancels = Arc::new(CancelMap::with_peering(Peering { own: config.peer_id, peers }));
     let verifier = Arc::new(Verifier::new(verify_control, control_rt.clone()));
@@ -307,6 +308,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             large_messages: Arc::clone(&large_messages),
             large_message_stall: proxy::LARGE_MESSAGE_STALL,
             drain: Duration::from_secs(config.shutdown_drain_seconds),
+            end_drain: end_drain.clone(),
         });
         let token = stop_proxies.clone();
         let listen = listener.listen;
@@ -318,7 +320,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     health.set_running();
     tracing::info!(run_id, admin = %admin_addr, "connector running");
 
-    let result = serve_until_stopped(serving, shutdown, &health, stop_proxies).await;
+    let drains = config.shutdown_drain_seconds > 0;
+    let result = serve_until_stopped(serving, shutdown, &health, stop_proxies, drains.then_some(end_drain)).await;
     background.stop().await;
     tracing::info!("connector stopped");
     result
@@ -331,13 +334,19 @@ async fn serve_until_stopped(
     shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     health: &Health,
     stop_proxies: CancellationToken,
+    end_drain: Option<CancellationToken>,
 ) -> Result<(), RunError> {
     let stopped_early = tokio::select! {
         () = shutdown => None,
         Some(joined) = serving.join_next() => Some(joined),
     };
     health.set_stopping();
-    tracing::info!("shutting down: no new clients; open sessions end after the drain (shutdown_drain_seconds)");
+    // Listening from now on: the signal that asked to stop is not a second one.
+    let second_signal = end_drain.map(end_drain_at_next_signal);
+    tracing::info!(
+        "shutting down: no new clients; open sessions end after the drain (shutdown_drain_seconds), \
+         or at once if asked again (Ctrl-C or SIGTERM)"
+    );
     stop_proxies.cancel();
     let mut result = Ok(());
     if let Some(joined) = stopped_early {
@@ -351,7 +360,26 @@ async fn serve_until_stopped(
         let error = listener_error(joined);
         tracing::error!(%error, "listener failed while shutting down");
     }
+    if let Some(listening) = second_signal {
+        listening.abort();
+    }
     result
+}
+
+/// Cancels `end_drain` at the next Ctrl-C or SIGTERM, as a second signal hurries PostgreSQL's
+/// shutdown: an operator need not wait out a long drain, nor `kill -9` (which leaves the open
+/// sessions to the next run).
+fn end_drain_at_next_signal(end_drain: CancellationToken) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (terminate, interrupt) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    tokio::spawn(async move {
+        let (Ok(mut terminate), Ok(mut interrupt)) = (terminate, interrupt) else { return };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        end_drain.cancel();
+    })
 }
 
 /// Says which control plane addresses and listeners are used, warning of an environment

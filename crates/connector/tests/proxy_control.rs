@@ -366,6 +366,25 @@ async fn a_drain_lets_open_sessions_finish_and_refuses_new_ones() {
     assert_eq!(proxy.counter(|m| &m.connections_refused_total), 1);
 }
 
+/// Asked again to stop (a second Ctrl-C or SIGTERM), a draining proxy ends its sessions at
+/// once rather than wait out the drain.
+#[tokio::test]
+async fn a_drain_cut_short_ends_the_open_sessions_at_once() {
+    let mut proxy = Proxy::start_with_drain(Duration::from_secs(600)).await;
+    let (client, connection) = proxy.connect().await;
+    client.simple_query("select 'staying'").await.unwrap();
+    proxy.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!proxy.task.is_finished(), "the drain holds the session open");
+    let asked = Instant::now();
+    proxy.end_drain.cancel();
+    tokio::time::timeout(Duration::from_secs(10), &mut proxy.task).await.unwrap().unwrap().unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    let error = connection.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&error), "57P01", "{error}");
+    assert_eq!(proxy.ended_session().await.end.reason, EndReason::Shutdown);
+}
+
 #[tokio::test]
 async fn tls_for_psql_with_sslmode_require_and_n_without_a_certificate() {
     let (server_tls, _, _dir) = tls_pair();

@@ -221,6 +221,16 @@ fn non_empty(text: &str) -> Result<String, String> {
     }
 }
 
+/// A resource's name: not one shaped as a resource's id, which a listener or a grant naming
+/// it could then mean (ids are looked for first where both are taken, names first elsewhere).
+fn resource_name(text: &str) -> Result<String, String> {
+    let name = non_empty(text)?;
+    match name.trim().to_ascii_lowercase().starts_with("res_") {
+        true => Err("must not start with res_, as resource ids do".to_owned()),
+        false => Ok(name),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     match gatehouse_query::parse_duration(text).map(FineMicros::floor) {
         Some(us) if us > 0 => Ok(std::time::Duration::from_micros(us as u64)),
@@ -417,7 +427,7 @@ pub enum ResourcesCommand {
         #[arg(long, value_parser = non_empty)]
         org: String,
         /// A unique name, shown in sessions
-        #[arg(long, value_parser = non_empty)]
+        #[arg(long, value_parser = resource_name)]
         name: String,
         /// Where the database listens: a host name or an IP address
         #[arg(long, value_parser = host_name)]

@@ -768,6 +768,11 @@ fn cli_words_for_cli_mistakes() {
             "'--since <DURATION>': \"1000000d\" reaches back past the year 1",
         ),
         (&["connector"], "no configuration: pass --config FILE"),
+        // A name a listener would read as another resource's id.
+        (
+            &["resources", "create", "--org", "acme", "--name", "res_01a251c4", "--host", "db"],
+            "must not start with res_, as resource ids do",
+        ),
     ] {
         let out = gatehouse().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

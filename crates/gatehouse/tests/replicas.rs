@@ -234,6 +234,22 @@ impl Cluster {
         Some(text.lines().map(|l| l.split_once('\t').unwrap().1.to_owned()).collect())
     }
 
+    /// The standard gRPC health service's status of the whole server, over Connect's JSON.
+    async fn grpc_health(&self, replica: usize) -> String {
+        let url = format!("{}/grpc.health.v1.Health/Check", self.replicas[replica].url());
+        let body: Value = self.http.post(url).json(&json!({})).send().await.unwrap().json().await.unwrap();
+        body["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Polls `replica`'s gRPC health until it says `status`.
+    async fn wait_grpc_health(&self, replica: usize, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.grpc_health(replica).await != status {
+            assert!(Instant::now() < deadline, "replica {replica}'s gRPC health never said {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn health(&self, replica: usize) -> (u16, String) {
         match self.http.get(format!("{}/health", self.replicas[replica].url())).send().await {
             Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
@@ -504,15 +520,17 @@ async fn killing_the_stores_connections_mid_ingestion_loses_and_doubles_nothing(
     assert_eq!(cluster.db.count("SELECT count(*) FROM sessions"), CLIENTS as i64);
     assert_eq!(cluster.db.count("SELECT count(*) FROM statements"), (CLIENTS * STATEMENTS) as i64);
 
-    // A database that refuses connections makes both replicas not ready;
-    // they are ready again, and serve, once it accepts them again.
+    // A database that refuses connections makes both replicas not ready, to gRPC health
+    // checks too; they are ready again, and serve, once it accepts them again.
     assert_eq!(cluster.health(0).await, (200, "ok\n".into()));
+    assert_eq!(cluster.grpc_health(0).await, "SERVING");
     admin_sql(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", cluster.db.name));
     cluster.db.kill_connections();
     for replica in 0..2 {
         let (status, body) = cluster.health(replica).await;
         assert_eq!(status, 503, "replica {replica} is ready without its database: {body}");
         assert_eq!(body, "store unavailable\n", "no database detail leaks");
+        cluster.wait_grpc_health(replica, "NOT_SERVING").await;
     }
     admin_sql(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", cluster.db.name));
     for replica in 0..2 {
@@ -521,6 +539,7 @@ async fn killing_the_stores_connections_mid_ingestion_loses_and_doubles_nothing(
             assert!(Instant::now() < deadline, "replica {replica} never became ready again");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        cluster.wait_grpc_health(replica, "SERVING").await;
         assert_eq!(cluster.sessions(replica, "").await.len(), CLIENTS);
     }
 }
@@ -636,4 +655,55 @@ fn applying_pending_migrations_is_said_once() {
         assert!(out.status.success(), "{err}");
         assert_eq!(err.matches("Applied 1 pending migration(s) to the store.").count(), said, "round {round}: {err}");
     }
+}
+
+/// The admin key `gatehouse dev` prints with `args`, run in `dir` (its data directory the
+/// default one there), read from its banner; then it is stopped.
+fn dev_admin_key(dir: &std::path::Path, args: &[&str]) -> (String, Vec<String>) {
+    use std::io::BufRead;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut dev = Proc(
+        gatehouse()
+            .current_dir(dir)
+            .env_remove("GATEHOUSE_DATA_DIR")
+            .args(["dev", "--upstream", "127.0.0.1:1", "--listen", &listen])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = Vec::new();
+    for line in std::io::BufReader::new(dev.0.stdout.take().unwrap()).lines() {
+        banner.push(line.unwrap());
+        // The last line on where things are.
+        if banner.last().unwrap().trim().starts_with("data:") || banner.last().unwrap().contains("dev files:") {
+            let key = banner.iter().find_map(|line| line.trim().strip_prefix("admin API key: "));
+            return (key.expect("a key").to_owned(), banner);
+        }
+    }
+    panic!("dev printed no key: {banner:?}");
+}
+
+/// A `dev` on a PostgreSQL store keeps its keys and its connector's state apart from those of
+/// a SQLite `dev` run from the same directory, and says where each is.
+#[test]
+fn dev_on_postgresql_keeps_its_files_apart_from_a_sqlite_dev() {
+    let db = TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url();
+    let (on_postgres, banner) = dev_admin_key(dir.path(), &["--database-url", &url]);
+    let (_, address) = url.rsplit_once('@').unwrap();
+    let said = |line: String| banner.iter().any(|said| said.trim() == line);
+    assert!(said(format!("store:         PostgreSQL at {address}")), "{banner:?}");
+    let files = format!(".gatehouse/postgres/{}", address.replace([':', '/'], "_"));
+    assert!(said(format!("dev files:     {files}")), "{banner:?}");
+    assert!(dir.path().join(&files).join("dev-admin.key").is_file());
+
+    let (on_sqlite, banner) = dev_admin_key(dir.path(), &[]);
+    assert!(banner.iter().any(|line| line.trim() == "data:          .gatehouse"), "{banner:?}");
+    assert_ne!(on_sqlite, on_postgres);
+    // Each store's key is kept, not replaced by the other's.
+    assert_eq!(dev_admin_key(dir.path(), &["--database-url", &url]).0, on_postgres);
+    assert_eq!(dev_admin_key(dir.path(), &[]).0, on_sqlite);
 }

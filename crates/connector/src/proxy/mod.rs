@@ -97,6 +97,8 @@ pub struct ProxyContext {
     /// How long a shutdown lets open sessions end on their own, refusing new clients, before
     /// it ends them: zero ends them at once.
     pub drain: Duration,
+    /// Cut the drain short: the sessions left end now (the process was asked again to stop).
+    pub end_drain: CancellationToken,
 }
 
 /// How a listener treats identity logins (`idp:formal:...` user names).
@@ -219,6 +221,10 @@ async fn drain(listener: &TcpListener, ctx: &ProxyContext, tasks: &mut JoinSet<(
         tokio::select! {
             () = &mut deadline => {
                 tracing::info!(sessions = tasks.len(), "drained for as long as allowed: ending the sessions left");
+                break;
+            }
+            () = ctx.end_drain.cancelled() => {
+                tracing::info!(sessions = tasks.len(), "asked again to stop: ending the sessions left now");
                 break;
             }
             joined = tasks.join_next() => match joined {

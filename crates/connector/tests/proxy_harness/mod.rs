@@ -37,6 +37,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub cancels: Arc<CancelMap>,
     pub shutdown: CancellationToken,
+    /// Ends a drain at once, as a second signal does.
+    pub end_drain: CancellationToken,
     pub task: JoinHandle<std::io::Result<()>>,
     stash: Vec<SessionEvent>,
     started: HashSet<String>,
@@ -127,10 +129,12 @@ impl Proxy {
             large_messages,
             large_message_stall,
             drain,
+            end_drain: CancellationToken::new(),
         });
-        let shutdown = CancellationToken::new();
+        let (shutdown, end_drain) = (CancellationToken::new(), ctx.end_drain.clone());
         let task = tokio::spawn(serve(listener, ctx, shutdown.clone()));
-        Self { addr, events, live, metrics, cancels, shutdown, task, stash: Vec::new(), started: HashSet::new() }
+        let started = HashSet::new();
+        Self { addr, events, live, metrics, cancels, shutdown, end_drain, task, stash: Vec::new(), started }
     }
 
     /// A libpq connection string through the proxy.

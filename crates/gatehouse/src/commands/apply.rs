@@ -157,7 +157,7 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let Plan { changes: plan, kept } = plan(store.as_ref(), org, &spec).await?;
     for (line, _) in &plan {
-        println!("{line}");
+        say!("{line}");
     }
     if !kept.is_empty() {
         note!(
@@ -182,8 +182,15 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         }
         None => ensure_org(store.as_ref(), &args.org).await?.id,
     };
-    for (line, change) in plan {
-        apply(store.as_ref(), org, change).await.with_context(|| format!("while applying `{line}`"))?;
+    // Change by change: one the store refuses midway (a user created meanwhile by another
+    // command) leaves those before it applied, which the file applied again keeps.
+    for (done, (line, change)) in plan.into_iter().enumerate() {
+        apply(store.as_ref(), org, change).await.with_context(|| {
+            format!(
+                "while applying `{line}` ({done} of the {count} changes were applied before it: fix what \
+                 stopped it and apply {source} again, which applies the rest)"
+            )
+        })?;
     }
     if count == 0 {
         note!("Nothing to change: {source} is applied.");

@@ -1,7 +1,7 @@
 //! `gatehouse dev`: the whole product on one laptop, with a ready API key.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,9 +16,9 @@ use tokio::net::TcpListener;
 
 use super::seed::seed;
 use super::serve::serve_on;
-use super::{open_store, public_prefix, shutdown_signal};
+use super::{open_store, postgres_address, public_prefix, shutdown_signal};
 use crate::address::HostPort;
-use crate::cli::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, DevArgs};
+use crate::cli::{DEFAULT_DATA_DIR, DEFAULT_LISTEN, DevArgs, StoreArgs};
 
 pub const DEV_ORG: &str = "default";
 /// The dev admin key is kept in the data directory (mode 0600) so that every
@@ -30,7 +30,7 @@ const DEMO_ACTIVE: usize = 36;
 const DEMO_DAYS: i64 = 30;
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = &args.store.data_dir;
+    let data_dir = &dev_dir(&args.store);
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let _lock = lock_data_dir(data_dir)?;
@@ -84,14 +84,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         "\nGatehouse is running at {url}\n\
          \n  organization:  {DEV_ORG}\
          \n  admin API key: {key}\
-         \n  data:          {}\n\
+         \n  {}\n\
          \nTry it:\n\
          \n  curl -s {url}/core.v1.SessionsService/ListSessionsV2 \\\
          \n    -H 'Content-Type: application/json' -H 'X-API-KEY: {key}' \\\
          \n    -d '{{\"limit\": 3, \"query\": \"session_status:active\"}}'\n\
          \n  export GATEHOUSE_URL={url} GATEHOUSE_API_KEY={key}\
          \n  {gatehouse} sessions list --since 24h\n",
-        args.store.data_dir.display()
+        where_kept(&args.store, data_dir)
     );
     let connector = match connector {
         Some(config) => {
@@ -211,12 +211,13 @@ async fn dev_connector(
             create_with_free_name(DEV_RESOURCE, create).await?
         }
     };
-    let key = dev_connector_key(store, org, &args.store.data_dir).await?;
+    let data_dir = dev_dir(&args.store);
+    let key = dev_connector_key(store, org, &data_dir).await?;
     Ok(Config {
         control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None, url_from_file: None },
         listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream.to_string()))],
         admin_listen: metrics_listen,
-        state_dir: args.store.data_dir.join("connector"),
+        state_dir: data_dir.join("connector"),
         spool_max_bytes: 256 * 1024 * 1024,
         fail_open: false,
         shutdown_drain_seconds: 0,
@@ -293,6 +294,30 @@ fn metrics_address(asked: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
     }
     let picked = std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|listener| listener.local_addr());
     picked.context("cannot find a free port for the dev connector's metrics")
+}
+
+/// Where `dev` keeps its own files (its keys, its connector's state, the demo mark, its
+/// lock): the data directory; with a PostgreSQL store, a folder in it named after the
+/// database, so that a dev on each store run from one directory keeps its own keys, and its
+/// connector never takes the other store's runs for its own.
+fn dev_dir(store: &StoreArgs) -> PathBuf {
+    match &store.database_url {
+        None => store.data_dir.clone(),
+        Some(url) => {
+            let safe = |c: char| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') { c } else { '_' };
+            store.data_dir.join("postgres").join(postgres_address(url).chars().map(safe).collect::<String>())
+        }
+    }
+}
+
+/// The banner's line on where the sessions and `dev`'s own files are.
+fn where_kept(store: &StoreArgs, dev_dir: &Path) -> String {
+    match &store.database_url {
+        None => format!("data:          {}", dev_dir.display()),
+        Some(url) => {
+            format!("store:         PostgreSQL at {}\n  dev files:     {}", postgres_address(url), dev_dir.display())
+        }
+    }
 }
 
 /// Reuses the saved dev connector key while it is valid, else registers a

@@ -34,7 +34,7 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     for (version, description) in &pending {
         // What `--check` was asked for goes to stdout; progress to stderr.
         match args.check {
-            true => println!("pending: {version} {description}"),
+            true => say!("pending: {version} {description}"),
             false => note!("applying: {version} {description}"),
         }
     }

@@ -27,7 +27,7 @@ pub async fn resources(command: ResourcesCommand) -> anyhow::Result<ExitCode> {
                 store.set_resource_default_role(org.id, &resource.id, role).await?;
             }
             note!("Registered {technology} resource {name:?} at {}.", HostPort { host, port });
-            println!("{}", resource.id);
+            say!("{}", resource.id);
         }
         ResourcesCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;
@@ -130,13 +130,20 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             let change = until.map_or(KeyReplacement::Rotate, |until| KeyReplacement::Overlap { until });
             let store = open_existing_store(&store).await?;
             let org_id = existing_org(store.as_ref(), &org).await?;
+            let revoked =
+                store.list_connectors(org_id).await?.into_iter().find(|c| c.name == name).and_then(|c| c.revoked);
             let replaced = replace_key(store.as_ref(), org_id, &name, change).await?;
-            let old = match until {
-                Some(until) => format!(
+            let old = match (revoked, until) {
+                (Some(at), _) => format!(
+                    "its old key was revoked at {}, so it has none to work on{}",
+                    format_rfc3339(at),
+                    if until.is_some() { " (--overlap changed nothing)" } else { "" }
+                ),
+                (None, Some(until)) => format!(
                     "the old one works until {}: restart the connector with the new one before then",
                     format_rfc3339(until)
                 ),
-                None => "the old one no longer works".to_owned(),
+                (None, None) => "the old one no longer works".to_owned(),
             };
             note!("Connector {name:?} ({}) has a new key; {old}. The new key, shown only this once:", replaced.id);
             output::print_secret("connector key", &replaced.key, "rotate the key again")?;

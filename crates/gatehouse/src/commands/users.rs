@@ -49,7 +49,7 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<ExitCode> {
             };
             let user = identity::create_user(store.as_ref(), org.id, new).await.map_err(usage_if_invalid)?;
             note!("Created {} user {} in organization {:?}.", user.kind, user.handle(), org.name);
-            println!("{}", user.id);
+            say!("{}", user.id);
         }
         UsersCommand::List { org, output, store } => {
             let store = open_existing_store(&store).await?;

@@ -116,24 +116,35 @@ pub(crate) async fn replace_connector_key(
 ) -> Result<Option<String>, StoreError> {
     // The old key is kept (from the row as it was) while it may still work; a revoked one too,
     // as having worked until its revocation, so that whoever holds it can be told it was
-    // revoked (`find_connector`).
+    // revoked (`find_connector`). A revoked connector's key is one nobody was given, with
+    // nothing to overlap: revoked again, it keeps the key first revoked; given a new key, none.
     let kept_until = change.old_key_until().or(change.revoked());
-    let (old_prefix, old_hash) = if kept_until.is_some() { ("key_prefix", "key_hash") } else { ("NULL", "NULL") };
+    // What the old slot's `column` becomes, kept as `kept`.
+    let old = |column: &str, kept: &str| match (kept_until.is_some(), change.revoked().is_some()) {
+        (true, true) => format!("CASE WHEN revoked_us IS NULL THEN {kept} ELSE {column} END"),
+        (true, false) => format!("CASE WHEN revoked_us IS NULL THEN {kept} END"),
+        (false, _) => "NULL".to_owned(),
+    };
+    let (old_prefix, old_hash) = (old("old_key_prefix", "key_prefix"), old("old_key_hash", "key_hash"));
+    let old_until = old("old_key_until_us", "?");
     // Every right-hand side reads the row as it was.
     let sql = format!(
-        "UPDATE connectors SET old_key_prefix = {old_prefix}, old_key_hash = {old_hash}, old_key_until_us = ?, \
-             key_prefix = ?, key_hash = ?, revoked_us = ? \
+        "UPDATE connectors SET old_key_prefix = {old_prefix}, old_key_hash = {old_hash}, \
+             old_key_until_us = {old_until}, key_prefix = ?, key_hash = ?, revoked_us = ? \
          WHERE org_id = ? AND name = ? RETURNING id"
     );
     let opt_int = |at: Option<i64>| at.map_or(Arg::Null, Arg::Int);
-    let args = vec![
-        opt_int(kept_until),
+    let mut args = Vec::with_capacity(6);
+    if let Some(until) = kept_until {
+        args.push(Arg::Int(until));
+    }
+    args.extend([
         Arg::Text(key_prefix.into()),
         Arg::Blob(key_hash.to_vec()),
         opt_int(change.revoked()),
         Arg::Int(org.0),
         Arg::Text(name.into()),
-    ];
+    ]);
     let row = db.write_returning(&sql, args).await?;
     Ok(row.map(|row| row.text("id")).transpose()?)
 }

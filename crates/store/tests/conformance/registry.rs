@@ -202,9 +202,19 @@ pub async fn connectors_are_found_by_key_prefix_whatever_their_org(store: &dyn S
     assert_eq!(store.find_connector("gk_none").await.unwrap().unwrap().revoked, None, "the key nobody holds");
     assert_eq!(listed().await.revoked, Some(NOW));
     assert_eq!((listed().await.old_key_prefix, listed().await.old_key_until), (None, None));
-    assert_eq!(replace(acme, "gk_again", None).await, Some(us.id.clone()));
+    // Revoked again, it keeps the key first revoked (not the one nobody holds).
+    let again = KeyReplacement::Revoke { at: NOW + 5 };
+    store.replace_connector_key(acme, "US east", "gk_none2", b"y", again).await.unwrap();
+    let found = store.find_connector("gk_last").await.unwrap().expect("the key first revoked");
+    assert_eq!((found.key_until, found.revoked), (Some(NOW), Some(NOW + 5)));
+    assert!(store.find_connector("gk_none").await.unwrap().is_none());
+    // A new key with an overlap: there is no old key to overlap.
+    let overlap = KeyReplacement::Overlap { until: NOW + 10 };
+    store.replace_connector_key(acme, "US east", "gk_again", b"z", overlap).await.unwrap();
     assert_eq!(listed().await.revoked, None, "a new key is no longer revoked");
+    assert_eq!((listed().await.old_key_prefix, listed().await.old_key_until), (None, None));
     assert!(store.find_connector("gk_last").await.unwrap().is_none(), "nor is the revoked key found");
+    assert!(store.find_connector("gk_none2").await.unwrap().is_none(), "nor the one nobody holds");
 }
 
 pub async fn ingest_stores_each_event_once(store: &dyn Store) {
