@@ -345,17 +345,18 @@ fn literal_passwords(
     let uri_start = find(inside, text.start, b"://");
     let uri = uri_start.and_then(|scheme_end| {
         let authority = scheme_end + 3;
-        // Read as SQL, a quote or a space ends the literal the URI is in, or the URI.
-        let ends = |b: &u8| matches!(b, b'/' | b'?') || read_as_sql && (*b == b'\'' || b.is_ascii_whitespace());
+        // A space ends a URI (one holds none: it is percent-encoded), so that the SQL of a
+        // literal a function runs (`EXECUTE '... ''postgres://h:x'' OR true'`) is never taken
+        // for one's password; read as SQL, so does a quote, which ends the literal it is in.
+        let ends = |b: &u8| matches!(b, b'/' | b'?') || b.is_ascii_whitespace() || read_as_sql && *b == b'\'';
         let end = inside[authority..].iter().position(ends).map_or(inside.len(), |n| authority + n);
-        let at = match inside[authority..end].iter().rposition(|&b| b == b'@') {
-            Some(at) => at + authority,
-            // A connection URI the literal ends within, before any `@`: a string joined to it
-            // brings the rest (`'postgresql://u:' || 'pw' || '@h'`), so what follows a `:`
-            // here may be its password, or the start of it.
-            None if end == inside.len() && is_postgres_scheme(&inside[text.start..scheme_end]) => end,
-            None => return None,
+        let Some(at) = inside[authority..end].iter().rposition(|&b| b == b'@') else {
+            // A connection URI the literal ends with its `user:`: the password is a string
+            // joined to it (`'postgresql://u:' || 'pw' || '@h'`).
+            let leaves = end == inside.len() && inside[authority..end].ends_with(b":");
+            return (leaves && is_postgres_scheme(&inside[text.start..scheme_end])).then_some(end..end);
         };
+        let at = at + authority;
         let colon = inside[authority..at].iter().position(|&b| b == b':')? + authority;
         Some(colon + 1..at)
     });
@@ -399,13 +400,17 @@ fn literal_passwords(
     following
 }
 
-/// Where the next part of a literal continued on the next line starts, when `at` is where its
-/// part ends (`'...password='` newline `'secret'`, one string to PostgreSQL); else `at`.
-fn past_continuation(bytes: &[u8], at: usize) -> usize {
-    match bytes.get(at) {
-        Some(b'\'') => continued(bytes, at + 1).map_or(at, |quote| quote + 1),
-        _ => at,
+/// Where the value starts that follows `at` across the ends of the parts of a literal continued
+/// on the next line (`'...password='` newline `' secret'`, one string to PostgreSQL), and the
+/// spaces before it, as libpq skips them; `at` when no part ends there.
+fn past_continuation(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at) == Some(&b'\'') {
+        match continued(bytes, at + 1) {
+            Some(quote) => at = skip_spaces(bytes, quote + 1),
+            None => break,
+        }
     }
+    at
 }
 
 /// Whether a URI's scheme, the end of `before`, is a PostgreSQL connection URI's.
@@ -1148,17 +1153,23 @@ mod tests {
                 "select dblink_connect(concat('postgresql://u:', 'S3cret7', '@h/db'))",
                 "select dblink_connect(concat('postgresql://u:', '[redacted]', '@h/db'))",
             ),
-            (
-                "select dblink_connect('postgresql://rep:S3cret8' || '@' || 'h')",
-                "select dblink_connect('postgresql://rep:[redacted]' || '@' || 'h')",
-            ),
-            // Other URIs keep their ports.
+            // A URI's port is no password, and what follows a space no part of the URI: a
+            // literal may be SQL a function runs (rv29).
+            ("select 'postgresql://localhost:5432'", "select 'postgresql://localhost:5432'"),
             ("select 'http://example.com:8080'", "select 'http://example.com:8080'"),
+            (
+                "DO $$ BEGIN EXECUTE 'DELETE FROM t WHERE note = ''postgres://h:x'' OR note <> ''a@b'''; END $$",
+                "DO $$ BEGIN EXECUTE 'DELETE FROM t WHERE note = ''postgres://h:x'' OR note <> ''a@b'''; END $$",
+            ),
             // Found by a review (rv28): a literal continued on the next line is one string, its
             // password in the next part.
             (
                 "select dblink_connect('host=db password='\n'S3cret9 dbname=x')",
                 "select dblink_connect('host=db password='\n'[redacted] dbname=x')",
+            ),
+            (
+                "select dblink_connect('host=db password='\n''\n' S3cret11 dbname=x')",
+                "select dblink_connect('host=db password='\n''\n' [redacted] dbname=x')",
             ),
             (
                 "DO $$ BEGIN EXECUTE 'ALTER ROLE r PASSWORD '\n'''S3cret10'''; END $$",

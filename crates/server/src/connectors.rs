@@ -86,7 +86,7 @@ type TimestampField = buffa::MessageField<Timestamp, buffa::Inline<Timestamp>>;
 /// A reported time in microseconds, `None` when absent. A connector reports what its clock
 /// read: a time before 2000 or over a day past the control plane's `now` is no reading of a
 /// clock, and would stretch every histogram and duration of the organization.
-fn micros(t: &TimestampField, now: Micros) -> Result<Option<Micros>, ConnectError> {
+fn micros(t: &TimestampField, now: Micros, ahead: Micros) -> Result<Option<Micros>, ConnectError> {
     /// 2000-01-01T00:00:00Z.
     const EARLIEST_SECONDS: i64 = 946_684_800;
     const DAY_SECONDS: i64 = 86_400;
@@ -94,16 +94,35 @@ fn micros(t: &TimestampField, now: Micros) -> Result<Option<Micros>, ConnectErro
     t.as_option()
         .map(|t| {
             in_micros(t.seconds, t.nanos, EARLIEST_SECONDS..=latest)
-                // What a connector reports has happened by the time the report arrives: a time
-                // after that is its clock running ahead of ours. Taken as is, a session that
-                // has ended would end in the future, and listings by end time or duration
-                // (which take a session as ended once its end is past) would hold it active.
-                .map(|at| at.min(now))
+                // What a connector reports has happened by the time the report arrives: its
+                // clock runs `ahead` of ours. Taken as is, a session that has ended would end
+                // in the future, and listings by end time or duration (which take a session as
+                // ended once its end is past) would hold it active.
+                .map(|at| (at - ahead).min(now))
                 .ok_or_else(|| {
                     invalid("a reported time must be after 2000 and at most a day ahead of the control plane's clock")
                 })
         })
         .transpose()
+}
+
+/// How far the latest time of a report's `events` (a session's start or end, a statement's
+/// start) is ahead of `now`, up to a day: what the reporting connector's clock runs ahead of
+/// ours at least. The report's times are moved back by that much, together, so that none is
+/// after its arrival and the intervals between them stay as they were.
+fn ahead_of(events: &[wire::Event], now: Micros) -> Micros {
+    let at = |t: &TimestampField| {
+        t.as_option()
+            .map_or(i64::MIN, |t| t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1_000))
+    };
+    let latest = events.iter().filter_map(|event| match &event.kind {
+        Some(Kind::Start(start)) => Some(at(&start.start_time)),
+        Some(Kind::Statement(statement)) => Some(at(&statement.start_time)),
+        Some(Kind::Running(running)) => Some(at(&running.start_time)),
+        Some(Kind::End(end)) => Some(at(&end.end_time)),
+        None => None,
+    });
+    latest.max().map_or(0, |latest| latest.saturating_sub(now).clamp(0, 86_400_000_000))
 }
 
 /// What a session start must hold to be a connection a connector saw: a resource of its
@@ -178,7 +197,7 @@ impl wire::ConnectorService for ConnectorApi {
                     .previous_runs
                     .iter()
                     .filter(|said| said.run_id == *run)
-                    .filter_map(|said| micros(&said.alive_at, now).ok().flatten())
+                    .filter_map(|said| micros(&said.alive_at, now, 0).ok().flatten())
                     .max(),
             })
             .collect();
@@ -263,6 +282,7 @@ impl wire::ConnectorService for ConnectorApi {
             Vec::new()
         };
         let now = self.clock.now();
+        let ahead = ahead_of(&request.events, now);
         let mut events = Vec::with_capacity(request.events.len());
         for event in request.events {
             if event.session_id.is_empty() {
@@ -279,7 +299,7 @@ impl wire::ConnectorService for ConnectorApi {
                     let technology = resource.map_or("postgres", |r| r.technology.as_str()).to_owned();
                     IngestEvent::Start(Box::new(Session {
                         id: event.session_id,
-                        start: micros(&start.start_time, now)?
+                        start: micros(&start.start_time, now, ahead)?
                             .ok_or_else(|| invalid("a session start needs start_time"))?,
                         end: None,
                         client_ip: start.client_ip_address,
@@ -315,7 +335,7 @@ impl wire::ConnectorService for ConnectorApi {
                     session_id: event.session_id,
                     statement: StatementRecord {
                         seq: event.seq,
-                        start: micros(&s.start_time, now)?.unwrap_or_default(),
+                        start: micros(&s.start_time, now, ahead)?.unwrap_or_default(),
                         duration: duration_micros(s.duration.as_option())?,
                         text: s.text,
                         rows: s.rows,
@@ -329,7 +349,7 @@ impl wire::ConnectorService for ConnectorApi {
                     session_id: event.session_id,
                     statement: StatementRecord {
                         seq: event.seq,
-                        start: micros(&r.start_time, now)?.unwrap_or_default(),
+                        start: micros(&r.start_time, now, ahead)?.unwrap_or_default(),
                         text: r.text,
                         status: StatementStatus::Running,
                         ..StatementRecord::default()
@@ -337,7 +357,7 @@ impl wire::ConnectorService for ConnectorApi {
                 },
                 Some(Kind::End(end)) => IngestEvent::End {
                     session_id: event.session_id,
-                    end: micros(&end.end_time, now)?.ok_or_else(|| invalid("a session end needs end_time"))?,
+                    end: micros(&end.end_time, now, ahead)?.ok_or_else(|| invalid("a session end needs end_time"))?,
                     reason: end.reason,
                 },
                 None => return Err(invalid("an event has no kind (start, statement, running or end)")),

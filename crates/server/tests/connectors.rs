@@ -387,10 +387,11 @@ async fn reported_values_are_kept_as_every_store_can_keep_them() {
     }
 }
 
-/// A connector whose clock runs ahead reports times that have not come yet: they are taken as
-/// the report's arrival, so a session that ended is listed as completed whatever the order.
+/// A connector whose clock runs ahead reports times that have not come yet: they are moved
+/// back together, none after the report's arrival, so a session that ended is listed as
+/// completed whatever the order, and keeps its duration.
 #[tokio::test]
-async fn times_from_a_clock_ahead_are_taken_as_the_reports_arrival() {
+async fn times_from_a_clock_ahead_are_moved_back_together() {
     let s = setup(Harness::start().await).await;
     let ahead = now_micros() + 600_000_000;
     let events = vec![
@@ -404,6 +405,7 @@ async fn times_from_a_clock_ahead_are_taken_as_the_reports_arrival() {
     let end_time = body["session"]["endTime"].as_str().expect("ended");
     let end = gatehouse_core::time::parse_rfc3339(end_time).unwrap().floor();
     assert!(end <= after, "{end_time} is in the future");
+    assert_eq!(body["session"]["duration"], "0.002s", "{body}");
     for sort in ["start_time", "end_time", "duration"] {
         let body = json!({"query": "id:ahead", "sortBy": format!("{sort}:desc")});
         let (_, page) = s.h.call("ListSessionsV2", body).await;

@@ -45,8 +45,12 @@ pub struct Throttle {
 
 #[derive(Debug, Default)]
 struct Window {
-    /// Logins refused unchecked since the failures last reached the limit.
+    /// Logins refused unchecked since the address last went a [`WINDOW`] without one: the
+    /// first [`LOGGED_REFUSALS`] are logged, however often the limit is reached again.
     refused: u32,
+    last_refused: Option<Instant>,
+    /// When the limit was last said to be reached: once a [`WINDOW`] at most.
+    told: Option<Instant>,
     /// Logins being checked: any may be a guess, so failures and these together stay within
     /// the limit (a client opening 200 connections at once gets 20 checks, not 200).
     checking: u32,
@@ -101,9 +105,12 @@ impl Throttle {
         window.forget_before(now);
         if window.throttles() {
             window.refused += 1;
+            window.last_refused = Some(now);
             return Some(Err(window.refused));
         }
-        window.refused = 0;
+        if window.last_refused.is_some_and(|at| now >= at + WINDOW) {
+            (window.refused, window.last_refused) = (0, None);
+        }
         if window.counted(guess) {
             return Some(Ok(uncounted));
         }
@@ -117,7 +124,8 @@ impl Throttle {
 
 impl Check<'_> {
     /// The check is over: `guessed` says whether it found a guess, counted once per distinct
-    /// one. True when this one reached the limit.
+    /// one. True when this one reached the limit, and it was not reached in the [`WINDOW`]
+    /// before (a guesser that keeps at it is told of once a window).
     pub fn done(mut self, guessed: bool, now: Instant) -> bool {
         self.settle(guessed, now)
     }
@@ -134,7 +142,11 @@ impl Check<'_> {
                 return false;
             }
             window.guesses.push((self.guess, now));
-            window.failures() == MAX_FAILURES
+            let tell = window.failures() == MAX_FAILURES && window.told.is_none_or(|at| now >= at + WINDOW);
+            if tell {
+                window.told = Some(now);
+            }
+            tell
         });
         drop(windows);
         self.throttle.checked.notify_waiters();
@@ -206,6 +218,25 @@ mod tests {
         assert_eq!(refuses(&throttle, guesser, start + WINDOW + Duration::from_secs(2)), Some(1));
         // Refused until the oldest guess is a minute old.
         assert_eq!(refuses(&throttle, guesser, late + WINDOW), None);
+    }
+
+    /// A guesser that keeps at it is told of once a window, and its refusals are numbered on
+    /// (only the first ones are logged) however often its oldest guess leaves the window.
+    #[test]
+    fn a_steady_guesser_is_told_of_once_a_window() {
+        let throttle = Throttle::default();
+        let (guesser, start) = ("10.0.0.1".parse().unwrap(), Instant::now());
+        let second = Duration::from_secs(1);
+        for i in 1..u64::from(MAX_FAILURES) {
+            assert!(!guess(&throttle, guesser, i, start + second * i as u32));
+        }
+        let full = start + second * MAX_FAILURES;
+        assert!(guess(&throttle, guesser, 100, full), "told once");
+        assert_eq!(refuses(&throttle, guesser, full), Some(1));
+        // The first guess leaves the window: one more is checked, and the limit reached again.
+        let slid = start + WINDOW + second + Duration::from_millis(1);
+        assert!(!guess(&throttle, guesser, 101, slid), "not told again within the window");
+        assert_eq!(refuses(&throttle, guesser, slid), Some(2), "numbered on");
     }
 
     #[test]

@@ -126,7 +126,8 @@ pub(crate) async fn identity(
         tracing::warn!(
             %peer,
             failures = throttle::MAX_FAILURES,
-            "too many failed identity logins from this address: its logins are refused unchecked for {} s",
+            "too many failed identity logins from this address: its logins are refused unchecked while it \
+             has had that many in the last {} s",
             throttle::WINDOW.as_secs(),
         );
     }
@@ -249,7 +250,7 @@ impl Refusal<'_> {
             tracing::warn!(
                 peer = %self.peer,
                 "{nth} identity logins from this address refused unchecked: further ones are counted, not logged, \
-                 until {} s after its first failure",
+                 until it goes {} s without one",
                 throttle::WINDOW.as_secs(),
             );
         }
