@@ -83,6 +83,12 @@ async function until(ready, what) {
   }
   throw new Error(`gave up waiting: ${what}`);
 }
+/** Where `locator` is on the page, once it is there: a chart redrawn as this asks is briefly none. */
+async function boxOf(locator) {
+  let box = null;
+  await until(async () => (box = await locator.boundingBox()) !== null, 'an element on the page');
+  return box;
+}
 const rowIds = (page) => page.$$eval('#rows tr[data-id]', (rows) => rows.map((r) => r.dataset.id));
 const column = (page, label) => page.$$eval(`#rows td[data-label="${label}"]`, (cells) => cells.map((c) => c.textContent.trim()));
 const param = (page, name) => new URL(page.url()).searchParams.get(name);
@@ -266,7 +272,7 @@ test('a long native role is clipped like the other free-text columns', async (t)
   assert.ok(clipped <= 0, `every column still fits at 1280 px: ${clipped}px too wide`);
   const cell = page.locator('#rows td[data-label="Native role"]').first();
   assert.equal(await cell.getAttribute('title'), role, 'the full role is the tooltip');
-  assert.ok((await cell.boundingBox()).width < 200);
+  assert.ok((await boxOf(cell)).width < 200);
   const connector = await page.locator('#rows td[data-label="Connector"]').first().boundingBox();
   assert.ok(connector.x + connector.width <= 1280, 'Connector stays on screen');
 });
@@ -628,7 +634,7 @@ test('the Users facet counts every user, under the name the table shows', async 
 test('Escape during a drag across the histogram cancels it', async (t) => {
   const page = await open(t, { path: '/?range=7d' });
   await signIn(page);
-  const box = await page.locator('#histogram svg').boundingBox();
+  const box = await boxOf(page.locator('#histogram svg'));
   await page.mouse.move(box.x + box.width * 0.2, box.y + box.height / 2);
   await page.mouse.down();
   await page.mouse.move(box.x + box.width * 0.4, box.y + box.height / 2, { steps: 8 });
@@ -643,7 +649,7 @@ test('Escape during a drag across the histogram cancels it', async (t) => {
 test('dragging across the histogram narrows the window', async (t) => {
   const page = await open(t, { path: '/?range=7d' });
   await signIn(page);
-  const box = await page.locator('#histogram svg').boundingBox();
+  const box = await boxOf(page.locator('#histogram svg'));
   const mark = await loadMark(page);
   await page.mouse.move(box.x + box.width * 0.2, box.y + box.height / 2);
   await page.mouse.down();
@@ -839,8 +845,8 @@ test('between phone and desktop widths the top bar stays visible and usable with
     for (const selector of [...TOP_CONTROLS, '#detail-close']) {
       assert.equal(await reachable(page, selector), true, `${width} px: ${selector} is not under the panel`);
     }
-    const controls = await page.locator('.controls').boundingBox();
-    const panel = await page.locator('#detail').boundingBox();
+    const controls = await boxOf(page.locator('.controls'));
+    const panel = await boxOf(page.locator('#detail'));
     assert.ok(panel.y >= controls.y + controls.height - 1, `${width} px: the panel (top ${panel.y}) starts below the controls`);
     assert.ok(panel.y + panel.height <= 801, `${width} px: the panel reaches the bottom of the window`);
 
@@ -1816,7 +1822,7 @@ test('at 390 px wide the views stay readable', async (t) => {
   const id = (await rowIds(page))[0];
   await sessionButton(page, id).click();
   await page.waitForSelector('#detail dl.fields dt');
-  const panel = await page.locator('#detail').boundingBox();
+  const panel = await boxOf(page.locator('#detail'));
   assert.ok(panel.width <= 390);
   await page.screenshot({ path: `${ARTIFACTS}detail-390.png` });
 });
@@ -1835,12 +1841,12 @@ test('on a phone a vertical swipe over the histogram scrolls; a tap picks a bar,
   const page = await open(t, { width: 390, height: 844, path: '/?range=7d', phone: true });
   await signIn(page);
   const chart = page.locator('#histogram svg');
-  let box = await chart.boundingBox();
+  let box = await boxOf(chart);
   const mark = await loadMark(page);
   await swipe(page, box.x + box.width / 2, box.y + box.height / 2, box.x + box.width / 2 + 1, box.y + box.height / 2 - 150);
   await page.waitForFunction(() => window.scrollY > 50);
   // A mouse pressed and moved up only picks nothing either.
-  box = await chart.boundingBox();
+  box = await boxOf(chart);
   await page.mouse.move(box.x + box.width / 2, box.y + box.height - 30);
   await page.mouse.down();
   await page.mouse.move(box.x + box.width / 2 + 2, box.y + 20, { steps: 5 });
@@ -1849,7 +1855,7 @@ test('on a phone a vertical swipe over the histogram scrolls; a tap picks a bar,
   assert.equal(await loadMark(page), mark, 'nothing loaded');
 
   await page.evaluate(() => window.scrollTo(0, 0));
-  box = await chart.boundingBox();
+  box = await boxOf(chart);
   let next = await loadMark(page);
   await page.touchscreen.tap(box.x + box.width / 2, box.y + box.height / 2);
   await loaded(page, next);
@@ -1860,7 +1866,7 @@ test('on a phone a vertical swipe over the histogram scrolls; a tap picks a bar,
   next = await loadMark(page);
   await preset(page, '7d').click();
   await loaded(page, next);
-  box = await chart.boundingBox();
+  box = await boxOf(chart);
   next = await loadMark(page);
   await swipe(page, box.x + box.width * 0.2, box.y + box.height / 2, box.x + box.width * 0.6, box.y + box.height / 2);
   await loaded(page, next);
