@@ -77,7 +77,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
     let url = format!("http://{}", listener.local_addr()?);
     let connector = match metrics_listen {
-        Some(metrics_listen) => Some(dev_connector(store.as_ref(), org.id, &args, &url, metrics_listen).await?),
+        Some(metrics_listen) => {
+            Some(dev_connector(store.as_ref(), org.id, &args, data_dir, &url, metrics_listen).await?)
+        }
         None => None,
     };
     say!(
@@ -190,11 +192,12 @@ async fn answers(upstream: &HostPort) -> bool {
 }
 
 /// Registers the local PostgreSQL and a dev connector (once) and returns the
-/// connector's configuration.
+/// connector's configuration, its key and state in `data_dir` (see [`dev_dir`]).
 async fn dev_connector(
     store: &dyn Store,
     org: OrgId,
     args: &DevArgs,
+    data_dir: &Path,
     api_url: &str,
     metrics_listen: SocketAddr,
 ) -> anyhow::Result<Config> {
@@ -211,8 +214,7 @@ async fn dev_connector(
             create_with_free_name(DEV_RESOURCE, create).await?
         }
     };
-    let data_dir = dev_dir(&args.store);
-    let key = dev_connector_key(store, org, &data_dir).await?;
+    let key = dev_connector_key(store, org, data_dir).await?;
     Ok(Config {
         control_plane: ControlPlane { url: api_url.to_owned(), key, ca_file: None, url_from_file: None },
         listeners: vec![Listener::new(args.proxy_listen, &resource.id, Some(&args.upstream.to_string()))],

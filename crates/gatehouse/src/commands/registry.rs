@@ -130,8 +130,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             let change = until.map_or(KeyReplacement::Rotate, |until| KeyReplacement::Overlap { until });
             let store = open_existing_store(&store).await?;
             let org_id = existing_org(store.as_ref(), &org).await?;
-            let revoked =
-                store.list_connectors(org_id).await?.into_iter().find(|c| c.name == name).and_then(|c| c.revoked);
+            let revoked = revoked_at(store.as_ref(), org_id, &name).await?;
             let replaced = replace_key(store.as_ref(), org_id, &name, change).await?;
             let old = match (revoked, until) {
                 (Some(at), _) => format!(
@@ -153,8 +152,7 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             // An old key a rotation let overlap stops too.
             let store = open_existing_store(&store).await?;
             let org_id = existing_org(store.as_ref(), &org).await?;
-            let connectors = store.list_connectors(org_id).await?;
-            if let Some(at) = connectors.iter().find(|c| c.name == name).and_then(|c| c.revoked) {
+            if let Some(at) = revoked_at(store.as_ref(), org_id, &name).await? {
                 note!(
                     "The key of connector {name:?} was revoked already, at {}: nothing changed. \
                      `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
@@ -172,6 +170,11 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// When the key of the connector named `name` was revoked, if it is.
+async fn revoked_at(store: &dyn Store, org: OrgId, name: &str) -> anyhow::Result<Option<gatehouse_core::Micros>> {
+    Ok(store.list_connectors(org).await?.into_iter().find(|c| c.name == name).and_then(|c| c.revoked))
 }
 
 async fn replace_key(
