@@ -595,6 +595,40 @@ async fn statements_before_an_unreadable_message_run_and_are_recorded() {
     }
 }
 
+/// A statement larger than a login may send (128 KiB), sent behind the startup packet, waits
+/// for the login and runs, as directly: the login's limit is for its own messages (found by a
+/// review: it ended the connection after AuthenticationOk). Also when it follows a smaller one.
+#[tokio::test]
+async fn a_large_statement_behind_the_startup_packet_runs_after_the_login() {
+    let mut proxy = Proxy::start().await;
+    let startup =
+        StartupMessage::new(PROTOCOL_3_0, vec![("user".into(), "postgres".into()), ("database".into(), "test".into())])
+            .unwrap();
+    let large = format!("select length('{}')", "a".repeat(200_000));
+    for statements in [vec![large.clone()], vec!["select 1".to_owned(), large.clone()]] {
+        let mut bytes = BytesMut::from(startup.frame().as_ref());
+        for sql in &statements {
+            gatehouse_pgwire::frontend::Query::new(sql).encode(&mut bytes);
+        }
+        Terminate.encode(&mut bytes);
+        let mut raw = Raw::connect(proxy.addr).await;
+        raw.send(&bytes).await;
+        let mut tags = Vec::new();
+        let mut values = Vec::new();
+        while let Some(msg) = raw.recv().await {
+            if msg.tag() == b'D' {
+                values.push(String::from_utf8_lossy(&msg.frame()[11..]).into_owned());
+            }
+            tags.push(msg.tag());
+        }
+        assert!(!tags.contains(&b'E'), "{:?}", String::from_utf8_lossy(&tags));
+        assert_eq!(values.last().map(String::as_str), Some("200000"), "{values:?}");
+        let session = proxy.ended_session().await;
+        let texts: Vec<&str> = session.statements.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, statements, "recorded in the session that ran them");
+    }
+}
+
 #[tokio::test]
 async fn large_messages_share_a_memory_budget_and_give_it_back() {
     const MIB: usize = 1024 * 1024;

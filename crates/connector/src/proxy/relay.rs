@@ -361,6 +361,10 @@ impl Relay {
                         }
                     }
                     Ok(Filled::Closed) => break End::Client,
+                    // A statement sent behind the startup packet waits for the login, as it
+                    // would in the database's socket buffer, and is then held to the limit of
+                    // an authenticated client, not to the login's.
+                    Err(WireError::TooLarge { .. }) if self.waits_for_login(0) => self.held_for_login = true,
                     Err(error) => break End::client_read(error),
                 },
             }
@@ -487,13 +491,14 @@ impl Relay {
         // The run to pass on starts after the last Flush put in.
         let (mut run_start, mut scanned) = (0, 0);
         let result = loop {
+            // Before its length is checked, which is against the login's limit until then.
+            if self.waits_for_login(scanned) {
+                self.held_for_login = true;
+                break Ok(());
+            }
             match self.client_reader.message_at(scanned) {
                 Ok(Some(msg)) => {
                     let tag = msg.tag();
-                    if tag != b'p' && self.login_owed() {
-                        self.held_for_login = true;
-                        break Ok(());
-                    }
                     scanned += msg.len();
                     self.recorder.on_client(msg, now);
                     if tag == b'X' {
@@ -633,6 +638,13 @@ impl Relay {
     /// (It answers, or closes once it reads the end of what the client sent.)
     fn owed(&self, every_answer: bool) -> bool {
         self.recorder.is_running() || self.login_owed() || (every_answer && self.recorder.awaiting() > 0)
+    }
+
+    /// Whether the client's message at `offset` in its reader waits for the login to complete:
+    /// anything but an answer to the database's request for a password, while it owes the rest
+    /// of the login.
+    fn waits_for_login(&self, offset: usize) -> bool {
+        self.login_owed() && self.client_reader.buffered_bytes().get(offset).is_some_and(|&tag| tag != b'p')
     }
 
     /// Whether the database owes the rest of a login: no session yet, and nothing asked of
