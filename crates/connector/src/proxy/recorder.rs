@@ -340,6 +340,8 @@ pub(crate) struct Recorder {
 
 /// The text of a Bind of the unnamed statement, or an Execute of the unnamed portal, when
 /// there is none (a failed Parse or Bind left none): as a comment, it reads as no SQL.
+/// The SQLSTATE recorded for an error the server sent without one: PostgreSQL's `internal_error`.
+const SQLSTATE_UNNAMED_ERROR: &str = "XX000";
 const NO_UNNAMED_STATEMENT: &str = "-- the unnamed prepared statement, which did not exist";
 const NO_UNNAMED_PORTAL: &str = "-- the unnamed portal, which did not exist";
 
@@ -469,8 +471,10 @@ impl Recorder {
             b's' => self.suspend_front(now),
             b'E' => {
                 self.copy_in = false;
+                // PostgreSQL always names its error's SQLSTATE: one without (a broken or hostile
+                // server) is still an error, recorded as PostgreSQL's catch-all, not a success.
                 let code = msg.decode::<ErrorResponse>().ok().and_then(|e| e.code().map(str::to_owned));
-                self.on_error(code, msg.len() as i64, now);
+                self.on_error(code.unwrap_or_else(|| SQLSTATE_UNNAMED_ERROR.to_owned()), msg.len() as i64, now);
             }
             b'Z' => {
                 self.copy_in = false;
@@ -731,7 +735,8 @@ impl Recorder {
     }
 
     /// An ErrorResponse of `bytes`, for the request at the front.
-    fn on_error(&mut self, code: Option<String>, bytes: i64, now: i64) {
+    fn on_error(&mut self, code: String, bytes: i64, now: i64) {
+        let code = Some(code);
         let failed = match self.queue.front_mut() {
             Some(Entry::Simple(p)) => {
                 // A simple query goes on to ReadyForQuery; its first error is the one.
@@ -1362,6 +1367,17 @@ mod tests {
         let client = [msg(b'Q', "set client_encoding to 'LATIN1'; select 'café'\0".as_bytes())];
         let server = [latin1(), complete("SET"), row(), complete("SELECT 1"), ready()];
         assert_eq!(run(&client, &server)[0].0, "set client_encoding to 'LATIN1'; select 'café'");
+    }
+
+    #[test]
+    fn an_error_without_a_sqlstate_is_recorded_as_one() {
+        // A broken server's ErrorResponse: no fields, or a body that is none.
+        for server_error in [msg(b'E', b"\0"), msg(b'E', b""), msg(b'E', b"Mboom\0\0")] {
+            let simple = run(&[msg(b'Q', b"select 1\0")], &[server_error.clone(), ready()]);
+            assert_eq!(simple, [s("select 1", 0, "XX000")]);
+            let extended = run(&[parse("", "select 1"), bind("", ""), execute(""), sync()], &[server_error, ready()]);
+            assert_eq!(extended, [s("select 1", 0, "XX000")]);
+        }
     }
 
     #[test]
