@@ -199,6 +199,25 @@ async fn statements_past_the_timeout_are_stopped_and_migrations_are_not() {
     assert!(store.list_sessions(org, &ListQuery::newest(10, NOW)).await.unwrap().is_empty());
 }
 
+/// A replica that hangs in the middle of a transaction (stopped, a paused VM, a network cut)
+/// holds its locks only until PostgreSQL ends its transaction, idle 10 s: another replica's
+/// reads and writes then go on, within their statement timeout (found by a review: a replica
+/// stopped mid-write stalled every connector's reports).
+#[tokio::test]
+async fn a_transaction_left_idle_by_a_hung_replica_is_ended_and_lets_the_others_go_on() {
+    let db = TestDatabase::create().await;
+    let hung = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let other = PgStore::connect_with(db.options(), small_pool()).await.unwrap();
+    let org = other.ensure_org("acme").await.unwrap().id;
+    let mut stuck = hung.pool().begin().await.unwrap();
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE").execute(&mut *stuck).await.unwrap();
+    let waited = std::time::Instant::now();
+    assert!(other.list_sessions(org, &ListQuery::newest(10, NOW)).await.unwrap().is_empty());
+    let waited = waited.elapsed();
+    assert!(waited >= Duration::from_secs(9), "the lock was held until then: {waited:?}");
+    assert!(stuck.commit().await.is_err(), "the hung transaction was ended");
+}
+
 /// A connection of its own holding `table` locked, in a transaction.
 async fn locked(db: &TestDatabase, table: &str) -> PgConnection {
     let mut conn = PgConnection::connect_with(&db.options()).await.unwrap();

@@ -136,6 +136,7 @@ impl PgStore {
                 let timeout = timeout.clone();
                 Box::pin(async move {
                     conn.execute("SET plan_cache_mode = force_custom_plan").await?;
+                    conn.execute(IDLE_IN_TRANSACTION_TIMEOUT).await?;
                     set_statement_timeout(conn, &timeout).await?;
                     Ok(())
                 })
@@ -406,6 +407,14 @@ fn classify_sqlx(error: sqlx::Error) -> StoreError {
         StoreError::Database(error)
     }
 }
+
+/// Ends a transaction of ours idle this long between two statements, and its connection. Ours
+/// wait on nothing but the database between statements (milliseconds), so one idle this long
+/// is a replica's that hangs (stopped, a paused VM, a network cut): its locks (a session's row,
+/// the rollup's, the recording gate) would hold up the recording and the walks of every other
+/// replica until it came back, hours later for a network cut (found by a review: a replica
+/// stopped mid-write stalled every connector's reports).
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "SET idle_in_transaction_session_timeout = '10s'";
 
 /// Sets the connection's `statement_timeout` (milliseconds; "0" for none).
 async fn set_statement_timeout(conn: &mut PgConnection, millis: &str) -> Result<(), sqlx::Error> {
