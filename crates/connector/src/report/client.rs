@@ -50,6 +50,9 @@ pub struct ControlPlane {
     clients: Arc<[ConnectorServiceClient<Transport>]>,
     /// The one calls go to; shared by the clones, so that every task moves on together.
     current: Arc<AtomicUsize>,
+    /// Woken when calls move on from one replica to the next: a call still waiting on the one
+    /// left (a replica that hangs) is made again on the next rather than waited out.
+    moved: Arc<tokio::sync::Notify>,
     /// Whether the last call found its control plane unreachable: a move to the next one is
     /// logged as a warning once per outage, not at every retry.
     moving: Arc<AtomicBool>,
@@ -107,6 +110,7 @@ impl ControlPlane {
         Ok(Self {
             clients,
             current: Arc::default(),
+            moved: Arc::default(),
             moving: Arc::default(),
             metrics: Arc::default(),
             key_doubted: Arc::default(),
@@ -155,7 +159,18 @@ impl ControlPlane {
         let mut refused: Option<ConnectError> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let result = bounded(left, call(&self.clients[at], CallOptions::default().with_timeout(left))).await;
+            let attempt = bounded(left, call(&self.clients[at], CallOptions::default().with_timeout(left)));
+            let result = match on_silence {
+                // Left meanwhile (found hanging by another call): made again on the next one.
+                OnSilence::NextReplica => tokio::select! {
+                    result = attempt => result,
+                    () = self.moved_from(at) => Err(ConnectError::new(
+                        ErrorCode::Unavailable,
+                        "the control plane stopped answering the connector's other calls: calls go to the next one",
+                    )),
+                },
+                OnSilence::GiveUp => attempt.await,
+            };
             let Err(error) = &result else {
                 self.moving.store(false, Ordering::Relaxed);
                 self.metrics.control_plane_reachable.store(1, Ordering::Relaxed);
@@ -191,7 +206,7 @@ impl ControlPlane {
                 };
             }
             let next = (at + 1) % self.clients.len();
-            if self.current.compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            if self.move_on(at) {
                 let to = self.clients[next].config().base_uri();
                 // The whole chain, and what to do: a refused certificate is in the sources.
                 let advice = gatehouse_tls::advice(error, "control_plane.ca_file (or GATEHOUSE_CA_FILE)");
@@ -221,11 +236,37 @@ impl ControlPlane {
     /// Moves every later call from `replica` to the next one, when calls still go to `replica`
     /// (another task may have moved them already): it hangs, as `why` says.
     pub fn leave_replica(&self, replica: usize, why: &str) {
-        let next = (replica + 1) % self.clients.len();
-        if next != replica && self.current.compare_exchange(replica, next, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-        {
+        if self.move_on(replica) {
+            let next = (replica + 1) % self.clients.len();
             let (from, to) = (self.clients[replica].config().base_uri(), self.clients[next].config().base_uri());
             tracing::warn!(%from, %to, "control plane unresponsive ({why}): trying the next one");
+        }
+    }
+
+    /// Moves every later call from `replica` to the next one, unless they go elsewhere already
+    /// (another task moved them), and wakes the calls waiting on `replica`; returns whether
+    /// this moved them.
+    fn move_on(&self, replica: usize) -> bool {
+        let next = (replica + 1) % self.clients.len();
+        let moved = next != replica
+            && self.current.compare_exchange(replica, next, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        if moved {
+            self.moved.notify_waiters();
+        }
+        moved
+    }
+
+    /// Resolves once calls no longer go to `replica`.
+    async fn moved_from(&self, replica: usize) {
+        loop {
+            // Registered before the check, so that a move between the two is not missed.
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self.current_replica() != replica {
+                return;
+            }
+            moved.await;
         }
     }
 
