@@ -140,19 +140,11 @@ impl Lowerer {
                     ))
                 })?;
                 let field = resolve(&name)?;
-                // Spaces separate values in this syntax; commas, as many write them
-                // (`IN [postgres, mysql]`), do too, rather than becoming part of a value.
-                // Escaped as a term's value is (`alice\@example.com`). The grammar drops a set
-                // value's quotes, so `*` and `~` stay literal here: `IN ["db*"]` is not a prefix.
-                let elements: Vec<String> = elements
-                    .iter()
-                    .flat_map(|element| element.split(','))
-                    .filter(|value| !value.is_empty())
-                    .map(|value| {
-                        let mut chars = value.chars().peekable();
-                        std::iter::from_fn(|| chars.next().map(|c| unescape(c, &mut chars))).collect()
-                    })
-                    .collect();
+                // Spaces separate values in this syntax (and commas, made spaces in
+                // `prepare`). Escaped as a term's value is (`alice\@example.com`). The grammar
+                // drops a set value's quotes, so `*` and `~` stay literal here: `IN ["db*"]` is
+                // not a prefix.
+                let elements: Vec<String> = elements.iter().map(|element| unescaped(element)).collect();
                 self.count(elements.len().max(1))?;
                 // A date is its whole day, as in a term: one range each.
                 let (days, values): (Vec<String>, Vec<String>) =
@@ -403,12 +395,14 @@ fn every_v4(field: Field) -> Expr {
     Expr::pred(field, Op::Cidr { first, last })
 }
 
-/// A range or comparison bound as quoted (`>"2001:db8::1"`): the grammar keeps the quotes
-/// there, where a term's value would have lost them, and the `\` escapes inside.
+/// A range or comparison bound as written. Quoted (`>"2001:db8::1"`), the grammar keeps the
+/// quotes there, where a term's value would have lost them, and the `\` escapes inside. Out of
+/// quotes, an escaped punctuation mark is that mark, as in a term's value (`<=okta\|00u1` is
+/// `okta|00u1`).
 fn unquote(text: String) -> String {
     let quoted = text.len() >= 2 && ['"', '\''].into_iter().any(|q| text.starts_with(q) && text.ends_with(q));
     if !quoted {
-        return text;
+        return unescaped(&text);
     }
     let mut out = String::with_capacity(text.len());
     let mut chars = text[1..text.len() - 1].chars();
@@ -463,6 +457,12 @@ fn word(phrase: &str) -> Result<(String, bool), QueryError> {
         }
     }
     Ok((value, false))
+}
+
+/// `text` with each escaped punctuation mark read as that mark (see [`unescape`]).
+fn unescaped(text: &str) -> String {
+    let mut chars = text.chars().peekable();
+    std::iter::from_fn(|| chars.next().map(|c| unescape(c, &mut chars))).collect()
 }
 
 /// `c`, or when it is a `\` before a punctuation mark, that mark (taken from `rest`): a letter

@@ -10,9 +10,12 @@
 //!   takes for a field's, the field being what comes before it. Comparisons and ranges read the
 //!   same value unquoted; escaped, so does a term.
 //! - `*:*`, Lucene's "every document", which the grammar cannot read: as `*`.
+//! - A comma between a set's values (`IN [postgres, mysql]`), as many write them: as a space,
+//!   which the grammar splits on. Only where it would: a comma quoted or escaped is a value's.
 //!
-//! Only backslashes are inserted, and `*:*` is written `*  `, of the same length, so a position
-//! in the result maps back to the text as written with [`crate::juxtapose::original_offset`].
+//! Only backslashes are inserted, `*:*` is written `*  ` and a comma ` `, of the same length,
+//! so a position in the result maps back to the text as written with
+//! [`crate::juxtapose::original_offset`].
 
 use std::borrow::Cow;
 
@@ -28,15 +31,16 @@ type Inserted = Vec<(usize, usize)>;
 
 /// The text as the grammar should get it, and where backslashes went in.
 pub(crate) fn prepare(text: &str) -> Result<(Cow<'_, str>, Inserted), QueryError> {
-    let mut scanner = Scanner { text, at: 0, escapes: Vec::new(), match_all: Vec::new() };
+    let mut scanner = Scanner { text, at: 0, escapes: Vec::new(), match_all: Vec::new(), commas: Vec::new() };
     scanner.query()?;
-    let Scanner { escapes, match_all, .. } = scanner;
-    if escapes.is_empty() && match_all.is_empty() {
+    let Scanner { escapes, match_all, commas, .. } = scanner;
+    if escapes.is_empty() && match_all.is_empty() && commas.is_empty() {
         return Ok((Cow::Borrowed(text), Vec::new()));
     }
-    // Both in order; merged, each edit is where it goes in the text as written.
+    // Each in order; merged, each edit is where it goes in the text as written.
     let mut edits: Vec<(usize, &str, usize)> = escapes.into_iter().map(|(at, escape)| (at, escape, 0)).collect();
     edits.extend(match_all.into_iter().map(|at| (at, "*  ", "*:*".len())));
+    edits.extend(commas.into_iter().map(|at| (at, " ", 1)));
     edits.sort_by_key(|&(at, _, _)| at);
     let mut out = String::with_capacity(text.len() + edits.len() * 2);
     let mut inserted = Vec::with_capacity(edits.len());
@@ -62,6 +66,8 @@ struct Scanner<'a> {
     escapes: Vec<(usize, &'static str)>,
     /// Where a `*:*` starts.
     match_all: Vec<usize>,
+    /// Where a comma between a set's values is.
+    commas: Vec<usize>,
 }
 
 impl Scanner<'_> {
@@ -142,7 +148,7 @@ impl Scanner<'_> {
                 self.skip_spaces();
                 match self.peek() {
                     Some(quote @ ('"' | '\'')) => self.bound(quote, &[')'])?,
-                    _ => self.word(&[')'], false),
+                    _ => self.word(&[')'], false, false),
                 }
             }
             Some('[' | '{') => {
@@ -150,7 +156,7 @@ impl Scanner<'_> {
                 self.range()?;
             }
             _ if self.at_set() => self.set(field == Some(FieldKind::Time))?,
-            _ => self.word(&[')', '^'], field == Some(FieldKind::Time)),
+            _ => self.word(&[')', '^'], field == Some(FieldKind::Time), false),
         }
         Ok(())
     }
@@ -166,7 +172,7 @@ impl Scanner<'_> {
                     return Ok(());
                 }
                 Some(quote @ ('"' | '\'')) => self.bound(quote, &[']', '}'])?,
-                Some(_) => self.word(&[']', '}'], false),
+                Some(_) => self.word(&[']', '}'], false, false),
             }
         }
     }
@@ -189,20 +195,24 @@ impl Scanner<'_> {
                     return Ok(());
                 }
                 Some(quote @ ('"' | '\'')) => self.quoted(quote, false)?,
-                Some(_) => self.word(&[']'], colons),
+                Some(_) => self.word(&[']'], colons, true),
             }
         }
     }
 
     /// A word the grammar reads to a space or to one of `ends`, taking `\` and the character
-    /// after it together; with `colons`, each `:` in it is escaped.
-    fn word(&mut self, ends: &[char], colons: bool) {
+    /// after it together; with `colons`, each `:` in it is escaped; with `commas` (a set's),
+    /// each `,` is a space.
+    fn word(&mut self, ends: &[char], colons: bool, commas: bool) {
         while let Some(c) = self.peek() {
             if c.is_whitespace() || ends.contains(&c) {
                 return;
             }
             if c == ':' && colons {
                 self.escapes.push((self.at, "\\"));
+            }
+            if c == ',' && commas {
+                self.commas.push(self.at);
             }
             self.bump();
             if c == '\\' {
@@ -284,6 +294,17 @@ mod tests {
         assert_eq!(rewrite("start_time:2024-01-01T00:00:00Z"), r"start_time:2024-01-01T00\:00\:00Z");
         assert_eq!(rewrite("end_time : 2024-01-01T00:00:00Z)"), r"end_time : 2024-01-01T00\:00\:00Z)");
         assert_eq!(rewrite(r"time:2024-01-01T00\:00:00Z"), r"time:2024-01-01T00\:00\:00Z");
+    }
+
+    #[test]
+    fn a_sets_commas_are_spaces_unless_quoted_or_escaped() {
+        assert_eq!(rewrite("a:IN [b, c,d]"), "a:IN [b  c d]");
+        assert_eq!(rewrite(r#"a:IN ["b,c" d\,e]"#), r#"a:IN ["b,c" d\,e]"#);
+        assert_eq!(
+            rewrite("time:IN [2024-01-01T00:00:00Z,2024-01-02]"),
+            r"time:IN [2024-01-01T00\:00\:00Z 2024-01-02]"
+        );
+        assert_eq!(rewrite("a:b,c"), "a:b,c");
     }
 
     #[test]

@@ -190,6 +190,10 @@ fn syntax_set() {
     // Commas separate values too, as many write them.
     check("technology:IN [postgres, mysql]", r#"resource.technology:IN ["postgres" "mysql"]"#);
     check("technology:IN [postgres,mysql,]", r#"resource.technology:IN ["postgres" "mysql"]"#);
+    // A comma quoted or escaped is the value's (a review found `IN ["Alice Smith,Bob Jones"]`
+    // matching both).
+    check(r#"user.name:IN ["Alice Smith,Bob Jones"]"#, r#"user.formal.user.name:IN ["Alice Smith,Bob Jones"]"#);
+    check(r"resource:IN [a\,b, c]", r#"resource.name:IN ["a,b" "c"]"#);
     // Escaped as in a term; `*` and `~` are literal in a set, quoted or not.
     check(r"email:IN [alice\@example.com bob]", r#"user.formal.user.email:IN ["alice@example.com" "bob"]"#);
     check(r"native_user:IN [app\_rw]", r#"user.native.username:IN ["app_rw"]"#);
@@ -296,6 +300,19 @@ fn a_quoted_bound_is_the_whole_value() {
     check(r#"user.name:>"a) b""#, r#"user.formal.user.name:{"a) b" TO *}"#);
     check(r#"user.name:>"a\"b\\c\*""#, r#"user.formal.user.name:{"a\"b\\c*" TO *}"#);
     check("user.name:>\"a\tb\"", r#"user.formal.user.name:{"a\tb" TO *}"#);
+    // Out of quotes, an escaped punctuation mark is that mark, as in a term (a review found
+    // `<=okta\|00u1` compared with the backslash in, and no error).
+    for (escaped, plain) in [
+        (r"user.formal.user.external_ids:<=okta\|00u1", r#"user.formal.user.external_ids:<="okta|00u1""#),
+        (
+            r"user.formal.user.external_ids:[okta\|1 TO okta\|2}",
+            r#"user.formal.user.external_ids:["okta|1" TO "okta|2"}"#,
+        ),
+        (r"user.name:>a\@b", r#"user.name:>"a@b""#),
+    ] {
+        assert_eq!(parse(escaped, NOW), parse(plain, NOW), "{escaped}");
+    }
+    check(r"user:>DOMAIN\user", r#"user.username:{"DOMAIN\\user" TO *}"#);
     // Never a value with its quotes in: what follows the quote is refused.
     check_err(r#"user.name:>"Bob Jones"x"#, "syntax error at position 22: a quoted bound ends at its closing quote");
     check_err(r#"user.name:["a" TO "b"c]"#, "syntax error at position 21: a quoted bound");
