@@ -21,9 +21,9 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::MAX_REQUEST_BYTES;
 use crate::error::json_refusal;
 
-const NOT_AN_OBJECT_MESSAGE: &str = "the request message must be a JSON object, such as {\"limit\": 10}";
-const NOT_AN_OBJECT: &str =
-    r#"{"code":"invalid_argument","message":"the request message must be a JSON object, such as {\"limit\": 10}"}"#;
+/// Every method's: a field one method has is unknown to another.
+const NOT_AN_OBJECT_MESSAGE: &str = "the request message must be a JSON object of the method's fields ({} for none)";
+const NOT_AN_OBJECT: &str = r#"{"code":"invalid_argument","message":"the request message must be a JSON object of the method's fields ({} for none)"}"#;
 
 /// How a request carries a JSON message.
 enum Framing {
