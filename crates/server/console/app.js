@@ -557,7 +557,7 @@ function wantsRefresh() {
   if (failure) return true;
   const firstLivePage = view.range !== 'custom' && !view.cursor;
   const hasActive = (listing?.sessions || []).some((s) => s.sessionStatus === 'active');
-  return firstLivePage || hasActive || (detail.session && detail.session.sessionStatus === 'active');
+  return firstLivePage || hasActive || detail.wantsRefresh();
 }
 
 setInterval(async () => {

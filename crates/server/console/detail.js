@@ -142,8 +142,12 @@ export class Detail {
     /** True while a termination is being sent: Terminate is off meanwhile. */
     this.sending = false;
     this.notice = null;
-    /** When a refresh of the session shown first failed, while refreshes fail; null while they work. */
+    /** While refreshes of the session shown fail, when the control plane last answered one; null while they work. */
     this.staleSince = null;
+    /** When the control plane last answered a load of the session shown. */
+    this.answeredAt = null;
+    /** Why the session could not be shown at all, while the panel says so: tried again at each refresh. */
+    this.unshown = null;
     /** The AbortController of the load under way, if any. */
     this.loading = null;
     /**
@@ -171,6 +175,9 @@ export class Detail {
     if (this.id !== id) {
       this.notice = null;
       this.staleSince = null;
+      this.answeredAt = null;
+      this.unshown = null;
+      this.session = null;
     }
     this.id = id;
     // Read afresh from the first page: a refresh meanwhile must not read on from another session's.
@@ -224,7 +231,18 @@ export class Detail {
    * control plane, refreshes must not pile up behind each other.
    */
   async refresh() {
-    if (this.isOpen && !this.loading && this.session && this.session.sessionStatus === 'active') await this.load({ refresh: true });
+    if (!this.wantsRefresh() || this.loading) return;
+    await (this.session ? this.load({ refresh: true }) : this.load());
+  }
+
+  /**
+   * Whether the open session may have changed (it is active), or waits to be shown (the
+   * control plane did not answer): shown once it answers again, as the table is.
+   */
+  wantsRefresh() {
+    if (!this.isOpen) return false;
+    if (this.session) return this.session.sessionStatus === 'active';
+    return Boolean(this.unshown) && !['not_found', 'invalid_argument'].includes(this.unshown.code);
   }
 
   /**
@@ -258,6 +276,8 @@ export class Detail {
       if (page) pages.take(from, page);
       this.pages = pages;
       this.staleSince = null;
+      this.answeredAt = new Date();
+      this.unshown = null;
       this.render();
       // Where the page asked for begins: read on from there (the button may be gone).
       if (more) this.focusStatement(shown);
@@ -265,10 +285,11 @@ export class Detail {
       if (signal.aborted || id !== this.id) return;
       if (again && this.parts) {
         // What is shown stays, saying since when it is not up to date: an active session may have ended meanwhile.
-        this.staleSince ??= new Date();
+        this.staleSince ??= this.answeredAt ?? new Date();
         this.showStale(err);
       }
       if (this.onError(err) || (again && this.parts)) return;
+      this.unshown = err;
       this.showOnly(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
     } finally {
       if (this.loading === controller) this.loading = null;

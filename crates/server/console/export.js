@@ -41,7 +41,8 @@ export const CSV_COLUMNS = [
 
 /**
  * One CSV cell, as `gatehouse sessions list --output csv` writes it (the
- * CLI neutralises and quotes its cells the same way, so the files match):
+ * CLI neutralises and quotes its cells the same way, so the rows match; the
+ * console's file alone starts with a byte order mark, for spreadsheets):
  * - a cell a spreadsheet would read as a formula (starting with =, +, -, @,
  *   a tab or a carriage return) gets a leading single quote, so that
  *   `=HYPERLINK(...)` in a role or user name stays text when the file is opened;

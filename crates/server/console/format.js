@@ -51,8 +51,13 @@ export function durationSeconds(duration) {
 }
 
 export function formatDuration(duration) {
-  const total = Math.floor(durationSeconds(duration));
-  if (total < 60) return `${total}s`;
+  // In whole microseconds, as the API gives it: 2.3 * 10 is 22.999999999999996 in floating point.
+  const micros = Math.round(durationSeconds(duration) * 1e6);
+  // As the CLI's table: milliseconds under a second, tenths cut (59.9s never reads 60.0s) under a minute.
+  if (micros < 1e6) return `${Math.floor(micros / 1e3)}ms`;
+  const tenths = Math.floor(micros / 1e5);
+  if (micros < 60e6) return `${Math.floor(tenths / 10)}.${tenths % 10}s`;
+  const total = Math.floor(micros / 1e6);
   const d = Math.floor(total / 86400);
   const h = Math.floor((total % 86400) / 3600);
   const m = Math.floor((total % 3600) / 60);

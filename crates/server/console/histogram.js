@@ -11,6 +11,8 @@ const AXIS = 18;
 /** Room above the tallest bar for the scale label. */
 const TOP = 16;
 const FIRST_BAR_NOTE = 'The first bar also counts sessions that started before the window and were still active in it.';
+/** A bar counts the sessions that started in it; its window, chosen, holds every session active in it too. */
+const WINDOW_NOTE = 'Chosen as the window, a bar also shows the sessions that started earlier and were still active in it.';
 const PALETTE = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#db2777', '#65a30d', '#64748b'];
 
 function svg(tag, attrs = {}) {
@@ -77,9 +79,9 @@ export class Histogram {
     buckets.forEach((bucket, i) => {
       const group = svg('g', { 'data-start': new Date(bucket.start).toISOString(), 'data-count': bucket.count });
       const title = svg('title');
-      title.textContent = `${formatShortTime(new Date(bucket.start))}: ${sessionCount(bucket.count)}`
+      title.textContent = `${formatShortTime(new Date(bucket.start))}: ${sessionCount(bucket.count)} started`
         + bucket.parts.map((p) => `\n${p.key}: ${formatCount(p.count)}`).join('')
-        + (i === 0 ? `\n${FIRST_BAR_NOTE}` : '');
+        + (i === 0 ? `\n${FIRST_BAR_NOTE}` : `\n${WINDOW_NOTE}`);
       group.append(title);
       let top = plot;
       const parts = bucket.parts.length ? bucket.parts : [{ key: '', count: bucket.count }];
