@@ -290,7 +290,9 @@ export class Detail {
       }
       if (this.onError(err) || (again && this.parts)) return;
       this.unshown = err;
-      this.showOnly(el('p', { class: 'error', role: 'alert', text: `This session cannot be shown: ${err.message}` }));
+      const text = `This session cannot be shown: ${err.message}`;
+      // Once: a retry that fails alike leaves the alert be, for a screen reader not to say it again.
+      if (this.parts || this.body.textContent !== text) this.showOnly(el('p', { class: 'error', role: 'alert', text }));
     } finally {
       if (this.loading === controller) this.loading = null;
     }

@@ -342,6 +342,11 @@ pub(crate) struct Recorder {
 /// there is none (a failed Parse or Bind left none): as a comment, it reads as no SQL.
 /// The SQLSTATE recorded for an error the server sent without one: PostgreSQL's `internal_error`.
 const SQLSTATE_UNNAMED_ERROR: &str = "XX000";
+
+/// Whether `code` is a SQLSTATE: five digits or upper-case letters.
+fn is_sqlstate(code: &str) -> bool {
+    code.len() == 5 && code.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
 const NO_UNNAMED_STATEMENT: &str = "-- the unnamed prepared statement, which did not exist";
 const NO_UNNAMED_PORTAL: &str = "-- the unnamed portal, which did not exist";
 
@@ -471,9 +476,13 @@ impl Recorder {
             b's' => self.suspend_front(now),
             b'E' => {
                 self.copy_in = false;
-                // PostgreSQL always names its error's SQLSTATE: one without (a broken or hostile
-                // server) is still an error, recorded as PostgreSQL's catch-all, not a success.
-                let code = msg.decode::<ErrorResponse>().ok().and_then(|e| e.code().map(str::to_owned));
+                // PostgreSQL always names its error's SQLSTATE: one without, or with one that is
+                // none (empty, `12`: a broken or hostile server's), is still an error, recorded as
+                // PostgreSQL's catch-all, not a success.
+                let code = msg
+                    .decode::<ErrorResponse>()
+                    .ok()
+                    .and_then(|e| e.code().filter(|c| is_sqlstate(c)).map(str::to_owned));
                 self.on_error(code.unwrap_or_else(|| SQLSTATE_UNNAMED_ERROR.to_owned()), msg.len() as i64, now);
             }
             b'Z' => {
@@ -1372,7 +1381,7 @@ mod tests {
     #[test]
     fn an_error_without_a_sqlstate_is_recorded_as_one() {
         // A broken server's ErrorResponse: no fields, or a body that is none.
-        for server_error in [msg(b'E', b"\0"), msg(b'E', b""), msg(b'E', b"Mboom\0\0")] {
+        for server_error in [msg(b'E', b"\0"), msg(b'E', b""), msg(b'E', b"Mboom\0\0"), error(""), error("12")] {
             let simple = run(&[msg(b'Q', b"select 1\0")], &[server_error.clone(), ready()]);
             assert_eq!(simple, [s("select 1", 0, "XX000")]);
             let extended = run(&[parse("", "select 1"), bind("", ""), execute(""), sync()], &[server_error, ready()]);

@@ -160,16 +160,14 @@ impl ControlPlane {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = bounded(left, call(&self.clients[at], CallOptions::default().with_timeout(left)));
-            let result = match on_silence {
-                // Left meanwhile (found hanging by another call): made again on the next one.
-                OnSilence::NextReplica => tokio::select! {
-                    result = attempt => result,
-                    () = self.moved_from(at) => Err(ConnectError::new(
-                        ErrorCode::Unavailable,
-                        "the control plane stopped answering the connector's other calls: calls go to the next one",
-                    )),
-                },
-                OnSilence::GiveUp => attempt.await,
+            // Left meanwhile (found hanging by another call): made again on the next one, whether
+            // or not this call's own silence would have counted.
+            let result = tokio::select! {
+                result = attempt => result,
+                () = self.moved_from(at) => Err(ConnectError::new(
+                    ErrorCode::Unavailable,
+                    "the control plane stopped answering the connector's other calls: calls go to the next one",
+                )),
             };
             let Err(error) = &result else {
                 self.moving.store(false, Ordering::Relaxed);
