@@ -338,8 +338,6 @@ pub(crate) struct Recorder {
     ran_unsynced: bool,
 }
 
-/// The text of a Bind of the unnamed statement, or an Execute of the unnamed portal, when
-/// there is none (a failed Parse or Bind left none): as a comment, it reads as no SQL.
 /// The SQLSTATE recorded for an error the server sent without one: PostgreSQL's `internal_error`.
 const SQLSTATE_UNNAMED_ERROR: &str = "XX000";
 
@@ -347,6 +345,9 @@ const SQLSTATE_UNNAMED_ERROR: &str = "XX000";
 fn is_sqlstate(code: &str) -> bool {
     code.len() == 5 && code.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
+
+/// The text of a Bind of the unnamed statement, or an Execute of the unnamed portal, when
+/// there is none (a failed Parse or Bind left none): as a comment, it reads as no SQL.
 const NO_UNNAMED_STATEMENT: &str = "-- the unnamed prepared statement, which did not exist";
 const NO_UNNAMED_PORTAL: &str = "-- the unnamed portal, which did not exist";
 
