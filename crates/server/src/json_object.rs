@@ -22,8 +22,13 @@ use crate::MAX_REQUEST_BYTES;
 use crate::error::json_refusal;
 
 /// Every method's: a field one method has is unknown to another.
-const NOT_AN_OBJECT_MESSAGE: &str = "the request message must be a JSON object of the method's fields ({} for none)";
-const NOT_AN_OBJECT: &str = r#"{"code":"invalid_argument","message":"the request message must be a JSON object of the method's fields ({} for none)"}"#;
+macro_rules! not_an_object {
+    () => {
+        "the request message must be a JSON object of the method's fields ({} for none)"
+    };
+}
+const NOT_AN_OBJECT_MESSAGE: &str = not_an_object!();
+const NOT_AN_OBJECT: &str = concat!(r#"{"code":"invalid_argument","message":""#, not_an_object!(), r#""}"#);
 
 /// How a request carries a JSON message.
 enum Framing {
