@@ -2,12 +2,18 @@
 //! keep clients from holding connections, and so file descriptors, by saying nothing: a time for
 //! the first bytes, for a request's headers and for its body, for a connection with no request,
 //! for a client that stops taking its answers, and a number of connections.
+//!
+//! A client that stops taking its answers is seen two ways: on HTTP/1.1, its socket takes no
+//! more ([`Stall`]); on HTTP/2, where flow control lets a client hold one stream's answer while
+//! the connection goes on (pings and all), each answer is handed over a piece at a time and the
+//! connection watches for a piece left untaken ([`Paced`]).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +42,9 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(60);
 const HTTP1_BUFFER: usize = 64 * 1024;
 /// How often an idle HTTP/2 connection is pinged; one that does not answer is closed.
 const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// The most of an HTTP/2 answer handed over at once: HTTP/2's default window, so that a client
+/// that takes its answer at all takes a piece well within [`Limits::stall`].
+const HTTP2_PIECE: usize = 64 * 1024;
 
 /// The limits on what a client may hold.
 #[derive(Debug, Clone, Copy)]
@@ -104,12 +113,13 @@ pub(crate) async fn serve<I>(
     let Some(io) = first_bytes(io, limits.first_bytes).await else {
         return;
     };
-    let io = Stall::new(io, limits.stall, metrics);
+    let io = Stall::new(io, limits.stall, Arc::clone(&metrics));
     let activity = Arc::new(Activity::default());
     let service = {
         let activity = Arc::clone(&activity);
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let busy = Busy::new(&activity);
+            let paced = request.version() == http::Version::HTTP_2;
             // No body to wait for (a GET): no timer either.
             let mut request = request.map(|body| match body.is_end_stream() {
                 true => Body::new(body),
@@ -118,7 +128,13 @@ pub(crate) async fn serve<I>(
             // Whose call it is, for the security log.
             request.extensions_mut().insert(ConnectInfo(client));
             let response = app.clone().oneshot(request);
-            async move { Ok::<_, std::convert::Infallible>(response.await?.map(|body| Body::new(Held::new(body, busy)))) }
+            async move {
+                let response = response.await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| match paced {
+                    true => Body::new(Paced::new(body, busy)),
+                    false => Body::new(Held::new(body, busy)),
+                }))
+            }
         })
     };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -134,6 +150,11 @@ pub(crate) async fn serve<I>(
             }
             () = shutdown.cancelled(), if !closing => {}
             () = activity.idle_for(limits.idle), if !closing => {}
+            () = activity.untaken_for(limits.stall) => {
+                Metrics::add(&metrics.connections_stalled_total, 1);
+                tracing::debug!(limit = ?limits.stall, "closing a connection whose client takes none of an answer");
+                return;
+            }
         }
         // Requests in flight finish; no new one starts.
         connection.as_mut().graceful_shutdown();
@@ -146,6 +167,12 @@ pub(crate) async fn serve<I>(
 struct Activity {
     in_flight: AtomicUsize,
     changed: Notify,
+    /// Since when each answer handed to its client ([`Paced`]) waits for it to take it, by
+    /// request.
+    untaken: Mutex<HashMap<u64, Instant>>,
+    /// An answer waits where none did.
+    first_untaken: Notify,
+    requests: AtomicU64,
 }
 
 impl Activity {
@@ -164,23 +191,115 @@ impl Activity {
             }
         }
     }
+
+    /// Returns once an answer has waited `limit` for its client to take it.
+    async fn untaken_for(&self, limit: Duration) {
+        loop {
+            let first = self.first_untaken.notified();
+            let mut first = std::pin::pin!(first);
+            // Registered before the look, so an answer handed between the two is not missed.
+            first.as_mut().enable();
+            let oldest = self.untaken.lock().unwrap_or_else(|e| e.into_inner()).values().min().copied();
+            match oldest {
+                Some(since) if since.elapsed() >= limit => return,
+                Some(since) => tokio::time::sleep_until(since + limit).await,
+                None => first.await,
+            }
+        }
+    }
 }
 
 /// A request in flight, from its headers to the end of its response's body.
-struct Busy(Arc<Activity>);
+struct Busy {
+    activity: Arc<Activity>,
+    request: u64,
+}
 
 impl Busy {
     fn new(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         activity.changed.notify_waiters();
-        Self(Arc::clone(activity))
+        let request = activity.requests.fetch_add(1, Ordering::Relaxed);
+        Self { activity: Arc::clone(activity), request }
+    }
+
+    /// Its answer waits for the client to take what it was handed (`true`), or no longer.
+    fn untaken(&self, waits: bool) {
+        let mut untaken = self.activity.untaken.lock().unwrap_or_else(|e| e.into_inner());
+        match waits {
+            true if untaken.is_empty() => {
+                untaken.insert(self.request, Instant::now());
+                self.activity.first_untaken.notify_waiters();
+            }
+            true => drop(untaken.insert(self.request, Instant::now())),
+            false => drop(untaken.remove(&self.request)),
+        }
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_waiters();
+        self.untaken(false);
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.activity.changed.notify_waiters();
+    }
+}
+
+/// An HTTP/2 response body handed over [`HTTP2_PIECE`] at a time: hyper asks for the next
+/// piece once the client's window took the one before, so a piece not asked for within the
+/// limit is an answer the client does not take, while it keeps its connection busy.
+struct Paced {
+    body: Body,
+    /// What of the inner body's last frame is still to be handed over.
+    rest: Bytes,
+    busy: Busy,
+    /// A piece was handed over, and the next not yet asked for.
+    handed: bool,
+}
+
+impl Paced {
+    fn new(body: Body, busy: Busy) -> Self {
+        Self { body, rest: Bytes::new(), busy, handed: false }
+    }
+}
+
+impl HttpBody for Paced {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if std::mem::take(&mut this.handed) {
+            this.busy.untaken(false);
+        }
+        if this.rest.is_empty() {
+            match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.rest = data,
+                    // Trailers (gRPC's status).
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                done => return Poll::Ready(done),
+            }
+        }
+        let piece = this.rest.split_to(this.rest.len().min(HTTP2_PIECE));
+        this.handed = true;
+        this.busy.untaken(true);
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let (inner, rest) = (self.body.size_hint(), self.rest.len() as u64);
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 

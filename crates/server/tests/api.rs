@@ -709,6 +709,44 @@ async fn a_client_that_takes_none_of_its_answers_is_cut_off() {
     drop(unread);
 }
 
+/// Found by a review: on HTTP/2, a client that gives its streams no flow-control window takes
+/// none of their answers while its connection goes on (it answers pings), and held its
+/// organization's read slots for as long as it liked. The connection is closed once an answer
+/// has waited the stall limit.
+#[tokio::test]
+async fn an_http2_client_that_takes_none_of_its_answers_is_cut_off() {
+    let h = Harness::start_with_limits(short_limits(100)).await;
+    h.insert(&many(100)).await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .handshake::<_, String>(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let mut unread = Vec::new();
+    for _ in 0..gatehouse_server::admission::READS_PER_ORG {
+        let request = http::Request::post(h.method_url("ListSessionsV2"))
+            .header("X-API-KEY", &h.reader_key)
+            .header("Content-Type", "application/json")
+            .body(r#"{"limit":100}"#.to_owned())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        // The answer has begun, so it holds its read slot; none of its body can come.
+        assert_eq!(response.status(), 200);
+        unread.push(response);
+    }
+
+    let (status, body) = h.call("ListSessionsV2", json!({"limit": 1})).await;
+    assert_eq!(status, 200, "the organization's reads are served again: {body}");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), connection).await;
+    closed.expect("the connection is closed").unwrap().ok();
+    let metrics = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|line| line == "gatehouse_connections_stalled_total 1"), "{metrics}");
+    drop(unread);
+}
+
 /// A request whose body stops halfway (HTTP/1.1, or a stream of HTTP/2) is answered with an
 /// error and its connection closed; an HTTP/2 connection with no request is closed too.
 #[tokio::test]
