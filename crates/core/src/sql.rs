@@ -191,9 +191,11 @@ fn passwords(
                 redactions.extend(common(std::mem::take(&mut readings[0]), std::mem::take(&mut readings[1])));
             }
             Kind::Literal(text) => chain = Chain::after(literal_passwords(bytes, text, false, redactions), calls.len()),
-            // `OPTIONS ("password" '...')` names the option as a quoted identifier.
+            // `OPTIONS ("password" '...')` names the option as a quoted identifier; postgres_fdw
+            // takes the passphrase of the client's key as `sslpassword`.
             Kind::QuotedName(name) | Kind::Word(name) => {
-                after_password = bytes[name].eq_ignore_ascii_case(b"password");
+                let name = &bytes[name];
+                after_password = name.eq_ignore_ascii_case(b"password") || name.eq_ignore_ascii_case(b"sslpassword");
                 continue;
             }
             // In a body read as SQL, a connection string's quoted value: `password='a b'`.
@@ -369,9 +371,9 @@ fn literal_passwords(
         if !starts_word(inside, text.start, at) {
             continue;
         }
-        let mut value = past_continuation(inside, skip_spaces(inside, at + 8));
+        let mut value = past_continuation(inside, skip_literal_spaces(inside, at + 8));
         match inside.get(value) {
-            Some(b'=') => value = past_continuation(inside, skip_spaces(inside, value + 1)),
+            Some(b'=') => value = past_continuation(inside, skip_literal_spaces(inside, value + 1)),
             _ if read_as_sql => continue,
             // `password '...'` (a statement built in a string) holds a quote here already.
             Some(b'\'') => {}
@@ -491,13 +493,14 @@ fn format_arguments(spec: &[u8]) -> usize {
 
 /// Whether the word at `at` starts a word of the text that begins at `text_start`: at its
 /// start, after a character no name holds, after an escape (`\n`), or as `password` in
-/// `sslpassword`.
+/// `sslpassword` and in `PGPASSWORD` (a shell command's environment, `COPY ... TO PROGRAM`).
 fn starts_word(bytes: &[u8], text_start: usize, at: usize) -> bool {
     let before = |n: usize| at.checked_sub(n).filter(|&i| i >= text_start).map(|i| bytes[i]);
     let boundary = |b: Option<u8>| b.is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_'));
     boundary(before(1))
         || (before(2) == Some(b'\\') && before(1).is_some_and(|b| b.is_ascii_alphabetic()))
         || (at >= 3 && bytes[at - 3..at].eq_ignore_ascii_case(b"ssl") && starts_word(bytes, text_start, at - 3))
+        || (at >= 2 && bytes[at - 2..at].eq_ignore_ascii_case(b"pg") && starts_word(bytes, text_start, at - 2))
 }
 
 fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
@@ -505,6 +508,44 @@ fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
         at += 1;
     }
     at
+}
+
+/// Past the spaces at `at` inside a literal, as libpq skips them around a connection string's
+/// `=`: written as they are, or as an escape string writes them (`\t`, `\n`, `\r`, `\f`, or
+/// their codes, `\011`, `\x09`). In a standard string, those are a backslash and more: taken
+/// for spaces there, a password is taken out where there was none, never left in.
+fn skip_literal_spaces(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(len) = space_at(bytes, at) {
+        at += len;
+    }
+    at
+}
+
+/// The length of the space written at `at` inside a literal (see [`skip_literal_spaces`]).
+fn space_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let first = *bytes.get(at)?;
+    if first != b'\\' {
+        return first.is_ascii_whitespace().then_some(1);
+    }
+    let escape = bytes.get(at + 1..)?;
+    let code = |digits: &[u8], radix| std::str::from_utf8(digits).ok().and_then(|d| u8::from_str_radix(d, radix).ok());
+    let (byte, len) = match *escape.first()? {
+        b't' => (b'\t', 1),
+        b'n' => (b'\n', 1),
+        b'r' => (b'\r', 1),
+        b'f' => (0x0c, 1),
+        b'x' => {
+            let digits = escape[1..].iter().take(2).take_while(|b| b.is_ascii_hexdigit()).count();
+            (code(&escape[1..1 + digits], 16)?, 1 + digits)
+        }
+        b'0'..=b'7' => {
+            let digits = escape.iter().take(3).take_while(|b| matches!(b, b'0'..=b'7')).count();
+            (code(&escape[..digits], 8)?, digits)
+        }
+        _ => return None,
+    };
+    // libpq's isspace: a vertical tab too.
+    (byte.is_ascii_whitespace() || byte == 0x0b).then_some(1 + len)
 }
 
 /// The end of an unquoted connection-string value starting at `start`: the first space no
@@ -1050,6 +1091,29 @@ mod tests {
             redacted("SELECT 'postgres://h/db?sslmode=require&password=S3cret103&user=u'"),
             "SELECT 'postgres://h/db?sslmode=require&password=[redacted]&user=u'"
         );
+    }
+
+    /// Found by a review (rv37): a user mapping's `sslpassword`, spaces around `=` written as an
+    /// escape string's escapes, and a shell command's `PGPASSWORD`.
+    #[test]
+    fn other_spellings_of_a_password_are_redacted() {
+        for (sql, secret) in [
+            ("create user mapping for u server s options (user 'x', sslpassword 'S3cret201')", "S3cret201"),
+            ("alter user mapping for u server s options (set SSLPASSWORD 'S3cret202')", "S3cret202"),
+            (r#"alter server s options (add "sslpassword" 'S3cret203')"#, "S3cret203"),
+            (r"select dblink_connect('c', E'host=h password\t=\tS3cret204 dbname=d')", "S3cret204"),
+            (r"select dblink_connect('c', E'host=h password\x09=\011S3cret205')", "S3cret205"),
+            (r"select dblink_connect('c', E'host=h password\n=\r\fS3cret206')", "S3cret206"),
+            ("copy (select 1) to program 'PGPASSWORD=S3cret207 psql -h h -c x'", "S3cret207"),
+            ("select 'pgpassword=S3cret208'", "S3cret208"),
+        ] {
+            let got = redacted(sql);
+            assert!(!got.contains(secret) && got.contains(REDACTED), "{sql} -> {got}");
+        }
+        // An escape that writes no space is no space: what follows `password` is no value.
+        assert_eq!(redacted(r"select E'password\x41=x'"), r"select E'password\x41=x'");
+        // Nor is a word that only ends in `pgpassword`.
+        assert_eq!(redacted("select 'mypgpassword=x'"), "select 'mypgpassword=x'");
     }
 
     /// Found by a review: read both ways, `'a\'` was redacted as the reading that has a
