@@ -527,7 +527,7 @@ pub enum ConnectorsCommand {
     /// Give a connector a new key, printed once; its old key stops working at once, or after
     /// --overlap
     RotateKey {
-        /// The connector's name
+        /// The connector's name or id, or a key of its own (only its prefix is shown again)
         #[arg(value_parser = non_empty)]
         name: String,
         /// The organization
@@ -542,7 +542,7 @@ pub enum ConnectorsCommand {
     },
     /// Stop a connector's key at once (a leaked key, a retired connector); `rotate-key` gives it a new one
     Revoke {
-        /// The connector's name
+        /// The connector's name or id, or a key of its own (only its prefix is shown again)
         #[arg(value_parser = non_empty)]
         name: String,
         /// The organization

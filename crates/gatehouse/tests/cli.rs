@@ -165,10 +165,13 @@ fn keys_serve_and_sessions_end_to_end() {
         (&json!("edge"), &Value::Null, &json!(0)),
         "{edge}"
     );
+    // By its id, the first column of the list, as well as by its name.
+    let id = edge["id"].as_str().unwrap();
     let rotated = run(gatehouse()
-        .args(["connectors", "rotate-key", "edge", "--org", "acme", "--overlap", "1h", "--data-dir"])
+        .args(["connectors", "rotate-key", id, "--org", "acme", "--overlap", "1h", "--data-dir"])
         .arg(data));
-    assert!(stdout(&rotated).trim().starts_with("ghc_"), "the new key alone on stdout");
+    let new_key = stdout(&rotated).trim().to_owned();
+    assert!(new_key.starts_with("ghc_"), "the new key alone on stdout");
     let note = String::from_utf8_lossy(&rotated.stderr);
     assert!(note.contains("the old one works until") && note.contains("restart the connector"), "{note}");
     let listed =
@@ -176,8 +179,16 @@ fn keys_serve_and_sessions_end_to_end() {
     let edge = &json_lines(&listed)[0];
     assert_eq!(edge["old_key_prefix"].as_str().map(str::len), Some(10), "{edge}");
     assert!(edge["old_key_until"].as_str().is_some_and(|at| at.ends_with('Z') && !at.contains(' ')), "{edge}");
-    // Revoked, it says so, with no key prefix to look for.
-    run(gatehouse().args(["connectors", "revoke", "edge", "--org", "acme", "--data-dir"]).arg(data));
+    // A key pasted in its stead, a leaked one's, is not repeated: only its prefix.
+    let secret = |key: &str| key.rsplit('_').next().unwrap().to_owned();
+    let unknown = "ghc_AAAAAAAAAA_notakeyofthisorganization";
+    let refused = gatehouse().args(["connectors", "revoke", unknown, "--org", "acme", "--data-dir"]).arg(data).output();
+    let refused = refused.unwrap();
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("prefix \"AAAAAAAAAA\"") && !stderr(&refused).contains(&secret(unknown)));
+    // Revoked by its key, it says so, with no key prefix to look for.
+    let revoked = run(gatehouse().args(["connectors", "revoke", &new_key, "--org", "acme", "--data-dir"]).arg(data));
+    assert!(stderr(&revoked).contains("connector \"edge\"") && !stderr(&revoked).contains(&secret(&new_key)));
     let listed =
         stdout(&run(gatehouse().args(["connectors", "list", "--org", "acme", "-o", "jsonl", "--data-dir"]).arg(data)));
     let edge = &json_lines(&listed)[0];
@@ -796,6 +807,23 @@ fn the_store_is_readable_by_its_owner_only() {
         let path = entry.unwrap().path();
         assert_eq!(mode(&path) & 0o077, 0, "{} is open to others", path.display());
     }
+}
+
+/// Found by a review: a data directory others may write to was used without a word, though
+/// they can delete or replace the store in it.
+#[cfg(unix)]
+#[test]
+fn a_data_directory_others_may_write_to_is_warned_of() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let open = run(gatehouse().args(["keys", "create", "--org", "acme"]).env("GATEHOUSE_DATA_DIR", &data));
+    assert!(stderr(&open).contains("may write to the data directory") && stderr(&open).contains("chmod 700"));
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let open = run(gatehouse().args(["keys", "create", "--org", "acme"]).env("GATEHOUSE_DATA_DIR", &data));
+    assert!(!stderr(&open).contains("may write to the data directory"), "{}", stderr(&open));
 }
 
 #[test]

@@ -310,7 +310,9 @@ impl Authenticator {
 }
 
 const UNKNOWN_API_KEY: &str = "the API key is not valid: check it, or create one with `gatehouse keys create`";
-const UNKNOWN_CONNECTOR_KEY: &str = "the connector key is not valid: use the key `gatehouse connectors create` printed";
+const UNKNOWN_CONNECTOR_KEY: &str = "the connector key is not valid (never issued, or replaced by \
+     `gatehouse connectors rotate-key`): use the connector's latest key, or give it a new one with \
+     `gatehouse connectors rotate-key`";
 const REVOKED_CONNECTOR_KEY: &str = "this connector key was revoked (`gatehouse connectors revoke`): \
      `gatehouse connectors rotate-key` gives the connector a new one";
 

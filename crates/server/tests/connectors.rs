@@ -482,7 +482,7 @@ async fn a_revoked_connector_key_is_told_to_its_holder_only() {
     assert!(told.contains("was revoked") && told.contains("`gatehouse connectors rotate-key`"), "{told}");
     assert!(!told.contains("edge-1") && !told.contains(&created.id), "{told}");
     // The revoked key's prefix with another secret, or a key never issued: not valid, as before.
-    let unknown = "the connector key is not valid: use the key `gatehouse connectors create` printed";
+    let unknown = "the connector key is not valid (never issued, or replaced by `gatehouse connectors rotate-key`): use the connector's latest key, or give it a new one with `gatehouse connectors rotate-key`";
     let prefix = created.key.split('_').nth(1).unwrap();
     let secret_len = created.key.rsplit('_').next().unwrap().len();
     for made_up in

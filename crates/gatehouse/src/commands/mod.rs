@@ -12,6 +12,7 @@ mod sessions;
 mod users;
 mod watch;
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -85,8 +86,27 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn Store>> {
 pub async fn open_sqlite(args: &StoreArgs) -> anyhow::Result<SqliteStore> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    warn_if_others_may_write(&args.data_dir);
     let path = sqlite_path(args);
     SqliteStore::open_with(&path, args.db_statement_timeout).await.with_context(|| opening(&path))
+}
+
+/// The store's files are its owner's only (the process's umask), but in a directory that others
+/// may write to, they can be deleted or replaced (keys, sessions and all): said at each start,
+/// as PostgreSQL refuses such a data directory. One made here is the owner's only.
+fn warn_if_others_may_write(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(dir) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = metadata.permissions().mode();
+        if mode & 0o022 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "others than its owner may write to the data directory, and so delete or replace the store: chmod 700 it",
+            );
+        }
+    }
 }
 
 /// Applies the pending migrations of a PostgreSQL store, and says how many there were.
@@ -109,13 +129,13 @@ fn applied_migrations(count: usize) {
 }
 
 /// How an error opening the SQLite store at `path` starts.
-pub fn opening(path: &std::path::Path) -> String {
+pub fn opening(path: &Path) -> String {
     format!("cannot open the store at {}", path.display())
 }
 
 /// Whether there is a file at `path`. One that cannot be looked at (in a directory of another
 /// user's) is an error that says so, not a store that is not there yet.
-pub fn sqlite_exists(path: &std::path::Path) -> anyhow::Result<bool> {
+pub fn sqlite_exists(path: &Path) -> anyhow::Result<bool> {
     path.try_exists().with_context(|| format!("cannot read {}", path.display()))
 }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use gatehouse_core::OrgId;
 use gatehouse_core::time::{format_rfc3339, now_micros};
 use gatehouse_server::registry::{CreatedConnector, create_connector, create_resource, replace_connector_key};
-use gatehouse_store::{KeyReplacement, Store};
+use gatehouse_store::{ConnectorInfo, KeyReplacement, Store};
 
 use super::{existing_org, open_existing_store, open_store};
 use crate::address::HostPort;
@@ -124,13 +124,13 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             }
             table.print()?;
         }
-        ConnectorsCommand::RotateKey { name, org, overlap, store } => {
+        ConnectorsCommand::RotateKey { name: given, org, overlap, store } => {
             output::ensure_stdout_open("connector key")?;
             let until = overlap.map(|overlap| now_micros().saturating_add(overlap.as_micros() as i64));
             let change = until.map_or(KeyReplacement::Rotate, |until| KeyReplacement::Overlap { until });
             let store = open_existing_store(&store).await?;
             let org_id = existing_org(store.as_ref(), &org).await?;
-            let revoked = revoked_at(store.as_ref(), org_id, &name).await?;
+            let ConnectorInfo { name, revoked, .. } = given_connector(store.as_ref(), org_id, &given).await?;
             let replaced = replace_key(store.as_ref(), org_id, &name, change).await?;
             let old = match (revoked, until) {
                 (Some(at), _) => format!(
@@ -147,12 +147,13 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
             note!("Connector {name:?} ({}) has a new key; {old}. The new key, shown only this once:", replaced.id);
             output::print_secret("connector key", &replaced.key, "rotate the key again")?;
         }
-        ConnectorsCommand::Revoke { name, org, store } => {
+        ConnectorsCommand::Revoke { name: given, org, store } => {
             // A new key nobody is shown: nothing can report as this connector until `rotate-key`.
             // An old key a rotation let overlap stops too.
             let store = open_existing_store(&store).await?;
             let org_id = existing_org(store.as_ref(), &org).await?;
-            if let Some(at) = revoked_at(store.as_ref(), org_id, &name).await? {
+            let ConnectorInfo { name, revoked, .. } = given_connector(store.as_ref(), org_id, &given).await?;
+            if let Some(at) = revoked {
                 note!(
                     "The key of connector {name:?} was revoked already, at {}: nothing changed. \
                      `gatehouse connectors rotate-key {name:?} --org {org:?}` issues a new one.",
@@ -172,9 +173,28 @@ pub async fn connectors(command: ConnectorsCommand) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// When the key of the connector named `name` was revoked, if it is.
-async fn revoked_at(store: &dyn Store, org: OrgId, name: &str) -> anyhow::Result<Option<gatehouse_core::Micros>> {
-    Ok(store.list_connectors(org).await?.into_iter().find(|c| c.name == name).and_then(|c| c.revoked))
+/// The connector `given` names: by its name or its id, or by a key of its own, its current one
+/// or one a rotation lets work on (a leaked key an operator has to hand). A key is never
+/// repeated whole: only its public prefix.
+async fn given_connector(store: &dyn Store, org: OrgId, given: &str) -> anyhow::Result<ConnectorInfo> {
+    let mut connectors = store.list_connectors(org).await?;
+    let key_prefix = given.starts_with("ghc_").then(|| super::public_prefix(given));
+    let now = now_micros();
+    // An old key once its overlap has ended is no key of the connector's any more.
+    let holds = |c: &ConnectorInfo, prefix: &str| {
+        c.key_prefix == prefix
+            || c.old_key_prefix.as_deref() == Some(prefix) && c.old_key_until.is_some_and(|t| t > now)
+    };
+    let by_name = connectors.iter().position(|c| c.name == given || c.id == given);
+    let by_key = || key_prefix.and_then(|prefix| connectors.iter().position(|c| holds(c, prefix)));
+    match (by_name.or_else(by_key), key_prefix) {
+        (Some(at), _) => Ok(connectors.swap_remove(at)),
+        (None, Some(prefix)) => anyhow::bail!(
+            "no connector of this organization holds a key with prefix {prefix:?} \
+             (`gatehouse connectors list` shows them, with their keys' prefixes)"
+        ),
+        (None, None) => anyhow::bail!("no connector named {given:?} (`gatehouse connectors list` shows them)"),
+    }
 }
 
 async fn replace_key(
