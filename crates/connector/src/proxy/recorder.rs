@@ -105,6 +105,8 @@ struct Pending {
     rows: i64,
     /// In a COPY TO STDOUT (CopyOutResponse seen), until its CommandComplete.
     copy_out: bool,
+    /// Streaming (CopyBothResponse seen): a replication stream, which a Terminate ends.
+    copy_both: bool,
     /// CopyData messages of that COPY: its rows, as far as they are known when it fails or is
     /// cut short before the CommandComplete that counts them.
     copy_data: i64,
@@ -129,6 +131,7 @@ impl Pending {
             nth: 0,
             rows: 0,
             copy_out: false,
+            copy_both: false,
             copy_data: 0,
             bytes_sent: 0,
             sqlstate: None,
@@ -397,6 +400,16 @@ impl Recorder {
                 self.copy_in = false;
                 return;
             }
+            // A client ends a replication stream with Terminate (pg_recvlogical, a standby shut
+            // down): the database stops streaming and sends nothing more, as planned.
+            b'X' => {
+                let streaming =
+                    |e: &Entry| matches!(e, Entry::Simple(p) | Entry::Execute { pending: p, .. } if p.copy_both);
+                if self.queue.front().is_some_and(streaming) {
+                    self.complete_front(now);
+                }
+                return;
+            }
             _ => return,
         };
         if let Entry::Simple(p) | Entry::Execute { pending: p, .. } = &mut entry {
@@ -423,6 +436,7 @@ impl Recorder {
                 b'd' if p.copy_out => p.copy_data += 1,
                 // Each COPY of a query counts its own rows.
                 b'H' => (p.copy_out, p.copy_data) = (true, 0),
+                b'W' => p.copy_both = true,
                 b'C' => {
                     if std::mem::take(&mut p.copy_out) {
                         p.rows += tag_rows(msg);
@@ -1984,6 +1998,29 @@ mod tests {
             run(&[msg(b'Q', b"copy t to stdout csv header\0")], &server),
             [s("copy t to stdout csv header", 1, "")]
         );
+    }
+
+    #[test]
+    fn a_replication_stream_the_client_terminates_completes() {
+        let start = msg(b'Q', b"START_REPLICATION SLOT s LOGICAL 0/0\0");
+        let streamed = [msg(b'W', b"\0\0\0"), msg(b'd', b"w...")];
+        let mut r = Recorder::default();
+        r.on_client(start.as_message_ref(), 1);
+        streamed.iter().for_each(|m| r.on_server(m.as_message_ref(), 2));
+        r.on_client(msg(b'X', b"").as_message_ref(), 7);
+        let done: Vec<_> = r.done().map(|s| (s.text, s.duration_us, s.sqlstate)).collect();
+        assert_eq!(done, [("START_REPLICATION SLOT s LOGICAL 0/0".to_owned(), 6, String::new())]);
+        // A connection lost mid-stream is cut short, as any statement.
+        let mut r = Recorder::default();
+        r.on_client(start.as_message_ref(), 1);
+        streamed.iter().for_each(|m| r.on_server(m.as_message_ref(), 2));
+        r.abandon(9, "08006", true);
+        assert_eq!(r.done().map(|s| s.sqlstate).collect::<Vec<_>>(), ["08006"]);
+        // Terminate ends nothing else: a query the client left running has its outcome awaited.
+        let mut r = Recorder::default();
+        r.on_client(msg(b'Q', b"select pg_sleep(1)\0").as_message_ref(), 1);
+        r.on_client(msg(b'X', b"").as_message_ref(), 2);
+        assert_eq!(r.done().count(), 0);
     }
 
     #[test]
