@@ -11,6 +11,15 @@ import { PAGE_SIZE, SORTS, addTerm, histogramInterval, listRequest, readView, vi
 
 /** Active sessions change on their own: their duration grows, they end. */
 const REFRESH_MS = 5000;
+/**
+ * An auto-refresh asks for the facets again only once this many times their last answer's
+ * time has passed: on a large store they take seconds (tens on SQLite at a million sessions),
+ * and each holds one of the organization's two reads meanwhile, which every other console,
+ * CLI and script of the organization waits on.
+ */
+const FACETS_BACKOFF = 5;
+/** When the facets were last asked for, and how long their answer took (ms). */
+const facetsCost = { at: 0, took: 0 };
 const $ = (id) => document.getElementById(id);
 
 let view = readView();
@@ -314,10 +323,11 @@ async function loadAggregations(shown, win, now, seq, signal, refresh, draw) {
   if (win.start) histogramRequest.histogramInterval = histogramInterval((end ? Date.parse(end) : now) - Date.parse(win.start));
   // Two calls, so the histogram (cheap) draws without waiting for the facets.
   const histogramCall = call('ListSessionAggregations', histogramRequest, { signal });
-  const facetsCall = call('ListSessionAggregations', { ...base, mode: 'facets' }, { signal });
+  const facetsDue = !refresh || failure || now - facetsCost.at >= Math.max(REFRESH_MS, FACETS_BACKOFF * facetsCost.took);
+  const facetsCall = facetsDue ? timedFacets({ ...base, mode: 'facets' }, signal) : null;
   // Awaited only after the histogram: a failure that comes first must not
   // count as unhandled in the meantime (it is handled below).
-  facetsCall.catch(() => {});
+  facetsCall?.catch(() => {});
   let failed = null;
   /** A failed refresh keeps what is on screen; a new view's counts cannot be shown. */
   const fail = (err, clear) => {
@@ -345,6 +355,8 @@ async function loadAggregations(shown, win, now, seq, signal, refresh, draw) {
   }
   if (seq !== loads) return null;
   draw(updatePager);
+  // Not due: the counts on screen stay until they are.
+  if (!facetsCall) return failed;
   try {
     const result = await facetsCall;
     if (seq !== loads) return null;
@@ -355,6 +367,15 @@ async function loadAggregations(shown, win, now, seq, signal, refresh, draw) {
     if (seq === loads) $('facets').removeAttribute('aria-busy');
   }
   return failed;
+}
+
+/** The facets call, its cost kept in facetsCost for the refreshes after it. */
+async function timedFacets(request, signal) {
+  const at = Date.now();
+  facetsCost.at = at;
+  const result = await call('ListSessionAggregations', request, { signal });
+  facetsCost.took = Date.now() - at;
+  return result;
 }
 
 /** Called when an answer lands: the label describes the rows on screen. */
