@@ -110,31 +110,28 @@ async def idle_connections(port, count):
     return conns
 
 
-def rss_per_idle_connection(pid, port, count=80):
-    """What `count` idle connections hold: RSS with them open, less RSS just
-    before they opened. A first round of as many connections, opened and
-    closed, comes before: the allocator's first pages for them, and what
-    recording their sessions' starts and ends keeps (report buffers), would
-    otherwise count, or, kept after a close, make the difference negative."""
-    async def cycle():
-        conns = await idle_connections(port, count)
-        await asyncio.sleep(1.5)
-        opened = rss_kib(pid)
+def rss_per_idle_connection(pid, port, count=80, step=20):
+    """What an idle connection holds: the growth of RSS as `count` connections open, `step` at
+    a time and all kept open, from the first `step` to the last (the first step pays for what
+    any connection needs once: the allocator's first pages, report buffers). Measured once, on
+    a process that has not had more connections before: after connections close, the memory
+    they held stays in the allocator, and the next ones take it without RSS growing (stop 50
+    read 0.0 KiB for both proxies that way)."""
+    async def measure():
+        conns, rss = [], []
+        for _ in range(count // step):
+            conns += await idle_connections(port, step)
+            await asyncio.sleep(1.5)
+            rss.append(rss_kib(pid))
         for w in conns:
             w.close()
-        await asyncio.sleep(3)
-        return opened
-
-    async def measure():
-        await cycle()
-        before = rss_kib(pid)
-        return (await cycle() - before) * 1024 / count
+        return (rss[-1] - rss[0]) * 1024 / (count - step)
     return asyncio.run(measure())
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="0: idle connections' memory only")
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--floor", action="store_true", help="also bench two bare relays: the cost of one more hop")
@@ -199,7 +196,18 @@ def main():
                 procs.append(relay)
                 wait_port(port)
                 targets.append((f"bare/{io}", port, relay.pid))
+        # Idle connections are measured first, on processes that have had none: see
+        # rss_per_idle_connection. The proxies only; the bare relays keep nothing per
+        # connection but their two sockets.
+        idle_rss = []
+        for target, port, pid in [t for t in targets if t[0] in ("gatehouse", "pgbouncer")]:
+            per_connection = rss_per_idle_connection(pid, port) / 1024
+            idle_rss.append(f"RSS per idle client connection, {target}: {per_connection:.1f} KiB "
+                            f"(from 20 to 80 connections open, before the load)")
         results = {}  # (workload, target) -> list of (tps, latency, cpu_us_per_txn, control_plane_cpu_us_per_txn)
+        if args.rounds == 0:
+            print(*idle_rss, sep="\n")
+            return
         print(f"pgbench -T {args.seconds}, {args.rounds} rounds, scale {args.scale}; PGSSLMODE=disable", flush=True)
         for round_no in range(args.rounds):
             order = targets if round_no % 2 == 0 else list(reversed(targets))
@@ -233,14 +241,7 @@ def main():
                 cp = f"{statistics.median(cps):>10.1f}" if cps else f"{'-':>10}"
                 print(f"{name:<26} {target:<10} {tps:>9.0f} {lat:>8.3f} {ratio:>9.2f} {added:>8.1f} {cpu} {cp}")
         print()
-        # The proxies; the bare relays keep nothing per connection but their two sockets.
-        for target, port, pid in [t for t in targets if t[0] in ("gatehouse", "pgbouncer")]:
-            # The allocator returns memory freed elsewhere (a report batch, say)
-            # at its own pace, so one sample can be off by a MiB: take the median.
-            samples = [rss_per_idle_connection(pid, port) / 1024 for _ in range(3)]
-            shown = ", ".join(f"{s:.1f}" for s in samples)
-            print(f"RSS per idle client connection, {target}: {statistics.median(samples):.1f} KiB "
-                  f"(80 connections; median of {shown})")
+        print(*idle_rss, sep="\n")
         with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics") as r:
             stmts = [l for l in r.read().decode().splitlines() if l.startswith("gatehouse_connector_statements_total")]
         print("connector", *stmts)
