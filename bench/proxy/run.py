@@ -121,7 +121,9 @@ def rss_per_idle_connection(pid, port, count=80, step=20):
         conns, rss = [], []
         for _ in range(count // step):
             conns += await idle_connections(port, step)
-            await asyncio.sleep(1.5)
+            # Past the 5 s after which the connector hands memory freed since back to the
+            # system (a login's, which an idle connection no longer holds).
+            await asyncio.sleep(6)
             rss.append(rss_kib(pid))
         for w in conns:
             w.close()
