@@ -239,7 +239,6 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.untaken(false);
         self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.activity.changed.notify_waiters();
     }
@@ -260,6 +259,15 @@ struct Paced {
 impl Paced {
     fn new(body: Body, busy: Busy) -> Self {
         Self { body, rest: Bytes::new(), busy, handed: false }
+    }
+}
+
+impl Drop for Paced {
+    /// An answer dropped (sent, or its stream reset) waits for nobody.
+    fn drop(&mut self) {
+        if self.handed {
+            self.busy.untaken(false);
+        }
     }
 }
 
