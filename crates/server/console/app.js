@@ -323,7 +323,8 @@ async function loadAggregations(shown, win, now, seq, signal, refresh, draw) {
   if (win.start) histogramRequest.histogramInterval = histogramInterval((end ? Date.parse(end) : now) - Date.parse(win.start));
   // Two calls, so the histogram (cheap) draws without waiting for the facets.
   const histogramCall = call('ListSessionAggregations', histogramRequest, { signal });
-  const facetsDue = !refresh || failure || now - facetsCost.at >= Math.max(REFRESH_MS, FACETS_BACKOFF * facetsCost.took);
+  // Timers drift: a floor of REFRESH_MS would skip fast facets on every other tick.
+  const facetsDue = !refresh || failure || now - facetsCost.at >= FACETS_BACKOFF * facetsCost.took;
   const facetsCall = facetsDue ? timedFacets({ ...base, mode: 'facets' }, signal) : null;
   // Awaited only after the histogram: a failure that comes first must not
   // count as unhandled in the meantime (it is handled below).
